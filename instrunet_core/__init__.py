@@ -1,0 +1,1 @@
+"""instrunet_core (placeholder, replaced by the runtime)."""

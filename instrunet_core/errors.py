@@ -1,0 +1,25 @@
+"""One exception family: every error instrunet raises on purpose is an ``InstrunetError``."""
+
+from __future__ import annotations
+
+__all__ = ["InstrunetError", "DecodeError", "InputError", "ModelError", "PluginError"]
+
+
+class InstrunetError(Exception):
+    """Base class of all instrunet errors; the message names the file or value at fault."""
+
+
+class DecodeError(InstrunetError):
+    """Audio could not be read or decoded (missing, empty, corrupt or unsupported file)."""
+
+
+class InputError(InstrunetError, ValueError):
+    """An argument or audio array is unusable (wrong shape, NaN, bad rate, bad option)."""
+
+
+class ModelError(InstrunetError):
+    """A model artifact is missing, malformed, or disagrees with its manifest."""
+
+
+class PluginError(InstrunetError):
+    """A plugin failed to load or registered something invalid."""

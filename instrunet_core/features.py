@@ -1,0 +1,297 @@
+"""The one log-mel front end, shared by the runtime and by training.
+
+Everything that turns audio into model input lives here, in numpy alone, so that
+the spectrograms a model was trained on and the ones it sees at run time are
+computed by the same code. The reference is librosa's
+``melspectrogram`` + ``power_to_db(ref=np.max)``; ``tests/test_features.py``
+checks parity within 1e-4 on the [0, 1] scale.
+
+Pipeline for one window of mono audio at 22,050 Hz:
+
+1. centred STFT (periodic Hann, ``n_fft=2048``, ``hop_length=512``, zero padding);
+2. power spectrum projected on 128 Slaney mel bands (0 Hz to Nyquist);
+3. ``10 log10`` relative to the window's maximum, floored ``top_db=80`` below it;
+4. scaled to [0, 1] by ``(dB + top_db) / top_db`` (0 is the floor, 1 the peak).
+
+A window shorter than ``window_samples`` is padded with digital silence *before*
+the transform, so padding lands on the floor (0), never on the loudest value as
+the seed's 0 dB padding did. A window with no energy at all (digital silence)
+maps to all zeros.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "FrontEnd",
+    "DEFAULT_FRONT_END",
+    "mel_filterbank",
+    "logmel",
+    "window_features",
+    "batch_features",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontEnd:
+    """Parameters of the log-mel front end (all stored in every model manifest).
+
+    Attributes
+    ----------
+    sample_rate : int
+        Rate the audio is resampled to before analysis.
+    n_fft : int
+        FFT size (and Hann window length) in samples.
+    hop_length : int
+        Samples between successive frames.
+    n_mels : int
+        Number of mel bands (model input height).
+    fmin, fmax : float
+        Frequency range of the mel filterbank in Hz; ``fmax=None`` means Nyquist.
+    frames : int
+        Frames per model window (model input width).
+    top_db : float
+        Dynamic range kept below each window's peak, in dB.
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    frames: int = 128
+    top_db: float = 80.0
+    normalization: str = "db_ref_max_top_db_to_unit"
+
+    @property
+    def window_samples(self) -> int:
+        """Samples that give exactly ``frames`` centred frames (2.949 s by default)."""
+        return (self.frames - 1) * self.hop_length
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.sample_rate
+
+    @property
+    def fmax_hz(self) -> float:
+        return float(self.sample_rate / 2 if self.fmax is None else self.fmax)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["window_samples"] = self.window_samples
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FrontEnd:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names - {"window_samples"}
+        if unknown:
+            raise InputError(f"unknown front-end parameters: {sorted(unknown)}")
+        fe = cls(**{k: v for k, v in data.items() if k in names})
+        if fe.normalization != DEFAULT_FRONT_END.normalization:
+            raise InputError(
+                f"front-end normalization {fe.normalization!r} is not supported "
+                f"(this runtime implements {DEFAULT_FRONT_END.normalization!r})"
+            )
+        if "window_samples" in data and int(data["window_samples"]) != fe.window_samples:
+            raise InputError(
+                f"window_samples={data['window_samples']} disagrees with frames and hop_length "
+                f"(expected {fe.window_samples})"
+            )
+        return fe
+
+
+DEFAULT_FRONT_END = FrontEnd()
+
+_AMIN = 1e-10
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (librosa ``htk=False``)."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = f / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = f >= min_log_hz
+    mels = np.where(log_t, min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep, mels)
+    return mels
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    freqs = f_sp * m
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = m >= min_log_mel
+    return np.where(log_t, min_log_hz * np.exp(logstep * (m - min_log_mel)), freqs)
+
+
+_FILTERBANKS: dict[tuple[int, int, int, float, float], np.ndarray] = {}
+_WINDOWS: dict[int, np.ndarray] = {}
+
+
+def mel_filterbank(fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
+    """Slaney-normalised triangular mel filterbank.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
+        Same values as ``librosa.filters.mel(sr=..., n_fft=..., n_mels=...)``.
+    """
+    key = (fe.sample_rate, fe.n_fft, fe.n_mels, fe.fmin, fe.fmax_hz)
+    cached = _FILTERBANKS.get(key)
+    if cached is not None:
+        return cached
+    fftfreqs = np.fft.rfftfreq(fe.n_fft, d=1.0 / fe.sample_rate)
+    mel_pts = np.linspace(_hz_to_mel(np.array(fe.fmin)), _hz_to_mel(np.array(fe.fmax_hz)), fe.n_mels + 2)
+    mel_f = _mel_to_hz(mel_pts)
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fftfreqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2 : fe.n_mels + 2] - mel_f[: fe.n_mels])
+    weights *= enorm[:, None]
+    fb = np.ascontiguousarray(weights, dtype=np.float32)
+    fb.setflags(write=False)
+    _FILTERBANKS[key] = fb
+    return fb
+
+
+def _hann(n: int) -> np.ndarray:
+    w = _WINDOWS.get(n)
+    if w is None:
+        w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+        w.setflags(write=False)
+        _WINDOWS[n] = w
+    return w
+
+
+def _check_audio(y: np.ndarray, what: str) -> np.ndarray:
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.floating):
+        raise InputError(f"{what}: expected floating-point audio, got dtype {y.dtype}")
+    if y.dtype != np.float32:
+        y = y.astype(np.float32)
+    if not np.all(np.isfinite(y)):
+        raise InputError(f"{what}: audio contains NaN or infinite samples")
+    return y
+
+
+def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
+    """``frames_2d``: [..., n_frames, n_fft] → mel power [..., n_mels, n_frames]."""
+    spec = np.fft.rfft(frames_2d * _hann(fe.n_fft), axis=-1)
+    power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32, copy=False)
+    return np.matmul(mel_filterbank(fe), np.swapaxes(power, -1, -2))
+
+
+def _to_unit(mel: np.ndarray, fe: FrontEnd) -> np.ndarray:
+    """Power mel [..., n_mels, n_frames] → dB re. per-item max → [0, 1]."""
+    axes = (-2, -1)
+    peak = mel.max(axis=axes, keepdims=True)
+    log_spec = 10.0 * np.log10(np.maximum(mel, _AMIN))
+    log_spec -= 10.0 * np.log10(np.maximum(peak, _AMIN))
+    out = np.clip((log_spec + fe.top_db) / fe.top_db, 0.0, 1.0).astype(np.float32, copy=False)
+    # Digital silence: no energy anywhere → the floor, not a flat "peak" image.
+    silent = peak <= _AMIN
+    if np.any(silent):
+        out = np.where(silent, np.float32(0.0), out)
+    return out
+
+
+def _frame(y: np.ndarray, fe: FrontEnd) -> np.ndarray:
+    """Centred, zero-padded framing of [..., n] → [..., 1 + n // hop, n_fft] (a view)."""
+    pad = fe.n_fft // 2
+    widths = [(0, 0)] * (y.ndim - 1) + [(pad, pad)]
+    yp = np.pad(y, widths, mode="constant")
+    win = np.lib.stride_tricks.sliding_window_view(yp, fe.n_fft, axis=-1)
+    return win[..., :: fe.hop_length, :]
+
+
+def logmel(y: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
+    """Log-mel spectrogram of mono audio, scaled to [0, 1].
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono floating-point audio at ``fe.sample_rate``.
+    fe : FrontEnd
+        Front-end parameters.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n // hop_length), dtype=float32]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from instrunet_core.features import logmel
+    >>> t = np.arange(22050) / 22050
+    >>> S = logmel(np.sin(2 * np.pi * 440 * t).astype(np.float32))
+    >>> S.shape, float(S.max())
+    ((128, 44), 1.0)
+    """
+    y = _check_audio(y, "logmel")
+    if y.ndim != 1:
+        raise InputError(f"logmel: expected mono audio of shape (n,), got shape {y.shape}")
+    return _to_unit(_power_mel(_frame(y, fe), fe), fe)
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    if y.shape[-1] >= n:
+        return y[..., :n]
+    widths = [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])]
+    return np.pad(y, widths, mode="constant")
+
+
+def window_features(y: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
+    """Model input for one window: exactly ``(n_mels, frames)``.
+
+    Audio longer than ``fe.window_samples`` is cut to its start; shorter audio is padded
+    with silence (which lands on the floor value 0).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, frames), dtype=float32]
+    """
+    y = _check_audio(y, "window_features")
+    if y.ndim != 1:
+        raise InputError(f"window_features: expected mono audio of shape (n,), got shape {y.shape}")
+    return batch_features(y[None, :], fe=fe)[0]
+
+
+def batch_features(windows: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END, chunk: int = 32) -> np.ndarray:
+    """Model inputs for a batch of windows.
+
+    Parameters
+    ----------
+    windows : np.ndarray [shape=(batch, n)]
+        Mono windows; each is cut or silence-padded to ``fe.window_samples``.
+    chunk : int
+        Windows transformed at once (bounds the temporary STFT memory).
+
+    Returns
+    -------
+    np.ndarray [shape=(batch, n_mels, frames), dtype=float32]
+    """
+    windows = _check_audio(windows, "batch_features")
+    if windows.ndim != 2:
+        raise InputError(f"batch_features: expected shape (batch, n), got shape {windows.shape}")
+    windows = _fit(windows, fe.window_samples)
+    out = np.empty((windows.shape[0], fe.n_mels, fe.frames), dtype=np.float32)
+    for i in range(0, windows.shape[0], chunk):
+        frames = _frame(windows[i : i + chunk], fe)
+        out[i : i + chunk] = _to_unit(_power_mel(frames, fe), fe)[..., : fe.frames]
+    return out

@@ -1,0 +1,455 @@
+"""Build an NSynth-format corpus from the sampled-instrument SoundFonts that Debian ships.
+
+Usage::
+
+    python -m training.corpus build --out data/corpus [--limit N] [--workers 2] [--cache cache]
+    python -m training.corpus stats data/corpus
+
+Each *instrument* is one (SoundFont, General MIDI program) pair. Every instrument is
+rendered over MIDI 21-108 (bounded by the preset) at velocities 25/50/75/100/127:
+3 s held + 1 s release, 22,050 Hz mono, peak-normalised, 16-bit WAV, written as
+``<out>/<split>/audio/<note_str>.wav`` plus ``<out>/<split>/examples.json`` in NSynth's
+schema (with extra keys ``soundfont``, ``program``, ``preset_name``, ``split``).
+
+Splits are by instrument, never by note:
+
+* ``test``  - every TimGM6mb instrument (genuinely different samples; never used to
+  train or choose anything);
+* ``valid`` - held-out General MIDI programs: the *same* programs are held out of
+  FluidR3, MuseScore General and the csound bank together, because MuseScore General
+  reuses many FluidR3 samples (a FluidR3 program in train with its MuseScore twin in
+  valid would leak);
+* ``train`` - the rest.
+
+The build is deterministic (the held-out programs come from a seeded draw), resumable
+(finished instruments are recorded in ``<out>/.parts/`` and skipped on the next run) and
+parallel over worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from instrunet_core.labels import FAMILIES
+
+from .nsynth import FAMILY_NAMES, SOURCE_NAMES, load_split, note_str
+
+SAMPLE_RATE = 22050
+HOLD_S = 3.0
+RELEASE_S = 1.0
+PITCH_RANGE = (21, 108)
+VELOCITIES = (25, 50, 75, 100, 127)
+PEAK = 0.9  # peak after normalisation (-0.9 dBFS): headroom for int16
+SILENT_PEAK = 1e-4  # renders quieter than -80 dBFS before normalisation are dropped
+SPLITS = ("train", "valid", "test")
+DEFAULT_SEED = 20261124
+
+#: General MIDI programs (0-based) per family. No synth variants.
+PROGRAMS: dict[str, tuple[int, ...]] = {
+    "brass": tuple(range(56, 62)),
+    "flute": tuple(range(72, 80)),
+    "guitar": tuple(range(24, 31)),
+    "keyboard": tuple(range(0, 8)),
+    "mallet": tuple(range(8, 15)),
+    "reed": tuple(range(64, 72)),
+    "string": (40, 41, 42, 43, 44, 45, 48, 49, 110),
+    "vocal": (52, 53),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SoundFont:
+    key: str
+    package: str
+    path: str  # inside the package
+    license: str
+    sample_group: str  # fonts that share recorded samples share a group
+    description: str
+
+
+SOUNDFONTS: tuple[SoundFont, ...] = (
+    SoundFont("fluidr3", "fluid-soundfont-gm", "usr/share/sounds/sf2/FluidR3_GM.sf2", "MIT", "fluidr3",
+              "Fluid (R3) General MIDI SoundFont, Frank Wen"),
+    SoundFont("musescore", "musescore-general-soundfont", "usr/share/sounds/sf3/MuseScore_General_Full.sf3",
+              "MIT", "fluidr3", "MuseScore General (full), S. Christian Collins; reuses many FluidR3 samples"),
+    SoundFont("csound", "csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2", "LGPL-2.1+ (csound package)",
+              "csound", "sf_GMbank General MIDI bank shipped with csound"),
+    SoundFont("timgm6mb", "timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2", "GPL-2",
+              "timgm6mb", "TimGM6mb, Tim Brechbill; genuinely different samples"),
+)
+TEST_FONT = "timgm6mb"
+
+
+@dataclasses.dataclass(frozen=True)
+class Instrument:
+    instrument: int
+    instrument_str: str
+    family: str
+    font: str
+    program: int
+    split: str
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("INSTRUNET_CACHE", Path(__file__).resolve().parent.parent / "cache"))
+
+
+def fetch_soundfonts(cache: Path, fonts: Sequence[SoundFont] = SOUNDFONTS) -> dict[str, Path]:
+    """Path of each SoundFont, fetching its Debian package into ``cache`` when needed.
+
+    A font already installed system-wide (``/<path>``) is used as is; otherwise the package
+    is fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` under
+    ``cache/soundfonts`` (no root needed once apt's lists exist; as root, ``apt-get update``
+    is run once when the package is unknown).
+    """
+    out: dict[str, Path] = {}
+    root = cache / "soundfonts" / "root"
+    debs = cache / "soundfonts" / "debs"
+    for font in fonts:
+        for candidate in (Path("/") / font.path, root / font.path):
+            if candidate.is_file():
+                out[font.key] = candidate
+                break
+        else:
+            debs.mkdir(parents=True, exist_ok=True)
+            _apt_download(font.package, debs)
+            (deb,) = sorted(debs.glob(f"{font.package}_*.deb"))[-1:]
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+            path = root / font.path
+            if not path.is_file():
+                raise FileNotFoundError(f"{deb}: does not contain {font.path}")
+            out[font.key] = path
+    return out
+
+
+def _apt_download(package: str, dest: Path) -> None:
+    def attempt() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["apt-get", "download", package], cwd=dest, capture_output=True, text=True)
+
+    if shutil.which("apt-get") is None:
+        raise RuntimeError(f"apt-get not found: install Debian package {package} or put its SoundFont in the cache")
+    r = attempt()
+    if r.returncode != 0 and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        r = attempt()
+    if r.returncode != 0:
+        raise RuntimeError(f"apt-get download {package} failed: {r.stderr.strip()}")
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def held_out_programs(seed: int = DEFAULT_SEED) -> dict[str, tuple[int, ...]]:
+    """Programs held out for ``valid`` per family (a quarter, at least one), seeded."""
+    rng = np.random.default_rng(seed)
+    held = {}
+    for fam in FAMILIES:
+        progs = PROGRAMS[fam]
+        k = max(1, int(round(len(progs) / 4)))
+        held[fam] = tuple(sorted(int(p) for p in rng.choice(progs, size=k, replace=False)))
+    return held
+
+
+def plan_instruments(seed: int = DEFAULT_SEED) -> list[Instrument]:
+    """Every (SoundFont, program) instrument with its id, NSynth name and split."""
+    held = held_out_programs(seed)
+    counters: collections.Counter[str] = collections.Counter()
+    plan = []
+    for font in SOUNDFONTS:
+        for fam in FAMILIES:
+            for prog in PROGRAMS[fam]:
+                if font.key == TEST_FONT:
+                    split = "test"
+                elif prog in held[fam]:
+                    split = "valid"
+                else:
+                    split = "train"
+                idx = counters[fam]
+                counters[fam] += 1
+                plan.append(Instrument(len(plan), f"{fam}_acoustic_{idx:03d}", fam, font.key, prog, split))
+    return plan
+
+
+def plan_notes(inst: Instrument, limit_per_instrument: int | None) -> list[tuple[int, int]]:
+    """(pitch, velocity) pairs to render for ``inst``."""
+    if limit_per_instrument is None:
+        return [(p, v) for p in range(PITCH_RANGE[0], PITCH_RANGE[1] + 1) for v in VELOCITIES]
+    # Small builds: pitches spread over the middle of the keyboard, velocities cycled.
+    n = limit_per_instrument
+    pitches = np.linspace(48, 76, n).round().astype(int) if n > 1 else np.array([60])
+    return [(int(p), VELOCITIES[(i + 3) % len(VELOCITIES)]) for i, p in enumerate(pitches)]
+
+
+def limit_plan(plan: list[Instrument], limit: int) -> dict[int, int]:
+    """With ``--limit N``: at most N notes per (split, family), spread over up to N instruments.
+
+    Returns instrument id → notes to render for it (instruments not in the dict are skipped).
+    """
+    by_group: dict[tuple[str, str], list[Instrument]] = collections.defaultdict(list)
+    for inst in plan:
+        by_group[(inst.split, inst.family)].append(inst)
+    chosen: dict[int, int] = {}
+    for group in by_group.values():
+        # Alternate fonts so that a small build still mixes sample libraries.
+        order = sorted(group, key=lambda i: (i.program, i.font))
+        take = order[: max(1, min(limit, len(order)))]
+        per = math.ceil(limit / len(take))
+        left = limit
+        for inst in take:
+            n = min(per, left)
+            if n <= 0:
+                break
+            chosen[inst.instrument] = n
+            left -= n
+    return chosen
+
+
+# --------------------------------------------------------------------------- rendering
+
+_SYNTH: Any = None
+_SFIDS: dict[str, int] = {}
+
+
+def _synth_for(font_key: str, font_path: str) -> tuple[Any, int]:
+    global _SYNTH
+    import tinysoundfont
+
+    if _SYNTH is None:
+        _SYNTH = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+    if font_key not in _SFIDS:
+        _SFIDS[font_key] = _SYNTH.sfload(font_path)
+    return _SYNTH, _SFIDS[font_key]
+
+
+def render_note(synth: Any, pitch: int, velocity: int) -> np.ndarray | None:
+    """3 s held + 1 s release, mono float32; ``None`` if the preset has no sound there."""
+    n_hold, n_rel = int(HOLD_S * SAMPLE_RATE), int(RELEASE_S * SAMPLE_RATE)
+    synth.sounds_off()
+    if not synth.noteon(0, pitch, velocity):
+        return None
+    hold = np.frombuffer(synth.generate(n_hold), dtype=np.float32)
+    synth.noteoff(0, pitch)
+    rel = np.frombuffer(synth.generate(n_rel), dtype=np.float32)
+    synth.sounds_off()
+    stereo = np.concatenate([hold, rel]).reshape(-1, 2)
+    y = stereo.mean(axis=1)
+    peak = float(np.abs(y).max())
+    if not math.isfinite(peak) or peak < SILENT_PEAK:
+        return None
+    return (y * (PEAK / peak)).astype(np.float32)
+
+
+def render_instrument(
+    inst: Instrument, font_path: str, out: str, notes: list[tuple[int, int]]
+) -> tuple[int, dict[str, Any]]:
+    """Render one instrument's notes; returns (instrument id, examples dict)."""
+    synth, sfid = _synth_for(inst.font, font_path)
+    synth.program_select(0, sfid, 0, inst.program)
+    preset = synth.sfpreset_name(sfid, 0, inst.program)
+    audio_dir = Path(out) / inst.split / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    fam_id = FAMILY_NAMES.index(inst.family)
+    idx = int(inst.instrument_str.rsplit("_", 1)[1])
+    examples: dict[str, Any] = {}
+    for pitch, velocity in notes:
+        y = render_note(synth, pitch, velocity)
+        if y is None:
+            continue
+        name = note_str(inst.family, "acoustic", idx, pitch, velocity)
+        sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
+        examples[name] = {
+            "note": 0,  # renumbered when the split is assembled
+            "note_str": name,
+            "instrument": inst.instrument,
+            "instrument_str": inst.instrument_str,
+            "pitch": pitch,
+            "velocity": velocity,
+            "sample_rate": SAMPLE_RATE,
+            "qualities": [0] * 10,
+            "qualities_str": [],
+            "instrument_family": fam_id,
+            "instrument_family_str": inst.family,
+            "instrument_source": SOURCE_NAMES.index("acoustic"),
+            "instrument_source_str": "acoustic",
+            "soundfont": inst.font,
+            "program": inst.program,
+            "preset_name": preset,
+            "split": inst.split,
+        }
+    return inst.instrument, examples
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        tmp = f.name
+    os.replace(tmp, path)
+
+
+def build(
+    out: Path,
+    *,
+    limit: int | None = None,
+    workers: int | None = None,
+    cache: Path | None = None,
+    seed: int = DEFAULT_SEED,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Render the corpus into ``out`` (resumable); returns the build summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fonts = fetch_soundfonts(cache or default_cache())
+    plan = plan_instruments(seed)
+    if limit is not None:
+        chosen = limit_plan(plan, limit)
+        jobs = [(inst, plan_notes(inst, chosen[inst.instrument])) for inst in plan if inst.instrument in chosen]
+    else:
+        jobs = [(inst, plan_notes(inst, None)) for inst in plan]
+    config = {"seed": seed, "limit": limit, "sample_rate": SAMPLE_RATE, "velocities": list(VELOCITIES),
+              "pitch_range": list(PITCH_RANGE), "hold_s": HOLD_S, "release_s": RELEASE_S}
+    cfg_path = out / ".parts" / "config.json"
+    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != config:
+        raise SystemExit(f"{out}: was built with other settings ({cfg_path}); use a new --out folder")
+    _write_json(cfg_path, config)
+    parts = out / ".parts"
+    todo = [(i, n) for i, n in jobs if not (parts / f"{i.instrument:04d}.json").is_file()]
+    workers = workers or max(1, min(os.cpu_count() or 1, 8))
+    bar = _progress(len(jobs), initial=len(jobs) - len(todo), enabled=progress)
+    # Group by font so that each worker loads few fonts (MuseScore takes seconds to load).
+    todo.sort(key=lambda j: (j[0].font, j[0].instrument))
+    if workers == 1:
+        for inst, notes in todo:
+            _, ex = render_instrument(inst, str(fonts[inst.font]), str(out), notes)
+            _write_json(parts / f"{inst.instrument:04d}.json", ex)
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futs = {pool.submit(render_instrument, inst, str(fonts[inst.font]), str(out), notes): inst
+                    for inst, notes in todo}
+            for fut in as_completed(futs):
+                iid, ex = fut.result()
+                _write_json(parts / f"{iid:04d}.json", ex)
+                bar.update(1)
+    bar.close()
+    return assemble(out, [inst for inst, _ in jobs])
+
+
+def assemble(out: Path, instruments: list[Instrument]) -> dict[str, Any]:
+    """Merge finished instruments into each split's ``examples.json`` and write ``corpus.json``."""
+    per_split: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
+    for inst in instruments:
+        ex = json.loads((out / ".parts" / f"{inst.instrument:04d}.json").read_text())
+        per_split[inst.split].update(ex)
+    counter = 0
+    for split in SPLITS:
+        for key in sorted(per_split[split]):
+            per_split[split][key]["note"] = counter
+            counter += 1
+        _write_json(out / split / "examples.json", per_split[split])
+    summary = {
+        "format": "nsynth-json-wav",
+        "sample_rate": SAMPLE_RATE,
+        "soundfonts": [dataclasses.asdict(f) for f in SOUNDFONTS],
+        "held_out_programs": {k: list(v) for k, v in held_out_programs(
+            json.loads((out / ".parts" / "config.json").read_text())["seed"]).items()},
+        "instruments": [dataclasses.asdict(i) for i in instruments],
+        "counts": counts(out),
+    }
+    _write_json(out / "corpus.json", summary)
+    return summary
+
+
+def counts(out: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """{split: {family: {"notes": n, "instruments": m}}} read back through the NSynth loader."""
+    res: dict[str, dict[str, dict[str, int]]] = {}
+    for split in SPLITS:
+        if not (out / split / "examples.json").is_file():
+            continue
+        notes = load_split(out / split, check_audio=False)
+        fam: dict[str, dict[str, int]] = {}
+        for f in FAMILIES:
+            sel = [n for n in notes if n.family_str == f]
+            fam[f] = {"notes": len(sel), "instruments": len({n.instrument for n in sel})}
+        res[split] = fam
+    return res
+
+
+class _NoBar:
+    def update(self, n: int) -> None:  # noqa: D401
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, *, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, initial=initial, unit="instrument", desc="rendering", file=sys.stderr)
+
+
+def format_stats(c: dict[str, dict[str, dict[str, int]]]) -> str:
+    splits = [s for s in SPLITS if s in c]
+    head = f"{'family':<10}" + "".join(f"{s + ' notes/instr':>22}" for s in splits)
+    lines = [head, "-" * len(head)]
+    for f in FAMILIES:
+        lines.append(f"{f:<10}" + "".join(f"{c[s][f]['notes']:>15d} / {c[s][f]['instruments']:>4d}" for s in splits))
+    lines.append(f"{'total':<10}" + "".join(
+        f"{sum(v['notes'] for v in c[s].values()):>15d} / {sum(v['instruments'] for v in c[s].values()):>4d}"
+        for s in splits))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.corpus", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="render the corpus (resumable)")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--limit", type=int, default=None, help="at most N notes per split and family (small builds)")
+    b.add_argument("--workers", type=int, default=None)
+    b.add_argument("--cache", type=Path, default=None, help="where fetched SoundFont packages go")
+    b.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    b.add_argument("--no-progress", action="store_true")
+    s = sub.add_parser("stats", help="notes and instruments per family and split")
+    s.add_argument("dir", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "build":
+        if args.limit is not None and args.limit < 1:
+            ap.error("--limit must be at least 1")
+        summary = build(args.out, limit=args.limit, workers=args.workers, cache=args.cache, seed=args.seed,
+                        progress=not args.no_progress)
+        print(format_stats(summary["counts"]))
+    else:
+        if not (args.dir / "corpus.json").is_file() and not (args.dir / "train" / "examples.json").is_file():
+            print(f"training.corpus: error: {args.dir}: not a corpus folder", file=sys.stderr)
+            return 2
+        print(format_stats(counts(args.dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
