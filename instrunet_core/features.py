@@ -192,9 +192,13 @@ def _check_audio(y: np.ndarray, what: str) -> np.ndarray:
 
 def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
     """``frames_2d``: [..., n_frames, n_fft] → mel power [..., n_mels, n_frames]."""
-    spec = np.fft.rfft(frames_2d * _hann(fe.n_fft), axis=-1)
-    power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32, copy=False)
-    return np.matmul(mel_filterbank(fe), np.swapaxes(power, -1, -2))
+    lead = frames_2d.shape[:-1]
+    spec = np.fft.rfft(frames_2d * _hann(fe.n_fft), axis=-1).reshape(-1, fe.n_fft // 2 + 1)
+    power = np.square(spec.real)
+    power += np.square(spec.imag)
+    # One GEMM over every frame of every window: [frames, bins] @ [bins, mels].
+    mel = power @ mel_filterbank(fe).T
+    return np.swapaxes(mel.reshape(*lead, fe.n_mels), -1, -2)
 
 
 def _to_unit(mel: np.ndarray, fe: FrontEnd) -> np.ndarray:

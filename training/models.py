@@ -1,0 +1,95 @@
+"""Keras definitions of the family models (TensorFlow backend).
+
+* ``baseline`` - the seed's Milestone 2 shape: two conv blocks, softmax.
+* ``seed_v3``  - the seed's final model, kept as a reference: Conv 32-64-128 (3x3, ReLU,
+  2x2 max-pool each), Flatten, Dense 256 ReLU, Dropout 0.5, softmax (about 8.5 M weights,
+  most of them in the Dense layer after Flatten).
+* ``default``  - ours: four small conv blocks with batch normalisation, then statistics
+  pooled over *time only* (mean and max), so the frequency layout that carries timbre
+  survives while the model stays small and fast; sigmoid outputs so that it can say
+  "brass and string" for a mixture (single-note accuracy is the argmax).
+
+All take ``(128, 128, 1)`` log-mel windows in [0, 1] (mel bands x frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+__all__ = ["MODELS", "build_model", "TASKS"]
+
+N_MELS = 128
+FRAMES = 128
+
+
+def _inputs() -> keras.KerasTensor:
+    return keras.Input(shape=(N_MELS, FRAMES, 1), name="mel")
+
+
+def baseline(n_labels: int = 8) -> keras.Model:
+    """The seed's Milestone 2 baseline: Conv 32 → pool → Conv 64 → pool → Dense 128 → softmax."""
+    x = inp = _inputs()
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(4)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    out = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
+    return keras.Model(inp, out, name="baseline")
+
+
+def seed_v3(n_labels: int = 8) -> keras.Model:
+    """The seed's final model (InstruNet v3)."""
+    x = inp = _inputs()
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    out = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
+    return keras.Model(inp, out, name="seed_v3")
+
+
+def _block(x: keras.KerasTensor, filters: int, pool: tuple[int, int]) -> keras.KerasTensor:
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    return layers.MaxPooling2D(pool)(x)
+
+
+def default(n_labels: int = 8, *, width: int = 16, dense: int = 128, dropout: float = 0.3) -> keras.Model:
+    """Our default: 4 conv blocks (BN, ReLU), time-pooled mean+max statistics, sigmoid outputs."""
+    x = inp = _inputs()
+    # Pool time harder than frequency early on: pitch/timbre detail lives on the mel axis.
+    x = _block(x, width, (2, 2))
+    x = _block(x, width * 2, (2, 2))
+    x = _block(x, width * 4, (2, 2))
+    x = _block(x, width * 8, (2, 2))  # → (8 mel, 8 frames, 8·width)
+    # Statistics over time, keep the mel axis: (8, 1, C) mean and max → flatten.
+    frames_left = FRAMES // 16
+    mean = layers.AveragePooling2D((1, frames_left), name="time_mean")(x)
+    peak = layers.MaxPooling2D((1, frames_left), name="time_max")(x)
+    x = layers.Concatenate()([mean, peak])
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(dense, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_labels, activation="sigmoid", name="probabilities")(x)
+    return keras.Model(inp, out, name="default")
+
+
+MODELS: dict[str, Callable[..., keras.Model]] = {"baseline": baseline, "seed_v3": seed_v3, "default": default}
+#: multiclass → softmax over single notes; multilabel → sigmoid, trained with mixtures.
+TASKS: dict[str, str] = {"baseline": "multiclass", "seed_v3": "multiclass", "default": "multilabel"}
+
+
+def build_model(name: str, n_labels: int = 8, **kwargs: object) -> keras.Model:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name](n_labels, **kwargs)

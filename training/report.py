@@ -1,0 +1,86 @@
+"""Report folder of a trained model: metrics.json, confusion_matrix.png, curves.png, summary.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instrunet_core.labels import FAMILIES
+
+__all__ = ["write_report"]
+
+
+def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    (folder / "history.json").write_text(json.dumps(history, indent=1))
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, split in zip(axes, ("valid", "test"), strict=True):
+        cm = np.array(metrics[split]["single"]["confusion"], dtype=float)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(FAMILIES)):
+            for j in range(len(FAMILIES)):
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=45, ha="right")
+        ax.set_yticks(range(len(FAMILIES)), FAMILIES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        acc = metrics[split]["single"]["accuracy"]
+        ax.set_title(f"{metrics['model']} {split} (acc {acc:.3f}, n={metrics[split]['n_single']})")
+    fig.tight_layout()
+    fig.savefig(folder / "confusion_matrix.png", dpi=90)
+    plt.close(fig)
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    ep = np.arange(1, len(history["loss"]) + 1)
+    a1.plot(ep, history["loss"], label="train loss")
+    a1.plot(ep, history["valid_loss"], label="valid loss")
+    a1.set_xlabel("epoch")
+    a1.legend()
+    a2.plot(ep, history["valid_accuracy"], label="valid accuracy")
+    a2.plot(ep, history["valid_balanced_accuracy"], label="valid balanced accuracy")
+    if not all(np.isnan(history["valid_mix_micro_f1"])):
+        a2.plot(ep, history["valid_mix_micro_f1"], label="valid mixture micro-F1")
+    a2.axvline(metrics["best_epoch"], color="grey", ls=":", label="kept epoch")
+    a2.set_xlabel("epoch")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "curves.png", dpi=90)
+    plt.close(fig)
+
+    v, t = metrics["valid"], metrics["test"]
+    lines = [
+        f"# {metrics['model']} {metrics['version']}",
+        "",
+        f"Task: {metrics['task']}; parameters: {metrics['parameters']:,}; trained {metrics['train_seconds'] / 60:.1f} min, "
+        f"{metrics['epochs_run']} epochs, kept epoch {metrics['best_epoch']}.",
+        "",
+        f"Selection: {metrics['selection']}.",
+        "",
+        "| split | notes | accuracy | balanced accuracy | macro-F1 | mixture micro-F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in (("valid (held-out programs)", v), ("test (unseen TimGM6mb instruments)", t)):
+        mix = m.get("mixture", {}).get("micro_f1")
+        lines.append(f"| {name} | {m['n_single']} | {m['single']['accuracy']:.4f} | "
+                     f"{m['single']['balanced_accuracy']:.4f} | {m['single']['macro_f1']:.4f} | "
+                     f"{'' if mix is None else f'{mix:.4f}'} |")
+    lines += ["", "Per-family recall on test:", "",
+              "| family | precision | recall | notes |", "|---|---|---|---|"]
+    for lab, pc in t["single"]["per_class"].items():
+        rec = pc["recall"]
+        lines.append(f"| {lab} | {pc['precision']:.3f} | {'' if rec is None else f'{rec:.3f}'} | {pc['support']} |")
+    lines += ["", "![confusion](confusion_matrix.png)", "", "![curves](curves.png)", ""]
+    (folder / "summary.md").write_text("\n".join(lines))

@@ -1,0 +1,299 @@
+"""Train a family model and write its report.
+
+Usage::
+
+    python -m training.train --model default --corpus data/corpus --out runs/default [--version 1.0.0]
+
+Selection rules (enforced by the code's structure, not by convention):
+
+* epochs, the kept weights and the multi-label presence thresholds are chosen on
+  ``valid`` only (:func:`fit_and_select` never receives test data);
+* the ``test`` split (unseen TimGM6mb instruments) is featurised only after the model and
+  its thresholds are frozen, by :func:`final_report`, and its numbers are written, never read
+  back by anything that chooses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np
+
+from instrunet_core.labels import FAMILIES
+
+from .dataset import ExampleSpec, cached_examples, split_notes
+from .metrics import multiclass_metrics, multilabel_metrics, pick_thresholds
+
+REPORTS = Path(__file__).resolve().parent / "reports"
+
+
+@dataclasses.dataclass
+class Config:
+    model: str
+    corpus: Path
+    out: Path
+    version: str = "1.0.0"
+    seed: int = 1234
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    n_train: int = 48000
+    n_valid: int = 4000
+    n_valid_mix: int = 1500
+    n_test_mix: int = 2000
+    mix_prob: float = 0.4
+    augment: bool = True
+    patience: int = 5
+    time_budget_min: float | None = None
+    cache: Path = Path("cache/examples")
+    report_dir: Path | None = None
+    workers: int | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _as_input(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32)[..., None]
+
+
+class _Batches:
+    """Shuffled float32 batches from a float16 array without copying the whole set."""
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray, batch_size: int, seed: int):
+        import keras
+
+        class Seq(keras.utils.PyDataset):
+            def __init__(s) -> None:
+                super().__init__()
+                s.rng = np.random.default_rng(seed)
+                s.order = s.rng.permutation(len(X))
+
+            def __len__(s) -> int:
+                return math.ceil(len(X) / batch_size)
+
+            def __getitem__(s, i: int) -> tuple[np.ndarray, np.ndarray]:
+                idx = np.sort(s.order[i * batch_size : (i + 1) * batch_size])
+                return _as_input(X[idx]), Y[idx]
+
+            def on_epoch_end(s) -> None:
+                s.order = s.rng.permutation(len(X))
+
+        self.seq = Seq()
+
+
+def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    out = [model.predict_on_batch(_as_input(X[i : i + batch_size])) for i in range(0, len(X), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
+                   valid: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, dict[str, Any]]:
+    """Train on ``train``; choose epoch and weights on ``valid``. Never sees test data."""
+    import keras
+
+    from .models import build_model
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg.model, len(FAMILIES))
+    X, Y = train
+    steps = math.ceil(len(X) / cfg.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, alpha=0.05)
+    loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+    Xv, Yv = valid["single"]
+    history: dict[str, list[float]] = {"loss": [], "valid_loss": [], "valid_accuracy": [],
+                                       "valid_balanced_accuracy": [], "valid_mix_micro_f1": [], "score": [],
+                                       "seconds": []}
+    best: dict[str, Any] = {"score": -1.0, "epoch": -1, "weights": None}
+    t0 = time.time()
+    stale = 0
+    batches = _Batches(X, Y, cfg.batch_size, cfg.seed)
+    for epoch in range(cfg.epochs):
+        h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0)
+        pv = predict(model, Xv)
+        mc = multiclass_metrics(Yv.argmax(1), pv.argmax(1))
+        eps = 1e-7
+        if task == "multilabel":
+            vl = float(-np.mean(Yv * np.log(pv + eps) + (1 - Yv) * np.log(1 - pv + eps)))
+            pm = predict(model, valid["mix"][0])
+            mix_f1 = multilabel_metrics(valid["mix"][1], pm, 0.5)["micro_f1"]
+            score = 0.5 * mc["balanced_accuracy"] + 0.5 * mix_f1
+        else:
+            vl = float(-np.mean(np.sum(Yv * np.log(pv + eps), axis=1)))
+            mix_f1 = float("nan")
+            score = mc["balanced_accuracy"]
+        history["loss"].append(float(h.history["loss"][-1]))
+        history["valid_loss"].append(vl)
+        history["valid_accuracy"].append(mc["accuracy"])
+        history["valid_balanced_accuracy"].append(mc["balanced_accuracy"])
+        history["valid_mix_micro_f1"].append(mix_f1)
+        history["score"].append(score)
+        history["seconds"].append(time.time() - t0)
+        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} valid loss {vl:.4f} "
+              f"acc {mc['accuracy']:.4f} bal {mc['balanced_accuracy']:.4f} mixF1 {mix_f1:.4f} "
+              f"score {score:.4f} [{time.time() - t0:.0f}s]", flush=True)
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights()}
+            stale = 0
+            cfg.out.mkdir(parents=True, exist_ok=True)
+            model.save(cfg.out / f"{cfg.model}.best.keras")  # survives an interrupted run
+        else:
+            stale += 1
+        if stale >= cfg.patience:
+            print(f"early stop: no valid improvement in {cfg.patience} epochs", flush=True)
+            break
+        if cfg.time_budget_min is not None and (time.time() - t0) / 60 * (epoch + 2) / (epoch + 1) > cfg.time_budget_min:
+            print(f"time budget of {cfg.time_budget_min} min reached", flush=True)
+            break
+    model.set_weights(best["weights"])
+    info: dict[str, Any] = {"best_epoch": best["epoch"], "best_valid_score": best["score"],
+                            "epochs_run": len(history["loss"]), "train_seconds": time.time() - t0,
+                            "history": history}
+    if task == "multilabel":
+        pv = np.concatenate([predict(model, Xv), predict(model, valid["mix"][0])])
+        yv = np.concatenate([Yv, valid["mix"][1]])
+        info["thresholds"] = dict(zip(FAMILIES, pick_thresholds(yv, pv), strict=True))
+    return model, info
+
+
+def evaluate(model: Any, task: str, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+             thresholds: dict[str, float] | None) -> dict[str, Any]:
+    Xs, Ys = sets["single"]
+    p = predict(model, Xs)
+    res: dict[str, Any] = {"single": multiclass_metrics(Ys.argmax(1), p.argmax(1)), "n_single": int(len(Xs))}
+    if "mix" in sets:
+        pm = predict(model, sets["mix"][0])
+        if task == "multilabel":
+            th = np.array([thresholds[f] for f in FAMILIES]) if thresholds else 0.5
+            res["mixture"] = multilabel_metrics(sets["mix"][1], pm, th)
+        else:
+            # A softmax model can only name one family: score its argmax as a one-label answer.
+            one = np.zeros_like(pm)
+            one[np.arange(len(pm)), pm.argmax(1)] = 1.0
+            res["mixture"] = multilabel_metrics(sets["mix"][1], one, 0.5)
+        res["n_mixture"] = int(len(sets["mix"][0]))
+    return res
+
+
+def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
+                 valid: dict[str, tuple[np.ndarray, np.ndarray]], corpus_counts: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the frozen model on valid, then - last - on the unseen-instrument test split."""
+    thresholds = info.get("thresholds")
+    test_notes = split_notes(cfg.corpus, "test")
+    test = {
+        "single": cached_examples(cfg.corpus, ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False,
+                                                          random_crop=False), cfg.cache, workers=cfg.workers,
+                                  progress=cfg.progress)[:2],
+        "mix": cached_examples(cfg.corpus, ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0,
+                                                       random_crop=False), cfg.cache, workers=cfg.workers,
+                               progress=cfg.progress)[:2],
+    }
+    metrics = {
+        "model": cfg.model,
+        "version": cfg.version,
+        "task": task,
+        "labels": list(FAMILIES),
+        "parameters": int(model.count_params()),
+        "train_seconds": round(info["train_seconds"], 1),
+        "epochs_run": info["epochs_run"],
+        "best_epoch": info["best_epoch"],
+        "thresholds": thresholds,
+        "selection": "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing",
+        "valid": evaluate(model, task, valid, thresholds),
+        "test": evaluate(model, task, test, thresholds),
+        "corpus": corpus_counts,
+        "config": cfg.to_dict(),
+    }
+    return metrics
+
+
+def _corpus_counts(corpus: Path) -> dict[str, Any]:
+    info = corpus / "corpus.json"
+    if info.is_file():
+        data = json.loads(info.read_text())
+        return {"counts": data.get("counts"), "soundfonts": [f["key"] for f in data.get("soundfonts", [])]}
+    return {}
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    from .models import TASKS
+    from .report import write_report
+
+    task = TASKS[cfg.model]
+    mix_prob = cfg.mix_prob
+    # One cached training set serves every model: multiclass models keep its single-note rows.
+    Xt, Yt, _ = cached_examples(cfg.corpus, ExampleSpec("train", cfg.n_train, cfg.seed, mix_prob=mix_prob,
+                                                        augment=cfg.augment), cfg.cache, workers=cfg.workers,
+                                progress=cfg.progress)
+    if task == "multiclass":
+        keep = Yt.sum(1) == 1
+        Xt, Yt = Xt[keep], Yt[keep]
+    valid = {
+        "single": cached_examples(cfg.corpus, ExampleSpec("valid", cfg.n_valid, cfg.seed + 1, random_crop=False),
+                                  cfg.cache, workers=cfg.workers, progress=cfg.progress)[:2],
+        "mix": cached_examples(cfg.corpus, ExampleSpec("valid", cfg.n_valid_mix, cfg.seed + 2, mix_prob=1.0,
+                                                       random_crop=False), cfg.cache, workers=cfg.workers,
+                               progress=cfg.progress)[:2],
+    }
+    print(f"{cfg.model}: {len(Xt)} training examples ({task})", flush=True)
+    model, info = fit_and_select(cfg, task, (Xt, Yt), valid)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    model_path = cfg.out / f"{cfg.model}.keras"
+    model.save(model_path)
+    (cfg.out / "history.json").write_text(json.dumps(info["history"], indent=1))
+    metrics = final_report(cfg, task, model, info, valid, _corpus_counts(cfg.corpus))
+    report_dir = cfg.report_dir or REPORTS / cfg.model / cfg.version
+    write_report(report_dir, metrics, info["history"])
+    (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    print(f"saved {model_path}; report in {report_dir}", flush=True)
+    print(f"test accuracy {metrics['test']['single']['accuracy']:.4f} "
+          f"balanced {metrics['test']['single']['balanced_accuracy']:.4f}", flush=True)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a family model.")
+    ap.add_argument("--model", required=True, choices=["baseline", "seed_v3", "default"])
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    for f in dataclasses.fields(Config):
+        if f.name in {"model", "corpus", "out", "progress"}:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool",):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif f.name in {"cache", "report_dir"}:
+            ap.add_argument(flag, type=Path, default=f.default)
+        elif f.name in {"time_budget_min", "lr", "mix_prob"}:
+            ap.add_argument(flag, type=float, default=f.default)
+        elif f.name == "version":
+            ap.add_argument(flag, default=f.default)
+        else:
+            ap.add_argument(flag, type=int, default=f.default)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    kw = {k: v for k, v in vars(args).items() if k != "quiet"}
+    cfg = Config(**kw, progress=not args.quiet)
+    if not (cfg.corpus / "train" / "examples.json").is_file():
+        print(f"training.train: error: {cfg.corpus}: no train/examples.json (build the corpus first)", file=sys.stderr)
+        return 2
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
