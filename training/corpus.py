@@ -88,7 +88,7 @@ SOUNDFONTS: tuple[SoundFont, ...] = (
               "Fluid (R3) General MIDI SoundFont, Frank Wen"),
     SoundFont("musescore", "musescore-general-soundfont", "usr/share/sounds/sf3/MuseScore_General_Full.sf3",
               "MIT", "fluidr3", "MuseScore General (full), S. Christian Collins; reuses many FluidR3 samples"),
-    SoundFont("csound", "csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2", "LGPL-2.1+ (csound package)",
+    SoundFont("csound", "csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2", "public domain (Debian copyright of csound: 'Public Domain in its license field')",
               "csound", "sf_GMbank General MIDI bank shipped with csound"),
     SoundFont("timgm6mb", "timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2", "GPL-2",
               "timgm6mb", "TimGM6mb, Tim Brechbill; genuinely different samples"),

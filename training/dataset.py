@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd, batch_features
 from instrunet_core.labels import FAMILIES
@@ -123,7 +124,10 @@ def _chunk(args: tuple[ExampleSpec, int, int, FrontEnd]) -> tuple[np.ndarray, np
             picks = [(chunk_index * CHUNK + j) % len(notes)]
         mix = np.zeros(n, dtype=np.float32)
         for m, idx in enumerate(picks):
-            y = _crop(load_audio(notes[idx]), n, rng if spec.random_crop else None)
+            y = load_audio(notes[idx])
+            if notes[idx].sample_rate != fe.sample_rate:  # e.g. real NSynth at 16 kHz
+                y = soxr.resample(y, notes[idx].sample_rate, fe.sample_rate, quality="HQ").astype(np.float32)
+            y = _crop(y, n, rng if spec.random_crop else None)
             gain = 1.0 if m == 0 else 10 ** (rng.uniform(*spec.mix_gain_db) / 20)
             mix += gain * y
             targets[j, notes[idx].label] = 1.0

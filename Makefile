@@ -1,0 +1,51 @@
+# The README's two commands:  `make demo`  and  `make test`.
+# Both create the project-local environment .venv (Python packages only; the corpus
+# builder fetches Debian SoundFont packages itself with apt-get download).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip -q --disable-pip-version-check
+
+.PHONY: demo test lint bench corpus train export examples clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Runtime only (numpy, onnxruntime, pluggy, soundfile, soxr) + matplotlib for --plot.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot]'
+	touch $@
+
+# Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
+# the baseline model plugin, and tinysoundfont (--no-deps: its pyaudio requirement is for
+# playback only and does not build).
+$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline
+	$(PIP) install --no-deps tinysoundfont
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(BIN)/instrunet classify examples/solo_flute.wav examples/ensemble.flac
+	$(BIN)/instrunet analyze examples/ensemble.flac --json out/ensemble.json --plot out/ensemble.png
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check instrunet_core training export tests benchmarks plugins
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md
+
+corpus: $(VENV)/.dev
+	$(BIN)/python -m training.corpus build --out data/corpus
+
+train: $(VENV)/.dev
+	$(BIN)/python -m training.train --model default --corpus data/corpus --out runs/default
+
+examples: $(VENV)/.dev
+	$(BIN)/python -m training.examples --out examples
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

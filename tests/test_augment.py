@@ -1,0 +1,144 @@
+"""Waveform augmentation: determinism, shape and range contracts, the identity config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from instrunet_core.features import DEFAULT_FRONT_END
+from training.augment import AugmentConfig, augment, augment_with_log
+
+SR = DEFAULT_FRONT_END.sample_rate
+N = DEFAULT_FRONT_END.window_samples
+
+ALL_ON = AugmentConfig(**{f.name: 1.0 for f in dataclasses.fields(AugmentConfig) if f.name.startswith("p_")})
+
+
+def _note(seed: int = 0, n: int = N) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SR
+    f0 = 110 * 2 ** rng.uniform(0, 4)
+    y = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)) * np.exp(-t * rng.uniform(0.3, 3))
+    y = y + 0.01 * rng.standard_normal(n)
+    return (0.9 * y / np.abs(y).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("config", [AugmentConfig(), ALL_ON], ids=["default", "all_on"])
+def test_same_seed_bit_identical(config: AugmentConfig) -> None:
+    y = _note(1)
+    for seed in range(6):
+        a, log_a = augment_with_log(y, sr=SR, rng=np.random.default_rng(seed), config=config)
+        b, log_b = augment_with_log(y, sr=SR, rng=np.random.default_rng(seed), config=config)
+        assert a.tobytes() == b.tobytes()
+        assert log_a == log_b
+
+
+def test_state_does_not_leak_between_calls() -> None:
+    """A clip's output does not depend on what was augmented before it (plugins are fresh)."""
+    y, other = _note(2), _note(3)
+    ref = augment(y, sr=SR, rng=np.random.default_rng(7), config=ALL_ON)
+    augment(other, sr=SR, rng=np.random.default_rng(8), config=ALL_ON)
+    assert augment(y, sr=SR, rng=np.random.default_rng(7), config=ALL_ON).tobytes() == ref.tobytes()
+
+
+def test_different_seeds_differ() -> None:
+    y = _note(4)
+    outs = [augment(y, sr=SR, rng=np.random.default_rng(s), config=ALL_ON) for s in range(4)]
+    for i in range(len(outs)):
+        for j in range(i + 1, len(outs)):
+            assert not np.array_equal(outs[i], outs[j])
+
+
+@pytest.mark.parametrize("n", [1, 300, 4096, N, 88200])
+def test_contract_length_dtype_finite_peak(n: int) -> None:
+    y = _note(5, n)
+    for seed in range(4):
+        for config in (AugmentConfig(), ALL_ON):
+            z = augment(y, sr=SR, rng=np.random.default_rng(seed), config=config)
+            assert z.shape == y.shape and z.dtype == np.float32
+            assert np.all(np.isfinite(z))
+            assert float(np.abs(z).max()) <= 1.0
+
+
+def test_loud_effects_are_renormalised() -> None:
+    cfg = dataclasses.replace(AugmentConfig.none(), p_gain=1.0, gain_db=(20.0, 20.0))
+    z, log = augment_with_log(_note(6), sr=SR, rng=np.random.default_rng(0), config=cfg)
+    assert log == [{"effect": "gain", "gain_db": 20.0}]
+    assert float(np.abs(z).max()) == 1.0
+
+
+def test_none_is_identity() -> None:
+    y = _note(7)
+    z, log = augment_with_log(y, sr=SR, rng=np.random.default_rng(0), config=AugmentConfig.none())
+    assert log == []
+    assert z.dtype == np.float32 and z.tobytes() == y.tobytes()
+    assert z is not y  # a copy: the caller's buffer is never modified
+    y64 = y.astype(np.float64)
+    assert augment(y64, sr=SR, rng=np.random.default_rng(0), config=AugmentConfig.none()).tobytes() == y.tobytes()
+
+
+def test_input_not_modified() -> None:
+    y = _note(8)
+    keep = y.copy()
+    augment(y, sr=SR, rng=np.random.default_rng(0), config=ALL_ON)
+    assert np.array_equal(y, keep)
+
+
+def test_silence_stays_finite() -> None:
+    for config in (AugmentConfig(), ALL_ON):
+        for seed in range(4):
+            z = augment(np.zeros(N, np.float32), sr=SR, rng=np.random.default_rng(seed), config=config)
+            assert z.shape == (N,) and np.all(np.isfinite(z)) and float(np.abs(z).max()) <= 1.0
+
+
+def test_empty_and_bad_input() -> None:
+    rng = np.random.default_rng(0)
+    assert augment(np.zeros(0, np.float32), sr=SR, rng=rng).shape == (0,)
+    with pytest.raises(ValueError, match="mono"):
+        augment(np.zeros((2, 100), np.float32), sr=SR, rng=rng)
+    with pytest.raises(ValueError, match="NaN"):
+        augment(np.array([0.0, np.nan], np.float32), sr=SR, rng=rng)
+    with pytest.raises(ValueError, match="floating"):
+        augment(np.zeros(10, np.int16), sr=SR, rng=rng)
+
+
+def test_each_effect_runs_and_is_logged() -> None:
+    seen: set[str] = set()
+    for seed in range(8):
+        _, log = augment_with_log(_note(seed), sr=SR, rng=np.random.default_rng(seed), config=ALL_ON)
+        seen |= {e["effect"] for e in log}
+    assert seen == {"pitch", "offset", "reverb", "noise", "highpass", "lowpass", "peak_eq", "low_shelf",
+                    "high_shelf", "gain", "distortion", "compressor", "mp3"}
+
+
+def test_noise_snr() -> None:
+    y = _note(9)
+    cfg = dataclasses.replace(AugmentConfig.none(), p_noise=1.0, noise_snr_db=(20.0, 20.0), p_pink=0.0)
+    z = augment(y, sr=SR, rng=np.random.default_rng(0), config=cfg)
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((z - y).astype(np.float64) ** 2))
+    assert snr == pytest.approx(20.0, abs=0.1)
+
+
+def test_offset_moves_onset() -> None:
+    y = np.zeros(N, np.float32)
+    y[1000] = 0.5
+    cfg = dataclasses.replace(AugmentConfig.none(), p_offset=1.0, offset_ms=(10.0, 10.0))
+    z = augment(y, sr=SR, rng=np.random.default_rng(0), config=cfg)
+    assert int(np.argmax(z)) == 1000 + round(0.010 * SR)
+
+
+def test_config_roundtrip_and_validation() -> None:
+    cfg = AugmentConfig(p_mp3=0.0, noise_snr_db=(5, 30))
+    d = cfg.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert AugmentConfig.from_dict(d) == cfg
+    assert all(v == 0.0 for k, v in AugmentConfig.none().to_dict().items() if k.startswith("p_"))
+    with pytest.raises(ValueError, match="probability"):
+        AugmentConfig(p_reverb=1.5)
+    with pytest.raises(ValueError, match="low <= high"):
+        AugmentConfig(gain_db=(6.0, -6.0))
+    with pytest.raises(ValueError, match="unknown"):
+        AugmentConfig.from_dict({"p_flanger": 0.5})

@@ -1,0 +1,158 @@
+"""The SoundFont corpus builder: a tiny real build, the split rule on the full plan, resuming, stats."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import training.corpus as corpus
+from instrunet_core.labels import FAMILIES
+from training.nsynth import load_audio, load_split
+
+SPLITS = ("train", "valid", "test")
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # On a fresh machine this fetches the Debian SoundFont packages (apt-get download): CI builds for real.
+    out = tmp_path_factory.mktemp("corpus")
+    assert corpus.main(["build", "--out", str(out), "--limit", "2", "--workers", "1", "--no-progress"]) == 0
+    return out
+
+
+# --------------------------------------------------------------------------- the plan (no rendering)
+
+
+def test_plan_splits_by_instrument_and_program() -> None:
+    plan = corpus.plan_instruments()
+    fonts = {f.key: f for f in corpus.SOUNDFONTS}
+    assert len(plan) == len(fonts) * sum(len(p) for p in corpus.PROGRAMS.values())
+    assert [i.instrument for i in plan] == list(range(len(plan)))
+    assert len({i.instrument_str for i in plan}) == len(plan)
+    assert len({(i.font, i.program) for i in plan}) == len(plan)
+    for split in SPLITS:
+        assert {i.family for i in plan if i.split == split} == set(FAMILIES), split
+    # test: exactly the TimGM6mb instruments
+    assert {i.split for i in plan if i.font == corpus.TEST_FONT} == {"test"}
+    assert {i.font for i in plan if i.split == "test"} == {corpus.TEST_FONT}
+    # valid/train: a program has one split across every other font (so never FluidR3 vs MuseScore)
+    split_of_program: dict[int, set[str]] = collections.defaultdict(set)
+    for i in plan:
+        if i.font != corpus.TEST_FONT:
+            split_of_program[i.program].add(i.split)
+    assert all(len(s) == 1 for s in split_of_program.values()), split_of_program
+    held = corpus.held_out_programs()
+    for i in plan:
+        if i.font != corpus.TEST_FONT:
+            assert (i.split == "valid") == (i.program in held[i.family])
+    # per sample group: no program in both train and valid
+    groups: dict[str, dict[str, set[int]]] = collections.defaultdict(lambda: collections.defaultdict(set))
+    for i in plan:
+        groups[fonts[i.font].sample_group][i.split].add(i.program)
+    for group, by_split in groups.items():
+        assert not by_split["train"] & by_split["valid"], group
+    assert fonts["fluidr3"].sample_group == fonts["musescore"].sample_group
+
+
+def test_held_out_programs_are_seeded() -> None:
+    a, b = corpus.held_out_programs(), corpus.held_out_programs()
+    assert a == b
+    for fam in FAMILIES:
+        assert 1 <= len(a[fam]) < len(corpus.PROGRAMS[fam]) and set(a[fam]) <= set(corpus.PROGRAMS[fam])
+
+
+# --------------------------------------------------------------------------- a small real build
+
+
+def _examples(root: Path, split: str) -> dict:
+    return json.loads((root / split / "examples.json").read_text())
+
+
+def test_every_split_has_every_family(small_corpus: Path) -> None:
+    for split in SPLITS:
+        notes = load_split(small_corpus / split)
+        assert {n.family_str for n in notes} == set(FAMILIES), split
+        assert all(n.extra["split"] == split for n in notes)
+    assert (small_corpus / "corpus.json").is_file()
+
+
+def test_wav_format_and_loader(small_corpus: Path) -> None:
+    n_expected = int((corpus.HOLD_S + corpus.RELEASE_S) * corpus.SAMPLE_RATE)
+    for split in SPLITS:
+        for note in load_split(small_corpus / split):
+            info = sf.info(note.path)
+            assert (info.samplerate, info.channels, info.subtype, info.frames) == (22050, 1, "PCM_16", n_expected)
+            y = load_audio(note)
+            assert y.dtype == np.float32 and y.shape == (n_expected,)
+            assert 0.5 < float(np.abs(y).max()) <= corpus.PEAK + 1e-3
+
+
+def test_no_instrument_in_two_splits(small_corpus: Path) -> None:
+    fonts = {f.key: f for f in corpus.SOUNDFONTS}
+    seen_inst: dict[int, str] = {}
+    seen_pair: dict[tuple[str, int], str] = {}
+    group_programs: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
+    numbers = []
+    for split in SPLITS:
+        for e in _examples(small_corpus, split).values():
+            assert seen_inst.setdefault(e["instrument"], split) == split
+            assert seen_pair.setdefault((e["soundfont"], e["program"]), split) == split
+            group_programs[(fonts[e["soundfont"]].sample_group, split)].add(e["program"])
+            numbers.append(e["note"])
+    assert sorted(numbers) == list(range(len(numbers)))
+    for group in {f.sample_group for f in corpus.SOUNDFONTS}:
+        assert not group_programs[(group, "train")] & group_programs[(group, "valid")], group
+
+
+def test_resume_renders_nothing_and_is_identical(small_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = {s: (small_corpus / s / "examples.json").read_bytes() for s in SPLITS}
+    wav_times = {p: p.stat().st_mtime_ns for p in small_corpus.glob("*/audio/*.wav")}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished instrument was rendered again")
+
+    monkeypatch.setattr(corpus, "render_instrument", refuse)
+    corpus.build(small_corpus, limit=2, workers=1, progress=False)
+    assert {s: (small_corpus / s / "examples.json").read_bytes() for s in SPLITS} == before
+    assert {p: p.stat().st_mtime_ns for p in small_corpus.glob("*/audio/*.wav")} == wav_times
+
+
+def test_other_settings_refused(small_corpus: Path) -> None:
+    with pytest.raises(SystemExit, match="other settings"):
+        corpus.build(small_corpus, limit=3, workers=1, progress=False)
+
+
+def test_stats_cli(small_corpus: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert corpus.main(["stats", str(small_corpus)]) == 0
+    text = capsys.readouterr().out
+    lines = text.strip().splitlines()
+    assert all(s in lines[0] for s in SPLITS)
+    c = corpus.counts(small_corpus)
+    for fam in FAMILIES:
+        (row,) = [ln for ln in lines if ln.split()[0] == fam]
+        numbers = [int(x) for x in row.replace("/", " ").split()[1:]]
+        assert numbers == [v for s in SPLITS for v in (c[s][fam]["notes"], c[s][fam]["instruments"])]
+    total = [int(x) for x in lines[-1].replace("/", " ").split()[1:]]
+    assert total[0::2] == [len(_examples(small_corpus, s)) for s in SPLITS]
+    assert corpus.main(["stats", str(tmp_path)]) == 2
+    assert "not a corpus folder" in capsys.readouterr().err
+
+
+def test_spectrogram_figure(small_corpus: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from training.figures import main as figures_main
+    from training.figures import pick_examples
+
+    ex = pick_examples(load_split(small_corpus / "valid"), per_family=2, seed=0)
+    assert set(ex) == set(FAMILIES) and all(len(v) == 2 for v in ex.values())
+    assert all(len({n.instrument for n in v}) == 2 for v in ex.values())  # different instruments
+    assert figures_main(["--corpus", str(small_corpus), "--split", "train", "test", "--per-family", "2",
+                         "--out", str(tmp_path / "s.png")]) == 0
+    for split in ("train", "test"):
+        png = tmp_path / f"s_{split}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 400_000
