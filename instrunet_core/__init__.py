@@ -1,1 +1,57 @@
-"""instrunet_core (placeholder, replaced by the runtime)."""
+"""instrunet_core: which instrument families play in a recording.
+
+A framework-agnostic runtime (numpy + onnxruntime + pluggy) for InstruNet models:
+log-mel CNNs exported to ONNX that classify NSynth's eight acoustic instrument
+families. It never imports TensorFlow or Keras.
+
+Examples
+--------
+>>> import instrunet_core
+>>> model = instrunet_core.load_model()  # doctest: +SKIP
+>>> analysis = instrunet_core.analyze("song.wav", model=model)  # doctest: +SKIP
+>>> analysis.label, [i.label for i in analysis.instruments]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .analysis import Analysis, analyze
+from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
+from .features import FrontEnd
+from .hookspecs import hookimpl
+from .labels import FAMILIES
+from .model import Model, Prediction, load_model
+from .plugins import build_registry, get_registry, list_models
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("instrunet")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+__version__ = _version()
+
+__all__ = [
+    "__version__",
+    "load_model",
+    "analyze",
+    "Model",
+    "Prediction",
+    "Analysis",
+    "FrontEnd",
+    "FAMILIES",
+    "hookimpl",
+    "errors",
+    "InstrunetError",
+    "DecodeError",
+    "InputError",
+    "ModelError",
+    "PluginError",
+    "list_models",
+    "get_registry",
+    "build_registry",
+]

@@ -1,0 +1,35 @@
+"""Built-in plugin: the packaged models and the ``json`` writer.
+
+Registered through the same hooks as third-party plugins. Packaged models live at
+``instrunet_core/models/<name>/<version>/manifest.json`` (next to ``model.onnx``);
+the model named :data:`DEFAULT_MODEL_NAME` is flagged as the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..hookspecs import hookimpl
+from ..writers import write_json
+
+__all__ = ["MODELS_DIR", "DEFAULT_MODEL_NAME", "instrunet_register_models", "instrunet_register_writers"]
+
+#: Where packaged model artifacts live.
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: Name of the packaged default model.
+DEFAULT_MODEL_NAME = "family"
+
+
+@hookimpl
+def instrunet_register_models(register: Any) -> None:
+    if not MODELS_DIR.is_dir():
+        return
+    for manifest in sorted(MODELS_DIR.glob("*/*/manifest.json")):
+        name = manifest.parent.parent.name
+        register(name, manifest.parent, default=(name == DEFAULT_MODEL_NAME))
+
+
+@hookimpl
+def instrunet_register_writers(register: Any) -> None:
+    register("json", write_json)

@@ -1,0 +1,108 @@
+"""Plugin hook specifications (pluggy project name ``"instrunet"``).
+
+A plugin is a module (or any object) with functions decorated by
+:data:`hookimpl`, exposed through the ``instrunet`` entry-point group::
+
+    # pyproject.toml of the plugin package
+    [project.entry-points.instrunet]
+    my_plugin = "my_package.instrunet_plugin"
+
+Every hook receives a ``register`` callback. The core decides naming, de-duplication
+and error handling: a hook that raises, or registers something invalid, is reported
+(``instrunet plugins`` shows an error row and a warning is issued) and never breaks
+the host. See ``docs/plugins.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+__all__ = [
+    "PROJECT_NAME",
+    "hookspec",
+    "hookimpl",
+    "instrunet_register_models",
+    "instrunet_register_analyzers",
+    "instrunet_register_writers",
+]
+
+PROJECT_NAME = "instrunet"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def instrunet_register_models(register: Any) -> None:
+    """Register model artifacts.
+
+    Call ``register(name, manifest_path_or_dir, *, default=False)`` once per model
+    version. ``manifest_path_or_dir`` is a ``manifest.json`` file or the directory
+    holding it (next to ``model.onnx``). ``name`` must equal the manifest's
+    ``name``; the version is read from the manifest. ``default=True`` asks for this
+    model name to be the one :func:`instrunet_core.load_model` uses without a name
+    (a third-party default overrides the built-in one).
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from instrunet_core import hookimpl
+    >>> @hookimpl
+    ... def instrunet_register_models(register):
+    ...     register("birds", Path(__file__).parent / "models" / "birds" / "1.0.0")
+    """
+
+
+@hookspec
+def instrunet_register_analyzers(register: Any) -> None:
+    """Register analyzers that add results to :attr:`Analysis.extras`.
+
+    Call ``register(name, func)``. After the timeline is computed,
+    :func:`instrunet_core.analyze` calls ``func(context)`` with an
+    :class:`instrunet_core.analysis.AnalysisContext` and stores the returned
+    JSON-ready dict under ``analysis.extras[name]``. If ``func`` raises, the entry
+    becomes ``{"error": "<ExceptionType>: <message>"}`` and the analysis goes on.
+
+    The context gives ``context.audio()`` (whole file, mono float32 at 22,050 Hz,
+    decoded on first use), ``context.segment_audio(i)`` (audio of timeline
+    segment ``i``), ``context.times`` (``(T, 2)`` start/end seconds),
+    ``context.probabilities`` (``(T, n_labels)``), ``context.rms_db``,
+    ``context.silent``, ``context.labels`` and ``context.sample_rate``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from instrunet_core import hookimpl
+    >>> def loudness(context):
+    ...     y = context.audio()
+    ...     return {"peak": float(np.max(np.abs(y)))}
+    >>> @hookimpl
+    ... def instrunet_register_analyzers(register):
+    ...     register("loudness", loudness)
+    """
+
+
+@hookspec
+def instrunet_register_writers(register: Any) -> None:
+    """Register output formats for analyses.
+
+    Call ``register(format_name, writer)`` where ``writer(analysis, path)`` writes an
+    :class:`instrunet_core.Analysis` to ``path``. ``instrunet analyze FILE --format
+    NAME --out PATH`` uses it. The built-in ``json`` writer is registered the same way.
+
+    Examples
+    --------
+    >>> import csv
+    >>> from instrunet_core import hookimpl
+    >>> def write_csv(analysis, path):
+    ...     with open(path, "w", newline="") as f:
+    ...         w = csv.writer(f)
+    ...         w.writerow(["start", "end", *analysis.labels])
+    ...         for seg in analysis.timeline:
+    ...             w.writerow([seg.start, seg.end, *seg.probabilities.values()])
+    >>> @hookimpl
+    ... def instrunet_register_writers(register):
+    ...     register("csv", write_csv)
+    """

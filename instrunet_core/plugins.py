@@ -1,0 +1,323 @@
+"""Plugin registry: models, analyzers and writers contributed through pluggy hooks.
+
+Nothing is loaded at import time. :func:`build_registry` makes a fresh
+:class:`Registry` (built-ins, then entry points of group ``instrunet``, then any
+``extra_plugins`` objects); :func:`get_registry` caches one per process.
+
+``INSTRUNET_PLUGINS`` (comma-separated entry-point names) restricts which entry
+points are loaded; set but empty, none are. Built-ins always load.
+
+A plugin that fails to import or whose hook raises or registers something invalid
+is recorded as an error (shown by ``instrunet plugins``) and a warning names it;
+the host keeps working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import InputError, ModelError, PluginError
+from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ENV_VAR",
+    "ModelEntry",
+    "PluginInfo",
+    "Registry",
+    "build_registry",
+    "get_registry",
+    "list_models",
+]
+
+ENTRY_POINT_GROUP = "instrunet"
+ENV_VAR = "INSTRUNET_PLUGINS"
+BUILTIN_NAME = "instrunet_core.default_plugins"
+_HOOKS = ("instrunet_register_models", "instrunet_register_analyzers", "instrunet_register_writers")
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    """One registered model version (``error`` set when its manifest is broken)."""
+
+    name: str
+    version: str
+    path: Path
+    plugin: str
+    default: bool = False
+    manifest: Manifest | None = None
+    error: str | None = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_FILENAME
+
+
+@dataclasses.dataclass
+class PluginInfo:
+    """One plugin as ``instrunet plugins`` lists it."""
+
+    name: str
+    version: str | None
+    hooks: list[str]
+    builtin: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _entry_points() -> Sequence[importlib.metadata.EntryPoint]:
+    """Entry points of group ``instrunet`` (tests monkeypatch this function)."""
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _dist_version(ep: Any) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return getattr(dist, "version", None) if dist is not None else None
+
+
+class Registry:
+    """Models, analyzers and writers registered by plugins."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.models: list[ModelEntry] = []
+        self.analyzers: dict[str, Callable[[Any], dict[str, Any]]] = {}
+        self.writers: dict[str, Callable[[Any, Any], None]] = {}
+        self.plugins: list[PluginInfo] = []
+        self._default_name: str | None = None
+        self._default_from_builtin = True
+
+    # ------------------------------------------------------------------ loading
+    def _error(self, info: PluginInfo, msg: str) -> None:
+        info.error = msg if info.error is None else f"{info.error}; {msg}"
+        warnings.warn(f"instrunet plugin {info.name!r}: {msg}", RuntimeWarning, stacklevel=3)
+
+    def add_plugin(self, plugin: Any, name: str, *, version: str | None = None, builtin: bool = False) -> PluginInfo:
+        """Register a plugin object (module or instance with hookimpls) and run its hooks."""
+        info = PluginInfo(name=name, version=version, hooks=[], builtin=builtin)
+        self.plugins.append(info)
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as e:  # noqa: BLE001 - a bad plugin never breaks the host
+            self._error(info, f"cannot register: {type(e).__name__}: {e}")
+            return info
+        info.hooks = sorted(
+            h for h in _HOOKS if any(i.plugin is plugin for i in getattr(self.pm.hook, h).get_hookimpls())
+        )
+        for hook in info.hooks:
+            impl = next(i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin)
+            register = self._register_fn(hook, info)
+            try:
+                impl.function(register)
+            except Exception as e:  # noqa: BLE001
+                self._error(info, f"{hook} failed: {type(e).__name__}: {e}")
+        return info
+
+    def _register_fn(self, hook: str, info: PluginInfo) -> Callable[..., None]:
+        if hook == "instrunet_register_models":
+
+            def register_model(name: str, manifest_path_or_dir: str | os.PathLike[str], *, default: bool = False) -> None:
+                self._register_model(info, name, manifest_path_or_dir, default=default)
+
+            return register_model
+        if hook == "instrunet_register_analyzers":
+
+            def register_analyzer(name: str, func: Callable[[Any], dict[str, Any]]) -> None:
+                self._register_named(info, "analyzer", self.analyzers, name, func)
+
+            return register_analyzer
+
+        def register_writer(format_name: str, writer: Callable[[Any, Any], None]) -> None:
+            self._register_named(info, "writer", self.writers, format_name, writer)
+
+        return register_writer
+
+    def _register_named(self, info: PluginInfo, kind: str, table: dict[str, Any], name: Any, func: Any) -> None:
+        if not isinstance(name, str) or not name.strip():
+            self._error(info, f"{kind} name must be a non-empty string, got {name!r}")
+            return
+        if not callable(func):
+            self._error(info, f"{kind} {name!r} is not callable")
+            return
+        if name in table:
+            self._error(info, f"{kind} {name!r} is already registered; keeping the first one")
+            return
+        table[name] = func
+
+    def _register_model(self, info: PluginInfo, name: Any, path: Any, *, default: bool) -> None:
+        if not isinstance(name, str) or not name:
+            self._error(info, f"model name must be a non-empty string, got {name!r}")
+            return
+        p = Path(path)
+        if p.name == MANIFEST_FILENAME or p.suffix == ".json":
+            p = p.parent
+        entry = ModelEntry(name=name, version="?", path=p, plugin=info.name, default=bool(default))
+        try:
+            m = read_manifest(p)
+            entry.manifest = m
+            entry.version = m.version
+            if m.name != name:
+                raise ModelError(f"{entry.manifest_path}: registered as {name!r} but the manifest says {m.name!r}")
+        except ModelError as e:
+            entry.error = str(e)
+            entry.manifest = None
+        if any(e.name == name and e.version == entry.version and e.error is None for e in self.models):
+            if entry.error is None:
+                self._error(info, f"model {name} {entry.version} is already registered; keeping the first one")
+                return
+        self.models.append(entry)
+        if default and entry.error is None:
+            if self._default_name is None or (self._default_from_builtin and not info.builtin):
+                self._default_name = name
+                self._default_from_builtin = info.builtin
+            elif self._default_name != name:
+                self._error(info, f"default model is already {self._default_name!r}; ignoring default={name!r}")
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def default_model_name(self) -> str | None:
+        """Name of the default model, or ``None`` when no usable model is registered."""
+        if self._default_name is not None:
+            return self._default_name
+        names = sorted({e.name for e in self.models if e.error is None})
+        return names[0] if len(names) == 1 else None
+
+    def resolve_model(self, name: str | None = None, version: str | None = None) -> ModelEntry:
+        """Pick a registered model: the default when ``name`` is None, the highest semver
+        when ``version`` is None.
+
+        Raises
+        ------
+        ModelError
+            Nothing installed, unknown name/version, or a broken artifact.
+        """
+        ok = [e for e in self.models if e.error is None]
+        if name is None:
+            name = self.default_model_name
+            if name is None:
+                if not self.models:
+                    raise ModelError(
+                        "no model is installed (expected instrunet_core/models/<name>/<version>/manifest.json "
+                        "or a plugin registering one)"
+                    )
+                if not ok:
+                    raise ModelError("no usable model is installed: " + "; ".join(str(e.error) for e in self.models))
+                raise ModelError(
+                    f"no default model; choose one of {sorted({e.name for e in ok})} with name=..."
+                )
+        candidates = [e for e in ok if e.name == name]
+        if version is not None:
+            try:
+                parse_semver(version)
+            except InputError as e:
+                raise ModelError(f"model {name}: {e}") from None
+            candidates = [e for e in candidates if e.version == version]
+        if not candidates:
+            broken = [e for e in self.models if e.name == name and e.error and (version is None or e.version == version)]
+            if broken:
+                raise ModelError(broken[-1].error or f"model {name} is broken")
+            avail = sorted(f"{e.name} {e.version}" for e in ok)
+            want = name if version is None else f"{name} {version}"
+            raise ModelError(f"model {want!r} is not installed (available: {avail or 'none'})")
+        return max(candidates, key=lambda e: parse_semver(e.version))
+
+    def writer(self, format_name: str) -> Callable[[Any, Any], None]:
+        try:
+            return self.writers[format_name]
+        except KeyError:
+            raise PluginError(f"unknown output format {format_name!r} (available: {sorted(self.writers)})") from None
+
+
+def _selected_names() -> set[str] | None:
+    raw = os.environ.get(ENV_VAR)
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = True) -> Registry:
+    """Build a fresh registry.
+
+    Parameters
+    ----------
+    extra_plugins : iterable
+        In-process plugin objects (modules, classes or instances with hookimpls),
+        registered after the built-ins and the entry points; a ``(name, plugin)``
+        tuple sets the name shown by ``instrunet plugins``.
+    entry_points : bool
+        Load third-party plugins from the ``instrunet`` entry-point group.
+
+    Returns
+    -------
+    Registry
+    """
+    from . import default_plugins
+
+    reg = Registry()
+    reg.add_plugin(default_plugins, BUILTIN_NAME, version=_own_version(), builtin=True)
+    if entry_points:
+        selected = _selected_names()
+        try:
+            eps = _entry_points()
+        except Exception as e:  # noqa: BLE001
+            warnings.warn(f"instrunet: cannot list entry points: {e}", RuntimeWarning, stacklevel=2)
+            eps = []
+        for ep in eps:
+            if selected is not None and ep.name not in selected:
+                continue
+            try:
+                obj = ep.load()
+            except BaseException as e:  # noqa: BLE001 - includes SystemExit from a broken import
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                info = PluginInfo(name=ep.name, version=_dist_version(ep), hooks=[])
+                reg.plugins.append(info)
+                reg._error(info, f"entry point {ep.name} = {ep.value} failed to load: {type(e).__name__}: {e}")
+                continue
+            reg.add_plugin(obj, ep.name, version=_dist_version(ep))
+    for i, plugin in enumerate(extra_plugins):
+        if isinstance(plugin, tuple):
+            name, obj = plugin
+        else:
+            name, obj = getattr(plugin, "__name__", None) or f"plugin-{i}", plugin
+        reg.add_plugin(obj, str(name))
+    return reg
+
+
+def _own_version() -> str:
+    try:
+        return importlib.metadata.version("instrunet")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+_REGISTRY: Registry | None = None
+_LOCK = threading.Lock()
+
+
+def get_registry(*, refresh: bool = False) -> Registry:
+    """The process-wide registry, built on first use (``refresh=True`` rebuilds it)."""
+    global _REGISTRY
+    with _LOCK:
+        if _REGISTRY is None or refresh:
+            _REGISTRY = build_registry()
+        return _REGISTRY
+
+
+def list_models(*, registry: Registry | None = None) -> list[ModelEntry]:
+    """All registered model versions, broken ones included (``entry.error`` set)."""
+    reg = registry or get_registry()
+    return list(reg.models)

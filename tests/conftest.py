@@ -1,0 +1,151 @@
+"""Shared runtime fixtures: a tiny real ONNX model, its manifest, and isolated registries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from instrunet_core import plugins as plugins_mod
+from instrunet_core.features import DEFAULT_FRONT_END
+from instrunet_core.hookspecs import hookimpl
+from instrunet_core.labels import FAMILIES
+from instrunet_core.manifest import MANIFEST_SCHEMA
+
+SR = 22050
+
+
+def build_tiny_onnx(
+    path: Path, *, n_labels: int = 8, input_name: str = "mel", output_name: str = "probabilities"
+) -> None:
+    """mel [N,128,128,1] → mean over (H, W, C) → MatMul [1, n] + bias → Sigmoid → [N, n].
+
+    Label 0 rises with the mean log-mel level (any audible sound → "brass"), the
+    others stay low, so predictions are deterministic and meaningful.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.full((1, n_labels), -10.0, dtype=np.float32)
+    w[0, 0] = 100.0
+    b = np.full((n_labels,), -1.0, dtype=np.float32)
+    b[0] = -2.0
+    nodes = [
+        helper.make_node("ReduceMean", ["x_in"], ["m"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Unsqueeze", ["m", "ax"], ["m2"]),
+        helper.make_node("MatMul", ["m2", "W"], ["z"]),
+        helper.make_node("Add", ["z", "B"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], [output_name]),
+    ]
+    nodes[0].input[0] = input_name
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 128, 128, 1])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", n_labels])],
+        initializer=[
+            numpy_helper.from_array(w, "W"),
+            numpy_helper.from_array(b, "B"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "ax"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="instrunet-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
+def make_manifest(model_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """A valid manifest for ``model_dir/model.onnx`` (sha256 computed), with overrides."""
+    sha = hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
+    labels = list(FAMILIES)
+    data: dict[str, Any] = {
+        "schema": MANIFEST_SCHEMA,
+        "name": "tiny",
+        "version": "1.0.0",
+        "task": "multilabel",
+        "labels": labels,
+        "input": {"name": "mel", "shape": [None, 128, 128, 1], "dtype": "float32", "layout": "NHWC"},
+        "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32", "activation": "sigmoid"},
+        "front_end": DEFAULT_FRONT_END.to_dict(),
+        "metrics": {"macro_f1": 0.5},
+        "training_data": {"dataset": "synthetic"},
+        "parity": {"max_abs_diff": 0.0, "top1_agreement": 1.0, "n": 0},
+        "exporter": {"onnx": "test", "opset": 17},
+        "file": "model.onnx",
+        "sha256": sha,
+        "created": "2025-01-01T00:00:00Z",
+        "license": "MIT",
+    }
+    data.update(overrides)
+    return data
+
+
+def write_model_dir(root: Path, name: str = "tiny", version: str = "1.0.0", **overrides: Any) -> Path:
+    d = root / name / version
+    d.mkdir(parents=True, exist_ok=True)
+    build_tiny_onnx(d / "model.onnx")
+    (d / "manifest.json").write_text(json.dumps(make_manifest(d, name=name, version=version, **overrides)))
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_model_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def tiny_model_dir(tiny_model_template: Path, tmp_path: Path) -> Path:
+    """A fresh, writable copy of the tiny model directory (tests may corrupt it)."""
+    d = tmp_path / "models" / "tiny" / "1.0.0"
+    shutil.copytree(tiny_model_template, d)
+    return d
+
+
+class ModelPlugin:
+    """In-process test plugin registering model directories."""
+
+    def __init__(self, *dirs: Path, default: bool = True) -> None:
+        self.dirs = dirs
+        self.default = default
+
+    @hookimpl
+    def instrunet_register_models(self, register: Any) -> None:
+        for d in self.dirs:
+            register(d.parent.name, d, default=self.default)
+
+
+@pytest.fixture(autouse=True)
+def isolated_registry(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No real entry points, no packaged models, no cached registry, no env selection."""
+    from instrunet_core import default_plugins
+
+    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [])
+    monkeypatch.setattr(default_plugins, "MODELS_DIR", tmp_path_factory.mktemp("empty_models"))
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", None)
+    monkeypatch.delenv("INSTRUNET_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def tiny_registry(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> plugins_mod.Registry:
+    """A fresh registry holding the tiny model, installed as the process registry."""
+    reg = plugins_mod.build_registry(extra_plugins=[("tiny-test", ModelPlugin(tiny_model_dir))])
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    return reg
+
+
+@pytest.fixture
+def tiny_model(tiny_registry: plugins_mod.Registry):
+    from instrunet_core import load_model
+
+    return load_model("tiny", registry=tiny_registry)
+
+
+def tone(seconds: float, sr: int = SR, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

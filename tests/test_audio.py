@@ -1,0 +1,172 @@
+"""Real decoding of generated files and arrays; streaming with bounded blocks."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from instrunet_core.audio import MP3_SUPPORTED, iter_blocks, load_audio, stream_windows, to_mono
+from instrunet_core.errors import DecodeError, InputError
+from instrunet_core.features import DEFAULT_FRONT_END
+
+SR = 22050
+
+
+def _sig(sr: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    y = 0.5 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([y] * channels, axis=1) if channels > 1 else y
+
+
+@pytest.mark.parametrize(
+    "fmt,subtype,ext",
+    [("WAV", "PCM_16", "wav"), ("FLAC", "PCM_24", "flac"), ("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")],
+)
+def test_decode_formats(tmp_path: Path, fmt: str, subtype: str, ext: str) -> None:
+    if fmt == "MP3" and not MP3_SUPPORTED:
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} cannot write/read MP3 (needs >= 1.1.0)")
+    p = tmp_path / f"a.{ext}"
+    sf.write(p, _sig(44100, 1.0, 2), 44100, format=fmt, subtype=subtype)
+    y = load_audio(p)
+    assert y.dtype == np.float32 and y.ndim == 1
+    # 1 s at 44.1 kHz → ~22,050 samples (codecs may add a little priming/padding)
+    assert abs(y.shape[0] - SR) < 3000
+    assert 0.2 < np.sqrt(np.mean(y**2)) < 0.5  # 0.5-amplitude sine: RMS ≈ 0.354
+
+
+@pytest.mark.parametrize("sr", [8000, 44100, 48000, 96000])
+def test_odd_rates_resampled(tmp_path: Path, sr: int) -> None:
+    p = tmp_path / "r.wav"
+    sf.write(p, _sig(sr, 2.0), sr)
+    y = load_audio(p)
+    assert abs(y.shape[0] - 2 * SR) <= 2
+    # the 440 Hz tone survives: dominant FFT bin at 440 Hz
+    spec = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spec) * SR / y.shape[0] - 440) < 2
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_channels_mixed_to_mono(tmp_path: Path, channels: int) -> None:
+    p = tmp_path / "c.wav"
+    data = _sig(SR, 0.5, channels)
+    if channels > 1:
+        data[:, 1:] = 0.0  # only channel 0 carries signal: mono is the mean
+    sf.write(p, data, SR, subtype="FLOAT")
+    y = load_audio(p)
+    ref = (data if channels == 1 else data[:, 0]) / (1 if channels == 1 else channels)
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+
+
+def test_int_and_float_arrays() -> None:
+    f = _sig(SR, 0.2)
+    i16 = (f * 32767).astype(np.int16)
+    i32 = (f * (2**31 - 1)).astype(np.int32)
+    for arr in (i16, i32, f.astype(np.float64), f.astype(np.float32)):
+        y = load_audio(arr, SR)
+        np.testing.assert_allclose(y, f, atol=1e-4)
+    # (channels, n) layout is accepted too
+    st = np.stack([f, f])
+    np.testing.assert_allclose(to_mono(st), f, atol=1e-6)
+
+
+def test_array_errors() -> None:
+    with pytest.raises(InputError, match="array.*NaN"):
+        load_audio(np.array([0.0, np.nan, 0.1]), SR)
+    with pytest.raises(InputError, match="array.*infinite"):
+        load_audio(np.array([0.0, np.inf]), SR)
+    for bad in (0, -8000, None):
+        with pytest.raises(InputError, match="array.*sample rate|array.*sample_rate"):
+            load_audio(np.zeros(100, np.float32), bad)
+    with pytest.raises(InputError, match="array.*shape"):
+        load_audio(np.zeros((2, 3, 4), np.float32), SR)
+    with pytest.raises(InputError, match="array.*empty"):
+        load_audio(np.zeros(0, np.float32), SR)
+    with pytest.raises(InputError, match="dtype"):
+        load_audio(np.array(["a", "b"]), SR)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(DecodeError, match=r"missing\.wav: file not found"):
+        load_audio(missing)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(DecodeError, match=r"empty\.wav: empty file"):
+        load_audio(empty)
+    zero = tmp_path / "zero.wav"
+    sf.write(zero, np.zeros(0, np.float32), SR)
+    with pytest.raises(DecodeError, match=r"zero\.wav: no audio frames"):
+        load_audio(zero)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(DecodeError, match=r"corrupt\.wav: cannot decode"):
+        load_audio(corrupt)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.array([0.0, np.nan, 0.5] * 100, np.float32), SR, subtype="FLOAT")
+    with pytest.raises(DecodeError, match=r"nan\.wav: .*NaN"):
+        load_audio(nan)
+
+
+def test_file_object(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    sf.write(buf, _sig(16000, 1.0), 16000, format="WAV")
+    buf.seek(0)
+    y = load_audio(buf)
+    assert abs(y.shape[0] - SR) <= 2
+
+
+def test_stream_long_file_in_bounded_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 10-minute file is written and read block by block; no read exceeds the block size."""
+    sr = 8000
+    p = tmp_path / "long.wav"
+    block = np.zeros(sr * 10, dtype=np.int16)
+    with sf.SoundFile(p, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for k in range(60):  # 60 × 10 s, written with bounded memory
+            block[:] = (1000 * np.sin(np.arange(block.size) * (0.05 + k * 1e-3))).astype(np.int16)
+            f.write(block)
+    reads: list[tuple[int, int]] = []
+    orig = sf.SoundFile.read
+
+    def spy(self, frames=-1, *a, **k):  # type: ignore[no-untyped-def]
+        out = orig(self, frames, *a, **k)
+        reads.append((frames, len(out)))
+        return out
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    fe = DEFAULT_FRONT_END
+    hop = int(1.5 * SR)
+    n_windows = 0
+    starts = []
+    for b in stream_windows(p, fe=fe, hop_samples=hop, block_seconds=5.0, batch_size=16):
+        assert b.windows.shape[1] == fe.window_samples and b.windows.shape[0] <= 16
+        n_windows += b.windows.shape[0]
+        starts.extend(b.starts.tolist())
+    assert reads, "the file must be read with SoundFile.read(frames)"
+    assert all(0 < req <= 5 * sr for req, _ in reads)
+    assert all(got <= 5 * sr for _, got in reads)
+    assert len(reads) >= 600 // 5  # many bounded reads, never one whole-file read
+    total = 600 * SR
+    expected = 1 + int(np.ceil((total - fe.window_samples) / hop))
+    assert n_windows == expected
+    assert starts == [i * hop for i in range(expected)]
+
+
+def test_stream_windows_cover_short_and_partial() -> None:
+    fe = DEFAULT_FRONT_END
+    y = np.ones(1000, np.float32) * 0.1
+    (b,) = list(stream_windows(y, SR, fe=fe, hop_samples=500))
+    assert b.windows.shape == (1, fe.window_samples)
+    assert b.lengths.tolist() == [1000] and np.all(b.windows[0, 1000:] == 0)
+    y = np.ones(fe.window_samples + 10, np.float32)
+    bs = list(stream_windows(y, SR, fe=fe, hop_samples=fe.window_samples))
+    assert [int(x) for x in bs[0].lengths] == [fe.window_samples, 10]
+
+
+def test_iter_blocks_array_resample_lengths() -> None:
+    y = np.zeros(48000 * 3, np.float32)
+    out = np.concatenate(list(iter_blocks(y, 48000, block_seconds=1.0)))
+    assert abs(out.shape[0] - 3 * SR) <= 2

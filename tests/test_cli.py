@@ -1,0 +1,139 @@
+"""The ``instrunet`` command line, run in-process through ``main(argv)``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import tone
+
+from instrunet_core import plugins as plugins_mod
+from instrunet_core.cli import main
+
+SR = 22050
+
+
+@pytest.fixture
+def audio_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "audio"
+    (d / "sub").mkdir(parents=True)
+    sf.write(d / "good.wav", tone(3.0), SR)
+    sf.write(d / "sub" / "quiet.flac", np.zeros(SR * 2, np.float32), SR)
+    (d / "bad.wav").write_bytes(b"RIFF garbage that is not audio" * 10)
+    (d / "notes.txt").write_text("not audio")
+    return d
+
+
+@pytest.mark.parametrize("sub", ["classify", "analyze", "batch", "models", "plugins"])
+def test_help_each_subcommand(sub: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([sub, "--help"])
+    assert e.value.code == 0
+    assert f"usage: instrunet {sub}" in capsys.readouterr().out
+
+
+def test_version_subprocess() -> None:
+    r = subprocess.run([sys.executable, "-m", "instrunet_core.cli", "--version"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("instrunet ")
+
+
+def test_classify_good_and_corrupt(tiny_registry, audio_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good, bad = str(audio_dir / "good.wav"), str(audio_dir / "bad.wav")
+    rc = main(["classify", bad, good])
+    out, err = capsys.readouterr()
+    assert rc != 0
+    assert out.strip() == f"{good}\tbrass\t" + out.strip().split("\t")[-1]
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"instrunet: error: {bad}: cannot decode audio")
+
+
+def test_classify_json_shape(tiny_registry, audio_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [str(audio_dir / "good.wav"), str(audio_dir / "missing.wav"), str(audio_dir / "sub" / "quiet.flac")]
+    rc = main(["classify", "--json", "--model", "tiny", *paths])
+    out = capsys.readouterr().out
+    rows = json.loads(out)
+    assert rc == 1 and [r["path"] for r in rows] == paths
+    assert set(rows[0]) == {"path", "label", "confidence", "probabilities"} and rows[0]["label"] == "brass"
+    assert set(rows[1]) == {"path", "error"} and "file not found" in rows[1]["error"]
+    assert rows[2]["label"] == "silence" and rows[2]["confidence"] == 1.0
+
+
+def test_classify_without_model(audio_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["classify", str(audio_dir / "good.wav")])
+    assert rc == 1 and "no model is installed" in capsys.readouterr().err
+
+
+def test_analyze_outputs(tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_json = tmp_path / "a.json"
+    rc = main(["analyze", str(audio_dir / "good.wav"), "--json", str(out_json), "--hop", "1.0"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "overall: brass" in text and "detected instruments:" in text and "brass" in text
+    d = json.loads(out_json.read_text())
+    assert d["label"] == "brass" and d["settings"]["hop"] == 1.0 and len(d["timeline"]) == 2  # 0-2.95 s, 1-3 s (padded)
+    rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "json", "--out", str(tmp_path / "b.json")])
+    assert rc == 0 and json.loads((tmp_path / "b.json").read_text())["label"] == "brass"
+    rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "nope", "--out", str(tmp_path / "c")])
+    assert rc == 1 and "unknown output format 'nope'" in capsys.readouterr().err
+    rc = main(["analyze", str(audio_dir / "bad.wav")])
+    assert rc == 1 and capsys.readouterr().err.startswith(f"instrunet: error: {audio_dir / 'bad.wav'}:")
+
+
+def test_analyze_plot(tiny_registry, audio_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "p.png"
+    assert main(["analyze", str(audio_dir / "good.wav"), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_batch_resumable(tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results.jsonl"
+    rc = main(["batch", str(audio_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1  # bad.wav recorded as an error
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    by = {Path(r["path"]).name: r for r in recs}
+    assert set(by) == {"good.wav", "quiet.flac", "bad.wav"}  # recursive, .txt skipped
+    assert by["good.wav"]["label"] == "brass" and by["quiet.flac"]["label"] == "silence"
+    assert "error" in by["bad.wav"] and "[3/3]" in err
+    # resume: a new file is processed, existing ones are skipped
+    sf.write(audio_dir / "new.ogg", tone(1.0), SR)
+    rc = main(["batch", str(audio_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 4 and Path(recs[-1]["path"]).name == "new.ogg"
+    assert "3 already done, 1 to go" in err
+
+
+def test_models_and_plugins_listing(tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["name"] == "tiny" and row["default"] is True and row["sha256_ok"] is True
+    assert row["labels"][0] == "brass" and row["task"] == "multilabel" and "parity" in row and "metrics" in row
+    # corrupt the artifact: listed with its error, not a crash
+    with open(Path(row["path"]) / "model.onnx", "ab") as f:
+        f.write(b"x")
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert "MISMATCH" in text and "error:" in text
+    assert main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["name"] == "instrunet_core.default_plugins" and rows[0]["builtin"]
+    assert any(r["name"] == "tiny-test" for r in rows)
+
+
+def test_plugins_error_row(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    ep = importlib.metadata.EntryPoint(name="broken", value="no_such_mod_abc", group="instrunet")
+    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
+    with pytest.warns(RuntimeWarning):
+        assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "broken ?" in out and "error: entry point broken = no_such_mod_abc failed to load" in out

@@ -1,0 +1,105 @@
+"""Manifest validation and load-time verification of model artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import build_tiny_onnx, make_manifest
+
+from instrunet_core.errors import ModelError
+from instrunet_core.manifest import MANIFEST_SCHEMA, Manifest, read_manifest, validate_manifest
+from instrunet_core.model import Model
+
+
+def test_valid_manifest_roundtrip(tiny_model_dir: Path) -> None:
+    m = read_manifest(tiny_model_dir)
+    assert isinstance(m, Manifest)
+    assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/1"
+    assert m.version_tuple == (1, 0, 0) and len(m.labels) == 8
+    assert m.front_end.window_samples == 65024
+    json.dumps(m.to_dict())
+
+
+@pytest.mark.parametrize(
+    "key,value,pattern",
+    [
+        ("version", "1.0", "version must be semver"),
+        ("version", "v1.0.0", "version must be semver"),
+        ("schema", "instrunet.manifest/0", "schema must be"),
+        ("task", "regression", "task must be"),
+        ("labels", [], "labels must be"),
+        ("labels", ["a", "a", "b", "c", "d", "e", "f", "g"], "labels must be unique"),
+        ("sha256", "xyz", "sha256 must be"),
+        ("file", "../model.onnx", "file must be"),
+        ("thresholds", {"brass": 1.5}, r"thresholds\['brass'\]"),
+        ("thresholds", {"tuba": 0.3}, "unknown label 'tuba'"),
+        ("front_end", {"n_mels": 64}, "input.shape .* disagrees with front_end"),
+        ("front_end", {"normalization": "pcen"}, "front_end: .*not supported"),
+        ("bogus", 1, "unknown key"),
+    ],
+)
+def test_bad_values_refused(tiny_model_dir: Path, key: str, value: object, pattern: str) -> None:
+    data = make_manifest(tiny_model_dir, **{key: value})
+    with pytest.raises(ModelError, match=f"where.json: invalid manifest: .*{pattern}"):
+        validate_manifest(data, where="where.json")
+
+
+def test_missing_key_and_activation_mismatch(tiny_model_dir: Path) -> None:
+    data = make_manifest(tiny_model_dir)
+    del data["labels"]
+    with pytest.raises(ModelError, match=r"missing required key\(s\) \['labels'\]"):
+        validate_manifest(data, where="m.json")
+    data = make_manifest(tiny_model_dir, task="multiclass")
+    with pytest.raises(ModelError, match="activation 'sigmoid' does not match task 'multiclass'"):
+        validate_manifest(data, where="m.json")
+
+
+def _rewrite(d: Path, **overrides: object) -> None:
+    (d / "manifest.json").write_text(json.dumps(make_manifest(d, **overrides)))
+
+
+def test_sha_mismatch_refused(tiny_model_dir: Path) -> None:
+    with open(tiny_model_dir / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match=r"model\.onnx: sha256 .* does not match"):
+        Model(tiny_model_dir)
+
+
+def test_label_count_mismatch_refused(tiny_model_dir: Path) -> None:
+    labels = ["a", "b", "c"]
+    _rewrite(tiny_model_dir, labels=labels,
+             output={"name": "probabilities", "shape": [None, 3], "dtype": "float32", "activation": "sigmoid"})
+    with pytest.raises(ModelError, match=r"model\.onnx: ONNX output has 8 classes .* manifest lists 3 labels"):
+        Model(tiny_model_dir)
+
+
+def test_io_name_mismatch_refused(tiny_model_dir: Path) -> None:
+    _rewrite(tiny_model_dir, input={"name": "x", "shape": [None, 128, 128, 1], "dtype": "float32", "layout": "NHWC"})
+    with pytest.raises(ModelError, match="ONNX input is named 'mel', the manifest says 'x'"):
+        Model(tiny_model_dir)
+
+
+def test_onnx_shape_mismatch_refused(tmp_path: Path) -> None:
+    d = tmp_path / "tiny" / "1.0.0"
+    d.mkdir(parents=True)
+    build_tiny_onnx(d / "model.onnx", n_labels=8)
+    data = make_manifest(d)
+    data["input"]["shape"] = [None, 128, 128, 1]
+    (d / "manifest.json").write_text(json.dumps(data))
+    Model(d)  # consistent: loads
+    # a manifest whose front end wants 64 mel bands cannot describe a 128-band graph
+    data["front_end"] = {**data["front_end"], "n_mels": 64}
+    data["input"]["shape"] = [None, 64, 128, 1]
+    (d / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"ONNX input shape .* disagrees with the manifest's \[None, 64, 128, 1\]"):
+        Model(d)
+
+
+def test_invalid_json_and_missing_manifest(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="manifest.json: manifest is not valid JSON"):
+        read_manifest(tmp_path)
+    with pytest.raises(ModelError, match="manifest not found"):
+        read_manifest(tmp_path / "nowhere")

@@ -1,0 +1,165 @@
+"""Plugin registry: built-ins, entry points (broken ones too), INSTRUNET_PLUGINS, analyzers, writers."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import ModelPlugin, tone
+
+import instrunet_core
+from instrunet_core import hookimpl
+from instrunet_core import plugins as plugins_mod
+from instrunet_core.errors import PluginError
+from instrunet_core.plugins import build_registry, get_registry
+
+
+def _ep(name: str, value: str) -> importlib.metadata.EntryPoint:
+    return importlib.metadata.EntryPoint(name=name, value=value, group="instrunet")
+
+
+def _module_plugin(name: str, **hooks: Any) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    for k, v in hooks.items():
+        setattr(mod, k, hookimpl(v))
+    return mod
+
+
+def test_builtins_always_registered() -> None:
+    reg = build_registry()
+    assert [p.name for p in reg.plugins] == ["instrunet_core.default_plugins"]
+    assert reg.plugins[0].builtin and reg.plugins[0].error is None
+    assert "json" in reg.writers
+    assert get_registry() is get_registry() and get_registry(refresh=True) is not None
+
+
+def test_in_process_plugin_registered_and_fresh_registry(tiny_model_dir: Path) -> None:
+    reg = build_registry(extra_plugins=[("t", ModelPlugin(tiny_model_dir))])
+    assert [(e.name, e.version, e.plugin) for e in reg.models] == [("tiny", "1.0.0", "t")]
+    assert reg.default_model_name == "tiny"
+    assert build_registry().models == []  # nothing leaks into the next registry
+
+
+def _install_eps(monkeypatch: pytest.MonkeyPatch, eps: list[importlib.metadata.EntryPoint], mods: dict) -> None:
+    import sys
+
+    for k, v in mods.items():
+        monkeypatch.setitem(sys.modules, k, v)
+    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: eps)
+
+
+def test_broken_entry_point_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    good = _module_plugin("good_plugin_mod", instrunet_register_writers=lambda register: register("txt", print))
+    _install_eps(
+        monkeypatch,
+        [_ep("broken", "no_such_module_xyz:plugin"), _ep("good", "good_plugin_mod")],
+        {"good_plugin_mod": good},
+    )
+    with pytest.warns(RuntimeWarning, match="'broken'.*entry point broken = no_such_module_xyz:plugin failed to load"):
+        reg = build_registry()
+    rows = {p.name: p for p in reg.plugins}
+    assert "ModuleNotFoundError" in (rows["broken"].error or "")
+    assert rows["good"].error is None and rows["good"].hooks == ["instrunet_register_writers"]
+    assert "txt" in reg.writers
+
+
+def test_entry_point_whose_load_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Boom(importlib.metadata.EntryPoint):
+        def load(self) -> Any:
+            raise RuntimeError("kaboom at import")
+
+    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [Boom(name="boom", value="x:y", group="instrunet")])
+    with pytest.warns(RuntimeWarning, match="kaboom at import"):
+        reg = build_registry()
+    assert any(p.name == "boom" and "RuntimeError: kaboom" in (p.error or "") for p in reg.plugins)
+
+
+def test_hook_that_raises_is_isolated(tiny_model_dir: Path) -> None:
+    def bad(register: Any) -> None:
+        raise ValueError("bad hook")
+
+    bad_plugin = _module_plugin("badhook", instrunet_register_models=bad)
+    with pytest.warns(RuntimeWarning, match="instrunet_register_models failed: ValueError: bad hook"):
+        reg = build_registry(extra_plugins=[bad_plugin, ("ok", ModelPlugin(tiny_model_dir))])
+    assert [e.name for e in reg.models] == ["tiny"]
+
+
+def test_instrunet_plugins_env_restricts(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _module_plugin("plug_a", instrunet_register_writers=lambda register: register("a", print))
+    b = _module_plugin("plug_b", instrunet_register_writers=lambda register: register("b", print))
+    _install_eps(monkeypatch, [_ep("a", "plug_a"), _ep("b", "plug_b")], {"plug_a": a, "plug_b": b})
+    monkeypatch.setenv("INSTRUNET_PLUGINS", "b")
+    assert set(build_registry().writers) == {"json", "b"}
+    monkeypatch.setenv("INSTRUNET_PLUGINS", "")
+    reg = build_registry()
+    assert set(reg.writers) == {"json"} and len(reg.plugins) == 1
+    monkeypatch.delenv("INSTRUNET_PLUGINS")
+    assert set(build_registry().writers) == {"json", "a", "b"}
+
+
+def test_duplicates_and_invalid_registrations(tiny_model_dir: Path) -> None:
+    p1 = _module_plugin("p1", instrunet_register_writers=lambda register: register("json", print))
+    p2 = _module_plugin("p2", instrunet_register_analyzers=lambda register: register("x", "not callable"))
+    with pytest.warns(RuntimeWarning):
+        reg = build_registry(extra_plugins=[p1, p2, ("a", ModelPlugin(tiny_model_dir)), ("b", ModelPlugin(tiny_model_dir))])
+    from instrunet_core.writers import write_json
+
+    assert reg.writers["json"] is write_json  # built-in kept
+    assert "x" not in reg.analyzers
+    assert len([e for e in reg.models if e.name == "tiny"]) == 1
+    errors = {p.name: p.error for p in reg.plugins}
+    assert "already registered" in errors["p1"] and "not callable" in errors["p2"]
+    assert "already registered" in errors["b"]
+    with pytest.raises(PluginError, match="unknown output format 'yaml'"):
+        reg.writer("yaml")
+
+
+def test_broken_model_artifact_listed(tmp_path: Path) -> None:
+    d = tmp_path / "broken" / "1.0.0"
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text("{}")
+    reg = build_registry(extra_plugins=[ModelPlugin(d)])
+    (e,) = reg.models
+    assert e.name == "broken" and "missing required key" in (e.error or "")
+    with pytest.raises(instrunet_core.ModelError, match="missing required key"):
+        instrunet_core.load_model("broken", registry=reg)
+
+
+def test_analyzers_fill_extras_and_failures_are_reported(tiny_registry: plugins_mod.Registry) -> None:
+    def peak(ctx: Any) -> dict:
+        y = ctx.audio()
+        seg = ctx.segment_audio(0)
+        return {"peak": np.float32(np.abs(y).max()), "n_segments": len(ctx.times), "seg0": seg.shape[0],
+                "sr": ctx.sample_rate}
+
+    def boom(ctx: Any) -> dict:
+        raise RuntimeError("analyzer exploded")
+
+    plug = _module_plugin(
+        "an", instrunet_register_analyzers=lambda register: (register("peak", peak), register("boom", boom))
+    )
+    reg = build_registry(extra_plugins=[plug])
+    an = instrunet_core.analyze(tone(4.0, 44100), 44100, model=instrunet_core.load_model("tiny", registry=tiny_registry),
+                                registry=reg)
+    assert an.label == "brass"
+    assert abs(an.extras["peak"]["peak"] - 0.5) < 0.01 and an.extras["peak"]["sr"] == 22050
+    assert an.extras["peak"]["seg0"] == 65024
+    assert an.extras["boom"] == {"error": "RuntimeError: analyzer exploded"}
+    json.dumps(an.to_dict())
+
+
+def test_writer_plugin_used(tiny_registry: plugins_mod.Registry, tmp_path: Path) -> None:
+    def write_txt(analysis: Any, path: Any) -> None:
+        Path(path).write_text(f"{analysis.label}\n")
+
+    reg = build_registry(extra_plugins=[_module_plugin("w", instrunet_register_writers=lambda register: register("txt", write_txt))])
+    an = instrunet_core.analyze(tone(1.0), 22050, model=instrunet_core.load_model("tiny", registry=tiny_registry))
+    reg.writer("txt")(an, tmp_path / "o.txt")
+    assert (tmp_path / "o.txt").read_text() == "brass\n"
+    reg.writer("json")(an, tmp_path / "o.json")
+    assert json.loads((tmp_path / "o.json").read_text())["label"] == "brass"

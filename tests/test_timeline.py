@@ -1,0 +1,83 @@
+"""Timeline, silence handling and presence ranges with a tiny real model."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import tone
+
+import instrunet_core
+from instrunet_core.errors import InputError
+from instrunet_core.timeline import merge_ranges, moving_median
+
+SR = 22050
+
+
+def test_silence_is_silence(tiny_model: instrunet_core.Model) -> None:
+    for y in (np.zeros(SR * 7, np.float32), np.full(SR * 4, 1e-5, np.float32)):  # -100 dBFS
+        an = instrunet_core.analyze(y, SR, model=tiny_model)
+        assert (an.label, an.confidence, an.instruments) == ("silence", 1.0, [])
+        assert all(s.silent for s in an.timeline)
+        assert all(v == 0.0 for s in an.timeline for v in s.probabilities.values())
+        d = an.to_dict()
+        assert d["label"] == "silence" and d["silent"] is True
+
+
+def test_segments_cover_file_and_presence_ranges(tiny_model: instrunet_core.Model) -> None:
+    y = np.concatenate([tone(6.0), np.zeros(SR * 6, np.float32), tone(6.0)])
+    an = instrunet_core.analyze(y, SR, model=tiny_model, hop=1.5, smoothing=1)
+    tl = an.timeline
+    assert tl[0].start == 0.0 and tl[-1].end == pytest.approx(18.0, abs=1e-3)
+    assert all(b.start <= a.end for a, b in zip(tl, tl[1:], strict=False))  # no gaps
+    assert [s.start for s in tl] == pytest.approx([1.5 * i for i in range(len(tl))])
+    assert any(s.silent for s in tl) and not tl[0].silent
+    assert an.label == "brass"
+    (brass,) = an.instruments
+    assert brass.label == "brass" and brass.presence == 1.0  # every non-silent window
+    assert len(brass.ranges) == 2  # the tone, a silent gap, the tone again
+    (a0, a1), (b0, b1) = brass.ranges
+    assert a0 == 0.0 and a1 <= 9.0 and b0 >= 6.0 and b1 == pytest.approx(18.0, abs=1e-3)
+    assert 0 < brass.intensity <= brass.max_probability <= 1
+    # quieter audio gives lower intensity but the same detection
+    an_q = instrunet_core.analyze(y * 0.05, SR, model=tiny_model, hop=1.5, smoothing=1)
+    assert an_q.instruments[0].intensity == pytest.approx(brass.intensity, rel=0.05)  # relative loudness
+
+
+def test_thresholds_and_smoothing(tiny_model: instrunet_core.Model) -> None:
+    y = tone(9.0)
+    an = instrunet_core.analyze(y, SR, model=tiny_model, thresholds={"brass": 0.99})
+    assert an.instruments == [] and an.label == "brass"  # overall label stays, nothing "present"
+    an = instrunet_core.analyze(y, SR, model=tiny_model, thresholds={"flute": 0.15}, smoothing=5)
+    assert {i.label for i in an.instruments} == {"brass", "flute"}
+    with pytest.raises(InputError, match="unknown label 'tuba'"):
+        instrunet_core.analyze(y, SR, model=tiny_model, thresholds={"tuba": 0.3})
+    with pytest.raises(InputError, match="hop must be > 0"):
+        instrunet_core.analyze(y, SR, model=tiny_model, hop=0)
+    with pytest.raises(InputError, match="sample_rate is required"):
+        instrunet_core.analyze(y, model=tiny_model)
+
+
+def test_moving_median_and_merge() -> None:
+    p = np.array([0, 0, 1, 0, 0, 1, 1, 1, 0], np.float32)[:, None]
+    np.testing.assert_array_equal(moving_median(p, 3)[:, 0], [0, 0, 0, 0, 0, 1, 1, 1, 0.5])  # edges: available neighbours
+    np.testing.assert_array_equal(moving_median(p, 1), p)
+    assert merge_ranges([(3, 5), (0, 1), (0.5, 2), (5, 6)]) == [[0, 2], [3, 6]]
+
+
+def test_analyze_path_and_file_object(tiny_model: instrunet_core.Model, tmp_path: Path) -> None:
+    p = tmp_path / "t.flac"
+    sf.write(p, np.stack([tone(4.0, 48000)] * 2, axis=1), 48000)
+    an = instrunet_core.analyze(p, model=tiny_model)
+    assert an.source == str(p) and an.label == "brass" and an.duration == pytest.approx(4.0, abs=1e-3)
+    buf = io.BytesIO(p.read_bytes())
+    an2 = instrunet_core.analyze(buf, model=tiny_model)
+    assert an2.prediction == an.prediction
+    d = an.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert set(d) >= {"label", "confidence", "probabilities", "timeline", "instruments", "extras", "duration"}
+    assert set(d["timeline"][0]) == {"start", "end", "probabilities", "rms_db", "silent"}
