@@ -1,0 +1,259 @@
+"""Manifest, reference file and atomic writing of an artifact folder (no TensorFlow here)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instrunet_core.manifest import (
+    MANIFEST_FILENAME,
+    MANIFEST_SCHEMA,
+    read_manifest,
+    sha256_file,
+    validate_manifest,
+)
+
+from . import ExportError
+
+__all__ = [
+    "MODEL_FILE",
+    "REFERENCES_FILE",
+    "created_timestamp",
+    "build_manifest",
+    "save_npz",
+    "write_artifact",
+    "check_artifact",
+    "training_data_info",
+    "report_metrics",
+]
+
+MODEL_FILE = "model.onnx"
+REFERENCES_FILE = "references.npz"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def created_timestamp() -> str:
+    """UTC ISO-8601 time of the export; ``SOURCE_DATE_EPOCH`` (seconds) overrides the clock."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and epoch.strip():
+        try:
+            t = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise ExportError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
+    else:
+        t = _dt.datetime.now(tz=_dt.timezone.utc)
+    return t.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+def report_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluation part of a training report (``training/reports/<model>/<version>/metrics.json``)."""
+    keys = ("model", "version", "task", "parameters", "train_seconds", "epochs_run", "best_epoch", "selection",
+            "valid", "test")
+    return {k: report[k] for k in keys if k in report}
+
+
+def training_data_info(report: Mapping[str, Any] | None, corpus: Path | None) -> dict[str, Any]:
+    """Corpus sources and counts: from the report when given, completed from ``corpus.json``."""
+    info: dict[str, Any] = {}
+    if report:
+        rc = report.get("corpus") or {}
+        if rc.get("counts"):
+            info["counts"] = rc["counts"]
+        if rc.get("soundfonts"):
+            info["sources"] = list(rc["soundfonts"])
+        cfg = report.get("config") or {}
+        kept = {k: cfg[k] for k in ("seed", "epochs", "batch_size", "n_train", "n_valid", "mix_prob", "augment")
+                if k in cfg}
+        if kept:
+            info["training"] = kept
+    meta = corpus / "corpus.json" if corpus is not None else None
+    if meta is not None and meta.is_file():
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            data = {}
+        info.setdefault("format", data.get("format", "nsynth-json-wav"))
+        fonts = data.get("soundfonts") or []
+        if fonts:
+            info["soundfonts"] = [{k: f.get(k) for k in ("key", "description", "license")} for f in fonts]
+        if "counts" not in info and data.get("counts"):
+            info["counts"] = data["counts"]
+    counts = info.get("counts")
+    if isinstance(counts, Mapping):
+        info["notes_per_split"] = {
+            split: sum(int(v.get("notes", 0)) for v in fams.values()) for split, fams in counts.items()
+            if isinstance(fams, Mapping)
+        }
+    return info
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if np.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def build_manifest(
+    *,
+    name: str,
+    version: str,
+    task: str,
+    labels: list[str],
+    front_end: Mapping[str, Any],
+    input_shape: list[int | None],
+    sha256: str,
+    parity: Mapping[str, Any],
+    exporter: Mapping[str, Any],
+    metrics: Mapping[str, Any] | None = None,
+    training_data: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    license: str | None = "MIT",
+    description: str | None = None,
+    created: str | None = None,
+    references: bool = True,
+) -> dict[str, Any]:
+    """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`."""
+    m: dict[str, Any] = {
+        "schema": MANIFEST_SCHEMA,
+        "name": name,
+        "version": version,
+        "task": task,
+        "labels": list(labels),
+        "input": {"name": "mel", "shape": list(input_shape), "dtype": "float32", "layout": "NHWC"},
+        "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32",
+                   "activation": "sigmoid" if task == "multilabel" else "softmax"},
+        "front_end": dict(front_end),
+    }
+    if description:
+        m["description"] = description
+    if thresholds:
+        m["thresholds"] = {k: float(v) for k, v in thresholds.items()}
+    m["metrics"] = dict(metrics or {})
+    m["training_data"] = dict(training_data or {})
+    m["parity"] = dict(parity)
+    m["exporter"] = dict(exporter)
+    m["file"] = MODEL_FILE
+    m["sha256"] = sha256
+    m["created"] = created or created_timestamp()
+    if license:
+        m["license"] = license
+    if references:
+        m["references"] = REFERENCES_FILE
+    # JSON types only (tuples → lists; numpy scalars are rejected here); NaN/inf, which a
+    # report may hold and strict JSON cannot, become null.
+    m = _finite(json.loads(json.dumps(m)))
+    try:
+        validate_manifest(m, where=f"manifest of {name} {version}")
+    except Exception as e:  # ModelError
+        raise ExportError(str(e)) from None
+    return m
+
+
+def write_artifact(
+    dest: Path,
+    *,
+    model_bytes: bytes,
+    manifest: Mapping[str, Any],
+    references: Mapping[str, np.ndarray] | None,
+    force: bool = False,
+    verify: Callable[[Path], Any] | None = None,
+) -> Path:
+    """Write ``dest/{model.onnx, manifest.json, references.npz}`` atomically.
+
+    Everything is written into a temporary sibling folder which is then renamed to ``dest``;
+    a failure leaves no ``dest`` (and no parent folder this call created). An existing
+    ``dest`` is an error unless ``force``, in which case it is replaced. ``verify`` is called
+    on the complete temporary folder before the rename; if it raises, nothing is written.
+    """
+    dest = Path(dest)
+    if dest.exists() and not force:
+        raise ExportError(f"{dest}: already exists (pass --force to replace it)")
+    created_dirs = [p for p in reversed(dest.parents) if not p.exists()]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    old: Path | None = None
+    try:
+        (tmp / MODEL_FILE).write_bytes(model_bytes)
+        text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+        (tmp / MANIFEST_FILENAME).write_text(text, encoding="utf-8")
+        if references is not None:
+            save_npz(tmp / REFERENCES_FILE, **references)
+        for f in tmp.iterdir():
+            f.chmod(0o644)
+        tmp.chmod(0o755)
+        if verify is not None:
+            verify(tmp)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not dest.exists():
+            os.replace(old, dest)
+        for p in reversed(created_dirs):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def check_artifact(folder: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:
+    """What the runtime can check of an artifact: manifest valid, sha256, references reproduced.
+
+    Returns ``{"sha256_ok", "max_abs_diff", "top1_agreement", "n"}``; raises
+    :class:`ExportError` when a check fails.
+    """
+    import onnxruntime as ort
+
+    folder = Path(folder)
+    man = read_manifest(folder)
+    model = folder / man.file
+    got = sha256_file(model)
+    if got != man.sha256:
+        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {man.sha256}")
+    res: dict[str, Any] = {"sha256_ok": True}
+    if man.references:
+        with np.load(folder / man.references, allow_pickle=False) as z:
+            x, y = z["inputs"].astype(np.float32), z["outputs"]
+        sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        out = sess.run(None, {man.input["name"]: x})[0]
+        diff = float(np.abs(out - y).max()) if len(y) else 0.0
+        agree = float(np.mean(out.argmax(1) == y.argmax(1))) if len(y) else 1.0
+        res.update(max_abs_diff=diff, top1_agreement=agree, n=int(len(y)))
+        if diff > atol or agree < 1.0:
+            raise ExportError(f"{folder}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
+                              f"top-1 agreement {agree:.2%}")
+    return res

@@ -1,0 +1,208 @@
+"""Keras → ONNX conversion (tf2onnx) and a canonical, reproducible form of the result.
+
+TensorFlow and Keras are imported inside the functions that need them, so that
+:func:`canonicalize` and :func:`onnx_predict` stay usable without them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ExportError
+
+__all__ = [
+    "OPSET",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "load_keras",
+    "model_activation",
+    "keras_predict",
+    "to_onnx",
+    "canonicalize",
+    "onnx_session",
+    "onnx_predict",
+    "versions",
+]
+
+OPSET = 17
+INPUT_NAME = "mel"
+OUTPUT_NAME = "probabilities"
+
+
+def _tf_env() -> None:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def load_keras(path: str | Path) -> Any:
+    """Load a ``.keras`` file (Keras 3, TensorFlow backend) without its optimizer state."""
+    _tf_env()
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such model file")
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(f"Keras backend is {keras.backend.backend()!r}; export needs KERAS_BACKEND=tensorflow")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - keras raises many kinds; name the file
+        raise ExportError(f"{path}: cannot load Keras model: {e}") from None
+
+
+def model_activation(model: Any) -> str | None:
+    """``"softmax"``, ``"sigmoid"`` or ``None``: the activation that ends the model."""
+    import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return "softmax"
+    act = getattr(last, "activation", None)
+    name = getattr(act, "__name__", None) or (act if isinstance(act, str) else None)
+    return name if name in ("softmax", "sigmoid") else None
+
+
+def keras_predict(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Keras outputs for ``x`` (inference mode: dropout off, batch-norm moving statistics)."""
+    outs = [np.asarray(model(x[i : i + batch], training=False), dtype=np.float32)
+            for i in range(0, len(x), batch)]
+    return np.concatenate(outs, axis=0)
+
+
+def to_onnx(model: Any, *, opset: int = OPSET) -> Any:
+    """Convert through a ``tf.function`` with a dynamic batch dimension.
+
+    The graph has one input ``mel`` [batch, n_mels, frames, 1] float32 and one output
+    ``probabilities`` [batch, n_labels] float32. (``tf2onnx.convert.from_keras`` expects
+    tf.keras 2 models; tracing the Keras 3 model in a ``tf.function`` works for both.)
+    """
+    _tf_env()
+    import tensorflow as tf
+    import tf2onnx
+
+    shape = tuple(model.input_shape)
+    spec = (tf.TensorSpec((None, *shape[1:]), tf.float32, name=INPUT_NAME),)
+
+    @tf.function(input_signature=spec)
+    def serve(mel: Any) -> dict[str, Any]:
+        return {OUTPUT_NAME: model(mel, training=False)}
+
+    try:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"tf2onnx could not convert the model (opset {opset}): {e}") from None
+    return proto
+
+
+def _has_subgraphs(graph: Any) -> bool:
+    import onnx
+
+    kinds = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    return any(a.type in kinds for node in graph.node for a in node.attribute)
+
+
+def canonicalize(proto: Any, *, graph_name: str) -> Any:
+    """Rename what tf2onnx names from process-global counters, so re-exports are byte-identical.
+
+    tf2onnx numbers the nodes it creates (``new_shape__10``), Keras numbers layer scopes
+    (``functional_1/conv2d_1``), TensorFlow numbers traced functions (``doc_string``
+    "converted from __inference_f_111") and the batch dimension gets a ``unk__13``
+    symbol: all depend on what ran before in the process. This pass, which changes names
+    only (never the computation), sets
+
+    * node names to ``<op_type>_<index>`` and node outputs to ``<node name>:<k>`` (in graph
+      order), except the graph's own inputs and outputs, which keep their names;
+    * initializer names to ``w<k>`` in order of first use (and orders the initializers so);
+    * the batch dimension of the graph's inputs and outputs to ``batch``;
+    * the graph name to ``graph_name`` and the doc strings to empty; ``value_info``
+      (optional shape hints, re-inferred by onnxruntime) is dropped.
+
+    Graphs with sub-graphs (If/Loop) are left as converted, apart from the names and doc
+    strings of the model and graph.
+    """
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    g = m.graph
+    m.doc_string = ""
+    g.doc_string = ""
+    g.name = graph_name
+    for vi in list(g.input) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+    if _has_subgraphs(g):
+        return m
+    keep = {vi.name for vi in g.input} | {vi.name for vi in g.output}
+    rename: dict[str, str] = {}
+    inits = {t.name: t for t in g.initializer}
+    order: list[str] = []
+    for node in g.node:
+        for name in node.input:
+            if name in inits and name not in rename and name not in keep:
+                rename[name] = f"w{len(order)}"
+                order.append(name)
+    for name in sorted(set(inits) - set(order)):
+        if name not in keep:
+            rename[name] = f"w{len(order)}"
+        order.append(name)
+    for i, node in enumerate(g.node):
+        node.name = f"{node.op_type}_{i}"
+        node.doc_string = ""
+        for k, out in enumerate(node.output):
+            if out and out not in keep:
+                rename[out] = f"{node.name}:{k}"
+    for node in g.node:
+        node.input[:] = [rename.get(x, x) for x in node.input]
+        node.output[:] = [rename.get(x, x) for x in node.output]
+    ordered = [inits[name] for name in order]
+    for t in ordered:
+        t.name = rename.get(t.name, t.name)
+    new_inits = [onnx.TensorProto() for _ in ordered]
+    for dst, src in zip(new_inits, ordered, strict=True):
+        dst.CopyFrom(src)
+    del g.initializer[:]
+    g.initializer.extend(new_inits)
+    del g.value_info[:]
+    return m
+
+
+def onnx_session(model: bytes | str | Path) -> Any:
+    """An onnxruntime CPU session (default graph optimisations, as the runtime uses)."""
+    import onnxruntime as ort
+
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+
+
+def onnx_predict(session: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """onnxruntime outputs for ``x`` (float32 NHWC)."""
+    name = session.get_inputs()[0].name
+    outs = [session.run(None, {name: np.ascontiguousarray(x[i : i + batch], dtype=np.float32)})[0]
+            for i in range(0, len(x), batch)]
+    return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
+
+
+def versions(opset: int = OPSET) -> dict[str, Any]:
+    """Versions of the tools that made the artifact (the manifest's ``exporter``)."""
+    _tf_env()
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "tf2onnx": tf2onnx.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": opset,
+        "numpy": np.__version__,
+    }

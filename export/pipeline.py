@@ -1,0 +1,243 @@
+"""The export pipeline: Keras model → checked ONNX artifact folder(s)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd
+from instrunet_core.labels import FAMILIES
+from instrunet_core.manifest import SEMVER_RE
+
+from . import DEFAULT_ATOL, ExportError
+from .artifact import (
+    build_manifest,
+    check_artifact,
+    created_timestamp,
+    report_metrics,
+    training_data_info,
+    write_artifact,
+)
+from .data import corpus_windows
+
+__all__ = ["ExportConfig", "export_model", "parity_stats"]
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_TASK_OF = {"sigmoid": "multilabel", "softmax": "multiclass"}
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Everything ``python -m export`` takes (see ``docs/export.md``)."""
+
+    model: Path
+    name: str
+    version: str
+    out: Path
+    task: str | None = None
+    corpus: Path | None = None
+    split: str = "valid"
+    report: Path | None = None
+    n_parity: int = 200
+    n_references: int = 24
+    license: str = "MIT"
+    thresholds: Path | None = None
+    description: str | None = None
+    atol: float = DEFAULT_ATOL
+    quantize: bool = False
+    force: bool = False
+    front_end: FrontEnd = DEFAULT_FRONT_END
+
+
+def parity_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(max |a - b|, fraction of rows with the same arg-max)."""
+    if a.shape != b.shape:
+        raise ExportError(f"output shapes differ: keras {a.shape}, onnxruntime {b.shape}")
+    return float(np.abs(a - b).max()), float(np.mean(a.argmax(1) == b.argmax(1)))
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{path}: {what} not found") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"{path}: cannot read {what}: {e}") from None
+
+
+def _pick_corpus(cfg: ExportConfig, report: Mapping[str, Any] | None) -> Path:
+    if cfg.corpus is not None:
+        return cfg.corpus
+    cands = []
+    if report and (report.get("config") or {}).get("corpus"):
+        cands.append(Path(report["config"]["corpus"]))
+    cands.append(Path("data/corpus"))
+    for c in cands:
+        if (c / cfg.split / "examples.json").is_file():
+            return c
+    raise ExportError("no corpus for the parity check: pass --corpus DIR (an NSynth-format corpus)")
+
+
+def _subset(n_total: int, n: int) -> np.ndarray:
+    n = min(n, n_total)
+    return np.linspace(0, n_total - 1, n).round().astype(int) if n > 0 else np.zeros(0, dtype=int)
+
+
+def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
+    """Convert, check parity, write the artifact; returns a summary (paths, parity, quantisation).
+
+    Raises :class:`ExportError` (nothing written) on any failed check.
+    """
+    from . import convert
+
+    if not _NAME_RE.match(cfg.name):
+        raise ExportError(f"--name {cfg.name!r}: use a lower-case identifier ([a-z0-9_.-])")
+    if not SEMVER_RE.match(cfg.version):
+        raise ExportError(f"--version {cfg.version!r}: expected semver X.Y.Z")
+    if cfg.n_references < 0 or cfg.n_parity < 1:
+        raise ExportError("--n-parity must be >= 1 and --n-references >= 0")
+    dest = cfg.out / cfg.name / cfg.version
+    if dest.exists() and not cfg.force:
+        raise ExportError(f"{dest}: already exists (pass --force to replace it)")
+    report = _read_json(cfg.report, "training report") if cfg.report else None
+    labels = list(report.get("labels") or FAMILIES) if report else list(FAMILIES)
+
+    thresholds: dict[str, float] | None = None
+    if cfg.thresholds is not None:
+        thresholds = _read_json(cfg.thresholds, "thresholds file")
+        if not isinstance(thresholds, dict):
+            raise ExportError(f"{cfg.thresholds}: expected a JSON object {{label: threshold}}")
+    elif report and isinstance(report.get("thresholds"), dict):
+        thresholds = report["thresholds"]
+
+    fe = cfg.front_end
+    model = convert.load_keras(cfg.model)
+    in_shape = tuple(model.input_shape)
+    if in_shape[1:] != (fe.n_mels, fe.frames, 1):
+        raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {fe.n_mels}, {fe.frames}, 1)")
+    n_out = model.output_shape[-1]
+    if n_out != len(labels):
+        raise ExportError(f"{cfg.model}: {n_out} outputs but {len(labels)} labels {labels}")
+    act = convert.model_activation(model)
+    task = cfg.task or _TASK_OF.get(act or "")
+    if task is None:
+        raise ExportError(f"{cfg.model}: the last layer's activation is {act!r}, neither sigmoid nor softmax; "
+                          "pass --task")
+    if act is not None and _TASK_OF[act] != task:
+        raise ExportError(f"{cfg.model}: ends in {act} but --task {task} needs "
+                          f"{'sigmoid' if task == 'multilabel' else 'softmax'}")
+    if thresholds and task != "multilabel":
+        log("note: thresholds ignored (they apply to multilabel models only)")
+        thresholds = None
+
+    corpus = _pick_corpus(cfg, report)
+    if cfg.n_parity < 200:
+        log(f"warning: parity on {cfg.n_parity} windows (the release rule is at least 200)")
+    win = corpus_windows(corpus, cfg.split, cfg.n_parity, labels=labels, fe=fe)
+    log(f"parity data: {len(win.x)} windows from {win.n_notes} notes of {corpus / cfg.split}")
+
+    proto = convert.canonicalize(convert.to_onnx(model), graph_name=f"{cfg.name}-{cfg.version}")
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"onnx.checker rejected the converted model: {e}") from None
+    model_bytes = proto.SerializeToString()
+    sess = convert.onnx_session(model_bytes)
+
+    y_keras = convert.keras_predict(model, win.x)
+    y_onnx = convert.onnx_predict(sess, win.x)
+    diff, agree = parity_stats(y_keras, y_onnx)
+    log(f"parity: max |keras - onnxruntime| = {diff:.3g}, top-1 agreement {agree:.2%} on {len(win.x)} windows")
+    if diff > cfg.atol or agree < 1.0:
+        problems = []
+        if diff > cfg.atol:
+            problems.append(f"max |keras - onnxruntime| = {diff:.3g} exceeds atol {cfg.atol:g} by {diff - cfg.atol:.3g}")
+        if agree < 1.0:
+            k = int(round((1 - agree) * len(win.x)))
+            problems.append(f"top-1 agreement {agree:.2%} ({k} of {len(win.x)} windows differ)")
+        raise ExportError("parity failed: " + "; ".join(problems) + "; nothing written")
+
+    idx = _subset(len(win.x), cfg.n_references)
+    x_ref16 = win.x[idx].astype(np.float16)
+    x_ref = x_ref16.astype(np.float32)
+    y_ref = convert.keras_predict(model, x_ref)
+    rdiff, ragree = parity_stats(y_ref, convert.onnx_predict(sess, x_ref)) if len(idx) else (0.0, 1.0)
+    if rdiff > cfg.atol or ragree < 1.0:
+        raise ExportError(f"parity failed on the float16 reference inputs: max diff {rdiff:.3g}, "
+                          f"top-1 agreement {ragree:.2%}; nothing written")
+
+    parity = {"max_abs_diff": diff, "top1_agreement": agree, "n": int(len(win.x)), "atol": cfg.atol,
+              "split": cfg.split, "notes": win.n_notes, "against": "keras float32 (inference mode)"}
+    exporter = convert.versions()
+    created = created_timestamp()
+    metrics = report_metrics(report) if report else {}
+    tdata = training_data_info(report, corpus)
+    manifest = build_manifest(
+        name=cfg.name, version=cfg.version, task=task, labels=labels, front_end=fe.to_dict(),
+        input_shape=[None, fe.n_mels, fe.frames, 1], sha256=hashlib.sha256(model_bytes).hexdigest(),
+        parity=parity, exporter=exporter, metrics=metrics, training_data=tdata, thresholds=thresholds,
+        license=cfg.license, description=cfg.description, created=created, references=len(idx) > 0,
+    )
+    refs = {"inputs": x_ref16, "outputs": y_ref} if len(idx) else None
+
+    def verify(folder: Path) -> None:
+        check_artifact(folder, atol=cfg.atol)
+
+    summary: dict[str, Any] = {"path": str(dest), "sha256": manifest["sha256"], "parity": parity, "task": task}
+    q_bytes = q_manifest = q_refs = None
+    q_dest = cfg.out / f"{cfg.name}-int8" / cfg.version
+    if cfg.quantize:
+        from .quantize import compare, quantize_bytes
+
+        if q_dest.exists() and not cfg.force:
+            raise ExportError(f"{q_dest}: already exists (pass --force to replace it)")
+        q_bytes = quantize_bytes(model_bytes)
+        q = compare(model_bytes, q_bytes, win.x, win.labels, y_keras)
+        q.pop("int8_outputs")
+        q["split"] = cfg.split
+        q_sess = convert.onnx_session(q_bytes)
+        y_qref = convert.onnx_predict(q_sess, x_ref) if len(idx) else None
+        q_parity = {"max_abs_diff": q["max_abs_diff_vs_keras"],
+                    "top1_agreement": float(np.mean(convert.onnx_predict(q_sess, win.x).argmax(1)
+                                                    == y_keras.argmax(1))),
+                    "n": int(len(win.x)), "split": cfg.split,
+                    "against": "keras float32 (int8 is approximate; references hold the int8 model's outputs)"}
+        q_manifest = build_manifest(
+            name=f"{cfg.name}-int8", version=cfg.version, task=task, labels=labels, front_end=fe.to_dict(),
+            input_shape=[None, fe.n_mels, fe.frames, 1], sha256=hashlib.sha256(q_bytes).hexdigest(),
+            parity=q_parity, exporter={**exporter, "quantization": "onnxruntime quantize_dynamic, uint8 weights"},
+            metrics={"quantization": q, "float_model": metrics}, training_data=tdata, thresholds=thresholds,
+            license=cfg.license, description=f"dynamically quantised int8 variant of {cfg.name} {cfg.version}",
+            created=created, references=len(idx) > 0,
+        )
+        q_refs = {"inputs": x_ref16, "outputs": y_qref} if len(idx) else None
+        summary["quantization"] = q
+        summary["quantized_path"] = str(q_dest)
+
+    existed = dest.exists()
+    write_artifact(dest, model_bytes=model_bytes, manifest=manifest, references=refs, force=cfg.force,
+                   verify=verify)
+    if q_bytes is not None and q_manifest is not None:
+        try:
+            write_artifact(q_dest, model_bytes=q_bytes, manifest=q_manifest, references=q_refs, force=cfg.force,
+                           verify=lambda f: check_artifact(f, atol=cfg.atol))
+        except BaseException:
+            if not existed:  # all or nothing: drop the float artifact written a moment ago
+                shutil.rmtree(dest, ignore_errors=True)
+                try:
+                    dest.parent.rmdir()  # NAME/, if now empty
+                except OSError:
+                    pass
+            raise
+    return summary

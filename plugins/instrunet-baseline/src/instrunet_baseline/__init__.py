@@ -1,0 +1,32 @@
+"""instrunet model plugin: the seed's baseline CNN (softmax over the eight families).
+
+Installed, this distribution exposes the entry point ``baseline`` in group ``instrunet``;
+instrunet then lists the model (``instrunet plugins``) and loads it with
+``instrunet_core.load_model("baseline")``. The artifact folders
+``models/baseline/<version>/{model.onnx, manifest.json, references.npz}`` are package data
+written by ``python -m export`` (see ``docs/export.md`` in the instrunet repository).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from instrunet_core import hookimpl
+
+__all__ = ["MODEL_NAME", "MODELS_DIR", "model_dirs", "instrunet_register_models"]
+
+MODEL_NAME = "baseline"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def model_dirs() -> list[Path]:
+    """Every shipped version folder of the model (those holding a ``manifest.json``), oldest first."""
+    return sorted(p.parent for p in (MODELS_DIR / MODEL_NAME).glob("*/manifest.json"))
+
+
+@hookimpl
+def instrunet_register_models(register: Any) -> None:
+    """Register each shipped version of ``baseline`` (never as the default model)."""
+    for d in model_dirs():
+        register(MODEL_NAME, d)

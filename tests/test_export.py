@@ -1,0 +1,218 @@
+"""The exporter end to end: a tiny Keras CNN → ONNX artifact, parity on a tiny real corpus.
+
+Needs TensorFlow/Keras/tf2onnx (the ``train`` extra); skipped cleanly without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+pytest.importorskip("onnx")
+
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+import export.convert as convert  # noqa: E402
+from export.__main__ import main  # noqa: E402
+from export.artifact import check_artifact  # noqa: E402
+from instrunet_core.features import DEFAULT_FRONT_END  # noqa: E402
+from instrunet_core.labels import FAMILIES  # noqa: E402
+from instrunet_core.manifest import read_manifest, validate_manifest  # noqa: E402
+
+pytestmark = [
+    pytest.mark.training,
+    pytest.mark.slow,
+    # Keras's own convert_to_numpy on TF tensors (third-party, harmless)
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+]
+
+EPOCH = "1700000000"  # 2023-11-14T22:13:20Z
+
+
+def _tiny_keras(path: Path, activation: str = "sigmoid") -> Path:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((128, 128, 1), name="mel")
+    x = layers.Conv2D(4, 3, activation="relu")(inp)
+    x = layers.BatchNormalization()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(len(FAMILIES), activation=activation, name="probabilities")(x)
+    keras.Model(inp, out).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import training.corpus as corpus
+
+    root = corpus.default_cache() / "soundfonts" / "root"
+    if not all((Path("/") / f.path).is_file() or (root / f.path).is_file() for f in corpus.SOUNDFONTS):
+        pytest.skip("the Debian SoundFonts are neither installed nor in the cache (building would need the network)")
+    out = tmp_path_factory.mktemp("corpus")
+    assert corpus.main(["build", "--out", str(out), "--limit", "2", "--workers", "1", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_keras(tmp_path_factory.mktemp("keras") / "tiny.keras")
+
+
+@pytest.fixture(scope="session")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("report") / "metrics.json"
+    p.write_text(json.dumps({
+        "model": "tiny", "version": "0.1.0", "task": "multilabel", "labels": list(FAMILIES), "parameters": 76,
+        "thresholds": {f: 0.4 for f in FAMILIES},
+        "valid": {"n_single": 16, "single": {"accuracy": 0.25}, "mixture": {"micro_f1": float("nan")}}, "test": {"n_single": 16, "single": {"accuracy": 0.2}},
+        "corpus": {"counts": {"train": {"brass": {"notes": 2, "instruments": 2}}}, "soundfonts": ["fluidr3"]},
+        "config": {"seed": 1, "n_train": 100, "corpus": "nowhere"},
+    }))
+    return p
+
+
+def _args(model: Path, out: Path, corpus: Path, *extra: str) -> list[str]:
+    return [str(model), "--name", "tiny", "--version", "0.1.0", "--out", str(out), "--corpus", str(corpus),
+            "--split", "valid", *extra]
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_keras: Path, tiny_corpus: Path, report: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    try:
+        assert main(_args(tiny_keras, out, tiny_corpus, "--report", str(report))) == 0
+    finally:
+        mp.undo()
+    return out / "tiny" / "0.1.0"
+
+
+def test_artifact_files_and_manifest(exported: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == ["manifest.json", "model.onnx", "references.npz"]
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    def no_nan(c: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {c}")
+
+    data = json.loads((exported / "manifest.json").read_text(), parse_constant=no_nan)
+    man = validate_manifest(data, where="manifest.json")
+    assert man.name == "tiny" and man.version == "0.1.0"
+    assert man.task == "multilabel" and man.output["activation"] == "sigmoid"
+    assert list(man.labels) == list(FAMILIES)
+    assert man.input["name"] == "mel" and man.input["shape"] == [None, 128, 128, 1]
+    assert man.output["name"] == "probabilities" and man.output["shape"] == [None, 8]
+    assert data["front_end"] == DEFAULT_FRONT_END.to_dict()
+    assert man.sha256 == hashlib.sha256((exported / "model.onnx").read_bytes()).hexdigest()
+    assert man.created == "2023-11-14T22:13:20Z"
+    assert man.thresholds == {f: 0.4 for f in FAMILIES}  # taken from the report
+    assert man.metrics["valid"]["single"]["accuracy"] == 0.25
+    assert man.metrics["valid"]["mixture"]["micro_f1"] is None  # NaN in the report → null
+    assert man.training_data["sources"] == ["fluidr3"] and man.training_data["soundfonts"]
+    assert set(man.exporter) >= {"tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime", "opset"}
+    assert man.parity["n"] >= 200 and man.parity["max_abs_diff"] <= 1e-4 and man.parity["top1_agreement"] == 1.0
+    assert man.references == "references.npz" and man.license == "MIT"
+
+
+def test_onnx_graph_is_checked_and_named(exported: Path) -> None:
+    model = onnx.load(exported / "model.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["mel"]
+    assert [o.name for o in model.graph.output] == ["probabilities"]
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param == "batch" and not dim0.HasField("dim_value")
+    assert model.graph.name == "tiny-0.1.0"
+    sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    for n in (1, 3):  # dynamic batch
+        assert sess.run(None, {"mel": np.zeros((n, 128, 128, 1), np.float32)})[0].shape == (n, 8)
+
+
+def test_references_reproduce_in_onnxruntime(exported: Path, tiny_keras: Path) -> None:
+    with np.load(exported / "references.npz") as z:
+        x, y = z["inputs"], z["outputs"]
+    assert x.dtype == np.float16 and x.shape == (24, 128, 128, 1)
+    assert y.dtype == np.float32 and y.shape == (24, 8)
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.astype(np.float32).std() > 0  # real log-mel windows, not zeros
+    sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"mel": x.astype(np.float32)})[0]
+    assert np.abs(out - y).max() <= 1e-4
+    # stored outputs are Keras's, on exactly the float16 → float32 inputs
+    keras_out = convert.keras_predict(convert.load_keras(tiny_keras), x.astype(np.float32))
+    np.testing.assert_allclose(y, keras_out, atol=1e-6)
+    res = check_artifact(exported)
+    assert res["sha256_ok"] and res["n"] == 24 and res["top1_agreement"] == 1.0
+
+
+def test_reexport_is_byte_identical(exported: Path, tiny_keras: Path, tiny_corpus: Path, report: Path,
+                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same .keras, same tool versions, same SOURCE_DATE_EPOCH → identical files (same process, too)."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    assert main(_args(tiny_keras, tmp_path, tiny_corpus, "--report", str(report))) == 0
+    again = tmp_path / "tiny" / "0.1.0"
+    for name in ("model.onnx", "manifest.json", "references.npz"):
+        assert (again / name).read_bytes() == (exported / name).read_bytes(), name
+
+
+def test_canonicalize_only_renames(tiny_keras: Path) -> None:
+    model = convert.load_keras(tiny_keras)
+    a, b = convert.to_onnx(model), convert.to_onnx(model)
+    ca, cb = (convert.canonicalize(p, graph_name="g") for p in (a, b))
+    assert ca.SerializeToString() == cb.SerializeToString()
+    assert [n.op_type for n in ca.graph.node] == [n.op_type for n in a.graph.node]
+    x = np.random.default_rng(0).random((4, 128, 128, 1), dtype=np.float32)
+    ya = convert.onnx_predict(convert.onnx_session(a.SerializeToString()), x)
+    yc = convert.onnx_predict(convert.onnx_session(ca.SerializeToString()), x)
+    np.testing.assert_array_equal(ya, yc)
+
+
+def test_parity_failure_exits_nonzero_and_writes_nothing(
+    tiny_keras: Path, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real = convert.onnx_predict
+    monkeypatch.setattr(convert, "onnx_predict", lambda sess, x, batch=64: real(sess, x, batch) + 3e-4)
+    out = tmp_path / "out"
+    assert main(_args(tiny_keras, out, tiny_corpus)) == 1
+    err = capsys.readouterr().err
+    assert "parity failed" in err and "exceeds atol 0.0001 by" in err and "nothing written" in err
+    assert not out.exists()
+
+
+def test_refuses_existing_version_and_wrong_task(
+    exported: Path, tiny_keras: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = (exported / "model.onnx").read_bytes()
+    assert main(_args(tiny_keras, exported.parent.parent, tiny_corpus)) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (exported / "model.onnx").read_bytes() == before
+    out = exported.parent.parent.parent / "wrong-task"
+    assert main(_args(tiny_keras, out, tiny_corpus, "--task", "multiclass")) == 1
+    assert "ends in sigmoid" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_softmax_model_is_multiclass_and_quantizes(tiny_corpus: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
+    out = tmp_path / "out"
+    args = [str(model), "--name", "soft", "--version", "1.2.3", "--out", str(out), "--corpus", str(tiny_corpus),
+            "--n-references", "8", "--quantize"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "int8: accuracy" in printed and "points" in printed and "latency" in printed
+    man = read_manifest(out / "soft" / "1.2.3")
+    assert man.task == "multiclass" and man.output["activation"] == "softmax" and man.thresholds is None
+    q = read_manifest(out / "soft-int8" / "1.2.3")
+    assert q.name == "soft-int8" and q.task == "multiclass"
+    assert {"accuracy_drop_points", "latency_ms_int8"} <= set(q.metrics["quantization"])
+    assert check_artifact(out / "soft-int8" / "1.2.3")["n"] == 8
