@@ -1,0 +1,109 @@
+"""Write the model comparison table of ``docs/models.md`` from reports and artifacts.
+
+Usage::
+
+    python -m benchmarks.models_table --out docs/models.md \
+        default=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0 \
+        baseline=training/reports/baseline/1.0.0/metrics.json:plugins/.../models/baseline/1.0.0 \
+        seed_v3=training/reports/seed_v3/1.0.0/metrics.json:runs/seed_v3/artifact/seed_v3/1.0.0
+
+Every number comes from the training reports the code wrote, except latency, measured here
+in one run for all models side by side (onnxruntime, CPU, one intra-op thread, batch 1,
+median of 300 runs after 30 warm-up runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def latency_ms(model_path: Path, runs: int = 300) -> tuple[float, float]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).random((1, 128, 128, 1), dtype=np.float32)
+    for _ in range(30):
+        sess.run(None, {name: x})
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.models_table")
+    ap.add_argument("--out", type=Path, default=Path("docs/models.md"))
+    ap.add_argument("--intro", type=Path, default=None, help="markdown placed above the table")
+    ap.add_argument("models", nargs="+", help="NAME=METRICS_JSON:ARTIFACT_DIR")
+    args = ap.parse_args(argv)
+    rows = []
+    raw = {}
+    for spec in args.models:
+        name, rest = spec.split("=", 1)
+        metrics_path, artifact = rest.split(":", 1)
+        m = json.loads(Path(metrics_path).read_text())
+        onnx = Path(artifact) / "model.onnx"
+        med, p90 = latency_ms(onnx)
+        t = m["test"]
+        mix = t.get("mixture", {}).get("micro_f1")
+        recalls = [pc["recall"] for pc in t["single"]["per_class"].values() if pc["recall"] is not None]
+        row = {
+            "model": name, "task": m["task"], "parameters": m["parameters"],
+            "artifact_mb": onnx.stat().st_size / 1e6,
+            "valid_accuracy": m["valid"]["single"]["accuracy"],
+            "test_accuracy": t["single"]["accuracy"], "test_balanced_accuracy": t["single"]["balanced_accuracy"],
+            "test_macro_f1": t["single"]["macro_f1"], "min_family_recall": min(recalls),
+            "test_mixture_micro_f1": mix, "latency_ms_median": med, "latency_ms_p90": p90,
+            "train_minutes": m["train_seconds"] / 60, "epochs": m["epochs_run"], "test_notes": t["n_single"],
+        }
+        rows.append(row)
+        raw[name] = row
+    lines = []
+    if args.intro and args.intro.is_file():
+        lines += [args.intro.read_text().rstrip(), ""]
+    lines += [
+        "| model | task | parameters | artifact | valid acc. | **test acc.** (unseen instruments) | test balanced acc. "
+        "| lowest family recall | test mixture micro-F1 | latency / window (median, p90) | training |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mix = "n/a" if r["test_mixture_micro_f1"] is None else f"{r['test_mixture_micro_f1']:.3f}"
+        lines.append(
+            f"| {r['model']} | {r['task']} | {r['parameters']:,} | {r['artifact_mb']:.1f} MB | {r['valid_accuracy']:.3f} "
+            f"| **{r['test_accuracy']:.3f}** | {r['test_balanced_accuracy']:.3f} | {r['min_family_recall']:.3f} "
+            f"| {mix} | {r['latency_ms_median']:.2f} ms, {r['latency_ms_p90']:.2f} ms "
+            f"| {r['train_minutes']:.0f} min, {r['epochs']} epochs |"
+        )
+    lines += [
+        "",
+        f"Test: {rows[0]['test_notes']} notes of the 55 TimGM6mb instruments, never used to train or choose "
+        "anything; accuracy is the argmax on each note's first 2.95 s window. Mixture micro-F1: 2-3 notes of "
+        "different test-split families summed at random gains; multi-label models use presence thresholds chosen "
+        "on valid, softmax models can only name their top family.",
+        f"Latency: onnxruntime {__import__('onnxruntime').__version__}, CPU, 1 thread, batch 1, one 128x128 window, "
+        f"median of 300 runs, measured side by side in one run by `python -m benchmarks.models_table` on "
+        f"{platform.processor() or platform.machine()} ({time.strftime('%Y-%m-%d')}).",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
