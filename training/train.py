@@ -55,6 +55,7 @@ class Config:
     n_test_mix: int = 2000
     mix_prob: float = 0.4
     augment: bool = True
+    spec_augment: bool = True
     patience: int = 5
     time_budget_min: float | None = None
     cache: Path = Path("cache/examples")
@@ -70,10 +71,31 @@ def _as_input(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32)[..., None]
 
 
+def spec_augment(x: np.ndarray, rng: np.random.Generator, *, p: float = 0.5, max_mel: int = 16,
+                 max_frames: int = 24) -> np.ndarray:
+    """SpecAugment-style masking, in place: each window gets, with probability ``p`` each, one band
+    of up to ``max_mel`` mel bins and one span of up to ``max_frames`` frames set to the floor (0).
+
+    Cheap, and drawn afresh every epoch, so the cached (pre-augmented) windows never repeat exactly.
+    ``x``: ``[B, n_mels, frames]``.
+    """
+    b, n_mels, frames = x.shape
+    for i in range(b):
+        if rng.random() < p:
+            w = int(rng.integers(1, max_mel + 1))
+            a = int(rng.integers(0, n_mels - w + 1))
+            x[i, a : a + w, :] = 0
+        if rng.random() < p:
+            w = int(rng.integers(1, max_frames + 1))
+            a = int(rng.integers(0, frames - w + 1))
+            x[i, :, a : a + w] = 0
+    return x
+
+
 class _Batches:
     """Shuffled float32 batches from a float16 array without copying the whole set."""
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, X: np.ndarray, Y: np.ndarray, batch_size: int, seed: int, masks: bool = False):
         import keras
 
         class Seq(keras.utils.PyDataset):
@@ -87,7 +109,10 @@ class _Batches:
 
             def __getitem__(s, i: int) -> tuple[np.ndarray, np.ndarray]:
                 idx = np.sort(s.order[i * batch_size : (i + 1) * batch_size])
-                return _as_input(X[idx]), Y[idx]
+                x = X[idx].astype(np.float32)
+                if masks:
+                    spec_augment(x, s.rng)
+                return x[..., None], Y[idx]
 
             def on_epoch_end(s) -> None:
                 s.order = s.rng.permutation(len(X))
@@ -121,7 +146,7 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     best: dict[str, Any] = {"score": -1.0, "epoch": -1, "weights": None}
     t0 = time.time()
     stale = 0
-    batches = _Batches(X, Y, cfg.batch_size, cfg.seed)
+    batches = _Batches(X, Y, cfg.batch_size, cfg.seed, masks=cfg.spec_augment)
     for epoch in range(cfg.epochs):
         h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0)
         pv = predict(model, Xv)

@@ -1,0 +1,122 @@
+"""The one log-mel front end: parity with librosa, padding, silence and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instrunet_core.errors import InputError
+from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd, batch_features, logmel, mel_filterbank, window_features
+
+librosa = pytest.importorskip("librosa")
+
+FE = DEFAULT_FRONT_END
+SR = FE.sample_rate
+
+
+def _reference(y: np.ndarray, fe: FrontEnd = FE) -> np.ndarray:
+    """librosa's melspectrogram + power_to_db(ref=np.max), scaled to [0, 1] the same way."""
+    S = librosa.feature.melspectrogram(
+        y=y.astype(np.float64), sr=fe.sample_rate, n_fft=fe.n_fft, hop_length=fe.hop_length, n_mels=fe.n_mels,
+        fmin=fe.fmin, fmax=fe.fmax, center=True, pad_mode="constant", power=2.0,
+    )
+    db = librosa.power_to_db(S, ref=np.max, top_db=fe.top_db)
+    return ((db + fe.top_db) / fe.top_db).astype(np.float32)
+
+
+def _signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(FE.window_samples) / SR
+    harmonic = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 12)) * np.exp(-t)
+    chirp = np.sin(2 * np.pi * (100 + 2000 * t) * t)
+    return {
+        "harmonic_decay": (0.3 * harmonic).astype(np.float32),
+        "chirp": (0.5 * chirp).astype(np.float32),
+        "white_noise": (0.1 * rng.standard_normal(FE.window_samples)).astype(np.float32),
+        "quiet_tone": (1e-3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32),
+    }
+
+
+def test_filterbank_matches_librosa() -> None:
+    ref = librosa.filters.mel(sr=SR, n_fft=FE.n_fft, n_mels=FE.n_mels)
+    np.testing.assert_allclose(mel_filterbank(FE), ref, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", list(_signals()))
+def test_logmel_parity_with_librosa(name: str) -> None:
+    y = _signals()[name]
+    ours = logmel(y)
+    ref = _reference(y)
+    assert ours.shape == ref.shape == (FE.n_mels, FE.frames)
+    assert float(np.abs(ours - ref).max()) <= 1e-4
+    assert ours.min() >= 0.0 and ours.max() == pytest.approx(1.0)
+
+
+def test_window_features_shape_and_batch_agree() -> None:
+    sig = _signals()
+    batch = np.stack([sig["chirp"], sig["harmonic_decay"], sig["white_noise"]])
+    out = batch_features(batch, chunk=2)  # chunking must not change anything
+    assert out.shape == (3, FE.n_mels, FE.frames) and out.dtype == np.float32
+    for i in range(3):  # the same numbers up to float32 rounding of the batched GEMM
+        np.testing.assert_allclose(out[i], window_features(batch[i]), atol=1e-6)
+        assert float(np.abs(out[i] - _reference(batch[i])).max()) <= 1e-4
+
+
+def test_short_window_is_padded_with_silence_not_loudness() -> None:
+    """The seed padded dB spectrograms with 0 dB (the loudest value); we pad the audio with silence."""
+    y = _signals()["harmonic_decay"][: SR // 2]  # 0.5 s: about 22 of 128 frames hold sound
+    x = window_features(y)
+    assert x.shape == (FE.n_mels, FE.frames)
+    sounding = 1 + len(y) // FE.hop_length
+    assert x[:, : sounding - 4].max() == pytest.approx(1.0)
+    # frames wholly past the end (beyond the STFT's half-window) are the floor, never the peak
+    assert x[:, sounding + 4 :].max() == 0.0
+    padded = np.zeros(FE.window_samples, np.float32)
+    padded[: len(y)] = y
+    np.testing.assert_array_equal(x, window_features(padded))
+
+
+def test_long_audio_is_cut_to_one_window() -> None:
+    y = np.tile(_signals()["chirp"], 2)
+    np.testing.assert_array_equal(window_features(y), window_features(y[: FE.window_samples]))
+
+
+def test_digital_silence_is_the_floor() -> None:
+    x = window_features(np.zeros(FE.window_samples, np.float32))
+    assert x.shape == (FE.n_mels, FE.frames) and not x.any()
+
+
+def test_level_does_not_change_features() -> None:
+    y = _signals()["harmonic_decay"]
+    np.testing.assert_allclose(window_features(y), window_features(0.01 * y), atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.array([0.0, np.nan, 0.1], np.float32), "NaN or infinite"),
+        (np.array([0.0, np.inf], np.float32), "NaN or infinite"),
+        (np.zeros(100, np.int16), "floating-point"),
+        (np.zeros((2, 100), np.float32), "mono"),
+    ],
+)
+def test_bad_input_is_named(bad: np.ndarray, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        window_features(bad)
+
+
+def test_batch_shape_checked() -> None:
+    with pytest.raises(InputError, match=r"\(batch, n\)"):
+        batch_features(np.zeros(100, np.float32))
+
+
+def test_front_end_round_trip_and_validation() -> None:
+    d = FE.to_dict()
+    assert d["window_samples"] == (FE.frames - 1) * FE.hop_length == 65024
+    assert FrontEnd.from_dict(d) == FE
+    with pytest.raises(InputError, match="unknown front-end"):
+        FrontEnd.from_dict({**d, "bogus": 1})
+    with pytest.raises(InputError, match="window_samples"):
+        FrontEnd.from_dict({**d, "window_samples": 1000})
+    with pytest.raises(InputError, match="normalization"):
+        FrontEnd.from_dict({**d, "normalization": "minmax"})
