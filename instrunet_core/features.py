@@ -171,9 +171,10 @@ def mel_filterbank(fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
 
 
 def _hann(n: int) -> np.ndarray:
+    """Periodic Hann window (float64, so that the framed signal is transformed in float64)."""
     w = _WINDOWS.get(n)
     if w is None:
-        w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+        w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
         w.setflags(write=False)
         _WINDOWS[n] = w
     return w
@@ -191,10 +192,14 @@ def _check_audio(y: np.ndarray, what: str) -> np.ndarray:
 
 
 def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
-    """``frames_2d``: [..., n_frames, n_fft] → mel power [..., n_mels, n_frames]."""
+    """``frames_2d``: [..., n_frames, n_fft] → mel power [..., n_mels, n_frames].
+
+    The FFT runs in float64: numpy's (pocketfft) float64 transform is about five times faster
+    than its float32 one for a batch of 2048-point frames, and closer to librosa.
+    """
     lead = frames_2d.shape[:-1]
     spec = np.fft.rfft(frames_2d * _hann(fe.n_fft), axis=-1).reshape(-1, fe.n_fft // 2 + 1)
-    power = np.square(spec.real)
+    power = np.square(spec.real).astype(np.float32)
     power += np.square(spec.imag)
     # One GEMM over every frame of every window: [frames, bins] @ [bins, mels].
     mel = power @ mel_filterbank(fe).T
