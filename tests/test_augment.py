@@ -142,3 +142,28 @@ def test_config_roundtrip_and_validation() -> None:
         AugmentConfig(gain_db=(6.0, -6.0))
     with pytest.raises(ValueError, match="unknown"):
         AugmentConfig.from_dict({"p_flanger": 0.5})
+
+
+# --------------------------------------------------------------------------- feature-level (per epoch)
+
+
+def test_feature_augment_deterministic_floor_and_peak() -> None:
+    from instrunet_core.features import batch_features
+    from training.train import spec_augment
+
+    x0 = batch_features(np.stack([_note(s) for s in range(6)]))
+    a = spec_augment(x0.copy(), np.random.default_rng(3), p_mask=1.0, p_eq=1.0, eq_db=12.0)
+    b = spec_augment(x0.copy(), np.random.default_rng(3), p_mask=1.0, p_eq=1.0, eq_db=12.0)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, spec_augment(x0.copy(), np.random.default_rng(4), p_mask=1.0, p_eq=1.0, eq_db=12.0))
+    assert a.dtype == np.float32 and a.min() >= 0.0 and a.max() <= 1.0
+    assert not a[x0 == 0].any()  # the floor stays the floor: EQ never invents sound
+    for xa in a:  # a masked band and a masked span in each window
+        assert (xa == 0).all(axis=1).any() and (xa == 0).all(axis=0).any()
+    # EQ alone: each window's peak is re-referenced to 1; no cell moves by more than twice eq_db
+    e = spec_augment(x0.copy(), np.random.default_rng(5), p_mask=0.0, p_eq=1.0, eq_db=12.0)
+    assert not np.array_equal(e, x0)
+    np.testing.assert_allclose(e.max(axis=(1, 2)), 1.0, atol=1e-6)
+    assert float(np.abs(e - x0).max()) <= 2 * 12.0 / 80 + 1e-6
+    # probabilities 0: the identity
+    np.testing.assert_array_equal(spec_augment(x0.copy(), np.random.default_rng(6), p_mask=0.0, p_eq=0.0, eq_db=12.0), x0)

@@ -40,16 +40,17 @@ def test_plan_splits_by_instrument_and_program() -> None:
     # test: exactly the TimGM6mb instruments
     assert {i.split for i in plan if i.font == corpus.TEST_FONT} == {"test"}
     assert {i.font for i in plan if i.split == "test"} == {corpus.TEST_FONT}
-    # valid/train: a program has one split across every other font (so never FluidR3 vs MuseScore)
-    split_of_program: dict[int, set[str]] = collections.defaultdict(set)
+    # valid/train: within a sample group a program has one split (so never FluidR3 vs MuseScore)
+    split_of: dict[tuple[str, int], set[str]] = collections.defaultdict(set)
     for i in plan:
         if i.font != corpus.TEST_FONT:
-            split_of_program[i.program].add(i.split)
-    assert all(len(s) == 1 for s in split_of_program.values()), split_of_program
+            split_of[(fonts[i.font].sample_group, i.program)].add(i.split)
+    assert all(len(s) == 1 for s in split_of.values()), split_of
     held = corpus.held_out_programs()
+    assert set(held) == set(corpus.training_groups()) == {"fluidr3", "csound"}
     for i in plan:
         if i.font != corpus.TEST_FONT:
-            assert (i.split == "valid") == (i.program in held[i.family])
+            assert (i.split == "valid") == (i.program in held[fonts[i.font].sample_group][i.family])
     # per sample group: no program in both train and valid
     groups: dict[str, dict[str, set[int]]] = collections.defaultdict(lambda: collections.defaultdict(set))
     for i in plan:
@@ -57,13 +58,20 @@ def test_plan_splits_by_instrument_and_program() -> None:
     for group, by_split in groups.items():
         assert not by_split["train"] & by_split["valid"], group
     assert fonts["fluidr3"].sample_group == fonts["musescore"].sample_group
+    # crossed: every program is trained on through at least one sample group
+    trained = {i.program for i in plan if i.split == "train"}
+    assert trained == {p for progs in corpus.PROGRAMS.values() for p in progs}
 
 
 def test_held_out_programs_are_seeded() -> None:
     a, b = corpus.held_out_programs(), corpus.held_out_programs()
     assert a == b
+    assert a != corpus.held_out_programs(seed=1)
     for fam in FAMILIES:
-        assert 1 <= len(a[fam]) < len(corpus.PROGRAMS[fam]) and set(a[fam]) <= set(corpus.PROGRAMS[fam])
+        by_group = [set(a[g][fam]) for g in corpus.training_groups()]
+        for progs in by_group:
+            assert 1 <= len(progs) < len(corpus.PROGRAMS[fam]) and progs <= set(corpus.PROGRAMS[fam])
+        assert not by_group[0] & by_group[1], fam  # a different quarter from each group
 
 
 # --------------------------------------------------------------------------- a small real build

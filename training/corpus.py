@@ -15,11 +15,12 @@ Splits are by instrument, never by note:
 
 * ``test``  - every TimGM6mb instrument (genuinely different samples; never used to
   train or choose anything);
-* ``valid`` - held-out General MIDI programs: the *same* programs are held out of
-  FluidR3, MuseScore General and the csound bank together, because MuseScore General
-  reuses many FluidR3 samples (a FluidR3 program in train with its MuseScore twin in
-  valid would leak);
-* ``train`` - the rest.
+* ``valid`` - held-out (sample group, program) instruments, crossed: per family, a quarter
+  of the programs is held out of the FluidR3 group and a different quarter out of the
+  csound bank (:func:`held_out_programs`). FluidR3 and MuseScore General are one sample
+  group (MuseScore reuses many FluidR3 samples), so a program is held out of both or of
+  neither: a FluidR3 program in train with its MuseScore twin in valid would leak;
+* ``train`` - the rest (every program reaches it through at least one sample group).
 
 The build is deterministic (the held-out programs come from a seeded draw), resumable
 (finished instruments are recorded in ``<out>/.parts/`` and skipped on the next run) and
@@ -59,6 +60,8 @@ PEAK = 0.9  # peak after normalisation (-0.9 dBFS): headroom for int16
 SILENT_PEAK = 1e-4  # renders quieter than -80 dBFS before normalisation are dropped
 SPLITS = ("train", "valid", "test")
 DEFAULT_SEED = 20261124
+#: Version of the split rule (a corpus built under another rule is refused, not mixed).
+SPLIT_RULE = "crossed-v2"
 
 #: General MIDI programs (0-based) per family. No synth variants.
 PROGRAMS: dict[str, tuple[int, ...]] = {
@@ -158,15 +161,34 @@ def _apt_download(package: str, dest: Path) -> None:
 # --------------------------------------------------------------------------- planning
 
 
-def held_out_programs(seed: int = DEFAULT_SEED) -> dict[str, tuple[int, ...]]:
-    """Programs held out for ``valid`` per family (a quarter, at least one), seeded."""
+def held_out_programs(seed: int = DEFAULT_SEED) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Programs held out for ``valid``: ``{sample_group: {family: programs}}``, seeded.
+
+    Crossed over the two training sample groups: per family a quarter of the programs (at
+    least one) is held out of the FluidR3 group (FluidR3 *and* MuseScore General, which share
+    samples) and a *different* quarter out of the csound bank. So every valid instrument is an
+    unseen (sample library, program) pair, as every test instrument is, while every program
+    still reaches training through the other group. Vocal, with only two GM programs, is the
+    clearest case: Choir Aahs is learnt from one library and Voice Oohs from the other.
+    """
     rng = np.random.default_rng(seed)
-    held = {}
+    groups = training_groups()
+    held: dict[str, dict[str, tuple[int, ...]]] = {g: {} for g in groups}
     for fam in FAMILIES:
-        progs = PROGRAMS[fam]
+        progs = [int(p) for p in rng.permutation(PROGRAMS[fam])]
         k = max(1, int(round(len(progs) / 4)))
-        held[fam] = tuple(sorted(int(p) for p in rng.choice(progs, size=k, replace=False)))
+        for i, group in enumerate(groups):
+            held[group][fam] = tuple(sorted(progs[i * k : (i + 1) * k]))
     return held
+
+
+def training_groups() -> tuple[str, ...]:
+    """Sample groups of the non-test fonts, in table order (``("fluidr3", "csound")``)."""
+    out: list[str] = []
+    for font in SOUNDFONTS:
+        if font.key != TEST_FONT and font.sample_group not in out:
+            out.append(font.sample_group)
+    return tuple(out)
 
 
 def plan_instruments(seed: int = DEFAULT_SEED) -> list[Instrument]:
@@ -179,7 +201,7 @@ def plan_instruments(seed: int = DEFAULT_SEED) -> list[Instrument]:
             for prog in PROGRAMS[fam]:
                 if font.key == TEST_FONT:
                     split = "test"
-                elif prog in held[fam]:
+                elif prog in held[font.sample_group][fam]:
                     split = "valid"
                 else:
                     split = "train"
@@ -326,7 +348,8 @@ def build(
     else:
         jobs = [(inst, plan_notes(inst, None)) for inst in plan]
     config = {"seed": seed, "limit": limit, "sample_rate": SAMPLE_RATE, "velocities": list(VELOCITIES),
-              "pitch_range": list(PITCH_RANGE), "hold_s": HOLD_S, "release_s": RELEASE_S}
+              "pitch_range": list(PITCH_RANGE), "hold_s": HOLD_S, "release_s": RELEASE_S,
+              "split_rule": SPLIT_RULE}
     cfg_path = out / ".parts" / "config.json"
     if cfg_path.is_file() and json.loads(cfg_path.read_text()) != config:
         raise SystemExit(f"{out}: was built with other settings ({cfg_path}); use a new --out folder")
@@ -370,7 +393,8 @@ def assemble(out: Path, instruments: list[Instrument]) -> dict[str, Any]:
         "format": "nsynth-json-wav",
         "sample_rate": SAMPLE_RATE,
         "soundfonts": [dataclasses.asdict(f) for f in SOUNDFONTS],
-        "held_out_programs": {k: list(v) for k, v in held_out_programs(
+        "split_rule": SPLIT_RULE,
+        "held_out_programs": {g: {f: list(v) for f, v in fams.items()} for g, fams in held_out_programs(
             json.loads((out / ".parts" / "config.json").read_text())["seed"]).items()},
         "instruments": [dataclasses.asdict(i) for i in instruments],
         "counts": counts(out),

@@ -24,8 +24,9 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     (folder / "history.json").write_text(json.dumps(history, indent=1))
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, split in zip(axes, ("valid", "test"), strict=True):
+    splits = [sp for sp in ("valid", "test") if metrics.get(sp)]
+    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 5), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
         cm = np.array(metrics[split]["single"]["confusion"], dtype=float)
         norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -72,14 +73,18 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
         "| split | notes | accuracy | balanced accuracy | macro-F1 | mixture micro-F1 |",
         "|---|---|---|---|---|---|",
     ]
-    for name, m in (("valid (held-out programs)", v), ("test (unseen TimGM6mb instruments)", t)):
+    for name, m in (("valid (held-out instruments)", v), ("test (unseen TimGM6mb instruments)", t)):
+        if not m:
+            lines.append(f"| {name} | not evaluated | | | | |")
+            continue
         mix = m.get("mixture", {}).get("micro_f1")
         lines.append(f"| {name} | {m['n_single']} | {m['single']['accuracy']:.4f} | "
                      f"{m['single']['balanced_accuracy']:.4f} | {m['single']['macro_f1']:.4f} | "
                      f"{'' if mix is None else f'{mix:.4f}'} |")
-    lines += ["", "Per-family recall on test:", "",
+    shown = t or v
+    lines += ["", f"Per-family precision and recall on {'test' if t else 'valid'}:", "",
               "| family | precision | recall | notes |", "|---|---|---|---|"]
-    for lab, pc in t["single"]["per_class"].items():
+    for lab, pc in shown["single"]["per_class"].items():
         rec = pc["recall"]
         lines.append(f"| {lab} | {pc['precision']:.3f} | {'' if rec is None else f'{rec:.3f}'} | {pc['support']} |")
     lines += ["", "![confusion](confusion_matrix.png)", "", "![curves](curves.png)", ""]

@@ -56,6 +56,10 @@ class Config:
     mix_prob: float = 0.4
     augment: bool = True
     spec_augment: bool = True
+    test: bool = True  # --no-test: experiments that must not even compute test numbers
+    eq_db: float = 0.0
+    width: int = 0  # default model: channels of the first block (0: the model's own default)
+    depth: int = 0  # default model: 4 or 5 conv blocks (0: the model's own default)
     patience: int = 5
     time_budget_min: float | None = None
     cache: Path = Path("cache/examples")
@@ -71,21 +75,37 @@ def _as_input(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32)[..., None]
 
 
-def spec_augment(x: np.ndarray, rng: np.random.Generator, *, p: float = 0.5, max_mel: int = 16,
-                 max_frames: int = 24) -> np.ndarray:
-    """SpecAugment-style masking, in place: each window gets, with probability ``p`` each, one band
-    of up to ``max_mel`` mel bins and one span of up to ``max_frames`` frames set to the floor (0).
+def spec_augment(x: np.ndarray, rng: np.random.Generator, *, p_mask: float = 0.5, max_mel: int = 16,
+                 max_frames: int = 24, p_eq: float = 0.5, eq_db: float = 0.0, top_db: float = 80.0) -> np.ndarray:
+    """Feature-level augmentation, in place, drawn afresh every epoch (so the cached,
+    pre-augmented windows never repeat exactly). ``x``: ``[B, n_mels, frames]`` in [0, 1].
 
-    Cheap, and drawn afresh every epoch, so the cached (pre-augmented) windows never repeat exactly.
-    ``x``: ``[B, n_mels, frames]``.
+    * random timbre EQ (when ``eq_db > 0``, probability ``p_eq``): a smooth random curve over
+      the mel axis (three cosines), at most ``eq_db`` dB, added to the sounding cells (the
+      floor stays the floor), then re-referenced so the window's peak is 1 again, as the front
+      end would have done;
+    * SpecAugment masks: with probability ``p_mask`` each, one band of up to ``max_mel`` mel
+      bins and one span of up to ``max_frames`` frames set to the floor (0).
     """
     b, n_mels, frames = x.shape
+    m = np.arange(n_mels) / (n_mels - 1)
+    k = np.arange(1, 4)[:, None]
     for i in range(b):
-        if rng.random() < p:
+        if eq_db > 0 and rng.random() < p_eq:
+            curve = (rng.uniform(-1, 1, (3, 1)) * np.cos(np.pi * k * m + rng.uniform(0, np.pi, (3, 1)))).sum(0)
+            curve *= rng.uniform(0, eq_db) / max(float(np.abs(curve).max()), 1e-6) / top_db
+            xi = x[i]
+            sounding = xi > 0
+            if sounding.any():
+                xi += np.where(sounding, curve[:, None].astype(np.float32), np.float32(0))
+                xi -= xi.max() - np.float32(1.0)
+                np.clip(xi, 0.0, 1.0, out=xi)
+                xi[~sounding] = 0.0
+        if rng.random() < p_mask:
             w = int(rng.integers(1, max_mel + 1))
             a = int(rng.integers(0, n_mels - w + 1))
             x[i, a : a + w, :] = 0
-        if rng.random() < p:
+        if rng.random() < p_mask:
             w = int(rng.integers(1, max_frames + 1))
             a = int(rng.integers(0, frames - w + 1))
             x[i, :, a : a + w] = 0
@@ -95,7 +115,8 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, p: float = 0.5, max
 class _Batches:
     """Shuffled float32 batches from a float16 array without copying the whole set."""
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, batch_size: int, seed: int, masks: bool = False):
+    def __init__(self, X: np.ndarray, Y: np.ndarray, batch_size: int, seed: int, masks: bool = False,
+                 eq_db: float = 0.0):
         import keras
 
         class Seq(keras.utils.PyDataset):
@@ -111,7 +132,7 @@ class _Batches:
                 idx = np.sort(s.order[i * batch_size : (i + 1) * batch_size])
                 x = X[idx].astype(np.float32)
                 if masks:
-                    spec_augment(x, s.rng)
+                    spec_augment(x, s.rng, eq_db=eq_db)
                 return x[..., None], Y[idx]
 
             def on_epoch_end(s) -> None:
@@ -133,7 +154,8 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     from .models import build_model
 
     keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg.model, len(FAMILIES))
+    arch = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v}
+    model = build_model(cfg.model, len(FAMILIES), **arch)
     X, Y = train
     steps = math.ceil(len(X) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, alpha=0.05)
@@ -146,7 +168,7 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     best: dict[str, Any] = {"score": -1.0, "epoch": -1, "weights": None}
     t0 = time.time()
     stale = 0
-    batches = _Batches(X, Y, cfg.batch_size, cfg.seed, masks=cfg.spec_augment)
+    batches = _Batches(X, Y, cfg.batch_size, cfg.seed, masks=cfg.spec_augment, eq_db=cfg.eq_db)
     for epoch in range(cfg.epochs):
         h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0)
         pv = predict(model, Xv)
@@ -218,15 +240,17 @@ def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
                  valid: dict[str, tuple[np.ndarray, np.ndarray]], corpus_counts: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the frozen model on valid, then - last - on the unseen-instrument test split."""
     thresholds = info.get("thresholds")
-    test_notes = split_notes(cfg.corpus, "test")
-    test = {
-        "single": cached_examples(cfg.corpus, ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False,
-                                                          random_crop=False), cfg.cache, workers=cfg.workers,
-                                  progress=cfg.progress)[:2],
-        "mix": cached_examples(cfg.corpus, ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0,
-                                                       random_crop=False), cfg.cache, workers=cfg.workers,
-                               progress=cfg.progress)[:2],
-    }
+    test = None
+    if cfg.test:
+        test_notes = split_notes(cfg.corpus, "test")
+        test = {
+            "single": cached_examples(cfg.corpus, ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False,
+                                                              random_crop=False), cfg.cache, workers=cfg.workers,
+                                      progress=cfg.progress)[:2],
+            "mix": cached_examples(cfg.corpus, ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0,
+                                                           random_crop=False), cfg.cache, workers=cfg.workers,
+                                   progress=cfg.progress)[:2],
+        }
     metrics = {
         "model": cfg.model,
         "version": cfg.version,
@@ -239,7 +263,7 @@ def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
         "thresholds": thresholds,
         "selection": "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing",
         "valid": evaluate(model, task, valid, thresholds),
-        "test": evaluate(model, task, test, thresholds),
+        "test": evaluate(model, task, test, thresholds) if test is not None else None,
         "corpus": corpus_counts,
         "config": cfg.to_dict(),
     }
@@ -285,8 +309,11 @@ def run(cfg: Config) -> dict[str, Any]:
     write_report(report_dir, metrics, info["history"])
     (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"saved {model_path}; report in {report_dir}", flush=True)
-    print(f"test accuracy {metrics['test']['single']['accuracy']:.4f} "
-          f"balanced {metrics['test']['single']['balanced_accuracy']:.4f}", flush=True)
+    if metrics["test"] is not None:
+        print(f"test accuracy {metrics['test']['single']['accuracy']:.4f} "
+              f"balanced {metrics['test']['single']['balanced_accuracy']:.4f}", flush=True)
+    else:
+        print("test split not evaluated (--no-test)", flush=True)
     return metrics
 
 
@@ -303,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         elif f.name in {"cache", "report_dir"}:
             ap.add_argument(flag, type=Path, default=f.default)
-        elif f.name in {"time_budget_min", "lr", "mix_prob"}:
+        elif f.name in {"time_budget_min", "lr", "mix_prob", "eq_db"}:
             ap.add_argument(flag, type=float, default=f.default)
         elif f.name == "version":
             ap.add_argument(flag, default=f.default)
