@@ -69,7 +69,7 @@ def run_windows(
     *,
     hop: float = 1.5,
     window: float | None = None,
-    batch_size: int = 32,
+    batch_size: int = 16,
 ) -> WindowResults:
     """Stream ``source`` in windows and run ``model`` on every window.
 
@@ -305,7 +305,7 @@ def analyze(
     model: Model | str | None = None,
     window: float | None = None,
     hop: float = 1.5,
-    batch_size: int = 32,
+    batch_size: int = 16,
     smoothing: int = 3,
     thresholds: Mapping[str, float] | None = None,
     registry: Registry | None = None,

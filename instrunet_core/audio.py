@@ -222,7 +222,7 @@ def iter_blocks(
     sample_rate: int | None = None,
     *,
     target_sr: int = DEFAULT_FRONT_END.sample_rate,
-    block_seconds: float = 30.0,
+    block_seconds: float = 10.0,
 ) -> Iterator[np.ndarray]:
     """Decode a source block by block as mono float32 at ``target_sr``.
 
@@ -329,8 +329,8 @@ def stream_windows(
     fe: FrontEnd = DEFAULT_FRONT_END,
     hop_samples: int | None = None,
     window_samples: int | None = None,
-    batch_size: int = 32,
-    block_seconds: float = 30.0,
+    batch_size: int = 16,
+    block_seconds: float = 10.0,
 ) -> Iterator[WindowBatch]:
     """Yield batches of fixed-length windows with bounded memory.
 

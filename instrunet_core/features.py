@@ -281,7 +281,7 @@ def window_features(y: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END) -> np.nd
     return batch_features(y[None, :], fe=fe)[0]
 
 
-def batch_features(windows: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END, chunk: int = 32) -> np.ndarray:
+def batch_features(windows: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END, chunk: int = 8) -> np.ndarray:
     """Model inputs for a batch of windows.
 
     Parameters

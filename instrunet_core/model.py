@@ -271,7 +271,7 @@ class Model:
         return y
 
     def predict(
-        self, audio: AudioSource, sample_rate: int | None = None, *, hop: float = 1.5, batch_size: int = 32
+        self, audio: AudioSource, sample_rate: int | None = None, *, hop: float = 1.5, batch_size: int = 16
     ) -> Prediction:
         """Overall prediction for a piece of audio (all windows aggregated).
 
@@ -295,7 +295,7 @@ class Model:
         return aggregate(self, res.probabilities, res.silent)
 
     def predict_batch(
-        self, audios: Sequence[np.ndarray], sample_rate: int, *, hop: float = 1.5, batch_size: int = 32
+        self, audios: Sequence[np.ndarray], sample_rate: int, *, hop: float = 1.5, batch_size: int = 16
     ) -> list[Prediction]:
         """:meth:`predict` for several arrays at one ``sample_rate``.
 
