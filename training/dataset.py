@@ -6,8 +6,9 @@ front end) → a ``(128, 128)`` float16 window with a multi-hot target over
 
 * Class balancing: a family is drawn uniformly, then an instrument of that family, then
   one of its notes, so rare families (vocal has two GM programs) weigh as much as the rest.
-* Crops: a random window-length crop within the 4 s note (evaluation sets use the
-  note's start, deterministic).
+* Crops: a window-length crop within the 4 s note, from the note's onset with probability
+  ``onset_prob`` (the attack carries much of what tells a guitar from a piano), else from a
+  random offset (evaluation sets use the note's start, deterministic).
 * Mixtures: with probability ``mix_prob`` an example sums 2-3 notes of *different*
   families at random gains (-12..0 dB), as a band would; its target has 2-3 ones.
 * Augmentation (:mod:`training.augment`) after mixing, before the front end.
@@ -54,6 +55,7 @@ class ExampleSpec:
     augment: bool = False
     balanced: bool = True
     mix_gain_db: tuple[float, float] = (-12.0, 0.0)
+    onset_prob: float = 0.0  # random crops: chance that a note's crop starts at its onset
 
     def key(self) -> str:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
@@ -79,10 +81,13 @@ def _draw_note(rng: np.random.Generator, table: dict[int, dict[int, list[int]]],
     return idx[int(rng.integers(len(idx)))]
 
 
-def _crop(y: np.ndarray, n: int, rng: np.random.Generator | None) -> np.ndarray:
+def _crop(y: np.ndarray, n: int, rng: np.random.Generator | None, onset_prob: float = 0.0) -> np.ndarray:
+    """``n`` samples of ``y``: from the start (``rng`` None, or with probability ``onset_prob``),
+    else from a uniformly random offset; shorter notes are padded with silence."""
     if len(y) <= n:
         return np.pad(y, (0, n - len(y)))
-    start = 0 if rng is None else int(rng.integers(0, len(y) - n + 1))
+    at_onset = rng is None or (onset_prob > 0 and rng.random() < onset_prob)
+    start = 0 if at_onset else int(rng.integers(0, len(y) - n + 1))
     return y[start : start + n]
 
 
@@ -127,7 +132,7 @@ def _chunk(args: tuple[ExampleSpec, int, int, FrontEnd]) -> tuple[np.ndarray, np
             y = load_audio(notes[idx])
             if notes[idx].sample_rate != fe.sample_rate:  # e.g. real NSynth at 16 kHz
                 y = soxr.resample(y, notes[idx].sample_rate, fe.sample_rate, quality="HQ").astype(np.float32)
-            y = _crop(y, n, rng if spec.random_crop else None)
+            y = _crop(y, n, rng if spec.random_crop else None, spec.onset_prob)
             gain = 1.0 if m == 0 else 10 ** (rng.uniform(*spec.mix_gain_db) / 20)
             mix += gain * y
             targets[j, notes[idx].label] = 1.0
