@@ -43,10 +43,40 @@ def latency_ms(model_path: Path, runs: int = 300) -> tuple[float, float]:
     return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
 
 
+def experiments_table(folders: Sequence[Path]) -> list[str]:
+    """Markdown rows for short experiments (reports written with ``--no-test``): valid only."""
+    lines = [
+        "| experiment | what changed | train examples × epochs | valid acc. last epoch | valid acc. mean of last 4 "
+        "| best valid acc. (epoch) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for folder in folders:
+        m = json.loads((folder / "metrics.json").read_text())
+        h = json.loads((folder / "history.json").read_text())
+        if m.get("test") is not None:
+            raise SystemExit(f"{folder}: an experiment report must not hold test numbers")
+        c = m["config"]
+        changed = [f"depth {c['depth']}" if c.get("depth") else "depth 4 (then the default)"]
+        if c.get("eq_db"):
+            changed.append(f"timbre EQ ±{c['eq_db']:g} dB")
+        if c.get("onset_prob"):
+            changed.append(f"onset crops p={c['onset_prob']:g}")
+        acc = h["valid_accuracy"]
+        best = int(np.argmax(acc))
+        lines.append(
+            f"| {folder.name} | {', '.join(changed)} | {c['n_train']:,} × {len(acc)} | {acc[-1]:.3f} "
+            f"| {np.mean(acc[-4:]):.3f} | {acc[best]:.3f} ({best + 1}) |"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.models_table")
     ap.add_argument("--out", type=Path, default=Path("docs/models.md"))
     ap.add_argument("--intro", type=Path, default=None, help="markdown placed above the table")
+    ap.add_argument("--experiments", type=Path, nargs="*", default=[],
+                    help="report folders of short experiments (valid only), tabled after the models")
+    ap.add_argument("--outro", type=Path, default=None, help="markdown placed after the tables")
     ap.add_argument("models", nargs="+", help="NAME=METRICS_JSON:ARTIFACT_DIR")
     args = ap.parse_args(argv)
     rows = []
@@ -98,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{platform.processor() or platform.machine()} ({time.strftime('%Y-%m-%d')}).",
         "",
     ]
+    if args.experiments:
+        lines += ["## Experiments", "", "Short runs on the same corpus, judged on valid only (they never computed a "
+                  "test number), written by `python -m training.train ... --no-test`; their reports are in "
+                  "`training/reports/experiments/`.", "", *experiments_table(args.experiments), ""]
+    if args.outro and args.outro.is_file():
+        lines += [args.outro.read_text().rstrip(), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))

