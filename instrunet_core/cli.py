@@ -48,32 +48,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("classify", help="overall label and confidence of each file")
-    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...; any rate and channels)")
     c.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
     c.add_argument("--json", action="store_true", help="print one JSON array")
     c.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
-    a.add_argument("file", metavar="FILE")
-    a.add_argument("--model", metavar="NAME")
+    a.add_argument("file", metavar="FILE", help="an audio file")
+    a.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
     a.add_argument("--json", metavar="OUT", help="write Analysis.to_dict() as JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
     a.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
-    a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows")
+    a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
     a.add_argument("--format", metavar="NAME", help="a registered writer (see 'instrunet plugins')")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
 
     b = sub.add_parser("batch", help="classify every audio file under a directory into JSON lines (resumable)")
-    b.add_argument("dir", metavar="DIR")
-    b.add_argument("--out", required=True, metavar="results.jsonl")
-    b.add_argument("--model", metavar="NAME")
-    b.add_argument("--hop", type=float, default=1.5, metavar="S")
+    b.add_argument("dir", metavar="DIR", help="directory searched recursively for audio files")
+    b.add_argument("--out", required=True, metavar="results.jsonl",
+                   help="JSON lines, one per file; files already in it are skipped (resume)")
+    b.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    b.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
 
     m = sub.add_parser("models", help="installed models")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true",
+                   help="print name, version, sha256 (checked), labels, task, metrics and parity as JSON")
 
     pl = sub.add_parser("plugins", help="loaded plugins")
-    pl.add_argument("--json", action="store_true")
+    pl.add_argument("--json", action="store_true", help="print name, version, hooks and errors as JSON")
     return p
 
 

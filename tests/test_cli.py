@@ -37,6 +37,20 @@ def test_help_each_subcommand(sub: str, capsys: pytest.CaptureFixture[str]) -> N
     assert f"usage: instrunet {sub}" in capsys.readouterr().out
 
 
+def test_docs_show_current_help(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/cli.md holds every subcommand's help as the parser prints it (regenerate it when this fails)."""
+    import argparse
+
+    from instrunet_core.cli import build_parser
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    monkeypatch.setenv("COLUMNS", "100")  # the width docs/cli.md was written at
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in [("", parser), *subs.choices.items()]:
+        assert sub.format_help() in doc, f"docs/cli.md: the help of 'instrunet {name}' is out of date"
+
+
 def test_version_subprocess() -> None:
     r = subprocess.run([sys.executable, "-m", "instrunet_core.cli", "--version"], capture_output=True, text=True,
                        timeout=60)
