@@ -178,6 +178,12 @@ def plot_analysis(an: Any, path: str | os.PathLike[str]) -> None:
     plt.close(fig)
 
 
+def _make_parent(out: str) -> None:
+    """Create the folder an output file goes into (``-``, stdout, has none)."""
+    if out != "-":
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis import analyze
     from .plugins import get_registry
@@ -202,12 +208,14 @@ def _analyze(args: argparse.Namespace) -> int:
         outputs.append((args.format, args.out))
     for fmt, out in outputs:
         try:
+            _make_parent(out)
             reg.writer(fmt)(an, out)
         except Exception as e:  # noqa: BLE001 - a plugin writer must not crash the CLI
             _err(f"{out}: writer {fmt!r} failed: {e}")
             rc = EXIT_FAIL
     if args.plot:
         try:
+            _make_parent(args.plot)
             plot_analysis(an, args.plot)
         except Exception as e:  # noqa: BLE001
             _err(f"{args.plot}: {e}")
@@ -263,6 +271,7 @@ def _batch(args: argparse.Namespace) -> int:
             needs_nl = fb.read(1) != b"\n"
     else:
         needs_nl = False
+    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as f:
         if needs_nl:
             f.write("\n")

@@ -84,7 +84,7 @@ def test_classify_without_model(audio_dir: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_analyze_outputs(tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out_json = tmp_path / "a.json"
+    out_json = tmp_path / "new" / "a.json"  # folders are created, as for `make demo`'s out/
     rc = main(["analyze", str(audio_dir / "good.wav"), "--json", str(out_json), "--hop", "1.0"])
     text = capsys.readouterr().out
     assert rc == 0
@@ -101,7 +101,7 @@ def test_analyze_outputs(tiny_registry, audio_dir: Path, tmp_path: Path, capsys:
 
 def test_analyze_plot(tiny_registry, audio_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    png = tmp_path / "p.png"
+    png = tmp_path / "new" / "p.png"
     assert main(["analyze", str(audio_dir / "good.wav"), "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
