@@ -46,7 +46,7 @@ class Config:
     out: Path
     version: str = "1.0.0"
     seed: int = 1234
-    epochs: int = 16
+    epochs: int = 12
     batch_size: int = 64
     lr: float = 2e-3
     n_train: int = 72000
@@ -62,7 +62,7 @@ class Config:
     width: int = 0  # default model: channels of the first block (0: the model's own default)
     depth: int = 0  # default model: 4 or 5 conv blocks (0: the model's own default)
     patience: int = 5
-    time_budget_min: float | None = 85.0
+    time_budget_min: float | None = 70.0
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
