@@ -167,6 +167,11 @@ class Model:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        # onnxruntime's idle workers spin for a while after each run; here every run is
+        # followed by numpy work (decoding, the front end), which they would starve. Measured
+        # in benchmarks/run.py: front end + model per 3 s clip 8.3 ms with spinning, 3-4 ms without.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.providers = _resolve_providers(providers)
         try:
             self._session = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=self.providers)
