@@ -271,7 +271,7 @@ def _batch(args: argparse.Namespace) -> int:
             needs_nl = fb.read(1) != b"\n"
     else:
         needs_nl = False
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(str(out))
     with open(out, "a", encoding="utf-8") as f:
         if needs_nl:
             f.write("\n")

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from instrunet_core.errors import InputError
-from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd, batch_features, logmel, mel_filterbank, window_features
+from instrunet_core.features import (
+    DEFAULT_FRONT_END,
+    FrontEnd,
+    batch_features,
+    logmel,
+    mel_filterbank,
+    window_features,
+)
 
 librosa = pytest.importorskip("librosa")
 
