@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo test lint bench corpus train export examples clean
+.PHONY: demo test lint bench models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,21 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(BIN)/ruff check instrunet_core training export tests benchmarks plugins
 
+# The seed's path uses the trained seed_v3 when runs/seed_v3 has one (else an untrained copy:
+# same speed, different weights).
+SEED_KERAS := runs/seed_v3/seed_v3.keras
 bench: $(VENV)/.dev
-	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md
+	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
+
+# docs/models.md from the committed training reports and the artifacts (seed_v3 is exported
+# into runs/, not shipped); measures every model's latency side by side in one run.
+models-doc: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.models_table \
+	  default=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0 \
+	  baseline=training/reports/baseline/1.0.0/metrics.json:plugins/instrunet-baseline/src/instrunet_baseline/models/baseline/1.0.0 \
+	  seed_v3=training/reports/seed_v3/1.0.0/metrics.json:runs/seed_v3/artifact/seed_v3/1.0.0 \
+	  --out docs/models.md --intro benchmarks/models_intro.md --outro benchmarks/models_outro.md \
+	  --experiments training/reports/experiments/*
 
 corpus: $(VENV)/.dev
 	$(BIN)/python -m training.corpus build --out data/corpus
