@@ -1,0 +1,1 @@
+"""instrunet analyzer plugin: instrument condition (healthy / moderately aged / broken-noisy)."""
