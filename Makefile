@@ -18,10 +18,11 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
-# the baseline model plugin, and tinysoundfont (--no-deps: its pyaudio requirement is for
+# the baseline model plugin, the condition analyzer plugin (with Praat's parselmouth, which
+# only its tests use), and tinysoundfont (--no-deps: its pyaudio requirement is for
 # playback only and does not build).
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline
+$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml plugins/instrunet-condition/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline -e 'plugins/instrunet-condition[test]'
 	$(PIP) install --no-deps tinysoundfont
 	touch $@
 

@@ -299,7 +299,7 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
     mag = np.sqrt(power)
     mag = mag / (np.linalg.norm(mag, axis=1, keepdims=True) + _EPS)
     cos = np.sum(mag[1:] * mag[:-1], axis=1)
-    both = sus[1:] & sus[:-1]
+    both = sus[1:] & sus[:-1] & (np.diff(frame_db) < 3.0)  # not across onsets
     flux = float(np.mean(1.0 - cos[both])) if both.any() else 0.0
     # partials: the 24 strongest bins of the sustained part; how much their level wobbles
     part = 0.0
