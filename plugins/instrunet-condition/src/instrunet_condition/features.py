@@ -29,6 +29,8 @@ Every feature is computed here, by the one implementation that both the corpus b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = [
@@ -289,7 +291,7 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
     h = hnr(x, sr=sr) if x.size >= int(0.125 * sr) else float("nan")
     rms = float(np.sqrt(np.mean(x * x)))
     # a clean waveform has ~1 sample at its peak; a clipped one has runs of them
-    clip = float(max(0.0, np.mean(np.abs(x) >= 0.999) - 2.0 / x.size))
+    clip = max(0.0, float(np.mean(np.abs(x) >= 0.999)) - 2.0 / x.size)
     zc = float(np.mean(np.abs(np.diff(np.signbit(x).astype(np.int8)))))
     # sustained part: frames within 30 dB of the loudest
     sus = frame_db > frame_db.max() - 30.0
@@ -328,7 +330,7 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
     return {k: float(v) for k, v in feats.items()}
 
 
-def feature_vector(features: dict[str, float]) -> np.ndarray:
+def feature_vector(features: Mapping[str, float]) -> np.ndarray:
     """The classifier's input: features in :data:`FEATURE_NAMES` order, heavy-tailed ones on log scales.
 
     Parameters
