@@ -457,7 +457,7 @@ def _soundfonts(corpus: Path) -> list[str]:
 
 
 def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs: int = 150, seed: int = 0,
-          examples: Path = Path("examples"), patience: int = 30) -> dict[str, Any]:
+          examples: Path = Path("examples"), patience: int = 30, width: int = 64) -> dict[str, Any]:
     """Fit the MLP, keep the epoch with the best valid accuracy, evaluate, write the report."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -472,9 +472,9 @@ def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs
     model = keras.Sequential([
         keras.Input((len(FEATURE_NAMES),), name="features"),
         norm,
-        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
         keras.layers.Dropout(0.2),
-        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
         keras.layers.Dropout(0.2),
         keras.layers.Dense(len(CLASSES), activation="softmax"),
     ], name="condition")
@@ -530,7 +530,8 @@ def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs
         "features": list(FEATURE_NAMES), "parameters": int(model.count_params()),
         "train_seconds": round(time.time() - t0, 1), "epochs_run": len(hist["loss"]), "best_epoch": best_ep,
         "selection": "epoch with the best valid accuracy (valid = held-out instruments); test never used to choose",
-        "config": {"seed": seed, "epochs": epochs, "patience": patience, "batch_size": 64, "data": str(data)},
+        "config": {"seed": seed, "epochs": epochs, "patience": patience, "batch_size": 64, "width": width,
+                   "data": str(data)},
         "condition_corpus": cond,
         "corpus": {"soundfonts": _soundfonts(Path(cond["corpus"]))},
         "healthy_bias": bias,
@@ -671,6 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--version", default="1.0.0")
     t.add_argument("--epochs", type=int, default=150)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--width", type=int, default=64, help="units of the two hidden layers")
     t.add_argument("--examples", type=Path, default=Path("examples"), help="folder of clean recordings")
     c = sub.add_parser("praat", help="compare our HNR with Praat's (needs praat-parselmouth)")
     c.add_argument("--corpus", type=Path, default=Path("data/corpus"))
@@ -685,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(info["counts"], indent=1))
     else:
         m = train(args.data, args.out, args.report, version=args.version, epochs=args.epochs, seed=args.seed,
-                  examples=args.examples)
+                  examples=args.examples, width=args.width)
         t_ = m["test"]
         print(f"test accuracy {t_['accuracy']:.4f}, false-alarm rate on clean notes "
               f"{m['false_alarm']['test_clean_notes']['rate']:.4f}; report in {args.report}")
