@@ -242,3 +242,56 @@ def test_no_import_cycle_in_the_core() -> None:
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+@pytest.fixture(scope="module")
+def staccato() -> dict[str, np.ndarray]:
+    """Real staccato notes: 0.15 s flute and string notes and a 2 s flute note, from FluidR3."""
+    tsf = pytest.importorskip("tinysoundfont")
+    from training import corpus
+
+    font = next(f for f in corpus.SOUNDFONTS if f.key == "fluidr3")
+    try:
+        path = corpus.fetch_soundfonts(corpus.default_cache(), [font])["fluidr3"]
+    except Exception as e:  # noqa: BLE001 - no Debian mirror reachable
+        pytest.skip(f"FluidR3 SoundFont not available: {e}")
+    synth = tsf.Synth(samplerate=SR)
+    sfid = synth.sfload(str(path))
+
+    def note(program: int, pitch: int, hold: float) -> np.ndarray:
+        synth.program_select(0, sfid, 0, program)
+        synth.sounds_off()
+        synth.noteon(0, pitch, 100)
+        a = np.frombuffer(synth.generate(int(hold * SR)), dtype=np.float32)
+        synth.noteoff(0, pitch)
+        b = np.frombuffer(synth.generate(int(0.3 * SR)), dtype=np.float32)
+        y = np.concatenate([a, b]).reshape(-1, 2).mean(axis=1)
+        return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+    return {"flute": note(73, 79, 0.15), "string": note(48, 62, 0.15), "held": note(73, 79, 2.0)}
+
+
+def test_staccato_notes(family, staccato: dict[str, np.ndarray]) -> None:
+    for name in ("flute", "string"):
+        y = staccato[name]
+        alone = family.predict(y, SR)
+        assert alone.n_windows == 1 and not alone.silent and alone.low_evidence  # shorter than a window
+        assert 0.1 < alone.sounding_seconds < 1.0
+        # the same note 1.8 s into 8 s of silence: windows without it are silent and do not
+        # vote; the two windows holding it decide, weighted by loudness; still low-evidence
+        start, end = 1.8, 1.8 + len(y) / SR
+        sparse = np.zeros(8 * SR, np.float32)
+        sparse[int(start * SR) : int(start * SR) + len(y)] = y
+        clf = Classifier(family)
+        wins = clf.classify(sparse, SR)
+        p = clf.prediction()
+        assert p.low_evidence and not p.silent and p.n_windows == len(wins)
+        holds = [w.start < end and w.end > start for w in wins]
+        assert [not w.silent for w in wins] == holds and sum(holds) == 2
+        voters = [w for w in wins if not w.silent]
+        wts = np.array([10 ** (w.rms_db / 20) for w in voters])
+        mean = (np.array([w.probabilities for w in voters]) * wts[:, None]).sum(0) / wts.sum()
+        assert p.label == family.labels[int(np.argmax(mean))]
+        assert clf.analysis().to_dict()["low_evidence"] is True
+    held = family.predict(staccato["held"], SR)
+    assert not held.low_evidence and held.sounding_seconds > 1.5
