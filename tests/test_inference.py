@@ -112,6 +112,9 @@ def test_stream_rules(family) -> None:
         clf.process(np.zeros((2, 2, 2), np.float32), 44100)
     with pytest.raises(InputError, match="NaN"):
         clf.process(np.array([np.nan], np.float32), 44100)
+    with pytest.raises(InputError, match="transpose"):
+        clf.process(np.zeros((2, 4096), np.float32), 44100)  # Pedalboard's (channels, n)
+    assert clf.process(np.zeros((1, 2), np.float32), 44100) == []  # one stereo sample is fine
     clf.process((tone(4.0, 44100) * 32767).astype(np.int16), 44100)  # int samples are scaled
     assert clf.flush() and clf.flush() == []
     with pytest.raises(InputError, match="reset"):
