@@ -298,3 +298,41 @@ def test_staccato_notes(family, staccato: dict[str, np.ndarray]) -> None:
         assert clf.analysis().to_dict()["low_evidence"] is True
     held = family.predict(staccato["held"], SR)
     assert not held.low_evidence and held.sounding_seconds > 1.5
+
+
+@pytest.mark.parametrize("hop", [0.1, 2.949, 5.0])
+def test_any_hop_keeps_front_end_parity(hop: float) -> None:
+    """Short hops (many shared frames), a hop of one window (no overlap) and gaps between windows."""
+    y = (np.random.default_rng(3).standard_normal(int(12.3 * SR)) * 0.1).astype(np.float32)
+    y[int(4 * SR) : int(6 * SR)] = 0.0  # digital silence inside
+    rec = RecordingSession(FAMILY_DIR)
+    clf = Classifier(rec, hop=hop, batch_size=7)
+    wins: list[WindowResult] = []
+    for i in range(0, len(y), 3000):
+        wins += clf.process(y[i : i + 3000], SR)
+    wins += clf.flush()
+    step = int(round(clf.hop_seconds * SR))
+    starts = [int(round(w.start * SR)) for w in wins]
+    assert starts == [k * step for k in range(len(wins))]
+    ref = batch_features(np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts]))
+    assert np.abs(np.concatenate(rec.seen) - ref).max() < 1e-4
+    assert wins[-1].end == pytest.approx(len(y) / SR)  # the padded last window reaches the end
+
+
+def test_cli_model_path_and_low_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from instrunet_core.cli import main
+
+    short = tmp_path / "blip.wav"
+    sf.write(short, tone(0.1, 44100), 44100)
+    rc = main(["classify", "--json", "--model", str(FAMILY_DIR), str(EXAMPLES / "solo_flute.wav"), str(short)])
+    rows = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rows[0]["label"] == "flute" and rows[0]["low_evidence"] is False
+    assert rows[1]["low_evidence"] is True and rows[1]["sounding_seconds"] < 1.0
+    rc = main(["classify", "--model", str(FAMILY_DIR / "manifest.json"), str(short)])
+    assert rc == 0 and capsys.readouterr().out.rstrip().endswith("low evidence")
+    rc = main(["analyze", "--model", str(FAMILY_DIR), str(short)])
+    assert rc == 0 and "low evidence: 0.10 s of sound" in capsys.readouterr().out
+    rc = main(["classify", "--model", str(tmp_path / "missing"), str(short)])
+    assert rc == 1 and "model artifact not found" in capsys.readouterr().err
