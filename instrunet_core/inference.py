@@ -86,7 +86,7 @@ MAX_CHANNELS = 64
 #: Native-rate seconds decoded per block by :func:`analyze`.
 _DECODE_BLOCK_SECONDS = 20.0
 #: Frames transformed at once (bounds the temporary FFT memory to a few MB).
-_FRAME_CHUNK = 256
+_FRAME_CHUNK = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,7 +347,6 @@ class Classifier:
         self._sounding = 0
         self._finished = False
         self._results: list[WindowResult] = []
-        self._n_emitted = 0
 
     @property
     def results(self) -> list[WindowResult]:
@@ -376,6 +375,11 @@ class Classifier:
             Bad block (shape, dtype, NaN), a rate change within a stream, or a block after
             :meth:`flush` without :meth:`reset`.
         """
+        self._ingest(block, sample_rate)
+        return self._emit(final=False)
+
+    def _ingest(self, block: np.ndarray, sample_rate: int) -> None:
+        """Validate, mix down, resample and store a block (no windows emitted)."""
         if self._finished:
             raise InputError("block: the stream was flushed; call reset() to start a new one")
         sr = _check_rate(sample_rate, "block")
@@ -402,7 +406,12 @@ class Classifier:
         if self._rs is not None:
             y = self._rs.resample_chunk(y, last=False)
         self._push(y)
-        return self._emit(final=False)
+
+    def _n_ready(self) -> int:
+        """Full windows that could be emitted now."""
+        if self._total < self._win:
+            return 0
+        return max(0, (self._total - self._win) // self._hop_n + 1 - self._next_win)
 
     def flush(self) -> list[WindowResult]:
         """End the stream: emit the zero-padded last window (or the only one of short audio).
@@ -451,14 +460,18 @@ class Classifier:
             if a.size == 0:
                 raise InputError(f"{name}: audio is empty (0 samples)")
             step = max(1, int(_DECODE_BLOCK_SECONDS * sr))
-            out: list[WindowResult] = []
-            for i in range(0, a.shape[0], step):
-                out += self.process(a[i : i + step], sr)
-            return out + self.flush()
-        # Files: decoded (and resampled by one ResampleStream) block by block in audio.py.
-        out = []
-        for block in iter_blocks(audio, sample_rate, target_sr=self._sr, block_seconds=_DECODE_BLOCK_SECONDS):
-            out += self.process(block, self._sr)
+            blocks: Any = (a[i : i + step] for i in range(0, a.shape[0], step))
+        else:
+            # Files: decoded (and resampled by one ResampleStream) block by block in audio.py.
+            sr = self._sr
+            blocks = iter_blocks(audio, sample_rate, target_sr=self._sr, block_seconds=_DECODE_BLOCK_SECONDS)
+        # Offline, nobody waits for a window: run the model on full batches only (the
+        # windows and their values are the same as block by block through process()).
+        out: list[WindowResult] = []
+        for block in blocks:
+            self._ingest(block, sr)
+            if self._n_ready() >= self.batch_size:
+                out += self._emit(final=False, whole_batches=True)
         return out + self.flush()
 
     def prediction(self, *, top_k: int | None = None) -> Prediction:
@@ -546,11 +559,13 @@ class Classifier:
             k += 1
         return out
 
-    def _emit(self, *, final: bool) -> list[WindowResult]:
+    def _emit(self, *, final: bool, whole_batches: bool = False) -> list[WindowResult]:
+        """Run the model on the ready windows, ``batch_size`` at a time (``whole_batches``: full
+        batches only, the rest waits for the next call)."""
         emitted: list[WindowResult] = []
         while True:
             ready = self._ready(final)
-            if not ready:
+            if not ready or (whole_batches and len(ready) < self.batch_size):
                 break
             feats, rms = self._features(ready)
             probs = self.model.predict_features(feats, batch_size=self.batch_size)

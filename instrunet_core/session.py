@@ -30,7 +30,7 @@ from .plugins import Registry, get_registry
 __all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE"]
 
 #: Windows per ``InferenceSession.run`` call unless a caller says otherwise.
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 16
 
 #: What names a model: a loaded session, a registered name, an artifact folder (or its
 #: ``manifest.json``), or ``None`` for the default model.
