@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+
 from instrunet_core.audio import as_float_audio
 from instrunet_core.errors import InputError
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import soxr
+
 from instrunet_core.analysis import Analysis, aggregate
 from instrunet_core.audio import SILENCE_DB, rms_db, to_mono
 from instrunet_core.features import batch_features

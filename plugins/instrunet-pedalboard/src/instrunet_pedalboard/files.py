@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from instrunet_core.errors import DecodeError, InputError
 
 from .router import Router

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
 from instrunet_core.errors import InputError
 
 from ._core import Layout, check_rate, new_classifier
