@@ -14,7 +14,7 @@ import numpy as np
 import soxr
 
 from instrunet_core.analysis import Analysis, aggregate
-from instrunet_core.audio import SILENCE_DB, rms_db, to_mono
+from instrunet_core.audio import SILENCE_DB, as_float_audio, rms_db, to_mono
 from instrunet_core.features import batch_features
 from instrunet_core.model import Model, load_model, load_model_from_path
 from instrunet_core.timeline import build_timeline, detect_instruments
@@ -93,7 +93,8 @@ class Classifier:
             self._in_sr = int(sample_rate)
             if self._in_sr != self.sr:
                 self._rs = soxr.ResampleStream(self._in_sr, self.sr, 1, dtype="float32", quality="HQ")
-        y = to_mono(np.asarray(block))
+        b = np.asarray(block)
+        y = to_mono(b) if b.ndim == 1 else as_float_audio(b).mean(axis=1).astype(np.float32)
         if self._rs is not None:
             y = self._rs.resample_chunk(y)
         return self._push(y)
