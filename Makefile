@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo test lint bench models-doc corpus train export examples clean
+.PHONY: demo test lint bench bench-pedalboard models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,10 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
-# the baseline model plugin, and tinysoundfont (--no-deps: its pyaudio requirement is for
-# playback only and does not build).
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline
+# the baseline model plugin, the pedalboard adapters, and tinysoundfont (--no-deps: its
+# pyaudio requirement is for playback only and does not build).
+$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml plugins/instrunet-pedalboard/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline -e plugins/instrunet-pedalboard
 	$(PIP) install --no-deps tinysoundfont
 	touch $@
 
@@ -40,6 +40,10 @@ lint: $(VENV)/.dev
 SEED_KERAS := runs/seed_v3/seed_v3.keras
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
+
+# docs/pedalboard.md's measurements: process_file on a one-hour file (peak RSS, time).
+bench-pedalboard: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.pedalboard_file --doc docs/pedalboard.md
 
 # docs/models.md from the committed training reports and the artifacts (seed_v3 is exported
 # into runs/, not shipped); measures every model's latency side by side in one run.
