@@ -41,8 +41,9 @@ def process_file(
     src : str or PathLike
         Any file ``pedalboard.io.AudioFile`` reads (wav, flac, ogg, mp3, ...).
     dst : str or PathLike, optional
-        Output file, format from its extension, at ``src``'s sample rate. Written to a
-        hidden temporary file next to it and renamed when complete. ``None``: only analyse.
+        Output file, format from its extension, at ``src``'s sample rate; its folder is
+        created if needed. Written to a hidden temporary file next to it and renamed when
+        complete, so a failure never leaves a truncated file. ``None``: only analyse.
     board : pedalboard.Pedalboard or plugin, optional
         Applied first (streamed with ``reset=False``).
     tagger : Tagger, optional
@@ -112,6 +113,7 @@ def process_file(
                     return
                 if writer is None:
                     try:
+                        tmp.parent.mkdir(parents=True, exist_ok=True)
                         writer = AudioFile(str(tmp), "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality)
                     except Exception as e:  # noqa: BLE001
                         raise InputError(f"{dst_p}: cannot write this file ({e})") from None
