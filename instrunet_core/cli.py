@@ -49,16 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classify", help="overall label and confidence of each file")
     c.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...; any rate and channels)")
-    c.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    c.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
     c.add_argument("--json", action="store_true", help="print one JSON array")
-    c.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    c.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file")
-    a.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    a.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
     a.add_argument("--json", metavar="OUT", help="write Analysis.to_dict() as JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
-    a.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    a.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
     a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
     a.add_argument("--format", metavar="NAME", help="a registered writer (see 'instrunet plugins')")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("dir", metavar="DIR", help="directory searched recursively for audio files")
     b.add_argument("--out", required=True, metavar="results.jsonl",
                    help="JSON lines, one per file; files already in it are skipped (resume)")
-    b.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
-    b.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    b.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
+    b.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
 
     m = sub.add_parser("models", help="installed models")
     m.add_argument("--json", action="store_true",
@@ -85,10 +85,14 @@ def _load(name: str | None) -> Any:
     return load_model(name)
 
 
+def _prediction_row(path: str, pred: Any) -> dict[str, Any]:
+    return {"path": path, "label": pred.label, "confidence": pred.confidence,
+            "probabilities": pred.probabilities, "low_evidence": pred.low_evidence,
+            "sounding_seconds": round(pred.sounding_seconds, 4)}
+
+
 # ---------------------------------------------------------------- classify
 def _classify(args: argparse.Namespace) -> int:
-    from .analysis import aggregate, run_windows
-
     try:
         model = _load(args.model)
     except InstrunetError as e:
@@ -98,12 +102,11 @@ def _classify(args: argparse.Namespace) -> int:
     rc = EXIT_OK
     for path in args.files:
         try:
-            res = run_windows(model, path, hop=args.hop)
-            pred = aggregate(model, res.probabilities, res.silent)
-            row = {"path": path, "label": pred.label, "confidence": pred.confidence,
-                   "probabilities": pred.probabilities}
+            pred = model.predict(path, hop=args.hop)
+            row = _prediction_row(path, pred)
             if not args.json:
-                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}", flush=True)
+                note = "\tlow evidence" if pred.low_evidence else ""
+                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}{note}", flush=True)
         except (InstrunetError, OSError) as e:
             rc = EXIT_FAIL
             msg = _problem(path, e)
@@ -123,7 +126,8 @@ def _fmt_t(s: float) -> str:
 
 def _print_analysis(an: Any) -> None:
     print(f"{an.source}: {an.duration:.2f} s, model {an.model['name']} {an.model['version']}")
-    print(f"overall: {an.label} ({an.confidence:.3f})")
+    print(f"overall: {an.label} ({an.confidence:.3f})"
+          + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else ""))
     print("timeline:")
     for s in an.timeline:
         if s.silent:
@@ -160,8 +164,8 @@ def plot_analysis(an: Any, path: str | os.PathLike[str]) -> None:
     import numpy as np
 
     labels = list(an.labels)
-    probs = np.array([[s.probabilities[lab] for lab in labels] for s in an.timeline]).T
-    centers = np.array([(s.start + s.end) / 2 for s in an.timeline])
+    probs = np.asarray(an.probabilities).T
+    centers = an.times.mean(axis=1)
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
     edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
     mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat")
@@ -185,7 +189,7 @@ def _make_parent(out: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze
+    from .inference import analyze
     from .plugins import get_registry
 
     if (args.format is None) != (args.out is None):
@@ -243,7 +247,6 @@ def _done_paths(out: Path) -> set[str]:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from .analysis import aggregate, run_windows
     from .audio import AUDIO_EXTENSIONS
 
     root = Path(args.dir)
@@ -261,6 +264,7 @@ def _batch(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    clf = model.classifier(hop=args.hop)
     rc = EXIT_OK
     n = len(todo)
     print(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go", file=sys.stderr)
@@ -277,14 +281,10 @@ def _batch(args: argparse.Namespace) -> int:
             f.write("\n")
         for i, path in enumerate(todo, 1):
             try:
-                res = run_windows(model, path, hop=args.hop)
-                pred = aggregate(model, res.probabilities, res.silent)
+                clf.classify(path)
                 rec: dict[str, Any] = {
-                    "path": path,
-                    "label": pred.label,
-                    "confidence": pred.confidence,
-                    "probabilities": pred.probabilities,
-                    "duration": round(res.duration, 4),
+                    **_prediction_row(path, clf.prediction()),
+                    "duration": round(clf.duration, 4),
                     "model": f"{model.name}/{model.version}",
                 }
             except (InstrunetError, OSError) as e:
