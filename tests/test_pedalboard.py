@@ -20,8 +20,11 @@ from pedalboard import Compressor, Gain, HighpassFilter, Pedalboard, Reverb  # n
 from pedalboard.io import AudioFile  # noqa: E402
 
 import instrunet_core  # noqa: E402
-from instrunet_core import DecodeError, InputError  # noqa: E402
-from instrunet_core.model import load_model_from_path  # noqa: E402
+from instrunet_core import (  # noqa: E402
+    DecodeError,
+    InputError,
+    load_model,  # noqa: E402
+)
 
 FAMILY_DIR = Path(instrunet_core.__file__).resolve().parent / "models" / "family" / "1.0.0"
 RATES = (22050, 44100, 48000)
@@ -57,7 +60,7 @@ def flute_then_strings(font: Path, sr: int) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def model() -> instrunet_core.Model:
-    return load_model_from_path(FAMILY_DIR)
+    return load_model(FAMILY_DIR)
 
 
 def chains() -> dict[str, Pedalboard]:
@@ -207,8 +210,10 @@ def test_router_without_lookahead_follows_one_window_late(fluidr3: Path, model) 
     assert router.regions[-1][2] == "string"
 
 
-@pytest.mark.parametrize("sr", RATES)
-@pytest.mark.parametrize("block", [512, 4096, 65536])
+@pytest.mark.parametrize(
+    ("sr", "block"),
+    [(22050, 512), (22050, 65536), (44100, 511), (44100, 4096), (48000, 4096), (48000, 65536), (8000, 333)],
+)
 @pytest.mark.parametrize("lookahead", [True, False])
 def test_router_block_by_block_equals_the_whole_call(
     fluidr3: Path, model, sr: int, block: int, lookahead: bool

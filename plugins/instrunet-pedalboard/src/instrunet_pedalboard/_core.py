@@ -13,7 +13,9 @@ from instrunet_core.errors import InputError
 __all__ = ["new_classifier", "Layout", "check_rate"]
 
 
-def new_classifier(model: Any = None, *, hop: float | None = None, thresholds: Any = None) -> Any:
+def new_classifier(
+    model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
+) -> Any:
     """The core's :class:`instrunet_core.Classifier` (the only place this plugin creates one).
 
     Returns
@@ -22,12 +24,9 @@ def new_classifier(model: Any = None, *, hop: float | None = None, thresholds: A
         ``process(block, sample_rate) -> list[WindowResult]``, ``flush()``, ``reset()``,
         ``results``, ``analysis()``, ``window_seconds``, ``hop_seconds``, ``labels``.
     """
-    try:
-        from instrunet_core import Classifier
-    except ImportError:  # TEMPORARY until the core's inference layer lands
-        from ._fallback import Classifier
+    from instrunet_core import Classifier
 
-    return Classifier(model, hop=hop, thresholds=thresholds)
+    return Classifier(model, hop=hop, thresholds=thresholds, keep=keep)
 
 
 def check_rate(sample_rate: Any, what: str) -> int:

@@ -17,10 +17,11 @@ __all__ = ["Router"]
 #: Route key of the ``default`` board (or of the dry signal when there is none).
 DEFAULT = None
 
-#: Margin for the classifier reporting a window slightly after its last sample arrived
-#: (its resampler holds back a few milliseconds of audio): routes change this much after
-#: the window's nominal end, and the lookahead is this much longer.
-EMIT_SLACK_S = 0.05
+#: Margin for the classifier reporting a window after its last sample arrived: its resampler
+#: holds back some audio (measured up to 42 ms at 44.1 kHz, 103 ms at 8 kHz; none at
+#: 22.05 kHz). Routes change this much after a window's nominal end, and the lookahead is this
+#: much longer, so where blocks are cut never changes the output.
+EMIT_SLACK_S = 0.15
 
 
 class _Fifo:
@@ -63,17 +64,18 @@ class Router:
     are crossfaded with equal-power (cosine/sine) gains over ``crossfade_ms``.
 
     A route can only change after the window that hears the change is complete
-    (``window_seconds``, 2.949 s, every ``hop_seconds``, 1.5 s). Two modes:
+    (``window_seconds``, 2.949 s, one every ``hop_seconds``, 1.509 s). Two modes:
 
     * ``lookahead=True`` (default; files): the audio is delayed until the windows around
       it are heard, and each sample takes the route of the window whose centre is nearest,
       so the crossfade sits, to within half a hop, where the instrument changes. Calling
       the router on a whole array (``reset=True``) or :func:`process_file` returns aligned
       output; block by block (``reset=False``) the output is delayed by
-      :attr:`latency_seconds` (about 2.3 s), like a plugin with latency, and
+      :attr:`latency_seconds` (3.1 s with the defaults), like a plugin with latency, and
       :meth:`flush` returns the last ``latency`` samples.
     * ``lookahead=False`` (live): no added latency; a route changes at the end of the
-      window that detected it, so a change is followed one window (about 3 s) late.
+      window that detected it (plus :data:`EMIT_SLACK_S`), so a change is followed one
+      window to one window + hop late (3.1-4.6 s).
       Before the first window the default route plays.
 
     Parameters
@@ -169,7 +171,7 @@ class Router:
     @property
     def latency_seconds(self) -> float:
         """Delay of block-by-block (``reset=False``) output: 0 without lookahead, else the
-        lookahead :meth:`latency_samples` explains (3.0 s with the defaults)."""
+        lookahead :meth:`latency_samples` explains (3.1 s with the defaults)."""
         if not self.lookahead:
             return 0.0
         return self._lookahead_seconds()

@@ -21,8 +21,10 @@ class _Tagging:
 
     _what = "Tagger"
 
-    def __init__(self, model: Any = None, *, hop: float | None = None, thresholds: Any = None) -> None:
-        self._clf = new_classifier(model, hop=hop, thresholds=thresholds)
+    def __init__(
+        self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
+    ) -> None:
+        self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
         self._layout = Layout(self._what)
         self._sr: int | None = None
         self._finished = False
@@ -101,7 +103,7 @@ class Tagger(_Tagging):
     ``Tagger`` goes *after* one: ``tagger(board(audio, sr), sr)``. It returns its input
     unchanged (the same array object: same dtype, shape and bits) and records which
     instruments play. Block by block, with ``reset=False``, it keeps one window of
-    audio (about 3 s) and one small result per hop (1.5 s), so memory stays bounded
+    audio (about 3 s) and one small result per hop (1.509 s), so memory stays bounded
     for hour-long streams.
 
     Parameters
@@ -110,9 +112,13 @@ class Tagger(_Tagging):
         A loaded ``instrunet_core.Model``, a registered model name, an artifact folder,
         or the default model.
     hop : float, optional
-        Seconds between window starts (the core's default, 1.5 s, when omitted).
+        Seconds between window starts (the core's default, 1.5 s, snapped to whole STFT
+        frames: 1.509 s).
     thresholds : dict, optional
         Per-label presence thresholds overriding the model's.
+    keep : int, optional
+        Keep only the last ``keep`` window results (for endless streams); all when omitted
+        (one small result per hop: about 2,400 for an hour).
 
     Examples
     --------
@@ -209,12 +215,12 @@ class StreamTagger(_Tagging):
     """Tag live input, e.g. from ``pedalboard.io.AudioStream``: feed blocks, get a prediction each hop.
 
     A window can only be classified once all of it has been heard, so a label describes
-    the last ``window_seconds`` (2.949 s) and comes out every ``hop_seconds`` (1.5 s),
+    the last ``window_seconds`` (2.949 s) and comes out every ``hop_seconds`` (1.509 s),
     plus the block's own buffering and the compute time (:attr:`LiveResult.latency`).
 
     Parameters
     ----------
-    model, hop, thresholds
+    model, hop, thresholds, keep
         As for :class:`Tagger`.
 
     Examples
