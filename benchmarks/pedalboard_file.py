@@ -105,7 +105,7 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
         return f"| {name} | {r['maxrss_mb']:.0f} MB | {r['seconds']:.1f} s | {speed} |"
 
     lines = [
-        f"Measured by `{cmd}` ({time.strftime('%Y-%m-%d')}, {res['machine']}, Python {res['python']}, "
+        f"Measured by `{cmd}` ({res.get('date', '')}, {res['machine']}, Python {res['python']}, "
         f"pedalboard and onnxruntime on the CPU; a shared machine, so times are indicative):",
         "",
         f"A {length} 44.1 kHz stereo 16-bit WAV (the bundled ensemble repeated), blocks of "
@@ -127,8 +127,8 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
 
 def write_doc(doc: Path, text: str) -> None:
     old = doc.read_text()
-    new, n = re.subn(r"(<!-- bench:start -->\n).*?(\n<!-- bench:end -->)",
-                     lambda m: m.group(1) + text + m.group(2), old, flags=re.S)
+    new, n = re.subn(r"<!-- bench:start -->\n.*?<!-- bench:end -->",
+                     lambda m: "<!-- bench:start -->\n" + text + "\n<!-- bench:end -->", old, flags=re.S)
     if n != 1:
         raise SystemExit(f"{doc}: needs one '<!-- bench:start -->' ... '<!-- bench:end -->' section")
     doc.write_text(new)
@@ -140,12 +140,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3600.0, help="length of the file (default 3600)")
     ap.add_argument("--block-size", type=int, default=65536)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated file here")
+    ap.add_argument("--from-json", action="store_true",
+                    help="only rewrite the doc section from the pedalboard_benchmark.json beside it")
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="instrunet-pb-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    res = run(args.seconds, args.block_size, work)
-    cmd = "make bench-pedalboard" if args.seconds == 3600 else f"python -m benchmarks.pedalboard_file --seconds {args.seconds:g}"
-    args.doc.with_name("pedalboard_benchmark.json").write_text(json.dumps(res, indent=1) + "\n")
+    out = args.doc.with_name("pedalboard_benchmark.json")
+    if args.from_json:
+        res = json.loads(out.read_text())
+    else:
+        res = run(args.seconds, args.block_size, work)
+        res["date"] = time.strftime("%Y-%m-%d")
+        out.write_text(json.dumps(res, indent=1) + "\n")
+    secs = res["file"]["seconds"]
+    cmd = "make bench-pedalboard" if secs == 3600 else f"python -m benchmarks.pedalboard_file --seconds {secs:g}"
     write_doc(args.doc, markdown(res, cmd))
     print(markdown(res, cmd))
     return 0

@@ -230,6 +230,19 @@ def test_router_block_by_block_equals_the_whole_call(
     np.testing.assert_allclose(y[:, d:], whole, atol=1e-6)
 
 
+def test_router_takes_empty_and_one_sample_blocks(fluidr3: Path, model) -> None:
+    sr = 22050
+    x = flute_then_strings(fluidr3, sr)[:, : int(3.5 * sr)]
+    whole = Router(chains(), model=model, lookahead=False)(x, sr)
+    router = Router(chains(), model=model, lookahead=False)
+    outs = [router(x[:, :1000], sr, reset=False), router(x[:, :0], sr, reset=False)]
+    assert outs[1].shape == (2, 0)
+    outs += [router(x[:, i : i + 1], sr, reset=False) for i in range(1000, 1500)]
+    assert outs[-1].shape == (2, 1)
+    outs.append(router(x[:, 1500:], sr, reset=False))
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, atol=1e-6)
+
+
 def _max_step(a: np.ndarray) -> float:
     return float(np.abs(np.diff(a, axis=1)).max())
 
@@ -238,7 +251,8 @@ def _max_step(a: np.ndarray) -> float:
 def test_router_crossfades_are_click_free(fluidr3: Path, model, lookahead: bool) -> None:
     sr = 44100
     x = flute_then_strings(fluidr3, sr)
-    boards = {"flute": Pedalboard([Gain(gain_db=-24.0)]), "string": Pedalboard([Gain(gain_db=6.0)])}
+    level = {None: 1.0, "flute": 10 ** (-24 / 20), "string": 10 ** (6 / 20)}  # dry, -24 dB, +6 dB
+    boards = {lab: Pedalboard([Gain(gain_db=20 * np.log10(g))]) for lab, g in level.items() if lab}
     refs = {lab: b(x, sr) for lab, b in boards.items()}
     refs[None] = x
     smooth = Router(boards, model=model, threshold=0.4, lookahead=lookahead, crossfade_ms=50.0)
@@ -250,13 +264,18 @@ def test_router_crossfades_are_click_free(fluidr3: Path, model, lookahead: bool)
     x_n = int(0.05 * sr)
     worse = 0
     for (_, _, before), (s, _, after), (h, _, _) in zip(regions, regions[1:], hard.regions[1:], strict=False):
+        # Equal-power gains (cos, sin) on two chains that are gains a, b of the same signal peak
+        # at sqrt(a² + b²) mid-fade: that much above the louder chain's own level is the fade's
+        # design, not a click.
+        a, b = level[before], level[after]
+        allowed = np.sqrt(a * a + b * b) / max(a, b) * 1.001
         i, j = int(round(s * sr)), int(round(h * sr))  # middle of the crossfade; the hard switch
         near = slice(i - x_n, i + x_n)
         own = max(_max_step(refs[before][:, near]), _max_step(refs[after][:, near]))
-        assert _max_step(y[:, near]) <= own, (s, before, after)
+        assert _max_step(y[:, near]) <= own * allowed, (s, before, after)
         around = slice(j - x_n, j + x_n)
         own_h = max(_max_step(refs[before][:, around]), _max_step(refs[after][:, around]))
-        worse += _max_step(z[:, around]) > own_h  # a hard switch jumps by more than the signal does
+        worse += _max_step(z[:, around]) > own_h * allowed  # a hard switch jumps by more than the signal does
     assert worse >= 1
 
 
@@ -335,6 +354,8 @@ def test_process_file_errors_name_the_file(fs_file: Path, tmp_path: Path, model)
         process_file(fs_file, tmp_path / "o.xyz", tagger=Tagger(model))
     with pytest.raises(InputError, match="block_size"):
         process_file(fs_file, None, tagger=Tagger(model), block_size=0)
+    with pytest.raises(InputError, match="exceed the channel count"):
+        process_file(fs_file, None, tagger=Tagger(model), block_size=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.wav", "flute_then_strings.wav"]
 
 

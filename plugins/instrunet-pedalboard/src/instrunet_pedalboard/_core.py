@@ -103,6 +103,11 @@ class Layout:
         self.kind, self.channels = kind, ch
         return kind, ch
 
+    def assume(self, kind: str, channels: int) -> None:
+        """Start the stream with a known layout (e.g. ``"first"`` for ``AudioFile`` blocks)."""
+        if self.kind is None:
+            self.kind, self.channels = kind, int(channels)
+
     @staticmethod
     def frames(audio: np.ndarray, kind: str) -> np.ndarray:
         """``audio`` as ``(samples,)`` or ``(samples, channels)`` (a view), what the classifier takes."""

@@ -98,6 +98,9 @@ def process_file(
         with reader:
             sr = reader.samplerate
             sr_int = int(round(sr))
+            if block_size <= reader.num_channels:
+                raise InputError(f"{src_p}: block_size must exceed the channel count ({reader.num_channels}) "
+                                 "so pedalboard can tell channels from samples")
             for part in (board, router, tagger):
                 if part is not None:
                     part.reset()
@@ -108,6 +111,7 @@ def process_file(
                 if y.shape[-1] == 0:
                     return
                 if tagger is not None:
+                    tagger._layout.assume("first", y.shape[0])  # blocks here are (channels, n), even (2, 1)
                     tagger(y, sr_int, reset=False)
                 if tmp is None:
                     return
@@ -132,6 +136,7 @@ def process_file(
                 if board is not None:
                     x = board(x, sr_int, reset=False)
                 if router is not None:
+                    router._layout.assume("first", x.shape[0])
                     x, _ = router._push(x, sr_int)
                 emit(x)
             if got == 0:

@@ -412,6 +412,8 @@ class Router:
         sr = check_rate(sample_rate, self._what)
         d = self.latency_samples(sr)
         a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+        if a.size == 0:
+            return np.zeros(a.shape, dtype=np.float32)
         n_before = self._n_in
         y, kind = self._push(a, sr)
         n = self._n_in - n_before
