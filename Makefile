@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo test lint bench models-doc corpus train export examples clean
+.PHONY: demo app test lint bench models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,26 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
-# the baseline model plugin, and tinysoundfont (--no-deps: its pyaudio requirement is for
-# playback only and does not build).
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline
+# the baseline model plugin, the web app plugin with its browser-test tools (Playwright, pypdf),
+# and tinysoundfont (--no-deps: its pyaudio requirement is for playback only and does not
+# build). The app's browser test drives Debian's chromium (never a downloaded browser):
+# installed with apt-get when missing (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline -e 'plugins/instrunet-app[test]'
 	$(PIP) install --no-deps tinysoundfont
+	command -v chromium >/dev/null || { $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 	touch $@
+
+# The web app alone: the runtime and the app plugin (no training packages).
+$(VENV)/.app: pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot]' -e plugins/instrunet-app
+	touch $@
+
+# Starts the web app on http://127.0.0.1:8501 (Ctrl-C stops it).
+app: $(VENV)/.app
+	$(BIN)/instrunet-app
 
 demo: $(VENV)/.runtime
 	$(BIN)/instrunet classify examples/solo_flute.wav examples/ensemble.flac
