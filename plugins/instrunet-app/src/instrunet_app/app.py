@@ -90,7 +90,7 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
         st.warning(res.notice)
     with st.container(key="summary"):
         c1, c2, c3 = st.columns(3)
-        c1.metric("Overall prediction", an.label, f"confidence {an.confidence:.2f}", delta_color="off")
+        c1.metric("Overall prediction", an.label, f"confidence {an.confidence:.2f}", delta_color="off", delta_arrow="off")
         c2.metric("Duration", f"{an.duration:.1f} s")
         c3.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
     d1, d2, _ = st.columns([1, 1, 2])
@@ -154,15 +154,15 @@ def main() -> None:
     if not models:
         st.error("No usable model is installed (see 'instrunet models').")
         st.stop()
-    choice = st.sidebar.selectbox("Model", models, format_func=lambda c: c.title, key="model")
+    by_title = {c.title: c for c in models}
+    choice = by_title[st.sidebar.selectbox("Model", list(by_title), key="model")]
     st.sidebar.caption(f"from plugin {choice.plugin}")
     st.sidebar.markdown(
-        f"Limits: {limits.max_mb:g} MB per file, {limits.max_seconds / 60:g} min of audio. "
-        "Nothing leaves this machine."
+        f"Limits: {limits.max_mb:g} MB per file, {limits.duration_text} of audio. Nothing leaves this machine."
     )
     up = st.file_uploader(
         f"Upload a recording ({', '.join(service.ALLOWED_EXTENSIONS)}; up to {limits.max_mb:g} MB and "
-        f"{limits.max_seconds / 60:g} min)",
+        f"{limits.duration_text})",
         type=list(service.ALLOWED_EXTENSIONS),
         key="upload",
     )

@@ -55,6 +55,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.runOnSave", "false",
         "--server.maxUploadSize", str(max(1, int(-(-args.max_mb // 1)))),
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
         "--global.developmentMode", "false",
         "--theme.base", "light",
     ]  # fmt: skip

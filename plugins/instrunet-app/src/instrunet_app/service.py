@@ -81,6 +81,12 @@ class Limits:
     def max_bytes(self) -> int:
         return int(self.max_mb * 1_000_000)
 
+    @property
+    def duration_text(self) -> str:
+        """``max_seconds`` for people: ``"30 s"``, ``"10 min"``."""
+        s = self.max_seconds
+        return f"{s:g} s" if s < 120 else f"{s / 60:.3g} min"
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelChoice:
@@ -181,8 +187,7 @@ def check_upload(data: bytes, filename: str, *, limits: Limits | None = None) ->
     info = audio_info(buf)
     if info.duration > lim.max_seconds:
         raise InputError(
-            f"{filename}: the recording is {info.duration:.1f} s long; the limit is {lim.max_seconds:g} s "
-            f"({lim.max_seconds / 60:g} min)"
+            f"{filename}: the recording is {info.duration:.1f} s long; the limit is {lim.duration_text}"
         )
     return float(info.duration)
 
