@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo app test lint bench models-doc corpus train export examples clean
+.PHONY: demo app app-screenshots test lint bench models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ $(VENV)/.app: pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/pytho
 # Starts the web app on http://127.0.0.1:8501 (Ctrl-C stops it).
 app: $(VENV)/.app
 	$(BIN)/instrunet-app
+
+# docs/app_result.png and docs/app_report.png (the PDF's first page; pdftoppm is in poppler-utils),
+# from the browser test; quantised to 256 colours to keep them small.
+app-screenshots: $(VENV)/.dev
+	rm -rf out/app
+	INSTRUNET_APP_SCREENSHOTS=out/app $(BIN)/python -m pytest -q tests/test_app_browser.py
+	pdftoppm -png -r 80 -f 1 -l 1 -singlefile out/app/app_report.pdf out/app/app_report
+	$(BIN)/python -c "import sys; from PIL import Image; [Image.open(f'out/app/{n}.png').convert('RGB').quantize(256).save(f'docs/{n}.png', optimize=True) for n in ('app_result', 'app_report')]"
 
 demo: $(VENV)/.runtime
 	$(BIN)/instrunet classify examples/solo_flute.wav examples/ensemble.flac

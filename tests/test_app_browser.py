@@ -5,13 +5,15 @@ clear message while the app keeps running), then the bundled ensemble; checks th
 shown against the downloaded JSON, and the PDF's text. One browser session, bounded waits;
 the server's process group is always killed.
 
-Set ``INSTRUNET_APP_SCREENSHOTS=DIR`` to also save the result page as ``DIR/app_result.png``.
+Set ``INSTRUNET_APP_SCREENSHOTS=DIR`` to also save the result page as ``DIR/app_result.png``
+and the PDF as ``DIR/app_report.pdf`` (``make app-screenshots`` makes the docs' images).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -170,12 +172,16 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
             page_instruments = instruments.inner_text()
             summary = page.locator(".st-key-summary").inner_text()
             condition = page.locator(".st-key-condition").inner_text()
-            if shots:
+            if shots:  # the whole result page (Streamlit scrolls inside its own container)
                 Path(shots).mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(Path(shots) / "app_result.png"), full_page=True)
+                page.set_viewport_size({"width": 1280, "height": 2100})
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(Path(shots) / "app_result.png"))
         finally:
             ctx.close()
 
+    if shots:
+        shutil.copyfile(pdf_path, Path(shots) / "app_report.pdf")
     an = json.loads(json_path.read_text())
     detected = [i["label"] for i in an["instruments"]]
     assert an["source"] == "ensemble.flac" and abs(an["duration"] - 24.0) < 0.1
