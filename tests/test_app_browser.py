@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-MAX_SECONDS = 30  # the ensemble is 24 s; the "too long" upload is 31 s
+MAX_SECONDS = 600  # the app's default limit; the "too long" upload is 601 s (at 1 kHz: 1.2 MB)
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def server(tmp_path, installed_registry):
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed in finally
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [str(exe), "--host", "127.0.0.1", "--port", str(port), "--max-seconds", str(MAX_SECONDS)],
+        [str(exe), "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -119,17 +119,17 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
     pypdf = _need("pypdf")
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: make .venv/.dev installs Debian's chromium")
-    sr = 8000
+    sr = 1000
     t = np.arange(int((MAX_SECONDS + 1) * sr)) / sr
     bad = [
         (tmp_path / "empty.wav", "the file is empty"),
         (tmp_path / "notes.wav", "cannot decode audio"),
-        (tmp_path / "too_long.wav", f"the limit is {MAX_SECONDS} s"),
+        (tmp_path / "too_long.wav", "the limit is 10 min"),
         (tmp_path / "quiet.wav", "the recording is silent"),
     ]
     bad[0][0].write_bytes(b"")
     bad[1][0].write_text("these are notes about the gig, not audio\n" * 20)
-    _write_wav(bad[2][0], 0.3 * np.sin(2 * np.pi * 440 * t), sr)
+    _write_wav(bad[2][0], 0.3 * np.sin(2 * np.pi * 220 * t), sr)
     _write_wav(bad[3][0], np.zeros(2 * sr), sr)
 
     shots = os.environ.get("INSTRUNET_APP_SCREENSHOTS")
@@ -174,7 +174,7 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
             condition = page.locator(".st-key-condition").inner_text()
             if shots:  # the whole result page (Streamlit scrolls inside its own container)
                 Path(shots).mkdir(parents=True, exist_ok=True)
-                page.set_viewport_size({"width": 1280, "height": 2100})
+                page.set_viewport_size({"width": 1280, "height": 1700})
                 page.wait_for_timeout(1500)
                 page.screenshot(path=str(Path(shots) / "app_result.png"))
         finally:
