@@ -42,8 +42,8 @@ ALLOWED_EXTENSIONS: tuple[str, ...] = (
     ("wav", "flac", "ogg", "mp3") if MP3_SUPPORTED else ("wav", "flac", "ogg")
 )
 
-#: Called with (fraction in [0, 1], what is happening).
-Progress = Callable[[float, str], None]
+#: Called with (fraction in [0, 1], what is happening); what it returns is ignored.
+Progress = Callable[[float, str], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,10 +302,10 @@ def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
     entry = next(
         (e for e in reg.models if e.name == name and e.version == version and e.manifest is not None), None
     )
-    if entry is None:
+    m = entry.manifest if entry is not None else None
+    if entry is None or m is None:
         card["sha256"] = "unknown (model not registered here)"
         return card
-    m = entry.manifest
     card.update(sha256=m.sha256, plugin=entry.plugin, license=m.license, created=m.created)
     acc = (
         m.metrics.get("test", {}).get("single", {}).get("accuracy")
