@@ -56,11 +56,29 @@ TONE = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 8000) / 8000))
     ("name", "data", "limits", "error", "message"),
     [
         ("empty.wav", b"", service.Limits(), InputError, "empty.wav: the file is empty (0 bytes)"),
-        ("notes.wav", b"not audio at all\n" * 40, service.Limits(), DecodeError, "notes.wav: cannot decode audio"),
+        (
+            "notes.wav",
+            b"not audio at all\n" * 40,
+            service.Limits(),
+            DecodeError,
+            "notes.wav: cannot decode audio",
+        ),
         ("notes.txt", b"text", service.Limits(), InputError, "notes.txt: unsupported file type .txt"),
         ("noext", TONE, service.Limits(), InputError, "noext: unsupported file type (no extension)"),
-        ("big.wav", TONE, service.Limits(max_mb=0.01), InputError, "big.wav: the file is 0.0 MB; the limit is 0.01 MB"),
-        ("long.wav", TONE, service.Limits(max_seconds=2), InputError, "long.wav: the recording is 3.0 s long; the limit is 2 s"),
+        (
+            "big.wav",
+            TONE,
+            service.Limits(max_mb=0.01),
+            InputError,
+            "big.wav: the file is 0.0 MB; the limit is 0.01 MB",
+        ),
+        (
+            "long.wav",
+            TONE,
+            service.Limits(max_seconds=2),
+            InputError,
+            "long.wav: the recording is 3.0 s long; the limit is 2 s",
+        ),
     ],
 )
 def test_bad_uploads_name_the_file_and_the_problem(name, data, limits, error, message):
@@ -89,7 +107,9 @@ def test_available_models_default_first(installed_registry):
 
 def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, tmp_path):
     steps = []
-    res = service.analyze_upload(ENSEMBLE.read_bytes(), "ensemble.flac", progress=lambda f, t: steps.append((f, t)))
+    res = service.analyze_upload(
+        ENSEMBLE.read_bytes(), "ensemble.flac", progress=lambda f, t: steps.append((f, t))
+    )
     an = res.analysis
     assert res.notice is None and an.instruments and an.model["name"] == "family"
     fractions = [f for f, _ in steps]
@@ -134,16 +154,34 @@ class _PeakAnalyzer:
         register("peak", lambda ctx: {"peak_dbfs": float(20 * np.log10(np.max(np.abs(ctx.audio())) + 1e-12))})
 
 
-def test_other_extras_are_shown_generically(installed_registry):
-    reg = build_registry(extra_plugins=[("peak", _PeakAnalyzer())])
-    model = load_model("baseline", registry=reg)
+class _BrokenCondition:
+    """A ``condition`` analyzer that fails: the page and the report must say so and go on."""
+
+    @hookimpl
+    def instrunet_register_analyzers(self, register):
+        def fail(ctx):
+            raise RuntimeError("no notes long enough to judge")
+
+        register("condition", fail)
+
+
+def test_other_extras_and_a_failed_condition(installed_registry):
+    reg = build_registry(
+        extra_plugins=[("peak", _PeakAnalyzer()), ("cond", _BrokenCondition())], entry_points=False
+    )
+    model = load_model(registry=reg)
     res = service.analyze_upload(FLUTE.read_bytes(), "solo_flute.wav", model=model, registry=reg)
     an = res.analysis
-    assert an.model["name"] == "baseline"
     assert service.other_extras(an)["peak"]["peak_dbfs"] < 0
-    text = pdf_text(report.build_pdf(an, registry=reg))
+    assert service.condition_view(an) == {
+        "status": "error",
+        "error": "RuntimeError: no notes long enough to judge",
+    }
+    text = pdf_text(report.build_pdf(an, registry=reg, filename="naïve – 音.wav"))
     assert "Other analyses" in text and "peak_dbfs" in text
-    assert reg.resolve_model("baseline").manifest.sha256 in text.replace("\n", "")
+    assert "Condition analysis failed: RuntimeError: no notes long enough to judge" in text
+    assert "instrunet report: naïve - ?.wav" in text  # Latin-1 core fonts: the rest is replaced
+    assert reg.resolve_model("family").manifest.sha256 in text.replace("\n", "")
 
 
 def test_pdf_writer_through_the_cli(installed_registry, tmp_path):
@@ -188,5 +226,7 @@ def test_page_with_apptest(installed_registry, monkeypatch):
 
     choices = at.sidebar.selectbox[0].options
     assert any(o.startswith("baseline") for o in choices)
-    at.sidebar.selectbox[0].select_index(next(i for i, o in enumerate(choices) if o.startswith("baseline"))).run()
+    at.sidebar.selectbox[0].select_index(
+        next(i for i, o in enumerate(choices) if o.startswith("baseline"))
+    ).run()
     assert not at.exception and at.metric[2].value.startswith("baseline ")

@@ -170,6 +170,7 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
             pdf_path = tmp_path / "ensemble.pdf"
             dl.value.save_as(pdf_path)
             page_instruments = instruments.inner_text()
+            rows = instruments.locator("tbody tr").all_inner_texts()
             summary = page.locator(".st-key-summary").inner_text()
             condition = page.locator(".st-key-condition").inner_text()
             if shots:  # the whole result page (Streamlit scrolls inside its own container)
@@ -186,6 +187,9 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
     detected = [i["label"] for i in an["instruments"]]
     assert an["source"] == "ensemble.flac" and abs(an["duration"] - 24.0) < 0.1
     assert detected, "the ensemble has instruments"
+    assert len(rows) == len(detected) and all(lab in row for lab, row in zip(detected, rows, strict=True)), (
+        rows
+    )
     for lab in an["labels"]:
         assert (lab in page_instruments) == (lab in detected), lab
     assert an["label"] in summary and an["model"]["name"] in summary
