@@ -132,7 +132,7 @@ def probabilities_figure(analysis: Analysis) -> Any:
     """
     plt = _pyplot()
     labels = list(analysis.labels)
-    p = [float(analysis.probabilities.get(lab, 0.0)) for lab in labels]
+    p = [float(analysis.prediction.probabilities.get(lab, 0.0)) for lab in labels]
     detected = {i.label for i in analysis.instruments}
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(labels) + 1.0))
     colors = ["#d1495b" if lab in detected else "#8d99ae" for lab in labels]
@@ -333,7 +333,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
         [
             [
                 lab,
-                f"{analysis.probabilities.get(lab, 0.0):.3f}",
+                f"{analysis.prediction.probabilities.get(lab, 0.0):.3f}",
                 fmt_value(analysis.settings.get("thresholds", {}).get(lab, "-")),
             ]
             for lab in analysis.labels
