@@ -42,9 +42,10 @@ SILENCE_LABEL = "silence"
 
 #: Audio with less sound than this (seconds above :data:`~instrunet_core.audio.SILENCE_DB`,
 #: counted in 512-sample blocks at 22,050 Hz) gets a result marked ``low_evidence``: the
-#: models were trained on notes of about 3 s, and answers on a fraction of a second are
-#: often wrong (measured in ``benchmarks/short_notes.py``, results in docs/short-input.md).
-LOW_EVIDENCE_SECONDS = 0.5
+#: models were trained on notes of about 3 s held, and on the valid instruments fewer than
+#: half of the answers on less than 1 s of sound are right, against 0.63-0.79 above
+#: (``python -m benchmarks.short_notes``, docs/short-input.md).
+LOW_EVIDENCE_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)

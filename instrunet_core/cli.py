@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InstrunetError
+from .inference import DEFAULT_HOP_SECONDS
 
 __all__ = ["main", "build_parser"]
 
@@ -51,14 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...; any rate and channels)")
     c.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
     c.add_argument("--json", action="store_true", help="print one JSON array")
-    c.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
+    c.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})")
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file")
     a.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
     a.add_argument("--json", metavar="OUT", help="write Analysis.to_dict() as JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
-    a.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
+    a.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})")
     a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
     a.add_argument("--format", metavar="NAME", help="a registered writer (see 'instrunet plugins')")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
@@ -68,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="results.jsonl",
                    help="JSON lines, one per file; files already in it are skipped (resume)")
     b.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
-    b.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
+    b.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})")
 
     m = sub.add_parser("models", help="installed models")
     m.add_argument("--json", action="store_true",

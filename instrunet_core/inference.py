@@ -72,6 +72,7 @@ __all__ = [
     "DEFAULT_HOP_SECONDS",
     "DEFAULT_SMOOTHING",
     "RESAMPLE_QUALITY",
+    "MAX_CHANNELS",
 ]
 
 #: Seconds between window starts unless a caller says otherwise (snapped to whole frames).
@@ -80,6 +81,8 @@ DEFAULT_HOP_SECONDS = 1.5
 DEFAULT_SMOOTHING = 3
 #: soxr quality used for every resampling to the front end's rate.
 RESAMPLE_QUALITY = "HQ"
+#: Most channels a block may have (a wider block is almost surely ``(channels, n)``).
+MAX_CHANNELS = 64
 #: Native-rate seconds decoded per block by :func:`analyze`.
 _DECODE_BLOCK_SECONDS = 20.0
 #: Frames transformed at once (bounds the temporary FFT memory to a few MB).
@@ -225,6 +228,11 @@ class Classifier:
     >>> wins = [w for i in range(0, len(y), 4096) for w in clf.process(y[i:i + 4096], 44100)]  # doctest: +SKIP
     >>> wins += clf.flush()  # doctest: +SKIP
     >>> [(round(w.start, 2), w.label) for w in wins]  # doctest: +SKIP
+
+    Notes
+    -----
+    A classifier holds the state of one stream: use one per stream (and per thread). The
+    model it runs is stateless and may be shared by many classifiers and threads.
     """
 
     def __init__(
@@ -383,6 +391,11 @@ class Classifier:
         if y.ndim == 2:
             if y.shape[1] == 0:
                 raise InputError(f"block: no channels (shape {y.shape}); expected (n,) or (n, channels)")
+            if y.shape[1] > MAX_CHANNELS:
+                raise InputError(
+                    f"block: shape {y.shape} would be {y.shape[1]} channels (at most {MAX_CHANNELS}); blocks are "
+                    "(n, channels): transpose (channels, n) audio such as Pedalboard's with block.T"
+                )
             y = _channel_mean(y, 1) if y.shape[0] else np.zeros(0, dtype=np.float32)
         elif y.ndim != 1:
             raise InputError(f"block: expected shape (n,) or (n, channels), got {y.shape}")

@@ -63,7 +63,7 @@ class Model(ModelSession):
         -------
         Prediction
             Loudness-weighted mean of the non-silent windows; ``"silence"`` if none;
-            ``low_evidence`` set for audio with less than half a second of sound.
+            ``low_evidence`` set for audio with less than one second of sound.
         """
         clf = self.classifier(hop=hop, batch_size=batch_size)
         clf.classify(audio, sample_rate)

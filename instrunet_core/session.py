@@ -251,9 +251,11 @@ class ModelSession:
 
 
 def _looks_like_path(spec: Any) -> bool:
+    """A PathLike, or a string with a path separator or ending in ``.json``; a bare word is a name
+    (a folder in the working directory is ``./folder``)."""
     if isinstance(spec, os.PathLike):
         return True
-    return isinstance(spec, str) and (os.sep in spec or "/" in spec or spec.endswith(".json") or Path(spec).is_dir())
+    return isinstance(spec, str) and (os.sep in spec or "/" in spec or spec.endswith(".json"))
 
 
 def resolve_artifact(
@@ -268,7 +270,8 @@ def resolve_artifact(
     ----------
     spec : str, PathLike or None
         A registered model name, an artifact folder (``<name>/<version>/``) or its
-        ``manifest.json``, or ``None`` for the default model.
+        ``manifest.json``, or ``None`` for the default model. A string is a path when it holds
+        a path separator or ends in ``.json`` (``./folder`` for a folder here), else a name.
     version : str, optional
         Semver ``X.Y.Z`` of a registered name; the highest when omitted.
     registry : Registry, optional
@@ -292,7 +295,7 @@ def resolve_artifact(
             raise InputError(f"{p}: version applies to registered names, not to an artifact folder")
         return (p.parent if p.name == MANIFEST_FILENAME else p), None
     reg = registry or get_registry()
-    entry = reg.resolve_model(spec, version)
+    entry = reg.resolve_model(None if spec is None else os.fspath(spec), version)
     return entry.path, entry.manifest
 
 

@@ -112,6 +112,9 @@ def test_stream_rules(family) -> None:
         clf.process(np.zeros((2, 2, 2), np.float32), 44100)
     with pytest.raises(InputError, match="NaN"):
         clf.process(np.array([np.nan], np.float32), 44100)
+    with pytest.raises(InputError, match="transpose"):
+        clf.process(np.zeros((2, 4096), np.float32), 44100)  # Pedalboard's (channels, n)
+    assert clf.process(np.zeros((1, 2), np.float32), 44100) == []  # one stereo sample is fine
     clf.process((tone(4.0, 44100) * 32767).astype(np.int16), 44100)  # int samples are scaled
     assert clf.flush() and clf.flush() == []
     with pytest.raises(InputError, match="reset"):
@@ -242,3 +245,94 @@ def test_no_import_cycle_in_the_core() -> None:
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+@pytest.fixture(scope="module")
+def staccato() -> dict[str, np.ndarray]:
+    """Real staccato notes: 0.15 s flute and string notes and a 2 s flute note, from FluidR3."""
+    tsf = pytest.importorskip("tinysoundfont")
+    from training import corpus
+
+    font = next(f for f in corpus.SOUNDFONTS if f.key == "fluidr3")
+    try:
+        path = corpus.fetch_soundfonts(corpus.default_cache(), [font])["fluidr3"]
+    except Exception as e:  # noqa: BLE001 - no Debian mirror reachable
+        pytest.skip(f"FluidR3 SoundFont not available: {e}")
+    synth = tsf.Synth(samplerate=SR)
+    sfid = synth.sfload(str(path))
+
+    def note(program: int, pitch: int, hold: float) -> np.ndarray:
+        synth.program_select(0, sfid, 0, program)
+        synth.sounds_off()
+        synth.noteon(0, pitch, 100)
+        a = np.frombuffer(synth.generate(int(hold * SR)), dtype=np.float32)
+        synth.noteoff(0, pitch)
+        b = np.frombuffer(synth.generate(int(0.3 * SR)), dtype=np.float32)
+        y = np.concatenate([a, b]).reshape(-1, 2).mean(axis=1)
+        return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+    return {"flute": note(73, 79, 0.15), "string": note(48, 62, 0.15), "held": note(73, 79, 2.0)}
+
+
+def test_staccato_notes(family, staccato: dict[str, np.ndarray]) -> None:
+    for name in ("flute", "string"):
+        y = staccato[name]
+        alone = family.predict(y, SR)
+        assert alone.n_windows == 1 and not alone.silent and alone.low_evidence  # shorter than a window
+        assert 0.1 < alone.sounding_seconds < 1.0
+        # the same note 1.8 s into 8 s of silence: windows without it are silent and do not
+        # vote; the two windows holding it decide, weighted by loudness; still low-evidence
+        start, end = 1.8, 1.8 + len(y) / SR
+        sparse = np.zeros(8 * SR, np.float32)
+        sparse[int(start * SR) : int(start * SR) + len(y)] = y
+        clf = Classifier(family)
+        wins = clf.classify(sparse, SR)
+        p = clf.prediction()
+        assert p.low_evidence and not p.silent and p.n_windows == len(wins)
+        holds = [w.start < end and w.end > start for w in wins]
+        assert [not w.silent for w in wins] == holds and sum(holds) == 2
+        voters = [w for w in wins if not w.silent]
+        wts = np.array([10 ** (w.rms_db / 20) for w in voters])
+        mean = (np.array([w.probabilities for w in voters]) * wts[:, None]).sum(0) / wts.sum()
+        assert p.label == family.labels[int(np.argmax(mean))]
+        assert clf.analysis().to_dict()["low_evidence"] is True
+    held = family.predict(staccato["held"], SR)
+    assert not held.low_evidence and held.sounding_seconds > 1.5
+
+
+@pytest.mark.parametrize("hop", [0.1, 2.949, 5.0])
+def test_any_hop_keeps_front_end_parity(hop: float) -> None:
+    """Short hops (many shared frames), a hop of one window (no overlap) and gaps between windows."""
+    y = (np.random.default_rng(3).standard_normal(int(12.3 * SR)) * 0.1).astype(np.float32)
+    y[int(4 * SR) : int(6 * SR)] = 0.0  # digital silence inside
+    rec = RecordingSession(FAMILY_DIR)
+    clf = Classifier(rec, hop=hop, batch_size=7)
+    wins: list[WindowResult] = []
+    for i in range(0, len(y), 3000):
+        wins += clf.process(y[i : i + 3000], SR)
+    wins += clf.flush()
+    step = int(round(clf.hop_seconds * SR))
+    starts = [int(round(w.start * SR)) for w in wins]
+    assert starts == [k * step for k in range(len(wins))]
+    ref = batch_features(np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts]))
+    assert np.abs(np.concatenate(rec.seen) - ref).max() < 1e-4
+    assert wins[-1].end == pytest.approx(len(y) / SR)  # the padded last window reaches the end
+
+
+def test_cli_model_path_and_low_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from instrunet_core.cli import main
+
+    short = tmp_path / "blip.wav"
+    sf.write(short, tone(0.1, 44100), 44100)
+    rc = main(["classify", "--json", "--model", str(FAMILY_DIR), str(EXAMPLES / "solo_flute.wav"), str(short)])
+    rows = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rows[0]["label"] == "flute" and rows[0]["low_evidence"] is False
+    assert rows[1]["low_evidence"] is True and rows[1]["sounding_seconds"] < 1.0
+    rc = main(["classify", "--model", str(FAMILY_DIR / "manifest.json"), str(short)])
+    assert rc == 0 and capsys.readouterr().out.rstrip().endswith("low evidence")
+    rc = main(["analyze", "--model", str(FAMILY_DIR), str(short)])
+    assert rc == 0 and "low evidence: 0.10 s of sound" in capsys.readouterr().out
+    rc = main(["classify", "--model", str(tmp_path / "missing"), str(short)])
+    assert rc == 1 and "model artifact not found" in capsys.readouterr().err
