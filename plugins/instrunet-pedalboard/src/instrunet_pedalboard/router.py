@@ -74,8 +74,8 @@ class Router:
       :attr:`latency_seconds` (3.1 s with the defaults), like a plugin with latency, and
       :meth:`flush` returns the last ``latency`` samples.
     * ``lookahead=False`` (live): no added latency; a route changes at the end of the
-      window that detected it (plus :data:`EMIT_SLACK_S`), so a change is followed one
-      window to one window + hop late (3.1-4.6 s).
+      window that detected it (plus :data:`EMIT_SLACK_S`), so a change the model detects is
+      followed at most a window + hop + slack late (4.6 s), often sooner.
       Before the first window the default route plays.
 
     Parameters
@@ -247,7 +247,7 @@ class Router:
         self._finished = False
 
     def _all_boards(self) -> dict[str | None, Any]:
-        out: dict[str | None, Any] = dict(self.boards)
+        out: dict[str | None, Any] = {lab: board for lab, board in self.boards.items()}
         out[DEFAULT] = self.default
         return out
 
