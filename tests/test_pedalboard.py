@@ -231,6 +231,24 @@ def test_router_block_by_block_equals_the_whole_call(
     np.testing.assert_allclose(y[:, d:], whole, atol=1e-6)
 
 
+@pytest.mark.parametrize("lookahead", [True, False])
+def test_router_smoothing_streams_like_the_whole_call(fluidr3: Path, model, lookahead: bool) -> None:
+    sr = 44100
+    x = flute_then_strings(fluidr3, sr)
+    plain = Router(chains(), model=model, threshold=0.4, lookahead=lookahead)
+    whole_router = Router(chains(), model=model, threshold=0.4, lookahead=lookahead, smoothing=3)
+    whole = whole_router(x, sr)
+    router = Router(chains(), model=model, threshold=0.4, lookahead=lookahead, smoothing=3)
+    y = np.concatenate([*streamed(router, x, sr, 4096), router.flush()], axis=1)
+    d = router.latency_samples(sr)
+    np.testing.assert_allclose(y[:, d:], whole, atol=1e-6)
+    assert router.regions == whole_router.regions and router.regions[-1][2] == "string"
+    if lookahead:  # a centred median of 3 waits for one more window
+        assert router.latency_seconds == pytest.approx(plain.latency_seconds + router.hop_seconds)
+    else:
+        assert router.latency_seconds == 0.0
+
+
 def test_router_takes_empty_and_one_sample_blocks(fluidr3: Path, model) -> None:
     sr = 22050
     x = flute_then_strings(fluidr3, sr)[:, : int(3.5 * sr)]
@@ -289,6 +307,8 @@ def test_router_rejects_bad_arguments(model) -> None:
         Router({}, model=model)
     with pytest.raises(InputError, match="crossfade_ms"):
         Router({"flute": Pedalboard([])}, model=model, crossfade_ms=-1)
+    with pytest.raises(InputError, match="smoothing"):
+        Router({"flute": Pedalboard([])}, model=model, smoothing=-1)
     with pytest.raises(InputError, match=r"threshold for 'flute' must be in \(0, 1\)"):
         Router({"flute": Pedalboard([])}, model=model, threshold=1.5)
 
