@@ -20,7 +20,9 @@ from .audio import SILENCE_DB, AudioSource, load_audio, read_source_bytes, rms_d
 from .errors import InputError
 from .features import batch_features
 from .model import SILENCE_LABEL, Prediction
+from .output import ANALYSIS_SCHEMA, instrunet_version, model_info
 from .timeline import Instrument, Segment, build_timeline, detect_instruments
+from .validate import check_hop, check_window
 
 if TYPE_CHECKING:
     from .model import Model
@@ -53,13 +55,7 @@ class WindowResults:
 
 
 def _hop_samples(hop: float, sr: int) -> int:
-    try:
-        h = float(hop)
-    except (TypeError, ValueError):
-        raise InputError(f"hop must be a number of seconds, got {hop!r}") from None
-    if not math.isfinite(h) or h <= 0:
-        raise InputError(f"hop must be > 0 seconds, got {hop!r}")
-    return max(1, int(round(h * sr)))
+    return check_hop(hop, sample_rate=sr)
 
 
 def run_windows(
@@ -81,15 +77,7 @@ def run_windows(
     sr = fe.sample_rate
     win = fe.window_samples
     if window is not None:
-        try:
-            w = float(window)
-        except (TypeError, ValueError):
-            raise InputError(f"window must be a number of seconds, got {window!r}") from None
-        win = int(round(w * sr))
-        if not math.isfinite(w) or win <= 0 or win > fe.window_samples:
-            raise InputError(
-                f"window must be in (0, {fe.window_seconds:.3f}] seconds for this model, got {window!r}"
-            )
+        win = check_window(window, sample_rate=sr, max_samples=fe.window_samples)
     hop_n = _hop_samples(hop, sr)
     starts, lengths, probs, levels = [], [], [], []
     total = 0
@@ -207,7 +195,7 @@ class Analysis:
     duration : float
         Seconds.
     model : dict
-        ``{"name", "version", "task"}``.
+        ``{"name", "version", "sha256", "task"}`` (:func:`instrunet_core.output.model_info`).
     labels : tuple of str
     prediction : Prediction
         Overall: mean of the non-silent windows' probabilities, or ``"silence"``.
@@ -247,9 +235,12 @@ class Analysis:
         return self.prediction.silent
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain Python types only)."""
+        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/1`` document
+        (``docs/schema/analysis.json``)."""
         return _jsonable(
             {
+                "schema": ANALYSIS_SCHEMA,
+                "instrunet_version": instrunet_version(),
                 "source": self.source,
                 "duration": round(float(self.duration), 4),
                 "model": dict(self.model),
@@ -390,7 +381,7 @@ def analyze(
     return Analysis(
         source=os.fspath(name),
         duration=res.duration,
-        model={"name": m.name, "version": m.version, "task": m.task},
+        model=model_info(m),
         labels=m.labels,
         prediction=pred,
         timeline=timeline,
