@@ -277,14 +277,21 @@ def _jsonable(x: Any) -> Any:
 
 
 def _run_analyzers(reg: Registry, ctx: AnalysisContext) -> dict[str, Any]:
+    import contextlib
+    import sys
+
     extras: dict[str, Any] = {}
     for name, func in reg.analyzers.items():
         try:
-            out = func(ctx)
+            # A plugin's prints go to stderr: stdout may carry this analysis as JSON.
+            with contextlib.redirect_stdout(sys.stderr):
+                out = func(ctx)
             if not isinstance(out, Mapping):
                 raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
             extras[name] = _jsonable(out)
-        except Exception as e:  # noqa: BLE001 - a failing analyzer never breaks the analysis
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
             extras[name] = {"error": f"{type(e).__name__}: {e}"}
     return extras
 

@@ -379,6 +379,9 @@ def _batch(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    if os.path.exists(out) and not os.path.isfile(out):
+        _err(f"{out}: not a regular file (batch reads it to resume and appends to it)")
+        return EXIT_USAGE
     try:
         _make_parent(out)
         f = open(out, "a+b")  # noqa: SIM115 - closed below; read (resume) and append under one lock
@@ -424,10 +427,13 @@ def _models(args: argparse.Namespace) -> int:
 
     with _plugin_stdout():
         reg = get_registry()
-    default = reg.default_model_name
+    try:
+        default_entry = reg.resolve_model(None)
+    except InstrunetError:
+        default_entry = None
     rows = []
     for e in reg.models:
-        row: dict[str, Any] = {"name": e.name, "version": e.version, "default": e.name == default and e.error is None,
+        row: dict[str, Any] = {"name": e.name, "version": e.version, "default": e is default_entry,
                                "path": str(e.path), "plugin": e.plugin}
         m = e.manifest
         if m is not None:

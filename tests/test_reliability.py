@@ -169,3 +169,306 @@ def test_row17_non_utf8_file_name(tmp_path: Path, tiny_model) -> None:
         f.write(_wav_bytes(tone(3.0)))
     name = os.fsdecode(p)  # surrogate-escaped, as Python gives it from argv or listdir
     assert tiny_model.predict(name).label == "brass"
+
+
+# ---------------------------------------------------------------- rows 7-13: the command line
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    p = tmp_path / "v.wav"
+    sf.write(p, tone(3.0), SR)
+    return p
+
+
+def test_row7_output_equal_to_input_refused(tiny_registry, wav: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    before = wav.read_bytes()
+    link = tmp_path / "link.wav"
+    link.symlink_to(wav)
+    for argv in (["--json", str(wav)], ["--format", "csv", "--out", str(wav)], ["--plot", str(wav)],
+                 ["--json", str(link)], ["--json", str(tmp_path / "." / "v.wav")]):
+        assert main(["analyze", str(wav), *argv]) == 2
+        assert "is the input file; refusing to overwrite it" in capsys.readouterr().err
+    assert wav.read_bytes() == before
+    assert main(["analyze", str(wav), "--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.json")]) == 2
+    batch_out = wav.parent / "v.wav"
+    assert main(["batch", str(wav.parent), "--out", str(batch_out)]) == 2
+    assert wav.read_bytes() == before
+
+
+def _recs(p: Path) -> list[dict]:
+    import json
+
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+
+
+def test_row8_failed_file_retried_after_fix(tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    bad = d / "b.wav"
+    bad.write_bytes(b"RIFF" + b"\x00" * 100)
+    out = tmp_path / "r.jsonl"
+    assert main(["batch", str(d), "--out", str(out)]) == 1
+    assert "error" in _recs(out)[0]
+    sf.write(bad, tone(3.0), SR)  # fixed
+    assert main(["batch", str(d), "--out", str(out)]) == 0
+    recs = _recs(out)
+    assert len(recs) == 2 and recs[-1]["label"] == "brass"
+    assert main(["batch", str(d), "--out", str(out)]) == 0 and len(_recs(out)) == 2  # now done
+    assert "1 already done, 0 to go" in capsys.readouterr().err
+
+
+def test_row9_relative_then_absolute_dir_not_duplicated(tiny_registry, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    for k in range(2):
+        sf.write(d / f"{k}.wav", tone(3.0), SR)
+    out = tmp_path / "r.jsonl"
+    monkeypatch.chdir(tmp_path)
+    assert main(["batch", "in", "--out", "r.jsonl"]) == 0
+    assert main(["batch", str(d), "--out", str(out)]) == 0
+    monkeypatch.chdir(d)
+    assert main(["batch", ".", "--out", "../r.jsonl"]) == 0
+    recs = _recs(out)
+    assert len(recs) == 2 and all(Path(r["path"]).is_absolute() for r in recs)
+
+
+def test_row10_second_batch_on_same_out_refused(tiny_registry, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+
+    d = tmp_path / "in"
+    d.mkdir()
+    sf.write(d / "a.wav", tone(3.0), SR)
+    out = tmp_path / "r.jsonl"
+    with open(out, "ab") as held:  # another batch holds the lock
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert main(["batch", str(d), "--out", str(out)]) == 1
+        assert "another instrunet batch is writing this file" in capsys.readouterr().err
+    assert out.read_bytes() == b""
+    assert main(["batch", str(d), "--out", str(out)]) == 0 and len(_recs(out)) == 1
+
+
+def test_row10_concurrent_batches_write_each_file_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two real processes on one --out: one runs, the other is refused; no duplicate rows."""
+    import subprocess
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for k in range(4):
+        sf.write(d / f"{k}.wav", tone(3.0), SR)
+    out = tmp_path / "r.jsonl"
+    code = (
+        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
+        "from instrunet_core import plugins as P; from instrunet_core.cli import main; "
+        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r})))]); "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, "batch", str(d), "--out", str(out)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    recs = _recs(out)
+    assert sorted(Path(r["path"]).name for r in recs) == [f"{k}.wav" for k in range(4)]
+    assert all(rc == 0 or "another instrunet batch" in err for rc, err in results)
+
+
+def test_row11_batch_failure_reported_on_stderr(tiny_registry, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "bad.wav").write_bytes(b"RIFF" + b"\x00" * 100)
+    assert main(["batch", str(d), "--out", str(tmp_path / "r.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert any(line.startswith("instrunet: error: ") and "bad.wav: " in line for line in err.splitlines())
+
+
+def test_row12_unwritable_out_and_closed_stderr(tiny_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    sf.write(d / "a.wav", tone(3.0), SR)
+    # /proc refuses new files even to root (a read-only file system behaves the same way)
+    assert main(["batch", str(d), "--out", "/proc/instrunet-test.jsonl"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("instrunet: error: /proc/instrunet-test.jsonl: cannot write: ")
+    monkeypatch.setattr(sys, "stderr", None)  # started with 2>&-
+    assert main(["batch", str(d), "--out", str(tmp_path / "r.jsonl")]) == 0
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    (d / "bad.wav").write_bytes(b"nope" * 10)
+    assert main(["batch", str(d), "--out", str(tmp_path / "r.jsonl")]) == 1
+    assert len(_recs(tmp_path / "r.jsonl")) == 2
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_row12_out_not_a_regular_file(tiny_registry, wav: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["batch", str(wav.parent), "--out", "/dev/full"]) == 2  # reading it would never end
+    assert "/dev/full: not a regular file" in capsys.readouterr().err
+
+
+def test_row12_closed_stderr_subprocess(tiny_model_dir: Path, wav: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
+        "from instrunet_core import plugins as P; from instrunet_core.cli import main; "
+        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r})))]); "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    (wav.parent / "bad.wav").write_bytes(b"nope" * 10)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    r = subprocess.run([sys.executable, "-c", code, "batch", str(wav.parent), "--out", str(tmp_path / "r.jsonl")],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=120,
+                       pass_fds=(), close_fds=True, preexec_fn=lambda: os.close(2))
+    assert r.returncode == 1 and "Traceback" not in r.stdout
+    assert len(_recs(tmp_path / "r.jsonl")) == 2
+
+
+def test_row13_concurrent_json_writers_one_path(tiny_registry, tmp_path: Path) -> None:
+    """Four writers, one target: every write succeeds and the result is one whole document."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from instrunet_core import analyze
+    from instrunet_core.writers import write_json
+
+    an = analyze(tone(3.0), SR, model="tiny", registry=tiny_registry)
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "o.json"
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(lambda _: [write_json(an, target) for _ in range(20)], range(4)))
+    assert json.loads(target.read_text())["label"] == "brass"
+    assert [p.name for p in target.parent.iterdir()] == ["o.json"]  # no temporary left behind
+
+
+# ---------------------------------------------------------------- rows 6, 18, 19: plugins
+def _noisy_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> None:
+    """A real plugin module on sys.path that prints on import and in its hooks."""
+    (tmp_path / "noisy_plugin_mod.py").write_text(
+        "from instrunet_core import hookimpl\n"
+        "print('noisy plugin imported')\n"
+        "@hookimpl\n"
+        "def instrunet_register_models(register):\n"
+        "    print('noisy plugin registering')\n"
+        f"    register('tiny', {str(model_dir)!r}, default=True)\n"
+        "@hookimpl\n"
+        "def instrunet_register_writers(register):\n"
+        "    def boom(analysis, path):\n"
+        "        print('about to exit')\n"
+        "        raise SystemExit(7)\n"
+        "    register('boom', boom)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "noisy_plugin_mod", raising=False)
+    import importlib.metadata
+
+    from instrunet_core import plugins as plugins_mod
+
+    ep = importlib.metadata.EntryPoint(name="noisy", value="noisy_plugin_mod", group="instrunet")
+    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
+
+
+def test_row18_plugin_stdout_does_not_corrupt_json(tiny_model_dir: Path, tmp_path: Path, wav: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    _noisy_plugin_module(tmp_path, monkeypatch, tiny_model_dir)
+    assert main(["classify", "--json", str(wav)]) == 0
+    out, err = capsys.readouterr()
+    (row,) = json.loads(out)
+    assert row["label"] == "brass" and "noisy plugin imported" in err and "noisy plugin registering" in err
+    assert main(["analyze", str(wav), "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] == "brass"
+
+
+def test_row18_writer_system_exit_reported(tiny_model_dir: Path, tmp_path: Path, wav: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    _noisy_plugin_module(tmp_path, monkeypatch, tiny_model_dir)
+    rc = main(["analyze", str(wav), "--format", "boom", "--out", str(tmp_path / "o.boom")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"instrunet: error: {tmp_path / 'o.boom'}: writer 'boom' failed: SystemExit: 7" in err
+
+
+def test_row18_hook_system_exit_is_reported_not_obeyed() -> None:
+    from instrunet_core import hookimpl
+    from instrunet_core.plugins import build_registry
+
+    class Quitter:
+        @hookimpl
+        def instrunet_register_writers(self, register):  # type: ignore[no-untyped-def]
+            raise SystemExit(3)
+
+    with pytest.warns(RuntimeWarning, match="SystemExit: 3"):
+        reg = build_registry(extra_plugins=[("quitter", Quitter())])
+    assert "SystemExit: 3" in (reg.plugins[-1].error or "")
+
+
+def test_row6_plugin_cannot_replace_builtin_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from conftest import ModelPlugin, write_model_dir
+
+    from instrunet_core import default_plugins, load_model
+    from instrunet_core import plugins as plugins_mod
+
+    builtin = tmp_path / "builtin"
+    monkeypatch.setattr(default_plugins, "MODELS_DIR", builtin)
+    write_model_dir(builtin, "family", "1.0.0")
+    evil = write_model_dir(tmp_path / "evil", "family", "9.0.0")
+    other = write_model_dir(tmp_path / "other", "other", "1.0.0")
+    with pytest.warns(RuntimeWarning):
+        reg = plugins_mod.build_registry(extra_plugins=[("evil", ModelPlugin(evil)), ("other", ModelPlugin(other))])
+    m = load_model(registry=reg)
+    assert (m.name, m.version, m.path) == ("family", "1.0.0", builtin / "family" / "1.0.0")
+    errors = {p.name: p.error or "" for p in reg.plugins}
+    assert "model 'family' is already registered by plugin 'instrunet_core.default_plugins'" in errors["evil"]
+    assert "the default stays 'family'" in errors["other"] and "INSTRUNET_DEFAULT_MODEL=other" in errors["other"]
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["version"]) for r in rows if r["default"]] == [("family", "1.0.0")]
+    # the user's explicit choice
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "other")
+    assert load_model(registry=reg).name == "other"
+    assert main(["models", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out) if r["default"]] == ["other"]
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "nosuch")
+    with pytest.raises(Exception, match="INSTRUNET_DEFAULT_MODEL='nosuch' names no installed model"):
+        load_model(registry=reg)
+
+
+def test_row19_unknown_plugin_name_in_env_reported(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    from instrunet_core import plugins as plugins_mod
+
+    ep = importlib.metadata.EntryPoint(name="baseline", value="json", group="instrunet")
+    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
+    monkeypatch.setenv("INSTRUNET_PLUGINS", "typo")
+    with pytest.warns(RuntimeWarning, match="INSTRUNET_PLUGINS names 'typo', but no such plugin is installed"):
+        reg = plugins_mod.build_registry()
+    assert any(p.name == "typo" and "installed: ['baseline']" in (p.error or "") for p in reg.plugins)
+
+
+def test_row18_analyzer_print_and_exit_contained(tiny_registry, capsys: pytest.CaptureFixture[str]) -> None:
+    from instrunet_core import analyze
+
+    def chatty(ctx):  # type: ignore[no-untyped-def]
+        print("chatty analyzer")
+        return {"ok": 1}
+
+    def quitter(ctx):  # type: ignore[no-untyped-def]
+        raise SystemExit(7)
+
+    tiny_registry.analyzers.update(chatty=chatty, quitter=quitter)
+    an = analyze(tone(3.0), SR, model="tiny", registry=tiny_registry)
+    out, err = capsys.readouterr()
+    assert out == "" and "chatty analyzer" in err
+    assert an.extras == {"chatty": {"ok": 1}, "quitter": {"error": "SystemExit: 7"}}
