@@ -472,3 +472,116 @@ def test_row18_analyzer_print_and_exit_contained(tiny_registry, capsys: pytest.C
     out, err = capsys.readouterr()
     assert out == "" and "chatty analyzer" in err
     assert an.extras == {"chatty": {"ok": 1}, "quitter": {"error": "SystemExit: 7"}}
+
+
+# ---------------------------------------------------------------- rows 4, 5, 20: manifests
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "instrunet_core" / "models" / "family" / "1.0.0"
+
+
+def _copy_shipped(tmp_path: Path) -> Path:
+    import shutil
+
+    d = tmp_path / "family" / "1.0.0"
+    shutil.copytree(SHIPPED, d)
+    return d
+
+
+def _edit(d: Path, seal: bool, **front_end: object) -> None:
+    import json
+
+    from instrunet_core.manifest import seal_manifest
+
+    data = json.loads((d / "manifest.json").read_text())
+    data["front_end"].update(front_end)
+    (d / "manifest.json").write_text(json.dumps(seal_manifest(data) if seal else data))
+
+
+@pytest.mark.parametrize(
+    "change,pattern",
+    [
+        ({"n_fft": 0}, r"n_fft must be in \[16, 16384\], got 0"),
+        ({"top_db": -80}, r"top_db must be in \[1, 200\], got -80"),
+        ({"fmin": 9000.0, "fmax": 100.0}, r"fmax=100.0 must be above fmin=9000.0"),
+        ({"hop_length": "512", "frames": 10**9}, r"hop_length must be an int, got '512'"),
+        ({"n_mels": True}, r"n_mels must be an int, got True"),
+        ({"sample_rate": 22050.5}, r"sample_rate must be an int"),
+        ({"fmax": 1e6}, r"fmax must be in \[0, 11025\]"),
+        ({"frames": 10**6}, r"frames must be in \[1, 4096\]"),
+        ({"window_samples": "65024"}, r"window_samples must be an int"),
+    ],
+)
+def test_row4_bad_front_end_refused_at_load(tmp_path: Path, change: dict, pattern: str) -> None:
+    from instrunet_core import ModelError
+    from instrunet_core.model import load_model_from_path
+
+    d = _copy_shipped(tmp_path)
+    _edit(d, True, **change)  # sealed: only the front-end check can catch it
+    with pytest.raises(ModelError, match=rf"manifest\.json: invalid manifest: front_end: {pattern}") as e:
+        load_model_from_path(d)
+    assert len(str(e.value)) < 500
+
+
+def test_row20_edited_manifest_refused(tmp_path: Path) -> None:
+    import json
+
+    from instrunet_core import ModelError
+    from instrunet_core.model import load_model_from_path
+
+    d = _copy_shipped(tmp_path)
+    load_model_from_path(d)  # the shipped artifact is sealed
+    data = json.loads((d / "manifest.json").read_text())
+    data["labels"] = data["labels"][::-1]
+    (d / "manifest.json").write_text(json.dumps(data, indent=2))
+    with pytest.raises(ModelError, match="manifest_sha256 .* does not match the content"):
+        load_model_from_path(d)
+    _edit(_copy_shipped(tmp_path / "b"), False, top_db=60.0)  # any valid-looking edit, not only labels
+    with pytest.raises(ModelError, match="does not match the content"):
+        load_model_from_path(tmp_path / "b" / "family" / "1.0.0")
+    del data["manifest_sha256"]
+    (d / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="manifest_sha256 is missing.*python -m export.reseal"):
+        load_model_from_path(d)
+
+
+def test_row5_undecodable_and_deep_manifests(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from conftest import ModelPlugin
+
+    from instrunet_core import ModelError
+    from instrunet_core.manifest import read_manifest
+    from instrunet_core.plugins import build_registry
+
+    bad = tmp_path / "bad" / "1.0.0"
+    bad.mkdir(parents=True)
+    (bad / "manifest.json").write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(ModelError, match=r"manifest\.json: manifest is not UTF-8"):
+        read_manifest(bad)
+    deep = tmp_path / "deep" / "1.0.0"
+    deep.mkdir(parents=True)
+    (deep / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelError, match=r"manifest\.json: manifest is not usable JSON: nested too deeply"):
+        read_manifest(deep)
+    (deep / "manifest.json").write_text('{"metrics": ' + "[" * 100 + "]" * 100 + "}")
+    with pytest.raises(ModelError, match="missing required key"):
+        read_manifest(deep)
+    huge = tmp_path / "huge" / "1.0.0"
+    huge.mkdir(parents=True)
+    (huge / "manifest.json").write_text(" " * (5 << 20) + "{}")
+    with pytest.raises(ModelError, match="larger than 4 MiB"):
+        read_manifest(huge)
+    # inside a plugin: the broken ones are listed, the good model of the same hook still registers
+    reg = build_registry(extra_plugins=[("p", ModelPlugin(bad, deep, tiny_model_dir))])
+    assert {e.name: bool(e.error) for e in reg.models} == {"bad": True, "deep": True, "tiny": False}
+
+
+def test_deeply_nested_metrics_bounded(tiny_model_dir: Path) -> None:
+    from conftest import make_manifest
+
+    from instrunet_core import ModelError
+    from instrunet_core.manifest import validate_manifest
+
+    nested: object = 1
+    for _ in range(40):
+        nested = [nested]
+    with pytest.raises(ModelError, match="nested deeper than 32 levels"):
+        validate_manifest(make_manifest(tiny_model_dir, metrics={"x": nested}), where="m.json")
