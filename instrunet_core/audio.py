@@ -217,6 +217,35 @@ def _read_bounded(f: Any, name: str) -> io.BytesIO:
     return out
 
 
+class _SafeSeekFile:
+    """What libsndfile's virtual I/O sees of a file object: a corrupt header can make it seek
+    before the start, which Python file objects refuse with ValueError inside a C callback
+    (printed as "Exception ignored from cffi callback"); here such a seek stays put."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.name = source_name(f)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return int(self._f.seek(offset, whence))
+        except (ValueError, OSError, OverflowError):
+            return int(self._f.tell())
+
+    def tell(self) -> int:
+        return int(self._f.tell())
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def readinto(self, buf: Any) -> int:
+        if hasattr(self._f, "readinto"):
+            return int(self._f.readinto(buf) or 0)
+        data = self._f.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
 def _seekable(f: Any) -> bool:
     try:
         return bool(f.seekable()) if hasattr(f, "seekable") else hasattr(f, "seek")
@@ -261,6 +290,8 @@ def _open(source: Any) -> sf.SoundFile:
             _sniff(target.getvalue()[:4096], name)
     else:
         raise InputError(f"{name}: unsupported source type {type(source).__name__} (need a path, file object or array)")
+    if hasattr(target, "read"):
+        target = _SafeSeekFile(target)
     try:
         f = sf.SoundFile(target)
     except sf.LibsndfileError as e:
