@@ -309,6 +309,7 @@ def test_row12_out_not_a_regular_file(tiny_registry, wav: Path, capsys: pytest.C
 
 
 def test_row12_closed_stderr_subprocess(tiny_model_dir: Path, wav: Path, tmp_path: Path) -> None:
+    """stderr closed at start (2>&-) or a pipe whose reader has gone (BrokenPipeError on write)."""
     import subprocess
 
     code = (
@@ -319,11 +320,18 @@ def test_row12_closed_stderr_subprocess(tiny_model_dir: Path, wav: Path, tmp_pat
     )
     (wav.parent / "bad.wav").write_bytes(b"nope" * 10)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    r = subprocess.run([sys.executable, "-c", code, "batch", str(wav.parent), "--out", str(tmp_path / "r.jsonl")],
-                       env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=120,
-                       pass_fds=(), close_fds=True, preexec_fn=lambda: os.close(2))
+    argv = [sys.executable, "-c", code, "batch", str(wav.parent), "--out", str(tmp_path / "r.jsonl")]
+    r = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=120,
+                       preexec_fn=lambda: os.close(2))
     assert r.returncode == 1 and "Traceback" not in r.stdout
     assert len(_recs(tmp_path / "r.jsonl")) == 2
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads stderr any more
+    (wav.parent / "worse.wav").write_bytes(b"nope" * 10)
+    r = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=write_end, text=True, timeout=120)
+    os.close(write_end)
+    assert r.returncode == 1, r.stdout
+    assert len(_recs(tmp_path / "r.jsonl")) == 4  # bad.wav retried, worse.wav added, nothing lost
 
 
 def test_row13_concurrent_json_writers_one_path(tiny_registry, tmp_path: Path) -> None:
