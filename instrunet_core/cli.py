@@ -175,6 +175,8 @@ def _classify(args: argparse.Namespace) -> int:
             row = classification_record(path, pred, model, duration=duration)
             if not args.json:
                 print(f"{path}\t{pred.label}\t{pred.confidence:.3f}", flush=True)
+        except BrokenPipeError:
+            raise  # stdout's reader has gone: stop (handled in main), not a problem of this file
         except (InstrunetError, OSError) as e:
             rc = EXIT_FAIL
             msg = _problem(path, e)

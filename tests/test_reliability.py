@@ -593,3 +593,43 @@ def test_deeply_nested_metrics_bounded(tiny_model_dir: Path) -> None:
         nested = [nested]
     with pytest.raises(ModelError, match="nested deeper than 32 levels"):
         validate_manifest(make_manifest(tiny_model_dir, metrics={"x": nested}), where="m.json")
+
+
+def test_row12_stdout_reader_gone(tiny_model_dir: Path, wav: Path) -> None:
+    """`instrunet classify many files | head -1`: stops quietly, no error line per remaining file."""
+    import subprocess
+
+    code = (
+        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
+        "from instrunet_core import plugins as P; from instrunet_core.cli import main; "
+        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r})))]); "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    p = subprocess.Popen([sys.executable, "-c", code, "classify", *[str(wav)] * 40], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().startswith(str(wav))
+    p.stdout.close()
+    rc = p.wait(120)
+    err = p.stderr.read() if p.stderr else ""
+    assert rc == 1 and "Broken pipe" not in err and "Traceback" not in err
+
+
+def test_reseal_adds_digest_only(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from export.reseal import main as reseal
+
+    from instrunet_core.model import load_model_from_path
+
+    data = json.loads((tiny_model_dir / "manifest.json").read_text())
+    del data["manifest_sha256"]
+    (tiny_model_dir / "manifest.json").write_text(json.dumps(data))
+    assert reseal([str(tiny_model_dir)]) == 0
+    sealed = json.loads((tiny_model_dir / "manifest.json").read_text())
+    assert {k: v for k, v in sealed.items() if k != "manifest_sha256"} == data
+    load_model_from_path(tiny_model_dir)
+    with open(tiny_model_dir / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    assert reseal([str(tiny_model_dir)]) == 1  # a changed ONNX file is not vouched for
+    assert "does not match the manifest's" in capsys.readouterr().err
