@@ -619,7 +619,6 @@ def test_reseal_adds_digest_only(tiny_model_dir: Path, capsys: pytest.CaptureFix
     import json
 
     from export.reseal import main as reseal
-
     from instrunet_core.model import load_model_from_path
 
     data = json.loads((tiny_model_dir / "manifest.json").read_text())
