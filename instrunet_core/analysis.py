@@ -368,8 +368,8 @@ def analyze(
         for k, v in thresholds.items():
             if k not in thr:
                 raise InputError(f"thresholds: unknown label {k!r} (labels: {list(m.labels)})")
-            if not 0.0 < float(v) < 1.0:
-                raise InputError(f"thresholds[{k!r}] must be in (0, 1), got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 < float(v) < 1.0:
+                raise InputError(f"thresholds[{k!r}] must be a number in (0, 1), got {v!r}")
             thr[k] = float(v)
     src = read_source_bytes(source)
     res = run_windows(m, src, sample_rate, hop=hop, window=window, batch_size=batch_size)
