@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, InstrunetError
+from .inference import DEFAULT_HOP_SECONDS
 
 __all__ = ["main", "build_parser"]
 
@@ -107,20 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classify", help="overall label and confidence of each file")
     c.add_argument("files", nargs="+", metavar="FILE",
                    help="audio files (wav, flac, ogg, mp3, ...; any rate and channels); '-' reads stdin")
-    c.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    c.add_argument("--model", metavar="NAME|PATH",
+                   help="registered model name or artifact folder (default model if omitted)")
     c.add_argument("--json", action="store_true",
                    help="print one JSON array of instrunet.classification/1 records")
-    c.add_argument("--hop", type=_hop_arg, default=1.5, metavar="S",
-                   help="seconds between windows, 0.01 to 3600 (default 1.5)")
+    c.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+                   f"(default {DEFAULT_HOP_SECONDS:g})")
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
-    a.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    a.add_argument("--model", metavar="NAME|PATH",
+                   help="registered model name or artifact folder (default model if omitted)")
     a.add_argument("--json", metavar="OUT",
                    help="write the analysis as instrunet.analysis/1 JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
-    a.add_argument("--hop", type=_hop_arg, default=1.5, metavar="S",
-                   help="seconds between windows, 0.01 to 3600 (default 1.5)")
+    a.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+                   f"(default {DEFAULT_HOP_SECONDS:g})")
     a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
     a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, or a plugin's")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
@@ -130,9 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="results.jsonl",
                    help="JSON lines (instrunet.classification/1), one per file; files already done in it "
                    "are skipped, failed ones retried; locked while the batch runs")
-    b.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
-    b.add_argument("--hop", type=_hop_arg, default=1.5, metavar="S",
-                   help="seconds between windows, 0.01 to 3600 (default 1.5)")
+    b.add_argument("--model", metavar="NAME|PATH",
+                   help="registered model name or artifact folder (default model if omitted)")
+    b.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+                   f"(default {DEFAULT_HOP_SECONDS:g})")
 
     m = sub.add_parser("models", help="installed models")
     m.add_argument("--json", action="store_true",
@@ -150,12 +157,10 @@ def _load(name: str | None) -> Any:
         return load_model(name)
 
 
-def _classify_one(model: Any, source: Any, hop: float) -> tuple[Any, float]:
-    """Overall prediction and duration (seconds) of one source."""
-    from .analysis import aggregate, run_windows
-
-    res = run_windows(model, source, hop=hop)
-    return aggregate(model, res.probabilities, res.silent), res.duration
+def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
+    """Overall prediction and duration (seconds) of one source, through the one inference path."""
+    clf.classify(source)
+    return clf.prediction(), clf.duration
 
 
 # ---------------------------------------------------------------- classify
@@ -167,14 +172,16 @@ def _classify(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    clf = model.classifier(hop=args.hop)
     rows: list[dict[str, Any]] = []
     rc = EXIT_OK
     for path in args.files:
         try:
-            pred, duration = _classify_one(model, _source(path), args.hop)
+            pred, duration = _classify_one(clf, _source(path))
             row = classification_record(path, pred, model, duration=duration)
             if not args.json:
-                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}", flush=True)
+                note = "\tlow evidence" if pred.low_evidence else ""
+                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}{note}", flush=True)
         except BrokenPipeError:
             raise  # stdout's reader has gone: stop (handled in main), not a problem of this file
         except (InstrunetError, OSError) as e:
@@ -196,7 +203,8 @@ def _fmt_t(s: float) -> str:
 
 def _print_analysis(an: Any) -> None:
     print(f"{an.source}: {an.duration:.2f} s, model {an.model['name']} {an.model['version']}")
-    print(f"overall: {an.label} ({an.confidence:.3f})")
+    print(f"overall: {an.label} ({an.confidence:.3f})"
+          + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else ""))
     print("timeline:")
     for s in an.timeline:
         if s.silent:
@@ -233,8 +241,8 @@ def plot_analysis(an: Any, path: str | os.PathLike[str]) -> None:
     import numpy as np
 
     labels = list(an.labels)
-    probs = np.array([[s.probabilities[lab] for lab in labels] for s in an.timeline]).T
-    centers = np.array([(s.start + s.end) / 2 for s in an.timeline])
+    probs = np.asarray(an.probabilities).T
+    centers = an.times.mean(axis=1)
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
     edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
     mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat")
@@ -258,7 +266,7 @@ def _make_parent(out: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze
+    from .inference import analyze
     from .plugins import get_registry
 
     if (args.format is None) != (args.out is None):
@@ -384,6 +392,7 @@ def _batch(args: argparse.Namespace) -> int:
     if os.path.exists(out) and not os.path.isfile(out):
         _err(f"{out}: not a regular file (batch reads it to resume and appends to it)")
         return EXIT_USAGE
+    clf = model.classifier(hop=args.hop)
     try:
         _make_parent(out)
         f = open(out, "a+b")  # noqa: SIM115 - closed below; read (resume) and append under one lock
@@ -406,7 +415,7 @@ def _batch(args: argparse.Namespace) -> int:
                 f.write(b"\n")  # an interrupted previous line must not glue onto the next record
             for i, path in enumerate(todo, 1):
                 try:
-                    pred, duration = _classify_one(model, path, args.hop)
+                    pred, duration = _classify_one(clf, path)
                     rec = classification_record(path, pred, model, duration=duration)
                 except (InstrunetError, OSError) as e:
                     rc = EXIT_FAIL

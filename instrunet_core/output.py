@@ -17,11 +17,14 @@ optional field does not.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .model import Model, Prediction
+    from .analysis import Prediction
+    from .session import ModelSession as Model
 
 __all__ = [
     "ANALYSIS_SCHEMA",
@@ -36,15 +39,20 @@ ANALYSIS_SCHEMA = "instrunet.analysis/1"
 CLASSIFICATION_SCHEMA = "instrunet.classification/1"
 
 
+@functools.lru_cache(maxsize=1)
 def instrunet_version() -> str:
     """The installed ``instrunet`` version (``0+unknown`` when run from an uninstalled tree)."""
-    from . import __version__
-
-    return __version__
+    try:
+        return importlib.metadata.version("instrunet")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def model_info(model: Model) -> dict[str, str]:
-    """The ``model`` field of every output: ``{name, version, sha256, task}``."""
+    """The ``model`` field of every output: ``{name, version, sha256, task}``.
+
+    ``model`` is a :class:`~instrunet_core.Model` or a
+    :class:`~instrunet_core.session.ModelSession` (anything with a ``manifest``)."""
     m = model.manifest
     return {"name": m.name, "version": m.version, "sha256": m.sha256, "task": m.task}
 
@@ -74,7 +82,7 @@ def classification_record(
     -------
     dict
         ``{schema, instrunet_version, path, model, label, confidence, probabilities,
-        n_windows, silent[, duration]}``.
+        n_windows, silent, low_evidence, sounding_seconds[, duration]}``.
     """
     rec: dict[str, Any] = {
         "schema": CLASSIFICATION_SCHEMA,
@@ -86,6 +94,8 @@ def classification_record(
         "probabilities": {k: _num(v) for k, v in prediction.probabilities.items()},
         "n_windows": int(prediction.n_windows),
         "silent": bool(prediction.silent),
+        "low_evidence": bool(prediction.low_evidence),
+        "sounding_seconds": _num(prediction.sounding_seconds, 4),
     }
     if duration is not None:
         rec["duration"] = _num(duration, 4)

@@ -149,3 +149,16 @@ def tiny_model(tiny_registry: plugins_mod.Registry):
 def tone(seconds: float, sr: int = SR, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+_REAL_ENTRY_POINTS = plugins_mod._entry_points
+
+
+@pytest.fixture
+def installed_registry(monkeypatch: pytest.MonkeyPatch) -> plugins_mod.Registry:
+    """Undo :func:`isolated_registry`: the real entry points and packaged models, as installed."""
+    from instrunet_core import default_plugins
+
+    monkeypatch.setattr(plugins_mod, "_entry_points", _REAL_ENTRY_POINTS)
+    monkeypatch.setattr(default_plugins, "MODELS_DIR", Path(default_plugins.__file__).resolve().parent.parent / "models")
+    return plugins_mod.get_registry(refresh=True)

@@ -521,7 +521,7 @@ def _edit(d: Path, seal: bool, **front_end: object) -> None:
 )
 def test_row4_bad_front_end_refused_at_load(tmp_path: Path, change: dict, pattern: str) -> None:
     from instrunet_core import ModelError
-    from instrunet_core.model import load_model_from_path
+    from instrunet_core import load_model as load_model_from_path
 
     d = _copy_shipped(tmp_path)
     _edit(d, True, **change)  # sealed: only the front-end check can catch it
@@ -534,7 +534,7 @@ def test_row20_edited_manifest_refused(tmp_path: Path) -> None:
     import json
 
     from instrunet_core import ModelError
-    from instrunet_core.model import load_model_from_path
+    from instrunet_core import load_model as load_model_from_path
 
     d = _copy_shipped(tmp_path)
     load_model_from_path(d)  # the shipped artifact is sealed
@@ -619,7 +619,7 @@ def test_reseal_adds_digest_only(tiny_model_dir: Path, capsys: pytest.CaptureFix
     import json
 
     from export.reseal import main as reseal
-    from instrunet_core.model import load_model_from_path
+    from instrunet_core import load_model as load_model_from_path
 
     data = json.loads((tiny_model_dir / "manifest.json").read_text())
     del data["manifest_sha256"]
