@@ -40,7 +40,6 @@ JSON and the CLI's output).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,9 +60,11 @@ from .audio import (
 )
 from .errors import InputError
 from .features import _AMIN, _power_mel
+from .output import model_info
 from .plugins import Registry, get_registry
 from .session import DEFAULT_BATCH_SIZE, ModelSession, ModelSpec, open_session
 from .timeline import build_timeline, detect_instruments
+from .validate import check_hop
 
 __all__ = [
     "Classifier",
@@ -179,20 +180,11 @@ class _Tape:
 
 
 def _snap_hop(hop: Any, hop_length: int, sample_rate: int) -> int:
-    """Hop in seconds → whole STFT frames (at least 1)."""
+    """Hop in seconds (checked by :func:`instrunet_core.validate.check_hop`) → whole STFT frames (at least 1)."""
     if hop is None:
         hop = DEFAULT_HOP_SECONDS
-    if isinstance(hop, bool):
-        raise InputError(f"hop must be a number of seconds, got {hop!r}")
-    try:
-        h = float(hop)
-    except (TypeError, ValueError):
-        raise InputError(f"hop must be a number of seconds, got {hop!r}") from None
-    if not math.isfinite(h) or h <= 0:
-        raise InputError(f"hop must be > 0 seconds, got {hop!r}")
+    h = check_hop(hop, sample_rate=sample_rate) / sample_rate
     frame_s = hop_length / sample_rate
-    if h < frame_s / 2:
-        raise InputError(f"hop must be at least one STFT frame ({frame_s * 1000:.1f} ms), got {hop!r} s")
     return max(1, int(round(h / frame_s)))
 
 
@@ -496,7 +488,7 @@ class Classifier:
         return Analysis(
             source=source,
             duration=duration,
-            model={"name": m.name, "version": m.version, "task": m.task},
+            model=model_info(m),
             labels=m.labels,
             prediction=aggregate(m.labels, probs, rms, silent, sounding_seconds=self.sounding_seconds),
             timeline=build_timeline(times, probs, rms, silent, m.labels),
