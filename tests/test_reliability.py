@@ -632,3 +632,35 @@ def test_reseal_adds_digest_only(tiny_model_dir: Path, capsys: pytest.CaptureFix
         f.write(b"\0")
     assert reseal([str(tiny_model_dir)]) == 1  # a changed ONNX file is not vouched for
     assert "does not match the manifest's" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_row16_fifo_analyzed_with_an_analyzer_reading_the_audio(tmp_path: Path, tiny_registry) -> None:
+    """An analyzer decodes the source a second time: a FIFO can be read only once."""
+    from instrunet_core import analyze
+
+    fifo = tmp_path / "audio.fifo"
+    os.mkfifo(fifo)
+    data = _wav_bytes(tone(3.0))
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    done = threading.Event()
+
+    def rescue() -> None:  # a second read of the FIFO would block forever: end it, so the test fails instead
+        if not done.wait(20):
+            with open(fifo, "wb"):
+                pass
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    threading.Thread(target=rescue, daemon=True).start()
+    tiny_registry.analyzers["n"] = lambda ctx: {"samples": int(ctx.audio().shape[0])}
+    try:
+        an = analyze(fifo, model="tiny", registry=tiny_registry)
+    finally:
+        done.set()
+    assert an.extras["n"] == {"samples": 3 * SR} and an.source == str(fifo)
+    t.join(5)
