@@ -206,7 +206,8 @@ def test_router_without_lookahead_follows_one_window_late(fluidr3: Path, model) 
     np.testing.assert_allclose(y[:, _region(sr, w + 0.2, SWITCH)], refs["flute"][:, _region(sr, w + 0.2, SWITCH)],
                                atol=1e-6)
     changes = [s for s, _, lab in router.regions[1:]]
-    assert all(SWITCH < s <= SWITCH + w + router.hop_seconds + 0.1 for s in changes[1:]), router.regions
+    late = w + router.hop_seconds + instrunet_pedalboard.router.EMIT_SLACK_S + 0.025  # + half a crossfade
+    assert all(SWITCH < s <= SWITCH + late for s in changes[1:]), router.regions
     assert router.regions[-1][2] == "string"
 
 
@@ -228,6 +229,24 @@ def test_router_block_by_block_equals_the_whole_call(
     assert y.shape[1] == x.shape[1] + d
     assert not np.any(y[:, :d])  # the latency is silence, like a plugin's
     np.testing.assert_allclose(y[:, d:], whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("lookahead", [True, False])
+def test_router_smoothing_streams_like_the_whole_call(fluidr3: Path, model, lookahead: bool) -> None:
+    sr = 44100
+    x = flute_then_strings(fluidr3, sr)
+    plain = Router(chains(), model=model, threshold=0.4, lookahead=lookahead)
+    whole_router = Router(chains(), model=model, threshold=0.4, lookahead=lookahead, smoothing=3)
+    whole = whole_router(x, sr)
+    router = Router(chains(), model=model, threshold=0.4, lookahead=lookahead, smoothing=3)
+    y = np.concatenate([*streamed(router, x, sr, 4096), router.flush()], axis=1)
+    d = router.latency_samples(sr)
+    np.testing.assert_allclose(y[:, d:], whole, atol=1e-6)
+    assert router.regions == whole_router.regions and router.regions[-1][2] == "string"
+    if lookahead:  # a centred median of 3 waits for one more window
+        assert router.latency_seconds == pytest.approx(plain.latency_seconds + router.hop_seconds)
+    else:
+        assert router.latency_seconds == 0.0
 
 
 def test_router_takes_empty_and_one_sample_blocks(fluidr3: Path, model) -> None:
@@ -288,6 +307,8 @@ def test_router_rejects_bad_arguments(model) -> None:
         Router({}, model=model)
     with pytest.raises(InputError, match="crossfade_ms"):
         Router({"flute": Pedalboard([])}, model=model, crossfade_ms=-1)
+    with pytest.raises(InputError, match="smoothing"):
+        Router({"flute": Pedalboard([])}, model=model, smoothing=-1)
     with pytest.raises(InputError, match=r"threshold for 'flute' must be in \(0, 1\)"):
         Router({"flute": Pedalboard([])}, model=model, threshold=1.5)
 
@@ -392,30 +413,39 @@ def test_stream_tagger_feed_and_stop_after_seconds(fs_file: Path, model) -> None
     assert [r.start for r in fed] == [r.start for r in st2.results]
 
 
-# --------------------------------------------------------------------------- docs/pedalboard.md
+# --------------------------------------------------------------------------- packaging and docs
 
 
-def test_every_snippet_of_the_recipe_page_runs_as_pasted() -> None:
-    """Each ```python block of docs/pedalboard.md, in a fresh namespace, from the repository root,
-    in a subprocess with the installed plugins and the shipped default model (no test isolation)."""
+def test_the_distribution_is_an_instrunet_plugin() -> None:
+    """Installed (make test does), it appears in `instrunet plugins` through its entry point."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "instrunet"
+    r = subprocess.run([str(exe) if exe.exists() else shutil.which("instrunet") or "instrunet", "plugins", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert "pedalboard" in rows and not rows["pedalboard"]["error"], rows
+    from importlib.metadata import version
+
+    assert rows["pedalboard"]["version"] == version("instrunet-pedalboard")
+
+
+def test_the_routes_the_recipe_page_prints_are_what_it_prints() -> None:
+    """docs/pedalboard.md shows the output of its strings/brass routing snippet; run that snippet
+    (as pasted, from the repository root, with the shipped default model) and compare. Every
+    snippet of the page also runs in tests/test_docs.py."""
     import re
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    snippets = re.findall(r"```python\n(.*?)```", (root / "docs" / "pedalboard.md").read_text(), flags=re.S)
-    assert len(snippets) >= 6
-    runner = (
-        "import re, sys\n"
-        "text = open('docs/pedalboard.md').read()\n"
-        "for i, code in enumerate(re.findall(r'```python\\n(.*?)```', text, flags=re.S)):\n"
-        "    print(f'--- snippet {i}', flush=True)\n"
-        "    exec(compile(code, f'docs/pedalboard.md snippet {i}', 'exec'), {'__name__': '__main__'})\n"
-    )
-    r = subprocess.run([sys.executable, "-c", runner], cwd=root, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert r.stdout.count("--- snippet") == len(snippets)
     page = (root / "docs" / "pedalboard.md").read_text()
+    (code,) = [c for c in re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M) if "ensemble_routed" in c]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
     printed = page.split("prints (default model", 1)[1].split("\n\n")[1]
-    for line in printed.splitlines():  # the routes the page says the snippet prints, it prints
-        assert line.strip() in r.stdout, (line, r.stdout[-3000:])
+    assert [line.strip() for line in printed.splitlines()] == [line.strip() for line in r.stdout.splitlines()]

@@ -157,6 +157,4 @@ def process_file(
             with contextlib.suppress(OSError):
                 tmp.unlink()
     analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
-    if dataclasses.is_dataclass(analysis):
-        analysis = dataclasses.replace(analysis, source=str(src_p))
-    return analysis
+    return dataclasses.replace(analysis, source=str(src_p))

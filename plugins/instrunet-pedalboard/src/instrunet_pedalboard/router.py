@@ -74,8 +74,8 @@ class Router:
       :attr:`latency_seconds` (3.1 s with the defaults), like a plugin with latency, and
       :meth:`flush` returns the last ``latency`` samples.
     * ``lookahead=False`` (live): no added latency; a route changes at the end of the
-      window that detected it (plus :data:`EMIT_SLACK_S`), so a change is followed one
-      window to one window + hop late (3.1-4.6 s).
+      window that detected it (plus :data:`EMIT_SLACK_S`), so a change the model detects is
+      followed at most a window + hop + slack late (4.6 s), often sooner.
       Before the first window the default route plays.
 
     Parameters
@@ -93,6 +93,12 @@ class Router:
         Length of each equal-power crossfade (0 switches hard, with clicks).
     lookahead : bool
         See above.
+    smoothing : int
+        Moving median of each label's probability over this many windows before choosing a
+        route (1: off; 3 is what ``instruments`` uses). It keeps a route from flickering on
+        one doubtful window. With lookahead the median is centred and the lookahead grows by
+        ``ceil((smoothing - 1) / 2)`` hops (one for 3); without, it trails, so changes come
+        ``(smoothing - 1) / 2`` hops later on average.
     model, hop
         As for :class:`Tagger`: the model, and seconds between windows.
 
@@ -116,6 +122,7 @@ class Router:
         threshold: float | Mapping[str, float] = 0.5,
         crossfade_ms: float = 50.0,
         lookahead: bool = True,
+        smoothing: int = 1,
         model: Any = None,
         hop: float | None = None,
     ) -> None:
@@ -142,6 +149,12 @@ class Router:
             raise InputError(f"{self._what}: crossfade_ms must be >= 0, got {crossfade_ms!r}")
         self.crossfade_ms = x
         self.lookahead = bool(lookahead)
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, np.integer)) or smoothing < 0:
+            raise InputError(f"{self._what}: smoothing must be an int >= 0 (windows), got {smoothing!r}")
+        self.smoothing = max(1, int(smoothing))
+        # moving median over `smoothing` windows: centred with lookahead, trailing without
+        self._after = (self.smoothing - 1 - (self.smoothing - 1) // 2) if self.lookahead else 0
+        self._before = self.smoothing - 1 - self._after
         self._layout = Layout(self._what)
         self.reset()
 
@@ -178,7 +191,7 @@ class Router:
 
     def _lookahead_seconds(self) -> float:
         w, h = self.window_seconds, self.hop_seconds
-        return max(w, (w + h) / 2 + self.crossfade_ms / 2000.0) + EMIT_SLACK_S
+        return max(w, (w + h) / 2 + self.crossfade_ms / 2000.0) + self._after * h + EMIT_SLACK_S
 
     def latency_samples(self, sample_rate: float) -> int:
         """Delay of block-by-block output at ``sample_rate``, in samples.
@@ -186,7 +199,7 @@ class Router:
         With lookahead a sample's route is known once the window whose centre is nearest
         has been heard: the first window after ``window`` seconds, later ones at most
         ``(window + hop) / 2`` plus half a crossfade after the sample, plus
-        :data:`EMIT_SLACK_S`.
+        :data:`EMIT_SLACK_S`; a centred ``smoothing`` median waits for the windows after.
         """
         if not self.lookahead:
             return 0
@@ -239,6 +252,9 @@ class Router:
         self._fifos: dict[str | None, _Fifo] = {}
         self._target: str | None = DEFAULT
         self._decided = False
+        self._recent: list[tuple[Any, np.ndarray]] = []  # (window, probabilities; 0 when silent)
+        self._base = 0  # stream index of _recent[0]
+        self._n_decided = 0
         self._known = 0
         self._events: list[tuple[int, str | None]] = []
         self._fade: tuple[float, dict[str | None, float], str | None] = (-math.inf, {}, DEFAULT)
@@ -247,21 +263,44 @@ class Router:
         self._finished = False
 
     def _all_boards(self) -> dict[str | None, Any]:
-        out: dict[str | None, Any] = dict(self.boards)
+        out: dict[str | None, Any] = {lab: board for lab, board in self.boards.items()}
         out[DEFAULT] = self.default
         return out
 
     # ------------------------------------------------------------------ decisions
 
-    def _choose(self, w: Any) -> str | None:
-        p = np.asarray(w.probabilities, dtype=np.float64)
+    def _receive(self, w: Any, *, final: bool = False) -> None:
+        """Take the next classified window (``None``: none) and decide every window that can be.
+
+        A window is decided once the ``after`` windows of its median have arrived (at the end
+        of the stream, with the neighbours there are, as the core's moving median does).
+        """
+        if w is not None:
+            p = np.zeros(len(self._clf.labels)) if w.silent else np.asarray(w.probabilities, dtype=np.float64)
+            self._recent.append((w, p))
+        while True:
+            k = self._n_decided - self._base  # position of the next undecided window in _recent
+            if k >= len(self._recent) or (not final and len(self._recent) - 1 - k < self._after):
+                break
+            lo, hi = max(0, k - self._before), min(len(self._recent), k + self._after + 1)
+            probs = np.median(np.stack([q for _, q in self._recent[lo:hi]]), axis=0) if hi - lo > 1 else \
+                self._recent[k][1]
+            self._decide(self._recent[k][0], probs)
+            self._n_decided += 1
+        drop = max(0, self._n_decided - self._before - self._base)
+        if drop:
+            del self._recent[:drop]
+            self._base += drop
+
+    def _choose(self, probabilities: np.ndarray) -> str | None:
+        p = probabilities
         best, best_p = DEFAULT, -1.0
         for lab, i in self._index.items():
             if p[i] >= self.thresholds[lab] and p[i] > best_p:
                 best, best_p = lab, float(p[i])
         return best
 
-    def _decide(self, w: Any) -> None:
+    def _decide(self, w: Any, probabilities: np.ndarray) -> None:
         sr = self._sr or 1
         win, hop = self.window_seconds, self.hop_seconds
         x = self._xfade(sr)
@@ -271,7 +310,7 @@ class Router:
             self._known = int(round(sr * (start + win / 2 + hop / 2))) - x // 2
         if w.silent:
             return
-        key = self._choose(w)
+        key = self._choose(probabilities)
         if not self._decided and self.lookahead and self._n_out == 0:
             self._decided = True
             self._target = key
@@ -363,7 +402,7 @@ class Router:
         x = Layout.channels_first(a, kind, self._what)
         self._run_boards(x, sr)
         for w in self._clf.process(x.T, sr):
-            self._decide(w)
+            self._receive(w)
         self._n_in += x.shape[1]
         ready = self._n_in if not self.lookahead else min(self._n_in, self._known)
         return self._mix(max(ready, self._n_out)), kind
@@ -374,7 +413,8 @@ class Router:
             self._finished = True
             return np.zeros((self._channels or 1, 0), dtype=np.float32)
         for w in self._clf.flush():
-            self._decide(w)
+            self._receive(w)
+        self._receive(None, final=True)
         out = self._mix(self._n_in)
         self._finished = True
         return out
