@@ -556,8 +556,22 @@ def _is_filelike(x: Any) -> bool:
 
 
 def read_source_bytes(source: Any) -> Any:
-    """Return a re-readable form of ``source``: non-seekable file objects are copied to memory
-    once (at most :data:`~instrunet_core.validate.MAX_STREAM_BYTES`)."""
+    """Return a re-readable form of ``source``: non-seekable file objects, FIFOs and other
+    non-regular paths (``/dev/stdin``) are copied to memory once (at most
+    :data:`~instrunet_core.validate.MAX_STREAM_BYTES`), so that analyzers can decode the
+    source a second time."""
     if _is_filelike(source) and not _seekable(source):
         return _read_bounded(source, source_name(source))
+    if isinstance(source, (str, os.PathLike)):
+        name = source_name(source)
+        try:
+            st = os.stat(source)
+        except OSError:
+            return source  # missing or unreadable: _open reports it
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            try:
+                with open(source, "rb") as fh:
+                    return _read_bounded(fh, name)
+            except OSError as e:
+                raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
     return source

@@ -45,10 +45,32 @@ def _err(msg: str) -> None:
 
 @contextlib.contextmanager
 def _plugin_stdout() -> Iterator[None]:
-    """Send what plugin code prints to stderr, so that it cannot corrupt machine output on stdout."""
+    """Send what plugin code prints to stderr, so that it cannot corrupt machine output on stdout.
+
+    Python-level prints (``sys.stdout``) and, for native code, file descriptor 1 itself: while
+    plugin code runs, fd 1 points at stderr (or /dev/null when stderr is closed). The command
+    is single-threaded here, so swapping the descriptor is safe.
+    """
     target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
-    with contextlib.redirect_stdout(target):
-        yield
+    saved = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+    try:
+        with contextlib.redirect_stdout(target):
+            yield
+    finally:
+        if saved is not None:
+            with contextlib.suppress(OSError):
+                os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _hop_arg(text: str) -> float:

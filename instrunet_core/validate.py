@@ -1,7 +1,8 @@
 """Input validation: the one place that decides which rates, lengths, hops and arrays are usable.
 
-Every entry point that accepts audio or analysis settings (``Model.predict``,
-:func:`~instrunet_core.analyze`, the decoders in :mod:`instrunet_core.audio`, the CLI)
+Every entry point that accepts audio or analysis settings (the
+:class:`~instrunet_core.inference.Classifier` behind ``Model.predict``,
+:func:`~instrunet_core.analyze` and the CLI, and the decoders in :mod:`instrunet_core.audio`)
 calls these functions, so a value is refused the same way wherever it comes in. Each
 check raises :class:`~instrunet_core.errors.InputError` (an argument or array is
 unusable) or :class:`~instrunet_core.errors.DecodeError` (a file's header is), with a
@@ -33,7 +34,6 @@ __all__ = [
     "check_sample_rate",
     "check_channels",
     "check_hop",
-    "check_window",
     "check_audio_array",
 ]
 
@@ -143,19 +143,6 @@ def check_hop(hop: Any, *, sample_rate: int, what: str = "") -> int:
             f"{_prefix(what)}hop must be between {MIN_HOP_SECONDS:g} and {MAX_HOP_SECONDS:g} seconds, got {hop!r}"
         )
     return max(1, int(round(h * sample_rate)))
-
-
-def check_window(window: Any, *, sample_rate: int, max_samples: int, what: str = "") -> int:
-    """Window length, seconds → samples, in (0, ``max_samples``] and at least one hop's minimum."""
-    w = _seconds(window, name="window", what=what)
-    n = int(round(w * sample_rate))
-    lo = max(1, int(math.ceil(MIN_HOP_SECONDS * sample_rate)))
-    if not lo <= n <= max_samples:
-        raise InputError(
-            f"{_prefix(what)}window must be in [{MIN_HOP_SECONDS:g}, {max_samples / sample_rate:.3f}] seconds for this "
-            f"model, got {window!r}"
-        )
-    return n
 
 
 def check_audio_array(y: Any, *, what: str = "array") -> np.ndarray:

@@ -632,3 +632,59 @@ def test_reseal_adds_digest_only(tiny_model_dir: Path, capsys: pytest.CaptureFix
         f.write(b"\0")
     assert reseal([str(tiny_model_dir)]) == 1  # a changed ONNX file is not vouched for
     assert "does not match the manifest's" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_row16_fifo_analyzed_with_an_analyzer_reading_the_audio(tmp_path: Path, tiny_registry) -> None:
+    """An analyzer decodes the source a second time: a FIFO can be read only once."""
+    from instrunet_core import analyze
+
+    fifo = tmp_path / "audio.fifo"
+    os.mkfifo(fifo)
+    data = _wav_bytes(tone(3.0))
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    done = threading.Event()
+
+    def rescue() -> None:  # a second read of the FIFO would block forever: end it, so the test fails instead
+        if not done.wait(20):
+            with open(fifo, "wb"):
+                pass
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    threading.Thread(target=rescue, daemon=True).start()
+    tiny_registry.analyzers["n"] = lambda ctx: {"samples": int(ctx.audio().shape[0])}
+    try:
+        an = analyze(fifo, model="tiny", registry=tiny_registry)
+    finally:
+        done.set()
+    assert an.extras["n"] == {"samples": 3 * SR} and an.source == str(fifo)
+    t.join(5)
+
+
+def test_row18_native_stdout_of_a_plugin_kept_out_of_json(tiny_model_dir: Path, wav: Path, tmp_path: Path) -> None:
+    """A plugin writing to file descriptor 1 directly (as native code does) cannot corrupt --json either."""
+    import json
+    import subprocess
+
+    (tmp_path / "fd_plugin_mod.py").write_text(
+        "import os\nfrom instrunet_core import hookimpl\nos.write(1, b'native noise on fd 1\\n')\n"
+        "@hookimpl\ndef instrunet_register_models(register):\n    os.write(1, b'more noise\\n')\n"
+        f"    register('tiny', {str(tiny_model_dir)!r}, default=True)\n"
+    )
+    code = (
+        "import sys, importlib.metadata as md; from instrunet_core import plugins as P; "
+        "from instrunet_core.cli import main; "
+        "P._entry_points = lambda: [md.EntryPoint(name='fd', value='fd_plugin_mod', group='instrunet')]; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code, "classify", "--json", "--model", "tiny", str(wav)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    assert row["label"] == "brass" and "native noise on fd 1" in r.stderr and "more noise" in r.stderr
