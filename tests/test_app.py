@@ -87,6 +87,24 @@ def test_bad_uploads_name_the_file_and_the_problem(name, data, limits, error, me
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("fmt", ["OGG", "MP3", "FLAC"])
+def test_compressed_uploads_are_analysed(fmt, installed_registry):
+    import soundfile as sf
+
+    from instrunet_core.audio import MP3_SUPPORTED
+
+    if fmt == "MP3" and not MP3_SUPPORTED:
+        pytest.skip("this libsndfile has no MP3")
+    y, sr = sf.read(FLUTE, dtype="float32")
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt)
+    name = f"flute.{fmt.lower()}"
+    assert fmt.lower() in service.ALLOWED_EXTENSIONS
+    res = service.analyze_upload(buf.getvalue(), name)
+    assert res.analysis.source == name and abs(res.analysis.duration - len(y) / sr) < 0.1
+    assert res.analysis.instruments and res.notice is None
+
+
 def test_limits_from_env(monkeypatch):
     monkeypatch.setenv("INSTRUNET_APP_MAX_MB", "2.5")
     monkeypatch.setenv("INSTRUNET_APP_MAX_SECONDS", "900")
