@@ -74,6 +74,7 @@ def _show_condition(an: Any) -> None:
                         ]
                         for c in service.CONDITION_CLASSES
                     },
+                    "why": [str(v.get("explanation") or "") for v in insts.values()],
                 }
             )
         m = cv["model"]
@@ -90,7 +91,13 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
         st.warning(res.notice)
     with st.container(key="summary"):
         c1, c2, c3 = st.columns(3)
-        c1.metric("Overall prediction", an.label, f"confidence {an.confidence:.2f}", delta_color="off", delta_arrow="off")
+        c1.metric(
+            "Overall prediction",
+            an.label,
+            f"confidence {an.confidence:.2f}",
+            delta_color="off",
+            delta_arrow="off",
+        )
         c2.metric("Duration", f"{an.duration:.1f} s")
         c3.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
     d1, d2, _ = st.columns([1, 1, 2])

@@ -403,6 +403,9 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
                 if isinstance(v, Mapping)
             ],
         )
+        for lab, v in cv["instruments"].items():
+            if isinstance(v, Mapping) and v.get("explanation"):
+                doc.para(f"{lab}: {v['explanation']}", size=8)
     m = cv["model"]
     if m:
         doc.para(
