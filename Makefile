@@ -18,21 +18,23 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
-# the baseline model plugin, the web app plugin with its browser-test tools (Playwright, pypdf),
+# the baseline model plugin, the condition analyzer plugin (with Praat's parselmouth, which
+# only its tests use), the web app plugin with its browser-test tools (Playwright, pypdf),
 # and tinysoundfont (--no-deps: its pyaudio requirement is for playback only and does not
 # build). The app's browser test drives Debian's chromium (never a downloaded browser):
 # installed with apt-get when missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline -e 'plugins/instrunet-app[test]'
+$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml plugins/instrunet-condition/pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline -e 'plugins/instrunet-condition[test]' \
+	  -e 'plugins/instrunet-app[test]'
 	$(PIP) install --no-deps tinysoundfont
 	command -v chromium >/dev/null || { $(SUDO) apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 	touch $@
 
-# The web app alone: the runtime and the app plugin (no training packages).
-$(VENV)/.app: pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot]' -e plugins/instrunet-app
+# The web app alone: the runtime, the condition analyzer and the app plugin (no training packages).
+$(VENV)/.app: pyproject.toml plugins/instrunet-condition/pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot]' -e plugins/instrunet-condition -e plugins/instrunet-app
 	touch $@
 
 # Starts the web app on http://127.0.0.1:8501 (Ctrl-C stops it).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,6 +150,8 @@ class AnalysisContext:
         Per-segment probabilities (0 for silent segments).
     rms_db : np.ndarray [shape=(T,)]
     silent : np.ndarray [shape=(T,), dtype=bool]
+    instruments : list of Instrument
+        The detected instruments (with their time ranges), as in :attr:`Analysis.instruments`.
     model_name, model_version : str
     """
 
@@ -160,6 +162,7 @@ class AnalysisContext:
         sample_rate_in: int | None,
         model: Model,
         results: WindowResults,
+        instruments: Sequence[Instrument] = (),
     ) -> None:
         self._source = source
         self._sample_rate_in = sample_rate_in
@@ -174,6 +177,7 @@ class AnalysisContext:
         self.probabilities = np.where(results.silent[:, None], 0.0, results.probabilities)
         self.rms_db = results.rms_db
         self.silent = results.silent
+        self.instruments = list(instruments)
 
     def audio(self) -> np.ndarray:
         """Whole file as mono float32 at :attr:`sample_rate` (decoded once, then cached).
@@ -384,7 +388,8 @@ def analyze(
     if analyzers:
         reg = registry or get_registry()
         if reg.analyzers:
-            ctx = AnalysisContext(source=src, sample_rate_in=sample_rate, model=m, results=res)
+            ctx = AnalysisContext(source=src, sample_rate_in=sample_rate, model=m, results=res,
+                                  instruments=instruments)
             extras = _run_analyzers(reg, ctx)
     name = source_name(source)
     return Analysis(
