@@ -123,6 +123,7 @@ def test_available_models_default_first(installed_registry):
     assert "baseline" in names  # the model plugin make test installs
 
 
+@pytest.mark.slow
 def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, tmp_path):
     steps = []
     res = service.analyze_upload(
@@ -151,10 +152,10 @@ def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, t
     manifest = installed_registry.resolve_model("family").manifest
     assert manifest.sha256 in flat
     assert "What the measures mean" in text and "intensity:" in text and "hnr_db:" in text
-    if "condition" in installed_registry.analyzers:
-        assert f"Condition: {an.extras['condition']['label']}" in text
-    else:
-        assert "Condition analysis not installed" in text
+    cv = service.condition_view(an)  # plugins/instrunet-condition, installed by make test
+    assert cv["status"] == "ok" and cv["model"]["name"] == "condition", cv
+    assert f"Condition: {cv['label']}" in text and "spectral_flatness" in text
+    assert set(cv["instruments"]) <= {i.label for i in an.instruments}
 
 
 def test_silent_upload_gives_a_notice(installed_registry):
@@ -162,6 +163,13 @@ def test_silent_upload_gives_a_notice(installed_registry):
     assert res.analysis.silent and not res.analysis.instruments
     assert res.notice and "quiet.wav: the recording is silent" in res.notice
     assert "The recording is silent" in pdf_text(report.build_pdf(res.analysis))
+
+
+def test_without_the_condition_plugin_the_report_says_so(installed_registry):
+    reg = build_registry(entry_points=False)
+    res = service.analyze_upload(TONE, "tone.wav", model=load_model(registry=reg), registry=reg)
+    assert service.condition_view(res.analysis) == {"status": "missing"}
+    assert "Condition analysis not installed" in pdf_text(report.build_pdf(res.analysis, registry=reg))
 
 
 class _PeakAnalyzer:
@@ -224,6 +232,7 @@ def test_launcher_help_and_command():
     assert p.returncode == 0 and "--max-seconds" in p.stdout
 
 
+@pytest.mark.slow
 def test_page_with_apptest(installed_registry, monkeypatch):
     """The Streamlit page itself: a bad upload shows an error, the ensemble its results, a model change re-runs."""
     from streamlit.testing.v1 import AppTest
