@@ -247,7 +247,8 @@ def test_page_with_apptest(installed_registry, monkeypatch):
     at.file_uploader[0].set_value(("ensemble.flac", ENSEMBLE.read_bytes(), "audio/flac")).run()
     assert not at.exception and not at.error
     an = at.session_state["result"][1].analysis
-    assert at.metric[0].value == an.label and at.metric[2].value == "family 1.0.0"
+    assert at.metric[0].value == an.label and at.metric[3].value == "family 1.0.0"
+    assert at.metric[1].value == an.extras["condition"]["label"].replace("_", " ")
     assert at.table[0].value["instrument"].tolist() == [i.label for i in an.instruments] != []
     assert "Condition" in [h.value for h in at.subheader]
 
@@ -256,4 +257,4 @@ def test_page_with_apptest(installed_registry, monkeypatch):
     at.sidebar.selectbox[0].select_index(
         next(i for i, o in enumerate(choices) if o.startswith("baseline"))
     ).run()
-    assert not at.exception and at.metric[2].value.startswith("baseline ")
+    assert not at.exception and at.metric[3].value.startswith("baseline ")

@@ -175,7 +175,7 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
             condition = page.locator(".st-key-condition").inner_text()
             if shots:  # the whole result page (Streamlit scrolls inside its own container)
                 Path(shots).mkdir(parents=True, exist_ok=True)
-                page.set_viewport_size({"width": 1280, "height": 1700})
+                page.set_viewport_size({"width": 1280, "height": 2500})
                 page.wait_for_timeout(1500)
                 page.screenshot(path=str(Path(shots) / "app_result.png"))
         finally:

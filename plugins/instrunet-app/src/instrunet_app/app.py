@@ -89,7 +89,7 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
     if res.notice:
         st.warning(res.notice)
     with st.container(key="summary"):
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         c1.metric(
             "Overall prediction",
             an.label,
@@ -97,8 +97,20 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
             delta_color="off",
             delta_arrow="off",
         )
-        c2.metric("Duration", f"{an.duration:.1f} s")
-        c3.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
+        cv = service.condition_view(an)
+        if cv["status"] == "ok":
+            p = cv["probabilities"].get(cv["label"])
+            c2.metric(
+                "Condition",
+                cv["label"].replace("_", " "),
+                f"p {float(p):.2f}" if isinstance(p, (int, float)) else None,
+                delta_color="off",
+                delta_arrow="off",
+            )
+        else:
+            c2.metric("Condition", "not installed" if cv["status"] == "missing" else "failed")
+        c3.metric("Duration", f"{an.duration:.1f} s")
+        c4.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
     d1, d2, _ = st.columns([1, 1, 2])
     d1.download_button(
         "Download JSON",

@@ -303,6 +303,14 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
         "Detected instruments: "
         + (", ".join(i.label for i in analysis.instruments) if analysis.instruments else "none")
     )
+    cv = condition_view(analysis)
+    if cv["status"] == "ok":
+        p = cv["probabilities"].get(cv["label"])
+        doc.para(
+            f"Condition: {cv['label']}"
+            + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
+            + "; details below."
+        )
 
     doc.heading("Model")
     rows = [
