@@ -18,12 +18,14 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
-# the plugins in plugins/ (baseline model, pedalboard adapters, the web app with its
-# browser-test tools: Playwright, pypdf), and tinysoundfont (--no-deps: its pyaudio requirement
-# is for playback only and does not build). The app's browser test drives Debian's chromium
-# (never a downloaded browser): installed with apt-get when missing (as root, or through sudo).
+# the plugins in plugins/ (baseline model, pedalboard adapters, the condition analyzer with
+# Praat's parselmouth, which only its tests use, the web app with its browser-test tools:
+# Playwright, pypdf), and tinysoundfont (--no-deps: its pyaudio requirement is for playback only
+# and does not build). The app's browser test drives Debian's chromium (never a downloaded
+# browser): installed with apt-get when missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEV_PLUGINS := plugins/instrunet-baseline plugins/instrunet-pedalboard 'plugins/instrunet-app[test]'
+DEV_PLUGINS := plugins/instrunet-baseline plugins/instrunet-pedalboard 'plugins/instrunet-condition[test]' \
+  'plugins/instrunet-app[test]'
 $(VENV)/.dev: pyproject.toml $(wildcard plugins/*/pyproject.toml) | $(BIN)/python
 	$(PIP) install -e '.[plot,train,dev]' $(addprefix -e ,$(DEV_PLUGINS))
 	$(PIP) install --no-deps tinysoundfont
@@ -31,9 +33,9 @@ $(VENV)/.dev: pyproject.toml $(wildcard plugins/*/pyproject.toml) | $(BIN)/pytho
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 	touch $@
 
-# The web app alone: the runtime and the app plugin (no training packages).
-$(VENV)/.app: pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot]' -e plugins/instrunet-app
+# The web app alone: the runtime, the condition analyzer and the app plugin (no training packages).
+$(VENV)/.app: pyproject.toml plugins/instrunet-condition/pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot]' -e plugins/instrunet-condition -e plugins/instrunet-app
 	touch $@
 
 # Starts the web app on http://127.0.0.1:8501 (Ctrl-C stops it).

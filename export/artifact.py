@@ -127,7 +127,7 @@ def build_manifest(
     version: str,
     task: str,
     labels: list[str],
-    front_end: Mapping[str, Any],
+    front_end: Mapping[str, Any] | None,
     input_shape: list[int | None],
     sha256: str,
     parity: Mapping[str, Any],
@@ -139,8 +139,13 @@ def build_manifest(
     description: str | None = None,
     created: str | None = None,
     references: bool = True,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`."""
+    """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`.
+
+    With ``features`` (``{"names": [...], ...}``) the model is a features-input model:
+    input ``features`` [null, n_features] with layout ``"features"``, and no ``front_end``.
+    """
     m: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "name": name,
@@ -150,8 +155,12 @@ def build_manifest(
         "input": {"name": "mel", "shape": list(input_shape), "dtype": "float32", "layout": "NHWC"},
         "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32",
                    "activation": "sigmoid" if task == "multilabel" else "softmax"},
-        "front_end": dict(front_end),
     }
+    if features is not None:
+        m["input"] = {"name": "features", "shape": list(input_shape), "dtype": "float32", "layout": "features"}
+        m["features"] = dict(features)
+    else:
+        m["front_end"] = dict(front_end or {})
     if description:
         m["description"] = description
     if thresholds:

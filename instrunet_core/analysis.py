@@ -186,6 +186,8 @@ class AnalysisContext:
         Per-segment probabilities (0 for silent segments).
     rms_db : np.ndarray [shape=(T,)]
     silent : np.ndarray [shape=(T,), dtype=bool]
+    instruments : list of Instrument
+        The detected instruments (with their time ranges), as in :attr:`Analysis.instruments`.
     model_name, model_version : str
     """
 
@@ -203,6 +205,7 @@ class AnalysisContext:
         self.probabilities = analysis.probabilities
         self.rms_db = analysis.rms_db
         self.silent = analysis.silent_windows
+        self.instruments = list(analysis.instruments)
 
     def audio(self) -> np.ndarray:
         """Whole file as mono float32 at :attr:`sample_rate` (decoded once, then cached).

@@ -72,7 +72,8 @@ def instrunet_register_analyzers(register: Any) -> None:
     decoded on first use), ``context.segment_audio(i)`` (audio of timeline
     segment ``i``), ``context.times`` (``(T, 2)`` start/end seconds),
     ``context.probabilities`` (``(T, n_labels)``), ``context.rms_db``,
-    ``context.silent``, ``context.labels`` and ``context.sample_rate``.
+    ``context.silent``, ``context.instruments`` (the detected instruments with their
+    time ranges), ``context.labels`` and ``context.sample_rate``.
 
     Examples
     --------

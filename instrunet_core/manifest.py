@@ -25,6 +25,7 @@ from .features import FrontEnd
 __all__ = [
     "MANIFEST_SCHEMA",
     "MANIFEST_FILENAME",
+    "FEATURES_LAYOUT",
     "SEMVER_RE",
     "Manifest",
     "validate_manifest",
@@ -76,7 +77,10 @@ _OPTIONAL = (
     "license",
     "references",
     "description",
+    "features",
 )
+#: ``input.layout`` of a model that takes a vector of named features (no log-mel front end).
+FEATURES_LAYOUT = "features"
 
 
 def parse_semver(version: str) -> tuple[int, int, int]:
@@ -152,14 +156,18 @@ class Manifest:
         Output order of the model.
     input, output : dict
         Tensor descriptions: ``name``, ``shape``, ``dtype`` (+ ``layout`` / ``activation``).
-    front_end : FrontEnd
-        The log-mel parameters the model was trained with.
+    front_end : FrontEnd or None
+        The log-mel parameters the model was trained with; ``None`` for a features-input
+        model (``input.layout == "features"``).
     file, sha256 : str
         ONNX file name (relative to the manifest) and its hex SHA-256.
     thresholds : dict or None
         Optional per-label presence thresholds in (0, 1).
     references : str or None
         Optional file of reference inputs/outputs (``references.npz``).
+    features : dict or None
+        For a features-input model: ``names`` (input order) and whatever else the host
+        needs to compute them (free-form); ``None`` otherwise.
     raw : dict
         The manifest as parsed (JSON types only).
     """
@@ -171,7 +179,7 @@ class Manifest:
     labels: tuple[str, ...]
     input: Mapping[str, Any]
     output: Mapping[str, Any]
-    front_end: FrontEnd
+    front_end: FrontEnd | None
     file: str
     sha256: str
     thresholds: Mapping[str, float] | None = None
@@ -182,6 +190,7 @@ class Manifest:
     created: str | None = None
     license: str | None = None
     references: str | None = None
+    features: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -214,7 +223,10 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
         raise _fail(where, f"{key}.shape must be a short list of positive ints or null, got {_r(shape)}")
     if d["dtype"] != "float32":
         raise _fail(where, f"{key}.dtype must be 'float32', got {_r(d['dtype'])}")
-    if key == "input":
+    if key == "input" and d.get("layout") == FEATURES_LAYOUT:
+        if len(shape) != 2 or shape[0] is not None or shape[1] is None:
+            raise _fail(where, f"input.shape must be [null, n_features] for layout 'features', got {_r(shape)}")
+    elif key == "input":
         if len(shape) != 4 or shape[0] is not None or shape[3] != 1:
             raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {_r(shape)}")
         if d.get("layout", "NHWC") != "NHWC":
@@ -260,7 +272,9 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         raise _fail(where, f"top level must be a JSON object, got {type(data).__name__}")
     if not all(isinstance(k, str) for k in data):
         raise _fail(where, "keys must be strings")
-    missing = [k for k in _REQUIRED if k not in data]
+    is_features = isinstance(data.get("input"), Mapping) and data["input"].get("layout") == FEATURES_LAYOUT
+    required = tuple(k for k in _REQUIRED if not (is_features and k == "front_end"))
+    missing = [k for k in required if k not in data]
     if missing == [DIGEST_KEY]:
         raise _fail(
             where, f"{DIGEST_KEY} is missing: this manifest predates integrity digests; check its content, then "
@@ -306,13 +320,29 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
             where, f"output.activation {out['activation']!r} does not match task {task!r} "
             f"(expected {ACTIVATIONS[task]!r})"
         )
-    if not isinstance(data["front_end"], Mapping):
+    fe: FrontEnd | None = None
+    feats = data.get("features")
+    if is_features:
+        if "front_end" in data:
+            raise _fail(where, "a features-input model (input.layout 'features') has no front_end")
+        if not isinstance(feats, Mapping) or not isinstance(feats.get("names"), list):
+            raise _fail(where, "input.layout 'features' needs features.names, the list of input features")
+        names = feats["names"]
+        if not names or not all(isinstance(x, str) and x for x in names) or len(set(names)) != len(names):
+            raise _fail(where, f"features.names must be unique non-empty strings, got {_r(names)}")
+        if inp["shape"][1] != len(names):
+            raise _fail(where, f"input.shape {inp['shape']} disagrees with {len(names)} features.names")
+        feats = json.loads(json.dumps(dict(feats)))
+    elif feats is not None:
+        raise _fail(where, "features is only allowed with input.layout 'features'")
+    elif not isinstance(data["front_end"], Mapping):
         raise _fail(where, "front_end must be an object")
-    try:
-        fe = FrontEnd.from_dict(data["front_end"])
-    except (InputError, TypeError, ValueError) as e:
-        raise _fail(where, f"front_end: {str(e)[:300]}") from None
-    if inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames:
+    if not is_features:
+        try:
+            fe = FrontEnd.from_dict(data["front_end"])
+        except (InputError, TypeError, ValueError) as e:
+            raise _fail(where, f"front_end: {str(e)[:300]}") from None
+    if fe is not None and (inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames):
         raise _fail(
             where, f"input.shape {inp['shape']} disagrees with front_end "
             f"(n_mels={fe.n_mels}, frames={fe.frames})"
@@ -385,6 +415,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         created=strs["created"],
         license=strs["license"],
         references=refs,
+        features=feats,
         raw=json.loads(json.dumps(dict(data))),
     )
 

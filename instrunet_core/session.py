@@ -119,6 +119,11 @@ class ModelSession:
         self.path = p
         self.manifest = manifest if manifest is not None else read_manifest(p)
         m = self.manifest
+        if m.front_end is None:
+            raise ModelError(
+                f"{p / MANIFEST_FILENAME}: {m.name} {m.version} takes a feature vector (input.layout "
+                "'features'), not audio; it is loaded by the plugin that computes its features"
+            )
         onnx_path = p / m.file
         where = str(onnx_path)
         if not onnx_path.is_file():
@@ -199,7 +204,9 @@ class ModelSession:
 
     @property
     def front_end(self) -> FrontEnd:
-        return self.manifest.front_end
+        fe = self.manifest.front_end
+        assert fe is not None  # features-input manifests are refused in __init__
+        return fe
 
     @property
     def thresholds(self) -> dict[str, float]:

@@ -87,6 +87,24 @@ def test_bad_uploads_name_the_file_and_the_problem(name, data, limits, error, me
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("fmt", ["OGG", "MP3", "FLAC"])
+def test_compressed_uploads_are_analysed(fmt, installed_registry):
+    import soundfile as sf
+
+    from instrunet_core.audio import MP3_SUPPORTED
+
+    if fmt == "MP3" and not MP3_SUPPORTED:
+        pytest.skip("this libsndfile has no MP3")
+    y, sr = sf.read(FLUTE, dtype="float32")
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt)
+    name = f"flute.{fmt.lower()}"
+    assert fmt.lower() in service.ALLOWED_EXTENSIONS
+    res = service.analyze_upload(buf.getvalue(), name)
+    assert res.analysis.source == name and abs(res.analysis.duration - len(y) / sr) < 0.1
+    assert res.analysis.instruments and res.notice is None
+
+
 def test_limits_from_env(monkeypatch):
     monkeypatch.setenv("INSTRUNET_APP_MAX_MB", "2.5")
     monkeypatch.setenv("INSTRUNET_APP_MAX_SECONDS", "900")
@@ -105,6 +123,7 @@ def test_available_models_default_first(installed_registry):
     assert "baseline" in names  # the model plugin make test installs
 
 
+@pytest.mark.slow
 def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, tmp_path):
     steps = []
     res = service.analyze_upload(
@@ -133,10 +152,10 @@ def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, t
     manifest = installed_registry.resolve_model("family").manifest
     assert manifest.sha256 in flat
     assert "What the measures mean" in text and "intensity:" in text and "hnr_db:" in text
-    if "condition" in installed_registry.analyzers:
-        assert f"Condition: {an.extras['condition']['label']}" in text
-    else:
-        assert "Condition analysis not installed" in text
+    cv = service.condition_view(an)  # plugins/instrunet-condition, installed by make test
+    assert cv["status"] == "ok" and cv["model"]["name"] == "condition", cv
+    assert f"Condition: {cv['label']}" in text and "spectral_flatness" in text
+    assert set(cv["instruments"]) <= {i.label for i in an.instruments}
 
 
 def test_silent_upload_gives_a_notice(installed_registry):
@@ -144,6 +163,13 @@ def test_silent_upload_gives_a_notice(installed_registry):
     assert res.analysis.silent and not res.analysis.instruments
     assert res.notice and "quiet.wav: the recording is silent" in res.notice
     assert "The recording is silent" in pdf_text(report.build_pdf(res.analysis))
+
+
+def test_without_the_condition_plugin_the_report_says_so(installed_registry):
+    reg = build_registry(entry_points=False)
+    res = service.analyze_upload(TONE, "tone.wav", model=load_model(registry=reg), registry=reg)
+    assert service.condition_view(res.analysis) == {"status": "missing"}
+    assert "Condition analysis not installed" in pdf_text(report.build_pdf(res.analysis, registry=reg))
 
 
 class _PeakAnalyzer:
@@ -206,6 +232,7 @@ def test_launcher_help_and_command():
     assert p.returncode == 0 and "--max-seconds" in p.stdout
 
 
+@pytest.mark.slow
 def test_page_with_apptest(installed_registry, monkeypatch):
     """The Streamlit page itself: a bad upload shows an error, the ensemble its results, a model change re-runs."""
     from streamlit.testing.v1 import AppTest
@@ -220,7 +247,8 @@ def test_page_with_apptest(installed_registry, monkeypatch):
     at.file_uploader[0].set_value(("ensemble.flac", ENSEMBLE.read_bytes(), "audio/flac")).run()
     assert not at.exception and not at.error
     an = at.session_state["result"][1].analysis
-    assert at.metric[0].value == an.label and at.metric[2].value == "family 1.0.0"
+    assert at.metric[0].value == an.label and at.metric[3].value == "family 1.0.0"
+    assert at.metric[1].value == an.extras["condition"]["label"].replace("_", " ")
     assert at.table[0].value["instrument"].tolist() == [i.label for i in an.instruments] != []
     assert "Condition" in [h.value for h in at.subheader]
 
@@ -229,4 +257,4 @@ def test_page_with_apptest(installed_registry, monkeypatch):
     at.sidebar.selectbox[0].select_index(
         next(i for i, o in enumerate(choices) if o.startswith("baseline"))
     ).run()
-    assert not at.exception and at.metric[2].value.startswith("baseline ")
+    assert not at.exception and at.metric[3].value.startswith("baseline ")

@@ -7,7 +7,6 @@ Only layout lives here; checking, analysing and the reports are in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Any
 
@@ -74,6 +73,7 @@ def _show_condition(an: Any) -> None:
                         ]
                         for c in service.CONDITION_CLASSES
                     },
+                    "why": [str(v.get("explanation") or "") for v in insts.values()],
                 }
             )
         m = cv["model"]
@@ -89,10 +89,28 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
     if res.notice:
         st.warning(res.notice)
     with st.container(key="summary"):
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Overall prediction", an.label, f"confidence {an.confidence:.2f}", delta_color="off", delta_arrow="off")
-        c2.metric("Duration", f"{an.duration:.1f} s")
-        c3.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric(
+            "Overall prediction",
+            an.label,
+            f"confidence {an.confidence:.2f}",
+            delta_color="off",
+            delta_arrow="off",
+        )
+        cv = service.condition_view(an)
+        if cv["status"] == "ok":
+            p = cv["probabilities"].get(cv["label"])
+            c2.metric(
+                "Condition",
+                cv["label"].replace("_", " "),
+                f"p {float(p):.2f}" if isinstance(p, (int, float)) else None,
+                delta_color="off",
+                delta_arrow="off",
+            )
+        else:
+            c2.metric("Condition", "not installed" if cv["status"] == "missing" else "failed")
+        c3.metric("Duration", f"{an.duration:.1f} s")
+        c4.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
     d1, d2, _ = st.columns([1, 1, 2])
     d1.download_button(
         "Download JSON",
@@ -198,7 +216,6 @@ def main() -> None:
         bar.empty()
         st.session_state["result"] = (key, res, pdf, js)
     _, res, pdf, js = st.session_state["result"]
-    json.loads(js)  # the download is valid JSON
     _show_result(res, pdf, js)
 
 

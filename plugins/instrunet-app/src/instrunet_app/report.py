@@ -56,23 +56,38 @@ MEASURES: dict[str, str] = {
     "mean / max probability": "The instrument's probability averaged over, and at its highest in, the non-silent windows.",
 }
 
-#: Condition features the condition analyzer reports (others are shown by name only).
+#: The condition analyzer's verdict and features (as ``plugins/instrunet-condition`` computes
+#: them, per chunk of up to 4 s, averaged); a feature not listed is shown by name only.
 CONDITION_MEASURES: dict[str, str] = {
     "condition": (
-        "healthy, moderately aged or broken / noisy, from a classifier on the acoustic features below, "
+        "healthy, moderately aged or broken / noisy, from a small classifier on the features below, "
         "trained on clean notes and on copies degraded on purpose (detuning, damping, noise, buzz, "
-        "clipping, dropouts); 'unknown' when there is too little sound to judge."
+        "clipping, dropouts); 'unknown' when there is too little sound to judge. Per instrument it is "
+        "judged on the audio of that instrument's time ranges, which may hold other instruments too."
     ),
     "hnr_db": (
-        "Harmonic-to-noise ratio in dB (Boersma's autocorrelation method): how much of the energy is "
-        "periodic. Clean tones score high; noise, rattle and breath lower it."
+        "Harmonics-to-noise ratio in dB (Boersma's autocorrelation method, as Praat's): how much of "
+        "the energy is periodic. Clean tones score high; noise, rattle and breath lower it."
     ),
     "spectral_flatness": (
         "Geometric over arithmetic mean of the power spectrum (0 to 1): near 0 for clear partials, "
         "towards 1 for noise."
     ),
-    "decay_rate_db_per_s": "How fast the level falls after each note onset, in dB per second.",
-    "decay_variance": "How much that decay rate varies from note to note; uneven decays suggest damping or rattles.",
+    "decay_rate_db_per_s": "How fast the level falls after each note onset, in dB per second (median over notes).",
+    "decay_variance": (
+        "Variance of the short-time decay rate (over 0.25 s stretches), in (dB/s)^2: beating, "
+        "rattles, dropouts and unsteady decay raise it."
+    ),
+    "crest_factor_db": "Peak over RMS level in dB; clipping and heavy compression lower it.",
+    "clipping_ratio": "Share of samples stuck at the peak, beyond what a clean waveform has.",
+    "zero_crossing_rate": "Share of samples where the waveform changes sign; noise and buzz raise it.",
+    "spectral_centroid_hz": "The spectrum's centre of mass in Hz (brightness).",
+    "hf_ratio": "Share of the power above 4 kHz.",
+    "noise_floor_db": "The 10th percentile of the frame levels relative to the loudest frame, in dB.",
+    "flatness_quiet": "Spectral flatness of the quietest quarter of the sounding frames (the noise between notes).",
+    "envelope_modulation_db": "How much the level wobbles around its smoothed course while notes sustain, in dB.",
+    "spectral_flux": "How much the spectrum's shape changes from frame to frame while notes sustain.",
+    "partial_fluctuation_db": "How much the strongest partials' levels wobble while notes sustain, in dB.",
 }
 
 
@@ -288,6 +303,14 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
         "Detected instruments: "
         + (", ".join(i.label for i in analysis.instruments) if analysis.instruments else "none")
     )
+    cv = condition_view(analysis)
+    if cv["status"] == "ok":
+        p = cv["probabilities"].get(cv["label"])
+        doc.para(
+            f"Condition: {cv['label']}"
+            + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
+            + "; details below."
+        )
 
     doc.heading("Model")
     rows = [
@@ -403,6 +426,9 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
                 if isinstance(v, Mapping)
             ],
         )
+        for lab, v in cv["instruments"].items():
+            if isinstance(v, Mapping) and v.get("explanation"):
+                doc.para(f"{lab}: {v['explanation']}", size=8)
     m = cv["model"]
     if m:
         doc.para(
