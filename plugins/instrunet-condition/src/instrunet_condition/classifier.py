@@ -36,6 +36,7 @@ _WORDS = {
     "envelope_modulation_db": "envelope modulation",
     "spectral_flux": "spectral flux",
     "partial_fluctuation_db": "partial fluctuation",
+    "hum_db": "mains hum",
 }
 
 
