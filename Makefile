@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo app app-screenshots test lint bench models-doc corpus train export examples clean
+.PHONY: demo app app-screenshots test lint bench bench-pedalboard models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,16 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
-# the baseline model plugin, the condition analyzer plugin (with Praat's parselmouth, which
-# only its tests use), the web app plugin with its browser-test tools (Playwright, pypdf),
-# and tinysoundfont (--no-deps: its pyaudio requirement is for playback only and does not
-# build). The app's browser test drives Debian's chromium (never a downloaded browser):
-# installed with apt-get when missing (as root, or through sudo).
+# the plugins in plugins/ (baseline model, pedalboard adapters, the condition analyzer with
+# Praat's parselmouth, which only its tests use, the web app with its browser-test tools:
+# Playwright, pypdf), and tinysoundfont (--no-deps: its pyaudio requirement is for playback only
+# and does not build). The app's browser test drives Debian's chromium (never a downloaded
+# browser): installed with apt-get when missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml plugins/instrunet-condition/pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline -e 'plugins/instrunet-condition[test]' \
-	  -e 'plugins/instrunet-app[test]'
+DEV_PLUGINS := plugins/instrunet-baseline plugins/instrunet-pedalboard 'plugins/instrunet-condition[test]' \
+  'plugins/instrunet-app[test]'
+$(VENV)/.dev: pyproject.toml $(wildcard plugins/*/pyproject.toml) | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' $(addprefix -e ,$(DEV_PLUGINS))
 	$(PIP) install --no-deps tinysoundfont
 	command -v chromium >/dev/null || { $(SUDO) apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
@@ -66,6 +67,10 @@ lint: $(VENV)/.dev
 SEED_KERAS := runs/seed_v3/seed_v3.keras
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
+
+# docs/pedalboard.md's measurements: process_file on a one-hour file (peak RSS, time).
+bench-pedalboard: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.pedalboard_file --doc docs/pedalboard.md
 
 # docs/models.md from the committed training reports and the artifacts (seed_v3 is exported
 # into runs/, not shipped); measures every model's latency side by side in one run.

@@ -15,7 +15,7 @@ from instrunet_core import plugins as plugins_mod
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.hookspecs import hookimpl
 from instrunet_core.labels import FAMILIES
-from instrunet_core.manifest import MANIFEST_SCHEMA
+from instrunet_core.manifest import MANIFEST_SCHEMA, seal_manifest
 
 SR = 22050
 
@@ -61,7 +61,7 @@ def build_tiny_onnx(
 
 
 def make_manifest(model_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """A valid manifest for ``model_dir/model.onnx`` (sha256 computed), with overrides."""
+    """A valid manifest for ``model_dir/model.onnx`` (sha256 and manifest_sha256 computed), with overrides."""
     sha = hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
     labels = list(FAMILIES)
     data: dict[str, Any] = {
@@ -83,7 +83,7 @@ def make_manifest(model_dir: Path, **overrides: Any) -> dict[str, Any]:
         "license": "MIT",
     }
     data.update(overrides)
-    return data
+    return seal_manifest(data)  # manifest_sha256 over everything, as the exporter writes it
 
 
 def write_model_dir(root: Path, name: str = "tiny", version: str = "1.0.0", **overrides: Any) -> Path:
