@@ -19,6 +19,7 @@ from instrunet_core.manifest import (
     MANIFEST_FILENAME,
     MANIFEST_SCHEMA,
     read_manifest,
+    seal_manifest,
     sha256_file,
     validate_manifest,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "save_npz",
     "write_artifact",
     "check_artifact",
+    "reseal_artifact",
     "training_data_info",
     "report_metrics",
 ]
@@ -177,6 +179,7 @@ def build_manifest(
     # JSON types only (tuples → lists; numpy scalars are rejected here); NaN/inf, which a
     # report may hold and strict JSON cannot, become null.
     m = _finite(json.loads(json.dumps(m)))
+    m = seal_manifest(m)  # manifest_sha256: the labels, front end, thresholds... are covered too
     try:
         validate_manifest(m, where=f"manifest of {name} {version}")
     except Exception as e:  # ModelError
@@ -237,6 +240,49 @@ def write_artifact(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def reseal_artifact(folder: str | Path) -> dict[str, Any]:
+    """Add (or renew) ``manifest_sha256`` in an existing artifact's manifest, nothing else.
+
+    For artifacts exported before manifests carried a digest. The ONNX file must still match
+    the manifest's ``sha256``, and every other check of :func:`validate_manifest` must pass;
+    the manifest is rewritten atomically by the same serialiser as :func:`write_artifact`.
+    Check the manifest's content (labels, front end) before sealing it: sealing vouches for it.
+
+    Returns
+    -------
+    dict
+        The sealed manifest.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_FILENAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ExportError(f"{path}: cannot read the manifest: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+        raise ExportError(f"{path}: not a manifest object with a 'file'")
+    model = folder / Path(data["file"]).name
+    got = sha256_file(model)
+    if got != data.get("sha256"):
+        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {data.get('sha256')}; re-export")
+    sealed = seal_manifest(data)
+    try:
+        validate_manifest(sealed, where=str(path))
+    except Exception as e:  # ModelError
+        raise ExportError(str(e)) from None
+    text = json.dumps(sealed, indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sealed
 
 
 def check_artifact(folder: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:

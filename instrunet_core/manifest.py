@@ -32,6 +32,9 @@ __all__ = [
     "read_manifest",
     "sha256_file",
     "parse_semver",
+    "manifest_digest",
+    "seal_manifest",
+    "MAX_MANIFEST_BYTES",
 ]
 
 #: Schema identifier stored under the ``schema`` key of every manifest.
@@ -42,6 +45,15 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 TASKS = ("multiclass", "multilabel")
 ACTIVATIONS = {"multiclass": "softmax", "multilabel": "sigmoid"}
+#: Largest manifest file read (bytes).
+MAX_MANIFEST_BYTES = 4 << 20
+#: Deepest JSON nesting accepted in a manifest.
+MAX_MANIFEST_DEPTH = 32
+#: Most labels a model may have, and the longest label.
+MAX_LABELS = 4096
+MAX_LABEL_CHARS = 128
+DIGEST_KEY = "manifest_sha256"
+
 _REQUIRED = (
     "schema",
     "name",
@@ -53,6 +65,7 @@ _REQUIRED = (
     "front_end",
     "file",
     "sha256",
+    DIGEST_KEY,
 )
 _OPTIONAL = (
     "thresholds",
@@ -76,6 +89,46 @@ def parse_semver(version: str) -> tuple[int, int, int]:
     if not m:
         raise InputError(f"version {version!r} is not semver X.Y.Z")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def manifest_digest(data: Mapping[str, Any]) -> str:
+    """SHA-256 of a manifest's canonical JSON, every key but ``manifest_sha256`` itself.
+
+    Canonical form: ``json.dumps(data, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=True, allow_nan=False)`` encoded as ASCII. The digest stored under
+    ``manifest_sha256`` covers the labels, their order, the front end, the thresholds and
+    the ONNX file's ``sha256`` — so the whole artifact is covered by one check.
+    """
+    body = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def seal_manifest(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with ``manifest_sha256`` set (written by the exporter)."""
+    out = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    out[DIGEST_KEY] = manifest_digest(out)
+    return out
+
+
+def _r(v: Any, n: int = 60) -> str:
+    """``repr`` cut to ``n`` characters: a hostile value never builds a huge message."""
+    text = repr(v)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _depth(x: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (no recursion)."""
+    deepest, stack = 0, [(x, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in v.values())
+        elif isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in v)
+    return deepest
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
@@ -159,28 +212,32 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
     for k in ("name", "shape", "dtype"):
         if k not in d:
             raise _fail(where, f"{key}.{k} is missing")
-    if not isinstance(d["name"], str) or not d["name"]:
-        raise _fail(where, f"{key}.name must be a non-empty string, got {d['name']!r}")
+    if not isinstance(d["name"], str) or not d["name"] or len(d["name"]) > 256:
+        raise _fail(where, f"{key}.name must be a non-empty string, got {_r(d['name'])}")
     shape = d["shape"]
-    if not isinstance(shape, list) or not all(s is None or (isinstance(s, int) and s > 0) for s in shape):
-        raise _fail(where, f"{key}.shape must be a list of positive ints or null, got {shape!r}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 8
+        or not all(s is None or (isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 1 << 20) for s in shape)
+    ):
+        raise _fail(where, f"{key}.shape must be a short list of positive ints or null, got {_r(shape)}")
     if d["dtype"] != "float32":
-        raise _fail(where, f"{key}.dtype must be 'float32', got {d['dtype']!r}")
+        raise _fail(where, f"{key}.dtype must be 'float32', got {_r(d['dtype'])}")
     if key == "input" and d.get("layout") == FEATURES_LAYOUT:
         if len(shape) != 2 or shape[0] is not None or shape[1] is None:
-            raise _fail(where, f"input.shape must be [null, n_features] for layout 'features', got {shape!r}")
+            raise _fail(where, f"input.shape must be [null, n_features] for layout 'features', got {_r(shape)}")
     elif key == "input":
         if len(shape) != 4 or shape[0] is not None or shape[3] != 1:
-            raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {shape!r}")
+            raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {_r(shape)}")
         if d.get("layout", "NHWC") != "NHWC":
-            raise _fail(where, f"input.layout must be 'NHWC', got {d.get('layout')!r}")
+            raise _fail(where, f"input.layout must be 'NHWC', got {_r(d.get('layout'))}")
     else:
         if len(shape) != 2 or shape[0] is not None:
-            raise _fail(where, f"output.shape must be [null, n_labels], got {shape!r}")
+            raise _fail(where, f"output.shape must be [null, n_labels], got {_r(shape)}")
         if shape[1] != n_labels:
             raise _fail(where, f"output.shape[1]={shape[1]} but there are {n_labels} labels")
         if d.get("activation") not in ("softmax", "sigmoid"):
-            raise _fail(where, f"output.activation must be 'softmax' or 'sigmoid', got {d.get('activation')!r}")
+            raise _fail(where, f"output.activation must be 'softmax' or 'sigmoid', got {_r(d.get('activation'))}")
     return dict(d)
 
 
@@ -213,34 +270,47 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     """
     if not isinstance(data, Mapping):
         raise _fail(where, f"top level must be a JSON object, got {type(data).__name__}")
+    if not all(isinstance(k, str) for k in data):
+        raise _fail(where, "keys must be strings")
     is_features = isinstance(data.get("input"), Mapping) and data["input"].get("layout") == FEATURES_LAYOUT
     required = tuple(k for k in _REQUIRED if not (is_features and k == "front_end"))
     missing = [k for k in required if k not in data]
+    if missing == [DIGEST_KEY]:
+        raise _fail(
+            where, f"{DIGEST_KEY} is missing: this manifest predates integrity digests; check its content, then "
+            "seal it with: python -m export.reseal <artifact folder>"
+        )
     if missing:
         raise _fail(where, f"missing required key(s) {missing}")
     unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        raise _fail(where, f"unknown key(s) {unknown}")
+        raise _fail(where, f"unknown key(s) {_r(unknown, 200)}")
+    if _depth(data) > MAX_MANIFEST_DEPTH:
+        raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
     if data["schema"] != MANIFEST_SCHEMA:
-        raise _fail(where, f"schema must be {MANIFEST_SCHEMA!r}, got {data['schema']!r}")
+        raise _fail(where, f"schema must be {MANIFEST_SCHEMA!r}, got {_r(data['schema'])}")
     name = data["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {name!r}")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 128:
+        raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {_r(name)}")
     version = data["version"]
     if not isinstance(version, str) or not SEMVER_RE.match(version):
-        raise _fail(where, f"version must be semver X.Y.Z, got {version!r}")
+        raise _fail(where, f"version must be semver X.Y.Z, got {_r(version)}")
     task = data["task"]
     if task not in TASKS:
-        raise _fail(where, f"task must be one of {list(TASKS)}, got {task!r}")
+        raise _fail(where, f"task must be one of {list(TASKS)}, got {_r(task)}")
     labels = data["labels"]
     if (
         not isinstance(labels, list)
         or not labels
-        or not all(isinstance(x, str) and x for x in labels)
+        or len(labels) > MAX_LABELS
+        or not all(isinstance(x, str) and x and len(x) <= MAX_LABEL_CHARS for x in labels)
     ):
-        raise _fail(where, f"labels must be a non-empty list of strings, got {labels!r}")
+        raise _fail(
+            where, f"labels must be a non-empty list of at most {MAX_LABELS} strings of 1-{MAX_LABEL_CHARS} "
+            f"characters, got {_r(labels)}"
+        )
     if len(set(labels)) != len(labels):
-        raise _fail(where, f"labels must be unique, got {labels!r}")
+        raise _fail(where, f"labels must be unique, got {_r(labels)}")
     if "silence" in labels:
         raise _fail(where, "'silence' is reserved and cannot be a model label")
     inp = _check_tensor(data["input"], "input", where, len(labels))
@@ -259,7 +329,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
             raise _fail(where, "input.layout 'features' needs features.names, the list of input features")
         names = feats["names"]
         if not names or not all(isinstance(x, str) and x for x in names) or len(set(names)) != len(names):
-            raise _fail(where, f"features.names must be unique non-empty strings, got {names!r}")
+            raise _fail(where, f"features.names must be unique non-empty strings, got {_r(names)}")
         if inp["shape"][1] != len(names):
             raise _fail(where, f"input.shape {inp['shape']} disagrees with {len(names)} features.names")
         feats = json.loads(json.dumps(dict(feats)))
@@ -271,7 +341,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         try:
             fe = FrontEnd.from_dict(data["front_end"])
         except (InputError, TypeError, ValueError) as e:
-            raise _fail(where, f"front_end: {e}") from None
+            raise _fail(where, f"front_end: {str(e)[:300]}") from None
     if fe is not None and (inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames):
         raise _fail(
             where, f"input.shape {inp['shape']} disagrees with front_end "
@@ -279,19 +349,19 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         )
     file = data["file"]
     if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
-        raise _fail(where, f"file must be a plain file name like 'model.onnx', got {file!r}")
+        raise _fail(where, f"file must be a plain file name like 'model.onnx', got {_r(file)}")
     sha = data["sha256"]
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-        raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {sha!r}")
+        raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {_r(sha)}")
     thresholds = data.get("thresholds")
     if thresholds is not None:
         if not isinstance(thresholds, Mapping):
             raise _fail(where, "thresholds must be an object {label: float}")
         for k, v in thresholds.items():
             if k not in labels:
-                raise _fail(where, f"thresholds has unknown label {k!r}")
+                raise _fail(where, f"thresholds has unknown label {_r(k)}")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
-                raise _fail(where, f"thresholds[{k!r}] must be a number in (0, 1), got {v!r}")
+                raise _fail(where, f"thresholds[{_r(k)}] must be a number in (0, 1), got {_r(v)}")
         thresholds = {k: float(v) for k, v in thresholds.items()}
     objs = {}
     for key in ("metrics", "training_data", "parity", "exporter"):
@@ -304,16 +374,28 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     parity = objs["parity"]
     for k in ("max_abs_diff", "top1_agreement"):
         if k in parity and (isinstance(parity[k], bool) or not isinstance(parity[k], (int, float))):
-            raise _fail(where, f"parity.{k} must be a number, got {parity[k]!r}")
+            raise _fail(where, f"parity.{k} must be a number, got {_r(parity[k])}")
     strs = {}
     for key in ("created", "license", "references"):
         v = data.get(key)
         if v is not None and not isinstance(v, str):
-            raise _fail(where, f"{key} must be a string, got {v!r}")
+            raise _fail(where, f"{key} must be a string, got {_r(v)}")
         strs[key] = v
     refs = strs["references"]
     if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
-        raise _fail(where, f"references must be a plain file name, got {refs!r}")
+        raise _fail(where, f"references must be a plain file name, got {_r(refs)}")
+    digest = data[DIGEST_KEY]
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise _fail(where, f"{DIGEST_KEY} must be 64 lower-case hex digits, got {_r(digest)}")
+    try:
+        actual = manifest_digest(data)
+    except (TypeError, ValueError) as e:
+        raise _fail(where, f"not canonical JSON ({e})") from None
+    if actual != digest:
+        raise _fail(
+            where, f"{DIGEST_KEY} {digest} does not match the content ({actual}): the manifest was edited after "
+            "export (labels, front end, thresholds and sha256 are all covered); re-export the model"
+        )
     return Manifest(
         schema=MANIFEST_SCHEMA,
         name=name,
@@ -350,13 +432,22 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     if p.is_dir():
         p = p / MANIFEST_FILENAME
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise ModelError(f"{p}: manifest not found") from None
     except OSError as e:
         raise ModelError(f"{p}: cannot read manifest: {e.strerror or e}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ModelError(f"{p}: manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{p}: manifest is not UTF-8 text (byte {e.start}: {e.reason})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ModelError(f"{p}: manifest is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ModelError(f"{p}: manifest is not usable JSON: nested too deeply") from None
     return validate_manifest(data, where=str(p))
