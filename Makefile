@@ -20,9 +20,13 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
 # the baseline model plugin, and tinysoundfont (--no-deps: its pyaudio requirement is for
 # playback only and does not build).
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml | $(BIN)/python
+# examples/node: onnxruntime-node for the waveform-in example's test (npm ci; the package's
+# postinstall download of CUDA binaries is skipped, its CPU binaries are in the npm package).
+$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml examples/node/package-lock.json | $(BIN)/python
 	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline
 	$(PIP) install --no-deps tinysoundfont
+	if command -v npm >/dev/null; then cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm not found; tests/test_waveform.py skips the Node.js example"; fi
 	touch $@
 
 demo: $(VENV)/.runtime

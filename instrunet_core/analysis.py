@@ -18,7 +18,6 @@ import numpy as np
 
 from .audio import SILENCE_DB, AudioSource, load_audio, read_source_bytes, rms_db, source_name, stream_windows
 from .errors import InputError
-from .features import batch_features
 from .model import SILENCE_LABEL, Prediction
 from .timeline import Instrument, Segment, build_timeline, detect_instruments
 
@@ -96,8 +95,7 @@ def run_windows(
     for b in stream_windows(
         source, sample_rate, fe=fe, hop_samples=hop_n, window_samples=win, batch_size=batch_size
     ):
-        feats = batch_features(b.windows, fe=fe)
-        probs.append(model.predict_features(feats, batch_size=batch_size))
+        probs.append(model.predict_windows(b.windows, batch_size=batch_size))
         lv = np.array([rms_db(w[: max(1, n)]) for w, n in zip(b.windows, b.lengths, strict=True)])
         levels.append(lv)
         starts.append(b.starts)
@@ -207,7 +205,9 @@ class Analysis:
     duration : float
         Seconds.
     model : dict
-        ``{"name", "version", "task"}``.
+        ``{"name", "version", "task", "input", "provider"}``: ``input`` is the artifact's input
+        kind (``"features"`` or ``"waveform"``), ``provider`` the onnxruntime execution
+        provider that actually ran it (e.g. ``"CPUExecutionProvider"``).
     labels : tuple of str
     prediction : Prediction
         Overall: mean of the non-silent windows' probabilities, or ``"silence"``.
@@ -390,7 +390,8 @@ def analyze(
     return Analysis(
         source=os.fspath(name),
         duration=res.duration,
-        model={"name": m.name, "version": m.version, "task": m.task},
+        model={"name": m.name, "version": m.version, "task": m.task, "input": m.input_kind,
+               "provider": m.provider},
         labels=m.labels,
         prediction=pred,
         timeline=timeline,

@@ -40,6 +40,14 @@ def _version() -> str:
     return __version__
 
 
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--providers", metavar="LIST",
+                   help="onnxruntime execution providers, comma-separated: cpu (default), cuda, auto "
+                        "(CUDA when onnxruntime-gpu is installed); CPU is always the fallback")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="instrunet", description="Which instrument families play in a recording? (InstruNet, ONNX runtime)"
@@ -50,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classify", help="overall label and confidence of each file")
     c.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...; any rate and channels)")
     c.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    _add_runtime_options(c)
     c.add_argument("--json", action="store_true", help="print one JSON array")
     c.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file")
     a.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    _add_runtime_options(a)
     a.add_argument("--json", metavar="OUT", help="write Analysis.to_dict() as JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
     a.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
@@ -68,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="results.jsonl",
                    help="JSON lines, one per file; files already in it are skipped (resume)")
     b.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    _add_runtime_options(b)
     b.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
 
     m = sub.add_parser("models", help="installed models")
@@ -79,10 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(name: str | None) -> Any:
+def _load(name: str | None, args: argparse.Namespace | None = None) -> Any:
     from .model import load_model
 
-    return load_model(name)
+    providers = getattr(args, "providers", None)
+    if providers:
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    return load_model(name, providers=providers or None, intra_op_threads=getattr(args, "threads", None))
 
 
 # ---------------------------------------------------------------- classify
@@ -90,7 +104,7 @@ def _classify(args: argparse.Namespace) -> int:
     from .analysis import aggregate, run_windows
 
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
@@ -192,7 +206,7 @@ def _analyze(args: argparse.Namespace) -> int:
         _err("--format and --out go together")
         return EXIT_USAGE
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
         an = analyze(args.file, model=model, hop=args.hop, smoothing=args.smoothing)
     except (InstrunetError, OSError) as e:
         _err(_problem(args.file, e))
@@ -257,7 +271,7 @@ def _batch(args: argparse.Namespace) -> int:
     done = _done_paths(out)
     todo = [f for f in files if f not in done]
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL

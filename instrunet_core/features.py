@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._threads import blas_limited
 from .errors import InputError
 
 __all__ = [
@@ -201,8 +202,10 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
     spec = np.fft.rfft(frames_2d * _hann(fe.n_fft), axis=-1).reshape(-1, fe.n_fft // 2 + 1)
     power = np.square(spec.real).astype(np.float32)
     power += np.square(spec.imag)
-    # One GEMM over every frame of every window: [frames, bins] @ [bins, mels].
-    mel = power @ mel_filterbank(fe).T
+    # One GEMM over every frame of every window: [frames, bins] @ [bins, mels], on the
+    # library's own BLAS thread budget (see instrunet_core._threads).
+    with blas_limited():
+        mel = power @ mel_filterbank(fe).T
     return np.swapaxes(mel.reshape(*lead, fe.n_mels), -1, -2)
 
 

@@ -24,6 +24,8 @@ from .features import FrontEnd
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "MANIFEST_SCHEMAS",
+    "INPUT_KINDS",
     "MANIFEST_FILENAME",
     "SEMVER_RE",
     "Manifest",
@@ -33,8 +35,16 @@ __all__ = [
     "parse_semver",
 ]
 
-#: Schema identifier stored under the ``schema`` key of every manifest.
-MANIFEST_SCHEMA = "instrunet.manifest/1"
+#: Schema identifier written into new manifests (``schema`` key).
+MANIFEST_SCHEMA = "instrunet.manifest/2"
+#: Schemas this runtime reads. ``/1`` manifests are ``/2`` manifests whose input is log-mel
+#: features (``input.kind == "features"``); ``/2`` adds waveform-input artifacts (the front end
+#: inside the ONNX graph) and the optional ``source`` key. See ``docs/manifest.md``, *Migration*.
+MANIFEST_SCHEMAS = ("instrunet.manifest/1", MANIFEST_SCHEMA)
+#: What a model's input tensor holds: log-mel features ``[batch, n_mels, frames, 1]`` (the
+#: runtime computes them with :mod:`instrunet_core.features`) or 22,050 Hz mono samples
+#: ``[batch, window_samples]`` (the graph computes the same features itself).
+INPUT_KINDS = ("features", "waveform")
 MANIFEST_FILENAME = "manifest.json"
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -63,6 +73,7 @@ _OPTIONAL = (
     "license",
     "references",
     "description",
+    "source",
 )
 
 
@@ -132,6 +143,11 @@ class Manifest:
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def input_kind(self) -> str:
+        """``"features"`` (log-mel input) or ``"waveform"`` (22,050 Hz mono samples in)."""
+        return str(self.input.get("kind", "features"))
+
+    @property
     def version_tuple(self) -> tuple[int, int, int]:
         return parse_semver(self.version)
 
@@ -157,7 +173,12 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
         raise _fail(where, f"{key}.shape must be a list of positive ints or null, got {shape!r}")
     if d["dtype"] != "float32":
         raise _fail(where, f"{key}.dtype must be 'float32', got {d['dtype']!r}")
-    if key == "input":
+    if key == "input" and d.get("kind", "features") == "waveform":
+        if len(shape) != 2 or shape[0] is not None:
+            raise _fail(where, f"input.shape of a waveform input must be [null, window_samples], got {shape!r}")
+    elif key == "input":
+        if d.get("kind", "features") not in INPUT_KINDS:
+            raise _fail(where, f"input.kind must be one of {list(INPUT_KINDS)}, got {d.get('kind')!r}")
         if len(shape) != 4 or shape[0] is not None or shape[3] != 1:
             raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {shape!r}")
         if d.get("layout", "NHWC") != "NHWC":
@@ -207,8 +228,8 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
         raise _fail(where, f"unknown key(s) {unknown}")
-    if data["schema"] != MANIFEST_SCHEMA:
-        raise _fail(where, f"schema must be {MANIFEST_SCHEMA!r}, got {data['schema']!r}")
+    if data["schema"] not in MANIFEST_SCHEMAS:
+        raise _fail(where, f"schema must be one of {list(MANIFEST_SCHEMAS)}, got {data['schema']!r}")
     name = data["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {name!r}")
@@ -242,7 +263,18 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         fe = FrontEnd.from_dict(data["front_end"])
     except (InputError, TypeError, ValueError) as e:
         raise _fail(where, f"front_end: {e}") from None
-    if inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames:
+    kind = inp.get("kind", "features")
+    if kind == "waveform":
+        if data["schema"] == MANIFEST_SCHEMAS[0]:
+            raise _fail(where, f"a waveform input needs schema {MANIFEST_SCHEMA!r} (this manifest says "
+                        f"{data['schema']!r})")
+        if inp["shape"][1] != fe.window_samples:
+            raise _fail(where, f"input.shape {inp['shape']} disagrees with front_end "
+                        f"(window_samples={fe.window_samples})")
+        if inp.get("sample_rate", fe.sample_rate) != fe.sample_rate:
+            raise _fail(where, f"input.sample_rate {inp.get('sample_rate')!r} disagrees with front_end "
+                        f"(sample_rate={fe.sample_rate})")
+    elif inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames:
         raise _fail(
             where, f"input.shape {inp['shape']} disagrees with front_end "
             f"(n_mels={fe.n_mels}, frames={fe.frames})"
@@ -281,11 +313,17 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         if v is not None and not isinstance(v, str):
             raise _fail(where, f"{key} must be a string, got {v!r}")
         strs[key] = v
+    source = data.get("source")
+    if source is not None:
+        if not isinstance(source, Mapping) or not all(
+            isinstance(source.get(k), str) for k in ("name", "version", "sha256")
+        ):
+            raise _fail(where, f"source must be an object with string name, version and sha256, got {source!r}")
     refs = strs["references"]
     if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
         raise _fail(where, f"references must be a plain file name, got {refs!r}")
     return Manifest(
-        schema=MANIFEST_SCHEMA,
+        schema=data["schema"],
         name=name,
         version=version,
         task=task,

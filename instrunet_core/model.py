@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, ModelError
-from .features import FrontEnd
+from .features import FrontEnd, batch_features
 from .manifest import MANIFEST_FILENAME, Manifest, read_manifest, sha256_file
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ def _resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     available = ort.get_available_providers()
     if providers is None:
         return ["CPUExecutionProvider"]
+    if isinstance(providers, str) and "," in providers:
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
     if isinstance(providers, str):
         if providers.lower() == "auto":
             wanted = [p for p in ("CUDAExecutionProvider",) if p in available]
@@ -99,6 +101,21 @@ def _resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
     return out
+
+
+#: onnxruntime intra-op threads when none are asked for. Measured in benchmarks/run.py on the
+#: 2-core development machine (docs/benchmarks.md, "threads"): one thread per session is as
+#: fast as two when idle for the batch sizes used here and much faster under load, and it
+#: leaves the other core to decoding and the host. 0 means onnxruntime's default (one per core).
+DEFAULT_INTRA_OP_THREADS = 1
+
+
+def _thread_count(value: int | None, what: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 0:
+        raise InputError(f"{what} must be an integer >= 0 (0: onnxruntime's default), got {value!r}")
+    return int(value)
 
 
 def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> bool:
@@ -129,7 +146,13 @@ class Model:
     path : pathlib.Path
         Directory holding ``manifest.json`` and the ONNX file.
     providers : list of str
-        Execution providers in use.
+        Execution providers the session actually uses, in priority order (what
+        onnxruntime reports after loading, e.g. ``["CPUExecutionProvider"]``).
+    input_kind : {"features", "waveform"}
+        What the ONNX graph takes: log-mel features (computed here by
+        :mod:`instrunet_core.features`) or mono samples (the front end is inside the graph).
+    session_options : dict
+        ``intra_op_threads``, ``inter_op_threads`` and ``providers`` as requested.
     """
 
     def __init__(
@@ -138,6 +161,8 @@ class Model:
         *,
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
         manifest: Manifest | None = None,
     ) -> None:
         p = Path(path)
@@ -160,23 +185,40 @@ class Model:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a hard dependency
             raise ModelError(f"onnxruntime is not installed: {e}") from None
+        if threads is not None and intra_op_threads is None:
+            intra_op_threads = threads
+        intra = _thread_count(intra_op_threads, "intra_op_threads", DEFAULT_INTRA_OP_THREADS)
+        inter = _thread_count(inter_op_threads, "inter_op_threads", 1)
         so = ort.SessionOptions()
-        if threads is not None:
-            if int(threads) < 0:
-                raise InputError(f"threads must be >= 0, got {threads!r}")
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
+        so.intra_op_num_threads = intra
+        so.inter_op_num_threads = inter
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
         # onnxruntime's idle workers spin for a while after each run; here every run is
         # followed by numpy work (decoding, the front end), which they would starve. Measured
         # in benchmarks/run.py: front end + model per 3 s clip 8.3 ms with spinning, 3-4 ms without.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.providers = _resolve_providers(providers)
+        wanted = _resolve_providers(providers)
         try:
-            self._session = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=self.providers)
+            self._session = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=wanted)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
-            raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
+            if wanted == ["CPUExecutionProvider"]:
+                raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
+            # A GPU provider that is installed but cannot start (no device, driver or CUDA
+            # libraries missing): fall back to the CPU, and say so.
+            warnings.warn(f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider",
+                          RuntimeWarning, stacklevel=2)
+            try:
+                self._session = ort.InferenceSession(
+                    os.fspath(onnx_path), sess_options=so, providers=["CPUExecutionProvider"]
+                )
+            except Exception as e2:  # noqa: BLE001
+                raise ModelError(f"{where}: onnxruntime cannot load the model: {e2}") from None
+        # What onnxruntime actually uses (it drops providers that fail to initialise).
+        self.providers: list[str] = list(self._session.get_providers())
+        self.session_options = {"intra_op_threads": intra, "inter_op_threads": inter,
+                                "providers": list(wanted)}
         self._check_io(where)
         self._input_name: str = m.input["name"]
         self._output_name: str = m.output["name"]
@@ -229,6 +271,16 @@ class Model:
         return self.manifest.front_end
 
     @property
+    def input_kind(self) -> str:
+        """``"features"`` or ``"waveform"`` (see :attr:`Manifest.input_kind`)."""
+        return self.manifest.input_kind
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the graph (the first of :attr:`providers`)."""
+        return self.providers[0]
+
+    @property
     def thresholds(self) -> dict[str, float]:
         """Presence threshold per label (manifest ``thresholds``, else 0.5 multilabel / 0.1 multiclass)."""
         base = 0.5 if self.task == "multilabel" else 0.1
@@ -253,6 +305,10 @@ class Model:
         -------
         np.ndarray [shape=(B, n_labels), dtype=float32]
         """
+        if self.input_kind != "features":
+            raise ModelError(
+                f"{self.path}: this artifact takes {self.input_kind} input, not features; use predict_windows"
+            )
         x = np.asarray(x)
         fe = self.front_end
         if x.ndim == 3:
@@ -266,14 +322,63 @@ class Model:
             raise InputError("predict_features: features contain NaN or infinite values")
         if x.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        outs = []
-        for i in range(0, x.shape[0], max(1, int(batch_size))):
-            (y,) = self._session.run([self._output_name], {self._input_name: x[i : i + batch_size]})
-            outs.append(np.asarray(y, dtype=np.float32))
-        y = np.concatenate(outs)
+        return self._run(x, batch_size)
+
+    def _run(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Session runs of ``batch_size`` items; ``x`` is already checked and contiguous."""
+        bs = max(1, int(batch_size))
+        if x.shape[0] <= bs:
+            (y,) = self._session.run([self._output_name], {self._input_name: x})
+        else:
+            outs = []
+            for i in range(0, x.shape[0], bs):
+                (yi,) = self._session.run([self._output_name], {self._input_name: x[i : i + bs]})
+                outs.append(yi)
+            y = np.concatenate(outs)
+        y = np.asarray(y, dtype=np.float32)
         if not np.all(np.isfinite(y)):
             raise ModelError(f"{self.path}: the model produced NaN or infinite outputs")
         return y
+
+    def predict_windows(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Run the network on analysis windows of mono audio at the front end's rate.
+
+        For a feature-input artifact the features are computed here with
+        :func:`instrunet_core.features.batch_features`; a waveform-input artifact computes
+        the same features inside its graph. Either way one call covers the whole batch.
+
+        Parameters
+        ----------
+        windows : np.ndarray [shape=(B, n), dtype=float32]
+            Mono windows at ``front_end.sample_rate``; each is cut or silence-padded to
+            ``front_end.window_samples``.
+        batch_size : int
+            Windows per ``InferenceSession.run`` call.
+
+        Returns
+        -------
+        np.ndarray [shape=(B, n_labels), dtype=float32]
+        """
+        fe = self.front_end
+        if self.input_kind == "features":
+            return self.predict_features(batch_features(windows, fe=fe), batch_size=batch_size)
+        w = np.asarray(windows)
+        if w.ndim != 2:
+            raise InputError(f"predict_windows: expected shape (batch, n), got shape {w.shape}")
+        if not np.issubdtype(w.dtype, np.floating):
+            raise InputError(f"predict_windows: expected floating-point audio, got dtype {w.dtype}")
+        n = fe.window_samples
+        if w.shape[1] != n:
+            fitted = np.zeros((w.shape[0], n), dtype=np.float32)
+            m = min(n, w.shape[1])
+            fitted[:, :m] = w[:, :m]
+            w = fitted
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if not np.all(np.isfinite(w)):
+            raise InputError("predict_windows: audio contains NaN or infinite samples")
+        if w.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self._run(w, batch_size)
 
     def predict(
         self, audio: AudioSource, sample_rate: int | None = None, *, hop: float = 1.5, batch_size: int = 16
@@ -317,9 +422,12 @@ def load_model_from_path(
     *,
     providers: str | Sequence[str] | None = None,
     threads: int | None = None,
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
 ) -> Model:
-    """Load a model directly from its directory (or its ``manifest.json``)."""
-    return Model(path, providers=providers, threads=threads)
+    """Load a model directly from its directory (or its ``manifest.json``); options as :func:`load_model`."""
+    return Model(path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
+                 inter_op_threads=inter_op_threads)
 
 
 def load_model(
@@ -328,6 +436,8 @@ def load_model(
     *,
     providers: str | Sequence[str] | None = None,
     threads: int | None = None,
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
     registry: Registry | None = None,
 ) -> Model:
     """Load a registered model.
@@ -343,7 +453,13 @@ def load_model(
         (CUDA when available) or full provider names. Unavailable ones are skipped
         with a warning; CPU is always the fallback.
     threads : int, optional
-        Intra-op threads (onnxruntime's default when omitted).
+        Alias of ``intra_op_threads`` (kept for compatibility).
+    intra_op_threads : int, optional
+        onnxruntime threads inside one operator; default
+        :data:`DEFAULT_INTRA_OP_THREADS` (1, chosen by measurement: see
+        ``docs/benchmarks.md``); 0 lets onnxruntime start one per core.
+    inter_op_threads : int, optional
+        Threads running independent operators in parallel (default 1: the graphs are chains).
     registry : Registry, optional
         Registry to resolve in (default: :func:`instrunet_core.get_registry`).
 
@@ -367,4 +483,5 @@ def load_model(
 
     reg = registry or get_registry()
     entry = reg.resolve_model(name, version)
-    return Model(entry.path, providers=providers, threads=threads, manifest=entry.manifest)
+    return Model(entry.path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
+                 inter_op_threads=inter_op_threads, manifest=entry.manifest)
