@@ -1,0 +1,74 @@
+"""Thread control: the library limits numpy's BLAS around its own work only; onnxruntime options."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instrunet_core import _threads
+from instrunet_core.errors import InputError
+from instrunet_core.features import batch_features
+from instrunet_core.model import DEFAULT_INTRA_OP_THREADS, load_model_from_path
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+FAMILY = Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "1.0.0"
+
+
+def _blas_threads() -> list[int]:
+    return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+
+@pytest.fixture
+def host_blas_threads():
+    """The host application sets numpy's BLAS to 2 threads; the test checks it is left so."""
+    if not _blas_threads():
+        pytest.skip("numpy has no BLAS thread pool here")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        yield _blas_threads()
+
+
+def test_blas_limited_inside_and_restored_after(host_blas_threads: list[int]) -> None:
+    with _threads.blas_limited():
+        assert set(_blas_threads()) == {1}
+        with _threads.blas_limited():  # re-entrant
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}
+    assert _blas_threads() == host_blas_threads
+    batch_features(np.zeros((3, 65024), np.float32))
+    assert _blas_threads() == host_blas_threads
+
+
+def test_concurrent_front_ends_restore_the_host_setting(host_blas_threads: list[int]) -> None:
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((4, 65024))).astype(np.float32)
+    ref = batch_features(x)
+    with ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(lambda _: batch_features(x), range(16)))
+    for o in outs:
+        np.testing.assert_allclose(o, ref, atol=1e-6)
+    assert _blas_threads() == host_blas_threads
+
+
+def test_blas_limit_can_be_turned_off(host_blas_threads: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSTRUNET_BLAS_THREADS", "0")
+    with _threads.blas_limited():
+        assert _blas_threads() == host_blas_threads
+    monkeypatch.setenv("INSTRUNET_BLAS_THREADS", "2")
+    assert _threads.blas_threads() == 2
+
+
+def test_onnxruntime_thread_options() -> None:
+    m = load_model_from_path(FAMILY)
+    assert m.session_options["intra_op_threads"] == DEFAULT_INTRA_OP_THREADS == 1
+    assert m.session_options["inter_op_threads"] == 1
+    m2 = load_model_from_path(FAMILY, intra_op_threads=2, inter_op_threads=1)
+    assert m2.session_options["intra_op_threads"] == 2
+    x = batch_features(np.zeros((2, 65024), np.float32) + np.float32(0.01))
+    np.testing.assert_allclose(m.predict_features(x), m2.predict_features(x), atol=1e-6)
+    assert load_model_from_path(FAMILY, threads=0).session_options["intra_op_threads"] == 0  # old alias
+    for bad in (-1, 1.5, "2", True):
+        with pytest.raises(InputError, match="intra_op_threads must be an integer"):
+            load_model_from_path(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
