@@ -22,8 +22,10 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 # playback only and does not build).
 # examples/node: onnxruntime-node for the waveform-in example's test (npm ci; the package's
 # postinstall download of CUDA binaries is skipped, its CPU binaries are in the npm package).
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml examples/node/package-lock.json | $(BIN)/python
-	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline
+# plugins/instrunet-ray brings ray[data] (measured here: ~45-70 s and ~600 MB, less than TensorFlow).
+$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml plugins/instrunet-ray/pyproject.toml \
+		examples/node/package-lock.json | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline -e plugins/instrunet-ray
 	$(PIP) install --no-deps tinysoundfont
 	if command -v npm >/dev/null; then cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error; \
 	else echo "note: npm not found; tests/test_waveform.py skips the Node.js example"; fi
