@@ -10,17 +10,19 @@ Examples
 >>> model = instrunet_core.load_model()  # doctest: +SKIP
 >>> analysis = instrunet_core.analyze("song.wav", model=model)  # doctest: +SKIP
 >>> analysis.label, [i.label for i in analysis.instruments]  # doctest: +SKIP
+>>> clf = instrunet_core.Classifier(model)  # push-style: clf.process(block, rate), clf.flush()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from . import errors
-from .analysis import Analysis, analyze
+from .analysis import Analysis, Prediction
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
+from .inference import Classifier, WindowResult, analyze
 from .labels import FAMILIES
-from .model import Model, Prediction, load_model
+from .model import Model, load_model
 from .plugins import build_registry, get_registry, list_models
 
 
@@ -42,6 +44,8 @@ __all__ = [
     "Model",
     "Prediction",
     "Analysis",
+    "Classifier",
+    "WindowResult",
     "FrontEnd",
     "FAMILIES",
     "hookimpl",

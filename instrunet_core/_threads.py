@@ -45,6 +45,8 @@ def _blas_pools() -> Any:
         except ImportError:  # pragma: no cover - a declared dependency
             _blas = False
         else:
+            # The BLAS libraries loaded when the library first needs one (numpy's among them;
+            # libraries loaded later, e.g. scipy's own OpenBLAS, are not used by our code).
             _blas = ThreadpoolController().select(user_api="blas")
     return _blas
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InstrunetError
+from .inference import DEFAULT_HOP_SECONDS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "batch_record"]
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -57,18 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classify", help="overall label and confidence of each file")
     c.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...; any rate and channels)")
-    c.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    c.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
     _add_runtime_options(c)
     c.add_argument("--json", action="store_true", help="print one JSON array")
-    c.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    c.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})")
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file")
-    a.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    a.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
     _add_runtime_options(a)
     a.add_argument("--json", metavar="OUT", help="write Analysis.to_dict() as JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
-    a.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    a.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})")
     a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
     a.add_argument("--format", metavar="NAME", help="a registered writer (see 'instrunet plugins')")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
@@ -77,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("dir", metavar="DIR", help="directory searched recursively for audio files")
     b.add_argument("--out", required=True, metavar="results.jsonl",
                    help="JSON lines, one per file; files already in it are skipped (resume)")
-    b.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
+    b.add_argument("--model", metavar="NAME|PATH", help="registered model name or artifact folder (default model if omitted)")
     _add_runtime_options(b)
-    b.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    b.add_argument("--hop", type=float, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})")
 
     m = sub.add_parser("models", help="installed models")
     m.add_argument("--json", action="store_true",
@@ -99,10 +103,14 @@ def _load(name: str | None, args: argparse.Namespace | None = None) -> Any:
     return load_model(name, providers=providers or None, intra_op_threads=getattr(args, "threads", None))
 
 
+def _prediction_row(path: str, pred: Any) -> dict[str, Any]:
+    return {"path": path, "label": pred.label, "confidence": pred.confidence,
+            "probabilities": pred.probabilities, "low_evidence": pred.low_evidence,
+            "sounding_seconds": round(pred.sounding_seconds, 4)}
+
+
 # ---------------------------------------------------------------- classify
 def _classify(args: argparse.Namespace) -> int:
-    from .analysis import aggregate, run_windows
-
     try:
         model = _load(args.model, args)
     except InstrunetError as e:
@@ -112,12 +120,11 @@ def _classify(args: argparse.Namespace) -> int:
     rc = EXIT_OK
     for path in args.files:
         try:
-            res = run_windows(model, path, hop=args.hop)
-            pred = aggregate(model, res.probabilities, res.silent)
-            row = {"path": path, "label": pred.label, "confidence": pred.confidence,
-                   "probabilities": pred.probabilities}
+            pred = model.predict(path, hop=args.hop)
+            row = _prediction_row(path, pred)
             if not args.json:
-                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}", flush=True)
+                note = "\tlow evidence" if pred.low_evidence else ""
+                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}{note}", flush=True)
         except (InstrunetError, OSError) as e:
             rc = EXIT_FAIL
             msg = _problem(path, e)
@@ -137,7 +144,8 @@ def _fmt_t(s: float) -> str:
 
 def _print_analysis(an: Any) -> None:
     print(f"{an.source}: {an.duration:.2f} s, model {an.model['name']} {an.model['version']}")
-    print(f"overall: {an.label} ({an.confidence:.3f})")
+    print(f"overall: {an.label} ({an.confidence:.3f})"
+          + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else ""))
     print("timeline:")
     for s in an.timeline:
         if s.silent:
@@ -174,8 +182,8 @@ def plot_analysis(an: Any, path: str | os.PathLike[str]) -> None:
     import numpy as np
 
     labels = list(an.labels)
-    probs = np.array([[s.probabilities[lab] for lab in labels] for s in an.timeline]).T
-    centers = np.array([(s.start + s.end) / 2 for s in an.timeline])
+    probs = np.asarray(an.probabilities).T
+    centers = an.times.mean(axis=1)
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
     edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
     mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat")
@@ -199,7 +207,7 @@ def _make_parent(out: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze
+    from .inference import analyze
     from .plugins import get_registry
 
     if (args.format is None) != (args.out is None):
@@ -256,8 +264,22 @@ def _done_paths(out: Path) -> set[str]:
     return done
 
 
+def batch_record(clf: Any, path: str, source: Any = None) -> dict[str, Any]:
+    """One ``instrunet batch`` line for ``path`` (decoded from ``source`` when given, e.g. bytes
+    already read): the prediction row plus ``duration`` and ``model``, or ``{path, error}``.
+    The one home of the record shape (``plugins/instrunet-ray`` writes the same)."""
+    try:
+        clf.classify(path if source is None else source)
+        return {
+            **_prediction_row(path, clf.prediction()),
+            "duration": round(clf.duration, 4),
+            "model": f"{clf.model.name}/{clf.model.version}",
+        }
+    except (InstrunetError, OSError) as e:
+        return {"path": path, "error": _problem(path, e)}
+
+
 def _batch(args: argparse.Namespace) -> int:
-    from .analysis import aggregate, run_windows
     from .audio import AUDIO_EXTENSIONS
 
     root = Path(args.dir)
@@ -275,6 +297,7 @@ def _batch(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    clf = model.classifier(hop=args.hop)
     rc = EXIT_OK
     n = len(todo)
     print(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go", file=sys.stderr)
@@ -290,20 +313,9 @@ def _batch(args: argparse.Namespace) -> int:
         if needs_nl:
             f.write("\n")
         for i, path in enumerate(todo, 1):
-            try:
-                res = run_windows(model, path, hop=args.hop)
-                pred = aggregate(model, res.probabilities, res.silent)
-                rec: dict[str, Any] = {
-                    "path": path,
-                    "label": pred.label,
-                    "confidence": pred.confidence,
-                    "probabilities": pred.probabilities,
-                    "duration": round(res.duration, 4),
-                    "model": f"{model.name}/{model.version}",
-                }
-            except (InstrunetError, OSError) as e:
+            rec = batch_record(clf, path)
+            if "error" in rec:
                 rc = EXIT_FAIL
-                rec = {"path": path, "error": _problem(path, e)}
             f.write(json.dumps(rec) + "\n")
             f.flush()
             print(f"\r[{i}/{n}] {path}", end="\n" if i == n else "", file=sys.stderr, flush=True)

@@ -73,7 +73,8 @@ def test_classify_json_shape(tiny_registry, audio_dir: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     rows = json.loads(out)
     assert rc == 1 and [r["path"] for r in rows] == paths
-    assert set(rows[0]) == {"path", "label", "confidence", "probabilities"} and rows[0]["label"] == "brass"
+    assert set(rows[0]) == {"path", "label", "confidence", "probabilities", "low_evidence", "sounding_seconds"}
+    assert rows[0]["label"] == "brass" and rows[0]["low_evidence"] is False
     assert set(rows[1]) == {"path", "error"} and "file not found" in rows[1]["error"]
     assert rows[2]["label"] == "silence" and rows[2]["confidence"] == 1.0
 
@@ -90,7 +91,9 @@ def test_analyze_outputs(tiny_registry, audio_dir: Path, tmp_path: Path, capsys:
     assert rc == 0
     assert "overall: brass" in text and "detected instruments:" in text and "brass" in text
     d = json.loads(out_json.read_text())
-    assert d["label"] == "brass" and d["settings"]["hop"] == 1.0 and len(d["timeline"]) == 2  # 0-2.95 s, 1-3 s (padded)
+    # --hop 1.0 is snapped to 43 STFT frames (0.9985 s); windows 0-2.95 s and 1-3 s (padded)
+    assert d["label"] == "brass" and d["settings"]["hop"] == pytest.approx(43 * 512 / 22050)
+    assert len(d["timeline"]) == 2
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "json", "--out", str(tmp_path / "b.json")])
     assert rc == 0 and json.loads((tmp_path / "b.json").read_text())["label"] == "brass"
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "nope", "--out", str(tmp_path / "c")])

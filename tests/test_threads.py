@@ -11,14 +11,18 @@ import pytest
 from instrunet_core import _threads
 from instrunet_core.errors import InputError
 from instrunet_core.features import batch_features
-from instrunet_core.model import DEFAULT_INTRA_OP_THREADS, load_model_from_path
+from instrunet_core.model import load_model
+from instrunet_core.session import DEFAULT_INTRA_OP_THREADS
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 FAMILY = Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "1.0.0"
 
 
 def _blas_threads() -> list[int]:
-    return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    """Threads of numpy's own BLAS (the one the front end's matrix product uses; scipy and others
+    may load their own, which the library has no reason to touch)."""
+    return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+            if p["user_api"] == "blas" and "numpy" in p["filepath"]]
 
 
 @pytest.fixture
@@ -61,14 +65,14 @@ def test_blas_limit_can_be_turned_off(host_blas_threads: list[int], monkeypatch:
 
 
 def test_onnxruntime_thread_options() -> None:
-    m = load_model_from_path(FAMILY)
+    m = load_model(FAMILY)
     assert m.session_options["intra_op_threads"] == DEFAULT_INTRA_OP_THREADS == 1
     assert m.session_options["inter_op_threads"] == 1
-    m2 = load_model_from_path(FAMILY, intra_op_threads=2, inter_op_threads=1)
+    m2 = load_model(FAMILY, intra_op_threads=2, inter_op_threads=1)
     assert m2.session_options["intra_op_threads"] == 2
     x = batch_features(np.zeros((2, 65024), np.float32) + np.float32(0.01))
     np.testing.assert_allclose(m.predict_features(x), m2.predict_features(x), atol=1e-6)
-    assert load_model_from_path(FAMILY, threads=0).session_options["intra_op_threads"] == 0  # old alias
+    assert load_model(FAMILY, threads=0).session_options["intra_op_threads"] == 0  # old alias
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(InputError, match="intra_op_threads must be an integer"):
-            load_model_from_path(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
+            load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from instrunet_core.audio import load_audio
 from instrunet_core.errors import ModelError
 from instrunet_core.features import DEFAULT_FRONT_END, batch_features
 from instrunet_core.manifest import MANIFEST_SCHEMA, read_manifest, validate_manifest
-from instrunet_core.model import load_model_from_path
+from instrunet_core.model import load_model
 
 onnx = pytest.importorskip("onnx")
 from export import ExportError  # noqa: E402
@@ -81,17 +81,27 @@ def test_frontend_graph_matches_librosa_on_real_audio() -> None:
 
 
 def test_runtime_loads_both_kinds_and_they_agree(waveform_dir: Path) -> None:
-    wave = load_model_from_path(waveform_dir)
-    feat = load_model_from_path(FAMILY)
+    wave = load_model(waveform_dir)
+    feat = load_model(FAMILY)
     assert (wave.input_kind, feat.input_kind) == ("waveform", "features")
     x = _clip_windows(6)
     np.testing.assert_allclose(wave.predict_windows(x), feat.predict_windows(x), atol=1e-4)
-    # whole files, any rate and channel count, through the same API
+    # whole files, any rate and channel count, through the same Classifier path (windows as audio
+    # for the waveform artifact, shared STFT frames for the feature artifact)
     for clip in ("solo_flute.wav", "ensemble.flac"):
         a, b = wave.predict(EXAMPLES / clip), feat.predict(EXAMPLES / clip)
         assert a.label == b.label and a.n_windows == b.n_windows
         for lab in a.probabilities:
             assert a.probabilities[lab] == pytest.approx(b.probabilities[lab], abs=1e-4)
+    from instrunet_core import Classifier
+
+    clf_w, clf_f = Classifier(wave, hop=0.7), Classifier(feat, hop=0.7)
+    y = load_audio(EXAMPLES / "solo_flute.wav")
+    ww = [r for i in range(0, len(y), 5000) for r in clf_w.process(y[i : i + 5000], FE.sample_rate)] + clf_w.flush()
+    wf = clf_f.classify(y, FE.sample_rate)
+    assert [(r.start, r.end, r.silent) for r in ww] == [(r.start, r.end, r.silent) for r in wf]
+    np.testing.assert_allclose(np.stack([r.probabilities for r in ww]), np.stack([r.probabilities for r in wf]),
+                               atol=1e-4)
     # a short window is padded with silence exactly as the numpy path pads it
     short = x[:2, : FE.window_samples // 3]
     np.testing.assert_allclose(wave.predict_windows(short), feat.predict_windows(short), atol=1e-4)
@@ -102,7 +112,7 @@ def test_runtime_loads_both_kinds_and_they_agree(waveform_dir: Path) -> None:
 def test_analysis_reports_input_kind_and_provider(waveform_dir: Path) -> None:
     from instrunet_core import analyze
 
-    an = analyze(EXAMPLES / "solo_flute.wav", model=load_model_from_path(waveform_dir), analyzers=False)
+    an = analyze(EXAMPLES / "solo_flute.wav", model=load_model(waveform_dir), analyzers=False)
     assert an.to_dict()["model"] == {"name": "family-waveform", "version": "1.0.0", "task": "multilabel",
                                      "input": "waveform", "provider": "CPUExecutionProvider"}
 
@@ -154,7 +164,7 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
         pytest.skip("examples/node/node_modules missing: run 'npm ci' in examples/node (make test does)")
     import soundfile as sf
 
-    from instrunet_core.analysis import run_windows
+    from instrunet_core import Classifier
 
     y = load_audio(EXAMPLES / "solo_flute.wav")  # 32 kHz file → 22,050 Hz mono, as the runtime does it
     wav = tmp_path / "flute22.wav"
@@ -162,10 +172,10 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
     out = subprocess.run([node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(wav)],
                          capture_output=True, text=True, timeout=120, check=True)
     js = json.loads(out.stdout)
-    res = run_windows(load_model_from_path(FAMILY), y, FE.sample_rate)
+    wins = Classifier(load_model(FAMILY)).classify(y, FE.sample_rate)  # shared STFT frames, numpy
     assert js["labels"] == list(read_manifest(FAMILY).labels)
-    assert js["starts"] == [int(round(t * FE.sample_rate)) for t in res.times[:, 0]]
-    np.testing.assert_allclose(np.array(js["probabilities"]), res.probabilities, atol=1e-4)
+    assert js["starts"] == [int(round(w.start * FE.sample_rate)) for w in wins]
+    np.testing.assert_allclose(np.array(js["probabilities"]), np.stack([w.probabilities for w in wins]), atol=1e-4)
     # a file it cannot use is a clear error
     sf.write(tmp_path / "44k.wav", np.zeros(4410, np.float32), 44100)
     bad = subprocess.run([node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(tmp_path / "44k.wav")],
@@ -180,7 +190,7 @@ def test_cuda_request_falls_back_to_cpu_and_says_so(waveform_dir: Path) -> None:
         pytest.skip("CUDA is available here; the fallback is what this test checks")
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        m = load_model_from_path(FAMILY, providers="cuda")
+        m = load_model(FAMILY, providers="cuda")
     assert any("CUDAExecutionProvider is not available" in str(x.message) for x in w)
     assert m.providers == ["CPUExecutionProvider"] and m.provider == "CPUExecutionProvider"
-    assert load_model_from_path(FAMILY, providers="auto").providers == ["CPUExecutionProvider"]
+    assert load_model(FAMILY, providers="auto").providers == ["CPUExecutionProvider"]

@@ -10,8 +10,9 @@
 // audio.wav: PCM 16-bit or float 32-bit, any channel count (mixed to mono by the mean), at the
 // manifest's front_end.sample_rate (22,050 Hz): resampling is the host's job.
 //
-// Windows are cut as instrunet_core does: window_samples long, starting every hop seconds
-// (rounded to samples), the last one reaching the end of the audio and padded with silence.
+// Windows are cut as instrunet_core's Classifier does: window_samples long, starting every hop
+// seconds snapped to whole STFT frames (1.5 s -> 65 x 512 samples), and one last window padded
+// with silence for the audio after the last full one.
 // Prints JSON: {labels, starts, probabilities (one row per window), mean}.
 'use strict';
 
@@ -84,7 +85,7 @@ async function main() {
   if (rate !== fe.sample_rate) fail(`${wav}: sample rate ${rate} Hz, the model needs ${fe.sample_rate} Hz (resample first)`);
   if (samples.length === 0) fail(`${wav}: no samples`);
   const win = manifest.input.shape[1];
-  const hop = Math.max(1, Math.round(hopSeconds * fe.sample_rate));
+  const hop = Math.max(1, Math.round(hopSeconds * fe.sample_rate / fe.hop_length)) * fe.hop_length;
   const { starts, batch } = windows(samples, win, hop);
   const session = await ort.InferenceSession.create(path.join(dir, manifest.file), { intraOpNumThreads: 1 });
   const input = new ort.Tensor('float32', batch, [starts.length, win]);

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="actors, one model and one CPU each (default 2)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N", help="files per actor call (default 4)")
-    p.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    p.add_argument("--hop", type=float, default=None, metavar="S",
+                   help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
     p.add_argument("--address", metavar="ADDR",
                    help="Ray cluster to join (ray.init(address=...), e.g. auto or ray://head:10001); "
                         "default: start a local Ray instance")

@@ -94,35 +94,25 @@ def done_paths(out: str | os.PathLike[str], *, fmt: str | None = None) -> set[st
     return done
 
 
-def file_record(model: Any, path: str, data: bytes | None = None, *, hop: float = 1.5) -> dict[str, Any]:
+def file_record(classifier: Any, path: str, data: bytes | None = None) -> dict[str, Any]:
     """One ``instrunet batch`` record for ``path`` (decoded from ``data`` when given).
+
+    The record comes from :func:`instrunet_core.cli.batch_record`, the function ``instrunet
+    batch`` writes its lines with, so the two cannot drift apart.
 
     Returns
     -------
     dict
-        ``{path, label, confidence, probabilities, duration, model}`` or ``{path, error}``.
+        ``{path, label, confidence, probabilities, low_evidence, sounding_seconds, duration,
+        model}`` or ``{path, error}``.
     """
-    from instrunet_core.analysis import aggregate, run_windows
-    from instrunet_core.errors import InstrunetError
+    from instrunet_core.cli import batch_record
 
-    try:
-        src: Any = path
-        if data is not None:
-            src = io.BytesIO(data)
-            src.name = path
-        res = run_windows(model, src, hop=hop)
-        pred = aggregate(model, res.probabilities, res.silent)
-        return {
-            "path": path,
-            "label": pred.label,
-            "confidence": pred.confidence,
-            "probabilities": pred.probabilities,
-            "duration": round(res.duration, 4),
-            "model": f"{model.name}/{model.version}",
-        }
-    except (InstrunetError, OSError) as e:
-        msg = str(e) or type(e).__name__
-        return {"path": path, "error": msg if msg.startswith(path) else f"{path}: {msg}"}
+    src: Any = None
+    if data is not None:
+        src = io.BytesIO(data)
+        src.name = path
+    return batch_record(classifier, path, src)
 
 
 class Tagger:
@@ -132,7 +122,7 @@ class Tagger:
     ----------
     model : str, optional
         Registered model name (default model when omitted); resolved on the worker.
-    hop : float
+    hop : float, optional
         Seconds between windows.
     intra_op_threads : int
         onnxruntime threads per actor (1: one actor per CPU the pool is given).
@@ -140,19 +130,19 @@ class Tagger:
         Path as Ray reports it → path as it goes into the record.
     """
 
-    def __init__(self, model: str | None = None, hop: float = 1.5, intra_op_threads: int = 1,
+    def __init__(self, model: str | None = None, hop: float | None = None, intra_op_threads: int = 1,
                  names: dict[str, str] | None = None) -> None:
         from instrunet_core import load_model
 
         self.model = load_model(model, intra_op_threads=intra_op_threads)
-        self.hop = hop
+        self.classifier = self.model.classifier(hop=hop)
         self.names = names or {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
         for path, data in zip(batch["path"], batch["bytes"], strict=True):
             name = self.names.get(str(path), str(path))
-            out.append(json.dumps(file_record(self.model, name, bytes(data), hop=self.hop)))
+            out.append(json.dumps(file_record(self.classifier, name, bytes(data))))
         return {"record": np.array(out, dtype=object)}
 
 
@@ -197,11 +187,11 @@ class _Writer:
 
         rows = [{**r, "probabilities": json.dumps(r["probabilities"]) if "probabilities" in r else None}
                 for r in self.pending]
-        cols = ("path", "label", "confidence", "probabilities", "duration", "model", "error")
-        table = pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows], schema=pa.schema([
+        schema = pa.schema([
             ("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
-            ("probabilities", pa.string()), ("duration", pa.float64()), ("model", pa.string()),
-            ("error", pa.string())]))
+            ("probabilities", pa.string()), ("low_evidence", pa.bool_()), ("sounding_seconds", pa.float64()),
+            ("duration", pa.float64()), ("model", pa.string()), ("error", pa.string())])
+        table = pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema)
         name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.perf_counter_ns()}.parquet"
         tmp = self.out / f".{name}.tmp"
         pq.write_table(table, tmp)
@@ -222,7 +212,7 @@ def tag_collection(
     model: str | None = None,
     workers: int = 2,
     batch_size: int = 4,
-    hop: float = 1.5,
+    hop: float | None = None,
     fmt: str | None = None,
     address: str | None = None,
     part_size: int = 256,
