@@ -76,3 +76,29 @@ def test_onnxruntime_thread_options() -> None:
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(InputError, match="intra_op_threads must be an integer"):
             load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
+
+
+def test_pipelined_classify_gives_identical_results(tmp_path: Path) -> None:
+    """classify() runs onnxruntime on a worker thread (pipeline=True): same windows, same numbers."""
+    from instrunet_core import Classifier
+    from instrunet_core.errors import DecodeError
+
+    clip = Path(__file__).resolve().parent.parent / "examples" / "ensemble.flac"
+    model = load_model(FAMILY)
+    a = Classifier(model, batch_size=4)  # several batches in flight
+    b = Classifier(model, batch_size=4, pipeline=False)
+    assert a.pipeline and not b.pipeline
+    wa, wb = a.classify(clip), b.classify(clip)
+    assert len(wa) == len(wb) > 8
+    for x, y in zip(wa, wb, strict=True):
+        assert (x.index, x.start, x.end, x.label, x.silent) == (y.index, y.start, y.end, y.label, y.silent)
+        np.testing.assert_array_equal(x.probabilities, y.probabilities)
+    assert a.prediction() == b.prediction()
+    # an error in the middle of a file leaves the classifier usable
+    bad = tmp_path / "cut.flac"
+    bad.write_bytes(clip.read_bytes()[: len(clip.read_bytes()) // 2])
+    try:
+        a.classify(bad)
+    except DecodeError:
+        pass
+    assert [w.probabilities.tolist() for w in a.classify(clip)] == [w.probabilities.tolist() for w in wb]
