@@ -75,6 +75,9 @@ def _resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     return out
 
 
+#: Most windows per run of a waveform-input graph (its intermediates are ~2 MB per window).
+_WAVEFORM_BATCH = 8
+
 #: onnxruntime intra-op threads when none are asked for, chosen by measurement on the 2-core
 #: development machine (docs/benchmarks.md, "threads"): one thread per session leaves the
 #: other core to decoding, the front end and the host, and is the fastest under load. 0 means
@@ -353,7 +356,9 @@ class ModelSession:
             raise InputError("predict_windows: audio contains NaN or infinite samples")
         if w.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self._run(w, batch_size)
+        # The graph's STFT intermediates take ~2 MB per window: runs of at most
+        # _WAVEFORM_BATCH windows keep onnxruntime's arena (and the peak RSS) small.
+        return self._run(w, min(int(batch_size), _WAVEFORM_BATCH))
 
 
 def _looks_like_path(spec: Any) -> bool:
