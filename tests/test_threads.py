@@ -102,3 +102,28 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path) -> None:
     except DecodeError:
         pass
     assert [w.probabilities.tolist() for w in a.classify(clip)] == [w.probabilities.tolist() for w in wb]
+
+
+def test_cli_providers_and_threads_reach_the_analysis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--providers cuda without CUDA: a warning, the CPU runs it, and the JSON says which provider ran."""
+    import json
+    import warnings
+
+    import onnxruntime as ort
+
+    from instrunet_core.cli import main
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here; the fallback is what this test checks")
+    clip = Path(__file__).resolve().parent.parent / "examples" / "solo_flute.wav"
+    out = tmp_path / "a.json"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        rc = main(["analyze", str(clip), "--model", str(FAMILY), "--providers", "cuda,cpu", "--threads", "2",
+                   "--json", str(out)])
+    assert rc == 0
+    assert any("CUDAExecutionProvider is not available" in str(x.message) for x in w)
+    model = json.loads(out.read_text())["model"]
+    assert model["provider"] == "CPUExecutionProvider" and model["input"] == "features"
+    assert main(["classify", str(clip), "--model", str(FAMILY), "--threads", "-1"]) == 1
+    assert "intra_op_threads must be an integer" in capsys.readouterr().err
