@@ -171,6 +171,39 @@ def mel_filterbank(fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
     return fb
 
 
+_BANDS: dict[tuple[int, int, int, float, float], list[tuple[int, int, int, int, np.ndarray]]] = {}
+#: Mel bands per block of the banded projection (16 measured fastest of 8/16/32/64).
+_BAND_GROUP = 16
+
+
+def _mel_bands(fe: FrontEnd) -> list[tuple[int, int, int, int, np.ndarray]]:
+    """The filterbank cut into blocks of ``_BAND_GROUP`` mel bands, each with only the FFT bins
+    its triangles cover: ``(m0, m1, b0, b1, weights [b1 - b0, m1 - m0])``.
+
+    Each bin feeds at most two bands, so the blocks hold about 17k of the dense matrix's 131k
+    weights, and projecting block by block is about ten times faster than one dense product
+    (the zeros it skips add nothing: the result differs only by float32 rounding).
+    """
+    key = (fe.sample_rate, fe.n_fft, fe.n_mels, fe.fmin, fe.fmax_hz)
+    cached = _BANDS.get(key)
+    if cached is not None:
+        return cached
+    fb = mel_filterbank(fe)
+    nz = fb > 0
+    n_bins = fb.shape[1]
+    lo = np.where(nz.any(axis=1), nz.argmax(axis=1), 0)
+    hi = np.where(nz.any(axis=1), n_bins - nz[:, ::-1].argmax(axis=1), 1)
+    out = []
+    for m0 in range(0, fe.n_mels, _BAND_GROUP):
+        m1 = min(fe.n_mels, m0 + _BAND_GROUP)
+        b0, b1 = int(lo[m0:m1].min()), int(hi[m0:m1].max())
+        w = np.ascontiguousarray(fb[m0:m1, b0:b1].T)
+        w.setflags(write=False)
+        out.append((m0, m1, b0, b1, w))
+    _BANDS[key] = out
+    return out
+
+
 def _hann(n: int) -> np.ndarray:
     """Periodic Hann window (float64, so that the framed signal is transformed in float64)."""
     w = _WINDOWS.get(n)
@@ -202,10 +235,12 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
     spec = np.fft.rfft(frames_2d * _hann(fe.n_fft), axis=-1).reshape(-1, fe.n_fft // 2 + 1)
     power = np.square(spec.real).astype(np.float32)
     power += np.square(spec.imag)
-    # One GEMM over every frame of every window: [frames, bins] @ [bins, mels], on the
-    # library's own BLAS thread budget (see instrunet_core._threads).
+    # The mel projection [frames, bins] @ [bins, mels], on the library's own BLAS thread
+    # budget (see instrunet_core._threads), band by band (see _mel_bands).
+    mel = np.empty((power.shape[0], fe.n_mels), dtype=np.float32)
     with blas_limited():
-        mel = power @ mel_filterbank(fe).T
+        for m0, m1, b0, b1, w in _mel_bands(fe):
+            np.matmul(power[:, b0:b1], w, out=mel[:, m0:m1])
     return np.swapaxes(mel.reshape(*lead, fe.n_mels), -1, -2)
 
 
