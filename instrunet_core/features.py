@@ -22,6 +22,7 @@ maps to all zeros.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -225,22 +226,54 @@ def _check_audio(y: np.ndarray, what: str) -> np.ndarray:
     return y
 
 
+_local = threading.local()
+#: Frames transformed per step inside :func:`_power_mel` (bounds its scratch memory to ~9 MB).
+_FFT_ROWS = 256
+_RFFT_OUT = tuple(int(v) for v in np.__version__.split(".")[:1]) >= (2,)  # rfft(out=...) since numpy 2.0
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A per-thread buffer reused between calls: a fresh multi-MB array every call costs page
+    faults that took longer than the FFT itself."""
+    bufs = _local.__dict__.setdefault("bufs", {})
+    n = int(np.prod(shape))
+    buf = bufs.get(name)
+    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype):
+        buf = bufs[name] = np.empty(n, dtype=dtype)
+    return buf[:n].reshape(shape)
+
+
 def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
     """``frames_2d``: [..., n_frames, n_fft] → mel power [..., n_mels, n_frames].
 
     The FFT runs in float64: numpy's (pocketfft) float64 transform is about five times faster
-    than its float32 one for a batch of 2048-point frames, and closer to librosa.
+    than its float32 one for a batch of 2048-point frames, and closer to librosa. Frames are
+    transformed ``_FFT_ROWS`` at a time in per-thread scratch buffers.
     """
     lead = frames_2d.shape[:-1]
-    spec = np.fft.rfft(frames_2d * _hann(fe.n_fft), axis=-1).reshape(-1, fe.n_fft // 2 + 1)
-    power = np.square(spec.real).astype(np.float32)
-    power += np.square(spec.imag)
-    # The mel projection [frames, bins] @ [bins, mels], on the library's own BLAS thread
-    # budget (see instrunet_core._threads), band by band (see _mel_bands).
-    mel = np.empty((power.shape[0], fe.n_mels), dtype=np.float32)
+    rows = frames_2d.reshape(-1, fe.n_fft)
+    n_bins = fe.n_fft // 2 + 1
+    mel = np.empty((rows.shape[0], fe.n_mels), dtype=np.float32)
+    hann = _hann(fe.n_fft)
+    bands = _mel_bands(fe)
     with blas_limited():
-        for m0, m1, b0, b1, w in _mel_bands(fe):
-            np.matmul(power[:, b0:b1], w, out=mel[:, m0:m1])
+        for i in range(0, rows.shape[0], _FFT_ROWS):
+            x = rows[i : i + _FFT_ROWS]
+            m = x.shape[0]
+            windowed = _scratch("windowed", (m, fe.n_fft), np.float64)
+            np.multiply(x, hann, out=windowed)
+            if _RFFT_OUT:
+                spec = np.fft.rfft(windowed, axis=-1, out=_scratch("spec", (m, n_bins), np.complex128))
+            else:  # pragma: no cover - numpy < 2
+                spec = np.fft.rfft(windowed, axis=-1)
+            power = _scratch("power", (m, n_bins), np.float32)
+            np.square(spec.real, out=power, casting="same_kind")
+            power += np.square(spec.imag, out=_scratch("imag_sq", (m, n_bins), np.float64))
+            # The mel projection [frames, bins] @ [bins, mels] on the library's own BLAS thread
+            # budget (instrunet_core._threads), band block by band block (see _mel_bands).
+            out = mel[i : i + m]
+            for m0, m1, b0, b1, w in bands:
+                np.matmul(power[:, b0:b1], w, out=out[:, m0:m1])
     return np.swapaxes(mel.reshape(*lead, fe.n_mels), -1, -2)
 
 
