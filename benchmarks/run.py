@@ -225,8 +225,8 @@ model = instrunet_core.load_model()
 fe = model.front_end
 t1 = time.perf_counter()
 n, total = 0, 0
-for b in stream_windows(sys.argv[1], fe=fe, hop_samples=65 * fe.hop_length, batch_size=32):
-    p = model.predict_features(batch_features(b.windows, fe=fe), batch_size=32)
+for b in stream_windows(sys.argv[1], fe=fe, hop_samples=65 * fe.hop_length, batch_size=16):
+    p = model.predict_features(batch_features(b.windows, fe=fe), batch_size=16)
     lv = [rms_db(w[: max(1, k)]) for w, k in zip(b.windows, b.lengths)]
     n += len(p)
     total = max(total, int((b.starts + b.lengths).max()))
@@ -509,12 +509,13 @@ def render(res: dict[str, Any], cmd: str) -> str:
         + f", seed {w['seed']['front_end_plus_model_ms'][1]:.1f} ms.",
         "* timeline settings: ours 2.95 s windows every 65 STFT frames (1.509 s), decoded in 20 s blocks (the "
         "file is never loaded whole; 16-bit files read as integers), adjacent windows sharing their STFT frames "
-        "(65 + 4 FFTs per window instead of 128), up to 32 windows per onnxruntime run, onnxruntime on a worker "
+        "(65 + 4 FFTs per window instead of 128), 16 windows per onnxruntime run, onnxruntime on a worker "
         "thread while the next batch's features are computed (`Classifier(pipeline=True)`), one onnxruntime "
         "thread; the per-window row runs the same windows with every window's STFT computed from scratch "
-        "(`features.batch_features`, 10 s blocks, no pipelining). The seed's path loads the whole file with "
-        "librosa and uses 2 s windows at a 1 s hop (its own settings), with Keras predictions batched by 32 "
-        "(kinder to it than one call per window); on the hour it holds the whole decoded file in memory.",
+        "(`features.batch_features`, 10 s blocks, 16 windows per run, no pipelining). The seed's path loads the "
+        "whole file with librosa and uses 2 s windows at a 1 s hop (its own settings), with Keras predictions "
+        "batched by 32 (kinder to it than one call per window); on the hour it holds the whole decoded file "
+        "in memory.",
         "* peak memory is the child process's maximum resident set size, interpreter, numpy and onnxruntime "
         "included.",
         "",

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"largest accepted |keras - onnxruntime| (default: {DEFAULT_ATOL:g})")
     ap.add_argument("--quantize", action="store_true",
                     help="also write NAME-int8/VERSION (dynamic int8) and print its accuracy drop and latency")
+    ap.add_argument("--features", type=Path, default=None,
+                    help="export a features-input model: .npz with 'x' [n, n_features] (held-out classifier inputs, "
+                         "used for parity and references) and 'names'; no corpus is read")
     ap.add_argument("--force", action="store_true", help="replace an existing NAME/VERSION folder")
     return ap
 
@@ -117,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=args.model, name=args.name, version=args.version, out=args.out, task=args.task, corpus=args.corpus,
         split=args.split, report=args.report, n_parity=args.n_parity, n_references=args.n_references,
         license=args.license, thresholds=args.thresholds, description=args.description, atol=args.atol,
-        quantize=args.quantize, force=args.force,
+        quantize=args.quantize, force=args.force, features=args.features,
     )
     try:
         summary = export_model(cfg)

@@ -19,6 +19,7 @@ from instrunet_core.manifest import (
     MANIFEST_FILENAME,
     MANIFEST_SCHEMA,
     read_manifest,
+    seal_manifest,
     sha256_file,
     validate_manifest,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "save_npz",
     "write_artifact",
     "check_artifact",
+    "reseal_artifact",
     "training_data_info",
     "report_metrics",
 ]
@@ -125,7 +127,7 @@ def build_manifest(
     version: str,
     task: str,
     labels: list[str],
-    front_end: Mapping[str, Any],
+    front_end: Mapping[str, Any] | None,
     input_shape: list[int | None],
     sha256: str,
     parity: Mapping[str, Any],
@@ -137,8 +139,13 @@ def build_manifest(
     description: str | None = None,
     created: str | None = None,
     references: bool = True,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`."""
+    """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`.
+
+    With ``features`` (``{"names": [...], ...}``) the model is a features-input model:
+    input ``features`` [null, n_features] with layout ``"features"``, and no ``front_end``.
+    """
     m: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "name": name,
@@ -148,8 +155,12 @@ def build_manifest(
         "input": {"name": "mel", "shape": list(input_shape), "dtype": "float32", "layout": "NHWC"},
         "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32",
                    "activation": "sigmoid" if task == "multilabel" else "softmax"},
-        "front_end": dict(front_end),
     }
+    if features is not None:
+        m["input"] = {"name": "features", "shape": list(input_shape), "dtype": "float32", "layout": "features"}
+        m["features"] = dict(features)
+    else:
+        m["front_end"] = dict(front_end or {})
     if description:
         m["description"] = description
     if thresholds:
@@ -168,6 +179,7 @@ def build_manifest(
     # JSON types only (tuples → lists; numpy scalars are rejected here); NaN/inf, which a
     # report may hold and strict JSON cannot, become null.
     m = _finite(json.loads(json.dumps(m)))
+    m = seal_manifest(m)  # manifest_sha256: the labels, front end, thresholds... are covered too
     try:
         validate_manifest(m, where=f"manifest of {name} {version}")
     except Exception as e:  # ModelError
@@ -228,6 +240,49 @@ def write_artifact(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def reseal_artifact(folder: str | Path) -> dict[str, Any]:
+    """Add (or renew) ``manifest_sha256`` in an existing artifact's manifest, nothing else.
+
+    For artifacts exported before manifests carried a digest. The ONNX file must still match
+    the manifest's ``sha256``, and every other check of :func:`validate_manifest` must pass;
+    the manifest is rewritten atomically by the same serialiser as :func:`write_artifact`.
+    Check the manifest's content (labels, front end) before sealing it: sealing vouches for it.
+
+    Returns
+    -------
+    dict
+        The sealed manifest.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_FILENAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ExportError(f"{path}: cannot read the manifest: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+        raise ExportError(f"{path}: not a manifest object with a 'file'")
+    model = folder / Path(data["file"]).name
+    got = sha256_file(model)
+    if got != data.get("sha256"):
+        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {data.get('sha256')}; re-export")
+    sealed = seal_manifest(data)
+    try:
+        validate_manifest(sealed, where=str(path))
+    except Exception as e:  # ModelError
+        raise ExportError(str(e)) from None
+    text = json.dumps(sealed, indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sealed
 
 
 def check_artifact(folder: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:

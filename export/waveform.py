@@ -2,7 +2,7 @@
 
 :func:`frontend_graph` writes :mod:`instrunet_core.features` — the one reference front end —
 as plain ONNX operators (opset 17, no custom ops), and :func:`export_waveform` composes it
-with any feature-input artifact (``input.kind == "features"``), so that the result takes
+with any log-mel-input artifact (``input.kind == "logmel"``), so that the result takes
 22,050 Hz mono samples ``[batch, window_samples]`` and returns the network's probabilities.
 Any ONNX Runtime host (C, C++, C#, JavaScript, mobile) can then classify raw audio without
 re-implementing the front end. The numpy front end stays the reference and the path that
@@ -313,8 +313,8 @@ def export_waveform(
         src = read_manifest(src_dir)
     except Exception as e:  # ModelError
         raise ExportError(str(e)) from None
-    if src.input_kind != "features":
-        raise ExportError(f"{src_dir}: input kind is {src.input_kind!r}; the source must take features")
+    if src.input_kind != "logmel":
+        raise ExportError(f"{src_dir}: input kind is {src.input_kind!r}; the source must take log-mel spectrograms")
     src_file = src_dir / src.file
     if not src_file.is_file() or sha256_file(src_file) != src.sha256:
         raise ExportError(f"{src_file}: missing, or its sha256 does not match {src_dir / 'manifest.json'}")
@@ -375,8 +375,9 @@ def export_waveform(
         m["references"] = REFERENCES_FILE
     else:
         m.pop("references", None)
-    from instrunet_core.manifest import validate_manifest
+    from instrunet_core.manifest import seal_manifest, validate_manifest
 
+    m = seal_manifest(m)  # manifest_sha256 over the new content
     try:
         validate_manifest(m, where=f"manifest of {name} {version}")
     except Exception as e:  # ModelError

@@ -23,6 +23,7 @@ import numpy as np
 
 from .audio import load_audio, source_name
 from .errors import InstrunetError
+from .output import ANALYSIS_SCHEMA, instrunet_version
 from .timeline import Instrument, Segment
 
 if TYPE_CHECKING:
@@ -185,6 +186,8 @@ class AnalysisContext:
         Per-segment probabilities (0 for silent segments).
     rms_db : np.ndarray [shape=(T,)]
     silent : np.ndarray [shape=(T,), dtype=bool]
+    instruments : list of Instrument
+        The detected instruments (with their time ranges), as in :attr:`Analysis.instruments`.
     model_name, model_version : str
     """
 
@@ -202,6 +205,7 @@ class AnalysisContext:
         self.probabilities = analysis.probabilities
         self.rms_db = analysis.rms_db
         self.silent = analysis.silent_windows
+        self.instruments = list(analysis.instruments)
 
     def audio(self) -> np.ndarray:
         """Whole file as mono float32 at :attr:`sample_rate` (decoded once, then cached).
@@ -235,9 +239,10 @@ class Analysis:
     duration : float
         Seconds.
     model : dict
-        ``{"name", "version", "task", "input", "provider"}``: ``input`` is the artifact's
-        input kind (``"features"`` or ``"waveform"``), ``provider`` the onnxruntime execution
-        provider that actually ran it (e.g. ``"CPUExecutionProvider"``).
+        ``{"name", "version", "sha256", "task", "input", "provider"}``
+        (:func:`instrunet_core.output.model_info`): ``input`` is the artifact's input kind
+        (``"logmel"`` or ``"waveform"``), ``provider`` the onnxruntime execution provider that
+        actually ran it (e.g. ``"CPUExecutionProvider"``).
     labels : tuple of str
         Column order of :attr:`probabilities`.
     prediction : Prediction
@@ -321,9 +326,12 @@ class Analysis:
         return pd.DataFrame(cols)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain Python types only)."""
+        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/1`` document
+        (``docs/schema/analysis.json``)."""
         return _jsonable(
             {
+                "schema": ANALYSIS_SCHEMA,
+                "instrunet_version": instrunet_version(),
                 "source": self.source,
                 "duration": round(float(self.duration), 4),
                 "model": dict(self.model),
@@ -362,13 +370,20 @@ def _jsonable(x: Any) -> Any:
 
 
 def _run_analyzers(reg: Registry, ctx: AnalysisContext) -> dict[str, Any]:
+    import contextlib
+    import sys
+
     extras: dict[str, Any] = {}
     for name, func in reg.analyzers.items():
         try:
-            out = func(ctx)
+            # A plugin's prints go to stderr: stdout may carry this analysis as JSON.
+            with contextlib.redirect_stdout(sys.stderr):
+                out = func(ctx)
             if not isinstance(out, Mapping):
                 raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
             extras[name] = _jsonable(out)
-        except Exception as e:  # noqa: BLE001 - a failing analyzer never breaks the analysis
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
             extras[name] = {"error": f"{type(e).__name__}: {e}"}
     return extras

@@ -73,6 +73,9 @@ class FrontEnd:
     top_db: float = 80.0
     normalization: str = "db_ref_max_top_db_to_unit"
 
+    def __post_init__(self) -> None:
+        _check_front_end(self)
+
     @property
     def window_samples(self) -> int:
         """Samples that give exactly ``frames`` centred frames (2.949 s by default)."""
@@ -93,10 +96,14 @@ class FrontEnd:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FrontEnd:
+        """Build from a manifest's ``front_end`` (every value's type and range checked)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names - {"window_samples"}
         if unknown:
-            raise InputError(f"unknown front-end parameters: {sorted(unknown)}")
+            raise InputError(f"unknown front-end parameters: {sorted(str(k)[:40] for k in unknown)[:10]}")
+        ws = data.get("window_samples")
+        if ws is not None and (isinstance(ws, bool) or not isinstance(ws, int)):
+            raise InputError(f"window_samples must be an int, got {_short(ws)}")
         fe = cls(**{k: v for k, v in data.items() if k in names})
         if fe.normalization != DEFAULT_FRONT_END.normalization:
             raise InputError(
@@ -109,6 +116,69 @@ class FrontEnd:
                 f"(expected {fe.window_samples})"
             )
         return fe
+
+
+#: Bounds of every front-end parameter (checked when a FrontEnd is made, e.g. from a manifest),
+#: so that no manifest can make the front end allocate without limit or compute nonsense.
+FRONT_END_LIMITS: dict[str, tuple[float, float]] = {
+    "sample_rate": (4_000, 192_000),
+    "n_fft": (16, 16_384),
+    "n_mels": (1, 512),
+    "frames": (1, 4_096),
+    "top_db": (1.0, 200.0),
+}
+#: Most samples in one analysis window (60 s at 22,050 Hz).
+MAX_WINDOW_SAMPLES = 60 * 22_050
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _int_in(fe: FrontEnd, name: str, lo: float, hi: float) -> int:
+    v = getattr(fe, name)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise InputError(f"{name} must be an int, got {_short(v)}")
+    if not lo <= v <= hi:
+        raise InputError(f"{name} must be in [{lo:g}, {hi:g}], got {v}")
+    return int(v)
+
+
+def _num_in(fe: FrontEnd, name: str, lo: float, hi: float) -> float:
+    v = getattr(fe, name)
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number, got {_short(v)}")
+    f = float(v)
+    if not (np.isfinite(f) and lo <= f <= hi):
+        raise InputError(f"{name} must be in [{lo:g}, {hi:g}], got {_short(v)}")
+    return f
+
+
+def _check_front_end(fe: FrontEnd) -> None:
+    """Type and range of every parameter, and their consistency; raises :class:`InputError`."""
+    sr = _int_in(fe, "sample_rate", *FRONT_END_LIMITS["sample_rate"])
+    n_fft = _int_in(fe, "n_fft", *FRONT_END_LIMITS["n_fft"])
+    _int_in(fe, "hop_length", 1, n_fft)
+    n_mels = _int_in(fe, "n_mels", *FRONT_END_LIMITS["n_mels"])
+    if n_mels > n_fft // 2 + 1:
+        raise InputError(f"n_mels={n_mels} exceeds the {n_fft // 2 + 1} frequency bins of n_fft={n_fft}")
+    _int_in(fe, "frames", *FRONT_END_LIMITS["frames"])
+    _num_in(fe, "top_db", *FRONT_END_LIMITS["top_db"])
+    fmin = _num_in(fe, "fmin", 0.0, sr / 2)
+    if fe.fmax is not None:
+        fmax = _num_in(fe, "fmax", 0.0, sr / 2)
+        if fmax <= fmin:
+            raise InputError(f"fmax={fe.fmax!r} must be above fmin={fe.fmin!r}")
+    elif fmin >= sr / 2:
+        raise InputError(f"fmin={fe.fmin!r} must be below Nyquist ({sr / 2:g} Hz)")
+    if not isinstance(fe.normalization, str):
+        raise InputError(f"normalization must be a string, got {_short(fe.normalization)}")
+    if fe.window_samples > MAX_WINDOW_SAMPLES:
+        raise InputError(
+            f"frames={fe.frames} x hop_length={fe.hop_length} makes a {fe.window_samples}-sample window "
+            f"(at most {MAX_WINDOW_SAMPLES})"
+        )
 
 
 DEFAULT_FRONT_END = FrontEnd()

@@ -41,9 +41,12 @@ def instrunet_register_models(register: Any) -> None:
     Call ``register(name, manifest_path_or_dir, *, default=False)`` once per model
     version. ``manifest_path_or_dir`` is a ``manifest.json`` file or the directory
     holding it (next to ``model.onnx``). ``name`` must equal the manifest's
-    ``name``; the version is read from the manifest. ``default=True`` asks for this
-    model name to be the one :func:`instrunet_core.load_model` uses without a name
-    (a third-party default overrides the built-in one).
+    ``name``; the version is read from the manifest. A name belongs to the plugin that
+    registered it first (built-ins first): another plugin using it is refused and reported.
+    ``default=True`` asks for this model name to be the one
+    :func:`instrunet_core.load_model` uses without a name; it is honoured only when no
+    built-in default exists — replacing the built-in default is the user's choice
+    (``INSTRUNET_DEFAULT_MODEL=<name>``), never a plugin's.
 
     Examples
     --------
@@ -69,7 +72,8 @@ def instrunet_register_analyzers(register: Any) -> None:
     decoded on first use), ``context.segment_audio(i)`` (audio of timeline
     segment ``i``), ``context.times`` (``(T, 2)`` start/end seconds),
     ``context.probabilities`` (``(T, n_labels)``), ``context.rms_db``,
-    ``context.silent``, ``context.labels`` and ``context.sample_rate``.
+    ``context.silent``, ``context.instruments`` (the detected instruments with their
+    time ranges), ``context.labels`` and ``context.sample_rate``.
 
     Examples
     --------

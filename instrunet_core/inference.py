@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,9 +62,11 @@ from .audio import (
 )
 from .errors import InputError
 from .features import _AMIN, _power_mel
+from .output import model_info
 from .plugins import Registry, get_registry
 from .session import DEFAULT_BATCH_SIZE, ModelSession, ModelSpec, open_session
 from .timeline import build_timeline, detect_instruments
+from .validate import check_hop
 
 __all__ = [
     "Classifier",
@@ -88,7 +89,7 @@ MAX_CHANNELS = 64
 #: Native-rate seconds decoded per block by :func:`analyze`.
 _DECODE_BLOCK_SECONDS = 20.0
 #: Frames transformed at once (bounds the temporary FFT memory to a few MB).
-_FRAME_CHUNK = 256
+_FRAME_CHUNK = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,20 +182,11 @@ class _Tape:
 
 
 def _snap_hop(hop: Any, hop_length: int, sample_rate: int) -> int:
-    """Hop in seconds → whole STFT frames (at least 1)."""
+    """Hop in seconds (checked by :func:`instrunet_core.validate.check_hop`) → whole STFT frames (at least 1)."""
     if hop is None:
         hop = DEFAULT_HOP_SECONDS
-    if isinstance(hop, bool):
-        raise InputError(f"hop must be a number of seconds, got {hop!r}")
-    try:
-        h = float(hop)
-    except (TypeError, ValueError):
-        raise InputError(f"hop must be a number of seconds, got {hop!r}") from None
-    if not math.isfinite(h) or h <= 0:
-        raise InputError(f"hop must be > 0 seconds, got {hop!r}")
+    h = check_hop(hop, sample_rate=sample_rate) / sample_rate
     frame_s = hop_length / sample_rate
-    if h < frame_s / 2:
-        raise InputError(f"hop must be at least one STFT frame ({frame_s * 1000:.1f} ms), got {hop!r} s")
     return max(1, int(round(h / frame_s)))
 
 
@@ -364,7 +356,6 @@ class Classifier:
         self._sounding = 0
         self._finished = False
         self._results: list[WindowResult] = []
-        self._n_emitted = 0
         self._pending: collections.deque[tuple[Any, list[tuple[int, int]], np.ndarray]] = collections.deque()
 
     @property
@@ -394,6 +385,11 @@ class Classifier:
             Bad block (shape, dtype, NaN), a rate change within a stream, or a block after
             :meth:`flush` without :meth:`reset`.
         """
+        self._ingest(block, sample_rate)
+        return self._emit(final=False)
+
+    def _ingest(self, block: np.ndarray, sample_rate: int) -> None:
+        """Validate, mix down, resample and store a block (no windows emitted)."""
         if self._finished:
             raise InputError("block: the stream was flushed; call reset() to start a new one")
         sr = _check_rate(sample_rate, "block")
@@ -420,7 +416,12 @@ class Classifier:
         if self._rs is not None:
             y = self._rs.resample_chunk(y, last=False)
         self._push(y)
-        return self._emit(final=False)
+
+    def _n_ready(self) -> int:
+        """Full windows that could be emitted now."""
+        if self._total < self._win:
+            return 0
+        return max(0, (self._total - self._win) // self._hop_n + 1 - self._next_win)
 
     def flush(self) -> list[WindowResult]:
         """End the stream: emit the zero-padded last window (or the only one of short audio).
@@ -477,14 +478,18 @@ class Classifier:
             if a.size == 0:
                 raise InputError(f"{name}: audio is empty (0 samples)")
             step = max(1, int(_DECODE_BLOCK_SECONDS * sr))
-            out: list[WindowResult] = []
-            for i in range(0, a.shape[0], step):
-                out += self.process(a[i : i + step], sr)
-            return out + self.flush()
-        # Files: decoded (and resampled by one ResampleStream) block by block in audio.py.
-        out = []
-        for block in iter_blocks(audio, sample_rate, target_sr=self._sr, block_seconds=_DECODE_BLOCK_SECONDS):
-            out += self.process(block, self._sr)
+            blocks: Any = (a[i : i + step] for i in range(0, a.shape[0], step))
+        else:
+            # Files: decoded (and resampled by one ResampleStream) block by block in audio.py.
+            sr = self._sr
+            blocks = iter_blocks(audio, sample_rate, target_sr=self._sr, block_seconds=_DECODE_BLOCK_SECONDS)
+        # Offline, nobody waits for a window: run the model on full batches only (the
+        # windows and their values are the same as block by block through process()).
+        out: list[WindowResult] = []
+        for block in blocks:
+            self._ingest(block, sr)
+            if self._n_ready() >= self.batch_size:
+                out += self._emit(final=False, whole_batches=True)
         return out + self.flush()
 
     def prediction(self, *, top_k: int | None = None) -> Prediction:
@@ -509,8 +514,7 @@ class Classifier:
         return Analysis(
             source=source,
             duration=duration,
-            model={"name": m.name, "version": m.version, "task": m.task, "input": m.input_kind,
-                   "provider": m.provider},
+            model=model_info(m),
             labels=m.labels,
             prediction=aggregate(m.labels, probs, rms, silent, sounding_seconds=self.sounding_seconds),
             timeline=build_timeline(times, probs, rms, silent, m.labels),
@@ -573,11 +577,13 @@ class Classifier:
             k += 1
         return out
 
-    def _emit(self, *, final: bool) -> list[WindowResult]:
+    def _emit(self, *, final: bool, whole_batches: bool = False) -> list[WindowResult]:
+        """Run the model on the ready windows, ``batch_size`` at a time (``whole_batches``: full
+        batches only, the rest waits for the next call)."""
         emitted: list[WindowResult] = []
         while True:
             ready = self._ready(final)
-            if not ready:
+            if not ready or (whole_batches and len(ready) < self.batch_size):
                 break
             if self._waveform:
                 inputs, rms = self._windows(ready)

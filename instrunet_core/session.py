@@ -31,7 +31,7 @@ __all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEF
            "DEFAULT_INTRA_OP_THREADS"]
 
 #: Windows per ``InferenceSession.run`` call unless a caller says otherwise.
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = 16
 
 #: What names a model: a loaded session, a registered name, an artifact folder (or its
 #: ``manifest.json``), or ``None`` for the default model.
@@ -125,8 +125,8 @@ class ModelSession:
     providers : list of str
         Execution providers the session actually uses, in priority order (what onnxruntime
         reports after loading, e.g. ``["CPUExecutionProvider"]``).
-    input_kind : {"features", "waveform"}
-        What the graph takes: log-mel features (computed by :mod:`instrunet_core.features`)
+    input_kind : {"logmel", "waveform"}
+        What the graph takes: log-mel spectrograms (computed by :mod:`instrunet_core.features`)
         or mono samples at the front end's rate (the front end is inside the graph).
     session_options : dict
         ``intra_op_threads``, ``inter_op_threads`` and the ``providers`` asked for.
@@ -148,6 +148,11 @@ class ModelSession:
         self.path = p
         self.manifest = manifest if manifest is not None else read_manifest(p)
         m = self.manifest
+        if m.front_end is None:
+            raise ModelError(
+                f"{p / MANIFEST_FILENAME}: {m.name} {m.version} takes a feature vector (input.layout "
+                "'features'), not audio; it is loaded by the plugin that computes its features"
+            )
         onnx_path = p / m.file
         where = str(onnx_path)
         if not onnx_path.is_file():
@@ -244,11 +249,13 @@ class ModelSession:
 
     @property
     def front_end(self) -> FrontEnd:
-        return self.manifest.front_end
+        fe = self.manifest.front_end
+        assert fe is not None  # features-input manifests are refused in __init__
+        return fe
 
     @property
     def input_kind(self) -> str:
-        """``"features"`` or ``"waveform"`` (see :attr:`Manifest.input_kind`)."""
+        """``"logmel"`` or ``"waveform"`` (see :attr:`Manifest.input_kind`)."""
         return self.manifest.input_kind
 
     @property
@@ -281,7 +288,7 @@ class ModelSession:
         -------
         np.ndarray [shape=(B, n_labels), dtype=float32]
         """
-        if self.input_kind != "features":
+        if self.input_kind != "logmel":
             raise ModelError(
                 f"{self.path}: this artifact takes {self.input_kind} input, not features; use predict_windows"
             )
@@ -338,7 +345,7 @@ class ModelSession:
         np.ndarray [shape=(B, n_labels), dtype=float32]
         """
         fe = self.front_end
-        if self.input_kind == "features":
+        if self.input_kind == "logmel":
             return self.predict_features(batch_features(windows, fe=fe), batch_size=batch_size)
         w = np.asarray(windows)
         if w.ndim != 2:

@@ -73,9 +73,12 @@ def test_classify_json_shape(tiny_registry, audio_dir: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     rows = json.loads(out)
     assert rc == 1 and [r["path"] for r in rows] == paths
-    assert set(rows[0]) == {"path", "label", "confidence", "probabilities", "low_evidence", "sounding_seconds"}
+    assert set(rows[0]) == {"schema", "instrunet_version", "path", "model", "label", "confidence", "probabilities",
+                            "n_windows", "silent", "duration", "low_evidence", "sounding_seconds"}
     assert rows[0]["label"] == "brass" and rows[0]["low_evidence"] is False
-    assert set(rows[1]) == {"path", "error"} and "file not found" in rows[1]["error"]
+    assert rows[0]["schema"] == "instrunet.classification/1" and rows[0]["model"]["name"] == "tiny"
+    assert set(rows[1]) == {"schema", "instrunet_version", "path", "model", "error"}
+    assert "file not found" in rows[1]["error"]
     assert rows[2]["label"] == "silence" and rows[2]["confidence"] == 1.0
 
 
@@ -119,13 +122,13 @@ def test_batch_resumable(tiny_registry, audio_dir: Path, tmp_path: Path, capsys:
     assert set(by) == {"good.wav", "quiet.flac", "bad.wav"}  # recursive, .txt skipped
     assert by["good.wav"]["label"] == "brass" and by["quiet.flac"]["label"] == "silence"
     assert "error" in by["bad.wav"] and "[3/3]" in err
-    # resume: a new file is processed, existing ones are skipped
+    # resume: a new file is processed, done ones are skipped, the failed one is retried
     sf.write(audio_dir / "new.ogg", tone(1.0), SR)
     rc = main(["batch", str(audio_dir), "--out", str(out)])
     err = capsys.readouterr().err
     recs = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(recs) == 4 and Path(recs[-1]["path"]).name == "new.ogg"
-    assert "3 already done, 1 to go" in err
+    assert len(recs) == 5 and sorted(Path(r["path"]).name for r in recs[3:]) == ["bad.wav", "new.ogg"]
+    assert "2 already done, 2 to go" in err
 
 
 def test_models_and_plugins_listing(tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ and a corrupt file; the reference is the ``instrunet`` console script in a subpr
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -65,29 +66,33 @@ def test_same_records_as_instrunet_batch_and_resumable(local_ray: None, collecti
     s = instrunet_ray.tag_collection(collection, out, workers=2, batch_size=1, log=lambda m: None)
     assert (s["files"], s["written"], s["skipped"], s["errors"]) == (4, 4, 0, 1)
     got, ref = _records(out), _batch_reference(collection, tmp_path)
-    assert set(got) == set(ref) == {str(collection / "flute.wav"), str(collection / "broken.wav"),
-                                    str(collection / "nested" / "ensemble_8s.flac"),
-                                    str(collection / "nested" / "quiet.ogg")}
+    real = Path(os.path.realpath(collection))
+    assert set(got) == set(ref) == {str(real / "flute.wav"), str(real / "broken.wav"),
+                                    str(real / "nested" / "ensemble_8s.flac"), str(real / "nested" / "quiet.ogg")}
     for path, r in ref.items():
         g = got[path]
         assert set(g) == set(r), path
         if "error" in r:
             assert g["error"] == r["error"] and g["error"].startswith(path)
             continue
-        assert (g["label"], g["model"], g["duration"]) == (r["label"], r["model"], r["duration"])
+        assert g["schema"] == r["schema"] == "instrunet.classification/1"
+        for k in ("label", "model", "duration", "n_windows", "silent", "low_evidence", "sounding_seconds"):
+            assert g[k] == r[k], (path, k)
         assert g["confidence"] == pytest.approx(r["confidence"], abs=1e-6)
         for lab, p in r["probabilities"].items():
             assert g["probabilities"][lab] == pytest.approx(p, abs=1e-6)
-    assert got[str(collection / "nested" / "quiet.ogg")]["label"] == "silence"
+    assert got[str(real / "nested" / "quiet.ogg")]["label"] == "silence"
 
-    # resume: nothing to do; then an interrupted run (torn last line) redoes only that file
+    # resume: the done files are skipped, the failed one is retried (as instrunet batch does)
     again = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
-    assert (again["written"], again["skipped"]) == (0, 4)
-    lines = out.read_text().splitlines()
+    assert (again["written"], again["skipped"], again["errors"]) == (1, 3, 1)
+    # an interrupted run (a torn last line) redoes only that file
+    (collection / "broken.wav").unlink()
+    lines = [ln for ln in out.read_text().splitlines() if '"error"' not in ln]
     out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
     third = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
-    assert (third["written"], third["skipped"]) == (1, 3)
-    assert set(_records_lenient(out)) == set(ref)
+    assert (third["files"], third["written"], third["skipped"]) == (3, 1, 2)
+    assert set(_records_lenient(out)) == set(ref) - {str(real / "broken.wav")}
 
 
 def _records_lenient(path: Path) -> dict[str, dict]:
@@ -109,10 +114,13 @@ def test_parquet_output_and_resume(local_ray: None, collection: Path, tmp_path: 
     table = pq.read_table(out)
     rows = {r["path"]: r for r in table.to_pylist()}
     assert len(rows) == 4 and len(list(out.glob("part-*.parquet"))) == 2
-    flute = rows[str(collection / "flute.wav")]
+    real = Path(os.path.realpath(collection))
+    flute = rows[str(real / "flute.wav")]
     assert flute["error"] is None and set(json.loads(flute["probabilities"])) >= {"flute", "brass"}
-    assert rows[str(collection / "broken.wav")]["label"] is None
-    assert instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)["written"] == 0
+    assert json.loads(flute["model"])["name"] == "family"
+    assert rows[str(real / "broken.wav")]["label"] is None
+    again = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
+    assert (again["written"], again["skipped"]) == (1, 3)  # only the failed file is retried
 
 
 def test_bad_arguments_are_clear_errors(collection: Path, tmp_path: Path) -> None:

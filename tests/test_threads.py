@@ -124,6 +124,6 @@ def test_cli_providers_and_threads_reach_the_analysis(tmp_path: Path, capsys: py
     assert rc == 0
     assert any("CUDAExecutionProvider is not available" in str(x.message) for x in w)
     model = json.loads(out.read_text())["model"]
-    assert model["provider"] == "CPUExecutionProvider" and model["input"] == "features"
+    assert model["provider"] == "CPUExecutionProvider" and model["input"] == "logmel"
     assert main(["classify", str(clip), "--model", str(FAMILY), "--threads", "-1"]) == 1
     assert "intra_op_threads must be an integer" in capsys.readouterr().err

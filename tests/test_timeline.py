@@ -59,7 +59,7 @@ def test_thresholds_and_smoothing(tiny_model: instrunet_core.Model) -> None:
     assert {i.label for i in an.instruments} == {"brass", "flute"}
     with pytest.raises(InputError, match="unknown label 'tuba'"):
         instrunet_core.analyze(y, SR, model=tiny_model, thresholds={"tuba": 0.3})
-    with pytest.raises(InputError, match="hop must be > 0"):
+    with pytest.raises(InputError, match="hop must be"):
         instrunet_core.analyze(y, SR, model=tiny_model, hop=0)
     with pytest.raises(InputError, match="sample_rate is required"):
         instrunet_core.analyze(y, model=tiny_model)

@@ -18,7 +18,7 @@ import pytest
 from instrunet_core.audio import load_audio
 from instrunet_core.errors import ModelError
 from instrunet_core.features import DEFAULT_FRONT_END, batch_features
-from instrunet_core.manifest import MANIFEST_SCHEMA, read_manifest, validate_manifest
+from instrunet_core.manifest import MANIFEST_SCHEMA, read_manifest, seal_manifest, validate_manifest
 from instrunet_core.model import load_model
 
 onnx = pytest.importorskip("onnx")
@@ -51,7 +51,7 @@ def test_manifest_of_waveform_artifact(waveform_dir: Path) -> None:
     m = read_manifest(waveform_dir)
     src = read_manifest(FAMILY)
     assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/2"
-    assert m.input_kind == "waveform" and src.input_kind == "features"
+    assert m.input_kind == "waveform" and src.input_kind == "logmel"
     assert m.input["shape"] == [None, FE.window_samples] and m.input["sample_rate"] == FE.sample_rate
     assert m.raw["source"] == {"name": "family", "version": "1.0.0", "sha256": src.sha256}
     assert m.labels == src.labels and m.thresholds == src.thresholds and m.front_end == src.front_end
@@ -83,7 +83,7 @@ def test_frontend_graph_matches_librosa_on_real_audio() -> None:
 def test_runtime_loads_both_kinds_and_they_agree(waveform_dir: Path) -> None:
     wave = load_model(waveform_dir)
     feat = load_model(FAMILY)
-    assert (wave.input_kind, feat.input_kind) == ("waveform", "features")
+    assert (wave.input_kind, feat.input_kind) == ("waveform", "logmel")
     x = _clip_windows(6)
     np.testing.assert_allclose(wave.predict_windows(x), feat.predict_windows(x), atol=1e-4)
     # whole files, any rate and channel count, through the same Classifier path (windows as audio
@@ -113,30 +113,35 @@ def test_analysis_reports_input_kind_and_provider(waveform_dir: Path) -> None:
     from instrunet_core import analyze
 
     an = analyze(EXAMPLES / "solo_flute.wav", model=load_model(waveform_dir), analyzers=False)
-    assert an.to_dict()["model"] == {"name": "family-waveform", "version": "1.0.0", "task": "multilabel",
-                                     "input": "waveform", "provider": "CPUExecutionProvider"}
+    model = an.to_dict()["model"]
+    assert model == {"name": "family-waveform", "version": "1.0.0", "task": "multilabel",
+                     "sha256": read_manifest(waveform_dir).sha256, "input": "waveform",
+                     "provider": "CPUExecutionProvider"}
 
 
 def test_schema_1_manifests_still_load_and_waveform_needs_2(waveform_dir: Path) -> None:
     old = json.loads((FAMILY / "manifest.json").read_text())
     assert old["schema"] == "instrunet.manifest/1"  # the shipped artifact predates schema 2
-    assert validate_manifest(old, where="m.json").input_kind == "features"
+    assert validate_manifest(old, where="m.json").input_kind == "logmel"
     new = json.loads((waveform_dir / "manifest.json").read_text())
     with pytest.raises(ModelError, match="waveform input needs schema"):
-        validate_manifest({**new, "schema": "instrunet.manifest/1"}, where="m.json")
+        validate_manifest(seal_manifest({**new, "schema": "instrunet.manifest/1"}), where="m.json")
     with pytest.raises(ModelError, match="window_samples"):
-        validate_manifest({**new, "input": {**new["input"], "shape": [None, 1000]}}, where="m.json")
+        validate_manifest(seal_manifest({**new, "input": {**new["input"], "shape": [None, 1000]}}), where="m.json")
     with pytest.raises(ModelError, match="input.kind must be"):
-        validate_manifest({**old, "input": {**old["input"], "kind": "spectrum"}}, where="m.json")
+        validate_manifest(seal_manifest({**old, "input": {**old["input"], "kind": "spectrum"}}), where="m.json")
     with pytest.raises(ModelError, match="source must be"):
-        validate_manifest({**new, "source": {"name": "family"}}, where="m.json")
+        validate_manifest(seal_manifest({**new, "source": {"name": "family"}}), where="m.json")
+    # schema 1 → 2 migration as documented: change "schema", re-seal
+    migrated = validate_manifest(seal_manifest({**old, "schema": MANIFEST_SCHEMA}), where="m.json")
+    assert migrated.schema == MANIFEST_SCHEMA and migrated.input_kind == "logmel"
 
 
 def test_export_waveform_refuses_bad_sources(waveform_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from export.waveform import export_waveform
 
-    with pytest.raises(ExportError, match="the source must take features"):
+    with pytest.raises(ExportError, match="the source must take log-mel"):
         export_waveform(waveform_dir, tmp_path)
     with pytest.raises(ExportError, match="already exists"):
         export_waveform(FAMILY, waveform_dir.parent.parent)

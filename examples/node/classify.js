@@ -79,7 +79,7 @@ async function main() {
   if (args.length !== 2) fail('usage: node classify.js ARTIFACT_DIR audio.wav [--hop SECONDS]');
   const [dir, wav] = args;
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-  if (manifest.input.kind !== 'waveform') fail(`${dir}: input kind is ${manifest.input.kind || 'features'}, need a waveform-in artifact`);
+  if (manifest.input.kind !== 'waveform') fail(`${dir}: input kind is ${manifest.input.kind || 'logmel'}, need a waveform-in artifact`);
   const fe = manifest.front_end;
   const { rate, samples } = readWav(wav);
   if (rate !== fe.sample_rate) fail(`${wav}: sample rate ${rate} Hz, the model needs ${fe.sample_rate} Hz (resample first)`);

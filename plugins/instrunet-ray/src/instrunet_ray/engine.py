@@ -35,8 +35,8 @@ FORMATS = ("jsonl", "parquet")
 
 
 def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
-    """Audio files under a directory (recursive, sorted; the extensions ``instrunet batch`` takes),
-    or the given list of paths as is.
+    """Audio files under a directory (recursive; the extensions ``instrunet batch`` takes), or the
+    given list of paths; resolved to absolute real paths and sorted, as ``instrunet batch`` names them.
 
     Returns
     -------
@@ -50,8 +50,9 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
         root = Path(source)
         if not root.is_dir():
             raise InputError(f"{source}: not a directory")
-        return sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-    return [str(p) for p in source]
+        return sorted({os.path.realpath(p) for p in root.rglob("*")
+                       if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()})
+    return sorted({os.path.realpath(p) for p in source})
 
 
 def _format_of(out: Path, fmt: str | None) -> str:
@@ -65,7 +66,8 @@ def _format_of(out: Path, fmt: str | None) -> str:
 
 
 def done_paths(out: str | os.PathLike[str], *, fmt: str | None = None) -> set[str]:
-    """Paths already recorded in ``out`` (JSON lines file, or folder of Parquet parts)."""
+    """Real paths that already have a result in ``out`` (JSON lines file, or folder of Parquet
+    parts); error records are not done: those files are retried, as ``instrunet batch`` does."""
     out = Path(out)
     fmt = _format_of(out, fmt)
     done: set[str] = set()
@@ -81,38 +83,44 @@ def done_paths(out: str | os.PathLike[str], *, fmt: str | None = None) -> set[st
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line from an interrupted run: redo that file
-                if isinstance(rec, dict) and isinstance(rec.get("path"), str):
-                    done.add(rec["path"])
+                if isinstance(rec, dict) and isinstance(rec.get("path"), str) and "error" not in rec:
+                    done.add(os.path.realpath(rec["path"]))
         return done
     import pyarrow.parquet as pq
 
     for part in sorted(out.glob("part-*.parquet")):
         try:
-            done.update(p for p in pq.read_table(part, columns=["path"]).column("path").to_pylist() if p)
+            t = pq.read_table(part, columns=["path", "error"]).to_pylist()
+            done.update(os.path.realpath(r["path"]) for r in t if r["path"] and r["error"] is None)
         except Exception:  # noqa: BLE001 - a part cut short by an interruption: its files are redone
             continue
     return done
 
 
 def file_record(classifier: Any, path: str, data: bytes | None = None) -> dict[str, Any]:
-    """One ``instrunet batch`` record for ``path`` (decoded from ``data`` when given).
-
-    The record comes from :func:`instrunet_core.cli.batch_record`, the function ``instrunet
-    batch`` writes its lines with, so the two cannot drift apart.
+    """One ``instrunet batch`` line for ``path`` (decoded from ``data`` when given): an
+    ``instrunet.classification/1`` record from :mod:`instrunet_core.output`, the functions
+    ``instrunet batch`` writes its lines with, so the two cannot drift apart.
 
     Returns
     -------
     dict
-        ``{path, label, confidence, probabilities, low_evidence, sounding_seconds, duration,
-        model}`` or ``{path, error}``.
+        :func:`~instrunet_core.output.classification_record` (with ``duration``) or
+        :func:`~instrunet_core.output.error_record`.
     """
-    from instrunet_core.cli import batch_record
+    from instrunet_core.errors import InstrunetError
+    from instrunet_core.output import classification_record, error_record
 
-    src: Any = None
+    src: Any = path
     if data is not None:
         src = io.BytesIO(data)
         src.name = path
-    return batch_record(classifier, path, src)
+    try:
+        classifier.classify(src)
+        return classification_record(path, classifier.prediction(), classifier.model, duration=classifier.duration)
+    except (InstrunetError, OSError) as e:
+        msg = str(e) or type(e).__name__
+        return error_record(path, msg if msg.startswith(path) else f"{path}: {msg}", classifier.model)
 
 
 class Tagger:
@@ -185,12 +193,14 @@ class _Writer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = [{**r, "probabilities": json.dumps(r["probabilities"]) if "probabilities" in r else None}
+        rows = [{**r, **{k: json.dumps(r[k]) for k in ("probabilities", "model") if k in r}}
                 for r in self.pending]
         schema = pa.schema([
-            ("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
-            ("probabilities", pa.string()), ("low_evidence", pa.bool_()), ("sounding_seconds", pa.float64()),
-            ("duration", pa.float64()), ("model", pa.string()), ("error", pa.string())])
+            ("schema", pa.string()), ("instrunet_version", pa.string()), ("path", pa.string()),
+            ("model", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
+            ("probabilities", pa.string()), ("n_windows", pa.int64()), ("silent", pa.bool_()),
+            ("low_evidence", pa.bool_()), ("sounding_seconds", pa.float64()), ("duration", pa.float64()),
+            ("error", pa.string())])
         table = pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema)
         name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.perf_counter_ns()}.parquet"
         tmp = self.out / f".{name}.tmp"
@@ -226,8 +236,9 @@ def tag_collection(
         A directory (searched recursively) or a list of files.
     out : path
         ``*.jsonl``: one JSON line per file, appended as results arrive; a folder (or
-        ``fmt="parquet"``): Parquet parts of ``part_size`` records (``probabilities`` as a JSON
-        string). Either way, files already in ``out`` are skipped (resume).
+        ``fmt="parquet"``): Parquet parts of ``part_size`` records (``probabilities`` and
+        ``model`` as JSON strings). Either way, files already done in ``out`` are skipped and
+        failed ones retried (resume).
     model : str, optional
         Registered model name on the workers (default model when omitted).
     workers : int
