@@ -50,6 +50,8 @@ app: $(VENV)/.app
 # docs/app_result.png and docs/app_report.png (the PDF's first page; pdftoppm is in poppler-utils),
 # from the browser test; quantised to 256 colours to keep them small.
 app-screenshots: $(VENV)/.dev
+	command -v pdftoppm >/dev/null || { $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y poppler-utils; }
 	rm -rf out/app
 	INSTRUNET_APP_SCREENSHOTS=out/app $(BIN)/python -m pytest -q tests/test_app_browser.py
 	pdftoppm -png -r 80 -f 1 -l 1 -singlefile out/app/app_report.pdf out/app/app_report

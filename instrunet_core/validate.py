@@ -53,7 +53,7 @@ MAX_BLOCK_SAMPLES: int = 1 << 22
 MAX_STREAM_BYTES: int = 1 << 30
 
 
-def _is_integral_number(x: Any) -> bool:
+def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Number) and not isinstance(x, (bool, np.bool_))
 
 
@@ -82,7 +82,7 @@ def check_sample_rate(value: Any, *, what: str, header: bool = False) -> int:
     origin = "the file header says a sample rate of" if header else "sample rate"
     if value is None:
         raise InputError(f"{what}: sample_rate is required for array input")
-    if not _is_integral_number(value):
+    if not _is_number(value):
         raise err(f"{what}: {origin} {value!r} is not a number of Hz (need an int)")
     try:
         sr = float(value)
@@ -111,7 +111,7 @@ def _prefix(what: str) -> str:
 
 
 def _seconds(value: Any, *, name: str, what: str) -> float:
-    if not _is_integral_number(value):
+    if not _is_number(value):
         raise InputError(f"{_prefix(what)}{name} must be a number of seconds, got {value!r}")
     try:
         s = float(value)

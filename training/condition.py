@@ -5,6 +5,7 @@ Usage::
     python -m training.condition build --corpus data/corpus --out data/condition [--seed 20261125]
     python -m training.condition train --data data/condition --out runs/condition \\
         --report training/reports/condition/1.0.0
+    python -m training.condition praat --corpus data/corpus   # our HNR next to Praat's
 
 ``build`` reads every note of an NSynth-format corpus built by ``python -m training.corpus``
 (splits by instrument: train / valid / test = every TimGM6mb instrument) and makes three
@@ -456,7 +457,7 @@ def _soundfonts(corpus: Path) -> list[str]:
 
 
 def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs: int = 150, seed: int = 0,
-          examples: Path = Path("examples"), patience: int = 30) -> dict[str, Any]:
+          examples: Path = Path("examples"), patience: int = 30, width: int = 64) -> dict[str, Any]:
     """Fit the MLP, keep the epoch with the best valid accuracy, evaluate, write the report."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -471,9 +472,9 @@ def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs
     model = keras.Sequential([
         keras.Input((len(FEATURE_NAMES),), name="features"),
         norm,
-        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
         keras.layers.Dropout(0.2),
-        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(width, activation="relu"),
         keras.layers.Dropout(0.2),
         keras.layers.Dense(len(CLASSES), activation="softmax"),
     ], name="condition")
@@ -529,7 +530,8 @@ def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs
         "features": list(FEATURE_NAMES), "parameters": int(model.count_params()),
         "train_seconds": round(time.time() - t0, 1), "epochs_run": len(hist["loss"]), "best_epoch": best_ep,
         "selection": "epoch with the best valid accuracy (valid = held-out instruments); test never used to choose",
-        "config": {"seed": seed, "epochs": epochs, "patience": patience, "batch_size": 64, "data": str(data)},
+        "config": {"seed": seed, "epochs": epochs, "patience": patience, "batch_size": 64, "width": width,
+                   "data": str(data)},
         "condition_corpus": cond,
         "corpus": {"soundfonts": _soundfonts(Path(cond["corpus"]))},
         "healthy_bias": bias,
@@ -616,6 +618,41 @@ def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) 
     (folder / "summary.md").write_text("\n".join(lines))
 
 
+def praat_check(corpus: Path, out: Path, *, n_notes: int = 16, seed: int = 0) -> dict[str, Any]:
+    """Our HNR next to Praat's (parselmouth) on test-split notes, clean and at 20 / 5 dB SNR.
+
+    Writes ``out`` (JSON): per note and noise level both values and the difference, and
+    the largest absolute difference below and above 30 dB (Praat's value).
+    """
+    import parselmouth
+    from instrunet_condition.features import hnr
+
+    from .nsynth import load_audio, load_split
+
+    notes = load_split(corpus / "test")
+    notes = notes[:: max(1, len(notes) // n_notes)][:n_notes]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in notes:
+        y = load_audio(n).astype(np.float64)
+        for snr in (None, 20.0, 5.0):
+            x = y if snr is None else _noise(rng, y, snr, pink=False)
+            ref = parselmouth.praat.call(parselmouth.Sound(x, sampling_frequency=SR).to_harmonicity_ac(
+                0.01, 75.0, 0.1, 4.5), "Get mean", 0, 0)
+            ours = hnr(x, sr=SR)
+            rows.append({"note": n.note_str, "snr_db": snr, "praat_db": round(float(ref), 3),
+                         "ours_db": round(float(ours), 3), "diff_db": round(float(ours - ref), 3)})
+    low = [abs(r["diff_db"]) for r in rows if r["praat_db"] < 30]
+    high = [abs(r["diff_db"]) for r in rows if r["praat_db"] >= 30]
+    res = {"praat_settings": "To Harmonicity (ac): 0.01 s, 75 Hz, 0.1, 4.5 periods; Get mean",
+           "parselmouth": parselmouth.__version__, "n": len(rows),
+           "max_abs_diff_below_30db": max(low) if low else None, "n_below_30db": len(low),
+           "max_abs_diff_from_30db": max(high) if high else None, "n_from_30db": len(high), "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -635,14 +672,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--version", default="1.0.0")
     t.add_argument("--epochs", type=int, default=150)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--width", type=int, default=64, help="units of the two hidden layers")
     t.add_argument("--examples", type=Path, default=Path("examples"), help="folder of clean recordings")
+    c = sub.add_parser("praat", help="compare our HNR with Praat's (needs praat-parselmouth)")
+    c.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    c.add_argument("--out", type=Path, default=Path("training/reports/condition/1.0.0/hnr_vs_praat.json"))
     args = ap.parse_args(argv)
-    if args.cmd == "build":
+    if args.cmd == "praat":
+        r = praat_check(args.corpus, args.out)
+        print(f"{r['n']} comparisons: max |ours - Praat| {r['max_abs_diff_below_30db']:.2f} dB below 30 dB "
+              f"(n={r['n_below_30db']}), {r['max_abs_diff_from_30db']:.2f} dB from 30 dB up (n={r['n_from_30db']})")
+    elif args.cmd == "build":
         info = build(args.corpus, args.out, seed=args.seed, max_notes=args.max_notes)
         print(json.dumps(info["counts"], indent=1))
     else:
         m = train(args.data, args.out, args.report, version=args.version, epochs=args.epochs, seed=args.seed,
-                  examples=args.examples)
+                  examples=args.examples, width=args.width)
         t_ = m["test"]
         print(f"test accuracy {t_['accuracy']:.4f}, false-alarm rate on clean notes "
               f"{m['false_alarm']['test_clean_notes']['rate']:.4f}; report in {args.report}")

@@ -86,8 +86,12 @@ CONDITION_MEASURES: dict[str, str] = {
     "noise_floor_db": "The 10th percentile of the frame levels relative to the loudest frame, in dB.",
     "flatness_quiet": "Spectral flatness of the quietest quarter of the sounding frames (the noise between notes).",
     "envelope_modulation_db": "How much the level wobbles around its smoothed course while notes sustain, in dB.",
-    "spectral_flux": "How much the spectrum's shape changes from frame to frame while notes sustain.",
-    "partial_fluctuation_db": "How much the strongest partials' levels wobble while notes sustain, in dB.",
+    "spectral_flux": "How much the spectrum's shape changes from frame to frame while notes sustain (onsets left out).",
+    "partial_fluctuation_db": (
+        "How much the strongest partials' levels wobble while notes sustain, in dB (beating partials "
+        "of a detuned double, chorus)."
+    ),
+    "hum_db": "Power at 50 or 60 Hz and their 2nd/3rd harmonics over the power just around them, in dB: mains hum.",
 }
 
 

@@ -36,6 +36,7 @@ _WORDS = {
     "envelope_modulation_db": "envelope modulation",
     "spectral_flux": "spectral flux",
     "partial_fluctuation_db": "partial fluctuation",
+    "hum_db": "mains hum",
 }
 
 
@@ -134,7 +135,8 @@ def load_classifier(path: str | None = None) -> Classifier:
 
 def _explain(label: str, p: float, feats: Mapping[str, float], drops: Mapping[str, float],
              healthy: Mapping[str, float]) -> str:
-    """One sentence: the verdict and the two features whose removal lowers it most."""
+    """One sentence: the verdict and the two features whose replacement by the clean-note
+    median lowers its probability most (occlusion; ``drops``)."""
     top = [k for k, v in sorted(drops.items(), key=lambda kv: -kv[1]) if v > 0.01][:2]
     if not top:
         return f"{label} (p={p:.2f}): no single feature drives the verdict; they agree together."
@@ -145,9 +147,7 @@ def _explain(label: str, p: float, feats: Mapping[str, float], drops: Mapping[st
         return f"{_WORDS.get(k, k)} {v:.3g}{ref_s}"
 
     what = " and ".join(say(k) for k in top)
-    if label == "healthy":
-        return f"healthy (p={p:.2f}): mostly {what}, as in the clean notes the model was trained on."
-    return f"{label} (p={p:.2f}): driven mostly by {what}."
+    return f"{label} (p={p:.2f}): the verdict rests most on {what}."
 
 
 def assess(

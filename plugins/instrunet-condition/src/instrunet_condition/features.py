@@ -23,8 +23,15 @@ Every feature is computed here, by the one implementation that both the corpus b
 * ``crest_factor_db``, ``clipping_ratio`` (samples within 0.1 % of the peak, in excess of
   a clean waveform's), ``zero_crossing_rate``, ``spectral_centroid_hz``,
   ``hf_ratio`` (share of the power above 4 kHz), ``noise_floor_db`` (10th percentile of
-  the frame RMS relative to the loudest frame) and ``flatness_quiet`` (spectral flatness
-  of the quietest quarter of the non-silent frames).
+  the frame RMS relative to the loudest frame), ``flatness_quiet`` (spectral flatness
+  of the quietest quarter of the non-silent frames), ``envelope_modulation_db`` (standard
+  deviation of the dB envelope around its 0.3 s moving average, over frames within 30 dB
+  of the loudest: beating, tremolo, rattles, dropouts), ``spectral_flux`` (mean cosine
+  distance between successive magnitude spectra over the same frames, leaving out onsets
+  (a rise of 3 dB or more): chorus, detuning, noise), ``partial_fluctuation_db`` (how much
+  the 6 strongest spectral bins of those frames wobble around their 0.6 s moving average,
+  in dB: beating partials of a detuned double, chorus) and ``hum_db`` (power within 0.5 Hz
+  of 50 or 60 Hz and their 2nd/3rd harmonics over the power 1-6 Hz around them: mains hum).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ FEATURE_NAMES = (
     "envelope_modulation_db",
     "spectral_flux",
     "partial_fluctuation_db",
+    "hum_db",
 )
 #: Shortest stretch (seconds) that features are computed for.
 MIN_SECONDS = 0.25
@@ -247,6 +255,26 @@ def _decay(env_db: np.ndarray, fps: float, active: np.ndarray) -> tuple[float, f
     return rate, var
 
 
+def _hum_db(x: np.ndarray, sr: int) -> float:
+    """Mains hum: power within 0.5 Hz of 50 or 60 Hz and their 2nd/3rd harmonics over the
+    median power 1-6 Hz around them (whole-stretch Hann FFT), dB, the larger of the two."""
+    p = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2
+    f = np.fft.rfftfreq(x.size, 1.0 / sr)
+    best = -30.0
+    for f0 in (50.0, 60.0):
+        num = den = 0.0
+        for k in (1, 2, 3):
+            d = np.abs(f - k * f0)
+            band, ctx = d <= 0.5, (d <= 6.0) & (d > 1.0)
+            if not band.any() or not ctx.any():
+                continue
+            num += float(p[band].mean())
+            den += float(np.median(p[ctx]))
+        if den > 0:
+            best = max(best, 10.0 * np.log10(num / den + 1e-3))
+    return best
+
+
 def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, float] | None:
     """All condition features of one stretch of mono audio.
 
@@ -303,13 +331,17 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
     cos = np.sum(mag[1:] * mag[:-1], axis=1)
     both = sus[1:] & sus[:-1] & (np.diff(frame_db) < 3.0)  # not across onsets
     flux = float(np.mean(1.0 - cos[both])) if both.any() else 0.0
-    # partials: the 24 strongest bins of the sustained part; how much their level wobbles
+    # partials: the 6 strongest bins of the sustained part; how much their level wobbles
+    # around a 0.6 s moving average (beating of a detuned double, chorus)
     part = 0.0
-    if sus.sum() >= k + 2:
+    k6 = max(3, int(round(0.6 * fps)) | 1)
+    if sus.sum() >= k6 + 2:
         ps = power[sus]
-        top = np.argsort(ps.mean(axis=0))[-24:]
+        top = np.argsort(ps.mean(axis=0))[-6:]
         traj = 10.0 * np.log10(ps[:, top] + ps.max() * 1e-6)
-        sm = np.apply_along_axis(lambda c: np.convolve(np.pad(c, k // 2, mode="edge"), np.ones(k) / k, "valid"), 0, traj)
+        sm = np.apply_along_axis(
+            lambda c: np.convolve(np.pad(c, k6 // 2, mode="edge"), np.ones(k6) / k6, "valid"), 0, traj
+        )
         part = float(np.mean(np.std(traj - sm, axis=0)))
     feats = {
         "hnr_db": h if np.isfinite(h) else -10.0,
@@ -326,6 +358,7 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
         "envelope_modulation_db": mod,
         "spectral_flux": flux,
         "partial_fluctuation_db": part,
+        "hum_db": _hum_db(x, sr),
     }
     return {k: float(v) for k, v in feats.items()}
 
@@ -358,5 +391,6 @@ def feature_vector(features: Mapping[str, float]) -> np.ndarray:
         np.log10(f["envelope_modulation_db"] + 0.01),
         np.log10(f["spectral_flux"] + 1e-5),
         np.log10(f["partial_fluctuation_db"] + 0.01),
+        np.clip(f["hum_db"], -10.0, 40.0),
     ]
     return np.asarray(v, dtype=np.float32)
