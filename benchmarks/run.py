@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     seed_model, seed_desc = seed_model_path(args.seed_model, work)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    res: dict[str, Any] = {"seed_model": seed_desc}
+    res: dict[str, Any] = {"seed_model": seed_desc, "loadavg_start": list(os.getloadavg())}
 
     log("cold start (fresh interpreters)")
     res["cold"] = {
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["environment"] = {
         "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "machine": platform.machine(),
         "processor": platform.processor(), "cpus": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
-        "numpy": np.__version__,
+        "numpy": np.__version__, "loadavg_start": res.pop("loadavg_start"), "loadavg_end": list(os.getloadavg()),
     }
     try:
         from instrunet_core import load_model
@@ -363,6 +363,9 @@ def render(res: dict[str, Any], cmd: str) -> str:
         "in memory.",
         "* peak memory is the child process's maximum resident set size, interpreter, numpy and onnxruntime "
         "included.",
+        *([f"* load average (1 min) when the run started / ended: {env['loadavg_start'][0]:.1f} / "
+           f"{env['loadavg_end'][0]:.1f} on {env['cpus']} CPUs (other work on the machine slows both paths)."]
+          if "loadavg_start" in env else []),
         "",
         "Raw numbers: [benchmarks.json](benchmarks.json).",
         "",
