@@ -459,6 +459,12 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"when this run started: {env['loadavg_start']:.1f}, when it ended: {env['loadavg_end']:.1f} "
         f"(on {env['cpus']} CPUs: above {env['cpus']} means other work was competing for the cores).",
         "",
+        *([f"**This run shared the machine with other heavy work** (load average {env['loadavg_start']:.0f}-"
+           f"{env['loadavg_end']:.0f} on {env['cpus']} CPUs, i.e. roughly {env['loadavg_start'] / env['cpus']:.0f}-"
+           f"{env['loadavg_end'] / env['cpus']:.0f} runnable processes per core): absolute times are several "
+           "times what an idle machine gives, and so are the verdicts against the targets below; the "
+           "ratios between columns measured in this run are the meaningful part.", ""]
+          if env["loadavg_start"] > 1.5 * env["cpus"] else []),
         "| measurement | instrunet_core | seed's path | speed-up | target | |",
         "|---|---|---|---|---|---|",
         f"| cold: import + load model + predict 3 s (fresh interpreter, {c['ours']['runs']} runs) "
@@ -558,8 +564,8 @@ def render(res: dict[str, Any], cmd: str) -> str:
             f"The same {ten['file_seconds'] / 60:.0f}-minute timeline through the `Classifier` with the waveform-in "
             f"artifact (`python -m export waveform`; every window's front end inside the graph): "
             f"{rt(wv):.0f}× real time ({wv['seconds']:.2f} s, peak RSS {wv['maxrss_mb']:.0f} MB), against "
-            f"{rt(ten['ours']):.0f}× for the feature-input model with shared STFT frames. "
-            + ("The runtime keeps the feature-input artifact and the numpy front end by default: the graph "
+            f"{rt(ten['ours']):.0f}× for the log-mel-input model with shared STFT frames. "
+            + ("The runtime keeps the log-mel-input artifact and the numpy front end by default: the graph "
                "cannot share frames between overlapping windows, so it computes about twice the STFT work. "
                "The waveform-in artifact is built on demand for hosts outside Python (see docs/export.md) "
                "and not shipped as package data."
@@ -612,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = run(args)
     cmd = "python -m benchmarks.run" + ("" if args.hour_seconds == 3600 else f" --hour-seconds {args.hour_seconds:g}")
+    cmd += "" if args.seed_hour else " --no-seed-hour"
     text = render(res, cmd)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
