@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.errors import ModelError
 from instrunet_core.manifest import (
     MANIFEST_FILENAME,
     MANIFEST_SCHEMA,
-    read_manifest,
     seal_manifest,
     sha256_file,
     validate_manifest,
 )
+from instrunet_core.verify import verify_artifact
 
 from . import ExportError
 
@@ -286,29 +287,14 @@ def reseal_artifact(folder: str | Path) -> dict[str, Any]:
 
 
 def check_artifact(folder: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:
-    """What the runtime can check of an artifact: manifest valid, sha256, references reproduced.
+    """What the runtime checks of an artifact (:func:`instrunet_core.verify.verify_artifact`):
+    manifest valid, sha256, references reproduced.
 
     Returns ``{"sha256_ok", "max_abs_diff", "top1_agreement", "n"}``; raises
     :class:`ExportError` when a check fails.
     """
-    import onnxruntime as ort
-
-    folder = Path(folder)
-    man = read_manifest(folder)
-    model = folder / man.file
-    got = sha256_file(model)
-    if got != man.sha256:
-        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {man.sha256}")
-    res: dict[str, Any] = {"sha256_ok": True}
-    if man.references:
-        with np.load(folder / man.references, allow_pickle=False) as z:
-            x, y = z["inputs"].astype(np.float32), z["outputs"]
-        sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        out = sess.run(None, {man.input["name"]: x})[0]
-        diff = float(np.abs(out - y).max()) if len(y) else 0.0
-        agree = float(np.mean(out.argmax(1) == y.argmax(1))) if len(y) else 1.0
-        res.update(max_abs_diff=diff, top1_agreement=agree, n=int(len(y)))
-        if diff > atol or agree < 1.0:
-            raise ExportError(f"{folder}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
-                              f"top-1 agreement {agree:.2%}")
-    return res
+    try:
+        res = verify_artifact(folder, references=True, atol=atol).to_dict()
+    except ModelError as e:
+        raise ExportError(str(e)) from None
+    return {k: res[k] for k in ("sha256_ok", "max_abs_diff", "top1_agreement", "n") if res[k] is not None}

@@ -24,6 +24,7 @@ from .inference import Classifier, WindowResult, analyze
 from .labels import FAMILIES
 from .model import Model, load_model
 from .plugins import build_registry, get_registry, list_models
+from .verify import ArtifactCheck, verify_artifact
 
 
 def _version() -> str:
@@ -58,4 +59,6 @@ __all__ = [
     "list_models",
     "get_registry",
     "build_registry",
+    "verify_artifact",
+    "ArtifactCheck",
 ]

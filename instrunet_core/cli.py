@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="installed models")
     m.add_argument("--json", action="store_true",
                    help="print name, version, sha256 (checked), labels, task, metrics and parity as JSON")
+    m.add_argument("--check", action="store_true",
+                   help="also replay each model's stored references through onnxruntime (exit 1 if any "
+                   "model fails)")
 
     pl = sub.add_parser("plugins", help="loaded plugins")
     pl.add_argument("--json", action="store_true", help="print name, version, hooks and errors as JSON")
@@ -455,8 +458,8 @@ def _batch(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- models / plugins
 def _models(args: argparse.Namespace) -> int:
-    from .manifest import sha256_file
     from .plugins import get_registry
+    from .verify import verify_artifact
 
     with _plugin_stdout():
         reg = get_registry()
@@ -465,22 +468,25 @@ def _models(args: argparse.Namespace) -> int:
     except InstrunetError:
         default_entry = None
     rows = []
+    failed = False
     for e in reg.models:
         row: dict[str, Any] = {"name": e.name, "version": e.version, "default": e is default_entry,
                                "path": str(e.path), "plugin": e.plugin}
         m = e.manifest
         if m is not None:
-            try:
-                actual = sha256_file(e.path / m.file)
-            except OSError as ex:
-                actual = None
-                row["error"] = f"{e.path / m.file}: {ex.strerror or ex}"
-            row.update(sha256=m.sha256, sha256_actual=actual, sha256_ok=actual == m.sha256, labels=list(m.labels),
+            row.update(sha256=m.sha256, sha256_actual=None, sha256_ok=False, labels=list(m.labels),
                        task=m.task, metrics=dict(m.metrics), parity=dict(m.parity))
-            if actual is not None and actual != m.sha256:
-                row["error"] = f"{e.path / m.file}: sha256 does not match the manifest"
+            try:
+                row.update(sha256_actual=verify_artifact(e.path, references=False, manifest=m).sha256, sha256_ok=True)
+                if args.check:
+                    c = verify_artifact(e.path, references=True, manifest=m)
+                    row["references"] = {"n": c.n_references, "max_abs_diff": c.max_abs_diff,
+                                         "top1_agreement": c.top1_agreement}
+            except InstrunetError as ex:
+                row["error"] = str(ex)
         if e.error:
             row["error"] = e.error
+        failed = failed or "error" in row
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -491,13 +497,19 @@ def _models(args: argparse.Namespace) -> int:
             flag = " (default)" if r["default"] else ""
             if "labels" in r:
                 ok = "ok" if r["sha256_ok"] else "MISMATCH"
+                refs = ""
+                if "references" in r:
+                    ref = r["references"]
+                    refs = (f", references {ref['n']} reproduced (max |diff| {ref['max_abs_diff']:.2g})"
+                            if ref["n"] else ", no references stored")
                 print(f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
-                      f"sha256 {r['sha256'][:12]}… {ok}, {r['path']}")
+                      f"sha256 {r['sha256'][:12]}… {ok}{refs}, {r['path']}")
             else:
                 print(f"{r['name']} {r['version']}: {r['path']}")
             if r.get("error"):
                 print(f"  error: {r['error']}")
-    return EXIT_OK  # a broken artifact is listed, not a failure of the listing
+    # A broken artifact is listed, not a failure of the listing; --check makes it one.
+    return EXIT_FAIL if args.check and failed else EXIT_OK
 
 
 def _plugins(args: argparse.Namespace) -> int:

@@ -24,8 +24,9 @@ import numpy as np
 
 from .errors import InputError, ModelError
 from .features import FrontEnd
-from .manifest import MANIFEST_FILENAME, Manifest, read_manifest, sha256_file
+from .manifest import MANIFEST_FILENAME, Manifest, read_manifest
 from .plugins import Registry, get_registry
+from .verify import verify_artifact
 
 __all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE"]
 
@@ -126,14 +127,7 @@ class ModelSession:
             )
         onnx_path = p / m.file
         where = str(onnx_path)
-        if not onnx_path.is_file():
-            raise ModelError(f"{where}: model file not found (named by {p / MANIFEST_FILENAME})")
-        digest = sha256_file(onnx_path)
-        if digest != m.sha256:
-            raise ModelError(
-                f"{where}: sha256 {digest} does not match the manifest's {m.sha256} "
-                "(the file was changed or corrupted; re-export the model)"
-            )
+        verify_artifact(p, references=False, manifest=m)  # file present, sha256 (references: models --check)
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a hard dependency
