@@ -23,7 +23,7 @@ from .hookspecs import hookimpl
 from .inference import Classifier, WindowResult, analyze
 from .labels import FAMILIES
 from .model import Model, load_model
-from .plugins import build_registry, get_registry, list_models
+from .registry import build_registry, get_registry, list_models
 from .verify import ArtifactCheck, verify_artifact
 
 

@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
                    f"(default {DEFAULT_HOP_SECONDS:g})")
     a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
-    a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, or a plugin's")
+    a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
 
     b = sub.add_parser("batch", help="classify every audio file under a directory into JSON lines (resumable)")
@@ -252,38 +252,6 @@ def _print_analysis(an: Any) -> None:
         print(f"extra {name}: {json.dumps(extra)[:200]}")
 
 
-def plot_analysis(an: Any, path: str | os.PathLike[str]) -> None:
-    """Heat-map of each label's probability over time, detected ranges outlined."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InstrunetError(
-            "--plot needs matplotlib, which is not installed (pip install 'instrunet[plot]')"
-        ) from None
-    import numpy as np
-
-    labels = list(an.labels)
-    probs = np.asarray(an.probabilities).T
-    centers = an.times.mean(axis=1)
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
-    edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
-    mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat")
-    for ins in an.instruments:
-        row = labels.index(ins.label)
-        for a, b in ins.ranges:
-            ax.add_patch(plt.Rectangle((a, row + 0.05), b - a, 0.9, fill=False, edgecolor="cyan", lw=1.5))
-    ax.set_yticks(np.arange(len(labels)) + 0.5, labels)
-    ax.set_xlabel("time (s)")
-    ax.set_title(f"{os.path.basename(an.source)}: {an.label} ({an.confidence:.2f})")
-    fig.colorbar(mesh, ax=ax, label="probability")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _make_parent(out: str) -> None:
     """Create the folder an output file goes into (``-``, stdout, has none)."""
     if out != "-":
@@ -292,7 +260,7 @@ def _make_parent(out: str) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from .inference import analyze
-    from .plugins import get_registry
+    from .registry import get_registry
 
     if (args.format is None) != (args.out is None):
         _err("--format and --out go together")
@@ -327,6 +295,8 @@ def _analyze(args: argparse.Namespace) -> int:
         outputs.append(("json", args.json))
     if args.format:
         outputs.append((args.format, args.out))
+    if args.plot:
+        outputs.append(("png", args.plot))
     for fmt, out in outputs:
         try:
             _make_parent(out)
@@ -340,13 +310,6 @@ def _analyze(args: argparse.Namespace) -> int:
             raise
         except BaseException as e:  # noqa: BLE001 - a plugin writer must not crash the CLI, nor exit it
             _err(f"{out}: writer {fmt!r} failed: {_describe(e)}")
-            rc = EXIT_FAIL
-    if args.plot:
-        try:
-            _make_parent(args.plot)
-            plot_analysis(an, args.plot)
-        except Exception as e:  # noqa: BLE001
-            _err(f"{args.plot}: {e}")
             rc = EXIT_FAIL
     return rc
 
@@ -458,7 +421,7 @@ def _batch(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- models / plugins
 def _models(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
+    from .registry import get_registry
     from .verify import verify_artifact
 
     with _plugin_stdout():
@@ -513,7 +476,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
+    from .registry import get_registry
 
     with _plugin_stdout():
         reg = get_registry()

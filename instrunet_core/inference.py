@@ -61,7 +61,7 @@ from .audio import (
 from .errors import InputError
 from .features import _AMIN, _power_mel
 from .output import model_info
-from .plugins import Registry, get_registry
+from .registry import Registry, get_registry
 from .session import DEFAULT_BATCH_SIZE, ModelSession, ModelSpec, open_session
 from .timeline import build_timeline, detect_instruments
 from .validate import check_hop

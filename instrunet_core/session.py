@@ -25,7 +25,7 @@ import numpy as np
 from .errors import InputError, ModelError
 from .features import FrontEnd
 from .manifest import MANIFEST_FILENAME, Manifest, read_manifest
-from .plugins import Registry, get_registry
+from .registry import Registry, get_registry
 from .verify import verify_artifact
 
 __all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE"]

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from conftest import ModelPlugin, tone, write_model_dir
 
-from instrunet_core import plugins as plugins_mod
+from instrunet_core import registry as plugins_mod
 from instrunet_core.cli import main
 
 SR = 22050
@@ -110,6 +110,10 @@ def test_analyze_plot(tiny_registry, audio_dir: Path, tmp_path: Path) -> None:
     png = tmp_path / "new" / "p.png"
     assert main(["analyze", str(audio_dir / "good.wav"), "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the plot is the built-in png writer: also reachable as --format png; an .svg name gives SVG
+    svg, png2 = tmp_path / "p.svg", tmp_path / "q.png"
+    assert main(["analyze", str(audio_dir / "good.wav"), "--plot", str(svg), "--format", "png", "--out", str(png2)]) == 0
+    assert b"<svg" in svg.read_bytes()[:500] and png2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_batch_resumable(tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

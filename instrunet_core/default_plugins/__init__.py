@@ -1,4 +1,4 @@
-"""Built-in plugin: the packaged models and the ``json`` and ``csv`` writers.
+"""Built-in plugin: the packaged models and the ``json``, ``csv`` and ``png`` writers.
 
 Registered through the same hooks as third-party plugins. Packaged models live at
 ``instrunet_core/models/<name>/<version>/manifest.json`` (next to ``model.onnx``);
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..hookspecs import hookimpl
-from ..writers import write_csv, write_json
+from ..writers import write_csv, write_json, write_png
 
 __all__ = ["MODELS_DIR", "DEFAULT_MODEL_NAME", "instrunet_register_models", "instrunet_register_writers"]
 
@@ -34,3 +34,4 @@ def instrunet_register_models(register: Any) -> None:
 def instrunet_register_writers(register: Any) -> None:
     register("json", write_json)
     register("csv", write_csv)
+    register("png", write_png)
