@@ -23,12 +23,17 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 # Playwright, pypdf), and tinysoundfont (--no-deps: its pyaudio requirement is for playback only
 # and does not build). The app's browser test drives Debian's chromium (never a downloaded
 # browser): installed with apt-get when missing (as root, or through sudo).
+# plugins/instrunet-ray brings ray[data] (measured here: ~45-70 s and ~600 MB, less than TensorFlow).
+# examples/node: onnxruntime-node for the waveform-in example's test (npm ci; the package's
+# postinstall download of CUDA binaries is skipped, its CPU binaries are in the npm package).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEV_PLUGINS := plugins/instrunet-baseline plugins/instrunet-pedalboard 'plugins/instrunet-condition[test]' \
-  'plugins/instrunet-app[test]'
-$(VENV)/.dev: pyproject.toml $(wildcard plugins/*/pyproject.toml) | $(BIN)/python
+  'plugins/instrunet-app[test]' plugins/instrunet-ray
+$(VENV)/.dev: pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/node/package-lock.json | $(BIN)/python
 	$(PIP) install -e '.[plot,train,dev]' $(addprefix -e ,$(DEV_PLUGINS))
 	$(PIP) install --no-deps tinysoundfont
+	if command -v npm >/dev/null; then cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm not found; tests/test_waveform.py skips the Node.js example"; fi
 	command -v chromium >/dev/null || { $(SUDO) apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 	touch $@

@@ -239,7 +239,10 @@ class Analysis:
     duration : float
         Seconds.
     model : dict
-        ``{"name", "version", "sha256", "task"}`` (:func:`instrunet_core.output.model_info`).
+        ``{"name", "version", "sha256", "task", "input", "provider"}``
+        (:func:`instrunet_core.output.model_info`): ``input`` is the artifact's input kind
+        (``"logmel"`` or ``"waveform"``), ``provider`` the onnxruntime execution provider that
+        actually ran it (e.g. ``"CPUExecutionProvider"``).
     labels : tuple of str
         Column order of :attr:`probabilities`.
     prediction : Prediction

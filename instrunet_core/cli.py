@@ -120,6 +120,14 @@ def _version() -> str:
     return __version__
 
 
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--providers", metavar="LIST",
+                   help="onnxruntime execution providers, comma-separated: cpu (default), cuda, auto "
+                        "(CUDA when onnxruntime-gpu is installed); CPU is always the fallback")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="instrunet", description="Which instrument families play in a recording? (InstruNet, ONNX runtime)"
@@ -132,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio files (wav, flac, ogg, mp3, ...; any rate and channels); '-' reads stdin")
     c.add_argument("--model", metavar="NAME|PATH",
                    help="registered model name or artifact folder (default model if omitted)")
+    _add_runtime_options(c)
     c.add_argument("--json", action="store_true",
                    help="print one JSON array of instrunet.classification/1 records")
     c.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
@@ -142,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
     a.add_argument("--model", metavar="NAME|PATH",
                    help="registered model name or artifact folder (default model if omitted)")
+    _add_runtime_options(a)
     a.add_argument("--json", metavar="OUT",
                    help="write the analysis as instrunet.analysis/1 JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
@@ -159,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "are skipped, failed ones retried; locked while the batch runs")
     b.add_argument("--model", metavar="NAME|PATH",
                    help="registered model name or artifact folder (default model if omitted)")
+    _add_runtime_options(b)
     b.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
                    help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
                    f"(default {DEFAULT_HOP_SECONDS:g})")
@@ -175,11 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(name: str | None) -> Any:
+def _load(name: str | None, args: argparse.Namespace | None = None) -> Any:
     from .model import load_model
 
+    providers = getattr(args, "providers", None)
+    if providers:
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
     with _plugin_stdout():
-        return load_model(name)
+        return load_model(name, providers=providers or None, intra_op_threads=getattr(args, "threads", None))
 
 
 def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
@@ -193,7 +207,7 @@ def _classify(args: argparse.Namespace) -> int:
     from .output import classification_record, error_record
 
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
@@ -278,7 +292,7 @@ def _analyze(args: argparse.Namespace) -> int:
         _err("only one output can go to stdout ('-')")
         return EXIT_USAGE
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
         an = analyze(_source(args.file), model=model, hop=args.hop, smoothing=args.smoothing)
     except (InstrunetError, OSError) as e:
         _err(_problem(args.file, e))
@@ -373,7 +387,7 @@ def _batch(args: argparse.Namespace) -> int:
         _err(f"{out}: is one of the input files; refusing to overwrite it (choose another --out)")
         return EXIT_USAGE
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL

@@ -39,9 +39,11 @@ JSON and the CLI's output).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -208,7 +210,12 @@ class Classifier:
     keep : int, optional
         Keep only the last ``keep`` results (bounded memory for endless streams); all when
         omitted.
-    providers, threads, registry
+    pipeline : bool
+        In :meth:`classify` (whole sources), run onnxruntime on a worker thread while the
+        calling thread decodes and computes the next batch's features, so that the two use
+        two cores (default True; results are identical either way). :meth:`process` always
+        runs synchronously.
+    providers, threads, intra_op_threads, inter_op_threads, registry
         Passed to the model loader when ``model`` is not a loaded model.
 
     Examples
@@ -236,11 +243,18 @@ class Classifier:
         smoothing: int = DEFAULT_SMOOTHING,
         batch_size: int = DEFAULT_BATCH_SIZE,
         keep: int | None = None,
+        pipeline: bool = True,
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
         registry: Registry | None = None,
     ) -> None:
-        self.model: ModelSession = open_session(model, providers=providers, threads=threads, registry=registry)
+        self.model: ModelSession = open_session(model, providers=providers, threads=threads,
+                                                intra_op_threads=intra_op_threads,
+                                                inter_op_threads=inter_op_threads, registry=registry)
+        # A waveform-input artifact computes its features in the graph: windows go in as audio.
+        self._waveform = self.model.input_kind == "waveform"
         fe = self.model.front_end
         self._fe = fe
         self._sr = fe.sample_rate
@@ -265,6 +279,9 @@ class Classifier:
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1):
             raise InputError(f"keep must be an int >= 1 or None, got {keep!r}")
         self.keep = None if keep is None else int(keep)
+        self.pipeline = bool(pipeline)
+        self._pipelined = False
+        self._executor: ThreadPoolExecutor | None = None
         thr = self.model.thresholds
         for k, v in (thresholds or {}).items():
             if k not in thr:
@@ -339,6 +356,7 @@ class Classifier:
         self._sounding = 0
         self._finished = False
         self._results: list[WindowResult] = []
+        self._pending: collections.deque[tuple[Any, list[tuple[int, int]], np.ndarray]] = collections.deque()
 
     @property
     def results(self) -> list[WindowResult]:
@@ -441,6 +459,14 @@ class Classifier:
         DecodeError, InputError
         """
         self.reset()
+        self._pipelined = self.pipeline
+        try:
+            return self._classify(audio, sample_rate)
+        finally:
+            self._pipelined = False
+            self._pending.clear()  # after an error: drop the batches still in flight
+
+    def _classify(self, audio: AudioSource, sample_rate: int | None) -> list[WindowResult]:
         name = source_name(audio)
         if isinstance(audio, np.ndarray):
             sr = _check_rate(sample_rate, name)
@@ -559,37 +585,67 @@ class Classifier:
             ready = self._ready(final)
             if not ready or (whole_batches and len(ready) < self.batch_size):
                 break
-            feats, rms = self._features(ready)
-            probs = self.model.predict_features(feats, batch_size=self.batch_size)
-            for (k, n), p, lv in zip(ready, probs, rms, strict=True):
+            if self._waveform:
+                inputs, rms = self._windows(ready)
+                run = self.model.predict_windows
+            else:
+                inputs, rms = self._features(ready)
+                run = self.model.predict_features
+            for k, n in ready:
                 s = k * self._hop_n
-                silent = bool(lv < SILENCE_DB)
-                emitted.append(
-                    WindowResult(
-                        index=k,
-                        start=s / self._sr,
-                        end=(s + n) / self._sr,
-                        probabilities=p,
-                        rms_db=float(lv),
-                        silent=silent,
-                        label=SILENCE_LABEL if silent else self.labels[int(np.argmax(p))],
-                        n_samples=int(n),
-                    )
-                )
-                if n == self._win:
-                    self._last_full_end = s + n
-                else:
-                    self._last_full_end = self._total  # the padded last window covers the rest
+                # the padded last window covers the rest
+                self._last_full_end = s + n if n == self._win else self._total
             self._next_win = ready[-1][0] + 1
             self._forget()
+            if self._pipelined:
+                # onnxruntime runs this batch on the worker thread while this thread decodes and
+                # computes the next batch's features (both release the GIL).
+                self._pending.append((self._worker().submit(run, inputs, batch_size=self.batch_size), ready, rms))
+                while len(self._pending) > 1:
+                    emitted += self._collect(*self._pending.popleft())
+            else:
+                emitted += self._results_of(ready, run(inputs, batch_size=self.batch_size), rms)
+        if final:
+            while self._pending:
+                emitted += self._collect(*self._pending.popleft())
         self._results.extend(emitted)
         if self.keep is not None and len(self._results) > self.keep:
             del self._results[: len(self._results) - self.keep]
         return emitted
 
+    def _collect(self, fut: Any, ready: list[tuple[int, int]], rms: np.ndarray) -> list[WindowResult]:
+        return self._results_of(ready, fut.result(), rms)
+
+    def _results_of(self, ready: list[tuple[int, int]], probs: np.ndarray, rms: np.ndarray) -> list[WindowResult]:
+        out = []
+        for (k, n), p, lv in zip(ready, probs, rms, strict=True):
+            s = k * self._hop_n
+            silent = bool(lv < SILENCE_DB)
+            out.append(
+                WindowResult(
+                    index=k,
+                    start=s / self._sr,
+                    end=(s + n) / self._sr,
+                    probabilities=p,
+                    rms_db=float(lv),
+                    silent=silent,
+                    label=SILENCE_LABEL if silent else self.labels[int(np.argmax(p))],
+                    n_samples=int(n),
+                )
+            )
+        return out
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instrunet-onnxruntime")
+        return self._executor
+
     def _forget(self) -> None:
         """Drop audio and frames that no later window needs."""
         s_next = self._next_win * self._hop_n
+        if self._waveform:  # no stored frames: keep the audio of the next window on
+            self._audio.drop_before(max(self._audio.base, min(s_next, self._ev_pos, self._audio.end)))
+            return
         first_frame = self._next_win * self._hop_frames + self._inner[0]
         self._frames.drop_before(min(first_frame, self._frames.end))
         keep_from = min(s_next - self._pad, self._frames.end * self._H - self._pad, self._ev_pos)
@@ -606,6 +662,23 @@ class Classifier:
         seg = self._audio.view(f0 * self._H - self._pad, (f1 - 1) * self._H - self._pad + fe.n_fft)
         framed = np.lib.stride_tricks.sliding_window_view(seg, fe.n_fft)[:: self._H]
         return _to_db(_power_mel(framed, fe)).T
+
+    def _windows(self, ready: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Audio (zero-padded past the end) and RMS level of the windows in ``ready``.
+
+        Returns
+        -------
+        windows : np.ndarray [shape=(B, window_samples), dtype=float32]
+        rms_db : np.ndarray [shape=(B,)]
+        """
+        W = np.zeros((len(ready), self._win), dtype=np.float32)
+        rms = np.empty(len(ready), dtype=np.float64)
+        for b, (k, n) in enumerate(ready):
+            s = k * self._hop_n
+            W[b, :n] = self._audio.view(s, s + n)
+            seg = W[b, : max(1, n)]
+            rms[b] = 10.0 * np.log10(max(float(np.mean(np.square(seg, dtype=np.float64))), 1e-20))
+        return W, rms
 
     def _features(self, ready: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         """Model input and RMS level of the windows in ``ready``.

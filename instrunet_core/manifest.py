@@ -24,6 +24,8 @@ from .features import FrontEnd
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "MANIFEST_SCHEMAS",
+    "INPUT_KINDS",
     "MANIFEST_FILENAME",
     "FEATURES_LAYOUT",
     "SEMVER_RE",
@@ -37,8 +39,18 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
 ]
 
-#: Schema identifier stored under the ``schema`` key of every manifest.
-MANIFEST_SCHEMA = "instrunet.manifest/1"
+#: Schema identifier written into new manifests (``schema`` key).
+MANIFEST_SCHEMA = "instrunet.manifest/2"
+#: Schemas this runtime reads. A ``/1`` manifest reads as a ``/2`` one whose audio input is
+#: log-mel (``input.kind == "logmel"``); ``/2`` adds waveform-input artifacts (the front end
+#: inside the ONNX graph) and the optional ``source`` key. See ``docs/manifest.md``, *Migration*.
+MANIFEST_SCHEMAS = ("instrunet.manifest/1", MANIFEST_SCHEMA)
+#: ``input.kind`` of an audio model: ``"logmel"`` (the default; log-mel spectrograms
+#: ``[batch, n_mels, frames, 1]`` computed by the runtime with :mod:`instrunet_core.features`)
+#: or ``"waveform"`` (22,050 Hz mono samples ``[batch, window_samples]``; the graph computes
+#: the same spectrograms itself). Models with ``input.layout == "features"`` take a vector of
+#: named features instead and have no ``kind``.
+INPUT_KINDS = ("logmel", "waveform")
 MANIFEST_FILENAME = "manifest.json"
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -77,6 +89,7 @@ _OPTIONAL = (
     "license",
     "references",
     "description",
+    "source",
     "features",
 )
 #: ``input.layout`` of a model that takes a vector of named features (no log-mel front end).
@@ -194,6 +207,14 @@ class Manifest:
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def input_kind(self) -> str:
+        """``"logmel"`` (log-mel spectrograms in), ``"waveform"`` (22,050 Hz mono samples in) or
+        ``"features"`` (a vector of named features, ``input.layout == "features"``)."""
+        if self.input.get("layout") == FEATURES_LAYOUT:
+            return "features"
+        return str(self.input.get("kind", "logmel"))
+
+    @property
     def version_tuple(self) -> tuple[int, int, int]:
         return parse_semver(self.version)
 
@@ -226,7 +247,12 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
     if key == "input" and d.get("layout") == FEATURES_LAYOUT:
         if len(shape) != 2 or shape[0] is not None or shape[1] is None:
             raise _fail(where, f"input.shape must be [null, n_features] for layout 'features', got {_r(shape)}")
+    elif key == "input" and d.get("kind", "logmel") == "waveform":
+        if len(shape) != 2 or shape[0] is not None:
+            raise _fail(where, f"input.shape of a waveform input must be [null, window_samples], got {_r(shape)}")
     elif key == "input":
+        if d.get("kind", "logmel") not in INPUT_KINDS:
+            raise _fail(where, f"input.kind must be one of {list(INPUT_KINDS)}, got {_r(d.get('kind'))}")
         if len(shape) != 4 or shape[0] is not None or shape[3] != 1:
             raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {_r(shape)}")
         if d.get("layout", "NHWC") != "NHWC":
@@ -287,8 +313,8 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         raise _fail(where, f"unknown key(s) {_r(unknown, 200)}")
     if _depth(data) > MAX_MANIFEST_DEPTH:
         raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
-    if data["schema"] != MANIFEST_SCHEMA:
-        raise _fail(where, f"schema must be {MANIFEST_SCHEMA!r}, got {_r(data['schema'])}")
+    if data["schema"] not in MANIFEST_SCHEMAS:
+        raise _fail(where, f"schema must be one of {list(MANIFEST_SCHEMAS)}, got {_r(data['schema'])}")
     name = data["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 128:
         raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {_r(name)}")
@@ -342,7 +368,18 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
             fe = FrontEnd.from_dict(data["front_end"])
         except (InputError, TypeError, ValueError) as e:
             raise _fail(where, f"front_end: {str(e)[:300]}") from None
-    if fe is not None and (inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames):
+    kind = inp.get("kind", "logmel")
+    if fe is not None and kind == "waveform":
+        if data["schema"] == MANIFEST_SCHEMAS[0]:
+            raise _fail(where, f"a waveform input needs schema {MANIFEST_SCHEMA!r} (this manifest says "
+                        f"{_r(data['schema'])})")
+        if inp["shape"][1] != fe.window_samples:
+            raise _fail(where, f"input.shape {inp['shape']} disagrees with front_end "
+                        f"(window_samples={fe.window_samples})")
+        if inp.get("sample_rate", fe.sample_rate) != fe.sample_rate:
+            raise _fail(where, f"input.sample_rate {_r(inp.get('sample_rate'))} disagrees with front_end "
+                        f"(sample_rate={fe.sample_rate})")
+    elif fe is not None and (inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames):
         raise _fail(
             where, f"input.shape {inp['shape']} disagrees with front_end "
             f"(n_mels={fe.n_mels}, frames={fe.frames})"
@@ -381,6 +418,12 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         if v is not None and not isinstance(v, str):
             raise _fail(where, f"{key} must be a string, got {_r(v)}")
         strs[key] = v
+    source = data.get("source")
+    if source is not None:
+        if not isinstance(source, Mapping) or not all(
+            isinstance(source.get(k), str) for k in ("name", "version", "sha256")
+        ):
+            raise _fail(where, f"source must be an object with string name, version and sha256, got {source!r}")
     refs = strs["references"]
     if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
         raise _fail(where, f"references must be a plain file name, got {_r(refs)}")
@@ -397,7 +440,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
             "export (labels, front end, thresholds and sha256 are all covered); re-export the model"
         )
     return Manifest(
-        schema=MANIFEST_SCHEMA,
+        schema=data["schema"],
         name=name,
         version=version,
         task=task,

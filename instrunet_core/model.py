@@ -99,6 +99,8 @@ def load_model(
     *,
     providers: str | Sequence[str] | None = None,
     threads: int | None = None,
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
     registry: Registry | None = None,
 ) -> Model:
     """Load a registered model, or an artifact folder.
@@ -116,7 +118,13 @@ def load_model(
         (CUDA when available) or full provider names. Unavailable ones are skipped
         with a warning; CPU is always the fallback.
     threads : int, optional
-        Intra-op threads (onnxruntime's default when omitted).
+        Older name of ``intra_op_threads``.
+    intra_op_threads : int, optional
+        onnxruntime threads inside one operator; default
+        :data:`~instrunet_core.session.DEFAULT_INTRA_OP_THREADS` (1, chosen by measurement:
+        see ``docs/benchmarks.md``); 0 lets onnxruntime start one per core.
+    inter_op_threads : int, optional
+        Threads running independent operators in parallel (default 1: the graphs are chains).
     registry : Registry, optional
         Registry to resolve names in (default: :func:`instrunet_core.get_registry`).
 
@@ -138,4 +146,5 @@ def load_model(
     'silence'
     """
     path, manifest = resolve_artifact(name, version, registry=registry)
-    return Model(path, providers=providers, threads=threads, manifest=manifest)
+    return Model(path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
+                 inter_op_threads=inter_op_threads, manifest=manifest)

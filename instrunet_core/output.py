@@ -49,12 +49,18 @@ def instrunet_version() -> str:
 
 
 def model_info(model: Model) -> dict[str, str]:
-    """The ``model`` field of every output: ``{name, version, sha256, task}``.
+    """The ``model`` field of every output: ``{name, version, sha256, task, input[, provider]}``.
 
     ``model`` is a :class:`~instrunet_core.Model` or a
-    :class:`~instrunet_core.session.ModelSession` (anything with a ``manifest``)."""
+    :class:`~instrunet_core.session.ModelSession` (anything with a ``manifest``). ``input`` is
+    the artifact's input kind (``"logmel"`` or ``"waveform"``); ``provider`` the onnxruntime
+    execution provider that actually ran it, when ``model`` is a loaded session."""
     m = model.manifest
-    return {"name": m.name, "version": m.version, "sha256": m.sha256, "task": m.task}
+    info = {"name": m.name, "version": m.version, "sha256": m.sha256, "task": m.task, "input": m.input_kind}
+    provider = getattr(model, "provider", None)
+    if isinstance(provider, str):
+        info["provider"] = provider
+    return info
 
 
 def _num(x: float, ndigits: int | None = None) -> float | None:

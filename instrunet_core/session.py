@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, ModelError
-from .features import FrontEnd
+from .features import FrontEnd, batch_features
 from .manifest import MANIFEST_FILENAME, Manifest, read_manifest
 from .registry import Registry, get_registry
 from .verify import verify_artifact
 
-__all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE"]
+__all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE",
+           "DEFAULT_INTRA_OP_THREADS"]
 
 #: Windows per ``InferenceSession.run`` call unless a caller says otherwise.
 DEFAULT_BATCH_SIZE = 16
@@ -51,6 +52,8 @@ def _resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     available = ort.get_available_providers()
     if providers is None:
         return ["CPUExecutionProvider"]
+    if isinstance(providers, str) and "," in providers:
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
     if isinstance(providers, str):
         if providers.lower() == "auto":
             wanted = [p for p in ("CUDAExecutionProvider",) if p in available]
@@ -71,6 +74,24 @@ def _resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
     return out
+
+
+#: Most windows per run of a waveform-input graph (its intermediates are ~2 MB per window).
+_WAVEFORM_BATCH = 8
+
+#: onnxruntime intra-op threads when none are asked for, chosen by measurement on the 2-core
+#: development machine (docs/benchmarks.md, "threads"): one thread per session leaves the
+#: other core to decoding, the front end and the host, and is the fastest under load. 0 means
+#: onnxruntime's own default (one thread per core).
+DEFAULT_INTRA_OP_THREADS = 1
+
+
+def _thread_count(value: Any, what: str, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 0:
+        raise InputError(f"{what} must be an integer >= 0 (0: onnxruntime's default), got {value!r}")
+    return int(value)
 
 
 def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> bool:
@@ -103,7 +124,13 @@ class ModelSession:
     path : pathlib.Path
         Directory holding ``manifest.json`` and the ONNX file.
     providers : list of str
-        Execution providers in use.
+        Execution providers the session actually uses, in priority order (what onnxruntime
+        reports after loading, e.g. ``["CPUExecutionProvider"]``).
+    input_kind : {"logmel", "waveform"}
+        What the graph takes: log-mel spectrograms (computed by :mod:`instrunet_core.features`)
+        or mono samples at the front end's rate (the front end is inside the graph).
+    session_options : dict
+        ``intra_op_threads``, ``inter_op_threads`` and the ``providers`` asked for.
     """
 
     def __init__(
@@ -112,6 +139,8 @@ class ModelSession:
         *,
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
         manifest: Manifest | None = None,
     ) -> None:
         p = Path(path)
@@ -132,23 +161,39 @@ class ModelSession:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a hard dependency
             raise ModelError(f"onnxruntime is not installed: {e}") from None
+        if threads is not None and intra_op_threads is None:
+            intra_op_threads = threads  # the older name
+        intra = _thread_count(intra_op_threads, "intra_op_threads", DEFAULT_INTRA_OP_THREADS)
+        inter = _thread_count(inter_op_threads, "inter_op_threads", 1)
         so = ort.SessionOptions()
-        if threads is not None:
-            if int(threads) < 0:
-                raise InputError(f"threads must be >= 0, got {threads!r}")
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
+        so.intra_op_num_threads = intra
+        so.inter_op_num_threads = inter
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
         # onnxruntime's idle workers spin for a while after each run; here every run is
         # followed by numpy work (decoding, the front end), which they would starve. Measured
         # in benchmarks/run.py: front end + model per 3 s clip 8.3 ms with spinning, 3-4 ms without.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.providers = _resolve_providers(providers)
+        wanted = _resolve_providers(providers)
         try:
-            self._session = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=self.providers)
+            self._session = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=wanted)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
-            raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
+            if wanted == ["CPUExecutionProvider"]:
+                raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
+            # A GPU provider that is installed but cannot start (no device, driver or CUDA
+            # libraries): fall back to the CPU, and say so.
+            warnings.warn(f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider",
+                          RuntimeWarning, stacklevel=2)
+            try:
+                self._session = ort.InferenceSession(
+                    os.fspath(onnx_path), sess_options=so, providers=["CPUExecutionProvider"]
+                )
+            except Exception as e2:  # noqa: BLE001
+                raise ModelError(f"{where}: onnxruntime cannot load the model: {e2}") from None
+        # What onnxruntime actually uses (it drops providers that fail to initialise).
+        self.providers: list[str] = list(self._session.get_providers())
+        self.session_options = {"intra_op_threads": intra, "inter_op_threads": inter, "providers": list(wanted)}
         self._check_io(where)
         self._input_name: str = m.input["name"]
         self._output_name: str = m.output["name"]
@@ -203,6 +248,16 @@ class ModelSession:
         return fe
 
     @property
+    def input_kind(self) -> str:
+        """``"logmel"`` or ``"waveform"`` (see :attr:`Manifest.input_kind`)."""
+        return self.manifest.input_kind
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the graph (the first of :attr:`providers`)."""
+        return self.providers[0]
+
+    @property
     def thresholds(self) -> dict[str, float]:
         """Presence threshold per label (manifest ``thresholds``, else 0.5 multilabel / 0.1 multiclass)."""
         base = 0.5 if self.task == "multilabel" else 0.1
@@ -227,6 +282,10 @@ class ModelSession:
         -------
         np.ndarray [shape=(B, n_labels), dtype=float32]
         """
+        if self.input_kind != "logmel":
+            raise ModelError(
+                f"{self.path}: this artifact takes {self.input_kind} input, not features; use predict_windows"
+            )
         x = np.asarray(x)
         fe = self.front_end
         if x.ndim == 3:
@@ -240,15 +299,67 @@ class ModelSession:
             raise InputError("predict_features: features contain NaN or infinite values")
         if x.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        outs = []
+        return self._run(x, batch_size)
+
+    def _run(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Session runs of at most ``batch_size`` items (one run when the batch fits)."""
         step = max(1, int(batch_size))
-        for i in range(0, x.shape[0], step):
-            (y,) = self._session.run([self._output_name], {self._input_name: x[i : i + step]})
-            outs.append(np.asarray(y, dtype=np.float32))
-        y = np.concatenate(outs)
+        if x.shape[0] <= step:
+            (y,) = self._session.run([self._output_name], {self._input_name: x})
+        else:
+            outs = []
+            for i in range(0, x.shape[0], step):
+                (yi,) = self._session.run([self._output_name], {self._input_name: x[i : i + step]})
+                outs.append(yi)
+            y = np.concatenate(outs)
+        y = np.asarray(y, dtype=np.float32)
         if not np.all(np.isfinite(y)):
             raise ModelError(f"{self.path}: the model produced NaN or infinite outputs")
         return y
+
+    def predict_windows(self, windows: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Run the network on analysis windows of mono audio at the front end's rate.
+
+        A feature-input artifact gets its features from
+        :func:`instrunet_core.features.batch_features`; a waveform-input artifact computes the
+        same features inside its graph. (Streams go through
+        :class:`~instrunet_core.inference.Classifier`, which shares STFT frames between
+        overlapping windows of feature-input models.)
+
+        Parameters
+        ----------
+        windows : np.ndarray [shape=(B, n), dtype=float32]
+            Mono windows at ``front_end.sample_rate``, each cut or silence-padded to
+            ``front_end.window_samples``.
+        batch_size : int
+            Windows per ``InferenceSession.run`` call.
+
+        Returns
+        -------
+        np.ndarray [shape=(B, n_labels), dtype=float32]
+        """
+        fe = self.front_end
+        if self.input_kind == "logmel":
+            return self.predict_features(batch_features(windows, fe=fe), batch_size=batch_size)
+        w = np.asarray(windows)
+        if w.ndim != 2:
+            raise InputError(f"predict_windows: expected shape (batch, n), got shape {w.shape}")
+        if not np.issubdtype(w.dtype, np.floating):
+            raise InputError(f"predict_windows: expected floating-point audio, got dtype {w.dtype}")
+        n = fe.window_samples
+        if w.shape[1] != n:
+            fitted = np.zeros((w.shape[0], n), dtype=np.float32)
+            m = min(n, w.shape[1])
+            fitted[:, :m] = w[:, :m]
+            w = fitted
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if not np.all(np.isfinite(w)):
+            raise InputError("predict_windows: audio contains NaN or infinite samples")
+        if w.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        # The graph's STFT intermediates take ~2 MB per window: runs of at most
+        # _WAVEFORM_BATCH windows keep onnxruntime's arena (and the peak RSS) small.
+        return self._run(w, min(int(batch_size), _WAVEFORM_BATCH))
 
 
 def _looks_like_path(spec: Any) -> bool:
@@ -305,6 +416,8 @@ def open_session(
     *,
     providers: str | Sequence[str] | None = None,
     threads: int | None = None,
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
     registry: Registry | None = None,
 ) -> ModelSession:
     """``spec`` itself when it is already a session, else the verified session it names.
@@ -316,4 +429,5 @@ def open_session(
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         raise InputError(f"model must be a Model, a model name or an artifact folder, got {type(spec).__name__}")
     path, manifest = resolve_artifact(spec, registry=registry)
-    return ModelSession(path, providers=providers, threads=threads, manifest=manifest)
+    return ModelSession(path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
+                        inter_op_threads=inter_op_threads, manifest=manifest)

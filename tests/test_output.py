@@ -64,7 +64,9 @@ def test_classify_json_validates(tiny_registry, files: dict[str, Path], capsys: 
     for r in rows:
         _valid("classification.json", r)
         assert r["schema"] == CLASSIFICATION_SCHEMA and r["instrunet_version"] == __version__
-        assert set(r["model"]) == {"name", "version", "sha256", "task"}
+        # required fields, plus the optional input kind and provider of a loaded session
+        assert {"name", "version", "sha256", "task"} <= set(r["model"]) <= {"name", "version", "sha256", "task",
+                                                                          "input", "provider"}
 
 
 def test_batch_lines_validate(tiny_registry, files: dict[str, Path], tmp_path: Path) -> None:
