@@ -62,6 +62,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/instrunet analyze examples/ensemble.flac --json out/ensemble.json --plot out/ensemble.png
 
 test: $(VENV)/.dev
+	$(BIN)/python -m mypy instrunet_core
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev

@@ -42,7 +42,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -585,6 +585,7 @@ class Classifier:
             ready = self._ready(final)
             if not ready or (whole_batches and len(ready) < self.batch_size):
                 break
+            run: Callable[..., np.ndarray]
             if self._waveform:
                 inputs, rms = self._windows(ready)
                 run = self.model.predict_windows
