@@ -240,11 +240,12 @@ def _hz_to_key(hz: float) -> float:
     return 69.0 + 12.0 * math.log2(max(hz, 1e-3) / 440.0)
 
 
-def pat_to_sfz(pat: Path | str, out_dir: Path | str) -> Path:
+def pat_to_sfz(pat: Path | str, out_dir: Path | str, *, reach: int = 7) -> Path:
     """Convert a GUS patch to ``out_dir/<stem>.sfz`` plus one WAV per wave; returns the SFZ path.
 
     Each wave becomes a region spanning the keys of its frequency range (overlaps resolved in
-    favour of the lower wave), keyed at its root frequency (``pitch_keycenter`` + ``tune``
+    favour of the lower wave), limited to ``reach`` semitones beyond the lowest and highest
+    recorded roots, keyed at its root frequency (``pitch_keycenter`` + ``tune``
     cents), looped as the patch says (``loop_sustain`` for sustaining patches, else
     ``loop_continuous`` with a slow decay); a 0.3 s release.
     """
@@ -252,16 +253,16 @@ def pat_to_sfz(pat: Path | str, out_dir: Path | str) -> Path:
     waves = sorted(read_pat(pat), key=lambda w: w.root_hz)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"// converted from {pat.name} by training.sfz.pat_to_sfz", "<global> ampeg_release=0.3"]
+    # GUS patches usually stretch the outer waves over the whole keyboard; keep the keys within
+    # a fifth of the recorded roots, where the instrument plausibly plays.
+    lowest = round(_hz_to_key(waves[0].root_hz)) - reach
+    highest = round(_hz_to_key(waves[-1].root_hz)) + reach
     last_hi = -1
     for i, w in enumerate(waves):
         wav = out_dir / f"{pat.stem}_{i:02d}.wav"
         sf.write(wav, w.data, w.sample_rate, subtype="PCM_16")
-        lo = max(0, math.ceil(_hz_to_key(w.low_hz) - 1e-6), last_hi + 1)
-        hi = min(127, math.floor(_hz_to_key(w.high_hz) + 1e-6))
-        if i == len(waves) - 1:
-            hi = max(hi, 108)
-        if i == 0:
-            lo = min(lo, 21)
+        lo = max(0, lowest, math.ceil(_hz_to_key(w.low_hz) - 1e-6), last_hi + 1)
+        hi = min(127, highest, math.floor(_hz_to_key(w.high_hz) + 1e-6))
         if hi < lo:
             continue
         last_hi = hi
