@@ -10,6 +10,7 @@ import soundfile as sf
 
 from instrunet_core.labels import FAMILIES
 from training.dataset import ExampleSpec, is_real, make_examples, shape_note, split_notes
+from training.nsynth import FAMILY_NAMES
 
 SR = 22050
 
@@ -37,8 +38,7 @@ def _tiny_corpus(root: Path) -> None:
         sf.write(split / "audio" / f"{name}.wav", np.full(SR, 0.1 * (i + 1), np.float32), SR, subtype="PCM_16")
         ex[name] = {"note": i, "note_str": name, "instrument": i, "instrument_str": name[:-8], "pitch": 60,
                     "velocity": 100, "sample_rate": SR, "qualities": [0] * 10, "qualities_str": [],
-                    "instrument_family": ["brass", "bass", "flute", "guitar", "keyboard", "mallet", "organ", "reed",
-                                          "string", "synth_lead", "vocal"].index(fam),
+                    "instrument_family": FAMILY_NAMES.index(fam),
                     "instrument_family_str": fam, "instrument_source": 0, "instrument_source_str": "acoustic",
                     **({"library": "lib"} if real else {})}
     (split / "examples.json").write_text(json.dumps(ex))
