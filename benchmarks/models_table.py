@@ -89,13 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not m.get("dev") and dev_file.is_file():
             m["dev"] = json.loads(dev_file.read_text())["dev"]
         onnx = Path(artifact) / "model.onnx"
-        med, p90 = latency_ms(onnx)
+        # An artifact that is not on this machine (seed_v3 is exported into runs/, not shipped):
+        # its report's numbers are tabled, its latency and size are not measured.
+        med, p90 = latency_ms(onnx) if onnx.is_file() else (None, None)
         t = m["test"]
         mix = t.get("mixture", {}).get("micro_f1")
         recalls = [pc["recall"] for pc in t["single"]["per_class"].values() if pc["recall"] is not None]
         row = {
             "model": name, "task": m["task"], "parameters": m["parameters"],
-            "artifact_mb": onnx.stat().st_size / 1e6,
+            "artifact_mb": onnx.stat().st_size / 1e6 if onnx.is_file() else None,
             "valid_accuracy": m["valid"]["single"]["accuracy"],
             "test_accuracy": t["single"]["accuracy"], "test_balanced_accuracy": t["single"]["balanced_accuracy"],
             "test_macro_f1": t["single"]["macro_f1"], "min_family_recall": min(recalls),
@@ -119,11 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         d = r["dev"]
         dev_bal = "n/a" if not d else f"**{d['single']['balanced_accuracy']:.3f}**"
         dev_short = "n/a" if not d or not d["shorter_than_1s"].get("n") else f"{d['shorter_than_1s']['accuracy']:.3f}"
+        size = "not here" if r["artifact_mb"] is None else f"{r['artifact_mb']:.1f} MB"
+        lat = ("not measured (artifact not here)" if r["latency_ms_median"] is None
+               else f"{r['latency_ms_median']:.2f} ms, {r['latency_ms_p90']:.2f} ms")
         lines.append(
-            f"| {r['model']} | {r['task']} | {r['parameters']:,} | {r['artifact_mb']:.1f} MB | {r['valid_accuracy']:.3f} "
+            f"| {r['model']} | {r['task']} | {r['parameters']:,} | {size} | {r['valid_accuracy']:.3f} "
             f"| {dev_bal} | {dev_short} "
             f"| **{r['test_accuracy']:.3f}** | {r['test_balanced_accuracy']:.3f} | {r['min_family_recall']:.3f} "
-            f"| {mix} | {r['latency_ms_median']:.2f} ms, {r['latency_ms_p90']:.2f} ms "
+            f"| {mix} | {lat} "
             f"| {r['train_minutes']:.0f} min, {r['epochs']} epochs |"
         )
     lines += [
