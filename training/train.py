@@ -172,7 +172,7 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     if cfg.init_onnx is not None:
         from .warmstart import init_from_onnx
 
-        init = init_from_onnx(model, cfg.init_onnx)
+        init = init_from_onnx(model, cfg.init_onnx, calibration=train[0][:: max(1, len(train[0]) // 512)][:512])
         print(f"initialised from {cfg.init_onnx} (max difference {init['max_abs_diff']:.1e})", flush=True)
     X, Y = train
     steps = math.ceil(len(X) / cfg.batch_size)

@@ -3,9 +3,14 @@
 The exporter folds each batch normalisation into the convolution before it, so the ONNX
 graph holds, per conv block, a kernel ``[out, in, kh, kw]`` and a bias. Loaded back, the
 kernel goes to the Keras convolution (transposed to ``[kh, kw, in, out]``) and the bias to
-the batch normalisation as its ``beta``, with ``gamma = 1``, moving mean 0 and moving
-variance ``1 - epsilon`` so that the normalisation is exactly ``x + beta`` until training
-moves it. Dense layers are copied as they are. :func:`init_from_onnx` checks the result
+the batch normalisation, which must compute ``x + bias`` in both of its modes: at inference
+(moving statistics) and in training (the batch's statistics). Given a ``calibration`` batch
+of typical inputs, each normalisation gets the mean ``m`` and variance ``v`` of its input
+over that batch as moving statistics, ``gamma = sqrt(v + eps)`` and ``beta = m + bias``, so
+that a training batch like the calibration one passes through unchanged; without one,
+``gamma = 1``, mean 0, variance ``1 - eps`` (exact at inference only: the first training
+steps would then see differently scaled activations and lose much of what the artifact
+knew). Dense layers are copied as they are. :func:`init_from_onnx` checks the result
 against onnxruntime on random windows and refuses a model that does not match.
 """
 
@@ -27,7 +32,8 @@ def _initializers(path: Path) -> list[np.ndarray]:
     return [numpy_helper.to_array(t) for t in m.graph.initializer]
 
 
-def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4) -> dict[str, Any]:
+def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4,
+                   calibration: np.ndarray | None = None) -> dict[str, Any]:
     """Copy the weights of ``onnx_path`` into the Keras ``model`` in place.
 
     Parameters
@@ -38,6 +44,8 @@ def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4) -> 
         The artifact's ``model.onnx`` (taking ``[batch, 128, 128]`` or ``[batch, 128, 128, 1]``).
     atol : float
         Largest allowed difference between the two models' outputs on random windows.
+    calibration : np.ndarray [shape=(B, 128, 128) or (B, 128, 128, 1)], optional
+        Typical inputs (e.g. 256 training windows) for the normalisations' statistics.
 
     Returns
     -------
@@ -77,6 +85,18 @@ def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4) -> 
         n = hwio.shape[-1]
         bn.set_weights([np.ones(n, np.float32), bias.astype(np.float32), np.zeros(n, np.float32),
                         np.full(n, 1.0 - eps, np.float32)])
+    if calibration is not None:
+        xc = np.asarray(calibration, dtype=np.float32)
+        xc = xc[..., None] if xc.ndim == 3 else xc
+        for conv, bn in zip(convs, bns, strict=True):
+            # Layers before this one are already calibrated (and exact at inference).
+            probe = keras.Model(model.inputs, conv.output)
+            act = np.concatenate([np.asarray(probe(xc[i : i + 64], training=False)) for i in range(0, len(xc), 64)])
+            m = act.mean(axis=(0, 1, 2)).astype(np.float32)
+            v = act.var(axis=(0, 1, 2)).astype(np.float32)
+            gamma, beta, _, _ = bn.get_weights()
+            bias = beta  # as set above: the artifact's folded bias
+            bn.set_weights([np.sqrt(v + float(bn.epsilon)).astype(np.float32), (m + bias).astype(np.float32), m, v])
     for layer, w in zip(denses, dense, strict=True):
         b = by_size[w.shape[1]].pop(0)
         if tuple(layer.kernel.shape) != w.shape:
