@@ -73,7 +73,7 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 def report_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
     """The evaluation part of a training report (``training/reports/<model>/<version>/metrics.json``)."""
     keys = ("model", "version", "task", "parameters", "train_seconds", "epochs_run", "best_epoch", "selection",
-            "valid", "test")
+            "init", "valid", "dev", "test")
     return {k: report[k] for k in keys if k in report}
 
 
@@ -103,6 +103,9 @@ def training_data_info(report: Mapping[str, Any] | None, corpus: Path | None) ->
             info["soundfonts"] = [{k: f.get(k) for k in ("key", "description", "license")} for f in fonts]
         if "counts" not in info and data.get("counts"):
             info["counts"] = data["counts"]
+        real = data.get("real_instruments") or []
+        if real:
+            info["real_libraries"] = _real_libraries(real)
     counts = info.get("counts")
     if isinstance(counts, Mapping):
         info["notes_per_split"] = {
@@ -110,6 +113,26 @@ def training_data_info(report: Mapping[str, Any] | None, corpus: Path | None) ->
             if isinstance(fams, Mapping)
         }
     return info
+
+
+def _real_libraries(real: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per real library of the corpus: where it comes from (pinned), its licence, split, instruments."""
+    from training.sources import load_lock
+
+    lock = {e["key"]: e for e in load_lock()["sources"]}
+    out = []
+    for key in sorted({str(r["source"]) for r in real}):
+        e = lock.get(key, {})
+        out.append({
+            "key": key,
+            "source": e.get("repo") or e.get("package"),
+            "revision": e.get("commit") or e.get("version"),
+            "sha256": e.get("sha256"),
+            "license": e.get("license"),
+            "split": sorted({str(r["split"]) for r in real if r["source"] == key}),
+            "instruments": sorted(f"{r['name']} ({r['family']})" for r in real if r["source"] == key),
+        })
+    return out
 
 
 def _finite(v: Any) -> Any:
