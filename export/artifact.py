@@ -17,8 +17,11 @@ import numpy as np
 
 from instrunet_core.errors import ModelError
 from instrunet_core.manifest import (
+    INPUT_NAME,
+    LOGMEL_LAYOUT,
     MANIFEST_FILENAME,
     MANIFEST_SCHEMA,
+    OUTPUT_NAME,
     seal_manifest,
     sha256_file,
     validate_manifest,
@@ -176,8 +179,8 @@ def build_manifest(
         "version": version,
         "task": task,
         "labels": list(labels),
-        "input": {"name": "mel", "shape": list(input_shape), "dtype": "float32", "layout": "NHWC"},
-        "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32",
+        "input": {"name": INPUT_NAME, "shape": list(input_shape), "dtype": "float32", "layout": LOGMEL_LAYOUT},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(labels)], "dtype": "float32",
                    "activation": "sigmoid" if task == "multilabel" else "softmax"},
     }
     if features is not None:

@@ -26,6 +26,10 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "MANIFEST_SCHEMAS",
     "INPUT_KINDS",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "LOGMEL_LAYOUT",
+    "DEFAULT_THRESHOLDS",
     "MANIFEST_FILENAME",
     "FEATURES_LAYOUT",
     "SEMVER_RE",
@@ -51,6 +55,14 @@ MANIFEST_SCHEMAS = ("instrunet.manifest/1", MANIFEST_SCHEMA)
 #: the same spectrograms itself). Models with ``input.layout == "features"`` take a vector of
 #: named features instead and have no ``kind``.
 INPUT_KINDS = ("logmel", "waveform")
+#: Tensor names of the log-mel models this project trains and exports (``training.models``,
+#: ``export``); a manifest may name others, the runtime reads them from ``input``/``output``.
+INPUT_NAME = "mel"
+OUTPUT_NAME = "probabilities"
+#: ``input.layout`` of a log-mel input ``[batch, n_mels, frames, 1]``.
+LOGMEL_LAYOUT = "NHWC"
+#: Presence threshold of a label the manifest's ``thresholds`` leaves out, per task.
+DEFAULT_THRESHOLDS = {"multilabel": 0.5, "multiclass": 0.1}
 MANIFEST_FILENAME = "manifest.json"
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -255,8 +267,8 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
             raise _fail(where, f"input.kind must be one of {list(INPUT_KINDS)}, got {_r(d.get('kind'))}")
         if len(shape) != 4 or shape[0] is not None or shape[3] != 1:
             raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {_r(shape)}")
-        if d.get("layout", "NHWC") != "NHWC":
-            raise _fail(where, f"input.layout must be 'NHWC', got {_r(d.get('layout'))}")
+        if d.get("layout", LOGMEL_LAYOUT) != LOGMEL_LAYOUT:
+            raise _fail(where, f"input.layout must be {LOGMEL_LAYOUT!r}, got {_r(d.get('layout'))}")
     else:
         if len(shape) != 2 or shape[0] is not None:
             raise _fail(where, f"output.shape must be [null, n_labels], got {_r(shape)}")

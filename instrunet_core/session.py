@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import InputError, ModelError
 from .features import FrontEnd, batch_features
-from .manifest import MANIFEST_FILENAME, Manifest, read_manifest
+from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_manifest
 from .registry import Registry, get_registry
 from .verify import verify_artifact
 
@@ -260,7 +260,7 @@ class ModelSession:
     @property
     def thresholds(self) -> dict[str, float]:
         """Presence threshold per label (manifest ``thresholds``, else 0.5 multilabel / 0.1 multiclass)."""
-        base = 0.5 if self.task == "multilabel" else 0.1
+        base = DEFAULT_THRESHOLDS[self.task]
         given = dict(self.manifest.thresholds or {})
         return {lab: float(given.get(lab, base)) for lab in self.labels}
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .manifest import DEFAULT_THRESHOLDS
 
 __all__ = ["Segment", "Instrument", "moving_median", "build_timeline", "detect_instruments", "merge_ranges"]
 
@@ -183,7 +184,7 @@ def detect_instruments(
     active_n = int((~silent).sum())
     out = []
     for i, lab in enumerate(labels):
-        thr = float(thresholds.get(lab, 0.5))
+        thr = float(thresholds.get(lab, DEFAULT_THRESHOLDS["multilabel"]))
         act = (ps[:, i] >= thr) & ~silent
         if not act.any():
             continue
