@@ -255,3 +255,24 @@ def test_export_features_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # a features file that does not fit the model is refused, nothing written
     np.savez(tmp_path / "bad.npz", x=x[:, :3], names=np.asarray(FEATURE_NAMES[:3]))
     assert main([*args[:8], "bad.npz", *args[9:], "--force"]) == 1
+
+
+def test_cli_json_through_the_installed_entry_point(tmp_path: Path) -> None:
+    """`instrunet analyze --json` in a subprocess: the real entry point, nothing patched."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "instrunet"
+    cmd = str(exe) if exe.exists() else shutil.which("instrunet")
+    assert cmd, "the instrunet console script is not installed"
+    env = {k: v for k, v in os.environ.items() if k != "INSTRUNET_PLUGINS"}
+    out = tmp_path / "flute.json"
+    proc = subprocess.run([cmd, "analyze", str(EXAMPLES / "solo_flute.wav"), "--json", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    c = json.loads(out.read_text())["extras"]["condition"]
+    _check_verdict(c)
+    assert c["label"] == "healthy" and c["model"]["name"] == "condition"
+    assert set(c["instruments"]) >= {"flute"}

@@ -6,6 +6,7 @@ Usage::
     python -m training.condition train --data data/condition --out runs/condition \\
         --report training/reports/condition/1.0.0
     python -m training.condition praat --corpus data/corpus   # our HNR next to Praat's
+    python -m training.condition evaluate                     # accuracy on every split, train included
 
 ``build`` reads every note of an NSynth-format corpus built by ``python -m training.corpus``
 (splits by instrument: train / valid / test = every TimGM6mb instrument) and makes three
@@ -618,6 +619,29 @@ def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) 
     (folder / "summary.md").write_text("\n".join(lines))
 
 
+def evaluate(data: Path, model_path: Path, out: Path) -> dict[str, Any]:
+    """Accuracy and per-class recall of a trained model on every split, train included.
+
+    Train accuracy close to valid/test says the classifier is limited by what the features
+    can tell apart, not by the amount of training data. Writes ``out`` (JSON).
+    """
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    model = keras.models.load_model(model_path, compile=False)
+    res: dict[str, Any] = {"model": str(model_path)}
+    for split in SPLITS:
+        d = load(data, split)
+        p = np.asarray(model(d["v"], training=False))
+        m = _metrics(d["y"], p)
+        res[split] = {"accuracy": m["accuracy"], "false_alarm_rate": m["false_alarm_rate"], "n": m["n"],
+                      "recall": {c: v["recall"] for c, v in m["per_class"].items()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
 def praat_check(corpus: Path, out: Path, *, n_notes: int = 16, seed: int = 0) -> dict[str, Any]:
     """Our HNR next to Praat's (parselmouth) on test-split notes, clean and at 20 / 5 dB SNR.
 
@@ -677,8 +701,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = sub.add_parser("praat", help="compare our HNR with Praat's (needs praat-parselmouth)")
     c.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     c.add_argument("--out", type=Path, default=Path("training/reports/condition/1.0.0/hnr_vs_praat.json"))
+    e = sub.add_parser("evaluate", help="accuracy of a trained model on every split, train included")
+    e.add_argument("--data", type=Path, default=Path("data/condition"))
+    e.add_argument("--model", type=Path, default=Path("runs/condition/condition.keras"))
+    e.add_argument("--out", type=Path, default=Path("training/reports/condition/1.0.0/splits.json"))
     args = ap.parse_args(argv)
-    if args.cmd == "praat":
+    if args.cmd == "evaluate":
+        r = evaluate(args.data, args.model, args.out)
+        print(", ".join(f"{s} {r[s]['accuracy']:.4f}" for s in SPLITS))
+    elif args.cmd == "praat":
         r = praat_check(args.corpus, args.out)
         print(f"{r['n']} comparisons: max |ours - Praat| {r['max_abs_diff_below_30db']:.2f} dB below 30 dB "
               f"(n={r['n_below_30db']}), {r['max_abs_diff_from_30db']:.2f} dB from 30 dB up (n={r['n_from_30db']})")
