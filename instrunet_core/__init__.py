@@ -23,20 +23,11 @@ from .hookspecs import hookimpl
 from .inference import Classifier, WindowResult, analyze
 from .labels import FAMILIES
 from .model import Model, load_model
+from .output import instrunet_version
 from .registry import build_registry, get_registry, list_models
 from .verify import ArtifactCheck, verify_artifact
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("instrunet")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
-__version__ = _version()
+__version__ = instrunet_version()
 
 __all__ = [
     "__version__",

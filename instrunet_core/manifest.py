@@ -33,6 +33,7 @@ __all__ = [
     "MANIFEST_FILENAME",
     "FEATURES_LAYOUT",
     "SEMVER_RE",
+    "NAME_RE",
     "Manifest",
     "validate_manifest",
     "read_manifest",
@@ -65,7 +66,8 @@ LOGMEL_LAYOUT = "NHWC"
 DEFAULT_THRESHOLDS = {"multilabel": 0.5, "multiclass": 0.1}
 MANIFEST_FILENAME = "manifest.json"
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+#: What a model name may be: a lower-case identifier (the manifest and the exporter check it).
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 TASKS = ("multiclass", "multilabel")
 ACTIVATIONS = {"multiclass": "softmax", "multilabel": "sigmoid"}
@@ -328,7 +330,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     if data["schema"] not in MANIFEST_SCHEMAS:
         raise _fail(where, f"schema must be one of {list(MANIFEST_SCHEMAS)}, got {_r(data['schema'])}")
     name = data["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 128:
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 128:
         raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {_r(name)}")
     version = data["version"]
     if not isinstance(version, str) or not SEMVER_RE.match(version):
