@@ -65,7 +65,7 @@ from .features import _AMIN, _power_mel
 from .output import model_info
 from .registry import Registry, get_registry
 from .session import DEFAULT_BATCH_SIZE, ModelSession, ModelSpec, open_session
-from .timeline import build_timeline, detect_instruments
+from .timeline import build_timeline, detect_instruments, mask_silent
 from .validate import check_hop
 
 __all__ = [
@@ -509,7 +509,7 @@ class Classifier:
         res = self._results
         duration = self.duration
         times = np.array([[w.start, w.end] for w in res], dtype=np.float64).reshape(-1, 2)
-        shown = np.where(silent[:, None], np.float32(0.0), probs).astype(np.float32)
+        shown = mask_silent(probs, silent)
         m = self.model
         return Analysis(
             source=source,
