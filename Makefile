@@ -62,6 +62,7 @@ demo: $(VENV)/.runtime
 	$(BIN)/instrunet analyze examples/ensemble.flac --json out/ensemble.json --plot out/ensemble.png
 
 test: $(VENV)/.dev
+	$(BIN)/python -m mypy instrunet_core
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
@@ -81,14 +82,18 @@ bench-pedalboard: $(VENV)/.dev
 # into runs/, not shipped); measures every model's latency side by side in one run.
 models-doc: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.models_table \
-	  default=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0 \
+	  family-2.0.0=training/reports/default/2.0.0/metrics.json:instrunet_core/models/family/2.0.0 \
+	  family-1.0.0=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0 \
 	  baseline=training/reports/baseline/1.0.0/metrics.json:plugins/instrunet-baseline/src/instrunet_baseline/models/baseline/1.0.0 \
 	  seed_v3=training/reports/seed_v3/1.0.0/metrics.json:runs/seed_v3/artifact/seed_v3/1.0.0 \
 	  --out docs/models.md --intro benchmarks/models_intro.md --outro benchmarks/models_outro.md \
 	  --experiments training/reports/experiments/*
 
+# SOURCES: mirror folder of the real libraries in training/sources.lock.json (adds them and the
+# dev split; `python -m training.sources fetch --sources DIR` fills it on a machine with internet).
+SOURCES ?=
 corpus: $(VENV)/.dev
-	$(BIN)/python -m training.corpus build --out data/corpus
+	$(BIN)/python -m training.corpus build --out data/corpus $(if $(SOURCES),--sources $(SOURCES))
 
 train: $(VENV)/.dev
 	$(BIN)/python -m training.train --model default --corpus data/corpus --out runs/default

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import DEFAULT_ATOL, ExportError
 
 USAGE_EXAMPLE = """example:
-  python -m export runs/default/default.keras --name default --version 1.0.0 --out instrunet_core/models \\
+  python -m export runs/default/default.keras --name family --version 1.0.0 --out instrunet_core/models \\
       --corpus data/corpus --split valid --report training/reports/default/1.0.0/metrics.json
 
 waveform-in artifact (front end inside the graph) from any feature-input artifact:

@@ -15,14 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.errors import ModelError
 from instrunet_core.manifest import (
+    INPUT_NAME,
+    LOGMEL_LAYOUT,
     MANIFEST_FILENAME,
     MANIFEST_SCHEMA,
-    read_manifest,
+    OUTPUT_NAME,
     seal_manifest,
     sha256_file,
     validate_manifest,
 )
+from instrunet_core.verify import verify_artifact
 
 from . import ExportError
 
@@ -72,7 +76,7 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 def report_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
     """The evaluation part of a training report (``training/reports/<model>/<version>/metrics.json``)."""
     keys = ("model", "version", "task", "parameters", "train_seconds", "epochs_run", "best_epoch", "selection",
-            "valid", "test")
+            "init", "valid", "dev", "test")
     return {k: report[k] for k in keys if k in report}
 
 
@@ -102,6 +106,9 @@ def training_data_info(report: Mapping[str, Any] | None, corpus: Path | None) ->
             info["soundfonts"] = [{k: f.get(k) for k in ("key", "description", "license")} for f in fonts]
         if "counts" not in info and data.get("counts"):
             info["counts"] = data["counts"]
+        real = data.get("real_instruments") or []
+        if real:
+            info["real_libraries"] = _real_libraries(real)
     counts = info.get("counts")
     if isinstance(counts, Mapping):
         info["notes_per_split"] = {
@@ -109,6 +116,26 @@ def training_data_info(report: Mapping[str, Any] | None, corpus: Path | None) ->
             if isinstance(fams, Mapping)
         }
     return info
+
+
+def _real_libraries(real: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per real library of the corpus: where it comes from (pinned), its licence, split, instruments."""
+    from training.sources import load_lock
+
+    lock = {e["key"]: e for e in load_lock()["sources"]}
+    out = []
+    for key in sorted({str(r["source"]) for r in real}):
+        e = lock.get(key, {})
+        out.append({
+            "key": key,
+            "source": e.get("repo") or e.get("package"),
+            "revision": e.get("commit") or e.get("version"),
+            "sha256": e.get("sha256"),
+            "license": e.get("license"),
+            "split": sorted({str(r["split"]) for r in real if r["source"] == key}),
+            "instruments": sorted(f"{r['name']} ({r['family']})" for r in real if r["source"] == key),
+        })
+    return out
 
 
 def _finite(v: Any) -> Any:
@@ -152,8 +179,8 @@ def build_manifest(
         "version": version,
         "task": task,
         "labels": list(labels),
-        "input": {"name": "mel", "shape": list(input_shape), "dtype": "float32", "layout": "NHWC"},
-        "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32",
+        "input": {"name": INPUT_NAME, "shape": list(input_shape), "dtype": "float32", "layout": LOGMEL_LAYOUT},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(labels)], "dtype": "float32",
                    "activation": "sigmoid" if task == "multilabel" else "softmax"},
     }
     if features is not None:
@@ -286,29 +313,14 @@ def reseal_artifact(folder: str | Path) -> dict[str, Any]:
 
 
 def check_artifact(folder: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:
-    """What the runtime can check of an artifact: manifest valid, sha256, references reproduced.
+    """What the runtime checks of an artifact (:func:`instrunet_core.verify.verify_artifact`):
+    manifest valid, sha256, references reproduced.
 
     Returns ``{"sha256_ok", "max_abs_diff", "top1_agreement", "n"}``; raises
     :class:`ExportError` when a check fails.
     """
-    import onnxruntime as ort
-
-    folder = Path(folder)
-    man = read_manifest(folder)
-    model = folder / man.file
-    got = sha256_file(model)
-    if got != man.sha256:
-        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {man.sha256}")
-    res: dict[str, Any] = {"sha256_ok": True}
-    if man.references:
-        with np.load(folder / man.references, allow_pickle=False) as z:
-            x, y = z["inputs"].astype(np.float32), z["outputs"]
-        sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        out = sess.run(None, {man.input["name"]: x})[0]
-        diff = float(np.abs(out - y).max()) if len(y) else 0.0
-        agree = float(np.mean(out.argmax(1) == y.argmax(1))) if len(y) else 1.0
-        res.update(max_abs_diff=diff, top1_agreement=agree, n=int(len(y)))
-        if diff > atol or agree < 1.0:
-            raise ExportError(f"{folder}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
-                              f"top-1 agreement {agree:.2%}")
-    return res
+    try:
+        res = verify_artifact(folder, references=True, atol=atol).to_dict()
+    except ModelError as e:
+        raise ExportError(str(e)) from None
+    return {k: res[k] for k in ("sha256_ok", "max_abs_diff", "top1_agreement", "n") if res[k] is not None}

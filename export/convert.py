@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.manifest import INPUT_NAME, OUTPUT_NAME
+
 from . import ExportError
 
 __all__ = [
@@ -29,8 +31,6 @@ __all__ = [
 ]
 
 OPSET = 17
-INPUT_NAME = "mel"
-OUTPUT_NAME = "probabilities"
 
 
 def _tf_env() -> None:

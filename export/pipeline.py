@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -16,7 +15,7 @@ import numpy as np
 
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd
 from instrunet_core.labels import FAMILIES
-from instrunet_core.manifest import SEMVER_RE
+from instrunet_core.manifest import NAME_RE, SEMVER_RE
 
 from . import DEFAULT_ATOL, ExportError
 from .artifact import (
@@ -31,7 +30,6 @@ from .data import Windows, corpus_windows
 
 __all__ = ["ExportConfig", "export_model", "parity_stats"]
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _TASK_OF = {"sigmoid": "multilabel", "softmax": "multiclass"}
 
 
@@ -125,7 +123,7 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
     """
     from . import convert
 
-    if not _NAME_RE.match(cfg.name):
+    if not NAME_RE.match(cfg.name):
         raise ExportError(f"--name {cfg.name!r}: use a lower-case identifier ([a-z0-9_.-])")
     if not SEMVER_RE.match(cfg.version):
         raise ExportError(f"--version {cfg.version!r}: expected semver X.Y.Z")

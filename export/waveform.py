@@ -41,7 +41,9 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.features import FrontEnd, batch_features, mel_filterbank
-from instrunet_core.manifest import MANIFEST_SCHEMA, read_manifest, sha256_file
+from instrunet_core.inference import DEFAULT_HOP_SECONDS
+from instrunet_core.manifest import INPUT_NAME, MANIFEST_SCHEMA, read_manifest, sha256_file
+from instrunet_core.session import DEFAULT_BATCH_SIZE
 
 from . import DEFAULT_ATOL, ExportError
 from .artifact import MODEL_FILE, REFERENCES_FILE, check_artifact, created_timestamp, write_artifact
@@ -71,7 +73,7 @@ def _split(n: int) -> tuple[int, int]:
     return n, 1
 
 
-def frontend_graph(fe: FrontEnd, *, input_name: str = AUDIO_INPUT, output_name: str = "mel") -> Any:
+def frontend_graph(fe: FrontEnd, *, input_name: str = AUDIO_INPUT, output_name: str = INPUT_NAME) -> Any:
     """The front end as a standalone ONNX model.
 
     Parameters
@@ -242,7 +244,8 @@ def parity_windows(fe: FrontEnd, audio: Sequence[Path], *, max_windows: int = 32
     per_file = max(1, (max_windows - 5) // max(1, len(audio)))
     for path in audio:
         got = []
-        for b in stream_windows(path, fe=fe, hop_samples=int(1.5 * fe.sample_rate), batch_size=16):
+        for b in stream_windows(path, fe=fe, hop_samples=int(DEFAULT_HOP_SECONDS * fe.sample_rate),
+                                   batch_size=DEFAULT_BATCH_SIZE):
             got.extend(b.windows)
         idx = np.linspace(0, len(got) - 1, min(per_file, len(got))).round().astype(int)
         out.extend(got[i] for i in idx)

@@ -23,19 +23,11 @@ from .hookspecs import hookimpl
 from .inference import Classifier, WindowResult, analyze
 from .labels import FAMILIES
 from .model import Model, load_model
-from .plugins import build_registry, get_registry, list_models
+from .output import instrunet_version
+from .registry import build_registry, get_registry, list_models
+from .verify import ArtifactCheck, verify_artifact
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("instrunet")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
-__version__ = _version()
+__version__ = instrunet_version()
 
 __all__ = [
     "__version__",
@@ -58,4 +50,6 @@ __all__ = [
     "list_models",
     "get_registry",
     "build_registry",
+    "verify_artifact",
+    "ArtifactCheck",
 ]

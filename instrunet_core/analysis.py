@@ -27,7 +27,7 @@ from .output import ANALYSIS_SCHEMA, instrunet_version
 from .timeline import Instrument, Segment
 
 if TYPE_CHECKING:
-    from .plugins import Registry
+    from .registry import Registry
 
 __all__ = [
     "Analysis",

@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
                    f"(default {DEFAULT_HOP_SECONDS:g})")
     a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
-    a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, or a plugin's")
+    a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
 
     b = sub.add_parser("batch", help="classify every audio file under a directory into JSON lines (resumable)")
@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="installed models")
     m.add_argument("--json", action="store_true",
                    help="print name, version, sha256 (checked), labels, task, metrics and parity as JSON")
+    m.add_argument("--check", action="store_true",
+                   help="also replay each model's stored references through onnxruntime (exit 1 if any "
+                   "model fails)")
 
     pl = sub.add_parser("plugins", help="loaded plugins")
     pl.add_argument("--json", action="store_true", help="print name, version, hooks and errors as JSON")
@@ -263,38 +266,6 @@ def _print_analysis(an: Any) -> None:
         print(f"extra {name}: {json.dumps(extra)[:200]}")
 
 
-def plot_analysis(an: Any, path: str | os.PathLike[str]) -> None:
-    """Heat-map of each label's probability over time, detected ranges outlined."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InstrunetError(
-            "--plot needs matplotlib, which is not installed (pip install 'instrunet[plot]')"
-        ) from None
-    import numpy as np
-
-    labels = list(an.labels)
-    probs = np.asarray(an.probabilities).T
-    centers = an.times.mean(axis=1)
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
-    edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
-    mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat")
-    for ins in an.instruments:
-        row = labels.index(ins.label)
-        for a, b in ins.ranges:
-            ax.add_patch(plt.Rectangle((a, row + 0.05), b - a, 0.9, fill=False, edgecolor="cyan", lw=1.5))
-    ax.set_yticks(np.arange(len(labels)) + 0.5, labels)
-    ax.set_xlabel("time (s)")
-    ax.set_title(f"{os.path.basename(an.source)}: {an.label} ({an.confidence:.2f})")
-    fig.colorbar(mesh, ax=ax, label="probability")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _make_parent(out: str) -> None:
     """Create the folder an output file goes into (``-``, stdout, has none)."""
     if out != "-":
@@ -303,7 +274,7 @@ def _make_parent(out: str) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from .inference import analyze
-    from .plugins import get_registry
+    from .registry import get_registry
 
     if (args.format is None) != (args.out is None):
         _err("--format and --out go together")
@@ -338,6 +309,8 @@ def _analyze(args: argparse.Namespace) -> int:
         outputs.append(("json", args.json))
     if args.format:
         outputs.append((args.format, args.out))
+    if args.plot:
+        outputs.append(("png", args.plot))
     for fmt, out in outputs:
         try:
             _make_parent(out)
@@ -351,13 +324,6 @@ def _analyze(args: argparse.Namespace) -> int:
             raise
         except BaseException as e:  # noqa: BLE001 - a plugin writer must not crash the CLI, nor exit it
             _err(f"{out}: writer {fmt!r} failed: {_describe(e)}")
-            rc = EXIT_FAIL
-    if args.plot:
-        try:
-            _make_parent(args.plot)
-            plot_analysis(an, args.plot)
-        except Exception as e:  # noqa: BLE001
-            _err(f"{args.plot}: {e}")
             rc = EXIT_FAIL
     return rc
 
@@ -469,8 +435,8 @@ def _batch(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- models / plugins
 def _models(args: argparse.Namespace) -> int:
-    from .manifest import sha256_file
-    from .plugins import get_registry
+    from .registry import get_registry
+    from .verify import verify_artifact
 
     with _plugin_stdout():
         reg = get_registry()
@@ -479,22 +445,25 @@ def _models(args: argparse.Namespace) -> int:
     except InstrunetError:
         default_entry = None
     rows = []
+    failed = False
     for e in reg.models:
         row: dict[str, Any] = {"name": e.name, "version": e.version, "default": e is default_entry,
                                "path": str(e.path), "plugin": e.plugin}
         m = e.manifest
         if m is not None:
-            try:
-                actual = sha256_file(e.path / m.file)
-            except OSError as ex:
-                actual = None
-                row["error"] = f"{e.path / m.file}: {ex.strerror or ex}"
-            row.update(sha256=m.sha256, sha256_actual=actual, sha256_ok=actual == m.sha256, labels=list(m.labels),
+            row.update(sha256=m.sha256, sha256_actual=None, sha256_ok=False, labels=list(m.labels),
                        task=m.task, metrics=dict(m.metrics), parity=dict(m.parity))
-            if actual is not None and actual != m.sha256:
-                row["error"] = f"{e.path / m.file}: sha256 does not match the manifest"
+            try:
+                row.update(sha256_actual=verify_artifact(e.path, references=False, manifest=m).sha256, sha256_ok=True)
+                if args.check:
+                    c = verify_artifact(e.path, references=True, manifest=m)
+                    row["references"] = {"n": c.n_references, "max_abs_diff": c.max_abs_diff,
+                                         "top1_agreement": c.top1_agreement}
+            except InstrunetError as ex:
+                row["error"] = str(ex)
         if e.error:
             row["error"] = e.error
+        failed = failed or "error" in row
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -505,17 +474,23 @@ def _models(args: argparse.Namespace) -> int:
             flag = " (default)" if r["default"] else ""
             if "labels" in r:
                 ok = "ok" if r["sha256_ok"] else "MISMATCH"
+                refs = ""
+                if "references" in r:
+                    ref = r["references"]
+                    refs = (f", references {ref['n']} reproduced (max |diff| {ref['max_abs_diff']:.2g})"
+                            if ref["n"] else ", no references stored")
                 print(f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
-                      f"sha256 {r['sha256'][:12]}… {ok}, {r['path']}")
+                      f"sha256 {r['sha256'][:12]}… {ok}{refs}, {r['path']}")
             else:
                 print(f"{r['name']} {r['version']}: {r['path']}")
             if r.get("error"):
                 print(f"  error: {r['error']}")
-    return EXIT_OK  # a broken artifact is listed, not a failure of the listing
+    # A broken artifact is listed, not a failure of the listing; --check makes it one.
+    return EXIT_FAIL if args.check and failed else EXIT_OK
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
+    from .registry import get_registry
 
     with _plugin_stdout():
         reg = get_registry()

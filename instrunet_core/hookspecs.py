@@ -15,14 +15,24 @@ the host. See ``docs/plugins.md``.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:  # annotations only: the hook specification imports no layer above it
+    from .analysis import Analysis, AnalysisContext
 
 __all__ = [
     "PROJECT_NAME",
     "hookspec",
     "hookimpl",
+    "Analyzer",
+    "Writer",
+    "RegisterModel",
+    "RegisterAnalyzer",
+    "RegisterWriter",
     "instrunet_register_models",
     "instrunet_register_analyzers",
     "instrunet_register_writers",
@@ -34,8 +44,38 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
+class Analyzer(Protocol):
+    """``func(context)``: a JSON-ready dict stored under ``analysis.extras[name]``."""
+
+    def __call__(self, context: AnalysisContext, /) -> Mapping[str, Any]: ...
+
+
+class Writer(Protocol):
+    """``writer(analysis, path)``: writes the analysis to ``path`` (``"-"``: stdout)."""
+
+    def __call__(self, analysis: Analysis, path: str | os.PathLike[str], /) -> None: ...
+
+
+class RegisterModel(Protocol):
+    """The ``register`` callback of :func:`instrunet_register_models`."""
+
+    def __call__(self, name: str, manifest_path_or_dir: str | os.PathLike[str], /, *, default: bool = False) -> None: ...
+
+
+class RegisterAnalyzer(Protocol):
+    """The ``register`` callback of :func:`instrunet_register_analyzers`."""
+
+    def __call__(self, name: str, func: Analyzer, /) -> None: ...
+
+
+class RegisterWriter(Protocol):
+    """The ``register`` callback of :func:`instrunet_register_writers`."""
+
+    def __call__(self, format_name: str, writer: Writer, /) -> None: ...
+
+
 @hookspec
-def instrunet_register_models(register: Any) -> None:
+def instrunet_register_models(register: RegisterModel) -> None:
     """Register model artifacts.
 
     Call ``register(name, manifest_path_or_dir, *, default=False)`` once per model
@@ -59,7 +99,7 @@ def instrunet_register_models(register: Any) -> None:
 
 
 @hookspec
-def instrunet_register_analyzers(register: Any) -> None:
+def instrunet_register_analyzers(register: RegisterAnalyzer) -> None:
     """Register analyzers that add results to :attr:`Analysis.extras`.
 
     Call ``register(name, func)``. After the timeline is computed,
@@ -89,7 +129,7 @@ def instrunet_register_analyzers(register: Any) -> None:
 
 
 @hookspec
-def instrunet_register_writers(register: Any) -> None:
+def instrunet_register_writers(register: RegisterWriter) -> None:
     """Register output formats for analyses.
 
     Call ``register(format_name, writer)`` where ``writer(analysis, path)`` writes an

@@ -42,7 +42,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -63,9 +63,9 @@ from .audio import (
 from .errors import InputError
 from .features import _AMIN, _power_mel
 from .output import model_info
-from .plugins import Registry, get_registry
+from .registry import Registry, get_registry
 from .session import DEFAULT_BATCH_SIZE, ModelSession, ModelSpec, open_session
-from .timeline import build_timeline, detect_instruments
+from .timeline import build_timeline, detect_instruments, mask_silent
 from .validate import check_hop
 
 __all__ = [
@@ -509,7 +509,7 @@ class Classifier:
         res = self._results
         duration = self.duration
         times = np.array([[w.start, w.end] for w in res], dtype=np.float64).reshape(-1, 2)
-        shown = np.where(silent[:, None], np.float32(0.0), probs).astype(np.float32)
+        shown = mask_silent(probs, silent)
         m = self.model
         return Analysis(
             source=source,
@@ -585,6 +585,7 @@ class Classifier:
             ready = self._ready(final)
             if not ready or (whole_batches and len(ready) < self.batch_size):
                 break
+            run: Callable[..., np.ndarray]
             if self._waveform:
                 inputs, rms = self._windows(ready)
                 run = self.model.predict_windows

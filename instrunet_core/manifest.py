@@ -26,9 +26,14 @@ __all__ = [
     "MANIFEST_SCHEMA",
     "MANIFEST_SCHEMAS",
     "INPUT_KINDS",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "LOGMEL_LAYOUT",
+    "DEFAULT_THRESHOLDS",
     "MANIFEST_FILENAME",
     "FEATURES_LAYOUT",
     "SEMVER_RE",
+    "NAME_RE",
     "Manifest",
     "validate_manifest",
     "read_manifest",
@@ -51,9 +56,18 @@ MANIFEST_SCHEMAS = ("instrunet.manifest/1", MANIFEST_SCHEMA)
 #: the same spectrograms itself). Models with ``input.layout == "features"`` take a vector of
 #: named features instead and have no ``kind``.
 INPUT_KINDS = ("logmel", "waveform")
+#: Tensor names of the log-mel models this project trains and exports (``training.models``,
+#: ``export``); a manifest may name others, the runtime reads them from ``input``/``output``.
+INPUT_NAME = "mel"
+OUTPUT_NAME = "probabilities"
+#: ``input.layout`` of a log-mel input ``[batch, n_mels, frames, 1]``.
+LOGMEL_LAYOUT = "NHWC"
+#: Presence threshold of a label the manifest's ``thresholds`` leaves out, per task.
+DEFAULT_THRESHOLDS = {"multilabel": 0.5, "multiclass": 0.1}
 MANIFEST_FILENAME = "manifest.json"
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+#: What a model name may be: a lower-case identifier (the manifest and the exporter check it).
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 TASKS = ("multiclass", "multilabel")
 ACTIVATIONS = {"multiclass": "softmax", "multilabel": "sigmoid"}
@@ -255,8 +269,8 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
             raise _fail(where, f"input.kind must be one of {list(INPUT_KINDS)}, got {_r(d.get('kind'))}")
         if len(shape) != 4 or shape[0] is not None or shape[3] != 1:
             raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {_r(shape)}")
-        if d.get("layout", "NHWC") != "NHWC":
-            raise _fail(where, f"input.layout must be 'NHWC', got {_r(d.get('layout'))}")
+        if d.get("layout", LOGMEL_LAYOUT) != LOGMEL_LAYOUT:
+            raise _fail(where, f"input.layout must be {LOGMEL_LAYOUT!r}, got {_r(d.get('layout'))}")
     else:
         if len(shape) != 2 or shape[0] is not None:
             raise _fail(where, f"output.shape must be [null, n_labels], got {_r(shape)}")
@@ -296,6 +310,52 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     """
     if not isinstance(data, Mapping):
         raise _fail(where, f"top level must be a JSON object, got {type(data).__name__}")
+    is_features = _check_keys(data, where)
+    name, version, task, labels = _check_identity(data, where)
+    inp = _check_tensor(data["input"], "input", where, len(labels))
+    out = _check_tensor(data["output"], "output", where, len(labels))
+    if out["activation"] != ACTIVATIONS[task]:
+        raise _fail(
+            where, f"output.activation {out['activation']!r} does not match task {task!r} "
+            f"(expected {ACTIVATIONS[task]!r})"
+        )
+    fe, feats = _check_input_source(data, inp, is_features, where)
+    file = data["file"]
+    if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
+        raise _fail(where, f"file must be a plain file name like 'model.onnx', got {_r(file)}")
+    sha = data["sha256"]
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {_r(sha)}")
+    thresholds = _check_thresholds(data.get("thresholds"), labels, where)
+    objs, strs = _check_optional(data, where)
+    _check_digest(data, where)
+    return Manifest(
+        schema=data["schema"],
+        name=name,
+        version=version,
+        task=task,
+        labels=tuple(labels),
+        input=inp,
+        output=out,
+        front_end=fe,
+        file=file,
+        sha256=sha,
+        thresholds=thresholds,
+        metrics=objs["metrics"],
+        training_data=objs["training_data"],
+        parity=objs["parity"],
+        exporter=objs["exporter"],
+        created=strs["created"],
+        license=strs["license"],
+        references=strs["references"],
+        features=feats,
+        raw=json.loads(json.dumps(dict(data))),
+    )
+
+
+def _check_keys(data: Mapping[str, Any], where: str) -> bool:
+    """Keys present, none unknown, depth bounded, a schema this runtime reads; True for a
+    features-input manifest (``input.layout == "features"``, no ``front_end``)."""
     if not all(isinstance(k, str) for k in data):
         raise _fail(where, "keys must be strings")
     is_features = isinstance(data.get("input"), Mapping) and data["input"].get("layout") == FEATURES_LAYOUT
@@ -315,8 +375,13 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
     if data["schema"] not in MANIFEST_SCHEMAS:
         raise _fail(where, f"schema must be one of {list(MANIFEST_SCHEMAS)}, got {_r(data['schema'])}")
+    return is_features
+
+
+def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str, list[str]]:
+    """``name``, ``version``, ``task`` and ``labels``."""
     name = data["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 128:
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 128:
         raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {_r(name)}")
     version = data["version"]
     if not isinstance(version, str) or not SEMVER_RE.match(version):
@@ -339,13 +404,14 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         raise _fail(where, f"labels must be unique, got {_r(labels)}")
     if "silence" in labels:
         raise _fail(where, "'silence' is reserved and cannot be a model label")
-    inp = _check_tensor(data["input"], "input", where, len(labels))
-    out = _check_tensor(data["output"], "output", where, len(labels))
-    if out["activation"] != ACTIVATIONS[task]:
-        raise _fail(
-            where, f"output.activation {out['activation']!r} does not match task {task!r} "
-            f"(expected {ACTIVATIONS[task]!r})"
-        )
+    return name, version, task, labels
+
+
+def _check_input_source(
+    data: Mapping[str, Any], inp: Mapping[str, Any], is_features: bool, where: str
+) -> tuple[FrontEnd | None, dict[str, Any] | None]:
+    """What feeds the input: ``features`` (a features-input model) or ``front_end`` (log-mel or
+    waveform input), each consistent with ``input.shape``. Returns ``(front_end, features)``."""
     fe: FrontEnd | None = None
     feats = data.get("features")
     if is_features:
@@ -358,18 +424,17 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
             raise _fail(where, f"features.names must be unique non-empty strings, got {_r(names)}")
         if inp["shape"][1] != len(names):
             raise _fail(where, f"input.shape {inp['shape']} disagrees with {len(names)} features.names")
-        feats = json.loads(json.dumps(dict(feats)))
-    elif feats is not None:
+        return None, json.loads(json.dumps(dict(feats)))
+    if feats is not None:
         raise _fail(where, "features is only allowed with input.layout 'features'")
-    elif not isinstance(data["front_end"], Mapping):
+    if not isinstance(data["front_end"], Mapping):
         raise _fail(where, "front_end must be an object")
-    if not is_features:
-        try:
-            fe = FrontEnd.from_dict(data["front_end"])
-        except (InputError, TypeError, ValueError) as e:
-            raise _fail(where, f"front_end: {str(e)[:300]}") from None
+    try:
+        fe = FrontEnd.from_dict(data["front_end"])
+    except (InputError, TypeError, ValueError) as e:
+        raise _fail(where, f"front_end: {str(e)[:300]}") from None
     kind = inp.get("kind", "logmel")
-    if fe is not None and kind == "waveform":
+    if kind == "waveform":
         if data["schema"] == MANIFEST_SCHEMAS[0]:
             raise _fail(where, f"a waveform input needs schema {MANIFEST_SCHEMA!r} (this manifest says "
                         f"{_r(data['schema'])})")
@@ -379,27 +444,33 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         if inp.get("sample_rate", fe.sample_rate) != fe.sample_rate:
             raise _fail(where, f"input.sample_rate {_r(inp.get('sample_rate'))} disagrees with front_end "
                         f"(sample_rate={fe.sample_rate})")
-    elif fe is not None and (inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames):
+    elif inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames:
         raise _fail(
             where, f"input.shape {inp['shape']} disagrees with front_end "
             f"(n_mels={fe.n_mels}, frames={fe.frames})"
         )
-    file = data["file"]
-    if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
-        raise _fail(where, f"file must be a plain file name like 'model.onnx', got {_r(file)}")
-    sha = data["sha256"]
-    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-        raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {_r(sha)}")
-    thresholds = data.get("thresholds")
-    if thresholds is not None:
-        if not isinstance(thresholds, Mapping):
-            raise _fail(where, "thresholds must be an object {label: float}")
-        for k, v in thresholds.items():
-            if k not in labels:
-                raise _fail(where, f"thresholds has unknown label {_r(k)}")
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
-                raise _fail(where, f"thresholds[{_r(k)}] must be a number in (0, 1), got {_r(v)}")
-        thresholds = {k: float(v) for k, v in thresholds.items()}
+    return fe, None
+
+
+def _check_thresholds(thresholds: Any, labels: list[str], where: str) -> dict[str, float] | None:
+    """``{label: float in (0, 1)}`` for known labels, or ``None``."""
+    if thresholds is None:
+        return None
+    if not isinstance(thresholds, Mapping):
+        raise _fail(where, "thresholds must be an object {label: float}")
+    for k, v in thresholds.items():
+        if k not in labels:
+            raise _fail(where, f"thresholds has unknown label {_r(k)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
+            raise _fail(where, f"thresholds[{_r(k)}] must be a number in (0, 1), got {_r(v)}")
+    return {k: float(v) for k, v in thresholds.items()}
+
+
+def _check_optional(
+    data: Mapping[str, Any], where: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+    """The free-form objects (``metrics``, ``training_data``, ``parity``, ``exporter``), the
+    strings (``created``, ``license``, ``references``) and ``source``."""
     objs = {}
     for key in ("metrics", "training_data", "parity", "exporter"):
         v = data.get(key, {})
@@ -427,6 +498,11 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     refs = strs["references"]
     if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
         raise _fail(where, f"references must be a plain file name, got {_r(refs)}")
+    return objs, strs
+
+
+def _check_digest(data: Mapping[str, Any], where: str) -> None:
+    """``manifest_sha256`` well-formed and equal to the digest of the content."""
     digest = data[DIGEST_KEY]
     if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise _fail(where, f"{DIGEST_KEY} must be 64 lower-case hex digits, got {_r(digest)}")
@@ -439,28 +515,6 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
             where, f"{DIGEST_KEY} {digest} does not match the content ({actual}): the manifest was edited after "
             "export (labels, front end, thresholds and sha256 are all covered); re-export the model"
         )
-    return Manifest(
-        schema=data["schema"],
-        name=name,
-        version=version,
-        task=task,
-        labels=tuple(labels),
-        input=inp,
-        output=out,
-        front_end=fe,
-        file=file,
-        sha256=sha,
-        thresholds=thresholds,
-        metrics=objs["metrics"],
-        training_data=objs["training_data"],
-        parity=parity,
-        exporter=objs["exporter"],
-        created=strs["created"],
-        license=strs["license"],
-        references=refs,
-        features=feats,
-        raw=json.loads(json.dumps(dict(data))),
-    )
 
 
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:

@@ -16,7 +16,7 @@ import numpy as np
 from .analysis import SILENCE_LABEL, Prediction
 from .audio import AudioSource
 from .inference import Classifier
-from .plugins import Registry
+from .registry import Registry
 from .session import DEFAULT_BATCH_SIZE, ModelSession, resolve_artifact
 
 __all__ = ["Model", "Prediction", "load_model", "SILENCE_LABEL"]

@@ -24,8 +24,9 @@ import numpy as np
 
 from .errors import InputError, ModelError
 from .features import FrontEnd, batch_features
-from .manifest import MANIFEST_FILENAME, Manifest, read_manifest, sha256_file
-from .plugins import Registry, get_registry
+from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_manifest
+from .registry import Registry, get_registry
+from .verify import verify_artifact
 
 __all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE",
            "DEFAULT_INTRA_OP_THREADS"]
@@ -155,14 +156,7 @@ class ModelSession:
             )
         onnx_path = p / m.file
         where = str(onnx_path)
-        if not onnx_path.is_file():
-            raise ModelError(f"{where}: model file not found (named by {p / MANIFEST_FILENAME})")
-        digest = sha256_file(onnx_path)
-        if digest != m.sha256:
-            raise ModelError(
-                f"{where}: sha256 {digest} does not match the manifest's {m.sha256} "
-                "(the file was changed or corrupted; re-export the model)"
-            )
+        verify_artifact(p, references=False, manifest=m)  # file present, sha256 (references: models --check)
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - a hard dependency
@@ -266,7 +260,7 @@ class ModelSession:
     @property
     def thresholds(self) -> dict[str, float]:
         """Presence threshold per label (manifest ``thresholds``, else 0.5 multilabel / 0.1 multiclass)."""
-        base = 0.5 if self.task == "multilabel" else 0.1
+        base = DEFAULT_THRESHOLDS[self.task]
         given = dict(self.manifest.thresholds or {})
         return {lab: float(given.get(lab, base)) for lab in self.labels}
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instrunet_core import plugins as plugins_mod
+from instrunet_core import registry as plugins_mod
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.hookspecs import hookimpl
 from instrunet_core.labels import FAMILIES

@@ -26,7 +26,7 @@ from instrunet_app.launcher import APP_FILE  # noqa: E402
 
 from instrunet_core import DecodeError, InputError, hookimpl, load_model  # noqa: E402
 from instrunet_core import cli as core_cli  # noqa: E402
-from instrunet_core.plugins import build_registry  # noqa: E402
+from instrunet_core.registry import build_registry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE = ROOT / "examples" / "ensemble.flac"

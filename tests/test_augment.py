@@ -167,3 +167,31 @@ def test_feature_augment_deterministic_floor_and_peak() -> None:
     assert float(np.abs(e - x0).max()) <= 2 * 12.0 / 80 + 1e-6
     # probabilities 0: the identity
     np.testing.assert_array_equal(spec_augment(x0.copy(), np.random.default_rng(6), p_mask=0.0, p_eq=0.0, eq_db=12.0), x0)
+
+
+def test_impulse_responses_convolve_and_log(tmp_path) -> None:
+    import soundfile as sf
+
+    from training.augment import load_irs
+
+    # A measured-looking response: a direct sound, then one echo 20 ms later at half level (48 kHz
+    # file; 20 ms apart and 20 ms in, so that both land on whole samples at 22.05 kHz).
+    ir = np.zeros(4800, np.float32)
+    ir[960], ir[960 + 960] = 1.0, 0.5
+    sf.write(tmp_path / "room.wav", ir, 48000, subtype="FLOAT")
+    ((use, h),) = load_irs([("room", tmp_path / "room.wav")], sr=SR)
+    assert use == "room" and np.sum(h**2) == pytest.approx(1.0, rel=1e-4)
+    assert int(np.argmax(h)) <= 3  # starts at the direct sound (resampling spreads it over a few samples)
+    y = np.zeros(N, np.float32)
+    y[2000] = 0.5
+    cfg = dataclasses.replace(AugmentConfig.none(), p_room_ir=1.0, room_ir_wet=(1.0, 1.0))
+    z, log = augment_with_log(y, sr=SR, rng=np.random.default_rng(0), config=cfg, irs=[(use, h)])
+    assert [e["effect"] for e in log] == ["room_ir"]
+    echo = 2000 + round(0.020 * SR)
+    direct, late = np.abs(z[1995:2010]).max(), np.abs(z[echo - 5 : echo + 10]).max()
+    assert late == pytest.approx(0.5 * direct, rel=0.1)  # the echo, at the response's level
+    assert np.abs(z[2100 : echo - 20]).max() < 0.05 * direct  # silence between
+    # without responses nothing is drawn for them: the chain is the one it was before
+    a = augment(_note(3), sr=SR, rng=np.random.default_rng(5))
+    b = augment(_note(3), sr=SR, rng=np.random.default_rng(5), irs=[("device", h)] * 0)
+    assert np.array_equal(a, b)

@@ -16,7 +16,7 @@ from instrunet_condition import classifier as clf_mod
 from instrunet_condition.features import FEATURE_NAMES, condition_features, feature_vector, hnr
 
 from instrunet_core import analyze
-from instrunet_core import plugins as plugins_mod
+from instrunet_core import registry as plugins_mod
 from instrunet_core.audio import load_audio
 from instrunet_core.errors import ModelError
 from instrunet_core.manifest import read_manifest, sha256_file, validate_manifest

@@ -164,3 +164,9 @@ def test_spectrogram_figure(small_corpus: Path, tmp_path: Path) -> None:
     for split in ("train", "test"):
         png = tmp_path / f"s_{split}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 400_000
+
+
+def test_without_a_mirror_folder_the_corpus_is_soundfonts_only(small_corpus: Path) -> None:
+    # CI builds from the Debian fonts alone: no real library, no dev split.
+    assert not (small_corpus / "dev").exists()
+    assert json.loads((small_corpus / "corpus.json").read_text())["real_instruments"] == []

@@ -14,7 +14,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 import instrunet_core
-from instrunet_core.plugins import build_registry
+from instrunet_core.registry import build_registry
 sys.path.insert(0, {tests!r})
 after_import = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
 from conftest import ModelPlugin

@@ -260,7 +260,7 @@ def test_row10_concurrent_batches_write_each_file_once(tiny_model_dir: Path, tmp
     out = tmp_path / "r.jsonl"
     code = (
         "import sys; from conftest import ModelPlugin; from pathlib import Path; "
-        "from instrunet_core import plugins as P; from instrunet_core.cli import main; "
+        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
         f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r})))]); "
         "sys.exit(main(sys.argv[1:]))"
     )
@@ -314,7 +314,7 @@ def test_row12_closed_stderr_subprocess(tiny_model_dir: Path, wav: Path, tmp_pat
 
     code = (
         "import sys; from conftest import ModelPlugin; from pathlib import Path; "
-        "from instrunet_core import plugins as P; from instrunet_core.cli import main; "
+        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
         f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r})))]); "
         "sys.exit(main(sys.argv[1:]))"
     )
@@ -372,7 +372,7 @@ def _noisy_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_
     monkeypatch.delitem(sys.modules, "noisy_plugin_mod", raising=False)
     import importlib.metadata
 
-    from instrunet_core import plugins as plugins_mod
+    from instrunet_core import registry as plugins_mod
 
     ep = importlib.metadata.EntryPoint(name="noisy", value="noisy_plugin_mod", group="instrunet")
     monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
@@ -404,7 +404,7 @@ def test_row18_writer_system_exit_reported(tiny_model_dir: Path, tmp_path: Path,
 
 def test_row18_hook_system_exit_is_reported_not_obeyed() -> None:
     from instrunet_core import hookimpl
-    from instrunet_core.plugins import build_registry
+    from instrunet_core.registry import build_registry
 
     class Quitter:
         @hookimpl
@@ -423,7 +423,7 @@ def test_row6_plugin_cannot_replace_builtin_default(tmp_path: Path, monkeypatch:
     from conftest import ModelPlugin, write_model_dir
 
     from instrunet_core import default_plugins, load_model
-    from instrunet_core import plugins as plugins_mod
+    from instrunet_core import registry as plugins_mod
 
     builtin = tmp_path / "builtin"
     monkeypatch.setattr(default_plugins, "MODELS_DIR", builtin)
@@ -455,7 +455,7 @@ def test_row19_unknown_plugin_name_in_env_reported(monkeypatch: pytest.MonkeyPat
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import importlib.metadata
 
-    from instrunet_core import plugins as plugins_mod
+    from instrunet_core import registry as plugins_mod
 
     ep = importlib.metadata.EntryPoint(name="baseline", value="json", group="instrunet")
     monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
@@ -557,7 +557,7 @@ def test_row5_undecodable_and_deep_manifests(tmp_path: Path, tiny_model_dir: Pat
 
     from instrunet_core import ModelError
     from instrunet_core.manifest import read_manifest
-    from instrunet_core.plugins import build_registry
+    from instrunet_core.registry import build_registry
 
     bad = tmp_path / "bad" / "1.0.0"
     bad.mkdir(parents=True)
@@ -601,7 +601,7 @@ def test_row12_stdout_reader_gone(tiny_model_dir: Path, wav: Path) -> None:
 
     code = (
         "import sys; from conftest import ModelPlugin; from pathlib import Path; "
-        "from instrunet_core import plugins as P; from instrunet_core.cli import main; "
+        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
         f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r})))]); "
         "sys.exit(main(sys.argv[1:]))"
     )
@@ -677,7 +677,7 @@ def test_row18_native_stdout_of_a_plugin_kept_out_of_json(tiny_model_dir: Path, 
         f"    register('tiny', {str(tiny_model_dir)!r}, default=True)\n"
     )
     code = (
-        "import sys, importlib.metadata as md; from instrunet_core import plugins as P; "
+        "import sys, importlib.metadata as md; from instrunet_core import registry as P; "
         "from instrunet_core.cli import main; "
         "P._entry_points = lambda: [md.EntryPoint(name='fd', value='fd_plugin_mod', group='instrunet')]; "
         "sys.exit(main(sys.argv[1:]))"

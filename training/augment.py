@@ -7,6 +7,8 @@ signal would meet them:
    it also stretches time by the same tiny ratio (±30 cents = ±1.7 %);
 2. **offset** - the onset moves by a few tens of ms (silence in front, or the start cut);
 3. **reverb** - ``pedalboard.Reverb`` with random room size, damping and wet/dry mix;
+   **room / device impulse responses** (when ``irs`` are given) - convolution with a real
+   room's measured response or a device's (dictaphone, phonograph, radio) at a random wet mix;
 4. **noise** - white or pink noise at a random SNR (relative to the clip's mean power);
 5. **microphone / EQ** - high-pass, low-pass, a peak band and a low or high shelf;
 6. **gain** - input level into the "device" stages below;
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +44,7 @@ try:  # scipy (a librosa dependency) filters pink noise fastest; numpy's FFT is 
 except ImportError:  # pragma: no cover
     _lfilter = None
 
-__all__ = ["AugmentConfig", "augment", "augment_with_log"]
+__all__ = ["AugmentConfig", "augment", "augment_with_log", "load_irs"]
 
 Range = tuple[float, float]
 
@@ -70,6 +72,10 @@ class AugmentConfig:
     reverb_damping: Range = (0.1, 0.9)
     reverb_wet: Range = (0.05, 0.4)
     reverb_dry: Range = (0.6, 1.0)
+    p_room_ir: float = 0.3  # only when augment() is given impulse responses
+    room_ir_wet: Range = (0.2, 0.9)
+    p_device_ir: float = 0.1
+    device_ir_wet: Range = (0.3, 1.0)
     p_noise: float = 0.5
     noise_snr_db: Range = (10.0, 45.0)
     p_pink: float = 0.5  # share of the noisy clips that get pink rather than white noise
@@ -161,6 +167,7 @@ def augment_with_log(
     sr: int = 22050,
     rng: np.random.Generator,
     config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
+    irs: Sequence[tuple[str, np.ndarray]] = (),
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Like :func:`augment`, and also the list of effects applied with their parameters."""
     x = np.asarray(y)
@@ -211,6 +218,15 @@ def augment_with_log(
         }
         x = _run(pb.Reverb(**params, width=1.0), x, sr)
         log.append({"effect": "reverb", **params})
+    # 3b. measured impulse responses (drawn only when some are given, so that the chain
+    # without them keeps its random sequence)
+    for use, p, wet_range in (("room", c.p_room_ir, c.room_ir_wet), ("device", c.p_device_ir, c.device_ir_wet)):
+        pool = [ir for u, ir in irs if u == use]
+        if pool and hit(p):
+            k = int(rng.integers(len(pool)))
+            wet = _uniform(rng, wet_range)
+            x = _convolve(x, pool[k], wet)
+            log.append({"effect": f"{use}_ir", "index": k, "wet": wet})
     # 4. noise at a random SNR relative to the clip's mean power
     if hit(c.p_noise):
         snr = _uniform(rng, c.noise_snr_db)
@@ -275,6 +291,42 @@ def augment_with_log(
     return x.astype(np.float32, copy=False), log
 
 
+def _convolve(x: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:
+    """``x`` through impulse response ``ir`` (same rate), mixed ``wet`` : ``1 - wet`` with the dry
+    signal; the wet part is scaled to the dry part's RMS. ``scipy.signal.oaconvolve``:
+    ``pedalboard.Convolution`` gives the same result but measured about 5x slower here
+    (65 ms against 13 ms per 3 s clip with a 1 s response)."""
+    from scipy.signal import oaconvolve
+
+    y = oaconvolve(x, ir)[: x.shape[0]].astype(np.float32)
+    rx, ry = float(np.sqrt(np.mean(np.square(x)))), float(np.sqrt(np.mean(np.square(y))))
+    if ry > 0:
+        y *= np.float32(rx / ry)
+    return (np.float32(1.0 - wet) * x + np.float32(wet) * y).astype(np.float32)
+
+
+def load_irs(files: Sequence[tuple[str, Any]], *, sr: int, max_s: float = 1.0) -> list[tuple[str, np.ndarray]]:
+    """Impulse responses ``(use, path)`` read as mono at ``sr``, from the direct sound on, at most
+    ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy."""
+    import soundfile as sf
+
+    out: list[tuple[str, np.ndarray]] = []
+    for use, path in files:
+        ir, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        m = ir.mean(axis=1)
+        if rate != sr:
+            m = np.asarray(soxr.resample(m, rate, sr, quality="HQ"), dtype=np.float32)
+        start = int(np.argmax(np.abs(m) > 0.1 * np.abs(m).max())) if m.size else 0
+        m = m[start : start + int(max_s * sr)].copy()
+        fade = min(len(m), int(0.05 * sr))
+        if fade:
+            m[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        energy = float(np.sqrt(np.sum(np.square(m))))
+        if energy > 0 and np.all(np.isfinite(m)):
+            out.append((use, (m / energy).astype(np.float32)))
+    return out
+
+
 def _pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     """Pink (1/f power) noise, float32, unit-ish variance before the SNR scaling."""
     if _lfilter is not None:
@@ -299,6 +351,7 @@ def augment(
     sr: int = 22050,
     rng: np.random.Generator,
     config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
+    irs: Sequence[tuple[str, np.ndarray]] = (),
 ) -> np.ndarray:
     """Randomly augmented copy of a mono clip.
 
@@ -312,13 +365,16 @@ def augment(
         Source of every random choice; the same state gives bit-identical output.
     config : AugmentConfig
         Probabilities and ranges; ``AugmentConfig.none()`` returns ``y`` unchanged.
+    irs : sequence of (str, np.ndarray [shape=(m,)])
+        Measured impulse responses at ``sr`` tagged ``"room"`` or ``"device"``
+        (:func:`load_irs`); none by default.
 
     Returns
     -------
     np.ndarray [shape=(n,), dtype=float32]
         Finite, peak at most 1 (rescaled to peak 1 only if an effect clipped).
     """
-    return augment_with_log(y, sr=sr, rng=rng, config=config)[0]
+    return augment_with_log(y, sr=sr, rng=rng, config=config, irs=irs)[0]
 
 
 def _benchmark(n_clips: int = 200, seed: int = 0) -> None:

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m training.corpus build --out data/corpus [--limit N] [--workers 2] [--cache cache]
+    python -m training.corpus build --out data/corpus [--limit N] [--workers 2] [--cache cache] [--sources DIR]
     python -m training.corpus stats data/corpus
 
 Each *instrument* is one (SoundFont, General MIDI program) pair. Every instrument is
@@ -20,7 +20,14 @@ Splits are by instrument, never by note:
   csound bank (:func:`held_out_programs`). FluidR3 and MuseScore General are one sample
   group (MuseScore reuses many FluidR3 samples), so a program is held out of both or of
   neither: a FluidR3 program in train with its MuseScore twin in valid would leak;
-* ``train`` - the rest (every program reaches it through at least one sample group).
+* ``train`` - the rest (every program reaches it through at least one sample group);
+* ``dev``   - with ``--sources DIR``: whole real-recording libraries that training never
+  sees (``split: dev`` in ``training/sources.lock.json``), to choose epochs and thresholds
+  on real recordings. Real libraries marked ``train`` join the train split.
+
+Real libraries (:mod:`training.sources`, rendered by :mod:`training.sfz` with their own key
+and velocity mapping) are played as *clips*: single notes held 0.1-4 s, repeated notes and
+short phrases, with each library's own release samples; trailing silence is trimmed.
 
 The build is deterministic (the held-out programs come from a seeded draw), resumable
 (finished instruments are recorded in ``<out>/.parts/`` and skipped on the next run) and
@@ -50,6 +57,7 @@ import soundfile as sf
 from instrunet_core.labels import FAMILIES
 
 from .nsynth import FAMILY_NAMES, SOURCE_NAMES, load_split, note_str
+from .progress import progress_bar
 
 SAMPLE_RATE = 22050
 HOLD_S = 3.0
@@ -58,10 +66,14 @@ PITCH_RANGE = (21, 108)
 VELOCITIES = (25, 50, 75, 100, 127)
 PEAK = 0.9  # peak after normalisation (-0.9 dBFS): headroom for int16
 SILENT_PEAK = 1e-4  # renders quieter than -80 dBFS before normalisation are dropped
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid", "test", "dev")
 DEFAULT_SEED = 20261124
 #: Version of the split rule (a corpus built under another rule is refused, not mixed).
 SPLIT_RULE = "crossed-v2"
+#: Real-library clips: velocities span this range; train renders about this many clips per instrument.
+REAL_VELOCITY_RANGE = (30, 127)
+REAL_TRAIN_CLIPS = 260
+DEV_VELOCITIES = (60, 110)
 
 #: General MIDI programs (0-based) per family. No synth variants.
 PROGRAMS: dict[str, tuple[int, ...]] = {
@@ -320,6 +332,124 @@ def render_instrument(
     return inst.instrument, examples
 
 
+@dataclasses.dataclass(frozen=True)
+class RealInstrument:
+    """One playable program of a real recorded library (an entry of the lock file)."""
+
+    instrument: int
+    instrument_str: str
+    family: str
+    source: str  # lock key, e.g. "weresax"
+    name: str
+    split: str
+    sample_group: str
+    spec: tuple[tuple[str, Any], ...]  # the lock's instrument entry (sfz / pat / cc / ...)
+
+    def entry(self) -> dict[str, Any]:
+        return {k: v for k, v in self.spec}
+
+
+def plan_real(lock: dict[str, Any], *, first_id: int, counters: collections.Counter[str]) -> list[RealInstrument]:
+    """Every instrument of every locked library, numbered after the SoundFont instruments."""
+    out: list[RealInstrument] = []
+    for src in lock["sources"]:
+        for inst in src["instruments"]:
+            fam = inst["family"]
+            if fam not in PROGRAMS:
+                raise ValueError(f"{src['key']}/{inst['name']}: unknown family {fam!r}")
+            idx = counters[fam]
+            counters[fam] += 1
+            out.append(RealInstrument(first_id + len(out), f"{fam}_acoustic_{idx:03d}", fam, src["key"], inst["name"],
+                                      src["split"], inst.get("sample_group", src["sample_group"]),
+                                      tuple(sorted((k, _freeze(v)) for k, v in inst.items()))))
+    return out
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _freeze(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_freeze(x) for x in v]
+    return v
+
+
+def _player(inst: RealInstrument, root: Path, work: Path) -> Any:
+    from .sfz import SfzPlayer, pat_to_sfz, patched_sfz
+
+    e = inst.entry()
+    if "pat" in e:
+        path = pat_to_sfz(root / e["pat"], work / inst.source / inst.name)
+    elif "replace" in e:
+        path = patched_sfz(root / e["sfz"], work / inst.source / f"{inst.name}.sfz",
+                           sample_dir=root / e["sample_dir"], replace=e["replace"])
+    else:
+        path = root / e["sfz"]
+    return SfzPlayer(path, sample_rate=SAMPLE_RATE)
+
+
+def real_notes(inst: RealInstrument, keys: Sequence[int], limit: int | None) -> list[tuple[int, int]]:
+    """(pitch, velocity) clips to render: train covers every key at several velocities
+    (about :data:`REAL_TRAIN_CLIPS` clips), dev every other key at two velocities."""
+    keys = [k for k in keys if PITCH_RANGE[0] <= k <= PITCH_RANGE[1]]
+    if not keys:
+        return []
+    if limit is not None:
+        pick = np.linspace(0, len(keys) - 1, min(limit, len(keys))).round().astype(int)
+        return [(keys[int(i)], DEV_VELOCITIES[j % 2]) for j, i in enumerate(pick)][:limit]
+    if inst.split == "dev":
+        return [(k, v) for k in keys[::2] for v in DEV_VELOCITIES]
+    nv = int(np.clip(math.ceil(REAL_TRAIN_CLIPS / len(keys)), 2, 12))
+    vels = sorted({int(v) for v in np.linspace(*REAL_VELOCITY_RANGE, nv).round()})
+    return [(k, v) for k in keys for v in vels]
+
+
+def render_real_instrument(inst: RealInstrument, root: str, out: str, limit: int | None,
+                           seed: int) -> tuple[int, dict[str, Any]]:
+    """Render one real instrument's clips; returns (instrument id, examples dict)."""
+    from .sfz import plan_clip
+
+    player = _player(inst, Path(root), Path(out) / ".parts" / "sfz")
+    e = inst.entry()
+    cc = {int(k): tuple(v) for k, v in e.get("cc", {}).items()}
+    audio_dir = Path(out) / inst.split / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    fam_id = FAMILY_NAMES.index(inst.family)
+    idx = int(inst.instrument_str.rsplit("_", 1)[1])
+    examples: dict[str, Any] = {}
+    for pitch, velocity in real_notes(inst, player.keys, limit):
+        rng = np.random.default_rng([seed, inst.instrument, pitch, velocity])
+        clip = plan_clip(rng, pitch=pitch, velocity=velocity, keys=player.keys, cc_ranges=cc)
+        y = player.render(clip, max_s=HOLD_S + RELEASE_S)
+        peak = float(np.abs(y).max()) if len(y) else 0.0
+        if not math.isfinite(peak) or peak < SILENT_PEAK or len(y) < SAMPLE_RATE // 20:
+            continue
+        y = (y * (PEAK / peak)).astype(np.float32)
+        name = note_str(inst.family, "acoustic", idx, pitch, velocity)
+        sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
+        examples[name] = {
+            "note": 0,
+            "note_str": name,
+            "instrument": inst.instrument,
+            "instrument_str": inst.instrument_str,
+            "pitch": pitch,
+            "velocity": velocity,
+            "sample_rate": SAMPLE_RATE,
+            "qualities": [0] * 10,
+            "qualities_str": [],
+            "instrument_family": fam_id,
+            "instrument_family_str": inst.family,
+            "instrument_source": SOURCE_NAMES.index("acoustic"),
+            "instrument_source_str": "acoustic",
+            "library": inst.source,
+            "preset_name": inst.name,
+            "sample_group": inst.sample_group,
+            "clip": clip.kind,
+            "duration_s": round(len(y) / SAMPLE_RATE, 3),
+            "split": inst.split,
+        }
+    return inst.instrument, examples
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
@@ -336,12 +466,26 @@ def build(
     cache: Path | None = None,
     seed: int = DEFAULT_SEED,
     progress: bool = True,
+    sources: Path | None = None,
 ) -> dict[str, Any]:
-    """Render the corpus into ``out`` (resumable); returns the build summary."""
+    """Render the corpus into ``out`` (resumable); returns the build summary.
+
+    With ``sources`` (a mirror folder, see :mod:`training.sources`), the real libraries of the
+    lock file are verified against their sha256 and rendered too: ``train`` libraries into the
+    train split, ``dev`` libraries into the dev split. Without it, the corpus is SoundFonts only.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fonts = fetch_soundfonts(cache or default_cache())
     plan = plan_instruments(seed)
+    real: list[RealInstrument] = []
+    roots: dict[str, Path] = {}
+    if sources is not None:
+        from .sources import load_lock, verify
+
+        lock = load_lock()
+        roots = verify(Path(sources), lock, keys=[src["key"] for src in lock["sources"]])
+        real = plan_real(lock, first_id=len(plan), counters=collections.Counter(i.family for i in plan))
     if limit is not None:
         chosen = limit_plan(plan, limit)
         jobs = [(inst, plan_notes(inst, chosen[inst.instrument])) for inst in plan if inst.instrument in chosen]
@@ -355,9 +499,16 @@ def build(
         raise SystemExit(f"{out}: was built with other settings ({cfg_path}); use a new --out folder")
     _write_json(cfg_path, config)
     parts = out / ".parts"
+    if real:
+        real_cfg = {"seed": seed, "limit": limit, "instruments": [dataclasses.asdict(i) for i in real],
+                    "real_train_clips": REAL_TRAIN_CLIPS, "dev_velocities": list(DEV_VELOCITIES)}
+        real_path = parts / "sources.json"
+        if real_path.is_file() and json.loads(real_path.read_text()) != json.loads(json.dumps(real_cfg)):
+            raise SystemExit(f"{out}: real libraries were rendered with other settings ({real_path}); use a new --out folder")
+        _write_json(real_path, real_cfg)
     todo = [(i, n) for i, n in jobs if not (parts / f"{i.instrument:04d}.json").is_file()]
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    bar = _progress(len(jobs), initial=len(jobs) - len(todo), enabled=progress)
+    bar = progress_bar(len(jobs), desc="rendering", unit="instrument", initial=len(jobs) - len(todo), enabled=progress)
     # Group by font so that each worker loads few fonts (MuseScore takes seconds to load).
     todo.sort(key=lambda j: (j[0].font, j[0].instrument))
     if workers == 1:
@@ -373,18 +524,37 @@ def build(
                 iid, ex = fut.result()
                 _write_json(parts / f"{iid:04d}.json", ex)
                 bar.update(1)
+    real_todo = [i for i in real if not (parts / f"{i.instrument:04d}.json").is_file()]
+    if real_todo:
+        print(f"rendering {len(real_todo)} real-library instruments", file=sys.stderr, flush=True)
+    if workers == 1 or len(real_todo) <= 1:
+        for inst in real_todo:
+            _, ex = render_real_instrument(inst, str(roots[inst.source]), str(out), limit, seed)
+            _write_json(parts / f"{inst.instrument:04d}.json", ex)
+    elif real_todo:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            rfuts = [pool.submit(render_real_instrument, inst, str(roots[inst.source]), str(out), limit, seed)
+                     for inst in real_todo]
+            for fut in as_completed(rfuts):
+                iid, ex = fut.result()
+                _write_json(parts / f"{iid:04d}.json", ex)
     bar.close()
-    return assemble(out, [inst for inst, _ in jobs])
+    return assemble(out, [inst for inst, _ in jobs] + list(real))
 
 
-def assemble(out: Path, instruments: list[Instrument]) -> dict[str, Any]:
-    """Merge finished instruments into each split's ``examples.json`` and write ``corpus.json``."""
+def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> dict[str, Any]:
+    """Merge finished instruments into each split's ``examples.json`` and write ``corpus.json``.
+
+    The dev split is written only when a real library feeds it.
+    """
     per_split: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
     for inst in instruments:
         ex = json.loads((out / ".parts" / f"{inst.instrument:04d}.json").read_text())
         per_split[inst.split].update(ex)
     counter = 0
     for split in SPLITS:
+        if split == "dev" and not any(i.split == "dev" for i in instruments):
+            continue
         for key in sorted(per_split[split]):
             per_split[split][key]["note"] = counter
             counter += 1
@@ -396,7 +566,9 @@ def assemble(out: Path, instruments: list[Instrument]) -> dict[str, Any]:
         "split_rule": SPLIT_RULE,
         "held_out_programs": {g: {f: list(v) for f, v in fams.items()} for g, fams in held_out_programs(
             json.loads((out / ".parts" / "config.json").read_text())["seed"]).items()},
-        "instruments": [dataclasses.asdict(i) for i in instruments],
+        "instruments": [dataclasses.asdict(i) for i in instruments if isinstance(i, Instrument)],
+        "real_instruments": [{k: v for k, v in dataclasses.asdict(i).items() if k != "spec"}
+                             for i in instruments if isinstance(i, RealInstrument)],
         "counts": counts(out),
     }
     _write_json(out / "corpus.json", summary)
@@ -416,24 +588,6 @@ def counts(out: Path) -> dict[str, dict[str, dict[str, int]]]:
             fam[f] = {"notes": len(sel), "instruments": len({n.instrument for n in sel})}
         res[split] = fam
     return res
-
-
-class _NoBar:
-    def update(self, n: int) -> None:  # noqa: D401
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, *, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, initial=initial, unit="instrument", desc="rendering", file=sys.stderr)
 
 
 def format_stats(c: dict[str, dict[str, dict[str, int]]]) -> str:
@@ -458,14 +612,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--cache", type=Path, default=None, help="where fetched SoundFont packages go")
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
     b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--sources", type=Path, default=None,
+                   help="mirror folder of the real libraries in training/sources.lock.json (adds them, and the dev split)")
     s = sub.add_parser("stats", help="notes and instruments per family and split")
     s.add_argument("dir", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "build":
         if args.limit is not None and args.limit < 1:
             ap.error("--limit must be at least 1")
-        summary = build(args.out, limit=args.limit, workers=args.workers, cache=args.cache, seed=args.seed,
-                        progress=not args.no_progress)
+        from .sources import SourceError
+
+        try:
+            summary = build(args.out, limit=args.limit, workers=args.workers, cache=args.cache, seed=args.seed,
+                            progress=not args.no_progress, sources=args.sources)
+        except SourceError as exc:
+            print(f"training.corpus: error: {exc}", file=sys.stderr)
+            return 2
         print(format_stats(summary["counts"]))
     else:
         if not (args.dir / "corpus.json").is_file() and not (args.dir / "train" / "examples.json").is_file():

@@ -24,7 +24,7 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     (folder / "history.json").write_text(json.dumps(history, indent=1))
 
-    splits = [sp for sp in ("valid", "test") if metrics.get(sp)]
+    splits = [sp for sp in ("valid", "dev", "test") if metrics.get(sp)]
     fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 5), squeeze=False)
     for ax, split in zip(axes[0], splits, strict=True):
         cm = np.array(metrics[split]["single"]["confusion"], dtype=float)
@@ -45,7 +45,8 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
     plt.close(fig)
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    ep = np.arange(1, len(history["loss"]) + 1)
+    first = 0 if metrics.get("init") else 1  # a warm start scores its initial weights as epoch 0
+    ep = np.arange(first, first + len(history["loss"]))
     a1.plot(ep, history["loss"], label="train loss")
     a1.plot(ep, history["valid_loss"], label="valid loss")
     a1.set_xlabel("epoch")
@@ -54,6 +55,9 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
     a2.plot(ep, history["valid_balanced_accuracy"], label="valid balanced accuracy")
     if not all(np.isnan(history["valid_mix_micro_f1"])):
         a2.plot(ep, history["valid_mix_micro_f1"], label="valid mixture micro-F1")
+    dev_curve = history.get("dev_balanced_accuracy") or []
+    if dev_curve and not all(np.isnan(dev_curve)):
+        a2.plot(ep, dev_curve, label="dev (real libraries) balanced accuracy")
     a2.axvline(metrics["best_epoch"], color="grey", ls=":", label="kept epoch")
     a2.set_xlabel("epoch")
     a2.legend()
@@ -61,7 +65,7 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
     fig.savefig(folder / "curves.png", dpi=90)
     plt.close(fig)
 
-    v, t = metrics["valid"], metrics["test"]
+    v, t, d = metrics["valid"], metrics["test"], metrics.get("dev")
     lines = [
         f"# {metrics['model']} {metrics['version']}",
         "",
@@ -73,7 +77,11 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
         "| split | notes | accuracy | balanced accuracy | macro-F1 | mixture micro-F1 |",
         "|---|---|---|---|---|---|",
     ]
-    for name, m in (("valid (held-out instruments)", v), ("test (unseen TimGM6mb instruments)", t)):
+    rows = [("valid (held-out instruments)", v)]
+    if d:
+        rows.append(("dev (unseen real-recording libraries)", d))
+    rows.append(("test (unseen TimGM6mb instruments)", t))
+    for name, m in rows:
         if not m:
             lines.append(f"| {name} | not evaluated | | | | |")
             continue
@@ -87,5 +95,17 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
     for lab, pc in shown["single"]["per_class"].items():
         rec = pc["recall"]
         lines.append(f"| {lab} | {pc['precision']:.3f} | {'' if rec is None else f'{rec:.3f}'} | {pc['support']} |")
+    if d:
+        lines += ["", "Dev (real recordings, libraries training never saw), recall per family:", "",
+                  "| " + " | ".join(FAMILIES) + " |", "|" + "---|" * len(FAMILIES),
+                  "| " + " | ".join("" if d["per_family_recall"][f] is None else f"{d['per_family_recall'][f]:.3f}"
+                                    for f in FAMILIES) + " |",
+                  "", "| dev subset | clips | accuracy | balanced accuracy |", "|---|---|---|---|"]
+        subsets = [(f"source {k}", x) for k, x in d["per_source"].items()]
+        subsets += [(f"clip kind {k}", x) for k, x in d["per_clip"].items()]
+        subsets += [("shorter than 1 s", d["shorter_than_1s"]), ("1 s or longer", d["from_1s"])]
+        for name, x in subsets:
+            if x.get("n"):
+                lines.append(f"| {name} | {x['n']} | {x['accuracy']:.4f} | {x['balanced_accuracy']:.4f} |")
     lines += ["", "![confusion](confusion_matrix.png)", "", "![curves](curves.png)", ""]
     (folder / "summary.md").write_text("\n".join(lines))

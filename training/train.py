@@ -7,7 +7,8 @@ Usage::
 Selection rules (enforced by the code's structure, not by convention):
 
 * epochs, the kept weights and the multi-label presence thresholds are chosen on
-  ``valid`` only (:func:`fit_and_select` never receives test data);
+  ``valid`` and, when the corpus has one, on ``dev`` - whole real-recording libraries that
+  training never sees (:func:`fit_and_select` never receives test data);
 * the ``test`` split (unseen TimGM6mb instruments) is featurised only after the model and
   its thresholds are frozen, by :func:`final_report`, and its numbers are written, never read
   back by anything that chooses.
@@ -63,6 +64,13 @@ class Config:
     depth: int = 0  # default model: 4 or 5 conv blocks (0: the model's own default)
     patience: int = 5
     time_budget_min: float | None = 70.0
+    real_prob: float = 0.0  # chance to draw a family's real-library instrument (see training.dataset)
+    music_prob: float = 0.0  # chance to reshape a SoundFont note into a musical clip
+    pre_silence_prob: float = 0.0  # chance of silence before the onset
+    irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
+    sources: Path | None = None  # mirror folder of training/sources.lock.json
+    init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
+    n_dev: int = 4000  # at most this many dev clips (all of them when fewer)
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
@@ -148,8 +156,11 @@ def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 
 def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
-                   valid: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Any, dict[str, Any]]:
-    """Train on ``train``; choose epoch and weights on ``valid``. Never sees test data."""
+                   valid: dict[str, tuple[np.ndarray, np.ndarray]],
+                   dev: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train on ``train``; choose epoch and weights on ``valid`` (and ``dev``, the unseen real
+    libraries' single clips, when given: the score then averages in dev's balanced accuracy).
+    Never sees test data."""
     import keras
 
     from .models import build_model
@@ -157,6 +168,12 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     keras.utils.set_random_seed(cfg.seed)
     arch = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v}
     model = build_model(cfg.model, len(FAMILIES), **arch)
+    init = None
+    if cfg.init_onnx is not None:
+        from .warmstart import init_from_onnx
+
+        init = init_from_onnx(model, cfg.init_onnx, calibration=train[0][:: max(1, len(train[0]) // 512)][:512])
+        print(f"initialised from {cfg.init_onnx} (max difference {init['max_abs_diff']:.1e})", flush=True)
     X, Y = train
     steps = math.ceil(len(X) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, alpha=0.05)
@@ -165,37 +182,49 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     Xv, Yv = valid["single"]
     history: dict[str, list[float]] = {"loss": [], "valid_loss": [], "valid_accuracy": [],
                                        "valid_balanced_accuracy": [], "valid_mix_micro_f1": [], "score": [],
-                                       "seconds": []}
+                                       "dev_balanced_accuracy": [], "seconds": []}
     best: dict[str, Any] = {"score": -1.0, "epoch": -1, "weights": None}
     t0 = time.time()
     stale = 0
     batches = _Batches(X, Y, cfg.batch_size, cfg.seed, masks=cfg.spec_augment, eq_db=cfg.eq_db)
-    for epoch in range(cfg.epochs):
-        h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0)
+    for epoch in range(-1 if init is not None else 0, cfg.epochs):
+        # Epoch "0" (warm start only): the initial weights, scored like any epoch, so that
+        # training has to beat the model it started from on valid and dev to replace it.
+        h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0) if epoch >= 0 else None
         pv = predict(model, Xv)
         mc = multiclass_metrics(Yv.argmax(1), pv.argmax(1))
         eps = 1e-7
+        dev_bal = float("nan")
+        if dev is not None:
+            pd_ = predict(model, dev[0])
+            dev_bal = multiclass_metrics(dev[1].argmax(1), pd_.argmax(1))["balanced_accuracy"]
         if task == "multilabel":
             vl = float(-np.mean(Yv * np.log(pv + eps) + (1 - Yv) * np.log(1 - pv + eps)))
             pm = predict(model, valid["mix"][0])
             # Scored as it would ship: with presence thresholds tuned on valid (singles + mixtures).
             th = pick_thresholds(np.concatenate([Yv, valid["mix"][1]]), np.concatenate([pv, pm]))
             mix_f1 = multilabel_metrics(valid["mix"][1], pm, np.array(th))["micro_f1"]
-            score = 0.5 * mc["balanced_accuracy"] + 0.5 * mix_f1
+            parts = [mc["balanced_accuracy"], mix_f1] + ([dev_bal] if dev is not None else [])
         else:
             vl = float(-np.mean(np.sum(Yv * np.log(pv + eps), axis=1)))
             mix_f1 = float("nan")
-            score = mc["balanced_accuracy"]
-        history["loss"].append(float(h.history["loss"][-1]))
+            parts = [mc["balanced_accuracy"]] + ([dev_bal] if dev is not None else [])
+        score = float(np.mean(parts))
+        history["loss"].append(float(h.history["loss"][-1]) if h is not None else float("nan"))
         history["valid_loss"].append(vl)
         history["valid_accuracy"].append(mc["accuracy"])
         history["valid_balanced_accuracy"].append(mc["balanced_accuracy"])
         history["valid_mix_micro_f1"].append(mix_f1)
+        history["dev_balanced_accuracy"].append(dev_bal)
         history["score"].append(score)
         history["seconds"].append(time.time() - t0)
         print(f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} valid loss {vl:.4f} "
               f"acc {mc['accuracy']:.4f} bal {mc['balanced_accuracy']:.4f} mixF1 {mix_f1:.4f} "
-              f"score {score:.4f} [{time.time() - t0:.0f}s]", flush=True)
+              f"dev bal {dev_bal:.4f} score {score:.4f} [{time.time() - t0:.0f}s]", flush=True)
+        if epoch < 0:
+            assert init is not None
+            init.update(valid_balanced_accuracy=mc["balanced_accuracy"], valid_mix_micro_f1=mix_f1,
+                        dev_balanced_accuracy=dev_bal, score=score)
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights()}
             stale = 0
@@ -203,6 +232,8 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
             model.save(cfg.out / f"{cfg.model}.best.keras")  # survives an interrupted run
         else:
             stale += 1
+        if epoch < 0:
+            continue
         if stale >= cfg.patience:
             print(f"early stop: no valid improvement in {cfg.patience} epochs", flush=True)
             break
@@ -212,10 +243,11 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     model.set_weights(best["weights"])
     info: dict[str, Any] = {"best_epoch": best["epoch"], "best_valid_score": best["score"],
                             "epochs_run": len(history["loss"]), "train_seconds": time.time() - t0,
-                            "history": history}
+                            "history": history, "init": init}
     if task == "multilabel":
-        pv = np.concatenate([predict(model, Xv), predict(model, valid["mix"][0])])
-        yv = np.concatenate([Yv, valid["mix"][1]])
+        pv = np.concatenate([predict(model, Xv), predict(model, valid["mix"][0])]
+                            + ([predict(model, dev[0])] if dev is not None else []))
+        yv = np.concatenate([Yv, valid["mix"][1]] + ([dev[1]] if dev is not None else []))
         info["thresholds"] = dict(zip(FAMILIES, pick_thresholds(yv, pv), strict=True))
     return model, info
 
@@ -239,10 +271,45 @@ def evaluate(model: Any, task: str, sets: dict[str, tuple[np.ndarray, np.ndarray
     return res
 
 
+def dev_breakdown(model: Any, X: np.ndarray, Y: np.ndarray, names: list[list[str]],
+                  notes: dict[str, Any]) -> dict[str, Any]:
+    """Dev single clips scored per family, per source library, per clip kind and for clips
+    shorter than 1 s (``duration_s`` of the corpus metadata)."""
+    p = predict(model, X)
+    true, pred = Y.argmax(1), p.argmax(1)
+    meta = [notes[nm[0]].extra for nm in names]
+
+    def score(sel: np.ndarray) -> dict[str, Any]:
+        if not sel.any():
+            return {"n": 0}
+        m = multiclass_metrics(true[sel], pred[sel])
+        return {"n": int(sel.sum()), "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
+
+    lib = np.array([str(m.get("library", "")) for m in meta])
+    kind = np.array([str(m.get("clip", "")) for m in meta])
+    dur = np.array([float(m.get("duration_s", 4.0)) for m in meta])
+    per_fam = multiclass_metrics(true, pred)["per_class"]
+    return {
+        "per_family_recall": {f: per_fam[f]["recall"] for f in FAMILIES},
+        "per_source": {s: score(lib == s) for s in sorted(set(lib))},
+        "per_clip": {k: score(kind == k) for k in sorted(set(kind))},
+        "shorter_than_1s": score(dur < 1.0),
+        "from_1s": score(dur >= 1.0),
+        "per_source_family": {s: {f: score((lib == s) & (true == i)) for i, f in enumerate(FAMILIES)}
+                              for s in sorted(set(lib))},
+    }
+
+
 def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
-                 valid: dict[str, tuple[np.ndarray, np.ndarray]], corpus_counts: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate the frozen model on valid, then - last - on the unseen-instrument test split."""
+                 valid: dict[str, tuple[np.ndarray, np.ndarray]], corpus_counts: dict[str, Any],
+                 dev: tuple[np.ndarray, np.ndarray, list[list[str]]] | None = None) -> dict[str, Any]:
+    """Evaluate the frozen model on valid and dev, then - last - on the unseen-instrument test split."""
     thresholds = info.get("thresholds")
+    dev_metrics = None
+    if dev is not None:
+        dev_notes = {n.note_str: n for n in split_notes(cfg.corpus, "dev")}
+        dev_metrics = evaluate(model, task, {"single": dev[:2]}, thresholds)
+        dev_metrics.update(dev_breakdown(model, dev[0], dev[1], dev[2], dev_notes))
     test = None
     if cfg.test:
         test_notes = split_notes(cfg.corpus, "test")
@@ -264,8 +331,12 @@ def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
         "epochs_run": info["epochs_run"],
         "best_epoch": info["best_epoch"],
         "thresholds": thresholds,
-        "selection": "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing",
+        "selection": ("epochs, weights and thresholds chosen on valid and the real-recording dev libraries; "
+                      "test evaluated once, after freezing") if dev is not None else
+                     "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing",
+        "init": info.get("init"),
         "valid": evaluate(model, task, valid, thresholds),
+        "dev": dev_metrics,
         "test": evaluate(model, task, test, thresholds) if test is not None else None,
         "corpus": corpus_counts,
         "config": cfg.to_dict(),
@@ -289,8 +360,10 @@ def run(cfg: Config) -> dict[str, Any]:
     mix_prob = cfg.mix_prob
     # One cached training set serves every model: multiclass models keep its single-note rows.
     Xt, Yt, _ = cached_examples(cfg.corpus, ExampleSpec("train", cfg.n_train, cfg.seed, mix_prob=mix_prob,
-                                                        augment=cfg.augment, onset_prob=cfg.onset_prob),
-                                cfg.cache, workers=cfg.workers, progress=cfg.progress)
+                                                        augment=cfg.augment, onset_prob=cfg.onset_prob,
+                                                        real_prob=cfg.real_prob, music_prob=cfg.music_prob,
+                                                        pre_silence_prob=cfg.pre_silence_prob, irs=cfg.irs),
+                                cfg.cache, workers=cfg.workers, progress=cfg.progress, sources=cfg.sources)
     if task == "multiclass":
         keep = Yt.sum(1) == 1
         Xt, Yt = Xt[keep], Yt[keep]
@@ -301,17 +374,27 @@ def run(cfg: Config) -> dict[str, Any]:
                                                        random_crop=False), cfg.cache, workers=cfg.workers,
                                progress=cfg.progress)[:2],
     }
-    print(f"{cfg.model}: {len(Xt)} training examples ({task})", flush=True)
-    model, info = fit_and_select(cfg, task, (Xt, Yt), valid)
+    dev = None
+    if (cfg.corpus / "dev" / "examples.json").is_file():
+        n_dev = min(cfg.n_dev, len(split_notes(cfg.corpus, "dev")))
+        dev = cached_examples(cfg.corpus, ExampleSpec("dev", n_dev, cfg.seed + 5, balanced=False, random_crop=False),
+                              cfg.cache, workers=cfg.workers, progress=cfg.progress)
+    print(f"{cfg.model}: {len(Xt)} training examples ({task}); dev: "
+          f"{'none' if dev is None else f'{len(dev[0])} real-library clips'}", flush=True)
+    model, info = fit_and_select(cfg, task, (Xt, Yt), valid, None if dev is None else dev[:2])
     cfg.out.mkdir(parents=True, exist_ok=True)
     model_path = cfg.out / f"{cfg.model}.keras"
     model.save(model_path)
     (cfg.out / "history.json").write_text(json.dumps(info["history"], indent=1))
-    metrics = final_report(cfg, task, model, info, valid, _corpus_counts(cfg.corpus))
+    metrics = final_report(cfg, task, model, info, valid, _corpus_counts(cfg.corpus), dev)
     report_dir = cfg.report_dir or REPORTS / cfg.model / cfg.version
     write_report(report_dir, metrics, info["history"])
     (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"saved {model_path}; report in {report_dir}", flush=True)
+    if metrics["dev"] is not None:
+        d = metrics["dev"]
+        print(f"dev balanced accuracy {d['single']['balanced_accuracy']:.4f}; shorter than 1 s: "
+              f"{d['shorter_than_1s'].get('accuracy', float('nan')):.4f}", flush=True)
     if metrics["test"] is not None:
         print(f"test accuracy {metrics['test']['single']['accuracy']:.4f} "
               f"balanced {metrics['test']['single']['balanced_accuracy']:.4f}", flush=True)
@@ -331,9 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.name in {"cache", "report_dir"}:
+        elif f.name in {"cache", "report_dir", "sources", "init_onnx"}:
             ap.add_argument(flag, type=Path, default=f.default)
-        elif f.name in {"time_budget_min", "lr", "mix_prob", "eq_db", "onset_prob"}:
+        elif f.name in {"time_budget_min", "lr", "mix_prob", "eq_db", "onset_prob", "real_prob", "music_prob",
+                        "pre_silence_prob"}:
             ap.add_argument(flag, type=float, default=f.default)
         elif f.name == "version":
             ap.add_argument(flag, default=f.default)
@@ -345,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = Config(**kw, progress=not args.quiet)
     if (cfg.width or cfg.depth) and cfg.model != "default":
         ap.error("--width and --depth apply to the default model only")
+    if cfg.irs and cfg.sources is None:
+        ap.error("--irs needs --sources (the mirror folder holding the locked impulse responses)")
     if not (cfg.corpus / "train" / "examples.json").is_file():
         print(f"training.train: error: {cfg.corpus}: no train/examples.json (build the corpus first)", file=sys.stderr)
         return 2

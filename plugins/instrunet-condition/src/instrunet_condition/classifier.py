@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import ModelError
-from instrunet_core.manifest import FEATURES_LAYOUT, Manifest, read_manifest, sha256_file
+from instrunet_core.manifest import FEATURES_LAYOUT, Manifest, read_manifest
+from instrunet_core.verify import verify_artifact
 
 from .features import FEATURE_NAMES, feature_vector
 
@@ -70,11 +71,7 @@ class Classifier:
         if tuple(m.labels) != CLASSES:
             raise ModelError(f"{where}: labels {list(m.labels)}, expected {list(CLASSES)}")
         onnx_path = self.path / m.file
-        if not onnx_path.is_file():
-            raise ModelError(f"{onnx_path}: model file not found")
-        digest = sha256_file(onnx_path)
-        if digest != m.sha256:
-            raise ModelError(f"{onnx_path}: sha256 {digest} does not match the manifest's {m.sha256}")
+        verify_artifact(self.path, references=False, manifest=m)  # the ONNX file is there, sha256 matches
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1

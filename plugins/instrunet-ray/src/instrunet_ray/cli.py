@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from instrunet_core.inference import DEFAULT_HOP_SECONDS
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -22,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, metavar="N", help="actors, one model and one CPU each (default 2)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N", help="files per actor call (default 4)")
     p.add_argument("--hop", type=float, default=None, metavar="S",
-                   help="seconds between windows, snapped to whole 23 ms frames (default 1.5)")
+                   help="seconds between windows, snapped to whole 23 ms frames "
+                   f"(default {DEFAULT_HOP_SECONDS:g})")
     p.add_argument("--address", metavar="ADDR",
                    help="Ray cluster to join (ray.init(address=...), e.g. auto or ray://head:10001); "
                         "default: start a local Ray instance")

@@ -1,4 +1,7 @@
-"""Plugin registry: models, analyzers and writers contributed through pluggy hooks.
+"""The registry: models, analyzers and writers contributed through pluggy hooks.
+
+(Named ``registry`` so that "plugins" means one thing: the distributions in ``plugins/`` and
+third-party ones; the built-ins are in :mod:`instrunet_core.default_plugins`.)
 
 Nothing is loaded at import time. :func:`build_registry` makes a fresh
 :class:`Registry` (built-ins, then entry points of group ``instrunet``, then any

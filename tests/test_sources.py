@@ -1,0 +1,88 @@
+"""The lock file of real recorded libraries: pinned, licensed, no reserved source, disjoint splits."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import training.corpus as corpus
+from training import sources
+
+LOCK = sources.load_lock()
+PERMISSIVE = ("CC0", "CC-BY", "CC BY", "public domain", "MIT", "GPL")
+
+
+def _text(entry: dict) -> str:
+    return json.dumps(entry).lower()
+
+
+def test_reserved_sources_are_absent() -> None:
+    for e in LOCK["sources"] + LOCK["impulse_responses"]:
+        text = _text(e)
+        for word in sources.RESERVED:
+            # The one mention allowed: the note saying the Discord bank's Salamander pianos are NOT used.
+            if word == "salamander" and e["key"] == "discord_gm":
+                text = text.replace(e["note"].lower(), "")
+            assert word not in text, (e["key"], word)
+    # The Discord GM bank's acoustic grand pianos are the Salamander Grand Piano: never listed.
+    for e in LOCK["sources"]:
+        for path in e["files"] + [i.get("sfz", "") for i in e["instruments"]]:
+            assert not re.search(r"00[12]-(acoustic grand|bright acoustic) piano", path.lower()), path
+
+
+def test_every_source_is_pinned_and_licensed() -> None:
+    keys = [e["key"] for e in LOCK["sources"] + LOCK["impulse_responses"]]
+    assert len(keys) == len(set(keys))
+    for e in LOCK["sources"] + LOCK["impulse_responses"]:
+        assert re.fullmatch(r"[0-9a-f]{64}", e["sha256"]), e["key"]
+        assert e["license_file"] and any(p.lower() in e["license"].lower() for p in PERMISSIVE), e["key"]
+        if e["kind"] == "git":
+            assert re.fullmatch(r"[0-9a-f]{40}", e["commit"]) and "/" in e["repo"], e["key"]
+        else:
+            assert e["kind"] == "deb" and e["version"] and re.fullmatch(r"[0-9a-f]{64}", e["deb_sha256"]), e["key"]
+        assert e["files"], e["key"]
+    for e in LOCK["sources"]:
+        assert e["split"] in ("train", "dev"), e["key"]
+        assert e["instruments"], e["key"]
+    for e in LOCK["impulse_responses"]:
+        assert e["use"] in ("room", "device"), e["key"]
+
+
+def test_splits_are_disjoint_by_library_and_sample_group() -> None:
+    plan = corpus.plan_instruments()
+    real = corpus.plan_real(LOCK, first_id=len(plan), counters=collections.Counter(i.family for i in plan))
+    by_split: dict[str, set[str]] = collections.defaultdict(set)
+    libs: dict[str, set[str]] = collections.defaultdict(set)
+    for i in real:
+        by_split[i.split].add(i.sample_group)
+        libs[i.source].add(i.split)
+    assert all(len(s) == 1 for s in libs.values()), libs  # a library feeds one split
+    assert not by_split["train"] & by_split["dev"]
+    # No real library shares a sample group with a SoundFont (train/valid) or with the test font.
+    font_groups = {f.sample_group for f in corpus.SOUNDFONTS}
+    assert not (by_split["train"] | by_split["dev"]) & font_groups
+    # ids and names continue after the SoundFont plan without collisions
+    assert [i.instrument for i in real] == list(range(len(plan), len(plan) + len(real)))
+    assert len({i.instrument_str for i in plan} | {i.instrument_str for i in real}) == len(plan) + len(real)
+    # the dev set covers every family the real libraries can give
+    assert {i.family for i in real if i.split == "dev"} == set(corpus.PROGRAMS)
+
+
+def test_content_sha256_and_verify(tmp_path: Path) -> None:
+    root = tmp_path / "owner+lib"
+    (root / "Samples").mkdir(parents=True)
+    (root / "Samples" / "a.wav").write_bytes(b"RIFF....")
+    (root / "lib.sfz").write_text("<region> sample=Samples/a.wav\n")
+    digest = sources.content_sha256(root, ["lib.sfz", "Samples"])
+    lock = {"sources": [{"key": "lib", "kind": "git", "repo": "owner/lib", "commit": "0" * 40, "files": ["lib.sfz", "Samples"],
+                         "sha256": digest}], "impulse_responses": []}
+    assert sources.verify(tmp_path, lock) == {"lib": root}
+    (root / "Samples" / "a.wav").write_bytes(b"RIFF..!.")
+    with pytest.raises(sources.SourceError, match="sha256"):
+        sources.verify(tmp_path, lock)
+    with pytest.raises(sources.SourceError, match="missing checkout of owner/other"):
+        sources.verify(tmp_path, {"sources": [{**lock["sources"][0], "key": "o", "repo": "owner/other"}]})

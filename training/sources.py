@@ -1,0 +1,204 @@
+"""Real recorded instrument libraries and impulse responses, pinned in ``sources.lock.json``.
+
+Usage::
+
+    python -m training.sources verify --sources DIR     # every source present and matching its sha256
+    python -m training.sources fetch  --sources DIR     # clone / download the pinned revisions (needs internet)
+    python -m training.sources hash   --sources DIR     # recompute the sha256 fields (after changing the lock)
+
+The lock file lists, per source: where it comes from (a GitHub repository at a commit, or a
+Debian package at a version), its licence and licence file, its sample group, the split it
+feeds (``train`` or ``dev``), the files used, and ``sha256``: a digest over those files
+(:func:`content_sha256`), so a mirror folder and a fresh download are checked the same way.
+
+A *mirror folder* (``--sources DIR``) holds one checkout per repository, named
+``owner+name`` (``DIR/sfzinstruments+karoryfer.weresax/``), and Debian packages either as
+``DIR/debs/<package>_<version>_all.deb`` or unpacked under ``DIR/root/``. What is missing
+there can be fetched by :func:`fetch` on a machine with internet (``git`` over https,
+``apt-get download``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LOCK", "RESERVED", "load_lock", "source_root", "content_sha256", "verify", "fetch", "ir_files"]
+
+LOCK = Path(__file__).resolve().parent / "sources.lock.json"
+
+#: Reserved for evaluation: never fetched, trained, selected or tuned on (nor anything derived).
+RESERVED = ("philharmonia", "salamander", "tonejs", "mellotron", "nsynth")
+
+
+class SourceError(RuntimeError):
+    """A source is missing, or differs from its lock entry."""
+
+
+def load_lock(path: Path = LOCK) -> dict[str, Any]:
+    """The lock file as a dict (``sources`` and ``impulse_responses`` lists)."""
+    return json.loads(Path(path).read_text())
+
+
+def _dir_name(entry: dict[str, Any]) -> str:
+    return entry["repo"].replace("/", "+")
+
+
+def source_root(entry: dict[str, Any], sources: Path) -> Path:
+    """Folder that the entry's ``files`` are relative to (a checkout, or an unpacked package).
+
+    Raises
+    ------
+    SourceError
+        When the mirror folder holds neither the checkout nor the package.
+    """
+    sources = Path(sources)
+    if entry["kind"] == "git":
+        root = sources / _dir_name(entry)
+        if not root.is_dir():
+            raise SourceError(f"{root}: missing checkout of {entry['repo']}@{entry['commit'][:12]} "
+                              f"(run: python -m training.sources fetch --sources {sources})")
+        return root
+    if entry["kind"] == "deb":
+        root = sources / "root"
+        probe = root / entry["files"][0]
+        if not probe.is_file():
+            debs = sorted((sources / "debs").glob(f"{entry['package']}_{entry['version']}_*.deb"))
+            if not debs:
+                raise SourceError(f"{sources}: missing Debian package {entry['package']} {entry['version']} "
+                                  f"(run: python -m training.sources fetch --sources {sources})")
+            _check_deb(debs[0], entry)
+            subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+        return root
+    raise SourceError(f"{entry.get('key')}: unknown kind {entry['kind']!r}")
+
+
+def _check_deb(deb: Path, entry: dict[str, Any]) -> None:
+    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+    if digest != entry["deb_sha256"]:
+        raise SourceError(f"{deb}: sha256 {digest} differs from the lock's {entry['deb_sha256']}")
+
+
+def _files(root: Path, paths: Sequence[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        full = root / p
+        if full.is_file():
+            out.append(full)
+        elif full.is_dir():
+            out.extend(f for f in full.rglob("*") if f.is_file() and ".git" not in f.relative_to(root).parts)
+        else:
+            raise SourceError(f"{full}: listed in the lock file but missing")
+    return sorted(set(out))
+
+
+def content_sha256(root: Path, paths: Sequence[str]) -> str:
+    """sha256 over ``"<relative path>\\t<sha256 of file>\\n"`` lines of every file under ``paths``.
+
+    Line endings are hashed as stored: check out with ``core.autocrlf=false`` (the default
+    on Linux).
+    """
+    h = hashlib.sha256()
+    for f in _files(Path(root), paths):
+        fh = hashlib.sha256()
+        with open(f, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                fh.update(chunk)
+        h.update(f"{f.relative_to(root).as_posix()}\t{fh.hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def _entries(lock: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(lock["sources"]) + list(lock.get("impulse_responses", []))
+
+
+def verify(sources: Path, lock: dict[str, Any] | None = None, *, keys: Sequence[str] | None = None) -> dict[str, Path]:
+    """Check every (or the ``keys``) lock entries against the mirror folder; returns key → root.
+
+    Raises
+    ------
+    SourceError
+        On a missing source, a checkout at another commit, or a sha256 mismatch.
+    """
+    lock = lock or load_lock()
+    roots: dict[str, Path] = {}
+    for e in _entries(lock):
+        if keys is not None and e["key"] not in keys:
+            continue
+        root = source_root(e, sources)
+        if e["kind"] == "git" and (root / ".git").exists():
+            head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+            if head != e["commit"]:
+                raise SourceError(f"{root}: checked out at {head[:12]}, the lock pins {e['commit'][:12]}")
+        digest = content_sha256(root, e["files"])
+        if digest != e.get("sha256"):
+            raise SourceError(f"{root}: sha256 of the files used is {digest}, the lock says {e.get('sha256')}")
+        roots[e["key"]] = root
+    return roots
+
+
+def fetch(sources: Path, lock: dict[str, Any] | None = None) -> None:
+    """Bring every missing source into the mirror folder at its pinned revision (needs internet)."""
+    lock = lock or load_lock()
+    sources = Path(sources)
+    sources.mkdir(parents=True, exist_ok=True)
+    for e in _entries(lock):
+        if e["kind"] == "git":
+            root = sources / _dir_name(e)
+            if not root.is_dir():
+                subprocess.run(["git", "clone", "--quiet", f"https://github.com/{e['repo']}.git", str(root)], check=True)
+            subprocess.run(["git", "-C", str(root), "checkout", "--quiet", e["commit"]], check=True)
+        elif e["kind"] == "deb":
+            debs = sources / "debs"
+            debs.mkdir(exist_ok=True)
+            if not list(debs.glob(f"{e['package']}_{e['version']}_*.deb")):
+                if shutil.which("apt-get") is None:
+                    raise SourceError(f"apt-get not found: put {e['package']}_{e['version']}_all.deb in {debs}")
+                subprocess.run(["apt-get", "download", f"{e['package']}={e['version']}"], cwd=debs, check=True)
+    verify(sources, lock)
+
+
+def ir_files(sources: Path, lock: dict[str, Any] | None = None) -> list[tuple[str, Path]]:
+    """``(use, path)`` of every locked impulse response present in the mirror folder (verified)."""
+    lock = lock or load_lock()
+    out: list[tuple[str, Path]] = []
+    keys = [e["key"] for e in lock.get("impulse_responses", [])]
+    roots = verify(sources, lock, keys=keys)
+    for e in lock.get("impulse_responses", []):
+        out.extend((e["use"], f) for f in _files(roots[e["key"]], e["files"]) if f.suffix.lower() in (".wav", ".flac"))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.sources", description=__doc__.split("\n\n")[0])
+    ap.add_argument("cmd", choices=["verify", "fetch", "hash"])
+    ap.add_argument("--sources", type=Path, required=True, help="mirror folder (one checkout per repository)")
+    ap.add_argument("--lock", type=Path, default=LOCK)
+    args = ap.parse_args(argv)
+    lock = load_lock(args.lock)
+    try:
+        if args.cmd == "hash":
+            for e in _entries(lock):
+                e["sha256"] = content_sha256(source_root(e, args.sources), e["files"])
+                print(f"{e['key']}: {e['sha256']}")
+            args.lock.write_text(json.dumps(lock, indent=1) + "\n")
+        elif args.cmd == "fetch":
+            fetch(args.sources, lock)
+        else:
+            for key, root in verify(args.sources, lock).items():
+                print(f"{key}: ok ({root})")
+    except SourceError as exc:
+        print(f"training.sources: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Initialise a Keras model from an exported ONNX artifact of the same architecture.
+
+The exporter folds each batch normalisation into the convolution before it, so the ONNX
+graph holds, per conv block, a kernel ``[out, in, kh, kw]`` and a bias. Loaded back, the
+kernel goes to the Keras convolution (transposed to ``[kh, kw, in, out]``) and the bias to
+the batch normalisation, which must compute ``x + bias`` in both of its modes: at inference
+(moving statistics) and in training (the batch's statistics). Given a ``calibration`` batch
+of typical inputs, each normalisation gets the mean ``m`` and variance ``v`` of its input
+over that batch as moving statistics, ``gamma = sqrt(v + eps)`` and ``beta = m + bias``, so
+that a training batch like the calibration one passes through unchanged; without one,
+``gamma = 1``, mean 0, variance ``1 - eps`` (exact at inference only: the first training
+steps would then see differently scaled activations and lose much of what the artifact
+knew). Dense layers are copied as they are. :func:`init_from_onnx` checks the result
+against onnxruntime on random windows and refuses a model that does not match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["init_from_onnx"]
+
+
+def _initializers(path: Path) -> list[np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    return [numpy_helper.to_array(t) for t in m.graph.initializer]
+
+
+def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4,
+                   calibration: np.ndarray | None = None) -> dict[str, Any]:
+    """Copy the weights of ``onnx_path`` into the Keras ``model`` in place.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A freshly built model of the artifact's architecture (``training.models.default``).
+    onnx_path : Path or str
+        The artifact's ``model.onnx`` (taking ``[batch, 128, 128]`` or ``[batch, 128, 128, 1]``).
+    atol : float
+        Largest allowed difference between the two models' outputs on random windows.
+    calibration : np.ndarray [shape=(B, 128, 128) or (B, 128, 128, 1)], optional
+        Typical inputs (e.g. 256 training windows) for the normalisations' statistics.
+
+    Returns
+    -------
+    dict
+        ``{"source": path, "max_abs_diff": float}``.
+
+    Raises
+    ------
+    ValueError
+        When the layer shapes differ or the outputs disagree by more than ``atol``.
+    """
+    import keras
+    import onnxruntime as ort
+
+    onnx_path = Path(onnx_path)
+    weights = _initializers(onnx_path)
+    kernels = [w for w in weights if w.ndim == 4]
+    dense = [w for w in weights if w.ndim == 2]
+    vectors = [w for w in weights if w.ndim == 1]
+    convs = [la for la in model.layers if isinstance(la, keras.layers.Conv2D)]
+    bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    denses = [la for la in model.layers if isinstance(la, keras.layers.Dense)]
+    if len(kernels) != len(convs) or len(dense) != len(denses) or len(bns) != len(convs):
+        raise ValueError(f"{onnx_path}: {len(kernels)} conv / {len(dense)} dense weights, the model has "
+                         f"{len(convs)} conv / {len(denses)} dense layers")
+    # Biases follow their kernels in the initializer list; pick them by size.
+    by_size: dict[int, list[np.ndarray]] = {}
+    for v in vectors:
+        by_size.setdefault(int(v.shape[0]), []).append(v)
+    for conv, bn, k in zip(convs, bns, kernels, strict=True):
+        hwio = np.transpose(k, (2, 3, 1, 0))
+        if tuple(conv.kernel.shape) != hwio.shape:
+            raise ValueError(f"{onnx_path}: kernel {hwio.shape} does not fit {conv.name} {tuple(conv.kernel.shape)}")
+        bias = by_size[hwio.shape[-1]].pop(0)
+        conv.set_weights([hwio])
+        eps = float(bn.epsilon)
+        n = hwio.shape[-1]
+        bn.set_weights([np.ones(n, np.float32), bias.astype(np.float32), np.zeros(n, np.float32),
+                        np.full(n, 1.0 - eps, np.float32)])
+    if calibration is not None:
+        xc = np.asarray(calibration, dtype=np.float32)
+        xc = xc[..., None] if xc.ndim == 3 else xc
+        for conv, bn in zip(convs, bns, strict=True):
+            # Layers before this one are already calibrated (and exact at inference).
+            probe = keras.Model(model.inputs, conv.output)
+            act = np.concatenate([np.asarray(probe(xc[i : i + 64], training=False)) for i in range(0, len(xc), 64)])
+            m = act.mean(axis=(0, 1, 2)).astype(np.float32)
+            v = act.var(axis=(0, 1, 2)).astype(np.float32)
+            gamma, beta, _, _ = bn.get_weights()
+            bias = beta  # as set above: the artifact's folded bias
+            bn.set_weights([np.sqrt(v + float(bn.epsilon)).astype(np.float32), (m + bias).astype(np.float32), m, v])
+    for layer, w in zip(denses, dense, strict=True):
+        b = by_size[w.shape[1]].pop(0)
+        if tuple(layer.kernel.shape) != w.shape:
+            raise ValueError(f"{onnx_path}: dense {w.shape} does not fit {layer.name} {tuple(layer.kernel.shape)}")
+        layer.set_weights([w, b])
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = np.random.default_rng(0).random((4, 128, 128), dtype=np.float32)
+    feed = x if len(inp.shape) == 3 else x[..., None]
+    ref = sess.run(None, {inp.name: feed})[0]
+    got = np.asarray(model(x[..., None], training=False))
+    diff = float(np.abs(ref - got).max())
+    if not diff <= atol:
+        raise ValueError(f"{onnx_path}: the initialised model differs from the artifact by {diff:.2e} (> {atol})")
+    return {"source": str(onnx_path), "max_abs_diff": diff}
