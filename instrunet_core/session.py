@@ -80,9 +80,9 @@ def _resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
 _WAVEFORM_BATCH = 8
 
 #: onnxruntime intra-op threads when none are asked for, chosen by measurement on the 2-core
-#: development machine (docs/benchmarks.md, "threads"): one thread per session leaves the
-#: other core to decoding, the front end and the host, and is the fastest under load. 0 means
-#: onnxruntime's own default (one thread per core).
+#: development machine (docs/benchmarks.md, "Threads"): one thread per session was the fastest
+#: or tied setting for the timeline, and it leaves the other core to decoding, the front end
+#: and the host. 0 means onnxruntime's own default (one thread per core).
 DEFAULT_INTRA_OP_THREADS = 1
 
 

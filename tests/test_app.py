@@ -165,6 +165,15 @@ def test_silent_upload_gives_a_notice(installed_registry):
     assert "The recording is silent" in pdf_text(report.build_pdf(res.analysis))
 
 
+def test_a_short_blip_is_marked_as_a_hint(installed_registry):
+    sr = 8000
+    y = np.zeros(4 * sr)
+    y[sr : sr + int(0.4 * sr)] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.4 * sr)) / sr)
+    res = service.analyze_upload(wav_bytes(y, sr), "blip.wav")
+    assert res.analysis.prediction.low_evidence and not res.analysis.silent
+    assert res.notice and res.notice.startswith("blip.wav: only 0.4 s of sound")
+
+
 def test_without_the_condition_plugin_the_report_says_so(installed_registry):
     reg = build_registry(entry_points=False)
     res = service.analyze_upload(TONE, "tone.wav", model=load_model(registry=reg), registry=reg)

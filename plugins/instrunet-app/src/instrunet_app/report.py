@@ -36,10 +36,12 @@ __all__ = [
 #: What each number in the page and the report means.
 MEASURES: dict[str, str] = {
     "overall prediction": (
-        "The family with the highest mean probability over the recording's non-silent windows "
-        "(windows of 2.95 s, one every 1.5 s); 'silence' when every window is below -60 dBFS."
+        "The family with the highest mean probability over the recording's windows (2.95 s each, "
+        "one every hop seconds), each window weighted by its loudness relative to the loudest "
+        "(near-silent windows hardly vote); 'silence' when every window is below -60 dBFS. With less "
+        "than about 1 s of sound the result is marked low evidence."
     ),
-    "confidence": "That family's mean probability, between 0 and 1.",
+    "confidence": "That family's weighted mean probability, between 0 and 1.",
     "probability": (
         "The model's output per family for one window (0 to 1). The default model scores each family on "
         "its own (several can be high at once); a softmax model's probabilities sum to 1."

@@ -284,6 +284,12 @@ def analyze_upload(
             f"{filename}: the recording is silent (every window is below {SILENCE_DB:g} dBFS), "
             "so there are no instruments to detect."
         )
+    elif getattr(an.prediction, "low_evidence", False):
+        secs = float(getattr(an.prediction, "sounding_seconds", 0.0))
+        notice = (
+            f"{filename}: only {secs:.1f} s of sound; the models were trained on notes of about 3 s, "
+            "so treat this result as a hint."
+        )
     return AppResult(analysis=an, filename=filename, size_bytes=len(data), notice=notice)
 
 
