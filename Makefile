@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo test lint bench models-doc corpus train export examples clean
+.PHONY: demo app app-screenshots test lint bench bench-pedalboard models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +18,51 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: runtime, training (TensorFlow, tf2onnx, pedalboard), dev tools,
-# the baseline model plugin, and tinysoundfont (--no-deps: its pyaudio requirement is for
-# playback only and does not build).
-$(VENV)/.dev: pyproject.toml plugins/instrunet-baseline/pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[plot,train,dev]' -e plugins/instrunet-baseline
+# the plugins in plugins/ (baseline model, pedalboard adapters, the condition analyzer with
+# Praat's parselmouth, which only its tests use, the web app with its browser-test tools:
+# Playwright, pypdf), and tinysoundfont (--no-deps: its pyaudio requirement is for playback only
+# and does not build). The app's browser test drives Debian's chromium (never a downloaded
+# browser): installed with apt-get when missing (as root, or through sudo).
+# plugins/instrunet-ray brings ray[data] (measured here: ~45-70 s and ~600 MB, less than TensorFlow).
+# examples/node: onnxruntime-node for the waveform-in example's test (npm ci; the package's
+# postinstall download of CUDA binaries is skipped, its CPU binaries are in the npm package).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEV_PLUGINS := plugins/instrunet-baseline plugins/instrunet-pedalboard 'plugins/instrunet-condition[test]' \
+  'plugins/instrunet-app[test]' plugins/instrunet-ray
+$(VENV)/.dev: pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/node/package-lock.json | $(BIN)/python
+	$(PIP) install -e '.[plot,train,dev]' $(addprefix -e ,$(DEV_PLUGINS))
 	$(PIP) install --no-deps tinysoundfont
+	if command -v npm >/dev/null; then cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm not found; tests/test_waveform.py skips the Node.js example"; fi
+	command -v chromium >/dev/null || { $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 	touch $@
+
+# The web app alone: the runtime, the condition analyzer and the app plugin (no training packages).
+$(VENV)/.app: pyproject.toml plugins/instrunet-condition/pyproject.toml plugins/instrunet-app/pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[plot]' -e plugins/instrunet-condition -e plugins/instrunet-app
+	touch $@
+
+# Starts the web app on http://127.0.0.1:8501 (Ctrl-C stops it).
+app: $(VENV)/.app
+	$(BIN)/instrunet-app
+
+# docs/app_result.png and docs/app_report.png (the PDF's first page; pdftoppm is in poppler-utils),
+# from the browser test; quantised to 256 colours to keep them small.
+app-screenshots: $(VENV)/.dev
+	command -v pdftoppm >/dev/null || { $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y poppler-utils; }
+	rm -rf out/app
+	INSTRUNET_APP_SCREENSHOTS=out/app $(BIN)/python -m pytest -q tests/test_app_browser.py
+	pdftoppm -png -r 80 -f 1 -l 1 -singlefile out/app/app_report.pdf out/app/app_report
+	$(BIN)/python -c "import sys; from PIL import Image; [Image.open(f'out/app/{n}.png').convert('RGB').quantize(256).save(f'docs/{n}.png', optimize=True) for n in ('app_result', 'app_report')]"
 
 demo: $(VENV)/.runtime
 	$(BIN)/instrunet classify examples/solo_flute.wav examples/ensemble.flac
 	$(BIN)/instrunet analyze examples/ensemble.flac --json out/ensemble.json --plot out/ensemble.png
 
 test: $(VENV)/.dev
+	$(BIN)/python -m mypy instrunet_core
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
@@ -40,6 +73,10 @@ lint: $(VENV)/.dev
 SEED_KERAS := runs/seed_v3/seed_v3.keras
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
+
+# docs/pedalboard.md's measurements: process_file on a one-hour file (peak RSS, time).
+bench-pedalboard: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.pedalboard_file --doc docs/pedalboard.md
 
 # docs/models.md from the committed training reports and the artifacts (seed_v3 is exported
 # into runs/, not shipped); measures every model's latency side by side in one run.

@@ -10,8 +10,11 @@ from pathlib import Path
 from . import DEFAULT_ATOL, ExportError
 
 USAGE_EXAMPLE = """example:
-  python -m export runs/default/default.keras --name default --version 1.0.0 --out instrunet_core/models \\
+  python -m export runs/default/default.keras --name family --version 1.0.0 --out instrunet_core/models \\
       --corpus data/corpus --split valid --report training/reports/default/1.0.0/metrics.json
+
+waveform-in artifact (front end inside the graph) from any feature-input artifact:
+  python -m export waveform --from instrunet_core/models/family/1.0.0 --out build/models   (see --help)
 """
 
 
@@ -44,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"largest accepted |keras - onnxruntime| (default: {DEFAULT_ATOL:g})")
     ap.add_argument("--quantize", action="store_true",
                     help="also write NAME-int8/VERSION (dynamic int8) and print its accuracy drop and latency")
+    ap.add_argument("--features", type=Path, default=None,
+                    help="export a features-input model: .npz with 'x' [n, n_features] (held-out classifier inputs, "
+                         "used for parity and references) and 'names'; no corpus is read")
     ap.add_argument("--force", action="store_true", help="replace an existing NAME/VERSION folder")
     return ap
 
@@ -58,7 +64,55 @@ def _print_quantization(q: dict) -> None:
           f"max |int8 - keras| {q['max_abs_diff_vs_keras']:.3g}")
 
 
+WAVEFORM_EXAMPLE = """example:
+  python -m export waveform --from instrunet_core/models/family/1.0.0 --out build/models
+      → build/models/family-waveform/1.0.0/{model.onnx,manifest.json,references.npz}
+"""
+
+
+def build_waveform_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m export waveform",
+        description="Compose the log-mel front end, written as ONNX operators, with a feature-input artifact: "
+        "the result takes 22,050 Hz mono samples [batch, window_samples] and returns probabilities. Checks the "
+        "features against instrunet_core.features and the outputs against the source artifact first.",
+        epilog=WAVEFORM_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--from", dest="source", type=Path, required=True,
+                    help="feature-input artifact folder (NAME/VERSION with manifest.json)")
+    ap.add_argument("--out", type=Path, required=True, help="folder that receives NAME/VERSION/")
+    ap.add_argument("--name", default=None, help="default: SOURCE_NAME-waveform")
+    ap.add_argument("--version", default=None, help="default: the source's version")
+    ap.add_argument("--audio", type=Path, nargs="+", default=None,
+                    help="recordings for the parity check (default: the repository's examples/)")
+    ap.add_argument("--n-references", type=int, default=4, help="windows stored in references.npz (default: 4)")
+    ap.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                    help=f"largest accepted difference on features and outputs (default: {DEFAULT_ATOL:g})")
+    ap.add_argument("--force", action="store_true", help="replace an existing NAME/VERSION folder")
+    return ap
+
+
+def main_waveform(argv: Sequence[str]) -> int:
+    args = build_waveform_parser().parse_args(argv)
+    from .waveform import export_waveform
+
+    try:
+        summary = export_waveform(args.source, args.out, name=args.name, version=args.version, audio=args.audio,
+                                  n_references=args.n_references, atol=args.atol, force=args.force)
+    except ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return 1
+    p = summary["parity"]
+    print(f"wrote {summary['path']} (sha256 {summary['sha256'][:16]}…; features max diff "
+          f"{p['features_max_abs_diff']:.3g}, outputs max diff {p['max_abs_diff']:.3g} on {p['n']} windows)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["waveform"]:
+        return main_waveform(argv[1:])
     args = build_parser().parse_args(argv)
     from .pipeline import ExportConfig, export_model
 
@@ -66,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=args.model, name=args.name, version=args.version, out=args.out, task=args.task, corpus=args.corpus,
         split=args.split, report=args.report, n_parity=args.n_parity, n_references=args.n_references,
         license=args.license, thresholds=args.thresholds, description=args.description, atol=args.atol,
-        quantize=args.quantize, force=args.force,
+        quantize=args.quantize, force=args.force, features=args.features,
     )
     try:
         summary = export_model(cfg)

@@ -15,13 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.errors import ModelError
 from instrunet_core.manifest import (
+    INPUT_NAME,
+    LOGMEL_LAYOUT,
     MANIFEST_FILENAME,
     MANIFEST_SCHEMA,
-    read_manifest,
+    OUTPUT_NAME,
+    seal_manifest,
     sha256_file,
     validate_manifest,
 )
+from instrunet_core.verify import verify_artifact
 
 from . import ExportError
 
@@ -33,6 +38,7 @@ __all__ = [
     "save_npz",
     "write_artifact",
     "check_artifact",
+    "reseal_artifact",
     "training_data_info",
     "report_metrics",
 ]
@@ -148,7 +154,7 @@ def build_manifest(
     version: str,
     task: str,
     labels: list[str],
-    front_end: Mapping[str, Any],
+    front_end: Mapping[str, Any] | None,
     input_shape: list[int | None],
     sha256: str,
     parity: Mapping[str, Any],
@@ -160,19 +166,28 @@ def build_manifest(
     description: str | None = None,
     created: str | None = None,
     references: bool = True,
+    features: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`."""
+    """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`.
+
+    With ``features`` (``{"names": [...], ...}``) the model is a features-input model:
+    input ``features`` [null, n_features] with layout ``"features"``, and no ``front_end``.
+    """
     m: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "name": name,
         "version": version,
         "task": task,
         "labels": list(labels),
-        "input": {"name": "mel", "shape": list(input_shape), "dtype": "float32", "layout": "NHWC"},
-        "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32",
+        "input": {"name": INPUT_NAME, "shape": list(input_shape), "dtype": "float32", "layout": LOGMEL_LAYOUT},
+        "output": {"name": OUTPUT_NAME, "shape": [None, len(labels)], "dtype": "float32",
                    "activation": "sigmoid" if task == "multilabel" else "softmax"},
-        "front_end": dict(front_end),
     }
+    if features is not None:
+        m["input"] = {"name": "features", "shape": list(input_shape), "dtype": "float32", "layout": "features"}
+        m["features"] = dict(features)
+    else:
+        m["front_end"] = dict(front_end or {})
     if description:
         m["description"] = description
     if thresholds:
@@ -191,6 +206,7 @@ def build_manifest(
     # JSON types only (tuples → lists; numpy scalars are rejected here); NaN/inf, which a
     # report may hold and strict JSON cannot, become null.
     m = _finite(json.loads(json.dumps(m)))
+    m = seal_manifest(m)  # manifest_sha256: the labels, front end, thresholds... are covered too
     try:
         validate_manifest(m, where=f"manifest of {name} {version}")
     except Exception as e:  # ModelError
@@ -253,30 +269,58 @@ def write_artifact(
     return dest
 
 
+def reseal_artifact(folder: str | Path) -> dict[str, Any]:
+    """Add (or renew) ``manifest_sha256`` in an existing artifact's manifest, nothing else.
+
+    For artifacts exported before manifests carried a digest. The ONNX file must still match
+    the manifest's ``sha256``, and every other check of :func:`validate_manifest` must pass;
+    the manifest is rewritten atomically by the same serialiser as :func:`write_artifact`.
+    Check the manifest's content (labels, front end) before sealing it: sealing vouches for it.
+
+    Returns
+    -------
+    dict
+        The sealed manifest.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST_FILENAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ExportError(f"{path}: cannot read the manifest: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+        raise ExportError(f"{path}: not a manifest object with a 'file'")
+    model = folder / Path(data["file"]).name
+    got = sha256_file(model)
+    if got != data.get("sha256"):
+        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {data.get('sha256')}; re-export")
+    sealed = seal_manifest(data)
+    try:
+        validate_manifest(sealed, where=str(path))
+    except Exception as e:  # ModelError
+        raise ExportError(str(e)) from None
+    text = json.dumps(sealed, indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sealed
+
+
 def check_artifact(folder: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:
-    """What the runtime can check of an artifact: manifest valid, sha256, references reproduced.
+    """What the runtime checks of an artifact (:func:`instrunet_core.verify.verify_artifact`):
+    manifest valid, sha256, references reproduced.
 
     Returns ``{"sha256_ok", "max_abs_diff", "top1_agreement", "n"}``; raises
     :class:`ExportError` when a check fails.
     """
-    import onnxruntime as ort
-
-    folder = Path(folder)
-    man = read_manifest(folder)
-    model = folder / man.file
-    got = sha256_file(model)
-    if got != man.sha256:
-        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {man.sha256}")
-    res: dict[str, Any] = {"sha256_ok": True}
-    if man.references:
-        with np.load(folder / man.references, allow_pickle=False) as z:
-            x, y = z["inputs"].astype(np.float32), z["outputs"]
-        sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        out = sess.run(None, {man.input["name"]: x})[0]
-        diff = float(np.abs(out - y).max()) if len(y) else 0.0
-        agree = float(np.mean(out.argmax(1) == y.argmax(1))) if len(y) else 1.0
-        res.update(max_abs_diff=diff, top1_agreement=agree, n=int(len(y)))
-        if diff > atol or agree < 1.0:
-            raise ExportError(f"{folder}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
-                              f"top-1 agreement {agree:.2%}")
-    return res
+    try:
+        res = verify_artifact(folder, references=True, atol=atol).to_dict()
+    except ModelError as e:
+        raise ExportError(str(e)) from None
+    return {k: res[k] for k in ("sha256_ok", "max_abs_diff", "top1_agreement", "n") if res[k] is not None}

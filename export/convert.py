@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.manifest import INPUT_NAME, OUTPUT_NAME
+
 from . import ExportError
 
 __all__ = [
@@ -29,8 +31,6 @@ __all__ = [
 ]
 
 OPSET = 17
-INPUT_NAME = "mel"
-OUTPUT_NAME = "probabilities"
 
 
 def _tf_env() -> None:
@@ -73,19 +73,21 @@ def keras_predict(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(outs, axis=0)
 
 
-def to_onnx(model: Any, *, opset: int = OPSET) -> Any:
+def to_onnx(model: Any, *, opset: int = OPSET, input_name: str = INPUT_NAME) -> Any:
     """Convert through a ``tf.function`` with a dynamic batch dimension.
 
-    The graph has one input ``mel`` [batch, n_mels, frames, 1] float32 and one output
-    ``probabilities`` [batch, n_labels] float32. (``tf2onnx.convert.from_keras`` expects
-    tf.keras 2 models; tracing the Keras 3 model in a ``tf.function`` works for both.)
+    The graph has one input ``input_name`` (``mel`` [batch, n_mels, frames, 1] for the
+    spectrogram models, ``features`` [batch, n_features] for a features-input model)
+    float32 and one output ``probabilities`` [batch, n_labels] float32.
+    (``tf2onnx.convert.from_keras`` expects tf.keras 2 models; tracing the Keras 3 model in
+    a ``tf.function`` works for both.)
     """
     _tf_env()
     import tensorflow as tf
     import tf2onnx
 
     shape = tuple(model.input_shape)
-    spec = (tf.TensorSpec((None, *shape[1:]), tf.float32, name=INPUT_NAME),)
+    spec = (tf.TensorSpec((None, *shape[1:]), tf.float32, name=input_name),)
 
     @tf.function(input_signature=spec)
     def serve(mel: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -16,7 +15,7 @@ import numpy as np
 
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd
 from instrunet_core.labels import FAMILIES
-from instrunet_core.manifest import SEMVER_RE
+from instrunet_core.manifest import NAME_RE, SEMVER_RE
 
 from . import DEFAULT_ATOL, ExportError
 from .artifact import (
@@ -27,11 +26,10 @@ from .artifact import (
     training_data_info,
     write_artifact,
 )
-from .data import corpus_windows
+from .data import Windows, corpus_windows
 
 __all__ = ["ExportConfig", "export_model", "parity_stats"]
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _TASK_OF = {"sigmoid": "multilabel", "softmax": "multiclass"}
 
 
@@ -56,6 +54,7 @@ class ExportConfig:
     quantize: bool = False
     force: bool = False
     front_end: FrontEnd = DEFAULT_FRONT_END
+    features: Path | None = None
 
 
 def parity_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -92,6 +91,31 @@ def _subset(n_total: int, n: int) -> np.ndarray:
     return np.linspace(0, n_total - 1, n).round().astype(int) if n > 0 else np.zeros(0, dtype=int)
 
 
+def _features_inputs(cfg: ExportConfig, report: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A features-input model's manifest ``features`` (+ its parity rows under ``inputs``).
+
+    ``cfg.features`` is an ``.npz`` with ``x`` [n, n_features] (classifier inputs of
+    held-out data) and ``names``; the report's ``features_manifest`` object (how a host
+    computes the features) is copied into the manifest next to the names.
+    """
+    path = Path(cfg.features or "")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x = np.asarray(z["x"], dtype=np.float32)
+            names = [str(n) for n in z["names"]]
+    except FileNotFoundError:
+        raise ExportError(f"{path}: features file not found") from None
+    except (OSError, KeyError, ValueError) as e:
+        raise ExportError(f"{path}: expected an .npz with arrays 'x' [n, n_features] and 'names': {e}") from None
+    if x.ndim != 2 or x.shape[1] != len(names) or len(x) == 0:
+        raise ExportError(f"{path}: x has shape {x.shape}, expected (n > 0, {len(names)})")
+    if not np.all(np.isfinite(x)):
+        raise ExportError(f"{path}: x holds NaN or infinite values")
+    extra = dict((report or {}).get("features_manifest") or {})
+    extra.pop("names", None)
+    return {"names": names, **extra, "inputs": x}
+
+
 def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
     """Convert, check parity, write the artifact; returns a summary (paths, parity, quantisation).
 
@@ -99,7 +123,7 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
     """
     from . import convert
 
-    if not _NAME_RE.match(cfg.name):
+    if not NAME_RE.match(cfg.name):
         raise ExportError(f"--name {cfg.name!r}: use a lower-case identifier ([a-z0-9_.-])")
     if not SEMVER_RE.match(cfg.version):
         raise ExportError(f"--version {cfg.version!r}: expected semver X.Y.Z")
@@ -122,7 +146,12 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
     fe = cfg.front_end
     model = convert.load_keras(cfg.model)
     in_shape = tuple(model.input_shape)
-    if in_shape[1:] != (fe.n_mels, fe.frames, 1):
+    feats = _features_inputs(cfg, report) if cfg.features is not None else None
+    if feats is not None:
+        if in_shape[1:] != (len(feats["names"]),):
+            raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {len(feats['names'])}) "
+                              f"for the {len(feats['names'])} features of {cfg.features}")
+    elif in_shape[1:] != (fe.n_mels, fe.frames, 1):
         raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {fe.n_mels}, {fe.frames}, 1)")
     n_out = model.output_shape[-1]
     if n_out != len(labels):
@@ -139,13 +168,26 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
         log("note: thresholds ignored (they apply to multilabel models only)")
         thresholds = None
 
-    corpus = _pick_corpus(cfg, report)
     if cfg.n_parity < 200:
         log(f"warning: parity on {cfg.n_parity} windows (the release rule is at least 200)")
-    win = corpus_windows(corpus, cfg.split, cfg.n_parity, labels=labels, fe=fe)
-    log(f"parity data: {len(win.x)} windows from {win.n_notes} notes of {corpus / cfg.split}")
+    corpus: Path | None
+    if feats is not None:
+        corpus = None
+        x_all = feats.pop("inputs")
+        sel = _subset(len(x_all), cfg.n_parity)
+        win = Windows(x=x_all[sel], labels=np.full(len(sel), -1, np.int64), ids=[f"row {i}" for i in sel],
+                      n_notes=len(sel))
+        log(f"parity data: {len(win.x)} feature rows of {cfg.features}")
+        if cfg.quantize:
+            raise ExportError("--quantize is for the spectrogram models, not a features-input model")
+    else:
+        corpus = _pick_corpus(cfg, report)
+        win = corpus_windows(corpus, cfg.split, cfg.n_parity, labels=labels, fe=fe)
+        log(f"parity data: {len(win.x)} windows from {win.n_notes} notes of {corpus / cfg.split}")
 
-    proto = convert.canonicalize(convert.to_onnx(model), graph_name=f"{cfg.name}-{cfg.version}")
+    input_name = "features" if feats is not None else convert.INPUT_NAME
+    proto = convert.canonicalize(convert.to_onnx(model, input_name=input_name),
+                                 graph_name=f"{cfg.name}-{cfg.version}")
     import onnx
 
     try:
@@ -169,7 +211,8 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
         raise ExportError("parity failed: " + "; ".join(problems) + "; nothing written")
 
     idx = _subset(len(win.x), cfg.n_references)
-    x_ref16 = win.x[idx].astype(np.float16)
+    # spectrogram references are stored as float16 (they are large); feature rows as float32
+    x_ref16 = win.x[idx].astype(np.float16 if feats is None else np.float32)
     x_ref = x_ref16.astype(np.float32)
     y_ref = convert.keras_predict(model, x_ref)
     rdiff, ragree = parity_stats(y_ref, convert.onnx_predict(sess, x_ref)) if len(idx) else (0.0, 1.0)
@@ -179,15 +222,21 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
 
     parity = {"max_abs_diff": diff, "top1_agreement": agree, "n": int(len(win.x)), "atol": cfg.atol,
               "split": cfg.split, "notes": win.n_notes, "against": "keras float32 (inference mode)"}
+    if feats is not None:
+        parity.pop("notes")
+        parity["data"] = str(cfg.features)
     exporter = convert.versions()
     created = created_timestamp()
     metrics = report_metrics(report) if report else {}
     tdata = training_data_info(report, corpus)
     manifest = build_manifest(
-        name=cfg.name, version=cfg.version, task=task, labels=labels, front_end=fe.to_dict(),
-        input_shape=[None, fe.n_mels, fe.frames, 1], sha256=hashlib.sha256(model_bytes).hexdigest(),
+        name=cfg.name, version=cfg.version, task=task, labels=labels,
+        front_end=fe.to_dict() if feats is None else None,
+        input_shape=[None, fe.n_mels, fe.frames, 1] if feats is None else [None, len(feats["names"])],
+        sha256=hashlib.sha256(model_bytes).hexdigest(),
         parity=parity, exporter=exporter, metrics=metrics, training_data=tdata, thresholds=thresholds,
         license=cfg.license, description=cfg.description, created=created, references=len(idx) > 0,
+        features=feats,
     )
     refs = {"inputs": x_ref16, "outputs": y_ref} if len(idx) else None
 

@@ -10,30 +10,24 @@ Examples
 >>> model = instrunet_core.load_model()  # doctest: +SKIP
 >>> analysis = instrunet_core.analyze("song.wav", model=model)  # doctest: +SKIP
 >>> analysis.label, [i.label for i in analysis.instruments]  # doctest: +SKIP
+>>> clf = instrunet_core.Classifier(model)  # push-style: clf.process(block, rate), clf.flush()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from . import errors
-from .analysis import Analysis, analyze
+from .analysis import Analysis, Prediction
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
+from .inference import Classifier, WindowResult, analyze
 from .labels import FAMILIES
-from .model import Model, Prediction, load_model
-from .plugins import build_registry, get_registry, list_models
+from .model import Model, load_model
+from .output import instrunet_version
+from .registry import build_registry, get_registry, list_models
+from .verify import ArtifactCheck, verify_artifact
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        return version("instrunet")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
-__version__ = _version()
+__version__ = instrunet_version()
 
 __all__ = [
     "__version__",
@@ -42,6 +36,8 @@ __all__ = [
     "Model",
     "Prediction",
     "Analysis",
+    "Classifier",
+    "WindowResult",
     "FrontEnd",
     "FAMILIES",
     "hookimpl",
@@ -54,4 +50,6 @@ __all__ = [
     "list_models",
     "get_registry",
     "build_registry",
+    "verify_artifact",
+    "ArtifactCheck",
 ]

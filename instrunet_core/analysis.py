@@ -1,135 +1,171 @@
-"""Whole-file analysis: windows → probabilities → timeline, instruments and extras.
+"""Result types of an analysis: the overall :class:`Prediction`, the :class:`Analysis`, and
+what analyzer plugins receive (:class:`AnalysisContext`).
 
-:func:`analyze` streams the source in windows (bounded memory), runs the model in
-batches, flags silent windows (RMS below -60 dBFS), and builds an :class:`Analysis`:
-the overall prediction, a timeline of segments, the detected instruments, and the
-``extras`` contributed by registered analyzer plugins.
+Pure results and their aggregation; the audio → windows → probabilities path that fills
+them is :class:`instrunet_core.inference.Classifier` (and :func:`instrunet_core.analyze`,
+built on it). Nothing here imports the inference layer, so data flows one way:
+audio → inference → timeline/analysis → analyzers → writers.
+
+Aggregation (:func:`aggregate`) weights each non-silent window by its loudness relative
+to the loudest window (linear RMS ratio), so the near-silent windows around a short note
+or at the end of a decaying one hardly vote; audio with less than
+:data:`LOW_EVIDENCE_SECONDS` of sound is marked ``low_evidence``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import SILENCE_DB, AudioSource, load_audio, read_source_bytes, rms_db, source_name, stream_windows
-from .errors import InputError
-from .features import batch_features
-from .model import SILENCE_LABEL, Prediction
-from .timeline import Instrument, Segment, build_timeline, detect_instruments
+from .audio import load_audio, source_name
+from .errors import InstrunetError
+from .output import ANALYSIS_SCHEMA, instrunet_version
+from .timeline import Instrument, Segment
 
 if TYPE_CHECKING:
-    from .model import Model
-    from .plugins import Registry
+    from .registry import Registry
 
-__all__ = ["Analysis", "AnalysisContext", "WindowResults", "analyze", "run_windows", "aggregate"]
+__all__ = [
+    "Analysis",
+    "AnalysisContext",
+    "Prediction",
+    "aggregate",
+    "SILENCE_LABEL",
+    "LOW_EVIDENCE_SECONDS",
+]
+
+#: Label reported when every window is below the silence level.
+SILENCE_LABEL = "silence"
+
+#: Audio with less sound than this (seconds above :data:`~instrunet_core.audio.SILENCE_DB`,
+#: counted in 512-sample blocks at 22,050 Hz) gets a result marked ``low_evidence``: the
+#: models were trained on notes of about 3 s held, and on the valid instruments fewer than
+#: half of the answers on less than 1 s of sound are right, against 0.63-0.79 above
+#: (``python -m benchmarks.short_notes``, docs/short-input.md).
+LOW_EVIDENCE_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowResults:
-    """Per-window results of :func:`run_windows`.
+class Prediction:
+    """Overall prediction for one piece of audio.
 
     Attributes
     ----------
-    times : np.ndarray [shape=(T, 2)]
-        Start and end seconds of each window (end clipped to ``duration``).
-    probabilities : np.ndarray [shape=(T, n_labels)]
-        Raw model output (also for silent windows).
-    rms_db : np.ndarray [shape=(T,)]
-    silent : np.ndarray [shape=(T,), dtype=bool]
-    duration : float
-        Seconds of audio at the front end's rate.
+    label : str
+        Most probable label, or ``"silence"`` when all windows are silent.
+    confidence : float
+        Probability of ``label`` (1.0 for silence).
+    probabilities : dict[str, float]
+        Loudness-weighted mean probability per label over the non-silent windows
+        (all 0 for silence).
+    n_windows : int
+        Windows analysed.
+    silent : bool
+        True when every window was silent.
+    low_evidence : bool
+        True when the audio holds less than :data:`LOW_EVIDENCE_SECONDS` of sound: the
+        answer is a guess on too little audio (and so is ``"silence"`` on no audio).
+    sounding_seconds : float
+        Seconds of audio above the silence level.
+    top : tuple of (str, float)
+        The ``top_k`` most probable labels with their probabilities, best first
+        (all labels unless ``top_k`` was given; empty for silence).
     """
 
-    times: np.ndarray
-    probabilities: np.ndarray
-    rms_db: np.ndarray
-    silent: np.ndarray
-    duration: float
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    n_windows: int = 0
+    silent: bool = False
+    low_evidence: bool = False
+    sounding_seconds: float = 0.0
+    top: tuple[tuple[str, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "confidence": float(self.confidence),
+            "probabilities": {k: float(v) for k, v in self.probabilities.items()},
+            "n_windows": int(self.n_windows),
+            "silent": bool(self.silent),
+            "low_evidence": bool(self.low_evidence),
+            "sounding_seconds": round(float(self.sounding_seconds), 4),
+            "top": [[k, float(v)] for k, v in self.top],
+        }
 
 
-def _hop_samples(hop: float, sr: int) -> int:
-    try:
-        h = float(hop)
-    except (TypeError, ValueError):
-        raise InputError(f"hop must be a number of seconds, got {hop!r}") from None
-    if not math.isfinite(h) or h <= 0:
-        raise InputError(f"hop must be > 0 seconds, got {hop!r}")
-    return max(1, int(round(h * sr)))
+def window_weights(rms_db: np.ndarray, silent: np.ndarray) -> np.ndarray:
+    """Aggregation weight of each window: linear RMS relative to the loudest window, 0 if silent.
 
-
-def run_windows(
-    model: Model,
-    source: AudioSource,
-    sample_rate: int | None = None,
-    *,
-    hop: float = 1.5,
-    window: float | None = None,
-    batch_size: int = 16,
-) -> WindowResults:
-    """Stream ``source`` in windows and run ``model`` on every window.
+    Parameters
+    ----------
+    rms_db : np.ndarray [shape=(T,)]
+    silent : np.ndarray [shape=(T,), dtype=bool]
 
     Returns
     -------
-    WindowResults
+    np.ndarray [shape=(T,), dtype=float64]
+        In [0, 1]; the loudest window weighs 1, a window 20 dB quieter 0.1.
     """
-    fe = model.front_end
-    sr = fe.sample_rate
-    win = fe.window_samples
-    if window is not None:
-        try:
-            w = float(window)
-        except (TypeError, ValueError):
-            raise InputError(f"window must be a number of seconds, got {window!r}") from None
-        win = int(round(w * sr))
-        if not math.isfinite(w) or win <= 0 or win > fe.window_samples:
-            raise InputError(
-                f"window must be in (0, {fe.window_seconds:.3f}] seconds for this model, got {window!r}"
-            )
-    hop_n = _hop_samples(hop, sr)
-    starts, lengths, probs, levels = [], [], [], []
-    total = 0
-    for b in stream_windows(
-        source, sample_rate, fe=fe, hop_samples=hop_n, window_samples=win, batch_size=batch_size
-    ):
-        feats = batch_features(b.windows, fe=fe)
-        probs.append(model.predict_features(feats, batch_size=batch_size))
-        lv = np.array([rms_db(w[: max(1, n)]) for w, n in zip(b.windows, b.lengths, strict=True)])
-        levels.append(lv)
-        starts.append(b.starts)
-        lengths.append(b.lengths)
-        total = max(total, int((b.starts + b.lengths).max()))
-    st = np.concatenate(starts)
-    duration = total / sr
-    times = np.stack([st / sr, np.minimum((st + win) / sr, duration)], axis=1)
-    level = np.concatenate(levels)
-    return WindowResults(
-        times=times,
-        probabilities=np.concatenate(probs).astype(np.float32),
-        rms_db=level,
-        silent=level < SILENCE_DB,
-        duration=duration,
-    )
+    level = np.asarray(rms_db, dtype=np.float64)
+    silent = np.asarray(silent, dtype=bool)
+    if level.size == 0 or silent.all():
+        return np.zeros(level.shape, dtype=np.float64)
+    top = level[~silent].max()
+    return np.where(silent, 0.0, np.power(10.0, (level - top) / 20.0))
 
 
-def aggregate(model: Model, probabilities: np.ndarray, silent: np.ndarray) -> Prediction:
-    """Mean probabilities of the non-silent windows → :class:`Prediction` (``"silence"`` if none)."""
+def aggregate(
+    labels: tuple[str, ...],
+    probabilities: np.ndarray,
+    rms_db: np.ndarray,
+    silent: np.ndarray,
+    *,
+    sounding_seconds: float,
+    top_k: int | None = None,
+) -> Prediction:
+    """Loudness-weighted mean of the non-silent windows → :class:`Prediction`.
+
+    Parameters
+    ----------
+    labels : tuple of str
+    probabilities : np.ndarray [shape=(T, n_labels)]
+    rms_db : np.ndarray [shape=(T,)]
+    silent : np.ndarray [shape=(T,), dtype=bool]
+    sounding_seconds : float
+        Seconds above the silence level (sets ``low_evidence``).
+    top_k : int, optional
+        Labels kept in :attr:`Prediction.top` (all when omitted).
+
+    Returns
+    -------
+    Prediction
+        ``"silence"`` when every window is silent (or there are none).
+    """
     silent = np.asarray(silent, dtype=bool)
     n = int(silent.shape[0])
+    low = bool(sounding_seconds < LOW_EVIDENCE_SECONDS)
     if n == 0 or silent.all():
-        return Prediction(SILENCE_LABEL, 1.0, {lab: 0.0 for lab in model.labels}, n_windows=n, silent=True)
-    mean = probabilities[~silent].mean(axis=0)
-    i = int(np.argmax(mean))
+        return Prediction(SILENCE_LABEL, 1.0, {lab: 0.0 for lab in labels}, n_windows=n, silent=True,
+                          low_evidence=low, sounding_seconds=float(sounding_seconds))
+    w = window_weights(rms_db, silent)
+    mean = (np.asarray(probabilities, dtype=np.float64) * w[:, None]).sum(axis=0) / w.sum()
+    order = np.argsort(-mean, kind="stable")
+    k = len(labels) if top_k is None else max(0, min(int(top_k), len(labels)))
+    i = int(order[0])
     return Prediction(
-        label=model.labels[i],
+        label=labels[i],
         confidence=float(mean[i]),
-        probabilities={lab: float(mean[k]) for k, lab in enumerate(model.labels)},
+        probabilities={lab: float(mean[j]) for j, lab in enumerate(labels)},
         n_windows=n,
         silent=False,
+        low_evidence=low,
+        sounding_seconds=float(sounding_seconds),
+        top=tuple((labels[int(j)], float(mean[j])) for j in order[:k]),
     )
 
 
@@ -150,30 +186,26 @@ class AnalysisContext:
         Per-segment probabilities (0 for silent segments).
     rms_db : np.ndarray [shape=(T,)]
     silent : np.ndarray [shape=(T,), dtype=bool]
+    instruments : list of Instrument
+        The detected instruments (with their time ranges), as in :attr:`Analysis.instruments`.
     model_name, model_version : str
     """
 
-    def __init__(
-        self,
-        *,
-        source: Any,
-        sample_rate_in: int | None,
-        model: Model,
-        results: WindowResults,
-    ) -> None:
+    def __init__(self, *, source: Any, sample_rate_in: int | None, analysis: Analysis) -> None:
         self._source = source
         self._sample_rate_in = sample_rate_in
         self._audio: np.ndarray | None = None
         self.source = source_name(source)
-        self.sample_rate = model.front_end.sample_rate
-        self.duration = results.duration
-        self.labels = model.labels
-        self.model_name = model.name
-        self.model_version = model.version
-        self.times = results.times
-        self.probabilities = np.where(results.silent[:, None], 0.0, results.probabilities)
-        self.rms_db = results.rms_db
-        self.silent = results.silent
+        self.sample_rate = int(analysis.settings["sample_rate"])
+        self.duration = analysis.duration
+        self.labels = analysis.labels
+        self.model_name = analysis.model["name"]
+        self.model_version = analysis.model["version"]
+        self.times = analysis.times
+        self.probabilities = analysis.probabilities
+        self.rms_db = analysis.rms_db
+        self.silent = analysis.silent_windows
+        self.instruments = list(analysis.instruments)
 
     def audio(self) -> np.ndarray:
         """Whole file as mono float32 at :attr:`sample_rate` (decoded once, then cached).
@@ -198,26 +230,41 @@ class AnalysisContext:
 
 @dataclasses.dataclass
 class Analysis:
-    """Result of :func:`analyze`.
+    """Result of :func:`instrunet_core.analyze` and :meth:`Classifier.analysis`.
 
     Attributes
     ----------
     source : str
-        Path, file object name, or ``"array"``.
+        Path, file object name, ``"array"`` or ``"stream"``.
     duration : float
         Seconds.
     model : dict
-        ``{"name", "version", "task"}``.
+        ``{"name", "version", "sha256", "task", "input", "provider"}``
+        (:func:`instrunet_core.output.model_info`): ``input`` is the artifact's input kind
+        (``"logmel"`` or ``"waveform"``), ``provider`` the onnxruntime execution provider that
+        actually ran it (e.g. ``"CPUExecutionProvider"``).
     labels : tuple of str
+        Column order of :attr:`probabilities`.
     prediction : Prediction
-        Overall: mean of the non-silent windows' probabilities, or ``"silence"``.
+        Overall: loudness-weighted mean of the non-silent windows, or ``"silence"``.
+        The overall per-label dict is ``prediction.probabilities``.
     timeline : list of Segment
+        One per window (the same numbers as the arrays below, as objects).
     instruments : list of Instrument
         Detected instruments, strongest first (empty for silence).
     extras : dict
         ``{analyzer_name: dict}`` from analyzer plugins (``{"error": ...}`` if one failed).
     settings : dict
-        ``hop``, ``window``, ``smoothing``, ``thresholds``, ``silence_db``.
+        ``hop`` (seconds, snapped to whole frames), ``window``, ``smoothing``,
+        ``thresholds``, ``silence_db``, ``sample_rate``.
+    times : np.ndarray [shape=(T, 2), dtype=float64]
+        Start and end seconds of each window (end clipped to ``duration``).
+    probabilities : np.ndarray [shape=(T, n_labels), dtype=float32]
+        Each window's probabilities (rows of silent windows are 0).
+    rms_db : np.ndarray [shape=(T,), dtype=float64]
+        Each window's RMS level in dBFS.
+    silent_windows : np.ndarray [shape=(T,), dtype=bool]
+        Windows below the silence level.
     """
 
     source: str
@@ -229,6 +276,10 @@ class Analysis:
     instruments: list[Instrument]
     extras: dict[str, Any]
     settings: dict[str, Any]
+    times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2)))
+    probabilities: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    rms_db: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    silent_windows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def label(self) -> str:
@@ -239,17 +290,48 @@ class Analysis:
         return self.prediction.confidence
 
     @property
-    def probabilities(self) -> dict[str, float]:
-        return self.prediction.probabilities
-
-    @property
     def silent(self) -> bool:
+        """True when every window is silent."""
         return self.prediction.silent
 
+    @property
+    def low_evidence(self) -> bool:
+        """True when the audio holds too little sound for a trustworthy answer."""
+        return self.prediction.low_evidence
+
+    def to_dataframe(self) -> Any:
+        """Per-window table: ``start``, ``end``, ``rms_db``, ``silent`` and one column per label.
+
+        Returns
+        -------
+        pandas.DataFrame [shape=(T, 4 + n_labels)]
+
+        Raises
+        ------
+        InstrunetError
+            pandas is not installed (it is optional: ``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise InstrunetError("Analysis.to_dataframe needs pandas, which is not installed (pip install pandas)") from None
+        cols: dict[str, Any] = {
+            "start": self.times[:, 0],
+            "end": self.times[:, 1],
+            "rms_db": self.rms_db,
+            "silent": self.silent_windows,
+        }
+        for j, lab in enumerate(self.labels):
+            cols[lab] = self.probabilities[:, j]
+        return pd.DataFrame(cols)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain Python types only)."""
+        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/1`` document
+        (``docs/schema/analysis.json``)."""
         return _jsonable(
             {
+                "schema": ANALYSIS_SCHEMA,
+                "instrunet_version": instrunet_version(),
                 "source": self.source,
                 "duration": round(float(self.duration), 4),
                 "model": dict(self.model),
@@ -258,6 +340,8 @@ class Analysis:
                 "confidence": float(self.prediction.confidence),
                 "probabilities": {k: float(v) for k, v in self.prediction.probabilities.items()},
                 "silent": bool(self.prediction.silent),
+                "low_evidence": bool(self.prediction.low_evidence),
+                "sounding_seconds": round(float(self.prediction.sounding_seconds), 4),
                 "instruments": [i.to_dict() for i in self.instruments],
                 "timeline": [s.to_dict() for s in self.timeline],
                 "extras": self.extras,
@@ -286,122 +370,20 @@ def _jsonable(x: Any) -> Any:
 
 
 def _run_analyzers(reg: Registry, ctx: AnalysisContext) -> dict[str, Any]:
+    import contextlib
+    import sys
+
     extras: dict[str, Any] = {}
     for name, func in reg.analyzers.items():
         try:
-            out = func(ctx)
+            # A plugin's prints go to stderr: stdout may carry this analysis as JSON.
+            with contextlib.redirect_stdout(sys.stderr):
+                out = func(ctx)
             if not isinstance(out, Mapping):
                 raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
             extras[name] = _jsonable(out)
-        except Exception as e:  # noqa: BLE001 - a failing analyzer never breaks the analysis
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
             extras[name] = {"error": f"{type(e).__name__}: {e}"}
     return extras
-
-
-def analyze(
-    source: AudioSource,
-    sample_rate: int | None = None,
-    *,
-    model: Model | str | None = None,
-    window: float | None = None,
-    hop: float = 1.5,
-    batch_size: int = 16,
-    smoothing: int = 3,
-    thresholds: Mapping[str, float] | None = None,
-    registry: Registry | None = None,
-    analyzers: bool = True,
-) -> Analysis:
-    """Analyse a recording: which instruments play, when, and how strongly.
-
-    Parameters
-    ----------
-    source : str, PathLike, binary file object, or np.ndarray [shape=(n,) or (n, channels)]
-        Audio at any rate and channel count.
-    sample_rate : int, optional
-        Required when ``source`` is an array.
-    model : Model or str, optional
-        A loaded model, a registered model name, or the default model.
-    window : float, optional
-        Window length in seconds (default and maximum: the model's, 2.949 s).
-    hop : float
-        Seconds between window starts.
-    batch_size : int
-        Windows per model call.
-    smoothing : int
-        Moving-median length (windows) applied to each label's probability before
-        thresholding; 1 disables it.
-    thresholds : dict, optional
-        Per-label presence thresholds overriding the model's.
-    registry : Registry, optional
-        Where analyzers come from (default: :func:`instrunet_core.get_registry`).
-    analyzers : bool
-        Run registered analyzer plugins into ``extras``.
-
-    Returns
-    -------
-    Analysis
-
-    Raises
-    ------
-    DecodeError, InputError, ModelError
-
-    Examples
-    --------
-    >>> import numpy as np, instrunet_core
-    >>> a = instrunet_core.analyze(np.zeros(44100, np.float32), 44100)  # doctest: +SKIP
-    >>> a.label, a.confidence, a.instruments  # doctest: +SKIP
-    ('silence', 1.0, [])
-    """
-    from .model import Model, load_model
-    from .plugins import get_registry
-
-    if isinstance(source, np.ndarray) and sample_rate is None:
-        raise InputError("array: sample_rate is required for array input")
-    if model is None or isinstance(model, str):
-        m = load_model(model, registry=registry)
-    elif isinstance(model, Model):
-        m = model
-    else:
-        raise InputError(f"model must be a Model or a model name, got {type(model).__name__}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, np.integer)) or smoothing < 0:
-        raise InputError(f"smoothing must be an int >= 0 (windows), got {smoothing!r}")
-    thr = m.thresholds
-    if thresholds:
-        for k, v in thresholds.items():
-            if k not in thr:
-                raise InputError(f"thresholds: unknown label {k!r} (labels: {list(m.labels)})")
-            if not 0.0 < float(v) < 1.0:
-                raise InputError(f"thresholds[{k!r}] must be in (0, 1), got {v!r}")
-            thr[k] = float(v)
-    src = read_source_bytes(source)
-    res = run_windows(m, src, sample_rate, hop=hop, window=window, batch_size=batch_size)
-    pred = aggregate(m, res.probabilities, res.silent)
-    timeline = build_timeline(res.times, res.probabilities, res.rms_db, res.silent, m.labels)
-    instruments = detect_instruments(
-        res.times, res.probabilities, res.rms_db, res.silent, m.labels, thr, smoothing=int(smoothing)
-    )
-    extras: dict[str, Any] = {}
-    if analyzers:
-        reg = registry or get_registry()
-        if reg.analyzers:
-            ctx = AnalysisContext(source=src, sample_rate_in=sample_rate, model=m, results=res)
-            extras = _run_analyzers(reg, ctx)
-    name = source_name(source)
-    return Analysis(
-        source=os.fspath(name),
-        duration=res.duration,
-        model={"name": m.name, "version": m.version, "task": m.task},
-        labels=m.labels,
-        prediction=pred,
-        timeline=timeline,
-        instruments=instruments,
-        extras=extras,
-        settings={
-            "hop": float(hop),
-            "window": float(window) if window is not None else m.front_end.window_seconds,
-            "smoothing": int(smoothing),
-            "thresholds": thr,
-            "silence_db": SILENCE_DB,
-            "sample_rate": m.front_end.sample_rate,
-        },
-    )

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import stat
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, Any, Union
 
 import numpy as np
@@ -27,6 +27,14 @@ import soxr
 
 from .errors import DecodeError, InputError
 from .features import DEFAULT_FRONT_END, FrontEnd
+from .validate import (
+    MAX_BLOCK_SAMPLES,
+    MAX_STREAM_BYTES,
+    MIN_HOP_SECONDS,
+    check_audio_array,
+    check_channels,
+    check_sample_rate,
+)
 
 __all__ = [
     "AudioSource",
@@ -122,6 +130,28 @@ def _channel_mean(y: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
+#: libsndfile subtypes read as integers: (dtype, full-scale value). libsndfile returns a
+#: 16-bit file's samples as int16 unchanged and 24/32-bit ones left-aligned in int32, and its
+#: own float conversion divides by the same full-scale value, so the result is identical.
+_INT_SUBTYPES: dict[str, tuple[Any, float]] = {
+    "PCM_16": (np.int16, 32768.0),
+    "PCM_S8": (np.int16, 32768.0),
+    "PCM_U8": (np.int16, 32768.0),
+    "PCM_24": (np.int32, 2147483648.0),
+    "PCM_32": (np.int32, 2147483648.0),
+}
+
+
+def _int_mean(block: np.ndarray, full_scale: float) -> np.ndarray:
+    """Integer ``[n, channels]`` block → mono float32 in [-1, 1): channels summed in float32
+    one at a time, then one scale by ``1 / (full_scale * channels)``."""
+    out = block[:, 0].astype(np.float32)
+    for c in range(1, block.shape[1]):
+        out += block[:, c]
+    out *= np.float32(1.0 / (full_scale * block.shape[1]))
+    return out
+
+
 def to_mono(y: np.ndarray, *, what: str = "array") -> np.ndarray:
     """Mix audio to mono by the mean over channels.
 
@@ -147,48 +177,157 @@ def to_mono(y: np.ndarray, *, what: str = "array") -> np.ndarray:
 
 
 def _check_rate(sample_rate: Any, what: str) -> int:
-    if sample_rate is None:
-        raise InputError(f"{what}: sample_rate is required for array input")
+    return check_sample_rate(sample_rate, what=what)
+
+
+#: Leading bytes of common non-audio files, named in the error instead of a decoder's guess.
+_NOT_AUDIO: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x7fELF", "an executable"),
+    (b"{", "text (JSON?)"),
+    (b"<", "text (HTML/XML?)"),
+)
+_MPEG_EXTENSIONS = (".mp3", ".mp2", ".mp1", ".mpga", ".mpeg")
+
+
+def _sniff(head: bytes, name: str) -> None:
+    """Refuse data that is certainly not audio before a decoder guesses at it.
+
+    libsndfile hands any file named ``*.mp3`` whose header it does not recognise to
+    mpg123, which prints resync chatter on stderr and ends with a misleading "possibly a
+    pipe?"; an MPEG file starts with an ID3 tag or a frame sync (11 set bits).
+    """
+    for magic, what in _NOT_AUDIO:
+        if head.startswith(magic):
+            raise DecodeError(f"{name}: not an audio file (the data looks like {what})")
+    if name.lower().endswith(_MPEG_EXTENSIONS):
+        body = head.lstrip(b"\x00")
+        mpeg = body.startswith(b"ID3") or (len(body) >= 2 and body[0] == 0xFF and body[1] & 0xE0 == 0xE0)
+        if not mpeg:
+            raise DecodeError(f"{name}: not an MP3 file (no ID3 tag or MPEG frame header at the start)")
+
+
+def _read_bounded(f: Any, name: str) -> io.BytesIO:
+    """Copy a non-seekable stream (pipe, FIFO, socket) into memory, at most MAX_STREAM_BYTES."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        try:
+            b = f.read(1 << 20)
+        except OSError as e:
+            raise DecodeError(f"{name}: cannot read: {e.strerror or e}") from None
+        if not b:
+            break
+        if not isinstance(b, (bytes, bytearray, memoryview)):
+            raise InputError(f"{name}: file object must be opened in binary mode (read() returned {type(b).__name__})")
+        total += len(b)
+        if total > MAX_STREAM_BYTES:
+            raise DecodeError(
+                f"{name}: stream is longer than {MAX_STREAM_BYTES >> 20} MiB; save it to a file to analyse it"
+            )
+        chunks.append(bytes(b))
+    if total == 0:
+        raise DecodeError(f"{name}: empty stream (0 bytes)")
+    out = io.BytesIO(b"".join(chunks))
+    out.name = name  # type: ignore[attr-defined]
+    return out
+
+
+class _SafeSeekFile:
+    """What libsndfile's virtual I/O sees of a file object: a corrupt header can make it seek
+    before the start, which Python file objects refuse with ValueError inside a C callback
+    (printed as "Exception ignored from cffi callback"); here such a seek stays put."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.name = source_name(f)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return int(self._f.seek(offset, whence))
+        except (ValueError, OSError, OverflowError):
+            return int(self._f.tell())
+
+    def tell(self) -> int:
+        return int(self._f.tell())
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def readinto(self, buf: Any) -> int:
+        if hasattr(self._f, "readinto"):
+            return int(self._f.readinto(buf) or 0)
+        data = self._f.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _seekable(f: Any) -> bool:
     try:
-        sr = float(sample_rate)
-    except (TypeError, ValueError):
-        raise InputError(f"{what}: sample rate {sample_rate!r} is not a number") from None
-    if not np.isfinite(sr) or sr <= 0 or sr != int(sr):
-        raise InputError(f"{what}: sample rate must be a positive integer, got {sample_rate!r}")
-    return int(sr)
+        return bool(f.seekable()) if hasattr(f, "seekable") else hasattr(f, "seek")
+    except (OSError, ValueError):
+        return False
 
 
 def _open(source: Any) -> sf.SoundFile:
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        if not p.exists():
-            raise DecodeError(f"{name}: file not found")
-        if p.is_dir():
-            raise DecodeError(f"{name}: is a directory, not an audio file")
+        path = os.fspath(source)
         try:
-            size = p.stat().st_size
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise DecodeError(f"{name}: file not found") from None
         except OSError as e:
             raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
-        if size == 0:
-            raise DecodeError(f"{name}: empty file (0 bytes)")
-        target: Any = os.fspath(p)
+        if stat.S_ISDIR(st.st_mode):
+            raise DecodeError(f"{name}: is a directory, not an audio file")
+        if stat.S_ISREG(st.st_mode):
+            if st.st_size == 0:
+                raise DecodeError(f"{name}: empty file (0 bytes)")
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(4096)
+            except OSError as e:
+                raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
+            _sniff(head, name)
+            # Bytes, not str: libsndfile gets the file system's own bytes, so a name that is
+            # not valid UTF-8 (surrogate-escaped by Python) still opens.
+            target: Any = os.fsencode(path)
+        else:  # a FIFO, /dev/stdin, a character device: read once into memory (bounded)
+            try:
+                with open(path, "rb") as fh:
+                    target = _read_bounded(fh, name)
+            except OSError as e:
+                raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
+            _sniff(target.getvalue()[:4096], name)
     elif hasattr(source, "read"):
-        target = source
+        target = source if _seekable(source) else _read_bounded(source, name)
+        if isinstance(target, io.BytesIO):
+            _sniff(target.getvalue()[:4096], name)
     else:
         raise InputError(f"{name}: unsupported source type {type(source).__name__} (need a path, file object or array)")
+    if hasattr(target, "read"):
+        target = _SafeSeekFile(target)
     try:
         f = sf.SoundFile(target)
     except sf.LibsndfileError as e:
         raise DecodeError(f"{name}: cannot decode audio (corrupt or unsupported format: {e.error_string})") from None
     except (RuntimeError, OSError, TypeError, ValueError) as e:
         raise DecodeError(f"{name}: cannot decode audio ({e})") from None
-    if f.samplerate <= 0:
+    try:
+        check_sample_rate(f.samplerate, what=name, header=True)
+        check_channels(f.channels, what=name, header=True)
+        if f.frames == 0:
+            raise DecodeError(f"{name}: no audio frames (0-length audio)")
+    except DecodeError:
         f.close()
-        raise DecodeError(f"{name}: invalid sample rate {f.samplerate}")
-    if f.frames == 0:
-        f.close()
-        raise DecodeError(f"{name}: no audio frames (0-length audio)")
+        raise
     return f
 
 
@@ -252,32 +391,31 @@ def iter_blocks(
     if block_seconds <= 0:
         raise InputError(f"{name}: block_seconds must be > 0, got {block_seconds!r}")
     if isinstance(source, np.ndarray):
-        sr = _check_rate(sample_rate, name)
-        y = to_mono(source, what=name)
-        if y.size == 0:
-            raise InputError(f"{name}: audio is empty (0 samples)")
-        if sr != target_sr:
-            y = soxr.resample(y, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-        step = max(1, int(block_seconds * target_sr))
-        for i in range(0, y.shape[0], step):
-            yield y[i : i + step]
+        yield from _array_blocks(source, sample_rate, name=name, target_sr=target_sr, block_seconds=block_seconds)
         return
     f = _open(source)
     try:
         sr = f.samplerate
-        frames_per_block = max(1, int(block_seconds * sr))
+        frames_per_block = max(1, min(int(block_seconds * sr), MAX_BLOCK_SAMPLES // f.channels))
         rs = soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ") if sr != target_sr else None
+        int_dtype, full_scale = _INT_SUBTYPES.get(f.subtype, (None, 0.0))
+        # One read buffer for the whole file (SoundFile.read(out=...)): integer files are read as
+        # integers, which libsndfile does ~6x faster than converting them to float itself.
+        buf = np.empty((frames_per_block, f.channels), dtype=int_dtype or np.float32)
         got = 0
         while True:
             try:
-                block = f.read(frames_per_block, dtype="float32", always_2d=True)
+                block = f.read(frames_per_block, always_2d=True, out=buf)
             except (sf.LibsndfileError, RuntimeError) as e:
                 raise DecodeError(f"{name}: decoding failed after {got} frames ({e})") from None
             last = block.shape[0] < frames_per_block
             got += block.shape[0]
-            if block.shape[0] and not np.all(np.isfinite(block)):
-                raise DecodeError(f"{name}: audio contains NaN or infinite samples")
-            mono = _channel_mean(block, 1)
+            if int_dtype is not None:
+                mono = _int_mean(block, full_scale)
+            else:
+                if block.shape[0] and not np.all(np.isfinite(block)):
+                    raise DecodeError(f"{name}: audio contains NaN or infinite samples")
+                mono = _channel_mean(block, 1)
             if rs is not None:
                 mono = rs.resample_chunk(mono, last=last)
             yield mono
@@ -287,6 +425,28 @@ def iter_blocks(
             raise DecodeError(f"{name}: no audio frames could be decoded")
     finally:
         f.close()
+
+
+def _array_blocks(
+    source: np.ndarray, sample_rate: Any, *, name: str, target_sr: int, block_seconds: float
+) -> Iterator[np.ndarray]:
+    """Blocks of an in-memory array: mixed to mono and resampled one block at a time, so the
+    temporary memory is bounded by the block size whatever the rate ratio and length."""
+    sr = check_sample_rate(sample_rate, what=name)
+    y = check_audio_array(source, what=name)
+    if y.ndim == 2:
+        axis = 1 if y.shape[1] <= y.shape[0] else 0
+        y = y if axis == 1 else y.T  # frames first
+    n = y.shape[0]
+    channels = 1 if y.ndim == 1 else y.shape[1]
+    step = max(1, min(int(block_seconds * sr), MAX_BLOCK_SAMPLES // channels))
+    rs = soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ") if sr != target_sr else None
+    for i in range(0, n, step):
+        block = as_float_audio(y[i : i + step], what=name)
+        mono = block if block.ndim == 1 else _channel_mean(block, 1)
+        if rs is not None:
+            mono = rs.resample_chunk(np.ascontiguousarray(mono), last=i + step >= n)
+        yield mono
 
 
 def load_audio(
@@ -371,11 +531,12 @@ def stream_windows(
     name = source_name(source)
     win = int(window_samples or fe.window_samples)
     hop = int(hop_samples) if hop_samples is not None else win // 2
-    if hop <= 0:
-        raise InputError(f"{name}: hop must be > 0 samples, got {hop_samples!r}")
+    min_hop = max(1, int(MIN_HOP_SECONDS * fe.sample_rate))
+    if hop < min_hop:
+        raise InputError(f"{name}: hop must be >= {min_hop} samples ({MIN_HOP_SECONDS:g} s), got {hop_samples!r}")
     if win <= 0:
         raise InputError(f"{name}: window must be > 0 samples, got {window_samples!r}")
-    if batch_size <= 0:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise InputError(f"{name}: batch_size must be > 0, got {batch_size!r}")
     buf = np.zeros(0, dtype=np.float32)
     buf_start = 0  # absolute index of buf[0]
@@ -424,10 +585,22 @@ def _is_filelike(x: Any) -> bool:
 
 
 def read_source_bytes(source: Any) -> Any:
-    """Return a re-readable form of ``source``: file objects are copied to memory once."""
-    if _is_filelike(source) and not (hasattr(source, "seek") and getattr(source, "seekable", lambda: False)()):
-        data = source.read()
-        b = io.BytesIO(data)
-        b.name = source_name(source)
-        return b
+    """Return a re-readable form of ``source``: non-seekable file objects, FIFOs and other
+    non-regular paths (``/dev/stdin``) are copied to memory once (at most
+    :data:`~instrunet_core.validate.MAX_STREAM_BYTES`), so that analyzers can decode the
+    source a second time."""
+    if _is_filelike(source) and not _seekable(source):
+        return _read_bounded(source, source_name(source))
+    if isinstance(source, (str, os.PathLike)):
+        name = source_name(source)
+        try:
+            st = os.stat(source)
+        except OSError:
+            return source  # missing or unreadable: _open reports it
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            try:
+                with open(source, "rb") as fh:
+                    return _read_bounded(fh, name)
+            except OSError as e:
+                raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
     return source

@@ -2,20 +2,24 @@
 
 Subcommands: ``classify``, ``analyze``, ``batch``, ``models``, ``plugins``. A bad
 input file prints one line ``instrunet: error: <file>: <problem>`` on stderr; the
-other files of the same call are still processed and the exit code is 1.
+other files of the same call are still processed and the exit code is 1. A bad
+command line (an unusable ``--hop``, an output path that is an input) exits 2. Machine
+output (``--json``, batch lines) follows the schemas in ``docs/schema/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InstrunetError
+from .errors import InputError, InstrunetError
+from .inference import DEFAULT_HOP_SECONDS
 
 __all__ = ["main", "build_parser"]
 
@@ -24,8 +28,84 @@ EXIT_FAIL = 1
 EXIT_USAGE = 2
 
 
+def _say(text: str) -> None:
+    """One line on stderr; a closed or missing stderr (``2>&-``) is not an error."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def _err(msg: str) -> None:
-    print(f"instrunet: error: {msg}", file=sys.stderr, flush=True)
+    _say(f"instrunet: error: {msg}")
+
+
+@contextlib.contextmanager
+def _plugin_stdout() -> Iterator[None]:
+    """Send what plugin code prints to stderr, so that it cannot corrupt machine output on stdout.
+
+    Python-level prints (``sys.stdout``) and, for native code, file descriptor 1 itself: while
+    plugin code runs, fd 1 points at stderr (or /dev/null when stderr is closed). The command
+    is single-threaded here, so swapping the descriptor is safe.
+    """
+    target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
+    saved = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+    try:
+        with contextlib.redirect_stdout(target):
+            yield
+    finally:
+        if saved is not None:
+            with contextlib.suppress(OSError):
+                os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _hop_arg(text: str) -> float:
+    """argparse type of ``--hop``: seconds, checked by :func:`instrunet_core.validate.check_hop`."""
+    from .features import DEFAULT_FRONT_END
+    from .validate import check_hop
+
+    try:
+        h = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"hop must be a number of seconds, got {text!r}") from None
+    try:
+        check_hop(h, sample_rate=DEFAULT_FRONT_END.sample_rate)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return h
+
+
+def _source(path: str) -> Any:
+    """``-`` is standard input (read once, into memory); anything else a path."""
+    if path == "-":
+        stdin = sys.stdin
+        if stdin is None:
+            raise InputError("-: standard input is closed")
+        return getattr(stdin, "buffer", stdin)
+    return path
+
+
+def _same_file(a: str, b: str) -> bool:
+    if a == "-" or b == "-":
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _problem(path: str, e: BaseException) -> str:
@@ -40,6 +120,14 @@ def _version() -> str:
     return __version__
 
 
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--providers", metavar="LIST",
+                   help="onnxruntime execution providers, comma-separated: cpu (default), cuda, auto "
+                        "(CUDA when onnxruntime-gpu is installed); CPU is always the fallback")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="instrunet", description="Which instrument families play in a recording? (InstruNet, ONNX runtime)"
@@ -48,67 +136,98 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("classify", help="overall label and confidence of each file")
-    c.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...; any rate and channels)")
-    c.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
-    c.add_argument("--json", action="store_true", help="print one JSON array")
-    c.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    c.add_argument("files", nargs="+", metavar="FILE",
+                   help="audio files (wav, flac, ogg, mp3, ...; any rate and channels); '-' reads stdin")
+    c.add_argument("--model", metavar="NAME|PATH",
+                   help="registered model name or artifact folder (default model if omitted)")
+    _add_runtime_options(c)
+    c.add_argument("--json", action="store_true",
+                   help="print one JSON array of instrunet.classification/1 records")
+    c.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+                   f"(default {DEFAULT_HOP_SECONDS:g})")
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
-    a.add_argument("file", metavar="FILE", help="an audio file")
-    a.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
-    a.add_argument("--json", metavar="OUT", help="write Analysis.to_dict() as JSON ('-' for stdout)")
+    a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
+    a.add_argument("--model", metavar="NAME|PATH",
+                   help="registered model name or artifact folder (default model if omitted)")
+    _add_runtime_options(a)
+    a.add_argument("--json", metavar="OUT",
+                   help="write the analysis as instrunet.analysis/1 JSON ('-' for stdout)")
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
-    a.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+    a.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+                   f"(default {DEFAULT_HOP_SECONDS:g})")
     a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
-    a.add_argument("--format", metavar="NAME", help="a registered writer (see 'instrunet plugins')")
+    a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
 
     b = sub.add_parser("batch", help="classify every audio file under a directory into JSON lines (resumable)")
     b.add_argument("dir", metavar="DIR", help="directory searched recursively for audio files")
     b.add_argument("--out", required=True, metavar="results.jsonl",
-                   help="JSON lines, one per file; files already in it are skipped (resume)")
-    b.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
-    b.add_argument("--hop", type=float, default=1.5, metavar="S", help="seconds between windows (default 1.5)")
+                   help="JSON lines (instrunet.classification/1), one per file; files already done in it "
+                   "are skipped, failed ones retried; locked while the batch runs")
+    b.add_argument("--model", metavar="NAME|PATH",
+                   help="registered model name or artifact folder (default model if omitted)")
+    _add_runtime_options(b)
+    b.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
+                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+                   f"(default {DEFAULT_HOP_SECONDS:g})")
 
     m = sub.add_parser("models", help="installed models")
     m.add_argument("--json", action="store_true",
                    help="print name, version, sha256 (checked), labels, task, metrics and parity as JSON")
+    m.add_argument("--check", action="store_true",
+                   help="also replay each model's stored references through onnxruntime (exit 1 if any "
+                   "model fails)")
 
     pl = sub.add_parser("plugins", help="loaded plugins")
     pl.add_argument("--json", action="store_true", help="print name, version, hooks and errors as JSON")
     return p
 
 
-def _load(name: str | None) -> Any:
+def _load(name: str | None, args: argparse.Namespace | None = None) -> Any:
     from .model import load_model
 
-    return load_model(name)
+    providers = getattr(args, "providers", None)
+    if providers:
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    with _plugin_stdout():
+        return load_model(name, providers=providers or None, intra_op_threads=getattr(args, "threads", None))
+
+
+def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
+    """Overall prediction and duration (seconds) of one source, through the one inference path."""
+    clf.classify(source)
+    return clf.prediction(), clf.duration
 
 
 # ---------------------------------------------------------------- classify
 def _classify(args: argparse.Namespace) -> int:
-    from .analysis import aggregate, run_windows
+    from .output import classification_record, error_record
 
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    clf = model.classifier(hop=args.hop)
     rows: list[dict[str, Any]] = []
     rc = EXIT_OK
     for path in args.files:
         try:
-            res = run_windows(model, path, hop=args.hop)
-            pred = aggregate(model, res.probabilities, res.silent)
-            row = {"path": path, "label": pred.label, "confidence": pred.confidence,
-                   "probabilities": pred.probabilities}
+            pred, duration = _classify_one(clf, _source(path))
+            row = classification_record(path, pred, model, duration=duration)
             if not args.json:
-                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}", flush=True)
+                note = "\tlow evidence" if pred.low_evidence else ""
+                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}{note}", flush=True)
+        except BrokenPipeError:
+            raise  # stdout's reader has gone: stop (handled in main), not a problem of this file
         except (InstrunetError, OSError) as e:
             rc = EXIT_FAIL
             msg = _problem(path, e)
             _err(msg)
-            row = {"path": path, "error": msg}
+            row = error_record(path, msg, model)
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -123,7 +242,8 @@ def _fmt_t(s: float) -> str:
 
 def _print_analysis(an: Any) -> None:
     print(f"{an.source}: {an.duration:.2f} s, model {an.model['name']} {an.model['version']}")
-    print(f"overall: {an.label} ({an.confidence:.3f})")
+    print(f"overall: {an.label} ({an.confidence:.3f})"
+          + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else ""))
     print("timeline:")
     for s in an.timeline:
         if s.silent:
@@ -146,38 +266,6 @@ def _print_analysis(an: Any) -> None:
         print(f"extra {name}: {json.dumps(extra)[:200]}")
 
 
-def plot_analysis(an: Any, path: str | os.PathLike[str]) -> None:
-    """Heat-map of each label's probability over time, detected ranges outlined."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InstrunetError(
-            "--plot needs matplotlib, which is not installed (pip install 'instrunet[plot]')"
-        ) from None
-    import numpy as np
-
-    labels = list(an.labels)
-    probs = np.array([[s.probabilities[lab] for lab in labels] for s in an.timeline]).T
-    centers = np.array([(s.start + s.end) / 2 for s in an.timeline])
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
-    edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
-    mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat")
-    for ins in an.instruments:
-        row = labels.index(ins.label)
-        for a, b in ins.ranges:
-            ax.add_patch(plt.Rectangle((a, row + 0.05), b - a, 0.9, fill=False, edgecolor="cyan", lw=1.5))
-    ax.set_yticks(np.arange(len(labels)) + 0.5, labels)
-    ax.set_xlabel("time (s)")
-    ax.set_title(f"{os.path.basename(an.source)}: {an.label} ({an.confidence:.2f})")
-    fig.colorbar(mesh, ax=ax, label="probability")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _make_parent(out: str) -> None:
     """Create the folder an output file goes into (``-``, stdout, has none)."""
     if out != "-":
@@ -185,141 +273,197 @@ def _make_parent(out: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze
-    from .plugins import get_registry
+    from .inference import analyze
+    from .registry import get_registry
 
     if (args.format is None) != (args.out is None):
         _err("--format and --out go together")
         return EXIT_USAGE
+    targets = [t for t in (args.json, args.out, args.plot) if t is not None]
+    for t in targets:
+        if _same_file(t, args.file):
+            _err(f"{t}: is the input file; refusing to overwrite it (choose another output path)")
+            return EXIT_USAGE
+    real = [os.path.realpath(t) for t in targets if t != "-"]
+    if len(set(real)) != len(real):
+        _err("--json, --out and --plot must name different files")
+        return EXIT_USAGE
+    if targets.count("-") > 1:
+        _err("only one output can go to stdout ('-')")
+        return EXIT_USAGE
     try:
-        model = _load(args.model)
-        an = analyze(args.file, model=model, hop=args.hop, smoothing=args.smoothing)
+        model = _load(args.model, args)
+        an = analyze(_source(args.file), model=model, hop=args.hop, smoothing=args.smoothing)
     except (InstrunetError, OSError) as e:
         _err(_problem(args.file, e))
         return EXIT_FAIL
-    if args.json != "-":
+    if an.source != args.file:
+        an.source = args.file  # '-' rather than '<stdin>'
+    if "-" not in (args.json, args.out):
         _print_analysis(an)
     rc = EXIT_OK
-    reg = get_registry()
+    with _plugin_stdout():
+        reg = get_registry()
     outputs = []
     if args.json:
         outputs.append(("json", args.json))
     if args.format:
         outputs.append((args.format, args.out))
+    if args.plot:
+        outputs.append(("png", args.plot))
     for fmt, out in outputs:
         try:
             _make_parent(out)
-            reg.writer(fmt)(an, out)
-        except Exception as e:  # noqa: BLE001 - a plugin writer must not crash the CLI
-            _err(f"{out}: writer {fmt!r} failed: {e}")
-            rc = EXIT_FAIL
-    if args.plot:
-        try:
-            _make_parent(args.plot)
-            plot_analysis(an, args.plot)
-        except Exception as e:  # noqa: BLE001
-            _err(f"{args.plot}: {e}")
+            writer = reg.writer(fmt)
+            if out == "-":
+                writer(an, out)
+            else:
+                with _plugin_stdout():
+                    writer(an, out)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a plugin writer must not crash the CLI, nor exit it
+            _err(f"{out}: writer {fmt!r} failed: {_describe(e)}")
             rc = EXIT_FAIL
     return rc
 
 
+def _describe(e: BaseException) -> str:
+    if isinstance(e, InstrunetError):
+        return str(e)
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 # ---------------------------------------------------------------- batch
-def _done_paths(out: Path) -> set[str]:
+def _done_paths(data: bytes) -> set[str]:
+    """Resolved paths that already have a result (error records are not done: they are retried)."""
     done: set[str] = set()
-    if not out.exists():
-        return done
-    with open(out, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line from an interrupted run: redo that file
-            if isinstance(rec, dict) and isinstance(rec.get("path"), str):
-                done.add(rec["path"])
+    for raw in data.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue  # a torn last line from an interrupted run: redo that file
+        if isinstance(rec, dict) and isinstance(rec.get("path"), str) and "error" not in rec:
+            done.add(os.path.realpath(rec["path"]))
     return done
 
 
+def _lock(fd: int) -> bool:
+    """Exclusive, non-blocking lock on an open file (False when another process holds it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without locks (some network mounts): go on unlocked
+        return True
+    return True
+
+
 def _batch(args: argparse.Namespace) -> int:
-    from .analysis import aggregate, run_windows
     from .audio import AUDIO_EXTENSIONS
+    from .output import classification_record, error_record
 
     root = Path(args.dir)
     if not root.is_dir():
         _err(f"{args.dir}: not a directory")
         return EXIT_FAIL
-    files = sorted(
-        str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-    )
-    out = Path(args.out)
-    done = _done_paths(out)
-    todo = [f for f in files if f not in done]
+    # Keyed by resolved path: the same folder given relative or absolute, or through a
+    # symlink, names each file once.
+    files = sorted({
+        os.path.realpath(p) for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+    })
+    out = args.out
+    if os.path.realpath(out) in files:
+        _err(f"{out}: is one of the input files; refusing to overwrite it (choose another --out)")
+        return EXIT_USAGE
     try:
-        model = _load(args.model)
+        model = _load(args.model, args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
-    rc = EXIT_OK
-    n = len(todo)
-    print(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go", file=sys.stderr)
-    # Make sure an interrupted previous line does not glue onto the next record.
-    if out.exists() and out.stat().st_size:
-        with open(out, "rb") as fb:
-            fb.seek(-1, os.SEEK_END)
-            needs_nl = fb.read(1) != b"\n"
-    else:
-        needs_nl = False
-    _make_parent(str(out))
-    with open(out, "a", encoding="utf-8") as f:
-        if needs_nl:
-            f.write("\n")
-        for i, path in enumerate(todo, 1):
-            try:
-                res = run_windows(model, path, hop=args.hop)
-                pred = aggregate(model, res.probabilities, res.silent)
-                rec: dict[str, Any] = {
-                    "path": path,
-                    "label": pred.label,
-                    "confidence": pred.confidence,
-                    "probabilities": pred.probabilities,
-                    "duration": round(res.duration, 4),
-                    "model": f"{model.name}/{model.version}",
-                }
-            except (InstrunetError, OSError) as e:
-                rc = EXIT_FAIL
-                rec = {"path": path, "error": _problem(path, e)}
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            print(f"\r[{i}/{n}] {path}", end="\n" if i == n else "", file=sys.stderr, flush=True)
+    if os.path.exists(out) and not os.path.isfile(out):
+        _err(f"{out}: not a regular file (batch reads it to resume and appends to it)")
+        return EXIT_USAGE
+    clf = model.classifier(hop=args.hop)
+    try:
+        _make_parent(out)
+        f = open(out, "a+b")  # noqa: SIM115 - closed below; read (resume) and append under one lock
+    except OSError as e:
+        _err(f"{out}: cannot write: {e.strerror or e}")
+        return EXIT_FAIL
+    with f:
+        if not _lock(f.fileno()):
+            _err(f"{out}: another instrunet batch is writing this file; wait for it or choose another --out")
+            return EXIT_FAIL
+        f.seek(0)
+        data = f.read()
+        done = _done_paths(data)
+        todo = [p for p in files if p not in done]
+        n = len(todo)
+        _say(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go")
+        rc = EXIT_OK
+        try:
+            if data and not data.endswith(b"\n"):
+                f.write(b"\n")  # an interrupted previous line must not glue onto the next record
+            for i, path in enumerate(todo, 1):
+                try:
+                    pred, duration = _classify_one(clf, path)
+                    rec = classification_record(path, pred, model, duration=duration)
+                except (InstrunetError, OSError) as e:
+                    rc = EXIT_FAIL
+                    msg = _problem(path, e)
+                    _err(msg)
+                    rec = error_record(path, msg, model)
+                f.write((json.dumps(rec, allow_nan=False) + "\n").encode("utf-8", "surrogateescape"))
+                f.flush()
+                _say(f"[{i}/{n}] {path}")
+        except OSError as e:
+            _err(f"{out}: cannot write: {e.strerror or e}")
+            return EXIT_FAIL
     return rc
 
 
 # ---------------------------------------------------------------- models / plugins
 def _models(args: argparse.Namespace) -> int:
-    from .manifest import sha256_file
-    from .plugins import get_registry
+    from .registry import get_registry
+    from .verify import verify_artifact
 
-    reg = get_registry()
-    default = reg.default_model_name
+    with _plugin_stdout():
+        reg = get_registry()
+    try:
+        default_entry = reg.resolve_model(None)
+    except InstrunetError:
+        default_entry = None
     rows = []
+    failed = False
     for e in reg.models:
-        row: dict[str, Any] = {"name": e.name, "version": e.version, "default": e.name == default and e.error is None,
+        row: dict[str, Any] = {"name": e.name, "version": e.version, "default": e is default_entry,
                                "path": str(e.path), "plugin": e.plugin}
         m = e.manifest
         if m is not None:
-            try:
-                actual = sha256_file(e.path / m.file)
-            except OSError as ex:
-                actual = None
-                row["error"] = f"{e.path / m.file}: {ex.strerror or ex}"
-            row.update(sha256=m.sha256, sha256_actual=actual, sha256_ok=actual == m.sha256, labels=list(m.labels),
+            row.update(sha256=m.sha256, sha256_actual=None, sha256_ok=False, labels=list(m.labels),
                        task=m.task, metrics=dict(m.metrics), parity=dict(m.parity))
-            if actual is not None and actual != m.sha256:
-                row["error"] = f"{e.path / m.file}: sha256 does not match the manifest"
+            try:
+                row.update(sha256_actual=verify_artifact(e.path, references=False, manifest=m).sha256, sha256_ok=True)
+                if args.check:
+                    c = verify_artifact(e.path, references=True, manifest=m)
+                    row["references"] = {"n": c.n_references, "max_abs_diff": c.max_abs_diff,
+                                         "top1_agreement": c.top1_agreement}
+            except InstrunetError as ex:
+                row["error"] = str(ex)
         if e.error:
             row["error"] = e.error
+        failed = failed or "error" in row
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -330,19 +474,26 @@ def _models(args: argparse.Namespace) -> int:
             flag = " (default)" if r["default"] else ""
             if "labels" in r:
                 ok = "ok" if r["sha256_ok"] else "MISMATCH"
+                refs = ""
+                if "references" in r:
+                    ref = r["references"]
+                    refs = (f", references {ref['n']} reproduced (max |diff| {ref['max_abs_diff']:.2g})"
+                            if ref["n"] else ", no references stored")
                 print(f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
-                      f"sha256 {r['sha256'][:12]}… {ok}, {r['path']}")
+                      f"sha256 {r['sha256'][:12]}… {ok}{refs}, {r['path']}")
             else:
                 print(f"{r['name']} {r['version']}: {r['path']}")
             if r.get("error"):
                 print(f"  error: {r['error']}")
-    return EXIT_OK  # a broken artifact is listed, not a failure of the listing
+    # A broken artifact is listed, not a failure of the listing; --check makes it one.
+    return EXIT_FAIL if args.check and failed else EXIT_OK
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
+    from .registry import get_registry
 
-    reg = get_registry()
+    with _plugin_stdout():
+        reg = get_registry()
     rows = [p.to_dict() for p in reg.plugins]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -359,8 +510,20 @@ def _plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _surrogate_safe_stdout() -> None:
+    """File names that are not valid UTF-8 reach Python surrogate-escaped; print them back as
+    the original bytes instead of failing with UnicodeEncodeError."""
+    out = sys.stdout
+    if out is not None and hasattr(out, "reconfigure"):
+        try:
+            out.reconfigure(errors="surrogateescape")
+        except (ValueError, OSError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``instrunet`` command; returns the exit code."""
+    _surrogate_safe_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -372,6 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except BrokenPipeError:
+        # stdout closed by its reader (e.g. `| head`): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL

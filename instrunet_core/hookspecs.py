@@ -15,14 +15,24 @@ the host. See ``docs/plugins.md``.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:  # annotations only: the hook specification imports no layer above it
+    from .analysis import Analysis, AnalysisContext
 
 __all__ = [
     "PROJECT_NAME",
     "hookspec",
     "hookimpl",
+    "Analyzer",
+    "Writer",
+    "RegisterModel",
+    "RegisterAnalyzer",
+    "RegisterWriter",
     "instrunet_register_models",
     "instrunet_register_analyzers",
     "instrunet_register_writers",
@@ -34,16 +44,49 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
+class Analyzer(Protocol):
+    """``func(context)``: a JSON-ready dict stored under ``analysis.extras[name]``."""
+
+    def __call__(self, context: AnalysisContext, /) -> Mapping[str, Any]: ...
+
+
+class Writer(Protocol):
+    """``writer(analysis, path)``: writes the analysis to ``path`` (``"-"``: stdout)."""
+
+    def __call__(self, analysis: Analysis, path: str | os.PathLike[str], /) -> None: ...
+
+
+class RegisterModel(Protocol):
+    """The ``register`` callback of :func:`instrunet_register_models`."""
+
+    def __call__(self, name: str, manifest_path_or_dir: str | os.PathLike[str], /, *, default: bool = False) -> None: ...
+
+
+class RegisterAnalyzer(Protocol):
+    """The ``register`` callback of :func:`instrunet_register_analyzers`."""
+
+    def __call__(self, name: str, func: Analyzer, /) -> None: ...
+
+
+class RegisterWriter(Protocol):
+    """The ``register`` callback of :func:`instrunet_register_writers`."""
+
+    def __call__(self, format_name: str, writer: Writer, /) -> None: ...
+
+
 @hookspec
-def instrunet_register_models(register: Any) -> None:
+def instrunet_register_models(register: RegisterModel) -> None:
     """Register model artifacts.
 
     Call ``register(name, manifest_path_or_dir, *, default=False)`` once per model
     version. ``manifest_path_or_dir`` is a ``manifest.json`` file or the directory
     holding it (next to ``model.onnx``). ``name`` must equal the manifest's
-    ``name``; the version is read from the manifest. ``default=True`` asks for this
-    model name to be the one :func:`instrunet_core.load_model` uses without a name
-    (a third-party default overrides the built-in one).
+    ``name``; the version is read from the manifest. A name belongs to the plugin that
+    registered it first (built-ins first): another plugin using it is refused and reported.
+    ``default=True`` asks for this model name to be the one
+    :func:`instrunet_core.load_model` uses without a name; it is honoured only when no
+    built-in default exists — replacing the built-in default is the user's choice
+    (``INSTRUNET_DEFAULT_MODEL=<name>``), never a plugin's.
 
     Examples
     --------
@@ -56,7 +99,7 @@ def instrunet_register_models(register: Any) -> None:
 
 
 @hookspec
-def instrunet_register_analyzers(register: Any) -> None:
+def instrunet_register_analyzers(register: RegisterAnalyzer) -> None:
     """Register analyzers that add results to :attr:`Analysis.extras`.
 
     Call ``register(name, func)``. After the timeline is computed,
@@ -69,7 +112,8 @@ def instrunet_register_analyzers(register: Any) -> None:
     decoded on first use), ``context.segment_audio(i)`` (audio of timeline
     segment ``i``), ``context.times`` (``(T, 2)`` start/end seconds),
     ``context.probabilities`` (``(T, n_labels)``), ``context.rms_db``,
-    ``context.silent``, ``context.labels`` and ``context.sample_rate``.
+    ``context.silent``, ``context.instruments`` (the detected instruments with their
+    time ranges), ``context.labels`` and ``context.sample_rate``.
 
     Examples
     --------
@@ -85,7 +129,7 @@ def instrunet_register_analyzers(register: Any) -> None:
 
 
 @hookspec
-def instrunet_register_writers(register: Any) -> None:
+def instrunet_register_writers(register: RegisterWriter) -> None:
     """Register output formats for analyses.
 
     Call ``register(format_name, writer)`` where ``writer(analysis, path)`` writes an

@@ -24,23 +24,62 @@ from .features import FrontEnd
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "MANIFEST_SCHEMAS",
+    "INPUT_KINDS",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "LOGMEL_LAYOUT",
+    "DEFAULT_THRESHOLDS",
     "MANIFEST_FILENAME",
+    "FEATURES_LAYOUT",
     "SEMVER_RE",
+    "NAME_RE",
     "Manifest",
     "validate_manifest",
     "read_manifest",
     "sha256_file",
     "parse_semver",
+    "manifest_digest",
+    "seal_manifest",
+    "MAX_MANIFEST_BYTES",
 ]
 
-#: Schema identifier stored under the ``schema`` key of every manifest.
-MANIFEST_SCHEMA = "instrunet.manifest/1"
+#: Schema identifier written into new manifests (``schema`` key).
+MANIFEST_SCHEMA = "instrunet.manifest/2"
+#: Schemas this runtime reads. A ``/1`` manifest reads as a ``/2`` one whose audio input is
+#: log-mel (``input.kind == "logmel"``); ``/2`` adds waveform-input artifacts (the front end
+#: inside the ONNX graph) and the optional ``source`` key. See ``docs/manifest.md``, *Migration*.
+MANIFEST_SCHEMAS = ("instrunet.manifest/1", MANIFEST_SCHEMA)
+#: ``input.kind`` of an audio model: ``"logmel"`` (the default; log-mel spectrograms
+#: ``[batch, n_mels, frames, 1]`` computed by the runtime with :mod:`instrunet_core.features`)
+#: or ``"waveform"`` (22,050 Hz mono samples ``[batch, window_samples]``; the graph computes
+#: the same spectrograms itself). Models with ``input.layout == "features"`` take a vector of
+#: named features instead and have no ``kind``.
+INPUT_KINDS = ("logmel", "waveform")
+#: Tensor names of the log-mel models this project trains and exports (``training.models``,
+#: ``export``); a manifest may name others, the runtime reads them from ``input``/``output``.
+INPUT_NAME = "mel"
+OUTPUT_NAME = "probabilities"
+#: ``input.layout`` of a log-mel input ``[batch, n_mels, frames, 1]``.
+LOGMEL_LAYOUT = "NHWC"
+#: Presence threshold of a label the manifest's ``thresholds`` leaves out, per task.
+DEFAULT_THRESHOLDS = {"multilabel": 0.5, "multiclass": 0.1}
 MANIFEST_FILENAME = "manifest.json"
 SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+#: What a model name may be: a lower-case identifier (the manifest and the exporter check it).
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 TASKS = ("multiclass", "multilabel")
 ACTIVATIONS = {"multiclass": "softmax", "multilabel": "sigmoid"}
+#: Largest manifest file read (bytes).
+MAX_MANIFEST_BYTES = 4 << 20
+#: Deepest JSON nesting accepted in a manifest.
+MAX_MANIFEST_DEPTH = 32
+#: Most labels a model may have, and the longest label.
+MAX_LABELS = 4096
+MAX_LABEL_CHARS = 128
+DIGEST_KEY = "manifest_sha256"
+
 _REQUIRED = (
     "schema",
     "name",
@@ -52,6 +91,7 @@ _REQUIRED = (
     "front_end",
     "file",
     "sha256",
+    DIGEST_KEY,
 )
 _OPTIONAL = (
     "thresholds",
@@ -63,7 +103,11 @@ _OPTIONAL = (
     "license",
     "references",
     "description",
+    "source",
+    "features",
 )
+#: ``input.layout`` of a model that takes a vector of named features (no log-mel front end).
+FEATURES_LAYOUT = "features"
 
 
 def parse_semver(version: str) -> tuple[int, int, int]:
@@ -72,6 +116,46 @@ def parse_semver(version: str) -> tuple[int, int, int]:
     if not m:
         raise InputError(f"version {version!r} is not semver X.Y.Z")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def manifest_digest(data: Mapping[str, Any]) -> str:
+    """SHA-256 of a manifest's canonical JSON, every key but ``manifest_sha256`` itself.
+
+    Canonical form: ``json.dumps(data, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=True, allow_nan=False)`` encoded as ASCII. The digest stored under
+    ``manifest_sha256`` covers the labels, their order, the front end, the thresholds and
+    the ONNX file's ``sha256`` — so the whole artifact is covered by one check.
+    """
+    body = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def seal_manifest(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with ``manifest_sha256`` set (written by the exporter)."""
+    out = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    out[DIGEST_KEY] = manifest_digest(out)
+    return out
+
+
+def _r(v: Any, n: int = 60) -> str:
+    """``repr`` cut to ``n`` characters: a hostile value never builds a huge message."""
+    text = repr(v)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _depth(x: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (no recursion)."""
+    deepest, stack = 0, [(x, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in v.values())
+        elif isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in v)
+    return deepest
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
@@ -99,14 +183,18 @@ class Manifest:
         Output order of the model.
     input, output : dict
         Tensor descriptions: ``name``, ``shape``, ``dtype`` (+ ``layout`` / ``activation``).
-    front_end : FrontEnd
-        The log-mel parameters the model was trained with.
+    front_end : FrontEnd or None
+        The log-mel parameters the model was trained with; ``None`` for a features-input
+        model (``input.layout == "features"``).
     file, sha256 : str
         ONNX file name (relative to the manifest) and its hex SHA-256.
     thresholds : dict or None
         Optional per-label presence thresholds in (0, 1).
     references : str or None
         Optional file of reference inputs/outputs (``references.npz``).
+    features : dict or None
+        For a features-input model: ``names`` (input order) and whatever else the host
+        needs to compute them (free-form); ``None`` otherwise.
     raw : dict
         The manifest as parsed (JSON types only).
     """
@@ -118,7 +206,7 @@ class Manifest:
     labels: tuple[str, ...]
     input: Mapping[str, Any]
     output: Mapping[str, Any]
-    front_end: FrontEnd
+    front_end: FrontEnd | None
     file: str
     sha256: str
     thresholds: Mapping[str, float] | None = None
@@ -129,7 +217,16 @@ class Manifest:
     created: str | None = None
     license: str | None = None
     references: str | None = None
+    features: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def input_kind(self) -> str:
+        """``"logmel"`` (log-mel spectrograms in), ``"waveform"`` (22,050 Hz mono samples in) or
+        ``"features"`` (a vector of named features, ``input.layout == "features"``)."""
+        if self.input.get("layout") == FEATURES_LAYOUT:
+            return "features"
+        return str(self.input.get("kind", "logmel"))
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
@@ -150,25 +247,37 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
     for k in ("name", "shape", "dtype"):
         if k not in d:
             raise _fail(where, f"{key}.{k} is missing")
-    if not isinstance(d["name"], str) or not d["name"]:
-        raise _fail(where, f"{key}.name must be a non-empty string, got {d['name']!r}")
+    if not isinstance(d["name"], str) or not d["name"] or len(d["name"]) > 256:
+        raise _fail(where, f"{key}.name must be a non-empty string, got {_r(d['name'])}")
     shape = d["shape"]
-    if not isinstance(shape, list) or not all(s is None or (isinstance(s, int) and s > 0) for s in shape):
-        raise _fail(where, f"{key}.shape must be a list of positive ints or null, got {shape!r}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 8
+        or not all(s is None or (isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 1 << 20) for s in shape)
+    ):
+        raise _fail(where, f"{key}.shape must be a short list of positive ints or null, got {_r(shape)}")
     if d["dtype"] != "float32":
-        raise _fail(where, f"{key}.dtype must be 'float32', got {d['dtype']!r}")
-    if key == "input":
+        raise _fail(where, f"{key}.dtype must be 'float32', got {_r(d['dtype'])}")
+    if key == "input" and d.get("layout") == FEATURES_LAYOUT:
+        if len(shape) != 2 or shape[0] is not None or shape[1] is None:
+            raise _fail(where, f"input.shape must be [null, n_features] for layout 'features', got {_r(shape)}")
+    elif key == "input" and d.get("kind", "logmel") == "waveform":
+        if len(shape) != 2 or shape[0] is not None:
+            raise _fail(where, f"input.shape of a waveform input must be [null, window_samples], got {_r(shape)}")
+    elif key == "input":
+        if d.get("kind", "logmel") not in INPUT_KINDS:
+            raise _fail(where, f"input.kind must be one of {list(INPUT_KINDS)}, got {_r(d.get('kind'))}")
         if len(shape) != 4 or shape[0] is not None or shape[3] != 1:
-            raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {shape!r}")
-        if d.get("layout", "NHWC") != "NHWC":
-            raise _fail(where, f"input.layout must be 'NHWC', got {d.get('layout')!r}")
+            raise _fail(where, f"input.shape must be [null, n_mels, frames, 1], got {_r(shape)}")
+        if d.get("layout", LOGMEL_LAYOUT) != LOGMEL_LAYOUT:
+            raise _fail(where, f"input.layout must be {LOGMEL_LAYOUT!r}, got {_r(d.get('layout'))}")
     else:
         if len(shape) != 2 or shape[0] is not None:
-            raise _fail(where, f"output.shape must be [null, n_labels], got {shape!r}")
+            raise _fail(where, f"output.shape must be [null, n_labels], got {_r(shape)}")
         if shape[1] != n_labels:
             raise _fail(where, f"output.shape[1]={shape[1]} but there are {n_labels} labels")
         if d.get("activation") not in ("softmax", "sigmoid"):
-            raise _fail(where, f"output.activation must be 'softmax' or 'sigmoid', got {d.get('activation')!r}")
+            raise _fail(where, f"output.activation must be 'softmax' or 'sigmoid', got {_r(d.get('activation'))}")
     return dict(d)
 
 
@@ -201,34 +310,8 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     """
     if not isinstance(data, Mapping):
         raise _fail(where, f"top level must be a JSON object, got {type(data).__name__}")
-    missing = [k for k in _REQUIRED if k not in data]
-    if missing:
-        raise _fail(where, f"missing required key(s) {missing}")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
-    if unknown:
-        raise _fail(where, f"unknown key(s) {unknown}")
-    if data["schema"] != MANIFEST_SCHEMA:
-        raise _fail(where, f"schema must be {MANIFEST_SCHEMA!r}, got {data['schema']!r}")
-    name = data["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {name!r}")
-    version = data["version"]
-    if not isinstance(version, str) or not SEMVER_RE.match(version):
-        raise _fail(where, f"version must be semver X.Y.Z, got {version!r}")
-    task = data["task"]
-    if task not in TASKS:
-        raise _fail(where, f"task must be one of {list(TASKS)}, got {task!r}")
-    labels = data["labels"]
-    if (
-        not isinstance(labels, list)
-        or not labels
-        or not all(isinstance(x, str) and x for x in labels)
-    ):
-        raise _fail(where, f"labels must be a non-empty list of strings, got {labels!r}")
-    if len(set(labels)) != len(labels):
-        raise _fail(where, f"labels must be unique, got {labels!r}")
-    if "silence" in labels:
-        raise _fail(where, "'silence' is reserved and cannot be a model label")
+    is_features = _check_keys(data, where)
+    name, version, task, labels = _check_identity(data, where)
     inp = _check_tensor(data["input"], "input", where, len(labels))
     out = _check_tensor(data["output"], "output", where, len(labels))
     if out["activation"] != ACTIVATIONS[task]:
@@ -236,56 +319,18 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
             where, f"output.activation {out['activation']!r} does not match task {task!r} "
             f"(expected {ACTIVATIONS[task]!r})"
         )
-    if not isinstance(data["front_end"], Mapping):
-        raise _fail(where, "front_end must be an object")
-    try:
-        fe = FrontEnd.from_dict(data["front_end"])
-    except (InputError, TypeError, ValueError) as e:
-        raise _fail(where, f"front_end: {e}") from None
-    if inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames:
-        raise _fail(
-            where, f"input.shape {inp['shape']} disagrees with front_end "
-            f"(n_mels={fe.n_mels}, frames={fe.frames})"
-        )
+    fe, feats = _check_input_source(data, inp, is_features, where)
     file = data["file"]
     if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
-        raise _fail(where, f"file must be a plain file name like 'model.onnx', got {file!r}")
+        raise _fail(where, f"file must be a plain file name like 'model.onnx', got {_r(file)}")
     sha = data["sha256"]
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
-        raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {sha!r}")
-    thresholds = data.get("thresholds")
-    if thresholds is not None:
-        if not isinstance(thresholds, Mapping):
-            raise _fail(where, "thresholds must be an object {label: float}")
-        for k, v in thresholds.items():
-            if k not in labels:
-                raise _fail(where, f"thresholds has unknown label {k!r}")
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
-                raise _fail(where, f"thresholds[{k!r}] must be a number in (0, 1), got {v!r}")
-        thresholds = {k: float(v) for k, v in thresholds.items()}
-    objs = {}
-    for key in ("metrics", "training_data", "parity", "exporter"):
-        v = data.get(key, {})
-        if v is None:
-            v = {}
-        if not isinstance(v, Mapping):
-            raise _fail(where, f"{key} must be an object, got {type(v).__name__}")
-        objs[key] = dict(v)
-    parity = objs["parity"]
-    for k in ("max_abs_diff", "top1_agreement"):
-        if k in parity and (isinstance(parity[k], bool) or not isinstance(parity[k], (int, float))):
-            raise _fail(where, f"parity.{k} must be a number, got {parity[k]!r}")
-    strs = {}
-    for key in ("created", "license", "references"):
-        v = data.get(key)
-        if v is not None and not isinstance(v, str):
-            raise _fail(where, f"{key} must be a string, got {v!r}")
-        strs[key] = v
-    refs = strs["references"]
-    if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
-        raise _fail(where, f"references must be a plain file name, got {refs!r}")
+        raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {_r(sha)}")
+    thresholds = _check_thresholds(data.get("thresholds"), labels, where)
+    objs, strs = _check_optional(data, where)
+    _check_digest(data, where)
     return Manifest(
-        schema=MANIFEST_SCHEMA,
+        schema=data["schema"],
         name=name,
         version=version,
         task=task,
@@ -298,13 +343,178 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         thresholds=thresholds,
         metrics=objs["metrics"],
         training_data=objs["training_data"],
-        parity=parity,
+        parity=objs["parity"],
         exporter=objs["exporter"],
         created=strs["created"],
         license=strs["license"],
-        references=refs,
+        references=strs["references"],
+        features=feats,
         raw=json.loads(json.dumps(dict(data))),
     )
+
+
+def _check_keys(data: Mapping[str, Any], where: str) -> bool:
+    """Keys present, none unknown, depth bounded, a schema this runtime reads; True for a
+    features-input manifest (``input.layout == "features"``, no ``front_end``)."""
+    if not all(isinstance(k, str) for k in data):
+        raise _fail(where, "keys must be strings")
+    is_features = isinstance(data.get("input"), Mapping) and data["input"].get("layout") == FEATURES_LAYOUT
+    required = tuple(k for k in _REQUIRED if not (is_features and k == "front_end"))
+    missing = [k for k in required if k not in data]
+    if missing == [DIGEST_KEY]:
+        raise _fail(
+            where, f"{DIGEST_KEY} is missing: this manifest predates integrity digests; check its content, then "
+            "seal it with: python -m export.reseal <artifact folder>"
+        )
+    if missing:
+        raise _fail(where, f"missing required key(s) {missing}")
+    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise _fail(where, f"unknown key(s) {_r(unknown, 200)}")
+    if _depth(data) > MAX_MANIFEST_DEPTH:
+        raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
+    if data["schema"] not in MANIFEST_SCHEMAS:
+        raise _fail(where, f"schema must be one of {list(MANIFEST_SCHEMAS)}, got {_r(data['schema'])}")
+    return is_features
+
+
+def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str, list[str]]:
+    """``name``, ``version``, ``task`` and ``labels``."""
+    name = data["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 128:
+        raise _fail(where, f"name must be a lower-case identifier ([a-z0-9_.-]), got {_r(name)}")
+    version = data["version"]
+    if not isinstance(version, str) or not SEMVER_RE.match(version):
+        raise _fail(where, f"version must be semver X.Y.Z, got {_r(version)}")
+    task = data["task"]
+    if task not in TASKS:
+        raise _fail(where, f"task must be one of {list(TASKS)}, got {_r(task)}")
+    labels = data["labels"]
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or len(labels) > MAX_LABELS
+        or not all(isinstance(x, str) and x and len(x) <= MAX_LABEL_CHARS for x in labels)
+    ):
+        raise _fail(
+            where, f"labels must be a non-empty list of at most {MAX_LABELS} strings of 1-{MAX_LABEL_CHARS} "
+            f"characters, got {_r(labels)}"
+        )
+    if len(set(labels)) != len(labels):
+        raise _fail(where, f"labels must be unique, got {_r(labels)}")
+    if "silence" in labels:
+        raise _fail(where, "'silence' is reserved and cannot be a model label")
+    return name, version, task, labels
+
+
+def _check_input_source(
+    data: Mapping[str, Any], inp: Mapping[str, Any], is_features: bool, where: str
+) -> tuple[FrontEnd | None, dict[str, Any] | None]:
+    """What feeds the input: ``features`` (a features-input model) or ``front_end`` (log-mel or
+    waveform input), each consistent with ``input.shape``. Returns ``(front_end, features)``."""
+    fe: FrontEnd | None = None
+    feats = data.get("features")
+    if is_features:
+        if "front_end" in data:
+            raise _fail(where, "a features-input model (input.layout 'features') has no front_end")
+        if not isinstance(feats, Mapping) or not isinstance(feats.get("names"), list):
+            raise _fail(where, "input.layout 'features' needs features.names, the list of input features")
+        names = feats["names"]
+        if not names or not all(isinstance(x, str) and x for x in names) or len(set(names)) != len(names):
+            raise _fail(where, f"features.names must be unique non-empty strings, got {_r(names)}")
+        if inp["shape"][1] != len(names):
+            raise _fail(where, f"input.shape {inp['shape']} disagrees with {len(names)} features.names")
+        return None, json.loads(json.dumps(dict(feats)))
+    if feats is not None:
+        raise _fail(where, "features is only allowed with input.layout 'features'")
+    if not isinstance(data["front_end"], Mapping):
+        raise _fail(where, "front_end must be an object")
+    try:
+        fe = FrontEnd.from_dict(data["front_end"])
+    except (InputError, TypeError, ValueError) as e:
+        raise _fail(where, f"front_end: {str(e)[:300]}") from None
+    kind = inp.get("kind", "logmel")
+    if kind == "waveform":
+        if data["schema"] == MANIFEST_SCHEMAS[0]:
+            raise _fail(where, f"a waveform input needs schema {MANIFEST_SCHEMA!r} (this manifest says "
+                        f"{_r(data['schema'])})")
+        if inp["shape"][1] != fe.window_samples:
+            raise _fail(where, f"input.shape {inp['shape']} disagrees with front_end "
+                        f"(window_samples={fe.window_samples})")
+        if inp.get("sample_rate", fe.sample_rate) != fe.sample_rate:
+            raise _fail(where, f"input.sample_rate {_r(inp.get('sample_rate'))} disagrees with front_end "
+                        f"(sample_rate={fe.sample_rate})")
+    elif inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames:
+        raise _fail(
+            where, f"input.shape {inp['shape']} disagrees with front_end "
+            f"(n_mels={fe.n_mels}, frames={fe.frames})"
+        )
+    return fe, None
+
+
+def _check_thresholds(thresholds: Any, labels: list[str], where: str) -> dict[str, float] | None:
+    """``{label: float in (0, 1)}`` for known labels, or ``None``."""
+    if thresholds is None:
+        return None
+    if not isinstance(thresholds, Mapping):
+        raise _fail(where, "thresholds must be an object {label: float}")
+    for k, v in thresholds.items():
+        if k not in labels:
+            raise _fail(where, f"thresholds has unknown label {_r(k)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
+            raise _fail(where, f"thresholds[{_r(k)}] must be a number in (0, 1), got {_r(v)}")
+    return {k: float(v) for k, v in thresholds.items()}
+
+
+def _check_optional(
+    data: Mapping[str, Any], where: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str | None]]:
+    """The free-form objects (``metrics``, ``training_data``, ``parity``, ``exporter``), the
+    strings (``created``, ``license``, ``references``) and ``source``."""
+    objs = {}
+    for key in ("metrics", "training_data", "parity", "exporter"):
+        v = data.get(key, {})
+        if v is None:
+            v = {}
+        if not isinstance(v, Mapping):
+            raise _fail(where, f"{key} must be an object, got {type(v).__name__}")
+        objs[key] = dict(v)
+    parity = objs["parity"]
+    for k in ("max_abs_diff", "top1_agreement"):
+        if k in parity and (isinstance(parity[k], bool) or not isinstance(parity[k], (int, float))):
+            raise _fail(where, f"parity.{k} must be a number, got {_r(parity[k])}")
+    strs = {}
+    for key in ("created", "license", "references"):
+        v = data.get(key)
+        if v is not None and not isinstance(v, str):
+            raise _fail(where, f"{key} must be a string, got {_r(v)}")
+        strs[key] = v
+    source = data.get("source")
+    if source is not None:
+        if not isinstance(source, Mapping) or not all(
+            isinstance(source.get(k), str) for k in ("name", "version", "sha256")
+        ):
+            raise _fail(where, f"source must be an object with string name, version and sha256, got {source!r}")
+    refs = strs["references"]
+    if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
+        raise _fail(where, f"references must be a plain file name, got {_r(refs)}")
+    return objs, strs
+
+
+def _check_digest(data: Mapping[str, Any], where: str) -> None:
+    """``manifest_sha256`` well-formed and equal to the digest of the content."""
+    digest = data[DIGEST_KEY]
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise _fail(where, f"{DIGEST_KEY} must be 64 lower-case hex digits, got {_r(digest)}")
+    try:
+        actual = manifest_digest(data)
+    except (TypeError, ValueError) as e:
+        raise _fail(where, f"not canonical JSON ({e})") from None
+    if actual != digest:
+        raise _fail(
+            where, f"{DIGEST_KEY} {digest} does not match the content ({actual}): the manifest was edited after "
+            "export (labels, front end, thresholds and sha256 are all covered); re-export the model"
+        )
 
 
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -319,13 +529,22 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     if p.is_dir():
         p = p / MANIFEST_FILENAME
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise ModelError(f"{p}: manifest not found") from None
     except OSError as e:
         raise ModelError(f"{p}: cannot read manifest: {e.strerror or e}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ModelError(f"{p}: manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{p}: manifest is not UTF-8 text (byte {e.start}: {e.reason})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ModelError(f"{p}: manifest is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ModelError(f"{p}: manifest is not usable JSON: nested too deeply") from None
     return validate_manifest(data, where=str(p))

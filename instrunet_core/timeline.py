@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .manifest import DEFAULT_THRESHOLDS
 
-__all__ = ["Segment", "Instrument", "moving_median", "build_timeline", "detect_instruments", "merge_ranges"]
+__all__ = ["Segment", "Instrument", "mask_silent", "moving_median", "build_timeline", "detect_instruments", "merge_ranges"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,21 @@ class Instrument:
             "mean_probability": float(self.mean_probability),
             "max_probability": float(self.max_probability),
         }
+
+
+def mask_silent(probabilities: np.ndarray, silent: np.ndarray) -> np.ndarray:
+    """Probabilities with the rows of silent windows set to 0 (silent windows never vote).
+
+    Parameters
+    ----------
+    probabilities : np.ndarray [shape=(T, n_labels)]
+    silent : np.ndarray [shape=(T,), dtype=bool]
+
+    Returns
+    -------
+    np.ndarray [shape=(T, n_labels), dtype=float32]
+    """
+    return np.where(np.asarray(silent, dtype=bool)[:, None], np.float32(0.0), probabilities).astype(np.float32)
 
 
 def moving_median(p: np.ndarray, size: int) -> np.ndarray:
@@ -175,7 +191,7 @@ def detect_instruments(
     silent = np.asarray(silent, dtype=bool)
     if times.shape[0] == 0 or np.all(silent):
         return []
-    p = np.where(silent[:, None], 0.0, probabilities).astype(np.float32)
+    p = mask_silent(probabilities, silent)
     ps = moving_median(p, smoothing)
     lin = np.power(10.0, np.asarray(rms_db, dtype=np.float64) / 20.0)
     lin = np.where(silent, 0.0, lin)
@@ -183,7 +199,7 @@ def detect_instruments(
     active_n = int((~silent).sum())
     out = []
     for i, lab in enumerate(labels):
-        thr = float(thresholds.get(lab, 0.5))
+        thr = float(thresholds.get(lab, DEFAULT_THRESHOLDS["multilabel"]))
         act = (ps[:, i] >= thr) & ~silent
         if not act.any():
             continue

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from instrunet_core import plugins as plugins_mod
+from instrunet_core import registry as plugins_mod
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.hookspecs import hookimpl
 from instrunet_core.labels import FAMILIES
-from instrunet_core.manifest import MANIFEST_SCHEMA
+from instrunet_core.manifest import MANIFEST_SCHEMA, seal_manifest
 
 SR = 22050
 
@@ -61,7 +61,7 @@ def build_tiny_onnx(
 
 
 def make_manifest(model_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """A valid manifest for ``model_dir/model.onnx`` (sha256 computed), with overrides."""
+    """A valid manifest for ``model_dir/model.onnx`` (sha256 and manifest_sha256 computed), with overrides."""
     sha = hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
     labels = list(FAMILIES)
     data: dict[str, Any] = {
@@ -83,7 +83,7 @@ def make_manifest(model_dir: Path, **overrides: Any) -> dict[str, Any]:
         "license": "MIT",
     }
     data.update(overrides)
-    return data
+    return seal_manifest(data)  # manifest_sha256 over everything, as the exporter writes it
 
 
 def write_model_dir(root: Path, name: str = "tiny", version: str = "1.0.0", **overrides: Any) -> Path:
@@ -149,3 +149,16 @@ def tiny_model(tiny_registry: plugins_mod.Registry):
 def tone(seconds: float, sr: int = SR, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+_REAL_ENTRY_POINTS = plugins_mod._entry_points
+
+
+@pytest.fixture
+def installed_registry(monkeypatch: pytest.MonkeyPatch) -> plugins_mod.Registry:
+    """Undo :func:`isolated_registry`: the real entry points and packaged models, as installed."""
+    from instrunet_core import default_plugins
+
+    monkeypatch.setattr(plugins_mod, "_entry_points", _REAL_ENTRY_POINTS)
+    monkeypatch.setattr(default_plugins, "MODELS_DIR", Path(default_plugins.__file__).resolve().parent.parent / "models")
+    return plugins_mod.get_registry(refresh=True)

@@ -170,3 +170,20 @@ def test_iter_blocks_array_resample_lengths() -> None:
     y = np.zeros(48000 * 3, np.float32)
     out = np.concatenate(list(iter_blocks(y, 48000, block_seconds=1.0)))
     assert abs(out.shape[0] - 3 * SR) <= 2
+
+
+@pytest.mark.parametrize(
+    "fmt,subtype",
+    [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"), ("WAV", "PCM_U8"), ("WAV", "FLOAT"),
+     ("FLAC", "PCM_16"), ("FLAC", "PCM_24"), ("FLAC", "PCM_S8")],
+)
+def test_integer_files_decode_exactly_as_libsndfile_floats(tmp_path: Path, fmt: str, subtype: str) -> None:
+    """Integer files are read as integers (faster) and scaled by us: same samples as libsndfile's floats."""
+    rng = np.random.default_rng(1)
+    y = np.clip(0.4 * rng.standard_normal((30000, 3)), -1, 1).astype(np.float32)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, y, 22050, format=fmt, subtype=subtype)
+    ref = sf.read(path, dtype="float64", always_2d=True)[0].mean(axis=1)
+    got = np.concatenate(list(iter_blocks(path, target_sr=22050, block_seconds=0.3)))
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=2e-7)

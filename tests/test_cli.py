@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
+from conftest import ModelPlugin, tone, write_model_dir
 
-from instrunet_core import plugins as plugins_mod
+from instrunet_core import registry as plugins_mod
 from instrunet_core.cli import main
 
 SR = 22050
@@ -73,8 +73,12 @@ def test_classify_json_shape(tiny_registry, audio_dir: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     rows = json.loads(out)
     assert rc == 1 and [r["path"] for r in rows] == paths
-    assert set(rows[0]) == {"path", "label", "confidence", "probabilities"} and rows[0]["label"] == "brass"
-    assert set(rows[1]) == {"path", "error"} and "file not found" in rows[1]["error"]
+    assert set(rows[0]) == {"schema", "instrunet_version", "path", "model", "label", "confidence", "probabilities",
+                            "n_windows", "silent", "duration", "low_evidence", "sounding_seconds"}
+    assert rows[0]["label"] == "brass" and rows[0]["low_evidence"] is False
+    assert rows[0]["schema"] == "instrunet.classification/1" and rows[0]["model"]["name"] == "tiny"
+    assert set(rows[1]) == {"schema", "instrunet_version", "path", "model", "error"}
+    assert "file not found" in rows[1]["error"]
     assert rows[2]["label"] == "silence" and rows[2]["confidence"] == 1.0
 
 
@@ -90,7 +94,9 @@ def test_analyze_outputs(tiny_registry, audio_dir: Path, tmp_path: Path, capsys:
     assert rc == 0
     assert "overall: brass" in text and "detected instruments:" in text and "brass" in text
     d = json.loads(out_json.read_text())
-    assert d["label"] == "brass" and d["settings"]["hop"] == 1.0 and len(d["timeline"]) == 2  # 0-2.95 s, 1-3 s (padded)
+    # --hop 1.0 is snapped to 43 STFT frames (0.9985 s); windows 0-2.95 s and 1-3 s (padded)
+    assert d["label"] == "brass" and d["settings"]["hop"] == pytest.approx(43 * 512 / 22050)
+    assert len(d["timeline"]) == 2
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "json", "--out", str(tmp_path / "b.json")])
     assert rc == 0 and json.loads((tmp_path / "b.json").read_text())["label"] == "brass"
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "nope", "--out", str(tmp_path / "c")])
@@ -104,6 +110,10 @@ def test_analyze_plot(tiny_registry, audio_dir: Path, tmp_path: Path) -> None:
     png = tmp_path / "new" / "p.png"
     assert main(["analyze", str(audio_dir / "good.wav"), "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the plot is the built-in png writer: also reachable as --format png; an .svg name gives SVG
+    svg, png2 = tmp_path / "p.svg", tmp_path / "q.png"
+    assert main(["analyze", str(audio_dir / "good.wav"), "--plot", str(svg), "--format", "png", "--out", str(png2)]) == 0
+    assert b"<svg" in svg.read_bytes()[:500] and png2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_batch_resumable(tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,13 +126,13 @@ def test_batch_resumable(tiny_registry, audio_dir: Path, tmp_path: Path, capsys:
     assert set(by) == {"good.wav", "quiet.flac", "bad.wav"}  # recursive, .txt skipped
     assert by["good.wav"]["label"] == "brass" and by["quiet.flac"]["label"] == "silence"
     assert "error" in by["bad.wav"] and "[3/3]" in err
-    # resume: a new file is processed, existing ones are skipped
+    # resume: a new file is processed, done ones are skipped, the failed one is retried
     sf.write(audio_dir / "new.ogg", tone(1.0), SR)
     rc = main(["batch", str(audio_dir), "--out", str(out)])
     err = capsys.readouterr().err
     recs = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(recs) == 4 and Path(recs[-1]["path"]).name == "new.ogg"
-    assert "3 already done, 1 to go" in err
+    assert len(recs) == 5 and sorted(Path(r["path"]).name for r in recs[3:]) == ["bad.wav", "new.ogg"]
+    assert "2 already done, 2 to go" in err
 
 
 def test_models_and_plugins_listing(tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,6 +150,31 @@ def test_models_and_plugins_listing(tiny_registry, tmp_path: Path, capsys: pytes
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["name"] == "instrunet_core.default_plugins" and rows[0]["builtin"]
     assert any(r["name"] == "tiny-test" for r in rows)
+
+
+def test_models_check_replays_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """--check replays references.npz through onnxruntime; a stored output off by 0.01 fails it (exit 1)."""
+    d = write_model_dir(tmp_path / "models", references="references.npz")
+    x = (np.random.default_rng(0).random((4, 128, 128, 1)) * 0.04).astype(np.float16)
+    mean = x.astype(np.float64).mean(axis=(1, 2, 3))
+    z = np.repeat((-10.0 * mean - 1.0)[:, None], 8, axis=1)  # the tiny graph, computed by hand
+    z[:, 0] = 100.0 * mean - 2.0
+    y = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    np.savez(d / "references.npz", inputs=x, outputs=y)
+    monkeypatch.setattr(plugins_mod, "_REGISTRY",
+                        plugins_mod.build_registry(extra_plugins=[("tiny-test", ModelPlugin(d))]))
+    assert main(["models", "--check", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["sha256_ok"] is True and row["references"]["n"] == 4
+    assert row["references"]["max_abs_diff"] < 1e-4 and row["references"]["top1_agreement"] == 1.0
+    y[1, 3] += 0.01
+    np.savez(d / "references.npz", inputs=x, outputs=y)
+    assert main(["models"]) == 0  # the plain listing does not replay references
+    capsys.readouterr()
+    assert main(["models", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "sha256" in out and "ok" in out and "references not reproduced: max |diff| 0.01" in out
 
 
 def test_plugins_error_row(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

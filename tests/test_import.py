@@ -14,13 +14,13 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 import instrunet_core
-from instrunet_core.plugins import build_registry
+from instrunet_core.registry import build_registry
 sys.path.insert(0, {tests!r})
 after_import = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
 from conftest import ModelPlugin
 from pathlib import Path
 reg = build_registry(extra_plugins=[ModelPlugin(Path({model_dir!r}))])
-m = instrunet_core.load_model(registry=reg)
+m = instrunet_core.load_model("tiny", registry=reg)  # the built-in family stays the default
 p = m.predict(np.zeros(65024, np.float32) + 0.1 * np.sin(np.arange(65024) / 5).astype(np.float32), 22050)
 after_load = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
 print(json.dumps({{"import": after_import, "load": after_load, "label": p.label,

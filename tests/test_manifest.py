@@ -9,14 +9,15 @@ import pytest
 from conftest import build_tiny_onnx, make_manifest
 
 from instrunet_core.errors import ModelError
-from instrunet_core.manifest import MANIFEST_SCHEMA, Manifest, read_manifest, validate_manifest
+from instrunet_core.manifest import MANIFEST_SCHEMA, Manifest, read_manifest, seal_manifest, validate_manifest
 from instrunet_core.model import Model
 
 
 def test_valid_manifest_roundtrip(tiny_model_dir: Path) -> None:
     m = read_manifest(tiny_model_dir)
     assert isinstance(m, Manifest)
-    assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/1"
+    assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/2"
+    assert m.input_kind == "logmel"
     assert m.version_tuple == (1, 0, 0) and len(m.labels) == 8
     assert m.front_end.window_samples == 65024
     json.dumps(m.to_dict())
@@ -92,7 +93,7 @@ def test_onnx_shape_mismatch_refused(tmp_path: Path) -> None:
     # a manifest whose front end wants 64 mel bands cannot describe a 128-band graph
     data["front_end"] = {**data["front_end"], "n_mels": 64}
     data["input"]["shape"] = [None, 64, 128, 1]
-    (d / "manifest.json").write_text(json.dumps(data))
+    (d / "manifest.json").write_text(json.dumps(seal_manifest(data)))
     with pytest.raises(ModelError, match=r"ONNX input shape .* disagrees with the manifest's \[None, 64, 128, 1\]"):
         Model(d)
 

@@ -13,7 +13,7 @@ import instrunet_core
 from instrunet_core import default_plugins
 from instrunet_core.errors import InputError, ModelError
 from instrunet_core.features import batch_features
-from instrunet_core.plugins import build_registry
+from instrunet_core.registry import build_registry
 
 
 def test_no_model_installed() -> None:

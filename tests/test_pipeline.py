@@ -23,7 +23,7 @@ import instrunet_core  # noqa: E402
 from instrunet_core import hookimpl  # noqa: E402
 from instrunet_core.labels import FAMILIES  # noqa: E402
 from instrunet_core.manifest import read_manifest, sha256_file  # noqa: E402
-from instrunet_core.plugins import build_registry  # noqa: E402
+from instrunet_core.registry import build_registry  # noqa: E402
 
 
 class _Models:

@@ -14,9 +14,9 @@ from conftest import ModelPlugin, tone
 
 import instrunet_core
 from instrunet_core import hookimpl
-from instrunet_core import plugins as plugins_mod
+from instrunet_core import registry as plugins_mod
 from instrunet_core.errors import PluginError
-from instrunet_core.plugins import build_registry, get_registry
+from instrunet_core.registry import build_registry, get_registry
 
 
 def _ep(name: str, value: str) -> importlib.metadata.EntryPoint:
@@ -94,12 +94,12 @@ def test_instrunet_plugins_env_restricts(monkeypatch: pytest.MonkeyPatch) -> Non
     b = _module_plugin("plug_b", instrunet_register_writers=lambda register: register("b", print))
     _install_eps(monkeypatch, [_ep("a", "plug_a"), _ep("b", "plug_b")], {"plug_a": a, "plug_b": b})
     monkeypatch.setenv("INSTRUNET_PLUGINS", "b")
-    assert set(build_registry().writers) == {"json", "b"}
+    assert set(build_registry().writers) == {"json", "csv", "png", "b"}
     monkeypatch.setenv("INSTRUNET_PLUGINS", "")
     reg = build_registry()
-    assert set(reg.writers) == {"json"} and len(reg.plugins) == 1
+    assert set(reg.writers) == {"json", "csv", "png"} and len(reg.plugins) == 1
     monkeypatch.delenv("INSTRUNET_PLUGINS")
-    assert set(build_registry().writers) == {"json", "a", "b"}
+    assert set(build_registry().writers) == {"json", "csv", "png", "a", "b"}
 
 
 def test_duplicates_and_invalid_registrations(tiny_model_dir: Path) -> None:

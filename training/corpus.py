@@ -57,6 +57,7 @@ import soundfile as sf
 from instrunet_core.labels import FAMILIES
 
 from .nsynth import FAMILY_NAMES, SOURCE_NAMES, load_split, note_str
+from .progress import progress_bar
 
 SAMPLE_RATE = 22050
 HOLD_S = 3.0
@@ -507,7 +508,7 @@ def build(
         _write_json(real_path, real_cfg)
     todo = [(i, n) for i, n in jobs if not (parts / f"{i.instrument:04d}.json").is_file()]
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    bar = _progress(len(jobs), initial=len(jobs) - len(todo), enabled=progress)
+    bar = progress_bar(len(jobs), desc="rendering", unit="instrument", initial=len(jobs) - len(todo), enabled=progress)
     # Group by font so that each worker loads few fonts (MuseScore takes seconds to load).
     todo.sort(key=lambda j: (j[0].font, j[0].instrument))
     if workers == 1:
@@ -587,24 +588,6 @@ def counts(out: Path) -> dict[str, dict[str, dict[str, int]]]:
             fam[f] = {"notes": len(sel), "instruments": len({n.instrument for n in sel})}
         res[split] = fam
     return res
-
-
-class _NoBar:
-    def update(self, n: int) -> None:  # noqa: D401
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, *, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, initial=initial, unit="instrument", desc="rendering", file=sys.stderr)
 
 
 def format_stats(c: dict[str, dict[str, dict[str, int]]]) -> str:

@@ -36,7 +36,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soxr
@@ -45,6 +44,7 @@ from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd, batch_features
 from instrunet_core.labels import FAMILIES
 
 from .nsynth import Note, load_audio, load_split
+from .progress import progress_bar
 
 __all__ = ["ExampleSpec", "make_examples", "cached_examples", "split_notes", "shape_note", "is_real"]
 
@@ -250,7 +250,7 @@ def make_examples(
     n = spec.n if spec.balanced else min(spec.n, len(notes))
     jobs = [(spec, i, min(CHUNK, n - i * CHUNK), fe) for i in range((n + CHUNK - 1) // CHUNK)]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
-    bar = _bar(len(jobs), f"{spec.split} x{n}", progress)
+    bar = progress_bar(len(jobs), desc=f"{spec.split} x{n}", unit="chunk", enabled=progress)
     xs, ys, names = [], [], []
     if workers <= 1:
         _init(notes, list(irs or []))
@@ -293,21 +293,3 @@ def cached_examples(
     np.savez(tmp, X=X, Y=Y, names=json.dumps(names), spec=json.dumps(dataclasses.asdict(spec)))
     os.replace(tmp, path)
     return X, Y, names
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="chunk")

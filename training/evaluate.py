@@ -33,9 +33,9 @@ class _OnnxAsKeras:
     """The one method of a Keras model that :func:`training.train.predict` calls."""
 
     def __init__(self, artifact: Path) -> None:
-        from instrunet_core.model import load_model_from_path
+        from instrunet_core.model import load_model
 
-        self.model = load_model_from_path(artifact)
+        self.model = load_model(Path(artifact))  # a path, never a registered name
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         return self.model.predict_features(x)

@@ -20,14 +20,18 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
+from instrunet_core.features import DEFAULT_FRONT_END
+from instrunet_core.manifest import INPUT_NAME, OUTPUT_NAME
+
 __all__ = ["MODELS", "build_model", "TASKS"]
 
-N_MELS = 128
-FRAMES = 128
+#: The input window, from the one front end (mel bands x frames).
+N_MELS = DEFAULT_FRONT_END.n_mels
+FRAMES = DEFAULT_FRONT_END.frames
 
 
 def _inputs() -> keras.KerasTensor:
-    return keras.Input(shape=(N_MELS, FRAMES, 1), name="mel")
+    return keras.Input(shape=(N_MELS, FRAMES, 1), name=INPUT_NAME)
 
 
 def baseline(n_labels: int = 8) -> keras.Model:
@@ -40,7 +44,7 @@ def baseline(n_labels: int = 8) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(0.3)(x)
-    out = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
+    out = layers.Dense(n_labels, activation="softmax", name=OUTPUT_NAME)(x)
     return keras.Model(inp, out, name="baseline")
 
 
@@ -53,7 +57,7 @@ def seed_v3(n_labels: int = 8) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(0.5)(x)
-    out = layers.Dense(n_labels, activation="softmax", name="probabilities")(x)
+    out = layers.Dense(n_labels, activation="softmax", name=OUTPUT_NAME)(x)
     return keras.Model(inp, out, name="seed_v3")
 
 
@@ -88,7 +92,7 @@ def default(n_labels: int = 8, *, width: int = 16, depth: int = 5, dense: int = 
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(dense, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    out = layers.Dense(n_labels, activation="sigmoid", name="probabilities")(x)
+    out = layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(x)
     return keras.Model(inp, out, name="default")
 
 

@@ -1,4 +1,4 @@
-"""Built-in plugin: the packaged models and the ``json`` writer.
+"""Built-in plugin: the packaged models and the ``json``, ``csv`` and ``png`` writers.
 
 Registered through the same hooks as third-party plugins. Packaged models live at
 ``instrunet_core/models/<name>/<version>/manifest.json`` (next to ``model.onnx``);
@@ -8,10 +8,9 @@ the model named :data:`DEFAULT_MODEL_NAME` is flagged as the default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from ..hookspecs import hookimpl
-from ..writers import write_json
+from ..hookspecs import RegisterModel, RegisterWriter, hookimpl
+from ..writers import write_csv, write_json, write_png
 
 __all__ = ["MODELS_DIR", "DEFAULT_MODEL_NAME", "instrunet_register_models", "instrunet_register_writers"]
 
@@ -22,7 +21,7 @@ DEFAULT_MODEL_NAME = "family"
 
 
 @hookimpl
-def instrunet_register_models(register: Any) -> None:
+def instrunet_register_models(register: RegisterModel) -> None:
     if not MODELS_DIR.is_dir():
         return
     for manifest in sorted(MODELS_DIR.glob("*/*/manifest.json")):
@@ -31,5 +30,7 @@ def instrunet_register_models(register: Any) -> None:
 
 
 @hookimpl
-def instrunet_register_writers(register: Any) -> None:
+def instrunet_register_writers(register: RegisterWriter) -> None:
     register("json", write_json)
+    register("csv", write_csv)
+    register("png", write_png)

@@ -1,25 +1,42 @@
-"""Plugin registry: models, analyzers and writers contributed through pluggy hooks.
+"""The registry: models, analyzers and writers contributed through pluggy hooks.
+
+(Named ``registry`` so that "plugins" means one thing: the distributions in ``plugins/`` and
+third-party ones; the built-ins are in :mod:`instrunet_core.default_plugins`.)
 
 Nothing is loaded at import time. :func:`build_registry` makes a fresh
 :class:`Registry` (built-ins, then entry points of group ``instrunet``, then any
 ``extra_plugins`` objects); :func:`get_registry` caches one per process.
 
 ``INSTRUNET_PLUGINS`` (comma-separated entry-point names) restricts which entry
-points are loaded; set but empty, none are. Built-ins always load.
+points are loaded; set but empty, none are. A name in it that matches no installed
+entry point is reported. Built-ins always load.
 
-A plugin that fails to import or whose hook raises or registers something invalid
-is recorded as an error (shown by ``instrunet plugins``) and a warning names it;
-the host keeps working.
+Plugins cannot take over silently:
+
+* a model name belongs to the plugin that registered it first (the built-ins go first):
+  another plugin registering the same name is refused and reported, so a plugin cannot
+  slip a "newer version" of the built-in ``family`` model in;
+* the default model is the built-in one; a third-party ``default=True`` is honoured only
+  when no built-in default exists. The user chooses another default explicitly with
+  ``INSTRUNET_DEFAULT_MODEL=<name>`` (or per call: ``load_model(name)``, ``--model NAME``);
+* what plugin code prints while it is imported or registers is sent to stderr, never to
+  stdout (where ``--json`` output goes).
+
+A plugin that fails to import, whose hook raises (``SystemExit`` included) or registers
+something invalid is recorded as an error (shown by ``instrunet plugins``) and a warning
+names it; the host keeps working.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import os
+import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +49,7 @@ from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
+    "DEFAULT_ENV_VAR",
     "ModelEntry",
     "PluginInfo",
     "Registry",
@@ -42,6 +60,8 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "instrunet"
 ENV_VAR = "INSTRUNET_PLUGINS"
+#: Names the default model explicitly (the user's choice beats every plugin's ``default=True``).
+DEFAULT_ENV_VAR = "INSTRUNET_DEFAULT_MODEL"
 BUILTIN_NAME = "instrunet_core.default_plugins"
 _HOOKS = ("instrunet_register_models", "instrunet_register_analyzers", "instrunet_register_writers")
 
@@ -82,6 +102,19 @@ def _entry_points() -> Sequence[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Plugin code's prints go to stderr: stdout carries machine-readable output."""
+    target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
+    with contextlib.redirect_stdout(target):
+        yield
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def _dist_version(ep: Any) -> str | None:
     dist = getattr(ep, "dist", None)
     return getattr(dist, "version", None) if dist is not None else None
@@ -98,7 +131,6 @@ class Registry:
         self.writers: dict[str, Callable[[Any, Any], None]] = {}
         self.plugins: list[PluginInfo] = []
         self._default_name: str | None = None
-        self._default_from_builtin = True
 
     # ------------------------------------------------------------------ loading
     def _error(self, info: PluginInfo, msg: str) -> None:
@@ -121,9 +153,12 @@ class Registry:
             impl = next(i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin)
             register = self._register_fn(hook, info)
             try:
-                impl.function(register)
-            except Exception as e:  # noqa: BLE001
-                self._error(info, f"{hook} failed: {type(e).__name__}: {e}")
+                with _stdout_to_stderr():
+                    impl.function(register)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # noqa: BLE001 - SystemExit from a plugin is reported, not obeyed
+                self._error(info, f"{hook} failed: {_describe(e)}")
         return info
 
     def _register_fn(self, hook: str, info: PluginInfo) -> Callable[..., None]:
@@ -161,6 +196,13 @@ class Registry:
         if not isinstance(name, str) or not name:
             self._error(info, f"model name must be a non-empty string, got {name!r}")
             return
+        owner = next((e.plugin for e in self.models if e.name == name), None)
+        if owner is not None and owner != info.name:
+            self._error(
+                info, f"model {name!r} is already registered by plugin {owner!r}; a plugin cannot add versions "
+                "to another plugin's model (give the model its own name)"
+            )
+            return
         p = Path(path)
         if p.name == MANIFEST_FILENAME or p.suffix == ".json":
             p = p.parent
@@ -180,16 +222,25 @@ class Registry:
                 return
         self.models.append(entry)
         if default and entry.error is None:
-            if self._default_name is None or (self._default_from_builtin and not info.builtin):
+            if self._default_name is None or self._default_name == name:
                 self._default_name = name
-                self._default_from_builtin = info.builtin
-            elif self._default_name != name:
-                self._error(info, f"default model is already {self._default_name!r}; ignoring default={name!r}")
+            else:
+                self._error(
+                    info, f"asks to make {name!r} the default model; the default stays {self._default_name!r} "
+                    f"(to choose {name!r}: {DEFAULT_ENV_VAR}={name}, --model {name} or load_model({name!r}))"
+                )
 
     # ------------------------------------------------------------------ queries
     @property
     def default_model_name(self) -> str | None:
-        """Name of the default model, or ``None`` when no usable model is registered."""
+        """Name of the default model, or ``None`` when no usable model is registered.
+
+        ``INSTRUNET_DEFAULT_MODEL`` (the user's explicit choice) comes first, then the
+        built-in default, then a third-party default when there is no built-in one.
+        """
+        chosen = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+        if chosen:
+            return chosen
         if self._default_name is not None:
             return self._default_name
         names = sorted({e.name for e in self.models if e.error is None})
@@ -207,6 +258,10 @@ class Registry:
         ok = [e for e in self.models if e.error is None]
         if name is None:
             name = self.default_model_name
+            chosen = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+            if chosen and not any(e.name == chosen for e in self.models):
+                avail = sorted({e.name for e in ok})
+                raise ModelError(f"{DEFAULT_ENV_VAR}={chosen!r} names no installed model (available: {avail or 'none'})")
             if name is None:
                 if not self.models:
                     raise ModelError(
@@ -279,7 +334,8 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
             if selected is not None and ep.name not in selected:
                 continue
             try:
-                obj = ep.load()
+                with _stdout_to_stderr():
+                    obj = ep.load()
             except BaseException as e:  # noqa: BLE001 - includes SystemExit from a broken import
                 if isinstance(e, KeyboardInterrupt):
                     raise
@@ -288,6 +344,13 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
                 reg._error(info, f"entry point {ep.name} = {ep.value} failed to load: {type(e).__name__}: {e}")
                 continue
             reg.add_plugin(obj, ep.name, version=_dist_version(ep))
+        if selected:
+            installed = sorted({ep.name for ep in eps})
+            for missing in sorted(selected - set(installed)):
+                info = PluginInfo(name=missing, version=None, hooks=[])
+                reg.plugins.append(info)
+                reg._error(info, f"{ENV_VAR} names {missing!r}, but no such plugin is installed "
+                                 f"(installed: {installed or 'none'})")
     for i, plugin in enumerate(extra_plugins):
         if isinstance(plugin, tuple):
             name, obj = plugin

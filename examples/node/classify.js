@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// Classify a WAV file with an instrunet waveform-in artifact (the log-mel front end is inside
+// the ONNX graph), from Node.js with onnxruntime-node alone: no Python, no front-end code.
+//
+//   npm ci                       # in examples/node
+//   node classify.js ARTIFACT_DIR audio.wav [--hop SECONDS]
+//
+// ARTIFACT_DIR holds manifest.json + model.onnx, as written by
+//   python -m export waveform --from instrunet_core/models/family/1.0.0 --out build/models
+// audio.wav: PCM 16-bit or float 32-bit, any channel count (mixed to mono by the mean), at the
+// manifest's front_end.sample_rate (22,050 Hz): resampling is the host's job.
+//
+// Windows are cut as instrunet_core's Classifier does: window_samples long, starting every hop
+// seconds snapped to whole STFT frames (1.5 s -> 65 x 512 samples), and one last window padded
+// with silence for the audio after the last full one.
+// Prints JSON: {labels, starts, probabilities (one row per window), mean}.
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+const ort = require('onnxruntime-node');
+
+function fail(msg) {
+  process.stderr.write(`classify.js: error: ${msg}\n`);
+  process.exit(1);
+}
+
+function readWav(file) {
+  const b = fs.readFileSync(file);
+  if (b.toString('ascii', 0, 4) !== 'RIFF' || b.toString('ascii', 8, 12) !== 'WAVE') fail(`${file}: not a RIFF/WAVE file`);
+  let off = 12;
+  let fmt = null;
+  while (off + 8 <= b.length) {
+    const id = b.toString('ascii', off, off + 4);
+    const size = b.readUInt32LE(off + 4);
+    const body = off + 8;
+    if (id === 'fmt ') {
+      let format = b.readUInt16LE(body);
+      if (format === 0xfffe) format = b.readUInt16LE(body + 24); // WAVE_FORMAT_EXTENSIBLE: sub-format
+      fmt = { format, channels: b.readUInt16LE(body + 2), rate: b.readUInt32LE(body + 4), bits: b.readUInt16LE(body + 14) };
+    } else if (id === 'data') {
+      if (!fmt) fail(`${file}: data chunk before fmt chunk`);
+      const { format, channels, rate, bits } = fmt;
+      const bytes = bits / 8;
+      const frames = Math.floor(Math.min(size, b.length - body) / (bytes * channels));
+      const mono = new Float32Array(frames);
+      for (let i = 0; i < frames; i++) {
+        let s = 0;
+        for (let c = 0; c < channels; c++) {
+          const p = body + (i * channels + c) * bytes;
+          if (format === 1 && bits === 16) s += b.readInt16LE(p) / 32768;
+          else if (format === 3 && bits === 32) s += b.readFloatLE(p);
+          else fail(`${file}: unsupported sample format ${format}/${bits} bit (use PCM 16 or float 32)`);
+        }
+        mono[i] = s / channels;
+      }
+      return { rate, samples: mono };
+    }
+    off = body + size + (size % 2);
+  }
+  fail(`${file}: no data chunk`);
+}
+
+function windows(y, win, hop) {
+  const starts = [];
+  let next = 0;
+  while (next + win <= y.length) { starts.push(next); next += hop; }
+  if ((starts.length === 0 || starts[starts.length - 1] + win < y.length) && next < y.length) starts.push(next);
+  const batch = new Float32Array(starts.length * win); // zero-filled: the last window's padding
+  starts.forEach((s, i) => batch.set(y.subarray(s, Math.min(s + win, y.length)), i * win));
+  return { starts, batch };
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  let hopSeconds = 1.5;
+  const h = args.indexOf('--hop');
+  if (h >= 0) { hopSeconds = Number(args[h + 1]); args.splice(h, 2); }
+  if (args.length !== 2) fail('usage: node classify.js ARTIFACT_DIR audio.wav [--hop SECONDS]');
+  const [dir, wav] = args;
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  if (manifest.input.kind !== 'waveform') fail(`${dir}: input kind is ${manifest.input.kind || 'logmel'}, need a waveform-in artifact`);
+  const fe = manifest.front_end;
+  const { rate, samples } = readWav(wav);
+  if (rate !== fe.sample_rate) fail(`${wav}: sample rate ${rate} Hz, the model needs ${fe.sample_rate} Hz (resample first)`);
+  if (samples.length === 0) fail(`${wav}: no samples`);
+  const win = manifest.input.shape[1];
+  const hop = Math.max(1, Math.round(hopSeconds * fe.sample_rate / fe.hop_length)) * fe.hop_length;
+  const { starts, batch } = windows(samples, win, hop);
+  const session = await ort.InferenceSession.create(path.join(dir, manifest.file), { intraOpNumThreads: 1 });
+  const input = new ort.Tensor('float32', batch, [starts.length, win]);
+  const out = (await session.run({ [manifest.input.name]: input }))[manifest.output.name];
+  const n = manifest.labels.length;
+  const rows = [];
+  const mean = new Array(n).fill(0);
+  for (let i = 0; i < starts.length; i++) {
+    const row = Array.from(out.data.slice(i * n, (i + 1) * n));
+    row.forEach((v, k) => { mean[k] += v / starts.length; });
+    rows.push(row);
+  }
+  process.stdout.write(JSON.stringify({ labels: manifest.labels, starts, probabilities: rows, mean }) + '\n');
+}
+
+main().catch((e) => fail(e.message || String(e)));

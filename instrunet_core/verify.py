@@ -1,0 +1,165 @@
+"""Artifact verification: the one home of the checks a model artifact must pass.
+
+:func:`verify_artifact` checks a ``<name>/<version>/`` folder against its manifest: the
+manifest itself (schema and ``manifest_sha256``, by :func:`~instrunet_core.manifest.read_manifest`),
+the ONNX file's SHA-256 and, when asked, that onnxruntime reproduces the stored
+``references.npz`` (inputs and the outputs the exporter got for them). Every caller uses it:
+:class:`~instrunet_core.session.ModelSession` when it loads a model (``references=False``:
+loading stays fast), ``instrunet models --check``, the exporter (``export.artifact.check_artifact``),
+the condition plugin and ``tests/test_artifacts.py``.
+
+The replay does not depend on what the model takes: log-mel spectrograms (float16
+``(N, n_mels, frames, 1)`` references), feature vectors (float32 ``(N, n_features)``, the
+condition model) or waveform windows all feed the stored ``inputs`` to the manifest's input
+tensor, cast to float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .manifest import MANIFEST_FILENAME, Manifest, read_manifest, sha256_file
+
+__all__ = ["ArtifactCheck", "verify_artifact", "REFERENCES_ATOL"]
+
+#: Largest |onnxruntime output - stored reference| accepted (probabilities in [0, 1]).
+REFERENCES_ATOL = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactCheck:
+    """What :func:`verify_artifact` checked, all of it passed.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The artifact folder.
+    manifest : Manifest
+    sha256 : str
+        SHA-256 of the ONNX file (equal to the manifest's).
+    n_references : int or None
+        Reference inputs replayed; ``None`` when not asked for or the artifact stores none.
+    max_abs_diff : float or None
+        Largest |onnxruntime output - stored output| over the references.
+    top1_agreement : float or None
+        Share of references whose top label matches the stored one (1.0 when it passed).
+    """
+
+    path: Path
+    manifest: Manifest = dataclasses.field(repr=False)
+    sha256: str
+    n_references: int | None = None
+    max_abs_diff: float | None = None
+    top1_agreement: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"path", "sha256", "sha256_ok", "n", "max_abs_diff", "top1_agreement"}`` (JSON-ready)."""
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "sha256_ok": True,
+            "n": self.n_references,
+            "max_abs_diff": self.max_abs_diff,
+            "top1_agreement": self.top1_agreement,
+        }
+
+
+def verify_artifact(
+    folder: str | os.PathLike[str],
+    *,
+    references: bool = True,
+    manifest: Manifest | None = None,
+    atol: float = REFERENCES_ATOL,
+) -> ArtifactCheck:
+    """Check a model artifact against its manifest.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        The artifact folder (``<name>/<version>/``) or its ``manifest.json``.
+    references : bool
+        Also replay ``references.npz`` through onnxruntime (CPU, one thread) and require every
+        output within ``atol`` of the stored one and the same top label. An artifact whose
+        manifest names no references passes with ``n_references=None``.
+    manifest : Manifest, optional
+        The folder's manifest when already read and validated (a registry entry's).
+    atol : float
+        Largest absolute difference accepted in the replay.
+
+    Returns
+    -------
+    ArtifactCheck
+
+    Raises
+    ------
+    ModelError
+        Invalid manifest, missing ONNX file, SHA-256 mismatch, unreadable or misshapen
+        references, or references not reproduced; the message names the file.
+    """
+    p = Path(folder)
+    if p.name == MANIFEST_FILENAME:
+        p = p.parent
+    m = manifest if manifest is not None else read_manifest(p)
+    onnx_path = p / m.file
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path}: model file not found (named by {p / MANIFEST_FILENAME})")
+    try:
+        digest = sha256_file(onnx_path)
+    except OSError as e:
+        raise ModelError(f"{onnx_path}: cannot read: {e.strerror or e}") from None
+    if digest != m.sha256:
+        raise ModelError(
+            f"{onnx_path}: sha256 {digest} does not match the manifest's {m.sha256} "
+            "(the file was changed or corrupted; re-export the model)"
+        )
+    if not references or not m.references:
+        return ArtifactCheck(path=p, manifest=m, sha256=digest)
+    x, y = _read_references(p / m.references, m)
+    out = _replay(onnx_path, m, x)
+    diff = float(np.abs(out - y).max()) if len(y) else 0.0
+    agree = float(np.mean(out.argmax(1) == y.argmax(1))) if len(y) else 1.0
+    if not diff <= atol or agree < 1.0:
+        raise ModelError(
+            f"{p / m.references}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
+            f"top-1 agreement {agree:.2%}"
+        )
+    return ArtifactCheck(path=p, manifest=m, sha256=digest, n_references=int(len(y)), max_abs_diff=diff,
+                         top1_agreement=agree)
+
+
+def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
+    """``inputs`` (float32, the manifest's input shape) and ``outputs`` ``(N, n_labels)``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = np.asarray(z["inputs"]), np.asarray(z["outputs"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"{path}: cannot read the references (need arrays 'inputs' and 'outputs'): {e}") from None
+    want = m.input["shape"][1:]
+    if x.ndim != len(want) + 1 or any(d is not None and d != s for d, s in zip(want, x.shape[1:], strict=True)):
+        raise ModelError(f"{path}: inputs have shape {x.shape}, the manifest's input is {m.input['shape']}")
+    if y.shape != (len(x), len(m.labels)):
+        raise ModelError(f"{path}: outputs have shape {y.shape}, expected ({len(x)}, {len(m.labels)})")
+    if x.dtype.kind != "f" or y.dtype.kind != "f":
+        raise ModelError(f"{path}: references must be floating point, got {x.dtype} and {y.dtype}")
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def _replay(onnx_path: Path, m: Manifest, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=["CPUExecutionProvider"])
+        (out,) = sess.run([m.output["name"]], {m.input["name"]: x})
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
+        raise ModelError(f"{onnx_path}: onnxruntime cannot run the references: {e}") from None
+    return np.asarray(out, dtype=np.float32)

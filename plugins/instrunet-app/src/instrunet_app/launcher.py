@@ -1,0 +1,78 @@
+"""``instrunet-app``: start the web app (``streamlit run`` on :mod:`instrunet_app.app`).
+
+Serves on 127.0.0.1 only by default, headless, without usage statistics or file
+watching, with Streamlit's upload limit set to the app's (``--max-mb``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["APP_FILE", "streamlit_command", "main"]
+
+#: The Streamlit script.
+APP_FILE = Path(__file__).resolve().parent / "app.py"
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="instrunet-app",
+        description="Start the instrunet web app: upload a recording, see which instruments play, "
+        "download the JSON and PDF reports.",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--max-mb", type=_positive, default=50.0, help="largest upload in MB (default 50)")
+    p.add_argument(
+        "--max-seconds", type=_positive, default=600.0, help="longest recording in seconds (default 600)"
+    )
+    return p
+
+
+def streamlit_command(args: argparse.Namespace) -> list[str]:
+    """The ``python -m streamlit run ...`` command line for ``args``."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+        "--server.address", args.host,
+        "--server.port", str(args.port),
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+        "--server.maxUploadSize", str(max(1, int(-(-args.max_mb // 1)))),
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+        "--global.developmentMode", "false",
+        "--theme.base", "light",
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options and replace this process with the Streamlit server."""
+    args = _parser().parse_args(argv)
+    if not 0 < args.port < 65536:
+        _parser().error(f"--port must be in 1..65535, got {args.port}")
+    os.environ["INSTRUNET_APP_MAX_MB"] = repr(args.max_mb)
+    os.environ["INSTRUNET_APP_MAX_SECONDS"] = repr(args.max_seconds)
+    os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    cmd = streamlit_command(args)
+    print(f"instrunet-app: serving on http://{args.host}:{args.port}", flush=True)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

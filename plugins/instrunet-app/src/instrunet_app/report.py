@@ -1,0 +1,456 @@
+"""Reports of an analysis: plots (matplotlib), the analysis JSON and the PDF (fpdf2).
+
+Nothing here imports Streamlit. The JSON is written by the core's registered ``json``
+writer, so it is byte for byte what ``instrunet analyze FILE --json OUT`` writes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from instrunet_core import Analysis, get_registry
+
+from .service import CONDITION_CLASSES, condition_view, model_card, other_extras
+
+__all__ = [
+    "MEASURES",
+    "CONDITION_MEASURES",
+    "timeline_figure",
+    "probabilities_figure",
+    "figure_png",
+    "analysis_json",
+    "build_pdf",
+    "write_pdf",
+    "fmt_ranges",
+    "fmt_value",
+]
+
+#: What each number in the page and the report means.
+MEASURES: dict[str, str] = {
+    "overall prediction": (
+        "The family with the highest mean probability over the recording's windows (2.95 s each, "
+        "one every hop seconds), each window weighted by its loudness relative to the loudest "
+        "(near-silent windows hardly vote); 'silence' when every window is below -60 dBFS. With less "
+        "than about 1 s of sound the result is marked low evidence."
+    ),
+    "confidence": "That family's weighted mean probability, between 0 and 1.",
+    "probability": (
+        "The model's output per family for one window (0 to 1). The default model scores each family on "
+        "its own (several can be high at once); a softmax model's probabilities sum to 1."
+    ),
+    "presence": "The share of non-silent windows in which the instrument is detected.",
+    "time ranges": (
+        "Where the instrument is detected: its probability, smoothed by a moving median over 3 windows, "
+        "is above the model's threshold for that family; touching windows are merged."
+    ),
+    "intensity": (
+        "Mean over the detected windows of probability x loudness, loudness being the window's RMS "
+        "relative to the loudest window (0 to 1): how strongly and how loudly it plays."
+    ),
+    "mean / max probability": "The instrument's probability averaged over, and at its highest in, the non-silent windows.",
+}
+
+#: The condition analyzer's verdict and features (as ``plugins/instrunet-condition`` computes
+#: them, per chunk of up to 4 s, averaged); a feature not listed is shown by name only.
+CONDITION_MEASURES: dict[str, str] = {
+    "condition": (
+        "healthy, moderately aged or broken / noisy, from a small classifier on the features below, "
+        "trained on clean notes and on copies degraded on purpose (detuning, damping, noise, buzz, "
+        "clipping, dropouts); 'unknown' when there is too little sound to judge. Per instrument it is "
+        "judged on the audio of that instrument's time ranges, which may hold other instruments too."
+    ),
+    "hnr_db": (
+        "Harmonics-to-noise ratio in dB (Boersma's autocorrelation method, as Praat's): how much of "
+        "the energy is periodic. Clean tones score high; noise, rattle and breath lower it."
+    ),
+    "spectral_flatness": (
+        "Geometric over arithmetic mean of the power spectrum (0 to 1): near 0 for clear partials, "
+        "towards 1 for noise."
+    ),
+    "decay_rate_db_per_s": "How fast the level falls after each note onset, in dB per second (median over notes).",
+    "decay_variance": (
+        "Variance of the short-time decay rate (over 0.25 s stretches), in (dB/s)^2: beating, "
+        "rattles, dropouts and unsteady decay raise it."
+    ),
+    "crest_factor_db": "Peak over RMS level in dB; clipping and heavy compression lower it.",
+    "clipping_ratio": "Share of samples stuck at the peak, beyond what a clean waveform has.",
+    "zero_crossing_rate": "Share of samples where the waveform changes sign; noise and buzz raise it.",
+    "spectral_centroid_hz": "The spectrum's centre of mass in Hz (brightness).",
+    "hf_ratio": "Share of the power above 4 kHz.",
+    "noise_floor_db": "The 10th percentile of the frame levels relative to the loudest frame, in dB.",
+    "flatness_quiet": "Spectral flatness of the quietest quarter of the sounding frames (the noise between notes).",
+    "envelope_modulation_db": "How much the level wobbles around its smoothed course while notes sustain, in dB.",
+    "spectral_flux": "How much the spectrum's shape changes from frame to frame while notes sustain (onsets left out).",
+    "partial_fluctuation_db": (
+        "How much the strongest partials' levels wobble while notes sustain, in dB (beating partials "
+        "of a detuned double, chorus)."
+    ),
+    "hum_db": "Power at 50 or 60 Hz and their 2nd/3rd harmonics over the power just around them, in dB: mains hum.",
+}
+
+
+# ----------------------------------------------------------------------------- plots
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def timeline_figure(analysis: Analysis) -> Any:
+    """Heat map of each label's probability over time, detected ranges outlined.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    labels = list(analysis.labels)
+    segs = analysis.timeline
+    fig, ax = plt.subplots(figsize=(9, 0.38 * len(labels) + 1.4))
+    if segs:
+        probs = np.array([[s.probabilities.get(lab, 0.0) for lab in labels] for s in segs], dtype=float).T
+        centers = np.array([(s.start + s.end) / 2 for s in segs])
+        edges = np.concatenate(
+            [[0.0], (centers[1:] + centers[:-1]) / 2, [max(analysis.duration, centers[-1])]]
+        )
+        mesh = ax.pcolormesh(
+            edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat"
+        )
+        fig.colorbar(mesh, ax=ax, label="probability", pad=0.01)
+    for ins in analysis.instruments:
+        if ins.label in labels:
+            row = labels.index(ins.label)
+            for a, b in ins.ranges:
+                ax.add_patch(
+                    plt.Rectangle((a, row + 0.06), b - a, 0.88, fill=False, edgecolor="cyan", lw=1.6)
+                )
+    ax.set_yticks(np.arange(len(labels)) + 0.5, labels)
+    ax.set_xlim(0, max(analysis.duration, 1e-3))
+    ax.invert_yaxis()
+    ax.set_xlabel("time (s)")
+    ax.set_title("Timeline: probability per window; detected ranges outlined in cyan", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def probabilities_figure(analysis: Analysis) -> Any:
+    """Horizontal bars of the overall (mean) probability per label, detected ones highlighted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _pyplot()
+    labels = list(analysis.labels)
+    p = [float(analysis.prediction.probabilities.get(lab, 0.0)) for lab in labels]
+    detected = {i.label for i in analysis.instruments}
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(labels) + 1.0))
+    colors = ["#d1495b" if lab in detected else "#8d99ae" for lab in labels]
+    ax.barh(labels[::-1], p[::-1], color=colors[::-1])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean probability over non-silent windows (red: detected)")
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig: Any, *, dpi: int = 110) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def fmt_ranges(ranges: Any, *, limit: int = 6) -> str:
+    """``[[0.0, 4.5], [9, 12]]`` → ``"0.0-4.5 s, 9.0-12.0 s"`` (at most ``limit`` ranges shown)."""
+    parts = [f"{float(a):.1f}-{float(b):.1f} s" for a, b in ranges]
+    if len(parts) > limit:
+        parts = parts[:limit] + [f"(+{len(parts) - limit} more)"]
+    return ", ".join(parts) or "-"
+
+
+# ----------------------------------------------------------------------------- JSON
+def analysis_json(analysis: Analysis, *, registry: Any = None) -> bytes:
+    """The analysis as the core's registered ``json`` writer writes it (as the CLI's ``--json``).
+
+    Returns
+    -------
+    bytes
+        UTF-8 JSON.
+    """
+    reg = registry or get_registry()
+    with tempfile.TemporaryDirectory(prefix="instrunet-app-") as d:
+        path = os.path.join(d, "analysis.json")
+        reg.writer("json")(analysis, path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+# ----------------------------------------------------------------------------- PDF
+def _latin1(text: Any) -> str:
+    """fpdf2's core fonts are Latin-1: replace what they cannot show."""
+    s = str(text).replace("\u2013", "-").replace("\u2014", "-").replace("\u00d7", "x").replace("\u2192", "->")
+    return s.encode("latin-1", "replace").decode("latin-1")
+
+
+def fmt_value(v: Any) -> str:
+    """A number to 4 significant digits; containers as (truncated) JSON; anything else as text."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, (int, float)):
+        return f"{v:.4g}"
+    if isinstance(v, Mapping | list):
+        return json.dumps(v)[:120]
+    return str(v)
+
+
+class _Pdf:
+    """A thin layer over :class:`fpdf.FPDF` for headings, paragraphs, tables and images."""
+
+    def __init__(self, title: str) -> None:
+        from fpdf import FPDF
+
+        pdf = FPDF(format="A4", unit="mm")
+        pdf.set_title(_latin1(title))
+        pdf.set_creator("instrunet-app")
+        pdf.set_auto_page_break(auto=True, margin=14)
+        pdf.set_margins(14, 14, 14)
+        pdf.add_page()
+        self.pdf = pdf
+
+    def heading(self, text: str, *, size: int = 13) -> None:
+        p = self.pdf
+        if p.get_y() > p.h - 40:
+            p.add_page()
+        p.ln(2)
+        p.set_font("Helvetica", "B", size)
+        p.multi_cell(0, size * 0.5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        p.ln(1)
+
+    def para(self, text: str, *, size: int = 9, style: str = "") -> None:
+        p = self.pdf
+        p.set_font("Helvetica", style, size)
+        p.multi_cell(0, size * 0.48, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        p.ln(1)
+
+    def table(
+        self, header: list[str], rows: list[list[Any]], *, widths: tuple[float, ...] | None = None
+    ) -> None:
+        p = self.pdf
+        p.set_font("Helvetica", "", 8.5)
+        with p.table(col_widths=widths, line_height=4.6, text_align="LEFT", first_row_as_headings=True) as t:
+            r = t.row()
+            for h in header:
+                r.cell(_latin1(h))
+            for row in rows:
+                r = t.row()
+                for v in row:
+                    r.cell(_latin1(v if isinstance(v, str) else fmt_value(v)))
+        p.ln(2)
+
+    def image(self, png: bytes) -> None:
+        p = self.pdf
+        from PIL import Image
+
+        w, h = Image.open(io.BytesIO(png)).size
+        height = p.epw * h / w
+        if p.get_y() + height > p.h - p.b_margin:
+            p.add_page()
+        p.image(io.BytesIO(png), w=p.epw)
+        p.ln(2)
+
+    def output(self) -> bytes:
+        return bytes(self.pdf.output())
+
+
+def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any = None) -> bytes:
+    """The PDF report: summary, model card, plots, tables, condition, and what each measure means.
+
+    Parameters
+    ----------
+    analysis : instrunet_core.Analysis
+    filename : str, optional
+        Name to print for the recording (default: ``analysis.source``).
+    registry : Registry, optional
+        Where to look up the model's manifest (sha256).
+
+    Returns
+    -------
+    bytes
+        The PDF file.
+    """
+    name = filename or os.path.basename(str(analysis.source)) or str(analysis.source)
+    card = model_card(analysis, registry=registry)
+    doc = _Pdf(f"instrunet report: {name}")
+    doc.heading(f"instrunet report: {name}", size=16)
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc.para(f"Duration {analysis.duration:.1f} s. Written {now} by instrunet-app.")
+
+    doc.heading("Overall prediction")
+    if analysis.silent:
+        doc.para(
+            "The recording is silent (every window is below -60 dBFS): no instruments to detect.", style="B"
+        )
+    else:
+        doc.para(f"{analysis.label} (confidence {analysis.confidence:.2f})", size=12, style="B")
+    doc.para(
+        "Detected instruments: "
+        + (", ".join(i.label for i in analysis.instruments) if analysis.instruments else "none")
+    )
+    cv = condition_view(analysis)
+    if cv["status"] == "ok":
+        p = cv["probabilities"].get(cv["label"])
+        doc.para(
+            f"Condition: {cv['label']}"
+            + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
+            + "; details below."
+        )
+
+    doc.heading("Model")
+    rows = [
+        ["name", card.get("name")],
+        ["version", card.get("version")],
+        ["task", card.get("task")],
+        ["sha256", card.get("sha256")],
+    ]
+    for k in ("plugin", "license", "created"):
+        if card.get(k):
+            rows.append([k, card[k]])
+    if "test_accuracy" in card:
+        rows.append(["accuracy, single notes of unseen instruments", f"{card['test_accuracy']:.3f}"])
+    doc.table(["field", "value"], [[str(a), str(b)] for a, b in rows], widths=(55, 125))
+
+    doc.heading("Detected instruments")
+    if analysis.instruments:
+        doc.table(
+            ["instrument", "presence", "intensity", "mean p", "max p", "time ranges"],
+            [
+                [
+                    i.label,
+                    f"{i.presence:.0%}",
+                    f"{i.intensity:.2f}",
+                    f"{i.mean_probability:.2f}",
+                    f"{i.max_probability:.2f}",
+                    fmt_ranges(i.ranges),
+                ]
+                for i in analysis.instruments
+            ],
+            widths=(24, 18, 18, 16, 16, 88),
+        )
+    else:
+        doc.para("None detected.")
+
+    if analysis.timeline:
+        doc.heading("Timeline")
+        doc.image(figure_png(timeline_figure(analysis)))
+    doc.heading("Probability per family")
+    doc.image(figure_png(probabilities_figure(analysis)))
+    doc.table(
+        ["family", "mean probability", "threshold"],
+        [
+            [
+                lab,
+                f"{analysis.prediction.probabilities.get(lab, 0.0):.3f}",
+                fmt_value(analysis.settings.get("thresholds", {}).get(lab, "-")),
+            ]
+            for lab in analysis.labels
+        ],
+        widths=(50, 50, 50),
+    )
+
+    _pdf_condition(doc, analysis)
+
+    extras = other_extras(analysis)
+    if extras:
+        doc.heading("Other analyses")
+        for key, val in extras.items():
+            doc.para(key, style="B")
+            if isinstance(val, Mapping):
+                doc.table(
+                    ["field", "value"],
+                    [[str(k), fmt_value(v)] for k, v in list(val.items())[:40]],
+                    widths=(55, 125),
+                )
+            else:
+                doc.para(fmt_value(val))
+
+    doc.heading("What the measures mean")
+    for k, v in {**MEASURES, **CONDITION_MEASURES}.items():
+        doc.para(f"{k}: {v}")
+    s = analysis.settings
+    doc.para(
+        f"Settings: window {fmt_value(s.get('window'))} s, hop {fmt_value(s.get('hop'))} s, smoothing "
+        f"{fmt_value(s.get('smoothing'))} windows, silence below {fmt_value(s.get('silence_db'))} dBFS.",
+        size=8,
+    )
+    return doc.output()
+
+
+def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
+    cv = condition_view(analysis)
+    doc.heading("Condition")
+    if cv["status"] == "missing":
+        doc.para("Condition analysis not installed (pip install plugins/instrunet-condition).")
+        return
+    if cv["status"] == "error":
+        doc.para(f"Condition analysis failed: {cv['error']}")
+        return
+    doc.para(f"Condition: {cv['label']}", size=12, style="B")
+    if cv["explanation"]:
+        doc.para(cv["explanation"])
+    probs = cv["probabilities"]
+    if probs:
+        doc.table(
+            ["class", "probability"], [[k, fmt_value(probs.get(k))] for k in _order(probs)], widths=(60, 40)
+        )
+    if cv["features"]:
+        doc.table(
+            ["feature", "value"], [[k, fmt_value(v)] for k, v in cv["features"].items()], widths=(60, 40)
+        )
+    if cv["instruments"]:
+        doc.table(
+            ["instrument", "condition", *CONDITION_CLASSES],
+            [
+                [
+                    lab,
+                    str(v.get("label", "-")),
+                    *[fmt_value((v.get("probabilities") or {}).get(c, "-")) for c in CONDITION_CLASSES],
+                ]
+                for lab, v in cv["instruments"].items()
+                if isinstance(v, Mapping)
+            ],
+        )
+        for lab, v in cv["instruments"].items():
+            if isinstance(v, Mapping) and v.get("explanation"):
+                doc.para(f"{lab}: {v['explanation']}", size=8)
+    m = cv["model"]
+    if m:
+        doc.para(
+            f"Condition model: {m.get('name', '?')} {m.get('version', '?')}, sha256 {m.get('sha256', '?')}",
+            size=8,
+        )
+
+
+def _order(probs: Mapping[str, Any]) -> list[str]:
+    return [c for c in CONDITION_CLASSES if c in probs] + [c for c in probs if c not in CONDITION_CLASSES]
+
+
+def write_pdf(analysis: Analysis, path: str | os.PathLike[str]) -> None:
+    """Writer for the registry (``instrunet analyze FILE --format pdf --out report.pdf``); atomic."""
+    data = build_pdf(analysis)
+    tmp = os.fspath(path) + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

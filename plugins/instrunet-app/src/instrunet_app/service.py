@@ -1,0 +1,358 @@
+"""The app's logic without Streamlit: check an upload, analyse it, describe the result.
+
+:func:`analyze_upload` takes the uploaded bytes and returns an :class:`AppResult` or
+raises an :class:`~instrunet_core.InstrunetError` whose message names the file and the
+problem (empty, not audio, too large, too long, unsupported extension). A silent
+recording is not an error: it comes back with ``result.notice`` set.
+
+Examples
+--------
+>>> from instrunet_app.service import analyze_upload
+>>> data = open("examples/ensemble.flac", "rb").read()  # doctest: +SKIP
+>>> res = analyze_upload(data, "ensemble.flac")  # doctest: +SKIP
+>>> [i.label for i in res.analysis.instruments]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
+from instrunet_core.audio import MP3_SUPPORTED, SILENCE_DB, audio_info
+
+__all__ = [
+    "ALLOWED_EXTENSIONS",
+    "Limits",
+    "ModelChoice",
+    "AppResult",
+    "available_models",
+    "check_upload",
+    "analyze_upload",
+    "model_card",
+    "condition_view",
+    "other_extras",
+]
+
+#: Extensions the uploader accepts (mp3 only where libsndfile decodes it).
+ALLOWED_EXTENSIONS: tuple[str, ...] = (
+    ("wav", "flac", "ogg", "mp3") if MP3_SUPPORTED else ("wav", "flac", "ogg")
+)
+
+#: Called with (fraction in [0, 1], what is happening); what it returns is ignored.
+Progress = Callable[[float, str], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Upload limits.
+
+    Attributes
+    ----------
+    max_mb : float
+        Largest upload in megabytes (10**6 bytes).
+    max_seconds : float
+        Longest recording in seconds.
+    """
+
+    max_mb: float = 50.0
+    max_seconds: float = 600.0
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Limits from ``INSTRUNET_APP_MAX_MB`` and ``INSTRUNET_APP_MAX_SECONDS`` (defaults 50, 600)."""
+        out = {}
+        for field, var in (("max_mb", "INSTRUNET_APP_MAX_MB"), ("max_seconds", "INSTRUNET_APP_MAX_SECONDS")):
+            raw = os.environ.get(var)
+            if raw:
+                try:
+                    v = float(raw)
+                except ValueError:
+                    raise InputError(f"{var} must be a number, got {raw!r}") from None
+                if not v > 0:
+                    raise InputError(f"{var} must be > 0, got {raw!r}")
+                out[field] = v
+        return cls(**out)
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1_000_000)
+
+    @property
+    def duration_text(self) -> str:
+        """``max_seconds`` for people: ``"30 s"``, ``"10 min"``."""
+        s = self.max_seconds
+        return f"{s:g} s" if s < 120 else f"{s / 60:.3g} min"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """One installed, usable model version, as the model picker lists it."""
+
+    name: str
+    version: str
+    plugin: str
+    default: bool
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} {self.version}" + (" (default)" if self.default else "")
+
+
+@dataclasses.dataclass
+class AppResult:
+    """What the page shows.
+
+    Attributes
+    ----------
+    analysis : instrunet_core.Analysis
+    filename : str
+        The uploaded file's name.
+    size_bytes : int
+    notice : str or None
+        A message for the page when the result needs one (a silent recording).
+    """
+
+    analysis: Analysis
+    filename: str
+    size_bytes: int
+    notice: str | None = None
+
+
+def available_models(*, registry: Any = None) -> list[ModelChoice]:
+    """Usable registered models, newest version of each name, the default first.
+
+    Returns
+    -------
+    list of ModelChoice
+    """
+    from instrunet_core.manifest import parse_semver
+
+    reg = registry or get_registry()
+    best: dict[str, Any] = {}
+    for e in reg.models:
+        if e.error is None and (
+            e.name not in best or parse_semver(e.version) > parse_semver(best[e.name].version)
+        ):
+            best[e.name] = e
+    default = reg.default_model_name
+    out = [ModelChoice(e.name, e.version, e.plugin, e.name == default) for e in best.values()]
+    return sorted(out, key=lambda c: (not c.default, c.name))
+
+
+def _extension(filename: str) -> str:
+    return os.path.splitext(filename)[1].lower().lstrip(".")
+
+
+def check_upload(data: bytes, filename: str, *, limits: Limits | None = None) -> float:
+    """Check an upload before analysing it.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    filename : str
+        Its name (for the extension and the messages).
+    limits : Limits, optional
+        Default: :meth:`Limits.from_env`.
+
+    Returns
+    -------
+    float
+        Duration in seconds.
+
+    Raises
+    ------
+    InputError
+        Unsupported extension, empty, too large or too long.
+    DecodeError
+        Not decodable audio.
+    """
+    lim = limits or Limits.from_env()
+    ext = _extension(filename)
+    if ext not in ALLOWED_EXTENSIONS:
+        raise InputError(
+            f"{filename}: unsupported file type {('.' + ext) if ext else '(no extension)'}; "
+            f"upload one of: {', '.join(ALLOWED_EXTENSIONS)}"
+        )
+    if len(data) == 0:
+        raise InputError(f"{filename}: the file is empty (0 bytes)")
+    if len(data) > lim.max_bytes:
+        raise InputError(f"{filename}: the file is {len(data) / 1e6:.1f} MB; the limit is {lim.max_mb:g} MB")
+    buf = io.BytesIO(data)
+    buf.name = filename
+    info = audio_info(buf)
+    if info.duration > lim.max_seconds:
+        raise InputError(
+            f"{filename}: the recording is {info.duration:.1f} s long; the limit is {lim.duration_text}"
+        )
+    return float(info.duration)
+
+
+class _ReadProgress(io.BytesIO):
+    """In-memory file that reports how far decoding has read (the analysis streams it)."""
+
+    def __init__(self, data: bytes, name: str, report: Callable[[float], None]) -> None:
+        super().__init__(data)
+        self.name = name
+        self._size = max(1, len(data))
+        self._report = report
+        self._seen = 0.0
+        #: What the callback raised (e.g. Streamlit's rerun): raised again after decoding,
+        #: since an exception inside libsndfile's read callback would only break the decoder.
+        self.pending: BaseException | None = None
+
+    def _tick(self) -> None:
+        frac = min(1.0, self.tell() / self._size)
+        if frac >= self._seen + 0.02 and self.pending is None:
+            self._seen = frac
+            try:
+                self._report(frac)
+            except BaseException as e:  # noqa: BLE001 - re-raised by analyze_upload
+                self.pending = e
+
+    def read(self, size: int | None = -1) -> bytes:
+        out = super().read(size)
+        self._tick()
+        return out
+
+    def readinto(self, buffer: Any) -> int:
+        n = super().readinto(buffer)
+        self._tick()
+        return n
+
+
+def analyze_upload(
+    data: bytes,
+    filename: str,
+    *,
+    model: Model | str | None = None,
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+    **analyze_options: Any,
+) -> AppResult:
+    """Check and analyse an uploaded recording.
+
+    Parameters
+    ----------
+    data : bytes
+    filename : str
+    model : Model or str, optional
+        A loaded model or a registered model name (default: the default model).
+    limits : Limits, optional
+    progress : callable, optional
+        ``progress(fraction, text)`` while it works; decoding and inference report
+        how much of the file they have read.
+    **analyze_options
+        Passed to :func:`instrunet_core.analyze` (``hop``, ``smoothing``, ...).
+
+    Returns
+    -------
+    AppResult
+
+    Raises
+    ------
+    InstrunetError
+        ``InputError`` / ``DecodeError`` naming the file and the problem, ``ModelError``.
+    """
+    say = progress or (lambda f, t: None)
+    say(0.02, "Checking the file")
+    duration = check_upload(data, filename, limits=limits)
+    say(0.08, "Loading the model")
+    m = model if isinstance(model, Model) else load_model(model)
+    say(0.1, f"Analysing {duration:.1f} s of audio with {m.name} {m.version}")
+    src = _ReadProgress(
+        data,
+        filename,
+        lambda f: say(0.1 + 0.75 * f, f"Analysing: {f * duration:.0f} of {duration:.0f} s read"),
+    )
+    try:
+        an = analyze(src, model=m, **analyze_options)
+    except Exception:
+        if src.pending is not None:
+            raise src.pending from None
+        raise
+    if src.pending is not None:
+        raise src.pending
+    say(0.9, "Analysis done")
+    notice = None
+    if an.silent:
+        notice = (
+            f"{filename}: the recording is silent (every window is below {SILENCE_DB:g} dBFS), "
+            "so there are no instruments to detect."
+        )
+    elif getattr(an.prediction, "low_evidence", False):
+        secs = float(getattr(an.prediction, "sounding_seconds", 0.0))
+        notice = (
+            f"{filename}: only {secs:.1f} s of sound; the models were trained on notes of about 3 s, "
+            "so treat this result as a hint."
+        )
+    return AppResult(analysis=an, filename=filename, size_bytes=len(data), notice=notice)
+
+
+def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
+    """Name, version, task, sha256 and origin of the model that made ``analysis``.
+
+    Returns
+    -------
+    dict
+        ``name``, ``version``, ``task``, ``sha256``, ``plugin``, ``license``, ``created``,
+        and ``test_accuracy`` (single notes of unseen instruments) when the manifest has it.
+    """
+    reg = registry or get_registry()
+    name, version = analysis.model.get("name"), analysis.model.get("version")
+    card: dict[str, Any] = {"name": name, "version": version, "task": analysis.model.get("task")}
+    entry = next(
+        (e for e in reg.models if e.name == name and e.version == version and e.manifest is not None), None
+    )
+    m = entry.manifest if entry is not None else None
+    if entry is None or m is None:
+        card["sha256"] = "unknown (model not registered here)"
+        return card
+    card.update(sha256=m.sha256, plugin=entry.plugin, license=m.license, created=m.created)
+    acc = (
+        m.metrics.get("test", {}).get("single", {}).get("accuracy")
+        if isinstance(m.metrics, Mapping)
+        else None
+    )
+    if isinstance(acc, (int, float)):
+        card["test_accuracy"] = float(acc)
+    return card
+
+
+#: Condition classes in display order.
+CONDITION_CLASSES = ("healthy", "moderately_aged", "broken_noisy")
+
+
+def condition_view(analysis: Analysis) -> dict[str, Any]:
+    """The condition analyzer's result, or why there is none.
+
+    Returns
+    -------
+    dict
+        ``{"status": "ok", "label", "probabilities", "features", "instruments", "model",
+        "explanation"}``; ``{"status": "missing"}`` when the analyzer is not installed;
+        ``{"status": "error", "error": message}`` when it failed.
+    """
+    c = analysis.extras.get("condition")
+    if c is None:
+        return {"status": "missing"}
+    if not isinstance(c, Mapping) or "error" in c:
+        return {"status": "error", "error": str(c.get("error") if isinstance(c, Mapping) else c)}
+    return {
+        "status": "ok",
+        "label": str(c.get("label", "unknown")),
+        "probabilities": dict(c.get("probabilities") or {}),
+        "features": dict(c.get("features") or {}),
+        "instruments": dict(c.get("instruments") or {}),
+        "model": dict(c.get("model") or {}),
+        "explanation": str(c.get("explanation") or ""),
+    }
+
+
+def other_extras(analysis: Analysis) -> dict[str, Any]:
+    """Extras from analyzers other than ``condition`` (shown generically)."""
+    return {k: v for k, v in analysis.extras.items() if k != "condition"}

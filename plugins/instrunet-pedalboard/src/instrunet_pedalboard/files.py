@@ -1,0 +1,160 @@
+"""Streaming a file through a board, a router and a tagger: :func:`process_file`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instrunet_core.errors import DecodeError, InputError
+
+from .router import Router
+from .tagger import Tagger
+
+__all__ = ["process_file"]
+
+
+def process_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None = None,
+    *,
+    board: Any = None,
+    tagger: Tagger | None = None,
+    router: Router | None = None,
+    block_size: int = 65536,
+    bit_depth: int = 16,
+    quality: Any = None,
+) -> Any:
+    """Stream ``src`` block by block through ``board``, then ``router``, then ``tagger``; write ``dst``.
+
+    At most one block (plus the router's lookahead) is in memory at a time, so an
+    hour-long file is processed in constant memory (``docs/pedalboard.md`` gives the
+    measured peak). The output is aligned with the input and has its length; as with
+    ``board(audio, sr)``, a reverb tail past the end is cut.
+
+    Parameters
+    ----------
+    src : str or PathLike
+        Any file ``pedalboard.io.AudioFile`` reads (wav, flac, ogg, mp3, ...).
+    dst : str or PathLike, optional
+        Output file, format from its extension, at ``src``'s sample rate; its folder is
+        created if needed. Written to a hidden temporary file next to it and renamed when
+        complete, so a failure never leaves a truncated file. ``None``: only analyse.
+    board : pedalboard.Pedalboard or plugin, optional
+        Applied first (streamed with ``reset=False``).
+    tagger : Tagger, optional
+        Tags the final audio (what is written). Without a tagger and a router, a
+        :class:`Tagger` with the default model is used.
+    router : Router, optional
+        Per-instrument chains after ``board``, with lookahead (aligned output).
+    block_size : int
+        Samples read per block.
+    bit_depth : int
+        Output bit depth (``AudioFile``'s ``bit_depth``).
+    quality : optional
+        Output quality for compressed formats (``AudioFile``'s ``quality``).
+
+    Returns
+    -------
+    instrunet_core.Analysis
+        The tagger's analysis if given, else the router's; ``source`` is ``src``.
+
+    Raises
+    ------
+    DecodeError
+        ``src`` cannot be opened or decoded, or holds no audio.
+    InputError
+        Bad arguments, ``dst`` equal to ``src``, or a ``dst`` format pedalboard cannot write.
+    """
+    from pedalboard import Plugin
+    from pedalboard.io import AudioFile
+
+    src_p = Path(os.fspath(src))
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size <= 0:
+        raise InputError(f"{src_p}: block_size must be a positive number of samples, got {block_size!r}")
+    if board is not None and not isinstance(board, Plugin):
+        raise InputError(f"{src_p}: board must be a pedalboard Pedalboard or plugin, got {type(board).__name__}")
+    if tagger is not None and not isinstance(tagger, Tagger):
+        raise InputError(f"{src_p}: tagger must be an instrunet_pedalboard.Tagger, got {type(tagger).__name__}")
+    if router is not None and not isinstance(router, Router):
+        raise InputError(f"{src_p}: router must be an instrunet_pedalboard.Router, got {type(router).__name__}")
+    dst_p = Path(os.fspath(dst)) if dst is not None else None
+    if dst_p is not None and dst_p.exists() and src_p.exists() and os.path.samefile(src_p, dst_p):
+        raise InputError(f"{dst_p}: the output would overwrite the input")
+    if tagger is None and router is None:
+        tagger = Tagger()
+    try:
+        reader = AudioFile(str(src_p))
+    except Exception as e:  # noqa: BLE001 - pedalboard raises ValueError/RuntimeError/OSError
+        raise DecodeError(f"{src_p}: cannot open audio file ({e})") from None
+    tmp = dst_p.with_name(f".{dst_p.stem}.partial{dst_p.suffix}") if dst_p is not None else None
+    writer: Any = None
+    done = False
+    try:
+        with reader:
+            sr = reader.samplerate
+            sr_int = int(round(sr))
+            if block_size <= reader.num_channels:
+                raise InputError(f"{src_p}: block_size must exceed the channel count ({reader.num_channels}) "
+                                 "so pedalboard can tell channels from samples")
+            for part in (board, router, tagger):
+                if part is not None:
+                    part.reset()
+            got = 0
+
+            def emit(y: np.ndarray) -> None:
+                nonlocal writer
+                if y.shape[-1] == 0:
+                    return
+                if tagger is not None:
+                    tagger._layout.assume("first", y.shape[0])  # blocks here are (channels, n), even (2, 1)
+                    tagger(y, sr_int, reset=False)
+                if tmp is None:
+                    return
+                if writer is None:
+                    try:
+                        tmp.parent.mkdir(parents=True, exist_ok=True)
+                        writer = AudioFile(str(tmp), "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality)
+                    except Exception as e:  # noqa: BLE001
+                        raise InputError(f"{dst_p}: cannot write this file ({e})") from None
+                writer.write(y)
+
+            while True:
+                try:
+                    x = reader.read(block_size)
+                except Exception as e:  # noqa: BLE001
+                    raise DecodeError(f"{src_p}: decoding failed after {got} frames ({e})") from None
+                if x.shape[-1] == 0:
+                    break
+                got += x.shape[-1]
+                if not np.all(np.isfinite(x)):
+                    raise DecodeError(f"{src_p}: audio contains NaN or infinite samples")
+                if board is not None:
+                    x = board(x, sr_int, reset=False)
+                if router is not None:
+                    router._layout.assume("first", x.shape[0])
+                    x, _ = router._push(x, sr_int)
+                emit(x)
+            if got == 0:
+                raise DecodeError(f"{src_p}: no audio frames could be decoded")
+            if router is not None:
+                emit(router._finish())
+            if tagger is not None:
+                tagger.flush()
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, dst_p)  # type: ignore[arg-type]
+        done = True
+    finally:
+        if writer is not None:
+            writer.close()
+        if not done and tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
+    return dataclasses.replace(analysis, source=str(src_p))

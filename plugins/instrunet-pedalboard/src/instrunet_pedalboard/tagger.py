@@ -1,0 +1,295 @@
+"""Tagging pedalboard audio: :class:`Tagger` (called like a board) and :class:`StreamTagger` (live input)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from instrunet_core.errors import InputError
+
+from ._core import Layout, check_rate, new_classifier
+
+__all__ = ["Tagger", "StreamTagger", "LiveResult"]
+
+
+class _Tagging:
+    """What :class:`Tagger` and :class:`StreamTagger` share: one classifier, one stream's layout and rate."""
+
+    _what = "Tagger"
+
+    def __init__(
+        self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
+    ) -> None:
+        self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
+        self._layout = Layout(self._what)
+        self._sr: int | None = None
+        self._finished = False
+        self._fed = 0
+
+    def reset(self) -> None:
+        """Forget the stream: results, buffered audio, layout and sample rate."""
+        self._clf.reset()
+        self._layout.reset()
+        self._sr = None
+        self._finished = False
+        self._fed = 0
+
+    def _push(self, audio: Any, sample_rate: Any) -> list[Any]:
+        if self._finished:
+            self.reset()
+        sr = check_rate(sample_rate, self._what)
+        if self._sr is not None and sr != self._sr:
+            raise InputError(
+                f"{self._what}: sample rate changed from {self._sr} to {sr} Hz within a stream; "
+                "call with reset=True (or reset()) to start a new stream"
+            )
+        a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+        if a.size == 0:
+            return []
+        kind, _ = self._layout.detect(a)
+        self._sr = sr
+        frames = Layout.frames(a, kind)
+        self._fed += frames.shape[0]
+        return list(self._clf.process(frames, sr))
+
+    def _finish(self) -> list[Any]:
+        out = list(self._clf.flush()) if self._fed and not self._finished else []
+        self._finished = True
+        return out
+
+    @property
+    def results(self) -> list[Any]:
+        """Every window so far (``instrunet_core.WindowResult``: start, end, probabilities, rms_db, silent, label)."""
+        return list(self._clf.results)
+
+    @property
+    def analysis(self) -> Any:
+        """:class:`instrunet_core.Analysis` of the windows so far: prediction, timeline, instruments."""
+        return self._clf.analysis()
+
+    @property
+    def instruments(self) -> list[Any]:
+        """Instruments detected so far (``analysis.instruments``), strongest first."""
+        return self.analysis.instruments
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self._clf.labels)
+
+    @property
+    def window_seconds(self) -> float:
+        """Length of one analysis window (2.949 s for the shipped models)."""
+        return float(self._clf.window_seconds)
+
+    @property
+    def hop_seconds(self) -> float:
+        """Seconds between window starts: a result comes out every hop."""
+        return float(self._clf.hop_seconds)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio fed since the stream started."""
+        return self._fed / self._sr if self._sr else 0.0
+
+
+class Tagger(_Tagging):
+    """Tag the audio passing through, like a board that changes nothing.
+
+    Pedalboard cannot run Python code inside a chain (pedalboard issue #12), so a
+    ``Tagger`` goes *after* one: ``tagger(board(audio, sr), sr)``. It returns its input
+    unchanged (the same array object: same dtype, shape and bits) and records which
+    instruments play. Block by block, with ``reset=False``, it keeps one window of
+    audio (about 3 s) and one small result per hop (1.509 s), so memory stays bounded
+    for hour-long streams.
+
+    Parameters
+    ----------
+    model : Model, str or PathLike, optional
+        A loaded ``instrunet_core.Model``, a registered model name, an artifact folder,
+        or the default model.
+    hop : float, optional
+        Seconds between window starts (the core's default, 1.5 s, snapped to whole STFT
+        frames: 1.509 s).
+    thresholds : dict, optional
+        Per-label presence thresholds overriding the model's.
+    keep : int, optional
+        Keep only the last ``keep`` window results (for endless streams); all when omitted
+        (one small result per hop: about 2,400 for an hour).
+
+    Examples
+    --------
+    >>> from pedalboard import Pedalboard, Reverb  # doctest: +SKIP
+    >>> tagger = Tagger()  # doctest: +SKIP
+    >>> out = tagger(Pedalboard([Reverb()])(audio, 44100), 44100)  # doctest: +SKIP
+    >>> [i.label for i in tagger.instruments]  # doctest: +SKIP
+    """
+
+    def __call__(self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True) -> Any:
+        """Record ``audio``'s windows and return ``audio`` itself.
+
+        Parameters
+        ----------
+        audio : np.ndarray [shape=(samples,), (channels, samples) or (samples, channels)]
+            Pedalboard's layouts; any int or float dtype.
+        sample_rate : float
+            Hz; constant within a stream.
+        buffer_size : int, optional
+            Accepted for pedalboard compatibility; unused.
+        reset : bool
+            ``True`` (pedalboard's default): ``audio`` is a whole piece; earlier state is
+            dropped and its last, partial window is analysed too. ``False``: ``audio`` is
+            the next block of a stream; call :meth:`flush` after the last one.
+
+        Returns
+        -------
+        audio
+            The input object, unchanged.
+        """
+        return self.process(audio, sample_rate, buffer_size=buffer_size, reset=reset)
+
+    def process(self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True) -> Any:
+        """Same as calling the tagger (pedalboard's ``Plugin.process`` signature)."""
+        if reset:
+            self.reset()
+        self._push(audio, sample_rate)
+        if reset:
+            self._finish()
+        return audio
+
+    def flush(self) -> list[Any]:
+        """End the stream: analyse the last, partial window. Returns the windows it completed."""
+        return self._finish()
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveResult:
+    """One window's prediction from :class:`StreamTagger`, with when it became available.
+
+    Attributes
+    ----------
+    window : instrunet_core.WindowResult
+        ``start``/``end`` seconds from the start of the stream, ``probabilities`` ``(L,)``,
+        ``rms_db``, ``silent``, ``label``.
+    stream_seconds : float
+        Audio fed so far when this result came out (the end of the block that completed it).
+    compute_seconds : float
+        Wall time of the :meth:`StreamTagger.feed` call that produced it.
+    """
+
+    window: Any
+    stream_seconds: float
+    compute_seconds: float
+
+    @property
+    def label(self) -> str:
+        return str(self.window.label)
+
+    @property
+    def start(self) -> float:
+        return float(self.window.start)
+
+    @property
+    def end(self) -> float:
+        return float(self.window.end)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return np.asarray(self.window.probabilities)
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the end of the window's audio to its prediction: block buffering + compute.
+
+        On a live stream (audio time runs with the clock) this is how late the label is
+        relative to the newest sound it describes; the oldest sound in the window is
+        ``window_seconds`` older still.
+        """
+        return max(0.0, self.stream_seconds - self.end) + self.compute_seconds
+
+
+class StreamTagger(_Tagging):
+    """Tag live input, e.g. from ``pedalboard.io.AudioStream``: feed blocks, get a prediction each hop.
+
+    A window can only be classified once all of it has been heard, so a label describes
+    the last ``window_seconds`` (2.949 s) and comes out every ``hop_seconds`` (1.509 s),
+    plus the block's own buffering and the compute time (:attr:`LiveResult.latency`).
+
+    Parameters
+    ----------
+    model, hop, thresholds, keep
+        As for :class:`Tagger`.
+
+    Examples
+    --------
+    >>> from pedalboard.io import AudioStream  # doctest: +SKIP
+    >>> tagger = StreamTagger()  # doctest: +SKIP
+    >>> with AudioStream(AudioStream.default_input_device_name, None) as stream:  # doctest: +SKIP
+    ...     for r in tagger.listen(stream, seconds=30):
+    ...         print(f"{r.start:6.1f}s {r.label:8s} ({r.latency * 1000:.0f} ms late)")
+    """
+
+    _what = "StreamTagger"
+
+    def feed(self, block: Any, sample_rate: float) -> list[LiveResult]:
+        """Push the next block; returns the predictions it completed (often none, at most a few).
+
+        Parameters
+        ----------
+        block : np.ndarray [shape=(samples,), (channels, samples) or (samples, channels)]
+        sample_rate : float
+
+        Returns
+        -------
+        list of LiveResult
+        """
+        t0 = time.perf_counter()
+        wins = self._push(block, sample_rate)
+        return self._wrap(wins, time.perf_counter() - t0)
+
+    def finish(self) -> list[LiveResult]:
+        """End the stream: predict its last, partial window."""
+        t0 = time.perf_counter()
+        wins = self._finish()
+        return self._wrap(wins, time.perf_counter() - t0)
+
+    def _wrap(self, wins: list[Any], dt: float) -> list[LiveResult]:
+        return [LiveResult(w, self.seconds, dt) for w in wins]
+
+    def listen(self, source: Any, *, block_size: int | None = None, seconds: float | None = None) -> Iterator[LiveResult]:
+        """Read ``source`` block by block and yield each prediction as it comes.
+
+        Parameters
+        ----------
+        source : pedalboard.io.AudioStream or pedalboard.io.AudioFile
+            Anything with ``read(n) -> (channels, n)`` and ``sample_rate`` or ``samplerate``;
+            an ``AudioFile`` stands in for a microphone (tests, recipes).
+        block_size : int, optional
+            Samples per read (default: a tenth of a second).
+        seconds : float, optional
+            Stop after this much audio (a live stream otherwise runs until you break).
+
+        Yields
+        ------
+        LiveResult
+        """
+        rate = getattr(source, "sample_rate", None) or getattr(source, "samplerate", None)
+        sr = check_rate(rate, f"{self._what}.listen")
+        n = int(block_size) if block_size is not None else max(1, sr // 10)
+        if n <= 0:
+            raise InputError(f"{self._what}.listen: block_size must be > 0 samples, got {block_size!r}")
+        limit = None if seconds is None else int(round(float(seconds) * sr))
+        self.reset()
+        read = 0
+        while limit is None or read < limit:
+            want = n if limit is None else min(n, limit - read)
+            block = source.read(want)
+            got = block.shape[-1] if block.ndim == 2 else block.shape[0]
+            if got == 0:
+                break
+            read += got
+            yield from self.feed(block, sr)
+        yield from self.finish()

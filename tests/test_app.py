@@ -1,0 +1,269 @@
+"""The web app's logic (instrunet_app.service / report), its pdf writer and launcher, and the
+Streamlit page through ``AppTest`` — real models, real decoding, real PDFs read back with pypdf.
+
+The browser test is ``tests/test_app_browser.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if not os.environ.get("CI"):  # make test installs them; elsewhere (another venv) skip
+    for _tool in ("streamlit", "fpdf", "pypdf"):
+        pytest.importorskip(_tool)
+
+from instrunet_app import report, service  # noqa: E402
+from instrunet_app.launcher import APP_FILE  # noqa: E402
+
+from instrunet_core import DecodeError, InputError, hookimpl, load_model  # noqa: E402
+from instrunet_core import cli as core_cli  # noqa: E402
+from instrunet_core.registry import build_registry  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENSEMBLE = ROOT / "examples" / "ensemble.flac"
+FLUTE = ROOT / "examples" / "solo_flute.wav"
+
+
+def wav_bytes(y: np.ndarray, sr: int = 8000) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.clip(y, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def pdf_text(data: bytes) -> str:
+    import pypdf
+
+    return "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(data)).pages)
+
+
+TONE = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 8000) / 8000))
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "limits", "error", "message"),
+    [
+        ("empty.wav", b"", service.Limits(), InputError, "empty.wav: the file is empty (0 bytes)"),
+        (
+            "notes.wav",
+            b"not audio at all\n" * 40,
+            service.Limits(),
+            DecodeError,
+            "notes.wav: cannot decode audio",
+        ),
+        ("notes.txt", b"text", service.Limits(), InputError, "notes.txt: unsupported file type .txt"),
+        ("noext", TONE, service.Limits(), InputError, "noext: unsupported file type (no extension)"),
+        (
+            "big.wav",
+            TONE,
+            service.Limits(max_mb=0.01),
+            InputError,
+            "big.wav: the file is 0.0 MB; the limit is 0.01 MB",
+        ),
+        (
+            "long.wav",
+            TONE,
+            service.Limits(max_seconds=2),
+            InputError,
+            "long.wav: the recording is 3.0 s long; the limit is 2 s",
+        ),
+    ],
+)
+def test_bad_uploads_name_the_file_and_the_problem(name, data, limits, error, message):
+    with pytest.raises(error) as e:
+        service.check_upload(data, name, limits=limits)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("fmt", ["OGG", "MP3", "FLAC"])
+def test_compressed_uploads_are_analysed(fmt, installed_registry):
+    import soundfile as sf
+
+    from instrunet_core.audio import MP3_SUPPORTED
+
+    if fmt == "MP3" and not MP3_SUPPORTED:
+        pytest.skip("this libsndfile has no MP3")
+    y, sr = sf.read(FLUTE, dtype="float32")
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt)
+    name = f"flute.{fmt.lower()}"
+    assert fmt.lower() in service.ALLOWED_EXTENSIONS
+    res = service.analyze_upload(buf.getvalue(), name)
+    assert res.analysis.source == name and abs(res.analysis.duration - len(y) / sr) < 0.1
+    assert res.analysis.instruments and res.notice is None
+
+
+def test_limits_from_env(monkeypatch):
+    monkeypatch.setenv("INSTRUNET_APP_MAX_MB", "2.5")
+    monkeypatch.setenv("INSTRUNET_APP_MAX_SECONDS", "900")
+    lim = service.Limits.from_env()
+    assert (lim.max_bytes, lim.max_seconds, lim.duration_text) == (2_500_000, 900.0, "15 min")
+    monkeypatch.setenv("INSTRUNET_APP_MAX_SECONDS", "-1")
+    with pytest.raises(InputError, match="INSTRUNET_APP_MAX_SECONDS must be > 0"):
+        service.Limits.from_env()
+    assert service.check_upload(TONE, "tone.WAV", limits=service.Limits()) == pytest.approx(3.0)
+
+
+def test_available_models_default_first(installed_registry):
+    models = service.available_models()
+    names = [m.name for m in models]
+    assert names[0] == "family" and models[0].default and models[0].title == "family 1.0.0 (default)"
+    assert "baseline" in names  # the model plugin make test installs
+
+
+@pytest.mark.slow
+def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, tmp_path):
+    steps = []
+    res = service.analyze_upload(
+        ENSEMBLE.read_bytes(), "ensemble.flac", progress=lambda f, t: steps.append((f, t))
+    )
+    an = res.analysis
+    assert res.notice is None and an.instruments and an.model["name"] == "family"
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[-1] >= 0.9
+    assert sum("s read" in t for _, t in steps) >= 5  # decoding reports how far it has read
+
+    app_json = json.loads(report.analysis_json(an))
+    out = tmp_path / "cli.json"
+    assert core_cli.main(["analyze", str(ENSEMBLE), "--json", str(out)]) == 0
+    cli_json = json.loads(out.read_text())
+    assert app_json.pop("source") == "ensemble.flac"
+    cli_json.pop("source")
+    assert app_json == cli_json
+
+    text = pdf_text(report.build_pdf(an, filename="ensemble.flac"))
+    flat = text.replace("\n", "")
+    assert "instrunet report: ensemble.flac" in text
+    assert f"{an.label} (confidence {an.confidence:.2f})" in text
+    for ins in an.instruments:
+        assert ins.label in text and report.fmt_ranges(ins.ranges).split(",")[0] in text
+    manifest = installed_registry.resolve_model("family").manifest
+    assert manifest.sha256 in flat
+    assert "What the measures mean" in text and "intensity:" in text and "hnr_db:" in text
+    cv = service.condition_view(an)  # plugins/instrunet-condition, installed by make test
+    assert cv["status"] == "ok" and cv["model"]["name"] == "condition", cv
+    assert f"Condition: {cv['label']}" in text and "spectral_flatness" in text
+    assert set(cv["instruments"]) <= {i.label for i in an.instruments}
+
+
+def test_silent_upload_gives_a_notice(installed_registry):
+    res = service.analyze_upload(wav_bytes(np.zeros(2 * 8000)), "quiet.wav")
+    assert res.analysis.silent and not res.analysis.instruments
+    assert res.notice and "quiet.wav: the recording is silent" in res.notice
+    assert "The recording is silent" in pdf_text(report.build_pdf(res.analysis))
+
+
+def test_a_short_blip_is_marked_as_a_hint(installed_registry):
+    sr = 8000
+    y = np.zeros(4 * sr)
+    y[sr : sr + int(0.4 * sr)] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.4 * sr)) / sr)
+    res = service.analyze_upload(wav_bytes(y, sr), "blip.wav")
+    assert res.analysis.prediction.low_evidence and not res.analysis.silent
+    assert res.notice and res.notice.startswith("blip.wav: only 0.4 s of sound")
+
+
+def test_without_the_condition_plugin_the_report_says_so(installed_registry):
+    reg = build_registry(entry_points=False)
+    res = service.analyze_upload(TONE, "tone.wav", model=load_model(registry=reg), registry=reg)
+    assert service.condition_view(res.analysis) == {"status": "missing"}
+    assert "Condition analysis not installed" in pdf_text(report.build_pdf(res.analysis, registry=reg))
+
+
+class _PeakAnalyzer:
+    """A real analyzer plugin (in-process): peak level of the file."""
+
+    @hookimpl
+    def instrunet_register_analyzers(self, register):
+        register("peak", lambda ctx: {"peak_dbfs": float(20 * np.log10(np.max(np.abs(ctx.audio())) + 1e-12))})
+
+
+class _BrokenCondition:
+    """A ``condition`` analyzer that fails: the page and the report must say so and go on."""
+
+    @hookimpl
+    def instrunet_register_analyzers(self, register):
+        def fail(ctx):
+            raise RuntimeError("no notes long enough to judge")
+
+        register("condition", fail)
+
+
+def test_other_extras_and_a_failed_condition(installed_registry):
+    reg = build_registry(
+        extra_plugins=[("peak", _PeakAnalyzer()), ("cond", _BrokenCondition())], entry_points=False
+    )
+    model = load_model(registry=reg)
+    res = service.analyze_upload(FLUTE.read_bytes(), "solo_flute.wav", model=model, registry=reg)
+    an = res.analysis
+    assert service.other_extras(an)["peak"]["peak_dbfs"] < 0
+    assert service.condition_view(an) == {
+        "status": "error",
+        "error": "RuntimeError: no notes long enough to judge",
+    }
+    text = pdf_text(report.build_pdf(an, registry=reg, filename="naïve – 音.wav"))
+    assert "Other analyses" in text and "peak_dbfs" in text
+    assert "Condition analysis failed: RuntimeError: no notes long enough to judge" in text
+    assert "instrunet report: naïve - ?.wav" in text  # Latin-1 core fonts: the rest is replaced
+    assert reg.resolve_model("family").manifest.sha256 in text.replace("\n", "")
+
+
+def test_pdf_writer_through_the_cli(installed_registry, tmp_path):
+    assert "pdf" in installed_registry.writers
+    out = tmp_path / "flute.pdf"
+    assert core_cli.main(["analyze", str(FLUTE), "--format", "pdf", "--out", str(out)]) == 0
+    text = pdf_text(out.read_bytes())
+    assert "instrunet report: solo_flute.wav" in text and "Detected instruments" in text
+
+
+def test_launcher_help_and_command():
+    from instrunet_app.launcher import _parser, streamlit_command
+
+    cmd = streamlit_command(_parser().parse_args(["--port", "9000", "--max-mb", "2.5"]))
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert cmd[1:5] == ["-m", "streamlit", "run", str(APP_FILE)]
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "9000"
+    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--server.maxUploadSize"] == "3"
+    exe = Path(sys.executable).parent / "instrunet-app"
+    p = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "--max-seconds" in p.stdout
+
+
+@pytest.mark.slow
+def test_page_with_apptest(installed_registry, monkeypatch):
+    """The Streamlit page itself: a bad upload shows an error, the ensemble its results, a model change re-runs."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INSTRUNET_APP_MAX_SECONDS", "60")
+    at = AppTest.from_file(str(APP_FILE), default_timeout=180).run()
+    assert not at.exception and at.info[0].value.startswith("Upload a recording")
+    at.file_uploader[0].set_value(("notes.ogg", b"no audio here" * 10, "audio/ogg")).run()
+    assert not at.exception
+    assert "Cannot analyse this upload. notes.ogg: cannot decode audio" in at.error[0].value
+
+    at.file_uploader[0].set_value(("ensemble.flac", ENSEMBLE.read_bytes(), "audio/flac")).run()
+    assert not at.exception and not at.error
+    an = at.session_state["result"][1].analysis
+    assert at.metric[0].value == an.label and at.metric[3].value == "family 1.0.0"
+    assert at.metric[1].value == an.extras["condition"]["label"].replace("_", " ")
+    assert at.table[0].value["instrument"].tolist() == [i.label for i in an.instruments] != []
+    assert "Condition" in [h.value for h in at.subheader]
+
+    choices = at.sidebar.selectbox[0].options
+    assert any(o.startswith("baseline") for o in choices)
+    at.sidebar.selectbox[0].select_index(
+        next(i for i, o in enumerate(choices) if o.startswith("baseline"))
+    ).run()
+    assert not at.exception and at.metric[3].value.startswith("baseline ")

@@ -1,0 +1,338 @@
+"""The push-style Classifier: block-size invariance, shared STFT frames, short input, one path."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from conftest import SR, tone
+
+import instrunet_core
+from instrunet_core import Classifier, WindowResult
+from instrunet_core.audio import load_audio
+from instrunet_core.errors import InputError, ModelError
+from instrunet_core.features import batch_features
+from instrunet_core.session import ModelSession
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+FAMILY_DIR = ROOT / "instrunet_core" / "models" / "family" / "1.0.0"
+
+
+class RecordingSession(ModelSession):
+    """The real family model, keeping the features it was given (to check the front end)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.seen: list[np.ndarray] = []
+        self.runs = 0
+
+    def predict_features(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        self.seen.append(np.array(x))
+        self.runs += 1
+        return super().predict_features(x, batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def family() -> instrunet_core.Model:
+    return instrunet_core.load_model(FAMILY_DIR)
+
+
+@pytest.fixture(scope="module")
+def clip16k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 s of the bundled ensemble (stereo), at 16 kHz: every block goes through the resampler."""
+    y, sr = sf.read(EXAMPLES / "ensemble.flac", dtype="float32", always_2d=True)
+    y = y[4 * sr : 9 * sr]
+    y16 = np.stack([soxr.resample(y[:, c], sr, 16000) for c in range(y.shape[1])], axis=1)
+    p = tmp_path_factory.mktemp("clips") / "ensemble16k.wav"
+    sf.write(p, y16, 16000, subtype="FLOAT")
+    return p
+
+
+@pytest.mark.parametrize("block", [1, 511, 4096, 1_000_000])
+def test_any_block_size_gives_the_windows_of_analyze(family, clip16k: Path, block: int) -> None:
+    whole = instrunet_core.analyze(clip16k, model=family, analyzers=False)
+    y, sr = sf.read(clip16k, dtype="float32", always_2d=True)
+    clf = Classifier(family)
+    wins: list[WindowResult] = []
+    for i in range(0, y.shape[0], block):
+        got = clf.process(y[i : i + block], sr)
+        # a window is emitted by the block that completes it, never later
+        assert all(w.end <= (i + block) / sr + 0.01 for w in got)
+        wins += got
+    wins += clf.flush()
+    assert [w.index for w in wins] == list(range(len(wins))) == list(range(len(whole.timeline)))
+    np.testing.assert_allclose(np.array([[w.start, w.end] for w in wins]), whole.times, atol=1e-9)
+    probs = np.array([w.probabilities for w in wins])
+    np.testing.assert_allclose(probs, whole.probabilities, atol=1e-5)
+    assert [w.rms_db for w in wins] == pytest.approx(list(whole.rms_db), abs=1e-6)
+    assert clf.results == wins and clf.analysis().prediction.label == whole.label
+
+
+@pytest.mark.parametrize("source", ["clip16k", "ensemble"])
+def test_shared_frames_equal_the_per_window_front_end(source: str, request: pytest.FixtureRequest) -> None:
+    """Every window's features equal batch_features() of the same samples, within parity tolerance."""
+    path = request.getfixturevalue("clip16k") if source == "clip16k" else EXAMPLES / "ensemble.flac"
+    rec = RecordingSession(FAMILY_DIR)
+    clf = Classifier(rec, batch_size=4)
+    wins = clf.classify(path)
+    feats = np.concatenate(rec.seen)
+    y = load_audio(path)  # the same resampler (soxr HQ stream), 22,050 Hz mono
+    starts = [int(round(w.start * SR)) for w in wins]
+    assert starts == [k * 65 * 512 for k in range(len(wins))]  # hop 1.5 s snapped to 65 frames
+    ref = batch_features(np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts]))
+    assert feats.shape == ref.shape == (len(wins), 128, 128)
+    assert np.abs(feats - ref).max() < 1e-4  # features parity tolerance (as tests/test_features.py)
+    # windows batched: at most 4 per session run, fewer runs than windows
+    assert all(len(x) <= 4 for x in rec.seen) and rec.runs < len(wins)
+
+
+def test_hop_snapping_and_properties(family) -> None:
+    clf = Classifier(family)
+    assert clf.window_seconds == pytest.approx(65024 / SR)
+    assert clf.hop_seconds == pytest.approx(65 * 512 / SR)  # 1.5 s -> 65 frames
+    assert clf.latency_seconds == clf.window_seconds and clf.labels == family.labels
+    assert Classifier(family, hop=1.0).hop_seconds == pytest.approx(43 * 512 / SR)
+    assert Classifier(family, hop=0.02).hop_seconds == pytest.approx(512 / SR)
+    for bad in (0, -1, float("nan"), "x", True, 0.001):
+        with pytest.raises(InputError, match="hop"):
+            Classifier(family, hop=bad)
+
+
+def test_stream_rules(family) -> None:
+    clf = Classifier(family)
+    assert clf.process(np.zeros(0, np.float32), 44100) == []
+    with pytest.raises(InputError, match="sample rate changed from 44100 to 48000"):
+        clf.process(np.zeros(10, np.float32), 48000)
+    with pytest.raises(InputError, match="expected shape"):
+        clf.process(np.zeros((2, 2, 2), np.float32), 44100)
+    with pytest.raises(InputError, match="NaN"):
+        clf.process(np.array([np.nan], np.float32), 44100)
+    with pytest.raises(InputError, match="transpose"):
+        clf.process(np.zeros((2, 4096), np.float32), 44100)  # Pedalboard's (channels, n)
+    assert clf.process(np.zeros((1, 2), np.float32), 44100) == []  # one stereo sample is fine
+    clf.process((tone(4.0, 44100) * 32767).astype(np.int16), 44100)  # int samples are scaled
+    assert clf.flush() and clf.flush() == []
+    with pytest.raises(InputError, match="reset"):
+        clf.process(np.zeros(10, np.float32), 44100)
+    clf.reset()
+    assert clf.results == [] and clf.process(np.zeros(10, np.float32), 48000) == []
+
+
+def test_bounded_state_on_a_long_stream(family) -> None:
+    """Two minutes in 1 s blocks: the audio and frames kept stay within about one window."""
+    clf = Classifier(family, keep=5)
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        clf.process(rng.standard_normal(SR).astype(np.float32) * 0.05, SR)
+        assert clf._audio.n <= 65024 + 2048 + SR and clf._frames.n <= 128 + 2 * 44
+    assert len(clf.results) == 5 and clf.results[-1].index > 70
+
+
+def test_one_window_per_short_input_marked_low_evidence(family) -> None:
+    for n in (1, 100, 2205):  # 1 sample, 100 samples, 0.1 s
+        y = np.full(n, 0.1, np.float32) if n < 2205 else tone(0.1, SR)
+        p = family.predict(y, SR)
+        assert p.n_windows == 1 and p.low_evidence and not p.silent
+        assert p.sounding_seconds < 0.5
+    p = family.predict(tone(3.0, 44100), 44100)
+    assert not p.low_evidence and p.sounding_seconds == pytest.approx(3.0, abs=0.03)
+    s = family.predict(np.zeros(SR * 4, np.float32), SR)
+    assert (s.label, s.silent, s.low_evidence) == ("silence", True, True)
+    an = instrunet_core.analyze(tone(0.2, SR), SR, model=family, analyzers=False)
+    d = an.to_dict()
+    assert d["low_evidence"] is True and an.low_evidence and d["sounding_seconds"] < 0.5
+
+
+def test_near_silent_windows_hardly_vote(family) -> None:
+    """A loud 3 s note then a faint tail: the tail's windows weigh by their loudness."""
+    loud = tone(3.0, SR, freq=440.0, amp=0.5)
+    faint = (np.random.default_rng(1).standard_normal(SR * 9) * 0.002).astype(np.float32)  # -54 dBFS noise
+    clf = Classifier(family)
+    clf.classify(np.concatenate([loud, faint]), SR)
+    probs, rms, silent = clf._arrays()
+    assert not silent.any()  # above -60 dBFS: today's silence gate lets the noise windows vote
+    p = clf.prediction()
+    w = 10 ** ((rms - rms.max()) / 20)
+    expect = (probs * w[:, None]).sum(0) / w.sum()
+    assert p.probabilities == pytest.approx(dict(zip(family.labels, expect.tolist(), strict=True)), abs=1e-6)
+    assert w[-1] < 0.02  # the noise-only windows count < 2 % of the note's
+    p_note = family.predict(loud, SR)
+    assert p.label == p_note.label  # the tail does not change the answer
+
+
+def test_top_k_and_numpy_results(family) -> None:
+    y, sr = sf.read(EXAMPLES / "ensemble.flac", dtype="float32")
+    p = family.predict(y, sr, top_k=3)
+    assert len(p.top) == 3 and p.top[0] == (p.label, p.confidence)
+    assert [v for _, v in p.top] == sorted((v for _, v in p.top), reverse=True)
+    an = instrunet_core.analyze(y, sr, model=family, analyzers=False)
+    T = len(an.timeline)
+    assert an.times.shape == (T, 2) and an.probabilities.shape == (T, len(an.labels))
+    assert an.labels == family.labels and an.prediction.probabilities[an.label] == an.confidence
+    seg = an.timeline[3]
+    assert [seg.probabilities[lab] for lab in an.labels] == pytest.approx(an.probabilities[3].tolist())
+    pd = pytest.importorskip("pandas")
+    df = an.to_dataframe()
+    assert isinstance(df, pd.DataFrame) and len(df) == T
+    assert list(df.columns) == ["start", "end", "rms_db", "silent", *an.labels]
+
+
+def test_load_model_from_an_artifact_folder(tmp_path: Path) -> None:
+    m = instrunet_core.load_model(FAMILY_DIR)
+    assert (m.name, m.version) == ("family", "1.0.0")
+    assert instrunet_core.load_model(FAMILY_DIR / "manifest.json").path == FAMILY_DIR
+    assert Classifier(str(FAMILY_DIR)).model.name == "family"
+    with pytest.raises(ModelError, match="not found"):
+        instrunet_core.load_model(tmp_path / "nope")
+
+
+def _module_imports(path: Path, package: str) -> set[str]:
+    """instrunet_core modules imported by ``path`` at run time (TYPE_CHECKING blocks excluded)."""
+    tree = ast.parse(path.read_text())
+    mod = path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+    if mod.endswith(".__init__"):
+        mod = mod[: -len(".__init__")]
+        pkg_parts = mod.split(".")
+    else:
+        pkg_parts = mod.split(".")[:-1]
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for b in node.body for n in ast.walk(b)}
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = pkg_parts[: len(pkg_parts) - node.level + 1] if node.level else []
+            target = ".".join([*base, node.module] if node.module else base) if node.level else (node.module or "")
+            if not target.startswith(package):
+                continue
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                out.add(sub if (ROOT / (sub.replace(".", "/") + ".py")).exists()
+                        or (ROOT / sub.replace(".", "/")).is_dir() else target)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith(package)}
+    out.discard(mod)
+    return out
+
+
+def test_no_import_cycle_in_the_core() -> None:
+    """No module of instrunet_core imports one that imports it back (lazy imports included)."""
+    files = sorted((ROOT / "instrunet_core").rglob("*.py"))
+    graph = {}
+    for f in files:
+        mod = f.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".").removesuffix(".__init__")
+        graph[mod] = _module_imports(f, "instrunet_core")
+    assert graph["instrunet_core.model"] >= {"instrunet_core.inference", "instrunet_core.session"}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(n):], n]))
+            if n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+
+
+@pytest.fixture(scope="module")
+def staccato() -> dict[str, np.ndarray]:
+    """Real staccato notes: 0.15 s flute and string notes and a 2 s flute note, from FluidR3."""
+    tsf = pytest.importorskip("tinysoundfont")
+    from training import corpus
+
+    font = next(f for f in corpus.SOUNDFONTS if f.key == "fluidr3")
+    try:
+        path = corpus.fetch_soundfonts(corpus.default_cache(), [font])["fluidr3"]
+    except Exception as e:  # noqa: BLE001 - no Debian mirror reachable
+        pytest.skip(f"FluidR3 SoundFont not available: {e}")
+    synth = tsf.Synth(samplerate=SR)
+    sfid = synth.sfload(str(path))
+
+    def note(program: int, pitch: int, hold: float) -> np.ndarray:
+        synth.program_select(0, sfid, 0, program)
+        synth.sounds_off()
+        synth.noteon(0, pitch, 100)
+        a = np.frombuffer(synth.generate(int(hold * SR)), dtype=np.float32)
+        synth.noteoff(0, pitch)
+        b = np.frombuffer(synth.generate(int(0.3 * SR)), dtype=np.float32)
+        y = np.concatenate([a, b]).reshape(-1, 2).mean(axis=1)
+        return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+    return {"flute": note(73, 79, 0.15), "string": note(48, 62, 0.15), "held": note(73, 79, 2.0)}
+
+
+def test_staccato_notes(family, staccato: dict[str, np.ndarray]) -> None:
+    for name in ("flute", "string"):
+        y = staccato[name]
+        alone = family.predict(y, SR)
+        assert alone.n_windows == 1 and not alone.silent and alone.low_evidence  # shorter than a window
+        assert 0.1 < alone.sounding_seconds < 1.0
+        # the same note 1.8 s into 8 s of silence: windows without it are silent and do not
+        # vote; the two windows holding it decide, weighted by loudness; still low-evidence
+        start, end = 1.8, 1.8 + len(y) / SR
+        sparse = np.zeros(8 * SR, np.float32)
+        sparse[int(start * SR) : int(start * SR) + len(y)] = y
+        clf = Classifier(family)
+        wins = clf.classify(sparse, SR)
+        p = clf.prediction()
+        assert p.low_evidence and not p.silent and p.n_windows == len(wins)
+        holds = [w.start < end and w.end > start for w in wins]
+        assert [not w.silent for w in wins] == holds and sum(holds) == 2
+        voters = [w for w in wins if not w.silent]
+        wts = np.array([10 ** (w.rms_db / 20) for w in voters])
+        mean = (np.array([w.probabilities for w in voters]) * wts[:, None]).sum(0) / wts.sum()
+        assert p.label == family.labels[int(np.argmax(mean))]
+        assert clf.analysis().to_dict()["low_evidence"] is True
+    held = family.predict(staccato["held"], SR)
+    assert not held.low_evidence and held.sounding_seconds > 1.5
+
+
+@pytest.mark.parametrize("hop", [0.1, 2.949, 5.0])
+def test_any_hop_keeps_front_end_parity(hop: float) -> None:
+    """Short hops (many shared frames), a hop of one window (no overlap) and gaps between windows."""
+    y = (np.random.default_rng(3).standard_normal(int(12.3 * SR)) * 0.1).astype(np.float32)
+    y[int(4 * SR) : int(6 * SR)] = 0.0  # digital silence inside
+    rec = RecordingSession(FAMILY_DIR)
+    clf = Classifier(rec, hop=hop, batch_size=7)
+    wins: list[WindowResult] = []
+    for i in range(0, len(y), 3000):
+        wins += clf.process(y[i : i + 3000], SR)
+    wins += clf.flush()
+    step = int(round(clf.hop_seconds * SR))
+    starts = [int(round(w.start * SR)) for w in wins]
+    assert starts == [k * step for k in range(len(wins))]
+    ref = batch_features(np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts]))
+    assert np.abs(np.concatenate(rec.seen) - ref).max() < 1e-4
+    assert wins[-1].end == pytest.approx(len(y) / SR)  # the padded last window reaches the end
+
+
+def test_cli_model_path_and_low_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from instrunet_core.cli import main
+
+    short = tmp_path / "blip.wav"
+    sf.write(short, tone(0.1, 44100), 44100)
+    rc = main(["classify", "--json", "--model", str(FAMILY_DIR), str(EXAMPLES / "solo_flute.wav"), str(short)])
+    rows = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rows[0]["label"] == "flute" and rows[0]["low_evidence"] is False
+    assert rows[1]["low_evidence"] is True and rows[1]["sounding_seconds"] < 1.0
+    rc = main(["classify", "--model", str(FAMILY_DIR / "manifest.json"), str(short)])
+    assert rc == 0 and capsys.readouterr().out.rstrip().endswith("low evidence")
+    rc = main(["analyze", "--model", str(FAMILY_DIR), str(short)])
+    assert rc == 0 and "low evidence: 0.10 s of sound" in capsys.readouterr().out
+    rc = main(["classify", "--model", str(tmp_path / "missing"), str(short)])
+    assert rc == 1 and "model artifact not found" in capsys.readouterr().err

@@ -1,0 +1,451 @@
+"""The instrunet-pedalboard plugin with real pedalboard objects and the shipped model.
+
+The fixture is a flute phrase followed by a string part, rendered from the FluidR3
+SoundFont (fetched from Debian's package on a fresh machine, as the corpus tests do) at
+each tested sample rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pedalboard = pytest.importorskip("pedalboard")
+instrunet_pedalboard = pytest.importorskip("instrunet_pedalboard")
+
+from instrunet_pedalboard import Router, StreamTagger, Tagger, process_file  # noqa: E402
+from pedalboard import Compressor, Gain, HighpassFilter, Pedalboard, Reverb  # noqa: E402
+from pedalboard.io import AudioFile  # noqa: E402
+
+import instrunet_core  # noqa: E402
+from instrunet_core import (  # noqa: E402
+    DecodeError,
+    InputError,
+    load_model,  # noqa: E402
+)
+
+FAMILY_DIR = Path(instrunet_core.__file__).resolve().parent / "models" / "family" / "1.0.0"
+RATES = (22050, 44100, 48000)
+SWITCH = 8.0  # seconds: the flute stops and the strings start
+SECONDS = 16.0
+
+
+def _score() -> list[tuple[float, float, str, tuple[int, ...], int]]:
+    flute = [(i * 1.0, 0.9, "flute", (p,), 100) for i, p in enumerate([72, 74, 76, 77, 79, 77, 76, 74])]
+    chords = [(60, 64, 67), (57, 60, 64), (53, 57, 60), (55, 59, 62)]
+    strings = [(SWITCH + 2.0 * i, 1.95, "strings", c, 100) for i, c in enumerate(chords)]
+    return flute + strings
+
+
+@pytest.fixture(scope="session")
+def fluidr3() -> Path:
+    from training.corpus import SOUNDFONTS, default_cache, fetch_soundfonts
+
+    return fetch_soundfonts(default_cache(), [f for f in SOUNDFONTS if f.key == "fluidr3"])["fluidr3"]
+
+
+_RENDERS: dict[int, np.ndarray] = {}
+
+
+def flute_then_strings(font: Path, sr: int) -> np.ndarray:
+    """Stereo float32 ``(2, n)`` (pedalboard's layout): flute for 8 s, then strings for 8 s."""
+    if sr not in _RENDERS:
+        from training.examples import render
+
+        _RENDERS[sr] = np.ascontiguousarray(render(_score(), SECONDS, sr, font).T)
+    return _RENDERS[sr].copy()
+
+
+@pytest.fixture(scope="session")
+def model() -> instrunet_core.Model:
+    return load_model(FAMILY_DIR)
+
+
+def chains() -> dict[str, Pedalboard]:
+    """Distinct signatures: the flute chain cuts lows and level, the string chain compresses, adds reverb and +18 dB."""
+    return {
+        "flute": Pedalboard([HighpassFilter(cutoff_frequency_hz=1500.0), Gain(gain_db=-12.0)]),
+        "string": Pedalboard([Compressor(threshold_db=-24.0, ratio=4.0), Reverb(room_size=0.4), Gain(gain_db=18.0)]),
+    }
+
+
+def streamed(proc, audio: np.ndarray, sr: int, block: int) -> list[np.ndarray]:
+    return [proc(audio[:, i : i + block], sr, reset=False) for i in range(0, audio.shape[1], block)]
+
+
+# --------------------------------------------------------------------------- Tagger
+
+
+@pytest.mark.parametrize("sr", RATES)
+def test_tagger_after_a_chain_returns_its_input_bit_identical(fluidr3: Path, model, sr: int) -> None:
+    x = flute_then_strings(fluidr3, sr)
+    board = Pedalboard([Compressor(threshold_db=-20.0), HighpassFilter(100.0), Reverb(room_size=0.3), Gain(-3.0)])
+    y = board(x, sr)
+    before = y.copy()
+    tagger = Tagger(model)
+    out = tagger(y, sr)
+    assert out is y and out.dtype == before.dtype and out.shape == before.shape
+    assert np.array_equal(out, before)
+    found = {i.label: i.ranges for i in tagger.instruments}
+    assert "flute" in found and "string" in found, found
+    assert found["flute"][0][0] == 0.0 and found["flute"][-1][1] <= SWITCH + 1.5
+    assert found["string"][0][0] >= SWITCH - 3.0 and found["string"][-1][1] == pytest.approx(SECONDS, abs=1e-3)
+    assert tagger.analysis.duration == pytest.approx(SECONDS, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "layout", ["channels_first", "channels_last", "mono", "int16", "float64"]
+)
+def test_tagger_keeps_every_layout_and_dtype(fluidr3: Path, model, layout: str) -> None:
+    x = flute_then_strings(fluidr3, 22050)
+    a = {
+        "channels_first": x,
+        "channels_last": np.ascontiguousarray(x.T),
+        "mono": x[0].copy(),
+        "int16": (x * 32767).astype(np.int16),
+        "float64": x.astype(np.float64),
+    }[layout]
+    before = a.copy()
+    tagger = Tagger(model)
+    out = tagger(a, 22050)
+    assert out is a and np.array_equal(out, before) and out.dtype == before.dtype
+    assert [r.label for r in tagger.results][0] == "flute"
+
+
+@pytest.mark.parametrize("block", [1, 511, 4096, 1_000_000])
+def test_tagger_block_by_block_equals_the_whole_call(fluidr3: Path, model, block: int) -> None:
+    x = flute_then_strings(fluidr3, 22050)
+    first = 0
+    if block == 1:
+        # 3.5 s in 1-sample calls; as for pedalboard, a (2, 1) block reads as one stereo frame
+        # once a longer block has shown the layout
+        x, first = x[:, : int(3.5 * 22050)], 1000
+    whole = Tagger(model)
+    whole(x, 22050)
+    t = Tagger(model)
+    outs = [t(x[:, :first], 22050, reset=False)] if first else []
+    outs += streamed(t, x[:, first:], 22050, block)
+    assert all(o is not None for o in outs)
+    assert np.array_equal(np.concatenate(outs, axis=1), x)
+    t.flush()
+    a, b = whole.results, t.results
+    assert [(r.start, r.end) for r in a] == [(r.start, r.end) for r in b]
+    np.testing.assert_allclose([r.probabilities for r in a], [r.probabilities for r in b], atol=1e-5)
+
+
+def test_tagger_matches_the_core_analysis(fluidr3: Path, model) -> None:
+    x = flute_then_strings(fluidr3, 44100)
+    t = Tagger(model)
+    t(x, 44100)
+    ref = instrunet_core.analyze(x.T, 44100, model=model, analyzers=False)
+    assert [round(s.start, 3) for s in t.analysis.timeline] == [round(s.start, 3) for s in ref.timeline]
+    np.testing.assert_allclose(
+        [list(s.probabilities.values()) for s in t.analysis.timeline],
+        [list(s.probabilities.values()) for s in ref.timeline],
+        atol=1e-4,
+    )
+
+
+def test_tagger_rejects_what_it_cannot_read(model) -> None:
+    t = Tagger(model)
+    with pytest.raises(InputError, match="cannot tell channels"):
+        t(np.zeros((2, 2), np.float32), 44100)
+    t(np.zeros((2, 1000), np.float32), 44100, reset=False)
+    with pytest.raises(InputError, match="2 channel"):
+        t(np.zeros((1000,), np.float32), 44100, reset=False)
+    with pytest.raises(InputError, match="sample rate changed"):
+        t(np.zeros((2, 1000), np.float32), 48000, reset=False)
+    with pytest.raises(InputError, match="sample_rate"):
+        Tagger(model)(np.zeros(100, np.float32), 0)
+    with pytest.raises(InputError, match="shape"):
+        Tagger(model)(np.zeros((2, 3, 4), np.float32), 44100)
+
+
+# --------------------------------------------------------------------------- Router
+
+
+def _region(sr: int, a: float, b: float) -> slice:
+    return slice(int(a * sr), int(b * sr))
+
+
+@pytest.mark.parametrize("sr", RATES)
+def test_router_applies_each_instruments_chain_to_its_region(fluidr3: Path, model, sr: int) -> None:
+    x = flute_then_strings(fluidr3, sr)
+    refs = {lab: board(x, sr) for lab, board in chains().items()}
+    router = Router(chains(), model=model, threshold=0.4)
+    y = router(x, sr)
+    assert y.shape == x.shape and y.dtype == np.float32
+    regions = router.regions
+    assert regions[0][2] == "flute" and regions[0][0] == 0.0
+    assert regions[-1][2] == "string" and regions[-1][1] == pytest.approx(SECONDS, abs=1e-3)
+    # every change of route lies within a hop of the real change at 8 s
+    assert all(abs(s - SWITCH) <= router.hop_seconds for s, _, _ in regions[1:]), regions
+    fl, st = _region(sr, 0.0, SWITCH - 1.5), _region(sr, SWITCH + 1.5, SECONDS)
+    # in each region the output is that chain's output, sample for sample ...
+    np.testing.assert_allclose(y[:, fl], refs["flute"][:, fl], atol=1e-6)
+    np.testing.assert_allclose(y[:, st], refs["string"][:, st], atol=1e-6)
+    # ... which carries its signature: the flute chain is quieter, the string chain louder
+    def rms(a: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
+
+    assert rms(y[:, fl]) < 0.25 * rms(x[:, fl])
+    assert rms(y[:, st]) > 1.5 * rms(x[:, st])
+
+
+def test_router_without_lookahead_follows_one_window_late(fluidr3: Path, model) -> None:
+    sr = 44100
+    x = flute_then_strings(fluidr3, sr)
+    refs = {lab: board(x, sr) for lab, board in chains().items()}
+    router = Router(chains(), model=model, threshold=0.4, lookahead=False)
+    y = router(x, sr)
+    w = router.window_seconds
+    assert router.latency_seconds == 0.0
+    np.testing.assert_array_equal(y[:, _region(sr, 0, w - 0.1)], x[:, _region(sr, 0, w - 0.1)])  # dry until heard
+    np.testing.assert_allclose(y[:, _region(sr, w + 0.2, SWITCH)], refs["flute"][:, _region(sr, w + 0.2, SWITCH)],
+                               atol=1e-6)
+    changes = [s for s, _, lab in router.regions[1:]]
+    late = w + router.hop_seconds + instrunet_pedalboard.router.EMIT_SLACK_S + 0.025  # + half a crossfade
+    assert all(SWITCH < s <= SWITCH + late for s in changes[1:]), router.regions
+    assert router.regions[-1][2] == "string"
+
+
+@pytest.mark.parametrize(
+    ("sr", "block"),
+    [(22050, 512), (22050, 65536), (44100, 511), (44100, 4096), (48000, 4096), (48000, 65536), (8000, 333)],
+)
+@pytest.mark.parametrize("lookahead", [True, False])
+def test_router_block_by_block_equals_the_whole_call(
+    fluidr3: Path, model, sr: int, block: int, lookahead: bool
+) -> None:
+    x = flute_then_strings(fluidr3, sr)
+    whole = Router(chains(), model=model, threshold=0.4, lookahead=lookahead)(x, sr)
+    router = Router(chains(), model=model, threshold=0.4, lookahead=lookahead)
+    outs = streamed(router, x, sr, block)
+    assert [o.shape for o in outs] == [x[:, i : i + block].shape for i in range(0, x.shape[1], block)]
+    y = np.concatenate([*outs, router.flush()], axis=1)
+    d = router.latency_samples(sr)
+    assert y.shape[1] == x.shape[1] + d
+    assert not np.any(y[:, :d])  # the latency is silence, like a plugin's
+    np.testing.assert_allclose(y[:, d:], whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("lookahead", [True, False])
+def test_router_smoothing_streams_like_the_whole_call(fluidr3: Path, model, lookahead: bool) -> None:
+    sr = 44100
+    x = flute_then_strings(fluidr3, sr)
+    plain = Router(chains(), model=model, threshold=0.4, lookahead=lookahead)
+    whole_router = Router(chains(), model=model, threshold=0.4, lookahead=lookahead, smoothing=3)
+    whole = whole_router(x, sr)
+    router = Router(chains(), model=model, threshold=0.4, lookahead=lookahead, smoothing=3)
+    y = np.concatenate([*streamed(router, x, sr, 4096), router.flush()], axis=1)
+    d = router.latency_samples(sr)
+    np.testing.assert_allclose(y[:, d:], whole, atol=1e-6)
+    assert router.regions == whole_router.regions and router.regions[-1][2] == "string"
+    if lookahead:  # a centred median of 3 waits for one more window
+        assert router.latency_seconds == pytest.approx(plain.latency_seconds + router.hop_seconds)
+    else:
+        assert router.latency_seconds == 0.0
+
+
+def test_router_takes_empty_and_one_sample_blocks(fluidr3: Path, model) -> None:
+    sr = 22050
+    x = flute_then_strings(fluidr3, sr)[:, : int(3.5 * sr)]
+    whole = Router(chains(), model=model, lookahead=False)(x, sr)
+    router = Router(chains(), model=model, lookahead=False)
+    outs = [router(x[:, :1000], sr, reset=False), router(x[:, :0], sr, reset=False)]
+    assert outs[1].shape == (2, 0)
+    outs += [router(x[:, i : i + 1], sr, reset=False) for i in range(1000, 1500)]
+    assert outs[-1].shape == (2, 1)
+    outs.append(router(x[:, 1500:], sr, reset=False))
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, atol=1e-6)
+
+
+def _max_step(a: np.ndarray) -> float:
+    return float(np.abs(np.diff(a, axis=1)).max())
+
+
+@pytest.mark.parametrize("lookahead", [True, False])
+def test_router_crossfades_are_click_free(fluidr3: Path, model, lookahead: bool) -> None:
+    sr = 44100
+    x = flute_then_strings(fluidr3, sr)
+    level = {None: 1.0, "flute": 10 ** (-24 / 20), "string": 10 ** (6 / 20)}  # dry, -24 dB, +6 dB
+    boards = {lab: Pedalboard([Gain(gain_db=20 * np.log10(g))]) for lab, g in level.items() if lab}
+    refs = {lab: b(x, sr) for lab, b in boards.items()}
+    refs[None] = x
+    smooth = Router(boards, model=model, threshold=0.4, lookahead=lookahead, crossfade_ms=50.0)
+    y = smooth(x, sr)
+    hard = Router(boards, model=model, threshold=0.4, lookahead=lookahead, crossfade_ms=0.0)
+    z = hard(x, sr)
+    regions = smooth.regions
+    assert len(regions) >= 2 and [r[2] for r in regions] == [r[2] for r in hard.regions]
+    x_n = int(0.05 * sr)
+    worse = 0
+    for (_, _, before), (s, _, after), (h, _, _) in zip(regions, regions[1:], hard.regions[1:], strict=False):
+        # Equal-power gains (cos, sin) on two chains that are gains a, b of the same signal peak
+        # at sqrt(a² + b²) mid-fade: that much above the louder chain's own level is the fade's
+        # design, not a click.
+        a, b = level[before], level[after]
+        allowed = np.sqrt(a * a + b * b) / max(a, b) * 1.001
+        i, j = int(round(s * sr)), int(round(h * sr))  # middle of the crossfade; the hard switch
+        near = slice(i - x_n, i + x_n)
+        own = max(_max_step(refs[before][:, near]), _max_step(refs[after][:, near]))
+        assert _max_step(y[:, near]) <= own * allowed, (s, before, after)
+        around = slice(j - x_n, j + x_n)
+        own_h = max(_max_step(refs[before][:, around]), _max_step(refs[after][:, around]))
+        worse += _max_step(z[:, around]) > own_h * allowed  # a hard switch jumps by more than the signal does
+    assert worse >= 1
+
+
+def test_router_rejects_bad_arguments(model) -> None:
+    with pytest.raises(InputError, match="unknown label 'drums'"):
+        Router({"drums": Pedalboard([])}, model=model)
+    with pytest.raises(InputError, match="must be a pedalboard"):
+        Router({"flute": lambda a, sr: a}, model=model)
+    with pytest.raises(InputError, match="non-empty"):
+        Router({}, model=model)
+    with pytest.raises(InputError, match="crossfade_ms"):
+        Router({"flute": Pedalboard([])}, model=model, crossfade_ms=-1)
+    with pytest.raises(InputError, match="smoothing"):
+        Router({"flute": Pedalboard([])}, model=model, smoothing=-1)
+    with pytest.raises(InputError, match=r"threshold for 'flute' must be in \(0, 1\)"):
+        Router({"flute": Pedalboard([])}, model=model, threshold=1.5)
+
+
+# --------------------------------------------------------------------------- process_file
+
+
+@pytest.fixture
+def fs_file(fluidr3: Path, tmp_path: Path) -> Path:
+    p = tmp_path / "flute_then_strings.wav"
+    x = flute_then_strings(fluidr3, 44100)
+    with AudioFile(str(p), "w", 44100, 2, bit_depth=32) as f:
+        f.write(x)
+    return p
+
+
+def _read(path: Path) -> tuple[np.ndarray, float]:
+    with AudioFile(str(path)) as f:
+        return f.read(f.frames), f.samplerate
+
+
+def test_process_file_round_trip_with_board_and_tagger(fs_file: Path, tmp_path: Path, model) -> None:
+    x, sr = _read(fs_file)
+    board = Pedalboard([Compressor(threshold_db=-18.0), HighpassFilter(200.0), Gain(-6.0)])
+    ref = board(x, int(sr))
+    dst = tmp_path / "out.flac"
+    tagger = Tagger(model)
+    analysis = process_file(fs_file, dst, board=board, tagger=tagger, block_size=3000)
+    y, sr2 = _read(dst)
+    assert sr2 == sr and y.shape == x.shape
+    np.testing.assert_allclose(y, ref, atol=2.0 / 32768)  # 16-bit flac
+    assert analysis.source == str(fs_file)
+    assert {"flute", "string"} <= {i.label for i in analysis.instruments}
+    # the tagger heard what was written
+    solo = Tagger(model)
+    solo(ref, int(sr))
+    np.testing.assert_allclose([r.probabilities for r in tagger.results],
+                               [r.probabilities for r in solo.results], atol=1e-4)
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_process_file_with_a_router_writes_what_the_router_returns(fs_file: Path, tmp_path: Path, model) -> None:
+    x, sr = _read(fs_file)
+    ref = Router(chains(), model=model, threshold=0.4)(x, int(sr))
+    dst = tmp_path / "routed.wav"
+    router = Router(chains(), model=model, threshold=0.4)
+    analysis = process_file(fs_file, dst, router=router, block_size=8192, bit_depth=32)
+    y, _ = _read(dst)
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+    assert analysis.source == str(fs_file) and router.regions[0][2] == "flute"
+
+
+def test_process_file_errors_name_the_file(fs_file: Path, tmp_path: Path, model) -> None:
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(DecodeError, match="missing.wav"):
+        process_file(missing, tmp_path / "o.wav", tagger=Tagger(model))
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(DecodeError, match="broken.wav"):
+        process_file(broken, tmp_path / "o.wav", tagger=Tagger(model))
+    with pytest.raises(InputError, match="overwrite the input"):
+        process_file(fs_file, fs_file, tagger=Tagger(model))
+    with pytest.raises(InputError, match=r"o\.xyz"):
+        process_file(fs_file, tmp_path / "o.xyz", tagger=Tagger(model))
+    with pytest.raises(InputError, match="block_size"):
+        process_file(fs_file, None, tagger=Tagger(model), block_size=0)
+    with pytest.raises(InputError, match="exceed the channel count"):
+        process_file(fs_file, None, tagger=Tagger(model), block_size=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.wav", "flute_then_strings.wav"]
+
+
+# --------------------------------------------------------------------------- StreamTagger
+
+
+def test_stream_tagger_fed_from_a_file_predicts_each_hop(fs_file: Path, model) -> None:
+    whole = Tagger(model)
+    x, sr = _read(fs_file)
+    whole(x, int(sr))
+    st = StreamTagger(model)
+    with AudioFile(str(fs_file)) as f:
+        live = list(st.listen(f, block_size=2048))
+    assert [r.start for r in live] == [r.start for r in whole.results]
+    assert [r.label for r in live] == [r.label for r in whole.results]
+    starts = np.array([r.start for r in live])
+    np.testing.assert_allclose(np.diff(starts), st.hop_seconds, atol=1e-3)
+    for r in live[:-1]:  # each came out within one block of its window's end (+ compute)
+        assert 0.0 <= r.stream_seconds - r.end <= 2048 / sr + 0.06
+        assert r.latency == pytest.approx(r.stream_seconds - r.end + r.compute_seconds)
+    assert st.seconds == pytest.approx(SECONDS, abs=1e-3)
+
+
+def test_stream_tagger_feed_and_stop_after_seconds(fs_file: Path, model) -> None:
+    st = StreamTagger(model)
+    with AudioFile(str(fs_file)) as f:
+        got = list(st.listen(f, block_size=1024, seconds=5.0))
+    assert st.seconds == pytest.approx(5.0, abs=1e-3)
+    assert got and got[0].label == "flute"
+    st2 = StreamTagger(model)
+    x, sr = _read(fs_file)
+    fed = [r for i in range(0, x.shape[1], 4410) for r in st2.feed(x[:, i : i + 4410], sr)]
+    fed += st2.finish()
+    assert [r.start for r in fed] == [r.start for r in st2.results]
+
+
+# --------------------------------------------------------------------------- packaging and docs
+
+
+def test_the_distribution_is_an_instrunet_plugin() -> None:
+    """Installed (make test does), it appears in `instrunet plugins` through its entry point."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "instrunet"
+    r = subprocess.run([str(exe) if exe.exists() else shutil.which("instrunet") or "instrunet", "plugins", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert "pedalboard" in rows and not rows["pedalboard"]["error"], rows
+    from importlib.metadata import version
+
+    assert rows["pedalboard"]["version"] == version("instrunet-pedalboard")
+
+
+def test_the_routes_the_recipe_page_prints_are_what_it_prints() -> None:
+    """docs/pedalboard.md shows the output of its strings/brass routing snippet; run that snippet
+    (as pasted, from the repository root, with the shipped default model) and compare. Every
+    snippet of the page also runs in tests/test_docs.py."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "pedalboard.md").read_text()
+    (code,) = [c for c in re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M) if "ensemble_routed" in c]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    printed = page.split("prints (default model", 1)[1].split("\n\n")[1]
+    assert [line.strip() for line in printed.splitlines()] == [line.strip() for line in r.stdout.splitlines()]

@@ -1,0 +1,134 @@
+"""The Ray Data engine (plugins/instrunet-ray) on a local Ray instance, against ``instrunet batch``.
+
+Real: a local Ray (2 CPUs), the shipped default model loaded by each actor, real recordings
+and a corrupt file; the reference is the ``instrunet`` console script in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ray = pytest.importorskip(
+    "ray", reason="ray is not installed (make's .venv/.dev target installs plugins/instrunet-ray with ray[data])"
+)
+instrunet_ray = pytest.importorskip("instrunet_ray", reason="plugins/instrunet-ray is not installed")
+
+pytestmark = pytest.mark.slow  # a local Ray instance takes seconds to start
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent / "instrunet"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def collection(tmp_path: Path) -> Path:
+    d = tmp_path / "samples"
+    (d / "nested").mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "solo_flute.wav", d / "flute.wav")
+    y, sr = sf.read(ROOT / "examples" / "ensemble.flac", dtype="float32")
+    sf.write(d / "nested" / "ensemble_8s.flac", y[: 8 * sr], sr)
+    sf.write(d / "nested" / "quiet.ogg", np.zeros(22050, np.float32), 22050)
+    (d / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (d / "notes.txt").write_text("not audio")
+    return d
+
+
+def _records(path: Path) -> dict[str, dict]:
+    return {r["path"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+
+
+def _batch_reference(collection: Path, tmp_path: Path) -> dict[str, dict]:
+    exe = str(BIN) if BIN.exists() else shutil.which("instrunet")
+    assert exe, "the instrunet console script is not installed"
+    out = tmp_path / "reference.jsonl"
+    subprocess.run([exe, "batch", str(collection), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    return _records(out)
+
+
+def test_same_records_as_instrunet_batch_and_resumable(local_ray: None, collection: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ray.jsonl"
+    s = instrunet_ray.tag_collection(collection, out, workers=2, batch_size=1, log=lambda m: None)
+    assert (s["files"], s["written"], s["skipped"], s["errors"]) == (4, 4, 0, 1)
+    got, ref = _records(out), _batch_reference(collection, tmp_path)
+    real = Path(os.path.realpath(collection))
+    assert set(got) == set(ref) == {str(real / "flute.wav"), str(real / "broken.wav"),
+                                    str(real / "nested" / "ensemble_8s.flac"), str(real / "nested" / "quiet.ogg")}
+    for path, r in ref.items():
+        g = got[path]
+        assert set(g) == set(r), path
+        if "error" in r:
+            assert g["error"] == r["error"] and g["error"].startswith(path)
+            continue
+        assert g["schema"] == r["schema"] == "instrunet.classification/1"
+        for k in ("label", "model", "duration", "n_windows", "silent", "low_evidence", "sounding_seconds"):
+            assert g[k] == r[k], (path, k)
+        assert g["confidence"] == pytest.approx(r["confidence"], abs=1e-6)
+        for lab, p in r["probabilities"].items():
+            assert g["probabilities"][lab] == pytest.approx(p, abs=1e-6)
+    assert got[str(real / "nested" / "quiet.ogg")]["label"] == "silence"
+
+    # resume: the done files are skipped, the failed one is retried (as instrunet batch does)
+    again = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
+    assert (again["written"], again["skipped"], again["errors"]) == (1, 3, 1)
+    # an interrupted run (a torn last line) redoes only that file
+    (collection / "broken.wav").unlink()
+    lines = [ln for ln in out.read_text().splitlines() if '"error"' not in ln]
+    out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    third = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
+    assert (third["files"], third["written"], third["skipped"]) == (3, 1, 2)
+    assert set(_records_lenient(out)) == set(ref) - {str(real / "broken.wav")}
+
+
+def _records_lenient(path: Path) -> dict[str, dict]:
+    recs = {}
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        recs[r["path"]] = r
+    return recs
+
+
+def test_parquet_output_and_resume(local_ray: None, collection: Path, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "parquet_out"
+    s = instrunet_ray.tag_collection(collection, out, fmt="parquet", workers=1, part_size=2, log=lambda m: None)
+    assert s["written"] == 4
+    table = pq.read_table(out)
+    rows = {r["path"]: r for r in table.to_pylist()}
+    assert len(rows) == 4 and len(list(out.glob("part-*.parquet"))) == 2
+    real = Path(os.path.realpath(collection))
+    flute = rows[str(real / "flute.wav")]
+    assert flute["error"] is None and set(json.loads(flute["probabilities"])) >= {"flute", "brass"}
+    assert json.loads(flute["model"])["name"] == "family"
+    assert rows[str(real / "broken.wav")]["label"] is None
+    again = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
+    assert (again["written"], again["skipped"]) == (1, 3)  # only the failed file is retried
+
+
+def test_bad_arguments_are_clear_errors(collection: Path, tmp_path: Path) -> None:
+    from instrunet_core.errors import InputError
+
+    with pytest.raises(InputError, match="not a directory"):
+        instrunet_ray.tag_collection(tmp_path / "nope", tmp_path / "o.jsonl", log=lambda m: None)
+    with pytest.raises(InputError, match="workers must be"):
+        instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", workers=0, log=lambda m: None)
+    with pytest.raises(InputError, match="format must be"):
+        instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", fmt="csv", log=lambda m: None)

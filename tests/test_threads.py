@@ -1,0 +1,129 @@
+"""Thread control: the library limits numpy's BLAS around its own work only; onnxruntime options."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instrunet_core import _threads
+from instrunet_core.errors import InputError
+from instrunet_core.features import batch_features
+from instrunet_core.model import load_model
+from instrunet_core.session import DEFAULT_INTRA_OP_THREADS
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+FAMILY = Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "1.0.0"
+
+
+def _blas_threads() -> list[int]:
+    """Threads of numpy's own BLAS (the one the front end's matrix product uses; scipy and others
+    may load their own, which the library has no reason to touch)."""
+    return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+            if p["user_api"] == "blas" and "numpy" in p["filepath"]]
+
+
+@pytest.fixture
+def host_blas_threads():
+    """The host application sets numpy's BLAS to 2 threads; the test checks it is left so."""
+    if not _blas_threads():
+        pytest.skip("numpy has no BLAS thread pool here")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        yield _blas_threads()
+
+
+def test_blas_limited_inside_and_restored_after(host_blas_threads: list[int]) -> None:
+    with _threads.blas_limited():
+        assert set(_blas_threads()) == {1}
+        with _threads.blas_limited():  # re-entrant
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}
+    assert _blas_threads() == host_blas_threads
+    batch_features(np.zeros((3, 65024), np.float32))
+    assert _blas_threads() == host_blas_threads
+
+
+def test_concurrent_front_ends_restore_the_host_setting(host_blas_threads: list[int]) -> None:
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((4, 65024))).astype(np.float32)
+    ref = batch_features(x)
+    with ThreadPoolExecutor(4) as ex:
+        outs = list(ex.map(lambda _: batch_features(x), range(16)))
+    for o in outs:
+        np.testing.assert_allclose(o, ref, atol=1e-6)
+    assert _blas_threads() == host_blas_threads
+
+
+def test_blas_limit_can_be_turned_off(host_blas_threads: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSTRUNET_BLAS_THREADS", "0")
+    with _threads.blas_limited():
+        assert _blas_threads() == host_blas_threads
+    monkeypatch.setenv("INSTRUNET_BLAS_THREADS", "2")
+    assert _threads.blas_threads() == 2
+
+
+def test_onnxruntime_thread_options() -> None:
+    m = load_model(FAMILY)
+    assert m.session_options["intra_op_threads"] == DEFAULT_INTRA_OP_THREADS == 1
+    assert m.session_options["inter_op_threads"] == 1
+    m2 = load_model(FAMILY, intra_op_threads=2, inter_op_threads=1)
+    assert m2.session_options["intra_op_threads"] == 2
+    x = batch_features(np.zeros((2, 65024), np.float32) + np.float32(0.01))
+    np.testing.assert_allclose(m.predict_features(x), m2.predict_features(x), atol=1e-6)
+    assert load_model(FAMILY, threads=0).session_options["intra_op_threads"] == 0  # old alias
+    for bad in (-1, 1.5, "2", True):
+        with pytest.raises(InputError, match="intra_op_threads must be an integer"):
+            load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
+
+
+def test_pipelined_classify_gives_identical_results(tmp_path: Path) -> None:
+    """classify() runs onnxruntime on a worker thread (pipeline=True): same windows, same numbers."""
+    from instrunet_core import Classifier
+    from instrunet_core.errors import DecodeError
+
+    clip = Path(__file__).resolve().parent.parent / "examples" / "ensemble.flac"
+    model = load_model(FAMILY)
+    a = Classifier(model, batch_size=4)  # several batches in flight
+    b = Classifier(model, batch_size=4, pipeline=False)
+    assert a.pipeline and not b.pipeline
+    wa, wb = a.classify(clip), b.classify(clip)
+    assert len(wa) == len(wb) > 8
+    for x, y in zip(wa, wb, strict=True):
+        assert (x.index, x.start, x.end, x.label, x.silent) == (y.index, y.start, y.end, y.label, y.silent)
+        np.testing.assert_array_equal(x.probabilities, y.probabilities)
+    assert a.prediction() == b.prediction()
+    # an error in the middle of a file leaves the classifier usable
+    bad = tmp_path / "cut.flac"
+    bad.write_bytes(clip.read_bytes()[: len(clip.read_bytes()) // 2])
+    try:
+        a.classify(bad)
+    except DecodeError:
+        pass
+    assert [w.probabilities.tolist() for w in a.classify(clip)] == [w.probabilities.tolist() for w in wb]
+
+
+def test_cli_providers_and_threads_reach_the_analysis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--providers cuda without CUDA: a warning, the CPU runs it, and the JSON says which provider ran."""
+    import json
+    import warnings
+
+    import onnxruntime as ort
+
+    from instrunet_core.cli import main
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here; the fallback is what this test checks")
+    clip = Path(__file__).resolve().parent.parent / "examples" / "solo_flute.wav"
+    out = tmp_path / "a.json"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        rc = main(["analyze", str(clip), "--model", str(FAMILY), "--providers", "cuda,cpu", "--threads", "2",
+                   "--json", str(out)])
+    assert rc == 0
+    assert any("CUDAExecutionProvider is not available" in str(x.message) for x in w)
+    model = json.loads(out.read_text())["model"]
+    assert model["provider"] == "CPUExecutionProvider" and model["input"] == "logmel"
+    assert main(["classify", str(clip), "--model", str(FAMILY), "--threads", "-1"]) == 1
+    assert "intra_op_threads must be an integer" in capsys.readouterr().err
