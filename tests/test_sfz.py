@@ -33,12 +33,15 @@ def _sine(path: Path, hz: float, seconds: float = 2.0, sr: int = 44100, amp: flo
 
 @pytest.fixture()
 def library(tmp_path: Path) -> Path:
-    """Two key zones (A3, A4 roots) and two velocity layers (quiet 0.1, loud 0.8) in the lower zone."""
-    _sine(tmp_path / "a3_soft.wav", 220.0, amp=0.1)
-    _sine(tmp_path / "a3_loud.wav", 220.0, amp=0.8)
-    _sine(tmp_path / "a4.wav", 440.0, amp=0.5)
+    """Two key zones (A3, A4 roots) and two velocity layers (quiet 0.1, loud 0.8) in the lower zone.
+
+    The samples are 0.1 s loops (4,410 frames): shorter than sfizz's preload, so that no
+    background file loading is involved (see docs/data.md on long samples under load)."""
+    _sine(tmp_path / "a3_soft.wav", 220.0, seconds=0.1, amp=0.1)
+    _sine(tmp_path / "a3_loud.wav", 220.0, seconds=0.1, amp=0.8)
+    _sine(tmp_path / "a4.wav", 440.0, seconds=0.1, amp=0.5)
     (tmp_path / "lib.sfz").write_text(
-        "<group> ampeg_release=0.05 amp_veltrack=0\n"
+        "<group> ampeg_release=0.05 amp_veltrack=0 loop_mode=loop_continuous loop_start=0 loop_end=4409\n"
         "<region> sample=a3_soft.wav lokey=50 hikey=62 pitch_keycenter=57 lovel=1 hivel=63\n"
         "<region> sample=a3_loud.wav lokey=50 hikey=62 pitch_keycenter=57 lovel=64 hivel=127\n"
         "<region> sample=a4.wav lokey=63 hikey=75 pitch_keycenter=69\n")
