@@ -30,12 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCK", "RESERVED", "load_lock", "source_root", "content_sha256", "verify", "fetch", "ir_files"]
+__all__ = ["LOCK", "load_lock", "source_root", "content_sha256", "verify", "fetch", "ir_files"]
 
 LOCK = Path(__file__).resolve().parent / "sources.lock.json"
-
-#: Reserved for evaluation: never fetched, trained, selected or tuned on (nor anything derived).
-RESERVED = ("philharmonia", "salamander", "tonejs", "mellotron", "nsynth")
 
 
 class SourceError(RuntimeError):
