@@ -28,7 +28,7 @@ from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_mani
 from .registry import Registry, get_registry
 from .verify import verify_artifact
 
-__all__ = ["ModelSession", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE",
+__all__ = ["ModelSession", "onnx_session", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE",
            "DEFAULT_INTRA_OP_THREADS"]
 
 #: Windows per ``InferenceSession.run`` call unless a caller says otherwise.
@@ -106,6 +106,56 @@ def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> boo
     return True
 
 
+def onnx_session(
+    onnx_path: str | os.PathLike[str],
+    *,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
+    inter_op_threads: int = 1,
+) -> Any:
+    """An onnxruntime ``InferenceSession`` set up as every instrunet model runs.
+
+    The one place session options are chosen: sequential execution, no idle-thread spinning,
+    quiet logs; a GPU provider that cannot start falls back to the CPU with a warning. Used by
+    :class:`ModelSession` and by plugins that run their own models (the condition analyzer).
+    Verify the artifact first (:func:`~instrunet_core.verify.verify_artifact`).
+
+    Raises
+    ------
+    ModelError
+        onnxruntime is missing or cannot load the file.
+    """
+    where = os.fspath(onnx_path)
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - a hard dependency
+        raise ModelError(f"onnxruntime is not installed: {e}") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = intra_op_threads
+    so.inter_op_num_threads = inter_op_threads
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    # onnxruntime's idle workers spin for a while after each run; here every run is
+    # followed by numpy work (decoding, the front end), which they would starve. Measured
+    # in benchmarks/run.py: front end + model per 3 s clip 8.3 ms with spinning, 3-4 ms without.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    wanted = list(providers)
+    try:
+        return ort.InferenceSession(where, sess_options=so, providers=wanted)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
+        if wanted == ["CPUExecutionProvider"]:
+            raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
+        # A GPU provider that is installed but cannot start (no device, driver or CUDA
+        # libraries): fall back to the CPU, and say so.
+        warnings.warn(f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider",
+                      RuntimeWarning, stacklevel=3)
+    try:
+        return ort.InferenceSession(where, sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e2:  # noqa: BLE001
+        raise ModelError(f"{where}: onnxruntime cannot load the model: {e2}") from None
+
+
 class ModelSession:
     """A verified ONNX session plus its manifest: features in, probabilities out.
 
@@ -157,40 +207,12 @@ class ModelSession:
         onnx_path = p / m.file
         where = str(onnx_path)
         verify_artifact(p, references=False, manifest=m)  # file present, sha256 (references: models --check)
-        try:
-            import onnxruntime as ort
-        except ImportError as e:  # pragma: no cover - a hard dependency
-            raise ModelError(f"onnxruntime is not installed: {e}") from None
         if threads is not None and intra_op_threads is None:
             intra_op_threads = threads  # the older name
         intra = _thread_count(intra_op_threads, "intra_op_threads", DEFAULT_INTRA_OP_THREADS)
         inter = _thread_count(inter_op_threads, "inter_op_threads", 1)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = intra
-        so.inter_op_num_threads = inter
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        # onnxruntime's idle workers spin for a while after each run; here every run is
-        # followed by numpy work (decoding, the front end), which they would starve. Measured
-        # in benchmarks/run.py: front end + model per 3 s clip 8.3 ms with spinning, 3-4 ms without.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         wanted = _resolve_providers(providers)
-        try:
-            self._session = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=wanted)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
-            if wanted == ["CPUExecutionProvider"]:
-                raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
-            # A GPU provider that is installed but cannot start (no device, driver or CUDA
-            # libraries): fall back to the CPU, and say so.
-            warnings.warn(f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider",
-                          RuntimeWarning, stacklevel=2)
-            try:
-                self._session = ort.InferenceSession(
-                    os.fspath(onnx_path), sess_options=so, providers=["CPUExecutionProvider"]
-                )
-            except Exception as e2:  # noqa: BLE001
-                raise ModelError(f"{where}: onnxruntime cannot load the model: {e2}") from None
+        self._session = onnx_session(onnx_path, providers=wanted, intra_op_threads=intra, inter_op_threads=inter)
         # What onnxruntime actually uses (it drops providers that fail to initialise).
         self.providers: list[str] = list(self._session.get_providers())
         self.session_options = {"intra_op_threads": intra, "inter_op_threads": inter, "providers": list(wanted)}

@@ -11,6 +11,7 @@ import numpy as np
 
 from instrunet_core.errors import ModelError
 from instrunet_core.manifest import FEATURES_LAYOUT, Manifest, read_manifest
+from instrunet_core.session import onnx_session
 from instrunet_core.verify import verify_artifact
 
 from .features import FEATURE_NAMES, feature_vector
@@ -57,8 +58,6 @@ class Classifier:
     """
 
     def __init__(self, path: str | Path) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         self.manifest: Manifest = read_manifest(self.path)
         m = self.manifest
@@ -70,12 +69,8 @@ class Classifier:
                              f"{list(FEATURE_NAMES)}")
         if tuple(m.labels) != CLASSES:
             raise ModelError(f"{where}: labels {list(m.labels)}, expected {list(CLASSES)}")
-        onnx_path = self.path / m.file
         verify_artifact(self.path, references=False, manifest=m)  # the ONNX file is there, sha256 matches
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = onnx_session(self.path / m.file, intra_op_threads=1, inter_op_threads=1)
         self._input = m.input["name"]
         ref = m.features.get("healthy_median") or {}
         self.healthy_median: dict[str, float] = {k: float(v) for k, v in ref.items()}
