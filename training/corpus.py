@@ -301,7 +301,6 @@ def render_instrument(
     preset = synth.sfpreset_name(sfid, 0, inst.program)
     audio_dir = Path(out) / inst.split / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
-    fam_id = FAMILY_NAMES.index(inst.family)
     idx = int(inst.instrument_str.rsplit("_", 1)[1])
     examples: dict[str, Any] = {}
     for pitch, velocity in notes:
@@ -310,25 +309,10 @@ def render_instrument(
             continue
         name = note_str(inst.family, "acoustic", idx, pitch, velocity)
         sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
-        examples[name] = {
-            "note": 0,  # renumbered when the split is assembled
-            "note_str": name,
-            "instrument": inst.instrument,
-            "instrument_str": inst.instrument_str,
-            "pitch": pitch,
-            "velocity": velocity,
-            "sample_rate": SAMPLE_RATE,
-            "qualities": [0] * 10,
-            "qualities_str": [],
-            "instrument_family": fam_id,
-            "instrument_family_str": inst.family,
-            "instrument_source": SOURCE_NAMES.index("acoustic"),
-            "instrument_source_str": "acoustic",
-            "soundfont": inst.font,
-            "program": inst.program,
-            "preset_name": preset,
-            "split": inst.split,
-        }
+        examples[name] = _note_record(
+            inst, name, pitch, velocity,
+            soundfont=inst.font, program=inst.program, preset_name=preset,
+        )
     return inst.instrument, examples
 
 
@@ -413,7 +397,6 @@ def render_real_instrument(inst: RealInstrument, root: str, out: str, limit: int
     cc = {int(k): tuple(v) for k, v in e.get("cc", {}).items()}
     audio_dir = Path(out) / inst.split / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
-    fam_id = FAMILY_NAMES.index(inst.family)
     idx = int(inst.instrument_str.rsplit("_", 1)[1])
     examples: dict[str, Any] = {}
     for pitch, velocity in real_notes(inst, player.keys, limit):
@@ -426,28 +409,33 @@ def render_real_instrument(inst: RealInstrument, root: str, out: str, limit: int
         y = (y * (PEAK / peak)).astype(np.float32)
         name = note_str(inst.family, "acoustic", idx, pitch, velocity)
         sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
-        examples[name] = {
-            "note": 0,
-            "note_str": name,
-            "instrument": inst.instrument,
-            "instrument_str": inst.instrument_str,
-            "pitch": pitch,
-            "velocity": velocity,
-            "sample_rate": SAMPLE_RATE,
-            "qualities": [0] * 10,
-            "qualities_str": [],
-            "instrument_family": fam_id,
-            "instrument_family_str": inst.family,
-            "instrument_source": SOURCE_NAMES.index("acoustic"),
-            "instrument_source_str": "acoustic",
-            "library": inst.source,
-            "preset_name": inst.name,
-            "sample_group": inst.sample_group,
-            "clip": clip.kind,
-            "duration_s": round(len(y) / SAMPLE_RATE, 3),
-            "split": inst.split,
-        }
+        examples[name] = _note_record(
+            inst, name, pitch, velocity,
+            library=inst.source, preset_name=inst.name, sample_group=inst.sample_group,
+            clip=clip.kind, duration_s=round(len(y) / SAMPLE_RATE, 3),
+        )
     return inst.instrument, examples
+
+
+def _note_record(inst: Any, name: str, pitch: int, velocity: int, **extra: Any) -> dict[str, Any]:
+    """The NSynth-format metadata of one rendered note of ``inst`` (plus this source's ``extra`` keys)."""
+    return {
+        "note": 0,  # renumbered when the split is assembled
+        "note_str": name,
+        "instrument": inst.instrument,
+        "instrument_str": inst.instrument_str,
+        "pitch": pitch,
+        "velocity": velocity,
+        "sample_rate": SAMPLE_RATE,
+        "qualities": [0] * 10,
+        "qualities_str": [],
+        "instrument_family": FAMILY_NAMES.index(inst.family),
+        "instrument_family_str": inst.family,
+        "instrument_source": SOURCE_NAMES.index("acoustic"),
+        "instrument_source_str": "acoustic",
+        **extra,
+        "split": inst.split,
+    }
 
 
 def _write_json(path: Path, data: Any) -> None:
