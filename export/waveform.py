@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from instrunet_core.features import FrontEnd, batch_features, mel_filterbank
+from instrunet_core.features import FrontEnd, _mel_bands, batch_features
 from instrunet_core.inference import DEFAULT_HOP_SECONDS
 from instrunet_core.manifest import INPUT_NAME, MANIFEST_SCHEMA, read_manifest, sha256_file
 from instrunet_core.session import DEFAULT_BATCH_SIZE
@@ -73,7 +73,223 @@ def _split(n: int) -> tuple[int, int]:
     return n, 1
 
 
-def frontend_graph(fe: FrontEnd, *, input_name: str = AUDIO_INPUT, output_name: str = INPUT_NAME) -> Any:
+def _radices(n: int) -> tuple[int, ...]:
+    """Stage lengths of the real DFT: about 32, then about 8 (2048 → 32 x 8 x 8).
+
+    Chosen by measurement (``benchmarks/frontend.py``): for ``n_fft=2048`` all of 16x16x8,
+    32x8x8, 16x8x16 and 16x8x4x4 were within 5 % of each other, 64x32 and 8x16x16 slower.
+    """
+    primes, m, d = [], n, 2
+    while d * d <= m:
+        while m % d == 0:
+            primes.append(d)
+            m //= d
+        d += 1
+    if m > 1:
+        primes.append(m)
+    out: list[int] = []
+    target = 32
+    for q in sorted(primes, reverse=True):
+        if out and out[-1] * q <= target:
+            out[-1] *= q
+        else:
+            out.append(q)
+            target = 32 if len(out) == 1 else 8
+    return tuple(out) if out else (1,)
+
+
+class _Builder:
+    """Nodes and initializers of one graph, every name prefixed with :data:`FRONTEND_PREFIX`."""
+
+    def __init__(self, output_name: str) -> None:
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self._names: set[str] = set()
+        self.output_name = output_name
+
+    def const(self, name: str, arr: Any) -> str:
+        from onnx import numpy_helper
+
+        if name not in self._names:
+            self._names.add(name)
+            self.inits.append(numpy_helper.from_array(np.asarray(arr), FRONTEND_PREFIX + name))
+        return FRONTEND_PREFIX + name
+
+    def node(self, op: str, ins: Sequence[str], outs: Sequence[str], **attrs: Any) -> str:
+        from onnx import helper
+
+        outs = [o if o == self.output_name else FRONTEND_PREFIX + o for o in outs]
+        self.nodes.append(helper.make_node(op, list(ins), outs, name=FRONTEND_PREFIX + f"{op}_{len(self.nodes)}",
+                                           **attrs))
+        return outs[0]
+
+
+def _complex_block(m: np.ndarray) -> np.ndarray:
+    """Complex matrix ``[out, in]`` as the real matrix acting on ``(re, im)``-stacked vectors:
+    rows ``(k, c)`` (each output's real then imaginary part), columns ``(c, i)``."""
+    top = np.concatenate([m.real, -m.imag], axis=1)
+    bottom = np.concatenate([m.imag, m.real], axis=1)
+    return np.stack([top, bottom], axis=1).reshape(2 * m.shape[0], 2 * m.shape[1])
+
+
+def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[int]]:
+    """Framing, window and the real DFT as stages of batched ``MatMul`` s, then ``re**2 + im**2``.
+
+    Layout: frames in the last axis (``[n_fft, B * frames]`` after framing), so that every stage
+    is ``constant @ tensor`` over the second-last axis with the earlier stages' bins as batch
+    axes, and no transpose is needed between stages. The sample index is
+    ``n = i1 * (n_fft / r1) + m``; stage 1 is a real DFT of length ``r1`` over ``i1`` for bins
+    ``k1 = 0 .. r1 / 2`` (the others are their complex conjugates: a real input); each later
+    stage is a complex DFT of length ``r_s`` over the next digit of ``m``, with the twiddle
+    factors of the earlier stages folded into its matrices (one matrix per earlier bin), so no
+    elementwise twiddle multiplications are left. Bin ``k`` of the output is
+    ``k1 + r1 * (k2 + r2 * (k3 + ...))``; bins above ``n_fft / 2`` are the mirrors of the
+    ones below, whose power they equal.
+
+    Returns
+    -------
+    power : str
+        Tensor ``[P, B * frames]`` (``P`` computed bins, in the stages' order).
+    bins : list of int
+        For each natural bin ``0 .. n_fft/2``, its row in ``power``.
+    """
+    n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
+    r = n_fft // hop
+    i64 = np.int64
+    x = b.node("Pad", [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))], ["padded"],
+               mode="constant")
+    x = b.node("Reshape", [x, b.const("block_shape", np.array([-1, frames + r - 1, hop], i64))], ["blocks"])
+    x = b.node("Transpose", [x], ["blocks_t"], perm=[2, 0, 1])  # [hop, B, frames + r - 1]
+    ax2 = b.const("axis2", np.array([2], i64))
+    parts = [b.node("Slice", [x, b.const(f"start{j}", np.array([j], i64)),
+                              b.const(f"end{j}", np.array([j + frames], i64)), ax2], [f"blocks{j}"])
+             for j in range(r)]
+    x = b.node("Concat", parts, ["frames_t"], axis=0) if r > 1 else parts[0]  # [n_fft, B, frames]
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+    x = b.node("Mul", [x, b.const("hann", hann.astype(np.float32)[:, None, None])], ["windowed"])
+    rad = _radices(n_fft)
+    r1 = rad[0]
+    k1 = np.arange(r1 // 2 + 1)
+    x = b.node("Reshape", [x, b.const("stage1_shape", np.array([r1, -1], i64))], ["stage1_in"])
+    d1 = np.exp(-2j * np.pi * np.outer(k1, np.arange(r1)) / r1)
+    c1 = np.stack([d1.real, d1.imag], axis=1).reshape(2 * len(k1), r1)  # rows (k1, c)
+    x = b.node("MatMul", [b.const("dft1", c1.astype(np.float32)), x], ["stage1"])
+    prefix = k1.astype(np.int64)  # bin digits known so far, one per batch entry
+    stride, rem, batch = r1, n_fft // r1, [len(k1)]
+    for s, rs in enumerate(rad[1:], start=2):
+        rem //= rs  # m = i * rem + (lower digits)
+        x = b.node("Reshape", [x, b.const(f"stage{s}_shape", np.array([*batch, 2 * rs, -1], i64))],
+                   [f"stage{s}_in"])
+        i = np.arange(rs)
+        # twiddle of the earlier bins (the part that depends on this digit) x DFT of length rs
+        mats = (np.exp(-2j * np.pi * prefix[:, None, None] * i[None, None, :] * rem / n_fft)
+                * np.exp(-2j * np.pi * np.outer(i, i) / rs)[None])
+        cs = np.stack([_complex_block(mm) for mm in mats]).reshape(*batch, 2 * rs, 2 * rs)
+        x = b.node("MatMul", [b.const(f"dft{s}", cs.astype(np.float32)), x], [f"stage{s}"])
+        prefix = (prefix[:, None] + stride * i[None, :]).reshape(-1)
+        stride *= rs
+        batch.append(rs)
+    n_rows = len(prefix)
+    x = b.node("Reshape", [x, b.const("spectrum_shape", np.array([n_rows, 2, -1], i64))], ["spectrum"])
+    x = b.node("Mul", [x, x], ["spectrum_sq"])
+    re2, im2 = FRONTEND_PREFIX + "power_re", FRONTEND_PREFIX + "power_im"
+    from onnx import helper
+
+    b.nodes.append(helper.make_node("Split", [x, b.const("split_c", np.array([1, 1], i64))], [re2, im2],
+                                    name=FRONTEND_PREFIX + f"Split_{len(b.nodes)}", axis=1))
+    x = b.node("Add", [re2, im2], ["power_3d"])
+    x = b.node("Reshape", [x, b.const("power_shape", np.array([n_rows, -1], i64))], ["power"])
+    row: dict[int, int] = {}
+    for idx, k in enumerate(prefix.tolist()):
+        row.setdefault(k if k <= n_fft // 2 else n_fft - k, idx)
+    return x, [row[k] for k in range(n_fft // 2 + 1)]
+
+
+def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[int]]:
+    """The previous graph's DFT (instrunet 1.x exports): frames in rows, a four-step FFT with
+    elementwise twiddles. Kept for comparison (``benchmarks/frontend.py``)."""
+    n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
+    r = n_fft // hop
+    n1, n2 = _split(n_fft)
+    k2n = (n_fft // 2) // n1 + 1
+    i64 = np.int64
+    x = b.node("Pad", [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))], ["padded"],
+               mode="constant")
+    x = b.node("Reshape", [x, b.const("block_shape", np.array([0, -1, hop], i64))], ["blocks"])
+    ax1 = b.const("axis1", np.array([1], i64))
+    parts = [b.node("Slice", [x, b.const(f"start{j}", np.array([j], i64)),
+                              b.const(f"end{j}", np.array([j + frames], i64)), ax1], [f"blocks{j}"])
+             for j in range(r)]
+    x = b.node("Concat", parts, ["frames"], axis=2) if r > 1 else parts[0]  # [B, F, n_fft]
+    x = b.node("Reshape", [x, b.const("frame_shape", np.array([0, frames, n1, n2], i64))], ["frames4"])
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+    x = b.node("Mul", [x, b.const("hann", hann.reshape(n1, n2).astype(np.float32))], ["windowed"])
+    k1 = np.arange(n1)[:, None]
+    a1 = 2.0 * np.pi * k1 * np.arange(n1)[None, :] / n1
+    x = b.node("MatMul", [b.const("dft1", np.concatenate([np.cos(a1), -np.sin(a1)]).astype(np.float32)), x],
+               ["stage1"])
+    from onnx import helper
+
+    p = FRONTEND_PREFIX
+    ar, ai = p + "stage1_re", p + "stage1_im"
+    b.nodes.append(helper.make_node("Split", [x, b.const("split1", np.array([n1, n1], i64))], [ar, ai],
+                                    name=p + f"Split_{len(b.nodes)}", axis=2))
+    tw = 2.0 * np.pi * k1 * np.arange(n2)[None, :] / n_fft
+    tc = b.const("twiddle_cos", np.cos(tw).astype(np.float32))
+    ts = b.const("twiddle_sin", np.sin(tw).astype(np.float32))
+    br = b.node("Add", [b.node("Mul", [ar, tc], ["t_rc"]), b.node("Mul", [ai, ts], ["t_is"])], ["twiddled_re"])
+    bi = b.node("Sub", [b.node("Mul", [ai, tc], ["t_ic"]), b.node("Mul", [ar, ts], ["t_rs"])], ["twiddled_im"])
+    x = b.node("Concat", [br, bi], ["twiddled"], axis=3)
+    a2 = 2.0 * np.pi * np.arange(n2)[:, None] * np.arange(k2n)[None, :] / n2
+    c2, s2 = np.cos(a2), np.sin(a2)
+    x = b.node("MatMul", [x, b.const("dft2", np.block([[c2, -s2], [s2, c2]]).astype(np.float32))], ["spectrum"])
+    x = b.node("Mul", [x, x], ["spectrum_sq"])
+    sr_, si_ = p + "power_re", p + "power_im"
+    b.nodes.append(helper.make_node("Split", [x, b.const("split2", np.array([k2n, k2n], i64))], [sr_, si_],
+                                    name=p + f"Split_{len(b.nodes)}", axis=3))
+    x = b.node("Add", [sr_, si_], ["power4"])  # [B, F, n1, k2n]; bin k1 + n1*k2 at [k1, k2]
+    x = b.node("Reshape", [x, b.const("power_shape", np.array([-1, n1 * k2n], i64))], ["power_rows"])
+    x = b.node("Transpose", [x], ["power"], perm=[1, 0])  # [n1*k2n, B*F]
+    kk = (np.arange(n1)[:, None] + n1 * np.arange(k2n)[None, :]).ravel()
+    row = {int(k): i for i, k in enumerate(kk) if k <= n_fft // 2}
+    return x, [row[k] for k in range(n_fft // 2 + 1)]
+
+
+def _power_stft(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[int]]:
+    """ONNX's ``STFT`` operator (opset 17) with the periodic Hann window."""
+    n_fft, hop = fe.n_fft, fe.hop_length
+    i64 = np.int64
+    x = b.node("Pad", [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))], ["padded"],
+               mode="constant")
+    x = b.node("Unsqueeze", [x, b.const("axis2", np.array([2], i64))], ["signal"])
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+    x = b.node("STFT", [x, b.const("step", np.array(hop, i64)), b.const("window", hann.astype(np.float32)),
+                        b.const("length", np.array(n_fft, i64))], ["stft"], onesided=1)  # [B, F, bins, 2]
+    x = b.node("Mul", [x, x], ["stft_sq"])
+    x = b.node("ReduceSum", [x, b.const("axis3", np.array([3], i64))], ["power_fb"], keepdims=0)
+    x = b.node("Reshape", [x, b.const("power_shape", np.array([-1, n_fft // 2 + 1], i64))], ["power_rows"])
+    x = b.node("Transpose", [x], ["power"], perm=[1, 0])  # [bins, B*F]
+    return x, list(range(n_fft // 2 + 1))
+
+
+def _graph_description(fe: FrontEnd) -> str:
+    """What ``exporter.front_end_graph`` says about the default graph."""
+    return "real DFT as {} stages of batched MatMul (n_fft = {})".format(
+        len(_radices(fe.n_fft)), " x ".join(str(r) for r in _radices(fe.n_fft)))
+
+
+_DFTS = {"stages": _power_stages, "four-step": _power_four_step, "stft": _power_stft}
+#: What each ``dft`` choice writes into the manifest's ``exporter.front_end_graph``.
+DFT_METHODS = tuple(_DFTS)
+
+
+def frontend_graph(
+    fe: FrontEnd,
+    *,
+    input_name: str = AUDIO_INPUT,
+    output_name: str = INPUT_NAME,
+    dft: str = "stages",
+) -> Any:
     """The front end as a standalone ONNX model.
 
     Parameters
@@ -82,6 +298,11 @@ def frontend_graph(fe: FrontEnd, *, input_name: str = AUDIO_INPUT, output_name: 
         Front-end parameters (from the feature-input artifact's manifest).
     input_name, output_name : str
         Graph input and output names; every other name starts with :data:`FRONTEND_PREFIX`.
+    dft : {"stages", "four-step", "stft"}
+        How the spectrum is computed: ``"stages"`` (the default and the fastest: a real DFT
+        as stages of batched ``MatMul`` with the twiddles folded in), ``"four-step"`` (the
+        graph of earlier exports) or ``"stft"`` (ONNX's ``STFT`` operator). All three give the
+        same features within float32 rounding; ``benchmarks/frontend.py`` times them.
 
     Returns
     -------
@@ -92,94 +313,49 @@ def frontend_graph(fe: FrontEnd, *, input_name: str = AUDIO_INPUT, output_name: 
     Raises
     ------
     ExportError
-        When ``n_fft`` is not a multiple of ``hop_length`` (framing by blocks needs it).
+        When ``n_fft`` is not a multiple of ``hop_length`` (framing by blocks needs it), or
+        ``dft`` is unknown.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
-    if n_fft % hop:
-        raise ExportError(f"front end: n_fft={n_fft} is not a multiple of hop_length={hop}")
-    r = n_fft // hop
-    n1, n2 = _split(n_fft)
-    k2n = (n_fft // 2) // n1 + 1  # second-stage bins needed for k = k1 + n1*k2 <= n_fft/2
-    p = FRONTEND_PREFIX
-    nodes: list[Any] = []
-    inits: list[Any] = []
-
-    def const(name: str, arr: Any) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(arr), p + name))
-        return p + name
-
-    def node(op: str, ins: Sequence[str], outs: Sequence[str], **attrs: Any) -> str:
-        outs = [o if o == output_name else p + o for o in outs]
-        nodes.append(helper.make_node(op, list(ins), outs, name=p + f"{op}_{len(nodes)}", **attrs))
-        return outs[0]
-
+    if fe.n_fft % fe.hop_length:
+        raise ExportError(f"front end: n_fft={fe.n_fft} is not a multiple of hop_length={fe.hop_length}")
+    if dft not in _DFTS:
+        raise ExportError(f"front end: dft must be one of {list(_DFTS)}, got {dft!r}")
+    b = _Builder(output_name)
     i64 = np.int64
-    x = node("Pad", [input_name, const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))], ["padded"],
-             mode="constant")
-    x = node("Reshape", [x, const("block_shape", np.array([0, -1, hop], i64))], ["blocks"])
-    parts = []
-    ax1 = const("axis1", np.array([1], i64))
-    for j in range(r):
-        parts.append(node("Slice", [x, const(f"start{j}", np.array([j], i64)),
-                                    const(f"end{j}", np.array([j + frames], i64)), ax1], [f"blocks{j}"]))
-    x = node("Concat", parts, ["frames"], axis=2) if r > 1 else parts[0]  # [B, F, n_fft]
-    x = node("Reshape", [x, const("frame_shape", np.array([0, frames, n1, n2], i64))], ["frames4"])
-    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
-    x = node("Mul", [x, const("hann", hann.reshape(n1, n2).astype(np.float32))], ["windowed"])
-    # Stage 1: DFT of length n1 over the n1 axis (sample n = n2_total*i1 + i2): rows 0..n1-1 real
-    # parts, n1..2n1-1 imaginary parts, for every k1.
-    k1 = np.arange(n1)[:, None]
-    a1 = 2.0 * np.pi * k1 * np.arange(n1)[None, :] / n1
-    x = node("MatMul", [const("dft1", np.concatenate([np.cos(a1), -np.sin(a1)]).astype(np.float32)), x], ["stage1"])
-    ar, ai = p + "stage1_re", p + "stage1_im"
-    nodes.append(helper.make_node("Split", [x, const("split1", np.array([n1, n1], i64))], [ar, ai],
-                                  name=p + f"Split_{len(nodes)}", axis=2))
-    tw = 2.0 * np.pi * k1 * np.arange(n2)[None, :] / n_fft
-    tc = const("twiddle_cos", np.cos(tw).astype(np.float32))
-    ts = const("twiddle_sin", np.sin(tw).astype(np.float32))
-    # (ar + i ai)(cos - i sin) = (ar cos + ai sin) + i (ai cos - ar sin)
-    br = node("Add", [node("Mul", [ar, tc], ["t_rc"]), node("Mul", [ai, ts], ["t_is"])], ["twiddled_re"])
-    bi = node("Sub", [node("Mul", [ai, tc], ["t_ic"]), node("Mul", [ar, ts], ["t_rs"])], ["twiddled_im"])
-    x = node("Concat", [br, bi], ["twiddled"], axis=3)  # [B, F, n1, 2 n2]
-    # Stage 2: DFT of length n2 over the last axis, complex in, [re | im] out, bins k2 < k2n.
-    a2 = 2.0 * np.pi * np.arange(n2)[:, None] * np.arange(k2n)[None, :] / n2
-    c2, s2 = np.cos(a2), np.sin(a2)
-    x = node("MatMul", [x, const("dft2", np.block([[c2, -s2], [s2, c2]]).astype(np.float32))], ["spectrum"])
-    x = node("Mul", [x, x], ["spectrum_sq"])
-    sr_, si_ = p + "power_re", p + "power_im"
-    nodes.append(helper.make_node("Split", [x, const("split2", np.array([k2n, k2n], i64))], [sr_, si_],
-                                  name=p + f"Split_{len(nodes)}", axis=3))
-    x = node("Add", [sr_, si_], ["power"])  # [B, F, n1, k2n]; bin k = k1 + n1*k2 at [k1, k2]
-    x = node("Reshape", [x, const("power_shape", np.array([0, frames, n1 * k2n], i64))], ["power_flat"])
-    fb = mel_filterbank(fe)  # [n_mels, 1 + n_fft/2]
-    mel_w = np.zeros((n1 * k2n, fe.n_mels), np.float32)
-    kk = np.arange(n1)[:, None] + n1 * np.arange(k2n)[None, :]
-    ok = kk <= n_fft // 2
-    mel_w[np.flatnonzero(ok.ravel())] = fb[:, kk[ok]].T
-    x = node("MatMul", [x, const("mel_basis", mel_w)], ["mel_power_ft"])  # [B, F, n_mels]
-    x = node("Transpose", [x], ["mel_power"], perm=[0, 2, 1])  # [B, n_mels, F]
-    amin = const("amin", np.array(_AMIN, np.float32))
-    peak = node("ReduceMax", [x], ["peak"], axes=[1, 2], keepdims=1)
-    db_scale = const("db_scale", np.array(10.0 / math.log(10.0), np.float32))
-    log_x = node("Mul", [node("Log", [node("Max", [x, amin], ["mel_floor"])], ["mel_ln"]), db_scale], ["mel_db"])
-    log_p = node("Mul", [node("Log", [node("Max", [peak, amin], ["peak_floor"])], ["peak_ln"]), db_scale],
-                 ["peak_db"])
-    top_db = const("top_db", np.array(fe.top_db, np.float32))
-    x = node("Div", [node("Add", [node("Sub", [log_x, log_p], ["rel_db"]), top_db], ["shifted_db"]), top_db],
-             ["unit_raw"])
-    x = node("Clip", [x, const("zero", np.array(0.0, np.float32)), const("one", np.array(1.0, np.float32))],
-             ["unit"])
-    silent = node("LessOrEqual", [peak, amin], ["silent"])
-    x = node("Where", [silent, p + "zero", x], ["unit_or_silence"])
-    node("Unsqueeze", [x, const("axis3", np.array([3], i64))], [output_name])
+    power, bins = _DFTS[dft](b, fe, input_name)  # [P, B * frames]
+    # Mel projection band block by band block (features._mel_bands: each block of mel bands
+    # with only the FFT bins its triangles cover), rows gathered straight from the power.
+    blocks = []
+    for m0, _m1, b0, b1, w in _mel_bands(fe):
+        rows = b.node("Gather", [power, b.const(f"bins_{m0}", np.array(bins[b0:b1], i64))], [f"power_{m0}"],
+                      axis=0)
+        blocks.append(b.node("MatMul", [b.const(f"mel_weights_{m0}", np.ascontiguousarray(w.T)), rows], [f"mel_{m0}"]))
+    x = b.node("Concat", blocks, ["mel_flat"], axis=0) if len(blocks) > 1 else blocks[0]  # [n_mels, B*F]
+    x = b.node("Reshape", [x, b.const("mel_shape", np.array([fe.n_mels, -1, fe.frames], i64))], ["mel_t"])
+    mel = x = b.node("Transpose", [x], ["mel_power"], perm=[1, 0, 2])  # [B, n_mels, F]
+    # dB re. the window's peak, scaled to [0, 1]: ln(max(mel, amin)) - its maximum, times
+    # 10 / ln(10) / top_db, plus 1, clipped; a window whose peak is <= amin is all zeros.
+    amin = b.const("amin", np.array(_AMIN, np.float32))
+    ln_x = b.node("Log", [b.node("Max", [x, amin], ["mel_floor"])], ["mel_ln"])
+    ln_peak = b.node("ReduceMax", [ln_x], ["peak_ln"], axes=[1, 2], keepdims=1)
+    scale = b.const("db_scale", np.array(10.0 / math.log(10.0) / fe.top_db, np.float32))
+    one = b.const("one", np.array(1.0, np.float32))
+    zero = b.const("zero", np.array(0.0, np.float32))
+    x = b.node("Add", [b.node("Mul", [b.node("Sub", [ln_x, ln_peak], ["rel_ln"]), scale], ["rel_unit"]), one],
+               ["unit_raw"])
+    x = b.node("Clip", [x, zero, one], ["unit"])
+    peak = b.node("ReduceMax", [mel], ["peak"], axes=[1, 2], keepdims=1)
+    silent = b.node("LessOrEqual", [peak, amin], ["silent"])
+    x = b.node("Where", [silent, zero, x], ["unit_or_silence"])
+    b.node("Unsqueeze", [x, b.const("axis3", np.array([3], i64))], [output_name])
     graph = helper.make_graph(
-        nodes, "instrunet-frontend",
+        b.nodes, "instrunet-frontend",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", fe.window_samples])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", fe.n_mels, frames, 1])],
-        inits,
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", fe.n_mels, fe.frames, 1])],
+        b.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)],
                               producer_name="instrunet-export")
@@ -370,7 +546,7 @@ def export_waveform(
 
     m["exporter"] = {**dict(src.exporter), "onnx": onnx.__version__, "onnxruntime": ort.__version__,
                      "numpy": np.__version__, "opset": _OPSET,
-                     "front_end_graph": "four-step DFT as MatMul (n_fft = {} x {})".format(*_split(fe.n_fft))}
+                     "front_end_graph": _graph_description(fe)}
     m["file"] = MODEL_FILE
     m["sha256"] = hashlib.sha256(model_bytes).hexdigest()
     m["created"] = created_timestamp()
