@@ -276,10 +276,10 @@ def _mel_bands(fe: FrontEnd) -> list[tuple[int, int, int, int, np.ndarray]]:
 
 
 def _hann(n: int) -> np.ndarray:
-    """Periodic Hann window (float64, so that the framed signal is transformed in float64)."""
+    """Periodic Hann window, float32 (frames are windowed in float32, then transformed in float64)."""
     w = _WINDOWS.get(n)
     if w is None:
-        w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+        w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
         w.setflags(write=False)
         _WINDOWS[n] = w
     return w
@@ -316,8 +316,10 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
     """``frames_2d``: [..., n_frames, n_fft] → mel power [..., n_mels, n_frames].
 
-    The FFT runs in float64: numpy's (pocketfft) float64 transform is about five times faster
-    than its float32 one for a batch of 2048-point frames, and closer to librosa. Frames are
+    Frames are windowed in float32 and transformed in float64: numpy's (pocketfft) float64
+    transform is about four times faster than its float32 one for a batch of 2048-point
+    frames, and closer to librosa. The power ``re**2 + im**2`` is taken on the spectrum seen
+    as interleaved float64 pairs (faster than through ``.real`` and ``.imag``). Frames are
     transformed ``_FFT_ROWS`` at a time in per-thread scratch buffers.
     """
     lead = frames_2d.shape[:-1]
@@ -330,15 +332,19 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
         for i in range(0, rows.shape[0], _FFT_ROWS):
             x = rows[i : i + _FFT_ROWS]
             m = x.shape[0]
-            windowed = _scratch("windowed", (m, fe.n_fft), np.float64)
+            windowed = _scratch("windowed", (m, fe.n_fft), np.float32)
             np.multiply(x, hann, out=windowed)
+            wide = _scratch("windowed64", (m, fe.n_fft), np.float64)
+            np.copyto(wide, windowed)
             if _RFFT_OUT:
-                spec = np.fft.rfft(windowed, axis=-1, out=_scratch("spec", (m, n_bins), np.complex128))
+                spec = np.fft.rfft(wide, axis=-1, out=_scratch("spec", (m, n_bins), np.complex128))
             else:  # pragma: no cover - numpy < 2
-                spec = np.fft.rfft(windowed, axis=-1)
+                spec = np.fft.rfft(wide, axis=-1)
+            sq = _scratch("spec_sq", (m, 2 * n_bins), np.float64)
+            np.square(spec.view(np.float64), out=sq)
+            pairs = sq.reshape(m, n_bins, 2)
             power = _scratch("power", (m, n_bins), np.float32)
-            np.square(spec.real, out=power, casting="same_kind")
-            power += np.square(spec.imag, out=_scratch("imag_sq", (m, n_bins), np.float64))
+            np.add(pairs[..., 0], pairs[..., 1], out=power, casting="same_kind")
             # The mel projection [frames, bins] @ [bins, mels] on the library's own BLAS thread
             # budget (instrunet_core._threads), band block by band block (see _mel_bands).
             out = mel[i : i + m]
