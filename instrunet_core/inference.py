@@ -598,13 +598,19 @@ class Classifier:
                 self._last_full_end = s + n if n == self._win else self._total
             self._next_win = ready[-1][0] + 1
             self._forget()
-            if self._pipelined:
+            if self._pipelined and not final:
                 # onnxruntime runs this batch on the worker thread while this thread decodes and
                 # computes the next batch's features (both release the GIL).
                 self._pending.append((self._worker().submit(run, inputs, batch_size=self.batch_size), ready, rms))
                 while len(self._pending) > 1:
                     emitted += self._collect(*self._pending.popleft())
             else:
+                # At the end of the stream nothing is left to overlap with: the batches still in
+                # flight are collected and the last ones run on this thread. A source that fits
+                # in one batch (a clip through Model.predict) never starts the worker thread,
+                # whose hand-offs cost more than the run itself on a busy machine.
+                while self._pending:
+                    emitted += self._collect(*self._pending.popleft())
                 emitted += self._results_of(ready, run(inputs, batch_size=self.batch_size), rms)
         if final:
             while self._pending:

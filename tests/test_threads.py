@@ -104,6 +104,31 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path) -> None:
     assert [w.probabilities.tolist() for w in a.classify(clip)] == [w.probabilities.tolist() for w in wb]
 
 
+def test_one_batch_runs_on_the_calling_thread() -> None:
+    """A source that fits in one batch (a clip through Model.predict) never starts the worker
+    thread; a longer one does, and both give the windows of the synchronous path."""
+    import threading
+
+    from instrunet_core import Classifier
+
+    clip = Path(__file__).resolve().parent.parent / "examples" / "ensemble.flac"
+    model = load_model(FAMILY)
+    t = np.arange(3 * 44100) / 44100
+    y = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    before = {th.name for th in threading.enumerate()}
+    short = Classifier(model)
+    ws = short.classify(y, 44100)
+    assert len(ws) == 2 and short._executor is None
+    assert not {th.name for th in threading.enumerate()} - before
+    sync = Classifier(model, pipeline=False)
+    np.testing.assert_array_equal([w.probabilities for w in ws], [w.probabilities for w in sync.classify(y, 44100)])
+    assert model.predict(y, 44100) == sync.prediction()
+    assert not {th.name for th in threading.enumerate()} - before
+    long = Classifier(model, batch_size=2)
+    wl = long.classify(clip)
+    assert len(wl) > 4 and long._executor is not None  # several batches: the worker overlaps them
+
+
 def test_cli_providers_and_threads_reach_the_analysis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--providers cuda without CUDA: a warning, the CPU runs it, and the JSON says which provider ran."""
     import json
