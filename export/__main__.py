@@ -89,6 +89,9 @@ def build_waveform_parser() -> argparse.ArgumentParser:
     ap.add_argument("--n-references", type=int, default=4, help="windows stored in references.npz (default: 4)")
     ap.add_argument("--atol", type=float, default=DEFAULT_ATOL,
                     help=f"largest accepted difference on features and outputs (default: {DEFAULT_ATOL:g})")
+    ap.add_argument("--dft", choices=("stages", "four-step", "stft"), default="stages",
+                    help="how the graph computes the spectrum (default: stages, the fastest; see "
+                    "export.waveform.frontend_graph)")
     ap.add_argument("--force", action="store_true", help="replace an existing NAME/VERSION folder")
     return ap
 
@@ -99,7 +102,8 @@ def main_waveform(argv: Sequence[str]) -> int:
 
     try:
         summary = export_waveform(args.source, args.out, name=args.name, version=args.version, audio=args.audio,
-                                  n_references=args.n_references, atol=args.atol, force=args.force)
+                                  n_references=args.n_references, atol=args.atol, force=args.force,
+                                  dft=args.dft)
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1

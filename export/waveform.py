@@ -8,21 +8,31 @@ Any ONNX Runtime host (C, C++, C#, JavaScript, mobile) can then classify raw aud
 re-implementing the front end. The numpy front end stays the reference and the path that
 training uses.
 
-The graph, for one batch of windows ``audio [B, n]`` (``n = window_samples``):
+The graph, for one batch of windows ``audio [B, n]`` (``n = window_samples``), with the
+default ``dft="stages"``:
 
 1. centred zero padding by ``n_fft // 2`` on each side (librosa ``center=True``);
-2. framing without a gather: the padded signal is reshaped into hop-sized blocks
-   ``[B, frames + n_fft/hop - 1, hop]`` and frame ``f`` is the concatenation of blocks
-   ``f .. f + n_fft/hop - 1``;
-3. periodic Hann window, then the DFT as a *four-step* FFT written with ``MatMul``:
-   ``n_fft = N1 * N2``, a length-``N1`` DFT over one axis, twiddle factors, a length-``N2``
-   DFT over the other, keeping only the bins ``0 .. n_fft/2`` (about 8 times fewer
-   multiply-adds than one dense DFT matrix, and about four times faster in onnxruntime than
-   its ``STFT`` operator when tried during development);
-4. power ``re**2 + im**2`` projected on the Slaney mel filterbank (one ``MatMul`` whose
-   matrix rows are permuted to the four-step's bin order, so no transpose is needed);
-5. ``10 log10(max(mel, 1e-10))`` minus the same of the window's peak, ``+ top_db``,
-   ``/ top_db``, clipped to [0, 1]; a window with no energy maps to zeros.
+2. framing without a gather, frames in the last axis: the padded signal is reshaped into
+   hop-sized blocks and transposed once (``[hop, B, frames + n_fft/hop - 1]``), and the frames
+   ``[n_fft, B, frames]`` are the concatenation of ``n_fft/hop`` shifted slices of it;
+3. periodic Hann window, then the real DFT as three stages of batched ``MatMul``
+   (``n_fft = 2048 = 32 x 8 x 8``): a real DFT of length 32 over the most significant digit
+   of the sample index for bins ``0 .. 16`` (the others are their conjugates), then complex
+   DFTs of length 8 over the next digits, one matrix per earlier bin with the twiddle factors
+   folded in, so no elementwise twiddles and no transposes between stages (about 18 M
+   multiply-adds per window, against 51 M for the four-step graph of earlier exports and
+   537 M for one dense DFT matrix); bins above ``n_fft / 2`` are mirrors of bins below;
+4. power ``re**2 + im**2``, projected on the Slaney mel filterbank block by block
+   (16 mel bands per block, each with only the FFT bins its triangles cover, gathered
+   straight from the stages' bin order: about a tenth of a dense projection's work);
+5. ``ln(max(mel, 1e-10))`` minus its window maximum, times ``10 / ln(10) / top_db``, plus 1,
+   clipped to [0, 1] (the same as ``(dB - peak dB + top_db) / top_db``); a window whose mel
+   peak is at most ``1e-10`` maps to zeros.
+
+``dft="four-step"`` (earlier exports' graph: frames in rows, a four-step FFT with
+elementwise twiddles and a dense mel projection replaced by the same banded one) and
+``dft="stft"`` (ONNX's ``STFT`` operator) give the same features; ``python -m
+benchmarks.frontend`` times the three side by side (``docs/speed.md``).
 
 Everything runs in float32 (the numpy front end transforms in float64); the features agree
 with the numpy front end within 1e-4 on the [0, 1] scale, which :func:`export_waveform`
@@ -272,8 +282,12 @@ def _power_stft(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[i
     return x, list(range(n_fft // 2 + 1))
 
 
-def _graph_description(fe: FrontEnd) -> str:
-    """What ``exporter.front_end_graph`` says about the default graph."""
+def _graph_description(fe: FrontEnd, dft: str) -> str:
+    """What ``exporter.front_end_graph`` says about the graph."""
+    if dft == "four-step":
+        return "four-step DFT as MatMul (n_fft = {} x {})".format(*_split(fe.n_fft))
+    if dft == "stft":
+        return "ONNX STFT operator"
     return "real DFT as {} stages of batched MatMul (n_fft = {})".format(
         len(_radices(fe.n_fft)), " x ".join(str(r) for r in _radices(fe.n_fft)))
 
@@ -452,6 +466,7 @@ def export_waveform(
     n_references: int = 4,
     atol: float = DEFAULT_ATOL,
     force: bool = False,
+    dft: str = "stages",
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict[str, Any]:
     """Compose the ONNX front end with a feature-input artifact and write a waveform-in artifact.
@@ -472,6 +487,8 @@ def export_waveform(
         Largest accepted difference, both on the features (against
         :func:`instrunet_core.features.batch_features`) and on the outputs (against the
         source artifact run on those features).
+    dft : {"stages", "four-step", "stft"}
+        How the graph computes the spectrum (see :func:`frontend_graph`).
 
     Returns
     -------
@@ -504,7 +521,7 @@ def export_waveform(
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
     fe = src.front_end
     network = onnx.load(str(src_file))
-    frontend = frontend_graph(fe)
+    frontend = frontend_graph(fe, dft=dft)
     composed = compose(frontend, network, network_input=src.input["name"], graph_name=f"{name}-{version}")
     model_bytes = composed.SerializeToString()
 
@@ -546,7 +563,7 @@ def export_waveform(
 
     m["exporter"] = {**dict(src.exporter), "onnx": onnx.__version__, "onnxruntime": ort.__version__,
                      "numpy": np.__version__, "opset": _OPSET,
-                     "front_end_graph": _graph_description(fe)}
+                     "front_end_graph": _graph_description(fe, dft)}
     m["file"] = MODEL_FILE
     m["sha256"] = hashlib.sha256(model_bytes).hexdigest()
     m["created"] = created_timestamp()

@@ -199,3 +199,34 @@ def test_cuda_request_falls_back_to_cpu_and_says_so(waveform_dir: Path) -> None:
     assert any("CUDAExecutionProvider is not available" in str(x.message) for x in w)
     assert m.providers == ["CPUExecutionProvider"] and m.provider == "CPUExecutionProvider"
     assert load_model(FAMILY, providers="auto").providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("dft", ["stages", "four-step", "stft"])
+def test_every_dft_of_the_graph_matches_the_numpy_front_end(dft: str) -> None:
+    """The three ways the graph can compute the spectrum give the reference features (silence included)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(frontend_graph(FE, dft=dft).SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.concatenate([_clip_windows(3), np.zeros((1, FE.window_samples), np.float32)])
+    got = sess.run(None, {"audio": x})[0][..., 0]
+    assert float(np.abs(got - batch_features(x)).max()) <= 1e-4
+    assert not got[-1].any()
+
+
+def test_stages_graph_for_other_front_ends() -> None:
+    """Other n_fft / hop / mel / frame settings (as a manifest may give) build and match numpy."""
+    import onnxruntime as ort
+
+    from instrunet_core.features import FrontEnd
+
+    rng = np.random.default_rng(3)
+    for fe in (FrontEnd(n_fft=1024, hop_length=256, n_mels=64, frames=64),
+               FrontEnd(n_fft=1536, hop_length=512, n_mels=40, frames=32, fmin=100.0, fmax=8000.0),
+               FrontEnd(n_fft=512, hop_length=512, n_mels=32, frames=16, top_db=60.0)):
+        y = (0.1 * rng.standard_normal((3, fe.window_samples))).astype(np.float32)
+        sess = ort.InferenceSession(frontend_graph(fe).SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"audio": y})[0][..., 0]
+        assert got.shape == (3, fe.n_mels, fe.frames)
+        assert float(np.abs(got - batch_features(y, fe=fe)).max()) <= 1e-4
+    with pytest.raises(ExportError, match="dft must be one of"):
+        frontend_graph(FE, dft="fft")
