@@ -76,8 +76,10 @@ def _resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-#: Most windows per run of a waveform-input graph (its intermediates are ~2 MB per window).
-_WAVEFORM_BATCH = 8
+#: Most windows per run of a waveform-input graph (its intermediates are ~1-2 MB per window):
+#: per window, runs of 1 to 4 were within a few percent of each other and runs of 8 or more
+#: slower, their intermediates leaving the CPU's caches (benchmarks/frontend.py measures it).
+_WAVEFORM_BATCH = 4
 
 #: onnxruntime intra-op threads when none are asked for, chosen by measurement on the 2-core
 #: development machine (docs/benchmarks.md, "Threads"): one thread per session was the fastest
