@@ -27,7 +27,9 @@ Measured:
   each window: every frame computed twice) and the seed's path (whole file loaded by librosa,
   2 s windows, 1 s hop, batched Keras predictions; ``--no-seed-hour`` skips it on the hour);
 * **waveform-in artifact**: built from the default model with ``python -m export waveform``;
-  its warm 3 s clip and the ten-minute timeline through it (is it worth being the default?);
+  its warm 3 s clip, its front end's graph alone, and the ten-minute timeline through it (is
+  it worth being the default?); ``python -m benchmarks.frontend`` compares the front ends in
+  more detail (docs/speed.md);
 * **threads**: the ten-minute timeline with 1, 2 and one-per-core onnxruntime threads, with
   and without the ``Classifier`` pipeline (how the defaults were chosen);
 * **under load**: ``Model.predict`` of a 3 s clip idle, then with one CPU-bound process per
@@ -121,6 +123,10 @@ out = {"front_end_ms": fe, "model_ms": net, "front_end_plus_model_ms": both, "pr
 if len(sys.argv) > 2:  # a waveform-in artifact: the front end runs inside the graph
     wave = instrunet_core.load_model(sys.argv[2])
     out["waveform_ms"] = timed(lambda: wave.predict_windows(y[None]))
+if len(sys.argv) > 3:  # the artifact's front end alone (an ONNX graph: audio in, features out)
+    from instrunet_core.session import onnx_session
+    front = onnx_session(sys.argv[3], providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1)
+    out["graph_front_end_ms"] = timed(lambda: front.run(None, {"audio": y[None]}))
 print(json.dumps(out))
 """
 
@@ -321,8 +327,11 @@ def waveform_artifact(workdir: Path) -> Path | None:
     import json
     from instrunet_core import load_model
     from export.waveform import export_waveform
+    import onnx
+    from export.waveform import frontend_graph
     m = load_model()
     r = export_waveform(m.path, {str(workdir / 'waveform')!r}, force=True, log=lambda s: None)
+    onnx.save(frontend_graph(m.front_end), {str(workdir / 'frontend.onnx')!r})  # the same graph, alone
     print(json.dumps(r))
     """
     try:
@@ -385,7 +394,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wave = waveform_artifact(work)
     if wave is not None:
         res["warm"]["waveform_artifact"] = str(wave.relative_to(work))
-        res["warm"]["ours"]["waveform_ms"] = _child(_OURS_WARM, str(args.runs), str(wave))["waveform_ms"]
+        warm_wave = _child(_OURS_WARM, str(args.runs), str(wave), str(work / "frontend.onnx"))
+        res["warm"]["ours"]["waveform_ms"] = warm_wave["waveform_ms"]
+        res["warm"]["ours"]["graph_front_end_ms"] = warm_wave["graph_front_end_ms"]
         res["timeline"]["ten_minutes"]["waveform"] = _child(_OURS_TIMELINE, str(ten), str(wave))
 
     log("threads and pipelining (ten-minute file)")
@@ -478,6 +489,8 @@ def render(res: dict[str, Any], cmd: str) -> str:
         "| warm 3 s clip: waveform-in artifact | not measured (no onnx to build it) | | | ≤ 1 ms | |",
         f"| — numpy front end alone | {wo['front_end_ms'][0]:.2f} ms | {w['seed']['front_end_ms'][0]:.1f} ms "
         f"| {_ratio(w['seed']['front_end_ms'][0], wo['front_end_ms'][0])} | | |",
+        *([f"| — the waveform-in artifact's front end alone (its ONNX graph) | {wo['graph_front_end_ms'][0]:.2f} ms "
+           "| | | | |"] if wo.get("graph_front_end_ms") else []),
         f"| — model alone | {wo['model_ms'][0]:.2f} ms | {w['seed']['model_ms'][0]:.1f} ms "
         f"| {_ratio(w['seed']['model_ms'][0], wo['model_ms'][0])} | | |",
         f"| — whole `Model.predict` API (decode checks, windows, aggregation) | {wo['predict_api_ms'][0]:.2f} ms "
