@@ -216,8 +216,9 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
 
 
 def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[int]]:
-    """The previous graph's DFT (instrunet 1.x exports): frames in rows, a four-step FFT with
-    elementwise twiddles. Kept for comparison (``benchmarks/frontend.py``)."""
+    """The DFT of earlier exports' graph: frames in rows, a four-step FFT with elementwise
+    twiddles (here followed by this module's banded mel projection and dB tail, where earlier
+    exports projected densely). Kept for comparison (``benchmarks/frontend.py``)."""
     n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
     r = n_fft // hop
     n1, n2 = _split(n_fft)
