@@ -15,7 +15,9 @@ rounds. Measured:
   each way the graph can compute the spectrum (``dft="stages"``, the default;
   ``"four-step"``, the graph of earlier exports; ``"stft"``, ONNX's ``STFT`` operator), and
   the default graph per window in runs of 2, 4 and 8 windows;
-* **numpy front end alone** (``instrunet_core.features.batch_features``), one window;
+* **numpy front end alone** (``instrunet_core.features.batch_features``), one window, and on
+  512 frames at once (as the ``Classifier`` computes shared frames) with the FFT done 64, 128
+  or 256 frames per step;
 * **front end + network**, one window: the default model on numpy features, and waveform-in
   artifacts built from it (``export_waveform``) with the stages and four-step graphs;
 * the waveform-in artifact's session per window in runs of 1, 2, 4 and 8 windows (how
@@ -146,11 +148,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_window[f"waveform_stages_run_x{b}"] = b
         variants[f"waveform_stages_run_x{b}"] = (
             lambda xb: lambda: wave["stages"]._session.run(None, {AUDIO_INPUT: xb}))(windows[b])
+    # the Classifier's shared frames: 512 frames at a time through features._power_mel, with
+    # the FFT done _FFT_ROWS frames per step (how that step was chosen)
+    from instrunet_core import features as feats_mod
+
+    chunk = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate([tone] * 5)[: 511 * fe.hop_length + fe.n_fft], fe.n_fft)[:: fe.hop_length]
+    default_rows = feats_mod._FFT_ROWS
+
+    def _chunk_with(rows: int) -> Callable[[], Any]:
+        def f() -> Any:
+            feats_mod._FFT_ROWS = rows
+            try:
+                return feats_mod._power_mel(chunk, fe)
+            finally:
+                feats_mod._FFT_ROWS = default_rows
+        return f
+
+    for rows in (64, 128, 256):
+        variants[f"numpy_chunk512_rows{rows}"] = _chunk_with(rows)
     samples: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.rounds):
         log(f"round {r + 1}/{args.rounds}")
         for name, f in variants.items():
-            runs = args.runs if "stft" not in name else max(5, args.runs // 5)
+            runs = args.runs if "stft" not in name and "chunk" not in name else max(5, args.runs // 5)
             samples[name] += [v / per_window.get(name, 1) for v in _timer(f, runs)]
     timings = {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v)}
                for k, v in samples.items()}
@@ -173,6 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prof = _profile(graphs["stages"].SerializeToString(), one, args.runs)
     return {
         "timings": timings,
+        "numpy_fft_rows": default_rows,
         "stream": {"seconds_of_audio": 60, "windows": n_windows, **stream_res},
         "parity_max_abs_diff": parity,
         "profile_stages": [{"op": op, "us": us, "nodes": n} for op, us, n in prof],
@@ -229,6 +251,11 @@ def render(res: dict[str, Any]) -> str:
         f"(front end + network) per window in one run of 1, 2, 4 and 8 windows: {ms('waveform_stages_run_x1')}, "
         f"{ms('waveform_stages_run_x2')}, {ms('waveform_stages_run_x4')}, {ms('waveform_stages_run_x8')} "
         "(`predict_windows` runs at most 4 at a time).",
+        "",
+        f"The numpy front end on 512 frames at once (as the `Classifier` computes shared frames; power and mel, "
+        f"no dB), the FFT done 64, 128 or 256 frames per step: {ms('numpy_chunk512_rows64')}, "
+        f"{ms('numpy_chunk512_rows128')}, {ms('numpy_chunk512_rows256')} (the runtime uses "
+        f"{res['numpy_fft_rows']}).",
         "",
         f"A 60 s stream (22,050 Hz mono, {s['windows']} windows at the default hop) through the `Classifier`: "
         f"feature model (numpy front end, STFT frames shared between overlapping windows) "
