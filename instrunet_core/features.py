@@ -299,7 +299,7 @@ def _check_audio(y: np.ndarray, what: str) -> np.ndarray:
 _local = threading.local()
 #: Frames transformed per step inside :func:`_power_mel` (bounds its scratch memory to ~8 MB).
 #: 128 measured fastest of 16-256: with 256 the per-step buffers outgrow the CPU's caches and
-#: 512 frames took about 20 % longer (benchmarks/frontend.py times the front end per chunk).
+#: a chunk of 512 frames takes longer (benchmarks/frontend.py times 64, 128 and 256).
 _FFT_ROWS = 128
 _RFFT_OUT = tuple(int(v) for v in np.__version__.split(".")[:1]) >= (2,)  # rfft(out=...) since numpy 2.0
 
