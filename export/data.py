@@ -37,14 +37,6 @@ class Windows:
     n_notes: int
 
 
-def _resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
-    if sr == target:
-        return y
-    import soxr
-
-    return soxr.resample(y, sr, target, quality="HQ").astype(np.float32)
-
-
 def corpus_windows(
     corpus: str | Path,
     split: str,
@@ -78,7 +70,10 @@ def corpus_windows(
     else:
         chosen = notes
         per_note = math.ceil(n / len(notes))
-    audio = [_resample(load_audio(note), note.sample_rate, fe.sample_rate) for note in chosen]
+    try:
+        audio = [load_audio(note, target_sr=fe.sample_rate) for note in chosen]
+    except NSynthError as e:
+        raise ExportError(str(e)) from None
     windows: list[np.ndarray] = []
     ids: list[str] = []
     labs: list[int] = []

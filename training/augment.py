@@ -307,15 +307,13 @@ def _convolve(x: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:
 
 def load_irs(files: Sequence[tuple[str, Any]], *, sr: int, max_s: float = 1.0) -> list[tuple[str, np.ndarray]]:
     """Impulse responses ``(use, path)`` read as mono at ``sr``, from the direct sound on, at most
-    ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy."""
-    import soundfile as sf
+    ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy. Files are read
+    by the core's loader (:func:`instrunet_core.audio.load_audio`: its mixdown and resampler)."""
+    from instrunet_core.audio import load_audio
 
     out: list[tuple[str, np.ndarray]] = []
     for use, path in files:
-        ir, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        m = ir.mean(axis=1)
-        if rate != sr:
-            m = np.asarray(soxr.resample(m, rate, sr, quality="HQ"), dtype=np.float32)
+        m = load_audio(path, target_sr=sr)
         start = int(np.argmax(np.abs(m) > 0.1 * np.abs(m).max())) if m.size else 0
         m = m[start : start + int(max_s * sr)].copy()
         fade = min(len(m), int(0.05 * sr))
