@@ -217,8 +217,7 @@ def _parity_data(
     if feats is not None:
         x_all = feats.pop("inputs")
         sel = _subset(len(x_all), cfg.n_parity)
-        win = Windows(x=x_all[sel], labels=np.full(len(sel), -1, np.int64), ids=[f"row {i}" for i in sel],
-                      n_notes=len(sel))
+        win = Windows(x=x_all[sel], labels=np.full(len(sel), -1, np.int64), n_notes=len(sel))
         log(f"parity data: {len(win.x)} feature rows of {cfg.features}")
         if cfg.quantize:
             raise ExportError("--quantize is for the spectrogram models, not a features-input model")
