@@ -25,24 +25,13 @@ class Windows:
     x : np.ndarray [shape=(n, n_mels, frames, 1), dtype=float32]
     labels : np.ndarray [shape=(n,), dtype=int64]
         Index of each window's family in the model's labels (-1 when the model lacks it).
-    ids : list of str
-        ``note_str@offset`` of every window.
     n_notes : int
         Distinct notes the windows come from.
     """
 
     x: np.ndarray
     labels: np.ndarray
-    ids: list[str]
     n_notes: int
-
-
-def _resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
-    if sr == target:
-        return y
-    import soxr
-
-    return soxr.resample(y, sr, target, quality="HQ").astype(np.float32)
 
 
 def corpus_windows(
@@ -78,9 +67,11 @@ def corpus_windows(
     else:
         chosen = notes
         per_note = math.ceil(n / len(notes))
-    audio = [_resample(load_audio(note), note.sample_rate, fe.sample_rate) for note in chosen]
+    try:
+        audio = [load_audio(note, target_sr=fe.sample_rate) for note in chosen]
+    except NSynthError as e:
+        raise ExportError(str(e)) from None
     windows: list[np.ndarray] = []
-    ids: list[str] = []
     labs: list[int] = []
     for j in range(per_note):
         for note, y in zip(chosen, audio, strict=True):
@@ -90,7 +81,6 @@ def corpus_windows(
             off = 0 if per_note == 1 else int(round(j * room / (per_note - 1)))
             w = y[off : off + ws]
             windows.append(np.pad(w, (0, ws - len(w))) if len(w) < ws else w)
-            ids.append(f"{note.note_str}@{off}")
             labs.append(labels.index(note.family_str) if note.family_str in labels else -1)
     x = batch_features(np.stack(windows).astype(np.float32), fe=fe)[..., None]
-    return Windows(x=x, labels=np.asarray(labs, dtype=np.int64), ids=ids, n_notes=len(chosen))
+    return Windows(x=x, labels=np.asarray(labs, dtype=np.int64), n_notes=len(chosen))

@@ -116,13 +116,45 @@ def _features_inputs(cfg: ExportConfig, report: Mapping[str, Any] | None) -> dic
     return {"names": names, **extra, "inputs": x}
 
 
-def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
-    """Convert, check parity, write the artifact; returns a summary (paths, parity, quantisation).
+@dataclasses.dataclass
+class _Inputs:
+    """What stage 1 resolved: destinations, report, labels, thresholds, the Keras model and its
+    task, and the parity data (corpus windows, or feature rows for a features-input model)."""
 
-    Raises :class:`ExportError` (nothing written) on any failed check.
-    """
-    from . import convert
+    dest: Path
+    q_dest: Path
+    report: Mapping[str, Any] | None
+    labels: list[str]
+    thresholds: dict[str, float] | None
+    model: Any
+    task: str
+    feats: dict[str, Any] | None
+    corpus: Path | None
+    win: Windows
 
+
+@dataclasses.dataclass
+class _Converted:
+    """Stage 2's result: the canonical ONNX bytes, their session and the parity that passed."""
+
+    model_bytes: bytes
+    sess: Any
+    y_keras: np.ndarray
+    parity: dict[str, Any]
+
+
+@dataclasses.dataclass
+class _Artifact:
+    """One folder to write: ``dest/{model.onnx, manifest.json, references.npz}``."""
+
+    dest: Path
+    model_bytes: bytes
+    manifest: dict[str, Any]
+    references: dict[str, np.ndarray] | None
+
+
+def _check_arguments(cfg: ExportConfig) -> Path:
+    """Name, version and counts; the destination must not exist without ``force``. Returns it."""
     if not NAME_RE.match(cfg.name):
         raise ExportError(f"--name {cfg.name!r}: use a lower-case identifier ([a-z0-9_.-])")
     if not SEMVER_RE.match(cfg.version):
@@ -132,21 +164,28 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
     dest = cfg.out / cfg.name / cfg.version
     if dest.exists() and not cfg.force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
-    report = _read_json(cfg.report, "training report") if cfg.report else None
-    labels = list(report.get("labels") or FAMILIES) if report else list(FAMILIES)
+    return dest
 
-    thresholds: dict[str, float] | None = None
+
+def _thresholds(cfg: ExportConfig, report: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """``--thresholds`` file, else the report's ``thresholds``, else none."""
     if cfg.thresholds is not None:
         thresholds = _read_json(cfg.thresholds, "thresholds file")
         if not isinstance(thresholds, dict):
             raise ExportError(f"{cfg.thresholds}: expected a JSON object {{label: threshold}}")
-    elif report and isinstance(report.get("thresholds"), dict):
-        thresholds = report["thresholds"]
+        return thresholds
+    if report and isinstance(report.get("thresholds"), dict):
+        return dict(report["thresholds"])
+    return None
+
+
+def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mapping[str, Any] | None) -> str:
+    """Input shape (log-mel windows or feature rows), output count, and the task, which is
+    ``--task`` or inferred from the last activation (sigmoid: multilabel, softmax: multiclass)."""
+    from . import convert
 
     fe = cfg.front_end
-    model = convert.load_keras(cfg.model)
     in_shape = tuple(model.input_shape)
-    feats = _features_inputs(cfg, report) if cfg.features is not None else None
     if feats is not None:
         if in_shape[1:] != (len(feats["names"]),):
             raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {len(feats['names'])}) "
@@ -164,29 +203,59 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
     if act is not None and _TASK_OF[act] != task:
         raise ExportError(f"{cfg.model}: ends in {act} but --task {task} needs "
                           f"{'sigmoid' if task == 'multilabel' else 'softmax'}")
-    if thresholds and task != "multilabel":
-        log("note: thresholds ignored (they apply to multilabel models only)")
-        thresholds = None
+    return task
 
+
+def _parity_data(
+    cfg: ExportConfig, report: Mapping[str, Any] | None, labels: list[str], feats: dict[str, Any] | None,
+    log: Callable[[str], None],
+) -> tuple[Windows, Path | None]:
+    """The parity inputs: ``cfg.n_parity`` feature rows (taken out of ``feats["inputs"]``), or
+    log-mel windows of the corpus split. Returns them and the corpus (``None`` for features)."""
     if cfg.n_parity < 200:
         log(f"warning: parity on {cfg.n_parity} windows (the release rule is at least 200)")
-    corpus: Path | None
     if feats is not None:
-        corpus = None
         x_all = feats.pop("inputs")
         sel = _subset(len(x_all), cfg.n_parity)
-        win = Windows(x=x_all[sel], labels=np.full(len(sel), -1, np.int64), ids=[f"row {i}" for i in sel],
-                      n_notes=len(sel))
+        win = Windows(x=x_all[sel], labels=np.full(len(sel), -1, np.int64), n_notes=len(sel))
         log(f"parity data: {len(win.x)} feature rows of {cfg.features}")
         if cfg.quantize:
             raise ExportError("--quantize is for the spectrogram models, not a features-input model")
-    else:
-        corpus = _pick_corpus(cfg, report)
-        win = corpus_windows(corpus, cfg.split, cfg.n_parity, labels=labels, fe=fe)
-        log(f"parity data: {len(win.x)} windows from {win.n_notes} notes of {corpus / cfg.split}")
+        return win, None
+    corpus = _pick_corpus(cfg, report)
+    win = corpus_windows(corpus, cfg.split, cfg.n_parity, labels=labels, fe=cfg.front_end)
+    log(f"parity data: {len(win.x)} windows from {win.n_notes} notes of {corpus / cfg.split}")
+    return win, corpus
 
-    input_name = "features" if feats is not None else convert.INPUT_NAME
-    proto = convert.canonicalize(convert.to_onnx(model, input_name=input_name),
+
+def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
+    """Stage 1, resolve the inputs: arguments, training report, labels, thresholds, the Keras
+    model and its task, and the parity data. Nothing is converted or written yet."""
+    from . import convert
+
+    dest = _check_arguments(cfg)
+    report = _read_json(cfg.report, "training report") if cfg.report else None
+    labels = list(report.get("labels") or FAMILIES) if report else list(FAMILIES)
+    thresholds = _thresholds(cfg, report)
+    model = convert.load_keras(cfg.model)
+    feats = _features_inputs(cfg, report) if cfg.features is not None else None
+    task = _check_model(cfg, model, labels, feats)
+    if thresholds and task != "multilabel":
+        log("note: thresholds ignored (they apply to multilabel models only)")
+        thresholds = None
+    win, corpus = _parity_data(cfg, report, labels, feats, log)
+    return _Inputs(dest=dest, q_dest=cfg.out / f"{cfg.name}-int8" / cfg.version, report=report, labels=labels,
+                   thresholds=thresholds, model=model, task=task, feats=feats, corpus=corpus, win=win)
+
+
+def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], None]) -> _Converted:
+    """Stage 2, convert and check parity: tf2onnx, canonical names, ``onnx.checker``, then Keras
+    against onnxruntime on the parity data (max abs difference <= ``cfg.atol`` and 100 % top-1
+    agreement), or :class:`ExportError` naming by how much it failed."""
+    from . import convert
+
+    input_name = "features" if inp.feats is not None else convert.INPUT_NAME
+    proto = convert.canonicalize(convert.to_onnx(inp.model, input_name=input_name),
                                  graph_name=f"{cfg.name}-{cfg.version}")
     import onnx
 
@@ -197,7 +266,8 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
     model_bytes = proto.SerializeToString()
     sess = convert.onnx_session(model_bytes)
 
-    y_keras = convert.keras_predict(model, win.x)
+    win = inp.win
+    y_keras = convert.keras_predict(inp.model, win.x)
     y_onnx = convert.onnx_predict(sess, win.x)
     diff, agree = parity_stats(y_keras, y_onnx)
     log(f"parity: max |keras - onnxruntime| = {diff:.3g}, top-1 agreement {agree:.2%} on {len(win.x)} windows")
@@ -209,84 +279,132 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print
             k = int(round((1 - agree) * len(win.x)))
             problems.append(f"top-1 agreement {agree:.2%} ({k} of {len(win.x)} windows differ)")
         raise ExportError("parity failed: " + "; ".join(problems) + "; nothing written")
+    parity = {"max_abs_diff": diff, "top1_agreement": agree, "n": int(len(win.x)), "atol": cfg.atol,
+              "split": cfg.split, "notes": win.n_notes, "against": "keras float32 (inference mode)"}
+    if inp.feats is not None:
+        parity.pop("notes")
+        parity["data"] = str(cfg.features)
+    return _Converted(model_bytes=model_bytes, sess=sess, y_keras=y_keras, parity=parity)
 
-    idx = _subset(len(win.x), cfg.n_references)
-    # spectrogram references are stored as float16 (they are large); feature rows as float32
-    x_ref16 = win.x[idx].astype(np.float16 if feats is None else np.float32)
-    x_ref = x_ref16.astype(np.float32)
-    y_ref = convert.keras_predict(model, x_ref)
-    rdiff, ragree = parity_stats(y_ref, convert.onnx_predict(sess, x_ref)) if len(idx) else (0.0, 1.0)
+
+def _reference_inputs(
+    cfg: ExportConfig, inp: _Inputs, conv: _Converted
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``cfg.n_references`` parity inputs spread over the data, as stored (spectrograms in
+    float16, feature rows in float32) and as replayed (float32), with Keras's outputs on the
+    stored values; parity is checked again on them.
+
+    Returns
+    -------
+    x_stored : np.ndarray [shape=(r, ...)]
+    x_ref : np.ndarray [shape=(r, ...), dtype=float32]
+    y_ref : np.ndarray [shape=(r, n_labels), dtype=float32]
+    """
+    from . import convert
+
+    idx = _subset(len(inp.win.x), cfg.n_references)
+    x_stored = inp.win.x[idx].astype(np.float16 if inp.feats is None else np.float32)
+    x_ref = x_stored.astype(np.float32)
+    y_ref = convert.keras_predict(inp.model, x_ref)
+    rdiff, ragree = parity_stats(y_ref, convert.onnx_predict(conv.sess, x_ref)) if len(idx) else (0.0, 1.0)
     if rdiff > cfg.atol or ragree < 1.0:
         raise ExportError(f"parity failed on the float16 reference inputs: max diff {rdiff:.3g}, "
                           f"top-1 agreement {ragree:.2%}; nothing written")
+    return x_stored, x_ref, y_ref
 
-    parity = {"max_abs_diff": diff, "top1_agreement": agree, "n": int(len(win.x)), "atol": cfg.atol,
-              "split": cfg.split, "notes": win.n_notes, "against": "keras float32 (inference mode)"}
-    if feats is not None:
-        parity.pop("notes")
-        parity["data"] = str(cfg.features)
+
+def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[_Artifact], dict[str, Any]]:
+    """Stage 3, the artifacts: the float model's manifest and references and, with
+    ``cfg.quantize``, the int8 variant (quantised, compared, its own manifest and references).
+    Returns the folders to write (float first) and the summary :func:`export_model` returns."""
+    from . import convert
+
+    fe = cfg.front_end
+    x_stored, x_ref, y_ref = _reference_inputs(cfg, inp, conv)
+    has_refs = len(x_ref) > 0
     exporter = convert.versions()
     created = created_timestamp()
-    metrics = report_metrics(report) if report else {}
-    tdata = training_data_info(report, corpus)
+    metrics = report_metrics(inp.report) if inp.report else {}
+    tdata = training_data_info(inp.report, inp.corpus)
     manifest = build_manifest(
-        name=cfg.name, version=cfg.version, task=task, labels=labels,
-        front_end=fe.to_dict() if feats is None else None,
-        input_shape=[None, fe.n_mels, fe.frames, 1] if feats is None else [None, len(feats["names"])],
-        sha256=hashlib.sha256(model_bytes).hexdigest(),
-        parity=parity, exporter=exporter, metrics=metrics, training_data=tdata, thresholds=thresholds,
-        license=cfg.license, description=cfg.description, created=created, references=len(idx) > 0,
-        features=feats,
+        name=cfg.name, version=cfg.version, task=inp.task, labels=inp.labels,
+        front_end=fe.to_dict() if inp.feats is None else None,
+        input_shape=[None, fe.n_mels, fe.frames, 1] if inp.feats is None else [None, len(inp.feats["names"])],
+        sha256=hashlib.sha256(conv.model_bytes).hexdigest(),
+        parity=conv.parity, exporter=exporter, metrics=metrics, training_data=tdata, thresholds=inp.thresholds,
+        license=cfg.license, description=cfg.description, created=created, references=has_refs,
+        features=inp.feats,
     )
-    refs = {"inputs": x_ref16, "outputs": y_ref} if len(idx) else None
+    refs = {"inputs": x_stored, "outputs": y_ref} if has_refs else None
+    out = [_Artifact(inp.dest, conv.model_bytes, manifest, refs)]
+    summary: dict[str, Any] = {"path": str(inp.dest), "sha256": manifest["sha256"], "parity": conv.parity,
+                               "task": inp.task}
+    if not cfg.quantize:
+        return out, summary
 
-    def verify(folder: Path) -> None:
-        check_artifact(folder, atol=cfg.atol)
+    from .quantize import compare, quantize_bytes
 
-    summary: dict[str, Any] = {"path": str(dest), "sha256": manifest["sha256"], "parity": parity, "task": task}
-    q_bytes = q_manifest = q_refs = None
-    q_dest = cfg.out / f"{cfg.name}-int8" / cfg.version
-    if cfg.quantize:
-        from .quantize import compare, quantize_bytes
+    if inp.q_dest.exists() and not cfg.force:
+        raise ExportError(f"{inp.q_dest}: already exists (pass --force to replace it)")
+    win = inp.win
+    q_bytes = quantize_bytes(conv.model_bytes)
+    q = compare(conv.model_bytes, q_bytes, win.x, win.labels, conv.y_keras)
+    q.pop("int8_outputs")
+    q["split"] = cfg.split
+    q_sess = convert.onnx_session(q_bytes)
+    y_qref = convert.onnx_predict(q_sess, x_ref) if has_refs else None
+    q_parity = {"max_abs_diff": q["max_abs_diff_vs_keras"],
+                "top1_agreement": float(np.mean(convert.onnx_predict(q_sess, win.x).argmax(1)
+                                                == conv.y_keras.argmax(1))),
+                "n": int(len(win.x)), "split": cfg.split,
+                "against": "keras float32 (int8 is approximate; references hold the int8 model's outputs)"}
+    q_manifest = build_manifest(
+        name=f"{cfg.name}-int8", version=cfg.version, task=inp.task, labels=inp.labels, front_end=fe.to_dict(),
+        input_shape=[None, fe.n_mels, fe.frames, 1], sha256=hashlib.sha256(q_bytes).hexdigest(),
+        parity=q_parity, exporter={**exporter, "quantization": "onnxruntime quantize_dynamic, uint8 weights"},
+        metrics={"quantization": q, "float_model": metrics}, training_data=tdata, thresholds=inp.thresholds,
+        license=cfg.license, description=f"dynamically quantised int8 variant of {cfg.name} {cfg.version}",
+        created=created, references=has_refs,
+    )
+    out.append(_Artifact(inp.q_dest, q_bytes, q_manifest,
+                         {"inputs": x_stored, "outputs": y_qref} if y_qref is not None else None))
+    summary["quantization"] = q
+    summary["quantized_path"] = str(inp.q_dest)
+    return out, summary
 
-        if q_dest.exists() and not cfg.force:
-            raise ExportError(f"{q_dest}: already exists (pass --force to replace it)")
-        q_bytes = quantize_bytes(model_bytes)
-        q = compare(model_bytes, q_bytes, win.x, win.labels, y_keras)
-        q.pop("int8_outputs")
-        q["split"] = cfg.split
-        q_sess = convert.onnx_session(q_bytes)
-        y_qref = convert.onnx_predict(q_sess, x_ref) if len(idx) else None
-        q_parity = {"max_abs_diff": q["max_abs_diff_vs_keras"],
-                    "top1_agreement": float(np.mean(convert.onnx_predict(q_sess, win.x).argmax(1)
-                                                    == y_keras.argmax(1))),
-                    "n": int(len(win.x)), "split": cfg.split,
-                    "against": "keras float32 (int8 is approximate; references hold the int8 model's outputs)"}
-        q_manifest = build_manifest(
-            name=f"{cfg.name}-int8", version=cfg.version, task=task, labels=labels, front_end=fe.to_dict(),
-            input_shape=[None, fe.n_mels, fe.frames, 1], sha256=hashlib.sha256(q_bytes).hexdigest(),
-            parity=q_parity, exporter={**exporter, "quantization": "onnxruntime quantize_dynamic, uint8 weights"},
-            metrics={"quantization": q, "float_model": metrics}, training_data=tdata, thresholds=thresholds,
-            license=cfg.license, description=f"dynamically quantised int8 variant of {cfg.name} {cfg.version}",
-            created=created, references=len(idx) > 0,
-        )
-        q_refs = {"inputs": x_ref16, "outputs": y_qref} if len(idx) else None
-        summary["quantization"] = q
-        summary["quantized_path"] = str(q_dest)
 
-    existed = dest.exists()
-    write_artifact(dest, model_bytes=model_bytes, manifest=manifest, references=refs, force=cfg.force,
-                   verify=verify)
-    if q_bytes is not None and q_manifest is not None:
-        try:
-            write_artifact(q_dest, model_bytes=q_bytes, manifest=q_manifest, references=q_refs, force=cfg.force,
+def _write_all_or_nothing(cfg: ExportConfig, artifacts: list[_Artifact]) -> None:
+    """Stage 4, write: each folder atomically and checked (:func:`check_artifact`) before it
+    appears; when one fails, the folders this call created before it are removed again (with
+    their ``NAME/`` folder if it is left empty). A folder replaced with ``--force`` stays replaced."""
+    written: list[Path] = []
+    try:
+        for art in artifacts:
+            existed = art.dest.exists()
+            write_artifact(art.dest, model_bytes=art.model_bytes, manifest=art.manifest,
+                           references=art.references, force=cfg.force,
                            verify=lambda f: check_artifact(f, atol=cfg.atol))
-        except BaseException:
-            if not existed:  # all or nothing: drop the float artifact written a moment ago
-                shutil.rmtree(dest, ignore_errors=True)
-                try:
-                    dest.parent.rmdir()  # NAME/, if now empty
-                except OSError:
-                    pass
-            raise
+            if not existed:
+                written.append(art.dest)
+    except BaseException:
+        for dest in written:
+            shutil.rmtree(dest, ignore_errors=True)
+            try:
+                dest.parent.rmdir()  # NAME/, if now empty
+            except OSError:
+                pass
+        raise
+
+
+def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
+    """Convert, check parity, write the artifact; returns a summary (paths, parity, quantisation).
+
+    The four stages: resolve the inputs, convert with parity, build the artifacts (references,
+    optional int8 variant), write them all or nothing.
+    Raises :class:`ExportError` (nothing written) on any failed check.
+    """
+    inputs = _resolve_inputs(cfg, log)
+    converted = _convert_with_parity(cfg, inputs, log)
+    artifacts, summary = _artifacts(cfg, inputs, converted)
+    _write_all_or_nothing(cfg, artifacts)
     return summary

@@ -28,6 +28,7 @@ import soxr
 from .errors import DecodeError, InputError
 from .features import DEFAULT_FRONT_END, FrontEnd
 from .validate import (
+    DEFAULT_BATCH_SIZE,
     MAX_BLOCK_SAMPLES,
     MAX_STREAM_BYTES,
     MIN_HOP_SECONDS,
@@ -501,7 +502,7 @@ def stream_windows(
     fe: FrontEnd = DEFAULT_FRONT_END,
     hop_samples: int | None = None,
     window_samples: int | None = None,
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     block_seconds: float = 10.0,
 ) -> Iterator[WindowBatch]:
     """Yield batches of fixed-length windows with bounded memory.
@@ -584,7 +585,7 @@ def _is_filelike(x: Any) -> bool:
     return hasattr(x, "read") and not isinstance(x, (str, bytes, os.PathLike, np.ndarray))
 
 
-def read_source_bytes(source: Any) -> Any:
+def rereadable_source(source: Any) -> Any:
     """Return a re-readable form of ``source``: non-seekable file objects, FIFOs and other
     non-regular paths (``/dev/stdin``) are copied to memory once (at most
     :data:`~instrunet_core.validate.MAX_STREAM_BYTES`), so that analyzers can decode the

@@ -57,7 +57,7 @@ from .audio import (
     _check_rate,
     as_float_audio,
     iter_blocks,
-    read_source_bytes,
+    rereadable_source,
     source_name,
 )
 from .errors import InputError
@@ -799,7 +799,7 @@ def analyze(
         raise InputError("array: sample_rate is required for array input")
     clf = Classifier(model, hop=hop, thresholds=thresholds, smoothing=smoothing, batch_size=batch_size,
                      registry=registry)
-    src = read_source_bytes(source)
+    src = rereadable_source(source)
     clf.classify(src, sample_rate)
     an = clf.analysis(source=os.fspath(source_name(source)))
     if analyzers:

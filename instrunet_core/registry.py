@@ -45,6 +45,7 @@ import pluggy
 from . import hookspecs
 from .errors import InputError, ModelError, PluginError
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
+from .output import instrunet_version
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -322,7 +323,7 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
     from . import default_plugins
 
     reg = Registry()
-    reg.add_plugin(default_plugins, BUILTIN_NAME, version=_own_version(), builtin=True)
+    reg.add_plugin(default_plugins, BUILTIN_NAME, version=instrunet_version(), builtin=True)
     if entry_points:
         selected = _selected_names()
         try:
@@ -358,13 +359,6 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
             name, obj = getattr(plugin, "__name__", None) or f"plugin-{i}", plugin
         reg.add_plugin(obj, str(name))
     return reg
-
-
-def _own_version() -> str:
-    try:
-        return importlib.metadata.version("instrunet")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 _REGISTRY: Registry | None = None

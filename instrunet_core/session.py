@@ -26,13 +26,11 @@ from .errors import InputError, ModelError
 from .features import FrontEnd, batch_features
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_manifest
 from .registry import Registry, get_registry
+from .validate import DEFAULT_BATCH_SIZE  # windows per InferenceSession.run call
 from .verify import verify_artifact
 
 __all__ = ["ModelSession", "onnx_session", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE",
            "DEFAULT_INTRA_OP_THREADS"]
-
-#: Windows per ``InferenceSession.run`` call unless a caller says otherwise.
-DEFAULT_BATCH_SIZE = 16
 
 #: What names a model: a loaded session, a registered name, an artifact folder (or its
 #: ``manifest.json``), or ``None`` for the default model.

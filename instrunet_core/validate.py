@@ -35,6 +35,7 @@ __all__ = [
     "check_channels",
     "check_hop",
     "check_audio_array",
+    "DEFAULT_BATCH_SIZE",
 ]
 
 #: Lowest sample rate accepted (Hz), from an argument or a file header.
@@ -51,6 +52,9 @@ MAX_HOP_SECONDS: float = 3600.0
 MAX_BLOCK_SAMPLES: int = 1 << 22
 #: Most bytes read from a stream that cannot seek (a pipe, a FIFO, stdin) before decoding it.
 MAX_STREAM_BYTES: int = 1 << 30
+#: Windows per batch unless a caller says otherwise: per ``InferenceSession.run`` call
+#: (:mod:`~instrunet_core.session`) and per batch of :func:`~instrunet_core.audio.stream_windows`.
+DEFAULT_BATCH_SIZE: int = 16
 
 
 def _is_number(x: Any) -> bool:

@@ -216,3 +216,28 @@ def test_softmax_model_is_multiclass_and_quantizes(tiny_corpus: Path, tmp_path: 
     assert q.name == "soft-int8" and q.task == "multiclass"
     assert {"accuracy_drop_points", "latency_ms_int8"} <= set(q.metrics["quantization"])
     assert check_artifact(out / "soft-int8" / "1.2.3")["n"] == 8
+
+
+def test_int8_failure_rolls_back_the_float_artifact(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """All or nothing: when the int8 folder fails its check, the float folder written a moment
+    before is removed again (and its NAME/ folder, now empty)."""
+    import export.pipeline as pipeline
+    from export import ExportError
+
+    real = pipeline.check_artifact
+
+    def failing(folder: Path, **kw: object) -> object:
+        if Path(folder).parent.name.endswith("-int8"):
+            raise ExportError(f"{folder}: injected failure")
+        return real(folder, **kw)
+
+    monkeypatch.setattr(pipeline, "check_artifact", failing)
+    model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
+    out = tmp_path / "out"
+    args = [str(model), "--name", "soft", "--version", "1.2.3", "--out", str(out), "--corpus", str(tiny_corpus),
+            "--n-parity", "16", "--n-references", "4", "--quantize"]
+    assert main(args) == 1
+    assert "injected failure" in capsys.readouterr().err
+    assert not (out / "soft").exists() and not (out / "soft-int8" / "1.2.3").exists()

@@ -146,8 +146,9 @@ def test_missing_audio(tmp_path: Path) -> None:
         load_split(root)
     assert "mallet_acoustic_002-070-100.wav" in str(info.value)
     (n,) = load_split(root, check_audio=False)  # metadata only
-    with pytest.raises(NSynthError, match="cannot decode"):
+    with pytest.raises(NSynthError, match="file not found") as info:
         load_audio(n)
+    assert str(n.path) in str(info.value)
 
 
 def test_dropped_notes_need_no_audio(tmp_path: Path) -> None:
@@ -170,3 +171,26 @@ def test_sample_rate_mismatch(tmp_path: Path) -> None:
 
 def test_note_str_format() -> None:
     assert note_str("guitar", "acoustic", 10, 66, 100) == "guitar_acoustic_010-066-100"
+
+
+def test_load_audio_is_the_core_loader(tmp_path: Path) -> None:
+    """Training reads a note through ``instrunet_core.audio.load_audio``: the same decoder,
+    mixdown and resampler as serving, bit for bit, at the note's rate or another."""
+    from instrunet_core.audio import load_audio as core_load_audio
+
+    e = _entry("string", "acoustic", 1, 50, 100, 0)
+    root = _write_split(tmp_path / "s", [e])
+    (n,) = load_split(root)
+    t = np.arange(SR, dtype=np.float64) / SR
+    y = np.stack([0.4 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)], axis=1)
+    sf.write(n.path, y, SR, subtype="PCM_16")  # stereo, 16 kHz
+    native = load_audio(n)
+    assert native.shape == (SR,)
+    np.testing.assert_array_equal(native, core_load_audio(n.path, target_sr=SR))
+    at_22k = load_audio(n, target_sr=22050)
+    assert at_22k.shape == (22050,)
+    np.testing.assert_array_equal(at_22k, core_load_audio(n.path))
+    (n.path).write_bytes(b"not audio at all")
+    with pytest.raises(NSynthError, match="cannot decode") as info:
+        load_audio(n)
+    assert str(n.path) in str(info.value)

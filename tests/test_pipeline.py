@@ -115,3 +115,54 @@ def test_multiclass_models_train_on_the_same_cache(trained: dict[str, Path]) -> 
     assert metrics["task"] == "multiclass" and metrics["thresholds"] is None
     # a softmax model names one family per mixture: its mixture recall is bounded by 1/2
     assert metrics["test"]["mixture"]["micro_recall"] <= 0.5 + 1e-9
+
+
+def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path]) -> None:
+    from training.dataset import ExampleSpec, cached_examples
+    from training.train import distilled_targets
+
+    root = trained["root"]
+    X, Y, _ = cached_examples(trained["corpus"], ExampleSpec("valid", 16, 7, random_crop=False), root / "cache")
+    teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
+    p = instrunet_core.load_model(teacher).predict_features(X.astype(np.float32))
+    got = distilled_targets(Y, X, teacher, 0.25)
+    np.testing.assert_allclose(got, 0.75 * Y + 0.25 * p, atol=1e-6)
+    assert got.dtype == np.float32 and got.shape == Y.shape
+    with pytest.raises(ValueError, match="distill weight"):
+        distilled_targets(Y, X, teacher, 1.5)
+
+
+def test_compact_model_trains_distilled_and_exports(trained: dict[str, Path]) -> None:
+    from training import train
+
+    root = trained["root"]
+    teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
+    args = ["--corpus", str(trained["corpus"]), "--epochs", "1", "--n-train", "96", "--n-valid", "48",
+            "--n-valid-mix", "24", "--n-test-mix", "24", "--batch-size", "16", "--cache", str(root / "cache"),
+            "--version", "0.0.1", "--workers", "1", "--quiet", "--no-test"]
+    assert train.main(["--model", "compact", "--out", str(root / "run-c"), "--report-dir", str(root / "report-c"),
+                       "--teacher", str(teacher), "--distill", "0.5", *args]) == 0
+    metrics = json.loads((root / "report-c" / "metrics.json").read_text())
+    assert metrics["model"] == "compact" and metrics["task"] == "multilabel"
+    assert metrics["config"]["teacher"] == str(teacher) and metrics["config"]["distill"] == 0.5
+    out = root / "models-c"
+    cmd = [sys.executable, "-m", "export", str(root / "run-c" / "compact.keras"), "--name", "family",
+           "--version", "0.0.2", "--out", str(out), "--corpus", str(trained["corpus"]),
+           "--report", str(root / "report-c" / "metrics.json"), "--n-parity", "64"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    raw = json.loads((out / "family" / "0.0.2" / "manifest.json").read_text())
+    assert raw["parity"]["max_abs_diff"] <= 1e-4 and raw["parity"]["top1_agreement"] == 1.0
+
+
+def test_a_softmax_teacher_is_refused(trained: dict[str, Path]) -> None:
+    from training import train
+
+    baseline = pytest.importorskip("instrunet_baseline")
+    folder = next(Path(baseline.__file__).parent.glob("models/baseline/*"))
+    with pytest.raises(SystemExit):
+        train.main(["--model", "baseline", "--corpus", str(trained["corpus"]), "--out", str(trained["root"] / "x"),
+                    "--teacher", str(folder)])
+    X = np.zeros((2, 128, 128), np.float32)
+    with pytest.raises(ValueError, match="multilabel"):
+        train.distilled_targets(np.zeros((2, 8), np.float32), X, folder, 0.5)

@@ -161,15 +161,18 @@ def _run(plugin: Any, y: np.ndarray, sr: int) -> np.ndarray:
     return _fit(out, y.shape[0])
 
 
-def augment_with_log(
-    y: np.ndarray,
-    *,
-    sr: int = 22050,
-    rng: np.random.Generator,
-    config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
-    irs: Sequence[tuple[str, np.ndarray]] = (),
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Like :func:`augment`, and also the list of effects applied with their parameters."""
+def _hit(rng: np.random.Generator, p: float) -> bool:
+    """One Bernoulli draw. Always drawn, so that one effect's probability does not shift the
+    other effects' draws."""
+    return bool(rng.random() < p)
+
+
+#: What :func:`augment_with_log` reports: one dict per effect applied, ``{"effect": name, **params}``.
+Log = list[dict[str, Any]]
+
+
+def _checked_input(y: np.ndarray, sr: int) -> np.ndarray:
+    """A float32 copy of mono, finite, floating-point ``y``, or :class:`ValueError`."""
     x = np.asarray(y)
     if x.ndim != 1:
         raise ValueError(f"augment: expected mono audio of shape (n,), got shape {x.shape}")
@@ -180,26 +183,24 @@ def augment_with_log(
         raise ValueError("augment: audio contains NaN or infinite samples")
     if sr <= 0:
         raise ValueError(f"augment: sample rate must be positive, got {sr}")
-    n = x.shape[0]
-    log: list[dict[str, Any]] = []
-    if n == 0:
-        return x, log
-    c = config
-    nyq = sr / 2.0
+    return x
 
-    def hit(p: float) -> bool:
-        # Always draw, so that one effect's probability does not shift the others' draws.
-        return bool(rng.random() < p)
 
-    # 1. pitch: varispeed by resampling; sr*ratio -> sr shortens the clip for ratio > 1 (pitch up).
-    if hit(c.p_pitch):
+def _pitch(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """1. Varispeed by resampling: ``sr * ratio -> sr`` shortens the clip for ratio > 1 (pitch up)."""
+    if _hit(rng, c.p_pitch):
         cents = _uniform(rng, c.pitch_cents)
         if cents != 0.0:
             ratio = 2.0 ** (cents / 1200.0)
-            x = _fit(np.asarray(soxr.resample(x, sr * ratio, sr, quality="MQ"), dtype=np.float32), n)
+            x = _fit(np.asarray(soxr.resample(x, sr * ratio, sr, quality="MQ"), dtype=np.float32), x.shape[0])
         log.append({"effect": "pitch", "cents": cents})
-    # 2. onset offset
-    if hit(c.p_offset):
+    return x
+
+
+def _offset(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """2. The onset moves: silence in front (later) or the start cut (earlier)."""
+    if _hit(rng, c.p_offset):
+        n = x.shape[0]
         ms = _uniform(rng, c.offset_ms)
         k = int(round(ms * sr / 1000.0))
         if k > 0:
@@ -207,9 +208,16 @@ def augment_with_log(
         elif k < 0:
             x = _fit(x[min(-k, n):], n)
         log.append({"effect": "offset", "ms": ms, "samples": k})
+    return x
 
-    # 3. room
-    if hit(c.p_reverb):
+
+def _room(
+    x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log,
+    irs: Sequence[tuple[str, np.ndarray]],
+) -> np.ndarray:
+    """3. Algorithmic reverb, then measured room and device impulse responses (drawn only when
+    some of that use are given, so that the chain without them keeps its random sequence)."""
+    if _hit(rng, c.p_reverb):
         params = {
             "room_size": _uniform(rng, c.reverb_room_size),
             "damping": _uniform(rng, c.reverb_damping),
@@ -218,35 +226,43 @@ def augment_with_log(
         }
         x = _run(pb.Reverb(**params, width=1.0), x, sr)
         log.append({"effect": "reverb", **params})
-    # 3b. measured impulse responses (drawn only when some are given, so that the chain
-    # without them keeps its random sequence)
     for use, p, wet_range in (("room", c.p_room_ir, c.room_ir_wet), ("device", c.p_device_ir, c.device_ir_wet)):
         pool = [ir for u, ir in irs if u == use]
-        if pool and hit(p):
+        if pool and _hit(rng, p):
             k = int(rng.integers(len(pool)))
             wet = _uniform(rng, wet_range)
             x = _convolve(x, pool[k], wet)
             log.append({"effect": f"{use}_ir", "index": k, "wet": wet})
-    # 4. noise at a random SNR relative to the clip's mean power
-    if hit(c.p_noise):
+    return x
+
+
+def _noise(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """4. White or pink noise at a random SNR relative to the clip's mean power."""
+    if _hit(rng, c.p_noise):
+        n = x.shape[0]
         snr = _uniform(rng, c.noise_snr_db)
-        pink = hit(c.p_pink)
+        pink = _hit(rng, c.p_pink)
         noise = _pink_noise(rng, n) if pink else rng.standard_normal(n, dtype=np.float32)
         p_sig = float(np.mean(np.square(x, dtype=np.float64)))
         p_noise = float(np.mean(np.square(noise, dtype=np.float64)))
         if p_sig > 0.0 and p_noise > 0.0:
             x = x + noise * np.float32(math.sqrt(p_sig / (p_noise * 10.0 ** (snr / 10.0))))
         log.append({"effect": "noise", "color": "pink" if pink else "white", "snr_db": snr})
-    # 5. microphone / EQ
-    if hit(c.p_highpass):
+    return x
+
+
+def _microphone(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """5. Microphone / EQ: high-pass, low-pass, a peak band, a low or high shelf."""
+    nyq = sr / 2.0
+    if _hit(rng, c.p_highpass):
         hz = min(_log_uniform(rng, c.highpass_hz), 0.45 * nyq)
         x = _run(pb.HighpassFilter(cutoff_frequency_hz=hz), x, sr)
         log.append({"effect": "highpass", "cutoff_hz": hz})
-    if hit(c.p_lowpass):
+    if _hit(rng, c.p_lowpass):
         hz = min(_log_uniform(rng, c.lowpass_hz), 0.95 * nyq)
         x = _run(pb.LowpassFilter(cutoff_frequency_hz=hz), x, sr)
         log.append({"effect": "lowpass", "cutoff_hz": hz})
-    if hit(c.p_peak_eq):
+    if _hit(rng, c.p_peak_eq):
         params = {
             "cutoff_frequency_hz": min(_log_uniform(rng, c.peak_hz), 0.95 * nyq),
             "gain_db": _uniform(rng, c.peak_gain_db),
@@ -254,24 +270,32 @@ def augment_with_log(
         }
         x = _run(pb.PeakFilter(**params), x, sr)
         log.append({"effect": "peak_eq", **params})
-    if hit(c.p_shelf):
-        high = hit(0.5)
+    if _hit(rng, c.p_shelf):
+        high = _hit(rng, 0.5)
         hz = min(_log_uniform(rng, c.high_shelf_hz if high else c.low_shelf_hz), 0.95 * nyq)
         gain = _uniform(rng, c.shelf_gain_db)
         cls = pb.HighShelfFilter if high else pb.LowShelfFilter
         x = _run(cls(cutoff_frequency_hz=hz, gain_db=gain), x, sr)
         log.append({"effect": "high_shelf" if high else "low_shelf", "cutoff_hz": hz, "gain_db": gain})
-    # 6. input level
-    if hit(c.p_gain):
+    return x
+
+
+def _gain(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """6. Input level into the device stages."""
+    if _hit(rng, c.p_gain):
         db = _uniform(rng, c.gain_db)
         x = x * np.float32(10.0 ** (db / 20.0))
         log.append({"effect": "gain", "gain_db": db})
-    # 7. device
-    if hit(c.p_distortion):
+    return x
+
+
+def _device(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """7. Device: distortion, then compression."""
+    if _hit(rng, c.p_distortion):
         drive = _uniform(rng, c.distortion_drive_db)
         x = _run(pb.Distortion(drive_db=drive), x, sr)
         log.append({"effect": "distortion", "drive_db": drive})
-    if hit(c.p_compressor):
+    if _hit(rng, c.p_compressor):
         params = {
             "threshold_db": _uniform(rng, c.compressor_threshold_db),
             "ratio": _uniform(rng, c.compressor_ratio),
@@ -280,13 +304,47 @@ def augment_with_log(
         }
         x = _run(pb.Compressor(**params), x, sr)
         log.append({"effect": "compressor", **params})
-    # 8. codec (its input must not clip: LAME would wrap or saturate)
-    if hit(c.p_mp3):
+    return x
+
+
+def _codec(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """8. MP3 codec (its input must not clip: LAME would wrap or saturate)."""
+    if _hit(rng, c.p_mp3):
         q = _uniform(rng, c.mp3_vbr_quality)
         x = _renormalise(x)
         x = _run(pb.MP3Compressor(vbr_quality=q), x, sr)
         log.append({"effect": "mp3", "vbr_quality": q})
+    return x
 
+
+def augment_with_log(
+    y: np.ndarray,
+    *,
+    sr: int = 22050,
+    rng: np.random.Generator,
+    config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
+    irs: Sequence[tuple[str, np.ndarray]] = (),
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Like :func:`augment`, and also the list of effects applied with their parameters.
+
+    The chain is the module docstring's eight stages, one function each: ``stage(x, rng, c, sr,
+    log) -> x`` draws its numbers from ``rng`` in a fixed order (every probability is drawn even
+    when the effect is off), appends one log entry per effect it applies and keeps ``x``'s
+    length. NaN/inf are zeroed at the end and the clip renormalised to peak 1 if above.
+    """
+    x = _checked_input(y, sr)
+    log: Log = []
+    if x.shape[0] == 0:
+        return x, log
+    c = config
+    x = _pitch(x, rng, c, sr, log)
+    x = _offset(x, rng, c, sr, log)
+    x = _room(x, rng, c, sr, log, irs)
+    x = _noise(x, rng, c, sr, log)
+    x = _microphone(x, rng, c, sr, log)
+    x = _gain(x, rng, c, sr, log)
+    x = _device(x, rng, c, sr, log)
+    x = _codec(x, rng, c, sr, log)
     x = _renormalise(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
     return x.astype(np.float32, copy=False), log
 
@@ -307,15 +365,13 @@ def _convolve(x: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:
 
 def load_irs(files: Sequence[tuple[str, Any]], *, sr: int, max_s: float = 1.0) -> list[tuple[str, np.ndarray]]:
     """Impulse responses ``(use, path)`` read as mono at ``sr``, from the direct sound on, at most
-    ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy."""
-    import soundfile as sf
+    ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy. Files are read
+    by the core's loader (:func:`instrunet_core.audio.load_audio`: its mixdown and resampler)."""
+    from instrunet_core.audio import load_audio
 
     out: list[tuple[str, np.ndarray]] = []
     for use, path in files:
-        ir, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        m = ir.mean(axis=1)
-        if rate != sr:
-            m = np.asarray(soxr.resample(m, rate, sr, quality="HQ"), dtype=np.float32)
+        m = load_audio(path, target_sr=sr)
         start = int(np.argmax(np.abs(m) > 0.1 * np.abs(m).max())) if m.size else 0
         m = m[start : start + int(max_s * sr)].copy()
         fade = min(len(m), int(0.05 * sr))

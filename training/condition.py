@@ -293,7 +293,7 @@ def build(corpus: Path, out: Path, *, seed: int = DEFAULT_SEED, max_notes: int |
         notes = load_split(corpus / split)
         if max_notes is not None:
             notes = notes[:: max(1, len(notes) // max_notes)][:max_notes]
-        audio = {n.note_str: load_audio(n).astype(np.float32) for n in notes}
+        audio = {n.note_str: load_audio(n, target_sr=SR) for n in notes}
         rows: list[list[float]] = []
         meta: dict[str, list[Any]] = {k: [] for k in ("y", "note", "instrument", "family", "mix", "degradations")}
         for i, n in enumerate(notes):
@@ -658,7 +658,7 @@ def praat_check(corpus: Path, out: Path, *, n_notes: int = 16, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     rows = []
     for n in notes:
-        y = load_audio(n).astype(np.float64)
+        y = load_audio(n, target_sr=SR).astype(np.float64)
         for snr in (None, 20.0, 5.0):
             x = y if snr is None else _noise(rng, y, snr, pink=False)
             ref = parselmouth.praat.call(parselmouth.Sound(x, sampling_frequency=SR).to_harmonicity_ac(

@@ -38,7 +38,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd, batch_features
 from instrunet_core.labels import FAMILIES
@@ -175,10 +174,8 @@ def _init(notes: list[Note], irs: list[tuple[str, np.ndarray]] | None = None) ->
 
 
 def _load(note: Note, sr: int) -> np.ndarray:
-    y = load_audio(note)
-    if note.sample_rate != sr:  # e.g. real NSynth at 16 kHz
-        y = soxr.resample(y, note.sample_rate, sr, quality="HQ").astype(np.float32)
-    return y
+    """The note at ``sr`` through the core's loader (resampled by the serving resampler)."""
+    return load_audio(note, target_sr=sr)
 
 
 def _chunk(args: tuple[ExampleSpec, int, int, FrontEnd]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:

@@ -108,12 +108,7 @@ def spectrogram_grid(
                 ax.axis("off")
                 continue
             note = notes[c]
-            y = load_audio(note)
-            if note.sample_rate != fe.sample_rate:
-                import soxr
-
-                y = soxr.resample(y, note.sample_rate, fe.sample_rate).astype(np.float32)
-            y = y[: fe.window_samples]
+            y = load_audio(note, target_sr=fe.sample_rate)[: fe.window_samples]
             if rng is not None:
                 from .augment import augment
 

@@ -9,6 +9,14 @@
   only* (mean and max), so the frequency layout that carries timbre survives while the model
   stays small and fast (about 0.6 ms per window on one core); sigmoid outputs so that it can
   say "brass and string" for a mixture (single-note accuracy is the argmax).
+* ``compact`` - the same head and outputs on a cheaper body: a 3x3 conv of stride 2
+  (16 channels, 128x128 → 64x64), then depthwise-separable blocks (a 3x3 depthwise conv and a
+  1x1 pointwise conv, each with batch normalisation and ReLU) of 32-64-128 channels with 2x2
+  pooling and 256 channels on the 8x8 map. Measured side by side in one run, in onnxruntime on
+  one core with batches of 32: 0.31 ms per window against 1.52 ms for ``default`` (0.41 ms
+  with a full-resolution first block instead of the strided one, 0.57 ms for ``default`` at
+  half the width); in Keras training on the 2-core CPU 193 vs 156 examples/s (strided vs
+  full-resolution first block).
 
 All take ``(128, 128, 1)`` log-mel windows in [0, 1] (mel bands x frames).
 """
@@ -84,7 +92,23 @@ def default(n_labels: int = 8, *, width: int = 16, depth: int = 5, dense: int = 
     if depth == 5:
         x = _block(x, width * 16, None)
     # Statistics over time, keep the mel axis: (8, 1, C) mean and max → flatten.
-    frames_left = FRAMES // 16
+    out = _time_stats_head(x, n_labels, dense=dense, dropout=dropout)
+    return keras.Model(inp, out, name="default")
+
+
+def _separable(x: keras.KerasTensor, filters: int, pool: tuple[int, int] | None) -> keras.KerasTensor:
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(filters, 1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    return layers.MaxPooling2D(pool)(x) if pool else x
+
+
+def _time_stats_head(x: keras.KerasTensor, n_labels: int, *, dense: int, dropout: float) -> keras.KerasTensor:
+    """Mean and max over the remaining frames (the mel axis is kept), dense, sigmoid outputs."""
+    frames_left = int(x.shape[2])
     mean = layers.AveragePooling2D((1, frames_left), name="time_mean")(x)
     peak = layers.MaxPooling2D((1, frames_left), name="time_max")(x)
     x = layers.Concatenate()([mean, peak])
@@ -92,13 +116,30 @@ def default(n_labels: int = 8, *, width: int = 16, depth: int = 5, dense: int = 
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(dense, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    out = layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(x)
-    return keras.Model(inp, out, name="default")
+    return layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(x)
 
 
-MODELS: dict[str, Callable[..., keras.Model]] = {"baseline": baseline, "seed_v3": seed_v3, "default": default}
+def compact(n_labels: int = 8, *, width: int = 16, dense: int = 128, dropout: float = 0.3) -> keras.Model:
+    """The fast family model: a 3x3 conv of ``width`` channels and stride 2 (128x128 → 64x64),
+    depthwise-separable blocks of ``width``·(2, 4, 8) channels with 2x2 pooling (→ 8x8) and one
+    of ``width``·16 channels on the 8x8 map, then the ``default`` model's time-statistics head.
+    The stride-2 kernel still covers every input cell (3 > 2), so no mel band is skipped."""
+    x = inp = _inputs()
+    x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for i in (1, 2, 3):
+        x = _separable(x, width * 2**i, (2, 2))
+    x = _separable(x, width * 16, None)
+    out = _time_stats_head(x, n_labels, dense=dense, dropout=dropout)
+    return keras.Model(inp, out, name="compact")
+
+
+MODELS: dict[str, Callable[..., keras.Model]] = {"baseline": baseline, "seed_v3": seed_v3, "default": default,
+                                                 "compact": compact}
 #: multiclass → softmax over single notes; multilabel → sigmoid, trained with mixtures.
-TASKS: dict[str, str] = {"baseline": "multiclass", "seed_v3": "multiclass", "default": "multilabel"}
+TASKS: dict[str, str] = {"baseline": "multiclass", "seed_v3": "multiclass", "default": "multilabel",
+                         "compact": "multilabel"}
 
 
 def build_model(name: str, n_labels: int = 8, **kwargs: object) -> keras.Model:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
+from instrunet_core import audio as core_audio
+from instrunet_core.errors import InstrunetError
 from instrunet_core.labels import FAMILIES
 
 __all__ = [
@@ -172,12 +173,34 @@ def load_split(
     return notes
 
 
-def load_audio(note: Note) -> np.ndarray:
-    """The note's audio as mono float32 at its ``sample_rate``."""
+def load_audio(note: Note, *, target_sr: int | None = None) -> np.ndarray:
+    """The note's audio through the core's loader (:func:`instrunet_core.audio.load_audio`).
+
+    Decoding, the mono mixdown and the resampler (``soxr``, quality ``"HQ"``) are the ones
+    serving uses, so training, export and the runtime see the same samples. The file's rate
+    must be the ``sample_rate`` that ``examples.json`` states.
+
+    Parameters
+    ----------
+    note : Note
+    target_sr : int, optional
+        Output rate; default the note's own ``sample_rate`` (no resampling).
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+        Mono samples at ``target_sr``.
+
+    Raises
+    ------
+    NSynthError
+        The file cannot be decoded or its rate differs from ``examples.json``; the message
+        starts with the file's path.
+    """
     try:
-        y, sr = sf.read(note.path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise NSynthError(f"{note.path}: cannot decode ({e})") from e
-    if sr != note.sample_rate:
-        raise NSynthError(f"{note.path}: sample rate {sr} Hz, examples.json says {note.sample_rate} Hz")
-    return y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
+        rate = core_audio.audio_info(note.path).sample_rate
+        if rate != note.sample_rate:
+            raise NSynthError(f"{note.path}: sample rate {rate} Hz, examples.json says {note.sample_rate} Hz")
+        return core_audio.load_audio(note.path, target_sr=target_sr or note.sample_rate)
+    except InstrunetError as e:
+        raise NSynthError(str(e)) from e

@@ -60,7 +60,7 @@ class Config:
     spec_augment: bool = True
     test: bool = True  # --no-test: experiments that must not even compute test numbers
     eq_db: float = 0.0
-    width: int = 0  # default model: channels of the first block (0: the model's own default)
+    width: int = 0  # default/compact model: channels of the first block (0: the model's own default)
     depth: int = 0  # default model: 4 or 5 conv blocks (0: the model's own default)
     patience: int = 5
     time_budget_min: float | None = 70.0
@@ -70,6 +70,8 @@ class Config:
     irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
     sources: Path | None = None  # mirror folder of training/sources.lock.json
     init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
+    teacher: Path | None = None  # distil from an exported multilabel artifact (folder or model.onnx)
+    distill: float = 0.5  # with --teacher: weight of the teacher's probabilities in the training targets
     n_dev: int = 4000  # at most this many dev clips (all of them when fewer)
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
@@ -148,6 +150,29 @@ class _Batches:
                 s.order = s.rng.permutation(len(X))
 
         self.seq = Seq()
+
+
+def distilled_targets(Y: np.ndarray, X: np.ndarray, teacher: Path, weight: float, *,
+                      batch_size: int = 256) -> np.ndarray:
+    """Training targets mixed with a teacher's outputs (knowledge distillation).
+
+    ``Y``: ``[N, L]`` the 0/1 family labels; ``X``: ``[N, n_mels, frames]`` the training
+    windows. The teacher (an exported artifact of a sigmoid model with the same labels, run by
+    the runtime) scores every window; the result is ``(1 - weight) * Y + weight * teacher``:
+    soft targets that carry what the teacher learned about similar families (a muted trumpet
+    that sounds half like a reed) while the labels keep it honest where the teacher is wrong.
+    """
+    from instrunet_core.session import open_session
+
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"distill weight must be in [0, 1], got {weight}")
+    session = open_session(teacher)
+    if session.task != "multilabel" or tuple(session.labels) != tuple(FAMILIES):
+        raise ValueError(f"{teacher}: the teacher must be a multilabel model over {list(FAMILIES)} "
+                         f"(it is {session.task} over {list(session.labels)})")
+    p = np.concatenate([session.predict_features(X[i : i + batch_size].astype(np.float32))
+                        for i in range(0, len(X), batch_size)])
+    return ((1.0 - weight) * Y + weight * p).astype(np.float32)
 
 
 def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -367,6 +392,11 @@ def run(cfg: Config) -> dict[str, Any]:
     if task == "multiclass":
         keep = Yt.sum(1) == 1
         Xt, Yt = Xt[keep], Yt[keep]
+    if cfg.teacher is not None:
+        t0 = time.time()
+        Yt = distilled_targets(Yt, Xt, cfg.teacher, cfg.distill)
+        print(f"targets: labels x {1 - cfg.distill:.2f} + {cfg.teacher} x {cfg.distill:.2f} "
+              f"[{time.time() - t0:.0f}s]", flush=True)
     valid = {
         "single": cached_examples(cfg.corpus, ExampleSpec("valid", cfg.n_valid, cfg.seed + 1, random_crop=False),
                                   cfg.cache, workers=cfg.workers, progress=cfg.progress)[:2],
@@ -405,7 +435,7 @@ def run(cfg: Config) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a family model.")
-    ap.add_argument("--model", required=True, choices=["baseline", "seed_v3", "default"])
+    ap.add_argument("--model", required=True, choices=["baseline", "seed_v3", "default", "compact"])
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     for f in dataclasses.fields(Config):
@@ -414,10 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.name in {"cache", "report_dir", "sources", "init_onnx"}:
+        elif f.name in {"cache", "report_dir", "sources", "init_onnx", "teacher"}:
             ap.add_argument(flag, type=Path, default=f.default)
         elif f.name in {"time_budget_min", "lr", "mix_prob", "eq_db", "onset_prob", "real_prob", "music_prob",
-                        "pre_silence_prob"}:
+                        "pre_silence_prob", "distill"}:
             ap.add_argument(flag, type=float, default=f.default)
         elif f.name == "version":
             ap.add_argument(flag, default=f.default)
@@ -427,8 +457,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "quiet"}
     cfg = Config(**kw, progress=not args.quiet)
-    if (cfg.width or cfg.depth) and cfg.model != "default":
-        ap.error("--width and --depth apply to the default model only")
+    if cfg.depth and cfg.model != "default":
+        ap.error("--depth applies to the default model only")
+    if cfg.width and cfg.model not in {"default", "compact"}:
+        ap.error("--width applies to the default and compact models only")
+    from .models import TASKS
+
+    if cfg.teacher is not None and TASKS[cfg.model] != "multilabel":
+        ap.error("--teacher applies to the multilabel (sigmoid) models only")
     if cfg.irs and cfg.sources is None:
         ap.error("--irs needs --sources (the mirror folder holding the locked impulse responses)")
     if not (cfg.corpus / "train" / "examples.json").is_file():
