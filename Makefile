@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo app app-screenshots test lint bench bench-pedalboard models-doc corpus train export examples clean
+.PHONY: demo app app-screenshots test lint bench bench-frontend bench-pedalboard models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ lint: $(VENV)/.dev
 SEED_KERAS := runs/seed_v3/seed_v3.keras
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
+
+# docs/speed.md's front-end section: numpy and in-graph front ends side by side, one window.
+bench-frontend: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.frontend --doc docs/speed.md
 
 # docs/pedalboard.md's measurements: process_file on a one-hour file (peak RSS, time).
 bench-pedalboard: $(VENV)/.dev
