@@ -7,7 +7,7 @@
 * ``default``  - ours: five small conv blocks with batch normalisation (16-32-64-128 channels
   with 2x2 pooling, then 256 channels on the 8x8 map), then statistics pooled over *time
   only* (mean and max), so the frequency layout that carries timbre survives while the model
-  stays small and fast (about 0.6 ms per window on one core); sigmoid outputs so that it can
+  stays small (about 1.5 ms per window on one core, docs/models.md); sigmoid outputs so that it can
   say "brass and string" for a mixture (single-note accuracy is the argmax).
 * ``compact`` - the same head and outputs on a cheaper body: a 3x3 conv of stride 2
   (16 channels, 128x128 → 64x64), then depthwise-separable blocks (a 3x3 depthwise conv and a
