@@ -166,3 +166,23 @@ def test_a_softmax_teacher_is_refused(trained: dict[str, Path]) -> None:
     X = np.zeros((2, 128, 128), np.float32)
     with pytest.raises(ValueError, match="multilabel"):
         train.distilled_targets(np.zeros((2, 8), np.float32), X, folder, 0.5)
+
+
+def test_training_continues_from_a_saved_keras_model(trained: dict[str, Path]) -> None:
+    from training import train
+
+    root = trained["root"]
+    saved = root / "run-c" / "compact.keras"
+    if not saved.is_file():
+        pytest.skip("needs test_compact_model_trains_distilled_and_exports first")
+    args = ["--corpus", str(trained["corpus"]), "--epochs", "1", "--n-train", "96", "--n-valid", "48",
+            "--n-valid-mix", "24", "--n-test-mix", "24", "--batch-size", "16", "--cache", str(root / "cache"),
+            "--version", "0.0.3", "--workers", "1", "--quiet", "--no-test"]
+    assert train.main(["--model", "compact", "--out", str(root / "run-c2"), "--report-dir", str(root / "report-c2"),
+                       "--init-keras", str(saved), *args]) == 0
+    metrics = json.loads((root / "report-c2" / "metrics.json").read_text())
+    assert metrics["init"]["from"] == str(saved)
+    # the saved weights are scored as epoch 0, then one epoch of training
+    assert len(metrics["init"]) > 2 and metrics["epochs_run"] == 2
+    with pytest.raises(ValueError, match="not a default model"):
+        train.main(["--model", "default", "--out", str(root / "run-x"), "--init-keras", str(saved), *args])

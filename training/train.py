@@ -70,6 +70,7 @@ class Config:
     irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
     sources: Path | None = None  # mirror folder of training/sources.lock.json
     init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
+    init_keras: Path | None = None  # continue from a saved Keras model of the same architecture (e.g. *.best.keras)
     teacher: Path | None = None  # distil from an exported multilabel artifact (folder or model.onnx)
     distill: float = 0.5  # with --teacher: weight of the teacher's probabilities in the training targets
     n_dev: int = 4000  # at most this many dev clips (all of them when fewer)
@@ -199,6 +200,14 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
 
         init = init_from_onnx(model, cfg.init_onnx, calibration=train[0][:: max(1, len(train[0]) // 512)][:512])
         print(f"initialised from {cfg.init_onnx} (max difference {init['max_abs_diff']:.1e})", flush=True)
+    elif cfg.init_keras is not None:
+        saved = keras.models.load_model(cfg.init_keras, compile=False)
+        shapes = [w.shape for w in model.get_weights()]
+        if [w.shape for w in saved.get_weights()] != shapes:
+            raise ValueError(f"{cfg.init_keras}: not a {cfg.model} model of this shape (weights differ)")
+        model.set_weights(saved.get_weights())
+        init = {"from": str(cfg.init_keras), "kind": "keras"}
+        print(f"initialised from {cfg.init_keras}", flush=True)
     X, Y = train
     steps = math.ceil(len(X) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, alpha=0.05)
@@ -444,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.name in {"cache", "report_dir", "sources", "init_onnx", "teacher"}:
+        elif f.name in {"cache", "report_dir", "sources", "init_onnx", "init_keras", "teacher"}:
             ap.add_argument(flag, type=Path, default=f.default)
         elif f.name in {"time_budget_min", "lr", "mix_prob", "eq_db", "onset_prob", "real_prob", "music_prob",
                         "pre_silence_prob", "distill"}:
@@ -465,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if cfg.teacher is not None and TASKS[cfg.model] != "multilabel":
         ap.error("--teacher applies to the multilabel (sigmoid) models only")
+    if cfg.init_onnx is not None and cfg.init_keras is not None:
+        ap.error("--init-onnx and --init-keras exclude each other")
     if cfg.irs and cfg.sources is None:
         ap.error("--irs needs --sources (the mirror folder holding the locked impulse responses)")
     if not (cfg.corpus / "train" / "examples.json").is_file():
