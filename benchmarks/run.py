@@ -634,9 +634,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="where the long WAVs go (default: a temp dir)")
     ap.add_argument("--no-seed-hour", dest="seed_hour", action="store_false",
                     help="skip the seed's path on the long file (it holds the whole file in memory)")
+    ap.add_argument("--model", default=None,
+                    help="the registered model to measure (default: the default model); "
+                         "every measurement loads it through INSTRUNET_DEFAULT_MODEL")
     args = ap.parse_args(argv)
+    if args.model:
+        os.environ["INSTRUNET_DEFAULT_MODEL"] = args.model  # inherited by every child process
     res = run(args)
     cmd = "python -m benchmarks.run" + ("" if args.hour_seconds == 3600 else f" --hour-seconds {args.hour_seconds:g}")
+    cmd += f" --model {args.model}" if args.model else ""
     cmd += "" if args.seed_hour else " --no-seed-hour"
     text = render(res, cmd)
     args.out.parent.mkdir(parents=True, exist_ok=True)
