@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/short-input.md")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--model", default=None, help="model name or artifact folder (default: the default model)")
     args = ap.parse_args(argv)
     import tinysoundfont
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     fonts = corpus.fetch_soundfonts(corpus.default_cache(), [f for f in corpus.SOUNDFONTS if f.key in FONT_OF_GROUP])
     held = corpus.held_out_programs()
-    model = load_model(Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "1.0.0")
+    model = load_model(args.model)
     clf = Classifier(model)
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Short and sparse input",
         "",
         "Written by `python -m benchmarks.short_notes` (valid instruments only: the FluidR3 and csound "
-        "programs held out of training; never the test font). Default model `family` "
+        f"programs held out of training; never the test font). Model `{model.name}` "
         f"{model.version}; {len(rows)} files; notes rendered with tinysoundfont, each followed by "
         f"{RELEASE_S} s of release; `alone` = the file is the note, `sparse` = the note starts "
         "0.3-2.0 s into 6 s of silence. Fraction of files whose overall label is the note's family:",

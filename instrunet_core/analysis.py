@@ -43,9 +43,10 @@ SILENCE_LABEL = "silence"
 
 #: Audio with less sound than this (seconds above :data:`~instrunet_core.audio.SILENCE_DB`,
 #: counted in 512-sample blocks at 22,050 Hz) gets a result marked ``low_evidence``: the
-#: models were trained on notes of about 3 s held, and on the valid instruments fewer than
-#: half of the answers on less than 1 s of sound are right, against 0.63-0.79 above
-#: (``python -m benchmarks.short_notes``, docs/short-input.md).
+#: first models were trained on notes of about 3 s held, and on the valid instruments
+#: ``family`` 1.0.0 got fewer than half of the answers on less than 1 s of sound right,
+#: against 0.63-0.79 above (``python -m benchmarks.short_notes``; docs/inference.md says what
+#: the current default does).
 LOW_EVIDENCE_SECONDS = 1.0
 
 
