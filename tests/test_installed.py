@@ -50,7 +50,7 @@ def test_env_var_restricts_entry_points() -> None:
     rows = as_json(run("plugins", "--json", env={"INSTRUNET_PLUGINS": ""}))
     assert "baseline" not in {r["name"] for r in rows}
     models = as_json(run("models", "--json", env={"INSTRUNET_PLUGINS": ""}))
-    assert {m["name"] for m in models} == {"family"}
+    assert {m["name"] for m in models} == {"family", "family-compact"}  # the built-in ones
 
 
 def test_models_json_lists_checked_artifacts() -> None:
@@ -67,6 +67,8 @@ def test_models_json_lists_checked_artifacts() -> None:
         assert 0.0 < m["metrics"]["test"]["single"]["accuracy"] <= 1.0
     assert models["family"]["task"] == "multilabel"
     assert models["baseline"]["task"] == "multiclass"
+    # the fast model is packaged beside the default, never chosen over it
+    assert models["family-compact"]["default"] is False and models["family-compact"]["task"] == "multilabel"
 
 
 def test_classify_examples_with_default_and_baseline(tmp_path: Path) -> None:
