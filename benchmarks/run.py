@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m benchmarks.run --out docs/benchmarks.md            # about 5 minutes here
+    python -m benchmarks.run --out docs/benchmarks.md            # about 3-5 minutes here
     python -m benchmarks.run --out /tmp/b.md --hour-seconds 600  # a quicker look
+    python -m benchmarks.run --model family-compact --out docs/benchmarks-compact.md
 
 The seed's path is what the InstruNet seed did: ``librosa`` mel spectrogram + ``power_to_db``
 and Keras ``model.predict`` on the ``seed_v3`` CNN (TensorFlow backend). Its trained weights
