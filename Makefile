@@ -72,10 +72,10 @@ lint: $(VENV)/.dev
 # same speed, different weights).
 SEED_KERAS := runs/seed_v3/seed_v3.keras
 # Then the same for the fast model family-compact (docs/benchmarks-compact.md); about 3 minutes each.
+SEED_ARG = $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
 bench: $(VENV)/.dev
-	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
-	$(BIN)/python -m benchmarks.run --model family-compact --out docs/benchmarks-compact.md \
-	  $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
+	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(SEED_ARG)
+	$(BIN)/python -m benchmarks.run --model family-compact --out docs/benchmarks-compact.md $(SEED_ARG)
 
 # docs/speed.md's front-end section: numpy and in-graph front ends side by side, one window.
 bench-frontend: $(VENV)/.dev

@@ -35,6 +35,13 @@ class _Models:
         register(self.folder.parent.name, self.folder, default=True)
 
 
+def _tiny_run_args(corpus: Path, cache: Path, version: str) -> list[str]:
+    """``training.train`` options for one quick epoch on the tiny corpus (a shared example cache)."""
+    return ["--corpus", str(corpus), "--epochs", "1", "--n-train", "96", "--n-valid", "48", "--n-valid-mix", "24",
+            "--n-test-mix", "24", "--batch-size", "16", "--cache", str(cache), "--version", version,
+            "--workers", "1", "--quiet"]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from training import corpus, train
@@ -42,9 +49,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pipeline")
     assert corpus.main(["build", "--out", str(root / "corpus"), "--limit", "3", "--workers", "1",
                         "--no-progress"]) == 0
-    args = ["--corpus", str(root / "corpus"), "--epochs", "1", "--n-train", "96", "--n-valid", "48",
-            "--n-valid-mix", "24", "--n-test-mix", "24", "--batch-size", "16", "--cache", str(root / "cache"),
-            "--version", "0.0.1", "--workers", "1", "--quiet"]
+    args = _tiny_run_args(root / "corpus", root / "cache", "0.0.1")
     assert train.main(["--model", "default", "--out", str(root / "run"),
                        "--report-dir", str(root / "report"), *args]) == 0
     return {"root": root, "corpus": root / "corpus", "run": root / "run", "report": root / "report"}
@@ -106,9 +111,7 @@ def test_multiclass_models_train_on_the_same_cache(trained: dict[str, Path]) -> 
     from training import train
 
     root = trained["root"]
-    args = ["--corpus", str(trained["corpus"]), "--epochs", "1", "--n-train", "96", "--n-valid", "48",
-            "--n-valid-mix", "24", "--n-test-mix", "24", "--batch-size", "16", "--cache", str(root / "cache"),
-            "--version", "0.0.1", "--workers", "1", "--quiet"]
+    args = _tiny_run_args(trained["corpus"], root / "cache", "0.0.1")
     assert train.main(["--model", "baseline", "--out", str(root / "run-b"),
                        "--report-dir", str(root / "report-b"), *args]) == 0
     metrics = json.loads((root / "report-b" / "metrics.json").read_text())
@@ -137,9 +140,7 @@ def test_compact_model_trains_distilled_and_exports(trained: dict[str, Path]) ->
 
     root = trained["root"]
     teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
-    args = ["--corpus", str(trained["corpus"]), "--epochs", "1", "--n-train", "96", "--n-valid", "48",
-            "--n-valid-mix", "24", "--n-test-mix", "24", "--batch-size", "16", "--cache", str(root / "cache"),
-            "--version", "0.0.1", "--workers", "1", "--quiet", "--no-test"]
+    args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.1"), "--no-test"]
     assert train.main(["--model", "compact", "--out", str(root / "run-c"), "--report-dir", str(root / "report-c"),
                        "--teacher", str(teacher), "--distill", "0.5", *args]) == 0
     metrics = json.loads((root / "report-c" / "metrics.json").read_text())
@@ -175,9 +176,7 @@ def test_training_continues_from_a_saved_keras_model(trained: dict[str, Path]) -
     saved = root / "run-c" / "compact.keras"
     if not saved.is_file():
         pytest.skip("needs test_compact_model_trains_distilled_and_exports first")
-    args = ["--corpus", str(trained["corpus"]), "--epochs", "1", "--n-train", "96", "--n-valid", "48",
-            "--n-valid-mix", "24", "--n-test-mix", "24", "--batch-size", "16", "--cache", str(root / "cache"),
-            "--version", "0.0.3", "--workers", "1", "--quiet", "--no-test"]
+    args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.3"), "--no-test"]
     assert train.main(["--model", "compact", "--out", str(root / "run-c2"), "--report-dir", str(root / "report-c2"),
                        "--init-keras", str(saved), *args]) == 0
     metrics = json.loads((root / "report-c2" / "metrics.json").read_text())

@@ -69,8 +69,8 @@ def seed_v3(n_labels: int = 8) -> keras.Model:
     return keras.Model(inp, out, name="seed_v3")
 
 
-def _block(x: keras.KerasTensor, filters: int, pool: tuple[int, int] | None) -> keras.KerasTensor:
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+def _block(x: keras.KerasTensor, filters: int, pool: tuple[int, int] | None, *, strides: int = 1) -> keras.KerasTensor:
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
     return layers.MaxPooling2D(pool)(x) if pool else x
@@ -125,9 +125,7 @@ def compact(n_labels: int = 8, *, width: int = 16, dense: int = 128, dropout: fl
     of ``width``·16 channels on the 8x8 map, then the ``default`` model's time-statistics head.
     The stride-2 kernel still covers every input cell (3 > 2), so no mel band is skipped."""
     x = inp = _inputs()
-    x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
+    x = _block(x, width, None, strides=2)
     for i in (1, 2, 3):
         x = _separable(x, width * 2**i, (2, 2))
     x = _separable(x, width * 16, None)
