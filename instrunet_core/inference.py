@@ -76,6 +76,7 @@ __all__ = [
     "DEFAULT_SMOOTHING",
     "RESAMPLE_QUALITY",
     "MAX_CHANNELS",
+    "default_workers",
 ]
 
 #: Seconds between window starts unless a caller says otherwise (snapped to whole frames).
@@ -90,6 +91,20 @@ MAX_CHANNELS = 64
 _DECODE_BLOCK_SECONDS = 20.0
 #: Frames transformed at once (bounds the temporary FFT memory to a few MB).
 _FRAME_CHUNK = 512
+#: Most worker threads a Classifier starts by default (see :func:`default_workers`).
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """Worker threads of a :class:`Classifier` pipeline unless a caller says otherwise: the
+    cores this process may use (its CPU affinity), at least 1 and at most
+    :data:`MAX_DEFAULT_WORKERS`. Each worker runs onnxruntime with the model's own
+    ``intra_op_threads`` (1 by default), so this is also how many cores the model uses."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, n))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,8 +153,8 @@ class _Tape:
     Holds items ``[base, base + n)``; :meth:`drop_before` forgets the oldest ones.
     """
 
-    def __init__(self, row_shape: tuple[int, ...], base: int = 0) -> None:
-        self._data = np.zeros((1024, *row_shape), dtype=np.float32)
+    def __init__(self, row_shape: tuple[int, ...], base: int = 0, dtype: Any = np.float32) -> None:
+        self._data = np.zeros((1024, *row_shape), dtype=dtype)
         self._off = 0  # index in _data of item `base`
         self.base = base
         self.n = 0
@@ -156,7 +171,7 @@ class _Tape:
             cap = self._data.shape[0]
             if self.n + m > cap // 2:
                 cap = max(2 * cap, 2 * (self.n + m))
-            new = np.zeros((cap, *self._data.shape[1:]), dtype=np.float32)
+            new = np.zeros((cap, *self._data.shape[1:]), dtype=self._data.dtype)
             new[: self.n] = self._data[self._off : self._off + self.n]
             self._data, self._off = new, 0
         self._data[self._off + self.n : self._off + self.n + m] = x
@@ -168,7 +183,7 @@ class _Tape:
             raise AssertionError(f"internal: item {a} was dropped (oldest kept {self.base})")
         if b <= self.end:
             return self._data[self._off + a - self.base : self._off + b - self.base]
-        out = np.zeros((b - a, *self._data.shape[1:]), dtype=np.float32)
+        out = np.zeros((b - a, *self._data.shape[1:]), dtype=self._data.dtype)
         have = max(0, self.end - a)
         if have:
             out[:have] = self._data[self._off + a - self.base : self._off + self.n]
@@ -179,6 +194,14 @@ class _Tape:
         self._off += k
         self.base += k
         self.n -= k
+
+    def restart(self, base: int) -> None:
+        """Forget every item; the next append is item ``base``."""
+        self._off, self.base, self.n = 0, base, 0
+
+
+#: ``view(a, b)``: items ``[a, b)`` of a stream (audio samples or dB mel frames) by absolute index.
+_View = Callable[[int, int], np.ndarray]
 
 
 def _snap_hop(hop: Any, hop_length: int, sample_rate: int) -> int:
@@ -211,10 +234,13 @@ class Classifier:
         Keep only the last ``keep`` results (bounded memory for endless streams); all when
         omitted.
     pipeline : bool
-        In :meth:`classify` (whole sources), run onnxruntime on a worker thread while the
-        calling thread decodes and computes the next batch's features, so that the two use
-        two cores (default True; results are identical either way). :meth:`process` always
-        runs synchronously.
+        In :meth:`classify` (whole sources), hand each batch of windows (its STFT frames,
+        features and onnxruntime run) to worker threads while the calling thread decodes the
+        next blocks, so that all cores work (default True; results are identical either way).
+        :meth:`process` always runs synchronously, and so does a source of one batch.
+    workers : int, optional
+        Worker threads (and batches in flight) of the pipeline; default :func:`default_workers`
+        (the usable cores, at most 4).
     providers, threads, intra_op_threads, inter_op_threads, registry
         Passed to the model loader when ``model`` is not a loaded model.
 
@@ -244,6 +270,7 @@ class Classifier:
         batch_size: int = DEFAULT_BATCH_SIZE,
         keep: int | None = None,
         pipeline: bool = True,
+        workers: int | None = None,
         providers: str | Sequence[str] | None = None,
         threads: int | None = None,
         intra_op_threads: int | None = None,
@@ -280,6 +307,11 @@ class Classifier:
             raise InputError(f"keep must be an int >= 1 or None, got {keep!r}")
         self.keep = None if keep is None else int(keep)
         self.pipeline = bool(pipeline)
+        if workers is None:
+            workers = default_workers()
+        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+            raise InputError(f"workers must be an int >= 1, got {workers!r}")
+        self._n_workers = int(workers)
         self._pipelined = False
         self._executor: ThreadPoolExecutor | None = None
         thr = self.model.thresholds
@@ -353,6 +385,8 @@ class Classifier:
         self._next_win = 0
         self._last_full_end = -1
         self._ev_pos = 0
+        # Mean square of each 512-sample evidence block (block i: samples [512 i, 512 i + 512)).
+        self._block_ms = _Tape((), base=0, dtype=np.float64)
         self._sounding = 0
         self._finished = False
         self._results: list[WindowResult] = []
@@ -553,7 +587,9 @@ class Classifier:
         n_blocks = (self._total - self._ev_pos) // 512
         if n_blocks:
             seg = self._audio.view(self._ev_pos, self._ev_pos + n_blocks * 512).reshape(n_blocks, 512)
-            self._sounding += 512 * int(np.count_nonzero(_block_db(seg) >= SILENCE_DB))
+            ms = _mean_square(seg)
+            self._block_ms.append(ms)
+            self._sounding += 512 * int(np.count_nonzero(_ms_db(ms) >= SILENCE_DB))
             self._ev_pos += n_blocks * 512
 
     def _ready(self, final: bool) -> list[tuple[int, int]]:
@@ -585,33 +621,33 @@ class Classifier:
             ready = self._ready(final)
             if not ready or (whole_batches and len(ready) < self.batch_size):
                 break
-            run: Callable[..., np.ndarray]
-            if self._waveform:
-                inputs, rms = self._windows(ready)
-                run = self.model.predict_windows
-            else:
-                inputs, rms = self._features(ready)
-                run = self.model.predict_features
             for k, n in ready:
                 s = k * self._hop_n
                 # the padded last window covers the rest
                 self._last_full_end = s + n if n == self._win else self._total
+            if self._pipelined and not final:
+                # The whole batch (its STFT frames, features and the onnxruntime run) goes to the
+                # worker threads with a copy of its audio, while this thread decodes the next
+                # blocks; ``workers`` batches run at once (each computes the few frames it shares
+                # with the previous batch again: about 6 % more FFTs, no shared state).
+                job, rms = self._batch_job(ready), self._rms_db(ready)
+                self._next_win = ready[-1][0] + 1
+                self._forget()
+                self._pending.append((self._worker().submit(job), ready, rms))
+                while len(self._pending) > self._n_workers:
+                    emitted += self._collect(*self._pending.popleft())
+                continue
+            rms = self._rms_db(ready)
+            probs = self._run_batch(ready, self._frames_view(ready), self._audio.view)
             self._next_win = ready[-1][0] + 1
             self._forget()
-            if self._pipelined and not final:
-                # onnxruntime runs this batch on the worker thread while this thread decodes and
-                # computes the next batch's features (both release the GIL).
-                self._pending.append((self._worker().submit(run, inputs, batch_size=self.batch_size), ready, rms))
-                while len(self._pending) > 1:
-                    emitted += self._collect(*self._pending.popleft())
-            else:
-                # At the end of the stream nothing is left to overlap with: the batches still in
-                # flight are collected and the last ones run on this thread. A source that fits
-                # in one batch (a clip through Model.predict) never starts the worker thread,
-                # whose hand-offs cost more than the run itself on a busy machine.
-                while self._pending:
-                    emitted += self._collect(*self._pending.popleft())
-                emitted += self._results_of(ready, run(inputs, batch_size=self.batch_size), rms)
+            # At the end of the stream nothing is left to overlap with: the batches still in
+            # flight are collected and the last ones run on this thread. A source that fits
+            # in one batch (a clip through Model.predict) never starts the worker threads,
+            # whose hand-offs cost more than the run itself on a busy machine.
+            while self._pending:
+                emitted += self._collect(*self._pending.popleft())
+            emitted += self._results_of(ready, probs, rms)
         if final:
             while self._pending:
                 emitted += self._collect(*self._pending.popleft())
@@ -644,21 +680,69 @@ class Classifier:
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="instrunet-onnxruntime")
+            self._executor = ThreadPoolExecutor(max_workers=self._n_workers, thread_name_prefix="instrunet-batch")
         return self._executor
 
+    def _batch_job(self, ready: list[tuple[int, int]]) -> Callable[[], np.ndarray]:
+        """The work of one batch of full windows as a function of a copy of their audio (runs on
+        a worker thread: it reads nothing that this thread changes)."""
+        s0 = ready[0][0] * self._hop_n
+        seg = self._audio.view(s0, ready[-1][0] * self._hop_n + self._win).copy()
+
+        def audio_view(a: int, b: int) -> np.ndarray:
+            return seg[a - s0 : b - s0]
+
+        def job() -> np.ndarray:
+            if self._waveform:
+                return self._run_batch(ready, None, audio_view)
+            first, last = self._frame_range(ready)
+            frames = np.concatenate([
+                self._frames_db(f0, min(last, f0 + _FRAME_CHUNK), audio_view)
+                for f0 in range(first, last, _FRAME_CHUNK)
+            ])
+            return self._run_batch(ready, lambda a, b: frames[a - first : b - first], audio_view)
+
+        return job
+
+    def _run_batch(self, ready: list[tuple[int, int]], frames_view: _View | None, audio_view: _View) -> np.ndarray:
+        """Model probabilities of the windows in ``ready``."""
+        if self._waveform:
+            return self.model.predict_windows(self._windows(ready, audio_view), batch_size=self.batch_size)
+        assert frames_view is not None
+        return self.model.predict_features(self._features(ready, frames_view, audio_view),
+                                           batch_size=self.batch_size)
+
+    def _rms_db(self, ready: list[tuple[int, int]]) -> np.ndarray:
+        """RMS level (dBFS) of the real samples of each window in ``ready``: from the evidence
+        blocks' mean squares when the window is made of whole 512-sample blocks (the default
+        front end's windows always are), else from its audio."""
+        out = np.empty(len(ready), dtype=np.float64)
+        for b, (k, n) in enumerate(ready):
+            s = k * self._hop_n
+            if n > 0 and s % 512 == 0 and n % 512 == 0 and s >= self._block_ms.base * 512 \
+                    and s + n <= self._block_ms.end * 512:
+                ms = float(np.mean(self._block_ms.view(s // 512, (s + n) // 512)))
+            else:
+                ms = float(_mean_square(self._audio.view(s, s + max(1, n))[None, :])[0])
+            out[b] = _ms_db(ms)
+        return out
+
     def _forget(self) -> None:
-        """Drop audio and frames that no later window needs."""
+        """Drop audio, frames and evidence blocks that no later window needs."""
         s_next = self._next_win * self._hop_n
+        self._block_ms.drop_before(s_next // 512)
         if self._waveform:  # no stored frames: keep the audio of the next window on
             self._audio.drop_before(max(self._audio.base, min(s_next, self._ev_pos, self._audio.end)))
             return
         first_frame = self._next_win * self._hop_frames + self._inner[0]
-        self._frames.drop_before(min(first_frame, self._frames.end))
+        if self._frames.end < first_frame:  # hop longer than a window, or batches that made their own frames
+            self._frames.restart(first_frame)
+        else:
+            self._frames.drop_before(first_frame)
         keep_from = min(s_next - self._pad, self._frames.end * self._H - self._pad, self._ev_pos)
         self._audio.drop_before(max(self._audio.base, min(keep_from, self._audio.end)))
 
-    def _frames_db(self, f0: int, f1: int) -> np.ndarray:
+    def _frames_db(self, f0: int, f1: int, audio_view: _View) -> np.ndarray:
         """dB mel of global frames ``[f0, f1)`` (frame ``f`` centred on sample ``f * hop_length``).
 
         Returns
@@ -666,68 +750,68 @@ class Classifier:
         np.ndarray [shape=(f1 - f0, n_mels), dtype=float32]
         """
         fe = self._fe
-        seg = self._audio.view(f0 * self._H - self._pad, (f1 - 1) * self._H - self._pad + fe.n_fft)
+        seg = audio_view(f0 * self._H - self._pad, (f1 - 1) * self._H - self._pad + fe.n_fft)
         framed = np.lib.stride_tricks.sliding_window_view(seg, fe.n_fft)[:: self._H]
         return _to_db(_power_mel(framed, fe)).T
 
-    def _windows(self, ready: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Audio (zero-padded past the end) and RMS level of the windows in ``ready``.
+    def _windows(self, ready: list[tuple[int, int]], audio_view: _View) -> np.ndarray:
+        """Audio of the windows in ``ready``, zero-padded past the end of the stream.
 
         Returns
         -------
-        windows : np.ndarray [shape=(B, window_samples), dtype=float32]
-        rms_db : np.ndarray [shape=(B,)]
+        np.ndarray [shape=(B, window_samples), dtype=float32]
         """
         W = np.zeros((len(ready), self._win), dtype=np.float32)
-        rms = np.empty(len(ready), dtype=np.float64)
         for b, (k, n) in enumerate(ready):
             s = k * self._hop_n
-            W[b, :n] = self._audio.view(s, s + n)
-            seg = W[b, : max(1, n)]
-            rms[b] = 10.0 * np.log10(max(float(np.mean(np.square(seg, dtype=np.float64))), 1e-20))
-        return W, rms
+            W[b, :n] = audio_view(s, s + n)
+        return W
 
-    def _features(self, ready: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Model input and RMS level of the windows in ``ready``.
+    def _frame_range(self, ready: list[tuple[int, int]]) -> tuple[int, int]:
+        """Global frames ``[first, last)`` shared by the windows in ``ready`` (edge frames excluded)."""
+        lo, hi = self._inner
+        return ready[0][0] * self._hop_frames + lo, ready[-1][0] * self._hop_frames + hi
+
+    def _frames_view(self, ready: list[tuple[int, int]]) -> _View:
+        """The frames tape, after computing every frame these windows need that it lacks."""
+        first, last = self._frame_range(ready)
+        if self._frames.end < first:  # hop longer than a window: skip the unused frames
+            self._frames.restart(first)
+        for f0 in range(self._frames.end, last, _FRAME_CHUNK):
+            self._frames.append(self._frames_db(f0, min(last, f0 + _FRAME_CHUNK), self._audio.view))
+        return self._frames.view
+
+    def _features(self, ready: list[tuple[int, int]], frames_view: _View, audio_view: _View) -> np.ndarray:
+        """Model input of the windows in ``ready``, from their shared dB frames
+        (``frames_view(a, b)``: global frames ``[a, b)``) and their audio (``audio_view``).
 
         Returns
         -------
-        feats : np.ndarray [shape=(B, n_mels, frames), dtype=float32]
-        rms_db : np.ndarray [shape=(B,)]
+        np.ndarray [shape=(B, n_mels, frames), dtype=float32]
         """
         fe = self._fe
         lo, hi = self._inner
-        # 1. Shared frames: compute every frame these windows need that is not stored yet.
-        first = ready[0][0] * self._hop_frames + lo
-        last = ready[-1][0] * self._hop_frames + hi  # exclusive
-        if self._frames.end < first:  # hop longer than a window: skip the unused frames
-            self._frames = _Tape((fe.n_mels,), base=first)
-        for f0 in range(self._frames.end, last, _FRAME_CHUNK):
-            self._frames.append(self._frames_db(f0, min(last, f0 + _FRAME_CHUNK)))
-        # 2. Edge frames: recomputed with the window's own zero padding.
+        # 1. Edge frames: recomputed with the window's own zero padding.
         edges = self._left + self._right
         B = len(ready)
         X = np.empty((B, self._F, fe.n_mels), dtype=np.float32)
-        rms = np.empty(B, dtype=np.float64)
         edge_frames = np.zeros((B, len(edges), fe.n_fft), dtype=np.float32)
         for b, (k, n) in enumerate(ready):
             s = k * self._hop_n
             g = k * self._hop_frames
-            X[b, lo:hi] = self._frames.view(g + lo, g + hi)
+            X[b, lo:hi] = frames_view(g + lo, g + hi)
             for e, j in enumerate(edges):
                 a = s + j * self._H - self._pad
                 a0, b0 = max(a, s), min(a + fe.n_fft, s + self._win)
                 if b0 > a0:
-                    edge_frames[b, e, a0 - a : b0 - a] = self._audio.view(a0, b0)
-            seg = self._audio.view(s, s + max(1, n))
-            rms[b] = 10.0 * np.log10(max(float(np.mean(np.square(seg, dtype=np.float64))), 1e-20))
+                    edge_frames[b, e, a0 - a : b0 - a] = audio_view(a0, b0)
         if edges:
             X[:, edges] = _to_db(_power_mel(edge_frames, fe)).swapaxes(-1, -2)
-        # 3. Per-window dB scaling, as the per-window front end does.
+        # 2. Per-window dB scaling, as the per-window front end does.
         peak = X.max(axis=(1, 2), keepdims=True)
         unit = np.clip((X - peak + fe.top_db) / fe.top_db, 0.0, 1.0).astype(np.float32, copy=False)
         unit = np.where(peak <= _DB_FLOOR, np.float32(0.0), unit)
-        return np.ascontiguousarray(unit.swapaxes(1, 2)), rms
+        return np.ascontiguousarray(unit.swapaxes(1, 2))
 
 
 #: dB value of a frame with no energy (``10 log10(amin)``).
@@ -738,10 +822,19 @@ def _to_db(mel: np.ndarray) -> np.ndarray:
     return (10.0 * np.log10(np.maximum(mel, _AMIN))).astype(np.float32, copy=False)
 
 
+def _mean_square(blocks: np.ndarray) -> np.ndarray:
+    """Mean square of each row of ``blocks`` [shape=(m, n)], in float64."""
+    return np.mean(np.square(blocks, dtype=np.float64), axis=-1)
+
+
+def _ms_db(ms: Any) -> Any:
+    """Mean square → RMS level in dBFS (digital silence: -200)."""
+    return 10.0 * np.log10(np.maximum(ms, 1e-20))
+
+
 def _block_db(blocks: np.ndarray) -> np.ndarray:
     """RMS dBFS of each row of ``blocks`` [shape=(m, n)]."""
-    ms = np.mean(np.square(blocks, dtype=np.float64), axis=-1)
-    return 10.0 * np.log10(np.maximum(ms, 1e-20))
+    return _ms_db(_mean_square(blocks))
 
 
 def analyze(

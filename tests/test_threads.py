@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,14 +79,16 @@ def test_onnxruntime_thread_options() -> None:
             load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
 
 
-def test_pipelined_classify_gives_identical_results(tmp_path: Path) -> None:
-    """classify() runs onnxruntime on a worker thread (pipeline=True): same windows, same numbers."""
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_pipelined_classify_gives_identical_results(tmp_path: Path, workers: int) -> None:
+    """classify() hands whole batches (frames, features, onnxruntime) to ``workers`` threads
+    (pipeline=True): same windows, same numbers as the synchronous path."""
     from instrunet_core import Classifier
     from instrunet_core.errors import DecodeError
 
     clip = Path(__file__).resolve().parent.parent / "examples" / "ensemble.flac"
     model = load_model(FAMILY)
-    a = Classifier(model, batch_size=4)  # several batches in flight
+    a = Classifier(model, batch_size=4, workers=workers)  # several batches in flight
     b = Classifier(model, batch_size=4, pipeline=False)
     assert a.pipeline and not b.pipeline
     wa, wb = a.classify(clip), b.classify(clip)
@@ -93,7 +96,9 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path) -> None:
     for x, y in zip(wa, wb, strict=True):
         assert (x.index, x.start, x.end, x.label, x.silent) == (y.index, y.start, y.end, y.label, y.silent)
         np.testing.assert_array_equal(x.probabilities, y.probabilities)
+        assert x.rms_db == y.rms_db
     assert a.prediction() == b.prediction()
+    assert a._executor is not None and a._executor._max_workers == workers
     # an error in the middle of a file leaves the classifier usable
     bad = tmp_path / "cut.flac"
     bad.write_bytes(clip.read_bytes()[: len(clip.read_bytes()) // 2])
@@ -102,6 +107,41 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path) -> None:
     except DecodeError:
         pass
     assert [w.probabilities.tolist() for w in a.classify(clip)] == [w.probabilities.tolist() for w in wb]
+
+
+def test_workers_option() -> None:
+    from instrunet_core import Classifier
+    from instrunet_core.inference import MAX_DEFAULT_WORKERS, default_workers
+
+    n = default_workers()
+    assert 1 <= n <= MAX_DEFAULT_WORKERS and n <= (os.cpu_count() or 1)
+    model = load_model(FAMILY)
+    assert Classifier(model)._n_workers == n
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(InputError, match="workers must be an int >= 1"):
+            Classifier(model, workers=bad)  # type: ignore[arg-type]
+
+
+def test_window_levels_are_the_rms_of_their_samples() -> None:
+    """Each window's rms_db (taken from the 512-sample evidence blocks when the window is made of
+    whole blocks) equals the RMS of its own samples, the zero-padded last window's too."""
+    from instrunet_core import Classifier
+
+    rng = np.random.default_rng(3)
+    sr = 22050
+    n = int(9.3 * sr)
+    y = (rng.standard_normal(n) * np.linspace(1e-4, 0.5, n) ** 2).astype(np.float32)
+    y[2 * sr : 3 * sr] = 0.0
+    model = load_model(FAMILY)
+    for hop in (0.5, 1.5, 4.0):
+        for clf in (Classifier(model, hop=hop, batch_size=2), Classifier(model, hop=hop, pipeline=False)):
+            wins = clf.classify(y, sr)
+            assert wins[-1].n_samples < clf._win  # the padded last window is checked too
+            for w in wins:
+                s = int(round(w.start * sr))
+                seg = y[s : s + w.n_samples].astype(np.float64)
+                want = 10 * np.log10(max(float(np.mean(seg**2)), 1e-20))
+                assert w.rms_db == pytest.approx(want, abs=1e-9), (hop, w.index)
 
 
 def test_one_batch_runs_on_the_calling_thread() -> None:
