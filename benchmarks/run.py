@@ -32,7 +32,8 @@ Measured:
   it worth being the default?); ``python -m benchmarks.frontend`` compares the front ends in
   more detail (docs/speed.md);
 * **threads**: the ten-minute timeline with 1, 2 and one-per-core onnxruntime threads, with
-  and without the ``Classifier`` pipeline (how the defaults were chosen);
+  and without the ``Classifier`` pipeline, with one worker thread and with the default number
+  (how the defaults were chosen);
 * **under load**: ``Model.predict`` of a 3 s clip idle, then with one CPU-bound process per
   core started by the benchmark; with the defaults, without the library's BLAS limit, and
   with one onnxruntime thread per core;
@@ -157,7 +158,7 @@ both = timed(lambda: model.predict(feats(), verbose=0))
 print(json.dumps({"front_end_ms": fe, "model_ms": net, "front_end_plus_model_ms": both}))
 """
 
-# argv: file [model spec or "-"] [intra-op threads or "-"] [pipeline 1/0] [providers or "-"]
+# argv: file [model spec or "-"] [intra-op threads or "-"] [pipeline 1/0] [providers or "-"] [workers or "-"]
 _OURS_TIMELINE = """
 import time, json, sys, resource
 t0 = time.perf_counter()
@@ -166,14 +167,15 @@ arg = lambda i: sys.argv[i] if len(sys.argv) > i and sys.argv[i] != "-" else Non
 threads = arg(3)
 model = instrunet_core.load_model(arg(2), intra_op_threads=None if threads is None else int(threads),
                                   providers=arg(5))
-clf = instrunet_core.Classifier(model, pipeline=(arg(4) or "1") == "1")
+workers = arg(6)
+clf = instrunet_core.Classifier(model, pipeline=(arg(4) or "1") == "1", workers=None if workers is None else int(workers))
 t1 = time.perf_counter(); c1 = time.process_time()
 clf.classify(sys.argv[1])
 a = clf.analysis(source=sys.argv[1])
 t2 = time.perf_counter()
 print(json.dumps({"seconds": t2 - t1, "cpu_s": time.process_time() - c1, "setup_s": t1 - t0, "duration": a.duration, "windows": len(a.timeline),
                   "label": a.label, "provider": model.provider, "input": model.input_kind,
-                  "threads": model.session_options["intra_op_threads"], "pipeline": clf.pipeline,
+                  "threads": model.session_options["intra_op_threads"], "pipeline": clf.pipeline, "workers": clf.workers,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -402,8 +404,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     log("threads and pipelining (ten-minute file)")
     res["threads"] = {
-        f"intra{t}_pipeline{p}": _child(_OURS_TIMELINE, str(ten), "-", str(t), str(p))
-        for t, p in ((1, 1), (2, 1), (0, 1), (1, 0), (2, 0))
+        f"intra{t}_pipeline{p}_workers{w}": _child(_OURS_TIMELINE, str(ten), "-", str(t), str(p), "-", w)
+        for t, p, w in ((1, 1, "-"), (1, 1, "1"), (2, 1, "-"), (2, 1, "1"), (0, 1, "-"), (1, 0, "-"), (2, 0, "-"))
     }
     log("under load")
     res["load"] = {
@@ -535,9 +537,10 @@ def render(res: dict[str, Any], cmd: str) -> str:
         + f", seed {w['seed']['front_end_plus_model_ms'][1]:.1f} ms.",
         "* timeline settings: ours 2.95 s windows every 65 STFT frames (1.509 s), decoded in 20 s blocks (the "
         "file is never loaded whole; 16-bit files read as integers), adjacent windows sharing their STFT frames "
-        "(65 + 4 FFTs per window instead of 128), 16 windows per onnxruntime run, onnxruntime on a worker "
-        "thread while the next batch's features are computed (`Classifier(pipeline=True)`), one onnxruntime "
-        "thread; the per-window row runs the same windows with every window's STFT computed from scratch "
+        "(65 + 4 FFTs per window instead of 128), 16 windows per onnxruntime run, each batch (its frames, "
+        f"features and onnxruntime run) on one of {tl['ten_minutes']['ours'].get('workers', '?')} worker threads "
+        "while the calling thread decodes (`Classifier(pipeline=True)`, default `workers`), one onnxruntime "
+        "thread per run; the per-window row runs the same windows with every window's STFT computed from scratch "
         "(`features.batch_features`, 10 s blocks, 16 windows per run, no pipelining). The seed's path loads the "
         "whole file with librosa and uses 2 s windows at a 1 s hop (its own settings), with Keras predictions "
         "batched by 32 (kinder to it than one call per window); on the hour it holds the whole decoded file "
@@ -550,15 +553,16 @@ def render(res: dict[str, Any], cmd: str) -> str:
     lines += [
         "## Threads (how the defaults were chosen)",
         "",
-        f"The {ten['file_seconds'] / 60:.0f}-minute timeline with onnxruntime's intra-op threads and the "
-        "pipeline set by hand (fresh process each):",
+        f"The {ten['file_seconds'] / 60:.0f}-minute timeline with onnxruntime's intra-op threads, the "
+        "pipeline and its worker threads set by hand (fresh process each):",
         "",
-        "| intra-op threads | pipeline | speed | peak RSS |",
-        "|---|---|---|---|",
+        "| intra-op threads | pipeline | workers | speed | peak RSS |",
+        "|---|---|---|---|---|",
     ]
     for _key, r in th.items():
         t = r["threads"]
         lines.append(f"| {t if t else '0 (one per core)'} | {'on' if r['pipeline'] else 'off'} "
+                     f"| {r.get('workers', '?') if r['pipeline'] else '-'} "
                      f"| {rt(r):.0f}× real time ({r['seconds']:.2f} s) | {r['maxrss_mb']:.0f} MB |")
     ld = res["load"]
     lines += [

@@ -335,6 +335,11 @@ class Classifier:
         return self.model.labels
 
     @property
+    def workers(self) -> int:
+        """Worker threads (and batches in flight) of the :meth:`classify` pipeline."""
+        return self._n_workers
+
+    @property
     def window_seconds(self) -> float:
         """Length of one analysis window (2.949 s for the shipped models)."""
         return self._win / self._sr

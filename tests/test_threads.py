@@ -116,7 +116,7 @@ def test_workers_option() -> None:
     n = default_workers()
     assert 1 <= n <= MAX_DEFAULT_WORKERS and n <= (os.cpu_count() or 1)
     model = load_model(FAMILY)
-    assert Classifier(model)._n_workers == n
+    assert Classifier(model).workers == n and Classifier(model, workers=3).workers == 3
     for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(InputError, match="workers must be an int >= 1"):
             Classifier(model, workers=bad)  # type: ignore[arg-type]
