@@ -31,9 +31,11 @@ class Model(ModelSession):
     ``providers``) and :meth:`predict_features`.
     """
 
-    def classifier(self, *, hop: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> Classifier:
-        """A new push-style :class:`~instrunet_core.inference.Classifier` on this model."""
-        return Classifier(self, hop=hop, batch_size=batch_size)
+    def classifier(self, *, hop: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                   workers: int | None = None) -> Classifier:
+        """A new push-style :class:`~instrunet_core.inference.Classifier` on this model
+        (``workers``: threads of its ``classify`` pipeline, default the usable cores, at most 4)."""
+        return Classifier(self, hop=hop, batch_size=batch_size, workers=workers)
 
     def predict(
         self,

@@ -132,3 +132,11 @@ def test_bad_arguments_are_clear_errors(collection: Path, tmp_path: Path) -> Non
         instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", workers=0, log=lambda m: None)
     with pytest.raises(InputError, match="format must be"):
         instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", fmt="csv", log=lambda m: None)
+
+
+def test_an_actor_uses_one_pipeline_worker() -> None:
+    """Ray gives each actor one CPU: its classifier starts no more than one worker thread."""
+    from instrunet_ray.engine import Tagger
+
+    t = Tagger()
+    assert t.classifier.workers == 1 and t.model.session_options["intra_op_threads"] == 1

@@ -143,7 +143,8 @@ class Tagger:
         from instrunet_core import load_model
 
         self.model = load_model(model, intra_op_threads=intra_op_threads)
-        self.classifier = self.model.classifier(hop=hop)
+        # one pipeline worker: Ray gives each actor one CPU and runs one actor per CPU
+        self.classifier = self.model.classifier(hop=hop, workers=1)
         self.names = names or {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
