@@ -134,7 +134,7 @@ def test_bad_arguments_are_clear_errors(collection: Path, tmp_path: Path) -> Non
         instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", fmt="csv", log=lambda m: None)
 
 
-def test_an_actor_uses_one_pipeline_worker() -> None:
+def test_an_actor_uses_one_pipeline_worker(installed_registry: object) -> None:
     """Ray gives each actor one CPU: its classifier starts no more than one worker thread."""
     from instrunet_ray.engine import Tagger
 
