@@ -126,6 +126,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
                         "(CUDA when onnxruntime-gpu is installed); CPU is always the fallback")
     p.add_argument("--threads", type=int, metavar="N",
                    help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="threads that analyse batches of windows side by side (default: the usable cores, "
+                        "at most 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,7 +214,7 @@ def _classify(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
-    clf = model.classifier(hop=args.hop)
+    clf = model.classifier(hop=args.hop, workers=args.workers)
     rows: list[dict[str, Any]] = []
     rc = EXIT_OK
     for path in args.files:
@@ -293,7 +296,7 @@ def _analyze(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         model = _load(args.model, args)
-        an = analyze(_source(args.file), model=model, hop=args.hop, smoothing=args.smoothing)
+        an = analyze(_source(args.file), model=model, hop=args.hop, smoothing=args.smoothing, workers=args.workers)
     except (InstrunetError, OSError) as e:
         _err(_problem(args.file, e))
         return EXIT_FAIL
@@ -394,7 +397,7 @@ def _batch(args: argparse.Namespace) -> int:
     if os.path.exists(out) and not os.path.isfile(out):
         _err(f"{out}: not a regular file (batch reads it to resume and appends to it)")
         return EXIT_USAGE
-    clf = model.classifier(hop=args.hop)
+    clf = model.classifier(hop=args.hop, workers=args.workers)
     try:
         _make_parent(out)
         f = open(out, "a+b")  # noqa: SIM115 - closed below; read (resume) and append under one lock

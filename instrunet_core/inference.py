@@ -853,6 +853,7 @@ def analyze(
     thresholds: Mapping[str, float] | None = None,
     registry: Registry | None = None,
     analyzers: bool = True,
+    workers: int | None = None,
 ) -> Analysis:
     """Analyse a recording: which instruments play, when, and how strongly.
 
@@ -877,6 +878,8 @@ def analyze(
         Where models and analyzers come from (default: :func:`instrunet_core.get_registry`).
     analyzers : bool
         Run registered analyzer plugins into ``extras``.
+    workers : int, optional
+        Worker threads analysing batches of windows side by side (see :class:`Classifier`).
 
     Returns
     -------
@@ -896,7 +899,7 @@ def analyze(
     if isinstance(source, np.ndarray) and sample_rate is None:
         raise InputError("array: sample_rate is required for array input")
     clf = Classifier(model, hop=hop, thresholds=thresholds, smoothing=smoothing, batch_size=batch_size,
-                     registry=registry)
+                     registry=registry, workers=workers)
     src = rereadable_source(source)
     clf.classify(src, sample_rate)
     an = clf.analysis(source=os.fspath(source_name(source)))

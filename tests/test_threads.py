@@ -192,3 +192,20 @@ def test_cli_providers_and_threads_reach_the_analysis(tmp_path: Path, capsys: py
     assert model["provider"] == "CPUExecutionProvider" and model["input"] == "logmel"
     assert main(["classify", str(clip), "--model", str(FAMILY), "--threads", "-1"]) == 1
     assert "intra_op_threads must be an integer" in capsys.readouterr().err
+
+
+def test_cli_workers_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers reaches the pipeline: the same analysis with 1 and 3 workers; 0 is a clear error."""
+    import json
+
+    from instrunet_core.cli import main
+
+    clip = Path(__file__).resolve().parent.parent / "examples" / "ensemble.flac"
+    outs = []
+    for w in ("1", "3"):
+        out = tmp_path / f"a{w}.json"
+        assert main(["analyze", str(clip), "--model", str(FAMILY), "--workers", w, "--json", str(out)]) == 0
+        outs.append(json.loads(out.read_text()))
+    assert outs[0]["timeline"] == outs[1]["timeline"] and len(outs[0]["timeline"]) > 8
+    assert main(["classify", str(clip), "--model", str(FAMILY), "--workers", "0"]) == 1
+    assert "workers must be an int >= 1, got 0" in capsys.readouterr().err
