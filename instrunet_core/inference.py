@@ -801,7 +801,7 @@ class Classifier:
         B = len(ready)
         X = np.empty((B, self._F, fe.n_mels), dtype=np.float32)
         edge_frames = np.zeros((B, len(edges), fe.n_fft), dtype=np.float32)
-        for b, (k, n) in enumerate(ready):
+        for b, (k, _n) in enumerate(ready):
             s = k * self._hop_n
             g = k * self._hop_frames
             X[b, lo:hi] = frames_view(g + lo, g + hi)
