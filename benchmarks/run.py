@@ -35,7 +35,7 @@ Measured:
   and without the ``Classifier`` pipeline, with one worker thread and with the default number
   (how the defaults were chosen);
 * **under load**: ``Model.predict`` of a 3 s clip idle, then with one CPU-bound process per
-  core started by the benchmark; with the defaults, without the library's BLAS limit, and
+  core started by the benchmark, in several rounds (medians over the rounds); with the defaults, without the library's BLAS limit, and
   with one onnxruntime thread per core;
 * **GPU**: the ten-minute timeline with ``providers="cuda"`` when onnxruntime has CUDA;
 * **Ray**: files/s of ``plugins/instrunet-ray`` with 1 and 2 local workers (when installed).
@@ -198,16 +198,23 @@ def timed():
     for _ in range(runs):
         a = time.perf_counter(); model.predict(y, 44100); ts.append(time.perf_counter() - a)
     return float(np.median(ts) * 1e3)
-idle = timed()
-hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
-try:
-    time.sleep(0.5)
-    loaded = timed()
-finally:
-    for h in hogs:
-        h.kill()
-        h.wait()
-print(json.dumps({"idle_ms": idle, "loaded_ms": loaded, "ratio": loaded / idle, "hogs": len(hogs)}))
+# Rounds of idle then loaded: one round's figure depends on where the scheduler put the
+# processes, so the medians of several rounds are reported (and each round's ratio).
+idles, loadeds = [], []
+for _ in range(int(sys.argv[2])):
+    idles.append(timed())
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)
+        loadeds.append(timed())
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    time.sleep(0.3)
+idle, loaded = float(np.median(idles)), float(np.median(loadeds))
+print(json.dumps({"idle_ms": idle, "loaded_ms": loaded, "ratio": loaded / idle, "hogs": len(hogs),
+                  "round_ratios": [b / a for a, b in zip(idles, loadeds)]}))
 """
 
 # Ray Data engine: files/s on a collection of short files, with 1 and 2 local workers.
@@ -409,9 +416,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     log("under load")
     res["load"] = {
-        "default": _child(_OURS_LOAD, str(args.load_runs)),
-        "blas_unlimited": _child(_OURS_LOAD, str(args.load_runs), env_extra={"INSTRUNET_BLAS_THREADS": "0"}),
-        "intra0": _child(_OURS_LOAD, str(args.load_runs), env_extra={"BENCH_THREADS": "0"}),
+        "default": _child(_OURS_LOAD, str(args.load_runs), str(args.load_rounds)),
+        "blas_unlimited": _child(_OURS_LOAD, str(args.load_runs), str(args.load_rounds),
+                                 env_extra={"INSTRUNET_BLAS_THREADS": "0"}),
+        "intra0": _child(_OURS_LOAD, str(args.load_runs), str(args.load_rounds), env_extra={"BENCH_THREADS": "0"}),
     }
     import onnxruntime
 
@@ -432,6 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out.unlink(missing_ok=True)
             res["ray"][f"workers{k}"] = _child(_RAY, str(coll), str(out), str(k))
     res["load_runs"] = args.load_runs
+    res["load_rounds"] = args.load_rounds
     res["environment"] = {
         "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg()[0],
         "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "machine": platform.machine(),
@@ -568,17 +577,20 @@ def render(res: dict[str, Any], cmd: str) -> str:
     lines += [
         "",
         f"`Model.predict` of a 3 s 44.1 kHz clip, idle and with {load['hogs']} CPU-bound processes running "
-        f"({ld['default']['hogs']} = one per core), {res.get('load_runs', '')} calls each:",
+        f"({ld['default']['hogs']} = one per core), {res.get('load_runs', '')} calls each, in "
+        f"{res.get('load_rounds', 1)} rounds of idle then loaded (medians over the rounds; a single round's "
+        "ratio depends on where the scheduler puts the processes, see the last column):",
         "",
-        "| settings | idle | under load | ratio |",
-        "|---|---|---|---|",
+        "| settings | idle | under load | ratio | each round's ratio |",
+        "|---|---|---|---|---|",
     ]
     for key, label in (("default", "defaults (1 onnxruntime thread, numpy's BLAS limited to 1 thread inside the "
                                    "library)"),
                        ("blas_unlimited", "BLAS not limited (`INSTRUNET_BLAS_THREADS=0`)"),
                        ("intra0", "onnxruntime one thread per core (`intra_op_threads=0`)")):
         r = ld[key]
-        lines.append(f"| {label} | {r['idle_ms']:.2f} ms | {r['loaded_ms']:.2f} ms | {r['ratio']:.2f}× |")
+        rounds = ", ".join(f"{v:.2f}" for v in r.get("round_ratios", []))
+        lines.append(f"| {label} | {r['idle_ms']:.2f} ms | {r['loaded_ms']:.2f} ms | {r['ratio']:.2f}× | {rounds} |")
     lines += [""]
     if "waveform" in ten:
         wv = ten["waveform"]
@@ -636,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=300, help="warm repetitions (seed: a tenth, at least 20)")
     ap.add_argument("--cold-runs", type=int, default=5)
     ap.add_argument("--load-runs", type=int, default=40, help="predictions per measurement under load (default 40)")
+    ap.add_argument("--load-rounds", type=int, default=5,
+                    help="rounds of idle then loaded measurements, medians reported (default 5)")
     ap.add_argument("--workdir", type=Path, default=None, help="where the long WAVs go (default: a temp dir)")
     ap.add_argument("--no-seed-hour", dest="seed_hour", action="store_false",
                     help="skip the seed's path on the long file (it holds the whole file in memory)")
