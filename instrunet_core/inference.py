@@ -701,10 +701,7 @@ class Classifier:
             if self._waveform:
                 return self._run_batch(ready, None, audio_view)
             first, last = self._frame_range(ready)
-            frames = np.concatenate([
-                self._frames_db(f0, min(last, f0 + _FRAME_CHUNK), audio_view)
-                for f0 in range(first, last, _FRAME_CHUNK)
-            ])
+            frames = self._frames_db(first, last, audio_view)
             return self._run_batch(ready, lambda a, b: frames[a - first : b - first], audio_view)
 
         return job
@@ -748,16 +745,21 @@ class Classifier:
         self._audio.drop_before(max(self._audio.base, min(keep_from, self._audio.end)))
 
     def _frames_db(self, f0: int, f1: int, audio_view: _View) -> np.ndarray:
-        """dB mel of global frames ``[f0, f1)`` (frame ``f`` centred on sample ``f * hop_length``).
+        """dB mel of global frames ``[f0, f1)`` (frame ``f`` centred on sample ``f * hop_length``),
+        transformed ``_FRAME_CHUNK`` frames at a time.
 
         Returns
         -------
         np.ndarray [shape=(f1 - f0, n_mels), dtype=float32]
         """
         fe = self._fe
-        seg = audio_view(f0 * self._H - self._pad, (f1 - 1) * self._H - self._pad + fe.n_fft)
-        framed = np.lib.stride_tricks.sliding_window_view(seg, fe.n_fft)[:: self._H]
-        return _to_db(_power_mel(framed, fe)).T
+        out = np.empty((max(0, f1 - f0), fe.n_mels), dtype=np.float32)
+        for a in range(f0, f1, _FRAME_CHUNK):
+            b = min(f1, a + _FRAME_CHUNK)
+            seg = audio_view(a * self._H - self._pad, (b - 1) * self._H - self._pad + fe.n_fft)
+            framed = np.lib.stride_tricks.sliding_window_view(seg, fe.n_fft)[:: self._H]
+            out[a - f0 : b - f0] = _to_db(_power_mel(framed, fe)).T
+        return out
 
     def _windows(self, ready: list[tuple[int, int]], audio_view: _View) -> np.ndarray:
         """Audio of the windows in ``ready``, zero-padded past the end of the stream.
@@ -782,8 +784,7 @@ class Classifier:
         first, last = self._frame_range(ready)
         if self._frames.end < first:  # hop longer than a window: skip the unused frames
             self._frames.restart(first)
-        for f0 in range(self._frames.end, last, _FRAME_CHUNK):
-            self._frames.append(self._frames_db(f0, min(last, f0 + _FRAME_CHUNK), self._audio.view))
+        self._frames.append(self._frames_db(self._frames.end, last, self._audio.view))
         return self._frames.view
 
     def _features(self, ready: list[tuple[int, int]], frames_view: _View, audio_view: _View) -> np.ndarray:

@@ -78,9 +78,9 @@ def test_shared_frames_equal_the_per_window_front_end(source: str, request: pyte
     """Every window's features equal batch_features() of the same samples, within parity tolerance."""
     path = request.getfixturevalue("clip16k") if source == "clip16k" else EXAMPLES / "ensemble.flac"
     rec = RecordingSession(FAMILY_DIR)
-    # one worker: batches reach the recording session in stream order (with more, they run side
-    # by side and may finish in any order; tests/test_threads.py checks their results are the same)
-    clf = Classifier(rec, batch_size=4, workers=1)
+    # synchronous: batches reach the recording session in stream order (the pipeline runs them side
+    # by side, in any order; tests/test_threads.py checks that its results are the same, bit for bit)
+    clf = Classifier(rec, batch_size=4, pipeline=False)
     wins = clf.classify(path)
     feats = np.concatenate(rec.seen)
     y = load_audio(path)  # the same resampler (soxr HQ stream), 22,050 Hz mono
