@@ -813,11 +813,15 @@ class Classifier:
                     edge_frames[b, e, a0 - a : b0 - a] = audio_view(a0, b0)
         if edges:
             X[:, edges] = _to_db(_power_mel(edge_frames, fe)).swapaxes(-1, -2)
-        # 2. Per-window dB scaling, as the per-window front end does.
+        # 2. Per-window dB scaling, as the per-window front end does (in place: the same
+        # operations in the same order, without a temporary per step).
         peak = X.max(axis=(1, 2), keepdims=True)
-        unit = np.clip((X - peak + fe.top_db) / fe.top_db, 0.0, 1.0).astype(np.float32, copy=False)
-        unit = np.where(peak <= _DB_FLOOR, np.float32(0.0), unit)
-        return np.ascontiguousarray(unit.swapaxes(1, 2))
+        X -= peak
+        X += fe.top_db
+        X /= fe.top_db
+        np.clip(X, 0.0, 1.0, out=X)
+        X[peak[:, 0, 0] <= _DB_FLOOR] = 0.0
+        return np.ascontiguousarray(X.swapaxes(1, 2))
 
 
 #: dB value of a frame with no energy (``10 log10(amin)``).
