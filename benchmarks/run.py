@@ -35,8 +35,8 @@ Measured:
   and without the ``Classifier`` pipeline, with one worker thread and with the default number
   (how the defaults were chosen);
 * **under load**: ``Model.predict`` of a 3 s clip idle, then with one CPU-bound process per
-  core started by the benchmark, in several rounds (medians over the rounds); with the defaults, without the library's BLAS limit, and
-  with one onnxruntime thread per core;
+  core started by the benchmark, in several rounds (medians over the rounds); with the
+  defaults, without the library's BLAS limit, and with one onnxruntime thread per core;
 * **GPU**: the ten-minute timeline with ``providers="cuda"`` when onnxruntime has CUDA;
 * **Ray**: files/s of ``plugins/instrunet-ray`` with 1 and 2 local workers (when installed).
 """
