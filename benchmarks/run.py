@@ -650,7 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--load-runs", type=int, default=40, help="predictions per measurement under load (default 40)")
     ap.add_argument("--load-rounds", type=int, default=5,
                     help="rounds of idle then loaded measurements, medians reported (default 5)")
-    ap.add_argument("--workdir", type=Path, default=None, help="where the long WAVs go (default: a temp dir)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="where the long WAVs go and stay (default: a temporary folder, removed at the end)")
     ap.add_argument("--no-seed-hour", dest="seed_hour", action="store_false",
                     help="skip the seed's path on the long file (it holds the whole file in memory)")
     ap.add_argument("--model", default=None,
@@ -659,7 +660,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.model:
         os.environ["INSTRUNET_DEFAULT_MODEL"] = args.model  # inherited by every child process
-    res = run(args)
+    if args.workdir is None:  # the long WAVs and artifacts (about 0.8 GB) go when the run ends
+        with tempfile.TemporaryDirectory(prefix="instrunet-bench-") as tmp:
+            args.workdir = Path(tmp)
+            res = run(args)
+    else:
+        res = run(args)
     cmd = "python -m benchmarks.run" + ("" if args.hour_seconds == 3600 else f" --hour-seconds {args.hour_seconds:g}")
     cmd += f" --model {args.model}" if args.model else ""
     cmd += "" if args.seed_hour else " --no-seed-hour"
