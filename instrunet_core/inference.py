@@ -91,6 +91,8 @@ MAX_CHANNELS = 64
 _DECODE_BLOCK_SECONDS = 20.0
 #: Frames transformed at once (bounds the temporary FFT memory to a few MB).
 _FRAME_CHUNK = 512
+#: Samples per evidence block: the unit of ``sounding_seconds`` and of window levels.
+_EV_BLOCK = 512
 #: Most worker threads a Classifier starts by default (see :func:`default_workers`).
 MAX_DEFAULT_WORKERS = 4
 
@@ -589,13 +591,13 @@ class Classifier:
         self._audio.append(y)
         self._total += y.shape[0]
         # Evidence: 512-sample blocks above the silence level.
-        n_blocks = (self._total - self._ev_pos) // 512
+        n_blocks = (self._total - self._ev_pos) // _EV_BLOCK
         if n_blocks:
-            seg = self._audio.view(self._ev_pos, self._ev_pos + n_blocks * 512).reshape(n_blocks, 512)
+            seg = self._audio.view(self._ev_pos, self._ev_pos + n_blocks * _EV_BLOCK).reshape(n_blocks, _EV_BLOCK)
             ms = _mean_square(seg)
             self._block_ms.append(ms)
-            self._sounding += 512 * int(np.count_nonzero(_ms_db(ms) >= SILENCE_DB))
-            self._ev_pos += n_blocks * 512
+            self._sounding += _EV_BLOCK * int(np.count_nonzero(_ms_db(ms) >= SILENCE_DB))
+            self._ev_pos += n_blocks * _EV_BLOCK
 
     def _ready(self, final: bool) -> list[tuple[int, int]]:
         """(window index, real samples) of the windows that can be emitted now, at most one batch.
@@ -630,22 +632,20 @@ class Classifier:
                 s = k * self._hop_n
                 # the padded last window covers the rest
                 self._last_full_end = s + n if n == self._win else self._total
+            rms = self._rms_db(ready)
             if self._pipelined and not final:
                 # The whole batch (its STFT frames, features and the onnxruntime run) goes to the
                 # worker threads with a copy of its audio, while this thread decodes the next
                 # blocks; ``workers`` batches run at once (each computes the few frames it shares
                 # with the previous batch again: about 6 % more FFTs, no shared state).
-                job, rms = self._batch_job(ready), self._rms_db(ready)
-                self._next_win = ready[-1][0] + 1
-                self._forget()
+                job = self._batch_job(ready)
+                self._done_with(ready)
                 self._pending.append((self._worker().submit(job), ready, rms))
                 while len(self._pending) > self._n_workers:
                     emitted += self._collect(*self._pending.popleft())
                 continue
-            rms = self._rms_db(ready)
             probs = self._run_batch(ready, self._frames_view(ready), self._audio.view)
-            self._next_win = ready[-1][0] + 1
-            self._forget()
+            self._done_with(ready)
             # At the end of the stream nothing is left to overlap with: the batches still in
             # flight are collected and the last ones run on this thread. A source that fits
             # in one batch (a clip through Model.predict) never starts the worker threads,
@@ -721,18 +721,24 @@ class Classifier:
         out = np.empty(len(ready), dtype=np.float64)
         for b, (k, n) in enumerate(ready):
             s = k * self._hop_n
-            if n > 0 and s % 512 == 0 and n % 512 == 0 and s >= self._block_ms.base * 512 \
-                    and s + n <= self._block_ms.end * 512:
-                ms = float(np.mean(self._block_ms.view(s // 512, (s + n) // 512)))
+            first, last = s // _EV_BLOCK, (s + n) // _EV_BLOCK  # whole blocks [first, last)
+            whole = n > 0 and s % _EV_BLOCK == 0 and n % _EV_BLOCK == 0
+            if whole and self._block_ms.base <= first and last <= self._block_ms.end:
+                ms = float(np.mean(self._block_ms.view(first, last)))
             else:
                 ms = float(_mean_square(self._audio.view(s, s + max(1, n))[None, :])[0])
             out[b] = _ms_db(ms)
         return out
 
+    def _done_with(self, ready: list[tuple[int, int]]) -> None:
+        """The windows in ``ready`` are computed (or their job holds what it needs): move on."""
+        self._next_win = ready[-1][0] + 1
+        self._forget()
+
     def _forget(self) -> None:
         """Drop audio, frames and evidence blocks that no later window needs."""
         s_next = self._next_win * self._hop_n
-        self._block_ms.drop_before(s_next // 512)
+        self._block_ms.drop_before(s_next // _EV_BLOCK)
         if self._waveform:  # no stored frames: keep the audio of the next window on
             self._audio.drop_before(max(self._audio.base, min(s_next, self._ev_pos, self._audio.end)))
             return
