@@ -171,11 +171,16 @@ class _Tape:
             return
         if self._off + self.n + m > self._data.shape[0]:
             cap = self._data.shape[0]
-            if self.n + m > cap // 2:
-                cap = max(2 * cap, 2 * (self.n + m))
-            new = np.zeros((cap, *self._data.shape[1:]), dtype=self._data.dtype)
-            new[: self.n] = self._data[self._off : self._off + self.n]
-            self._data, self._off = new, 0
+            if self.n + m <= cap // 2 and self._off >= self.n:
+                # The kept items fit at the front of the same buffer without overlapping
+                # themselves: move them there (a fresh buffer on every wrap cost page faults,
+                # an overlapping move a temporary copy).
+                self._data[: self.n] = self._data[self._off : self._off + self.n]
+            else:
+                new = np.empty((max(2 * cap, 2 * (self.n + m)), *self._data.shape[1:]), dtype=self._data.dtype)
+                new[: self.n] = self._data[self._off : self._off + self.n]
+                self._data = new
+            self._off = 0
         self._data[self._off + self.n : self._off + self.n + m] = x
         self.n += m
 
