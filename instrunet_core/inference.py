@@ -248,7 +248,7 @@ class Classifier:
     workers : int, optional
         Worker threads (and batches in flight) of the pipeline; default :func:`default_workers`
         (the usable cores, at most 4).
-    providers, threads, intra_op_threads, inter_op_threads, registry
+    providers, threads, intra_op_threads, inter_op_threads, spinning, registry
         Passed to the model loader when ``model`` is not a loaded model.
 
     Examples
@@ -282,11 +282,13 @@ class Classifier:
         threads: int | None = None,
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
+        spinning: bool = False,
         registry: Registry | None = None,
     ) -> None:
         self.model: ModelSession = open_session(model, providers=providers, threads=threads,
                                                 intra_op_threads=intra_op_threads,
-                                                inter_op_threads=inter_op_threads, registry=registry)
+                                                inter_op_threads=inter_op_threads, spinning=spinning,
+                                                registry=registry)
         # A waveform-input artifact computes its features in the graph: windows go in as audio.
         self._waveform = self.model.input_kind == "waveform"
         fe = self.model.front_end

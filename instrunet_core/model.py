@@ -103,6 +103,7 @@ def load_model(
     threads: int | None = None,
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
+    spinning: bool = False,
     registry: Registry | None = None,
 ) -> Model:
     """Load a registered model, or an artifact folder.
@@ -127,6 +128,11 @@ def load_model(
         see ``docs/benchmarks.md``); 0 lets onnxruntime start one per core.
     inter_op_threads : int, optional
         Threads running independent operators in parallel (default 1: the graphs are chains).
+    spinning : bool
+        Let onnxruntime's idle intra-op threads spin between operators instead of sleeping
+        (default False). Only worth it with several intra-op threads and nothing else to run on
+        the cores: one waveform-in clip at a time comes out faster (``docs/speed.md``); next to
+        numpy work or other processes the spinning threads take their CPU.
     registry : Registry, optional
         Registry to resolve names in (default: :func:`instrunet_core.get_registry`).
 
@@ -149,4 +155,4 @@ def load_model(
     """
     path, manifest = resolve_artifact(name, version, registry=registry)
     return Model(path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
-                 inter_op_threads=inter_op_threads, manifest=manifest)
+                 inter_op_threads=inter_op_threads, spinning=spinning, manifest=manifest)

@@ -112,13 +112,14 @@ def onnx_session(
     providers: Sequence[str] = ("CPUExecutionProvider",),
     intra_op_threads: int = DEFAULT_INTRA_OP_THREADS,
     inter_op_threads: int = 1,
+    spinning: bool = False,
 ) -> Any:
     """An onnxruntime ``InferenceSession`` set up as every instrunet model runs.
 
-    The one place session options are chosen: sequential execution, no idle-thread spinning,
-    quiet logs; a GPU provider that cannot start falls back to the CPU with a warning. Used by
-    :class:`ModelSession` and by plugins that run their own models (the condition analyzer).
-    Verify the artifact first (:func:`~instrunet_core.verify.verify_artifact`).
+    The one place session options are chosen: sequential execution, no idle-thread spinning
+    (unless ``spinning``), quiet logs; a GPU provider that cannot start falls back to the CPU
+    with a warning. Used by :class:`ModelSession` and by plugins that run their own models (the
+    condition analyzer). Verify the artifact first (:func:`~instrunet_core.verify.verify_artifact`).
 
     Raises
     ------
@@ -138,8 +139,11 @@ def onnx_session(
     # onnxruntime's idle workers spin for a while after each run; here every run is
     # followed by numpy work (decoding, the front end), which they would starve. Measured
     # in benchmarks/run.py: front end + model per 3 s clip 8.3 ms with spinning, 3-4 ms without.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    # With several intra-op threads and nothing else to run (a waveform-in artifact, one clip at
+    # a time), spinning instead saves a thread wake-up per operator: ``spinning=True``.
+    spin = "1" if spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
     wanted = list(providers)
     try:
         return ort.InferenceSession(where, sess_options=so, providers=wanted)
@@ -180,7 +184,7 @@ class ModelSession:
         What the graph takes: log-mel spectrograms (computed by :mod:`instrunet_core.features`)
         or mono samples at the front end's rate (the front end is inside the graph).
     session_options : dict
-        ``intra_op_threads``, ``inter_op_threads`` and the ``providers`` asked for.
+        ``intra_op_threads``, ``inter_op_threads``, ``spinning`` and the ``providers`` asked for.
     """
 
     def __init__(
@@ -191,6 +195,7 @@ class ModelSession:
         threads: int | None = None,
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
+        spinning: bool = False,
         manifest: Manifest | None = None,
     ) -> None:
         p = Path(path)
@@ -212,10 +217,14 @@ class ModelSession:
         intra = _thread_count(intra_op_threads, "intra_op_threads", DEFAULT_INTRA_OP_THREADS)
         inter = _thread_count(inter_op_threads, "inter_op_threads", 1)
         wanted = _resolve_providers(providers)
-        self._session = onnx_session(onnx_path, providers=wanted, intra_op_threads=intra, inter_op_threads=inter)
+        if not isinstance(spinning, bool):
+            raise InputError(f"spinning must be True or False, got {spinning!r}")
+        self._session = onnx_session(onnx_path, providers=wanted, intra_op_threads=intra, inter_op_threads=inter,
+                                     spinning=spinning)
         # What onnxruntime actually uses (it drops providers that fail to initialise).
         self.providers: list[str] = list(self._session.get_providers())
-        self.session_options = {"intra_op_threads": intra, "inter_op_threads": inter, "providers": list(wanted)}
+        self.session_options = {"intra_op_threads": intra, "inter_op_threads": inter, "spinning": spinning,
+                                "providers": list(wanted)}
         self._check_io(where)
         self._input_name: str = m.input["name"]
         self._output_name: str = m.output["name"]
@@ -440,6 +449,7 @@ def open_session(
     threads: int | None = None,
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
+    spinning: bool = False,
     registry: Registry | None = None,
 ) -> ModelSession:
     """``spec`` itself when it is already a session, else the verified session it names.
@@ -452,4 +462,4 @@ def open_session(
         raise InputError(f"model must be a Model, a model name or an artifact folder, got {type(spec).__name__}")
     path, manifest = resolve_artifact(spec, registry=registry)
     return ModelSession(path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
-                        inter_op_threads=inter_op_threads, manifest=manifest)
+                        inter_op_threads=inter_op_threads, spinning=spinning, manifest=manifest)

@@ -79,6 +79,28 @@ def test_onnxruntime_thread_options() -> None:
             load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
 
 
+def _spin_entries(m) -> set[str]:  # type: ignore[no-untyped-def]
+    so = m._session.get_session_options()
+    return {so.get_session_config_entry(f"session.{k}.allow_spinning") for k in ("intra_op", "inter_op")}
+
+
+def test_spinning_option_reaches_onnxruntime() -> None:
+    """Idle-thread spinning is off unless asked for; on, it changes speed, not results."""
+    from instrunet_core import Classifier
+
+    quiet = load_model(FAMILY, intra_op_threads=2)
+    assert quiet.session_options["spinning"] is False and _spin_entries(quiet) == {"0"}
+    spin = load_model(FAMILY, intra_op_threads=2, spinning=True)
+    assert spin.session_options["spinning"] is True and _spin_entries(spin) == {"1"}
+    rng = np.random.default_rng(1)
+    x = batch_features((0.1 * rng.standard_normal((3, 65024))).astype(np.float32))
+    np.testing.assert_allclose(spin.predict_features(x), quiet.predict_features(x), atol=1e-6)
+    clf = Classifier(FAMILY, spinning=True)
+    assert clf.model.session_options["spinning"] is True and _spin_entries(clf.model) == {"1"}
+    with pytest.raises(InputError, match="spinning must be True or False"):
+        load_model(FAMILY, spinning="yes")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_pipelined_classify_gives_identical_results(tmp_path: Path, workers: int) -> None:
     """classify() hands whole batches (frames, features, onnxruntime) to ``workers`` threads
