@@ -558,8 +558,8 @@ def render(res: dict[str, Any], cmd: str) -> str:
         + f", seed {w['seed']['front_end_plus_model_ms'][1]:.1f} ms.",
         "* timeline settings: ours 2.95 s windows every 65 STFT frames (1.509 s), decoded in 20 s blocks (the "
         "file is never loaded whole; 16-bit files read as integers), adjacent windows sharing their STFT frames "
-        "(65 + 4 FFTs per window instead of 128), 16 windows per onnxruntime run, each batch (its frames, "
-        f"features and onnxruntime run) on one of {tl['ten_minutes']['ours'].get('workers', '?')} worker threads "
+        "(65 + 4 FFTs per window instead of 128), batches of 16 windows run through onnxruntime 4 at a time, "
+        f"each batch (its frames, features and onnxruntime runs) on one of {tl['ten_minutes']['ours'].get('workers', '?')} worker threads "
         "while the calling thread decodes (`Classifier(pipeline=True)`, default `workers`), one onnxruntime "
         "thread per run; the per-window row runs the same windows with every window's STFT computed from scratch "
         "(`features.batch_features`, 10 s blocks, 16 windows per run, no pipelining). The seed's path loads the "

@@ -59,7 +59,7 @@ class Model(ModelSession):
         top_k : int, optional
             Labels kept in :attr:`Prediction.top` (all when omitted).
         batch_size : int
-            Most windows per onnxruntime run.
+            Most windows per batch (see :class:`~instrunet_core.inference.Classifier`).
 
         Returns
         -------
