@@ -292,6 +292,20 @@ def _child(code: str, *args: str, timeout: float = 1800, env_extra: dict[str, st
     return out
 
 
+def _children_side_by_side(n: int, code: str, *args: str, timeout: float = 1800) -> list[dict[str, Any]]:
+    """``n`` copies of a child program started together; their outputs."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(n)]
+    outs = []
+    for p in procs:
+        so, se = p.communicate(timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"benchmark child failed ({p.returncode}):\n{se[-3000:]}")
+        outs.append(json.loads(so.strip().splitlines()[-1]))
+    return outs
+
+
 def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
     out = {k: float(np.median([r[k] for r in runs])) for k in keys}
@@ -419,6 +433,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"intra{t}_pipeline{p}_workers{w}": _child(_OURS_TIMELINE, str(ten), "-", str(t), str(p), "-", w)
         for t, p, w in ((1, 1, "-"), (1, 1, "1"), (2, 1, "-"), (2, 1, "1"), (0, 1, "-"), (1, 0, "-"), (2, 0, "-"))
     }
+    log("two cores side by side (ten-minute file, synchronous path)")
+    alone, pairs = [], []
+    for _ in range(args.core_rounds):
+        alone.append(_child(_OURS_TIMELINE, str(ten), "-", "1", "0")["cpu_s"])
+        pairs += [r["cpu_s"] for r in _children_side_by_side(2, _OURS_TIMELINE, str(ten), "-", "1", "0")]
+    res["cores"] = {"alone_cpu_s": alone, "pair_cpu_s": pairs, "file_seconds": res["timeline"]["ten_minutes"]["file_seconds"]}
     log("under load")
     res["load"] = {
         "default": _child(_OURS_LOAD, str(args.load_runs), str(args.load_rounds)),
@@ -604,6 +624,28 @@ def render(res: dict[str, Any], cmd: str) -> str:
         rounds = ", ".join(f"{v:.2f}" for v in r.get("round_ratios", []))
         lines.append(f"| {label} | {r['idle_ms']:.2f} ms | {r['loaded_ms']:.2f} ms | {r['ratio']:.2f}× | {rounds} |")
     lines += [""]
+    if res.get("cores"):
+        co = res["cores"]
+        a, pr = float(np.median(co["alone_cpu_s"])), float(np.median(co["pair_cpu_s"]))
+        lines += [
+            "## Two cores side by side",
+            "",
+            f"The {co['file_seconds'] / 60:.0f}-minute timeline on the synchronous path (`pipeline=False`: one "
+            f"thread, so its CPU time is its work), in {len(co['alone_cpu_s'])} rounds of one process alone, then "
+            "two copies started together (medians):",
+            "",
+            "| | CPU time per timeline | |",
+            "|---|---|---|",
+            f"| one alone | {a:.3f} s | {co['file_seconds'] / a:.0f}× real time on one core |",
+            f"| two side by side | {pr:.3f} s each | {pr / a:.2f}× the time alone |",
+            "",
+            "The two cores slow each other down (they share caches and memory bandwidth, and may be hyperthreads "
+            "of one physical core: the virtual machine does not say). Spread over both cores without any loss, "
+            f"this timeline's work would therefore take about {pr / 2:.3f} s: about "
+            f"{co['file_seconds'] / (pr / 2):.0f}× real time is what two cores allow here, an estimate from CPU "
+            "times, not a measurement.",
+            "",
+        ]
     if "waveform" in ten:
         wv = ten["waveform"]
         lines += [
@@ -662,6 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--load-runs", type=int, default=40, help="predictions per measurement under load (default 40)")
     ap.add_argument("--load-rounds", type=int, default=5,
                     help="rounds of idle then loaded measurements, medians reported (default 5)")
+    ap.add_argument("--core-rounds", type=int, default=3,
+                    help="rounds of the two-cores measurement: one synchronous timeline alone, then two together")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where the long WAVs go and stay (default: a temporary folder, removed at the end)")
     ap.add_argument("--no-seed-hour", dest="seed_hour", action="store_false",
