@@ -639,8 +639,10 @@ def render(res: dict[str, Any], cmd: str) -> str:
             f"| one alone | {a:.3f} s | {co['file_seconds'] / a:.0f}× real time on one core |",
             f"| two side by side | {pr:.3f} s each | {pr / a:.2f}× the time alone |",
             "",
-            "The two cores slow each other down (they share caches and memory bandwidth, and may be hyperthreads "
-            "of one physical core: the virtual machine does not say). Spread over both cores without any loss, "
+            ("The two cores slow each other down (they share caches and memory bandwidth, and may be hyperthreads "
+             "of one physical core: the virtual machine does not say). " if pr / a >= 1.05 else
+             "In this run the two copies hardly slowed each other down. ")
+            + "Spread over both cores without any loss, "
             f"this timeline's work would therefore take about {pr / 2:.3f} s: about "
             f"{co['file_seconds'] / (pr / 2):.0f}× real time is what two cores allow here, an estimate from CPU "
             "times, not a measurement.",
