@@ -65,6 +65,7 @@ def test_same_records_as_instrunet_batch_and_resumable(local_ray: None, collecti
     out = tmp_path / "ray.jsonl"
     s = instrunet_ray.tag_collection(collection, out, workers=2, batch_size=1, log=lambda m: None)
     assert (s["files"], s["written"], s["skipped"], s["errors"]) == (4, 4, 0, 1)
+    assert 0 < s["first_record_s"] <= s["seconds"] and s["steady_files_per_s"] > 0
     got, ref = _records(out), _batch_reference(collection, tmp_path)
     real = Path(os.path.realpath(collection))
     assert set(got) == set(ref) == {str(real / "flute.wav"), str(real / "broken.wav"),
@@ -86,6 +87,7 @@ def test_same_records_as_instrunet_batch_and_resumable(local_ray: None, collecti
     # resume: the done files are skipped, the failed one is retried (as instrunet batch does)
     again = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
     assert (again["written"], again["skipped"], again["errors"]) == (1, 3, 1)
+    assert again["first_record_s"] > 0 and again["steady_files_per_s"] is None  # one record: no rate after it
     # an interrupted run (a torn last line) redoes only that file
     (collection / "broken.wav").unlink()
     lines = [ln for ln in out.read_text().splitlines() if '"error"' not in ln]

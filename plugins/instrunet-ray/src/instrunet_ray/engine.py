@@ -253,7 +253,10 @@ def tag_collection(
     Returns
     -------
     dict
-        ``{"files", "skipped", "written", "errors", "seconds", "files_per_s", "workers"}``.
+        ``{"files", "skipped", "written", "errors", "seconds", "files_per_s", "workers",
+        "first_record_s", "steady_files_per_s"}``: ``first_record_s`` is the time to the first
+        record (starting the actors, each loading its model, and Ray Data's planning), and
+        ``steady_files_per_s`` the rate after it (``None`` with fewer than two records).
     """
     import ray
 
@@ -270,7 +273,8 @@ def tag_collection(
     todo = [f for f in files if f not in done]
     log(f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go")
     summary: dict[str, Any] = {"files": len(files), "skipped": len(files) - len(todo), "written": 0, "errors": 0,
-                               "workers": workers, "seconds": 0.0, "files_per_s": 0.0}
+                               "workers": workers, "seconds": 0.0, "files_per_s": 0.0,
+                               "first_record_s": None, "steady_files_per_s": None}
     if not todo:
         return summary
     if not ray.is_initialized():
@@ -278,15 +282,22 @@ def tag_collection(
     names = {_ray_key(p): p for p in todo}
     t0 = time.perf_counter()
     # The read tasks ask for no CPU: the actors hold one CPU each, and on a machine with
-    # exactly `workers` CPUs reads that need one would never be scheduled.
+    # exactly `workers` CPUs reads that need one would never be scheduled. Tasks that need no
+    # CPU are not limited by Ray's scheduler, though: every block's read would start at once,
+    # each in a newly started worker process, so at most `workers` reads run at a time (one per
+    # actor). Unlimited, the worker processes' start-up took the cores from the actors: on two
+    # cores two actors tagged more slowly than one (docs/benchmarks.md, "Ray Data engine").
     ds = ray.data.read_binary_files([_ray_key(p) for p in todo], include_paths=True,
-                                    override_num_blocks=max(1, min(len(todo), workers * 4)), num_cpus=0)
+                                    override_num_blocks=max(1, min(len(todo), workers * 4)), num_cpus=0,
+                                    concurrency=workers)
     ds = ds.map_batches(Tagger, fn_constructor_kwargs={"model": model, "hop": hop, "names": names},
                         concurrency=workers, num_cpus=1, batch_size=batch_size)
     writer = _Writer(out, fmt, part_size)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for rec in batch["record"]:
+                if summary["first_record_s"] is None:
+                    summary["first_record_s"] = time.perf_counter() - t0
                 writer.write(str(rec))
                 summary["written"] += 1
                 summary["errors"] += '"error"' in rec and "error" in json.loads(rec)
@@ -294,6 +305,9 @@ def tag_collection(
         writer.close()
     summary["seconds"] = time.perf_counter() - t0
     summary["files_per_s"] = summary["written"] / summary["seconds"] if summary["seconds"] else 0.0
+    after = summary["seconds"] - (summary["first_record_s"] or 0.0)
+    if summary["written"] > 1 and after > 0:
+        summary["steady_files_per_s"] = (summary["written"] - 1) / after
     log(f"instrunet-ray: {summary['written']} files in {summary['seconds']:.1f} s "
         f"({summary['files_per_s']:.1f} files/s, {workers} workers), {summary['errors']} errors")
     return summary
