@@ -44,7 +44,7 @@ import collections
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -103,15 +103,15 @@ MAX_DEFAULT_WORKERS = 4
 
 
 def default_workers() -> int:
-    """Worker threads of a :class:`Classifier` pipeline unless a caller says otherwise: the
-    cores this process may use (its CPU affinity), at least 1 and at most
-    :data:`MAX_DEFAULT_WORKERS`. Each worker runs onnxruntime with the model's own
-    ``intra_op_threads`` (1 by default), so this is also how many cores the model uses."""
+    """Worker threads of a :class:`Classifier` pipeline unless a caller says otherwise: one
+    fewer than the cores this process may use (its CPU affinity), because the calling thread
+    computes batches too; at least 1 and at most :data:`MAX_DEFAULT_WORKERS`. Each thread runs
+    onnxruntime with the model's own ``intra_op_threads`` (1 by default)."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         n = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, n))
+    return max(1, min(MAX_DEFAULT_WORKERS, n - 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,10 +251,12 @@ class Classifier:
         In :meth:`classify` (whole sources), hand each batch of windows (its STFT frames,
         features and onnxruntime run) to worker threads while the calling thread decodes the
         next blocks, so that all cores work (default True; results are identical either way).
-        :meth:`process` always runs synchronously, and so does a source of one batch.
+        When every worker has a batch and one more is waiting, the calling thread computes the
+        next batch itself instead of waiting. :meth:`process` always runs synchronously, and so
+        does a source of one batch.
     workers : int, optional
-        Worker threads (and batches in flight) of the pipeline; default :func:`default_workers`
-        (the usable cores, at most 4).
+        Worker threads of the pipeline, besides the calling thread; default
+        :func:`default_workers` (one fewer than the usable cores, at least 1, at most 4).
     providers, threads, intra_op_threads, inter_op_threads, spinning, registry
         Passed to the model loader when ``model`` is not a loaded model.
 
@@ -648,14 +650,23 @@ class Classifier:
                 self._last_full_end = s + n if n == self._win else self._total
             rms = self._rms_db(ready)
             if self._pipelined and not final:
-                # The whole batch (its STFT frames, features and the onnxruntime run) goes to the
-                # worker threads with a copy of its audio, while this thread decodes the next
-                # blocks; ``workers`` batches run at once (each computes the few frames it shares
-                # with the previous batch again: about 6 % more FFTs, no shared state).
+                # The whole batch (its STFT frames, features and the onnxruntime run) is a job on
+                # a copy of its audio (each job computes the few frames it shares with the
+                # previous batch again: about 6 % more FFTs, no shared state). It goes to the
+                # worker threads while this thread decodes the next blocks; when every worker
+                # has a job and one more is waiting, this thread runs the job itself instead of
+                # waiting (``workers`` + 1 threads compute, none idles while there is work).
                 job = self._batch_job(ready)
                 self._done_with(ready)
-                self._pending.append((self._worker().submit(job), ready, rms))
-                while len(self._pending) > self._n_workers:
+                if sum(1 for f, _, _ in self._pending if not f.done()) > self._n_workers:
+                    fut: Future[np.ndarray] = Future()
+                    fut.set_result(job())
+                else:
+                    fut = self._worker().submit(job)
+                self._pending.append((fut, ready, rms))
+                # results go out in order; a few batches done by this thread may wait behind one
+                # still on a worker (bounded: past it, this thread waits for the oldest)
+                while self._pending and (self._pending[0][0].done() or len(self._pending) > 2 * self._n_workers + 4):
                     emitted += self._collect(*self._pending.popleft())
                 continue
             probs = self._run_batch(ready, self._frames_view(ready), self._audio.view)

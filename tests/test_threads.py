@@ -131,12 +131,51 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path, workers: int
     assert [w.probabilities.tolist() for w in a.classify(clip)] == [w.probabilities.tolist() for w in wb]
 
 
+def test_calling_thread_computes_when_the_workers_are_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every worker busy and one batch waiting, classify() computes the next batch on the
+    calling thread instead of waiting; the results stay in order and identical."""
+    import threading
+
+    from instrunet_core import Classifier
+    from instrunet_core.inference import Classifier as _C
+
+    rng = np.random.default_rng(3)
+    y = (0.1 * rng.standard_normal(60 * 22050)).astype(np.float32)
+    model = load_model(FAMILY)
+    ref = Classifier(model, batch_size=2, pipeline=False).classify(y, 22050)
+    main = threading.current_thread()
+    ran_here = threading.Event()
+    where: list[str] = []
+    make_job = _C._batch_job
+
+    def batch_job(self, ready):  # type: ignore[no-untyped-def]
+        job = make_job(self, ready)
+
+        def gated():  # type: ignore[no-untyped-def]
+            if threading.current_thread() is main:
+                where.append("caller")
+                ran_here.set()
+            else:
+                where.append("worker")
+                assert ran_here.wait(30), "the calling thread never computed a batch itself"
+            return job()
+
+        return gated
+
+    monkeypatch.setattr(_C, "_batch_job", batch_job)
+    got = Classifier(model, batch_size=2, workers=1).classify(y, 22050)
+    assert "caller" in where and "worker" in where
+    assert [(w.index, w.label) for w in got] == [(w.index, w.label) for w in ref]
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+
+
 def test_workers_option() -> None:
     from instrunet_core import Classifier
     from instrunet_core.inference import MAX_DEFAULT_WORKERS, default_workers
 
     n = default_workers()
-    assert 1 <= n <= MAX_DEFAULT_WORKERS and n <= (os.cpu_count() or 1)
+    assert 1 <= n <= MAX_DEFAULT_WORKERS and n <= max(1, (os.cpu_count() or 1) - 1)
     model = load_model(FAMILY)
     assert Classifier(model).workers == n and Classifier(model, workers=3).workers == 3
     for bad in (0, -1, 1.5, "2", True):
