@@ -127,8 +127,8 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, metavar="N",
                    help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="threads that analyse batches of windows side by side (default: the usable cores, "
-                        "at most 4)")
+                   help="threads that analyse batches of windows beside the main thread (default: one "
+                        "fewer than the usable cores, at least 1, at most 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
