@@ -176,10 +176,11 @@ class _Tape:
             return
         if self._off + self.n + m > self._data.shape[0]:
             cap = self._data.shape[0]
-            if self.n + m <= cap // 2 and self._off >= self.n:
-                # The kept items fit at the front of the same buffer without overlapping
-                # themselves: move them there (a fresh buffer on every wrap cost page faults,
-                # an overlapping move a temporary copy).
+            if self.n + m <= cap // 2:
+                # At most half full: move the kept items to the front of the same buffer (a fresh
+                # buffer on every wrap cost page faults). They start past the half the new items
+                # leave free (off > cap - n - m >= n), so the move never overlaps itself (which
+                # would cost numpy a temporary copy).
                 self._data[: self.n] = self._data[self._off : self._off + self.n]
             else:
                 new = np.empty((max(2 * cap, 2 * (self.n + m)), *self._data.shape[1:]), dtype=self._data.dtype)

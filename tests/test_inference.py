@@ -135,6 +135,27 @@ def test_bounded_state_on_a_long_stream(family) -> None:
     assert len(clf.results) == 5 and clf.results[-1].index > 70
 
 
+def test_tape_keeps_what_it_holds_across_wraps() -> None:
+    """The stream's tape (audio, frames) reuses its buffer when it wraps: random appends and
+    drops keep exactly the items not dropped, and the buffer stops growing."""
+    from instrunet_core.inference import _Tape
+
+    rng = np.random.default_rng(0)
+    tape, ref = _Tape((2,)), np.zeros((0, 2), np.float32)  # ref: the items from tape.base on
+    caps = []
+    for _ in range(2000):
+        x = rng.standard_normal((int(rng.integers(0, 3000)), 2)).astype(np.float32)
+        tape.append(x)
+        ref = np.concatenate([ref, x])
+        if rng.random() < 0.5:
+            k = int(rng.integers(0, tape.n + 1))
+            tape.drop_before(tape.base + k)
+            ref = ref[k:]
+        np.testing.assert_array_equal(tape.view(tape.base, tape.end), ref)
+        caps.append(tape._data.shape[0])
+    assert caps[-1] == caps[len(caps) // 2]  # no growth in the second half: wraps reuse the buffer
+
+
 def test_one_window_per_short_input_marked_low_evidence(family) -> None:
     for n in (1, 100, 2205):  # 1 sample, 100 samples, 0.1 s
         y = np.full(n, 0.1, np.float32) if n < 2205 else tone(0.1, SR)
