@@ -279,31 +279,32 @@ print(json.dumps({"seconds": t2 - t1, "cpu_s": time.process_time() - c1, "setup_
 """
 
 
-def _child(code: str, *args: str, timeout: float = 1800, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+def _children_side_by_side(n: int, code: str, *args: str, timeout: float = 1800,
+                           env_extra: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """``n`` copies of a child program started together; their outputs (the JSON each prints
+    last), each with ``process_wall_s``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                       env=env, timeout=timeout, cwd=ROOT)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    out["process_wall_s"] = wall
-    return out
-
-
-def _children_side_by_side(n: int, code: str, *args: str, timeout: float = 1800) -> list[dict[str, Any]]:
-    """``n`` copies of a child program started together; their outputs."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(n)]
     outs = []
     for p in procs:
-        so, se = p.communicate(timeout=timeout)
+        try:
+            so, se = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
         if p.returncode != 0:
             raise RuntimeError(f"benchmark child failed ({p.returncode}):\n{se[-3000:]}")
-        outs.append(json.loads(so.strip().splitlines()[-1]))
+        out = json.loads(so.strip().splitlines()[-1])
+        out["process_wall_s"] = time.perf_counter() - t
+        outs.append(out)
     return outs
+
+
+def _child(code: str, *args: str, timeout: float = 1800, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+    return _children_side_by_side(1, code, *args, timeout=timeout, env_extra=env_extra)[0]
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
