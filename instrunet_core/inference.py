@@ -355,7 +355,7 @@ class Classifier:
 
     @property
     def workers(self) -> int:
-        """Worker threads (and batches in flight) of the :meth:`classify` pipeline."""
+        """Worker threads of the :meth:`classify` pipeline (the calling thread computes batches too)."""
         return self._n_workers
 
     @property
@@ -499,7 +499,7 @@ class Classifier:
         # The last partial evidence block.
         if self._ev_pos < self._total:
             seg = self._audio.view(self._ev_pos, self._total)
-            if _block_db(seg[None, :])[0] >= SILENCE_DB:
+            if _ms_db(_mean_square(seg[None, :])[0]) >= SILENCE_DB:
                 self._sounding += seg.shape[0]
             self._ev_pos = self._total
         return out
@@ -872,11 +872,6 @@ def _mean_square(blocks: np.ndarray) -> np.ndarray:
 def _ms_db(ms: Any) -> Any:
     """Mean square → RMS level in dBFS (digital silence: -200)."""
     return 10.0 * np.log10(np.maximum(ms, 1e-20))
-
-
-def _block_db(blocks: np.ndarray) -> np.ndarray:
-    """RMS dBFS of each row of ``blocks`` [shape=(m, n)]."""
-    return _ms_db(_mean_square(blocks))
 
 
 def analyze(
