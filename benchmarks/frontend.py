@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fe = model.front_end
     rng = np.random.default_rng(0)
     t = np.arange(fe.window_samples) / fe.sample_rate
-    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t) + 0.01 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
     windows = {b: np.stack([np.roll(tone, 997 * i) for i in range(b)]) for b in (1, 2, 4, 8)}
 
     work = Path(tempfile.mkdtemp(prefix="instrunet-frontend-bench-"))
@@ -117,16 +119,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         graphs[dft] = g
         path = work / f"frontend-{dft}.onnx"
         onnx.save(g, str(path))
-        sessions[dft] = onnx_session(path, providers=["CPUExecutionProvider"], intra_op_threads=1,
-                                     inter_op_threads=1)
+        sessions[dft] = onnx_session(
+            path, providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1
+        )
     log("building waveform-in artifacts (stages, four-step)")
     wave = {}
     for dft in ("stages", "four-step"):
         out = export_waveform(model.path, work / dft, dft=dft, force=True, log=lambda s: None)
         wave[dft] = instrunet_core.load_model(out["path"])
     ref = batch_features(windows[8], fe=fe)
-    parity = {dft: float(np.abs(s.run(None, {AUDIO_INPUT: windows[8]})[0][..., 0] - ref).max())
-              for dft, s in sessions.items()}
+    parity = {
+        dft: float(np.abs(s.run(None, {AUDIO_INPUT: windows[8]})[0][..., 0] - ref).max())
+        for dft, s in sessions.items()
+    }
 
     one = windows[1]
     feats = batch_features(one, fe=fe)
@@ -147,13 +152,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for b in (1, 2, 4, 8):
         per_window[f"waveform_stages_run_x{b}"] = b
         variants[f"waveform_stages_run_x{b}"] = (
-            lambda xb: lambda: wave["stages"]._session.run(None, {AUDIO_INPUT: xb}))(windows[b])
+            lambda xb: lambda: wave["stages"]._session.run(None, {AUDIO_INPUT: xb})
+        )(windows[b])
     # the Classifier's shared frames: 512 frames at a time through features._power_mel, with
     # the FFT done _FFT_ROWS frames per step (how that step was chosen)
     from instrunet_core import features as feats_mod
 
     chunk = np.lib.stride_tricks.sliding_window_view(
-        np.concatenate([tone] * 5)[: 511 * fe.hop_length + fe.n_fft], fe.n_fft)[:: fe.hop_length]
+        np.concatenate([tone] * 5)[: 511 * fe.hop_length + fe.n_fft], fe.n_fft
+    )[:: fe.hop_length]
     default_rows = feats_mod._FFT_ROWS
 
     def _chunk_with(rows: int) -> Callable[[], Any]:
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return feats_mod._power_mel(chunk, fe)
             finally:
                 feats_mod._FFT_ROWS = default_rows
+
         return f
 
     for rows in (64, 128, 256):
@@ -173,11 +181,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name, f in variants.items():
             runs = args.runs if "stft" not in name and "chunk" not in name else max(5, args.runs // 5)
             samples[name] += [v / per_window.get(name, 1) for v in _timer(f, runs)]
-    timings = {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v)}
-               for k, v in samples.items()}
+    timings = {
+        k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v)}
+        for k, v in samples.items()
+    }
 
     log("60 s stream through the Classifier")
-    stream = np.concatenate([np.roll(tone, 4099 * i) for i in range(int(np.ceil(60 * fe.sample_rate / tone.size)))])
+    stream = np.concatenate(
+        [np.roll(tone, 4099 * i) for i in range(int(np.ceil(60 * fe.sample_rate / tone.size)))]
+    )
     stream = stream[: 60 * fe.sample_rate]
     stream_t: dict[str, list[float]] = {"feature_model": [], "waveform_stages": []}
     n_windows = 0
@@ -187,8 +199,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             a = time.perf_counter()
             n_windows = len(clf.classify(stream, fe.sample_rate))
             stream_t[name].append(time.perf_counter() - a)
-    stream_res = {k: {"seconds": float(np.median(v)), "x_real_time": 60.0 / float(np.median(v))}
-                  for k, v in stream_t.items()}
+    stream_res = {
+        k: {"seconds": float(np.median(v)), "x_real_time": 60.0 / float(np.median(v))}
+        for k, v in stream_t.items()
+    }
 
     log("profiling the default graph")
     prof = _profile(graphs["stages"].SerializeToString(), one, args.runs)
@@ -200,10 +214,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "profile_stages": [{"op": op, "us": us, "nodes": n} for op, us, n in prof],
         "model": f"{model.name} {model.version}",
         "env": {
-            "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "onnxruntime": ort.__version__, "numpy": np.__version__, "date": time.strftime("%Y-%m-%d"),
-            "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0],
-            "rounds": args.rounds, "runs": args.runs,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "onnxruntime": ort.__version__,
+            "numpy": np.__version__,
+            "date": time.strftime("%Y-%m-%d"),
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg()[0],
+            "rounds": args.rounds,
+            "runs": args.runs,
         },
     }
 
@@ -228,12 +248,12 @@ def render(res: dict[str, Any]) -> str:
         "",
         "| one 2.95 s window (128 frames) | median | p90 | features max diff vs numpy |",
         "|---|---|---|---|",
-        f"| in-graph front end, `dft=\"stages\"` (default since this change) | {ms('graph_stages')} | "
+        f'| in-graph front end, `dft="stages"` (default since this change) | {ms("graph_stages")} | '
         f"{t['graph_stages']['p90_ms']:.2f} ms | {par['stages']:.1g} |",
         f"| in-graph front end, `dft=\"four-step\"` (earlier exports' DFT, this change's mel and dB) | "
         f"{ms('graph_four_step')} | "
         f"{t['graph_four_step']['p90_ms']:.2f} ms | {par['four-step']:.1g} |",
-        f"| in-graph front end, `dft=\"stft\"` (ONNX `STFT` operator) | {ms('graph_stft')} | "
+        f'| in-graph front end, `dft="stft"` (ONNX `STFT` operator) | {ms("graph_stft")} | '
         f"{t['graph_stft']['p90_ms']:.2f} ms | {par['stft']:.1g} |",
         f"| numpy front end (`batch_features`) | {ms('numpy')} | {t['numpy']['p90_ms']:.2f} ms | (the reference) |",
         f"| network alone (log-mel input) | {ms('network')} | {t['network']['p90_ms']:.2f} ms | |",

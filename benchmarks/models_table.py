@@ -74,8 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.models_table")
     ap.add_argument("--out", type=Path, default=Path("docs/models.md"))
     ap.add_argument("--intro", type=Path, default=None, help="markdown placed above the table")
-    ap.add_argument("--experiments", type=Path, nargs="*", default=[],
-                    help="report folders of short experiments (valid only), tabled after the models")
+    ap.add_argument(
+        "--experiments",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="report folders of short experiments (valid only), tabled after the models",
+    )
     ap.add_argument("--outro", type=Path, default=None, help="markdown placed after the tables")
     ap.add_argument("models", nargs="+", help="NAME=METRICS_JSON:ARTIFACT_DIR")
     args = ap.parse_args(argv)
@@ -96,13 +101,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         mix = t.get("mixture", {}).get("micro_f1")
         recalls = [pc["recall"] for pc in t["single"]["per_class"].values() if pc["recall"] is not None]
         row = {
-            "model": name, "task": m["task"], "parameters": m["parameters"],
+            "model": name,
+            "task": m["task"],
+            "parameters": m["parameters"],
             "artifact_mb": onnx.stat().st_size / 1e6 if onnx.is_file() else None,
             "valid_accuracy": m["valid"]["single"]["accuracy"],
-            "test_accuracy": t["single"]["accuracy"], "test_balanced_accuracy": t["single"]["balanced_accuracy"],
-            "test_macro_f1": t["single"]["macro_f1"], "min_family_recall": min(recalls),
-            "test_mixture_micro_f1": mix, "latency_ms_median": med, "latency_ms_p90": p90,
-            "train_minutes": m["train_seconds"] / 60, "epochs": m["epochs_run"], "test_notes": t["n_single"],
+            "test_accuracy": t["single"]["accuracy"],
+            "test_balanced_accuracy": t["single"]["balanced_accuracy"],
+            "test_macro_f1": t["single"]["macro_f1"],
+            "min_family_recall": min(recalls),
+            "test_mixture_micro_f1": mix,
+            "latency_ms_median": med,
+            "latency_ms_p90": p90,
+            "train_minutes": m["train_seconds"] / 60,
+            "epochs": m["epochs_run"],
+            "test_notes": t["n_single"],
             "dev": m.get("dev"),
         }
         rows.append(row)
@@ -120,10 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         mix = "n/a" if r["test_mixture_micro_f1"] is None else f"{r['test_mixture_micro_f1']:.3f}"
         d = r["dev"]
         dev_bal = "n/a" if not d else f"**{d['single']['balanced_accuracy']:.3f}**"
-        dev_short = "n/a" if not d or not d["shorter_than_1s"].get("n") else f"{d['shorter_than_1s']['accuracy']:.3f}"
+        dev_short = (
+            "n/a" if not d or not d["shorter_than_1s"].get("n") else f"{d['shorter_than_1s']['accuracy']:.3f}"
+        )
         size = "not here" if r["artifact_mb"] is None else f"{r['artifact_mb']:.1f} MB"
-        lat = ("not measured (artifact not here)" if r["latency_ms_median"] is None
-               else f"{r['latency_ms_median']:.2f} ms, {r['latency_ms_p90']:.2f} ms")
+        lat = (
+            "not measured (artifact not here)"
+            if r["latency_ms_median"] is None
+            else f"{r['latency_ms_median']:.2f} ms, {r['latency_ms_p90']:.2f} ms"
+        )
         lines.append(
             f"| {r['model']} | {r['task']} | {r['parameters']:,} | {size} | {r['valid_accuracy']:.3f} "
             f"| {dev_bal} | {dev_short} "
@@ -145,30 +163,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     with_dev = [r for r in rows if r["dev"]]
     if with_dev:
         fams = list(with_dev[0]["dev"]["per_family_recall"])
-        lines += ["## On real recordings (dev)", "",
-                  f"Dev: {with_dev[0]['dev']['n_single']} clips of whole real-recording libraries that training never "
-                  "heard (docs/data.md), played like music (single notes of 0.1-4 s, repeated notes, short phrases); "
-                  "each clip's first 2.95 s window, shorter clips padded with silence. Models trained with the dev "
-                  "split chose their epoch and thresholds on it (beside valid); older models are scored on the same "
-                  "windows by `python -m training.evaluate`.", "",
-                  "| model | " + " | ".join(f"{f} recall" for f in fams) + " | clips < 1 s | clips ≥ 1 s |",
-                  "|---|" + "---|" * (len(fams) + 2)]
+        lines += [
+            "## On real recordings (dev)",
+            "",
+            f"Dev: {with_dev[0]['dev']['n_single']} clips of whole real-recording libraries that training never "
+            "heard (docs/data.md), played like music (single notes of 0.1-4 s, repeated notes, short phrases); "
+            "each clip's first 2.95 s window, shorter clips padded with silence. Models trained with the dev "
+            "split chose their epoch and thresholds on it (beside valid); older models are scored on the same "
+            "windows by `python -m training.evaluate`.",
+            "",
+            "| model | " + " | ".join(f"{f} recall" for f in fams) + " | clips < 1 s | clips ≥ 1 s |",
+            "|---|" + "---|" * (len(fams) + 2),
+        ]
         for r in with_dev:
             d = r["dev"]
-            rec = " | ".join("n/a" if d["per_family_recall"][f] is None else f"{d['per_family_recall'][f]:.3f}"
-                             for f in fams)
+            rec = " | ".join(
+                "n/a" if d["per_family_recall"][f] is None else f"{d['per_family_recall'][f]:.3f}"
+                for f in fams
+            )
             short, long_ = d["shorter_than_1s"], d["from_1s"]
-            lines.append(f"| {r['model']} | {rec} | {short.get('accuracy', float('nan')):.3f} (n={short['n']}) "
-                         f"| {long_.get('accuracy', float('nan')):.3f} (n={long_['n']}) |")
+            lines.append(
+                f"| {r['model']} | {rec} | {short.get('accuracy', float('nan')):.3f} (n={short['n']}) "
+                f"| {long_.get('accuracy', float('nan')):.3f} (n={long_['n']}) |"
+            )
         lines += ["", "| model | source | clips | accuracy | balanced acc. |", "|---|---|---|---|---|"]
         for r in with_dev:
             for src, x in r["dev"]["per_source"].items():
-                lines.append(f"| {r['model']} | {src} | {x['n']} | {x['accuracy']:.3f} | {x['balanced_accuracy']:.3f} |")
+                lines.append(
+                    f"| {r['model']} | {src} | {x['n']} | {x['accuracy']:.3f} | {x['balanced_accuracy']:.3f} |"
+                )
         lines.append("")
     if args.experiments:
-        lines += ["## Experiments", "", "Short runs on the same corpus, judged on valid only (they never computed a "
-                  "test number), written by `python -m training.train ... --no-test`; their reports are in "
-                  "`training/reports/experiments/`.", "", *experiments_table(args.experiments), ""]
+        lines += [
+            "## Experiments",
+            "",
+            "Short runs on the same corpus, judged on valid only (they never computed a "
+            "test number), written by `python -m training.train ... --no-test`; their reports are in "
+            "`training/reports/experiments/`.",
+            "",
+            *experiments_table(args.experiments),
+            "",
+        ]
     if args.outro and args.outro.is_file():
         lines += [args.outro.read_text().rstrip(), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)

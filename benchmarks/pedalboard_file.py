@@ -70,8 +70,14 @@ print(json.dumps(out))
 
 def _child(*args: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_CHILD), *args], capture_output=True, text=True,
-                       env=env, timeout=3600, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_CHILD), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+        cwd=ROOT,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({r.returncode}):\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -82,8 +88,13 @@ def run(seconds: float, block: int, workdir: Path) -> dict[str, Any]:
     src = make_long_wav(workdir / "hour.wav", seconds)
     dst = workdir / "processed.wav"
     res: dict[str, Any] = {
-        "file": {"seconds": seconds, "sample_rate": 44100, "channels": 2, "format": "16-bit WAV",
-                 "decoded_float32_mb": round(seconds * 44100 * 2 * 4 / 1e6)},
+        "file": {
+            "seconds": seconds,
+            "sample_rate": 44100,
+            "channels": 2,
+            "format": "16-bit WAV",
+            "decoded_float32_mb": round(seconds * 44100 * 2 * 4 / 1e6),
+        },
         "block_size": block,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
         "python": platform.python_version(),
@@ -127,21 +138,32 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
 
 def write_doc(doc: Path, text: str) -> None:
     old = doc.read_text()
-    new, n = re.subn(r"<!-- bench:start -->\n.*?<!-- bench:end -->",
-                     lambda m: "<!-- bench:start -->\n" + text + "\n<!-- bench:end -->", old, flags=re.S)
+    new, n = re.subn(
+        r"<!-- bench:start -->\n.*?<!-- bench:end -->",
+        lambda m: "<!-- bench:start -->\n" + text + "\n<!-- bench:end -->",
+        old,
+        flags=re.S,
+    )
     if n != 1:
         raise SystemExit(f"{doc}: needs one '<!-- bench:start -->' ... '<!-- bench:end -->' section")
     doc.write_text(new)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.pedalboard_file", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--doc", type=Path, required=True, help="markdown file with a bench:start/bench:end section")
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.pedalboard_file", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--doc", type=Path, required=True, help="markdown file with a bench:start/bench:end section"
+    )
     ap.add_argument("--seconds", type=float, default=3600.0, help="length of the file (default 3600)")
     ap.add_argument("--block-size", type=int, default=65536)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the generated file here")
-    ap.add_argument("--from-json", action="store_true",
-                    help="only rewrite the doc section from the pedalboard_benchmark.json beside it")
+    ap.add_argument(
+        "--from-json",
+        action="store_true",
+        help="only rewrite the doc section from the pedalboard_benchmark.json beside it",
+    )
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="instrunet-pb-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -153,7 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["date"] = time.strftime("%Y-%m-%d")
         out.write_text(json.dumps(res, indent=1) + "\n")
     secs = res["file"]["seconds"]
-    cmd = "make bench-pedalboard" if secs == 3600 else f"python -m benchmarks.pedalboard_file --seconds {secs:g}"
+    cmd = (
+        "make bench-pedalboard"
+        if secs == 3600
+        else f"python -m benchmarks.pedalboard_file --seconds {secs:g}"
+    )
     write_doc(args.doc, markdown(res, cmd))
     print(markdown(res, cmd))
     return 0

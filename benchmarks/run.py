@@ -279,14 +279,24 @@ print(json.dumps({"seconds": t2 - t1, "cpu_s": time.process_time() - c1, "setup_
 """
 
 
-def _children_side_by_side(n: int, code: str, *args: str, timeout: float = 1800,
-                           env_extra: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def _children_side_by_side(
+    n: int, code: str, *args: str, timeout: float = 1800, env_extra: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """``n`` copies of a child program started together; their outputs (the JSON each prints
     last), each with ``process_wall_s``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     t = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(n)
+    ]
     outs = []
     for p in procs:
         try:
@@ -303,7 +313,9 @@ def _children_side_by_side(n: int, code: str, *args: str, timeout: float = 1800,
     return outs
 
 
-def _child(code: str, *args: str, timeout: float = 1800, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+def _child(
+    code: str, *args: str, timeout: float = 1800, env_extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     return _children_side_by_side(1, code, *args, timeout=timeout, env_extra=env_extra)[0]
 
 
@@ -353,7 +365,7 @@ def seed_model_path(given: Path | None, workdir: Path) -> tuple[Path, str]:
     import os
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from training.models import build_model
-    build_model("seed_v3").save({str(workdir / 'seed_v3.keras')!r})
+    build_model("seed_v3").save({str(workdir / "seed_v3.keras")!r})
     print("{{}}")
     """
     _child(code)
@@ -369,8 +381,8 @@ def waveform_artifact(workdir: Path) -> Path | None:
     import onnx
     from export.waveform import frontend_graph
     m = load_model()
-    r = export_waveform(m.path, {str(workdir / 'waveform')!r}, force=True, log=lambda s: None)
-    onnx.save(frontend_graph(m.front_end), {str(workdir / 'frontend.onnx')!r})  # the same graph, alone
+    r = export_waveform(m.path, {str(workdir / "waveform")!r}, force=True, log=lambda s: None)
+    onnx.save(frontend_graph(m.front_end), {str(workdir / "frontend.onnx")!r})  # the same graph, alone
     print(json.dumps(r))
     """
     try:
@@ -413,8 +425,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": _median_of([_child(_SEED_COLD, str(seed_model)) for _ in range(args.cold_runs)]),
     }
     log("warm 3 s clip")
-    res["warm"] = {"ours": _child(_OURS_WARM, str(args.runs)),
-                   "seed": _child(_SEED_WARM, str(seed_model), str(max(20, args.runs // 10)))}
+    res["warm"] = {
+        "ours": _child(_OURS_WARM, str(args.runs)),
+        "seed": _child(_SEED_WARM, str(seed_model), str(max(20, args.runs // 10))),
+    }
     log("long files")
     hour = make_long_wav(work / "hour.wav", args.hour_seconds)
     ten = make_long_wav(work / "ten_minutes.wav", min(600.0, args.hour_seconds))
@@ -425,11 +439,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs["ten_seed"].append(_child(_SEED_TIMELINE, str(ten), str(seed_model)))
         runs["hour"].append(_child(_OURS_TIMELINE, str(hour)))
     res["timeline"] = {
-        "hour": {"file_seconds": args.hour_seconds, "ours": _median_run(runs["hour"]),
-                 "per_window": _child(_OURS_TIMELINE_PER_WINDOW, str(hour))},
-        "ten_minutes": {"file_seconds": min(600.0, args.hour_seconds), "ours": _median_run(runs["ten"]),
-                        "per_window": _child(_OURS_TIMELINE_PER_WINDOW, str(ten)),
-                        "seed": _median_run(runs["ten_seed"])},
+        "hour": {
+            "file_seconds": args.hour_seconds,
+            "ours": _median_run(runs["hour"]),
+            "per_window": _child(_OURS_TIMELINE_PER_WINDOW, str(hour)),
+        },
+        "ten_minutes": {
+            "file_seconds": min(600.0, args.hour_seconds),
+            "ours": _median_run(runs["ten"]),
+            "per_window": _child(_OURS_TIMELINE_PER_WINDOW, str(ten)),
+            "seed": _median_run(runs["ten_seed"]),
+        },
     }
     if args.seed_hour:
         log("the seed's path on the hour")
@@ -448,20 +468,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log("threads and pipelining (ten-minute file)")
     res["threads"] = {
         f"intra{t}_pipeline{p}_workers{w}": _child(_OURS_TIMELINE, str(ten), "-", str(t), str(p), "-", w)
-        for t, p, w in ((1, 1, "-"), (1, 1, "2"), (2, 1, "-"), (2, 1, "2"), (0, 1, "-"), (1, 0, "-"), (2, 0, "-"))
+        for t, p, w in (
+            (1, 1, "-"),
+            (1, 1, "2"),
+            (2, 1, "-"),
+            (2, 1, "2"),
+            (0, 1, "-"),
+            (1, 0, "-"),
+            (2, 0, "-"),
+        )
     }
     log("two cores side by side (ten-minute file, synchronous path)")
     alone, pairs = [], []
     for _ in range(args.core_rounds):
         alone.append(_child(_OURS_TIMELINE, str(ten), "-", "1", "0")["cpu_s"])
         pairs += [r["cpu_s"] for r in _children_side_by_side(2, _OURS_TIMELINE, str(ten), "-", "1", "0")]
-    res["cores"] = {"alone_cpu_s": alone, "pair_cpu_s": pairs, "file_seconds": res["timeline"]["ten_minutes"]["file_seconds"]}
+    res["cores"] = {
+        "alone_cpu_s": alone,
+        "pair_cpu_s": pairs,
+        "file_seconds": res["timeline"]["ten_minutes"]["file_seconds"],
+    }
     log("under load")
     res["load"] = {
         "default": _child(_OURS_LOAD, str(args.load_runs), str(args.load_rounds)),
-        "blas_unlimited": _child(_OURS_LOAD, str(args.load_runs), str(args.load_rounds),
-                                 env_extra={"INSTRUNET_BLAS_THREADS": "0"}),
-        "intra0": _child(_OURS_LOAD, str(args.load_runs), str(args.load_rounds), env_extra={"BENCH_THREADS": "0"}),
+        "blas_unlimited": _child(
+            _OURS_LOAD, str(args.load_runs), str(args.load_rounds), env_extra={"INSTRUNET_BLAS_THREADS": "0"}
+        ),
+        "intra0": _child(
+            _OURS_LOAD, str(args.load_runs), str(args.load_rounds), env_extra={"BENCH_THREADS": "0"}
+        ),
     }
     import onnxruntime
 
@@ -485,9 +520,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["load_runs"] = args.load_runs
     res["load_rounds"] = args.load_rounds
     res["environment"] = {
-        "loadavg_start": loadavg_start, "loadavg_end": os.getloadavg()[0],
-        "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "machine": platform.machine(),
-        "processor": platform.processor(), "cpus": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
+        "loadavg_start": loadavg_start,
+        "loadavg_end": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
     }
     try:
@@ -534,12 +574,18 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"when this run started: {env['loadavg_start']:.1f}, when it ended: {env['loadavg_end']:.1f} "
         f"(on {env['cpus']} CPUs: above {env['cpus']} means other work was competing for the cores).",
         "",
-        *([f"**This run shared the machine with other heavy work** (load average {env['loadavg_start']:.0f}-"
-           f"{env['loadavg_end']:.0f} on {env['cpus']} CPUs, i.e. roughly {env['loadavg_start'] / env['cpus']:.0f}-"
-           f"{env['loadavg_end'] / env['cpus']:.0f} runnable processes per core): absolute times are several "
-           "times what an idle machine gives, and so are the verdicts against the targets below; the "
-           "ratios between columns measured in this run are the meaningful part.", ""]
-          if env["loadavg_start"] > 1.5 * env["cpus"] else []),
+        *(
+            [
+                f"**This run shared the machine with other heavy work** (load average {env['loadavg_start']:.0f}-"
+                f"{env['loadavg_end']:.0f} on {env['cpus']} CPUs, i.e. roughly {env['loadavg_start'] / env['cpus']:.0f}-"
+                f"{env['loadavg_end'] / env['cpus']:.0f} runnable processes per core): absolute times are several "
+                "times what an idle machine gives, and so are the verdicts against the targets below; the "
+                "ratios between columns measured in this run are the meaningful part.",
+                "",
+            ]
+            if env["loadavg_start"] > 1.5 * env["cpus"]
+            else []
+        ),
         "| measurement | instrunet_core | seed's path | speed-up | target | |",
         "|---|---|---|---|---|---|",
         f"| cold: import + load model + predict 3 s (fresh interpreter, {c['ours']['runs']} runs) "
@@ -548,18 +594,35 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"| warm 3 s clip: numpy front end + model (median) | {wo['front_end_plus_model_ms'][0]:.2f} ms "
         f"| {w['seed']['front_end_plus_model_ms'][0]:.1f} ms "
         f"| {_ratio(w['seed']['front_end_plus_model_ms'][0], wo['front_end_plus_model_ms'][0])} | | |",
-        *([f"| warm 3 s clip: waveform-in artifact (front end inside the graph) + model, one onnxruntime thread "
-           f"| {wave_ms[0]:.2f} ms | | | ≤ 1 ms | {_met(wave_ms[0] <= 1.0)} |"]
-          + ([f"| — the same on every core: one onnxruntime thread per core, spinning between operators "
-              f"(`intra_op_threads=0, spinning=True`; one clip at a time on an otherwise idle machine) "
-              f"| {wave_all[0]:.2f} ms | | | ≤ 1 ms | {_met(wave_all[0] <= 1.0)} |"]
-             if wave_all else [])
-          if wave_ms else
-          ["| warm 3 s clip: waveform-in artifact | not measured (no onnx to build it) | | | ≤ 1 ms | |"]),
+        *(
+            [
+                f"| warm 3 s clip: waveform-in artifact (front end inside the graph) + model, one onnxruntime thread "
+                f"| {wave_ms[0]:.2f} ms | | | ≤ 1 ms | {_met(wave_ms[0] <= 1.0)} |"
+            ]
+            + (
+                [
+                    f"| — the same on every core: one onnxruntime thread per core, spinning between operators "
+                    f"(`intra_op_threads=0, spinning=True`; one clip at a time on an otherwise idle machine) "
+                    f"| {wave_all[0]:.2f} ms | | | ≤ 1 ms | {_met(wave_all[0] <= 1.0)} |"
+                ]
+                if wave_all
+                else []
+            )
+            if wave_ms
+            else [
+                "| warm 3 s clip: waveform-in artifact | not measured (no onnx to build it) | | | ≤ 1 ms | |"
+            ]
+        ),
         f"| — numpy front end alone | {wo['front_end_ms'][0]:.2f} ms | {w['seed']['front_end_ms'][0]:.1f} ms "
         f"| {_ratio(w['seed']['front_end_ms'][0], wo['front_end_ms'][0])} | | |",
-        *([f"| — the waveform-in artifact's front end alone (its ONNX graph) | {wo['graph_front_end_ms'][0]:.2f} ms "
-           "| | | | |"] if wo.get("graph_front_end_ms") else []),
+        *(
+            [
+                f"| — the waveform-in artifact's front end alone (its ONNX graph) | {wo['graph_front_end_ms'][0]:.2f} ms "
+                "| | | | |"
+            ]
+            if wo.get("graph_front_end_ms")
+            else []
+        ),
         f"| — model alone | {wo['model_ms'][0]:.2f} ms | {w['seed']['model_ms'][0]:.1f} ms "
         f"| {_ratio(w['seed']['model_ms'][0], wo['model_ms'][0])} | | |",
         f"| — whole `Model.predict` API (decode checks, windows, aggregation) | {wo['predict_api_ms'][0]:.2f} ms "
@@ -578,8 +641,12 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"| {ten['seed']['maxrss_mb']:.0f} MB | | | |",
         f"| timeline, {h['file_seconds'] / 60:.0f}-minute 44.1 kHz stereo WAV: speed "
         f"| {rt(h['ours']):.0f}× real time ({h['ours']['seconds']:.1f} s, {h['ours']['windows']} windows) "
-        + (f"| {rt(h['seed']):.0f}× real time ({h['seed']['seconds']:.1f} s) "
-           f"| {_ratio(h['seed']['seconds'], h['ours']['seconds'])} " if "seed" in h else "| not run | ")
+        + (
+            f"| {rt(h['seed']):.0f}× real time ({h['seed']['seconds']:.1f} s) "
+            f"| {_ratio(h['seed']['seconds'], h['ours']['seconds'])} "
+            if "seed" in h
+            else "| not run | "
+        )
         + f"| ≥ 1000× | {_met(rt(h['ours']) >= 1000)} |",
         f"| — the same windows, per-window front end (no shared frames) "
         f"| {rt(h['per_window']):.0f}× real time ({h['per_window']['seconds']:.1f} s) | | | | |",
@@ -599,8 +666,13 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"first prediction {c['ours']['predict_s']:.3f} s; seed: import {c['seed']['import_s']:.2f} s, load "
         f"{c['seed']['load_s']:.2f} s, first prediction {c['seed']['predict_s']:.2f} s.",
         f"* warm p90: ours {wo['front_end_plus_model_ms'][1]:.2f} ms"
-        + (f" (waveform-in {wave_ms[1]:.2f} ms" + (f", on every core {wave_all[1]:.2f} ms" if wave_all else "") + ")"
-           if wave_ms else "")
+        + (
+            f" (waveform-in {wave_ms[1]:.2f} ms"
+            + (f", on every core {wave_all[1]:.2f} ms" if wave_all else "")
+            + ")"
+            if wave_ms
+            else ""
+        )
         + f", seed {w['seed']['front_end_plus_model_ms'][1]:.1f} ms.",
         "* timeline settings: ours 2.95 s windows every 65 STFT frames (1.509 s), decoded in 20 s blocks (the "
         "file is never loaded whole; 16-bit files read as integers), adjacent windows sharing their STFT frames "
@@ -615,12 +687,17 @@ def render(res: dict[str, Any], cmd: str) -> str:
         "in memory.",
         "* peak memory is the child process's maximum resident set size, interpreter, numpy and onnxruntime "
         "included.",
-        *([f"* timeline runs: the {ten['file_seconds'] / 60:.0f}-minute file {ten['ours']['runs']} times each, ours and "
-           "the seed's path taking turns, and our hour as often; each row quotes the run with the median time "
-           f"(ours, {ten['file_seconds'] / 60:.0f} minutes: {_secs(ten['ours']['all_seconds'])}; the seed's: "
-           f"{_secs(ten['seed']['all_seconds'])}; ours, the hour: {_secs(h['ours']['all_seconds'])}). The "
-           "per-window rows, the seed's hour and the threads table are single runs."]
-          if "all_seconds" in ten["ours"] and "all_seconds" in ten.get("seed", {}) else []),
+        *(
+            [
+                f"* timeline runs: the {ten['file_seconds'] / 60:.0f}-minute file {ten['ours']['runs']} times each, ours and "
+                "the seed's path taking turns, and our hour as often; each row quotes the run with the median time "
+                f"(ours, {ten['file_seconds'] / 60:.0f} minutes: {_secs(ten['ours']['all_seconds'])}; the seed's: "
+                f"{_secs(ten['seed']['all_seconds'])}; ours, the hour: {_secs(h['ours']['all_seconds'])}). The "
+                "per-window rows, the seed's hour and the threads table are single runs."
+            ]
+            if "all_seconds" in ten["ours"] and "all_seconds" in ten.get("seed", {})
+            else []
+        ),
         "",
     ]
     th = res["threads"]
@@ -635,9 +712,11 @@ def render(res: dict[str, Any], cmd: str) -> str:
     ]
     for _key, r in th.items():
         t = r["threads"]
-        lines.append(f"| {t if t else '0 (one per core)'} | {'on' if r['pipeline'] else 'off'} "
-                     f"| {r.get('workers', '?') if r['pipeline'] else '-'} "
-                     f"| {rt(r):.0f}× real time ({r['seconds']:.2f} s) | {r['maxrss_mb']:.0f} MB |")
+        lines.append(
+            f"| {t if t else '0 (one per core)'} | {'on' if r['pipeline'] else 'off'} "
+            f"| {r.get('workers', '?') if r['pipeline'] else '-'} "
+            f"| {rt(r):.0f}× real time ({r['seconds']:.2f} s) | {r['maxrss_mb']:.0f} MB |"
+        )
     ld = res["load"]
     lines += [
         "",
@@ -649,13 +728,16 @@ def render(res: dict[str, Any], cmd: str) -> str:
         "| settings | idle | under load | ratio | each round's ratio |",
         "|---|---|---|---|---|",
     ]
-    for key, label in (("default", "defaults (1 onnxruntime thread, numpy's BLAS limited to 1 thread inside the "
-                                   "library)"),
-                       ("blas_unlimited", "BLAS not limited (`INSTRUNET_BLAS_THREADS=0`)"),
-                       ("intra0", "onnxruntime one thread per core (`intra_op_threads=0`)")):
+    for key, label in (
+        ("default", "defaults (1 onnxruntime thread, numpy's BLAS limited to 1 thread inside the library)"),
+        ("blas_unlimited", "BLAS not limited (`INSTRUNET_BLAS_THREADS=0`)"),
+        ("intra0", "onnxruntime one thread per core (`intra_op_threads=0`)"),
+    ):
         r = ld[key]
         rounds = ", ".join(f"{v:.2f}" for v in r.get("round_ratios", []))
-        lines.append(f"| {label} | {r['idle_ms']:.2f} ms | {r['loaded_ms']:.2f} ms | {r['ratio']:.2f}× | {rounds} |")
+        lines.append(
+            f"| {label} | {r['idle_ms']:.2f} ms | {r['loaded_ms']:.2f} ms | {r['ratio']:.2f}× | {rounds} |"
+        )
     lines += [""]
     if res.get("cores"):
         co = res["cores"]
@@ -672,9 +754,12 @@ def render(res: dict[str, Any], cmd: str) -> str:
             f"| one alone | {a:.3f} s | {co['file_seconds'] / a:.0f}× real time on one core |",
             f"| two side by side | {pr:.3f} s each | {pr / a:.2f}× the time alone |",
             "",
-            ("The two cores slow each other down (they share caches and memory bandwidth, and may be hyperthreads "
-             "of one physical core: the virtual machine does not say). " if pr / a >= 1.05 else
-             "In this run the two copies hardly slowed each other down. ")
+            (
+                "The two cores slow each other down (they share caches and memory bandwidth, and may be hyperthreads "
+                "of one physical core: the virtual machine does not say). "
+                if pr / a >= 1.05
+                else "In this run the two copies hardly slowed each other down. "
+            )
             + "Spread over both cores without any loss, "
             f"this timeline's work would therefore take about {pr / 2:.3f} s: about "
             f"{co['file_seconds'] / (pr / 2):.0f}× real time is what two cores allow here, an estimate from CPU "
@@ -690,23 +775,31 @@ def render(res: dict[str, Any], cmd: str) -> str:
             f"artifact (`python -m export waveform`; every window's front end inside the graph): "
             f"{rt(wv):.0f}× real time ({wv['seconds']:.2f} s, peak RSS {wv['maxrss_mb']:.0f} MB), against "
             f"{rt(ten['ours']):.0f}× for the log-mel-input model with shared STFT frames. "
-            + ("The runtime keeps the log-mel-input artifact and the numpy front end by default: the graph "
-               "cannot share frames between overlapping windows, so it computes about twice the STFT work. "
-               "The waveform-in artifact is built on demand for hosts outside Python (see docs/export.md) "
-               "and not shipped as package data."
-               if rt(wv) < rt(ten["ours"]) else
-               "Here the waveform-in artifact was as fast or faster."),
+            + (
+                "The runtime keeps the log-mel-input artifact and the numpy front end by default: the graph "
+                "cannot share frames between overlapping windows, so it computes about twice the STFT work. "
+                "The waveform-in artifact is built on demand for hosts outside Python (see docs/export.md) "
+                "and not shipped as package data."
+                if rt(wv) < rt(ten["ours"])
+                else "Here the waveform-in artifact was as fast or faster."
+            ),
             "",
         ]
     lines += ["## GPU", ""]
     if res.get("gpu"):
         g = res["gpu"]
-        lines += [f"{ten['file_seconds'] / 60:.0f}-minute timeline with `providers=\"cuda\"` (provider used: "
-                  f"{g['provider']}): {rt(g):.0f}× real time ({g['seconds']:.2f} s).", ""]
+        lines += [
+            f'{ten["file_seconds"] / 60:.0f}-minute timeline with `providers="cuda"` (provider used: '
+            f"{g['provider']}): {rt(g):.0f}× real time ({g['seconds']:.2f} s).",
+            "",
+        ]
     else:
-        lines += ["Not measured: this machine has no GPU (`onnxruntime.get_available_providers()` lists no CUDA). "
-                  "`providers=\"cuda\"` / `--providers cuda` falls back to the CPU with a warning, and the "
-                  "analysis JSON's `model.provider` says which provider ran (tested).", ""]
+        lines += [
+            "Not measured: this machine has no GPU (`onnxruntime.get_available_providers()` lists no CUDA). "
+            '`providers="cuda"` / `--providers cuda` falls back to the CPU with a warning, and the '
+            "analysis JSON's `model.provider` says which provider ran (tested).",
+            "",
+        ]
     lines += ["## Ray Data engine (`plugins/instrunet-ray`)", ""]
     ray = res.get("ray")
     if ray:
@@ -719,16 +812,18 @@ def render(res: dict[str, Any], cmd: str) -> str:
             "| workers | files/s, whole run | first record after | files/s after the first record "
             "| seconds (tagging) | Ray start-up |",
             "|---|---|---|---|---|---|",
-            *[f"| {k} | {r['files_per_s']:.1f} | {_opt(r.get('first_record_s'), '{:.1f} s')} "
-              f"| {_opt(r.get('steady_files_per_s'), '{:.1f}')} | {r['seconds']:.1f} s | {r['ray_init_s']:.1f} s |"
-              for k, r in ((1, r1), (2, r2))],
+            *[
+                f"| {k} | {r['files_per_s']:.1f} | {_opt(r.get('first_record_s'), '{:.1f} s')} "
+                f"| {_opt(r.get('steady_files_per_s'), '{:.1f}')} | {r['seconds']:.1f} s | {r['ray_init_s']:.1f} s |"
+                for k, r in ((1, r1), (2, r2))
+            ],
             "",
             "The time to the first record is Ray starting the actors (a worker process each, each loading the "
             "model) and planning the dataset; after it, the files/s are the actors' tagging. On this machine "
             "Ray's own processes (its scheduler, object store, the read tasks' worker processes and the driver "
             "streaming results back) share the two cores with the actors, and one actor's `Classifier` already "
             "uses both (the calling thread decodes while its worker thread computes), so a second actor "
-            + ("adds little here" if r2['seconds'] > 0.8 * r1['seconds'] else "helps")
+            + ("adds little here" if r2["seconds"] > 0.8 * r1["seconds"] else "helps")
             + "; on a cluster each actor has CPUs of its own.",
             "",
         ]
@@ -741,25 +836,54 @@ def render(res: dict[str, Any], cmd: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    ap.add_argument("--seed-model", type=Path, default=None, help="trained seed_v3 .keras (default: untrained)")
-    ap.add_argument("--hour-seconds", type=float, default=3600.0, help="length of the long file (default 3600)")
+    ap.add_argument(
+        "--seed-model", type=Path, default=None, help="trained seed_v3 .keras (default: untrained)"
+    )
+    ap.add_argument(
+        "--hour-seconds", type=float, default=3600.0, help="length of the long file (default 3600)"
+    )
     ap.add_argument("--runs", type=int, default=300, help="warm repetitions (seed: a tenth, at least 20)")
     ap.add_argument("--cold-runs", type=int, default=5)
-    ap.add_argument("--load-runs", type=int, default=40, help="predictions per measurement under load (default 40)")
-    ap.add_argument("--load-rounds", type=int, default=5,
-                    help="rounds of idle then loaded measurements, medians reported (default 5)")
-    ap.add_argument("--timeline-runs", type=int, default=3,
-                    help="runs of the ten-minute timeline (ours and the seed's, taking turns) and of our hour; "
-                         "the run with the median time is reported (default 3)")
-    ap.add_argument("--core-rounds", type=int, default=3,
-                    help="rounds of the two-cores measurement: one synchronous timeline alone, then two together")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="where the long WAVs go and stay (default: a temporary folder, removed at the end)")
-    ap.add_argument("--no-seed-hour", dest="seed_hour", action="store_false",
-                    help="skip the seed's path on the long file (it holds the whole file in memory)")
-    ap.add_argument("--model", default=None,
-                    help="the registered model to measure (default: the default model); "
-                         "every measurement loads it through INSTRUNET_DEFAULT_MODEL")
+    ap.add_argument(
+        "--load-runs", type=int, default=40, help="predictions per measurement under load (default 40)"
+    )
+    ap.add_argument(
+        "--load-rounds",
+        type=int,
+        default=5,
+        help="rounds of idle then loaded measurements, medians reported (default 5)",
+    )
+    ap.add_argument(
+        "--timeline-runs",
+        type=int,
+        default=3,
+        help="runs of the ten-minute timeline (ours and the seed's, taking turns) and of our hour; "
+        "the run with the median time is reported (default 3)",
+    )
+    ap.add_argument(
+        "--core-rounds",
+        type=int,
+        default=3,
+        help="rounds of the two-cores measurement: one synchronous timeline alone, then two together",
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the long WAVs go and stay (default: a temporary folder, removed at the end)",
+    )
+    ap.add_argument(
+        "--no-seed-hour",
+        dest="seed_hour",
+        action="store_false",
+        help="skip the seed's path on the long file (it holds the whole file in memory)",
+    )
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="the registered model to measure (default: the default model); "
+        "every measurement loads it through INSTRUNET_DEFAULT_MODEL",
+    )
     args = ap.parse_args(argv)
     if args.model:
         os.environ["INSTRUNET_DEFAULT_MODEL"] = args.model  # inherited by every child process
@@ -769,7 +893,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = run(args)
     else:
         res = run(args)
-    cmd = "python -m benchmarks.run" + ("" if args.hour_seconds == 3600 else f" --hour-seconds {args.hour_seconds:g}")
+    cmd = "python -m benchmarks.run" + (
+        "" if args.hour_seconds == 3600 else f" --hour-seconds {args.hour_seconds:g}"
+    )
     cmd += f" --model {args.model}" if args.model else ""
     cmd += "" if args.seed_hour else " --no-seed-hour"
     text = render(res, cmd)

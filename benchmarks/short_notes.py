@@ -38,8 +38,14 @@ DURATIONS = (0.1, 0.25, 0.5, 1.0, 2.0)
 RELEASE_S = 0.5
 SR = 22050
 PITCHES = {  # mid-range notes each family plays
-    "brass": (55, 62, 67), "flute": (72, 79, 84), "guitar": (48, 55, 64), "keyboard": (48, 60, 72),
-    "mallet": (60, 67, 76), "reed": (55, 62, 69), "string": (55, 62, 69), "vocal": (55, 60, 67),
+    "brass": (55, 62, 67),
+    "flute": (72, 79, 84),
+    "guitar": (48, 55, 64),
+    "keyboard": (48, 60, 72),
+    "mallet": (60, 67, 76),
+    "reed": (55, 62, 69),
+    "string": (55, 62, 69),
+    "vocal": (55, 60, 67),
 }
 FONT_OF_GROUP = {"fluidr3": "fluidr3", "csound": "csound"}
 
@@ -72,22 +78,31 @@ def score(clf: Classifier, y: np.ndarray) -> dict[str, object]:
     clf.classify(y[first:], SR)
     p2, r2, s2 = clf._arrays()
     trimmed = aggregate(labels, p2, r2, s2, sounding_seconds=clf.sounding_seconds)
-    return {"plain": plain, "weighted": weighted.label, "trimmed": trimmed.label,
-            "evidence": weighted.sounding_seconds, "windows": weighted.n_windows}
+    return {
+        "plain": plain,
+        "weighted": weighted.label,
+        "trimmed": trimmed.label,
+        "evidence": weighted.sounding_seconds,
+        "windows": weighted.n_windows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="docs/short-input.md")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--model", default=None, help="model name or artifact folder (default: the default model)")
+    ap.add_argument(
+        "--model", default=None, help="model name or artifact folder (default: the default model)"
+    )
     args = ap.parse_args(argv)
     import tinysoundfont
 
     from training import corpus
 
     t0 = time.perf_counter()
-    fonts = corpus.fetch_soundfonts(corpus.default_cache(), [f for f in corpus.SOUNDFONTS if f.key in FONT_OF_GROUP])
+    fonts = corpus.fetch_soundfonts(
+        corpus.default_cache(), [f for f in corpus.SOUNDFONTS if f.key in FONT_OF_GROUP]
+    )
     held = corpus.held_out_programs()
     model = load_model(args.model)
     clf = Classifier(model)
@@ -109,8 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                         sparse[offset : offset + len(y)] = y[: 6 * SR - offset]
                         for placement, audio in (("alone", y), ("sparse", sparse)):
                             r = score(clf, audio)
-                            rows.append({"font": font_key, "family": fam, "program": program, "pitch": pitch,
-                                         "duration": dur, "placement": placement, **r})
+                            rows.append(
+                                {
+                                    "font": font_key,
+                                    "family": fam,
+                                    "program": program,
+                                    "pitch": pitch,
+                                    "duration": dur,
+                                    "placement": placement,
+                                    **r,
+                                }
+                            )
     elapsed = time.perf_counter() - t0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,17 +159,30 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             acc = {k: np.mean([r[k] == r["family"] for r in sel]) for k in ("plain", "weighted", "trimmed")}
             ev = np.mean([r["evidence"] for r in sel])
-            lines.append(f"| {placement} | {dur} | {len(sel)} | {acc['plain']:.2f} | {acc['weighted']:.2f} | "
-                         f"{acc['trimmed']:.2f} | {ev:.2f} |")
-    lines += ["", "By evidence (seconds of sound above -60 dBFS, both placements, runtime aggregation):", "",
-              "| evidence | files | right |", "|---|---|---|"]
+            lines.append(
+                f"| {placement} | {dur} | {len(sel)} | {acc['plain']:.2f} | {acc['weighted']:.2f} | "
+                f"{acc['trimmed']:.2f} | {ev:.2f} |"
+            )
+    lines += [
+        "",
+        "By evidence (seconds of sound above -60 dBFS, both placements, runtime aggregation):",
+        "",
+        "| evidence | files | right |",
+        "|---|---|---|",
+    ]
     edges = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         sel = [r for r in rows if a <= r["evidence"] < b]
         if sel:
-            lines.append(f"| {a}-{b} s | {len(sel)} | {np.mean([r['weighted'] == r['family'] for r in sel]):.2f} |")
-    lines += ["", f"`LOW_EVIDENCE_SECONDS` = {LOW_EVIDENCE_SECONDS}: results on less sound are marked "
-              "`low_evidence`. Run time {:.0f} s.".format(elapsed), ""]
+            lines.append(
+                f"| {a}-{b} s | {len(sel)} | {np.mean([r['weighted'] == r['family'] for r in sel]):.2f} |"
+            )
+    lines += [
+        "",
+        f"`LOW_EVIDENCE_SECONDS` = {LOW_EVIDENCE_SECONDS}: results on less sound are marked "
+        "`low_evidence`. Run time {:.0f} s.".format(elapsed),
+        "",
+    ]
     out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -30,38 +30,71 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--name", required=True, help="model name (lower case, [a-z0-9_.-])")
     ap.add_argument("--version", required=True, help="semver X.Y.Z")
     ap.add_argument("--out", type=Path, required=True, help="folder that receives NAME/VERSION/")
-    ap.add_argument("--task", choices=["multilabel", "multiclass"], default=None,
-                    help="default: from the last layer's activation (sigmoid → multilabel, softmax → multiclass)")
-    ap.add_argument("--corpus", type=Path, default=None,
-                    help="NSynth-format corpus for the parity check (default: the report's corpus, else data/corpus)")
-    ap.add_argument("--split", default="valid", help="corpus split for parity and references (default: valid)")
-    ap.add_argument("--report", type=Path, default=None,
-                    help="training report metrics.json (metrics, thresholds, training data are copied)")
+    ap.add_argument(
+        "--task",
+        choices=["multilabel", "multiclass"],
+        default=None,
+        help="default: from the last layer's activation (sigmoid → multilabel, softmax → multiclass)",
+    )
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="NSynth-format corpus for the parity check (default: the report's corpus, else data/corpus)",
+    )
+    ap.add_argument(
+        "--split", default="valid", help="corpus split for parity and references (default: valid)"
+    )
+    ap.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="training report metrics.json (metrics, thresholds, training data are copied)",
+    )
     ap.add_argument("--n-parity", type=int, default=200, help="parity windows (default: 200)")
     ap.add_argument("--n-references", type=int, default=24, help="reference windows stored (default: 24)")
     ap.add_argument("--license", default="MIT", help="license of the model weights (default: MIT)")
-    ap.add_argument("--thresholds", type=Path, default=None,
-                    help="JSON file {label: threshold} (default: the report's thresholds, multilabel only)")
+    ap.add_argument(
+        "--thresholds",
+        type=Path,
+        default=None,
+        help="JSON file {label: threshold} (default: the report's thresholds, multilabel only)",
+    )
     ap.add_argument("--description", default=None, help="one-line description stored in the manifest")
-    ap.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                    help=f"largest accepted |keras - onnxruntime| (default: {DEFAULT_ATOL:g})")
-    ap.add_argument("--quantize", action="store_true",
-                    help="also write NAME-int8/VERSION (dynamic int8) and print its accuracy drop and latency")
-    ap.add_argument("--features", type=Path, default=None,
-                    help="export a features-input model: .npz with 'x' [n, n_features] (held-out classifier inputs, "
-                         "used for parity and references) and 'names'; no corpus is read")
+    ap.add_argument(
+        "--atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        help=f"largest accepted |keras - onnxruntime| (default: {DEFAULT_ATOL:g})",
+    )
+    ap.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also write NAME-int8/VERSION (dynamic int8) and print its accuracy drop and latency",
+    )
+    ap.add_argument(
+        "--features",
+        type=Path,
+        default=None,
+        help="export a features-input model: .npz with 'x' [n, n_features] (held-out classifier inputs, "
+        "used for parity and references) and 'names'; no corpus is read",
+    )
     ap.add_argument("--force", action="store_true", help="replace an existing NAME/VERSION folder")
     return ap
 
 
 def _print_quantization(q: dict) -> None:
     drop = q["accuracy_drop_points"]
-    print(f"int8: accuracy {q['accuracy_float32']:.4f} → {q['accuracy_int8']:.4f} on {q['n']} {q['split']} windows "
-          f"(drop {drop:+.2f} points; {'within' if drop <= 0.5 else 'OVER'} the 0.5-point shipping limit)")
+    print(
+        f"int8: accuracy {q['accuracy_float32']:.4f} → {q['accuracy_int8']:.4f} on {q['n']} {q['split']} windows "
+        f"(drop {drop:+.2f} points; {'within' if drop <= 0.5 else 'OVER'} the 0.5-point shipping limit)"
+    )
     lf, lq = q["latency_ms_float32"], q["latency_ms_int8"]
-    print(f"int8: latency batch 1 {lf['batch1']:.2f} → {lq['batch1']:.2f} ms, batch 32 {lf['batch32']:.1f} → "
-          f"{lq['batch32']:.1f} ms; size {q['bytes_float32'] / 1e3:.0f} → {q['bytes_int8'] / 1e3:.0f} kB; "
-          f"max |int8 - keras| {q['max_abs_diff_vs_keras']:.3g}")
+    print(
+        f"int8: latency batch 1 {lf['batch1']:.2f} → {lq['batch1']:.2f} ms, batch 32 {lf['batch32']:.1f} → "
+        f"{lq['batch32']:.1f} ms; size {q['bytes_float32'] / 1e3:.0f} → {q['bytes_int8'] / 1e3:.0f} kB; "
+        f"max |int8 - keras| {q['max_abs_diff_vs_keras']:.3g}"
+    )
 
 
 WAVEFORM_EXAMPLE = """example:
@@ -79,19 +112,39 @@ def build_waveform_parser() -> argparse.ArgumentParser:
         epilog=WAVEFORM_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--from", dest="source", type=Path, required=True,
-                    help="feature-input artifact folder (NAME/VERSION with manifest.json)")
+    ap.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        help="feature-input artifact folder (NAME/VERSION with manifest.json)",
+    )
     ap.add_argument("--out", type=Path, required=True, help="folder that receives NAME/VERSION/")
     ap.add_argument("--name", default=None, help="default: SOURCE_NAME-waveform")
     ap.add_argument("--version", default=None, help="default: the source's version")
-    ap.add_argument("--audio", type=Path, nargs="+", default=None,
-                    help="recordings for the parity check (default: the repository's examples/)")
-    ap.add_argument("--n-references", type=int, default=4, help="windows stored in references.npz (default: 4)")
-    ap.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                    help=f"largest accepted difference on features and outputs (default: {DEFAULT_ATOL:g})")
-    ap.add_argument("--dft", choices=("stages", "four-step", "stft"), default="stages",
-                    help="how the graph computes the spectrum (default: stages, the fastest; see "
-                    "export.waveform.frontend_graph)")
+    ap.add_argument(
+        "--audio",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="recordings for the parity check (default: the repository's examples/)",
+    )
+    ap.add_argument(
+        "--n-references", type=int, default=4, help="windows stored in references.npz (default: 4)"
+    )
+    ap.add_argument(
+        "--atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        help=f"largest accepted difference on features and outputs (default: {DEFAULT_ATOL:g})",
+    )
+    ap.add_argument(
+        "--dft",
+        choices=("stages", "four-step", "stft"),
+        default="stages",
+        help="how the graph computes the spectrum (default: stages, the fastest; see "
+        "export.waveform.frontend_graph)",
+    )
     ap.add_argument("--force", action="store_true", help="replace an existing NAME/VERSION folder")
     return ap
 
@@ -101,15 +154,25 @@ def main_waveform(argv: Sequence[str]) -> int:
     from .waveform import export_waveform
 
     try:
-        summary = export_waveform(args.source, args.out, name=args.name, version=args.version, audio=args.audio,
-                                  n_references=args.n_references, atol=args.atol, force=args.force,
-                                  dft=args.dft)
+        summary = export_waveform(
+            args.source,
+            args.out,
+            name=args.name,
+            version=args.version,
+            audio=args.audio,
+            n_references=args.n_references,
+            atol=args.atol,
+            force=args.force,
+            dft=args.dft,
+        )
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1
     p = summary["parity"]
-    print(f"wrote {summary['path']} (sha256 {summary['sha256'][:16]}…; features max diff "
-          f"{p['features_max_abs_diff']:.3g}, outputs max diff {p['max_abs_diff']:.3g} on {p['n']} windows)")
+    print(
+        f"wrote {summary['path']} (sha256 {summary['sha256'][:16]}…; features max diff "
+        f"{p['features_max_abs_diff']:.3g}, outputs max diff {p['max_abs_diff']:.3g} on {p['n']} windows)"
+    )
     return 0
 
 
@@ -121,10 +184,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .pipeline import ExportConfig, export_model
 
     cfg = ExportConfig(
-        model=args.model, name=args.name, version=args.version, out=args.out, task=args.task, corpus=args.corpus,
-        split=args.split, report=args.report, n_parity=args.n_parity, n_references=args.n_references,
-        license=args.license, thresholds=args.thresholds, description=args.description, atol=args.atol,
-        quantize=args.quantize, force=args.force, features=args.features,
+        model=args.model,
+        name=args.name,
+        version=args.version,
+        out=args.out,
+        task=args.task,
+        corpus=args.corpus,
+        split=args.split,
+        report=args.report,
+        n_parity=args.n_parity,
+        n_references=args.n_references,
+        license=args.license,
+        thresholds=args.thresholds,
+        description=args.description,
+        atol=args.atol,
+        quantize=args.quantize,
+        force=args.force,
+        features=args.features,
     )
     try:
         summary = export_model(cfg)
@@ -132,8 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"export: error: {e}", file=sys.stderr)
         return 1
     p = summary["parity"]
-    print(f"wrote {summary['path']} ({summary['task']}, sha256 {summary['sha256'][:16]}…; parity max diff "
-          f"{p['max_abs_diff']:.3g}, top-1 agreement {p['top1_agreement']:.0%} on {p['n']} windows)")
+    print(
+        f"wrote {summary['path']} ({summary['task']}, sha256 {summary['sha256'][:16]}…; parity max diff "
+        f"{p['max_abs_diff']:.3g}, top-1 agreement {p['top1_agreement']:.0%} on {p['n']} windows)"
+    )
     if "quantization" in summary:
         print(f"wrote {summary['quantized_path']}")
         _print_quantization(summary["quantization"])

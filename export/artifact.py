@@ -75,8 +75,20 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 
 def report_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
     """The evaluation part of a training report (``training/reports/<model>/<version>/metrics.json``)."""
-    keys = ("model", "version", "task", "parameters", "train_seconds", "epochs_run", "best_epoch", "selection",
-            "init", "valid", "dev", "test")
+    keys = (
+        "model",
+        "version",
+        "task",
+        "parameters",
+        "train_seconds",
+        "epochs_run",
+        "best_epoch",
+        "selection",
+        "init",
+        "valid",
+        "dev",
+        "test",
+    )
     return {k: report[k] for k in keys if k in report}
 
 
@@ -90,8 +102,11 @@ def training_data_info(report: Mapping[str, Any] | None, corpus: Path | None) ->
         if rc.get("soundfonts"):
             info["sources"] = list(rc["soundfonts"])
         cfg = report.get("config") or {}
-        kept = {k: cfg[k] for k in ("seed", "epochs", "batch_size", "n_train", "n_valid", "mix_prob", "augment")
-                if k in cfg}
+        kept = {
+            k: cfg[k]
+            for k in ("seed", "epochs", "batch_size", "n_train", "n_valid", "mix_prob", "augment")
+            if k in cfg
+        }
         if kept:
             info["training"] = kept
     meta = corpus / "corpus.json" if corpus is not None else None
@@ -112,7 +127,8 @@ def training_data_info(report: Mapping[str, Any] | None, corpus: Path | None) ->
     counts = info.get("counts")
     if isinstance(counts, Mapping):
         info["notes_per_split"] = {
-            split: sum(int(v.get("notes", 0)) for v in fams.values()) for split, fams in counts.items()
+            split: sum(int(v.get("notes", 0)) for v in fams.values())
+            for split, fams in counts.items()
             if isinstance(fams, Mapping)
         }
     return info
@@ -126,15 +142,17 @@ def _real_libraries(real: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for key in sorted({str(r["source"]) for r in real}):
         e = lock.get(key, {})
-        out.append({
-            "key": key,
-            "source": e.get("repo") or e.get("package"),
-            "revision": e.get("commit") or e.get("version"),
-            "sha256": e.get("sha256"),
-            "license": e.get("license"),
-            "split": sorted({str(r["split"]) for r in real if r["source"] == key}),
-            "instruments": sorted(f"{r['name']} ({r['family']})" for r in real if r["source"] == key),
-        })
+        out.append(
+            {
+                "key": key,
+                "source": e.get("repo") or e.get("package"),
+                "revision": e.get("commit") or e.get("version"),
+                "sha256": e.get("sha256"),
+                "license": e.get("license"),
+                "split": sorted({str(r["split"]) for r in real if r["source"] == key}),
+                "instruments": sorted(f"{r['name']} ({r['family']})" for r in real if r["source"] == key),
+            }
+        )
     return out
 
 
@@ -179,12 +197,26 @@ def build_manifest(
         "version": version,
         "task": task,
         "labels": list(labels),
-        "input": {"name": INPUT_NAME, "shape": list(input_shape), "dtype": "float32", "layout": LOGMEL_LAYOUT},
-        "output": {"name": OUTPUT_NAME, "shape": [None, len(labels)], "dtype": "float32",
-                   "activation": "sigmoid" if task == "multilabel" else "softmax"},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": list(input_shape),
+            "dtype": "float32",
+            "layout": LOGMEL_LAYOUT,
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [None, len(labels)],
+            "dtype": "float32",
+            "activation": "sigmoid" if task == "multilabel" else "softmax",
+        },
     }
     if features is not None:
-        m["input"] = {"name": "features", "shape": list(input_shape), "dtype": "float32", "layout": "features"}
+        m["input"] = {
+            "name": "features",
+            "shape": list(input_shape),
+            "dtype": "float32",
+            "layout": "features",
+        }
         m["features"] = dict(features)
     else:
         m["front_end"] = dict(front_end or {})
@@ -293,7 +325,9 @@ def reseal_artifact(folder: str | Path) -> dict[str, Any]:
     model = folder / Path(data["file"]).name
     got = sha256_file(model)
     if got != data.get("sha256"):
-        raise ExportError(f"{model}: sha256 {got} does not match the manifest's {data.get('sha256')}; re-export")
+        raise ExportError(
+            f"{model}: sha256 {got} does not match the manifest's {data.get('sha256')}; re-export"
+        )
     sealed = seal_manifest(data)
     try:
         validate_manifest(sealed, where=str(path))

@@ -47,7 +47,9 @@ def load_keras(path: str | Path) -> Any:
     if not path.is_file():
         raise ExportError(f"{path}: no such model file")
     if keras.backend.backend() != "tensorflow":
-        raise ExportError(f"Keras backend is {keras.backend.backend()!r}; export needs KERAS_BACKEND=tensorflow")
+        raise ExportError(
+            f"Keras backend is {keras.backend.backend()!r}; export needs KERAS_BACKEND=tensorflow"
+        )
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - keras raises many kinds; name the file
@@ -68,8 +70,9 @@ def model_activation(model: Any) -> str | None:
 
 def keras_predict(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
     """Keras outputs for ``x`` (inference mode: dropout off, batch-norm moving statistics)."""
-    outs = [np.asarray(model(x[i : i + batch], training=False), dtype=np.float32)
-            for i in range(0, len(x), batch)]
+    outs = [
+        np.asarray(model(x[i : i + batch], training=False), dtype=np.float32) for i in range(0, len(x), batch)
+    ]
     return np.concatenate(outs, axis=0)
 
 
@@ -185,8 +188,10 @@ def onnx_session(model: bytes | str | Path) -> Any:
 def onnx_predict(session: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
     """onnxruntime outputs for ``x`` (float32 NHWC)."""
     name = session.get_inputs()[0].name
-    outs = [session.run(None, {name: np.ascontiguousarray(x[i : i + batch], dtype=np.float32)})[0]
-            for i in range(0, len(x), batch)]
+    outs = [
+        session.run(None, {name: np.ascontiguousarray(x[i : i + batch], dtype=np.float32)})[0]
+        for i in range(0, len(x), batch)
+    ]
     return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
 
 

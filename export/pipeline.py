@@ -106,7 +106,9 @@ def _features_inputs(cfg: ExportConfig, report: Mapping[str, Any] | None) -> dic
     except FileNotFoundError:
         raise ExportError(f"{path}: features file not found") from None
     except (OSError, KeyError, ValueError) as e:
-        raise ExportError(f"{path}: expected an .npz with arrays 'x' [n, n_features] and 'names': {e}") from None
+        raise ExportError(
+            f"{path}: expected an .npz with arrays 'x' [n, n_features] and 'names': {e}"
+        ) from None
     if x.ndim != 2 or x.shape[1] != len(names) or len(x) == 0:
         raise ExportError(f"{path}: x has shape {x.shape}, expected (n > 0, {len(names)})")
     if not np.all(np.isfinite(x)):
@@ -188,8 +190,10 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
     in_shape = tuple(model.input_shape)
     if feats is not None:
         if in_shape[1:] != (len(feats["names"]),):
-            raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {len(feats['names'])}) "
-                              f"for the {len(feats['names'])} features of {cfg.features}")
+            raise ExportError(
+                f"{cfg.model}: input shape {in_shape} is not (None, {len(feats['names'])}) "
+                f"for the {len(feats['names'])} features of {cfg.features}"
+            )
     elif in_shape[1:] != (fe.n_mels, fe.frames, 1):
         raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {fe.n_mels}, {fe.frames}, 1)")
     n_out = model.output_shape[-1]
@@ -198,16 +202,22 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
     act = convert.model_activation(model)
     task = cfg.task or _TASK_OF.get(act or "")
     if task is None:
-        raise ExportError(f"{cfg.model}: the last layer's activation is {act!r}, neither sigmoid nor softmax; "
-                          "pass --task")
+        raise ExportError(
+            f"{cfg.model}: the last layer's activation is {act!r}, neither sigmoid nor softmax; pass --task"
+        )
     if act is not None and _TASK_OF[act] != task:
-        raise ExportError(f"{cfg.model}: ends in {act} but --task {task} needs "
-                          f"{'sigmoid' if task == 'multilabel' else 'softmax'}")
+        raise ExportError(
+            f"{cfg.model}: ends in {act} but --task {task} needs "
+            f"{'sigmoid' if task == 'multilabel' else 'softmax'}"
+        )
     return task
 
 
 def _parity_data(
-    cfg: ExportConfig, report: Mapping[str, Any] | None, labels: list[str], feats: dict[str, Any] | None,
+    cfg: ExportConfig,
+    report: Mapping[str, Any] | None,
+    labels: list[str],
+    feats: dict[str, Any] | None,
     log: Callable[[str], None],
 ) -> tuple[Windows, Path | None]:
     """The parity inputs: ``cfg.n_parity`` feature rows (taken out of ``feats["inputs"]``), or
@@ -244,8 +254,18 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
         log("note: thresholds ignored (they apply to multilabel models only)")
         thresholds = None
     win, corpus = _parity_data(cfg, report, labels, feats, log)
-    return _Inputs(dest=dest, q_dest=cfg.out / f"{cfg.name}-int8" / cfg.version, report=report, labels=labels,
-                   thresholds=thresholds, model=model, task=task, feats=feats, corpus=corpus, win=win)
+    return _Inputs(
+        dest=dest,
+        q_dest=cfg.out / f"{cfg.name}-int8" / cfg.version,
+        report=report,
+        labels=labels,
+        thresholds=thresholds,
+        model=model,
+        task=task,
+        feats=feats,
+        corpus=corpus,
+        win=win,
+    )
 
 
 def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], None]) -> _Converted:
@@ -255,8 +275,9 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
     from . import convert
 
     input_name = "features" if inp.feats is not None else convert.INPUT_NAME
-    proto = convert.canonicalize(convert.to_onnx(inp.model, input_name=input_name),
-                                 graph_name=f"{cfg.name}-{cfg.version}")
+    proto = convert.canonicalize(
+        convert.to_onnx(inp.model, input_name=input_name), graph_name=f"{cfg.name}-{cfg.version}"
+    )
     import onnx
 
     try:
@@ -270,17 +291,28 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
     y_keras = convert.keras_predict(inp.model, win.x)
     y_onnx = convert.onnx_predict(sess, win.x)
     diff, agree = parity_stats(y_keras, y_onnx)
-    log(f"parity: max |keras - onnxruntime| = {diff:.3g}, top-1 agreement {agree:.2%} on {len(win.x)} windows")
+    log(
+        f"parity: max |keras - onnxruntime| = {diff:.3g}, top-1 agreement {agree:.2%} on {len(win.x)} windows"
+    )
     if diff > cfg.atol or agree < 1.0:
         problems = []
         if diff > cfg.atol:
-            problems.append(f"max |keras - onnxruntime| = {diff:.3g} exceeds atol {cfg.atol:g} by {diff - cfg.atol:.3g}")
+            problems.append(
+                f"max |keras - onnxruntime| = {diff:.3g} exceeds atol {cfg.atol:g} by {diff - cfg.atol:.3g}"
+            )
         if agree < 1.0:
             k = int(round((1 - agree) * len(win.x)))
             problems.append(f"top-1 agreement {agree:.2%} ({k} of {len(win.x)} windows differ)")
         raise ExportError("parity failed: " + "; ".join(problems) + "; nothing written")
-    parity = {"max_abs_diff": diff, "top1_agreement": agree, "n": int(len(win.x)), "atol": cfg.atol,
-              "split": cfg.split, "notes": win.n_notes, "against": "keras float32 (inference mode)"}
+    parity = {
+        "max_abs_diff": diff,
+        "top1_agreement": agree,
+        "n": int(len(win.x)),
+        "atol": cfg.atol,
+        "split": cfg.split,
+        "notes": win.n_notes,
+        "against": "keras float32 (inference mode)",
+    }
     if inp.feats is not None:
         parity.pop("notes")
         parity["data"] = str(cfg.features)
@@ -308,8 +340,10 @@ def _reference_inputs(
     y_ref = convert.keras_predict(inp.model, x_ref)
     rdiff, ragree = parity_stats(y_ref, convert.onnx_predict(conv.sess, x_ref)) if len(idx) else (0.0, 1.0)
     if rdiff > cfg.atol or ragree < 1.0:
-        raise ExportError(f"parity failed on the float16 reference inputs: max diff {rdiff:.3g}, "
-                          f"top-1 agreement {ragree:.2%}; nothing written")
+        raise ExportError(
+            f"parity failed on the float16 reference inputs: max diff {rdiff:.3g}, "
+            f"top-1 agreement {ragree:.2%}; nothing written"
+        )
     return x_stored, x_ref, y_ref
 
 
@@ -327,18 +361,32 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
     metrics = report_metrics(inp.report) if inp.report else {}
     tdata = training_data_info(inp.report, inp.corpus)
     manifest = build_manifest(
-        name=cfg.name, version=cfg.version, task=inp.task, labels=inp.labels,
+        name=cfg.name,
+        version=cfg.version,
+        task=inp.task,
+        labels=inp.labels,
         front_end=fe.to_dict() if inp.feats is None else None,
         input_shape=[None, fe.n_mels, fe.frames, 1] if inp.feats is None else [None, len(inp.feats["names"])],
         sha256=hashlib.sha256(conv.model_bytes).hexdigest(),
-        parity=conv.parity, exporter=exporter, metrics=metrics, training_data=tdata, thresholds=inp.thresholds,
-        license=cfg.license, description=cfg.description, created=created, references=has_refs,
+        parity=conv.parity,
+        exporter=exporter,
+        metrics=metrics,
+        training_data=tdata,
+        thresholds=inp.thresholds,
+        license=cfg.license,
+        description=cfg.description,
+        created=created,
+        references=has_refs,
         features=inp.feats,
     )
     refs = {"inputs": x_stored, "outputs": y_ref} if has_refs else None
     out = [_Artifact(inp.dest, conv.model_bytes, manifest, refs)]
-    summary: dict[str, Any] = {"path": str(inp.dest), "sha256": manifest["sha256"], "parity": conv.parity,
-                               "task": inp.task}
+    summary: dict[str, Any] = {
+        "path": str(inp.dest),
+        "sha256": manifest["sha256"],
+        "parity": conv.parity,
+        "task": inp.task,
+    }
     if not cfg.quantize:
         return out, summary
 
@@ -353,21 +401,41 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
     q["split"] = cfg.split
     q_sess = convert.onnx_session(q_bytes)
     y_qref = convert.onnx_predict(q_sess, x_ref) if has_refs else None
-    q_parity = {"max_abs_diff": q["max_abs_diff_vs_keras"],
-                "top1_agreement": float(np.mean(convert.onnx_predict(q_sess, win.x).argmax(1)
-                                                == conv.y_keras.argmax(1))),
-                "n": int(len(win.x)), "split": cfg.split,
-                "against": "keras float32 (int8 is approximate; references hold the int8 model's outputs)"}
+    q_parity = {
+        "max_abs_diff": q["max_abs_diff_vs_keras"],
+        "top1_agreement": float(
+            np.mean(convert.onnx_predict(q_sess, win.x).argmax(1) == conv.y_keras.argmax(1))
+        ),
+        "n": int(len(win.x)),
+        "split": cfg.split,
+        "against": "keras float32 (int8 is approximate; references hold the int8 model's outputs)",
+    }
     q_manifest = build_manifest(
-        name=f"{cfg.name}-int8", version=cfg.version, task=inp.task, labels=inp.labels, front_end=fe.to_dict(),
-        input_shape=[None, fe.n_mels, fe.frames, 1], sha256=hashlib.sha256(q_bytes).hexdigest(),
-        parity=q_parity, exporter={**exporter, "quantization": "onnxruntime quantize_dynamic, uint8 weights"},
-        metrics={"quantization": q, "float_model": metrics}, training_data=tdata, thresholds=inp.thresholds,
-        license=cfg.license, description=f"dynamically quantised int8 variant of {cfg.name} {cfg.version}",
-        created=created, references=has_refs,
+        name=f"{cfg.name}-int8",
+        version=cfg.version,
+        task=inp.task,
+        labels=inp.labels,
+        front_end=fe.to_dict(),
+        input_shape=[None, fe.n_mels, fe.frames, 1],
+        sha256=hashlib.sha256(q_bytes).hexdigest(),
+        parity=q_parity,
+        exporter={**exporter, "quantization": "onnxruntime quantize_dynamic, uint8 weights"},
+        metrics={"quantization": q, "float_model": metrics},
+        training_data=tdata,
+        thresholds=inp.thresholds,
+        license=cfg.license,
+        description=f"dynamically quantised int8 variant of {cfg.name} {cfg.version}",
+        created=created,
+        references=has_refs,
     )
-    out.append(_Artifact(inp.q_dest, q_bytes, q_manifest,
-                         {"inputs": x_stored, "outputs": y_qref} if y_qref is not None else None))
+    out.append(
+        _Artifact(
+            inp.q_dest,
+            q_bytes,
+            q_manifest,
+            {"inputs": x_stored, "outputs": y_qref} if y_qref is not None else None,
+        )
+    )
     summary["quantization"] = q
     summary["quantized_path"] = str(inp.q_dest)
     return out, summary
@@ -381,9 +449,14 @@ def _write_all_or_nothing(cfg: ExportConfig, artifacts: list[_Artifact]) -> None
     try:
         for art in artifacts:
             existed = art.dest.exists()
-            write_artifact(art.dest, model_bytes=art.model_bytes, manifest=art.manifest,
-                           references=art.references, force=cfg.force,
-                           verify=lambda f: check_artifact(f, atol=cfg.atol))
+            write_artifact(
+                art.dest,
+                model_bytes=art.model_bytes,
+                manifest=art.manifest,
+                references=art.references,
+                force=cfg.force,
+                verify=lambda f: check_artifact(f, atol=cfg.atol),
+            )
             if not existed:
                 written.append(art.dest)
     except BaseException:
@@ -396,7 +469,9 @@ def _write_all_or_nothing(cfg: ExportConfig, artifacts: list[_Artifact]) -> None
         raise
 
 
-def export_model(cfg: ExportConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
+def export_model(
+    cfg: ExportConfig, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
+) -> dict[str, Any]:
     """Convert, check parity, write the artifact; returns a summary (paths, parity, quantisation).
 
     The four stages: resolve the inputs, convert with parity, build the artifacts (references,

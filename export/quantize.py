@@ -47,8 +47,9 @@ def latency_ms(session: Any, x: np.ndarray, *, batch: int, reps: int = 10) -> fl
     return float(statistics.median(times))
 
 
-def compare(float_bytes: bytes, int8_bytes: bytes, x: np.ndarray, labels: np.ndarray,
-            keras_out: np.ndarray) -> dict[str, Any]:
+def compare(
+    float_bytes: bytes, int8_bytes: bytes, x: np.ndarray, labels: np.ndarray, keras_out: np.ndarray
+) -> dict[str, Any]:
     """Top-1 accuracy of both models on the labelled windows, int8 deviation, latency, size."""
     fs, qs = onnx_session(float_bytes), onnx_session(int8_bytes)
     pf, pq = onnx_predict(fs, x), onnx_predict(qs, x)

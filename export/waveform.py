@@ -129,8 +129,9 @@ class _Builder:
         from onnx import helper
 
         outs = [o if o == self.output_name else FRONTEND_PREFIX + o for o in outs]
-        self.nodes.append(helper.make_node(op, list(ins), outs, name=FRONTEND_PREFIX + f"{op}_{len(self.nodes)}",
-                                           **attrs))
+        self.nodes.append(
+            helper.make_node(op, list(ins), outs, name=FRONTEND_PREFIX + f"{op}_{len(self.nodes)}", **attrs)
+        )
         return outs[0]
 
 
@@ -166,14 +167,28 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
     n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
     r = n_fft // hop
     i64 = np.int64
-    x = b.node("Pad", [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))], ["padded"],
-               mode="constant")
+    x = b.node(
+        "Pad",
+        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
+        ["padded"],
+        mode="constant",
+    )
     x = b.node("Reshape", [x, b.const("block_shape", np.array([-1, frames + r - 1, hop], i64))], ["blocks"])
     x = b.node("Transpose", [x], ["blocks_t"], perm=[2, 0, 1])  # [hop, B, frames + r - 1]
     ax2 = b.const("axis2", np.array([2], i64))
-    parts = [b.node("Slice", [x, b.const(f"start{j}", np.array([j], i64)),
-                              b.const(f"end{j}", np.array([j + frames], i64)), ax2], [f"blocks{j}"])
-             for j in range(r)]
+    parts = [
+        b.node(
+            "Slice",
+            [
+                x,
+                b.const(f"start{j}", np.array([j], i64)),
+                b.const(f"end{j}", np.array([j + frames], i64)),
+                ax2,
+            ],
+            [f"blocks{j}"],
+        )
+        for j in range(r)
+    ]
     x = b.node("Concat", parts, ["frames_t"], axis=0) if r > 1 else parts[0]  # [n_fft, B, frames]
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
     x = b.node("Mul", [x, b.const("hann", hann.astype(np.float32)[:, None, None])], ["windowed"])
@@ -188,12 +203,15 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
     stride, rem, batch = r1, n_fft // r1, [len(k1)]
     for s, rs in enumerate(rad[1:], start=2):
         rem //= rs  # m = i * rem + (lower digits)
-        x = b.node("Reshape", [x, b.const(f"stage{s}_shape", np.array([*batch, 2 * rs, -1], i64))],
-                   [f"stage{s}_in"])
+        x = b.node(
+            "Reshape", [x, b.const(f"stage{s}_shape", np.array([*batch, 2 * rs, -1], i64))], [f"stage{s}_in"]
+        )
         i = np.arange(rs)
         # twiddle of the earlier bins (the part that depends on this digit) x DFT of length rs
-        mats = (np.exp(-2j * np.pi * prefix[:, None, None] * i[None, None, :] * rem / n_fft)
-                * np.exp(-2j * np.pi * np.outer(i, i) / rs)[None])
+        mats = (
+            np.exp(-2j * np.pi * prefix[:, None, None] * i[None, None, :] * rem / n_fft)
+            * np.exp(-2j * np.pi * np.outer(i, i) / rs)[None]
+        )
         cs = np.stack([_complex_block(mm) for mm in mats]).reshape(*batch, 2 * rs, 2 * rs)
         x = b.node("MatMul", [b.const(f"dft{s}", cs.astype(np.float32)), x], [f"stage{s}"])
         prefix = (prefix[:, None] + stride * i[None, :]).reshape(-1)
@@ -205,8 +223,15 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
     re2, im2 = FRONTEND_PREFIX + "power_re", FRONTEND_PREFIX + "power_im"
     from onnx import helper
 
-    b.nodes.append(helper.make_node("Split", [x, b.const("split_c", np.array([1, 1], i64))], [re2, im2],
-                                    name=FRONTEND_PREFIX + f"Split_{len(b.nodes)}", axis=1))
+    b.nodes.append(
+        helper.make_node(
+            "Split",
+            [x, b.const("split_c", np.array([1, 1], i64))],
+            [re2, im2],
+            name=FRONTEND_PREFIX + f"Split_{len(b.nodes)}",
+            axis=1,
+        )
+    )
     x = b.node("Add", [re2, im2], ["power_3d"])
     x = b.node("Reshape", [x, b.const("power_shape", np.array([n_rows, -1], i64))], ["power"])
     row: dict[int, int] = {}
@@ -224,40 +249,77 @@ def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, l
     n1, n2 = _split(n_fft)
     k2n = (n_fft // 2) // n1 + 1
     i64 = np.int64
-    x = b.node("Pad", [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))], ["padded"],
-               mode="constant")
+    x = b.node(
+        "Pad",
+        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
+        ["padded"],
+        mode="constant",
+    )
     x = b.node("Reshape", [x, b.const("block_shape", np.array([0, -1, hop], i64))], ["blocks"])
     ax1 = b.const("axis1", np.array([1], i64))
-    parts = [b.node("Slice", [x, b.const(f"start{j}", np.array([j], i64)),
-                              b.const(f"end{j}", np.array([j + frames], i64)), ax1], [f"blocks{j}"])
-             for j in range(r)]
+    parts = [
+        b.node(
+            "Slice",
+            [
+                x,
+                b.const(f"start{j}", np.array([j], i64)),
+                b.const(f"end{j}", np.array([j + frames], i64)),
+                ax1,
+            ],
+            [f"blocks{j}"],
+        )
+        for j in range(r)
+    ]
     x = b.node("Concat", parts, ["frames"], axis=2) if r > 1 else parts[0]  # [B, F, n_fft]
     x = b.node("Reshape", [x, b.const("frame_shape", np.array([0, frames, n1, n2], i64))], ["frames4"])
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
     x = b.node("Mul", [x, b.const("hann", hann.reshape(n1, n2).astype(np.float32))], ["windowed"])
     k1 = np.arange(n1)[:, None]
     a1 = 2.0 * np.pi * k1 * np.arange(n1)[None, :] / n1
-    x = b.node("MatMul", [b.const("dft1", np.concatenate([np.cos(a1), -np.sin(a1)]).astype(np.float32)), x],
-               ["stage1"])
+    x = b.node(
+        "MatMul",
+        [b.const("dft1", np.concatenate([np.cos(a1), -np.sin(a1)]).astype(np.float32)), x],
+        ["stage1"],
+    )
     from onnx import helper
 
     p = FRONTEND_PREFIX
     ar, ai = p + "stage1_re", p + "stage1_im"
-    b.nodes.append(helper.make_node("Split", [x, b.const("split1", np.array([n1, n1], i64))], [ar, ai],
-                                    name=p + f"Split_{len(b.nodes)}", axis=2))
+    b.nodes.append(
+        helper.make_node(
+            "Split",
+            [x, b.const("split1", np.array([n1, n1], i64))],
+            [ar, ai],
+            name=p + f"Split_{len(b.nodes)}",
+            axis=2,
+        )
+    )
     tw = 2.0 * np.pi * k1 * np.arange(n2)[None, :] / n_fft
     tc = b.const("twiddle_cos", np.cos(tw).astype(np.float32))
     ts = b.const("twiddle_sin", np.sin(tw).astype(np.float32))
-    br = b.node("Add", [b.node("Mul", [ar, tc], ["t_rc"]), b.node("Mul", [ai, ts], ["t_is"])], ["twiddled_re"])
-    bi = b.node("Sub", [b.node("Mul", [ai, tc], ["t_ic"]), b.node("Mul", [ar, ts], ["t_rs"])], ["twiddled_im"])
+    br = b.node(
+        "Add", [b.node("Mul", [ar, tc], ["t_rc"]), b.node("Mul", [ai, ts], ["t_is"])], ["twiddled_re"]
+    )
+    bi = b.node(
+        "Sub", [b.node("Mul", [ai, tc], ["t_ic"]), b.node("Mul", [ar, ts], ["t_rs"])], ["twiddled_im"]
+    )
     x = b.node("Concat", [br, bi], ["twiddled"], axis=3)
     a2 = 2.0 * np.pi * np.arange(n2)[:, None] * np.arange(k2n)[None, :] / n2
     c2, s2 = np.cos(a2), np.sin(a2)
-    x = b.node("MatMul", [x, b.const("dft2", np.block([[c2, -s2], [s2, c2]]).astype(np.float32))], ["spectrum"])
+    x = b.node(
+        "MatMul", [x, b.const("dft2", np.block([[c2, -s2], [s2, c2]]).astype(np.float32))], ["spectrum"]
+    )
     x = b.node("Mul", [x, x], ["spectrum_sq"])
     sr_, si_ = p + "power_re", p + "power_im"
-    b.nodes.append(helper.make_node("Split", [x, b.const("split2", np.array([k2n, k2n], i64))], [sr_, si_],
-                                    name=p + f"Split_{len(b.nodes)}", axis=3))
+    b.nodes.append(
+        helper.make_node(
+            "Split",
+            [x, b.const("split2", np.array([k2n, k2n], i64))],
+            [sr_, si_],
+            name=p + f"Split_{len(b.nodes)}",
+            axis=3,
+        )
+    )
     x = b.node("Add", [sr_, si_], ["power4"])  # [B, F, n1, k2n]; bin k1 + n1*k2 at [k1, k2]
     x = b.node("Reshape", [x, b.const("power_shape", np.array([-1, n1 * k2n], i64))], ["power_rows"])
     x = b.node("Transpose", [x], ["power"], perm=[1, 0])  # [n1*k2n, B*F]
@@ -270,12 +332,25 @@ def _power_stft(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[i
     """ONNX's ``STFT`` operator (opset 17) with the periodic Hann window."""
     n_fft, hop = fe.n_fft, fe.hop_length
     i64 = np.int64
-    x = b.node("Pad", [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))], ["padded"],
-               mode="constant")
+    x = b.node(
+        "Pad",
+        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
+        ["padded"],
+        mode="constant",
+    )
     x = b.node("Unsqueeze", [x, b.const("axis2", np.array([2], i64))], ["signal"])
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
-    x = b.node("STFT", [x, b.const("step", np.array(hop, i64)), b.const("window", hann.astype(np.float32)),
-                        b.const("length", np.array(n_fft, i64))], ["stft"], onesided=1)  # [B, F, bins, 2]
+    x = b.node(
+        "STFT",
+        [
+            x,
+            b.const("step", np.array(hop, i64)),
+            b.const("window", hann.astype(np.float32)),
+            b.const("length", np.array(n_fft, i64)),
+        ],
+        ["stft"],
+        onesided=1,
+    )  # [B, F, bins, 2]
     x = b.node("Mul", [x, x], ["stft_sq"])
     x = b.node("ReduceSum", [x, b.const("axis3", np.array([3], i64))], ["power_fb"], keepdims=0)
     x = b.node("Reshape", [x, b.const("power_shape", np.array([-1, n_fft // 2 + 1], i64))], ["power_rows"])
@@ -290,7 +365,8 @@ def _graph_description(fe: FrontEnd, dft: str) -> str:
     if dft == "stft":
         return "ONNX STFT operator"
     return "real DFT as {} stages of batched MatMul (n_fft = {})".format(
-        len(_radices(fe.n_fft)), " x ".join(str(r) for r in _radices(fe.n_fft)))
+        len(_radices(fe.n_fft)), " x ".join(str(r) for r in _radices(fe.n_fft))
+    )
 
 
 _DFTS = {"stages": _power_stages, "four-step": _power_four_step, "stft": _power_stft}
@@ -345,9 +421,12 @@ def frontend_graph(
     # with only the FFT bins its triangles cover), rows gathered straight from the power.
     blocks = []
     for m0, _m1, b0, b1, w in _mel_bands(fe):
-        rows = b.node("Gather", [power, b.const(f"bins_{m0}", np.array(bins[b0:b1], i64))], [f"power_{m0}"],
-                      axis=0)
-        blocks.append(b.node("MatMul", [b.const(f"mel_weights_{m0}", np.ascontiguousarray(w.T)), rows], [f"mel_{m0}"]))
+        rows = b.node(
+            "Gather", [power, b.const(f"bins_{m0}", np.array(bins[b0:b1], i64))], [f"power_{m0}"], axis=0
+        )
+        blocks.append(
+            b.node("MatMul", [b.const(f"mel_weights_{m0}", np.ascontiguousarray(w.T)), rows], [f"mel_{m0}"])
+        )
     x = b.node("Concat", blocks, ["mel_flat"], axis=0) if len(blocks) > 1 else blocks[0]  # [n_mels, B*F]
     x = b.node("Reshape", [x, b.const("mel_shape", np.array([fe.n_mels, -1, fe.frames], i64))], ["mel_t"])
     mel = x = b.node("Transpose", [x], ["mel_power"], perm=[1, 0, 2])  # [B, n_mels, F]
@@ -359,21 +438,26 @@ def frontend_graph(
     scale = b.const("db_scale", np.array(10.0 / math.log(10.0) / fe.top_db, np.float32))
     one = b.const("one", np.array(1.0, np.float32))
     zero = b.const("zero", np.array(0.0, np.float32))
-    x = b.node("Add", [b.node("Mul", [b.node("Sub", [ln_x, ln_peak], ["rel_ln"]), scale], ["rel_unit"]), one],
-               ["unit_raw"])
+    x = b.node(
+        "Add",
+        [b.node("Mul", [b.node("Sub", [ln_x, ln_peak], ["rel_ln"]), scale], ["rel_unit"]), one],
+        ["unit_raw"],
+    )
     x = b.node("Clip", [x, zero, one], ["unit"])
     peak = b.node("ReduceMax", [mel], ["peak"], axes=[1, 2], keepdims=1)
     silent = b.node("LessOrEqual", [peak, amin], ["silent"])
     x = b.node("Where", [silent, zero, x], ["unit_or_silence"])
     b.node("Unsqueeze", [x, b.const("axis3", np.array([3], i64))], [output_name])
     graph = helper.make_graph(
-        b.nodes, "instrunet-frontend",
+        b.nodes,
+        "instrunet-frontend",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", fe.window_samples])],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", fe.n_mels, fe.frames, 1])],
         b.inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)],
-                              producer_name="instrunet-export")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="instrunet-export"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -417,7 +501,9 @@ def _session(model_bytes: bytes) -> Any:
     return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def parity_windows(fe: FrontEnd, audio: Sequence[Path], *, max_windows: int = 32, seed: int = 0) -> np.ndarray:
+def parity_windows(
+    fe: FrontEnd, audio: Sequence[Path], *, max_windows: int = 32, seed: int = 0
+) -> np.ndarray:
     """Windows the parity check runs on: real recordings plus the corner cases.
 
     Windows of every file in ``audio`` (decoded, mixed to mono and resampled by the runtime,
@@ -435,8 +521,9 @@ def parity_windows(fe: FrontEnd, audio: Sequence[Path], *, max_windows: int = 32
     per_file = max(1, (max_windows - 5) // max(1, len(audio)))
     for path in audio:
         got = []
-        for b in stream_windows(path, fe=fe, hop_samples=int(DEFAULT_HOP_SECONDS * fe.sample_rate),
-                                   batch_size=DEFAULT_BATCH_SIZE):
+        for b in stream_windows(
+            path, fe=fe, hop_samples=int(DEFAULT_HOP_SECONDS * fe.sample_rate), batch_size=DEFAULT_BATCH_SIZE
+        ):
             got.extend(b.windows)
         idx = np.linspace(0, len(got) - 1, min(per_file, len(got))).round().astype(int)
         out.extend(got[i] for i in idx)
@@ -511,7 +598,9 @@ def export_waveform(
     except Exception as e:  # ModelError
         raise ExportError(str(e)) from None
     if src.input_kind != "logmel":
-        raise ExportError(f"{src_dir}: input kind is {src.input_kind!r}; the source must take log-mel spectrograms")
+        raise ExportError(
+            f"{src_dir}: input kind is {src.input_kind!r}; the source must take log-mel spectrograms"
+        )
     src_file = src_dir / src.file
     if not src_file.is_file() or sha256_file(src_file) != src.sha256:
         raise ExportError(f"{src_file}: missing, or its sha256 does not match {src_dir / 'manifest.json'}")
@@ -532,7 +621,9 @@ def export_waveform(
     x = parity_windows(fe, clips)
     ref_feats = batch_features(x, fe=fe)
     sess_fe = _session(frontend.SerializeToString())
-    got_feats = np.concatenate([sess_fe.run(None, {AUDIO_INPUT: x[i : i + 8]})[0] for i in range(0, len(x), 8)])
+    got_feats = np.concatenate(
+        [sess_fe.run(None, {AUDIO_INPUT: x[i : i + 8]})[0] for i in range(0, len(x), 8)]
+    )
     feat_diff = float(np.abs(got_feats[..., 0] - ref_feats).max())
     sess_src = _session(src_file.read_bytes())
     y_src = sess_src.run(None, {src.input["name"]: ref_feats[..., None]})[0]
@@ -540,31 +631,54 @@ def export_waveform(
     y = np.concatenate([sess.run(None, {AUDIO_INPUT: x[i : i + 8]})[0] for i in range(0, len(x), 8)])
     out_diff = float(np.abs(y - y_src).max())
     agree = float(np.mean(y.argmax(1) == y_src.argmax(1)))
-    log(f"parity on {len(x)} windows: features max |onnx - numpy| {feat_diff:.3g}, outputs max |waveform - "
-        f"feature artifact| {out_diff:.3g}, top-1 agreement {agree:.0%}")
+    log(
+        f"parity on {len(x)} windows: features max |onnx - numpy| {feat_diff:.3g}, outputs max |waveform - "
+        f"feature artifact| {out_diff:.3g}, top-1 agreement {agree:.0%}"
+    )
     if feat_diff > atol or out_diff > atol or agree < 1.0:
-        raise ExportError(f"parity failed: features {feat_diff:.3g}, outputs {out_diff:.3g} (atol {atol:g}), "
-                          f"top-1 agreement {agree:.2%}; nothing written")
+        raise ExportError(
+            f"parity failed: features {feat_diff:.3g}, outputs {out_diff:.3g} (atol {atol:g}), "
+            f"top-1 agreement {agree:.2%}; nothing written"
+        )
 
-    idx = np.linspace(0, len(x) - 1, min(n_references, len(x))).round().astype(int) if n_references > 0 else []
+    idx = (
+        np.linspace(0, len(x) - 1, min(n_references, len(x))).round().astype(int) if n_references > 0 else []
+    )
     x_ref16 = x[idx].astype(np.float16)
     y_ref = sess.run(None, {AUDIO_INPUT: x_ref16.astype(np.float32)})[0] if len(idx) else None
     m = src.to_dict()
     m["schema"] = MANIFEST_SCHEMA
     m["name"], m["version"] = name, version
-    m["input"] = {"name": AUDIO_INPUT, "shape": [None, fe.window_samples], "dtype": "float32",
-                  "kind": "waveform", "sample_rate": fe.sample_rate}
-    m["description"] = (f"{src.name} {src.version} with the log-mel front end inside the graph: "
-                        f"{fe.sample_rate} Hz mono samples in")
+    m["input"] = {
+        "name": AUDIO_INPUT,
+        "shape": [None, fe.window_samples],
+        "dtype": "float32",
+        "kind": "waveform",
+        "sample_rate": fe.sample_rate,
+    }
+    m["description"] = (
+        f"{src.name} {src.version} with the log-mel front end inside the graph: "
+        f"{fe.sample_rate} Hz mono samples in"
+    )
     m["source"] = {"name": src.name, "version": src.version, "sha256": src.sha256}
-    m["parity"] = {"max_abs_diff": out_diff, "top1_agreement": agree, "n": int(len(x)),
-                   "features_max_abs_diff": feat_diff, "atol": atol,
-                   "against": f"{src.name} {src.version} on instrunet_core.features (numpy) features"}
+    m["parity"] = {
+        "max_abs_diff": out_diff,
+        "top1_agreement": agree,
+        "n": int(len(x)),
+        "features_max_abs_diff": feat_diff,
+        "atol": atol,
+        "against": f"{src.name} {src.version} on instrunet_core.features (numpy) features",
+    }
     import onnxruntime as ort
 
-    m["exporter"] = {**dict(src.exporter), "onnx": onnx.__version__, "onnxruntime": ort.__version__,
-                     "numpy": np.__version__, "opset": _OPSET,
-                     "front_end_graph": _graph_description(fe, dft)}
+    m["exporter"] = {
+        **dict(src.exporter),
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "opset": _OPSET,
+        "front_end_graph": _graph_description(fe, dft),
+    }
     m["file"] = MODEL_FILE
     m["sha256"] = hashlib.sha256(model_bytes).hexdigest()
     m["created"] = created_timestamp()
@@ -580,6 +694,12 @@ def export_waveform(
     except Exception as e:  # ModelError
         raise ExportError(str(e)) from None
     refs = {"inputs": x_ref16, "outputs": y_ref} if len(idx) else None
-    write_artifact(dest, model_bytes=model_bytes, manifest=m, references=refs, force=force,
-                   verify=lambda f: check_artifact(f, atol=atol))
+    write_artifact(
+        dest,
+        model_bytes=model_bytes,
+        manifest=m,
+        references=refs,
+        force=force,
+        verify=lambda f: check_artifact(f, atol=atol),
+    )
     return {"path": str(dest), "sha256": m["sha256"], "parity": m["parity"]}

@@ -151,8 +151,15 @@ def aggregate(
     n = int(silent.shape[0])
     low = bool(sounding_seconds < LOW_EVIDENCE_SECONDS)
     if n == 0 or silent.all():
-        return Prediction(SILENCE_LABEL, 1.0, {lab: 0.0 for lab in labels}, n_windows=n, silent=True,
-                          low_evidence=low, sounding_seconds=float(sounding_seconds))
+        return Prediction(
+            SILENCE_LABEL,
+            1.0,
+            {lab: 0.0 for lab in labels},
+            n_windows=n,
+            silent=True,
+            low_evidence=low,
+            sounding_seconds=float(sounding_seconds),
+        )
     w = window_weights(rms_db, silent)
     mean = (np.asarray(probabilities, dtype=np.float64) * w[:, None]).sum(axis=0) / w.sum()
     order = np.argsort(-mean, kind="stable")
@@ -315,7 +322,9 @@ class Analysis:
         try:
             import pandas as pd
         except ImportError:
-            raise InstrunetError("Analysis.to_dataframe needs pandas, which is not installed (pip install pandas)") from None
+            raise InstrunetError(
+                "Analysis.to_dataframe needs pandas, which is not installed (pip install pandas)"
+            ) from None
         cols: dict[str, Any] = {
             "start": self.times[:, 0],
             "end": self.times[:, 1],

@@ -226,7 +226,9 @@ def _read_bounded(f: Any, name: str) -> io.BytesIO:
         if not b:
             break
         if not isinstance(b, (bytes, bytearray, memoryview)):
-            raise InputError(f"{name}: file object must be opened in binary mode (read() returned {type(b).__name__})")
+            raise InputError(
+                f"{name}: file object must be opened in binary mode (read() returned {type(b).__name__})"
+            )
         total += len(b)
         if total > MAX_STREAM_BYTES:
             raise DecodeError(
@@ -312,13 +314,17 @@ def _open(source: Any) -> sf.SoundFile:
         if isinstance(target, io.BytesIO):
             _sniff(target.getvalue()[:4096], name)
     else:
-        raise InputError(f"{name}: unsupported source type {type(source).__name__} (need a path, file object or array)")
+        raise InputError(
+            f"{name}: unsupported source type {type(source).__name__} (need a path, file object or array)"
+        )
     if hasattr(target, "read"):
         target = _SafeSeekFile(target)
     try:
         f = sf.SoundFile(target)
     except sf.LibsndfileError as e:
-        raise DecodeError(f"{name}: cannot decode audio (corrupt or unsupported format: {e.error_string})") from None
+        raise DecodeError(
+            f"{name}: cannot decode audio (corrupt or unsupported format: {e.error_string})"
+        ) from None
     except (RuntimeError, OSError, TypeError, ValueError) as e:
         raise DecodeError(f"{name}: cannot decode audio ({e})") from None
     try:
@@ -392,7 +398,9 @@ def iter_blocks(
     if block_seconds <= 0:
         raise InputError(f"{name}: block_seconds must be > 0, got {block_seconds!r}")
     if isinstance(source, np.ndarray):
-        yield from _array_blocks(source, sample_rate, name=name, target_sr=target_sr, block_seconds=block_seconds)
+        yield from _array_blocks(
+            source, sample_rate, name=name, target_sr=target_sr, block_seconds=block_seconds
+        )
         return
     f = _open(source)
     try:
@@ -534,7 +542,9 @@ def stream_windows(
     hop = int(hop_samples) if hop_samples is not None else win // 2
     min_hop = max(1, int(MIN_HOP_SECONDS * fe.sample_rate))
     if hop < min_hop:
-        raise InputError(f"{name}: hop must be >= {min_hop} samples ({MIN_HOP_SECONDS:g} s), got {hop_samples!r}")
+        raise InputError(
+            f"{name}: hop must be >= {min_hop} samples ({MIN_HOP_SECONDS:g} s), got {hop_samples!r}"
+        )
     if win <= 0:
         raise InputError(f"{name}: window must be > 0 samples, got {window_samples!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:

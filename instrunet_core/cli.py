@@ -121,68 +121,123 @@ def _version() -> str:
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--providers", metavar="LIST",
-                   help="onnxruntime execution providers, comma-separated: cpu (default), cuda, auto "
-                        "(CUDA when onnxruntime-gpu is installed); CPU is always the fallback")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="threads that analyse batches of windows beside the main thread (default: one "
-                        "fewer than the usable cores, at least 1, at most 4)")
+    p.add_argument(
+        "--providers",
+        metavar="LIST",
+        help="onnxruntime execution providers, comma-separated: cpu (default), cuda, auto "
+        "(CUDA when onnxruntime-gpu is installed); CPU is always the fallback",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="threads that analyse batches of windows beside the main thread (default: one "
+        "fewer than the usable cores, at least 1, at most 4)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="instrunet", description="Which instrument families play in a recording? (InstruNet, ONNX runtime)"
+        prog="instrunet",
+        description="Which instrument families play in a recording? (InstruNet, ONNX runtime)",
     )
     p.add_argument("--version", action="version", version=f"instrunet {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("classify", help="overall label and confidence of each file")
-    c.add_argument("files", nargs="+", metavar="FILE",
-                   help="audio files (wav, flac, ogg, mp3, ...; any rate and channels); '-' reads stdin")
-    c.add_argument("--model", metavar="NAME|PATH",
-                   help="registered model name or artifact folder (default model if omitted)")
+    c.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio files (wav, flac, ogg, mp3, ...; any rate and channels); '-' reads stdin",
+    )
+    c.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="registered model name or artifact folder (default model if omitted)",
+    )
     _add_runtime_options(c)
-    c.add_argument("--json", action="store_true",
-                   help="print one JSON array of instrunet.classification/1 records")
-    c.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
-                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-                   f"(default {DEFAULT_HOP_SECONDS:g})")
+    c.add_argument(
+        "--json", action="store_true", help="print one JSON array of instrunet.classification/1 records"
+    )
+    c.add_argument(
+        "--hop",
+        type=_hop_arg,
+        default=DEFAULT_HOP_SECONDS,
+        metavar="S",
+        help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+        f"(default {DEFAULT_HOP_SECONDS:g})",
+    )
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
-    a.add_argument("--model", metavar="NAME|PATH",
-                   help="registered model name or artifact folder (default model if omitted)")
+    a.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="registered model name or artifact folder (default model if omitted)",
+    )
     _add_runtime_options(a)
-    a.add_argument("--json", metavar="OUT",
-                   help="write the analysis as instrunet.analysis/1 JSON ('-' for stdout)")
+    a.add_argument(
+        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/1 JSON ('-' for stdout)"
+    )
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
-    a.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
-                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-                   f"(default {DEFAULT_HOP_SECONDS:g})")
-    a.add_argument("--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)")
+    a.add_argument(
+        "--hop",
+        type=_hop_arg,
+        default=DEFAULT_HOP_SECONDS,
+        metavar="S",
+        help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+        f"(default {DEFAULT_HOP_SECONDS:g})",
+    )
+    a.add_argument(
+        "--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)"
+    )
     a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
 
-    b = sub.add_parser("batch", help="classify every audio file under a directory into JSON lines (resumable)")
+    b = sub.add_parser(
+        "batch", help="classify every audio file under a directory into JSON lines (resumable)"
+    )
     b.add_argument("dir", metavar="DIR", help="directory searched recursively for audio files")
-    b.add_argument("--out", required=True, metavar="results.jsonl",
-                   help="JSON lines (instrunet.classification/1), one per file; files already done in it "
-                   "are skipped, failed ones retried; locked while the batch runs")
-    b.add_argument("--model", metavar="NAME|PATH",
-                   help="registered model name or artifact folder (default model if omitted)")
+    b.add_argument(
+        "--out",
+        required=True,
+        metavar="results.jsonl",
+        help="JSON lines (instrunet.classification/1), one per file; files already done in it "
+        "are skipped, failed ones retried; locked while the batch runs",
+    )
+    b.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="registered model name or artifact folder (default model if omitted)",
+    )
     _add_runtime_options(b)
-    b.add_argument("--hop", type=_hop_arg, default=DEFAULT_HOP_SECONDS, metavar="S",
-                   help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-                   f"(default {DEFAULT_HOP_SECONDS:g})")
+    b.add_argument(
+        "--hop",
+        type=_hop_arg,
+        default=DEFAULT_HOP_SECONDS,
+        metavar="S",
+        help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+        f"(default {DEFAULT_HOP_SECONDS:g})",
+    )
 
     m = sub.add_parser("models", help="installed models")
-    m.add_argument("--json", action="store_true",
-                   help="print name, version, sha256 (checked), labels, task, metrics and parity as JSON")
-    m.add_argument("--check", action="store_true",
-                   help="also replay each model's stored references through onnxruntime (exit 1 if any "
-                   "model fails)")
+    m.add_argument(
+        "--json",
+        action="store_true",
+        help="print name, version, sha256 (checked), labels, task, metrics and parity as JSON",
+    )
+    m.add_argument(
+        "--check",
+        action="store_true",
+        help="also replay each model's stored references through onnxruntime (exit 1 if any model fails)",
+    )
 
     pl = sub.add_parser("plugins", help="loaded plugins")
     pl.add_argument("--json", action="store_true", help="print name, version, hooks and errors as JSON")
@@ -245,8 +300,10 @@ def _fmt_t(s: float) -> str:
 
 def _print_analysis(an: Any) -> None:
     print(f"{an.source}: {an.duration:.2f} s, model {an.model['name']} {an.model['version']}")
-    print(f"overall: {an.label} ({an.confidence:.3f})"
-          + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else ""))
+    print(
+        f"overall: {an.label} ({an.confidence:.3f})"
+        + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else "")
+    )
     print("timeline:")
     for s in an.timeline:
         if s.silent:
@@ -296,7 +353,9 @@ def _analyze(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         model = _load(args.model, args)
-        an = analyze(_source(args.file), model=model, hop=args.hop, smoothing=args.smoothing, workers=args.workers)
+        an = analyze(
+            _source(args.file), model=model, hop=args.hop, smoothing=args.smoothing, workers=args.workers
+        )
     except (InstrunetError, OSError) as e:
         _err(_problem(args.file, e))
         return EXIT_FAIL
@@ -382,9 +441,9 @@ def _batch(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     # Keyed by resolved path: the same folder given relative or absolute, or through a
     # symlink, names each file once.
-    files = sorted({
-        os.path.realpath(p) for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-    })
+    files = sorted(
+        {os.path.realpath(p) for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
+    )
     out = args.out
     if os.path.realpath(out) in files:
         _err(f"{out}: is one of the input files; refusing to overwrite it (choose another --out)")
@@ -450,18 +509,35 @@ def _models(args: argparse.Namespace) -> int:
     rows = []
     failed = False
     for e in reg.models:
-        row: dict[str, Any] = {"name": e.name, "version": e.version, "default": e is default_entry,
-                               "path": str(e.path), "plugin": e.plugin}
+        row: dict[str, Any] = {
+            "name": e.name,
+            "version": e.version,
+            "default": e is default_entry,
+            "path": str(e.path),
+            "plugin": e.plugin,
+        }
         m = e.manifest
         if m is not None:
-            row.update(sha256=m.sha256, sha256_actual=None, sha256_ok=False, labels=list(m.labels),
-                       task=m.task, metrics=dict(m.metrics), parity=dict(m.parity))
+            row.update(
+                sha256=m.sha256,
+                sha256_actual=None,
+                sha256_ok=False,
+                labels=list(m.labels),
+                task=m.task,
+                metrics=dict(m.metrics),
+                parity=dict(m.parity),
+            )
             try:
-                row.update(sha256_actual=verify_artifact(e.path, references=False, manifest=m).sha256, sha256_ok=True)
+                row.update(
+                    sha256_actual=verify_artifact(e.path, references=False, manifest=m).sha256, sha256_ok=True
+                )
                 if args.check:
                     c = verify_artifact(e.path, references=True, manifest=m)
-                    row["references"] = {"n": c.n_references, "max_abs_diff": c.max_abs_diff,
-                                         "top1_agreement": c.top1_agreement}
+                    row["references"] = {
+                        "n": c.n_references,
+                        "max_abs_diff": c.max_abs_diff,
+                        "top1_agreement": c.top1_agreement,
+                    }
             except InstrunetError as ex:
                 row["error"] = str(ex)
         if e.error:
@@ -480,10 +556,15 @@ def _models(args: argparse.Namespace) -> int:
                 refs = ""
                 if "references" in r:
                     ref = r["references"]
-                    refs = (f", references {ref['n']} reproduced (max |diff| {ref['max_abs_diff']:.2g})"
-                            if ref["n"] else ", no references stored")
-                print(f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
-                      f"sha256 {r['sha256'][:12]}… {ok}{refs}, {r['path']}")
+                    refs = (
+                        f", references {ref['n']} reproduced (max |diff| {ref['max_abs_diff']:.2g})"
+                        if ref["n"]
+                        else ", no references stored"
+                    )
+                print(
+                    f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
+                    f"sha256 {r['sha256'][:12]}… {ok}{refs}, {r['path']}"
+                )
             else:
                 print(f"{r['name']} {r['version']}: {r['path']}")
             if r.get("error"):
@@ -532,7 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"classify": _classify, "analyze": _analyze, "batch": _batch, "models": _models, "plugins": _plugins}
+    handler = {
+        "classify": _classify,
+        "analyze": _analyze,
+        "batch": _batch,
+        "models": _models,
+        "plugins": _plugins,
+    }
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:

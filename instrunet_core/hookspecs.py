@@ -59,7 +59,9 @@ class Writer(Protocol):
 class RegisterModel(Protocol):
     """The ``register`` callback of :func:`instrunet_register_models`."""
 
-    def __call__(self, name: str, manifest_path_or_dir: str | os.PathLike[str], /, *, default: bool = False) -> None: ...
+    def __call__(
+        self, name: str, manifest_path_or_dir: str | os.PathLike[str], /, *, default: bool = False
+    ) -> None: ...
 
 
 class RegisterAnalyzer(Protocol):

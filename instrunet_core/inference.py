@@ -183,7 +183,9 @@ class _Tape:
                 # would cost numpy a temporary copy).
                 self._data[: self.n] = self._data[self._off : self._off + self.n]
             else:
-                new = np.empty((max(2 * cap, 2 * (self.n + m)), *self._data.shape[1:]), dtype=self._data.dtype)
+                new = np.empty(
+                    (max(2 * cap, 2 * (self.n + m)), *self._data.shape[1:]), dtype=self._data.dtype
+                )
                 new[: self.n] = self._data[self._off : self._off + self.n]
                 self._data = new
             self._off = 0
@@ -295,10 +297,15 @@ class Classifier:
         spinning: bool = False,
         registry: Registry | None = None,
     ) -> None:
-        self.model: ModelSession = open_session(model, providers=providers, threads=threads,
-                                                intra_op_threads=intra_op_threads,
-                                                inter_op_threads=inter_op_threads, spinning=spinning,
-                                                registry=registry)
+        self.model: ModelSession = open_session(
+            model,
+            providers=providers,
+            threads=threads,
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+            spinning=spinning,
+            registry=registry,
+        )
         # A waveform-input artifact computes its features in the graph: windows go in as audio.
         self._waveform = self.model.input_kind == "waveform"
         fe = self.model.front_end
@@ -313,7 +320,9 @@ class Classifier:
         # Frames whose centred n_fft span leaves the window (they see its zero padding).
         self._left = [j for j in range(self._F) if j * self._H - self._pad < 0]
         self._right = [
-            j for j in range(self._F) if j * self._H - self._pad + fe.n_fft > self._win and j not in self._left
+            j
+            for j in range(self._F)
+            if j * self._H - self._pad + fe.n_fft > self._win and j not in self._left
         ]
         self._inner = (len(self._left), self._F - len(self._right))  # [lo, hi) shared frames
         if isinstance(smoothing, bool) or not isinstance(smoothing, (int, np.integer)) or smoothing < 0:
@@ -322,7 +331,9 @@ class Classifier:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.batch_size = int(batch_size)
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1):
+        if keep is not None and (
+            isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1
+        ):
             raise InputError(f"keep must be an int >= 1 or None, got {keep!r}")
         self.keep = None if keep is None else int(keep)
         self.pipeline = bool(pipeline)
@@ -532,7 +543,9 @@ class Classifier:
             if a.ndim == 2 and a.shape[0] < a.shape[1]:
                 a = a.T  # (channels, n) → (n, channels): the shorter axis is channels, as in to_mono
             if a.ndim not in (1, 2):
-                raise InputError(f"{name}: expected audio of shape (n,) or (n, channels), got shape {a.shape}")
+                raise InputError(
+                    f"{name}: expected audio of shape (n,) or (n, channels), got shape {a.shape}"
+                )
             if a.size == 0:
                 raise InputError(f"{name}: audio is empty (0 samples)")
             step = max(1, int(_DECODE_BLOCK_SECONDS * sr))
@@ -576,8 +589,9 @@ class Classifier:
             labels=m.labels,
             prediction=aggregate(m.labels, probs, rms, silent, sounding_seconds=self.sounding_seconds),
             timeline=build_timeline(times, probs, rms, silent, m.labels),
-            instruments=detect_instruments(times, probs, rms, silent, m.labels, self.thresholds,
-                                           smoothing=self.smoothing),
+            instruments=detect_instruments(
+                times, probs, rms, silent, m.labels, self.thresholds, smoothing=self.smoothing
+            ),
             extras={},
             settings={
                 "hop": self.hop_seconds,
@@ -610,7 +624,9 @@ class Classifier:
         # Evidence: 512-sample blocks above the silence level.
         n_blocks = (self._total - self._ev_pos) // _EV_BLOCK
         if n_blocks:
-            seg = self._audio.view(self._ev_pos, self._ev_pos + n_blocks * _EV_BLOCK).reshape(n_blocks, _EV_BLOCK)
+            seg = self._audio.view(self._ev_pos, self._ev_pos + n_blocks * _EV_BLOCK).reshape(
+                n_blocks, _EV_BLOCK
+            )
             ms = _mean_square(seg)
             self._block_ms.append(ms)
             self._sounding += _EV_BLOCK * int(np.count_nonzero(_ms_db(ms) >= SILENCE_DB))
@@ -667,7 +683,9 @@ class Classifier:
                 self._pending.append((fut, ready, rms))
                 # results go out in order; a few batches done by this thread may wait behind one
                 # still on a worker (bounded: past it, this thread waits for the oldest)
-                while self._pending and (self._pending[0][0].done() or len(self._pending) > 2 * self._n_workers + 4):
+                while self._pending and (
+                    self._pending[0][0].done() or len(self._pending) > 2 * self._n_workers + 4
+                ):
                     emitted += self._collect(*self._pending.popleft())
                 continue
             probs = self._run_batch(ready, self._frames_view(ready), self._audio.view)
@@ -690,7 +708,9 @@ class Classifier:
     def _collect(self, fut: Any, ready: list[tuple[int, int]], rms: np.ndarray) -> list[WindowResult]:
         return self._results_of(ready, fut.result(), rms)
 
-    def _results_of(self, ready: list[tuple[int, int]], probs: np.ndarray, rms: np.ndarray) -> list[WindowResult]:
+    def _results_of(
+        self, ready: list[tuple[int, int]], probs: np.ndarray, rms: np.ndarray
+    ) -> list[WindowResult]:
         out = []
         for (k, n), p, lv in zip(ready, probs, rms, strict=True):
             s = k * self._hop_n
@@ -711,7 +731,9 @@ class Classifier:
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=self._n_workers, thread_name_prefix="instrunet-batch")
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._n_workers, thread_name_prefix="instrunet-batch"
+            )
         return self._executor
 
     def _batch_job(self, ready: list[tuple[int, int]]) -> Callable[[], np.ndarray]:
@@ -732,7 +754,9 @@ class Classifier:
 
         return job
 
-    def _run_batch(self, ready: list[tuple[int, int]], frames_view: _View | None, audio_view: _View) -> np.ndarray:
+    def _run_batch(
+        self, ready: list[tuple[int, int]], frames_view: _View | None, audio_view: _View
+    ) -> np.ndarray:
         """Model probabilities of the windows in ``ready``."""
         run = min(self.batch_size, _RUN_WINDOWS)
         if self._waveform:
@@ -930,13 +954,22 @@ def analyze(
     """
     if isinstance(source, np.ndarray) and sample_rate is None:
         raise InputError("array: sample_rate is required for array input")
-    clf = Classifier(model, hop=hop, thresholds=thresholds, smoothing=smoothing, batch_size=batch_size,
-                     registry=registry, workers=workers)
+    clf = Classifier(
+        model,
+        hop=hop,
+        thresholds=thresholds,
+        smoothing=smoothing,
+        batch_size=batch_size,
+        registry=registry,
+        workers=workers,
+    )
     src = rereadable_source(source)
     clf.classify(src, sample_rate)
     an = clf.analysis(source=os.fspath(source_name(source)))
     if analyzers:
         reg = registry or get_registry()
         if reg.analyzers:
-            an.extras = _run_analyzers(reg, AnalysisContext(source=src, sample_rate_in=sample_rate, analysis=an))
+            an.extras = _run_analyzers(
+                reg, AnalysisContext(source=src, sample_rate_in=sample_rate, analysis=an)
+            )
     return an

@@ -253,17 +253,23 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
     if (
         not isinstance(shape, list)
         or len(shape) > 8
-        or not all(s is None or (isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 1 << 20) for s in shape)
+        or not all(
+            s is None or (isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 1 << 20) for s in shape
+        )
     ):
         raise _fail(where, f"{key}.shape must be a short list of positive ints or null, got {_r(shape)}")
     if d["dtype"] != "float32":
         raise _fail(where, f"{key}.dtype must be 'float32', got {_r(d['dtype'])}")
     if key == "input" and d.get("layout") == FEATURES_LAYOUT:
         if len(shape) != 2 or shape[0] is not None or shape[1] is None:
-            raise _fail(where, f"input.shape must be [null, n_features] for layout 'features', got {_r(shape)}")
+            raise _fail(
+                where, f"input.shape must be [null, n_features] for layout 'features', got {_r(shape)}"
+            )
     elif key == "input" and d.get("kind", "logmel") == "waveform":
         if len(shape) != 2 or shape[0] is not None:
-            raise _fail(where, f"input.shape of a waveform input must be [null, window_samples], got {_r(shape)}")
+            raise _fail(
+                where, f"input.shape of a waveform input must be [null, window_samples], got {_r(shape)}"
+            )
     elif key == "input":
         if d.get("kind", "logmel") not in INPUT_KINDS:
             raise _fail(where, f"input.kind must be one of {list(INPUT_KINDS)}, got {_r(d.get('kind'))}")
@@ -277,7 +283,9 @@ def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]
         if shape[1] != n_labels:
             raise _fail(where, f"output.shape[1]={shape[1]} but there are {n_labels} labels")
         if d.get("activation") not in ("softmax", "sigmoid"):
-            raise _fail(where, f"output.activation must be 'softmax' or 'sigmoid', got {_r(d.get('activation'))}")
+            raise _fail(
+                where, f"output.activation must be 'softmax' or 'sigmoid', got {_r(d.get('activation'))}"
+            )
     return dict(d)
 
 
@@ -316,8 +324,9 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     out = _check_tensor(data["output"], "output", where, len(labels))
     if out["activation"] != ACTIVATIONS[task]:
         raise _fail(
-            where, f"output.activation {out['activation']!r} does not match task {task!r} "
-            f"(expected {ACTIVATIONS[task]!r})"
+            where,
+            f"output.activation {out['activation']!r} does not match task {task!r} "
+            f"(expected {ACTIVATIONS[task]!r})",
         )
     fe, feats = _check_input_source(data, inp, is_features, where)
     file = data["file"]
@@ -363,8 +372,9 @@ def _check_keys(data: Mapping[str, Any], where: str) -> bool:
     missing = [k for k in required if k not in data]
     if missing == [DIGEST_KEY]:
         raise _fail(
-            where, f"{DIGEST_KEY} is missing: this manifest predates integrity digests; check its content, then "
-            "seal it with: python -m export.reseal <artifact folder>"
+            where,
+            f"{DIGEST_KEY} is missing: this manifest predates integrity digests; check its content, then "
+            "seal it with: python -m export.reseal <artifact folder>",
         )
     if missing:
         raise _fail(where, f"missing required key(s) {missing}")
@@ -397,8 +407,9 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
         or not all(isinstance(x, str) and x and len(x) <= MAX_LABEL_CHARS for x in labels)
     ):
         raise _fail(
-            where, f"labels must be a non-empty list of at most {MAX_LABELS} strings of 1-{MAX_LABEL_CHARS} "
-            f"characters, got {_r(labels)}"
+            where,
+            f"labels must be a non-empty list of at most {MAX_LABELS} strings of 1-{MAX_LABEL_CHARS} "
+            f"characters, got {_r(labels)}",
         )
     if len(set(labels)) != len(labels):
         raise _fail(where, f"labels must be unique, got {_r(labels)}")
@@ -436,18 +447,26 @@ def _check_input_source(
     kind = inp.get("kind", "logmel")
     if kind == "waveform":
         if data["schema"] == MANIFEST_SCHEMAS[0]:
-            raise _fail(where, f"a waveform input needs schema {MANIFEST_SCHEMA!r} (this manifest says "
-                        f"{_r(data['schema'])})")
+            raise _fail(
+                where,
+                f"a waveform input needs schema {MANIFEST_SCHEMA!r} (this manifest says "
+                f"{_r(data['schema'])})",
+            )
         if inp["shape"][1] != fe.window_samples:
-            raise _fail(where, f"input.shape {inp['shape']} disagrees with front_end "
-                        f"(window_samples={fe.window_samples})")
+            raise _fail(
+                where,
+                f"input.shape {inp['shape']} disagrees with front_end (window_samples={fe.window_samples})",
+            )
         if inp.get("sample_rate", fe.sample_rate) != fe.sample_rate:
-            raise _fail(where, f"input.sample_rate {_r(inp.get('sample_rate'))} disagrees with front_end "
-                        f"(sample_rate={fe.sample_rate})")
+            raise _fail(
+                where,
+                f"input.sample_rate {_r(inp.get('sample_rate'))} disagrees with front_end "
+                f"(sample_rate={fe.sample_rate})",
+            )
     elif inp["shape"][1] != fe.n_mels or inp["shape"][2] != fe.frames:
         raise _fail(
-            where, f"input.shape {inp['shape']} disagrees with front_end "
-            f"(n_mels={fe.n_mels}, frames={fe.frames})"
+            where,
+            f"input.shape {inp['shape']} disagrees with front_end (n_mels={fe.n_mels}, frames={fe.frames})",
         )
     return fe, None
 
@@ -494,7 +513,9 @@ def _check_optional(
         if not isinstance(source, Mapping) or not all(
             isinstance(source.get(k), str) for k in ("name", "version", "sha256")
         ):
-            raise _fail(where, f"source must be an object with string name, version and sha256, got {source!r}")
+            raise _fail(
+                where, f"source must be an object with string name, version and sha256, got {source!r}"
+            )
     refs = strs["references"]
     if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
         raise _fail(where, f"references must be a plain file name, got {_r(refs)}")
@@ -512,8 +533,9 @@ def _check_digest(data: Mapping[str, Any], where: str) -> None:
         raise _fail(where, f"not canonical JSON ({e})") from None
     if actual != digest:
         raise _fail(
-            where, f"{DIGEST_KEY} {digest} does not match the content ({actual}): the manifest was edited after "
-            "export (labels, front end, thresholds and sha256 are all covered); re-export the model"
+            where,
+            f"{DIGEST_KEY} {digest} does not match the content ({actual}): the manifest was edited after "
+            "export (labels, front end, thresholds and sha256 are all covered); re-export the model",
         )
 
 

@@ -31,8 +31,9 @@ class Model(ModelSession):
     ``providers``) and :meth:`predict_features`.
     """
 
-    def classifier(self, *, hop: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                   workers: int | None = None) -> Classifier:
+    def classifier(
+        self, *, hop: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None
+    ) -> Classifier:
         """A new push-style :class:`~instrunet_core.inference.Classifier` on this model
         (``workers``: threads of its ``classify`` pipeline, default the usable cores, at most 4)."""
         return Classifier(self, hop=hop, batch_size=batch_size, workers=workers)
@@ -154,5 +155,12 @@ def load_model(
     'silence'
     """
     path, manifest = resolve_artifact(name, version, registry=registry)
-    return Model(path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
-                 inter_op_threads=inter_op_threads, spinning=spinning, manifest=manifest)
+    return Model(
+        path,
+        providers=providers,
+        threads=threads,
+        intra_op_threads=intra_op_threads,
+        inter_op_threads=inter_op_threads,
+        spinning=spinning,
+        manifest=manifest,
+    )

@@ -138,7 +138,9 @@ class Registry:
         info.error = msg if info.error is None else f"{info.error}; {msg}"
         warnings.warn(f"instrunet plugin {info.name!r}: {msg}", RuntimeWarning, stacklevel=3)
 
-    def add_plugin(self, plugin: Any, name: str, *, version: str | None = None, builtin: bool = False) -> PluginInfo:
+    def add_plugin(
+        self, plugin: Any, name: str, *, version: str | None = None, builtin: bool = False
+    ) -> PluginInfo:
         """Register a plugin object (module or instance with hookimpls) and run its hooks."""
         info = PluginInfo(name=name, version=version, hooks=[], builtin=builtin)
         self.plugins.append(info)
@@ -165,7 +167,9 @@ class Registry:
     def _register_fn(self, hook: str, info: PluginInfo) -> Callable[..., None]:
         if hook == "instrunet_register_models":
 
-            def register_model(name: str, manifest_path_or_dir: str | os.PathLike[str], *, default: bool = False) -> None:
+            def register_model(
+                name: str, manifest_path_or_dir: str | os.PathLike[str], *, default: bool = False
+            ) -> None:
                 self._register_model(info, name, manifest_path_or_dir, default=default)
 
             return register_model
@@ -181,7 +185,9 @@ class Registry:
 
         return register_writer
 
-    def _register_named(self, info: PluginInfo, kind: str, table: dict[str, Any], name: Any, func: Any) -> None:
+    def _register_named(
+        self, info: PluginInfo, kind: str, table: dict[str, Any], name: Any, func: Any
+    ) -> None:
         if not isinstance(name, str) or not name.strip():
             self._error(info, f"{kind} name must be a non-empty string, got {name!r}")
             return
@@ -200,8 +206,9 @@ class Registry:
         owner = next((e.plugin for e in self.models if e.name == name), None)
         if owner is not None and owner != info.name:
             self._error(
-                info, f"model {name!r} is already registered by plugin {owner!r}; a plugin cannot add versions "
-                "to another plugin's model (give the model its own name)"
+                info,
+                f"model {name!r} is already registered by plugin {owner!r}; a plugin cannot add versions "
+                "to another plugin's model (give the model its own name)",
             )
             return
         p = Path(path)
@@ -213,13 +220,17 @@ class Registry:
             entry.manifest = m
             entry.version = m.version
             if m.name != name:
-                raise ModelError(f"{entry.manifest_path}: registered as {name!r} but the manifest says {m.name!r}")
+                raise ModelError(
+                    f"{entry.manifest_path}: registered as {name!r} but the manifest says {m.name!r}"
+                )
         except ModelError as e:
             entry.error = str(e)
             entry.manifest = None
         if any(e.name == name and e.version == entry.version and e.error is None for e in self.models):
             if entry.error is None:
-                self._error(info, f"model {name} {entry.version} is already registered; keeping the first one")
+                self._error(
+                    info, f"model {name} {entry.version} is already registered; keeping the first one"
+                )
                 return
         self.models.append(entry)
         if default and entry.error is None:
@@ -227,8 +238,9 @@ class Registry:
                 self._default_name = name
             else:
                 self._error(
-                    info, f"asks to make {name!r} the default model; the default stays {self._default_name!r} "
-                    f"(to choose {name!r}: {DEFAULT_ENV_VAR}={name}, --model {name} or load_model({name!r}))"
+                    info,
+                    f"asks to make {name!r} the default model; the default stays {self._default_name!r} "
+                    f"(to choose {name!r}: {DEFAULT_ENV_VAR}={name}, --model {name} or load_model({name!r}))",
                 )
 
     # ------------------------------------------------------------------ queries
@@ -262,7 +274,9 @@ class Registry:
             chosen = os.environ.get(DEFAULT_ENV_VAR, "").strip()
             if chosen and not any(e.name == chosen for e in self.models):
                 avail = sorted({e.name for e in ok})
-                raise ModelError(f"{DEFAULT_ENV_VAR}={chosen!r} names no installed model (available: {avail or 'none'})")
+                raise ModelError(
+                    f"{DEFAULT_ENV_VAR}={chosen!r} names no installed model (available: {avail or 'none'})"
+                )
             if name is None:
                 if not self.models:
                     raise ModelError(
@@ -270,7 +284,9 @@ class Registry:
                         "or a plugin registering one)"
                     )
                 if not ok:
-                    raise ModelError("no usable model is installed: " + "; ".join(str(e.error) for e in self.models))
+                    raise ModelError(
+                        "no usable model is installed: " + "; ".join(str(e.error) for e in self.models)
+                    )
                 raise ModelError(
                     f"no default model; choose one of {sorted({e.name for e in ok})} with name=..."
                 )
@@ -282,7 +298,11 @@ class Registry:
                 raise ModelError(f"model {name}: {e}") from None
             candidates = [e for e in candidates if e.version == version]
         if not candidates:
-            broken = [e for e in self.models if e.name == name and e.error and (version is None or e.version == version)]
+            broken = [
+                e
+                for e in self.models
+                if e.name == name and e.error and (version is None or e.version == version)
+            ]
             if broken:
                 raise ModelError(broken[-1].error or f"model {name} is broken")
             avail = sorted(f"{e.name} {e.version}" for e in ok)
@@ -294,7 +314,9 @@ class Registry:
         try:
             return self.writers[format_name]
         except KeyError:
-            raise PluginError(f"unknown output format {format_name!r} (available: {sorted(self.writers)})") from None
+            raise PluginError(
+                f"unknown output format {format_name!r} (available: {sorted(self.writers)})"
+            ) from None
 
 
 def _selected_names() -> set[str] | None:
@@ -342,7 +364,9 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
                     raise
                 info = PluginInfo(name=ep.name, version=_dist_version(ep), hooks=[])
                 reg.plugins.append(info)
-                reg._error(info, f"entry point {ep.name} = {ep.value} failed to load: {type(e).__name__}: {e}")
+                reg._error(
+                    info, f"entry point {ep.name} = {ep.value} failed to load: {type(e).__name__}: {e}"
+                )
                 continue
             reg.add_plugin(obj, ep.name, version=_dist_version(ep))
         if selected:
@@ -350,8 +374,11 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
             for missing in sorted(selected - set(installed)):
                 info = PluginInfo(name=missing, version=None, hooks=[])
                 reg.plugins.append(info)
-                reg._error(info, f"{ENV_VAR} names {missing!r}, but no such plugin is installed "
-                                 f"(installed: {installed or 'none'})")
+                reg._error(
+                    info,
+                    f"{ENV_VAR} names {missing!r}, but no such plugin is installed "
+                    f"(installed: {installed or 'none'})",
+                )
     for i, plugin in enumerate(extra_plugins):
         if isinstance(plugin, tuple):
             name, obj = plugin

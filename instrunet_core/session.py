@@ -29,8 +29,15 @@ from .registry import Registry, get_registry
 from .validate import DEFAULT_BATCH_SIZE  # windows per InferenceSession.run call
 from .verify import verify_artifact
 
-__all__ = ["ModelSession", "onnx_session", "ModelSpec", "resolve_artifact", "open_session", "DEFAULT_BATCH_SIZE",
-           "DEFAULT_INTRA_OP_THREADS"]
+__all__ = [
+    "ModelSession",
+    "onnx_session",
+    "ModelSpec",
+    "resolve_artifact",
+    "open_session",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_INTRA_OP_THREADS",
+]
 
 #: What names a model: a loaded session, a registered name, an artifact folder (or its
 #: ``manifest.json``), or ``None`` for the default model.
@@ -152,8 +159,11 @@ def onnx_session(
             raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
         # A GPU provider that is installed but cannot start (no device, driver or CUDA
         # libraries): fall back to the CPU, and say so.
-        warnings.warn(f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     try:
         return ort.InferenceSession(where, sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e2:  # noqa: BLE001
@@ -219,12 +229,17 @@ class ModelSession:
         wanted = _resolve_providers(providers)
         if not isinstance(spinning, bool):
             raise InputError(f"spinning must be True or False, got {spinning!r}")
-        self._session = onnx_session(onnx_path, providers=wanted, intra_op_threads=intra, inter_op_threads=inter,
-                                     spinning=spinning)
+        self._session = onnx_session(
+            onnx_path, providers=wanted, intra_op_threads=intra, inter_op_threads=inter, spinning=spinning
+        )
         # What onnxruntime actually uses (it drops providers that fail to initialise).
         self.providers: list[str] = list(self._session.get_providers())
-        self.session_options = {"intra_op_threads": intra, "inter_op_threads": inter, "spinning": spinning,
-                                "providers": list(wanted)}
+        self.session_options = {
+            "intra_op_threads": intra,
+            "inter_op_threads": inter,
+            "spinning": spinning,
+            "providers": list(wanted),
+        }
         self._check_io(where)
         self._input_name: str = m.input["name"]
         self._output_name: str = m.output["name"]
@@ -238,7 +253,9 @@ class ModelSession:
         i0 = inputs[0]
         out = next((o for o in outputs if o.name == m.output["name"]), None)
         if i0.name != m.input["name"]:
-            raise ModelError(f"{where}: ONNX input is named {i0.name!r}, the manifest says {m.input['name']!r}")
+            raise ModelError(
+                f"{where}: ONNX input is named {i0.name!r}, the manifest says {m.input['name']!r}"
+            )
         if out is None:
             raise ModelError(
                 f"{where}: ONNX outputs are {[o.name for o in outputs]}, the manifest says {m.output['name']!r}"
@@ -253,7 +270,9 @@ class ModelSession:
                     f"but the manifest lists {len(m.labels)} labels"
                 )
             if not _dims_match(shape, spec["shape"]):
-                raise ModelError(f"{where}: ONNX {what} shape {shape} disagrees with the manifest's {spec['shape']}")
+                raise ModelError(
+                    f"{where}: ONNX {what} shape {shape} disagrees with the manifest's {spec['shape']}"
+                )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -459,7 +478,16 @@ def open_session(
     if isinstance(spec, ModelSession):
         return spec
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
-        raise InputError(f"model must be a Model, a model name or an artifact folder, got {type(spec).__name__}")
+        raise InputError(
+            f"model must be a Model, a model name or an artifact folder, got {type(spec).__name__}"
+        )
     path, manifest = resolve_artifact(spec, registry=registry)
-    return ModelSession(path, providers=providers, threads=threads, intra_op_threads=intra_op_threads,
-                        inter_op_threads=inter_op_threads, spinning=spinning, manifest=manifest)
+    return ModelSession(
+        path,
+        providers=providers,
+        threads=threads,
+        intra_op_threads=intra_op_threads,
+        inter_op_threads=inter_op_threads,
+        spinning=spinning,
+        manifest=manifest,
+    )

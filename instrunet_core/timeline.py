@@ -17,7 +17,15 @@ import numpy as np
 from .errors import InputError
 from .manifest import DEFAULT_THRESHOLDS
 
-__all__ = ["Segment", "Instrument", "mask_silent", "moving_median", "build_timeline", "detect_instruments", "merge_ranges"]
+__all__ = [
+    "Segment",
+    "Instrument",
+    "mask_silent",
+    "moving_median",
+    "build_timeline",
+    "detect_instruments",
+    "merge_ranges",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +108,9 @@ def mask_silent(probabilities: np.ndarray, silent: np.ndarray) -> np.ndarray:
     -------
     np.ndarray [shape=(T, n_labels), dtype=float32]
     """
-    return np.where(np.asarray(silent, dtype=bool)[:, None], np.float32(0.0), probabilities).astype(np.float32)
+    return np.where(np.asarray(silent, dtype=bool)[:, None], np.float32(0.0), probabilities).astype(
+        np.float32
+    )
 
 
 def moving_median(p: np.ndarray, size: int) -> np.ndarray:
@@ -142,7 +152,11 @@ def merge_ranges(ranges: Sequence[tuple[float, float]], gap: float = 1e-6) -> li
 
 
 def build_timeline(
-    times: np.ndarray, probabilities: np.ndarray, rms_db: np.ndarray, silent: np.ndarray, labels: Sequence[str]
+    times: np.ndarray,
+    probabilities: np.ndarray,
+    rms_db: np.ndarray,
+    silent: np.ndarray,
+    labels: Sequence[str],
 ) -> list[Segment]:
     """One :class:`Segment` per window.
 

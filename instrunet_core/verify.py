@@ -129,8 +129,9 @@ def verify_artifact(
             f"{p / m.references}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
             f"top-1 agreement {agree:.2%}"
         )
-    return ArtifactCheck(path=p, manifest=m, sha256=digest, n_references=int(len(y)), max_abs_diff=diff,
-                         top1_agreement=agree)
+    return ArtifactCheck(
+        path=p, manifest=m, sha256=digest, n_references=int(len(y)), max_abs_diff=diff, top1_agreement=agree
+    )
 
 
 def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
@@ -139,9 +140,13 @@ def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             x, y = np.asarray(z["inputs"]), np.asarray(z["outputs"])
     except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"{path}: cannot read the references (need arrays 'inputs' and 'outputs'): {e}") from None
+        raise ModelError(
+            f"{path}: cannot read the references (need arrays 'inputs' and 'outputs'): {e}"
+        ) from None
     want = m.input["shape"][1:]
-    if x.ndim != len(want) + 1 or any(d is not None and d != s for d, s in zip(want, x.shape[1:], strict=True)):
+    if x.ndim != len(want) + 1 or any(
+        d is not None and d != s for d, s in zip(want, x.shape[1:], strict=True)
+    ):
         raise ModelError(f"{path}: inputs have shape {x.shape}, the manifest's input is {m.input['shape']}")
     if y.shape != (len(x), len(m.labels)):
         raise ModelError(f"{path}: outputs have shape {y.shape}, expected ({len(x)}, {len(m.labels)})")

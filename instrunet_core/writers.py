@@ -89,10 +89,15 @@ def write_csv(analysis: Any, path: str | os.PathLike[str]) -> None:
     w.writerow(["start", "end", "rms_db", "silent", *labels])
     for seg in d["timeline"]:
         probs = seg.get("probabilities") or {}
-        w.writerow([
-            seg["start"], seg["end"], seg.get("rms_db"), int(bool(seg.get("silent"))),
-            *[probs.get(lab, 0.0) for lab in labels],
-        ])
+        w.writerow(
+            [
+                seg["start"],
+                seg["end"],
+                seg.get("rms_db"),
+                int(bool(seg.get("silent"))),
+                *[probs.get(lab, 0.0) for lab in labels],
+            ]
+        )
     atomic_write_text(path, buf.getvalue())
 
 
@@ -121,8 +126,12 @@ def write_png(analysis: Any, path: str | os.PathLike[str]) -> None:
     probs = np.asarray(an.probabilities).T
     centers = an.times.mean(axis=1)
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
-    edges = np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
-    mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat")
+    edges = (
+        np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
+    )
+    mesh = ax.pcolormesh(
+        edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat"
+    )
     for ins in an.instruments:
         row = labels.index(ins.label)
         for a, b in ins.ranges:

@@ -54,7 +54,9 @@ def build_tiny_onnx(
             numpy_helper.from_array(np.array([1], dtype=np.int64), "ax"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="instrunet-tests")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="instrunet-tests"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
@@ -71,7 +73,12 @@ def make_manifest(model_dir: Path, **overrides: Any) -> dict[str, Any]:
         "task": "multilabel",
         "labels": labels,
         "input": {"name": "mel", "shape": [None, 128, 128, 1], "dtype": "float32", "layout": "NHWC"},
-        "output": {"name": "probabilities", "shape": [None, len(labels)], "dtype": "float32", "activation": "sigmoid"},
+        "output": {
+            "name": "probabilities",
+            "shape": [None, len(labels)],
+            "dtype": "float32",
+            "activation": "sigmoid",
+        },
         "front_end": DEFAULT_FRONT_END.to_dict(),
         "metrics": {"macro_f1": 0.5},
         "training_data": {"dataset": "synthetic"},
@@ -160,5 +167,7 @@ def installed_registry(monkeypatch: pytest.MonkeyPatch) -> plugins_mod.Registry:
     from instrunet_core import default_plugins
 
     monkeypatch.setattr(plugins_mod, "_entry_points", _REAL_ENTRY_POINTS)
-    monkeypatch.setattr(default_plugins, "MODELS_DIR", Path(default_plugins.__file__).resolve().parent.parent / "models")
+    monkeypatch.setattr(
+        default_plugins, "MODELS_DIR", Path(default_plugins.__file__).resolve().parent.parent / "models"
+    )
     return plugins_mod.get_registry(refresh=True)

@@ -31,9 +31,14 @@ def shipped_artifacts() -> list[Path]:
 
 ARTIFACTS = shipped_artifacts()
 PARAMS = [pytest.param(d, id=str(d.relative_to(ROOT))) for d in ARTIFACTS] or [
-    pytest.param(None, id="no-artifacts",
-                 marks=pytest.mark.skip(reason="no model artifacts shipped yet (none under instrunet_core/models "
-                                        "or plugins/*/src/**/models); export one with python -m export")),
+    pytest.param(
+        None,
+        id="no-artifacts",
+        marks=pytest.mark.skip(
+            reason="no model artifacts shipped yet (none under instrunet_core/models "
+            "or plugins/*/src/**/models); export one with python -m export"
+        ),
+    ),
 ]
 
 

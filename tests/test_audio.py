@@ -24,7 +24,12 @@ def _sig(sr: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "fmt,subtype,ext",
-    [("WAV", "PCM_16", "wav"), ("FLAC", "PCM_24", "flac"), ("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")],
+    [
+        ("WAV", "PCM_16", "wav"),
+        ("FLAC", "PCM_24", "flac"),
+        ("OGG", "VORBIS", "ogg"),
+        ("MP3", "MPEG_LAYER_III", "mp3"),
+    ],
 )
 def test_decode_formats(tmp_path: Path, fmt: str, subtype: str, ext: str) -> None:
     if fmt == "MP3" and not MP3_SUPPORTED:
@@ -174,8 +179,16 @@ def test_iter_blocks_array_resample_lengths() -> None:
 
 @pytest.mark.parametrize(
     "fmt,subtype",
-    [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"), ("WAV", "PCM_U8"), ("WAV", "FLOAT"),
-     ("FLAC", "PCM_16"), ("FLAC", "PCM_24"), ("FLAC", "PCM_S8")],
+    [
+        ("WAV", "PCM_16"),
+        ("WAV", "PCM_24"),
+        ("WAV", "PCM_32"),
+        ("WAV", "PCM_U8"),
+        ("WAV", "FLOAT"),
+        ("FLAC", "PCM_16"),
+        ("FLAC", "PCM_24"),
+        ("FLAC", "PCM_S8"),
+    ],
 )
 def test_integer_files_decode_exactly_as_libsndfile_floats(tmp_path: Path, fmt: str, subtype: str) -> None:
     """Integer files are read as integers (faster) and scaled by us: same samples as libsndfile's floats."""

@@ -77,7 +77,10 @@ def test_none_is_identity() -> None:
     assert z.dtype == np.float32 and z.tobytes() == y.tobytes()
     assert z is not y  # a copy: the caller's buffer is never modified
     y64 = y.astype(np.float64)
-    assert augment(y64, sr=SR, rng=np.random.default_rng(0), config=AugmentConfig.none()).tobytes() == y.tobytes()
+    assert (
+        augment(y64, sr=SR, rng=np.random.default_rng(0), config=AugmentConfig.none()).tobytes()
+        == y.tobytes()
+    )
 
 
 def test_input_not_modified() -> None:
@@ -110,8 +113,21 @@ def test_each_effect_runs_and_is_logged() -> None:
     for seed in range(8):
         _, log = augment_with_log(_note(seed), sr=SR, rng=np.random.default_rng(seed), config=ALL_ON)
         seen |= {e["effect"] for e in log}
-    assert seen == {"pitch", "offset", "reverb", "noise", "highpass", "lowpass", "peak_eq", "low_shelf",
-                    "high_shelf", "gain", "distortion", "compressor", "mp3"}
+    assert seen == {
+        "pitch",
+        "offset",
+        "reverb",
+        "noise",
+        "highpass",
+        "lowpass",
+        "peak_eq",
+        "low_shelf",
+        "high_shelf",
+        "gain",
+        "distortion",
+        "compressor",
+        "mp3",
+    }
 
 
 def test_noise_snr() -> None:
@@ -155,7 +171,9 @@ def test_feature_augment_deterministic_floor_and_peak() -> None:
     a = spec_augment(x0.copy(), np.random.default_rng(3), p_mask=1.0, p_eq=1.0, eq_db=12.0)
     b = spec_augment(x0.copy(), np.random.default_rng(3), p_mask=1.0, p_eq=1.0, eq_db=12.0)
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, spec_augment(x0.copy(), np.random.default_rng(4), p_mask=1.0, p_eq=1.0, eq_db=12.0))
+    assert not np.array_equal(
+        a, spec_augment(x0.copy(), np.random.default_rng(4), p_mask=1.0, p_eq=1.0, eq_db=12.0)
+    )
     assert a.dtype == np.float32 and a.min() >= 0.0 and a.max() <= 1.0
     assert not a[x0 == 0].any()  # the floor stays the floor: EQ never invents sound
     for xa in a:  # a masked band and a masked span in each window
@@ -166,7 +184,9 @@ def test_feature_augment_deterministic_floor_and_peak() -> None:
     np.testing.assert_allclose(e.max(axis=(1, 2)), 1.0, atol=1e-6)
     assert float(np.abs(e - x0).max()) <= 2 * 12.0 / 80 + 1e-6
     # probabilities 0: the identity
-    np.testing.assert_array_equal(spec_augment(x0.copy(), np.random.default_rng(6), p_mask=0.0, p_eq=0.0, eq_db=12.0), x0)
+    np.testing.assert_array_equal(
+        spec_augment(x0.copy(), np.random.default_rng(6), p_mask=0.0, p_eq=0.0, eq_db=12.0), x0
+    )
 
 
 def test_impulse_responses_convolve_and_log(tmp_path) -> None:

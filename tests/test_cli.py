@@ -52,12 +52,15 @@ def test_docs_show_current_help(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_version_subprocess() -> None:
-    r = subprocess.run([sys.executable, "-m", "instrunet_core.cli", "--version"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "instrunet_core.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and r.stdout.startswith("instrunet ")
 
 
-def test_classify_good_and_corrupt(tiny_registry, audio_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_classify_good_and_corrupt(
+    tiny_registry, audio_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good, bad = str(audio_dir / "good.wav"), str(audio_dir / "bad.wav")
     rc = main(["classify", bad, good])
     out, err = capsys.readouterr()
@@ -68,13 +71,29 @@ def test_classify_good_and_corrupt(tiny_registry, audio_dir: Path, capsys: pytes
 
 
 def test_classify_json_shape(tiny_registry, audio_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    paths = [str(audio_dir / "good.wav"), str(audio_dir / "missing.wav"), str(audio_dir / "sub" / "quiet.flac")]
+    paths = [
+        str(audio_dir / "good.wav"),
+        str(audio_dir / "missing.wav"),
+        str(audio_dir / "sub" / "quiet.flac"),
+    ]
     rc = main(["classify", "--json", "--model", "tiny", *paths])
     out = capsys.readouterr().out
     rows = json.loads(out)
     assert rc == 1 and [r["path"] for r in rows] == paths
-    assert set(rows[0]) == {"schema", "instrunet_version", "path", "model", "label", "confidence", "probabilities",
-                            "n_windows", "silent", "duration", "low_evidence", "sounding_seconds"}
+    assert set(rows[0]) == {
+        "schema",
+        "instrunet_version",
+        "path",
+        "model",
+        "label",
+        "confidence",
+        "probabilities",
+        "n_windows",
+        "silent",
+        "duration",
+        "low_evidence",
+        "sounding_seconds",
+    }
     assert rows[0]["label"] == "brass" and rows[0]["low_evidence"] is False
     assert rows[0]["schema"] == "instrunet.classification/1" and rows[0]["model"]["name"] == "tiny"
     assert set(rows[1]) == {"schema", "instrunet_version", "path", "model", "error"}
@@ -87,7 +106,9 @@ def test_classify_without_model(audio_dir: Path, capsys: pytest.CaptureFixture[s
     assert rc == 1 and "no model is installed" in capsys.readouterr().err
 
 
-def test_analyze_outputs(tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_outputs(
+    tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_json = tmp_path / "new" / "a.json"  # folders are created, as for `make demo`'s out/
     rc = main(["analyze", str(audio_dir / "good.wav"), "--json", str(out_json), "--hop", "1.0"])
     text = capsys.readouterr().out
@@ -112,11 +133,27 @@ def test_analyze_plot(tiny_registry, audio_dir: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the plot is the built-in png writer: also reachable as --format png; an .svg name gives SVG
     svg, png2 = tmp_path / "p.svg", tmp_path / "q.png"
-    assert main(["analyze", str(audio_dir / "good.wav"), "--plot", str(svg), "--format", "png", "--out", str(png2)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(audio_dir / "good.wav"),
+                "--plot",
+                str(svg),
+                "--format",
+                "png",
+                "--out",
+                str(png2),
+            ]
+        )
+        == 0
+    )
     assert b"<svg" in svg.read_bytes()[:500] and png2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_batch_resumable(tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_batch_resumable(
+    tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "results.jsonl"
     rc = main(["batch", str(audio_dir), "--out", str(out)])
     err = capsys.readouterr().err
@@ -135,11 +172,15 @@ def test_batch_resumable(tiny_registry, audio_dir: Path, tmp_path: Path, capsys:
     assert "2 already done, 2 to go" in err
 
 
-def test_models_and_plugins_listing(tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_and_plugins_listing(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["models", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["name"] == "tiny" and row["default"] is True and row["sha256_ok"] is True
-    assert row["labels"][0] == "brass" and row["task"] == "multilabel" and "parity" in row and "metrics" in row
+    assert (
+        row["labels"][0] == "brass" and row["task"] == "multilabel" and "parity" in row and "metrics" in row
+    )
     # corrupt the artifact: listed with its error, not a crash
     with open(Path(row["path"]) / "model.onnx", "ab") as f:
         f.write(b"x")
@@ -152,8 +193,9 @@ def test_models_and_plugins_listing(tiny_registry, tmp_path: Path, capsys: pytes
     assert any(r["name"] == "tiny-test" for r in rows)
 
 
-def test_models_check_replays_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_check_replays_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--check replays references.npz through onnxruntime; a stored output off by 0.01 fails it (exit 1)."""
     d = write_model_dir(tmp_path / "models", references="references.npz")
     x = (np.random.default_rng(0).random((4, 128, 128, 1)) * 0.04).astype(np.float16)
@@ -162,8 +204,9 @@ def test_models_check_replays_references(tmp_path: Path, monkeypatch: pytest.Mon
     z[:, 0] = 100.0 * mean - 2.0
     y = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
     np.savez(d / "references.npz", inputs=x, outputs=y)
-    monkeypatch.setattr(plugins_mod, "_REGISTRY",
-                        plugins_mod.build_registry(extra_plugins=[("tiny-test", ModelPlugin(d))]))
+    monkeypatch.setattr(
+        plugins_mod, "_REGISTRY", plugins_mod.build_registry(extra_plugins=[("tiny-test", ModelPlugin(d))])
+    )
     assert main(["models", "--check", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["sha256_ok"] is True and row["references"]["n"] == 4

@@ -221,7 +221,9 @@ def test_silence_is_unknown_without_nan(real_registry: plugins_mod.Registry) -> 
 
 @pytest.mark.training
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+@pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
 def test_export_features_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tensorflow")
     pytest.importorskip("tf2onnx")
@@ -233,16 +235,40 @@ def test_export_features_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     keras.utils.set_random_seed(0)
     n = len(FEATURE_NAMES)
-    model = keras.Sequential([keras.Input((n,), name="features"), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((n,), name="features"),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.save(tmp_path / "c.keras")
     x = np.random.default_rng(0).normal(size=(40, n)).astype(np.float32)
     np.savez(tmp_path / "inputs.npz", x=x, names=np.asarray(FEATURE_NAMES))
-    report = {"labels": list(clf_mod.CLASSES), "model": "condition", "version": "9.9.9",
-              "features_manifest": {"sample_rate": SR, "healthy_median": {"hnr_db": 25.0}}}
+    report = {
+        "labels": list(clf_mod.CLASSES),
+        "model": "condition",
+        "version": "9.9.9",
+        "features_manifest": {"sample_rate": SR, "healthy_median": {"hnr_db": 25.0}},
+    }
     (tmp_path / "metrics.json").write_text(json.dumps(report))
-    args = ["c.keras", "--name", "condition", "--version", "9.9.9", "--out", "out", "--features", "inputs.npz",
-            "--report", "metrics.json", "--n-parity", "40", "--n-references", "8"]
+    args = [
+        "c.keras",
+        "--name",
+        "condition",
+        "--version",
+        "9.9.9",
+        "--out",
+        "out",
+        "--features",
+        "inputs.npz",
+        "--report",
+        "metrics.json",
+        "--n-parity",
+        "40",
+        "--n-references",
+        "8",
+    ]
     monkeypatch.chdir(tmp_path)
     assert main(args) == 0
     folder = tmp_path / "out" / "condition" / "9.9.9"
@@ -269,8 +295,13 @@ def test_cli_json_through_the_installed_entry_point(tmp_path: Path) -> None:
     assert cmd, "the instrunet console script is not installed"
     env = {k: v for k, v in os.environ.items() if k != "INSTRUNET_PLUGINS"}
     out = tmp_path / "flute.json"
-    proc = subprocess.run([cmd, "analyze", str(EXAMPLES / "solo_flute.wav"), "--json", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [cmd, "analyze", str(EXAMPLES / "solo_flute.wav"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     c = json.loads(out.read_text())["extras"]["condition"]
     _check_verdict(c)

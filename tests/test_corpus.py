@@ -94,7 +94,12 @@ def test_wav_format_and_loader(small_corpus: Path) -> None:
     for split in SPLITS:
         for note in load_split(small_corpus / split):
             info = sf.info(note.path)
-            assert (info.samplerate, info.channels, info.subtype, info.frames) == (22050, 1, "PCM_16", n_expected)
+            assert (info.samplerate, info.channels, info.subtype, info.frames) == (
+                22050,
+                1,
+                "PCM_16",
+                n_expected,
+            )
             y = load_audio(note)
             assert y.dtype == np.float32 and y.shape == (n_expected,)
             assert 0.5 < float(np.abs(y).max()) <= corpus.PEAK + 1e-3
@@ -159,8 +164,22 @@ def test_spectrogram_figure(small_corpus: Path, tmp_path: Path) -> None:
     ex = pick_examples(load_split(small_corpus / "valid"), per_family=2, seed=0)
     assert set(ex) == set(FAMILIES) and all(len(v) == 2 for v in ex.values())
     assert all(len({n.instrument for n in v}) == 2 for v in ex.values())  # different instruments
-    assert figures_main(["--corpus", str(small_corpus), "--split", "train", "test", "--per-family", "2",
-                         "--out", str(tmp_path / "s.png")]) == 0
+    assert (
+        figures_main(
+            [
+                "--corpus",
+                str(small_corpus),
+                "--split",
+                "train",
+                "test",
+                "--per-family",
+                "2",
+                "--out",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
     for split in ("train", "test"):
         png = tmp_path / f"s_{split}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 400_000

@@ -35,12 +35,25 @@ def _tiny_corpus(root: Path) -> None:
     ex = {}
     for i, (fam, real) in enumerate([("reed", False), ("reed", True), ("guitar", False)]):
         name = f"{fam}_acoustic_{i:03d}-060-100"
-        sf.write(split / "audio" / f"{name}.wav", np.full(SR, 0.1 * (i + 1), np.float32), SR, subtype="PCM_16")
-        ex[name] = {"note": i, "note_str": name, "instrument": i, "instrument_str": name[:-8], "pitch": 60,
-                    "velocity": 100, "sample_rate": SR, "qualities": [0] * 10, "qualities_str": [],
-                    "instrument_family": FAMILY_NAMES.index(fam),
-                    "instrument_family_str": fam, "instrument_source": 0, "instrument_source_str": "acoustic",
-                    **({"library": "lib"} if real else {})}
+        sf.write(
+            split / "audio" / f"{name}.wav", np.full(SR, 0.1 * (i + 1), np.float32), SR, subtype="PCM_16"
+        )
+        ex[name] = {
+            "note": i,
+            "note_str": name,
+            "instrument": i,
+            "instrument_str": name[:-8],
+            "pitch": 60,
+            "velocity": 100,
+            "sample_rate": SR,
+            "qualities": [0] * 10,
+            "qualities_str": [],
+            "instrument_family": FAMILY_NAMES.index(fam),
+            "instrument_family_str": fam,
+            "instrument_source": 0,
+            "instrument_source_str": "acoustic",
+            **({"library": "lib"} if real else {}),
+        }
     (split / "examples.json").write_text(json.dumps(ex))
 
 
@@ -51,7 +64,9 @@ def test_real_prob_draws_the_real_library(tmp_path: Path) -> None:
     reed = FAMILIES.index("reed")
 
     def real_share(p: float) -> float:
-        _, Y, names = make_examples(notes, ExampleSpec("train", 400, 0, real_prob=p), workers=1, progress=False)
+        _, Y, names = make_examples(
+            notes, ExampleSpec("train", 400, 0, real_prob=p), workers=1, progress=False
+        )
         picked = [nm[0] for nm, y in zip(names, Y, strict=True) if y[reed]]
         return sum(nm.startswith("reed_acoustic_001") for nm in picked) / len(picked)
 

@@ -58,8 +58,15 @@ def test_docs_have_snippets() -> None:
 @pytest.mark.parametrize("doc", [p for p in DOCS if SNIPPET.search(p.read_text())], ids=lambda p: p.name)
 def test_snippets_run(doc: Path) -> None:
     snippets = [(code, sorted(_imports(code))) for code in SNIPPET.findall(doc.read_text())]
-    r = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps(snippets), capture_output=True,
-                       text=True, cwd=ROOT, timeout=300, env=_env())
+    r = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps(snippets),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=_env(),
+    )
     assert "@@REPORT@@" in r.stdout, r.stderr[-3000:]
     report = json.loads(r.stdout.split("@@REPORT@@")[-1])
     for entry in report:
@@ -67,8 +74,10 @@ def test_snippets_run(doc: Path) -> None:
     assert len(report) == len(snippets)
     skipped = [e for e in report if "skipped" in e]
     if skipped:
-        pytest.skip(f"{doc.name}: snippets {[e['i'] + 1 for e in skipped]} need "
-                    f"{sorted({m for e in skipped for m in e['skipped']})}, not installed here")
+        pytest.skip(
+            f"{doc.name}: snippets {[e['i'] + 1 for e in skipped]} need "
+            f"{sorted({m for e in skipped for m in e['skipped']})}, not installed here"
+        )
 
 
 def _env() -> dict[str, str]:

@@ -24,21 +24,50 @@ def _dev_corpus(root: Path) -> None:
     for i, (fam, lib, seconds) in enumerate(clips):
         name = f"{fam}_acoustic_{i:03d}-060-100"
         t = np.arange(int(seconds * SR)) / SR
-        sf.write(split / "audio" / f"{name}.wav", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR,
-                 subtype="PCM_16")
-        ex[name] = {"note": i, "note_str": name, "instrument": i, "instrument_str": name[:-8], "pitch": 60,
-                    "velocity": 100, "sample_rate": SR, "qualities": [0] * 10, "qualities_str": [],
-                    "instrument_family": FAMILY_NAMES.index(fam), "instrument_family_str": fam,
-                    "instrument_source": 0, "instrument_source_str": "acoustic", "library": lib,
-                    "clip": "note", "duration_s": seconds}
+        sf.write(
+            split / "audio" / f"{name}.wav",
+            (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+            SR,
+            subtype="PCM_16",
+        )
+        ex[name] = {
+            "note": i,
+            "note_str": name,
+            "instrument": i,
+            "instrument_str": name[:-8],
+            "pitch": 60,
+            "velocity": 100,
+            "sample_rate": SR,
+            "qualities": [0] * 10,
+            "qualities_str": [],
+            "instrument_family": FAMILY_NAMES.index(fam),
+            "instrument_family_str": fam,
+            "instrument_source": 0,
+            "instrument_source_str": "acoustic",
+            "library": lib,
+            "clip": "note",
+            "duration_s": seconds,
+        }
     (split / "examples.json").write_text(json.dumps(ex))
 
 
 def test_artifact_scored_per_family_source_and_length(tmp_path: Path, tiny_model_dir: Path) -> None:
     _dev_corpus(tmp_path / "corpus")
     out = tmp_path / "dev.json"
-    assert main([str(tiny_model_dir), "--corpus", str(tmp_path / "corpus"), "--out", str(out),
-                 "--cache", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                str(tiny_model_dir),
+                "--corpus",
+                str(tmp_path / "corpus"),
+                "--out",
+                str(out),
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     d = json.loads(out.read_text())["dev"]
     assert d["n_single"] == 3
     assert d["per_family_recall"]["brass"] == 1.0 and d["per_family_recall"]["reed"] == 0.0
@@ -48,7 +77,12 @@ def test_artifact_scored_per_family_source_and_length(tmp_path: Path, tiny_model
     assert d["single"]["accuracy"] == pytest.approx(2 / 3)
 
 
-def test_no_dev_split_is_a_clear_error(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_dev_split_is_a_clear_error(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "corpus").mkdir()
-    assert main([str(tiny_model_dir), "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "x.json")]) == 2
+    assert (
+        main([str(tiny_model_dir), "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "x.json")])
+        == 2
+    )
     assert "no dev split" in capsys.readouterr().err

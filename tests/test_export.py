@@ -31,7 +31,9 @@ pytestmark = [
     pytest.mark.training,
     pytest.mark.slow,
     # Keras's own convert_to_numpy on TF tensors (third-party, harmless)
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    ),
 ]
 
 EPOCH = "1700000000"  # 2023-11-14T22:13:20Z
@@ -58,7 +60,9 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = corpus.default_cache() / "soundfonts" / "root"
     if not all((Path("/") / f.path).is_file() or (root / f.path).is_file() for f in corpus.SOUNDFONTS):
-        pytest.skip("the Debian SoundFonts are neither installed nor in the cache (building would need the network)")
+        pytest.skip(
+            "the Debian SoundFonts are neither installed nor in the cache (building would need the network)"
+        )
     out = tmp_path_factory.mktemp("corpus")
     assert corpus.main(["build", "--out", str(out), "--limit", "2", "--workers", "1", "--no-progress"]) == 0
     return out
@@ -72,23 +76,53 @@ def tiny_keras(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("report") / "metrics.json"
-    p.write_text(json.dumps({
-        "model": "tiny", "version": "0.1.0", "task": "multilabel", "labels": list(FAMILIES), "parameters": 76,
-        "thresholds": {f: 0.4 for f in FAMILIES},
-        "valid": {"n_single": 16, "single": {"accuracy": 0.25}, "mixture": {"micro_f1": float("nan")}}, "test": {"n_single": 16, "single": {"accuracy": 0.2}},
-        "corpus": {"counts": {"train": {"brass": {"notes": 2, "instruments": 2}}}, "soundfonts": ["fluidr3"]},
-        "config": {"seed": 1, "n_train": 100, "corpus": "nowhere"},
-    }))
+    p.write_text(
+        json.dumps(
+            {
+                "model": "tiny",
+                "version": "0.1.0",
+                "task": "multilabel",
+                "labels": list(FAMILIES),
+                "parameters": 76,
+                "thresholds": {f: 0.4 for f in FAMILIES},
+                "valid": {
+                    "n_single": 16,
+                    "single": {"accuracy": 0.25},
+                    "mixture": {"micro_f1": float("nan")},
+                },
+                "test": {"n_single": 16, "single": {"accuracy": 0.2}},
+                "corpus": {
+                    "counts": {"train": {"brass": {"notes": 2, "instruments": 2}}},
+                    "soundfonts": ["fluidr3"],
+                },
+                "config": {"seed": 1, "n_train": 100, "corpus": "nowhere"},
+            }
+        )
+    )
     return p
 
 
 def _args(model: Path, out: Path, corpus: Path, *extra: str) -> list[str]:
-    return [str(model), "--name", "tiny", "--version", "0.1.0", "--out", str(out), "--corpus", str(corpus),
-            "--split", "valid", *extra]
+    return [
+        str(model),
+        "--name",
+        "tiny",
+        "--version",
+        "0.1.0",
+        "--out",
+        str(out),
+        "--corpus",
+        str(corpus),
+        "--split",
+        "valid",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
-def exported(tiny_keras: Path, tiny_corpus: Path, report: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported(
+    tiny_keras: Path, tiny_corpus: Path, report: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("export")
     mp = pytest.MonkeyPatch()
     mp.setenv("SOURCE_DATE_EPOCH", EPOCH)
@@ -101,7 +135,10 @@ def exported(tiny_keras: Path, tiny_corpus: Path, report: Path, tmp_path_factory
 
 def test_artifact_files_and_manifest(exported: Path) -> None:
     assert sorted(p.name for p in exported.iterdir()) == ["manifest.json", "model.onnx", "references.npz"]
-    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")], (
+        "temporary folders left behind"
+    )
+
     def no_nan(c: str) -> None:
         raise AssertionError(f"non-standard JSON constant {c}")
 
@@ -120,7 +157,9 @@ def test_artifact_files_and_manifest(exported: Path) -> None:
     assert man.metrics["valid"]["mixture"]["micro_f1"] is None  # NaN in the report → null
     assert man.training_data["sources"] == ["fluidr3"] and man.training_data["soundfonts"]
     assert set(man.exporter) >= {"tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime", "opset"}
-    assert man.parity["n"] >= 200 and man.parity["max_abs_diff"] <= 1e-4 and man.parity["top1_agreement"] == 1.0
+    assert (
+        man.parity["n"] >= 200 and man.parity["max_abs_diff"] <= 1e-4 and man.parity["top1_agreement"] == 1.0
+    )
     assert man.references == "references.npz" and man.license == "MIT"
 
 
@@ -142,7 +181,9 @@ def test_references_reproduce_in_onnxruntime(exported: Path, tiny_keras: Path) -
         x, y = z["inputs"], z["outputs"]
     assert x.dtype == np.float16 and x.shape == (24, 128, 128, 1)
     assert y.dtype == np.float32 and y.shape == (24, 8)
-    assert 0.0 <= x.min() and x.max() <= 1.0 and x.astype(np.float32).std() > 0  # real log-mel windows, not zeros
+    assert (
+        0.0 <= x.min() and x.max() <= 1.0 and x.astype(np.float32).std() > 0
+    )  # real log-mel windows, not zeros
     sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
     out = sess.run(None, {"mel": x.astype(np.float32)})[0]
     assert np.abs(out - y).max() <= 1e-4
@@ -153,8 +194,14 @@ def test_references_reproduce_in_onnxruntime(exported: Path, tiny_keras: Path) -
     assert res["sha256_ok"] and res["n"] == 24 and res["top1_agreement"] == 1.0
 
 
-def test_reexport_is_byte_identical(exported: Path, tiny_keras: Path, tiny_corpus: Path, report: Path,
-                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reexport_is_byte_identical(
+    exported: Path,
+    tiny_keras: Path,
+    tiny_corpus: Path,
+    report: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Same .keras, same tool versions, same SOURCE_DATE_EPOCH → identical files (same process, too)."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     assert main(_args(tiny_keras, tmp_path, tiny_corpus, "--report", str(report))) == 0
@@ -176,7 +223,10 @@ def test_canonicalize_only_renames(tiny_keras: Path) -> None:
 
 
 def test_parity_failure_exits_nonzero_and_writes_nothing(
-    tiny_keras: Path, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_keras: Path,
+    tiny_corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     real = convert.onnx_predict
@@ -189,7 +239,10 @@ def test_parity_failure_exits_nonzero_and_writes_nothing(
 
 
 def test_refuses_existing_version_and_wrong_task(
-    exported: Path, tiny_keras: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture[str],
+    exported: Path,
+    tiny_keras: Path,
+    tiny_corpus: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     before = (exported / "model.onnx").read_bytes()
     assert main(_args(tiny_keras, exported.parent.parent, tiny_corpus)) == 1
@@ -201,12 +254,25 @@ def test_refuses_existing_version_and_wrong_task(
     assert not out.exists()
 
 
-def test_softmax_model_is_multiclass_and_quantizes(tiny_corpus: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_softmax_model_is_multiclass_and_quantizes(
+    tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
     out = tmp_path / "out"
-    args = [str(model), "--name", "soft", "--version", "1.2.3", "--out", str(out), "--corpus", str(tiny_corpus),
-            "--n-references", "8", "--quantize"]
+    args = [
+        str(model),
+        "--name",
+        "soft",
+        "--version",
+        "1.2.3",
+        "--out",
+        str(out),
+        "--corpus",
+        str(tiny_corpus),
+        "--n-references",
+        "8",
+        "--quantize",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "int8: accuracy" in printed and "points" in printed and "latency" in printed
@@ -219,7 +285,10 @@ def test_softmax_model_is_multiclass_and_quantizes(tiny_corpus: Path, tmp_path: 
 
 
 def test_int8_failure_rolls_back_the_float_artifact(
-    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tiny_corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """All or nothing: when the int8 folder fails its check, the float folder written a moment
     before is removed again (and its NAME/ folder, now empty)."""
@@ -236,8 +305,22 @@ def test_int8_failure_rolls_back_the_float_artifact(
     monkeypatch.setattr(pipeline, "check_artifact", failing)
     model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
     out = tmp_path / "out"
-    args = [str(model), "--name", "soft", "--version", "1.2.3", "--out", str(out), "--corpus", str(tiny_corpus),
-            "--n-parity", "16", "--n-references", "4", "--quantize"]
+    args = [
+        str(model),
+        "--name",
+        "soft",
+        "--version",
+        "1.2.3",
+        "--out",
+        str(out),
+        "--corpus",
+        str(tiny_corpus),
+        "--n-parity",
+        "16",
+        "--n-references",
+        "4",
+        "--quantize",
+    ]
     assert main(args) == 1
     assert "injected failure" in capsys.readouterr().err
     assert not (out / "soft").exists() and not (out / "soft-int8" / "1.2.3").exists()

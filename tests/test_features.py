@@ -24,8 +24,16 @@ SR = FE.sample_rate
 def _reference(y: np.ndarray, fe: FrontEnd = FE) -> np.ndarray:
     """librosa's melspectrogram + power_to_db(ref=np.max), scaled to [0, 1] the same way."""
     S = librosa.feature.melspectrogram(
-        y=y.astype(np.float64), sr=fe.sample_rate, n_fft=fe.n_fft, hop_length=fe.hop_length, n_mels=fe.n_mels,
-        fmin=fe.fmin, fmax=fe.fmax, center=True, pad_mode="constant", power=2.0,
+        y=y.astype(np.float64),
+        sr=fe.sample_rate,
+        n_fft=fe.n_fft,
+        hop_length=fe.hop_length,
+        n_mels=fe.n_mels,
+        fmin=fe.fmin,
+        fmax=fe.fmax,
+        center=True,
+        pad_mode="constant",
+        power=2.0,
     )
     db = librosa.power_to_db(S, ref=np.max, top_db=fe.top_db)
     return ((db + fe.top_db) / fe.top_db).astype(np.float32)
@@ -129,14 +137,19 @@ def test_front_end_round_trip_and_validation() -> None:
         FrontEnd.from_dict({**d, "normalization": "minmax"})
 
 
-@pytest.mark.parametrize("fe", [FE, FrontEnd(n_mels=64, fmin=50.0, fmax=8000.0), FrontEnd(n_fft=1024, n_mels=40)],
-                         ids=["default", "64-bands-50-8000Hz", "1024-fft-40-bands"])
+@pytest.mark.parametrize(
+    "fe",
+    [FE, FrontEnd(n_mels=64, fmin=50.0, fmax=8000.0), FrontEnd(n_fft=1024, n_mels=40)],
+    ids=["default", "64-bands-50-8000Hz", "1024-fft-40-bands"],
+)
 def test_banded_mel_projection_equals_the_dense_product(fe: FrontEnd) -> None:
     from instrunet_core.features import _power_mel
 
     rng = np.random.default_rng(3)
     frames = rng.standard_normal((37, fe.n_fft)).astype(np.float32)
     got = _power_mel(frames, fe)  # [n_mels, 37], projected band block by band block
-    spec = np.fft.rfft(frames.astype(np.float64) * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(fe.n_fft) / fe.n_fft)))
+    spec = np.fft.rfft(
+        frames.astype(np.float64) * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(fe.n_fft) / fe.n_fft))
+    )
     dense = (np.abs(spec) ** 2) @ mel_filterbank(fe).T.astype(np.float64)
     np.testing.assert_allclose(got, dense.T, rtol=1e-5, atol=1e-6 * dense.max())

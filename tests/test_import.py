@@ -38,7 +38,19 @@ def test_no_tensorflow_or_keras(tiny_model_dir: Path) -> None:
 
 
 def test_public_api() -> None:
-    for name in ("load_model", "analyze", "Model", "Prediction", "Analysis", "FrontEnd", "FAMILIES", "hookimpl",
-                 "errors", "list_models", "get_registry", "__version__"):
+    for name in (
+        "load_model",
+        "analyze",
+        "Model",
+        "Prediction",
+        "Analysis",
+        "FrontEnd",
+        "FAMILIES",
+        "hookimpl",
+        "errors",
+        "list_models",
+        "get_registry",
+        "__version__",
+    ):
         assert name in instrunet_core.__all__ and hasattr(instrunet_core, name)
     assert isinstance(instrunet_core.__version__, str) and instrunet_core.__version__

@@ -86,7 +86,9 @@ def test_shared_frames_equal_the_per_window_front_end(source: str, request: pyte
     y = load_audio(path)  # the same resampler (soxr HQ stream), 22,050 Hz mono
     starts = [int(round(w.start * SR)) for w in wins]
     assert starts == [k * 65 * 512 for k in range(len(wins))]  # hop 1.5 s snapped to 65 frames
-    ref = batch_features(np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts]))
+    ref = batch_features(
+        np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts])
+    )
     assert feats.shape == ref.shape == (len(wins), 128, 128)
     assert np.abs(feats - ref).max() < 1e-4  # features parity tolerance (as tests/test_features.py)
     # windows batched: at most 4 per session run, fewer runs than windows
@@ -233,13 +235,19 @@ def _module_imports(path: Path, package: str) -> set[str]:
             continue
         if isinstance(node, ast.ImportFrom):
             base = pkg_parts[: len(pkg_parts) - node.level + 1] if node.level else []
-            target = ".".join([*base, node.module] if node.module else base) if node.level else (node.module or "")
+            target = (
+                ".".join([*base, node.module] if node.module else base) if node.level else (node.module or "")
+            )
             if not target.startswith(package):
                 continue
             for alias in node.names:
                 sub = f"{target}.{alias.name}"
-                out.add(sub if (ROOT / (sub.replace(".", "/") + ".py")).exists()
-                        or (ROOT / sub.replace(".", "/")).is_dir() else target)
+                out.add(
+                    sub
+                    if (ROOT / (sub.replace(".", "/") + ".py")).exists()
+                    or (ROOT / sub.replace(".", "/")).is_dir()
+                    else target
+                )
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith(package)}
     out.discard(mod)
@@ -260,7 +268,7 @@ def test_no_import_cycle_in_the_core() -> None:
         state[m] = 1
         for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(n):], n]))
+                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(n) :], n]))
             if n not in state:
                 visit(n, [*path, n])
         state[m] = 2
@@ -337,7 +345,9 @@ def test_any_hop_keeps_front_end_parity(hop: float) -> None:
     step = int(round(clf.hop_seconds * SR))
     starts = [int(round(w.start * SR)) for w in wins]
     assert starts == [k * step for k in range(len(wins))]
-    ref = batch_features(np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts]))
+    ref = batch_features(
+        np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts])
+    )
     assert np.abs(np.concatenate(rec.seen) - ref).max() < 1e-4
     assert wins[-1].end == pytest.approx(len(y) / SR)  # the padded last window reaches the end
 
@@ -349,7 +359,9 @@ def test_cli_model_path_and_low_evidence(tmp_path: Path, capsys: pytest.CaptureF
 
     short = tmp_path / "blip.wav"
     sf.write(short, tone(0.1, 44100), 44100)
-    rc = main(["classify", "--json", "--model", str(FAMILY_DIR), str(EXAMPLES / "solo_flute.wav"), str(short)])
+    rc = main(
+        ["classify", "--json", "--model", str(FAMILY_DIR), str(EXAMPLES / "solo_flute.wav"), str(short)]
+    )
     rows = json.loads(capsys.readouterr().out)
     assert rc == 0 and rows[0]["label"] == "flute" and rows[0]["low_evidence"] is False
     assert rows[1]["low_evidence"] is True and rows[1]["sounding_seconds"] < 1.0

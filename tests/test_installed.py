@@ -59,7 +59,11 @@ def test_models_json_lists_checked_artifacts() -> None:
     assert models["family"]["default"] is True
     for m in models.values():
         assert m["labels"] == list(FAMILIES)
-        onnx = Path(m["path"]) / "model.onnx" if Path(m["path"]).is_dir() else Path(m["path"]).parent / "model.onnx"
+        onnx = (
+            Path(m["path"]) / "model.onnx"
+            if Path(m["path"]).is_dir()
+            else Path(m["path"]).parent / "model.onnx"
+        )
         assert m["sha256"] == hashlib.sha256(onnx.read_bytes()).hexdigest()
         assert m["sha256_ok"] is True
         assert m["parity"]["n"] >= 200 and m["parity"]["max_abs_diff"] <= 1e-4

@@ -70,14 +70,22 @@ def test_sha_mismatch_refused(tiny_model_dir: Path) -> None:
 
 def test_label_count_mismatch_refused(tiny_model_dir: Path) -> None:
     labels = ["a", "b", "c"]
-    _rewrite(tiny_model_dir, labels=labels,
-             output={"name": "probabilities", "shape": [None, 3], "dtype": "float32", "activation": "sigmoid"})
-    with pytest.raises(ModelError, match=r"model\.onnx: ONNX output has 8 classes .* manifest lists 3 labels"):
+    _rewrite(
+        tiny_model_dir,
+        labels=labels,
+        output={"name": "probabilities", "shape": [None, 3], "dtype": "float32", "activation": "sigmoid"},
+    )
+    with pytest.raises(
+        ModelError, match=r"model\.onnx: ONNX output has 8 classes .* manifest lists 3 labels"
+    ):
         Model(tiny_model_dir)
 
 
 def test_io_name_mismatch_refused(tiny_model_dir: Path) -> None:
-    _rewrite(tiny_model_dir, input={"name": "x", "shape": [None, 128, 128, 1], "dtype": "float32", "layout": "NHWC"})
+    _rewrite(
+        tiny_model_dir,
+        input={"name": "x", "shape": [None, 128, 128, 1], "dtype": "float32", "layout": "NHWC"},
+    )
     with pytest.raises(ModelError, match="ONNX input is named 'mel', the manifest says 'x'"):
         Model(tiny_model_dir)
 
@@ -94,7 +102,9 @@ def test_onnx_shape_mismatch_refused(tmp_path: Path) -> None:
     data["front_end"] = {**data["front_end"], "n_mels": 64}
     data["input"]["shape"] = [None, 64, 128, 1]
     (d / "manifest.json").write_text(json.dumps(seal_manifest(data)))
-    with pytest.raises(ModelError, match=r"ONNX input shape .* disagrees with the manifest's \[None, 64, 128, 1\]"):
+    with pytest.raises(
+        ModelError, match=r"ONNX input shape .* disagrees with the manifest's \[None, 64, 128, 1\]"
+    ):
         Model(d)
 
 

@@ -79,12 +79,21 @@ def test_filters_can_be_widened(split: Path) -> None:
     acoustic_all = load_split(split, families=None)
     assert {n.family_str for n in acoustic_all} == {"guitar", "vocal", "brass", "bass"}
     electronic = load_split(split, families=None, sources=("electronic",))
-    assert {n.note_str for n in electronic} == {"guitar_electronic_004-060-100", "organ_electronic_005-060-050"}
+    assert {n.note_str for n in electronic} == {
+        "guitar_electronic_004-060-100",
+        "organ_electronic_005-060-050",
+    }
 
 
 def test_note_fields(split: Path) -> None:
     (n,) = [n for n in load_split(split) if n.family_str == "vocal"]
-    assert (n.instrument, n.instrument_str, n.pitch, n.velocity, n.note) == (7, "vocal_acoustic_007", 64, 75, 1)
+    assert (n.instrument, n.instrument_str, n.pitch, n.velocity, n.note) == (
+        7,
+        "vocal_acoustic_007",
+        64,
+        75,
+        1,
+    )
     assert n.family == FAMILY_NAMES.index("vocal") and n.label == FAMILIES.index("vocal")
     assert n.qualities == (0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
 

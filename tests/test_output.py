@@ -28,13 +28,12 @@ def _validator(name: str) -> Any:
     from referencing import Registry, Resource
 
     docs = {p.name: json.loads(p.read_text()) for p in SCHEMA_DIR.glob("*.json")}
-    registry = Registry().with_resources(
-        (d["$id"], Resource.from_contents(d)) for d in docs.values()
-    )
+    registry = Registry().with_resources((d["$id"], Resource.from_contents(d)) for d in docs.values())
     schema = docs[name]
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, registry=registry,
-                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return jsonschema.Draft202012Validator(
+        schema, registry=registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def _valid(name: str, doc: Any) -> None:
@@ -57,7 +56,9 @@ def test_schemas_are_valid_json_schema() -> None:
         jsonschema.Draft202012Validator.check_schema(json.loads(p.read_text()))
 
 
-def test_classify_json_validates(tiny_registry, files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_classify_json_validates(
+    tiny_registry, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     main(["classify", "--json", *map(str, files.values())])
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3 and sum("error" in r for r in rows) == 1
@@ -65,8 +66,11 @@ def test_classify_json_validates(tiny_registry, files: dict[str, Path], capsys: 
         _valid("classification.json", r)
         assert r["schema"] == CLASSIFICATION_SCHEMA and r["instrunet_version"] == __version__
         # required fields, plus the optional input kind and provider of a loaded session
-        assert {"name", "version", "sha256", "task"} <= set(r["model"]) <= {"name", "version", "sha256", "task",
-                                                                          "input", "provider"}
+        assert (
+            {"name", "version", "sha256", "task"}
+            <= set(r["model"])
+            <= {"name", "version", "sha256", "task", "input", "provider"}
+        )
 
 
 def test_batch_lines_validate(tiny_registry, files: dict[str, Path], tmp_path: Path) -> None:
@@ -78,22 +82,27 @@ def test_batch_lines_validate(tiny_registry, files: dict[str, Path], tmp_path: P
         _valid("classification.json", json.loads(line))
 
 
-def test_analyze_json_validates(tiny_registry, files: dict[str, Path], tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_json_validates(
+    tiny_registry, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for f in (files["tone"], files["quiet"]):
         assert main(["analyze", str(f), "--json", "-"]) == 0
         doc = json.loads(capsys.readouterr().out)
         _valid("analysis.json", doc)
         assert doc["schema"] == ANALYSIS_SCHEMA and doc["model"]["name"] == "tiny"
     # from the API too, with an analyzer's extras (an open object)
-    tiny_registry.analyzers["peak"] = lambda ctx: {"peak": float(np.abs(ctx.audio()).max()), "nested": {"a": [1]}}
+    tiny_registry.analyzers["peak"] = lambda ctx: {
+        "peak": float(np.abs(ctx.audio()).max()),
+        "nested": {"a": [1]},
+    }
     an = analyze(tone(3.0), SR, model="tiny", registry=tiny_registry)
     _valid("analysis.json", an.to_dict())
     assert an.to_dict()["extras"]["peak"]["nested"] == {"a": [1]}
 
 
-def test_model_field_has_one_shape(tiny_registry, files: dict[str, Path], tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_field_has_one_shape(
+    tiny_registry, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     main(["classify", "--json", str(files["tone"])])
     (c,) = json.loads(capsys.readouterr().out)
     main(["analyze", str(files["tone"]), "--json", "-"])
@@ -106,11 +115,21 @@ def test_model_field_has_one_shape(tiny_registry, files: dict[str, Path], tmp_pa
 
 def test_a_record_that_breaks_the_contract_is_caught() -> None:
     with pytest.raises(AssertionError):
-        _valid("classification.json", {"schema": CLASSIFICATION_SCHEMA, "instrunet_version": "1", "path": "x",
-                                       "label": "brass"})  # no model, confidence...
+        _valid(
+            "classification.json",
+            {"schema": CLASSIFICATION_SCHEMA, "instrunet_version": "1", "path": "x", "label": "brass"},
+        )  # no model, confidence...
     with pytest.raises(AssertionError):
-        _valid("classification.json", {"schema": CLASSIFICATION_SCHEMA, "instrunet_version": "1", "path": "x",
-                                       "error": "x: bad", "label": "brass"})
+        _valid(
+            "classification.json",
+            {
+                "schema": CLASSIFICATION_SCHEMA,
+                "instrunet_version": "1",
+                "path": "x",
+                "error": "x: bad",
+                "label": "brass",
+            },
+        )
 
 
 def test_csv_writer(tiny_registry, files: dict[str, Path], tmp_path: Path) -> None:

@@ -67,7 +67,9 @@ def chains() -> dict[str, Pedalboard]:
     """Distinct signatures: the flute chain cuts lows and level, the string chain compresses, adds reverb and +18 dB."""
     return {
         "flute": Pedalboard([HighpassFilter(cutoff_frequency_hz=1500.0), Gain(gain_db=-12.0)]),
-        "string": Pedalboard([Compressor(threshold_db=-24.0, ratio=4.0), Reverb(room_size=0.4), Gain(gain_db=18.0)]),
+        "string": Pedalboard(
+            [Compressor(threshold_db=-24.0, ratio=4.0), Reverb(room_size=0.4), Gain(gain_db=18.0)]
+        ),
     }
 
 
@@ -81,7 +83,9 @@ def streamed(proc, audio: np.ndarray, sr: int, block: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("sr", RATES)
 def test_tagger_after_a_chain_returns_its_input_bit_identical(fluidr3: Path, model, sr: int) -> None:
     x = flute_then_strings(fluidr3, sr)
-    board = Pedalboard([Compressor(threshold_db=-20.0), HighpassFilter(100.0), Reverb(room_size=0.3), Gain(-3.0)])
+    board = Pedalboard(
+        [Compressor(threshold_db=-20.0), HighpassFilter(100.0), Reverb(room_size=0.3), Gain(-3.0)]
+    )
     y = board(x, sr)
     before = y.copy()
     tagger = Tagger(model)
@@ -91,13 +95,13 @@ def test_tagger_after_a_chain_returns_its_input_bit_identical(fluidr3: Path, mod
     found = {i.label: i.ranges for i in tagger.instruments}
     assert "flute" in found and "string" in found, found
     assert found["flute"][0][0] == 0.0 and found["flute"][-1][1] <= SWITCH + 1.5
-    assert found["string"][0][0] >= SWITCH - 3.0 and found["string"][-1][1] == pytest.approx(SECONDS, abs=1e-3)
+    assert found["string"][0][0] >= SWITCH - 3.0 and found["string"][-1][1] == pytest.approx(
+        SECONDS, abs=1e-3
+    )
     assert tagger.analysis.duration == pytest.approx(SECONDS, abs=1e-3)
 
 
-@pytest.mark.parametrize(
-    "layout", ["channels_first", "channels_last", "mono", "int16", "float64"]
-)
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last", "mono", "int16", "float64"])
 def test_tagger_keeps_every_layout_and_dtype(fluidr3: Path, model, layout: str) -> None:
     x = flute_then_strings(fluidr3, 22050)
     a = {
@@ -186,6 +190,7 @@ def test_router_applies_each_instruments_chain_to_its_region(fluidr3: Path, mode
     # in each region the output is that chain's output, sample for sample ...
     np.testing.assert_allclose(y[:, fl], refs["flute"][:, fl], atol=1e-6)
     np.testing.assert_allclose(y[:, st], refs["string"][:, st], atol=1e-6)
+
     # ... which carries its signature: the flute chain is quieter, the string chain louder
     def rms(a: np.ndarray) -> float:
         return float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
@@ -202,9 +207,12 @@ def test_router_without_lookahead_follows_one_window_late(fluidr3: Path, model) 
     y = router(x, sr)
     w = router.window_seconds
     assert router.latency_seconds == 0.0
-    np.testing.assert_array_equal(y[:, _region(sr, 0, w - 0.1)], x[:, _region(sr, 0, w - 0.1)])  # dry until heard
-    np.testing.assert_allclose(y[:, _region(sr, w + 0.2, SWITCH)], refs["flute"][:, _region(sr, w + 0.2, SWITCH)],
-                               atol=1e-6)
+    np.testing.assert_array_equal(
+        y[:, _region(sr, 0, w - 0.1)], x[:, _region(sr, 0, w - 0.1)]
+    )  # dry until heard
+    np.testing.assert_allclose(
+        y[:, _region(sr, w + 0.2, SWITCH)], refs["flute"][:, _region(sr, w + 0.2, SWITCH)], atol=1e-6
+    )
     changes = [s for s, _, lab in router.regions[1:]]
     late = w + router.hop_seconds + instrunet_pedalboard.router.EMIT_SLACK_S + 0.025  # + half a crossfade
     assert all(SWITCH < s <= SWITCH + late for s in changes[1:]), router.regions
@@ -345,12 +353,15 @@ def test_process_file_round_trip_with_board_and_tagger(fs_file: Path, tmp_path: 
     # the tagger heard what was written
     solo = Tagger(model)
     solo(ref, int(sr))
-    np.testing.assert_allclose([r.probabilities for r in tagger.results],
-                               [r.probabilities for r in solo.results], atol=1e-4)
+    np.testing.assert_allclose(
+        [r.probabilities for r in tagger.results], [r.probabilities for r in solo.results], atol=1e-4
+    )
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_process_file_with_a_router_writes_what_the_router_returns(fs_file: Path, tmp_path: Path, model) -> None:
+def test_process_file_with_a_router_writes_what_the_router_returns(
+    fs_file: Path, tmp_path: Path, model
+) -> None:
     x, sr = _read(fs_file)
     ref = Router(chains(), model=model, threshold=0.4)(x, int(sr))
     dst = tmp_path / "routed.wav"
@@ -424,8 +435,12 @@ def test_the_distribution_is_an_instrunet_plugin() -> None:
     import sys
 
     exe = Path(sys.executable).parent / "instrunet"
-    r = subprocess.run([str(exe) if exe.exists() else shutil.which("instrunet") or "instrunet", "plugins", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(exe) if exe.exists() else shutil.which("instrunet") or "instrunet", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     rows = {row["name"]: row for row in json.loads(r.stdout)}
     assert "pedalboard" in rows and not rows["pedalboard"]["error"], rows
@@ -444,7 +459,9 @@ def test_the_routes_the_recipe_page_prints_are_what_it_prints() -> None:
 
     root = Path(__file__).resolve().parent.parent
     page = (root / "docs" / "pedalboard.md").read_text()
-    (code,) = [c for c in re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M) if "ensemble_routed" in c]
+    (code,) = [
+        c for c in re.findall(r"^```python\n(.*?)^```", page, flags=re.S | re.M) if "ensemble_routed" in c
+    ]
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     printed = page.split("prints (default model", 1)[1].split("\n\n")[1]

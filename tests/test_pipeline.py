@@ -37,9 +37,29 @@ class _Models:
 
 def _tiny_run_args(corpus: Path, cache: Path, version: str) -> list[str]:
     """``training.train`` options for one quick epoch on the tiny corpus (a shared example cache)."""
-    return ["--corpus", str(corpus), "--epochs", "1", "--n-train", "96", "--n-valid", "48", "--n-valid-mix", "24",
-            "--n-test-mix", "24", "--batch-size", "16", "--cache", str(cache), "--version", version,
-            "--workers", "1", "--quiet"]
+    return [
+        "--corpus",
+        str(corpus),
+        "--epochs",
+        "1",
+        "--n-train",
+        "96",
+        "--n-valid",
+        "48",
+        "--n-valid-mix",
+        "24",
+        "--n-test-mix",
+        "24",
+        "--batch-size",
+        "16",
+        "--cache",
+        str(cache),
+        "--version",
+        version,
+        "--workers",
+        "1",
+        "--quiet",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +67,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from training import corpus, train
 
     root = tmp_path_factory.mktemp("pipeline")
-    assert corpus.main(["build", "--out", str(root / "corpus"), "--limit", "3", "--workers", "1",
-                        "--no-progress"]) == 0
+    assert (
+        corpus.main(
+            ["build", "--out", str(root / "corpus"), "--limit", "3", "--workers", "1", "--no-progress"]
+        )
+        == 0
+    )
     args = _tiny_run_args(root / "corpus", root / "cache", "0.0.1")
-    assert train.main(["--model", "default", "--out", str(root / "run"),
-                       "--report-dir", str(root / "report"), *args]) == 0
+    assert (
+        train.main(
+            ["--model", "default", "--out", str(root / "run"), "--report-dir", str(root / "report"), *args]
+        )
+        == 0
+    )
     return {"root": root, "corpus": root / "corpus", "run": root / "run", "report": root / "report"}
 
 
@@ -80,9 +108,24 @@ def test_training_writes_report(trained: dict[str, Path]) -> None:
 
 def test_export_and_run_with_instrunet_core(trained: dict[str, Path]) -> None:
     out = trained["root"] / "models"
-    cmd = [sys.executable, "-m", "export", str(trained["run"] / "default.keras"), "--name", "family",
-           "--version", "0.0.1", "--out", str(out), "--corpus", str(trained["corpus"]),
-           "--report", str(trained["report"] / "metrics.json"), "--n-parity", "200"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "export",
+        str(trained["run"] / "default.keras"),
+        "--name",
+        "family",
+        "--version",
+        "0.0.1",
+        "--out",
+        str(out),
+        "--corpus",
+        str(trained["corpus"]),
+        "--report",
+        str(trained["report"] / "metrics.json"),
+        "--n-parity",
+        "200",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stderr
     folder = out / "family" / "0.0.1"
@@ -112,8 +155,20 @@ def test_multiclass_models_train_on_the_same_cache(trained: dict[str, Path]) -> 
 
     root = trained["root"]
     args = _tiny_run_args(trained["corpus"], root / "cache", "0.0.1")
-    assert train.main(["--model", "baseline", "--out", str(root / "run-b"),
-                       "--report-dir", str(root / "report-b"), *args]) == 0
+    assert (
+        train.main(
+            [
+                "--model",
+                "baseline",
+                "--out",
+                str(root / "run-b"),
+                "--report-dir",
+                str(root / "report-b"),
+                *args,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((root / "report-b" / "metrics.json").read_text())
     assert metrics["task"] == "multiclass" and metrics["thresholds"] is None
     # a softmax model names one family per mixture: its mixture recall is bounded by 1/2
@@ -125,7 +180,9 @@ def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path])
     from training.train import distilled_targets
 
     root = trained["root"]
-    X, Y, _ = cached_examples(trained["corpus"], ExampleSpec("valid", 16, 7, random_crop=False), root / "cache")
+    X, Y, _ = cached_examples(
+        trained["corpus"], ExampleSpec("valid", 16, 7, random_crop=False), root / "cache"
+    )
     teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
     p = instrunet_core.load_model(teacher).predict_features(X.astype(np.float32))
     got = distilled_targets(Y, X, teacher, 0.25)
@@ -141,15 +198,46 @@ def test_compact_model_trains_distilled_and_exports(trained: dict[str, Path]) ->
     root = trained["root"]
     teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
     args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.1"), "--no-test"]
-    assert train.main(["--model", "compact", "--out", str(root / "run-c"), "--report-dir", str(root / "report-c"),
-                       "--teacher", str(teacher), "--distill", "0.5", *args]) == 0
+    assert (
+        train.main(
+            [
+                "--model",
+                "compact",
+                "--out",
+                str(root / "run-c"),
+                "--report-dir",
+                str(root / "report-c"),
+                "--teacher",
+                str(teacher),
+                "--distill",
+                "0.5",
+                *args,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((root / "report-c" / "metrics.json").read_text())
     assert metrics["model"] == "compact" and metrics["task"] == "multilabel"
     assert metrics["config"]["teacher"] == str(teacher) and metrics["config"]["distill"] == 0.5
     out = root / "models-c"
-    cmd = [sys.executable, "-m", "export", str(root / "run-c" / "compact.keras"), "--name", "family",
-           "--version", "0.0.2", "--out", str(out), "--corpus", str(trained["corpus"]),
-           "--report", str(root / "report-c" / "metrics.json"), "--n-parity", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "export",
+        str(root / "run-c" / "compact.keras"),
+        "--name",
+        "family",
+        "--version",
+        "0.0.2",
+        "--out",
+        str(out),
+        "--corpus",
+        str(trained["corpus"]),
+        "--report",
+        str(root / "report-c" / "metrics.json"),
+        "--n-parity",
+        "64",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stderr
     raw = json.loads((out / "family" / "0.0.2" / "manifest.json").read_text())
@@ -162,8 +250,18 @@ def test_a_softmax_teacher_is_refused(trained: dict[str, Path]) -> None:
     baseline = pytest.importorskip("instrunet_baseline")
     folder = next(Path(baseline.__file__).parent.glob("models/baseline/*"))
     with pytest.raises(SystemExit):
-        train.main(["--model", "baseline", "--corpus", str(trained["corpus"]), "--out", str(trained["root"] / "x"),
-                    "--teacher", str(folder)])
+        train.main(
+            [
+                "--model",
+                "baseline",
+                "--corpus",
+                str(trained["corpus"]),
+                "--out",
+                str(trained["root"] / "x"),
+                "--teacher",
+                str(folder),
+            ]
+        )
     X = np.zeros((2, 128, 128), np.float32)
     with pytest.raises(ValueError, match="multilabel"):
         train.distilled_targets(np.zeros((2, 8), np.float32), X, folder, 0.5)
@@ -177,8 +275,22 @@ def test_training_continues_from_a_saved_keras_model(trained: dict[str, Path]) -
     if not saved.is_file():
         pytest.skip("needs test_compact_model_trains_distilled_and_exports first")
     args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.3"), "--no-test"]
-    assert train.main(["--model", "compact", "--out", str(root / "run-c2"), "--report-dir", str(root / "report-c2"),
-                       "--init-keras", str(saved), *args]) == 0
+    assert (
+        train.main(
+            [
+                "--model",
+                "compact",
+                "--out",
+                str(root / "run-c2"),
+                "--report-dir",
+                str(root / "report-c2"),
+                "--init-keras",
+                str(saved),
+                *args,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((root / "report-c2" / "metrics.json").read_text())
     assert metrics["init"]["from"] == str(saved)
     # the saved weights are scored as epoch 0, then one epoch of training

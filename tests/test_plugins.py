@@ -45,7 +45,9 @@ def test_in_process_plugin_registered_and_fresh_registry(tiny_model_dir: Path) -
     assert build_registry().models == []  # nothing leaks into the next registry
 
 
-def _install_eps(monkeypatch: pytest.MonkeyPatch, eps: list[importlib.metadata.EntryPoint], mods: dict) -> None:
+def _install_eps(
+    monkeypatch: pytest.MonkeyPatch, eps: list[importlib.metadata.EntryPoint], mods: dict
+) -> None:
     import sys
 
     for k, v in mods.items():
@@ -54,13 +56,17 @@ def _install_eps(monkeypatch: pytest.MonkeyPatch, eps: list[importlib.metadata.E
 
 
 def test_broken_entry_point_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
-    good = _module_plugin("good_plugin_mod", instrunet_register_writers=lambda register: register("txt", print))
+    good = _module_plugin(
+        "good_plugin_mod", instrunet_register_writers=lambda register: register("txt", print)
+    )
     _install_eps(
         monkeypatch,
         [_ep("broken", "no_such_module_xyz:plugin"), _ep("good", "good_plugin_mod")],
         {"good_plugin_mod": good},
     )
-    with pytest.warns(RuntimeWarning, match="'broken'.*entry point broken = no_such_module_xyz:plugin failed to load"):
+    with pytest.warns(
+        RuntimeWarning, match="'broken'.*entry point broken = no_such_module_xyz:plugin failed to load"
+    ):
         reg = build_registry()
     rows = {p.name: p for p in reg.plugins}
     assert "ModuleNotFoundError" in (rows["broken"].error or "")
@@ -73,7 +79,9 @@ def test_entry_point_whose_load_raises(monkeypatch: pytest.MonkeyPatch) -> None:
         def load(self) -> Any:
             raise RuntimeError("kaboom at import")
 
-    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [Boom(name="boom", value="x:y", group="instrunet")])
+    monkeypatch.setattr(
+        plugins_mod, "_entry_points", lambda: [Boom(name="boom", value="x:y", group="instrunet")]
+    )
     with pytest.warns(RuntimeWarning, match="kaboom at import"):
         reg = build_registry()
     assert any(p.name == "boom" and "RuntimeError: kaboom" in (p.error or "") for p in reg.plugins)
@@ -106,7 +114,9 @@ def test_duplicates_and_invalid_registrations(tiny_model_dir: Path) -> None:
     p1 = _module_plugin("p1", instrunet_register_writers=lambda register: register("json", print))
     p2 = _module_plugin("p2", instrunet_register_analyzers=lambda register: register("x", "not callable"))
     with pytest.warns(RuntimeWarning):
-        reg = build_registry(extra_plugins=[p1, p2, ("a", ModelPlugin(tiny_model_dir)), ("b", ModelPlugin(tiny_model_dir))])
+        reg = build_registry(
+            extra_plugins=[p1, p2, ("a", ModelPlugin(tiny_model_dir)), ("b", ModelPlugin(tiny_model_dir))]
+        )
     from instrunet_core.writers import write_json
 
     assert reg.writers["json"] is write_json  # built-in kept
@@ -134,8 +144,12 @@ def test_analyzers_fill_extras_and_failures_are_reported(tiny_registry: plugins_
     def peak(ctx: Any) -> dict:
         y = ctx.audio()
         seg = ctx.segment_audio(0)
-        return {"peak": np.float32(np.abs(y).max()), "n_segments": len(ctx.times), "seg0": seg.shape[0],
-                "sr": ctx.sample_rate}
+        return {
+            "peak": np.float32(np.abs(y).max()),
+            "n_segments": len(ctx.times),
+            "seg0": seg.shape[0],
+            "sr": ctx.sample_rate,
+        }
 
     def boom(ctx: Any) -> dict:
         raise RuntimeError("analyzer exploded")
@@ -144,8 +158,9 @@ def test_analyzers_fill_extras_and_failures_are_reported(tiny_registry: plugins_
         "an", instrunet_register_analyzers=lambda register: (register("peak", peak), register("boom", boom))
     )
     reg = build_registry(extra_plugins=[plug])
-    an = instrunet_core.analyze(tone(4.0, 44100), 44100, model=instrunet_core.load_model("tiny", registry=tiny_registry),
-                                registry=reg)
+    an = instrunet_core.analyze(
+        tone(4.0, 44100), 44100, model=instrunet_core.load_model("tiny", registry=tiny_registry), registry=reg
+    )
     assert an.label == "brass"
     assert abs(an.extras["peak"]["peak"] - 0.5) < 0.01 and an.extras["peak"]["sr"] == 22050
     assert an.extras["peak"]["seg0"] == 65024
@@ -157,8 +172,14 @@ def test_writer_plugin_used(tiny_registry: plugins_mod.Registry, tmp_path: Path)
     def write_txt(analysis: Any, path: Any) -> None:
         Path(path).write_text(f"{analysis.label}\n")
 
-    reg = build_registry(extra_plugins=[_module_plugin("w", instrunet_register_writers=lambda register: register("txt", write_txt))])
-    an = instrunet_core.analyze(tone(1.0), 22050, model=instrunet_core.load_model("tiny", registry=tiny_registry))
+    reg = build_registry(
+        extra_plugins=[
+            _module_plugin("w", instrunet_register_writers=lambda register: register("txt", write_txt))
+        ]
+    )
+    an = instrunet_core.analyze(
+        tone(1.0), 22050, model=instrunet_core.load_model("tiny", registry=tiny_registry)
+    )
     reg.writer("txt")(an, tmp_path / "o.txt")
     assert (tmp_path / "o.txt").read_text() == "brass\n"
     reg.writer("json")(an, tmp_path / "o.json")

@@ -36,8 +36,13 @@ pytestmark = pytest.mark.fuzz
 
 SR = 22050
 ROOT = Path(__file__).resolve().parent.parent
-PROPS = settings(derandomize=True, max_examples=60, deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPS = settings(
+    derandomize=True,
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @contextmanager
@@ -57,8 +62,20 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- arrays: rates, lengths, channels, dtypes
-DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "float16", "float32", "float64",
-          "bool", "complex64", "object"]
+DTYPES = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "float16",
+    "float32",
+    "float64",
+    "bool",
+    "complex64",
+    "object",
+]
 rates = st.one_of(
     st.integers(-10, 2 * MAX_SAMPLE_RATE),
     st.sampled_from([1, 999, 1000, 8000, 11025, 22050, 44100, 48000, 96000, 192000, MAX_SAMPLE_RATE]),
@@ -83,10 +100,17 @@ def _array(dtype: str, n: int, channels: int, seed: int) -> np.ndarray:
 
 
 @PROPS
-@given(rate=rates, n=st.integers(0, 4000), channels=st.integers(0, 6), dtype=st.sampled_from(DTYPES),
-       seed=st.integers(0, 2**16), transpose=st.booleans())
-def test_any_array_decodes_or_is_refused(rate: Any, n: int, channels: int, dtype: str, seed: int,
-                                         transpose: bool) -> None:
+@given(
+    rate=rates,
+    n=st.integers(0, 4000),
+    channels=st.integers(0, 6),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+    transpose=st.booleans(),
+)
+def test_any_array_decodes_or_is_refused(
+    rate: Any, n: int, channels: int, dtype: str, seed: int, transpose: bool
+) -> None:
     y = _array(dtype, n, channels, seed)
     if transpose and y.ndim == 2:
         y = y.T
@@ -102,14 +126,28 @@ def test_any_array_decodes_or_is_refused(rate: Any, n: int, channels: int, dtype
     assert abs(len(out) - n * SR / r) <= 2 + SR / r  # the length follows the rate: bounded allocation
 
 
-@settings(derandomize=True, max_examples=40, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
-@given(rate=st.one_of(st.sampled_from([1000, 8000, 22050, 44100, 96000]), rates), n=st.integers(0, 20_000),
-       channels=st.integers(0, 4), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16),
-       hop=st.one_of(st.none(), st.floats(0.0, 5.0), st.sampled_from([1e-6, True])))
-def test_any_array_through_the_classifier(tiny_model_template: Path, rate: Any, n: int, channels: int, dtype: str,
-                                          seed: int, hop: Any) -> None:
+@settings(
+    derandomize=True,
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(
+    rate=st.one_of(st.sampled_from([1000, 8000, 22050, 44100, 96000]), rates),
+    n=st.integers(0, 20_000),
+    channels=st.integers(0, 4),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+    hop=st.one_of(st.none(), st.floats(0.0, 5.0), st.sampled_from([1e-6, True])),
+)
+def test_any_array_through_the_classifier(
+    tiny_model_template: Path, rate: Any, n: int, channels: int, dtype: str, seed: int, hop: Any
+) -> None:
     """The one inference path (Model.predict → Classifier): an answer with finite probabilities, or an InputError."""
     from instrunet_core import load_model
 
@@ -153,9 +191,14 @@ def test_stream_windows_cover_any_length(n: int, hop: int, seed: int) -> None:
 # ---------------------------------------------------------------- the front end
 front_ends = st.builds(
     lambda sr, n_fft_exp, hop_div, mel_frac, frames, top_db, fmin_frac, fmax_frac: dict(
-        sample_rate=sr, n_fft=2**n_fft_exp, hop_length=max(1, 2**n_fft_exp // hop_div),
-        n_mels=max(1, int(mel_frac * (2**n_fft_exp // 2 + 1))), frames=frames, top_db=top_db,
-        fmin=fmin_frac * sr / 2, fmax=None if fmax_frac is None else fmin_frac * sr / 2 + fmax_frac * (1 - fmin_frac) * sr / 2,
+        sample_rate=sr,
+        n_fft=2**n_fft_exp,
+        hop_length=max(1, 2**n_fft_exp // hop_div),
+        n_mels=max(1, int(mel_frac * (2**n_fft_exp // 2 + 1))),
+        frames=frames,
+        top_db=top_db,
+        fmin=fmin_frac * sr / 2,
+        fmax=None if fmax_frac is None else fmin_frac * sr / 2 + fmax_frac * (1 - fmin_frac) * sr / 2,
     ),
     sr=st.integers(*map(int, FRONT_END_LIMITS["sample_rate"])),
     n_fft_exp=st.integers(5, 11),
@@ -169,7 +212,12 @@ front_ends = st.builds(
 
 
 @PROPS
-@given(params=front_ends, n=st.integers(0, 5000), seed=st.integers(0, 2**16), level=st.sampled_from([0.0, 1e-9, 0.5]))
+@given(
+    params=front_ends,
+    n=st.integers(0, 5000),
+    seed=st.integers(0, 2**16),
+    level=st.sampled_from([0.0, 1e-9, 0.5]),
+)
 def test_front_end_output_finite_and_in_range(params: dict, n: int, seed: int, level: float) -> None:
     try:
         fe = FrontEnd(**params)
@@ -185,13 +233,26 @@ def test_front_end_output_finite_and_in_range(params: dict, n: int, seed: int, l
 
 
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-              st.text(max_size=8)),
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=6), children, max_size=4)),
+    st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=8)
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
-FE_KEYS = ["sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "frames", "top_db", "normalization",
-           "window_samples"]
+FE_KEYS = [
+    "sample_rate",
+    "n_fft",
+    "hop_length",
+    "n_mels",
+    "fmin",
+    "fmax",
+    "frames",
+    "top_db",
+    "normalization",
+    "window_samples",
+]
 
 
 @PROPS
@@ -212,10 +273,30 @@ def _valid_manifest() -> dict[str, Any]:
     return json.loads((ROOT / "instrunet_core" / "models" / "family" / "1.0.0" / "manifest.json").read_text())
 
 
-PATHS = [("name",), ("version",), ("task",), ("labels",), ("labels", 0), ("input",), ("input", "shape"),
-         ("input", "shape", 1), ("output", "shape", 1), ("output", "activation"), ("front_end",),
-         ("front_end", "n_fft"), ("front_end", "fmax"), ("thresholds",), ("file",), ("sha256",), ("metrics",),
-         ("parity", "max_abs_diff"), ("references",), ("schema",), ("manifest_sha256",), ("bogus",)]
+PATHS = [
+    ("name",),
+    ("version",),
+    ("task",),
+    ("labels",),
+    ("labels", 0),
+    ("input",),
+    ("input", "shape"),
+    ("input", "shape", 1),
+    ("output", "shape", 1),
+    ("output", "activation"),
+    ("front_end",),
+    ("front_end", "n_fft"),
+    ("front_end", "fmax"),
+    ("thresholds",),
+    ("file",),
+    ("sha256",),
+    ("metrics",),
+    ("parity", "max_abs_diff"),
+    ("references",),
+    ("schema",),
+    ("manifest_sha256",),
+    ("bogus",),
+]
 
 
 @PROPS
@@ -248,10 +329,13 @@ def _seed_files(tmp: Path) -> list[Path]:
     y, sr = sf.read(ROOT / "examples" / "solo_flute.wav", frames=44100, dtype="float32", always_2d=True)
     z, sr2 = sf.read(ROOT / "examples" / "ensemble.flac", frames=44100, dtype="float32", always_2d=True)
     out = []
-    for name, data, rate, kw in [("a.wav", y, sr, {"subtype": "PCM_16"}), ("b.flac", z, sr2, {}),
-                                 ("c.ogg", y, sr, {"format": "OGG", "subtype": "VORBIS"}),
-                                 ("d.aiff", z, sr2, {"format": "AIFF", "subtype": "PCM_24"}),
-                                 ("e.wav", y[::4], 11025, {"subtype": "FLOAT"})]:
+    for name, data, rate, kw in [
+        ("a.wav", y, sr, {"subtype": "PCM_16"}),
+        ("b.flac", z, sr2, {}),
+        ("c.ogg", y, sr, {"format": "OGG", "subtype": "VORBIS"}),
+        ("d.aiff", z, sr2, {"format": "AIFF", "subtype": "PCM_24"}),
+        ("e.wav", y[::4], 11025, {"subtype": "FLOAT"}),
+    ]:
         p = tmp / name
         sf.write(p, data, rate, **kw)
         out.append(p)
@@ -273,10 +357,12 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
         b = b[: int(rng.integers(0, len(b)))]
     elif kind == 2:  # overwrite a 32-bit field in the header with an extreme value
         i = int(rng.integers(0, max(1, min(len(b) - 4, 128))))
-        b[i:i + 4] = int(rng.choice([0, 1, 2**31 - 1, 2**32 - 1, 0x7FFF, 44100 * 1000])).to_bytes(4, "little")
+        b[i : i + 4] = int(rng.choice([0, 1, 2**31 - 1, 2**32 - 1, 0x7FFF, 44100 * 1000])).to_bytes(
+            4, "little"
+        )
     elif kind == 3:  # splice a chunk of another position
         i, j = sorted(int(x) for x in rng.integers(0, len(b), 2))
-        b[i:i] = b[j:j + int(rng.integers(1, 512))]
+        b[i:i] = b[j : j + int(rng.integers(1, 512))]
     else:  # random garbage after a valid header
         k = int(rng.integers(4, 64))
         b[k:] = rng.integers(0, 256, len(b) - k, dtype=np.uint8).tobytes()

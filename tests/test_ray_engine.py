@@ -18,7 +18,8 @@ import pytest
 import soundfile as sf
 
 ray = pytest.importorskip(
-    "ray", reason="ray is not installed (make's .venv/.dev target installs plugins/instrunet-ray with ray[data])"
+    "ray",
+    reason="ray is not installed (make's .venv/.dev target installs plugins/instrunet-ray with ray[data])",
 )
 instrunet_ray = pytest.importorskip("instrunet_ray", reason="plugins/instrunet-ray is not installed")
 
@@ -57,19 +58,31 @@ def _batch_reference(collection: Path, tmp_path: Path) -> dict[str, dict]:
     exe = str(BIN) if BIN.exists() else shutil.which("instrunet")
     assert exe, "the instrunet console script is not installed"
     out = tmp_path / "reference.jsonl"
-    subprocess.run([exe, "batch", str(collection), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [exe, "batch", str(collection), "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
     return _records(out)
 
 
-def test_same_records_as_instrunet_batch_and_resumable(local_ray: None, collection: Path, tmp_path: Path) -> None:
+def test_same_records_as_instrunet_batch_and_resumable(
+    local_ray: None, collection: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "ray.jsonl"
     s = instrunet_ray.tag_collection(collection, out, workers=2, batch_size=1, log=lambda m: None)
     assert (s["files"], s["written"], s["skipped"], s["errors"]) == (4, 4, 0, 1)
     assert 0 < s["first_record_s"] <= s["seconds"] and s["steady_files_per_s"] > 0
     got, ref = _records(out), _batch_reference(collection, tmp_path)
     real = Path(os.path.realpath(collection))
-    assert set(got) == set(ref) == {str(real / "flute.wav"), str(real / "broken.wav"),
-                                    str(real / "nested" / "ensemble_8s.flac"), str(real / "nested" / "quiet.ogg")}
+    assert (
+        set(got)
+        == set(ref)
+        == {
+            str(real / "flute.wav"),
+            str(real / "broken.wav"),
+            str(real / "nested" / "ensemble_8s.flac"),
+            str(real / "nested" / "quiet.ogg"),
+        }
+    )
     for path, r in ref.items():
         g = got[path]
         assert set(g) == set(r), path
@@ -111,7 +124,9 @@ def _records_lenient(path: Path) -> dict[str, dict]:
 def test_parquet_output_and_resume(local_ray: None, collection: Path, tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "parquet_out"
-    s = instrunet_ray.tag_collection(collection, out, fmt="parquet", workers=1, part_size=2, log=lambda m: None)
+    s = instrunet_ray.tag_collection(
+        collection, out, fmt="parquet", workers=1, part_size=2, log=lambda m: None
+    )
     assert s["written"] == 4
     table = pq.read_table(out)
     rows = {r["path"]: r for r in table.to_pylist()}

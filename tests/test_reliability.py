@@ -70,7 +70,9 @@ def test_row3_absurd_hops_refused(tiny_model, hop: object) -> None:
         tiny_model.predict(tone(3.0), SR, hop=hop)
 
 
-def test_row3_cli_hop_is_a_usage_error(tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_row3_cli_hop_is_a_usage_error(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     p = tmp_path / "a.wav"
     sf.write(p, tone(3.0), SR)
     with pytest.raises(SystemExit) as e:
@@ -102,7 +104,9 @@ def test_row15_png_renamed_mp3_refused_quietly(tmp_path: Path, capfd: pytest.Cap
     for ext in ("mp3", "wav", "flac"):
         p = tmp_path / f"picture.{ext}"
         p.write_bytes(png)
-        with pytest.raises(DecodeError, match=rf"picture\.{ext}: not an audio file \(the data looks like a PNG image\)"):
+        with pytest.raises(
+            DecodeError, match=rf"picture\.{ext}: not an audio file \(the data looks like a PNG image\)"
+        ):
             load_audio(p)
     junk = tmp_path / "junk.mp3"
     junk.write_bytes(b"\x00\x01" * 500)
@@ -148,8 +152,9 @@ def test_row16_fifo_path(tmp_path: Path, tiny_model) -> None:
     t.join(5)
 
 
-def test_row16_classify_stdin(tiny_registry, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_row16_classify_stdin(
+    tiny_registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     class FakeStdin:
         buffer = io.BufferedReader(io.BytesIO(_wav_bytes(tone(3.0))))  # type: ignore[arg-type]
 
@@ -179,17 +184,26 @@ def wav(tmp_path: Path) -> Path:
     return p
 
 
-def test_row7_output_equal_to_input_refused(tiny_registry, wav: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_row7_output_equal_to_input_refused(
+    tiny_registry, wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = wav.read_bytes()
     link = tmp_path / "link.wav"
     link.symlink_to(wav)
-    for argv in (["--json", str(wav)], ["--format", "csv", "--out", str(wav)], ["--plot", str(wav)],
-                 ["--json", str(link)], ["--json", str(tmp_path / "." / "v.wav")]):
+    for argv in (
+        ["--json", str(wav)],
+        ["--format", "csv", "--out", str(wav)],
+        ["--plot", str(wav)],
+        ["--json", str(link)],
+        ["--json", str(tmp_path / "." / "v.wav")],
+    ):
         assert main(["analyze", str(wav), *argv]) == 2
         assert "is the input file; refusing to overwrite it" in capsys.readouterr().err
     assert wav.read_bytes() == before
-    assert main(["analyze", str(wav), "--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.json")]) == 2
+    assert (
+        main(["analyze", str(wav), "--json", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.json")])
+        == 2
+    )
     batch_out = wav.parent / "v.wav"
     assert main(["batch", str(wav.parent), "--out", str(batch_out)]) == 2
     assert wav.read_bytes() == before
@@ -201,7 +215,9 @@ def _recs(p: Path) -> list[dict]:
     return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
 
 
-def test_row8_failed_file_retried_after_fix(tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_row8_failed_file_retried_after_fix(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = tmp_path / "in"
     d.mkdir()
     bad = d / "b.wav"
@@ -217,8 +233,9 @@ def test_row8_failed_file_retried_after_fix(tiny_registry, tmp_path: Path, capsy
     assert "1 already done, 0 to go" in capsys.readouterr().err
 
 
-def test_row9_relative_then_absolute_dir_not_duplicated(tiny_registry, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_row9_relative_then_absolute_dir_not_duplicated(
+    tiny_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = tmp_path / "in"
     d.mkdir()
     for k in range(2):
@@ -233,8 +250,9 @@ def test_row9_relative_then_absolute_dir_not_duplicated(tiny_registry, tmp_path:
     assert len(recs) == 2 and all(Path(r["path"]).is_absolute() for r in recs)
 
 
-def test_row10_second_batch_on_same_out_refused(tiny_registry, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_row10_second_batch_on_same_out_refused(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import fcntl
 
     d = tmp_path / "in"
@@ -265,16 +283,24 @@ def test_row10_concurrent_batches_write_each_file_once(tiny_model_dir: Path, tmp
         "sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", code, "batch", str(d), "--out", str(out)], env=env,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, "batch", str(d), "--out", str(out)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     recs = _recs(out)
     assert sorted(Path(r["path"]).name for r in recs) == [f"{k}.wav" for k in range(4)]
     assert all(rc == 0 or "another instrunet batch" in err for rc, err in results)
 
 
-def test_row11_batch_failure_reported_on_stderr(tiny_registry, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_row11_batch_failure_reported_on_stderr(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = tmp_path / "in"
     d.mkdir()
     (d / "bad.wav").write_bytes(b"RIFF" + b"\x00" * 100)
@@ -283,8 +309,9 @@ def test_row11_batch_failure_reported_on_stderr(tiny_registry, tmp_path: Path,
     assert any(line.startswith("instrunet: error: ") and "bad.wav: " in line for line in err.splitlines())
 
 
-def test_row12_unwritable_out_and_closed_stderr(tiny_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_row12_unwritable_out_and_closed_stderr(
+    tiny_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     d = tmp_path / "in"
     d.mkdir()
     sf.write(d / "a.wav", tone(3.0), SR)
@@ -321,8 +348,15 @@ def test_row12_closed_stderr_subprocess(tiny_model_dir: Path, wav: Path, tmp_pat
     (wav.parent / "bad.wav").write_bytes(b"nope" * 10)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     argv = [sys.executable, "-c", code, "batch", str(wav.parent), "--out", str(tmp_path / "r.jsonl")]
-    r = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=120,
-                       preexec_fn=lambda: os.close(2))
+    r = subprocess.run(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(2),
+    )
     assert r.returncode == 1 and "Traceback" not in r.stdout
     assert len(_recs(tmp_path / "r.jsonl")) == 2
     read_end, write_end = os.pipe()
@@ -378,9 +412,13 @@ def _noisy_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_
     monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
 
 
-def test_row18_plugin_stdout_does_not_corrupt_json(tiny_model_dir: Path, tmp_path: Path, wav: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_row18_plugin_stdout_does_not_corrupt_json(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    wav: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import json
 
     _noisy_plugin_module(tmp_path, monkeypatch, tiny_model_dir)
@@ -392,9 +430,13 @@ def test_row18_plugin_stdout_does_not_corrupt_json(tiny_model_dir: Path, tmp_pat
     assert json.loads(capsys.readouterr().out)["label"] == "brass"
 
 
-def test_row18_writer_system_exit_reported(tiny_model_dir: Path, tmp_path: Path, wav: Path,
-                                           monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_row18_writer_system_exit_reported(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    wav: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     _noisy_plugin_module(tmp_path, monkeypatch, tiny_model_dir)
     rc = main(["analyze", str(wav), "--format", "boom", "--out", str(tmp_path / "o.boom")])
     err = capsys.readouterr().err
@@ -416,8 +458,9 @@ def test_row18_hook_system_exit_is_reported_not_obeyed() -> None:
     assert "SystemExit: 3" in (reg.plugins[-1].error or "")
 
 
-def test_row6_plugin_cannot_replace_builtin_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_row6_plugin_cannot_replace_builtin_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     from conftest import ModelPlugin, write_model_dir
@@ -431,12 +474,16 @@ def test_row6_plugin_cannot_replace_builtin_default(tmp_path: Path, monkeypatch:
     evil = write_model_dir(tmp_path / "evil", "family", "9.0.0")
     other = write_model_dir(tmp_path / "other", "other", "1.0.0")
     with pytest.warns(RuntimeWarning):
-        reg = plugins_mod.build_registry(extra_plugins=[("evil", ModelPlugin(evil)), ("other", ModelPlugin(other))])
+        reg = plugins_mod.build_registry(
+            extra_plugins=[("evil", ModelPlugin(evil)), ("other", ModelPlugin(other))]
+        )
     m = load_model(registry=reg)
     assert (m.name, m.version, m.path) == ("family", "1.0.0", builtin / "family" / "1.0.0")
     errors = {p.name: p.error or "" for p in reg.plugins}
     assert "model 'family' is already registered by plugin 'instrunet_core.default_plugins'" in errors["evil"]
-    assert "the default stays 'family'" in errors["other"] and "INSTRUNET_DEFAULT_MODEL=other" in errors["other"]
+    assert (
+        "the default stays 'family'" in errors["other"] and "INSTRUNET_DEFAULT_MODEL=other" in errors["other"]
+    )
     monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -451,8 +498,9 @@ def test_row6_plugin_cannot_replace_builtin_default(tmp_path: Path, monkeypatch:
         load_model(registry=reg)
 
 
-def test_row19_unknown_plugin_name_in_env_reported(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_row19_unknown_plugin_name_in_env_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import importlib.metadata
 
     from instrunet_core import registry as plugins_mod
@@ -460,7 +508,9 @@ def test_row19_unknown_plugin_name_in_env_reported(monkeypatch: pytest.MonkeyPat
     ep = importlib.metadata.EntryPoint(name="baseline", value="json", group="instrunet")
     monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
     monkeypatch.setenv("INSTRUNET_PLUGINS", "typo")
-    with pytest.warns(RuntimeWarning, match="INSTRUNET_PLUGINS names 'typo', but no such plugin is installed"):
+    with pytest.warns(
+        RuntimeWarning, match="INSTRUNET_PLUGINS names 'typo', but no such plugin is installed"
+    ):
         reg = plugins_mod.build_registry()
     assert any(p.name == "typo" and "installed: ['baseline']" in (p.error or "") for p in reg.plugins)
 
@@ -606,8 +656,13 @@ def test_row12_stdout_reader_gone(tiny_model_dir: Path, wav: Path) -> None:
         "sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    p = subprocess.Popen([sys.executable, "-c", code, "classify", *[str(wav)] * 40], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, "classify", *[str(wav)] * 40],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert p.stdout is not None and p.stdout.readline().startswith(str(wav))
     p.stdout.close()
     rc = p.wait(120)
@@ -666,7 +721,9 @@ def test_row16_fifo_analyzed_with_an_analyzer_reading_the_audio(tmp_path: Path, 
     t.join(5)
 
 
-def test_row18_native_stdout_of_a_plugin_kept_out_of_json(tiny_model_dir: Path, wav: Path, tmp_path: Path) -> None:
+def test_row18_native_stdout_of_a_plugin_kept_out_of_json(
+    tiny_model_dir: Path, wav: Path, tmp_path: Path
+) -> None:
     """A plugin writing to file descriptor 1 directly (as native code does) cannot corrupt --json either."""
     import json
     import subprocess
@@ -683,8 +740,13 @@ def test_row18_native_stdout_of_a_plugin_kept_out_of_json(tiny_model_dir: Path, 
         "sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-c", code, "classify", "--json", "--model", "tiny", str(wav)], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code, "classify", "--json", "--model", "tiny", str(wav)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     (row,) = json.loads(r.stdout)
     assert row["label"] == "brass" and "native noise on fd 1" in r.stderr and "more noise" in r.stderr

@@ -44,7 +44,8 @@ def library(tmp_path: Path) -> Path:
         "<group> ampeg_release=0.05 amp_veltrack=0 loop_mode=loop_continuous loop_start=0 loop_end=4409\n"
         "<region> sample=a3_soft.wav lokey=50 hikey=62 pitch_keycenter=57 lovel=1 hivel=63\n"
         "<region> sample=a3_loud.wav lokey=50 hikey=62 pitch_keycenter=57 lovel=64 hivel=127\n"
-        "<region> sample=a4.wav lokey=63 hikey=75 pitch_keycenter=69\n")
+        "<region> sample=a4.wav lokey=63 hikey=75 pitch_keycenter=69\n"
+    )
     return tmp_path / "lib.sfz"
 
 
@@ -84,10 +85,14 @@ def test_clip_length_follows_hold_and_release(library: Path) -> None:
 
 def test_plan_clip_is_seeded_and_musical() -> None:
     keys = list(range(40, 80))
-    a = [plan_clip(np.random.default_rng([1, i]), pitch=60, velocity=90, keys=keys, cc_ranges={1: (0, 127)})
-         for i in range(300)]
-    b = [plan_clip(np.random.default_rng([1, i]), pitch=60, velocity=90, keys=keys, cc_ranges={1: (0, 127)})
-         for i in range(300)]
+    a = [
+        plan_clip(np.random.default_rng([1, i]), pitch=60, velocity=90, keys=keys, cc_ranges={1: (0, 127)})
+        for i in range(300)
+    ]
+    b = [
+        plan_clip(np.random.default_rng([1, i]), pitch=60, velocity=90, keys=keys, cc_ranges={1: (0, 127)})
+        for i in range(300)
+    ]
     assert a == b
     kinds = {c.kind for c in a}
     assert kinds == {"note", "repeat", "phrase"}
@@ -122,10 +127,22 @@ def test_gus_patch_is_read_and_played_at_its_root(tmp_path: Path) -> None:
     sr = 22050
     t = np.arange(sr) / sr
     waves = [
-        {"y": 0.5 * np.sin(2 * np.pi * 220 * t), "sr": sr, "low": 100.0, "high": 300.0, "root": 220.0,
-         "loop": (sr // 2, sr // 2 + 100)},  # 100 samples = exactly 22 periods of 220 Hz
-        {"y": 0.5 * np.sin(2 * np.pi * 440 * t), "sr": sr, "low": 300.0, "high": 4000.0, "root": 440.0,
-         "loop": (sr // 2, sr // 2 + 50)},
+        {
+            "y": 0.5 * np.sin(2 * np.pi * 220 * t),
+            "sr": sr,
+            "low": 100.0,
+            "high": 300.0,
+            "root": 220.0,
+            "loop": (sr // 2, sr // 2 + 100),
+        },  # 100 samples = exactly 22 periods of 220 Hz
+        {
+            "y": 0.5 * np.sin(2 * np.pi * 440 * t),
+            "sr": sr,
+            "low": 300.0,
+            "high": 4000.0,
+            "root": 440.0,
+            "loop": (sr // 2, sr // 2 + 50),
+        },
     ]
     pat = tmp_path / "056_Test.pat"
     pat.write_bytes(_pat_bytes(waves))
@@ -150,10 +167,16 @@ def test_patched_sfz_resolves_a_differently_named_sample_folder(tmp_path: Path) 
     (tmp_path / "Samples").mkdir()
     _sine(tmp_path / "Samples" / "C4.wav", 261.63)
     (tmp_path / "orig").mkdir()
-    (tmp_path / "orig" / "x.sfz").write_text("<region> sample=samples/C4.wav lokey=55 hikey=65 pitch_keycenter=60\n")
+    (tmp_path / "orig" / "x.sfz").write_text(
+        "<region> sample=samples/C4.wav lokey=55 hikey=65 pitch_keycenter=60\n"
+    )
     with pytest.raises(ValueError):
         SfzPlayer(tmp_path / "orig" / "x.sfz", sample_rate=SR)  # samples/ does not exist there
-    fixed = patched_sfz(tmp_path / "orig" / "x.sfz", tmp_path / "work" / "x.sfz", sample_dir=tmp_path / "Samples",
-                        replace={"sample=samples/": "sample="})
+    fixed = patched_sfz(
+        tmp_path / "orig" / "x.sfz",
+        tmp_path / "work" / "x.sfz",
+        sample_dir=tmp_path / "Samples",
+        replace={"sample=samples/": "sample="},
+    )
     p = SfzPlayer(fixed, sample_rate=SR)
     assert _f0(p.render(_note(60, 100))) == pytest.approx(261.63, rel=0.01)

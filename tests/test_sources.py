@@ -43,7 +43,9 @@ def test_every_source_is_pinned_and_licensed() -> None:
         if e["kind"] == "git":
             assert re.fullmatch(r"[0-9a-f]{40}", e["commit"]) and "/" in e["repo"], e["key"]
         else:
-            assert e["kind"] == "deb" and e["version"] and re.fullmatch(r"[0-9a-f]{64}", e["deb_sha256"]), e["key"]
+            assert e["kind"] == "deb" and e["version"] and re.fullmatch(r"[0-9a-f]{64}", e["deb_sha256"]), e[
+                "key"
+            ]
         assert e["files"], e["key"]
     for e in LOCK["sources"]:
         assert e["split"] in ("train", "dev"), e["key"]
@@ -78,8 +80,19 @@ def test_content_sha256_and_verify(tmp_path: Path) -> None:
     (root / "Samples" / "a.wav").write_bytes(b"RIFF....")
     (root / "lib.sfz").write_text("<region> sample=Samples/a.wav\n")
     digest = sources.content_sha256(root, ["lib.sfz", "Samples"])
-    lock = {"sources": [{"key": "lib", "kind": "git", "repo": "owner/lib", "commit": "0" * 40, "files": ["lib.sfz", "Samples"],
-                         "sha256": digest}], "impulse_responses": []}
+    lock = {
+        "sources": [
+            {
+                "key": "lib",
+                "kind": "git",
+                "repo": "owner/lib",
+                "commit": "0" * 40,
+                "files": ["lib.sfz", "Samples"],
+                "sha256": digest,
+            }
+        ],
+        "impulse_responses": [],
+    }
     assert sources.verify(tmp_path, lock) == {"lib": root}
     (root / "Samples" / "a.wav").write_bytes(b"RIFF..!.")
     with pytest.raises(sources.SourceError, match="sha256"):

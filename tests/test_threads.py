@@ -22,8 +22,11 @@ FAMILY = Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / 
 def _blas_threads() -> list[int]:
     """Threads of numpy's own BLAS (the one the front end's matrix product uses; scipy and others
     may load their own, which the library has no reason to touch)."""
-    return [p["num_threads"] for p in threadpoolctl.threadpool_info()
-            if p["user_api"] == "blas" and "numpy" in p["filepath"]]
+    return [
+        p["num_threads"]
+        for p in threadpoolctl.threadpool_info()
+        if p["user_api"] == "blas" and "numpy" in p["filepath"]
+    ]
 
 
 @pytest.fixture
@@ -222,7 +225,9 @@ def test_one_batch_runs_on_the_calling_thread() -> None:
     assert len(ws) == 2 and short._executor is None
     assert not {th.name for th in threading.enumerate()} - before
     sync = Classifier(model, pipeline=False)
-    np.testing.assert_array_equal([w.probabilities for w in ws], [w.probabilities for w in sync.classify(y, 44100)])
+    np.testing.assert_array_equal(
+        [w.probabilities for w in ws], [w.probabilities for w in sync.classify(y, 44100)]
+    )
     assert model.predict(y, 44100) == sync.prediction()
     assert not {th.name for th in threading.enumerate()} - before
     long = Classifier(model, batch_size=2)
@@ -230,7 +235,9 @@ def test_one_batch_runs_on_the_calling_thread() -> None:
     assert len(wl) > 4 and long._executor is not None  # several batches: the worker overlaps them
 
 
-def test_cli_providers_and_threads_reach_the_analysis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_providers_and_threads_reach_the_analysis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--providers cuda without CUDA: a warning, the CPU runs it, and the JSON says which provider ran."""
     import json
     import warnings
@@ -245,8 +252,20 @@ def test_cli_providers_and_threads_reach_the_analysis(tmp_path: Path, capsys: py
     out = tmp_path / "a.json"
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        rc = main(["analyze", str(clip), "--model", str(FAMILY), "--providers", "cuda,cpu", "--threads", "2",
-                   "--json", str(out)])
+        rc = main(
+            [
+                "analyze",
+                str(clip),
+                "--model",
+                str(FAMILY),
+                "--providers",
+                "cuda,cpu",
+                "--threads",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
     assert rc == 0
     assert any("CUDAExecutionProvider is not available" in str(x.message) for x in w)
     model = json.loads(out.read_text())["model"]

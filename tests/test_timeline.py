@@ -67,7 +67,9 @@ def test_thresholds_and_smoothing(tiny_model: instrunet_core.Model) -> None:
 
 def test_moving_median_and_merge() -> None:
     p = np.array([0, 0, 1, 0, 0, 1, 1, 1, 0], np.float32)[:, None]
-    np.testing.assert_array_equal(moving_median(p, 3)[:, 0], [0, 0, 0, 0, 0, 1, 1, 1, 0.5])  # edges: available neighbours
+    np.testing.assert_array_equal(
+        moving_median(p, 3)[:, 0], [0, 0, 0, 0, 0, 1, 1, 1, 0.5]
+    )  # edges: available neighbours
     np.testing.assert_array_equal(moving_median(p, 1), p)
     assert merge_ranges([(3, 5), (0, 1), (0.5, 2), (5, 6)]) == [[0, 2], [3, 6]]
 

@@ -15,7 +15,9 @@ keras = pytest.importorskip("keras")
 from training.models import build_model  # noqa: E402
 from training.warmstart import init_from_onnx  # noqa: E402
 
-ARTIFACT = Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "1.0.0" / "model.onnx"
+ARTIFACT = (
+    Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "1.0.0" / "model.onnx"
+)
 
 
 def test_init_from_onnx_matches_the_artifact_and_calibrates_batch_norm() -> None:

@@ -68,8 +68,14 @@ def test_frontend_graph_matches_librosa_on_real_audio() -> None:
     got = sess.run(None, {"audio": x})[0][..., 0]
     for i, w in enumerate(x):
         S = librosa.feature.melspectrogram(
-            y=w.astype(np.float64), sr=FE.sample_rate, n_fft=FE.n_fft, hop_length=FE.hop_length,
-            n_mels=FE.n_mels, center=True, pad_mode="constant", power=2.0,
+            y=w.astype(np.float64),
+            sr=FE.sample_rate,
+            n_fft=FE.n_fft,
+            hop_length=FE.hop_length,
+            n_mels=FE.n_mels,
+            center=True,
+            pad_mode="constant",
+            power=2.0,
         )
         ref = (librosa.power_to_db(S, ref=np.max, top_db=FE.top_db) + FE.top_db) / FE.top_db
         assert float(np.abs(got[i] - ref[:, : FE.frames]).max()) <= 1e-4
@@ -97,11 +103,14 @@ def test_runtime_loads_both_kinds_and_they_agree(waveform_dir: Path) -> None:
 
     clf_w, clf_f = Classifier(wave, hop=0.7), Classifier(feat, hop=0.7)
     y = load_audio(EXAMPLES / "solo_flute.wav")
-    ww = [r for i in range(0, len(y), 5000) for r in clf_w.process(y[i : i + 5000], FE.sample_rate)] + clf_w.flush()
+    ww = [
+        r for i in range(0, len(y), 5000) for r in clf_w.process(y[i : i + 5000], FE.sample_rate)
+    ] + clf_w.flush()
     wf = clf_f.classify(y, FE.sample_rate)
     assert [(r.start, r.end, r.silent) for r in ww] == [(r.start, r.end, r.silent) for r in wf]
-    np.testing.assert_allclose(np.stack([r.probabilities for r in ww]), np.stack([r.probabilities for r in wf]),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        np.stack([r.probabilities for r in ww]), np.stack([r.probabilities for r in wf]), atol=1e-4
+    )
     # a short window is padded with silence exactly as the numpy path pads it
     short = x[:2, : FE.window_samples // 3]
     np.testing.assert_allclose(wave.predict_windows(short), feat.predict_windows(short), atol=1e-4)
@@ -114,9 +123,14 @@ def test_analysis_reports_input_kind_and_provider(waveform_dir: Path) -> None:
 
     an = analyze(EXAMPLES / "solo_flute.wav", model=load_model(waveform_dir), analyzers=False)
     model = an.to_dict()["model"]
-    assert model == {"name": "family-waveform", "version": "1.0.0", "task": "multilabel",
-                     "sha256": read_manifest(waveform_dir).sha256, "input": "waveform",
-                     "provider": "CPUExecutionProvider"}
+    assert model == {
+        "name": "family-waveform",
+        "version": "1.0.0",
+        "task": "multilabel",
+        "sha256": read_manifest(waveform_dir).sha256,
+        "input": "waveform",
+        "provider": "CPUExecutionProvider",
+    }
 
 
 def test_schema_1_manifests_still_load_and_waveform_needs_2(waveform_dir: Path) -> None:
@@ -127,9 +141,13 @@ def test_schema_1_manifests_still_load_and_waveform_needs_2(waveform_dir: Path) 
     with pytest.raises(ModelError, match="waveform input needs schema"):
         validate_manifest(seal_manifest({**new, "schema": "instrunet.manifest/1"}), where="m.json")
     with pytest.raises(ModelError, match="window_samples"):
-        validate_manifest(seal_manifest({**new, "input": {**new["input"], "shape": [None, 1000]}}), where="m.json")
+        validate_manifest(
+            seal_manifest({**new, "input": {**new["input"], "shape": [None, 1000]}}), where="m.json"
+        )
     with pytest.raises(ModelError, match="input.kind must be"):
-        validate_manifest(seal_manifest({**old, "input": {**old["input"], "kind": "spectrum"}}), where="m.json")
+        validate_manifest(
+            seal_manifest({**old, "input": {**old["input"], "kind": "spectrum"}}), where="m.json"
+        )
     with pytest.raises(ModelError, match="source must be"):
         validate_manifest(seal_manifest({**new, "source": {"name": "family"}}), where="m.json")
     # schema 1 → 2 migration as documented: change "schema", re-seal
@@ -137,8 +155,9 @@ def test_schema_1_manifests_still_load_and_waveform_needs_2(waveform_dir: Path) 
     assert migrated.schema == MANIFEST_SCHEMA and migrated.input_kind == "logmel"
 
 
-def test_export_waveform_refuses_bad_sources(waveform_dir: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_waveform_refuses_bad_sources(
+    waveform_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from export.waveform import export_waveform
 
     with pytest.raises(ExportError, match="the source must take log-mel"):
@@ -164,7 +183,9 @@ def test_export_is_deterministic(waveform_dir: Path, tmp_path: Path, monkeypatch
 def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed (make's .venv/.dev target installs the example's packages with npm)")
+        pytest.skip(
+            "node is not installed (make's .venv/.dev target installs the example's packages with npm)"
+        )
     if not (NODE_DIR / "node_modules" / "onnxruntime-node").is_dir():
         pytest.skip("examples/node/node_modules missing: run 'npm ci' in examples/node (make test does)")
     import soundfile as sf
@@ -174,17 +195,28 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
     y = load_audio(EXAMPLES / "solo_flute.wav")  # 32 kHz file → 22,050 Hz mono, as the runtime does it
     wav = tmp_path / "flute22.wav"
     sf.write(wav, y, FE.sample_rate, subtype="FLOAT")
-    out = subprocess.run([node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(wav)],
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(wav)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     js = json.loads(out.stdout)
     wins = Classifier(load_model(FAMILY)).classify(y, FE.sample_rate)  # shared STFT frames, numpy
     assert js["labels"] == list(read_manifest(FAMILY).labels)
     assert js["starts"] == [int(round(w.start * FE.sample_rate)) for w in wins]
-    np.testing.assert_allclose(np.array(js["probabilities"]), np.stack([w.probabilities for w in wins]), atol=1e-4)
+    np.testing.assert_allclose(
+        np.array(js["probabilities"]), np.stack([w.probabilities for w in wins]), atol=1e-4
+    )
     # a file it cannot use is a clear error
     sf.write(tmp_path / "44k.wav", np.zeros(4410, np.float32), 44100)
-    bad = subprocess.run([node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(tmp_path / "44k.wav")],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(tmp_path / "44k.wav")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1 and "resample first" in bad.stderr
 
 
@@ -206,7 +238,9 @@ def test_every_dft_of_the_graph_matches_the_numpy_front_end(dft: str) -> None:
     """The three ways the graph can compute the spectrum give the reference features (silence included)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(frontend_graph(FE, dft=dft).SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        frontend_graph(FE, dft=dft).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     x = np.concatenate([_clip_windows(3), np.zeros((1, FE.window_samples), np.float32)])
     got = sess.run(None, {"audio": x})[0][..., 0]
     assert float(np.abs(got - batch_features(x)).max()) <= 1e-4
@@ -220,11 +254,15 @@ def test_stages_graph_for_other_front_ends() -> None:
     from instrunet_core.features import FrontEnd
 
     rng = np.random.default_rng(3)
-    for fe in (FrontEnd(n_fft=1024, hop_length=256, n_mels=64, frames=64),
-               FrontEnd(n_fft=1536, hop_length=512, n_mels=40, frames=32, fmin=100.0, fmax=8000.0),
-               FrontEnd(n_fft=512, hop_length=512, n_mels=32, frames=16, top_db=60.0)):
+    for fe in (
+        FrontEnd(n_fft=1024, hop_length=256, n_mels=64, frames=64),
+        FrontEnd(n_fft=1536, hop_length=512, n_mels=40, frames=32, fmin=100.0, fmax=8000.0),
+        FrontEnd(n_fft=512, hop_length=512, n_mels=32, frames=16, top_db=60.0),
+    ):
         y = (0.1 * rng.standard_normal((3, fe.window_samples))).astype(np.float32)
-        sess = ort.InferenceSession(frontend_graph(fe).SerializeToString(), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(
+            frontend_graph(fe).SerializeToString(), providers=["CPUExecutionProvider"]
+        )
         got = sess.run(None, {"audio": y})[0][..., 0]
         assert got.shape == (3, fe.n_mels, fe.frames)
         assert float(np.abs(got - batch_features(y, fe=fe)).max()) <= 1e-4

@@ -113,7 +113,9 @@ class AugmentConfig:
                     raise ValueError(f"AugmentConfig.{f.name}={v!r}: a probability must lie in [0, 1]")
             else:
                 if len(v) != 2 or not all(math.isfinite(float(x)) for x in v) or float(v[0]) > float(v[1]):
-                    raise ValueError(f"AugmentConfig.{f.name}={v!r}: expected a (low, high) range with low <= high")
+                    raise ValueError(
+                        f"AugmentConfig.{f.name}={v!r}: expected a (low, high) range with low <= high"
+                    )
                 object.__setattr__(self, f.name, (float(v[0]), float(v[1])))
         for name in ("highpass_hz", "lowpass_hz", "peak_hz", "low_shelf_hz", "high_shelf_hz"):
             if getattr(self, name)[0] <= 0:
@@ -206,13 +208,17 @@ def _offset(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, 
         if k > 0:
             x = np.concatenate([np.zeros(min(k, n), dtype=np.float32), x[: max(0, n - k)]])
         elif k < 0:
-            x = _fit(x[min(-k, n):], n)
+            x = _fit(x[min(-k, n) :], n)
         log.append({"effect": "offset", "ms": ms, "samples": k})
     return x
 
 
 def _room(
-    x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log,
+    x: np.ndarray,
+    rng: np.random.Generator,
+    c: AugmentConfig,
+    sr: int,
+    log: Log,
     irs: Sequence[tuple[str, np.ndarray]],
 ) -> np.ndarray:
     """3. Algorithmic reverb, then measured room and device impulse responses (drawn only when
@@ -226,7 +232,10 @@ def _room(
         }
         x = _run(pb.Reverb(**params, width=1.0), x, sr)
         log.append({"effect": "reverb", **params})
-    for use, p, wet_range in (("room", c.p_room_ir, c.room_ir_wet), ("device", c.p_device_ir, c.device_ir_wet)):
+    for use, p, wet_range in (
+        ("room", c.p_room_ir, c.room_ir_wet),
+        ("device", c.p_device_ir, c.device_ir_wet),
+    ):
         pool = [ir for u, ir in irs if u == use]
         if pool and _hit(rng, p):
             k = int(rng.integers(len(pool)))
@@ -363,7 +372,9 @@ def _convolve(x: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:
     return (np.float32(1.0 - wet) * x + np.float32(wet) * y).astype(np.float32)
 
 
-def load_irs(files: Sequence[tuple[str, Any]], *, sr: int, max_s: float = 1.0) -> list[tuple[str, np.ndarray]]:
+def load_irs(
+    files: Sequence[tuple[str, Any]], *, sr: int, max_s: float = 1.0
+) -> list[tuple[str, np.ndarray]]:
     """Impulse responses ``(use, path)`` read as mono at ``sr``, from the direct sound on, at most
     ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy. Files are read
     by the core's loader (:func:`instrunet_core.audio.load_audio`: its mixdown and resampler)."""

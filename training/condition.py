@@ -101,8 +101,16 @@ def aged(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]
         y = 0.5 * (y + _shift(y, c))
         log.append(f"detune {c:+.0f} cents")
     elif cue == 1:
-        y = _pb(pb.Chorus(rate_hz=rng.uniform(0.6, 3.0), depth=rng.uniform(0.15, 0.4), mix=rng.uniform(0.4, 0.6),
-                          centre_delay_ms=rng.uniform(5, 12), feedback=0.0), y)
+        y = _pb(
+            pb.Chorus(
+                rate_hz=rng.uniform(0.6, 3.0),
+                depth=rng.uniform(0.15, 0.4),
+                mix=rng.uniform(0.4, 0.6),
+                centre_delay_ms=rng.uniform(5, 12),
+                feedback=0.0,
+            ),
+            y,
+        )
         log.append("chorus")
     elif cue == 2:
         snr = rng.uniform(22, 32)
@@ -201,7 +209,9 @@ def benign(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[st
 
     log: list[str] = []
     if rng.random() < 0.3:
-        y = _pb(pb.Reverb(room_size=rng.uniform(0.1, 0.5), wet_level=rng.uniform(0.05, 0.2), dry_level=1.0), y)
+        y = _pb(
+            pb.Reverb(room_size=rng.uniform(0.1, 0.5), wet_level=rng.uniform(0.05, 0.2), dry_level=1.0), y
+        )
         log.append("room")
     if rng.random() < 0.3:
         snr = rng.uniform(45, 60)
@@ -224,8 +234,9 @@ def _phrase(y: np.ndarray, siblings: Sequence[np.ndarray], rng: np.random.Genera
     k = int(rng.integers(2, min(4, len(siblings) + 1) + 1))
     cuts = np.sort(rng.uniform(0.15, 0.85, k - 1)) * y.size
     bounds = np.concatenate([[0], cuts, [y.size]]).astype(int)
-    picks = [np.asarray(y, np.float64)] + [np.asarray(siblings[j], np.float64)
-                                            for j in rng.choice(len(siblings), k - 1, replace=False)]
+    picks = [np.asarray(y, np.float64)] + [
+        np.asarray(siblings[j], np.float64) for j in rng.choice(len(siblings), k - 1, replace=False)
+    ]
     fade = int(0.01 * SR)
     x = np.zeros(y.size)
     for i, src in enumerate(picks):
@@ -280,7 +291,9 @@ def make_clips(
     return out
 
 
-def build(corpus: Path, out: Path, *, seed: int = DEFAULT_SEED, max_notes: int | None = None) -> dict[str, Any]:
+def build(
+    corpus: Path, out: Path, *, seed: int = DEFAULT_SEED, max_notes: int | None = None
+) -> dict[str, Any]:
     """Write ``out/<split>.npz`` and ``out/condition.json`` (see the module docstring)."""
     from instrunet_condition.features import FEATURE_NAMES, condition_features
 
@@ -295,11 +308,17 @@ def build(corpus: Path, out: Path, *, seed: int = DEFAULT_SEED, max_notes: int |
             notes = notes[:: max(1, len(notes) // max_notes)][:max_notes]
         audio = {n.note_str: load_audio(n, target_sr=SR) for n in notes}
         rows: list[list[float]] = []
-        meta: dict[str, list[Any]] = {k: [] for k in ("y", "note", "instrument", "family", "mix", "degradations")}
+        meta: dict[str, list[Any]] = {
+            k: [] for k in ("y", "note", "instrument", "family", "mix", "degradations")
+        }
         for i, n in enumerate(notes):
             rng = _rng(seed, n.note_str)
             others = [audio[m.note_str] for m in notes if m.instrument_str != n.instrument_str]
-            pick = [others[j] for j in rng.choice(len(others), size=min(8, len(others)), replace=False)] if others else []
+            pick = (
+                [others[j] for j in rng.choice(len(others), size=min(8, len(others)), replace=False)]
+                if others
+                else []
+            )
             sib = [audio[m.note_str] for m in notes if m.instrument_str == n.instrument_str and m is not n]
             for x, c, log, n_mix in make_clips(audio[n.note_str], pick, rng, siblings=sib):
                 f = condition_features(x, sr=SR)
@@ -314,14 +333,27 @@ def build(corpus: Path, out: Path, *, seed: int = DEFAULT_SEED, max_notes: int |
                 meta["degradations"].append("; ".join(log))
             if (i + 1) % 100 == 0:
                 print(f"{split}: {i + 1}/{len(notes)} notes ({time.time() - t0:.0f} s)", file=sys.stderr)
-        np.savez_compressed(out / f"{split}.npz", x=np.asarray(rows, np.float64), names=np.asarray(FEATURE_NAMES),
-                            **{k: np.asarray(v) for k, v in meta.items()})
+        np.savez_compressed(
+            out / f"{split}.npz",
+            x=np.asarray(rows, np.float64),
+            names=np.asarray(FEATURE_NAMES),
+            **{k: np.asarray(v) for k, v in meta.items()},
+        )
         y = np.asarray(meta["y"])
-        counts[split] = {"notes": len(notes), "instruments": len({n.instrument_str for n in notes}),
-                         "clips": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)}}
-    info = {"seed": seed, "corpus": str(corpus), "classes": list(CLASSES), "features": list(FEATURE_NAMES),
-            "counts": counts, "build_seconds": round(time.time() - t0, 1),
-            "recipe": (__doc__ or "").split("Features (")[0].split("``build`` reads")[1].strip()}
+        counts[split] = {
+            "notes": len(notes),
+            "instruments": len({n.instrument_str for n in notes}),
+            "clips": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)},
+        }
+    info = {
+        "seed": seed,
+        "corpus": str(corpus),
+        "classes": list(CLASSES),
+        "features": list(FEATURE_NAMES),
+        "counts": counts,
+        "build_seconds": round(time.time() - t0, 1),
+        "recipe": (__doc__ or "").split("Features (")[0].split("``build`` reads")[1].strip(),
+    }
     (out / "condition.json").write_text(json.dumps(info, indent=1))
     return info
 
@@ -337,8 +369,12 @@ def load(data: Path, split: str) -> dict[str, np.ndarray]:
         d = {k: z[k] for k in z.files}
     names = [str(s) for s in d["names"]]
     if tuple(names) != FEATURE_NAMES:
-        raise SystemExit(f"{p}: built with features {names}, the extractor now has {list(FEATURE_NAMES)}; rebuild")
-    d["v"] = np.stack([feature_vector(dict(zip(names, row, strict=True))) for row in d["x"]]).astype(np.float32)
+        raise SystemExit(
+            f"{p}: built with features {names}, the extractor now has {list(FEATURE_NAMES)}; rebuild"
+        )
+    d["v"] = np.stack([feature_vector(dict(zip(names, row, strict=True))) for row in d["x"]]).astype(
+        np.float32
+    )
     return d
 
 
@@ -370,8 +406,10 @@ def _by_degradation(d: dict[str, np.ndarray], p: np.ndarray) -> dict[str, Any]:
             e["n"] += 1
             e["correct"] += int(pred[i] == d["y"][i])
             e["flagged"] += int(pred[i] != 0)
-    return {k: {"n": v["n"], "recall": v["correct"] / v["n"], "flagged": v["flagged"] / v["n"]}
-            for k, v in sorted(out.items())}
+    return {
+        k: {"n": v["n"], "recall": v["correct"] / v["n"], "flagged": v["flagged"] / v["n"]}
+        for k, v in sorted(out.items())
+    }
 
 
 def _examples(folder: Path, predict: Any) -> dict[str, Any]:
@@ -391,9 +429,11 @@ def _examples(folder: Path, predict: Any) -> dict[str, Any]:
         p = predict(np.stack([feature_vector(r) for r in rows]))
         w = np.asarray(secs) / sum(secs)
         mean = (p * w[:, None]).sum(0)
-        res["files"][f.name] = {"label": CLASSES[int(mean.argmax())],
-                                "probabilities": dict(zip(CLASSES, mean.round(4).tolist(), strict=True)),
-                                "chunk_labels": [CLASSES[int(k)] for k in p.argmax(1)]}
+        res["files"][f.name] = {
+            "label": CLASSES[int(mean.argmax())],
+            "probabilities": dict(zip(CLASSES, mean.round(4).tolist(), strict=True)),
+            "chunk_labels": [CLASSES[int(k)] for k in p.argmax(1)],
+        }
         res["chunks"] += len(rows)
         res["chunks_flagged"] += int(np.sum(p.argmax(1) != 0))
     res["files_flagged"] = sum(v["label"] != "healthy" for v in res["files"].values())
@@ -425,7 +465,9 @@ def _fold_normalisation(model: Any, norm: Any) -> Any:
     folded = keras.Model(inp, x, name=model.name)
     for clone, layer in new_layers:
         if layer is first:
-            clone.set_weights([(w / std[:, None]).astype(np.float32), (b - (mean / std) @ w).astype(np.float32)])
+            clone.set_weights(
+                [(w / std[:, None]).astype(np.float32), (b - (mean / std) @ w).astype(np.float32)]
+            )
         else:
             clone.set_weights(layer.get_weights())
     return folded
@@ -445,8 +487,12 @@ def _healthy_bias(p: np.ndarray, y: np.ndarray, *, max_false_alarm: float = 0.05
         rows.append((float(b), float(np.mean(pred == y)), fa))
     ok = [r for r in rows if r[2] <= max_false_alarm]
     b, acc, fa = max(ok, key=lambda r: (r[1], -r[0])) if ok else min(rows, key=lambda r: (r[2], r[0]))
-    return {"log_bias": b, "valid_accuracy": acc, "valid_false_alarm_rate": fa,
-            "rule": f"max valid accuracy with valid false-alarm rate <= {max_false_alarm}"}
+    return {
+        "log_bias": b,
+        "valid_accuracy": acc,
+        "valid_false_alarm_rate": fa,
+        "rule": f"max valid accuracy with valid false-alarm rate <= {max_false_alarm}",
+    }
 
 
 def _soundfonts(corpus: Path) -> list[str]:
@@ -457,8 +503,18 @@ def _soundfonts(corpus: Path) -> list[str]:
     return [f"{f['key']} ({f.get('license')})" for f in meta.get("soundfonts", [])]
 
 
-def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs: int = 150, seed: int = 0,
-          examples: Path = Path("examples"), patience: int = 30, width: int = 64) -> dict[str, Any]:
+def train(
+    data: Path,
+    out: Path,
+    report: Path,
+    *,
+    version: str = "1.0.0",
+    epochs: int = 150,
+    seed: int = 0,
+    examples: Path = Path("examples"),
+    patience: int = 30,
+    width: int = 64,
+) -> dict[str, Any]:
     """Fit the MLP, keep the epoch with the best valid accuracy, evaluate, write the report."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -470,15 +526,18 @@ def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs
     tr, va, te = sets["train"], sets["valid"], sets["test"]
     norm = keras.layers.Normalization(name="standardise")
     norm.adapt(tr["v"])
-    model = keras.Sequential([
-        keras.Input((len(FEATURE_NAMES),), name="features"),
-        norm,
-        keras.layers.Dense(width, activation="relu"),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(width, activation="relu"),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(len(CLASSES), activation="softmax"),
-    ], name="condition")
+    model = keras.Sequential(
+        [
+            keras.Input((len(FEATURE_NAMES),), name="features"),
+            norm,
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(len(CLASSES), activation="softmax"),
+        ],
+        name="condition",
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -527,12 +586,24 @@ def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs
     single = te["mix"] == 1
     test = _metrics(te["y"], pt)
     metrics = {
-        "model": "condition", "version": version, "task": "multiclass", "labels": list(CLASSES),
-        "features": list(FEATURE_NAMES), "parameters": int(model.count_params()),
-        "train_seconds": round(time.time() - t0, 1), "epochs_run": len(hist["loss"]), "best_epoch": best_ep,
+        "model": "condition",
+        "version": version,
+        "task": "multiclass",
+        "labels": list(CLASSES),
+        "features": list(FEATURE_NAMES),
+        "parameters": int(model.count_params()),
+        "train_seconds": round(time.time() - t0, 1),
+        "epochs_run": len(hist["loss"]),
+        "best_epoch": best_ep,
         "selection": "epoch with the best valid accuracy (valid = held-out instruments); test never used to choose",
-        "config": {"seed": seed, "epochs": epochs, "patience": patience, "batch_size": 64, "width": width,
-                   "data": str(data)},
+        "config": {
+            "seed": seed,
+            "epochs": epochs,
+            "patience": patience,
+            "batch_size": 64,
+            "width": width,
+            "data": str(data),
+        },
         "condition_corpus": cond,
         "corpus": {"soundfonts": _soundfonts(Path(cond["corpus"]))},
         "healthy_bias": bias,
@@ -540,17 +611,26 @@ def train(data: Path, out: Path, report: Path, *, version: str = "1.0.0", epochs
         "test": test,
         "test_by_degradation": _by_degradation(te, pt),
         "false_alarm": {
-            "test_clean_notes": {"rate": test["false_alarm_rate"], "n": int((te["y"] == 0).sum()),
-                                 "what": "healthy test clips (clean notes, 30% mixtures, benign room/level/noise "
-                                         "floor) called aged or broken"},
-            "test_clean_single_notes": {"rate": float(np.mean(pt[(te["y"] == 0) & single].argmax(1) != 0)),
-                                        "n": int(((te["y"] == 0) & single).sum())},
+            "test_clean_notes": {
+                "rate": test["false_alarm_rate"],
+                "n": int((te["y"] == 0).sum()),
+                "what": "healthy test clips (clean notes, 30% mixtures, benign room/level/noise "
+                "floor) called aged or broken",
+            },
+            "test_clean_single_notes": {
+                "rate": float(np.mean(pt[(te["y"] == 0) & single].argmax(1) != 0)),
+                "n": int(((te["y"] == 0) & single).sum()),
+            },
             "examples": _examples(examples, predict),
         },
         "permutation_importance_valid": importance,
-        "features_manifest": {"extractor": "instrunet_condition.features.condition_features",
-                              "transform": "instrunet_condition.features.feature_vector",
-                              "sample_rate": SR, "chunk_seconds": 4.0, "healthy_median": healthy_median},
+        "features_manifest": {
+            "extractor": "instrunet_condition.features.condition_features",
+            "transform": "instrunet_condition.features.feature_vector",
+            "sample_rate": SR,
+            "chunk_seconds": 4.0,
+            "healthy_median": healthy_median,
+        },
     }
     write_report(report, metrics, hist)
     return metrics
@@ -573,8 +653,14 @@ def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) 
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         for i in range(3):
             for j in range(3):
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
         ax.set_xticks(range(3), CLASSES, rotation=20)
         ax.set_yticks(range(3), CLASSES)
         ax.set_xlabel("predicted")
@@ -595,24 +681,40 @@ def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) 
         "| split | clips | accuracy | balanced accuracy | false-alarm rate (healthy called aged/broken) |",
         "|---|---|---|---|---|",
     ]
-    for name, k in (("valid (held-out instruments)", "valid"), ("test (unseen TimGM6mb instruments)", "test")):
+    for name, k in (
+        ("valid (held-out instruments)", "valid"),
+        ("test (unseen TimGM6mb instruments)", "test"),
+    ):
         s = m[k]
-        lines.append(f"| {name} | {s['n']} | {s['accuracy']:.4f} | {s['balanced_accuracy']:.4f} | "
-                     f"{s['false_alarm_rate']:.4f} |")
+        lines.append(
+            f"| {name} | {s['n']} | {s['accuracy']:.4f} | {s['balanced_accuracy']:.4f} | "
+            f"{s['false_alarm_rate']:.4f} |"
+        )
     lines += ["", "Per class on test:", "", "| class | precision | recall | clips |", "|---|---|---|---|"]
     for c, pc in t["per_class"].items():
         lines.append(f"| {c} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['support']} |")
-    lines += ["", f"False alarms on clean single test notes: {fa['test_clean_single_notes']['rate']:.4f} "
-              f"(n={fa['test_clean_single_notes']['n']}).",
-              f"Bundled examples: {ex['files_flagged']} of {len(ex['files'])} files and {ex['chunks_flagged']} of "
-              f"{ex['chunks']} 4-s chunks called aged or broken "
-              f"({ex_labels}).",
-              "", "Test clips by degradation (recall of their class; flagged = called aged or broken):", "",
-              "| degradation | clips | recall | flagged |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"False alarms on clean single test notes: {fa['test_clean_single_notes']['rate']:.4f} "
+        f"(n={fa['test_clean_single_notes']['n']}).",
+        f"Bundled examples: {ex['files_flagged']} of {len(ex['files'])} files and {ex['chunks_flagged']} of "
+        f"{ex['chunks']} 4-s chunks called aged or broken "
+        f"({ex_labels}).",
+        "",
+        "Test clips by degradation (recall of their class; flagged = called aged or broken):",
+        "",
+        "| degradation | clips | recall | flagged |",
+        "|---|---|---|---|",
+    ]
     for k, v in m["test_by_degradation"].items():
         lines.append(f"| {k} | {v['n']} | {v['recall']:.3f} | {v['flagged']:.3f} |")
-    lines += ["", "Permutation importance on valid (accuracy lost when the feature is shuffled):", "",
-              "| feature | accuracy drop |", "|---|---|"]
+    lines += [
+        "",
+        "Permutation importance on valid (accuracy lost when the feature is shuffled):",
+        "",
+        "| feature | accuracy drop |",
+        "|---|---|",
+    ]
     for k, v in sorted(m["permutation_importance_valid"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {k} | {v:+.4f} |")
     lines += ["", "![confusion](confusion_matrix.png)", ""]
@@ -635,8 +737,12 @@ def evaluate(data: Path, model_path: Path, out: Path) -> dict[str, Any]:
         d = load(data, split)
         p = np.asarray(model(d["v"], training=False))
         m = _metrics(d["y"], p)
-        res[split] = {"accuracy": m["accuracy"], "false_alarm_rate": m["false_alarm_rate"], "n": m["n"],
-                      "recall": {c: v["recall"] for c, v in m["per_class"].items()}}
+        res[split] = {
+            "accuracy": m["accuracy"],
+            "false_alarm_rate": m["false_alarm_rate"],
+            "n": m["n"],
+            "recall": {c: v["recall"] for c, v in m["per_class"].items()},
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     return res
@@ -661,17 +767,34 @@ def praat_check(corpus: Path, out: Path, *, n_notes: int = 16, seed: int = 0) ->
         y = load_audio(n, target_sr=SR).astype(np.float64)
         for snr in (None, 20.0, 5.0):
             x = y if snr is None else _noise(rng, y, snr, pink=False)
-            ref = parselmouth.praat.call(parselmouth.Sound(x, sampling_frequency=SR).to_harmonicity_ac(
-                0.01, 75.0, 0.1, 4.5), "Get mean", 0, 0)
+            ref = parselmouth.praat.call(
+                parselmouth.Sound(x, sampling_frequency=SR).to_harmonicity_ac(0.01, 75.0, 0.1, 4.5),
+                "Get mean",
+                0,
+                0,
+            )
             ours = hnr(x, sr=SR)
-            rows.append({"note": n.note_str, "snr_db": snr, "praat_db": round(float(ref), 3),
-                         "ours_db": round(float(ours), 3), "diff_db": round(float(ours - ref), 3)})
+            rows.append(
+                {
+                    "note": n.note_str,
+                    "snr_db": snr,
+                    "praat_db": round(float(ref), 3),
+                    "ours_db": round(float(ours), 3),
+                    "diff_db": round(float(ours - ref), 3),
+                }
+            )
     low = [abs(r["diff_db"]) for r in rows if r["praat_db"] < 30]
     high = [abs(r["diff_db"]) for r in rows if r["praat_db"] >= 30]
-    res = {"praat_settings": "To Harmonicity (ac): 0.01 s, 75 Hz, 0.1, 4.5 periods; Get mean",
-           "parselmouth": parselmouth.__version__, "n": len(rows),
-           "max_abs_diff_below_30db": max(low) if low else None, "n_below_30db": len(low),
-           "max_abs_diff_from_30db": max(high) if high else None, "n_from_30db": len(high), "rows": rows}
+    res = {
+        "praat_settings": "To Harmonicity (ac): 0.01 s, 75 Hz, 0.1, 4.5 periods; Get mean",
+        "parselmouth": parselmouth.__version__,
+        "n": len(rows),
+        "max_abs_diff_below_30db": max(low) if low else None,
+        "n_below_30db": len(low),
+        "max_abs_diff_from_30db": max(high) if high else None,
+        "n_from_30db": len(high),
+        "rows": rows,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     return res
@@ -681,11 +804,14 @@ def praat_check(corpus: Path, out: Path, *, n_notes: int = 16, seed: int = 0) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.condition",
-                                 description="Condition corpus (degraded notes) and classifier.")
+    ap = argparse.ArgumentParser(
+        prog="python -m training.condition", description="Condition corpus (degraded notes) and classifier."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="degrade the notes of a corpus and compute their features")
-    b.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="NSynth-format corpus (training.corpus)")
+    b.add_argument(
+        "--corpus", type=Path, default=Path("data/corpus"), help="NSynth-format corpus (training.corpus)"
+    )
     b.add_argument("--out", type=Path, default=Path("data/condition"), help="output folder")
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
     b.add_argument("--max-notes", type=int, default=None, help="at most N notes per split (small builds)")
@@ -711,17 +837,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(", ".join(f"{s} {r[s]['accuracy']:.4f}" for s in SPLITS))
     elif args.cmd == "praat":
         r = praat_check(args.corpus, args.out)
-        print(f"{r['n']} comparisons: max |ours - Praat| {r['max_abs_diff_below_30db']:.2f} dB below 30 dB "
-              f"(n={r['n_below_30db']}), {r['max_abs_diff_from_30db']:.2f} dB from 30 dB up (n={r['n_from_30db']})")
+        print(
+            f"{r['n']} comparisons: max |ours - Praat| {r['max_abs_diff_below_30db']:.2f} dB below 30 dB "
+            f"(n={r['n_below_30db']}), {r['max_abs_diff_from_30db']:.2f} dB from 30 dB up (n={r['n_from_30db']})"
+        )
     elif args.cmd == "build":
         info = build(args.corpus, args.out, seed=args.seed, max_notes=args.max_notes)
         print(json.dumps(info["counts"], indent=1))
     else:
-        m = train(args.data, args.out, args.report, version=args.version, epochs=args.epochs, seed=args.seed,
-                  examples=args.examples, width=args.width)
+        m = train(
+            args.data,
+            args.out,
+            args.report,
+            version=args.version,
+            epochs=args.epochs,
+            seed=args.seed,
+            examples=args.examples,
+            width=args.width,
+        )
         t_ = m["test"]
-        print(f"test accuracy {t_['accuracy']:.4f}, false-alarm rate on clean notes "
-              f"{m['false_alarm']['test_clean_notes']['rate']:.4f}; report in {args.report}")
+        print(
+            f"test accuracy {t_['accuracy']:.4f}, false-alarm rate on clean notes "
+            f"{m['false_alarm']['test_clean_notes']['rate']:.4f}; report in {args.report}"
+        )
     return 0
 
 

@@ -99,14 +99,38 @@ class SoundFont:
 
 
 SOUNDFONTS: tuple[SoundFont, ...] = (
-    SoundFont("fluidr3", "fluid-soundfont-gm", "usr/share/sounds/sf2/FluidR3_GM.sf2", "MIT", "fluidr3",
-              "Fluid (R3) General MIDI SoundFont, Frank Wen"),
-    SoundFont("musescore", "musescore-general-soundfont", "usr/share/sounds/sf3/MuseScore_General_Full.sf3",
-              "MIT", "fluidr3", "MuseScore General (full), S. Christian Collins; reuses many FluidR3 samples"),
-    SoundFont("csound", "csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2", "public domain (Debian copyright of csound: 'Public Domain in its license field')",
-              "csound", "sf_GMbank General MIDI bank shipped with csound"),
-    SoundFont("timgm6mb", "timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2", "GPL-2",
-              "timgm6mb", "TimGM6mb, Tim Brechbill; genuinely different samples"),
+    SoundFont(
+        "fluidr3",
+        "fluid-soundfont-gm",
+        "usr/share/sounds/sf2/FluidR3_GM.sf2",
+        "MIT",
+        "fluidr3",
+        "Fluid (R3) General MIDI SoundFont, Frank Wen",
+    ),
+    SoundFont(
+        "musescore",
+        "musescore-general-soundfont",
+        "usr/share/sounds/sf3/MuseScore_General_Full.sf3",
+        "MIT",
+        "fluidr3",
+        "MuseScore General (full), S. Christian Collins; reuses many FluidR3 samples",
+    ),
+    SoundFont(
+        "csound",
+        "csound-soundfont",
+        "usr/share/sounds/sf2/sf_GMbank.sf2",
+        "public domain (Debian copyright of csound: 'Public Domain in its license field')",
+        "csound",
+        "sf_GMbank General MIDI bank shipped with csound",
+    ),
+    SoundFont(
+        "timgm6mb",
+        "timgm6mb-soundfont",
+        "usr/share/sounds/sf2/TimGM6mb.sf2",
+        "GPL-2",
+        "timgm6mb",
+        "TimGM6mb, Tim Brechbill; genuinely different samples",
+    ),
 )
 TEST_FONT = "timgm6mb"
 
@@ -161,7 +185,9 @@ def _apt_download(package: str, dest: Path) -> None:
         return subprocess.run(["apt-get", "download", package], cwd=dest, capture_output=True, text=True)
 
     if shutil.which("apt-get") is None:
-        raise RuntimeError(f"apt-get not found: install Debian package {package} or put its SoundFont in the cache")
+        raise RuntimeError(
+            f"apt-get not found: install Debian package {package} or put its SoundFont in the cache"
+        )
     r = attempt()
     if r.returncode != 0 and os.geteuid() == 0:
         subprocess.run(["apt-get", "update", "-qq"], check=False)
@@ -310,8 +336,13 @@ def render_instrument(
         name = note_str(inst.family, "acoustic", idx, pitch, velocity)
         sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
         examples[name] = _note_record(
-            inst, name, pitch, velocity,
-            soundfont=inst.font, program=inst.program, preset_name=preset,
+            inst,
+            name,
+            pitch,
+            velocity,
+            soundfont=inst.font,
+            program=inst.program,
+            preset_name=preset,
         )
     return inst.instrument, examples
 
@@ -333,7 +364,9 @@ class RealInstrument:
         return {k: v for k, v in self.spec}
 
 
-def plan_real(lock: dict[str, Any], *, first_id: int, counters: collections.Counter[str]) -> list[RealInstrument]:
+def plan_real(
+    lock: dict[str, Any], *, first_id: int, counters: collections.Counter[str]
+) -> list[RealInstrument]:
     """Every instrument of every locked library, numbered after the SoundFont instruments."""
     out: list[RealInstrument] = []
     for src in lock["sources"]:
@@ -343,9 +376,18 @@ def plan_real(lock: dict[str, Any], *, first_id: int, counters: collections.Coun
                 raise ValueError(f"{src['key']}/{inst['name']}: unknown family {fam!r}")
             idx = counters[fam]
             counters[fam] += 1
-            out.append(RealInstrument(first_id + len(out), f"{fam}_acoustic_{idx:03d}", fam, src["key"], inst["name"],
-                                      src["split"], inst.get("sample_group", src["sample_group"]),
-                                      tuple(sorted((k, _freeze(v)) for k, v in inst.items()))))
+            out.append(
+                RealInstrument(
+                    first_id + len(out),
+                    f"{fam}_acoustic_{idx:03d}",
+                    fam,
+                    src["key"],
+                    inst["name"],
+                    src["split"],
+                    inst.get("sample_group", src["sample_group"]),
+                    tuple(sorted((k, _freeze(v)) for k, v in inst.items())),
+                )
+            )
     return out
 
 
@@ -364,8 +406,12 @@ def _player(inst: RealInstrument, root: Path, work: Path) -> Any:
     if "pat" in e:
         path = pat_to_sfz(root / e["pat"], work / inst.source / inst.name)
     elif "replace" in e:
-        path = patched_sfz(root / e["sfz"], work / inst.source / f"{inst.name}.sfz",
-                           sample_dir=root / e["sample_dir"], replace=e["replace"])
+        path = patched_sfz(
+            root / e["sfz"],
+            work / inst.source / f"{inst.name}.sfz",
+            sample_dir=root / e["sample_dir"],
+            replace=e["replace"],
+        )
     else:
         path = root / e["sfz"]
     return SfzPlayer(path, sample_rate=SAMPLE_RATE)
@@ -387,8 +433,9 @@ def real_notes(inst: RealInstrument, keys: Sequence[int], limit: int | None) -> 
     return [(k, v) for k in keys for v in vels]
 
 
-def render_real_instrument(inst: RealInstrument, root: str, out: str, limit: int | None,
-                           seed: int) -> tuple[int, dict[str, Any]]:
+def render_real_instrument(
+    inst: RealInstrument, root: str, out: str, limit: int | None, seed: int
+) -> tuple[int, dict[str, Any]]:
     """Render one real instrument's clips; returns (instrument id, examples dict)."""
     from .sfz import plan_clip
 
@@ -410,9 +457,15 @@ def render_real_instrument(inst: RealInstrument, root: str, out: str, limit: int
         name = note_str(inst.family, "acoustic", idx, pitch, velocity)
         sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
         examples[name] = _note_record(
-            inst, name, pitch, velocity,
-            library=inst.source, preset_name=inst.name, sample_group=inst.sample_group,
-            clip=clip.kind, duration_s=round(len(y) / SAMPLE_RATE, 3),
+            inst,
+            name,
+            pitch,
+            velocity,
+            library=inst.source,
+            preset_name=inst.name,
+            sample_group=inst.sample_group,
+            clip=clip.kind,
+            duration_s=round(len(y) / SAMPLE_RATE, 3),
         )
     return inst.instrument, examples
 
@@ -476,27 +529,45 @@ def build(
         real = plan_real(lock, first_id=len(plan), counters=collections.Counter(i.family for i in plan))
     if limit is not None:
         chosen = limit_plan(plan, limit)
-        jobs = [(inst, plan_notes(inst, chosen[inst.instrument])) for inst in plan if inst.instrument in chosen]
+        jobs = [
+            (inst, plan_notes(inst, chosen[inst.instrument])) for inst in plan if inst.instrument in chosen
+        ]
     else:
         jobs = [(inst, plan_notes(inst, None)) for inst in plan]
-    config = {"seed": seed, "limit": limit, "sample_rate": SAMPLE_RATE, "velocities": list(VELOCITIES),
-              "pitch_range": list(PITCH_RANGE), "hold_s": HOLD_S, "release_s": RELEASE_S,
-              "split_rule": SPLIT_RULE}
+    config = {
+        "seed": seed,
+        "limit": limit,
+        "sample_rate": SAMPLE_RATE,
+        "velocities": list(VELOCITIES),
+        "pitch_range": list(PITCH_RANGE),
+        "hold_s": HOLD_S,
+        "release_s": RELEASE_S,
+        "split_rule": SPLIT_RULE,
+    }
     cfg_path = out / ".parts" / "config.json"
     if cfg_path.is_file() and json.loads(cfg_path.read_text()) != config:
         raise SystemExit(f"{out}: was built with other settings ({cfg_path}); use a new --out folder")
     _write_json(cfg_path, config)
     parts = out / ".parts"
     if real:
-        real_cfg = {"seed": seed, "limit": limit, "instruments": [dataclasses.asdict(i) for i in real],
-                    "real_train_clips": REAL_TRAIN_CLIPS, "dev_velocities": list(DEV_VELOCITIES)}
+        real_cfg = {
+            "seed": seed,
+            "limit": limit,
+            "instruments": [dataclasses.asdict(i) for i in real],
+            "real_train_clips": REAL_TRAIN_CLIPS,
+            "dev_velocities": list(DEV_VELOCITIES),
+        }
         real_path = parts / "sources.json"
         if real_path.is_file() and json.loads(real_path.read_text()) != json.loads(json.dumps(real_cfg)):
-            raise SystemExit(f"{out}: real libraries were rendered with other settings ({real_path}); use a new --out folder")
+            raise SystemExit(
+                f"{out}: real libraries were rendered with other settings ({real_path}); use a new --out folder"
+            )
         _write_json(real_path, real_cfg)
     todo = [(i, n) for i, n in jobs if not (parts / f"{i.instrument:04d}.json").is_file()]
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    bar = progress_bar(len(jobs), desc="rendering", unit="instrument", initial=len(jobs) - len(todo), enabled=progress)
+    bar = progress_bar(
+        len(jobs), desc="rendering", unit="instrument", initial=len(jobs) - len(todo), enabled=progress
+    )
     # Group by font so that each worker loads few fonts (MuseScore takes seconds to load).
     todo.sort(key=lambda j: (j[0].font, j[0].instrument))
     if workers == 1:
@@ -506,8 +577,10 @@ def build(
             bar.update(1)
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = {pool.submit(render_instrument, inst, str(fonts[inst.font]), str(out), notes): inst
-                    for inst, notes in todo}
+            futs = {
+                pool.submit(render_instrument, inst, str(fonts[inst.font]), str(out), notes): inst
+                for inst, notes in todo
+            }
             for fut in as_completed(futs):
                 iid, ex = fut.result()
                 _write_json(parts / f"{iid:04d}.json", ex)
@@ -521,8 +594,10 @@ def build(
             _write_json(parts / f"{inst.instrument:04d}.json", ex)
     elif real_todo:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            rfuts = [pool.submit(render_real_instrument, inst, str(roots[inst.source]), str(out), limit, seed)
-                     for inst in real_todo]
+            rfuts = [
+                pool.submit(render_real_instrument, inst, str(roots[inst.source]), str(out), limit, seed)
+                for inst in real_todo
+            ]
             for fut in as_completed(rfuts):
                 iid, ex = fut.result()
                 _write_json(parts / f"{iid:04d}.json", ex)
@@ -552,11 +627,18 @@ def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> d
         "sample_rate": SAMPLE_RATE,
         "soundfonts": [dataclasses.asdict(f) for f in SOUNDFONTS],
         "split_rule": SPLIT_RULE,
-        "held_out_programs": {g: {f: list(v) for f, v in fams.items()} for g, fams in held_out_programs(
-            json.loads((out / ".parts" / "config.json").read_text())["seed"]).items()},
+        "held_out_programs": {
+            g: {f: list(v) for f, v in fams.items()}
+            for g, fams in held_out_programs(
+                json.loads((out / ".parts" / "config.json").read_text())["seed"]
+            ).items()
+        },
         "instruments": [dataclasses.asdict(i) for i in instruments if isinstance(i, Instrument)],
-        "real_instruments": [{k: v for k, v in dataclasses.asdict(i).items() if k != "spec"}
-                             for i in instruments if isinstance(i, RealInstrument)],
+        "real_instruments": [
+            {k: v for k, v in dataclasses.asdict(i).items() if k != "spec"}
+            for i in instruments
+            if isinstance(i, RealInstrument)
+        ],
         "counts": counts(out),
     }
     _write_json(out / "corpus.json", summary)
@@ -583,10 +665,16 @@ def format_stats(c: dict[str, dict[str, dict[str, int]]]) -> str:
     head = f"{'family':<10}" + "".join(f"{s + ' notes/instr':>22}" for s in splits)
     lines = [head, "-" * len(head)]
     for f in FAMILIES:
-        lines.append(f"{f:<10}" + "".join(f"{c[s][f]['notes']:>15d} / {c[s][f]['instruments']:>4d}" for s in splits))
-    lines.append(f"{'total':<10}" + "".join(
-        f"{sum(v['notes'] for v in c[s].values()):>15d} / {sum(v['instruments'] for v in c[s].values()):>4d}"
-        for s in splits))
+        lines.append(
+            f"{f:<10}" + "".join(f"{c[s][f]['notes']:>15d} / {c[s][f]['instruments']:>4d}" for s in splits)
+        )
+    lines.append(
+        f"{'total':<10}"
+        + "".join(
+            f"{sum(v['notes'] for v in c[s].values()):>15d} / {sum(v['instruments'] for v in c[s].values()):>4d}"
+            for s in splits
+        )
+    )
     return "\n".join(lines)
 
 
@@ -595,13 +683,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="render the corpus (resumable)")
     b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--limit", type=int, default=None, help="at most N notes per split and family (small builds)")
+    b.add_argument(
+        "--limit", type=int, default=None, help="at most N notes per split and family (small builds)"
+    )
     b.add_argument("--workers", type=int, default=None)
     b.add_argument("--cache", type=Path, default=None, help="where fetched SoundFont packages go")
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
     b.add_argument("--no-progress", action="store_true")
-    b.add_argument("--sources", type=Path, default=None,
-                   help="mirror folder of the real libraries in training/sources.lock.json (adds them, and the dev split)")
+    b.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help="mirror folder of the real libraries in training/sources.lock.json (adds them, and the dev split)",
+    )
     s = sub.add_parser("stats", help="notes and instruments per family and split")
     s.add_argument("dir", type=Path)
     args = ap.parse_args(argv)
@@ -611,8 +705,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sources import SourceError
 
         try:
-            summary = build(args.out, limit=args.limit, workers=args.workers, cache=args.cache, seed=args.seed,
-                            progress=not args.no_progress, sources=args.sources)
+            summary = build(
+                args.out,
+                limit=args.limit,
+                workers=args.workers,
+                cache=args.cache,
+                seed=args.seed,
+                progress=not args.no_progress,
+                sources=args.sources,
+            )
         except SourceError as exc:
             print(f"training.corpus: error: {exc}", file=sys.stderr)
             return 2

@@ -109,7 +109,9 @@ def _release(y: np.ndarray, hold: int, release: int) -> np.ndarray:
     return out
 
 
-def shape_note(rng: np.random.Generator, y: np.ndarray, sr: int, others: Sequence[np.ndarray] = ()) -> np.ndarray:
+def shape_note(
+    rng: np.random.Generator, y: np.ndarray, sr: int, others: Sequence[np.ndarray] = ()
+) -> np.ndarray:
     """A held note ``y [n]`` reshaped into a short musical clip, at most 4 s.
 
     * half the time one note held 0.1-3 s (log-uniform), then a 0.05-0.5 s release fade;
@@ -232,8 +234,13 @@ def _chunk(args: tuple[ExampleSpec, int, int, FrontEnd]) -> tuple[np.ndarray, np
 
 
 def make_examples(
-    notes: Sequence[Note], spec: ExampleSpec, *, workers: int | None = None, fe: FrontEnd = DEFAULT_FRONT_END,
-    progress: bool = True, irs: Sequence[tuple[str, np.ndarray]] | None = None,
+    notes: Sequence[Note],
+    spec: ExampleSpec,
+    *,
+    workers: int | None = None,
+    fe: FrontEnd = DEFAULT_FRONT_END,
+    progress: bool = True,
+    irs: Sequence[tuple[str, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
     """Features ``X [n, 128, 128] float16``, targets ``Y [n, 8] float32`` and note names per example.
 
@@ -253,17 +260,30 @@ def make_examples(
         _init(notes, list(irs or []))
         results = map(_chunk, jobs)
         for r in results:
-            xs.append(r[0]); ys.append(r[1]); names.extend(r[2]); bar.update(1)  # noqa: E702
+            xs.append(r[0])
+            ys.append(r[1])
+            names.extend(r[2])
+            bar.update(1)  # noqa: E702
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(notes, list(irs or []))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=_init, initargs=(notes, list(irs or []))
+        ) as pool:
             for r in pool.map(_chunk, jobs):
-                xs.append(r[0]); ys.append(r[1]); names.extend(r[2]); bar.update(1)  # noqa: E702
+                xs.append(r[0])
+                ys.append(r[1])
+                names.extend(r[2])
+                bar.update(1)  # noqa: E702
     bar.close()
     return np.concatenate(xs), np.concatenate(ys), names
 
 
 def cached_examples(
-    corpus: Path, spec: ExampleSpec, cache: Path, *, workers: int | None = None, progress: bool = True,
+    corpus: Path,
+    spec: ExampleSpec,
+    cache: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
     sources: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
     """:func:`make_examples`, memoised on disk under ``cache`` by the spec and the corpus listing.

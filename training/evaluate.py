@@ -41,8 +41,9 @@ class _OnnxAsKeras:
         return self.model.predict_features(x)
 
 
-def evaluate_artifact(artifact: Path, corpus: Path, *, cache: Path = Path("cache/examples"), seed: int = 1234,
-                      n_dev: int = 4000) -> dict[str, Any]:
+def evaluate_artifact(
+    artifact: Path, corpus: Path, *, cache: Path = Path("cache/examples"), seed: int = 1234, n_dev: int = 4000
+) -> dict[str, Any]:
     """The dev block of a report for the artifact folder ``artifact`` (holding ``manifest.json``).
 
     ``seed`` and ``n_dev`` must be the training run's (``--seed``, ``--n-dev``) to score the
@@ -52,11 +53,16 @@ def evaluate_artifact(artifact: Path, corpus: Path, *, cache: Path = Path("cache
 
     notes = split_notes(corpus, "dev")
     n = min(n_dev, len(notes))
-    X, Y, names = cached_examples(corpus, ExampleSpec("dev", n, seed + 5, balanced=False, random_crop=False), cache)
+    X, Y, names = cached_examples(
+        corpus, ExampleSpec("dev", n, seed + 5, balanced=False, random_crop=False), cache
+    )
     model = _OnnxAsKeras(Path(artifact))
     p = model.predict_on_batch(X.astype(np.float32))
-    out: dict[str, Any] = {"artifact": str(artifact), "n_single": int(len(X)),
-                           "single": multiclass_metrics(Y.argmax(1), p.argmax(1))}
+    out: dict[str, Any] = {
+        "artifact": str(artifact),
+        "n_single": int(len(X)),
+        "single": multiclass_metrics(Y.argmax(1), p.argmax(1)),
+    }
     out.update(dev_breakdown(model, X, Y, names, {nt.note_str: nt for nt in notes}))
     return out
 
@@ -71,14 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-dev", type=int, default=4000)
     args = ap.parse_args(argv)
     if not (args.corpus / "dev" / "examples.json").is_file():
-        print(f"training.evaluate: error: {args.corpus}: no dev split (build the corpus with --sources)", file=sys.stderr)
+        print(
+            f"training.evaluate: error: {args.corpus}: no dev split (build the corpus with --sources)",
+            file=sys.stderr,
+        )
         return 2
     res = evaluate_artifact(args.artifact, args.corpus, cache=args.cache, seed=args.seed, n_dev=args.n_dev)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dev": res}, indent=1, sort_keys=True))
     s = res["single"]
-    print(f"dev: accuracy {s['accuracy']:.4f}, balanced {s['balanced_accuracy']:.4f}; shorter than 1 s "
-          f"{res['shorter_than_1s'].get('accuracy', float('nan')):.4f} (n={res['shorter_than_1s']['n']})")
+    print(
+        f"dev: accuracy {s['accuracy']:.4f}, balanced {s['balanced_accuracy']:.4f}; shorter than 1 s "
+        f"{res['shorter_than_1s'].get('accuracy', float('nan')):.4f} (n={res['shorter_than_1s']['n']})"
+    )
     return 0
 
 

@@ -52,8 +52,9 @@ SOLO = [(i * 0.75, 0.7, "flute", (p,), 100) for i, p in enumerate([72, 74, 76, 7
 SOLO_SECONDS = 7.5
 
 
-def render(score: Sequence[tuple[float, float, str, tuple[int, ...], int]], seconds: float, sr: int,
-           font_path: Path) -> np.ndarray:
+def render(
+    score: Sequence[tuple[float, float, str, tuple[int, ...], int]], seconds: float, sr: int, font_path: Path
+) -> np.ndarray:
     """Stereo float32 [n, 2] rendering of ``score``."""
     import tinysoundfont
 
@@ -83,7 +84,9 @@ def render(score: Sequence[tuple[float, float, str, tuple[int, ...], int]], seco
     return out * (0.8 / max(float(np.abs(out).max()), 1e-9))
 
 
-def ground_truth(score: Sequence[tuple[float, float, str, tuple[int, ...], int]]) -> dict[str, list[list[float]]]:
+def ground_truth(
+    score: Sequence[tuple[float, float, str, tuple[int, ...], int]],
+) -> dict[str, list[list[float]]]:
     """Family → merged [start, end] ranges where it sounds (note-on to note-off)."""
     spans: dict[str, list[list[float]]] = {}
     for start, dur, part, _, _ in sorted(score, key=lambda e: e[0]):
@@ -101,8 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("examples"))
     ap.add_argument("--cache", type=Path, default=None)
     args = ap.parse_args(argv)
-    fonts = fetch_soundfonts(args.cache or default_cache(), [f for f in __import__(
-        "training.corpus", fromlist=["SOUNDFONTS"]).SOUNDFONTS if f.key == "fluidr3"])
+    fonts = fetch_soundfonts(
+        args.cache or default_cache(),
+        [f for f in __import__("training.corpus", fromlist=["SOUNDFONTS"]).SOUNDFONTS if f.key == "fluidr3"],
+    )
     font = fonts["fluidr3"]
     args.out.mkdir(parents=True, exist_ok=True)
     solo = render(SOLO, SOLO_SECONDS, 32000, font).mean(axis=1)

@@ -41,7 +41,9 @@ def pick_examples(
     examples show typical, clearly audible notes.
     """
     rng = np.random.default_rng(seed)
-    by_fam_inst: dict[str, dict[int, list[Note]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    by_fam_inst: dict[str, dict[int, list[Note]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list)
+    )
     for n in notes:
         by_fam_inst[n.family_str][n.instrument].append(n)
     out: dict[str, list[Note]] = {}
@@ -114,8 +116,16 @@ def spectrogram_grid(
 
                 y = augment(y, sr=fe.sample_rate, rng=rng)
             S = window_features(y, fe=fe)
-            ax.imshow(S, origin="lower", aspect="auto", cmap="magma", vmin=0.0, vmax=1.0,
-                      extent=extent, interpolation="nearest")
+            ax.imshow(
+                S,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                vmin=0.0,
+                vmax=1.0,
+                extent=extent,
+                interpolation="nearest",
+            )
             ax.set_title(_title(note), fontsize=7)
             if c == 0:
                 ax.set_ylabel(fam, fontsize=11, fontweight="bold")
@@ -136,7 +146,9 @@ def spectrogram_grid(
 
     buf.seek(0)
     with Image.open(buf) as im:
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+            out, "PNG", optimize=True
+        )
     return out
 
 
@@ -144,20 +156,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.figures", description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, required=True, help="folder with train/valid/test NSynth splits")
     ap.add_argument("--split", nargs="+", default=["train"], help="one or more splits")
-    ap.add_argument("--out", type=Path, required=True,
-                    help="PNG path; with several splits, _<split> is added before the suffix")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="PNG path; with several splits, _<split> is added before the suffix",
+    )
     ap.add_argument("--per-family", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--augment", action="store_true", help="show augmented audio (training.augment defaults)")
     ap.add_argument("--dpi", type=int, default=75)
     args = ap.parse_args(argv)
     for split in args.split:
-        out = args.out if len(args.split) == 1 else args.out.with_name(f"{args.out.stem}_{split}{args.out.suffix}")
+        out = (
+            args.out
+            if len(args.split) == 1
+            else args.out.with_name(f"{args.out.stem}_{split}{args.out.suffix}")
+        )
         notes = load_split(args.corpus / split)
         ex = pick_examples(notes, per_family=args.per_family, seed=args.seed)
         title = f"{args.corpus.name}/{split}: {len(notes)} notes" + (" (augmented)" if args.augment else "")
-        path = spectrogram_grid(ex, out, title=title, augment_seed=args.seed if args.augment else None,
-                                dpi=args.dpi)
+        path = spectrogram_grid(
+            ex, out, title=title, augment_seed=args.seed if args.augment else None, dpi=args.dpi
+        )
         print(f"{path} ({path.stat().st_size // 1024} KB)")
     return 0
 

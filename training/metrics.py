@@ -11,7 +11,9 @@ from instrunet_core.labels import FAMILIES
 __all__ = ["multiclass_metrics", "multilabel_metrics", "pick_thresholds"]
 
 
-def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...] = FAMILIES) -> dict[str, Any]:
+def multiclass_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...] = FAMILIES
+) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1 and confusion counts.
 
     ``confusion[i][j]`` counts notes of true class ``i`` predicted as ``j``. Classes absent from
@@ -33,8 +35,12 @@ def multiclass_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str
         "balanced_accuracy": float(np.nanmean(recall[present])) if present.any() else 0.0,
         "macro_f1": float(np.mean(f1[present])) if present.any() else 0.0,
         "per_class": {
-            lab: {"precision": float(precision[i]), "recall": float(recall[i]) if present[i] else None,
-                  "f1": float(f1[i]), "support": int(support[i])}
+            lab: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]) if present[i] else None,
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, lab in enumerate(labels)
         },
         "confusion": cm.tolist(),
@@ -60,8 +66,10 @@ def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, thresholds: Any) 
         "micro_recall": float(micro_r),
         "macro_f1": float(f1.mean()),
         "exact_match": float(np.mean(np.all(pred == true, axis=1))),
-        "per_label": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i])}
-                      for i, lab in enumerate(FAMILIES)},
+        "per_label": {
+            lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i])}
+            for i, lab in enumerate(FAMILIES)
+        },
     }
 
 

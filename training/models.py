@@ -69,14 +69,18 @@ def seed_v3(n_labels: int = 8) -> keras.Model:
     return keras.Model(inp, out, name="seed_v3")
 
 
-def _block(x: keras.KerasTensor, filters: int, pool: tuple[int, int] | None, *, strides: int = 1) -> keras.KerasTensor:
+def _block(
+    x: keras.KerasTensor, filters: int, pool: tuple[int, int] | None, *, strides: int = 1
+) -> keras.KerasTensor:
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
     return layers.MaxPooling2D(pool)(x) if pool else x
 
 
-def default(n_labels: int = 8, *, width: int = 16, depth: int = 5, dense: int = 128, dropout: float = 0.3) -> keras.Model:
+def default(
+    n_labels: int = 8, *, width: int = 16, depth: int = 5, dense: int = 128, dropout: float = 0.3
+) -> keras.Model:
     """Our default: conv blocks (BN, ReLU), time-pooled mean+max statistics, sigmoid outputs.
 
     ``depth`` 4: four blocks of ``width``·(1, 2, 4, 8) channels, each followed by 2x2 max-pooling
@@ -133,11 +137,19 @@ def compact(n_labels: int = 8, *, width: int = 16, dense: int = 128, dropout: fl
     return keras.Model(inp, out, name="compact")
 
 
-MODELS: dict[str, Callable[..., keras.Model]] = {"baseline": baseline, "seed_v3": seed_v3, "default": default,
-                                                 "compact": compact}
+MODELS: dict[str, Callable[..., keras.Model]] = {
+    "baseline": baseline,
+    "seed_v3": seed_v3,
+    "default": default,
+    "compact": compact,
+}
 #: multiclass → softmax over single notes; multilabel → sigmoid, trained with mixtures.
-TASKS: dict[str, str] = {"baseline": "multiclass", "seed_v3": "multiclass", "default": "multilabel",
-                         "compact": "multilabel"}
+TASKS: dict[str, str] = {
+    "baseline": "multiclass",
+    "seed_v3": "multiclass",
+    "default": "multilabel",
+    "compact": "multilabel",
+}
 
 
 def build_model(name: str, n_labels: int = 8, **kwargs: object) -> keras.Model:

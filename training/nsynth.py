@@ -34,19 +34,47 @@ __all__ = [
 
 #: NSynth ``instrument_family`` ids 0..10.
 FAMILY_NAMES: tuple[str, ...] = (
-    "bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead", "vocal",
+    "bass",
+    "brass",
+    "flute",
+    "guitar",
+    "keyboard",
+    "mallet",
+    "organ",
+    "reed",
+    "string",
+    "synth_lead",
+    "vocal",
 )
 #: NSynth ``instrument_source`` ids 0..2.
 SOURCE_NAMES: tuple[str, ...] = ("acoustic", "electronic", "synthetic")
 #: NSynth's ten note qualities, in bit order.
 QUALITY_NAMES: tuple[str, ...] = (
-    "bright", "dark", "distortion", "fast_decay", "long_release",
-    "multiphonic", "nonlinear_env", "percussive", "reverb", "tempo-synced",
+    "bright",
+    "dark",
+    "distortion",
+    "fast_decay",
+    "long_release",
+    "multiphonic",
+    "nonlinear_env",
+    "percussive",
+    "reverb",
+    "tempo-synced",
 )
 REQUIRED_KEYS: tuple[str, ...] = (
-    "note", "note_str", "instrument", "instrument_str", "pitch", "velocity", "sample_rate",
-    "qualities", "qualities_str", "instrument_family", "instrument_family_str",
-    "instrument_source", "instrument_source_str",
+    "note",
+    "note_str",
+    "instrument",
+    "instrument_str",
+    "pitch",
+    "velocity",
+    "sample_rate",
+    "qualities",
+    "qualities_str",
+    "instrument_family",
+    "instrument_family_str",
+    "instrument_source",
+    "instrument_source_str",
 )
 
 

@@ -32,8 +32,15 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         for i in range(len(FAMILIES)):
             for j in range(len(FAMILIES)):
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
         ax.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=45, ha="right")
         ax.set_yticks(range(len(FAMILIES)), FAMILIES)
         ax.set_xlabel("predicted")
@@ -86,21 +93,41 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
             lines.append(f"| {name} | not evaluated | | | | |")
             continue
         mix = m.get("mixture", {}).get("micro_f1")
-        lines.append(f"| {name} | {m['n_single']} | {m['single']['accuracy']:.4f} | "
-                     f"{m['single']['balanced_accuracy']:.4f} | {m['single']['macro_f1']:.4f} | "
-                     f"{'' if mix is None else f'{mix:.4f}'} |")
+        lines.append(
+            f"| {name} | {m['n_single']} | {m['single']['accuracy']:.4f} | "
+            f"{m['single']['balanced_accuracy']:.4f} | {m['single']['macro_f1']:.4f} | "
+            f"{'' if mix is None else f'{mix:.4f}'} |"
+        )
     shown = t or v
-    lines += ["", f"Per-family precision and recall on {'test' if t else 'valid'}:", "",
-              "| family | precision | recall | notes |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Per-family precision and recall on {'test' if t else 'valid'}:",
+        "",
+        "| family | precision | recall | notes |",
+        "|---|---|---|---|",
+    ]
     for lab, pc in shown["single"]["per_class"].items():
         rec = pc["recall"]
-        lines.append(f"| {lab} | {pc['precision']:.3f} | {'' if rec is None else f'{rec:.3f}'} | {pc['support']} |")
+        lines.append(
+            f"| {lab} | {pc['precision']:.3f} | {'' if rec is None else f'{rec:.3f}'} | {pc['support']} |"
+        )
     if d:
-        lines += ["", "Dev (real recordings, libraries training never saw), recall per family:", "",
-                  "| " + " | ".join(FAMILIES) + " |", "|" + "---|" * len(FAMILIES),
-                  "| " + " | ".join("" if d["per_family_recall"][f] is None else f"{d['per_family_recall'][f]:.3f}"
-                                    for f in FAMILIES) + " |",
-                  "", "| dev subset | clips | accuracy | balanced accuracy |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Dev (real recordings, libraries training never saw), recall per family:",
+            "",
+            "| " + " | ".join(FAMILIES) + " |",
+            "|" + "---|" * len(FAMILIES),
+            "| "
+            + " | ".join(
+                "" if d["per_family_recall"][f] is None else f"{d['per_family_recall'][f]:.3f}"
+                for f in FAMILIES
+            )
+            + " |",
+            "",
+            "| dev subset | clips | accuracy | balanced accuracy |",
+            "|---|---|---|---|",
+        ]
         subsets = [(f"source {k}", x) for k, x in d["per_source"].items()]
         subsets += [(f"clip kind {k}", x) for k, x in d["per_clip"].items()]
         subsets += [("shorter than 1 s", d["shorter_than_1s"]), ("1 s or longer", d["from_1s"])]

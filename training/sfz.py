@@ -53,9 +53,16 @@ class Clip:
         return max(e.onset_s + e.hold_s for e in self.events)
 
 
-def plan_clip(rng: np.random.Generator, *, pitch: int, velocity: int, keys: Sequence[int],
-              cc_ranges: Mapping[int, tuple[int, int]] | None = None,
-              p_repeat: float = 0.2, p_phrase: float = 0.2) -> Clip:
+def plan_clip(
+    rng: np.random.Generator,
+    *,
+    pitch: int,
+    velocity: int,
+    keys: Sequence[int],
+    cc_ranges: Mapping[int, tuple[int, int]] | None = None,
+    p_repeat: float = 0.2,
+    p_phrase: float = 0.2,
+) -> Clip:
     """A seeded musical clip around ``pitch``.
 
     * ``note`` (most clips): one note held 0.1-4 s (log-uniform, so staccato and plucks are as
@@ -122,7 +129,9 @@ class SfzPlayer:
         if not self.keys:
             raise ValueError(f"{self.path}: no playable keys")
 
-    def render(self, clip: Clip, *, max_s: float = 4.0, tail_s: float = 1.5, silence_db: float = -60.0) -> np.ndarray:
+    def render(
+        self, clip: Clip, *, max_s: float = 4.0, tail_s: float = 1.5, silence_db: float = -60.0
+    ) -> np.ndarray:
         """Render ``clip``: mono float32 ``[n]``, at most ``max_s`` seconds.
 
         The render runs until ``tail_s`` after the last note-off (or until every voice has
@@ -242,7 +251,9 @@ def read_pat(path: Path | str) -> list[PatSample]:
         pos += length
         wide, unsigned = bool(modes & 1), bool(modes & 2)
         if wide:
-            data = np.frombuffer(buf[: len(buf) // 2 * 2], dtype="<u2" if unsigned else "<i2").astype(np.float32)
+            data = np.frombuffer(buf[: len(buf) // 2 * 2], dtype="<u2" if unsigned else "<i2").astype(
+                np.float32
+            )
             data = (data - 32768.0 if unsigned else data) / 32768.0
             loop_start, loop_end = loop_start // 2, loop_end // 2
         else:
@@ -250,8 +261,20 @@ def read_pat(path: Path | str) -> list[PatSample]:
             data = (data - 128.0 if unsigned else data) / 128.0
         if modes & 16:
             data = data[::-1].copy()
-        out.append(PatSample(data, int(rate), low / 1000.0, high / 1000.0, root / 1000.0,
-                             int(loop_start), int(loop_end), bool(modes & 4), bool(modes & 8), bool(modes & 32)))
+        out.append(
+            PatSample(
+                data,
+                int(rate),
+                low / 1000.0,
+                high / 1000.0,
+                root / 1000.0,
+                int(loop_start),
+                int(loop_end),
+                bool(modes & 4),
+                bool(modes & 8),
+                bool(modes & 32),
+            )
+        )
     if not out:
         raise ValueError(f"{path}: no waves")
     return out
@@ -306,7 +329,9 @@ def pat_to_sfz(pat: Path | str, out_dir: Path | str, *, reach: int = 7) -> Path:
     return path
 
 
-def patched_sfz(src: Path | str, out: Path | str, *, sample_dir: Path | str, replace: Mapping[str, str]) -> Path:
+def patched_sfz(
+    src: Path | str, out: Path | str, *, sample_dir: Path | str, replace: Mapping[str, str]
+) -> Path:
     """A copy of ``src`` written to ``out`` whose samples resolve under ``sample_dir``.
 
     For libraries whose SFZ file names its sample folder differently from the repository's

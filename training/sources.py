@@ -60,8 +60,10 @@ def source_root(entry: dict[str, Any], sources: Path) -> Path:
     if entry["kind"] == "git":
         root = sources / _dir_name(entry)
         if not root.is_dir():
-            raise SourceError(f"{root}: missing checkout of {entry['repo']}@{entry['commit'][:12]} "
-                              f"(run: python -m training.sources fetch --sources {sources})")
+            raise SourceError(
+                f"{root}: missing checkout of {entry['repo']}@{entry['commit'][:12]} "
+                f"(run: python -m training.sources fetch --sources {sources})"
+            )
         return root
     if entry["kind"] == "deb":
         root = sources / "root"
@@ -69,8 +71,10 @@ def source_root(entry: dict[str, Any], sources: Path) -> Path:
         if not probe.is_file():
             debs = sorted((sources / "debs").glob(f"{entry['package']}_{entry['version']}_*.deb"))
             if not debs:
-                raise SourceError(f"{sources}: missing Debian package {entry['package']} {entry['version']} "
-                                  f"(run: python -m training.sources fetch --sources {sources})")
+                raise SourceError(
+                    f"{sources}: missing Debian package {entry['package']} {entry['version']} "
+                    f"(run: python -m training.sources fetch --sources {sources})"
+                )
             _check_deb(debs[0], entry)
             subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
         return root
@@ -116,7 +120,9 @@ def _entries(lock: dict[str, Any]) -> list[dict[str, Any]]:
     return list(lock["sources"]) + list(lock.get("impulse_responses", []))
 
 
-def verify(sources: Path, lock: dict[str, Any] | None = None, *, keys: Sequence[str] | None = None) -> dict[str, Path]:
+def verify(
+    sources: Path, lock: dict[str, Any] | None = None, *, keys: Sequence[str] | None = None
+) -> dict[str, Path]:
     """Check every (or the ``keys``) lock entries against the mirror folder; returns key → root.
 
     Raises
@@ -131,12 +137,16 @@ def verify(sources: Path, lock: dict[str, Any] | None = None, *, keys: Sequence[
             continue
         root = source_root(e, sources)
         if e["kind"] == "git" and (root / ".git").exists():
-            head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+            head = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+            ).stdout.strip()
             if head != e["commit"]:
                 raise SourceError(f"{root}: checked out at {head[:12]}, the lock pins {e['commit'][:12]}")
         digest = content_sha256(root, e["files"])
         if digest != e.get("sha256"):
-            raise SourceError(f"{root}: sha256 of the files used is {digest}, the lock says {e.get('sha256')}")
+            raise SourceError(
+                f"{root}: sha256 of the files used is {digest}, the lock says {e.get('sha256')}"
+            )
         roots[e["key"]] = root
     return roots
 
@@ -150,15 +160,21 @@ def fetch(sources: Path, lock: dict[str, Any] | None = None) -> None:
         if e["kind"] == "git":
             root = sources / _dir_name(e)
             if not root.is_dir():
-                subprocess.run(["git", "clone", "--quiet", f"https://github.com/{e['repo']}.git", str(root)], check=True)
+                subprocess.run(
+                    ["git", "clone", "--quiet", f"https://github.com/{e['repo']}.git", str(root)], check=True
+                )
             subprocess.run(["git", "-C", str(root), "checkout", "--quiet", e["commit"]], check=True)
         elif e["kind"] == "deb":
             debs = sources / "debs"
             debs.mkdir(exist_ok=True)
             if not list(debs.glob(f"{e['package']}_{e['version']}_*.deb")):
                 if shutil.which("apt-get") is None:
-                    raise SourceError(f"apt-get not found: put {e['package']}_{e['version']}_all.deb in {debs}")
-                subprocess.run(["apt-get", "download", f"{e['package']}={e['version']}"], cwd=debs, check=True)
+                    raise SourceError(
+                        f"apt-get not found: put {e['package']}_{e['version']}_all.deb in {debs}"
+                    )
+                subprocess.run(
+                    ["apt-get", "download", f"{e['package']}={e['version']}"], cwd=debs, check=True
+                )
     verify(sources, lock)
 
 
@@ -169,7 +185,11 @@ def ir_files(sources: Path, lock: dict[str, Any] | None = None) -> list[tuple[st
     keys = [e["key"] for e in lock.get("impulse_responses", [])]
     roots = verify(sources, lock, keys=keys)
     for e in lock.get("impulse_responses", []):
-        out.extend((e["use"], f) for f in _files(roots[e["key"]], e["files"]) if f.suffix.lower() in (".wav", ".flac"))
+        out.extend(
+            (e["use"], f)
+            for f in _files(roots[e["key"]], e["files"])
+            if f.suffix.lower() in (".wav", ".flac")
+        )
     return out
 
 

@@ -70,7 +70,9 @@ class Config:
     irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
     sources: Path | None = None  # mirror folder of training/sources.lock.json
     init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
-    init_keras: Path | None = None  # continue from a saved Keras model of the same architecture (e.g. *.best.keras)
+    init_keras: Path | None = (
+        None  # continue from a saved Keras model of the same architecture (e.g. *.best.keras)
+    )
     teacher: Path | None = None  # distil from an exported multilabel artifact (folder or model.onnx)
     distill: float = 0.5  # with --teacher: weight of the teacher's probabilities in the training targets
     n_dev: int = 4000  # at most this many dev clips (all of them when fewer)
@@ -87,8 +89,17 @@ def _as_input(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32)[..., None]
 
 
-def spec_augment(x: np.ndarray, rng: np.random.Generator, *, p_mask: float = 0.5, max_mel: int = 16,
-                 max_frames: int = 24, p_eq: float = 0.5, eq_db: float = 0.0, top_db: float = 80.0) -> np.ndarray:
+def spec_augment(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    p_mask: float = 0.5,
+    max_mel: int = 16,
+    max_frames: int = 24,
+    p_eq: float = 0.5,
+    eq_db: float = 0.0,
+    top_db: float = 80.0,
+) -> np.ndarray:
     """Feature-level augmentation, in place, drawn afresh every epoch (so the cached,
     pre-augmented windows never repeat exactly). ``x``: ``[B, n_mels, frames]`` in [0, 1].
 
@@ -104,7 +115,9 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, p_mask: float = 0.5
     k = np.arange(1, 4)[:, None]
     for i in range(b):
         if eq_db > 0 and rng.random() < p_eq:
-            curve = (rng.uniform(-1, 1, (3, 1)) * np.cos(np.pi * k * m + rng.uniform(0, np.pi, (3, 1)))).sum(0)
+            curve = (rng.uniform(-1, 1, (3, 1)) * np.cos(np.pi * k * m + rng.uniform(0, np.pi, (3, 1)))).sum(
+                0
+            )
             curve *= rng.uniform(0, eq_db) / max(float(np.abs(curve).max()), 1e-6) / top_db
             xi = x[i]
             sounding = xi > 0
@@ -127,8 +140,15 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, p_mask: float = 0.5
 class _Batches:
     """Shuffled float32 batches from a float16 array without copying the whole set."""
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, batch_size: int, seed: int, masks: bool = False,
-                 eq_db: float = 0.0):
+    def __init__(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        batch_size: int,
+        seed: int,
+        masks: bool = False,
+        eq_db: float = 0.0,
+    ):
         import keras
 
         class Seq(keras.utils.PyDataset):
@@ -153,8 +173,9 @@ class _Batches:
         self.seq = Seq()
 
 
-def distilled_targets(Y: np.ndarray, X: np.ndarray, teacher: Path, weight: float, *,
-                      batch_size: int = 256) -> np.ndarray:
+def distilled_targets(
+    Y: np.ndarray, X: np.ndarray, teacher: Path, weight: float, *, batch_size: int = 256
+) -> np.ndarray:
     """Training targets mixed with a teacher's outputs (knowledge distillation).
 
     ``Y``: ``[N, L]`` the 0/1 family labels; ``X``: ``[N, n_mels, frames]`` the training
@@ -169,10 +190,16 @@ def distilled_targets(Y: np.ndarray, X: np.ndarray, teacher: Path, weight: float
         raise ValueError(f"distill weight must be in [0, 1], got {weight}")
     session = open_session(teacher)
     if session.task != "multilabel" or tuple(session.labels) != tuple(FAMILIES):
-        raise ValueError(f"{teacher}: the teacher must be a multilabel model over {list(FAMILIES)} "
-                         f"(it is {session.task} over {list(session.labels)})")
-    p = np.concatenate([session.predict_features(X[i : i + batch_size].astype(np.float32))
-                        for i in range(0, len(X), batch_size)])
+        raise ValueError(
+            f"{teacher}: the teacher must be a multilabel model over {list(FAMILIES)} "
+            f"(it is {session.task} over {list(session.labels)})"
+        )
+    p = np.concatenate(
+        [
+            session.predict_features(X[i : i + batch_size].astype(np.float32))
+            for i in range(0, len(X), batch_size)
+        ]
+    )
     return ((1.0 - weight) * Y + weight * p).astype(np.float32)
 
 
@@ -181,9 +208,13 @@ def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
-                   valid: dict[str, tuple[np.ndarray, np.ndarray]],
-                   dev: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Any, dict[str, Any]]:
+def fit_and_select(
+    cfg: Config,
+    task: str,
+    train: tuple[np.ndarray, np.ndarray],
+    valid: dict[str, tuple[np.ndarray, np.ndarray]],
+    dev: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Train on ``train``; choose epoch and weights on ``valid`` (and ``dev``, the unseen real
     libraries' single clips, when given: the score then averages in dev's balanced accuracy).
     Never sees test data."""
@@ -198,7 +229,9 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     if cfg.init_onnx is not None:
         from .warmstart import init_from_onnx
 
-        init = init_from_onnx(model, cfg.init_onnx, calibration=train[0][:: max(1, len(train[0]) // 512)][:512])
+        init = init_from_onnx(
+            model, cfg.init_onnx, calibration=train[0][:: max(1, len(train[0]) // 512)][:512]
+        )
         print(f"initialised from {cfg.init_onnx} (max difference {init['max_abs_diff']:.1e})", flush=True)
     elif cfg.init_keras is not None:
         saved = keras.models.load_model(cfg.init_keras, compile=False)
@@ -214,9 +247,16 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
     loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
     Xv, Yv = valid["single"]
-    history: dict[str, list[float]] = {"loss": [], "valid_loss": [], "valid_accuracy": [],
-                                       "valid_balanced_accuracy": [], "valid_mix_micro_f1": [], "score": [],
-                                       "dev_balanced_accuracy": [], "seconds": []}
+    history: dict[str, list[float]] = {
+        "loss": [],
+        "valid_loss": [],
+        "valid_accuracy": [],
+        "valid_balanced_accuracy": [],
+        "valid_mix_micro_f1": [],
+        "score": [],
+        "dev_balanced_accuracy": [],
+        "seconds": [],
+    }
     best: dict[str, Any] = {"score": -1.0, "epoch": -1, "weights": None}
     t0 = time.time()
     stale = 0
@@ -252,13 +292,20 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
         history["dev_balanced_accuracy"].append(dev_bal)
         history["score"].append(score)
         history["seconds"].append(time.time() - t0)
-        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} valid loss {vl:.4f} "
-              f"acc {mc['accuracy']:.4f} bal {mc['balanced_accuracy']:.4f} mixF1 {mix_f1:.4f} "
-              f"dev bal {dev_bal:.4f} score {score:.4f} [{time.time() - t0:.0f}s]", flush=True)
+        print(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} valid loss {vl:.4f} "
+            f"acc {mc['accuracy']:.4f} bal {mc['balanced_accuracy']:.4f} mixF1 {mix_f1:.4f} "
+            f"dev bal {dev_bal:.4f} score {score:.4f} [{time.time() - t0:.0f}s]",
+            flush=True,
+        )
         if epoch < 0:
             assert init is not None
-            init.update(valid_balanced_accuracy=mc["balanced_accuracy"], valid_mix_micro_f1=mix_f1,
-                        dev_balanced_accuracy=dev_bal, score=score)
+            init.update(
+                valid_balanced_accuracy=mc["balanced_accuracy"],
+                valid_mix_micro_f1=mix_f1,
+                dev_balanced_accuracy=dev_bal,
+                score=score,
+            )
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights()}
             stale = 0
@@ -271,23 +318,34 @@ def fit_and_select(cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray],
         if stale >= cfg.patience:
             print(f"early stop: no valid improvement in {cfg.patience} epochs", flush=True)
             break
-        if cfg.time_budget_min is not None and (time.time() - t0) / 60 * (epoch + 2) / (epoch + 1) > cfg.time_budget_min:
+        if (
+            cfg.time_budget_min is not None
+            and (time.time() - t0) / 60 * (epoch + 2) / (epoch + 1) > cfg.time_budget_min
+        ):
             print(f"time budget of {cfg.time_budget_min} min reached", flush=True)
             break
     model.set_weights(best["weights"])
-    info: dict[str, Any] = {"best_epoch": best["epoch"], "best_valid_score": best["score"],
-                            "epochs_run": len(history["loss"]), "train_seconds": time.time() - t0,
-                            "history": history, "init": init}
+    info: dict[str, Any] = {
+        "best_epoch": best["epoch"],
+        "best_valid_score": best["score"],
+        "epochs_run": len(history["loss"]),
+        "train_seconds": time.time() - t0,
+        "history": history,
+        "init": init,
+    }
     if task == "multilabel":
-        pv = np.concatenate([predict(model, Xv), predict(model, valid["mix"][0])]
-                            + ([predict(model, dev[0])] if dev is not None else []))
+        pv = np.concatenate(
+            [predict(model, Xv), predict(model, valid["mix"][0])]
+            + ([predict(model, dev[0])] if dev is not None else [])
+        )
         yv = np.concatenate([Yv, valid["mix"][1]] + ([dev[1]] if dev is not None else []))
         info["thresholds"] = dict(zip(FAMILIES, pick_thresholds(yv, pv), strict=True))
     return model, info
 
 
-def evaluate(model: Any, task: str, sets: dict[str, tuple[np.ndarray, np.ndarray]],
-             thresholds: dict[str, float] | None) -> dict[str, Any]:
+def evaluate(
+    model: Any, task: str, sets: dict[str, tuple[np.ndarray, np.ndarray]], thresholds: dict[str, float] | None
+) -> dict[str, Any]:
     Xs, Ys = sets["single"]
     p = predict(model, Xs)
     res: dict[str, Any] = {"single": multiclass_metrics(Ys.argmax(1), p.argmax(1)), "n_single": int(len(Xs))}
@@ -305,8 +363,9 @@ def evaluate(model: Any, task: str, sets: dict[str, tuple[np.ndarray, np.ndarray
     return res
 
 
-def dev_breakdown(model: Any, X: np.ndarray, Y: np.ndarray, names: list[list[str]],
-                  notes: dict[str, Any]) -> dict[str, Any]:
+def dev_breakdown(
+    model: Any, X: np.ndarray, Y: np.ndarray, names: list[list[str]], notes: dict[str, Any]
+) -> dict[str, Any]:
     """Dev single clips scored per family, per source library, per clip kind and for clips
     shorter than 1 s (``duration_s`` of the corpus metadata)."""
     p = predict(model, X)
@@ -329,14 +388,21 @@ def dev_breakdown(model: Any, X: np.ndarray, Y: np.ndarray, names: list[list[str
         "per_clip": {k: score(kind == k) for k in sorted(set(kind))},
         "shorter_than_1s": score(dur < 1.0),
         "from_1s": score(dur >= 1.0),
-        "per_source_family": {s: {f: score((lib == s) & (true == i)) for i, f in enumerate(FAMILIES)}
-                              for s in sorted(set(lib))},
+        "per_source_family": {
+            s: {f: score((lib == s) & (true == i)) for i, f in enumerate(FAMILIES)} for s in sorted(set(lib))
+        },
     }
 
 
-def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
-                 valid: dict[str, tuple[np.ndarray, np.ndarray]], corpus_counts: dict[str, Any],
-                 dev: tuple[np.ndarray, np.ndarray, list[list[str]]] | None = None) -> dict[str, Any]:
+def final_report(
+    cfg: Config,
+    task: str,
+    model: Any,
+    info: dict[str, Any],
+    valid: dict[str, tuple[np.ndarray, np.ndarray]],
+    corpus_counts: dict[str, Any],
+    dev: tuple[np.ndarray, np.ndarray, list[list[str]]] | None = None,
+) -> dict[str, Any]:
     """Evaluate the frozen model on valid and dev, then - last - on the unseen-instrument test split."""
     thresholds = info.get("thresholds")
     dev_metrics = None
@@ -348,12 +414,20 @@ def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
     if cfg.test:
         test_notes = split_notes(cfg.corpus, "test")
         test = {
-            "single": cached_examples(cfg.corpus, ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False,
-                                                              random_crop=False), cfg.cache, workers=cfg.workers,
-                                      progress=cfg.progress)[:2],
-            "mix": cached_examples(cfg.corpus, ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0,
-                                                           random_crop=False), cfg.cache, workers=cfg.workers,
-                                   progress=cfg.progress)[:2],
+            "single": cached_examples(
+                cfg.corpus,
+                ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False, random_crop=False),
+                cfg.cache,
+                workers=cfg.workers,
+                progress=cfg.progress,
+            )[:2],
+            "mix": cached_examples(
+                cfg.corpus,
+                ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0, random_crop=False),
+                cfg.cache,
+                workers=cfg.workers,
+                progress=cfg.progress,
+            )[:2],
         }
     metrics = {
         "model": cfg.model,
@@ -365,9 +439,12 @@ def final_report(cfg: Config, task: str, model: Any, info: dict[str, Any],
         "epochs_run": info["epochs_run"],
         "best_epoch": info["best_epoch"],
         "thresholds": thresholds,
-        "selection": ("epochs, weights and thresholds chosen on valid and the real-recording dev libraries; "
-                      "test evaluated once, after freezing") if dev is not None else
-                     "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing",
+        "selection": (
+            "epochs, weights and thresholds chosen on valid and the real-recording dev libraries; "
+            "test evaluated once, after freezing"
+        )
+        if dev is not None
+        else "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing",
         "init": info.get("init"),
         "valid": evaluate(model, task, valid, thresholds),
         "dev": dev_metrics,
@@ -393,33 +470,67 @@ def run(cfg: Config) -> dict[str, Any]:
     task = TASKS[cfg.model]
     mix_prob = cfg.mix_prob
     # One cached training set serves every model: multiclass models keep its single-note rows.
-    Xt, Yt, _ = cached_examples(cfg.corpus, ExampleSpec("train", cfg.n_train, cfg.seed, mix_prob=mix_prob,
-                                                        augment=cfg.augment, onset_prob=cfg.onset_prob,
-                                                        real_prob=cfg.real_prob, music_prob=cfg.music_prob,
-                                                        pre_silence_prob=cfg.pre_silence_prob, irs=cfg.irs),
-                                cfg.cache, workers=cfg.workers, progress=cfg.progress, sources=cfg.sources)
+    Xt, Yt, _ = cached_examples(
+        cfg.corpus,
+        ExampleSpec(
+            "train",
+            cfg.n_train,
+            cfg.seed,
+            mix_prob=mix_prob,
+            augment=cfg.augment,
+            onset_prob=cfg.onset_prob,
+            real_prob=cfg.real_prob,
+            music_prob=cfg.music_prob,
+            pre_silence_prob=cfg.pre_silence_prob,
+            irs=cfg.irs,
+        ),
+        cfg.cache,
+        workers=cfg.workers,
+        progress=cfg.progress,
+        sources=cfg.sources,
+    )
     if task == "multiclass":
         keep = Yt.sum(1) == 1
         Xt, Yt = Xt[keep], Yt[keep]
     if cfg.teacher is not None:
         t0 = time.time()
         Yt = distilled_targets(Yt, Xt, cfg.teacher, cfg.distill)
-        print(f"targets: labels x {1 - cfg.distill:.2f} + {cfg.teacher} x {cfg.distill:.2f} "
-              f"[{time.time() - t0:.0f}s]", flush=True)
+        print(
+            f"targets: labels x {1 - cfg.distill:.2f} + {cfg.teacher} x {cfg.distill:.2f} "
+            f"[{time.time() - t0:.0f}s]",
+            flush=True,
+        )
     valid = {
-        "single": cached_examples(cfg.corpus, ExampleSpec("valid", cfg.n_valid, cfg.seed + 1, random_crop=False),
-                                  cfg.cache, workers=cfg.workers, progress=cfg.progress)[:2],
-        "mix": cached_examples(cfg.corpus, ExampleSpec("valid", cfg.n_valid_mix, cfg.seed + 2, mix_prob=1.0,
-                                                       random_crop=False), cfg.cache, workers=cfg.workers,
-                               progress=cfg.progress)[:2],
+        "single": cached_examples(
+            cfg.corpus,
+            ExampleSpec("valid", cfg.n_valid, cfg.seed + 1, random_crop=False),
+            cfg.cache,
+            workers=cfg.workers,
+            progress=cfg.progress,
+        )[:2],
+        "mix": cached_examples(
+            cfg.corpus,
+            ExampleSpec("valid", cfg.n_valid_mix, cfg.seed + 2, mix_prob=1.0, random_crop=False),
+            cfg.cache,
+            workers=cfg.workers,
+            progress=cfg.progress,
+        )[:2],
     }
     dev = None
     if (cfg.corpus / "dev" / "examples.json").is_file():
         n_dev = min(cfg.n_dev, len(split_notes(cfg.corpus, "dev")))
-        dev = cached_examples(cfg.corpus, ExampleSpec("dev", n_dev, cfg.seed + 5, balanced=False, random_crop=False),
-                              cfg.cache, workers=cfg.workers, progress=cfg.progress)
-    print(f"{cfg.model}: {len(Xt)} training examples ({task}); dev: "
-          f"{'none' if dev is None else f'{len(dev[0])} real-library clips'}", flush=True)
+        dev = cached_examples(
+            cfg.corpus,
+            ExampleSpec("dev", n_dev, cfg.seed + 5, balanced=False, random_crop=False),
+            cfg.cache,
+            workers=cfg.workers,
+            progress=cfg.progress,
+        )
+    print(
+        f"{cfg.model}: {len(Xt)} training examples ({task}); dev: "
+        f"{'none' if dev is None else f'{len(dev[0])} real-library clips'}",
+        flush=True,
+    )
     model, info = fit_and_select(cfg, task, (Xt, Yt), valid, None if dev is None else dev[:2])
     cfg.out.mkdir(parents=True, exist_ok=True)
     model_path = cfg.out / f"{cfg.model}.keras"
@@ -432,11 +543,17 @@ def run(cfg: Config) -> dict[str, Any]:
     print(f"saved {model_path}; report in {report_dir}", flush=True)
     if metrics["dev"] is not None:
         d = metrics["dev"]
-        print(f"dev balanced accuracy {d['single']['balanced_accuracy']:.4f}; shorter than 1 s: "
-              f"{d['shorter_than_1s'].get('accuracy', float('nan')):.4f}", flush=True)
+        print(
+            f"dev balanced accuracy {d['single']['balanced_accuracy']:.4f}; shorter than 1 s: "
+            f"{d['shorter_than_1s'].get('accuracy', float('nan')):.4f}",
+            flush=True,
+        )
     if metrics["test"] is not None:
-        print(f"test accuracy {metrics['test']['single']['accuracy']:.4f} "
-              f"balanced {metrics['test']['single']['balanced_accuracy']:.4f}", flush=True)
+        print(
+            f"test accuracy {metrics['test']['single']['accuracy']:.4f} "
+            f"balanced {metrics['test']['single']['balanced_accuracy']:.4f}",
+            flush=True,
+        )
     else:
         print("test split not evaluated (--no-test)", flush=True)
     return metrics
@@ -455,8 +572,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         elif f.name in {"cache", "report_dir", "sources", "init_onnx", "init_keras", "teacher"}:
             ap.add_argument(flag, type=Path, default=f.default)
-        elif f.name in {"time_budget_min", "lr", "mix_prob", "eq_db", "onset_prob", "real_prob", "music_prob",
-                        "pre_silence_prob", "distill"}:
+        elif f.name in {
+            "time_budget_min",
+            "lr",
+            "mix_prob",
+            "eq_db",
+            "onset_prob",
+            "real_prob",
+            "music_prob",
+            "pre_silence_prob",
+            "distill",
+        }:
             ap.add_argument(flag, type=float, default=f.default)
         elif f.name == "version":
             ap.add_argument(flag, default=f.default)
@@ -479,7 +605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.irs and cfg.sources is None:
         ap.error("--irs needs --sources (the mirror folder holding the locked impulse responses)")
     if not (cfg.corpus / "train" / "examples.json").is_file():
-        print(f"training.train: error: {cfg.corpus}: no train/examples.json (build the corpus first)", file=sys.stderr)
+        print(
+            f"training.train: error: {cfg.corpus}: no train/examples.json (build the corpus first)",
+            file=sys.stderr,
+        )
         return 2
     run(cfg)
     return 0

@@ -32,8 +32,9 @@ def _initializers(path: Path) -> list[np.ndarray]:
     return [numpy_helper.to_array(t) for t in m.graph.initializer]
 
 
-def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4,
-                   calibration: np.ndarray | None = None) -> dict[str, Any]:
+def init_from_onnx(
+    model: Any, onnx_path: Path | str, *, atol: float = 1e-4, calibration: np.ndarray | None = None
+) -> dict[str, Any]:
     """Copy the weights of ``onnx_path`` into the Keras ``model`` in place.
 
     Parameters
@@ -69,8 +70,10 @@ def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4,
     bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
     denses = [la for la in model.layers if isinstance(la, keras.layers.Dense)]
     if len(kernels) != len(convs) or len(dense) != len(denses) or len(bns) != len(convs):
-        raise ValueError(f"{onnx_path}: {len(kernels)} conv / {len(dense)} dense weights, the model has "
-                         f"{len(convs)} conv / {len(denses)} dense layers")
+        raise ValueError(
+            f"{onnx_path}: {len(kernels)} conv / {len(dense)} dense weights, the model has "
+            f"{len(convs)} conv / {len(denses)} dense layers"
+        )
     # Biases follow their kernels in the initializer list; pick them by size.
     by_size: dict[int, list[np.ndarray]] = {}
     for v in vectors:
@@ -78,29 +81,43 @@ def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4,
     for conv, bn, k in zip(convs, bns, kernels, strict=True):
         hwio = np.transpose(k, (2, 3, 1, 0))
         if tuple(conv.kernel.shape) != hwio.shape:
-            raise ValueError(f"{onnx_path}: kernel {hwio.shape} does not fit {conv.name} {tuple(conv.kernel.shape)}")
+            raise ValueError(
+                f"{onnx_path}: kernel {hwio.shape} does not fit {conv.name} {tuple(conv.kernel.shape)}"
+            )
         bias = by_size[hwio.shape[-1]].pop(0)
         conv.set_weights([hwio])
         eps = float(bn.epsilon)
         n = hwio.shape[-1]
-        bn.set_weights([np.ones(n, np.float32), bias.astype(np.float32), np.zeros(n, np.float32),
-                        np.full(n, 1.0 - eps, np.float32)])
+        bn.set_weights(
+            [
+                np.ones(n, np.float32),
+                bias.astype(np.float32),
+                np.zeros(n, np.float32),
+                np.full(n, 1.0 - eps, np.float32),
+            ]
+        )
     if calibration is not None:
         xc = np.asarray(calibration, dtype=np.float32)
         xc = xc[..., None] if xc.ndim == 3 else xc
         for conv, bn in zip(convs, bns, strict=True):
             # Layers before this one are already calibrated (and exact at inference).
             probe = keras.Model(model.inputs, conv.output)
-            act = np.concatenate([np.asarray(probe(xc[i : i + 64], training=False)) for i in range(0, len(xc), 64)])
+            act = np.concatenate(
+                [np.asarray(probe(xc[i : i + 64], training=False)) for i in range(0, len(xc), 64)]
+            )
             m = act.mean(axis=(0, 1, 2)).astype(np.float32)
             v = act.var(axis=(0, 1, 2)).astype(np.float32)
             gamma, beta, _, _ = bn.get_weights()
             bias = beta  # as set above: the artifact's folded bias
-            bn.set_weights([np.sqrt(v + float(bn.epsilon)).astype(np.float32), (m + bias).astype(np.float32), m, v])
+            bn.set_weights(
+                [np.sqrt(v + float(bn.epsilon)).astype(np.float32), (m + bias).astype(np.float32), m, v]
+            )
     for layer, w in zip(denses, dense, strict=True):
         b = by_size[w.shape[1]].pop(0)
         if tuple(layer.kernel.shape) != w.shape:
-            raise ValueError(f"{onnx_path}: dense {w.shape} does not fit {layer.name} {tuple(layer.kernel.shape)}")
+            raise ValueError(
+                f"{onnx_path}: dense {w.shape} does not fit {layer.name} {tuple(layer.kernel.shape)}"
+            )
         layer.set_weights([w, b])
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
@@ -110,5 +127,7 @@ def init_from_onnx(model: Any, onnx_path: Path | str, *, atol: float = 1e-4,
     got = np.asarray(model(x[..., None], training=False))
     diff = float(np.abs(ref - got).max())
     if not diff <= atol:
-        raise ValueError(f"{onnx_path}: the initialised model differs from the artifact by {diff:.2e} (> {atol})")
+        raise ValueError(
+            f"{onnx_path}: the initialised model differs from the artifact by {diff:.2e} (> {atol})"
+        )
     return {"source": str(onnx_path), "max_abs_diff": diff}

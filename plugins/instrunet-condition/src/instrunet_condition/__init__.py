@@ -133,8 +133,12 @@ def condition_of(
     """
     clf = classifier if classifier is not None or predict is not None else load_classifier()
     rows, secs = chunk_features(y, sr=sr, ranges=ranges, ref_peak=ref_peak)
-    out = assess(rows, secs, predict=predict or clf.predict,  # type: ignore[union-attr]
-                 healthy=clf.healthy_median if clf is not None else None)
+    out = assess(
+        rows,
+        secs,
+        predict=predict or clf.predict,  # type: ignore[union-attr]
+        healthy=clf.healthy_median if clf is not None else None,
+    )
     out["seconds"] = round(float(sum(secs)), 3)
     return out
 

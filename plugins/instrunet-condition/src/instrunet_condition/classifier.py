@@ -65,8 +65,10 @@ class Classifier:
         if m.input.get("layout") != FEATURES_LAYOUT or m.features is None:
             raise ModelError(f"{where}: not a features-input model")
         if tuple(m.features["names"]) != FEATURE_NAMES:
-            raise ModelError(f"{where}: model features {m.features['names']} differ from this extractor's "
-                             f"{list(FEATURE_NAMES)}")
+            raise ModelError(
+                f"{where}: model features {m.features['names']} differ from this extractor's "
+                f"{list(FEATURE_NAMES)}"
+            )
         if tuple(m.labels) != CLASSES:
             raise ModelError(f"{where}: labels {list(m.labels)}, expected {list(CLASSES)}")
         verify_artifact(self.path, references=False, manifest=m)  # the ONNX file is there, sha256 matches
@@ -110,8 +112,10 @@ class Classifier:
 
 def model_dirs() -> list[Path]:
     """Every shipped version folder of the condition model, oldest first."""
-    return sorted((p.parent for p in (MODELS_DIR / MODEL_NAME).glob("*/manifest.json")),
-                  key=lambda d: tuple(int(x) for x in d.name.split(".")))
+    return sorted(
+        (p.parent for p in (MODELS_DIR / MODEL_NAME).glob("*/manifest.json")),
+        key=lambda d: tuple(int(x) for x in d.name.split(".")),
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -125,8 +129,9 @@ def load_classifier(path: str | None = None) -> Classifier:
     return Classifier(path)
 
 
-def _explain(label: str, p: float, feats: Mapping[str, float], drops: Mapping[str, float],
-             healthy: Mapping[str, float]) -> str:
+def _explain(
+    label: str, p: float, feats: Mapping[str, float], drops: Mapping[str, float], healthy: Mapping[str, float]
+) -> str:
     """One sentence: the verdict and the two features whose replacement by the clean-note
     median lowers its probability most (occlusion; ``drops``)."""
     top = [k for k, v in sorted(drops.items(), key=lambda kv: -kv[1]) if v > 0.01][:2]

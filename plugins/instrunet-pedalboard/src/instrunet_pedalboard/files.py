@@ -77,11 +77,17 @@ def process_file(
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size <= 0:
         raise InputError(f"{src_p}: block_size must be a positive number of samples, got {block_size!r}")
     if board is not None and not isinstance(board, Plugin):
-        raise InputError(f"{src_p}: board must be a pedalboard Pedalboard or plugin, got {type(board).__name__}")
+        raise InputError(
+            f"{src_p}: board must be a pedalboard Pedalboard or plugin, got {type(board).__name__}"
+        )
     if tagger is not None and not isinstance(tagger, Tagger):
-        raise InputError(f"{src_p}: tagger must be an instrunet_pedalboard.Tagger, got {type(tagger).__name__}")
+        raise InputError(
+            f"{src_p}: tagger must be an instrunet_pedalboard.Tagger, got {type(tagger).__name__}"
+        )
     if router is not None and not isinstance(router, Router):
-        raise InputError(f"{src_p}: router must be an instrunet_pedalboard.Router, got {type(router).__name__}")
+        raise InputError(
+            f"{src_p}: router must be an instrunet_pedalboard.Router, got {type(router).__name__}"
+        )
     dst_p = Path(os.fspath(dst)) if dst is not None else None
     if dst_p is not None and dst_p.exists() and src_p.exists() and os.path.samefile(src_p, dst_p):
         raise InputError(f"{dst_p}: the output would overwrite the input")
@@ -99,8 +105,10 @@ def process_file(
             sr = reader.samplerate
             sr_int = int(round(sr))
             if block_size <= reader.num_channels:
-                raise InputError(f"{src_p}: block_size must exceed the channel count ({reader.num_channels}) "
-                                 "so pedalboard can tell channels from samples")
+                raise InputError(
+                    f"{src_p}: block_size must exceed the channel count ({reader.num_channels}) "
+                    "so pedalboard can tell channels from samples"
+                )
             for part in (board, router, tagger):
                 if part is not None:
                     part.reset()
@@ -118,7 +126,9 @@ def process_file(
                 if writer is None:
                     try:
                         tmp.parent.mkdir(parents=True, exist_ok=True)
-                        writer = AudioFile(str(tmp), "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality)
+                        writer = AudioFile(
+                            str(tmp), "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality
+                        )
                     except Exception as e:  # noqa: BLE001
                         raise InputError(f"{dst_p}: cannot write this file ({e})") from None
                 writer.write(y)

@@ -129,17 +129,23 @@ class Router:
         from pedalboard import Plugin
 
         if not isinstance(boards, Mapping) or not boards:
-            raise InputError(f"{self._what}: boards must be a non-empty dict {{label: Pedalboard}}, got {boards!r}")
+            raise InputError(
+                f"{self._what}: boards must be a non-empty dict {{label: Pedalboard}}, got {boards!r}"
+            )
         self._clf = new_classifier(model, hop=hop)
         labels = tuple(self._clf.labels)
         for lab, board in boards.items():
             if lab not in labels:
                 raise InputError(f"{self._what}: unknown label {lab!r} (this model's labels: {list(labels)})")
             if not isinstance(board, Plugin):
-                raise InputError(f"{self._what}: boards[{lab!r}] must be a pedalboard Pedalboard or plugin, "
-                                 f"got {type(board).__name__}")
+                raise InputError(
+                    f"{self._what}: boards[{lab!r}] must be a pedalboard Pedalboard or plugin, "
+                    f"got {type(board).__name__}"
+                )
         if default is not None and not isinstance(default, Plugin):
-            raise InputError(f"{self._what}: default must be a pedalboard Pedalboard or plugin, got {type(default).__name__}")
+            raise InputError(
+                f"{self._what}: default must be a pedalboard Pedalboard or plugin, got {type(default).__name__}"
+            )
         self.boards = dict(boards)
         self.default = default
         self._index = {lab: labels.index(lab) for lab in self.boards}
@@ -283,8 +289,11 @@ class Router:
             if k >= len(self._recent) or (not final and len(self._recent) - 1 - k < self._after):
                 break
             lo, hi = max(0, k - self._before), min(len(self._recent), k + self._after + 1)
-            probs = np.median(np.stack([q for _, q in self._recent[lo:hi]]), axis=0) if hi - lo > 1 else \
-                self._recent[k][1]
+            probs = (
+                np.median(np.stack([q for _, q in self._recent[lo:hi]]), axis=0)
+                if hi - lo > 1
+                else self._recent[k][1]
+            )
             self._decide(self._recent[k][0], probs)
             self._n_decided += 1
         drop = max(0, self._n_decided - self._before - self._base)
@@ -356,7 +365,9 @@ class Router:
             stop = min(end, self._events[0][0]) if self._events else end
             for key, g in self._gains(pos, stop).items():
                 src = self._fifos[key].view(pos - a, stop - a)
-                out[:, pos - a : stop - a] += (np.asarray(g, dtype=np.float32) * src) if np.ndim(g) else src * np.float32(g)
+                out[:, pos - a : stop - a] += (
+                    (np.asarray(g, dtype=np.float32) * src) if np.ndim(g) else src * np.float32(g)
+                )
             pos = stop
         for f in self._fifos.values():
             f.consume(end - a)
@@ -382,8 +393,10 @@ class Router:
                 y = y[None, :]
             if y.shape != (ch, n):
                 name = "default" if key is None else repr(key)
-                raise InputError(f"{self._what}: the {name} board turned {ch} channel(s) x {n} samples into "
-                                 f"shape {y.shape}; every board must keep the channel count")
+                raise InputError(
+                    f"{self._what}: the {name} board turned {ch} channel(s) x {n} samples into "
+                    f"shape {y.shape}; every board must keep the channel count"
+                )
             self._fifos[key].append(y)
 
     def _push(self, audio: Any, sample_rate: Any) -> tuple[np.ndarray, str]:
@@ -392,8 +405,10 @@ class Router:
             self.reset()
         sr = check_rate(sample_rate, self._what)
         if self._sr is not None and sr != self._sr:
-            raise InputError(f"{self._what}: sample rate changed from {self._sr} to {sr} Hz within a stream; "
-                             "call with reset=True (or reset()) to start a new stream")
+            raise InputError(
+                f"{self._what}: sample rate changed from {self._sr} to {sr} Hz within a stream; "
+                "call with reset=True (or reset()) to start a new stream"
+            )
         a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
         if a.size == 0:
             return np.zeros((self._channels or 1, 0), dtype=np.float32), self._layout.kind or "mono"
@@ -419,7 +434,9 @@ class Router:
         self._finished = True
         return out
 
-    def __call__(self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True) -> np.ndarray:
+    def __call__(
+        self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
+    ) -> np.ndarray:
         """Route ``audio`` (a whole piece, or with ``reset=False`` the next block of a stream).
 
         Parameters
@@ -440,7 +457,9 @@ class Router:
         """
         return self.process(audio, sample_rate, buffer_size=buffer_size, reset=reset)
 
-    def process(self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True) -> np.ndarray:
+    def process(
+        self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
+    ) -> np.ndarray:
         """Same as calling the router (pedalboard's ``Plugin.process`` signature)."""
         if reset:
             self.reset()

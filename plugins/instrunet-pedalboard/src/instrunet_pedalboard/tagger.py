@@ -128,7 +128,9 @@ class Tagger(_Tagging):
     >>> [i.label for i in tagger.instruments]  # doctest: +SKIP
     """
 
-    def __call__(self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True) -> Any:
+    def __call__(
+        self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
+    ) -> Any:
         """Record ``audio``'s windows and return ``audio`` itself.
 
         Parameters
@@ -151,7 +153,9 @@ class Tagger(_Tagging):
         """
         return self.process(audio, sample_rate, buffer_size=buffer_size, reset=reset)
 
-    def process(self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True) -> Any:
+    def process(
+        self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
+    ) -> Any:
         """Same as calling the tagger (pedalboard's ``Plugin.process`` signature)."""
         if reset:
             self.reset()
@@ -259,7 +263,9 @@ class StreamTagger(_Tagging):
     def _wrap(self, wins: list[Any], dt: float) -> list[LiveResult]:
         return [LiveResult(w, self.seconds, dt) for w in wins]
 
-    def listen(self, source: Any, *, block_size: int | None = None, seconds: float | None = None) -> Iterator[LiveResult]:
+    def listen(
+        self, source: Any, *, block_size: int | None = None, seconds: float | None = None
+    ) -> Iterator[LiveResult]:
         """Read ``source`` block by block and yield each prediction as it comes.
 
         Parameters

@@ -16,19 +16,36 @@ def build_parser() -> argparse.ArgumentParser:
         "into the records 'instrunet batch' writes; resumable.",
     )
     p.add_argument("dir", metavar="DIR", help="directory searched recursively for audio files")
-    p.add_argument("--out", required=True, metavar="PATH",
-                   help="results.jsonl (JSON lines) or a folder (Parquet parts); files already in it are skipped")
-    p.add_argument("--format", choices=["jsonl", "parquet"], default=None,
-                   help="default: parquet for a folder, jsonl otherwise")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="results.jsonl (JSON lines) or a folder (Parquet parts); files already in it are skipped",
+    )
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "parquet"],
+        default=None,
+        help="default: parquet for a folder, jsonl otherwise",
+    )
     p.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="actors, one model and one CPU each (default 2)")
+    p.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="actors, one model and one CPU each (default 2)"
+    )
     p.add_argument("--batch-size", type=int, default=4, metavar="N", help="files per actor call (default 4)")
-    p.add_argument("--hop", type=float, default=None, metavar="S",
-                   help="seconds between windows, snapped to whole 23 ms frames "
-                   f"(default {DEFAULT_HOP_SECONDS:g})")
-    p.add_argument("--address", metavar="ADDR",
-                   help="Ray cluster to join (ray.init(address=...), e.g. auto or ray://head:10001); "
-                        "default: start a local Ray instance")
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to join (ray.init(address=...), e.g. auto or ray://head:10001); "
+        "default: start a local Ray instance",
+    )
     return p
 
 
@@ -39,8 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .engine import tag_collection
 
     try:
-        s = tag_collection(args.dir, args.out, model=args.model, workers=args.workers, batch_size=args.batch_size,
-                           hop=args.hop, fmt=args.format, address=args.address)
+        s = tag_collection(
+            args.dir,
+            args.out,
+            model=args.model,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            hop=args.hop,
+            fmt=args.format,
+            address=args.address,
+        )
     except InstrunetError as e:
         print(f"instrunet-ray: error: {e}", file=sys.stderr)
         return 1

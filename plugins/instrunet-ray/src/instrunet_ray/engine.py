@@ -50,8 +50,13 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
         root = Path(source)
         if not root.is_dir():
             raise InputError(f"{source}: not a directory")
-        return sorted({os.path.realpath(p) for p in root.rglob("*")
-                       if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()})
+        return sorted(
+            {
+                os.path.realpath(p)
+                for p in root.rglob("*")
+                if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+            }
+        )
     return sorted({os.path.realpath(p) for p in source})
 
 
@@ -117,7 +122,9 @@ def file_record(classifier: Any, path: str, data: bytes | None = None) -> dict[s
         src.name = path
     try:
         classifier.classify(src)
-        return classification_record(path, classifier.prediction(), classifier.model, duration=classifier.duration)
+        return classification_record(
+            path, classifier.prediction(), classifier.model, duration=classifier.duration
+        )
     except (InstrunetError, OSError) as e:
         msg = str(e) or type(e).__name__
         return error_record(path, msg if msg.startswith(path) else f"{path}: {msg}", classifier.model)
@@ -138,8 +145,13 @@ class Tagger:
         Path as Ray reports it → path as it goes into the record.
     """
 
-    def __init__(self, model: str | None = None, hop: float | None = None, intra_op_threads: int = 1,
-                 names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        hop: float | None = None,
+        intra_op_threads: int = 1,
+        names: dict[str, str] | None = None,
+    ) -> None:
         from instrunet_core import load_model
 
         self.model = load_model(model, intra_op_threads=intra_op_threads)
@@ -194,14 +206,26 @@ class _Writer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = [{**r, **{k: json.dumps(r[k]) for k in ("probabilities", "model") if k in r}}
-                for r in self.pending]
-        schema = pa.schema([
-            ("schema", pa.string()), ("instrunet_version", pa.string()), ("path", pa.string()),
-            ("model", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
-            ("probabilities", pa.string()), ("n_windows", pa.int64()), ("silent", pa.bool_()),
-            ("low_evidence", pa.bool_()), ("sounding_seconds", pa.float64()), ("duration", pa.float64()),
-            ("error", pa.string())])
+        rows = [
+            {**r, **{k: json.dumps(r[k]) for k in ("probabilities", "model") if k in r}} for r in self.pending
+        ]
+        schema = pa.schema(
+            [
+                ("schema", pa.string()),
+                ("instrunet_version", pa.string()),
+                ("path", pa.string()),
+                ("model", pa.string()),
+                ("label", pa.string()),
+                ("confidence", pa.float64()),
+                ("probabilities", pa.string()),
+                ("n_windows", pa.int64()),
+                ("silent", pa.bool_()),
+                ("low_evidence", pa.bool_()),
+                ("sounding_seconds", pa.float64()),
+                ("duration", pa.float64()),
+                ("error", pa.string()),
+            ]
+        )
         table = pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema)
         name = f"part-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.perf_counter_ns()}.parquet"
         tmp = self.out / f".{name}.tmp"
@@ -272,9 +296,17 @@ def tag_collection(
     done = done_paths(out, fmt=fmt)
     todo = [f for f in files if f not in done]
     log(f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go")
-    summary: dict[str, Any] = {"files": len(files), "skipped": len(files) - len(todo), "written": 0, "errors": 0,
-                               "workers": workers, "seconds": 0.0, "files_per_s": 0.0,
-                               "first_record_s": None, "steady_files_per_s": None}
+    summary: dict[str, Any] = {
+        "files": len(files),
+        "skipped": len(files) - len(todo),
+        "written": 0,
+        "errors": 0,
+        "workers": workers,
+        "seconds": 0.0,
+        "files_per_s": 0.0,
+        "first_record_s": None,
+        "steady_files_per_s": None,
+    }
     if not todo:
         return summary
     if not ray.is_initialized():
@@ -287,11 +319,20 @@ def tag_collection(
     # each in a newly started worker process, so at most `workers` reads run at a time (one per
     # actor). Unlimited, the worker processes' start-up took the cores from the actors: on two
     # cores two actors tagged more slowly than one (docs/benchmarks.md, "Ray Data engine").
-    ds = ray.data.read_binary_files([_ray_key(p) for p in todo], include_paths=True,
-                                    override_num_blocks=max(1, min(len(todo), workers * 4)), num_cpus=0,
-                                    concurrency=workers)
-    ds = ds.map_batches(Tagger, fn_constructor_kwargs={"model": model, "hop": hop, "names": names},
-                        concurrency=workers, num_cpus=1, batch_size=batch_size)
+    ds = ray.data.read_binary_files(
+        [_ray_key(p) for p in todo],
+        include_paths=True,
+        override_num_blocks=max(1, min(len(todo), workers * 4)),
+        num_cpus=0,
+        concurrency=workers,
+    )
+    ds = ds.map_batches(
+        Tagger,
+        fn_constructor_kwargs={"model": model, "hop": hop, "names": names},
+        concurrency=workers,
+        num_cpus=1,
+        batch_size=batch_size,
+    )
     writer = _Writer(out, fmt, part_size)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -308,6 +349,8 @@ def tag_collection(
     after = summary["seconds"] - (summary["first_record_s"] or 0.0)
     if summary["written"] > 1 and after > 0:
         summary["steady_files_per_s"] = (summary["written"] - 1) / after
-    log(f"instrunet-ray: {summary['written']} files in {summary['seconds']:.1f} s "
-        f"({summary['files_per_s']:.1f} files/s, {workers} workers), {summary['errors']} errors")
+    log(
+        f"instrunet-ray: {summary['written']} files in {summary['seconds']:.1f} s "
+        f"({summary['files_per_s']:.1f} files/s, {workers} workers), {summary['errors']} errors"
+    )
     return summary
