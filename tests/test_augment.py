@@ -127,6 +127,8 @@ def test_each_effect_runs_and_is_logged() -> None:
         "distortion",
         "compressor",
         "mp3",
+        "chorus",
+        "radio",
     }
 
 

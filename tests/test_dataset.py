@@ -64,12 +64,116 @@ def test_real_prob_draws_the_real_library(tmp_path: Path) -> None:
     reed = FAMILIES.index("reed")
 
     def real_share(p: float) -> float:
-        _, Y, names = make_examples(
-            notes, ExampleSpec("train", 400, 0, real_prob=p), workers=1, progress=False
-        )
+        ex = make_examples(notes, ExampleSpec("train", 400, 0, real_prob=p), workers=1, progress=False)
+        Y, names = ex.Y, ex.names
         picked = [nm[0] for nm, y in zip(names, Y, strict=True) if y[reed]]
         return sum(nm.startswith("reed_acoustic_001") for nm in picked) / len(picked)
 
     assert real_share(1.0) == 1.0
     assert real_share(0.0) == 0.0 or 0.3 < real_share(0.0) < 0.7  # p=0: instruments drawn uniformly
     assert 0.1 < real_share(0.3) < 0.5
+
+
+def test_audible_judges_parts_against_the_mix() -> None:
+    from training.dataset import audible
+
+    t = np.arange(3 * SR) / SR
+    loud = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    ten_below = (0.5 * 10 ** (-10 / 20) * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    thirty_below = (0.5 * 10 ** (-30 / 20) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert audible([loud, ten_below, thirty_below], sr=SR).tolist() == [True, True, False]
+    blip = np.zeros_like(loud)
+    blip[: int(0.05 * SR)] = 0.5  # 50 ms: too short to count as playing in the window
+    assert audible([blip], sr=SR).tolist() == [False]
+    later = np.zeros_like(loud)
+    later[2 * SR :] = loud[2 * SR :]  # enters for the last second, alone then: audible
+    assert audible([np.where(t < 1.5, loud, 0).astype(np.float32), later], sr=SR).tolist() == [True, True]
+
+
+def _tiny_others(root: Path, split: str = "train") -> None:
+    folder = root / split / "others"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    recs = {}
+    for i, sound in enumerate(("drums", "speech")):
+        name = f"other_x-{sound}-{i:03d}"
+        sf.write(folder / f"{name}.wav", (0.3 * rng.standard_normal(2 * SR)).astype(np.float32), SR)
+        recs[name] = {
+            "name": name,
+            "sound": sound,
+            "source": "x",
+            "sample_group": "x",
+            "split": split,
+            "duration_s": 2.0,
+        }
+    (root / split / "others.json").write_text(json.dumps(recs))
+
+
+def test_other_examples_and_ensembles(tmp_path: Path) -> None:
+    from training.dataset import OTHER, TARGETS
+    from training.others import load_others
+
+    _tiny_corpus(tmp_path)
+    _tiny_others(tmp_path)
+    notes, others = split_notes(tmp_path, "train"), load_others(tmp_path / "train")
+    assert TARGETS[OTHER] == "other" and len(others) == 2
+    ex = make_examples(
+        notes,
+        ExampleSpec("train", 300, 1, other_prob=0.3, ensemble_prob=0.5),
+        workers=1,
+        progress=False,
+        others=others,
+    )
+    is_other = ex.Y[:, OTHER] == 1
+    assert 0.2 < is_other.mean() < 0.4
+    assert not ex.Y[is_other, :OTHER].any()  # "other" means no family plays
+    assert ex.Y[~is_other, :OTHER].any(1).all()  # otherwise at least one family is labelled
+    picked_noise = [nm for nm, o in zip(ex.names, is_other, strict=True) if o and "noise" in nm]
+    assert picked_noise, "generated noise is among the other examples (noise_share)"
+    assert (ex.Y[~is_other, :OTHER].sum(1) >= 2).any()  # ensembles label several families
+    # the sweep over other clips takes each clip once, at its start
+    sweep = make_examples(
+        notes,
+        ExampleSpec("train", 10, 2, balanced=False, other_prob=1.0, random_crop=False),
+        workers=1,
+        progress=False,
+        others=others,
+    )
+    assert [n[0] for n in sweep.names] == [o.name for o in others] and (sweep.Y[:, OTHER] == 1).all()
+
+
+def test_other_under_an_instrument_keeps_the_audible_family(tmp_path: Path) -> None:
+    from training.dataset import OTHER
+
+    _tiny_corpus(tmp_path)
+    _tiny_others(tmp_path)
+    notes = split_notes(tmp_path, "train")
+    from training.others import load_others
+
+    ex = make_examples(
+        notes,
+        ExampleSpec("train", 200, 3, other_under_prob=1.0),
+        workers=1,
+        progress=False,
+        others=load_others(tmp_path / "train"),
+    )
+    # other sound is mixed 3-20 dB under every example: the family stays audible
+    assert ex.Y[:, :OTHER].any(1).all() and not ex.Y[:, OTHER].any()
+    assert all(len(n) == 2 for n in ex.names)
+
+
+def test_old_specs_draw_what_they_always_drew(tmp_path: Path) -> None:
+    """New options left off, a spec makes the same examples whatever the worker count; and the
+    waveforms kept with keep_audio are the windows the features were computed from."""
+    from instrunet_core.features import batch_features
+
+    _tiny_corpus(tmp_path)
+    notes = split_notes(tmp_path, "train")
+    spec = ExampleSpec("train", 300, 5, mix_prob=0.4, music_prob=0.5, pre_silence_prob=0.3, keep_audio=True)
+    a = make_examples(notes, spec, workers=1, progress=False)
+    b = make_examples(notes, spec, workers=2, progress=False)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.Y, b.Y)
+    assert a.W is not None and a.W.dtype == np.int16
+    again = batch_features(a.W[:4].astype(np.float32) / 32767.0).astype(np.float16)
+    assert np.abs(again.astype(np.float32) - a.X[:4].astype(np.float32)).max() < 0.02

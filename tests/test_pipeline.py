@@ -177,19 +177,22 @@ def test_multiclass_models_train_on_the_same_cache(trained: dict[str, Path]) -> 
 
 def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path]) -> None:
     from training.dataset import ExampleSpec, cached_examples
-    from training.train import distilled_targets
+    from training.train import distilled_targets, teacher_targets
 
     root = trained["root"]
-    X, Y, _ = cached_examples(
-        trained["corpus"], ExampleSpec("valid", 16, 7, random_crop=False), root / "cache"
-    )
+    ex = cached_examples(trained["corpus"], ExampleSpec("valid", 16, 7, random_crop=False), root / "cache")
     teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
-    p = instrunet_core.load_model(teacher).predict_features(X.astype(np.float32))
-    got = distilled_targets(Y, X, teacher, 0.25)
-    np.testing.assert_allclose(got, 0.75 * Y + 0.25 * p, atol=1e-6)
-    assert got.dtype == np.float32 and got.shape == Y.shape
+    p = instrunet_core.load_model(teacher).predict_features(np.asarray(ex.X, np.float32))
+    got_p = teacher_targets(teacher, ex, cache=root / "cache")
+    np.testing.assert_allclose(got_p, p, atol=1e-6)
+    np.testing.assert_array_equal(teacher_targets(teacher, ex, cache=root / "cache"), got_p)  # cached
+    got = distilled_targets(ex.Y, got_p, 0.25)
+    # the teacher has no open-set output: the ninth column ("other") keeps its labels
+    np.testing.assert_allclose(got[:, :8], 0.75 * ex.Y[:, :8] + 0.25 * p, atol=1e-6)
+    np.testing.assert_array_equal(got[:, 8], ex.Y[:, 8])
+    assert got.dtype == np.float32 and got.shape == ex.Y.shape
     with pytest.raises(ValueError, match="distill weight"):
-        distilled_targets(Y, X, teacher, 1.5)
+        distilled_targets(ex.Y, got_p, 1.5)
 
 
 def test_compact_model_trains_distilled_and_exports(trained: dict[str, Path]) -> None:
@@ -262,9 +265,11 @@ def test_a_softmax_teacher_is_refused(trained: dict[str, Path]) -> None:
                 str(folder),
             ]
         )
-    X = np.zeros((2, 128, 128), np.float32)
+    from training.dataset import Examples
+
+    ex = Examples(np.zeros((2, 128, 128), np.float16), np.zeros((2, 9), np.float32), [["a"], ["b"]])
     with pytest.raises(ValueError, match="multilabel"):
-        train.distilled_targets(np.zeros((2, 8), np.float32), X, folder, 0.5)
+        train.teacher_targets(folder, ex)
 
 
 def test_training_continues_from_a_saved_keras_model(trained: dict[str, Path]) -> None:

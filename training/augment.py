@@ -13,7 +13,9 @@ signal would meet them:
 5. **microphone / EQ** - high-pass, low-pass, a peak band and a low or high shelf;
 6. **gain** - input level into the "device" stages below;
 7. **distortion** - light ``tanh`` drive; **compression** - ``pedalboard.Compressor``;
-8. **codec** - ``pedalboard.MP3Compressor`` at a random VBR quality.
+8. **codec** - ``pedalboard.MP3Compressor`` at a random VBR quality;
+9. **production** - ``pedalboard.Chorus`` and a radio band (high-pass and low-pass close
+   together), off in the default configuration (the ``production`` preset turns them on).
 
 The output has the input's length, is float32, finite, and is rescaled to peak 1 when an
 effect pushed it above 1 (never otherwise, so ``AugmentConfig.none()`` is the identity for
@@ -44,7 +46,7 @@ try:  # scipy (a librosa dependency) filters pink noise fastest; numpy's FFT is 
 except ImportError:  # pragma: no cover
     _lfilter = None
 
-__all__ = ["AugmentConfig", "augment", "augment_with_log", "load_irs"]
+__all__ = ["AugmentConfig", "PRESETS", "augment", "augment_with_log", "load_irs"]
 
 Range = tuple[float, float]
 
@@ -104,6 +106,15 @@ class AugmentConfig:
     compressor_release_ms: Range = (40.0, 300.0)
     p_mp3: float = 0.2
     mp3_vbr_quality: Range = (2.0, 9.0)  # LAME VBR: 0 best .. 9.999 worst
+    # production effects, drawn only when their probability is above 0 (so that configs
+    # without them keep the random sequence they always had)
+    p_chorus: float = 0.0
+    chorus_rate_hz: Range = (0.3, 3.0)
+    chorus_depth: Range = (0.1, 0.6)
+    chorus_mix: Range = (0.2, 0.6)
+    p_radio: float = 0.0  # a telephone / AM-radio band: high-pass and low-pass close together
+    radio_low_hz: Range = (250.0, 700.0)
+    radio_high_hz: Range = (2500.0, 4500.0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -117,7 +128,16 @@ class AugmentConfig:
                         f"AugmentConfig.{f.name}={v!r}: expected a (low, high) range with low <= high"
                     )
                 object.__setattr__(self, f.name, (float(v[0]), float(v[1])))
-        for name in ("highpass_hz", "lowpass_hz", "peak_hz", "low_shelf_hz", "high_shelf_hz"):
+        for name in (
+            "highpass_hz",
+            "lowpass_hz",
+            "peak_hz",
+            "low_shelf_hz",
+            "high_shelf_hz",
+            "chorus_rate_hz",
+            "radio_low_hz",
+            "radio_high_hz",
+        ):
             if getattr(self, name)[0] <= 0:
                 raise ValueError(f"AugmentConfig.{name}: frequencies must be positive")
         if self.mp3_vbr_quality[0] < 0 or self.mp3_vbr_quality[1] >= 10:
@@ -326,6 +346,24 @@ def _codec(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, l
     return x
 
 
+def _production(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
+    """9. Production: chorus, then a radio band (each only when its probability is above 0)."""
+    if c.p_chorus > 0 and _hit(rng, c.p_chorus):
+        params = {
+            "rate_hz": _log_uniform(rng, c.chorus_rate_hz),
+            "depth": _uniform(rng, c.chorus_depth),
+            "mix": _uniform(rng, c.chorus_mix),
+        }
+        x = _run(pb.Chorus(**params), x, sr)
+        log.append({"effect": "chorus", **params})
+    if c.p_radio > 0 and _hit(rng, c.p_radio):
+        lo = _log_uniform(rng, c.radio_low_hz)
+        hi = min(_log_uniform(rng, c.radio_high_hz), 0.95 * sr / 2)
+        x = _run(pb.Pedalboard([pb.HighpassFilter(lo), pb.LowpassFilter(hi)]), x, sr)
+        log.append({"effect": "radio", "low_hz": lo, "high_hz": hi})
+    return x
+
+
 def augment_with_log(
     y: np.ndarray,
     *,
@@ -336,7 +374,7 @@ def augment_with_log(
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Like :func:`augment`, and also the list of effects applied with their parameters.
 
-    The chain is the module docstring's eight stages, one function each: ``stage(x, rng, c, sr,
+    The chain is the module docstring's nine stages, one function each: ``stage(x, rng, c, sr,
     log) -> x`` draws its numbers from ``rng`` in a fixed order (every probability is drawn even
     when the effect is off), appends one log entry per effect it applies and keeps ``x``'s
     length. NaN/inf are zeroed at the end and the clip renormalised to peak 1 if above.
@@ -354,8 +392,28 @@ def augment_with_log(
     x = _gain(x, rng, c, sr, log)
     x = _device(x, rng, c, sr, log)
     x = _codec(x, rng, c, sr, log)
+    x = _production(x, rng, c, sr, log)
     x = _renormalise(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
     return x.astype(np.float32, copy=False), log
+
+
+#: Named configurations for :class:`training.dataset.ExampleSpec` (``augment_preset``).
+#: ``production``: what users' producer chains do to a recording (drive, chorus, a radio
+#: band, MP3, rooms, a quiet take under noise) more often and harder than the default.
+PRESETS: dict[str, AugmentConfig] = {
+    "default": AugmentConfig(),
+    "production": AugmentConfig(
+        p_reverb=0.45,
+        noise_snr_db=(3.0, 45.0),
+        p_gain=0.6,
+        gain_db=(-30.0, 6.0),
+        p_distortion=0.2,
+        distortion_drive_db=(2.0, 24.0),
+        p_mp3=0.25,
+        p_chorus=0.2,
+        p_radio=0.1,
+    ),
+}
 
 
 def _convolve(x: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:

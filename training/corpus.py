@@ -370,6 +370,8 @@ def plan_real(
     """Every instrument of every locked library, numbered after the SoundFont instruments."""
     out: list[RealInstrument] = []
     for src in lock["sources"]:
+        if src.get("role") == "negative":  # none of the eight: training.others plays them
+            continue
         for inst in src["instruments"]:
             fam = inst["family"]
             if fam not in PROGRAMS:
@@ -521,6 +523,7 @@ def build(
     plan = plan_instruments(seed)
     real: list[RealInstrument] = []
     roots: dict[str, Path] = {}
+    lock: dict[str, Any] | None = None
     if sources is not None:
         from .sources import load_lock, verify
 
@@ -558,10 +561,8 @@ def build(
             "dev_velocities": list(DEV_VELOCITIES),
         }
         real_path = parts / "sources.json"
-        if real_path.is_file() and json.loads(real_path.read_text()) != json.loads(json.dumps(real_cfg)):
-            raise SystemExit(
-                f"{out}: real libraries were rendered with other settings ({real_path}); use a new --out folder"
-            )
+        if real_path.is_file():
+            _check_additive(json.loads(real_path.read_text()), json.loads(json.dumps(real_cfg)), real_path)
         _write_json(real_path, real_cfg)
     todo = [(i, n) for i, n in jobs if not (parts / f"{i.instrument:04d}.json").is_file()]
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
@@ -602,7 +603,67 @@ def build(
                 iid, ex = fut.result()
                 _write_json(parts / f"{iid:04d}.json", ex)
     bar.close()
+    _build_others(out, fonts, roots, lock, limit, seed, workers)
     return assemble(out, [inst for inst, _ in jobs] + list(real))
+
+
+def _check_additive(old: dict[str, Any], new: dict[str, Any], path: Path) -> None:
+    """A corpus may gain real instruments (sources appended to the lock file), but what it
+    already rendered must have been rendered with the same settings."""
+    same = {k: v for k, v in old.items() if k != "instruments"} == {
+        k: v for k, v in new.items() if k != "instruments"
+    }
+    before = {i["instrument"]: i for i in old["instruments"]}
+    changed = [
+        i["name"] for i in new["instruments"] if i["instrument"] in before and before[i["instrument"]] != i
+    ]
+    if not same or changed or not set(before) <= {i["instrument"] for i in new["instruments"]}:
+        raise SystemExit(
+            f"{path.parent.parent}: real libraries were rendered with other settings ({path}"
+            f"{'; changed: ' + ', '.join(changed[:5]) if changed else ''}); use a new --out folder"
+        )
+
+
+def _build_others(
+    out: Path,
+    fonts: dict[str, Path],
+    roots: dict[str, Path],
+    lock: dict[str, Any] | None,
+    limit: int | None,
+    seed: int,
+    workers: int,
+) -> None:
+    """Render the open-set material (:mod:`training.others`) into each split's ``others/``;
+    resumable like the instruments (``.parts/others-<key>.json``)."""
+    from .others import plan_font_others, plan_locked_others, render_other
+
+    plans = plan_font_others(SOUNDFONTS, TEST_FONT, training_groups())
+    if lock is not None:
+        plans += plan_locked_others(lock)  # their checkouts were verified with the instruments'
+    if limit is not None:  # small builds: one plan per (split, sound)
+        seen: set[tuple[str, str]] = set()
+        plans = [p for p in plans if (p.split, p.sound) not in seen and not seen.add((p.split, p.sound))]
+    parts = out / ".parts"
+    todo = [p for p in plans if not (parts / f"others-{p.key}.json").is_file()]
+    if not todo:
+        return
+    print(f"rendering {len(todo)} sets of other sounds", file=sys.stderr, flush=True)
+
+    def root_of(p: Any) -> str:
+        return str(fonts[p.source]) if p.kind.startswith("font") else str(roots[p.source])
+
+    if workers == 1:
+        for p in todo:
+            key, rec = render_other(p, root=root_of(p), out=str(out), seed=seed, limit=limit)
+            _write_json(parts / f"others-{key}.json", rec)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futs = [
+            pool.submit(render_other, p, root=root_of(p), out=str(out), seed=seed, limit=limit) for p in todo
+        ]
+        for fut in as_completed(futs):
+            key, rec = fut.result()
+            _write_json(parts / f"others-{key}.json", rec)
 
 
 def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> dict[str, Any]:
@@ -622,6 +683,13 @@ def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> d
             per_split[split][key]["note"] = counter
             counter += 1
         _write_json(out / split / "examples.json", per_split[split])
+    others: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
+    for part in sorted((out / ".parts").glob("others-*.json")):
+        for name, rec in json.loads(part.read_text()).items():
+            others[rec["split"]][name] = rec
+    for split, recs in others.items():
+        if recs:
+            _write_json(out / split / "others.json", recs)
     summary = {
         "format": "nsynth-json-wav",
         "sample_rate": SAMPLE_RATE,
@@ -640,6 +708,11 @@ def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> d
             if isinstance(i, RealInstrument)
         ],
         "counts": counts(out),
+        "others": {
+            split: dict(collections.Counter(r["sound"] for r in recs.values()))
+            for split, recs in others.items()
+            if recs
+        },
     }
     _write_json(out / "corpus.json", summary)
     return summary

@@ -1,15 +1,23 @@
-"""Score an exported artifact on the real-recording dev split (per family, source, clip kind).
+"""Scoring: the numbers every report quotes, for Keras models and exported artifacts alike.
 
-Usage::
+Usage (an exported artifact on the real-recording dev split)::
 
     python -m training.evaluate instrunet_core/models/family/1.0.0 --corpus data/corpus \\
         --out training/reports/default/1.0.0/dev.json
 
-Runs the artifact through ``instrunet_core`` (onnxruntime, manifest-checked) on the same
-dev windows that training uses for selection (the note's first 2.95 s, shorter clips padded
-with silence; the cached ``dev`` examples of ``training.train``), and writes the same
-``dev`` block a training report holds. For models trained before the dev split existed, so
-that old and new models are compared on the same real recordings. It never reads ``test``.
+* :func:`predict` runs anything with ``predict_on_batch`` (a Keras model, or an artifact
+  through :class:`ArtifactModel`: onnxruntime, manifest-checked) over float16 windows.
+* :func:`score_set` scores one example set: single clips by the arg-max over the eight
+  families, mixtures and ensembles by presence thresholds, "other" sets by how many windows
+  are answered "none of the eight".
+* :func:`dev_breakdown` splits a single-clip set by family, source library, clip kind and
+  length; :func:`library_scores` gives the per-library balanced accuracies that selection
+  averages (and whose worst it watches).
+* :func:`selection_score` is the one number epochs and weights are chosen by. It never sees
+  the test split.
+
+Outputs are the eight family probabilities, then (open-set models) the probability of
+"other": no family playing, though something sounds.
 """
 
 from __future__ import annotations
@@ -17,20 +25,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .dataset import ExampleSpec, cached_examples, split_notes
-from .metrics import multiclass_metrics
+from instrunet_core.labels import FAMILIES
 
-__all__ = ["evaluate_artifact"]
+from .dataset import OTHER, Examples, ExampleSpec, cached_examples, split_notes
+from .metrics import multiclass_metrics, multilabel_metrics
+
+__all__ = [
+    "ArtifactModel",
+    "predict",
+    "score_set",
+    "dev_breakdown",
+    "library_scores",
+    "selection_score",
+    "answers",
+    "evaluate_artifact",
+]
+
+F = len(FAMILIES)
 
 
-class _OnnxAsKeras:
-    """The one method of a Keras model that :func:`training.train.predict` calls."""
+class ArtifactModel:
+    """An exported artifact seen through the one method :func:`predict` calls; with an
+    open-set output the result has a ninth column, the probability of "other"."""
 
     def __init__(self, artifact: Path) -> None:
         from instrunet_core.model import load_model
@@ -38,32 +60,132 @@ class _OnnxAsKeras:
         self.model = load_model(Path(artifact))  # a path, never a registered name
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict_features(x)
+        return self.model.predict_features(np.asarray(x, np.float32).reshape(len(x), *x.shape[1:3]))
+
+
+def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``[N, outputs]`` float32 scores for windows ``X [N, 128, 128]`` (float16 or float32)."""
+    out = [
+        model.predict_on_batch(np.asarray(X[i : i + batch_size], np.float32)[..., None])
+        for i in range(0, len(X), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
+def answers(p: np.ndarray, thresholds: Mapping[str, float] | None) -> np.ndarray:
+    """Single-clip answers: the arg-max family, or ``OTHER`` (8) where the open-set output
+    reaches its threshold (``thresholds["other"]``, 0.5 by default) and beats every family."""
+    ans = p[:, :F].argmax(1)
+    if p.shape[1] > F:
+        t = (thresholds or {}).get("other", 0.5)
+        ans = np.where((p[:, OTHER] >= t) & (p[:, OTHER] > p[:, :F].max(1)), OTHER, ans)
+    return ans
+
+
+def score_set(
+    p: np.ndarray,
+    ex: Examples | tuple[np.ndarray, np.ndarray],
+    kind: str,
+    thresholds: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """Metrics of scores ``p`` on one set. ``kind``: ``single`` (arg-max family; an open-set
+    model's "other" answers count as errors), ``mix`` (presence thresholds per family) or
+    ``other`` (share of windows answered "none of the eight")."""
+    Y = ex.Y if isinstance(ex, Examples) else ex[1]
+    if kind == "single":
+        ans = answers(p, thresholds)
+        labels = (*FAMILIES, "other") if p.shape[1] > F else FAMILIES
+        m = multiclass_metrics(Y[:, :F].argmax(1), ans, labels)
+        if p.shape[1] > F:
+            m["other_answers"] = float(np.mean(ans == OTHER))
+        return {"single": m, "n_single": int(len(p))}
+    if kind == "mix":
+        th = np.array([(thresholds or {}).get(f, 0.5) for f in FAMILIES])
+        fam = Y[:, :F].any(1)  # windows where some family is audible
+        return {"mixture": multilabel_metrics(Y[fam, :F], p[fam, :F], th), "n_mixture": int(fam.sum())}
+    if kind == "other":
+        ans = answers(p, thresholds)
+        return {"other": {"answered_other": float(np.mean(ans == OTHER)), "n": int(len(p))}}
+    raise ValueError(f"unknown set kind {kind!r}")
+
+
+def dev_breakdown(
+    p: np.ndarray, ex: Examples, notes: Mapping[str, Any], thresholds: Mapping[str, float] | None
+) -> dict[str, Any]:
+    """Single clips scored per family, per source library, per clip kind and for clips
+    shorter than 1 s (``duration_s`` of the corpus metadata)."""
+    true, pred = ex.Y[:, :F].argmax(1), answers(p, thresholds)
+    meta = [notes[nm[0]].extra for nm in ex.names]
+
+    def score(sel: np.ndarray) -> dict[str, Any]:
+        if not sel.any():
+            return {"n": 0}
+        recalls = [
+            float(np.mean(pred[sel & (true == i)] == i)) for i in range(F) if (sel & (true == i)).any()
+        ]
+        return {
+            "n": int(sel.sum()),
+            "accuracy": float(np.mean(pred[sel] == true[sel])),
+            "balanced_accuracy": float(np.mean(recalls)),
+        }
+
+    lib = np.array([str(m.get("library", "")) for m in meta])
+    kind = np.array([str(m.get("clip", "")) for m in meta])
+    dur = np.array([float(m.get("duration_s", 4.0)) for m in meta])
+    return {
+        "per_family_recall": {
+            f: float(np.mean(pred[true == i] == i)) if (true == i).any() else None
+            for i, f in enumerate(FAMILIES)
+        },
+        "per_source": {s: score(lib == s) for s in sorted(set(lib))},
+        "per_clip": {k: score(kind == k) for k in sorted(set(kind))},
+        "shorter_than_1s": score(dur < 1.0),
+        "from_1s": score(dur >= 1.0),
+        "per_source_family": {
+            s: {f: score((lib == s) & (true == i)) for i, f in enumerate(FAMILIES)} for s in sorted(set(lib))
+        },
+    }
+
+
+def library_scores(
+    p: np.ndarray, ex: Examples, notes: Mapping[str, Any], thresholds: Mapping[str, float] | None
+) -> dict[str, float]:
+    """Balanced accuracy per source library of a single-clip set."""
+    per = dev_breakdown(p, ex, notes, thresholds)["per_source"]
+    return {lib: v["balanced_accuracy"] for lib, v in per.items() if v.get("n")}
+
+
+def selection_score(parts: Mapping[str, float]) -> float:
+    """The mean of the available parts (NaN parts left out): valid balanced accuracy and
+    mixture F1, dev libraries' mean and worst balanced accuracy, dev ensemble F1, and the
+    open-set score (other found on other sounds, not on instruments)."""
+    vals = [v for v in parts.values() if v == v]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def evaluate_artifact(
-    artifact: Path, corpus: Path, *, cache: Path = Path("cache/examples"), seed: int = 1234, n_dev: int = 4000
+    artifact: Path,
+    corpus: Path,
+    *,
+    cache: Path = Path("cache/examples"),
+    seed: int = 1234,
+    n_dev: int = 20000,
 ) -> dict[str, Any]:
     """The dev block of a report for the artifact folder ``artifact`` (holding ``manifest.json``).
 
     ``seed`` and ``n_dev`` must be the training run's (``--seed``, ``--n-dev``) to score the
     same cached windows.
     """
-    from .train import dev_breakdown
+    from instrunet_core.manifest import read_manifest
 
     notes = split_notes(corpus, "dev")
-    n = min(n_dev, len(notes))
-    X, Y, names = cached_examples(
-        corpus, ExampleSpec("dev", n, seed + 5, balanced=False, random_crop=False), cache
+    ex = cached_examples(
+        corpus, ExampleSpec("dev", min(n_dev, len(notes)), seed + 5, balanced=False, random_crop=False), cache
     )
-    model = _OnnxAsKeras(Path(artifact))
-    p = model.predict_on_batch(X.astype(np.float32))
-    out: dict[str, Any] = {
-        "artifact": str(artifact),
-        "n_single": int(len(X)),
-        "single": multiclass_metrics(Y.argmax(1), p.argmax(1)),
-    }
-    out.update(dev_breakdown(model, X, Y, names, {nt.note_str: nt for nt in notes}))
+    thresholds = dict(read_manifest(Path(artifact)).thresholds or {})
+    p = predict(ArtifactModel(Path(artifact)), ex.X)
+    out: dict[str, Any] = {"artifact": str(artifact), **score_set(p, ex, "single", thresholds)}
+    out.update(dev_breakdown(p, ex, {nt.note_str: nt for nt in notes}, thresholds))
     return out
 
 
@@ -74,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cache", type=Path, default=Path("cache/examples"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--n-dev", type=int, default=4000)
+    ap.add_argument("--n-dev", type=int, default=20000)
     args = ap.parse_args(argv)
     if not (args.corpus / "dev" / "examples.json").is_file():
         print(

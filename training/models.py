@@ -31,8 +31,10 @@ from keras import layers
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.manifest import INPUT_NAME, OUTPUT_NAME
 
-__all__ = ["MODELS", "build_model", "TASKS"]
+__all__ = ["MODELS", "build_model", "TASKS", "EMBEDDING_LAYER"]
 
+#: The layer whose activations the runtime returns as the window's embedding (``Model.embed``).
+EMBEDDING_LAYER = "embedding"
 #: The input window, from the one front end (mel bands x frames).
 N_MELS = DEFAULT_FRONT_END.n_mels
 FRAMES = DEFAULT_FRONT_END.frames
@@ -118,7 +120,7 @@ def _time_stats_head(x: keras.KerasTensor, n_labels: int, *, dense: int, dropout
     x = layers.Concatenate()([mean, peak])
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)
-    x = layers.Dense(dense, activation="relu")(x)
+    x = layers.Dense(dense, activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(dropout)(x)
     return layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(x)
 

@@ -14,24 +14,23 @@ __all__ = ["write_report"]
 
 
 def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     (folder / "history.json").write_text(json.dumps(history, indent=1))
 
-    splits = [sp for sp in ("valid", "dev", "test") if metrics.get(sp)]
-    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 5), squeeze=False)
+    splits = [sp for sp in ("valid", "dev", "test") if metrics.get(sp) and "single" in metrics[sp]]
+    fig = Figure(figsize=(6 * len(splits), 5))
+    axes = fig.subplots(1, len(splits), squeeze=False)
     for ax, split in zip(axes[0], splits, strict=True):
-        cm = np.array(metrics[split]["single"]["confusion"], dtype=float)
+        cm = np.array(metrics[split]["single"]["confusion"], dtype=float)[: len(FAMILIES)]
+        cols = list(FAMILIES) + (["other"] if cm.shape[1] > len(FAMILIES) else [])
         norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(len(FAMILIES)):
-            for j in range(len(FAMILIES)):
+        for i in range(cm.shape[0]):
+            for j in range(cm.shape[1]):
                 ax.text(
                     j,
                     i,
@@ -41,7 +40,7 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
                     fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black",
                 )
-        ax.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=45, ha="right")
+        ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
         ax.set_yticks(range(len(FAMILIES)), FAMILIES)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
@@ -49,28 +48,23 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
         ax.set_title(f"{metrics['model']} {split} (acc {acc:.3f}, n={metrics[split]['n_single']})")
     fig.tight_layout()
     fig.savefig(folder / "confusion_matrix.png", dpi=90)
-    plt.close(fig)
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    a1, a2 = fig.subplots(1, 2)
     first = 0 if metrics.get("init") else 1  # a warm start scores its initial weights as epoch 0
     ep = np.arange(first, first + len(history["loss"]))
     a1.plot(ep, history["loss"], label="train loss")
-    a1.plot(ep, history["valid_loss"], label="valid loss")
     a1.set_xlabel("epoch")
     a1.legend()
-    a2.plot(ep, history["valid_accuracy"], label="valid accuracy")
-    a2.plot(ep, history["valid_balanced_accuracy"], label="valid balanced accuracy")
-    if not all(np.isnan(history["valid_mix_micro_f1"])):
-        a2.plot(ep, history["valid_mix_micro_f1"], label="valid mixture micro-F1")
-    dev_curve = history.get("dev_balanced_accuracy") or []
-    if dev_curve and not all(np.isnan(dev_curve)):
-        a2.plot(ep, dev_curve, label="dev (real libraries) balanced accuracy")
+    for key, values in history.items():
+        if key in ("loss", "seconds") or not values or all(np.isnan(values)):
+            continue
+        a2.plot(ep, values, label=key.replace("_", " "), lw=2.5 if key == "score" else 1.2)
     a2.axvline(metrics["best_epoch"], color="grey", ls=":", label="kept epoch")
     a2.set_xlabel("epoch")
-    a2.legend()
+    a2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(folder / "curves.png", dpi=90)
-    plt.close(fig)
 
     v, t, d = metrics["valid"], metrics["test"], metrics.get("dev")
     lines = [

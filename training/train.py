@@ -6,18 +6,26 @@ Usage::
 
 Selection rules (enforced by the code's structure, not by convention):
 
-* epochs, the kept weights and the multi-label presence thresholds are chosen on
-  ``valid`` and, when the corpus has one, on ``dev`` - whole real-recording libraries that
-  training never sees (:func:`fit_and_select` never receives test data);
+* epochs, the kept weights and the presence thresholds are chosen on ``valid`` and, when
+  the corpus has one, on ``dev`` - whole real-recording libraries that training never sees,
+  scored per library (their mean *and* their worst count), plus ensembles built from them and,
+  for open-set models, the dev split's "other" sounds (:func:`fit_and_select` never receives
+  test data);
 * the ``test`` split (unseen TimGM6mb instruments) is featurised only after the model and
   its thresholds are frozen, by :func:`final_report`, and its numbers are written, never read
   back by anything that chooses.
+
+Open-set models (``--open-set``) have a ninth sigmoid output, "other": the window sounds but
+no family plays (drums, synths, speech, noise; :mod:`training.others`). Distillation
+(``--teacher``) mixes an exported model's outputs into the targets; a waveform-input
+teacher scores the examples' audio (the training set is then built with ``keep_audio``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -34,10 +42,13 @@ import numpy as np
 
 from instrunet_core.labels import FAMILIES
 
-from .dataset import ExampleSpec, cached_examples, split_notes
-from .metrics import multiclass_metrics, multilabel_metrics, pick_thresholds
+from .dataset import OTHER, TARGETS, Examples, ExampleSpec, cached_examples, split_notes
+from .evaluate import dev_breakdown, library_scores, predict, score_set, selection_score
+from .metrics import pick_thresholds
+from .others import load_others
 
 REPORTS = Path(__file__).resolve().parent / "reports"
+F = len(FAMILIES)
 
 
 @dataclasses.dataclass
@@ -53,29 +64,35 @@ class Config:
     n_train: int = 72000
     n_valid: int = 4000
     n_valid_mix: int = 1500
+    n_valid_other: int = 1000
     n_test_mix: int = 2000
+    n_dev: int = 20000  # at most this many dev clips (all of them when fewer)
+    n_dev_mix: int = 2000  # ensembles built from dev clips (per-window labels)
     mix_prob: float = 0.4
     onset_prob: float = 0.5
     augment: bool = True
+    augment_preset: str = "default"
     spec_augment: bool = True
     test: bool = True  # --no-test: experiments that must not even compute test numbers
     eq_db: float = 0.0
     width: int = 0  # default/compact model: channels of the first block (0: the model's own default)
     depth: int = 0  # default model: 4 or 5 conv blocks (0: the model's own default)
+    dense: int = 0  # default/compact model: width of the embedding layer (0: the model's own default)
     patience: int = 5
     time_budget_min: float | None = 70.0
     real_prob: float = 0.0  # chance to draw a family's real-library instrument (see training.dataset)
     music_prob: float = 0.0  # chance to reshape a SoundFont note into a musical clip
     pre_silence_prob: float = 0.0  # chance of silence before the onset
+    ensemble_prob: float = 0.0  # chance of an ensemble of 2-5 parts (per-window labels)
+    other_prob: float = 0.0  # chance of an "other" example (drums, synths, speech, noise)
+    other_under_prob: float = 0.0  # chance of other sound mixed under an instrument example
+    open_set: bool = False  # a ninth output, "other"
     irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
     sources: Path | None = None  # mirror folder of training/sources.lock.json
     init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
-    init_keras: Path | None = (
-        None  # continue from a saved Keras model of the same architecture (e.g. *.best.keras)
-    )
+    init_keras: Path | None = None  # continue from a saved Keras model of the same architecture
     teacher: Path | None = None  # distil from an exported multilabel artifact (folder or model.onnx)
     distill: float = 0.5  # with --teacher: weight of the teacher's probabilities in the training targets
-    n_dev: int = 4000  # at most this many dev clips (all of them when fewer)
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
@@ -84,9 +101,9 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
-
-def _as_input(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32)[..., None]
+    @property
+    def n_outputs(self) -> int:
+        return F + 1 if self.open_set else F
 
 
 def spec_augment(
@@ -173,65 +190,207 @@ class _Batches:
         self.seq = Seq()
 
 
-def distilled_targets(
-    Y: np.ndarray, X: np.ndarray, teacher: Path, weight: float, *, batch_size: int = 256
+def teacher_targets(
+    teacher: Path, ex: Examples, *, cache: Path | None = None, batch_size: int = 256
 ) -> np.ndarray:
-    """Training targets mixed with a teacher's outputs (knowledge distillation).
-
-    ``Y``: ``[N, L]`` the 0/1 family labels; ``X``: ``[N, n_mels, frames]`` the training
-    windows. The teacher (an exported artifact of a sigmoid model with the same labels, run by
-    the runtime) scores every window; the result is ``(1 - weight) * Y + weight * teacher``:
-    soft targets that carry what the teacher learned about similar families (a muted trumpet
-    that sounds half like a reed) while the labels keep it honest where the teacher is wrong.
-    """
+    """An exported multilabel model's outputs on every example of ``ex``: ``[N, 8]``, or
+    ``[N, 9]`` when the teacher has an open-set output. A waveform-input teacher scores the
+    examples' audio (``ex.W``), a log-mel one their features. Cached under ``cache`` by the
+    teacher's sha256 and the set's folder name (teachers can be slow)."""
     from instrunet_core.session import open_session
 
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"distill weight must be in [0, 1], got {weight}")
     session = open_session(teacher)
-    if session.task != "multilabel" or tuple(session.labels) != tuple(FAMILIES):
+    if session.task != "multilabel" or tuple(session.labels)[:F] != tuple(FAMILIES):
         raise ValueError(
             f"{teacher}: the teacher must be a multilabel model over {list(FAMILIES)} "
             f"(it is {session.task} over {list(session.labels)})"
         )
-    p = np.concatenate(
-        [
-            session.predict_features(X[i : i + batch_size].astype(np.float32))
-            for i in range(0, len(X), batch_size)
-        ]
+    path = None
+    if cache is not None and ex.key:
+        key = hashlib.sha256(
+            f"{session.manifest.sha256}:{ex.key}:{len(ex)}".encode()
+        ).hexdigest()[:16]
+        path = Path(cache) / f"teacher-{key}.npy"
+        if path.is_file():
+            return np.load(path)
+    waveform = session.input_kind == "waveform"
+    if waveform and ex.W is None:
+        raise ValueError(f"{teacher}: a waveform-input teacher needs the examples' audio (keep_audio)")
+    out = []
+    for i in range(0, len(ex), batch_size):
+        if waveform:
+            assert ex.W is not None
+            out.append(session.predict_windows(np.asarray(ex.W[i : i + batch_size], np.float32) / 32767.0))
+        else:
+            out.append(session.predict_features(np.asarray(ex.X[i : i + batch_size], np.float32)))
+    p = np.concatenate(out).astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, p)
+    return p
+
+
+def distilled_targets(Y: np.ndarray, p: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 - weight) * Y + weight * p`` over the columns the teacher has (knowledge
+    distillation): soft targets that carry what the teacher learned about similar families (a
+    muted trumpet that sounds half like a reed) while the labels keep it honest where the
+    teacher is wrong. Columns the teacher lacks keep their labels."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"distill weight must be in [0, 1], got {weight}")
+    out = Y.astype(np.float32).copy()
+    k = min(p.shape[1], Y.shape[1])
+    out[:, :k] = (1.0 - weight) * Y[:, :k] + weight * p[:, :k]
+    return out
+
+
+@dataclasses.dataclass
+class Sets:
+    """Every example set a run uses, by split and kind (``single``, ``mix``, ``other``)."""
+
+    train: Examples
+    valid: dict[str, Examples]
+    dev: dict[str, Examples]
+    dev_notes: dict[str, Any]
+
+
+def _examples(cfg: Config, spec: ExampleSpec) -> Examples:
+    return cached_examples(
+        cfg.corpus, spec, cfg.cache, workers=cfg.workers, progress=cfg.progress, sources=cfg.sources
     )
-    return ((1.0 - weight) * Y + weight * p).astype(np.float32)
 
 
-def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    out = [model.predict_on_batch(_as_input(X[i : i + batch_size])) for i in range(0, len(X), batch_size)]
-    return np.concatenate(out).astype(np.float32)
+def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
+    """The training set, and the valid and dev sets that choose (never test)."""
+    s = cfg.seed
+    train = _examples(
+        cfg,
+        ExampleSpec(
+            "train",
+            cfg.n_train,
+            s,
+            mix_prob=cfg.mix_prob,
+            augment=cfg.augment,
+            onset_prob=cfg.onset_prob,
+            real_prob=cfg.real_prob,
+            music_prob=cfg.music_prob,
+            pre_silence_prob=cfg.pre_silence_prob,
+            irs=cfg.irs,
+            ensemble_prob=cfg.ensemble_prob,
+            other_prob=cfg.other_prob,
+            other_under_prob=cfg.other_under_prob,
+            augment_preset=cfg.augment_preset,
+            keep_audio=keep_audio,
+        ),
+    )
+    valid = {
+        "single": _examples(cfg, ExampleSpec("valid", cfg.n_valid, s + 1, random_crop=False)),
+        "mix": _examples(cfg, ExampleSpec("valid", cfg.n_valid_mix, s + 2, mix_prob=1.0, random_crop=False)),
+    }
+    if cfg.open_set and load_others(cfg.corpus / "valid"):
+        valid["other"] = _examples(
+            cfg,
+            ExampleSpec(
+                "valid", cfg.n_valid_other, s + 7, other_prob=1.0, noise_share=0.2, random_crop=False
+            ),
+        )
+    dev: dict[str, Examples] = {}
+    dev_notes: dict[str, Any] = {}
+    if (cfg.corpus / "dev" / "examples.json").is_file():
+        notes = split_notes(cfg.corpus, "dev")
+        dev_notes = {n.note_str: n for n in notes}
+        dev["single"] = _examples(
+            cfg, ExampleSpec("dev", min(cfg.n_dev, len(notes)), s + 5, balanced=False, random_crop=False)
+        )
+        if cfg.n_dev_mix:
+            dev["mix"] = _examples(cfg, ExampleSpec("dev", cfg.n_dev_mix, s + 6, ensemble_prob=1.0))
+        others = load_others(cfg.corpus / "dev")
+        if cfg.open_set and others:
+            dev["other"] = _examples(
+                cfg, ExampleSpec("dev", len(others), s + 8, balanced=False, other_prob=1.0, random_crop=False)
+            )
+    return Sets(train, valid, dev, dev_notes)
+
+
+def _targets(cfg: Config, task: str, Y: np.ndarray) -> np.ndarray:
+    return Y[:, : cfg.n_outputs] if task == "multilabel" else Y[:, :F]
+
+
+def choose_thresholds(preds: dict[str, dict[str, np.ndarray]], sets: Sets) -> dict[str, float]:
+    """Presence thresholds per family on valid and dev singles and mixtures (per-family F1),
+    and, for an open-set model, the "other" threshold on other sounds against instruments."""
+    ys, ps = [], []
+    for split, group in (("valid", sets.valid), ("dev", sets.dev)):
+        for kind in ("single", "mix"):
+            if kind in group:
+                ys.append(group[kind].Y[:, :F])
+                ps.append(preds[split][kind][:, :F])
+    th = dict(zip(FAMILIES, pick_thresholds(np.concatenate(ys), np.concatenate(ps)), strict=True))
+    if next(iter(preds["valid"].values())).shape[1] > F:
+        yo, po = [], []
+        for split, group in (("valid", sets.valid), ("dev", sets.dev)):
+            for kind, ex in group.items():
+                yo.append(ex.Y[:, OTHER])
+                po.append(preds[split][kind][:, OTHER])
+        th["other"] = pick_thresholds(np.concatenate(yo)[:, None], np.concatenate(po)[:, None])[0]
+    return th
+
+
+def epoch_scores(
+    model: Any, sets: Sets
+) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """Selection parts, thresholds and predictions of ``model`` on valid and dev."""
+    preds = {
+        split: {kind: predict(model, ex.X) for kind, ex in group.items()}
+        for split, group in (("valid", sets.valid), ("dev", sets.dev))
+    }
+    th = choose_thresholds(preds, sets)
+    pv = preds["valid"]
+    parts = {
+        "valid_balanced_accuracy": score_set(pv["single"], sets.valid["single"], "single", th)["single"][
+            "balanced_accuracy"
+        ],
+        "valid_mix_micro_f1": score_set(pv["mix"], sets.valid["mix"], "mix", th)["mixture"]["micro_f1"],
+    }
+    if "single" in sets.dev:
+        libs = library_scores(preds["dev"]["single"], sets.dev["single"], sets.dev_notes, th)
+        parts["dev_library_mean"] = float(np.mean(list(libs.values())))
+        parts["dev_library_worst"] = float(min(libs.values()))
+    if "mix" in sets.dev:
+        parts["dev_ensemble_micro_f1"] = score_set(preds["dev"]["mix"], sets.dev["mix"], "mix", th)[
+            "mixture"
+        ]["micro_f1"]
+    if "other" in th:
+        found = [
+            score_set(preds[sp]["other"], g["other"], "other", th)["other"]["answered_other"]
+            for sp, g in (("valid", sets.valid), ("dev", sets.dev))
+            if "other" in g
+        ]
+        false = score_set(preds["valid"]["single"], sets.valid["single"], "single", th)["single"][
+            "other_answers"
+        ]
+        if found:
+            parts["open_set"] = float(np.mean(found)) - false
+    return parts, th, preds
 
 
 def fit_and_select(
-    cfg: Config,
-    task: str,
-    train: tuple[np.ndarray, np.ndarray],
-    valid: dict[str, tuple[np.ndarray, np.ndarray]],
-    dev: tuple[np.ndarray, np.ndarray] | None = None,
+    cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray], sets: Sets
 ) -> tuple[Any, dict[str, Any]]:
-    """Train on ``train``; choose epoch and weights on ``valid`` (and ``dev``, the unseen real
-    libraries' single clips, when given: the score then averages in dev's balanced accuracy).
-    Never sees test data."""
+    """Train on ``train``; choose epoch and weights by :func:`training.evaluate.selection_score`
+    of valid and dev. Never sees test data."""
     import keras
 
     from .models import build_model
 
     keras.utils.set_random_seed(cfg.seed)
-    arch = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth)) if v}
-    model = build_model(cfg.model, len(FAMILIES), **arch)
+    arch = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth), ("dense", cfg.dense)) if v}
+    model = build_model(cfg.model, cfg.n_outputs if task == "multilabel" else F, **arch)
     init = None
+    X, Y = train
     if cfg.init_onnx is not None:
         from .warmstart import init_from_onnx
 
-        init = init_from_onnx(
-            model, cfg.init_onnx, calibration=train[0][:: max(1, len(train[0]) // 512)][:512]
-        )
+        init = init_from_onnx(model, cfg.init_onnx, calibration=np.asarray(X[:: max(1, len(X) // 512)][:512]))
         print(f"initialised from {cfg.init_onnx} (max difference {init['max_abs_diff']:.1e})", flush=True)
     elif cfg.init_keras is not None:
         saved = keras.models.load_model(cfg.init_keras, compile=False)
@@ -241,23 +400,12 @@ def fit_and_select(
         model.set_weights(saved.get_weights())
         init = {"from": str(cfg.init_keras), "kind": "keras"}
         print(f"initialised from {cfg.init_keras}", flush=True)
-    X, Y = train
     steps = math.ceil(len(X) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, alpha=0.05)
     loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
-    Xv, Yv = valid["single"]
-    history: dict[str, list[float]] = {
-        "loss": [],
-        "valid_loss": [],
-        "valid_accuracy": [],
-        "valid_balanced_accuracy": [],
-        "valid_mix_micro_f1": [],
-        "score": [],
-        "dev_balanced_accuracy": [],
-        "seconds": [],
-    }
-    best: dict[str, Any] = {"score": -1.0, "epoch": -1, "weights": None}
+    history: dict[str, list[float]] = {"loss": [], "score": [], "seconds": []}
+    best: dict[str, Any] = {"score": -1.0, "epoch": -1, "weights": None, "thresholds": None}
     t0 = time.time()
     stale = 0
     batches = _Batches(X, Y, cfg.batch_size, cfg.seed, masks=cfg.spec_augment, eq_db=cfg.eq_db)
@@ -265,49 +413,24 @@ def fit_and_select(
         # Epoch "0" (warm start only): the initial weights, scored like any epoch, so that
         # training has to beat the model it started from on valid and dev to replace it.
         h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0) if epoch >= 0 else None
-        pv = predict(model, Xv)
-        mc = multiclass_metrics(Yv.argmax(1), pv.argmax(1))
-        eps = 1e-7
-        dev_bal = float("nan")
-        if dev is not None:
-            pd_ = predict(model, dev[0])
-            dev_bal = multiclass_metrics(dev[1].argmax(1), pd_.argmax(1))["balanced_accuracy"]
-        if task == "multilabel":
-            vl = float(-np.mean(Yv * np.log(pv + eps) + (1 - Yv) * np.log(1 - pv + eps)))
-            pm = predict(model, valid["mix"][0])
-            # Scored as it would ship: with presence thresholds tuned on valid (singles + mixtures).
-            th = pick_thresholds(np.concatenate([Yv, valid["mix"][1]]), np.concatenate([pv, pm]))
-            mix_f1 = multilabel_metrics(valid["mix"][1], pm, np.array(th))["micro_f1"]
-            parts = [mc["balanced_accuracy"], mix_f1] + ([dev_bal] if dev is not None else [])
-        else:
-            vl = float(-np.mean(np.sum(Yv * np.log(pv + eps), axis=1)))
-            mix_f1 = float("nan")
-            parts = [mc["balanced_accuracy"]] + ([dev_bal] if dev is not None else [])
-        score = float(np.mean(parts))
+        parts, th, _ = epoch_scores(model, sets)
+        score = selection_score(parts)
         history["loss"].append(float(h.history["loss"][-1]) if h is not None else float("nan"))
-        history["valid_loss"].append(vl)
-        history["valid_accuracy"].append(mc["accuracy"])
-        history["valid_balanced_accuracy"].append(mc["balanced_accuracy"])
-        history["valid_mix_micro_f1"].append(mix_f1)
-        history["dev_balanced_accuracy"].append(dev_bal)
+        for k, v in parts.items():
+            history.setdefault(k, []).append(v)
         history["score"].append(score)
         history["seconds"].append(time.time() - t0)
         print(
-            f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} valid loss {vl:.4f} "
-            f"acc {mc['accuracy']:.4f} bal {mc['balanced_accuracy']:.4f} mixF1 {mix_f1:.4f} "
-            f"dev bal {dev_bal:.4f} score {score:.4f} [{time.time() - t0:.0f}s]",
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} "
+            + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+            + f" score {score:.4f} [{time.time() - t0:.0f}s]",
             flush=True,
         )
         if epoch < 0:
             assert init is not None
-            init.update(
-                valid_balanced_accuracy=mc["balanced_accuracy"],
-                valid_mix_micro_f1=mix_f1,
-                dev_balanced_accuracy=dev_bal,
-                score=score,
-            )
+            init.update(parts, score=score)
         if score > best["score"]:
-            best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights()}
+            best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights(), "thresholds": th}
             stale = 0
             cfg.out.mkdir(parents=True, exist_ok=True)
             model.save(cfg.out / f"{cfg.model}.best.keras")  # survives an interrupted run
@@ -316,7 +439,7 @@ def fit_and_select(
         if epoch < 0:
             continue
         if stale >= cfg.patience:
-            print(f"early stop: no valid improvement in {cfg.patience} epochs", flush=True)
+            print(f"early stop: no improvement in {cfg.patience} epochs", flush=True)
             break
         if (
             cfg.time_budget_min is not None
@@ -332,134 +455,85 @@ def fit_and_select(
         "train_seconds": time.time() - t0,
         "history": history,
         "init": init,
+        "thresholds": best["thresholds"] if task == "multilabel" else None,
     }
-    if task == "multilabel":
-        pv = np.concatenate(
-            [predict(model, Xv), predict(model, valid["mix"][0])]
-            + ([predict(model, dev[0])] if dev is not None else [])
-        )
-        yv = np.concatenate([Yv, valid["mix"][1]] + ([dev[1]] if dev is not None else []))
-        info["thresholds"] = dict(zip(FAMILIES, pick_thresholds(yv, pv), strict=True))
     return model, info
 
 
-def evaluate(
-    model: Any, task: str, sets: dict[str, tuple[np.ndarray, np.ndarray]], thresholds: dict[str, float] | None
-) -> dict[str, Any]:
-    Xs, Ys = sets["single"]
-    p = predict(model, Xs)
-    res: dict[str, Any] = {"single": multiclass_metrics(Ys.argmax(1), p.argmax(1)), "n_single": int(len(Xs))}
-    if "mix" in sets:
-        pm = predict(model, sets["mix"][0])
-        if task == "multilabel":
-            th = np.array([thresholds[f] for f in FAMILIES]) if thresholds else 0.5
-            res["mixture"] = multilabel_metrics(sets["mix"][1], pm, th)
-        else:
-            # A softmax model can only name one family: score its argmax as a one-label answer.
-            one = np.zeros_like(pm)
-            one[np.arange(len(pm)), pm.argmax(1)] = 1.0
-            res["mixture"] = multilabel_metrics(sets["mix"][1], one, 0.5)
-        res["n_mixture"] = int(len(sets["mix"][0]))
+def _score_group(model: Any, group: dict[str, Examples], th: dict[str, float] | None) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for kind, ex in group.items():
+        res.update(score_set(predict(model, ex.X), ex, kind, th))
     return res
 
 
-def dev_breakdown(
-    model: Any, X: np.ndarray, Y: np.ndarray, names: list[list[str]], notes: dict[str, Any]
-) -> dict[str, Any]:
-    """Dev single clips scored per family, per source library, per clip kind and for clips
-    shorter than 1 s (``duration_s`` of the corpus metadata)."""
-    p = predict(model, X)
-    true, pred = Y.argmax(1), p.argmax(1)
-    meta = [notes[nm[0]].extra for nm in names]
-
-    def score(sel: np.ndarray) -> dict[str, Any]:
-        if not sel.any():
-            return {"n": 0}
-        m = multiclass_metrics(true[sel], pred[sel])
-        return {"n": int(sel.sum()), "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
-
-    lib = np.array([str(m.get("library", "")) for m in meta])
-    kind = np.array([str(m.get("clip", "")) for m in meta])
-    dur = np.array([float(m.get("duration_s", 4.0)) for m in meta])
-    per_fam = multiclass_metrics(true, pred)["per_class"]
-    return {
-        "per_family_recall": {f: per_fam[f]["recall"] for f in FAMILIES},
-        "per_source": {s: score(lib == s) for s in sorted(set(lib))},
-        "per_clip": {k: score(kind == k) for k in sorted(set(kind))},
-        "shorter_than_1s": score(dur < 1.0),
-        "from_1s": score(dur >= 1.0),
-        "per_source_family": {
-            s: {f: score((lib == s) & (true == i)) for i, f in enumerate(FAMILIES)} for s in sorted(set(lib))
-        },
-    }
-
-
 def final_report(
-    cfg: Config,
-    task: str,
-    model: Any,
-    info: dict[str, Any],
-    valid: dict[str, tuple[np.ndarray, np.ndarray]],
-    corpus_counts: dict[str, Any],
-    dev: tuple[np.ndarray, np.ndarray, list[list[str]]] | None = None,
+    cfg: Config, task: str, model: Any, info: dict[str, Any], sets: Sets, corpus_counts: dict[str, Any]
 ) -> dict[str, Any]:
     """Evaluate the frozen model on valid and dev, then - last - on the unseen-instrument test split."""
-    thresholds = info.get("thresholds")
+    th = info.get("thresholds")
     dev_metrics = None
-    if dev is not None:
-        dev_notes = {n.note_str: n for n in split_notes(cfg.corpus, "dev")}
-        dev_metrics = evaluate(model, task, {"single": dev[:2]}, thresholds)
-        dev_metrics.update(dev_breakdown(model, dev[0], dev[1], dev[2], dev_notes))
+    if sets.dev:
+        dev_metrics = _score_group(model, sets.dev, th)
+        if "single" in sets.dev:
+            p = predict(model, sets.dev["single"].X)
+            dev_metrics.update(dev_breakdown(p, sets.dev["single"], sets.dev_notes, th))
     test = None
     if cfg.test:
         test_notes = split_notes(cfg.corpus, "test")
-        test = {
-            "single": cached_examples(
-                cfg.corpus,
-                ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False, random_crop=False),
-                cfg.cache,
-                workers=cfg.workers,
-                progress=cfg.progress,
-            )[:2],
-            "mix": cached_examples(
-                cfg.corpus,
-                ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0, random_crop=False),
-                cfg.cache,
-                workers=cfg.workers,
-                progress=cfg.progress,
-            )[:2],
+        group = {
+            "single": _examples(
+                cfg, ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False, random_crop=False)
+            ),
+            "mix": _examples(
+                cfg, ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0, random_crop=False)
+            ),
         }
-    metrics = {
+        others = load_others(cfg.corpus / "test")
+        if cfg.open_set and others:
+            group["other"] = _examples(
+                cfg,
+                ExampleSpec(
+                    "test", len(others), cfg.seed + 9, balanced=False, other_prob=1.0, random_crop=False
+                ),
+            )
+        test = _score_group(model, group, th)
+    dev_sel = "epochs, weights and thresholds chosen on valid and the real-recording dev libraries (mean and worst library"
+    return {
         "model": cfg.model,
         "version": cfg.version,
         "task": task,
         "labels": list(FAMILIES),
+        "outputs": list(TARGETS[: cfg.n_outputs]) if task == "multilabel" else list(FAMILIES),
         "parameters": int(model.count_params()),
         "train_seconds": round(info["train_seconds"], 1),
         "epochs_run": info["epochs_run"],
         "best_epoch": info["best_epoch"],
-        "thresholds": thresholds,
+        "best_score": info["best_valid_score"],
+        "thresholds": th,
         "selection": (
-            "epochs, weights and thresholds chosen on valid and the real-recording dev libraries; "
-            "test evaluated once, after freezing"
-        )
-        if dev is not None
-        else "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing",
+            f"{dev_sel}, dev ensembles{', other sounds' if cfg.open_set else ''}); test evaluated once, after freezing"
+            if sets.dev
+            else "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing"
+        ),
         "init": info.get("init"),
-        "valid": evaluate(model, task, valid, thresholds),
+        "valid": _score_group(model, sets.valid, th),
         "dev": dev_metrics,
-        "test": evaluate(model, task, test, thresholds) if test is not None else None,
+        "test": test,
         "corpus": corpus_counts,
         "config": cfg.to_dict(),
     }
-    return metrics
 
 
 def _corpus_counts(corpus: Path) -> dict[str, Any]:
     info = corpus / "corpus.json"
     if info.is_file():
         data = json.loads(info.read_text())
-        return {"counts": data.get("counts"), "soundfonts": [f["key"] for f in data.get("soundfonts", [])]}
+        return {
+            "counts": data.get("counts"),
+            "others": data.get("others"),
+            "soundfonts": [f["key"] for f in data.get("soundfonts", [])],
+        }
     return {}
 
 
@@ -468,84 +542,47 @@ def run(cfg: Config) -> dict[str, Any]:
     from .report import write_report
 
     task = TASKS[cfg.model]
-    mix_prob = cfg.mix_prob
-    # One cached training set serves every model: multiclass models keep its single-note rows.
-    Xt, Yt, _ = cached_examples(
-        cfg.corpus,
-        ExampleSpec(
-            "train",
-            cfg.n_train,
-            cfg.seed,
-            mix_prob=mix_prob,
-            augment=cfg.augment,
-            onset_prob=cfg.onset_prob,
-            real_prob=cfg.real_prob,
-            music_prob=cfg.music_prob,
-            pre_silence_prob=cfg.pre_silence_prob,
-            irs=cfg.irs,
-        ),
-        cfg.cache,
-        workers=cfg.workers,
-        progress=cfg.progress,
-        sources=cfg.sources,
-    )
-    if task == "multiclass":
-        keep = Yt.sum(1) == 1
-        Xt, Yt = Xt[keep], Yt[keep]
+    teacher_kind = None
+    if cfg.teacher is not None:
+        from instrunet_core.session import open_session
+
+        teacher_kind = open_session(cfg.teacher).input_kind
+    sets = build_sets(cfg, keep_audio=teacher_kind == "waveform")
+    Xt, Yt = sets.train.X, _targets(cfg, task, sets.train.Y)
+    if task == "multiclass":  # one cached training set serves every model: keep its single notes
+        keep = (sets.train.Y[:, :F].sum(1) == 1) & (sets.train.Y[:, OTHER] == 0)
+        Xt, Yt = np.asarray(Xt)[keep], Yt[keep]
     if cfg.teacher is not None:
         t0 = time.time()
-        Yt = distilled_targets(Yt, Xt, cfg.teacher, cfg.distill)
+        p = teacher_targets(cfg.teacher, sets.train, cache=cfg.cache)
+        Yt = distilled_targets(Yt, p, cfg.distill)
         print(
             f"targets: labels x {1 - cfg.distill:.2f} + {cfg.teacher} x {cfg.distill:.2f} "
             f"[{time.time() - t0:.0f}s]",
             flush=True,
         )
-    valid = {
-        "single": cached_examples(
-            cfg.corpus,
-            ExampleSpec("valid", cfg.n_valid, cfg.seed + 1, random_crop=False),
-            cfg.cache,
-            workers=cfg.workers,
-            progress=cfg.progress,
-        )[:2],
-        "mix": cached_examples(
-            cfg.corpus,
-            ExampleSpec("valid", cfg.n_valid_mix, cfg.seed + 2, mix_prob=1.0, random_crop=False),
-            cfg.cache,
-            workers=cfg.workers,
-            progress=cfg.progress,
-        )[:2],
-    }
-    dev = None
-    if (cfg.corpus / "dev" / "examples.json").is_file():
-        n_dev = min(cfg.n_dev, len(split_notes(cfg.corpus, "dev")))
-        dev = cached_examples(
-            cfg.corpus,
-            ExampleSpec("dev", n_dev, cfg.seed + 5, balanced=False, random_crop=False),
-            cfg.cache,
-            workers=cfg.workers,
-            progress=cfg.progress,
-        )
     print(
-        f"{cfg.model}: {len(Xt)} training examples ({task}); dev: "
-        f"{'none' if dev is None else f'{len(dev[0])} real-library clips'}",
+        f"{cfg.model}: {len(Xt)} training examples ({task}, outputs {list(TARGETS[: Yt.shape[1]])}); dev: "
+        + (", ".join(f"{k} {len(v)}" for k, v in sets.dev.items()) or "none"),
         flush=True,
     )
-    model, info = fit_and_select(cfg, task, (Xt, Yt), valid, None if dev is None else dev[:2])
+    model, info = fit_and_select(cfg, task, (Xt, Yt), sets)
     cfg.out.mkdir(parents=True, exist_ok=True)
     model_path = cfg.out / f"{cfg.model}.keras"
     model.save(model_path)
     (cfg.out / "history.json").write_text(json.dumps(info["history"], indent=1))
-    metrics = final_report(cfg, task, model, info, valid, _corpus_counts(cfg.corpus), dev)
+    metrics = final_report(cfg, task, model, info, sets, _corpus_counts(cfg.corpus))
     report_dir = cfg.report_dir or REPORTS / cfg.model / cfg.version
     write_report(report_dir, metrics, info["history"])
     (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print(f"saved {model_path}; report in {report_dir}", flush=True)
-    if metrics["dev"] is not None:
+    if metrics["dev"] is not None and "single" in metrics["dev"]:
         d = metrics["dev"]
         print(
-            f"dev balanced accuracy {d['single']['balanced_accuracy']:.4f}; shorter than 1 s: "
-            f"{d['shorter_than_1s'].get('accuracy', float('nan')):.4f}",
+            f"dev balanced accuracy {d['single']['balanced_accuracy']:.4f}; per library "
+            + ", ".join(
+                f"{k} {v.get('balanced_accuracy', float('nan')):.3f}" for k, v in d["per_source"].items()
+            ),
             flush=True,
         )
     if metrics["test"] is not None:
@@ -559,6 +596,10 @@ def run(cfg: Config) -> dict[str, Any]:
     return metrics
 
 
+_PATHS = {"cache", "report_dir", "sources", "init_onnx", "init_keras", "teacher"}
+_STRINGS = {"version", "augment_preset"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a family model.")
     ap.add_argument("--model", required=True, choices=["baseline", "seed_v3", "default", "compact"])
@@ -570,22 +611,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.name in {"cache", "report_dir", "sources", "init_onnx", "init_keras", "teacher"}:
+        elif f.name in _PATHS:
             ap.add_argument(flag, type=Path, default=f.default)
-        elif f.name in {
-            "time_budget_min",
-            "lr",
-            "mix_prob",
-            "eq_db",
-            "onset_prob",
-            "real_prob",
-            "music_prob",
-            "pre_silence_prob",
-            "distill",
-        }:
-            ap.add_argument(flag, type=float, default=f.default)
-        elif f.name == "version":
+        elif f.name in _STRINGS:
             ap.add_argument(flag, default=f.default)
+        elif "float" in str(f.type):
+            ap.add_argument(flag, type=float, default=f.default)
         else:
             ap.add_argument(flag, type=int, default=f.default)
     ap.add_argument("--quiet", action="store_true")
@@ -594,12 +625,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = Config(**kw, progress=not args.quiet)
     if cfg.depth and cfg.model != "default":
         ap.error("--depth applies to the default model only")
-    if cfg.width and cfg.model not in {"default", "compact"}:
-        ap.error("--width applies to the default and compact models only")
+    if (cfg.width or cfg.dense) and cfg.model not in {"default", "compact"}:
+        ap.error("--width and --dense apply to the default and compact models only")
+    from .augment import PRESETS
     from .models import TASKS
 
-    if cfg.teacher is not None and TASKS[cfg.model] != "multilabel":
-        ap.error("--teacher applies to the multilabel (sigmoid) models only")
+    if cfg.augment_preset not in PRESETS:
+        ap.error(f"--augment-preset: choose from {sorted(PRESETS)}")
+    if (cfg.teacher is not None or cfg.open_set) and TASKS[cfg.model] != "multilabel":
+        ap.error("--teacher and --open-set apply to the multilabel (sigmoid) models only")
     if cfg.init_onnx is not None and cfg.init_keras is not None:
         ap.error("--init-onnx and --init-keras exclude each other")
     if cfg.irs and cfg.sources is None:

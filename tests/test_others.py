@@ -1,0 +1,106 @@
+"""Open-set material: sounds that are none of the eight families (training.others)."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import corpus
+from training.others import (
+    NOISE_KINDS,
+    OTHER_PROGRAMS,
+    drum_pattern,
+    load_others,
+    noise,
+    plan_font_others,
+    plan_locked_others,
+    render_other,
+)
+
+
+def test_font_plan_splits_by_font_and_crosses_valid() -> None:
+    plans = plan_font_others(corpus.SOUNDFONTS, corpus.TEST_FONT, corpus.training_groups())
+    by = collections.defaultdict(set)
+    for p in plans:
+        by[(p.source, p.split)].add((p.sound, p.entry()["program"]))
+    assert {s for (src, s) in by if src == corpus.TEST_FONT} == {"test"}
+    assert all(p.split != "test" for p in plans if p.source != corpus.TEST_FONT)
+    # the two training groups hold out different programs, and every program still trains
+    valid_f = by[("fluidr3", "valid")]
+    valid_c = by[("csound", "valid")]
+    assert valid_f and valid_c and not (valid_f & valid_c)
+    trained = by[("fluidr3", "train")] | by[("musescore", "train")] | by[("csound", "train")]
+    assert valid_f | valid_c <= trained
+    # no program of the eight families is "other"
+    family_programs = {p for progs in corpus.PROGRAMS.values() for p in progs}
+    assert not family_programs & {p for progs in OTHER_PROGRAMS.values() for p in progs}
+
+
+def test_locked_negatives_are_planned_from_the_lock() -> None:
+    lock = {
+        "sources": [
+            {
+                "key": "inst",
+                "split": "train",
+                "sample_group": "g",
+                "instruments": [{"name": "x", "family": "reed"}],
+            },
+            {
+                "key": "kit",
+                "role": "negative",
+                "sound": "drums",
+                "split": "dev",
+                "sample_group": "k",
+                "instruments": [{"name": "studio", "sfz": "kit.sfz"}],
+                "recordings": [{"name": "talk", "sound": "speech", "files": ["a.wav"]}],
+            },
+        ]
+    }
+    plans = plan_locked_others(lock)
+    assert [(p.key, p.kind, p.sound, p.split) for p in plans] == [
+        ("lock-kit-studio", "sfz-drums", "drums", "dev"),
+        ("lock-kit-talk", "recordings", "speech", "dev"),
+    ]
+
+
+def test_noise_kinds_and_drum_patterns() -> None:
+    rng = np.random.default_rng(0)
+    for kind in NOISE_KINDS:
+        y = noise(rng, 22050, kind)
+        assert y.shape == (22050,) and y.dtype == np.float32 and np.isfinite(y).all()
+        assert abs(float(np.abs(y).max()) - 0.9) < 1e-4
+    # pink and brown put more energy in the lows than white
+    spec = {
+        k: np.abs(np.fft.rfft(noise(np.random.default_rng(1), 1 << 15, k))) ** 2
+        for k in ("white", "pink", "brown")
+    }
+    low = {k: s[1:300].sum() / s.sum() for k, s in spec.items()}
+    assert low["white"] < low["pink"] < low["brown"]
+    with pytest.raises(ValueError, match="unknown noise"):
+        noise(rng, 10, "purple")
+    ev = drum_pattern(np.random.default_rng(3), range(35, 82))
+    assert ev and all(0 <= t < 3.7 and 35 <= k < 82 and 1 <= v <= 127 for t, k, v, _ in ev)
+    assert drum_pattern(rng, []) == []
+
+
+def test_font_programs_and_kits_render(tmp_path: Path) -> None:
+    fonts = corpus.fetch_soundfonts(corpus.default_cache())
+    plans = plan_font_others(corpus.SOUNDFONTS, corpus.TEST_FONT, corpus.training_groups())
+    picked = {}
+    for p in plans:
+        if p.source == "fluidr3" and p.sound not in picked:
+            picked[p.sound] = p
+    assert set(picked) == {*OTHER_PROGRAMS, "drums"}
+    for p in picked.values():
+        key, recs = render_other(p, root=str(fonts["fluidr3"]), out=str(tmp_path), seed=1, limit=2)
+        assert key == p.key and len(recs) == 2, p.key
+        for r in recs.values():
+            assert r["sound"] == p.sound and 0.1 <= r["duration_s"] <= 4.0
+    import json
+
+    (tmp_path / p.split / "others.json").write_text(json.dumps(recs))
+    got = load_others(tmp_path / p.split)
+    assert [o.name for o in got] == sorted(recs) and all(o.path.is_file() for o in got)

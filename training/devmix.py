@@ -1,0 +1,183 @@
+"""Real-mixture pieces for choosing and judging detection: ensembles of the dev libraries.
+
+Usage::
+
+    python -m training.devmix build --corpus data/corpus --out data/devmix [--n 120]
+    python -m training.devmix score instrunet_core/models/family/3.0.0 --pieces data/devmix \\
+        --out training/reports/default/3.0.0/devmix.json
+
+A *piece* (8-14 s) has 2-4 parts of different families. Each part is one dev instrument
+playing a line: its rendered clips (single notes, repeated notes, phrases of a real
+library training never hears) one after another with small gaps or overlaps, entering and
+leaving at its own times, a lead at 0 dB and the others 2-12 dB below, all in one room
+(``pedalboard.Reverb``, a fixed moderate hall). ``truth.json`` lists each piece's families
+and every part's time span.
+
+``score`` runs an artifact through the runtime exactly as users do
+(:func:`instrunet_core.analyze`: windows, presence thresholds, the timeline's detection)
+and compares the detected families with the truth: precision and recall over all pieces
+(micro), per family, and the share of pieces whose detected set is exactly right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from instrunet_core.labels import FAMILIES
+
+from .nsynth import Note, load_audio, load_split
+
+__all__ = ["build_pieces", "score_pieces"]
+
+SR = 22050
+
+
+def _line(rng: np.random.Generator, clips: list[Note], span: int) -> np.ndarray:
+    """One instrument's clips in a row over ``span`` samples (gaps up to 0.4 s, overlaps up to
+    0.1 s), as a player's line."""
+    out = np.zeros(span, np.float32)
+    t = 0
+    while t < span:
+        y = load_audio(clips[int(rng.integers(len(clips)))], target_sr=SR)
+        seg = y[: span - t]
+        out[t : t + len(seg)] += seg
+        t += max(len(y) + int(rng.uniform(-0.1, 0.4) * SR), SR // 10)
+    return out
+
+
+def build_pieces(corpus: Path, out: Path, *, n: int = 120, seed: int = 20261203) -> dict[str, Any]:
+    """Render ``n`` pieces from the corpus's dev split into ``out``; returns the truth."""
+    import pedalboard as pb
+
+    notes = load_split(Path(corpus) / "dev")
+    by_inst: dict[tuple[str, int], list[Note]] = collections.defaultdict(list)
+    for nt in notes:
+        by_inst[(nt.family_str, nt.instrument)].append(nt)
+    by_family: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
+    for key in sorted(by_inst):
+        by_family[key[0]].append(key)
+    families = sorted(by_family)
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, Any] = {}
+    for i in range(n):
+        seconds = float(rng.uniform(8.0, 14.0))
+        total = int(seconds * SR)
+        k = int(rng.integers(2, 5))
+        fams = [str(f) for f in rng.choice(families, size=min(k, len(families)), replace=False)]
+        mix = np.zeros(total, np.float32)
+        parts = []
+        for m, fam in enumerate(fams):
+            inst = by_family[fam][int(rng.integers(len(by_family[fam])))]
+            start = int(rng.uniform(0.0, 0.35) * total)
+            end = int(rng.uniform(max(start / total + 0.35, 0.6), 1.0) * total)
+            line = _line(rng, by_inst[inst], end - start)
+            peak = float(np.abs(line).max()) or 1.0
+            gain = 1.0 if m == 0 else 10 ** (rng.uniform(-12.0, -2.0) / 20)
+            mix[start:end] += gain * line / peak
+            parts.append(
+                {
+                    "family": fam,
+                    "instrument": by_inst[inst][0].instrument_str,
+                    "library": by_inst[inst][0].extra.get("library", ""),
+                    "start_s": round(start / SR, 3),
+                    "end_s": round(end / SR, 3),
+                    "gain_db": round(20 * np.log10(gain), 1),
+                }
+            )
+        room = pb.Reverb(room_size=0.5, damping=0.5, wet_level=0.2, dry_level=0.85, width=1.0)
+        y = np.asarray(room.process(mix, float(SR)), np.float32).reshape(-1)[:total]
+        y *= 0.9 / max(float(np.abs(y).max()), 1e-9)
+        name = f"piece_{i:03d}"
+        sf.write(out / f"{name}.flac", y, SR, subtype="PCM_16")
+        truth[name] = {"families": sorted(set(fams)), "parts": parts, "seconds": round(total / SR, 3)}
+    (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))
+    return truth
+
+
+def score_pieces(artifact: Path, pieces: Path) -> dict[str, Any]:
+    """Detected families of every piece (the runtime's :func:`instrunet_core.analyze`) against
+    the truth: micro precision and recall, per family, exact sets."""
+    import instrunet_core as inet
+
+    truth = json.loads((Path(pieces) / "truth.json").read_text())
+    model = inet.load_model(Path(artifact))
+    tp = fp = fn = exact = 0
+    per = {f: {"tp": 0, "fp": 0, "fn": 0} for f in FAMILIES}
+    rows = {}
+    for name, t in sorted(truth.items()):
+        a = inet.analyze(str(Path(pieces) / f"{name}.flac"), model=model)
+        got = {i.label for i in a.instruments if i.label in FAMILIES}
+        want = set(t["families"])
+        tp += len(got & want)
+        fp += len(got - want)
+        fn += len(want - got)
+        exact += got == want
+        for f in FAMILIES:
+            per[f]["tp"] += f in got and f in want
+            per[f]["fp"] += f in got and f not in want
+            per[f]["fn"] += f not in got and f in want
+        rows[name] = {"truth": sorted(want), "detected": sorted(got), "overall": a.prediction.label}
+    p = tp / max(tp + fp, 1)
+    r = tp / max(tp + fn, 1)
+    return {
+        "artifact": str(artifact),
+        "pieces": len(truth),
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / max(p + r, 1e-12),
+        "exact_sets": exact / max(len(truth), 1),
+        "overall_in_truth": float(np.mean([r["overall"] in r["truth"] for r in rows.values()])),
+        "per_family": {
+            f: {
+                "precision": v["tp"] / max(v["tp"] + v["fp"], 1),
+                "recall": v["tp"] / max(v["tp"] + v["fn"], 1),
+                "support": v["tp"] + v["fn"],
+            }
+            for f, v in per.items()
+        },
+        "by_piece": rows,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.devmix", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="render the pieces from the corpus's dev split")
+    b.add_argument("--corpus", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--n", type=int, default=120)
+    s = sub.add_parser("score", help="detected families of an artifact against the truth")
+    s.add_argument("artifact", type=Path)
+    s.add_argument("--pieces", type=Path, required=True)
+    s.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.cmd == "build":
+        if not (args.corpus / "dev" / "examples.json").is_file():
+            print(f"training.devmix: error: {args.corpus}: no dev split", file=sys.stderr)
+            return 2
+        truth = build_pieces(args.corpus, args.out, n=args.n)
+        print(f"{len(truth)} pieces in {args.out}")
+        return 0
+    res = score_pieces(args.artifact, args.pieces)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1, sort_keys=True))
+    print(
+        f"{res['pieces']} pieces: precision {res['precision']:.3f} recall {res['recall']:.3f} "
+        f"exact sets {res['exact_sets']:.3f}, overall answer among the truth {res['overall_in_truth']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

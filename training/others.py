@@ -1,0 +1,456 @@
+"""Sounds that are none of the eight families: the open-set material ("other").
+
+The models answer "none of the eight" when a window holds sound that no family explains:
+drums, synthesizers, organs and electric basses (NSynth files those as families of their
+own), speech, sound effects and noise. What teaches them that, each kind from an honest
+origin:
+
+* **SoundFont renders** (:func:`plan_font_others`): General MIDI programs outside the eight
+  families (:data:`OTHER_PROGRAMS`) played as notes, repeated notes and phrases, and the fonts'
+  drum kits played as random patterns (:func:`drum_pattern`), from the same four Debian fonts
+  and with the same split by font as the instruments: the FluidR3 group and the csound bank
+  feed ``train`` (a quarter of each category's programs, crossed between the two groups as
+  for the instruments, feeds ``valid``), TimGM6mb feeds ``test``;
+* **locked recordings** with ``"role": "negative"`` in ``training/sources.lock.json``
+  (:func:`plan_locked_others`): SFZ drum kits and synths played like the fonts' programs,
+  and recordings (speech, ambience) cut into clips; their ``split`` says where they go
+  (``dev`` sources build the open-set dev set, which nothing trains on);
+* **generated noise** (:func:`noise`): white, pink, brown, mains hum with harmonics,
+  crackle, made at example time by :mod:`training.dataset` (no files).
+
+Layout inside the corpus: ``<corpus>/<split>/others.json`` (name → record) and
+``<corpus>/<split>/others/<name>.wav`` (22,050 Hz mono, 16-bit, peak 0.9, like the notes).
+The NSynth-format ``examples.json`` stays instruments only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+__all__ = [
+    "OTHER_PROGRAMS",
+    "DRUM_KITS",
+    "Other",
+    "OtherPlan",
+    "plan_font_others",
+    "plan_locked_others",
+    "render_other",
+    "load_others",
+    "drum_pattern",
+    "noise",
+    "NOISE_KINDS",
+]
+
+SAMPLE_RATE = 22050
+PEAK = 0.9
+CLIP_S = 4.0
+
+#: General MIDI programs (0-based) that are none of the eight families, by kind of sound.
+#: Left out because they sit too close to a family: accordion, harmonica and bandoneon (free
+#: reeds), acoustic bass (an upright, plucked: the string family's contrabass), the choir and
+#: halo pads (voices), guitar fret noise and breath noise (parts of a guitar and a flute),
+#: tinkle bell and steel drums (tuned like mallets).
+OTHER_PROGRAMS: dict[str, tuple[int, ...]] = {
+    "organ": (16, 17, 18, 19, 20),
+    "bass": (33, 34, 35, 36, 37, 38, 39),
+    "synth": tuple(p for p in range(80, 104) if p not in (91, 94)),
+    "percussion": (113, 115, 116, 117, 118, 119),
+    "sfx": (122, 123, 124, 125, 126, 127),
+}
+#: Drum kit presets (bank 128) tried in every font; a font that lacks one is skipped.
+DRUM_KITS: tuple[int, ...] = (0, 8, 16, 24, 25, 32, 40, 48)
+#: Clips per program (per kit for drums).
+CLIPS_PER_PROGRAM = {"organ": 30, "bass": 30, "synth": 24, "percussion": 24, "sfx": 24, "drums": 80}
+#: Pitch ranges played per kind (MIDI).
+PITCHES = {"organ": (36, 84), "bass": (28, 55), "synth": (40, 88), "percussion": (45, 80), "sfx": (48, 72)}
+NOISE_KINDS = ("white", "pink", "brown", "hum", "crackle")
+
+
+@dataclasses.dataclass(frozen=True)
+class Other:
+    """One rendered or cut clip of "other" sound, as read back from ``others.json``."""
+
+    name: str
+    path: Path
+    sound: str  # drums / organ / bass / synth / percussion / sfx / speech / ambience / ...
+    source: str  # SoundFont key or lock key
+    sample_group: str
+    split: str
+    duration_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class OtherPlan:
+    """One program, kit or locked recording set to render into clips."""
+
+    key: str  # unique, used for the .parts record: "fluidr3-synth-081", "lock-<key>-<name>"
+    sound: str
+    source: str
+    sample_group: str
+    split: str
+    kind: str  # "font", "font-drums", "sfz", "sfz-drums", "recordings"
+    spec: tuple[tuple[str, Any], ...]  # program / kit / font path / sfz path / files
+
+    def entry(self) -> dict[str, Any]:
+        return dict(self.spec)
+
+
+def plan_font_others(fonts: Sequence[Any], test_font: str, groups: Sequence[str]) -> list[OtherPlan]:
+    """Programs and kits of every font. ``fonts``: the corpus's ``SoundFont`` records;
+    ``groups``: the training sample groups (FluidR3's, csound's), for the crossed valid rule."""
+    plans: list[OtherPlan] = []
+    for font in fonts:
+        for sound, progs in OTHER_PROGRAMS.items():
+            for i, prog in enumerate(progs):
+                plans.append(
+                    OtherPlan(
+                        f"{font.key}-{sound}-{prog:03d}",
+                        sound,
+                        font.key,
+                        font.sample_group,
+                        _font_split(font, test_font, groups, i),
+                        "font",
+                        (("bank", 0), ("program", prog)),
+                    )
+                )
+        for i, kit in enumerate(DRUM_KITS):
+            plans.append(
+                OtherPlan(
+                    f"{font.key}-drums-{kit:03d}",
+                    "drums",
+                    font.key,
+                    font.sample_group,
+                    _font_split(font, test_font, groups, i),
+                    "font-drums",
+                    (("bank", 128), ("program", kit)),
+                )
+            )
+    return plans
+
+
+def _font_split(font: Any, test_font: str, groups: Sequence[str], index: int) -> str:
+    """Every fourth program of a kind is valid, offset by the font's group so that the two
+    training groups hold out different programs (each program still reaches training)."""
+    if font.key == test_font:
+        return "test"
+    return "valid" if index % 4 == 2 * groups.index(font.sample_group) % 4 else "train"
+
+
+def plan_locked_others(lock: dict[str, Any]) -> list[OtherPlan]:
+    """Every ``"role": "negative"`` source of the lock file: its SFZ instruments (``sfz``;
+    drums when the source's or instrument's ``sound`` is ``drums``) and its recordings
+    (``recordings``: files or folders relative to the checkout)."""
+    plans: list[OtherPlan] = []
+    for src in lock["sources"]:
+        if src.get("role") != "negative":
+            continue
+        for inst in src.get("instruments", []):
+            sound = inst.get("sound", src.get("sound", "other"))
+            plans.append(
+                OtherPlan(
+                    f"lock-{src['key']}-{inst['name']}",
+                    sound,
+                    src["key"],
+                    inst.get("sample_group", src["sample_group"]),
+                    src["split"],
+                    "sfz-drums" if sound == "drums" else "sfz",
+                    tuple(sorted((k, _freeze(v)) for k, v in inst.items())),
+                )
+            )
+        for rec in src.get("recordings", []):
+            plans.append(
+                OtherPlan(
+                    f"lock-{src['key']}-{rec['name']}",
+                    rec.get("sound", src.get("sound", "other")),
+                    src["key"],
+                    rec.get("sample_group", src["sample_group"]),
+                    src["split"],
+                    "recordings",
+                    tuple(sorted((k, _freeze(v)) for k, v in rec.items())),
+                )
+            )
+    return plans
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+# --------------------------------------------------------------------------- clips
+
+
+def drum_pattern(rng: np.random.Generator, keys: Sequence[int], *, seconds: float = 3.6) -> list[tuple]:
+    """A random groove or fill as ``(onset_s, key, velocity, hold_s)`` events over ``keys``
+    (the kit's playable keys): kick on some beats, snare on back beats, hats or rides in
+    eighths or sixteenths, toms and cymbals here and there, 60-180 bpm; or a sparse pattern
+    of single hits (a third of the time), as drums appear under a mix."""
+    have = set(int(k) for k in keys)
+
+    def pick(cands: Sequence[int]) -> int | None:
+        c = [k for k in cands if k in have]
+        return int(c[int(rng.integers(len(c)))]) if c else None
+
+    if not have:
+        return []
+    events: list[tuple] = []
+    if rng.random() < 1 / 3:
+        t = float(rng.uniform(0.0, 0.3))
+        while t < seconds:
+            k = sorted(have)[int(rng.integers(len(have)))]
+            events.append((t, k, int(rng.integers(40, 128)), 0.1))
+            t += float(rng.uniform(0.1, 0.9))
+        return events
+    bpm = float(rng.uniform(60, 180))
+    step = 60.0 / bpm / 4  # sixteenths
+    kick, snare = pick((35, 36)), pick((38, 40, 37, 39))
+    hat = pick((42, 44, 46, 51, 59, 53))
+    toms = [k for k in (41, 43, 45, 47, 48, 50) if k in have]
+    cymbals = [k for k in (49, 57, 52, 55) if k in have]
+    hat_every = 2 if rng.random() < 0.6 else 1
+    n = int(seconds / step)
+    for s in range(n):
+        t = s * step + float(rng.normal(0, 0.004))
+        if t < 0:
+            continue
+        beat, sub = divmod(s, 4)
+        if kick is not None and sub == 0 and (beat % 2 == 0 or rng.random() < 0.3):
+            events.append((t, kick, int(rng.integers(90, 128)), 0.1))
+        if snare is not None and sub == 0 and beat % 2 == 1:
+            events.append((t, snare, int(rng.integers(80, 128)), 0.1))
+        if hat is not None and s % hat_every == 0:
+            events.append((t, hat, int(rng.integers(40, 100)), 0.05))
+        if toms and rng.random() < 0.04:
+            events.append((t, toms[int(rng.integers(len(toms)))], int(rng.integers(70, 120)), 0.1))
+        if cymbals and s == 0 and rng.random() < 0.5:
+            events.append((t, cymbals[int(rng.integers(len(cymbals)))], int(rng.integers(70, 120)), 0.5))
+    return events
+
+
+def _melodic_events(rng: np.random.Generator, lo: int, hi: int) -> list[tuple]:
+    """A held note (half), a repeated note or a short phrase: ``(onset_s, key, velocity, hold_s)``."""
+    pitch = int(rng.integers(lo, hi + 1))
+    vel = int(rng.integers(50, 128))
+    u = rng.random()
+    if u < 0.5:
+        return [(0.0, pitch, vel, float(np.exp(rng.uniform(np.log(0.2), np.log(3.5)))))]
+    events, t = [], 0.0
+    for _ in range(int(rng.integers(2, 6))):
+        d = float(rng.uniform(0.1, 0.7))
+        p = pitch if u < 0.7 else int(np.clip(pitch + rng.integers(-7, 8), lo, hi))
+        events.append((t, p, int(np.clip(vel + rng.integers(-15, 16), 1, 127)), d))
+        t += d + float(rng.uniform(0.0, 0.25))
+    return events
+
+
+def _render_font_events(synth: Any, chan: int, events: Sequence[tuple], seconds: float) -> np.ndarray:
+    """Play ``events`` on a tinysoundfont channel, ``seconds`` long, mono float32."""
+    sr = SAMPLE_RATE
+    marks = sorted(
+        [(round(t * sr), 1, k, v) for t, k, v, _ in events]
+        + [(round((t + h) * sr), 0, k, 0) for t, k, _, h in events]
+    )
+    total = int(seconds * sr)
+    out: list[np.ndarray] = []
+    pos = 0
+    synth.sounds_off()
+    for at, on, key, vel in marks:
+        at = min(at, total)
+        if at > pos:
+            out.append(np.frombuffer(synth.generate(at - pos), dtype=np.float32))
+            pos = at
+        if on:
+            synth.noteon(chan, key, vel)
+        else:
+            synth.noteoff(chan, key)
+    if total > pos:
+        out.append(np.frombuffer(synth.generate(total - pos), dtype=np.float32))
+    synth.sounds_off()
+    return np.concatenate(out).reshape(-1, 2).mean(axis=1) if out else np.zeros(0, np.float32)
+
+
+def _finish(y: np.ndarray) -> np.ndarray | None:
+    """Trailing silence (below -60 dB of the peak) trimmed, peak-normalised; ``None`` if silent
+    or shorter than 0.1 s."""
+    y = np.asarray(y, dtype=np.float32)
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    if not math.isfinite(peak) or peak < 1e-4:
+        return None
+    loud = np.flatnonzero(np.abs(y) > peak * 1e-3)
+    y = y[: int(loud[-1]) + 1 + SAMPLE_RATE // 20]
+    if y.size < SAMPLE_RATE // 10:
+        return None
+    return (y * (PEAK / peak)).astype(np.float32)
+
+
+_SYNTHS: dict[str, tuple[Any, int]] = {}
+
+
+def _font_synth(path: str) -> tuple[Any, int]:
+    """One synthesizer per font and process (loading MuseScore General takes seconds)."""
+    if path not in _SYNTHS:
+        import tinysoundfont
+
+        synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+        _SYNTHS[path] = (synth, synth.sfload(path))
+    return _SYNTHS[path]
+
+
+def render_other(
+    plan: OtherPlan, *, root: str, out: str, seed: int, limit: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Render (or cut) one plan's clips into ``<out>/<split>/others/``; returns
+    ``(plan.key, {name: record})``. ``root``: the font file for SoundFont plans, the source's
+    checkout for locked ones; ``limit``: at most this many clips (small builds)."""
+    e = plan.entry()
+    audio_dir = Path(out) / plan.split / "others"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, *plan.key.encode()])
+    clips: list[np.ndarray] = []
+    if plan.kind in ("font", "font-drums"):
+        synth, sfid = _font_synth(root)
+        drums = plan.kind == "font-drums"
+        if synth.sfpreset_name(sfid, e["bank"], e["program"]) is None:
+            return plan.key, {}
+        chan = 9 if drums else 0
+        synth.program_select(chan, sfid, e["bank"], e["program"], is_drums=drums)
+        for _ in range(_count(CLIPS_PER_PROGRAM["drums" if drums else plan.sound], limit)):
+            events = drum_pattern(rng, range(35, 82)) if drums else _melodic_events(rng, *PITCHES[plan.sound])
+            end = max((t + h for t, _, _, h in events), default=0.0)
+            clips.append(_render_font_events(synth, chan, events, min(CLIP_S, end + 1.0)))
+    elif plan.kind in ("sfz", "sfz-drums"):
+        from .sfz import Clip, Event, SfzPlayer
+
+        player = SfzPlayer(Path(root) / e["sfz"], sample_rate=SAMPLE_RATE)
+        keys = list(player.keys)
+        for _ in range(_count(int(e.get("clips", 80)), limit)):
+            if plan.kind == "sfz-drums":
+                events = drum_pattern(rng, keys)
+            else:
+                lo, hi = min(keys), max(keys)
+                events = _melodic_events(rng, max(lo, 28), min(hi, 96))
+            if not events:
+                continue
+            clip = Clip("pattern", tuple(Event(t, int(k), int(v), float(h)) for t, k, v, h in events))
+            clips.append(player.render(clip, max_s=CLIP_S))
+    elif plan.kind == "recordings":
+        clips.extend(_cut_recordings(rng, Path(root), e)[: _count(10**9, limit)])
+    else:
+        raise ValueError(f"{plan.key}: unknown kind {plan.kind!r}")
+    records: dict[str, Any] = {}
+    for i, y in enumerate(clips):
+        fin = _finish(y)
+        if fin is None:
+            continue
+        name = f"other_{plan.key}-{i:03d}"
+        sf.write(audio_dir / f"{name}.wav", fin, SAMPLE_RATE, subtype="PCM_16")
+        records[name] = {
+            "name": name,
+            "sound": plan.sound,
+            "source": plan.source,
+            "sample_group": plan.sample_group,
+            "split": plan.split,
+            "duration_s": round(len(fin) / SAMPLE_RATE, 3),
+            **({"program": e["program"], "bank": e["bank"]} if "program" in e else {}),
+        }
+    return plan.key, records
+
+
+def _count(n: int, limit: int | None) -> int:
+    return n if limit is None else min(n, limit)
+
+
+def _cut_recordings(rng: np.random.Generator, root: Path, e: dict[str, Any]) -> list[np.ndarray]:
+    """Clips of 1-4 s cut from every listed recording (folders: every audio file under them),
+    at most ``per_file`` (default 3) per file, at most ``clips`` (default 200) in all; a file
+    shorter than its clip is used whole."""
+    from instrunet_core.audio import load_audio
+
+    files: list[Path] = []
+    for rel in e["files"]:
+        p = root / rel
+        if p.is_dir():
+            files.extend(
+                f for f in sorted(p.rglob("*")) if f.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3")
+            )
+        else:
+            files.append(p)
+    per_file, limit = int(e.get("per_file", 3)), int(e.get("clips", 200))
+    order = rng.permutation(len(files))
+    out: list[np.ndarray] = []
+    for i in order:
+        if len(out) >= limit:
+            break
+        y = load_audio(files[int(i)], target_sr=SAMPLE_RATE)
+        for _ in range(per_file):
+            n = int(rng.uniform(1.0, CLIP_S) * SAMPLE_RATE)
+            if y.size <= n:
+                out.append(y)
+                break
+            a = int(rng.integers(0, y.size - n))
+            out.append(y[a : a + n])
+    return out[:limit]
+
+
+def load_others(split_dir: str | Path) -> list[Other]:
+    """The split's "other" clips (empty when the corpus has none), sorted by name."""
+    meta = Path(split_dir) / "others.json"
+    if not meta.is_file():
+        return []
+    data = json.loads(meta.read_text())
+    return [
+        Other(
+            name=k,
+            path=Path(split_dir) / "others" / f"{k}.wav",
+            sound=str(v["sound"]),
+            source=str(v["source"]),
+            sample_group=str(v["sample_group"]),
+            split=str(v["split"]),
+            duration_s=float(v["duration_s"]),
+        )
+        for k, v in sorted(data.items())
+    ]
+
+
+# --------------------------------------------------------------------------- generated noise
+
+
+def noise(rng: np.random.Generator, n: int, kind: str | None = None, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """``n`` samples of generated non-instrument sound, peak 0.9: white, pink (-3 dB/octave),
+    brown (-6 dB/octave), mains hum (50 or 60 Hz and harmonics, a little noise) or crackle
+    (sparse clicks on faint noise); ``kind`` drawn when ``None``."""
+    kind = kind or NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
+    if kind in ("white", "pink", "brown"):
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1.0 / sr)
+        f[0] = f[1]
+        spec *= {"white": 1.0, "pink": f**-0.5, "brown": f**-1.0}[kind]
+        spec[0] = 0.0  # no DC offset
+        y = np.fft.irfft(spec, n)
+    elif kind == "hum":
+        t = np.arange(n) / sr
+        base = 50.0 if rng.random() < 0.5 else 60.0
+        y = sum(
+            rng.uniform(0.1, 1.0) / h * np.sin(2 * np.pi * base * h * t + rng.uniform(0, 6.3))
+            for h in range(1, 8)
+        )
+        y = y + 0.01 * rng.standard_normal(n)
+    elif kind == "crackle":
+        y = 0.02 * rng.standard_normal(n)
+        clicks = rng.integers(0, n, size=int(rng.uniform(5, 60) * n / sr))
+        y[clicks] += rng.uniform(-1, 1, size=clicks.size)
+    else:
+        raise ValueError(f"unknown noise kind {kind!r}; choose from {NOISE_KINDS}")
+    y = np.asarray(y, dtype=np.float64)
+    return (y * (PEAK / max(float(np.abs(y).max()), 1e-9))).astype(np.float32)
