@@ -207,9 +207,7 @@ def teacher_targets(
         )
     path = None
     if cache is not None and ex.key:
-        key = hashlib.sha256(
-            f"{session.manifest.sha256}:{ex.key}:{len(ex)}".encode()
-        ).hexdigest()[:16]
+        key = hashlib.sha256(f"{session.manifest.sha256}:{ex.key}:{len(ex)}".encode()).hexdigest()[:16]
         path = Path(cache) / f"teacher-{key}.npy"
         if path.is_file():
             return np.load(path)
