@@ -46,7 +46,7 @@ try:  # scipy (a librosa dependency) filters pink noise fastest; numpy's FFT is 
 except ImportError:  # pragma: no cover
     _lfilter = None
 
-__all__ = ["AugmentConfig", "PRESETS", "augment", "augment_with_log", "load_irs"]
+__all__ = ["AugmentConfig", "PRESETS", "CHAINS", "apply_chain", "augment", "augment_with_log", "load_irs"]
 
 Range = tuple[float, float]
 
@@ -526,3 +526,39 @@ def _benchmark(n_clips: int = 200, seed: int = 0) -> None:
 
 if __name__ == "__main__":
     _benchmark()
+
+
+def _quiet_take(x: np.ndarray, sr: int) -> np.ndarray:
+    """A quiet take: 30 dB down, under pink noise 15 dB below the signal."""
+    rng = np.random.default_rng(0)
+    x = x * np.float32(10 ** (-30 / 20))
+    n = _pink_noise(rng, x.shape[0])
+    ps, pn = float(np.mean(np.square(x, dtype=np.float64))), float(np.mean(np.square(n, dtype=np.float64)))
+    if ps > 0 and pn > 0:
+        x = x + n * np.float32(math.sqrt(ps / (pn * 10**1.5)))
+    return x
+
+
+#: Fixed producer chains (deterministic) that users run before tagging: the robustness
+#: evaluation (:func:`training.evaluate.chain_robustness`) scores how many labels each changes.
+CHAINS: dict[str, Any] = {
+    "drive": lambda x, sr: _run(
+        pb.Pedalboard([pb.Distortion(drive_db=18.0), pb.Compressor(-18.0, 4.0)]), x, sr
+    ),
+    "chorus": lambda x, sr: _run(pb.Chorus(rate_hz=1.2, depth=0.4, mix=0.5), x, sr),
+    "radio": lambda x, sr: _run(
+        pb.Pedalboard([pb.HighpassFilter(400.0), pb.LowpassFilter(3400.0), pb.Distortion(drive_db=6.0)]),
+        x,
+        sr,
+    ),
+    "mp3": lambda x, sr: _run(pb.MP3Compressor(vbr_quality=7.0), _renormalise(x), sr),
+    "reverb": lambda x, sr: _run(pb.Reverb(room_size=0.85, damping=0.3, wet_level=0.4, dry_level=0.7), x, sr),
+    "quiet_noisy": _quiet_take,
+}
+
+
+def apply_chain(name: str, y: np.ndarray, sr: int) -> np.ndarray:
+    """``y`` through the fixed producer chain ``name`` (:data:`CHAINS`), same length, finite."""
+    x = _checked_input(y, sr)
+    out = CHAINS[name](x, sr)
+    return _renormalise(np.nan_to_num(np.asarray(out, np.float32))).astype(np.float32)

@@ -44,6 +44,7 @@ __all__ = [
     "library_scores",
     "selection_score",
     "answers",
+    "chain_robustness",
     "evaluate_artifact",
 ]
 
@@ -163,6 +164,55 @@ def selection_score(parts: Mapping[str, float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def chain_robustness(
+    model: Any, ex: Examples, thresholds: Mapping[str, float] | None, *, chains: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """How the fixed producer chains (:data:`training.augment.CHAINS`) change single-clip
+    answers: per chain, the share of clips whose answer changes and the balanced accuracy
+    before and after. ``ex`` must hold the clips' audio (``keep_audio``)."""
+    from instrunet_core.features import DEFAULT_FRONT_END, batch_features
+
+    from .augment import CHAINS, apply_chain
+
+    if ex.W is None:
+        raise ValueError("chain robustness needs the clips' audio (an example set made with keep_audio)")
+    sr = DEFAULT_FRONT_END.sample_rate
+    true = ex.Y[:, :F].argmax(1)
+    clean = answers(predict(model, ex.X), thresholds)
+    labels = (*FAMILIES, "other")  # answers may be "other"; only the true families count
+    base = multiclass_metrics(true, clean, labels)
+    out: dict[str, Any] = {
+        "clean_balanced_accuracy": base["balanced_accuracy"],
+        "n": int(len(ex)),
+        "chains": {},
+    }
+    for name in chains or list(CHAINS):
+        feats = np.concatenate(
+            [
+                batch_features(
+                    np.stack(
+                        [
+                            apply_chain(name, np.asarray(w, np.float32) / 32767.0, sr)
+                            for w in ex.W[i : i + 256]
+                        ]
+                    )
+                ).astype(np.float16)
+                for i in range(0, len(ex), 256)
+            ]
+        )
+        got = answers(predict(model, feats), thresholds)
+        m = multiclass_metrics(true, got, labels)
+        out["chains"][name] = {
+            "label_change_rate": float(np.mean(got != clean)),
+            "balanced_accuracy": m["balanced_accuracy"],
+            "drop": base["balanced_accuracy"] - m["balanced_accuracy"],
+        }
+    vals = out["chains"].values()
+    out["mean_label_change_rate"] = float(np.mean([v["label_change_rate"] for v in vals]))
+    out["max_drop"] = float(max(v["drop"] for v in vals))
+    return out
+
+
 def evaluate_artifact(
     artifact: Path,
     corpus: Path,
@@ -179,13 +229,15 @@ def evaluate_artifact(
     from instrunet_core.manifest import read_manifest
 
     notes = split_notes(corpus, "dev")
-    ex = cached_examples(
-        corpus, ExampleSpec("dev", min(n_dev, len(notes)), seed + 5, balanced=False, random_crop=False), cache
+    spec = ExampleSpec(
+        "dev", min(n_dev, len(notes)), seed + 5, balanced=False, random_crop=False, keep_audio=True
     )
+    ex = cached_examples(corpus, spec, cache)  # the same windows as training.train's dev set
     thresholds = dict(read_manifest(Path(artifact)).thresholds or {})
     p = predict(ArtifactModel(Path(artifact)), ex.X)
     out: dict[str, Any] = {"artifact": str(artifact), **score_set(p, ex, "single", thresholds)}
     out.update(dev_breakdown(p, ex, {nt.note_str: nt for nt in notes}, thresholds))
+    out["chains"] = chain_robustness(ArtifactModel(Path(artifact)), ex, thresholds)
     return out
 
 

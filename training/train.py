@@ -43,7 +43,7 @@ import numpy as np
 from instrunet_core.labels import FAMILIES
 
 from .dataset import OTHER, TARGETS, Examples, ExampleSpec, cached_examples, split_notes
-from .evaluate import dev_breakdown, library_scores, predict, score_set, selection_score
+from .evaluate import chain_robustness, dev_breakdown, library_scores, predict, score_set, selection_score
 from .metrics import pick_thresholds
 from .others import load_others
 
@@ -296,8 +296,11 @@ def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
     if (cfg.corpus / "dev" / "examples.json").is_file():
         notes = split_notes(cfg.corpus, "dev")
         dev_notes = {n.note_str: n for n in notes}
-        dev["single"] = _examples(
-            cfg, ExampleSpec("dev", min(cfg.n_dev, len(notes)), s + 5, balanced=False, random_crop=False)
+        dev["single"] = _examples(  # with their audio: the robustness chains process it
+            cfg,
+            ExampleSpec(
+                "dev", min(cfg.n_dev, len(notes)), s + 5, balanced=False, random_crop=False, keep_audio=True
+            ),
         )
         if cfg.n_dev_mix:
             dev["mix"] = _examples(cfg, ExampleSpec("dev", cfg.n_dev_mix, s + 6, ensemble_prob=1.0))
@@ -476,6 +479,7 @@ def final_report(
         if "single" in sets.dev:
             p = predict(model, sets.dev["single"].X)
             dev_metrics.update(dev_breakdown(p, sets.dev["single"], sets.dev_notes, th))
+            dev_metrics["chains"] = chain_robustness(model, sets.dev["single"], th)
     test = None
     if cfg.test:
         test_notes = split_notes(cfg.corpus, "test")
