@@ -520,7 +520,7 @@ def parity_windows(
     out: list[np.ndarray] = []
     per_file = max(1, (max_windows - 5) // max(1, len(audio)))
     for path in audio:
-        got = []
+        got: list[np.ndarray] = []
         for b in stream_windows(
             path, fe=fe, hop_samples=int(DEFAULT_HOP_SECONDS * fe.sample_rate), batch_size=DEFAULT_BATCH_SIZE
         ):
@@ -610,6 +610,8 @@ def export_waveform(
     if dest.exists() and not force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
     fe = src.front_end
+    if fe is None:  # a log-mel input always has one (validate_manifest)
+        raise ExportError(f"{src_dir}: the manifest has no front_end")
     network = onnx.load(str(src_file))
     frontend = frontend_graph(fe, dft=dft)
     composed = compose(frontend, network, network_input=src.input["name"], graph_name=f"{name}-{version}")
@@ -641,8 +643,10 @@ def export_waveform(
             f"top-1 agreement {agree:.2%}; nothing written"
         )
 
-    idx = (
-        np.linspace(0, len(x) - 1, min(n_references, len(x))).round().astype(int) if n_references > 0 else []
+    idx: np.ndarray = (
+        np.linspace(0, len(x) - 1, min(n_references, len(x))).round().astype(int)
+        if n_references > 0
+        else np.zeros(0, dtype=int)
     )
     x_ref16 = x[idx].astype(np.float16)
     y_ref = sess.run(None, {AUDIO_INPUT: x_ref16.astype(np.float32)})[0] if len(idx) else None
@@ -693,7 +697,7 @@ def export_waveform(
         validate_manifest(m, where=f"manifest of {name} {version}")
     except Exception as e:  # ModelError
         raise ExportError(str(e)) from None
-    refs = {"inputs": x_ref16, "outputs": y_ref} if len(idx) else None
+    refs = {"inputs": x_ref16, "outputs": y_ref} if y_ref is not None else None
     write_artifact(
         dest,
         model_bytes=model_bytes,

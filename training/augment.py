@@ -126,7 +126,8 @@ class AugmentConfig:
     @classmethod
     def none(cls) -> AugmentConfig:
         """Every effect off: :func:`augment` returns its input (as float32) unchanged."""
-        return cls(**{f.name: 0.0 for f in dataclasses.fields(cls) if f.name.startswith("p_")})
+        off: dict[str, Any] = {f.name: 0.0 for f in dataclasses.fields(cls) if f.name.startswith("p_")}
+        return cls(**off)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (ranges as two-element lists)."""
@@ -138,7 +139,10 @@ class AugmentConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown augmentation parameters: {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in data.items()})
+        kwargs: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in data.items()
+        }
+        return cls(**kwargs)
 
 
 def _uniform(rng: np.random.Generator, r: Range) -> float:

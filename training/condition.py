@@ -78,8 +78,8 @@ def _noise(rng: np.random.Generator, y: np.ndarray, snr_db: float, *, pink: bool
         spec[1:] /= np.sqrt(f[1:])
         spec[0] = 0
         n = np.fft.irfft(spec, y.size)
-    p_sig = np.mean(y[np.abs(y) > 0.01 * np.abs(y).max()] ** 2) if np.any(y) else 1.0
-    n *= np.sqrt(p_sig / max(np.mean(n * n), 1e-20) / 10 ** (snr_db / 10))
+    p_sig = float(np.mean(y[np.abs(y) > 0.01 * np.abs(y).max()] ** 2)) if np.any(y) else 1.0
+    n *= np.sqrt(p_sig / max(float(np.mean(n * n)), 1e-20) / 10 ** (snr_db / 10))
     return y + n
 
 
@@ -191,7 +191,7 @@ def broken(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[st
             y = _noise(rng, y, snr, pink=bool(rng.integers(2)))
             log.append(f"noise {snr:.0f} dB SNR")
         else:
-            n = rng.integers(3, 11)
+            n = int(rng.integers(3, 11))
             active = np.flatnonzero(np.abs(y) > 0.05 * peak)
             lo, hi = (active[0], active[-1]) if active.size else (0, y.size)
             y = y.copy()
@@ -333,11 +333,9 @@ def build(
                 meta["degradations"].append("; ".join(log))
             if (i + 1) % 100 == 0:
                 print(f"{split}: {i + 1}/{len(notes)} notes ({time.time() - t0:.0f} s)", file=sys.stderr)
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in meta.items()}
         np.savez_compressed(
-            out / f"{split}.npz",
-            x=np.asarray(rows, np.float64),
-            names=np.asarray(FEATURE_NAMES),
-            **{k: np.asarray(v) for k, v in meta.items()},
+            out / f"{split}.npz", x=np.asarray(rows, np.float64), names=np.asarray(FEATURE_NAMES), **arrays
         )
         y = np.asarray(meta["y"])
         counts[split] = {
@@ -473,7 +471,7 @@ def _fold_normalisation(model: Any, norm: Any) -> Any:
     return folded
 
 
-def _healthy_bias(p: np.ndarray, y: np.ndarray, *, max_false_alarm: float = 0.05) -> dict[str, float]:
+def _healthy_bias(p: np.ndarray, y: np.ndarray, *, max_false_alarm: float = 0.05) -> dict[str, Any]:
     """The log-odds shift towards ``healthy`` that maximises valid accuracy with at most 5 % false alarms.
 
     Chosen on valid (held-out instruments) only; 0 when the unshifted model already meets the
@@ -762,7 +760,7 @@ def praat_check(corpus: Path, out: Path, *, n_notes: int = 16, seed: int = 0) ->
     notes = load_split(corpus / "test")
     notes = notes[:: max(1, len(notes) // n_notes)][:n_notes]
     rng = np.random.default_rng(seed)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in notes:
         y = load_audio(n, target_sr=SR).astype(np.float64)
         for snr in (None, 20.0, 5.0):

@@ -233,7 +233,7 @@ def plan_instruments(seed: int = DEFAULT_SEED) -> list[Instrument]:
     """Every (SoundFont, program) instrument with its id, NSynth name and split."""
     held = held_out_programs(seed)
     counters: collections.Counter[str] = collections.Counter()
-    plan = []
+    plan: list[Instrument] = []
     for font in SOUNDFONTS:
         for fam in FAMILIES:
             for prog in PROGRAMS[fam]:
@@ -589,9 +589,9 @@ def build(
     if real_todo:
         print(f"rendering {len(real_todo)} real-library instruments", file=sys.stderr, flush=True)
     if workers == 1 or len(real_todo) <= 1:
-        for inst in real_todo:
-            _, ex = render_real_instrument(inst, str(roots[inst.source]), str(out), limit, seed)
-            _write_json(parts / f"{inst.instrument:04d}.json", ex)
+        for real_inst in real_todo:
+            _, ex = render_real_instrument(real_inst, str(roots[real_inst.source]), str(out), limit, seed)
+            _write_json(parts / f"{real_inst.instrument:04d}.json", ex)
     elif real_todo:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             rfuts = [

@@ -154,7 +154,7 @@ def _crop(y: np.ndarray, n: int, rng: np.random.Generator | None, onset_prob: fl
     if len(y) <= n:
         return np.pad(y, (0, n - len(y)))
     at_onset = rng is None or (onset_prob > 0 and rng.random() < onset_prob)
-    start = 0 if at_onset else int(rng.integers(0, len(y) - n + 1))
+    start = 0 if at_onset or rng is None else int(rng.integers(0, len(y) - n + 1))
     return y[start : start + n]
 
 
@@ -202,7 +202,7 @@ def _chunk(args: tuple[ExampleSpec, int, int, FrontEnd]) -> tuple[np.ndarray, np
                 k = int(rng.integers(2, spec.max_mix + 1))
             others = [lab for lab in labels_present if lab != first]
             fams = [first] + [int(x) for x in rng.choice(others, size=min(k - 1, len(others)), replace=False)]
-            picks = []
+            picks: list[int] = []
             for f in fams:
                 use_real = spec.real_prob > 0 and f in _REAL and f in _FONT and rng.random() < spec.real_prob
                 src = _REAL if use_real else (_FONT if spec.real_prob > 0 and f in _FONT else table)
@@ -215,8 +215,10 @@ def _chunk(args: tuple[ExampleSpec, int, int, FrontEnd]) -> tuple[np.ndarray, np
             y = _load(note, fe.sample_rate)
             if spec.music_prob > 0 and not is_real(note) and rng.random() < spec.music_prob:
                 same = table[note.label][note.instrument]
-                others = [_load(notes[same[int(rng.integers(len(same)))]], fe.sample_rate) for _ in range(2)]
-                y = shape_note(rng, y, fe.sample_rate, others)
+                siblings = [
+                    _load(notes[same[int(rng.integers(len(same)))]], fe.sample_rate) for _ in range(2)
+                ]
+                y = shape_note(rng, y, fe.sample_rate, siblings)
             if spec.pre_silence_prob > 0 and rng.random() < spec.pre_silence_prob:
                 y = np.concatenate([np.zeros(int(rng.uniform(0.0, 0.5) * fe.sample_rate), np.float32), y])
             y = _crop(y, n, rng if spec.random_crop else None, spec.onset_prob)
