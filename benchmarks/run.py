@@ -131,7 +131,7 @@ if len(sys.argv) > 2:  # a waveform-in artifact: the front end runs inside the g
     out["waveform_all_cores_ms"] = timed(lambda: wave_all.predict_windows(y[None]))
 if len(sys.argv) > 3:  # the artifact's front end alone (an ONNX graph: audio in, features out)
     from instrunet_core.session import onnx_session
-    front = onnx_session(sys.argv[3], providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1)
+    front = onnx_session(sys.argv[3])  # the CPU, one thread
     out["graph_front_end_ms"] = timed(lambda: front.run(None, {"audio": y[None]}))
 print(json.dumps(out))
 """
@@ -239,17 +239,21 @@ _OURS_TIMELINE_PER_WINDOW = """
 import time, json, sys, resource
 import numpy as np
 import instrunet_core
-from instrunet_core.audio import rms_db, stream_windows
-from instrunet_core.features import batch_features
+from instrunet_core.audio import iter_blocks
+from instrunet_core.features import batch_features, rms_db, window_audio
 model = instrunet_core.load_model()
 fe = model.front_end
 t1 = time.perf_counter(); c1 = time.process_time()
 n, total = 0, 0
-for b in stream_windows(sys.argv[1], fe=fe, hop_samples=65 * fe.hop_length, batch_size=16):
-    p = model.predict_features(batch_features(b.windows, fe=fe), batch_size=16)
-    lv = [rms_db(w[: max(1, k)]) for w, k in zip(b.windows, b.lengths)]
+def blocks():
+    global total
+    for b in iter_blocks(sys.argv[1], target_sr=fe.sample_rate):
+        total += len(b)
+        yield b
+for starts, w in window_audio(blocks(), fe=fe, hop=1.5, batch_size=16):
+    p = model.predict_features(batch_features(w, fe=fe), batch_size=16)
+    lv = rms_db(w)
     n += len(p)
-    total = max(total, int((b.starts + b.lengths).max()))
 t2 = time.perf_counter()
 print(json.dumps({"seconds": t2 - t1, "cpu_s": time.process_time() - c1, "duration": total / fe.sample_rate, "windows": n,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

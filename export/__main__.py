@@ -13,7 +13,7 @@ USAGE_EXAMPLE = """example:
   python -m export runs/default/default.keras --name family --version 1.0.0 --out instrunet_core/models \\
       --corpus data/corpus --split valid --report training/reports/default/1.0.0/metrics.json
 
-waveform-in artifact (front end inside the graph) from any feature-input artifact:
+waveform-in artifact (front end inside the graph) from any log-mel-input artifact:
   python -m export waveform --from instrunet_core/models/family/1.0.0 --out build/models   (see --help)
 """
 
@@ -106,7 +106,7 @@ WAVEFORM_EXAMPLE = """example:
 def build_waveform_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m export waveform",
-        description="Compose the log-mel front end, written as ONNX operators, with a feature-input artifact: "
+        description="Compose the log-mel front end, written as ONNX operators, with a log-mel-input artifact: "
         "the result takes 22,050 Hz mono samples [batch, window_samples] and returns probabilities. Checks the "
         "features against instrunet_core.features and the outputs against the source artifact first.",
         epilog=WAVEFORM_EXAMPLE,
@@ -117,7 +117,7 @@ def build_waveform_parser() -> argparse.ArgumentParser:
         dest="source",
         type=Path,
         required=True,
-        help="feature-input artifact folder (NAME/VERSION with manifest.json)",
+        help="log-mel-input artifact folder (NAME/VERSION with manifest.json)",
     )
     ap.add_argument("--out", type=Path, required=True, help="folder that receives NAME/VERSION/")
     ap.add_argument("--name", default=None, help="default: SOURCE_NAME-waveform")
@@ -154,17 +154,7 @@ def main_waveform(argv: Sequence[str]) -> int:
     from .waveform import export_waveform
 
     try:
-        summary = export_waveform(
-            args.source,
-            args.out,
-            name=args.name,
-            version=args.version,
-            audio=args.audio,
-            n_references=args.n_references,
-            atol=args.atol,
-            force=args.force,
-            dft=args.dft,
-        )
+        summary = export_waveform(**vars(args))  # the options are named as its parameters
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1
@@ -183,27 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .pipeline import ExportConfig, export_model
 
-    cfg = ExportConfig(
-        model=args.model,
-        name=args.name,
-        version=args.version,
-        out=args.out,
-        task=args.task,
-        corpus=args.corpus,
-        split=args.split,
-        report=args.report,
-        n_parity=args.n_parity,
-        n_references=args.n_references,
-        license=args.license,
-        thresholds=args.thresholds,
-        description=args.description,
-        atol=args.atol,
-        quantize=args.quantize,
-        force=args.force,
-        features=args.features,
-    )
     try:
-        summary = export_model(cfg)
+        summary = export_model(ExportConfig(**vars(args)))  # the options are named as its fields
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 1

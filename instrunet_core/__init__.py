@@ -25,6 +25,7 @@ from .labels import FAMILIES
 from .model import Model, load_model
 from .output import instrunet_version
 from .registry import build_registry, get_registry, list_models
+from .session import RuntimeOptions
 from .verify import ArtifactCheck, verify_artifact
 
 __version__ = instrunet_version()
@@ -38,6 +39,7 @@ __all__ = [
     "Analysis",
     "Classifier",
     "WindowResult",
+    "RuntimeOptions",
     "FrontEnd",
     "FAMILIES",
     "hookimpl",

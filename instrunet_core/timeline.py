@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .manifest import DEFAULT_THRESHOLDS
 
 __all__ = [
+    "DEFAULT_SMOOTHING",
     "Segment",
     "Instrument",
     "mask_silent",
@@ -26,6 +26,9 @@ __all__ = [
     "detect_instruments",
     "merge_ranges",
 ]
+
+#: Moving-median length (windows) applied before presence thresholds, unless a caller says otherwise.
+DEFAULT_SMOOTHING = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Segment:
     rms_db : float
         RMS level in dB re. full scale of the window's real samples.
     silent : bool
-        ``rms_db`` below the silence level (-60 dBFS).
+        ``rms_db`` below :data:`~instrunet_core.features.SILENCE_DB`.
     """
 
     start: float
@@ -191,11 +194,12 @@ def detect_instruments(
     labels: Sequence[str],
     thresholds: Mapping[str, float],
     *,
-    smoothing: int = 3,
+    smoothing: int = DEFAULT_SMOOTHING,
 ) -> list[Instrument]:
     """Instruments whose smoothed probability reaches their threshold in a non-silent window.
 
-    Probabilities of silent windows count as 0; smoothing is a moving median over
+    ``thresholds`` has one per label (:attr:`instrunet_core.Model.thresholds`, with a caller's
+    overrides). Probabilities of silent windows count as 0; smoothing is a moving median over
     ``smoothing`` windows. Returned sorted by intensity, strongest first.
 
     Returns
@@ -213,7 +217,7 @@ def detect_instruments(
     active_n = int((~silent).sum())
     out = []
     for i, lab in enumerate(labels):
-        thr = float(thresholds.get(lab, DEFAULT_THRESHOLDS["multilabel"]))
+        thr = float(thresholds[lab])
         act = (ps[:, i] >= thr) & ~silent
         if not act.any():
             continue

@@ -122,7 +122,7 @@ def test_shipped_artifact_reproduces_references() -> None:
     assert man.name == "condition" and man.input["layout"] == "features" and man.front_end is None
     assert tuple(man.features["names"]) == FEATURE_NAMES
     assert sha256_file(dirs[-1] / man.file) == man.sha256
-    c = clf_mod.Classifier(dirs[-1])
+    c = clf_mod.ConditionModel(dirs[-1])
     with np.load(dirs[-1] / man.references) as z:
         x, y = z["inputs"].astype(np.float32), z["outputs"]
     assert len(x) >= 16
@@ -139,7 +139,7 @@ def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
     with open(dst / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelError, match="sha256"):
-        clf_mod.Classifier(dst)
+        clf_mod.ConditionModel(dst)
 
 
 # --------------------------------------------------------------------------- manifests with features input
@@ -276,7 +276,7 @@ def test_export_features_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     man = read_manifest(folder)
     assert man.input == {"name": "features", "shape": [None, n], "dtype": "float32", "layout": "features"}
     assert man.features["names"] == list(FEATURE_NAMES) and man.features["sample_rate"] == SR
-    c = clf_mod.Classifier(folder)
+    c = clf_mod.ConditionModel(folder)
     np.testing.assert_allclose(c.predict(x), np.asarray(model(x, training=False)), atol=1e-5)
     # a features file that does not fit the model is refused, nothing written
     np.savez(tmp_path / "bad.npz", x=x[:, :3], names=np.asarray(FEATURE_NAMES[:3]))

@@ -39,6 +39,10 @@ import numpy as np
 import pedalboard as pb
 import soxr
 
+from instrunet_core.audio import load_audio
+from instrunet_core.features import DEFAULT_FRONT_END, SAMPLE_RATE
+from instrunet_core.inputs import check_float_samples, check_sample_rate
+
 try:  # scipy (a librosa dependency) filters pink noise fastest; numpy's FFT is the fallback
     from scipy.signal import lfilter as _lfilter
 except ImportError:  # pragma: no cover
@@ -178,18 +182,10 @@ Log = list[dict[str, Any]]
 
 
 def _checked_input(y: np.ndarray, sr: int) -> np.ndarray:
-    """A float32 copy of mono, finite, floating-point ``y``, or :class:`ValueError`."""
-    x = np.asarray(y)
-    if x.ndim != 1:
-        raise ValueError(f"augment: expected mono audio of shape (n,), got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"augment: expected floating-point audio, got dtype {x.dtype}")
-    x = np.array(x, dtype=np.float32, copy=True)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("augment: audio contains NaN or infinite samples")
-    if sr <= 0:
-        raise ValueError(f"augment: sample rate must be positive, got {sr}")
-    return x
+    """A float32 copy of mono, finite, floating-point ``y``, by the runtime's input rules
+    (:mod:`instrunet_core.inputs`; ``InputError`` is a ``ValueError``)."""
+    check_sample_rate(sr, what="augment")
+    return check_float_samples(y, what="augment").copy()
 
 
 def _pitch(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
@@ -333,7 +329,7 @@ def _codec(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, l
 def augment_with_log(
     y: np.ndarray,
     *,
-    sr: int = 22050,
+    sr: int = SAMPLE_RATE,
     rng: np.random.Generator,
     config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
     irs: Sequence[tuple[str, np.ndarray]] = (),
@@ -382,8 +378,6 @@ def load_irs(
     """Impulse responses ``(use, path)`` read as mono at ``sr``, from the direct sound on, at most
     ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy. Files are read
     by the core's loader (:func:`instrunet_core.audio.load_audio`: its mixdown and resampler)."""
-    from instrunet_core.audio import load_audio
-
     out: list[tuple[str, np.ndarray]] = []
     for use, path in files:
         m = load_audio(path, target_sr=sr)
@@ -419,7 +413,7 @@ def _renormalise(x: np.ndarray) -> np.ndarray:
 def augment(
     y: np.ndarray,
     *,
-    sr: int = 22050,
+    sr: int = SAMPLE_RATE,
     rng: np.random.Generator,
     config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
     irs: Sequence[tuple[str, np.ndarray]] = (),
@@ -450,8 +444,6 @@ def augment(
 
 def _benchmark(n_clips: int = 200, seed: int = 0) -> None:
     import time
-
-    from instrunet_core.features import DEFAULT_FRONT_END
 
     sr = DEFAULT_FRONT_END.sample_rate
     n = DEFAULT_FRONT_END.window_samples

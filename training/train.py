@@ -184,11 +184,11 @@ def distilled_targets(
     soft targets that carry what the teacher learned about similar families (a muted trumpet
     that sounds half like a reed) while the labels keep it honest where the teacher is wrong.
     """
-    from instrunet_core.session import open_session
+    from instrunet_core.model import open_model
 
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"distill weight must be in [0, 1], got {weight}")
-    session = open_session(teacher)
+    session = open_model(teacher)
     if session.task != "multilabel" or tuple(session.labels) != tuple(FAMILIES):
         raise ValueError(
             f"{teacher}: the teacher must be a multilabel model over {list(FAMILIES)} "

@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
-from instrunet_core.audio import MP3_SUPPORTED, SILENCE_DB, audio_info
+from instrunet_core.audio import MP3_SUPPORTED, audio_info
+from instrunet_core.features import SILENCE_DB
 
 __all__ = [
     "ALLOWED_EXTENSIONS",
@@ -323,18 +324,15 @@ def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
     return card
 
 
-#: Condition classes in display order.
-CONDITION_CLASSES = ("healthy", "moderately_aged", "broken_noisy")
-
-
 def condition_view(analysis: Analysis) -> dict[str, Any]:
     """The condition analyzer's result, or why there is none.
 
     Returns
     -------
     dict
-        ``{"status": "ok", "label", "probabilities", "features", "instruments", "model",
-        "explanation"}``; ``{"status": "missing"}`` when the analyzer is not installed;
+        ``{"status": "ok", "label", "classes", "probabilities", "features", "instruments",
+        "model", "explanation"}`` (``classes``: in the analyzer's order, as its
+        ``probabilities`` list them); ``{"status": "missing"}`` when the analyzer is not installed;
         ``{"status": "error", "error": message}`` when it failed.
     """
     c = analysis.extras.get("condition")
@@ -342,10 +340,12 @@ def condition_view(analysis: Analysis) -> dict[str, Any]:
         return {"status": "missing"}
     if not isinstance(c, Mapping) or "error" in c:
         return {"status": "error", "error": str(c.get("error") if isinstance(c, Mapping) else c)}
+    probs = dict(c.get("probabilities") or {})
     return {
         "status": "ok",
         "label": str(c.get("label", "unknown")),
-        "probabilities": dict(c.get("probabilities") or {}),
+        "classes": list(probs),
+        "probabilities": probs,
         "features": dict(c.get("features") or {}),
         "instruments": dict(c.get("instruments") or {}),
         "model": dict(c.get("model") or {}),
