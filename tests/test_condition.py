@@ -53,7 +53,7 @@ def test_hnr_matches_praat(flute: np.ndarray) -> None:
 
 
 def test_clean_vs_degraded_ordering(flute: np.ndarray) -> None:
-    from training.condition import aged, broken
+    from training.condition.data import aged, broken
 
     clean = condition_features(flute, sr=SR)
     hiss = condition_features(_noisy(flute, 25.0), sr=SR)
@@ -99,11 +99,11 @@ def test_silence_short_and_bad_input() -> None:
 
 
 def test_corpus_clips_are_seeded_and_labelled(flute: np.ndarray) -> None:
-    from training.condition import CLASSES, _rng, make_clips
+    from training.condition.data import CLASSES, make_clips, rng_for
 
     other = np.roll(flute, SR)
-    a = make_clips(flute, [other], _rng(1, "note"), siblings=[other])
-    b = make_clips(flute, [other], _rng(1, "note"), siblings=[other])
+    a = make_clips(flute, [other], rng_for(1, "note"), siblings=[other])
+    b = make_clips(flute, [other], rng_for(1, "note"), siblings=[other])
     assert [c for _, c, _, _ in a] == [0, 1, 2] and len(CLASSES) == 3
     for (xa, ca, la, _), (xb, cb, lb, _) in zip(a, b, strict=True):
         assert ca == cb and la == lb and np.array_equal(xa, xb)

@@ -9,49 +9,52 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.labels import FAMILIES
+from instrunet_core.plots import new_figure
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "draw_confusion"]
+
+
+def draw_confusion(ax: Any, cm: Any, labels: Any, title: str, *, fontsize: float = 10) -> None:
+    """A confusion matrix on ``ax``: rows true, columns predicted, each cell's count written on
+    it, shaded by the share of its row."""
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 3 else 20, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
 
 
 def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     (folder / "history.json").write_text(json.dumps(history, indent=1))
 
     splits = [sp for sp in ("valid", "dev", "test") if metrics.get(sp)]
-    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 5), squeeze=False)
-    for ax, split in zip(axes[0], splits, strict=True):
-        cm = np.array(metrics[split]["single"]["confusion"], dtype=float)
-        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(len(FAMILIES)):
-            for j in range(len(FAMILIES)):
-                ax.text(
-                    j,
-                    i,
-                    f"{int(cm[i, j])}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black",
-                )
-        ax.set_xticks(range(len(FAMILIES)), FAMILIES, rotation=45, ha="right")
-        ax.set_yticks(range(len(FAMILIES)), FAMILIES)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+    fig = new_figure(6 * len(splits), 5)
+    for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits, strict=True):
         acc = metrics[split]["single"]["accuracy"]
-        ax.set_title(f"{metrics['model']} {split} (acc {acc:.3f}, n={metrics[split]['n_single']})")
+        title = f"{metrics['model']} {split} (acc {acc:.3f}, n={metrics[split]['n_single']})"
+        draw_confusion(ax, metrics[split]["single"]["confusion"], FAMILIES, title, fontsize=7)
     fig.tight_layout()
     fig.savefig(folder / "confusion_matrix.png", dpi=90)
-    plt.close(fig)
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure(11, 4)
+    a1, a2 = fig.subplots(1, 2)
     first = 0 if metrics.get("init") else 1  # a warm start scores its initial weights as epoch 0
     ep = np.arange(first, first + len(history["loss"]))
     a1.plot(ep, history["loss"], label="train loss")
@@ -70,7 +73,6 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
     a2.legend()
     fig.tight_layout()
     fig.savefig(folder / "curves.png", dpi=90)
-    plt.close(fig)
 
     v, t, d = metrics["valid"], metrics["test"], metrics.get("dev")
     lines = [
