@@ -16,11 +16,11 @@ Examples
 from __future__ import annotations
 
 from . import errors
-from .analysis import Analysis, Prediction
+from .analysis import Analysis, Prediction, WindowResult
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
-from .inference import Classifier, WindowResult, analyze
+from .inference import Classifier, analyze
 from .labels import FAMILIES
 from .model import Model, load_model
 from .output import instrunet_version

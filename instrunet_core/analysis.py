@@ -28,6 +28,7 @@ __all__ = [
     "Analysis",
     "AnalysisContext",
     "Prediction",
+    "WindowResult",
     "aggregate",
     "SILENCE_LABEL",
     "LOW_EVIDENCE_SECONDS",
@@ -92,6 +93,46 @@ class Prediction:
             "sounding_seconds": round(float(self.sounding_seconds), 4),
             "top": [[k, float(v)] for k, v in self.top],
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowResult:
+    """One analysed window.
+
+    Attributes
+    ----------
+    index : int
+        Position in the stream (0, 1, 2, ...).
+    start, end : float
+        Seconds from the start of the stream; ``end`` is clipped to the audio's end for the
+        last, zero-padded window.
+    probabilities : np.ndarray [shape=(n_labels,), dtype=float32]
+        Model output (also for silent windows; they do not vote).
+    rms_db : float
+        RMS level of the window's real samples in dBFS (digital silence: -200).
+    silent : bool
+        ``rms_db`` below :data:`~instrunet_core.features.SILENCE_DB`.
+    label : str
+        Most probable label, or ``"silence"`` for a silent window.
+    n_samples : int
+        Real (unpadded) samples at the front end's rate.
+    """
+
+    index: int
+    start: float
+    end: float
+    probabilities: np.ndarray
+    rms_db: float
+    silent: bool
+    label: str
+    n_samples: int
+
+    @property
+    def confidence(self) -> float:
+        """Probability of :attr:`label` (1.0 for silence)."""
+        if self.silent:
+            return 1.0
+        return float(self.probabilities.max())
 
 
 def window_weights(rms_db: np.ndarray, silent: np.ndarray) -> np.ndarray:

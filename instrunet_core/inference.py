@@ -15,12 +15,10 @@ This module orchestrates; the work is done by three others, one job each:
 * :class:`instrunet_core.scheduler.BatchPipeline` runs whole batches on worker threads while
   this thread decodes, in :meth:`Classifier.classify`.
 
-A window is emitted by the :meth:`~Classifier.process` call that completes it; all windows
-completed by one call form batches of at most ``batch_size``, which onnxruntime runs at most
-``_RUN_WINDOWS`` (4) windows at a time. :meth:`~Classifier.flush` ends the stream: audio after
-the last full window gets one zero-padded window, and audio shorter than a window gets one
-padded window. Memory is bounded: the classifier keeps one window of audio and of frames plus
-what the current call brought; ``keep`` bounds the stored results of an endless stream.
+A window is emitted by the :meth:`~Classifier.process` call that completes it, in batches of
+at most ``batch_size`` (onnxruntime runs ``_RUN_WINDOWS``, 4, at a time); :meth:`~Classifier.flush`
+ends the stream with one zero-padded window for the rest. Memory is bounded: one window of
+audio and of frames plus the current call's; ``keep`` bounds an endless stream's results.
 
 Short and sparse input
 ----------------------
@@ -34,14 +32,13 @@ JSON and the CLI's output).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from .analysis import SILENCE_LABEL, Analysis, AnalysisContext, Prediction, aggregate
+from .analysis import SILENCE_LABEL, Analysis, AnalysisContext, Prediction, WindowResult, aggregate
 from .audio import AudioSource, iter_blocks, rereadable_source, source_name
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE, SILENCE_DB, Ready, WindowStream
@@ -51,9 +48,9 @@ from .output import model_info
 from .registry import Registry, get_registry
 from .scheduler import BatchPipeline, default_workers
 from .session import RuntimeOptions
-from .timeline import DEFAULT_SMOOTHING, build_timeline, detect_instruments, mask_silent
+from .timeline import DEFAULT_SMOOTHING, build_timeline, detect_instruments, mask_silent, with_overrides
 
-__all__ = ["Classifier", "WindowResult", "analyze"]
+__all__ = ["Classifier", "analyze"]
 
 #: Native-rate seconds decoded per block by :meth:`Classifier.classify`.
 _DECODE_BLOCK_SECONDS = 20.0
@@ -61,46 +58,6 @@ _DECODE_BLOCK_SECONDS = 20.0
 #: measured here for both packaged networks (``family-compact`` about a sixth faster than runs
 #: of 16, ``family`` a few per cent): larger runs outgrow the core's cache.
 _RUN_WINDOWS = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowResult:
-    """One analysed window.
-
-    Attributes
-    ----------
-    index : int
-        Position in the stream (0, 1, 2, ...).
-    start, end : float
-        Seconds from the start of the stream; ``end`` is clipped to the audio's end for the
-        last, zero-padded window.
-    probabilities : np.ndarray [shape=(n_labels,), dtype=float32]
-        Model output (also for silent windows; they do not vote).
-    rms_db : float
-        RMS level of the window's real samples in dBFS (digital silence: -200).
-    silent : bool
-        ``rms_db`` below :data:`~instrunet_core.features.SILENCE_DB`.
-    label : str
-        Most probable label, or ``"silence"`` for a silent window.
-    n_samples : int
-        Real (unpadded) samples at the front end's rate.
-    """
-
-    index: int
-    start: float
-    end: float
-    probabilities: np.ndarray
-    rms_db: float
-    silent: bool
-    label: str
-    n_samples: int
-
-    @property
-    def confidence(self) -> float:
-        """Probability of :attr:`label` (1.0 for silence)."""
-        if self.silent:
-            return 1.0
-        return float(self.probabilities.max())
 
 
 class Classifier:
@@ -186,18 +143,7 @@ class Classifier:
             default_workers() if workers is None else check_count(workers, name="workers")
         )
         self._pipelined = False
-        thr = self.model.thresholds
-        for k, v in (thresholds or {}).items():
-            if k not in thr:
-                raise InputError(f"thresholds: unknown label {k!r} (labels: {list(self.model.labels)})")
-            try:
-                fv = float(v)
-            except (TypeError, ValueError):
-                raise InputError(f"thresholds[{k!r}] must be a number in (0, 1), got {v!r}") from None
-            if not 0.0 < fv < 1.0:
-                raise InputError(f"thresholds[{k!r}] must be in (0, 1), got {v!r}")
-            thr[k] = fv
-        self.thresholds: dict[str, float] = thr
+        self.thresholds: dict[str, float] = with_overrides(self.model.thresholds, thresholds)
         self.reset()
 
     # ------------------------------------------------------------------ properties
@@ -422,8 +368,7 @@ class Classifier:
                 # this one, when every worker is busy) while this thread decodes the next blocks.
                 job = self._batch_job(ready)
                 stream.advance(ready)
-                for (r, lv), probs in self._pipe.submit(job, (ready, rms)):
-                    emitted += self._results_of(r, probs, lv)
+                emitted += self._results_of(self._pipe.submit(job, (ready, rms)))
                 continue
             x = stream.windows(ready) if self._waveform else stream.features(ready)
             stream.advance(ready)
@@ -432,20 +377,13 @@ class Classifier:
             # flight are collected and the last ones run on this thread. A source that fits
             # in one batch (a clip through Model.predict) never starts the worker threads,
             # whose hand-offs cost more than the run itself on a busy machine.
-            emitted += self._drain()
-            emitted += self._results_of(ready, probs, rms)
+            emitted += self._results_of([*self._pipe.drain(), ((ready, rms), probs)])
         if final:
-            emitted += self._drain()
+            emitted += self._results_of(self._pipe.drain())
         self._results.extend(emitted)
         if self.keep is not None and len(self._results) > self.keep:
             del self._results[: len(self._results) - self.keep]
         return emitted
-
-    def _drain(self) -> list[WindowResult]:
-        out: list[WindowResult] = []
-        for (r, lv), probs in self._pipe.drain():
-            out += self._results_of(r, probs, lv)
-        return out
 
     def _batch_job(self, ready: Ready) -> Callable[[], np.ndarray]:
         """Probabilities of a batch of full windows, as a function to run on a worker thread."""
@@ -459,9 +397,12 @@ class Classifier:
             return self.model.predict_windows(x, batch_size=run)
         return self.model.predict_features(x, batch_size=run)
 
-    def _results_of(self, ready: Ready, probs: np.ndarray, rms: np.ndarray) -> list[WindowResult]:
+    def _results_of(self, batches: list[tuple[tuple[Ready, np.ndarray], np.ndarray]]) -> list[WindowResult]:
+        """The windows of computed batches: ``((ready, levels), probabilities)`` each."""
         out = []
-        for (k, n), p, lv in zip(ready, probs, rms, strict=True):
+        for (k, n), p, lv in (
+            w for (ready, rms), probs in batches for w in zip(ready, probs, rms, strict=True)
+        ):
             s = self._stream.start(k)
             silent = bool(lv < SILENCE_DB)
             out.append(

@@ -25,6 +25,7 @@ __all__ = [
     "build_timeline",
     "detect_instruments",
     "merge_ranges",
+    "with_overrides",
 ]
 
 #: Moving-median length (windows) applied before presence thresholds, unless a caller says otherwise.
@@ -184,6 +185,29 @@ def build_timeline(
             )
         )
     return segs
+
+
+def with_overrides(thresholds: Mapping[str, float], overrides: Mapping[str, Any] | None) -> dict[str, float]:
+    """Per-label presence thresholds: ``thresholds`` (one per label, the model's) with a caller's
+    ``overrides``, each a number in (0, 1) for a known label.
+
+    Raises
+    ------
+    InputError
+        An unknown label, or a value that is not a number in (0, 1).
+    """
+    out = dict(thresholds)
+    for k, v in (overrides or {}).items():
+        if k not in out:
+            raise InputError(f"thresholds: unknown label {k!r} (labels: {list(out)})")
+        try:
+            fv = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"thresholds[{k!r}] must be a number in (0, 1), got {v!r}") from None
+        if not 0.0 < fv < 1.0:
+            raise InputError(f"thresholds[{k!r}] must be in (0, 1), got {v!r}")
+        out[k] = fv
+    return out
 
 
 def detect_instruments(
