@@ -105,17 +105,12 @@ import time, json, sys
 import numpy as np
 import instrunet_core
 from instrunet_core.features import batch_features
+from benchmarks.timing import timed as _timed
 model = instrunet_core.load_model()
 runs = int(sys.argv[1])
 t = np.arange(model.front_end.window_samples) / 22050
 y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
-def timed(f):
-    for _ in range(20):
-        f()
-    ts = []
-    for _ in range(runs):
-        a = time.perf_counter(); f(); ts.append(time.perf_counter() - a)
-    return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
+timed = lambda f: _timed(f, runs)
 fe = timed(lambda: batch_features(y[None]))
 x = batch_features(y[None])
 net = timed(lambda: model.predict_features(x))
@@ -148,13 +143,8 @@ y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
 def feats():
     S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_mels=128), ref=np.max)
     return ((S[:, :128] + 80.0) / 80.0)[None, :, :, None]
-def timed(f):
-    for _ in range(5):
-        f()
-    ts = []
-    for _ in range(runs):
-        a = time.perf_counter(); f(); ts.append(time.perf_counter() - a)
-    return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
+from benchmarks.timing import timed as _timed
+timed = lambda f: _timed(f, runs, warmup=5)
 x = feats()
 fe = timed(feats)
 net = timed(lambda: model.predict(x, verbose=0))
@@ -195,13 +185,8 @@ model = instrunet_core.load_model(intra_op_threads=None if threads is None else 
 runs = int(sys.argv[1])
 t = np.arange(3 * 44100) / 44100
 y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
-def timed():
-    for _ in range(5):
-        model.predict(y, 44100)
-    ts = []
-    for _ in range(runs):
-        a = time.perf_counter(); model.predict(y, 44100); ts.append(time.perf_counter() - a)
-    return float(np.median(ts) * 1e3)
+from benchmarks.timing import timed as _timed
+timed = lambda: _timed(lambda: model.predict(y, 44100), runs, warmup=5)[0]
 # Rounds of idle then loaded: one round's figure depends on where the scheduler put the
 # processes, so the medians of several rounds are reported (and each round's ratio).
 idles, loadeds = [], []

@@ -125,13 +125,18 @@ class _Builder:
         return FRONTEND_PREFIX + name
 
     def node(self, op: str, ins: Sequence[str], outs: Sequence[str], **attrs: Any) -> str:
+        """Add a node; returns the name of its (first) output."""
+        return self.nodes_outputs(op, ins, outs, **attrs)[0]
+
+    def nodes_outputs(self, op: str, ins: Sequence[str], outs: Sequence[str], **attrs: Any) -> list[str]:
+        """Add a node; returns the names of all its outputs (``Split``)."""
         from onnx import helper
 
         outs = [o if o == self.output_name else FRONTEND_PREFIX + o for o in outs]
         self.nodes.append(
             helper.make_node(op, list(ins), outs, name=FRONTEND_PREFIX + f"{op}_{len(self.nodes)}", **attrs)
         )
-        return outs[0]
+        return outs
 
 
 def _complex_block(m: np.ndarray) -> np.ndarray:
@@ -140,6 +145,12 @@ def _complex_block(m: np.ndarray) -> np.ndarray:
     top = np.concatenate([m.real, -m.imag], axis=1)
     bottom = np.concatenate([m.imag, m.real], axis=1)
     return np.stack([top, bottom], axis=1).reshape(2 * m.shape[0], 2 * m.shape[1])
+
+
+def _padded(b: _Builder, fe: FrontEnd, input_name: str) -> str:
+    """``input_name`` [B, n] zero-padded by ``n_fft // 2`` on each side (librosa's ``center=True``)."""
+    pads = np.array([0, fe.n_fft // 2, 0, fe.n_fft // 2], np.int64)
+    return b.node("Pad", [input_name, b.const("pads", pads)], ["padded"], mode="constant")
 
 
 def _framed(b: _Builder, fe: FrontEnd, input_name: str, *, frames_last: bool) -> str:
@@ -153,12 +164,7 @@ def _framed(b: _Builder, fe: FrontEnd, input_name: str, *, frames_last: bool) ->
     n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
     r = n_fft // hop
     i64 = np.int64
-    x = b.node(
-        "Pad",
-        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
-        ["padded"],
-        mode="constant",
-    )
+    x = _padded(b, fe, input_name)
     if frames_last:
         shape = np.array([-1, frames + r - 1, hop], i64)
         x = b.node("Reshape", [x, b.const("block_shape", shape)], ["blocks"])
@@ -238,17 +244,8 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
     n_rows = len(prefix)
     x = b.node("Reshape", [x, b.const("spectrum_shape", np.array([n_rows, 2, -1], i64))], ["spectrum"])
     x = b.node("Mul", [x, x], ["spectrum_sq"])
-    re2, im2 = FRONTEND_PREFIX + "power_re", FRONTEND_PREFIX + "power_im"
-    from onnx import helper
-
-    b.nodes.append(
-        helper.make_node(
-            "Split",
-            [x, b.const("split_c", np.array([1, 1], i64))],
-            [re2, im2],
-            name=FRONTEND_PREFIX + f"Split_{len(b.nodes)}",
-            axis=1,
-        )
+    re2, im2 = b.nodes_outputs(
+        "Split", [x, b.const("split_c", np.array([1, 1], i64))], ["power_re", "power_im"], axis=1
     )
     x = b.node("Add", [re2, im2], ["power_3d"])
     x = b.node("Reshape", [x, b.const("power_shape", np.array([n_rows, -1], i64))], ["power"])
@@ -277,18 +274,8 @@ def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, l
         [b.const("dft1", np.concatenate([np.cos(a1), -np.sin(a1)]).astype(np.float32)), x],
         ["stage1"],
     )
-    from onnx import helper
-
-    p = FRONTEND_PREFIX
-    ar, ai = p + "stage1_re", p + "stage1_im"
-    b.nodes.append(
-        helper.make_node(
-            "Split",
-            [x, b.const("split1", np.array([n1, n1], i64))],
-            [ar, ai],
-            name=p + f"Split_{len(b.nodes)}",
-            axis=2,
-        )
+    ar, ai = b.nodes_outputs(
+        "Split", [x, b.const("split1", np.array([n1, n1], i64))], ["stage1_re", "stage1_im"], axis=2
     )
     tw = 2.0 * np.pi * k1 * np.arange(n2)[None, :] / n_fft
     tc = b.const("twiddle_cos", np.cos(tw).astype(np.float32))
@@ -306,15 +293,8 @@ def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, l
         "MatMul", [x, b.const("dft2", np.block([[c2, -s2], [s2, c2]]).astype(np.float32))], ["spectrum"]
     )
     x = b.node("Mul", [x, x], ["spectrum_sq"])
-    sr_, si_ = p + "power_re", p + "power_im"
-    b.nodes.append(
-        helper.make_node(
-            "Split",
-            [x, b.const("split2", np.array([k2n, k2n], i64))],
-            [sr_, si_],
-            name=p + f"Split_{len(b.nodes)}",
-            axis=3,
-        )
+    sr_, si_ = b.nodes_outputs(
+        "Split", [x, b.const("split2", np.array([k2n, k2n], i64))], ["power_re", "power_im"], axis=3
     )
     x = b.node("Add", [sr_, si_], ["power4"])  # [B, F, n1, k2n]; bin k1 + n1*k2 at [k1, k2]
     x = b.node("Reshape", [x, b.const("power_shape", np.array([-1, n1 * k2n], i64))], ["power_rows"])
@@ -328,12 +308,7 @@ def _power_stft(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[i
     """ONNX's ``STFT`` operator (opset 17) with the periodic Hann window."""
     n_fft, hop = fe.n_fft, fe.hop_length
     i64 = np.int64
-    x = b.node(
-        "Pad",
-        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
-        ["padded"],
-        mode="constant",
-    )
+    x = _padded(b, fe, input_name)
     x = b.node("Unsqueeze", [x, b.const("axis2", np.array([2], i64))], ["signal"])
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
     x = b.node(

@@ -99,6 +99,21 @@ class Classifier:
     registry : Registry, optional
         Where a model name is resolved (default: :func:`instrunet_core.get_registry`).
 
+    Attributes
+    ----------
+    model : Model
+    labels : tuple of str
+        Output order of every probability vector.
+    workers : int
+        Worker threads of the :meth:`classify` pipeline (the calling thread computes batches too).
+    window_seconds : float
+        Length of one analysis window (2.949 s for the shipped models).
+    hop_seconds : float
+        Seconds between window starts, after snapping to whole STFT frames.
+    latency_seconds : float
+        Audio between a window's first sample and the call that emits it: one window (input at
+        a rate other than 22,050 Hz adds the resampler's delay, a few ms).
+
     Examples
     --------
     >>> import numpy as np
@@ -135,46 +150,21 @@ class Classifier:
         self._fe = self.model.front_end
         self._sr = self._fe.sample_rate
         self._stream = WindowStream(self._fe, hop, share_frames=not self._waveform)
+        self.labels: tuple[str, ...] = self.model.labels
+        self.window_seconds = self._fe.window_samples / self._sr
+        self.latency_seconds = self.window_seconds
+        self.hop_seconds = self._stream.hop_samples / self._sr
         self.smoothing = check_count(smoothing, name="smoothing", minimum=0, unit="windows")
         self.batch_size = check_count(batch_size, name="batch_size")
         self.keep = None if keep is None else check_count(keep, name="keep")
         self.pipeline = bool(pipeline)
-        self._pipe: BatchPipeline[np.ndarray] = BatchPipeline(
-            default_workers() if workers is None else check_count(workers, name="workers")
-        )
+        self.workers = default_workers() if workers is None else check_count(workers, name="workers")
+        self._pipe: BatchPipeline[np.ndarray] = BatchPipeline(self.workers)
         self._pipelined = False
         self.thresholds: dict[str, float] = with_overrides(self.model.thresholds, thresholds)
         self.reset()
 
     # ------------------------------------------------------------------ properties
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """Output order of every probability vector."""
-        return self.model.labels
-
-    @property
-    def workers(self) -> int:
-        """Worker threads of the :meth:`classify` pipeline (the calling thread computes batches too)."""
-        return self._pipe.workers
-
-    @property
-    def window_seconds(self) -> float:
-        """Length of one analysis window (2.949 s for the shipped models)."""
-        return self._fe.window_samples / self._sr
-
-    @property
-    def hop_seconds(self) -> float:
-        """Seconds between window starts, after snapping to whole STFT frames."""
-        return self._stream.hop_samples / self._sr
-
-    @property
-    def latency_seconds(self) -> float:
-        """Audio between a window's first sample and the call that emits it: one window.
-
-        Input at a rate other than 22,050 Hz adds the resampler's delay (a few ms).
-        """
-        return self.window_seconds
-
     @property
     def sample_rate(self) -> int | None:
         """Rate of the blocks fed so far (``None`` before the first block)."""

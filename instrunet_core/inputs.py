@@ -71,8 +71,14 @@ MAX_STREAM_BYTES: int = 1 << 30
 RESAMPLE_QUALITY = "HQ"
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, numbers.Number) and not isinstance(x, (bool, np.bool_))
+def _as_float(x: Any, error: Exception) -> float:
+    """``x`` as a float when it is a real number (not a bool, not a string), else raise ``error``."""
+    if isinstance(x, numbers.Number) and not isinstance(x, (bool, np.bool_)):
+        try:
+            return float(x)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise error
 
 
 def _prefix(what: str) -> str:
@@ -104,12 +110,7 @@ def check_sample_rate(value: Any, *, what: str, header: bool = False) -> int:
     origin = "the file header says a sample rate of" if header else "sample rate"
     if value is None:
         raise InputError(f"{what}: sample_rate is required for array input")
-    if not _is_number(value):
-        raise err(f"{what}: {origin} {value!r} is not a number of Hz (need an int)")
-    try:
-        sr = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise err(f"{what}: {origin} {value!r} is not a number of Hz (need an int)") from None
+    sr = _as_float(value, err(f"{what}: {origin} {value!r} is not a number of Hz (need an int)"))
     if not math.isfinite(sr) or sr != int(sr):
         raise err(f"{what}: {origin} {value!r} is not a whole number of Hz")
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
@@ -129,12 +130,7 @@ def check_channels(n: int, *, what: str, header: bool = False) -> int:
 
 
 def _seconds(value: Any, *, name: str, what: str) -> float:
-    if not _is_number(value):
-        raise InputError(f"{_prefix(what)}{name} must be a number of seconds, got {value!r}")
-    try:
-        s = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{_prefix(what)}{name} must be a number of seconds, got {value!r}") from None
+    s = _as_float(value, InputError(f"{_prefix(what)}{name} must be a number of seconds, got {value!r}"))
     if not math.isfinite(s):
         raise InputError(f"{_prefix(what)}{name} must be a finite number of seconds, got {value!r}")
     return s
@@ -313,14 +309,8 @@ def to_mono(y: np.ndarray, *, what: str = "array") -> np.ndarray:
     -------
     np.ndarray [shape=(n,), dtype=float32]
     """
-    y = as_float_audio(y, what=what)
-    if y.ndim == 1:
-        return y
-    if y.ndim != 2:
-        raise InputError(f"{what}: expected audio of shape (n,) or (n, channels), got shape {y.shape}")
-    if y.shape[0] == 0 or y.shape[1] == 0:
-        return np.zeros(0, dtype=np.float32)
-    return mix_down(frames_first(y))
+    y = np.asarray(y)
+    return block_to_mono(frames_first(y) if y.ndim == 2 else y, what=what)
 
 
 def block_to_mono(block: Any, *, what: str = "block") -> np.ndarray:

@@ -78,9 +78,12 @@ class Model:
     providers : list of str
         Execution providers the session actually uses, in priority order (what onnxruntime
         reports after loading, e.g. ``["CPUExecutionProvider"]``).
+    provider : str
+        The execution provider that runs the graph (the first of ``providers``).
     input_kind : {"logmel", "waveform"}
         What the graph takes: log-mel spectrograms (computed by :mod:`instrunet_core.features`)
-        or mono samples at the front end's rate (the front end is inside the graph).
+        or mono samples at the front end's rate (the front end is inside the graph)
+        (:attr:`Manifest.input_kind`).
     options : RuntimeOptions
         How onnxruntime runs it.
     session_options : dict
@@ -105,6 +108,9 @@ class Model:
                 f"{p / MANIFEST_FILENAME}: {m.name} {m.version} takes a feature vector (input.layout "
                 "'features'), not audio; it is loaded by the plugin that computes its features"
             )
+        self.front_end: FrontEnd = m.front_end
+        self.name, self.version, self.labels, self.task = m.name, m.version, m.labels, m.task
+        self.input_kind = m.input_kind
         verify_artifact(p, references=False, manifest=m)  # file present, sha256 (references: models --check)
         opts = options or RuntimeOptions()
         wanted = opts.provider_list()
@@ -112,6 +118,7 @@ class Model:
         self._session = onnx_session(p / m.file, self.options)
         # What onnxruntime actually uses (it drops providers that fail to initialise).
         self.providers: list[str] = list(self._session.get_providers())
+        self.provider = self.providers[0]
         self.session_options = {
             "intra_op_threads": self.options.intra,
             "inter_op_threads": self.options.inter,
@@ -151,39 +158,6 @@ class Model:
                 raise ModelError(
                     f"{where}: ONNX {what} shape {shape} disagrees with the manifest's {spec['shape']}"
                 )
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self.manifest.labels
-
-    @property
-    def task(self) -> str:
-        return self.manifest.task
-
-    @property
-    def front_end(self) -> FrontEnd:
-        fe = self.manifest.front_end
-        assert fe is not None  # features-input manifests are refused in __init__
-        return fe
-
-    @property
-    def input_kind(self) -> str:
-        """``"logmel"`` or ``"waveform"`` (see :attr:`Manifest.input_kind`)."""
-        return self.manifest.input_kind
-
-    @property
-    def provider(self) -> str:
-        """The execution provider that runs the graph (the first of :attr:`providers`)."""
-        return self.providers[0]
 
     @property
     def thresholds(self) -> dict[str, float]:

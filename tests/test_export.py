@@ -102,13 +102,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
-def _args(model: Path, out: Path, corpus: Path, *extra: str) -> list[str]:
+def _args(
+    model: Path, out: Path, corpus: Path, *extra: str, name: str = "tiny", version: str = "0.1.0"
+) -> list[str]:
     return [
         str(model),
         "--name",
-        "tiny",
+        name,
         "--version",
-        "0.1.0",
+        version,
         "--out",
         str(out),
         "--corpus",
@@ -259,20 +261,7 @@ def test_softmax_model_is_multiclass_and_quantizes(
 ) -> None:
     model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
     out = tmp_path / "out"
-    args = [
-        str(model),
-        "--name",
-        "soft",
-        "--version",
-        "1.2.3",
-        "--out",
-        str(out),
-        "--corpus",
-        str(tiny_corpus),
-        "--n-references",
-        "8",
-        "--quantize",
-    ]
+    args = _args(model, out, tiny_corpus, "--n-references", "8", "--quantize", name="soft", version="1.2.3")
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "int8: accuracy" in printed and "points" in printed and "latency" in printed
@@ -305,22 +294,7 @@ def test_int8_failure_rolls_back_the_float_artifact(
     monkeypatch.setattr(pipeline, "check_artifact", failing)
     model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
     out = tmp_path / "out"
-    args = [
-        str(model),
-        "--name",
-        "soft",
-        "--version",
-        "1.2.3",
-        "--out",
-        str(out),
-        "--corpus",
-        str(tiny_corpus),
-        "--n-parity",
-        "16",
-        "--n-references",
-        "4",
-        "--quantize",
-    ]
-    assert main(args) == 1
+    extra = ("--n-parity", "16", "--n-references", "4", "--quantize")
+    assert main(_args(model, out, tiny_corpus, *extra, name="soft", version="1.2.3")) == 1
     assert "injected failure" in capsys.readouterr().err
     assert not (out / "soft").exists() and not (out / "soft-int8" / "1.2.3").exists()

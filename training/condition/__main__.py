@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     b.add_argument("--out", type=Path, default=Path("data/condition"), help="output folder")
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    b.add_argument("--max-notes", type=int, default=None, help="at most N notes per split (small builds)")
+    b.add_argument("--max-notes", type=int, help="at most N notes per split (small builds)")
     t = sub.add_parser("train", help="train, evaluate and report the condition classifier")
     t.add_argument("--data", type=Path, default=Path("data/condition"), help="built condition corpus")
     t.add_argument("--out", type=Path, default=Path("runs/condition"), help="run folder (condition.keras)")

@@ -41,11 +41,8 @@ def _show_condition(an: Any) -> None:
     st.subheader("Condition")
     cv = service.condition_view(an)
     with st.container(key="condition"):
-        if cv["status"] == "missing":
-            st.info("Condition analysis not installed (pip install plugins/instrunet-condition).")
-            return
-        if cv["status"] == "error":
-            st.error(f"Condition analysis failed: {cv['error']}")
+        if cv["status"] != "ok":
+            (st.info if cv["status"] == "missing" else st.error)(cv["notice"])
             return
         st.markdown(f"**Condition: {cv['label']}**")
         if cv["explanation"]:

@@ -317,11 +317,8 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
 def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
     cv = condition_view(analysis)
     doc.heading("Condition")
-    if cv["status"] == "missing":
-        doc.para("Condition analysis not installed (pip install plugins/instrunet-condition).")
-        return
-    if cv["status"] == "error":
-        doc.para(f"Condition analysis failed: {cv['error']}")
+    if cv["status"] != "ok":
+        doc.para(cv["notice"])
         return
     doc.para(f"Condition: {cv['label']}", size=12, style="B")
     if cv["explanation"]:

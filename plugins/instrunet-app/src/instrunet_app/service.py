@@ -324,6 +324,10 @@ def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
     return card
 
 
+#: What the page and the report say when the condition analyzer is not installed.
+MISSING_CONDITION = "Condition analysis not installed (pip install plugins/instrunet-condition)."
+
+
 def condition_view(analysis: Analysis) -> dict[str, Any]:
     """The condition analyzer's result, or why there is none.
 
@@ -332,14 +336,16 @@ def condition_view(analysis: Analysis) -> dict[str, Any]:
     dict
         ``{"status": "ok", "label", "classes", "probabilities", "features", "instruments",
         "model", "explanation"}`` (``classes``: in the analyzer's order, as its
-        ``probabilities`` list them); ``{"status": "missing"}`` when the analyzer is not installed;
-        ``{"status": "error", "error": message}`` when it failed.
+        ``probabilities`` list them); ``{"status": "missing", "notice"}`` when the analyzer is not
+        installed; ``{"status": "error", "error": message, "notice"}`` when it failed (``notice``:
+        what the page and the report say instead).
     """
     c = analysis.extras.get("condition")
     if c is None:
-        return {"status": "missing"}
+        return {"status": "missing", "notice": MISSING_CONDITION}
     if not isinstance(c, Mapping) or "error" in c:
-        return {"status": "error", "error": str(c.get("error") if isinstance(c, Mapping) else c)}
+        error = str(c.get("error") if isinstance(c, Mapping) else c)
+        return {"status": "error", "error": error, "notice": f"Condition analysis failed: {error}"}
     probs = dict(c.get("probabilities") or {})
     return {
         "status": "ok",

@@ -124,18 +124,7 @@ class ConditionModel:
         self._input = m.input["name"]
         ref = m.features.get("healthy_median") or {}
         self.healthy_median: dict[str, float] = {k: float(v) for k, v in ref.items()}
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    @property
-    def sha256(self) -> str:
-        return self.manifest.sha256
+        self.name, self.version, self.sha256 = m.name, m.version, m.sha256
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities of classifier inputs.

@@ -121,7 +121,17 @@ class Layout:
 
 class Adapter:
     """One stream through the core's classifier, in pedalboard's layouts: the classifier, the
-    stream's layout and rate, and what the classifier found so far."""
+    stream's layout and rate, and what the classifier found so far.
+
+    Attributes
+    ----------
+    labels : tuple of str
+        The model's labels, in the order of every probability vector.
+    window_seconds : float
+        Length of one analysis window (2.949 s for the shipped models).
+    hop_seconds : float
+        Seconds between window starts: a result comes out every hop.
+    """
 
     _what = "Tagger"
 
@@ -129,6 +139,9 @@ class Adapter:
         self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
     ) -> None:
         self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
+        self.labels: tuple[str, ...] = tuple(self._clf.labels)
+        self.window_seconds = float(self._clf.window_seconds)
+        self.hop_seconds = float(self._clf.hop_seconds)
         self._layout = Layout(self._what)
         self._sr: int | None = None
         self._finished = False
@@ -173,17 +186,3 @@ class Adapter:
     def analysis(self) -> Any:
         """:class:`instrunet_core.Analysis` of the windows so far: prediction, timeline, instruments."""
         return self._clf.analysis()
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(self._clf.labels)
-
-    @property
-    def window_seconds(self) -> float:
-        """Length of one analysis window (2.949 s for the shipped models)."""
-        return float(self._clf.window_seconds)
-
-    @property
-    def hop_seconds(self) -> float:
-        """Seconds between window starts: a result comes out every hop."""
-        return float(self._clf.hop_seconds)

@@ -26,7 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         dest="fmt",
         choices=["jsonl", "parquet"],
-        default=None,
         help="default: parquet for a folder, jsonl otherwise",
     )
     p.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
@@ -37,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hop",
         type=float,
-        default=None,
         metavar="S",
         help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})",
     )
