@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +20,14 @@ from instrunet_core.labels import FAMILIES
 from instrunet_core.manifest import MANIFEST_SCHEMA, seal_manifest
 
 SR = 22050
+
+
+def needs(*packages: str) -> None:
+    """Skip the calling test module when one of ``packages`` is not installed, without importing
+    it: TensorFlow takes seconds to import, and collecting the runtime's tests must not pay that."""
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (the train extra)", allow_module_level=True)
 
 
 def build_tiny_onnx(

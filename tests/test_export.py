@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
-pytest.importorskip("onnx")
+needs("tensorflow", "tf2onnx", "onnx")
 
 import onnx  # noqa: E402
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import needs
 
-pytest.importorskip("tensorflow")
+needs("tensorflow")
 pytestmark = [pytest.mark.training, pytest.mark.slow]
 
 import instrunet_core  # noqa: E402
