@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import InputError
+from .plots import activity_figure
 
 __all__ = [
     "write_json",
@@ -155,8 +156,6 @@ def write_png(analysis: Any, path: str | os.PathLike[str]) -> None:
     InstrunetError
         matplotlib is not installed (``pip install 'instrunet[plot]'``).
     """
-    from .plots import activity_figure
-
     fig = activity_figure(analysis)
     ext = os.path.splitext(os.fspath(path))[1][1:].lower()
     fmt = ext if ext in fig.canvas.get_supported_filetypes() else "png"
