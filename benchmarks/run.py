@@ -218,8 +218,8 @@ ray.shutdown()
 print(json.dumps({"ray_init_s": t1 - t0, **s}))
 """
 
-# The same windows (hop 65 frames) through the per-window front end, as before the Classifier
-# shared frames: decode + resample in blocks, every window's STFT computed from scratch.
+# The same windows (hop 65 frames) through the per-window front end, to measure what the
+# Classifier's shared frames save: decode + resample in blocks, every window's STFT from scratch.
 _OURS_TIMELINE_PER_WINDOW = """
 import time, json, sys, resource
 import numpy as np
