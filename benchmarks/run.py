@@ -108,14 +108,15 @@ from instrunet_core.features import batch_features
 from benchmarks.timing import timed as _timed
 model = instrunet_core.load_model()
 runs = int(sys.argv[1])
-t = np.arange(model.front_end.window_samples) / 22050
+sr = model.front_end.sample_rate
+t = np.arange(model.front_end.window_samples) / sr
 y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
 timed = lambda f: _timed(f, runs)
 fe = timed(lambda: batch_features(y[None]))
 x = batch_features(y[None])
 net = timed(lambda: model.predict_features(x))
 both = timed(lambda: model.predict_features(batch_features(y[None])))
-api = timed(lambda: model.predict(y, 22050))
+api = timed(lambda: model.predict(y, sr))
 out = {"front_end_ms": fe, "model_ms": net, "front_end_plus_model_ms": both, "predict_api_ms": api}
 if len(sys.argv) > 2:  # a waveform-in artifact: the front end runs inside the graph
     wave = instrunet_core.load_model(sys.argv[2])

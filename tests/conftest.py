@@ -19,7 +19,7 @@ from instrunet_core.hookspecs import hookimpl
 from instrunet_core.labels import FAMILIES
 from instrunet_core.manifest import MANIFEST_SCHEMA, seal_manifest
 
-SR = 22050
+SR = DEFAULT_FRONT_END.sample_rate  # the rate the front end analyses at
 
 
 def needs(*packages: str) -> None:

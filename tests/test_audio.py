@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR
 
 from instrunet_core.audio import MP3_SUPPORTED, iter_blocks, load_audio
 from instrunet_core.errors import DecodeError, InputError
 from instrunet_core.features import DEFAULT_FRONT_END, window_audio
 from instrunet_core.inputs import to_mono
-
-SR = 22050
 
 
 def _sig(sr: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 import instrunet_condition
 import numpy as np
 import pytest
+from conftest import SR
 from instrunet_condition import classifier as clf_mod
 from instrunet_condition.features import FEATURE_NAMES, condition_features, feature_vector, hnr
 
@@ -23,7 +24,6 @@ from instrunet_core.manifest import read_manifest, sha256_file, validate_manifes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SR = 22050
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from conftest import write_nsynth_note
+from conftest import SR, write_nsynth_note
 
 from instrunet_core.labels import FAMILIES
 from training.dataset import ExampleSpec, is_real, make_examples, shape_note, split_notes
-
-SR = 22050
 
 
 def test_shape_note_lengths_and_onset() -> None:

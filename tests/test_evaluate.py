@@ -10,8 +10,6 @@ from conftest import tone, write_nsynth_note
 
 from training.evaluate import main
 
-SR = 22050
-
 
 def _dev_corpus(root: Path) -> None:
     split = root / "dev"

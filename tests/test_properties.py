@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR
 
 from instrunet_core import InstrunetError
 from instrunet_core.audio import MP3_SUPPORTED, iter_blocks, load_audio
@@ -41,7 +42,6 @@ from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = pytest.mark.fuzz
 
-SR = 22050
 ROOT = Path(__file__).resolve().parent.parent
 PROPS = settings(
     derandomize=True,

@@ -17,13 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
+from conftest import SR, tone
 
 from instrunet_core import DecodeError, InputError
 from instrunet_core.audio import load_audio
 from instrunet_core.cli import main
-
-SR = 22050
 
 
 def _wav_bytes(y: np.ndarray, sr: int = SR) -> bytes:

@@ -13,9 +13,9 @@ import soundfile as sf
 
 pytest.importorskip("pysfizz")
 
-from training.sfz import Clip, Event, SfzPlayer, pat_to_sfz, patched_sfz, plan_clip, read_pat  # noqa: E402
+from conftest import SR
 
-SR = 22050
+from training.sfz import Clip, Event, SfzPlayer, pat_to_sfz, patched_sfz, plan_clip, read_pat  # noqa: E402
 
 
 def _f0(y: np.ndarray, sr: int = SR) -> float:
