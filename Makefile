@@ -61,12 +61,14 @@ demo: $(VENV)/.runtime
 	$(BIN)/instrunet classify examples/solo_flute.wav examples/ensemble.flac
 	$(BIN)/instrunet analyze examples/ensemble.flac --json out/ensemble.json --plot out/ensemble.png
 
-test: $(VENV)/.dev
-	$(BIN)/python -m mypy instrunet_core
+# CI runs this: lint, format and types on every package (pyproject.toml names them), then the tests.
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check instrunet_core training export tests benchmarks plugins
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 
 # The seed's path uses the trained seed_v3 when runs/seed_v3 has one (else an untrained copy:
 # same speed, different weights).

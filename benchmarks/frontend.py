@@ -13,7 +13,7 @@ rounds. Measured:
 
 * **in-graph front end alone** (``export.waveform.frontend_graph``), one 2.95 s window, for
   each way the graph can compute the spectrum (``dft="stages"``, the default;
-  ``"four-step"``, the graph of earlier exports; ``"stft"``, ONNX's ``STFT`` operator), and
+  ``"four-step"``, a four-step FFT with elementwise twiddles; ``"stft"``, ONNX's ``STFT`` operator), and
   the default graph per window in runs of 2, 4 and 8 windows;
 * **numpy front end alone** (``instrunet_core.features.batch_features``), one window, and on
   512 frames at once (as the ``Classifier`` computes shared frames) with the FFT done 64, 128
@@ -65,16 +65,10 @@ def _timer(f: Callable[[], Any], runs: int) -> list[float]:
 
 def _profile(model_bytes: bytes, x: np.ndarray, runs: int) -> list[tuple[str, float, int]]:
     """(operator type, median µs per run summed over its nodes, node count), slowest first."""
-    import onnxruntime as ort
+    from instrunet_core.session import RuntimeOptions, onnx_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        so.profile_file_prefix = os.path.join(tmp, "frontend")
-        sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        sess = onnx_session(model_bytes, RuntimeOptions(profile_prefix=os.path.join(tmp, "frontend")))
         for _ in range(runs):
             sess.run(None, {"audio": x})
         events = json.loads(Path(sess.end_profiling()).read_text())
@@ -119,9 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         graphs[dft] = g
         path = work / f"frontend-{dft}.onnx"
         onnx.save(g, str(path))
-        sessions[dft] = onnx_session(
-            path, providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1
-        )
+        sessions[dft] = onnx_session(path)  # the CPU, one thread
     log("building waveform-in artifacts (stages, four-step)")
     wave = {}
     for dft in ("stages", "four-step"):
@@ -248,9 +240,9 @@ def render(res: dict[str, Any]) -> str:
         "",
         "| one 2.95 s window (128 frames) | median | p90 | features max diff vs numpy |",
         "|---|---|---|---|",
-        f'| in-graph front end, `dft="stages"` (default since this change) | {ms("graph_stages")} | '
+        f'| in-graph front end, `dft="stages"` (the default) | {ms("graph_stages")} | '
         f"{t['graph_stages']['p90_ms']:.2f} ms | {par['stages']:.1g} |",
-        f"| in-graph front end, `dft=\"four-step\"` (earlier exports' DFT, this change's mel and dB) | "
+        f'| in-graph front end, `dft="four-step"` (four-step FFT, the same mel and dB) | '
         f"{ms('graph_four_step')} | "
         f"{t['graph_four_step']['p90_ms']:.2f} ms | {par['four-step']:.1g} |",
         f'| in-graph front end, `dft="stft"` (ONNX `STFT` operator) | {ms("graph_stft")} | '

@@ -25,12 +25,9 @@ import numpy as np
 
 
 def latency_ms(model_path: Path, runs: int = 300) -> tuple[float, float]:
-    import onnxruntime as ort
+    from instrunet_core.session import onnx_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    sess = onnx_session(model_path)  # the CPU, one thread
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).random((1, 128, 128, 1), dtype=np.float32)
     for _ in range(30):

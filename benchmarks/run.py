@@ -105,22 +105,18 @@ import time, json, sys
 import numpy as np
 import instrunet_core
 from instrunet_core.features import batch_features
+from benchmarks.timing import timed as _timed
 model = instrunet_core.load_model()
 runs = int(sys.argv[1])
-t = np.arange(model.front_end.window_samples) / 22050
+sr = model.front_end.sample_rate
+t = np.arange(model.front_end.window_samples) / sr
 y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
-def timed(f):
-    for _ in range(20):
-        f()
-    ts = []
-    for _ in range(runs):
-        a = time.perf_counter(); f(); ts.append(time.perf_counter() - a)
-    return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
+timed = lambda f: _timed(f, runs)
 fe = timed(lambda: batch_features(y[None]))
 x = batch_features(y[None])
 net = timed(lambda: model.predict_features(x))
 both = timed(lambda: model.predict_features(batch_features(y[None])))
-api = timed(lambda: model.predict(y, 22050))
+api = timed(lambda: model.predict(y, sr))
 out = {"front_end_ms": fe, "model_ms": net, "front_end_plus_model_ms": both, "predict_api_ms": api}
 if len(sys.argv) > 2:  # a waveform-in artifact: the front end runs inside the graph
     wave = instrunet_core.load_model(sys.argv[2])
@@ -131,7 +127,7 @@ if len(sys.argv) > 2:  # a waveform-in artifact: the front end runs inside the g
     out["waveform_all_cores_ms"] = timed(lambda: wave_all.predict_windows(y[None]))
 if len(sys.argv) > 3:  # the artifact's front end alone (an ONNX graph: audio in, features out)
     from instrunet_core.session import onnx_session
-    front = onnx_session(sys.argv[3], providers=["CPUExecutionProvider"], intra_op_threads=1, inter_op_threads=1)
+    front = onnx_session(sys.argv[3])  # the CPU, one thread
     out["graph_front_end_ms"] = timed(lambda: front.run(None, {"audio": y[None]}))
 print(json.dumps(out))
 """
@@ -148,13 +144,8 @@ y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
 def feats():
     S = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_mels=128), ref=np.max)
     return ((S[:, :128] + 80.0) / 80.0)[None, :, :, None]
-def timed(f):
-    for _ in range(5):
-        f()
-    ts = []
-    for _ in range(runs):
-        a = time.perf_counter(); f(); ts.append(time.perf_counter() - a)
-    return float(np.median(ts) * 1e3), float(np.percentile(ts, 90) * 1e3)
+from benchmarks.timing import timed as _timed
+timed = lambda f: _timed(f, runs, warmup=5)
 x = feats()
 fe = timed(feats)
 net = timed(lambda: model.predict(x, verbose=0))
@@ -195,13 +186,8 @@ model = instrunet_core.load_model(intra_op_threads=None if threads is None else 
 runs = int(sys.argv[1])
 t = np.arange(3 * 44100) / 44100
 y = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
-def timed():
-    for _ in range(5):
-        model.predict(y, 44100)
-    ts = []
-    for _ in range(runs):
-        a = time.perf_counter(); model.predict(y, 44100); ts.append(time.perf_counter() - a)
-    return float(np.median(ts) * 1e3)
+from benchmarks.timing import timed as _timed
+timed = lambda: _timed(lambda: model.predict(y, 44100), runs, warmup=5)[0]
 # Rounds of idle then loaded: one round's figure depends on where the scheduler put the
 # processes, so the medians of several rounds are reported (and each round's ratio).
 idles, loadeds = [], []
@@ -233,23 +219,27 @@ ray.shutdown()
 print(json.dumps({"ray_init_s": t1 - t0, **s}))
 """
 
-# The same windows (hop 65 frames) through the per-window front end, as before the Classifier
-# shared frames: decode + resample in blocks, every window's STFT computed from scratch.
+# The same windows (hop 65 frames) through the per-window front end, to measure what the
+# Classifier's shared frames save: decode + resample in blocks, every window's STFT from scratch.
 _OURS_TIMELINE_PER_WINDOW = """
 import time, json, sys, resource
 import numpy as np
 import instrunet_core
-from instrunet_core.audio import rms_db, stream_windows
-from instrunet_core.features import batch_features
+from instrunet_core.audio import iter_blocks
+from instrunet_core.features import batch_features, rms_db, window_audio
 model = instrunet_core.load_model()
 fe = model.front_end
 t1 = time.perf_counter(); c1 = time.process_time()
 n, total = 0, 0
-for b in stream_windows(sys.argv[1], fe=fe, hop_samples=65 * fe.hop_length, batch_size=16):
-    p = model.predict_features(batch_features(b.windows, fe=fe), batch_size=16)
-    lv = [rms_db(w[: max(1, k)]) for w, k in zip(b.windows, b.lengths)]
+def blocks():
+    global total
+    for b in iter_blocks(sys.argv[1], target_sr=fe.sample_rate):
+        total += len(b)
+        yield b
+for starts, w in window_audio(blocks(), fe=fe, hop=1.5, batch_size=16):
+    p = model.predict_features(batch_features(w, fe=fe), batch_size=16)
+    lv = rms_db(w)
     n += len(p)
-    total = max(total, int((b.starts + b.lengths).max()))
 t2 = time.perf_counter()
 print(json.dumps({"seconds": t2 - t1, "cpu_s": time.process_time() - c1, "duration": total / fe.sample_rate, "windows": n,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

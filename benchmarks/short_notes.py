@@ -32,11 +32,12 @@ import numpy as np
 
 from instrunet_core import Classifier, load_model
 from instrunet_core.analysis import LOW_EVIDENCE_SECONDS, SILENCE_LABEL, aggregate
+from instrunet_core.features import SAMPLE_RATE as SR
 from instrunet_core.labels import FAMILIES
 
 DURATIONS = (0.1, 0.25, 0.5, 1.0, 2.0)
 RELEASE_S = 0.5
-SR = 22050
+
 PITCHES = {  # mid-range notes each family plays
     "brass": (55, 62, 67),
     "flute": (72, 79, 84),

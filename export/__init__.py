@@ -13,10 +13,16 @@ command line do, when they need it.
 
 from __future__ import annotations
 
-__all__ = ["ExportError", "DEFAULT_ATOL"]
+from instrunet_core.session import RuntimeOptions
+from instrunet_core.verify import REFERENCES_ATOL
 
-#: Largest |keras - onnxruntime| accepted on any output of any parity window.
-DEFAULT_ATOL = 1e-4
+__all__ = ["ExportError", "DEFAULT_ATOL", "PARITY_RUNTIME"]
+
+#: Largest |keras - onnxruntime| accepted on any output of any parity window: the tolerance the
+#: runtime's references replay (:func:`instrunet_core.verify_artifact`) holds the artifact to.
+DEFAULT_ATOL = REFERENCES_ATOL
+#: How the exporter's parity checks run onnxruntime: every core (onnxruntime's own default).
+PARITY_RUNTIME = RuntimeOptions(intra_op_threads=0)
 
 
 class ExportError(Exception):

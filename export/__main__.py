@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import DEFAULT_ATOL, ExportError
 
@@ -13,7 +14,7 @@ USAGE_EXAMPLE = """example:
   python -m export runs/default/default.keras --name family --version 1.0.0 --out instrunet_core/models \\
       --corpus data/corpus --split valid --report training/reports/default/1.0.0/metrics.json
 
-waveform-in artifact (front end inside the graph) from any feature-input artifact:
+waveform-in artifact (front end inside the graph) from any log-mel-input artifact:
   python -m export waveform --from instrunet_core/models/family/1.0.0 --out build/models   (see --help)
 """
 
@@ -33,13 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--task",
         choices=["multilabel", "multiclass"],
-        default=None,
         help="default: from the last layer's activation (sigmoid → multilabel, softmax → multiclass)",
     )
     ap.add_argument(
         "--corpus",
         type=Path,
-        default=None,
         help="NSynth-format corpus for the parity check (default: the report's corpus, else data/corpus)",
     )
     ap.add_argument(
@@ -48,7 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--report",
         type=Path,
-        default=None,
         help="training report metrics.json (metrics, thresholds, training data are copied)",
     )
     ap.add_argument("--n-parity", type=int, default=200, help="parity windows (default: 200)")
@@ -57,10 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--thresholds",
         type=Path,
-        default=None,
         help="JSON file {label: threshold} (default: the report's thresholds, multilabel only)",
     )
-    ap.add_argument("--description", default=None, help="one-line description stored in the manifest")
+    ap.add_argument("--description", help="one-line description stored in the manifest")
     ap.add_argument(
         "--atol",
         type=float,
@@ -75,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--features",
         type=Path,
-        default=None,
         help="export a features-input model: .npz with 'x' [n, n_features] (held-out classifier inputs, "
         "used for parity and references) and 'names'; no corpus is read",
     )
@@ -106,7 +102,7 @@ WAVEFORM_EXAMPLE = """example:
 def build_waveform_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m export waveform",
-        description="Compose the log-mel front end, written as ONNX operators, with a feature-input artifact: "
+        description="Compose the log-mel front end, written as ONNX operators, with a log-mel-input artifact: "
         "the result takes 22,050 Hz mono samples [batch, window_samples] and returns probabilities. Checks the "
         "features against instrunet_core.features and the outputs against the source artifact first.",
         epilog=WAVEFORM_EXAMPLE,
@@ -117,16 +113,15 @@ def build_waveform_parser() -> argparse.ArgumentParser:
         dest="source",
         type=Path,
         required=True,
-        help="feature-input artifact folder (NAME/VERSION with manifest.json)",
+        help="log-mel-input artifact folder (NAME/VERSION with manifest.json)",
     )
     ap.add_argument("--out", type=Path, required=True, help="folder that receives NAME/VERSION/")
-    ap.add_argument("--name", default=None, help="default: SOURCE_NAME-waveform")
-    ap.add_argument("--version", default=None, help="default: the source's version")
+    ap.add_argument("--name", help="default: SOURCE_NAME-waveform")
+    ap.add_argument("--version", help="default: the source's version")
     ap.add_argument(
         "--audio",
         type=Path,
         nargs="+",
-        default=None,
         help="recordings for the parity check (default: the repository's examples/)",
     )
     ap.add_argument(
@@ -149,24 +144,21 @@ def build_waveform_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _run(export: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The export's summary, or ``None`` after printing its one-line error."""
+    try:
+        return export()
+    except ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return None
+
+
 def main_waveform(argv: Sequence[str]) -> int:
     args = build_waveform_parser().parse_args(argv)
     from .waveform import export_waveform
 
-    try:
-        summary = export_waveform(
-            args.source,
-            args.out,
-            name=args.name,
-            version=args.version,
-            audio=args.audio,
-            n_references=args.n_references,
-            atol=args.atol,
-            force=args.force,
-            dft=args.dft,
-        )
-    except ExportError as e:
-        print(f"export: error: {e}", file=sys.stderr)
+    summary = _run(lambda: export_waveform(**vars(args)))  # the options are named as its parameters
+    if summary is None:
         return 1
     p = summary["parity"]
     print(
@@ -183,29 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .pipeline import ExportConfig, export_model
 
-    cfg = ExportConfig(
-        model=args.model,
-        name=args.name,
-        version=args.version,
-        out=args.out,
-        task=args.task,
-        corpus=args.corpus,
-        split=args.split,
-        report=args.report,
-        n_parity=args.n_parity,
-        n_references=args.n_references,
-        license=args.license,
-        thresholds=args.thresholds,
-        description=args.description,
-        atol=args.atol,
-        quantize=args.quantize,
-        force=args.force,
-        features=args.features,
-    )
-    try:
-        summary = export_model(cfg)
-    except ExportError as e:
-        print(f"export: error: {e}", file=sys.stderr)
+    summary = _run(lambda: export_model(ExportConfig(**vars(args))))  # the options are named as its fields
+    if summary is None:
         return 1
     p = summary["parity"]
     print(

@@ -28,9 +28,10 @@ from instrunet_core.manifest import (
 )
 from instrunet_core.verify import verify_artifact
 
-from . import ExportError
+from . import DEFAULT_ATOL, ExportError
 
 __all__ = [
+    "AUDIO_INPUT",
     "MODEL_FILE",
     "REFERENCES_FILE",
     "created_timestamp",
@@ -45,6 +46,8 @@ __all__ = [
 
 MODEL_FILE = "model.onnx"
 REFERENCES_FILE = "references.npz"
+#: Name of a waveform-input artifact's input tensor (mono samples at the front end's rate).
+AUDIO_INPUT = "audio"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -185,11 +188,19 @@ def build_manifest(
     created: str | None = None,
     references: bool = True,
     features: Mapping[str, Any] | None = None,
+    waveform: bool = False,
+    output_name: str = OUTPUT_NAME,
+    source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`.
 
-    With ``features`` (``{"names": [...], ...}``) the model is a features-input model:
-    input ``features`` [null, n_features] with layout ``"features"``, and no ``front_end``.
+    The input is a log-mel spectrogram (``mel`` [null, n_mels, frames, 1], layout NHWC) unless:
+
+    * ``features`` (``{"names": [...], ...}``): a features-input model, input ``features``
+      [null, n_features] with layout ``"features"``, and no ``front_end``;
+    * ``waveform``: a waveform-input model, input :data:`AUDIO_INPUT` [null, window_samples]
+      (``kind: "waveform"``) at the front end's rate; ``source`` names the log-mel artifact it
+      was composed from.
     """
     m: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
@@ -204,12 +215,20 @@ def build_manifest(
             "layout": LOGMEL_LAYOUT,
         },
         "output": {
-            "name": OUTPUT_NAME,
+            "name": output_name,
             "shape": [None, len(labels)],
             "dtype": "float32",
             "activation": "sigmoid" if task == "multilabel" else "softmax",
         },
     }
+    if waveform:
+        m["input"] = {
+            "name": AUDIO_INPUT,
+            "shape": list(input_shape),
+            "dtype": "float32",
+            "kind": "waveform",
+            "sample_rate": int((front_end or {})["sample_rate"]),
+        }
     if features is not None:
         m["input"] = {
             "name": "features",
@@ -235,6 +254,8 @@ def build_manifest(
         m["license"] = license
     if references:
         m["references"] = REFERENCES_FILE
+    if source is not None:
+        m["source"] = dict(source)
     # JSON types only (tuples → lists; numpy scalars are rejected here); NaN/inf, which a
     # report may hold and strict JSON cannot, become null.
     m = _finite(json.loads(json.dumps(m)))
@@ -346,7 +367,7 @@ def reseal_artifact(folder: str | Path) -> dict[str, Any]:
     return sealed
 
 
-def check_artifact(folder: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:
+def check_artifact(folder: str | Path, *, atol: float = DEFAULT_ATOL) -> dict[str, Any]:
     """What the runtime checks of an artifact (:func:`instrunet_core.verify.verify_artifact`):
     manifest valid, sha256, references reproduced.
 

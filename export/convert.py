@@ -1,7 +1,8 @@
 """Keras → ONNX conversion (tf2onnx) and a canonical, reproducible form of the result.
 
 TensorFlow and Keras are imported inside the functions that need them, so that
-:func:`canonicalize` and :func:`onnx_predict` stay usable without them.
+:func:`canonicalize` and :func:`onnx_predict` stay usable without them. Sessions come from
+:func:`instrunet_core.session.onnx_session`, as everywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ __all__ = [
     "keras_predict",
     "to_onnx",
     "canonicalize",
-    "onnx_session",
     "onnx_predict",
     "versions",
 ]
@@ -175,14 +175,6 @@ def canonicalize(proto: Any, *, graph_name: str) -> Any:
     g.initializer.extend(new_inits)
     del g.value_info[:]
     return m
-
-
-def onnx_session(model: bytes | str | Path) -> Any:
-    """An onnxruntime CPU session (default graph optimisations, as the runtime uses)."""
-    import onnxruntime as ort
-
-    src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, providers=["CPUExecutionProvider"])
 
 
 def onnx_predict(session: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:

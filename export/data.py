@@ -18,11 +18,13 @@ __all__ = ["Windows", "corpus_windows"]
 
 @dataclass(frozen=True)
 class Windows:
-    """Model inputs cut from a corpus split.
+    """The parity inputs of an export: log-mel windows cut from a corpus split
+    (:func:`corpus_windows`), or the feature rows of a features-input model.
 
     Attributes
     ----------
-    x : np.ndarray [shape=(n, n_mels, frames, 1), dtype=float32]
+    x : np.ndarray [shape=(n, n_mels, frames, 1) or (n, n_features), dtype=float32]
+        Log-mel windows, NHWC as the network takes them; or feature rows.
     labels : np.ndarray [shape=(n,), dtype=int64]
         Index of each window's family in the model's labels (-1 when the model lacks it).
     n_notes : int

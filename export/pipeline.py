@@ -16,8 +16,9 @@ import numpy as np
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd
 from instrunet_core.labels import FAMILIES
 from instrunet_core.manifest import NAME_RE, SEMVER_RE
+from instrunet_core.session import onnx_session
 
-from . import DEFAULT_ATOL, ExportError
+from . import DEFAULT_ATOL, PARITY_RUNTIME, ExportError
 from .artifact import (
     build_manifest,
     check_artifact,
@@ -285,7 +286,7 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"onnx.checker rejected the converted model: {e}") from None
     model_bytes = proto.SerializeToString()
-    sess = convert.onnx_session(model_bytes)
+    sess = onnx_session(model_bytes, PARITY_RUNTIME)
 
     win = inp.win
     y_keras = convert.keras_predict(inp.model, win.x)
@@ -399,7 +400,7 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
     q = compare(conv.model_bytes, q_bytes, win.x, win.labels, conv.y_keras)
     q.pop("int8_outputs")
     q["split"] = cfg.split
-    q_sess = convert.onnx_session(q_bytes)
+    q_sess = onnx_session(q_bytes, PARITY_RUNTIME)
     y_qref = convert.onnx_predict(q_sess, x_ref) if has_refs else None
     q_parity = {
         "max_abs_diff": q["max_abs_diff_vs_keras"],

@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from . import ExportError
-from .convert import onnx_predict, onnx_session
+from instrunet_core.session import onnx_session
+
+from . import PARITY_RUNTIME, ExportError
+from .convert import onnx_predict
 
 __all__ = ["quantize_bytes", "latency_ms", "compare"]
 
@@ -51,7 +53,7 @@ def compare(
     float_bytes: bytes, int8_bytes: bytes, x: np.ndarray, labels: np.ndarray, keras_out: np.ndarray
 ) -> dict[str, Any]:
     """Top-1 accuracy of both models on the labelled windows, int8 deviation, latency, size."""
-    fs, qs = onnx_session(float_bytes), onnx_session(int8_bytes)
+    fs, qs = onnx_session(float_bytes, PARITY_RUNTIME), onnx_session(int8_bytes, PARITY_RUNTIME)
     pf, pq = onnx_predict(fs, x), onnx_predict(qs, x)
     known = labels >= 0
     if not np.any(known):

@@ -20,8 +20,8 @@ default ``dft="stages"``:
    of the sample index for bins ``0 .. 16`` (the others are their conjugates), then complex
    DFTs of length 8 over the next digits, one matrix per earlier bin with the twiddle factors
    folded in, so no elementwise twiddles and no transposes between stages (about 18 M
-   multiply-adds per window, against 51 M for the four-step graph of earlier exports and
-   537 M for one dense DFT matrix); bins above ``n_fft / 2`` are mirrors of bins below;
+   multiply-adds per window, against 51 M for the four-step graph below and 537 M for one
+   dense DFT matrix); bins above ``n_fft / 2`` are mirrors of bins below;
 4. power ``re**2 + im**2``, projected on the Slaney mel filterbank block by block
    (16 mel bands per block, each with only the FFT bins its triangles cover, gathered
    straight from the stages' bin order: about a tenth of a dense projection's work);
@@ -29,8 +29,8 @@ default ``dft="stages"``:
    clipped to [0, 1] (the same as ``(dB - peak dB + top_db) / top_db``); a window whose mel
    peak is at most ``1e-10`` maps to zeros.
 
-``dft="four-step"`` (earlier exports' graph: frames in rows, a four-step FFT with
-elementwise twiddles and a dense mel projection replaced by the same banded one) and
+``dft="four-step"`` (frames in rows, a four-step FFT with elementwise twiddles, the same
+banded mel projection) and
 ``dft="stft"`` (ONNX's ``STFT`` operator) give the same features; ``python -m
 benchmarks.frontend`` times the three side by side (``docs/speed.md``).
 
@@ -50,13 +50,14 @@ from typing import Any
 
 import numpy as np
 
-from instrunet_core.features import FrontEnd, _mel_bands, batch_features
-from instrunet_core.inference import DEFAULT_HOP_SECONDS
-from instrunet_core.manifest import INPUT_NAME, MANIFEST_SCHEMA, read_manifest, sha256_file
-from instrunet_core.session import DEFAULT_BATCH_SIZE
+from instrunet_core.errors import ModelError
+from instrunet_core.features import FrontEnd, _mel_bands, batch_features, window_audio
+from instrunet_core.manifest import INPUT_NAME
+from instrunet_core.session import onnx_session
+from instrunet_core.verify import verify_artifact
 
-from . import DEFAULT_ATOL, ExportError
-from .artifact import MODEL_FILE, REFERENCES_FILE, check_artifact, created_timestamp, write_artifact
+from . import DEFAULT_ATOL, PARITY_RUNTIME, ExportError
+from .artifact import AUDIO_INPUT, build_manifest, check_artifact, write_artifact
 
 __all__ = [
     "AUDIO_INPUT",
@@ -67,8 +68,6 @@ __all__ = [
     "export_waveform",
 ]
 
-#: Name of the waveform artifact's input tensor.
-AUDIO_INPUT = "audio"
 #: Prefix of every node and tensor name the front end adds to a composed graph.
 FRONTEND_PREFIX = "frontend/"
 _OPSET = 17
@@ -126,13 +125,18 @@ class _Builder:
         return FRONTEND_PREFIX + name
 
     def node(self, op: str, ins: Sequence[str], outs: Sequence[str], **attrs: Any) -> str:
+        """Add a node; returns the name of its (first) output."""
+        return self.nodes_outputs(op, ins, outs, **attrs)[0]
+
+    def nodes_outputs(self, op: str, ins: Sequence[str], outs: Sequence[str], **attrs: Any) -> list[str]:
+        """Add a node; returns the names of all its outputs (``Split``)."""
         from onnx import helper
 
         outs = [o if o == self.output_name else FRONTEND_PREFIX + o for o in outs]
         self.nodes.append(
             helper.make_node(op, list(ins), outs, name=FRONTEND_PREFIX + f"{op}_{len(self.nodes)}", **attrs)
         )
-        return outs[0]
+        return outs
 
 
 def _complex_block(m: np.ndarray) -> np.ndarray:
@@ -141,6 +145,49 @@ def _complex_block(m: np.ndarray) -> np.ndarray:
     top = np.concatenate([m.real, -m.imag], axis=1)
     bottom = np.concatenate([m.imag, m.real], axis=1)
     return np.stack([top, bottom], axis=1).reshape(2 * m.shape[0], 2 * m.shape[1])
+
+
+def _padded(b: _Builder, fe: FrontEnd, input_name: str) -> str:
+    """``input_name`` [B, n] zero-padded by ``n_fft // 2`` on each side (librosa's ``center=True``)."""
+    pads = np.array([0, fe.n_fft // 2, 0, fe.n_fft // 2], np.int64)
+    return b.node("Pad", [input_name, b.const("pads", pads)], ["padded"], mode="constant")
+
+
+def _framed(b: _Builder, fe: FrontEnd, input_name: str, *, frames_last: bool) -> str:
+    """Centred frames of ``input_name`` [B, n] without a gather: zero padding by ``n_fft // 2``
+    on each side, the padded signal reshaped into hop-sized blocks, and the frames the
+    concatenation of ``n_fft / hop`` shifted slices of them.
+
+    Returns the tensor ``[n_fft, B, frames]`` (``frames_last``: the blocks transposed once) or
+    ``[B, frames, n_fft]``.
+    """
+    n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
+    r = n_fft // hop
+    i64 = np.int64
+    x = _padded(b, fe, input_name)
+    if frames_last:
+        shape = np.array([-1, frames + r - 1, hop], i64)
+        x = b.node("Reshape", [x, b.const("block_shape", shape)], ["blocks"])
+        x = b.node("Transpose", [x], ["blocks_t"], perm=[2, 0, 1])  # [hop, B, frames + r - 1]
+        axis, cat_axis, out = 2, 0, "frames_t"
+    else:
+        x = b.node("Reshape", [x, b.const("block_shape", np.array([0, -1, hop], i64))], ["blocks"])
+        axis, cat_axis, out = 1, 2, "frames"
+    ax = b.const(f"axis{axis}", np.array([axis], i64))
+    parts = [
+        b.node(
+            "Slice",
+            [
+                x,
+                b.const(f"start{j}", np.array([j], i64)),
+                b.const(f"end{j}", np.array([j + frames], i64)),
+                ax,
+            ],
+            [f"blocks{j}"],
+        )
+        for j in range(r)
+    ]
+    return b.node("Concat", parts, [out], axis=cat_axis) if r > 1 else parts[0]
 
 
 def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[int]]:
@@ -164,32 +211,9 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
     bins : list of int
         For each natural bin ``0 .. n_fft/2``, its row in ``power``.
     """
-    n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
-    r = n_fft // hop
+    n_fft = fe.n_fft
     i64 = np.int64
-    x = b.node(
-        "Pad",
-        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
-        ["padded"],
-        mode="constant",
-    )
-    x = b.node("Reshape", [x, b.const("block_shape", np.array([-1, frames + r - 1, hop], i64))], ["blocks"])
-    x = b.node("Transpose", [x], ["blocks_t"], perm=[2, 0, 1])  # [hop, B, frames + r - 1]
-    ax2 = b.const("axis2", np.array([2], i64))
-    parts = [
-        b.node(
-            "Slice",
-            [
-                x,
-                b.const(f"start{j}", np.array([j], i64)),
-                b.const(f"end{j}", np.array([j + frames], i64)),
-                ax2,
-            ],
-            [f"blocks{j}"],
-        )
-        for j in range(r)
-    ]
-    x = b.node("Concat", parts, ["frames_t"], axis=0) if r > 1 else parts[0]  # [n_fft, B, frames]
+    x = _framed(b, fe, input_name, frames_last=True)  # [n_fft, B, frames]
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
     x = b.node("Mul", [x, b.const("hann", hann.astype(np.float32)[:, None, None])], ["windowed"])
     rad = _radices(n_fft)
@@ -220,17 +244,8 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
     n_rows = len(prefix)
     x = b.node("Reshape", [x, b.const("spectrum_shape", np.array([n_rows, 2, -1], i64))], ["spectrum"])
     x = b.node("Mul", [x, x], ["spectrum_sq"])
-    re2, im2 = FRONTEND_PREFIX + "power_re", FRONTEND_PREFIX + "power_im"
-    from onnx import helper
-
-    b.nodes.append(
-        helper.make_node(
-            "Split",
-            [x, b.const("split_c", np.array([1, 1], i64))],
-            [re2, im2],
-            name=FRONTEND_PREFIX + f"Split_{len(b.nodes)}",
-            axis=1,
-        )
+    re2, im2 = b.nodes_outputs(
+        "Split", [x, b.const("split_c", np.array([1, 1], i64))], ["power_re", "power_im"], axis=1
     )
     x = b.node("Add", [re2, im2], ["power_3d"])
     x = b.node("Reshape", [x, b.const("power_shape", np.array([n_rows, -1], i64))], ["power"])
@@ -241,36 +256,14 @@ def _power_stages(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list
 
 
 def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[int]]:
-    """The DFT of earlier exports' graph: frames in rows, a four-step FFT with elementwise
-    twiddles (here followed by this module's banded mel projection and dB tail, where earlier
-    exports projected densely). Kept for comparison (``benchmarks/frontend.py``)."""
-    n_fft, hop, frames = fe.n_fft, fe.hop_length, fe.frames
-    r = n_fft // hop
+    """The four-step DFT: frames in rows, a four-step FFT with elementwise twiddles (followed by
+    the same banded mel projection and dB tail as the default). Slower than the stages; kept to
+    compare against (``benchmarks/frontend.py``)."""
+    n_fft, frames = fe.n_fft, fe.frames
     n1, n2 = _split(n_fft)
     k2n = (n_fft // 2) // n1 + 1
     i64 = np.int64
-    x = b.node(
-        "Pad",
-        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
-        ["padded"],
-        mode="constant",
-    )
-    x = b.node("Reshape", [x, b.const("block_shape", np.array([0, -1, hop], i64))], ["blocks"])
-    ax1 = b.const("axis1", np.array([1], i64))
-    parts = [
-        b.node(
-            "Slice",
-            [
-                x,
-                b.const(f"start{j}", np.array([j], i64)),
-                b.const(f"end{j}", np.array([j + frames], i64)),
-                ax1,
-            ],
-            [f"blocks{j}"],
-        )
-        for j in range(r)
-    ]
-    x = b.node("Concat", parts, ["frames"], axis=2) if r > 1 else parts[0]  # [B, F, n_fft]
+    x = _framed(b, fe, input_name, frames_last=False)  # [B, F, n_fft]
     x = b.node("Reshape", [x, b.const("frame_shape", np.array([0, frames, n1, n2], i64))], ["frames4"])
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
     x = b.node("Mul", [x, b.const("hann", hann.reshape(n1, n2).astype(np.float32))], ["windowed"])
@@ -281,18 +274,8 @@ def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, l
         [b.const("dft1", np.concatenate([np.cos(a1), -np.sin(a1)]).astype(np.float32)), x],
         ["stage1"],
     )
-    from onnx import helper
-
-    p = FRONTEND_PREFIX
-    ar, ai = p + "stage1_re", p + "stage1_im"
-    b.nodes.append(
-        helper.make_node(
-            "Split",
-            [x, b.const("split1", np.array([n1, n1], i64))],
-            [ar, ai],
-            name=p + f"Split_{len(b.nodes)}",
-            axis=2,
-        )
+    ar, ai = b.nodes_outputs(
+        "Split", [x, b.const("split1", np.array([n1, n1], i64))], ["stage1_re", "stage1_im"], axis=2
     )
     tw = 2.0 * np.pi * k1 * np.arange(n2)[None, :] / n_fft
     tc = b.const("twiddle_cos", np.cos(tw).astype(np.float32))
@@ -310,15 +293,8 @@ def _power_four_step(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, l
         "MatMul", [x, b.const("dft2", np.block([[c2, -s2], [s2, c2]]).astype(np.float32))], ["spectrum"]
     )
     x = b.node("Mul", [x, x], ["spectrum_sq"])
-    sr_, si_ = p + "power_re", p + "power_im"
-    b.nodes.append(
-        helper.make_node(
-            "Split",
-            [x, b.const("split2", np.array([k2n, k2n], i64))],
-            [sr_, si_],
-            name=p + f"Split_{len(b.nodes)}",
-            axis=3,
-        )
+    sr_, si_ = b.nodes_outputs(
+        "Split", [x, b.const("split2", np.array([k2n, k2n], i64))], ["power_re", "power_im"], axis=3
     )
     x = b.node("Add", [sr_, si_], ["power4"])  # [B, F, n1, k2n]; bin k1 + n1*k2 at [k1, k2]
     x = b.node("Reshape", [x, b.const("power_shape", np.array([-1, n1 * k2n], i64))], ["power_rows"])
@@ -332,12 +308,7 @@ def _power_stft(b: _Builder, fe: FrontEnd, input_name: str) -> tuple[str, list[i
     """ONNX's ``STFT`` operator (opset 17) with the periodic Hann window."""
     n_fft, hop = fe.n_fft, fe.hop_length
     i64 = np.int64
-    x = b.node(
-        "Pad",
-        [input_name, b.const("pads", np.array([0, n_fft // 2, 0, n_fft // 2], i64))],
-        ["padded"],
-        mode="constant",
-    )
+    x = _padded(b, fe, input_name)
     x = b.node("Unsqueeze", [x, b.const("axis2", np.array([2], i64))], ["signal"])
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
     x = b.node(
@@ -386,20 +357,20 @@ def frontend_graph(
     Parameters
     ----------
     fe : FrontEnd
-        Front-end parameters (from the feature-input artifact's manifest).
+        Front-end parameters (from the log-mel-input artifact's manifest).
     input_name, output_name : str
         Graph input and output names; every other name starts with :data:`FRONTEND_PREFIX`.
     dft : {"stages", "four-step", "stft"}
         How the spectrum is computed: ``"stages"`` (the default and the fastest: a real DFT
-        as stages of batched ``MatMul`` with the twiddles folded in), ``"four-step"`` (the
-        graph of earlier exports) or ``"stft"`` (ONNX's ``STFT`` operator). All three give the
+        as stages of batched ``MatMul`` with the twiddles folded in), ``"four-step"`` (a
+        four-step FFT with elementwise twiddles) or ``"stft"`` (ONNX's ``STFT`` operator). All three give the
         same features within float32 rounding; ``benchmarks/frontend.py`` times them.
 
     Returns
     -------
     onnx.ModelProto
         Input ``[batch, fe.window_samples]`` float32, output ``[batch, n_mels, frames, 1]``
-        float32 (NHWC, as feature-input models take it), opset 17, IR version 8.
+        float32 (NHWC, as log-mel-input models take it), opset 17, IR version 8.
 
     Raises
     ------
@@ -493,38 +464,29 @@ def compose(frontend: Any, network: Any, *, network_input: str, graph_name: str)
     return merged
 
 
-def _session(model_bytes: bytes) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
-
-
 def parity_windows(
     fe: FrontEnd, audio: Sequence[Path], *, max_windows: int = 32, seed: int = 0
 ) -> np.ndarray:
     """Windows the parity check runs on: real recordings plus the corner cases.
 
-    Windows of every file in ``audio`` (decoded, mixed to mono and resampled by the runtime,
-    1.5 s apart), plus digital silence, a window at -100 dBFS, a partial window padded with
-    silence, an impulse and a clipped square wave.
+    Windows of every file in ``audio``, the ones the runtime analyses (decoded, mixed to mono
+    and resampled by :func:`instrunet_core.audio.iter_blocks`, cut by
+    :func:`instrunet_core.features.window_audio`), plus digital silence, a window at -100 dBFS,
+    a partial window padded with silence, an impulse and a clipped square wave.
 
     Returns
     -------
     np.ndarray [shape=(n, fe.window_samples), dtype=float32]
     """
-    from instrunet_core.audio import stream_windows
+    from instrunet_core.audio import iter_blocks
 
     win = fe.window_samples
     out: list[np.ndarray] = []
     per_file = max(1, (max_windows - 5) // max(1, len(audio)))
     for path in audio:
-        got = []
-        for b in stream_windows(
-            path, fe=fe, hop_samples=int(DEFAULT_HOP_SECONDS * fe.sample_rate), batch_size=DEFAULT_BATCH_SIZE
-        ):
-            got.extend(b.windows)
+        got: list[np.ndarray] = []
+        for _, windows in window_audio(iter_blocks(path, target_sr=fe.sample_rate), fe=fe):
+            got.extend(windows)
         idx = np.linspace(0, len(got) - 1, min(per_file, len(got))).round().astype(int)
         out.extend(got[i] for i in idx)
     rng = np.random.default_rng(seed)
@@ -557,12 +519,13 @@ def export_waveform(
     dft: str = "stages",
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict[str, Any]:
-    """Compose the ONNX front end with a feature-input artifact and write a waveform-in artifact.
+    """Compose the ONNX front end with a log-mel-input artifact and write a waveform-in artifact.
 
     Parameters
     ----------
     source : path
-        Feature-input artifact folder (``<name>/<version>/`` with ``manifest.json``).
+        Log-mel-input artifact folder (``<name>/<version>/`` with ``manifest.json``), verified
+        by :func:`instrunet_core.verify_artifact` (manifest and sha256) before use.
     out : path
         Folder that receives ``NAME/VERSION/``.
     name, version : str, optional
@@ -590,26 +553,24 @@ def export_waveform(
     """
     import onnx
 
-    src_dir = Path(source)
-    if src_dir.name == "manifest.json":
-        src_dir = src_dir.parent
     try:
-        src = read_manifest(src_dir)
-    except Exception as e:  # ModelError
+        checked = verify_artifact(source, references=False)
+    except ModelError as e:
         raise ExportError(str(e)) from None
+    src_dir, src = checked.path, checked.manifest
     if src.input_kind != "logmel":
         raise ExportError(
             f"{src_dir}: input kind is {src.input_kind!r}; the source must take log-mel spectrograms"
         )
     src_file = src_dir / src.file
-    if not src_file.is_file() or sha256_file(src_file) != src.sha256:
-        raise ExportError(f"{src_file}: missing, or its sha256 does not match {src_dir / 'manifest.json'}")
     name = name or f"{src.name}-waveform"
     version = version or src.version
     dest = Path(out) / name / version
     if dest.exists() and not force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
     fe = src.front_end
+    if fe is None:  # a log-mel input always has one (validate_manifest)
+        raise ExportError(f"{src_dir}: the manifest has no front_end")
     network = onnx.load(str(src_file))
     frontend = frontend_graph(fe, dft=dft)
     composed = compose(frontend, network, network_input=src.input["name"], graph_name=f"{name}-{version}")
@@ -620,20 +581,20 @@ def export_waveform(
         raise ExportError("no audio for the parity check: pass --audio FILE ...")
     x = parity_windows(fe, clips)
     ref_feats = batch_features(x, fe=fe)
-    sess_fe = _session(frontend.SerializeToString())
+    sess_fe = onnx_session(frontend.SerializeToString(), PARITY_RUNTIME)
     got_feats = np.concatenate(
         [sess_fe.run(None, {AUDIO_INPUT: x[i : i + 8]})[0] for i in range(0, len(x), 8)]
     )
     feat_diff = float(np.abs(got_feats[..., 0] - ref_feats).max())
-    sess_src = _session(src_file.read_bytes())
+    sess_src = onnx_session(src_file, PARITY_RUNTIME)
     y_src = sess_src.run(None, {src.input["name"]: ref_feats[..., None]})[0]
-    sess = _session(model_bytes)
+    sess = onnx_session(model_bytes, PARITY_RUNTIME)
     y = np.concatenate([sess.run(None, {AUDIO_INPUT: x[i : i + 8]})[0] for i in range(0, len(x), 8)])
     out_diff = float(np.abs(y - y_src).max())
     agree = float(np.mean(y.argmax(1) == y_src.argmax(1)))
     log(
         f"parity on {len(x)} windows: features max |onnx - numpy| {feat_diff:.3g}, outputs max |waveform - "
-        f"feature artifact| {out_diff:.3g}, top-1 agreement {agree:.0%}"
+        f"log-mel artifact| {out_diff:.3g}, top-1 agreement {agree:.0%}"
     )
     if feat_diff > atol or out_diff > atol or agree < 1.0:
         raise ExportError(
@@ -641,59 +602,54 @@ def export_waveform(
             f"top-1 agreement {agree:.2%}; nothing written"
         )
 
-    idx = (
-        np.linspace(0, len(x) - 1, min(n_references, len(x))).round().astype(int) if n_references > 0 else []
+    idx: np.ndarray = (
+        np.linspace(0, len(x) - 1, min(n_references, len(x))).round().astype(int)
+        if n_references > 0
+        else np.zeros(0, dtype=int)
     )
     x_ref16 = x[idx].astype(np.float16)
     y_ref = sess.run(None, {AUDIO_INPUT: x_ref16.astype(np.float32)})[0] if len(idx) else None
-    m = src.to_dict()
-    m["schema"] = MANIFEST_SCHEMA
-    m["name"], m["version"] = name, version
-    m["input"] = {
-        "name": AUDIO_INPUT,
-        "shape": [None, fe.window_samples],
-        "dtype": "float32",
-        "kind": "waveform",
-        "sample_rate": fe.sample_rate,
-    }
-    m["description"] = (
-        f"{src.name} {src.version} with the log-mel front end inside the graph: "
-        f"{fe.sample_rate} Hz mono samples in"
-    )
-    m["source"] = {"name": src.name, "version": src.version, "sha256": src.sha256}
-    m["parity"] = {
-        "max_abs_diff": out_diff,
-        "top1_agreement": agree,
-        "n": int(len(x)),
-        "features_max_abs_diff": feat_diff,
-        "atol": atol,
-        "against": f"{src.name} {src.version} on instrunet_core.features (numpy) features",
-    }
     import onnxruntime as ort
 
-    m["exporter"] = {
-        **dict(src.exporter),
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "opset": _OPSET,
-        "front_end_graph": _graph_description(fe, dft),
-    }
-    m["file"] = MODEL_FILE
-    m["sha256"] = hashlib.sha256(model_bytes).hexdigest()
-    m["created"] = created_timestamp()
-    if len(idx):
-        m["references"] = REFERENCES_FILE
-    else:
-        m.pop("references", None)
-    from instrunet_core.manifest import seal_manifest, validate_manifest
-
-    m = seal_manifest(m)  # manifest_sha256 over the new content
-    try:
-        validate_manifest(m, where=f"manifest of {name} {version}")
-    except Exception as e:  # ModelError
-        raise ExportError(str(e)) from None
-    refs = {"inputs": x_ref16, "outputs": y_ref} if len(idx) else None
+    raw = src.to_dict()
+    m = build_manifest(
+        name=name,
+        version=version,
+        task=src.task,
+        labels=list(src.labels),
+        front_end=fe.to_dict(),
+        input_shape=[None, fe.window_samples],
+        sha256=hashlib.sha256(model_bytes).hexdigest(),
+        parity={
+            "max_abs_diff": out_diff,
+            "top1_agreement": agree,
+            "n": int(len(x)),
+            "features_max_abs_diff": feat_diff,
+            "atol": atol,
+            "against": f"{src.name} {src.version} on instrunet_core.features (numpy) features",
+        },
+        exporter={
+            **dict(src.exporter),
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+            "numpy": np.__version__,
+            "opset": _OPSET,
+            "front_end_graph": _graph_description(fe, dft),
+        },
+        metrics=raw.get("metrics"),
+        training_data=raw.get("training_data"),
+        thresholds=raw.get("thresholds"),
+        license=raw.get("license"),
+        description=(
+            f"{src.name} {src.version} with the log-mel front end inside the graph: "
+            f"{fe.sample_rate} Hz mono samples in"
+        ),
+        references=y_ref is not None,
+        waveform=True,
+        output_name=src.output["name"],
+        source={"name": src.name, "version": src.version, "sha256": src.sha256},
+    )
+    refs = {"inputs": x_ref16, "outputs": y_ref} if y_ref is not None else None
     write_artifact(
         dest,
         model_bytes=model_bytes,

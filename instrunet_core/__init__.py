@@ -16,15 +16,16 @@ Examples
 from __future__ import annotations
 
 from . import errors
-from .analysis import Analysis, Prediction
+from .analysis import Analysis, Prediction, WindowResult
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
-from .inference import Classifier, WindowResult, analyze
+from .inference import Classifier, analyze
 from .labels import FAMILIES
 from .model import Model, load_model
 from .output import instrunet_version
 from .registry import build_registry, get_registry, list_models
+from .session import RuntimeOptions
 from .verify import ArtifactCheck, verify_artifact
 
 __version__ = instrunet_version()
@@ -38,6 +39,7 @@ __all__ = [
     "Analysis",
     "Classifier",
     "WindowResult",
+    "RuntimeOptions",
     "FrontEnd",
     "FAMILIES",
     "hookimpl",

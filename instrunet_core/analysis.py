@@ -15,24 +15,20 @@ or at the end of a decaying one hardly vote; audio with less than
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .audio import load_audio, source_name
 from .errors import InstrunetError
-from .output import ANALYSIS_SCHEMA, instrunet_version
+from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
 from .timeline import Instrument, Segment
-
-if TYPE_CHECKING:
-    from .registry import Registry
 
 __all__ = [
     "Analysis",
     "AnalysisContext",
     "Prediction",
+    "WindowResult",
     "aggregate",
     "SILENCE_LABEL",
     "LOW_EVIDENCE_SECONDS",
@@ -41,7 +37,7 @@ __all__ = [
 #: Label reported when every window is below the silence level.
 SILENCE_LABEL = "silence"
 
-#: Audio with less sound than this (seconds above :data:`~instrunet_core.audio.SILENCE_DB`,
+#: Audio with less sound than this (seconds above :data:`~instrunet_core.features.SILENCE_DB`,
 #: counted in 512-sample blocks at 22,050 Hz) gets a result marked ``low_evidence``: the
 #: first models were trained on notes of about 3 s held, and on the valid instruments
 #: ``family`` 1.0.0 got fewer than half of the answers on less than 1 s of sound right,
@@ -97,6 +93,46 @@ class Prediction:
             "sounding_seconds": round(float(self.sounding_seconds), 4),
             "top": [[k, float(v)] for k, v in self.top],
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowResult:
+    """One analysed window.
+
+    Attributes
+    ----------
+    index : int
+        Position in the stream (0, 1, 2, ...).
+    start, end : float
+        Seconds from the start of the stream; ``end`` is clipped to the audio's end for the
+        last, zero-padded window.
+    probabilities : np.ndarray [shape=(n_labels,), dtype=float32]
+        Model output (also for silent windows; they do not vote).
+    rms_db : float
+        RMS level of the window's real samples in dBFS (digital silence: -200).
+    silent : bool
+        ``rms_db`` below :data:`~instrunet_core.features.SILENCE_DB`.
+    label : str
+        Most probable label, or ``"silence"`` for a silent window.
+    n_samples : int
+        Real (unpadded) samples at the front end's rate.
+    """
+
+    index: int
+    start: float
+    end: float
+    probabilities: np.ndarray
+    rms_db: float
+    silent: bool
+    label: str
+    n_samples: int
+
+    @property
+    def confidence(self) -> float:
+        """Probability of :attr:`label` (1.0 for silence)."""
+        if self.silent:
+            return 1.0
+        return float(self.probabilities.max())
 
 
 def window_weights(rms_db: np.ndarray, silent: np.ndarray) -> np.ndarray:
@@ -338,7 +374,7 @@ class Analysis:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (plain Python types only): an ``instrunet.analysis/1`` document
         (``docs/schema/analysis.json``)."""
-        return _jsonable(
+        return jsonable(
             {
                 "schema": ANALYSIS_SCHEMA,
                 "instrunet_version": instrunet_version(),
@@ -358,42 +394,3 @@ class Analysis:
                 "settings": self.settings,
             }
         )
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        return f if math.isfinite(f) else None
-    if x is None or isinstance(x, str):
-        return x
-    return str(x)
-
-
-def _run_analyzers(reg: Registry, ctx: AnalysisContext) -> dict[str, Any]:
-    import contextlib
-    import sys
-
-    extras: dict[str, Any] = {}
-    for name, func in reg.analyzers.items():
-        try:
-            # A plugin's prints go to stderr: stdout may carry this analysis as JSON.
-            with contextlib.redirect_stdout(sys.stderr):
-                out = func(ctx)
-            if not isinstance(out, Mapping):
-                raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
-            extras[name] = _jsonable(out)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
-            extras[name] = {"error": f"{type(e).__name__}: {e}"}
-    return extras

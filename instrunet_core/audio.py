@@ -1,11 +1,9 @@
-"""Audio input: decoding, mono mixdown, resampling, and bounded-memory windowing.
+"""Audio input: decoding files and arrays into blocks of mono samples at the front end's rate.
 
 Files (wav, flac, ogg, mp3 and everything else libsndfile reads) are decoded with
-:mod:`soundfile`; MP3 needs libsndfile >= 1.1.0 (see :data:`MP3_SUPPORTED`).
-Any sample rate is resampled to the front end's rate (22,050 Hz) with
-:class:`soxr.ResampleStream` (quality ``"HQ"``), block by block, so a file is never
-loaded whole by :func:`stream_windows`. Any channel count is mixed to mono by the
-mean over channels.
+:mod:`soundfile`; MP3 needs libsndfile >= 1.1.0 (see :data:`MP3_SUPPORTED`). Blocks are
+mixed to mono and resampled by :mod:`instrunet_core.inputs` (the one mixdown and resampler),
+block by block, so a file is never loaded whole by :func:`iter_blocks`.
 
 Every problem is raised as :class:`~instrunet_core.errors.DecodeError` (the file
 cannot be read) or :class:`~instrunet_core.errors.InputError` (an argument or an
@@ -23,37 +21,34 @@ from typing import IO, Any, Union
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 from .errors import DecodeError, InputError
-from .features import DEFAULT_FRONT_END, FrontEnd
-from .validate import (
-    DEFAULT_BATCH_SIZE,
+from .features import DEFAULT_FRONT_END
+from .inputs import (
     MAX_BLOCK_SAMPLES,
     MAX_STREAM_BYTES,
-    MIN_HOP_SECONDS,
+    as_float_audio,
     check_audio_array,
     check_channels,
     check_sample_rate,
+    frames_first,
+    mix_down,
+    mix_down_int,
+    resampler,
+    to_mono,
 )
 
 __all__ = [
     "AudioSource",
     "AUDIO_EXTENSIONS",
     "MP3_SUPPORTED",
-    "SILENCE_DB",
-    "WindowBatch",
     "source_name",
-    "to_mono",
-    "as_float_audio",
     "audio_info",
     "load_audio",
     "iter_blocks",
-    "stream_windows",
-    "rms_db",
 ]
 
-#: Anything :func:`load_audio` and :func:`stream_windows` accept.
+#: Anything :func:`load_audio` and :func:`iter_blocks` accept.
 AudioSource = Union[str, "os.PathLike[str]", IO[bytes], np.ndarray]
 
 
@@ -76,9 +71,6 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     | ({".mp3"} if MP3_SUPPORTED else set())
 )
 
-#: Windows whose RMS is below this many dB re. full scale are silent.
-SILENCE_DB: float = -60.0
-
 
 def source_name(source: Any) -> str:
     """Name used in messages: the path, a file object's ``name``, or ``"array"``."""
@@ -88,47 +80,6 @@ def source_name(source: Any) -> str:
         return os.fspath(source)
     name = getattr(source, "name", None)
     return str(name) if isinstance(name, (str, bytes)) and name else "<file object>"
-
-
-def rms_db(y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """RMS level in dB re. full scale (1.0); digital silence gives -200 dB."""
-    y = np.asarray(y, dtype=np.float32)
-    ms = np.mean(np.square(y, dtype=np.float64), axis=axis) if y.shape[axis] else np.zeros(())
-    return 10.0 * np.log10(np.maximum(ms, 1e-20))
-
-
-def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
-    """Integer or float samples → float32; integers scaled by their full-scale value.
-
-    ``int16`` is divided by 32768, ``int32`` by 2**31, ``uint8`` is centred on 128.
-    Raises :class:`InputError` for non-numeric dtypes and NaN/inf samples.
-    """
-    y = np.asarray(y)
-    if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
-        raise InputError(f"{what}: unsupported sample dtype {y.dtype} (need int or float)")
-    if y.dtype.kind == "i":
-        y = (y.astype(np.float64) / float(-np.iinfo(y.dtype).min)).astype(np.float32)
-    elif y.dtype.kind == "u":
-        half = float(np.iinfo(y.dtype).max // 2 + 1)
-        y = ((y.astype(np.float64) - half) / half).astype(np.float32)
-    else:
-        y = y.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(y)):
-            raise InputError(f"{what}: audio contains NaN or infinite samples")
-    return y
-
-
-def _channel_mean(y: np.ndarray, axis: int) -> np.ndarray:
-    """Mean over the channel ``axis`` of 2-D float32 audio, one channel at a time: numpy's
-    ``mean(axis=1)`` over a few interleaved channels is a slow strided reduction (about 8.5 ms
-    for 10 s of 44.1 kHz stereo; this takes about 1.5 ms)."""
-    chans = y.T if axis == 1 else y
-    out = chans[0].astype(np.float32, copy=True)
-    for c in chans[1:]:
-        out += c
-    if len(chans) > 1:
-        out *= np.float32(1.0 / len(chans))
-    return out
 
 
 #: libsndfile subtypes read as integers: (dtype, full-scale value). libsndfile returns a
@@ -141,44 +92,6 @@ _INT_SUBTYPES: dict[str, tuple[Any, float]] = {
     "PCM_24": (np.int32, 2147483648.0),
     "PCM_32": (np.int32, 2147483648.0),
 }
-
-
-def _int_mean(block: np.ndarray, full_scale: float) -> np.ndarray:
-    """Integer ``[n, channels]`` block → mono float32 in [-1, 1): channels summed in float32
-    one at a time, then one scale by ``1 / (full_scale * channels)``."""
-    out = block[:, 0].astype(np.float32)
-    for c in range(1, block.shape[1]):
-        out += block[:, c]
-    out *= np.float32(1.0 / (full_scale * block.shape[1]))
-    return out
-
-
-def to_mono(y: np.ndarray, *, what: str = "array") -> np.ndarray:
-    """Mix audio to mono by the mean over channels.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,) or (n, channels) or (channels, n)]
-        For 2-D input the shorter axis is taken as channels (soundfile's layout is
-        ``(n, channels)``, librosa's is ``(channels, n)``; both work).
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), dtype=float32]
-    """
-    y = as_float_audio(y, what=what)
-    if y.ndim == 1:
-        return y
-    if y.ndim != 2:
-        raise InputError(f"{what}: expected audio of shape (n,) or (n, channels), got shape {y.shape}")
-    if y.shape[0] == 0 or y.shape[1] == 0:
-        return np.zeros(0, dtype=np.float32)
-    axis = 1 if y.shape[1] <= y.shape[0] else 0
-    return _channel_mean(y, axis)
-
-
-def _check_rate(sample_rate: Any, what: str) -> int:
-    return check_sample_rate(sample_rate, what=what)
 
 
 #: Leading bytes of common non-audio files, named in the error instead of a decoder's guess.
@@ -357,7 +270,7 @@ def audio_info(source: AudioSource, sample_rate: int | None = None) -> AudioInfo
     """Sample rate, channels, frames and format of a source without decoding it."""
     name = source_name(source)
     if isinstance(source, np.ndarray):
-        sr = _check_rate(sample_rate, name)
+        sr = check_sample_rate(sample_rate, what=name)
         y = to_mono(source, what=name)
         return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), y.shape[0], "array")
     f = _open(source)
@@ -386,8 +299,8 @@ def iter_blocks(
     """Decode a source block by block as mono float32 at ``target_sr``.
 
     At most ``block_seconds`` of native-rate audio is read from a file at a time
-    (``SoundFile.read(frames)``), mixed to mono and resampled with
-    :class:`soxr.ResampleStream`, so memory stays bounded for any file length.
+    (``SoundFile.read(frames)``), mixed to mono and resampled by one stream resampler
+    (:func:`instrunet_core.inputs.resampler`), so memory stays bounded for any file length.
 
     Yields
     ------
@@ -406,7 +319,7 @@ def iter_blocks(
     try:
         sr = f.samplerate
         frames_per_block = max(1, min(int(block_seconds * sr), MAX_BLOCK_SAMPLES // f.channels))
-        rs = soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ") if sr != target_sr else None
+        rs = resampler(sr, target_sr)
         int_dtype, full_scale = _INT_SUBTYPES.get(f.subtype, (None, 0.0))
         # One read buffer for the whole file (SoundFile.read(out=...)): integer files are read as
         # integers, which libsndfile does ~6x faster than converting them to float itself.
@@ -420,11 +333,11 @@ def iter_blocks(
             last = block.shape[0] < frames_per_block
             got += block.shape[0]
             if int_dtype is not None:
-                mono = _int_mean(block, full_scale)
+                mono = mix_down_int(block, full_scale)
             else:
                 if block.shape[0] and not np.all(np.isfinite(block)):
                     raise DecodeError(f"{name}: audio contains NaN or infinite samples")
-                mono = _channel_mean(block, 1)
+                mono = mix_down(block)
             if rs is not None:
                 mono = rs.resample_chunk(mono, last=last)
             yield mono
@@ -442,17 +355,14 @@ def _array_blocks(
     """Blocks of an in-memory array: mixed to mono and resampled one block at a time, so the
     temporary memory is bounded by the block size whatever the rate ratio and length."""
     sr = check_sample_rate(sample_rate, what=name)
-    y = check_audio_array(source, what=name)
-    if y.ndim == 2:
-        axis = 1 if y.shape[1] <= y.shape[0] else 0
-        y = y if axis == 1 else y.T  # frames first
+    y = frames_first(check_audio_array(source, what=name))
     n = y.shape[0]
     channels = 1 if y.ndim == 1 else y.shape[1]
     step = max(1, min(int(block_seconds * sr), MAX_BLOCK_SAMPLES // channels))
-    rs = soxr.ResampleStream(sr, target_sr, 1, dtype="float32", quality="HQ") if sr != target_sr else None
+    rs = resampler(sr, target_sr)
     for i in range(0, n, step):
         block = as_float_audio(y[i : i + step], what=name)
-        mono = block if block.ndim == 1 else _channel_mean(block, 1)
+        mono = block if block.ndim == 1 else mix_down(block)
         if rs is not None:
             mono = rs.resample_chunk(np.ascontiguousarray(mono), last=i + step >= n)
         yield mono
@@ -484,113 +394,6 @@ def load_audio(
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 
 
-@dataclasses.dataclass(frozen=True)
-class WindowBatch:
-    """A batch of analysis windows from :func:`stream_windows`.
-
-    Attributes
-    ----------
-    windows : np.ndarray [shape=(B, window_samples), dtype=float32]
-        Mono audio at the front end's rate, the last one zero-padded if partial.
-    starts : np.ndarray [shape=(B,), dtype=int64]
-        First sample of each window.
-    lengths : np.ndarray [shape=(B,), dtype=int64]
-        Real (unpadded) samples in each window.
-    """
-
-    windows: np.ndarray
-    starts: np.ndarray
-    lengths: np.ndarray
-
-
-def stream_windows(
-    source: AudioSource,
-    sample_rate: int | None = None,
-    *,
-    fe: FrontEnd = DEFAULT_FRONT_END,
-    hop_samples: int | None = None,
-    window_samples: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    block_seconds: float = 10.0,
-) -> Iterator[WindowBatch]:
-    """Yield batches of fixed-length windows with bounded memory.
-
-    Windows start at ``0, hop, 2*hop, ...``; the last one reaches the end of the
-    audio and is zero-padded. Audio shorter than a window gives one padded window.
-    Memory is bounded by ``block_seconds`` of audio plus one window plus one batch.
-
-    Parameters
-    ----------
-    source : str, PathLike, file-like or np.ndarray
-    sample_rate : int, optional
-        Required for arrays.
-    fe : FrontEnd
-        Gives the target rate and the default window length.
-    hop_samples : int, optional
-        Samples between window starts (default: half a window).
-    window_samples : int, optional
-        Window length (default ``fe.window_samples``).
-    batch_size : int
-        Windows per yielded batch.
-
-    Yields
-    ------
-    WindowBatch
-    """
-    name = source_name(source)
-    win = int(window_samples or fe.window_samples)
-    hop = int(hop_samples) if hop_samples is not None else win // 2
-    min_hop = max(1, int(MIN_HOP_SECONDS * fe.sample_rate))
-    if hop < min_hop:
-        raise InputError(
-            f"{name}: hop must be >= {min_hop} samples ({MIN_HOP_SECONDS:g} s), got {hop_samples!r}"
-        )
-    if win <= 0:
-        raise InputError(f"{name}: window must be > 0 samples, got {window_samples!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise InputError(f"{name}: batch_size must be > 0, got {batch_size!r}")
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # absolute index of buf[0]
-    next_start = 0
-    total = 0
-    emitted_end = -1
-    pending: list[tuple[np.ndarray, int, int]] = []
-
-    def flush() -> WindowBatch:
-        w = np.stack([p[0] for p in pending])
-        s = np.array([p[1] for p in pending], dtype=np.int64)
-        n = np.array([p[2] for p in pending], dtype=np.int64)
-        pending.clear()
-        return WindowBatch(w, s, n)
-
-    for block in iter_blocks(source, sample_rate, target_sr=fe.sample_rate, block_seconds=block_seconds):
-        if block.size == 0:
-            continue
-        total += block.shape[0]
-        buf = np.concatenate([buf, block]) if buf.size else block.copy()
-        while next_start + win <= buf_start + buf.shape[0]:
-            off = next_start - buf_start
-            pending.append((buf[off : off + win].copy(), next_start, win))
-            emitted_end = next_start + win
-            next_start += hop
-            if len(pending) >= batch_size:
-                yield flush()
-        drop = min(next_start - buf_start, buf.shape[0])
-        if drop > 0:
-            buf = buf[drop:]
-            buf_start += drop
-    if total == 0:
-        raise DecodeError(f"{name}: no audio samples")
-    if emitted_end < total and next_start < total:
-        off = max(0, next_start - buf_start)
-        tail = buf[off:]
-        w = np.zeros(win, dtype=np.float32)
-        w[: tail.shape[0]] = tail
-        pending.append((w, next_start, int(tail.shape[0])))
-    if pending:
-        yield flush()
-
-
 def _is_filelike(x: Any) -> bool:
     return hasattr(x, "read") and not isinstance(x, (str, bytes, os.PathLike, np.ndarray))
 
@@ -598,7 +401,7 @@ def _is_filelike(x: Any) -> bool:
 def rereadable_source(source: Any) -> Any:
     """Return a re-readable form of ``source``: non-seekable file objects, FIFOs and other
     non-regular paths (``/dev/stdin``) are copied to memory once (at most
-    :data:`~instrunet_core.validate.MAX_STREAM_BYTES`), so that analyzers can decode the
+    :data:`~instrunet_core.inputs.MAX_STREAM_BYTES`), so that analyzers can decode the
     source a second time."""
     if _is_filelike(source) and not _seekable(source):
         return _read_bounded(source, source_name(source))

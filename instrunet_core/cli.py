@@ -14,12 +14,14 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .batch import error_message
 from .errors import InputError, InstrunetError
-from .inference import DEFAULT_HOP_SECONDS
+from .features import DEFAULT_HOP_SECONDS
+from .timeline import DEFAULT_SMOOTHING
 
 __all__ = ["main", "build_parser"]
 
@@ -43,40 +45,18 @@ def _err(msg: str) -> None:
     _say(f"instrunet: error: {msg}")
 
 
-@contextlib.contextmanager
-def _plugin_stdout() -> Iterator[None]:
-    """Send what plugin code prints to stderr, so that it cannot corrupt machine output on stdout.
+def _plugin_stdout() -> Any:
+    """:func:`~instrunet_core.registry.plugin_stdout` down to file descriptor 1: the command is
+    single-threaded, so native plugin code's output can be sent to stderr too."""
+    from .registry import plugin_stdout
 
-    Python-level prints (``sys.stdout``) and, for native code, file descriptor 1 itself: while
-    plugin code runs, fd 1 points at stderr (or /dev/null when stderr is closed). The command
-    is single-threaded here, so swapping the descriptor is safe.
-    """
-    target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
-    saved = None
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        if sys.stdout is not None:
-            sys.stdout.flush()
-        saved = os.dup(1)
-        try:
-            os.dup2(2, 1)
-        except OSError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.close(devnull)
-    try:
-        with contextlib.redirect_stdout(target):
-            yield
-    finally:
-        if saved is not None:
-            with contextlib.suppress(OSError):
-                os.dup2(saved, 1)
-            os.close(saved)
+    return plugin_stdout(fd=True)
 
 
 def _hop_arg(text: str) -> float:
-    """argparse type of ``--hop``: seconds, checked by :func:`instrunet_core.validate.check_hop`."""
+    """argparse type of ``--hop``: seconds, checked by :func:`instrunet_core.inputs.check_hop`."""
     from .features import DEFAULT_FRONT_END
-    from .validate import check_hop
+    from .inputs import check_hop
 
     try:
         h = float(text)
@@ -108,19 +88,19 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _problem(path: str, e: BaseException) -> str:
-    """``e``'s message, prefixed with ``path`` unless it already names it."""
-    msg = str(e) or type(e).__name__
-    return msg if msg.startswith(path) else f"{path}: {msg}"
-
-
 def _version() -> str:
     from . import __version__
 
     return __version__
 
 
-def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options every classifying command takes: the model, how it runs, the hop."""
+    p.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="registered model name or artifact folder (default model if omitted)",
+    )
     p.add_argument(
         "--providers",
         metavar="LIST",
@@ -140,6 +120,14 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
         help="threads that analyse batches of windows beside the main thread (default: one "
         "fewer than the usable cores, at least 1, at most 4)",
     )
+    p.add_argument(
+        "--hop",
+        type=_hop_arg,
+        default=DEFAULT_HOP_SECONDS,
+        metavar="S",
+        help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
+        f"(default {DEFAULT_HOP_SECONDS:g})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,46 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="audio files (wav, flac, ogg, mp3, ...; any rate and channels); '-' reads stdin",
     )
-    c.add_argument(
-        "--model",
-        metavar="NAME|PATH",
-        help="registered model name or artifact folder (default model if omitted)",
-    )
-    _add_runtime_options(c)
+    _add_model_options(c)
     c.add_argument(
         "--json", action="store_true", help="print one JSON array of instrunet.classification/1 records"
-    )
-    c.add_argument(
-        "--hop",
-        type=_hop_arg,
-        default=DEFAULT_HOP_SECONDS,
-        metavar="S",
-        help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-        f"(default {DEFAULT_HOP_SECONDS:g})",
     )
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
-    a.add_argument(
-        "--model",
-        metavar="NAME|PATH",
-        help="registered model name or artifact folder (default model if omitted)",
-    )
-    _add_runtime_options(a)
+    _add_model_options(a)
     a.add_argument(
         "--json", metavar="OUT", help="write the analysis as instrunet.analysis/1 JSON ('-' for stdout)"
     )
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
     a.add_argument(
-        "--hop",
-        type=_hop_arg,
-        default=DEFAULT_HOP_SECONDS,
-        metavar="S",
-        help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-        f"(default {DEFAULT_HOP_SECONDS:g})",
-    )
-    a.add_argument(
-        "--smoothing", type=int, default=3, metavar="N", help="moving-median length in windows (default 3)"
+        "--smoothing",
+        type=int,
+        default=DEFAULT_SMOOTHING,
+        metavar="N",
+        help=f"moving-median length in windows (default {DEFAULT_SMOOTHING})",
     )
     a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
@@ -212,20 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON lines (instrunet.classification/1), one per file; files already done in it "
         "are skipped, failed ones retried; locked while the batch runs",
     )
-    b.add_argument(
-        "--model",
-        metavar="NAME|PATH",
-        help="registered model name or artifact folder (default model if omitted)",
-    )
-    _add_runtime_options(b)
-    b.add_argument(
-        "--hop",
-        type=_hop_arg,
-        default=DEFAULT_HOP_SECONDS,
-        metavar="S",
-        help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-        f"(default {DEFAULT_HOP_SECONDS:g})",
-    )
+    _add_model_options(b)
 
     m = sub.add_parser("models", help="installed models")
     m.add_argument(
@@ -283,7 +236,7 @@ def _classify(args: argparse.Namespace) -> int:
             raise  # stdout's reader has gone: stop (handled in main), not a problem of this file
         except (InstrunetError, OSError) as e:
             rc = EXIT_FAIL
-            msg = _problem(path, e)
+            msg = error_message(path, e)
             _err(msg)
             row = error_record(path, msg, model)
         rows.append(row)
@@ -357,7 +310,7 @@ def _analyze(args: argparse.Namespace) -> int:
             _source(args.file), model=model, hop=args.hop, smoothing=args.smoothing, workers=args.workers
         )
     except (InstrunetError, OSError) as e:
-        _err(_problem(args.file, e))
+        _err(error_message(args.file, e))
         return EXIT_FAIL
     if an.source != args.file:
         an.source = args.file  # '-' rather than '<stdin>'
@@ -400,50 +353,14 @@ def _describe(e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- batch
-def _done_paths(data: bytes) -> set[str]:
-    """Resolved paths that already have a result (error records are not done: they are retried)."""
-    done: set[str] = set()
-    for raw in data.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # a torn last line from an interrupted run: redo that file
-        if isinstance(rec, dict) and isinstance(rec.get("path"), str) and "error" not in rec:
-            done.add(os.path.realpath(rec["path"]))
-    return done
-
-
-def _lock(fd: int) -> bool:
-    """Exclusive, non-blocking lock on an open file (False when another process holds it)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError:  # a file system without locks (some network mounts): go on unlocked
-        return True
-    return True
-
-
 def _batch(args: argparse.Namespace) -> int:
-    from .audio import AUDIO_EXTENSIONS
-    from .output import classification_record, error_record
+    from .batch import ResultsFile, ResultsLocked, collect_files, file_record
 
-    root = Path(args.dir)
-    if not root.is_dir():
-        _err(f"{args.dir}: not a directory")
+    try:
+        files = collect_files(args.dir)
+    except InputError as e:
+        _err(str(e))
         return EXIT_FAIL
-    # Keyed by resolved path: the same folder given relative or absolute, or through a
-    # symlink, names each file once.
-    files = sorted(
-        {os.path.realpath(p) for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
-    )
     out = args.out
     if os.path.realpath(out) in files:
         _err(f"{out}: is one of the input files; refusing to overwrite it (choose another --out)")
@@ -458,36 +375,25 @@ def _batch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     clf = model.classifier(hop=args.hop, workers=args.workers)
     try:
-        _make_parent(out)
-        f = open(out, "a+b")  # noqa: SIM115 - closed below; read (resume) and append under one lock
+        results = ResultsFile(out)
+    except ResultsLocked as e:
+        _err(str(e))
+        return EXIT_FAIL
     except OSError as e:
         _err(f"{out}: cannot write: {e.strerror or e}")
         return EXIT_FAIL
-    with f:
-        if not _lock(f.fileno()):
-            _err(f"{out}: another instrunet batch is writing this file; wait for it or choose another --out")
-            return EXIT_FAIL
-        f.seek(0)
-        data = f.read()
-        done = _done_paths(data)
-        todo = [p for p in files if p not in done]
+    with results:
+        todo = [p for p in files if p not in results.done]
         n = len(todo)
         _say(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go")
         rc = EXIT_OK
         try:
-            if data and not data.endswith(b"\n"):
-                f.write(b"\n")  # an interrupted previous line must not glue onto the next record
             for i, path in enumerate(todo, 1):
-                try:
-                    pred, duration = _classify_one(clf, path)
-                    rec = classification_record(path, pred, model, duration=duration)
-                except (InstrunetError, OSError) as e:
+                rec = file_record(clf, path)
+                if "error" in rec:
                     rc = EXIT_FAIL
-                    msg = _problem(path, e)
-                    _err(msg)
-                    rec = error_record(path, msg, model)
-                f.write((json.dumps(rec, allow_nan=False) + "\n").encode("utf-8", "surrogateescape"))
-                f.flush()
+                    _err(rec["error"])
+                results.append(rec)
                 _say(f"[{i}/{n}] {path}")
         except OSError as e:
             _err(f"{out}: cannot write: {e.strerror or e}")

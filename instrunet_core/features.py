@@ -1,10 +1,10 @@
-"""The one log-mel front end, shared by the runtime and by training.
+"""The one log-mel front end: parameters, the transform, dB scaling, levels and the only
+windowing path, shared by the runtime, export and training.
 
-Everything that turns audio into model input lives here, in numpy alone, so that
-the spectrograms a model was trained on and the ones it sees at run time are
-computed by the same code. The reference is librosa's
-``melspectrogram`` + ``power_to_db(ref=np.max)``; ``tests/test_features.py``
-checks parity within 1e-4 on the [0, 1] scale.
+Everything that turns audio into model input lives here, in numpy alone, so that the
+spectrograms a model was trained on and the ones it sees at run time are computed by the same
+code. The reference is librosa's ``melspectrogram`` + ``power_to_db(ref=np.max)``;
+``tests/test_features.py`` checks parity within 1e-4 on the [0, 1] scale.
 
 Pipeline for one window of mono audio at 22,050 Hz:
 
@@ -17,27 +17,44 @@ A window shorter than ``window_samples`` is padded with digital silence *before*
 the transform, so padding lands on the floor (0), never on the loudest value as
 the seed's 0 dB padding did. A window with no energy at all (digital silence)
 maps to all zeros.
+
+Two ways in, one transform: :func:`batch_features` takes windows one by one (training and
+export use it, and it is the reference); :class:`WindowStream` takes a stream and cuts it into
+windows on a grid of STFT frames, so that overlapping windows share their frames (each frame's
+FFT and mel projection computed once for the stream). Both use the same power-mel projection
+(:func:`_power_mel`) and the same per-window dB scaling (:func:`_scale_to_unit`), and agree
+within float32 rounding (tested). :class:`WindowStream` is the only place windows are cut:
+the :class:`~instrunet_core.inference.Classifier`, export's parity windows and
+:func:`window_audio` all go through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from ._threads import blas_limited
 from .errors import InputError
+from .inputs import check_float_samples, check_hop
 
 __all__ = [
     "FrontEnd",
     "DEFAULT_FRONT_END",
+    "SAMPLE_RATE",
+    "DEFAULT_HOP_SECONDS",
+    "DEFAULT_BATCH_SIZE",
+    "SILENCE_DB",
     "mel_filterbank",
     "logmel",
     "window_features",
     "batch_features",
+    "rms_db",
+    "WindowStream",
+    "window_audio",
 ]
 
 
@@ -127,8 +144,8 @@ FRONT_END_LIMITS: dict[str, tuple[float, float]] = {
     "frames": (1, 4_096),
     "top_db": (1.0, 200.0),
 }
-#: Most samples in one analysis window (60 s at 22,050 Hz).
-MAX_WINDOW_SAMPLES = 60 * 22_050
+#: Most seconds in one analysis window (at the manifest's rate).
+MAX_WINDOW_SECONDS = 60
 
 
 def _short(v: Any) -> str:
@@ -174,16 +191,29 @@ def _check_front_end(fe: FrontEnd) -> None:
         raise InputError(f"fmin={fe.fmin!r} must be below Nyquist ({sr / 2:g} Hz)")
     if not isinstance(fe.normalization, str):
         raise InputError(f"normalization must be a string, got {_short(fe.normalization)}")
-    if fe.window_samples > MAX_WINDOW_SAMPLES:
+    most = MAX_WINDOW_SECONDS * sr
+    if fe.window_samples > most:
         raise InputError(
             f"frames={fe.frames} x hop_length={fe.hop_length} makes a {fe.window_samples}-sample window "
-            f"(at most {MAX_WINDOW_SAMPLES})"
+            f"(at most {most}: {MAX_WINDOW_SECONDS} s)"
         )
 
 
 DEFAULT_FRONT_END = FrontEnd()
+#: The rate every packaged model and the training corpus use (Hz).
+SAMPLE_RATE: int = DEFAULT_FRONT_END.sample_rate
+#: Seconds between window starts unless a caller says otherwise (snapped to whole frames).
+DEFAULT_HOP_SECONDS = 1.5
+#: Windows per batch unless a caller says otherwise: the windows whose features are computed
+#: together from shared frames (and one job of the classifier's worker threads).
+DEFAULT_BATCH_SIZE = 16
+#: Windows whose RMS is below this many dB re. full scale are silent (they never vote).
+SILENCE_DB: float = -60.0
 
+#: Smallest power (dB floor ``10 log10(_AMIN)`` = -100 dB).
 _AMIN = 1e-10
+#: dB value of a frame with no energy (``10 log10(amin)``).
+_DB_FLOOR = float(10.0 * np.log10(_AMIN))
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -285,17 +315,6 @@ def _hann(n: int) -> np.ndarray:
     return w
 
 
-def _check_audio(y: np.ndarray, what: str) -> np.ndarray:
-    y = np.asarray(y)
-    if not np.issubdtype(y.dtype, np.floating):
-        raise InputError(f"{what}: expected floating-point audio, got dtype {y.dtype}")
-    if y.dtype != np.float32:
-        y = y.astype(np.float32)
-    if not np.all(np.isfinite(y)):
-        raise InputError(f"{what}: audio contains NaN or infinite samples")
-    return y
-
-
 _local = threading.local()
 #: Frames transformed per step inside :func:`_power_mel` (bounds its scratch memory to ~8 MB).
 #: 128 measured fastest of 16-256: with 256 the per-step buffers outgrow the CPU's caches and
@@ -355,18 +374,23 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
     return np.swapaxes(mel.reshape(*lead, fe.n_mels), -1, -2)
 
 
-def _to_unit(mel: np.ndarray, fe: FrontEnd) -> np.ndarray:
-    """Power mel [..., n_mels, n_frames] → dB re. per-item max → [0, 1]."""
-    axes = (-2, -1)
-    peak = mel.max(axis=axes, keepdims=True)
-    log_spec = 10.0 * np.log10(np.maximum(mel, _AMIN))
-    log_spec -= 10.0 * np.log10(np.maximum(peak, _AMIN))
-    out = np.clip((log_spec + fe.top_db) / fe.top_db, 0.0, 1.0).astype(np.float32, copy=False)
-    # Digital silence: no energy anywhere → the floor, not a flat "peak" image.
-    silent = peak <= _AMIN
-    if np.any(silent):
-        out = np.where(silent, np.float32(0.0), out)
-    return out
+def _to_db(mel: np.ndarray) -> np.ndarray:
+    """Power mel → dB (``10 log10``, floored at ``_AMIN``), float32."""
+    return (10.0 * np.log10(np.maximum(mel, _AMIN))).astype(np.float32, copy=False)
+
+
+def _scale_to_unit(db: np.ndarray, fe: FrontEnd) -> np.ndarray:
+    """dB mel [..., a, b] → relative to each item's maximum over its last two axes, floored
+    ``top_db`` below it, scaled to [0, 1]; in place (the same operations in the same order,
+    without a temporary per step). Digital silence (no energy anywhere) maps to the floor, not
+    to a flat "peak" image."""
+    peak = db.max(axis=(-2, -1), keepdims=True)
+    db -= peak
+    db += fe.top_db
+    db /= fe.top_db
+    np.clip(db, 0.0, 1.0, out=db)
+    db[peak[..., 0, 0] <= _DB_FLOOR] = 0.0
+    return db
 
 
 def _frame(y: np.ndarray, fe: FrontEnd) -> np.ndarray:
@@ -401,10 +425,8 @@ def logmel(y: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
     >>> S.shape, float(S.max())
     ((128, 44), 1.0)
     """
-    y = _check_audio(y, "logmel")
-    if y.ndim != 1:
-        raise InputError(f"logmel: expected mono audio of shape (n,), got shape {y.shape}")
-    return _to_unit(_power_mel(_frame(y, fe), fe), fe)
+    y = check_float_samples(y, what="logmel")
+    return _scale_to_unit(_to_db(_power_mel(_frame(y, fe), fe)), fe)
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
@@ -424,9 +446,7 @@ def window_features(y: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END) -> np.nd
     -------
     np.ndarray [shape=(n_mels, frames), dtype=float32]
     """
-    y = _check_audio(y, "window_features")
-    if y.ndim != 1:
-        raise InputError(f"window_features: expected mono audio of shape (n,), got shape {y.shape}")
+    y = check_float_samples(y, what="window_features")
     return batch_features(y[None, :], fe=fe)[0]
 
 
@@ -444,12 +464,421 @@ def batch_features(windows: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END, chu
     -------
     np.ndarray [shape=(batch, n_mels, frames), dtype=float32]
     """
-    windows = _check_audio(windows, "batch_features")
-    if windows.ndim != 2:
-        raise InputError(f"batch_features: expected shape (batch, n), got shape {windows.shape}")
+    windows = check_float_samples(windows, what="batch_features", ndim=2)
     windows = _fit(windows, fe.window_samples)
     out = np.empty((windows.shape[0], fe.n_mels, fe.frames), dtype=np.float32)
     for i in range(0, windows.shape[0], chunk):
         frames = _frame(windows[i : i + chunk], fe)
-        out[i : i + chunk] = _to_unit(_power_mel(frames, fe), fe)[..., : fe.frames]
+        out[i : i + chunk] = _scale_to_unit(_to_db(_power_mel(frames, fe)[..., : fe.frames]), fe)
     return out
+
+
+# ---------------------------------------------------------------------------- levels
+#: Samples per evidence block: the unit of a stream's sounding seconds and of window levels.
+_EV_BLOCK = 512
+
+
+def _mean_square(blocks: np.ndarray) -> np.ndarray:
+    """Mean square of each row of ``blocks`` [shape=(m, n)], in float64."""
+    return np.mean(np.square(blocks, dtype=np.float64), axis=-1)
+
+
+def _ms_db(ms: Any) -> Any:
+    """Mean square → RMS level in dBFS (digital silence: -200)."""
+    return 10.0 * np.log10(np.maximum(ms, 1e-20))
+
+
+def rms_db(y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """RMS level in dB re. full scale (1.0); digital silence gives -200 dB."""
+    y = np.asarray(y, dtype=np.float32)
+    ms = np.mean(np.square(y, dtype=np.float64), axis=axis) if y.shape[axis] else np.zeros(())
+    return _ms_db(ms)
+
+
+# ---------------------------------------------------------------------------- the stream
+#: Frames transformed at once (bounds the temporary FFT memory to a few MB).
+_FRAME_CHUNK = 512
+
+
+class _Tape:
+    """A growable array along axis 0 addressed by absolute index (amortised O(1) appends).
+
+    Holds items ``[base, base + n)``; :meth:`drop_before` forgets the oldest ones.
+    """
+
+    def __init__(self, row_shape: tuple[int, ...], base: int = 0, dtype: Any = np.float32) -> None:
+        self._data = np.zeros((1024, *row_shape), dtype=dtype)
+        self._off = 0  # index in _data of item `base`
+        self.base = base
+        self.n = 0
+
+    @property
+    def end(self) -> int:
+        return self.base + self.n
+
+    def append(self, x: np.ndarray) -> None:
+        m = x.shape[0]
+        if m == 0:
+            return
+        if self._off + self.n + m > self._data.shape[0]:
+            cap = self._data.shape[0]
+            if self.n + m <= cap // 2:
+                # At most half full: move the kept items to the front of the same buffer (a fresh
+                # buffer on every wrap cost page faults). They start past the half the new items
+                # leave free (off > cap - n - m >= n), so the move never overlaps itself (which
+                # would cost numpy a temporary copy).
+                self._data[: self.n] = self._data[self._off : self._off + self.n]
+            else:
+                new = np.empty(
+                    (max(2 * cap, 2 * (self.n + m)), *self._data.shape[1:]), dtype=self._data.dtype
+                )
+                new[: self.n] = self._data[self._off : self._off + self.n]
+                self._data = new
+            self._off = 0
+        self._data[self._off + self.n : self._off + self.n + m] = x
+        self.n += m
+
+    def view(self, a: int, b: int) -> np.ndarray:
+        """Items ``[a, b)``; past the end, zeros (only used once the stream has ended)."""
+        if a < self.base:
+            raise AssertionError(f"internal: item {a} was dropped (oldest kept {self.base})")
+        if b <= self.end:
+            return self._data[self._off + a - self.base : self._off + b - self.base]
+        out = np.zeros((b - a, *self._data.shape[1:]), dtype=self._data.dtype)
+        have = max(0, self.end - a)
+        if have:
+            out[:have] = self._data[self._off + a - self.base : self._off + self.n]
+        return out
+
+    def drop_before(self, a: int) -> None:
+        k = min(max(0, a - self.base), self.n)
+        self._off += k
+        self.base += k
+        self.n -= k
+
+    def restart(self, base: int) -> None:
+        """Forget every item; the next append is item ``base``."""
+        self._off, self.base, self.n = 0, base, 0
+
+
+#: ``view(a, b)``: items ``[a, b)`` of a stream (audio samples or dB mel frames) by absolute index.
+_View = Callable[[int, int], np.ndarray]
+#: A batch of windows: ``(window index, real samples)`` for each.
+Ready = list[tuple[int, int]]
+
+
+class WindowStream:
+    """The only windowing path: mono samples at the front end's rate in, analysis windows out.
+
+    Windows of ``fe.window_samples`` (2.949 s, 128 frames) start every :attr:`hop_samples`:
+    the hop is **snapped to a whole number of STFT frames** (512 samples; the default 1.5 s
+    becomes 65 frames = 1.5093 s), so that adjacent windows lie on one frame grid and share
+    their STFT frames. The centred STFT of a window zero-pads its edges, so the two frames at
+    each end of a window see padding rather than the neighbouring audio: these edge frames are
+    recomputed per window with the window's own padding, and the dB scaling is relative to each
+    window's peak, so every window's features equal :func:`batch_features` of its samples
+    within float32 rounding.
+
+    A full window is ready as soon as its last sample is in; at the end of the stream
+    (``final``) audio after the last full window gets one zero-padded window, and audio shorter
+    than a window one padded window.
+
+    The stream also measures levels: the mean square of every 512-sample evidence block, from
+    which come :attr:`sounding_samples` (the blocks at or above :data:`SILENCE_DB`) and each
+    window's RMS (:meth:`levels`).
+
+    Memory is bounded: the stream keeps one window of audio and of frames plus what the last
+    :meth:`push` brought, once the caller has :meth:`advance`-d past the windows it took.
+
+    Parameters
+    ----------
+    fe : FrontEnd
+    hop : float, optional
+        Seconds between window starts (default :data:`DEFAULT_HOP_SECONDS`), checked by
+        :func:`~instrunet_core.inputs.check_hop`.
+    share_frames : bool
+        Keep the dB mel frames shared by windows (for :meth:`features`); ``False`` when only the
+        windows' audio is wanted (:meth:`windows`: a waveform-input model, export's parity).
+
+    Notes
+    -----
+    One stream per thread. :meth:`detached` hands a batch's work to another thread.
+    """
+
+    def __init__(
+        self, fe: FrontEnd = DEFAULT_FRONT_END, hop: float | None = None, *, share_frames: bool = True
+    ) -> None:
+        self.fe = fe
+        h = check_hop(DEFAULT_HOP_SECONDS if hop is None else hop, sample_rate=fe.sample_rate)
+        #: Seconds between window starts after snapping, in STFT frames (at least 1) and samples.
+        self.hop_frames = max(1, int(round(h / fe.hop_length)))
+        self.hop_samples = self.hop_frames * fe.hop_length
+        self._H = fe.hop_length
+        self._pad = fe.n_fft // 2
+        self._win = fe.window_samples
+        self._F = fe.frames
+        self._share = share_frames
+        # Frames whose centred n_fft span leaves the window (they see its zero padding).
+        self._left = [j for j in range(self._F) if j * self._H - self._pad < 0]
+        self._right = [
+            j
+            for j in range(self._F)
+            if j * self._H - self._pad + fe.n_fft > self._win and j not in self._left
+        ]
+        self._inner = (len(self._left), self._F - len(self._right))  # [lo, hi) shared frames
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: audio, frames and levels."""
+        # Audio; indices < 0 are the centred STFT's left padding.
+        self._audio = _Tape((), base=-self._pad)
+        self._audio.append(np.zeros(self._pad, dtype=np.float32))
+        self.total = 0
+        self._frames = _Tape((self.fe.n_mels,), base=0)  # dB mel frames, shared by windows
+        self._next_win = 0
+        self._last_full_end = -1
+        self._ev_pos = 0
+        # Mean square of each evidence block (block i: samples [512 i, 512 i + 512)).
+        self._block_ms = _Tape((), base=0, dtype=np.float64)
+        self.sounding_samples = 0
+
+    # ------------------------------------------------------------------ input
+    def push(self, y: np.ndarray) -> None:
+        """Append mono float32 samples at ``fe.sample_rate`` (checked by the caller)."""
+        if y.size == 0:
+            return
+        self._audio.append(y)
+        self.total += y.shape[0]
+        n_blocks = (self.total - self._ev_pos) // _EV_BLOCK
+        if n_blocks:
+            seg = self._audio.view(self._ev_pos, self._ev_pos + n_blocks * _EV_BLOCK).reshape(
+                n_blocks, _EV_BLOCK
+            )
+            ms = _mean_square(seg)
+            self._block_ms.append(ms)
+            self.sounding_samples += _EV_BLOCK * int(np.count_nonzero(_ms_db(ms) >= SILENCE_DB))
+            self._ev_pos += n_blocks * _EV_BLOCK
+
+    def finish(self) -> None:
+        """The stream has ended: count the last, partial evidence block."""
+        if self._ev_pos < self.total:
+            seg = self._audio.view(self._ev_pos, self.total)
+            if _ms_db(_mean_square(seg[None, :])[0]) >= SILENCE_DB:
+                self.sounding_samples += seg.shape[0]
+            self._ev_pos = self.total
+
+    # ------------------------------------------------------------------ windows
+    def start(self, k: int) -> int:
+        """First sample of window ``k``."""
+        return k * self.hop_samples
+
+    def n_ready(self) -> int:
+        """Full windows that could be taken now."""
+        if self.total < self._win:
+            return 0
+        return max(0, (self.total - self._win) // self.hop_samples + 1 - self._next_win)
+
+    def ready(self, limit: int, *, final: bool = False) -> Ready:
+        """``(window index, real samples)`` of at most ``limit`` windows that can be taken now.
+
+        Full windows as soon as their last sample is in; with ``final`` (the stream has ended),
+        one zero-padded window for audio after the last full window (as the seed's framing did).
+        """
+        out: Ready = []
+        k = self._next_win
+        covered = self._last_full_end
+        while len(out) < limit:
+            s = self.start(k)
+            if s + self._win <= self.total:
+                out.append((k, self._win))
+                covered = s + self._win
+            else:
+                if final and s < self.total and covered < self.total:
+                    out.append((k, self.total - s))
+                break
+            k += 1
+        return out
+
+    def advance(self, ready: Ready) -> None:
+        """The windows in ``ready`` are taken (their features computed, or their work
+        :meth:`detached`): drop audio, frames and evidence blocks that no later window needs."""
+        for k, n in ready:
+            # the padded last window covers the rest
+            self._last_full_end = self.start(k) + n if n == self._win else self.total
+        self._next_win = ready[-1][0] + 1
+        s_next = self.start(self._next_win)
+        self._block_ms.drop_before(s_next // _EV_BLOCK)
+        if not self._share:  # no stored frames: keep the audio of the next window on
+            self._audio.drop_before(max(self._audio.base, min(s_next, self._ev_pos, self._audio.end)))
+            return
+        first_frame = self._next_win * self.hop_frames + self._inner[0]
+        if self._frames.end < first_frame:  # hop longer than a window, or batches that made their own frames
+            self._frames.restart(first_frame)
+        else:
+            self._frames.drop_before(first_frame)
+        keep_from = min(s_next - self._pad, self._frames.end * self._H - self._pad, self._ev_pos)
+        self._audio.drop_before(max(self._audio.base, min(keep_from, self._audio.end)))
+
+    def levels(self, ready: Ready) -> np.ndarray:
+        """RMS level (dBFS) of the real samples of each window in ``ready``: from the evidence
+        blocks' mean squares when the window is made of whole 512-sample blocks (the default
+        front end's windows always are), else from its audio.
+
+        Returns
+        -------
+        np.ndarray [shape=(B,), dtype=float64]
+        """
+        out = np.empty(len(ready), dtype=np.float64)
+        for b, (k, n) in enumerate(ready):
+            s = self.start(k)
+            first, last = s // _EV_BLOCK, (s + n) // _EV_BLOCK  # whole blocks [first, last)
+            whole = n > 0 and s % _EV_BLOCK == 0 and n % _EV_BLOCK == 0
+            if whole and self._block_ms.base <= first and last <= self._block_ms.end:
+                ms = float(np.mean(self._block_ms.view(first, last)))
+            else:
+                ms = float(_mean_square(self._audio.view(s, s + max(1, n))[None, :])[0])
+            out[b] = _ms_db(ms)
+        return out
+
+    def features(self, ready: Ready) -> np.ndarray:
+        """Model input of the windows in ``ready`` from the shared frames (computing the frames
+        they need that the stream lacks).
+
+        Returns
+        -------
+        np.ndarray [shape=(B, n_mels, frames), dtype=float32]
+        """
+        first, last = self._frame_range(ready)
+        if self._frames.end < first:  # hop longer than a window: skip the unused frames
+            self._frames.restart(first)
+        self._frames.append(self._frames_db(self._frames.end, last, self._audio.view))
+        return self._features(ready, self._frames.view, self._audio.view)
+
+    def windows(self, ready: Ready) -> np.ndarray:
+        """Audio of the windows in ``ready``, zero-padded past the end of the stream.
+
+        Returns
+        -------
+        np.ndarray [shape=(B, window_samples), dtype=float32]
+        """
+        return self._windows(ready, self._audio.view)
+
+    def detached(self, ready: Ready) -> Callable[[], np.ndarray]:
+        """:meth:`features` (or, without shared frames, :meth:`windows`) of full windows as a
+        function of a copy of their audio, to run on another thread: it reads nothing that the
+        stream changes. It computes the frames it shares with the previous batch again (about
+        6 % more FFTs at the default hop), so that threads share no state."""
+        s0 = self.start(ready[0][0])
+        seg = self._audio.view(s0, self.start(ready[-1][0]) + self._win).copy()
+
+        def audio_view(a: int, b: int) -> np.ndarray:
+            return seg[a - s0 : b - s0]
+
+        if not self._share:
+            return lambda: self._windows(ready, audio_view)
+
+        def job() -> np.ndarray:
+            first, last = self._frame_range(ready)
+            frames = self._frames_db(first, last, audio_view)
+            return self._features(ready, lambda a, b: frames[a - first : b - first], audio_view)
+
+        return job
+
+    # ------------------------------------------------------------------ internals
+    def _frame_range(self, ready: Ready) -> tuple[int, int]:
+        """Global frames ``[first, last)`` shared by the windows in ``ready`` (edge frames excluded)."""
+        lo, hi = self._inner
+        return ready[0][0] * self.hop_frames + lo, ready[-1][0] * self.hop_frames + hi
+
+    def _frames_db(self, f0: int, f1: int, audio_view: _View) -> np.ndarray:
+        """dB mel of global frames ``[f0, f1)`` (frame ``f`` centred on sample ``f * hop_length``),
+        transformed ``_FRAME_CHUNK`` frames at a time.
+
+        Returns
+        -------
+        np.ndarray [shape=(f1 - f0, n_mels), dtype=float32]
+        """
+        fe = self.fe
+        out = np.empty((max(0, f1 - f0), fe.n_mels), dtype=np.float32)
+        for a in range(f0, f1, _FRAME_CHUNK):
+            b = min(f1, a + _FRAME_CHUNK)
+            seg = audio_view(a * self._H - self._pad, (b - 1) * self._H - self._pad + fe.n_fft)
+            framed = np.lib.stride_tricks.sliding_window_view(seg, fe.n_fft)[:: self._H]
+            out[a - f0 : b - f0] = _to_db(_power_mel(framed, fe)).T
+        return out
+
+    def _windows(self, ready: Ready, audio_view: _View) -> np.ndarray:
+        W = np.zeros((len(ready), self._win), dtype=np.float32)
+        for b, (k, n) in enumerate(ready):
+            s = self.start(k)
+            W[b, :n] = audio_view(s, s + n)
+        return W
+
+    def _features(self, ready: Ready, frames_view: _View, audio_view: _View) -> np.ndarray:
+        """Model input of the windows in ``ready``, from their shared dB frames
+        (``frames_view(a, b)``: global frames ``[a, b)``) and their audio (``audio_view``).
+
+        Returns
+        -------
+        np.ndarray [shape=(B, n_mels, frames), dtype=float32]
+        """
+        fe = self.fe
+        lo, hi = self._inner
+        # 1. Edge frames: recomputed with the window's own zero padding.
+        edges = self._left + self._right
+        B = len(ready)
+        X = np.empty((B, self._F, fe.n_mels), dtype=np.float32)
+        edge_frames = np.zeros((B, len(edges), fe.n_fft), dtype=np.float32)
+        for b, (k, _n) in enumerate(ready):
+            s = self.start(k)
+            g = k * self.hop_frames
+            X[b, lo:hi] = frames_view(g + lo, g + hi)
+            for e, j in enumerate(edges):
+                a = s + j * self._H - self._pad
+                a0, b0 = max(a, s), min(a + fe.n_fft, s + self._win)
+                if b0 > a0:
+                    edge_frames[b, e, a0 - a : b0 - a] = audio_view(a0, b0)
+        if edges:
+            X[:, edges] = _to_db(_power_mel(edge_frames, fe)).swapaxes(-1, -2)
+        # 2. Per-window dB scaling, as batch_features does.
+        return np.ascontiguousarray(_scale_to_unit(X, fe).swapaxes(1, 2))
+
+
+def window_audio(
+    blocks: Iterable[np.ndarray],
+    *,
+    fe: FrontEnd = DEFAULT_FRONT_END,
+    hop: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The analysis windows of a stream, a batch at a time: the windows a
+    :class:`~instrunet_core.inference.Classifier` with the same ``hop`` analyses.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray [shape=(m,), dtype=float32]
+        Mono audio at ``fe.sample_rate`` (:func:`instrunet_core.audio.iter_blocks`).
+    hop : float, optional
+        Seconds between window starts (default :data:`DEFAULT_HOP_SECONDS`, snapped to whole frames).
+    batch_size : int
+        Most windows per yielded batch.
+
+    Yields
+    ------
+    starts : np.ndarray [shape=(B,), dtype=int64]
+        First sample of each window.
+    windows : np.ndarray [shape=(B, window_samples), dtype=float32]
+        The last one zero-padded when the audio ends inside it.
+    """
+    stream = WindowStream(fe, hop, share_frames=False)
+
+    def take(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while ready := stream.ready(batch_size, final=final):
+            yield np.array([stream.start(k) for k, _ in ready], dtype=np.int64), stream.windows(ready)
+            stream.advance(ready)
+
+    for block in blocks:
+        stream.push(block)
+        yield from take(False)
+    stream.finish()
+    yield from take(True)

@@ -1,41 +1,264 @@
-"""Loading models: :func:`load_model` and :class:`Model`.
+"""Models: :func:`load_model` and :class:`Model`, the one model class.
 
-A :class:`Model` is the verified ONNX session (:class:`~instrunet_core.session.ModelSession`:
-manifest checks, ``predict_features``) plus :meth:`Model.predict` on audio, which runs the
-one inference path, :class:`~instrunet_core.inference.Classifier`. Layers import one way:
-``session`` ← ``inference`` ← ``model``.
+A :class:`Model` is a verified artifact (manifest, SHA-256, tensor names and shapes) with its
+onnxruntime session (:func:`~instrunet_core.session.onnx_session`): log-mel features or
+waveform windows in, probabilities out, and :meth:`Model.predict` on audio, which runs the one
+inference path, :class:`~instrunet_core.inference.Classifier`. Whatever names a model (a
+loaded one, a registered name, an artifact folder) becomes a :class:`Model` through
+:func:`open_model`, so ``Classifier(...).model`` is a :class:`Model` whichever way it was made.
+
+The classifier is built on the model, so :meth:`Model.predict` and :meth:`Model.classifier`
+import it when called: the model module stays below the inference module in the layers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .analysis import SILENCE_LABEL, Prediction
-from .audio import AudioSource
-from .inference import Classifier
-from .registry import Registry
-from .session import DEFAULT_BATCH_SIZE, ModelSession, resolve_artifact
+from .errors import InputError, ModelError
+from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
+from .inputs import check_float_samples
+from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_manifest
+from .registry import Registry, get_registry
+from .session import RuntimeOptions, onnx_session
+from .verify import verify_artifact
 
-__all__ = ["Model", "Prediction", "load_model", "SILENCE_LABEL"]
+if TYPE_CHECKING:  # annotations only: the classifier imports this module
+    from .analysis import Prediction
+    from .audio import AudioSource
+    from .inference import Classifier
+
+__all__ = ["Model", "ModelSpec", "load_model", "open_model", "resolve_artifact"]
+
+#: What names a model: a loaded :class:`Model`, a registered name, an artifact folder (or its
+#: ``manifest.json``), or ``None`` for the default model.
+ModelSpec = Any
+
+#: Most windows per run of a waveform-input graph (its intermediates are ~1-2 MB per window):
+#: per window, runs of 1 to 4 were within a few percent of each other and runs of 8 or more
+#: slower, their intermediates leaving the CPU's caches (benchmarks/frontend.py measures it).
+_WAVEFORM_BATCH = 4
 
 
-class Model(ModelSession):
-    """A verified ONNX model plus its manifest; classifies features and audio.
+def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> bool:
+    if len(onnx_shape) != len(manifest_shape):
+        return False
+    for a, b in zip(onnx_shape, manifest_shape, strict=True):
+        a_dyn = not isinstance(a, int) or a <= 0
+        if b is None:
+            continue  # batch axis: any
+        if a_dyn or a != b:
+            return False
+    return True
 
-    Use :func:`load_model` rather than the constructor. See
-    :class:`~instrunet_core.session.ModelSession` for the attributes (``name``,
-    ``version``, ``labels``, ``task``, ``front_end``, ``thresholds``, ``manifest``, ``path``,
-    ``providers``) and :meth:`predict_features`.
+
+class Model:
+    """A verified ONNX model plus its manifest; classifies features, windows and audio.
+
+    Use :func:`load_model` rather than the constructor. A model holds no mutable per-call
+    state, so one instance can be shared between threads and classifiers
+    (``onnxruntime.InferenceSession.run`` is thread-safe).
+
+    Attributes
+    ----------
+    name, version : str
+    labels : tuple of str
+        Output order.
+    task : {"multiclass", "multilabel"}
+    front_end : FrontEnd
+    manifest : Manifest
+    path : pathlib.Path
+        Directory holding ``manifest.json`` and the ONNX file.
+    providers : list of str
+        Execution providers the session actually uses, in priority order (what onnxruntime
+        reports after loading, e.g. ``["CPUExecutionProvider"]``).
+    provider : str
+        The execution provider that runs the graph (the first of ``providers``).
+    input_kind : {"logmel", "waveform"}
+        What the graph takes: log-mel spectrograms (computed by :mod:`instrunet_core.features`)
+        or mono samples at the front end's rate (the front end is inside the graph)
+        (:attr:`Manifest.input_kind`).
+    options : RuntimeOptions
+        How onnxruntime runs it.
+    session_options : dict
+        ``intra_op_threads``, ``inter_op_threads``, ``spinning`` and the ``providers`` asked for.
     """
 
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        options: RuntimeOptions | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        p = Path(path)
+        if p.name == MANIFEST_FILENAME:
+            p = p.parent
+        self.path = p
+        self.manifest = manifest if manifest is not None else read_manifest(p)
+        m = self.manifest
+        if m.front_end is None:
+            raise ModelError(
+                f"{p / MANIFEST_FILENAME}: {m.name} {m.version} takes a feature vector (input.layout "
+                "'features'), not audio; it is loaded by the plugin that computes its features"
+            )
+        self.front_end: FrontEnd = m.front_end
+        self.name, self.version, self.labels, self.task = m.name, m.version, m.labels, m.task
+        self.input_kind = m.input_kind
+        verify_artifact(p, references=False, manifest=m)  # file present, sha256 (references: models --check)
+        opts = options or RuntimeOptions()
+        wanted = opts.provider_list()
+        self.options = dataclasses.replace(opts, providers=tuple(wanted))
+        self._session = onnx_session(p / m.file, self.options)
+        # What onnxruntime actually uses (it drops providers that fail to initialise).
+        self.providers: list[str] = list(self._session.get_providers())
+        self.provider = self.providers[0]
+        self.session_options = {
+            "intra_op_threads": self.options.intra,
+            "inter_op_threads": self.options.inter,
+            "spinning": self.options.spinning,
+            "providers": list(wanted),
+        }
+        self._check_io(str(p / m.file))
+        self._input_name: str = m.input["name"]
+        self._output_name: str = m.output["name"]
+
+    def _check_io(self, where: str) -> None:
+        m = self.manifest
+        inputs = self._session.get_inputs()
+        outputs = self._session.get_outputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{where}: expected 1 input, the ONNX graph has {len(inputs)}")
+        i0 = inputs[0]
+        out = next((o for o in outputs if o.name == m.output["name"]), None)
+        if i0.name != m.input["name"]:
+            raise ModelError(
+                f"{where}: ONNX input is named {i0.name!r}, the manifest says {m.input['name']!r}"
+            )
+        if out is None:
+            raise ModelError(
+                f"{where}: ONNX outputs are {[o.name for o in outputs]}, the manifest says {m.output['name']!r}"
+            )
+        for what, t, spec in (("input", i0, m.input), ("output", out, m.output)):
+            if t.type != "tensor(float)":
+                raise ModelError(f"{where}: ONNX {what} dtype is {t.type}, the manifest says {spec['dtype']}")
+            shape = list(t.shape)
+            if what == "output" and (not shape or shape[-1] != len(m.labels)):
+                raise ModelError(
+                    f"{where}: ONNX output has {shape[-1] if shape else '?'} classes (shape {shape}) "
+                    f"but the manifest lists {len(m.labels)} labels"
+                )
+            if not _dims_match(shape, spec["shape"]):
+                raise ModelError(
+                    f"{where}: ONNX {what} shape {shape} disagrees with the manifest's {spec['shape']}"
+                )
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Presence threshold per label: the manifest's ``thresholds``, else the task's
+        :data:`~instrunet_core.manifest.DEFAULT_THRESHOLDS`."""
+        base = DEFAULT_THRESHOLDS[self.task]
+        given = dict(self.manifest.thresholds or {})
+        return {lab: float(given.get(lab, base)) for lab in self.labels}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, task={self.task!r}, labels={len(self.labels)})"
+
+    # ------------------------------------------------------------------ the network
+    def predict_features(self, x: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Run the network on log-mel features.
+
+        Parameters
+        ----------
+        x : np.ndarray [shape=(B, n_mels, frames) or (B, n_mels, frames, 1)]
+            Output of :func:`instrunet_core.features.batch_features`.
+        batch_size : int
+            Items per ``InferenceSession.run`` call.
+
+        Returns
+        -------
+        np.ndarray [shape=(B, n_labels), dtype=float32]
+        """
+        if self.input_kind != "logmel":
+            raise ModelError(
+                f"{self.path}: this artifact takes {self.input_kind} input, not features; use predict_windows"
+            )
+        x = np.asarray(x)
+        fe = self.front_end
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.ndim != 4 or x.shape[1:] != (fe.n_mels, fe.frames, 1):
+            raise InputError(
+                f"predict_features: expected shape (B, {fe.n_mels}, {fe.frames}[, 1]), got {np.shape(x)}"
+            )
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.all(np.isfinite(x)):
+            raise InputError("predict_features: features contain NaN or infinite values")
+        return self._run(x, batch_size)
+
+    def predict_windows(self, windows: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Run the network on analysis windows of mono audio at the front end's rate.
+
+        A log-mel-input artifact gets its features from
+        :func:`instrunet_core.features.batch_features`; a waveform-input artifact computes the
+        same features inside its graph. (Streams go through
+        :class:`~instrunet_core.inference.Classifier`, which shares STFT frames between
+        overlapping windows of log-mel-input models.)
+
+        Parameters
+        ----------
+        windows : np.ndarray [shape=(B, n), dtype=float32]
+            Mono windows at ``front_end.sample_rate``, each cut or silence-padded to
+            ``front_end.window_samples``.
+        batch_size : int
+            Windows per ``InferenceSession.run`` call.
+
+        Returns
+        -------
+        np.ndarray [shape=(B, n_labels), dtype=float32]
+        """
+        fe = self.front_end
+        if self.input_kind == "logmel":
+            return self.predict_features(batch_features(windows, fe=fe), batch_size=batch_size)
+        w = check_float_samples(windows, what="predict_windows", ndim=2)
+        n = fe.window_samples
+        if w.shape[1] != n:
+            fitted = np.zeros((w.shape[0], n), dtype=np.float32)
+            m = min(n, w.shape[1])
+            fitted[:, :m] = w[:, :m]
+            w = fitted
+        # The graph's STFT intermediates take ~2 MB per window: runs of at most
+        # _WAVEFORM_BATCH windows keep onnxruntime's arena (and the peak RSS) small.
+        return self._run(np.ascontiguousarray(w), min(int(batch_size), _WAVEFORM_BATCH))
+
+    def _run(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Session runs of at most ``batch_size`` items (one run when the batch fits)."""
+        if x.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        step = max(1, int(batch_size))
+        outs = [
+            self._session.run([self._output_name], {self._input_name: x[i : i + step]})[0]
+            for i in range(0, x.shape[0], step)
+        ]
+        y = np.asarray(outs[0] if len(outs) == 1 else np.concatenate(outs), dtype=np.float32)
+        if not np.all(np.isfinite(y)):
+            raise ModelError(f"{self.path}: the model produced NaN or infinite outputs")
+        return y
+
+    # ------------------------------------------------------------------ audio
     def classifier(
         self, *, hop: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None
     ) -> Classifier:
         """A new push-style :class:`~instrunet_core.inference.Classifier` on this model
-        (``workers``: threads of its ``classify`` pipeline, default the usable cores, at most 4)."""
+        (``workers``: threads of its ``classify`` pipeline, default the usable cores - 1, at most 4)."""
+        from .inference import Classifier
+
         return Classifier(self, hop=hop, batch_size=batch_size, workers=workers)
 
     def predict(
@@ -96,12 +319,75 @@ class Model(ModelSession):
         return out
 
 
+def _looks_like_path(spec: Any) -> bool:
+    """A PathLike, or a string with a path separator or ending in ``.json``; a bare word is a name
+    (a folder in the working directory is ``./folder``)."""
+    if isinstance(spec, os.PathLike):
+        return True
+    return isinstance(spec, str) and (os.sep in spec or "/" in spec or spec.endswith(".json"))
+
+
+def resolve_artifact(
+    spec: str | os.PathLike[str] | None = None,
+    version: str | None = None,
+    *,
+    registry: Registry | None = None,
+) -> tuple[Path, Manifest | None]:
+    """Folder and (when known) manifest of a model named by ``spec``.
+
+    Parameters
+    ----------
+    spec : str, PathLike or None
+        A registered model name, an artifact folder (``<name>/<version>/``) or its
+        ``manifest.json``, or ``None`` for the default model. A string is a path when it holds
+        a path separator or ends in ``.json`` (``./folder`` for a folder here), else a name.
+    version : str, optional
+        Semver ``X.Y.Z`` of a registered name; the highest when omitted.
+    registry : Registry, optional
+        Where names are resolved (default: :func:`instrunet_core.get_registry`).
+
+    Returns
+    -------
+    (pathlib.Path, Manifest or None)
+        The manifest is ``None`` for a folder; :class:`Model` reads and checks it.
+
+    Raises
+    ------
+    ModelError
+        Unknown name or version, no model installed, or a path that does not exist.
+    """
+    if spec is not None and _looks_like_path(spec):
+        p = Path(os.fspath(spec))
+        if not p.exists():
+            raise ModelError(f"{p}: model artifact not found (need a folder with {MANIFEST_FILENAME})")
+        if version is not None:
+            raise InputError(f"{p}: version applies to registered names, not to an artifact folder")
+        return (p.parent if p.name == MANIFEST_FILENAME else p), None
+    reg = registry or get_registry()
+    entry = reg.resolve_model(None if spec is None else os.fspath(spec), version)
+    return entry.path, entry.manifest
+
+
+def open_model(
+    spec: ModelSpec = None, *, options: RuntimeOptions | None = None, registry: Registry | None = None
+) -> Model:
+    """``spec`` itself when it is already a :class:`Model`, else the verified model it names
+    (see :func:`resolve_artifact`), run with ``options``."""
+    if isinstance(spec, Model):
+        return spec
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        raise InputError(
+            f"model must be a Model, a model name or an artifact folder, got {type(spec).__name__}"
+        )
+    path, manifest = resolve_artifact(spec, registry=registry)
+    return Model(path, options=options, manifest=manifest)
+
+
 def load_model(
     name: str | os.PathLike[str] | None = None,
     version: str | None = None,
     *,
     providers: str | Sequence[str] | None = None,
-    threads: int | None = None,
     intra_op_threads: int | None = None,
     inter_op_threads: int | None = None,
     spinning: bool = False,
@@ -117,23 +403,9 @@ def load_model(
         default model when omitted.
     version : str, optional
         Semver ``X.Y.Z`` of a registered name; the highest registered version when omitted.
-    providers : str or list of str, optional
-        onnxruntime execution providers: ``"cpu"`` (default), ``"cuda"``, ``"auto"``
-        (CUDA when available) or full provider names. Unavailable ones are skipped
-        with a warning; CPU is always the fallback.
-    threads : int, optional
-        Older name of ``intra_op_threads``.
-    intra_op_threads : int, optional
-        onnxruntime threads inside one operator; default
-        :data:`~instrunet_core.session.DEFAULT_INTRA_OP_THREADS` (1, chosen by measurement:
-        see ``docs/benchmarks.md``); 0 lets onnxruntime start one per core.
-    inter_op_threads : int, optional
-        Threads running independent operators in parallel (default 1: the graphs are chains).
-    spinning : bool
-        Let onnxruntime's idle intra-op threads spin between operators instead of sleeping
-        (default False). Only worth it with several intra-op threads and nothing else to run on
-        the cores: one waveform-in clip at a time comes out faster (``docs/speed.md``); next to
-        numpy work or other processes the spinning threads take their CPU.
+    providers, intra_op_threads, inter_op_threads, spinning
+        How onnxruntime runs the model: the fields of
+        :class:`~instrunet_core.session.RuntimeOptions` (default: the CPU, one thread).
     registry : Registry, optional
         Registry to resolve names in (default: :func:`instrunet_core.get_registry`).
 
@@ -146,6 +418,8 @@ def load_model(
     ModelError
         No model installed, unknown name/version, a missing folder, or an artifact that
         fails verification.
+    InputError
+        A runtime option out of range.
 
     Examples
     --------
@@ -154,13 +428,11 @@ def load_model(
     >>> model.predict(np.zeros(22050, np.float32), 22050).label  # doctest: +SKIP
     'silence'
     """
-    path, manifest = resolve_artifact(name, version, registry=registry)
-    return Model(
-        path,
+    options = RuntimeOptions(
         providers=providers,
-        threads=threads,
         intra_op_threads=intra_op_threads,
         inter_op_threads=inter_op_threads,
         spinning=spinning,
-        manifest=manifest,
     )
+    path, manifest = resolve_artifact(name, version, registry=registry)
+    return Model(path, options=options, manifest=manifest)

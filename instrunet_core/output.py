@@ -20,23 +20,48 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from .analysis import Prediction
-    from .session import ModelSession as Model
+    from .model import Model
 
 __all__ = [
     "ANALYSIS_SCHEMA",
     "CLASSIFICATION_SCHEMA",
+    "CLASSIFICATION_FIELDS",
     "instrunet_version",
     "model_info",
     "classification_record",
     "error_record",
+    "jsonable",
 ]
 
 ANALYSIS_SCHEMA = "instrunet.analysis/1"
 CLASSIFICATION_SCHEMA = "instrunet.classification/1"
+
+#: Every field an ``instrunet.classification/1`` record may have, in order, with its JSON type
+#: (``dict``: an object). A table of records (the Ray engine's Parquet parts) takes its columns
+#: from here, so a field added to the records reaches it; :func:`classification_record` and
+#: :func:`error_record` refuse to write a field that is not listed.
+CLASSIFICATION_FIELDS: dict[str, type] = {
+    "schema": str,
+    "instrunet_version": str,
+    "path": str,
+    "model": dict,
+    "label": str,
+    "confidence": float,
+    "probabilities": dict,
+    "n_windows": int,
+    "silent": bool,
+    "low_evidence": bool,
+    "sounding_seconds": float,
+    "duration": float,
+    "error": str,
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,8 +76,7 @@ def instrunet_version() -> str:
 def model_info(model: Model) -> dict[str, str]:
     """The ``model`` field of every output: ``{name, version, sha256, task, input[, provider]}``.
 
-    ``model`` is a :class:`~instrunet_core.Model` or a
-    :class:`~instrunet_core.session.ModelSession` (anything with a ``manifest``). ``input`` is
+    ``model`` is a :class:`~instrunet_core.Model` (anything with a ``manifest``). ``input`` is
     the artifact's input kind (``"logmel"`` or ``"waveform"``); ``provider`` the onnxruntime
     execution provider that actually ran it, when ``model`` is a loaded session."""
     m = model.manifest
@@ -105,6 +129,13 @@ def classification_record(
     }
     if duration is not None:
         rec["duration"] = _num(duration, 4)
+    return _listed(rec)
+
+
+def _listed(rec: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(rec) - set(CLASSIFICATION_FIELDS)
+    if unknown:  # a programming error: the field must be listed (and documented) first
+        raise AssertionError(f"classification record fields not in CLASSIFICATION_FIELDS: {sorted(unknown)}")
     return rec
 
 
@@ -124,4 +155,25 @@ def error_record(path: str, message: str, model: Model | None = None) -> dict[st
     }
     if model is not None:
         rec["model"] = model_info(model)
-    return rec
+    return _listed(rec)
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with plain JSON types only: mappings → dicts with str keys, sequences and arrays →
+    lists, numpy scalars → Python numbers, NaN and infinities → ``None``, anything else → ``str``."""
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        return f if math.isfinite(f) else None
+    if x is None or isinstance(x, str):
+        return x
+    return str(x)

@@ -19,8 +19,11 @@ Plugins cannot take over silently:
 * the default model is the built-in one; a third-party ``default=True`` is honoured only
   when no built-in default exists. The user chooses another default explicitly with
   ``INSTRUNET_DEFAULT_MODEL=<name>`` (or per call: ``load_model(name)``, ``--model NAME``);
-* what plugin code prints while it is imported or registers is sent to stderr, never to
-  stdout (where ``--json`` output goes).
+* what plugin code prints while it is imported, registers, analyses or writes is sent to
+  stderr, never to stdout (where ``--json`` output goes): :func:`plugin_stdout`.
+
+Every hook is called through pluggy (one plugin's implementations at a time, so that a
+wrapper hookimpl works and one plugin's failure is its own).
 
 A plugin that fails to import, whose hook raises (``SystemExit`` included) or registers
 something invalid is recorded as an error (shown by ``instrunet plugins``) and a warning
@@ -36,16 +39,20 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import InputError, ModelError, PluginError
+from .hookspecs import Analyzer, Writer
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
-from .output import instrunet_version
+from .output import instrunet_version, jsonable
+
+if TYPE_CHECKING:  # annotations only: analyzers receive it, the registry never builds one
+    from .analysis import AnalysisContext
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -57,6 +64,7 @@ __all__ = [
     "build_registry",
     "get_registry",
     "list_models",
+    "plugin_stdout",
 ]
 
 ENTRY_POINT_GROUP = "instrunet"
@@ -104,11 +112,34 @@ def _entry_points() -> Sequence[importlib.metadata.EntryPoint]:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Plugin code's prints go to stderr: stdout carries machine-readable output."""
+def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
+    """Send what plugin code prints to stderr, so that it cannot corrupt machine output on stdout.
+
+    Python-level prints (``sys.stdout``) always; with ``fd``, for native code, file descriptor 1
+    itself: while plugin code runs, fd 1 points at stderr (or /dev/null when stderr is closed).
+    Swapping a descriptor is process-wide, so only a single-threaded caller (the CLI) asks for it.
+    """
     target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
-    with contextlib.redirect_stdout(target):
-        yield
+    saved = None
+    if fd:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            saved = os.dup(1)
+            try:
+                os.dup2(2, 1)
+            except OSError:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.close(devnull)
+    try:
+        with contextlib.redirect_stdout(target):
+            yield
+    finally:
+        if saved is not None:
+            with contextlib.suppress(OSError):
+                os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _describe(e: BaseException) -> str:
@@ -128,8 +159,8 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.models: list[ModelEntry] = []
-        self.analyzers: dict[str, Callable[[Any], dict[str, Any]]] = {}
-        self.writers: dict[str, Callable[[Any, Any], None]] = {}
+        self.analyzers: dict[str, Analyzer] = {}
+        self.writers: dict[str, Writer] = {}
         self.plugins: list[PluginInfo] = []
         self._default_name: str | None = None
 
@@ -152,12 +183,13 @@ class Registry:
         info.hooks = sorted(
             h for h in _HOOKS if any(i.plugin is plugin for i in getattr(self.pm.hook, h).get_hookimpls())
         )
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         for hook in info.hooks:
-            impl = next(i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin)
-            register = self._register_fn(hook, info)
+            # This plugin's implementations only, through pluggy (wrappers included).
+            call = self.pm.subset_hook_caller(hook, remove_plugins=others)
             try:
-                with _stdout_to_stderr():
-                    impl.function(register)
+                with plugin_stdout():
+                    call(register=self._register_fn(hook, info))
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - SystemExit from a plugin is reported, not obeyed
@@ -175,12 +207,12 @@ class Registry:
             return register_model
         if hook == "instrunet_register_analyzers":
 
-            def register_analyzer(name: str, func: Callable[[Any], dict[str, Any]]) -> None:
+            def register_analyzer(name: str, func: Analyzer) -> None:
                 self._register_named(info, "analyzer", self.analyzers, name, func)
 
             return register_analyzer
 
-        def register_writer(format_name: str, writer: Callable[[Any, Any], None]) -> None:
+        def register_writer(format_name: str, writer: Writer) -> None:
             self._register_named(info, "writer", self.writers, format_name, writer)
 
         return register_writer
@@ -310,13 +342,33 @@ class Registry:
             raise ModelError(f"model {want!r} is not installed (available: {avail or 'none'})")
         return max(candidates, key=lambda e: parse_semver(e.version))
 
-    def writer(self, format_name: str) -> Callable[[Any, Any], None]:
+    def writer(self, format_name: str) -> Writer:
         try:
             return self.writers[format_name]
         except KeyError:
             raise PluginError(
                 f"unknown output format {format_name!r} (available: {sorted(self.writers)})"
             ) from None
+
+    def run_analyzers(self, context: AnalysisContext) -> dict[str, Any]:
+        """Every registered analyzer on ``context``: ``{name: JSON-ready dict}``.
+
+        An analyzer that raises (even ``SystemExit``) or returns something else than a mapping
+        gets ``{"error": "<ExceptionType>: <message>"}`` instead; the others still run.
+        """
+        extras: dict[str, Any] = {}
+        for name, func in self.analyzers.items():
+            try:
+                with plugin_stdout():
+                    out = func(context)
+                if not isinstance(out, Mapping):
+                    raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
+                extras[name] = jsonable(out)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
+                extras[name] = {"error": f"{type(e).__name__}: {e}"}
+        return extras
 
 
 def _selected_names() -> set[str] | None:
@@ -357,7 +409,7 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
             if selected is not None and ep.name not in selected:
                 continue
             try:
-                with _stdout_to_stderr():
+                with plugin_stdout():
                     obj = ep.load()
             except BaseException as e:  # noqa: BLE001 - includes SystemExit from a broken import
                 if isinstance(e, KeyboardInterrupt):

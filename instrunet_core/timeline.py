@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .manifest import DEFAULT_THRESHOLDS
 
 __all__ = [
+    "DEFAULT_SMOOTHING",
     "Segment",
     "Instrument",
     "mask_silent",
@@ -25,7 +25,11 @@ __all__ = [
     "build_timeline",
     "detect_instruments",
     "merge_ranges",
+    "with_overrides",
 ]
+
+#: Moving-median length (windows) applied before presence thresholds, unless a caller says otherwise.
+DEFAULT_SMOOTHING = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Segment:
     rms_db : float
         RMS level in dB re. full scale of the window's real samples.
     silent : bool
-        ``rms_db`` below the silence level (-60 dBFS).
+        ``rms_db`` below :data:`~instrunet_core.features.SILENCE_DB`.
     """
 
     start: float
@@ -183,6 +187,29 @@ def build_timeline(
     return segs
 
 
+def with_overrides(thresholds: Mapping[str, float], overrides: Mapping[str, Any] | None) -> dict[str, float]:
+    """Per-label presence thresholds: ``thresholds`` (one per label, the model's) with a caller's
+    ``overrides``, each a number in (0, 1) for a known label.
+
+    Raises
+    ------
+    InputError
+        An unknown label, or a value that is not a number in (0, 1).
+    """
+    out = dict(thresholds)
+    for k, v in (overrides or {}).items():
+        if k not in out:
+            raise InputError(f"thresholds: unknown label {k!r} (labels: {list(out)})")
+        try:
+            fv = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"thresholds[{k!r}] must be a number in (0, 1), got {v!r}") from None
+        if not 0.0 < fv < 1.0:
+            raise InputError(f"thresholds[{k!r}] must be in (0, 1), got {v!r}")
+        out[k] = fv
+    return out
+
+
 def detect_instruments(
     times: np.ndarray,
     probabilities: np.ndarray,
@@ -191,11 +218,12 @@ def detect_instruments(
     labels: Sequence[str],
     thresholds: Mapping[str, float],
     *,
-    smoothing: int = 3,
+    smoothing: int = DEFAULT_SMOOTHING,
 ) -> list[Instrument]:
     """Instruments whose smoothed probability reaches their threshold in a non-silent window.
 
-    Probabilities of silent windows count as 0; smoothing is a moving median over
+    ``thresholds`` has one per label (:attr:`instrunet_core.Model.thresholds`, with a caller's
+    overrides). Probabilities of silent windows count as 0; smoothing is a moving median over
     ``smoothing`` windows. Returned sorted by intensity, strongest first.
 
     Returns
@@ -213,7 +241,7 @@ def detect_instruments(
     active_n = int((~silent).sum())
     out = []
     for i, lab in enumerate(labels):
-        thr = float(thresholds.get(lab, DEFAULT_THRESHOLDS["multilabel"]))
+        thr = float(thresholds[lab])
         act = (ps[:, i] >= thr) & ~silent
         if not act.any():
             continue

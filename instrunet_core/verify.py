@@ -4,9 +4,9 @@
 manifest itself (schema and ``manifest_sha256``, by :func:`~instrunet_core.manifest.read_manifest`),
 the ONNX file's SHA-256 and, when asked, that onnxruntime reproduces the stored
 ``references.npz`` (inputs and the outputs the exporter got for them). Every caller uses it:
-:class:`~instrunet_core.session.ModelSession` when it loads a model (``references=False``:
-loading stays fast), ``instrunet models --check``, the exporter (``export.artifact.check_artifact``),
-the condition plugin and ``tests/test_artifacts.py``.
+:class:`~instrunet_core.Model` when it loads a model (``references=False``: loading stays
+fast), ``instrunet models --check``, the exporter (``export.artifact.check_artifact``, also for
+the source of a waveform-in artifact), the condition plugin and ``tests/test_artifacts.py``.
 
 The replay does not depend on what the model takes: log-mel spectrograms (float16
 ``(N, n_mels, frames, 1)`` references), feature vectors (float32 ``(N, n_features)``, the
@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import ModelError
 from .manifest import MANIFEST_FILENAME, Manifest, read_manifest, sha256_file
+from .session import onnx_session
 
 __all__ = ["ArtifactCheck", "verify_artifact", "REFERENCES_ATOL"]
 
@@ -156,14 +157,9 @@ def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _replay(onnx_path: Path, m: Manifest, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    """The model's outputs for ``x`` on the CPU, one thread (the exporter's own setting)."""
+    sess = onnx_session(onnx_path)
     try:
-        sess = ort.InferenceSession(os.fspath(onnx_path), sess_options=so, providers=["CPUExecutionProvider"])
         (out,) = sess.run([m.output["name"]], {m.input["name"]: x})
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
         raise ModelError(f"{onnx_path}: onnxruntime cannot run the references: {e}") from None

@@ -1,25 +1,45 @@
-"""Built-in writers (registered by :mod:`instrunet_core.default_plugins`): ``json``, ``csv`` and
-``png`` (the activity plot of ``instrunet analyze --plot``; needs matplotlib).
+"""The writer layer: every file instrunet writes goes through here, and the built-in writers.
 
-A writer is called as ``writer(analysis, path)``; ``path == "-"`` means stdout. Files are
-written atomically: into a uniquely named temporary file next to the target, then renamed
-over it, so concurrent writers to one path never share a temporary file and a reader never
-sees half a file.
+* :func:`atomic_write_bytes` / :func:`atomic_write_text`: the whole content at once; ``"-"``
+  means stdout.
+* :func:`atomic_path`: a temporary path for a library that writes by file name (an audio
+  encoder, Parquet, ``np.savez``), renamed over the target when the block ends without error.
+
+Either way the data goes into a uniquely named temporary file next to the target, then is
+renamed over it (:func:`os.replace`), so concurrent writers to one path never share a
+temporary file and a reader never sees half a file; the temporary file is removed if anything
+fails.
+
+The built-in writers (registered by :mod:`instrunet_core.default_plugins`) are ``json``,
+``csv`` and ``png`` (the activity plot of ``instrunet analyze --plot``, drawn by
+:mod:`instrunet_core.plots`; needs matplotlib). A writer is called as
+``writer(analysis, path)``; ``path == "-"`` means stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
-from .errors import InstrunetError
+from .errors import InputError
+from .plots import activity_figure
 
-__all__ = ["write_json", "write_csv", "write_png", "atomic_write_text", "atomic_write_bytes"]
+__all__ = [
+    "write_json",
+    "write_csv",
+    "write_png",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_path",
+    "figure_bytes",
+]
 
 
 def _umask() -> int:
@@ -56,19 +76,45 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[str]:
+    """A new, uniquely named temporary file next to ``path`` for the block to write; renamed
+    over ``path`` when the block ends without error, removed when it raises.
+
+    The file is created by :func:`tempfile.mkstemp` in the target's folder
+    (``.<name>.<random>.tmp<suffix>``: ``suffix`` keeps an extension a library reads the format
+    from) and given the usual ``0o666 & ~umask`` permissions before the rename.
+
+    Raises
+    ------
+    InputError
+        ``path`` is ``"-"``: stdout has no file to rename over.
+    """
+    target = os.fspath(path)
+    if target == "-":
+        raise InputError("-: this output cannot go to stdout (it is written by file name)")
     folder, base = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder or ".")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
+
+
+def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
+    """A matplotlib ``Figure`` rendered to bytes (``fmt``: any format matplotlib writes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi)
+    return buf.getvalue()
 
 
 def write_json(analysis: Any, path: str | os.PathLike[str]) -> None:
@@ -102,51 +148,15 @@ def write_csv(analysis: Any, path: str | os.PathLike[str]) -> None:
 
 
 def write_png(analysis: Any, path: str | os.PathLike[str]) -> None:
-    """Write the activity plot as PNG: each label's probability over time (a heat map), the
-    detected instruments' time ranges outlined.
+    """Write the activity plot (:func:`instrunet_core.plots.activity_figure`) as PNG, or in the
+    format the file name asks for when matplotlib knows it (``--plot out.svg``).
 
     Raises
     ------
     InstrunetError
         matplotlib is not installed (``pip install 'instrunet[plot]'``).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InstrunetError(
-            "--plot needs matplotlib, which is not installed (pip install 'instrunet[plot]')"
-        ) from None
-    import numpy as np
-
-    an = analysis
-    labels = list(an.labels)
-    probs = np.asarray(an.probabilities).T
-    centers = an.times.mean(axis=1)
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.5))
-    edges = (
-        np.concatenate([[0.0], (centers[1:] + centers[:-1]) / 2, [an.duration]]) if len(centers) else [0, 1]
-    )
-    mesh = ax.pcolormesh(
-        edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat"
-    )
-    for ins in an.instruments:
-        row = labels.index(ins.label)
-        for a, b in ins.ranges:
-            ax.add_patch(plt.Rectangle((a, row + 0.05), b - a, 0.9, fill=False, edgecolor="cyan", lw=1.5))
-    ax.set_yticks(np.arange(len(labels)) + 0.5, labels)
-    ax.set_xlabel("time (s)")
-    ax.set_title(f"{os.path.basename(an.source)}: {an.label} ({an.confidence:.2f})")
-    fig.colorbar(mesh, ax=ax, label="probability")
-    fig.tight_layout()
-    # PNG, or what the file name asks for when matplotlib knows it (``--plot out.svg``).
+    fig = activity_figure(analysis)
     ext = os.path.splitext(os.fspath(path))[1][1:].lower()
     fmt = ext if ext in fig.canvas.get_supported_filetypes() else "png"
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format=fmt, dpi=100)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_bytes(fig, fmt))

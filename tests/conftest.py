@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,14 +11,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from instrunet_core import registry as plugins_mod
-from instrunet_core.features import DEFAULT_FRONT_END
+from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd
 from instrunet_core.hookspecs import hookimpl
 from instrunet_core.labels import FAMILIES
 from instrunet_core.manifest import MANIFEST_SCHEMA, seal_manifest
 
-SR = 22050
+SR = DEFAULT_FRONT_END.sample_rate  # the rate the front end analyses at
+
+
+def needs(*packages: str) -> None:
+    """Skip the calling test module when one of ``packages`` is not installed, without importing
+    it: TensorFlow takes seconds to import, and collecting the runtime's tests must not pay that."""
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (the train extra)", allow_module_level=True)
 
 
 def build_tiny_onnx(
@@ -171,3 +181,45 @@ def installed_registry(monkeypatch: pytest.MonkeyPatch) -> plugins_mod.Registry:
         default_plugins, "MODELS_DIR", Path(default_plugins.__file__).resolve().parent.parent / "models"
     )
     return plugins_mod.get_registry(refresh=True)
+
+
+def librosa_logmel(y: np.ndarray, fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
+    """The front end's reference: librosa's melspectrogram + power_to_db(ref=np.max), scaled to
+    [0, 1] the same way."""
+    librosa = pytest.importorskip("librosa")
+
+    stft = {k: getattr(fe, k) for k in ("n_fft", "hop_length", "n_mels", "fmin", "fmax")}
+    S = librosa.feature.melspectrogram(
+        y=y.astype(np.float64), sr=fe.sample_rate, center=True, pad_mode="constant", power=2.0, **stft
+    )
+    db = librosa.power_to_db(S, ref=np.max, top_db=fe.top_db)
+    return ((db + fe.top_db) / fe.top_db).astype(np.float32)
+
+
+def write_nsynth_note(split: Path, i: int, family: str, y: np.ndarray, **extra: Any) -> dict[str, Any]:
+    """``split/audio/<name>.wav`` (16-bit, 22,050 Hz) and its NSynth ``examples.json`` entry
+    (note ``i`` of an acoustic ``family`` instrument at pitch 60, velocity 100), for the
+    training tests' tiny corpora; ``extra`` is added to the entry."""
+    from training.nsynth import FAMILY_NAMES
+
+    name = f"{family}_acoustic_{i:03d}-060-100"
+    (split / "audio").mkdir(parents=True, exist_ok=True)
+    sf.write(split / "audio" / f"{name}.wav", y, SR, subtype="PCM_16")
+    return {
+        name: {
+            "note": i,
+            "note_str": name,
+            "instrument": i,
+            "instrument_str": name[:-8],
+            "pitch": 60,
+            "velocity": 100,
+            "sample_rate": SR,
+            "qualities": [0] * 10,
+            "qualities_str": [],
+            "instrument_family": FAMILY_NAMES.index(family),
+            "instrument_family_str": family,
+            "instrument_source": 0,
+            "instrument_source_str": "acoustic",
+            **extra,
+        }
+    }

@@ -179,7 +179,7 @@ def test_a_short_blip_is_marked_as_a_hint(installed_registry):
 def test_without_the_condition_plugin_the_report_says_so(installed_registry):
     reg = build_registry(entry_points=False)
     res = service.analyze_upload(TONE, "tone.wav", model=load_model(registry=reg), registry=reg)
-    assert service.condition_view(res.analysis) == {"status": "missing"}
+    assert service.condition_view(res.analysis) == {"status": "missing", "notice": service.MISSING_CONDITION}
     assert "Condition analysis not installed" in pdf_text(report.build_pdf(res.analysis, registry=reg))
 
 
@@ -213,6 +213,7 @@ def test_other_extras_and_a_failed_condition(installed_registry):
     assert service.condition_view(an) == {
         "status": "error",
         "error": "RuntimeError: no notes long enough to judge",
+        "notice": "Condition analysis failed: RuntimeError: no notes long enough to judge",
     }
     text = pdf_text(report.build_pdf(an, registry=reg, filename="naïve – 音.wav"))
     assert "Other analyses" in text and "peak_dbfs" in text

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR
 
-from instrunet_core.audio import MP3_SUPPORTED, iter_blocks, load_audio, stream_windows, to_mono
+from instrunet_core.audio import MP3_SUPPORTED, iter_blocks, load_audio
 from instrunet_core.errors import DecodeError, InputError
-from instrunet_core.features import DEFAULT_FRONT_END
-
-SR = 22050
+from instrunet_core.features import DEFAULT_FRONT_END, window_audio
+from instrunet_core.inputs import to_mono
 
 
 def _sig(sr: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:
@@ -143,13 +143,13 @@ def test_stream_long_file_in_bounded_blocks(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(sf.SoundFile, "read", spy)
     fe = DEFAULT_FRONT_END
-    hop = int(1.5 * SR)
+    hop = 65 * fe.hop_length  # 1.5 s, snapped to whole frames
     n_windows = 0
     starts = []
-    for b in stream_windows(p, fe=fe, hop_samples=hop, block_seconds=5.0, batch_size=16):
-        assert b.windows.shape[1] == fe.window_samples and b.windows.shape[0] <= 16
-        n_windows += b.windows.shape[0]
-        starts.extend(b.starts.tolist())
+    for s, w in window_audio(iter_blocks(p, block_seconds=5.0), fe=fe, hop=1.5, batch_size=16):
+        assert w.shape[1] == fe.window_samples and w.shape[0] <= 16 and len(s) == len(w)
+        n_windows += w.shape[0]
+        starts.extend(s.tolist())
     assert reads, "the file must be read with SoundFile.read(frames)"
     assert all(0 < req <= 5 * sr for req, _ in reads)
     assert all(got <= 5 * sr for _, got in reads)
@@ -160,15 +160,17 @@ def test_stream_long_file_in_bounded_blocks(tmp_path: Path, monkeypatch: pytest.
     assert starts == [i * hop for i in range(expected)]
 
 
-def test_stream_windows_cover_short_and_partial() -> None:
+def test_windows_cover_short_and_partial() -> None:
     fe = DEFAULT_FRONT_END
     y = np.ones(1000, np.float32) * 0.1
-    (b,) = list(stream_windows(y, SR, fe=fe, hop_samples=500))
-    assert b.windows.shape == (1, fe.window_samples)
-    assert b.lengths.tolist() == [1000] and np.all(b.windows[0, 1000:] == 0)
+    ((s, w),) = list(window_audio(iter_blocks(y, SR), fe=fe, hop=0.5))
+    assert w.shape == (1, fe.window_samples) and s.tolist() == [0]
+    assert np.all(w[0, :1000] == np.float32(0.1)) and np.all(w[0, 1000:] == 0)
     y = np.ones(fe.window_samples + 10, np.float32)
-    bs = list(stream_windows(y, SR, fe=fe, hop_samples=fe.window_samples))
-    assert [int(x) for x in bs[0].lengths] == [fe.window_samples, 10]
+    batches = list(window_audio(iter_blocks(y, SR), fe=fe, hop=fe.window_seconds))
+    s, w = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    assert s.tolist() == [0, fe.window_samples]  # a full window, then the padded rest
+    assert np.all(w[0] == 1) and np.all(w[1, :10] == 1) and np.all(w[1, 10:] == 0)
 
 
 def test_iter_blocks_array_resample_lengths() -> None:

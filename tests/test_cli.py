@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ModelPlugin, tone, write_model_dir
+from conftest import SR, ModelPlugin, tone, write_model_dir
 
 from instrunet_core import registry as plugins_mod
 from instrunet_core.cli import main
-
-SR = 22050
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 import instrunet_condition
 import numpy as np
 import pytest
+from conftest import SR
 from instrunet_condition import classifier as clf_mod
 from instrunet_condition.features import FEATURE_NAMES, condition_features, feature_vector, hnr
 
@@ -23,7 +24,6 @@ from instrunet_core.manifest import read_manifest, sha256_file, validate_manifes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SR = 22050
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_hnr_matches_praat(flute: np.ndarray) -> None:
 
 
 def test_clean_vs_degraded_ordering(flute: np.ndarray) -> None:
-    from training.condition import aged, broken
+    from training.condition.data import aged, broken
 
     clean = condition_features(flute, sr=SR)
     hiss = condition_features(_noisy(flute, 25.0), sr=SR)
@@ -99,11 +99,11 @@ def test_silence_short_and_bad_input() -> None:
 
 
 def test_corpus_clips_are_seeded_and_labelled(flute: np.ndarray) -> None:
-    from training.condition import CLASSES, _rng, make_clips
+    from training.condition.data import CLASSES, make_clips, rng_for
 
     other = np.roll(flute, SR)
-    a = make_clips(flute, [other], _rng(1, "note"), siblings=[other])
-    b = make_clips(flute, [other], _rng(1, "note"), siblings=[other])
+    a = make_clips(flute, [other], rng_for(1, "note"), siblings=[other])
+    b = make_clips(flute, [other], rng_for(1, "note"), siblings=[other])
     assert [c for _, c, _, _ in a] == [0, 1, 2] and len(CLASSES) == 3
     for (xa, ca, la, _), (xb, cb, lb, _) in zip(a, b, strict=True):
         assert ca == cb and la == lb and np.array_equal(xa, xb)
@@ -122,7 +122,7 @@ def test_shipped_artifact_reproduces_references() -> None:
     assert man.name == "condition" and man.input["layout"] == "features" and man.front_end is None
     assert tuple(man.features["names"]) == FEATURE_NAMES
     assert sha256_file(dirs[-1] / man.file) == man.sha256
-    c = clf_mod.Classifier(dirs[-1])
+    c = clf_mod.ConditionModel(dirs[-1])
     with np.load(dirs[-1] / man.references) as z:
         x, y = z["inputs"].astype(np.float32), z["outputs"]
     assert len(x) >= 16
@@ -139,7 +139,7 @@ def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
     with open(dst / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelError, match="sha256"):
-        clf_mod.Classifier(dst)
+        clf_mod.ConditionModel(dst)
 
 
 # --------------------------------------------------------------------------- manifests with features input
@@ -276,7 +276,7 @@ def test_export_features_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     man = read_manifest(folder)
     assert man.input == {"name": "features", "shape": [None, n], "dtype": "float32", "layout": "features"}
     assert man.features["names"] == list(FEATURE_NAMES) and man.features["sample_rate"] == SR
-    c = clf_mod.Classifier(folder)
+    c = clf_mod.ConditionModel(folder)
     np.testing.assert_allclose(c.predict(x), np.asarray(model(x, training=False)), atol=1e-5)
     # a features file that does not fit the model is refused, nothing written
     np.savez(tmp_path / "bad.npz", x=x[:, :3], names=np.asarray(FEATURE_NAMES[:3]))

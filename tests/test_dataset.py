@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from conftest import SR, write_nsynth_note
 
 from instrunet_core.labels import FAMILIES
 from training.dataset import ExampleSpec, is_real, make_examples, shape_note, split_notes
-from training.nsynth import FAMILY_NAMES
-
-SR = 22050
 
 
 def test_shape_note_lengths_and_onset() -> None:
@@ -31,29 +29,10 @@ def test_shape_note_lengths_and_onset() -> None:
 
 def _tiny_corpus(root: Path) -> None:
     split = root / "train"
-    (split / "audio").mkdir(parents=True)
     ex = {}
     for i, (fam, real) in enumerate([("reed", False), ("reed", True), ("guitar", False)]):
-        name = f"{fam}_acoustic_{i:03d}-060-100"
-        sf.write(
-            split / "audio" / f"{name}.wav", np.full(SR, 0.1 * (i + 1), np.float32), SR, subtype="PCM_16"
-        )
-        ex[name] = {
-            "note": i,
-            "note_str": name,
-            "instrument": i,
-            "instrument_str": name[:-8],
-            "pitch": 60,
-            "velocity": 100,
-            "sample_rate": SR,
-            "qualities": [0] * 10,
-            "qualities_str": [],
-            "instrument_family": FAMILY_NAMES.index(fam),
-            "instrument_family_str": fam,
-            "instrument_source": 0,
-            "instrument_source_str": "acoustic",
-            **({"library": "lib"} if real else {}),
-        }
+        y = np.full(SR, 0.1 * (i + 1), np.float32)
+        ex |= write_nsynth_note(split, i, fam, y, **({"library": "lib"} if real else {}))
     (split / "examples.json").write_text(json.dumps(ex))
 
 

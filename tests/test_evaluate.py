@@ -5,49 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from conftest import tone, write_nsynth_note
 
 from training.evaluate import main
-from training.nsynth import FAMILY_NAMES
-
-SR = 22050
 
 
 def _dev_corpus(root: Path) -> None:
     split = root / "dev"
-    (split / "audio").mkdir(parents=True)
     ex = {}
     # (family, library, seconds): the tiny model calls every audible clip "brass".
     clips = [("brass", "lib_a", 0.5), ("brass", "lib_a", 0.6), ("reed", "lib_b", 2.0)]
     for i, (fam, lib, seconds) in enumerate(clips):
-        name = f"{fam}_acoustic_{i:03d}-060-100"
-        t = np.arange(int(seconds * SR)) / SR
-        sf.write(
-            split / "audio" / f"{name}.wav",
-            (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
-            SR,
-            subtype="PCM_16",
-        )
-        ex[name] = {
-            "note": i,
-            "note_str": name,
-            "instrument": i,
-            "instrument_str": name[:-8],
-            "pitch": 60,
-            "velocity": 100,
-            "sample_rate": SR,
-            "qualities": [0] * 10,
-            "qualities_str": [],
-            "instrument_family": FAMILY_NAMES.index(fam),
-            "instrument_family_str": fam,
-            "instrument_source": 0,
-            "instrument_source_str": "acoustic",
-            "library": lib,
-            "clip": "note",
-            "duration_s": seconds,
-        }
+        y = tone(seconds, freq=440.0)
+        ex |= write_nsynth_note(split, i, fam, y, library=lib, clip="note", duration_s=seconds)
     (split / "examples.json").write_text(json.dumps(ex))
 
 

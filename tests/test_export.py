@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
-pytest.importorskip("onnx")
+needs("tensorflow", "tf2onnx", "onnx")
 
 import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
 
 import export.convert as convert  # noqa: E402
 from export.__main__ import main  # noqa: E402
@@ -26,6 +24,7 @@ from export.artifact import check_artifact  # noqa: E402
 from instrunet_core.features import DEFAULT_FRONT_END  # noqa: E402
 from instrunet_core.labels import FAMILIES  # noqa: E402
 from instrunet_core.manifest import read_manifest, validate_manifest  # noqa: E402
+from instrunet_core.session import onnx_session  # noqa: E402
 
 pytestmark = [
     pytest.mark.training,
@@ -102,13 +101,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
-def _args(model: Path, out: Path, corpus: Path, *extra: str) -> list[str]:
+def _args(
+    model: Path, out: Path, corpus: Path, *extra: str, name: str = "tiny", version: str = "0.1.0"
+) -> list[str]:
     return [
         str(model),
         "--name",
-        "tiny",
+        name,
         "--version",
-        "0.1.0",
+        version,
         "--out",
         str(out),
         "--corpus",
@@ -171,7 +172,7 @@ def test_onnx_graph_is_checked_and_named(exported: Path) -> None:
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     assert dim0.dim_param == "batch" and not dim0.HasField("dim_value")
     assert model.graph.name == "tiny-0.1.0"
-    sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = onnx_session(exported / "model.onnx")
     for n in (1, 3):  # dynamic batch
         assert sess.run(None, {"mel": np.zeros((n, 128, 128, 1), np.float32)})[0].shape == (n, 8)
 
@@ -184,7 +185,7 @@ def test_references_reproduce_in_onnxruntime(exported: Path, tiny_keras: Path) -
     assert (
         0.0 <= x.min() and x.max() <= 1.0 and x.astype(np.float32).std() > 0
     )  # real log-mel windows, not zeros
-    sess = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = onnx_session(exported / "model.onnx")
     out = sess.run(None, {"mel": x.astype(np.float32)})[0]
     assert np.abs(out - y).max() <= 1e-4
     # stored outputs are Keras's, on exactly the float16 → float32 inputs
@@ -217,8 +218,8 @@ def test_canonicalize_only_renames(tiny_keras: Path) -> None:
     assert ca.SerializeToString() == cb.SerializeToString()
     assert [n.op_type for n in ca.graph.node] == [n.op_type for n in a.graph.node]
     x = np.random.default_rng(0).random((4, 128, 128, 1), dtype=np.float32)
-    ya = convert.onnx_predict(convert.onnx_session(a.SerializeToString()), x)
-    yc = convert.onnx_predict(convert.onnx_session(ca.SerializeToString()), x)
+    ya = convert.onnx_predict(onnx_session(a.SerializeToString()), x)
+    yc = convert.onnx_predict(onnx_session(ca.SerializeToString()), x)
     np.testing.assert_array_equal(ya, yc)
 
 
@@ -259,20 +260,7 @@ def test_softmax_model_is_multiclass_and_quantizes(
 ) -> None:
     model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
     out = tmp_path / "out"
-    args = [
-        str(model),
-        "--name",
-        "soft",
-        "--version",
-        "1.2.3",
-        "--out",
-        str(out),
-        "--corpus",
-        str(tiny_corpus),
-        "--n-references",
-        "8",
-        "--quantize",
-    ]
+    args = _args(model, out, tiny_corpus, "--n-references", "8", "--quantize", name="soft", version="1.2.3")
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "int8: accuracy" in printed and "points" in printed and "latency" in printed
@@ -305,22 +293,7 @@ def test_int8_failure_rolls_back_the_float_artifact(
     monkeypatch.setattr(pipeline, "check_artifact", failing)
     model = _tiny_keras(tmp_path / "soft.keras", activation="softmax")
     out = tmp_path / "out"
-    args = [
-        str(model),
-        "--name",
-        "soft",
-        "--version",
-        "1.2.3",
-        "--out",
-        str(out),
-        "--corpus",
-        str(tiny_corpus),
-        "--n-parity",
-        "16",
-        "--n-references",
-        "4",
-        "--quantize",
-    ]
-    assert main(args) == 1
+    extra = ("--n-parity", "16", "--n-references", "4", "--quantize")
+    assert main(_args(model, out, tiny_corpus, *extra, name="soft", version="1.2.3")) == 1
     assert "injected failure" in capsys.readouterr().err
     assert not (out / "soft").exists() and not (out / "soft-int8" / "1.2.3").exists()

@@ -90,7 +90,7 @@ def test_thread_safe_sharing(tiny_model: instrunet_core.Model) -> None:
 
 def test_providers_and_threads(tiny_model_dir: Path) -> None:
     reg = build_registry(extra_plugins=[ModelPlugin(tiny_model_dir)])
-    m = instrunet_core.load_model(registry=reg, threads=1, providers="cpu")
+    m = instrunet_core.load_model(registry=reg, intra_op_threads=1, providers="cpu")
     assert m.providers == ["CPUExecutionProvider"]
     import onnxruntime as ort
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
+from conftest import SR, tone
 
 from instrunet_core import __version__, analyze
 from instrunet_core.cli import main
@@ -21,7 +21,6 @@ jsonschema = pytest.importorskip("jsonschema")
 referencing = pytest.importorskip("referencing")
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schema"
-SR = 22050
 
 
 def _validator(name: str) -> Any:

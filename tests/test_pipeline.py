@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import needs
 
-pytest.importorskip("tensorflow")
+needs("tensorflow")
 pytestmark = [pytest.mark.training, pytest.mark.slow]
 
 import instrunet_core  # noqa: E402
@@ -201,24 +202,8 @@ def test_compact_model_trains_distilled_and_exports(trained: dict[str, Path]) ->
     root = trained["root"]
     teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
     args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.1"), "--no-test"]
-    assert (
-        train.main(
-            [
-                "--model",
-                "compact",
-                "--out",
-                str(root / "run-c"),
-                "--report-dir",
-                str(root / "report-c"),
-                "--teacher",
-                str(teacher),
-                "--distill",
-                "0.5",
-                *args,
-            ]
-        )
-        == 0
-    )
+    run = ["--model", "compact", "--out", str(root / "run-c"), "--report-dir", str(root / "report-c")]
+    assert train.main([*run, "--teacher", str(teacher), "--distill", "0.5", *args]) == 0
     metrics = json.loads((root / "report-c" / "metrics.json").read_text())
     assert metrics["model"] == "compact" and metrics["task"] == "multilabel"
     assert metrics["config"]["teacher"] == str(teacher) and metrics["config"]["distill"] == 0.5
@@ -280,22 +265,8 @@ def test_training_continues_from_a_saved_keras_model(trained: dict[str, Path]) -
     if not saved.is_file():
         pytest.skip("needs test_compact_model_trains_distilled_and_exports first")
     args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.3"), "--no-test"]
-    assert (
-        train.main(
-            [
-                "--model",
-                "compact",
-                "--out",
-                str(root / "run-c2"),
-                "--report-dir",
-                str(root / "report-c2"),
-                "--init-keras",
-                str(saved),
-                *args,
-            ]
-        )
-        == 0
-    )
+    run = ["--model", "compact", "--out", str(root / "run-c2"), "--report-dir", str(root / "report-c2")]
+    assert train.main([*run, "--init-keras", str(saved), *args]) == 0
     metrics = json.loads((root / "report-c2" / "metrics.json").read_text())
     assert metrics["init"]["from"] == str(saved)
     # the saved weights are scored as epoch 0, then one epoch of training

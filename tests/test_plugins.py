@@ -184,3 +184,35 @@ def test_writer_plugin_used(tiny_registry: plugins_mod.Registry, tmp_path: Path)
     assert (tmp_path / "o.txt").read_text() == "brass\n"
     reg.writer("json")(an, tmp_path / "o.json")
     assert json.loads((tmp_path / "o.json").read_text())["label"] == "brass"
+
+
+class _WrappedWriters:
+    """A plugin whose writer hook is wrapped by its own wrapper hookimpl, which registers too."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def instrunet_register_writers(self, register: Any) -> Any:
+        self.calls.append("wrapper before")
+        register("wrapped-txt", lambda analysis, path: None)
+        result = yield
+        self.calls.append("wrapper after")
+        return result
+
+
+class _PlainWriter:
+    @hookimpl
+    def instrunet_register_writers(self, register: Any) -> None:
+        register("plain-txt", lambda analysis, path: None)
+
+
+def test_hooks_are_called_through_pluggy_so_wrappers_run() -> None:
+    """A wrapper hookimpl runs around its plugin's own implementations (called directly, the
+    generator it returns would never run); another plugin's implementations are not wrapped."""
+    wrapped = _WrappedWriters()
+    reg = build_registry(extra_plugins=[("wrapped", wrapped), ("plain", _PlainWriter())], entry_points=False)
+    assert wrapped.calls == ["wrapper before", "wrapper after"]
+    assert {"wrapped-txt", "plain-txt"} <= set(reg.writers)
+    info = {p.name: p for p in reg.plugins}
+    assert info["wrapped"].hooks == ["instrunet_register_writers"] and info["wrapped"].error is None

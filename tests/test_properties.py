@@ -20,13 +20,21 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR
 
 from instrunet_core import InstrunetError
-from instrunet_core.audio import MP3_SUPPORTED, load_audio, stream_windows
+from instrunet_core.audio import MP3_SUPPORTED, iter_blocks, load_audio
 from instrunet_core.errors import InputError, ModelError
-from instrunet_core.features import FRONT_END_LIMITS, FrontEnd, batch_features, logmel
+from instrunet_core.features import (
+    DEFAULT_FRONT_END,
+    FRONT_END_LIMITS,
+    FrontEnd,
+    batch_features,
+    logmel,
+    window_audio,
+)
+from instrunet_core.inputs import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from instrunet_core.manifest import seal_manifest, validate_manifest
-from instrunet_core.validate import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -34,7 +42,6 @@ from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = pytest.mark.fuzz
 
-SR = 22050
 ROOT = Path(__file__).resolve().parent.parent
 PROPS = settings(
     derandomize=True,
@@ -177,15 +184,19 @@ _MODELS: dict[str, Any] = {}
 
 
 @PROPS
-@given(n=st.integers(1, 70_000), hop=st.integers(220, 70_000), seed=st.integers(0, 2**16))
-def test_stream_windows_cover_any_length(n: int, hop: int, seed: int) -> None:
+@given(n=st.integers(1, 70_000), hop=st.integers(221, 70_000), seed=st.integers(0, 2**16))
+def test_windows_cover_any_length(n: int, hop: int, seed: int) -> None:
     y = np.random.default_rng(seed).uniform(-1, 1, n).astype(np.float32)
-    total, starts = 0, []
-    for b in stream_windows(y, SR, hop_samples=hop, batch_size=4):
-        assert b.windows.shape[0] <= 4 and np.all(np.isfinite(b.windows))
-        starts.extend(b.starts.tolist())
-        total = max(total, int((b.starts + b.lengths).max()))
-    assert total == n and starts == sorted(starts) and starts[0] == 0
+    win = DEFAULT_FRONT_END.window_samples
+    starts: list[int] = []
+    for s, w in window_audio(iter_blocks(y, SR), hop=hop / SR, batch_size=4):
+        assert w.shape == (len(s), win) and len(s) <= 4 and np.all(np.isfinite(w))
+        starts.extend(s.tolist())
+    snapped = max(1, round(hop / 512)) * 512
+    assert starts[0] == 0 and starts == [i * snapped for i in range(len(starts))]
+    assert starts[-1] < n  # no window starts past the end
+    if snapped <= win:  # windows that overlap or touch cover the audio to its end
+        assert n <= starts[-1] + win
 
 
 # ---------------------------------------------------------------- the front end

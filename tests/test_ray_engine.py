@@ -153,7 +153,7 @@ def test_bad_arguments_are_clear_errors(collection: Path, tmp_path: Path) -> Non
 
 def test_an_actor_uses_one_pipeline_worker(installed_registry: object) -> None:
     """Ray gives each actor one CPU: its classifier starts no more than one worker thread."""
-    from instrunet_ray.engine import Tagger
+    from instrunet_ray.engine import TaggingActor
 
-    t = Tagger()
+    t = TaggingActor()
     assert t.classifier.workers == 1 and t.model.session_options["intra_op_threads"] == 1

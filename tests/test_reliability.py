@@ -17,13 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
+from conftest import SR, tone
 
 from instrunet_core import DecodeError, InputError
 from instrunet_core.audio import load_audio
 from instrunet_core.cli import main
-
-SR = 22050
 
 
 def _wav_bytes(y: np.ndarray, sr: int = SR) -> bytes:
@@ -136,11 +134,10 @@ def test_row16_predict_from_pipe(tiny_model) -> None:
     assert got.label == ref.label and abs(got.confidence - ref.confidence) < 1e-3
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-def test_row16_fifo_path(tmp_path: Path, tiny_model) -> None:
+def _fed_fifo(tmp_path: Path, data: bytes) -> tuple[Path, threading.Thread]:
+    """A FIFO and the thread writing ``data`` into it once a reader opens it."""
     fifo = tmp_path / "audio.fifo"
     os.mkfifo(fifo)
-    data = _wav_bytes(tone(3.0))
 
     def feed() -> None:
         with open(fifo, "wb") as f:
@@ -148,6 +145,12 @@ def test_row16_fifo_path(tmp_path: Path, tiny_model) -> None:
 
     t = threading.Thread(target=feed, daemon=True)
     t.start()
+    return fifo, t
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_row16_fifo_path(tmp_path: Path, tiny_model) -> None:
+    fifo, t = _fed_fifo(tmp_path, _wav_bytes(tone(3.0)))
     assert tiny_model.predict(fifo).n_windows == 2
     t.join(5)
 
@@ -386,8 +389,10 @@ def test_row13_concurrent_json_writers_one_path(tiny_registry, tmp_path: Path) -
 
 
 # ---------------------------------------------------------------- rows 6, 18, 19: plugins
-def _noisy_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> None:
+@pytest.fixture
+def noisy_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
     """A real plugin module on sys.path that prints on import and in its hooks."""
+    model_dir = tiny_model_dir
     (tmp_path / "noisy_plugin_mod.py").write_text(
         "from instrunet_core import hookimpl\n"
         "print('noisy plugin imported')\n"
@@ -413,15 +418,10 @@ def _noisy_plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_
 
 
 def test_row18_plugin_stdout_does_not_corrupt_json(
-    tiny_model_dir: Path,
-    tmp_path: Path,
-    wav: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    noisy_plugin: None, wav: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
 
-    _noisy_plugin_module(tmp_path, monkeypatch, tiny_model_dir)
     assert main(["classify", "--json", str(wav)]) == 0
     out, err = capsys.readouterr()
     (row,) = json.loads(out)
@@ -431,13 +431,8 @@ def test_row18_plugin_stdout_does_not_corrupt_json(
 
 
 def test_row18_writer_system_exit_reported(
-    tiny_model_dir: Path,
-    tmp_path: Path,
-    wav: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    noisy_plugin: None, wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _noisy_plugin_module(tmp_path, monkeypatch, tiny_model_dir)
     rc = main(["analyze", str(wav), "--format", "boom", "--out", str(tmp_path / "o.boom")])
     err = capsys.readouterr().err
     assert rc == 1
@@ -694,14 +689,7 @@ def test_row16_fifo_analyzed_with_an_analyzer_reading_the_audio(tmp_path: Path, 
     """An analyzer decodes the source a second time: a FIFO can be read only once."""
     from instrunet_core import analyze
 
-    fifo = tmp_path / "audio.fifo"
-    os.mkfifo(fifo)
-    data = _wav_bytes(tone(3.0))
-
-    def feed() -> None:
-        with open(fifo, "wb") as f:
-            f.write(data)
-
+    fifo, t = _fed_fifo(tmp_path, _wav_bytes(tone(3.0)))
     done = threading.Event()
 
     def rescue() -> None:  # a second read of the FIFO would block forever: end it, so the test fails instead
@@ -709,8 +697,6 @@ def test_row16_fifo_analyzed_with_an_analyzer_reading_the_audio(tmp_path: Path, 
             with open(fifo, "wb"):
                 pass
 
-    t = threading.Thread(target=feed, daemon=True)
-    t.start()
     threading.Thread(target=rescue, daemon=True).start()
     tiny_registry.analyzers["n"] = lambda ctx: {"samples": int(ctx.audio().shape[0])}
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,9 +13,9 @@ import soundfile as sf
 
 pytest.importorskip("pysfizz")
 
-from training.sfz import Clip, Event, SfzPlayer, pat_to_sfz, patched_sfz, plan_clip, read_pat  # noqa: E402
+from conftest import SR
 
-SR = 22050
+from training.sfz import Clip, Event, SfzPlayer, pat_to_sfz, patched_sfz, plan_clip, read_pat  # noqa: E402
 
 
 def _f0(y: np.ndarray, sr: int = SR) -> float:
@@ -126,24 +127,14 @@ def _pat_bytes(waves: list[dict]) -> bytes:
 def test_gus_patch_is_read_and_played_at_its_root(tmp_path: Path) -> None:
     sr = 22050
     t = np.arange(sr) / sr
-    waves = [
-        {
-            "y": 0.5 * np.sin(2 * np.pi * 220 * t),
-            "sr": sr,
-            "low": 100.0,
-            "high": 300.0,
-            "root": 220.0,
-            "loop": (sr // 2, sr // 2 + 100),
-        },  # 100 samples = exactly 22 periods of 220 Hz
-        {
-            "y": 0.5 * np.sin(2 * np.pi * 440 * t),
-            "sr": sr,
-            "low": 300.0,
-            "high": 4000.0,
-            "root": 440.0,
-            "loop": (sr // 2, sr // 2 + 50),
-        },
-    ]
+
+    def wave(root: float, low: float, high: float, loop: int) -> dict[str, Any]:
+        """A sine at its root, looped over ``loop`` samples (a whole number of its periods)."""
+        y = 0.5 * np.sin(2 * np.pi * root * t)
+        return {"y": y, "sr": sr, "low": low, "high": high, "root": root, "loop": (sr // 2, sr // 2 + loop)}
+
+    # 100 samples = exactly 22 periods of 220 Hz, 50 samples 11 periods of 440 Hz
+    waves = [wave(220.0, 100.0, 300.0, 100), wave(440.0, 300.0, 4000.0, 50)]
     pat = tmp_path / "056_Test.pat"
     pat.write_bytes(_pat_bytes(waves))
     got = read_pat(pat)

@@ -76,9 +76,9 @@ def test_onnxruntime_thread_options() -> None:
     assert m2.session_options["intra_op_threads"] == 2
     x = batch_features(np.zeros((2, 65024), np.float32) + np.float32(0.01))
     np.testing.assert_allclose(m.predict_features(x), m2.predict_features(x), atol=1e-6)
-    assert load_model(FAMILY, threads=0).session_options["intra_op_threads"] == 0  # old alias
+    assert load_model(FAMILY, intra_op_threads=0).session_options["intra_op_threads"] == 0
     for bad in (-1, 1.5, "2", True):
-        with pytest.raises(InputError, match="intra_op_threads must be an integer"):
+        with pytest.raises(InputError, match="intra_op_threads must be an int >= 0"):
             load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
 
 
@@ -89,7 +89,7 @@ def _spin_entries(m) -> set[str]:  # type: ignore[no-untyped-def]
 
 def test_spinning_option_reaches_onnxruntime() -> None:
     """Idle-thread spinning is off unless asked for; on, it changes speed, not results."""
-    from instrunet_core import Classifier
+    from instrunet_core import Classifier, RuntimeOptions
 
     quiet = load_model(FAMILY, intra_op_threads=2)
     assert quiet.session_options["spinning"] is False and _spin_entries(quiet) == {"0"}
@@ -98,7 +98,7 @@ def test_spinning_option_reaches_onnxruntime() -> None:
     rng = np.random.default_rng(1)
     x = batch_features((0.1 * rng.standard_normal((3, 65024))).astype(np.float32))
     np.testing.assert_allclose(spin.predict_features(x), quiet.predict_features(x), atol=1e-6)
-    clf = Classifier(FAMILY, spinning=True)
+    clf = Classifier(FAMILY, options=RuntimeOptions(spinning=True))
     assert clf.model.session_options["spinning"] is True and _spin_entries(clf.model) == {"1"}
     with pytest.raises(InputError, match="spinning must be True or False"):
         load_model(FAMILY, spinning="yes")  # type: ignore[arg-type]
@@ -123,7 +123,7 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path, workers: int
         np.testing.assert_array_equal(x.probabilities, y.probabilities)
         assert x.rms_db == y.rms_db
     assert a.prediction() == b.prediction()
-    assert a._executor is not None and a._executor._max_workers == workers
+    assert a._pipe._executor is not None and a._pipe._executor._max_workers == workers
     # an error in the middle of a file leaves the classifier usable
     bad = tmp_path / "cut.flac"
     bad.write_bytes(clip.read_bytes()[: len(clip.read_bytes()) // 2])
@@ -175,7 +175,7 @@ def test_calling_thread_computes_when_the_workers_are_busy(monkeypatch: pytest.M
 
 def test_workers_option() -> None:
     from instrunet_core import Classifier
-    from instrunet_core.inference import MAX_DEFAULT_WORKERS, default_workers
+    from instrunet_core.scheduler import MAX_DEFAULT_WORKERS, default_workers
 
     n = default_workers()
     assert 1 <= n <= MAX_DEFAULT_WORKERS and n <= max(1, (os.cpu_count() or 1) - 1)
@@ -200,7 +200,9 @@ def test_window_levels_are_the_rms_of_their_samples() -> None:
     for hop in (0.5, 1.5, 4.0):
         for clf in (Classifier(model, hop=hop, batch_size=2), Classifier(model, hop=hop, pipeline=False)):
             wins = clf.classify(y, sr)
-            assert wins[-1].n_samples < clf._win  # the padded last window is checked too
+            assert (
+                wins[-1].n_samples < model.front_end.window_samples
+            )  # the padded last window is checked too
             for w in wins:
                 s = int(round(w.start * sr))
                 seg = y[s : s + w.n_samples].astype(np.float64)
@@ -222,7 +224,7 @@ def test_one_batch_runs_on_the_calling_thread() -> None:
     before = {th.name for th in threading.enumerate()}
     short = Classifier(model)
     ws = short.classify(y, 44100)
-    assert len(ws) == 2 and short._executor is None
+    assert len(ws) == 2 and short._pipe._executor is None
     assert not {th.name for th in threading.enumerate()} - before
     sync = Classifier(model, pipeline=False)
     np.testing.assert_array_equal(
@@ -232,7 +234,7 @@ def test_one_batch_runs_on_the_calling_thread() -> None:
     assert not {th.name for th in threading.enumerate()} - before
     long = Classifier(model, batch_size=2)
     wl = long.classify(clip)
-    assert len(wl) > 4 and long._executor is not None  # several batches: the worker overlaps them
+    assert len(wl) > 4 and long._pipe._executor is not None  # several batches: the worker overlaps them
 
 
 def test_cli_providers_and_threads_reach_the_analysis(
@@ -271,7 +273,7 @@ def test_cli_providers_and_threads_reach_the_analysis(
     model = json.loads(out.read_text())["model"]
     assert model["provider"] == "CPUExecutionProvider" and model["input"] == "logmel"
     assert main(["classify", str(clip), "--model", str(FAMILY), "--threads", "-1"]) == 1
-    assert "intra_op_threads must be an integer" in capsys.readouterr().err
+    assert "intra_op_threads must be an int >= 0" in capsys.readouterr().err
 
 
 def test_cli_workers_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

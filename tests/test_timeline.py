@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone
+from conftest import SR, tone
 
 import instrunet_core
 from instrunet_core.errors import InputError
 from instrunet_core.timeline import merge_ranges, moving_median
-
-SR = 22050
 
 
 def test_silence_is_silence(tiny_model: instrunet_core.Model) -> None:

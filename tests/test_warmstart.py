@@ -5,22 +5,37 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from conftest import needs
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-keras = pytest.importorskip("keras")
+from training.warmstart import init_from_onnx
 
-from training.models import build_model  # noqa: E402
-from training.warmstart import init_from_onnx  # noqa: E402
+needs("keras", "tensorflow")
 
 ARTIFACT = (
     Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "1.0.0" / "model.onnx"
 )
 
 
-def test_init_from_onnx_matches_the_artifact_and_calibrates_batch_norm() -> None:
+@pytest.fixture(scope="module")
+def keras() -> Any:
+    """Keras on TensorFlow, imported by the tests that use it (not when the suite is collected)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+def build_model(*args: Any, **kwargs: Any) -> Any:
+    from training.models import build_model
+
+    return build_model(*args, **kwargs)
+
+
+def test_init_from_onnx_matches_the_artifact_and_calibrates_batch_norm(keras: Any) -> None:
     rng = np.random.default_rng(0)
     calib = rng.random((96, 128, 128), dtype=np.float32)
     model = build_model("default", 8)
@@ -34,6 +49,6 @@ def test_init_from_onnx_matches_the_artifact_and_calibrates_batch_norm() -> None
     assert np.abs(a - b).max() <= 1e-3 * max(1.0, float(np.abs(a).max()))
 
 
-def test_a_different_architecture_is_refused() -> None:
+def test_a_different_architecture_is_refused(keras: Any) -> None:
     with pytest.raises(ValueError, match="conv"):
         init_from_onnx(build_model("default", 8, depth=4), ARTIFACT)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import librosa_logmel
 
 from instrunet_core.audio import load_audio
 from instrunet_core.errors import ModelError
@@ -25,6 +26,7 @@ onnx = pytest.importorskip("onnx")
 from export import ExportError  # noqa: E402
 from export.__main__ import main as export_main  # noqa: E402
 from export.waveform import frontend_graph  # noqa: E402
+from instrunet_core.session import onnx_session  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILY = ROOT / "instrunet_core" / "models" / "family" / "1.0.0"
@@ -60,24 +62,11 @@ def test_manifest_of_waveform_artifact(waveform_dir: Path) -> None:
 
 
 def test_frontend_graph_matches_librosa_on_real_audio() -> None:
-    librosa = pytest.importorskip("librosa")
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(frontend_graph(FE).SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = onnx_session(frontend_graph(FE).SerializeToString())
     x = _clip_windows(4)
     got = sess.run(None, {"audio": x})[0][..., 0]
     for i, w in enumerate(x):
-        S = librosa.feature.melspectrogram(
-            y=w.astype(np.float64),
-            sr=FE.sample_rate,
-            n_fft=FE.n_fft,
-            hop_length=FE.hop_length,
-            n_mels=FE.n_mels,
-            center=True,
-            pad_mode="constant",
-            power=2.0,
-        )
-        ref = (librosa.power_to_db(S, ref=np.max, top_db=FE.top_db) + FE.top_db) / FE.top_db
+        ref = librosa_logmel(w, FE)
         assert float(np.abs(got[i] - ref[:, : FE.frames]).max()) <= 1e-4
     # and with the numpy front end (the reference the runtime uses), silence included
     x = np.concatenate([x, np.zeros((1, FE.window_samples), np.float32)])
@@ -168,7 +157,7 @@ def test_export_waveform_refuses_bad_sources(
     shutil.copytree(FAMILY, broken)
     (broken / "model.onnx").write_bytes(b"not a model")
     assert export_main(["waveform", "--from", str(broken), "--out", str(tmp_path / "o")]) == 1
-    assert "sha256 does not match" in capsys.readouterr().err
+    assert "does not match the manifest" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -236,11 +225,7 @@ def test_cuda_request_falls_back_to_cpu_and_says_so(waveform_dir: Path) -> None:
 @pytest.mark.parametrize("dft", ["stages", "four-step", "stft"])
 def test_every_dft_of_the_graph_matches_the_numpy_front_end(dft: str) -> None:
     """The three ways the graph can compute the spectrum give the reference features (silence included)."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(
-        frontend_graph(FE, dft=dft).SerializeToString(), providers=["CPUExecutionProvider"]
-    )
+    sess = onnx_session(frontend_graph(FE, dft=dft).SerializeToString())
     x = np.concatenate([_clip_windows(3), np.zeros((1, FE.window_samples), np.float32)])
     got = sess.run(None, {"audio": x})[0][..., 0]
     assert float(np.abs(got - batch_features(x)).max()) <= 1e-4
@@ -249,8 +234,6 @@ def test_every_dft_of_the_graph_matches_the_numpy_front_end(dft: str) -> None:
 
 def test_stages_graph_for_other_front_ends() -> None:
     """Other n_fft / hop / mel / frame settings (as a manifest may give) build and match numpy."""
-    import onnxruntime as ort
-
     from instrunet_core.features import FrontEnd
 
     rng = np.random.default_rng(3)
@@ -260,9 +243,7 @@ def test_stages_graph_for_other_front_ends() -> None:
         FrontEnd(n_fft=512, hop_length=512, n_mels=32, frames=16, top_db=60.0),
     ):
         y = (0.1 * rng.standard_normal((3, fe.window_samples))).astype(np.float32)
-        sess = ort.InferenceSession(
-            frontend_graph(fe).SerializeToString(), providers=["CPUExecutionProvider"]
-        )
+        sess = onnx_session(frontend_graph(fe).SerializeToString())
         got = sess.run(None, {"audio": y})[0][..., 0]
         assert got.shape == (3, fe.n_mels, fe.frames)
         assert float(np.abs(got - batch_features(y, fe=fe)).max()) <= 1e-4

@@ -27,7 +27,8 @@ Example::
 
     rng = np.random.default_rng(0)
     y_aug = augment(y, sr=22050, rng=rng)                       # default chain
-    y_aug, log = augment_with_log(y, sr=22050, rng=rng)         # plus what was applied
+    log = []
+    y_aug = augment(y, sr=22050, rng=rng, log=log)              # and what was applied
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ import numpy as np
 import pedalboard as pb
 import soxr
 
+from instrunet_core.audio import load_audio
+from instrunet_core.features import DEFAULT_FRONT_END, SAMPLE_RATE
+from instrunet_core.inputs import check_float_samples, check_sample_rate
+
 try:  # scipy (a librosa dependency) filters pink noise fastest; numpy's FFT is the fallback
     from scipy.signal import lfilter as _lfilter
 except ImportError:  # pragma: no cover
     _lfilter = None
 
-__all__ = ["AugmentConfig", "PRESETS", "CHAINS", "apply_chain", "augment", "augment_with_log", "load_irs"]
+__all__ = ["AugmentConfig", "PRESETS", "CHAINS", "apply_chain", "augment", "load_irs"]
 
 Range = tuple[float, float]
 
@@ -146,7 +151,8 @@ class AugmentConfig:
     @classmethod
     def none(cls) -> AugmentConfig:
         """Every effect off: :func:`augment` returns its input (as float32) unchanged."""
-        return cls(**{f.name: 0.0 for f in dataclasses.fields(cls) if f.name.startswith("p_")})
+        off: dict[str, Any] = {f.name: 0.0 for f in dataclasses.fields(cls) if f.name.startswith("p_")}
+        return cls(**off)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (ranges as two-element lists)."""
@@ -158,11 +164,19 @@ class AugmentConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown augmentation parameters: {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in data.items()})
+        kwargs: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in data.items()
+        }
+        return cls(**kwargs)
 
 
 def _uniform(rng: np.random.Generator, r: Range) -> float:
     return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+
+def _draw(rng: np.random.Generator, names: Sequence[str], ranges: Sequence[Range]) -> dict[str, float]:
+    """One uniform draw from each range, in order: the parameters of one effect, by name."""
+    return {k: _uniform(rng, r) for k, r in zip(names, ranges, strict=True)}
 
 
 def _log_uniform(rng: np.random.Generator, r: Range) -> float:
@@ -189,23 +203,15 @@ def _hit(rng: np.random.Generator, p: float) -> bool:
     return bool(rng.random() < p)
 
 
-#: What :func:`augment_with_log` reports: one dict per effect applied, ``{"effect": name, **params}``.
+#: What :func:`augment` reports in ``log``: one dict per effect applied, ``{"effect": name, **params}``.
 Log = list[dict[str, Any]]
 
 
 def _checked_input(y: np.ndarray, sr: int) -> np.ndarray:
-    """A float32 copy of mono, finite, floating-point ``y``, or :class:`ValueError`."""
-    x = np.asarray(y)
-    if x.ndim != 1:
-        raise ValueError(f"augment: expected mono audio of shape (n,), got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"augment: expected floating-point audio, got dtype {x.dtype}")
-    x = np.array(x, dtype=np.float32, copy=True)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("augment: audio contains NaN or infinite samples")
-    if sr <= 0:
-        raise ValueError(f"augment: sample rate must be positive, got {sr}")
-    return x
+    """A float32 copy of mono, finite, floating-point ``y``, by the runtime's input rules
+    (:mod:`instrunet_core.inputs`; ``InputError`` is a ``ValueError``)."""
+    check_sample_rate(sr, what="augment")
+    return check_float_samples(y, what="augment").copy()
 
 
 def _pitch(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, log: Log) -> np.ndarray:
@@ -244,12 +250,8 @@ def _room(
     """3. Algorithmic reverb, then measured room and device impulse responses (drawn only when
     some of that use are given, so that the chain without them keeps its random sequence)."""
     if _hit(rng, c.p_reverb):
-        params = {
-            "room_size": _uniform(rng, c.reverb_room_size),
-            "damping": _uniform(rng, c.reverb_damping),
-            "wet_level": _uniform(rng, c.reverb_wet),
-            "dry_level": _uniform(rng, c.reverb_dry),
-        }
+        ranges = (c.reverb_room_size, c.reverb_damping, c.reverb_wet, c.reverb_dry)
+        params = _draw(rng, ("room_size", "damping", "wet_level", "dry_level"), ranges)
         x = _run(pb.Reverb(**params, width=1.0), x, sr)
         log.append({"effect": "reverb", **params})
     for use, p, wet_range in (
@@ -325,12 +327,8 @@ def _device(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: int, 
         x = _run(pb.Distortion(drive_db=drive), x, sr)
         log.append({"effect": "distortion", "drive_db": drive})
     if _hit(rng, c.p_compressor):
-        params = {
-            "threshold_db": _uniform(rng, c.compressor_threshold_db),
-            "ratio": _uniform(rng, c.compressor_ratio),
-            "attack_ms": _uniform(rng, c.compressor_attack_ms),
-            "release_ms": _uniform(rng, c.compressor_release_ms),
-        }
+        names = ("threshold_db", "ratio", "attack_ms", "release_ms")
+        params = _draw(rng, names, [getattr(c, f"compressor_{k}") for k in names])
         x = _run(pb.Compressor(**params), x, sr)
         log.append({"effect": "compressor", **params})
     return x
@@ -362,39 +360,6 @@ def _production(x: np.ndarray, rng: np.random.Generator, c: AugmentConfig, sr: i
         x = _run(pb.Pedalboard([pb.HighpassFilter(lo), pb.LowpassFilter(hi)]), x, sr)
         log.append({"effect": "radio", "low_hz": lo, "high_hz": hi})
     return x
-
-
-def augment_with_log(
-    y: np.ndarray,
-    *,
-    sr: int = 22050,
-    rng: np.random.Generator,
-    config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
-    irs: Sequence[tuple[str, np.ndarray]] = (),
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Like :func:`augment`, and also the list of effects applied with their parameters.
-
-    The chain is the module docstring's nine stages, one function each: ``stage(x, rng, c, sr,
-    log) -> x`` draws its numbers from ``rng`` in a fixed order (every probability is drawn even
-    when the effect is off), appends one log entry per effect it applies and keeps ``x``'s
-    length. NaN/inf are zeroed at the end and the clip renormalised to peak 1 if above.
-    """
-    x = _checked_input(y, sr)
-    log: Log = []
-    if x.shape[0] == 0:
-        return x, log
-    c = config
-    x = _pitch(x, rng, c, sr, log)
-    x = _offset(x, rng, c, sr, log)
-    x = _room(x, rng, c, sr, log, irs)
-    x = _noise(x, rng, c, sr, log)
-    x = _microphone(x, rng, c, sr, log)
-    x = _gain(x, rng, c, sr, log)
-    x = _device(x, rng, c, sr, log)
-    x = _codec(x, rng, c, sr, log)
-    x = _production(x, rng, c, sr, log)
-    x = _renormalise(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
-    return x.astype(np.float32, copy=False), log
 
 
 #: Named configurations for :class:`training.dataset.ExampleSpec` (``augment_preset``).
@@ -436,8 +401,6 @@ def load_irs(
     """Impulse responses ``(use, path)`` read as mono at ``sr``, from the direct sound on, at most
     ``max_s`` seconds (a 50 ms fade-out at the cut) and normalised to unit energy. Files are read
     by the core's loader (:func:`instrunet_core.audio.load_audio`: its mixdown and resampler)."""
-    from instrunet_core.audio import load_audio
-
     out: list[tuple[str, np.ndarray]] = []
     for use, path in files:
         m = load_audio(path, target_sr=sr)
@@ -473,10 +436,11 @@ def _renormalise(x: np.ndarray) -> np.ndarray:
 def augment(
     y: np.ndarray,
     *,
-    sr: int = 22050,
+    sr: int = SAMPLE_RATE,
     rng: np.random.Generator,
     config: AugmentConfig = AugmentConfig(),  # noqa: B008 - frozen, so a shared default is safe
     irs: Sequence[tuple[str, np.ndarray]] = (),
+    log: Log | None = None,
 ) -> np.ndarray:
     """Randomly augmented copy of a mono clip.
 
@@ -493,19 +457,42 @@ def augment(
     irs : sequence of (str, np.ndarray [shape=(m,)])
         Measured impulse responses at ``sr`` tagged ``"room"`` or ``"device"``
         (:func:`load_irs`); none by default.
+    log : list, optional
+        Receives one dict per effect applied, ``{"effect": name, **params}``.
 
     Returns
     -------
     np.ndarray [shape=(n,), dtype=float32]
         Finite, peak at most 1 (rescaled to peak 1 only if an effect clipped).
+
+    Notes
+    -----
+    The chain is the module docstring's nine stages, one function each: ``stage(x, rng, c, sr,
+    log) -> x`` draws its numbers from ``rng`` in a fixed order (every probability is drawn even
+    when the effect is off), appends one log entry per effect it applies and keeps ``x``'s
+    length. NaN/inf are zeroed at the end and the clip renormalised to peak 1 if above.
     """
-    return augment_with_log(y, sr=sr, rng=rng, config=config, irs=irs)[0]
+    x = _checked_input(y, sr)
+    if log is None:
+        log = []
+    if x.shape[0] == 0:
+        return x
+    c = config
+    x = _pitch(x, rng, c, sr, log)
+    x = _offset(x, rng, c, sr, log)
+    x = _room(x, rng, c, sr, log, irs)
+    x = _noise(x, rng, c, sr, log)
+    x = _microphone(x, rng, c, sr, log)
+    x = _gain(x, rng, c, sr, log)
+    x = _device(x, rng, c, sr, log)
+    x = _codec(x, rng, c, sr, log)
+    x = _production(x, rng, c, sr, log)
+    x = _renormalise(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
+    return x.astype(np.float32, copy=False)
 
 
 def _benchmark(n_clips: int = 200, seed: int = 0) -> None:
     import time
-
-    from instrunet_core.features import DEFAULT_FRONT_END
 
     sr = DEFAULT_FRONT_END.sample_rate
     n = DEFAULT_FRONT_END.window_samples
@@ -516,7 +503,8 @@ def _benchmark(n_clips: int = 200, seed: int = 0) -> None:
     counts: dict[str, int] = {}
     t0 = time.perf_counter()
     for _ in range(n_clips):
-        _, log = augment_with_log(y, sr=sr, rng=rng)
+        log: Log = []
+        augment(y, sr=sr, rng=rng, log=log)
         for e in log:
             counts[e["effect"]] = counts.get(e["effect"], 0) + 1
     dt = (time.perf_counter() - t0) / n_clips

@@ -233,7 +233,7 @@ def plan_instruments(seed: int = DEFAULT_SEED) -> list[Instrument]:
     """Every (SoundFont, program) instrument with its id, NSynth name and split."""
     held = held_out_programs(seed)
     counters: collections.Counter[str] = collections.Counter()
-    plan = []
+    plan: list[Instrument] = []
     for font in SOUNDFONTS:
         for fam in FAMILIES:
             for prog in PROGRAMS[fam]:
@@ -590,9 +590,9 @@ def build(
     if real_todo:
         print(f"rendering {len(real_todo)} real-library instruments", file=sys.stderr, flush=True)
     if workers == 1 or len(real_todo) <= 1:
-        for inst in real_todo:
-            _, ex = render_real_instrument(inst, str(roots[inst.source]), str(out), limit, seed)
-            _write_json(parts / f"{inst.instrument:04d}.json", ex)
+        for real_inst in real_todo:
+            _, ex = render_real_instrument(real_inst, str(roots[real_inst.source]), str(out), limit, seed)
+            _write_json(parts / f"{real_inst.instrument:04d}.json", ex)
     elif real_todo:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             rfuts = [
@@ -641,8 +641,10 @@ def _build_others(
     if lock is not None:
         plans += plan_locked_others(lock)  # their checkouts were verified with the instruments'
     if limit is not None:  # small builds: one plan per (split, sound)
-        seen: set[tuple[str, str]] = set()
-        plans = [p for p in plans if (p.split, p.sound) not in seen and not seen.add((p.split, p.sound))]
+        first: dict[tuple[str, str], Any] = {}
+        for p in plans:
+            first.setdefault((p.split, p.sound), p)
+        plans = list(first.values())
     parts = out / ".parts"
     todo = [p for p in plans if not (parts / f"others-{p.key}.json").is_file()]
     if not todo:

@@ -216,7 +216,7 @@ def _crop(y: np.ndarray, n: int, rng: np.random.Generator | None, onset_prob: fl
     if len(y) <= n:
         return np.pad(y, (0, n - len(y)))
     at_onset = rng is None or (onset_prob > 0 and rng.random() < onset_prob)
-    start = 0 if at_onset else int(rng.integers(0, len(y) - n + 1))
+    start = 0 if at_onset or rng is None else int(rng.integers(0, len(y) - n + 1))
     return y[start : start + n]
 
 
@@ -364,7 +364,8 @@ def _other_clip(rng: np.random.Generator, spec: ExampleSpec, n: int, sr: int) ->
     if not _OTHERS or rng.random() < spec.noise_share:
         y = noise(rng, n, sr=sr)
         if rng.random() < 0.5:  # noise that swells or fades, not only a steady bed
-            y = y * np.linspace(*rng.uniform(0.05, 1.0, 2), n).astype(np.float32)
+            a, b = rng.uniform(0.05, 1.0, 2)
+            y = y * np.linspace(a, b, n).astype(np.float32)
         return y, "noise"
     o = _OTHERS[int(rng.integers(len(_OTHERS)))]
     y = _load_file(o.path, sr)
@@ -479,6 +480,9 @@ def make_examples(
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     bar = progress_bar(len(jobs), desc=f"{spec.split} x{n}", unit="chunk", enabled=progress)
     shape = (fe.n_mels, fe.frames)
+    X: np.ndarray
+    Y: np.ndarray
+    W: np.ndarray | None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         mm = np.lib.format.open_memmap

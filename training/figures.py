@@ -26,6 +26,7 @@ import numpy as np
 
 from instrunet_core.features import DEFAULT_FRONT_END, window_features
 from instrunet_core.labels import FAMILIES
+from instrunet_core.plots import new_figure
 
 from .nsynth import Note, load_audio, load_split
 
@@ -89,15 +90,11 @@ def spectrogram_grid(
     dpi: int = 75,
 ) -> Path:
     """Draw the grid to ``out`` (PNG); ``augment_seed`` shows augmented audio instead of clean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fe = DEFAULT_FRONT_END
     cols = max(1, max((len(v) for v in examples.values()), default=1))
     rows = len(FAMILIES)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 0.6, 2.05 * rows + 0.5), squeeze=False)
+    fig = new_figure(2.3 * cols + 0.6, 2.05 * rows + 0.5)
+    axes = fig.subplots(rows, cols, squeeze=False)
     rng = np.random.default_rng(augment_seed) if augment_seed is not None else None
     extent = (0.0, fe.window_seconds, 0.0, float(fe.n_mels))
     for r, fam in enumerate(FAMILIES):
@@ -140,7 +137,6 @@ def spectrogram_grid(
     out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     # A 256-colour palette keeps the PNG small (the colormap has 256 entries anyway).
     from PIL import Image
 

@@ -435,16 +435,15 @@ def noise(rng: np.random.Generator, n: int, kind: str | None = None, *, sr: int 
         spec = np.fft.rfft(rng.standard_normal(n))
         f = np.fft.rfftfreq(n, 1.0 / sr)
         f[0] = f[1]
-        spec *= {"white": 1.0, "pink": f**-0.5, "brown": f**-1.0}[kind]
+        spec *= f ** {"white": 0.0, "pink": -0.5, "brown": -1.0}[kind]
         spec[0] = 0.0  # no DC offset
         y = np.fft.irfft(spec, n)
     elif kind == "hum":
         t = np.arange(n) / sr
         base = 50.0 if rng.random() < 0.5 else 60.0
-        y = sum(
-            rng.uniform(0.1, 1.0) / h * np.sin(2 * np.pi * base * h * t + rng.uniform(0, 6.3))
-            for h in range(1, 8)
-        )
+        y = np.zeros(n)
+        for h in range(1, 8):
+            y += rng.uniform(0.1, 1.0) / h * np.sin(2 * np.pi * base * h * t + rng.uniform(0, 6.3))
         y = y + 0.01 * rng.standard_normal(n)
     elif kind == "crackle":
         y = 0.02 * rng.standard_normal(n)

@@ -9,47 +9,57 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.labels import FAMILIES
+from instrunet_core.plots import new_figure
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "draw_confusion"]
+
+
+def draw_confusion(
+    ax: Any, cm: Any, labels: Any, title: str, *, fontsize: float = 10, answers: Any = None
+) -> None:
+    """A confusion matrix on ``ax``: rows true (``labels``), columns predicted (``answers``,
+    default the same labels; an open-set model adds "other"), each cell's count written on it,
+    shaded by the share of its row."""
+    answers = list(labels) if answers is None else list(answers)
+    cm = np.asarray(cm, dtype=float)[: len(labels), : len(answers)]
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(answers)):
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(len(answers)), answers, rotation=45 if len(answers) > 3 else 20, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
 
 
 def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[float]]) -> None:
-    from matplotlib.figure import Figure
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     (folder / "history.json").write_text(json.dumps(history, indent=1))
 
     splits = [sp for sp in ("valid", "dev", "test") if metrics.get(sp) and "single" in metrics[sp]]
-    fig = Figure(figsize=(6 * len(splits), 5))
-    axes = fig.subplots(1, len(splits), squeeze=False)
-    for ax, split in zip(axes[0], splits, strict=True):
-        cm = np.array(metrics[split]["single"]["confusion"], dtype=float)[: len(FAMILIES)]
-        cols = list(FAMILIES) + (["other"] if cm.shape[1] > len(FAMILIES) else [])
-        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(cm.shape[0]):
-            for j in range(cm.shape[1]):
-                ax.text(
-                    j,
-                    i,
-                    f"{int(cm[i, j])}",
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black",
-                )
-        ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-        ax.set_yticks(range(len(FAMILIES)), FAMILIES)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        acc = metrics[split]["single"]["accuracy"]
-        ax.set_title(f"{metrics['model']} {split} (acc {acc:.3f}, n={metrics[split]['n_single']})")
+    fig = new_figure(6 * len(splits), 5)
+    for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits, strict=True):
+        single = metrics[split]["single"]
+        title = f"{metrics['model']} {split} (acc {single['accuracy']:.3f}, n={metrics[split]['n_single']})"
+        draw_confusion(
+            ax, single["confusion"], FAMILIES, title, fontsize=7, answers=list(single["per_class"])
+        )
     fig.tight_layout()
     fig.savefig(folder / "confusion_matrix.png", dpi=90)
 
-    fig = Figure(figsize=(11, 4))
+    fig = new_figure(11, 4)
     a1, a2 = fig.subplots(1, 2)
     first = 0 if metrics.get("init") else 1  # a warm start scores its initial weights as epoch 0
     ep = np.arange(first, first + len(history["loss"]))

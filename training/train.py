@@ -197,9 +197,9 @@ def teacher_targets(
     ``[N, 9]`` when the teacher has an open-set output. A waveform-input teacher scores the
     examples' audio (``ex.W``), a log-mel one their features. Cached under ``cache`` by the
     teacher's sha256 and the set's folder name (teachers can be slow)."""
-    from instrunet_core.session import open_session
+    from instrunet_core.model import open_model
 
-    session = open_session(teacher)
+    session = open_model(teacher)
     if session.task != "multilabel" or tuple(session.labels)[:F] != tuple(FAMILIES):
         raise ValueError(
             f"{teacher}: the teacher must be a multilabel model over {list(FAMILIES)} "
@@ -546,9 +546,9 @@ def run(cfg: Config) -> dict[str, Any]:
     task = TASKS[cfg.model]
     teacher_kind = None
     if cfg.teacher is not None:
-        from instrunet_core.session import open_session
+        from instrunet_core.model import open_model
 
-        teacher_kind = open_session(cfg.teacher).input_kind
+        teacher_kind = open_model(cfg.teacher).input_kind
     sets = build_sets(cfg, keep_audio=teacher_kind == "waveform")
     Xt, Yt = sets.train.X, _targets(cfg, task, sets.train.Y)
     if task == "multiclass":  # one cached training set serves every model: keep its single notes

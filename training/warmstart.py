@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.session import RuntimeOptions, onnx_session
+from instrunet_core.verify import REFERENCES_ATOL
+
 __all__ = ["init_from_onnx"]
 
 
@@ -33,7 +36,7 @@ def _initializers(path: Path) -> list[np.ndarray]:
 
 
 def init_from_onnx(
-    model: Any, onnx_path: Path | str, *, atol: float = 1e-4, calibration: np.ndarray | None = None
+    model: Any, onnx_path: Path | str, *, atol: float = REFERENCES_ATOL, calibration: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Copy the weights of ``onnx_path`` into the Keras ``model`` in place.
 
@@ -59,7 +62,6 @@ def init_from_onnx(
         When the layer shapes differ or the outputs disagree by more than ``atol``.
     """
     import keras
-    import onnxruntime as ort
 
     onnx_path = Path(onnx_path)
     weights = _initializers(onnx_path)
@@ -119,7 +121,7 @@ def init_from_onnx(
                 f"{onnx_path}: dense {w.shape} does not fit {layer.name} {tuple(layer.kernel.shape)}"
             )
         layer.set_weights([w, b])
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = onnx_session(onnx_path, RuntimeOptions(intra_op_threads=0))
     inp = sess.get_inputs()[0]
     x = np.random.default_rng(0).random((4, 128, 128), dtype=np.float32)
     feed = x if len(inp.shape) == 3 else x[..., None]

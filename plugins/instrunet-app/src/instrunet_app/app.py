@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from instrunet_app import report, service
-from instrunet_core import InstrunetError, load_model
+from instrunet_core import InstrunetError, load_model, plots
 
 st.set_page_config(page_title="instrunet", page_icon=":musical_note:", layout="wide")
 
@@ -41,11 +41,8 @@ def _show_condition(an: Any) -> None:
     st.subheader("Condition")
     cv = service.condition_view(an)
     with st.container(key="condition"):
-        if cv["status"] == "missing":
-            st.info("Condition analysis not installed (pip install plugins/instrunet-condition).")
-            return
-        if cv["status"] == "error":
-            st.error(f"Condition analysis failed: {cv['error']}")
+        if cv["status"] != "ok":
+            (st.info if cv["status"] == "missing" else st.error)(cv["notice"])
             return
         st.markdown(f"**Condition: {cv['label']}**")
         if cv["explanation"]:
@@ -71,7 +68,7 @@ def _show_condition(an: Any) -> None:
                             report.fmt_value((v.get("probabilities") or {}).get(c, "-"))
                             for v in insts.values()
                         ]
-                        for c in service.CONDITION_CLASSES
+                        for c in cv["classes"]
                     },
                     "why": [str(v.get("explanation") or "") for v in insts.values()],
                 }
@@ -149,7 +146,7 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
     st.subheader("Timeline")
     st.pyplot(report.timeline_figure(an), clear_figure=True)
     with st.expander("Probability per family"):
-        st.pyplot(report.probabilities_figure(an), clear_figure=True)
+        st.pyplot(plots.probabilities_figure(an), clear_figure=True)
 
     _show_condition(an)
 
@@ -161,7 +158,7 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
                 st.json(v)
 
     with st.expander("What the measures mean"):
-        for k, v in {**report.MEASURES, **report.CONDITION_MEASURES}.items():
+        for k, v in report.measures().items():
             st.markdown(f"**{k}**: {v}")
 
 

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from .service import Limits
+
 __all__ = ["APP_FILE", "streamlit_command", "main"]
 
 #: The Streamlit script.
@@ -37,9 +39,18 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)"
     )
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
-    p.add_argument("--max-mb", type=_positive, default=50.0, help="largest upload in MB (default 50)")
+    limits = Limits()
     p.add_argument(
-        "--max-seconds", type=_positive, default=600.0, help="longest recording in seconds (default 600)"
+        "--max-mb",
+        type=_positive,
+        default=limits.max_mb,
+        help=f"largest upload in MB (default {limits.max_mb:g})",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=_positive,
+        default=limits.max_seconds,
+        help=f"longest recording in seconds (default {limits.max_seconds:g})",
     )
     return p
 

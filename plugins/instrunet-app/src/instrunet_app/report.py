@@ -14,15 +14,15 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from instrunet_core import Analysis, get_registry
+from instrunet_core.plots import activity_figure, probabilities_figure
+from instrunet_core.writers import atomic_write_bytes, figure_bytes
 
-from .service import CONDITION_CLASSES, condition_view, model_card, other_extras
+from .service import condition_view, model_card, other_extras
 
 __all__ = [
     "MEASURES",
-    "CONDITION_MEASURES",
+    "measures",
     "timeline_figure",
     "probabilities_figure",
     "figure_png",
@@ -58,119 +58,35 @@ MEASURES: dict[str, str] = {
     "mean / max probability": "The instrument's probability averaged over, and at its highest in, the non-silent windows.",
 }
 
-#: The condition analyzer's verdict and features (as ``plugins/instrunet-condition`` computes
-#: them, per chunk of up to 4 s, averaged); a feature not listed is shown by name only.
-CONDITION_MEASURES: dict[str, str] = {
-    "condition": (
-        "healthy, moderately aged or broken / noisy, from a small classifier on the features below, "
-        "trained on clean notes and on copies degraded on purpose (detuning, damping, noise, buzz, "
-        "clipping, dropouts); 'unknown' when there is too little sound to judge. Per instrument it is "
-        "judged on the audio of that instrument's time ranges, which may hold other instruments too."
-    ),
-    "hnr_db": (
-        "Harmonics-to-noise ratio in dB (Boersma's autocorrelation method, as Praat's): how much of "
-        "the energy is periodic. Clean tones score high; noise, rattle and breath lower it."
-    ),
-    "spectral_flatness": (
-        "Geometric over arithmetic mean of the power spectrum (0 to 1): near 0 for clear partials, "
-        "towards 1 for noise."
-    ),
-    "decay_rate_db_per_s": "How fast the level falls after each note onset, in dB per second (median over notes).",
-    "decay_variance": (
-        "Variance of the short-time decay rate (over 0.25 s stretches), in (dB/s)^2: beating, "
-        "rattles, dropouts and unsteady decay raise it."
-    ),
-    "crest_factor_db": "Peak over RMS level in dB; clipping and heavy compression lower it.",
-    "clipping_ratio": "Share of samples stuck at the peak, beyond what a clean waveform has.",
-    "zero_crossing_rate": "Share of samples where the waveform changes sign; noise and buzz raise it.",
-    "spectral_centroid_hz": "The spectrum's centre of mass in Hz (brightness).",
-    "hf_ratio": "Share of the power above 4 kHz.",
-    "noise_floor_db": "The 10th percentile of the frame levels relative to the loudest frame, in dB.",
-    "flatness_quiet": "Spectral flatness of the quietest quarter of the sounding frames (the noise between notes).",
-    "envelope_modulation_db": "How much the level wobbles around its smoothed course while notes sustain, in dB.",
-    "spectral_flux": "How much the spectrum's shape changes from frame to frame while notes sustain (onsets left out).",
-    "partial_fluctuation_db": (
-        "How much the strongest partials' levels wobble while notes sustain, in dB (beating partials "
-        "of a detuned double, chorus)."
-    ),
-    "hum_db": "Power at 50 or 60 Hz and their 2nd/3rd harmonics over the power just around them, in dB: mains hum.",
-}
+
+def measures() -> dict[str, str]:
+    """What each number in the page and the report means: :data:`MEASURES`, then the condition
+    analyzer's own descriptions of its verdict and features when it is installed
+    (``instrunet_condition.DESCRIPTIONS``)."""
+    try:
+        from instrunet_condition import DESCRIPTIONS
+    except ImportError:
+        return dict(MEASURES)
+    return {**MEASURES, **DESCRIPTIONS}
 
 
 # ----------------------------------------------------------------------------- plots
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def timeline_figure(analysis: Analysis) -> Any:
-    """Heat map of each label's probability over time, detected ranges outlined.
+    """The core's activity plot (:func:`instrunet_core.plots.activity_figure`), as the page and
+    the PDF show it.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    plt = _pyplot()
-    labels = list(analysis.labels)
-    segs = analysis.timeline
-    fig, ax = plt.subplots(figsize=(9, 0.38 * len(labels) + 1.4))
-    if segs:
-        probs = np.array([[s.probabilities.get(lab, 0.0) for lab in labels] for s in segs], dtype=float).T
-        centers = np.array([(s.start + s.end) / 2 for s in segs])
-        edges = np.concatenate(
-            [[0.0], (centers[1:] + centers[:-1]) / 2, [max(analysis.duration, centers[-1])]]
-        )
-        mesh = ax.pcolormesh(
-            edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat"
-        )
-        fig.colorbar(mesh, ax=ax, label="probability", pad=0.01)
-    for ins in analysis.instruments:
-        if ins.label in labels:
-            row = labels.index(ins.label)
-            for a, b in ins.ranges:
-                ax.add_patch(
-                    plt.Rectangle((a, row + 0.06), b - a, 0.88, fill=False, edgecolor="cyan", lw=1.6)
-                )
-    ax.set_yticks(np.arange(len(labels)) + 0.5, labels)
-    ax.set_xlim(0, max(analysis.duration, 1e-3))
-    ax.invert_yaxis()
-    ax.set_xlabel("time (s)")
-    ax.set_title("Timeline: probability per window; detected ranges outlined in cyan", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def probabilities_figure(analysis: Analysis) -> Any:
-    """Horizontal bars of the overall (mean) probability per label, detected ones highlighted.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    plt = _pyplot()
-    labels = list(analysis.labels)
-    p = [float(analysis.prediction.probabilities.get(lab, 0.0)) for lab in labels]
-    detected = {i.label for i in analysis.instruments}
-    fig, ax = plt.subplots(figsize=(9, 0.3 * len(labels) + 1.0))
-    colors = ["#d1495b" if lab in detected else "#8d99ae" for lab in labels]
-    ax.barh(labels[::-1], p[::-1], color=colors[::-1])
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("mean probability over non-silent windows (red: detected)")
-    fig.tight_layout()
-    return fig
+    return activity_figure(
+        analysis, title="Timeline: probability per window; detected ranges outlined in cyan", width=9.0
+    )
 
 
 def figure_png(fig: Any, *, dpi: int = 110) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    plt = _pyplot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return buf.getvalue()
+    """A matplotlib figure rendered to PNG bytes (:func:`instrunet_core.writers.figure_bytes`)."""
+    return figure_bytes(fig, "png", dpi=dpi)
 
 
 def fmt_ranges(ranges: Any, *, limit: int = 6) -> str:
@@ -387,7 +303,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
                 doc.para(fmt_value(val))
 
     doc.heading("What the measures mean")
-    for k, v in {**MEASURES, **CONDITION_MEASURES}.items():
+    for k, v in measures().items():
         doc.para(f"{k}: {v}")
     s = analysis.settings
     doc.para(
@@ -401,11 +317,8 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
 def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
     cv = condition_view(analysis)
     doc.heading("Condition")
-    if cv["status"] == "missing":
-        doc.para("Condition analysis not installed (pip install plugins/instrunet-condition).")
-        return
-    if cv["status"] == "error":
-        doc.para(f"Condition analysis failed: {cv['error']}")
+    if cv["status"] != "ok":
+        doc.para(cv["notice"])
         return
     doc.para(f"Condition: {cv['label']}", size=12, style="B")
     if cv["explanation"]:
@@ -413,7 +326,7 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
     probs = cv["probabilities"]
     if probs:
         doc.table(
-            ["class", "probability"], [[k, fmt_value(probs.get(k))] for k in _order(probs)], widths=(60, 40)
+            ["class", "probability"], [[k, fmt_value(probs.get(k))] for k in cv["classes"]], widths=(60, 40)
         )
     if cv["features"]:
         doc.table(
@@ -421,12 +334,12 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
         )
     if cv["instruments"]:
         doc.table(
-            ["instrument", "condition", *CONDITION_CLASSES],
+            ["instrument", "condition", *cv["classes"]],
             [
                 [
                     lab,
                     str(v.get("label", "-")),
-                    *[fmt_value((v.get("probabilities") or {}).get(c, "-")) for c in CONDITION_CLASSES],
+                    *[fmt_value((v.get("probabilities") or {}).get(c, "-")) for c in cv["classes"]],
                 ]
                 for lab, v in cv["instruments"].items()
                 if isinstance(v, Mapping)
@@ -443,14 +356,7 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
         )
 
 
-def _order(probs: Mapping[str, Any]) -> list[str]:
-    return [c for c in CONDITION_CLASSES if c in probs] + [c for c in probs if c not in CONDITION_CLASSES]
-
-
 def write_pdf(analysis: Analysis, path: str | os.PathLike[str]) -> None:
-    """Writer for the registry (``instrunet analyze FILE --format pdf --out report.pdf``); atomic."""
-    data = build_pdf(analysis)
-    tmp = os.fspath(path) + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    """Writer for the registry (``instrunet analyze FILE --format pdf --out report.pdf``), through
+    the core's writer layer: atomic, and ``"-"`` writes to stdout."""
+    atomic_write_bytes(path, build_pdf(analysis))

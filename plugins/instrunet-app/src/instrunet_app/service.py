@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
-from instrunet_core.audio import MP3_SUPPORTED, SILENCE_DB, audio_info
+from instrunet_core.audio import MP3_SUPPORTED, audio_info
+from instrunet_core.features import SILENCE_DB
 
 __all__ = [
     "ALLOWED_EXTENSIONS",
@@ -323,8 +324,8 @@ def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
     return card
 
 
-#: Condition classes in display order.
-CONDITION_CLASSES = ("healthy", "moderately_aged", "broken_noisy")
+#: What the page and the report say when the condition analyzer is not installed.
+MISSING_CONDITION = "Condition analysis not installed (pip install plugins/instrunet-condition)."
 
 
 def condition_view(analysis: Analysis) -> dict[str, Any]:
@@ -333,19 +334,24 @@ def condition_view(analysis: Analysis) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"status": "ok", "label", "probabilities", "features", "instruments", "model",
-        "explanation"}``; ``{"status": "missing"}`` when the analyzer is not installed;
-        ``{"status": "error", "error": message}`` when it failed.
+        ``{"status": "ok", "label", "classes", "probabilities", "features", "instruments",
+        "model", "explanation"}`` (``classes``: in the analyzer's order, as its
+        ``probabilities`` list them); ``{"status": "missing", "notice"}`` when the analyzer is not
+        installed; ``{"status": "error", "error": message, "notice"}`` when it failed (``notice``:
+        what the page and the report say instead).
     """
     c = analysis.extras.get("condition")
     if c is None:
-        return {"status": "missing"}
+        return {"status": "missing", "notice": MISSING_CONDITION}
     if not isinstance(c, Mapping) or "error" in c:
-        return {"status": "error", "error": str(c.get("error") if isinstance(c, Mapping) else c)}
+        error = str(c.get("error") if isinstance(c, Mapping) else c)
+        return {"status": "error", "error": error, "notice": f"Condition analysis failed: {error}"}
+    probs = dict(c.get("probabilities") or {})
     return {
         "status": "ok",
         "label": str(c.get("label", "unknown")),
-        "probabilities": dict(c.get("probabilities") or {}),
+        "classes": list(probs),
+        "probabilities": probs,
         "features": dict(c.get("features") or {}),
         "instruments": dict(c.get("instruments") or {}),
         "model": dict(c.get("model") or {}),

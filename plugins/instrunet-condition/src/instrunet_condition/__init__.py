@@ -29,11 +29,12 @@ import numpy as np
 
 from instrunet_core import hookimpl
 
-from .classifier import CLASSES, MODEL_NAME, Classifier, assess, load_classifier
+from .classifier import CLASSES, DESCRIPTIONS, MODEL_NAME, ConditionModel, assess, load_condition_model
 from .features import FEATURE_NAMES, SAMPLE_RATE, condition_features, feature_vector
 
 __all__ = [
     "CLASSES",
+    "DESCRIPTIONS",
     "FEATURE_NAMES",
     "CHUNK_SECONDS",
     "MIN_CHUNK_SECONDS",
@@ -41,7 +42,7 @@ __all__ = [
     "condition_of",
     "analyze_condition",
     "feature_vector",
-    "load_classifier",
+    "load_condition_model",
     "instrunet_register_analyzers",
 ]
 
@@ -107,7 +108,7 @@ def condition_of(
     *,
     sr: int = SAMPLE_RATE,
     ranges: Sequence[tuple[float, float]] | None = None,
-    classifier: Classifier | None = None,
+    classifier: ConditionModel | None = None,
     predict: Callable[[np.ndarray], np.ndarray] | None = None,
     ref_peak: float | None = None,
 ) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def condition_of(
         Mono audio at ``sr`` (22,050 Hz, as the training notes).
     sr : int
     ranges : sequence of (start, end) seconds, optional
-    classifier : Classifier, optional
+    classifier : ConditionModel, optional
         Default: the newest shipped model.
     predict : callable, optional
         Replaces ``classifier.predict`` (training evaluates its Keras model this way).
@@ -131,7 +132,7 @@ def condition_of(
     dict
         ``label``, ``probabilities``, ``features``, ``explanation``, ``chunks``, ``seconds``.
     """
-    clf = classifier if classifier is not None or predict is not None else load_classifier()
+    clf = classifier if classifier is not None or predict is not None else load_condition_model()
     rows, secs = chunk_features(y, sr=sr, ranges=ranges, ref_peak=ref_peak)
     out = assess(
         rows,
@@ -155,7 +156,7 @@ def analyze_condition(context: Any) -> dict[str, Any]:
     dict
         The output contract in the module docstring.
     """
-    clf = load_classifier()
+    clf = load_condition_model()
     y = context.audio()
     sr = int(context.sample_rate)
     silent = bool(np.all(context.silent)) if len(context.silent) else True

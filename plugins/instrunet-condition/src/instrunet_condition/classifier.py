@@ -1,4 +1,5 @@
-"""The shipped condition classifier: a features-input ONNX artifact, verified before use."""
+"""The shipped condition classifier: a features-input ONNX artifact (a feature vector in, not
+audio), verified before use and run through the core's one session function."""
 
 from __future__ import annotations
 
@@ -16,11 +17,58 @@ from instrunet_core.verify import verify_artifact
 
 from .features import FEATURE_NAMES, feature_vector
 
-__all__ = ["MODEL_NAME", "MODELS_DIR", "CLASSES", "Classifier", "load_classifier", "assess"]
+__all__ = [
+    "MODEL_NAME",
+    "MODELS_DIR",
+    "CLASSES",
+    "DESCRIPTIONS",
+    "ConditionModel",
+    "load_condition_model",
+    "assess",
+]
 
 MODEL_NAME = "condition"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 CLASSES = ("healthy", "moderately_aged", "broken_noisy")
+
+#: What the verdict and each feature mean, for people (the web app shows them beside the
+#: numbers): the features as :mod:`instrunet_condition.features` computes them, per chunk of up
+#: to 4 s, averaged.
+DESCRIPTIONS: dict[str, str] = {
+    "condition": (
+        "healthy, moderately aged or broken / noisy, from a small classifier on the features below, "
+        "trained on clean notes and on copies degraded on purpose (detuning, damping, noise, buzz, "
+        "clipping, dropouts); 'unknown' when there is too little sound to judge. Per instrument it is "
+        "judged on the audio of that instrument's time ranges, which may hold other instruments too."
+    ),
+    "hnr_db": (
+        "Harmonics-to-noise ratio in dB (Boersma's autocorrelation method, as Praat's): how much of "
+        "the energy is periodic. Clean tones score high; noise, rattle and breath lower it."
+    ),
+    "spectral_flatness": (
+        "Geometric over arithmetic mean of the power spectrum (0 to 1): near 0 for clear partials, "
+        "towards 1 for noise."
+    ),
+    "decay_rate_db_per_s": "How fast the level falls after each note onset, in dB per second (median over notes).",
+    "decay_variance": (
+        "Variance of the short-time decay rate (over 0.25 s stretches), in (dB/s)^2: beating, "
+        "rattles, dropouts and unsteady decay raise it."
+    ),
+    "crest_factor_db": "Peak over RMS level in dB; clipping and heavy compression lower it.",
+    "clipping_ratio": "Share of samples stuck at the peak, beyond what a clean waveform has.",
+    "zero_crossing_rate": "Share of samples where the waveform changes sign; noise and buzz raise it.",
+    "spectral_centroid_hz": "The spectrum's centre of mass in Hz (brightness).",
+    "hf_ratio": "Share of the power above 4 kHz.",
+    "noise_floor_db": "The 10th percentile of the frame levels relative to the loudest frame, in dB.",
+    "flatness_quiet": "Spectral flatness of the quietest quarter of the sounding frames (the noise between notes).",
+    "envelope_modulation_db": "How much the level wobbles around its smoothed course while notes sustain, in dB.",
+    "spectral_flux": "How much the spectrum's shape changes from frame to frame while notes sustain (onsets left out).",
+    "partial_fluctuation_db": (
+        "How much the strongest partials' levels wobble while notes sustain, in dB (beating partials "
+        "of a detuned double, chorus)."
+    ),
+    "hum_db": "Power at 50 or 60 Hz and their 2nd/3rd harmonics over the power just around them, in dB: mains hum.",
+}
 
 #: Plain-words names of the features, for explanations.
 _WORDS = {
@@ -42,7 +90,7 @@ _WORDS = {
 }
 
 
-class Classifier:
+class ConditionModel:
     """The condition model of one artifact folder ``condition/<version>/``.
 
     Parameters
@@ -72,22 +120,11 @@ class Classifier:
         if tuple(m.labels) != CLASSES:
             raise ModelError(f"{where}: labels {list(m.labels)}, expected {list(CLASSES)}")
         verify_artifact(self.path, references=False, manifest=m)  # the ONNX file is there, sha256 matches
-        self._session = onnx_session(self.path / m.file, intra_op_threads=1, inter_op_threads=1)
+        self._session = onnx_session(self.path / m.file)  # the CPU, one thread
         self._input = m.input["name"]
         ref = m.features.get("healthy_median") or {}
         self.healthy_median: dict[str, float] = {k: float(v) for k, v in ref.items()}
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    @property
-    def sha256(self) -> str:
-        return self.manifest.sha256
+        self.name, self.version, self.sha256 = m.name, m.version, m.sha256
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities of classifier inputs.
@@ -119,14 +156,14 @@ def model_dirs() -> list[Path]:
 
 
 @functools.lru_cache(maxsize=4)
-def load_classifier(path: str | None = None) -> Classifier:
+def load_condition_model(path: str | None = None) -> ConditionModel:
     """The newest shipped condition model (or the one at ``path``), loaded once per process."""
     if path is None:
         dirs = model_dirs()
         if not dirs:
             raise ModelError(f"{MODELS_DIR / MODEL_NAME}: no condition model is installed")
         path = str(dirs[-1])
-    return Classifier(path)
+    return ConditionModel(path)
 
 
 def _explain(

@@ -40,6 +40,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from instrunet_core.features import SAMPLE_RATE
+from instrunet_core.inputs import check_float_samples, check_sample_rate
+
 __all__ = [
     "SAMPLE_RATE",
     "FEATURE_NAMES",
@@ -50,7 +53,6 @@ __all__ = [
     "feature_vector",
 ]
 
-SAMPLE_RATE = 22050
 #: The classifier's input order (see :func:`feature_vector`).
 FEATURE_NAMES = (
     "hnr_db",
@@ -77,17 +79,10 @@ _EPS = 1e-12
 
 
 def _check(y: np.ndarray, sr: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"audio must be mono, shape (n,), got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.floating):
-        raise ValueError(f"audio must be floating point, got dtype {y.dtype}")
-    if int(sr) <= 0:
-        raise ValueError(f"sample rate must be positive, got {sr!r}")
-    y = y.astype(np.float64)
-    if not np.all(np.isfinite(y)):
-        raise ValueError("audio contains NaN or infinite samples")
-    return y
+    """Mono, finite, floating-point audio as float64 (the core's input rules: ``InputError``,
+    a ``ValueError``)."""
+    check_sample_rate(sr, what="condition features")
+    return check_float_samples(y, what="condition features", dtype=np.float64)
 
 
 def hnr_frames(

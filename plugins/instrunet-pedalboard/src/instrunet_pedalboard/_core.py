@@ -1,16 +1,17 @@
-"""Shared pieces: the one adapter to the core's push-style classifier, and pedalboard's array layouts."""
+"""Shared pieces: the one adapter to the core's push-style classifier (:class:`Adapter`, the base
+of :class:`~instrunet_pedalboard.Tagger`, :class:`~instrunet_pedalboard.StreamTagger` and
+:class:`~instrunet_pedalboard.Router`), and pedalboard's array layouts."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from instrunet_core.audio import as_float_audio
 from instrunet_core.errors import InputError
+from instrunet_core.inputs import as_float_audio, check_sample_rate
 
-__all__ = ["new_classifier", "Layout", "check_rate"]
+__all__ = ["new_classifier", "Layout", "Adapter"]
 
 
 def new_classifier(
@@ -27,17 +28,6 @@ def new_classifier(
     from instrunet_core import Classifier
 
     return Classifier(model, hop=hop, thresholds=thresholds, keep=keep)
-
-
-def check_rate(sample_rate: Any, what: str) -> int:
-    """A positive integer sample rate, else :class:`InputError` naming ``what``."""
-    try:
-        sr = float(sample_rate)
-    except (TypeError, ValueError):
-        raise InputError(f"{what}: sample_rate must be a positive number, got {sample_rate!r}") from None
-    if not math.isfinite(sr) or sr <= 0 or sr != int(sr):
-        raise InputError(f"{what}: sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
-    return int(sr)
 
 
 class Layout:
@@ -127,3 +117,72 @@ class Layout:
         if kind == "mono":
             return y[0]
         return np.ascontiguousarray(y.T) if kind == "last" else y
+
+
+class Adapter:
+    """One stream through the core's classifier, in pedalboard's layouts: the classifier, the
+    stream's layout and rate, and what the classifier found so far.
+
+    Attributes
+    ----------
+    labels : tuple of str
+        The model's labels, in the order of every probability vector.
+    window_seconds : float
+        Length of one analysis window (2.949 s for the shipped models).
+    hop_seconds : float
+        Seconds between window starts: a result comes out every hop.
+    """
+
+    _what = "Tagger"
+
+    def __init__(
+        self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
+    ) -> None:
+        self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
+        self.labels: tuple[str, ...] = tuple(self._clf.labels)
+        self.window_seconds = float(self._clf.window_seconds)
+        self.hop_seconds = float(self._clf.hop_seconds)
+        self._layout = Layout(self._what)
+        self._sr: int | None = None
+        self._finished = False
+
+    def reset(self) -> None:
+        """Forget the stream: results, buffered audio, layout and sample rate."""
+        self._clf.reset()
+        self._layout.reset()
+        self._sr = None
+        self._finished = False
+
+    def _accept(self, audio: Any, sample_rate: Any) -> tuple[np.ndarray, str, int, int] | None:
+        """The next block checked against the stream: ``(array, layout kind, channels, rate)``,
+        or ``None`` for an empty block. A block after the end of a stream starts a new one.
+
+        Raises
+        ------
+        InputError
+            A bad rate, a rate or channel count that changes within the stream, a bad shape.
+        """
+        if self._finished:
+            self.reset()
+        sr = check_sample_rate(sample_rate, what=self._what)
+        if self._sr is not None and sr != self._sr:
+            raise InputError(
+                f"{self._what}: sample rate changed from {self._sr} to {sr} Hz within a stream; "
+                "call with reset=True (or reset()) to start a new stream"
+            )
+        a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+        if a.size == 0:
+            return None
+        kind, ch = self._layout.detect(a)
+        self._sr = sr
+        return a, kind, ch, sr
+
+    @property
+    def results(self) -> list[Any]:
+        """Every window so far (``instrunet_core.WindowResult``: start, end, probabilities, rms_db, silent, label)."""
+        return list(self._clf.results)
+
+    @property
+    def analysis(self) -> Any:
+        """:class:`instrunet_core.Analysis` of the windows so far: prediction, timeline, instruments."""
+        return self._clf.analysis()

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import DecodeError, InputError
+from instrunet_core.writers import atomic_path
 
 from .router import Router
 from .tagger import Tagger
@@ -42,8 +43,9 @@ def process_file(
         Any file ``pedalboard.io.AudioFile`` reads (wav, flac, ogg, mp3, ...).
     dst : str or PathLike, optional
         Output file, format from its extension, at ``src``'s sample rate; its folder is
-        created if needed. Written to a hidden temporary file next to it and renamed when
-        complete, so a failure never leaves a truncated file. ``None``: only analyse.
+        created if needed. Written through the core's writer layer
+        (:func:`instrunet_core.writers.atomic_path`: a uniquely named temporary file next to it,
+        renamed when complete), so a failure never leaves a truncated file. ``None``: only analyse.
     board : pedalboard.Pedalboard or plugin, optional
         Applied first (streamed with ``reset=False``).
     tagger : Tagger, optional
@@ -97,10 +99,12 @@ def process_file(
         reader = AudioFile(str(src_p))
     except Exception as e:  # noqa: BLE001 - pedalboard raises ValueError/RuntimeError/OSError
         raise DecodeError(f"{src_p}: cannot open audio file ({e})") from None
-    tmp = dst_p.with_name(f".{dst_p.stem}.partial{dst_p.suffix}") if dst_p is not None else None
+    if dst_p is not None:
+        dst_p.parent.mkdir(parents=True, exist_ok=True)
     writer: Any = None
-    done = False
-    try:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(dst_p, suffix=dst_p.suffix)) if dst_p is not None else None
+        stack.callback(lambda: writer is not None and writer.close())
         with reader:
             sr = reader.samplerate
             sr_int = int(round(sr))
@@ -125,10 +129,7 @@ def process_file(
                     return
                 if writer is None:
                     try:
-                        tmp.parent.mkdir(parents=True, exist_ok=True)
-                        writer = AudioFile(
-                            str(tmp), "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality
-                        )
+                        writer = AudioFile(tmp, "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality)
                     except Exception as e:  # noqa: BLE001
                         raise InputError(f"{dst_p}: cannot write this file ({e})") from None
                 writer.write(y)
@@ -155,16 +156,8 @@ def process_file(
                 emit(router._finish())
             if tagger is not None:
                 tagger.flush()
-        if writer is not None:
+        if writer is not None:  # complete before the rename
             writer.close()
             writer = None
-            os.replace(tmp, dst_p)  # type: ignore[arg-type]
-        done = True
-    finally:
-        if writer is not None:
-            writer.close()
-        if not done and tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
     analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
     return dataclasses.replace(analysis, source=str(src_p))

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import InputError
+from instrunet_core.inputs import check_sample_rate
 
-from ._core import Layout, check_rate, new_classifier
+from ._core import Adapter, Layout
 
 __all__ = ["Router"]
 
@@ -55,7 +56,7 @@ class _Fifo:
         self.a += n
 
 
-class Router:
+class Router(Adapter):
     """Process each region of the audio through the chain of the instrument detected there.
 
     Every chain runs on the whole signal, block by block with ``reset=False``, so a chain
@@ -132,8 +133,8 @@ class Router:
             raise InputError(
                 f"{self._what}: boards must be a non-empty dict {{label: Pedalboard}}, got {boards!r}"
             )
-        self._clf = new_classifier(model, hop=hop)
-        labels = tuple(self._clf.labels)
+        super().__init__(model, hop=hop)
+        labels = self.labels
         for lab, board in boards.items():
             if lab not in labels:
                 raise InputError(f"{self._what}: unknown label {lab!r} (this model's labels: {list(labels)})")
@@ -161,7 +162,6 @@ class Router:
         # moving median over `smoothing` windows: centred with lookahead, trailing without
         self._after = (self.smoothing - 1 - (self.smoothing - 1) // 2) if self.lookahead else 0
         self._before = self.smoothing - 1 - self._after
-        self._layout = Layout(self._what)
         self.reset()
 
     def _thresholds(self, threshold: float | Mapping[str, float]) -> dict[str, float]:
@@ -178,14 +178,6 @@ class Router:
         return thr
 
     # ------------------------------------------------------------------ properties
-
-    @property
-    def window_seconds(self) -> float:
-        return float(self._clf.window_seconds)
-
-    @property
-    def hop_seconds(self) -> float:
-        return float(self._clf.hop_seconds)
 
     @property
     def latency_seconds(self) -> float:
@@ -209,21 +201,11 @@ class Router:
         """
         if not self.lookahead:
             return 0
-        sr = check_rate(sample_rate, self._what)
+        sr = check_sample_rate(sample_rate, what=self._what)
         return int(math.ceil(sr * self._lookahead_seconds())) + 1
 
     def _xfade(self, sr: int) -> int:
         return int(round(self.crossfade_ms * sr / 1000.0))
-
-    @property
-    def results(self) -> list[Any]:
-        """Every window classified so far (``instrunet_core.WindowResult``)."""
-        return list(self._clf.results)
-
-    @property
-    def analysis(self) -> Any:
-        """:class:`instrunet_core.Analysis` of what the router heard so far."""
-        return self._clf.analysis()
 
     @property
     def regions(self) -> list[tuple[float, float, str | None]]:
@@ -246,12 +228,10 @@ class Router:
 
     def reset(self) -> None:
         """Forget the stream: classifier, routes, buffered audio; every board is reset too."""
-        self._clf.reset()
-        self._layout.reset()
+        super().reset()
         for board in self._all_boards().values():
             if board is not None:
                 board.reset()
-        self._sr: int | None = None
         self._channels = 0
         self._n_in = 0
         self._n_out = 0
@@ -266,7 +246,6 @@ class Router:
         self._fade: tuple[float, dict[str | None, float], str | None] = (-math.inf, {}, DEFAULT)
         self._history: list[tuple[int, str | None]] = [(0, DEFAULT)]
         self._outq: _Fifo | None = None
-        self._finished = False
 
     def _all_boards(self) -> dict[str | None, Any]:
         out: dict[str | None, Any] = {lab: board for lab, board in self.boards.items()}
@@ -401,19 +380,11 @@ class Router:
 
     def _push(self, audio: Any, sample_rate: Any) -> tuple[np.ndarray, str]:
         """Process the next block; returns the aligned output that is ready, ``(channels, m)``, and the layout."""
-        if self._finished:
-            self.reset()
-        sr = check_rate(sample_rate, self._what)
-        if self._sr is not None and sr != self._sr:
-            raise InputError(
-                f"{self._what}: sample rate changed from {self._sr} to {sr} Hz within a stream; "
-                "call with reset=True (or reset()) to start a new stream"
-            )
-        a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
-        if a.size == 0:
+        got = self._accept(audio, sample_rate)
+        if got is None:
             return np.zeros((self._channels or 1, 0), dtype=np.float32), self._layout.kind or "mono"
-        kind, ch = self._layout.detect(a)
-        self._sr, self._channels = sr, ch
+        a, kind, ch, sr = got
+        self._channels = ch
         x = Layout.channels_first(a, kind, self._what)
         self._run_boards(x, sr)
         for w in self._clf.process(x.T, sr):
@@ -468,7 +439,7 @@ class Router:
             return Layout.restore(y, kind)
         if self._finished:
             self.reset()
-        sr = check_rate(sample_rate, self._what)
+        sr = check_sample_rate(sample_rate, what=self._what)
         d = self.latency_samples(sr)
         a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
         if a.size == 0:

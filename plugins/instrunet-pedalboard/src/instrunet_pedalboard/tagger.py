@@ -10,48 +10,32 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import InputError
+from instrunet_core.inputs import check_sample_rate
 
-from ._core import Layout, check_rate, new_classifier
+from ._core import Adapter, Layout
 
 __all__ = ["Tagger", "StreamTagger", "LiveResult"]
 
 
-class _Tagging:
-    """What :class:`Tagger` and :class:`StreamTagger` share: one classifier, one stream's layout and rate."""
-
-    _what = "Tagger"
+class _Tagging(Adapter):
+    """What :class:`Tagger` and :class:`StreamTagger` share: the audio fed so far."""
 
     def __init__(
         self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
     ) -> None:
-        self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
-        self._layout = Layout(self._what)
-        self._sr: int | None = None
-        self._finished = False
+        super().__init__(model, hop=hop, thresholds=thresholds, keep=keep)
         self._fed = 0
 
     def reset(self) -> None:
         """Forget the stream: results, buffered audio, layout and sample rate."""
-        self._clf.reset()
-        self._layout.reset()
-        self._sr = None
-        self._finished = False
+        super().reset()
         self._fed = 0
 
     def _push(self, audio: Any, sample_rate: Any) -> list[Any]:
-        if self._finished:
-            self.reset()
-        sr = check_rate(sample_rate, self._what)
-        if self._sr is not None and sr != self._sr:
-            raise InputError(
-                f"{self._what}: sample rate changed from {self._sr} to {sr} Hz within a stream; "
-                "call with reset=True (or reset()) to start a new stream"
-            )
-        a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
-        if a.size == 0:
+        got = self._accept(audio, sample_rate)
+        if got is None:
             return []
-        kind, _ = self._layout.detect(a)
-        self._sr = sr
+        a, kind, _, sr = got
         frames = Layout.frames(a, kind)
         self._fed += frames.shape[0]
         return list(self._clf.process(frames, sr))
@@ -62,33 +46,9 @@ class _Tagging:
         return out
 
     @property
-    def results(self) -> list[Any]:
-        """Every window so far (``instrunet_core.WindowResult``: start, end, probabilities, rms_db, silent, label)."""
-        return list(self._clf.results)
-
-    @property
-    def analysis(self) -> Any:
-        """:class:`instrunet_core.Analysis` of the windows so far: prediction, timeline, instruments."""
-        return self._clf.analysis()
-
-    @property
     def instruments(self) -> list[Any]:
         """Instruments detected so far (``analysis.instruments``), strongest first."""
         return self.analysis.instruments
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(self._clf.labels)
-
-    @property
-    def window_seconds(self) -> float:
-        """Length of one analysis window (2.949 s for the shipped models)."""
-        return float(self._clf.window_seconds)
-
-    @property
-    def hop_seconds(self) -> float:
-        """Seconds between window starts: a result comes out every hop."""
-        return float(self._clf.hop_seconds)
 
     @property
     def seconds(self) -> float:
@@ -283,7 +243,7 @@ class StreamTagger(_Tagging):
         LiveResult
         """
         rate = getattr(source, "sample_rate", None) or getattr(source, "samplerate", None)
-        sr = check_rate(rate, f"{self._what}.listen")
+        sr = check_sample_rate(rate, what=f"{self._what}.listen")
         n = int(block_size) if block_size is not None else max(1, sr // 10)
         if n <= 0:
             raise InputError(f"{self._what}.listen: block_size must be > 0 samples, got {block_size!r}")

@@ -10,8 +10,16 @@ imports Ray only when :func:`tag_collection` runs.
 
 from __future__ import annotations
 
-from .engine import FORMATS, Tagger, collect_files, done_paths, file_record, tag_collection
+from .engine import FORMATS, TaggingActor, collect_files, done_paths_in, file_record, tag_collection
 
-__all__ = ["FORMATS", "Tagger", "collect_files", "done_paths", "file_record", "tag_collection", "__version__"]
+__all__ = [
+    "FORMATS",
+    "TaggingActor",
+    "collect_files",
+    "done_paths_in",
+    "file_record",
+    "tag_collection",
+    "__version__",
+]
 
 __version__ = "0.1.0"

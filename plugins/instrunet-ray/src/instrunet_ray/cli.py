@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from instrunet_core.inference import DEFAULT_HOP_SECONDS
+from instrunet_core.features import DEFAULT_HOP_SECONDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify every audio file under DIR on Ray Data (an actor pool with one model per worker) "
         "into the records 'instrunet batch' writes; resumable.",
     )
-    p.add_argument("dir", metavar="DIR", help="directory searched recursively for audio files")
+    p.add_argument("source", metavar="DIR", help="directory searched recursively for audio files")
     p.add_argument(
         "--out",
         required=True,
@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
+        dest="fmt",
         choices=["jsonl", "parquet"],
-        default=None,
         help="default: parquet for a folder, jsonl otherwise",
     )
     p.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
@@ -36,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hop",
         type=float,
-        default=None,
         metavar="S",
         help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})",
     )
@@ -56,16 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .engine import tag_collection
 
     try:
-        s = tag_collection(
-            args.dir,
-            args.out,
-            model=args.model,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            hop=args.hop,
-            fmt=args.format,
-            address=args.address,
-        )
+        s = tag_collection(**vars(args))  # the options are named as its parameters
     except InstrunetError as e:
         print(f"instrunet-ray: error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,180 @@
+"""Batches of files and their resumable results: the one home of ``instrunet batch``'s rules,
+shared by the CLI and the Ray engine (``plugins/instrunet-ray``).
+
+* :func:`collect_files`: which files a folder holds (recursively, by extension), each named
+  once by its resolved path;
+* :func:`file_record`: one file through a :class:`~instrunet_core.Classifier` into an
+  ``instrunet.classification/1`` record (or its error record);
+* :func:`done_paths` / :func:`read_records`: which files already have a result, so that a
+  rerun skips them and retries the failed ones; a torn last line from an interrupted run is
+  ignored (that file is redone);
+* :class:`ResultsFile`: the JSON lines file itself, locked while a batch appends to it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from .audio import AUDIO_EXTENSIONS
+from .errors import InputError, InstrunetError
+from .output import classification_record, error_record
+
+if TYPE_CHECKING:  # annotations only: the classifier is passed in
+    from .inference import Classifier
+
+__all__ = [
+    "collect_files",
+    "file_record",
+    "error_message",
+    "read_records",
+    "done_paths",
+    "ResultsFile",
+    "ResultsLocked",
+]
+
+
+class ResultsLocked(InstrunetError):
+    """Another batch is appending to the same results file."""
+
+
+def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
+    """Audio files under a directory (recursive, the extensions of
+    :data:`~instrunet_core.audio.AUDIO_EXTENSIONS`), or the given paths; resolved to real
+    paths and sorted, so that the same folder given relative or absolute, or through a
+    symlink, names each file once.
+
+    Raises
+    ------
+    InputError
+        ``source`` is a path but not a directory.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        if not root.is_dir():
+            raise InputError(f"{os.fspath(source)}: not a directory")
+        return sorted(
+            {
+                os.path.realpath(p)
+                for p in root.rglob("*")
+                if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+            }
+        )
+    return sorted({os.path.realpath(p) for p in source})
+
+
+def error_message(path: str, e: BaseException) -> str:
+    """``e``'s message, prefixed with ``path`` unless it already names it: the line a failed
+    file gets on stderr and in its error record."""
+    msg = str(e) or type(e).__name__
+    return msg if msg.startswith(path) else f"{path}: {msg}"
+
+
+def file_record(classifier: Classifier, path: str, data: bytes | None = None) -> dict[str, Any]:
+    """One file's ``instrunet.classification/1`` record, through ``classifier`` (decoded from
+    ``data`` when given, named ``path``); a file that cannot be classified gives its error
+    record (``error``: the message, starting with ``path``)."""
+    src: Any = path
+    if data is not None:
+        src = io.BytesIO(data)
+        src.name = path
+    try:
+        classifier.classify(src)
+        return classification_record(
+            path, classifier.prediction(), classifier.model, duration=classifier.duration
+        )
+    except (InstrunetError, OSError) as e:
+        return error_record(path, error_message(path, e), classifier.model)
+
+
+def read_records(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
+    """The records of JSON lines; blank lines, and a line cut short by an interrupted run, are
+    skipped."""
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(rec, dict):
+            yield rec
+
+
+def done_paths(records: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Real paths that already have a result (error records are not done: they are retried)."""
+    return {
+        os.path.realpath(r["path"])
+        for r in records
+        if isinstance(r.get("path"), str) and r.get("error") is None
+    }
+
+
+def _lock(f: IO[bytes]) -> bool:
+    """Exclusive, non-blocking lock on an open file (False when another process holds it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return True
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without locks (some network mounts): go on unlocked
+        return True
+    return True
+
+
+class ResultsFile:
+    """A batch's JSON lines results file, opened to resume: read what is done, then append
+    one record per line, flushed as it is written; locked for as long as it is open.
+
+    Use as a context manager. :attr:`done` holds the real paths already classified.
+
+    Raises
+    ------
+    ResultsLocked
+        Another process holds the lock (another batch on the same file).
+    OSError
+        The file cannot be opened or written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a+b")  # noqa: SIM115 - closed in close(): read and append under one lock
+        try:
+            if not _lock(self._f):
+                raise ResultsLocked(
+                    f"{self.path}: another instrunet batch is writing this file; wait for it or choose another --out"
+                )
+            self._f.seek(0)
+            data = self._f.read()
+            self.done = done_paths(read_records(data.splitlines()))
+            if data and not data.endswith(b"\n"):
+                self._write(b"\n")  # an interrupted previous line must not glue onto the next record
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _write(self, b: bytes) -> None:
+        self._f.write(b)
+        self._f.flush()
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """One record as one line (file names that are not valid UTF-8 as their own bytes)."""
+        self._write((json.dumps(record, allow_nan=False) + "\n").encode("utf-8", "surrogateescape"))
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
