@@ -139,6 +139,8 @@ def check_known(teacher: Teacher, clips: dict[str, np.ndarray] | None = None, to
         out[name] = {
             "top": [f"{teacher.class_names[i]} {float(s[i]):.3f}" for i in order[:top]],
             "expected": list(want),
+            "best_rank_of_expected": 1
+            + min(int(np.flatnonzero(order == teacher.class_names.index(c))[0]) for c in want),
             "within_top": k,
             "ok": any(c in top_names[:k] for c in want),
         }
