@@ -219,6 +219,11 @@ def test_large_model_exports_to_onnx_and_trains_only_what_it_should(variables, t
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"audio": x})[0]
     np.testing.assert_allclose(got, np.asarray(model(x, training=False)), atol=1e-4)
+    model.save(tmp_path / "large.keras")
+    import keras
+
+    again = keras.models.load_model(tmp_path / "large.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
     head = len(model.get_layer("probabilities").trainable_weights)
     n_all = set_trainable_blocks(model, None)
     n_last3 = set_trainable_blocks(model, 3)

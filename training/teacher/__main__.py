@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(out, "check", res)
             return 0 if all(r.get("ok", False) for r in res.values()) else 1
         if args.cmd in ("evaluate", "frontend"):
-            from .measure import compare_front_ends, evaluate_pooling, labelled_windows
+            from .clips import labelled_windows
+            from .measure import compare_front_ends, evaluate_pooling
 
             if args.sources is None and args.corpus is None:
                 ap.error("give --sources and/or --corpus")
@@ -84,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 per_instrument=args.per_instrument,
             )
             if args.cmd == "evaluate":
-                from .measure import evaluate_open_set, negative_windows
+                from .clips import negative_windows
+                from .measure import evaluate_open_set
 
                 res = evaluate_pooling(teacher, items)
                 res["open_set"] = evaluate_open_set(teacher, items, negative_windows())

@@ -110,21 +110,20 @@ def _windows_graph(variables: dict[str, np.ndarray], n16: int) -> tuple[Any, Any
     import tensorflow as tf
     import tf2onnx
 
-    from .keras_port import _layer_classes, backbone, load_yamnet_weights
+    from .keras_port import FoldPatches, LogMelPatches, backbone, load_yamnet_weights
 
-    classes = _layer_classes()
     core = backbone()
     load_yamnet_weights(core, variables)
     audio = keras.Input((n16,), name="audio16k")
-    fe = classes["LogMelPatches"](16000, n16, name="logmel_patches")
+    fe = LogMelPatches(16000, n16, name="logmel_patches")
     patches = fe(audio)
-    out = core(classes["FoldPatches"](name="fold")(patches))
+    out = core(FoldPatches(name="fold")(patches))
     unfold = fe.n_patches
     model = keras.Model(
         audio,
         {
-            "scores": classes["FoldPatches"](unfold=unfold, name="unfold_scores")(out["scores"]),
-            "embeddings": classes["FoldPatches"](unfold=unfold, name="unfold_embeddings")(out["embeddings"]),
+            "scores": FoldPatches(unfold=unfold, name="unfold_scores")(out["scores"]),
+            "embeddings": FoldPatches(unfold=unfold, name="unfold_embeddings")(out["embeddings"]),
         },
         name="yamnet_windows",
     )

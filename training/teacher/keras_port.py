@@ -30,7 +30,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+from keras import ops
 
 from .weights import N_CLASSES, TeacherError, saved_model_dir, verify_saved_model
 
@@ -41,6 +43,7 @@ __all__ = [
     "EMBEDDING_SIZE",
     "BLOCKS",
     "LogMelPatches",
+    "FoldPatches",
     "backbone",
     "load_savedmodel",
     "savedmodel_variables",
@@ -144,112 +147,89 @@ def _dft_matrices(p: FrontEndParams) -> tuple[np.ndarray, np.ndarray]:
     return dft.astype(np.float32), mel[b0:b1].astype(np.float32)
 
 
-def _keras() -> Any:
-    import keras
+@keras.saving.register_keras_serializable(package="instrunet_teacher")
+class LogMelPatches(keras.layers.Layer):
+    """Samples ``[batch, window_samples]`` → log-mel patches ``[batch, P, 96, 64]``.
 
-    return keras
+    Framing without a gather: the signal (zero-padded by less than one hop) is reshaped
+    into hop-sized blocks and each frame is the concatenation of ``ceil(win / hop)``
+    consecutive blocks, cut to ``win`` samples. Patches are built the same way from
+    48-frame blocks of the spectrogram.
+    """
 
+    def __init__(self, sample_rate: int, window_samples: int, scale: float = 1.0, **kw: Any) -> None:
+        kw["trainable"] = False  # fixed matrices (also when loaded from a saved config)
+        super().__init__(**kw)
+        self.p = FrontEndParams.at(int(sample_rate), scale=float(scale))
+        self.window_samples = int(window_samples)
+        self.n_frames = self.p.frames(self.window_samples)
+        self.n_patches = self.p.patches(self.window_samples)
+        if self.n_patches < 1:
+            raise ValueError(f"{window_samples} samples at {sample_rate} Hz make no 0.96 s patch")
+        if self.p.patch_frames != 2 * self.p.patch_hop:
+            raise ValueError("patches are built from two blocks of patch_hop frames")
+        dft, mel = _dft_matrices(self.p)
+        self.dft = self.add_weight(
+            name="dft", shape=dft.shape, initializer=keras.initializers.Constant(dft), trainable=False
+        )
+        self.mel = self.add_weight(
+            name="mel", shape=mel.shape, initializer=keras.initializers.Constant(mel), trainable=False
+        )
+        self.nb = mel.shape[0]
 
-def _layer_classes() -> dict[str, Any]:
-    """Keras layers defined on first use (importing this module needs no TensorFlow)."""
-    if _LAYERS:
-        return _LAYERS
-    keras = _keras()
-    from keras import ops
+    def call(self, x: Any) -> Any:
+        p, f = self.p, self.n_frames
+        k = -(-p.win // p.hop)
+        need = (f + k - 1) * p.hop
+        x = (
+            x[:, :need]
+            if need <= self.window_samples
+            else ops.pad(x, [[0, 0], [0, need - self.window_samples]])
+        )
+        blocks = ops.reshape(x, (-1, f + k - 1, p.hop))
+        frames = ops.concatenate([blocks[:, j : j + f] for j in range(k)], axis=-1)[:, :, : p.win]
+        spec = ops.matmul(frames, self.dft)
+        re, im = spec[..., : self.nb], spec[..., self.nb :]
+        mag = ops.sqrt(re * re + im * im)
+        logmel = ops.log(ops.matmul(mag, self.mel) + p.log_offset)
+        n = self.n_patches
+        half = ops.reshape(logmel[:, : (n + 1) * p.patch_hop], (-1, n + 1, p.patch_hop, p.n_mels))
+        return ops.concatenate([half[:, :-1], half[:, 1:]], axis=2)
 
-    @keras.saving.register_keras_serializable(package="instrunet_teacher")
-    class LogMelPatches(keras.layers.Layer):
-        """Samples ``[batch, window_samples]`` → log-mel patches ``[batch, P, 96, 64]``.
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        return (input_shape[0], self.n_patches, self.p.patch_frames, self.p.n_mels)
 
-        Framing without a gather: the signal (zero-padded by less than one hop) is reshaped
-        into hop-sized blocks and each frame is the concatenation of ``ceil(win / hop)``
-        consecutive blocks, cut to ``win`` samples. Patches are built the same way from
-        48-frame blocks of the spectrogram.
-        """
-
-        def __init__(self, sample_rate: int, window_samples: int, scale: float = 1.0, **kw: Any) -> None:
-            super().__init__(trainable=False, **kw)
-            self.p = FrontEndParams.at(int(sample_rate), scale=float(scale))
-            self.window_samples = int(window_samples)
-            self.n_frames = self.p.frames(self.window_samples)
-            self.n_patches = self.p.patches(self.window_samples)
-            if self.n_patches < 1:
-                raise ValueError(f"{window_samples} samples at {sample_rate} Hz make no 0.96 s patch")
-            if self.p.patch_frames != 2 * self.p.patch_hop:
-                raise ValueError("patches are built from two blocks of patch_hop frames")
-            dft, mel = _dft_matrices(self.p)
-            self.dft = self.add_weight(
-                name="dft", shape=dft.shape, initializer=keras.initializers.Constant(dft), trainable=False
-            )
-            self.mel = self.add_weight(
-                name="mel", shape=mel.shape, initializer=keras.initializers.Constant(mel), trainable=False
-            )
-            self.nb = mel.shape[0]
-
-        def call(self, x: Any) -> Any:
-            p, f = self.p, self.n_frames
-            k = -(-p.win // p.hop)
-            need = (f + k - 1) * p.hop
-            x = (
-                x[:, :need]
-                if need <= self.window_samples
-                else ops.pad(x, [[0, 0], [0, need - self.window_samples]])
-            )
-            blocks = ops.reshape(x, (-1, f + k - 1, p.hop))
-            frames = ops.concatenate([blocks[:, j : j + f] for j in range(k)], axis=-1)[:, :, : p.win]
-            spec = ops.matmul(frames, self.dft)
-            re, im = spec[..., : self.nb], spec[..., self.nb :]
-            mag = ops.sqrt(re * re + im * im)
-            logmel = ops.log(ops.matmul(mag, self.mel) + p.log_offset)
-            n = self.n_patches
-            half = ops.reshape(logmel[:, : (n + 1) * p.patch_hop], (-1, n + 1, p.patch_hop, p.n_mels))
-            return ops.concatenate([half[:, :-1], half[:, 1:]], axis=2)
-
-        def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-            return (input_shape[0], self.n_patches, self.p.patch_frames, self.p.n_mels)
-
-        def get_config(self) -> dict[str, Any]:
-            return {
-                **super().get_config(),
-                "sample_rate": self.p.sample_rate,
-                "window_samples": self.window_samples,
-                "scale": self.p.scale,
-            }
-
-    @keras.saving.register_keras_serializable(package="instrunet_teacher")
-    class FoldPatches(keras.layers.Layer):
-        """``[batch, P, ...]`` → ``[batch * P, ...]`` (and back with ``unfold=P``)."""
-
-        def __init__(self, unfold: int = 0, **kw: Any) -> None:
-            super().__init__(**kw)
-            self.unfold = int(unfold)
-
-        def call(self, x: Any) -> Any:
-            shape = tuple(x.shape)
-            if self.unfold:
-                return ops.reshape(x, (-1, self.unfold, *shape[1:]))
-            return ops.reshape(x, (-1, *shape[2:]))
-
-        def compute_output_shape(self, s: Any) -> tuple[Any, ...]:
-            return (None, self.unfold, *s[1:]) if self.unfold else (None, *s[2:])
-
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "unfold": self.unfold}
-
-    _LAYERS.update(LogMelPatches=LogMelPatches, FoldPatches=FoldPatches)
-    return _LAYERS
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "sample_rate": self.p.sample_rate,
+            "window_samples": self.window_samples,
+            "scale": self.p.scale,
+        }
 
 
-_LAYERS: dict[str, Any] = {}
+@keras.saving.register_keras_serializable(package="instrunet_teacher")
+class FoldPatches(keras.layers.Layer):
+    """``[batch, P, ...]`` → ``[batch * P, ...]`` (and back with ``unfold=P``)."""
 
+    def __init__(self, unfold: int = 0, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.unfold = int(unfold)
 
-def LogMelPatches(sample_rate: int, window_samples: int, scale: float = 1.0, **kw: Any) -> Any:  # noqa: N802
-    """The front-end layer (see :func:`_layer_classes`); a function so that importing is free."""
-    return _layer_classes()["LogMelPatches"](sample_rate, window_samples, scale, **kw)
+    def call(self, x: Any) -> Any:
+        shape = tuple(x.shape)
+        if self.unfold:
+            return ops.reshape(x, (-1, self.unfold, *shape[1:]))
+        return ops.reshape(x, (-1, *shape[2:]))
+
+    def compute_output_shape(self, s: Any) -> tuple[Any, ...]:
+        return (None, self.unfold, *s[1:]) if self.unfold else (None, *s[2:])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "unfold": self.unfold}
 
 
 def _bn(name: str) -> Any:
-    keras = _keras()
     return keras.layers.BatchNormalization(center=True, scale=False, epsilon=_BN_EPSILON, name=name)
 
 
@@ -259,7 +239,6 @@ def backbone(*, name: str = "yamnet") -> Any:
     Layer names follow the SavedModel's variables with ``/`` written ``_`` (Keras 3 forbids
     ``/``): ``layer3_depthwise_conv``, ``layer3_depthwise_conv_bn``, ..., ``logits``.
     """
-    keras = _keras()
     L = keras.layers
     x_in = keras.Input((PATCH_FRAMES, MEL_BANDS), name="patches")
     x = L.Reshape((PATCH_FRAMES, MEL_BANDS, 1), name="reshape")(x_in)
@@ -384,19 +363,17 @@ def large_model(
         Input ``audio [batch, window_samples]``, output ``probabilities [batch, n_outputs]``.
         The backbone is the nested model ``yamnet`` (see :func:`set_trainable_blocks`).
     """
-    keras = _keras()
     L = keras.layers
-    classes = _layer_classes()
     if variables is None:
         variables = savedmodel_variables(load_savedmodel(cache))
     core = backbone()
     load_yamnet_weights(core, variables)
     emb_model = keras.Model(core.input, core.get_layer("embeddings").output, name="yamnet")
     audio = keras.Input((window_samples,), name="audio")
-    fe = classes["LogMelPatches"](sample_rate, window_samples, scale, name="logmel_patches")
+    fe = LogMelPatches(sample_rate, window_samples, scale, name="logmel_patches")
     patches = fe(audio)
-    flat = classes["FoldPatches"](name="fold")(patches)
-    emb = classes["FoldPatches"](unfold=fe.n_patches, name="unfold")(emb_model(flat))
+    flat = FoldPatches(name="fold")(patches)
+    emb = FoldPatches(unfold=fe.n_patches, name="unfold")(emb_model(flat))
     if pooling == "mean":
         pooled = L.GlobalAveragePooling1D(name="pool")(emb)
     elif pooling == "max":
