@@ -17,6 +17,9 @@ PERMISSIVE = ("CC0", "CC-BY", "CC BY", "public domain", "MIT", "GPL")
 #: Sources reserved for evaluation: never fetched, trained, selected or tuned on. Kept here, not in
 #: training/, so that the training code and its lock file never name them.
 RESERVED = ("philharmonia", "salamander", "tonejs", "mellotron", "nsynth")
+#: Every locked entry, whatever its list (sources, pending, negatives, impulse responses).
+ALL = [e for name in sources.LISTS for e in LOCK.get(name, [])]
+SOUNDS = ("drums", "synth", "speech", "noise", "ambience")
 
 
 def _text(entry: dict) -> str:
@@ -24,20 +27,20 @@ def _text(entry: dict) -> str:
 
 
 def test_reserved_sources_are_absent() -> None:
-    for e in LOCK["sources"] + LOCK["impulse_responses"]:
+    for e in ALL:
         text = _text(e)
         for word in RESERVED:
             assert word not in text, (e["key"], word)
     # The Discord GM bank's acoustic grand pianos are the Salamander Grand Piano: never listed.
-    for e in LOCK["sources"]:
-        for path in e["files"] + [i.get("sfz", "") for i in e["instruments"]]:
+    for e in ALL:
+        for path in e["files"] + [i.get("sfz", "") for i in e.get("instruments", [])]:
             assert not re.search(r"00[12]-(acoustic grand|bright acoustic) piano", path.lower()), path
 
 
 def test_every_source_is_pinned_and_licensed() -> None:
-    keys = [e["key"] for e in LOCK["sources"] + LOCK["impulse_responses"]]
+    keys = [e["key"] for e in ALL]
     assert len(keys) == len(set(keys))
-    for e in LOCK["sources"] + LOCK["impulse_responses"]:
+    for e in ALL:
         assert re.fullmatch(r"[0-9a-f]{64}", e["sha256"]), e["key"]
         assert e["license_file"] and any(p.lower() in e["license"].lower() for p in PERMISSIVE), e["key"]
         if e["kind"] == "git":
@@ -47,11 +50,63 @@ def test_every_source_is_pinned_and_licensed() -> None:
                 "key"
             ]
         assert e["files"], e["key"]
-    for e in LOCK["sources"]:
+    for e in LOCK["sources"] + LOCK["pending"] + LOCK["negatives"]:
         assert e["split"] in ("train", "dev"), e["key"]
+    for e in LOCK["sources"] + LOCK["pending"]:
         assert e["instruments"], e["key"]
+        for i in e["instruments"]:
+            assert i["family"] in corpus.PROGRAMS, (e["key"], i)
     for e in LOCK["impulse_responses"]:
         assert e["use"] in ("room", "device"), e["key"]
+
+
+def test_training_licences_allow_training() -> None:
+    # GPL and share-alike material may only be heard by dev (never trained on, never redistributed).
+    for e in LOCK["sources"] + LOCK["pending"] + LOCK["negatives"]:
+        if e["split"] == "train":
+            lic = e["license"].split(" (")[0].lower()
+            assert any(p in lic for p in ("cc0", "cc-by-", "public domain", "mit")), e["key"]
+            assert "-sa" not in lic and "gpl" not in lic and "nc" not in lic.split("-"), e["key"]
+
+
+def test_pending_libraries_say_what_the_builder_lacks() -> None:
+    for e in LOCK["pending"]:
+        assert e["why_pending"], e["key"]
+        for i in e["instruments"]:
+            assert ("sfz" in i) != ("layout" in i), (e["key"], i)
+            if "keys" in i:
+                lo, hi = i["keys"]
+                assert 0 <= lo <= hi <= 127, (e["key"], i)
+
+
+def test_negatives_are_marked_and_split_apart_from_instruments() -> None:
+    by_split: dict[str, set[str]] = collections.defaultdict(set)
+    for e in LOCK["negatives"]:
+        assert e["role"] == "negative" and e["sound"] in SOUNDS, e["key"]
+        assert e["play"] in ("sfz", "audio"), e["key"]
+        if e["play"] == "sfz":
+            assert e["instruments"] and all("sfz" in i and "family" not in i for i in e["instruments"]), e[
+                "key"
+            ]
+        by_split[e["split"]].add(e["sample_group"])
+    assert not by_split["train"] & by_split["dev"]
+    # both splits hold drums and speech; no negative shares recordings with an instrument library
+    for split in ("train", "dev"):
+        assert {"drums", "speech"} <= {e["sound"] for e in LOCK["negatives"] if e["split"] == split}, split
+    instrument_groups = {
+        i.get("sample_group", e["sample_group"])
+        for e in LOCK["sources"] + LOCK["pending"]
+        for i in e["instruments"]
+    }
+    assert not (by_split["train"] | by_split["dev"]) & instrument_groups
+
+
+def test_pending_libraries_keep_the_split_rule() -> None:
+    groups: dict[str, set[str]] = collections.defaultdict(set)
+    for e in LOCK["sources"] + LOCK["pending"]:
+        for i in e["instruments"]:
+            groups[e["split"]].add(i.get("sample_group", e["sample_group"]))
+    assert not groups["train"] & groups["dev"]
 
 
 def test_splits_are_disjoint_by_library_and_sample_group() -> None:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCK", "load_lock", "source_root", "content_sha256", "verify", "fetch", "ir_files"]
+__all__ = ["LOCK", "LISTS", "load_lock", "source_root", "content_sha256", "verify", "fetch", "ir_files"]
 
 LOCK = Path(__file__).resolve().parent / "sources.lock.json"
 
@@ -40,7 +40,7 @@ class SourceError(RuntimeError):
 
 
 def load_lock(path: Path = LOCK) -> dict[str, Any]:
-    """The lock file as a dict (``sources`` and ``impulse_responses`` lists)."""
+    """The lock file as a dict (the lists named in :data:`LISTS`)."""
     return json.loads(Path(path).read_text())
 
 
@@ -116,8 +116,16 @@ def content_sha256(root: Path, paths: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+#: Lists of the lock file whose entries are checked, fetched and hashed alike: ``sources`` (instrument
+#: libraries the corpus builder plays), ``pending`` (instrument libraries it cannot play yet: WAV-only
+#: ones described by a ``layout``, or SFZ ones that need a key restriction), ``negatives`` (open-set
+#: material that is none of the eight families: ``role: negative`` and a ``sound``) and
+#: ``impulse_responses``.
+LISTS = ("sources", "pending", "negatives", "impulse_responses")
+
+
 def _entries(lock: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(lock["sources"]) + list(lock.get("impulse_responses", []))
+    return [e for name in LISTS for e in lock.get(name, [])]
 
 
 def verify(
