@@ -189,3 +189,19 @@ def test_without_a_mirror_folder_the_corpus_is_soundfonts_only(small_corpus: Pat
     # CI builds from the Debian fonts alone: no real library, no dev split.
     assert not (small_corpus / "dev").exists()
     assert json.loads((small_corpus / "corpus.json").read_text())["real_instruments"] == []
+
+
+def test_layout_libraries_and_key_ranges(tmp_path: Path) -> None:
+    """A WAV-only library (one file per key) becomes an SFZ map; ``keys`` limits what is played."""
+    from training.sfz import SfzPlayer
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    t = np.arange(22050) / 22050
+    for key in (60, 62, 64):
+        hz = 440 * 2 ** ((key - 69) / 12)
+        sf.write(folder / f"note{key:03d}-do.wav", (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 22050)
+    player = SfzPlayer(corpus.layout_sfz(folder, tmp_path / "x.sfz"), sample_rate=22050)
+    assert list(player.keys) == [60, 62, 64]
+    inst = corpus.RealInstrument(0, "vocal_acoustic_000", "vocal", "lib", "x", "dev", "g", (("keys", [61, 64]),))
+    assert corpus.playable_keys(inst, player.keys) == [62, 64]

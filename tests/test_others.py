@@ -41,29 +41,63 @@ def test_font_plan_splits_by_font_and_crosses_valid() -> None:
 
 def test_locked_negatives_are_planned_from_the_lock() -> None:
     lock = {
-        "sources": [
-            {
-                "key": "inst",
-                "split": "train",
-                "sample_group": "g",
-                "instruments": [{"name": "x", "family": "reed"}],
-            },
+        "sources": [{"key": "inst", "split": "train", "sample_group": "g", "instruments": [{"name": "x"}]}],
+        "negatives": [
             {
                 "key": "kit",
                 "role": "negative",
                 "sound": "drums",
+                "play": "sfz",
                 "split": "dev",
                 "sample_group": "k",
                 "instruments": [{"name": "studio", "sfz": "kit.sfz"}],
-                "recordings": [{"name": "talk", "sound": "speech", "files": ["a.wav"]}],
             },
-        ]
+            {
+                "key": "talk",
+                "role": "negative",
+                "sound": "speech",
+                "play": "audio",
+                "split": "train",
+                "sample_group": "t",
+                "files": ["voices"],
+                "exclude": ["voices/silence"],
+            },
+        ],
     }
     plans = plan_locked_others(lock)
     assert [(p.key, p.kind, p.sound, p.split) for p in plans] == [
         ("lock-kit-studio", "sfz-drums", "drums", "dev"),
-        ("lock-kit-talk", "recordings", "speech", "dev"),
+        ("lock-talk", "recordings", "speech", "train"),
     ]
+
+
+def test_recordings_are_cut_and_short_ones_strung_together(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from training.others import OtherPlan
+
+    (tmp_path / "voices" / "silence").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(30):  # spoken words of 0.3 s
+        sf.write(
+            tmp_path / "voices" / f"w{i:02d}.wav", 0.3 * rng.standard_normal(2400).astype(np.float32), 8000
+        )
+    sf.write(tmp_path / "voices" / "long.wav", 0.3 * rng.standard_normal(8000 * 20).astype(np.float32), 8000)
+    sf.write(tmp_path / "voices" / "silence" / "s.wav", np.zeros(8000, np.float32), 8000)
+    plan = OtherPlan(
+        "lock-talk",
+        "speech",
+        "talk",
+        "t",
+        "train",
+        "recordings",
+        (("exclude", ("voices/silence",)), ("files", ("voices",))),
+    )
+    _, recs = render_other(plan, root=str(tmp_path), out=str(tmp_path / "out"), seed=0)
+    durations = [r["duration_s"] for r in recs.values()]
+    assert recs and all(r["sound"] == "speech" for r in recs.values())
+    assert min(durations) >= 0.9  # the 0.3 s words were strung into clips of 1-4 s
+    assert len(recs) < 31  # strung together, not one clip per word
 
 
 def test_noise_kinds_and_drum_patterns() -> None:

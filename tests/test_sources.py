@@ -50,9 +50,9 @@ def test_every_source_is_pinned_and_licensed() -> None:
                 "key"
             ]
         assert e["files"], e["key"]
-    for e in LOCK["sources"] + LOCK["pending"] + LOCK["negatives"]:
+    for e in LOCK["sources"] + LOCK["negatives"]:
         assert e["split"] in ("train", "dev"), e["key"]
-    for e in LOCK["sources"] + LOCK["pending"]:
+    for e in LOCK["sources"]:
         assert e["instruments"], e["key"]
         for i in e["instruments"]:
             assert i["family"] in corpus.PROGRAMS, (e["key"], i)
@@ -62,18 +62,17 @@ def test_every_source_is_pinned_and_licensed() -> None:
 
 def test_training_licences_allow_training() -> None:
     # GPL and share-alike material may only be heard by dev (never trained on, never redistributed).
-    for e in LOCK["sources"] + LOCK["pending"] + LOCK["negatives"]:
+    for e in LOCK["sources"] + LOCK["negatives"]:
         if e["split"] == "train":
             lic = e["license"].split(" (")[0].lower()
             assert any(p in lic for p in ("cc0", "cc-by-", "public domain", "mit")), e["key"]
             assert "-sa" not in lic and "gpl" not in lic and "nc" not in lic.split("-"), e["key"]
 
 
-def test_pending_libraries_say_what_the_builder_lacks() -> None:
-    for e in LOCK["pending"]:
-        assert e["why_pending"], e["key"]
+def test_every_instrument_says_how_it_is_played() -> None:
+    for e in LOCK["sources"]:
         for i in e["instruments"]:
-            assert ("sfz" in i) != ("layout" in i), (e["key"], i)
+            assert sum(k in i for k in ("sfz", "pat", "layout")) == 1, (e["key"], i)
             if "keys" in i:
                 lo, hi = i["keys"]
                 assert 0 <= lo <= hi <= 127, (e["key"], i)
@@ -94,19 +93,9 @@ def test_negatives_are_marked_and_split_apart_from_instruments() -> None:
     for split in ("train", "dev"):
         assert {"drums", "speech"} <= {e["sound"] for e in LOCK["negatives"] if e["split"] == split}, split
     instrument_groups = {
-        i.get("sample_group", e["sample_group"])
-        for e in LOCK["sources"] + LOCK["pending"]
-        for i in e["instruments"]
+        i.get("sample_group", e["sample_group"]) for e in LOCK["sources"] for i in e["instruments"]
     }
     assert not (by_split["train"] | by_split["dev"]) & instrument_groups
-
-
-def test_pending_libraries_keep_the_split_rule() -> None:
-    groups: dict[str, set[str]] = collections.defaultdict(set)
-    for e in LOCK["sources"] + LOCK["pending"]:
-        for i in e["instruments"]:
-            groups[e["split"]].add(i.get("sample_group", e["sample_group"]))
-    assert not groups["train"] & groups["dev"]
 
 
 def test_splits_are_disjoint_by_library_and_sample_group() -> None:

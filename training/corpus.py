@@ -405,7 +405,9 @@ def _player(inst: RealInstrument, root: Path, work: Path) -> Any:
     from .sfz import SfzPlayer, pat_to_sfz, patched_sfz
 
     e = inst.entry()
-    if "pat" in e:
+    if "layout" in e:
+        path = layout_sfz(root / e["layout"]["dir"], work / inst.source / f"{inst.name}.sfz")
+    elif "pat" in e:
         path = pat_to_sfz(root / e["pat"], work / inst.source / inst.name)
     elif "replace" in e:
         path = patched_sfz(
@@ -417,6 +419,32 @@ def _player(inst: RealInstrument, root: Path, work: Path) -> Any:
     else:
         path = root / e["sfz"]
     return SfzPlayer(path, sample_rate=SAMPLE_RATE)
+
+
+def layout_sfz(folder: Path, out: Path) -> Path:
+    """An SFZ file for a folder of one-shot WAVs named ``note<MIDI key>-<anything>.wav`` (one
+    recording per key, as the lock's ``layout`` describes): each file sounds on its own key
+    only, unstretched, with a short release."""
+    import re
+
+    regions = []
+    for wav in sorted(folder.glob("note*.wav")):
+        m = re.match(r"note(\d{3})", wav.name)
+        if m:
+            key = int(m.group(1))
+            regions.append(f"<region> sample={wav.resolve()} key={key} pitch_keycenter={key}")
+    if not regions:
+        raise FileNotFoundError(f"{folder}: no note<key>-*.wav files")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("<global> ampeg_release=0.15\n" + "\n".join(regions) + "\n")
+    return out
+
+
+def playable_keys(inst: RealInstrument, keys: Sequence[int]) -> list[int]:
+    """The player's keys, within the lock's ``keys`` range when it gives one (a library that
+    maps other sounds, such as consonants or spoken words, to the keys outside it)."""
+    lo, hi = inst.entry().get("keys", (0, 127))
+    return [int(k) for k in keys if lo <= k <= hi]
 
 
 def real_notes(inst: RealInstrument, keys: Sequence[int], limit: int | None) -> list[tuple[int, int]]:
@@ -448,9 +476,10 @@ def render_real_instrument(
     audio_dir.mkdir(parents=True, exist_ok=True)
     idx = int(inst.instrument_str.rsplit("_", 1)[1])
     examples: dict[str, Any] = {}
-    for pitch, velocity in real_notes(inst, player.keys, limit):
+    keys = playable_keys(inst, player.keys)
+    for pitch, velocity in real_notes(inst, keys, limit):
         rng = np.random.default_rng([seed, inst.instrument, pitch, velocity])
-        clip = plan_clip(rng, pitch=pitch, velocity=velocity, keys=player.keys, cc_ranges=cc)
+        clip = plan_clip(rng, pitch=pitch, velocity=velocity, keys=keys, cc_ranges=cc)
         y = player.render(clip, max_s=HOLD_S + RELEASE_S)
         peak = float(np.abs(y).max()) if len(y) else 0.0
         if not math.isfinite(peak) or peak < SILENT_PEAK or len(y) < SAMPLE_RATE // 20:
@@ -528,7 +557,9 @@ def build(
         from .sources import load_lock, verify
 
         lock = load_lock()
-        roots = verify(Path(sources), lock, keys=[src["key"] for src in lock["sources"]])
+        roots = verify(
+            Path(sources), lock, keys=[e["key"] for e in lock["sources"] + lock.get("negatives", [])]
+        )
         real = plan_real(lock, first_id=len(plan), counters=collections.Counter(i.family for i in plan))
     if limit is not None:
         chosen = limit_plan(plan, limit)

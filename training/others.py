@@ -11,10 +11,10 @@ origin:
   and with the same split by font as the instruments: the FluidR3 group and the csound bank
   feed ``train`` (a quarter of each category's programs, crossed between the two groups as
   for the instruments, feeds ``valid``), TimGM6mb feeds ``test``;
-* **locked recordings** with ``"role": "negative"`` in ``training/sources.lock.json``
-  (:func:`plan_locked_others`): SFZ drum kits and synths played like the fonts' programs,
-  and recordings (speech, ambience) cut into clips; their ``split`` says where they go
-  (``dev`` sources build the open-set dev set, which nothing trains on);
+* **locked recordings**, the ``negatives`` list of ``training/sources.lock.json``
+  (:func:`plan_locked_others`): SFZ drum kits played as patterns, and recordings (speech,
+  drum hits, synth loops, ambience, keyboard clicks) cut or strung into clips; their ``split``
+  says where they go (``dev`` sources build the open-set dev set, which nothing trains on);
 * **generated noise** (:func:`noise`): white, pink, brown, mains hum with harmonics,
   crackle, made at example time by :mod:`training.dataset` (no files).
 
@@ -145,38 +145,40 @@ def _font_split(font: Any, test_font: str, groups: Sequence[str], index: int) ->
 
 
 def plan_locked_others(lock: dict[str, Any]) -> list[OtherPlan]:
-    """Every ``"role": "negative"`` source of the lock file: its SFZ instruments (``sfz``;
-    drums when the source's or instrument's ``sound`` is ``drums``) and its recordings
-    (``recordings``: files or folders relative to the checkout)."""
+    """Every entry of the lock's ``negatives`` list: played from its SFZ instruments
+    (``play: sfz``; as drum patterns when its ``sound`` is ``drums``) or cut from its
+    recordings (``play: audio``: every audio file under ``files``, less ``exclude``)."""
     plans: list[OtherPlan] = []
-    for src in lock["sources"]:
-        if src.get("role") != "negative":
-            continue
-        for inst in src.get("instruments", []):
-            sound = inst.get("sound", src.get("sound", "other"))
+    for src in lock.get("negatives", []):
+        sound = src["sound"]
+        if src["play"] == "sfz":
+            for inst in src["instruments"]:
+                plans.append(
+                    OtherPlan(
+                        f"lock-{src['key']}-{inst['name']}",
+                        sound,
+                        src["key"],
+                        inst.get("sample_group", src["sample_group"]),
+                        src["split"],
+                        "sfz-drums" if sound == "drums" else "sfz",
+                        tuple(sorted((k, _freeze(v)) for k, v in inst.items())),
+                    )
+                )
+        elif src["play"] == "audio":
+            rec = {"files": src["files"], "exclude": src.get("exclude", []), **src.get("cut", {})}
             plans.append(
                 OtherPlan(
-                    f"lock-{src['key']}-{inst['name']}",
+                    f"lock-{src['key']}",
                     sound,
                     src["key"],
-                    inst.get("sample_group", src["sample_group"]),
-                    src["split"],
-                    "sfz-drums" if sound == "drums" else "sfz",
-                    tuple(sorted((k, _freeze(v)) for k, v in inst.items())),
-                )
-            )
-        for rec in src.get("recordings", []):
-            plans.append(
-                OtherPlan(
-                    f"lock-{src['key']}-{rec['name']}",
-                    rec.get("sound", src.get("sound", "other")),
-                    src["key"],
-                    rec.get("sample_group", src["sample_group"]),
+                    src["sample_group"],
                     src["split"],
                     "recordings",
                     tuple(sorted((k, _freeze(v)) for k, v in rec.items())),
                 )
             )
+        else:
+            raise ValueError(f"{src['key']}: unknown play {src['play']!r}")
     return plans
 
 
@@ -371,35 +373,49 @@ def _count(n: int, limit: int | None) -> int:
     return n if limit is None else min(n, limit)
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".gsm")
+
+
 def _cut_recordings(rng: np.random.Generator, root: Path, e: dict[str, Any]) -> list[np.ndarray]:
-    """Clips of 1-4 s cut from every listed recording (folders: every audio file under them),
-    at most ``per_file`` (default 3) per file, at most ``clips`` (default 200) in all; a file
-    shorter than its clip is used whole."""
+    """Clips of 1-4 s from the listed recordings (folders: every audio file under them, less
+    those under ``exclude``): up to ``per_file`` (default 2) cut from a long file; short files
+    (single hits, clicks, spoken words) strung together with 0-0.4 s gaps until the clip is
+    full. At most ``clips`` (default 300) in all."""
     from instrunet_core.audio import load_audio
 
+    skip = [root / x for x in e.get("exclude", [])]
     files: list[Path] = []
     for rel in e["files"]:
         p = root / rel
-        if p.is_dir():
-            files.extend(
-                f for f in sorted(p.rglob("*")) if f.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3")
-            )
-        else:
-            files.append(p)
-    per_file, limit = int(e.get("per_file", 3)), int(e.get("clips", 200))
-    order = rng.permutation(len(files))
+        found = sorted(p.rglob("*")) if p.is_dir() else [p]
+        files.extend(
+            f
+            for f in found
+            if f.suffix.lower() in AUDIO_SUFFIXES
+            and f.is_file()
+            and not any(f.is_relative_to(x) for x in skip)
+        )
+    if not files:
+        raise FileNotFoundError(f"{root}: no audio files under {e['files']}")
+    per_file, limit = int(e.get("per_file", 2)), int(e.get("clips", 300))
+    order = [int(i) for i in rng.permutation(len(files))]
     out: list[np.ndarray] = []
-    for i in order:
-        if len(out) >= limit:
-            break
-        y = load_audio(files[int(i)], target_sr=SAMPLE_RATE)
-        for _ in range(per_file):
-            n = int(rng.uniform(1.0, CLIP_S) * SAMPLE_RATE)
-            if y.size <= n:
-                out.append(y)
-                break
-            a = int(rng.integers(0, y.size - n))
-            out.append(y[a : a + n])
+    pos = 0
+    while len(out) < limit and pos < len(order):
+        y = load_audio(files[order[pos]], target_sr=SAMPLE_RATE)
+        pos += 1
+        n = int(rng.uniform(1.0, CLIP_S) * SAMPLE_RATE)
+        if y.size >= n:
+            for _ in range(per_file):
+                a = int(rng.integers(0, y.size - n + 1))
+                out.append(y[a : a + n])
+            continue
+        pieces = [y]
+        while sum(len(q) for q in pieces) < n and pos < len(order):
+            pieces.append(np.zeros(int(rng.uniform(0.0, 0.4) * SAMPLE_RATE), np.float32))
+            pieces.append(load_audio(files[order[pos]], target_sr=SAMPLE_RATE))
+            pos += 1
+        out.append(np.concatenate(pieces)[:n])
     return out[:limit]
 
 

@@ -117,11 +117,11 @@ def content_sha256(root: Path, paths: Sequence[str]) -> str:
 
 
 #: Lists of the lock file whose entries are checked, fetched and hashed alike: ``sources`` (instrument
-#: libraries the corpus builder plays), ``pending`` (instrument libraries it cannot play yet: WAV-only
-#: ones described by a ``layout``, or SFZ ones that need a key restriction), ``negatives`` (open-set
-#: material that is none of the eight families: ``role: negative`` and a ``sound``) and
+#: libraries the corpus builder plays: SFZ files, GUS patches, or WAV files described by a ``layout``;
+#: an instrument's ``keys`` limits the keys played), ``negatives`` (open-set material that is none of
+#: the eight families: ``role: negative``, a ``sound``, played from SFZ or cut from recordings) and
 #: ``impulse_responses``.
-LISTS = ("sources", "pending", "negatives", "impulse_responses")
+LISTS = ("sources", "negatives", "impulse_responses")
 
 
 def _entries(lock: dict[str, Any]) -> list[dict[str, Any]]:
