@@ -214,33 +214,79 @@ def aggregate(
 
 
 class AnalysisContext:
-    """What an analyzer plugin receives.
+    """What an analyzer plugin receives (see :func:`instrunet_core.hookspecs.instrunet_register_analyzers`).
+
+    Made before decoding, so that a streaming analyzer knows what is coming, and completed with
+    the timeline after the pass (:meth:`complete`).
 
     Attributes
     ----------
     source : str
         File name, or ``"array"``.
     sample_rate : int
-        Rate of :meth:`audio` (22,050 Hz, the model's front-end rate).
-    duration : float
+        Rate of the blocks a streaming analyzer is fed and of :meth:`audio` (22,050 Hz, the
+        model's front-end rate).
     labels : tuple of str
+    thresholds : dict[str, float]
+        The presence thresholds the timeline uses.
+    hop_seconds, window_seconds : float
+        Seconds between window starts, and one window's length.
+    expected_duration : float or None
+        Seconds of audio the source says it holds, before decoding (``None`` when it does not
+        say); after the pass, :attr:`duration` is what was decoded.
+    model_name, model_version : str
+    duration : float
+        Seconds decoded (0 before the pass).
     times : np.ndarray [shape=(T, 2)]
-        Segment start/end seconds.
+        Window start/end seconds.
     probabilities : np.ndarray [shape=(T, n_labels)]
-        Per-segment probabilities (0 for silent segments).
+        Per-window probabilities (0 for silent windows).
     rms_db : np.ndarray [shape=(T,)]
     silent : np.ndarray [shape=(T,), dtype=bool]
     instruments : list of Instrument
         The detected instruments (with their time ranges), as in :attr:`Analysis.instruments`.
-    model_name, model_version : str
     """
 
-    def __init__(self, *, source: Any, sample_rate_in: int | None, analysis: Analysis) -> None:
+    def __init__(
+        self,
+        *,
+        source: Any,
+        sample_rate_in: int | None,
+        analysis: Analysis | None = None,
+        labels: tuple[str, ...] = (),
+        model: dict[str, str] | None = None,
+        settings: dict[str, Any] | None = None,
+        expected_duration: float | None = None,
+    ) -> None:
         self._source = source
         self._sample_rate_in = sample_rate_in
         self._audio: np.ndarray | None = None
         self.source = source_name(source)
-        self.sample_rate = int(analysis.settings["sample_rate"])
+        settings = dict(settings or {})
+        self.sample_rate = int(settings.get("sample_rate", 22050))
+        self.labels = tuple(labels)
+        self.thresholds: dict[str, float] = dict(settings.get("thresholds") or {})
+        self.hop_seconds = float(settings.get("hop", 0.0))
+        self.window_seconds = float(settings.get("window", 0.0))
+        self.expected_duration = expected_duration
+        self.model_name = (model or {}).get("name", "")
+        self.model_version = (model or {}).get("version", "")
+        self.duration = 0.0
+        self.times = np.zeros((0, 2))
+        self.probabilities = np.zeros((0, len(self.labels)), np.float32)
+        self.rms_db = np.zeros(0)
+        self.silent = np.zeros(0, bool)
+        self.instruments: list[Instrument] = []
+        if analysis is not None:
+            self.complete(analysis)
+
+    def complete(self, analysis: Analysis) -> None:
+        """Take the results of the pass: timeline arrays, detected instruments, settings."""
+        s = analysis.settings
+        self.sample_rate = int(s["sample_rate"])
+        self.thresholds = dict(s.get("thresholds") or {})
+        self.hop_seconds = float(s.get("hop", self.hop_seconds))
+        self.window_seconds = float(s.get("window", self.window_seconds))
         self.duration = analysis.duration
         self.labels = analysis.labels
         self.model_name = analysis.model["name"]
@@ -252,7 +298,8 @@ class AnalysisContext:
         self.instruments = list(analysis.instruments)
 
     def audio(self) -> np.ndarray:
-        """Whole file as mono float32 at :attr:`sample_rate` (decoded once, then cached).
+        """Whole file as mono float32 at :attr:`sample_rate` (decoded again on first call, then
+        cached: memory grows with the file; streaming analyzers never need it).
 
         Returns
         -------

@@ -16,19 +16,24 @@ the host. See ``docs/plugins.md``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:  # annotations only: the hook specification imports no layer above it
-    from .analysis import Analysis, AnalysisContext
+    import numpy as np
+
+    from .analysis import Analysis, AnalysisContext, WindowResult
 
 __all__ = [
     "PROJECT_NAME",
     "hookspec",
     "hookimpl",
     "Analyzer",
+    "BlockListener",
+    "StreamAnalyzer",
+    "StreamFactory",
     "Writer",
     "RegisterModel",
     "RegisterAnalyzer",
@@ -50,6 +55,36 @@ class Analyzer(Protocol):
     def __call__(self, context: AnalysisContext, /) -> Mapping[str, Any]: ...
 
 
+class BlockListener(Protocol):
+    """What :meth:`instrunet_core.Classifier.classify` feeds while it decodes a source: every
+    decoded block, then the windows as they are classified."""
+
+    def push(self, block: np.ndarray, start: int, /) -> None:
+        """The next decoded block: mono float32 at the front end's rate (22,050 Hz); ``start`` is
+        the index of its first sample in the stream. Read-only, valid during the call only:
+        copy what you keep."""
+
+    def windows(self, results: Sequence[WindowResult], /) -> None:
+        """Windows just classified, in order (each window's audio was pushed before it)."""
+
+
+class StreamAnalyzer(BlockListener, Protocol):
+    """One analysis's state of a streaming analyzer: fed during the one decoding pass, then asked
+    for its result."""
+
+    def finish(self, context: AnalysisContext, /) -> Mapping[str, Any]:
+        """After the pass: a JSON-ready dict for ``analysis.extras[name]`` (``context`` now holds
+        the timeline and the detected instruments)."""
+        ...
+
+
+class StreamFactory(Protocol):
+    """``factory(context)``: a fresh :class:`StreamAnalyzer` for one analysis, made before decoding
+    (``context`` holds what is known then: source, rate, labels, thresholds, expected duration)."""
+
+    def __call__(self, context: AnalysisContext, /) -> StreamAnalyzer: ...
+
+
 class Writer(Protocol):
     """``writer(analysis, path)``: writes the analysis to ``path`` (``"-"``: stdout)."""
 
@@ -65,9 +100,12 @@ class RegisterModel(Protocol):
 
 
 class RegisterAnalyzer(Protocol):
-    """The ``register`` callback of :func:`instrunet_register_analyzers`."""
+    """The ``register`` callback of :func:`instrunet_register_analyzers`: ``register(name, func)``
+    or ``register(name, stream=factory)``."""
 
-    def __call__(self, name: str, func: Analyzer, /) -> None: ...
+    def __call__(
+        self, name: str, func: Analyzer | None = None, /, *, stream: StreamFactory | None = None
+    ) -> None: ...
 
 
 class RegisterWriter(Protocol):
@@ -104,29 +142,46 @@ def instrunet_register_models(register: RegisterModel) -> None:
 def instrunet_register_analyzers(register: RegisterAnalyzer) -> None:
     """Register analyzers that add results to :attr:`Analysis.extras`.
 
-    Call ``register(name, func)``. After the timeline is computed,
-    :func:`instrunet_core.analyze` calls ``func(context)`` with an
-    :class:`instrunet_core.analysis.AnalysisContext` and stores the returned
-    JSON-ready dict under ``analysis.extras[name]``. If ``func`` raises, the entry
-    becomes ``{"error": "<ExceptionType>: <message>"}`` and the analysis goes on.
+    Two kinds, both stored under ``analysis.extras[name]`` as the JSON-ready dict they return;
+    if one raises, its entry becomes ``{"error": "<ExceptionType>: <message>"}`` and the analysis
+    goes on.
 
-    The context gives ``context.audio()`` (whole file, mono float32 at 22,050 Hz,
-    decoded on first use), ``context.segment_audio(i)`` (audio of timeline
-    segment ``i``), ``context.times`` (``(T, 2)`` start/end seconds),
-    ``context.probabilities`` (``(T, n_labels)``), ``context.rms_db``,
-    ``context.silent``, ``context.instruments`` (the detected instruments with their
-    time ranges), ``context.labels`` and ``context.sample_rate``.
+    * ``register(name, stream=factory)`` — a **streaming** analyzer: it sees the audio in the
+      one decoding pass that classifies it, in bounded memory. Before decoding,
+      :func:`instrunet_core.analyze` calls ``factory(context)`` for a fresh
+      :class:`StreamAnalyzer`; :meth:`~instrunet_core.Classifier.classify` then calls its
+      ``push(block, start)`` with every decoded block (mono float32 at 22,050 Hz; ``start``: its
+      first sample's index) and its ``windows(results)`` with the windows as they are classified
+      (:class:`~instrunet_core.analysis.WindowResult`: start, end, probabilities, level); after
+      the pass, ``finish(context)`` returns the result. Before the pass the context holds
+      ``source``, ``sample_rate``, ``labels``, ``thresholds``, ``hop_seconds``,
+      ``window_seconds``, ``expected_duration`` (``None`` when the source does not say) and the
+      model's name and version; ``finish`` gets the same context completed with the timeline.
+    * ``register(name, func)`` — a **whole-file** analyzer, called once after the timeline:
+      ``func(context)``. ``context.audio()`` decodes the whole file a second time and keeps it
+      in memory (fine for short files; a streaming analyzer never needs it).
+
+    After the pass the context also gives ``context.times`` (``(T, 2)`` start/end seconds),
+    ``context.probabilities`` (``(T, n_labels)``), ``context.rms_db``, ``context.silent``,
+    ``context.instruments`` (the detected instruments with their time ranges),
+    ``context.duration`` and ``context.segment_audio(i)``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from instrunet_core import hookimpl
-    >>> def loudness(context):
-    ...     y = context.audio()
-    ...     return {"peak": float(np.max(np.abs(y)))}
+    >>> class Peak:
+    ...     def __init__(self, context):
+    ...         self.peak = 0.0
+    ...     def push(self, block, start):
+    ...         self.peak = max(self.peak, float(np.max(np.abs(block), initial=0.0)))
+    ...     def windows(self, results):
+    ...         pass
+    ...     def finish(self, context):
+    ...         return {"peak": self.peak, "windows": len(context.times)}
     >>> @hookimpl
     ... def instrunet_register_analyzers(register):
-    ...     register("loudness", loudness)
+    ...     register("peak", stream=Peak)
     """
 
 

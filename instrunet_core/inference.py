@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 
 from .analysis import SILENCE_LABEL, Analysis, AnalysisContext, Prediction, WindowResult, aggregate
-from .audio import AudioSource, iter_blocks, rereadable_source, source_name
-from .errors import InputError
+from .audio import AudioSource, audio_info, iter_blocks, rereadable_source, source_name
+from .errors import InputError, InstrunetError
 from .features import DEFAULT_BATCH_SIZE, SILENCE_DB, Ready, WindowStream
+from .hookspecs import BlockListener
 from .inputs import block_to_mono, check_count, check_sample_rate, resampler
 from .model import Model, ModelSpec, open_model
 from .output import model_info
@@ -186,6 +187,19 @@ class Classifier:
         return self._finished
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """``hop``, ``window``, ``smoothing``, ``thresholds``, ``silence_db``, ``sample_rate``
+        (as :attr:`Analysis.settings` records them)."""
+        return {
+            "hop": self.hop_seconds,
+            "window": self.window_seconds,
+            "smoothing": self.smoothing,
+            "thresholds": dict(self.thresholds),
+            "silence_db": SILENCE_DB,
+            "sample_rate": self._sr,
+        }
+
+    @property
     def results(self) -> list[WindowResult]:
         """Windows emitted since :meth:`reset` (the last ``keep`` of them when ``keep`` is set)."""
         return list(self._results)
@@ -260,8 +274,21 @@ class Classifier:
         self._stream.finish()
         return out
 
-    def classify(self, audio: AudioSource, sample_rate: int | None = None) -> list[WindowResult]:
+    def classify(
+        self, audio: AudioSource, sample_rate: int | None = None, *, listener: BlockListener | None = None
+    ) -> list[WindowResult]:
         """Reset, feed a whole source (file, file object or array) block by block, and flush.
+
+        Parameters
+        ----------
+        audio : str, PathLike, binary file object or np.ndarray
+        sample_rate : int, optional
+            Required for an array.
+        listener : BlockListener, optional
+            Fed in the same pass: ``listener.push(block, start)`` with every decoded block
+            (mono float32 at :attr:`model`'s front-end rate; ``start``: its first sample's index)
+            and ``listener.windows(results)`` with the windows as they are classified. This is
+            how :func:`analyze` runs streaming analyzers without decoding the source again.
 
         Returns
         -------
@@ -283,12 +310,21 @@ class Classifier:
                 self._sr_in = self._sr
             out: list[WindowResult] = []
             for block in blocks:
+                start = self._stream.total
                 self._stream.push(block)
+                if listener is not None and block.size:
+                    listener.push(block, start)
                 # Offline, nobody waits for a window: run the model on full batches only (the
                 # windows and their values are the same as block by block through process()).
                 if self._stream.n_ready() >= self.batch_size:
-                    out += self._emit(final=False, whole_batches=True)
-            return out + self.flush()
+                    new = self._emit(final=False, whole_batches=True)
+                    if listener is not None and new:
+                        listener.windows(new)
+                    out += new
+            last = self.flush()
+            if listener is not None and last:
+                listener.windows(last)
+            return out + last
         finally:
             self._pipelined = False
             self._pipe.clear()  # after an error: drop the batches still in flight
@@ -321,14 +357,7 @@ class Classifier:
                 times, probs, rms, silent, m.labels, self.thresholds, smoothing=self.smoothing
             ),
             extras={},
-            settings={
-                "hop": self.hop_seconds,
-                "window": self.window_seconds,
-                "smoothing": self.smoothing,
-                "thresholds": dict(self.thresholds),
-                "silence_db": SILENCE_DB,
-                "sample_rate": self._sr,
-            },
+            settings=self.settings,
             times=times,
             probabilities=mask_silent(probs, silent),
             rms_db=rms,
@@ -476,12 +505,32 @@ def analyze(
         workers=workers,
     )
     src = rereadable_source(source)
-    clf.classify(src, sample_rate)
+    reg = (registry or get_registry()) if analyzers else None
+    if reg is None or not reg.analyzers:
+        clf.classify(src, sample_rate)
+        return clf.analysis(source=os.fspath(source_name(source)))
+    # Analyzers: streaming ones are fed the blocks and windows of this one pass; whole-file ones
+    # run after it.
+    context = AnalysisContext(
+        source=src,
+        sample_rate_in=sample_rate,
+        labels=clf.labels,
+        model=model_info(clf.model),
+        settings=clf.settings,
+        expected_duration=_expected_duration(src, sample_rate),
+    )
+    feed = reg.open_streams(context)
+    clf.classify(src, sample_rate, listener=feed if feed else None)
     an = clf.analysis(source=os.fspath(source_name(source)))
-    if analyzers:
-        reg = registry or get_registry()
-        if reg.analyzers:
-            an.extras = reg.run_analyzers(
-                AnalysisContext(source=src, sample_rate_in=sample_rate, analysis=an)
-            )
+    context.complete(an)
+    an.extras = reg.run_analyzers(context, feed)
     return an
+
+
+def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | None:
+    """Seconds the source says it holds, read from its header (``None`` when it cannot say)."""
+    try:
+        d = audio_info(source, sample_rate).duration
+    except (InstrunetError, OSError, ValueError):
+        return None  # decoding reports the problem
+    return float(d) if d > 0 else None

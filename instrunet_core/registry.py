@@ -41,20 +41,23 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
 from . import hookspecs
 from .errors import InputError, ModelError, PluginError
-from .hookspecs import Analyzer, Writer
+from .hookspecs import Analyzer, StreamAnalyzer, StreamFactory, Writer
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .output import instrunet_version, jsonable
 
 if TYPE_CHECKING:  # annotations only: analyzers receive it, the registry never builds one
-    from .analysis import AnalysisContext
+    import numpy as np
+
+    from .analysis import AnalysisContext, WindowResult
 
 __all__ = [
+    "AnalyzerFeed",
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
     "DEFAULT_ENV_VAR",
@@ -159,7 +162,10 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.models: list[ModelEntry] = []
-        self.analyzers: dict[str, Analyzer] = {}
+        #: Every analyzer by name: a whole-file function, or the factory of a streaming one
+        #: (named in :attr:`streaming`).
+        self.analyzers: dict[str, Analyzer | StreamFactory] = {}
+        self.streaming: set[str] = set()
         self.writers: dict[str, Writer] = {}
         self.plugins: list[PluginInfo] = []
         self._default_name: str | None = None
@@ -207,8 +213,14 @@ class Registry:
             return register_model
         if hook == "instrunet_register_analyzers":
 
-            def register_analyzer(name: str, func: Analyzer) -> None:
-                self._register_named(info, "analyzer", self.analyzers, name, func)
+            def register_analyzer(
+                name: str, func: Analyzer | None = None, *, stream: StreamFactory | None = None
+            ) -> None:
+                if (func is None) == (stream is None):
+                    self._error(info, f"analyzer {name!r}: give either func or stream=, not both or neither")
+                    return
+                if self._register_named(info, "analyzer", self.analyzers, name, func or stream) and stream:
+                    self.streaming.add(name)
 
             return register_analyzer
 
@@ -219,17 +231,18 @@ class Registry:
 
     def _register_named(
         self, info: PluginInfo, kind: str, table: dict[str, Any], name: Any, func: Any
-    ) -> None:
+    ) -> bool:
         if not isinstance(name, str) or not name.strip():
             self._error(info, f"{kind} name must be a non-empty string, got {name!r}")
-            return
+            return False
         if not callable(func):
             self._error(info, f"{kind} {name!r} is not callable")
-            return
+            return False
         if name in table:
             self._error(info, f"{kind} {name!r} is already registered; keeping the first one")
-            return
+            return False
         table[name] = func
+        return True
 
     def _register_model(self, info: PluginInfo, name: Any, path: Any, *, default: bool) -> None:
         if not isinstance(name, str) or not name:
@@ -350,17 +363,40 @@ class Registry:
                 f"unknown output format {format_name!r} (available: {sorted(self.writers)})"
             ) from None
 
-    def run_analyzers(self, context: AnalysisContext) -> dict[str, Any]:
+    def open_streams(self, context: AnalysisContext) -> AnalyzerFeed:
+        """A fresh state of every streaming analyzer for one analysis, made before decoding.
+
+        A factory that raises is left out; its error becomes its entry in :meth:`run_analyzers`.
+        """
+        feed = AnalyzerFeed()
+        for name in self.analyzers:
+            if name in self.streaming:
+                feed.open(name, self.analyzers[name], context)  # type: ignore[arg-type]
+        return feed
+
+    def run_analyzers(self, context: AnalysisContext, feed: AnalyzerFeed | None = None) -> dict[str, Any]:
         """Every registered analyzer on ``context``: ``{name: JSON-ready dict}``.
 
-        An analyzer that raises (even ``SystemExit``) or returns something else than a mapping
-        gets ``{"error": "<ExceptionType>: <message>"}`` instead; the others still run.
+        Whole-file analyzers are called with ``context``; streaming ones, fed during the pass
+        through ``feed`` (:meth:`open_streams`), are asked to ``finish(context)``. An analyzer that
+        raises (even ``SystemExit``) or returns something else than a mapping gets
+        ``{"error": "<ExceptionType>: <message>"}`` instead; the others still run.
         """
         extras: dict[str, Any] = {}
         for name, func in self.analyzers.items():
             try:
-                with plugin_stdout():
-                    out = func(context)
+                out: Any
+                if name in self.streaming:
+                    stream = feed.take(name) if feed is not None else None
+                    if stream is None:
+                        raise PluginError(
+                            "a streaming analyzer needs the decoding pass of instrunet_core.analyze"
+                        )
+                    with plugin_stdout():
+                        out = stream.finish(context)
+                else:
+                    with plugin_stdout():
+                        out = cast(Analyzer, func)(context)
                 if not isinstance(out, Mapping):
                     raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
                 extras[name] = jsonable(out)
@@ -369,6 +405,51 @@ class Registry:
             except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
                 extras[name] = {"error": f"{type(e).__name__}: {e}"}
         return extras
+
+
+class AnalyzerFeed:
+    """The streaming analyzers of one analysis, fed by :meth:`instrunet_core.Classifier.classify`
+    (a :class:`~instrunet_core.hookspecs.BlockListener`).
+
+    Every call reaches each live analyzer in turn, its prints sent to stderr; one that raises is
+    dropped from the pass and its error is reported as its result, while the classification and
+    the other analyzers go on.
+    """
+
+    def __init__(self) -> None:
+        self.streams: dict[str, StreamAnalyzer] = {}
+        self._errors: dict[str, BaseException] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.streams)
+
+    def open(self, name: str, factory: StreamFactory, context: AnalysisContext) -> None:
+        """Start analyzer ``name`` with ``factory(context)``."""
+        self._call(name, lambda: self.streams.__setitem__(name, factory(context)))
+
+    def push(self, block: np.ndarray, start: int) -> None:
+        for name, s in list(self.streams.items()):
+            self._call(name, lambda s=s: s.push(block, start))  # type: ignore[misc]
+
+    def windows(self, results: Sequence[WindowResult]) -> None:
+        for name, s in list(self.streams.items()):
+            self._call(name, lambda s=s: s.windows(results))  # type: ignore[misc]
+
+    def take(self, name: str) -> StreamAnalyzer | None:
+        """The analyzer ``name`` after the pass (re-raises the error that dropped it)."""
+        if name in self._errors:
+            raise self._errors.pop(name)
+        return self.streams.pop(name, None)
+
+    def _call(self, name: str, fn: Callable[[], Any]) -> None:
+        try:
+            with plugin_stdout():
+                fn()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - one analyzer's failure is its own
+            self.streams.pop(name, None)
+            self._errors[name] = e
 
 
 def _selected_names() -> set[str] | None:

@@ -168,6 +168,120 @@ def test_analyzers_fill_extras_and_failures_are_reported(tiny_registry: plugins_
     json.dumps(an.to_dict())
 
 
+class _Recorder:
+    """A streaming analyzer that keeps what it is fed (a test's eyes on the hook)."""
+
+    made: list[Any] = []
+
+    def __init__(self, context: Any) -> None:
+        self.before = {
+            "expected": context.expected_duration,
+            "sr": context.sample_rate,
+            "labels": context.labels,
+            "thresholds": dict(context.thresholds),
+            "hop": context.hop_seconds,
+            "windows_known": len(context.times),
+        }
+        self.blocks: list[tuple[int, np.ndarray]] = []
+        self.wins: list[Any] = []
+        _Recorder.made.append(self)
+
+    def push(self, block: np.ndarray, start: int) -> None:
+        self.blocks.append((start, np.array(block)))
+
+    def windows(self, results: Any) -> None:
+        self.wins += list(results)
+
+    def finish(self, context: Any) -> dict:
+        return {"blocks": len(self.blocks), "windows": len(self.wins), "after": len(context.times)}
+
+
+def test_streaming_analyzer_sees_the_one_pass(
+    tiny_registry: plugins_mod.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blocks the classifier decodes (contiguous, the whole file once) and its windows in
+    order, without a second decode; the context before and after the pass."""
+    import soundfile as sf
+
+    from instrunet_core import audio as audio_mod
+
+    y = np.concatenate([tone(30.0, 44100), np.zeros(44100 * 20, np.float32), tone(25.0, 44100)])
+    path = tmp_path / "long.wav"
+    sf.write(path, y, 44100, subtype="PCM_16")
+    reference = audio_mod.load_audio(str(path), None, target_sr=22050)
+    opened: list[Any] = []
+    real_open = audio_mod._open
+    monkeypatch.setattr(audio_mod, "_open", lambda src: opened.append(src) or real_open(src))
+    _Recorder.made = []
+    plug = _module_plugin("st", instrunet_register_analyzers=lambda register: register("rec", stream=_Recorder))
+    reg = build_registry(extra_plugins=[plug])
+    assert reg.streaming == {"rec"} and "rec" in reg.analyzers
+    model = instrunet_core.load_model("tiny", registry=tiny_registry)
+    an = instrunet_core.analyze(str(path), model=model, registry=reg)
+    (rec,) = _Recorder.made
+    # One decode for the classifier, one header read for the expected duration; no second decode.
+    assert len(opened) == 2
+    assert rec.before["expected"] == pytest.approx(75.0)
+    assert rec.before["sr"] == 22050 and rec.before["labels"] == model.labels and rec.before["windows_known"] == 0
+    assert rec.before["thresholds"] == an.settings["thresholds"] and rec.before["hop"] == an.settings["hop"]
+    starts = [s for s, _ in rec.blocks]
+    assert starts[0] == 0 and len(rec.blocks) > 1
+    assert all(s + b.shape[0] == n for (s, b), n in zip(rec.blocks[:-1], starts[1:], strict=True))  # contiguous
+    fed = np.concatenate([b for _, b in rec.blocks])
+    np.testing.assert_array_equal(fed, reference)  # exactly the decoded file, once
+    assert [w.index for w in rec.wins] == list(range(len(an.timeline)))
+    assert [round(w.start, 6) for w in rec.wins] == [round(s.start, 6) for s in an.timeline]
+    assert an.extras["rec"] == {"blocks": len(rec.blocks), "windows": len(an.timeline), "after": len(an.timeline)}
+
+
+def test_streaming_analyzer_failures_are_its_own(tiny_registry: plugins_mod.Registry) -> None:
+    class Boom(_Recorder):
+        def __init__(self, context: Any, where: str) -> None:
+            if where == "factory":
+                raise ValueError("no state")
+            super().__init__(context)
+            self.where = where
+
+        def push(self, block: np.ndarray, start: int) -> None:
+            if self.where == "push":
+                raise RuntimeError("push failed")
+            super().push(block, start)
+
+        def windows(self, results: Any) -> None:
+            if self.where == "windows":
+                raise SystemExit(3)
+            super().windows(results)
+
+        def finish(self, context: Any) -> dict:
+            if self.where == "finish":
+                raise KeyError("finish")
+            return super().finish(context)
+
+    def hooks(register: Any) -> None:
+        for where in ("factory", "push", "windows", "finish"):
+            register(where, stream=lambda ctx, where=where: Boom(ctx, where))
+        register("good", stream=_Recorder)
+        register("both", lambda ctx: {}, stream=_Recorder)  # refused: one kind only
+
+    with pytest.warns(RuntimeWarning, match="either func or stream"):
+        reg = build_registry(extra_plugins=[_module_plugin("bad", instrunet_register_analyzers=hooks)])
+    assert "both" not in reg.analyzers
+    _Recorder.made = []
+    an = instrunet_core.analyze(
+        tone(8.0, 44100), 44100, model=instrunet_core.load_model("tiny", registry=tiny_registry), registry=reg
+    )
+    assert an.extras["factory"] == {"error": "ValueError: no state"}
+    assert an.extras["push"] == {"error": "RuntimeError: push failed"}
+    assert an.extras["windows"] == {"error": "SystemExit: 3"}
+    assert an.extras["finish"] == {"error": "KeyError: 'finish'"}
+    assert an.extras["good"]["windows"] == len(an.timeline) > 0
+    # without the pass, a streaming analyzer has nothing to finish: reported, never fatal
+    from instrunet_core.analysis import AnalysisContext
+
+    ctx = AnalysisContext(source=tone(1.0), sample_rate_in=22050, analysis=an)
+    assert "decoding pass" in reg.run_analyzers(ctx)["good"]["error"]
+
+
 def test_writer_plugin_used(tiny_registry: plugins_mod.Registry, tmp_path: Path) -> None:
     def write_txt(analysis: Any, path: Any) -> None:
         Path(path).write_text(f"{analysis.label}\n")
