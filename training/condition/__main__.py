@@ -7,50 +7,61 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import DEFAULT_SEED, SPLITS, build
+from .data import DEFAULT_SEED, SPLITS, build, build_recordings
 from .report import evaluate, praat_check
 from .train import train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m training.condition", description="Condition corpus (degraded notes) and classifier."
+        prog="python -m training.condition", description="Condition corpus (degraded windows) and classifier."
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="degrade the notes of a corpus and compute their features")
+    b = sub.add_parser("build", help="degrade windows of a corpus and compute their features")
     b.add_argument(
         "--corpus", type=Path, default=Path("data/corpus"), help="NSynth-format corpus (training.corpus)"
     )
     b.add_argument("--out", type=Path, default=Path("data/condition"), help="output folder")
     b.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    b.add_argument("--max-notes", type=int, help="at most N notes per split (small builds)")
-    t = sub.add_parser("train", help="train, evaluate and report the condition classifier")
+    b.add_argument("--max-notes", type=int, help="at most about N bases per split (small builds)")
+    b.add_argument("--workers", type=int, help="processes (default: 2 at most)")
+    b.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    rec = sub.add_parser(
+        "recordings", help="valid, test and dev windows grouped into recordings, each degraded whole"
+    )
+    rec.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    rec.add_argument("--out", type=Path, default=Path("data/condition"))
+    rec.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    rec.add_argument("--workers", type=int)
+    t = sub.add_parser("train", help="train, calibrate, evaluate and report the condition classifier")
     t.add_argument("--data", type=Path, default=Path("data/condition"), help="built condition corpus")
     t.add_argument("--out", type=Path, default=Path("runs/condition"), help="run folder (condition.keras)")
-    t.add_argument("--report", type=Path, default=Path("training/reports/condition/1.0.0"))
-    t.add_argument("--version", default="1.0.0")
-    t.add_argument("--epochs", type=int, default=150)
+    t.add_argument("--report", type=Path, default=Path("training/reports/condition/2.0.0"))
+    t.add_argument("--version", default="2.0.0")
+    t.add_argument("--epochs", type=int, default=200)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--width", type=int, default=64, help="units of the two hidden layers")
     t.add_argument("--examples", type=Path, default=Path("examples"), help="folder of clean recordings")
     c = sub.add_parser("praat", help="compare our HNR with Praat's (needs praat-parselmouth)")
     c.add_argument("--corpus", type=Path, default=Path("data/corpus"))
-    c.add_argument("--out", type=Path, default=Path("training/reports/condition/1.0.0/hnr_vs_praat.json"))
+    c.add_argument("--out", type=Path, default=Path("training/reports/condition/2.0.0/hnr_vs_praat.json"))
     e = sub.add_parser("evaluate", help="accuracy of a trained model on every split, train included")
     e.add_argument("--data", type=Path, default=Path("data/condition"))
     e.add_argument("--model", dest="model_path", type=Path, default=Path("runs/condition/condition.keras"))
-    e.add_argument("--out", type=Path, default=Path("training/reports/condition/1.0.0/splits.json"))
+    e.add_argument("--out", type=Path, default=Path("training/reports/condition/2.0.0/splits.json"))
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "cmd"}  # the options are named as the parameters
     if args.cmd == "evaluate":
         r = evaluate(**kw)
-        print(", ".join(f"{s} {r[s]['accuracy']:.4f}" for s in SPLITS))
+        print(", ".join(f"{s} {r[s]['accuracy']:.4f}" for s in SPLITS if s in r))
     elif args.cmd == "praat":
         r = praat_check(**kw)
         print(
             f"{r['n']} comparisons: max |ours - Praat| {r['max_abs_diff_below_30db']:.2f} dB below 30 dB "
             f"(n={r['n_below_30db']}), {r['max_abs_diff_from_30db']:.2f} dB from 30 dB up (n={r['n_from_30db']})"
         )
+    elif args.cmd == "recordings":
+        print(json.dumps(build_recordings(**kw), indent=1))
     elif args.cmd == "build":
         info = build(**kw)
         print(json.dumps(info["counts"], indent=1))
@@ -58,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = train(**kw)
         t_ = m["test"]
         print(
-            f"test accuracy {t_['accuracy']:.4f}, false-alarm rate on clean notes "
-            f"{m['false_alarm']['test_clean_notes']['rate']:.4f}; report in {args.report}"
+            f"test accuracy {t_['accuracy']:.4f}, aged recall {t_['per_class']['moderately_aged']['recall']:.4f}, "
+            f"false alarms: clean renders {m['false_alarm']['test_clean']['rate']:.4f}, clean real "
+            f"recordings {m['false_alarm']['dev_clean_real']['rate']:.4f}; report in {args.report}"
         )
     return 0
 

@@ -1,18 +1,25 @@
-"""The condition corpus: clean notes of an NSynth-format corpus, deliberately degraded
-(see :mod:`training.condition` for the recipe), with their features."""
+"""The condition corpus: windows of clean notes and phrases from an NSynth-format corpus (SoundFont
+renders and real recorded libraries), deliberately aged or broken, with their features.
+
+See :mod:`training.condition` for the recipe. Every random draw comes from a generator seeded by
+(seed, the base's name), so a build is reproducible bit for bit from the same corpus.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from instrunet_condition import CLASSES
+from instrunet_condition import CHUNK_SAMPLES, CLASSES
 
 from instrunet_core.features import SAMPLE_RATE as SR
 
@@ -21,19 +28,33 @@ __all__ = [
     "DEFAULT_SEED",
     "SPLITS",
     "SR",
+    "N",
     "aged",
     "broken",
     "benign",
+    "make_base",
     "make_clips",
     "build",
+    "build_recordings",
     "load",
 ]
 
-DEFAULT_SEED = 20261125
-SPLITS = ("train", "valid", "test")
+DEFAULT_SEED = 20261204
+#: The splits of the family corpus, each one kept whole: train fits, valid chooses (held-out
+#: SoundFont instruments), test reports (TimGM6mb: every instrument unseen), dev reports on real
+#: recorded libraries that training never hears.
+SPLITS = ("train", "valid", "test", "dev")
+#: One clip: one analysis window of the family classifier (2.949 s), as the analyzer judges.
+N = CHUNK_SAMPLES
+#: Families whose physics have the cue: detuned unison strings, worn hammers, leaking pads.
+_STRUNG = ("string", "guitar", "keyboard")
+_HAMMERED = ("keyboard", "mallet")
+_BLOWN = ("reed", "flute", "brass")
+#: Bases per instrument (SoundFont program, real instrument) and split; real instruments give more.
+_PER_INSTRUMENT = {"train": (24, 120), "valid": (30, 30), "test": (24, 24), "dev": (24, 24)}
 
 
-# ---------------------------------------------------------------- degradations
+# ---------------------------------------------------------------- building blocks
 
 
 def _pb(plugin: Any, y: np.ndarray) -> np.ndarray:
@@ -41,7 +62,13 @@ def _pb(plugin: Any, y: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)[: y.size]
 
 
+def _sounding_power(y: np.ndarray) -> float:
+    loud = np.abs(y) > 0.01 * (np.abs(y).max() or 1.0)
+    return float(np.mean(y[loud] ** 2)) if loud.any() else 1.0
+
+
 def noise(rng: np.random.Generator, y: np.ndarray, snr_db: float, *, pink: bool) -> np.ndarray:
+    """``y`` plus white or pink noise at ``snr_db`` below the power of its sounding samples."""
     n = rng.standard_normal(y.size)
     if pink:
         spec = np.fft.rfft(n)
@@ -49,8 +76,7 @@ def noise(rng: np.random.Generator, y: np.ndarray, snr_db: float, *, pink: bool)
         spec[1:] /= np.sqrt(f[1:])
         spec[0] = 0
         n = np.fft.irfft(spec, y.size)
-    p_sig = float(np.mean(y[np.abs(y) > 0.01 * np.abs(y).max()] ** 2)) if np.any(y) else 1.0
-    n *= np.sqrt(p_sig / max(float(np.mean(n * n)), 1e-20) / 10 ** (snr_db / 10))
+    n *= np.sqrt(_sounding_power(y) / max(float(np.mean(n * n)), 1e-20) / 10 ** (snr_db / 10))
     return y + n
 
 
@@ -61,57 +87,171 @@ def _shift(y: np.ndarray, cents: float) -> np.ndarray:
     return np.interp(t, np.arange(y.size), y, right=0.0)
 
 
-def aged(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """A moderately aged version of ``y`` and the names of what was applied."""
+def _varispeed(y: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """``y`` played at a speed that deviates by ``cents[i]`` at output sample ``i`` (tape speed)."""
+    t = np.concatenate([[0.0], np.cumsum(2 ** (cents[:-1] / 1200.0))])
+    return np.interp(t, np.arange(y.size), y, right=0.0)
+
+
+def _envelope(y: np.ndarray, ms: float = 20.0) -> np.ndarray:
+    k = max(1, int(ms * 1e-3 * SR))
+    return np.convolve(np.abs(y), np.ones(k) / k, mode="same")
+
+
+def _onsets(y: np.ndarray) -> list[int]:
+    """Samples where the 512-sample RMS rises by 9 dB or more (or the first sounding block)."""
+    m = y.size // 512
+    if m < 2:
+        return [0]
+    db = 10 * np.log10(np.mean(y[: m * 512].reshape(m, 512) ** 2, axis=1) + 1e-12)
+    top = db.max()
+    out = [int(np.argmax(db > top - 30)) * 512]
+    for i in range(1, m):
+        if db[i] - db[i - 1] >= 9 and db[i] > top - 30 and i * 512 - out[-1] > SR // 5:
+            out.append(i * 512)
+    return out
+
+
+# ---------------------------------------------------------------- the degradations
+
+
+def _tape(y: np.ndarray, rng: np.random.Generator, log: list[str]) -> np.ndarray:
+    """Worn tape: wow and/or flutter (always), plus 0-2 of dulled highs and hiss."""
+    t = np.arange(y.size) / SR
+    cents = np.zeros(y.size)
+    kind = rng.integers(3)
+    if kind in (0, 2):
+        c, f = rng.uniform(6, 18), rng.uniform(0.5, 3.0)
+        cents += c * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+        log.append(f"wow {c:.0f} cents {f:.1f} Hz")
+    if kind in (1, 2):
+        c, f = rng.uniform(3, 8), rng.uniform(8, 16)
+        jitter = np.convolve(rng.standard_normal(y.size), np.ones(400) / 400, mode="same")
+        jitter *= c * 0.5 / (np.std(jitter) or 1.0)
+        cents += c * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) + jitter
+        log.append(f"flutter {c:.1f} cents {f:.0f} Hz")
+    y = _varispeed(y, cents)
+    for k in rng.permutation(2)[: rng.integers(0, 3)]:
+        if k == 0:
+            y = _dull(y, rng, log, lo=3500, hi=8000)
+        else:
+            snr = rng.uniform(28, 40)
+            y = noise(rng, y, snr, pink=bool(rng.integers(2)))
+            log.append(f"tape hiss {snr:.0f} dB SNR")
+    return y
+
+
+def _dull(
+    y: np.ndarray, rng: np.random.Generator, log: list[str], *, lo: float = 1500, hi: float = 5000
+) -> np.ndarray:
+    """Dulled highs: a low-pass or a high shelf (aged strings, worn heads, a tired microphone)."""
     import pedalboard as pb
 
+    if rng.random() < 0.5:
+        fc = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        log.append(f"dulled highs (low-pass {fc:.0f} Hz)")
+        return _pb(pb.LowpassFilter(cutoff_frequency_hz=fc), y)
+    g = rng.uniform(-15, -8)
+    log.append(f"dulled highs (shelf {g:.0f} dB)")
+    return _pb(pb.HighShelfFilter(cutoff_frequency_hz=float(rng.uniform(lo, min(hi, 4000))), gain_db=g), y)
+
+
+def _detuned(y: np.ndarray, rng: np.random.Generator, log: list[str]) -> np.ndarray:
+    """A unison string out of tune: a copy 8-25 cents off, at 50-90 % of the level: beating."""
+    c = rng.uniform(8, 25) * rng.choice([-1, 1])
+    a = rng.uniform(0.5, 0.9)
+    log.append(f"detuned string {c:+.0f} cents")
+    return (y + a * _shift(y, c)) / (1 + a)
+
+
+def _hammers(y: np.ndarray, rng: np.random.Generator, log: list[str]) -> np.ndarray:
+    """Worn (hardened) hammers or mallets: a noisy thump and a harsher, brighter attack on each note."""
+    import pedalboard as pb
+
+    out = y.copy()
+    peak = np.abs(y).max() or 1.0
+    level = 10 ** (rng.uniform(-18, -6) / 20) * peak
+    tau = rng.uniform(0.003, 0.012)
+    hp = rng.uniform(800, 3000)
+    bright = _pb(
+        pb.HighShelfFilter(cutoff_frequency_hz=float(rng.uniform(1500, 3000)), gain_db=rng.uniform(6, 12)), y
+    )
+    n_att = int(0.08 * SR)
+    for s in _onsets(y):
+        n = min(int(8 * tau * SR), y.size - s)
+        if n <= 0:
+            continue
+        burst = rng.standard_normal(n) * np.exp(-np.arange(n) / (tau * SR))
+        out[s : s + n] += level * _pb(pb.HighpassFilter(cutoff_frequency_hz=hp), burst)
+        m = min(n_att, y.size - s)
+        fade = np.linspace(1.0, 0.0, m)
+        out[s : s + m] += fade * (bright[s : s + m] - y[s : s + m])
+    log.append(f"worn hammers (thump {20 * np.log10(level / peak):.0f} dB)")
+    return out
+
+
+def _leaky(y: np.ndarray, rng: np.random.Generator, log: list[str]) -> np.ndarray:
+    """A leaking pad or valve: breath noise that sounds with the note (1-7 kHz), 12-22 dB below it."""
+    import pedalboard as pb
+
+    n = rng.standard_normal(y.size)
+    n = _pb(pb.HighpassFilter(cutoff_frequency_hz=float(rng.uniform(800, 2000))), n)
+    n = _pb(pb.LowpassFilter(cutoff_frequency_hz=float(rng.uniform(4000, 7000))), n)
+    env = _envelope(y)
+    env /= env.max() or 1.0
+    breath = n * env
+    db = rng.uniform(12, 22)
+    breath *= np.sqrt(_sounding_power(y) / max(_sounding_power(breath), 1e-20) / 10 ** (db / 10))
+    log.append(f"leaky pad (breath {db:.0f} dB down)")
+    return y + breath
+
+
+def _hum(y: np.ndarray, rng: np.random.Generator, log: list[str]) -> np.ndarray:
+    f0 = rng.choice([50.0, 60.0])
+    t = np.arange(y.size) / SR
+    hum = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in (1, 2, 3))
+    db = rng.uniform(20, 30)
+    log.append(f"hum {f0:.0f} Hz {db:.0f} dB down")
+    return y + np.sqrt(_sounding_power(y)) * 10 ** (-db / 20) * hum / np.sqrt(np.mean(hum**2))
+
+
+def _hiss(y: np.ndarray, rng: np.random.Generator, log: list[str]) -> np.ndarray:
+    snr = rng.uniform(22, 32)
+    log.append(f"hiss {snr:.0f} dB SNR")
+    return noise(rng, y, snr, pink=bool(rng.integers(2)))
+
+
+def aged(y: np.ndarray, rng: np.random.Generator, family: str) -> tuple[np.ndarray, list[str]]:
+    """A moderately aged version of ``y`` and the names of what was applied.
+
+    One main cue: where the family has it (half of the time), detuned unison strings (string,
+    guitar, keyboard), worn hammers (keyboard, mallet) or a leaking pad (reed, flute, brass);
+    otherwise worn tape (wow / flutter, with dulled highs or hiss), mild hiss or mains hum. Then,
+    half of the time, dulled highs, and a quarter of the time a faster decay (dead strings, a
+    tired reed)."""
     log: list[str] = []
-    cue = rng.integers(4)
-    if cue == 0:
-        c = rng.uniform(4, 15) * rng.choice([-1, 1])
-        y = 0.5 * (y + _shift(y, c))
-        log.append(f"detune {c:+.0f} cents")
-    elif cue == 1:
-        y = _pb(
-            pb.Chorus(
-                rate_hz=rng.uniform(0.6, 3.0),
-                depth=rng.uniform(0.15, 0.4),
-                mix=rng.uniform(0.4, 0.6),
-                centre_delay_ms=rng.uniform(5, 12),
-                feedback=0.0,
-            ),
-            y,
-        )
-        log.append("chorus")
-    elif cue == 2:
-        snr = rng.uniform(22, 32)
-        y = noise(rng, y, snr, pink=bool(rng.integers(2)))
-        log.append(f"hiss {snr:.0f} dB SNR")
+    own: list[Callable[[np.ndarray, np.random.Generator, list[str]], np.ndarray]] = []
+    if family in _STRUNG:
+        own.append(_detuned)
+    if family in _HAMMERED:
+        own.append(_hammers)
+    if family in _BLOWN:
+        own.append(_leaky)
+    if own and rng.random() < 0.5:
+        y = own[int(rng.integers(len(own)))](y, rng, log)
     else:
-        f0 = rng.choice([50.0, 60.0])
-        t = np.arange(y.size) / SR
-        hum = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in (1, 2, 3))
-        level = np.sqrt(np.mean(y[np.abs(y) > 0.01] ** 2)) * 10 ** (-rng.uniform(20, 30) / 20)
-        y = y + level * hum / np.sqrt(np.mean(hum**2))
-        log.append(f"hum {f0:.0f} Hz")
-    for k in rng.permutation(3)[: rng.integers(0, 3)]:
-        if k == 0:
-            if rng.random() < 0.5:
-                fc = float(np.exp(rng.uniform(np.log(1500), np.log(4000))))
-                y = _pb(pb.LowpassFilter(cutoff_frequency_hz=fc), y)
-                log.append(f"low-pass {fc:.0f} Hz")
-            else:
-                g = rng.uniform(-15, -6)
-                y = _pb(pb.HighShelfFilter(cutoff_frequency_hz=float(rng.uniform(2000, 4000)), gain_db=g), y)
-                log.append(f"high shelf {g:.0f} dB")
-        elif k == 1:
-            tau = rng.uniform(0.6, 2.0)
-            y = y * np.exp(-np.arange(y.size) / SR / tau)
-            log.append(f"fade tau {tau:.1f} s")
-        else:
-            f, d = rng.uniform(0.5, 2.0), rng.uniform(0.1, 0.3)
-            y = y * (1 - d * 0.5 * (1 + np.sin(2 * np.pi * f * np.arange(y.size) / SR + rng.uniform(0, 6.3))))
-            log.append(f"tremolo {f:.1f} Hz {d:.0%}")
+        generic = (_tape, _tape, _hiss, _hum)
+        y = generic[int(rng.integers(len(generic)))](y, rng, log)
+    if rng.random() < 0.5 and not any(s.startswith("dulled") for s in log):
+        y = _dull(y, rng, log)
+    if rng.random() < 0.25:
+        tau = rng.uniform(0.5, 1.5)
+        starts = _onsets(y) + [y.size]
+        env = np.ones(y.size)
+        for a, b in zip(starts[:-1], starts[1:], strict=True):
+            env[a:b] = np.exp(-np.arange(b - a) / SR / tau)
+        y = y * env
+        log.append(f"faster decay tau {tau:.1f} s")
     return y, log
 
 
@@ -126,8 +266,7 @@ def broken(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[st
             if rng.random() < 0.5:
                 f0 = rng.uniform(50, 140)
                 saw = 2 * ((np.arange(y.size) * f0 / SR) % 1.0) - 1
-                env = np.abs(y)
-                env = np.convolve(env, np.ones(256) / 256, mode="same")
+                env = np.convolve(np.abs(y), np.ones(256) / 256, mode="same")
                 y = y + rng.uniform(0.15, 0.5) * saw * env / max(env.max(), 1e-9) * peak
                 log.append(f"buzz {f0:.0f} Hz")
             else:
@@ -175,7 +314,8 @@ def broken(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[st
 
 
 def benign(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """What any recording may carry: level, a little room, a quiet noise floor; peak-normalised."""
+    """What any clean recording may carry: a little room, a microphone's colour, a band limit, a
+    quiet noise floor, any level (peak-normalised to 0.3-1.0)."""
     import pedalboard as pb
 
     log: list[str] = []
@@ -185,74 +325,104 @@ def benign(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[st
         )
         log.append("room")
     if rng.random() < 0.3:
-        snr = rng.uniform(45, 60)
+        f = float(np.exp(rng.uniform(np.log(150), np.log(6000))))
+        y = _pb(pb.PeakFilter(cutoff_frequency_hz=f, gain_db=rng.uniform(-4, 4), q=rng.uniform(0.7, 2)), y)
+        log.append("colour")
+    if rng.random() < 0.15:
+        fc = rng.uniform(7000, 10000)
+        y = _pb(pb.LowpassFilter(cutoff_frequency_hz=fc), y)
+        log.append(f"band limit {fc:.0f} Hz")
+    if rng.random() < 0.4:
+        snr = rng.uniform(38, 60)
         y = noise(rng, y, snr, pink=True)
         log.append(f"floor {snr:.0f} dB")
     m = np.abs(y).max()
-    level = rng.uniform(0.3, 1.0)
-    return (y / m * level if m > 0 else y), log
+    return (y / m * rng.uniform(0.3, 1.0) if m > 0 else y), log
 
 
-# ---------------------------------------------------------------- corpus
+# ---------------------------------------------------------------- clips
 
 
 def rng_for(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(key.encode())])
 
 
-def _phrase(y: np.ndarray, siblings: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """``y`` cut short and followed by 1-3 other notes of its instrument (10 ms cross-fades), same length."""
-    k = int(rng.integers(2, min(4, len(siblings) + 1) + 1))
-    cuts = np.sort(rng.uniform(0.15, 0.85, k - 1)) * y.size
-    bounds = np.concatenate([[0], cuts, [y.size]]).astype(int)
-    picks = [np.asarray(y, np.float64)] + [
-        np.asarray(siblings[j], np.float64) for j in rng.choice(len(siblings), k - 1, replace=False)
-    ]
-    fade = int(0.01 * SR)
-    x = np.zeros(y.size)
-    for i, src in enumerate(picks):
-        n = bounds[i + 1] - bounds[i] + (fade if i < k - 1 else 0)
-        part = np.pad(src[:n], (0, max(0, n - src.size))) / (np.abs(src).max() or 1.0)
-        if i < k - 1:
-            part[-fade:] *= np.linspace(1, 0, fade)
-        if i > 0:
-            part[:fade] *= np.linspace(0, 1, fade)
-        end = min(y.size, bounds[i] + n)
-        x[bounds[i] : end] += part[: end - bounds[i]]
-    return x
+def _trimmed(y: np.ndarray) -> np.ndarray:
+    """``y`` without leading silence (below -50 dB of its peak)."""
+    on = np.flatnonzero(np.abs(y) > 0.003 * (np.abs(y).max() or 1.0))
+    return y[on[0] :] if on.size else y
+
+
+def make_base(
+    y: np.ndarray, siblings: Sequence[np.ndarray], rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
+    """One window (:data:`N` samples) of music made of the note ``y`` and its instrument's
+    ``siblings``, as an analysis window cuts it from a recording: ``(audio, kind)``.
+
+    * ``note`` (or the whole clip, when it already is a phrase): the window starts up to
+      1 s into it, or up to 0.5 s before its onset (the rest zero);
+    * ``phrase`` (when the clip leaves more than 1.2 s of the window empty, or 45 % of the
+      time): 2-5 notes of the instrument, each held 0.25-1.6 s, the next starting as the
+      previous one is cut or released (overlapping by up to 0.15 s: legato).
+    """
+    y = np.asarray(_trimmed(np.asarray(y, np.float64)))
+    y = y / (np.abs(y).max() or 1.0)
+    short = y.size < N - int(1.2 * SR)
+    if siblings and (short or rng.random() < 0.45):
+        out = np.zeros(N)
+        pos = -int(rng.uniform(0, 0.3) * SR)
+        pool = [y, *[np.asarray(s, np.float64) for s in siblings]]
+        first = True
+        while pos < N:
+            src = y if first else pool[int(rng.integers(len(pool)))]
+            first = False
+            src = _trimmed(src)
+            src = src / (np.abs(src).max() or 1.0) * rng.uniform(0.6, 1.0)
+            hold = int(rng.uniform(0.25, 1.6) * SR)
+            rel = int(rng.uniform(0.03, 0.3) * SR)
+            n = min(src.size, hold + rel)
+            part = src[:n].copy()
+            if n > hold:
+                part[hold:] *= np.linspace(1.0, 0.0, n - hold)
+            a, b = max(pos, 0), min(pos + n, N)
+            if b > a:
+                out[a:b] += part[a - pos : b - pos]
+            pos += min(hold, n) - int(rng.uniform(0.0, 0.15) * SR)
+            pos = max(pos, a + int(0.1 * SR))
+        return out, "phrase"
+    out = np.zeros(N)
+    if rng.random() < 0.3:
+        lead = int(rng.uniform(0, 0.5) * SR)
+        seg = y[: N - lead]
+        out[lead : lead + seg.size] = seg
+    else:
+        off = int(rng.uniform(0, min(1.0, max(0.0, (y.size - SR) / SR))) * SR)
+        seg = y[off : off + N]
+        out[: seg.size] = seg
+    return out, "note"
 
 
 def make_clips(
-    y: np.ndarray, others: Sequence[np.ndarray], rng: np.random.Generator, siblings: Sequence[np.ndarray] = ()
+    base: np.ndarray, family: str, others: Sequence[np.ndarray], rng: np.random.Generator
 ) -> list[tuple[np.ndarray, int, list[str], int]]:
-    """The three labelled clips of one note: ``[(audio, class index, applied, n_mixed)]``.
+    """The three labelled clips of one base window: ``[(audio, class index, applied, n_mixed)]``.
 
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        The clean note.
-    others : sequence of np.ndarray
-        Candidate notes of other instruments (same split) to mix in.
-    rng : np.random.Generator
-    siblings : sequence of np.ndarray
-        Other notes of the same instrument, for phrases.
+    Each starts from ``base``, 30 % of the time mixed with 1-2 windows of other instruments
+    (``others``, 0.3-1.0 of its level); then nothing (healthy), :func:`aged` or :func:`broken`;
+    then :func:`benign`.
     """
     out = []
     for c in range(3):
-        x = np.asarray(y, np.float64) / (np.abs(y).max() or 1.0)
-        phrase = bool(siblings) and rng.random() < 0.35
-        if phrase:
-            x = _phrase(x, siblings, rng)
+        x = np.asarray(base, np.float64) / (np.abs(base).max() or 1.0)
         n_mix = 1
         if others and rng.random() < 0.3:
             for j in rng.choice(len(others), size=min(int(rng.integers(1, 3)), len(others)), replace=False):
                 o = np.asarray(others[j], np.float64)
-                o = o[: x.size] if o.size >= x.size else np.pad(o, (0, x.size - o.size))
-                x = x + rng.uniform(0.4, 1.0) * o / (np.abs(o).max() or 1.0)
+                x = x + rng.uniform(0.3, 1.0) * o / (np.abs(o).max() or 1.0)
                 n_mix += 1
-        log = (["phrase"] if phrase else []) + ([f"mix of {n_mix}"] if n_mix > 1 else [])
+        log = [f"mix of {n_mix}"] if n_mix > 1 else []
         if c == 1:
-            x, more = aged(x, rng)
+            x, more = aged(x, rng, family)
             log += more
         elif c == 2:
             x, more = broken(x, rng)
@@ -262,68 +432,272 @@ def make_clips(
     return out
 
 
-def build(
-    corpus: Path, out: Path, *, seed: int = DEFAULT_SEED, max_notes: int | None = None
-) -> dict[str, Any]:
-    """Write ``out/<split>.npz`` and ``out/condition.json`` (see the module docstring)."""
+# ---------------------------------------------------------------- the corpus
+
+
+def _source(note: Any) -> str:
+    """Library of a real recorded note, or ``soundfont:<key>``."""
+    lib = note.extra.get("library")
+    return str(lib) if lib else f"soundfont:{note.extra.get('soundfont', '?')}"
+
+
+def _plan(notes: Sequence[Any], split: str, seed: int) -> dict[str, list[Any]]:
+    """The bases of each instrument: a seeded draw of at most ``_PER_INSTRUMENT`` notes, real clips
+    of at least 0.3 s."""
+    by: dict[str, list[Any]] = defaultdict(list)
+    for n in notes:
+        if n.extra.get("library") and float(n.extra.get("duration_s", 4.0)) < 0.3:
+            continue
+        by[n.instrument_str].append(n)
+    sf_k, real_k = _PER_INSTRUMENT[split]
+    plan = {}
+    for inst, ns in sorted(by.items()):
+        k = real_k if ns[0].extra.get("library") else sf_k
+        idx = rng_for(seed, f"plan:{split}:{inst}").permutation(len(ns))
+        plan[inst] = [ns[i] for i in sorted(idx[: min(k, len(ns))])]
+    return plan
+
+
+def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool]) -> list[dict[str, Any]]:
+    """Clips and features of one instrument's bases (a worker's job)."""
     from instrunet_condition.features import FEATURE_NAMES, condition_features
 
-    from ..nsynth import load_audio, load_split
+    from ..nsynth import load_audio
 
-    out.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, Any] = {}
-    t0 = time.time()
-    for split in SPLITS:
-        notes = load_split(corpus / split)
-        if max_notes is not None:
-            notes = notes[:: max(1, len(notes) // max_notes)][:max_notes]
-        audio = {n.note_str: load_audio(n, target_sr=SR) for n in notes}
-        rows: list[list[float]] = []
-        meta: dict[str, list[Any]] = {
-            k: [] for k in ("y", "note", "instrument", "family", "mix", "degradations")
-        }
-        for i, n in enumerate(notes):
-            rng = rng_for(seed, n.note_str)
-            others = [audio[m.note_str] for m in notes if m.instrument_str != n.instrument_str]
-            pick = (
-                [others[j] for j in rng.choice(len(others), size=min(8, len(others)), replace=False)]
+    split, bases, pool, seed, clean_copy = args
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from instrunet_core import load_model
+
+    family_model = load_model(intra_op_threads=1)
+    audio = [load_audio(n, target_sr=SR) for n in bases]
+    others = [load_audio(n, target_sr=SR) for n in pool]
+    rows: list[dict[str, Any]] = []
+    for i, n in enumerate(bases):
+        rng = rng_for(seed, f"{split}:{n.note_str}")
+        sib = [a for j, a in enumerate(audio) if j != i]
+        base, kind = make_base(audio[i], sib, rng)
+        picks = (
+            [make_base(others[j], (), rng)[0] for j in rng.choice(len(others), 2, replace=False)]
+            if others
+            else []
+        )
+        clips = make_clips(base, n.family_str, picks, rng)
+        if clean_copy:  # the recording alone: no mixture, nothing added (false alarms on clean audio)
+            clips.append(((base / (np.abs(base).max() or 1.0)).astype(np.float32), 0, ["clean"], 1))
+        heard = family_model.predict_windows(np.stack([x for x, *_ in clips]))
+        for (x, c, log, n_mix), probs in zip(clips, heard, strict=True):
+            f = condition_features(x, sr=SR)
+            if f is None:
+                continue
+            rows.append(
+                {
+                    "x": [f[k] for k in FEATURE_NAMES],
+                    "family_probs": probs.astype(np.float32),
+                    "leading": family_model.labels[int(np.argmax(probs))],
+                    "y": c,
+                    "note": n.note_str,
+                    "instrument": n.instrument_str,
+                    "family": n.family_str,
+                    "source": _source(n),
+                    "real": bool(n.extra.get("library")),
+                    "base": kind,
+                    "mix": n_mix,
+                    "clean": log == ["clean"],
+                    "degradations": "; ".join(log),
+                }
+            )
+    return rows
+
+
+#: Windows per recording in ``<split>_recordings.npz``.
+RECORDING_WINDOWS = 4
+
+
+def _recording_rows(args: tuple[str, list[Any], list[Any], int]) -> list[dict[str, Any]]:
+    """Recordings of one instrument (a worker's job): :data:`RECORDING_WINDOWS` bases played one
+    after the other, each recording aged or broken as a whole (one draw of the cue for all its
+    windows, as a real worn tape or a buzzing string is), then cut back into its windows."""
+    from instrunet_condition.features import FEATURE_NAMES, condition_features
+
+    from instrunet_core import load_model
+
+    from ..nsynth import load_audio
+
+    split, bases, pool, seed = args
+    family_model = load_model(intra_op_threads=1)
+    audio = [load_audio(n, target_sr=SR) for n in bases]
+    others = [load_audio(n, target_sr=SR) for n in pool]
+    rows: list[dict[str, Any]] = []
+    k = RECORDING_WINDOWS
+    for r in range(len(bases) // k):
+        group = bases[r * k : (r + 1) * k]
+        rng = rng_for(seed, f"{split}:recording:{group[0].note_str}")
+        wins = []
+        for i in range(k):
+            j = r * k + i
+            wins.append(make_base(audio[j], [a for q, a in enumerate(audio) if q != j], rng)[0])
+        base = np.concatenate(wins)
+        picks = (
+            [
+                np.concatenate([make_base(others[int(j)], (), rng)[0] for _ in range(k)])
+                for j in rng.choice(len(others), 2)
+            ]
+            if others
+            else []
+        )
+        clips = make_clips(base, group[0].family_str, picks, rng)
+        clips.append(((base / (np.abs(base).max() or 1.0)).astype(np.float32), 0, ["clean"], 1))
+        for c_i, (x, c, log, _) in enumerate(clips):
+            parts = [x[i * N : (i + 1) * N] for i in range(k)]
+            heard = family_model.predict_windows(np.stack(parts))
+            for part, probs in zip(parts, heard, strict=True):
+                f = condition_features(part, sr=SR)
+                if f is None:
+                    continue
+                rows.append(
+                    {
+                        "x": [f[q] for q in FEATURE_NAMES],
+                        "family_probs": probs.astype(np.float32),
+                        "leading": family_model.labels[int(np.argmax(probs))],
+                        "y": c,
+                        "recording": f"{group[0].note_str}:{c_i}",
+                        "instrument": group[0].instrument_str,
+                        "family": group[0].family_str,
+                        "source": _source(group[0]),
+                        "real": bool(group[0].extra.get("library")),
+                        "clean": log == ["clean"],
+                        "degradations": "; ".join(log),
+                    }
+                )
+    return rows
+
+
+def build_recordings(
+    corpus: Path,
+    out: Path,
+    *,
+    seed: int = DEFAULT_SEED,
+    workers: int | None = None,
+    splits: Sequence[str] = ("valid", "test", "dev"),
+) -> dict[str, Any]:
+    """Write ``out/<split>_recordings.npz``: the same bases as :func:`build`, grouped into
+    recordings of :data:`RECORDING_WINDOWS` windows (what a verdict over a file averages)."""
+    from instrunet_condition.features import FEATURE_NAMES
+
+    from ..nsynth import load_split
+
+    workers = workers or min(2, os.cpu_count() or 1)
+    counts = {}
+    for split in splits:
+        plan = _plan(load_split(corpus / split), split, seed)
+        everyone = [n for ns in plan.values() for n in ns]
+        jobs = []
+        for inst, bases in plan.items():
+            rng = rng_for(seed, f"pool:{split}:{inst}")
+            others = [n for n in everyone if n.instrument_str != inst]
+            pool = (
+                [others[j] for j in rng.choice(len(others), min(8, len(others)), replace=False)]
                 if others
                 else []
             )
-            sib = [audio[m.note_str] for m in notes if m.instrument_str == n.instrument_str and m is not n]
-            for x, c, log, n_mix in make_clips(audio[n.note_str], pick, rng, siblings=sib):
-                f = condition_features(x, sr=SR)
-                if f is None:
-                    continue
-                rows.append([f[k] for k in FEATURE_NAMES])
-                meta["y"].append(c)
-                meta["note"].append(n.note_str)
-                meta["instrument"].append(n.instrument_str)
-                meta["family"].append(n.family_str)
-                meta["mix"].append(n_mix)
-                meta["degradations"].append("; ".join(log))
-            if (i + 1) % 100 == 0:
-                print(f"{split}: {i + 1}/{len(notes)} notes ({time.time() - t0:.0f} s)", file=sys.stderr)
-        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in meta.items()}
+            jobs.append((split, bases, pool, seed))
+        rows: list[dict[str, Any]] = []
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            for r in ex.map(_recording_rows, jobs):
+                rows += r
+        arrays: dict[str, Any] = {k: np.asarray([r[k] for r in rows]) for k in rows[0] if k != "x"}
         np.savez_compressed(
-            out / f"{split}.npz", x=np.asarray(rows, np.float64), names=np.asarray(FEATURE_NAMES), **arrays
+            out / f"{split}_recordings.npz",
+            x=np.asarray([r["x"] for r in rows], np.float64),
+            names=np.asarray(FEATURE_NAMES),
+            **arrays,
         )
-        y = np.asarray(meta["y"])
+        counts[split] = {"recordings": len(set(arrays["recording"].tolist())), "windows": len(rows)}
+        print(f"{split}: {counts[split]}", file=sys.stderr)
+    return counts
+
+
+def build(
+    corpus: Path,
+    out: Path,
+    *,
+    seed: int = DEFAULT_SEED,
+    max_notes: int | None = None,
+    workers: int | None = None,
+    splits: Sequence[str] = SPLITS,
+) -> dict[str, Any]:
+    """Write ``out/<split>.npz`` and ``out/condition.json`` (see :mod:`training.condition`)."""
+    from instrunet_condition.features import FEATURE_NAMES
+
+    from ..nsynth import load_split
+
+    out.mkdir(parents=True, exist_ok=True)
+    info_path = out / "condition.json"
+    info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    counts: dict[str, Any] = dict(info.get("counts", {}))
+    t0 = time.time()
+    workers = workers or min(2, os.cpu_count() or 1)
+    for split in splits:
+        if not (corpus / split / "examples.json").is_file():
+            print(f"{split}: not in {corpus}, skipped", file=sys.stderr)
+            continue
+        notes = load_split(corpus / split)
+        plan = _plan(notes, split, seed)
+        if max_notes is not None:
+            plan = {k: v[: max(1, max_notes // max(1, len(plan)))] for k, v in plan.items()}
+        everyone = [n for ns in plan.values() for n in ns]
+        jobs = []
+        for inst, bases in plan.items():
+            rng = rng_for(seed, f"pool:{split}:{inst}")
+            others = [n for n in everyone if n.instrument_str != inst]
+            pool = (
+                [others[j] for j in rng.choice(len(others), min(8, len(others)), replace=False)]
+                if others
+                else []
+            )
+            jobs.append((split, bases, pool, seed, split in ("test", "dev")))
+        rows: list[dict[str, Any]] = []
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            for i, r in enumerate(ex.map(_instrument_rows, jobs)):
+                rows += r
+                if (i + 1) % 10 == 0:
+                    print(
+                        f"{split}: {i + 1}/{len(jobs)} instruments ({time.time() - t0:.0f} s)",
+                        file=sys.stderr,
+                    )
+        arrays: dict[str, Any] = {k: np.asarray([r[k] for r in rows]) for k in rows[0] if k != "x"}
+        np.savez_compressed(
+            out / f"{split}.npz",
+            x=np.asarray([r["x"] for r in rows], np.float64),
+            names=np.asarray(FEATURE_NAMES),
+            **arrays,
+        )
+        y = arrays["y"]
         counts[split] = {
-            "notes": len(notes),
-            "instruments": len({n.instrument_str for n in notes}),
-            "clips": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)},
+            "bases": len(everyone),
+            "instruments": len(plan),
+            "real_instruments": len({n.instrument_str for n in everyone if n.extra.get("library")}),
+            "sources": sorted({_source(n) for n in everyone}),
+            "clips": {c: int(((y == k) & ~arrays["clean"]).sum()) for k, c in enumerate(CLASSES)},
+            "clean_clips": int(arrays["clean"].sum()),
         }
+    doc = sys.modules["training.condition"].__doc__ or ""
+    from instrunet_core import load_model
+
+    fm = load_model()
     info = {
         "seed": seed,
+        "family_model": {"name": fm.name, "version": fm.version, "labels": list(fm.labels)},
         "corpus": str(corpus),
         "classes": list(CLASSES),
         "features": list(FEATURE_NAMES),
+        "clip_samples": N,
         "counts": counts,
-        "build_seconds": round(time.time() - t0, 1),
-        "recipe": (__doc__ or "").split("Features (")[0].split("``build`` reads")[1].strip(),
+        "build_seconds": round(time.time() - t0, 1)
+        + (0 if set(splits) == set(SPLITS) else info.get("build_seconds", 0)),
+        "recipe": doc.split("``build``")[1].split("``train``")[0].strip() if "``build``" in doc else "",
     }
-    (out / "condition.json").write_text(json.dumps(info, indent=1))
+    info_path.write_text(json.dumps(info, indent=1))
     return info
 
 
@@ -341,7 +715,11 @@ def load(data: Path, split: str) -> dict[str, np.ndarray]:
         raise SystemExit(
             f"{p}: built with features {names}, the extractor now has {list(FEATURE_NAMES)}; rebuild"
         )
-    d["v"] = np.stack([feature_vector(dict(zip(names, row, strict=True))) for row in d["x"]]).astype(
-        np.float32
-    )
+    lead = d["leading"] if "leading" in d else np.full(len(d["x"]), "")
+    d["v"] = np.stack(
+        [
+            feature_vector(dict(zip(names, row, strict=True)), str(f))
+            for row, f in zip(d["x"], lead, strict=True)
+        ]
+    ).astype(np.float32)
     return d

@@ -15,7 +15,15 @@ from instrunet_core.plots import new_figure
 from ..report import draw_confusion
 from .data import CLASSES, SPLITS, SR, load, noise
 
-__all__ = ["metrics_of", "by_degradation", "example_verdicts", "write_report", "evaluate", "praat_check"]
+__all__ = [
+    "metrics_of",
+    "recording_metrics",
+    "by_degradation",
+    "example_verdicts",
+    "write_report",
+    "evaluate",
+    "praat_check",
+]
 
 
 def metrics_of(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
@@ -29,14 +37,62 @@ def metrics_of(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     return m
 
 
+def calibration_of(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> dict[str, Any]:
+    """Log-loss, Brier score and expected calibration error of the top class (10 equal-width
+    confidence bins), with the bins (reliability diagram)."""
+    conf = p.max(1)
+    hit = (p.argmax(1) == y).astype(float)
+    edges = np.linspace(1.0 / p.shape[1], 1.0, bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(hit[m].mean() - conf[m].mean())
+            rows.append(
+                {"confidence": float(conf[m].mean()), "accuracy": float(hit[m].mean()), "n": int(m.sum())}
+            )
+    onehot = np.eye(p.shape[1])[y]
+    return {
+        "log_loss": float(np.mean(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-7)))),
+        "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+        "ece": float(ece),
+        "bins": rows,
+    }
+
+
+def recording_metrics(d: dict[str, np.ndarray], p: np.ndarray) -> dict[str, Any]:
+    """Verdicts over whole recordings: each recording's windows' probabilities averaged, as the
+    analyzer averages a file's (``d``: a ``<split>_recordings.npz``). The clean copies count as
+    false alarms only."""
+    ids = d["recording"]
+    uniq, inv = np.unique(ids, return_inverse=True)
+    mean = np.zeros((len(uniq), p.shape[1]))
+    np.add.at(mean, inv, p)
+    mean /= np.bincount(inv, minlength=len(uniq))[:, None]
+    y = np.zeros(len(uniq), int)
+    clean = np.zeros(len(uniq), bool)
+    y[inv] = d["y"]
+    clean[inv] = d["clean"]
+    m = metrics_of(y[~clean], mean[~clean])
+    m["windows_per_recording"] = float(len(ids) / len(uniq))
+    m["false_alarm_clean"] = {"rate": float(np.mean(mean[clean].argmax(1) != 0)), "n": int(clean.sum())}
+    return m
+
+
+_BENIGN = ("mix", "room", "floor", "colour", "band", "clean")
+
+
 def by_degradation(d: dict[str, np.ndarray], p: np.ndarray) -> dict[str, Any]:
     """Per kind of degradation: how often clips carrying it got their class, and any non-healthy class."""
     out: dict[str, dict[str, Any]] = {}
     pred = p.argmax(1)
     for i in np.flatnonzero(d["y"] > 0):
         for item in str(d["degradations"][i]).split("; "):
-            word = item.split(" ")[0] if item and not item[0].isdigit() else "dropouts"
-            if not item or word in ("mix", "room", "floor", "phrase"):
+            word = item.split(" (")[0].split(" ")[0] if item and not item[0].isdigit() else "dropouts"
+            if item.startswith(("dulled", "worn", "leaky", "detuned", "tape", "faster", "hard")):
+                word = " ".join(item.split(" (")[0].split(" ")[:2])
+            if not item or word in _BENIGN:
                 continue
             key = f"{CLASSES[int(d['y'][i])]}: {word}"
             e = out.setdefault(key, {"n": 0, "correct": 0, "flagged": 0})
@@ -50,8 +106,9 @@ def by_degradation(d: dict[str, np.ndarray], p: np.ndarray) -> dict[str, Any]:
 
 
 def example_verdicts(folder: Path, predict: Any) -> dict[str, Any]:
-    """Verdict per bundled example (clean renders) and per 4 s chunk: the false-alarm rate on real files."""
-    from instrunet_condition import chunk_features
+    """Verdict per bundled example (clean renders), judged window by window
+    (:func:`instrunet_condition.condition_of`): false alarms on whole files."""
+    from instrunet_condition import CHUNK_SAMPLES, condition_features, not_judgeable
     from instrunet_condition.features import feature_vector
 
     from instrunet_core.audio import load_audio
@@ -60,12 +117,16 @@ def example_verdicts(folder: Path, predict: Any) -> dict[str, Any]:
     res: dict[str, Any] = {"files": {}, "chunks": 0, "chunks_flagged": 0}
     for f in files:
         y = load_audio(str(f), None, target_sr=SR)
-        rows, secs = chunk_features(y, sr=SR)
+        rows = []
+        for a in range(0, y.shape[0], CHUNK_SAMPLES):
+            w = y[a : a + CHUNK_SAMPLES]
+            r = condition_features(w, sr=SR) if not_judgeable(w, SR) is None else None
+            if r is not None:
+                rows.append(r)
         if not rows:
             continue
         p = predict(np.stack([feature_vector(r) for r in rows]))
-        w = np.asarray(secs) / sum(secs)
-        mean = (p * w[:, None]).sum(0)
+        mean = p.mean(0)
         res["files"][f.name] = {
             "label": CLASSES[int(mean.argmax())],
             "probabilities": dict(zip(CLASSES, mean.round(4).tolist(), strict=True)),
@@ -78,56 +139,128 @@ def example_verdicts(folder: Path, predict: Any) -> dict[str, Any]:
     return res
 
 
+def _reliability(ax: Any, cal: dict[str, Any], title: str) -> None:
+    ax.plot([0.33, 1], [0.33, 1], color="0.6", lw=1, ls="--")
+    for when, style in (("before", "o:"), ("after", "o-"), ("shipped", "s--")):
+        b = cal[when]["test"]["bins"]
+        ax.plot(
+            [r["confidence"] for r in b],
+            [r["accuracy"] for r in b],
+            style,
+            label=f"{when} (ECE {cal[when]['test']['ece']:.3f})",
+        )
+    ax.set_xlabel("confidence of the top class")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+
+
 def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) -> None:
-    """``metrics.json``, ``history.json``, ``confusion_matrix.png``, ``summary.md``."""
+    """``metrics.json``, ``history.json``, ``confusion_matrix.png``, ``reliability.png``, ``summary.md``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(m, indent=1, sort_keys=True))
     (folder / "history.json").write_text(json.dumps(hist, indent=1))
-    fig = new_figure(11, 4.6)
-    for ax, split in zip(fig.subplots(1, 2), ("valid", "test"), strict=True):
+    fig = new_figure(16, 4.6)
+    for ax, split in zip(fig.subplots(1, 3), ("valid", "test", "dev"), strict=True):
         title = f"condition {split} (acc {m[split]['accuracy']:.3f}, n={m[split]['n']})"
         draw_confusion(ax, m[split]["confusion"], CLASSES, title)
     fig.tight_layout()
     fig.savefig(folder / "confusion_matrix.png", dpi=90)
-    t, fa = m["test"], m["false_alarm"]
+    fig = new_figure(5.5, 5)
+    _reliability(fig.subplots(1, 1), m["calibration"], "test: reliability of the top class")
+    fig.tight_layout()
+    fig.savefig(folder / "reliability.png", dpi=90)
+    t, fa, cal = m["test"], m["false_alarm"], m["calibration"]
     ex = fa["examples"]
     ex_labels = ", ".join(f"{k}: {v['label']}" for k, v in ex["files"].items())
     lines = [
         f"# condition {m['version']}",
         "",
         f"MLP on {len(m['features'])} features, {m['parameters']:,} parameters; {m['epochs_run']} epochs, kept epoch "
-        f"{m['best_epoch']} ({m['selection']}).",
+        f"{m['best_epoch']} ({m['selection']}). Calibration: temperature {cal['temperature']:.3f}, offsets "
+        f"{cal['offsets']}, healthy prior log odds {cal['healthy_prior']['log_odds']:.3f}.",
         "",
-        "| split | clips | accuracy | balanced accuracy | false-alarm rate (healthy called aged/broken) |",
-        "|---|---|---|---|---|",
+        "| split | clips | accuracy | balanced accuracy | aged recall | false alarms (healthy called aged/broken) |",
+        "|---|---|---|---|---|---|",
     ]
     for name, k in (
-        ("valid (held-out instruments)", "valid"),
+        ("valid (held-out SoundFont programs; chooses)", "valid"),
         ("test (unseen TimGM6mb instruments)", "test"),
+        ("dev (real recorded libraries never trained on)", "dev"),
+        ("train (fit)", "train_fit"),
     ):
         s = m[k]
         lines.append(
             f"| {name} | {s['n']} | {s['accuracy']:.4f} | {s['balanced_accuracy']:.4f} | "
-            f"{s['false_alarm_rate']:.4f} |"
+            f"{s['per_class']['moderately_aged']['recall']:.4f} | {s['false_alarm_rate']:.4f} |"
         )
+    rec = m.get("recordings") or {}
+    if rec:
+        lines += [
+            "",
+            "Whole recordings (each degraded as a whole; the verdict averages its windows, as the analyzer does):",
+            "",
+            "| split | recordings | windows each | accuracy | aged recall | broken recall | false alarms (clean) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for k, r in rec.items():
+            pc = r["per_class"]
+            lines.append(
+                f"| {k} | {r['n']} | {r['windows_per_recording']:.1f} | {r['accuracy']:.4f} | "
+                f"{pc['moderately_aged']['recall']:.4f} | {pc['broken_noisy']['recall']:.4f} | "
+                f"{r['false_alarm_clean']['rate']:.4f} (n={r['false_alarm_clean']['n']}) |"
+            )
     lines += ["", "Per class on test:", "", "| class | precision | recall | clips |", "|---|---|---|---|"]
     for c, pc in t["per_class"].items():
         lines.append(f"| {c} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['support']} |")
+    lines += ["", "False alarms:", "", "| clips | n | rate |", "|---|---|---|"]
+    for k in ("test_healthy", "test_clean", "dev_healthy", "dev_clean_real"):
+        lines.append(f"| {fa[k]['what']} | {fa[k]['n']} | {fa[k]['rate']:.4f} |")
     lines += [
         "",
-        f"False alarms on clean single test notes: {fa['test_clean_single_notes']['rate']:.4f} "
-        f"(n={fa['test_clean_single_notes']['n']}).",
         f"Bundled examples: {ex['files_flagged']} of {len(ex['files'])} files and {ex['chunks_flagged']} of "
-        f"{ex['chunks']} 4-s chunks called aged or broken "
-        f"({ex_labels}).",
+        f"{ex['chunks']} windows called aged or broken ({ex_labels}).",
         "",
-        "Test clips by degradation (recall of their class; flagged = called aged or broken):",
+        "Calibration (top-class expected calibration error, log-loss):",
         "",
-        "| degradation | clips | recall | flagged |",
-        "|---|---|---|---|",
+        "| split | ECE before | ECE calibrated | ECE shipped (with the prior) | log-loss before | log-loss calibrated |",
+        "|---|---|---|---|---|---|",
     ]
-    for k, v in m["test_by_degradation"].items():
-        lines.append(f"| {k} | {v['n']} | {v['recall']:.3f} | {v['flagged']:.3f} |")
+    for s in ("valid", "test", "dev"):
+        b, a, sh = cal["before"][s], cal["after"][s], cal["shipped"][s]
+        lines.append(
+            f"| {s} | {b['ece']:.4f} | {a['ece']:.4f} | {sh['ece']:.4f} | {b['log_loss']:.4f} | {a['log_loss']:.4f} |"
+        )
+    hp = cal["healthy_prior"]
+    lines += [
+        "",
+        f"Healthy prior: log odds {hp['log_odds']:.3f} ({hp['means']}; {hp['rule']}, on {hp['on']}: "
+        f"{hp['false_alarm']:.4f} flagged there). The ECE columns are on the splits' equal class shares; the "
+        "shipped probabilities assume healthy is the more common case.",
+    ]
+    lines += [
+        "",
+        "Dev per source:",
+        "",
+        "| source | clips | accuracy | aged recall | false alarms (clean) |",
+        "|---|---|---|---|---|",
+    ]
+    for src, v in m["dev_by_source"].items():
+        mm = v["metrics"]
+        lines.append(
+            f"| {src} | {mm['n']} | {mm['accuracy']:.4f} | {mm['per_class']['moderately_aged']['recall'] or 0:.4f} | "
+            f"{v['false_alarm_clean'] if v['false_alarm_clean'] is not None else float('nan'):.4f} |"
+        )
+    for split in ("test", "dev"):
+        lines += [
+            "",
+            f"{split.capitalize()} clips by degradation (recall of their class; flagged = called aged or broken):",
+            "",
+            "| degradation | clips | recall | flagged |",
+            "|---|---|---|---|",
+        ]
+        for k, v in m[f"{split}_by_degradation"].items():
+            lines.append(f"| {k} | {v['n']} | {v['recall']:.3f} | {v['flagged']:.3f} |")
     lines += [
         "",
         "Permutation importance on valid (accuracy lost when the feature is shuffled):",
@@ -137,7 +270,7 @@ def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) 
     ]
     for k, v in sorted(m["permutation_importance_valid"].items(), key=lambda kv: -kv[1]):
         lines.append(f"| {k} | {v:+.4f} |")
-    lines += ["", "![confusion](confusion_matrix.png)", ""]
+    lines += ["", "![confusion](confusion_matrix.png)", "", "![reliability](reliability.png)", ""]
     (folder / "summary.md").write_text("\n".join(lines))
 
 
@@ -154,9 +287,12 @@ def evaluate(data: Path, model_path: Path, out: Path) -> dict[str, Any]:
     model = keras.models.load_model(model_path, compile=False)
     res: dict[str, Any] = {"model": str(model_path)}
     for split in SPLITS:
+        if not (data / f"{split}.npz").is_file():
+            continue
         d = load(data, split)
-        p = np.asarray(model(d["v"], training=False))
-        m = metrics_of(d["y"], p)
+        keep = ~d["clean"]  # the clean copies only count as false alarms, as in the report
+        p = np.asarray(model(d["v"][keep], training=False))
+        m = metrics_of(d["y"][keep], p)
         res[split] = {
             "accuracy": m["accuracy"],
             "false_alarm_rate": m["false_alarm_rate"],

@@ -4,184 +4,124 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
 :func:`instrunet_core.analyze` then adds ``analysis.extras["condition"]``::
 
     {"label": "healthy" | "moderately_aged" | "broken_noisy" | "unknown",
+     "reason": None | "silent" | "too_short" | "too_quiet" | "too_mixed",
      "probabilities": {"healthy": p, "moderately_aged": p, "broken_noisy": p},
-     "features": {"hnr_db": ..., "spectral_flatness": ..., "decay_rate_db_per_s": ...,
-                  "decay_variance": ..., ...},
-     "instruments": {"<family>": {"label", "probabilities", "features", "explanation", "seconds"}},
-     "model": {"name": "condition", "version": "1.0.0", "sha256": "..."},
-     "explanation": "one sentence saying which features drove the verdict",
-     "chunks": n, "seconds": s}
+     "features": {"hnr_db": ..., "spectral_flatness": ..., ...},
+     "explanation": "one sentence: the verdict and the features that drove it, with clean ranges",
+     "reasons": [{"feature", "value", "clean_range", "outside_clean_range", "effect"}, ...],
+     "instruments": {"<family>": {"label", "reason", "probabilities", "features",
+                                  "explanation", "reasons", "chunks", "seconds"}},
+     "model": {"name": "condition", "version": "2.0.0", "sha256": "..."},
+     "chunks": n, "seconds": s,
+     "sampling": {"windows", "judged", "stride", "skipped": {...}, "buffer_seconds"}}
 
-The audio (mono, 22,050 Hz) is cut into chunks of up to 4 s (the length of the notes the
-classifier was trained on); near-silent chunks are skipped, the features of each chunk
-(:mod:`instrunet_condition.features`) go through the ONNX classifier
-(:mod:`instrunet_condition.classifier`, ``models/condition/<version>/``) and the
-chunks' probabilities are averaged, weighted by duration. Each detected instrument is
-judged the same way on the audio of its time ranges (which may hold other instruments too).
+It is a streaming analyzer (:class:`~instrunet_condition.stream.ConditionStream`): it judges a
+sample of the family classifier's own windows from the blocks decoded for the classifier, in
+the same pass and in bounded memory (:mod:`instrunet_condition.stream` says how the sample is
+drawn and when a window cannot be judged). The features of each sampled window
+(:mod:`instrunet_condition.features`) go through the calibrated ONNX classifier
+(:mod:`instrunet_condition.classifier`, ``models/condition/<version>/``), and the windows'
+probabilities are averaged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from instrunet_core import hookimpl
+from instrunet_core.features import DEFAULT_FRONT_END
 
-from .classifier import CLASSES, DESCRIPTIONS, MODEL_NAME, ConditionModel, assess, load_condition_model
+from .classifier import (
+    CLASSES,
+    DESCRIPTIONS,
+    MODEL_NAME,
+    ConditionModel,
+    assess,
+    explain,
+    load_condition_model,
+)
 from .features import FEATURE_NAMES, SAMPLE_RATE, condition_features, feature_vector
+from .stream import ConditionStream, not_judgeable, unknown
 
 __all__ = [
     "CLASSES",
+    "CHUNK_SAMPLES",
     "DESCRIPTIONS",
     "FEATURE_NAMES",
-    "CHUNK_SECONDS",
-    "MIN_CHUNK_SECONDS",
-    "chunk_features",
+    "ConditionModel",
+    "ConditionStream",
+    "assess",
+    "condition_features",
     "condition_of",
-    "analyze_condition",
+    "explain",
     "feature_vector",
     "load_condition_model",
+    "not_judgeable",
+    "unknown",
     "instrunet_register_analyzers",
 ]
 
-CHUNK_SECONDS = 4.0
-MIN_CHUNK_SECONDS = 1.0
-#: Chunks whose peak is more than 60 dB below the whole file's peak count as silence.
-_REL_SILENCE = 1e-3
-
-
-def chunk_features(
-    y: np.ndarray,
-    *,
-    sr: int = SAMPLE_RATE,
-    ranges: Sequence[tuple[float, float]] | None = None,
-    ref_peak: float | None = None,
-) -> tuple[list[dict[str, float]], list[float]]:
-    """Features of the audible chunks (up to 4 s each) of ``y`` or of its time ranges.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Mono audio.
-    sr : int
-    ranges : sequence of (start, end) seconds, optional
-        Only these stretches (each cut into its own chunks); default: the whole signal.
-    ref_peak : float, optional
-        Peak that "near silent" is relative to (default: the peak of ``y``).
-
-    Returns
-    -------
-    rows : list of dict
-        :func:`condition_features` of each kept chunk.
-    seconds : list of float
-        Each kept chunk's duration.
-    """
-    y = np.asarray(y, dtype=np.float32)
-    peak = float(np.max(np.abs(y))) if ref_peak is None and y.size else float(ref_peak or 0.0)
-    if ranges is None:
-        ranges = [(0.0, y.size / sr)]
-    rows: list[dict[str, float]] = []
-    secs: list[float] = []
-    n_chunk = int(CHUNK_SECONDS * sr)
-    n_min = int(MIN_CHUNK_SECONDS * sr)
-    for a, b in ranges:
-        seg = y[max(0, int(round(a * sr))) : max(0, int(round(b * sr)))]
-        bounds = list(range(0, seg.size, n_chunk))
-        if len(bounds) > 1 and seg.size - bounds[-1] < n_min:
-            bounds.pop()  # a short tail joins the chunk before it
-        for i, s in enumerate(bounds):
-            e = bounds[i + 1] if i + 1 < len(bounds) else seg.size
-            c = seg[s:e]
-            if c.size < n_min or float(np.max(np.abs(c))) < max(_REL_SILENCE * peak, 1e-4):
-                continue
-            f = condition_features(c, sr=sr)
-            if f is not None:
-                rows.append(f)
-                secs.append(c.size / sr)
-    return rows, secs
+#: Samples of one judged window: one analysis window of the family classifier (2.949 s).
+CHUNK_SAMPLES = DEFAULT_FRONT_END.window_samples
 
 
 def condition_of(
     y: np.ndarray,
     *,
     sr: int = SAMPLE_RATE,
-    ranges: Sequence[tuple[float, float]] | None = None,
-    classifier: ConditionModel | None = None,
-    predict: Callable[[np.ndarray], np.ndarray] | None = None,
-    ref_peak: float | None = None,
+    model: ConditionModel | None = None,
+    predict: Any = None,
 ) -> dict[str, Any]:
-    """Condition verdict of ``y`` (or of its time ``ranges``): see :func:`classifier.assess`.
+    """Condition verdict of a mono array, every window judged (no classifier: nothing is "too mixed").
+
+    For tests and training reports; analyses use the streaming analyzer. ``y`` is cut into
+    windows of :data:`CHUNK_SAMPLES` (a last, shorter one kept when it can be judged); each
+    judgeable window counts once.
 
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
-        Mono audio at ``sr`` (22,050 Hz, as the training notes).
+        Mono audio at ``sr`` (22,050 Hz, as the training clips).
     sr : int
-    ranges : sequence of (start, end) seconds, optional
-    classifier : ConditionModel, optional
+    model : ConditionModel, optional
         Default: the newest shipped model.
     predict : callable, optional
-        Replaces ``classifier.predict`` (training evaluates its Keras model this way).
-    ref_peak : float, optional
-        See :func:`chunk_features`.
+        Replaces ``model.predict`` (training evaluates its Keras model this way).
 
     Returns
     -------
     dict
-        ``label``, ``probabilities``, ``features``, ``explanation``, ``chunks``, ``seconds``.
+        As a verdict in the output contract (``label``, ``reason``, ``probabilities``,
+        ``features``, ``explanation``, ``reasons``, ``chunks``, ``seconds``).
     """
-    clf = classifier if classifier is not None or predict is not None else load_condition_model()
-    rows, secs = chunk_features(y, sr=sr, ranges=ranges, ref_peak=ref_peak)
-    out = assess(
-        rows,
-        secs,
-        predict=predict or clf.predict,  # type: ignore[union-attr]
-        healthy=clf.healthy_median if clf is not None else None,
-    )
+    m = model or load_condition_model()
+    y = np.asarray(y, dtype=np.float32)
+    rows, secs, why = [], [], []
+    for a in range(0, max(1, y.shape[0]), CHUNK_SAMPLES):
+        w = y[a : a + CHUNK_SAMPLES]
+        r = not_judgeable(w, sr)
+        f = condition_features(w, sr=sr) if r is None else None
+        if f is None:
+            why.append(r or "silent")
+            continue
+        rows.append(f)
+        secs.append(w.shape[0] / sr)
+    if not rows:
+        order = ("too_quiet", "too_short", "silent")
+        return unknown(next((k for k in order if k in why), "silent"))
+    out = assess(rows, [1.0] * len(rows), predict=predict or m.predict, reference=m.reference)
+    out["reason"] = None
     out["seconds"] = round(float(sum(secs)), 3)
     return out
 
 
-def analyze_condition(context: Any) -> dict[str, Any]:
-    """The ``condition`` analyzer: the whole file, then each detected instrument's time ranges.
-
-    Parameters
-    ----------
-    context : instrunet_core.analysis.AnalysisContext
-
-    Returns
-    -------
-    dict
-        The output contract in the module docstring.
-    """
-    clf = load_condition_model()
-    y = context.audio()
-    sr = int(context.sample_rate)
-    silent = bool(np.all(context.silent)) if len(context.silent) else True
-    if silent:
-        whole = condition_of(np.zeros(0, np.float32), sr=sr, classifier=clf)
-    else:
-        whole = condition_of(y, sr=sr, classifier=clf)
-    peak = float(np.max(np.abs(y))) if y.size else 0.0
-    per: dict[str, Any] = {}
-    for inst in getattr(context, "instruments", []) or []:
-        r = condition_of(y, sr=sr, ranges=[tuple(x) for x in inst.ranges], classifier=clf, ref_peak=peak)
-        per[inst.label] = {k: r[k] for k in ("label", "probabilities", "features", "explanation", "seconds")}
-    return {
-        "label": whole["label"],
-        "probabilities": whole["probabilities"],
-        "features": whole["features"],
-        "instruments": per,
-        "model": {"name": clf.name, "version": clf.version, "sha256": clf.sha256},
-        "explanation": whole["explanation"],
-        "chunks": whole["chunks"],
-        "seconds": whole["seconds"],
-    }
+def _condition_stream(context: Any) -> ConditionStream:
+    return ConditionStream(context)
 
 
 @hookimpl
 def instrunet_register_analyzers(register: Any) -> None:
-    """Register the ``condition`` analyzer."""
-    register(MODEL_NAME, analyze_condition)
+    """Register the ``condition`` analyzer (streaming)."""
+    register(MODEL_NAME, stream=_condition_stream)

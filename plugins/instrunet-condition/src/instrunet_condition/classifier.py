@@ -15,7 +15,7 @@ from instrunet_core.manifest import FEATURES_LAYOUT, Manifest, read_manifest
 from instrunet_core.session import onnx_session
 from instrunet_core.verify import verify_artifact
 
-from .features import FEATURE_NAMES, feature_vector
+from .features import FEATURE_NAMES, INPUT_NAMES, feature_vector
 
 __all__ = [
     "MODEL_NAME",
@@ -25,6 +25,7 @@ __all__ = [
     "ConditionModel",
     "load_condition_model",
     "assess",
+    "explain",
 ]
 
 MODEL_NAME = "condition"
@@ -37,9 +38,12 @@ CLASSES = ("healthy", "moderately_aged", "broken_noisy")
 DESCRIPTIONS: dict[str, str] = {
     "condition": (
         "healthy, moderately aged or broken / noisy, from a small classifier on the features below, "
-        "trained on clean notes and on copies degraded on purpose (detuning, damping, noise, buzz, "
-        "clipping, dropouts); 'unknown' when there is too little sound to judge. Per instrument it is "
-        "judged on the audio of that instrument's time ranges, which may hold other instruments too."
+        "trained on clean notes and phrases (SoundFont renders and real recorded instruments) and on "
+        "copies aged or broken on purpose (tape wow and flutter, dulled highs, detuned strings, worn "
+        "hammers, leaking pads, hum, hiss; buzz, clipping, noise, dropouts). Judged on a sample of the "
+        "classifier's windows, each 2.9 s; 'unknown' when the sound is too short, too quiet or too "
+        "mixed to judge. Per instrument it is judged on the windows where that instrument plays, "
+        "which may hold other instruments too."
     ),
     "hnr_db": (
         "Harmonics-to-noise ratio in dB (Boersma's autocorrelation method, as Praat's): how much of "
@@ -68,6 +72,10 @@ DESCRIPTIONS: dict[str, str] = {
         "of a detuned double, chorus)."
     ),
     "hum_db": "Power at 50 or 60 Hz and their 2nd/3rd harmonics over the power just around them, in dB: mains hum.",
+    "wow_cents": "Slow pitch wobble (0.7-4 Hz) of the strongest partials, RMS in cents: tape or turntable wow.",
+    "flutter_cents": "Fast pitch wobble (8-20 Hz) of the strongest partials, RMS in cents: tape flutter.",
+    "hf_flatness": "Spectral flatness of the 4-10 kHz band (0 to 1): hiss above dulled highs, breath of a leaking pad.",
+    "attack_flatness": "Spectral flatness at the note onsets (0 to 1): the noisy thump of worn hammers, rattling parts.",
 }
 
 #: Plain-words names of the features, for explanations.
@@ -87,6 +95,10 @@ _WORDS = {
     "spectral_flux": "spectral flux",
     "partial_fluctuation_db": "partial fluctuation",
     "hum_db": "mains hum",
+    "wow_cents": "wow",
+    "flutter_cents": "flutter",
+    "hf_flatness": "flatness above 4 kHz",
+    "attack_flatness": "flatness at the onsets",
 }
 
 
@@ -97,6 +109,14 @@ class ConditionModel:
     ----------
     path : path
         Folder holding ``manifest.json`` and the ONNX file.
+
+    Attributes
+    ----------
+    reference : dict
+        From the manifest: ``{"healthy": {"median": {...}, "low": {...}, "high": {...}},
+        "moderately_aged": {"median": {...}}, "broken_noisy": {"median": {...}}}`` — per feature,
+        the median over the training clips of each class and, for clean clips, the 5th and 95th
+        percentiles (the clean reference range the explanations quote).
 
     Raises
     ------
@@ -112,18 +132,20 @@ class ConditionModel:
         where = str(self.path / "manifest.json")
         if m.input.get("layout") != FEATURES_LAYOUT or m.features is None:
             raise ModelError(f"{where}: not a features-input model")
-        if tuple(m.features["names"]) != FEATURE_NAMES:
+        if tuple(m.features["names"]) != INPUT_NAMES:
             raise ModelError(
-                f"{where}: model features {m.features['names']} differ from this extractor's "
-                f"{list(FEATURE_NAMES)}"
+                f"{where}: model inputs {m.features['names']} differ from this extractor's "
+                f"{list(INPUT_NAMES)}"
             )
         if tuple(m.labels) != CLASSES:
             raise ModelError(f"{where}: labels {list(m.labels)}, expected {list(CLASSES)}")
         verify_artifact(self.path, references=False, manifest=m)  # the ONNX file is there, sha256 matches
         self._session = onnx_session(self.path / m.file)  # the CPU, one thread
         self._input = m.input["name"]
-        ref = m.features.get("healthy_median") or {}
-        self.healthy_median: dict[str, float] = {k: float(v) for k, v in ref.items()}
+        ref = m.features.get("reference") or {}
+        self.reference: dict[str, dict[str, dict[str, float]]] = {
+            c: {k: {n: float(v) for n, v in d.items()} for k, d in r.items()} for c, r in ref.items()
+        }
         self.name, self.version, self.sha256 = m.name, m.version, m.sha256
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -131,7 +153,7 @@ class ConditionModel:
 
         Parameters
         ----------
-        x : np.ndarray [shape=(n, n_features)]
+        x : np.ndarray [shape=(n, n_inputs)]
             Rows of :func:`instrunet_condition.features.feature_vector`.
 
         Returns
@@ -140,8 +162,8 @@ class ConditionModel:
             Probabilities in :data:`CLASSES` order.
         """
         x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float32)
-        if x.shape[1] != len(FEATURE_NAMES):
-            raise ValueError(f"expected {len(FEATURE_NAMES)} features per row, got shape {x.shape}")
+        if x.shape[1] != len(INPUT_NAMES):
+            raise ValueError(f"expected {len(INPUT_NAMES)} inputs per row, got shape {x.shape}")
         if len(x) == 0:
             return np.zeros((0, len(CLASSES)), np.float32)
         return np.asarray(self._session.run(None, {self._input: x})[0], dtype=np.float32)
@@ -166,61 +188,126 @@ def load_condition_model(path: str | None = None) -> ConditionModel:
     return ConditionModel(path)
 
 
-def _explain(
-    label: str, p: float, feats: Mapping[str, float], drops: Mapping[str, float], healthy: Mapping[str, float]
-) -> str:
-    """One sentence: the verdict and the two features whose replacement by the clean-note
-    median lowers its probability most (occlusion; ``drops``)."""
-    top = [k for k, v in sorted(drops.items(), key=lambda kv: -kv[1]) if v > 0.01][:2]
+def _weighted_median(v: np.ndarray, w: np.ndarray) -> float:
+    order = np.argsort(v)
+    c = np.cumsum(w[order])
+    return float(v[order][int(np.searchsorted(c, 0.5 * c[-1]))])
+
+
+def _say(name: str, value: float, lo: float | None, hi: float | None) -> str:
+    rng = f" (clean: {lo:.3g} to {hi:.3g})" if lo is not None and hi is not None else ""
+    return f"{_WORDS.get(name, name)} {value:.3g}{rng}"
+
+
+def explain(
+    label: str,
+    p: float,
+    feats: Mapping[str, float],
+    effects: Mapping[str, float],
+    reference: Mapping[str, Mapping[str, Mapping[str, float]]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """The verdict in one sentence and the features behind it.
+
+    Parameters
+    ----------
+    label : str
+    p : float
+        Probability of ``label``.
+    feats : dict
+        The judged stretch's feature values (weighted median over its windows).
+    effects : dict
+        Per feature, how much the probability of ``label`` falls when that feature alone takes
+        its reference value (occlusion; see :func:`assess`): the features that drove the verdict
+        have the largest effects.
+    reference : dict
+        :attr:`ConditionModel.reference`.
+
+    Returns
+    -------
+    sentence : str
+    reasons : list of dict
+        ``{"feature", "value", "clean_range": [lo, hi], "outside_clean_range", "effect"}`` of the
+        features cited, strongest first.
+    """
+    clean = reference.get("healthy", {})
+    lo_d, hi_d = clean.get("low", {}), clean.get("high", {})
+
+    def outside(k: str) -> bool:
+        return k in lo_d and k in hi_d and not (lo_d[k] <= feats[k] <= hi_d[k])
+
+    def reason(k: str) -> dict[str, Any]:
+        return {
+            "feature": k,
+            "value": float(feats[k]),
+            "clean_range": [lo_d.get(k), hi_d.get(k)],
+            "outside_clean_range": outside(k),
+            "effect": round(float(effects.get(k, 0.0)), 4),
+        }
+
+    ranked = [k for k, v in sorted(effects.items(), key=lambda kv: -kv[1]) if v > 0.01]
+    if label == "healthy":
+        # What keeps it healthy: clean values whose replacement by a damaged clip's typical value
+        # would lower p(healthy) most. A feature outside the clean range is never cited as a reason
+        # for "healthy"; it is named as outweighed instead.
+        keep = [k for k in ranked if not outside(k)][:2]
+        odd = [k for k in FEATURE_NAMES if outside(k)]
+        if keep:
+            text = (
+                f"healthy (p={p:.2f}): no sign of damage; "
+                + " and ".join(_say(k, feats[k], lo_d.get(k), hi_d.get(k)) for k in keep)
+                + " look as clean recordings do"
+            )
+        else:
+            text = f"healthy (p={p:.2f}): no single feature stands out; together they look as clean recordings do"
+        if odd:
+            text += "; outside the clean range but outweighed: " + ", ".join(
+                _say(k, feats[k], lo_d.get(k), hi_d.get(k)) for k in odd[:2]
+            )
+        return text + ".", [reason(k) for k in keep + odd[:2]]
+    top = ranked[:3]
+    words = {"moderately_aged": "moderately aged", "broken_noisy": "broken / noisy"}.get(label, label)
     if not top:
-        return f"{label} (p={p:.2f}): no single feature drives the verdict; they agree together."
-
-    def say(k: str) -> str:
-        v, ref = feats[k], healthy.get(k)
-        ref_s = f" (clean notes: {ref:.3g})" if ref is not None else ""
-        return f"{_WORDS.get(k, k)} {v:.3g}{ref_s}"
-
-    what = " and ".join(say(k) for k in top)
-    return f"{label} (p={p:.2f}): the verdict rests most on {what}."
+        return f"{words} (p={p:.2f}): no single feature drives the verdict; they agree together.", []
+    text = f"{words} (p={p:.2f}): the verdict rests most on " + " and ".join(
+        _say(k, feats[k], lo_d.get(k), hi_d.get(k)) for k in top
+    )
+    return text + ".", [reason(k) for k in top]
 
 
 def assess(
     rows: Sequence[Mapping[str, float]],
     weights: Sequence[float],
     *,
+    families: Sequence[str | None] | None = None,
     predict: Callable[[np.ndarray], np.ndarray],
-    healthy: Mapping[str, float] | None = None,
+    reference: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> dict[str, Any]:
-    """Verdict over several chunks of audio: weighted mean of their probabilities.
+    """Verdict over several windows of audio: the weighted mean of their probabilities.
 
     Parameters
     ----------
     rows : sequence of dict
-        Features of each chunk (:func:`condition_features`).
+        Features of each window (:func:`condition_features`); at least one.
     weights : sequence of float
-        Chunk durations (seconds).
+        Each window's weight (how much of the stretch it stands for).
+    families : sequence of str or None, optional
+        The family leading each window (the classifier's input beside the features); default none.
     predict : callable
         ``(n, n_features) -> (n, 3)`` probabilities (the ONNX model, or Keras in training).
-    healthy : dict, optional
-        Median feature values of clean training notes: the features of a chunk are replaced
-        one at a time by these to find what drove the verdict (occlusion).
+    reference : dict, optional
+        :attr:`ConditionModel.reference`. For the explanation each feature in turn takes a
+        reference value in every window (occlusion): the clean median for an aged or broken
+        verdict, the runner-up class's median for a healthy one; how far the verdict's
+        probability falls says how much that feature drove it.
 
     Returns
     -------
     dict
-        ``label``, ``probabilities``, ``features`` (median over chunks), ``explanation``,
-        ``chunks``; ``label == "unknown"`` (probabilities 0, features ``None``) when
-        ``rows`` is empty.
+        ``label``, ``probabilities``, ``features`` (weighted median over the windows),
+        ``explanation``, ``reasons``, ``chunks``.
     """
-    if not rows:
-        return {
-            "label": "unknown",
-            "probabilities": {c: 0.0 for c in CLASSES},
-            "features": {k: None for k in FEATURE_NAMES},
-            "explanation": "unknown: no audible stretch of at least 1 s to judge (silence or too little audio).",
-            "chunks": 0,
-        }
-    x = np.stack([feature_vector(r) for r in rows])
+    fams = list(families) if families is not None else [None] * len(rows)
+    x = np.stack([feature_vector(r, f) for r, f in zip(rows, fams, strict=True)])
     w = np.asarray(weights, np.float64)
     w = w / w.sum()
     probs = predict(x)
@@ -228,27 +315,27 @@ def assess(
     mean = mean / mean.sum()
     k = int(np.argmax(mean))
     label = CLASSES[k]
-    feats = {n: float(np.median([r[n] for r in rows])) for n in FEATURE_NAMES}
-    drops: dict[str, float] = {}
-    if healthy:
-        occl = []
-        for j, n in enumerate(FEATURE_NAMES):
-            if n not in healthy:
-                continue
+    feats = {n: _weighted_median(np.array([r[n] for r in rows]), w) for n in FEATURE_NAMES}
+    effects: dict[str, float] = {}
+    ref = reference or {}
+    other = CLASSES[int(np.argsort(mean)[-2])] if label == "healthy" else "healthy"
+    target = ref.get(other, {}).get("median", {})
+    occl = []
+    for j, n in enumerate(FEATURE_NAMES):
+        if n in target:
             xo = x.copy()
-            ref = dict(rows[0])
-            ref[n] = healthy[n]
-            xo[:, j] = feature_vector(ref)[j]
+            xo[:, j] = feature_vector({**rows[0], n: target[n]})[j]  # j < len(FEATURE_NAMES)
             occl.append((n, xo))
-        if occl:
-            po = predict(np.concatenate([o for _, o in occl]))
-            po = po.reshape(len(occl), len(x), -1)
-            for (n, _), pn in zip(occl, po, strict=True):
-                drops[n] = float(mean[k] - (pn[:, k] * w).sum())
+    if occl:
+        po = predict(np.concatenate([o for _, o in occl])).reshape(len(occl), len(x), -1)
+        for (n, _), pn in zip(occl, po, strict=True):
+            effects[n] = float(mean[k] - (pn[:, k] * w).sum() / (pn * w[:, None]).sum())
+    text, reasons = explain(label, float(mean[k]), feats, effects, ref)
     return {
         "label": label,
         "probabilities": {c: float(mean[i]) for i, c in enumerate(CLASSES)},
         "features": feats,
-        "explanation": _explain(label, float(mean[k]), feats, drops, healthy or {}),
+        "explanation": text,
+        "reasons": reasons,
         "chunks": int(len(rows)),
     }

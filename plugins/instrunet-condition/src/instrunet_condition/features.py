@@ -1,52 +1,72 @@
 """Condition features of a stretch of mono audio (numpy only).
 
-Every feature is computed here, by the one implementation that both the corpus builder
-(``training/condition.py``) and the analyzer use:
+Every feature is computed here, by the one implementation that the corpus builder
+(:mod:`training.condition.data`) and the analyzer both use. A stretch is typically one
+analysis window of the family classifier (2.949 s at 22,050 Hz); everything is
+level-independent (the stretch is peak-normalised first). One centred Hann STFT (2048
+points, hop 512, float32) serves every spectral feature:
 
 * ``hnr_db`` — harmonics-to-noise ratio by Boersma's (1993) autocorrelation method, the
-  algorithm of Praat's *To Harmonicity (ac)* (time step 10 ms, minimum pitch 75 Hz,
-  silence threshold 0.1, 4.5 periods per window): Gaussian-windowed frames with the local
-  mean removed, the autocorrelation divided by the window's own autocorrelation, the
-  strongest peak between 2 samples and one longest period (parabolic interpolation, values
-  above 1 reflected as ``1/r``), ``HNR = 10 log10(r / (1 - r))``; silent frames are
-  unvoiced. The mean is taken over voiced frames, as Praat's *Get mean*.
-  ``tests/test_condition.py`` checks it against Praat itself (``praat-parselmouth``).
+  algorithm of Praat's *To Harmonicity (ac)* (minimum pitch 75 Hz, silence threshold 0.1,
+  4.5 periods per window): Gaussian-windowed frames with the local mean removed, the
+  autocorrelation divided by the window's own autocorrelation, the strongest peak between 2
+  samples and one longest period (parabolic interpolation, values above 1 reflected as
+  ``1/r``), ``HNR = 10 log10(r / (1 - r))``; silent frames are unvoiced; the mean over voiced
+  frames, as Praat's *Get mean*. Praat steps 10 ms (:func:`hnr` does too, and
+  ``tests/test_condition.py`` checks it against Praat itself); the condition features step
+  :data:`HNR_STEP` (80 ms: the mean of an eighth of the frames).
 * ``spectral_flatness`` — Wiener entropy (geometric over arithmetic mean of the power
-  spectrum; 2048-point Hann STFT, hop 512), averaged over frames within 50 dB of the
-  loudest frame.
-* ``decay_rate_db_per_s`` — how fast the RMS envelope (dB, 512-sample hop) falls after
-  each onset: the median over notes of the negative slope of a straight-line fit
-  (positive = decays);
-* ``decay_variance`` — the variance, pooled over notes and time, of the short-time decay
-  rate (slope over 0.25 s stretches), in (dB/s)^2: beating, rattles, dropouts and unsteady
-  decay raise it;
+  spectrum), averaged over frames within 50 dB of the loudest frame;
+* ``decay_rate_db_per_s`` — after each onset (a 6 dB rise within 50 ms), the negative
+  slope of a straight line fitted to the dB envelope from its peak down to 40 dB below it;
+  median over notes (positive = decays);
+* ``decay_variance`` — the variance, pooled over notes and time, of the 0.25 s local decay
+  rates, in (dB/s)^2: beating, rattles, dropouts and unsteady decay raise it;
 * ``crest_factor_db``, ``clipping_ratio`` (samples within 0.1 % of the peak, in excess of
-  a clean waveform's), ``zero_crossing_rate``, ``spectral_centroid_hz``,
+  a clean waveform's one or two), ``zero_crossing_rate``, ``spectral_centroid_hz``,
   ``hf_ratio`` (share of the power above 4 kHz), ``noise_floor_db`` (10th percentile of
-  the frame RMS relative to the loudest frame), ``flatness_quiet`` (spectral flatness
-  of the quietest quarter of the non-silent frames), ``envelope_modulation_db`` (standard
-  deviation of the dB envelope around its 0.3 s moving average, over frames within 30 dB
-  of the loudest: beating, tremolo, rattles, dropouts), ``spectral_flux`` (mean cosine
-  distance between successive magnitude spectra over the same frames, leaving out onsets
-  (a rise of 3 dB or more): chorus, detuning, noise), ``partial_fluctuation_db`` (how much
-  the 6 strongest spectral bins of those frames wobble around their 0.6 s moving average,
-  in dB: beating partials of a detuned double, chorus) and ``hum_db`` (power within 0.5 Hz
-  of 50 or 60 Hz and their 2nd/3rd harmonics over the power 1-6 Hz around them: mains hum).
+  the frame level relative to the loudest frame), ``flatness_quiet`` (spectral flatness
+  of the quietest quarter of the non-silent frames);
+* ``envelope_modulation_db`` — standard deviation of the dB envelope around its 0.3 s
+  moving average, over frames within 30 dB of the loudest (the *sustained* frames): beating,
+  tremolo, rattles, dropouts;
+* ``spectral_flux`` — mean cosine distance between successive magnitude spectra of the
+  sustained frames, onsets (a rise of 3 dB or more) left out: chorus, detuning, noise;
+* ``partial_fluctuation_db`` — how much the 6 strongest bins of the sustained frames wobble
+  around their 0.6 s moving average, in dB: beating partials of a detuned unison, chorus;
+* ``hum_db`` — power within 0.5 Hz of 50 or 60 Hz and their 2nd/3rd harmonics over the
+  power 1-6 Hz around them (one Hann FFT of the whole stretch): mains hum;
+* ``wow_cents``, ``flutter_cents`` — the frequency of the 3 strongest partials followed
+  frame by frame (parabolic interpolation of the log spectrum), in cents around each
+  partial's median, averaged over the partials (weighted by their power); the RMS of that
+  common pitch deviation in the 0.7-4 Hz band (tape *wow*) and the 8-20 Hz band (*flutter*).
+  A player's vibrato (4.5-7.5 Hz) lies between the two bands;
+* ``hf_flatness`` — spectral flatness of the 4-10 kHz band over the frames where that band
+  holds sound: hiss above dulled highs, breath of a leaking pad;
+* ``attack_flatness`` — spectral flatness of the two frames at each onset (the loudest
+  frame when there is none), mean over onsets: the thump and noise of a worn hammer or a
+  rattling part at the attack.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from instrunet_core.features import SAMPLE_RATE
 from instrunet_core.inputs import check_float_samples, check_sample_rate
+from instrunet_core.labels import FAMILIES
 
 __all__ = [
     "SAMPLE_RATE",
     "FEATURE_NAMES",
+    "FAMILY_INPUTS",
+    "INPUT_NAMES",
     "MIN_SECONDS",
+    "HNR_STEP",
     "hnr_frames",
     "hnr",
     "condition_features",
@@ -70,19 +90,48 @@ FEATURE_NAMES = (
     "spectral_flux",
     "partial_fluctuation_db",
     "hum_db",
+    "wow_cents",
+    "flutter_cents",
+    "hf_flatness",
+    "attack_flatness",
 )
+#: The classifier's other inputs: the family that leads the window, one-hot (all 0 when the family
+#: classifier names none of the eight), so that it weighs a feature against what is normal for
+#: the instrument (breath in a flute, beating in a string section, a piano's hammer noise).
+FAMILY_INPUTS = tuple(f"family_{f}" for f in FAMILIES)
+#: Everything the classifier takes, in order.
+INPUT_NAMES = FEATURE_NAMES + FAMILY_INPUTS
 #: Shortest stretch (seconds) that features are computed for.
 MIN_SECONDS = 0.25
+#: Seconds between the HNR frames of :func:`condition_features` (Praat's own default is 0.01).
+HNR_STEP = 0.08
 _N_FFT = 2048
 _HOP = 512
 _EPS = 1e-12
+_WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(_N_FFT) / _N_FFT)).astype(np.float32)
 
 
 def _check(y: np.ndarray, sr: int) -> np.ndarray:
-    """Mono, finite, floating-point audio as float64 (the core's input rules: ``InputError``,
+    """Mono, finite, floating-point audio as float32 (the core's input rules: ``InputError``,
     a ``ValueError``)."""
     check_sample_rate(sr, what="condition features")
-    return check_float_samples(y, what="condition features", dtype=np.float64)
+    return check_float_samples(y, what="condition features", dtype=np.float32)
+
+
+def _fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (sizes the FFT computes fastest)."""
+    best = 1 << int(np.ceil(np.log2(max(n, 1))))
+    f5 = 1
+    while f5 < best:
+        f35 = f5
+        while f35 < best:
+            f = f35
+            while f < n:
+                f *= 2
+            best = min(best, f)
+            f35 *= 3
+        f5 *= 5
+    return best
 
 
 def hnr_frames(
@@ -117,7 +166,8 @@ def hnr_frames(
         HNR in dB per frame; ``nan`` for unvoiced or silent frames. Empty when ``y`` is
         shorter than one window.
     """
-    x = _check(y, sr)
+    check_sample_rate(sr, what="condition features")
+    x = check_float_samples(y, what="condition features", dtype=np.float64)
     dx = 1.0 / sr
     n_win = int(np.floor(2.0 * periods_per_window / min_pitch / dx))  # Gaussian: twice the periods
     half = n_win // 2 - 1
@@ -135,26 +185,32 @@ def hnr_frames(
     idx = np.arange(n_win)
     mid = 0.5 * (n_win + 1)
     g = (np.exp(-48.0 * ((idx + 1) - mid) ** 2 / (n_win + 1) ** 2) - np.exp(-12.0)) / (1.0 - np.exp(-12.0))
-    n_fft = 1 << int(np.ceil(np.log2(2 * n_win)))
-    wr = np.fft.irfft(np.abs(np.fft.rfft(g, n_fft)) ** 2, n_fft)[:n_win]
-    wr = wr / wr[0]
-
     global_peak = float(np.max(np.abs(x - x.mean()))) if x.size else 0.0
     n_period = int(round(1.0 / (min_pitch * dx)))
     half_period = n_period // 2 + 1
     min_lag = 2
     max_lag = min(int(np.floor(n_win / (2.0 * periods_per_window))) + 2, n_win - 2)
+    # Lags up to max_lag + 1 are exact (not wrapped) when the FFT holds the window plus them.
+    n_fft = _fast_len(n_win + max_lag + 2)
+    wr = np.fft.irfft(np.abs(np.fft.rfft(g, n_fft)) ** 2, n_fft)[: max_lag + 2]
+    wr = wr / wr[0]
 
-    frames = x[starts[:, None] + idx[None, :]]
+    frames = _scratch("hnr_frames", (n_frames, n_fft), np.float64)
+    frames[:, n_win:] = 0.0
+    np.take(x, starts[:, None] + idx[None, :], out=frames[:, :n_win])
     # local mean over one longest period around the centre, as Praat
     lo, hi = max(0, half - half_period), min(n_win, half + half_period + 1)
-    frames = frames - frames[:, lo:hi].mean(axis=1, keepdims=True)
-    local_peak = np.abs(frames[:, lo:hi]).max(axis=1)
-    frames = frames * g[None, :]
-    ac = np.fft.irfft(np.abs(np.fft.rfft(frames, n_fft, axis=1)) ** 2, n_fft, axis=1)[:, : max_lag + 2]
+    fw = frames[:, :n_win]
+    fw -= fw[:, lo:hi].mean(axis=1, keepdims=True)
+    local_peak = np.abs(fw[:, lo:hi]).max(axis=1)
+    fw *= g[None, :]
+    spec = np.fft.rfft(frames, axis=1, out=_scratch("hnr_spec", (n_frames, n_fft // 2 + 1), np.complex128))
+    np.multiply(spec, spec.conj(), out=spec)
+    ac = np.fft.irfft(spec, n_fft, axis=1, out=_scratch("hnr_ac", (n_frames, n_fft), np.float64))
+    ac = ac[:, : max_lag + 2].copy()
     r0 = ac[:, 0:1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = ac / np.where(r0 > 0, r0, 1.0) / wr[None, : max_lag + 2]
+        r = ac / np.where(r0 > 0, r0, 1.0) / wr[None, :]
     # local maxima in [min_lag, max_lag]
     c = r[:, min_lag : max_lag + 1]
     left = r[:, min_lag - 1 : max_lag]
@@ -187,7 +243,7 @@ def hnr(y: np.ndarray, *, sr: int = SAMPLE_RATE, **kwargs: float) -> float:
     y : np.ndarray [shape=(n,)]
     sr : int
     **kwargs
-        Passed to :func:`hnr_frames`.
+        Passed to :func:`hnr_frames` (``time_step`` 0.01 s by default, as Praat).
 
     Returns
     -------
@@ -198,22 +254,59 @@ def hnr(y: np.ndarray, *, sr: int = SAMPLE_RATE, **kwargs: float) -> float:
     return float(h.mean()) if h.size else float("nan")
 
 
+_local = threading.local()
+#: Hann windows of the stretch lengths seen (one per length; the analyzer's are all one window long).
+_HANN: dict[int, np.ndarray] = {}
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A per-thread buffer reused between calls (a fresh multi-MB array per call costs page
+    faults that took longer here than the transform itself)."""
+    bufs = _local.__dict__.setdefault("bufs", {})
+    n = int(np.prod(shape))
+    buf = bufs.get(name)
+    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype):
+        buf = bufs[name] = np.empty(n, dtype=dtype)
+    return buf[:n].reshape(shape)
+
+
 def _stft_power(x: np.ndarray) -> np.ndarray:
-    """Power spectrogram [shape=(frames, 1 + n_fft/2)] of a centred Hann STFT."""
+    """Power spectrogram [shape=(frames, 1 + n_fft/2), float32] of a centred Hann STFT.
+
+    Frames are windowed into a float64 buffer and transformed in place of a reused output
+    (numpy's float64 transform measured faster here than its float32 one)."""
     pad = np.pad(x, _N_FFT // 2)
-    n = 1 + (pad.size - _N_FFT) // _HOP
-    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(_N_FFT) / _N_FFT)
-    idx = np.arange(_N_FFT)[None, :] + _HOP * np.arange(n)[:, None]
-    return np.abs(np.fft.rfft(pad[idx] * w, axis=1)) ** 2
+    frames = np.lib.stride_tricks.sliding_window_view(pad, _N_FFT)[::_HOP]
+    m, n_bins = frames.shape[0], _N_FFT // 2 + 1
+    wide = _scratch("wide", (m, _N_FFT), np.float64)
+    np.multiply(frames, _WINDOW, out=wide)
+    spec = np.fft.rfft(wide, axis=1, out=_scratch("spec", (m, n_bins), np.complex128))
+    sq = _scratch("sq", (m, 2 * n_bins), np.float64)
+    np.square(spec.view(np.float64), out=sq)
+    pairs = sq.reshape(m, n_bins, 2)
+    power = np.empty((m, n_bins), np.float32)
+    np.add(pairs[..., 0], pairs[..., 1], out=power, casting="same_kind")
+    return power
 
 
-def _flatness(power: np.ndarray) -> np.ndarray:
-    p = np.maximum(power, 1e-10)
-    return np.exp(np.mean(np.log(p), axis=1)) / np.mean(p, axis=1)
+def _flatness(logp: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """Spectral flatness of each row: exp(mean log power) / mean power (``logp``: log of the floored power)."""
+    return np.exp(logp.mean(axis=1, dtype=np.float64)) / np.maximum(
+        power.mean(axis=1, dtype=np.float64), 1e-10
+    )
+
+
+def _moving_average(a: np.ndarray, k: int) -> np.ndarray:
+    """Centred moving average of odd length ``k`` along axis 0, edges padded with the edge value."""
+    h = k // 2
+    p = np.concatenate([np.repeat(a[:1], h, axis=0), a, np.repeat(a[-1:], h, axis=0)], axis=0)
+    c = np.cumsum(np.concatenate([np.zeros_like(p[:1]), p], axis=0), axis=0, dtype=np.float64)
+    return (c[k:] - c[:-k]) / k
 
 
 def _onsets(env_db: np.ndarray, fps: float) -> list[int]:
-    """Frames where the envelope rises by more than 6 dB within 50 ms (at least 0.3 s apart)."""
+    """Frames where the envelope rises by more than 6 dB within 50 ms (at least 0.3 s apart);
+    the first frame always starts a note."""
     lag = max(1, int(round(0.05 * fps)))
     rise = env_db[lag:] - env_db[:-lag]
     gap = int(round(0.3 * fps))
@@ -224,11 +317,17 @@ def _onsets(env_db: np.ndarray, fps: float) -> list[int]:
     return out
 
 
-def _decay(env_db: np.ndarray, fps: float, active: np.ndarray) -> tuple[float, float]:
+def _slopes(t: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of the rows of ``e`` [shape=(m, n)] against ``t`` [shape=(n,)]."""
+    tc = t - t.mean()
+    return ((e - e.mean(axis=-1, keepdims=True)) @ tc) / float(tc @ tc)
+
+
+def _decay(env_db: np.ndarray, fps: float, active: np.ndarray, onsets: list[int]) -> tuple[float, float]:
     """(median decay rate over notes in dB/s, variance of the 0.25 s decay rates in (dB/s)^2)."""
-    bounds = [*_onsets(env_db, fps), env_db.size]
+    bounds = [*onsets, env_db.size]
     rates: list[float] = []
-    local: list[float] = []
+    local: list[np.ndarray] = []
     seg = max(3, int(round(0.25 * fps)))
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         e = env_db[a:b]
@@ -241,20 +340,27 @@ def _decay(env_db: np.ndarray, fps: float, active: np.ndarray) -> tuple[float, f
         if tail.size < 4:
             continue
         t = np.arange(tail.size) / fps
-        rates.append(-float(np.polyfit(t, tail, 1)[0]))
-        for s in range(0, tail.size - seg + 1, seg):
-            ts = t[s : s + seg]
-            local.append(-float(np.polyfit(ts, tail[s : s + seg], 1)[0]))
+        rates.append(-float(_slopes(t, tail[None, :])[0]))
+        m = tail.size // seg
+        if m:
+            local.append(-_slopes(t[:seg], tail[: m * seg].reshape(m, seg)))
     rate = float(np.median(rates)) if rates else 0.0
-    var = float(np.var(local)) if len(local) >= 2 else 0.0
+    loc = np.concatenate(local) if local else np.zeros(0)
+    var = float(np.var(loc)) if loc.size >= 2 else 0.0
     return rate, var
 
 
 def _hum_db(x: np.ndarray, sr: int) -> float:
     """Mains hum: power within 0.5 Hz of 50 or 60 Hz and their 2nd/3rd harmonics over the
     median power 1-6 Hz around them (whole-stretch Hann FFT), dB, the larger of the two."""
-    p = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2
-    f = np.fft.rfftfreq(x.size, 1.0 / sr)
+    n_fft = _fast_len(x.size)
+    w = _HANN.get(x.size)
+    if w is None:
+        w = _HANN[x.size] = np.hanning(x.size).astype(np.float32)
+    spec = np.fft.rfft(x * w, n_fft)
+    top = int(np.ceil(190.0 * n_fft / sr)) + 1  # only the bins up to 3 x 60 Hz + 6 Hz are read
+    p = spec.real[:top] ** 2 + spec.imag[:top] ** 2
+    f = np.arange(top) * (sr / n_fft)
     best = -30.0
     for f0 in (50.0, 60.0):
         num = den = 0.0
@@ -268,6 +374,72 @@ def _hum_db(x: np.ndarray, sr: int) -> float:
         if den > 0:
             best = max(best, 10.0 * np.log10(num / den + 1e-3))
     return best
+
+
+def _pitch_wobble(
+    logp: np.ndarray, power: np.ndarray, sus: np.ndarray, fps: float, sr: int
+) -> tuple[float, float]:
+    """(wow, flutter): RMS pitch deviation in cents of the 3 strongest partials' common
+    frequency track, in the 0.7-4 Hz and 8-20 Hz bands (see the module docstring).
+
+    A partial is followed while it stays the local maximum within 2 bins of its place in the
+    sustained frames' mean spectrum; the track is cut where it jumps by more than 25 cents
+    from one frame to the next (a new note), and each piece of at least 8 frames is centred
+    on its own mean and trend, so note changes do not count as wow."""
+    n = power.shape[0]
+    if sus.sum() < 8:
+        return 0.0, 0.0
+    mean = power[sus].mean(axis=0)
+    bin_hz = sr / _N_FFT
+    lo, hi = int(100.0 / bin_hz), int(4000.0 / bin_hz)
+    m = mean[lo:hi]
+    is_peak = (m[1:-1] > m[:-2]) & (m[1:-1] >= m[2:])
+    cand = np.flatnonzero(is_peak) + 1 + lo
+    if cand.size == 0:
+        return 0.0, 0.0
+    picks: list[int] = []
+    for b in cand[np.argsort(mean[cand])[::-1]]:
+        if all(abs(int(b) - q) > 3 for q in picks):
+            picks.append(int(b))
+        if len(picks) == 3:
+            break
+    rows = np.arange(n)
+    dev = np.zeros(n)
+    wsum = np.zeros(n)
+    for b in picks:
+        seg = logp[:, b - 2 : b + 3]
+        j = np.argmax(seg, axis=1)
+        jj = np.clip(j, 1, 3)
+        a, c0, c = seg[rows, jj - 1], seg[rows, jj], seg[rows, jj + 1]
+        den = a - 2 * c0 + c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            off = np.where(den < 0, 0.5 * (a - c) / den, 0.0)
+        cents = 1200.0 * np.log2((b - 2 + jj + np.clip(off, -0.5, 0.5)) / b)
+        ok = sus & (j > 0) & (j < 4)
+        ok[1:] &= ~(np.abs(np.diff(cents)) > 25.0)  # a jump: a new note starts a new piece
+        piece = np.cumsum(~ok)
+        track = np.zeros(n)
+        for p in np.unique(piece[ok]):
+            idx = np.flatnonzero(ok & (piece == p))
+            if idx.size < 8:
+                continue
+            v = cents[idx]
+            track[idx] = v - np.polyval(np.polyfit(idx, v, 1), idx)
+            w = float(mean[b])
+            dev[idx] += w * track[idx]
+            wsum[idx] += w
+    if not wsum.any():
+        return 0.0, 0.0
+    dev = np.where(wsum > 0, dev / np.where(wsum > 0, wsum, 1.0), 0.0)
+    spec = np.abs(np.fft.rfft(dev)) ** 2
+    f = np.fft.rfftfreq(n, 1.0 / fps)
+    # RMS over the frames that carry a track (Parseval, one-sided spectrum)
+    scale = 2.0 / (n * max(1, int(np.count_nonzero(wsum))))
+
+    def band(lo_hz: float, hi_hz: float) -> float:
+        return float(np.sqrt(scale * spec[(f >= lo_hz) & (f <= hi_hz)].sum()))
+
+    return band(0.7, 4.0), band(8.0, 20.0)
 
 
 def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, float] | None:
@@ -298,46 +470,63 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
     peak = float(np.max(np.abs(x)))
     if peak < 1e-4:
         return None
-    x = x / peak
+    x = x * np.float32(1.0 / peak)
     power = _stft_power(x)
-    frame_db = 10.0 * np.log10(np.maximum(power.sum(axis=1), _EPS))
+    logp = np.log(np.maximum(power, np.float32(1e-10)))
+    flat_all = _flatness(logp, power)
+    frame_db = 10.0 * np.log10(np.maximum(power.sum(axis=1, dtype=np.float64), _EPS))
     active = frame_db > frame_db.max() - 50.0
     pa = power[active]
-    flat = _flatness(pa)
+    flat = flat_all[active]
     freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sr)
-    tot = pa.sum(axis=1) + _EPS
-    centroid = float(np.mean((pa * freqs[None, :]).sum(axis=1) / tot))
-    hf = float(pa[:, freqs >= 4000.0].sum() / tot.sum())
+    tot = pa.sum(axis=1, dtype=np.float64) + _EPS
+    centroid = float(np.mean((pa @ freqs.astype(np.float32)) / tot))
+    hf = float(pa[:, freqs >= 4000.0].sum(dtype=np.float64) / tot.sum())
     quiet = np.argsort(frame_db[active])[: max(1, int(active.sum()) // 4)]
     fps = sr / _HOP
-    rate, var = _decay(frame_db, fps, active)
-    h = hnr(x, sr=sr) if x.size >= int(0.125 * sr) else float("nan")
-    rms = float(np.sqrt(np.mean(x * x)))
+    onsets = _onsets(frame_db, fps)
+    rate, var = _decay(frame_db, fps, active, onsets)
+    h = hnr(x, sr=sr, time_step=HNR_STEP) if x.size >= int(0.125 * sr) else float("nan")
+    x64 = x.astype(np.float64)
+    rms = float(np.sqrt(np.mean(x64 * x64)))
     # a clean waveform has ~1 sample at its peak; a clipped one has runs of them
     clip = max(0.0, float(np.mean(np.abs(x) >= 0.999)) - 2.0 / x.size)
-    zc = float(np.mean(np.abs(np.diff(np.signbit(x).astype(np.int8)))))
+    sign = np.signbit(x)
+    zc = float(np.count_nonzero(sign[1:] != sign[:-1]) / max(1, x.size - 1))
     # sustained part: frames within 30 dB of the loudest
     sus = frame_db > frame_db.max() - 30.0
     k = max(3, int(round(0.3 * fps)) | 1)
-    trend = np.convolve(np.pad(frame_db, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
+    trend = _moving_average(frame_db, k)
     mod = float(np.std((frame_db - trend)[sus])) if sus.sum() >= 3 else 0.0
-    mag = np.sqrt(power)
-    mag = mag / (np.linalg.norm(mag, axis=1, keepdims=True) + _EPS)
-    cos = np.sum(mag[1:] * mag[:-1], axis=1)
+    # cosine distance of successive magnitude spectra: sum sqrt(p_t p_t-1) / sqrt(P_t P_t-1)
     both = sus[1:] & sus[:-1] & (np.diff(frame_db) < 3.0)  # not across onsets
-    flux = float(np.mean(1.0 - cos[both])) if both.any() else 0.0
+    flux = 0.0
+    if both.any():
+        i = np.flatnonzero(both)
+        mag = np.sqrt(power)
+        num = np.einsum("ij,ij->i", mag[i + 1], mag[i], dtype=np.float64)
+        p_row = power.sum(axis=1, dtype=np.float64)
+        flux = float(np.mean(1.0 - num / (np.sqrt(p_row[i + 1] * p_row[i]) + _EPS)))
     # partials: the 6 strongest bins of the sustained part; how much their level wobbles
-    # around a 0.6 s moving average (beating of a detuned double, chorus)
+    # around a 0.6 s moving average (beating of a detuned unison, chorus)
     part = 0.0
     k6 = max(3, int(round(0.6 * fps)) | 1)
     if sus.sum() >= k6 + 2:
         ps = power[sus]
         top = np.argsort(ps.mean(axis=0))[-6:]
-        traj = 10.0 * np.log10(ps[:, top] + ps.max() * 1e-6)
-        sm = np.apply_along_axis(
-            lambda c: np.convolve(np.pad(c, k6 // 2, mode="edge"), np.ones(k6) / k6, "valid"), 0, traj
-        )
-        part = float(np.mean(np.std(traj - sm, axis=0)))
+        traj = 10.0 * np.log10(ps[:, top].astype(np.float64) + float(ps.max()) * 1e-6)
+        part = float(np.mean(np.std(traj - _moving_average(traj, k6), axis=0)))
+    wow, flutter = _pitch_wobble(logp, power, sus, fps, sr)
+    # the 4-10 kHz band where it holds sound (within 60 dB of its loudest frame)
+    band = (freqs >= 4000.0) & (freqs <= 10000.0)
+    band_db = 10.0 * np.log10(power[:, band].sum(axis=1, dtype=np.float64) + _EPS)
+    band_on = active & (band_db > band_db.max() - 60.0)
+    hf_flat = (
+        float(_flatness(logp[band_on][:, band], power[band_on][:, band]).mean()) if band_on.any() else 1.0
+    )
+    at = [i for i in onsets if active[i]] or [int(np.argmax(frame_db))]
+    at_rows = sorted({j for i in at for j in (i, i + 1) if j < power.shape[0]})
+    attack = float(flat_all[at_rows].mean())
     feats = {
         "hnr_db": h if np.isfinite(h) else -10.0,
         "spectral_flatness": float(flat.mean()),
@@ -354,21 +543,29 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
         "spectral_flux": flux,
         "partial_fluctuation_db": part,
         "hum_db": _hum_db(x, sr),
+        "wow_cents": wow,
+        "flutter_cents": flutter,
+        "hf_flatness": hf_flat,
+        "attack_flatness": attack,
     }
     return {k: float(v) for k, v in feats.items()}
 
 
-def feature_vector(features: Mapping[str, float]) -> np.ndarray:
-    """The classifier's input: features in :data:`FEATURE_NAMES` order, heavy-tailed ones on log scales.
+def feature_vector(features: Mapping[str, float], family: str | None = None) -> np.ndarray:
+    """The classifier's input: the features in :data:`FEATURE_NAMES` order (heavy-tailed ones on
+    log scales, clipped ranges), then the leading family one-hot (:data:`FAMILY_INPUTS`).
 
     Parameters
     ----------
     features : dict
         As returned by :func:`condition_features`.
+    family : str, optional
+        The family leading the stretch (from the family classifier); ``None`` or a label outside
+        the eight gives all zeros.
 
     Returns
     -------
-    np.ndarray [shape=(len(FEATURE_NAMES),), dtype=float32]
+    np.ndarray [shape=(len(INPUT_NAMES),), dtype=float32]
     """
     f = dict(features)
     v = [
@@ -387,5 +584,10 @@ def feature_vector(features: Mapping[str, float]) -> np.ndarray:
         np.log10(f["spectral_flux"] + 1e-5),
         np.log10(f["partial_fluctuation_db"] + 0.01),
         np.clip(f["hum_db"], -10.0, 40.0),
+        np.log10(f["wow_cents"] + 0.1),
+        np.log10(f["flutter_cents"] + 0.1),
+        np.log10(f["hf_flatness"] + 1e-6),
+        np.log10(f["attack_flatness"] + 1e-6),
     ]
+    v += [1.0 if family == fam else 0.0 for fam in FAMILIES]
     return np.asarray(v, dtype=np.float32)

@@ -1,0 +1,329 @@
+"""The streaming condition analyzer: fed the decoded blocks and the classified windows of the one
+pass of :func:`instrunet_core.analyze`, in bounded memory.
+
+What is judged is a **sample of the classifier's own windows** (2.949 s each, the length of the
+training clips):
+
+* a window is *judgeable* when it is not silent, holds at least :data:`MIN_SOUND_SECONDS` of
+  sound (512-sample blocks within 40 dB of its loudest and above -60 dBFS), is not too quiet
+  (those blocks' RMS at least :data:`QUIET_DBFS`) and is not too mixed (fewer than
+  :data:`MIXED_LABELS` labels above their presence thresholds);
+* the sample: every :attr:`ConditionStream.stride`-th judgeable window, the stride chosen from
+  the duration the source announces so that a file gives about :data:`FILE_WINDOWS` windows
+  (when the source does not say, the stride doubles each time that many have been taken, and
+  each window is weighted by the stride it was taken at); and, so that every instrument is
+  judged where it plays, the first :data:`LABEL_WINDOWS` judgeable windows of each label
+  present, two windows apart (no overlap);
+* features are computed for sampled windows only, from the audio kept since the oldest window
+  not yet classified (at most :data:`MAX_BUFFER_SECONDS`), then that audio is dropped.
+
+After the pass, the whole-file verdict averages the sampled windows (weighted); an instrument's
+verdict averages those of its windows (its time ranges, where it is present). "unknown" when
+nothing judgeable was sampled, with the reason (silent, too short, too quiet, too mixed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from instrunet_core.features import SILENCE_DB
+
+from .classifier import CLASSES, ConditionModel, assess, load_condition_model
+from .features import FEATURE_NAMES, condition_features
+
+__all__ = [
+    "ConditionStream",
+    "not_judgeable",
+    "FILE_WINDOWS",
+    "LABEL_WINDOWS",
+    "MIN_SOUND_SECONDS",
+    "QUIET_DBFS",
+    "MIXED_LABELS",
+    "MAX_BUFFER_SECONDS",
+    "unknown",
+]
+
+#: Windows the whole-file sample aims at (20 windows x 2.9 s: a minute of audio).
+FILE_WINDOWS = 20
+#: Judgeable windows each label present gets at least, when it plays that long.
+LABEL_WINDOWS = 3
+#: Sound (seconds) a window needs to be judged: the training clips hold at least this much.
+MIN_SOUND_SECONDS = 1.0
+#: RMS of a window's sounding blocks below this (dBFS) is too quiet to judge: the recording's
+#: own noise and quantisation would be taken for the instrument's.
+QUIET_DBFS = -50.0
+#: A window with this many labels above their thresholds is too mixed to judge (the training
+#: mixtures hold at most three instruments).
+MIXED_LABELS = 4
+#: Most audio (seconds) kept waiting for its windows; the classifier's lag is far below it.
+MAX_BUFFER_SECONDS = 180.0
+_BLOCK = 512
+_REASONS = {
+    "silent": "unknown: silence, nothing to judge.",
+    "too_short": f"unknown: too little sound to judge (no window with {MIN_SOUND_SECONDS:g} s of sound).",
+    "too_quiet": f"unknown: too quiet to judge (sound below {QUIET_DBFS:g} dBFS RMS).",
+    "too_mixed": f"unknown: too mixed to judge ({MIXED_LABELS} or more instruments at once everywhere).",
+}
+
+
+def unknown(reason: str) -> dict[str, Any]:
+    """The verdict when nothing could be judged, and why (``silent``, ``too_short``,
+    ``too_quiet``, ``too_mixed``)."""
+    return {
+        "label": "unknown",
+        "reason": reason,
+        "probabilities": {c: 0.0 for c in CLASSES},
+        "features": {k: None for k in FEATURE_NAMES},
+        "explanation": _REASONS[reason],
+        "reasons": [],
+        "chunks": 0,
+        "seconds": 0.0,
+    }
+
+
+def not_judgeable(y: np.ndarray, sr: int) -> str | None:
+    """Why a window cannot be judged (``too_short``, ``too_quiet``, ``silent``), or ``None``.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        The window's audio, mono at ``sr``.
+    sr : int
+    """
+    m = y.shape[0] // _BLOCK
+    if m * _BLOCK < MIN_SOUND_SECONDS * sr:
+        return "too_short"
+    ms = np.mean(np.square(y[: m * _BLOCK].reshape(m, _BLOCK), dtype=np.float64), axis=1)
+    db = 10.0 * np.log10(ms + 1e-20)
+    if float(db.max()) < SILENCE_DB:
+        return "silent"
+    sounding = db >= max(SILENCE_DB, float(db.max()) - 40.0)
+    if sounding.sum() * _BLOCK < MIN_SOUND_SECONDS * sr:
+        return "too_short"
+    if 10.0 * np.log10(float(ms[sounding].mean()) + 1e-20) < QUIET_DBFS:
+        return "too_quiet"
+    return None
+
+
+class _Window:
+    __slots__ = ("index", "start", "end", "weight", "present", "leading", "features")
+
+    def __init__(
+        self,
+        index: int,
+        start: float,
+        end: float,
+        weight: float,
+        present: tuple[str, ...],
+        leading: str | None,
+    ) -> None:
+        self.index, self.start, self.end, self.weight = index, start, end, weight
+        self.present, self.leading = present, leading
+        self.features: dict[str, float] | None = None
+
+
+class ConditionStream:
+    """One analysis's condition state (a :class:`instrunet_core.hookspecs.StreamAnalyzer`).
+
+    Parameters
+    ----------
+    context : instrunet_core.analysis.AnalysisContext
+        Before the pass: sample rate, labels, thresholds, hop, expected duration.
+    model : ConditionModel, optional
+        Default: the newest shipped model.
+    """
+
+    def __init__(self, context: Any, model: ConditionModel | None = None) -> None:
+        self.model = model or load_condition_model()
+        self.sr = int(context.sample_rate)
+        self.labels = tuple(context.labels)
+        thr = dict(context.thresholds or {})
+        self._thr = np.array([thr.get(lab, np.inf) for lab in self.labels], dtype=np.float64)
+        hop = float(context.hop_seconds or 1.5)
+        self._hop_samples = max(1, int(round(hop * self.sr)))
+        expected = context.expected_duration
+        #: Judgeable windows between two whole-file samples.
+        self.stride = max(2, math.floor(expected / hop / FILE_WINDOWS)) if expected else 2
+        self._doubling = not expected
+        self._judgeable = 0
+        self._file_taken = 0
+        self._label_taken: dict[str, int] = {}
+        self._label_last: dict[str, int] = {}
+        self._blocks: deque[tuple[int, np.ndarray]] = deque()
+        self._kept = 0
+        self.windows_seen = 0
+        self.skipped: dict[str, int] = {
+            "silent": 0,
+            "too_short": 0,
+            "too_quiet": 0,
+            "too_mixed": 0,
+            "lost": 0,
+        }
+        self._label_skips: dict[str, dict[str, int]] = {}
+        self.sampled: list[_Window] = []
+        self.peak_buffer_seconds = 0.0
+
+    # ------------------------------------------------------------------ the pass
+    def push(self, block: np.ndarray, start: int) -> None:
+        self._blocks.append((int(start), np.array(block, dtype=np.float32)))
+        self._kept += block.shape[0]
+        while self._kept > MAX_BUFFER_SECONDS * self.sr and len(self._blocks) > 1:
+            _, old = self._blocks.popleft()
+            self._kept -= old.shape[0]
+        self.peak_buffer_seconds = max(self.peak_buffer_seconds, self._kept / self.sr)
+
+    def windows(self, results: Any) -> None:
+        for w in results:
+            self._consider(w)
+        if results:
+            self._drop_before((int(results[-1].index) + 1) * self._hop_samples)
+
+    def _audio(self, a: int, b: int) -> np.ndarray | None:
+        """Samples [a, b) from the kept blocks (``None`` when they were dropped)."""
+        if not self._blocks or self._blocks[0][0] > a:
+            return None
+        parts = []
+        for s, blk in self._blocks:
+            e = s + blk.shape[0]
+            if e <= a:
+                continue
+            if s >= b:
+                break
+            parts.append(blk[max(0, a - s) : min(blk.shape[0], b - s)])
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _drop_before(self, a: int) -> None:
+        """Forget the blocks that end before sample ``a`` (no window still to come needs them:
+        windows start ``hop`` apart and arrive in order)."""
+        while self._blocks and self._blocks[0][0] + self._blocks[0][1].shape[0] <= a:
+            _, old = self._blocks.popleft()
+            self._kept -= old.shape[0]
+
+    def _consider(self, w: Any) -> None:
+        self.windows_seen += 1
+        if w.silent or w.rms_db < SILENCE_DB:
+            self.skipped["silent"] += 1
+            return
+        p = np.asarray(w.probabilities, dtype=np.float64)
+        present = (
+            tuple(self.labels[i] for i in np.flatnonzero(p >= self._thr)) if p.size == self._thr.size else ()
+        )
+        if len(present) >= MIXED_LABELS:
+            self._skip("too_mixed", present)
+            return
+        a = int(round(w.start * self.sr))
+        y = self._audio(a, a + int(w.n_samples))
+        if y is None:
+            self._skip("lost", present)
+            return
+        why = not_judgeable(y, self.sr)
+        if why is not None:
+            self._skip(why, present)
+            return
+        # The sample: the whole-file stride, then each present label's first windows.
+        j = self._judgeable
+        self._judgeable += 1
+        take = j % self.stride == 0
+        weight = float(self.stride)
+        for lab in present:
+            if self._label_taken.get(lab, 0) < LABEL_WINDOWS and w.index - self._label_last.get(lab, -9) >= 2:
+                take = True
+        if not take:
+            return
+        if j % self.stride == 0:
+            self._file_taken += 1
+            if self._doubling and self._file_taken >= FILE_WINDOWS and self._file_taken % FILE_WINDOWS == 0:
+                self.stride *= 2
+        else:
+            weight = 1.0  # a label's extra window stands for itself
+        for lab in present:
+            self._label_taken[lab] = self._label_taken.get(lab, 0) + 1
+            self._label_last[lab] = w.index
+        leading = self.labels[int(np.argmax(p))] if p.size == len(self.labels) else None
+        win = _Window(int(w.index), float(w.start), float(w.end), weight, present, leading)
+        win.features = condition_features(y, sr=self.sr)
+        if win.features is not None:
+            self.sampled.append(win)
+
+    def _skip(self, why: str, present: tuple[str, ...]) -> None:
+        self.skipped[why] += 1
+        for lab in present:
+            d = self._label_skips.setdefault(lab, {})
+            d[why] = d.get(why, 0) + 1
+
+    # ------------------------------------------------------------------ after the pass
+    def _verdict(self, wins: list[_Window], *, family: str | None = None) -> dict[str, Any]:
+        """Whole file (``family`` None: each window's leading family, windows weighted by what
+        they stand for) or one instrument (its family, every window once)."""
+        kept = [w for w in wins if w.features is not None]
+        rows = [w.features for w in kept if w.features is not None]
+        weights = [1.0 if family else w.weight for w in kept]
+        fams = [family or w.leading for w in kept]
+        out = assess(rows, weights, families=fams, predict=self.model.predict, reference=self.model.reference)
+        out["reason"] = None
+        out["seconds"] = round(sum(w.end - w.start for w in kept), 3)
+        return out
+
+    def _why_not(self) -> str:
+        s = self.skipped
+        if self.windows_seen == s["silent"]:
+            return "silent"
+        return max(("too_mixed", "too_quiet", "too_short"), key=lambda k: s[k])
+
+    def finish(self, context: Any) -> dict[str, Any]:
+        """The output contract of :mod:`instrunet_condition`."""
+        m = self.model
+        whole = self._verdict(self.sampled) if self.sampled else unknown(self._why_not())
+        per: dict[str, Any] = {}
+        for inst in getattr(context, "instruments", None) or []:
+            ranges = [tuple(r) for r in inst.ranges]
+
+            def inside(w: _Window, ranges: list[tuple[float, float]] = ranges) -> bool:
+                # the window shares at least MIN_SOUND_SECONDS with the instrument's ranges
+                return sum(max(0.0, min(w.end, b) - max(w.start, a)) for a, b in ranges) >= MIN_SOUND_SECONDS
+
+            mine = [w for w in self.sampled if inst.label in w.present and inside(w)]
+            v = (
+                self._verdict(mine, family=inst.label)
+                if mine
+                else unknown(self._instrument_reason(inst.label))
+            )
+            per[inst.label] = {
+                k: v[k]
+                for k in (
+                    "label",
+                    "reason",
+                    "probabilities",
+                    "features",
+                    "explanation",
+                    "reasons",
+                    "chunks",
+                    "seconds",
+                )
+            }
+        return {
+            **{
+                k: whole[k]
+                for k in ("label", "reason", "probabilities", "features", "explanation", "reasons")
+            },
+            "instruments": per,
+            "model": {"name": m.name, "version": m.version, "sha256": m.sha256},
+            "chunks": whole["chunks"],
+            "seconds": whole["seconds"],
+            "sampling": {
+                "windows": self.windows_seen,
+                "judged": len(self.sampled),
+                "stride": self.stride,
+                "skipped": dict(self.skipped),
+                "buffer_seconds": round(self.peak_buffer_seconds, 2),
+            },
+        }
+
+    def _instrument_reason(self, label: str) -> str:
+        """Why an instrument got no judged window: what kept most of its windows out."""
+        skips = {k: v for k, v in self._label_skips.get(label, {}).items() if k != "lost"}
+        return max(skips, key=lambda k: skips[k]) if skips else "too_short"
