@@ -213,7 +213,9 @@ def test_streaming_analyzer_sees_the_one_pass(
     real_open = audio_mod._open
     monkeypatch.setattr(audio_mod, "_open", lambda src: opened.append(src) or real_open(src))
     _Recorder.made = []
-    plug = _module_plugin("st", instrunet_register_analyzers=lambda register: register("rec", stream=_Recorder))
+    plug = _module_plugin(
+        "st", instrunet_register_analyzers=lambda register: register("rec", stream=_Recorder)
+    )
     reg = build_registry(extra_plugins=[plug])
     assert reg.streaming == {"rec"} and "rec" in reg.analyzers
     model = instrunet_core.load_model("tiny", registry=tiny_registry)
@@ -222,16 +224,26 @@ def test_streaming_analyzer_sees_the_one_pass(
     # One decode for the classifier, one header read for the expected duration; no second decode.
     assert len(opened) == 2
     assert rec.before["expected"] == pytest.approx(75.0)
-    assert rec.before["sr"] == 22050 and rec.before["labels"] == model.labels and rec.before["windows_known"] == 0
+    assert (
+        rec.before["sr"] == 22050
+        and rec.before["labels"] == model.labels
+        and rec.before["windows_known"] == 0
+    )
     assert rec.before["thresholds"] == an.settings["thresholds"] and rec.before["hop"] == an.settings["hop"]
     starts = [s for s, _ in rec.blocks]
     assert starts[0] == 0 and len(rec.blocks) > 1
-    assert all(s + b.shape[0] == n for (s, b), n in zip(rec.blocks[:-1], starts[1:], strict=True))  # contiguous
+    assert all(
+        s + b.shape[0] == n for (s, b), n in zip(rec.blocks[:-1], starts[1:], strict=True)
+    )  # contiguous
     fed = np.concatenate([b for _, b in rec.blocks])
     np.testing.assert_array_equal(fed, reference)  # exactly the decoded file, once
     assert [w.index for w in rec.wins] == list(range(len(an.timeline)))
     assert [round(w.start, 6) for w in rec.wins] == [round(s.start, 6) for s in an.timeline]
-    assert an.extras["rec"] == {"blocks": len(rec.blocks), "windows": len(an.timeline), "after": len(an.timeline)}
+    assert an.extras["rec"] == {
+        "blocks": len(rec.blocks),
+        "windows": len(an.timeline),
+        "after": len(an.timeline),
+    }
 
 
 def test_streaming_analyzer_failures_are_its_own(tiny_registry: plugins_mod.Registry) -> None:
