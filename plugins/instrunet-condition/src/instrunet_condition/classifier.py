@@ -194,9 +194,26 @@ def _weighted_median(v: np.ndarray, w: np.ndarray) -> float:
     return float(v[order][int(np.searchsorted(c, 0.5 * c[-1]))])
 
 
+#: Units of the features, for explanations.
+_UNITS = {
+    "hnr_db": " dB",
+    "decay_rate_db_per_s": " dB/s",
+    "decay_variance": " (dB/s)²",
+    "crest_factor_db": " dB",
+    "spectral_centroid_hz": " Hz",
+    "noise_floor_db": " dB",
+    "envelope_modulation_db": " dB",
+    "partial_fluctuation_db": " dB",
+    "hum_db": " dB",
+    "wow_cents": " cents",
+    "flutter_cents": " cents",
+}
+
+
 def _say(name: str, value: float, lo: float | None, hi: float | None) -> str:
-    rng = f" (clean: {lo:.3g} to {hi:.3g})" if lo is not None and hi is not None else ""
-    return f"{_WORDS.get(name, name)} {value:.3g}{rng}"
+    u = _UNITS.get(name, "")
+    rng = f" (clean: {lo:.3g} to {hi:.3g}{u})" if lo is not None and hi is not None else ""
+    return f"{_WORDS.get(name, name)} {value:.3g}{u}{rng}"
 
 
 def explain(
