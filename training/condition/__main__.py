@@ -1,4 +1,4 @@
-"""``python -m training.condition {build,train,praat,evaluate}``: see :mod:`training.condition`."""
+"""``python -m training.condition {build,recordings,train,praat,evaluate,compare,prior,false-alarms}``: see :mod:`training.condition`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .data import DEFAULT_SEED, SPLITS, build, build_recordings
-from .report import evaluate, praat_check
+from .report import compare, evaluate, false_alarm_drivers, praat_check, prior_curve
 from .train import train
 
 
@@ -49,9 +49,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--data", type=Path, default=Path("data/condition"))
     e.add_argument("--model", dest="model_path", type=Path, default=Path("runs/condition/condition.keras"))
     e.add_argument("--out", type=Path, default=Path("training/reports/condition/2.0.0/splits.json"))
+    x = sub.add_parser("compare", help="other learners (trees, wider MLPs) on the same inputs")
+    x.add_argument("--data", type=Path, default=Path("data/condition"))
+    x.add_argument("--out", type=Path, default=Path("training/reports/condition/experiments/learners.json"))
+    x.add_argument("--drop", nargs="+", default=(), metavar="FEATURE", help="features held constant")
+    x.add_argument("--only", help="only the learners whose name contains this")
+    pc = sub.add_parser("prior", help="what the shipped model's healthy prior trades, on test and dev")
+    pc.add_argument("--data", type=Path, default=Path("data/condition"))
+    pc.add_argument("--out", type=Path, default=Path("training/reports/condition/experiments/prior.json"))
+    fa = sub.add_parser(
+        "false-alarms", help="what the shipped model's false alarms on clean copies are, and why"
+    )
+    fa.add_argument("--data", type=Path, default=Path("data/condition"))
+    fa.add_argument("--split", default="dev", choices=("test", "dev"))
+    fa.add_argument(
+        "--out", type=Path, default=Path("training/reports/condition/experiments/dev-false-alarms.json")
+    )
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "cmd"}  # the options are named as the parameters
-    if args.cmd == "evaluate":
+    if args.cmd == "compare":
+        compare(**kw)
+    elif args.cmd == "false-alarms":
+        print(json.dumps(false_alarm_drivers(**kw), indent=1))
+    elif args.cmd == "prior":
+        for r in prior_curve(**kw)["rows"]:
+            print(
+                f"shift {r['shift']:+.2f}: "
+                + "; ".join(
+                    f"{s} accuracy {r[s]['accuracy']:.3f}, aged {r[s]['aged_recall']:.3f}, "
+                    f"clean flagged {r[s]['false_alarm_clean']:.3f} (recordings {r[s]['recordings']['false_alarm_clean']:.3f})"
+                    for s in ("test", "dev")
+                )
+            )
+    elif args.cmd == "evaluate":
         r = evaluate(**kw)
         print(", ".join(f"{s} {r[s]['accuracy']:.4f}" for s in SPLITS if s in r))
     elif args.cmd == "praat":

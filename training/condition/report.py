@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ __all__ = [
     "write_report",
     "evaluate",
     "praat_check",
+    "compare",
+    "prior_curve",
+    "false_alarm_drivers",
 ]
 
 
@@ -350,6 +354,157 @@ def praat_check(corpus: Path, out: Path, *, n_notes: int = 16, seed: int = 0) ->
         "max_abs_diff_from_30db": max(high) if high else None,
         "n_from_30db": len(high),
         "rows": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def compare(
+    data: Path, out: Path, *, seed: int = 0, drop: Sequence[str] = (), only: str | None = None
+) -> dict[str, Any]:
+    """Other learners on the same inputs (scikit-learn, which the dev environment has through
+    librosa): gradient-boosted trees and wider multi-layer perceptrons, trained on train and
+    scored on every split at the argmax, no prior. Do the features or the small MLP limit the
+    condition model? ``drop``: features held constant (which cues make the false alarms?);
+    ``only``: the learners whose name contains it. Writes ``out`` (JSON)."""
+    from instrunet_condition.features import FEATURE_NAMES
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    sets = {s: load(data, s) for s in SPLITS}
+    unknown = set(drop) - set(FEATURE_NAMES)
+    if unknown:
+        raise SystemExit(f"--drop: no feature {sorted(unknown)}; the features are {list(FEATURE_NAMES)}")
+    cols = [FEATURE_NAMES.index(n) for n in drop]
+    for d in sets.values():
+        d["v"][:, cols] = 0.0
+    scale = StandardScaler().fit(sets["train"]["v"])
+    learners = {
+        "trees (HistGradientBoosting, 300 rounds)": HistGradientBoostingClassifier(
+            max_iter=300, random_state=seed
+        ),
+        "trees (600 rounds, 63 leaves, rate 0.05)": HistGradientBoostingClassifier(
+            max_iter=600, max_leaf_nodes=63, learning_rate=0.05, random_state=seed
+        ),
+        "MLP 256-256": MLPClassifier(
+            (256, 256), max_iter=400, early_stopping=True, n_iter_no_change=30, random_state=seed
+        ),
+        "MLP 512-512 (L2 1e-3)": MLPClassifier(
+            (512, 512), alpha=1e-3, max_iter=400, early_stopping=True, n_iter_no_change=30, random_state=seed
+        ),
+    }
+    res: dict[str, Any] = {
+        "data": str(data),
+        "rule": "argmax, no calibration or prior",
+        "dropped": list(drop),
+        "learners": {},
+    }
+    for name, est in learners.items():
+        if only and only not in name:
+            continue
+        est.fit(scale.transform(sets["train"]["v"]), sets["train"]["y"])
+        row = {}
+        for split, d in sets.items():
+            p = est.predict_proba(scale.transform(d["v"]))
+            keep = ~d["clean"]
+            m = metrics_of(d["y"][keep], p[keep])
+            row[split] = {
+                "accuracy": m["accuracy"],
+                "aged_recall": m["per_class"]["moderately_aged"]["recall"],
+                "false_alarm": m["false_alarm_rate"],
+                "false_alarm_clean": float(np.mean(p[d["clean"]].argmax(1) != 0))
+                if d["clean"].any()
+                else None,
+            }
+        res["learners"][name] = row
+        print(name, {k: round(v["accuracy"], 4) for k, v in row.items()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def prior_curve(data: Path, out: Path, *, model_dir: Path | None = None) -> dict[str, Any]:
+    """What the healthy prior trades: the shipped model (ONNX, calibration and prior folded in)
+    with its healthy log odds shifted by -1 to +3 in steps of 0.25, scored on test and dev, single
+    windows and whole recordings. Reports only: the shipped prior stays the one chosen on valid.
+    Writes ``out`` (JSON)."""
+    from instrunet_condition.classifier import ConditionModel, load_condition_model
+
+    model = ConditionModel(model_dir) if model_dir else load_condition_model()
+    sets = {s: load(data, s) for s in ("test", "dev")}
+    recs = {s: load(data, f"{s}_recordings") for s in ("test", "dev")}
+    base = {s: model.predict(d["v"]) for s, d in sets.items()}
+    base_rec = {s: model.predict(d["v"]) for s, d in recs.items()}
+
+    def shifted(p: np.ndarray, b: float) -> np.ndarray:
+        q = p * np.exp([b, 0.0, 0.0])
+        return q / q.sum(1, keepdims=True)
+
+    rows = []
+    for b in np.arange(-1.0, 3.001, 0.25):
+        row: dict[str, Any] = {"shift": float(b)}
+        for s, d in sets.items():
+            p = shifted(base[s], b)
+            m = metrics_of(d["y"][~d["clean"]], p[~d["clean"]])
+            rm = recording_metrics(recs[s], shifted(base_rec[s], b))
+            row[s] = {
+                "accuracy": m["accuracy"],
+                "aged_recall": m["per_class"]["moderately_aged"]["recall"],
+                "broken_recall": m["per_class"]["broken_noisy"]["recall"],
+                "false_alarm_clean": float(np.mean(p[d["clean"]].argmax(1) != 0)),
+                "recordings": {
+                    "accuracy": rm["accuracy"],
+                    "aged_recall": rm["per_class"]["moderately_aged"]["recall"],
+                    "false_alarm_clean": rm["false_alarm_clean"]["rate"],
+                },
+            }
+        rows.append(row)
+    res = {
+        "model": {"name": model.name, "version": model.version, "sha256": model.sha256},
+        "data": str(data),
+        "what": "healthy log prior odds shifted by `shift` from the shipped model's (chosen on valid)",
+        "rows": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def false_alarm_drivers(data: Path, out: Path, *, split: str = "dev") -> dict[str, Any]:
+    """What the shipped model's false alarms on a split's clean copies are (aged or broken, per
+    source and leading family) and which features drive them: for each feature, the share of the
+    flagged windows called healthy once that feature alone takes the median of clean training
+    clips (the explanations' occlusion). Writes ``out`` (JSON)."""
+    from collections import Counter
+
+    from instrunet_condition.classifier import load_condition_model
+    from instrunet_condition.features import FEATURE_NAMES, feature_vector
+
+    model = load_condition_model()
+    d = load(data, split)
+    c = d["clean"]
+    v = d["v"][c]
+    pred = model.predict(v).argmax(1)
+    flag = pred != 0
+    ref = feature_vector(dict(model.reference["healthy"]["median"]), "")
+    flips = {}
+    for j, name in enumerate(FEATURE_NAMES):
+        vo = v[flag].copy()
+        vo[:, j] = ref[j]
+        flips[name] = round(float(np.mean(model.predict(vo).argmax(1) == 0)), 4) if flag.any() else None
+    res = {
+        "model": {"name": model.name, "version": model.version, "sha256": model.sha256},
+        "split": split,
+        "clean_windows": int(c.sum()),
+        "flagged": int(flag.sum()),
+        "called": {k: int((pred == i).sum()) for i, k in enumerate(CLASSES) if i},
+        "flagged_by_source": dict(Counter(d["source"][c][flag].tolist()).most_common()),
+        "windows_by_source": dict(Counter(d["source"][c].tolist()).most_common()),
+        "flagged_by_family": dict(Counter(d["leading"][c][flag].tolist()).most_common()),
+        "windows_by_family": dict(Counter(d["leading"][c].tolist()).most_common()),
+        "flipped_to_healthy_by_clean_value": dict(sorted(flips.items(), key=lambda kv: -(kv[1] or 0))),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
