@@ -319,6 +319,26 @@ def test_too_short_and_too_quiet_are_unknown(real_registry: plugins_mod.Registry
     assert louder["label"] != "unknown"  # the same sound, 15 dB up, is judged
 
 
+def test_long_file_is_sampled_in_bounded_memory(real_registry: plugins_mod.Registry) -> None:
+    """Ten minutes of the real ensemble through ``analyze``: a sample of the classifier's windows is
+    judged (about FILE_WINDOWS, plus each instrument's first windows), the audio kept waiting for
+    windows stays far below the file, and the clean render stays healthy."""
+    y = load_audio(str(EXAMPLES / "ensemble.flac"), None, target_sr=SR)
+    long = np.resize(y, 600 * SR).astype(np.float32)
+    a = analyze(long, SR, registry=real_registry)
+    c = a.extras["condition"]
+    sp = c["sampling"]
+    n_labels = len(a.instruments)
+    assert sp["windows"] == len(a.timeline) > 300
+    assert (
+        stream_mod.FILE_WINDOWS
+        <= sp["judged"]
+        <= stream_mod.FILE_WINDOWS + n_labels * stream_mod.LABEL_WINDOWS
+    )
+    assert sp["stride"] >= 10 and sp["buffer_seconds"] <= stream_mod.MAX_BUFFER_SECONDS < 600 / 3
+    assert c["label"] == "healthy", c["explanation"]
+
+
 def _fake_context(labels: tuple[str, ...], expected: float | None) -> SimpleNamespace:
     return SimpleNamespace(
         sample_rate=SR,
