@@ -59,6 +59,7 @@ c = a.extras.get("condition", {})
 print(json.dumps({"seconds": t2 - t1, "cpu_s": time.process_time() - c1, "setup_s": t1 - t0,
                   "duration": a.duration, "windows": len(a.timeline), "label": a.label,
                   "condition": c.get("label"), "judged": (c.get("sampling") or {}).get("judged"),
+                  "buffer_s": (c.get("sampling") or {}).get("buffer_seconds"),
                   "error": c.get("error"),
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -130,8 +131,8 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
         "",
         "Peak memory (RSS of a fresh process: imports, both models, the analysis), one run each:",
         "",
-        "| file | core alone | with condition | time with condition | windows judged |",
-        "|---|---|---|---|---|",
+        "| file | core alone | with condition | time with condition | windows judged | audio kept (most) |",
+        "|---|---|---|---|---|---|",
     ]
     for row in res["memory"]:
         m = row["file_seconds"] / 60
@@ -139,7 +140,7 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
         lines.append(
             f"| {name} | {row['core']['maxrss_mb']:.0f} MB | **{row['condition']['maxrss_mb']:.0f} MB** | "
             f"{row['condition']['seconds']:.1f} s ({row['file_seconds'] / row['condition']['seconds']:.0f}×) | "
-            f"{row['condition']['judged']} of {row['condition']['windows']} |"
+            f"{row['condition']['judged']} of {row['condition']['windows']} | {row['condition']['buffer_s']:.0f} s |"
         )
     worst = max(r["condition"]["maxrss_mb"] for r in res["memory"])
     lines += [
