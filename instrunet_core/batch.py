@@ -4,7 +4,7 @@ shared by the CLI and the Ray engine (``plugins/instrunet-ray``).
 * :func:`collect_files`: which files a folder holds (recursively, by extension), each named
   once by its resolved path;
 * :func:`file_record`: one file through a :class:`~instrunet_core.Classifier` into an
-  ``instrunet.classification/1`` record (or its error record);
+  ``instrunet.classification/2`` record (or its error record);
 * :func:`done_paths` / :func:`read_records`: which files already have a result, so that a
   rerun skips them and retries the failed ones; a torn last line from an interrupted run is
   ignored (that file is redone);
@@ -75,7 +75,7 @@ def error_message(path: str, e: BaseException) -> str:
 
 
 def file_record(classifier: Classifier, path: str, data: bytes | None = None) -> dict[str, Any]:
-    """One file's ``instrunet.classification/1`` record, through ``classifier`` (decoded from
+    """One file's ``instrunet.classification/2`` record, through ``classifier`` (decoded from
     ``data`` when given, named ``path``); a file that cannot be classified gives its error
     record (``error``: the message, starting with ``path``)."""
     src: Any = path

@@ -147,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(c)
     c.add_argument(
-        "--json", action="store_true", help="print one JSON array of instrunet.classification/1 records"
+        "--json", action="store_true", help="print one JSON array of instrunet.classification/2 records"
     )
 
     a = sub.add_parser("analyze", help="timeline and detected instruments of one file")
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
     _add_model_options(a)
     a.add_argument(
-        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/1 JSON ('-' for stdout)"
+        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/2 JSON ('-' for stdout)"
     )
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
     a.add_argument(
@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SMOOTHING,
         metavar="N",
         help=f"moving-median length in windows (default {DEFAULT_SMOOTHING})",
+    )
+    a.add_argument(
+        "--embed", action="store_true", help="add the recording's and the windows' embeddings to the JSON"
     )
     a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
     a.add_argument("--out", metavar="PATH", help="output path for --format")
@@ -175,10 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         metavar="results.jsonl",
-        help="JSON lines (instrunet.classification/1), one per file; files already done in it "
+        help="JSON lines (instrunet.classification/2), one per file; files already done in it "
         "are skipped, failed ones retried; locked while the batch runs",
     )
     _add_model_options(b)
+
+    e = sub.add_parser(
+        "embed", help="embedding of each file (JSON lines: path, model, dim, vector) for similarity search"
+    )
+    e.add_argument("files", nargs="+", metavar="FILE", help="audio files ('-' reads stdin)")
+    _add_model_options(e)
+    e.add_argument("--windows", action="store_true", help="also each window's vector")
 
     m = sub.add_parser("models", help="installed models")
     m.add_argument(
@@ -245,6 +255,31 @@ def _classify(args: argparse.Namespace) -> int:
     return rc
 
 
+# ---------------------------------------------------------------- embed
+def _embed(args: argparse.Namespace) -> int:
+    from .output import jsonable
+
+    try:
+        model = _load(args.model, args)
+        if model.embedding_dim is None:
+            raise InstrunetError(
+                f"{model.name} {model.version} has no embedding output; choose another --model"
+            )
+    except InstrunetError as e:
+        _err(str(e))
+        return EXIT_FAIL
+    rc = EXIT_OK
+    for path in args.files:
+        try:
+            emb = model.embed(_source(path), hop=args.hop)
+        except (InstrunetError, OSError) as e:
+            _err(error_message(path, e))
+            rc = EXIT_FAIL
+            continue
+        print(json.dumps(jsonable({"path": path, **emb.to_dict(windows=args.windows)})), flush=True)
+    return rc
+
+
 # ---------------------------------------------------------------- analyze
 def _fmt_t(s: float) -> str:
     m, sec = divmod(float(s), 60.0)
@@ -256,6 +291,7 @@ def _print_analysis(an: Any) -> None:
     print(
         f"overall: {an.label} ({an.confidence:.3f})"
         + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else "")
+        + ("" if an.prediction.other is None else f"; none of the labels: {an.prediction.other:.3f}")
     )
     print("timeline:")
     for s in an.timeline:
@@ -275,6 +311,11 @@ def _print_analysis(an: Any) -> None:
             )
     else:
         print("detected instruments: none" + (" (silence)" if an.silent else ""))
+    if an.other_ranges():
+        print(
+            "other sounds (none of the labels): "
+            + ", ".join(f"{_fmt_t(a)}-{_fmt_t(b)}" for a, b in an.other_ranges())
+        )
     for name, extra in an.extras.items():
         print(f"extra {name}: {json.dumps(extra)[:200]}")
 
@@ -307,7 +348,12 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         model = _load(args.model, args)
         an = analyze(
-            _source(args.file), model=model, hop=args.hop, smoothing=args.smoothing, workers=args.workers
+            _source(args.file),
+            model=model,
+            hop=args.hop,
+            smoothing=args.smoothing,
+            workers=args.workers,
+            embeddings=args.embed,
         )
     except (InstrunetError, OSError) as e:
         _err(error_message(args.file, e))
@@ -522,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "classify": _classify,
         "analyze": _analyze,
+        "embed": _embed,
         "batch": _batch,
         "models": _models,
         "plugins": _plugins,

@@ -45,11 +45,15 @@ __all__ = [
 ]
 
 #: Schema identifier written into new manifests (``schema`` key).
-MANIFEST_SCHEMA = "instrunet.manifest/2"
+MANIFEST_SCHEMA = "instrunet.manifest/3"
 #: Schemas this runtime reads. A ``/1`` manifest reads as a ``/2`` one whose audio input is
 #: log-mel (``input.kind == "logmel"``); ``/2`` adds waveform-input artifacts (the front end
-#: inside the ONNX graph) and the optional ``source`` key. See ``docs/manifest.md``, *Migration*.
-MANIFEST_SCHEMAS = ("instrunet.manifest/1", MANIFEST_SCHEMA)
+#: inside the ONNX graph) and the optional ``source`` key; ``/3`` adds the optional outputs
+#: ``other`` (the probability that a window is none of the labels) and ``embedding``. See
+#: ``docs/manifest.md``, *Migration*.
+MANIFEST_SCHEMAS = ("instrunet.manifest/1", "instrunet.manifest/2", MANIFEST_SCHEMA)
+#: Most dimensions of an ``embedding`` output.
+MAX_EMBEDDING = 4096
 #: ``input.kind`` of an audio model: ``"logmel"`` (the default; log-mel spectrograms
 #: ``[batch, n_mels, frames, 1]`` computed by the runtime with :mod:`instrunet_core.features`)
 #: or ``"waveform"`` (22,050 Hz mono samples ``[batch, window_samples]``; the graph computes
@@ -105,6 +109,8 @@ _OPTIONAL = (
     "description",
     "source",
     "features",
+    "other",
+    "embedding",
 )
 #: ``input.layout`` of a model that takes a vector of named features (no log-mel front end).
 FEATURES_LAYOUT = "features"
@@ -195,6 +201,13 @@ class Manifest:
     features : dict or None
         For a features-input model: ``names`` (input order) and whatever else the host
         needs to compute them (free-form); ``None`` otherwise.
+    other : dict or None
+        Schema ``/3``: the open-set output, ``name``, ``shape`` ``[null, 1]``, ``dtype``,
+        ``activation`` ``"sigmoid"`` and ``threshold``: the probability that a window holds
+        sound that is none of the labels (drums, synths, speech, noise).
+    embedding : dict or None
+        Schema ``/3``: ``name``, ``shape`` ``[null, dim]``, ``dtype`` of the output that
+        :meth:`instrunet_core.Model.embed` returns (the network's penultimate layer).
     raw : dict
         The manifest as parsed (JSON types only).
     """
@@ -218,6 +231,8 @@ class Manifest:
     license: str | None = None
     references: str | None = None
     features: Mapping[str, Any] | None = None
+    other: Mapping[str, Any] | None = None
+    embedding: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -337,6 +352,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {_r(sha)}")
     thresholds = _check_thresholds(data.get("thresholds"), labels, where)
     objs, strs = _check_optional(data, where)
+    other, embedding = _check_extra_outputs(data, where)
     _check_digest(data, where)
     return Manifest(
         schema=data["schema"],
@@ -358,6 +374,8 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         license=strs["license"],
         references=strs["references"],
         features=feats,
+        other=other,
+        embedding=embedding,
         raw=json.loads(json.dumps(dict(data))),
     )
 
@@ -520,6 +538,53 @@ def _check_optional(
     if refs is not None and ("/" in refs or "\\" in refs or refs.startswith(".")):
         raise _fail(where, f"references must be a plain file name, got {_r(refs)}")
     return objs, strs
+
+
+def _check_extra_outputs(
+    data: Mapping[str, Any], where: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The optional ``other`` and ``embedding`` output descriptions (schema ``/3`` only)."""
+    found: list[dict[str, Any] | None] = []
+    for key in ("other", "embedding"):
+        d = data.get(key)
+        if d is None:
+            found.append(None)
+            continue
+        if data["schema"] != MANIFEST_SCHEMA:
+            raise _fail(
+                where, f"{key} needs schema {MANIFEST_SCHEMA!r} (this manifest says {_r(data['schema'])})"
+            )
+        if not isinstance(d, Mapping) or not all(k in d for k in ("name", "shape", "dtype")):
+            raise _fail(where, f"{key} must be an object with name, shape and dtype")
+        if not isinstance(d["name"], str) or not d["name"] or len(d["name"]) > 256:
+            raise _fail(where, f"{key}.name must be a non-empty string, got {_r(d['name'])}")
+        if d["name"] in (data["output"].get("name"), data["input"].get("name")):
+            raise _fail(where, f"{key}.name {_r(d['name'])} is already the model's input or output")
+        shape, dtype = d["shape"], d["dtype"]
+        if dtype != "float32":
+            raise _fail(where, f"{key}.dtype must be 'float32', got {_r(dtype)}")
+        ok_dim = (
+            isinstance(shape, list)
+            and len(shape) == 2
+            and shape[0] is None
+            and isinstance(shape[1], int)
+            and not isinstance(shape[1], bool)
+        )
+        if key == "other":
+            if not ok_dim or shape[1] != 1:
+                raise _fail(where, f"other.shape must be [null, 1], got {_r(shape)}")
+            if d.get("activation") != "sigmoid":
+                raise _fail(where, f"other.activation must be 'sigmoid', got {_r(d.get('activation'))}")
+            t = d.get("threshold", 0.5)
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
+                raise _fail(where, f"other.threshold must be a number in (0, 1), got {_r(t)}")
+        elif not ok_dim or not 1 <= shape[1] <= MAX_EMBEDDING:
+            raise _fail(
+                where,
+                f"embedding.shape must be [null, dim] with 1 <= dim <= {MAX_EMBEDDING}, got {_r(shape)}",
+            )
+        found.append(dict(d))
+    return found[0], found[1]
 
 
 def _check_digest(data: Mapping[str, Any], where: str) -> None:

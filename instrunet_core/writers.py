@@ -118,7 +118,7 @@ def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
 
 
 def write_json(analysis: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``analysis.to_dict()`` (``instrunet.analysis/1``) as indented UTF-8 JSON."""
+    """Write ``analysis.to_dict()`` (``instrunet.analysis/2``) as indented UTF-8 JSON."""
     atomic_write_text(path, json.dumps(analysis.to_dict(), indent=2, allow_nan=False) + "\n")
 
 
@@ -126,13 +126,15 @@ def write_csv(analysis: Any, path: str | os.PathLike[str]) -> None:
     """Write the timeline as CSV: one row per segment.
 
     Columns: ``start, end`` (seconds), ``rms_db``, ``silent`` (0/1), then one probability
-    column per label in the model's order. Silent segments have probability 0.
+    column per label in the model's order, then ``other`` for an open-set model (the
+    probability of sound that is none of the labels). Silent segments have probability 0.
     """
     d = analysis.to_dict()
     labels = list(d["labels"])
+    open_set = any("other" in seg for seg in d["timeline"])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["start", "end", "rms_db", "silent", *labels])
+    w.writerow(["start", "end", "rms_db", "silent", *labels, *(["other"] if open_set else [])])
     for seg in d["timeline"]:
         probs = seg.get("probabilities") or {}
         w.writerow(
@@ -142,6 +144,7 @@ def write_csv(analysis: Any, path: str | os.PathLike[str]) -> None:
                 seg.get("rms_db"),
                 int(bool(seg.get("silent"))),
                 *[probs.get(lab, 0.0) for lab in labels],
+                *([seg.get("other", 0.0)] if open_set else []),
             ]
         )
     atomic_write_text(path, buf.getvalue())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,10 +32,10 @@ class RecordingSession(Model):
         self.seen: list[np.ndarray] = []
         self.runs = 0
 
-    def predict_features(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    def outputs_features(self, x: np.ndarray, *, batch_size: int = 32, embedding: bool = False) -> Any:
         self.seen.append(np.array(x))
         self.runs += 1
-        return super().predict_features(x, batch_size=batch_size)
+        return super().outputs_features(x, batch_size=batch_size, embedding=embedding)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,7 @@ def test_near_silent_windows_hardly_vote(family) -> None:
     faint = (np.random.default_rng(1).standard_normal(SR * 9) * 0.002).astype(np.float32)  # -54 dBFS noise
     clf = Classifier(family)
     clf.classify(np.concatenate([loud, faint]), SR)
-    probs, rms, silent = clf._arrays()
+    probs, rms, silent, _ = clf._arrays()
     assert not silent.any()  # above -60 dBFS: today's silence gate lets the noise windows vote
     p = clf.prediction()
     w = 10 ** ((rms - rms.max()) / 20)

@@ -89,7 +89,7 @@ def test_same_records_as_instrunet_batch_and_resumable(
         if "error" in r:
             assert g["error"] == r["error"] and g["error"].startswith(path)
             continue
-        assert g["schema"] == r["schema"] == "instrunet.classification/1"
+        assert g["schema"] == r["schema"] == "instrunet.classification/2"
         for k in ("label", "model", "duration", "n_windows", "silent", "low_evidence", "sounding_seconds"):
             assert g[k] == r[k], (path, k)
         assert g["confidence"] == pytest.approx(r["confidence"], abs=1e-6)

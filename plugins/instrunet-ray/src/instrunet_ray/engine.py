@@ -8,7 +8,7 @@ The pipeline::
     → appended to results.jsonl (or Parquet parts) as they arrive
 
 Files, records and resuming follow ``instrunet batch`` because they are its code
-(:mod:`instrunet_core.batch`): each record is an ``instrunet.classification/1`` record, files
+(:mod:`instrunet_core.batch`): each record is an ``instrunet.classification/2`` record, files
 whose ``path`` is already in the output are skipped, failed ones retried, a torn last line from
 an interrupted run is ignored (that file is redone), and a JSON lines output is locked while
 the collection runs. Parquet parts take their columns from
