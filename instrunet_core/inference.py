@@ -46,7 +46,7 @@ from .inputs import block_to_mono, check_count, check_sample_rate, resampler
 from .model import Model, ModelSpec, open_model
 from .output import model_info
 from .registry import Registry, get_registry
-from .scheduler import BatchPipeline, default_workers
+from .scheduler import BatchPipeline, StreamOwner, default_workers
 from .session import RuntimeOptions
 from .timeline import DEFAULT_SMOOTHING, build_timeline, detect_instruments, mask_silent, with_overrides
 
@@ -126,8 +126,13 @@ class Classifier:
 
     Notes
     -----
-    A classifier holds the state of one stream: use one per stream (and per thread). The
-    model it runs is stateless and may be shared by many classifiers and threads.
+    A classifier holds the state of one stream: use one per stream and per thread. One thread
+    feeds it at a time (:meth:`process`, :meth:`flush`, :meth:`classify`, :meth:`reset`); a
+    call from a second thread while the first is inside one raises
+    :class:`~instrunet_core.errors.ConcurrentUseError` rather than mixing the two streams.
+    Calls that follow each other may come from different threads, and any thread may read
+    :attr:`results`, :meth:`prediction` and :meth:`analysis` (they wait for the feeding call in
+    progress). The model it runs is stateless and may be shared by many classifiers and threads.
     """
 
     def __init__(
@@ -144,6 +149,7 @@ class Classifier:
         options: RuntimeOptions | None = None,
         registry: Registry | None = None,
     ) -> None:
+        self._owner = StreamOwner("Classifier")
         self.model: Model = open_model(model, options=options, registry=registry)
         # A waveform-input artifact computes its features in the graph: windows go in as audio.
         self._waveform = self.model.input_kind == "waveform"
@@ -188,11 +194,16 @@ class Classifier:
     @property
     def results(self) -> list[WindowResult]:
         """Windows emitted since :meth:`reset` (the last ``keep`` of them when ``keep`` is set)."""
-        return list(self._results)
+        with self._owner.reading():
+            return list(self._results)
 
     # ------------------------------------------------------------------ stream
     def reset(self) -> None:
         """Forget the stream: audio, frames, results and the input rate."""
+        with self._owner.feeding("reset"):
+            self._reset()
+
+    def _reset(self) -> None:
         self._sr_in: int | None = None
         self._rs: Any = None
         self._stream.reset()
@@ -221,9 +232,12 @@ class Classifier:
         InputError
             Bad block (shape, dtype, NaN), a rate change within a stream, or a block after
             :meth:`flush` without :meth:`reset`.
+        ConcurrentUseError
+            Another thread is feeding this classifier.
         """
-        self._ingest(block, sample_rate)
-        return self._emit(final=False)
+        with self._owner.feeding("process"):
+            self._ingest(block, sample_rate)
+            return self._emit(final=False)
 
     def _ingest(self, block: np.ndarray, sample_rate: int) -> None:
         """Check, mix down, resample and store a block (no windows emitted)."""
@@ -251,14 +265,15 @@ class Classifier:
             Windows completed by the end of the stream (empty when nothing was fed or
             the audio ended exactly on a window).
         """
-        if self._finished:
-            return []
-        if self._rs is not None:
-            self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        self._finished = True
-        out = self._emit(final=True)
-        self._stream.finish()
-        return out
+        with self._owner.feeding("flush"):
+            if self._finished:
+                return []
+            if self._rs is not None:
+                self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            self._finished = True
+            out = self._emit(final=True)
+            self._stream.finish()
+            return out
 
     def classify(self, audio: AudioSource, sample_rate: int | None = None) -> list[WindowResult]:
         """Reset, feed a whole source (file, file object or array) block by block, and flush.
@@ -271,8 +286,14 @@ class Classifier:
         Raises
         ------
         DecodeError, InputError
+        ConcurrentUseError
+            Another thread is feeding this classifier.
         """
-        self.reset()
+        with self._owner.feeding("classify"):
+            return self._classify(audio, sample_rate)
+
+    def _classify(self, audio: AudioSource, sample_rate: int | None) -> list[WindowResult]:
+        self._reset()
         self._pipelined = self.pipeline
         try:
             # Decoded, mixed and resampled by one stream resampler, block by block, in audio.py.
@@ -296,8 +317,11 @@ class Classifier:
     # ------------------------------------------------------------------ results
     def prediction(self, *, top_k: int | None = None) -> Prediction:
         """Overall prediction of the windows so far (loudness-weighted, silent windows excluded)."""
-        probs, rms, silent = self._arrays()
-        return aggregate(self.labels, probs, rms, silent, sounding_seconds=self.sounding_seconds, top_k=top_k)
+        with self._owner.reading():
+            probs, rms, silent = self._arrays()
+            return aggregate(
+                self.labels, probs, rms, silent, sounding_seconds=self.sounding_seconds, top_k=top_k
+            )
 
     def analysis(self, *, source: str = "stream") -> Analysis:
         """Timeline, detected instruments and overall prediction of the windows so far.
@@ -307,6 +331,10 @@ class Classifier:
         Analysis
             ``extras`` is empty (analyzer plugins run in :func:`analyze`, which has the file).
         """
+        with self._owner.reading():
+            return self._analysis(source)
+
+    def _analysis(self, source: str) -> Analysis:
         probs, rms, silent = self._arrays()
         times = np.array([[w.start, w.end] for w in self._results], dtype=np.float64).reshape(-1, 2)
         m = self.model

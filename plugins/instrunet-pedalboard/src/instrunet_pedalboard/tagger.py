@@ -28,8 +28,9 @@ class _Tagging(Adapter):
 
     def reset(self) -> None:
         """Forget the stream: results, buffered audio, layout and sample rate."""
-        super().reset()
-        self._fed = 0
+        with self._owner.feeding("reset"):
+            super().reset()
+            self._fed = 0
 
     def _push(self, audio: Any, sample_rate: Any) -> list[Any]:
         got = self._accept(audio, sample_rate)
@@ -117,16 +118,18 @@ class Tagger(_Tagging):
         self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
     ) -> Any:
         """Same as calling the tagger (pedalboard's ``Plugin.process`` signature)."""
-        if reset:
-            self.reset()
-        self._push(audio, sample_rate)
-        if reset:
-            self._finish()
-        return audio
+        with self._owner.feeding("process"):
+            if reset:
+                self.reset()
+            self._push(audio, sample_rate)
+            if reset:
+                self._finish()
+            return audio
 
     def flush(self) -> list[Any]:
         """End the stream: analyse the last, partial window. Returns the windows it completed."""
-        return self._finish()
+        with self._owner.feeding("flush"):
+            return self._finish()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,15 +213,17 @@ class StreamTagger(_Tagging):
         -------
         list of LiveResult
         """
-        t0 = time.perf_counter()
-        wins = self._push(block, sample_rate)
-        return self._wrap(wins, time.perf_counter() - t0)
+        with self._owner.feeding("feed"):
+            t0 = time.perf_counter()
+            wins = self._push(block, sample_rate)
+            return self._wrap(wins, time.perf_counter() - t0)
 
     def finish(self) -> list[LiveResult]:
         """End the stream: predict its last, partial window."""
-        t0 = time.perf_counter()
-        wins = self._finish()
-        return self._wrap(wins, time.perf_counter() - t0)
+        with self._owner.feeding("finish"):
+            t0 = time.perf_counter()
+            wins = self._finish()
+            return self._wrap(wins, time.perf_counter() - t0)
 
     def _wrap(self, wins: list[Any], dt: float) -> list[LiveResult]:
         return [LiveResult(w, self.seconds, dt) for w in wins]

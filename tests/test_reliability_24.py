@@ -1,0 +1,126 @@
+"""Regression tests for issue 24 (reliability, second sweep: threads, process_file, resources,
+full disks, the app), one or more per row of the issue's table.
+
+Each test names its row. Row 18 (the condition analyzer's memory) belongs to the condition
+issue; rows 2 and the design-review items that issue 25 had already fixed keep a test here so
+that they stay fixed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import SR, tone
+
+from instrunet_core import Classifier, errors
+
+
+# ---------------------------------------------------------------- row 1: one Classifier, two threads
+class _GatedFile(io.BytesIO):
+    """A WAV in memory whose reads wait for ``go`` once ``entered`` is set: a classify() that is
+    certainly in progress while another thread calls in."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.name = "gated.wav"
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def readinto(self, buf: Any) -> int:  # type: ignore[override]
+        if self.tell() > 1_000_000:  # the second 20-second block: classify() is well under way
+            self.entered.set()
+            assert self.go.wait(30)
+        return super().readinto(buf)
+
+
+def _wav(y: np.ndarray, sr: int = SR) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
+
+
+def test_row1_second_thread_feeding_a_classifier_is_refused(tiny_model) -> None:
+    y = tone(30.0, amp=0.3)
+    src = _GatedFile(_wav(y))
+    clf = Classifier(tiny_model)
+    got: dict[str, Any] = {}
+
+    def first() -> None:
+        got["windows"] = clf.classify(src)
+
+    t = threading.Thread(target=first, name="first")
+    t.start()
+    assert src.entered.wait(30)
+    try:
+        for call in (lambda: clf.process(y[:4096], SR), clf.flush, clf.reset, lambda: clf.classify(y, SR)):
+            with pytest.raises(
+                errors.ConcurrentUseError, match=r"Classifier\.\w+: called by thread .* 'first'"
+            ):
+                call()
+        # a reader waits for the feeding call instead of reading half a stream
+        reader = concurrent.futures.ThreadPoolExecutor(1)
+        pending = reader.submit(clf.prediction)
+    finally:
+        src.go.set()
+    t.join(30)
+    pred = pending.result(30)
+    reader.shutdown()
+    alone = Classifier(tiny_model).classify(y, SR)
+    assert [w.probabilities.tolist() for w in got["windows"]] == [w.probabilities.tolist() for w in alone]
+    assert pred.n_windows == len(alone)
+
+
+def test_row1_two_threads_two_classifiers_and_handoffs_agree(tiny_model) -> None:
+    """The rule's other side: one classifier per thread works, and calls that follow each other
+    from different threads (an executor) are one stream."""
+    ys = [tone(9.0, freq=f, amp=0.3) for f in (220.0, 440.0, 880.0, 1760.0)]
+    want = [[w.probabilities.tolist() for w in Classifier(tiny_model).classify(y, SR)] for y in ys]
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        got = list(
+            ex.map(lambda y: [w.probabilities.tolist() for w in Classifier(tiny_model).classify(y, SR)], ys)
+        )
+        assert got == want
+        clf = Classifier(tiny_model)
+        wins = []
+        for i in range(0, len(ys[0]), 8192):  # each block on whichever pool thread is free
+            wins += ex.submit(clf.process, ys[0][i : i + 8192], SR).result()
+        wins += ex.submit(clf.flush).result()
+    assert [w.probabilities.tolist() for w in wins] == want[0]
+
+
+class _Slow:
+    """An array-like whose conversion waits for ``go``: the adapter is inside a call meanwhile."""
+
+    def __init__(self) -> None:
+        self.entered, self.go = threading.Event(), threading.Event()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        self.entered.set()
+        assert self.go.wait(30)
+        return tone(1.0, amp=0.3)
+
+
+def test_row1_adapters_follow_the_same_rule(tiny_model) -> None:
+    pytest.importorskip("pedalboard")
+    from instrunet_pedalboard import StreamTagger, Tagger
+
+    for adapter in (Tagger(tiny_model), StreamTagger(tiny_model)):
+        slow = _Slow()
+        call = adapter.feed if isinstance(adapter, StreamTagger) else adapter
+        t = threading.Thread(target=call, args=(slow, SR), name="audio")
+        t.start()
+        assert slow.entered.wait(30)
+        try:
+            with pytest.raises(errors.ConcurrentUseError, match=f"{type(adapter).__name__}.* thread 'audio'"):
+                call(tone(1.0), SR)
+        finally:
+            slow.go.set()
+        t.join(30)
+        assert not t.is_alive()
