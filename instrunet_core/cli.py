@@ -21,6 +21,7 @@ from typing import Any
 from .batch import error_message
 from .errors import InputError, InstrunetError
 from .features import DEFAULT_HOP_SECONDS
+from .inputs import MAX_THREADS
 from .timeline import DEFAULT_SMOOTHING
 
 __all__ = ["main", "build_parser"]
@@ -69,6 +70,24 @@ def _hop_arg(text: str) -> float:
     return h
 
 
+def _count_arg(name: str, minimum: int, maximum: int | None = None) -> Any:
+    """argparse type of a count option, checked by :func:`instrunet_core.inputs.check_count`:
+    a bad value is a usage error (exit 2), like any other bad command line."""
+    from .inputs import check_count
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an int, got {text!r}") from None
+        try:
+            return check_count(n, name=name, minimum=minimum, maximum=maximum)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
 def _source(path: str) -> Any:
     """``-`` is standard input (read once, into memory); anything else a path."""
     if path == "-":
@@ -109,16 +128,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=_count_arg("threads", 0, MAX_THREADS),
         metavar="N",
-        help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)",
+        help=f"onnxruntime intra-op threads, 0 to {MAX_THREADS} (default 1, chosen by measurement; "
+        "0: one per core)",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_count_arg("workers", 1, MAX_THREADS),
         metavar="N",
-        help="threads that analyse batches of windows beside the main thread (default: one "
-        "fewer than the usable cores, at least 1, at most 4)",
+        help=f"threads that analyse batches of windows beside the main thread, 1 to {MAX_THREADS} "
+        "(default: one fewer than the usable cores, at least 1, at most 4)",
     )
     p.add_argument(
         "--hop",
@@ -159,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
     a.add_argument(
         "--smoothing",
-        type=int,
+        type=_count_arg("smoothing", 0),
         default=DEFAULT_SMOOTHING,
         metavar="N",
         help=f"moving-median length in windows (default {DEFAULT_SMOOTHING})",

@@ -42,7 +42,7 @@ from .analysis import SILENCE_LABEL, Analysis, AnalysisContext, Prediction, Wind
 from .audio import AudioSource, iter_blocks, rereadable_source, source_name
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE, SILENCE_DB, Ready, WindowStream
-from .inputs import block_to_mono, check_count, check_sample_rate, resampler
+from .inputs import block_to_mono, check_count, check_sample_rate, check_threads, resampler
 from .model import Model, ModelSpec, open_model
 from .output import model_info
 from .registry import Registry, get_registry
@@ -93,7 +93,7 @@ class Classifier:
     workers : int, optional
         Worker threads of the pipeline, besides the calling thread; default
         :func:`~instrunet_core.scheduler.default_workers` (one fewer than the usable cores, at
-        least 1, at most 4).
+        least 1, at most 4); at most :data:`~instrunet_core.inputs.MAX_THREADS` (256).
     options : RuntimeOptions, optional
         How onnxruntime runs the model when ``model`` is not a loaded :class:`Model`.
     registry : Registry, optional
@@ -164,7 +164,7 @@ class Classifier:
         self.batch_size = check_count(batch_size, name="batch_size")
         self.keep = None if keep is None else check_count(keep, name="keep")
         self.pipeline = bool(pipeline)
-        self.workers = default_workers() if workers is None else check_count(workers, name="workers")
+        self.workers = default_workers() if workers is None else check_threads(workers, name="workers")
         self._pipe: BatchPipeline[np.ndarray] = BatchPipeline(self.workers)
         self._pipelined = False
         self.thresholds: dict[str, float] = with_overrides(self.model.thresholds, thresholds)

@@ -124,3 +124,53 @@ def test_row1_adapters_follow_the_same_rule(tiny_model) -> None:
             slow.go.set()
         t.join(30)
         assert not t.is_alive()
+
+
+# ---------------------------------------------------------------- row 4: bounded thread counts
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["classify", "--threads", "100000", "x.wav"],
+        ["classify", "--workers", "100000", "x.wav"],
+        ["classify", "--threads", "-1", "x.wav"],
+        ["analyze", "--workers", "0", "x.wav"],
+        ["batch", "d", "--out", "r.jsonl", "--threads", "1e9"],
+        # row 20: a bad --smoothing is a usage error too (exit 2), not a failed analysis (exit 1)
+        ["analyze", "--smoothing", "-1", "x.wav"],
+    ],
+)
+def test_row4_thread_counts_bounded_on_the_command_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from instrunet_core.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be an int" in err and "Traceback" not in err
+
+
+def test_row4_thread_counts_bounded_in_the_api(tiny_model_dir) -> None:
+    from instrunet_core import InputError, RuntimeOptions, load_model
+
+    with pytest.raises(InputError, match=r"intra_op_threads must be an int from 0 to 256 .*, got 100000"):
+        load_model(tiny_model_dir, intra_op_threads=100_000)
+    with pytest.raises(InputError, match="inter_op_threads must be an int from 0 to 256"):
+        RuntimeOptions(inter_op_threads=10**40)
+    with pytest.raises(InputError, match="workers must be an int from 1 to 256"):
+        Classifier(tiny_model_dir, workers=100_000)
+    assert Classifier(tiny_model_dir, workers=256).workers == 256  # the bound itself is allowed
+
+
+@pytest.mark.parametrize(
+    "args", [["--hop", "-1"], ["--hop", "nan"], ["--workers", "0"], ["--batch-size", "x"]]
+)
+def test_design_review_ray_options_checked_when_parsed(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = pytest.importorskip("instrunet_ray.cli")
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args(["d", "--out", "o.jsonl", *args])
+    assert e.value.code == 2
+    assert "instrunet-ray: error: argument" in capsys.readouterr().err

@@ -78,7 +78,7 @@ def test_onnxruntime_thread_options() -> None:
     np.testing.assert_allclose(m.predict_features(x), m2.predict_features(x), atol=1e-6)
     assert load_model(FAMILY, intra_op_threads=0).session_options["intra_op_threads"] == 0
     for bad in (-1, 1.5, "2", True):
-        with pytest.raises(InputError, match="intra_op_threads must be an int >= 0"):
+        with pytest.raises(InputError, match="intra_op_threads must be an int from 0 to 256"):
             load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
 
 
@@ -182,7 +182,7 @@ def test_workers_option() -> None:
     model = load_model(FAMILY)
     assert Classifier(model).workers == n and Classifier(model, workers=3).workers == 3
     for bad in (0, -1, 1.5, "2", True):
-        with pytest.raises(InputError, match="workers must be an int >= 1"):
+        with pytest.raises(InputError, match="workers must be an int from 1 to 256"):
             Classifier(model, workers=bad)  # type: ignore[arg-type]
 
 
@@ -272,12 +272,14 @@ def test_cli_providers_and_threads_reach_the_analysis(
     assert any("CUDAExecutionProvider is not available" in str(x.message) for x in w)
     model = json.loads(out.read_text())["model"]
     assert model["provider"] == "CPUExecutionProvider" and model["input"] == "logmel"
-    assert main(["classify", str(clip), "--model", str(FAMILY), "--threads", "-1"]) == 1
-    assert "intra_op_threads must be an int >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a bad command line: exit 2
+        main(["classify", str(clip), "--model", str(FAMILY), "--threads", "-1"])
+    assert e.value.code == 2
+    assert "threads must be an int from 0 to 256, got -1" in capsys.readouterr().err
 
 
 def test_cli_workers_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--workers reaches the pipeline: the same analysis with 1 and 3 workers; 0 is a clear error."""
+    """--workers reaches the pipeline: the same analysis with 1 and 3 workers; 0 is a usage error."""
     import json
 
     from instrunet_core.cli import main
@@ -289,5 +291,7 @@ def test_cli_workers_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert main(["analyze", str(clip), "--model", str(FAMILY), "--workers", w, "--json", str(out)]) == 0
         outs.append(json.loads(out.read_text()))
     assert outs[0]["timeline"] == outs[1]["timeline"] and len(outs[0]["timeline"]) > 8
-    assert main(["classify", str(clip), "--model", str(FAMILY), "--workers", "0"]) == 1
-    assert "workers must be an int >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a bad command line: exit 2
+        main(["classify", str(clip), "--model", str(FAMILY), "--workers", "0"])
+    assert e.value.code == 2
+    assert "workers must be an int from 1 to 256, got 0" in capsys.readouterr().err
