@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import json
+import shutil
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import SR, tone
+from conftest import SR, ModelPlugin, tone
 
 from instrunet_core import Classifier, errors
 
@@ -174,3 +177,61 @@ def test_design_review_ray_options_checked_when_parsed(
         cli.build_parser().parse_args(["d", "--out", "o.jsonl", *args])
     assert e.value.code == 2
     assert "instrunet-ray: error: argument" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- row 5: manifest values bounded
+def _edit_manifest(d: Path, text_edit: Any) -> None:
+    p = d / "manifest.json"
+    p.write_text(text_edit(p.read_text()))
+
+
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda t: t.replace('"macro_f1": 0.5', '"macro_f1": ' + "9" * 5000), "integer of 5000 digits"),
+        (lambda t: t.replace('"macro_f1": 0.5', '"macro_f1": ' + "9" * 200), "integer of 200 digits"),
+        (lambda t: t.replace('"macro_f1": 0.5', '"macro_f1": NaN'), "NaN is not a JSON number"),
+        (lambda t: t.replace('"macro_f1": 0.5', '"macro_f1": 1e999'), "a number is inf"),
+    ],
+)
+def test_row5_huge_or_non_finite_manifest_numbers(tiny_model_dir: Path, edit: Any, says: str) -> None:
+    from instrunet_core import ModelError, load_model
+
+    _edit_manifest(tiny_model_dir, edit)
+    with pytest.raises(ModelError, match=f"manifest.json: .*{says}"):
+        load_model(tiny_model_dir)
+
+
+def test_row5_huge_numbers_in_a_parsed_manifest(tiny_model_dir: Path) -> None:
+    """validate_manifest gets dicts from code too (the exporter, plugins): bounded before use."""
+    from instrunet_core import ModelError
+    from instrunet_core.manifest import validate_manifest
+
+    base = json.loads((tiny_model_dir / "manifest.json").read_text())
+    for key, value in [("thresholds", {"brass": 10**400}), ("metrics", {"x": -(10**5000)})]:
+        with pytest.raises(ModelError, match="m.json: invalid manifest: an integer of"):
+            validate_manifest({**base, key: value}, where="m.json")
+    with pytest.raises(ModelError, match="m.json: invalid manifest: a number is inf"):
+        validate_manifest({**base, "parity": {"max_abs_diff": float("inf")}}, where="m.json")
+
+
+def test_row5_one_broken_manifest_keeps_the_plugins_other_models(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from instrunet_core.manifest import seal_manifest
+    from instrunet_core.registry import build_registry
+
+    good = tmp_path / "more" / "good" / "1.0.0"
+    shutil.copytree(tiny_model_dir, good)
+    _edit_manifest(good, lambda t: t.replace('"name": "tiny"', '"name": "good"'))
+    import json
+
+    (good / "manifest.json").write_text(
+        json.dumps(seal_manifest(json.loads((good / "manifest.json").read_text())))
+    )
+    _edit_manifest(tiny_model_dir, lambda t: t.replace('"macro_f1": 0.5', '"macro_f1": ' + "9" * 5000))
+    reg = build_registry(extra_plugins=[("two", ModelPlugin(tiny_model_dir, good, default=False))])
+    by_name = {e.name: e for e in reg.models}
+    assert by_name["good"].error is None and by_name["good"].manifest is not None
+    assert "integer of 5000 digits" in str(by_name["tiny"].error)
+    assert next(p for p in reg.plugins if p.name == "two").error is None
