@@ -235,3 +235,202 @@ def test_row5_one_broken_manifest_keeps_the_plugins_other_models(
     assert by_name["good"].error is None and by_name["good"].manifest is not None
     assert "integer of 5000 digits" in str(by_name["tiny"].error)
     assert next(p for p in reg.plugins if p.name == "two").error is None
+
+
+# ---------------------------------------------------------------- rows 6, 7, 13: outputs that cannot be written
+def _write_wav(p: Path, y: np.ndarray, sr: int = SR) -> Path:
+    import soundfile as sf
+
+    with open(p, "wb") as f:  # by file object: soundfile cannot encode a name that is not UTF-8
+        sf.write(f, y, sr, format="WAV", subtype="PCM_16")
+    return p
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    """A working folder holding ``in/t.wav`` (4 s of tone)."""
+    (tmp_path / "in").mkdir()
+    _write_wav(tmp_path / "in" / "t.wav", tone(4.0))
+    return tmp_path
+
+
+def _cli(argv: list[str], *, model_dir: Path, timeout: float = 120, **kw: Any) -> Any:
+    """``instrunet ARGV`` in a child process (file descriptors of its own), the tiny model
+    registered, no installed plugins."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
+        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
+        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(model_dir)!r}), default=False))], "
+        "entry_points=False); sys.exit(main(sys.argv[1:]))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent),
+        "INSTRUNET_PLUGINS": "",
+        "INSTRUNET_DEFAULT_MODEL": "tiny",
+    }
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run([sys.executable, "-c", code, *argv], env=env, text=True, timeout=timeout, **kw)
+
+
+COMMANDS = [
+    ["classify", "--json", "{wav}"],
+    ["classify", "{wav}"],
+    ["analyze", "{wav}", "--json", "-"],
+    ["analyze", "{wav}"],
+    ["models"],
+    ["models", "--json"],
+    ["plugins", "--json"],
+    ["plugins"],
+    ["--version"],
+]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_row6_stdout_full(argv: list[str], wav: Path, tiny_model_dir: Path) -> None:
+    w = str(wav / "in" / "t.wav")
+    with open("/dev/full", "w") as full:
+        r = _cli([a.format(wav=w) for a in argv], model_dir=tiny_model_dir, stdout=full)
+    assert r.returncode == 1
+    assert r.stderr == "instrunet: error: -: cannot write to stdout: No space left on device\n"
+
+
+@pytest.mark.parametrize("argv", [*COMMANDS[:4], ["analyze", "{wav}", "--json", "{out}"]], ids=" ".join)
+def test_row13_stdout_closed(argv: list[str], wav: Path, tiny_model_dir: Path) -> None:
+    import os
+
+    w, out = str(wav / "in" / "t.wav"), wav / "out.json"
+    r = _cli(
+        [a.format(wav=w, out=out) for a in argv], model_dir=tiny_model_dir, preexec_fn=lambda: os.close(1)
+    )
+    assert r.returncode == 1
+    assert r.stderr == "instrunet: error: -: cannot write to stdout: it is closed\n"
+    if "{out}" in argv:  # the file is written before the summary, whole, and nothing else went into it
+        assert json.loads(out.read_text())["schema"] == "instrunet.analysis/1"
+
+
+def _fsize_limited(limit: int) -> Any:
+    def set_limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return set_limit
+
+
+def _lines(p: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in p.read_bytes().split(b"\n") if line]
+
+
+def test_row7_batch_onto_a_full_disk_then_resumed(wav: Path, tiny_model_dir: Path) -> None:
+    """A full disk mid-record (RLIMIT_FSIZE: writes past the limit fail with EFBIG, as on a full
+    disk): one error line, no traceback, every line of the results still a record; after
+    "freeing space" the rerun completes it, each file once."""
+    folder, out = wav / "in", wav / "r.jsonl"
+    for i in range(3):
+        _write_wav(folder / f"x{i}.wav", tone(3.0, freq=300.0 + 100 * i))
+    r = _cli(["batch", str(folder), "--out", str(out)], model_dir=tiny_model_dir)
+    assert r.returncode == 0, r.stderr
+    size = out.stat().st_size
+    first = _lines(out)
+    for i in range(3, 6):
+        _write_wav(folder / f"x{i}.wav", tone(3.0, freq=300.0 + 100 * i))
+    r = _cli(
+        ["batch", str(folder), "--out", str(out)],
+        model_dir=tiny_model_dir,
+        preexec_fn=_fsize_limited(size + 200),
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("instrunet: error:")]
+    assert errors == [
+        f"instrunet: error: {out}: cannot write: File too large; the results so far are kept, rerun to resume"
+    ]
+    assert out.stat().st_size == size and _lines(out) == first  # the torn record was rolled back
+    r = _cli(["batch", str(folder), "--out", str(out)], model_dir=tiny_model_dir)
+    assert r.returncode == 0, r.stderr
+    recs = _lines(out)  # every line parses
+    assert len(recs) == 7 and len({rec["path"] for rec in recs}) == 7
+
+
+def test_row7_torn_last_line_cut_on_resume(wav: Path, tiny_model_dir: Path) -> None:
+    """A run killed mid-line leaves a torn record: the next run cuts it off and redoes its file."""
+    folder, out = wav / "in", wav / "r.jsonl"
+    r = _cli(["batch", str(folder), "--out", str(out)], model_dir=tiny_model_dir)
+    assert r.returncode == 0, r.stderr
+    whole = out.read_bytes()
+    out.write_bytes(whole + whole[: len(whole) // 2])  # as if a second record had been cut short
+    _write_wav(folder / "y.wav", tone(3.0))
+    r = _cli(["batch", str(folder), "--out", str(out)], model_dir=tiny_model_dir)
+    assert r.returncode == 0, r.stderr
+    assert [rec["path"].rsplit("/", 1)[1] for rec in _lines(out)] == ["t.wav", "y.wav"]
+
+
+# ---------------------------------------------------------------- row 8: analyzer output at the fd level
+def test_row8_analyzer_writing_to_fd1_kept_out_of_json(
+    tiny_model_dir: Path, wav: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    from instrunet_core import hookimpl
+    from instrunet_core import registry as plugins_mod
+    from instrunet_core.cli import main
+
+    class Noisy:
+        @hookimpl
+        def instrunet_register_analyzers(self, register: Any) -> None:
+            def noisy(ctx: Any) -> dict[str, Any]:
+                import os
+
+                print("python print")
+                os.write(1, b"native write on fd 1\n")
+                subprocess.run([sys.executable, "-c", "print('a child process')"], check=True)
+                return {"ok": True}
+
+            register("noisy", noisy)
+
+    reg = plugins_mod.build_registry(extra_plugins=[("t", ModelPlugin(tiny_model_dir)), ("n", Noisy())])
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    assert main(["analyze", str(wav / "in" / "t.wav"), "--json", "-"]) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out)["extras"]["noisy"] == {"ok": True}
+    for noise in ("python print", "native write on fd 1", "a child process"):
+        assert noise in err and noise not in out
+
+
+# ---------------------------------------------------------------- rows 9, 12: names a terminal or a plot interprets
+def test_row12_control_characters_in_names_escaped(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from instrunet_core.cli import main
+
+    names = ["new\nline.wav", "esc\x1b[2J.wav", "tab\there.wav"]
+    paths = [str(_write_wav(tmp_path / n, tone(3.0))) for n in names]
+    (tmp_path / "bad\n\x1b.wav").write_bytes(b"not audio")
+    assert main(["classify", *paths, str(tmp_path / "bad\n\x1b.wav")]) == 1
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err
+    lines = out.splitlines()
+    assert len(lines) == 3 and all(line.count("\t") == 2 for line in lines)
+    assert lines[0].startswith(str(tmp_path / "new\\nline.wav")) and "esc\\x1b[2J.wav" in lines[1]
+    (error,) = err.splitlines()
+    assert error.startswith(f"instrunet: error: {tmp_path}/bad\\n\\x1b.wav: ")
+
+
+def test_row9_plot_of_a_name_that_is_not_utf8(tiny_registry, tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from instrunet_core.cli import main
+
+    if sys.getfilesystemencoding().lower() not in ("utf-8", "utf8"):
+        pytest.skip("needs a UTF-8 file system encoding")
+    name = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"bad\xff $\\frac{.wav"))
+    _write_wav(Path(name), tone(3.0))
+    assert main(["analyze", name, "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
