@@ -16,8 +16,10 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,46 @@ def _plugin_stdout() -> Any:
     return plugin_stdout(fd=True)
 
 
+#: What libmpg123 (inside libsndfile) prints on file descriptor 2 about a damaged MP3: resync
+#: notes and warnings that name no file ("Note: Trying to resync...", "Warning: Xing stream
+#: size off..."); the file's own error line, if any, says what matters.
+_DECODER_CHATTER = re.compile(rb"^(?:(?:Note|Warning|Error): |\[src/libmpg123/)")
+
+
+@contextlib.contextmanager
+def _decoder_chatter_dropped() -> Iterator[None]:
+    """While files are decoded, capture file descriptor 2 and afterwards pass on every line but
+    the MP3 decoder's chatter (:data:`_DECODER_CHATTER`). Swapping a descriptor is
+    process-wide: only the command line, which owns its process, does it."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        capture = tempfile.TemporaryFile()
+        os.dup2(capture.fileno(), 2)
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if sys.stderr is not None:
+                sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        with capture, contextlib.suppress(OSError):
+            capture.seek(0)
+            kept = [ln for ln in capture.read().splitlines(keepends=True) if not _DECODER_CHATTER.match(ln)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _hop_arg(text: str) -> float:
     """argparse type of ``--hop``: seconds, checked by :func:`instrunet_core.inputs.check_hop`."""
     from .features import DEFAULT_FRONT_END
@@ -126,13 +168,25 @@ def _count_arg(name: str, minimum: int, maximum: int | None = None) -> Any:
     return parse
 
 
+class _Stdin:
+    """Standard input's binary stream, named ``-`` in messages (as on the command line)."""
+
+    name = "-"
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._f, attr)
+
+
 def _source(path: str) -> Any:
     """``-`` is standard input (read once, into memory); anything else a path."""
     if path == "-":
         stdin = sys.stdin
         if stdin is None:
             raise InputError("-: standard input is closed")
-        return getattr(stdin, "buffer", stdin)
+        return _Stdin(getattr(stdin, "buffer", stdin))
     return path
 
 
@@ -267,7 +321,8 @@ def _load(name: str | None, args: argparse.Namespace | None = None) -> Any:
 
 def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
     """Overall prediction and duration (seconds) of one source, through the one inference path."""
-    clf.classify(source)
+    with _decoder_chatter_dropped():
+        clf.classify(source)
     return clf.prediction(), clf.duration
 
 
@@ -364,7 +419,7 @@ def _analyze(args: argparse.Namespace) -> int:
         model = _load(args.model, args)
         # Analyzer plugins run inside: whatever they (or native code they call) write to file
         # descriptor 1 goes to stderr, never into `--json -`.
-        with _plugin_stdout():
+        with _plugin_stdout(), _decoder_chatter_dropped():
             an = analyze(
                 _source(args.file), model=model, hop=args.hop, smoothing=args.smoothing, workers=args.workers
             )
@@ -454,7 +509,8 @@ def _batch(args: argparse.Namespace) -> int:
         rc = EXIT_OK
         try:
             for i, path in enumerate(todo, 1):
-                rec = file_record(clf, path)
+                with _decoder_chatter_dropped():
+                    rec = file_record(clf, path)
                 if "error" in rec:
                     rc = EXIT_FAIL
                     _err(rec["error"])

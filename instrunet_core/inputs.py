@@ -36,6 +36,7 @@ __all__ = [
     "MAX_BLOCK_SAMPLES",
     "MAX_STREAM_BYTES",
     "MAX_THREADS",
+    "MAX_AMPLITUDE",
     "RESAMPLE_QUALITY",
     "check_sample_rate",
     "check_channels",
@@ -43,6 +44,7 @@ __all__ = [
     "check_count",
     "check_threads",
     "check_audio_array",
+    "check_amplitude",
     "check_float_samples",
     "as_float_audio",
     "frames_first",
@@ -73,6 +75,10 @@ MAX_STREAM_BYTES: int = 1 << 30
 #: classifier's workers). Past the cores extra threads only cost memory (each reserves a stack):
 #: an unbounded ``--threads 100000`` started 32,423 threads and took 16.8 GB.
 MAX_THREADS: int = 256
+#: Largest float sample magnitude accepted (200 dB above full scale). Float audio belongs in
+#: [-1, 1], but floats holding unscaled integers (up to 2**31) classify the same, the front end
+#: being scale-invariant; far beyond, squares overflow float32 (1e30 gave NaN features).
+MAX_AMPLITUDE: float = 1e10
 #: soxr quality of every resampling to the front end's rate.
 RESAMPLE_QUALITY = "HQ"
 
@@ -248,9 +254,28 @@ def check_float_samples(y: Any, *, what: str, ndim: int = 1, dtype: Any = np.flo
     if not np.issubdtype(y.dtype, np.floating):
         raise InputError(f"{what}: expected floating-point audio, got dtype {y.dtype}")
     y = y.astype(dtype, copy=False)
-    if not np.all(np.isfinite(y)):
-        raise InputError(f"{what}: audio contains NaN or infinite samples")
+    check_amplitude(y, what=what)
     return y
+
+
+def check_amplitude(y: np.ndarray, *, what: str, error: type[Exception] = InputError) -> None:
+    """Float samples finite and within :data:`MAX_AMPLITUDE` (one pass over ``y``).
+
+    Raises
+    ------
+    InputError (or ``error``)
+        NaN or infinite samples, or samples beyond the bound, naming the peak.
+    """
+    if y.size == 0:
+        return
+    peak = float(np.max(np.abs(y)))
+    if not math.isfinite(peak):
+        raise error(f"{what}: audio contains NaN or infinite samples")
+    if peak > MAX_AMPLITUDE:
+        raise error(
+            f"{what}: samples reach {peak:.3g}; float audio is expected within [-1, 1] "
+            f"(at most {MAX_AMPLITUDE:.0e} is accepted)"
+        )
 
 
 def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
@@ -269,8 +294,7 @@ def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
         y = ((y.astype(np.float64) - half) / half).astype(np.float32)
     else:
         y = y.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(y)):
-            raise InputError(f"{what}: audio contains NaN or infinite samples")
+        check_amplitude(y, what=what)
     return y
 
 
