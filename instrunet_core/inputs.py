@@ -41,6 +41,7 @@ __all__ = [
     "check_sample_rate",
     "check_channels",
     "check_hop",
+    "check_seconds",
     "check_count",
     "check_threads",
     "check_audio_array",
@@ -145,6 +146,20 @@ def _seconds(value: Any, *, name: str, what: str) -> float:
     s = _as_float(value, InputError(f"{_prefix(what)}{name} must be a number of seconds, got {value!r}"))
     if not math.isfinite(s):
         raise InputError(f"{_prefix(what)}{name} must be a finite number of seconds, got {value!r}")
+    return s
+
+
+def check_seconds(value: Any, *, name: str, what: str = "") -> float:
+    """A duration option: a finite number of seconds > 0 (``True``, ``"3"``, NaN, inf refused).
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` and the value.
+    """
+    s = _seconds(value, name=name, what=what)
+    if not s > 0:
+        raise InputError(f"{_prefix(what)}{name} must be more than 0 seconds, got {value!r}")
     return s
 
 

@@ -145,12 +145,17 @@ def test_any_array_decodes_or_is_refused(
     ],
 )
 @given(
-    rate=st.one_of(st.sampled_from([1000, 8000, 22050, 44100, 96000]), rates),
+    # usable values drawn as often as hostile ones, so that both sides are exercised
+    rate=st.one_of(
+        st.sampled_from([1000, 8000, 22050, 44100, 96000]), st.sampled_from([22050, 44100]), rates
+    ),
     n=st.integers(0, 20_000),
     channels=st.integers(0, 4),
     dtype=st.sampled_from(DTYPES),
     seed=st.integers(0, 2**16),
-    hop=st.one_of(st.none(), st.floats(0.0, 5.0), st.sampled_from([1e-6, True])),
+    hop=st.one_of(
+        st.none(), st.none(), st.floats(0.01, 5.0), st.floats(0.0, 5.0), st.sampled_from([1e-6, True])
+    ),
 )
 def test_any_array_through_the_classifier(
     tiny_model_template: Path, rate: Any, n: int, channels: int, dtype: str, seed: int, hop: Any
@@ -164,20 +169,21 @@ def test_any_array_through_the_classifier(
         try:
             pred = model.predict(y, rate, hop=hop)
         except InputError:
+            _OUTCOMES.append("refused")
             return
     assert all(np.isfinite(v) and 0.0 <= v <= 1.0 for v in pred.probabilities.values())
     assert 0.0 <= pred.confidence <= 1.0 and pred.n_windows >= 1
-    _ANSWERED.append(1)
+    _OUTCOMES.append("answered")
 
 
-_ANSWERED: list[int] = []
+_OUTCOMES: list[str] = []
 
 
 def test_classifier_property_test_answered_some() -> None:
-    """The property test above must not pass by refusing everything."""
-    if not _ANSWERED:
+    """The property test above must not pass by refusing everything (it once answered 0 of 40)."""
+    if not _OUTCOMES:
         pytest.skip("run together with test_any_array_through_the_classifier")
-    assert len(_ANSWERED) >= 5
+    assert _OUTCOMES.count("answered") >= 5 and _OUTCOMES.count("refused") >= 5
 
 
 _MODELS: dict[str, Any] = {}

@@ -611,3 +611,85 @@ def test_row20_stdin_named_once(
     assert capsys.readouterr().err == (
         "instrunet: error: -: cannot decode audio (corrupt or unsupported format: Format not recognised.)\n"
     )
+
+
+# ---------------------------------------------------------------- row 14: StreamTagger.listen's arguments and source
+class _Source:
+    """A stand-in for pedalboard's AudioStream: ``read(n)`` returns what ``kind`` says."""
+
+    def __init__(self, kind: str, seconds: float = 4.0, sr: int = 44100) -> None:
+        self.sample_rate, self.kind = sr, kind
+        self.y = tone(seconds, sr=sr, amp=0.3)
+        self.pos = 0
+
+    def read(self, n: int) -> Any:
+        block = self.y[self.pos : self.pos + n]
+        self.pos += len(block)
+        if self.kind == "list":
+            return block.tolist()
+        if self.kind == "channels-first":
+            return np.stack([block, block])
+        if self.kind == "text":
+            return "not audio"
+        if self.kind == "3d":
+            return block[None, None, :]
+        return block
+
+
+@pytest.mark.parametrize(
+    "kwargs, says",
+    [
+        ({"seconds": float("nan")}, "seconds must be a finite number of seconds, got nan"),
+        ({"seconds": float("inf")}, "seconds must be a finite number of seconds, got inf"),
+        ({"seconds": -1.0}, "seconds must be more than 0 seconds, got -1.0"),
+        ({"seconds": "3"}, "seconds must be a number of seconds, got '3'"),
+        ({"block_size": 0}, "block_size must be an int from 1 to"),
+        ({"block_size": 10**12}, "block_size must be an int from 1 to 4194304"),
+        ({"block_size": 4.5}, "block_size must be an int"),
+    ],
+)
+def test_row14_listen_arguments_checked(tiny_model, kwargs: dict[str, Any], says: str) -> None:
+    pytest.importorskip("pedalboard")
+    from instrunet_pedalboard import StreamTagger
+
+    from instrunet_core import InputError
+
+    with pytest.raises(InputError, match=f"^StreamTagger.listen: {says}"):
+        list(StreamTagger(tiny_model).listen(_Source("array"), **kwargs))
+
+
+def test_row14_listen_sources(tiny_model) -> None:
+    pytest.importorskip("pedalboard")
+    from instrunet_pedalboard import StreamTagger
+
+    from instrunet_core import InputError
+
+    want = [r.label for r in StreamTagger(tiny_model).listen(_Source("array"), seconds=4.0)]
+    assert want
+    for kind in ("list", "channels-first"):  # a list of samples is audio too
+        assert [r.label for r in StreamTagger(tiny_model).listen(_Source(kind), seconds=4.0)] == want
+    for kind, says in (("text", "returned shape \\(\\)"), ("3d", "returned shape \\(1, 1, ")):
+        with pytest.raises(InputError, match=f"^StreamTagger.listen: source.read\\(\\) {says}"):
+            list(StreamTagger(tiny_model).listen(_Source(kind)))
+    with pytest.raises(InputError, match="^StreamTagger.listen: source must have read"):
+        list(StreamTagger(tiny_model).listen(object()))
+
+
+# ---------------------------------------------------------------- row 17: DC and near-constant input
+def test_row17_dc_and_near_constant_input_is_no_evidence(tiny_model) -> None:
+    rng = np.random.default_rng(0)
+    n = 3 * 44100
+    for name, y in [
+        ("DC 0.5", np.full(n, 0.5)),
+        ("DC -0.9 with noise at -80 dB", -0.9 + 1e-4 * rng.standard_normal(n)),
+        ("a slow ramp", np.linspace(-0.9, 0.9, n)),
+    ]:
+        p = tiny_model.predict(y.astype(np.float32), 44100)
+        assert (p.label, p.silent, p.low_evidence) == ("silence", True, True), name
+        assert p.sounding_seconds < 0.1, name  # at most the resampler's edges
+    # an offset under a real sound changes nothing: the level is the sound's
+    t = tone(3.0, sr=44100, amp=0.3)
+    with_dc = Classifier(tiny_model).classify(t + 0.5, 44100)
+    without = Classifier(tiny_model).classify(t, 44100)
+    assert [round(w.rms_db, 2) for w in with_dc] == [round(w.rms_db, 2) for w in without]
+    assert with_dc[0].rms_db == pytest.approx(20 * np.log10(0.3 / np.sqrt(2)), abs=0.1)
