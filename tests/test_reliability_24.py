@@ -693,3 +693,74 @@ def test_row17_dc_and_near_constant_input_is_no_evidence(tiny_model) -> None:
     without = Classifier(tiny_model).classify(t, 44100)
     assert [round(w.rms_db, 2) for w in with_dc] == [round(w.rms_db, 2) for w in without]
     assert with_dc[0].rms_db == pytest.approx(20 * np.log10(0.3 / np.sqrt(2)), abs=0.1)
+
+
+# ---------------------------------------------------------------- rows 10, 11: the app's upload names
+HOSTILE_NAMES = [
+    "**bold** [x](https://evil.example) ![p](http://127.0.0.1:9/p.png).wav",
+    "<img src=x onerror=alert(1)>.wav",
+    "$\\frac{a}{b}$ :red[red] :smile: `code` # h1 > quote.wav",
+    "line\nbreak\x1b[31m.wav",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_row10_upload_names_shown_as_text_in_markdown(name: str) -> None:
+    import html as html_mod
+    import re
+
+    service = pytest.importorskip("instrunet_app.service")
+    markdown_it = pytest.importorskip("markdown_it")
+    from instrunet_core.output import display_name
+
+    md = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    for text in (f"{name}: the recording is silent", f"Cannot analyse this upload. {name}: not audio (x.y)"):
+        html = md.render(service.markdown_text(text, literal=[name]))
+        for tag in ("<a", "<img", "<strong", "<em", "<h1", "<blockquote", "<script"):
+            assert tag not in html, (name, html)
+        # the name is a code span: no Markdown there, nor Streamlit's autolinking of bare URLs
+        assert f"<code>{html_mod.escape(display_name(name), quote=False)}</code>" in html
+        assert html_mod.unescape(re.sub(r"<[^>]+>", "", html)).strip() == display_name(text)
+
+
+def test_row10_app_messages_go_through_markdown_text() -> None:
+    """Every Streamlit element of the page that renders Markdown and may hold the upload's name
+    gets it through service.markdown_text."""
+    import ast
+
+    pytest.importorskip("instrunet_app")
+    src = (
+        Path(__file__).resolve().parent.parent / "plugins/instrunet-app/src/instrunet_app/app.py"
+    ).read_text()
+    calls = [
+        n
+        for n in ast.walk(ast.parse(src))
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("warning", "error", "info", "markdown", "caption", "success")
+    ]
+    for call in calls:
+        arg = ast.unparse(call.args[0]) if call.args else ""
+        if any(k in arg for k in ("notice", "up.name", "{e}", "filename")):
+            assert arg.startswith("service.markdown_text("), arg
+            if "Configuration" not in arg:  # the upload's name goes in verbatim, as code
+                assert "literal=[" in arg, arg
+
+
+@pytest.mark.parametrize("name", ["😀🎻.wav", "名前.wav", "Ærøskøbing – café.wav", "a\nb\x1b.wav"])
+def test_row11_pdf_title_keeps_the_name(name: str, tiny_registry) -> None:
+    pytest.importorskip("fpdf")
+    pypdf = pytest.importorskip("pypdf")
+    from instrunet_app.report import build_pdf
+
+    from instrunet_core import analyze
+
+    pdf = build_pdf(analyze(tone(3.0, amp=0.3), SR, model="tiny"), filename=name, registry=tiny_registry)
+    first = pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text().splitlines()[0]
+    want = {
+        "😀🎻.wav": "😀\\U0001f3bb.wav",  # DejaVu has the face; the violin is shown as its code point
+        "名前.wav": "\\u540d\\u524d.wav",
+        "Ærøskøbing – café.wav": "Ærøskøbing – café.wav",
+        "a\nb\x1b.wav": "a\\nb\\x1b.wav",
+    }[name]
+    assert first == f"instrunet report: {want}" and "?" not in first
