@@ -74,7 +74,8 @@ def process_file(
     DecodeError
         ``src`` cannot be opened or decoded, or holds no audio (the core's messages).
     InputError
-        Bad arguments, ``dst`` equal to ``src``, or a ``dst`` format pedalboard cannot write.
+        Bad arguments, ``dst`` equal to ``src`` or not a regular file, or a ``dst`` without an
+        extension or in a format pedalboard cannot write.
     OutputError
         ``dst`` (or its folder) cannot be written: nothing is left at ``dst`` but what was there.
     ConcurrentUseError
@@ -101,8 +102,17 @@ def process_file(
             f"{src_p}: router must be an instrunet_pedalboard.Router, got {type(router).__name__}"
         )
     dst_p = Path(os.fspath(dst)) if dst is not None else None
-    if dst_p is not None and dst_p.exists() and src_p.exists() and os.path.samefile(src_p, dst_p):
-        raise InputError(f"{dst_p}: the output would overwrite the input")
+    if dst_p is not None:
+        if dst_p.exists() and src_p.exists() and os.path.samefile(src_p, dst_p):
+            raise InputError(f"{dst_p}: the output would overwrite the input")
+        if dst_p.exists() and not dst_p.is_file():
+            raise InputError(
+                f"{dst_p}: not a regular file (the output is written beside it and renamed over it)"
+            )
+        if not dst_p.suffix:
+            raise InputError(
+                f"{dst_p}: no file extension to choose the output format from (.wav, .flac, ...)"
+            )
     if tagger is None and router is None:
         tagger = Tagger()
     reader = AudioReader(src_p)  # DecodeError / InputError with the core's messages
