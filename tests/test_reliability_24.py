@@ -533,6 +533,11 @@ def test_row2_concurrent_process_file_to_one_path(tmp_path: Path) -> None:
     code = "import sys; from instrunet_pedalboard import process_file; process_file(sys.argv[1], sys.argv[2])"
     out = tmp_path / "out" / "shared.wav"
     env = {**os.environ, "INSTRUNET_PLUGINS": ""}
+    refs = []
+    for s in srcs:  # each alone, as the reference
+        ref = tmp_path / "ref" / s.name
+        subprocess.run([sys.executable, "-c", code, str(s), str(ref)], env=env, check=True, timeout=120)
+        refs.append(sf.read(ref, dtype="float32")[0])
     procs = [
         subprocess.Popen([sys.executable, "-c", code, str(s), str(out)], env=env, stderr=subprocess.PIPE)
         for s in srcs
@@ -540,7 +545,7 @@ def test_row2_concurrent_process_file_to_one_path(tmp_path: Path) -> None:
     for p in procs:
         assert p.wait(120) == 0, p.stderr.read() if p.stderr else ""
     got, _ = sf.read(out, dtype="float32")
-    assert any(np.array_equal(got, sf.read(s, dtype="float32")[0]) for s in srcs)
+    assert any(np.array_equal(got, ref) for ref in refs)
     assert sorted(os.listdir(out.parent)) == ["shared.wav"]
 
 
