@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo app app-screenshots test lint bench bench-frontend bench-pedalboard models-doc corpus train export examples clean
+.PHONY: cli-doc demo app app-screenshots test lint bench bench-frontend bench-pedalboard models-doc corpus train export examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ bench: $(VENV)/.dev
 # docs/speed.md's front-end section: numpy and in-graph front ends side by side, one window.
 bench-frontend: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.frontend --doc docs/speed.md
+
+# docs/cli.md's "Help" section from the parser (tests/test_cli.py checks it is current).
+cli-doc: $(VENV)/.runtime
+	$(BIN)/python docs/cli_help.py
 
 # docs/pedalboard.md's measurements: process_file on a one-hour file (peak RSS, time).
 bench-pedalboard: $(VENV)/.dev

@@ -191,6 +191,8 @@ def build_manifest(
     waveform: bool = False,
     output_name: str = OUTPUT_NAME,
     source: Mapping[str, Any] | None = None,
+    other_threshold: float | None = None,
+    embedding_dim: int | None = None,
 ) -> dict[str, Any]:
     """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`.
 
@@ -200,7 +202,10 @@ def build_manifest(
       [null, n_features] with layout ``"features"``, and no ``front_end``;
     * ``waveform``: a waveform-input model, input :data:`AUDIO_INPUT` [null, window_samples]
       (``kind: "waveform"``) at the front end's rate; ``source`` names the log-mel artifact it
-      was composed from.
+      was composed from (when it was);
+    * ``other_threshold``: the model has the open-set output ``other`` [null, 1] (sigmoid), and
+      answers "other" from that probability; ``embedding_dim``: it has the output
+      ``embedding`` [null, dim].
     """
     m: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
@@ -221,6 +226,16 @@ def build_manifest(
             "activation": "sigmoid" if task == "multilabel" else "softmax",
         },
     }
+    if other_threshold is not None:
+        m["other"] = {
+            "name": "other",
+            "shape": [None, 1],
+            "dtype": "float32",
+            "activation": "sigmoid",
+            "threshold": float(other_threshold),
+        }
+    if embedding_dim is not None:
+        m["embedding"] = {"name": "embedding", "shape": [None, int(embedding_dim)], "dtype": "float32"}
     if waveform:
         m["input"] = {
             "name": AUDIO_INPUT,

@@ -8,6 +8,7 @@ TensorFlow and Keras are imported inside the functions that need them, so that
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +69,59 @@ def model_activation(model: Any) -> str | None:
     return name if name in ("softmax", "sigmoid") else None
 
 
-def keras_predict(model: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Keras outputs for ``x`` (inference mode: dropout off, batch-norm moving statistics)."""
-    outs = [
-        np.asarray(model(x[i : i + batch], training=False), dtype=np.float32) for i in range(0, len(x), batch)
-    ]
-    return np.concatenate(outs, axis=0)
+#: Name of the layer whose activations become the artifact's ``embedding`` output
+#: (``training.models.EMBEDDING_LAYER``, ``training.large``).
+EMBEDDING_LAYER = "embedding"
+OTHER_OUTPUT = "other"
+EMBEDDING_OUTPUT = "embedding"
 
 
-def to_onnx(model: Any, *, opset: int = OPSET, input_name: str = INPUT_NAME) -> Any:
+def output_view(model: Any, n_labels: int) -> tuple[Any, list[str]]:
+    """A Keras model with the outputs the artifact will have, and their names in order:
+    ``probabilities`` [batch, n_labels]; ``other`` [batch, 1] when the network has one more
+    sigmoid than labels (the open-set output); ``embedding`` [batch, dim] when it has a layer
+    named :data:`EMBEDDING_LAYER`."""
+    import keras
+
+    n_out = int(model.output_shape[-1])
+    has_embedding = any(layer.name == EMBEDDING_LAYER for layer in model.layers)
+    if n_out == n_labels and not has_embedding:
+        return model, [OUTPUT_NAME]
+    y = model.output
+    outs = [y[:, :n_labels] if n_out > n_labels else y]
+    names = [OUTPUT_NAME]
+    if n_out == n_labels + 1:
+        outs.append(y[:, n_labels:])
+        names.append(OTHER_OUTPUT)
+    if has_embedding:
+        outs.append(model.get_layer(EMBEDDING_LAYER).output)
+        names.append(EMBEDDING_OUTPUT)
+    return keras.Model(model.input, outs), names
+
+
+def keras_predict(model: Any, x: np.ndarray, batch: int = 64) -> Any:
+    """Keras outputs for ``x`` (inference mode: dropout off, batch-norm moving statistics): an
+    array, or a list of arrays for a model with several outputs (an :func:`output_view`)."""
+    outs = [model(x[i : i + batch], training=False) for i in range(0, len(x), batch)]
+    if isinstance(outs[0], (list, tuple)):
+        return [np.concatenate([np.asarray(o[j], np.float32) for o in outs]) for j in range(len(outs[0]))]
+    return np.concatenate([np.asarray(o, np.float32) for o in outs], axis=0)
+
+
+def to_onnx(
+    model: Any,
+    *,
+    opset: int = OPSET,
+    input_name: str = INPUT_NAME,
+    output_names: Sequence[str] = (OUTPUT_NAME,),
+) -> Any:
     """Convert through a ``tf.function`` with a dynamic batch dimension.
 
     The graph has one input ``input_name`` (``mel`` [batch, n_mels, frames, 1] for the
-    spectrogram models, ``features`` [batch, n_features] for a features-input model)
-    float32 and one output ``probabilities`` [batch, n_labels] float32.
+    spectrogram models, ``audio`` [batch, window_samples] for a waveform-input model,
+    ``features`` [batch, n_features] for a features-input model) float32, and one float32
+    output per name of ``output_names`` (``probabilities`` [batch, n_labels], then ``other``
+    and ``embedding`` for an :func:`output_view`).
     (``tf2onnx.convert.from_keras`` expects tf.keras 2 models; tracing the Keras 3 model in
     a ``tf.function`` works for both.)
     """
@@ -91,10 +131,13 @@ def to_onnx(model: Any, *, opset: int = OPSET, input_name: str = INPUT_NAME) -> 
 
     shape = tuple(model.input_shape)
     spec = (tf.TensorSpec((None, *shape[1:]), tf.float32, name=input_name),)
+    names = list(output_names)
 
     @tf.function(input_signature=spec)
-    def serve(mel: Any) -> dict[str, Any]:
-        return {OUTPUT_NAME: model(mel, training=False)}
+    def serve(x: Any) -> dict[str, Any]:
+        y = model(x, training=False)
+        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+        return dict(zip(names, ys, strict=True))
 
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
@@ -177,14 +220,20 @@ def canonicalize(proto: Any, *, graph_name: str) -> Any:
     return m
 
 
-def onnx_predict(session: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    """onnxruntime outputs for ``x`` (float32 NHWC)."""
+def onnx_predict(session: Any, x: np.ndarray, batch: int = 64, *, names: Sequence[str] | None = None) -> Any:
+    """onnxruntime outputs for ``x`` (float32): the first output, or the list of the outputs
+    called ``names``, in that order."""
     name = session.get_inputs()[0].name
-    outs = [
-        session.run(None, {name: np.ascontiguousarray(x[i : i + batch], dtype=np.float32)})[0]
+    wanted = None if names is None else list(names)
+    runs = [
+        session.run(wanted, {name: np.ascontiguousarray(x[i : i + batch], dtype=np.float32)})
         for i in range(0, len(x), batch)
     ]
-    return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
+    outs = [
+        np.concatenate([r[j] for r in runs], axis=0).astype(np.float32, copy=False)
+        for j in range(len(runs[0]))
+    ]
+    return outs[0] if names is None else outs
 
 
 def versions(opset: int = OPSET) -> dict[str, Any]:

@@ -23,8 +23,9 @@ class Windows:
 
     Attributes
     ----------
-    x : np.ndarray [shape=(n, n_mels, frames, 1) or (n, n_features), dtype=float32]
-        Log-mel windows, NHWC as the network takes them; or feature rows.
+    x : np.ndarray [shape=(n, n_mels, frames, 1), (n, window_samples) or (n, n_features), dtype=float32]
+        Log-mel windows, NHWC as the network takes them; window audio (a waveform-input
+        model); or feature rows.
     labels : np.ndarray [shape=(n,), dtype=int64]
         Index of each window's family in the model's labels (-1 when the model lacks it).
     n_notes : int
@@ -43,13 +44,15 @@ def corpus_windows(
     *,
     labels: Sequence[str],
     fe: FrontEnd = DEFAULT_FRONT_END,
+    audio: bool = False,
 ) -> Windows:
     """``n`` deterministic windows of the notes of ``corpus/split``.
 
     With at least ``n`` notes, ``n`` notes evenly spread over the (sorted) split are taken,
     each at its start (the first ``fe.window_samples``). With fewer notes, every note gives
     ``ceil(n / notes)`` windows at evenly spaced offsets (the first at 0), taken offset by
-    offset so that every note contributes its first window.
+    offset so that every note contributes its first window. ``audio``: the windows' samples
+    ``[n, window_samples]`` (for a waveform-input model) rather than their log-mel features.
     """
     from training.nsynth import NSynthError, load_audio, load_split
 
@@ -70,13 +73,13 @@ def corpus_windows(
         chosen = notes
         per_note = math.ceil(n / len(notes))
     try:
-        audio = [load_audio(note, target_sr=fe.sample_rate) for note in chosen]
+        clips = [load_audio(note, target_sr=fe.sample_rate) for note in chosen]
     except NSynthError as e:
         raise ExportError(str(e)) from None
     windows: list[np.ndarray] = []
     labs: list[int] = []
     for j in range(per_note):
-        for note, y in zip(chosen, audio, strict=True):
+        for note, y in zip(chosen, clips, strict=True):
             if len(windows) == n:
                 break
             room = max(len(y) - ws, 0)
@@ -84,5 +87,6 @@ def corpus_windows(
             w = y[off : off + ws]
             windows.append(np.pad(w, (0, ws - len(w))) if len(w) < ws else w)
             labs.append(labels.index(note.family_str) if note.family_str in labels else -1)
-    x = batch_features(np.stack(windows).astype(np.float32), fe=fe)[..., None]
+    stacked = np.stack(windows).astype(np.float32)
+    x = stacked if audio else batch_features(stacked, fe=fe)[..., None]
     return Windows(x=x, labels=np.asarray(labs, dtype=np.int64), n_notes=len(chosen))

@@ -20,6 +20,7 @@ from instrunet_core.session import onnx_session
 
 from . import DEFAULT_ATOL, PARITY_RUNTIME, ExportError
 from .artifact import (
+    AUDIO_INPUT,
     build_manifest,
     check_artifact,
     created_timestamp,
@@ -134,6 +135,10 @@ class _Inputs:
     feats: dict[str, Any] | None
     corpus: Path | None
     win: Windows
+    waveform: bool  # the network takes window audio (its front end inside)
+    view: Any  # the model with the artifact's outputs (probabilities[, other][, embedding])
+    out_names: list[str]
+    other_threshold: float | None
 
 
 @dataclasses.dataclass
@@ -189,7 +194,10 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
 
     fe = cfg.front_end
     in_shape = tuple(model.input_shape)
-    if feats is not None:
+    if len(in_shape) == 2 and feats is None:
+        if in_shape[1] != fe.window_samples:
+            raise ExportError(f"{cfg.model}: audio input shape {in_shape} is not (None, {fe.window_samples})")
+    elif feats is not None:
         if in_shape[1:] != (len(feats["names"]),):
             raise ExportError(
                 f"{cfg.model}: input shape {in_shape} is not (None, {len(feats['names'])}) "
@@ -198,8 +206,10 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
     elif in_shape[1:] != (fe.n_mels, fe.frames, 1):
         raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {fe.n_mels}, {fe.frames}, 1)")
     n_out = model.output_shape[-1]
-    if n_out != len(labels):
-        raise ExportError(f"{cfg.model}: {n_out} outputs but {len(labels)} labels {labels}")
+    if n_out not in (len(labels), len(labels) + 1):
+        raise ExportError(
+            f"{cfg.model}: {n_out} outputs but {len(labels)} labels {labels} (or one more: 'other')"
+        )
     act = convert.model_activation(model)
     task = cfg.task or _TASK_OF.get(act or "")
     if task is None:
@@ -220,6 +230,7 @@ def _parity_data(
     labels: list[str],
     feats: dict[str, Any] | None,
     log: Callable[[str], None],
+    waveform: bool = False,
 ) -> tuple[Windows, Path | None]:
     """The parity inputs: ``cfg.n_parity`` feature rows (taken out of ``feats["inputs"]``), or
     log-mel windows of the corpus split. Returns them and the corpus (``None`` for features)."""
@@ -234,7 +245,7 @@ def _parity_data(
             raise ExportError("--quantize is for the spectrogram models, not a features-input model")
         return win, None
     corpus = _pick_corpus(cfg, report)
-    win = corpus_windows(corpus, cfg.split, cfg.n_parity, labels=labels, fe=cfg.front_end)
+    win = corpus_windows(corpus, cfg.split, cfg.n_parity, labels=labels, fe=cfg.front_end, audio=waveform)
     log(f"parity data: {len(win.x)} windows from {win.n_notes} notes of {corpus / cfg.split}")
     return win, corpus
 
@@ -254,7 +265,16 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
     if thresholds and task != "multilabel":
         log("note: thresholds ignored (they apply to multilabel models only)")
         thresholds = None
-    win, corpus = _parity_data(cfg, report, labels, feats, log)
+    other_threshold = None
+    if thresholds and "other" in thresholds:
+        thresholds = dict(thresholds)
+        other_threshold = float(thresholds.pop("other"))
+    waveform = feats is None and len(tuple(model.input_shape)) == 2
+    win, corpus = _parity_data(cfg, report, labels, feats, log, waveform)
+    view, out_names = convert.output_view(model, len(labels))
+    if "other" in out_names and other_threshold is None:
+        other_threshold = 0.5
+        log("note: no 'other' threshold in the report; the open-set output gets 0.5")
     return _Inputs(
         dest=dest,
         q_dest=cfg.out / f"{cfg.name}-int8" / cfg.version,
@@ -266,6 +286,10 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
         feats=feats,
         corpus=corpus,
         win=win,
+        waveform=waveform,
+        view=view,
+        out_names=out_names,
+        other_threshold=other_threshold,
     )
 
 
@@ -275,9 +299,10 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
     agreement), or :class:`ExportError` naming by how much it failed."""
     from . import convert
 
-    input_name = "features" if inp.feats is not None else convert.INPUT_NAME
+    input_name = "features" if inp.feats is not None else AUDIO_INPUT if inp.waveform else convert.INPUT_NAME
     proto = convert.canonicalize(
-        convert.to_onnx(inp.model, input_name=input_name), graph_name=f"{cfg.name}-{cfg.version}"
+        convert.to_onnx(inp.view, input_name=input_name, output_names=inp.out_names),
+        graph_name=f"{cfg.name}-{cfg.version}",
     )
     import onnx
 
@@ -289,9 +314,14 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
     sess = onnx_session(model_bytes, PARITY_RUNTIME)
 
     win = inp.win
-    y_keras = convert.keras_predict(inp.model, win.x)
-    y_onnx = convert.onnx_predict(sess, win.x)
-    diff, agree = parity_stats(y_keras, y_onnx)
+    ys_keras = _as_list(convert.keras_predict(inp.view, win.x))
+    ys_onnx = convert.onnx_predict(sess, win.x, names=inp.out_names)
+    diff, agree = parity_stats(ys_keras[0], ys_onnx[0])
+    for name, a, b in zip(inp.out_names[1:], ys_keras[1:], ys_onnx[1:], strict=True):
+        d = parity_stats(a, b)[0]
+        log(f"parity of {name!r}: max |keras - onnxruntime| = {d:.3g}")
+        diff = max(diff, d)
+    y_keras = ys_keras[0]
     log(
         f"parity: max |keras - onnxruntime| = {diff:.3g}, top-1 agreement {agree:.2%} on {len(win.x)} windows"
     )
@@ -320,6 +350,10 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
     return _Converted(model_bytes=model_bytes, sess=sess, y_keras=y_keras, parity=parity)
 
 
+def _as_list(y: Any) -> list[np.ndarray]:
+    return list(y) if isinstance(y, list) else [y]
+
+
 def _reference_inputs(
     cfg: ExportConfig, inp: _Inputs, conv: _Converted
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -338,8 +372,9 @@ def _reference_inputs(
     idx = _subset(len(inp.win.x), cfg.n_references)
     x_stored = inp.win.x[idx].astype(np.float16 if inp.feats is None else np.float32)
     x_ref = x_stored.astype(np.float32)
-    y_ref = convert.keras_predict(inp.model, x_ref)
-    rdiff, ragree = parity_stats(y_ref, convert.onnx_predict(conv.sess, x_ref)) if len(idx) else (0.0, 1.0)
+    y_ref = _as_list(convert.keras_predict(inp.view, x_ref))[0]  # the probabilities
+    y_onnx = convert.onnx_predict(conv.sess, x_ref, names=inp.out_names[:1])[0] if len(idx) else y_ref
+    rdiff, ragree = parity_stats(y_ref, y_onnx) if len(idx) else (0.0, 1.0)
     if rdiff > cfg.atol or ragree < 1.0:
         raise ExportError(
             f"parity failed on the float16 reference inputs: max diff {rdiff:.3g}, "
@@ -367,7 +402,14 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
         task=inp.task,
         labels=inp.labels,
         front_end=fe.to_dict() if inp.feats is None else None,
-        input_shape=[None, fe.n_mels, fe.frames, 1] if inp.feats is None else [None, len(inp.feats["names"])],
+        input_shape=[None, len(inp.feats["names"])]
+        if inp.feats is not None
+        else [None, fe.window_samples]
+        if inp.waveform
+        else [None, fe.n_mels, fe.frames, 1],
+        waveform=inp.waveform,
+        other_threshold=inp.other_threshold if "other" in inp.out_names else None,
+        embedding_dim=_embedding_dim(inp.view, inp.out_names),
         sha256=hashlib.sha256(conv.model_bytes).hexdigest(),
         parity=conv.parity,
         exporter=exporter,
@@ -440,6 +482,12 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
     summary["quantization"] = q
     summary["quantized_path"] = str(inp.q_dest)
     return out, summary
+
+
+def _embedding_dim(view: Any, names: list[str]) -> int | None:
+    if "embedding" not in names:
+        return None
+    return int(view.outputs[names.index("embedding")].shape[-1])
 
 
 def _write_all_or_nothing(cfg: ExportConfig, artifacts: list[_Artifact]) -> None:

@@ -16,7 +16,7 @@ Examples
 from __future__ import annotations
 
 from . import errors
-from .analysis import Analysis, Prediction, WindowResult
+from .analysis import OTHER_LABEL, Analysis, Embedding, Prediction, WindowResult
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
@@ -39,6 +39,8 @@ __all__ = [
     "Analysis",
     "Classifier",
     "WindowResult",
+    "Embedding",
+    "OTHER_LABEL",
     "RuntimeOptions",
     "FrontEnd",
     "FAMILIES",

@@ -22,20 +22,26 @@ import numpy as np
 from .audio import load_audio, source_name
 from .errors import InstrunetError
 from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
-from .timeline import Instrument, Segment
+from .timeline import Instrument, Segment, merge_ranges
 
 __all__ = [
     "Analysis",
     "AnalysisContext",
+    "Embedding",
     "Prediction",
     "WindowResult",
     "aggregate",
+    "embedding_of",
     "SILENCE_LABEL",
+    "OTHER_LABEL",
     "LOW_EVIDENCE_SECONDS",
 ]
 
 #: Label reported when every window is below the silence level.
 SILENCE_LABEL = "silence"
+#: Label reported (by a model with an open-set output) for sound that is none of the labels:
+#: drums, synthesizers, speech, noise.
+OTHER_LABEL = "other"
 
 #: Audio with less sound than this (seconds above :data:`~instrunet_core.features.SILENCE_DB`,
 #: counted in 512-sample blocks at 22,050 Hz) gets a result marked ``low_evidence``: the
@@ -53,7 +59,9 @@ class Prediction:
     Attributes
     ----------
     label : str
-        Most probable label, or ``"silence"`` when all windows are silent.
+        Most probable label; ``"other"`` when a model with an open-set output finds the sound
+        is none of its labels (:attr:`other` reaches the model's threshold and beats every
+        label); ``"silence"`` when all windows are silent.
     confidence : float
         Probability of ``label`` (1.0 for silence).
     probabilities : dict[str, float]
@@ -71,6 +79,9 @@ class Prediction:
     top : tuple of (str, float)
         The ``top_k`` most probable labels with their probabilities, best first
         (all labels unless ``top_k`` was given; empty for silence).
+    other : float or None
+        Loudness-weighted mean probability that the sound is none of the labels (models with
+        an open-set output; ``None`` otherwise).
     """
 
     label: str
@@ -81,9 +92,10 @@ class Prediction:
     low_evidence: bool = False
     sounding_seconds: float = 0.0
     top: tuple[tuple[str, float], ...] = ()
+    other: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "label": self.label,
             "confidence": float(self.confidence),
             "probabilities": {k: float(v) for k, v in self.probabilities.items()},
@@ -93,6 +105,9 @@ class Prediction:
             "sounding_seconds": round(float(self.sounding_seconds), 4),
             "top": [[k, float(v)] for k, v in self.top],
         }
+        if self.other is not None:
+            d["other"] = float(self.other)
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +128,15 @@ class WindowResult:
     silent : bool
         ``rms_db`` below :data:`~instrunet_core.features.SILENCE_DB`.
     label : str
-        Most probable label, or ``"silence"`` for a silent window.
+        Most probable label, ``"other"`` (open-set models: none of the labels) or
+        ``"silence"`` for a silent window.
     n_samples : int
         Real (unpadded) samples at the front end's rate.
+    other : float or None
+        Probability that the window's sound is none of the labels (open-set models).
+    embedding : np.ndarray [shape=(dim,), dtype=float32] or None
+        The network's embedding of the window (kept when the classifier was made with
+        ``embeddings=True``).
     """
 
     index: int
@@ -126,12 +147,16 @@ class WindowResult:
     silent: bool
     label: str
     n_samples: int
+    other: float | None = None
+    embedding: np.ndarray | None = None
 
     @property
     def confidence(self) -> float:
         """Probability of :attr:`label` (1.0 for silence)."""
         if self.silent:
             return 1.0
+        if self.label == OTHER_LABEL and self.other is not None:
+            return float(self.other)
         return float(self.probabilities.max())
 
 
@@ -164,6 +189,8 @@ def aggregate(
     *,
     sounding_seconds: float,
     top_k: int | None = None,
+    other: np.ndarray | None = None,
+    other_threshold: float | None = None,
 ) -> Prediction:
     """Loudness-weighted mean of the non-silent windows → :class:`Prediction`.
 
@@ -177,6 +204,9 @@ def aggregate(
         Seconds above the silence level (sets ``low_evidence``).
     top_k : int, optional
         Labels kept in :attr:`Prediction.top` (all when omitted).
+    other : np.ndarray [shape=(T,)], optional
+        Open-set probabilities; with ``other_threshold``, the answer is ``"other"`` when their
+        weighted mean reaches the threshold and beats every label's.
 
     Returns
     -------
@@ -201,15 +231,23 @@ def aggregate(
     order = np.argsort(-mean, kind="stable")
     k = len(labels) if top_k is None else max(0, min(int(top_k), len(labels)))
     i = int(order[0])
+    other_mean = None if other is None else float((np.asarray(other, np.float64) * w).sum() / w.sum())
+    none = (
+        other_mean is not None
+        and other_threshold is not None
+        and other_mean >= other_threshold
+        and other_mean > mean[i]
+    )
     return Prediction(
-        label=labels[i],
-        confidence=float(mean[i]),
+        label=OTHER_LABEL if none else labels[i],
+        confidence=float(other_mean) if none and other_mean is not None else float(mean[i]),
         probabilities={lab: float(mean[j]) for j, lab in enumerate(labels)},
         n_windows=n,
         silent=False,
         low_evidence=low,
         sounding_seconds=float(sounding_seconds),
         top=tuple((labels[int(j)], float(mean[j])) for j in order[:k]),
+        other=other_mean,
     )
 
 
@@ -356,6 +394,11 @@ class Analysis:
         Each window's RMS level in dBFS.
     silent_windows : np.ndarray [shape=(T,), dtype=bool]
         Windows below the silence level.
+    other : np.ndarray [shape=(T,), dtype=float32] or None
+        Each window's probability of sound that is none of the labels (open-set models; 0
+        for silent windows; ``None`` for models without that output).
+    embedding : Embedding or None
+        The recording's and the windows' embeddings (``analyze(..., embeddings=True)``).
     """
 
     source: str
@@ -371,6 +414,18 @@ class Analysis:
     probabilities: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
     rms_db: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     silent_windows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
+    other: np.ndarray | None = None
+    embedding: Embedding | None = None
+
+    def other_ranges(self) -> list[list[float]]:
+        """Time ranges of the windows answered "none of the labels" (their open-set probability
+        reaches the model's threshold and beats every label); empty for a closed-set model."""
+        t = self.settings.get("other_threshold")
+        if self.other is None or t is None or not len(self.other):
+            return []
+        best = self.probabilities.max(axis=1) if self.probabilities.size else np.zeros(len(self.other))
+        hit = (self.other >= t) & (self.other > best) & ~self.silent_windows
+        return merge_ranges([(float(a), float(b)) for a, b in self.times[hit]])
 
     @property
     def label(self) -> str:
@@ -416,11 +471,20 @@ class Analysis:
         }
         for j, lab in enumerate(self.labels):
             cols[lab] = self.probabilities[:, j]
+        if self.other is not None:
+            cols[OTHER_LABEL] = self.other
         return pd.DataFrame(cols)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/1`` document
-        (``docs/schema/analysis.json``)."""
+        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/2`` document
+        (``docs/schema/analysis.json``); ``other`` is present for open-set models."""
+        other = None
+        if self.prediction.other is not None:
+            other = {
+                "probability": float(self.prediction.other),
+                "threshold": self.settings.get("other_threshold"),
+                "ranges": [[round(a, 4), round(b, 4)] for a, b in self.other_ranges()],
+            }
         return jsonable(
             {
                 "schema": ANALYSIS_SCHEMA,
@@ -436,8 +500,63 @@ class Analysis:
                 "low_evidence": bool(self.prediction.low_evidence),
                 "sounding_seconds": round(float(self.prediction.sounding_seconds), 4),
                 "instruments": [i.to_dict() for i in self.instruments],
+                **({"other": other} if other is not None else {}),
+                **({"embedding": self.embedding.to_dict()} if self.embedding is not None else {}),
                 "timeline": [s.to_dict() for s in self.timeline],
                 "extras": self.extras,
                 "settings": self.settings,
             }
         )
+
+
+@dataclasses.dataclass
+class Embedding:
+    """Embeddings of a recording: one vector per window and one for the whole (L2-normalised,
+    so that the dot product of two vectors is their cosine similarity).
+
+    Attributes
+    ----------
+    vector : np.ndarray [shape=(dim,), dtype=float32]
+        The recording's: the loudness-weighted mean of its non-silent windows' embeddings
+        (all zeros when every window is silent), normalised.
+    windows : np.ndarray [shape=(T, dim), dtype=float32]
+        Each window's, normalised.
+    times : np.ndarray [shape=(T, 2), dtype=float64]
+    silent : np.ndarray [shape=(T,), dtype=bool]
+    model : dict
+        ``{name, version, sha256, ...}`` (:func:`instrunet_core.output.model_info`).
+    """
+
+    vector: np.ndarray
+    windows: np.ndarray
+    times: np.ndarray
+    silent: np.ndarray
+    model: dict[str, str]
+
+    @property
+    def dim(self) -> int:
+        return int(self.vector.shape[0])
+
+    def to_dict(self, *, windows: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {"model": dict(self.model), "dim": self.dim, "vector": self.vector}
+        if windows:
+            d["windows"] = [
+                {"start": round(float(a), 4), "end": round(float(b), 4), "silent": bool(s), "vector": v}
+                for (a, b), s, v in zip(self.times, self.silent, self.windows, strict=True)
+            ]
+        return jsonable(d)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
+
+
+def embedding_of(
+    vectors: np.ndarray, times: np.ndarray, rms_db: np.ndarray, silent: np.ndarray, *, model: dict[str, str]
+) -> Embedding:
+    """:class:`Embedding` from the windows' raw embeddings ``vectors [T, dim]``."""
+    vectors = np.asarray(vectors, np.float32)
+    w = window_weights(rms_db, silent)
+    whole = (vectors * w[:, None]).sum(axis=0) if w.sum() > 0 else np.zeros(vectors.shape[1], np.float32)
+    return Embedding(_unit(whole), _unit(vectors), np.asarray(times), np.asarray(silent, bool), model)

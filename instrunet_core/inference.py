@@ -38,16 +38,26 @@ from typing import Any
 
 import numpy as np
 
-from .analysis import SILENCE_LABEL, Analysis, AnalysisContext, Prediction, WindowResult, aggregate
+from .analysis import (
+    OTHER_LABEL,
+    SILENCE_LABEL,
+    Analysis,
+    AnalysisContext,
+    Embedding,
+    Prediction,
+    WindowResult,
+    aggregate,
+    embedding_of,
+)
 from .audio import AudioSource, audio_info, iter_blocks, rereadable_source, source_name
 from .errors import InputError, InstrunetError
 from .features import DEFAULT_BATCH_SIZE, SILENCE_DB, Ready, WindowStream
 from .hookspecs import BlockListener
-from .inputs import block_to_mono, check_count, check_sample_rate, resampler
-from .model import Model, ModelSpec, open_model
+from .inputs import block_to_mono, check_count, check_sample_rate, check_threads, resampler
+from .model import Model, ModelOutputs, ModelSpec, open_model
 from .output import model_info
 from .registry import Registry, get_registry
-from .scheduler import BatchPipeline, default_workers
+from .scheduler import BatchPipeline, StreamOwner, default_workers
 from .session import RuntimeOptions
 from .timeline import DEFAULT_SMOOTHING, build_timeline, detect_instruments, mask_silent, with_overrides
 
@@ -94,11 +104,14 @@ class Classifier:
     workers : int, optional
         Worker threads of the pipeline, besides the calling thread; default
         :func:`~instrunet_core.scheduler.default_workers` (one fewer than the usable cores, at
-        least 1, at most 4).
+        least 1, at most 4); at most :data:`~instrunet_core.inputs.MAX_THREADS` (256).
     options : RuntimeOptions, optional
         How onnxruntime runs the model when ``model`` is not a loaded :class:`Model`.
     registry : Registry, optional
         Where a model name is resolved (default: :func:`instrunet_core.get_registry`).
+    embeddings : bool
+        Keep each window's embedding (:attr:`WindowResult.embedding`, :meth:`embedding`);
+        needs a model with an embedding output (:attr:`Model.embedding_dim`).
 
     Attributes
     ----------
@@ -127,8 +140,13 @@ class Classifier:
 
     Notes
     -----
-    A classifier holds the state of one stream: use one per stream (and per thread). The
-    model it runs is stateless and may be shared by many classifiers and threads.
+    A classifier holds the state of one stream: use one per stream and per thread. One thread
+    feeds it at a time (:meth:`process`, :meth:`flush`, :meth:`classify`, :meth:`reset`); a
+    call from a second thread while the first is inside one raises
+    :class:`~instrunet_core.errors.ConcurrentUseError` rather than mixing the two streams.
+    Calls that follow each other may come from different threads, and any thread may read
+    :attr:`results`, :meth:`prediction` and :meth:`analysis` (they wait for the feeding call in
+    progress). The model it runs is stateless and may be shared by many classifiers and threads.
     """
 
     def __init__(
@@ -144,8 +162,13 @@ class Classifier:
         workers: int | None = None,
         options: RuntimeOptions | None = None,
         registry: Registry | None = None,
+        embeddings: bool = False,
     ) -> None:
+        self._owner = StreamOwner("Classifier")
         self.model: Model = open_model(model, options=options, registry=registry)
+        if embeddings and self.model.embedding_dim is None:
+            raise InputError(f"{self.model.name} {self.model.version} has no embedding output")
+        self.embeddings = bool(embeddings)
         # A waveform-input artifact computes its features in the graph: windows go in as audio.
         self._waveform = self.model.input_kind == "waveform"
         self._fe = self.model.front_end
@@ -159,10 +182,11 @@ class Classifier:
         self.batch_size = check_count(batch_size, name="batch_size")
         self.keep = None if keep is None else check_count(keep, name="keep")
         self.pipeline = bool(pipeline)
-        self.workers = default_workers() if workers is None else check_count(workers, name="workers")
-        self._pipe: BatchPipeline[np.ndarray] = BatchPipeline(self.workers)
+        self.workers = default_workers() if workers is None else check_threads(workers, name="workers")
+        self._pipe: BatchPipeline[ModelOutputs] = BatchPipeline(self.workers)
         self._pipelined = False
         self.thresholds: dict[str, float] = with_overrides(self.model.thresholds, thresholds)
+        self.other_threshold = self.model.other_threshold
         self.reset()
 
     # ------------------------------------------------------------------ properties
@@ -188,13 +212,14 @@ class Classifier:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """``hop``, ``window``, ``smoothing``, ``thresholds``, ``silence_db``, ``sample_rate``
-        (as :attr:`Analysis.settings` records them)."""
+        """``hop``, ``window``, ``smoothing``, ``thresholds``, ``other_threshold``, ``silence_db``,
+        ``sample_rate`` (as :attr:`Analysis.settings` records them)."""
         return {
             "hop": self.hop_seconds,
             "window": self.window_seconds,
             "smoothing": self.smoothing,
             "thresholds": dict(self.thresholds),
+            "other_threshold": self.other_threshold,
             "silence_db": SILENCE_DB,
             "sample_rate": self._sr,
         }
@@ -202,11 +227,16 @@ class Classifier:
     @property
     def results(self) -> list[WindowResult]:
         """Windows emitted since :meth:`reset` (the last ``keep`` of them when ``keep`` is set)."""
-        return list(self._results)
+        with self._owner.reading():
+            return list(self._results)
 
     # ------------------------------------------------------------------ stream
     def reset(self) -> None:
         """Forget the stream: audio, frames, results and the input rate."""
+        with self._owner.feeding("reset"):
+            self._reset()
+
+    def _reset(self) -> None:
         self._sr_in: int | None = None
         self._rs: Any = None
         self._stream.reset()
@@ -235,9 +265,12 @@ class Classifier:
         InputError
             Bad block (shape, dtype, NaN), a rate change within a stream, or a block after
             :meth:`flush` without :meth:`reset`.
+        ConcurrentUseError
+            Another thread is feeding this classifier.
         """
-        self._ingest(block, sample_rate)
-        return self._emit(final=False)
+        with self._owner.feeding("process"):
+            self._ingest(block, sample_rate)
+            return self._emit(final=False)
 
     def _ingest(self, block: np.ndarray, sample_rate: int) -> None:
         """Check, mix down, resample and store a block (no windows emitted)."""
@@ -265,14 +298,15 @@ class Classifier:
             Windows completed by the end of the stream (empty when nothing was fed or
             the audio ended exactly on a window).
         """
-        if self._finished:
-            return []
-        if self._rs is not None:
-            self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        self._finished = True
-        out = self._emit(final=True)
-        self._stream.finish()
-        return out
+        with self._owner.feeding("flush"):
+            if self._finished:
+                return []
+            if self._rs is not None:
+                self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            self._finished = True
+            out = self._emit(final=True)
+            self._stream.finish()
+            return out
 
     def classify(
         self, audio: AudioSource, sample_rate: int | None = None, *, listener: BlockListener | None = None
@@ -298,8 +332,16 @@ class Classifier:
         Raises
         ------
         DecodeError, InputError
+        ConcurrentUseError
+            Another thread is feeding this classifier.
         """
-        self.reset()
+        with self._owner.feeding("classify"):
+            return self._classify(audio, sample_rate, listener)
+
+    def _classify(
+        self, audio: AudioSource, sample_rate: int | None, listener: BlockListener | None
+    ) -> list[WindowResult]:
+        self._reset()
         self._pipelined = self.pipeline
         try:
             # Decoded, mixed and resampled by one stream resampler, block by block, in audio.py.
@@ -332,8 +374,30 @@ class Classifier:
     # ------------------------------------------------------------------ results
     def prediction(self, *, top_k: int | None = None) -> Prediction:
         """Overall prediction of the windows so far (loudness-weighted, silent windows excluded)."""
-        probs, rms, silent = self._arrays()
-        return aggregate(self.labels, probs, rms, silent, sounding_seconds=self.sounding_seconds, top_k=top_k)
+        with self._owner.reading():
+            probs, rms, silent, other = self._arrays()
+            return aggregate(
+                self.labels,
+                probs,
+                rms,
+                silent,
+                sounding_seconds=self.sounding_seconds,
+                top_k=top_k,
+                other=other,
+                other_threshold=self.other_threshold,
+            )
+
+    def embedding(self) -> Embedding:
+        """The windows' embeddings so far and the recording's (their loudness-weighted mean,
+        silent windows left out), L2-normalised; needs ``embeddings=True``."""
+        if not self.embeddings:
+            raise InputError("this Classifier was made without embeddings=True")
+        with self._owner.reading():
+            res = self._results
+            _, rms, silent, _ = self._arrays()
+            vectors = np.array([w.embedding for w in res], dtype=np.float32).reshape(len(res), -1)
+            times = np.array([[w.start, w.end] for w in res], dtype=np.float64).reshape(-1, 2)
+            return embedding_of(vectors, times, rms, silent, model=model_info(self.model))
 
     def analysis(self, *, source: str = "stream") -> Analysis:
         """Timeline, detected instruments and overall prediction of the windows so far.
@@ -343,7 +407,11 @@ class Classifier:
         Analysis
             ``extras`` is empty (analyzer plugins run in :func:`analyze`, which has the file).
         """
-        probs, rms, silent = self._arrays()
+        with self._owner.reading():
+            return self._analysis(source)
+
+    def _analysis(self, source: str) -> Analysis:
+        probs, rms, silent, other = self._arrays()
         times = np.array([[w.start, w.end] for w in self._results], dtype=np.float64).reshape(-1, 2)
         m = self.model
         return Analysis(
@@ -351,8 +419,16 @@ class Classifier:
             duration=self.duration,
             model=model_info(m),
             labels=m.labels,
-            prediction=aggregate(m.labels, probs, rms, silent, sounding_seconds=self.sounding_seconds),
-            timeline=build_timeline(times, probs, rms, silent, m.labels),
+            prediction=aggregate(
+                m.labels,
+                probs,
+                rms,
+                silent,
+                sounding_seconds=self.sounding_seconds,
+                other=other,
+                other_threshold=self.other_threshold,
+            ),
+            timeline=build_timeline(times, probs, rms, silent, m.labels, other=other),
             instruments=detect_instruments(
                 times, probs, rms, silent, m.labels, self.thresholds, smoothing=self.smoothing
             ),
@@ -362,14 +438,17 @@ class Classifier:
             probabilities=mask_silent(probs, silent),
             rms_db=rms,
             silent_windows=silent,
+            other=None if other is None else np.where(silent, 0.0, other).astype(np.float32),
         )
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Probabilities, levels, silence flags and (open-set models) "other" probabilities."""
         res = self._results
         probs = np.array([w.probabilities for w in res], dtype=np.float32).reshape(-1, len(self.labels))
         rms = np.array([w.rms_db for w in res], dtype=np.float64)
         silent = np.array([w.silent for w in res], dtype=bool)
-        return probs, rms, silent
+        other = None if self.other_threshold is None else np.array([w.other for w in res], dtype=np.float32)
+        return probs, rms, silent, other
 
     # ------------------------------------------------------------------ internals
     def _emit(self, *, final: bool, whole_batches: bool = False) -> list[WindowResult]:
@@ -404,38 +483,47 @@ class Classifier:
             del self._results[: len(self._results) - self.keep]
         return emitted
 
-    def _batch_job(self, ready: Ready) -> Callable[[], np.ndarray]:
-        """Probabilities of a batch of full windows, as a function to run on a worker thread."""
+    def _batch_job(self, ready: Ready) -> Callable[[], ModelOutputs]:
+        """Outputs of a batch of full windows, as a function to run on a worker thread."""
         model_input = self._stream.detached(ready)
         return lambda: self._run(model_input())
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """Model probabilities of a batch of model inputs (features or window audio)."""
+    def _run(self, x: np.ndarray) -> ModelOutputs:
+        """Model outputs of a batch of model inputs (features or window audio)."""
         run = min(self.batch_size, _RUN_WINDOWS)
         if self._waveform:
-            return self.model.predict_windows(x, batch_size=run)
-        return self.model.predict_features(x, batch_size=run)
+            return self.model.outputs_windows(x, batch_size=run, embedding=self.embeddings)
+        return self.model.outputs_features(x, batch_size=run, embedding=self.embeddings)
 
-    def _results_of(self, batches: list[tuple[tuple[Ready, np.ndarray], np.ndarray]]) -> list[WindowResult]:
-        """The windows of computed batches: ``((ready, levels), probabilities)`` each."""
+    def _results_of(self, batches: list[tuple[tuple[Ready, np.ndarray], ModelOutputs]]) -> list[WindowResult]:
+        """The windows of computed batches: ``((ready, levels), outputs)`` each."""
         out = []
-        for (k, n), p, lv in (
-            w for (ready, rms), probs in batches for w in zip(ready, probs, rms, strict=True)
-        ):
-            s = self._stream.start(k)
-            silent = bool(lv < SILENCE_DB)
-            out.append(
-                WindowResult(
-                    index=k,
-                    start=s / self._sr,
-                    end=(s + n) / self._sr,
-                    probabilities=p,
-                    rms_db=float(lv),
-                    silent=silent,
-                    label=SILENCE_LABEL if silent else self.labels[int(np.argmax(p))],
-                    n_samples=int(n),
+        for (ready, rms), outs in batches:
+            for j, ((k, n), lv) in enumerate(zip(ready, rms, strict=True)):
+                s = self._stream.start(k)
+                silent = bool(lv < SILENCE_DB)
+                p = outs.probabilities[j]
+                other = None if outs.other is None else float(outs.other[j])
+                if silent:
+                    label = SILENCE_LABEL
+                elif other is not None and other >= (self.other_threshold or 0.5) and other > p.max():
+                    label = OTHER_LABEL
+                else:
+                    label = self.labels[int(np.argmax(p))]
+                out.append(
+                    WindowResult(
+                        index=k,
+                        start=s / self._sr,
+                        end=(s + n) / self._sr,
+                        probabilities=p,
+                        rms_db=float(lv),
+                        silent=silent,
+                        label=label,
+                        n_samples=int(n),
+                        other=other,
+                        embedding=None if outs.embedding is None else outs.embedding[j],
+                    )
                 )
-            )
         return out
 
 
@@ -451,6 +539,7 @@ def analyze(
     registry: Registry | None = None,
     analyzers: bool = True,
     workers: int | None = None,
+    embeddings: bool = False,
 ) -> Analysis:
     """Analyse a recording: which instruments play, when, and how strongly.
 
@@ -477,6 +566,9 @@ def analyze(
         Run registered analyzer plugins into ``extras``.
     workers : int, optional
         Worker threads analysing batches of windows side by side (see :class:`Classifier`).
+    embeddings : bool
+        Also compute the embeddings (:attr:`Analysis.embedding`; the model needs an embedding
+        output).
 
     Returns
     -------
@@ -503,12 +595,16 @@ def analyze(
         batch_size=batch_size,
         registry=registry,
         workers=workers,
+        embeddings=embeddings,
     )
     src = rereadable_source(source)
     reg = (registry or get_registry()) if analyzers else None
     if reg is None or not reg.analyzers:
         clf.classify(src, sample_rate)
-        return clf.analysis(source=os.fspath(source_name(source)))
+        an = clf.analysis(source=os.fspath(source_name(source)))
+        if embeddings:
+            an.embedding = clf.embedding()
+        return an
     # Analyzers: streaming ones are fed the blocks and windows of this one pass; whole-file ones
     # run after it.
     context = AnalysisContext(
@@ -522,6 +618,8 @@ def analyze(
     feed = reg.open_streams(context)
     clf.classify(src, sample_rate, listener=feed if feed else None)
     an = clf.analysis(source=os.fspath(source_name(source)))
+    if embeddings:
+        an.embedding = clf.embedding()
     context.complete(an)
     an.extras = reg.run_analyzers(context, feed)
     return an

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -45,11 +46,15 @@ __all__ = [
 ]
 
 #: Schema identifier written into new manifests (``schema`` key).
-MANIFEST_SCHEMA = "instrunet.manifest/2"
+MANIFEST_SCHEMA = "instrunet.manifest/3"
 #: Schemas this runtime reads. A ``/1`` manifest reads as a ``/2`` one whose audio input is
 #: log-mel (``input.kind == "logmel"``); ``/2`` adds waveform-input artifacts (the front end
-#: inside the ONNX graph) and the optional ``source`` key. See ``docs/manifest.md``, *Migration*.
-MANIFEST_SCHEMAS = ("instrunet.manifest/1", MANIFEST_SCHEMA)
+#: inside the ONNX graph) and the optional ``source`` key; ``/3`` adds the optional outputs
+#: ``other`` (the probability that a window is none of the labels) and ``embedding``. See
+#: ``docs/manifest.md``, *Migration*.
+MANIFEST_SCHEMAS = ("instrunet.manifest/1", "instrunet.manifest/2", MANIFEST_SCHEMA)
+#: Most dimensions of an ``embedding`` output.
+MAX_EMBEDDING = 4096
 #: ``input.kind`` of an audio model: ``"logmel"`` (the default; log-mel spectrograms
 #: ``[batch, n_mels, frames, 1]`` computed by the runtime with :mod:`instrunet_core.features`)
 #: or ``"waveform"`` (22,050 Hz mono samples ``[batch, window_samples]``; the graph computes
@@ -75,6 +80,9 @@ ACTIVATIONS = {"multiclass": "softmax", "multilabel": "sigmoid"}
 MAX_MANIFEST_BYTES = 4 << 20
 #: Deepest JSON nesting accepted in a manifest.
 MAX_MANIFEST_DEPTH = 32
+#: Largest integer magnitude in a manifest (any key): shapes, counts and rates are far smaller,
+#: and Python's own limit (4,300 digits) would otherwise surface as a ValueError.
+MAX_MANIFEST_INT = 2**63
 #: Most labels a model may have, and the longest label.
 MAX_LABELS = 4096
 MAX_LABEL_CHARS = 128
@@ -105,6 +113,8 @@ _OPTIONAL = (
     "description",
     "source",
     "features",
+    "other",
+    "embedding",
 )
 #: ``input.layout`` of a model that takes a vector of named features (no log-mel front end).
 FEATURES_LAYOUT = "features"
@@ -144,18 +154,35 @@ def _r(v: Any, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _depth(x: Any) -> int:
-    """Nesting depth of parsed JSON, iteratively (no recursion)."""
-    deepest, stack = 0, [(x, 1)]
+def _check_values(x: Any, where: str) -> None:
+    """Every value of parsed JSON bounded before any check uses it: nesting at most
+    :data:`MAX_MANIFEST_DEPTH` deep, integers within :data:`MAX_MANIFEST_INT`, numbers finite
+    (iteratively: no recursion)."""
+    stack = [(x, 1)]
     while stack:
         v, d = stack.pop()
-        if isinstance(v, dict):
-            deepest = max(deepest, d)
-            stack.extend((c, d + 1) for c in v.values())
-        elif isinstance(v, list):
-            deepest = max(deepest, d)
-            stack.extend((c, d + 1) for c in v)
-    return deepest
+        if isinstance(v, (dict, list)):
+            if d > MAX_MANIFEST_DEPTH:
+                raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+        elif isinstance(v, bool):
+            continue
+        elif isinstance(v, int) and not -MAX_MANIFEST_INT <= v <= MAX_MANIFEST_INT:
+            raise _fail(where, f"an integer of {v.bit_length()} bits (at most 2**63 in magnitude)")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise _fail(where, f"a number is {v} (JSON numbers must be finite)")
+
+
+def _parse_int(text: str) -> int:
+    """``json.loads``'s integer hook: bounded before Python converts it."""
+    if len(text.lstrip("-")) > 19:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most 19)")
+    return int(text)
+
+
+def _no_constant(text: str) -> float:
+    """``json.loads``'s hook for ``NaN`` / ``Infinity``, which are not JSON."""
+    raise ValueError(f"{text} is not a JSON number")
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
@@ -195,6 +222,13 @@ class Manifest:
     features : dict or None
         For a features-input model: ``names`` (input order) and whatever else the host
         needs to compute them (free-form); ``None`` otherwise.
+    other : dict or None
+        Schema ``/3``: the open-set output, ``name``, ``shape`` ``[null, 1]``, ``dtype``,
+        ``activation`` ``"sigmoid"`` and ``threshold``: the probability that a window holds
+        sound that is none of the labels (drums, synths, speech, noise).
+    embedding : dict or None
+        Schema ``/3``: ``name``, ``shape`` ``[null, dim]``, ``dtype`` of the output that
+        :meth:`instrunet_core.Model.embed` returns (the network's penultimate layer).
     raw : dict
         The manifest as parsed (JSON types only).
     """
@@ -218,6 +252,8 @@ class Manifest:
     license: str | None = None
     references: str | None = None
     features: Mapping[str, Any] | None = None
+    other: Mapping[str, Any] | None = None
+    embedding: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -337,6 +373,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {_r(sha)}")
     thresholds = _check_thresholds(data.get("thresholds"), labels, where)
     objs, strs = _check_optional(data, where)
+    other, embedding = _check_extra_outputs(data, where)
     _check_digest(data, where)
     return Manifest(
         schema=data["schema"],
@@ -358,6 +395,8 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         license=strs["license"],
         references=strs["references"],
         features=feats,
+        other=other,
+        embedding=embedding,
         raw=json.loads(json.dumps(dict(data))),
     )
 
@@ -381,8 +420,7 @@ def _check_keys(data: Mapping[str, Any], where: str) -> bool:
     unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
         raise _fail(where, f"unknown key(s) {_r(unknown, 200)}")
-    if _depth(data) > MAX_MANIFEST_DEPTH:
-        raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
+    _check_values(data, where)
     if data["schema"] not in MANIFEST_SCHEMAS:
         raise _fail(where, f"schema must be one of {list(MANIFEST_SCHEMAS)}, got {_r(data['schema'])}")
     return is_features
@@ -522,6 +560,53 @@ def _check_optional(
     return objs, strs
 
 
+def _check_extra_outputs(
+    data: Mapping[str, Any], where: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The optional ``other`` and ``embedding`` output descriptions (schema ``/3`` only)."""
+    found: list[dict[str, Any] | None] = []
+    for key in ("other", "embedding"):
+        d = data.get(key)
+        if d is None:
+            found.append(None)
+            continue
+        if data["schema"] != MANIFEST_SCHEMA:
+            raise _fail(
+                where, f"{key} needs schema {MANIFEST_SCHEMA!r} (this manifest says {_r(data['schema'])})"
+            )
+        if not isinstance(d, Mapping) or not all(k in d for k in ("name", "shape", "dtype")):
+            raise _fail(where, f"{key} must be an object with name, shape and dtype")
+        if not isinstance(d["name"], str) or not d["name"] or len(d["name"]) > 256:
+            raise _fail(where, f"{key}.name must be a non-empty string, got {_r(d['name'])}")
+        if d["name"] in (data["output"].get("name"), data["input"].get("name")):
+            raise _fail(where, f"{key}.name {_r(d['name'])} is already the model's input or output")
+        shape, dtype = d["shape"], d["dtype"]
+        if dtype != "float32":
+            raise _fail(where, f"{key}.dtype must be 'float32', got {_r(dtype)}")
+        ok_dim = (
+            isinstance(shape, list)
+            and len(shape) == 2
+            and shape[0] is None
+            and isinstance(shape[1], int)
+            and not isinstance(shape[1], bool)
+        )
+        if key == "other":
+            if not ok_dim or shape[1] != 1:
+                raise _fail(where, f"other.shape must be [null, 1], got {_r(shape)}")
+            if d.get("activation") != "sigmoid":
+                raise _fail(where, f"other.activation must be 'sigmoid', got {_r(d.get('activation'))}")
+            t = d.get("threshold", 0.5)
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
+                raise _fail(where, f"other.threshold must be a number in (0, 1), got {_r(t)}")
+        elif not ok_dim or not 1 <= shape[1] <= MAX_EMBEDDING:
+            raise _fail(
+                where,
+                f"embedding.shape must be [null, dim] with 1 <= dim <= {MAX_EMBEDDING}, got {_r(shape)}",
+            )
+        found.append(dict(d))
+    return found[0], found[1]
+
+
 def _check_digest(data: Mapping[str, Any], where: str) -> None:
     """``manifest_sha256`` well-formed and equal to the digest of the content."""
     digest = data[DIGEST_KEY]
@@ -564,9 +649,11 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     except UnicodeDecodeError as e:
         raise ModelError(f"{p}: manifest is not UTF-8 text (byte {e.start}: {e.reason})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_int, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise ModelError(f"{p}: manifest is not valid JSON: {e}") from None
     except RecursionError:
         raise ModelError(f"{p}: manifest is not usable JSON: nested too deeply") from None
+    except ValueError as e:  # from the hooks above
+        raise ModelError(f"{p}: manifest is not usable JSON: {str(e)[:200]}") from None
     return validate_manifest(data, where=str(p))

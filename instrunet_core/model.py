@@ -30,11 +30,11 @@ from .session import RuntimeOptions, onnx_session
 from .verify import verify_artifact
 
 if TYPE_CHECKING:  # annotations only: the classifier imports this module
-    from .analysis import Prediction
+    from .analysis import Embedding, Prediction
     from .audio import AudioSource
     from .inference import Classifier
 
-__all__ = ["Model", "ModelSpec", "load_model", "open_model", "resolve_artifact"]
+__all__ = ["Model", "ModelOutputs", "ModelSpec", "load_model", "open_model", "resolve_artifact"]
 
 #: What names a model: a loaded :class:`Model`, a registered name, an artifact folder (or its
 #: ``manifest.json``), or ``None`` for the default model.
@@ -44,6 +44,25 @@ ModelSpec = Any
 #: per window, runs of 1 to 4 were within a few percent of each other and runs of 8 or more
 #: slower, their intermediates leaving the CPU's caches (benchmarks/frontend.py measures it).
 _WAVEFORM_BATCH = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOutputs:
+    """What a model computes for a batch of ``B`` windows.
+
+    Attributes
+    ----------
+    probabilities : np.ndarray [shape=(B, n_labels), dtype=float32]
+    other : np.ndarray [shape=(B,), dtype=float32] or None
+        Probability that the window's sound is none of the labels (models with an open-set
+        output; ``None`` otherwise).
+    embedding : np.ndarray [shape=(B, dim), dtype=float32] or None
+        The network's embedding of each window, when asked for and the model has one.
+    """
+
+    probabilities: np.ndarray
+    other: np.ndarray | None = None
+    embedding: np.ndarray | None = None
 
 
 def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> bool:
@@ -84,6 +103,11 @@ class Model:
         What the graph takes: log-mel spectrograms (computed by :mod:`instrunet_core.features`)
         or mono samples at the front end's rate (the front end is inside the graph)
         (:attr:`Manifest.input_kind`).
+    other_threshold : float or None
+        Probability of "none of the labels" from which a window is answered ``"other"``
+        (models with an open-set output; ``None`` otherwise).
+    embedding_dim : int or None
+        Size of :meth:`embed`'s vectors (``None``: the model has no embedding output).
     options : RuntimeOptions
         How onnxruntime runs it.
     session_options : dict
@@ -128,6 +152,10 @@ class Model:
         self._check_io(str(p / m.file))
         self._input_name: str = m.input["name"]
         self._output_name: str = m.output["name"]
+        self._other_name: str | None = m.other["name"] if m.other else None
+        self._embedding_name: str | None = m.embedding["name"] if m.embedding else None
+        self.other_threshold: float | None = float(m.other.get("threshold", 0.5)) if m.other else None
+        self.embedding_dim: int | None = int(m.embedding["shape"][1]) if m.embedding else None
 
     def _check_io(self, where: str) -> None:
         m = self.manifest
@@ -158,6 +186,20 @@ class Model:
                 raise ModelError(
                     f"{where}: ONNX {what} shape {shape} disagrees with the manifest's {spec['shape']}"
                 )
+        for key in ("other", "embedding"):
+            spec = getattr(m, key)
+            if spec is None:
+                continue
+            t = next((o for o in outputs if o.name == spec["name"]), None)
+            if t is None:
+                raise ModelError(
+                    f"{where}: the manifest's {key} output {spec['name']!r} is not among the ONNX outputs "
+                    f"{[o.name for o in outputs]}"
+                )
+            if t.type != "tensor(float)" or not _dims_match(list(t.shape), spec["shape"]):
+                raise ModelError(
+                    f"{where}: ONNX {key} output is {t.type} {list(t.shape)}, the manifest says {spec['shape']}"
+                )
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -185,6 +227,13 @@ class Model:
         -------
         np.ndarray [shape=(B, n_labels), dtype=float32]
         """
+        return self.outputs_features(x, batch_size=batch_size).probabilities
+
+    def outputs_features(
+        self, x: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE, embedding: bool = False
+    ) -> ModelOutputs:
+        """:meth:`predict_features` with every output of the model: the probabilities, the
+        open-set probability and (``embedding=True``) the embeddings."""
         if self.input_kind != "logmel":
             raise ModelError(
                 f"{self.path}: this artifact takes {self.input_kind} input, not features; use predict_windows"
@@ -200,7 +249,7 @@ class Model:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if not np.all(np.isfinite(x)):
             raise InputError("predict_features: features contain NaN or infinite values")
-        return self._run(x, batch_size)
+        return self._run(x, batch_size, embedding)
 
     def predict_windows(self, windows: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Run the network on analysis windows of mono audio at the front end's rate.
@@ -223,9 +272,17 @@ class Model:
         -------
         np.ndarray [shape=(B, n_labels), dtype=float32]
         """
+        return self.outputs_windows(windows, batch_size=batch_size).probabilities
+
+    def outputs_windows(
+        self, windows: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE, embedding: bool = False
+    ) -> ModelOutputs:
+        """:meth:`predict_windows` with every output of the model (see :meth:`outputs_features`)."""
         fe = self.front_end
         if self.input_kind == "logmel":
-            return self.predict_features(batch_features(windows, fe=fe), batch_size=batch_size)
+            return self.outputs_features(
+                batch_features(windows, fe=fe), batch_size=batch_size, embedding=embedding
+            )
         w = check_float_samples(windows, what="predict_windows", ndim=2)
         n = fe.window_samples
         if w.shape[1] != n:
@@ -235,21 +292,35 @@ class Model:
             w = fitted
         # The graph's STFT intermediates take ~2 MB per window: runs of at most
         # _WAVEFORM_BATCH windows keep onnxruntime's arena (and the peak RSS) small.
-        return self._run(np.ascontiguousarray(w), min(int(batch_size), _WAVEFORM_BATCH))
+        return self._run(np.ascontiguousarray(w), min(int(batch_size), _WAVEFORM_BATCH), embedding)
 
-    def _run(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+    def _run(self, x: np.ndarray, batch_size: int, embedding: bool = False) -> ModelOutputs:
         """Session runs of at most ``batch_size`` items (one run when the batch fits)."""
+        names = [self._output_name]
+        if self._other_name:
+            names.append(self._other_name)
+        if embedding and self._embedding_name:
+            names.append(self._embedding_name)
         if x.shape[0] == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        step = max(1, int(batch_size))
-        outs = [
-            self._session.run([self._output_name], {self._input_name: x[i : i + step]})[0]
-            for i in range(0, x.shape[0], step)
-        ]
-        y = np.asarray(outs[0] if len(outs) == 1 else np.concatenate(outs), dtype=np.float32)
-        if not np.all(np.isfinite(y)):
+            runs = [
+                [
+                    np.zeros((0, len(self.labels)), np.float32),
+                    np.zeros((0, 1)),
+                    np.zeros((0, self.embedding_dim or 0)),
+                ]
+            ]
+        else:
+            step = max(1, int(batch_size))
+            runs = [
+                self._session.run(names, {self._input_name: x[i : i + step]})
+                for i in range(0, x.shape[0], step)
+            ]
+        cols = [np.asarray(np.concatenate([r[j] for r in runs]), dtype=np.float32) for j in range(len(names))]
+        if not all(np.all(np.isfinite(c)) for c in cols):
             raise ModelError(f"{self.path}: the model produced NaN or infinite outputs")
-        return y
+        other = cols[1].reshape(-1) if self._other_name else None
+        emb = cols[-1] if embedding and self._embedding_name else None
+        return ModelOutputs(cols[0], other, emb)
 
     # ------------------------------------------------------------------ audio
     def classifier(
@@ -294,6 +365,42 @@ class Model:
         clf = self.classifier(hop=hop, batch_size=batch_size)
         clf.classify(audio, sample_rate)
         return clf.prediction(top_k=top_k)
+
+    def embed(
+        self,
+        audio: AudioSource,
+        sample_rate: int | None = None,
+        *,
+        hop: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Embedding:
+        """Embeddings of a piece of audio: one vector per window and one for the whole.
+
+        The network's penultimate layer (:attr:`embedding_dim` values), L2-normalised, so that
+        the dot product of two vectors is their cosine similarity: recordings of the same kind
+        of instrument lie close together (docs/embeddings.md has a similarity search).
+
+        Parameters
+        ----------
+        audio, sample_rate, hop, batch_size
+            As for :meth:`predict`.
+
+        Returns
+        -------
+        Embedding
+            ``vector [dim]`` for the recording (the loudness-weighted mean of its non-silent
+            windows), ``windows [T, dim]``, ``times [T, 2]``, ``silent [T]``.
+
+        Raises
+        ------
+        InputError
+            The model has no embedding output.
+        """
+        from .inference import Classifier
+
+        clf = Classifier(self, hop=hop, batch_size=batch_size, embeddings=True)
+        clf.classify(audio, sample_rate)
+        return clf.embedding()
 
     def predict_batch(
         self,

@@ -6,9 +6,9 @@ with one shape, :func:`model_info`. The shapes are published as JSON Schema in
 ``docs/schema/`` (``analysis.json``, ``classification.json``); ``tests/test_output.py``
 validates every output against them.
 
-* ``instrunet.analysis/1`` — :meth:`Analysis.to_dict() <instrunet_core.Analysis.to_dict>`,
+* ``instrunet.analysis/2`` — :meth:`Analysis.to_dict() <instrunet_core.Analysis.to_dict>`,
   written by ``instrunet analyze --json`` and the ``json`` writer.
-* ``instrunet.classification/1`` — one file's overall result (or its error): each item of
+* ``instrunet.classification/2`` — one file's overall result (or its error): each item of
   ``instrunet classify --json`` and each line of ``instrunet batch``.
 
 A change that removes or retypes a field bumps the number after the slash; adding an
@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .model import Model
 
 __all__ = [
+    "display_name",
     "ANALYSIS_SCHEMA",
     "CLASSIFICATION_SCHEMA",
     "CLASSIFICATION_FIELDS",
@@ -40,10 +42,10 @@ __all__ = [
     "jsonable",
 ]
 
-ANALYSIS_SCHEMA = "instrunet.analysis/1"
-CLASSIFICATION_SCHEMA = "instrunet.classification/1"
+ANALYSIS_SCHEMA = "instrunet.analysis/2"
+CLASSIFICATION_SCHEMA = "instrunet.classification/2"
 
-#: Every field an ``instrunet.classification/1`` record may have, in order, with its JSON type
+#: Every field an ``instrunet.classification/2`` record may have, in order, with its JSON type
 #: (``dict``: an object). A table of records (the Ray engine's Parquet parts) takes its columns
 #: from here, so a field added to the records reaches it; :func:`classification_record` and
 #: :func:`error_record` refuse to write a field that is not listed.
@@ -59,6 +61,7 @@ CLASSIFICATION_FIELDS: dict[str, type] = {
     "silent": bool,
     "low_evidence": bool,
     "sounding_seconds": float,
+    "other": float,
     "duration": float,
     "error": str,
 }
@@ -97,7 +100,7 @@ def _num(x: float, ndigits: int | None = None) -> float | None:
 def classification_record(
     path: str, prediction: Prediction, model: Model, *, duration: float | None = None
 ) -> dict[str, Any]:
-    """One file's overall result as an ``instrunet.classification/1`` record.
+    """One file's overall result as an ``instrunet.classification/2`` record.
 
     Parameters
     ----------
@@ -112,7 +115,9 @@ def classification_record(
     -------
     dict
         ``{schema, instrunet_version, path, model, label, confidence, probabilities,
-        n_windows, silent, low_evidence, sounding_seconds[, duration]}``.
+        n_windows, silent, low_evidence, sounding_seconds[, other][, duration]}``; ``other``
+        (open-set models) is the probability that the sound is none of the labels, and
+        ``label`` is then ``"other"`` when that wins.
     """
     rec: dict[str, Any] = {
         "schema": CLASSIFICATION_SCHEMA,
@@ -127,6 +132,8 @@ def classification_record(
         "low_evidence": bool(prediction.low_evidence),
         "sounding_seconds": _num(prediction.sounding_seconds, 4),
     }
+    if prediction.other is not None:
+        rec["other"] = _num(prediction.other)
     if duration is not None:
         rec["duration"] = _num(duration, 4)
     return _listed(rec)
@@ -140,7 +147,7 @@ def _listed(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_record(path: str, message: str, model: Model | None = None) -> dict[str, Any]:
-    """A file that could not be classified, as an ``instrunet.classification/1`` record.
+    """A file that could not be classified, as an ``instrunet.classification/2`` record.
 
     Returns
     -------
@@ -177,3 +184,28 @@ def jsonable(x: Any) -> Any:
     if x is None or isinstance(x, str):
         return x
     return str(x)
+
+
+#: Invisible characters that reorder the text around them ("Trojan source"): shown escaped.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def display_name(name: str) -> str:
+    """A file name as a terminal line, a plot title or a report may show it.
+
+    Bytes that are not UTF-8 (which Python surrogate-escapes) become ``\\xNN``; control
+    characters (newline, ESC, ...), line separators and bidirectional overrides become escapes
+    (``\\n``, ``\\x1b``, ``\\u202e``), so a name is one line that cannot drive a terminal or
+    reorder its neighbours. Letters of any script and emoji stay as they are. Machine output
+    (JSON) keeps the name itself.
+    """
+    out = []
+    for ch in name:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's escape of a byte that is not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)

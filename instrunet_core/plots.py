@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InstrunetError
+from .output import display_name
 
 if TYPE_CHECKING:  # annotations only
     from .analysis import Analysis
@@ -80,7 +81,10 @@ def activity_figure(analysis: Analysis, *, title: str | None = None, width: floa
     ax.set_ylim(len(labels), 0)
     ax.set_xlabel("time (s)")
     if title is None:
-        title = f"{os.path.basename(analysis.source)}: {analysis.label} ({analysis.confidence:.2f})"
+        # The name as text: escaped control characters and bytes that are not UTF-8 (matplotlib
+        # cannot draw them), and no "$" starting mathtext.
+        name = display_name(os.path.basename(analysis.source)).replace("$", r"\$")
+        title = f"{name}: {analysis.label} ({analysis.confidence:.2f})"
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -46,6 +46,9 @@ class Segment:
         RMS level in dB re. full scale of the window's real samples.
     silent : bool
         ``rms_db`` below :data:`~instrunet_core.features.SILENCE_DB`.
+    other : float or None
+        Probability that the window's sound is none of the labels (open-set models; 0 when
+        ``silent``; ``None`` for models without that output).
     """
 
     start: float
@@ -53,15 +56,19 @@ class Segment:
     probabilities: dict[str, float]
     rms_db: float
     silent: bool
+    other: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "start": round(float(self.start), 4),
             "end": round(float(self.end), 4),
             "probabilities": {k: float(v) for k, v in self.probabilities.items()},
             "rms_db": round(float(self.rms_db), 2),
             "silent": bool(self.silent),
         }
+        if self.other is not None:
+            d["other"] = float(self.other)
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +168,8 @@ def build_timeline(
     rms_db: np.ndarray,
     silent: np.ndarray,
     labels: Sequence[str],
+    *,
+    other: np.ndarray | None = None,
 ) -> list[Segment]:
     """One :class:`Segment` per window.
 
@@ -171,6 +180,8 @@ def build_timeline(
     probabilities : np.ndarray [shape=(T, n_labels)]
     rms_db, silent : np.ndarray [shape=(T,)]
     labels : sequence of str
+    other : np.ndarray [shape=(T,)], optional
+        Open-set probabilities ("none of the labels").
     """
     segs = []
     for t in range(times.shape[0]):
@@ -182,6 +193,7 @@ def build_timeline(
                 probabilities={lab: float(probs[i]) for i, lab in enumerate(labels)},
                 rms_db=float(rms_db[t]),
                 silent=bool(silent[t]),
+                other=None if other is None else (0.0 if silent[t] else float(other[t])),
             )
         )
     return segs

@@ -31,12 +31,22 @@ def needs(*packages: str) -> None:
 
 
 def build_tiny_onnx(
-    path: Path, *, n_labels: int = 8, input_name: str = "mel", output_name: str = "probabilities"
+    path: Path,
+    *,
+    n_labels: int = 8,
+    input_name: str = "mel",
+    output_name: str = "probabilities",
+    open_set: bool = False,
 ) -> None:
     """mel [N,128,128,1] → mean over (H, W, C) → MatMul [1, n] + bias → Sigmoid → [N, n].
 
     Label 0 rises with the mean log-mel level (any audible sound → "brass"), the
     others stay low, so predictions are deterministic and meaningful.
+
+    ``open_set``: label 0 reads the lower half of the mel bands instead and tops out at 0.9,
+    and two more outputs follow: ``other`` [N, 1] rises with the level of the top quarter of
+    the bands (a tone → brass, broadband noise → "other"), and ``embedding`` [N, 3] (the means
+    of the low bands, the top bands and the whole window).
     """
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -53,16 +63,54 @@ def build_tiny_onnx(
         helper.make_node("Sigmoid", ["logits"], [output_name]),
     ]
     nodes[0].input[0] = input_name
+    outputs = [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", n_labels])]
+    inits = [
+        numpy_helper.from_array(w, "W"),
+        numpy_helper.from_array(b, "B"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "ax"),
+    ]
+    if open_set:
+
+        def band_mean(lo: int, hi: int, out: str) -> list[Any]:
+            return [
+                helper.make_node("Slice", [input_name, f"s{lo}", f"e{hi}", "a1"], [f"{out}_x"]),
+                helper.make_node("ReduceMean", [f"{out}_x"], [f"{out}_m"], axes=[1, 2, 3], keepdims=0),
+                helper.make_node("Unsqueeze", [f"{out}_m", "ax"], [out]),
+            ]
+
+        nodes = [
+            nodes[0],
+            nodes[1],
+            *band_mean(0, 64, "low"),
+            *band_mean(96, 128, "high"),
+            helper.make_node("MatMul", ["low", "W"], ["z"]),
+            helper.make_node("Add", ["z", "B"], ["logits"]),
+            helper.make_node("Sigmoid", ["logits"], ["p_raw"]),
+            helper.make_node("Mul", ["p_raw", "k09"], [output_name]),
+            helper.make_node("Sub", ["high", "k03"], ["h0"]),
+            helper.make_node("Mul", ["h0", "k60"], ["h1"]),
+            helper.make_node("Sigmoid", ["h1"], ["other"]),
+            helper.make_node("Concat", ["low", "high", "m2"], ["embedding"], axis=1),
+        ]
+        for v in (0, 64, 96, 128):
+            inits.append(numpy_helper.from_array(np.array([v], np.int64), f"s{v}"))
+            inits.append(numpy_helper.from_array(np.array([v], np.int64), f"e{v}"))
+        inits += [
+            numpy_helper.from_array(np.array([1], np.int64), "a1"),
+            numpy_helper.from_array(np.array(0.9, np.float32), "k09"),
+            numpy_helper.from_array(np.array(0.3, np.float32), "k03"),
+            numpy_helper.from_array(np.array(60.0, np.float32), "k60"),
+        ]
+        outputs += [
+            helper.make_tensor_value_info("other", TensorProto.FLOAT, ["N", 1]),
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3]),
+        ]
     graph = helper.make_graph(
         nodes,
         "tiny",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 128, 128, 1])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", n_labels])],
-        initializer=[
-            numpy_helper.from_array(w, "W"),
-            numpy_helper.from_array(b, "B"),
-            numpy_helper.from_array(np.array([1], dtype=np.int64), "ax"),
-        ],
+        outputs,
+        initializer=inits,
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="instrunet-tests"

@@ -93,7 +93,7 @@ def test_classify_json_shape(tiny_registry, audio_dir: Path, capsys: pytest.Capt
         "sounding_seconds",
     }
     assert rows[0]["label"] == "brass" and rows[0]["low_evidence"] is False
-    assert rows[0]["schema"] == "instrunet.classification/1" and rows[0]["model"]["name"] == "tiny"
+    assert rows[0]["schema"] == "instrunet.classification/2" and rows[0]["model"]["name"] == "tiny"
     assert set(rows[1]) == {"schema", "instrunet_version", "path", "model", "error"}
     assert "file not found" in rows[1]["error"]
     assert rows[2]["label"] == "silence" and rows[2]["confidence"] == 1.0

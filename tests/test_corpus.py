@@ -200,8 +200,12 @@ def test_layout_libraries_and_key_ranges(tmp_path: Path) -> None:
     t = np.arange(22050) / 22050
     for key in (60, 62, 64):
         hz = 440 * 2 ** ((key - 69) / 12)
-        sf.write(folder / f"note{key:03d}-do.wav", (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 22050)
+        sf.write(
+            folder / f"note{key:03d}-do.wav", (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 22050
+        )
     player = SfzPlayer(corpus.layout_sfz(folder, tmp_path / "x.sfz"), sample_rate=22050)
     assert list(player.keys) == [60, 62, 64]
-    inst = corpus.RealInstrument(0, "vocal_acoustic_000", "vocal", "lib", "x", "dev", "g", (("keys", [61, 64]),))
+    inst = corpus.RealInstrument(
+        0, "vocal_acoustic_000", "vocal", "lib", "x", "dev", "g", (("keys", [61, 64]),)
+    )
     assert corpus.playable_keys(inst, player.keys) == [62, 64]

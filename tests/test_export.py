@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -231,7 +232,12 @@ def test_parity_failure_exits_nonzero_and_writes_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     real = convert.onnx_predict
-    monkeypatch.setattr(convert, "onnx_predict", lambda sess, x, batch=64: real(sess, x, batch) + 3e-4)
+
+    def off(sess: Any, x: np.ndarray, batch: int = 64, names: Any = None) -> Any:
+        y = real(sess, x, batch, names=names)
+        return [o + 3e-4 for o in y] if names is not None else y + 3e-4
+
+    monkeypatch.setattr(convert, "onnx_predict", off)
     out = tmp_path / "out"
     assert main(_args(tiny_keras, out, tiny_corpus)) == 1
     err = capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,10 +32,10 @@ class RecordingSession(Model):
         self.seen: list[np.ndarray] = []
         self.runs = 0
 
-    def predict_features(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    def outputs_features(self, x: np.ndarray, *, batch_size: int = 32, embedding: bool = False) -> Any:
         self.seen.append(np.array(x))
         self.runs += 1
-        return super().predict_features(x, batch_size=batch_size)
+        return super().outputs_features(x, batch_size=batch_size, embedding=embedding)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +160,15 @@ def test_tape_keeps_what_it_holds_across_wraps() -> None:
 
 
 def test_one_window_per_short_input_marked_low_evidence(family) -> None:
-    for n in (1, 100, 2205):  # 1 sample, 100 samples, 0.1 s
-        y = np.full(n, 0.1, np.float32) if n < 2205 else tone(0.1, SR)
-        p = family.predict(y, SR)
+    for n in (100, 2205):  # 100 samples (two periods of the tone), 0.1 s
+        p = family.predict(tone(0.1, SR)[:n], SR)
         assert p.n_windows == 1 and p.low_evidence and not p.silent
         assert p.sounding_seconds < 0.5
+    # one sample, or a constant (DC): no sound to judge (a level is measured about each block's
+    # straight line), so one silent window
+    for y in (np.full(1, 0.1, np.float32), np.full(100, 0.1, np.float32)):
+        p = family.predict(y, SR)
+        assert p.n_windows == 1 and p.low_evidence and p.silent and p.label == "silence"
     p = family.predict(tone(3.0, 44100), 44100)
     assert not p.low_evidence and p.sounding_seconds == pytest.approx(3.0, abs=0.03)
     s = family.predict(np.zeros(SR * 4, np.float32), SR)
@@ -179,7 +184,7 @@ def test_near_silent_windows_hardly_vote(family) -> None:
     faint = (np.random.default_rng(1).standard_normal(SR * 9) * 0.002).astype(np.float32)  # -54 dBFS noise
     clf = Classifier(family)
     clf.classify(np.concatenate([loud, faint]), SR)
-    probs, rms, silent = clf._arrays()
+    probs, rms, silent, _ = clf._arrays()
     assert not silent.any()  # above -60 dBFS: today's silence gate lets the noise windows vote
     p = clf.prediction()
     w = 10 ** ((rms - rms.max()) / 20)

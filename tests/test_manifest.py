@@ -16,7 +16,7 @@ from instrunet_core.model import Model
 def test_valid_manifest_roundtrip(tiny_model_dir: Path) -> None:
     m = read_manifest(tiny_model_dir)
     assert isinstance(m, Manifest)
-    assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/2"
+    assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/3"
     assert m.input_kind == "logmel"
     assert m.version_tuple == (1, 0, 0) and len(m.labels) == 8
     assert m.front_end.window_samples == 65024

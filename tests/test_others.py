@@ -138,3 +138,14 @@ def test_font_programs_and_kits_render(tmp_path: Path) -> None:
     (tmp_path / p.split / "others.json").write_text(json.dumps(recs))
     got = load_others(tmp_path / p.split)
     assert [o.name for o in got] == sorted(recs) and all(o.path.is_file() for o in got)
+
+
+def test_generated_synths_and_noises_for_dev(tmp_path: Path) -> None:
+    from training.others import plan_generated_others, synth
+
+    y = synth(np.random.default_rng(2), 22050)
+    assert y.shape == (22050,) and np.isfinite(y).all() and abs(float(np.abs(y).max()) - 0.9) < 1e-4
+    plans = plan_generated_others()
+    assert {(p.sound, p.split) for p in plans} == {("synth", "dev"), ("noise", "dev")}
+    _, recs = render_other(plans[0], root="", out=str(tmp_path), seed=0, limit=3)
+    assert len(recs) == 3 and all(r["sound"] == plans[0].sound for r in recs.values())

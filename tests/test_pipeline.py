@@ -192,21 +192,32 @@ def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path])
     np.testing.assert_allclose(got[:, :8], 0.75 * ex.Y[:, :8] + 0.25 * p, atol=1e-6)
     np.testing.assert_array_equal(got[:, 8], ex.Y[:, 8])
     assert got.dtype == np.float32 and got.shape == ex.Y.shape
+    # an "other" example keeps its labels: the eight-family teacher's guesses would name a family
+    y = np.zeros((2, 9), np.float32)
+    y[0, 2], y[1, 8] = 1.0, 1.0
+    mixed = distilled_targets(y, np.full((2, 8), 0.5, np.float32), 0.5)
+    np.testing.assert_allclose(mixed[0, :8], 0.5 * y[0, :8] + 0.25)
+    np.testing.assert_array_equal(mixed[1], y[1])
     with pytest.raises(ValueError, match="distill weight"):
         distilled_targets(ex.Y, got_p, 1.5)
 
 
-def test_compact_model_trains_distilled_and_exports(trained: dict[str, Path]) -> None:
+def test_compact_open_set_model_trains_distilled_and_exports(trained: dict[str, Path]) -> None:
+    """An open-set model (a ninth output, "other"), trained on ensembles and other sounds with a
+    teacher, exported with its other and embedding outputs, and run by the runtime."""
     from training import train
 
     root = trained["root"]
     teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
     args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.1"), "--no-test"]
     run = ["--model", "compact", "--out", str(root / "run-c"), "--report-dir", str(root / "report-c")]
-    assert train.main([*run, "--teacher", str(teacher), "--distill", "0.5", *args]) == 0
+    open_set = ["--open-set", "--other-prob", "0.3", "--ensemble-prob", "0.3", "--n-valid-other", "24"]
+    assert train.main([*run, "--teacher", str(teacher), "--distill", "0.5", *open_set, *args]) == 0
     metrics = json.loads((root / "report-c" / "metrics.json").read_text())
     assert metrics["model"] == "compact" and metrics["task"] == "multilabel"
     assert metrics["config"]["teacher"] == str(teacher) and metrics["config"]["distill"] == 0.5
+    assert metrics["outputs"] == [*FAMILIES, "other"] and 0 < metrics["thresholds"]["other"] < 1
+    assert "answered_other" in metrics["valid"]["other"]
     out = root / "models-c"
     cmd = [
         sys.executable,
@@ -230,6 +241,14 @@ def test_compact_model_trains_distilled_and_exports(trained: dict[str, Path]) ->
     assert proc.returncode == 0, proc.stderr
     raw = json.loads((out / "family" / "0.0.2" / "manifest.json").read_text())
     assert raw["parity"]["max_abs_diff"] <= 1e-4 and raw["parity"]["top1_agreement"] == 1.0
+    assert raw["other"]["threshold"] == metrics["thresholds"]["other"] and "other" not in raw["thresholds"]
+    assert raw["embedding"]["shape"] == [None, 128]
+    model = instrunet_core.load_model(out / "family" / "0.0.2")
+    y = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 22050) / 22050).astype(np.float32)
+    pred = model.predict(y, 22050)
+    assert pred.other is not None and 0.0 <= pred.other <= 1.0
+    emb = model.embed(y, 22050)
+    assert emb.dim == 128 and abs(float(np.linalg.norm(emb.vector)) - 1.0) < 1e-5
 
 
 def test_a_softmax_teacher_is_refused(trained: dict[str, Path]) -> None:
@@ -263,8 +282,8 @@ def test_training_continues_from_a_saved_keras_model(trained: dict[str, Path]) -
     root = trained["root"]
     saved = root / "run-c" / "compact.keras"
     if not saved.is_file():
-        pytest.skip("needs test_compact_model_trains_distilled_and_exports first")
-    args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.3"), "--no-test"]
+        pytest.skip("needs test_compact_open_set_model_trains_distilled_and_exports first")
+    args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.3"), "--no-test", "--open-set"]
     run = ["--model", "compact", "--out", str(root / "run-c2"), "--report-dir", str(root / "report-c2")]
     assert train.main([*run, "--init-keras", str(saved), *args]) == 0
     metrics = json.loads((root / "report-c2" / "metrics.json").read_text())

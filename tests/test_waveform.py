@@ -52,7 +52,7 @@ def _clip_windows(n: int = 6) -> np.ndarray:
 def test_manifest_of_waveform_artifact(waveform_dir: Path) -> None:
     m = read_manifest(waveform_dir)
     src = read_manifest(FAMILY)
-    assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/2"
+    assert m.schema == MANIFEST_SCHEMA == "instrunet.manifest/3"
     assert m.input_kind == "waveform" and src.input_kind == "logmel"
     assert m.input["shape"] == [None, FE.window_samples] and m.input["sample_rate"] == FE.sample_rate
     assert m.raw["source"] == {"name": "family", "version": "1.0.0", "sha256": src.sha256}

@@ -666,11 +666,12 @@ def _build_others(
 ) -> None:
     """Render the open-set material (:mod:`training.others`) into each split's ``others/``;
     resumable like the instruments (``.parts/others-<key>.json``)."""
-    from .others import plan_font_others, plan_locked_others, render_other
+    from .others import plan_font_others, plan_generated_others, plan_locked_others, render_other
 
     plans = plan_font_others(SOUNDFONTS, TEST_FONT, training_groups())
     if lock is not None:
         plans += plan_locked_others(lock)  # their checkouts were verified with the instruments'
+        plans += plan_generated_others()  # the dev split's synthesizers and noises
     if limit is not None:  # small builds: one plan per (split, sound)
         first: dict[tuple[str, str], Any] = {}
         for p in plans:
@@ -683,6 +684,8 @@ def _build_others(
     print(f"rendering {len(todo)} sets of other sounds", file=sys.stderr, flush=True)
 
     def root_of(p: Any) -> str:
+        if p.kind == "generated":
+            return ""
         return str(fonts[p.source]) if p.kind.startswith("font") else str(roots[p.source])
 
     if workers == 1:

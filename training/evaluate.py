@@ -39,6 +39,8 @@ from .metrics import multiclass_metrics, multilabel_metrics
 __all__ = [
     "ArtifactModel",
     "predict",
+    "model_batch",
+    "inputs_of",
     "score_set",
     "dev_breakdown",
     "library_scores",
@@ -65,12 +67,31 @@ class ArtifactModel:
 
 
 def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """``[N, outputs]`` float32 scores for windows ``X [N, 128, 128]`` (float16 or float32)."""
-    out = [
-        model.predict_on_batch(np.asarray(X[i : i + batch_size], np.float32)[..., None])
-        for i in range(0, len(X), batch_size)
-    ]
+    """``[N, outputs]`` float32 scores for log-mel windows ``X [N, 128, 128]`` (float16 or
+    float32), or for window audio ``X [N, samples]`` (int16 as stored in example sets, or
+    float) of a model that takes audio."""
+    audio = X.ndim == 2
+    out = []
+    for i in range(0, len(X), batch_size):
+        x = model_batch(X[i : i + batch_size])
+        out.append(model.predict_on_batch(x if audio else x[..., None]))
     return np.concatenate(out).astype(np.float32)
+
+
+def model_batch(x: np.ndarray) -> np.ndarray:
+    """Stored examples as a model takes them: float32, int16 audio scaled to [-1, 1]."""
+    if x.dtype == np.int16:
+        return np.asarray(x, np.float32) / np.float32(32767)
+    return np.asarray(x, np.float32)
+
+
+def inputs_of(ex: Examples, audio: bool) -> np.ndarray:
+    """The examples' model inputs: their audio (``audio``) or their log-mel windows."""
+    if audio:
+        if ex.W is None:
+            raise ValueError(f"{ex.key or 'example set'}: a model that takes audio needs the examples' audio")
+        return ex.W
+    return ex.X
 
 
 def answers(p: np.ndarray, thresholds: Mapping[str, float] | None) -> np.ndarray:
@@ -165,7 +186,12 @@ def selection_score(parts: Mapping[str, float]) -> float:
 
 
 def chain_robustness(
-    model: Any, ex: Examples, thresholds: Mapping[str, float] | None, *, chains: Sequence[str] | None = None
+    model: Any,
+    ex: Examples,
+    thresholds: Mapping[str, float] | None,
+    *,
+    chains: Sequence[str] | None = None,
+    audio: bool = False,
 ) -> dict[str, Any]:
     """How the fixed producer chains (:data:`training.augment.CHAINS`) change single-clip
     answers: per chain, the share of clips whose answer changes and the balanced accuracy
@@ -178,7 +204,7 @@ def chain_robustness(
         raise ValueError("chain robustness needs the clips' audio (an example set made with keep_audio)")
     sr = DEFAULT_FRONT_END.sample_rate
     true = ex.Y[:, :F].argmax(1)
-    clean = answers(predict(model, ex.X), thresholds)
+    clean = answers(predict(model, inputs_of(ex, audio)), thresholds)
     labels = (*FAMILIES, "other")  # answers may be "other"; only the true families count
     base = multiclass_metrics(true, clean, labels)
     out: dict[str, Any] = {
@@ -187,20 +213,16 @@ def chain_robustness(
         "chains": {},
     }
     for name in chains or list(CHAINS):
-        feats = np.concatenate(
+        processed = np.concatenate(
             [
-                batch_features(
-                    np.stack(
-                        [
-                            apply_chain(name, np.asarray(w, np.float32) / 32767.0, sr)
-                            for w in ex.W[i : i + 256]
-                        ]
-                    )
-                ).astype(np.float16)
+                np.stack(
+                    [apply_chain(name, np.asarray(w, np.float32) / 32767.0, sr) for w in ex.W[i : i + 256]]
+                )
                 for i in range(0, len(ex), 256)
             ]
         )
-        got = answers(predict(model, feats), thresholds)
+        x = processed if audio else batch_features(processed).astype(np.float16)
+        got = answers(predict(model, x), thresholds)
         m = multiclass_metrics(true, got, labels)
         out["chains"][name] = {
             "label_change_rate": float(np.mean(got != clean)),

@@ -31,7 +31,7 @@ from keras import layers
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.manifest import INPUT_NAME, OUTPUT_NAME
 
-__all__ = ["MODELS", "build_model", "TASKS", "EMBEDDING_LAYER"]
+__all__ = ["MODELS", "build_model", "TASKS", "AUDIO_MODELS", "EMBEDDING_LAYER"]
 
 #: The layer whose activations the runtime returns as the window's embedding (``Model.embed``).
 EMBEDDING_LAYER = "embedding"
@@ -139,11 +139,43 @@ def compact(n_labels: int = 8, *, width: int = 16, dense: int = 128, dropout: fl
     return keras.Model(inp, out, name="compact")
 
 
+def large(
+    n_labels: int = 9, *, dense: int = 256, dropout: float = 0.3, blocks: int | None = 4, **_: object
+) -> keras.Model:
+    """The large model: YAMNet (AudioSet, Apache-2.0; :mod:`training.teacher`) on our window.
+
+    Audio ``[batch, 65024]`` at 22,050 Hz → peak-normalised → YAMNet's log-mel patches (five
+    0.96 s patches) → its MobileNetV1 backbone with the published weights → mean and max of
+    the patches' 1024-d embeddings → dropout → ``embedding`` (``dense`` units, ReLU) →
+    dropout → sigmoid outputs. Only the last ``blocks`` of the backbone's 14 blocks (and the
+    head) train (``None``: all of it). Needs the prepared teacher (``python -m training.teacher
+    prepare``) and TensorFlow.
+    """
+    from .teacher.keras_port import PeakNormalise, large_model, set_trainable_blocks
+
+    base = large_model(n_outputs=n_labels, pooling="mean", dropout=0.0)
+    audio = keras.Input(tuple(base.input_shape[1:]), name="audio")
+    x = PeakNormalise(name="peak")(audio)
+    for name in ("logmel_patches", "fold", "yamnet", "unfold"):
+        x = base.get_layer(name)(x)
+    pooled = layers.Concatenate(name="patch_stats")(
+        [layers.GlobalAveragePooling1D(name="patch_mean")(x), layers.GlobalMaxPooling1D(name="patch_max")(x)]
+    )
+    h = layers.Dropout(dropout)(pooled)
+    h = layers.Dense(dense, activation="relu", name=EMBEDDING_LAYER)(h)
+    h = layers.Dropout(dropout)(h)
+    out = layers.Dense(n_labels, activation="sigmoid", name=OUTPUT_NAME)(h)
+    model = keras.Model(audio, out, name="large")
+    set_trainable_blocks(model, blocks)
+    return model
+
+
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "baseline": baseline,
     "seed_v3": seed_v3,
     "default": default,
     "compact": compact,
+    "large": large,
 }
 #: multiclass → softmax over single notes; multilabel → sigmoid, trained with mixtures.
 TASKS: dict[str, str] = {
@@ -151,7 +183,10 @@ TASKS: dict[str, str] = {
     "seed_v3": "multiclass",
     "default": "multilabel",
     "compact": "multilabel",
+    "large": "multilabel",
 }
+#: What each model takes: log-mel windows (the runtime's front end), or window audio.
+AUDIO_MODELS = frozenset({"large"})
 
 
 def build_model(name: str, n_labels: int = 8, **kwargs: object) -> keras.Model:

@@ -16,7 +16,9 @@ origin:
   drum hits, synth loops, ambience, keyboard clicks) cut or strung into clips; their ``split``
   says where they go (``dev`` sources build the open-set dev set, which nothing trains on);
 * **generated noise** (:func:`noise`): white, pink, brown, mains hum with harmonics,
-  crackle, made at example time by :mod:`training.dataset` (no files).
+  crackle, made at example time by :mod:`training.dataset` (no files); and, for the open-set
+  dev set only (its real sources lack synthesizers), generated synthesizer tones
+  (:func:`synth`) and noises rendered into files (:func:`plan_generated_others`).
 
 Layout inside the corpus: ``<corpus>/<split>/others.json`` (name → record) and
 ``<corpus>/<split>/others/<name>.wav`` (22,050 Hz mono, 16-bit, peak 0.9, like the notes).
@@ -46,6 +48,8 @@ __all__ = [
     "load_others",
     "drum_pattern",
     "noise",
+    "synth",
+    "plan_generated_others",
     "NOISE_KINDS",
 ]
 
@@ -321,16 +325,16 @@ def render_other(
     rng = np.random.default_rng([seed, *plan.key.encode()])
     clips: list[np.ndarray] = []
     if plan.kind in ("font", "font-drums"):
-        synth, sfid = _font_synth(root)
+        player, sfid = _font_synth(root)
         drums = plan.kind == "font-drums"
-        if synth.sfpreset_name(sfid, e["bank"], e["program"]) is None:
+        if player.sfpreset_name(sfid, e["bank"], e["program"]) is None:
             return plan.key, {}
         chan = 9 if drums else 0
-        synth.program_select(chan, sfid, e["bank"], e["program"], is_drums=drums)
+        player.program_select(chan, sfid, e["bank"], e["program"], is_drums=drums)
         for _ in range(_count(CLIPS_PER_PROGRAM["drums" if drums else plan.sound], limit)):
             events = drum_pattern(rng, range(35, 82)) if drums else _melodic_events(rng, *PITCHES[plan.sound])
             end = max((t + h for t, _, _, h in events), default=0.0)
-            clips.append(_render_font_events(synth, chan, events, min(CLIP_S, end + 1.0)))
+            clips.append(_render_font_events(player, chan, events, min(CLIP_S, end + 1.0)))
     elif plan.kind in ("sfz", "sfz-drums"):
         from .sfz import Clip, Event, SfzPlayer
 
@@ -346,6 +350,10 @@ def render_other(
                 continue
             clip = Clip("pattern", tuple(Event(t, int(k), int(v), float(h)) for t, k, v, h in events))
             clips.append(player.render(clip, max_s=CLIP_S))
+    elif plan.kind == "generated":
+        for _ in range(_count(int(e["clips"]), limit)):
+            n = int(rng.uniform(1.0, CLIP_S) * SAMPLE_RATE)
+            clips.append(synth(rng, n) if plan.sound == "synth" else noise(rng, n))
     elif plan.kind == "recordings":
         clips.extend(_cut_recordings(rng, Path(root), e)[: _count(10**9, limit)])
     else:
@@ -382,6 +390,7 @@ def _cut_recordings(rng: np.random.Generator, root: Path, e: dict[str, Any]) -> 
     (single hits, clicks, spoken words) strung together with 0-0.4 s gaps until the clip is
     full. At most ``clips`` (default 300) in all."""
     from instrunet_core.audio import load_audio
+    from instrunet_core.errors import DecodeError
 
     skip = [root / x for x in e.get("exclude", [])]
     files: list[Path] = []
@@ -401,9 +410,18 @@ def _cut_recordings(rng: np.random.Generator, root: Path, e: dict[str, Any]) -> 
     order = [int(i) for i in rng.permutation(len(files))]
     out: list[np.ndarray] = []
     pos = 0
+
+    def load(i: int) -> np.ndarray:
+        try:
+            return load_audio(files[order[i]], target_sr=SAMPLE_RATE)
+        except DecodeError:  # a collection's empty or broken file (asterisk ships a 0-frame one)
+            return np.zeros(0, np.float32)
+
     while len(out) < limit and pos < len(order):
-        y = load_audio(files[order[pos]], target_sr=SAMPLE_RATE)
+        y = load(pos)
         pos += 1
+        if y.size == 0:
+            continue
         n = int(rng.uniform(1.0, CLIP_S) * SAMPLE_RATE)
         if y.size >= n:
             for _ in range(per_file):
@@ -413,7 +431,7 @@ def _cut_recordings(rng: np.random.Generator, root: Path, e: dict[str, Any]) -> 
         pieces = [y]
         while sum(len(q) for q in pieces) < n and pos < len(order):
             pieces.append(np.zeros(int(rng.uniform(0.0, 0.4) * SAMPLE_RATE), np.float32))
-            pieces.append(load_audio(files[order[pos]], target_sr=SAMPLE_RATE))
+            pieces.append(load(pos))
             pos += 1
         out.append(np.concatenate(pieces)[:n])
     return out[:limit]
@@ -437,6 +455,66 @@ def load_others(split_dir: str | Path) -> list[Other]:
         )
         for k, v in sorted(data.items())
     ]
+
+
+#: Sounds made by code for the open-set dev set (whose real sources lack synthesizers):
+#: ``(sound, clips)``; training draws its generated noise at example time instead.
+GENERATED_DEV = (("synth", 150), ("noise", 100))
+
+
+def plan_generated_others() -> list[OtherPlan]:
+    """Generated synthesizer tones and noises for the dev split (:data:`GENERATED_DEV`)."""
+    return [
+        OtherPlan(f"generated-{sound}", sound, "generated", "generated", "dev", "generated", (("clips", n),))
+        for sound, n in GENERATED_DEV
+    ]
+
+
+# --------------------------------------------------------------------------- generated sound
+
+
+def synth(rng: np.random.Generator, n: int, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """``n`` samples of a subtractive or FM synthesizer, peak 0.9: a note or an arpeggio of
+    saw, square, pulse, a detuned "supersaw" or two-operator FM, through a resonant low-pass
+    whose cut-off sweeps, with an attack-decay-sustain-release envelope."""
+    t = np.arange(n) / sr
+    n_notes = 1 if rng.random() < 0.5 else int(rng.integers(3, 9))
+    base = float(440 * 2 ** ((rng.integers(28, 84) - 69) / 12))
+    steps = rng.choice([0, 3, 4, 5, 7, 12], size=n_notes)
+    f = np.repeat(base * 2 ** (steps / 12), int(np.ceil(n / n_notes)))[:n]
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    kind = ("saw", "square", "pulse", "supersaw", "fm")[int(rng.integers(5))]
+    if kind == "saw":
+        y = 2 * ((phase / (2 * np.pi)) % 1.0) - 1
+    elif kind == "square":
+        y = np.sign(np.sin(phase))
+    elif kind == "pulse":
+        y = np.where((phase / (2 * np.pi)) % 1.0 < rng.uniform(0.1, 0.3), 1.0, -1.0)
+    elif kind == "supersaw":
+        y = sum(2 * ((phase * (1 + d) / (2 * np.pi)) % 1.0) - 1 for d in rng.uniform(-0.01, 0.01, 5))
+    else:
+        index = rng.uniform(1, 8) * np.exp(-t * rng.uniform(0.5, 5))
+        y = np.sin(phase + index * np.sin(phase * rng.choice([1.0, 2.0, 3.5])))
+    # resonant low-pass (two one-pole stages with feedback), cut-off sweeping
+    cut = np.exp(np.linspace(np.log(rng.uniform(300, 6000)), np.log(rng.uniform(300, 6000)), n))
+    a = np.exp(-2 * np.pi * cut / sr)
+    res = rng.uniform(0.0, 0.6)
+    z1 = z2 = 0.0
+    out = np.empty(n)
+    for i in range(n):
+        x = y[i] - res * z2
+        z1 = (1 - a[i]) * x + a[i] * z1
+        z2 = (1 - a[i]) * z1 + a[i] * z2
+        out[i] = z2
+    att, dec, sus, rel = (
+        rng.uniform(0.002, 0.3),
+        rng.uniform(0.05, 0.8),
+        rng.uniform(0.2, 1.0),
+        rng.uniform(0.05, 0.5),
+    )
+    env = np.interp(t, [0, att, att + dec, max(att + dec, t[-1] - rel), t[-1] + 1e-9], [0, 1, sus, sus, 0])
+    out = out * env
+    return (out * (PEAK / max(float(np.abs(out).max()), 1e-9))).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- generated noise

@@ -164,8 +164,9 @@ class SfzPlayer:
             s.render_block()
         for c, v in clip.cc:
             s.cc(0, c, v)
-        ons = sorted((round(e.onset_s * sr), 1, e) for e in clip.events)
-        offs = sorted((round((e.onset_s + e.hold_s) * sr), 0, e) for e in clip.events)
+        # events may share a time (a chord, drum hits): order by time only (sorted is stable)
+        ons = sorted(((round(e.onset_s * sr), 1, e) for e in clip.events), key=lambda x: x[0])
+        offs = sorted(((round((e.onset_s + e.hold_s) * sr), 0, e) for e in clip.events), key=lambda x: x[0])
         queue = sorted(ons + offs, key=lambda x: (x[0], x[1]))
         end = min(round(max_s * sr), round((clip.end_s + tail_s) * sr))
         blocks: list[np.ndarray] = []

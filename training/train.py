@@ -43,7 +43,16 @@ import numpy as np
 from instrunet_core.labels import FAMILIES
 
 from .dataset import OTHER, TARGETS, Examples, ExampleSpec, cached_examples, split_notes
-from .evaluate import chain_robustness, dev_breakdown, library_scores, predict, score_set, selection_score
+from .evaluate import (
+    chain_robustness,
+    dev_breakdown,
+    inputs_of,
+    library_scores,
+    model_batch,
+    predict,
+    score_set,
+    selection_score,
+)
 from .metrics import pick_thresholds
 from .others import load_others
 
@@ -87,6 +96,8 @@ class Config:
     other_prob: float = 0.0  # chance of an "other" example (drums, synths, speech, noise)
     other_under_prob: float = 0.0  # chance of other sound mixed under an instrument example
     open_set: bool = False  # a ninth output, "other"
+    keep_audio: bool = False  # keep the training examples' audio (teachers and models that take audio)
+    blocks: int = 4  # large model: trainable blocks at the end of YAMNet's 14 (0: all)
     irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
     sources: Path | None = None  # mirror folder of training/sources.lock.json
     init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
@@ -104,6 +115,13 @@ class Config:
     @property
     def n_outputs(self) -> int:
         return F + 1 if self.open_set else F
+
+    @property
+    def audio(self) -> bool:
+        """Whether the model takes window audio (its front end inside) rather than log-mel windows."""
+        from .models import AUDIO_MODELS
+
+        return self.model in AUDIO_MODELS
 
 
 def spec_augment(
@@ -155,7 +173,8 @@ def spec_augment(
 
 
 class _Batches:
-    """Shuffled float32 batches from a float16 array without copying the whole set."""
+    """Shuffled float32 batches from a float16 array of log-mel windows (or an int16 array of
+    window audio) without copying the whole set."""
 
     def __init__(
         self,
@@ -179,6 +198,8 @@ class _Batches:
 
             def __getitem__(s, i: int) -> tuple[np.ndarray, np.ndarray]:
                 idx = np.sort(s.order[i * batch_size : (i + 1) * batch_size])
+                if X.ndim == 2:  # window audio (int16) for a model that takes audio
+                    return model_batch(X[idx]), Y[idx]
                 x = X[idx].astype(np.float32)
                 if masks:
                     spec_augment(x, s.rng, eq_db=eq_db)
@@ -232,12 +253,17 @@ def distilled_targets(Y: np.ndarray, p: np.ndarray, weight: float) -> np.ndarray
     """``(1 - weight) * Y + weight * p`` over the columns the teacher has (knowledge
     distillation): soft targets that carry what the teacher learned about similar families (a
     muted trumpet that sounds half like a reed) while the labels keep it honest where the
-    teacher is wrong. Columns the teacher lacks keep their labels."""
+    teacher is wrong. Columns the teacher lacks keep their labels, and so do the examples
+    labelled in one of them."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"distill weight must be in [0, 1], got {weight}")
     out = Y.astype(np.float32).copy()
     k = min(p.shape[1], Y.shape[1])
     out[:, :k] = (1.0 - weight) * Y[:, :k] + weight * p[:, :k]
+    # An eight-family teacher has never heard drums or noise: where a column it lacks is on
+    # (an open-set example), its family guesses would teach the student to name a family.
+    unknown = Y[:, k:].max(axis=1) > 0 if Y.shape[1] > k else np.zeros(len(Y), bool)
+    out[unknown] = Y[unknown]
     return out
 
 
@@ -281,14 +307,25 @@ def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
         ),
     )
     valid = {
-        "single": _examples(cfg, ExampleSpec("valid", cfg.n_valid, s + 1, random_crop=False)),
-        "mix": _examples(cfg, ExampleSpec("valid", cfg.n_valid_mix, s + 2, mix_prob=1.0, random_crop=False)),
+        "single": _examples(
+            cfg, ExampleSpec("valid", cfg.n_valid, s + 1, random_crop=False, keep_audio=True)
+        ),
+        "mix": _examples(
+            cfg,
+            ExampleSpec("valid", cfg.n_valid_mix, s + 2, mix_prob=1.0, random_crop=False, keep_audio=True),
+        ),
     }
     if cfg.open_set and load_others(cfg.corpus / "valid"):
         valid["other"] = _examples(
             cfg,
             ExampleSpec(
-                "valid", cfg.n_valid_other, s + 7, other_prob=1.0, noise_share=0.2, random_crop=False
+                "valid",
+                cfg.n_valid_other,
+                s + 7,
+                other_prob=1.0,
+                noise_share=0.2,
+                random_crop=False,
+                keep_audio=True,
             ),
         )
     dev: dict[str, Examples] = {}
@@ -303,11 +340,22 @@ def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
             ),
         )
         if cfg.n_dev_mix:
-            dev["mix"] = _examples(cfg, ExampleSpec("dev", cfg.n_dev_mix, s + 6, ensemble_prob=1.0))
+            dev["mix"] = _examples(
+                cfg, ExampleSpec("dev", cfg.n_dev_mix, s + 6, ensemble_prob=1.0, keep_audio=True)
+            )
         others = load_others(cfg.corpus / "dev")
         if cfg.open_set and others:
             dev["other"] = _examples(
-                cfg, ExampleSpec("dev", len(others), s + 8, balanced=False, other_prob=1.0, random_crop=False)
+                cfg,
+                ExampleSpec(
+                    "dev",
+                    len(others),
+                    s + 8,
+                    balanced=False,
+                    other_prob=1.0,
+                    random_crop=False,
+                    keep_audio=True,
+                ),
             )
     return Sets(train, valid, dev, dev_notes)
 
@@ -337,11 +385,11 @@ def choose_thresholds(preds: dict[str, dict[str, np.ndarray]], sets: Sets) -> di
 
 
 def epoch_scores(
-    model: Any, sets: Sets
+    model: Any, sets: Sets, *, audio: bool = False
 ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, np.ndarray]]]:
     """Selection parts, thresholds and predictions of ``model`` on valid and dev."""
     preds = {
-        split: {kind: predict(model, ex.X) for kind, ex in group.items()}
+        split: {kind: predict(model, inputs_of(ex, audio)) for kind, ex in group.items()}
         for split, group in (("valid", sets.valid), ("dev", sets.dev))
     }
     th = choose_thresholds(preds, sets)
@@ -384,7 +432,11 @@ def fit_and_select(
     from .models import build_model
 
     keras.utils.set_random_seed(cfg.seed)
-    arch = {k: v for k, v in (("width", cfg.width), ("depth", cfg.depth), ("dense", cfg.dense)) if v}
+    arch: dict[str, Any] = {
+        k: v for k, v in (("width", cfg.width), ("depth", cfg.depth), ("dense", cfg.dense)) if v
+    }
+    if cfg.audio:
+        arch["blocks"] = cfg.blocks or None
     model = build_model(cfg.model, cfg.n_outputs if task == "multilabel" else F, **arch)
     init = None
     X, Y = train
@@ -414,7 +466,7 @@ def fit_and_select(
         # Epoch "0" (warm start only): the initial weights, scored like any epoch, so that
         # training has to beat the model it started from on valid and dev to replace it.
         h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0) if epoch >= 0 else None
-        parts, th, _ = epoch_scores(model, sets)
+        parts, th, _ = epoch_scores(model, sets, audio=cfg.audio)
         score = selection_score(parts)
         history["loss"].append(float(h.history["loss"][-1]) if h is not None else float("nan"))
         for k, v in parts.items():
@@ -461,10 +513,12 @@ def fit_and_select(
     return model, info
 
 
-def _score_group(model: Any, group: dict[str, Examples], th: dict[str, float] | None) -> dict[str, Any]:
+def _score_group(
+    model: Any, group: dict[str, Examples], th: dict[str, float] | None, audio: bool
+) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for kind, ex in group.items():
-        res.update(score_set(predict(model, ex.X), ex, kind, th))
+        res.update(score_set(predict(model, inputs_of(ex, audio)), ex, kind, th))
     return res
 
 
@@ -475,31 +529,27 @@ def final_report(
     th = info.get("thresholds")
     dev_metrics = None
     if sets.dev:
-        dev_metrics = _score_group(model, sets.dev, th)
+        dev_metrics = _score_group(model, sets.dev, th, cfg.audio)
         if "single" in sets.dev:
-            p = predict(model, sets.dev["single"].X)
+            p = predict(model, inputs_of(sets.dev["single"], cfg.audio))
             dev_metrics.update(dev_breakdown(p, sets.dev["single"], sets.dev_notes, th))
-            dev_metrics["chains"] = chain_robustness(model, sets.dev["single"], th)
+            dev_metrics["chains"] = chain_robustness(model, sets.dev["single"], th, audio=cfg.audio)
     test = None
     if cfg.test:
         test_notes = split_notes(cfg.corpus, "test")
+        kw: dict[str, Any] = {"random_crop": False, "keep_audio": cfg.audio}
         group = {
             "single": _examples(
-                cfg, ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False, random_crop=False)
+                cfg, ExampleSpec("test", len(test_notes), cfg.seed + 3, balanced=False, **kw)
             ),
-            "mix": _examples(
-                cfg, ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0, random_crop=False)
-            ),
+            "mix": _examples(cfg, ExampleSpec("test", cfg.n_test_mix, cfg.seed + 4, mix_prob=1.0, **kw)),
         }
         others = load_others(cfg.corpus / "test")
         if cfg.open_set and others:
             group["other"] = _examples(
-                cfg,
-                ExampleSpec(
-                    "test", len(others), cfg.seed + 9, balanced=False, other_prob=1.0, random_crop=False
-                ),
+                cfg, ExampleSpec("test", len(others), cfg.seed + 9, balanced=False, other_prob=1.0, **kw)
             )
-        test = _score_group(model, group, th)
+        test = _score_group(model, group, th, cfg.audio)
     dev_sel = "epochs, weights and thresholds chosen on valid and the real-recording dev libraries (mean and worst library"
     return {
         "model": cfg.model,
@@ -519,7 +569,7 @@ def final_report(
             else "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing"
         ),
         "init": info.get("init"),
-        "valid": _score_group(model, sets.valid, th),
+        "valid": _score_group(model, sets.valid, th, cfg.audio),
         "dev": dev_metrics,
         "test": test,
         "corpus": corpus_counts,
@@ -549,8 +599,8 @@ def run(cfg: Config) -> dict[str, Any]:
         from instrunet_core.model import open_model
 
         teacher_kind = open_model(cfg.teacher).input_kind
-    sets = build_sets(cfg, keep_audio=teacher_kind == "waveform")
-    Xt, Yt = sets.train.X, _targets(cfg, task, sets.train.Y)
+    sets = build_sets(cfg, keep_audio=cfg.keep_audio or cfg.audio or teacher_kind == "waveform")
+    Xt, Yt = inputs_of(sets.train, cfg.audio), _targets(cfg, task, sets.train.Y)
     if task == "multiclass":  # one cached training set serves every model: keep its single notes
         keep = (sets.train.Y[:, :F].sum(1) == 1) & (sets.train.Y[:, OTHER] == 0)
         Xt, Yt = np.asarray(Xt)[keep], Yt[keep]
@@ -604,7 +654,7 @@ _STRINGS = {"version", "augment_preset"}
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a family model.")
-    ap.add_argument("--model", required=True, choices=["baseline", "seed_v3", "default", "compact"])
+    ap.add_argument("--model", required=True, choices=["baseline", "seed_v3", "default", "compact", "large"])
     ap.add_argument("--corpus", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     for f in dataclasses.fields(Config):

@@ -229,6 +229,25 @@ class FoldPatches(keras.layers.Layer):
         return {**super().get_config(), "unfold": self.unfold}
 
 
+@keras.saving.register_keras_serializable(package="instrunet_teacher")
+class PeakNormalise(keras.layers.Layer):
+    """Each window scaled to peak ``peak`` (windows quieter than ``floor`` peak are scaled as if
+    at the floor): the large model hears a quiet take like a loud one, as the log-mel models
+    do through their per-window dB reference."""
+
+    def __init__(self, peak: float = 0.9, floor: float = 1e-4, **kw: Any) -> None:
+        kw["trainable"] = False
+        super().__init__(**kw)
+        self.peak, self.floor = float(peak), float(floor)
+
+    def call(self, x: Any) -> Any:
+        m = ops.max(ops.abs(x), axis=-1, keepdims=True)
+        return x * (self.peak / ops.maximum(m, self.floor))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "peak": self.peak, "floor": self.floor}
+
+
 def _bn(name: str) -> Any:
     return keras.layers.BatchNormalization(center=True, scale=False, epsilon=_BN_EPSILON, name=name)
 

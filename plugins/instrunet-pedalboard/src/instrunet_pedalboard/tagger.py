@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import InputError
-from instrunet_core.inputs import check_sample_rate
+from instrunet_core.inputs import MAX_BLOCK_SAMPLES, check_count, check_sample_rate, check_seconds
 
 from ._core import Adapter, Layout
 
@@ -28,8 +28,9 @@ class _Tagging(Adapter):
 
     def reset(self) -> None:
         """Forget the stream: results, buffered audio, layout and sample rate."""
-        super().reset()
-        self._fed = 0
+        with self._owner.feeding("reset"):
+            super().reset()
+            self._fed = 0
 
     def _push(self, audio: Any, sample_rate: Any) -> list[Any]:
         got = self._accept(audio, sample_rate)
@@ -117,16 +118,18 @@ class Tagger(_Tagging):
         self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
     ) -> Any:
         """Same as calling the tagger (pedalboard's ``Plugin.process`` signature)."""
-        if reset:
-            self.reset()
-        self._push(audio, sample_rate)
-        if reset:
-            self._finish()
-        return audio
+        with self._owner.feeding("process"):
+            if reset:
+                self.reset()
+            self._push(audio, sample_rate)
+            if reset:
+                self._finish()
+            return audio
 
     def flush(self) -> list[Any]:
         """End the stream: analyse the last, partial window. Returns the windows it completed."""
-        return self._finish()
+        with self._owner.feeding("flush"):
+            return self._finish()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,15 +213,17 @@ class StreamTagger(_Tagging):
         -------
         list of LiveResult
         """
-        t0 = time.perf_counter()
-        wins = self._push(block, sample_rate)
-        return self._wrap(wins, time.perf_counter() - t0)
+        with self._owner.feeding("feed"):
+            t0 = time.perf_counter()
+            wins = self._push(block, sample_rate)
+            return self._wrap(wins, time.perf_counter() - t0)
 
     def finish(self) -> list[LiveResult]:
         """End the stream: predict its last, partial window."""
-        t0 = time.perf_counter()
-        wins = self._finish()
-        return self._wrap(wins, time.perf_counter() - t0)
+        with self._owner.feeding("finish"):
+            t0 = time.perf_counter()
+            wins = self._finish()
+            return self._wrap(wins, time.perf_counter() - t0)
 
     def _wrap(self, wins: list[Any], dt: float) -> list[LiveResult]:
         return [LiveResult(w, self.seconds, dt) for w in wins]
@@ -234,25 +239,55 @@ class StreamTagger(_Tagging):
             Anything with ``read(n) -> (channels, n)`` and ``sample_rate`` or ``samplerate``;
             an ``AudioFile`` stands in for a microphone (tests, recipes).
         block_size : int, optional
-            Samples per read (default: a tenth of a second).
+            Samples per read (default: a tenth of a second), at most
+            :data:`~instrunet_core.inputs.MAX_BLOCK_SAMPLES`.
         seconds : float, optional
-            Stop after this much audio (a live stream otherwise runs until you break).
+            Stop after this much audio, a finite number > 0 (a live stream otherwise runs until
+            you break).
+
+        Raises
+        ------
+        InputError
+            A source without ``read`` or a usable rate, a bad ``block_size`` or ``seconds``, or
+            a ``read()`` that returns something else than 1-D or 2-D audio (a list of numbers is
+            fine).
 
         Yields
         ------
         LiveResult
         """
+        what = f"{self._what}.listen"
+        if not callable(getattr(source, "read", None)):
+            raise InputError(
+                f"{what}: source must have read(n) (an AudioStream or AudioFile), got {type(source).__name__}"
+            )
         rate = getattr(source, "sample_rate", None) or getattr(source, "samplerate", None)
-        sr = check_sample_rate(rate, what=f"{self._what}.listen")
-        n = int(block_size) if block_size is not None else max(1, sr // 10)
-        if n <= 0:
-            raise InputError(f"{self._what}.listen: block_size must be > 0 samples, got {block_size!r}")
-        limit = None if seconds is None else int(round(float(seconds) * sr))
+        sr = check_sample_rate(rate, what=what)
+        n = (
+            max(1, sr // 10)
+            if block_size is None
+            else check_count(
+                block_size, name="block_size", maximum=MAX_BLOCK_SAMPLES, what=what, unit="samples"
+            )
+        )
+        limit = (
+            None if seconds is None else int(round(check_seconds(seconds, name="seconds", what=what) * sr))
+        )
         self.reset()
         read = 0
         while limit is None or read < limit:
             want = n if limit is None else min(n, limit - read)
-            block = source.read(want)
+            raw = source.read(want)
+            try:
+                block = np.asarray(raw)
+            except (TypeError, ValueError) as e:
+                raise InputError(
+                    f"{what}: source.read() returned {type(raw).__name__}, not audio ({e})"
+                ) from None
+            if block.ndim not in (1, 2):
+                raise InputError(
+                    f"{what}: source.read() returned shape {block.shape}; expected (samples,) or (channels, samples)"
+                )
             got = block.shape[-1] if block.ndim == 2 else block.shape[0]
             if got == 0:
                 break
