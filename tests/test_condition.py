@@ -352,7 +352,11 @@ def _fake_context(labels: tuple[str, ...], expected: float | None) -> SimpleName
 
 
 def _fake_pass(
-    st: stream_mod.ConditionStream, seconds: float, probs: np.ndarray, lag_windows: int = 40
+    st: stream_mod.ConditionStream,
+    seconds: float,
+    probs: np.ndarray,
+    lag_windows: int = 40,
+    label: str = "x",
 ) -> None:
     """Blocks of 20 s of a real note repeated, and windows arriving ``lag_windows`` behind, as
     the classifier's pipeline delivers them."""
@@ -370,7 +374,7 @@ def _fake_pass(
         ready = []
         while k * hop + 65024 <= pushed - (lag_windows * hop if pushed < total else 0):
             ready.append(
-                WindowResult(k, k * hop / SR, (k * hop + 65024) / SR, probs, -20.0, False, "x", 65024)
+                WindowResult(k, k * hop / SR, (k * hop + 65024) / SR, probs, -20.0, False, label, 65024)
             )
             k += 1
         st.windows(ready)
@@ -401,6 +405,12 @@ def test_stream_sampling_mixing_and_memory() -> None:
     _fake_pass(st3, 60.0, np.full(4, 0.9, np.float32))
     out = st3.finish(SimpleNamespace(instruments=[]))
     assert out["label"] == "unknown" and out["reason"] == "too_mixed" and not st3.sampled
+    # an open-set classifier's "other" (none of its labels): judged with no family input
+    st4 = stream_mod.ConditionStream(_fake_context(labels, 60.0))
+    _fake_pass(st4, 60.0, one, label="other")
+    assert st4.sampled and all(w.leading is None for w in st4.sampled)
+    assert all(w.leading == "flute" for w in st.sampled)
+    assert st4.finish(SimpleNamespace(instruments=[]))["label"] in clf_mod.CLASSES
 
 
 def test_explanations_cite_what_drove_the_verdict(flute: np.ndarray) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.features import SILENCE_DB
 
 from .classifier import CLASSES, ConditionModel, assess, load_condition_model
@@ -243,7 +244,11 @@ class ConditionStream:
         for lab in present:
             self._label_taken[lab] = self._label_taken.get(lab, 0) + 1
             self._label_last[lab] = w.index
-        leading = self.labels[int(np.argmax(p))] if p.size == len(self.labels) else None
+        # The family input: the window's leading family, none when an open-set classifier says
+        # the sound is none of its labels (the model was trained with blanked families too).
+        leading = (
+            self.labels[int(np.argmax(p))] if p.size == len(self.labels) and w.label != OTHER_LABEL else None
+        )
         win = _Window(int(w.index), float(w.start), float(w.end), weight, present, leading)
         win.features = condition_features(y, sr=self.sr)
         if win.features is not None:
