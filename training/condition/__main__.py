@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import DEFAULT_SEED, SPLITS, build, build_recordings
+from .data import DEFAULT_SEED, FLOORS, SPLITS, build, build_recordings
 from .report import compare, evaluate, false_alarm_drivers, praat_check, prior_curve
 from .train import train
 
@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--max-notes", type=int, help="at most about N bases per split (small builds)")
     b.add_argument("--workers", type=int, help="processes (default: 2 at most)")
     b.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    b.add_argument(
+        "--floor", default="default", choices=sorted(FLOORS), help="the benign noise floor's recipe"
+    )
     rec = sub.add_parser(
         "recordings", help="valid, test and dev windows grouped into recordings, each degraded whole"
     )
@@ -41,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--epochs", type=int, default=200)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--width", type=int, default=64, help="units of the two hidden layers")
+    t.add_argument(
+        "--fraction", type=float, default=1.0, help="share of the train notes used (a learning curve)"
+    )
     t.add_argument("--examples", type=Path, default=Path("examples"), help="folder of clean recordings")
     c = sub.add_parser("praat", help="compare our HNR with Praat's (needs praat-parselmouth)")
     c.add_argument("--corpus", type=Path, default=Path("data/corpus"))

@@ -313,9 +313,17 @@ def broken(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[st
     return y, log
 
 
-def benign(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+#: The benign noise floor: ``"default"`` adds pink noise at 38-60 dB SNR to 40 % of the clips;
+#: ``"everywhere"`` (an experiment: real recordings always carry a floor, so it should not tell
+#: the classes apart) adds it to 90 %, white or pink at random.
+FLOORS = {"default": (0.4, False), "everywhere": (0.9, True)}
+
+
+def benign(
+    y: np.ndarray, rng: np.random.Generator, *, floor: str = "default"
+) -> tuple[np.ndarray, list[str]]:
     """What any clean recording may carry: a little room, a microphone's colour, a band limit, a
-    quiet noise floor, any level (peak-normalised to 0.3-1.0)."""
+    quiet noise floor (:data:`FLOORS`), any level (peak-normalised to 0.3-1.0)."""
     import pedalboard as pb
 
     log: list[str] = []
@@ -332,10 +340,12 @@ def benign(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[st
         fc = rng.uniform(7000, 10000)
         y = _pb(pb.LowpassFilter(cutoff_frequency_hz=fc), y)
         log.append(f"band limit {fc:.0f} Hz")
-    if rng.random() < 0.4:
+    p_floor, any_colour = FLOORS[floor]
+    if rng.random() < p_floor:
         snr = rng.uniform(38, 60)
-        y = noise(rng, y, snr, pink=True)
-        log.append(f"floor {snr:.0f} dB")
+        pink = bool(rng.integers(2)) if any_colour else True
+        y = noise(rng, y, snr, pink=pink)
+        log.append(f"floor {snr:.0f} dB" + ("" if pink else " white"))
     m = np.abs(y).max()
     return (y / m * rng.uniform(0.3, 1.0) if m > 0 else y), log
 
@@ -403,7 +413,12 @@ def make_base(
 
 
 def make_clips(
-    base: np.ndarray, family: str, others: Sequence[np.ndarray], rng: np.random.Generator
+    base: np.ndarray,
+    family: str,
+    others: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    *,
+    floor: str = "default",
 ) -> list[tuple[np.ndarray, int, list[str], int]]:
     """The three labelled clips of one base window: ``[(audio, class index, applied, n_mixed)]``.
 
@@ -427,7 +442,7 @@ def make_clips(
         elif c == 2:
             x, more = broken(x, rng)
             log += more
-        x, more = benign(x, rng)
+        x, more = benign(x, rng, floor=floor)
         out.append((x.astype(np.float32), c, log + more, n_mix))
     return out
 
@@ -458,13 +473,13 @@ def _plan(notes: Sequence[Any], split: str, seed: int) -> dict[str, list[Any]]:
     return plan
 
 
-def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool]) -> list[dict[str, Any]]:
+def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool, str]) -> list[dict[str, Any]]:
     """Clips and features of one instrument's bases (a worker's job)."""
     from instrunet_condition.features import FEATURE_NAMES, condition_features
 
     from ..nsynth import load_audio
 
-    split, bases, pool, seed, clean_copy = args
+    split, bases, pool, seed, clean_copy, floor = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from instrunet_core import load_model
 
@@ -481,7 +496,7 @@ def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool]) -> list[
             if others
             else []
         )
-        clips = make_clips(base, n.family_str, picks, rng)
+        clips = make_clips(base, n.family_str, picks, rng, floor=floor)
         if clean_copy:  # the recording alone: no mixture, nothing added (false alarms on clean audio)
             clips.append(((base / (np.abs(base).max() or 1.0)).astype(np.float32), 0, ["clean"], 1))
         heard = family_model.predict_windows(np.stack([x for x, *_ in clips]))
@@ -625,8 +640,10 @@ def build(
     max_notes: int | None = None,
     workers: int | None = None,
     splits: Sequence[str] = SPLITS,
+    floor: str = "default",
 ) -> dict[str, Any]:
-    """Write ``out/<split>.npz`` and ``out/condition.json`` (see :mod:`training.condition`)."""
+    """Write ``out/<split>.npz`` and ``out/condition.json`` (see :mod:`training.condition`;
+    ``floor``: the benign noise floor's recipe, :data:`FLOORS`)."""
     from instrunet_condition.features import FEATURE_NAMES
 
     from ..nsynth import load_split
@@ -655,7 +672,7 @@ def build(
                 if others
                 else []
             )
-            jobs.append((split, bases, pool, seed, split in ("test", "dev")))
+            jobs.append((split, bases, pool, seed, split in ("test", "dev"), floor))
         rows: list[dict[str, Any]] = []
         with ProcessPoolExecutor(max_workers=workers) as ex:
             for i, r in enumerate(ex.map(_instrument_rows, jobs)):
@@ -692,6 +709,8 @@ def build(
         "classes": list(CLASSES),
         "features": list(FEATURE_NAMES),
         "clip_samples": N,
+        "floor": floor,
+        "max_notes": max_notes,
         "counts": counts,
         "build_seconds": round(time.time() - t0, 1)
         + (0 if set(splits) == set(SPLITS) else info.get("build_seconds", 0)),

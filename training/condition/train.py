@@ -173,6 +173,7 @@ def train(
     examples: Path = Path("examples"),
     patience: int = 30,
     width: int = 64,
+    fraction: float = 1.0,
 ) -> dict[str, Any]:
     """Fit the MLP, keep the epoch with the best valid accuracy, calibrate on valid, evaluate on
     test and dev, write the report."""
@@ -183,6 +184,11 @@ def train(
 
     keras.utils.set_random_seed(seed)
     tr, va, te, dv = (load(data, s) for s in ("train", "valid", "test", "dev"))
+    if fraction < 1.0:  # a seeded share of the train notes, all clips of each (a learning curve)
+        notes = np.unique(tr["note"])
+        keep = np.random.default_rng(seed).permutation(notes)[: max(1, int(round(fraction * notes.size)))]
+        m = np.isin(tr["note"], keep)
+        tr = {k: (v[m] if k != "names" else v) for k, v in tr.items()}
     x_train = _family_noise(tr["v"], np.random.default_rng(seed))
     norm = keras.layers.Normalization(name="standardise")
     norm.adapt(x_train)
@@ -305,6 +311,7 @@ def train(
             "patience": patience,
             "batch_size": 64,
             "width": width,
+            "fraction": fraction,
             "data": str(data),
         },
         "condition_corpus": cond,
