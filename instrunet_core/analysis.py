@@ -22,7 +22,7 @@ import numpy as np
 from .audio import load_audio, source_name
 from .errors import InstrunetError
 from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
-from .timeline import Instrument, Segment, merge_ranges
+from .timeline import Activity, Instrument, Segment
 
 __all__ = [
     "Analysis",
@@ -333,12 +333,14 @@ class Analysis:
     timeline : list of Segment
         One per window (the same numbers as the arrays below, as objects).
     instruments : list of Instrument
-        Detected instruments, strongest first (empty for silence).
+        Detected instruments, in the order of the overall answer (highest mean probability
+        first; empty for silence).
     extras : dict
         ``{analyzer_name: dict}`` from analyzer plugins (``{"error": ...}`` if one failed).
     settings : dict
-        ``hop`` (seconds, snapped to whole frames), ``window``, ``smoothing``,
-        ``thresholds``, ``silence_db``, ``sample_rate``.
+        ``hop`` (seconds, snapped to whole frames), ``window``, ``smoothing``, ``min_duration``
+        and ``min_silence`` (seconds), ``thresholds``, ``other_threshold``, ``silence_db``,
+        ``sample_rate``, ``evidence_windows`` (windows :meth:`Classifier.refine` added).
     times : np.ndarray [shape=(T, 2), dtype=float64]
         Start and end seconds of each window (end clipped to ``duration``).
     probabilities : np.ndarray [shape=(T, n_labels), dtype=float32]
@@ -352,6 +354,10 @@ class Analysis:
         for silent windows; ``None`` for models without that output).
     embedding : Embedding or None
         The recording's and the windows' embeddings (``analyze(..., embeddings=True)``).
+    activity : Activity or None
+        The time axis: each label's smoothed probability and presence every 23 ms, the level
+        track and the sound (:func:`instrunet_core.timeline.activity`); the ranges of
+        :attr:`instruments` and :meth:`other_ranges` are its runs, and the plots draw it.
     """
 
     source: str
@@ -369,16 +375,15 @@ class Analysis:
     silent_windows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
     other: np.ndarray | None = None
     embedding: Embedding | None = None
+    activity: Activity | None = None
 
     def other_ranges(self) -> list[list[float]]:
-        """Time ranges of the windows answered "none of the labels" (their open-set probability
-        reaches the model's threshold and beats every label); empty for a closed-set model."""
-        t = self.settings.get("other_threshold")
-        if self.other is None or t is None or not len(self.other):
+        """Seconds where the sound is none of the labels: where the smoothed open-set probability
+        reaches the model's threshold and beats every label's, decided on the time axis as the
+        instruments' ranges are; empty for a closed-set model."""
+        if self.activity is None or self.activity.other_active is None:
             return []
-        best = self.probabilities.max(axis=1) if self.probabilities.size else np.zeros(len(self.other))
-        hit = (self.other >= t) & (self.other > best) & ~self.silent_windows
-        return merge_ranges([(float(a), float(b)) for a, b in self.times[hit]])
+        return self.activity.ranges(OTHER_LABEL)
 
     @property
     def label(self) -> str:
@@ -429,7 +434,7 @@ class Analysis:
         return pd.DataFrame(cols)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/2`` document
+        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/3`` document
         (``docs/schema/analysis.json``); ``other`` is present for open-set models."""
         other = None
         if self.prediction.other is not None:

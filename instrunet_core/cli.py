@@ -21,7 +21,7 @@ from typing import Any
 from .batch import error_message
 from .errors import InputError, InstrunetError
 from .features import DEFAULT_HOP_SECONDS
-from .timeline import DEFAULT_SMOOTHING
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING
 
 __all__ = ["main", "build_parser"]
 
@@ -67,6 +67,21 @@ def _hop_arg(text: str) -> float:
     except InputError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return h
+
+
+def _seconds_arg(name: str) -> Any:
+    """argparse type of a duration option: a number of seconds in [0, 600]."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
+        if not (v == v and 0.0 <= v <= 600.0):
+            raise argparse.ArgumentTypeError(f"{name} must be in [0, 600] seconds, got {text!r}")
+        return v
+
+    return parse
 
 
 def _source(path: str) -> Any:
@@ -154,15 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
     _add_model_options(a)
     a.add_argument(
-        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/2 JSON ('-' for stdout)"
+        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/3 JSON ('-' for stdout)"
     )
     a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
     a.add_argument(
         "--smoothing",
-        type=int,
+        type=_seconds_arg("smoothing"),
         default=DEFAULT_SMOOTHING,
-        metavar="N",
-        help=f"moving-median length in windows (default {DEFAULT_SMOOTHING})",
+        metavar="S",
+        help=f"seconds of moving mean of each family's probability over time before its threshold "
+        f"(default {DEFAULT_SMOOTHING:g}; 0: none)",
+    )
+    a.add_argument(
+        "--min-duration",
+        type=_seconds_arg("min-duration"),
+        default=DEFAULT_MIN_DURATION,
+        metavar="S",
+        help=f"seconds a family must be present to be reported, and absent to split a range "
+        f"(default {DEFAULT_MIN_DURATION:g})",
     )
     a.add_argument(
         "--embed", action="store_true", help="add the recording's and the windows' embeddings to the JSON"
@@ -352,6 +376,7 @@ def _analyze(args: argparse.Namespace) -> int:
             model=model,
             hop=args.hop,
             smoothing=args.smoothing,
+            min_duration=args.min_duration,
             workers=args.workers,
             embeddings=args.embed,
         )

@@ -350,14 +350,18 @@ class Registry:
                 f"unknown output format {format_name!r} (available: {sorted(self.writers)})"
             ) from None
 
-    def run_analyzers(self, context: AnalysisContext) -> dict[str, Any]:
-        """Every registered analyzer on ``context``: ``{name: JSON-ready dict}``.
+    def run_analyzers(
+        self, context: AnalysisContext, *, names: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Every registered analyzer (or those in ``names``) on ``context``: ``{name: JSON-ready dict}``.
 
         An analyzer that raises (even ``SystemExit``) or returns something else than a mapping
         gets ``{"error": "<ExceptionType>: <message>"}`` instead; the others still run.
         """
         extras: dict[str, Any] = {}
         for name, func in self.analyzers.items():
+            if names is not None and name not in names:
+                continue
             try:
                 with plugin_stdout():
                     out = func(context)

@@ -118,7 +118,7 @@ def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
 
 
 def write_json(analysis: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``analysis.to_dict()`` (``instrunet.analysis/2``) as indented UTF-8 JSON."""
+    """Write ``analysis.to_dict()`` (``instrunet.analysis/3``) as indented UTF-8 JSON."""
     atomic_write_text(path, json.dumps(analysis.to_dict(), indent=2, allow_nan=False) + "\n")
 
 

@@ -91,7 +91,7 @@ def test_windows_and_overall_answer_other_for_noise(open_model: inet.Model) -> N
     assert ranges and ranges[0][0] >= 6.0 and ranges[-1][1] == pytest.approx(an.duration, abs=0.01)
     assert [i.label for i in an.instruments] == ["brass"]
     d = an.to_dict()
-    assert d["schema"] == "instrunet.analysis/2" and d["other"]["threshold"] == pytest.approx(0.6)
+    assert d["schema"] == "instrunet.analysis/3" and d["other"]["threshold"] == pytest.approx(0.6)
     assert all("other" in seg for seg in d["timeline"])
     # a closed-set model writes none of it
     closed = inet.analyze(tone(4.0), SR, model="tiny", registry=_tiny_only())
