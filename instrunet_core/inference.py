@@ -211,6 +211,21 @@ class Classifier:
         return self._stream.total / self._sr
 
     @property
+    def level_step(self) -> float:
+        """Seconds per block of the level track (512 samples at the front end's rate: 23 ms)."""
+        return LEVEL_BLOCK / self._sr
+
+    def level_db(self, first: int = 0) -> np.ndarray:
+        """The level track from block ``first``: each 512-sample block's RMS in dBFS (the last
+        block, partial, once the stream is flushed); the time grid of :meth:`activity`.
+
+        Returns
+        -------
+        np.ndarray [shape=(m,), dtype=float32]
+        """
+        return self._stream.level_db(first)
+
+    @property
     def sounding_seconds(self) -> float:
         """Seconds of audio above the silence level so far (in 512-sample blocks)."""
         return self._stream.sounding_samples / self._sr

@@ -665,11 +665,22 @@ class Detector:
         self._duration = 0.0
         #: Grid points decided so far.
         self.decided = 0
+        #: Centre and end (seconds) of the newest window.
+        self.last_centre = 0.0
+        self.last_end = 0.0
 
     def add_window(
-        self, centre: float, probabilities: np.ndarray, silent: bool, other: float | None = None
+        self,
+        centre: float,
+        probabilities: np.ndarray,
+        silent: bool,
+        other: float | None = None,
+        *,
+        end: float | None = None,
     ) -> None:
-        """One window's evidence (in the order of the stream)."""
+        """One window's evidence (in the order of the stream); ``end``: where its audio ends."""
+        self.last_centre = float(centre)
+        self.last_end = float(centre if end is None else end)
         self._centres.append(float(centre))
         self._probs.append(np.asarray(probabilities, np.float32))
         self._silent.append(bool(silent))
@@ -681,6 +692,11 @@ class Detector:
         self._level = np.concatenate([self._level, np.asarray(level_db, np.float32)])
         self._duration = float(duration)
 
+    @property
+    def blocks(self) -> int:
+        """Blocks of the level track received so far."""
+        return self._level_base + self._level.shape[0]
+
     def update(self, *, final: bool = False) -> tuple[int, Activity] | None:
         """Decide what the evidence allows.
 
@@ -691,20 +707,40 @@ class Detector:
             them; ``None`` when nothing more can be decided yet. ``final``: the stream has
             ended, everything is decided.
         """
-        det = self.detection
-        end = self._level_base + self._level.shape[0]  # blocks known
+        end = self.blocks
         if final:
             settled = end
         else:
-            horizon = det.horizon + self.step
+            horizon = self.detection.horizon + self.step
             by_windows = (self._centres[-1] - horizon) if self._centres else 0.0
             by_levels = end * self.step - horizon
             settled = max(0, min(end, int(np.floor(min(by_windows, by_levels) / self.step))))
         if settled <= self.decided:
             return None
-        back = _points(det.horizon + self.spacing, self.step) + 2
-        b0 = max(self._level_base, self.decided - back)
-        lv = self._level[b0 - self._level_base :]
+        first = self.decided
+        b0, act = self._stretch(final=final)
+        out = _slice(act, first - b0, settled - b0)
+        self.decided = settled
+        drop = max(0, self.decided - self._back() - self._level_base)
+        if drop:
+            self._level = self._level[drop:]
+            self._level_base += drop
+        return first, out
+
+    def peek(self) -> Activity | None:
+        """What the evidence so far says, up to its end, as if the stream ended now (nothing is
+        decided): live hosts act on its last moments, which later evidence may change."""
+        if not self._centres or self.blocks <= self._level_base:
+            return None
+        return self._stretch(final=True)[1]
+
+    def _back(self) -> int:
+        return _points(self.detection.horizon + self.spacing, self.step) + 2
+
+    def _stretch(self, *, final: bool) -> tuple[int, Activity]:
+        """:func:`activity` over the kept stretch: its first block and the result."""
+        end = self.blocks
+        b0 = max(self._level_base, self.decided - self._back())
         t0 = b0 * self.step
         c = np.array(self._centres, np.float64)
         # the windows that bracket the stretch's first point, and all after them
@@ -717,26 +753,19 @@ class Detector:
             c,
             probs,
             np.array(self._silent, bool),
-            lv,
+            self._level[b0 - self._level_base :],
             step=self.step,
             duration=self._duration if final else end * self.step,
             labels=self.labels,
             thresholds=self.thresholds,
-            detection=det,
+            detection=self.detection,
             other=np.array(self._other, np.float32) if self.other_threshold is not None else None,
             other_threshold=self.other_threshold,
             start=t0,
             start_edge=b0 == 0,
             end_edge=final,
         )
-        first = self.decided
-        out = _slice(act, first - b0, settled - b0)
-        self.decided = settled
-        drop = max(0, self.decided - back - self._level_base)
-        if drop:
-            self._level = self._level[drop:]
-            self._level_base += drop
-        return first, out
+        return b0, act
 
 
 def _slice(act: Activity, a: int, b: int) -> Activity:
