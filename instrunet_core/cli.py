@@ -171,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--json", metavar="OUT", help="write the analysis as instrunet.analysis/3 JSON ('-' for stdout)"
     )
-    a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
+    a.add_argument(
+        "--csv", metavar="OUT", help="write the timeline as CSV, one row per window ('-' for stdout)"
+    )
+    a.add_argument(
+        "--plot", metavar="OUT.png", help="write the timeline plot (needs matplotlib; '-' for stdout)"
+    )
     a.add_argument(
         "--smoothing",
         type=_seconds_arg("smoothing"),
@@ -191,8 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--embed", action="store_true", help="add the recording's and the windows' embeddings to the JSON"
     )
-    a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
-    a.add_argument("--out", metavar="PATH", help="output path for --format")
+    a.add_argument(
+        "--analyzers",
+        metavar="none|NAME,...",
+        help="analyzer plugins to run (default: all installed; 'none' skips them, e.g. the "
+        "condition analysis)",
+    )
+    a.add_argument(
+        "--format",
+        metavar="NAME",
+        help="a registered writer: json, csv, ranges (CSV of the detected ranges), audacity "
+        "(label track), jams, png, or a plugin's (pdf: instrunet-app)",
+    )
+    a.add_argument("--out", metavar="PATH", help="output path for --format ('-' for stdout)")
 
     b = sub.add_parser(
         "batch", help="classify every audio file under a directory into JSON lines (resumable)"
@@ -305,49 +321,87 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- analyze
-def _fmt_t(s: float) -> str:
-    m, sec = divmod(float(s), 60.0)
-    return f"{int(m)}:{sec:05.2f}"
+def summarize_extra(name: str, extra: Any) -> str:
+    """One readable line for an analyzer's result: its ``label`` (with that label's probability
+    and how many seconds it judged, when it says), its ``error``, or its first few plain values."""
+    if not isinstance(extra, dict):
+        return f"{name}: {str(extra)[:100]}"
+    if "error" in extra:
+        return f"{name}: failed: {str(extra['error'])[:160]}"
+    if "label" in extra:
+        parts = [str(extra["label"]).replace("_", " ")]
+        probs = extra.get("probabilities")
+        if isinstance(probs, dict) and isinstance(probs.get(extra["label"]), (int, float)):
+            parts.append(f"probability {float(probs[extra['label']]):.2f}")
+        if isinstance(extra.get("seconds"), (int, float)):
+            parts.append(f"on {float(extra['seconds']):.1f} s of sound")
+        per = extra.get("instruments")
+        if isinstance(per, dict) and per:
+            each = [
+                f"{k} {str(v.get('label', '?')).replace('_', ' ')}"
+                for k, v in per.items()
+                if isinstance(v, dict)
+            ]
+            if each:
+                parts.append("per instrument: " + ", ".join(each))
+        return f"{name}: " + "; ".join(parts)
+    plain = [(k, v) for k, v in extra.items() if isinstance(v, (str, int, float, bool))][:4]
+    if not plain:
+        return f"{name}: {len(extra)} fields (see the JSON)"
+    return f"{name}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in plain)
 
 
 def _print_analysis(an: Any) -> None:
-    print(f"{an.source}: {an.duration:.2f} s, model {an.model['name']} {an.model['version']}")
+    from .timeline import format_ranges, format_time
+
     print(
-        f"overall: {an.label} ({an.confidence:.3f})"
+        f"{an.source}: {format_time(an.duration, decimals=1)} ({an.duration:.2f} s), model {an.model['name']} {an.model['version']}"
+    )
+    print(
+        f"overall: {an.label} (mean probability {an.confidence:.3f})"
         + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else "")
         + ("" if an.prediction.other is None else f"; none of the labels: {an.prediction.other:.3f}")
     )
-    print("timeline:")
+    print("timeline (window start-end, level, most probable families):")
     for s in an.timeline:
         if s.silent:
             desc = "silence"
         else:
             top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
             desc = ", ".join(f"{k} {v:.2f}" for k, v in top)
-        print(f"  {_fmt_t(s.start)}-{_fmt_t(s.end)}  {s.rms_db:7.1f} dB  {desc}")
+        print(
+            f"  {format_time(s.start, decimals=2)}-{format_time(s.end, decimals=2)}  {s.rms_db:7.1f} dB  {desc}"
+        )
     if an.instruments:
-        print("detected instruments:")
+        print("detected instruments: mean probability, share of the sound, intensity, where")
         for ins in an.instruments:
-            ranges = ", ".join(f"{_fmt_t(a)}-{_fmt_t(b)}" for a, b in ins.ranges)
             print(
-                f"  {ins.label:<10} presence {ins.presence:.0%}  intensity {ins.intensity:.2f}  "
-                f"mean p {ins.mean_probability:.2f}  max p {ins.max_probability:.2f}  [{ranges}]"
+                f"  {ins.label:<10} {ins.mean_probability:.2f}  {ins.presence:4.0%}  {ins.intensity:.2f}  "
+                f"{format_ranges(ins.ranges)}"
             )
     else:
         print("detected instruments: none" + (" (silence)" if an.silent else ""))
     if an.other_ranges():
-        print(
-            "other sounds (none of the labels): "
-            + ", ".join(f"{_fmt_t(a)}-{_fmt_t(b)}" for a, b in an.other_ranges())
-        )
+        print(f"other sounds (none of the labels): {format_ranges(an.other_ranges())}")
     for name, extra in an.extras.items():
-        print(f"extra {name}: {json.dumps(extra)[:200]}")
+        print(summarize_extra(name, extra))
 
 
 def _make_parent(out: str) -> None:
     """Create the folder an output file goes into (``-``, stdout, has none)."""
     if out != "-":
         Path(out).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _analyzers_arg(text: str | None) -> bool | list[str]:
+    if text is None:
+        return True
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return False
+    if not names or "none" in names:
+        raise InputError(f"--analyzers: give 'none' or analyzer names separated by commas, got {text!r}")
+    return names
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -357,19 +411,29 @@ def _analyze(args: argparse.Namespace) -> int:
     if (args.format is None) != (args.out is None):
         _err("--format and --out go together")
         return EXIT_USAGE
-    targets = [t for t in (args.json, args.out, args.plot) if t is not None]
+    outputs = []
+    if args.json:
+        outputs.append(("json", args.json))
+    if args.csv:
+        outputs.append(("csv", args.csv))
+    if args.format:
+        outputs.append((args.format, args.out))
+    if args.plot:
+        outputs.append(("png", args.plot))
+    targets = [t for _, t in outputs]
     for t in targets:
         if _same_file(t, args.file):
             _err(f"{t}: is the input file; refusing to overwrite it (choose another output path)")
             return EXIT_USAGE
     real = [os.path.realpath(t) for t in targets if t != "-"]
     if len(set(real)) != len(real):
-        _err("--json, --out and --plot must name different files")
+        _err("--json, --csv, --out and --plot must name different files")
         return EXIT_USAGE
     if targets.count("-") > 1:
         _err("only one output can go to stdout ('-')")
         return EXIT_USAGE
     try:
+        analyzers = _analyzers_arg(args.analyzers)
         model = _load(args.model, args)
         an = analyze(
             _source(args.file),
@@ -379,24 +443,18 @@ def _analyze(args: argparse.Namespace) -> int:
             min_duration=args.min_duration,
             workers=args.workers,
             embeddings=args.embed,
+            analyzers=analyzers,
         )
     except (InstrunetError, OSError) as e:
         _err(error_message(args.file, e))
         return EXIT_FAIL
     if an.source != args.file:
         an.source = args.file  # '-' rather than '<stdin>'
-    if "-" not in (args.json, args.out):
+    if "-" not in targets:
         _print_analysis(an)
     rc = EXIT_OK
     with _plugin_stdout():
         reg = get_registry()
-    outputs = []
-    if args.json:
-        outputs.append(("json", args.json))
-    if args.format:
-        outputs.append((args.format, args.out))
-    if args.plot:
-        outputs.append(("png", args.plot))
     for fmt, out in outputs:
         try:
             _make_parent(out)

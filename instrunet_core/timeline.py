@@ -53,6 +53,8 @@ __all__ = [
     "doubtful_spans",
     "merge_ranges",
     "with_overrides",
+    "format_time",
+    "format_ranges",
 ]
 
 #: Seconds of moving mean applied to each label's probability over time before its threshold.
@@ -277,6 +279,37 @@ def with_overrides(thresholds: Mapping[str, float], overrides: Mapping[str, Any]
             raise InputError(f"thresholds[{k!r}] must be in (0, 1), got {v!r}")
         out[k] = fv
     return out
+
+
+def format_time(seconds: float, *, decimals: int | None = None) -> str:
+    """Seconds as musicians read them: ``m:ss`` (``h:mm:ss`` from an hour on).
+
+    Parameters
+    ----------
+    seconds : float
+    decimals : int, optional
+        Digits after the seconds' point; default 0 for a whole second, else 1.
+
+    Examples
+    --------
+    >>> format_time(65), format_time(7.25), format_time(3725.0, decimals=2)
+    ('1:05', '0:07.2', '1:02:05.00')
+    """
+    x = max(0.0, float(seconds))
+    if decimals is None:
+        decimals = 0 if abs(x - round(x)) < 1e-9 else 1
+    q = round(x, decimals)
+    h, rest = divmod(q, 3600.0)
+    m, sec = divmod(rest, 60.0)
+    width = 2 + (decimals + 1 if decimals else 0)
+    s = f"{sec:0{width}.{decimals}f}"
+    return f"{int(h)}:{int(m):02d}:{s}" if h else f"{int(m)}:{s}"
+
+
+def format_ranges(ranges: Sequence[Sequence[float]], *, decimals: int = 1) -> str:
+    """``[[0, 4.5], [69, 72]]`` → ``"0:00.0-0:04.5, 1:09.0-1:12.0"`` (every range; ``"-"`` for none)."""
+    parts = [f"{format_time(a, decimals=decimals)}-{format_time(b, decimals=decimals)}" for a, b in ranges]
+    return ", ".join(parts) or "-"
 
 
 # ---------------------------------------------------------------------------- the time axis
