@@ -453,6 +453,75 @@ def test_stream_tagger_feed_and_stop_after_seconds(fs_file: Path, model) -> None
     assert [r.start for r in fed] == [r.start for r in st2.results]
 
 
+@pytest.mark.parametrize("block", [256, 512, 4096])
+def test_each_block_hands_back_the_windows_it_completed(fluidr3: Path, model, block: int) -> None:
+    sr = 44100
+    x = flute_then_strings(fluidr3, sr)
+    seen: list[list] = []
+    tagger = Tagger(model, on_windows=seen.append)
+    clf = instrunet_core.Classifier(model)
+    for i in range(0, x.shape[1], block):
+        before = len(seen)
+        tagger(x[:, i : i + block], sr, reset=False)
+        want = clf.process(x[:, i : i + block].T, sr)
+        assert (len(seen) - before, [w.index for w in (seen[-1] if len(seen) > before else [])]) == (
+            1 if want else 0,
+            [w.index for w in want],
+        )
+    last = tagger.flush()
+    assert [w.index for w in last] == [w.index for w in clf.flush()] and seen[-1] is not None
+    assert [w.index for batch in seen for w in batch] == [w.index for w in tagger.results]
+
+
+def test_a_worker_thread_runs_the_classifier_and_hands_back_the_same_windows(fluidr3: Path, model) -> None:
+    import threading
+
+    sr = 44100
+    x = flute_then_strings(fluidr3, sr)
+    sync = Tagger(model)
+    sync(x, sr)
+    threads: set[str] = set()
+    seen: list = []
+
+    def got(wins: list) -> None:
+        threads.add(threading.current_thread().name)
+        seen.extend(wins)
+
+    with Tagger(model, worker=True, on_windows=got) as tagger:
+        assert tagger.worker
+        for i in range(0, x.shape[1], 512):
+            assert tagger(x[:, i : i + 512], sr, reset=False) is not None
+        tagger.flush()
+        assert threads == {"instrunet-tagger"}  # never the caller's thread
+        assert [w.index for w in seen] == [w.index for w in tagger.results] == [w.index for w in sync.results]
+        np.testing.assert_array_equal(
+            np.array([w.probabilities for w in tagger.results]),
+            np.array([w.probabilities for w in sync.results]),
+        )
+        assert [i.label for i in tagger.instruments] == [i.label for i in sync.instruments]
+        # a block the worker cannot use is reported on the caller's next call
+        tagger(x[:, :512], sr, reset=False)
+        bad = x[:, :512].copy()
+        bad[0, 7] = np.nan
+        tagger(bad, sr, reset=False)
+        with pytest.raises(InputError, match="NaN|finite"):
+            tagger.flush()
+
+
+def test_stream_tagger_with_a_worker_predicts_what_it_predicts_without(fs_file: Path, model) -> None:
+    st = StreamTagger(model)
+    with AudioFile(str(fs_file)) as f:
+        plain = list(st.listen(f, block_size=512))
+    live: list = []
+    with StreamTagger(model, worker=True, on_windows=live.extend) as wt:
+        with AudioFile(str(fs_file)) as f:
+            got = list(wt.listen(f, block_size=512))
+        assert [r.start for r in got] == [r.start for r in plain] == [r.start for r in live]
+        assert [r.label for r in got] == [r.label for r in plain]
+        for r in got:  # the block that completed it was fed after the window's audio ended
+            assert r.stream_seconds >= r.end - 1e-6 and r.compute_seconds >= 0.0
+
+
 # --------------------------------------------------------------------------- packaging and docs
 
 
