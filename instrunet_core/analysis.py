@@ -22,9 +22,17 @@ import numpy as np
 from .audio import load_audio, source_name
 from .errors import InstrunetError
 from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
-from .timeline import Activity, Instrument, Segment
+from .timeline import (
+    DEFAULT_MIN_DURATION,
+    DEFAULT_MIN_SILENCE,
+    DEFAULT_SMOOTHING,
+    Activity,
+    Instrument,
+    Segment,
+)
 
 __all__ = [
+    "MEASURES",
     "Analysis",
     "AnalysisContext",
     "Embedding",
@@ -50,6 +58,46 @@ OTHER_LABEL = "other"
 #: against 0.63-0.79 above (``python -m benchmarks.short_notes``; docs/inference.md says what
 #: the current default does).
 LOW_EVIDENCE_SECONDS = 1.0
+
+
+#: The one definition of each number instrunet reports, for people: the CLI's, the app's and
+#: the PDF's words come from here (each shown once, with this meaning).
+MEASURES: dict[str, str] = {
+    "probability": (
+        "What the model says about one window of 2.95 s: how likely each family plays in it, from 0 "
+        "to 1. Families are judged each on its own, so several can be high at once."
+    ),
+    "mean probability": (
+        "A family's probability averaged over the recording's windows, each window weighted by its "
+        "loudness relative to the loudest (near-silent windows hardly count; silent ones not at all). "
+        "The overall answer is the family with the highest mean probability, and families are "
+        "listed in this order."
+    ),
+    "smoothed probability": (
+        "A family's probability over time: that of the window centred at each moment, averaged "
+        f"over {DEFAULT_SMOOTHING:g} s (the smoothing). The timeline's colours show it."
+    ),
+    "threshold": (
+        "Per family, chosen when the model was trained: a family is detected where its smoothed "
+        f"probability stays at or above its threshold for at least {DEFAULT_MIN_DURATION:g} s (the minimum duration). "
+        "It applies to the smoothed probability, not to the mean probability."
+    ),
+    "time ranges": (
+        f"Where a family is detected, in m:ss. {DEFAULT_MIN_SILENCE:g} s or more of silence ends a range, and each "
+        "range starts and ends with the sound it holds."
+    ),
+    "presence": "The share of the recording's sound (its silences left out) in which the family is detected.",
+    "intensity": (
+        "How strongly and how loudly a family plays where it is detected: the mean of its smoothed "
+        "probability times the loudness (RMS relative to the loudest moment), from 0 to 1."
+    ),
+    "none of the eight": (
+        "Models with an open-set output also say how likely a sound is none of the eight families "
+        "(drums, synthesizers, speech, noise); it is the answer where it reaches its threshold and "
+        "beats every family."
+    ),
+    "low evidence": "Less than 1 s of sound: the answer is a guess.",
+}
 
 
 @dataclasses.dataclass(frozen=True)

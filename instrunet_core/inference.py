@@ -49,7 +49,7 @@ from .analysis import (
     aggregate,
     embedding_of,
 )
-from .audio import AudioSource, iter_blocks, rereadable_source, source_name
+from .audio import AudioSource, _rewind, iter_blocks, rereadable_source, source_name
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE, LEVEL_BLOCK, SILENCE_DB, Ready, WindowStream
 from .inputs import block_to_mono, check_count, check_sample_rate, resampler
@@ -503,6 +503,7 @@ class Classifier:
         if isinstance(audio, np.ndarray):
             sample_rate = check_sample_rate(sample_rate, what=source_name(audio))
         last = float(hi[-1]) + self.window_seconds
+        _rewind(audio)  # a file object stands where classify() stopped reading it
         for block in iter_blocks(audio, sample_rate, target_sr=self._sr, block_seconds=_DECODE_BLOCK_SECONDS):
             stream.push(block)
             take(final=False)
@@ -621,6 +622,7 @@ def analyze(
     workers: int | None = None,
     embeddings: bool = False,
     refine: bool = True,
+    progress: Callable[[str, float], Any] | None = None,
 ) -> Analysis:
     """Analyse a recording: which instruments play, when, and how strongly.
 
@@ -657,6 +659,9 @@ def analyze(
         Read the source again where the hop's windows leave a label's presence in doubt, for
         windows every 0.5 s there (:meth:`Classifier.refine`), so that what is detected does not
         depend on the hop.
+    progress : callable, optional
+        ``progress(step, fraction)`` as each step after reading the source starts:
+        ``("refine", 0.0)``, then ``("analyzer NAME", i / n)`` before each analyzer.
 
     Returns
     -------
@@ -691,14 +696,18 @@ def analyze(
     src = rereadable_source(source)
     clf.classify(src, sample_rate)
     if refine:
+        if progress is not None:
+            progress("refine", 0.0)
         clf.refine(src, sample_rate)
     an = clf.analysis(source=os.fspath(source_name(source)))
     if embeddings:
         an.embedding = clf.embedding()
     if names:
-        an.extras = reg.run_analyzers(
-            AnalysisContext(source=src, sample_rate_in=sample_rate, analysis=an), names=names
-        )
+        context = AnalysisContext(source=src, sample_rate_in=sample_rate, analysis=an)
+        for i, name in enumerate(names):
+            if progress is not None:
+                progress(f"analyzer {name}", i / len(names))
+            an.extras.update(reg.run_analyzers(context, names=[name]))
     return an
 
 
