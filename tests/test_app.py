@@ -190,6 +190,8 @@ def test_a_short_blip_is_marked_as_a_hint(installed_registry):
     res = service.analyze_upload(wav_bytes(y, sr), "blip.wav")
     assert res.analysis.prediction.low_evidence and not res.analysis.silent
     assert res.notice and res.notice.startswith("blip.wav: only 0.4 s of sound")
+    assert service.condition_view(res.analysis)["label"] == "unknown"  # too little sound to judge
+    assert "Condition: unknown (too little sound to judge)" in pdf_text(report.build_pdf(res.analysis))
 
 
 def test_without_the_condition_plugin_the_report_says_so(installed_registry):
@@ -244,6 +246,30 @@ def test_pdf_writer_through_the_cli(installed_registry, tmp_path):
     assert core_cli.main(["analyze", str(FLUTE), "--format", "pdf", "--out", str(out)]) == 0
     text = pdf_text(out.read_bytes())
     assert "instrunet report: solo_flute.wav" in text and "Detected instruments" in text
+
+
+def test_pdf_and_ranges_to_stdout_from_the_real_command(installed_registry, tmp_path):
+    """``instrunet analyze X --format pdf --out -`` writes the PDF to stdout (it once wrote a
+    file named "-"); ``--csv -`` the timeline as CSV."""
+    exe = Path(sys.executable).parent / "instrunet"
+    p = subprocess.run(
+        [str(exe), "analyze", str(FLUTE), "--format", "pdf", "--out", "-", "--analyzers", "none"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(b"%PDF-") and not (tmp_path / "-").exists()
+    assert "instrunet report: solo_flute.wav" in pdf_text(p.stdout)
+    p = subprocess.run(
+        [str(exe), "analyze", str(FLUTE), "--csv", "-", "--analyzers", "none"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0].startswith("start,end,rms_db,silent,") and not (tmp_path / "-").exists()
 
 
 def test_launcher_help_and_command():

@@ -216,6 +216,18 @@ def test_silence_is_unknown_without_nan(real_registry: plugins_mod.Registry) -> 
     json.dumps(a.to_dict(), allow_nan=False)
 
 
+@pytest.mark.parametrize(("note", "judged"), [(0.4, False), (0.9, False), (1.5, True)])
+def test_too_little_sound_is_unknown(flute: np.ndarray, note: float, judged: bool) -> None:
+    """A short note in a 4 s chunk of silence is judged on its own seconds of sound, not the
+    chunk's: under 1 s it is "unknown" (it was "healthy, probability 1.00" on 0.4 s)."""
+    y = np.zeros(4 * SR)
+    y[SR : SR + int(note * SR)] = flute[: int(note * SR)]
+    c = instrunet_condition.condition_of(y, sr=SR)
+    assert (c["label"] != "unknown") is judged, c["label"]
+    if not judged:
+        assert all(v == 0.0 for v in c["probabilities"].values())
+
+
 # --------------------------------------------------------------------------- export of a features-input model
 
 

@@ -13,7 +13,8 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
      "chunks": n, "seconds": s}
 
 The audio (mono, 22,050 Hz) is cut into chunks of up to 4 s (the length of the notes the
-classifier was trained on); near-silent chunks are skipped, the features of each chunk
+classifier was trained on); chunks with less than 1 s of sound (23 ms blocks within 60 dB of
+the file's peak) are skipped, the features of each chunk
 (:mod:`instrunet_condition.features`) go through the ONNX classifier
 (:mod:`instrunet_condition.classifier`, ``models/condition/<version>/``) and the
 chunks' probabilities are averaged, weighted by duration. Each detected instrument is
@@ -50,6 +51,16 @@ CHUNK_SECONDS = 4.0
 MIN_CHUNK_SECONDS = 1.0
 #: Chunks whose peak is more than 60 dB below the whole file's peak count as silence.
 _REL_SILENCE = 1e-3
+
+
+def _audible_seconds(c: np.ndarray, sr: int, floor: float) -> float:
+    """Seconds of ``c`` in 23 ms blocks whose peak reaches ``floor``: a 0.4 s note in a 4 s
+    chunk of silence is 0.4 s of evidence, too little to judge, not 4 s."""
+    n = max(1, int(round(0.023 * sr)))
+    m = c.size // n * n
+    peaks = np.abs(c[:m]).reshape(-1, n).max(axis=1) if m else np.zeros(0)
+    tail = float(np.max(np.abs(c[m:]))) >= floor if c.size > m else False
+    return (int(np.count_nonzero(peaks >= floor)) * n + (c.size - m) * tail) / sr
 
 
 def chunk_features(
@@ -94,7 +105,7 @@ def chunk_features(
         for i, s in enumerate(bounds):
             e = bounds[i + 1] if i + 1 < len(bounds) else seg.size
             c = seg[s:e]
-            if c.size < n_min or float(np.max(np.abs(c))) < max(_REL_SILENCE * peak, 1e-4):
+            if c.size < n_min or _audible_seconds(c, sr, max(_REL_SILENCE * peak, 1e-4)) < MIN_CHUNK_SECONDS:
                 continue
             f = condition_features(c, sr=sr)
             if f is not None:
