@@ -3,7 +3,16 @@
 Files (wav, flac, ogg, mp3 and everything else libsndfile reads) are decoded with
 :mod:`soundfile`; MP3 needs libsndfile >= 1.1.0 (see :data:`MP3_SUPPORTED`). Blocks are
 mixed to mono and resampled by :mod:`instrunet_core.inputs` (the one mixdown and resampler),
-block by block, so a file is never loaded whole by :func:`iter_blocks`.
+block by block, so a file is never loaded whole by :func:`iter_blocks`. :class:`AudioReader`
+gives the same decoded blocks at the file's own rate and channels (for hosts that process the
+audio itself: the pedalboard adapters' ``process_file``), so every file is opened, checked and
+decoded by one code.
+
+What a decoder makes of a damaged file, and so what instrunet does with it: a WAV, AIFF or
+other PCM file that ends before its header says (a copy or a recording cut short) is read up
+to where it ends, as a file whose header was left unfinished by a streaming writer must be; a
+compressed file (FLAC, Ogg, MP3) whose frames stop decoding raises ``decoding failed after N
+frames`` unless the decoder itself stops cleanly at the cut (MP3 does, as far as it got).
 
 Every problem is raised as :class:`~instrunet_core.errors.DecodeError` (the file
 cannot be read) or :class:`~instrunet_core.errors.InputError` (an argument or an
@@ -28,8 +37,10 @@ from .inputs import (
     MAX_BLOCK_SAMPLES,
     MAX_STREAM_BYTES,
     as_float_audio,
+    check_amplitude,
     check_audio_array,
     check_channels,
+    check_count,
     check_sample_rate,
     frames_first,
     mix_down,
@@ -40,6 +51,7 @@ from .inputs import (
 
 __all__ = [
     "AudioSource",
+    "AudioReader",
     "AUDIO_EXTENSIONS",
     "MP3_SUPPORTED",
     "source_name",
@@ -73,9 +85,11 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 
 
 def source_name(source: Any) -> str:
-    """Name used in messages: the path, a file object's ``name``, or ``"array"``."""
+    """Name used in messages: the path, a file object's ``name``, or ``"array"`` / ``"bytes"``."""
     if isinstance(source, np.ndarray):
         return "array"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "bytes"
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     name = getattr(source, "name", None)
@@ -184,6 +198,18 @@ class _SafeSeekFile:
         return len(data)
 
 
+def _check_binary(f: Any, name: str) -> None:
+    """Refuse a text-mode file object before libsndfile's read callback meets ``str``."""
+    if isinstance(f, io.TextIOBase):
+        raise InputError(f"{name}: file object must be opened in binary mode (open(path, 'rb')), not text")
+    try:
+        probe = f.read(0)
+    except (OSError, ValueError, TypeError):
+        return  # read(0) unsupported or the file closed: decoding reports it
+    if isinstance(probe, str):
+        raise InputError(f"{name}: file object must be opened in binary mode (open(path, 'rb')), not text")
+
+
 def _seekable(f: Any) -> bool:
     try:
         return bool(f.seekable()) if hasattr(f, "seekable") else hasattr(f, "seek")
@@ -223,21 +249,24 @@ def _open(source: Any) -> sf.SoundFile:
                 raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
             _sniff(target.getvalue()[:4096], name)
     elif hasattr(source, "read"):
+        _check_binary(source, name)
         target = source if _seekable(source) else _read_bounded(source, name)
         if isinstance(target, io.BytesIO):
             _sniff(target.getvalue()[:4096], name)
     else:
         raise InputError(
-            f"{name}: unsupported source type {type(source).__name__} (need a path, file object or array)"
+            f"{name}: unsupported source type {type(source).__name__} (need a path, a binary file object "
+            "such as io.BytesIO(data) for bytes in memory, or an array)"
         )
     if hasattr(target, "read"):
         target = _SafeSeekFile(target)
     try:
         f = sf.SoundFile(target)
     except sf.LibsndfileError as e:
-        raise DecodeError(
-            f"{name}: cannot decode audio (corrupt or unsupported format: {e.error_string})"
-        ) from None
+        reason = e.error_string
+        if "possibly a pipe" in reason:  # libsndfile's guess when mpg123 found no frame, misleading
+            reason = "no audio frames found in the data"
+        raise DecodeError(f"{name}: cannot decode audio (corrupt or unsupported format: {reason})") from None
     except (RuntimeError, OSError, TypeError, ValueError) as e:
         raise DecodeError(f"{name}: cannot decode audio ({e})") from None
     try:
@@ -289,6 +318,97 @@ def _rewind(source: Any) -> None:
             pass
 
 
+def _raw_blocks(
+    f: sf.SoundFile, name: str, frames_per_block: int
+) -> Iterator[tuple[np.ndarray, float, bool]]:
+    """A file's blocks as decoded: ``(block, full_scale, last)``, ``block`` of shape
+    ``(n, channels)`` in one reused buffer, integers (full scale ``full_scale``) when the file's
+    subtype is PCM (libsndfile reads those ~6x faster than it converts them), else float32
+    (``full_scale`` 0) with every sample checked (finite, bounded)."""
+    int_dtype, full_scale = _INT_SUBTYPES.get(f.subtype, (None, 0.0))
+    buf = np.empty((frames_per_block, f.channels), dtype=int_dtype or np.float32)
+    got = 0
+    while True:
+        try:
+            block = f.read(frames_per_block, always_2d=True, out=buf)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise DecodeError(f"{name}: decoding failed after {got} frames ({e})") from None
+        last = block.shape[0] < frames_per_block
+        got += block.shape[0]
+        if int_dtype is None and block.shape[0]:
+            check_amplitude(block, what=name, error=DecodeError)
+        yield block, full_scale, last
+        if last:
+            break
+    if got == 0:
+        raise DecodeError(f"{name}: no audio frames could be decoded")
+
+
+class AudioReader:
+    """An audio file (path or binary file object) opened and checked, read block by block at
+    its own rate and channels: the decoding of :func:`iter_blocks`, for a host that processes
+    the audio itself (``instrunet_pedalboard.process_file``).
+
+    Parameters
+    ----------
+    source : str, PathLike or binary file object
+
+    Attributes
+    ----------
+    name : str
+    sample_rate : int
+    channels : int
+    frames : int
+        What the header says; a file cut short yields fewer (see the module's notes).
+
+    Raises
+    ------
+    DecodeError, InputError
+        As :func:`iter_blocks`: missing, empty, not audio, a header out of range.
+
+    Examples
+    --------
+    >>> with AudioReader("song.flac") as r:  # doctest: +SKIP
+    ...     for block in r.blocks(65536):  # (n, channels) float32
+    ...         ...
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | IO[bytes]) -> None:
+        if isinstance(source, np.ndarray):
+            raise InputError("array: AudioReader reads files; an array is already decoded")
+        self.name = source_name(source)
+        self._f = _open(source)
+        self.sample_rate: int = int(self._f.samplerate)
+        self.channels: int = int(self._f.channels)
+        self.frames: int = int(self._f.frames)
+
+    def blocks(self, frames: int) -> Iterator[np.ndarray]:
+        """Consecutive blocks of at most ``frames`` frames, float32 ``(n, channels)`` in [-1, 1]
+        for integer files, each a new array.
+
+        Raises
+        ------
+        DecodeError
+            The data stops decoding (``decoding failed after N frames``), holds no frames, or
+            holds NaN, infinite or absurdly large float samples.
+        """
+        n = min(check_count(frames, name="frames", what=self.name), MAX_BLOCK_SAMPLES // self.channels)
+        for block, full_scale, _ in _raw_blocks(self._f, self.name, n):
+            if full_scale:
+                yield block.astype(np.float32) * np.float32(1.0 / full_scale)
+            else:
+                yield block.copy()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def iter_blocks(
     source: AudioSource,
     sample_rate: int | None = None,
@@ -317,34 +437,13 @@ def iter_blocks(
         return
     f = _open(source)
     try:
-        sr = f.samplerate
-        frames_per_block = max(1, min(int(block_seconds * sr), MAX_BLOCK_SAMPLES // f.channels))
-        rs = resampler(sr, target_sr)
-        int_dtype, full_scale = _INT_SUBTYPES.get(f.subtype, (None, 0.0))
-        # One read buffer for the whole file (SoundFile.read(out=...)): integer files are read as
-        # integers, which libsndfile does ~6x faster than converting them to float itself.
-        buf = np.empty((frames_per_block, f.channels), dtype=int_dtype or np.float32)
-        got = 0
-        while True:
-            try:
-                block = f.read(frames_per_block, always_2d=True, out=buf)
-            except (sf.LibsndfileError, RuntimeError) as e:
-                raise DecodeError(f"{name}: decoding failed after {got} frames ({e})") from None
-            last = block.shape[0] < frames_per_block
-            got += block.shape[0]
-            if int_dtype is not None:
-                mono = mix_down_int(block, full_scale)
-            else:
-                if block.shape[0] and not np.all(np.isfinite(block)):
-                    raise DecodeError(f"{name}: audio contains NaN or infinite samples")
-                mono = mix_down(block)
+        rs = resampler(f.samplerate, target_sr)
+        frames = max(1, min(int(block_seconds * f.samplerate), MAX_BLOCK_SAMPLES // f.channels))
+        for block, full_scale, last in _raw_blocks(f, name, frames):
+            mono = mix_down_int(block, full_scale) if full_scale else mix_down(block)
             if rs is not None:
                 mono = rs.resample_chunk(mono, last=last)
             yield mono
-            if last:
-                break
-        if got == 0:
-            raise DecodeError(f"{name}: no audio frames could be decoded")
     finally:
         f.close()
 

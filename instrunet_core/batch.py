@@ -7,12 +7,14 @@ shared by the CLI and the Ray engine (``plugins/instrunet-ray``).
   ``instrunet.classification/2`` record (or its error record);
 * :func:`done_paths` / :func:`read_records`: which files already have a result, so that a
   rerun skips them and retries the failed ones; a torn last line from an interrupted run is
-  ignored (that file is redone);
-* :class:`ResultsFile`: the JSON lines file itself, locked while a batch appends to it.
+  cut off when the file is opened again (that file is redone);
+* :class:`ResultsFile`: the JSON lines file itself, locked while a batch appends to it; a
+  record that cannot be written whole (a full disk) is rolled back, so every line is a record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .audio import AUDIO_EXTENSIONS
-from .errors import InputError, InstrunetError
+from .errors import InputError, InstrunetError, OutputError
 from .output import classification_record, error_record
 
 if TYPE_CHECKING:  # annotations only: the classifier is passed in
@@ -132,42 +134,75 @@ def _lock(f: IO[bytes]) -> bool:
 
 class ResultsFile:
     """A batch's JSON lines results file, opened to resume: read what is done, then append
-    one record per line, flushed as it is written; locked for as long as it is open.
+    one record per line, each written whole or not at all; locked for as long as it is open.
 
-    Use as a context manager. :attr:`done` holds the real paths already classified.
+    Use as a context manager. :attr:`done` holds the real paths already classified. The file
+    is written without a buffer, so nothing is left to write when it is closed.
 
     Raises
     ------
     ResultsLocked
         Another process holds the lock (another batch on the same file).
     OSError
-        The file cannot be opened or written.
+        The file cannot be opened.
+    OutputError
+        A record cannot be written (:meth:`append`): the file is cut back to the records
+        before it.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a+b")  # noqa: SIM115 - closed in close(): read and append under one lock
+        # closed in close(): read and append under one lock; unbuffered, so every write is a syscall
+        self._f = open(self.path, "a+b", buffering=0)  # noqa: SIM115
         try:
             if not _lock(self._f):
                 raise ResultsLocked(
                     f"{self.path}: another instrunet batch is writing this file; wait for it or choose another --out"
                 )
             self._f.seek(0)
-            data = self._f.read()
+            data = self._f.readall()
             self.done = done_paths(read_records(data.splitlines()))
             if data and not data.endswith(b"\n"):
-                self._write(b"\n")  # an interrupted previous line must not glue onto the next record
+                self._mend_tail(data)
         except BaseException:
             self._f.close()
             raise
 
+    def _mend_tail(self, data: bytes) -> None:
+        """The last line has no newline: a record cut short by an interrupted run is cut off
+        (its file is redone); a whole record only gets its newline."""
+        start = data.rfind(b"\n") + 1
+        if any(True for _ in read_records([data[start:]])):
+            self._write(b"\n")
+        else:
+            try:
+                os.ftruncate(self._f.fileno(), start)
+            except OSError as e:
+                raise OutputError(f"{self.path}: cannot cut its torn last line: {e.strerror or e}") from None
+
     def _write(self, b: bytes) -> None:
-        self._f.write(b)
-        self._f.flush()
+        """``b`` whole, or the file back to its length before and :class:`OutputError`."""
+        fd = self._f.fileno()
+        size = os.fstat(fd).st_size
+        view = memoryview(b)
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise OutputError(f"{self.path}: cannot write: {e.strerror or e}") from None
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """One record as one line (file names that are not valid UTF-8 as their own bytes)."""
+        """One record as one line (file names that are not valid UTF-8 as their own bytes).
+
+        Raises
+        ------
+        OutputError
+            The line could not be written whole; the file holds the records before it.
+        """
         self._write((json.dumps(record, allow_nan=False) + "\n").encode("utf-8", "surrogateescape"))
 
     def close(self) -> None:

@@ -3,8 +3,11 @@
 Subcommands: ``classify``, ``analyze``, ``batch``, ``models``, ``plugins``. A bad
 input file prints one line ``instrunet: error: <file>: <problem>`` on stderr; the
 other files of the same call are still processed and the exit code is 1. A bad
-command line (an unusable ``--hop``, an output path that is an input) exits 2. Machine
-output (``--json``, batch lines) follows the schemas in ``docs/schema/``.
+command line (an unusable ``--hop``, an output path that is an input) exits 2. An output
+that cannot be written (stdout closed or full, a full disk) prints one line
+``instrunet: error: <path>: cannot write...`` and exits 1 (``-`` is stdout). Machine
+output (``--json``, batch lines) follows the schemas in ``docs/schema/``; in text output
+file names are shown escaped (:func:`~instrunet_core.output.display_name`).
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .batch import error_message
-from .errors import InputError, InstrunetError
+from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
+from .inputs import MAX_THREADS
 from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING
 
 __all__ = ["main", "build_parser"]
@@ -42,7 +48,42 @@ def _say(text: str) -> None:
 
 
 def _err(msg: str) -> None:
-    _say(f"instrunet: error: {msg}")
+    """One ``instrunet: error:`` line (control characters of file names in it escaped)."""
+    _say(f"instrunet: error: {_shown(msg)}")
+
+
+def _out(text: str = "") -> None:
+    """One line of the command's output on stdout.
+
+    Raises
+    ------
+    OutputError
+        stdout is closed or cannot be written (reported by :func:`main`).
+    """
+    from .writers import write_stdout
+
+    write_stdout(text + "\n")
+
+
+def _shown(name: str) -> str:
+    from .output import display_name
+
+    return display_name(name)
+
+
+def _reserve_std_fds() -> None:
+    """Hold the slots of closed standard descriptors (``>&-``, ``2>&-``) with /dev/null, so that
+    no file this command opens becomes fd 1 or 2 (where native code, or the plugin-output
+    redirection, would write into it). ``sys.stdout`` stays ``None``: writing output still fails."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
 
 
 def _plugin_stdout() -> Any:
@@ -51,6 +92,46 @@ def _plugin_stdout() -> Any:
     from .registry import plugin_stdout
 
     return plugin_stdout(fd=True)
+
+
+#: What libmpg123 (inside libsndfile) prints on file descriptor 2 about a damaged MP3: resync
+#: notes and warnings that name no file ("Note: Trying to resync...", "Warning: Xing stream
+#: size off..."); the file's own error line, if any, says what matters.
+_DECODER_CHATTER = re.compile(rb"^(?:(?:Note|Warning|Error): |\[src/libmpg123/)")
+
+
+@contextlib.contextmanager
+def _decoder_chatter_dropped() -> Iterator[None]:
+    """While files are decoded, capture file descriptor 2 and afterwards pass on every line but
+    the MP3 decoder's chatter (:data:`_DECODER_CHATTER`). Swapping a descriptor is
+    process-wide: only the command line, which owns its process, does it."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        capture = tempfile.TemporaryFile()
+        os.dup2(capture.fileno(), 2)
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if sys.stderr is not None:
+                sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        with capture, contextlib.suppress(OSError):
+            capture.seek(0)
+            kept = [ln for ln in capture.read().splitlines(keepends=True) if not _DECODER_CHATTER.match(ln)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def _hop_arg(text: str) -> float:
@@ -84,13 +165,43 @@ def _seconds_arg(name: str) -> Any:
     return parse
 
 
+def _count_arg(name: str, minimum: int, maximum: int | None = None) -> Any:
+    """argparse type of a count option, checked by :func:`instrunet_core.inputs.check_count`:
+    a bad value is a usage error (exit 2), like any other bad command line."""
+    from .inputs import check_count
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an int, got {text!r}") from None
+        try:
+            return check_count(n, name=name, minimum=minimum, maximum=maximum)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+class _Stdin:
+    """Standard input's binary stream, named ``-`` in messages (as on the command line)."""
+
+    name = "-"
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._f, attr)
+
+
 def _source(path: str) -> Any:
     """``-`` is standard input (read once, into memory); anything else a path."""
     if path == "-":
         stdin = sys.stdin
         if stdin is None:
             raise InputError("-: standard input is closed")
-        return getattr(stdin, "buffer", stdin)
+        return _Stdin(getattr(stdin, "buffer", stdin))
     return path
 
 
@@ -124,16 +235,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=_count_arg("threads", 0, MAX_THREADS),
         metavar="N",
-        help="onnxruntime intra-op threads (default 1, chosen by measurement; 0: one per core)",
+        help=f"onnxruntime intra-op threads, 0 to {MAX_THREADS} (default 1, chosen by measurement; "
+        "0: one per core)",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_count_arg("workers", 1, MAX_THREADS),
         metavar="N",
-        help="threads that analyse batches of windows beside the main thread (default: one "
-        "fewer than the usable cores, at least 1, at most 4)",
+        help=f"threads that analyse batches of windows beside the main thread, 1 to {MAX_THREADS} "
+        "(default: one fewer than the usable cores, at least 1, at most 4)",
     )
     p.add_argument(
         "--hop",
@@ -259,7 +371,8 @@ def _load(name: str | None, args: argparse.Namespace | None = None) -> Any:
 
 def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
     """Overall prediction and duration (seconds) of one source, through the one inference path."""
-    clf.classify(source)
+    with _decoder_chatter_dropped():
+        clf.classify(source)
     return clf.prediction(), clf.duration
 
 
@@ -278,20 +391,18 @@ def _classify(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             pred, duration = _classify_one(clf, _source(path))
-            row = classification_record(path, pred, model, duration=duration)
-            if not args.json:
-                note = "\tlow evidence" if pred.low_evidence else ""
-                print(f"{path}\t{pred.label}\t{pred.confidence:.3f}{note}", flush=True)
-        except BrokenPipeError:
-            raise  # stdout's reader has gone: stop (handled in main), not a problem of this file
         except (InstrunetError, OSError) as e:
             rc = EXIT_FAIL
             msg = error_message(path, e)
             _err(msg)
-            row = error_record(path, msg, model)
-        rows.append(row)
+            rows.append(error_record(path, msg, model))
+            continue
+        rows.append(classification_record(path, pred, model, duration=duration))
+        if not args.json:  # stdout failing here is the command's failure (main), not this file's
+            note = "\tlow evidence" if pred.low_evidence else ""
+            _out(f"{_shown(path)}\t{pred.label}\t{pred.confidence:.3f}{note}")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        _out(json.dumps(rows, indent=2))
     return rc
 
 
@@ -316,7 +427,7 @@ def _embed(args: argparse.Namespace) -> int:
             _err(error_message(path, e))
             rc = EXIT_FAIL
             continue
-        print(json.dumps(jsonable({"path": path, **emb.to_dict(windows=args.windows)})), flush=True)
+        _out(json.dumps(jsonable({"path": path, **emb.to_dict(windows=args.windows)})))
     return rc
 
 
@@ -354,37 +465,38 @@ def summarize_extra(name: str, extra: Any) -> str:
 def _print_analysis(an: Any) -> None:
     from .timeline import format_ranges, format_time
 
-    print(
-        f"{an.source}: {format_time(an.duration, decimals=1)} ({an.duration:.2f} s), model {an.model['name']} {an.model['version']}"
+    _out(
+        f"{_shown(an.source)}: {format_time(an.duration, decimals=1)} ({an.duration:.2f} s), "
+        f"model {an.model['name']} {an.model['version']}"
     )
-    print(
+    _out(
         f"overall: {an.label} (mean probability {an.confidence:.3f})"
         + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else "")
         + ("" if an.prediction.other is None else f"; none of the labels: {an.prediction.other:.3f}")
     )
-    print("timeline (window start-end, level, most probable families):")
+    _out("timeline (window start-end, level, most probable families):")
     for s in an.timeline:
         if s.silent:
             desc = "silence"
         else:
             top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
             desc = ", ".join(f"{k} {v:.2f}" for k, v in top)
-        print(
+        _out(
             f"  {format_time(s.start, decimals=2)}-{format_time(s.end, decimals=2)}  {s.rms_db:7.1f} dB  {desc}"
         )
     if an.instruments:
-        print("detected instruments: mean probability, share of the sound, intensity, where")
+        _out("detected instruments: mean probability, share of the sound, intensity, where")
         for ins in an.instruments:
-            print(
+            _out(
                 f"  {ins.label:<10} {ins.mean_probability:.2f}  {ins.presence:4.0%}  {ins.intensity:.2f}  "
                 f"{format_ranges(ins.ranges)}"
             )
     else:
-        print("detected instruments: none" + (" (silence)" if an.silent else ""))
+        _out("detected instruments: none" + (" (silence)" if an.silent else ""))
     if an.other_ranges():
-        print(f"other sounds (none of the labels): {format_ranges(an.other_ranges())}")
+        _out(f"other sounds (none of the labels): {format_ranges(an.other_ranges())}")
     for name, extra in an.extras.items():
-        print(summarize_extra(name, extra))
+        _out(_shown(summarize_extra(name, extra)))
 
 
 def _make_parent(out: str) -> None:
@@ -435,23 +547,24 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         analyzers = _analyzers_arg(args.analyzers)
         model = _load(args.model, args)
-        an = analyze(
-            _source(args.file),
-            model=model,
-            hop=args.hop,
-            smoothing=args.smoothing,
-            min_duration=args.min_duration,
-            workers=args.workers,
-            embeddings=args.embed,
-            analyzers=analyzers,
-        )
+        # Analyzer plugins run inside: whatever they (or native code they call) write to file
+        # descriptor 1 goes to stderr, never into `--json -`.
+        with _plugin_stdout(), _decoder_chatter_dropped():
+            an = analyze(
+                _source(args.file),
+                model=model,
+                hop=args.hop,
+                smoothing=args.smoothing,
+                min_duration=args.min_duration,
+                workers=args.workers,
+                embeddings=args.embed,
+                analyzers=analyzers,
+            )
     except (InstrunetError, OSError) as e:
         _err(error_message(args.file, e))
         return EXIT_FAIL
     if an.source != args.file:
         an.source = args.file  # '-' rather than '<stdin>'
-    if "-" not in targets:
-        _print_analysis(an)
     rc = EXIT_OK
     with _plugin_stdout():
         reg = get_registry()
@@ -466,9 +579,17 @@ def _analyze(args: argparse.Namespace) -> int:
                     writer(an, out)
         except KeyboardInterrupt:
             raise
+        except OutputError as e:  # the writer layer names the path and the problem
+            _err(str(e))
+            if out == "-":
+                _drop_stdout()  # reported once: its buffered rest is not written again at exit
+            rc = EXIT_FAIL
         except BaseException as e:  # noqa: BLE001 - a plugin writer must not crash the CLI, nor exit it
             _err(f"{out}: writer {fmt!r} failed: {_describe(e)}")
             rc = EXIT_FAIL
+    # The summary comes after the files: a stdout that cannot be written costs no output file.
+    if "-" not in targets:
+        _print_analysis(an)
     return rc
 
 
@@ -518,14 +639,15 @@ def _batch(args: argparse.Namespace) -> int:
         rc = EXIT_OK
         try:
             for i, path in enumerate(todo, 1):
-                rec = file_record(clf, path)
+                with _decoder_chatter_dropped():
+                    rec = file_record(clf, path)
                 if "error" in rec:
                     rc = EXIT_FAIL
                     _err(rec["error"])
                 results.append(rec)
-                _say(f"[{i}/{n}] {path}")
-        except OSError as e:
-            _err(f"{out}: cannot write: {e.strerror or e}")
+                _say(f"[{i}/{n}] {_shown(path)}")
+        except OutputError as e:  # the record was rolled back: a rerun redoes this file
+            _err(f"{e}; the results so far are kept, rerun to resume")
             return EXIT_FAIL
     return rc
 
@@ -580,9 +702,9 @@ def _models(args: argparse.Namespace) -> int:
         failed = failed or "error" in row
         rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        _out(json.dumps(rows, indent=2))
     elif not rows:
-        print("no models installed")
+        _out("no models installed")
     else:
         for r in rows:
             flag = " (default)" if r["default"] else ""
@@ -596,14 +718,14 @@ def _models(args: argparse.Namespace) -> int:
                         if ref["n"]
                         else ", no references stored"
                     )
-                print(
+                _out(
                     f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
                     f"sha256 {r['sha256'][:12]}… {ok}{refs}, {r['path']}"
                 )
             else:
-                print(f"{r['name']} {r['version']}: {r['path']}")
+                _out(f"{r['name']} {r['version']}: {r['path']}")
             if r.get("error"):
-                print(f"  error: {r['error']}")
+                _out(f"  error: {r['error']}")
     # A broken artifact is listed, not a failure of the listing; --check makes it one.
     return EXIT_FAIL if args.check and failed else EXIT_OK
 
@@ -615,17 +737,17 @@ def _plugins(args: argparse.Namespace) -> int:
         reg = get_registry()
     rows = [p.to_dict() for p in reg.plugins]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        _out(json.dumps(rows, indent=2))
     else:
         for r in rows:
             tag = " [built-in]" if r["builtin"] else ""
-            print(f"{r['name']} {r['version'] or '?'}{tag}: {', '.join(r['hooks']) or 'no hooks'}")
+            _out(f"{r['name']} {r['version'] or '?'}{tag}: {', '.join(r['hooks']) or 'no hooks'}")
             if r["error"]:
-                print(f"  error: {r['error']}")
+                _out(f"  error: {r['error']}")
         if reg.writers:
-            print(f"writers: {', '.join(sorted(reg.writers))}")
+            _out(f"writers: {', '.join(sorted(reg.writers))}")
         if reg.analyzers:
-            print(f"analyzers: {', '.join(sorted(reg.analyzers))}")
+            _out(f"analyzers: {', '.join(sorted(reg.analyzers))}")
     return EXIT_OK
 
 
@@ -640,9 +762,48 @@ def _surrogate_safe_stdout() -> None:
             pass
 
 
+def _drop_stdout() -> None:
+    """stdout is gone (its reader left, or it cannot be written): point it at /dev/null, so that
+    Python does not complain again when it flushes stdout at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
+def _flush_stdout() -> None:
+    """Flush what is still buffered (argparse's help, ``--version``).
+
+    Raises
+    ------
+    OutputError, BrokenPipeError
+    """
+    from .writers import write_stdout
+
+    if sys.stdout is not None:
+        write_stdout("")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``instrunet`` command; returns the exit code."""
+    _reserve_std_fds()
     _surrogate_safe_stdout()
+    try:
+        try:
+            return _run(argv)
+        finally:
+            _flush_stdout()
+    except BrokenPipeError:
+        # stdout closed by its reader (e.g. `| head`): stop quietly.
+        _drop_stdout()
+        return EXIT_FAIL
+    except OutputError as e:
+        _err(str(e))
+        _drop_stdout()
+        return EXIT_FAIL
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -661,12 +822,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except BrokenPipeError:
-        # stdout closed by its reader (e.g. `| head`): stop quietly, and keep Python from
-        # complaining again when it flushes stdout at exit.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAIL
+    except (BrokenPipeError, OutputError):
+        raise
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL

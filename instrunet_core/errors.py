@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["InstrunetError", "DecodeError", "InputError", "ModelError", "PluginError"]
+__all__ = [
+    "InstrunetError",
+    "DecodeError",
+    "InputError",
+    "ModelError",
+    "PluginError",
+    "OutputError",
+    "ConcurrentUseError",
+]
 
 
 class InstrunetError(Exception):
@@ -23,3 +31,12 @@ class ModelError(InstrunetError):
 
 class PluginError(InstrunetError):
     """A plugin failed to load or registered something invalid."""
+
+
+class OutputError(InstrunetError, OSError):
+    """An output could not be written: a file, a folder, stdout (full disk, closed stream, ...)."""
+
+
+class ConcurrentUseError(InstrunetError, RuntimeError):
+    """Two threads fed one stream at the same time (a ``Classifier``, a ``Tagger``...); each
+    stream belongs to the one thread feeding it at a time."""

@@ -138,16 +138,22 @@ def instrunet_register_writers(register: RegisterWriter) -> None:
     :class:`instrunet_core.Analysis` to ``path``. ``instrunet analyze FILE --format
     NAME --out PATH`` uses it. The built-in ``json`` writer is registered the same way.
 
+    Write through :mod:`instrunet_core.writers` (``atomic_write_text``, ``atomic_write_bytes``,
+    ``atomic_path``): ``"-"`` goes to stdout, a reader never sees half a file, and a write that
+    fails (a full disk) is an ``OutputError`` the CLI reports in one line.
+
     Examples
     --------
-    >>> import csv
+    >>> import csv, io
     >>> from instrunet_core import hookimpl
+    >>> from instrunet_core.writers import atomic_write_text
     >>> def write_csv(analysis, path):
-    ...     with open(path, "w", newline="") as f:
-    ...         w = csv.writer(f)
-    ...         w.writerow(["start", "end", *analysis.labels])
-    ...         for seg in analysis.timeline:
-    ...             w.writerow([seg.start, seg.end, *seg.probabilities.values()])
+    ...     buf = io.StringIO()
+    ...     w = csv.writer(buf)
+    ...     w.writerow(["start", "end", *analysis.labels])
+    ...     for seg in analysis.timeline:
+    ...         w.writerow([seg.start, seg.end, *seg.probabilities.values()])
+    ...     atomic_write_text(path, buf.getvalue())
     >>> @hookimpl
     ... def instrunet_register_writers(register):
     ...     register("csv", write_csv)

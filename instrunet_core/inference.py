@@ -52,11 +52,11 @@ from .analysis import (
 from .audio import AudioSource, _rewind, iter_blocks, rereadable_source, source_name
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE, LEVEL_BLOCK, SILENCE_DB, Ready, WindowStream
-from .inputs import block_to_mono, check_count, check_sample_rate, resampler
+from .inputs import block_to_mono, check_count, check_sample_rate, check_threads, resampler
 from .model import Model, ModelOutputs, ModelSpec, open_model
 from .output import model_info
 from .registry import Registry, get_registry
-from .scheduler import BatchPipeline, default_workers
+from .scheduler import BatchPipeline, StreamOwner, default_workers
 from .session import RuntimeOptions
 from .timeline import (
     DEFAULT_MIN_DURATION,
@@ -118,7 +118,7 @@ class Classifier:
     workers : int, optional
         Worker threads of the pipeline, besides the calling thread; default
         :func:`~instrunet_core.scheduler.default_workers` (one fewer than the usable cores, at
-        least 1, at most 4).
+        least 1, at most 4); at most :data:`~instrunet_core.inputs.MAX_THREADS` (256).
     options : RuntimeOptions, optional
         How onnxruntime runs the model when ``model`` is not a loaded :class:`Model`.
     registry : Registry, optional
@@ -154,8 +154,13 @@ class Classifier:
 
     Notes
     -----
-    A classifier holds the state of one stream: use one per stream (and per thread). The
-    model it runs is stateless and may be shared by many classifiers and threads.
+    A classifier holds the state of one stream: use one per stream and per thread. One thread
+    feeds it at a time (:meth:`process`, :meth:`flush`, :meth:`classify`, :meth:`reset`); a
+    call from a second thread while the first is inside one raises
+    :class:`~instrunet_core.errors.ConcurrentUseError` rather than mixing the two streams.
+    Calls that follow each other may come from different threads, and any thread may read
+    :attr:`results`, :meth:`prediction` and :meth:`analysis` (they wait for the feeding call in
+    progress). The model it runs is stateless and may be shared by many classifiers and threads.
     """
 
     def __init__(
@@ -174,6 +179,7 @@ class Classifier:
         registry: Registry | None = None,
         embeddings: bool = False,
     ) -> None:
+        self._owner = StreamOwner("Classifier")
         self.model: Model = open_model(model, options=options, registry=registry)
         if embeddings and self.model.embedding_dim is None:
             raise InputError(f"{self.model.name} {self.model.version} has no embedding output")
@@ -192,7 +198,7 @@ class Classifier:
         self.batch_size = check_count(batch_size, name="batch_size")
         self.keep = None if keep is None else check_count(keep, name="keep")
         self.pipeline = bool(pipeline)
-        self.workers = default_workers() if workers is None else check_count(workers, name="workers")
+        self.workers = default_workers() if workers is None else check_threads(workers, name="workers")
         self._pipe: BatchPipeline[ModelOutputs] = BatchPipeline(self.workers)
         self._pipelined = False
         self.thresholds: dict[str, float] = with_overrides(self.model.thresholds, thresholds)
@@ -238,11 +244,16 @@ class Classifier:
     @property
     def results(self) -> list[WindowResult]:
         """Windows emitted since :meth:`reset` (the last ``keep`` of them when ``keep`` is set)."""
-        return list(self._results)
+        with self._owner.reading():
+            return list(self._results)
 
     # ------------------------------------------------------------------ stream
     def reset(self) -> None:
         """Forget the stream: audio, frames, results and the input rate."""
+        with self._owner.feeding("reset"):
+            self._reset()
+
+    def _reset(self) -> None:
         self._sr_in: int | None = None
         self._rs: Any = None
         self._stream.reset()
@@ -273,9 +284,12 @@ class Classifier:
         InputError
             Bad block (shape, dtype, NaN), a rate change within a stream, or a block after
             :meth:`flush` without :meth:`reset`.
+        ConcurrentUseError
+            Another thread is feeding this classifier.
         """
-        self._ingest(block, sample_rate)
-        return self._emit(final=False)
+        with self._owner.feeding("process"):
+            self._ingest(block, sample_rate)
+            return self._emit(final=False)
 
     def _ingest(self, block: np.ndarray, sample_rate: int) -> None:
         """Check, mix down, resample and store a block (no windows emitted)."""
@@ -303,14 +317,15 @@ class Classifier:
             Windows completed by the end of the stream (empty when nothing was fed or
             the audio ended exactly on a window).
         """
-        if self._finished:
-            return []
-        if self._rs is not None:
-            self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        self._finished = True
-        out = self._emit(final=True)
-        self._stream.finish()
-        return out
+        with self._owner.feeding("flush"):
+            if self._finished:
+                return []
+            if self._rs is not None:
+                self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            self._finished = True
+            out = self._emit(final=True)
+            self._stream.finish()
+            return out
 
     def classify(self, audio: AudioSource, sample_rate: int | None = None) -> list[WindowResult]:
         """Reset, feed a whole source (file, file object or array) block by block, and flush.
@@ -323,8 +338,14 @@ class Classifier:
         Raises
         ------
         DecodeError, InputError
+        ConcurrentUseError
+            Another thread is feeding this classifier.
         """
-        self.reset()
+        with self._owner.feeding("classify"):
+            return self._classify(audio, sample_rate)
+
+    def _classify(self, audio: AudioSource, sample_rate: int | None) -> list[WindowResult]:
+        self._reset()
         self._pipelined = self.pipeline
         try:
             # Decoded, mixed and resampled by one stream resampler, block by block, in audio.py.
@@ -348,28 +369,30 @@ class Classifier:
     # ------------------------------------------------------------------ results
     def prediction(self, *, top_k: int | None = None) -> Prediction:
         """Overall prediction of the windows so far (loudness-weighted, silent windows excluded)."""
-        probs, rms, silent, other = self._arrays()
-        return aggregate(
-            self.labels,
-            probs,
-            rms,
-            silent,
-            sounding_seconds=self.sounding_seconds,
-            top_k=top_k,
-            other=other,
-            other_threshold=self.other_threshold,
-        )
+        with self._owner.reading():
+            probs, rms, silent, other = self._arrays()
+            return aggregate(
+                self.labels,
+                probs,
+                rms,
+                silent,
+                sounding_seconds=self.sounding_seconds,
+                top_k=top_k,
+                other=other,
+                other_threshold=self.other_threshold,
+            )
 
     def embedding(self) -> Embedding:
         """The windows' embeddings so far and the recording's (their loudness-weighted mean,
         silent windows left out), L2-normalised; needs ``embeddings=True``."""
         if not self.embeddings:
             raise InputError("this Classifier was made without embeddings=True")
-        res = self._results
-        _, rms, silent, _ = self._arrays()
-        vectors = np.array([w.embedding for w in res], dtype=np.float32).reshape(len(res), -1)
-        times = np.array([[w.start, w.end] for w in res], dtype=np.float64).reshape(-1, 2)
-        return embedding_of(vectors, times, rms, silent, model=model_info(self.model))
+        with self._owner.reading():
+            res = self._results
+            _, rms, silent, _ = self._arrays()
+            vectors = np.array([w.embedding for w in res], dtype=np.float32).reshape(len(res), -1)
+            times = np.array([[w.start, w.end] for w in res], dtype=np.float64).reshape(-1, 2)
+            return embedding_of(vectors, times, rms, silent, model=model_info(self.model))
 
     def analysis(self, *, source: str = "stream") -> Analysis:
         """Timeline, detected instruments and overall prediction of the windows so far.
@@ -379,6 +402,10 @@ class Classifier:
         Analysis
             ``extras`` is empty (analyzer plugins run in :func:`analyze`, which has the file).
         """
+        with self._owner.reading():
+            return self._analysis(source)
+
+    def _analysis(self, source: str) -> Analysis:
         probs, rms, silent, other = self._arrays()
         times = np.array([[w.start, w.end] for w in self._results], dtype=np.float64).reshape(-1, 2)
         m = self.model
@@ -423,6 +450,10 @@ class Classifier:
         """The time axis of the stream so far (:func:`instrunet_core.timeline.activity`): each
         label's smoothed probability and presence every 23 ms, from the windows (and those
         :meth:`refine` added) and the level track."""
+        with self._owner.reading():
+            return self._activity()
+
+    def _activity(self) -> Activity:
         wins = sorted([*self._results, *self._evidence], key=lambda w: (w.start + w.end) / 2)
         L = len(self.labels)
         step = LEVEL_BLOCK / self._sr
@@ -468,6 +499,10 @@ class Classifier:
         InputError
             The stream has not been classified to its end.
         """
+        with self._owner.feeding("refine"):
+            return self._refine(audio, sample_rate)
+
+    def _refine(self, audio: AudioSource, sample_rate: int | None) -> int:
         if not self._finished:
             raise InputError(
                 "refine: classify the whole source first (classify(), or process() then flush())"

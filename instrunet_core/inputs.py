@@ -35,12 +35,17 @@ __all__ = [
     "MAX_HOP_SECONDS",
     "MAX_BLOCK_SAMPLES",
     "MAX_STREAM_BYTES",
+    "MAX_THREADS",
+    "MAX_AMPLITUDE",
     "RESAMPLE_QUALITY",
     "check_sample_rate",
     "check_channels",
     "check_hop",
+    "check_seconds",
     "check_count",
+    "check_threads",
     "check_audio_array",
+    "check_amplitude",
     "check_float_samples",
     "as_float_audio",
     "frames_first",
@@ -67,6 +72,14 @@ MAX_HOP_SECONDS: float = 3600.0
 MAX_BLOCK_SAMPLES: int = 1 << 22
 #: Most bytes read from a stream that cannot seek (a pipe, a FIFO, stdin) before decoding it.
 MAX_STREAM_BYTES: int = 1 << 30
+#: Most threads one setting may ask for (onnxruntime's intra- and inter-op threads, a
+#: classifier's workers). Past the cores extra threads only cost memory (each reserves a stack):
+#: an unbounded ``--threads 100000`` started 32,423 threads and took 16.8 GB.
+MAX_THREADS: int = 256
+#: Largest float sample magnitude accepted (200 dB above full scale). Float audio belongs in
+#: [-1, 1], but floats holding unscaled integers (up to 2**31) classify the same, the front end
+#: being scale-invariant; far beyond, squares overflow float32 (1e30 gave NaN features).
+MAX_AMPLITUDE: float = 1e10
 #: soxr quality of every resampling to the front end's rate.
 RESAMPLE_QUALITY = "HQ"
 
@@ -136,6 +149,20 @@ def _seconds(value: Any, *, name: str, what: str) -> float:
     return s
 
 
+def check_seconds(value: Any, *, name: str, what: str = "") -> float:
+    """A duration option: a finite number of seconds > 0 (``True``, ``"3"``, NaN, inf refused).
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` and the value.
+    """
+    s = _seconds(value, name=name, what=what)
+    if not s > 0:
+        raise InputError(f"{_prefix(what)}{name} must be more than 0 seconds, got {value!r}")
+    return s
+
+
 def check_hop(hop: Any, *, sample_rate: int, what: str = "") -> int:
     """Hop between window starts, seconds → samples at ``sample_rate``.
 
@@ -159,20 +186,30 @@ def check_hop(hop: Any, *, sample_rate: int, what: str = "") -> int:
     return max(1, int(round(h * sample_rate)))
 
 
-def check_count(value: Any, *, name: str, minimum: int = 1, what: str = "", unit: str = "") -> int:
-    """An integer option (a count of windows, workers, threads, samples) of at least ``minimum``.
+def check_count(
+    value: Any, *, name: str, minimum: int = 1, maximum: int | None = None, what: str = "", unit: str = ""
+) -> int:
+    """An integer option (a count of windows, workers, threads, samples) in [``minimum``, ``maximum``].
 
     ``True`` and ``2.0`` are refused: a count is an ``int`` (or a numpy integer).
 
     Raises
     ------
     InputError
-        Naming ``name``, the value and the minimum.
+        Naming ``name``, the value and the allowed range.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+    bad = isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum
+    if bad or (maximum is not None and value > maximum):
         kind = f" ({unit})" if unit else ""
-        raise InputError(f"{_prefix(what)}{name} must be an int >= {minimum}{kind}, got {value!r}")
+        want = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge int"
+        raise InputError(f"{_prefix(what)}{name} must be an int {want}{kind}, got {shown}")
     return int(value)
+
+
+def check_threads(value: Any, *, name: str, minimum: int = 1, unit: str = "") -> int:
+    """A thread count in [``minimum``, :data:`MAX_THREADS`] (see :func:`check_count`)."""
+    return check_count(value, name=name, minimum=minimum, maximum=MAX_THREADS, unit=unit)
 
 
 def check_audio_array(y: Any, *, what: str = "array") -> np.ndarray:
@@ -232,9 +269,28 @@ def check_float_samples(y: Any, *, what: str, ndim: int = 1, dtype: Any = np.flo
     if not np.issubdtype(y.dtype, np.floating):
         raise InputError(f"{what}: expected floating-point audio, got dtype {y.dtype}")
     y = y.astype(dtype, copy=False)
-    if not np.all(np.isfinite(y)):
-        raise InputError(f"{what}: audio contains NaN or infinite samples")
+    check_amplitude(y, what=what)
     return y
+
+
+def check_amplitude(y: np.ndarray, *, what: str, error: type[Exception] = InputError) -> None:
+    """Float samples finite and within :data:`MAX_AMPLITUDE` (one pass over ``y``).
+
+    Raises
+    ------
+    InputError (or ``error``)
+        NaN or infinite samples, or samples beyond the bound, naming the peak.
+    """
+    if y.size == 0:
+        return
+    peak = float(np.max(np.abs(y)))
+    if not math.isfinite(peak):
+        raise error(f"{what}: audio contains NaN or infinite samples")
+    if peak > MAX_AMPLITUDE:
+        raise error(
+            f"{what}: samples reach {peak:.3g}; float audio is expected within [-1, 1] "
+            f"(at most {MAX_AMPLITUDE:.0e} is accepted)"
+        )
 
 
 def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
@@ -253,8 +309,7 @@ def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
         y = ((y.astype(np.float64) - half) / half).astype(np.float32)
     else:
         y = y.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(y)):
-            raise InputError(f"{what}: audio contains NaN or infinite samples")
+        check_amplitude(y, what=what)
     return y
 
 

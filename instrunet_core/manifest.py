@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -79,6 +80,9 @@ ACTIVATIONS = {"multiclass": "softmax", "multilabel": "sigmoid"}
 MAX_MANIFEST_BYTES = 4 << 20
 #: Deepest JSON nesting accepted in a manifest.
 MAX_MANIFEST_DEPTH = 32
+#: Largest integer magnitude in a manifest (any key): shapes, counts and rates are far smaller,
+#: and Python's own limit (4,300 digits) would otherwise surface as a ValueError.
+MAX_MANIFEST_INT = 2**63
 #: Most labels a model may have, and the longest label.
 MAX_LABELS = 4096
 MAX_LABEL_CHARS = 128
@@ -150,18 +154,35 @@ def _r(v: Any, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _depth(x: Any) -> int:
-    """Nesting depth of parsed JSON, iteratively (no recursion)."""
-    deepest, stack = 0, [(x, 1)]
+def _check_values(x: Any, where: str) -> None:
+    """Every value of parsed JSON bounded before any check uses it: nesting at most
+    :data:`MAX_MANIFEST_DEPTH` deep, integers within :data:`MAX_MANIFEST_INT`, numbers finite
+    (iteratively: no recursion)."""
+    stack = [(x, 1)]
     while stack:
         v, d = stack.pop()
-        if isinstance(v, dict):
-            deepest = max(deepest, d)
-            stack.extend((c, d + 1) for c in v.values())
-        elif isinstance(v, list):
-            deepest = max(deepest, d)
-            stack.extend((c, d + 1) for c in v)
-    return deepest
+        if isinstance(v, (dict, list)):
+            if d > MAX_MANIFEST_DEPTH:
+                raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+        elif isinstance(v, bool):
+            continue
+        elif isinstance(v, int) and not -MAX_MANIFEST_INT <= v <= MAX_MANIFEST_INT:
+            raise _fail(where, f"an integer of {v.bit_length()} bits (at most 2**63 in magnitude)")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise _fail(where, f"a number is {v} (JSON numbers must be finite)")
+
+
+def _parse_int(text: str) -> int:
+    """``json.loads``'s integer hook: bounded before Python converts it."""
+    if len(text.lstrip("-")) > 19:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most 19)")
+    return int(text)
+
+
+def _no_constant(text: str) -> float:
+    """``json.loads``'s hook for ``NaN`` / ``Infinity``, which are not JSON."""
+    raise ValueError(f"{text} is not a JSON number")
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
@@ -399,8 +420,7 @@ def _check_keys(data: Mapping[str, Any], where: str) -> bool:
     unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
         raise _fail(where, f"unknown key(s) {_r(unknown, 200)}")
-    if _depth(data) > MAX_MANIFEST_DEPTH:
-        raise _fail(where, f"JSON nested deeper than {MAX_MANIFEST_DEPTH} levels")
+    _check_values(data, where)
     if data["schema"] not in MANIFEST_SCHEMAS:
         raise _fail(where, f"schema must be one of {list(MANIFEST_SCHEMAS)}, got {_r(data['schema'])}")
     return is_features
@@ -629,9 +649,11 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     except UnicodeDecodeError as e:
         raise ModelError(f"{p}: manifest is not UTF-8 text (byte {e.start}: {e.reason})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_parse_int, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise ModelError(f"{p}: manifest is not valid JSON: {e}") from None
     except RecursionError:
         raise ModelError(f"{p}: manifest is not usable JSON: nested too deeply") from None
+    except ValueError as e:  # from the hooks above
+        raise ModelError(f"{p}: manifest is not usable JSON: {str(e)[:200]}") from None
     return validate_manifest(data, where=str(p))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .model import Model
 
 __all__ = [
+    "display_name",
     "ANALYSIS_SCHEMA",
     "CLASSIFICATION_SCHEMA",
     "CLASSIFICATION_FIELDS",
@@ -182,3 +184,28 @@ def jsonable(x: Any) -> Any:
     if x is None or isinstance(x, str):
         return x
     return str(x)
+
+
+#: Invisible characters that reorder the text around them ("Trojan source"): shown escaped.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def display_name(name: str) -> str:
+    """A file name as a terminal line, a plot title or a report may show it.
+
+    Bytes that are not UTF-8 (which Python surrogate-escapes) become ``\\xNN``; control
+    characters (newline, ESC, ...), line separators and bidirectional overrides become escapes
+    (``\\n``, ``\\x1b``, ``\\u202e``), so a name is one line that cannot drive a terminal or
+    reorder its neighbours. Letters of any script and emoji stay as they are. Machine output
+    (JSON) keeps the name itself.
+    """
+    out = []
+    for ch in name:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's escape of a byte that is not UTF-8
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)

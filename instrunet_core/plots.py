@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InstrunetError
+from .output import display_name
 from .timeline import format_time
 
 if TYPE_CHECKING:  # annotations only
@@ -273,7 +274,9 @@ def activity_figure(analysis: Analysis, *, title: str | None = None, width: floa
     fig = new_figure(width, 0.42 * rows + 1.9)
     ax = timeline(analysis, ax=fig.subplots())
     if title is None:
-        name = os.path.basename(analysis.source)
+        # The name as text: escaped control characters and bytes that are not UTF-8 (matplotlib
+        # cannot draw them), and no "$" starting mathtext.
+        name = display_name(os.path.basename(analysis.source)).replace("$", r"\$")
         title = f"{name}: {analysis.label} (mean probability {analysis.confidence:.2f})"
     ax.set_title(title, fontsize=10, loc="left")
     fig.tight_layout()

@@ -258,6 +258,9 @@ class Registry:
         except ModelError as e:
             entry.error = str(e)
             entry.manifest = None
+        except Exception as e:  # noqa: BLE001 - one broken manifest never costs the plugin its other models
+            entry.error = f"{entry.manifest_path}: cannot read manifest: {_describe(e)[:300]}"
+            entry.manifest = None
         if any(e.name == name and e.version == entry.version and e.error is None for e in self.models):
             if entry.error is None:
                 self._error(

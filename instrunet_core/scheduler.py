@@ -5,17 +5,25 @@ frames, features and onnxruntime run, on a copy of its audio) to a :class:`Batch
 while the calling thread decodes the next blocks, so that every core works. Scheduling is a
 job of its own, apart from the front end's DSP (:mod:`instrunet_core.features`) and the
 classifier's orchestration: it knows nothing of audio, only of jobs and their order.
+
+It also holds the one thread-ownership rule of a stream (:class:`StreamOwner`): a
+:class:`~instrunet_core.inference.Classifier` (and each host adapter around one) is fed by one
+thread at a time, and any thread may read its results.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BatchPipeline", "default_workers", "MAX_DEFAULT_WORKERS"]
+from .errors import ConcurrentUseError
+
+__all__ = ["BatchPipeline", "StreamOwner", "default_workers", "MAX_DEFAULT_WORKERS"]
 
 #: Most worker threads a pipeline starts by default (see :func:`default_workers`).
 MAX_DEFAULT_WORKERS = 4
@@ -91,3 +99,62 @@ class BatchPipeline(Generic[T]):
                 max_workers=self.workers, thread_name_prefix="instrunet-batch"
             )
         return self._executor
+
+
+class StreamOwner:
+    """The thread-ownership rule of one stream: one thread feeds it at a time; any thread reads.
+
+    A stream's state (its audio, frames, resampler and results) changes with every block, so two
+    threads feeding one stream at once would interleave their audio: onnxruntime and numpy are
+    safe, but the answer would be wrong (or soxr's state corrupted). Rather than make one of
+    them wait for the other's stream to end, the second is refused at once
+    (:class:`~instrunet_core.errors.ConcurrentUseError`): its caller has a design error to fix,
+    one stream object per thread. Calls that follow each other from different threads (a thread
+    pool, an executor) are fine; a feeding thread may re-enter (``classify`` calls ``flush``).
+
+    Reading (:meth:`reading`) waits for the feeding call in progress, so a result is read whole:
+    a UI thread may show a live stream's results while the audio thread feeds it.
+
+    Parameters
+    ----------
+    what : str
+        The object named in the error, e.g. ``"Classifier"``.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._feed = threading.RLock()
+        self._state = threading.RLock()
+        self._holder: str | None = None
+
+    @contextlib.contextmanager
+    def feeding(self, call: str) -> Iterator[None]:
+        """The body feeds (or resets) the stream; raises at once when another thread is feeding it.
+
+        Raises
+        ------
+        ConcurrentUseError
+            Naming the call, both threads and the rule.
+        """
+        if not self._feed.acquire(blocking=False):
+            holder = self._holder or "another thread"
+            raise ConcurrentUseError(
+                f"{self.what}.{call}: called by thread {threading.current_thread().name!r} while "
+                f"thread {holder!r} is feeding the same {self.what}; a {self.what} holds the state "
+                f"of one stream, so use one per thread (the model may be shared)"
+            )
+        try:
+            with self._state:
+                outer, self._holder = self._holder, threading.current_thread().name
+                try:
+                    yield
+                finally:
+                    self._holder = outer
+        finally:
+            self._feed.release()
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """The body reads the stream's results: waits for the feeding call in progress."""
+        with self._state:
+            yield

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import InputError, ModelError
-from .inputs import check_count
+from .inputs import check_threads
 
 __all__ = ["RuntimeOptions", "onnx_session", "DEFAULT_INTRA_OP_THREADS"]
 
@@ -53,9 +53,11 @@ class RuntimeOptions:
         Unavailable ones are skipped with a warning; CPU is always the fallback.
     intra_op_threads : int, optional
         onnxruntime threads inside one operator; default :data:`DEFAULT_INTRA_OP_THREADS` (1,
-        chosen by measurement: see ``docs/benchmarks.md``); 0 lets onnxruntime start one per core.
+        chosen by measurement: see ``docs/benchmarks.md``); 0 lets onnxruntime start one per core;
+        at most :data:`~instrunet_core.inputs.MAX_THREADS` (256).
     inter_op_threads : int, optional
-        Threads running independent operators in parallel (default 1: the graphs are chains).
+        Threads running independent operators in parallel (default 1: the graphs are chains);
+        at most 256.
     spinning : bool
         Let onnxruntime's idle intra-op threads spin between operators instead of sleeping
         (default False). Only worth it with several intra-op threads and nothing else to run on
@@ -68,7 +70,7 @@ class RuntimeOptions:
     Raises
     ------
     InputError
-        A thread count that is not an int >= 0, or ``spinning`` that is not a bool.
+        A thread count that is not an int from 0 to 256, or ``spinning`` that is not a bool.
     """
 
     providers: str | Sequence[str] | None = None
@@ -80,7 +82,7 @@ class RuntimeOptions:
     def __post_init__(self) -> None:
         for name in ("intra_op_threads", "inter_op_threads"):
             if getattr(self, name) is not None:
-                check_count(getattr(self, name), name=name, minimum=0, unit="0: onnxruntime's default")
+                check_threads(getattr(self, name), name=name, minimum=0, unit="0: onnxruntime's default")
         if not isinstance(self.spinning, bool):
             raise InputError(f"spinning must be True or False, got {self.spinning!r}")
 

@@ -109,6 +109,8 @@ def verify_artifact(
     m = manifest if manifest is not None else read_manifest(p)
     onnx_path = p / m.file
     if not onnx_path.is_file():
+        if onnx_path.exists():  # a device (a link to /dev/zero would hash for ever), a folder, a FIFO
+            raise ModelError(f"{onnx_path}: not a regular file (named by {p / MANIFEST_FILENAME})")
         raise ModelError(f"{onnx_path}: model file not found (named by {p / MANIFEST_FILENAME})")
     try:
         digest = sha256_file(onnx_path)

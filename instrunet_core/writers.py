@@ -4,6 +4,12 @@
   means stdout.
 * :func:`atomic_path`: a temporary path for a library that writes by file name (an audio
   encoder, Parquet, ``np.savez``), renamed over the target when the block ends without error.
+* :func:`write_stdout`: text or bytes on standard output, flushed.
+
+A write that fails (a full disk, a closed or full stdout, a folder that cannot be created)
+raises :class:`~instrunet_core.errors.OutputError` naming the path (``-`` for stdout) and the
+problem, so that the CLI reports it in one line; a closed pipe stays a ``BrokenPipeError``
+(the reader has gone: ``| head``).
 
 Either way the data goes into a uniquely named temporary file next to the target, then is
 renamed over it (:func:`os.replace`), so concurrent writers to one path never share a
@@ -30,12 +36,13 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, InstrunetError, OutputError
 from .output import instrunet_version
 from .plots import activity_figure
 from .timeline import format_time
 
 __all__ = [
+    "write_stdout",
     "write_json",
     "write_csv",
     "write_ranges",
@@ -62,6 +69,39 @@ def _umask() -> int:
     return 0o022
 
 
+def _cannot_write(target: str, e: BaseException) -> OutputError:
+    what = "cannot write to stdout" if target == "-" else "cannot write"
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
+    return OutputError(f"{target}: {what}: {reason}")
+
+
+def write_stdout(data: str | bytes) -> None:
+    """Write ``data`` to standard output and flush it (bytes to its binary buffer).
+
+    Raises
+    ------
+    OutputError
+        stdout is closed (``>&-``), full (``> /dev/full``) or otherwise unwritable.
+    BrokenPipeError
+        Its reader has gone (``| head``): the caller decides whether that is an error.
+    """
+    out = sys.stdout
+    if out is None:
+        raise OutputError("-: cannot write to stdout: it is closed")
+    try:
+        if isinstance(data, bytes):
+            out.flush()
+            out.buffer.write(data)
+            out.buffer.flush()
+        else:
+            out.write(data)
+            out.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError, AttributeError) as e:  # ValueError: closed file; AttributeError: no .buffer
+        raise _cannot_write("-", e) from None
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically; ``"-"`` writes to stdout.
 
@@ -70,8 +110,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     over ``path`` with :func:`os.replace`; it is removed if anything fails.
     """
     if os.fspath(path) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_stdout(text)
         return
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -80,9 +119,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """:func:`atomic_write_text` for bytes; ``"-"`` writes to stdout's binary buffer."""
     target = os.fspath(path)
     if target == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_stdout(data)
         return
     with atomic_path(target) as tmp, open(tmp, "wb") as f:
         f.write(data)
@@ -101,20 +138,28 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
     ------
     InputError
         ``path`` is ``"-"``: stdout has no file to rename over.
+    OutputError
+        The temporary file cannot be created, written (an ``OSError`` in the block: a full disk)
+        or renamed; other errors of the block pass through unchanged.
     """
     target = os.fspath(path)
     if target == "-":
         raise InputError("-: this output cannot go to stdout (it is written by file name)")
     folder, base = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder or ".")
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder or ".")
+        os.close(fd)
+    except OSError as e:
+        raise _cannot_write(target, e) from None
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, InstrunetError):
+            raise _cannot_write(target, e) from None
         raise
 
 

@@ -33,6 +33,18 @@ ENSEMBLE = ROOT / "examples" / "ensemble.flac"
 FLUTE = ROOT / "examples" / "solo_flute.wav"
 
 
+def shown(markdown: str) -> str:
+    """What a Markdown element displays (CommonMark, as rendered by markdown-it): its text."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").render(markdown)
+    assert "<a " not in rendered and "<img " not in rendered and "<strong>" not in rendered, rendered
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+
+
 def wav_bytes(y: np.ndarray, sr: int = 8000) -> bytes:
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
@@ -236,7 +248,8 @@ def test_other_extras_and_a_failed_condition(installed_registry):
     text = pdf_text(report.build_pdf(an, registry=reg, filename="naïve – 音.wav"))
     assert "Other analyses" in text and "peak_dbfs" in text
     assert "Condition analysis failed: RuntimeError: no notes long enough to judge" in text
-    assert "instrunet report: naïve - ?.wav" in text  # Latin-1 core fonts: the rest is replaced
+    # DejaVu Sans draws the Latin letters and the dash; a character it lacks is its code point
+    assert "instrunet report: naïve – \\u97f3.wav" in text
     assert reg.resolve_model("family").manifest.sha256 in text.replace("\n", "")
 
 
@@ -296,7 +309,14 @@ def test_page_with_apptest(installed_registry, monkeypatch):
     assert not at.exception and at.info[0].value.startswith("Upload a recording")
     at.file_uploader[0].set_value(("notes.ogg", b"no audio here" * 10, "audio/ogg")).run()
     assert not at.exception
-    assert "Cannot analyse this upload. notes.ogg: cannot decode audio" in at.error[0].value
+    assert "Cannot analyse this upload. notes.ogg: cannot decode audio" in shown(at.error[0].value)
+
+    # issue 24 row 10: a name that is Markdown is shown as typed (silent audio: a warning)
+    hostile = "**bold** [x](https://evil.example) ![p](http://127.0.0.1:9/p.png).wav"
+    at.file_uploader[0].set_value((hostile, wav_bytes(np.zeros(16000)), "audio/wav")).run()
+    assert not at.exception and not at.error
+    assert shown(at.warning[0].value).startswith(f"{hostile}: the recording is silent")
+    assert at.warning[0].value.startswith(f"`{hostile}`")  # a code span: shown verbatim
 
     at.file_uploader[0].set_value(("ensemble.flac", ENSEMBLE.read_bytes(), "audio/flac")).run()
     assert not at.exception and not at.error

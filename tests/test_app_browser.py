@@ -132,6 +132,19 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
     bad[1][0].write_text("these are notes about the gig, not audio\n" * 20)
     _write_wav(bad[2][0], 0.3 * np.sin(2 * np.pi * 220 * t), sr)
     _write_wav(bad[3][0], np.zeros(2 * sr), sr)
+    # issue 24 row 10: a name that is Markdown (bold, a link, an image the browser would fetch),
+    # uploaded as a silent recording (a warning) and as text (an error)
+    hostile = "**bold** [x](https://evil.example) ![p](http://127.0.0.1:9/p.png).wav"
+    named = [
+        (
+            {"name": hostile, "mimeType": "audio/wav", "buffer": bad[3][0].read_bytes()},
+            "the recording is silent",
+        ),
+        (
+            {"name": "2-" + hostile, "mimeType": "audio/wav", "buffer": b"not audio" * 10},
+            "cannot decode audio",
+        ),
+    ]
 
     shots = os.environ.get("INSTRUNET_APP_SCREENSHOTS")
     expect = sync_api.expect
@@ -147,6 +160,8 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
         try:
             page = ctx.pages[0] if ctx.pages else ctx.new_page()
             page.set_default_timeout(30_000)
+            requested: list[str] = []
+            page.on("request", lambda r: requested.append(r.url))
             page.goto(server)
             upload = page.locator('input[type="file"]')
             expect(upload).to_have_count(1, timeout=60_000)
@@ -156,6 +171,18 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
                 alert = page.locator('[data-testid="stAlert"]').filter(has_text=message)
                 expect(alert).to_be_visible(timeout=60_000)
                 assert path.name in alert.inner_text()
+            for payload, message in named:
+                upload.set_input_files(payload)
+                # shown as typed, not rendered as Markdown
+                alert = (
+                    page.locator('[data-testid="stAlert"]')
+                    .filter(has_text=message)
+                    .filter(has_text=payload["name"])
+                )
+                expect(alert).to_be_visible(timeout=60_000)
+                links = 'a[href*="evil.example"], img[src*="127.0.0.1"], strong:has-text("bold")'
+                assert alert.locator(links).count() == 0
+            assert not [u for u in requested if "evil.example" in u or "127.0.0.1:9/" in u], requested
 
             upload.set_input_files(str(ENSEMBLE))
             instruments = page.locator(".st-key-instruments")

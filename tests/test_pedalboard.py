@@ -7,6 +7,7 @@ each tested sample rate.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -474,8 +475,6 @@ def test_each_block_hands_back_the_windows_it_completed(fluidr3: Path, model, bl
 
 
 def test_a_worker_thread_runs_the_classifier_and_hands_back_the_same_windows(fluidr3: Path, model) -> None:
-    import threading
-
     sr = 44100
     x = flute_then_strings(fluidr3, sr)
     sync = Tagger(model)
@@ -506,6 +505,31 @@ def test_a_worker_thread_runs_the_classifier_and_hands_back_the_same_windows(flu
         tagger(bad, sr, reset=False)
         with pytest.raises(InputError, match="NaN|finite"):
             tagger.flush()
+
+
+def test_on_windows_may_read_the_tagger_while_the_caller_waits(fluidr3: Path, model) -> None:
+    """An ``on_windows`` callback on the worker thread reads ``results`` and ``analysis`` while
+    the caller waits for the worker inside ``flush`` (holding the feeding call): no deadlock."""
+    sr = 22050
+    x = flute_then_strings(fluidr3, sr)
+    counts: list[int] = []
+    tagger = Tagger(model, worker=True)
+    tagger.on_windows = lambda wins: counts.append(len(tagger.results) + 0 * len(tagger.analysis.labels))
+
+    def run() -> None:
+        for i in range(0, x.shape[1], 4096):
+            tagger(x[:, i : i + 4096], sr, reset=False)
+        tagger.flush()
+        tagger(x, sr)  # reset=True: reset, feed and flush, each waiting for the worker
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(120)
+    try:
+        assert not t.is_alive(), "deadlock: the callback and the caller wait for each other"
+        assert counts and all(n > 0 for n in counts)  # it saw the windows it was handed
+    finally:
+        tagger.close()
 
 
 def test_stream_tagger_with_a_worker_predicts_what_it_predicts_without(fs_file: Path, model) -> None:

@@ -192,6 +192,12 @@ def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path])
     np.testing.assert_allclose(got[:, :8], 0.75 * ex.Y[:, :8] + 0.25 * p, atol=1e-6)
     np.testing.assert_array_equal(got[:, 8], ex.Y[:, 8])
     assert got.dtype == np.float32 and got.shape == ex.Y.shape
+    # an "other" example keeps its labels: the eight-family teacher's guesses would name a family
+    y = np.zeros((2, 9), np.float32)
+    y[0, 2], y[1, 8] = 1.0, 1.0
+    mixed = distilled_targets(y, np.full((2, 8), 0.5, np.float32), 0.5)
+    np.testing.assert_allclose(mixed[0, :8], 0.5 * y[0, :8] + 0.25)
+    np.testing.assert_array_equal(mixed[1], y[1])
     with pytest.raises(ValueError, match="distill weight"):
         distilled_targets(ex.Y, got_p, 1.5)
 

@@ -157,3 +157,57 @@ def test_an_actor_uses_one_pipeline_worker(installed_registry: object) -> None:
 
     t = TaggingActor()
     assert t.classifier.workers == 1 and t.model.session_options["intra_op_threads"] == 1
+
+
+def test_failed_files_are_named(local_ray: None, collection: Path, tmp_path: Path) -> None:
+    """Issue 24 row 19: a run with a corrupt file says which file and why, as instrunet batch does."""
+    lines: list[str] = []
+    s = instrunet_ray.tag_collection(collection, tmp_path / "r.jsonl", workers=1, log=lines.append)
+    broken = os.path.realpath(collection / "broken.wav")
+    errors = [ln for ln in lines if ln.startswith("instrunet-ray: error:")]
+    assert s["errors"] == 1 and len(errors) == 1
+    assert errors[0].startswith(f"instrunet-ray: error: {broken}: ")
+
+
+def test_kill_9_of_the_driver_leaves_no_ray_process(tmp_path: Path) -> None:
+    """Issue 24 row 19: ``kill -9`` of instrunet-ray (no atexit, no ray.shutdown) used to leave
+    Ray's agents and workers running; its watchdog ends every process the driver started."""
+    import signal
+    import time
+
+    from instrunet_ray._reaper import _stat, descendants
+
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("the watchdog reads /proc (Linux)")
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(40):
+        shutil.copy(ROOT / "examples" / "solo_flute.wav", d / f"f{i:02d}.wav")
+    out = tmp_path / "r.jsonl"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "instrunet_ray.cli", str(d), "--out", str(out), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (out.exists() and out.stat().st_size) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no record within 240 s"
+            time.sleep(0.5)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        started = descendants(proc.pid)
+        assert len(started) >= 3  # Ray's GCS, raylet, agents, the actor...
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while True:
+            left = [p for p, t in started.items() if (_stat(p) or (0, -1))[1] == t]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert not left, f"{len(left)} of the driver's {len(started)} processes still run 30 s after kill -9"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

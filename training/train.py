@@ -253,12 +253,17 @@ def distilled_targets(Y: np.ndarray, p: np.ndarray, weight: float) -> np.ndarray
     """``(1 - weight) * Y + weight * p`` over the columns the teacher has (knowledge
     distillation): soft targets that carry what the teacher learned about similar families (a
     muted trumpet that sounds half like a reed) while the labels keep it honest where the
-    teacher is wrong. Columns the teacher lacks keep their labels."""
+    teacher is wrong. Columns the teacher lacks keep their labels, and so do the examples
+    labelled in one of them."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"distill weight must be in [0, 1], got {weight}")
     out = Y.astype(np.float32).copy()
     k = min(p.shape[1], Y.shape[1])
     out[:, :k] = (1.0 - weight) * Y[:, :k] + weight * p[:, :k]
+    # An eight-family teacher has never heard drums or noise: where a column it lacks is on
+    # (an open-set example), its family guesses would teach the student to name a family.
+    unknown = Y[:, k:].max(axis=1) > 0 if Y.shape[1] > k else np.zeros(len(Y), bool)
+    out[unknown] = Y[unknown]
     return out
 
 

@@ -34,7 +34,7 @@ def _limits() -> service.Limits:
     try:
         return service.Limits.from_env()
     except InstrunetError as e:
-        st.error(f"Configuration: {e}")
+        st.error(service.markdown_text(f"Configuration: {e}"))
         st.stop()
         raise  # unreachable: st.stop() ends the run
 
@@ -130,7 +130,7 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes, audio: bytes) ->
     stem = os.path.splitext(os.path.basename(res.filename))[0] or "analysis"
     st.html(_CSS)
     if res.notice:
-        st.warning(res.notice)
+        st.warning(service.markdown_text(res.notice, literal=[res.filename]))
     with st.container(key="summary"):
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
@@ -262,11 +262,15 @@ def main() -> None:
             pdf = report.build_pdf(res.analysis, filename=up.name)
         except InstrunetError as e:
             bar.empty()
-            st.error(f"Cannot analyse this upload. {e}")
+            st.error(service.markdown_text(f"Cannot analyse this upload. {e}", literal=[up.name]))
             return
         except Exception as e:  # noqa: BLE001 - the page must survive anything
             bar.empty()
-            st.error(f"Unexpected error while analysing {up.name}: {type(e).__name__}: {e}")
+            st.error(
+                service.markdown_text(
+                    f"Unexpected error while analysing {up.name}: {type(e).__name__}: {e}", literal=[up.name]
+                )
+            )
             return
         bar.empty()
         st.session_state["result"] = (key, res, pdf, js)

@@ -7,6 +7,7 @@ writer, so it is byte for byte what ``instrunet analyze FILE --json OUT`` writes
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from instrunet_core import MEASURES, Analysis, get_registry, plots
+from instrunet_core.output import display_name
 from instrunet_core.timeline import format_ranges, format_time
 from instrunet_core.writers import atomic_write_bytes, detected_ranges, figure_bytes
 
@@ -158,10 +160,35 @@ def ranges_csv(analysis: Analysis, *, registry: Any = None) -> bytes:
 
 
 # ----------------------------------------------------------------------------- PDF
-def _latin1(text: Any) -> str:
-    """fpdf2's core fonts are Latin-1: replace what they cannot show."""
-    s = str(text).replace("\u2013", "-").replace("\u2014", "-").replace("\u00d7", "x").replace("\u2192", "->")
-    return s.encode("latin-1", "replace").decode("latin-1")
+#: The PDF's font: DejaVu Sans as matplotlib ships it (a dependency of the app), so the
+#: report shows Latin, Greek, Cyrillic and many symbols in any file name, where fpdf2's core
+#: fonts (Latin-1) printed "😀🎻.wav" and "名前.wav" as "??.wav".
+PDF_FONT = "DejaVu"
+_FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf", "I": "DejaVuSans-Oblique.ttf"}
+
+
+@functools.lru_cache(maxsize=1)
+def _font_chars() -> frozenset[int]:
+    """Code points the PDF font can draw (its character map)."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(_font_path("")) as font:
+        return frozenset(font.getBestCmap())
+
+
+def _font_path(style: str) -> str:
+    import matplotlib
+
+    return os.path.join(matplotlib.get_data_path(), "fonts", "ttf", _FONT_FILES[style])
+
+
+def _pdf_text(text: Any) -> str:
+    """Text as the PDF can show it: control characters and bytes that are not UTF-8 escaped
+    (:func:`instrunet_core.output.display_name`), and characters the font has no glyph for
+    (CJK, emoji) as ``\\uXXXX`` escapes: unambiguous, where "?" was not."""
+    shown = display_name(str(text))
+    chars = _font_chars()
+    return "".join(ch if ord(ch) in chars else ch.encode("unicode_escape").decode("ascii") for ch in shown)
 
 
 def fmt_value(v: Any) -> str:
@@ -182,7 +209,9 @@ class _Pdf:
         from fpdf import FPDF
 
         pdf = FPDF(format="A4", unit="mm")
-        pdf.set_title(_latin1(title))
+        for style in _FONT_FILES:
+            pdf.add_font(PDF_FONT, style, _font_path(style))
+        pdf.set_title(_pdf_text(title))
         pdf.set_creator("instrunet-app")
         pdf.set_auto_page_break(auto=True, margin=14)
         pdf.set_margins(14, 14, 14)
@@ -195,29 +224,29 @@ class _Pdf:
         if p.get_y() + keep > p.h - p.b_margin:
             p.add_page()
         p.ln(2)
-        p.set_font("Helvetica", "B", size)
-        p.multi_cell(0, size * 0.5, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        p.set_font(PDF_FONT, "B", size)
+        p.multi_cell(0, size * 0.5, _pdf_text(text), new_x="LMARGIN", new_y="NEXT")
         p.ln(1)
 
     def para(self, text: str, *, size: int = 9, style: str = "") -> None:
         p = self.pdf
-        p.set_font("Helvetica", style, size)
-        p.multi_cell(0, size * 0.48, _latin1(text), new_x="LMARGIN", new_y="NEXT")
+        p.set_font(PDF_FONT, style, size)
+        p.multi_cell(0, size * 0.48, _pdf_text(text), new_x="LMARGIN", new_y="NEXT")
         p.ln(1)
 
     def table(
         self, header: list[str], rows: list[list[Any]], *, widths: tuple[float, ...] | None = None
     ) -> None:
         p = self.pdf
-        p.set_font("Helvetica", "", 8.5)
+        p.set_font(PDF_FONT, "", 8.5)
         with p.table(col_widths=widths, line_height=4.6, text_align="LEFT", first_row_as_headings=True) as t:
             r = t.row()
             for h in header:
-                r.cell(_latin1(h))
+                r.cell(_pdf_text(h))
             for row in rows:
                 r = t.row()
                 for v in row:
-                    r.cell(_latin1(v if isinstance(v, str) else fmt_value(v)))
+                    r.cell(_pdf_text(v if isinstance(v, str) else fmt_value(v)))
         p.ln(2)
 
     def image(self, png: bytes, *, heading: str | None = None, width: float | None = None) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "model_card",
     "condition_view",
     "other_extras",
+    "markdown_text",
 ]
 
 #: Extensions the uploader accepts (mp3 only where libsndfile decodes it).
@@ -146,6 +147,52 @@ def available_models(*, registry: Any = None) -> list[ModelChoice]:
     default = reg.default_model_name
     out = [ModelChoice(e.name, e.version, e.plugin, e.name == default) for e in best.values()]
     return sorted(out, key=lambda c: (not c.default, c.name))
+
+
+#: Every ASCII punctuation character: CommonMark lets each be escaped with a backslash, and
+#: escaping them all leaves Markdown (and Streamlit's additions: ``:color[...]`` directives,
+#: ``$`` math) nothing to interpret.
+_MARKDOWN_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def _code_span(text: str) -> str:
+    """``text`` as a Markdown code span: shown verbatim, whatever it holds."""
+    run = longest = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def markdown_text(text: str, *, literal: Sequence[str] = ()) -> str:
+    """``text`` for a Markdown element (``st.warning``, ``st.error``...), shown as it is.
+
+    An upload's name is the user's: ``**bold** [x](https://evil.example) ![p](http://host/p.png)``
+    must not become bold text, a link, or an image the browser fetches. Each occurrence of a
+    ``literal`` string (the upload's name) becomes a code span: escapes are not enough there,
+    because Streamlit's Markdown turns a bare URL into a link after parsing, escaped or not, but
+    never inside code. Everywhere else every ASCII punctuation character is backslash-escaped.
+    Control characters and bytes that are not UTF-8 are shown escaped
+    (:func:`instrunet_core.output.display_name`), so the text stays one line.
+    """
+    from instrunet_core.output import display_name
+
+    def escaped(part: str) -> str:
+        return "".join("\\" + ch if ch in _MARKDOWN_PUNCTUATION else ch for ch in part)
+
+    shown = display_name(text)
+    names = {display_name(n) for n in literal if n}
+    out, i = [], 0
+    while True:
+        found = [(at, n) for n in names if (at := shown.find(n, i)) >= 0]
+        if not found:
+            out.append(escaped(shown[i:]))
+            return "".join(out)
+        at, name = min(found, key=lambda f: (f[0], -len(f[1])))  # the first; the longest there
+        out.append(escaped(shown[i:at]) + _code_span(name))
+        i = at + len(name)
 
 
 def _extension(filename: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 
 from instrunet_core.errors import InputError
 from instrunet_core.inputs import as_float_audio, check_sample_rate
+from instrunet_core.scheduler import StreamOwner
 
 __all__ = ["new_classifier", "Layout", "Adapter"]
 
@@ -131,6 +132,13 @@ class Adapter:
         Length of one analysis window (2.949 s for the shipped models).
     hop_seconds : float
         Seconds between window starts: a result comes out every hop.
+
+    Notes
+    -----
+    The core's thread-ownership rule (:class:`instrunet_core.scheduler.StreamOwner`): one
+    thread feeds an adapter at a time, and a call from a second thread while the first is
+    inside one raises :class:`instrunet_core.errors.ConcurrentUseError`; any thread may read
+    ``results`` and ``analysis``. Use one adapter per stream and per thread.
     """
 
     _what = "Tagger"
@@ -138,6 +146,7 @@ class Adapter:
     def __init__(
         self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
     ) -> None:
+        self._owner = StreamOwner(self._what)
         self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
         self.labels: tuple[str, ...] = tuple(self._clf.labels)
         self.window_seconds = float(self._clf.window_seconds)
@@ -148,10 +157,11 @@ class Adapter:
 
     def reset(self) -> None:
         """Forget the stream: results, buffered audio, layout and sample rate."""
-        self._clf.reset()
-        self._layout.reset()
-        self._sr = None
-        self._finished = False
+        with self._owner.feeding("reset"):
+            self._clf.reset()
+            self._layout.reset()
+            self._sr = None
+            self._finished = False
 
     def _accept(self, audio: Any, sample_rate: Any) -> tuple[np.ndarray, str, int, int] | None:
         """The next block checked against the stream: ``(array, layout kind, channels, rate)``,
@@ -180,9 +190,11 @@ class Adapter:
     @property
     def results(self) -> list[Any]:
         """Every window so far (``instrunet_core.WindowResult``: start, end, probabilities, rms_db, silent, label)."""
-        return list(self._clf.results)
+        with self._owner.reading():
+            return list(self._clf.results)
 
     @property
     def analysis(self) -> Any:
         """:class:`instrunet_core.Analysis` of the windows so far: prediction, timeline, instruments."""
-        return self._clf.analysis()
+        with self._owner.reading():
+            return self._clf.analysis()

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from instrunet_core.errors import DecodeError, InputError
+from instrunet_core.audio import AudioReader
+from instrunet_core.errors import InputError
 from instrunet_core.writers import atomic_path
 
 from .router import Router
@@ -40,7 +41,10 @@ def process_file(
     Parameters
     ----------
     src : str or PathLike
-        Any file ``pedalboard.io.AudioFile`` reads (wav, flac, ogg, mp3, ...).
+        An audio file, opened, checked and decoded by the core, as ``instrunet classify`` reads
+        it (:class:`instrunet_core.audio.AudioReader`: wav, flac, ogg, mp3, ...). A file cut
+        short is processed up to where it ends (the output is as long as the audio that is
+        there, never padded); one whose data stops decoding raises ``DecodeError``.
     dst : str or PathLike, optional
         Output file, format from its extension, at ``src``'s sample rate; its folder is
         created if needed. Written through the core's writer layer
@@ -68,12 +72,19 @@ def process_file(
     Raises
     ------
     DecodeError
-        ``src`` cannot be opened or decoded, or holds no audio.
+        ``src`` cannot be opened or decoded, or holds no audio (the core's messages).
     InputError
-        Bad arguments, ``dst`` equal to ``src``, or a ``dst`` format pedalboard cannot write.
+        Bad arguments, ``dst`` equal to ``src`` or not a regular file, or a ``dst`` without an
+        extension or in a format pedalboard cannot write.
+    OutputError
+        ``dst`` (or its folder) cannot be written: nothing is left at ``dst`` but what was there.
+    ConcurrentUseError
+        Another thread is feeding the same ``tagger`` or ``router``.
     """
     from pedalboard import Plugin
     from pedalboard.io import AudioFile
+
+    from instrunet_core.errors import OutputError
 
     src_p = Path(os.fspath(src))
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size <= 0:
@@ -91,73 +102,85 @@ def process_file(
             f"{src_p}: router must be an instrunet_pedalboard.Router, got {type(router).__name__}"
         )
     dst_p = Path(os.fspath(dst)) if dst is not None else None
-    if dst_p is not None and dst_p.exists() and src_p.exists() and os.path.samefile(src_p, dst_p):
-        raise InputError(f"{dst_p}: the output would overwrite the input")
+    if dst_p is not None:
+        if dst_p.exists() and src_p.exists() and os.path.samefile(src_p, dst_p):
+            raise InputError(f"{dst_p}: the output would overwrite the input")
+        if dst_p.exists() and not dst_p.is_file():
+            raise InputError(
+                f"{dst_p}: not a regular file (the output is written beside it and renamed over it)"
+            )
+        if not dst_p.suffix:
+            raise InputError(
+                f"{dst_p}: no file extension to choose the output format from (.wav, .flac, ...)"
+            )
     if tagger is None and router is None:
         tagger = Tagger()
-    try:
-        reader = AudioFile(str(src_p))
-    except Exception as e:  # noqa: BLE001 - pedalboard raises ValueError/RuntimeError/OSError
-        raise DecodeError(f"{src_p}: cannot open audio file ({e})") from None
+    reader = AudioReader(src_p)  # DecodeError / InputError with the core's messages
     if dst_p is not None:
-        dst_p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dst_p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            reader.close()
+            raise OutputError(f"{dst_p.parent}: cannot create the output folder: {e.strerror or e}") from None
     writer: Any = None
+
+    def emit(y: np.ndarray) -> None:
+        nonlocal writer
+        if y.shape[-1] == 0:
+            return
+        if tagger is not None:
+            tagger._layout.assume("first", y.shape[0])  # blocks here are (channels, n), even (2, 1)
+            tagger(y, sr, reset=False)
+        if tmp is None:
+            return
+        if writer is None:
+            try:
+                writer = AudioFile(tmp, "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality)
+            except Exception as e:  # noqa: BLE001 - pedalboard's errors for a format it cannot write
+                raise InputError(f"{dst_p}: cannot write this file ({e})") from None
+        try:
+            writer.write(y)
+        except Exception as e:  # noqa: BLE001 - a full disk, as pedalboard reports it
+            raise OutputError(f"{dst_p}: cannot write: {e}") from None
+
     with contextlib.ExitStack() as stack:
+        stack.callback(reader.close)
+        # One feeding call for the whole file: another thread feeding the same tagger or router
+        # meanwhile is refused (ConcurrentUseError), as in their own calls.
+        for adapter in (tagger, router):
+            if adapter is not None:
+                stack.enter_context(adapter._owner.feeding("process_file"))
         tmp = stack.enter_context(atomic_path(dst_p, suffix=dst_p.suffix)) if dst_p is not None else None
         stack.callback(lambda: writer is not None and writer.close())
-        with reader:
-            sr = reader.samplerate
-            sr_int = int(round(sr))
-            if block_size <= reader.num_channels:
-                raise InputError(
-                    f"{src_p}: block_size must exceed the channel count ({reader.num_channels}) "
-                    "so pedalboard can tell channels from samples"
-                )
-            for part in (board, router, tagger):
-                if part is not None:
-                    part.reset()
-            got = 0
-
-            def emit(y: np.ndarray) -> None:
-                nonlocal writer
-                if y.shape[-1] == 0:
-                    return
-                if tagger is not None:
-                    tagger._layout.assume("first", y.shape[0])  # blocks here are (channels, n), even (2, 1)
-                    tagger(y, sr_int, reset=False)
-                if tmp is None:
-                    return
-                if writer is None:
-                    try:
-                        writer = AudioFile(tmp, "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality)
-                    except Exception as e:  # noqa: BLE001
-                        raise InputError(f"{dst_p}: cannot write this file ({e})") from None
-                writer.write(y)
-
-            while True:
-                try:
-                    x = reader.read(block_size)
-                except Exception as e:  # noqa: BLE001
-                    raise DecodeError(f"{src_p}: decoding failed after {got} frames ({e})") from None
-                if x.shape[-1] == 0:
-                    break
-                got += x.shape[-1]
-                if not np.all(np.isfinite(x)):
-                    raise DecodeError(f"{src_p}: audio contains NaN or infinite samples")
-                if board is not None:
-                    x = board(x, sr_int, reset=False)
-                if router is not None:
-                    router._layout.assume("first", x.shape[0])
-                    x, _ = router._push(x, sr_int)
-                emit(x)
-            if got == 0:
-                raise DecodeError(f"{src_p}: no audio frames could be decoded")
+        sr = reader.sample_rate
+        if block_size <= reader.channels:
+            raise InputError(
+                f"{src_p}: block_size must exceed the channel count ({reader.channels}) "
+                "so pedalboard can tell channels from samples"
+            )
+        for part in (board, router, tagger):
+            if part is not None:
+                part.reset()
+        for block in reader.blocks(block_size):
+            x = np.ascontiguousarray(block.T)  # pedalboard's (channels, n)
+            if x.shape[-1] == 0:
+                continue
+            if board is not None:
+                x = board(x, sr, reset=False)
             if router is not None:
-                emit(router._finish())
-            if tagger is not None:
-                tagger.flush()
+                router._layout.assume("first", x.shape[0])
+                x, _ = router._push(x, sr)
+            emit(x)
+        if router is not None:
+            emit(router._finish())
+        if tagger is not None:
+            tagger.flush()
         if writer is not None:  # complete before the rename
-            writer.close()
-            writer = None
+            try:
+                writer.close()
+            except Exception as e:  # noqa: BLE001
+                raise OutputError(f"{dst_p}: cannot write: {e}") from None
+            finally:
+                writer = None
     analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
     return dataclasses.replace(analysis, source=str(src_p))

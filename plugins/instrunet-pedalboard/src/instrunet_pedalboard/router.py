@@ -265,6 +265,10 @@ class Router(Adapter):
 
         A boundary is the middle of its crossfade.
         """
+        with self._owner.reading():
+            return self._regions()
+
+    def _regions(self) -> list[tuple[float, float, str | None]]:
         if not self._sr:
             return []
         end = self._n_in / self._sr
@@ -280,6 +284,10 @@ class Router(Adapter):
 
     def reset(self) -> None:
         """Forget the stream: classifier, routes, buffered audio; every board is reset too."""
+        with self._owner.feeding("reset"):
+            self._reset()
+
+    def _reset(self) -> None:
         super().reset()
         for board in self._all_boards().values():
             if board is not None:
@@ -502,6 +510,10 @@ class Router(Adapter):
         self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
     ) -> np.ndarray:
         """Same as calling the router (pedalboard's ``Plugin.process`` signature)."""
+        with self._owner.feeding("process"):
+            return self._process(audio, sample_rate, reset)
+
+    def _process(self, audio: Any, sample_rate: float, reset: bool) -> np.ndarray:
         if reset:
             self.reset()
             y, kind = self._push(audio, sample_rate)
@@ -529,6 +541,10 @@ class Router(Adapter):
 
     def flush(self) -> np.ndarray:
         """End a ``reset=False`` stream: the last :meth:`latency_samples` samples of output, in the stream's layout."""
+        with self._owner.feeding("flush"):
+            return self._flush()
+
+    def _flush(self) -> np.ndarray:
         kind = self._layout.kind or "mono"
         rest = self._finish()
         if self._outq is None:

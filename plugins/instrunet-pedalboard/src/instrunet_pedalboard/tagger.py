@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import InputError
-from instrunet_core.inputs import check_sample_rate
+from instrunet_core.inputs import MAX_BLOCK_SAMPLES, check_count, check_sample_rate, check_seconds
 
 from ._core import Adapter, Layout
 
@@ -27,7 +27,9 @@ class _Worker:
     def __init__(self, handle: Callable[[Any], None]) -> None:
         self._handle = handle
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.lock = threading.Lock()
+        # Re-entrant: an ``on_windows`` callback runs on the worker thread, inside the lock, and
+        # may read ``results`` or ``analysis``.
+        self.lock = threading.RLock()
         self.error: BaseException | None = None
         self._pending = 0
         self._count = threading.Condition()
@@ -102,15 +104,16 @@ class _Tagging(Adapter):
 
     def reset(self) -> None:
         """Forget the stream: results, buffered audio, layout and sample rate."""
-        if self._worker is not None:
-            self._worker.wait()
-            self._raise_worker_error()
-            with self._worker.lock, self._done_lock:
+        with self._owner.feeding("reset"):
+            if self._worker is not None:
+                self._worker.wait()
+                self._raise_worker_error()
+                with self._worker.lock, self._done_lock:
+                    super().reset()
+                    self._done = []
+            else:
                 super().reset()
-                self._done = []
-        else:
-            super().reset()
-        self._fed = 0
+            self._fed = 0
 
     def close(self) -> None:
         """Stop the worker thread (if any); the tagger cannot be fed after this."""
@@ -193,8 +196,11 @@ class _Tagging(Adapter):
         """Every window so far (``instrunet_core.WindowResult``: start, end, probabilities, rms_db, silent, label)."""
         if self._worker is None:
             return super().results
+        # With a worker only its lock guards the classifier (the caller never touches it): not
+        # the feeding call's, which a caller waiting for the worker holds while an on_windows
+        # callback on the worker thread reads.
         with self._worker.lock:
-            return super().results
+            return list(self._clf.results)
 
     @property
     def analysis(self) -> Any:
@@ -202,7 +208,7 @@ class _Tagging(Adapter):
         if self._worker is None:
             return super().analysis
         with self._worker.lock:
-            return super().analysis
+            return self._clf.analysis()
 
     @property
     def instruments(self) -> list[Any]:
@@ -284,16 +290,18 @@ class Tagger(_Tagging):
         self, audio: Any, sample_rate: float, buffer_size: int | None = None, reset: bool = True
     ) -> Any:
         """Same as calling the tagger (pedalboard's ``Plugin.process`` signature)."""
-        if reset:
-            self.reset()
-        self._push(audio, sample_rate)
-        if reset:
-            self._finish()
-        return audio
+        with self._owner.feeding("process"):
+            if reset:
+                self.reset()
+            self._push(audio, sample_rate)
+            if reset:
+                self._finish()
+            return audio
 
     def flush(self) -> list[Any]:
         """End the stream: analyse the last, partial window. Returns the windows it completed."""
-        return self._finish()
+        with self._owner.feeding("flush"):
+            return self._finish()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,11 +394,13 @@ class StreamTagger(_Tagging):
         -------
         list of LiveResult
         """
-        return list(self._push(block, sample_rate))
+        with self._owner.feeding("feed"):
+            return list(self._push(block, sample_rate))
 
     def finish(self) -> list[LiveResult]:
         """End the stream: predict its last, partial window (waiting for the worker thread)."""
-        return list(self._finish())
+        with self._owner.feeding("finish"):
+            return list(self._finish())
 
     def _wrap(self, wins: list[Any], stream_seconds: float, compute_seconds: float) -> list[Any]:
         return [LiveResult(w, stream_seconds, compute_seconds) for w in wins]
@@ -406,25 +416,55 @@ class StreamTagger(_Tagging):
             Anything with ``read(n) -> (channels, n)`` and ``sample_rate`` or ``samplerate``;
             an ``AudioFile`` stands in for a microphone (tests, recipes).
         block_size : int, optional
-            Samples per read (default: a tenth of a second).
+            Samples per read (default: a tenth of a second), at most
+            :data:`~instrunet_core.inputs.MAX_BLOCK_SAMPLES`.
         seconds : float, optional
-            Stop after this much audio (a live stream otherwise runs until you break).
+            Stop after this much audio, a finite number > 0 (a live stream otherwise runs until
+            you break).
+
+        Raises
+        ------
+        InputError
+            A source without ``read`` or a usable rate, a bad ``block_size`` or ``seconds``, or
+            a ``read()`` that returns something else than 1-D or 2-D audio (a list of numbers is
+            fine).
 
         Yields
         ------
         LiveResult
         """
+        what = f"{self._what}.listen"
+        if not callable(getattr(source, "read", None)):
+            raise InputError(
+                f"{what}: source must have read(n) (an AudioStream or AudioFile), got {type(source).__name__}"
+            )
         rate = getattr(source, "sample_rate", None) or getattr(source, "samplerate", None)
-        sr = check_sample_rate(rate, what=f"{self._what}.listen")
-        n = int(block_size) if block_size is not None else max(1, sr // 10)
-        if n <= 0:
-            raise InputError(f"{self._what}.listen: block_size must be > 0 samples, got {block_size!r}")
-        limit = None if seconds is None else int(round(float(seconds) * sr))
+        sr = check_sample_rate(rate, what=what)
+        n = (
+            max(1, sr // 10)
+            if block_size is None
+            else check_count(
+                block_size, name="block_size", maximum=MAX_BLOCK_SAMPLES, what=what, unit="samples"
+            )
+        )
+        limit = (
+            None if seconds is None else int(round(check_seconds(seconds, name="seconds", what=what) * sr))
+        )
         self.reset()
         read = 0
         while limit is None or read < limit:
             want = n if limit is None else min(n, limit - read)
-            block = source.read(want)
+            raw = source.read(want)
+            try:
+                block = np.asarray(raw)
+            except (TypeError, ValueError) as e:
+                raise InputError(
+                    f"{what}: source.read() returned {type(raw).__name__}, not audio ({e})"
+                ) from None
+            if block.ndim not in (1, 2):
+                raise InputError(
+                    f"{what}: source.read() returned shape {block.shape}; expected (samples,) or (channels, samples)"
+                )
             got = block.shape[-1] if block.ndim == 2 else block.shape[0]
             if got == 0:
                 break

@@ -3,10 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from instrunet_core.features import DEFAULT_HOP_SECONDS
+from instrunet_core.features import DEFAULT_FRONT_END, DEFAULT_HOP_SECONDS
+
+
+def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from one of the core's checks: a bad value is a usage error (exit 2)."""
+
+    def parse(text: str) -> Any:
+        from instrunet_core.errors import InputError
+
+        try:
+            return check(text)
+        except (InputError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _count(name: str) -> Callable[[str], int]:
+    from instrunet_core.inputs import check_count
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an int, got {text!r}") from None
+        return check_count(n, name=name)
+
+    return _checked(parse)
+
+
+def _hop(text: str) -> float:
+    from instrunet_core.inputs import check_hop
+
+    try:
+        h = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"hop must be a number of seconds, got {text!r}") from None
+    check_hop(h, sample_rate=DEFAULT_FRONT_END.sample_rate)
+    return h
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,12 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
     p.add_argument(
-        "--workers", type=int, default=2, metavar="N", help="actors, one model and one CPU each (default 2)"
+        "--workers",
+        type=_count("workers"),
+        default=2,
+        metavar="N",
+        help="actors, one model and one CPU each (default 2)",
     )
-    p.add_argument("--batch-size", type=int, default=4, metavar="N", help="files per actor call (default 4)")
+    p.add_argument(
+        "--batch-size",
+        type=_count("batch_size"),
+        default=4,
+        metavar="N",
+        help="files per actor call (default 4)",
+    )
     p.add_argument(
         "--hop",
-        type=float,
+        type=_checked(_hop),
         metavar="S",
         help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})",
     )
@@ -49,17 +99,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``instrunet-ray``: 0 when every file was tagged, 1 when any failed (each
+    named on stderr) or the run could not complete, 2 for a bad command line.
+
+    When it starts a local Ray instance it also ends it: ``ray.shutdown()`` on the way out, and a
+    watchdog process (:mod:`instrunet_ray._reaper`) that ends Ray's processes if this one is
+    killed outright (``kill -9``).
+    """
     args = build_parser().parse_args(argv)
     from instrunet_core.errors import InstrunetError
 
+    from . import _reaper
     from .engine import tag_collection
 
+    reaper = _reaper.start() if args.address is None else None
     try:
         s = tag_collection(**vars(args))  # the options are named as its parameters
     except InstrunetError as e:
-        print(f"instrunet-ray: error: {e}", file=sys.stderr)
+        _error(str(e))
         return 1
+    except KeyboardInterrupt:
+        _error("interrupted; the records written so far are kept, rerun to resume")
+        return 130
+    except Exception as e:  # noqa: BLE001 - Ray's own failures: one line, not a traceback
+        _error(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+        return 1
+    finally:
+        _shutdown_ray(args.address)
+        _reaper.stop(reaper)
     return 1 if s["errors"] else 0
+
+
+def _error(msg: str) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(f"instrunet-ray: error: {msg}", file=sys.stderr, flush=True)
+
+
+def _shutdown_ray(address: str | None) -> None:
+    """End the local Ray instance this command started (a cluster it joined is left alone)."""
+    if address is not None or "ray" not in sys.modules:
+        return
+    import ray
+
+    with contextlib.suppress(Exception):
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -183,6 +183,9 @@ def tag_collection(
     address : str, optional
         ``ray.init(address=...)`` when Ray is not initialised yet (``"auto"``, ``"ray://host:10001"``);
         default: a local Ray instance. An already initialised Ray is used as it is.
+    log : callable
+        Receives the progress lines and one ``instrunet-ray: error: <file>: <problem>`` line per
+        file that failed (default: stderr).
 
     Returns
     -------
@@ -256,7 +259,9 @@ def tag_collection(
                 rec = json.loads(str(line))
                 sink.append(rec)
                 summary["written"] += 1
-                summary["errors"] += "error" in rec
+                if "error" in rec:  # the file and its problem, as instrunet batch says them
+                    summary["errors"] += 1
+                    log(f"instrunet-ray: error: {rec['error']}")
     summary["seconds"] = time.perf_counter() - t0
     summary["files_per_s"] = summary["written"] / summary["seconds"] if summary["seconds"] else 0.0
     after = summary["seconds"] - (summary["first_record_s"] or 0.0)
