@@ -179,6 +179,13 @@ def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, t
     assert pos == sorted(pos)
     for k in ("mean probability:", "smoothed probability:", "threshold:", "intensity:"):
         assert text.count(k) == 1, k  # each measure is defined once
+    # a figure's heading is on the figure's page (the timeline's once ended page 1 alone)
+    import pypdf
+
+    pages = pypdf.PdfReader(io.BytesIO(report.build_pdf(an, filename="ensemble.flac"))).pages
+    for heading in ("Timeline (m:ss)", "Mean probability per family"):
+        (page,) = [pg for pg in pages if heading in " ".join(pg.extract_text().split())]
+        assert len(page.images) >= 1, heading
     manifest = installed_registry.resolve_model("family").manifest
     assert manifest.sha256 in flat
     assert "What the measures mean" in text and "intensity:" in text and "hnr_db:" in text

@@ -219,14 +219,21 @@ class _Pdf:
         self.pdf = pdf
 
     def heading(self, text: str, *, size: int = 13, keep: float = 40) -> None:
-        """A heading, on the next page unless ``keep`` mm of what follows fit under it."""
+        """A heading, on the next page unless it and ``keep`` mm of what follows fit under it."""
         p = self.pdf
-        if p.get_y() + keep > p.h - p.b_margin:
+        if p.get_y() + self.heading_height(text, size=size) + keep > p.h - p.b_margin:
             p.add_page()
         p.ln(2)
         p.set_font(PDF_FONT, "B", size)
         p.multi_cell(0, size * 0.5, _pdf_text(text), new_x="LMARGIN", new_y="NEXT")
         p.ln(1)
+
+    def heading_height(self, text: str, *, size: int = 13) -> float:
+        """Millimetres :meth:`heading` takes for ``text`` (it may wrap)."""
+        p = self.pdf
+        p.set_font(PDF_FONT, "B", size)
+        lines = p.multi_cell(0, size * 0.5, _pdf_text(text), dry_run=True, output="LINES")
+        return 3 + len(lines) * size * 0.5
 
     def para(self, text: str, *, size: int = 9, style: str = "") -> None:
         p = self.pdf
@@ -257,10 +264,10 @@ class _Pdf:
         w, h = Image.open(io.BytesIO(png)).size
         width = width or p.epw
         height = width * h / w
-        if p.get_y() + height + (12 if heading else 0) > p.h - p.b_margin:
+        if p.get_y() + height + (self.heading_height(heading) if heading else 0) > p.h - p.b_margin:
             p.add_page()
         if heading:
-            self.heading(heading)
+            self.heading(heading, keep=height)
         p.image(io.BytesIO(png), w=width)
         p.ln(2)
 
@@ -358,7 +365,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     if analysis.timeline:
         doc.image(
             figure_png(timeline_figure(analysis)),
-            heading="Timeline: smoothed probability of each family; detected ranges outlined",
+            heading="Timeline (m:ss)",
         )
     doc.image(figure_png(probabilities_figure(analysis)), heading="Mean probability per family")
     s = analysis.settings
