@@ -233,7 +233,7 @@ class _Pdf:
         p = self.pdf
         p.set_font(PDF_FONT, "B", size)
         lines = p.multi_cell(0, size * 0.5, _pdf_text(text), dry_run=True, output="LINES")
-        return 3 + len(lines) * size * 0.5
+        return 3 + (len(lines) if isinstance(lines, list) else 1) * size * 0.5
 
     def para(self, text: str, *, size: int = 9, style: str = "") -> None:
         p = self.pdf
