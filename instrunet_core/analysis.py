@@ -97,6 +97,7 @@ MEASURES: dict[str, str] = {
         "beats every family."
     ),
     "low evidence": "Less than 1 s of sound: the answer is a guess.",
+    "confidence (JSON)": "The JSON's name for the overall label's mean probability (not another number).",
 }
 
 
@@ -111,7 +112,8 @@ class Prediction:
         is none of its labels (:attr:`other` reaches the model's threshold and beats every
         label); ``"silence"`` when all windows are silent.
     confidence : float
-        Probability of ``label`` (1.0 for silence).
+        The mean probability of ``label`` (see :data:`MEASURES`; 1.0 for silence). The JSON
+        keeps the key ``confidence``; every text people read says "mean probability".
     probabilities : dict[str, float]
         Loudness-weighted mean probability per label over the non-silent windows
         (all 0 for silence).

@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"instrunet {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("classify", help="overall label and confidence of each file")
+    c = sub.add_parser("classify", help="overall label and its mean probability, for each file")
     c.add_argument(
         "files",
         nargs="+",

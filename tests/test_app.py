@@ -168,7 +168,9 @@ def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, t
     flat = text.replace("\n", "")
     assert "instrunet report: ensemble.flac" in text
     assert f"{an.label} (mean probability {an.confidence:.2f})" in text
-    assert "confidence" not in text and "mean p " not in text  # one name for one number
+    # one name for one number: "confidence" only where the JSON's key is explained
+    assert " ".join(text.split()).count("confidence") == 1 and "confidence (JSON):" in text
+    assert "mean p " not in text
     for ins in an.instruments:
         assert ins.label in text and report.fmt_ranges(ins.ranges).split(",")[0] in text
     # the appendix lists every range, in m:ss, in time order
