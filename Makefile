@@ -47,7 +47,8 @@ $(VENV)/.app: pyproject.toml plugins/instrunet-condition/pyproject.toml plugins/
 app: $(VENV)/.app
 	$(BIN)/instrunet-app
 
-# docs/app_result.png and docs/app_report.png (the PDF's first page; pdftoppm is in poppler-utils),
+# docs/app_result.png (1280 px), docs/app_phone.png (390 px), docs/app_report.png (the PDF's first
+# page) and docs/app_report_pages.png (every page side by side; pdftoppm is in poppler-utils),
 # from the browser test; quantised to 256 colours to keep them small.
 app-screenshots: $(VENV)/.dev
 	command -v pdftoppm >/dev/null || { $(SUDO) apt-get update && \
@@ -55,7 +56,11 @@ app-screenshots: $(VENV)/.dev
 	rm -rf out/app
 	INSTRUNET_APP_SCREENSHOTS=out/app $(BIN)/python -m pytest -q tests/test_app_browser.py
 	pdftoppm -png -r 80 -f 1 -l 1 -singlefile out/app/app_report.pdf out/app/app_report
-	$(BIN)/python -c "import sys; from PIL import Image; [Image.open(f'out/app/{n}.png').convert('RGB').quantize(256).save(f'docs/{n}.png', optimize=True) for n in ('app_result', 'app_report')]"
+	pdftoppm -png -r 40 out/app/app_report.pdf out/app/page
+	$(BIN)/python -c "import glob; from PIL import Image; p = [Image.open(f) for f in sorted(glob.glob('out/app/page-*.png'))]; \
+	  o = Image.new('RGB', (sum(i.width + 8 for i in p), max(i.height for i in p)), 'white'); \
+	  [o.paste(i, (sum(j.width + 8 for j in p[:k]), 0)) for k, i in enumerate(p)]; o.save('out/app/app_report_pages.png')"
+	$(BIN)/python -c "import sys; from PIL import Image; [Image.open(f'out/app/{n}.png').convert('RGB').quantize(256).save(f'docs/{n}.png', optimize=True) for n in ('app_result', 'app_phone', 'app_report', 'app_report_pages')]"
 
 demo: $(VENV)/.runtime
 	$(BIN)/instrunet classify examples/solo_flute.wav examples/ensemble.flac

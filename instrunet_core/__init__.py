@@ -16,7 +16,7 @@ Examples
 from __future__ import annotations
 
 from . import errors
-from .analysis import OTHER_LABEL, Analysis, Embedding, Prediction, WindowResult
+from .analysis import MEASURES, OTHER_LABEL, Analysis, Embedding, Prediction, WindowResult
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
@@ -41,6 +41,7 @@ __all__ = [
     "WindowResult",
     "Embedding",
     "OTHER_LABEL",
+    "MEASURES",
     "RuntimeOptions",
     "FrontEnd",
     "FAMILIES",

@@ -22,9 +22,17 @@ import numpy as np
 from .audio import load_audio, source_name
 from .errors import InstrunetError
 from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
-from .timeline import Instrument, Segment, merge_ranges
+from .timeline import (
+    DEFAULT_MIN_DURATION,
+    DEFAULT_MIN_SILENCE,
+    DEFAULT_SMOOTHING,
+    Activity,
+    Instrument,
+    Segment,
+)
 
 __all__ = [
+    "MEASURES",
     "Analysis",
     "AnalysisContext",
     "Embedding",
@@ -52,6 +60,47 @@ OTHER_LABEL = "other"
 LOW_EVIDENCE_SECONDS = 1.0
 
 
+#: The one definition of each number instrunet reports, for people: the CLI's, the app's and
+#: the PDF's words come from here (each shown once, with this meaning).
+MEASURES: dict[str, str] = {
+    "probability": (
+        "What the model says about one window of 2.95 s: how likely each family plays in it, from 0 "
+        "to 1. Families are judged each on its own, so several can be high at once."
+    ),
+    "mean probability": (
+        "A family's probability averaged over the recording's windows, each window weighted by its "
+        "loudness relative to the loudest (near-silent windows hardly count; silent ones not at all). "
+        "The overall answer is the family with the highest mean probability, and families are "
+        "listed in this order."
+    ),
+    "smoothed probability": (
+        "A family's probability over time: that of the window centred at each moment, averaged "
+        f"over {DEFAULT_SMOOTHING:g} s (the smoothing). The timeline's colours show it."
+    ),
+    "threshold": (
+        "Per family, chosen when the model was trained: a family is detected where its smoothed "
+        f"probability stays at or above its threshold for at least {DEFAULT_MIN_DURATION:g} s (the minimum duration). "
+        "It applies to the smoothed probability, not to the mean probability."
+    ),
+    "time ranges": (
+        f"Where a family is detected, in m:ss. {DEFAULT_MIN_SILENCE:g} s or more of silence ends a range, and each "
+        "range starts and ends with the sound it holds."
+    ),
+    "presence": "The share of the recording's sound (its silences left out) in which the family is detected.",
+    "intensity": (
+        "How strongly and how loudly a family plays where it is detected: the mean of its smoothed "
+        "probability times the loudness (RMS relative to the loudest moment), from 0 to 1."
+    ),
+    "none of the eight": (
+        "Models with an open-set output also say how likely a sound is none of the eight families "
+        "(drums, synthesizers, speech, noise); it is the answer where it reaches its threshold and "
+        "beats every family."
+    ),
+    "low evidence": "Less than 1 s of sound: the answer is a guess.",
+    "confidence (JSON)": "The JSON's name for the overall label's mean probability (not another number).",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """Overall prediction for one piece of audio.
@@ -63,7 +112,8 @@ class Prediction:
         is none of its labels (:attr:`other` reaches the model's threshold and beats every
         label); ``"silence"`` when all windows are silent.
     confidence : float
-        Probability of ``label`` (1.0 for silence).
+        The mean probability of ``label`` (see :data:`MEASURES`; 1.0 for silence). The JSON
+        keeps the key ``confidence``; every text people read says "mean probability".
     probabilities : dict[str, float]
         Loudness-weighted mean probability per label over the non-silent windows
         (all 0 for silence).
@@ -380,12 +430,14 @@ class Analysis:
     timeline : list of Segment
         One per window (the same numbers as the arrays below, as objects).
     instruments : list of Instrument
-        Detected instruments, strongest first (empty for silence).
+        Detected instruments, in the order of the overall answer (highest mean probability
+        first; empty for silence).
     extras : dict
         ``{analyzer_name: dict}`` from analyzer plugins (``{"error": ...}`` if one failed).
     settings : dict
-        ``hop`` (seconds, snapped to whole frames), ``window``, ``smoothing``,
-        ``thresholds``, ``silence_db``, ``sample_rate``.
+        ``hop`` (seconds, snapped to whole frames), ``window``, ``smoothing``, ``min_duration``
+        and ``min_silence`` (seconds), ``thresholds``, ``other_threshold``, ``silence_db``,
+        ``sample_rate``, ``evidence_windows`` (windows :meth:`Classifier.refine` added).
     times : np.ndarray [shape=(T, 2), dtype=float64]
         Start and end seconds of each window (end clipped to ``duration``).
     probabilities : np.ndarray [shape=(T, n_labels), dtype=float32]
@@ -399,6 +451,10 @@ class Analysis:
         for silent windows; ``None`` for models without that output).
     embedding : Embedding or None
         The recording's and the windows' embeddings (``analyze(..., embeddings=True)``).
+    activity : Activity or None
+        The time axis: each label's smoothed probability and presence every 23 ms, the level
+        track and the sound (:func:`instrunet_core.timeline.activity`); the ranges of
+        :attr:`instruments` and :meth:`other_ranges` are its runs, and the plots draw it.
     """
 
     source: str
@@ -416,16 +472,15 @@ class Analysis:
     silent_windows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))
     other: np.ndarray | None = None
     embedding: Embedding | None = None
+    activity: Activity | None = None
 
     def other_ranges(self) -> list[list[float]]:
-        """Time ranges of the windows answered "none of the labels" (their open-set probability
-        reaches the model's threshold and beats every label); empty for a closed-set model."""
-        t = self.settings.get("other_threshold")
-        if self.other is None or t is None or not len(self.other):
+        """Seconds where the sound is none of the labels: where the smoothed open-set probability
+        reaches the model's threshold and beats every label's, decided on the time axis as the
+        instruments' ranges are; empty for a closed-set model."""
+        if self.activity is None or self.activity.other_active is None:
             return []
-        best = self.probabilities.max(axis=1) if self.probabilities.size else np.zeros(len(self.other))
-        hit = (self.other >= t) & (self.other > best) & ~self.silent_windows
-        return merge_ranges([(float(a), float(b)) for a, b in self.times[hit]])
+        return self.activity.ranges(OTHER_LABEL)
 
     @property
     def label(self) -> str:
@@ -476,7 +531,7 @@ class Analysis:
         return pd.DataFrame(cols)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/2`` document
+        """JSON-ready dict (plain Python types only): an ``instrunet.analysis/3`` document
         (``docs/schema/analysis.json``); ``other`` is present for open-set models."""
         other = None
         if self.prediction.other is not None:

@@ -27,7 +27,7 @@ from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
-from .timeline import DEFAULT_SMOOTHING
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING
 
 __all__ = ["main", "build_parser"]
 
@@ -150,6 +150,21 @@ def _hop_arg(text: str) -> float:
     return h
 
 
+def _seconds_arg(name: str) -> Any:
+    """argparse type of a duration option: a number of seconds in [0, 600]."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
+        if not (v == v and 0.0 <= v <= 600.0):
+            raise argparse.ArgumentTypeError(f"{name} must be in [0, 600] seconds, got {text!r}")
+        return v
+
+    return parse
+
+
 def _count_arg(name: str, minimum: int, maximum: int | None = None) -> Any:
     """argparse type of a count option, checked by :func:`instrunet_core.inputs.check_count`:
     a bad value is a usage error (exit 2), like any other bad command line."""
@@ -250,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"instrunet {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("classify", help="overall label and confidence of each file")
+    c = sub.add_parser("classify", help="overall label and its mean probability, for each file")
     c.add_argument(
         "files",
         nargs="+",
@@ -266,21 +281,46 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
     _add_model_options(a)
     a.add_argument(
-        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/2 JSON ('-' for stdout)"
+        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/3 JSON ('-' for stdout)"
     )
-    a.add_argument("--plot", metavar="OUT.png", help="write an activity plot (needs matplotlib)")
+    a.add_argument(
+        "--csv", metavar="OUT", help="write the timeline as CSV, one row per window ('-' for stdout)"
+    )
+    a.add_argument(
+        "--plot", metavar="OUT.png", help="write the timeline plot (needs matplotlib; '-' for stdout)"
+    )
     a.add_argument(
         "--smoothing",
-        type=_count_arg("smoothing", 0),
+        type=_seconds_arg("smoothing"),
         default=DEFAULT_SMOOTHING,
-        metavar="N",
-        help=f"moving-median length in windows (default {DEFAULT_SMOOTHING})",
+        metavar="S",
+        help=f"seconds of moving mean of each family's probability over time before its threshold "
+        f"(default {DEFAULT_SMOOTHING:g}; 0: none)",
+    )
+    a.add_argument(
+        "--min-duration",
+        type=_seconds_arg("min-duration"),
+        default=DEFAULT_MIN_DURATION,
+        metavar="S",
+        help=f"seconds a family must be present to be reported, and absent to split a range "
+        f"(default {DEFAULT_MIN_DURATION:g})",
     )
     a.add_argument(
         "--embed", action="store_true", help="add the recording's and the windows' embeddings to the JSON"
     )
-    a.add_argument("--format", metavar="NAME", help="a registered writer: json, csv, png, or a plugin's")
-    a.add_argument("--out", metavar="PATH", help="output path for --format")
+    a.add_argument(
+        "--analyzers",
+        metavar="none|NAME,...",
+        help="analyzer plugins to run (default: all installed; 'none' skips them, e.g. the "
+        "condition analysis)",
+    )
+    a.add_argument(
+        "--format",
+        metavar="NAME",
+        help="a registered writer: json, csv, ranges (CSV of the detected ranges), audacity "
+        "(label track), jams, png, or a plugin's (pdf: instrunet-app)",
+    )
+    a.add_argument("--out", metavar="PATH", help="output path for --format ('-' for stdout)")
 
     b = sub.add_parser(
         "batch", help="classify every audio file under a directory into JSON lines (resumable)"
@@ -392,49 +432,88 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- analyze
-def _fmt_t(s: float) -> str:
-    m, sec = divmod(float(s), 60.0)
-    return f"{int(m)}:{sec:05.2f}"
+def summarize_extra(name: str, extra: Any) -> str:
+    """One readable line for an analyzer's result: its ``label`` (with that label's probability
+    and how many seconds it judged, when it says), its ``error``, or its first few plain values."""
+    if not isinstance(extra, dict):
+        return f"{name}: {str(extra)[:100]}"
+    if "error" in extra:
+        return f"{name}: failed: {str(extra['error'])[:160]}"
+    if "label" in extra:
+        parts = [str(extra["label"]).replace("_", " ")]
+        probs = extra.get("probabilities")
+        if isinstance(probs, dict) and isinstance(probs.get(extra["label"]), (int, float)):
+            parts.append(f"probability {float(probs[extra['label']]):.2f}")
+        if isinstance(extra.get("seconds"), (int, float)):
+            parts.append(f"on {float(extra['seconds']):.1f} s of sound")
+        per = extra.get("instruments")
+        if isinstance(per, dict) and per:
+            each = [
+                f"{k} {str(v.get('label', '?')).replace('_', ' ')}"
+                for k, v in per.items()
+                if isinstance(v, dict)
+            ]
+            if each:
+                parts.append("per instrument: " + ", ".join(each))
+        return f"{name}: " + "; ".join(parts)
+    plain = [(k, v) for k, v in extra.items() if isinstance(v, (str, int, float, bool))][:4]
+    if not plain:
+        return f"{name}: {len(extra)} fields (see the JSON)"
+    return f"{name}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in plain)
 
 
 def _print_analysis(an: Any) -> None:
-    _out(f"{_shown(an.source)}: {an.duration:.2f} s, model {an.model['name']} {an.model['version']}")
+    from .timeline import format_ranges, format_time
+
     _out(
-        f"overall: {an.label} ({an.confidence:.3f})"
+        f"{_shown(an.source)}: {format_time(an.duration, decimals=1)} ({an.duration:.2f} s), "
+        f"model {an.model['name']} {an.model['version']}"
+    )
+    _out(
+        f"overall: {an.label} (mean probability {an.confidence:.3f})"
         + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else "")
         + ("" if an.prediction.other is None else f"; none of the labels: {an.prediction.other:.3f}")
     )
-    _out("timeline:")
+    _out("timeline (window start-end, level, most probable families):")
     for s in an.timeline:
         if s.silent:
             desc = "silence"
         else:
             top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
             desc = ", ".join(f"{k} {v:.2f}" for k, v in top)
-        _out(f"  {_fmt_t(s.start)}-{_fmt_t(s.end)}  {s.rms_db:7.1f} dB  {desc}")
+        _out(
+            f"  {format_time(s.start, decimals=2)}-{format_time(s.end, decimals=2)}  {s.rms_db:7.1f} dB  {desc}"
+        )
     if an.instruments:
-        _out("detected instruments:")
+        _out("detected instruments: mean probability, share of the sound, intensity, where")
         for ins in an.instruments:
-            ranges = ", ".join(f"{_fmt_t(a)}-{_fmt_t(b)}" for a, b in ins.ranges)
             _out(
-                f"  {ins.label:<10} presence {ins.presence:.0%}  intensity {ins.intensity:.2f}  "
-                f"mean p {ins.mean_probability:.2f}  max p {ins.max_probability:.2f}  [{ranges}]"
+                f"  {ins.label:<10} {ins.mean_probability:.2f}  {ins.presence:4.0%}  {ins.intensity:.2f}  "
+                f"{format_ranges(ins.ranges)}"
             )
     else:
         _out("detected instruments: none" + (" (silence)" if an.silent else ""))
     if an.other_ranges():
-        _out(
-            "other sounds (none of the labels): "
-            + ", ".join(f"{_fmt_t(a)}-{_fmt_t(b)}" for a, b in an.other_ranges())
-        )
+        _out(f"other sounds (none of the labels): {format_ranges(an.other_ranges())}")
     for name, extra in an.extras.items():
-        _out(f"extra {name}: {json.dumps(extra)[:200]}")
+        _out(_shown(summarize_extra(name, extra)))
 
 
 def _make_parent(out: str) -> None:
     """Create the folder an output file goes into (``-``, stdout, has none)."""
     if out != "-":
         Path(out).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _analyzers_arg(text: str | None) -> bool | list[str]:
+    if text is None:
+        return True
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return False
+    if not names or "none" in names:
+        raise InputError(f"--analyzers: give 'none' or analyzer names separated by commas, got {text!r}")
+    return names
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -444,19 +523,29 @@ def _analyze(args: argparse.Namespace) -> int:
     if (args.format is None) != (args.out is None):
         _err("--format and --out go together")
         return EXIT_USAGE
-    targets = [t for t in (args.json, args.out, args.plot) if t is not None]
+    outputs = []
+    if args.json:
+        outputs.append(("json", args.json))
+    if args.csv:
+        outputs.append(("csv", args.csv))
+    if args.format:
+        outputs.append((args.format, args.out))
+    if args.plot:
+        outputs.append(("png", args.plot))
+    targets = [t for _, t in outputs]
     for t in targets:
         if _same_file(t, args.file):
             _err(f"{t}: is the input file; refusing to overwrite it (choose another output path)")
             return EXIT_USAGE
     real = [os.path.realpath(t) for t in targets if t != "-"]
     if len(set(real)) != len(real):
-        _err("--json, --out and --plot must name different files")
+        _err("--json, --csv, --out and --plot must name different files")
         return EXIT_USAGE
     if targets.count("-") > 1:
         _err("only one output can go to stdout ('-')")
         return EXIT_USAGE
     try:
+        analyzers = _analyzers_arg(args.analyzers)
         model = _load(args.model, args)
         # Analyzer plugins run inside: whatever they (or native code they call) write to file
         # descriptor 1 goes to stderr, never into `--json -`.
@@ -466,8 +555,10 @@ def _analyze(args: argparse.Namespace) -> int:
                 model=model,
                 hop=args.hop,
                 smoothing=args.smoothing,
+                min_duration=args.min_duration,
                 workers=args.workers,
                 embeddings=args.embed,
+                analyzers=analyzers,
             )
     except (InstrunetError, OSError) as e:
         _err(error_message(args.file, e))
@@ -477,13 +568,6 @@ def _analyze(args: argparse.Namespace) -> int:
     rc = EXIT_OK
     with _plugin_stdout():
         reg = get_registry()
-    outputs = []
-    if args.json:
-        outputs.append(("json", args.json))
-    if args.format:
-        outputs.append((args.format, args.out))
-    if args.plot:
-        outputs.append(("png", args.plot))
     for fmt, out in outputs:
         try:
             _make_parent(out)
@@ -504,7 +588,7 @@ def _analyze(args: argparse.Namespace) -> int:
             _err(f"{out}: writer {fmt!r} failed: {_describe(e)}")
             rc = EXIT_FAIL
     # The summary comes after the files: a stdout that cannot be written costs no output file.
-    if "-" not in (args.json, args.out):
+    if "-" not in targets:
         _print_analysis(an)
     return rc
 

@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_HOP_SECONDS",
     "DEFAULT_BATCH_SIZE",
     "SILENCE_DB",
+    "LEVEL_BLOCK",
     "mel_filterbank",
     "logmel",
     "window_features",
@@ -475,8 +476,10 @@ def batch_features(windows: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END, chu
 
 
 # ---------------------------------------------------------------------------- levels
-#: Samples per evidence block: the unit of a stream's sounding seconds and of window levels.
-_EV_BLOCK = 512
+#: Samples per evidence block: the unit of a stream's sounding seconds, of window levels and of
+#: the level track (the time grid of a timeline: 23 ms at 22,050 Hz).
+LEVEL_BLOCK = 512
+_EV_BLOCK = LEVEL_BLOCK
 
 
 @functools.lru_cache(maxsize=8)
@@ -677,6 +680,9 @@ class WindowStream:
         self._ev_pos = 0
         # Mean square of each evidence block (block i: samples [512 i, 512 i + 512)).
         self._block_ms = _Tape((), base=0, dtype=np.float64)
+        # The level track: every block's level in dBFS, the last (partial) one at the end;
+        # kept until the caller forgets it (forget_levels), the time axis of a timeline.
+        self._levels = _Tape((), base=0, dtype=np.float32)
         self.sounding_samples = 0
 
     # ------------------------------------------------------------------ input
@@ -693,16 +699,40 @@ class WindowStream:
             )
             ms = _mean_square(seg)
             self._block_ms.append(ms)
-            self.sounding_samples += _EV_BLOCK * int(np.count_nonzero(_ms_db(ms) >= SILENCE_DB))
+            db = _ms_db(ms)
+            self._levels.append(db.astype(np.float32))
+            self.sounding_samples += _EV_BLOCK * int(np.count_nonzero(db >= SILENCE_DB))
             self._ev_pos += n_blocks * _EV_BLOCK
 
     def finish(self) -> None:
         """The stream has ended: count the last, partial evidence block."""
         if self._ev_pos < self.total:
             seg = self._audio.view(self._ev_pos, self.total)
-            if _ms_db(_mean_square(seg[None, :])[0]) >= SILENCE_DB:
+            db = _ms_db(_mean_square(seg[None, :])[0])
+            self._levels.append(np.array([db], dtype=np.float32))
+            if db >= SILENCE_DB:
                 self.sounding_samples += seg.shape[0]
             self._ev_pos = self.total
+
+    # ------------------------------------------------------------------ levels
+    @property
+    def level_blocks(self) -> int:
+        """Blocks of the level track so far (the last one partial after :meth:`finish`)."""
+        return self._levels.end
+
+    def level_db(self, first: int = 0) -> np.ndarray:
+        """The level track from block ``first`` (or the oldest kept): each block's RMS in dBFS.
+
+        Returns
+        -------
+        np.ndarray [shape=(m,), dtype=float32]
+        """
+        a = max(int(first), self._levels.base)
+        return self._levels.view(a, max(a, self._levels.end)).copy()
+
+    def forget_levels(self, before: int) -> None:
+        """Drop the level track's blocks before block ``before`` (bounded memory for endless streams)."""
+        self._levels.drop_before(int(before))
 
     # ------------------------------------------------------------------ windows
     def start(self, k: int) -> int:

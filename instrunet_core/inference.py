@@ -33,7 +33,7 @@ JSON and the CLI's output).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,9 +49,9 @@ from .analysis import (
     aggregate,
     embedding_of,
 )
-from .audio import AudioSource, audio_info, iter_blocks, rereadable_source, source_name
+from .audio import AudioSource, _rewind, audio_info, iter_blocks, rereadable_source, source_name
 from .errors import InputError, InstrunetError
-from .features import DEFAULT_BATCH_SIZE, SILENCE_DB, Ready, WindowStream
+from .features import DEFAULT_BATCH_SIZE, LEVEL_BLOCK, SILENCE_DB, Ready, WindowStream
 from .hookspecs import BlockListener
 from .inputs import block_to_mono, check_count, check_sample_rate, check_threads, resampler
 from .model import Model, ModelOutputs, ModelSpec, open_model
@@ -59,7 +59,19 @@ from .output import model_info
 from .registry import Registry, get_registry
 from .scheduler import BatchPipeline, StreamOwner, default_workers
 from .session import RuntimeOptions
-from .timeline import DEFAULT_SMOOTHING, build_timeline, detect_instruments, mask_silent, with_overrides
+from .timeline import (
+    DEFAULT_MIN_DURATION,
+    DEFAULT_SMOOTHING,
+    EVIDENCE_HOP,
+    Activity,
+    Detection,
+    activity,
+    build_timeline,
+    detect_instruments,
+    doubtful_spans,
+    mask_silent,
+    with_overrides,
+)
 
 __all__ = ["Classifier", "analyze"]
 
@@ -85,8 +97,11 @@ class Classifier:
         STFT frames (see :attr:`hop_seconds`).
     thresholds : dict, optional
         Per-label presence thresholds overriding the model's (used by :meth:`analysis`).
-    smoothing : int
-        Moving-median length in windows before thresholds (1 or 0 disables it).
+    smoothing : float
+        Seconds of moving mean applied to each label's probability over time before its
+        threshold (0 disables it); see :mod:`instrunet_core.timeline`.
+    min_duration : float
+        Seconds a label must be present to be reported, and absent to split a range.
     batch_size : int
         Most windows per batch: the windows whose features are computed together (from shared
         frames) and, in :meth:`classify`, one job of the worker threads. onnxruntime takes a
@@ -155,7 +170,8 @@ class Classifier:
         *,
         hop: float | None = None,
         thresholds: Mapping[str, float] | None = None,
-        smoothing: int = DEFAULT_SMOOTHING,
+        smoothing: float = DEFAULT_SMOOTHING,
+        min_duration: float = DEFAULT_MIN_DURATION,
         batch_size: int = DEFAULT_BATCH_SIZE,
         keep: int | None = None,
         pipeline: bool = True,
@@ -178,7 +194,8 @@ class Classifier:
         self.window_seconds = self._fe.window_samples / self._sr
         self.latency_seconds = self.window_seconds
         self.hop_seconds = self._stream.hop_samples / self._sr
-        self.smoothing = check_count(smoothing, name="smoothing", minimum=0, unit="windows")
+        self.detection = Detection(smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB)
+        self.smoothing = self.detection.smoothing
         self.batch_size = check_count(batch_size, name="batch_size")
         self.keep = None if keep is None else check_count(keep, name="keep")
         self.pipeline = bool(pipeline)
@@ -201,6 +218,21 @@ class Classifier:
         return self._stream.total / self._sr
 
     @property
+    def level_step(self) -> float:
+        """Seconds per block of the level track (512 samples at the front end's rate: 23 ms)."""
+        return LEVEL_BLOCK / self._sr
+
+    def level_db(self, first: int = 0) -> np.ndarray:
+        """The level track from block ``first``: each 512-sample block's RMS in dBFS (the last
+        block, partial, once the stream is flushed); the time grid of :meth:`activity`.
+
+        Returns
+        -------
+        np.ndarray [shape=(m,), dtype=float32]
+        """
+        return self._stream.level_db(first)
+
+    @property
     def sounding_seconds(self) -> float:
         """Seconds of audio above the silence level so far (in 512-sample blocks)."""
         return self._stream.sounding_samples / self._sr
@@ -217,11 +249,12 @@ class Classifier:
         return {
             "hop": self.hop_seconds,
             "window": self.window_seconds,
-            "smoothing": self.smoothing,
+            **self.detection.to_dict(),
             "thresholds": dict(self.thresholds),
             "other_threshold": self.other_threshold,
             "silence_db": SILENCE_DB,
             "sample_rate": self._sr,
+            "evidence_windows": len(self._evidence),
         }
 
     @property
@@ -242,6 +275,8 @@ class Classifier:
         self._stream.reset()
         self._finished = False
         self._results: list[WindowResult] = []
+        self._evidence: list[WindowResult] = []  # windows added by refine()
+        self._level_from = 0  # first block of the level track kept
         self._pipe.clear()
 
     def process(self, block: np.ndarray, sample_rate: int) -> list[WindowResult]:
@@ -414,24 +449,24 @@ class Classifier:
         probs, rms, silent, other = self._arrays()
         times = np.array([[w.start, w.end] for w in self._results], dtype=np.float64).reshape(-1, 2)
         m = self.model
+        prediction = aggregate(
+            m.labels,
+            probs,
+            rms,
+            silent,
+            sounding_seconds=self.sounding_seconds,
+            other=other,
+            other_threshold=self.other_threshold,
+        )
+        act = self.activity()
         return Analysis(
             source=source,
             duration=self.duration,
             model=model_info(m),
             labels=m.labels,
-            prediction=aggregate(
-                m.labels,
-                probs,
-                rms,
-                silent,
-                sounding_seconds=self.sounding_seconds,
-                other=other,
-                other_threshold=self.other_threshold,
-            ),
+            prediction=prediction,
             timeline=build_timeline(times, probs, rms, silent, m.labels, other=other),
-            instruments=detect_instruments(
-                times, probs, rms, silent, m.labels, self.thresholds, smoothing=self.smoothing
-            ),
+            instruments=detect_instruments(act, prediction.probabilities),
             extras={},
             settings=self.settings,
             times=times,
@@ -439,7 +474,112 @@ class Classifier:
             rms_db=rms,
             silent_windows=silent,
             other=None if other is None else np.where(silent, 0.0, other).astype(np.float32),
+            activity=act,
         )
+
+    def activity(self) -> Activity:
+        """The time axis of the stream so far (:func:`instrunet_core.timeline.activity`): each
+        label's smoothed probability and presence every 23 ms, from the windows (and those
+        :meth:`refine` added) and the level track."""
+        with self._owner.reading():
+            return self._activity()
+
+    def _activity(self) -> Activity:
+        wins = sorted([*self._results, *self._evidence], key=lambda w: (w.start + w.end) / 2)
+        L = len(self.labels)
+        step = LEVEL_BLOCK / self._sr
+        first = self._level_from
+        return activity(
+            np.array([(w.start + w.end) / 2 for w in wins], dtype=np.float64),
+            np.array([w.probabilities for w in wins], dtype=np.float32).reshape(len(wins), L),
+            np.array([w.silent for w in wins], dtype=bool),
+            self._stream.level_db(first),
+            step=step,
+            duration=self.duration,
+            labels=self.labels,
+            thresholds=self.thresholds,
+            detection=self.detection,
+            other=None if self.other_threshold is None else np.array([w.other for w in wins], np.float32),
+            other_threshold=self.other_threshold,
+            start=first * step,
+            start_edge=first == 0,
+        )
+
+    def refine(self, audio: AudioSource, sample_rate: int | None = None) -> int:
+        """Add windows where the hop's windows leave a label's presence in doubt.
+
+        Where a non-silent window's probability is within
+        :data:`~instrunet_core.timeline.REFINE_MARGIN` of the threshold of a label that is
+        neither clearly present nor clearly absent, the stretch a hop on each side of it gets
+        windows every :data:`~instrunet_core.timeline.EVIDENCE_HOP` seconds (0.5 s), read again
+        from ``audio``: evidence for :meth:`activity` (presence, ranges), not timeline segments,
+        and not counted in :meth:`prediction`. With a hop of 0.5 s or less there is nothing to add.
+
+        Parameters
+        ----------
+        audio, sample_rate
+            The source given to :meth:`classify` (read again).
+
+        Returns
+        -------
+        int
+            Windows added.
+
+        Raises
+        ------
+        InputError
+            The stream has not been classified to its end.
+        """
+        with self._owner.feeding("refine"):
+            return self._refine(audio, sample_rate)
+
+    def _refine(self, audio: AudioSource, sample_rate: int | None) -> int:
+        if not self._finished:
+            raise InputError(
+                "refine: classify the whole source first (classify(), or process() then flush())"
+            )
+        stream = WindowStream(self._fe, EVIDENCE_HOP, share_frames=not self._waveform)
+        if stream.hop_samples >= self._stream.hop_samples or not self._results:
+            return 0
+        probs, _, silent, other = self._arrays()
+        centres = np.array([(w.start + w.end) / 2 for w in self._results], dtype=np.float64)
+        spans = doubtful_spans(self.activity(), centres, probs, silent, spacing=self.hop_seconds, other=other)
+        if not spans:
+            return 0
+        lo = np.array([a for a, _ in spans])
+        hi = np.array([b for _, b in spans])
+        have = {round(w.start * self._sr) for w in self._results}
+        added: list[WindowResult] = []
+
+        def take(final: bool) -> None:
+            while ready := stream.ready(self.batch_size, final=final):
+                sel = []
+                for k, n in ready:
+                    s = stream.start(k)
+                    c = (s + n / 2) / self._sr
+                    i = int(np.searchsorted(lo, c, side="right")) - 1
+                    if s not in have and i >= 0 and c <= hi[i]:
+                        sel.append((k, n))
+                if sel:
+                    rms = stream.levels(sel)
+                    x = stream.windows(sel) if self._waveform else stream.features(sel)
+                    added.extend(self._results_of([((sel, rms), self._run(x))], stream=stream))
+                stream.advance(ready)
+
+        if isinstance(audio, np.ndarray):
+            sample_rate = check_sample_rate(sample_rate, what=source_name(audio))
+        last = float(hi[-1]) + self.window_seconds
+        _rewind(audio)  # a file object stands where classify() stopped reading it
+        for block in iter_blocks(audio, sample_rate, target_sr=self._sr, block_seconds=_DECODE_BLOCK_SECONDS):
+            stream.push(block)
+            take(final=False)
+            if stream.total / self._sr > last:
+                break
+        else:
+            stream.finish()
+            take(final=True)
+        self._evidence = added
+        return len(added)
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Probabilities, levels, silence flags and (open-set models) "other" probabilities."""
@@ -481,6 +621,9 @@ class Classifier:
         self._results.extend(emitted)
         if self.keep is not None and len(self._results) > self.keep:
             del self._results[: len(self._results) - self.keep]
+            # the level track from the oldest window kept (bounded memory for endless streams)
+            self._level_from = int(round(self._results[0].start * self._sr)) // LEVEL_BLOCK
+            self._stream.forget_levels(self._level_from)
         return emitted
 
     def _batch_job(self, ready: Ready) -> Callable[[], ModelOutputs]:
@@ -495,12 +638,15 @@ class Classifier:
             return self.model.outputs_windows(x, batch_size=run, embedding=self.embeddings)
         return self.model.outputs_features(x, batch_size=run, embedding=self.embeddings)
 
-    def _results_of(self, batches: list[tuple[tuple[Ready, np.ndarray], ModelOutputs]]) -> list[WindowResult]:
+    def _results_of(
+        self, batches: list[tuple[tuple[Ready, np.ndarray], ModelOutputs]], stream: WindowStream | None = None
+    ) -> list[WindowResult]:
         """The windows of computed batches: ``((ready, levels), outputs)`` each."""
         out = []
+        stream = stream or self._stream
         for (ready, rms), outs in batches:
             for j, ((k, n), lv) in enumerate(zip(ready, rms, strict=True)):
-                s = self._stream.start(k)
+                s = stream.start(k)
                 silent = bool(lv < SILENCE_DB)
                 p = outs.probabilities[j]
                 other = None if outs.other is None else float(outs.other[j])
@@ -534,12 +680,15 @@ def analyze(
     model: ModelSpec = None,
     hop: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    smoothing: int = DEFAULT_SMOOTHING,
+    smoothing: float = DEFAULT_SMOOTHING,
+    min_duration: float = DEFAULT_MIN_DURATION,
     thresholds: Mapping[str, float] | None = None,
     registry: Registry | None = None,
-    analyzers: bool = True,
+    analyzers: bool | Sequence[str] = True,
     workers: int | None = None,
     embeddings: bool = False,
+    refine: bool = True,
+    progress: Callable[[str, float], Any] | None = None,
 ) -> Analysis:
     """Analyse a recording: which instruments play, when, and how strongly.
 
@@ -555,20 +704,30 @@ def analyze(
         Seconds between window starts (default 1.5, snapped to whole STFT frames: 1.5093 s).
     batch_size : int
         Most windows per model run.
-    smoothing : int
-        Moving-median length (windows) applied to each label's probability before
-        thresholding; 1 disables it.
+    smoothing : float
+        Seconds of moving mean applied to each label's probability over time before its
+        threshold (0 disables it).
+    min_duration : float
+        Seconds a label must be present to be reported, and absent to split a range.
     thresholds : dict, optional
         Per-label presence thresholds overriding the model's.
     registry : Registry, optional
         Where models and analyzers come from (default: :func:`instrunet_core.get_registry`).
-    analyzers : bool
-        Run registered analyzer plugins into ``extras``.
+    analyzers : bool or sequence of str
+        Run the registered analyzer plugins into ``extras``: all (``True``), none (``False``)
+        or those named.
     workers : int, optional
         Worker threads analysing batches of windows side by side (see :class:`Classifier`).
     embeddings : bool
         Also compute the embeddings (:attr:`Analysis.embedding`; the model needs an embedding
         output).
+    refine : bool
+        Read the source again where the hop's windows leave a label's presence in doubt, for
+        windows every 0.5 s there (:meth:`Classifier.refine`), so that what is detected does not
+        depend on the hop.
+    progress : callable, optional
+        ``progress(step, fraction)`` as each step after reading the source starts:
+        ``("refine", 0.0)``, then ``("analyzer NAME", i / n)`` before each analyzer.
 
     Returns
     -------
@@ -592,36 +751,43 @@ def analyze(
         hop=hop,
         thresholds=thresholds,
         smoothing=smoothing,
+        min_duration=min_duration,
         batch_size=batch_size,
         registry=registry,
         workers=workers,
         embeddings=embeddings,
     )
+    reg = registry or get_registry()
+    names = _analyzer_names(reg, analyzers)
     src = rereadable_source(source)
-    reg = (registry or get_registry()) if analyzers else None
-    if reg is None or not reg.analyzers:
-        clf.classify(src, sample_rate)
-        an = clf.analysis(source=os.fspath(source_name(source)))
-        if embeddings:
-            an.embedding = clf.embedding()
-        return an
-    # Analyzers: streaming ones are fed the blocks and windows of this one pass; whole-file ones
-    # run after it.
-    context = AnalysisContext(
-        source=src,
-        sample_rate_in=sample_rate,
-        labels=clf.labels,
-        model=model_info(clf.model),
-        settings=clf.settings,
-        expected_duration=_expected_duration(src, sample_rate),
-    )
-    feed = reg.open_streams(context)
+    context = None
+    feed = None
+    if names:
+        # Streaming analyzers are fed the blocks and windows of this one pass; whole-file ones
+        # run after it.
+        context = AnalysisContext(
+            source=src,
+            sample_rate_in=sample_rate,
+            labels=clf.labels,
+            model=model_info(clf.model),
+            settings=clf.settings,
+            expected_duration=_expected_duration(src, sample_rate),
+        )
+        feed = reg.open_streams(context, names=names)
     clf.classify(src, sample_rate, listener=feed if feed else None)
+    if refine:
+        if progress is not None:
+            progress("refine", 0.0)
+        clf.refine(src, sample_rate)
     an = clf.analysis(source=os.fspath(source_name(source)))
     if embeddings:
         an.embedding = clf.embedding()
-    context.complete(an)
-    an.extras = reg.run_analyzers(context, feed)
+    if context is not None:
+        context.complete(an)
+        for i, name in enumerate(names):
+            if progress is not None:
+                progress(f"analyzer {name}", i / len(names))
+            an.extras.update(reg.run_analyzers(context, feed, names=[name]))
     return an
 
 
@@ -632,3 +798,20 @@ def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | 
     except (InstrunetError, OSError, ValueError):
         return None  # decoding reports the problem
     return float(d) if d > 0 else None
+
+
+def _analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]:
+    """The registered analyzers to run: all, none, or those named (each must be registered)."""
+    if analyzers is True:
+        return list(reg.analyzers)
+    if analyzers is False or analyzers is None:
+        return []
+    if isinstance(analyzers, str):
+        raise InputError(f"analyzers: give a list of names, not the string {analyzers!r}")
+    names = [str(n) for n in analyzers]
+    unknown = [n for n in names if n not in reg.analyzers]
+    if unknown:
+        raise InputError(
+            f"analyzers: unknown {', '.join(map(repr, unknown))} (registered: {', '.join(reg.analyzers) or 'none'})"
+        )
+    return list(dict.fromkeys(names))

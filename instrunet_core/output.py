@@ -6,7 +6,7 @@ with one shape, :func:`model_info`. The shapes are published as JSON Schema in
 ``docs/schema/`` (``analysis.json``, ``classification.json``); ``tests/test_output.py``
 validates every output against them.
 
-* ``instrunet.analysis/2`` — :meth:`Analysis.to_dict() <instrunet_core.Analysis.to_dict>`,
+* ``instrunet.analysis/3`` — :meth:`Analysis.to_dict() <instrunet_core.Analysis.to_dict>`,
   written by ``instrunet analyze --json`` and the ``json`` writer.
 * ``instrunet.classification/2`` — one file's overall result (or its error): each item of
   ``instrunet classify --json`` and each line of ``instrunet batch``.
@@ -42,7 +42,7 @@ __all__ = [
     "jsonable",
 ]
 
-ANALYSIS_SCHEMA = "instrunet.analysis/2"
+ANALYSIS_SCHEMA = "instrunet.analysis/3"
 CLASSIFICATION_SCHEMA = "instrunet.classification/2"
 
 #: Every field an ``instrunet.classification/2`` record may have, in order, with its JSON type

@@ -1,10 +1,30 @@
-"""Plots of an analysis, drawn on matplotlib ``Figure`` objects (never through ``pyplot``).
+"""Plots of an analysis, drawn into a matplotlib ``Axes`` you give (or a new ``Figure``).
 
-A library must not choose the host program's matplotlib backend, nor keep figures in
-pyplot's global list: every figure here is a :class:`matplotlib.figure.Figure` made directly,
-which renders to PNG, SVG or PDF without a backend being chosen (``Figure.savefig``). The
-``png`` writer (``instrunet analyze --plot``) and the web app's page and PDF draw the activity
-plot with the same function. matplotlib is optional (``pip install 'instrunet[plot]'``).
+Like ``librosa.display``, each function draws into ``ax`` and returns it, so a plot can sit in
+your own figure beside your own axes::
+
+    from matplotlib.figure import Figure
+    import instrunet_core
+    from instrunet_core import plots
+
+    an = instrunet_core.analyze("examples/ensemble.flac")
+    fig = Figure(figsize=(10, 5))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    plots.timeline(an, ax=top)
+    plots.levels(an, ax=bottom)
+    fig.savefig("out/ensemble_timeline.png")
+
+A library must not choose the host program's matplotlib backend, nor keep figures in pyplot's
+global list: nothing here imports ``pyplot``; without ``ax`` a
+:class:`matplotlib.figure.Figure` is made directly, which renders to PNG, SVG or PDF without a
+backend being chosen (``Figure.savefig``). The ``png`` writer (``instrunet analyze --plot``),
+the web app's page and its PDF draw with these functions. matplotlib is optional
+(``pip install 'instrunet[plot]'``).
+
+What is drawn is what is detected: the timeline's cells are each family's *smoothed
+probability* on the analysis' time axis (:attr:`instrunet_core.Analysis.activity`), the value
+its threshold applies to, and the outlines are the detected ranges from the same axis. Times
+read ``m:ss``.
 """
 
 from __future__ import annotations
@@ -16,11 +36,27 @@ import numpy as np
 
 from .errors import InstrunetError
 from .output import display_name
+from .timeline import format_time
 
 if TYPE_CHECKING:  # annotations only
     from .analysis import Analysis
 
-__all__ = ["new_figure", "activity_figure", "probabilities_figure"]
+__all__ = [
+    "new_figure",
+    "timeline",
+    "probabilities",
+    "levels",
+    "time_axis",
+    "activity_figure",
+    "probabilities_figure",
+]
+
+#: Colours shared by every plot: detected (outlines, bars) and not detected.
+DETECTED = "#00c8ff"
+DETECTED_BAR = "#d1495b"
+NOT_DETECTED = "#8d99ae"
+#: Most columns a timeline draws (a long recording's 23 ms grid is averaged down to this).
+_MAX_COLUMNS = 1600
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -40,15 +76,193 @@ def new_figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height))
 
 
+def _axes(ax: Any, width: float, height: float) -> Any:
+    return ax if ax is not None else new_figure(width, height).subplots()
+
+
+def time_axis(ax: Any, *, duration: float | None = None, max_ticks: int = 8) -> Any:
+    """Label ``ax``'s x axis in ``m:ss`` (``h:mm:ss`` past an hour) at round steps; returns ``ax``."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max_ticks, steps=[1, 1.5, 2, 3, 5, 6, 10]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_time(max(0.0, x))))
+    if duration is not None:
+        ax.set_xlim(0, max(float(duration), 1e-3))
+    ax.set_xlabel("time (m:ss)")
+    return ax
+
+
+def _columns(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most :data:`_MAX_COLUMNS` columns: neighbouring grid points averaged together."""
+    n = values.shape[0]
+    k = max(1, int(np.ceil(n / _MAX_COLUMNS)))
+    if k == 1:
+        return edges, values
+    m = n // k * k
+    v = values[:m].reshape(n // k, k, *values.shape[1:]).mean(axis=1)
+    e = edges[: m + 1 : k]
+    if m < n:
+        v = np.concatenate([v, values[m:].mean(axis=0, keepdims=True)])
+        e = np.concatenate([e, edges[-1:]])
+    return e, v
+
+
+def timeline(
+    analysis: Analysis,
+    *,
+    ax: Any = None,
+    colorbar: bool = True,
+    legend: bool = True,
+    silence: bool = True,
+    fontsize: float | None = None,
+) -> Any:
+    """Each family's smoothed probability over time, one row per family (the model's order from
+    the top; an ``other`` row for open-set models), with the detected ranges outlined and
+    silence shaded.
+
+    Parameters
+    ----------
+    analysis : Analysis
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (a new figure's axes if omitted).
+    colorbar : bool
+        Add a colour bar for the probability beside ``ax`` (it takes room from ``ax``).
+    legend : bool
+        Explain the outline and the shading under the axes.
+    silence : bool
+        Shade the silences that end ranges (a second or more of blocks below -60 dBFS).
+    fontsize : float, optional
+        Size of the row labels and ticks.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from matplotlib.patches import Patch, Rectangle
+
+    labels = list(analysis.labels)
+    act = analysis.activity
+    rows = list(labels)
+    has_other = act is not None and act.other is not None
+    if has_other:
+        rows.append("none of these")
+    ax = _axes(ax, 10.0, 0.45 * len(rows) + 1.6)
+    fs = fontsize
+    duration = max(float(analysis.duration), 1e-3)
+    if act is not None and act.n:
+        values = act.probability.astype(np.float64)
+        if has_other and act.other is not None:
+            values = np.concatenate([values, act.other[:, None].astype(np.float64)], axis=1)
+        edges, cols = _columns(act.edges, values)
+        mesh = ax.pcolormesh(
+            edges,
+            np.arange(len(rows) + 1),
+            cols.T,
+            vmin=0,
+            vmax=1,
+            cmap="magma",
+            shading="flat",
+            rasterized=True,
+        )
+        if colorbar:
+            cb = ax.figure.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04)
+            cb.set_label("smoothed probability", fontsize=fs)
+            cb.ax.tick_params(labelsize=fs)
+        for r, lab in enumerate(rows):
+            ranges = act.ranges("other" if lab == "none of these" else lab)
+            for a, b in ranges:
+                ax.add_patch(
+                    Rectangle((a, r + 0.08), b - a, 0.84, fill=False, edgecolor=DETECTED, lw=1.6, zorder=3)
+                )
+        if silence:
+            quiet = np.concatenate([[False], ~act.sounding, [False]]).astype(np.int8)
+            d = np.diff(quiet)
+            e = act.edges
+            for s, t in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+                ax.axvspan(e[s], e[t], color="#cfd8dc", alpha=0.55, lw=0, zorder=2)
+    ax.set_yticks(np.arange(len(rows)) + 0.5, rows, fontsize=fs)
+    ax.set_ylim(len(rows), 0)
+    time_axis(ax, duration=duration)
+    ax.tick_params(axis="x", labelsize=fs)
+    ax.xaxis.label.set_fontsize(fs)
+    if legend:
+        handles = [Patch(fill=False, edgecolor=DETECTED, lw=1.6, label="detected")]
+        if silence:
+            handles.append(Patch(color="#cfd8dc", alpha=0.55, label="silence"))
+        ax.legend(
+            handles=handles,
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            ncol=len(handles),
+            frameon=False,
+            fontsize=fs,
+            borderaxespad=0.2,
+            handlelength=1.6,
+        )
+    return ax
+
+
+def probabilities(analysis: Analysis, *, ax: Any = None, fontsize: float | None = None) -> Any:
+    """Each family's mean probability over the recording, highest first (the order of the overall
+    answer), detected families in red.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from matplotlib.patches import Patch
+
+    p = analysis.prediction.probabilities
+    labels = sorted(analysis.labels, key=lambda lab: -float(p.get(lab, 0.0)))
+    ax = _axes(ax, 9.0, 0.3 * len(labels) + 1.2)
+    detected = {i.label for i in analysis.instruments}
+    values = [float(p.get(lab, 0.0)) for lab in labels]
+    colors = [DETECTED_BAR if lab in detected else NOT_DETECTED for lab in labels]
+    ax.barh(labels[::-1], values[::-1], color=colors[::-1])
+    for y, v in enumerate(values[::-1]):
+        ax.text(v + 0.01, y, f"{v:.2f}", va="center", fontsize=fs if (fs := fontsize) else 8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean probability (loudness-weighted, over the non-silent windows)", fontsize=fontsize)
+    ax.tick_params(labelsize=fontsize)
+    ax.legend(
+        handles=[
+            Patch(color=DETECTED_BAR, label="detected"),
+            Patch(color=NOT_DETECTED, label="not detected"),
+        ],
+        loc="lower right",
+        frameon=False,
+        fontsize=fontsize,
+    )
+    return ax
+
+
+def levels(analysis: Analysis, *, ax: Any = None) -> Any:
+    """The level track: each 23 ms block's RMS in dBFS, the silence level dashed.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _axes(ax, 10.0, 1.8)
+    act = analysis.activity
+    if act is not None and act.n:
+        edges, lv = _columns(act.edges, np.maximum(act.level_db.astype(np.float64), -100.0))
+        ax.stairs(lv, edges, color="#455a64", lw=0.8)
+        ax.axhline(act.detection.silence_db, color="#b0bec5", ls="--", lw=0.8)
+    ax.set_ylim(-100, 0)
+    ax.set_ylabel("level (dBFS)")
+    time_axis(ax, duration=analysis.duration)
+    return ax
+
+
 def activity_figure(analysis: Analysis, *, title: str | None = None, width: float = 10.0) -> Any:
-    """Each label's probability over time as a heat map (one row per label, in the model's
-    order from the top), the detected instruments' time ranges outlined.
+    """A figure of :func:`timeline` (what ``instrunet analyze --plot`` writes).
 
     Parameters
     ----------
     analysis : Analysis
     title : str, optional
-        Default: the file name, the overall label and its confidence.
+        Default: the file name, the overall label and its mean probability.
     width : float
         Inches.
 
@@ -56,56 +270,27 @@ def activity_figure(analysis: Analysis, *, title: str | None = None, width: floa
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.patches import Rectangle
-
-    labels = list(analysis.labels)
-    fig = new_figure(width, 0.45 * len(labels) + 1.5)
-    ax = fig.subplots()
-    centers = analysis.times.mean(axis=1) if len(analysis.times) else np.zeros(0)
-    if len(centers):
-        edges = np.concatenate(
-            [[0.0], (centers[1:] + centers[:-1]) / 2, [max(analysis.duration, float(centers[-1]))]]
-        )
-        probs = np.asarray(analysis.probabilities, dtype=float).T
-        mesh = ax.pcolormesh(
-            edges, np.arange(len(labels) + 1), probs, vmin=0, vmax=1, cmap="magma", shading="flat"
-        )
-        fig.colorbar(mesh, ax=ax, label="probability", pad=0.01)
-    for ins in analysis.instruments:
-        if ins.label in labels:
-            row = labels.index(ins.label)
-            for a, b in ins.ranges:
-                ax.add_patch(Rectangle((a, row + 0.06), b - a, 0.88, fill=False, edgecolor="cyan", lw=1.5))
-    ax.set_yticks(np.arange(len(labels)) + 0.5, labels)
-    ax.set_xlim(0, max(analysis.duration, 1e-3))
-    ax.set_ylim(len(labels), 0)
-    ax.set_xlabel("time (s)")
+    rows = len(analysis.labels) + (1 if analysis.prediction.other is not None else 0)
+    fig = new_figure(width, 0.42 * rows + 1.9)
+    ax = timeline(analysis, ax=fig.subplots())
     if title is None:
         # The name as text: escaped control characters and bytes that are not UTF-8 (matplotlib
         # cannot draw them), and no "$" starting mathtext.
         name = display_name(os.path.basename(analysis.source)).replace("$", r"\$")
-        title = f"{name}: {analysis.label} ({analysis.confidence:.2f})"
-    ax.set_title(title, fontsize=10)
+        title = f"{name}: {analysis.label} (mean probability {analysis.confidence:.2f})"
+    ax.set_title(title, fontsize=10, loc="left")
     fig.tight_layout()
     return fig
 
 
 def probabilities_figure(analysis: Analysis, *, width: float = 9.0) -> Any:
-    """Horizontal bars of the overall (loudness-weighted mean) probability per label, the
-    detected ones highlighted.
+    """A figure of :func:`probabilities`.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    labels = list(analysis.labels)
-    p = [float(analysis.prediction.probabilities.get(lab, 0.0)) for lab in labels]
-    detected = {i.label for i in analysis.instruments}
-    fig = new_figure(width, 0.3 * len(labels) + 1.0)
-    ax = fig.subplots()
-    colors = ["#d1495b" if lab in detected else "#8d99ae" for lab in labels]
-    ax.barh(labels[::-1], p[::-1], color=colors[::-1])
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("mean probability over non-silent windows (red: detected)")
+    fig = new_figure(width, 0.3 * len(analysis.labels) + 1.2)
+    probabilities(analysis, ax=fig.subplots())
     fig.tight_layout()
     return fig

@@ -366,19 +366,26 @@ class Registry:
                 f"unknown output format {format_name!r} (available: {sorted(self.writers)})"
             ) from None
 
-    def open_streams(self, context: AnalysisContext) -> AnalyzerFeed:
-        """A fresh state of every streaming analyzer for one analysis, made before decoding.
+    def open_streams(self, context: AnalysisContext, *, names: Sequence[str] | None = None) -> AnalyzerFeed:
+        """A fresh state of every streaming analyzer (or those in ``names``) for one analysis,
+        made before decoding.
 
         A factory that raises is left out; its error becomes its entry in :meth:`run_analyzers`.
         """
         feed = AnalyzerFeed()
         for name in self.analyzers:
-            if name in self.streaming:
+            if name in self.streaming and (names is None or name in names):
                 feed.open(name, self.analyzers[name], context)  # type: ignore[arg-type]
         return feed
 
-    def run_analyzers(self, context: AnalysisContext, feed: AnalyzerFeed | None = None) -> dict[str, Any]:
-        """Every registered analyzer on ``context``: ``{name: JSON-ready dict}``.
+    def run_analyzers(
+        self,
+        context: AnalysisContext,
+        feed: AnalyzerFeed | None = None,
+        *,
+        names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Every registered analyzer (or those in ``names``) on ``context``: ``{name: JSON-ready dict}``.
 
         Whole-file analyzers are called with ``context``; streaming ones, fed during the pass
         through ``feed`` (:meth:`open_streams`), are asked to ``finish(context)``. An analyzer that
@@ -387,6 +394,8 @@ class Registry:
         """
         extras: dict[str, Any] = {}
         for name, func in self.analyzers.items():
+            if names is not None and name not in names:
+                continue
             try:
                 out: Any
                 if name in self.streaming:

@@ -1,9 +1,28 @@
-"""Turning per-window probabilities into a timeline and detected instruments.
+"""From per-window probabilities to a timeline on a time axis: where each instrument plays.
 
-Pure numpy; no model or audio here. Given window times, probabilities, RMS levels and
-the silence flags, :func:`build_timeline` makes :class:`Segment` objects and
-:func:`detect_instruments` applies smoothing (a moving median over windows) and the
-per-label thresholds to find where each instrument plays.
+Pure numpy; no model or audio here. The windows (2.95 s, one every hop) are *evidence*; what
+is reported lives on a time axis that does not depend on where the windows fall:
+
+1. **Probability over time.** Each label's probability at time ``t`` is that of a window
+   centred at ``t``, interpolated linearly between the windows' centres, on a grid of 512
+   samples (23 ms, the level track's blocks). :attr:`Detection.smoothing` seconds of moving
+   mean then give the *smoothed probability*, the number a label's threshold applies to.
+2. **Presence.** A label is present where its smoothed probability reaches its threshold;
+   absences shorter than :attr:`Detection.min_duration` are bridged, then presences shorter
+   than it dropped (so a range needs that much evidence, and a gap in the evidence that much
+   to split one).
+3. **Sound.** Silence (blocks below ``silence_db``) of :attr:`Detection.min_silence` seconds or
+   more ends a range, and so do the start and end of the sound: each range is trimmed to the
+   first and last sounding block it holds, so onsets and offsets next to silence are exact to
+   23 ms.
+4. **Ranges** are the runs of presence: ranges of one label never touch or overlap.
+
+:func:`activity` does all of it for a whole recording (an :class:`Activity`);
+:class:`Detector` does the same for a stream, deciding each moment once the evidence after it
+has arrived, with the same function, so a host that streams (the Pedalboard ``Router``)
+decides presence as :func:`instrunet_core.analyze` does. The windows are evidence, not the
+answer: where a coarse hop leaves a label near its threshold, the classifier adds windows in
+between (:func:`doubtful_spans`, :meth:`instrunet_core.Classifier.refine`).
 """
 
 from __future__ import annotations
@@ -18,18 +37,77 @@ from .errors import InputError
 
 __all__ = [
     "DEFAULT_SMOOTHING",
+    "DEFAULT_MIN_DURATION",
+    "DEFAULT_MIN_SILENCE",
+    "EVIDENCE_HOP",
+    "REFINE_MARGIN",
+    "Detection",
     "Segment",
     "Instrument",
+    "Activity",
+    "Detector",
     "mask_silent",
-    "moving_median",
     "build_timeline",
+    "activity",
     "detect_instruments",
+    "doubtful_spans",
     "merge_ranges",
     "with_overrides",
+    "format_time",
+    "format_ranges",
 ]
 
-#: Moving-median length (windows) applied before presence thresholds, unless a caller says otherwise.
-DEFAULT_SMOOTHING = 3
+#: Seconds of moving mean applied to each label's probability over time before its threshold.
+DEFAULT_SMOOTHING = 1.5
+#: Seconds a label's smoothed probability must stay at or above its threshold to count, and
+#: below it to split a range.
+DEFAULT_MIN_DURATION = 1.0
+#: Seconds of silence that end a range whatever the probabilities say.
+DEFAULT_MIN_SILENCE = 1.0
+#: Most seconds between windows where a label's presence is in doubt: measured on the bundled
+#: examples and two renders (tests/test_timeline_axis.py), windows at most about 0.75 s apart
+#: give the same families whatever the leading silence; at 1.5 or 3 s they did not.
+EVIDENCE_HOP = 0.5
+#: A window whose probability is within this of a label's threshold leaves that label in doubt.
+REFINE_MARGIN = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """How presence is decided on the time axis (all in seconds).
+
+    Attributes
+    ----------
+    smoothing : float
+        Moving mean of each label's probability over time (0: none).
+    min_duration : float
+        Shortest presence reported, and shortest absence that splits a range (0: none).
+    min_silence : float
+        Silence (below ``silence_db``) at least this long ends a range.
+    silence_db : float
+        Level of silence, dBFS, of each 512-sample block.
+    """
+
+    smoothing: float = DEFAULT_SMOOTHING
+    min_duration: float = DEFAULT_MIN_DURATION
+    min_silence: float = DEFAULT_MIN_SILENCE
+    silence_db: float = -60.0
+
+    def __post_init__(self) -> None:
+        for name in ("smoothing", "min_duration", "min_silence"):
+            v = getattr(self, name)
+            ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
+            if not ok or not (np.isfinite(float(v)) and 0.0 <= float(v) <= 600.0):
+                raise InputError(f"{name} must be a number of seconds in [0, 600], got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+    @property
+    def horizon(self) -> float:
+        """Seconds of evidence after a moment that can still change what is decided there."""
+        return self.smoothing / 2 + 2 * self.min_duration + self.min_silence
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,14 +157,17 @@ class Instrument:
     ----------
     label : str
     presence : float
-        Fraction of non-silent windows in which it is detected, in [0, 1].
+        Share of the sounding time in which it is detected, in [0, 1].
     ranges : list of [start, end]
-        Time ranges (seconds) where it is detected, merged.
+        Seconds where it is detected (never touching each other).
     intensity : float
-        Mean over detected windows of probability × loudness, loudness being the
-        window's linear RMS relative to the loudest window (in [0, 1]).
-    mean_probability, max_probability : float
-        Over non-silent windows (unsmoothed).
+        Mean, over the time it is detected, of its smoothed probability × the loudness there
+        (RMS over the smoothing span relative to the loudest moment), in [0, 1].
+    mean_probability : float
+        Its mean probability over the recording: the loudness-weighted mean over the non-silent
+        windows, the number the overall answer ranks (``Prediction.probabilities``).
+    max_probability : float
+        Its highest smoothed probability (the value its threshold is applied to).
     """
 
     label: str
@@ -95,6 +176,11 @@ class Instrument:
     intensity: float
     mean_probability: float
     max_probability: float
+
+    @property
+    def seconds(self) -> float:
+        """Total seconds of its ranges."""
+        return float(sum(b - a for a, b in self.ranges))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,33 +208,6 @@ def mask_silent(probabilities: np.ndarray, silent: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(silent, dtype=bool)[:, None], np.float32(0.0), probabilities).astype(
         np.float32
     )
-
-
-def moving_median(p: np.ndarray, size: int) -> np.ndarray:
-    """Centred moving median along axis 0 (edges use the available neighbours).
-
-    Parameters
-    ----------
-    p : np.ndarray [shape=(T, ...)]
-    size : int
-        Window length in items; ``<= 1`` returns ``p`` unchanged.
-
-    Returns
-    -------
-    np.ndarray [shape=(T, ...)]
-    """
-    p = np.asarray(p, dtype=np.float32)
-    size = int(size)
-    if size < 0:
-        raise InputError(f"smoothing must be >= 0 windows, got {size}")
-    if size <= 1 or p.shape[0] <= 1:
-        return p.copy()
-    before = (size - 1) // 2
-    after = size - 1 - before
-    out = np.empty_like(p)
-    for t in range(p.shape[0]):
-        out[t] = np.median(p[max(0, t - before) : t + after + 1], axis=0)
-    return out
 
 
 def merge_ranges(ranges: Sequence[tuple[float, float]], gap: float = 1e-6) -> list[list[float]]:
@@ -222,53 +281,534 @@ def with_overrides(thresholds: Mapping[str, float], overrides: Mapping[str, Any]
     return out
 
 
-def detect_instruments(
-    times: np.ndarray,
+def format_time(seconds: float, *, decimals: int | None = None) -> str:
+    """Seconds as musicians read them: ``m:ss`` (``h:mm:ss`` from an hour on).
+
+    Parameters
+    ----------
+    seconds : float
+    decimals : int, optional
+        Digits after the seconds' point; default 0 for a whole second, else 1.
+
+    Examples
+    --------
+    >>> format_time(65), format_time(7.25), format_time(3725.0, decimals=2)
+    ('1:05', '0:07.2', '1:02:05.00')
+    """
+    x = max(0.0, float(seconds))
+    if decimals is None:
+        decimals = 0 if abs(x - round(x)) < 1e-9 else 1
+    q = round(x, decimals)
+    h, rest = divmod(q, 3600.0)
+    m, sec = divmod(rest, 60.0)
+    width = 2 + (decimals + 1 if decimals else 0)
+    s = f"{sec:0{width}.{decimals}f}"
+    return f"{int(h)}:{int(m):02d}:{s}" if h else f"{int(m)}:{s}"
+
+
+def format_ranges(ranges: Sequence[Sequence[float]], *, decimals: int = 1) -> str:
+    """``[[0, 4.5], [69, 72]]`` → ``"0:00.0-0:04.5, 1:09.0-1:12.0"`` (every range; ``"-"`` for none)."""
+    parts = [f"{format_time(a, decimals=decimals)}-{format_time(b, decimals=decimals)}" for a, b in ranges]
+    return ", ".join(parts) or "-"
+
+
+# ---------------------------------------------------------------------------- the time axis
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (exclusive) of the runs of True in a 1-D mask."""
+    d = np.diff(np.concatenate([[0], np.asarray(mask, dtype=np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def _moving_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Centred moving mean over ``n`` rows along axis 0 (edges: the rows there are)."""
+    if n <= 1 or x.shape[0] <= 1:
+        return x.astype(np.float64)
+    c = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0, dtype=np.float64)])
+    i = np.arange(x.shape[0])
+    lo = np.maximum(0, i - n // 2)
+    hi = np.minimum(x.shape[0], i + n - n // 2)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    return (c[hi] - c[lo]) / (hi - lo).reshape(shape)
+
+
+def _points(seconds: float, step: float) -> int:
+    return int(round(seconds / step))
+
+
+def _settle(active: np.ndarray, n_min: int, *, start_edge: bool, end_edge: bool) -> np.ndarray:
+    """Bridge gaps shorter than ``n_min`` between presences, then drop presences shorter than it.
+
+    A gap or presence touching an end of the array that is not the end of the stream
+    (``start_edge``/``end_edge`` False) is left alone: what lies beyond is unknown.
+    """
+    a = active.copy()
+    n = a.shape[0]
+    if n_min <= 1:
+        return a
+    for s, e in zip(*_runs(~a), strict=True):
+        if s > 0 and e < n and e - s < n_min:
+            a[s:e] = True
+    for s, e in zip(*_runs(a), strict=True):
+        touches = (s == 0 and not start_edge) or (e == n and not end_edge)
+        if e - s < n_min and not touches:
+            a[s:e] = False
+    return a
+
+
+def _sounding(
+    level_db: np.ndarray, n_silence: int, silence_db: float, *, start_edge: bool, end_edge: bool
+) -> np.ndarray:
+    """Blocks that belong to the sound: all but silences of ``n_silence`` blocks or more and the
+    silence before the first and after the last sounding block."""
+    quiet = np.asarray(level_db) < silence_db
+    out = ~quiet
+    n = quiet.shape[0]
+    for s, e in zip(*_runs(quiet), strict=True):
+        edge = (s == 0 and start_edge) or (e == n and end_edge)
+        if not edge and e - s < max(1, n_silence):
+            out[s:e] = True  # a pause inside the sound
+    return out
+
+
+def _trim(active: np.ndarray, loud: np.ndarray, *, start_edge: bool, end_edge: bool) -> np.ndarray:
+    """Each run shrunk to its first and last loud block (removed if it holds none)."""
+    out = np.zeros_like(active)
+    n = active.shape[0]
+    for s, e in zip(*_runs(active), strict=True):
+        idx = np.flatnonzero(loud[s:e])
+        if idx.size == 0:
+            if (s == 0 and not start_edge) or (e == n and not end_edge):
+                out[s:e] = True  # undecided: kept until the stream shows more
+            continue
+        a = s + int(idx[0]) if (s > 0 or start_edge) else s
+        b = s + int(idx[-1]) + 1 if (e < n or end_edge) else e
+        out[a:b] = True
+    return out
+
+
+@dataclasses.dataclass
+class Activity:
+    """Each label's probability and presence on a time grid (the time axis of a recording).
+
+    Attributes
+    ----------
+    step : float
+        Seconds per grid point (512 samples at 22,050 Hz: 0.0232 s); point ``j`` covers
+        ``[j * step, (j + 1) * step)`` (the last one ends at ``duration``).
+    duration : float
+    labels : tuple of str
+    start : float
+        Seconds of the first point (0 for a whole recording).
+    probability : np.ndarray [shape=(n, n_labels), dtype=float32]
+        Smoothed probability: what each label's threshold applies to.
+    active : np.ndarray [shape=(n, n_labels), dtype=bool]
+        Where each label is detected.
+    sounding : np.ndarray [shape=(n,), dtype=bool]
+        The sound: every block but silences of ``min_silence`` or more and the silence before
+        the first and after the last sounding block.
+    level_db : np.ndarray [shape=(n,), dtype=float32]
+        Each block's RMS level, dBFS.
+    thresholds : dict[str, float]
+    detection : Detection
+    other, other_active : np.ndarray [shape=(n,)] or None
+        Smoothed probability of "none of the labels", and where it is the answer (open-set models).
+    other_threshold : float or None
+    """
+
+    step: float
+    duration: float
+    labels: tuple[str, ...]
+    probability: np.ndarray
+    active: np.ndarray
+    sounding: np.ndarray
+    level_db: np.ndarray
+    thresholds: dict[str, float]
+    detection: Detection
+    start: float = 0.0
+    other: np.ndarray | None = None
+    other_active: np.ndarray | None = None
+    other_threshold: float | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.sounding.shape[0])
+
+    @property
+    def times(self) -> np.ndarray:
+        """Start of each grid point, seconds [shape=(n,)]."""
+        return self.start + np.arange(self.n) * self.step
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Boundaries of the grid points, seconds [shape=(n + 1,)] (the last one is ``duration``)."""
+        e = self.start + np.arange(self.n + 1) * self.step
+        if self.n:
+            e[-1] = max(e[-2], min(e[-1], self.duration))
+        return e
+
+    def _ranges(self, mask: np.ndarray) -> list[list[float]]:
+        e = self.edges
+        return [[float(e[s]), float(e[t])] for s, t in zip(*_runs(mask), strict=True)]
+
+    def ranges(self, label: str) -> list[list[float]]:
+        """Seconds where ``label`` is detected (``"other"``: none of the labels, open-set models)."""
+        if label == "other" and label not in self.labels:
+            return [] if self.other_active is None else self._ranges(self.other_active)
+        return self._ranges(self.active[:, self.labels.index(label)])
+
+    @property
+    def sounding_seconds(self) -> float:
+        return float(self.sounding.sum() * self.step)
+
+
+def activity(
+    centres: np.ndarray,
     probabilities: np.ndarray,
-    rms_db: np.ndarray,
     silent: np.ndarray,
+    level_db: np.ndarray,
+    *,
+    step: float,
+    duration: float,
     labels: Sequence[str],
     thresholds: Mapping[str, float],
-    *,
-    smoothing: int = DEFAULT_SMOOTHING,
-) -> list[Instrument]:
-    """Instruments whose smoothed probability reaches their threshold in a non-silent window.
+    detection: Detection | None = None,
+    other: np.ndarray | None = None,
+    other_threshold: float | None = None,
+    start: float = 0.0,
+    start_edge: bool = True,
+    end_edge: bool = True,
+) -> Activity:
+    """The time axis of a recording (or of a stretch of a stream): see the module's steps.
 
-    ``thresholds`` has one per label (:attr:`instrunet_core.Model.thresholds`, with a caller's
-    overrides). Probabilities of silent windows count as 0; smoothing is a moving median over
-    ``smoothing`` windows. Returned sorted by intensity, strongest first.
+    Parameters
+    ----------
+    centres : np.ndarray [shape=(T,)]
+        Centre (seconds) of each window, increasing; a window zero-padded at the end is centred
+        on its real samples.
+    probabilities : np.ndarray [shape=(T, n_labels)]
+    silent : np.ndarray [shape=(T,), dtype=bool]
+        Windows below the silence level (their probabilities count as 0).
+    level_db : np.ndarray [shape=(n,)]
+        The level track: RMS of each block of ``step`` seconds, dBFS, from ``start``.
+    step, duration : float
+        Seconds per block; seconds of audio (the end of the last block).
+    labels, thresholds
+        Column order of ``probabilities``; a threshold per label.
+    detection : Detection, optional
+    other : np.ndarray [shape=(T,)], optional
+        Open-set probabilities, with ``other_threshold``.
+    start : float
+        Seconds of the first block (a stretch of a stream).
+    start_edge, end_edge : bool
+        Whether the track starts (ends) where the audio does; ``False`` for a stretch cut out of
+        a stream, whose first and last :attr:`Detection.horizon` seconds are then not final.
+
+    Returns
+    -------
+    Activity
+    """
+    det = detection or Detection()
+    labels = tuple(labels)
+    level = np.asarray(level_db, dtype=np.float32)
+    n = level.shape[0]
+    L = len(labels)
+    c = np.asarray(centres, dtype=np.float64).reshape(-1)
+    silent = np.asarray(silent, dtype=bool).reshape(-1)
+    P = mask_silent(np.asarray(probabilities, dtype=np.float32).reshape(c.shape[0], L), silent)
+    t = start + (np.arange(n) + 0.5) * step
+    k = max(1, _points(det.smoothing, step))
+    if c.shape[0] and n:
+        raw = np.stack([np.interp(t, c, P[:, j]) for j in range(L)], axis=1) if L else np.zeros((n, 0))
+        prob = _moving_mean(raw, k).astype(np.float32)
+    else:
+        prob = np.zeros((n, L), np.float32)
+    loud = level >= det.silence_db
+    sounding = _sounding(
+        level, _points(det.min_silence, step), det.silence_db, start_edge=start_edge, end_edge=end_edge
+    )
+    n_min = _points(det.min_duration, step)
+    edges = {"start_edge": start_edge, "end_edge": end_edge}
+
+    def decide(hit: np.ndarray) -> np.ndarray:
+        return _trim(_settle(hit, n_min, **edges) & sounding, loud, **edges)
+
+    thr = np.array([float(thresholds[lab]) for lab in labels], dtype=np.float32)
+    active = np.zeros((n, L), dtype=bool)
+    for j in range(L):
+        active[:, j] = decide(prob[:, j] >= thr[j])
+    o_prob = o_active = None
+    if other is not None and c.shape[0] and n:
+        o = np.where(silent, 0.0, np.asarray(other, dtype=np.float64).reshape(-1))
+        o_prob = _moving_mean(np.interp(t, c, o)[:, None], k)[:, 0].astype(np.float32)
+        if other_threshold is not None:
+            best = prob.max(axis=1) if L else np.zeros(n, np.float32)
+            o_active = decide((o_prob >= other_threshold) & (o_prob > best))
+    return Activity(
+        step=float(step),
+        duration=float(duration),
+        labels=labels,
+        probability=prob,
+        active=active,
+        sounding=sounding,
+        level_db=level,
+        thresholds={lab: float(x) for lab, x in zip(labels, thr, strict=True)},
+        detection=det,
+        start=float(start),
+        other=o_prob,
+        other_active=o_active,
+        other_threshold=other_threshold,
+    )
+
+
+def detect_instruments(act: Activity, mean_probabilities: Mapping[str, float]) -> list[Instrument]:
+    """The detected instruments of an :class:`Activity`, ranked by mean probability (the order of
+    the overall answer: the first is the overall label whenever that label is detected).
+
+    Parameters
+    ----------
+    act : Activity
+    mean_probabilities : dict[str, float]
+        Each label's mean probability over the recording (``Prediction.probabilities``).
 
     Returns
     -------
     list of Instrument
     """
-    silent = np.asarray(silent, dtype=bool)
-    if times.shape[0] == 0 or np.all(silent):
+    if act.n == 0:
         return []
-    p = mask_silent(probabilities, silent)
-    ps = moving_median(p, smoothing)
-    lin = np.power(10.0, np.asarray(rms_db, dtype=np.float64) / 20.0)
-    lin = np.where(silent, 0.0, lin)
-    loud = lin / lin.max() if lin.max() > 0 else lin
-    active_n = int((~silent).sum())
+    det = act.detection
+    power = np.power(10.0, act.level_db.astype(np.float64) / 10.0)
+    power_s = _moving_mean(power[:, None], max(1, _points(det.smoothing, act.step)))[:, 0]
+    top = power_s[act.sounding].max() if act.sounding.any() else power_s.max()
+    loud = np.sqrt(power_s / top) if top > 0 else np.zeros_like(power_s)
+    sounding = max(act.sounding_seconds, act.step)
     out = []
-    for i, lab in enumerate(labels):
-        thr = float(thresholds[lab])
-        act = (ps[:, i] >= thr) & ~silent
-        if not act.any():
+    for j, lab in enumerate(act.labels):
+        on = act.active[:, j]
+        if not on.any():
             continue
-        idx = np.flatnonzero(act)
-        ranges = merge_ranges([(float(times[t, 0]), float(times[t, 1])) for t in idx])
-        raw = p[~silent, i]
+        p = act.probability[on, j].astype(np.float64)
         out.append(
             Instrument(
                 label=lab,
-                presence=float(act.sum() / active_n),
-                ranges=ranges,
-                intensity=float(np.mean(ps[idx, i] * loud[idx])),
-                mean_probability=float(raw.mean()),
-                max_probability=float(raw.max()),
+                presence=float(min(1.0, on.sum() * act.step / sounding)),
+                ranges=act.ranges(lab),
+                intensity=float(np.mean(p * np.minimum(loud[on], 1.0))),
+                mean_probability=float(mean_probabilities.get(lab, 0.0)),
+                max_probability=float(p.max()),
             )
         )
-    out.sort(key=lambda x: -x.intensity)
+    out.sort(key=lambda x: (-x.mean_probability, act.labels.index(x.label)))
     return out
+
+
+def doubtful_spans(
+    act: Activity,
+    centres: np.ndarray,
+    probabilities: np.ndarray,
+    silent: np.ndarray,
+    *,
+    spacing: float,
+    other: np.ndarray | None = None,
+    margin: float = REFINE_MARGIN,
+) -> list[list[float]]:
+    """Stretches where more windows would settle what is detected, ``spacing`` seconds on each
+    side of a non-silent window that
+
+    * lies within ``margin`` of the threshold of a label that is neither clearly detected (its
+      smoothed probability at least ``margin`` above the threshold for ``min_duration``) nor
+      clearly absent (never within ``margin`` below it), or
+    * falls on the other side of a label's threshold than the window before or after it: the
+      label starts or stops (or the windows disagree) somewhere between them.
+
+    Returns
+    -------
+    list of [start, end]
+        Seconds, merged.
+    """
+    det = act.detection
+    cols = [(act.probability[:, j], act.thresholds[lab]) for j, lab in enumerate(act.labels)]
+    P = [np.asarray(probabilities, np.float64)[:, j] for j in range(len(act.labels))]
+    if other is not None and act.other is not None and act.other_threshold is not None:
+        cols.append((act.other, act.other_threshold))
+        P.append(np.asarray(other, np.float64))
+    c = np.asarray(centres, np.float64)
+    silent = np.asarray(silent, bool)
+    near = np.zeros(c.shape[0], dtype=bool)
+    n_min = max(1, _points(det.min_duration, act.step))
+    for (curve, thr), p in zip(cols, P, strict=True):
+        clear_on = any(e - s >= n_min for s, e in zip(*_runs(curve >= thr + margin), strict=True))
+        clear_off = curve.size == 0 or float(curve.max()) < thr - margin
+        if not (clear_on or clear_off):
+            near |= np.abs(p - thr) < margin
+        up = (p >= thr) & ~silent
+        change = up[1:] != up[:-1]
+        near[1:] |= change
+        near[:-1] |= change
+    near &= ~silent
+    return merge_ranges([(float(x) - spacing, float(x) + spacing) for x in c[near]])
+
+
+# ---------------------------------------------------------------------------- streaming
+class Detector:
+    """:func:`activity` over a stream: windows and levels in, each moment decided once the
+    evidence after it (:attr:`Detection.horizon` seconds past it, and the window centred there)
+    has arrived, with the same function on a sliding stretch, so a stream is decided as the
+    whole recording would be (the Pedalboard ``Router`` routes with it).
+
+    Parameters
+    ----------
+    labels, thresholds, detection, other_threshold
+        As for :func:`activity`.
+    step : float
+        Seconds per level block.
+    spacing : float
+        Most seconds between window centres (the hop).
+
+    Notes
+    -----
+    Memory is bounded: the detector keeps the windows and levels of about two horizons.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        thresholds: Mapping[str, float],
+        *,
+        step: float,
+        spacing: float,
+        detection: Detection | None = None,
+        other_threshold: float | None = None,
+    ) -> None:
+        self.labels = tuple(labels)
+        self.thresholds = dict(thresholds)
+        self.detection = detection or Detection()
+        self.step = float(step)
+        self.spacing = float(spacing)
+        self.other_threshold = other_threshold
+        self.reset()
+
+    def reset(self) -> None:
+        self._centres: list[float] = []
+        self._probs: list[np.ndarray] = []
+        self._silent: list[bool] = []
+        self._other: list[float] = []
+        self._level = np.zeros(0, np.float32)
+        self._level_base = 0  # block index of _level[0]
+        self._duration = 0.0
+        #: Grid points decided so far.
+        self.decided = 0
+        #: Centre and end (seconds) of the newest window.
+        self.last_centre = 0.0
+        self.last_end = 0.0
+
+    def add_window(
+        self,
+        centre: float,
+        probabilities: np.ndarray,
+        silent: bool,
+        other: float | None = None,
+        *,
+        end: float | None = None,
+    ) -> None:
+        """One window's evidence (in the order of the stream); ``end``: where its audio ends."""
+        self.last_centre = float(centre)
+        self.last_end = float(centre if end is None else end)
+        self._centres.append(float(centre))
+        self._probs.append(np.asarray(probabilities, np.float32))
+        self._silent.append(bool(silent))
+        self._other.append(0.0 if other is None else float(other))
+
+    def add_levels(self, level_db: np.ndarray, duration: float) -> None:
+        """Blocks of the level track that follow the ones given so far; ``duration``: seconds of
+        audio so far."""
+        self._level = np.concatenate([self._level, np.asarray(level_db, np.float32)])
+        self._duration = float(duration)
+
+    @property
+    def blocks(self) -> int:
+        """Blocks of the level track received so far."""
+        return self._level_base + self._level.shape[0]
+
+    def update(self, *, final: bool = False) -> tuple[int, Activity] | None:
+        """Decide what the evidence allows.
+
+        Returns
+        -------
+        (first, Activity) or None
+            The grid points newly decided, from point ``first``: an :class:`Activity` over
+            them; ``None`` when nothing more can be decided yet. ``final``: the stream has
+            ended, everything is decided.
+        """
+        end = self.blocks
+        if final:
+            settled = end
+        else:
+            horizon = self.detection.horizon + self.step
+            by_windows = (self._centres[-1] - horizon) if self._centres else 0.0
+            by_levels = end * self.step - horizon
+            settled = max(0, min(end, int(np.floor(min(by_windows, by_levels) / self.step))))
+        if settled <= self.decided:
+            return None
+        first = self.decided
+        b0, act = self._stretch(final=final)
+        out = _slice(act, first - b0, settled - b0)
+        self.decided = settled
+        drop = max(0, self.decided - self._back() - self._level_base)
+        if drop:
+            self._level = self._level[drop:]
+            self._level_base += drop
+        return first, out
+
+    def peek(self) -> Activity | None:
+        """What the evidence so far says, up to its end, as if the stream ended now (nothing is
+        decided): live hosts act on its last moments, which later evidence may change."""
+        if not self._centres or self.blocks <= self._level_base:
+            return None
+        return self._stretch(final=True)[1]
+
+    def _back(self) -> int:
+        return _points(self.detection.horizon + self.spacing, self.step) + 2
+
+    def _stretch(self, *, final: bool) -> tuple[int, Activity]:
+        """:func:`activity` over the kept stretch: its first block and the result."""
+        end = self.blocks
+        b0 = max(self._level_base, self.decided - self._back())
+        t0 = b0 * self.step
+        c = np.array(self._centres, np.float64)
+        # the windows that bracket the stretch's first point, and all after them
+        old = int(np.searchsorted(c, t0 - self.spacing)) - 1
+        if old > 0:
+            c = c[old:]
+            del self._centres[:old], self._probs[:old], self._silent[:old], self._other[:old]
+        probs = np.array(self._probs, np.float32).reshape(len(self._probs), len(self.labels))
+        act = activity(
+            c,
+            probs,
+            np.array(self._silent, bool),
+            self._level[b0 - self._level_base :],
+            step=self.step,
+            duration=self._duration if final else end * self.step,
+            labels=self.labels,
+            thresholds=self.thresholds,
+            detection=self.detection,
+            other=np.array(self._other, np.float32) if self.other_threshold is not None else None,
+            other_threshold=self.other_threshold,
+            start=t0,
+            start_edge=b0 == 0,
+            end_edge=final,
+        )
+        return b0, act
+
+
+def _slice(act: Activity, a: int, b: int) -> Activity:
+    return dataclasses.replace(
+        act,
+        start=act.start + a * act.step,
+        probability=act.probability[a:b],
+        active=act.active[a:b],
+        sounding=act.sounding[a:b],
+        level_db=act.level_db[a:b],
+        other=None if act.other is None else act.other[a:b],
+        other_active=None if act.other_active is None else act.other_active[a:b],
+    )

@@ -17,9 +17,11 @@ temporary file and a reader never sees half a file; the temporary file is remove
 fails.
 
 The built-in writers (registered by :mod:`instrunet_core.default_plugins`) are ``json``,
-``csv`` and ``png`` (the activity plot of ``instrunet analyze --plot``, drawn by
+``csv`` (one row per window), ``ranges`` (one CSV row per detected range), ``audacity`` (the
+ranges as an Audacity label track), ``jams`` (the ranges as a JAMS annotation, the JSON format
+of MIR tools) and ``png`` (the timeline plot of ``instrunet analyze --plot``, drawn by
 :mod:`instrunet_core.plots`; needs matplotlib). A writer is called as
-``writer(analysis, path)``; ``path == "-"`` means stdout.
+``writer(analysis, path)``; ``path == "-"`` means stdout, for every writer.
 """
 
 from __future__ import annotations
@@ -35,13 +37,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import InputError, InstrunetError, OutputError
+from .output import instrunet_version
 from .plots import activity_figure
+from .timeline import format_time
 
 __all__ = [
     "write_stdout",
     "write_json",
     "write_csv",
+    "write_ranges",
+    "write_audacity",
+    "write_jams",
     "write_png",
+    "detected_ranges",
     "atomic_write_text",
     "atomic_write_bytes",
     "atomic_path",
@@ -163,7 +171,7 @@ def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
 
 
 def write_json(analysis: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``analysis.to_dict()`` (``instrunet.analysis/2``) as indented UTF-8 JSON."""
+    """Write ``analysis.to_dict()`` (``instrunet.analysis/3``) as indented UTF-8 JSON."""
     atomic_write_text(path, json.dumps(analysis.to_dict(), indent=2, allow_nan=False) + "\n")
 
 
@@ -195,8 +203,133 @@ def write_csv(analysis: Any, path: str | os.PathLike[str]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def detected_ranges(analysis: Any) -> list[tuple[str, float, float, float]]:
+    """Every detected range, ``(label, start, end, highest smoothed probability there)``, by start
+    time (then label); ``"other"`` ranges (sound that is none of the labels) of an open-set model
+    included."""
+    act = analysis.activity
+    out = []
+    for ins in analysis.instruments:
+        for a, b in ins.ranges:
+            out.append((ins.label, float(a), float(b), _peak(act, ins.label, a, b)))
+    for a, b in analysis.other_ranges():
+        out.append(("other", float(a), float(b), _peak(act, "other", a, b)))
+    return sorted(out, key=lambda r: (r[1], r[0]))
+
+
+def _peak(act: Any, label: str, a: float, b: float) -> float:
+    if act is None or act.n == 0:
+        return float("nan")
+    curve = (
+        act.other
+        if label == "other" and label not in act.labels
+        else act.probability[:, act.labels.index(label)]
+    )
+    if curve is None:
+        return float("nan")
+    t = act.times
+    inside = (t >= a - 1e-9) & (t < b)
+    return float(curve[inside].max()) if inside.any() else float("nan")
+
+
+def write_ranges(analysis: Any, path: str | os.PathLike[str]) -> None:
+    """Write the detected ranges as CSV, one row per range in time order.
+
+    Columns: ``label``, ``start``, ``end``, ``duration`` (seconds), ``start_time`` and
+    ``end_time`` (``m:ss.s``), ``max_probability`` (the highest smoothed probability in the
+    range, the value its threshold applies to). An open-set model's ``other`` ranges (none of
+    the labels) are rows too.
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label", "start", "end", "duration", "start_time", "end_time", "max_probability"])
+    for lab, a, b, p in detected_ranges(analysis):
+        w.writerow(
+            [
+                lab,
+                f"{a:.3f}",
+                f"{b:.3f}",
+                f"{b - a:.3f}",
+                format_time(a, decimals=1),
+                format_time(b, decimals=1),
+                f"{p:.4f}",
+            ]
+        )
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_audacity(analysis: Any, path: str | os.PathLike[str]) -> None:
+    """Write the detected ranges as an Audacity label track (``File > Import > Labels``): one
+    ``start<TAB>end<TAB>label`` line per range, seconds, in time order."""
+    lines = [f"{a:.6f}\t{b:.6f}\t{lab}\n" for lab, a, b, _ in detected_ranges(analysis)]
+    atomic_write_text(path, "".join(lines))
+
+
+def write_jams(analysis: Any, path: str | os.PathLike[str]) -> None:
+    """Write the detected ranges as a JAMS file (JSON Annotated Music Specification, read by
+    ``jams.load``, mir_eval and other MIR tools): one ``tag_open`` annotation whose observations
+    are the ranges (``time``, ``duration``, ``value``: the family, ``confidence``: the highest
+    smoothed probability in the range); the model and the settings in ``sandbox.instrunet``."""
+    d = analysis.to_dict()
+    duration = float(analysis.duration)
+    data = [
+        {
+            "time": round(a, 6),
+            "duration": round(b - a, 6),
+            "value": lab,
+            "confidence": None if p != p else round(p, 6),
+        }
+        for lab, a, b, p in detected_ranges(analysis)
+    ]
+    model = d["model"]
+    doc = {
+        "file_metadata": {
+            "title": os.path.basename(str(analysis.source)),
+            "artist": "",
+            "release": "",
+            "duration": duration,
+            "identifiers": {},
+            "jams_version": "0.3.4",
+        },
+        "annotations": [
+            {
+                "namespace": "tag_open",
+                "annotation_metadata": {
+                    "curator": {"name": "", "email": ""},
+                    "annotator": {
+                        "name": f"{model['name']} {model['version']}",
+                        "sha256": model.get("sha256", ""),
+                    },
+                    "version": instrunet_version(),
+                    "corpus": "",
+                    "annotation_tools": f"instrunet {instrunet_version()}",
+                    "annotation_rules": (
+                        "instrument families detected where their smoothed probability holds the "
+                        "model's threshold (instrunet_core.timeline)"
+                    ),
+                    "validation": "",
+                    "data_source": "automatic",
+                },
+                "data": data,
+                "sandbox": {},
+                "time": 0.0,
+                "duration": duration,
+            }
+        ],
+        "sandbox": {
+            "instrunet": {
+                "schema": d["schema"],
+                "model": model,
+                "settings": d["settings"],
+                "label": d["label"],
+            }
+        },
+    }
+    atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
 def write_png(analysis: Any, path: str | os.PathLike[str]) -> None:
-    """Write the activity plot (:func:`instrunet_core.plots.activity_figure`) as PNG, or in the
+    """Write the timeline plot (:func:`instrunet_core.plots.activity_figure`) as PNG, or in the
     format the file name asks for when matplotlib knows it (``--plot out.svg``).
 
     Raises

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -200,11 +201,35 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
             rows = instruments.locator("tbody tr").all_inner_texts()
             summary = page.locator(".st-key-summary").inner_text()
             condition = page.locator(".st-key-condition").inner_text()
+            # the audio player sits with the timeline; "play from" offers every detected range
+            expect(page.locator(".st-key-player audio")).to_have_count(1)
+            expect(page.locator(".st-key-timeline-wide img")).to_be_visible()
+            expect(page.locator(".st-key-timeline-narrow img")).to_be_hidden()
+            # every range, in the expander
+            page.locator('[data-testid="stExpander"] summary').filter(has_text="Every detected range").click()
+            range_rows = page.locator(".st-key-ranges tbody tr").all_inner_texts()
             if shots:  # the whole result page (Streamlit scrolls inside its own container)
                 Path(shots).mkdir(parents=True, exist_ok=True)
-                page.set_viewport_size({"width": 1280, "height": 2500})
+                page.set_viewport_size({"width": 1280, "height": 2900})
                 page.wait_for_timeout(1500)
                 page.screenshot(path=str(Path(shots) / "app_result.png"))
+            # a phone (390 px): the narrow timeline, and nothing wider than the screen
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(1000)
+            expect(page.locator(".st-key-timeline-narrow img")).to_be_visible()
+            expect(page.locator(".st-key-timeline-wide img")).to_be_hidden()
+            too_wide = page.evaluate(
+                """() => [...document.querySelectorAll(
+                    '[data-testid="stTable"], [data-testid="stImage"] img, [data-testid="stMetric"], audio')]
+                  .filter(e => e.offsetParent !== null)
+                  .map(e => [e.getAttribute('data-testid') || e.tagName, e.getBoundingClientRect().right])
+                  .filter(([_, right]) => right > 391)"""
+            )
+            assert too_wide == [], too_wide
+            if shots:
+                page.set_viewport_size({"width": 390, "height": 3600})
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(Path(shots) / "app_phone.png"))
         finally:
             ctx.close()
 
@@ -219,6 +244,9 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
     )
     for lab in an["labels"]:
         assert (lab in page_instruments) == (lab in detected), lab
+    ranges = [(i["label"], r) for i in an["instruments"] for r in i["ranges"]]
+    assert len(range_rows) == len(ranges) > len(detected), range_rows  # every range, none cut
+    assert all(re.search(r"\d:\d\d\.\d", row) for row in rows + range_rows), rows
     assert an["label"] in summary and an["model"]["name"] in summary
 
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(str(pdf_path)).pages)

@@ -80,6 +80,25 @@ def test_snippets_run(doc: Path) -> None:
         )
 
 
+@pytest.mark.parametrize("i", range(len(SNIPPET.findall((ROOT / "docs" / "plugins.md").read_text()))))
+def test_plugin_page_snippets_run_alone(i: int) -> None:
+    """Each snippet of docs/plugins.md, pasted alone into a fresh interpreter (the last one once
+    needed the hooks of the snippets before it)."""
+    code = SNIPPET.findall((ROOT / "docs" / "plugins.md").read_text())[i]
+    r = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps([(code, sorted(_imports(code)))]),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=_env(),
+    )
+    assert "@@REPORT@@" in r.stdout, r.stderr[-3000:]
+    (entry,) = json.loads(r.stdout.split("@@REPORT@@")[-1])
+    assert "error" not in entry, f"plugins.md, python snippet {i + 1} alone:\n{entry['error']}"
+
+
 def _env() -> dict[str, str]:
     import os
 

@@ -393,3 +393,33 @@ def test_cli_model_path_and_low_evidence(tmp_path: Path, capsys: pytest.CaptureF
     assert rc == 0 and "low evidence: 0.10 s of sound" in capsys.readouterr().out
     rc = main(["classify", "--model", str(tmp_path / "missing"), str(short)])
     assert rc == 1 and "model artifact not found" in capsys.readouterr().err
+
+
+def test_analyze_names_each_later_step_and_rereads_a_file_object(family, tmp_path: Path) -> None:
+    """``progress`` hears the refinement and each analyzer before it runs; a file object (an OGG,
+    whose decoder does not seek back to the start by itself) is read again from its start."""
+    import io
+
+    from instrunet_core import hookimpl
+    from instrunet_core.registry import build_registry
+
+    seen: list[tuple[str, float]] = []
+
+    class Two:
+        @hookimpl
+        def instrunet_register_analyzers(self, register: Any) -> None:
+            register("first", lambda ctx: {"n": int(ctx.audio().size)})
+            register("second", lambda ctx: {"seconds": ctx.duration})
+
+    reg = build_registry(extra_plugins=[("two", Two())], entry_points=False)
+    y, sr = sf.read(Path(__file__).parents[1] / "examples" / "solo_flute.wav", dtype="float32")
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="OGG")
+    buf.seek(0)
+    an = instrunet_core.analyze(
+        buf, model=family, registry=reg, progress=lambda step, f: seen.append((step, f))
+    )
+    assert [s for s, _ in seen if s.startswith("analyzer")] == ["analyzer first", "analyzer second"]
+    assert [f for s, f in seen if s.startswith("analyzer")] == [0.0, 0.5]
+    assert seen[0] == ("refine", 0.0)
+    assert an.extras["first"]["n"] > 7 * SR and an.extras["second"]["seconds"] == an.duration

@@ -91,7 +91,7 @@ def test_windows_and_overall_answer_other_for_noise(open_model: inet.Model) -> N
     assert ranges and ranges[0][0] >= 6.0 and ranges[-1][1] == pytest.approx(an.duration, abs=0.01)
     assert [i.label for i in an.instruments] == ["brass"]
     d = an.to_dict()
-    assert d["schema"] == "instrunet.analysis/2" and d["other"]["threshold"] == pytest.approx(0.6)
+    assert d["schema"] == "instrunet.analysis/3" and d["other"]["threshold"] == pytest.approx(0.6)
     assert all("other" in seg for seg in d["timeline"])
     # a closed-set model writes none of it
     closed = inet.analyze(tone(4.0), SR, model="tiny", registry=_tiny_only())
@@ -177,3 +177,25 @@ def test_open_set_outputs_validate_against_the_schemas(
     _valid("classification.json", row)
     assert cli_main(["embed", str(f), "--model", str(open_model.path), "--windows"]) == 0
     _valid("embedding.json", json.loads(capsys.readouterr().out))
+
+
+def test_the_router_has_a_route_for_other(open_model: inet.Model) -> None:
+    """Pedalboard's Router sends sound that is none of the labels to its "other" board, where the
+    core's detection finds it (the same ranges as analyze's other_ranges)."""
+    pytest.importorskip("pedalboard")
+    from instrunet_pedalboard import Router
+    from pedalboard import Gain, Pedalboard
+
+    y = np.concatenate([tone(8.0), _noise(8.0)])
+    router = Router({"brass": Pedalboard([Gain(-6.0)]), "other": Pedalboard([Gain(-20.0)])}, model=open_model)
+    out = router(y, SR)
+    (b0, b1, brass), (o0, o1, other) = router.regions
+    assert (brass, other) == ("brass", "other") and b0 == 0.0 and o1 == pytest.approx(16.0, abs=1e-3)
+    an = inet.analyze(y, SR, model=open_model, hop=router.hop_seconds, analyzers=False)
+    ((r0, r1),) = an.other_ranges()
+    assert abs(o0 - r0) < 0.1 and r1 == pytest.approx(16.0, abs=0.05)
+    # in each region the output is its board's: -6 dB on the tone, -20 dB on the noise
+    np.testing.assert_allclose(out[: int(6 * SR)], y[: int(6 * SR)] * 10 ** (-6 / 20), atol=1e-5)
+    np.testing.assert_allclose(out[int(10 * SR) :], y[int(10 * SR) :] * 10 ** (-20 / 20), atol=1e-5)
+    with pytest.raises(InputError, match="no open-set output"):
+        Router({"other": Pedalboard([])}, model=inet.load_model("tiny", registry=_tiny_only()))

@@ -102,12 +102,13 @@ def test_instrunet_plugins_env_restricts(monkeypatch: pytest.MonkeyPatch) -> Non
     b = _module_plugin("plug_b", instrunet_register_writers=lambda register: register("b", print))
     _install_eps(monkeypatch, [_ep("a", "plug_a"), _ep("b", "plug_b")], {"plug_a": a, "plug_b": b})
     monkeypatch.setenv("INSTRUNET_PLUGINS", "b")
-    assert set(build_registry().writers) == {"json", "csv", "png", "b"}
+    built_in = {"json", "csv", "ranges", "audacity", "jams", "png"}
+    assert set(build_registry().writers) == built_in | {"b"}
     monkeypatch.setenv("INSTRUNET_PLUGINS", "")
     reg = build_registry()
-    assert set(reg.writers) == {"json", "csv", "png"} and len(reg.plugins) == 1
+    assert set(reg.writers) == built_in and len(reg.plugins) == 1
     monkeypatch.delenv("INSTRUNET_PLUGINS")
-    assert set(build_registry().writers) == {"json", "csv", "png", "a", "b"}
+    assert set(build_registry().writers) == built_in | {"a", "b"}
 
 
 def test_duplicates_and_invalid_registrations(tiny_model_dir: Path) -> None:

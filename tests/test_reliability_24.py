@@ -131,19 +131,21 @@ def test_row1_adapters_follow_the_same_rule(tiny_model) -> None:
 
 # ---------------------------------------------------------------- row 4: bounded thread counts
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "message"),
     [
-        ["classify", "--threads", "100000", "x.wav"],
-        ["classify", "--workers", "100000", "x.wav"],
-        ["classify", "--threads", "-1", "x.wav"],
-        ["analyze", "--workers", "0", "x.wav"],
-        ["batch", "d", "--out", "r.jsonl", "--threads", "1e9"],
-        # row 20: a bad --smoothing is a usage error too (exit 2), not a failed analysis (exit 1)
-        ["analyze", "--smoothing", "-1", "x.wav"],
+        (["classify", "--threads", "100000", "x.wav"], "must be an int"),
+        (["classify", "--workers", "100000", "x.wav"], "must be an int"),
+        (["classify", "--threads", "-1", "x.wav"], "must be an int"),
+        (["analyze", "--workers", "0", "x.wav"], "must be an int"),
+        (["batch", "d", "--out", "r.jsonl", "--threads", "1e9"], "must be an int"),
+        # row 20: a bad --smoothing is a usage error too (exit 2), not a failed analysis (exit 1);
+        # it is seconds since issue 22, as --min-duration is
+        (["analyze", "--smoothing", "-1", "x.wav"], "smoothing must be in [0, 600] seconds"),
+        (["analyze", "--min-duration", "nan", "x.wav"], "min-duration must be in [0, 600] seconds"),
     ],
 )
 def test_row4_thread_counts_bounded_on_the_command_line(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from instrunet_core.cli import main
 
@@ -151,7 +153,7 @@ def test_row4_thread_counts_bounded_on_the_command_line(
         main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "must be an int" in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err
 
 
 def test_row4_thread_counts_bounded_in_the_api(tiny_model_dir) -> None:
@@ -311,7 +313,9 @@ def test_row13_stdout_closed(argv: list[str], wav: Path, tiny_model_dir: Path) -
     assert r.returncode == 1
     assert r.stderr == "instrunet: error: -: cannot write to stdout: it is closed\n"
     if "{out}" in argv:  # the file is written before the summary, whole, and nothing else went into it
-        assert json.loads(out.read_text())["schema"] == "instrunet.analysis/2"
+        from instrunet_core.output import ANALYSIS_SCHEMA
+
+        assert json.loads(out.read_text())["schema"] == ANALYSIS_SCHEMA
 
 
 def _fsize_limited(limit: int) -> Any:

@@ -13,7 +13,7 @@ from conftest import SR, tone
 
 import instrunet_core
 from instrunet_core.errors import InputError
-from instrunet_core.timeline import merge_ranges, moving_median
+from instrunet_core.timeline import Detection, activity, merge_ranges
 
 
 def test_silence_is_silence(tiny_model: instrunet_core.Model) -> None:
@@ -63,12 +63,25 @@ def test_thresholds_and_smoothing(tiny_model: instrunet_core.Model) -> None:
         instrunet_core.analyze(y, model=tiny_model)
 
 
-def test_moving_median_and_merge() -> None:
-    p = np.array([0, 0, 1, 0, 0, 1, 1, 1, 0], np.float32)[:, None]
-    np.testing.assert_array_equal(
-        moving_median(p, 3)[:, 0], [0, 0, 0, 0, 0, 1, 1, 1, 0.5]
-    )  # edges: available neighbours
-    np.testing.assert_array_equal(moving_median(p, 1), p)
+def test_smoothing_is_a_moving_mean_in_seconds_and_merge() -> None:
+    # one label whose window probability steps from 0 to 1 at 10 s, windows every 0.5 s
+    step = 512 / SR
+    centres = np.arange(0.25, 20.0, 0.5)
+    p = (centres >= 10.0).astype(np.float32)[:, None]
+    level = np.full(int(20.0 / step), -20.0, np.float32)
+    kw = {"step": step, "duration": 20.0, "labels": ("x",), "thresholds": {"x": 0.5}}
+    for smoothing in (0.0, 2.0, 4.0):
+        act = activity(
+            centres, p, np.zeros(len(centres), bool), level, detection=Detection(smoothing=smoothing), **kw
+        )
+        t = act.times + step / 2
+        # the moving mean spreads the step over `smoothing` seconds, symmetric about 10 s
+        ramp = (t > 10.0 - smoothing / 2 + 0.3) & (t < 10.0 + smoothing / 2 - 0.3)
+        assert np.all((act.probability[ramp, 0] > 0.0) & (act.probability[ramp, 0] < 1.0)) or smoothing == 0
+        assert np.all(act.probability[t < 9.75 - smoothing / 2, 0] == 0.0)
+        assert np.all(act.probability[t > 10.25 + smoothing / 2, 0] == 1.0)
+        (rng,) = act.ranges("x")  # the threshold 0.5 is crossed at the step whatever the smoothing
+        assert rng[0] == pytest.approx(10.0, abs=0.3) and rng[1] == pytest.approx(20.0, abs=step)
     assert merge_ranges([(3, 5), (0, 1), (0.5, 2), (5, 6)]) == [[0, 2], [3, 6]]
 
 

@@ -53,18 +53,25 @@ SOLO_SECONDS = 7.5
 
 
 def render(
-    score: Sequence[tuple[float, float, str, tuple[int, ...], int]], seconds: float, sr: int, font_path: Path
+    score: Sequence[tuple[float, float, str, tuple[int, ...], int]],
+    seconds: float,
+    sr: int,
+    font_path: Path,
+    *,
+    parts: dict[str, tuple[int, int, str]] | None = None,
 ) -> np.ndarray:
-    """Stereo float32 [n, 2] rendering of ``score``."""
+    """Stereo float32 [n, 2] rendering of ``score`` (``parts``: part name → (channel, General
+    MIDI program, family); default :data:`PARTS`)."""
     import tinysoundfont
 
+    parts = PARTS if parts is None else parts
     synth = tinysoundfont.Synth(samplerate=sr)
     sfid = synth.sfload(str(font_path))
-    for chan, prog, _ in PARTS.values():
+    for chan, prog, _ in parts.values():
         synth.program_select(chan, sfid, 0, prog)
     events = []
     for start, dur, part, pitches, vel in score:
-        chan = PARTS[part][0]
+        chan = parts[part][0]
         for p in pitches:
             events.append((int(start * sr), 1, chan, p, vel))
             events.append((int((start + dur) * sr), 0, chan, p, 0))
@@ -86,11 +93,14 @@ def render(
 
 def ground_truth(
     score: Sequence[tuple[float, float, str, tuple[int, ...], int]],
+    *,
+    parts: dict[str, tuple[int, int, str]] | None = None,
 ) -> dict[str, list[list[float]]]:
     """Family → merged [start, end] ranges where it sounds (note-on to note-off)."""
+    parts = PARTS if parts is None else parts
     spans: dict[str, list[list[float]]] = {}
     for start, dur, part, _, _ in sorted(score, key=lambda e: e[0]):
-        fam = PARTS[part][2]
+        fam = parts[part][2]
         rng = spans.setdefault(fam, [])
         if rng and start <= rng[-1][1] + 0.25:
             rng[-1][1] = max(rng[-1][1], start + dur)

@@ -1,4 +1,5 @@
-"""Built-in plugin: the packaged models and the ``json``, ``csv`` and ``png`` writers.
+"""Built-in plugin: the packaged models and the ``json``, ``csv``, ``ranges``, ``audacity``,
+``jams`` and ``png`` writers.
 
 Registered through the same hooks as third-party plugins. Packaged models live at
 ``instrunet_core/models/<name>/<version>/manifest.json`` (next to ``model.onnx``);
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hookspecs import RegisterModel, RegisterWriter, hookimpl
-from ..writers import write_csv, write_json, write_png
+from ..writers import write_audacity, write_csv, write_jams, write_json, write_png, write_ranges
 
 __all__ = ["MODELS_DIR", "DEFAULT_MODEL_NAME", "instrunet_register_models", "instrunet_register_writers"]
 
@@ -33,4 +34,7 @@ def instrunet_register_models(register: RegisterModel) -> None:
 def instrunet_register_writers(register: RegisterWriter) -> None:
     register("json", write_json)
     register("csv", write_csv)
+    register("ranges", write_ranges)
+    register("audacity", write_audacity)
+    register("jams", write_jams)
     register("png", write_png)

@@ -13,7 +13,9 @@ from typing import Any
 import streamlit as st
 
 from instrunet_app import report, service
-from instrunet_core import InstrunetError, load_model, plots
+from instrunet_core import InstrunetError, load_model
+from instrunet_core.timeline import format_time
+from instrunet_core.writers import detected_ranges
 
 st.set_page_config(page_title="instrunet", page_icon=":musical_note:", layout="wide")
 
@@ -37,6 +39,20 @@ def _limits() -> service.Limits:
         raise  # unreachable: st.stop() ends the run
 
 
+#: Page styles: the phone-width timeline replaces the wide one below 640 px (Streamlit's own
+#: breakpoint, where columns stack), and wide tables scroll inside their box instead of being cut.
+_CSS = """
+<style>
+.st-key-timeline-narrow { display: none; }
+@media (max-width: 640px) {
+  .st-key-timeline-wide { display: none; }
+  .st-key-timeline-narrow { display: block; }
+}
+[data-testid="stTable"] { overflow-x: auto; max-width: 100%; }
+</style>
+"""
+
+
 def _show_condition(an: Any) -> None:
     st.subheader("Condition")
     cv = service.condition_view(an)
@@ -50,12 +66,18 @@ def _show_condition(an: Any) -> None:
         cols = st.columns(2)
         with cols[0]:
             probs = cv["probabilities"]
-            if probs:
-                st.table({"class": list(probs), "probability": [f"{float(v):.3f}" for v in probs.values()]})
+            if probs and cv["label"] != "unknown":
+                st.table({"class": list(probs), "probability": [f"{float(v):.2f}" for v in probs.values()]})
         with cols[1]:
-            feats = cv["features"]
+            feats = {k: v for k, v in cv["features"].items() if v is not None}
             if feats:
-                st.table({"feature": list(feats), "value": [report.fmt_value(v) for v in feats.values()]})
+                st.table(
+                    {
+                        "feature": list(feats),
+                        "value": [report.fmt_value(v) for v in feats.values()],
+                        "unit": [report.unit_of(k) for k in feats],
+                    }
+                )
         insts = {k: v for k, v in cv["instruments"].items() if isinstance(v, dict)}
         if insts:
             st.markdown("Per detected instrument")
@@ -80,9 +102,33 @@ def _show_condition(an: Any) -> None:
             )
 
 
-def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
+def _show_timeline(an: Any, audio: bytes, mime: str) -> None:
+    """The audio player above the timeline (it stays beside the picture at every width), a
+    choice of detected range to play from, and the timeline for wide and for phone screens."""
+    st.subheader("Timeline")
+    with st.container(key="player"):
+        starts = {"the beginning": 0.0}
+        for lab, a, b, _ in detected_ranges(an):
+            name = "none of the eight" if lab == "other" else lab
+            starts[f"{name} {format_time(a, decimals=1)}-{format_time(b, decimals=1)}"] = a
+        start = starts[st.selectbox("Play from", list(starts), key="play-from")] if len(starts) > 1 else 0.0
+        st.audio(audio, format=mime, start_time=int(start))
+    with st.container(key="timeline-wide"):
+        st.pyplot(report.timeline_figure(an), clear_figure=True)
+    with st.container(key="timeline-narrow"):
+        st.pyplot(report.timeline_figure(an, narrow=True), clear_figure=True)
+    st.caption(
+        "Colours: each family's smoothed probability; outlines: where it is detected (its smoothed "
+        "probability at or above its threshold); grey: silence. Times in m:ss."
+    )
+    with st.expander("Mean probability per family"):
+        st.pyplot(report.probabilities_figure(an), clear_figure=True)
+
+
+def _show_result(res: service.AppResult, pdf: bytes, js: bytes, audio: bytes) -> None:
     an = res.analysis
     stem = os.path.splitext(os.path.basename(res.filename))[0] or "analysis"
+    st.html(_CSS)
     if res.notice:
         st.warning(service.markdown_text(res.notice, literal=[res.filename]))
     with st.container(key="summary"):
@@ -90,7 +136,7 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
         c1.metric(
             "Overall prediction",
             an.label,
-            f"confidence {an.confidence:.2f}",
+            None if an.silent else f"mean probability {an.confidence:.2f}",
             delta_color="off",
             delta_arrow="off",
         )
@@ -100,15 +146,17 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
             c2.metric(
                 "Condition",
                 cv["label"].replace("_", " "),
-                f"p {float(p):.2f}" if isinstance(p, (int, float)) else None,
+                f"probability {float(p):.2f}"
+                if isinstance(p, (int, float)) and cv["label"] != "unknown"
+                else "too little sound to judge",
                 delta_color="off",
                 delta_arrow="off",
             )
         else:
             c2.metric("Condition", "not installed" if cv["status"] == "missing" else "failed")
-        c3.metric("Duration", f"{an.duration:.1f} s")
+        c3.metric("Duration", format_time(an.duration, decimals=1))
         c4.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
-    d1, d2, _ = st.columns([1, 1, 2])
+    d1, d2, d3 = st.columns(3)
     d1.download_button(
         "Download JSON",
         js,
@@ -125,6 +173,14 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
         on_click="ignore",
         key="dl-pdf",
     )
+    d3.download_button(
+        "Download ranges (CSV)",
+        report.ranges_csv(an),
+        file_name=f"{stem}_ranges.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="dl-csv",
+    )
     if an.silent:
         return
 
@@ -134,19 +190,20 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
             st.table(
                 {
                     "instrument": [i.label for i in an.instruments],
+                    "mean probability": [f"{i.mean_probability:.2f}" for i in an.instruments],
                     "presence": [f"{i.presence:.0%}" for i in an.instruments],
                     "intensity": [f"{i.intensity:.2f}" for i in an.instruments],
-                    "max probability": [f"{i.max_probability:.2f}" for i in an.instruments],
-                    "time ranges": [report.fmt_ranges(i.ranges) for i in an.instruments],
+                    "time ranges (m:ss)": [report.fmt_ranges(i.ranges, limit=3) for i in an.instruments],
                 }
             )
         else:
-            st.info("No instrument is above its presence threshold anywhere in the recording.")
+            st.info("No family is detected anywhere in the recording (see 'threshold' below).")
+    rows = report.range_rows(an)
+    if rows:
+        with st.expander(f"Every detected range ({len(rows)})", expanded=False), st.container(key="ranges"):
+            st.table({k: [r[i] for r in rows] for i, k in enumerate(("family", "start", "end", "length"))})
 
-    st.subheader("Timeline")
-    st.pyplot(report.timeline_figure(an), clear_figure=True)
-    with st.expander("Probability per family"):
-        st.pyplot(plots.probabilities_figure(an), clear_figure=True)
+    _show_timeline(an, audio, service.audio_mime(res.filename))
 
     _show_condition(an)
 
@@ -157,7 +214,7 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes) -> None:
             with st.expander(k):
                 st.json(v)
 
-    with st.expander("What the measures mean"):
+    with st.expander("What the measures mean"), st.container(key="measures"):
         for k, v in report.measures().items():
             st.markdown(f"**{k}**: {v}")
 
@@ -199,7 +256,8 @@ def main() -> None:
                 limits=limits,
                 progress=lambda f, t: bar.progress(min(f, 1.0), text=t),
             )
-            bar.progress(0.93, text="Writing the reports")
+            n = len(res.steps)
+            bar.progress(0.93, text=f"Step {n} of {n}: {res.steps[-1]}")
             js = report.analysis_json(res.analysis)
             pdf = report.build_pdf(res.analysis, filename=up.name)
         except InstrunetError as e:
@@ -217,7 +275,7 @@ def main() -> None:
         bar.empty()
         st.session_state["result"] = (key, res, pdf, js)
     _, res, pdf, js = st.session_state["result"]
-    _show_result(res, pdf, js)
+    _show_result(res, pdf, js, data)
 
 
 main()

@@ -15,10 +15,10 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from instrunet_core import Analysis, get_registry
+from instrunet_core import MEASURES, Analysis, get_registry, plots
 from instrunet_core.output import display_name
-from instrunet_core.plots import activity_figure, probabilities_figure
-from instrunet_core.writers import atomic_write_bytes, figure_bytes
+from instrunet_core.timeline import format_ranges, format_time
+from instrunet_core.writers import atomic_write_bytes, detected_ranges, figure_bytes
 
 from .service import condition_view, model_card, other_extras
 
@@ -29,42 +29,21 @@ __all__ = [
     "probabilities_figure",
     "figure_png",
     "analysis_json",
+    "ranges_csv",
+    "writer_bytes",
     "build_pdf",
     "write_pdf",
     "fmt_ranges",
     "fmt_value",
+    "unit_of",
+    "range_rows",
 ]
-
-#: What each number in the page and the report means.
-MEASURES: dict[str, str] = {
-    "overall prediction": (
-        "The family with the highest mean probability over the recording's windows (2.95 s each, "
-        "one every hop seconds), each window weighted by its loudness relative to the loudest "
-        "(near-silent windows hardly vote); 'silence' when every window is below -60 dBFS. With less "
-        "than about 1 s of sound the result is marked low evidence."
-    ),
-    "confidence": "That family's weighted mean probability, between 0 and 1.",
-    "probability": (
-        "The model's output per family for one window (0 to 1). The default model scores each family on "
-        "its own (several can be high at once); a softmax model's probabilities sum to 1."
-    ),
-    "presence": "The share of non-silent windows in which the instrument is detected.",
-    "time ranges": (
-        "Where the instrument is detected: its probability, smoothed by a moving median over 3 windows, "
-        "is above the model's threshold for that family; touching windows are merged."
-    ),
-    "intensity": (
-        "Mean over the detected windows of probability x loudness, loudness being the window's RMS "
-        "relative to the loudest window (0 to 1): how strongly and how loudly it plays."
-    ),
-    "mean / max probability": "The instrument's probability averaged over, and at its highest in, the non-silent windows.",
-}
 
 
 def measures() -> dict[str, str]:
-    """What each number in the page and the report means: :data:`MEASURES`, then the condition
-    analyzer's own descriptions of its verdict and features when it is installed
-    (``instrunet_condition.DESCRIPTIONS``)."""
+    """What each number in the page and the report means: the core's
+    :data:`instrunet_core.MEASURES`, then the condition analyzer's own descriptions of its verdict
+    and features when it is installed (``instrunet_condition.DESCRIPTIONS``)."""
     try:
         from instrunet_condition import DESCRIPTIONS
     except ImportError:
@@ -73,17 +52,40 @@ def measures() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- plots
-def timeline_figure(analysis: Analysis) -> Any:
-    """The core's activity plot (:func:`instrunet_core.plots.activity_figure`), as the page and
-    the PDF show it.
+def timeline_figure(analysis: Analysis, *, narrow: bool = False) -> Any:
+    """The core's timeline (:func:`instrunet_core.plots.timeline`) as the page and the PDF show it:
+    ``narrow`` for a phone's width (390 px), larger letters and fewer ticks.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    return activity_figure(
-        analysis, title="Timeline: probability per window; detected ranges outlined in cyan", width=9.0
-    )
+    rows = len(analysis.labels) + (1 if analysis.prediction.other is not None else 0)
+    if narrow:
+        fig = plots.new_figure(4.0, 0.34 * rows + 1.5)
+        ax = plots.timeline(analysis, ax=fig.subplots(), fontsize=8.5)
+        plots.time_axis(ax, duration=analysis.duration, max_ticks=4)
+        ax.set_xlabel("")
+    else:
+        fig = plots.new_figure(9.0, 0.42 * rows + 1.6)
+        plots.timeline(analysis, ax=fig.subplots())
+    fig.tight_layout()
+    return fig
+
+
+def probabilities_figure(analysis: Analysis, *, narrow: bool = False) -> Any:
+    """The core's bars of mean probability per family (:func:`instrunet_core.plots.probabilities`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = plots.new_figure(4.0 if narrow else 9.0, 0.3 * len(analysis.labels) + 1.2)
+    ax = plots.probabilities(analysis, ax=fig.subplots(), fontsize=8.5 if narrow else None)
+    if narrow:
+        ax.set_xlabel("mean probability")
+    fig.tight_layout()
+    return fig
 
 
 def figure_png(fig: Any, *, dpi: int = 110) -> bytes:
@@ -91,15 +93,56 @@ def figure_png(fig: Any, *, dpi: int = 110) -> bytes:
     return figure_bytes(fig, "png", dpi=dpi)
 
 
-def fmt_ranges(ranges: Any, *, limit: int = 6) -> str:
-    """``[[0.0, 4.5], [9, 12]]`` → ``"0.0-4.5 s, 9.0-12.0 s"`` (at most ``limit`` ranges shown)."""
-    parts = [f"{float(a):.1f}-{float(b):.1f} s" for a, b in ranges]
-    if len(parts) > limit:
-        parts = parts[:limit] + [f"(+{len(parts) - limit} more)"]
-    return ", ".join(parts) or "-"
+def fmt_ranges(ranges: Any, *, limit: int | None = None, where: str = "full list below") -> str:
+    """``[[0.0, 4.5], [69, 72]]`` → ``"0:00.0-0:04.5, 1:09.0-1:12.0"``; with ``limit``, the first
+    ``limit`` ranges, how many more there are and ``where`` the full list is
+    (``"0:00.0-0:04.5 and 3 more (full list below)"``)."""
+    ranges = list(ranges)
+    if limit is not None and len(ranges) > limit:
+        return f"{format_ranges(ranges[:limit])} and {len(ranges) - limit} more ({where})"
+    return format_ranges(ranges)
+
+
+def range_rows(analysis: Analysis) -> list[list[str]]:
+    """Every detected range in time order: ``[family, start, end, length]`` (``m:ss.s``; "none of
+    the eight" for an open-set model's ``other`` ranges)."""
+    out = []
+    for lab, a, b, _ in detected_ranges(analysis):
+        name = "none of the eight" if lab == "other" else lab
+        out.append([name, format_time(a, decimals=1), format_time(b, decimals=1), f"{b - a:.1f} s"])
+    return out
+
+
+#: Units of the condition analyzer's features, by the end of their names.
+_UNITS = (("_db_per_s", "dB/s"), ("_db", "dB"), ("_hz", "Hz"))
+_SHARES = ("ratio", "flatness", "zero_crossing_rate", "flatness_quiet")
+
+
+def unit_of(feature: str) -> str:
+    """The unit a feature's value is in (``"dB"``, ``"Hz"``, ``"dB/s"``, ``"(dB/s)²"``, ``"0-1"``
+    for shares and ratios), ``""`` when it has none."""
+    if feature == "decay_variance":
+        return "(dB/s)\u00b2"
+    for end, unit in _UNITS:
+        if feature.endswith(end):
+            return unit
+    if any(feature.endswith(x) or feature == x for x in _SHARES):
+        return "0-1"
+    return ""
 
 
 # ----------------------------------------------------------------------------- JSON
+def writer_bytes(analysis: Analysis, fmt: str, *, registry: Any = None) -> bytes:
+    """What the core's registered writer ``fmt`` writes for ``analysis`` (as ``instrunet analyze
+    FILE --format FMT --out OUT`` does), as bytes."""
+    reg = registry or get_registry()
+    with tempfile.TemporaryDirectory(prefix="instrunet-app-") as d:
+        path = os.path.join(d, f"analysis.{fmt}")
+        reg.writer(fmt)(analysis, path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
 def analysis_json(analysis: Analysis, *, registry: Any = None) -> bytes:
     """The analysis as the core's registered ``json`` writer writes it (as the CLI's ``--json``).
 
@@ -108,12 +151,12 @@ def analysis_json(analysis: Analysis, *, registry: Any = None) -> bytes:
     bytes
         UTF-8 JSON.
     """
-    reg = registry or get_registry()
-    with tempfile.TemporaryDirectory(prefix="instrunet-app-") as d:
-        path = os.path.join(d, "analysis.json")
-        reg.writer("json")(analysis, path)
-        with open(path, "rb") as f:
-            return f.read()
+    return writer_bytes(analysis, "json", registry=registry)
+
+
+def ranges_csv(analysis: Analysis, *, registry: Any = None) -> bytes:
+    """Every detected range as CSV: the core's ``ranges`` writer (``instrunet analyze FILE --csv OUT``)."""
+    return writer_bytes(analysis, "ranges", registry=registry)
 
 
 # ----------------------------------------------------------------------------- PDF
@@ -175,14 +218,22 @@ class _Pdf:
         pdf.add_page()
         self.pdf = pdf
 
-    def heading(self, text: str, *, size: int = 13) -> None:
+    def heading(self, text: str, *, size: int = 13, keep: float = 40) -> None:
+        """A heading, on the next page unless it and ``keep`` mm of what follows fit under it."""
         p = self.pdf
-        if p.get_y() > p.h - 40:
+        if p.get_y() + self.heading_height(text, size=size) + keep > p.h - p.b_margin:
             p.add_page()
         p.ln(2)
         p.set_font(PDF_FONT, "B", size)
         p.multi_cell(0, size * 0.5, _pdf_text(text), new_x="LMARGIN", new_y="NEXT")
         p.ln(1)
+
+    def heading_height(self, text: str, *, size: int = 13) -> float:
+        """Millimetres :meth:`heading` takes for ``text`` (it may wrap)."""
+        p = self.pdf
+        p.set_font(PDF_FONT, "B", size)
+        lines = p.multi_cell(0, size * 0.5, _pdf_text(text), dry_run=True, output="LINES")
+        return 3 + (len(lines) if isinstance(lines, list) else 1) * size * 0.5
 
     def para(self, text: str, *, size: int = 9, style: str = "") -> None:
         p = self.pdf
@@ -205,23 +256,35 @@ class _Pdf:
                     r.cell(_pdf_text(v if isinstance(v, str) else fmt_value(v)))
         p.ln(2)
 
-    def image(self, png: bytes) -> None:
+    def image(self, png: bytes, *, heading: str | None = None, width: float | None = None) -> None:
+        """An image, on the next page if it does not fit here; ``heading`` goes with it."""
         p = self.pdf
         from PIL import Image
 
         w, h = Image.open(io.BytesIO(png)).size
-        height = p.epw * h / w
-        if p.get_y() + height > p.h - p.b_margin:
+        width = width or p.epw
+        height = width * h / w
+        if p.get_y() + height + (self.heading_height(heading) if heading else 0) > p.h - p.b_margin:
             p.add_page()
-        p.image(io.BytesIO(png), w=p.epw)
+        if heading:
+            self.heading(heading, keep=height)
+        p.image(io.BytesIO(png), w=width)
         p.ln(2)
+
+    def keep(self, mm: float) -> None:
+        """Start a new page unless ``mm`` more millimetres fit on this one (a heading and the
+        first lines of what follows it stay together)."""
+        p = self.pdf
+        if p.get_y() + mm > p.h - p.b_margin:
+            p.add_page()
 
     def output(self) -> bytes:
         return bytes(self.pdf.output())
 
 
 def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any = None) -> bytes:
-    """The PDF report: summary, model card, plots, tables, condition, and what each measure means.
+    """The PDF report: summary, model card, instruments, timeline, probabilities, condition, what
+    each measure means, and every detected range in an appendix.
 
     Parameters
     ----------
@@ -241,7 +304,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     doc = _Pdf(f"instrunet report: {name}")
     doc.heading(f"instrunet report: {name}", size=16)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    doc.para(f"Duration {analysis.duration:.1f} s. Written {now} by instrunet-app.")
+    doc.para(f"Duration {format_time(analysis.duration, decimals=1)} (m:ss). Written {now} by instrunet-app.")
 
     doc.heading("Overall prediction")
     if analysis.silent:
@@ -249,19 +312,20 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
             "The recording is silent (every window is below -60 dBFS): no instruments to detect.", style="B"
         )
     else:
-        doc.para(f"{analysis.label} (confidence {analysis.confidence:.2f})", size=12, style="B")
+        doc.para(f"{analysis.label} (mean probability {analysis.confidence:.2f})", size=12, style="B")
+    if analysis.prediction.other is not None:
+        doc.para(f"None of the eight (open-set output): mean probability {analysis.prediction.other:.2f}.")
+    if analysis.low_evidence and not analysis.silent:
+        doc.para(
+            f"Low evidence: only {analysis.prediction.sounding_seconds:.1f} s of sound; treat this as a hint."
+        )
     doc.para(
         "Detected instruments: "
         + (", ".join(i.label for i in analysis.instruments) if analysis.instruments else "none")
     )
     cv = condition_view(analysis)
     if cv["status"] == "ok":
-        p = cv["probabilities"].get(cv["label"])
-        doc.para(
-            f"Condition: {cv['label']}"
-            + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
-            + "; details below."
-        )
+        doc.para(f"Condition: {_condition_line(cv)}; details below.")
 
     doc.heading("Model")
     rows = [
@@ -280,39 +344,46 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     doc.heading("Detected instruments")
     if analysis.instruments:
         doc.table(
-            ["instrument", "presence", "intensity", "mean p", "max p", "time ranges"],
+            ["instrument", "mean probability", "presence", "intensity", "time ranges (m:ss)"],
             [
                 [
                     i.label,
+                    f"{i.mean_probability:.2f}",
                     f"{i.presence:.0%}",
                     f"{i.intensity:.2f}",
-                    f"{i.mean_probability:.2f}",
-                    f"{i.max_probability:.2f}",
-                    fmt_ranges(i.ranges),
+                    fmt_ranges(i.ranges, limit=4, where="appendix"),
                 ]
                 for i in analysis.instruments
             ],
-            widths=(24, 18, 18, 16, 16, 88),
+            widths=(24, 26, 20, 18, 94),
         )
     else:
         doc.para("None detected.")
+    if analysis.other_ranges():
+        doc.para(f"None of the eight: {fmt_ranges(analysis.other_ranges(), limit=4, where='appendix')}")
 
     if analysis.timeline:
-        doc.heading("Timeline")
-        doc.image(figure_png(timeline_figure(analysis)))
-    doc.heading("Probability per family")
-    doc.image(figure_png(probabilities_figure(analysis)))
+        doc.image(
+            figure_png(timeline_figure(analysis)),
+            heading="Timeline (m:ss)",
+        )
+    doc.image(figure_png(probabilities_figure(analysis)), heading="Mean probability per family")
+    s = analysis.settings
+    thresholds = s.get("thresholds", {})
+    detected = {i.label for i in analysis.instruments}
+    doc.keep(60)
     doc.table(
-        ["family", "mean probability", "threshold"],
+        ["family", "mean probability", "threshold (smoothed probability)", "detected"],
         [
             [
                 lab,
-                f"{analysis.prediction.probabilities.get(lab, 0.0):.3f}",
-                fmt_value(analysis.settings.get("thresholds", {}).get(lab, "-")),
+                f"{analysis.prediction.probabilities.get(lab, 0.0):.2f}",
+                fmt_value(thresholds.get(lab, "-")),
+                "yes" if lab in detected else "no",
             ]
-            for lab in analysis.labels
+            for lab in sorted(analysis.labels, key=lambda x: -analysis.prediction.probabilities.get(x, 0.0))
         ],
-        widths=(50, 50, 50),
+        widths=(40, 40, 60, 40),
     )
 
     _pdf_condition(doc, analysis)
@@ -334,13 +405,28 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     doc.heading("What the measures mean")
     for k, v in measures().items():
         doc.para(f"{k}: {v}")
-    s = analysis.settings
     doc.para(
         f"Settings: window {fmt_value(s.get('window'))} s, hop {fmt_value(s.get('hop'))} s, smoothing "
-        f"{fmt_value(s.get('smoothing'))} windows, silence below {fmt_value(s.get('silence_db'))} dBFS.",
+        f"{fmt_value(s.get('smoothing'))} s, minimum duration {fmt_value(s.get('min_duration'))} s, "
+        f"silence below {fmt_value(s.get('silence_db'))} dBFS for {fmt_value(s.get('min_silence'))} s or more "
+        "ends a range.",
         size=8,
     )
+
+    ranges = range_rows(analysis)
+    if ranges:
+        doc.heading("Appendix: every detected range")
+        doc.table(["family", "start", "end", "length"], ranges, widths=(50, 40, 40, 40))
     return doc.output()
+
+
+def _condition_line(cv: Mapping[str, Any]) -> str:
+    """``healthy (probability 0.93)``, or ``unknown`` and why, for the summary."""
+    label = str(cv["label"])
+    if label == "unknown":
+        return "unknown (too little sound to judge)"
+    p = cv["probabilities"].get(label)
+    return label + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
 
 
 def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
@@ -350,6 +436,8 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
         doc.para(cv["notice"])
         return
     doc.para(f"Condition: {cv['label']}", size=12, style="B")
+    if cv["label"] == "unknown":
+        doc.para("Too little sound to judge: the condition model needs about a second of notes or more.")
     if cv["explanation"]:
         doc.para(cv["explanation"])
     probs = cv["probabilities"]
@@ -359,7 +447,9 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
         )
     if cv["features"]:
         doc.table(
-            ["feature", "value"], [[k, fmt_value(v)] for k, v in cv["features"].items()], widths=(60, 40)
+            ["feature", "value", "unit"],
+            [[k, fmt_value(v), unit_of(k)] for k, v in cv["features"].items()],
+            widths=(60, 40, 30),
         )
     if cv["instruments"]:
         doc.table(

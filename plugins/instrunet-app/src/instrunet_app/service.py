@@ -33,6 +33,8 @@ __all__ = [
     "available_models",
     "check_upload",
     "analyze_upload",
+    "analysis_steps",
+    "audio_mime",
     "model_card",
     "condition_view",
     "other_extras",
@@ -122,6 +124,8 @@ class AppResult:
     filename: str
     size_bytes: int
     notice: str | None = None
+    #: The steps the progress bar named, the last (writing the reports) still to come.
+    steps: tuple[str, ...] = ()
 
 
 def available_models(*, registry: Any = None) -> list[ModelChoice]:
@@ -273,6 +277,27 @@ class _ReadProgress(io.BytesIO):
         return n
 
 
+#: The MIME type the page's audio player is given for each allowed extension.
+_MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+
+
+def audio_mime(filename: str) -> str:
+    """The MIME type of an upload, by its extension (``audio/wav`` when unknown)."""
+    return _MIME.get(os.path.splitext(filename)[1].lower().lstrip("."), "audio/wav")
+
+
+def analysis_steps(analyzers: Sequence[str]) -> list[str]:
+    """What the progress bar names, in order, for an analysis with these analyzers."""
+    names = {"condition": "Judging the condition"}
+    return [
+        "Checking the file",
+        "Finding the instruments",
+        "Looking closer where a family is in doubt",
+        *[names.get(a, f"Running the {a} analysis") for a in analyzers],
+        "Writing the reports",
+    ]
+
+
 def analyze_upload(
     data: bytes,
     filename: str,
@@ -280,6 +305,7 @@ def analyze_upload(
     model: Model | str | None = None,
     limits: Limits | None = None,
     progress: Progress | None = None,
+    registry: Any = None,
     **analyze_options: Any,
 ) -> AppResult:
     """Check and analyse an uploaded recording.
@@ -292,8 +318,11 @@ def analyze_upload(
         A loaded model or a registered model name (default: the default model).
     limits : Limits, optional
     progress : callable, optional
-        ``progress(fraction, text)`` while it works; decoding and inference report
-        how much of the file they have read.
+        ``progress(fraction, text)`` as it works: the text names the step (``"Step 2 of 5:
+        Finding the instruments: 12 of 24 s read"``); decoding reports how much it has read.
+        The last step, writing the reports, is the caller's (:attr:`AppResult.steps`).
+    registry : Registry, optional
+        Where the model and the analyzers come from.
     **analyze_options
         Passed to :func:`instrunet_core.analyze` (``hop``, ``smoothing``, ...).
 
@@ -306,26 +335,42 @@ def analyze_upload(
     InstrunetError
         ``InputError`` / ``DecodeError`` naming the file and the problem, ``ModelError``.
     """
+    reg = registry or get_registry()
+    wanted = analyze_options.get("analyzers", True)
+    names = list(reg.analyzers) if wanted is True else ([] if not wanted else list(wanted))
+    steps = analysis_steps(names)
+    n = len(steps)
+    # fractions: checking 0-0.05, reading 0.05-0.7, looking closer 0.7-0.75, analyzers 0.75-0.92
     say = progress or (lambda f, t: None)
-    say(0.02, "Checking the file")
+
+    def step(i: int, fraction: float, more: str = "") -> None:
+        say(fraction, f"Step {i + 1} of {n}: {steps[i]}{more}")
+
+    step(0, 0.02)
     duration = check_upload(data, filename, limits=limits)
-    say(0.08, "Loading the model")
-    m = model if isinstance(model, Model) else load_model(model)
-    say(0.1, f"Analysing {duration:.1f} s of audio with {m.name} {m.version}")
+    m = model if isinstance(model, Model) else load_model(model, registry=reg)
+    step(1, 0.05, f": {duration:.0f} s of audio with {m.name} {m.version}")
     src = _ReadProgress(
         data,
         filename,
-        lambda f: say(0.1 + 0.75 * f, f"Analysing: {f * duration:.0f} of {duration:.0f} s read"),
+        lambda f: step(1, 0.05 + 0.65 * f, f": {f * duration:.0f} of {duration:.0f} s read"),
     )
+
+    def later(what: str, fraction: float) -> None:
+        if what == "refine":
+            step(2, 0.7)
+        elif what.startswith("analyzer "):
+            i = names.index(what[len("analyzer ") :])
+            step(3 + i, 0.75 + 0.17 * i / max(1, len(names)))
+
     try:
-        an = analyze(src, model=m, **analyze_options)
+        an = analyze(src, model=m, registry=reg, progress=later, **analyze_options)
     except Exception:
         if src.pending is not None:
             raise src.pending from None
         raise
     if src.pending is not None:
         raise src.pending
-    say(0.9, "Analysis done")
     notice = None
     if an.silent:
         notice = (
@@ -338,7 +383,7 @@ def analyze_upload(
             f"{filename}: only {secs:.1f} s of sound; the models were trained on notes of about 3 s, "
             "so treat this result as a hint."
         )
-    return AppResult(analysis=an, filename=filename, size_bytes=len(data), notice=notice)
+    return AppResult(analysis=an, filename=filename, size_bytes=len(data), notice=notice, steps=tuple(steps))
 
 
 def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:

@@ -8,8 +8,19 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.errors import InputError
+from instrunet_core.features import SILENCE_DB
 from instrunet_core.inputs import check_sample_rate
+from instrunet_core.timeline import (
+    DEFAULT_MIN_DURATION,
+    DEFAULT_SMOOTHING,
+    EVIDENCE_HOP,
+    Activity,
+    Detection,
+    Detector,
+    with_overrides,
+)
 
 from ._core import Adapter, Layout
 
@@ -17,6 +28,8 @@ __all__ = ["Router"]
 
 #: Route key of the ``default`` board (or of the dry signal when there is none).
 DEFAULT = None
+#: A moment where nothing sounds: the current route goes on.
+_KEEP = "\0keep"
 
 #: Margin for the classifier reporting a window after its last sample arrived: its resampler
 #: holds back some audio (measured up to 42 ms at 44.1 kHz, 103 ms at 8 kHz; none at
@@ -64,44 +77,49 @@ class Router(Adapter):
     mix of running outputs. At each change of route the outgoing and incoming chains
     are crossfaded with equal-power (cosine/sine) gains over ``crossfade_ms``.
 
-    A route can only change after the window that hears the change is complete
-    (``window_seconds``, 2.949 s, one every ``hop_seconds``, 1.509 s). Two modes:
+    What plays where is decided by the core's detection (:mod:`instrunet_core.timeline`, the
+    logic of :func:`instrunet_core.analyze`): each label's probability on a time axis, smoothed
+    over ``smoothing`` seconds, against its threshold, held for ``min_duration``, cut by a
+    second of silence. At each moment the route is the detected routed label with the highest
+    smoothed probability, else ``default``; where the model hears sound that is none of its
+    labels (an open-set model: its "other" probability holds its threshold and beats every
+    label's) the ``"other"`` route if ``boards`` has one; where nothing sounds, the current
+    route goes on. Two modes:
 
-    * ``lookahead=True`` (default; files): the audio is delayed until the windows around
-      it are heard, and each sample takes the route of the window whose centre is nearest,
-      so the crossfade sits, to within half a hop, where the instrument changes. Calling
-      the router on a whole array (``reset=True``) or :func:`process_file` returns aligned
-      output; block by block (``reset=False``) the output is delayed by
-      :attr:`latency_seconds` (3.1 s with the defaults), like a plugin with latency, and
-      :meth:`flush` returns the last ``latency`` samples.
-    * ``lookahead=False`` (live): no added latency; a route changes at the end of the
-      window that detected it (plus :data:`EMIT_SLACK_S`), so a change the model detects is
-      followed at most a window + hop + slack late (4.6 s), often sooner.
+    * ``lookahead=True`` (default; files): the audio is delayed until the detection around it is
+      settled, so every route changes where the detection changes (the crossfade centred
+      there), exactly as :func:`instrunet_core.analyze` would place it. Calling the router on a
+      whole array (``reset=True``) or :func:`process_file` returns aligned output; block by block
+      (``reset=False``) the output is delayed by :attr:`latency_seconds` (about 6 s with the
+      defaults), like a plugin with latency, and :meth:`flush` returns the rest.
+    * ``lookahead=False`` (live): no added latency; the route follows what the detection says
+      about the newest window as soon as it is complete (plus :data:`EMIT_SLACK_S`), so a change
+      the model detects is followed a window and a hop late, or ``min_duration`` more.
       Before the first window the default route plays.
 
     Parameters
     ----------
     boards : dict of {str: pedalboard.Plugin}
-        Model label (e.g. ``"vocal"``, ``"guitar"``) → the ``Pedalboard`` (or single plugin)
-        for regions where that instrument is detected.
+        Model label (e.g. ``"vocal"``, ``"guitar"``), or ``"other"`` for sound that is none of
+        the labels (models with an open-set output), → the ``Pedalboard`` (or single plugin) for
+        regions where it is detected.
     default : pedalboard.Plugin, optional
         Chain for regions where none of ``boards``' labels is detected (silence keeps
         the current route). ``None`` passes those regions through unprocessed.
-    threshold : float or dict of {str: float}
-        Probability a label needs to take its route; when several qualify the most
-        probable wins.
+    threshold : float or dict of {str: float}, optional
+        Presence thresholds overriding the model's (one number for every routed label, or per
+        label); the model's own by default, as ``analyze`` uses them.
     crossfade_ms : float
         Length of each equal-power crossfade (0 switches hard, with clicks).
     lookahead : bool
         See above.
-    smoothing : int
-        Moving median of each label's probability over this many windows before choosing a
-        route (1: off; 3 is what ``instruments`` uses). It keeps a route from flickering on
-        one doubtful window. With lookahead the median is centred and the lookahead grows by
-        ``ceil((smoothing - 1) / 2)`` hops (one for 3); without, it trails, so changes come
-        ``(smoothing - 1) / 2`` hops later on average.
-    model, hop
-        As for :class:`Tagger`: the model, and seconds between windows.
+    smoothing, min_duration : float
+        Seconds, as for :func:`instrunet_core.analyze`.
+    model : Model, str or PathLike, optional
+        As for :class:`Tagger`.
+    hop : float, optional
+        Seconds between windows; default :data:`~instrunet_core.timeline.EVIDENCE_HOP` (0.5 s),
+        the spacing at which the detection needs no extra windows.
 
     Examples
     --------
@@ -110,7 +128,7 @@ class Router(Adapter):
     ...                  "guitar": Pedalboard([Reverb(room_size=0.8)])})  # doctest: +SKIP
     >>> out = router(audio, 44100)  # doctest: +SKIP
     >>> router.regions  # doctest: +SKIP
-    [(0.0, 8.22, 'vocal'), (8.22, 16.0, 'guitar')]
+    [(0.0, 8.01, 'vocal'), (8.01, 16.0, 'guitar')]
     """
 
     _what = "Router"
@@ -120,12 +138,13 @@ class Router(Adapter):
         boards: Mapping[str, Any],
         *,
         default: Any = None,
-        threshold: float | Mapping[str, float] = 0.5,
+        threshold: float | Mapping[str, float] | None = None,
         crossfade_ms: float = 50.0,
         lookahead: bool = True,
-        smoothing: int = 1,
+        smoothing: float = DEFAULT_SMOOTHING,
+        min_duration: float = DEFAULT_MIN_DURATION,
         model: Any = None,
-        hop: float | None = None,
+        hop: float | None = EVIDENCE_HOP,
     ) -> None:
         from pedalboard import Plugin
 
@@ -135,8 +154,15 @@ class Router(Adapter):
             )
         super().__init__(model, hop=hop)
         labels = self.labels
+        self._other_threshold = self._clf.other_threshold
         for lab, board in boards.items():
-            if lab not in labels:
+            if lab == OTHER_LABEL and lab not in labels:
+                if self._other_threshold is None:
+                    raise InputError(
+                        f"{self._what}: boards[{OTHER_LABEL!r}]: this model has no open-set output "
+                        "(it cannot tell sound that is none of its labels)"
+                    )
+            elif lab not in labels:
                 raise InputError(f"{self._what}: unknown label {lab!r} (this model's labels: {list(labels)})")
             if not isinstance(board, Plugin):
                 raise InputError(
@@ -149,33 +175,49 @@ class Router(Adapter):
             )
         self.boards = dict(boards)
         self.default = default
-        self._index = {lab: labels.index(lab) for lab in self.boards}
-        self.thresholds = self._thresholds(threshold)
+        self._index = {lab: labels.index(lab) for lab in self.boards if lab in labels}
+        self._all_thresholds = self._thresholds(threshold)
+        #: The presence threshold of each routed label (and of ``"other"``).
+        self.thresholds = {lab: self._all_thresholds[lab] for lab in self.boards}
         x = float(crossfade_ms)
         if not math.isfinite(x) or x < 0:
             raise InputError(f"{self._what}: crossfade_ms must be >= 0, got {crossfade_ms!r}")
         self.crossfade_ms = x
         self.lookahead = bool(lookahead)
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, np.integer)) or smoothing < 0:
-            raise InputError(f"{self._what}: smoothing must be an int >= 0 (windows), got {smoothing!r}")
-        self.smoothing = max(1, int(smoothing))
-        # moving median over `smoothing` windows: centred with lookahead, trailing without
-        self._after = (self.smoothing - 1 - (self.smoothing - 1) // 2) if self.lookahead else 0
-        self._before = self.smoothing - 1 - self._after
+        try:
+            self.detection = Detection(smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB)
+        except InputError as e:
+            raise InputError(f"{self._what}: {e}") from None
+        self.smoothing = self.detection.smoothing
+        self.min_duration = self.detection.min_duration
         self.reset()
 
-    def _thresholds(self, threshold: float | Mapping[str, float]) -> dict[str, float]:
+    def _thresholds(self, threshold: float | Mapping[str, float] | None) -> dict[str, float]:
+        """Every label's threshold (the model's, with the caller's overrides), and ``"other"``'s."""
+        model = dict(self._clf.thresholds)
+        if self._other_threshold is not None:
+            model[OTHER_LABEL] = float(self._other_threshold)
+        if threshold is None:
+            return model
         if isinstance(threshold, Mapping):
             extra = set(threshold) - set(self.boards)
             if extra:
                 raise InputError(f"{self._what}: thresholds for labels without a board: {sorted(extra)}")
-            thr = {lab: float(threshold.get(lab, 0.5)) for lab in self.boards}
+            over = dict(threshold)
         else:
-            thr = dict.fromkeys(self.boards, float(threshold))
-        for lab, v in thr.items():
-            if not 0.0 < v < 1.0:
+            over = dict.fromkeys(self.boards, threshold)
+        for lab, v in over.items():
+            try:
+                ok = 0.0 < float(v) < 1.0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
                 raise InputError(f"{self._what}: threshold for {lab!r} must be in (0, 1), got {v!r}")
-        return thr
+        other = over.pop(OTHER_LABEL, None)
+        out = with_overrides(model, over)
+        if other is not None:
+            out[OTHER_LABEL] = float(other)
+        return out
 
     # ------------------------------------------------------------------ properties
 
@@ -188,16 +230,26 @@ class Router(Adapter):
         return self._lookahead_seconds()
 
     def _lookahead_seconds(self) -> float:
-        w, h = self.window_seconds, self.hop_seconds
-        return max(w, (w + h) / 2 + self.crossfade_ms / 2000.0) + self._after * h + EMIT_SLACK_S
+        # A moment is settled once a window centred a detection horizon (and a grid step) after
+        # it is classified; that window is emitted half a window after its centre (plus the
+        # resampler's delay), and windows come one hop apart.
+        step = self._clf.level_step
+        return (
+            self.window_seconds / 2
+            + self.hop_seconds
+            + self.detection.horizon
+            + 2 * step
+            + EMIT_SLACK_S
+            + self.crossfade_ms / 2000.0
+        )
 
     def latency_samples(self, sample_rate: float) -> int:
         """Delay of block-by-block output at ``sample_rate``, in samples.
 
-        With lookahead a sample's route is known once the window whose centre is nearest
-        has been heard: the first window after ``window`` seconds, later ones at most
-        ``(window + hop) / 2`` plus half a crossfade after the sample, plus
-        :data:`EMIT_SLACK_S`; a centred ``smoothing`` median waits for the windows after.
+        With lookahead a sample's route is known once the detection there is settled: the
+        window centred :attr:`~instrunet_core.timeline.Detection.horizon` seconds after it has
+        been classified (half a window after its centre, a hop at most after the sample's own,
+        plus :data:`EMIT_SLACK_S`), and half a crossfade before the change.
         """
         if not self.lookahead:
             return 0
@@ -246,9 +298,14 @@ class Router(Adapter):
         self._fifos: dict[str | None, _Fifo] = {}
         self._target: str | None = DEFAULT
         self._decided = False
-        self._recent: list[tuple[Any, np.ndarray]] = []  # (window, probabilities; 0 when silent)
-        self._base = 0  # stream index of _recent[0]
-        self._n_decided = 0
+        self._det = Detector(
+            self.labels,
+            {lab: v for lab, v in self._all_thresholds.items() if lab != OTHER_LABEL},
+            step=self._clf.level_step,
+            spacing=self.hop_seconds,
+            detection=self.detection,
+            other_threshold=self._all_thresholds.get(OTHER_LABEL),
+        )
         self._known = 0
         self._events: list[tuple[int, str | None]] = []
         self._fade: tuple[float, dict[str | None, float], str | None] = (-math.inf, {}, DEFAULT)
@@ -262,65 +319,81 @@ class Router(Adapter):
 
     # ------------------------------------------------------------------ decisions
 
-    def _receive(self, w: Any, *, final: bool = False) -> None:
-        """Take the next classified window (``None``: none) and decide every window that can be.
+    def _evidence(self, windows: list[Any], *, final: bool = False) -> None:
+        """Give the detector each classified window with the level track up to its end, and route:
+        what is decided never depends on how the audio was cut into blocks."""
+        step = self._clf.level_step
+        for w in windows:
+            self._det.add_window(0.5 * (w.start + w.end), w.probabilities, w.silent, w.other, end=w.end)
+            upto = int(w.end / step + 1e-6)
+            if upto > self._det.blocks:
+                lv = self._clf.level_db(self._det.blocks)[: upto - self._det.blocks]
+                self._det.add_levels(lv, self._det.blocks * step + lv.shape[0] * step)
+            self._route(final=False)
+        if final:
+            self._det.add_levels(self._clf.level_db(self._det.blocks), self._clf.duration)
+            self._route(final=True)
 
-        A window is decided once the ``after`` windows of its median have arrived (at the end
-        of the stream, with the neighbours there are, as the core's moving median does).
-        """
-        if w is not None:
-            p = np.zeros(len(self._clf.labels)) if w.silent else np.asarray(w.probabilities, dtype=np.float64)
-            self._recent.append((w, p))
-        while True:
-            k = self._n_decided - self._base  # position of the next undecided window in _recent
-            if k >= len(self._recent) or (not final and len(self._recent) - 1 - k < self._after):
-                break
-            lo, hi = max(0, k - self._before), min(len(self._recent), k + self._after + 1)
-            probs = (
-                np.median(np.stack([q for _, q in self._recent[lo:hi]]), axis=0)
-                if hi - lo > 1
-                else self._recent[k][1]
-            )
-            self._decide(self._recent[k][0], probs)
-            self._n_decided += 1
-        drop = max(0, self._n_decided - self._before - self._base)
-        if drop:
-            del self._recent[:drop]
-            self._base += drop
+    def _keys(self, act: Activity) -> list[str | None]:
+        """The route of each moment of ``act`` (:data:`_KEEP` where nothing sounds)."""
+        out: list[str | None] = []
+        routed = list(self._index.items())
+        other = OTHER_LABEL in self.boards
+        for j in range(act.n):
+            if not act.sounding[j]:
+                out.append(_KEEP)
+                continue
+            if other and act.other_active is not None and act.other_active[j]:
+                out.append(OTHER_LABEL)  # none of the labels is the answer here: it beats them all
+                continue
+            best, best_p = DEFAULT, -1.0
+            for lab, i in routed:
+                if act.active[j, i] and act.probability[j, i] > best_p:
+                    best, best_p = lab, float(act.probability[j, i])
+            out.append(best)
+        return out
 
-    def _choose(self, probabilities: np.ndarray) -> str | None:
-        p = probabilities
-        best, best_p = DEFAULT, -1.0
-        for lab, i in self._index.items():
-            if p[i] >= self.thresholds[lab] and p[i] > best_p:
-                best, best_p = lab, float(p[i])
-        return best
-
-    def _decide(self, w: Any, probabilities: np.ndarray) -> None:
+    def _route(self, *, final: bool) -> None:
+        """Turn what the detector has settled (lookahead) or says now (live) into route changes."""
         sr = self._sr or 1
-        win, hop = self.window_seconds, self.hop_seconds
         x = self._xfade(sr)
-        start = float(w.start)
-        if self.lookahead:
-            # the next boundary is halfway between this window's centre and the next one's
-            self._known = int(round(sr * (start + win / 2 + hop / 2))) - x // 2
-        if w.silent:
+        if not self.lookahead:
+            self._det.update(final=final)  # keeps its memory bounded
+            act = self._det.peek()
+            if act is None or act.n == 0:
+                return
+            centre = self._det.last_centre
+            j = min(act.n - 1, max(0, int((centre - act.start) / act.step)))
+            key = self._keys(_window(act, j))[0]
+            if key is _KEEP:
+                return
+            self._change(key, int(round(sr * (self._det.last_end + EMIT_SLACK_S))), x)
             return
-        key = self._choose(probabilities)
-        if not self._decided and self.lookahead and self._n_out == 0:
-            self._decided = True
-            self._target = key
-            self._fade = (-math.inf, {}, key)
-            self._history = [(0, key)]
+        got = self._det.update(final=final)
+        if got is None:
             return
+        first, act = got
+        step = act.step
+        for j, key in enumerate(self._keys(act)):
+            if key is _KEEP:
+                continue
+            if not self._decided:
+                self._decided = True
+                t = (first + j) * step
+                if int(round(sr * t)) - x // 2 <= 0:  # from the very start: no crossfade in
+                    self._target = key
+                    self._fade = (-math.inf, {}, key)
+                    self._history = [(0, key)]
+                    continue
+            self._change(key, int(round(sr * (first + j) * step)) - x // 2, x)
+        self._known = int(round(sr * (first + act.n) * step)) - x // 2
+        if final:
+            self._known = max(self._known, self._n_in)
+
+    def _change(self, key: str | None, s: int, x: int) -> None:
         self._decided = True
         if key == self._target:
             return
-        if self.lookahead:
-            mid = int(round(sr * (start + win / 2 - hop / 2)))
-            s = mid - x // 2
-        else:
-            s = int(round(sr * (start + win + EMIT_SLACK_S)))
         s = max(s, self._n_out)
         self._events.append((s, key))
         self._history.append((s + x // 2, key))
@@ -395,9 +468,8 @@ class Router(Adapter):
         self._channels = ch
         x = Layout.channels_first(a, kind, self._what)
         self._run_boards(x, sr)
-        for w in self._clf.process(x.T, sr):
-            self._receive(w)
         self._n_in += x.shape[1]
+        self._evidence(self._clf.process(x.T, sr))
         ready = self._n_in if not self.lookahead else min(self._n_in, self._known)
         return self._mix(max(ready, self._n_out)), kind
 
@@ -406,9 +478,7 @@ class Router(Adapter):
         if self._finished or self._sr is None:
             self._finished = True
             return np.zeros((self._channels or 1, 0), dtype=np.float32)
-        for w in self._clf.flush():
-            self._receive(w)
-        self._receive(None, final=True)
+        self._evidence(self._clf.flush(), final=True)
         out = self._mix(self._n_in)
         self._finished = True
         return out
@@ -483,3 +553,19 @@ class Router(Adapter):
         out = self._outq.view(0, len(self._outq)).copy()
         self._outq.consume(len(self._outq))
         return Layout.restore(out, kind)
+
+
+def _window(act: Activity, j: int) -> Activity:
+    """Moment ``j`` of ``act`` alone."""
+    import dataclasses
+
+    return dataclasses.replace(
+        act,
+        start=act.start + j * act.step,
+        probability=act.probability[j : j + 1],
+        active=act.active[j : j + 1],
+        sounding=act.sounding[j : j + 1],
+        level_db=act.level_db[j : j + 1],
+        other=None if act.other is None else act.other[j : j + 1],
+        other_active=None if act.other_active is None else act.other_active[j : j + 1],
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,38 +19,200 @@ from ._core import Adapter, Layout
 __all__ = ["Tagger", "StreamTagger", "LiveResult"]
 
 
+class _Worker:
+    """The classifier on a thread of its own: blocks queued by the caller, handled in order on
+    that thread. One lock guards the classifier, so readers (``results``, ``analysis``) see it
+    between blocks; an error is kept and raised again in the caller's thread."""
+
+    def __init__(self, handle: Callable[[Any], None]) -> None:
+        self._handle = handle
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Re-entrant: an ``on_windows`` callback runs on the worker thread, inside the lock, and
+        # may read ``results`` or ``analysis``.
+        self.lock = threading.RLock()
+        self.error: BaseException | None = None
+        self._pending = 0
+        self._count = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="instrunet-tagger", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        with self._count:
+            self._pending += 1
+        self._q.put(item)
+
+    def wait(self) -> None:
+        """Until every queued item is handled."""
+        with self._count:
+            self._count.wait_for(lambda: self._pending == 0)
+
+    def close(self) -> None:
+        self._q.put(_STOP)
+        self._thread.join(timeout=5.0)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _STOP:
+                return
+            try:
+                if self.error is None:
+                    with self.lock:
+                        self._handle(item)
+            except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+                self.error = e
+            finally:
+                with self._count:
+                    self._pending -= 1
+                    self._count.notify_all()
+
+
+_STOP = object()
+#: A queued block: (frames, rate, when it was fed, seconds fed after it); ``None`` frames: the end.
+_Block = tuple[Any, int, float, float]
+
+
 class _Tagging(Adapter):
-    """What :class:`Tagger` and :class:`StreamTagger` share: the audio fed so far."""
+    """What :class:`Tagger` and :class:`StreamTagger` share: the audio fed so far, handing back
+    the windows each block completes (and ``on_windows``), and the worker thread."""
 
     def __init__(
-        self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
+        self,
+        model: Any = None,
+        *,
+        hop: float | None = None,
+        thresholds: Any = None,
+        keep: int | None = None,
+        on_windows: Callable[[list[Any]], Any] | None = None,
+        worker: bool = False,
     ) -> None:
         super().__init__(model, hop=hop, thresholds=thresholds, keep=keep)
+        if on_windows is not None and not callable(on_windows):
+            raise InputError(f"{self._what}: on_windows must be callable, got {type(on_windows).__name__}")
+        self.on_windows = on_windows
         self._fed = 0
+        # What the worker completed since the caller last took it, under a lock of its own: the
+        # caller never waits for the classifier's lock, which the worker holds while it works.
+        self._done: list[Any] = []
+        self._done_lock = threading.Lock()
+        self._worker: _Worker | None = _Worker(self._work) if worker else None
+
+    @property
+    def worker(self) -> bool:
+        """True when a worker thread runs the classifier (the caller never waits for inference)."""
+        return self._worker is not None
 
     def reset(self) -> None:
         """Forget the stream: results, buffered audio, layout and sample rate."""
         with self._owner.feeding("reset"):
-            super().reset()
+            if self._worker is not None:
+                self._worker.wait()
+                self._raise_worker_error()
+                with self._worker.lock, self._done_lock:
+                    super().reset()
+                    self._done = []
+            else:
+                super().reset()
             self._fed = 0
 
+    def close(self) -> None:
+        """Stop the worker thread (if any); the tagger cannot be fed after this."""
+        if self._worker is not None:
+            self._worker.wait()
+            self._worker.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _raise_worker_error(self) -> None:
+        w = self._worker
+        if w is not None and w.error is not None:
+            e, w.error = w.error, None
+            raise e
+
+    def _wrap(self, wins: list[Any], stream_seconds: float, compute_seconds: float) -> list[Any]:
+        """What the class hands back for windows (the windows themselves)."""
+        return wins
+
     def _push(self, audio: Any, sample_rate: Any) -> list[Any]:
+        """What this block completed; with a worker, what it completed since the last call."""
+        self._raise_worker_error()
+        t0 = time.perf_counter()
         got = self._accept(audio, sample_rate)
         if got is None:
-            return []
+            return self._take()
         a, kind, _, sr = got
         frames = Layout.frames(a, kind)
         self._fed += frames.shape[0]
-        return list(self._clf.process(frames, sr))
+        if self._worker is not None:
+            self._worker.put((np.array(frames, copy=True), sr, t0, self.seconds))
+            return self._take()
+        wins = list(self._clf.process(frames, sr))
+        out = self._wrap(wins, self.seconds, time.perf_counter() - t0) if wins else []
+        self._hand_back(out)
+        return out
+
+    def _work(self, item: _Block) -> None:
+        """On the worker thread: one queued block (or the end of the stream)."""
+        frames, sr, t0, fed = item
+        wins = list(self._clf.flush() if frames is None else self._clf.process(frames, sr))
+        if wins:
+            out = self._wrap(wins, fed, time.perf_counter() - t0)
+            with self._done_lock:
+                self._done.extend(out)
+            self._hand_back(out)
+
+    def _take(self) -> list[Any]:
+        if self._worker is None or not self._done:
+            return []
+        with self._done_lock:
+            out, self._done = self._done, []
+        return out
+
+    def _hand_back(self, out: list[Any]) -> None:
+        if out and self.on_windows is not None:
+            self.on_windows(out)
 
     def _finish(self) -> list[Any]:
-        out = list(self._clf.flush()) if self._fed and not self._finished else []
+        if self._worker is not None:
+            if self._fed and not self._finished:
+                self._worker.put((None, 0, time.perf_counter(), self.seconds))
+                self._worker.wait()
+            self._finished = True
+            self._raise_worker_error()
+            return self._take()
+        t0 = time.perf_counter()
+        wins = list(self._clf.flush()) if self._fed and not self._finished else []
         self._finished = True
+        out = self._wrap(wins, self.seconds, time.perf_counter() - t0) if wins else []
+        self._hand_back(out)
         return out
 
     @property
+    def results(self) -> list[Any]:
+        """Every window so far (``instrunet_core.WindowResult``: start, end, probabilities, rms_db, silent, label)."""
+        if self._worker is None:
+            return super().results
+        # With a worker only its lock guards the classifier (the caller never touches it): not
+        # the feeding call's, which a caller waiting for the worker holds while an on_windows
+        # callback on the worker thread reads.
+        with self._worker.lock:
+            return list(self._clf.results)
+
+    @property
+    def analysis(self) -> Any:
+        """:class:`instrunet_core.Analysis` of the windows so far: prediction, timeline, instruments."""
+        if self._worker is None:
+            return super().analysis
+        with self._worker.lock:
+            return self._clf.analysis()
+
+    @property
     def instruments(self) -> list[Any]:
-        """Instruments detected so far (``analysis.instruments``), strongest first."""
+        """Instruments detected so far (``analysis.instruments``), in the order of the overall answer."""
         return self.analysis.instruments
 
     @property
@@ -80,6 +244,14 @@ class Tagger(_Tagging):
     keep : int, optional
         Keep only the last ``keep`` window results (for endless streams); all when omitted
         (one small result per hop: about 2,400 for an hour).
+    on_windows : callable, optional
+        Called with the list of windows (``instrunet_core.WindowResult``) each block completes,
+        as soon as they are classified (on the worker thread when there is one).
+    worker : bool
+        Run the classifier on a worker thread: a call only checks the block and queues a copy of
+        it, so an audio callback never waits for inference; windows arrive through
+        ``on_windows`` and :attr:`results`. :meth:`flush` (and a call with ``reset=True``) waits
+        for the worker; :meth:`close` stops it.
 
     Examples
     --------
@@ -142,9 +314,10 @@ class LiveResult:
         ``start``/``end`` seconds from the start of the stream, ``probabilities`` ``(L,)``,
         ``rms_db``, ``silent``, ``label``.
     stream_seconds : float
-        Audio fed so far when this result came out (the end of the block that completed it).
+        Audio fed up to the end of the block that completed it.
     compute_seconds : float
-        Wall time of the :meth:`StreamTagger.feed` call that produced it.
+        Wall time from that block's :meth:`StreamTagger.feed` call to the prediction: the call
+        itself, or with a worker thread the block's wait in the queue and its processing.
     """
 
     window: Any
@@ -185,10 +358,17 @@ class StreamTagger(_Tagging):
     the last ``window_seconds`` (2.949 s) and comes out every ``hop_seconds`` (1.509 s),
     plus the block's own buffering and the compute time (:attr:`LiveResult.latency`).
 
+    With ``worker=True`` the classifier runs on a worker thread: :meth:`feed` checks the block,
+    queues a copy and returns what the worker completed since the last call, so the audio
+    callback never waits for inference (``benchmarks/live.py`` measures its calls).
+
     Parameters
     ----------
-    model, hop, thresholds, keep
+    model, hop, thresholds, keep, worker
         As for :class:`Tagger`.
+    on_windows : callable, optional
+        Called with the list of :class:`LiveResult` as soon as a block's windows are
+        classified (on the worker thread when there is one).
 
     Examples
     --------
@@ -202,7 +382,8 @@ class StreamTagger(_Tagging):
     _what = "StreamTagger"
 
     def feed(self, block: Any, sample_rate: float) -> list[LiveResult]:
-        """Push the next block; returns the predictions it completed (often none, at most a few).
+        """Push the next block; returns the predictions it completed (often none, at most a few);
+        with a worker thread, those completed since the last call.
 
         Parameters
         ----------
@@ -214,19 +395,15 @@ class StreamTagger(_Tagging):
         list of LiveResult
         """
         with self._owner.feeding("feed"):
-            t0 = time.perf_counter()
-            wins = self._push(block, sample_rate)
-            return self._wrap(wins, time.perf_counter() - t0)
+            return list(self._push(block, sample_rate))
 
     def finish(self) -> list[LiveResult]:
-        """End the stream: predict its last, partial window."""
+        """End the stream: predict its last, partial window (waiting for the worker thread)."""
         with self._owner.feeding("finish"):
-            t0 = time.perf_counter()
-            wins = self._finish()
-            return self._wrap(wins, time.perf_counter() - t0)
+            return list(self._finish())
 
-    def _wrap(self, wins: list[Any], dt: float) -> list[LiveResult]:
-        return [LiveResult(w, self.seconds, dt) for w in wins]
+    def _wrap(self, wins: list[Any], stream_seconds: float, compute_seconds: float) -> list[Any]:
+        return [LiveResult(w, stream_seconds, compute_seconds) for w in wins]
 
     def listen(
         self, source: Any, *, block_size: int | None = None, seconds: float | None = None
