@@ -28,7 +28,7 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 # postinstall download of CUDA binaries is skipped, its CPU binaries are in the npm package).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEV_PLUGINS := plugins/instrunet-baseline plugins/instrunet-pedalboard 'plugins/instrunet-condition[test]' \
-  'plugins/instrunet-app[test]' plugins/instrunet-ray
+  'plugins/instrunet-app[test]' plugins/instrunet-ray plugins/instrunet-large
 $(VENV)/.dev: pyproject.toml $(wildcard plugins/*/pyproject.toml) examples/node/package-lock.json | $(BIN)/python
 	$(PIP) install -e '.[plot,train,dev]' $(addprefix -e ,$(DEV_PLUGINS))
 	$(PIP) install --no-deps tinysoundfont

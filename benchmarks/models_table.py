@@ -29,7 +29,9 @@ def latency_ms(model_path: Path, runs: int = 300) -> tuple[float, float]:
 
     sess = onnx_session(model_path)  # the CPU, one thread
     name = sess.get_inputs()[0].name
-    x = np.random.default_rng(0).random((1, 128, 128, 1), dtype=np.float32)
+    # one window: log-mel [1, 128, 128(, 1)], or its audio [1, samples] for a waveform model
+    shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape]
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
     for _ in range(30):
         sess.run(None, {name: x})
     ts = []

@@ -51,6 +51,10 @@ def load_keras(path: str | Path) -> Any:
         raise ExportError(
             f"Keras backend is {keras.backend.backend()!r}; export needs KERAS_BACKEND=tensorflow"
         )
+    try:  # the large model's layers (YAMNet's front end and patching) register themselves on import
+        import training.teacher.keras_port  # noqa: F401
+    except ImportError:
+        pass
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - keras raises many kinds; name the file

@@ -50,7 +50,7 @@ def test_env_var_restricts_entry_points() -> None:
     rows = as_json(run("plugins", "--json", env={"INSTRUNET_PLUGINS": ""}))
     assert "baseline" not in {r["name"] for r in rows}
     models = as_json(run("models", "--json", env={"INSTRUNET_PLUGINS": ""}))
-    assert {m["name"] for m in models} == {"family", "family-compact"}  # the built-in ones
+    assert {m["name"] for m in models} == {"family", "family-compact", "family-open"}  # the built-in ones
 
 
 def test_models_json_lists_checked_artifacts() -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "answers",
     "chain_robustness",
     "evaluate_artifact",
+    "embedding_neighbours",
 ]
 
 F = len(FAMILIES)
@@ -62,8 +63,19 @@ class ArtifactModel:
 
         self.model = load_model(Path(artifact))  # a path, never a registered name
 
+    def outputs(self, x: np.ndarray, *, embedding: bool = False) -> Any:
+        """The model's :class:`~instrunet_core.model.ModelOutputs` for a batch of log-mel
+        windows ``[B, 128, 128(, 1)]`` or, for a model that takes audio, window audio ``[B, n]``."""
+        x = np.asarray(x, np.float32)
+        if self.model.input_kind == "waveform":
+            return self.model.outputs_windows(x.reshape(len(x), -1), embedding=embedding)
+        return self.model.outputs_features(x.reshape(len(x), *x.shape[1:3]), embedding=embedding)
+
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict_features(np.asarray(x, np.float32).reshape(len(x), *x.shape[1:3]))
+        out = self.outputs(x)
+        if out.other is None:
+            return np.asarray(out.probabilities, np.float32)
+        return np.concatenate([out.probabilities, out.other[:, None]], axis=1).astype(np.float32)
 
 
 def predict(model: Any, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -242,25 +254,81 @@ def evaluate_artifact(
     cache: Path = Path("cache/examples"),
     seed: int = 1234,
     n_dev: int = 20000,
+    n_dev_mix: int = 0,
 ) -> dict[str, Any]:
-    """The dev block of a report for the artifact folder ``artifact`` (holding ``manifest.json``).
+    """The dev block of a report for the artifact folder ``artifact`` (holding ``manifest.json``):
+    the single clips (per family, library, clip kind), the real-library ensembles
+    (``n_dev_mix`` of them), the open-set dev set (share answered "other"), nearest
+    neighbours over the embeddings (models with an embedding output) and the producer chains.
 
-    ``seed`` and ``n_dev`` must be the training run's (``--seed``, ``--n-dev``) to score the
-    same cached windows.
+    ``seed``, ``n_dev`` and ``n_dev_mix`` must be the training run's (``--seed``, ``--n-dev``,
+    ``--n-dev-mix``) to score the same cached windows.
     """
-    from instrunet_core.manifest import read_manifest
+    from .others import load_others
 
     notes = split_notes(corpus, "dev")
     spec = ExampleSpec(
         "dev", min(n_dev, len(notes)), seed + 5, balanced=False, random_crop=False, keep_audio=True
     )
     ex = cached_examples(corpus, spec, cache)  # the same windows as training.train's dev set
-    thresholds = dict(read_manifest(Path(artifact)).thresholds or {})
-    p = predict(ArtifactModel(Path(artifact)), ex.X)
+    model = ArtifactModel(Path(artifact))
+    audio = model.model.input_kind == "waveform"
+    thresholds = dict(model.model.thresholds)
+    if model.model.other_threshold is not None:
+        thresholds["other"] = float(model.model.other_threshold)
+    p = predict(model, inputs_of(ex, audio))
     out: dict[str, Any] = {"artifact": str(artifact), **score_set(p, ex, "single", thresholds)}
     out.update(dev_breakdown(p, ex, {nt.note_str: nt for nt in notes}, thresholds))
-    out["chains"] = chain_robustness(ArtifactModel(Path(artifact)), ex, thresholds)
+    if n_dev_mix:  # the real-library ensembles of training.train's dev set
+        mix = cached_examples(
+            corpus, ExampleSpec("dev", n_dev_mix, seed + 6, ensemble_prob=1.0, keep_audio=True), cache
+        )
+        out.update(score_set(predict(model, inputs_of(mix, audio)), mix, "mix", thresholds))
+    others = load_others(corpus / "dev")
+    if others:  # the open-set dev set: real drums, speech, noise and generated synths
+        spec_o = ExampleSpec(
+            "dev", len(others), seed + 8, balanced=False, other_prob=1.0, random_crop=False, keep_audio=True
+        )
+        oth = cached_examples(corpus, spec_o, cache)
+        out.update(score_set(predict(model, inputs_of(oth, audio)), oth, "other", thresholds))
+    if model.model.embedding_dim is not None:
+        out["neighbours"] = embedding_neighbours(model, ex, {nt.note_str: nt for nt in notes}, audio=audio)
+    out["chains"] = chain_robustness(model, ex, thresholds, audio=audio)
     return out
+
+
+def embedding_neighbours(
+    model: ArtifactModel, ex: Examples, notes: Mapping[str, Any], *, audio: bool = False
+) -> dict[str, Any]:
+    """Nearest-neighbour search over the set's embeddings (cosine similarity, each clip a
+    query against all the others): the share of queries whose nearest neighbour has the
+    query's family, over every other clip and over clips of *other instruments* only (a
+    stricter question: the same instrument's other notes are the easy neighbours)."""
+    vecs = []
+    x = inputs_of(ex, audio)
+    for i in range(0, len(ex), 256):
+        e = model.outputs(model_batch(x[i : i + 256]), embedding=True).embedding
+        vecs.append(np.asarray(e, np.float32))
+    v = np.concatenate(vecs)
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    sim = v @ v.T
+    np.fill_diagonal(sim, -np.inf)
+    fam = ex.Y[:, :F].argmax(1)
+    inst = np.array([str(notes[nm[0]].instrument_str) for nm in ex.names])
+    any_nn = sim.argmax(1)
+    other = np.where(inst[:, None] == inst[None, :], -np.inf, sim)
+    cross_nn = other.argmax(1)
+
+    def per_family(nn: np.ndarray) -> dict[str, float]:
+        return {f: float(np.mean(fam[nn[fam == i]] == i)) for i, f in enumerate(FAMILIES) if (fam == i).any()}
+
+    return {
+        "n": int(len(v)),
+        "dim": int(v.shape[1]),
+        "same_family": float(np.mean(fam[any_nn] == fam)),
+        "same_family_other_instrument": float(np.mean(fam[cross_nn] == fam)),
+        "per_family_other_instrument": per_family(cross_nn),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("cache/examples"))
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--n-dev", type=int, default=20000)
+    ap.add_argument(
+        "--n-dev-mix", type=int, default=0, help="real-library ensembles to score (training's --n-dev-mix)"
+    )
     args = ap.parse_args(argv)
     if not (args.corpus / "dev" / "examples.json").is_file():
         print(
@@ -278,13 +349,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    res = evaluate_artifact(args.artifact, args.corpus, cache=args.cache, seed=args.seed, n_dev=args.n_dev)
+    res = evaluate_artifact(
+        args.artifact,
+        args.corpus,
+        cache=args.cache,
+        seed=args.seed,
+        n_dev=args.n_dev,
+        n_dev_mix=args.n_dev_mix,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"dev": res}, indent=1, sort_keys=True))
     s = res["single"]
     print(
         f"dev: accuracy {s['accuracy']:.4f}, balanced {s['balanced_accuracy']:.4f}; shorter than 1 s "
         f"{res['shorter_than_1s'].get('accuracy', float('nan')):.4f} (n={res['shorter_than_1s']['n']})"
+        + (f"; ensembles micro F1 {res['mixture']['micro_f1']:.4f}" if "mixture" in res else "")
+        + (f"; open-set dev answered other {res['other']['answered_other']:.4f}" if "other" in res else "")
+        + (
+            f"; nearest neighbour same family {res['neighbours']['same_family']:.4f} "
+            f"(other instruments {res['neighbours']['same_family_other_instrument']:.4f})"
+            if "neighbours" in res
+            else ""
+        )
     )
     return 0
 

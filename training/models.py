@@ -140,7 +140,7 @@ def compact(n_labels: int = 8, *, width: int = 16, dense: int = 128, dropout: fl
 
 
 def large(
-    n_labels: int = 9, *, dense: int = 256, dropout: float = 0.3, blocks: int | None = 4, **_: object
+    n_labels: int = 9, *, dense: int = 128, dropout: float = 0.3, blocks: int | None = 4, **_: object
 ) -> keras.Model:
     """The large model: YAMNet (AudioSet, Apache-2.0; :mod:`training.teacher`) on our window.
 

@@ -10,8 +10,11 @@ over that batch as moving statistics, ``gamma = sqrt(v + eps)`` and ``beta = m +
 that a training batch like the calibration one passes through unchanged; without one,
 ``gamma = 1``, mean 0, variance ``1 - eps`` (exact at inference only: the first training
 steps would then see differently scaled activations and lose much of what the artifact
-knew). Dense layers are copied as they are. :func:`init_from_onnx` checks the result
-against onnxruntime on random windows and refuses a model that does not match.
+knew). Dense layers are copied as they are, except that the last one may have more outputs
+than the artifact's (an open-set model grown from an eight-family one): the artifact's columns
+are copied and the extra ones keep their fresh initialisation. :func:`init_from_onnx` checks
+the result (on the artifact's outputs) against onnxruntime on random windows and refuses a
+model that does not match.
 """
 
 from __future__ import annotations
@@ -114,19 +117,24 @@ def init_from_onnx(
             bn.set_weights(
                 [np.sqrt(v + float(bn.epsilon)).astype(np.float32), (m + bias).astype(np.float32), m, v]
             )
-    for layer, w in zip(denses, dense, strict=True):
+    for i, (layer, w) in enumerate(zip(denses, dense, strict=True)):
         b = by_size[w.shape[1]].pop(0)
-        if tuple(layer.kernel.shape) != w.shape:
-            raise ValueError(
-                f"{onnx_path}: dense {w.shape} does not fit {layer.name} {tuple(layer.kernel.shape)}"
-            )
+        shape = tuple(layer.kernel.shape)
+        grown = i == len(denses) - 1 and shape[0] == w.shape[0] and shape[1] > w.shape[1]
+        if shape != w.shape and not grown:
+            raise ValueError(f"{onnx_path}: dense {w.shape} does not fit {layer.name} {shape}")
+        if grown:  # an open-set head: the artifact's columns, then the layer's own
+            kernel, bias = (np.array(v) for v in layer.get_weights())
+            kernel[:, : w.shape[1]] = w
+            bias[: w.shape[1]] = b
+            w, b = kernel, bias
         layer.set_weights([w, b])
     sess = onnx_session(onnx_path, RuntimeOptions(intra_op_threads=0))
     inp = sess.get_inputs()[0]
     x = np.random.default_rng(0).random((4, 128, 128), dtype=np.float32)
     feed = x if len(inp.shape) == 3 else x[..., None]
     ref = sess.run(None, {inp.name: feed})[0]
-    got = np.asarray(model(x[..., None], training=False))
+    got = np.asarray(model(x[..., None], training=False))[:, : ref.shape[1]]
     diff = float(np.abs(ref - got).max())
     if not diff <= atol:
         raise ValueError(
