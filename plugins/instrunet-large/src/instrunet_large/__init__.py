@@ -1,11 +1,12 @@
-"""instrunet model plugin: ``family-large``, the accurate choice for users who can afford it.
+"""instrunet model plugin: ``family-large``, YAMNet's AudioSet knowledge for instrunet.
 
 Google's YAMNet (trained on AudioSet; Apache-2.0, see the ``NOTICE`` file next to this module)
 with its MobileNetV1 backbone fine-tuned on instrunet's corpus and a head for the eight
 families, "none of the eight" (``other``) and a 128-d embedding. It takes the window's audio
-(the YAMNet log-mel front end is inside the ONNX graph) and costs about ten times the default
+(the YAMNet log-mel front end is inside the ONNX graph) and costs about six times the default
 model's time per window (docs/models.md in the instrunet repository has its accuracy and
-speed beside the default's).
+speed beside the default's: best at "none of the eight" and ensembles, not yet on single
+instruments).
 
 Installed, this distribution exposes the entry point ``family-large`` in group ``instrunet``:
 ``instrunet classify --model family-large song.wav``, ``instrunet_core.load_model("family-large")``.
