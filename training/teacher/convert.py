@@ -161,9 +161,9 @@ def parity_clips(n16: int, *, extra: list[np.ndarray] | None = None) -> list[tup
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
+    from instrunet_core.session import RuntimeOptions, onnx_session
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return onnx_session(path, RuntimeOptions(intra_op_threads=0))  # every core: a one-off check
 
 
 def convert(

@@ -262,9 +262,9 @@ def bench_large(
     ms per window), its parity with Keras, and training throughput (examples/s, ``batch``)
     with the whole network trainable and with the last 3 blocks + head trainable."""
     import keras
-    import onnxruntime as ort
 
     from export.convert import canonicalize, to_onnx
+    from instrunet_core.session import onnx_session
 
     from .keras_port import large_model, set_trainable_blocks
 
@@ -278,10 +278,7 @@ def bench_large(
     import onnx
 
     onnx.save(proto, str(path))
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = onnx_session(path)  # the CPU, one thread
     got = sess.run(None, {"audio": x[:8]})[0]
     want = np.asarray(model(x[:8], training=False))
     out["onnx_vs_keras_max_abs_diff"] = float(np.abs(got - want).max())

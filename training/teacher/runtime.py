@@ -71,12 +71,9 @@ class WindowScores:
 
 
 def _session(path: Path, threads: int) -> object:
-    import onnxruntime as ort
+    from instrunet_core.session import RuntimeOptions, onnx_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return onnx_session(path, RuntimeOptions(intra_op_threads=threads))
 
 
 class Teacher:
