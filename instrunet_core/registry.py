@@ -67,6 +67,7 @@ __all__ = [
     "build_registry",
     "get_registry",
     "list_models",
+    "packaged_versions",
     "plugin_stdout",
 ]
 
@@ -469,6 +470,12 @@ def _selected_names() -> set[str] | None:
     if raw is None:
         return None
     return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def packaged_versions(models_dir: Path, name: str) -> list[Path]:
+    """The version folders ``models_dir/name/<version>/`` that hold a ``manifest.json``, in
+    path order: what a model plugin shipping its artifacts as package data registers."""
+    return sorted(p.parent for p in (Path(models_dir) / name).glob("*/manifest.json"))
 
 
 def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = True) -> Registry:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from instrunet_core import hookimpl
+from instrunet_core.registry import packaged_versions
 
 __all__ = ["MODEL_NAME", "MODELS_DIR", "model_dirs", "instrunet_register_models"]
 
@@ -22,7 +23,7 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 def model_dirs() -> list[Path]:
     """Every shipped version folder of the model (those holding a ``manifest.json``), oldest first."""
-    return sorted(p.parent for p in (MODELS_DIR / MODEL_NAME).glob("*/manifest.json"))
+    return packaged_versions(MODELS_DIR, MODEL_NAME)
 
 
 @hookimpl
