@@ -206,9 +206,9 @@ def test_keras_port_matches_the_saved_model(yamnet_tf, variables) -> None:
 @pytest.mark.slow
 def test_large_model_exports_to_onnx_and_trains_only_what_it_should(variables, tmp_path: Path) -> None:
     import onnx
-    import onnxruntime as ort
 
     from export.convert import to_onnx
+    from instrunet_core.session import onnx_session
     from training.teacher.keras_port import large_model, set_trainable_blocks
 
     model = large_model(9, variables=variables)
@@ -216,7 +216,7 @@ def test_large_model_exports_to_onnx_and_trains_only_what_it_should(variables, t
     x = _real_windows()
     path = tmp_path / "large.onnx"
     onnx.save(to_onnx(model, input_name="audio"), str(path))
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = onnx_session(path)
     got = sess.run(None, {"audio": x})[0]
     np.testing.assert_allclose(got, np.asarray(model(x, training=False)), atol=1e-4)
     model.save(tmp_path / "large.keras")
