@@ -68,7 +68,8 @@ def render(synth, pitch: int, seconds: float) -> np.ndarray | None:
 
 def score(clf: Classifier, y: np.ndarray) -> dict[str, object]:
     clf.classify(y, SR)
-    probs, rms, silent = clf._arrays()
+    an = clf.analysis()
+    probs, silent = an.probabilities, an.silent_windows
     labels = clf.labels
     weighted = clf.prediction()
     if silent.all():
@@ -77,7 +78,8 @@ def score(clf: Classifier, y: np.ndarray) -> dict[str, object]:
         plain = labels[int(np.argmax(probs[~silent].mean(axis=0)))]
     first = int(np.argmax(np.abs(y) > 10 ** (-60 / 20)))  # first sample above -60 dBFS
     clf.classify(y[first:], SR)
-    p2, r2, s2 = clf._arrays()
+    an2 = clf.analysis()
+    p2, r2, s2 = an2.probabilities, an2.rms_db, an2.silent_windows
     trimmed = aggregate(labels, p2, r2, s2, sounding_seconds=clf.sounding_seconds)
     return {
         "plain": plain,

@@ -20,9 +20,10 @@ from .analysis import MEASURES, OTHER_LABEL, Analysis, Embedding, Prediction, Wi
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
-from .inference import Classifier, analyze
+from .inference import Classifier
 from .labels import FAMILIES
 from .model import Model, load_model
+from .orchestration import analyze
 from .output import instrunet_version
 from .registry import build_registry, get_registry, list_models
 from .session import RuntimeOptions

@@ -409,6 +409,11 @@ class AudioReader:
         self.close()
 
 
+#: Native-rate seconds decoded per block by the classifier's passes over a source (its first
+#: pass and the evidence windows' reading).
+DECODE_BLOCK_SECONDS = 20.0
+
+
 def iter_blocks(
     source: AudioSource,
     sample_rate: int | None = None,

@@ -517,7 +517,7 @@ def _analyzers_arg(text: str | None) -> bool | list[str]:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .inference import analyze
+    from .orchestration import analyze
     from .registry import get_registry
 
     if (args.format is None) != (args.out is None):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -639,6 +639,11 @@ class WindowStream:
     share_frames : bool
         Keep the dB mel frames shared by windows (for :meth:`features`); ``False`` when only the
         windows' audio is wanted (:meth:`windows`: a waveform-input model, export's parity).
+    phases : sequence of int
+        Where in each hop windows start, in STFT frames from the hop's start, ascending, each
+        less than the hop (default ``(0,)``: one window per hop). More than one phase puts
+        windows in between another grid's: :meth:`~instrunet_core.inference.Classifier.refine`
+        reads with phases that skip 0, so its windows fall between the classifier's.
 
     Notes
     -----
@@ -646,13 +651,25 @@ class WindowStream:
     """
 
     def __init__(
-        self, fe: FrontEnd = DEFAULT_FRONT_END, hop: float | None = None, *, share_frames: bool = True
+        self,
+        fe: FrontEnd = DEFAULT_FRONT_END,
+        hop: float | None = None,
+        *,
+        share_frames: bool = True,
+        phases: Sequence[int] = (0,),
     ) -> None:
         self.fe = fe
         h = check_hop(DEFAULT_HOP_SECONDS if hop is None else hop, sample_rate=fe.sample_rate)
         #: Seconds between window starts after snapping, in STFT frames (at least 1) and samples.
         self.hop_frames = max(1, int(round(h / fe.hop_length)))
         self.hop_samples = self.hop_frames * fe.hop_length
+        self.phases = tuple(int(p) for p in phases)
+        if (
+            not self.phases
+            or any(not 0 <= p < self.hop_frames for p in self.phases)
+            or (list(self.phases) != sorted(set(self.phases)))
+        ):
+            raise InputError(f"phases: ascending frames in [0, {self.hop_frames}), got {self.phases}")
         self._H = fe.hop_length
         self._pad = fe.n_fft // 2
         self._win = fe.window_samples
@@ -737,13 +754,21 @@ class WindowStream:
     # ------------------------------------------------------------------ windows
     def start(self, k: int) -> int:
         """First sample of window ``k``."""
-        return k * self.hop_samples
+        return self.start_frame(k) * self._H
+
+    def start_frame(self, k: int) -> int:
+        """First STFT frame of window ``k`` (its frame ``j`` is global frame ``start_frame(k) + j``)."""
+        cycle, phase = divmod(k, len(self.phases))
+        return cycle * self.hop_frames + self.phases[phase]
 
     def n_ready(self) -> int:
         """Full windows that could be taken now."""
-        if self.total < self._win:
+        last = self.total - self._win  # the latest start of a full window
+        if last < 0:
             return 0
-        return max(0, (self.total - self._win) // self.hop_samples + 1 - self._next_win)
+        cycles, rest = divmod(last, self.hop_samples)
+        n = cycles * len(self.phases) + sum(1 for p in self.phases if p * self._H <= rest)
+        return max(0, n - self._next_win)
 
     def ready(self, limit: int, *, final: bool = False) -> Ready:
         """``(window index, real samples)`` of at most ``limit`` windows that can be taken now.
@@ -778,7 +803,7 @@ class WindowStream:
         if not self._share:  # no stored frames: keep the audio of the next window on
             self._audio.drop_before(max(self._audio.base, min(s_next, self._ev_pos, self._audio.end)))
             return
-        first_frame = self._next_win * self.hop_frames + self._inner[0]
+        first_frame = self.start_frame(self._next_win) + self._inner[0]
         if self._frames.end < first_frame:  # hop longer than a window, or batches that made their own frames
             self._frames.restart(first_frame)
         else:
@@ -856,7 +881,7 @@ class WindowStream:
     def _frame_range(self, ready: Ready) -> tuple[int, int]:
         """Global frames ``[first, last)`` shared by the windows in ``ready`` (edge frames excluded)."""
         lo, hi = self._inner
-        return ready[0][0] * self.hop_frames + lo, ready[-1][0] * self.hop_frames + hi
+        return self.start_frame(ready[0][0]) + lo, self.start_frame(ready[-1][0]) + hi
 
     def _frames_db(self, f0: int, f1: int, audio_view: _View) -> np.ndarray:
         """dB mel of global frames ``[f0, f1)`` (frame ``f`` centred on sample ``f * hop_length``),
@@ -899,7 +924,7 @@ class WindowStream:
         edge_frames = np.zeros((B, len(edges), fe.n_fft), dtype=np.float32)
         for b, (k, _n) in enumerate(ready):
             s = self.start(k)
-            g = k * self.hop_frames
+            g = self.start_frame(k)
             X[b, lo:hi] = frames_view(g + lo, g + hi)
             for e, j in enumerate(edges):
                 a = s + j * self._H - self._pad

@@ -23,12 +23,13 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ConcurrentUseError
 
-__all__ = ["BatchPipeline", "StreamOwner", "default_workers", "MAX_DEFAULT_WORKERS"]
+__all__ = ["BatchPipeline", "StreamOwner", "default_workers", "job_of", "MAX_DEFAULT_WORKERS"]
 
 #: Most worker threads a pipeline starts by default (see :func:`default_workers`).
 MAX_DEFAULT_WORKERS = 4
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 def default_workers() -> int:
@@ -41,6 +42,12 @@ def default_workers() -> int:
     except (AttributeError, OSError):  # not on Linux
         n = os.cpu_count() or 1
     return max(1, min(MAX_DEFAULT_WORKERS, n - 1))
+
+
+def job_of(make_input: Callable[[], U], run: Callable[[U], T]) -> Callable[[], T]:
+    """A job for a worker thread: make its input (e.g. a batch's features from a copy of its
+    audio), then run on it (e.g. the model)."""
+    return lambda: run(make_input())
 
 
 class BatchPipeline(Generic[T]):

@@ -65,8 +65,9 @@ DEFAULT_MIN_DURATION = 1.0
 #: Seconds of silence that end a range whatever the probabilities say.
 DEFAULT_MIN_SILENCE = 1.0
 #: Most seconds between windows where a label's presence is in doubt: measured on the bundled
-#: examples and two renders (tests/test_timeline_axis.py), windows at most about 0.75 s apart
-#: give the same families whatever the leading silence; at 1.5 or 3 s they did not.
+#: examples and two renders (tests/test_timeline_axis.py), windows about 0.5 s apart give the
+#: same families whatever the leading silence and the hop; at 0.75 s (one window between each
+#: two of the default hop's) two of the four pieces did not, nor at 1.5 or 3 s.
 EVIDENCE_HOP = 0.5
 #: A window whose probability is within this of a label's threshold leaves that label in doubt.
 REFINE_MARGIN = 0.1

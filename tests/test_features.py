@@ -136,3 +136,38 @@ def test_banded_mel_projection_equals_the_dense_product(fe: FrontEnd) -> None:
     )
     dense = (np.abs(spec) ** 2) @ mel_filterbank(fe).T.astype(np.float64)
     np.testing.assert_allclose(got, dense.T, rtol=1e-5, atol=1e-6 * dense.max())
+
+
+def test_window_stream_phases_put_windows_between_the_hops() -> None:
+    """Windows at several phases of each hop share the frames and still equal batch_features of
+    their own samples; n_ready counts them; bad phases are refused."""
+    from instrunet_core.features import WindowStream
+
+    fe = FrontEnd()
+    rng = np.random.default_rng(5)
+    y = (0.2 * rng.standard_normal(12 * fe.sample_rate)).astype(np.float32)
+    stream = WindowStream(fe, 1.5, phases=(22, 43))
+    stream.push(y[:100_000])
+    stream.push(y[100_000:])
+    n = stream.n_ready()
+    ready = stream.ready(100)
+    assert n == len(ready) > 6
+    starts = [stream.start(k) for k, _ in ready]
+    hop = stream.hop_samples
+    assert starts[:3] == [22 * 512, 43 * 512, hop + 22 * 512]
+    x = stream.features(ready)
+    ref = batch_features(np.stack([y[s : s + fe.window_samples] for s in starts]), fe=fe)
+    np.testing.assert_allclose(x, ref.reshape(x.shape), atol=2e-5)
+    for bad in ((), (43, 22), (0, 65), (-1,)):
+        with pytest.raises(InputError, match="phases"):
+            WindowStream(fe, 1.5, phases=bad)
+
+
+def test_evidence_phases_fall_about_half_a_second_apart() -> None:
+    from instrunet_core.refine import evidence_phases
+
+    frame = 512 / 22050
+    assert evidence_phases(65, frame_seconds=frame) == (22, 43)  # the default hop: 0.51, 0.49, 0.51 s
+    assert evidence_phases(22, frame_seconds=frame) == ()  # a hop of 0.5 s: nothing to add
+    gaps = np.diff([0, *evidence_phases(129, frame_seconds=frame), 129]) * frame
+    assert np.all(np.abs(gaps - 0.5) < 0.02)

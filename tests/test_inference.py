@@ -184,7 +184,8 @@ def test_near_silent_windows_hardly_vote(family) -> None:
     faint = (np.random.default_rng(1).standard_normal(SR * 9) * 0.002).astype(np.float32)  # -54 dBFS noise
     clf = Classifier(family)
     clf.classify(np.concatenate([loud, faint]), SR)
-    probs, rms, silent, _ = clf._arrays()
+    an = clf.analysis()
+    probs, rms, silent = an.probabilities, an.rms_db, an.silent_windows
     assert not silent.any()  # above -60 dBFS: today's silence gate lets the noise windows vote
     p = clf.prediction()
     w = 10 ** ((rms - rms.max()) / 20)
@@ -423,3 +424,18 @@ def test_analyze_names_each_later_step_and_rereads_a_file_object(family, tmp_pat
     assert [f for s, f in seen if s.startswith("analyzer")] == [0.0, 0.5]
     assert seen[0] == ("refine", 0.0)
     assert an.extras["first"]["n"] > 7 * SR and an.extras["second"]["seconds"] == an.duration
+
+
+def test_refine_on_worker_threads_reads_the_same_evidence(family) -> None:
+    """The evidence windows fall between the hop's, the same whether batches run on the worker
+    threads or on the calling thread."""
+    y, sr = sf.read(EXAMPLES / "ensemble.flac", dtype="float32")
+    runs = []
+    for pipeline in (False, True):
+        clf = Classifier(family, pipeline=pipeline, workers=2)
+        clf.classify(y, sr)
+        n = clf.refine(y, sr)
+        runs.append((n, clf.activity(), clf.settings["evidence_windows"]))
+    (n0, a0, e0), (n1, a1, e1) = runs
+    assert n0 == n1 == e0 == e1 > 0
+    np.testing.assert_array_equal(a0.probability, a1.probability)

@@ -139,8 +139,7 @@ def test_calling_thread_computes_when_the_workers_are_busy(monkeypatch: pytest.M
     calling thread instead of waiting; the results stay in order and identical."""
     import threading
 
-    from instrunet_core import Classifier
-    from instrunet_core.inference import Classifier as _C
+    from instrunet_core import Classifier, inference
 
     rng = np.random.default_rng(3)
     y = (0.1 * rng.standard_normal(60 * 22050)).astype(np.float32)
@@ -149,10 +148,10 @@ def test_calling_thread_computes_when_the_workers_are_busy(monkeypatch: pytest.M
     main = threading.current_thread()
     ran_here = threading.Event()
     where: list[str] = []
-    make_job = _C._batch_job
+    make_job = inference.job_of
 
-    def batch_job(self, ready):  # type: ignore[no-untyped-def]
-        job = make_job(self, ready)
+    def job_of(make_input, run):  # type: ignore[no-untyped-def]
+        job = make_job(make_input, run)
 
         def gated():  # type: ignore[no-untyped-def]
             if threading.current_thread() is main:
@@ -165,7 +164,7 @@ def test_calling_thread_computes_when_the_workers_are_busy(monkeypatch: pytest.M
 
         return gated
 
-    monkeypatch.setattr(_C, "_batch_job", batch_job)
+    monkeypatch.setattr(inference, "job_of", job_of)
     got = Classifier(model, batch_size=2, workers=1).classify(y, 22050)
     assert "caller" in where and "worker" in where
     assert [(w.index, w.label) for w in got] == [(w.index, w.label) for w in ref]

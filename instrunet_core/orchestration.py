@@ -1,0 +1,178 @@
+"""Orchestration: one call from a recording to its :class:`~instrunet_core.analysis.Analysis`.
+
+:func:`analyze` puts the jobs of the other modules in order, and does none of them itself:
+
+1. the :class:`~instrunet_core.inference.Classifier` reads the source once, block by block,
+   and classifies its windows; the streaming analyzers the caller chose
+   (:meth:`~instrunet_core.registry.Registry.open_streams`) are fed the same decoded blocks and
+   windows in that pass, so no plugin decodes the file again;
+2. :meth:`~instrunet_core.inference.Classifier.refine` reads the stretches where a label's
+   presence is in doubt again, with windows in between the hop's;
+3. the timeline, detected instruments and overall prediction are read off the windows
+   (:meth:`~instrunet_core.inference.Classifier.analysis`), and the embedding when asked for;
+4. each analyzer finishes into :attr:`Analysis.extras`, one by one, with progress reported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .analysis import Analysis, AnalysisContext
+from .audio import AudioSource, audio_info, rereadable_source, source_name
+from .errors import InputError, InstrunetError
+from .features import DEFAULT_BATCH_SIZE
+from .inference import Classifier
+from .model import ModelSpec
+from .output import model_info
+from .registry import Registry, get_registry
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING
+
+__all__ = ["analyze"]
+
+
+def analyze(
+    source: AudioSource,
+    sample_rate: int | None = None,
+    *,
+    model: ModelSpec = None,
+    hop: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    smoothing: float = DEFAULT_SMOOTHING,
+    min_duration: float = DEFAULT_MIN_DURATION,
+    thresholds: Mapping[str, float] | None = None,
+    registry: Registry | None = None,
+    analyzers: bool | Sequence[str] = True,
+    workers: int | None = None,
+    embeddings: bool = False,
+    refine: bool = True,
+    progress: Callable[[str, float], Any] | None = None,
+) -> Analysis:
+    """Analyse a recording: which instruments play, when, and how strongly.
+
+    Parameters
+    ----------
+    source : str, PathLike, binary file object, or np.ndarray [shape=(n,) or (n, channels)]
+        Audio at any rate and channel count.
+    sample_rate : int, optional
+        Required when ``source`` is an array.
+    model : Model, str, PathLike or None
+        A loaded model, a registered model name, an artifact folder, or the default model.
+    hop : float, optional
+        Seconds between window starts (default 1.5, snapped to whole STFT frames: 1.5093 s).
+    batch_size : int
+        Most windows per model run.
+    smoothing : float
+        Seconds of moving mean applied to each label's probability over time before its
+        threshold (0 disables it).
+    min_duration : float
+        Seconds a label must be present to be reported, and absent to split a range.
+    thresholds : dict, optional
+        Per-label presence thresholds overriding the model's.
+    registry : Registry, optional
+        Where models and analyzers come from (default: :func:`instrunet_core.get_registry`).
+    analyzers : bool or sequence of str
+        Run the registered analyzer plugins into ``extras``: all (``True``), none (``False``)
+        or those named.
+    workers : int, optional
+        Worker threads analysing batches of windows side by side (see :class:`Classifier`).
+    embeddings : bool
+        Also compute the embeddings (:attr:`Analysis.embedding`; the model needs an embedding
+        output).
+    refine : bool
+        Read the source again where the hop's windows leave a label's presence in doubt, for
+        windows every 0.5 s there (:meth:`Classifier.refine`), so that what is detected does not
+        depend on the hop.
+    progress : callable, optional
+        ``progress(step, fraction)`` as each step after reading the source starts:
+        ``("refine", 0.0)``, then ``("analyzer NAME", i / n)`` before each analyzer.
+
+    Returns
+    -------
+    Analysis
+
+    Raises
+    ------
+    DecodeError, InputError, ModelError
+
+    Examples
+    --------
+    >>> import numpy as np, instrunet_core
+    >>> a = instrunet_core.analyze(np.zeros(44100, np.float32), 44100)  # doctest: +SKIP
+    >>> a.label, a.confidence, a.instruments  # doctest: +SKIP
+    ('silence', 1.0, [])
+    """
+    if isinstance(source, np.ndarray) and sample_rate is None:
+        raise InputError("array: sample_rate is required for array input")
+    clf = Classifier(
+        model,
+        hop=hop,
+        thresholds=thresholds,
+        smoothing=smoothing,
+        min_duration=min_duration,
+        batch_size=batch_size,
+        registry=registry,
+        workers=workers,
+        embeddings=embeddings,
+    )
+    reg = registry or get_registry()
+    names = _analyzer_names(reg, analyzers)
+    src = rereadable_source(source)
+    context = None
+    feed = None
+    if names:
+        # Streaming analyzers are fed the blocks and windows of this one pass; whole-file ones
+        # run after it.
+        context = AnalysisContext(
+            source=src,
+            sample_rate_in=sample_rate,
+            labels=clf.labels,
+            model=model_info(clf.model),
+            settings=clf.settings,
+            expected_duration=_expected_duration(src, sample_rate),
+        )
+        feed = reg.open_streams(context, names=names)
+    clf.classify(src, sample_rate, listener=feed if feed else None)
+    if refine:
+        if progress is not None:
+            progress("refine", 0.0)
+        clf.refine(src, sample_rate)
+    an = clf.analysis(source=os.fspath(source_name(source)))
+    if embeddings:
+        an.embedding = clf.embedding()
+    if context is not None:
+        context.complete(an)
+        for i, name in enumerate(names):
+            if progress is not None:
+                progress(f"analyzer {name}", i / len(names))
+            an.extras.update(reg.run_analyzers(context, feed, names=[name]))
+    return an
+
+
+def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | None:
+    """Seconds the source says it holds, read from its header (``None`` when it cannot say)."""
+    try:
+        d = audio_info(source, sample_rate).duration
+    except (InstrunetError, OSError, ValueError):
+        return None  # decoding reports the problem
+    return float(d) if d > 0 else None
+
+
+def _analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]:
+    """The registered analyzers to run: all, none, or those named (each must be registered)."""
+    if analyzers is True:
+        return list(reg.analyzers)
+    if analyzers is False or analyzers is None:
+        return []
+    if isinstance(analyzers, str):
+        raise InputError(f"analyzers: give a list of names, not the string {analyzers!r}")
+    names = [str(n) for n in analyzers]
+    unknown = [n for n in names if n not in reg.analyzers]
+    if unknown:
+        raise InputError(
+            f"analyzers: unknown {', '.join(map(repr, unknown))} (registered: {', '.join(reg.analyzers) or 'none'})"
+        )
+    return list(dict.fromkeys(names))
