@@ -664,7 +664,9 @@ def render(res: dict[str, Any], cmd: str) -> str:
             else ""
         )
         + f", seed {w['seed']['front_end_plus_model_ms'][1]:.1f} ms.",
-        "* timeline settings: ours 2.95 s windows every 65 STFT frames (1.509 s), decoded in 20 s blocks (the "
+        "* timeline settings: ours `Classifier.classify` then `analysis()`, without the second reading of "
+        "doubtful stretches that `analyze` adds (`Classifier.refine`; docs/condition.md times `analyze`), "
+        "2.95 s windows every 65 STFT frames (1.509 s), decoded in 20 s blocks (the "
         "file is never loaded whole; 16-bit files read as integers), adjacent windows sharing their STFT frames "
         "(65 + 4 FFTs per window instead of 128), batches of 16 windows run through onnxruntime 4 at a time, "
         "each batch (its frames, features and onnxruntime runs) a job for "
