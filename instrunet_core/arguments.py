@@ -8,11 +8,33 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import InputError
 
 __all__ = ["hop_type", "count_type", "add_count_option"]
+
+T = TypeVar("T")
+
+
+def _parsed(text: str, convert: Callable[[str], T], wrong: str, check: Callable[[T], object]) -> T:
+    """``convert(text)``, once ``check`` accepts it.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        ``convert`` raised ``ValueError`` (the message: ``wrong``, then the text), or ``check``
+        raised :class:`~instrunet_core.errors.InputError` (its message).
+    """
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{wrong}, got {text!r}") from None
+    try:
+        check(value)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def hop_type(text: str) -> float:
@@ -20,15 +42,12 @@ def hop_type(text: str) -> float:
     from .features import DEFAULT_FRONT_END
     from .inputs import check_hop
 
-    try:
-        h = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"hop must be a number of seconds, got {text!r}") from None
-    try:
-        check_hop(h, sample_rate=DEFAULT_FRONT_END.sample_rate)
-    except InputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return h
+    return _parsed(
+        text,
+        float,
+        "hop must be a number of seconds",
+        lambda h: check_hop(h, sample_rate=DEFAULT_FRONT_END.sample_rate),
+    )
 
 
 def count_type(name: str, minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
@@ -49,14 +68,12 @@ def count_type(name: str, minimum: int = 1, maximum: int | None = None) -> Calla
     from .inputs import check_count
 
     def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an int, got {text!r}") from None
-        try:
-            return check_count(n, name=name, minimum=minimum, maximum=maximum)
-        except InputError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+        return _parsed(
+            text,
+            int,
+            f"{name} must be an int",
+            lambda n: check_count(n, name=name, minimum=minimum, maximum=maximum),
+        )
 
     return parse
 
