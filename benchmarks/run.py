@@ -543,6 +543,8 @@ def _met(ok: bool) -> str:
 
 
 def render(res: dict[str, Any], cmd: str) -> str:
+    from training.report import markdown_table
+
     c, w, tl = res["cold"], res["warm"], res["timeline"]
     h, ten = tl["hour"], tl["ten_minutes"]
     rt = lambda r: r["duration"] / r["seconds"]  # noqa: E731
@@ -699,16 +701,20 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"The {ten['file_seconds'] / 60:.0f}-minute timeline with onnxruntime's intra-op threads, the "
         "pipeline and its worker threads set by hand (fresh process each):",
         "",
-        "| intra-op threads | pipeline | workers | speed | peak RSS |",
-        "|---|---|---|---|---|",
+        *markdown_table(
+            ["intra-op threads", "pipeline", "workers", "speed", "peak RSS"],
+            (
+                [
+                    r["threads"] or "0 (one per core)",
+                    "on" if r["pipeline"] else "off",
+                    r.get("workers", "?") if r["pipeline"] else "-",
+                    f"{rt(r):.0f}× real time ({r['seconds']:.2f} s)",
+                    f"{r['maxrss_mb']:.0f} MB",
+                ]
+                for r in th.values()
+            ),
+        ),
     ]
-    for _key, r in th.items():
-        t = r["threads"]
-        lines.append(
-            f"| {t if t else '0 (one per core)'} | {'on' if r['pipeline'] else 'off'} "
-            f"| {r.get('workers', '?') if r['pipeline'] else '-'} "
-            f"| {rt(r):.0f}× real time ({r['seconds']:.2f} s) | {r['maxrss_mb']:.0f} MB |"
-        )
     ld = res["load"]
     lines += [
         "",
@@ -717,19 +723,27 @@ def render(res: dict[str, Any], cmd: str) -> str:
         f"{res.get('load_rounds', 1)} rounds of idle then loaded (medians over the rounds; a single round's "
         "ratio depends on where the scheduler puts the processes, see the last column):",
         "",
-        "| settings | idle | under load | ratio | each round's ratio |",
-        "|---|---|---|---|---|",
+        *markdown_table(
+            ["settings", "idle", "under load", "ratio", "each round's ratio"],
+            (
+                [
+                    label,
+                    f"{ld[key]['idle_ms']:.2f} ms",
+                    f"{ld[key]['loaded_ms']:.2f} ms",
+                    f"{ld[key]['ratio']:.2f}×",
+                    ", ".join(f"{v:.2f}" for v in ld[key].get("round_ratios", [])),
+                ]
+                for key, label in (
+                    (
+                        "default",
+                        "defaults (1 onnxruntime thread, numpy's BLAS limited to 1 thread inside the library)",
+                    ),
+                    ("blas_unlimited", "BLAS not limited (`INSTRUNET_BLAS_THREADS=0`)"),
+                    ("intra0", "onnxruntime one thread per core (`intra_op_threads=0`)"),
+                )
+            ),
+        ),
     ]
-    for key, label in (
-        ("default", "defaults (1 onnxruntime thread, numpy's BLAS limited to 1 thread inside the library)"),
-        ("blas_unlimited", "BLAS not limited (`INSTRUNET_BLAS_THREADS=0`)"),
-        ("intra0", "onnxruntime one thread per core (`intra_op_threads=0`)"),
-    ):
-        r = ld[key]
-        rounds = ", ".join(f"{v:.2f}" for v in r.get("round_ratios", []))
-        lines.append(
-            f"| {label} | {r['idle_ms']:.2f} ms | {r['loaded_ms']:.2f} ms | {r['ratio']:.2f}× | {rounds} |"
-        )
     lines += [""]
     if res.get("cores"):
         co = res["cores"]

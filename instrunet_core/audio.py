@@ -31,6 +31,7 @@ from typing import IO, Any, Union
 import numpy as np
 import soundfile as sf
 
+from ._files import HoldsFile
 from .errors import DecodeError, InputError
 from .features import DEFAULT_FRONT_END
 from .inputs import (
@@ -344,7 +345,7 @@ def _raw_blocks(
         raise DecodeError(f"{name}: no audio frames could be decoded")
 
 
-class AudioReader:
+class AudioReader(HoldsFile):
     """An audio file (path or binary file object) opened and checked, read block by block at
     its own rate and channels: the decoding of :func:`iter_blocks`, for a host that processes
     the audio itself (``instrunet_pedalboard.process_file``).
@@ -398,15 +399,6 @@ class AudioReader:
                 yield block.astype(np.float32) * np.float32(1.0 / full_scale)
             else:
                 yield block.copy()
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> AudioReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 #: Native-rate seconds decoded per block by the classifier's passes over a source (its first

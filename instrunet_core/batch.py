@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ._files import HoldsFile
 from .audio import AUDIO_EXTENSIONS
 from .errors import InputError, InstrunetError, OutputError
 from .output import classification_record, error_record
@@ -132,7 +133,7 @@ def _lock(f: IO[bytes]) -> bool:
     return True
 
 
-class ResultsFile:
+class ResultsFile(HoldsFile):
     """A batch's JSON lines results file, opened to resume: read what is done, then append
     one record per line, each written whole or not at all; locked for as long as it is open.
 
@@ -204,12 +205,3 @@ class ResultsFile:
             The line could not be written whole; the file holds the records before it.
         """
         self._write((json.dumps(record, allow_nan=False) + "\n").encode("utf-8", "surrogateescape"))
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> ResultsFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

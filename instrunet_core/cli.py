@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .arguments import add_count_option, hop_type
 from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
@@ -134,24 +135,10 @@ def _decoder_chatter_dropped() -> Iterator[None]:
                 os.write(2, b"".join(kept))
 
 
-def _hop_arg(text: str) -> float:
-    """argparse type of ``--hop``: seconds, checked by :func:`instrunet_core.inputs.check_hop`."""
-    from .features import DEFAULT_FRONT_END
-    from .inputs import check_hop
-
-    try:
-        h = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"hop must be a number of seconds, got {text!r}") from None
-    try:
-        check_hop(h, sample_rate=DEFAULT_FRONT_END.sample_rate)
-    except InputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return h
-
-
-def _seconds_arg(name: str) -> Any:
-    """argparse type of a duration option: a number of seconds in [0, 600]."""
+def _add_seconds_option(p: argparse.ArgumentParser, flag: str, *, default: float, help: str) -> None:
+    """Add the duration option ``flag`` (metavar ``S``): a number of seconds in [0, 600], named
+    in messages as the flag without its dashes."""
+    name = flag.lstrip("-")
 
     def parse(text: str) -> float:
         try:
@@ -162,25 +149,7 @@ def _seconds_arg(name: str) -> Any:
             raise argparse.ArgumentTypeError(f"{name} must be in [0, 600] seconds, got {text!r}")
         return v
 
-    return parse
-
-
-def _count_arg(name: str, minimum: int, maximum: int | None = None) -> Any:
-    """argparse type of a count option, checked by :func:`instrunet_core.inputs.check_count`:
-    a bad value is a usage error (exit 2), like any other bad command line."""
-    from .inputs import check_count
-
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an int, got {text!r}") from None
-        try:
-            return check_count(n, name=name, minimum=minimum, maximum=maximum)
-        except InputError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return parse
+    p.add_argument(flag, type=parse, default=default, metavar="S", help=help)
 
 
 class _Stdin:
@@ -233,23 +202,24 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="onnxruntime execution providers, comma-separated: cpu (default), cuda, auto "
         "(CUDA when onnxruntime-gpu is installed); CPU is always the fallback",
     )
-    p.add_argument(
+    add_count_option(
+        p,
         "--threads",
-        type=_count_arg("threads", 0, MAX_THREADS),
-        metavar="N",
+        minimum=0,
+        maximum=MAX_THREADS,
         help=f"onnxruntime intra-op threads, 0 to {MAX_THREADS} (default 1, chosen by measurement; "
         "0: one per core)",
     )
-    p.add_argument(
+    add_count_option(
+        p,
         "--workers",
-        type=_count_arg("workers", 1, MAX_THREADS),
-        metavar="N",
+        maximum=MAX_THREADS,
         help=f"threads that analyse batches of windows beside the main thread, 1 to {MAX_THREADS} "
         "(default: one fewer than the usable cores, at least 1, at most 4)",
     )
     p.add_argument(
         "--hop",
-        type=_hop_arg,
+        type=hop_type,
         default=DEFAULT_HOP_SECONDS,
         metavar="S",
         help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
@@ -289,19 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--plot", metavar="OUT.png", help="write the timeline plot (needs matplotlib; '-' for stdout)"
     )
-    a.add_argument(
+    _add_seconds_option(
+        a,
         "--smoothing",
-        type=_seconds_arg("smoothing"),
         default=DEFAULT_SMOOTHING,
-        metavar="S",
         help=f"seconds of moving mean of each family's probability over time before its threshold "
         f"(default {DEFAULT_SMOOTHING:g}; 0: none)",
     )
-    a.add_argument(
+    _add_seconds_option(
+        a,
         "--min-duration",
-        type=_seconds_arg("min-duration"),
         default=DEFAULT_MIN_DURATION,
-        metavar="S",
         help=f"seconds a family must be present to be reported, and absent to split a range "
         f"(default {DEFAULT_MIN_DURATION:g})",
     )

@@ -47,7 +47,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import InputError, ModelError, PluginError
-from .hookspecs import Analyzer, StreamAnalyzer, StreamFactory, Writer
+from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .output import instrunet_version, jsonable
 
@@ -68,6 +68,7 @@ __all__ = [
     "get_registry",
     "list_models",
     "packaged_versions",
+    "packaged_versions_hook",
     "plugin_stdout",
 ]
 
@@ -476,6 +477,33 @@ def packaged_versions(models_dir: Path, name: str) -> list[Path]:
     """The version folders ``models_dir/name/<version>/`` that hold a ``manifest.json``, in
     path order: what a model plugin shipping its artifacts as package data registers."""
     return sorted(p.parent for p in (Path(models_dir) / name).glob("*/manifest.json"))
+
+
+def packaged_versions_hook(models_dir: Path, name: str) -> Callable[[RegisterModel], None]:
+    """The ``instrunet_register_models`` implementation of a model plugin that ships its
+    artifacts as package data: it registers each of the :func:`packaged_versions` of ``name``
+    (never as the default model).
+
+    Parameters
+    ----------
+    models_dir : Path
+        The plugin's models folder (holding ``name/<version>/manifest.json``).
+    name : str
+        The model's name.
+
+    Returns
+    -------
+    callable
+        The hook implementation, to be bound to the name ``instrunet_register_models`` in the
+        plugin's module.
+    """
+
+    @hookimpl
+    def instrunet_register_models(register: RegisterModel) -> None:
+        for d in packaged_versions(models_dir, name):
+            register(name, d)
+
+    return instrunet_register_models
 
 
 def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = True) -> Registry:

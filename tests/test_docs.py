@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,17 +51,12 @@ def _imports(code: str) -> set[str]:
     return mods & OPTIONAL
 
 
-def test_docs_have_snippets() -> None:
-    counts = {p.name: len(SNIPPET.findall(p.read_text())) for p in DOCS}
-    assert counts["README.md"] >= 2 and counts["inference.md"] >= 3 and counts["plugins.md"] >= 4
-
-
-@pytest.mark.parametrize("doc", [p for p in DOCS if SNIPPET.search(p.read_text())], ids=lambda p: p.name)
-def test_snippets_run(doc: Path) -> None:
-    snippets = [(code, sorted(_imports(code))) for code in SNIPPET.findall(doc.read_text())]
+def _run(codes: list[str]) -> list[dict[str, Any]]:
+    """Run ``codes`` in order in one fresh interpreter (:data:`RUNNER`); its report, one entry
+    per snippet run or skipped (up to the first that fails)."""
     r = subprocess.run(
         [sys.executable, "-c", RUNNER],
-        input=json.dumps(snippets),
+        input=json.dumps([(code, sorted(_imports(code))) for code in codes]),
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -68,7 +64,19 @@ def test_snippets_run(doc: Path) -> None:
         env=_env(),
     )
     assert "@@REPORT@@" in r.stdout, r.stderr[-3000:]
-    report = json.loads(r.stdout.split("@@REPORT@@")[-1])
+    report: list[dict[str, Any]] = json.loads(r.stdout.split("@@REPORT@@")[-1])
+    return report
+
+
+def test_docs_have_snippets() -> None:
+    counts = {p.name: len(SNIPPET.findall(p.read_text())) for p in DOCS}
+    assert counts["README.md"] >= 2 and counts["inference.md"] >= 3 and counts["plugins.md"] >= 4
+
+
+@pytest.mark.parametrize("doc", [p for p in DOCS if SNIPPET.search(p.read_text())], ids=lambda p: p.name)
+def test_snippets_run(doc: Path) -> None:
+    snippets = SNIPPET.findall(doc.read_text())
+    report = _run(snippets)
     for entry in report:
         assert "error" not in entry, f"{doc.name}, python snippet {entry['i'] + 1}:\n{entry['error']}"
     assert len(report) == len(snippets)
@@ -85,17 +93,7 @@ def test_plugin_page_snippets_run_alone(i: int) -> None:
     """Each snippet of docs/plugins.md, pasted alone into a fresh interpreter (the last one once
     needed the hooks of the snippets before it)."""
     code = SNIPPET.findall((ROOT / "docs" / "plugins.md").read_text())[i]
-    r = subprocess.run(
-        [sys.executable, "-c", RUNNER],
-        input=json.dumps([(code, sorted(_imports(code)))]),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env=_env(),
-    )
-    assert "@@REPORT@@" in r.stdout, r.stderr[-3000:]
-    (entry,) = json.loads(r.stdout.split("@@REPORT@@")[-1])
+    (entry,) = _run([code])
     assert "error" not in entry, f"plugins.md, python snippet {i + 1} alone:\n{entry['error']}"
 
 

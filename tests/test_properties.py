@@ -43,13 +43,21 @@ from hypothesis import strategies as st  # noqa: E402
 pytestmark = pytest.mark.fuzz
 
 ROOT = Path(__file__).resolve().parent.parent
-PROPS = settings(
-    derandomize=True,
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+
+
+def _props(max_examples: int, *checks: HealthCheck) -> settings:
+    """Reproducible settings (derandomized, no example database, no deadline) running
+    ``max_examples`` examples, with the too-slow health check and ``checks`` suppressed."""
+    return settings(
+        derandomize=True,
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, *checks],
+    )
+
+
+PROPS = _props(60, HealthCheck.data_too_large)
 
 
 @contextmanager
@@ -133,17 +141,7 @@ def test_any_array_decodes_or_is_refused(
     assert abs(len(out) - n * SR / r) <= 2 + SR / r  # the length follows the rate: bounded allocation
 
 
-@settings(
-    derandomize=True,
-    max_examples=40,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+@_props(40, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture)
 @given(
     # usable values drawn as often as hostile ones, so that both sides are exercised
     rate=st.one_of(
@@ -483,13 +481,7 @@ def _cuts(n: int, seed: int) -> list[int]:
     return cuts
 
 
-ADAPTER_PROPS = settings(
-    derandomize=True,
-    max_examples=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+ADAPTER_PROPS = _props(30, HealthCheck.function_scoped_fixture)
 
 
 @ADAPTER_PROPS
@@ -602,13 +594,7 @@ def test_adapter_streams_refuse_bad_blocks_and_carry_on(tiny_model_template: Pat
 
 
 # ---------------------------------------------------------------- the app's upload path
-@settings(
-    derandomize=True,
-    max_examples=80,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@_props(80, HealthCheck.function_scoped_fixture)
 @given(
     name=st.text(min_size=0, max_size=40),
     ext=st.sampled_from([".wav", ".flac", ".ogg", ".mp3", ".txt", ""]),

@@ -46,7 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -311,8 +311,13 @@ def render_note(synth: Any, pitch: int, velocity: int) -> np.ndarray | None:
     rel = np.frombuffer(synth.generate(n_rel), dtype=np.float32)
     synth.sounds_off()
     stereo = np.concatenate([hold, rel]).reshape(-1, 2)
-    y = stereo.mean(axis=1)
-    peak = float(np.abs(y).max())
+    return _normalised(stereo.mean(axis=1))
+
+
+def _normalised(y: np.ndarray) -> np.ndarray | None:
+    """``y`` scaled to the peak :data:`PEAK`, float32; ``None`` when it is silent (empty, its peak
+    below :data:`SILENT_PEAK`, or not finite)."""
+    peak = float(np.abs(y).max()) if len(y) else 0.0
     if not math.isfinite(peak) or peak < SILENT_PEAK:
         return None
     return (y * (PEAK / peak)).astype(np.float32)
@@ -325,26 +330,9 @@ def render_instrument(
     synth, sfid = _synth_for(inst.font, font_path)
     synth.program_select(0, sfid, 0, inst.program)
     preset = synth.sfpreset_name(sfid, 0, inst.program)
-    audio_dir = Path(out) / inst.split / "audio"
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    idx = int(inst.instrument_str.rsplit("_", 1)[1])
-    examples: dict[str, Any] = {}
-    for pitch, velocity in notes:
-        y = render_note(synth, pitch, velocity)
-        if y is None:
-            continue
-        name = note_str(inst.family, "acoustic", idx, pitch, velocity)
-        sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
-        examples[name] = _note_record(
-            inst,
-            name,
-            pitch,
-            velocity,
-            soundfont=inst.font,
-            program=inst.program,
-            preset_name=preset,
-        )
-    return inst.instrument, examples
+    extra = {"soundfont": inst.font, "program": inst.program, "preset_name": preset}
+    rendered = ((pitch, velocity, render_note(synth, pitch, velocity), extra) for pitch, velocity in notes)
+    return inst.instrument, _write_notes(out, inst, rendered)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -472,33 +460,61 @@ def render_real_instrument(
     player = _player(inst, Path(root), Path(out) / ".parts" / "sfz")
     e = inst.entry()
     cc = {int(k): tuple(v) for k, v in e.get("cc", {}).items()}
+
+    def rendered() -> Iterator[tuple[int, int, np.ndarray | None, dict[str, Any]]]:
+        keys = playable_keys(inst, player.keys)
+        for pitch, velocity in real_notes(inst, keys, limit):
+            rng = np.random.default_rng([seed, inst.instrument, pitch, velocity])
+            clip = plan_clip(rng, pitch=pitch, velocity=velocity, keys=keys, cc_ranges=cc)
+            y = _normalised(player.render(clip, max_s=HOLD_S + RELEASE_S))
+            if y is None or len(y) < SAMPLE_RATE // 20:
+                continue
+            yield (
+                pitch,
+                velocity,
+                y,
+                {
+                    "library": inst.source,
+                    "preset_name": inst.name,
+                    "sample_group": inst.sample_group,
+                    "clip": clip.kind,
+                    "duration_s": round(len(y) / SAMPLE_RATE, 3),
+                },
+            )
+
+    return inst.instrument, _write_notes(out, inst, rendered())
+
+
+def _write_notes(
+    out: str, inst: Any, rendered: Iterable[tuple[int, int, np.ndarray | None, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Write the rendered notes of ``inst`` to ``out/<split>/audio/<note_str>.wav`` (16-bit PCM).
+
+    Parameters
+    ----------
+    out : str
+        The corpus folder.
+    inst : Instrument or RealInstrument
+    rendered : iterable of (int, int, np.ndarray or None, dict)
+        Each note's pitch, velocity, audio at :data:`SAMPLE_RATE` (``None``: silent, skipped)
+        and its source's keys of the record.
+
+    Returns
+    -------
+    dict
+        The notes' records (:func:`_note_record`) by note name.
+    """
     audio_dir = Path(out) / inst.split / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     idx = int(inst.instrument_str.rsplit("_", 1)[1])
     examples: dict[str, Any] = {}
-    keys = playable_keys(inst, player.keys)
-    for pitch, velocity in real_notes(inst, keys, limit):
-        rng = np.random.default_rng([seed, inst.instrument, pitch, velocity])
-        clip = plan_clip(rng, pitch=pitch, velocity=velocity, keys=keys, cc_ranges=cc)
-        y = player.render(clip, max_s=HOLD_S + RELEASE_S)
-        peak = float(np.abs(y).max()) if len(y) else 0.0
-        if not math.isfinite(peak) or peak < SILENT_PEAK or len(y) < SAMPLE_RATE // 20:
+    for pitch, velocity, y, extra in rendered:
+        if y is None:
             continue
-        y = (y * (PEAK / peak)).astype(np.float32)
         name = note_str(inst.family, "acoustic", idx, pitch, velocity)
         sf.write(audio_dir / f"{name}.wav", y, SAMPLE_RATE, subtype="PCM_16")
-        examples[name] = _note_record(
-            inst,
-            name,
-            pitch,
-            velocity,
-            library=inst.source,
-            preset_name=inst.name,
-            sample_group=inst.sample_group,
-            clip=clip.kind,
-            duration_s=round(len(y) / SAMPLE_RATE, 3),
-        )
-    return inst.instrument, examples
+        examples[name] = _note_record(inst, name, pitch, velocity, **extra)
+    return examples
 
 
 def _note_record(inst: Any, name: str, pitch: int, velocity: int, **extra: Any) -> dict[str, Any]:

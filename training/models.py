@@ -44,6 +44,14 @@ def _inputs() -> keras.KerasTensor:
     return keras.Input(shape=(N_MELS, FRAMES, 1), name=INPUT_NAME)
 
 
+def _softmax_head(x: keras.KerasTensor, n_labels: int, *, dense: int, dropout: float) -> keras.KerasTensor:
+    """The seed models' head: Flatten, Dense ReLU, Dropout, softmax outputs."""
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(n_labels, activation="softmax", name=OUTPUT_NAME)(x)
+
+
 def baseline(n_labels: int = 8) -> keras.Model:
     """The seed's Milestone 2 baseline: Conv 32 → pool → Conv 64 → pool → Dense 128 → softmax."""
     x = inp = _inputs()
@@ -51,11 +59,7 @@ def baseline(n_labels: int = 8) -> keras.Model:
     x = layers.MaxPooling2D(2)(x)
     x = layers.Conv2D(64, 3, activation="relu")(x)
     x = layers.MaxPooling2D(4)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(128, activation="relu")(x)
-    x = layers.Dropout(0.3)(x)
-    out = layers.Dense(n_labels, activation="softmax", name=OUTPUT_NAME)(x)
-    return keras.Model(inp, out, name="baseline")
+    return keras.Model(inp, _softmax_head(x, n_labels, dense=128, dropout=0.3), name="baseline")
 
 
 def seed_v3(n_labels: int = 8) -> keras.Model:
@@ -64,11 +68,7 @@ def seed_v3(n_labels: int = 8) -> keras.Model:
     for filters in (32, 64, 128):
         x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
         x = layers.MaxPooling2D(2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(256, activation="relu")(x)
-    x = layers.Dropout(0.5)(x)
-    out = layers.Dense(n_labels, activation="softmax", name=OUTPUT_NAME)(x)
-    return keras.Model(inp, out, name="seed_v3")
+    return keras.Model(inp, _softmax_head(x, n_labels, dense=256, dropout=0.5), name="seed_v3")
 
 
 def _block(

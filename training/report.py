@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,28 @@ import numpy as np
 from instrunet_core.labels import FAMILIES
 from instrunet_core.plots import new_figure
 
-__all__ = ["write_report", "draw_confusion"]
+__all__ = ["write_report", "draw_confusion", "markdown_table"]
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, the rule under it, then one line per row.
+
+    Parameters
+    ----------
+    header : sequence of str
+        The column titles.
+    rows : iterable of sequences
+        Each row's cells, already formatted (anything else is shown as ``str`` shows it).
+
+    Returns
+    -------
+    list of str
+    """
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
+    ]
 
 
 def draw_confusion(

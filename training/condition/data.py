@@ -456,6 +456,61 @@ def _source(note: Any) -> str:
     return str(lib) if lib else f"soundfont:{note.extra.get('soundfont', '?')}"
 
 
+def _clean_clip(base: np.ndarray) -> tuple[np.ndarray, int, list[str], int]:
+    """The clip of ``base`` alone, peak-normalised: healthy, nothing added, no mixture."""
+    return (base / (np.abs(base).max() or 1.0)).astype(np.float32), 0, ["clean"], 1
+
+
+def _row(
+    x: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    c: int,
+    log: list[str],
+    note: Any,
+    name: dict[str, str],
+    more: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The corpus row of one window ``x`` of class ``c``, or ``None`` when it has no features.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        The window's audio at :data:`SR`.
+    probs : np.ndarray
+        The family model's probabilities for it (over ``labels``).
+    c : int
+        Its class (an index of :data:`CLASSES`).
+    log : list of str
+        What was done to it (``["clean"]``: nothing).
+    note : Note
+        The base note it was made from.
+    name : dict
+        The key that names its clip (``note`` or ``recording``).
+    more : dict, optional
+        Further keys of this corpus.
+    """
+    from instrunet_condition.features import FEATURE_NAMES, condition_features
+
+    f = condition_features(x, sr=SR)
+    if f is None:
+        return None
+    return {
+        "x": [f[k] for k in FEATURE_NAMES],
+        "family_probs": probs.astype(np.float32),
+        "leading": labels[int(np.argmax(probs))],
+        "y": c,
+        **name,
+        "instrument": note.instrument_str,
+        "family": note.family_str,
+        "source": _source(note),
+        "real": bool(note.extra.get("library")),
+        **(more or {}),
+        "clean": log == ["clean"],
+        "degradations": "; ".join(log),
+    }
+
+
 def _plan(notes: Sequence[Any], split: str, seed: int) -> dict[str, list[Any]]:
     """The bases of each instrument: a seeded draw of at most ``_PER_INSTRUMENT`` notes, real clips
     of at least 0.3 s."""
@@ -473,10 +528,34 @@ def _plan(notes: Sequence[Any], split: str, seed: int) -> dict[str, list[Any]]:
     return plan
 
 
+def _pool(everyone: Sequence[Any], inst: str, split: str, seed: int) -> list[Any]:
+    """A seeded draw of at most eight bases of instruments other than ``inst``: what the
+    mixtures of ``inst``'s clips are made from."""
+    rng = rng_for(seed, f"pool:{split}:{inst}")
+    others = [n for n in everyone if n.instrument_str != inst]
+    return [others[j] for j in rng.choice(len(others), min(8, len(others)), replace=False)] if others else []
+
+
+def _save_rows(path: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``rows`` (see :func:`_row`) to the ``.npz`` file ``path``: the features ``x``, the
+    feature ``names`` and one array per other key.
+
+    Returns
+    -------
+    dict
+        The arrays of the keys other than ``x``.
+    """
+    from instrunet_condition.features import FEATURE_NAMES
+
+    arrays: dict[str, Any] = {k: np.asarray([r[k] for r in rows]) for k in rows[0] if k != "x"}
+    np.savez_compressed(
+        path, x=np.asarray([r["x"] for r in rows], np.float64), names=np.asarray(FEATURE_NAMES), **arrays
+    )
+    return arrays
+
+
 def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool, str]) -> list[dict[str, Any]]:
     """Clips and features of one instrument's bases (a worker's job)."""
-    from instrunet_condition.features import FEATURE_NAMES, condition_features
-
     from ..nsynth import load_audio
 
     split, bases, pool, seed, clean_copy, floor = args
@@ -498,29 +577,14 @@ def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool, str]) -> 
         )
         clips = make_clips(base, n.family_str, picks, rng, floor=floor)
         if clean_copy:  # the recording alone: no mixture, nothing added (false alarms on clean audio)
-            clips.append(((base / (np.abs(base).max() or 1.0)).astype(np.float32), 0, ["clean"], 1))
+            clips.append(_clean_clip(base))
         heard = family_model.predict_windows(np.stack([x for x, *_ in clips]))
         for (x, c, log, n_mix), probs in zip(clips, heard, strict=True):
-            f = condition_features(x, sr=SR)
-            if f is None:
-                continue
-            rows.append(
-                {
-                    "x": [f[k] for k in FEATURE_NAMES],
-                    "family_probs": probs.astype(np.float32),
-                    "leading": family_model.labels[int(np.argmax(probs))],
-                    "y": c,
-                    "note": n.note_str,
-                    "instrument": n.instrument_str,
-                    "family": n.family_str,
-                    "source": _source(n),
-                    "real": bool(n.extra.get("library")),
-                    "base": kind,
-                    "mix": n_mix,
-                    "clean": log == ["clean"],
-                    "degradations": "; ".join(log),
-                }
+            row = _row(
+                x, probs, family_model.labels, c, log, n, {"note": n.note_str}, {"base": kind, "mix": n_mix}
             )
+            if row is not None:
+                rows.append(row)
     return rows
 
 
@@ -532,8 +596,6 @@ def _recording_rows(args: tuple[str, list[Any], list[Any], int]) -> list[dict[st
     """Recordings of one instrument (a worker's job): :data:`RECORDING_WINDOWS` bases played one
     after the other, each recording aged or broken as a whole (one draw of the cue for all its
     windows, as a real worn tape or a buzzing string is), then cut back into its windows."""
-    from instrunet_condition.features import FEATURE_NAMES, condition_features
-
     from instrunet_core import load_model
 
     from ..nsynth import load_audio
@@ -561,29 +623,22 @@ def _recording_rows(args: tuple[str, list[Any], list[Any], int]) -> list[dict[st
             else []
         )
         clips = make_clips(base, group[0].family_str, picks, rng)
-        clips.append(((base / (np.abs(base).max() or 1.0)).astype(np.float32), 0, ["clean"], 1))
+        clips.append(_clean_clip(base))
         for c_i, (x, c, log, _) in enumerate(clips):
             parts = [x[i * N : (i + 1) * N] for i in range(k)]
             heard = family_model.predict_windows(np.stack(parts))
             for part, probs in zip(parts, heard, strict=True):
-                f = condition_features(part, sr=SR)
-                if f is None:
-                    continue
-                rows.append(
-                    {
-                        "x": [f[q] for q in FEATURE_NAMES],
-                        "family_probs": probs.astype(np.float32),
-                        "leading": family_model.labels[int(np.argmax(probs))],
-                        "y": c,
-                        "recording": f"{group[0].note_str}:{c_i}",
-                        "instrument": group[0].instrument_str,
-                        "family": group[0].family_str,
-                        "source": _source(group[0]),
-                        "real": bool(group[0].extra.get("library")),
-                        "clean": log == ["clean"],
-                        "degradations": "; ".join(log),
-                    }
+                row = _row(
+                    part,
+                    probs,
+                    family_model.labels,
+                    c,
+                    log,
+                    group[0],
+                    {"recording": f"{group[0].note_str}:{c_i}"},
                 )
+                if row is not None:
+                    rows.append(row)
     return rows
 
 
@@ -597,8 +652,6 @@ def build_recordings(
 ) -> dict[str, Any]:
     """Write ``out/<split>_recordings.npz``: the same bases as :func:`build`, grouped into
     recordings of :data:`RECORDING_WINDOWS` windows (what a verdict over a file averages)."""
-    from instrunet_condition.features import FEATURE_NAMES
-
     from ..nsynth import load_split
 
     workers = workers or min(2, os.cpu_count() or 1)
@@ -606,27 +659,12 @@ def build_recordings(
     for split in splits:
         plan = _plan(load_split(corpus / split), split, seed)
         everyone = [n for ns in plan.values() for n in ns]
-        jobs = []
-        for inst, bases in plan.items():
-            rng = rng_for(seed, f"pool:{split}:{inst}")
-            others = [n for n in everyone if n.instrument_str != inst]
-            pool = (
-                [others[j] for j in rng.choice(len(others), min(8, len(others)), replace=False)]
-                if others
-                else []
-            )
-            jobs.append((split, bases, pool, seed))
+        jobs = [(split, bases, _pool(everyone, inst, split, seed), seed) for inst, bases in plan.items()]
         rows: list[dict[str, Any]] = []
         with ProcessPoolExecutor(max_workers=workers) as ex:
             for r in ex.map(_recording_rows, jobs):
                 rows += r
-        arrays: dict[str, Any] = {k: np.asarray([r[k] for r in rows]) for k in rows[0] if k != "x"}
-        np.savez_compressed(
-            out / f"{split}_recordings.npz",
-            x=np.asarray([r["x"] for r in rows], np.float64),
-            names=np.asarray(FEATURE_NAMES),
-            **arrays,
-        )
+        arrays = _save_rows(out / f"{split}_recordings.npz", rows)
         counts[split] = {"recordings": len(set(arrays["recording"].tolist())), "windows": len(rows)}
         print(f"{split}: {counts[split]}", file=sys.stderr)
     return counts
@@ -665,13 +703,7 @@ def build(
         everyone = [n for ns in plan.values() for n in ns]
         jobs = []
         for inst, bases in plan.items():
-            rng = rng_for(seed, f"pool:{split}:{inst}")
-            others = [n for n in everyone if n.instrument_str != inst]
-            pool = (
-                [others[j] for j in rng.choice(len(others), min(8, len(others)), replace=False)]
-                if others
-                else []
-            )
+            pool = _pool(everyone, inst, split, seed)
             jobs.append((split, bases, pool, seed, split in ("test", "dev"), floor))
         rows: list[dict[str, Any]] = []
         with ProcessPoolExecutor(max_workers=workers) as ex:
@@ -682,13 +714,7 @@ def build(
                         f"{split}: {i + 1}/{len(jobs)} instruments ({time.time() - t0:.0f} s)",
                         file=sys.stderr,
                     )
-        arrays: dict[str, Any] = {k: np.asarray([r[k] for r in rows]) for k in rows[0] if k != "x"}
-        np.savez_compressed(
-            out / f"{split}.npz",
-            x=np.asarray([r["x"] for r in rows], np.float64),
-            names=np.asarray(FEATURE_NAMES),
-            **arrays,
-        )
+        arrays = _save_rows(out / f"{split}.npz", rows)
         y = arrays["y"]
         counts[split] = {
             "bases": len(everyone),

@@ -13,7 +13,7 @@ import numpy as np
 
 from instrunet_core.plots import new_figure
 
-from ..report import draw_confusion
+from ..report import draw_confusion, markdown_table
 from .data import CLASSES, SPLITS, SR, load, noise
 
 __all__ = [
@@ -177,6 +177,12 @@ def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) 
     t, fa, cal = m["test"], m["false_alarm"], m["calibration"]
     ex = fa["examples"]
     ex_labels = ", ".join(f"{k}: {v['label']}" for k, v in ex["files"].items())
+    splits = (
+        ("valid (held-out SoundFont programs; chooses)", "valid"),
+        ("test (unseen TimGM6mb instruments)", "test"),
+        ("dev (real recorded libraries never trained on)", "dev"),
+        ("train (fit)", "train_fit"),
+    )
     lines = [
         f"# condition {m['version']}",
         "",
@@ -184,96 +190,155 @@ def write_report(folder: Path, m: dict[str, Any], hist: dict[str, list[float]]) 
         f"{m['best_epoch']} ({m['selection']}). Calibration: temperature {cal['temperature']:.3f}, offsets "
         f"{cal['offsets']}, healthy prior log odds {cal['healthy_prior']['log_odds']:.3f}.",
         "",
-        "| split | clips | accuracy | balanced accuracy | aged recall | false alarms (healthy called aged/broken) |",
-        "|---|---|---|---|---|---|",
+        *markdown_table(
+            [
+                "split",
+                "clips",
+                "accuracy",
+                "balanced accuracy",
+                "aged recall",
+                "false alarms (healthy called aged/broken)",
+            ],
+            (
+                [
+                    name,
+                    m[k]["n"],
+                    f"{m[k]['accuracy']:.4f}",
+                    f"{m[k]['balanced_accuracy']:.4f}",
+                    f"{m[k]['per_class']['moderately_aged']['recall']:.4f}",
+                    f"{m[k]['false_alarm_rate']:.4f}",
+                ]
+                for name, k in splits
+            ),
+        ),
     ]
-    for name, k in (
-        ("valid (held-out SoundFont programs; chooses)", "valid"),
-        ("test (unseen TimGM6mb instruments)", "test"),
-        ("dev (real recorded libraries never trained on)", "dev"),
-        ("train (fit)", "train_fit"),
-    ):
-        s = m[k]
-        lines.append(
-            f"| {name} | {s['n']} | {s['accuracy']:.4f} | {s['balanced_accuracy']:.4f} | "
-            f"{s['per_class']['moderately_aged']['recall']:.4f} | {s['false_alarm_rate']:.4f} |"
-        )
     rec = m.get("recordings") or {}
     if rec:
         lines += [
             "",
             "Whole recordings (each degraded as a whole; the verdict averages its windows, as the analyzer does):",
             "",
-            "| split | recordings | windows each | accuracy | aged recall | broken recall | false alarms (clean) |",
-            "|---|---|---|---|---|---|---|",
+            *markdown_table(
+                [
+                    "split",
+                    "recordings",
+                    "windows each",
+                    "accuracy",
+                    "aged recall",
+                    "broken recall",
+                    "false alarms (clean)",
+                ],
+                (
+                    [
+                        k,
+                        r["n"],
+                        f"{r['windows_per_recording']:.1f}",
+                        f"{r['accuracy']:.4f}",
+                        f"{r['per_class']['moderately_aged']['recall']:.4f}",
+                        f"{r['per_class']['broken_noisy']['recall']:.4f}",
+                        f"{r['false_alarm_clean']['rate']:.4f} (n={r['false_alarm_clean']['n']})",
+                    ]
+                    for k, r in rec.items()
+                ),
+            ),
         ]
-        for k, r in rec.items():
-            pc = r["per_class"]
-            lines.append(
-                f"| {k} | {r['n']} | {r['windows_per_recording']:.1f} | {r['accuracy']:.4f} | "
-                f"{pc['moderately_aged']['recall']:.4f} | {pc['broken_noisy']['recall']:.4f} | "
-                f"{r['false_alarm_clean']['rate']:.4f} (n={r['false_alarm_clean']['n']}) |"
-            )
-    lines += ["", "Per class on test:", "", "| class | precision | recall | clips |", "|---|---|---|---|"]
-    for c, pc in t["per_class"].items():
-        lines.append(f"| {c} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['support']} |")
-    lines += ["", "False alarms:", "", "| clips | n | rate |", "|---|---|---|"]
-    for k in ("test_healthy", "test_clean", "dev_healthy", "dev_clean_real"):
-        lines.append(f"| {fa[k]['what']} | {fa[k]['n']} | {fa[k]['rate']:.4f} |")
     lines += [
+        "",
+        "Per class on test:",
+        "",
+        *markdown_table(
+            ["class", "precision", "recall", "clips"],
+            (
+                [c, f"{pc['precision']:.3f}", f"{pc['recall']:.3f}", pc["support"]]
+                for c, pc in t["per_class"].items()
+            ),
+        ),
+        "",
+        "False alarms:",
+        "",
+        *markdown_table(
+            ["clips", "n", "rate"],
+            (
+                [fa[k]["what"], fa[k]["n"], f"{fa[k]['rate']:.4f}"]
+                for k in ("test_healthy", "test_clean", "dev_healthy", "dev_clean_real")
+            ),
+        ),
         "",
         f"Bundled examples: {ex['files_flagged']} of {len(ex['files'])} files and {ex['chunks_flagged']} of "
         f"{ex['chunks']} windows called aged or broken ({ex_labels}).",
         "",
         "Calibration (top-class expected calibration error, log-loss):",
         "",
-        "| split | ECE before | ECE calibrated | ECE shipped (with the prior) | log-loss before | log-loss calibrated |",
-        "|---|---|---|---|---|---|",
+        *markdown_table(
+            [
+                "split",
+                "ECE before",
+                "ECE calibrated",
+                "ECE shipped (with the prior)",
+                "log-loss before",
+                "log-loss calibrated",
+            ],
+            (
+                [
+                    s,
+                    f"{cal['before'][s]['ece']:.4f}",
+                    f"{cal['after'][s]['ece']:.4f}",
+                    f"{cal['shipped'][s]['ece']:.4f}",
+                    f"{cal['before'][s]['log_loss']:.4f}",
+                    f"{cal['after'][s]['log_loss']:.4f}",
+                ]
+                for s in ("valid", "test", "dev")
+            ),
+        ),
     ]
-    for s in ("valid", "test", "dev"):
-        b, a, sh = cal["before"][s], cal["after"][s], cal["shipped"][s]
-        lines.append(
-            f"| {s} | {b['ece']:.4f} | {a['ece']:.4f} | {sh['ece']:.4f} | {b['log_loss']:.4f} | {a['log_loss']:.4f} |"
-        )
     hp = cal["healthy_prior"]
     lines += [
         "",
         f"Healthy prior: log odds {hp['log_odds']:.3f} ({hp['means']}; {hp['rule']}, on {hp['on']}: "
         f"{hp['false_alarm']:.4f} flagged there). The ECE columns are on the splits' equal class shares; the "
         "shipped probabilities assume healthy is the more common case.",
-    ]
-    lines += [
         "",
         "Dev per source:",
         "",
-        "| source | clips | accuracy | aged recall | false alarms (clean) |",
-        "|---|---|---|---|---|",
+        *markdown_table(
+            ["source", "clips", "accuracy", "aged recall", "false alarms (clean)"],
+            (
+                [
+                    src,
+                    v["metrics"]["n"],
+                    f"{v['metrics']['accuracy']:.4f}",
+                    f"{v['metrics']['per_class']['moderately_aged']['recall'] or 0:.4f}",
+                    f"{v['false_alarm_clean'] if v['false_alarm_clean'] is not None else float('nan'):.4f}",
+                ]
+                for src, v in m["dev_by_source"].items()
+            ),
+        ),
     ]
-    for src, v in m["dev_by_source"].items():
-        mm = v["metrics"]
-        lines.append(
-            f"| {src} | {mm['n']} | {mm['accuracy']:.4f} | {mm['per_class']['moderately_aged']['recall'] or 0:.4f} | "
-            f"{v['false_alarm_clean'] if v['false_alarm_clean'] is not None else float('nan'):.4f} |"
-        )
     for split in ("test", "dev"):
         lines += [
             "",
             f"{split.capitalize()} clips by degradation (recall of their class; flagged = called aged or broken):",
             "",
-            "| degradation | clips | recall | flagged |",
-            "|---|---|---|---|",
+            *markdown_table(
+                ["degradation", "clips", "recall", "flagged"],
+                (
+                    [k, v["n"], f"{v['recall']:.3f}", f"{v['flagged']:.3f}"]
+                    for k, v in m[f"{split}_by_degradation"].items()
+                ),
+            ),
         ]
-        for k, v in m[f"{split}_by_degradation"].items():
-            lines.append(f"| {k} | {v['n']} | {v['recall']:.3f} | {v['flagged']:.3f} |")
     lines += [
         "",
         "Permutation importance on valid (accuracy lost when the feature is shuffled):",
         "",
-        "| feature | accuracy drop |",
-        "|---|---|",
+        *markdown_table(
+            ["feature", "accuracy drop"],
+            (
+                [k, f"{v:+.4f}"]
+                for k, v in sorted(m["permutation_importance_valid"].items(), key=lambda kv: -kv[1])
+            ),
+        ),
     ]
-    for k, v in sorted(m["permutation_importance_valid"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {k} | {v:+.4f} |")
     lines += ["", "![confusion](confusion_matrix.png)", "", "![reliability](reliability.png)", ""]
     (folder / "summary.md").write_text("\n".join(lines))
 

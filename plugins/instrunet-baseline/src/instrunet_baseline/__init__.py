@@ -10,10 +10,8 @@ written by ``python -m export`` (see ``docs/export.md`` in the instrunet reposit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from instrunet_core import hookimpl
-from instrunet_core.registry import packaged_versions
+from instrunet_core.registry import packaged_versions, packaged_versions_hook
 
 __all__ = ["MODEL_NAME", "MODELS_DIR", "model_dirs", "instrunet_register_models"]
 
@@ -26,8 +24,5 @@ def model_dirs() -> list[Path]:
     return packaged_versions(MODELS_DIR, MODEL_NAME)
 
 
-@hookimpl
-def instrunet_register_models(register: Any) -> None:
-    """Register each shipped version of ``baseline`` (never as the default model)."""
-    for d in model_dirs():
-        register(MODEL_NAME, d)
+#: The plugin's hook: registers each shipped version of ``baseline`` (never as the default model).
+instrunet_register_models = packaged_versions_hook(MODELS_DIR, MODEL_NAME)

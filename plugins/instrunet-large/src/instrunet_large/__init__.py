@@ -17,10 +17,8 @@ references.npz}`` are package data written by ``python -m export``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from instrunet_core import hookimpl
-from instrunet_core.registry import packaged_versions
+from instrunet_core.registry import packaged_versions, packaged_versions_hook
 
 __all__ = ["MODEL_NAME", "MODELS_DIR", "NOTICE", "model_dirs", "instrunet_register_models"]
 
@@ -35,8 +33,5 @@ def model_dirs() -> list[Path]:
     return packaged_versions(MODELS_DIR, MODEL_NAME)
 
 
-@hookimpl
-def instrunet_register_models(register: Any) -> None:
-    """Register each shipped version of ``family-large`` (never as the default model)."""
-    for d in model_dirs():
-        register(MODEL_NAME, d)
+#: The plugin's hook: registers each shipped version of ``family-large`` (never as the default model).
+instrunet_register_models = packaged_versions_hook(MODELS_DIR, MODEL_NAME)

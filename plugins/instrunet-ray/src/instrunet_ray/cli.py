@@ -5,48 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from instrunet_core.features import DEFAULT_FRONT_END, DEFAULT_HOP_SECONDS
-
-
-def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type from one of the core's checks: a bad value is a usage error (exit 2)."""
-
-    def parse(text: str) -> Any:
-        from instrunet_core.errors import InputError
-
-        try:
-            return check(text)
-        except (InputError, ValueError) as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return parse
-
-
-def _count(name: str) -> Callable[[str], int]:
-    from instrunet_core.inputs import check_count
-
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an int, got {text!r}") from None
-        return check_count(n, name=name)
-
-    return _checked(parse)
-
-
-def _hop(text: str) -> float:
-    from instrunet_core.inputs import check_hop
-
-    try:
-        h = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"hop must be a number of seconds, got {text!r}") from None
-    check_hop(h, sample_rate=DEFAULT_FRONT_END.sample_rate)
-    return h
+from instrunet_core.arguments import add_count_option, hop_type
+from instrunet_core.features import DEFAULT_HOP_SECONDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,23 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: parquet for a folder, jsonl otherwise",
     )
     p.add_argument("--model", metavar="NAME", help="registered model name (default model if omitted)")
-    p.add_argument(
-        "--workers",
-        type=_count("workers"),
-        default=2,
-        metavar="N",
-        help="actors, one model and one CPU each (default 2)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=_count("batch_size"),
-        default=4,
-        metavar="N",
-        help="files per actor call (default 4)",
-    )
+    add_count_option(p, "--workers", default=2, help="actors, one model and one CPU each (default 2)")
+    add_count_option(p, "--batch-size", default=4, help="files per actor call (default 4)")
     p.add_argument(
         "--hop",
-        type=_checked(_hop),
+        type=hop_type,
         metavar="S",
         help=f"seconds between windows, snapped to whole 23 ms frames (default {DEFAULT_HOP_SECONDS:g})",
     )
