@@ -55,6 +55,7 @@ __all__ = [
     "window_features",
     "batch_features",
     "rms_db",
+    "scratch",
     "WindowStream",
     "window_audio",
 ]
@@ -325,9 +326,19 @@ _FFT_ROWS = 128
 _RFFT_OUT = tuple(int(v) for v in np.__version__.split(".")[:1]) >= (2,)  # rfft(out=...) since numpy 2.0
 
 
-def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A per-thread buffer reused between calls: a fresh multi-MB array every call costs page
-    faults that took longer than the FFT itself."""
+    faults that took longer than the FFT itself.
+
+    The buffer named ``name`` in the calling thread, grown when it is too small; its contents
+    are whatever the last user left. Every module of a thread shares the names: code outside
+    this module prefixes its own (``"condition.spec"``), and a buffer is used only until the
+    next call that asks for the same name.
+
+    Returns
+    -------
+    np.ndarray [shape=shape, dtype=dtype]
+    """
     bufs = _local.__dict__.setdefault("bufs", {})
     n = int(np.prod(shape))
     buf = bufs.get(name)
@@ -355,18 +366,18 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
         for i in range(0, rows.shape[0], _FFT_ROWS):
             x = rows[i : i + _FFT_ROWS]
             m = x.shape[0]
-            windowed = _scratch("windowed", (m, fe.n_fft), np.float32)
+            windowed = scratch("windowed", (m, fe.n_fft), np.float32)
             np.multiply(x, hann, out=windowed)
-            wide = _scratch("windowed64", (m, fe.n_fft), np.float64)
+            wide = scratch("windowed64", (m, fe.n_fft), np.float64)
             np.copyto(wide, windowed)
             if _RFFT_OUT:
-                spec = np.fft.rfft(wide, axis=-1, out=_scratch("spec", (m, n_bins), np.complex128))
+                spec = np.fft.rfft(wide, axis=-1, out=scratch("spec", (m, n_bins), np.complex128))
             else:  # pragma: no cover - numpy < 2
                 spec = np.fft.rfft(wide, axis=-1)
-            sq = _scratch("spec_sq", (m, 2 * n_bins), np.float64)
+            sq = scratch("spec_sq", (m, 2 * n_bins), np.float64)
             np.square(spec.view(np.float64), out=sq)
             pairs = sq.reshape(m, n_bins, 2)
-            power = _scratch("power", (m, n_bins), np.float32)
+            power = scratch("power", (m, n_bins), np.float32)
             np.add(pairs[..., 0], pairs[..., 1], out=power, casting="same_kind")
             # The mel projection [frames, bins] @ [bins, mels] on the library's own BLAS thread
             # budget (instrunet_core._threads), band block by band block (see _mel_bands).

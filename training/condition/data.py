@@ -642,6 +642,36 @@ def _recording_rows(args: tuple[str, list[Any], list[Any], int]) -> list[dict[st
     return rows
 
 
+def _split_rows(
+    corpus: Path,
+    split: str,
+    seed: int,
+    make_rows: Callable[[tuple[Any, ...]], list[dict[str, Any]]],
+    *,
+    extra: tuple[Any, ...] = (),
+    workers: int | None = None,
+    max_notes: int | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+    """The rows of one split and its plan: each planned instrument's base notes (with the pool
+    of the other instruments' notes) through ``make_rows((split, bases, pool, seed, *extra))``
+    on ``workers`` processes (default: up to 2), with progress every 10 instruments."""
+    from ..nsynth import load_split
+
+    plan = _plan(load_split(corpus / split), split, seed)
+    if max_notes is not None:
+        plan = {k: v[: max(1, max_notes // max(1, len(plan)))] for k, v in plan.items()}
+    everyone = [n for ns in plan.values() for n in ns]
+    jobs = [(split, bases, _pool(everyone, inst, split, seed), seed, *extra) for inst, bases in plan.items()]
+    rows: list[dict[str, Any]] = []
+    t0 = time.time()
+    with ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as ex:
+        for i, r in enumerate(ex.map(make_rows, jobs)):
+            rows += r
+            if (i + 1) % 10 == 0:
+                print(f"{split}: {i + 1}/{len(jobs)} instruments ({time.time() - t0:.0f} s)", file=sys.stderr)
+    return rows, plan
+
+
 def build_recordings(
     corpus: Path,
     out: Path,
@@ -652,18 +682,9 @@ def build_recordings(
 ) -> dict[str, Any]:
     """Write ``out/<split>_recordings.npz``: the same bases as :func:`build`, grouped into
     recordings of :data:`RECORDING_WINDOWS` windows (what a verdict over a file averages)."""
-    from ..nsynth import load_split
-
-    workers = workers or min(2, os.cpu_count() or 1)
     counts = {}
     for split in splits:
-        plan = _plan(load_split(corpus / split), split, seed)
-        everyone = [n for ns in plan.values() for n in ns]
-        jobs = [(split, bases, _pool(everyone, inst, split, seed), seed) for inst, bases in plan.items()]
-        rows: list[dict[str, Any]] = []
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            for r in ex.map(_recording_rows, jobs):
-                rows += r
+        rows, _ = _split_rows(corpus, split, seed, _recording_rows, workers=workers)
         arrays = _save_rows(out / f"{split}_recordings.npz", rows)
         counts[split] = {"recordings": len(set(arrays["recording"].tolist())), "windows": len(rows)}
         print(f"{split}: {counts[split]}", file=sys.stderr)
@@ -684,36 +705,20 @@ def build(
     ``floor``: the benign noise floor's recipe, :data:`FLOORS`)."""
     from instrunet_condition.features import FEATURE_NAMES
 
-    from ..nsynth import load_split
-
     out.mkdir(parents=True, exist_ok=True)
     info_path = out / "condition.json"
     info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.is_file() else {}
     counts: dict[str, Any] = dict(info.get("counts", {}))
     t0 = time.time()
-    workers = workers or min(2, os.cpu_count() or 1)
     for split in splits:
         if not (corpus / split / "examples.json").is_file():
             print(f"{split}: not in {corpus}, skipped", file=sys.stderr)
             continue
-        notes = load_split(corpus / split)
-        plan = _plan(notes, split, seed)
-        if max_notes is not None:
-            plan = {k: v[: max(1, max_notes // max(1, len(plan)))] for k, v in plan.items()}
+        extra = (split in ("test", "dev"), floor)
+        rows, plan = _split_rows(
+            corpus, split, seed, _instrument_rows, extra=extra, workers=workers, max_notes=max_notes
+        )
         everyone = [n for ns in plan.values() for n in ns]
-        jobs = []
-        for inst, bases in plan.items():
-            pool = _pool(everyone, inst, split, seed)
-            jobs.append((split, bases, pool, seed, split in ("test", "dev"), floor))
-        rows: list[dict[str, Any]] = []
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            for i, r in enumerate(ex.map(_instrument_rows, jobs)):
-                rows += r
-                if (i + 1) % 10 == 0:
-                    print(
-                        f"{split}: {i + 1}/{len(jobs)} instruments ({time.time() - t0:.0f} s)",
-                        file=sys.stderr,
-                    )
         arrays = _save_rows(out / f"{split}.npz", rows)
         y = arrays["y"]
         counts[split] = {

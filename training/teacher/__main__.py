@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .weights import TeacherError, default_cache, prepare
+from .weights import TEACHER_RATE, TeacherError, default_cache, prepare
 
 
 def _write(out: Path, name: str, data: Any) -> None:
@@ -34,10 +34,14 @@ def _bundled_clips() -> list[Any]:
     from instrunet_core.audio import load_audio
 
     root = Path(__file__).resolve().parents[2] / "examples"
-    flute = load_audio(root / "solo_flute.wav", target_sr=16000)
-    ens = load_audio(root / "ensemble.flac", target_sr=16000)
+    flute = load_audio(root / "solo_flute.wav", target_sr=TEACHER_RATE)
+    ens = load_audio(root / "ensemble.flac", target_sr=TEACHER_RATE)
     n = 47183
-    return [flute[:n], ens[2 * 16000 : 2 * 16000 + n], ens[15 * 16000 : 15 * 16000 + n]]
+    return [
+        flute[:n],
+        ens[2 * TEACHER_RATE : 2 * TEACHER_RATE + n],
+        ens[15 * TEACHER_RATE : 15 * TEACHER_RATE + n],
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

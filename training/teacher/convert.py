@@ -28,6 +28,7 @@ import numpy as np
 
 from .weights import (
     SAVEDMODEL_FILES,
+    TEACHER_RATE,
     WHEEL_FILE,
     WHEEL_REQUIREMENT,
     WHEEL_SHA256,
@@ -64,7 +65,7 @@ def window_samples_16k(window_samples: int, sample_rate: int) -> int:
     """Length of a window after soxr resampling to 16 kHz (what :mod:`soxr` returns)."""
     import soxr
 
-    return len(soxr.resample(np.zeros(window_samples, np.float32), sample_rate, 16000, quality="HQ"))
+    return len(soxr.resample(np.zeros(window_samples, np.float32), sample_rate, TEACHER_RATE, quality="HQ"))
 
 
 def _tf_env() -> None:
@@ -115,7 +116,7 @@ def _windows_graph(variables: dict[str, np.ndarray], n16: int) -> tuple[Any, Any
     core = backbone()
     load_yamnet_weights(core, variables)
     audio = keras.Input((n16,), name="audio16k")
-    fe = LogMelPatches(16000, n16, name="logmel_patches")
+    fe = LogMelPatches(TEACHER_RATE, n16, name="logmel_patches")
     patches = fe(audio)
     out = core(FoldPatches(name="fold")(patches))
     unfold = fe.n_patches
@@ -147,7 +148,7 @@ def _tolerance(output: str, emb_max: float) -> float:
 def parity_clips(n16: int, *, extra: list[np.ndarray] | None = None) -> list[tuple[str, np.ndarray]]:
     """16 kHz test clips: silence, white noise, a sine, a chirp, clicks, and ``extra`` (real audio)."""
     rng = np.random.default_rng(51773)
-    t = np.arange(n16) / 16000
+    t = np.arange(n16) / TEACHER_RATE
     clips = [
         ("silence", np.zeros(n16)),
         ("white_noise", rng.uniform(-1, 1, n16)),
@@ -210,7 +211,7 @@ def convert(
             "waveform": dict.fromkeys(WAVEFORM_OUTPUTS, 0.0),
             "windows": dict.fromkeys(WINDOWS_OUTPUTS, 0.0),
         }
-        lengths = sorted({n16, 100, 15600, 16000, 16000 * 3 + 37})
+        lengths = sorted({n16, 100, 15600, TEACHER_RATE, TEACHER_RATE * 3 + 37})
         emb_max = 1.0
         for name, clip in clips:
             for n in lengths if name == "white_noise" else [n16]:
@@ -253,12 +254,12 @@ def convert(
         "graphs": {
             WAVEFORM_ONNX: {
                 "sha256": sha256_file(cache / WAVEFORM_ONNX),
-                "input": {"waveform": ["samples"], "sample_rate": 16000},
+                "input": {"waveform": ["samples"], "sample_rate": TEACHER_RATE},
                 "outputs": {"scores": ["P", 521], "embeddings": ["P", 1024], "log_mel": ["F", 64]},
             },
             WINDOWS_ONNX: {
                 "sha256": sha256_file(cache / WINDOWS_ONNX),
-                "input": {"audio16k": ["batch", n16], "sample_rate": 16000},
+                "input": {"audio16k": ["batch", n16], "sample_rate": TEACHER_RATE},
                 "outputs": {"scores": ["batch", "P", 521], "embeddings": ["batch", "P", 1024]},
                 "window": {"samples": window_samples, "sample_rate": sample_rate, "samples_16k": n16},
                 "patches": n_patches,

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .weights import N_CLASSES, TeacherError, saved_model_dir, verify_saved_model
+from .weights import N_CLASSES, TEACHER_RATE, TeacherError, saved_model_dir, verify_saved_model
 
 __all__ = [
     "FrontEndParams",
@@ -112,7 +112,7 @@ class FrontEndParams:
         return 0 if f < self.patch_frames else 1 + (f - self.patch_frames) // self.patch_hop
 
 
-YAMNET_16K = FrontEndParams.at(16000)
+YAMNET_16K = FrontEndParams.at(TEACHER_RATE)
 YAMNET_22K = FrontEndParams.at(22050)
 
 

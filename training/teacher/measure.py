@@ -28,6 +28,7 @@ from instrunet_core.labels import FAMILIES
 from .clips import SR, WINDOW, known_clips
 from .families import FAMILY_CLASSES, pool, with_parents
 from .runtime import Teacher
+from .weights import TEACHER_RATE
 
 __all__ = [
     "check_known",
@@ -242,9 +243,9 @@ def bench_teacher(teacher: Teacher, *, seconds: float = 5.0) -> dict[str, Any]:
     """One onnxruntime thread (the ``Teacher``'s): ms per 0.96 s patch of the waveform graph on
     long audio, and windows per second of :meth:`Teacher.score_windows` (resampling included)."""
     rng = np.random.default_rng(0)
-    y16 = (0.1 * rng.standard_normal(16000 * 30)).astype(np.float32)
-    n_patches = len(teacher.patches(y16, 16000).scores)
-    per_call = _timeit(lambda: teacher.patches(y16, 16000), seconds)
+    y16 = (0.1 * rng.standard_normal(TEACHER_RATE * 30)).astype(np.float32)
+    n_patches = len(teacher.patches(y16, TEACHER_RATE).scores)
+    per_call = _timeit(lambda: teacher.patches(y16, TEACHER_RATE), seconds)
     win = (0.1 * rng.standard_normal((64, WINDOW))).astype(np.float32)
     out: dict[str, Any] = {"waveform_graph_ms_per_patch": round(per_call / n_patches * 1e3, 2)}
     for bs in (1, 8, 32):

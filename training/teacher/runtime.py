@@ -22,13 +22,17 @@ import numpy as np
 
 from .convert import MANIFEST, WAVEFORM_ONNX, WINDOWS_ONNX
 from .families import GROUPS, check_mapping, pool
-from .weights import TeacherError, class_names, default_cache, sha256_file
+from .weights import (
+    PATCH_HOP_SECONDS,
+    PATCH_SECONDS,
+    TEACHER_RATE,
+    TeacherError,
+    class_names,
+    default_cache,
+    sha256_file,
+)
 
 __all__ = ["Teacher", "PatchScores", "WindowScores", "PATCH_SECONDS", "PATCH_HOP_SECONDS"]
-
-PATCH_SECONDS = 0.96
-PATCH_HOP_SECONDS = 0.48
-TEACHER_RATE = 16000
 
 
 @dataclasses.dataclass(frozen=True)

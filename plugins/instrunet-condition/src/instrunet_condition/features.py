@@ -50,13 +50,11 @@ points, hop 512, float32) serves every spectral feature:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
-from instrunet_core.features import SAMPLE_RATE
+from instrunet_core.features import SAMPLE_RATE, scratch
 from instrunet_core.inputs import check_float_samples, check_sample_rate
 from instrunet_core.labels import FAMILIES
 
@@ -195,7 +193,7 @@ def hnr_frames(
     wr = np.fft.irfft(np.abs(np.fft.rfft(g, n_fft)) ** 2, n_fft)[: max_lag + 2]
     wr = wr / wr[0]
 
-    frames = _scratch("hnr_frames", (n_frames, n_fft), np.float64)
+    frames = scratch("condition.hnr_frames", (n_frames, n_fft), np.float64)
     frames[:, n_win:] = 0.0
     np.take(x, starts[:, None] + idx[None, :], out=frames[:, :n_win])
     # local mean over one longest period around the centre, as Praat
@@ -204,9 +202,11 @@ def hnr_frames(
     fw -= fw[:, lo:hi].mean(axis=1, keepdims=True)
     local_peak = np.abs(fw[:, lo:hi]).max(axis=1)
     fw *= g[None, :]
-    spec = np.fft.rfft(frames, axis=1, out=_scratch("hnr_spec", (n_frames, n_fft // 2 + 1), np.complex128))
+    spec = np.fft.rfft(
+        frames, axis=1, out=scratch("condition.hnr_spec", (n_frames, n_fft // 2 + 1), np.complex128)
+    )
     np.multiply(spec, spec.conj(), out=spec)
-    ac = np.fft.irfft(spec, n_fft, axis=1, out=_scratch("hnr_ac", (n_frames, n_fft), np.float64))
+    ac = np.fft.irfft(spec, n_fft, axis=1, out=scratch("condition.hnr_ac", (n_frames, n_fft), np.float64))
     ac = ac[:, : max_lag + 2].copy()
     r0 = ac[:, 0:1]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -254,20 +254,8 @@ def hnr(y: np.ndarray, *, sr: int = SAMPLE_RATE, **kwargs: float) -> float:
     return float(h.mean()) if h.size else float("nan")
 
 
-_local = threading.local()
 #: Hann windows of the stretch lengths seen (one per length; the analyzer's are all one window long).
 _HANN: dict[int, np.ndarray] = {}
-
-
-def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A per-thread buffer reused between calls (a fresh multi-MB array per call costs page
-    faults that took longer here than the transform itself)."""
-    bufs = _local.__dict__.setdefault("bufs", {})
-    n = int(np.prod(shape))
-    buf = bufs.get(name)
-    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype):
-        buf = bufs[name] = np.empty(n, dtype=dtype)
-    return buf[:n].reshape(shape)
 
 
 def _stft_power(x: np.ndarray) -> np.ndarray:
@@ -278,10 +266,10 @@ def _stft_power(x: np.ndarray) -> np.ndarray:
     pad = np.pad(x, _N_FFT // 2)
     frames = np.lib.stride_tricks.sliding_window_view(pad, _N_FFT)[::_HOP]
     m, n_bins = frames.shape[0], _N_FFT // 2 + 1
-    wide = _scratch("wide", (m, _N_FFT), np.float64)
+    wide = scratch("condition.wide", (m, _N_FFT), np.float64)
     np.multiply(frames, _WINDOW, out=wide)
-    spec = np.fft.rfft(wide, axis=1, out=_scratch("spec", (m, n_bins), np.complex128))
-    sq = _scratch("sq", (m, 2 * n_bins), np.float64)
+    spec = np.fft.rfft(wide, axis=1, out=scratch("condition.spec", (m, n_bins), np.complex128))
+    sq = scratch("condition.sq", (m, 2 * n_bins), np.float64)
     np.square(spec.view(np.float64), out=sq)
     pairs = sq.reshape(m, n_bins, 2)
     power = np.empty((m, n_bins), np.float32)
