@@ -518,11 +518,11 @@ def activity(
     P = mask_silent(np.asarray(probabilities, dtype=np.float32).reshape(c.shape[0], L), silent)
     t = start + (np.arange(n) + 0.5) * step
     k = max(1, _points(det.smoothing, step))
+    prob = np.zeros((n, L), np.float32)
     if c.shape[0] and n:
-        raw = np.stack([np.interp(t, c, P[:, j]) for j in range(L)], axis=1) if L else np.zeros((n, 0))
-        prob = _moving_mean(raw, k).astype(np.float32)
-    else:
-        prob = np.zeros((n, L), np.float32)
+        # One label at a time: a two-hour track's float64 temporaries stay a few MB, not ~90 MB.
+        for j in range(L):
+            prob[:, j] = _moving_mean(np.interp(t, c, P[:, j])[:, None], k)[:, 0]
     loud = level >= det.silence_db
     sounding = _sounding(
         level, _points(det.min_silence, step), det.silence_db, start_edge=start_edge, end_edge=end_edge
