@@ -98,9 +98,8 @@ def read_evidence(
     )
     if not spans:
         return []
-    hop_frames = grid.hop_frames
     sr = fe.sample_rate
-    stream = WindowStream(fe, hop_frames * fe.hop_length / sr, share_frames=not waveform, phases=phases)
+    stream = WindowStream(fe, grid.hop_samples / sr, share_frames=not waveform, phases=phases)
     lo = np.array([a for a, _ in spans])
     hi = np.array([b for _, b in spans])
     added: list[WindowResult] = []

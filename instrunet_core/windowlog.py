@@ -44,6 +44,8 @@ __all__ = ["WindowLog", "Batches"]
 
 #: Computed batches: ``((ready, levels), outputs)`` each.
 Batches = list[tuple[tuple[Ready, np.ndarray], ModelOutputs]]
+#: Probabilities, levels, silence flags and "other" of the windows (:meth:`WindowLog.arrays`).
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
 
 
 class WindowLog:
@@ -119,7 +121,7 @@ class WindowLog:
         return self.labels[int(np.argmax(p))]
 
     # ------------------------------------------------------------------ arrays
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def arrays(self) -> _Arrays:
         """Probabilities ``[T, L]``, levels, silence flags and (open-set models) "other"."""
         res = self.windows
         probs = np.array([w.probabilities for w in res], dtype=np.float32).reshape(-1, len(self.labels))
@@ -139,7 +141,10 @@ class WindowLog:
     # ------------------------------------------------------------------ summaries
     def prediction(self, *, sounding_seconds: float, top_k: int | None = None) -> Prediction:
         """Overall prediction (loudness-weighted, silent windows excluded)."""
-        probs, rms, silent, other = self.arrays()
+        return self._aggregate(self.arrays(), sounding_seconds, top_k)
+
+    def _aggregate(self, arrays: _Arrays, sounding_seconds: float, top_k: int | None) -> Prediction:
+        probs, rms, silent, other = arrays
         return aggregate(
             self.labels,
             probs,
@@ -198,8 +203,9 @@ class WindowLog:
         settings: dict[str, Any],
     ) -> Analysis:
         """Timeline, detected instruments and overall prediction (``extras`` empty)."""
-        probs, rms, silent, other = self.arrays()
-        prediction = self.prediction(sounding_seconds=sounding_seconds)
+        arrays = self.arrays()
+        probs, rms, silent, other = arrays
+        prediction = self._aggregate(arrays, sounding_seconds, None)
         times = self.times()
         return Analysis(
             source=source,
