@@ -1,21 +1,21 @@
 """The one inference path: a push-style :class:`Classifier` — blocks in, windows out.
 
 Everything that classifies audio goes through :class:`Classifier`:
-:meth:`instrunet_core.Model.predict`, :func:`~instrunet_core.analyze`, the ``instrunet`` CLI and the host
-adapters (Pedalboard, web app, Ray) built on the core.
+:meth:`instrunet_core.Model.predict`, :func:`~instrunet_core.analyze`, the ``instrunet`` CLI
+and the host adapters (Pedalboard, web app, Ray) built on the core.
 
 The classifier feeds a stream and runs the model; the rest is done by one module each:
 
-* :mod:`instrunet_core.inputs` checks each block, mixes it to mono and resamples it to the
-  front end's rate (22,050 Hz) with one stream resampler per stream, so where the blocks are
-  cut never changes the result;
+* :mod:`instrunet_core.inputs` checks each block, mixes it to mono and resamples it (one
+  stream resampler per stream: where the blocks are cut never changes the result), and
+  :mod:`instrunet_core.audio` decodes a whole source into such blocks;
 * :class:`instrunet_core.features.WindowStream` cuts the stream into windows on a grid of STFT
   frames (the hop snapped to whole frames: the default 1.5 s becomes 65 frames = 1.5093 s),
   shares the frames between overlapping windows, computes each window's features and level;
 * :class:`instrunet_core.scheduler.BatchPipeline` runs whole batches on worker threads while
   this thread decodes, in :meth:`Classifier.classify` and :meth:`Classifier.refine`;
-* :class:`instrunet_core.windowlog.WindowLog` keeps the windows and reads the prediction,
-  time axis and analysis off them; :mod:`instrunet_core.refine` reads doubtful stretches again.
+* :class:`~instrunet_core.windowlog.WindowLog` keeps the windows and what is read off them;
+  :mod:`instrunet_core.refine` reads doubtful stretches again.
 
 A window is emitted by the :meth:`~Classifier.process` call that completes it, in batches of
 at most ``batch_size``; :meth:`~Classifier.flush` ends the stream with one zero-padded window
@@ -160,23 +160,30 @@ class Classifier:
         self._sr = self._fe.sample_rate
         self._stream = WindowStream(self._fe, hop, share_frames=not self._waveform)
         self.labels: tuple[str, ...] = self.model.labels
-        self.window_seconds = self._fe.window_samples / self._sr
-        self.latency_seconds = self.window_seconds
+        self.window_seconds = self.latency_seconds = self._fe.window_samples / self._sr
         self.hop_seconds = self._stream.hop_samples / self._sr
         self.detection = Detection(smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB)
         self.batch_size = check_count(batch_size, name="batch_size")
-        self.keep = None if keep is None else check_count(keep, name="keep")
         self.pipeline = bool(pipeline)
         self.workers = default_workers() if workers is None else check_threads(workers, name="workers")
         self._pipe: BatchPipeline[ModelOutputs] = BatchPipeline(self.workers)
         self.thresholds: dict[str, float] = with_overrides(self.model.thresholds, thresholds)
-        self.other_threshold = self.model.other_threshold
-        self._log = WindowLog(
-            self.labels, sample_rate=self._sr, other_threshold=self.other_threshold, keep=self.keep
-        )
+        keep = None if keep is None else check_count(keep, name="keep")
+        other = self.model.other_threshold
+        self._log = WindowLog(self.labels, sample_rate=self._sr, other_threshold=other, keep=keep)
         self.reset()
 
     # ------------------------------------------------------------------ properties
+    @property
+    def keep(self) -> int | None:
+        """Most results kept (``None``: all)."""
+        return self._log.keep
+
+    @property
+    def other_threshold(self) -> float | None:
+        """An open-set model's threshold on "none of the labels" (``None``: a closed-set model)."""
+        return self._log.other_threshold
+
     @property
     def sample_rate(self) -> int | None:
         """Rate of the blocks fed so far (``None`` before the first block)."""
@@ -333,38 +340,32 @@ class Classifier:
             Another thread is feeding this classifier.
         """
         with self._owner.feeding("classify"):
-            return self._classify(audio, sample_rate, listener)
-
-    def _classify(
-        self, audio: AudioSource, sample_rate: int | None, listener: BlockListener | None
-    ) -> list[WindowResult]:
-        self._reset()
-        try:
-            # Decoded, mixed and resampled by one stream resampler, block by block, in audio.py.
-            blocks = iter_blocks(audio, sample_rate, target_sr=self._sr, block_seconds=DECODE_BLOCK_SECONDS)
-            if isinstance(audio, np.ndarray):
-                self._sr_in = check_sample_rate(sample_rate, what=source_name(audio))
-            else:
-                self._sr_in = self._sr
-            out: list[WindowResult] = []
-            for block in blocks:
-                start = self._stream.total
-                self._stream.push(block)
-                if listener is not None and block.size:
-                    listener.push(block, start)
-                # Offline, nobody waits for a window: run the model on full batches only (the
-                # windows and their values are the same as block by block through process()).
-                if self._stream.n_ready() >= self.batch_size:
-                    new = self._emit(final=False, whole_batches=True, pipelined=self.pipeline)
-                    if listener is not None and new:
-                        listener.windows(new)
-                    out += new
-            last = self.flush()
-            if listener is not None and last:
-                listener.windows(last)
-            return out + last
-        finally:
-            self._pipe.clear()  # after an error: drop the batches still in flight
+            self._reset()
+            try:
+                blocks = iter_blocks(
+                    audio, sample_rate, target_sr=self._sr, block_seconds=DECODE_BLOCK_SECONDS
+                )
+                array = isinstance(audio, np.ndarray)
+                self._sr_in = check_sample_rate(sample_rate, what=source_name(audio)) if array else self._sr
+                out: list[WindowResult] = []
+                for block in blocks:
+                    start = self._stream.total
+                    self._stream.push(block)
+                    if listener is not None and block.size:
+                        listener.push(block, start)
+                    # Offline, nobody waits for a window: run the model on full batches only (the
+                    # windows and their values are the same as block by block through process()).
+                    if self._stream.n_ready() >= self.batch_size:
+                        new = self._emit(final=False, whole_batches=True, pipelined=self.pipeline)
+                        if listener is not None and new:
+                            listener.windows(new)
+                        out += new
+                last = self.flush()
+                if listener is not None and last:
+                    listener.windows(last)
+                return out + last
+            finally:
+                self._pipe.clear()  # after an error: drop the batches still in flight
 
     # ------------------------------------------------------------------ results
     def prediction(self, *, top_k: int | None = None) -> Prediction:
@@ -445,7 +446,7 @@ class Classifier:
                 )
             if isinstance(audio, np.ndarray):
                 sample_rate = check_sample_rate(sample_rate, what=source_name(audio))
-            self._log.evidence = []
+            self._log.evidence = []  # doubt is judged on the hop's own windows
             self._log.evidence = read_evidence(
                 audio,
                 sample_rate,
