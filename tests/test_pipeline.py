@@ -202,6 +202,18 @@ def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path])
         distilled_targets(ex.Y, got_p, 1.5)
 
 
+def test_mean_targets_average_each_column_over_the_teachers_that_have_it() -> None:
+    from training.train import mean_targets
+
+    closed = np.array([[0.2] * 8, [0.6] * 8], np.float32)  # an eight-family teacher
+    open_ = np.array([[0.4] * 8 + [0.9], [0.0] * 8 + [0.1]], np.float32)  # an open-set one
+    got = mean_targets([closed, open_])
+    assert got.shape == (2, 9) and got.dtype == np.float32
+    np.testing.assert_allclose(got[:, :8], [[0.3] * 8, [0.3] * 8], atol=1e-7)
+    np.testing.assert_allclose(got[:, 8], [0.9, 0.1], atol=1e-7)  # "other" from the open-set teacher only
+    np.testing.assert_array_equal(mean_targets([closed]), closed)
+
+
 def test_compact_open_set_model_trains_distilled_and_exports(trained: dict[str, Path]) -> None:
     """An open-set model (a ninth output, "other"), trained on ensembles and other sounds with a
     teacher, exported with its other and embedding outputs, and run by the runtime."""
@@ -209,13 +221,15 @@ def test_compact_open_set_model_trains_distilled_and_exports(trained: dict[str, 
 
     root = trained["root"]
     teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
+    second = Path(instrunet_core.__file__).parent / "models" / "family-compact" / "1.0.0"
     args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.1"), "--no-test"]
     run = ["--model", "compact", "--out", str(root / "run-c"), "--report-dir", str(root / "report-c")]
     open_set = ["--open-set", "--other-prob", "0.3", "--ensemble-prob", "0.3", "--n-valid-other", "24"]
-    assert train.main([*run, "--teacher", str(teacher), "--distill", "0.5", *open_set, *args]) == 0
+    teachers = ["--teacher", str(teacher), "--teacher", str(second)]
+    assert train.main([*run, *teachers, "--distill", "0.5", *open_set, *args]) == 0
     metrics = json.loads((root / "report-c" / "metrics.json").read_text())
     assert metrics["model"] == "compact" and metrics["task"] == "multilabel"
-    assert metrics["config"]["teacher"] == str(teacher) and metrics["config"]["distill"] == 0.5
+    assert metrics["config"]["teacher"] == [str(teacher), str(second)] and metrics["config"]["distill"] == 0.5
     assert metrics["outputs"] == [*FAMILIES, "other"] and 0 < metrics["thresholds"]["other"] < 1
     assert "answered_other" in metrics["valid"]["other"]
     out = root / "models-c"

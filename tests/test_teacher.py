@@ -229,3 +229,28 @@ def test_large_model_exports_to_onnx_and_trains_only_what_it_should(variables, t
     n_last3 = set_trainable_blocks(model, 3)
     # blocks 12-14: depthwise + pointwise kernels and batch-norm shifts (4 weights each)
     assert n_last3 == head + 3 * 4 < n_all
+
+
+@needs_onnx
+def test_yamnet_as_a_teacher_gives_calibrated_targets_fitted_on_the_labels(tmp_path: Path) -> None:
+    """``--teacher yamnet``: AudioSet's group scores mapped to our nine outputs by regressions
+    fitted on the training examples' labels; cached by the set's key."""
+    from training.dataset import Examples
+    from training.train import yamnet_groups, yamnet_targets
+
+    w = _real_windows()  # flute solo, then two windows of the ensemble
+    # twelve examples: the flute window labelled flute, the ensemble ones labelled string (a
+    # label the regressions can learn from YAMNet's scores), each four times at other gains
+    W = np.concatenate([w * g for g in (1.0, 0.5, 0.25, 0.1)])
+    Y = np.zeros((len(W), 9), np.float32)
+    Y[0::3, 1] = 1.0
+    Y[1::3, 6] = Y[2::3, 6] = 1.0
+    ex = Examples(np.zeros((len(W), 1, 1), np.float16), Y, [[]] * len(W), (W * 32767).astype(np.int16), "k")
+    g = yamnet_groups(ex, cache=tmp_path)
+    assert g.shape == (len(W), len(families.GROUPS)) and list(tmp_path.glob("teacher-*.npy"))
+    np.testing.assert_array_equal(yamnet_groups(ex, cache=tmp_path), g)  # from the cache
+    p = yamnet_targets(ex, cache=tmp_path)
+    assert p.shape == Y.shape and p.dtype == np.float32 and np.isfinite(p).all()
+    assert ((p >= 0) & (p <= 1)).all()
+    assert (p[0::3, 1] > 0.5).all() and (p[0::3, 6] < 0.5).all()  # the flute windows
+    np.testing.assert_array_equal(p[:, 0], 0.0)  # a label no example has stays off

@@ -102,15 +102,19 @@ class Config:
     sources: Path | None = None  # mirror folder of training/sources.lock.json
     init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
     init_keras: Path | None = None  # continue from a saved Keras model of the same architecture
-    teacher: Path | None = None  # distil from an exported multilabel artifact (folder or model.onnx)
-    distill: float = 0.5  # with --teacher: weight of the teacher's probabilities in the training targets
+    # distil from exported multilabel artifacts (folder or model.onnx) or "yamnet", averaged
+    teacher: tuple[Path, ...] = ()
+    distill: float = 0.5  # with --teacher: weight of the teachers' probabilities in the training targets
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        def plain(v: Any) -> Any:
+            return str(v) if isinstance(v, Path) else [plain(x) for x in v] if isinstance(v, tuple) else v
+
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
     @property
     def n_outputs(self) -> int:
@@ -211,13 +215,22 @@ class _Batches:
         self.seq = Seq()
 
 
+#: ``--teacher yamnet``: Google's AudioSet network itself (:mod:`training.teacher`), not an artifact.
+YAMNET = "yamnet"
+
+
 def teacher_targets(
     teacher: Path, ex: Examples, *, cache: Path | None = None, batch_size: int = 256
 ) -> np.ndarray:
     """An exported multilabel model's outputs on every example of ``ex``: ``[N, 8]``, or
     ``[N, 9]`` when the teacher has an open-set output. A waveform-input teacher scores the
     examples' audio (``ex.W``), a log-mel one their features. Cached under ``cache`` by the
-    teacher's sha256 and the set's folder name (teachers can be slow)."""
+    teacher's sha256 and the set's folder name (teachers can be slow).
+
+    ``teacher`` may also be :data:`YAMNET`: the AudioSet network's family and group scores
+    (:func:`yamnet_targets`)."""
+    if str(teacher) == YAMNET:
+        return yamnet_targets(ex, cache=cache, batch_size=batch_size)
     from instrunet_core.model import open_model
 
     session = open_model(teacher)
@@ -247,6 +260,75 @@ def teacher_targets(
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, p)
     return p
+
+
+def yamnet_groups(ex: Examples, *, cache: Path | None = None, batch_size: int = 64) -> np.ndarray:
+    """YAMNet's family and group scores (:data:`training.teacher.GROUPS`, max over a group's
+    classes, mean over the window's five patches) on every example's audio: ``[N, groups]``.
+    Cached under ``cache`` by the teacher graph's sha256 and the set's folder name."""
+    from .teacher import Teacher
+
+    t = Teacher(threads=os.cpu_count() or 1)
+    path = None
+    if cache is not None and ex.key:
+        graph = t.manifest["graphs"]["yamnet_windows.onnx"]["sha256"]
+        key = hashlib.sha256(f"{graph}:groups:{ex.key}:{len(ex)}".encode()).hexdigest()[:16]
+        path = Path(cache) / f"teacher-{key}.npy"
+        if path.is_file():
+            return np.load(path)
+    if ex.W is None:
+        raise ValueError("the YAMNet teacher needs the examples' audio (keep_audio)")
+    out = [
+        t.score_windows(np.asarray(ex.W[i : i + batch_size], np.float32) / 32767.0).groups
+        for i in range(0, len(ex), batch_size)
+    ]
+    g = np.concatenate(out).astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, g)
+    return g
+
+
+def yamnet_targets(ex: Examples, *, cache: Path | None = None, batch_size: int = 64) -> np.ndarray:
+    """YAMNet as a teacher: ``[N, 9]`` probabilities for our eight families and "other".
+
+    AudioSet's scores are not probabilities of our labels (its family classes fire at 0.2-0.6
+    on a clear note, and its groups overlap ours only in part), so each output is a logistic
+    regression on the log-odds of all of YAMNet's family and group scores, fitted on the
+    training examples' own labels (``ex.Y``; training data only, nothing from dev or test).
+    What the teacher adds is how the scores of one example compare with another's: the
+    AudioSet knowledge of real voices, guitars and strings that the corpus lacks."""
+    from sklearn.linear_model import LogisticRegression
+
+    g = np.clip(yamnet_groups(ex, cache=cache, batch_size=batch_size), 1e-4, 1 - 1e-4)
+    z = np.log(g / (1 - g))
+    y = np.asarray(ex.Y) > 0.5
+    p = np.zeros(y.shape, np.float32)
+    for j in range(y.shape[1]):
+        if y[:, j].all() or not y[:, j].any():
+            p[:, j] = y[:, j]
+            continue
+        lr = LogisticRegression(C=1.0, max_iter=500).fit(z, y[:, j])
+        p[:, j] = lr.predict_proba(z)[:, 1]
+    return p
+
+
+def ensemble_targets(teachers: Sequence[Path], ex: Examples, *, cache: Path | None = None) -> np.ndarray:
+    """Several teachers' :func:`teacher_targets`, averaged by :func:`mean_targets`."""
+    return mean_targets([teacher_targets(t, ex, cache=cache) for t in teachers])
+
+
+def mean_targets(ps: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean of several teachers' ``[N, 8]`` or ``[N, 9]`` probabilities, column by column:
+    the families over every teacher, "other" over the teachers that have it (``[N, 9]`` when any
+    has)."""
+    k = max(p.shape[1] for p in ps)
+    total = np.zeros((len(ps[0]), k), np.float64)
+    count = np.zeros(k, np.float64)
+    for p in ps:
+        total[:, : p.shape[1]] += p
+        count[: p.shape[1]] += 1
+    return (total / count).astype(np.float32)
 
 
 def distilled_targets(Y: np.ndarray, p: np.ndarray, weight: float) -> np.ndarray:
@@ -594,22 +676,21 @@ def run(cfg: Config) -> dict[str, Any]:
     from .report import write_report
 
     task = TASKS[cfg.model]
-    teacher_kind = None
-    if cfg.teacher is not None:
-        from instrunet_core.model import open_model
+    from instrunet_core.model import open_model
 
-        teacher_kind = open_model(cfg.teacher).input_kind
-    sets = build_sets(cfg, keep_audio=cfg.keep_audio or cfg.audio or teacher_kind == "waveform")
+    hears_audio = any(str(t) == YAMNET or open_model(t).input_kind == "waveform" for t in cfg.teacher)
+    sets = build_sets(cfg, keep_audio=cfg.keep_audio or cfg.audio or hears_audio)
     Xt, Yt = inputs_of(sets.train, cfg.audio), _targets(cfg, task, sets.train.Y)
     if task == "multiclass":  # one cached training set serves every model: keep its single notes
         keep = (sets.train.Y[:, :F].sum(1) == 1) & (sets.train.Y[:, OTHER] == 0)
         Xt, Yt = np.asarray(Xt)[keep], Yt[keep]
-    if cfg.teacher is not None:
+    if cfg.teacher:
         t0 = time.time()
-        p = teacher_targets(cfg.teacher, sets.train, cache=cfg.cache)
+        p = ensemble_targets(cfg.teacher, sets.train, cache=cfg.cache)
         Yt = distilled_targets(Yt, p, cfg.distill)
+        names = " + ".join(str(t) for t in cfg.teacher)
         print(
-            f"targets: labels x {1 - cfg.distill:.2f} + {cfg.teacher} x {cfg.distill:.2f} "
+            f"targets: labels x {1 - cfg.distill:.2f} + mean({names}) x {cfg.distill:.2f} "
             f"[{time.time() - t0:.0f}s]",
             flush=True,
         )
@@ -648,7 +729,7 @@ def run(cfg: Config) -> dict[str, Any]:
     return metrics
 
 
-_PATHS = {"cache", "report_dir", "sources", "init_onnx", "init_keras", "teacher"}
+_PATHS = {"cache", "report_dir", "sources", "init_onnx", "init_keras"}
 _STRINGS = {"version", "augment_preset"}
 
 
@@ -663,6 +744,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif f.name == "teacher":
+            ap.add_argument(flag, type=Path, action="append", default=[], help="repeat to average teachers")
         elif f.name in _PATHS:
             ap.add_argument(flag, type=Path, default=f.default)
         elif f.name in _STRINGS:
@@ -674,6 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "quiet"}
+    kw["teacher"] = tuple(kw["teacher"])
     cfg = Config(**kw, progress=not args.quiet)
     if cfg.depth and cfg.model != "default":
         ap.error("--depth applies to the default model only")
@@ -684,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if cfg.augment_preset not in PRESETS:
         ap.error(f"--augment-preset: choose from {sorted(PRESETS)}")
-    if (cfg.teacher is not None or cfg.open_set) and TASKS[cfg.model] != "multilabel":
+    if (cfg.teacher or cfg.open_set) and TASKS[cfg.model] != "multilabel":
         ap.error("--teacher and --open-set apply to the multilabel (sigmoid) models only")
     if cfg.init_onnx is not None and cfg.init_keras is not None:
         ap.error("--init-onnx and --init-keras exclude each other")
