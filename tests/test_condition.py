@@ -159,6 +159,14 @@ def test_corpus_clips_are_seeded_and_labelled(flute: np.ndarray) -> None:
     assert not np.array_equal(clips(2)[1][0], a[1][0])
 
 
+def test_an_empty_split_is_a_clear_error_not_an_index_error(tmp_path: Path) -> None:
+    from training.condition.data import _save_rows
+
+    with pytest.raises(ValueError, match=r"dev\.npz: no rows"):
+        _save_rows(tmp_path / "dev.npz", [])
+    assert not (tmp_path / "dev.npz").exists()
+
+
 def test_family_cues_follow_the_family(flute: np.ndarray) -> None:
     """Leaking pads only on blown instruments, worn hammers only on struck ones, detuned unisons
     only on strung ones; the generic cues everywhere."""

@@ -544,9 +544,16 @@ def _save_rows(path: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     -------
     dict
         The arrays of the keys other than ``x``.
+
+    Raises
+    ------
+    ValueError
+        When there are no rows (a split whose instruments gave no notes to degrade).
     """
     from instrunet_condition.features import FEATURE_NAMES
 
+    if not rows:
+        raise ValueError(f"{path}: no rows to write (the split has no usable notes in the corpus)")
     arrays: dict[str, Any] = {k: np.asarray([r[k] for r in rows]) for k in rows[0] if k != "x"}
     np.savez_compressed(
         path, x=np.asarray([r["x"] for r in rows], np.float64), names=np.asarray(FEATURE_NAMES), **arrays
