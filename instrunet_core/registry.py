@@ -18,7 +18,7 @@ Plugins cannot take over silently:
   slip a "newer version" of the built-in ``family`` model in;
 * the default model is the built-in one; a third-party ``default=True`` is honoured only
   when no built-in default exists. The user chooses another default explicitly with
-  ``INSTRUNET_DEFAULT_MODEL=<name>`` (or per call: ``load_model(name)``, ``--model NAME``);
+  ``INSTRUNET_DEFAULT_MODEL=<name>`` or ``<name>@<version>`` (or per call: ``load_model(name)``, ``--model NAME``);
 * what plugin code prints while it is imported, registers, analyses or writes is sent to
   stderr, never to stdout (where ``--json`` output goes): :func:`plugin_stdout`.
 
@@ -109,6 +109,14 @@ class PluginInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _chosen_default() -> tuple[str, str | None]:
+    """``INSTRUNET_DEFAULT_MODEL`` as ``(name, version)``: ``"family-compact"`` or
+    ``"family@2.0.0"`` (version ``None`` when not given; ``("", None)`` when unset)."""
+    chosen = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+    name, at, version = chosen.partition("@")
+    return name.strip(), (version.strip() or None) if at else None
 
 
 def _entry_points() -> Sequence[importlib.metadata.EntryPoint]:
@@ -298,10 +306,11 @@ class Registry:
     def default_model_name(self) -> str | None:
         """Name of the default model, or ``None`` when no usable model is registered.
 
-        ``INSTRUNET_DEFAULT_MODEL`` (the user's explicit choice) comes first, then the
-        built-in default, then a third-party default when there is no built-in one.
+        ``INSTRUNET_DEFAULT_MODEL`` (the user's explicit choice: ``<name>`` or
+        ``<name>@<version>``) comes first, then the built-in default, then a third-party
+        default when there is no built-in one.
         """
-        chosen = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+        chosen, _ = _chosen_default()
         if chosen:
             return chosen
         if self._default_name is not None:
@@ -321,7 +330,9 @@ class Registry:
         ok = [e for e in self.models if e.error is None]
         if name is None:
             name = self.default_model_name
-            chosen = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+            chosen, chosen_version = _chosen_default()
+            if chosen and version is None:
+                version = chosen_version
             if chosen and not any(e.name == chosen for e in self.models):
                 avail = sorted({e.name for e in ok})
                 raise ModelError(

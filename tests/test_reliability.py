@@ -493,6 +493,36 @@ def test_row6_plugin_cannot_replace_builtin_default(
         load_model(registry=reg)
 
 
+def test_default_model_env_may_name_a_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``INSTRUNET_DEFAULT_MODEL=<name>@<version>``: the previous default side by side with the
+    new one (``make bench``), or a pinned version for a whole application."""
+    import json
+
+    from conftest import write_model_dir
+
+    from instrunet_core import default_plugins, load_model
+    from instrunet_core import registry as plugins_mod
+
+    builtin = tmp_path / "builtin"
+    monkeypatch.setattr(default_plugins, "MODELS_DIR", builtin)
+    for v in ("1.0.0", "2.0.0"):
+        write_model_dir(builtin, "family", v)
+    reg = plugins_mod.build_registry(entry_points=False)
+    assert load_model(registry=reg).version == "2.0.0"
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "family@1.0.0")
+    assert (load_model(registry=reg).name, load_model(registry=reg).version) == ("family", "1.0.0")
+    assert load_model("family", registry=reg).version == "2.0.0"  # an explicit name is not pinned
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["version"]) for r in rows if r["default"]] == [("family", "1.0.0")]
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "family@9.9.9")
+    with pytest.raises(Exception, match="model 'family 9.9.9' is not installed"):
+        load_model(registry=reg)
+
+
 def test_row19_unknown_plugin_name_in_env_reported(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
