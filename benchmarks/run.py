@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks.run --out docs/benchmarks.md            # about 3-5 minutes here
     python -m benchmarks.run --out /tmp/b.md --hour-seconds 600  # a quicker look
     python -m benchmarks.run --model family-compact --out docs/benchmarks-compact.md
+    python -m benchmarks.run --versus family@2.0.0                # another model in the same run
 
 The seed's path is what the InstruNet seed did: ``librosa`` mel spectrogram + ``power_to_db``
 and Keras ``model.predict`` on the ``seed_v3`` CNN (TensorFlow backend). Its trained weights
@@ -419,13 +420,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ours": _child(_OURS_WARM, str(args.runs)),
         "seed": _child(_SEED_WARM, str(seed_model), str(max(20, args.runs // 10))),
     }
+    versus = {"INSTRUNET_DEFAULT_MODEL": args.versus} if args.versus else None
+    if versus:
+        res["warm"]["versus"] = _child(_OURS_WARM, str(args.runs), env_extra=versus)
     log("long files")
     hour = make_long_wav(work / "hour.wav", args.hour_seconds)
     ten = make_long_wav(work / "ten_minutes.wav", min(600.0, args.hour_seconds))
     # Several runs of each, ours and the seed's taking turns (a noisy moment then hits both).
-    runs: dict[str, list[dict[str, Any]]] = {"ten": [], "ten_seed": [], "hour": []}
+    runs: dict[str, list[dict[str, Any]]] = {"ten": [], "ten_seed": [], "hour": [], "ten_versus": []}
     for _ in range(args.timeline_runs):
         runs["ten"].append(_child(_OURS_TIMELINE, str(ten)))
+        if versus:
+            runs["ten_versus"].append(_child(_OURS_TIMELINE, str(ten), env_extra=versus))
         runs["ten_seed"].append(_child(_SEED_TIMELINE, str(ten), str(seed_model)))
         runs["hour"].append(_child(_OURS_TIMELINE, str(hour)))
     res["timeline"] = {
@@ -441,6 +447,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seed": _median_run(runs["ten_seed"]),
         },
     }
+    if versus:
+        res["versus"] = {"model": args.versus, "ten_minutes": _median_run(runs["ten_versus"])}
     if args.seed_hour:
         log("the seed's path on the hour")
         res["timeline"]["hour"]["seed"] = _child(_SEED_TIMELINE, str(hour), str(seed_model))
@@ -540,6 +548,65 @@ def _opt(v: float | None, fmt: str) -> str:
 
 def _met(ok: bool) -> str:
     return "met" if ok else "**not met**"
+
+
+def _versus_section(res: dict[str, Any], rt: Any) -> list[str]:
+    """Rows of ``--versus``: the other model measured in the same run as ours."""
+    from training.report import markdown_table
+
+    ours, other = res["warm"]["ours"], res["warm"]["versus"]
+    ten, ten_o = res["timeline"]["ten_minutes"]["ours"], res["versus"]["ten_minutes"]
+    minutes = res["timeline"]["ten_minutes"]["file_seconds"] / 60
+    name = res["versus"]["model"]
+    return [
+        f"## Beside `{name}` (`--versus`)",
+        "",
+        f"`{res['model']}` and `{name}` in this same run: the warm clip measured one after the other, the "
+        f"{minutes:.0f}-minute timeline taking turns ({ten['runs']} runs each, the median quoted; "
+        f"ours: {_secs(ten['all_seconds'])}, `{name}`: {_secs(ten_o['all_seconds'])}).",
+        "",
+        *markdown_table(
+            ["measurement", f"`{res['model']}`", f"`{name}`", "target (the default)", ""],
+            [
+                [
+                    "warm 3 s clip: whole `Model.predict` (median)",
+                    f"{ours['predict_api_ms'][0]:.2f} ms",
+                    f"{other['predict_api_ms'][0]:.2f} ms",
+                    "≤ 1 ms",
+                    _met(ours["predict_api_ms"][0] <= 1.0),
+                ],
+                [
+                    "— model alone",
+                    f"{ours['model_ms'][0]:.2f} ms",
+                    f"{other['model_ms'][0]:.2f} ms",
+                    "",
+                    "",
+                ],
+                [
+                    f"timeline, {minutes:.0f}-minute 44.1 kHz stereo WAV: speed",
+                    f"{rt(ten):.0f}× real time ({ten['seconds']:.2f} s)",
+                    f"{rt(ten_o):.0f}× real time ({ten_o['seconds']:.2f} s)",
+                    "≥ 1000×",
+                    _met(rt(ten) >= 1000),
+                ],
+                [
+                    "— CPU time (user + system, all threads)",
+                    f"{ten['cpu_s']:.2f} s",
+                    f"{ten_o['cpu_s']:.2f} s",
+                    "",
+                    "",
+                ],
+                [
+                    "— peak memory (RSS)",
+                    f"{ten['maxrss_mb']:.0f} MB",
+                    f"{ten_o['maxrss_mb']:.0f} MB",
+                    "",
+                    "",
+                ],
+            ],
+        ),
+        "",
+    ]
 
 
 def render(res: dict[str, Any], cmd: str) -> str:
@@ -694,6 +761,8 @@ def render(res: dict[str, Any], cmd: str) -> str:
         ),
         "",
     ]
+    if res.get("versus"):
+        lines += _versus_section(res, rt)
     th = res["threads"]
     lines += [
         "## Threads (how the defaults were chosen)",
@@ -883,6 +952,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dest="seed_hour",
         action="store_false",
         help="skip the seed's path on the long file (it holds the whole file in memory)",
+    )
+    ap.add_argument(
+        "--versus",
+        default=None,
+        help="another registered model (NAME or NAME@VERSION, e.g. the previous default family@2.0.0) "
+        "measured in the same run: warm 3 s clip and ten-minute timeline, taking turns with ours",
     )
     ap.add_argument(
         "--model",
