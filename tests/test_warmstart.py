@@ -52,3 +52,17 @@ def test_init_from_onnx_matches_the_artifact_and_calibrates_batch_norm(keras: An
 def test_a_different_architecture_is_refused(keras: Any) -> None:
     with pytest.raises(ValueError, match="conv"):
         init_from_onnx(build_model("default", 8, depth=4), ARTIFACT)
+
+
+def test_the_compact_model_starts_from_its_artifact_with_a_grown_open_set_head(keras: Any) -> None:
+    """The compact model's separable blocks: the depthwise convolutions (whose normalisation the
+    exporter leaves as per-channel Mul and Add) and the pointwise ones; a ninth output added."""
+    compact = ARTIFACT.parents[2] / "family-compact" / "1.0.0" / "model.onnx"
+    calib = np.random.default_rng(1).random((64, 128, 128), dtype=np.float32)
+    model = build_model("compact", 9)
+    info = init_from_onnx(model, compact, calibration=calib)
+    assert info["max_abs_diff"] < 1e-4
+    depthwise = [la for la in model.layers if isinstance(la, keras.layers.DepthwiseConv2D)]
+    assert len(depthwise) == 4 and all(np.abs(la.get_weights()[0]).max() > 0 for la in depthwise)
+    with pytest.raises(ValueError, match="conv"):  # the compact weights do not fit the default model
+        init_from_onnx(build_model("default", 8), compact)

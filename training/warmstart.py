@@ -30,12 +30,55 @@ from instrunet_core.verify import REFERENCES_ATOL
 __all__ = ["init_from_onnx"]
 
 
-def _initializers(path: Path) -> list[np.ndarray]:
+def _weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray], list[np.ndarray]]:
+    """The artifact's convolutions in graph order as ``(kernel, bias)`` with any batch
+    normalisation folded in, then its other matrices and vectors (the dense layers').
+
+    The exporter folds a normalisation into the convolution before it (a bias), except after a
+    depthwise convolution, where it stays as ``Mul`` and ``Add`` by per-channel constants: the
+    ``Mul`` is folded into the kernel here and the ``Add`` becomes the bias.
+    """
     import onnx
     from onnx import numpy_helper
 
-    m = onnx.load(str(path))
-    return [numpy_helper.to_array(t) for t in m.graph.initializer]
+    g = onnx.load(str(path)).graph
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in g.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+
+    def constant_after(out: str, op: str) -> tuple[str, np.ndarray] | None:
+        for node in consumers.get(out, []):
+            if node.op_type == op:
+                names = [i for i in node.input if i in init]
+                if len(names) == 1:
+                    return node.output[0], init[names[0]]
+        return None
+
+    used: set[str] = set()
+    convs = []
+    for node in g.node:
+        if node.op_type != "Conv":
+            continue
+        kernel = init[node.input[1]].astype(np.float32)
+        used.add(node.input[1])
+        if len(node.input) > 2 and node.input[2] in init:
+            bias = init[node.input[2]]
+            used.add(node.input[2])
+        else:
+            mul = constant_after(node.output[0], "Mul")
+            add = constant_after(mul[0], "Add") if mul else None
+            if mul is None or add is None:
+                raise ValueError(
+                    f"{path}: convolution {node.name!r} has neither a bias nor a folded normalisation"
+                )
+            kernel = kernel * mul[1].reshape(-1, 1, 1, 1)
+            bias = add[1]
+            used |= {i for n in consumers[node.output[0]] + consumers[mul[0]] for i in n.input if i in init}
+        convs.append((kernel, np.asarray(bias, np.float32).reshape(-1)))
+    rest = [w for name, w in init.items() if name not in used]
+    return convs, [w for w in rest if w.ndim == 2], [w for w in rest if w.ndim == 1]
 
 
 def init_from_onnx(
@@ -46,7 +89,8 @@ def init_from_onnx(
     Parameters
     ----------
     model : keras.Model
-        A freshly built model of the artifact's architecture (``training.models.default``).
+        A freshly built model of the artifact's architecture (``training.models.default`` or
+        ``compact``).
     onnx_path : Path or str
         The artifact's ``model.onnx`` (taking ``[batch, 128, 128]`` or ``[batch, 128, 128, 1]``).
     atol : float
@@ -67,11 +111,11 @@ def init_from_onnx(
     import keras
 
     onnx_path = Path(onnx_path)
-    weights = _initializers(onnx_path)
-    kernels = [w for w in weights if w.ndim == 4]
-    dense = [w for w in weights if w.ndim == 2]
-    vectors = [w for w in weights if w.ndim == 1]
-    convs = [la for la in model.layers if isinstance(la, keras.layers.Conv2D)]
+    conv_weights, dense, vectors = _weights(onnx_path)
+    kernels = [k for k, _ in conv_weights]
+    # Convolutions in graph order: plain ones and the depthwise halves of separable blocks
+    # (the compact model), each followed by its batch normalisation.
+    convs = [la for la in model.layers if isinstance(la, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
     bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
     denses = [la for la in model.layers if isinstance(la, keras.layers.Dense)]
     if len(kernels) != len(convs) or len(dense) != len(denses) or len(bns) != len(convs):
@@ -79,20 +123,22 @@ def init_from_onnx(
             f"{onnx_path}: {len(kernels)} conv / {len(dense)} dense weights, the model has "
             f"{len(convs)} conv / {len(denses)} dense layers"
         )
-    # Biases follow their kernels in the initializer list; pick them by size.
+    # The dense layers' biases follow their matrices in the initializer list; pick them by size.
     by_size: dict[int, list[np.ndarray]] = {}
     for v in vectors:
         by_size.setdefault(int(v.shape[0]), []).append(v)
-    for conv, bn, k in zip(convs, bns, kernels, strict=True):
-        hwio = np.transpose(k, (2, 3, 1, 0))
+    for conv, bn, (k, bias) in zip(convs, bns, conv_weights, strict=True):
+        # ONNX [out, in, kh, kw] → Keras [kh, kw, in, out]; a depthwise one (a grouped ONNX
+        # convolution, [channels, 1, kh, kw]) → Keras [kh, kw, channels, 1].
+        depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
+        hwio = np.transpose(k, (2, 3, 0, 1) if depthwise else (2, 3, 1, 0))
         if tuple(conv.kernel.shape) != hwio.shape:
             raise ValueError(
                 f"{onnx_path}: kernel {hwio.shape} does not fit {conv.name} {tuple(conv.kernel.shape)}"
             )
-        bias = by_size[hwio.shape[-1]].pop(0)
         conv.set_weights([hwio])
         eps = float(bn.epsilon)
-        n = hwio.shape[-1]
+        n = len(bias)
         bn.set_weights(
             [
                 np.ones(n, np.float32),
