@@ -289,7 +289,9 @@ def yamnet_groups(ex: Examples, *, cache: Path | None = None, batch_size: int = 
     return g
 
 
-def yamnet_targets(ex: Examples, *, cache: Path | None = None, batch_size: int = 64) -> np.ndarray:
+def yamnet_targets(
+    ex: Examples, *, cache: Path | None = None, batch_size: int = 64, apply_to: Examples | None = None
+) -> np.ndarray:
     """YAMNet as a teacher: ``[N, 9]`` probabilities for our eight families and "other".
 
     AudioSet's scores are not probabilities of our labels (its family classes fire at 0.2-0.6
@@ -297,20 +299,56 @@ def yamnet_targets(ex: Examples, *, cache: Path | None = None, batch_size: int =
     regression on the log-odds of all of YAMNet's family and group scores, fitted on the
     training examples' own labels (``ex.Y``; training data only, nothing from dev or test).
     What the teacher adds is how the scores of one example compare with another's: the
-    AudioSet knowledge of real voices, guitars and strings that the corpus lacks."""
+    AudioSet knowledge of real voices, guitars and strings that the corpus lacks.
+
+    ``apply_to``: score another set with the regressions fitted on ``ex`` (default: ``ex``)."""
     from sklearn.linear_model import LogisticRegression
 
-    g = np.clip(yamnet_groups(ex, cache=cache, batch_size=batch_size), 1e-4, 1 - 1e-4)
-    z = np.log(g / (1 - g))
+    def log_odds(s: Examples) -> np.ndarray:
+        g = np.clip(yamnet_groups(s, cache=cache, batch_size=batch_size), 1e-4, 1 - 1e-4)
+        return np.log(g / (1 - g))
+
+    z = log_odds(ex)
+    za = z if apply_to is None else log_odds(apply_to)
     y = np.asarray(ex.Y) > 0.5
-    p = np.zeros(y.shape, np.float32)
+    p = np.zeros((len(za), y.shape[1]), np.float32)
     for j in range(y.shape[1]):
         if y[:, j].all() or not y[:, j].any():
-            p[:, j] = y[:, j]
+            p[:, j] = float(y[0, j])
             continue
         lr = LogisticRegression(C=1.0, max_iter=500).fit(z, y[:, j])
-        p[:, j] = lr.predict_proba(z)[:, 1]
+        p[:, j] = lr.predict_proba(za)[:, 1]
     return p
+
+
+def score_teachers(cfg: Config) -> dict[str, Any]:
+    """Each of ``cfg.teacher`` and their mean (:func:`mean_targets`) on the real dev clips:
+    balanced accuracy of the arg-max over the eight families, recall per family and balanced
+    accuracy per dev library (YAMNet through the regressions fitted on the training set).
+    What chose the teachers of a distilled model; test is never read."""
+    from .evaluate import dev_breakdown
+
+    sets = build_sets(cfg, keep_audio=True)
+    dev = sets.dev["single"]
+    ps = {
+        str(t): (
+            yamnet_targets(sets.train, cache=cfg.cache, apply_to=dev)
+            if str(t) == YAMNET
+            else teacher_targets(t, dev, cache=cfg.cache)
+        )
+        for t in cfg.teacher
+    }
+    ps["mean"] = mean_targets(list(ps.values()))
+    out: dict[str, Any] = {"teachers": [str(t) for t in cfg.teacher], "n_dev": len(dev), "scores": {}}
+    for name, p in ps.items():
+        b = dev_breakdown(p[:, :F], dev, sets.dev_notes, None)
+        recall = b["per_family_recall"]
+        out["scores"][name] = {
+            "balanced_accuracy": float(np.mean([r for r in recall.values() if r is not None])),
+            "per_family_recall": recall,
+            "per_source": {k: v.get("balanced_accuracy") for k, v in b["per_source"].items()},
+        }
+    return out
 
 
 def ensemble_targets(teachers: Sequence[Path], ex: Examples, *, cache: Path | None = None) -> np.ndarray:
@@ -755,8 +793,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             ap.add_argument(flag, type=int, default=f.default)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument(
+        "--score-teachers",
+        type=Path,
+        metavar="JSON",
+        help="score each --teacher and their mean on the dev clips, write JSON there and stop (no training)",
+    )
     args = ap.parse_args(argv)
-    kw = {k: v for k, v in vars(args).items() if k != "quiet"}
+    kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers"}}
     kw["teacher"] = tuple(kw["teacher"])
     cfg = Config(**kw, progress=not args.quiet)
     if cfg.depth and cfg.model != "default":
@@ -780,6 +824,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.score_teachers is not None:
+        if not cfg.teacher:
+            ap.error("--score-teachers needs at least one --teacher")
+        res = score_teachers(cfg)
+        args.score_teachers.parent.mkdir(parents=True, exist_ok=True)
+        args.score_teachers.write_text(json.dumps(res, indent=1, sort_keys=True))
+        for name, v in res["scores"].items():
+            print(f"{name}: dev balanced accuracy {v['balanced_accuracy']:.4f}", flush=True)
+        return 0
     run(cfg)
     return 0
 
