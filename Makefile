@@ -78,10 +78,11 @@ lint: $(VENV)/.dev
 # The seed's path uses the trained seed_v3 when runs/seed_v3 has one (else an untrained copy:
 # same speed, different weights).
 SEED_KERAS := runs/seed_v3/seed_v3.keras
-# Then the same for the fast model family-compact (docs/benchmarks-compact.md); about 3 minutes each.
+# The fast model family-compact is measured beside the default in the same run (--versus), then on
+# its own (docs/benchmarks-compact.md); about 3-5 minutes each.
 SEED_ARG = $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
 bench: $(VENV)/.dev
-	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md $(SEED_ARG)
+	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md --versus family-compact $(SEED_ARG)
 	$(BIN)/python -m benchmarks.run --model family-compact --out docs/benchmarks-compact.md $(SEED_ARG)
 
 # docs/speed.md's front-end section: numpy and in-graph front ends side by side, one window.
@@ -102,6 +103,7 @@ models-doc: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.models_table \
 	  family-2.0.0=training/reports/default/2.0.0/metrics.json:instrunet_core/models/family/2.0.0 \
 	  family-1.0.0=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0 \
+	  family-compact-2.0.0=training/reports/compact/2.0.0/metrics.json:instrunet_core/models/family-compact/2.0.0 \
 	  family-compact-1.0.0=training/reports/compact/1.0.0/metrics.json:instrunet_core/models/family-compact/1.0.0 \
 	  baseline=training/reports/baseline/1.0.0/metrics.json:plugins/instrunet-baseline/src/instrunet_baseline/models/baseline/1.0.0 \
 	  seed_v3=training/reports/seed_v3/1.0.0/metrics.json:runs/seed_v3/artifact/seed_v3/1.0.0 \
