@@ -214,6 +214,21 @@ def test_mean_targets_average_each_column_over_the_teachers_that_have_it() -> No
     np.testing.assert_array_equal(mean_targets([closed]), closed)
 
 
+def test_score_teachers_needs_a_dev_split(trained: dict[str, Path]) -> None:
+    """``--score-teachers`` scores on the real dev clips only: a corpus without them is a clear
+    error, and nothing is written (test is never the fallback)."""
+    from training import train
+
+    root = trained["root"]
+    teacher = Path(instrunet_core.__file__).parent / "models" / "family" / "2.0.0"
+    out = root / "teachers-dev.json"
+    args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.1"), "--no-test"]
+    run = ["--model", "compact", "--out", str(root / "run-t"), "--teacher", str(teacher)]
+    with pytest.raises(ValueError, match="no dev split to score the teachers on"):
+        train.main([*run, *args, "--score-teachers", str(out)])
+    assert not out.exists()
+
+
 def test_compact_open_set_model_trains_distilled_and_exports(trained: dict[str, Path]) -> None:
     """An open-set model (a ninth output, "other"), trained on ensembles and other sounds with a
     teacher, exported with its other and embedding outputs, and run by the runtime."""

@@ -329,6 +329,10 @@ def score_teachers(cfg: Config) -> dict[str, Any]:
     from .evaluate import dev_breakdown
 
     sets = build_sets(cfg, keep_audio=True)
+    if "single" not in sets.dev:
+        raise ValueError(
+            f"{cfg.corpus}: no dev split to score the teachers on (build the corpus with --sources)"
+        )
     dev = sets.dev["single"]
     ps = {
         str(t): (
