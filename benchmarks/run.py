@@ -669,7 +669,7 @@ def render(res: dict[str, Any], cmd: str) -> str:
             )
             if wave_ms
             else [
-                "| warm 3 s clip: waveform-in artifact | not measured (no onnx to build it) | | | ≤ 1 ms | |"
+                "| warm 3 s clip: waveform-in artifact | not measured (the artifact could not be built: no onnx, or the export failed; the run's log says why) | | | ≤ 1 ms | |"
             ]
         ),
         f"| — numpy front end alone | {wo['front_end_ms'][0]:.2f} ms | {w['seed']['front_end_ms'][0]:.1f} ms "

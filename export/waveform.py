@@ -586,11 +586,16 @@ def export_waveform(
         [sess_fe.run(None, {AUDIO_INPUT: x[i : i + 8]})[0] for i in range(0, len(x), 8)]
     )
     feat_diff = float(np.abs(got_feats[..., 0] - ref_feats).max())
+    # Every output the source declares (the families, "other", the embedding), by name: the
+    # graph's own output order need not put the families first.
+    outs = [src.output["name"], *(d["name"] for d in (src.other, src.embedding) if d is not None)]
     sess_src = onnx_session(src_file, PARITY_RUNTIME)
-    y_src = sess_src.run(None, {src.input["name"]: ref_feats[..., None]})[0]
+    ys_src = sess_src.run(outs, {src.input["name"]: ref_feats[..., None]})
     sess = onnx_session(model_bytes, PARITY_RUNTIME)
-    y = np.concatenate([sess.run(None, {AUDIO_INPUT: x[i : i + 8]})[0] for i in range(0, len(x), 8)])
-    out_diff = float(np.abs(y - y_src).max())
+    runs = [sess.run(outs, {AUDIO_INPUT: x[i : i + 8]}) for i in range(0, len(x), 8)]
+    ys = [np.concatenate([r[k] for r in runs]) for k in range(len(outs))]
+    y, y_src = ys[0], ys_src[0]
+    out_diff = max(float(np.abs(a - b).max()) for a, b in zip(ys, ys_src, strict=True))
     agree = float(np.mean(y.argmax(1) == y_src.argmax(1)))
     log(
         f"parity on {len(x)} windows: features max |onnx - numpy| {feat_diff:.3g}, outputs max |waveform - "
@@ -608,7 +613,7 @@ def export_waveform(
         else np.zeros(0, dtype=int)
     )
     x_ref16 = x[idx].astype(np.float16)
-    y_ref = sess.run(None, {AUDIO_INPUT: x_ref16.astype(np.float32)})[0] if len(idx) else None
+    y_ref = sess.run(outs[:1], {AUDIO_INPUT: x_ref16.astype(np.float32)})[0] if len(idx) else None
     import onnxruntime as ort
 
     raw = src.to_dict()
@@ -647,6 +652,8 @@ def export_waveform(
         references=y_ref is not None,
         waveform=True,
         output_name=src.output["name"],
+        other_threshold=src.other.get("threshold") if src.other is not None else None,
+        embedding_dim=int(src.embedding["shape"][-1]) if src.embedding is not None else None,
         source={"name": src.name, "version": src.version, "sha256": src.sha256},
     )
     refs = {"inputs": x_ref16, "outputs": y_ref} if y_ref is not None else None

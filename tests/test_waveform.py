@@ -249,3 +249,21 @@ def test_stages_graph_for_other_front_ends() -> None:
         assert float(np.abs(got - batch_features(y, fe=fe)).max()) <= 1e-4
     with pytest.raises(ExportError, match="dft must be one of"):
         frontend_graph(FE, dft="fft")
+
+
+def test_an_open_set_model_with_an_embedding_exports_every_output(tmp_path: Path) -> None:
+    """``family-compact`` 2.0.0 has three outputs (families, "other", embedding) whose order in
+    the graph is not the families first: the waveform artifact declares all three, and each
+    agrees with the log-mel artifact's."""
+    source = ROOT / "instrunet_core" / "models" / "family-compact" / "2.0.0"
+    assert export_main(["waveform", "--from", str(source), "--out", str(tmp_path)]) == 0
+    out = tmp_path / "family-compact-waveform" / "2.0.0"
+    m, src = read_manifest(out), read_manifest(source)
+    assert m.output == src.output and m.other == src.other and m.embedding == src.embedding
+    wave, feat = load_model(out), load_model(source)
+    x = _clip_windows(4)
+    a, b = wave.outputs_windows(x, embedding=True), feat.outputs_windows(x, embedding=True)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-4)
+    np.testing.assert_allclose(a.other, b.other, atol=1e-4)
+    np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-3)
+    assert wave.predict(EXAMPLES / "solo_flute.wav").label == feat.predict(EXAMPLES / "solo_flute.wav").label
