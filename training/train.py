@@ -239,27 +239,39 @@ def teacher_targets(
             f"{teacher}: the teacher must be a multilabel model over {list(FAMILIES)} "
             f"(it is {session.task} over {list(session.labels)})"
         )
-    path = None
-    if cache is not None and ex.key:
-        key = hashlib.sha256(f"{session.manifest.sha256}:{ex.key}:{len(ex)}".encode()).hexdigest()[:16]
-        path = Path(cache) / f"teacher-{key}.npy"
-        if path.is_file():
-            return np.load(path)
     waveform = session.input_kind == "waveform"
     if waveform and ex.W is None:
         raise ValueError(f"{teacher}: a waveform-input teacher needs the examples' audio (keep_audio)")
-    out = []
-    for i in range(0, len(ex), batch_size):
-        if waveform:
-            assert ex.W is not None
-            out.append(session.predict_windows(np.asarray(ex.W[i : i + batch_size], np.float32) / 32767.0))
-        else:
-            out.append(session.predict_features(np.asarray(ex.X[i : i + batch_size], np.float32)))
-    p = np.concatenate(out).astype(np.float32)
+
+    def run() -> np.ndarray:
+        out = []
+        for i in range(0, len(ex), batch_size):
+            if waveform:
+                assert ex.W is not None
+                x = np.asarray(ex.W[i : i + batch_size], np.float32) / 32767.0
+                out.append(session.predict_windows(x))
+            else:
+                out.append(session.predict_features(np.asarray(ex.X[i : i + batch_size], np.float32)))
+        return np.concatenate(out).astype(np.float32)
+
+    return _cached_scores(cache, ex, session.manifest.sha256, run)
+
+
+def _cached_scores(cache: Path | None, ex: Examples, tag: str, compute: Any) -> np.ndarray:
+    """``compute()``, a teacher's scores on ``ex``, kept as ``cache/teacher-<key>.npy`` (the key
+    hashes ``tag``, the teacher's identity, with the set's folder name and size) and read back
+    from there next time; not kept when there is no cache or the set was not cached."""
+    path = None
+    if cache is not None and ex.key:
+        key = hashlib.sha256(f"{tag}:{ex.key}:{len(ex)}".encode()).hexdigest()[:16]
+        path = Path(cache) / f"teacher-{key}.npy"
+        if path.is_file():
+            return np.load(path)
+    scores = np.asarray(compute(), np.float32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, p)
-    return p
+        np.save(path, scores)
+    return scores
 
 
 def yamnet_groups(ex: Examples, *, cache: Path | None = None, batch_size: int = 64) -> np.ndarray:
@@ -269,24 +281,20 @@ def yamnet_groups(ex: Examples, *, cache: Path | None = None, batch_size: int = 
     from .teacher import Teacher
 
     t = Teacher(threads=os.cpu_count() or 1)
-    path = None
-    if cache is not None and ex.key:
-        graph = t.manifest["graphs"]["yamnet_windows.onnx"]["sha256"]
-        key = hashlib.sha256(f"{graph}:groups:{ex.key}:{len(ex)}".encode()).hexdigest()[:16]
-        path = Path(cache) / f"teacher-{key}.npy"
-        if path.is_file():
-            return np.load(path)
-    if ex.W is None:
-        raise ValueError("the YAMNet teacher needs the examples' audio (keep_audio)")
-    out = [
-        t.score_windows(np.asarray(ex.W[i : i + batch_size], np.float32) / 32767.0).groups
-        for i in range(0, len(ex), batch_size)
-    ]
-    g = np.concatenate(out).astype(np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, g)
-    return g
+    graph = t.manifest["graphs"]["yamnet_windows.onnx"]["sha256"]
+
+    def run() -> np.ndarray:
+        if ex.W is None:
+            raise ValueError("the YAMNet teacher needs the examples' audio (keep_audio)")
+        w = ex.W
+        return np.concatenate(
+            [
+                t.score_windows(np.asarray(w[i : i + batch_size], np.float32) / 32767.0).groups
+                for i in range(0, len(ex), batch_size)
+            ]
+        )
+
+    return _cached_scores(cache, ex, f"{graph}:groups", run)
 
 
 def yamnet_targets(
