@@ -187,6 +187,12 @@ def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path])
     got_p = teacher_targets(teacher, ex, cache=root / "cache")
     np.testing.assert_allclose(got_p, p, atol=1e-6)
     np.testing.assert_array_equal(teacher_targets(teacher, ex, cache=root / "cache"), got_p)  # cached
+    # an open-set teacher gives its "other" probability as a ninth column
+    open_teacher = Path(instrunet_core.__file__).parent / "models" / "family-open" / "1.0.0"
+    o = instrunet_core.load_model(open_teacher).outputs_features(np.asarray(ex.X, np.float32))
+    got_open = teacher_targets(open_teacher, ex, cache=root / "cache")
+    assert got_open.shape == (len(ex), 9) and o.other is not None
+    np.testing.assert_allclose(got_open, np.column_stack([o.probabilities, o.other]), atol=1e-6)
     got = distilled_targets(ex.Y, got_p, 0.25)
     # the teacher has no open-set output: the ninth column ("other") keeps its labels
     np.testing.assert_allclose(got[:, :8], 0.75 * ex.Y[:, :8] + 0.25 * p, atol=1e-6)

@@ -248,13 +248,15 @@ def teacher_targets(
         for i in range(0, len(ex), batch_size):
             if waveform:
                 assert ex.W is not None
-                x = np.asarray(ex.W[i : i + batch_size], np.float32) / 32767.0
-                out.append(session.predict_windows(x))
+                o = session.outputs_windows(np.asarray(ex.W[i : i + batch_size], np.float32) / 32767.0)
             else:
-                out.append(session.predict_features(np.asarray(ex.X[i : i + batch_size], np.float32)))
+                o = session.outputs_features(np.asarray(ex.X[i : i + batch_size], np.float32))
+            out.append(o.probabilities if o.other is None else np.column_stack([o.probabilities, o.other]))
         return np.concatenate(out).astype(np.float32)
 
-    return _cached_scores(cache, ex, session.manifest.sha256, run)
+    # ":other" in the key: before, an open-set teacher's scores were cached without its "other" column
+    open_set = session.manifest.other is not None
+    return _cached_scores(cache, ex, session.manifest.sha256 + (":other" if open_set else ""), run)
 
 
 def _cached_scores(cache: Path | None, ex: Examples, tag: str, compute: Any) -> np.ndarray:
