@@ -162,10 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with_dev = [r for r in rows if r["dev"]]
     if with_dev:
         fams = list(with_dev[0]["dev"]["per_family_recall"])
+        # reports written before the dev set grew hold fewer clips: say which, never one count for all
+        ns = sorted({int(r["dev"]["n_single"]) for r in with_dev})
+        count = (
+            str(ns[0]) if len(ns) == 1 else " or ".join(map(str, ns)) + " (per model: the clip counts below)"
+        )
         lines += [
             "## On real recordings (dev)",
             "",
-            f"Dev: {with_dev[0]['dev']['n_single']} clips of whole real-recording libraries that training never "
+            f"Dev: {count} clips of whole real-recording libraries that training never "
             "heard (docs/data.md), played like music (single notes of 0.1-4 s, repeated notes, short phrases); "
             "each clip's first 2.95 s window, shorter clips padded with silence. Models trained with the dev "
             "split chose their epoch and thresholds on it (beside valid); older models are scored on the same "
