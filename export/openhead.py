@@ -14,8 +14,9 @@ concatenated as the head input (:func:`head_input`, :data:`HEAD_INPUT`), and add
 
 * ``other`` [null, 1]: the head, standardised, then ``sigmoid(x W + b)`` (or with one hidden
   ReLU layer): the probability that no family plays, though something sounds;
-* ``embedding`` [null, dim]: the embedding (the first dense layer after its ReLU, the input of
-  the output layer), exposed as an output.
+* ``embedding`` [null, dim]: by default the **timbre** embedding, the pooled features averaged
+  over the frequency bands (each channel's mean and maximum over time, wherever in frequency
+  it sounds), or the dense layer before the output (:data:`EMBEDDINGS`).
 
 :func:`graph_tensors` finds those tensors in a tf2onnx graph of the shape
 ``... Conv → Relu ... → MatMul → Add → Relu → MatMul → Add → Sigmoid → probabilities`` and
@@ -36,7 +37,18 @@ from instrunet_core.session import RuntimeOptions, onnx_session
 
 from . import ExportError
 
-__all__ = ["HEAD_INPUT", "Head", "GraphTensors", "graph_tensors", "head_input", "graft", "features"]
+__all__ = [
+    "EMBEDDINGS",
+    "HEAD_INPUT",
+    "Head",
+    "embedding_dim",
+    "timbre_embedding",
+    "GraphTensors",
+    "graph_tensors",
+    "head_input",
+    "graft",
+    "features",
+]
 
 #: Prefix of every node, initializer and tensor the graft adds.
 PREFIX = "openhead/"
@@ -94,6 +106,7 @@ class GraphTensors:
     embedding_dim: int
     blocks: tuple[tuple[str, int], ...]
     n_mels: int
+    timbre_channels: int = 0  # values per frequency band of the pooled features (0: layout unknown)
 
     @property
     def head_dim(self) -> int:
@@ -158,6 +171,17 @@ def graph_tensors(model: Any, output_name: str = "probabilities", input_name: st
     dims = inputs[input_name].type.tensor_type.shape.dim
     if len(dims) != 4 or not dims[1].dim_value or dims[3].dim_value != 1:
         raise ExportError(f"input {input_name!r} is not [batch, n_mels, frames, 1]")
+    # the pooled features are [bands, 1, channels] flattened (tf2onnx: Transpose [0, 2, 3, 1], Reshape)
+    timbre = 0
+    flat = prod.get(t)
+    if flat is not None and flat.op_type == "Reshape":
+        tr = prod.get(flat.input[0])
+        perm = (
+            next((list(a.ints) for a in tr.attribute if a.name == "perm"), None) if tr is not None else None
+        )
+        if tr is not None and tr.op_type == "Transpose" and perm == [0, 2, 3, 1]:
+            c = 2 * blocks[-1][1]  # mean and maximum over time of the last block's channels
+            timbre = c if int(w1.dims[0]) % c == 0 else 0
     return GraphTensors(
         input=input_name,
         output=output_name,
@@ -167,6 +191,7 @@ def graph_tensors(model: Any, output_name: str = "probabilities", input_name: st
         embedding_dim=int(w2.dims[0]),
         blocks=tuple(blocks),
         n_mels=int(dims[1].dim_value),
+        timbre_channels=timbre,
     )
 
 
@@ -205,9 +230,34 @@ def head_input(model: Any, tensors: GraphTensors) -> Any:
     return out
 
 
-def graft(model: Any, head: Head, tensors: GraphTensors, *, graph_name: str) -> Any:
+#: What the ``embedding`` output can be: ``"timbre"``, the pooled features averaged over the
+#: frequency bands (each channel's mean and maximum over time, wherever in frequency: 512 values
+#: for family 2.0.0), or ``"dense"``, the dense layer before the output (128).
+EMBEDDINGS = ("timbre", "dense")
+
+
+def embedding_dim(tensors: GraphTensors, kind: str) -> int:
+    """Width of the ``embedding`` output of kind ``kind`` (:data:`EMBEDDINGS`)."""
+    if kind == "dense":
+        return tensors.embedding_dim
+    if kind == "timbre":
+        if not tensors.timbre_channels:
+            raise ExportError("the pooled features' layout is not [bands, 1, channels]: no timbre embedding")
+        return tensors.timbre_channels
+    raise ExportError(f"unknown embedding {kind!r} (one of {', '.join(EMBEDDINGS)})")
+
+
+def timbre_embedding(pooled: np.ndarray, tensors: GraphTensors) -> np.ndarray:
+    """The ``"timbre"`` embedding in numpy, from the pooled features ``[n, pooled_dim]``."""
+    c = embedding_dim(tensors, "timbre")
+    return np.asarray(pooled).reshape(len(pooled), -1, c).mean(1)
+
+
+def graft(
+    model: Any, head: Head, tensors: GraphTensors, *, graph_name: str, embedding: str = "timbre"
+) -> Any:
     """A copy of ``model`` with the outputs ``other`` (the head on :func:`head_input`) and
-    ``embedding`` (the embedding tensor) after its own output.
+    ``embedding`` (of kind ``embedding``, :data:`EMBEDDINGS`) after its own output.
 
     The family network's nodes and initializers are untouched; the standardisation is folded
     into the head's first layer.
@@ -247,11 +297,33 @@ def graft(model: Any, head: Head, tensors: GraphTensors, *, graph_name: str) -> 
             g.node.append(helper.make_node("Relu", [x], [r + ":0"], name=r))
             x = r + ":0"
     g.node.append(helper.make_node("Sigmoid", [x], ["other"], name=f"{PREFIX}sigmoid"))
-    g.node.append(helper.make_node("Identity", [tensors.embedding], ["embedding"], name=f"{PREFIX}embedding"))
+    dim = embedding_dim(tensors, embedding)
+    if embedding == "dense":
+        g.node.append(
+            helper.make_node("Identity", [tensors.embedding], ["embedding"], name=f"{PREFIX}embedding")
+        )
+    else:
+        shape = f"{PREFIX}bands_shape"
+        g.initializer.append(
+            numpy_helper.from_array(np.array([-1, tensors.pooled_dim // dim, dim], np.int64), shape)
+        )
+        g.node.append(
+            helper.make_node("Reshape", [tensors.pooled, shape], [f"{PREFIX}bands:0"], name=f"{PREFIX}bands")
+        )
+        g.node.append(
+            helper.make_node(
+                "ReduceMean",
+                [f"{PREFIX}bands:0"],
+                ["embedding"],
+                name=f"{PREFIX}embedding",
+                axes=[1],
+                keepdims=0,
+            )
+        )
     g.output.extend(
         [
             helper.make_tensor_value_info("other", TensorProto.FLOAT, ["batch", 1]),
-            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", tensors.embedding_dim]),
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim]),
         ]
     )
     g.name = graph_name

@@ -400,9 +400,12 @@ class Model:
     ) -> Embedding:
         """Embeddings of a piece of audio: one vector per window and one for the whole.
 
-        The network's penultimate layer (:attr:`embedding_dim` values), L2-normalised, so that
-        the dot product of two vectors is their cosine similarity: recordings of the same kind
-        of instrument lie close together (docs/embeddings.md has a similarity search).
+        The model's ``embedding`` output (:attr:`embedding_dim` values: for the default the last
+        convolution block's channels pooled over time and frequency, for the trained open-set
+        models the layer before the output; the manifest's description says which),
+        L2-normalised, so that the dot product of two vectors is their cosine similarity:
+        recordings of the same kind of instrument lie close together (docs/embeddings.md has a
+        similarity search).
 
         Parameters
         ----------

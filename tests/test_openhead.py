@@ -12,7 +12,7 @@ import pytest
 
 import instrunet_core as inet
 from export import ExportError
-from export.openhead import HEAD_INPUT, Head, features, graft, graph_tensors, head_input
+from export.openhead import HEAD_INPUT, Head, features, graft, graph_tensors, head_input, timbre_embedding
 from instrunet_core.session import onnx_session
 from training.openhead import choose_threshold, fit_head, other_answers
 
@@ -39,6 +39,7 @@ def test_graph_tensors_of_the_family_network(base: onnx.ModelProto) -> None:
     assert (t.pooled_dim, t.embedding_dim, t.n_mels) == (4096, 128, 128)
     assert [c for _, c in t.blocks] == [16, 32, 64, 128, 256]
     assert t.head_dim == 4096 + 2 * (16 + 32 + 64 + 128 + 256) + 2 * 128
+    assert t.timbre_channels == 512  # the last block's 256 channels, mean and maximum over time
 
 
 def test_a_graph_of_another_shape_is_refused(base: onnx.ModelProto) -> None:
@@ -48,11 +49,13 @@ def test_a_graph_of_another_shape_is_refused(base: onnx.ModelProto) -> None:
         graph_tensors(base, input_name="audio")
 
 
-@pytest.mark.parametrize("hidden", [0, 8])
-def test_graft_keeps_the_families_and_adds_other_and_embedding(base: onnx.ModelProto, hidden: int) -> None:
+@pytest.mark.parametrize(("hidden", "embedding"), [(0, "timbre"), (8, "dense")])
+def test_graft_keeps_the_families_and_adds_other_and_embedding(
+    base: onnx.ModelProto, hidden: int, embedding: str
+) -> None:
     t = graph_tensors(base)
     head = _head(t.head_dim, hidden)
-    grafted = graft(base, head, t, graph_name="test")
+    grafted = graft(base, head, t, graph_name="test", embedding=embedding)
     x = np.random.default_rng(1).random((6, 128, 128)).astype(np.float32)
     p, h, emb = features(base, t, x)
     assert h.shape == (6, t.head_dim) and np.all(np.isfinite(h))
@@ -63,7 +66,12 @@ def test_graft_keeps_the_families_and_adds_other_and_embedding(base: onnx.ModelP
     want = onnx_session(BASE / "model.onnx").run(["probabilities"], {"mel": x[..., None]})[0]
     np.testing.assert_allclose(got[0], want, atol=1e-6)
     np.testing.assert_allclose(got[1][:, 0], head(h), atol=1e-5)  # the head folded into the graph
-    np.testing.assert_array_equal(got[2], emb)
+    if embedding == "dense":
+        np.testing.assert_array_equal(got[2], emb)
+    else:  # the pooled features averaged over the frequency bands
+        assert got[2].shape == (6, 512)
+        np.testing.assert_allclose(got[2], timbre_embedding(h[:, : t.pooled_dim], t), atol=1e-5)
+        np.testing.assert_allclose(got[2], h[:, : t.pooled_dim].reshape(6, 8, 512).mean(1), atol=1e-5)
     with pytest.raises(ExportError, match="already has the outputs"):
         graft(grafted, head, t, graph_name="twice")
 
@@ -134,7 +142,7 @@ SHIPPED = ROOT / "instrunet_core" / "models" / "family" / "2.1.0"
 def test_the_shipped_default_knows_none_of_the_eight(installed_registry: object) -> None:
     m = inet.load_model()
     assert (m.name, m.version) == ("family", "2.1.0")
-    assert m.other_threshold is not None and m.embedding_dim == 128
+    assert m.other_threshold is not None and m.embedding_dim == 512
     assert m.manifest.to_dict()["source"]["version"] == "2.0.0"
     # the family outputs are 2.0.0's, to the last bit
     old = inet.load_model(BASE)
@@ -145,4 +153,4 @@ def test_the_shipped_default_knows_none_of_the_eight(installed_registry: object)
     flute = m.predict(flute_wav)
     assert flute.label == "flute" and flute.other is not None and flute.other < m.other_threshold
     e = m.embed(ROOT / "examples" / "solo_flute.wav")
-    assert e.vector.shape == (128,) and abs(float(np.linalg.norm(e.vector)) - 1.0) < 1e-5
+    assert e.vector.shape == (512,) and abs(float(np.linalg.norm(e.vector)) - 1.0) < 1e-5

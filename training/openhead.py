@@ -3,8 +3,8 @@
 The family network stays exactly as it was (its eight outputs are the same numbers); a head on
 what the network already computes (its pooled features, each convolution block's mean and
 maximum, the input's band statistics: :func:`export.openhead.head_input`) learns the open-set
-answer ``other``, and its embedding layer becomes an output (:mod:`export.openhead` does the
-graph work)::
+answer ``other``, and an embedding becomes an output (by default the pooled features averaged
+over the frequency bands; :mod:`export.openhead` does the graph work)::
 
     python -m training.openhead instrunet_core/models/family/2.0.0 --version 2.1.0 \\
         --corpus data/corpus --sources /data/sources --out instrunet_core/models \\
@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from export.openhead import EMBEDDINGS
 from instrunet_core.errors import ModelError
 from instrunet_core.labels import FAMILIES
 from instrunet_core.verify import verify_artifact
@@ -272,7 +273,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         training_data_info,
         write_artifact,
     )
-    from export.openhead import features, graft, graph_tensors
+    from export.openhead import embedding_dim, features, graft, graph_tensors, timbre_embedding
 
     from .report import write_report
     from .train import Config, _corpus_counts, build_sets, final_report
@@ -358,7 +359,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         f"{threshold:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in choice.items() if isinstance(v, float))
     )
 
-    model = graft(net, head, tensors, graph_name=f"{base.name}-{args.version}")
+    model = graft(net, head, tensors, graph_name=f"{base.name}-{args.version}", embedding=args.embedding)
+    emb_dim = embedding_dim(tensors, args.embedding)
     model_bytes = model.SerializeToString()
     # parity: the families unchanged, "other" and the embedding as computed here
     from instrunet_core.session import onnx_session
@@ -367,6 +369,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
 
     x = np.asarray(sets.valid["single"].X[: args.parity], np.float32)[..., None]
     p0, pooled0, emb0 = features(net, tensors, x)
+    if args.embedding == "timbre":
+        emb0 = timbre_embedding(pooled0[:, : tensors.pooled_dim], tensors)
     sess = onnx_session(model_bytes)
     names = [base.output["name"], "other", "embedding"]
     p1, o1, e1 = sess.run(names, {base.input["name"]: x})
@@ -387,10 +391,15 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
 
     raw = base.to_dict()
     thresholds = dict(base.thresholds or {})
+    what = (
+        "its pooled features averaged over the frequency bands"
+        if args.embedding == "timbre"
+        else "its dense layer before the output"
+    )
     description = (
         f"{base.name} {base.version}'s network unchanged (the same eight outputs), with an open-set output "
         f"'other' (a {'logistic regression' if not args.hidden else f'{args.hidden}-unit head'} on its pooled "
-        f"features) and its {tensors.embedding_dim}-d embedding layer as an output"
+        f"features, block statistics and input band statistics) and a {emb_dim}-d embedding ({what})"
     )
 
     def manifest(metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -429,7 +438,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
             references=True,
             output_name=base.output["name"],
             other_threshold=threshold,
-            embedding_dim=tensors.embedding_dim,
+            embedding_dim=emb_dim,
             source={"name": base.name, "version": base.version, "sha256": base.sha256},
         )
 
@@ -464,9 +473,10 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         "epochs": args.epochs,
         "lr": args.lr,
         "l2": args.l2,
-        "input": tensors.pooled,
-        "input_dim": tensors.pooled_dim,
-        "embedding": tensors.embedding,
+        "input": [tensors.pooled, *(b for b, _ in tensors.blocks), tensors.input],
+        "input_dim": tensors.head_dim,
+        "embedding": args.embedding,
+        "embedding_dim": emb_dim,
         "other_threshold": threshold,
         "threshold_choice": choice,
         "selection": "epoch: valid other windows answered other minus valid instrument windows answered other "
@@ -542,6 +552,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=0.05,
         help="most share of any family's valid or dev clips that may be answered other",
+    )
+    ap.add_argument(
+        "--embedding",
+        choices=EMBEDDINGS,
+        default="timbre",
+        help="the embedding output: the pooled features averaged over frequency (timbre) or the dense layer",
     )
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--parity", type=int, default=200, help="valid windows of the parity check")
