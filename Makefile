@@ -101,6 +101,7 @@ bench-pedalboard: $(VENV)/.dev
 # into runs/, not shipped); measures every model's latency side by side in one run.
 models-doc: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.models_table \
+	  family-2.1.0=training/reports/default/2.1.0/metrics.json:instrunet_core/models/family/2.1.0 \
 	  family-2.0.0=training/reports/default/2.0.0/metrics.json:instrunet_core/models/family/2.0.0 \
 	  family-1.0.0=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0 \
 	  family-compact-2.0.0=training/reports/compact/2.0.0/metrics.json:instrunet_core/models/family-compact/2.0.0 \
