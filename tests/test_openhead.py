@@ -154,3 +154,17 @@ def test_the_shipped_default_knows_none_of_the_eight(installed_registry: object)
     assert flute.label == "flute" and flute.other is not None and flute.other < m.other_threshold
     e = m.embed(ROOT / "examples" / "solo_flute.wav")
     assert e.vector.shape == (512,) and abs(float(np.linalg.norm(e.vector)) - 1.0) < 1e-5
+
+
+def test_the_cli_refuses_unusable_bases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.openhead import main
+
+    common = ["--version", "9.9.9", "--corpus", str(tmp_path), "--sources", str(tmp_path)]
+    common += ["--out", str(tmp_path / "models"), "--report-dir", str(tmp_path / "report")]
+    compact = ROOT / "instrunet_core" / "models" / "family-compact" / "2.0.0"
+    assert main([str(compact), *common]) == 2
+    assert "already has an open-set output" in capsys.readouterr().err
+    assert main([str(tmp_path / "nowhere"), *common]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("training.openhead: error:") and "nowhere" in err
+    assert not (tmp_path / "models").exists()  # nothing written
