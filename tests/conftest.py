@@ -216,6 +216,15 @@ def tone(seconds: float, sr: int = SR, freq: float = 440.0, amp: float = 0.5) ->
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def pink(seconds: float, sr: int = 22050) -> np.ndarray:
+    """Pink noise (1/f power, seeded), peak 0.3: the sound no family makes."""
+    w = np.random.default_rng(0).standard_normal(int(seconds * sr))
+    f = np.fft.rfft(w)
+    f /= np.sqrt(np.arange(1, len(f) + 1))
+    y = np.fft.irfft(f, n=len(w))
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
 _REAL_ENTRY_POINTS = plugins_mod._entry_points
 
 

@@ -9,19 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import pink
 
 import instrunet_core as inet
 
 ROOT = Path(__file__).resolve().parent.parent
 instrunet_large = pytest.importorskip("instrunet_large")
-
-
-def _pink(seconds: float, sr: int = 22050) -> np.ndarray:
-    w = np.random.default_rng(0).standard_normal(int(seconds * sr))
-    f = np.fft.rfft(w)
-    f /= np.sqrt(np.arange(1, len(f) + 1))
-    y = np.fft.irfft(f, n=len(w))
-    return (0.3 * y / np.abs(y).max()).astype(np.float32)
 
 
 def test_large_is_registered_with_its_notice(installed_registry: object) -> None:
@@ -39,7 +32,7 @@ def test_large_is_registered_with_its_notice(installed_registry: object) -> None
 @pytest.mark.parametrize("name", ["family-large", "family-open"])
 def test_open_set_models_answer_other_for_pink_noise(name: str, installed_registry: object) -> None:
     m = inet.load_model(name)
-    p = m.predict(_pink(6.0), 22050)
+    p = m.predict(pink(6.0), 22050)
     assert p.label == inet.OTHER_LABEL and p.other is not None and p.other >= m.other_threshold
     flute = m.predict(ROOT / "examples" / "solo_flute.wav")
     assert flute.label in inet.FAMILIES  # an instrument, not "other"

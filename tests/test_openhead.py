@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import pink
 
 import instrunet_core as inet
 from export import ExportError
@@ -127,14 +128,6 @@ def test_choose_threshold_keeps_the_drop() -> None:
     assert other_answers(p, h_inst, t - 0.05).mean() > 0.02 or t == 0.05
 
 
-def _pink(seconds: float, sr: int = 22050) -> np.ndarray:
-    w = np.random.default_rng(0).standard_normal(int(seconds * sr))
-    f = np.fft.rfft(w)
-    f /= np.sqrt(np.arange(1, len(f) + 1))
-    y = np.fft.irfft(f, n=len(w))
-    return (0.3 * y / np.abs(y).max()).astype(np.float32)
-
-
 SHIPPED = ROOT / "instrunet_core" / "models" / "family" / "2.1.0"
 
 
@@ -148,7 +141,7 @@ def test_the_shipped_default_knows_none_of_the_eight(installed_registry: object)
     old = inet.load_model(BASE)
     flute_wav = ROOT / "examples" / "solo_flute.wav"
     assert m.predict(flute_wav).probabilities == old.predict(flute_wav).probabilities
-    noise = m.predict(_pink(6.0), 22050)
+    noise = m.predict(pink(6.0), 22050)
     assert noise.label == inet.OTHER_LABEL and noise.other is not None and noise.other >= m.other_threshold
     flute = m.predict(flute_wav)
     assert flute.label == "flute" and flute.other is not None and flute.other < m.other_threshold
