@@ -294,8 +294,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     net = onnx.load(str(checked.path / base.file))
     tensors = graph_tensors(net, base.output["name"])
     log(
-        f"{base.name} {base.version}: pooled features {tensors.pooled} ({tensors.pooled_dim}), embedding "
-        f"{tensors.embedding} ({tensors.embedding_dim})"
+        f"{base.name} {base.version}: head input {tensors.head_dim} values (pooled features {tensors.pooled}, "
+        f"{len(tensors.blocks)} blocks, input statistics); embedding {args.embedding}"
     )
 
     cfg = Config(
@@ -315,17 +315,14 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         raise ExportError(
             f"{args.corpus}: the valid split has no other sounds (build the corpus with --sources)"
         )
-    t0 = time.time()
-    feats = {("train", "all"): features(net, tensors, sets.train.X)}
+    # the sets the head learns from and is chosen on (the mixtures' answers do not use "other")
+    groups = {("train", "all"): sets.train}
     for split, group in (("valid", sets.valid), ("dev", sets.dev)):
-        for kind, ex in group.items():
-            feats[(split, kind)] = features(net, tensors, ex.X)
+        groups.update({(split, kind): ex for kind, ex in group.items() if kind in ("single", "other")})
+    t0 = time.time()
+    feats = {key: features(net, tensors, ex.X) for key, ex in groups.items()}
+    ys = {key: ex.Y for key, ex in groups.items()}
     log(f"features of {sum(len(v[0]) for v in feats.values())} windows [{time.time() - t0:.0f}s]")
-
-    ys = {
-        key: (sets.train if key[0] == "train" else (sets.valid if key[0] == "valid" else sets.dev)[key[1]]).Y
-        for key in feats
-    }
 
     def valid_score(head: Any) -> float:
         found = other_answers(feats[("valid", "other")][0], head(feats[("valid", "other")][1]), 0.5).mean()
