@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -74,9 +75,13 @@ RECIPE: dict[str, Any] = {
 
 
 def other_answers(p: np.ndarray, other: np.ndarray, threshold: float) -> np.ndarray:
-    """Where the answer is "other": its probability reaches ``threshold`` and beats every family
-    (the rule of :func:`instrunet_core.analysis.aggregate` and :func:`training.evaluate.answers`)."""
-    return (other >= threshold) & (other > p[:, :F].max(1))
+    """Where the answer is "other" for family probabilities ``p`` and open-set probabilities
+    ``other``: :func:`training.evaluate.answers`' rule (the runtime's: reaches ``threshold`` and
+    beats every family)."""
+    from .evaluate import answers
+
+    scores = np.column_stack([np.asarray(p)[:, :F], np.asarray(other).reshape(-1)])
+    return answers(scores, {"other": threshold}) == OTHER
 
 
 def choose_threshold(
@@ -239,24 +244,15 @@ def fit_head(
     return chosen, history
 
 
-class _Artifact:
-    """A written artifact seen as :func:`training.train.final_report` sees a model."""
+def _artifact_model(folder: Path, graph: Any) -> Any:
+    """The written artifact as :func:`training.train.final_report` sees a model
+    (:class:`training.evaluate.ArtifactModel` with ``count_params``: the graph's weights)."""
+    from .evaluate import ArtifactModel
 
-    def __init__(self, folder: Path, parameters: int) -> None:
-        from .evaluate import ArtifactModel
-
-        self._m = ArtifactModel(folder)
-        self._n = parameters
-
-    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        return self._m.predict_on_batch(x)
-
-    def count_params(self) -> int:
-        return self._n
-
-
-def _parameters(model: Any) -> int:
-    return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer if len(t.dims) >= 1))
+    n = int(sum(int(np.prod(t.dims)) for t in graph.graph.initializer if len(t.dims) >= 1))
+    m = ArtifactModel(folder)
+    m.count_params = lambda: n  # type: ignore[attr-defined]
+    return m
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -442,53 +438,57 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     refs = {"inputs": x_ref, "outputs": y_ref}
     report_dir = Path(args.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+
+    def _evaluate(scratch: Path) -> dict[str, Any]:
+        write_artifact(
+            scratch,
+            model_bytes=model_bytes,
+            manifest=manifest(None),
+            references=refs,
+            force=True,
+            verify=lambda f: check_artifact(f, atol=args.atol),
+        )
+        info = {
+            "thresholds": {**thresholds, "other": threshold},
+            "train_seconds": fit_seconds,
+            "epochs_run": len(history),
+            "best_epoch": int(best["epoch"]),
+            "best_valid_score": best["score"],
+            "init": {"source": str(args.base), "frozen": True},
+        }
+        t0 = time.time()
+        written = _artifact_model(scratch, model)
+        metrics = final_report(cfg, base.task, written, info, sets, _corpus_counts(cfg.corpus))
+        metrics["model"] = "default"
+        metrics["head"] = {
+            "hidden": args.hidden,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "l2": args.l2,
+            "input": [tensors.pooled, *(b for b, _ in tensors.blocks), tensors.input],
+            "input_dim": tensors.head_dim,
+            "embedding": args.embedding,
+            "embedding_dim": emb_dim,
+            "other_threshold": threshold,
+            "threshold_choice": choice,
+            "selection": "epoch: valid other windows answered other minus valid instrument windows answered "
+            "other (at 0.5); threshold: the most other windows answered other (mean of valid and dev) with the "
+            f"balanced accuracy of valid and dev single clips at most {args.max_drop:g} below the base model's "
+            f"and no family losing more than {args.max_family_loss:g} of its clips to other",
+        }
+        if sets.dev:
+            metrics["dev"]["neighbours"] = ev.embedding_neighbours(
+                written, sets.dev["single"], sets.dev_notes, audio=False
+            )
+        log(f"evaluated [{time.time() - t0:.0f}s]")
+        return metrics
+
     # evaluate the artifact itself (written to a scratch folder first), then write it with its metrics
     scratch = report_dir / ".artifact"
-    write_artifact(
-        scratch,
-        model_bytes=model_bytes,
-        manifest=manifest(None),
-        references=refs,
-        force=True,
-        verify=lambda f: check_artifact(f, atol=args.atol),
-    )
-    info = {
-        "thresholds": {**thresholds, "other": threshold},
-        "train_seconds": fit_seconds,
-        "epochs_run": len(history),
-        "best_epoch": int(best["epoch"]),
-        "best_valid_score": best["score"],
-        "init": {"source": str(args.base), "frozen": True},
-    }
-    t0 = time.time()
-    metrics = final_report(
-        cfg, base.task, _Artifact(scratch, _parameters(model)), info, sets, _corpus_counts(cfg.corpus)
-    )
-    metrics["model"] = "default"
-    metrics["head"] = {
-        "hidden": args.hidden,
-        "epochs": args.epochs,
-        "lr": args.lr,
-        "l2": args.l2,
-        "input": [tensors.pooled, *(b for b, _ in tensors.blocks), tensors.input],
-        "input_dim": tensors.head_dim,
-        "embedding": args.embedding,
-        "embedding_dim": emb_dim,
-        "other_threshold": threshold,
-        "threshold_choice": choice,
-        "selection": "epoch: valid other windows answered other minus valid instrument windows answered other "
-        f"(at 0.5); threshold: the most other windows answered other (mean of valid and dev) with the balanced "
-        f"accuracy of valid and dev single clips at most {args.max_drop:g} below the base model's and no family "
-        f"losing more than {args.max_family_loss:g} of its clips to other",
-    }
-    if sets.dev:
-        metrics["dev"]["neighbours"] = ev.embedding_neighbours(
-            _Artifact(scratch, 0)._m, sets.dev["single"], sets.dev_notes, audio=False
-        )
-    log(f"evaluated [{time.time() - t0:.0f}s]")
-    import shutil
-
-    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        metrics = _evaluate(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     write_artifact(
         dest,
         model_bytes=model_bytes,
