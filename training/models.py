@@ -31,7 +31,7 @@ from keras import layers
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.manifest import INPUT_NAME, OUTPUT_NAME
 
-__all__ = ["MODELS", "build_model", "TASKS", "AUDIO_MODELS", "EMBEDDING_LAYER"]
+__all__ = ["MODELS", "build_model", "TASKS", "AUDIO_MODELS", "EMBEDDING_LAYER", "default_channels"]
 
 #: The layer whose activations the runtime returns as the window's embedding (``Model.embed``).
 EMBEDDING_LAYER = "embedding"
@@ -80,23 +80,39 @@ def _block(
     return layers.MaxPooling2D(pool)(x) if pool else x
 
 
+def default_channels(width: int = 16, depth: int = 5) -> tuple[int, ...]:
+    """The ``default`` model's channels per block: ``width``·(1, 2, 4, 8[, 16])."""
+    if depth not in (4, 5):
+        raise ValueError(f"depth must be 4 or 5, got {depth}")
+    return tuple(width * 2**i for i in range(depth))
+
+
 def default(
-    n_labels: int = 8, *, width: int = 16, depth: int = 5, dense: int = 128, dropout: float = 0.3
+    n_labels: int = 8,
+    *,
+    width: int = 16,
+    depth: int = 5,
+    dense: int = 128,
+    dropout: float = 0.3,
+    channels: tuple[int, ...] | None = None,
 ) -> keras.Model:
     """Our default: conv blocks (BN, ReLU), time-pooled mean+max statistics, sigmoid outputs.
 
     ``depth`` 4: four blocks of ``width``·(1, 2, 4, 8) channels, each followed by 2x2 max-pooling
     (128x128 → 8x8); ``depth`` 5 adds a fifth block of ``width``·16 channels on the 8x8 map (no
     pooling), more capacity where it is cheap. Channel counts stay multiples of 16, which
-    onnxruntime's CPU kernels run much faster than, say, 20 or 24.
+    onnxruntime's CPU kernels run much faster than, say, 20 or 24. ``channels`` gives each
+    block's channels instead (4 or 5 numbers; ``width`` and ``depth`` are then ignored): the
+    shape a pruned model keeps (:mod:`training.prune`).
     """
-    if depth not in (4, 5):
-        raise ValueError(f"depth must be 4 or 5, got {depth}")
+    chans = tuple(int(c) for c in channels) if channels else default_channels(width, depth)
+    if len(chans) not in (4, 5) or min(chans) < 1:
+        raise ValueError(f"channels: 4 or 5 positive numbers, got {chans}")
     x = inp = _inputs()
-    for i in range(4):
-        x = _block(x, width * 2**i, (2, 2))  # → (8 mel, 8 frames, 8·width)
-    if depth == 5:
-        x = _block(x, width * 16, None)
+    for c in chans[:4]:
+        x = _block(x, c, (2, 2))  # → (8 mel, 8 frames, c)
+    if len(chans) == 5:
+        x = _block(x, chans[4], None)
     # Statistics over time, keep the mel axis: (8, 1, C) mean and max → flatten.
     out = _time_stats_head(x, n_labels, dense=dense, dropout=dropout)
     return keras.Model(inp, out, name="default")

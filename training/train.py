@@ -87,6 +87,9 @@ class Config:
     width: int = 0  # default/compact model: channels of the first block (0: the model's own default)
     depth: int = 0  # default model: 4 or 5 conv blocks (0: the model's own default)
     dense: int = 0  # default/compact model: width of the embedding layer (0: the model's own default)
+    # default model: channels per block, e.g. "16,16,32,64,128" (width and depth then ignored); with
+    # --init-onnx, the artifact's network pruned to these channels (training.prune)
+    channels: str = ""
     patience: int = 5
     time_budget_min: float | None = 70.0
     real_prob: float = 0.0  # chance to draw a family's real-library instrument (see training.dataset)
@@ -556,6 +559,23 @@ def epoch_scores(
     return parts, th, preds
 
 
+#: Training windows the pruning of ``--init-onnx`` to ``--channels`` measures and refits on.
+PRUNE_CALIBRATION = 2048
+
+
+def channels_of(text: str) -> tuple[int, ...]:
+    """``"16,16,32,64,128"`` → ``(16, 16, 32, 64, 128)``."""
+    try:
+        out = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--channels {text!r}: comma-separated whole numbers, e.g. 16,16,32,64,128"
+        ) from None
+    if len(out) not in (4, 5) or min(out) < 1:
+        raise ValueError(f"--channels {text!r}: 4 or 5 positive numbers (one per conv block)")
+    return out
+
+
 def fit_and_select(
     cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray], sets: Sets
 ) -> tuple[Any, dict[str, Any]]:
@@ -571,7 +591,11 @@ def fit_and_select(
     }
     if cfg.audio:
         arch["blocks"] = cfg.blocks or None
-    model = build_model(cfg.model, cfg.n_outputs if task == "multilabel" else F, **arch)
+    pruned = bool(cfg.channels) and cfg.init_onnx is not None
+    if cfg.channels and not pruned:
+        arch["channels"] = channels_of(cfg.channels)
+    n_out = cfg.n_outputs if task == "multilabel" else F
+    model = build_model(cfg.model, n_out, **arch)
     init = None
     X, Y = train
     if cfg.init_onnx is not None:
@@ -579,6 +603,19 @@ def fit_and_select(
 
         init = init_from_onnx(model, cfg.init_onnx, calibration=np.asarray(X[:: max(1, len(X) // 512)][:512]))
         print(f"initialised from {cfg.init_onnx} (max difference {init['max_abs_diff']:.1e})", flush=True)
+        if pruned:
+            from .prune import prune_default
+
+            t0 = time.time()
+            cal = np.asarray(X[:: max(1, len(X) // PRUNE_CALIBRATION)][:PRUNE_CALIBRATION], np.float32)
+            model, kept = prune_default(model, channels_of(cfg.channels), cal, seed=cfg.seed)
+            init["pruned"] = {k: v for k, v in kept.items() if k != "kept"}
+            print(
+                f"pruned to {kept['channels_after']} channels, least-squares refit on {len(cal)} windows "
+                f"(kept score share {', '.join(f'{v:.2f}' for v in kept['score_share_kept'])}) "
+                f"[{time.time() - t0:.0f}s]",
+                flush=True,
+            )
     elif cfg.init_keras is not None:
         saved = keras.models.load_model(cfg.init_keras, compile=False)
         shapes = [w.shape for w in model.get_weights()]
@@ -782,7 +819,7 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 _PATHS = {"cache", "report_dir", "sources", "init_onnx", "init_keras"}
-_STRINGS = {"version", "augment_preset"}
+_STRINGS = {"version", "augment_preset", "channels"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -821,6 +858,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--depth applies to the default model only")
     if (cfg.width or cfg.dense) and cfg.model not in {"default", "compact"}:
         ap.error("--width and --dense apply to the default and compact models only")
+    if cfg.channels:
+        if cfg.model != "default":
+            ap.error("--channels applies to the default model only")
+        try:
+            channels_of(cfg.channels)
+        except ValueError as e:
+            ap.error(str(e))
     from .augment import PRESETS
     from .models import TASKS
 
