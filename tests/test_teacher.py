@@ -254,3 +254,11 @@ def test_yamnet_as_a_teacher_gives_calibrated_targets_fitted_on_the_labels(tmp_p
     assert ((p >= 0) & (p <= 1)).all()
     assert (p[0::3, 1] > 0.5).all() and (p[0::3, 6] < 0.5).all()  # the flute windows
     np.testing.assert_array_equal(p[:, 0], 0.0)  # a label no example has stays off
+    # Another set (dev, say) is scored through the regressions fitted on the training set, never
+    # on its own labels: fit_on= gives the same scores as fitting on ex and applying to it.
+    from training.train import YAMNET, teacher_targets
+
+    dev = Examples(ex.X[:6], np.zeros((6, 9), np.float32), [[]] * 6, ex.W[:6], "d")
+    got = teacher_targets(Path(YAMNET), dev, cache=tmp_path, fit_on=ex)
+    np.testing.assert_allclose(got, yamnet_targets(ex, cache=tmp_path, apply_to=dev))
+    np.testing.assert_allclose(got, p[:6], atol=1e-6)

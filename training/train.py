@@ -223,7 +223,12 @@ YAMNET = "yamnet"
 
 
 def teacher_targets(
-    teacher: Path, ex: Examples, *, cache: Path | None = None, batch_size: int = 256
+    teacher: Path,
+    ex: Examples,
+    *,
+    cache: Path | None = None,
+    batch_size: int = 256,
+    fit_on: Examples | None = None,
 ) -> np.ndarray:
     """An exported multilabel model's outputs on every example of ``ex``: ``[N, 8]``, or
     ``[N, 9]`` when the teacher has an open-set output. A waveform-input teacher scores the
@@ -231,9 +236,13 @@ def teacher_targets(
     teacher's sha256 and the set's folder name (teachers can be slow).
 
     ``teacher`` may also be :data:`YAMNET`: the AudioSet network's family and group scores
-    (:func:`yamnet_targets`)."""
+    (:func:`yamnet_targets`), mapped to our outputs by regressions fitted on the labels of
+    ``fit_on`` (a training set; default ``ex`` itself, right only when ``ex`` is the training
+    set: a dev or test set passes the training set here)."""
     if str(teacher) == YAMNET:
-        return yamnet_targets(ex, cache=cache, batch_size=batch_size)
+        if fit_on is None:
+            return yamnet_targets(ex, cache=cache, batch_size=batch_size)
+        return yamnet_targets(fit_on, cache=cache, batch_size=batch_size, apply_to=ex)
     from instrunet_core.model import open_model
 
     session = open_model(teacher)
@@ -347,14 +356,7 @@ def score_teachers(cfg: Config) -> dict[str, Any]:
             f"{cfg.corpus}: no dev split to score the teachers on (build the corpus with --sources)"
         )
     dev = sets.dev["single"]
-    ps = {
-        str(t): (
-            yamnet_targets(sets.train, cache=cfg.cache, apply_to=dev)
-            if str(t) == YAMNET
-            else teacher_targets(t, dev, cache=cfg.cache)
-        )
-        for t in cfg.teacher
-    }
+    ps = {str(t): teacher_targets(t, dev, cache=cfg.cache, fit_on=sets.train) for t in cfg.teacher}
     ps["mean"] = mean_targets(list(ps.values()))
     out: dict[str, Any] = {"teachers": [str(t) for t in cfg.teacher], "n_dev": len(dev), "scores": {}}
     for name, p in ps.items():
