@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .models import EMBEDDING_LAYER
+
 __all__ = ["block_layers", "channel_scores", "prune_default"]
 
 
@@ -75,17 +77,11 @@ def _dense_rows(channels: int, bands: int) -> np.ndarray:
 def channel_scores(model: Any, x: np.ndarray) -> list[np.ndarray]:
     """Per conv block, one score per output channel (higher: more useful); see the module
     docstring."""
-    import keras
-
     blocks = block_layers(model)
     acts = _activations(model, [o for _, _, o in blocks], x)
-    dense = (
-        model.get_layer("embedding")
-        if any(la.name == "embedding" for la in model.layers)
-        else next(la for la in model.layers if isinstance(la, keras.layers.Dense))
-    )
+    dense = model.get_layer(EMBEDDING_LAYER)
     scores = []
-    for i, ((_, _, _), a) in enumerate(zip(blocks, acts, strict=True)):
+    for i, a in enumerate(acts):
         mean_act = np.abs(a).mean(axis=(0, 1, 2))
         if i + 1 < len(blocks):
             k = np.asarray(blocks[i + 1][0].kernel)  # [kh, kw, in, out]
@@ -141,9 +137,9 @@ def prune_default(
     if len(channels) != len(old) or any(n > o or n < 1 for n, o in zip(channels, old, strict=True)):
         raise ValueError(f"channels {channels}: one per block, each between 1 and the original {old}")
     denses = [la for la in model.layers if isinstance(la, keras.layers.Dense)]
-    n_out = int(denses[-1].units)
-    units = int(denses[0].units)
-    new = default(n_out, channels=tuple(channels), dense=units)
+    if denses[0].name != EMBEDDING_LAYER:
+        raise ValueError(f"{model.name}: the first dense layer is not {EMBEDDING_LAYER!r}")
+    new = default(int(denses[-1].units), channels=tuple(channels), dense=int(denses[0].units))
     scores = channel_scores(model, x)
     keep = [np.sort(np.argsort(-s, kind="stable")[:n]) for s, n in zip(scores, channels, strict=True)]
     new_blocks = block_layers(new)
@@ -210,8 +206,6 @@ def _refit(
     parameters and statistics (it sees what the original saw). Then the dense layer over the
     time statistics (the embedding; weights and bias) the same way from the pruned statistics.
     Layers after it are unchanged."""
-    import keras
-
     old_blocks, new_blocks = block_layers(model), block_layers(new)
     for i in range(1, len(new_blocks)):
         (ref,) = _activations(model, [old_blocks[i][0].output], x)  # the original's conv output
@@ -223,8 +217,7 @@ def _refit(
         k = _lstsq(_patches(inp, idx), ref[idx][:, keep[i]])
         conv = new_blocks[i][0]
         conv.set_weights([k.reshape(tuple(conv.kernel.shape))])
-    old_d = [la for la in model.layers if isinstance(la, keras.layers.Dense)][0]
-    new_d = [la for la in new.layers if isinstance(la, keras.layers.Dense)][0]
+    old_d, new_d = model.get_layer(EMBEDDING_LAYER), new.get_layer(EMBEDDING_LAYER)
     (ref,) = _activations(model, [_pre_activation(model, old_d)], x)
     (feat,) = _activations(new, [new_d.input], x)
     a = np.concatenate([feat, np.ones((len(feat), 1), np.float32)], axis=1)
@@ -234,7 +227,6 @@ def _refit(
 
 def _pre_activation(model: Any, dense: Any) -> Any:
     """``dense``'s output before its activation, as a tensor of ``model``'s graph."""
-    w, b = dense.kernel, dense.bias
     import keras
 
-    return keras.ops.add(keras.ops.matmul(dense.input, w), b)
+    return keras.ops.add(keras.ops.matmul(dense.input, dense.kernel), dense.bias)

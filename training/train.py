@@ -596,8 +596,7 @@ def fit_and_select(
     pruned = bool(cfg.channels) and cfg.init_onnx is not None
     if cfg.channels and not pruned:
         arch["channels"] = channels_of(cfg.channels)
-    n_out = cfg.n_outputs if task == "multilabel" else F
-    model = build_model(cfg.model, n_out, **arch)
+    model = build_model(cfg.model, cfg.n_outputs if task == "multilabel" else F, **arch)
     init = None
     X, Y = train
     if cfg.init_onnx is not None:
