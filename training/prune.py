@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 
-from .models import EMBEDDING_LAYER
+from .models import EMBEDDING_LAYER, default
 
 __all__ = ["block_layers", "channel_scores", "prune_default"]
 
@@ -34,8 +35,6 @@ __all__ = ["block_layers", "channel_scores", "prune_default"]
 def block_layers(model: Any) -> list[tuple[Any, Any, Any]]:
     """``(conv, batch normalisation, block output)`` per conv block of a ``default`` model, in
     order; the block output is the tensor after its ReLU and pooling."""
-    import keras
-
     convs = [la for la in model.layers if isinstance(la, keras.layers.Conv2D)]
     bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
     if len(convs) != len(bns) or len(convs) not in (4, 5):
@@ -56,8 +55,6 @@ def block_layers(model: Any) -> list[tuple[Any, Any, Any]]:
 
 
 def _activations(model: Any, tensors: Sequence[Any], x: np.ndarray, batch: int = 64) -> list[np.ndarray]:
-    import keras
-
     probe = keras.Model(model.inputs, list(tensors))
     parts: list[list[np.ndarray]] = [[] for _ in tensors]
     for i in range(0, len(x), batch):
@@ -125,10 +122,6 @@ def prune_default(
         The pruned model (same outputs and layer names) and what was kept: per block the
         original channel count, the kept indices and the share of the summed score they hold.
     """
-    import keras
-
-    from .models import default
-
     x = np.asarray(x, np.float32)
     x = x[..., None] if x.ndim == 3 else x
     blocks = block_layers(model)
@@ -227,6 +220,4 @@ def _refit(
 
 def _pre_activation(model: Any, dense: Any) -> Any:
     """``dense``'s output before its activation, as a tensor of ``model``'s graph."""
-    import keras
-
     return keras.ops.add(keras.ops.matmul(dense.input, dense.kernel), dense.bias)
