@@ -19,8 +19,9 @@ concatenated as the head input (:func:`head_input`, :data:`HEAD_INPUT`), and add
   it sounds), or the dense layer before the output (:data:`EMBEDDINGS`).
 
 :func:`graph_tensors` finds those tensors in a tf2onnx graph of the shape
-``... Conv → Relu ... → MatMul → Add → Relu → MatMul → Add → Sigmoid → probabilities`` and
-refuses any other shape; :func:`graft` builds the new graph; :func:`features` runs the network
+``... Conv → Relu ... → MatMul → Add → Relu → MatMul → Add → Sigmoid → probabilities`` (or
+``Sigmoid → Slice → probabilities``, a network with its own open-set sigmoid, whose ``other``
+and ``embedding`` outputs :func:`without_outputs` removes first) and refuses any other shape; :func:`graft` builds the new graph; :func:`features` runs the network
 and the head input's nodes (the same nodes the graft keeps). The head is fitted by
 :mod:`training.openhead`, which writes the artifact.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "timbre_embedding",
     "GraphTensors",
     "graph_tensors",
+    "without_outputs",
     "head_input",
     "graft",
     "features",
@@ -120,8 +122,9 @@ def _producers(graph: Any) -> dict[str, Any]:
 
 def graph_tensors(model: Any, output_name: str = "probabilities", input_name: str = "mel") -> GraphTensors:
     """The tensors the head reads in a family graph ending
-    ``MatMul → Add → Relu → MatMul → Add → Sigmoid → output_name`` whose input is a log-mel
-    window ``[batch, n_mels, frames, 1]``.
+    ``MatMul → Add → Relu → MatMul → Add → Sigmoid → output_name`` (or ``... → Sigmoid → Slice
+    → output_name``, the slice keeping the first sigmoids) whose input is a log-mel window
+    ``[batch, n_mels, frames, 1]``.
 
     Raises
     ------
@@ -133,6 +136,12 @@ def graph_tensors(model: Any, output_name: str = "probabilities", input_name: st
     inits = {t.name: t for t in g.initializer}
     chain = ["Sigmoid", "Add", "MatMul", "Relu", "Add", "MatMul"]
     t, nodes = output_name, []
+    first = prod.get(t)
+    if first is not None and first.op_type == "Slice":
+        # a network with more sigmoids than labels (its own open-set output trained in, see
+        # :func:`without_outputs`): the labels are the first sigmoids, sliced on the last axis
+        _check_label_slice(first, inits)
+        t = first.input[0]
     for op in chain:
         n = prod.get(t)
         if n is None or n.op_type != op:
@@ -193,6 +202,79 @@ def graph_tensors(model: Any, output_name: str = "probabilities", input_name: st
         n_mels=int(dims[1].dim_value),
         timbre_channels=timbre,
     )
+
+
+def _check_label_slice(node: Any, inits: dict[str, Any]) -> None:
+    from onnx import numpy_helper
+
+    def const(i: int) -> list[int] | None:
+        if len(node.input) <= i or not node.input[i]:
+            return None
+        if node.input[i] not in inits:
+            raise ExportError(f"Slice node {node.name!r}: input {i} is not a constant")
+        return [int(v) for v in numpy_helper.to_array(inits[node.input[i]]).ravel()]
+
+    starts, ends, axes, steps = const(1), const(2), const(3), const(4)
+    axes = axes if axes is not None else list(range(len(starts or [])))
+    whole = [e for a, e in zip(axes, ends or [], strict=False) if a not in (1, -1)]
+    if (
+        not starts
+        or any(starts)
+        or steps not in (None, [1] * len(starts))
+        or not ({1, -1} & set(axes))
+        or any(e < 2**31 - 1 for e in whole)  # the batch axis (tf2onnx slices it too) kept whole
+    ):
+        raise ExportError(
+            f"Slice node {node.name!r} does not keep the first sigmoids on the last axis "
+            f"(starts {starts}, ends {ends}, axes {axes}, steps {steps})"
+        )
+
+
+#: Where :func:`without_outputs` moves a removed output's tensor that the network still reads.
+BASE_PREFIX = "base/"
+
+
+def without_outputs(model: Any, names: Sequence[str]) -> Any:
+    """A copy of ``model`` without the graph outputs ``names`` (a network's own ``other`` and
+    ``embedding``, which a graft replaces): the outputs removed, a tensor of such a name that
+    the network still reads renamed ``base/<name>:0`` (its dense layer, when it was the
+    embedding), and the nodes and initializers nothing reads any more removed. The remaining
+    outputs are the same numbers."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    have = [o.name for o in g.output]
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ExportError(f"the graph has no outputs {missing} (it has {have})")
+    kept = [o for o in g.output if o.name not in names]
+    if not kept:
+        raise ExportError("removing those outputs would leave the graph none")
+    del g.output[:]
+    g.output.extend(kept)
+    rename = {n: f"{BASE_PREFIX}{n}:0" for n in names}
+    for node in g.node:
+        for seq in (node.input, node.output):
+            for i, v in enumerate(seq):
+                if v in rename:
+                    seq[i] = rename[v]
+    # keep the nodes an output still needs (the graph is in topological order)
+    needed = {o.name for o in g.output}
+    keep = []
+    for node in reversed(g.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    keep.reverse()
+    del g.node[:]
+    g.node.extend(keep)
+    inits = [t for t in g.initializer if t.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    onnx.checker.check_model(out, full_check=True)
+    return out
 
 
 #: The head's input tensor in a grafted graph.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tone, write_nsynth_note
 
@@ -57,3 +58,26 @@ def test_no_dev_split_is_a_clear_error(
         == 2
     )
     assert "no dev split" in capsys.readouterr().err
+
+
+def test_pick_thresholds_f_beta_weighs_precision() -> None:
+    """F1 (beta 1, the default) and F-beta: below 1 a false alarm costs more than a miss, so the
+    chosen threshold is never lower and the precision never worse."""
+    from training.metrics import pick_thresholds
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((4000, 3)) < 0.3).astype(np.float32)
+    scores = np.clip(0.35 * y + rng.normal(0.3, 0.15, y.shape), 0, 1)
+    f1 = np.array(pick_thresholds(y, scores))
+    f1_again = np.array(pick_thresholds(y, scores, beta=1.0))
+    f05 = np.array(pick_thresholds(y, scores, beta=0.5))
+    np.testing.assert_array_equal(f1, f1_again)
+    assert np.all(f05 >= f1) and np.any(f05 > f1)
+
+    def precision(th: np.ndarray) -> float:
+        said = scores >= th
+        return float((said & (y > 0.5)).sum() / max(said.sum(), 1))
+
+    assert precision(f05) > precision(f1)
+    with pytest.raises(ValueError, match="beta"):
+        pick_thresholds(y, scores, beta=0.0)

@@ -13,7 +13,17 @@ from conftest import pink
 
 import instrunet_core as inet
 from export import ExportError
-from export.openhead import HEAD_INPUT, Head, features, graft, graph_tensors, head_input, timbre_embedding
+from export.openhead import (
+    BASE_PREFIX,
+    HEAD_INPUT,
+    Head,
+    features,
+    graft,
+    graph_tensors,
+    head_input,
+    timbre_embedding,
+    without_outputs,
+)
 from instrunet_core.session import onnx_session
 from training.openhead import choose_threshold, fit_head, other_answers
 
@@ -156,8 +166,54 @@ def test_the_cli_refuses_unusable_bases(tmp_path: Path, capsys: pytest.CaptureFi
     common += ["--out", str(tmp_path / "models"), "--report-dir", str(tmp_path / "report")]
     compact = ROOT / "instrunet_core" / "models" / "family-compact" / "2.0.0"
     assert main([str(compact), *common]) == 2
-    assert "already has an open-set output" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already has an open-set output" in err and "--replace-other" in err
+    # with --replace-other it gets as far as the corpus, which is not there
+    assert main([str(compact), *common, "--replace-other"]) == 2
+    assert "training.openhead: error:" in capsys.readouterr().err
     assert main([str(tmp_path / "nowhere"), *common]) == 2
     err = capsys.readouterr().err
     assert err.startswith("training.openhead: error:") and "nowhere" in err
     assert not (tmp_path / "models").exists()  # nothing written
+
+
+COMPACT = ROOT / "instrunet_core" / "models" / "family-compact" / "2.0.0"
+
+
+def test_a_network_with_its_own_other_is_grafted_after_its_outputs_are_removed() -> None:
+    """family-compact 2.0.0 ends Sigmoid (nine wide) → Slice → probabilities, with its own
+    ``other`` and dense ``embedding`` outputs: without them the graft reads the same network."""
+    own = onnx.load(str(COMPACT / "model.onnx"))
+    t_own = graph_tensors(own)
+    with pytest.raises(ExportError, match="already has the outputs"):
+        graft(own, _head(t_own.head_dim), t_own, graph_name="clash")
+    stripped = without_outputs(own, ["other", "embedding"])
+    assert [o.name for o in stripped.graph.output] == ["probabilities"]
+    assert len(stripped.graph.node) == len(own.graph.node) - 1  # the Slice that gave "other"
+    produced = {o for n in stripped.graph.node for o in n.output}
+    assert "embedding" not in produced and BASE_PREFIX + "embedding:0" in produced  # the dense layer, renamed
+    t = graph_tensors(stripped)
+    assert t.embedding == BASE_PREFIX + "embedding:0"
+    head = _head(t.head_dim, seed=3)
+    grafted = graft(stripped, head, t, graph_name="test")
+    x = np.random.default_rng(2).random((5, 128, 128)).astype(np.float32)
+    p, o, e = onnx_session(grafted.SerializeToString()).run(
+        ["probabilities", "other", "embedding"], {"mel": x[..., None]}
+    )
+    own_p, own_o = onnx_session(COMPACT / "model.onnx").run(["probabilities", "other"], {"mel": x[..., None]})
+    np.testing.assert_array_equal(p, own_p)  # the eight families: the same numbers
+    _, h, _ = features(stripped, t, x)
+    np.testing.assert_allclose(o[:, 0], head(h), atol=1e-5)  # "other" is the head's, not the network's
+    assert not np.allclose(o, own_o, atol=1e-3)
+    assert e.shape == (5, t.timbre_channels)
+    with pytest.raises(ExportError, match="no outputs"):
+        without_outputs(own, ["nothing"])
+    with pytest.raises(ExportError, match="none"):
+        without_outputs(stripped, ["probabilities"])
+
+
+def test_a_slice_that_is_not_the_first_labels_is_refused() -> None:
+    own = onnx.load(str(COMPACT / "model.onnx"))
+    # "other" is the ninth sigmoid, sliced from 8: not a graph this graft reads as families
+    with pytest.raises(ExportError, match="does not keep the first sigmoids"):
+        graph_tensors(own, output_name="other")

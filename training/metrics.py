@@ -73,9 +73,15 @@ def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, thresholds: Any) 
     }
 
 
-def pick_thresholds(y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray | None = None) -> list[float]:
-    """Per-label presence threshold maximising that label's F1 (call it on validation data only)."""
+def pick_thresholds(
+    y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray | None = None, *, beta: float = 1.0
+) -> list[float]:
+    """Per-label presence threshold maximising that label's F1 (call it on validation data only),
+    or its F-beta: ``beta`` < 1 weighs precision more (a false alarm costs ``1 / beta**2`` misses)."""
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta}")
     grid = np.round(np.arange(0.05, 0.951, 0.05), 2) if grid is None else grid
+    b2 = beta * beta
     out = []
     for j in range(y_true.shape[1]):
         t = y_true[:, j] > 0.5
@@ -83,7 +89,7 @@ def pick_thresholds(y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray | N
         for g in grid:
             pr = scores[:, j] >= g
             tp = np.sum(pr & t)
-            f1 = 2 * tp / max(2 * tp + np.sum(pr & ~t) + np.sum(~pr & t), 1)
+            f1 = (1 + b2) * tp / max((1 + b2) * tp + np.sum(pr & ~t) + b2 * np.sum(~pr & t), 1)
             if f1 > best_f1 + 1e-12:
                 best, best_f1 = float(g), f1
         out.append(best)

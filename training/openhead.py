@@ -19,6 +19,11 @@ over the frequency bands; :mod:`export.openhead` does the graph work)::
   same in total), L2, Adam, in numpy (seeded: the same run gives the same head). The epoch is
   chosen on valid: the share of "other" windows answered other minus the share of instrument
   windows answered other.
+* **A base with its own open-set output** (``--replace-other``: a network trained with a ninth
+  sigmoid, ``... Sigmoid → Slice → probabilities``): its ``other`` and ``embedding`` outputs are
+  removed (:func:`export.openhead.without_outputs`) and the head's take their place; ``--name``
+  names the new artifact. ``--threshold-beta`` chooses the family thresholds again on valid and
+  dev (single clips and mixtures pooled) by F-beta instead of keeping the base's.
 * **Threshold** (:func:`choose_threshold`): the most "other" windows of valid and dev answered
   other while the balanced accuracy of valid and dev single clips (an "other" answer on an
   instrument counts as an error) falls at most ``--max-drop`` (0.015) and no family loses more
@@ -48,6 +53,7 @@ from instrunet_core.labels import FAMILIES
 from instrunet_core.verify import verify_artifact
 
 from .dataset import OTHER
+from .metrics import pick_thresholds
 
 __all__ = ["RECIPE", "fit_head", "other_answers", "choose_threshold", "run", "main"]
 
@@ -269,7 +275,14 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         training_data_info,
         write_artifact,
     )
-    from export.openhead import embedding_dim, features, graft, graph_tensors, timbre_embedding
+    from export.openhead import (
+        embedding_dim,
+        features,
+        graft,
+        graph_tensors,
+        timbre_embedding,
+        without_outputs,
+    )
 
     from .report import write_report
     from .train import Config, _corpus_counts, build_sets, final_report
@@ -282,12 +295,19 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     base = checked.manifest
     if base.input_kind != "logmel":
         raise ExportError(f"{args.base}: takes {base.input_kind} input; the head needs a log-mel model")
-    if base.other is not None:
-        raise ExportError(f"{args.base}: already has an open-set output ({base.other['name']!r})")
-    dest = Path(args.out) / base.name / args.version
+    if base.other is not None and not args.replace_other:
+        raise ExportError(
+            f"{args.base}: already has an open-set output ({base.other['name']!r}; "
+            "pass --replace-other to replace it and its embedding by the head's)"
+        )
+    name = args.name or base.name
+    dest = Path(args.out) / name / args.version
     if dest.exists() and not args.force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
     net = onnx.load(str(checked.path / base.file))
+    replaced = [o["name"] for o in (base.other, base.embedding) if o is not None]
+    if replaced:  # the network's own open-set output and embedding give way to the graft's
+        net = without_outputs(net, replaced)
     tensors = graph_tensors(net, base.output["name"])
     log(
         f"{base.name} {base.version}: head input {tensors.head_dim} values (pooled features {tensors.pooled}, "
@@ -314,7 +334,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     # the sets the head learns from and is chosen on (the mixtures' answers do not use "other")
     groups = {("train", "all"): sets.train}
     for split, group in (("valid", sets.valid), ("dev", sets.dev)):
-        groups.update({(split, kind): ex for kind, ex in group.items() if kind in ("single", "other")})
+        kinds = ("single", "other", "mix") if args.threshold_beta else ("single", "other")
+        groups.update({(split, kind): ex for kind, ex in group.items() if kind in kinds})
     t0 = time.time()
     feats = {key: features(net, tensors, ex.X) for key, ex in groups.items()}
     ys = {key: ex.Y for key, ex in groups.items()}
@@ -352,7 +373,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         f"{threshold:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in choice.items() if isinstance(v, float))
     )
 
-    model = graft(net, head, tensors, graph_name=f"{base.name}-{args.version}", embedding=args.embedding)
+    model = graft(net, head, tensors, graph_name=f"{name}-{args.version}", embedding=args.embedding)
     emb_dim = embedding_dim(tensors, args.embedding)
     model_bytes = model.SerializeToString()
     # parity: the families unchanged, "other" and the embedding as computed here
@@ -383,21 +404,38 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     y_ref = sess.run(names[:1], {base.input["name"]: x_ref.astype(np.float32)})[0]
 
     raw = base.to_dict()
-    thresholds = dict(base.thresholds or {})
+    thresholds = {k: v for k, v in (base.thresholds or {}).items() if k != "other"}
+    if args.threshold_beta:
+        # the family thresholds chosen again, as training.train.choose_thresholds does (valid and
+        # dev, single clips and mixtures pooled), by F-beta instead of F1
+        keys = [k for k in feats if k[0] != "train" and k[1] in ("single", "mix")]
+        picked = pick_thresholds(
+            np.concatenate([ys[k][:, :F] for k in keys]),
+            np.concatenate([feats[k][0][:, :F] for k in keys]),
+            beta=args.threshold_beta,
+        )
+        log(
+            f"family thresholds by F{args.threshold_beta:g} on {sum(len(ys[k]) for k in keys)} valid and dev "
+            f"windows: {dict(zip(FAMILIES, picked, strict=True))} (the base's: {thresholds})"
+        )
+        thresholds = dict(zip(FAMILIES, picked, strict=True))
     what = (
         "its pooled features averaged over the frequency bands"
         if args.embedding == "timbre"
         else "its dense layer before the output"
     )
     description = (
-        f"{base.name} {base.version}'s network unchanged (the same eight outputs), with an open-set output "
+        f"{base.name} {base.version}'s network unchanged (the same eight outputs"
+        + (f"; {raw['description']}" if raw.get("description") else "")
+        + "), with an open-set output "
         f"'other' (a {'logistic regression' if not args.hidden else f'{args.hidden}-unit head'} on its pooled "
         f"features, block statistics and input band statistics) and a {emb_dim}-d embedding ({what})"
+        + (f"; they replace its own outputs {', '.join(replaced)}" if replaced else "")
     )
 
     def manifest(metrics: dict[str, Any] | None) -> dict[str, Any]:
         return build_manifest(
-            name=base.name,
+            name=name,
             version=args.version,
             task=base.task,
             labels=list(base.labels),
@@ -454,7 +492,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
             "epochs_run": len(history),
             "best_epoch": int(best["epoch"]),
             "best_valid_score": best["score"],
-            "init": {"source": str(args.base), "frozen": True},
+            "init": {"source": str(args.base), "frozen": True, "replaced_outputs": replaced},
         }
         t0 = time.time()
         written = _artifact_model(scratch, model)
@@ -471,6 +509,11 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
             "embedding_dim": emb_dim,
             "other_threshold": threshold,
             "threshold_choice": choice,
+            "family_thresholds": (
+                f"chosen again by F{args.threshold_beta:g} on valid and dev single clips and mixtures"
+                if args.threshold_beta
+                else f"{base.name} {base.version}'s"
+            ),
             "selection": "epoch: valid other windows answered other minus valid instrument windows answered "
             "other (at 0.5); threshold: the most other windows answered other (mean of valid and dev) with the "
             f"balanced accuracy of valid and dev single clips at most {args.max_drop:g} below the base model's "
@@ -524,9 +567,15 @@ def _summary(m: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.openhead", description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "base", type=Path, help="artifact folder of the family model (log-mel input, no 'other' output)"
+        "base", type=Path, help="artifact folder of the family model (log-mel input; see --replace-other)"
     )
-    ap.add_argument("--version", required=True, help="version of the new artifact (same name as the base)")
+    ap.add_argument("--version", required=True, help="version of the new artifact")
+    ap.add_argument("--name", help="name of the new artifact (default: the base's)")
+    ap.add_argument(
+        "--replace-other",
+        action="store_true",
+        help="a base with its own open-set output: the head's 'other' and embedding replace its own",
+    )
     ap.add_argument(
         "--corpus", type=Path, required=True, help="corpus built with --sources (valid and dev others)"
     )
@@ -555,6 +604,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=EMBEDDINGS,
         default="timbre",
         help="the embedding output: the pooled features averaged over frequency (timbre) or the dense layer",
+    )
+    ap.add_argument(
+        "--threshold-beta",
+        type=float,
+        default=None,
+        help="choose the family thresholds again on valid and dev by F-beta (below 1: precision weighs "
+        "more); default: keep the base's",
     )
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--parity", type=int, default=200, help="valid windows of the parity check")
