@@ -21,8 +21,8 @@ concatenated as the head input (:func:`head_input`, :data:`HEAD_INPUT`), and add
 :func:`graph_tensors` finds those tensors in a tf2onnx graph of the shape
 ``... Conv → Relu ... → MatMul → Add → Relu → MatMul → Add → Sigmoid → probabilities`` (or
 ``Sigmoid → Slice → probabilities``, a network with its own open-set sigmoid, whose ``other``
-and ``embedding`` outputs :func:`without_outputs` removes first) and refuses any other shape; :func:`graft` builds the new graph; :func:`features` runs the network
-and the head input's nodes (the same nodes the graft keeps). The head is fitted by
+and ``embedding`` outputs :func:`without_outputs` removes first) and refuses any other shape;
+:func:`graft` builds the new graph; :func:`features` runs the network and the head input's nodes (the same nodes the graft keeps). The head is fitted by
 :mod:`training.openhead`, which writes the artifact.
 """
 

@@ -53,7 +53,6 @@ from instrunet_core.labels import FAMILIES
 from instrunet_core.verify import verify_artifact
 
 from .dataset import OTHER
-from .metrics import pick_thresholds
 
 __all__ = ["RECIPE", "fit_head", "other_answers", "choose_threshold", "run", "main"]
 
@@ -285,7 +284,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     )
 
     from .report import write_report
-    from .train import Config, _corpus_counts, build_sets, final_report
+    from .train import Config, _corpus_counts, build_sets, choose_thresholds, final_report
 
     t_start = time.time()
     try:
@@ -305,7 +304,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     if dest.exists() and not args.force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
     net = onnx.load(str(checked.path / base.file))
-    replaced = [o["name"] for o in (base.other, base.embedding) if o is not None]
+    replaced = (
+        [o["name"] for o in (base.other, base.embedding) if o is not None] if args.replace_other else []
+    )
     if replaced:  # the network's own open-set output and embedding give way to the graft's
         net = without_outputs(net, replaced)
     tensors = graph_tensors(net, base.output["name"])
@@ -408,17 +409,17 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     if args.threshold_beta:
         # the family thresholds chosen again, as training.train.choose_thresholds does (valid and
         # dev, single clips and mixtures pooled), by F-beta instead of F1
-        keys = [k for k in feats if k[0] != "train" and k[1] in ("single", "mix")]
-        picked = pick_thresholds(
-            np.concatenate([ys[k][:, :F] for k in keys]),
-            np.concatenate([feats[k][0][:, :F] for k in keys]),
-            beta=args.threshold_beta,
-        )
+        preds = {
+            split: {
+                kind: feats[split, kind][0][:, :F] for kind in ("single", "mix") if (split, kind) in feats
+            }
+            for split in ("valid", "dev")
+        }
+        picked = choose_thresholds(preds, sets, beta=args.threshold_beta)
         log(
-            f"family thresholds by F{args.threshold_beta:g} on {sum(len(ys[k]) for k in keys)} valid and dev "
-            f"windows: {dict(zip(FAMILIES, picked, strict=True))} (the base's: {thresholds})"
+            f"family thresholds by F{args.threshold_beta:g} on valid and dev: {picked} (the base's: {thresholds})"
         )
-        thresholds = dict(zip(FAMILIES, picked, strict=True))
+        thresholds = picked
     what = (
         "its pooled features averaged over the frequency bands"
         if args.embedding == "timbre"

@@ -503,16 +503,18 @@ def _targets(cfg: Config, task: str, Y: np.ndarray) -> np.ndarray:
     return Y[:, : cfg.n_outputs] if task == "multilabel" else Y[:, :F]
 
 
-def choose_thresholds(preds: dict[str, dict[str, np.ndarray]], sets: Sets) -> dict[str, float]:
-    """Presence thresholds per family on valid and dev singles and mixtures (per-family F1),
-    and, for an open-set model, the "other" threshold on other sounds against instruments."""
+def choose_thresholds(
+    preds: dict[str, dict[str, np.ndarray]], sets: Sets, *, beta: float = 1.0
+) -> dict[str, float]:
+    """Presence thresholds per family on valid and dev singles and mixtures (per-family F1, or
+    F-beta), and, for an open-set model, the "other" threshold on other sounds against instruments."""
     ys, ps = [], []
     for split, group in (("valid", sets.valid), ("dev", sets.dev)):
         for kind in ("single", "mix"):
-            if kind in group:
+            if kind in group and kind in preds.get(split, {}):
                 ys.append(group[kind].Y[:, :F])
                 ps.append(preds[split][kind][:, :F])
-    th = dict(zip(FAMILIES, pick_thresholds(np.concatenate(ys), np.concatenate(ps)), strict=True))
+    th = dict(zip(FAMILIES, pick_thresholds(np.concatenate(ys), np.concatenate(ps), beta=beta), strict=True))
     if next(iter(preds["valid"].values())).shape[1] > F:
         yo, po = [], []
         for split, group in (("valid", sets.valid), ("dev", sets.dev)):
