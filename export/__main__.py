@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import DEFAULT_ATOL, ExportError
+from .convert import EMBEDDING_KINDS
 
 USAGE_EXAMPLE = """example:
   python -m export runs/default/default.keras --name family --version 1.0.0 --out instrunet_core/models \\
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="export a features-input model: .npz with 'x' [n, n_features] (held-out classifier inputs, "
         "used for parity and references) and 'names'; no corpus is read",
+    )
+    ap.add_argument(
+        "--embedding",
+        choices=EMBEDDING_KINDS,
+        default="dense",
+        help="the embedding output: the dense layer before the output (default) or the pooled features "
+        "averaged over frequency (timbre)",
     )
     ap.add_argument("--force", action="store_true", help="replace an existing NAME/VERSION folder")
     return ap

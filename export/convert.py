@@ -80,15 +80,26 @@ OTHER_OUTPUT = "other"
 EMBEDDING_OUTPUT = "embedding"
 
 
-def output_view(model: Any, n_labels: int) -> tuple[Any, list[str]]:
+#: What an artifact's ``embedding`` output can be: the layer :data:`EMBEDDING_LAYER` (``dense``)
+#: or the pooled features its dense layer reads, averaged over the frequency bands (``timbre``:
+#: each channel's mean and maximum over time, wherever in frequency it sounds; the embedding
+#: :mod:`export.openhead` grafts onto an exported graph).
+EMBEDDING_KINDS = ("dense", "timbre")
+
+
+def output_view(model: Any, n_labels: int, *, embedding: str = "dense") -> tuple[Any, list[str]]:
     """A Keras model with the outputs the artifact will have, and their names in order:
     ``probabilities`` [batch, n_labels]; ``other`` [batch, 1] when the network has one more
     sigmoid than labels (the open-set output); ``embedding`` [batch, dim] when it has a layer
-    named :data:`EMBEDDING_LAYER`."""
+    named :data:`EMBEDDING_LAYER`, of the kind ``embedding`` (:data:`EMBEDDING_KINDS`)."""
     import keras
 
+    if embedding not in EMBEDDING_KINDS:
+        raise ExportError(f"unknown embedding {embedding!r} (one of {', '.join(EMBEDDING_KINDS)})")
     n_out = int(model.output_shape[-1])
     has_embedding = any(layer.name == EMBEDDING_LAYER for layer in model.layers)
+    if embedding == "timbre" and not has_embedding:
+        raise ExportError(f"a timbre embedding needs a layer named {EMBEDDING_LAYER!r}; the model has none")
     if n_out == n_labels and not has_embedding:
         return model, [OUTPUT_NAME]
     y = model.output
@@ -98,7 +109,18 @@ def output_view(model: Any, n_labels: int) -> tuple[Any, list[str]]:
         outs.append(y[:, n_labels:])
         names.append(OTHER_OUTPUT)
     if has_embedding:
-        outs.append(model.get_layer(EMBEDDING_LAYER).output)
+        dense = model.get_layer(EMBEDDING_LAYER)
+        if embedding == "timbre":
+            # the dense layer reads [batch, bands, 1, channels] flattened (then dropout)
+            flats = [la for la in model.layers if isinstance(la, keras.layers.Flatten)]
+            if len(flats) != 1 or len(flats[0].input.shape) != 4 or flats[0].input.shape[2] != 1:
+                raise ExportError(
+                    f"a timbre embedding needs the {EMBEDDING_LAYER!r} layer to read flattened "
+                    "[bands, 1, channels] features (one Flatten layer)"
+                )
+            outs.append(keras.ops.mean(flats[0].input, axis=(1, 2)))
+        else:
+            outs.append(dense.output)
         names.append(EMBEDDING_OUTPUT)
     return keras.Model(model.input, outs), names
 

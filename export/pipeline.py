@@ -57,6 +57,7 @@ class ExportConfig:
     force: bool = False
     front_end: FrontEnd = DEFAULT_FRONT_END
     features: Path | None = None
+    embedding: str = "dense"  # the embedding output's kind (convert.EMBEDDING_KINDS)
 
 
 def parity_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -271,7 +272,7 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
         other_threshold = float(thresholds.pop("other"))
     waveform = feats is None and len(tuple(model.input_shape)) == 2
     win, corpus = _parity_data(cfg, report, labels, feats, log, waveform)
-    view, out_names = convert.output_view(model, len(labels))
+    view, out_names = convert.output_view(model, len(labels), embedding=cfg.embedding)
     if "other" in out_names and other_threshold is None:
         other_threshold = 0.5
         log("note: no 'other' threshold in the report; the open-set output gets 0.5")

@@ -303,3 +303,57 @@ def test_int8_failure_rolls_back_the_float_artifact(
     assert main(_args(model, out, tiny_corpus, *extra, name="soft", version="1.2.3")) == 1
     assert "injected failure" in capsys.readouterr().err
     assert not (out / "soft").exists() and not (out / "soft-int8" / "1.2.3").exists()
+
+
+def _tiny_open_keras(path: Path) -> Path:
+    """The default architecture's head in small: pooled [bands, 1, channels] features, Flatten,
+    dropout, a dense ``embedding`` layer, nine sigmoids (eight families and "other")."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((128, 128, 1), name="mel")
+    x = layers.Conv2D(4, 3, strides=16, padding="same", activation="relu")(inp)  # [8, 8, 4]
+    x = layers.Concatenate()(
+        [layers.AveragePooling2D((1, 8))(x), layers.MaxPooling2D((1, 8))(x)]
+    )  # [8 bands, 1, 8]
+    x = layers.Dropout(0.2)(layers.Flatten()(x))
+    x = layers.Dense(6, activation="relu", name="embedding")(x)
+    out = layers.Dense(len(FAMILIES) + 1, activation="sigmoid", name="probabilities")(x)
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def test_the_timbre_embedding_is_the_pooled_features_averaged_over_bands(
+    tmp_path: Path, tiny_corpus: Path, tiny_keras: Path
+) -> None:
+    import keras
+
+    from export import ExportError
+
+    path = _tiny_open_keras(tmp_path / "open.keras")
+    model = keras.models.load_model(path, compile=False)
+    x = np.random.default_rng(3).random((5, 128, 128, 1)).astype(np.float32)
+    view, names = convert.output_view(model, len(FAMILIES), embedding="timbre")
+    assert names == ["probabilities", "other", "embedding"]
+    p, o, e = (np.asarray(a) for a in view(x, training=False))
+    flat = next(la for la in model.layers if isinstance(la, keras.layers.Flatten))
+    pooled = np.asarray(keras.Model(model.input, flat.input)(x, training=False))  # [5, 8, 1, 8]
+    np.testing.assert_allclose(e, pooled.mean(axis=(1, 2)), atol=1e-6)
+    np.testing.assert_allclose(np.column_stack([p, o]), np.asarray(model(x, training=False)), atol=1e-6)
+    _, dense_names = convert.output_view(model, len(FAMILIES))  # the default: the dense layer
+    assert dense_names == names
+    with pytest.raises(ExportError, match="unknown embedding"):
+        convert.output_view(model, len(FAMILIES), embedding="spectral")
+    plain = keras.models.load_model(tiny_keras, compile=False)  # no embedding layer at all
+    with pytest.raises(ExportError, match="needs a layer named 'embedding'"):
+        convert.output_view(plain, len(FAMILIES), embedding="timbre")
+    # through the exporter: the artifact's embedding output is 8 wide (4 channels, mean and max)
+    out = tmp_path / "models"
+    assert main(_args(path, out, tiny_corpus, "--embedding", "timbre", name="open")) == 0
+    art = out / "open" / "0.1.0"
+    m = read_manifest(art)
+    assert m.embedding is not None and m.embedding["shape"] == [None, 8]
+    got = onnx_session(art / "model.onnx").run(["embedding"], {"mel": x})[0]
+    np.testing.assert_allclose(got, e, atol=1e-5)
