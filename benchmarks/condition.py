@@ -111,7 +111,7 @@ def run(lengths: Sequence[float], runs: int, workdir: Path, fast_model: str | No
     return res
 
 
-def markdown(res: dict[str, Any], cmd: str) -> str:
+def markdown(res: dict[str, Any], cmd: str, *, results: Path | str = "docs/condition_benchmark.json") -> str:
     sp = res["speed"]
     secs = sp["file_seconds"]
 
@@ -167,7 +167,7 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
     lines += [
         "",
         f"Target: peak RSS ≤ 300 MB, flat from ten minutes to two hours (largest here: {worst:.0f} MB). "
-        "Results: `docs/condition_benchmark.json`.",
+        f"Results: `{results}`.",
     ]
     return "\n".join(lines)
 
@@ -202,12 +202,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = run(args.lengths, args.runs, work, fast_model=args.fast_model or None)
         res["date"] = time.strftime("%Y-%m-%d")
         res["lengths"] = list(args.lengths)
+        res["fast_model_arg"] = args.fast_model
         out.write_text(json.dumps(res, indent=1) + "\n")
     default = res.get("lengths") == [600.0, 1800.0, 3600.0, 7200.0]
-    cmd = "python -m benchmarks.condition --doc docs/condition.md" + (
-        "" if default else " --lengths " + " ".join(f"{s:g}" for s in res["lengths"])
+    fast = res.get("fast_model_arg", "family-compact")
+    cmd = (
+        f"python -m benchmarks.condition --doc {args.doc}"
+        + ("" if default else " --lengths " + " ".join(f"{s:g}" for s in res["lengths"]))
+        + ("" if fast == "family-compact" else f" --fast-model {fast or chr(39) * 2}")
     )
-    text = markdown(res, cmd)
+    text = markdown(res, cmd, results=out)
     write_doc(args.doc, text)
     print(text)
     return 0
