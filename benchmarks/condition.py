@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = (
         f"python -m benchmarks.condition --doc {args.doc}"
         + ("" if default else " --lengths " + " ".join(f"{s:g}" for s in res["lengths"]))
-        + ("" if fast == "family-compact" else f" --fast-model {fast or chr(39) * 2}")
+        + ("" if fast == "family-compact" else f" --fast-model {fast or repr('')}")
     )
     text = markdown(res, cmd, results=out)
     write_doc(args.doc, text)

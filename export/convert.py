@@ -109,7 +109,6 @@ def output_view(model: Any, n_labels: int, *, embedding: str = "dense") -> tuple
         outs.append(y[:, n_labels:])
         names.append(OTHER_OUTPUT)
     if has_embedding:
-        dense = model.get_layer(EMBEDDING_LAYER)
         if embedding == "timbre":
             # the dense layer reads [batch, bands, 1, channels] flattened (then dropout)
             flats = [la for la in model.layers if isinstance(la, keras.layers.Flatten)]
@@ -120,7 +119,7 @@ def output_view(model: Any, n_labels: int, *, embedding: str = "dense") -> tuple
                 )
             outs.append(keras.ops.mean(flats[0].input, axis=(1, 2)))
         else:
-            outs.append(dense.output)
+            outs.append(model.get_layer(EMBEDDING_LAYER).output)
         names.append(EMBEDDING_OUTPUT)
     return keras.Model(model.input, outs), names
 

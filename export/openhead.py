@@ -37,6 +37,7 @@ import numpy as np
 from instrunet_core.session import RuntimeOptions, onnx_session
 
 from . import ExportError
+from .convert import EMBEDDING_KINDS
 
 __all__ = [
     "EMBEDDINGS",
@@ -314,8 +315,9 @@ def head_input(model: Any, tensors: GraphTensors) -> Any:
 
 #: What the ``embedding`` output can be: ``"timbre"``, the pooled features averaged over the
 #: frequency bands (each channel's mean and maximum over time, wherever in frequency: 512 values
-#: for family 2.0.0), or ``"dense"``, the dense layer before the output (128).
-EMBEDDINGS = ("timbre", "dense")
+#: for family 2.0.0), or ``"dense"``, the dense layer before the output (128); the same kinds
+#: ``python -m export --embedding`` writes from a Keras model (:data:`export.convert.EMBEDDING_KINDS`).
+EMBEDDINGS = EMBEDDING_KINDS
 
 
 def embedding_dim(tensors: GraphTensors, kind: str) -> int:
