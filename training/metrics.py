@@ -85,12 +85,12 @@ def pick_thresholds(
     out = []
     for j in range(y_true.shape[1]):
         t = y_true[:, j] > 0.5
-        best, best_f1 = 0.5, -1.0
+        best, best_f = 0.5, -1.0
         for g in grid:
             pr = scores[:, j] >= g
             tp = np.sum(pr & t)
-            f1 = (1 + b2) * tp / max((1 + b2) * tp + np.sum(pr & ~t) + b2 * np.sum(~pr & t), 1)
-            if f1 > best_f1 + 1e-12:
-                best, best_f1 = float(g), f1
+            f = (1 + b2) * tp / max((1 + b2) * tp + np.sum(pr & ~t) + b2 * np.sum(~pr & t), 1)
+            if f > best_f + 1e-12:
+                best, best_f = float(g), f
         out.append(best)
     return out

@@ -31,7 +31,15 @@ from keras import layers
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.manifest import INPUT_NAME, OUTPUT_NAME
 
-__all__ = ["MODELS", "build_model", "TASKS", "AUDIO_MODELS", "EMBEDDING_LAYER", "default_channels"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "TASKS",
+    "AUDIO_MODELS",
+    "EMBEDDING_LAYER",
+    "default_channels",
+    "check_channels",
+]
 
 #: The layer whose activations the runtime returns as the window's embedding (``Model.embed``).
 EMBEDDING_LAYER = "embedding"
@@ -80,6 +88,13 @@ def _block(
     return layers.MaxPooling2D(pool)(x) if pool else x
 
 
+def check_channels(channels: tuple[int, ...]) -> tuple[int, ...]:
+    """``channels`` if they can be the ``default`` model's blocks (4 or 5 positive numbers)."""
+    if len(channels) not in (4, 5) or min(channels) < 1:
+        raise ValueError(f"channels: 4 or 5 positive numbers (one per conv block), got {channels}")
+    return channels
+
+
 def default_channels(width: int = 16, depth: int = 5) -> tuple[int, ...]:
     """The ``default`` model's channels per block: ``width``·(1, 2, 4, 8[, 16])."""
     if depth not in (4, 5):
@@ -105,9 +120,7 @@ def default(
     block's channels instead (4 or 5 numbers; ``width`` and ``depth`` are then ignored): the
     shape a pruned model keeps (:mod:`training.prune`).
     """
-    chans = tuple(int(c) for c in channels) if channels else default_channels(width, depth)
-    if len(chans) not in (4, 5) or min(chans) < 1:
-        raise ValueError(f"channels: 4 or 5 positive numbers, got {chans}")
+    chans = check_channels(tuple(int(c) for c in channels)) if channels else default_channels(width, depth)
     x = inp = _inputs()
     for c in chans[:4]:
         x = _block(x, c, (2, 2))  # → (8 mel, 8 frames, c)

@@ -12,11 +12,13 @@ activation after the block (ReLU and pooling) on a calibration batch of typical 
 the norm of the weights that read it in the next layer (the next convolution, or the dense
 layer over the time statistics); the highest scores are kept, in their original order. The
 kept channels' kernels (over the kept input channels), normalisation parameters and the dense
-rows of their time statistics are copied; then each normalisation's moving statistics are
-measured again on the calibration batch, in order, so that the pruned network computes at
-inference what it computes in training on such a batch (its inputs lost the pruned channels'
-contributions, and the normalisation rescales what is left to the original channel's mean and
-spread).
+rows of their time statistics are copied. Then (the default, ``refit=True``) each kept
+convolution after the first, and the dense layer over the time statistics, is refitted by ridge
+least squares on the calibration batch so that, fed what the pruned layers before it give, it
+reproduces what the original layer computed for its kept channels; each normalisation keeps
+the original's parameters and statistics, since it sees what the original saw. Without the
+refit, the copied weights stay and each normalisation's moving statistics are measured again on
+the calibration batch, in order (its inputs lost the pruned channels' contributions).
 """
 
 from __future__ import annotations

@@ -575,9 +575,12 @@ def channels_of(text: str) -> tuple[int, ...]:
         raise ValueError(
             f"--channels {text!r}: comma-separated whole numbers, e.g. 16,16,32,64,128"
         ) from None
-    if len(out) not in (4, 5) or min(out) < 1:
-        raise ValueError(f"--channels {text!r}: 4 or 5 positive numbers (one per conv block)")
-    return out
+    from .models import check_channels
+
+    try:
+        return check_channels(out)
+    except ValueError as e:
+        raise ValueError(f"--channels {text!r}: {e}") from None
 
 
 def fit_and_select(
