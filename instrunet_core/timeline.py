@@ -461,6 +461,21 @@ class Activity:
     def sounding_seconds(self) -> float:
         return float(self.sounding.sum() * self.step)
 
+    def presence_at(self, label: str, threshold: float) -> np.ndarray:
+        """Where ``label`` would be detected at another ``threshold``: the same steps on the
+        same smoothed probability, for the activity of a whole recording (what choosing a
+        threshold on real pieces needs without analysing them again).
+
+        Returns
+        -------
+        np.ndarray [shape=(n,), dtype=bool]
+        """
+        curve = self.probability[:, self.labels.index(label)]
+        hit = curve >= np.float32(threshold)
+        return _decide(
+            hit, self.detection, self.step, self.sounding, self.level_db, start_edge=True, end_edge=True
+        )
+
 
 def activity(
     centres: np.ndarray,
@@ -523,15 +538,12 @@ def activity(
         # One label at a time: a two-hour track's float64 temporaries stay a few MB, not ~90 MB.
         for j in range(L):
             prob[:, j] = _moving_mean(np.interp(t, c, P[:, j])[:, None], k)[:, 0]
-    loud = level >= det.silence_db
     sounding = _sounding(
         level, _points(det.min_silence, step), det.silence_db, start_edge=start_edge, end_edge=end_edge
     )
-    n_min = _points(det.min_duration, step)
-    edges = {"start_edge": start_edge, "end_edge": end_edge}
 
     def decide(hit: np.ndarray) -> np.ndarray:
-        return _trim(_settle(hit, n_min, **edges) & sounding, loud, **edges)
+        return _decide(hit, det, step, sounding, level, start_edge=start_edge, end_edge=end_edge)
 
     thr = np.array([float(thresholds[lab]) for lab in labels], dtype=np.float32)
     active = np.zeros((n, L), dtype=bool)
@@ -559,6 +571,23 @@ def activity(
         other_active=o_active,
         other_threshold=other_threshold,
     )
+
+
+def _decide(
+    hit: np.ndarray,
+    det: Detection,
+    step: float,
+    sounding: np.ndarray,
+    level_db: np.ndarray,
+    *,
+    start_edge: bool,
+    end_edge: bool,
+) -> np.ndarray:
+    """Presence from where a curve holds its threshold: short gaps bridged and short presences
+    dropped, only while sounding, trimmed to the loud blocks."""
+    edges = {"start_edge": start_edge, "end_edge": end_edge}
+    settled = _settle(hit, _points(det.min_duration, step), **edges) & sounding
+    return _trim(settled, np.asarray(level_db) >= det.silence_db, **edges)
 
 
 def detect_instruments(act: Activity, mean_probabilities: Mapping[str, float]) -> list[Instrument]:

@@ -2,9 +2,10 @@
 
 Usage::
 
-    python -m training.devmix build --corpus data/corpus --out data/devmix [--n 120]
+    python -m training.devmix build --corpus data/corpus --out data/devmix [--n 120] [--seed S]
+    python -m training.devmix thresholds ARTIFACT --pieces data/devmix-choose --out thresholds.json
     python -m training.devmix score instrunet_core/models/family/3.0.0 --pieces data/devmix \\
-        --out training/reports/default/3.0.0/devmix.json
+        [--thresholds thresholds.json] [--variants] --out training/reports/default/3.0.0/devmix.json
 
 A *piece* (8-14 s) has 2-4 parts of different families. Each part is one dev instrument
 playing a line: its rendered clips (single notes, repeated notes, phrases of a real
@@ -16,7 +17,16 @@ and every part's time span.
 ``score`` runs an artifact through the runtime exactly as users do
 (:func:`instrunet_core.analyze`: windows, presence thresholds, the timeline's detection)
 and compares the detected families with the truth: precision and recall over all pieces
-(micro), per family, and the share of pieces whose detected set is exactly right.
+(micro), per family, and the share of pieces whose detected set is exactly right. With
+``--variants`` it also analyses every piece after 0.5 and 1 s of leading silence and at a hop
+of 0.5 s (with and without 0.25 s of silence) and counts the pieces whose detected set changes.
+
+``thresholds`` chooses each family's presence threshold on a set of pieces through the same
+timeline: every piece analysed once (windows every 0.5 s, the evidence spacing), each family's
+detection at every threshold from 0.1 to 0.95 (steps of 0.025) decided by
+:meth:`instrunet_core.timeline.Activity.presence_at`, and per family the threshold with the best
+F-beta over the pieces kept (ties: the higher one). Choose on one set of pieces (another
+``--seed``) and score on another.
 """
 
 from __future__ import annotations
@@ -33,10 +43,11 @@ import numpy as np
 import soundfile as sf
 
 from instrunet_core.labels import FAMILIES
+from instrunet_core.timeline import EVIDENCE_HOP
 
 from .nsynth import Note, load_audio, load_split
 
-__all__ = ["build_pieces", "score_pieces"]
+__all__ = ["build_pieces", "score_pieces", "choose_thresholds"]
 
 SR = 22050
 
@@ -104,20 +115,53 @@ def build_pieces(corpus: Path, out: Path, *, n: int = 120, seed: int = 20261203)
     return truth
 
 
-def score_pieces(artifact: Path, pieces: Path) -> dict[str, Any]:
-    """Detected families of every piece (the runtime's :func:`instrunet_core.analyze`) against
-    the truth: micro precision and recall, per family, exact sets."""
+#: (leading silence, hop) of the variants ``score --variants`` analyses besides (0, default hop).
+VARIANTS = ((0.5, None), (1.0, None), (0.0, 0.5), (0.25, 0.5))
+#: Thresholds ``thresholds`` tries for each family.
+GRID = np.round(np.arange(0.1, 0.951, 0.025), 3)
+
+
+def _families(an: Any) -> set[str]:
+    return {i.label for i in an.instruments if i.label in FAMILIES}
+
+
+def score_pieces(
+    artifact: Path,
+    pieces: Path,
+    *,
+    thresholds: dict[str, float] | None = None,
+    variants: bool = False,
+) -> dict[str, Any]:
+    """Detected families of every piece (the runtime's :func:`instrunet_core.analyze`, with the
+    model's thresholds or ``thresholds``) against the truth: micro precision and recall, per
+    family, exact sets; with ``variants``, the pieces whose detected set changes with leading
+    silence and hop (:data:`VARIANTS`)."""
     import instrunet_core as inet
 
     truth = json.loads((Path(pieces) / "truth.json").read_text())
     model = inet.load_model(Path(artifact))
     tp = fp = fn = exact = 0
+    changed = changed_families = 0
     per = {f: {"tp": 0, "fp": 0, "fn": 0} for f in FAMILIES}
     rows = {}
     for name, t in sorted(truth.items()):
-        a = inet.analyze(str(Path(pieces) / f"{name}.flac"), model=model)
-        got = {i.label for i in a.instruments if i.label in FAMILIES}
+        a = inet.analyze(
+            str(Path(pieces) / f"{name}.flac"), model=model, thresholds=thresholds, analyzers=False
+        )
+        got = _families(a)
         want = set(t["families"])
+        if variants:
+            y, sr = sf.read(Path(pieces) / f"{name}.flac", dtype="float32")
+            sets = [got]
+            for lead, hop in VARIANTS:
+                pad = np.zeros((int(round(lead * sr)), *y.shape[1:]), np.float32)
+                an = inet.analyze(
+                    np.concatenate([pad, y]), sr, model=model, hop=hop, thresholds=thresholds, analyzers=False
+                )
+                sets.append(_families(an))
+            moved = set().union(*sets) - sets[0].intersection(*sets[1:])
+            changed += bool(moved)
+            changed_families += len(moved)
         tp += len(got & want)
         fp += len(got - want)
         fn += len(want - got)
@@ -127,10 +171,20 @@ def score_pieces(artifact: Path, pieces: Path) -> dict[str, Any]:
             per[f]["fp"] += f in got and f not in want
             per[f]["fn"] += f not in got and f in want
         rows[name] = {"truth": sorted(want), "detected": sorted(got), "overall": a.prediction.label}
+        if variants:
+            rows[name]["changes_with_variants"] = sorted(moved)
     p = tp / max(tp + fp, 1)
     r = tp / max(tp + fn, 1)
-    return {
+    out: dict[str, Any] = {}
+    if variants:
+        out["variants"] = {
+            "leading_silence_and_hop": [[0.0, None], *[list(v) for v in VARIANTS]],
+            "pieces_whose_set_changes": changed,
+            "families_that_come_and_go": changed_families,
+        }
+    return out | {
         "artifact": str(artifact),
+        "thresholds": dict(thresholds) if thresholds else "the model's",
         "pieces": len(truth),
         "precision": p,
         "recall": r,
@@ -149,6 +203,57 @@ def score_pieces(artifact: Path, pieces: Path) -> dict[str, Any]:
     }
 
 
+def choose_thresholds(artifact: Path, pieces: Path, *, beta: float = 1.0) -> dict[str, Any]:
+    """Each family's presence threshold with the best F-beta of the detected families over the
+    pieces (see the module's docstring), with the precision and recall it gives there."""
+    import instrunet_core as inet
+
+    truth = json.loads((Path(pieces) / "truth.json").read_text())
+    model = inet.load_model(Path(artifact))
+    names = sorted(truth)
+    hits = {f: np.zeros((len(names), GRID.size), bool) for f in FAMILIES}
+    want = {f: np.array([f in truth[n]["families"] for n in names]) for f in FAMILIES}
+    for i, name in enumerate(names):
+        an = inet.analyze(str(Path(pieces) / f"{name}.flac"), model=model, hop=EVIDENCE_HOP, analyzers=False)
+        act = an.activity
+        if act is None:  # no sound: no family detected at any threshold
+            continue
+        for f in FAMILIES:
+            if f in act.labels:
+                hits[f][i] = [act.presence_at(f, float(t)).any() for t in GRID]
+    chosen: dict[str, float] = {}
+    per: dict[str, Any] = {}
+    tp = fp = fn = 0
+    for f in FAMILIES:
+        w = want[f][:, None]
+        h = hits[f]
+        tps, fps, fns = (h & w).sum(0), (h & ~w).sum(0), (~h & w).sum(0)
+        p = tps / np.maximum(tps + fps, 1)
+        r = tps / np.maximum(tps + fns, 1)
+        fb = (1 + beta**2) * p * r / np.maximum(beta**2 * p + r, 1e-12)
+        k = int(np.flatnonzero(fb >= fb.max() - 1e-12)[-1])
+        chosen[f] = float(GRID[k])
+        per[f] = {
+            "threshold": chosen[f],
+            "precision": float(p[k]),
+            "recall": float(r[k]),
+            "f_beta": float(fb[k]),
+            "support": int(want[f].sum()),
+            "model_threshold": model.thresholds.get(f),
+        }
+        tp, fp, fn = tp + int(tps[k]), fp + int(fps[k]), fn + int(fns[k])
+    return {
+        "artifact": str(artifact),
+        "pieces": str(pieces),
+        "n_pieces": len(names),
+        "beta": beta,
+        "grid": [float(GRID[0]), float(GRID[-1]), 0.025],
+        "thresholds": chosen,
+        "per_family": per,
+        "micro": {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1)},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.devmix", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -156,25 +261,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--corpus", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--n", type=int, default=120)
+    b.add_argument("--seed", type=int, default=20261203)
     s = sub.add_parser("score", help="detected families of an artifact against the truth")
     s.add_argument("artifact", type=Path)
     s.add_argument("--pieces", type=Path, required=True)
+    s.add_argument(
+        "--thresholds", type=Path, default=None, help="JSON: {family: threshold} or `thresholds`' output"
+    )
+    s.add_argument(
+        "--variants", action="store_true", help="also count the pieces whose set changes with silence/hop"
+    )
     s.add_argument("--out", type=Path, default=None)
+    t = sub.add_parser("thresholds", help="choose presence thresholds on pieces through the timeline")
+    t.add_argument("artifact", type=Path)
+    t.add_argument("--pieces", type=Path, required=True)
+    t.add_argument("--beta", type=float, default=1.0)
+    t.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "build":
         if not (args.corpus / "dev" / "examples.json").is_file():
             print(f"training.devmix: error: {args.corpus}: no dev split", file=sys.stderr)
             return 2
-        truth = build_pieces(args.corpus, args.out, n=args.n)
+        truth = build_pieces(args.corpus, args.out, n=args.n, seed=args.seed)
         print(f"{len(truth)} pieces in {args.out}")
         return 0
-    res = score_pieces(args.artifact, args.pieces)
+    if not (args.pieces / "truth.json").is_file():
+        print(f"training.devmix: error: {args.pieces}: no truth.json (run `build` first)", file=sys.stderr)
+        return 2
+    if args.cmd == "thresholds":
+        res = choose_thresholds(args.artifact, args.pieces, beta=args.beta)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1, sort_keys=True))
+        print(f"thresholds {json.dumps(res['thresholds'])}; on these pieces: {json.dumps(res['micro'])}")
+        return 0
+    thresholds = None
+    if args.thresholds is not None:
+        d = json.loads(args.thresholds.read_text())
+        thresholds = d.get("thresholds", d)
+    res = score_pieces(args.artifact, args.pieces, thresholds=thresholds, variants=args.variants)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=1, sort_keys=True))
     print(
         f"{res['pieces']} pieces: precision {res['precision']:.3f} recall {res['recall']:.3f} "
         f"exact sets {res['exact_sets']:.3f}, overall answer among the truth {res['overall_in_truth']:.3f}"
+        + (
+            f", set changes with silence/hop in {res['variants']['pieces_whose_set_changes']} pieces"
+            if args.variants
+            else ""
+        )
     )
     return 0
 
