@@ -145,13 +145,11 @@ def score_pieces(
     per = {f: {"tp": 0, "fp": 0, "fn": 0} for f in FAMILIES}
     rows = {}
     for name, t in sorted(truth.items()):
-        a = inet.analyze(
-            str(Path(pieces) / f"{name}.flac"), model=model, thresholds=thresholds, analyzers=False
-        )
+        y, sr = sf.read(Path(pieces) / f"{name}.flac", dtype="float32")
+        a = inet.analyze(y, sr, model=model, thresholds=thresholds, analyzers=False)
         got = _families(a)
         want = set(t["families"])
         if variants:
-            y, sr = sf.read(Path(pieces) / f"{name}.flac", dtype="float32")
             sets = [got]
             for lead, hop in VARIANTS:
                 pad = np.zeros((int(round(lead * sr)), *y.shape[1:]), np.float32)
