@@ -80,12 +80,40 @@ def seed_v3(n_labels: int = 8) -> keras.Model:
 
 
 def _block(
-    x: keras.KerasTensor, filters: int, pool: tuple[int, int] | None, *, strides: int = 1
+    x: keras.KerasTensor,
+    filters: int,
+    pool: tuple[int, int] | None,
+    *,
+    strides: int = 1,
+    blur: str = "",
 ) -> keras.KerasTensor:
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
-    return layers.MaxPooling2D(pool)(x) if pool else x
+    if not pool:
+        return x
+    return _max_blur_pool(x, blur) if blur else layers.MaxPooling2D(pool)(x)
+
+
+#: Axes :func:`_max_blur_pool` anti-aliases: the frames (time) axis only, or frames and mel bands.
+BLUR_AXES = ("time", "both")
+
+
+def _max_blur_pool(x: keras.KerasTensor, axes: str = "both") -> keras.KerasTensor:
+    """2x2 max-pooling made shift-tolerant (Zhang 2019, "Making convolutional networks
+    shift-invariant again"): the max over 2x2, taken at every position along each blurred axis,
+    a [1, 2, 1]/4 blur along it, then every second position. Plain max-pooling keeps every second
+    position unblurred, so a shift of one STFT frame can change what a window's features are;
+    the blur low-passes before the subsampling. ``axes`` "time": only the frames axis (the one
+    the window grid shifts; cheaper), "both": frames and mel bands. No weights: a model built
+    with it has the weights of one built without."""
+    if axes not in BLUR_AXES:
+        raise ValueError(f"blur axes: choose from {BLUR_AXES}, got {axes!r}")
+    s = (1, 1) if axes == "both" else (2, 1)  # (mel, frames) strides of the max
+    k = (2, 2) if axes == "both" else (1, 2)  # the blur's extent
+    x = layers.MaxPooling2D(2, strides=s, padding="same")(x)
+    x = layers.AveragePooling2D(k, strides=1, padding="same")(x)  # [1, 1]/2 ...
+    return layers.AveragePooling2D(k, strides=k)(x)  # ... and [1, 1]/2 again: [1, 2, 1]/4, then every second
 
 
 def check_channels(channels: tuple[int, ...]) -> tuple[int, ...]:
@@ -110,6 +138,7 @@ def default(
     dense: int = 128,
     dropout: float = 0.3,
     channels: tuple[int, ...] | None = None,
+    blur_pool: str = "",
 ) -> keras.Model:
     """Our default: conv blocks (BN, ReLU), time-pooled mean+max statistics, sigmoid outputs.
 
@@ -118,12 +147,13 @@ def default(
     pooling), more capacity where it is cheap. Channel counts stay multiples of 16, which
     onnxruntime's CPU kernels run much faster than, say, 20 or 24. ``channels`` gives each
     block's channels instead (4 or 5 numbers; ``width`` and ``depth`` are then ignored): the
-    shape a pruned model keeps (:mod:`training.prune`).
+    shape a pruned model keeps (:mod:`training.prune`). ``blur_pool`` ("time" or "both"):
+    each 2x2 max-pooling anti-aliased along those axes (:func:`_max_blur_pool`; the same weights).
     """
     chans = check_channels(tuple(int(c) for c in channels)) if channels else default_channels(width, depth)
     x = inp = _inputs()
     for c in chans[:4]:
-        x = _block(x, c, (2, 2))  # → (8 mel, 8 frames, c)
+        x = _block(x, c, (2, 2), blur=blur_pool)  # → (8 mel, 8 frames, c)
     if len(chans) == 5:
         x = _block(x, chans[4], None)
     # Statistics over time, keep the mel axis: (8, 1, C) mean and max → flatten.

@@ -90,6 +90,8 @@ class Config:
     # default model: channels per block, e.g. "16,16,32,64,128" (width and depth then ignored); with
     # --init-onnx, the artifact's network pruned to these channels (training.prune)
     channels: str = ""
+    # default model: 2x2 max-pooling anti-aliased along "time" or "both" axes (training.models._max_blur_pool)
+    blur_pool: str = ""
     patience: int = 5
     time_budget_min: float | None = 70.0
     real_prob: float = 0.0  # chance to draw a family's real-library instrument (see training.dataset)
@@ -601,6 +603,8 @@ def fit_and_select(
     pruned = bool(cfg.channels) and cfg.init_onnx is not None
     if cfg.channels and not pruned:
         arch["channels"] = channels_of(cfg.channels)
+    if cfg.blur_pool:
+        arch["blur_pool"] = cfg.blur_pool
     model = build_model(cfg.model, cfg.n_outputs if task == "multilabel" else F, **arch)
     init = None
     X, Y = train
@@ -825,7 +829,7 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 _PATHS = {"cache", "report_dir", "sources", "init_onnx", "init_keras"}
-_STRINGS = {"version", "augment_preset", "channels"}
+_STRINGS = {"version", "augment_preset", "channels", "blur_pool"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -864,6 +868,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--depth applies to the default model only")
     if (cfg.width or cfg.dense) and cfg.model not in {"default", "compact"}:
         ap.error("--width and --dense apply to the default and compact models only")
+    if cfg.blur_pool:
+        from .models import BLUR_AXES
+
+        if cfg.blur_pool not in BLUR_AXES:
+            ap.error(f"--blur-pool: choose from {BLUR_AXES}")
+        if cfg.model != "default" or cfg.init_onnx is not None:
+            ap.error("--blur-pool applies to the default model only, and not with --init-onnx")
     if cfg.channels:
         if cfg.model != "default":
             ap.error("--channels applies to the default model only")
