@@ -264,7 +264,8 @@ def _inside(ranges: list[list[float]], truth: list[list[float]]) -> np.ndarray:
 
 
 def _apart(x: np.ndarray, y: np.ndarray) -> float:
-    """Largest distance from a covered point of one mask to the nearest of the other (seconds)."""
+    """Largest distance from a covered point of one mask to the nearest of the other (seconds, in
+    whole steps of the 0.01 s grid: 55 steps is 0.55, not 0.5500000000000007)."""
     g = np.arange(x.shape[0]) * 0.01
     worst = 0.0
     for p, q in ((x, y), (y, x)):
@@ -275,7 +276,7 @@ def _apart(x: np.ndarray, y: np.ndarray) -> float:
         qs = g[q]
         i = np.clip(np.searchsorted(qs, g[p]), 1, len(qs) - 1)
         worst = max(worst, float(np.max(np.minimum(np.abs(g[p] - qs[i - 1]), np.abs(g[p] - qs[i])))))
-    return worst
+    return round(worst, 2)
 
 
 @pytest.mark.slow
