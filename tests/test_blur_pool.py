@@ -110,3 +110,22 @@ def test_the_blurred_network_exports_to_onnx(keras: Any) -> None:
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "default", "--blur-pool", "mel"], "--blur-pool: choose from"),
+        (["--model", "compact", "--blur-pool", "time"], "default model only"),
+        (["--model", "default", "--blur-pool", "time", "--init-onnx", "m.onnx"], "not with --init-onnx"),
+    ],
+)
+def test_the_training_cli_refuses_blur_pool_where_it_does_not_apply(
+    keras: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    from training import train
+
+    with pytest.raises(SystemExit) as e:
+        train.main(["--corpus", str(tmp_path), "--out", str(tmp_path / "out"), *extra])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
