@@ -81,3 +81,15 @@ def test_pick_thresholds_f_beta_weighs_precision() -> None:
     assert precision(f05) > precision(f1)
     with pytest.raises(ValueError, match="beta"):
         pick_thresholds(y, scores, beta=0.0)
+
+
+def test_pick_thresholds_breaks_ties_low_or_high() -> None:
+    from training.metrics import f_beta, pick_thresholds
+
+    y = np.array([[1.0], [1.0], [0.0]])
+    scores = np.array([[0.8], [0.9], [0.1]])  # every threshold in 0.2-0.8 separates them perfectly
+    grid = np.round(np.arange(0.1, 0.951, 0.1), 2)
+    assert pick_thresholds(y, scores, grid) == [0.2]
+    assert pick_thresholds(y, scores, grid, higher_on_ties=True) == [0.8]
+    assert f_beta(2, 0, 0) == 1.0 and f_beta(0, 3, 2) == 0.0
+    assert f_beta(1, 1, 0, beta=0.5) == pytest.approx(1.25 / (1.25 + 1))

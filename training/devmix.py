@@ -45,6 +45,7 @@ import soundfile as sf
 from instrunet_core.labels import FAMILIES
 from instrunet_core.timeline import EVIDENCE_HOP
 
+from .metrics import f_beta, pick_thresholds
 from .nsynth import Note, load_audio, load_split
 
 __all__ = ["build_pieces", "score_pieces", "choose_thresholds"]
@@ -209,7 +210,9 @@ def choose_thresholds(artifact: Path, pieces: Path, *, beta: float = 1.0) -> dic
     truth = json.loads((Path(pieces) / "truth.json").read_text())
     model = inet.load_model(Path(artifact))
     names = sorted(truth)
-    hits = {f: np.zeros((len(names), GRID.size), bool) for f in FAMILIES}
+    # each piece's highest threshold at which a family is still detected (0: at none); detection
+    # only shrinks as the threshold rises, so "detected at t" is "this >= t"
+    reach = {f: np.zeros(len(names)) for f in FAMILIES}
     want = {f: np.array([f in truth[n]["families"] for n in names]) for f in FAMILIES}
     for i, name in enumerate(names):
         an = inet.analyze(str(Path(pieces) / f"{name}.flac"), model=model, hop=EVIDENCE_HOP, analyzers=False)
@@ -218,28 +221,25 @@ def choose_thresholds(artifact: Path, pieces: Path, *, beta: float = 1.0) -> dic
             continue
         for f in FAMILIES:
             if f in act.labels:
-                hits[f][i] = [act.presence_at(f, float(t)).any() for t in GRID]
+                reach[f][i] = max((float(t) for t in GRID if act.presence_at(f, float(t)).any()), default=0.0)
     chosen: dict[str, float] = {}
     per: dict[str, Any] = {}
     tp = fp = fn = 0
     for f in FAMILIES:
-        w = want[f][:, None]
-        h = hits[f]
-        tps, fps, fns = (h & w).sum(0), (h & ~w).sum(0), (~h & w).sum(0)
-        p = tps / np.maximum(tps + fps, 1)
-        r = tps / np.maximum(tps + fns, 1)
-        fb = (1 + beta**2) * p * r / np.maximum(beta**2 * p + r, 1e-12)
-        k = int(np.flatnonzero(fb >= fb.max() - 1e-12)[-1])
-        chosen[f] = float(GRID[k])
+        (chosen[f],) = pick_thresholds(
+            want[f][:, None], reach[f][:, None], GRID, beta=beta, higher_on_ties=True
+        )
+        got = reach[f] >= chosen[f]
+        c = int(np.sum(got & want[f])), int(np.sum(got & ~want[f])), int(np.sum(~got & want[f]))
         per[f] = {
             "threshold": chosen[f],
-            "precision": float(p[k]),
-            "recall": float(r[k]),
-            "f_beta": float(fb[k]),
+            "precision": c[0] / max(c[0] + c[1], 1),
+            "recall": c[0] / max(c[0] + c[2], 1),
+            "f_beta": f_beta(*c, beta),
             "support": int(want[f].sum()),
             "model_threshold": model.thresholds.get(f),
         }
-        tp, fp, fn = tp + int(tps[k]), fp + int(fps[k]), fn + int(fns[k])
+        tp, fp, fn = tp + c[0], fp + c[1], fn + c[2]
     return {
         "artifact": str(artifact),
         "pieces": str(pieces),

@@ -73,24 +73,34 @@ def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray, thresholds: Any) 
     }
 
 
+def f_beta(tp: int, fp: int, fn: int, beta: float = 1.0) -> float:
+    """F-beta from counts (0 when nothing is right): ``beta`` < 1 weighs precision more."""
+    b2 = beta * beta
+    return float((1 + b2) * tp / max((1 + b2) * tp + fp + b2 * fn, 1))
+
+
 def pick_thresholds(
-    y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray | None = None, *, beta: float = 1.0
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    grid: np.ndarray | None = None,
+    *,
+    beta: float = 1.0,
+    higher_on_ties: bool = False,
 ) -> list[float]:
     """Per-label presence threshold maximising that label's F1 (call it on validation data only),
-    or its F-beta: ``beta`` < 1 weighs precision more (a false alarm costs ``1 / beta**2`` misses)."""
+    or its F-beta: ``beta`` < 1 weighs precision more (a false alarm costs ``1 / beta**2`` misses).
+    Of thresholds that tie, the lowest is kept, or the highest with ``higher_on_ties``."""
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta}")
     grid = np.round(np.arange(0.05, 0.951, 0.05), 2) if grid is None else grid
-    b2 = beta * beta
     out = []
     for j in range(y_true.shape[1]):
         t = y_true[:, j] > 0.5
         best, best_f = 0.5, -1.0
         for g in grid:
             pr = scores[:, j] >= g
-            tp = np.sum(pr & t)
-            f = (1 + b2) * tp / max((1 + b2) * tp + np.sum(pr & ~t) + b2 * np.sum(~pr & t), 1)
-            if f > best_f + 1e-12:
+            f = f_beta(int(np.sum(pr & t)), int(np.sum(pr & ~t)), int(np.sum(~pr & t)), beta)
+            if f > best_f + 1e-12 or (higher_on_ties and f >= best_f - 1e-12):
                 best, best_f = float(g), f
         out.append(best)
     return out
