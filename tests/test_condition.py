@@ -159,6 +159,41 @@ def test_corpus_clips_are_seeded_and_labelled(flute: np.ndarray) -> None:
     assert not np.array_equal(clips(2)[1][0], a[1][0])
 
 
+def test_corpus_rows_can_keep_the_family_classifiers_log_mel(flute: np.ndarray, tmp_path: Path) -> None:
+    """``build --mel``: each row carries the family classifier's own input of its window (float16),
+    saved and loaded beside the features."""
+    from instrunet_core.features import batch_features
+    from training.condition.data import N, _mels, _row, _save_rows, load
+
+    windows = np.stack([flute[:N], _noisy(flute, 5.0)[:N]]).astype(np.float32)
+    mels = _mels(windows)
+    assert mels.dtype == np.float16 and mels.shape == (2, 128, 128)
+    assert np.allclose(mels, batch_features(windows), atol=1e-3)  # float16 of [0, 1] values
+    assert not np.allclose(mels[0], mels[1], atol=0.05)  # the noise shows in the spectrogram
+    note = SimpleNamespace(instrument_str="flute_x", family_str="flute", extra={}, note_str="n")
+    probs = np.eye(8, dtype=np.float32)[1]
+    labels = ("brass", "flute", "guitar", "keyboard", "mallet", "reed", "string", "vocal")
+    rows = [
+        _row(w, probs, labels, c, log, note, {"note": f"n{c}"}, {"mel": m})
+        for c, (w, m, log) in enumerate(zip(windows, mels, (["clean"], ["noise 5 dB"]), strict=True))
+    ]
+    _save_rows(tmp_path / "dev.npz", rows)
+    d = load(tmp_path, "dev")
+    assert d["mel"].shape == (2, 128, 128) and np.array_equal(d["mel"], mels)
+    assert d["v"].shape[0] == 2 and list(d["clean"]) == [True, False]
+
+
+def test_spectrogram_network_reads_log_mel_windows_and_refuses_corpora_without_them() -> None:
+    pytest.importorskip("keras")
+    from training.condition.spectro import _mel, build_cnn
+
+    with pytest.raises(SystemExit, match="--mel"):
+        _mel({"x": np.zeros((1, 19))})
+    net = build_cnn()
+    p = np.asarray(net(np.random.default_rng(0).random((2, 128, 128, 1), dtype=np.float32), training=False))
+    assert p.shape == (2, 3) and np.allclose(p.sum(1), 1.0, atol=1e-5)
+
+
 def test_an_empty_split_is_a_clear_error_not_an_index_error(tmp_path: Path) -> None:
     from training.condition.data import _save_rows
 

@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument(
         "--floor", default="default", choices=sorted(FLOORS), help="the benign noise floor's recipe"
     )
+    b.add_argument(
+        "--mel", action="store_true", help="also keep each window's log-mel (the family classifier's input)"
+    )
     rec = sub.add_parser(
         "recordings", help="valid, test and dev windows grouped into recordings, each degraded whole"
     )
@@ -36,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec.add_argument("--out", type=Path, default=Path("data/condition"))
     rec.add_argument("--seed", type=int, default=DEFAULT_SEED)
     rec.add_argument("--workers", type=int)
+    rec.add_argument("--mel", action="store_true", help="also keep each window's log-mel")
     t = sub.add_parser("train", help="train, calibrate, evaluate and report the condition classifier")
     t.add_argument("--data", type=Path, default=Path("data/condition"), help="built condition corpus")
     t.add_argument("--out", type=Path, default=Path("runs/condition"), help="run folder (condition.keras)")
@@ -71,10 +75,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     fa.add_argument(
         "--out", type=Path, default=Path("training/reports/condition/experiments/dev-false-alarms.json")
     )
+    sp = sub.add_parser(
+        "spectro", help="experiment: a CNN on the log-mel windows (build --mel) beside the features, fused"
+    )
+    sp.add_argument("--data", type=Path, default=Path("data/condition"))
+    sp.add_argument("--out", type=Path, default=Path("runs/condition_spectro"))
+    sp.add_argument("--report", type=Path, default=Path("training/reports/condition/experiments/spectro"))
+    sp.add_argument("--epochs", type=int, default=30)
+    sp.add_argument("--patience", type=int, default=8)
+    sp.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "cmd"}  # the options are named as the parameters
     if args.cmd == "compare":
         compare(**kw)
+    elif args.cmd == "spectro":
+        from .spectro import spectro_experiment
+
+        r = spectro_experiment(**kw)
+        for what, e in r["models"].items():
+            t_, d_ = e["with the healthy prior"]["test"], e["with the healthy prior"]["dev"]
+            print(
+                f"{what}: test accuracy {t_['accuracy']:.4f}, aged recall {t_['aged_recall']:.4f}, "
+                f"clean renders flagged {t_['false_alarm_clean']:.4f}; dev clean real flagged "
+                f"{d_['false_alarm_clean']:.4f}"
+            )
     elif args.cmd == "false-alarms":
         print(json.dumps(false_alarm_drivers(**kw), indent=1))
     elif args.cmd == "prior":

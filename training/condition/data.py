@@ -561,11 +561,13 @@ def _save_rows(path: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return arrays
 
 
-def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool, str]) -> list[dict[str, Any]]:
-    """Clips and features of one instrument's bases (a worker's job)."""
+def _instrument_rows(args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Clips and features of one instrument's bases (a worker's job); ``args``: ``(split, bases,
+    pool, seed, clean_copy, floor[, mel])``."""
     from ..nsynth import load_audio
 
-    split, bases, pool, seed, clean_copy, floor = args
+    split, bases, pool, seed, clean_copy, floor, *rest = args
+    keep_mel = bool(rest and rest[0])
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from instrunet_core import load_model
 
@@ -585,29 +587,40 @@ def _instrument_rows(args: tuple[str, list[Any], list[Any], int, bool, str]) -> 
         clips = make_clips(base, n.family_str, picks, rng, floor=floor)
         if clean_copy:  # the recording alone: no mixture, nothing added (false alarms on clean audio)
             clips.append(_clean_clip(base))
-        heard = family_model.predict_windows(np.stack([x for x, *_ in clips]))
-        for (x, c, log, n_mix), probs in zip(clips, heard, strict=True):
-            row = _row(
-                x, probs, family_model.labels, c, log, n, {"note": n.note_str}, {"base": kind, "mix": n_mix}
-            )
+        stacked = np.stack([x for x, *_ in clips])
+        heard = family_model.predict_windows(stacked)
+        mels = _mels(stacked) if keep_mel else [None] * len(clips)
+        for (x, c, log, n_mix), probs, mel in zip(clips, heard, mels, strict=True):
+            more = {"base": kind, "mix": n_mix} | ({"mel": mel} if keep_mel else {})
+            row = _row(x, probs, family_model.labels, c, log, n, {"note": n.note_str}, more)
             if row is not None:
                 rows.append(row)
     return rows
+
+
+def _mels(windows: np.ndarray) -> np.ndarray:
+    """The family classifier's input of each window (log-mel scaled to [0, 1], ``(B, n_mels,
+    frames)``) as float16: what a spectrogram branch of the condition classifier would see."""
+    from instrunet_core.features import batch_features
+
+    return batch_features(windows).astype(np.float16)
 
 
 #: Windows per recording in ``<split>_recordings.npz``.
 RECORDING_WINDOWS = 4
 
 
-def _recording_rows(args: tuple[str, list[Any], list[Any], int]) -> list[dict[str, Any]]:
+def _recording_rows(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """Recordings of one instrument (a worker's job): :data:`RECORDING_WINDOWS` bases played one
     after the other, each recording aged or broken as a whole (one draw of the cue for all its
-    windows, as a real worn tape or a buzzing string is), then cut back into its windows."""
+    windows, as a real worn tape or a buzzing string is), then cut back into its windows;
+    ``args``: ``(split, bases, pool, seed[, mel])``."""
     from instrunet_core import load_model
 
     from ..nsynth import load_audio
 
-    split, bases, pool, seed = args
+    split, bases, pool, seed, *rest = args
+    keep_mel = bool(rest and rest[0])
     family_model = load_model(intra_op_threads=1)
     audio = [load_audio(n, target_sr=SR) for n in bases]
     others = [load_audio(n, target_sr=SR) for n in pool]
@@ -633,8 +646,10 @@ def _recording_rows(args: tuple[str, list[Any], list[Any], int]) -> list[dict[st
         clips.append(_clean_clip(base))
         for c_i, (x, c, log, _) in enumerate(clips):
             parts = [x[i * N : (i + 1) * N] for i in range(k)]
-            heard = family_model.predict_windows(np.stack(parts))
-            for part, probs in zip(parts, heard, strict=True):
+            stacked = np.stack(parts)
+            heard = family_model.predict_windows(stacked)
+            mels = _mels(stacked) if keep_mel else [None] * k
+            for part, probs, mel in zip(parts, heard, mels, strict=True):
                 row = _row(
                     part,
                     probs,
@@ -643,6 +658,7 @@ def _recording_rows(args: tuple[str, list[Any], list[Any], int]) -> list[dict[st
                     log,
                     group[0],
                     {"recording": f"{group[0].note_str}:{c_i}"},
+                    {"mel": mel} if keep_mel else None,
                 )
                 if row is not None:
                     rows.append(row)
@@ -686,12 +702,14 @@ def build_recordings(
     seed: int = DEFAULT_SEED,
     workers: int | None = None,
     splits: Sequence[str] = ("valid", "test", "dev"),
+    mel: bool = False,
 ) -> dict[str, Any]:
     """Write ``out/<split>_recordings.npz``: the same bases as :func:`build`, grouped into
-    recordings of :data:`RECORDING_WINDOWS` windows (what a verdict over a file averages)."""
+    recordings of :data:`RECORDING_WINDOWS` windows (what a verdict over a file averages;
+    ``mel``: keep each window's log-mel, as :func:`build`)."""
     counts = {}
     for split in splits:
-        rows, _ = _split_rows(corpus, split, seed, _recording_rows, workers=workers)
+        rows, _ = _split_rows(corpus, split, seed, _recording_rows, extra=(mel,), workers=workers)
         arrays = _save_rows(out / f"{split}_recordings.npz", rows)
         counts[split] = {"recordings": len(set(arrays["recording"].tolist())), "windows": len(rows)}
         print(f"{split}: {counts[split]}", file=sys.stderr)
@@ -707,9 +725,11 @@ def build(
     workers: int | None = None,
     splits: Sequence[str] = SPLITS,
     floor: str = "default",
+    mel: bool = False,
 ) -> dict[str, Any]:
     """Write ``out/<split>.npz`` and ``out/condition.json`` (see :mod:`training.condition`;
-    ``floor``: the benign noise floor's recipe, :data:`FLOORS`)."""
+    ``floor``: the benign noise floor's recipe, :data:`FLOORS`; ``mel``: also keep each
+    window's log-mel input of the family classifier, ``mel`` float16 ``(n, n_mels, frames)``)."""
     from instrunet_condition.features import FEATURE_NAMES
 
     out.mkdir(parents=True, exist_ok=True)
@@ -721,7 +741,7 @@ def build(
         if not (corpus / split / "examples.json").is_file():
             print(f"{split}: not in {corpus}, skipped", file=sys.stderr)
             continue
-        extra = (split in ("test", "dev"), floor)
+        extra = (split in ("test", "dev"), floor, mel)
         rows, plan = _split_rows(
             corpus, split, seed, _instrument_rows, extra=extra, workers=workers, max_notes=max_notes
         )
@@ -748,6 +768,7 @@ def build(
         "features": list(FEATURE_NAMES),
         "clip_samples": N,
         "floor": floor,
+        "mel": mel,
         "max_notes": max_notes,
         "counts": counts,
         "build_seconds": round(time.time() - t0, 1)
