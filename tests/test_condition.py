@@ -223,7 +223,7 @@ def test_family_cues_follow_the_family(flute: np.ndarray) -> None:
 
 def test_shipped_artifact_reproduces_references() -> None:
     dirs = clf_mod.model_dirs()
-    assert dirs and dirs[-1].name == "2.0.0"
+    assert dirs and dirs[-1].name == "3.0.0"
     man = read_manifest(dirs[-1])
     assert man.name == "condition" and man.input["layout"] == "features" and man.front_end is None
     assert tuple(man.features["names"]) == INPUT_NAMES
@@ -317,7 +317,13 @@ def test_contract_on_ensemble(real_registry: plugins_mod.Registry) -> None:
     }
     _check_verdict(c)
     man = read_manifest(clf_mod.model_dirs()[-1])
-    assert c["model"] == {"name": "condition", "version": "2.0.0", "sha256": man.sha256}
+    net = read_manifest(clf_mod.load_condition_model().spectrogram.path)
+    assert c["model"] == {
+        "name": "condition",
+        "version": "3.0.0",
+        "sha256": man.sha256,
+        "spectrogram": {"name": "condition-spectrogram", "version": "1.0.0", "sha256": net.sha256},
+    }
     # a sample of the classifier's own windows, none judged twice
     sp = c["sampling"]
     assert sp["windows"] == len(a.timeline) and 0 < sp["judged"] == c["chunks"] <= sp["windows"]
@@ -491,6 +497,82 @@ def test_explanations_cite_what_drove_the_verdict(flute: np.ndarray) -> None:
         clf_mod.assess(rows, [1, 1], predict=model.predict, reference=model.reference)["label"]
         == "broken_noisy"
     )
+
+
+def test_fused_model_combines_its_spectrogram_network_as_the_manifest_says(flute: np.ndarray) -> None:
+    """The shipped model fuses the features' classifier with a CNN on the family classifier's
+    log-mel window: ``softmax((a log p_f + (1 - a) log p_s) / T + c)`` with the manifest's numbers;
+    without the network's probabilities it is the features' classifier alone."""
+    model = clf_mod.load_condition_model()
+    fusion = read_manifest(model.path).features["fusion"]
+    assert model.spectrogram is not None and tuple(model.spectrogram.labels) == clf_mod.CLASSES
+    assert fusion["spectrogram"]["sha256"] == model.spectrogram.manifest.sha256
+    a, t, c = fusion["weight"], fusion["temperature"], np.asarray(fusion["offsets"])
+    assert 0.0 <= a < 1.0 and t > 0  # the network has a say
+    windows = np.stack([flute[:65024], _noisy(flute, 0.0)[:65024]]).astype(np.float32)
+    x = np.stack([feature_vector(condition_features(w, sr=SR), "flute") for w in windows])
+    spec = model.spectrogram_probabilities(windows)
+    assert spec is not None and spec.shape == (2, 3) and np.allclose(spec.sum(1), 1.0, atol=1e-5)
+    alone, fused = model.predict(x), model.predict(x, spec)
+    z = (a * np.log(alone) + (1 - a) * np.log(spec)) / t + c
+    expect = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(fused, expect / expect.sum(1, keepdims=True), atol=1e-5)
+    assert spec[1, 2] > spec[0, 2]  # white noise at 0 dB SNR: the network hears it as broken
+    assert fused[1].argmax() == 2 and fused[0].argmax() == 0
+    with pytest.raises(ValueError, match="spectrogram probabilities"):
+        model.predict(x, spec[:1])
+
+
+def test_fused_verdicts_cite_the_spectrogram_network_when_it_decides(flute: np.ndarray) -> None:
+    model = clf_mod.load_condition_model()
+    rows = [condition_features(flute[a : a + 65024], sr=SR) for a in (0, SR // 2)]
+    loud = np.array([[0.01, 0.01, 0.98]] * 2, np.float32)  # the network alone says broken
+    v = clf_mod.assess(
+        rows,
+        [1, 1],
+        families=["flute"] * 2,
+        predict=model.predict,
+        reference=model.reference,
+        spectrogram=loud,
+    )
+    alone = clf_mod.assess(
+        rows, [1, 1], families=["flute"] * 2, predict=model.predict, reference=model.reference
+    )
+    assert alone["label"] == "healthy"
+    assert v["probabilities"]["broken_noisy"] > alone["probabilities"]["broken_noisy"] + 0.05
+    net = [r for r in v["reasons"] if r["feature"] == clf_mod.SPECTROGRAM]
+    if v["label"] == "broken_noisy":
+        assert (
+            net and net[0]["effect"] > 0 and "spectrogram network (broken noisy p=0.98)" in v["explanation"]
+        )
+    assert all(r["feature"] != clf_mod.SPECTROGRAM for r in alone["reasons"])
+
+
+def test_a_fusion_naming_another_network_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    from export.artifact import reseal_artifact
+
+    src = clf_mod.load_condition_model()
+    net = src.spectrogram.path
+    shutil.copytree(net, tmp_path / net.parent.name / net.name)
+    dst = tmp_path / "condition" / src.path.name
+    shutil.copytree(src.path, dst)
+    assert clf_mod.ConditionModel(dst).spectrogram is not None  # a copy beside its network loads
+    m = json.loads((dst / "manifest.json").read_text())
+    for mutate, msg in [
+        (lambda f: f["spectrogram"].update(sha256="0" * 64), "features.fusion names"),
+        (lambda f: f.update(weight=1.5), "weight in"),
+        (lambda f: f.pop("temperature"), "malformed"),
+        (lambda f: f["spectrogram"].update(version="9.9.9"), "9.9.9"),
+    ]:
+        bad = copy.deepcopy(m)
+        mutate(bad["features"]["fusion"])
+        bad.pop("manifest_sha256", None)
+        (dst / "manifest.json").write_text(json.dumps(bad))
+        reseal_artifact(dst)
+        with pytest.raises(ModelError, match=msg):
+            clf_mod.ConditionModel(dst)
 
 
 # --------------------------------------------------------------------------- export of a features-input model

@@ -84,10 +84,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("--epochs", type=int, default=30)
     sp.add_argument("--patience", type=int, default=8)
     sp.add_argument("--seed", type=int, default=0)
+    fu = sub.add_parser(
+        "fuse", help="write the fused condition artifact beside an exported spectrogram network"
+    )
+    fu.add_argument("--data", type=Path, default=Path("data/condition"))
+    fu.add_argument(
+        "--spectrogram", type=Path, required=True, help="exported network: <models>/<name>/<version>/"
+    )
+    fu.add_argument(
+        "--features-model", type=Path, help="feature classifier artifact (default: the newest shipped)"
+    )
+    fu.add_argument("--version", default="3.0.0")
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "cmd"}  # the options are named as the parameters
     if args.cmd == "compare":
         compare(**kw)
+    elif args.cmd == "fuse":
+        from .spectro import package_fused
+
+        print(json.dumps(package_fused(**kw), indent=1))
     elif args.cmd == "spectro":
         from .spectro import spectro_experiment
 

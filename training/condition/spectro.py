@@ -26,7 +26,7 @@ from .data import CLASSES, load
 from .report import metrics_of
 from .train import MAX_FALSE_ALARM, _calibrated, fit_calibration
 
-__all__ = ["spectro_experiment", "build_cnn"]
+__all__ = ["spectro_experiment", "build_cnn", "export_report"]
 
 #: Channels of the four 3x3 convolution blocks (2x2 max-pooling after the first three).
 CHANNELS = (16, 32, 48, 64)
@@ -107,6 +107,50 @@ def _prior(
     return float(b), "valid recordings" if rec is not None else "valid windows"
 
 
+def _fuse(p_feat: np.ndarray, p_net: np.ndarray, a: float) -> np.ndarray:
+    z = a * np.log(np.maximum(p_feat, 1e-9)) + (1 - a) * np.log(np.maximum(p_net, 1e-9))
+    q = np.exp(z - z.max(1, keepdims=True))
+    return q / q.sum(1, keepdims=True)
+
+
+def _logloss(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-9))))
+
+
+#: The fusion weights tried (the features' share).
+WEIGHTS = tuple(round(float(a), 2) for a in np.arange(0.0, 1.001, 0.1))
+
+
+def choose_fusion(
+    valid: dict[str, np.ndarray],
+    p_feat: np.ndarray,
+    p_net: np.ndarray,
+    *,
+    weight: float | None = None,
+    rec: dict[str, np.ndarray] | None = None,
+    rec_feat: np.ndarray | None = None,
+    rec_net: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """On valid only: the features' weight (:data:`WEIGHTS`, lowest valid log-loss) unless given,
+    then the calibration (:func:`fit_calibration`) and the healthy prior (:func:`_prior`, on
+    valid's recordings when given). Returns ``weight``, ``temperature``, ``offsets`` (the prior
+    added to the healthy offset), ``calibration_offsets`` (without it), ``healthy_prior``."""
+    y = valid["y"]
+    if weight is None:
+        weight = min(WEIGHTS, key=lambda a: _logloss(_fuse(p_feat, p_net, a), y))
+    raw = _fuse(p_feat, p_net, weight)
+    temperature, offsets = fit_calibration(raw, y)
+    rec_raw = _fuse(rec_feat, rec_net, weight) if rec_feat is not None and rec_net is not None else None
+    b, on = _prior(valid, raw, temperature, offsets, rec if rec_raw is not None else None, rec_raw)
+    return {
+        "weight": float(weight),
+        "temperature": float(temperature),
+        "calibration_offsets": [float(v) for v in offsets],
+        "offsets": [float(v) for v in offsets + np.array([b, 0.0, 0.0])],
+        "healthy_prior": {"log_odds": b, "chosen_on": on, "max_false_alarm": MAX_FALSE_ALARM},
+    }
+
+
 def spectro_experiment(
     data: Path, out: Path, report: Path, *, epochs: int = 30, patience: int = 8, seed: int = 0
 ) -> dict[str, Any]:
@@ -154,29 +198,32 @@ def spectro_experiment(
         f"{s}_rec": shipped.predict(r["v"]) for s, r in recs.items()
     }
 
-    def fused(a: float, key: str) -> np.ndarray:
-        z = a * np.log(np.maximum(p_feat[key], 1e-9)) + (1 - a) * np.log(np.maximum(p_net[key], 1e-9))
-        q = np.exp(z - z.max(1, keepdims=True))
-        return q / q.sum(1, keepdims=True)
-
-    def logloss(p: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-9))))
-
-    grid = [round(a, 2) for a in np.arange(0.0, 1.001, 0.1)]
-    weight = min(grid, key=lambda a: logloss(fused(a, "valid"), va["y"]))
+    vr = recs.get("valid")
     rows: dict[str, Any] = {}
-    for what, a in (("features (shipped 2.0.0)", 1.0), ("spectrogram network", 0.0), ("fused", weight)):
-        raw = {k: fused(a, k) for k in p_net}
-        temperature, offsets = fit_calibration(raw["valid"], va["y"])
-        b, on = _prior(va, raw["valid"], temperature, offsets, recs.get("valid"), raw.get("valid_rec"))
-        entry: dict[str, Any] = {"weight_of_features": a, "temperature": round(temperature, 4)}
-        for label, c in (("calibrated, no prior", offsets), ("with the healthy prior", offsets + [b, 0, 0])):
-            entry[label] = {s: _scores(splits[s], _calibrated(raw[s], temperature, c)) for s in names}
-            for s in recs:
-                entry[label][s]["recordings_false_alarm"] = round(
-                    _recording_false_alarms(recs[s], _calibrated(raw[f"{s}_rec"], temperature, c)), 4
+    weight = 1.0
+    for what, a in (("features (shipped 2.0.0)", 1.0), ("spectrogram network", 0.0), ("fused", None)):
+        f = choose_fusion(
+            va,
+            p_feat["valid"],
+            p_net["valid"],
+            weight=a,
+            rec=vr,
+            rec_feat=p_feat.get("valid_rec"),
+            rec_net=p_net.get("valid_rec"),
+        )
+        weight = f["weight"] if a is None else weight
+        t_, c0, c1 = f["temperature"], np.asarray(f["calibration_offsets"]), np.asarray(f["offsets"])
+        entry: dict[str, Any] = {"weight_of_features": f["weight"], **f}
+        for label, c in (("calibrated, no prior", c0), ("with the healthy prior", c1)):
+            entry[label] = {}
+            for s_ in names:
+                raw = _fuse(p_feat[s_], p_net[s_], f["weight"])
+                entry[label][s_] = _scores(splits[s_], _calibrated(raw, t_, c))
+            for s_ in recs:
+                raw = _fuse(p_feat[f"{s_}_rec"], p_net[f"{s_}_rec"], f["weight"])
+                entry[label][s_]["recordings_false_alarm"] = round(
+                    _recording_false_alarms(recs[s_], _calibrated(raw, t_, c)), 4
                 )
-        entry["healthy_prior"] = {"log_odds": b, "chosen_on": on, "max_false_alarm": MAX_FALSE_ALARM}
         rows[what] = entry
     result = {
         "what": "the condition classifier's 19 features (shipped 2.0.0) beside a CNN on the family "
@@ -190,11 +237,124 @@ def spectro_experiment(
             "valid_accuracy_by_epoch": hist,
             "train_seconds": round(time.time() - t0, 1),
         },
-        "fusion_weight_grid": grid,
+        "fusion_weight_grid": list(WEIGHTS),
         "fusion_weight": weight,
         "models": rows,
         "classes": list(CLASSES),
     }
     report.mkdir(parents=True, exist_ok=True)
     (report / "spectro.json").write_text(json.dumps(result, indent=1))
+    (report / "metrics.json").write_text(json.dumps(export_report(result), indent=1))
     return result
+
+
+def export_report(result: dict[str, Any], *, version: str = "1.0.0") -> dict[str, Any]:
+    """The spectrogram network's training report in the form ``python -m export --report`` reads
+    (labels, task, what chose it, its own calibrated scores), from :func:`spectro_experiment`'s
+    result."""
+    net = result["network"]
+    alone = result["models"]["spectrogram network"]["calibrated, no prior"]
+    return {
+        "model": "condition-spectrogram",
+        "version": version,
+        "task": "multiclass",
+        "labels": list(CLASSES),
+        "parameters": net["parameters"],
+        "train_seconds": net["train_seconds"],
+        "epochs_run": len(net["valid_accuracy_by_epoch"]),
+        "best_epoch": net["best_epoch"],
+        "selection": "epoch with the best valid accuracy (held-out SoundFont programs); fused with the "
+        "condition features by a weight, calibration and healthy prior chosen on valid",
+        "valid": alone["valid"],
+        "dev": alone["dev"],
+        "test": alone["test"],
+        "fusion": {"weight_of_features": result["fusion_weight"], "data": result["data"]},
+    }
+
+
+def package_fused(
+    data: Path,
+    spectrogram: Path,
+    *,
+    features_model: Path | None = None,
+    version: str = "3.0.0",
+) -> dict[str, Any]:
+    """Write the fused condition artifact ``<models>/condition/<version>/`` beside the exported
+    spectrogram network ``spectrogram`` (``<models>/condition-spectrogram/<v>/``).
+
+    It holds the shipped feature classifier's ONNX file unchanged and its manifest with
+    ``features.fusion``: the network's name, version and sha256, and the weight, temperature and
+    offsets (the healthy prior included) that :func:`choose_fusion` picks on valid from the
+    **exported** ONNX models' outputs (the valid windows' stored log-mel, the valid recordings'
+    when built with ``--mel``). Test and dev are scored once, as shipped, into ``metrics``.
+    Returns those metrics with the folder under ``path``."""
+    import shutil
+
+    from instrunet_condition.classifier import load_condition_model
+
+    from export.artifact import reseal_artifact
+    from instrunet_core import load_model
+    from instrunet_core.manifest import read_manifest
+
+    source = load_condition_model(None if features_model is None else str(features_model))
+    net = load_model(str(spectrogram))
+    if tuple(net.labels) != CLASSES:
+        raise SystemExit(f"{spectrogram}: labels {list(net.labels)}, expected {list(CLASSES)}")
+    dest = Path(spectrogram).parent.parent / "condition" / version
+    if dest.exists():
+        raise SystemExit(f"{dest}: already exists")
+    names = ("valid", "test", "dev")
+    splits = {s_: load(data, s_) for s_ in names}
+    recs = {s_: load(data, f"{s_}_recordings") for s_ in names if (data / f"{s_}_recordings.npz").is_file()}
+    recs = {s_: r for s_, r in recs.items() if "mel" in r}
+
+    def outputs(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return source.predict(d["v"]), net.predict_features(_mel(d))
+
+    p = {s_: outputs(d) for s_, d in splits.items()} | {f"{s_}_rec": outputs(r) for s_, r in recs.items()}
+    vr = "valid_rec" in p
+    f = choose_fusion(
+        splits["valid"],
+        *p["valid"],
+        rec=recs.get("valid"),
+        rec_feat=p["valid_rec"][0] if vr else None,
+        rec_net=p["valid_rec"][1] if vr else None,
+    )
+    scores: dict[str, Any] = {}
+    for s_ in names:
+        q = _calibrated(_fuse(*p[s_], f["weight"]), f["temperature"], np.asarray(f["offsets"]))
+        scores[s_] = _scores(splits[s_], q)
+        if s_ in recs:
+            qr = _calibrated(_fuse(*p[f"{s_}_rec"], f["weight"]), f["temperature"], np.asarray(f["offsets"]))
+            scores[s_]["recordings_false_alarm"] = round(_recording_false_alarms(recs[s_], qr), 4)
+    dest.mkdir(parents=True)
+    for file in source.path.iterdir():
+        if file.name != "manifest.json":
+            shutil.copy2(file, dest / file.name)
+    m = json.loads((source.path / "manifest.json").read_text())
+    m.pop("manifest_sha256", None)
+    nm = read_manifest(spectrogram)
+    m["version"] = version
+    m["features"]["fusion"] = {
+        "spectrogram": {"name": nm.name, "version": nm.version, "sha256": nm.sha256},
+        "weight": f["weight"],
+        "temperature": f["temperature"],
+        "offsets": f["offsets"],
+        "healthy_prior": f["healthy_prior"],
+        "how": "softmax((weight log p_features + (1 - weight) log p_spectrogram) / temperature + offsets); "
+        "weight (valid log-loss), temperature and offsets (valid log-loss, then the healthy prior added "
+        "to offsets[0]) chosen on valid from the exported models' outputs",
+        "features_model": {"name": source.name, "version": source.version, "sha256": source.sha256},
+    }
+    metrics = {
+        "model": "condition",
+        "version": version,
+        "task": "multiclass",
+        "selection": "fusion weight and calibration by valid log-loss, healthy prior by at most "
+        f"{MAX_FALSE_ALARM:.0%} of valid healthy recordings flagged; test and dev never chose",
+        **scores,
+    }
+    m["metrics"] = metrics
+    (dest / "manifest.json").write_text(json.dumps(m, indent=1))
+    reseal_artifact(dest)
+    return {"path": str(dest), "fusion": m["features"]["fusion"], "metrics": metrics}

@@ -9,9 +9,11 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
      "features": {"hnr_db": ..., "spectral_flatness": ..., ...},
      "explanation": "one sentence: the verdict and the features that drove it, with clean ranges",
      "reasons": [{"feature", "value", "clean_range", "outside_clean_range", "effect"}, ...],
+                 # feature "spectrogram": the spectrogram network, value its p of the verdict
      "instruments": {"<family>": {"label", "reason", "probabilities", "features",
                                   "explanation", "reasons", "chunks", "seconds"}},
-     "model": {"name": "condition", "version": "2.0.0", "sha256": "..."},
+     "model": {"name": "condition", "version": "3.0.0", "sha256": "...",
+               "spectrogram": {"name": "condition-spectrogram", "version": "1.0.0", "sha256": "..."}},
      "chunks": n, "seconds": s,
      "sampling": {"windows", "judged", "stride", "skipped": {...}, "buffer_seconds"}}
 
@@ -20,8 +22,10 @@ sample of the family classifier's own windows from the blocks decoded for the cl
 the same pass and in bounded memory (:mod:`instrunet_condition.stream` says how the sample is
 drawn and when a window cannot be judged). The features of each sampled window
 (:mod:`instrunet_condition.features`) go through the calibrated ONNX classifier
-(:mod:`instrunet_condition.classifier`, ``models/condition/<version>/``), and the windows'
-probabilities are averaged.
+(:mod:`instrunet_condition.classifier`, ``models/condition/<version>/``); from 3.0.0 its
+verdict is fused with a small CNN on the window's log-mel spectrogram
+(``models/condition-spectrogram/<version>/``, named in the manifest's ``features.fusion``), and
+the windows' probabilities are averaged.
 """
 
 from __future__ import annotations

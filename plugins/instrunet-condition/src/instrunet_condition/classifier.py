@@ -26,19 +26,22 @@ __all__ = [
     "load_condition_model",
     "assess",
     "explain",
+    "SPECTROGRAM",
 ]
 
 MODEL_NAME = "condition"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 CLASSES = ("healthy", "moderately_aged", "broken_noisy")
+#: The name the explanations give the spectrogram network's share of a verdict.
+SPECTROGRAM = "spectrogram"
 
 #: What the verdict and each feature mean, for people (the web app shows them beside the
 #: numbers): the features as :mod:`instrunet_condition.features` computes them, per chunk of up
 #: to 4 s, averaged.
 DESCRIPTIONS: dict[str, str] = {
     "condition": (
-        "healthy, moderately aged or broken / noisy, from a small classifier on the features below, "
-        "trained on clean notes and phrases (SoundFont renders and real recorded instruments) and on "
+        "healthy, moderately aged or broken / noisy, from a small classifier on the features below "
+        "fused with a small network on the window's spectrogram, both trained on clean notes and phrases (SoundFont renders and real recorded instruments) and on "
         "copies aged or broken on purpose (tape wow and flutter, dulled highs, detuned strings, worn "
         "hammers, leaking pads, hum, hiss; buzz, clipping, noise, dropouts). Judged on a sample of the "
         "classifier's windows, each 2.9 s; 'unknown' when the sound is too short, too quiet or too "
@@ -147,14 +150,58 @@ class ConditionModel:
             c: {k: {n: float(v) for n, v in d.items()} for k, d in r.items()} for c, r in ref.items()
         }
         self.name, self.version, self.sha256 = m.name, m.version, m.sha256
+        #: The spectrogram network fused with the features (``None``: the features alone).
+        self.spectrogram: Any = None
+        self._fusion: tuple[float, float, np.ndarray] | None = None
+        if m.features.get("fusion") is not None:
+            self._load_fusion(m.features["fusion"], where)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def _load_fusion(self, f: Any, where: str) -> None:
+        """``features.fusion``: ``{"spectrogram": {"name", "version", "sha256"}, "weight",
+        "temperature", "offsets"}`` — a log-mel artifact in the same models folder as this one
+        (``<models>/<name>/<version>/``), verified, and how its probabilities combine with the
+        features' (:meth:`predict`)."""
+        from instrunet_core import load_model
+
+        try:
+            net = f["spectrogram"]
+            folder = self.path.parent.parent / str(net["name"]) / str(net["version"])  # beside this one
+            weight, temperature = float(f["weight"]), float(f["temperature"])
+            offsets = np.asarray(f["offsets"], np.float64)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{where}: features.fusion is malformed ({e!r})") from None
+        if not (0.0 <= weight <= 1.0 and temperature > 0 and offsets.shape == (len(CLASSES),)):
+            raise ModelError(f"{where}: features.fusion needs weight in [0, 1], temperature > 0, 3 offsets")
+        if not (folder / "manifest.json").is_file():
+            raise ModelError(f"{where}: features.fusion names {folder}, which holds no artifact")
+        spec = load_model(str(folder))  # verified: manifest, sha256 of the ONNX file
+        if spec.manifest.sha256 != net.get("sha256") or tuple(spec.labels) != CLASSES:
+            raise ModelError(
+                f"{where}: features.fusion names {folder} with sha256 {net.get('sha256')!r} and labels "
+                f"{list(CLASSES)}; that artifact has {spec.manifest.sha256!r} and {list(spec.labels)}"
+            )
+        self.spectrogram = spec
+        self._fusion = (weight, temperature, offsets)
+
+    def spectrogram_probabilities(self, windows: np.ndarray) -> np.ndarray | None:
+        """The spectrogram network's class probabilities for analysis windows of mono audio at
+        the front end's rate (``(n, samples)``), or ``None`` when this model has none."""
+        if self.spectrogram is None:
+            return None
+        return np.asarray(self.spectrogram.predict_windows(np.atleast_2d(windows)), np.float32)
+
+    def predict(self, x: np.ndarray, spectrogram: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities of classifier inputs.
 
         Parameters
         ----------
         x : np.ndarray [shape=(n, n_inputs)]
             Rows of :func:`instrunet_condition.features.feature_vector`.
+        spectrogram : np.ndarray [shape=(n, 3)], optional
+            The spectrogram network's probabilities for the same windows
+            (:meth:`spectrogram_probabilities`). With them, a fused model's verdict is
+            ``softmax((a log p_features + (1 - a) log p_spectrogram) / T + c)`` (``a``, ``T``,
+            ``c`` from the manifest); without them, the features' alone.
 
         Returns
         -------
@@ -166,7 +213,17 @@ class ConditionModel:
             raise ValueError(f"expected {len(INPUT_NAMES)} inputs per row, got shape {x.shape}")
         if len(x) == 0:
             return np.zeros((0, len(CLASSES)), np.float32)
-        return np.asarray(self._session.run(None, {self._input: x})[0], dtype=np.float32)
+        p = np.asarray(self._session.run(None, {self._input: x})[0], dtype=np.float32)
+        if spectrogram is None or self._fusion is None:
+            return p
+        spectrogram = np.atleast_2d(np.asarray(spectrogram, np.float64))
+        if spectrogram.shape != p.shape:
+            raise ValueError(f"spectrogram probabilities {spectrogram.shape} for {p.shape[0]} rows")
+        a, temperature, offsets = self._fusion
+        z = (a * np.log(np.maximum(p, 1e-9)) + (1 - a) * np.log(np.maximum(spectrogram, 1e-9))) / temperature
+        z = z + offsets
+        q = np.exp(z - z.max(axis=1, keepdims=True))
+        return (q / q.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def model_dirs() -> list[Path]:
@@ -222,6 +279,7 @@ def explain(
     feats: Mapping[str, float],
     effects: Mapping[str, float],
     reference: Mapping[str, Mapping[str, Mapping[str, float]]],
+    spectrogram: Mapping[str, float] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The verdict in one sentence and the features behind it.
 
@@ -238,6 +296,10 @@ def explain(
         have the largest effects.
     reference : dict
         :attr:`ConditionModel.reference`.
+    spectrogram : dict, optional
+        The spectrogram network's probabilities (weighted mean over the windows) of a fused
+        model; ``effects[SPECTROGRAM]`` is then its share of the verdict, and it is cited like a
+        feature whose value is its probability of ``label`` (no clean range).
 
     Returns
     -------
@@ -248,14 +310,23 @@ def explain(
     """
     clean = reference.get("healthy", {})
     lo_d, hi_d = clean.get("low", {}), clean.get("high", {})
+    net = dict(spectrogram or {})
 
     def outside(k: str) -> bool:
-        return k in lo_d and k in hi_d and not (lo_d[k] <= feats[k] <= hi_d[k])
+        return k in lo_d and k in hi_d and k in feats and not (lo_d[k] <= feats[k] <= hi_d[k])
+
+    def value(k: str) -> float:
+        return float(net.get(label, 0.0)) if k == SPECTROGRAM else float(feats[k])
+
+    def say(k: str) -> str:
+        if k == SPECTROGRAM:
+            return f"the spectrogram network ({label.replace('_', ' ')} p={net.get(label, 0.0):.2f})"
+        return _say(k, feats[k], lo_d.get(k), hi_d.get(k))
 
     def reason(k: str) -> dict[str, Any]:
         return {
             "feature": k,
-            "value": float(feats[k]),
+            "value": value(k),
             "clean_range": [lo_d.get(k), hi_d.get(k)],
             "outside_clean_range": outside(k),
             "effect": round(float(effects.get(k, 0.0)), 4),
@@ -271,7 +342,7 @@ def explain(
         if keep:
             text = (
                 f"healthy (p={p:.2f}): no sign of damage; "
-                + " and ".join(_say(k, feats[k], lo_d.get(k), hi_d.get(k)) for k in keep)
+                + " and ".join(say(k) for k in keep)
                 + " look as clean recordings do"
             )
         else:
@@ -285,9 +356,7 @@ def explain(
     words = {"moderately_aged": "moderately aged", "broken_noisy": "broken / noisy"}.get(label, label)
     if not top:
         return f"{words} (p={p:.2f}): no single feature drives the verdict; they agree together.", []
-    text = f"{words} (p={p:.2f}): the verdict rests most on " + " and ".join(
-        _say(k, feats[k], lo_d.get(k), hi_d.get(k)) for k in top
-    )
+    text = f"{words} (p={p:.2f}): the verdict rests most on " + " and ".join(say(k) for k in top)
     return text + ".", [reason(k) for k in top]
 
 
@@ -296,8 +365,9 @@ def assess(
     weights: Sequence[float],
     *,
     families: Sequence[str | None] | None = None,
-    predict: Callable[[np.ndarray], np.ndarray],
+    predict: Callable[..., np.ndarray],
     reference: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+    spectrogram: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Verdict over several windows of audio: the weighted mean of their probabilities.
 
@@ -310,12 +380,16 @@ def assess(
     families : sequence of str or None, optional
         The family leading each window (the classifier's input beside the features); default none.
     predict : callable
-        ``(n, n_features) -> (n, 3)`` probabilities (the ONNX model, or Keras in training).
+        ``(n, n_features) -> (n, 3)`` probabilities (the ONNX model, or Keras in training); with
+        ``spectrogram``, ``predict(x, spectrogram)`` (:meth:`ConditionModel.predict`).
     reference : dict, optional
         :attr:`ConditionModel.reference`. For the explanation each feature in turn takes a
         reference value in every window (occlusion): the clean median for an aged or broken
         verdict, the runner-up class's median for a healthy one; how far the verdict's
         probability falls says how much that feature drove it.
+    spectrogram : np.ndarray [shape=(n, 3)], optional
+        A fused model's spectrogram network probabilities of each window; its share of the
+        verdict (the fall when the features alone decide) is the effect of :data:`SPECTROGRAM`.
 
     Returns
     -------
@@ -327,7 +401,12 @@ def assess(
     x = np.stack([feature_vector(r, f) for r, f in zip(rows, fams, strict=True)])
     w = np.asarray(weights, np.float64)
     w = w / w.sum()
-    probs = predict(x)
+    spec = None if spectrogram is None else np.asarray(spectrogram, np.float32)
+
+    def run(rows_x: np.ndarray, reps: int = 1) -> np.ndarray:
+        return predict(rows_x) if spec is None else predict(rows_x, np.tile(spec, (reps, 1)))
+
+    probs = run(x)
     mean = (probs * w[:, None]).sum(axis=0)
     mean = mean / mean.sum()
     k = int(np.argmax(mean))
@@ -344,10 +423,15 @@ def assess(
             xo[:, j] = feature_vector({**rows[0], n: target[n]})[j]  # j < len(FEATURE_NAMES)
             occl.append((n, xo))
     if occl:
-        po = predict(np.concatenate([o for _, o in occl])).reshape(len(occl), len(x), -1)
+        po = run(np.concatenate([o for _, o in occl]), len(occl)).reshape(len(occl), len(x), -1)
         for (n, _), pn in zip(occl, po, strict=True):
             effects[n] = float(mean[k] - (pn[:, k] * w).sum() / (pn * w[:, None]).sum())
-    text, reasons = explain(label, float(mean[k]), feats, effects, ref)
+    net = None
+    if spec is not None:
+        alone = predict(x)  # the features alone
+        effects[SPECTROGRAM] = float(mean[k] - (alone[:, k] * w).sum() / (alone * w[:, None]).sum())
+        net = {c: float((spec[:, i] * w).sum()) for i, c in enumerate(CLASSES)}
+    text, reasons = explain(label, float(mean[k]), feats, effects, ref, net)
     return {
         "label": label,
         "probabilities": {c: float(mean[i]) for i, c in enumerate(CLASSES)},

@@ -111,7 +111,7 @@ def not_judgeable(y: np.ndarray, sr: int) -> str | None:
 
 
 class _Window:
-    __slots__ = ("index", "start", "end", "weight", "present", "leading", "features")
+    __slots__ = ("index", "start", "end", "weight", "present", "leading", "features", "spectrogram")
 
     def __init__(
         self,
@@ -125,6 +125,7 @@ class _Window:
         self.index, self.start, self.end, self.weight = index, start, end, weight
         self.present, self.leading = present, leading
         self.features: dict[str, float] | None = None
+        self.spectrogram: np.ndarray | None = None  # a fused model's network probabilities
 
 
 class ConditionStream:
@@ -167,6 +168,9 @@ class ConditionStream:
         self._label_skips: dict[str, dict[str, int]] = {}
         self.sampled: list[_Window] = []
         self.peak_buffer_seconds = 0.0
+        # A fused model's spectrogram network reads the windows at its front end's rate.
+        net = getattr(self.model, "spectrogram", None)
+        self._net = net is not None and int(net.front_end.sample_rate) == self.sr
 
     # ------------------------------------------------------------------ the pass
     def push(self, block: np.ndarray, start: int) -> None:
@@ -252,6 +256,9 @@ class ConditionStream:
         win = _Window(int(w.index), float(w.start), float(w.end), weight, present, leading)
         win.features = condition_features(y, sr=self.sr)
         if win.features is not None:
+            if self._net:
+                probs = self.model.spectrogram_probabilities(y[None, :])
+                win.spectrogram = None if probs is None else probs[0]
             self.sampled.append(win)
 
     def _skip(self, why: str, present: tuple[str, ...]) -> None:
@@ -268,7 +275,16 @@ class ConditionStream:
         rows = [w.features for w in kept if w.features is not None]
         weights = [1.0 if family else w.weight for w in kept]
         fams = [family or w.leading for w in kept]
-        out = assess(rows, weights, families=fams, predict=self.model.predict, reference=self.model.reference)
+        nets = [w.spectrogram for w in kept]
+        spec = np.stack([n for n in nets if n is not None]) if all(n is not None for n in nets) else None
+        out = assess(
+            rows,
+            weights,
+            families=fams,
+            predict=self.model.predict,
+            reference=self.model.reference,
+            spectrogram=spec,
+        )
         out["reason"] = None
         out["seconds"] = round(sum(w.end - w.start for w in kept), 3)
         return out
@@ -316,7 +332,7 @@ class ConditionStream:
                 for k in ("label", "reason", "probabilities", "features", "explanation", "reasons")
             },
             "instruments": per,
-            "model": {"name": m.name, "version": m.version, "sha256": m.sha256},
+            "model": {"name": m.name, "version": m.version, "sha256": m.sha256, **self._network()},
             "chunks": whole["chunks"],
             "seconds": whole["seconds"],
             "sampling": {
@@ -327,6 +343,13 @@ class ConditionStream:
                 "buffer_seconds": round(self.peak_buffer_seconds, 2),
             },
         }
+
+    def _network(self) -> dict[str, Any]:
+        """``{"spectrogram": {name, version, sha256}}`` of a fused model's network, when it was used."""
+        net = getattr(self.model, "spectrogram", None)
+        if net is None or not self._net:
+            return {}
+        return {"spectrogram": {"name": net.name, "version": net.version, "sha256": net.manifest.sha256}}
 
     def _instrument_reason(self, label: str) -> str:
         """Why an instrument got no judged window: what kept most of its windows out."""
