@@ -151,6 +151,27 @@ def choose_fusion(
     }
 
 
+def _scored(
+    splits: dict[str, dict[str, np.ndarray]],
+    recs: dict[str, dict[str, np.ndarray]],
+    p: dict[str, tuple[np.ndarray, np.ndarray]],
+    weight: float,
+    temperature: float,
+    offsets: Any,
+) -> dict[str, Any]:
+    """Each split's scores (:func:`_scores`) under one fusion, with its healthy recordings'
+    false alarms where it has recordings; ``p[key] = (p_features, p_network)``, keys the split
+    names and ``<split>_rec``."""
+    c = np.asarray(offsets, np.float64)
+    out: dict[str, Any] = {}
+    for s_, d in splits.items():
+        out[s_] = _scores(d, _calibrated(_fuse(*p[s_], weight), temperature, c))
+        if s_ in recs:
+            q = _calibrated(_fuse(*p[f"{s_}_rec"], weight), temperature, c)
+            out[s_]["recordings_false_alarm"] = round(_recording_false_alarms(recs[s_], q), 4)
+    return out
+
+
 def spectro_experiment(
     data: Path, out: Path, report: Path, *, epochs: int = 30, patience: int = 8, seed: int = 0
 ) -> dict[str, Any]:
@@ -191,39 +212,26 @@ def spectro_experiment(
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "condition_spectrogram.keras")
 
-    shipped = load_condition_model()
+    shipped = load_condition_model()  # without the network's probabilities: the features alone
     names = ("valid", "test", "dev")
-    p_net = {s: predict(splits[s]) for s in names} | {f"{s}_rec": predict(r) for s, r in recs.items()}
-    p_feat = {s: shipped.predict(splits[s]["v"]) for s in names} | {
-        f"{s}_rec": shipped.predict(r["v"]) for s, r in recs.items()
+    scored = {s: splits[s] for s in names}
+    p = {s: (shipped.predict(splits[s]["v"]), predict(splits[s])) for s in names} | {
+        f"{s}_rec": (shipped.predict(r["v"]), predict(r)) for s, r in recs.items()
     }
 
     vr = recs.get("valid")
     rows: dict[str, Any] = {}
     weight = 1.0
     for what, a in (("features (shipped 2.0.0)", 1.0), ("spectrogram network", 0.0), ("fused", None)):
-        f = choose_fusion(
-            va,
-            p_feat["valid"],
-            p_net["valid"],
-            weight=a,
-            rec=vr,
-            rec_feat=p_feat.get("valid_rec"),
-            rec_net=p_net.get("valid_rec"),
-        )
+        vp = p.get("valid_rec", (None, None))
+        f = choose_fusion(va, *p["valid"], weight=a, rec=vr, rec_feat=vp[0], rec_net=vp[1])
         weight = f["weight"] if a is None else weight
-        t_, c0, c1 = f["temperature"], np.asarray(f["calibration_offsets"]), np.asarray(f["offsets"])
         entry: dict[str, Any] = {"weight_of_features": f["weight"], **f}
-        for label, c in (("calibrated, no prior", c0), ("with the healthy prior", c1)):
-            entry[label] = {}
-            for s_ in names:
-                raw = _fuse(p_feat[s_], p_net[s_], f["weight"])
-                entry[label][s_] = _scores(splits[s_], _calibrated(raw, t_, c))
-            for s_ in recs:
-                raw = _fuse(p_feat[f"{s_}_rec"], p_net[f"{s_}_rec"], f["weight"])
-                entry[label][s_]["recordings_false_alarm"] = round(
-                    _recording_false_alarms(recs[s_], _calibrated(raw, t_, c)), 4
-                )
+        for label, c in (
+            ("calibrated, no prior", f["calibration_offsets"]),
+            ("with the healthy prior", f["offsets"]),
+        ):
+            entry[label] = _scored(scored, recs, p, f["weight"], f["temperature"], c)
         rows[what] = entry
     result = {
         "what": "the condition classifier's 19 features (shipped 2.0.0) beside a CNN on the family "
@@ -312,21 +320,9 @@ def package_fused(
         return source.predict(d["v"]), net.predict_features(_mel(d))
 
     p = {s_: outputs(d) for s_, d in splits.items()} | {f"{s_}_rec": outputs(r) for s_, r in recs.items()}
-    vr = "valid_rec" in p
-    f = choose_fusion(
-        splits["valid"],
-        *p["valid"],
-        rec=recs.get("valid"),
-        rec_feat=p["valid_rec"][0] if vr else None,
-        rec_net=p["valid_rec"][1] if vr else None,
-    )
-    scores: dict[str, Any] = {}
-    for s_ in names:
-        q = _calibrated(_fuse(*p[s_], f["weight"]), f["temperature"], np.asarray(f["offsets"]))
-        scores[s_] = _scores(splits[s_], q)
-        if s_ in recs:
-            qr = _calibrated(_fuse(*p[f"{s_}_rec"], f["weight"]), f["temperature"], np.asarray(f["offsets"]))
-            scores[s_]["recordings_false_alarm"] = round(_recording_false_alarms(recs[s_], qr), 4)
+    vp = p.get("valid_rec", (None, None))
+    f = choose_fusion(splits["valid"], *p["valid"], rec=recs.get("valid"), rec_feat=vp[0], rec_net=vp[1])
+    scores = _scored(splits, recs, p, f["weight"], f["temperature"], f["offsets"])
     dest.mkdir(parents=True)
     for file in source.path.iterdir():
         if file.name != "manifest.json":
