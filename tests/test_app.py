@@ -194,6 +194,11 @@ def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, t
     cv = service.condition_view(an)  # plugins/instrunet-condition, installed by make test
     assert cv["status"] == "ok" and cv["model"]["name"] == "condition", cv
     assert f"Condition: {cv['label']}" in text and "spectral_flatness" in text
+    net = cv["model"]["spectrogram"]  # condition 3.0.0 fuses a spectrogram network: both named
+    assert cv["model"]["sha256"] in flat and net["sha256"] in flat
+    assert service.condition_model_line(cv["model"]).endswith(
+        f"with {net['name']} {net['version']}, sha256 {net['sha256']}"
+    )
     assert set(cv["instruments"]) <= {i.label for i in an.instruments}
 
 

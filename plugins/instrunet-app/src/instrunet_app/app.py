@@ -97,9 +97,7 @@ def _show_condition(an: Any) -> None:
             )
         m = cv["model"]
         if m:
-            st.caption(
-                f"Condition model: {m.get('name', '?')} {m.get('version', '?')}, sha256 {m.get('sha256', '?')}"
-            )
+            st.caption(service.condition_model_line(m))
 
 
 def _show_timeline(an: Any, audio: bytes, mime: str) -> None:

@@ -20,7 +20,7 @@ from instrunet_core.output import display_name
 from instrunet_core.timeline import format_ranges, format_time
 from instrunet_core.writers import atomic_write_bytes, detected_ranges, figure_bytes
 
-from .service import condition_view, model_card, other_extras
+from .service import condition_model_line, condition_view, model_card, other_extras
 
 __all__ = [
     "MEASURES",
@@ -469,10 +469,7 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
                 doc.para(f"{lab}: {v['explanation']}", size=8)
     m = cv["model"]
     if m:
-        doc.para(
-            f"Condition model: {m.get('name', '?')} {m.get('version', '?')}, sha256 {m.get('sha256', '?')}",
-            size=8,
-        )
+        doc.para(condition_model_line(m), size=8)
 
 
 def write_pdf(analysis: Analysis, path: str | os.PathLike[str]) -> None:

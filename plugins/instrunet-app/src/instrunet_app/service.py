@@ -37,6 +37,7 @@ __all__ = [
     "audio_mime",
     "model_card",
     "condition_view",
+    "condition_model_line",
     "other_extras",
     "markdown_text",
 ]
@@ -449,6 +450,16 @@ def condition_view(analysis: Analysis) -> dict[str, Any]:
         "model": dict(c.get("model") or {}),
         "explanation": str(c.get("explanation") or ""),
     }
+
+
+def condition_model_line(m: Mapping[str, Any]) -> str:
+    """The condition model's provenance for the page and the report: name, version, sha256, and
+    the spectrogram network fused with it (condition 3.0.0 and later)."""
+    line = f"Condition model: {m.get('name', '?')} {m.get('version', '?')}, sha256 {m.get('sha256', '?')}"
+    net = m.get("spectrogram")
+    if isinstance(net, Mapping):
+        line += f"; with {net.get('name', '?')} {net.get('version', '?')}, sha256 {net.get('sha256', '?')}"
+    return line
 
 
 def other_extras(analysis: Analysis) -> dict[str, Any]:
