@@ -41,7 +41,8 @@ SPECTROGRAM = "spectrogram"
 DESCRIPTIONS: dict[str, str] = {
     "condition": (
         "healthy, moderately aged or broken / noisy, from a small classifier on the features below "
-        "fused with a small network on the window's spectrogram, both trained on clean notes and phrases (SoundFont renders and real recorded instruments) and on "
+        "fused with a small network on the window's spectrogram, both trained on clean notes and "
+        "phrases (SoundFont renders and real recorded instruments) and on "
         "copies aged or broken on purpose (tape wow and flutter, dulled highs, detuned strings, worn "
         "hammers, leaking pads, hum, hiss; buzz, clipping, noise, dropouts). Judged on a sample of the "
         "classifier's windows, each 2.9 s; 'unknown' when the sound is too short, too quiet or too "
