@@ -162,12 +162,13 @@ def _scored(
     """Each split's scores (:func:`_scores`) under one fusion, with its healthy recordings'
     false alarms where it has recordings; ``p[key] = (p_features, p_network)``, keys the split
     names and ``<split>_rec``."""
-    c = np.asarray(offsets, np.float64)
+    from instrunet_condition.classifier import fused_probabilities  # the runtime's own formula
+
     out: dict[str, Any] = {}
     for s_, d in splits.items():
-        out[s_] = _scores(d, _calibrated(_fuse(*p[s_], weight), temperature, c))
+        out[s_] = _scores(d, fused_probabilities(*p[s_], weight, temperature, offsets))
         if s_ in recs:
-            q = _calibrated(_fuse(*p[f"{s_}_rec"], weight), temperature, c)
+            q = fused_probabilities(*p[f"{s_}_rec"], weight, temperature, offsets)
             out[s_]["recordings_false_alarm"] = round(_recording_false_alarms(recs[s_], q), 4)
     return out
 

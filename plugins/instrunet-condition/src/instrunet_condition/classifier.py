@@ -27,6 +27,7 @@ __all__ = [
     "assess",
     "explain",
     "SPECTROGRAM",
+    "fused_probabilities",
 ]
 
 MODEL_NAME = "condition"
@@ -220,11 +221,19 @@ class ConditionModel:
         spectrogram = np.atleast_2d(np.asarray(spectrogram, np.float64))
         if spectrogram.shape != p.shape:
             raise ValueError(f"spectrogram probabilities {spectrogram.shape} for {p.shape[0]} rows")
-        a, temperature, offsets = self._fusion
-        z = (a * np.log(np.maximum(p, 1e-9)) + (1 - a) * np.log(np.maximum(spectrogram, 1e-9))) / temperature
-        z = z + offsets
-        q = np.exp(z - z.max(axis=1, keepdims=True))
-        return (q / q.sum(axis=1, keepdims=True)).astype(np.float32)
+        return fused_probabilities(p, spectrogram, *self._fusion).astype(np.float32)
+
+
+def fused_probabilities(
+    p_features: np.ndarray, p_network: np.ndarray, weight: float, temperature: float, offsets: Any
+) -> np.ndarray:
+    """``softmax((weight log p_features + (1 - weight) log p_network) / temperature + offsets)``,
+    row by row: how a fused condition model combines its two classifiers (training scores its
+    candidates with the same function)."""
+    z = weight * np.log(np.maximum(p_features, 1e-9)) + (1 - weight) * np.log(np.maximum(p_network, 1e-9))
+    z = z / temperature + np.asarray(offsets, np.float64)
+    q = np.exp(z - z.max(axis=1, keepdims=True))
+    return q / q.sum(axis=1, keepdims=True)
 
 
 def model_dirs() -> list[Path]:

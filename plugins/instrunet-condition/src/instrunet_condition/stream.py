@@ -168,9 +168,9 @@ class ConditionStream:
         self._label_skips: dict[str, dict[str, int]] = {}
         self.sampled: list[_Window] = []
         self.peak_buffer_seconds = 0.0
-        # A fused model's spectrogram network reads the windows at its front end's rate.
+        # A fused model's spectrogram network, used when it reads windows at this rate.
         net = getattr(self.model, "spectrogram", None)
-        self._net = net is not None and int(net.front_end.sample_rate) == self.sr
+        self._net = net if net is not None and int(net.front_end.sample_rate) == self.sr else None
 
     # ------------------------------------------------------------------ the pass
     def push(self, block: np.ndarray, start: int) -> None:
@@ -256,9 +256,8 @@ class ConditionStream:
         win = _Window(int(w.index), float(w.start), float(w.end), weight, present, leading)
         win.features = condition_features(y, sr=self.sr)
         if win.features is not None:
-            if self._net:
-                probs = self.model.spectrogram_probabilities(y[None, :])
-                win.spectrogram = None if probs is None else probs[0]
+            if self._net is not None:
+                win.spectrogram = self._net.predict_windows(y[None, :])[0]
             self.sampled.append(win)
 
     def _skip(self, why: str, present: tuple[str, ...]) -> None:
@@ -275,8 +274,8 @@ class ConditionStream:
         rows = [w.features for w in kept if w.features is not None]
         weights = [1.0 if family else w.weight for w in kept]
         fams = [family or w.leading for w in kept]
-        nets = [w.spectrogram for w in kept]
-        spec = np.stack([n for n in nets if n is not None]) if all(n is not None for n in nets) else None
+        nets = [w.spectrogram for w in kept if w.spectrogram is not None]  # every one, with a network
+        spec = np.stack(nets) if self._net is not None else None
         out = assess(
             rows,
             weights,
@@ -346,8 +345,8 @@ class ConditionStream:
 
     def _network(self) -> dict[str, Any]:
         """``{"spectrogram": {name, version, sha256}}`` of a fused model's network, when it was used."""
-        net = getattr(self.model, "spectrogram", None)
-        if net is None or not self._net:
+        net = self._net
+        if net is None:
             return {}
         return {"spectrogram": {"name": net.name, "version": net.version, "sha256": net.manifest.sha256}}
 
