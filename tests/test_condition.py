@@ -194,6 +194,25 @@ def test_spectrogram_network_reads_log_mel_windows_and_refuses_corpora_without_t
     assert p.shape == (2, 3) and np.allclose(p.sum(1), 1.0, atol=1e-5)
 
 
+def test_an_ensemble_of_spectrogram_networks_is_one_network_averaging_them(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    from training.condition.spectro import build_cnn, build_ensemble
+
+    members = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        members.append(build_cnn(32, 32))
+    x = np.random.default_rng(0).random((3, 32, 32, 1), dtype=np.float32)
+    each = [np.asarray(m(x, training=False)) for m in members]
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # two different members
+    ens = build_ensemble(members)
+    assert ens.count_params() == sum(m.count_params() for m in members)
+    np.testing.assert_allclose(np.asarray(ens(x, training=False)), (each[0] + each[1]) / 2, atol=1e-6)
+    ens.save(tmp_path / "e.keras")  # members keep their own names: the file loads back whole
+    back = keras.saving.load_model(tmp_path / "e.keras")
+    np.testing.assert_allclose(np.asarray(back(x, training=False)), (each[0] + each[1]) / 2, atol=1e-6)
+
+
 def test_an_empty_split_is_a_clear_error_not_an_index_error(tmp_path: Path) -> None:
     from training.condition.data import _save_rows
 

@@ -84,6 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("--epochs", type=int, default=30)
     sp.add_argument("--patience", type=int, default=8)
     sp.add_argument("--seed", type=int, default=0)
+    en = sub.add_parser(
+        "ensemble", help="experiment: the mean of trained spectrogram networks, scored as spectro scores one"
+    )
+    en.add_argument("members", type=Path, nargs="+", help="trained networks (condition_spectrogram.keras)")
+    en.add_argument("--data", type=Path, default=Path("data/condition"))
+    en.add_argument("--out", type=Path, default=Path("runs/condition_spectro_ensemble"))
+    en.add_argument(
+        "--report", type=Path, default=Path("training/reports/condition/experiments/spectro-ensemble")
+    )
     fu = sub.add_parser(
         "fuse", help="write the fused condition artifact beside an exported spectrogram network"
     )
@@ -103,10 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .spectro import package_fused
 
         print(json.dumps(package_fused(**kw), indent=1))
-    elif args.cmd == "spectro":
-        from .spectro import spectro_experiment
+    elif args.cmd in ("spectro", "ensemble"):
+        from .spectro import ensemble_experiment, spectro_experiment
 
-        r = spectro_experiment(**kw)
+        r = (spectro_experiment if args.cmd == "spectro" else ensemble_experiment)(**kw)
         for what, e in r["models"].items():
             t_, d_ = e["with the healthy prior"]["test"], e["with the healthy prior"]["dev"]
             print(

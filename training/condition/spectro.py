@@ -26,7 +26,7 @@ from .data import CLASSES, load
 from .report import metrics_of
 from .train import MAX_FALSE_ALARM, _calibrated, fit_calibration
 
-__all__ = ["spectro_experiment", "build_cnn", "export_report"]
+__all__ = ["spectro_experiment", "ensemble_experiment", "build_cnn", "build_ensemble", "export_report"]
 
 #: Channels of the four 3x3 convolution blocks (2x2 max-pooling after the first three).
 CHANNELS = (16, 32, 48, 64)
@@ -173,6 +173,74 @@ def _scored(
     return out
 
 
+def _training_data(data: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    splits = {s: load(data, s) for s in ("train", "valid", "test", "dev")}
+    recs = {
+        s: load(data, f"{s}_recordings")
+        for s in ("valid", "test", "dev")
+        if (data / f"{s}_recordings.npz").is_file()
+    }
+    return splits, {s: r for s, r in recs.items() if "mel" in r}
+
+
+def _keras_predict(model: Any) -> Any:
+    def predict(d: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(model.predict(_mel(d), batch_size=256, verbose=0), np.float32)
+
+    return predict
+
+
+def _compare(
+    data: Path,
+    splits: dict[str, dict[str, np.ndarray]],
+    recs: dict[str, dict[str, np.ndarray]],
+    predict: Any,
+    network: dict[str, Any],
+) -> dict[str, Any]:
+    """The shipped feature classifier, the network (``predict``) and their fusion scored side by
+    side, each with its weight, calibration and healthy prior chosen on valid."""
+    from instrunet_condition.classifier import MODEL_NAME, MODELS_DIR, load_condition_model
+
+    # the feature classifier alone (2.0.0: no network fused), whatever the newest shipped is
+    shipped = load_condition_model(str(MODELS_DIR / MODEL_NAME / "2.0.0"))
+    names = ("valid", "test", "dev")
+    scored = {s: splits[s] for s in names}
+    p = {s: (shipped.predict(splits[s]["v"]), predict(splits[s])) for s in names} | {
+        f"{s}_rec": (shipped.predict(r["v"]), predict(r)) for s, r in recs.items()
+    }
+    va, vr = splits["valid"], recs.get("valid")
+    rows: dict[str, Any] = {}
+    weight = 1.0
+    for what, a in (("features (shipped 2.0.0)", 1.0), ("spectrogram network", 0.0), ("fused", None)):
+        vp = p.get("valid_rec", (None, None))
+        f = choose_fusion(va, *p["valid"], weight=a, rec=vr, rec_feat=vp[0], rec_net=vp[1])
+        weight = f["weight"] if a is None else weight
+        entry: dict[str, Any] = {"weight_of_features": f["weight"], **f}
+        for label, c in (
+            ("calibrated, no prior", f["calibration_offsets"]),
+            ("with the healthy prior", f["offsets"]),
+        ):
+            entry[label] = _scored(scored, recs, p, f["weight"], f["temperature"], c)
+        rows[what] = entry
+    return {
+        "what": "the condition classifier's 19 features (shipped 2.0.0) beside a CNN on the family "
+        "classifier's log-mel window, and their log-linear fusion; weight, calibration and prior "
+        "chosen on valid only",
+        "data": str(data),
+        "network": network,
+        "fusion_weight_grid": list(WEIGHTS),
+        "fusion_weight": weight,
+        "models": rows,
+        "classes": list(CLASSES),
+    }
+
+
+def _write(report: Path, result: dict[str, Any]) -> None:
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "spectro.json").write_text(json.dumps(result, indent=1))
+    (report / "metrics.json").write_text(json.dumps(export_report(result), indent=1))
+
+
 def spectro_experiment(
     data: Path, out: Path, report: Path, *, epochs: int = 30, patience: int = 8, seed: int = 0
 ) -> dict[str, Any]:
@@ -181,23 +249,14 @@ def spectro_experiment(
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    from instrunet_condition.classifier import load_condition_model
 
     keras.utils.set_random_seed(seed)
-    splits = {s: load(data, s) for s in ("train", "valid", "test", "dev")}
+    splits, recs = _training_data(data)
     tr, va = splits["train"], splits["valid"]
-    recs = {
-        s: load(data, f"{s}_recordings")
-        for s in ("valid", "test", "dev")
-        if (data / f"{s}_recordings.npz").is_file()
-    }
-    recs = {s: r for s, r in recs.items() if "mel" in r}
     model = build_cnn(*tr["mel"].shape[1:])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     x_train = _mel(tr)
-
-    def predict(d: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(model.predict(_mel(d), batch_size=256, verbose=0), np.float32)
+    predict = _keras_predict(model)
 
     best, best_w, best_ep, hist, t0 = -1.0, None, 0, [], time.time()
     for ep in range(1, epochs + 1):
@@ -212,48 +271,64 @@ def spectro_experiment(
     model.set_weights(best_w)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "condition_spectrogram.keras")
-
-    shipped = load_condition_model()  # without the network's probabilities: the features alone
-    names = ("valid", "test", "dev")
-    scored = {s: splits[s] for s in names}
-    p = {s: (shipped.predict(splits[s]["v"]), predict(splits[s])) for s in names} | {
-        f"{s}_rec": (shipped.predict(r["v"]), predict(r)) for s, r in recs.items()
+    network = {
+        "channels": list(CHANNELS),
+        "parameters": int(model.count_params()),
+        "seed": seed,
+        "best_epoch": best_ep,
+        "valid_accuracy_by_epoch": hist,
+        "train_seconds": round(time.time() - t0, 1),
     }
+    result = _compare(data, splits, recs, predict, network)
+    _write(report, result)
+    return result
 
-    vr = recs.get("valid")
-    rows: dict[str, Any] = {}
-    weight = 1.0
-    for what, a in (("features (shipped 2.0.0)", 1.0), ("spectrogram network", 0.0), ("fused", None)):
-        vp = p.get("valid_rec", (None, None))
-        f = choose_fusion(va, *p["valid"], weight=a, rec=vr, rec_feat=vp[0], rec_net=vp[1])
-        weight = f["weight"] if a is None else weight
-        entry: dict[str, Any] = {"weight_of_features": f["weight"], **f}
-        for label, c in (
-            ("calibrated, no prior", f["calibration_offsets"]),
-            ("with the healthy prior", f["offsets"]),
-        ):
-            entry[label] = _scored(scored, recs, p, f["weight"], f["temperature"], c)
-        rows[what] = entry
-    result = {
-        "what": "the condition classifier's 19 features (shipped 2.0.0) beside a CNN on the family "
-        "classifier's log-mel window, and their log-linear fusion; weight, calibration and prior "
-        "chosen on valid only",
-        "data": str(data),
-        "network": {
-            "channels": list(CHANNELS),
-            "parameters": int(model.count_params()),
-            "best_epoch": best_ep,
-            "valid_accuracy_by_epoch": hist,
-            "train_seconds": round(time.time() - t0, 1),
-        },
-        "fusion_weight_grid": list(WEIGHTS),
-        "fusion_weight": weight,
-        "models": rows,
-        "classes": list(CLASSES),
+
+def build_ensemble(members: list[Any]) -> Any:
+    """One network averaging the probabilities of ``members`` (spectrogram networks of the same
+    input), each rebuilt under its own name so that the saved file holds them side by side."""
+    import keras
+
+    inp = keras.Input(tuple(members[0].inputs[0].shape[1:]), name="mel")
+    outs = []
+    for i, m in enumerate(members):
+        clone = keras.models.clone_model(m)
+        clone.set_weights(m.get_weights())
+        clone.name = f"member_{i}"
+        outs.append(clone(inp))
+    out = keras.layers.Average(name="mean")(outs)
+    return keras.Model(inp, out, name="condition_spectrogram_ensemble")
+
+
+def ensemble_experiment(data: Path, members: list[Path], out: Path, report: Path) -> dict[str, Any]:
+    """Average the probabilities of trained spectrogram networks (every member, no choice made),
+    save the average as one network, and score it beside the features and fused as
+    :func:`spectro_experiment` scores one network."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    nets = [keras.saving.load_model(m) for m in members]
+    model = build_ensemble(nets)
+    splits, recs = _training_data(data)
+    splits.pop("train")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "condition_spectrogram.keras")
+    member_rows = []
+    for m, net in zip(members, nets):
+        acc = float(np.mean(_keras_predict(net)(splits["valid"]).argmax(1) == splits["valid"]["y"]))
+        member_rows.append({"file": str(m), "valid_accuracy": round(acc, 4)})
+    network = {
+        "channels": list(CHANNELS),
+        "parameters": int(model.count_params()),
+        "members": member_rows,
+        "combination": "arithmetic mean of the members' probabilities",
+        "best_epoch": None,
+        "valid_accuracy_by_epoch": [],
+        "train_seconds": None,
     }
-    report.mkdir(parents=True, exist_ok=True)
-    (report / "spectro.json").write_text(json.dumps(result, indent=1))
-    (report / "metrics.json").write_text(json.dumps(export_report(result), indent=1))
+    result = _compare(data, splits, recs, _keras_predict(model), network)
+    _write(report, result)
     return result
 
 
