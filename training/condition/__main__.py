@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     en.add_argument(
         "--report", type=Path, default=Path("training/reports/condition/experiments/spectro-ensemble")
     )
+    en.add_argument("--version", default="1.1.0", help="the network's version in its report (metrics.json)")
     fu = sub.add_parser(
         "fuse", help="write the fused condition artifact beside an exported spectrogram network"
     )

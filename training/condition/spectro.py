@@ -235,10 +235,10 @@ def _compare(
     }
 
 
-def _write(report: Path, result: dict[str, Any]) -> None:
+def _write(report: Path, result: dict[str, Any], version: str = "1.0.0") -> None:
     report.mkdir(parents=True, exist_ok=True)
     (report / "spectro.json").write_text(json.dumps(result, indent=1))
-    (report / "metrics.json").write_text(json.dumps(export_report(result), indent=1))
+    (report / "metrics.json").write_text(json.dumps(export_report(result, version=version), indent=1))
 
 
 def spectro_experiment(
@@ -300,7 +300,9 @@ def build_ensemble(members: list[Any]) -> Any:
     return keras.Model(inp, out, name="condition_spectrogram_ensemble")
 
 
-def ensemble_experiment(data: Path, members: list[Path], out: Path, report: Path) -> dict[str, Any]:
+def ensemble_experiment(
+    data: Path, members: list[Path], out: Path, report: Path, *, version: str = "1.1.0"
+) -> dict[str, Any]:
     """Average the probabilities of trained spectrogram networks (every member, no choice made),
     save the average as one network, and score it beside the features and fused as
     :func:`spectro_experiment` scores one network."""
@@ -323,12 +325,9 @@ def ensemble_experiment(data: Path, members: list[Path], out: Path, report: Path
         "parameters": int(model.count_params()),
         "members": member_rows,
         "combination": "arithmetic mean of the members' probabilities",
-        "best_epoch": None,
-        "valid_accuracy_by_epoch": [],
-        "train_seconds": None,
     }
     result = _compare(data, splits, recs, _keras_predict(model), network)
-    _write(report, result)
+    _write(report, result, version)
     return result
 
 
@@ -338,17 +337,28 @@ def export_report(result: dict[str, Any], *, version: str = "1.0.0") -> dict[str
     result."""
     net = result["network"]
     alone = result["models"]["spectrogram network"]["calibrated, no prior"]
+    fused = "fused with the condition features by a weight, calibration and healthy prior chosen on valid"
+    if "members" in net:
+        trained: dict[str, Any] = {
+            "members": net["members"],
+            "combination": net["combination"],
+            "selection": "the mean of every member's probabilities (no member chosen); each member the "
+            f"epoch with the best valid accuracy (held-out SoundFont programs); {fused}",
+        }
+    else:
+        trained = {
+            "train_seconds": net["train_seconds"],
+            "epochs_run": len(net["valid_accuracy_by_epoch"]),
+            "best_epoch": net["best_epoch"],
+            "selection": f"epoch with the best valid accuracy (held-out SoundFont programs); {fused}",
+        }
     return {
         "model": "condition-spectrogram",
         "version": version,
         "task": "multiclass",
         "labels": list(CLASSES),
         "parameters": net["parameters"],
-        "train_seconds": net["train_seconds"],
-        "epochs_run": len(net["valid_accuracy_by_epoch"]),
-        "best_epoch": net["best_epoch"],
-        "selection": "epoch with the best valid accuracy (held-out SoundFont programs); fused with the "
-        "condition features by a weight, calibration and healthy prior chosen on valid",
+        **trained,
         "valid": alone["valid"],
         "dev": alone["dev"],
         "test": alone["test"],
