@@ -317,7 +317,7 @@ def ensemble_experiment(
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "condition_spectrogram.keras")
     member_rows = []
-    for m, net in zip(members, nets):
+    for m, net in zip(members, nets, strict=True):
         acc = float(np.mean(_keras_predict(net)(splits["valid"]).argmax(1) == splits["valid"]["y"]))
         member_rows.append({"file": str(m), "valid_accuracy": round(acc, 4)})
     network = {
