@@ -1,4 +1,4 @@
-"""A spectrogram network for the condition classifier (an experiment; nothing here ships yet).
+"""The spectrogram networks fused into the condition classifier (condition 3.0.0 and later).
 
 The 19 condition features summarise a window in numbers; most aged cues are patterns in time
 and frequency (a hum line, hiss between harmonics, beating partials, noisy attacks). This module
@@ -9,7 +9,9 @@ classifier by a log-linear weight:
     p = softmax((a log p_features + (1 - a) log p_spectrogram) / T + c)
 
 ``a``, ``T`` and ``c`` (and the healthy prior, as :func:`training.condition.train.train` chooses
-it) are chosen on valid only; test and dev are scored once.
+it) are chosen on valid only; test and dev are scored once. :func:`ensemble_experiment` averages
+trained networks into one (condition 3.1.0: three seeds); :func:`package_fused` writes the
+shipped artifact.
 """
 
 from __future__ import annotations
@@ -173,8 +175,11 @@ def _scored(
     return out
 
 
-def _training_data(data: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
-    splits = {s: load(data, s) for s in ("train", "valid", "test", "dev")}
+def _training_data(
+    data: Path, names: tuple[str, ...] = ("train", "valid", "test", "dev")
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """The splits ``names`` and the valid/test/dev recordings built with ``--mel``."""
+    splits = {s: load(data, s) for s in names}
     recs = {
         s: load(data, f"{s}_recordings")
         for s in ("valid", "test", "dev")
@@ -312,8 +317,7 @@ def ensemble_experiment(
 
     nets = [keras.saving.load_model(m) for m in members]
     model = build_ensemble(nets)
-    splits, recs = _training_data(data)
-    splits.pop("train")
+    splits, recs = _training_data(data, ("valid", "test", "dev"))  # nothing trains here
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "condition_spectrogram.keras")
     member_rows = []
