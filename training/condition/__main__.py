@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=Path("training/reports/condition/experiments/dev-false-alarms.json")
     )
     sp = sub.add_parser(
-        "spectro", help="experiment: a CNN on the log-mel windows (build --mel) beside the features, fused"
+        "spectro",
+        help="train a CNN on the log-mel windows (build --mel); score it beside the features, fused",
     )
     sp.add_argument("--data", type=Path, default=Path("data/condition"))
     sp.add_argument("--out", type=Path, default=Path("runs/condition_spectro"))
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("--patience", type=int, default=8)
     sp.add_argument("--seed", type=int, default=0)
     en = sub.add_parser(
-        "ensemble", help="experiment: the mean of trained spectrogram networks, scored as spectro scores one"
+        "ensemble", help="the mean of trained spectrogram networks as one, scored as spectro scores one"
     )
     en.add_argument("members", type=Path, nargs="+", help="trained networks (condition_spectrogram.keras)")
     en.add_argument("--data", type=Path, default=Path("data/condition"))
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fu.add_argument(
         "--features-model", type=Path, help="feature classifier artifact (default: the newest shipped)"
     )
-    fu.add_argument("--version", default="3.0.0")
+    fu.add_argument("--version", required=True, help="the fused artifact's version (a new folder)")
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "cmd"}  # the options are named as the parameters
     if args.cmd == "compare":

@@ -110,9 +110,10 @@ def _prior(
 
 
 def _fuse(p_feat: np.ndarray, p_net: np.ndarray, a: float) -> np.ndarray:
-    z = a * np.log(np.maximum(p_feat, 1e-9)) + (1 - a) * np.log(np.maximum(p_net, 1e-9))
-    q = np.exp(z - z.max(1, keepdims=True))
-    return q / q.sum(1, keepdims=True)
+    """The runtime's fusion with weight ``a``, before calibration (T = 1, no offsets)."""
+    from instrunet_condition.classifier import fused_probabilities
+
+    return fused_probabilities(p_feat, p_net, a, 1.0, np.zeros(len(CLASSES)))
 
 
 def _logloss(p: np.ndarray, y: np.ndarray) -> float:
@@ -375,7 +376,7 @@ def package_fused(
     spectrogram: Path,
     *,
     features_model: Path | None = None,
-    version: str = "3.0.0",
+    version: str,
 ) -> dict[str, Any]:
     """Write the fused condition artifact ``<models>/condition/<version>/`` beside the exported
     spectrogram network ``spectrogram`` (``<models>/condition-spectrogram/<v>/``).
