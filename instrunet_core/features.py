@@ -694,6 +694,9 @@ class WindowStream:
             if j * self._H - self._pad + fe.n_fft > self._win and j not in self._left
         ]
         self._inner = (len(self._left), self._F - len(self._right))  # [lo, hi) shared frames
+        #: What a second reading with other phases needs, kept from this one
+        #: (:class:`instrunet_core.refine.EvidenceStore`, which fills it); ``None`` unless asked for.
+        self.keeper: Any = None
         self.reset()
 
     def reset(self) -> None:
@@ -712,6 +715,8 @@ class WindowStream:
         # kept until the caller forgets it (forget_levels), the time axis of a timeline.
         self._levels = _Tape((), base=0, dtype=np.float32)
         self.sounding_samples = 0
+        if self.keeper is not None:
+            self.keeper.clear()
 
     # ------------------------------------------------------------------ input
     def push(self, y: np.ndarray) -> None:
@@ -727,6 +732,8 @@ class WindowStream:
             )
             ms = _mean_square(seg)
             self._block_ms.append(ms)
+            if self.keeper is not None:
+                self.keeper.add_blocks(ms)
             db = _ms_db(ms)
             self._levels.append(db.astype(np.float32))
             self.sounding_samples += _EV_BLOCK * int(np.count_nonzero(db >= SILENCE_DB))
@@ -736,7 +743,10 @@ class WindowStream:
         """The stream has ended: count the last, partial evidence block."""
         if self._ev_pos < self.total:
             seg = self._audio.view(self._ev_pos, self.total)
-            db = _ms_db(_mean_square(seg[None, :])[0])
+            tail = _mean_square(seg[None, :])[0]
+            if self.keeper is not None:
+                self.keeper.add_tail(float(tail))
+            db = _ms_db(tail)
             self._levels.append(np.array([db], dtype=np.float32))
             if db >= SILENCE_DB:
                 self.sounding_samples += seg.shape[0]
@@ -820,7 +830,10 @@ class WindowStream:
         else:
             self._frames.drop_before(first_frame)
         keep_from = min(s_next - self._pad, self._frames.end * self._H - self._pad, self._ev_pos)
-        self._audio.drop_before(max(self._audio.base, min(keep_from, self._audio.end)))
+        keep_from = max(self._audio.base, min(keep_from, self._audio.end))
+        if self.keeper is not None:
+            self.keeper.collect(self, drop_before=keep_from)
+        self._audio.drop_before(keep_from)
 
     def levels(self, ready: Ready) -> np.ndarray:
         """Level (dBFS) of the real samples of each window in ``ready``: the RMS of its sound, the
@@ -855,7 +868,10 @@ class WindowStream:
         first, last = self._frame_range(ready)
         if self._frames.end < first:  # hop longer than a window: skip the unused frames
             self._frames.restart(first)
-        self._frames.append(self._frames_db(self._frames.end, last, self._audio.view))
+        new = self._frames_db(self._frames.end, last, self._audio.view)
+        if self.keeper is not None:
+            self.keeper.put_frames(self._frames.end, new)
+        self._frames.append(new)
         return self._features(ready, self._frames.view, self._audio.view)
 
     def windows(self, ready: Ready) -> np.ndarray:
@@ -881,9 +897,13 @@ class WindowStream:
         if not self._share:
             return lambda: self._windows(ready, audio_view)
 
+        keeper = self.keeper
+
         def job() -> np.ndarray:
             first, last = self._frame_range(ready)
             frames = self._frames_db(first, last, audio_view)
+            if keeper is not None:
+                keeper.put_frames(first, frames)
             return self._features(ready, lambda a, b: frames[a - first : b - first], audio_view)
 
         return job
@@ -926,25 +946,97 @@ class WindowStream:
         -------
         np.ndarray [shape=(B, n_mels, frames), dtype=float32]
         """
+        return self.assemble(ready, frames_view, self.edge_db(ready, audio_view))
+
+    @property
+    def edge_frames(self) -> list[int]:
+        """The frames of a window that see its own zero padding (recomputed per window): the
+        :attr:`left_edge_frames`, then the :attr:`right_edge_frames`."""
+        return self._left + self._right
+
+    @property
+    def left_edge_frames(self) -> list[int]:
+        """The edge frames at a window's start."""
+        return list(self._left)
+
+    @property
+    def right_edge_frames(self) -> list[int]:
+        """The edge frames at a window's end."""
+        return list(self._right)
+
+    @property
+    def inner_frames(self) -> tuple[int, int]:
+        """A window's frames ``[lo, hi)`` that it shares with the stream's other windows."""
+        return self._inner
+
+    @property
+    def next_window(self) -> int:
+        """The first window not taken yet."""
+        return self._next_win
+
+    @property
+    def held_from(self) -> int:
+        """The oldest sample the stream still holds."""
+        return self._audio.base
+
+    def samples(self, a: int, b: int) -> np.ndarray:
+        """Samples ``[a, b)`` the stream holds (zeros past its end once it has ended)."""
+        return self._audio.view(a, b)
+
+    def frames_db(self, f0: int, f1: int) -> np.ndarray:
+        """dB mel of global frames ``[f0, f1)`` from the audio the stream holds.
+
+        Returns
+        -------
+        np.ndarray [shape=(f1 - f0, n_mels), dtype=float32]
+        """
+        return self._frames_db(f0, f1, self._audio.view)
+
+    def edge_region(self, k: int, j: int) -> tuple[int, int]:
+        """Samples ``[a, b)`` of window ``k`` that its edge frame ``j`` reads (within the window)."""
+        s = self.start(k)
+        a = s + j * self._H - self._pad
+        return max(a, s), min(a + self.fe.n_fft, s + self._win)
+
+    def edge_db(self, ready: Ready, audio_view: _View, edges: Sequence[int] | None = None) -> np.ndarray:
+        """dB mel of the edge frames (default :attr:`edge_frames`) of the windows in ``ready``,
+        each with the window's own zero padding.
+
+        Returns
+        -------
+        np.ndarray [shape=(B, len(edges), n_mels), dtype=float32]
+        """
         fe = self.fe
-        lo, hi = self._inner
-        # 1. Edge frames: recomputed with the window's own zero padding.
-        edges = self._left + self._right
+        edges = self.edge_frames if edges is None else list(edges)
         B = len(ready)
-        X = np.empty((B, self._F, fe.n_mels), dtype=np.float32)
+        if not edges:
+            return np.zeros((B, 0, fe.n_mels), dtype=np.float32)
         edge_frames = np.zeros((B, len(edges), fe.n_fft), dtype=np.float32)
         for b, (k, _n) in enumerate(ready):
-            s = self.start(k)
-            g = self.start_frame(k)
-            X[b, lo:hi] = frames_view(g + lo, g + hi)
             for e, j in enumerate(edges):
-                a = s + j * self._H - self._pad
-                a0, b0 = max(a, s), min(a + fe.n_fft, s + self._win)
+                a = self.start(k) + j * self._H - self._pad
+                a0, b0 = self.edge_region(k, j)
                 if b0 > a0:
                     edge_frames[b, e, a0 - a : b0 - a] = audio_view(a0, b0)
+        return _to_db(_power_mel(edge_frames, fe)).swapaxes(-1, -2)
+
+    def assemble(self, ready: Ready, frames_view: _View, edge_db: np.ndarray) -> np.ndarray:
+        """Model input of the windows in ``ready`` from their shared dB frames and their edge
+        frames' dB mel (:meth:`edge_db`), scaled per window as :func:`batch_features` does.
+
+        Returns
+        -------
+        np.ndarray [shape=(B, n_mels, frames), dtype=float32]
+        """
+        fe = self.fe
+        lo, hi = self._inner
+        X = np.empty((len(ready), self._F, fe.n_mels), dtype=np.float32)
+        for b, (k, _n) in enumerate(ready):
+            g = self.start_frame(k)
+            X[b, lo:hi] = frames_view(g + lo, g + hi)
+        edges = self.edge_frames
         if edges:
-            X[:, edges] = _to_db(_power_mel(edge_frames, fe)).swapaxes(-1, -2)
-        # 2. Per-window dB scaling, as batch_features does.
+            X[:, edges] = edge_db
         return np.ascontiguousarray(_scale_to_unit(X, fe).swapaxes(1, 2))
 
 

@@ -38,7 +38,7 @@ from .hookspecs import BlockListener
 from .inputs import block_to_mono, check_count, check_sample_rate, check_threads, resampler
 from .model import Model, ModelOutputs, ModelSpec, open_model
 from .output import model_info
-from .refine import read_evidence
+from .refine import EvidenceStore, grid_phases, read_evidence, read_kept
 from .registry import Registry
 from .scheduler import BatchPipeline, StreamOwner, default_workers, job_of
 from .session import RuntimeOptions
@@ -307,13 +307,20 @@ class Classifier:
                 return []
             if self._rs is not None:
                 self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            if self._stream.keeper is not None:
+                self._stream.keeper.end(self._stream)
             self._finished = True
             out = self._emit(final=True)
             self._stream.finish()
             return out
 
     def classify(
-        self, audio: AudioSource, sample_rate: int | None = None, *, listener: BlockListener | None = None
+        self,
+        audio: AudioSource,
+        sample_rate: int | None = None,
+        *,
+        listener: BlockListener | None = None,
+        keep_evidence: bool = False,
     ) -> list[WindowResult]:
         """Reset, feed a whole source (file, file object or array) block by block, and flush.
 
@@ -327,6 +334,12 @@ class Classifier:
             (mono float32 at :attr:`model`'s front-end rate; ``start``: its first sample's index)
             and ``listener.windows(results)`` with the windows as they are classified. This is
             how :func:`analyze` runs streaming analyzers without decoding the source again.
+        keep_evidence : bool
+            Keep what :meth:`refine` needs from this reading (an
+            :class:`~instrunet_core.refine.EvidenceStore`: the shared STFT frames and the like,
+            at most :data:`~instrunet_core.refine.EVIDENCE_STORE_MAX_BYTES`, about 24 minutes of
+            audio), so that it does not decode, resample and transform the source again; a
+            longer source is read again as without it.
 
         Returns
         -------
@@ -340,6 +353,7 @@ class Classifier:
             Another thread is feeding this classifier.
         """
         with self._owner.feeding("classify"):
+            self._stream.keeper = self._evidence_store() if keep_evidence else None
             self._reset()
             try:
                 blocks = iter_blocks(
@@ -447,6 +461,21 @@ class Classifier:
             if isinstance(audio, np.ndarray):
                 sample_rate = check_sample_rate(sample_rate, what=source_name(audio))
             self._log.evidence = []  # doubt is judged on the hop's own windows
+            store = self._stream.keeper
+            kept = None
+            if store is not None:
+                kept = read_kept(
+                    store,
+                    self._activity(),
+                    log=self._log,
+                    grid=self._stream,
+                    batch_size=self.batch_size,
+                    run=self._run,
+                    pipe=self._pipe if self.pipeline else None,
+                )
+            if kept is not None:
+                self._log.evidence = kept
+                return len(kept)
             self._log.evidence = read_evidence(
                 audio,
                 sample_rate,
@@ -461,6 +490,18 @@ class Classifier:
             return len(self._log.evidence)
 
     # ------------------------------------------------------------------ internals
+    def _evidence_store(self) -> EvidenceStore | None:
+        """The stream's evidence store (the one it had, or a new one); ``None`` where
+        :meth:`refine` has nothing to add, the model takes audio, or the hop leaves frames between
+        windows that no window of the first reading computes."""
+        grid = self._stream
+        lo, hi = grid.inner_frames
+        phases = grid_phases(grid)
+        if self._waveform or not phases or grid.hop_frames > hi - lo:
+            return None
+        kept = grid.keeper
+        return kept if isinstance(kept, EvidenceStore) else EvidenceStore(grid, phases)
+
     def _emit(
         self, *, final: bool, whole_batches: bool = False, pipelined: bool = False
     ) -> list[WindowResult]:

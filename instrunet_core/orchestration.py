@@ -135,7 +135,7 @@ def analyze(
             expected_duration=_expected_duration(src, sample_rate),
         )
         feed = reg.open_streams(context, names=names)
-    clf.classify(src, sample_rate, listener=feed if feed else None)
+    clf.classify(src, sample_rate, listener=feed if feed else None, keep_evidence=refine)
     if refine:
         if progress is not None:
             progress("refine", 0.0)

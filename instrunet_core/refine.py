@@ -12,19 +12,27 @@ source past the last doubtful stretch never decoded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .analysis import WindowResult
 from .audio import DECODE_BLOCK_SECONDS, AudioSource, _rewind, iter_blocks
-from .features import Ready, WindowStream
+from .features import _EV_BLOCK, Ready, WindowStream, _ms_db
 from .model import ModelOutputs
 from .scheduler import BatchPipeline, job_of
 from .timeline import EVIDENCE_HOP, Activity, doubtful_spans
 from .windowlog import WindowLog
 
-__all__ = ["evidence_phases", "read_evidence"]
+__all__ = ["EVIDENCE_STORE_MAX_BYTES", "EvidenceStore", "evidence_phases", "read_evidence", "read_kept"]
+
+#: Most bytes an :class:`EvidenceStore` holds (dB mel frames, edge frames, block powers): about
+#: 24 minutes of audio at the default front end. Past it the store is dropped, and
+#: :meth:`~instrunet_core.inference.Classifier.refine` reads the source again as without one.
+EVIDENCE_STORE_MAX_BYTES = 32 * 2**20
+_CHUNK = 4096  # frames per chunk of an EvidenceStore
 
 
 def evidence_phases(
@@ -44,6 +52,248 @@ def evidence_phases(
     """
     n = max(0, int(round(hop_frames * frame_seconds / spacing)) - 1)
     return tuple(sorted({round(i * hop_frames / (n + 1)) for i in range(1, n + 1)} - {0, hop_frames}))
+
+
+class EvidenceStore:
+    """What :func:`read_evidence` would compute from a second reading of the source, kept from
+    the first: every dB mel frame the classifier's windows share, the edge frames of every
+    evidence window (each with the window's own zero padding, computed from the audio while the
+    stream still holds it), the power of every 512-sample evidence block, and the last, partial
+    block's. :func:`read_kept` makes the evidence windows' features and levels from them without
+    decoding, resampling or transforming anything again: the same windows, the same values
+    (within float32 rounding, as between any two batchings of the stream).
+
+    The stream fills it (:attr:`WindowStream.keeper <instrunet_core.features.WindowStream>`):
+    frames from whichever thread computed them, the rest from the feeding thread. It is bounded
+    by ``max_bytes``: past that it drops everything it holds (:attr:`ok` becomes False, with the
+    :attr:`reason`), and so it does when audio it needs left the stream before it took it (a hop
+    longer than a window); refine then reads the source again.
+
+    Parameters
+    ----------
+    stream : WindowStream
+        The first reading's stream (its front end and hop).
+    phases : sequence of int
+        The evidence windows' phases (:func:`evidence_phases`).
+    max_bytes : int
+        Most bytes held (default :data:`EVIDENCE_STORE_MAX_BYTES`).
+    """
+
+    def __init__(self, stream: WindowStream, phases: Sequence[int], *, max_bytes: int | None = None) -> None:
+        fe = stream.fe
+        #: The evidence windows' grid (only its window arithmetic is used: it holds no audio).
+        self.grid = WindowStream(fe, stream.hop_samples / fe.sample_rate, phases=phases)
+        self.max_bytes = int(EVIDENCE_STORE_MAX_BYTES if max_bytes is None else max_bytes)
+        self._n_mels = fe.n_mels
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything (a new stream)."""
+        with self._lock:
+            self._chunks: dict[int, np.ndarray] = {}
+            self._filled: dict[int, np.ndarray] = {}
+            self._nbytes = 0
+            #: False once the store was dropped (:attr:`reason` says why).
+            self.ok = True
+            self.reason = ""
+        self._edges: dict[int, np.ndarray] = {}
+        self._left_next = 0  # the first evidence window whose left edge frames are still due
+        self._right_next = 0  # ... whose right edge frames are still due
+        self._blocks: list[np.ndarray] = []
+        self._tail: float | None = None
+        #: Samples in the stream once its input has ended (:meth:`end`), else ``None``.
+        self.total: int | None = None
+
+    # ------------------------------------------------------------------ filling
+    def _drop(self, reason: str) -> None:
+        with self._lock:
+            if self.ok:
+                self.ok, self.reason = False, reason
+            self._chunks, self._filled = {}, {}
+        self._edges, self._blocks = {}, []
+
+    def _grow(self, nbytes: int) -> bool:
+        """Count ``nbytes`` more (under the lock); False, with everything dropped, past the bound."""
+        self._nbytes += nbytes
+        if self._nbytes <= self.max_bytes:
+            return True
+        self.ok, self.reason = False, f"more than {self.max_bytes} bytes to keep"
+        self._chunks, self._filled = {}, {}
+        return False
+
+    def put_frames(self, first: int, frames: np.ndarray) -> None:
+        """dB mel frames ``[first, first + len(frames))`` (any thread)."""
+        f1 = first + frames.shape[0]
+        if f1 <= first:
+            return
+        with self._lock:
+            if not self.ok:
+                return
+            for c in range(first // _CHUNK, (f1 - 1) // _CHUNK + 1):
+                chunk = self._chunks.get(c)
+                if chunk is None:
+                    if not self._grow(_CHUNK * self._n_mels * 4):
+                        return
+                    chunk = self._chunks[c] = np.empty((_CHUNK, self._n_mels), dtype=np.float32)
+                    self._filled[c] = np.zeros(_CHUNK, dtype=bool)
+                a, b = max(first, c * _CHUNK), min(f1, (c + 1) * _CHUNK)
+                chunk[a - c * _CHUNK : b - c * _CHUNK] = frames[a - first : b - first]
+                self._filled[c][a - c * _CHUNK : b - c * _CHUNK] = True
+
+    def add_blocks(self, ms: np.ndarray) -> None:
+        """The next evidence blocks' powers (the feeding thread)."""
+        if self.ok:
+            with self._lock:
+                grown = self._grow(ms.nbytes)
+            if grown:
+                self._blocks.append(np.array(ms, dtype=np.float64))
+            else:
+                self._drop(self.reason)
+
+    def add_tail(self, ms: float) -> None:
+        """The power of the last, partial evidence block (the stream has ended)."""
+        self._tail = float(ms)
+
+    def collect(self, stream: WindowStream, *, drop_before: int) -> None:
+        """Take the edge frames whose audio the stream holds now, before it forgets the samples
+        before ``drop_before`` (the feeding thread, from :meth:`WindowStream.advance`)."""
+        if not self.ok:
+            self._edges, self._blocks = {}, []
+            return
+        self._take_edges(stream, final=False)
+        g = self.grid
+        lost = [
+            k
+            for k, side in ((self._left_next, g.left_edge_frames), (self._right_next, g.right_edge_frames))
+            if side and g.edge_region(k, side[0])[0] < drop_before
+        ]
+        if lost:
+            self._drop(f"the audio of evidence window {lost[0]} left the stream before its edges were taken")
+
+    def end(self, stream: WindowStream) -> None:
+        """The input has ended (before the stream's last windows are taken): take the edge frames
+        of the remaining evidence windows (zero-padded past the end) and the frames past the
+        classifier's last window that the evidence windows need."""
+        self.total = stream.total
+        if not self.ok:
+            return
+        wins = self.windows()
+        if not wins:
+            return
+        self._take_edges(stream, final=True)
+        if not self.ok:
+            return
+        lo, hi = self.grid.inner_frames
+        need = max(self.grid.start_frame(k) + hi for k, _ in wins)
+        have = stream.start_frame(stream.next_window) + lo
+        if need > have:
+            if have * self.grid.fe.hop_length - self.grid.fe.n_fft // 2 < stream.held_from:
+                self._drop("the audio past the classifier's last window left the stream")
+                return
+            self.put_frames(have, stream.frames_db(have, need))
+
+    def _take_edges(self, stream: WindowStream, *, final: bool) -> None:
+        """Edge frames of the evidence windows whose audio is in: each side (the left edge frames,
+        then the right) as soon as the samples it reads are; at the end, all that remain."""
+        g = self.grid
+        for side, attr in ((g.left_edge_frames, "_left_next"), (g.right_edge_frames, "_right_next")):
+            if not side:
+                continue
+            k = getattr(self, attr)
+            if final:
+                due = [(j, n) for j, n in self.windows() if j >= k]
+            else:
+                due = []
+                while max(g.edge_region(k, j)[1] for j in side) <= stream.total:
+                    due.append((k, g.fe.window_samples))
+                    k += 1
+            if not due:
+                continue
+            if g.edge_region(due[0][0], side[0])[0] < stream.held_from:
+                self._drop(
+                    f"the audio of evidence window {due[0][0]} left the stream before its edges were taken"
+                )
+                return
+            db = g.edge_db(due, stream.samples, side)
+            with self._lock:
+                grown = self._grow(db.nbytes)
+            if not grown:
+                self._drop(self.reason)
+                return
+            n = len(g.edge_frames)
+            at = slice(0, len(side)) if side == g.left_edge_frames else slice(n - len(side), n)
+            for (j, _), rows in zip(due, db, strict=True):
+                self._edges.setdefault(j, np.empty((n, self._n_mels), dtype=np.float32))[at] = rows
+            setattr(self, attr, due[-1][0] + 1)
+
+    # ------------------------------------------------------------------ reading
+    def windows(self) -> Ready:
+        """Every evidence window of the ended stream, as a second reading's ``ready`` would
+        give them: the full ones, then one zero-padded window for the audio after them."""
+        if self.total is None:
+            raise AssertionError("internal: the stream has not ended")
+        g, total, win = self.grid, self.total, self.grid.fe.window_samples
+        out: Ready = []
+        covered = -1
+        k = 0
+        while True:
+            s = g.start(k)
+            if s + win <= total:
+                out.append((k, win))
+                covered = s + win
+            else:
+                if s < total and covered < total:
+                    out.append((k, total - s))
+                break
+            k += 1
+        return out
+
+    def complete(self, wanted: Ready) -> bool:
+        """Whether the store holds everything the windows ``wanted`` need."""
+        if not self.ok or self.total is None:
+            return False
+        lo, hi = self.grid.inner_frames
+        with self._lock:
+            for k, _ in wanted:
+                if k not in self._edges:
+                    return False
+                f0 = self.grid.start_frame(k) + lo
+                f1 = f0 + hi - lo
+                for c in range(f0 // _CHUNK, (f1 - 1) // _CHUNK + 1):
+                    filled = self._filled.get(c)
+                    a, b = max(f0, c * _CHUNK), min(f1, (c + 1) * _CHUNK)
+                    if filled is None or not filled[a - c * _CHUNK : b - c * _CHUNK].all():
+                        return False
+        return True
+
+    def _frames(self, a: int, b: int) -> np.ndarray:
+        out = np.empty((b - a, self._n_mels), dtype=np.float32)
+        for c in range(a // _CHUNK, (b - 1) // _CHUNK + 1):
+            x, y = max(a, c * _CHUNK), min(b, (c + 1) * _CHUNK)
+            out[x - a : y - a] = self._chunks[c][x - c * _CHUNK : y - c * _CHUNK]
+        return out
+
+    def features(self, ready: Ready) -> np.ndarray:
+        """Model input of the evidence windows in ``ready`` (any thread, once :meth:`complete`)."""
+        edges = np.stack([self._edges[k] for k, _ in ready])
+        return self.grid.assemble(ready, self._frames, edges)
+
+    def levels(self, ready: Ready) -> np.ndarray:
+        """Level (dBFS) of each evidence window in ``ready``, as :meth:`WindowStream.levels`
+        measures it: the mean of its blocks' powers (the last, partial block weighted by its
+        samples)."""
+        ms = np.concatenate(self._blocks) if self._blocks else np.zeros(0)
+        out = np.empty(len(ready), dtype=np.float64)
+        for i, (k, n) in enumerate(ready):
+            first = self.grid.start(k) // _EV_BLOCK
+            whole, rest = divmod(n, _EV_BLOCK)
+            if rest == 0:
+                p = float(np.mean(ms[first : first + whole]))
+            else:
+                p = (float(np.sum(ms[first : first + whole])) * _EV_BLOCK + (self._tail or 0.0) * rest) / n
+            out[i] = _ms_db(p)
+        return out
 
 
 def read_evidence(
@@ -89,26 +339,17 @@ def read_evidence(
         In time order; empty when nothing is in doubt or the hop leaves no room between windows.
     """
     fe = grid.fe
-    phases = evidence_phases(grid.hop_frames, frame_seconds=fe.hop_length / fe.sample_rate)
-    if not phases or not log.windows:
-        return []
-    probs, _, silent, other = log.arrays()
-    spans = doubtful_spans(
-        act, log.centres(), probs, silent, spacing=grid.hop_samples / fe.sample_rate, other=other
-    )
+    phases = grid_phases(grid)
+    spans = _spans(act, log, grid) if phases else None
     if not spans:
         return []
     sr = fe.sample_rate
     stream = WindowStream(fe, grid.hop_samples / sr, share_frames=not waveform, phases=phases)
-    lo = np.array([a for a, _ in spans])
     hi = np.array([b for _, b in spans])
     added: list[WindowResult] = []
 
     def wanted(ready: Ready) -> Ready:
-        c = np.array([(stream.start(k) + n / 2) / sr for k, n in ready])
-        i = np.searchsorted(lo, c, side="right") - 1
-        keep = (i >= 0) & (c <= hi[np.maximum(i, 0)])
-        return [w for w, ok in zip(ready, keep, strict=True) if ok]
+        return _wanted(stream, ready, spans)
 
     def take(final: bool) -> None:
         while ready := stream.ready(batch_size, final=final):
@@ -137,6 +378,77 @@ def read_evidence(
             take(final=True)
         if pipe is not None:
             added.extend(log.results_of(stream, pipe.drain()))
+    finally:
+        if pipe is not None:
+            pipe.clear()
+    return sorted(added, key=lambda w: w.start)
+
+
+def grid_phases(grid: WindowStream) -> tuple[int, ...]:
+    """The evidence phases (:func:`evidence_phases`) of a stream's grid."""
+    fe = grid.fe
+    return evidence_phases(grid.hop_frames, frame_seconds=fe.hop_length / fe.sample_rate)
+
+
+def _spans(act: Activity, log: WindowLog, grid: WindowStream) -> list[list[float]]:
+    """The doubtful stretches (seconds) of a classified stream."""
+    if not log.windows:
+        return []
+    probs, _, silent, other = log.arrays()
+    return doubtful_spans(
+        act, log.centres(), probs, silent, spacing=grid.hop_samples / grid.fe.sample_rate, other=other
+    )
+
+
+def _wanted(grid: WindowStream, ready: Ready, spans: Sequence[Sequence[float]]) -> Ready:
+    """The windows of ``ready`` (windows of ``grid``) whose centre lies in a doubtful stretch."""
+    if not ready:
+        return []
+    lo = np.array([a for a, _ in spans])
+    hi = np.array([b for _, b in spans])
+    sr = grid.fe.sample_rate
+    c = np.array([(grid.start(k) + n / 2) / sr for k, n in ready])
+    i = np.searchsorted(lo, c, side="right") - 1
+    keep = (i >= 0) & (c <= hi[np.maximum(i, 0)])
+    return [w for w, ok in zip(ready, keep, strict=True) if ok]
+
+
+def read_kept(
+    store: EvidenceStore,
+    act: Activity,
+    *,
+    log: WindowLog,
+    grid: WindowStream,
+    batch_size: int,
+    run: Callable[[np.ndarray], ModelOutputs],
+    pipe: BatchPipeline[ModelOutputs] | None = None,
+) -> list[WindowResult] | None:
+    """The windows :func:`read_evidence` would add, made from an :class:`EvidenceStore` of the
+    first reading instead of the source: ``None`` when the store lacks what they need (it was
+    dropped), and the source must be read again.
+
+    Parameters are those of :func:`read_evidence` (but the source); the wanted windows run
+    ``batch_size`` at a time, on the worker threads when ``pipe`` is given.
+    """
+    spans = _spans(act, log, grid) if grid_phases(grid) else None
+    if not spans:
+        return []
+    ev = store.grid
+    sel = _wanted(ev, store.windows() if store.total is not None else [], spans)
+    if not store.complete(sel):
+        return None
+    added: list[WindowResult] = []
+    try:
+        for i in range(0, len(sel), batch_size):
+            batch = sel[i : i + batch_size]
+            rms = store.levels(batch)
+            if pipe is not None:
+                job = job_of(functools.partial(store.features, batch), run)
+                added.extend(log.results_of(ev, pipe.submit(job, (batch, rms))))
+            else:
+                added.extend(log.results_of(ev, [((batch, rms), run(store.features(batch)))]))
+        if pipe is not None:
+            added.extend(log.results_of(ev, pipe.drain()))
     finally:
         if pipe is not None:
             pipe.clear()

@@ -15,7 +15,7 @@ from conftest import SR, tone
 import instrunet_core
 from instrunet_core import Classifier, WindowResult
 from instrunet_core.audio import load_audio
-from instrunet_core.errors import InputError, ModelError
+from instrunet_core.errors import DecodeError, InputError, ModelError
 from instrunet_core.features import batch_features
 from instrunet_core.model import Model
 
@@ -439,3 +439,69 @@ def test_refine_on_worker_threads_reads_the_same_evidence(family) -> None:
     (n0, a0, e0), (n1, a1, e1) = runs
     assert n0 == n1 == e0 == e1 > 0
     np.testing.assert_array_equal(a0.probability, a1.probability)
+
+
+def _evidence(clf: Classifier) -> list[tuple[float, int, float, np.ndarray]]:
+    return [(w.start, w.n_samples, w.rms_db, w.probabilities) for w in clf._log.evidence]
+
+
+def _same_evidence(a: list, b: list) -> None:
+    assert [(s, n) for s, n, _, _ in a] == [(s, n) for s, n, _, _ in b]
+    for (_, _, r0, p0), (_, _, r1, p1) in zip(a, b, strict=True):
+        assert abs(r0 - r1) < 1e-6
+        np.testing.assert_allclose(p0, p1, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "hop", "pipeline"),
+    [
+        (40.3, None, True),
+        (40.3, None, False),
+        (7.77, None, True),
+        (4.4, None, True),
+        (40.3, 2.0, True),
+        (40.3, 1.0, True),
+    ],
+)
+def test_refine_reads_the_evidence_from_what_classify_kept(family, seconds, hop, pipeline) -> None:
+    """``classify(keep_evidence=True)`` keeps the frames, edge frames and block powers the
+    evidence windows need: ``refine`` then reads nothing (here: a path that does not exist) and
+    adds the same windows, with the same levels and probabilities, as reading the source again
+    (lengths that end in a padded evidence window or in none, other hops, with and without the
+    worker threads)."""
+    y0, sr = sf.read(EXAMPLES / "ensemble.flac", dtype="float32", always_2d=True)
+    y = np.resize(y0, (int(seconds * sr), y0.shape[1]))
+    again = Classifier(family, hop=hop, pipeline=pipeline)
+    again.classify(y, sr)
+    n = again.refine(y, sr)
+    kept = Classifier(family, hop=hop, pipeline=pipeline)
+    kept.classify(y, sr, keep_evidence=True)
+    assert kept.refine("no/such/file.wav") == n > 0
+    _same_evidence(_evidence(again), _evidence(kept))
+    np.testing.assert_allclose(again.activity().probability, kept.activity().probability, atol=1e-6)
+    assert [i.label for i in again.analysis().instruments] == [i.label for i in kept.analysis().instruments]
+
+
+def test_an_evidence_store_past_its_bound_is_dropped_and_refine_reads_again(family, monkeypatch) -> None:
+    """Past :data:`EVIDENCE_STORE_MAX_BYTES` the store drops what it holds and says why; refine
+    reads the source again, to the same evidence. A hop longer than a window keeps no store."""
+    from instrunet_core import refine
+
+    y0, sr = sf.read(EXAMPLES / "ensemble.flac", dtype="float32", always_2d=True)
+    y = np.resize(y0, (int(40.3 * sr), y0.shape[1]))
+    ref = Classifier(family)
+    ref.classify(y, sr, keep_evidence=True)
+    ref.refine(y, sr)
+    monkeypatch.setattr(refine, "EVIDENCE_STORE_MAX_BYTES", 2**20)
+    clf = Classifier(family)
+    clf.classify(y, sr, keep_evidence=True)
+    store = clf._stream.keeper
+    assert isinstance(store, refine.EvidenceStore)
+    assert not store.ok and "bytes" in store.reason and not store._chunks
+    with pytest.raises(DecodeError, match="no/such/file"):
+        clf.refine("no/such/file.wav")
+    assert clf.refine(y, sr) > 0
+    _same_evidence(_evidence(ref), _evidence(clf))
+    long_hop = Classifier(family, hop=3.5)
+    long_hop.classify(y, sr, keep_evidence=True)
+    assert long_hop._stream.keeper is None and long_hop.refine(y, sr) > 0
