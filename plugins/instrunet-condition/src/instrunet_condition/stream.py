@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from instrunet_core._threads import blas_limited
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.features import SILENCE_DB
 
@@ -166,7 +168,11 @@ class ConditionStream:
             "lost": 0,
         }
         self._label_skips: dict[str, dict[str, int]] = {}
-        self.sampled: list[_Window] = []
+        self._sampled: list[_Window] = []
+        # Sampled windows are judged on one thread of the analyzer's own while the pass goes on
+        # (their features and network do not change what is sampled); finish() waits for them.
+        self._pool: ThreadPoolExecutor | None = None
+        self._judging: list[tuple[_Window, Future[tuple[dict[str, float] | None, np.ndarray | None]]]] = []
         self.peak_buffer_seconds = 0.0
         # A fused model's spectrogram network, used when it reads windows at this rate.
         net = getattr(self.model, "spectrogram", None)
@@ -254,11 +260,35 @@ class ConditionStream:
             self.labels[int(np.argmax(p))] if p.size == len(self.labels) and w.label != OTHER_LABEL else None
         )
         win = _Window(int(w.index), float(w.start), float(w.end), weight, present, leading)
-        win.features = condition_features(y, sr=self.sr)
-        if win.features is not None:
-            if self._net is not None:
-                win.spectrogram = self._net.predict_windows(y[None, :])[0]
-            self.sampled.append(win)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="instrunet-condition")
+        self._judging.append((win, self._pool.submit(self._judge, y)))
+
+    def _judge(self, y: np.ndarray) -> tuple[dict[str, float] | None, np.ndarray | None]:
+        """A sampled window's features and network probabilities (on the analyzer's thread)."""
+        with blas_limited():
+            feats = condition_features(y, sr=self.sr)
+            if feats is None or self._net is None:
+                return feats, None
+            return feats, self._net.predict_windows(y[None, :])[0]
+
+    @property
+    def sampled(self) -> list[_Window]:
+        """The sampled windows judged so far, in order (waits for those still being judged)."""
+        try:
+            for win, fut in self._judging:
+                win.features, win.spectrogram = fut.result()
+                if win.features is not None:
+                    self._sampled.append(win)
+        finally:
+            self._judging = []
+        return self._sampled
+
+    def close(self) -> None:
+        """Stop the analyzer's thread (after :meth:`finish`, or when the analysis is abandoned)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def _skip(self, why: str, present: tuple[str, ...]) -> None:
         self.skipped[why] += 1
@@ -296,8 +326,12 @@ class ConditionStream:
 
     def finish(self, context: Any) -> dict[str, Any]:
         """The output contract of :mod:`instrunet_condition`."""
+        try:
+            sampled = self.sampled
+        finally:
+            self.close()
         m = self.model
-        whole = self._verdict(self.sampled) if self.sampled else unknown(self._why_not())
+        whole = self._verdict(sampled) if sampled else unknown(self._why_not())
         per: dict[str, Any] = {}
         for inst in getattr(context, "instruments", None) or []:
             ranges = [tuple(r) for r in inst.ranges]
@@ -306,7 +340,7 @@ class ConditionStream:
                 # the window shares at least MIN_SOUND_SECONDS with the instrument's ranges
                 return sum(max(0.0, min(w.end, b) - max(w.start, a)) for a, b in ranges) >= MIN_SOUND_SECONDS
 
-            mine = [w for w in self.sampled if inst.label in w.present and inside(w)]
+            mine = [w for w in sampled if inst.label in w.present and inside(w)]
             v = (
                 self._verdict(mine, family=inst.label)
                 if mine
@@ -336,7 +370,7 @@ class ConditionStream:
             "seconds": whole["seconds"],
             "sampling": {
                 "windows": self.windows_seen,
-                "judged": len(self.sampled),
+                "judged": len(sampled),
                 "stride": self.stride,
                 "skipped": dict(self.skipped),
                 "buffer_seconds": round(self.peak_buffer_seconds, 2),
