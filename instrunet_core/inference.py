@@ -337,7 +337,7 @@ class Classifier:
         keep_evidence : bool
             Keep what :meth:`refine` needs from this reading (an
             :class:`~instrunet_core.refine.EvidenceStore`: the shared STFT frames and the like,
-            at most :data:`~instrunet_core.refine.EVIDENCE_STORE_MAX_BYTES`, about 24 minutes of
+            at most :data:`~instrunet_core.refine.EVIDENCE_STORE_MAX_BYTES`, about 20 minutes of
             audio), so that it does not decode, resample and transform the source again; a
             longer source is read again as without it.
 
@@ -488,6 +488,13 @@ class Classifier:
                 pipe=self._pipe if self.pipeline else None,
             )
             return len(self._log.evidence)
+
+    def keeps_evidence(self, seconds: float) -> bool:
+        """Whether ``classify(keep_evidence=True)`` of a source of ``seconds`` keeps what
+        :meth:`refine` needs (within :data:`~instrunet_core.refine.EVIDENCE_STORE_MAX_BYTES`;
+        never for a waveform-input model or a hop that leaves nothing to refine)."""
+        store = self._evidence_store()
+        return store is not None and store.nbytes_for(seconds) <= store.max_bytes
 
     # ------------------------------------------------------------------ internals
     def _evidence_store(self) -> EvidenceStore | None:

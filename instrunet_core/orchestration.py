@@ -121,6 +121,7 @@ def analyze(
     reg = registry or get_registry()
     names = _analyzer_names(reg, analyzers)
     src = rereadable_source(source)
+    expected = _expected_duration(src, sample_rate)
     context = None
     feed = None
     if names:
@@ -132,10 +133,13 @@ def analyze(
             labels=clf.labels,
             model=model_info(clf.model),
             settings=clf.settings,
-            expected_duration=_expected_duration(src, sample_rate),
+            expected_duration=expected,
         )
         feed = reg.open_streams(context, names=names)
-    clf.classify(src, sample_rate, listener=feed if feed else None, keep_evidence=refine)
+    # What refine needs is kept from this pass when it fits the store's bound (a longer file
+    # is read again; its header says so before anything is kept).
+    keep = refine and (expected is None or clf.keeps_evidence(expected))
+    clf.classify(src, sample_rate, listener=feed if feed else None, keep_evidence=keep)
     if refine:
         if progress is not None:
             progress("refine", 0.0)

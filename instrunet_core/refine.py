@@ -29,7 +29,7 @@ from .windowlog import WindowLog
 __all__ = ["EVIDENCE_STORE_MAX_BYTES", "EvidenceStore", "evidence_phases", "read_evidence", "read_kept"]
 
 #: Most bytes an :class:`EvidenceStore` holds (dB mel frames, edge frames, block powers): about
-#: 24 minutes of audio at the default front end. Past it the store is dropped, and
+#: 20 minutes of audio at the default front end. Past it the store is dropped, and
 #: :meth:`~instrunet_core.inference.Classifier.refine` reads the source again as without one.
 EVIDENCE_STORE_MAX_BYTES = 32 * 2**20
 _CHUNK = 4096  # frames per chunk of an EvidenceStore
@@ -104,6 +104,16 @@ class EvidenceStore:
         self._tail: float | None = None
         #: Samples in the stream once its input has ended (:meth:`end`), else ``None``.
         self.total: int | None = None
+
+    def nbytes_for(self, seconds: float) -> int:
+        """Bytes the store of ``seconds`` of audio holds at most: its frames (in whole chunks),
+        each evidence window's edge frames and the block powers."""
+        g = self.grid
+        fe = g.fe
+        frames = int(seconds * fe.sample_rate / fe.hop_length) + fe.frames
+        windows = frames * len(g.phases) // g.hop_frames + len(g.phases)
+        chunks = frames // _CHUNK + 2
+        return chunks * _CHUNK * fe.n_mels * 4 + windows * len(g.edge_frames) * fe.n_mels * 4 + frames * 8
 
     # ------------------------------------------------------------------ filling
     def _drop(self, reason: str) -> None:

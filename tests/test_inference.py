@@ -505,3 +505,7 @@ def test_an_evidence_store_past_its_bound_is_dropped_and_refine_reads_again(fami
     long_hop = Classifier(family, hop=3.5)
     long_hop.classify(y, sr, keep_evidence=True)
     assert long_hop._stream.keeper is None and long_hop.refine(y, sr) > 0
+    # analyze asks first (the header's duration): ten minutes fit the default bound, an hour not
+    monkeypatch.undo()
+    assert ref.keeps_evidence(600.0) and not ref.keeps_evidence(3600.0)
+    assert not long_hop.keeps_evidence(10.0) and not Classifier(family, hop=0.6).keeps_evidence(10.0)
