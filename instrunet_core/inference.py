@@ -242,8 +242,10 @@ class Classifier:
 
     # ------------------------------------------------------------------ stream
     def reset(self) -> None:
-        """Forget the stream: audio, frames, results and the input rate."""
+        """Forget the stream: audio, frames, results, the input rate and what
+        ``classify(keep_evidence=True)`` kept (a stream fed through :meth:`process` keeps nothing)."""
         with self._owner.feeding("reset"):
+            self._stream.keeper = None
             self._reset()
 
     def _reset(self) -> None:

@@ -509,3 +509,5 @@ def test_an_evidence_store_past_its_bound_is_dropped_and_refine_reads_again(fami
     monkeypatch.undo()
     assert ref.keeps_evidence(600.0) and not ref.keeps_evidence(3600.0)
     assert not long_hop.keeps_evidence(10.0) and not Classifier(family, hop=0.6).keeps_evidence(10.0)
+    ref.reset()  # a stream fed block by block after a reset keeps nothing
+    assert ref._stream.keeper is None
