@@ -511,3 +511,62 @@ def test_an_evidence_store_past_its_bound_is_dropped_and_refine_reads_again(fami
     assert not long_hop.keeps_evidence(10.0) and not Classifier(family, hop=0.6).keeps_evidence(10.0)
     ref.reset()  # a stream fed block by block after a reset keeps nothing
     assert ref._stream.keeper is None
+
+
+_hyp = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    start=st.floats(0.0, 20.0),
+    seconds=st.floats(0.2, 24.0),
+    silence=st.sampled_from([0.0, 0.0, 0.37, 1.0]),
+    rate=st.sampled_from([22050, 44100, 16000]),
+    hop=st.sampled_from([None, None, 1.0, 2.0, 2.9]),
+    batch_size=st.integers(1, 16),
+    pipeline=st.booleans(),
+)
+def test_kept_evidence_equals_reading_again_for_any_cut(
+    family,
+    start: float,
+    seconds: float,
+    silence: float,
+    rate: int,
+    hop: float | None,
+    batch_size: int,
+    pipeline: bool,
+) -> None:
+    """For any stretch of real music (any start and length, leading silence, input rate, hop that
+    leaves room for evidence windows, batch size, with or without the worker threads), the
+    evidence windows made from what classify kept are those reading the source again gives."""
+    y0, sr0 = sf.read(EXAMPLES / "ensemble.flac", dtype="float32", always_2d=True)
+    y = np.resize(y0[int(start * sr0) :], (int(seconds * sr0), y0.shape[1]))
+    y = np.concatenate([np.zeros((int(silence * sr0), y.shape[1]), np.float32), y])
+    if rate != sr0:
+        y = soxr.resample(y, sr0, rate).astype(np.float32)
+    runs = []
+    for keep in (False, True):
+        clf = Classifier(family, hop=hop, batch_size=batch_size, pipeline=pipeline)
+        clf.classify(y, rate, keep_evidence=keep)
+        clf.refine(y, rate)
+        runs.append(_evidence(clf))
+    _same_evidence(*runs)
+    _EVIDENCE_SEEN.append(len(runs[0]))
+
+
+_EVIDENCE_SEEN: list[int] = []
+
+
+def test_kept_evidence_property_test_compared_some_windows() -> None:
+    """The property test above must not pass by comparing empty lists."""
+    if not _EVIDENCE_SEEN:
+        pytest.skip("run together with test_kept_evidence_equals_reading_again_for_any_cut")
+    assert sum(n > 0 for n in _EVIDENCE_SEEN) >= 10 and max(_EVIDENCE_SEEN) >= 10
