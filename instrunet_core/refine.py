@@ -1,4 +1,4 @@
-"""Evidence windows: the source read again where the hop's windows leave a label in doubt.
+"""Evidence windows: more windows where the hop's windows leave a label in doubt.
 
 A window every 1.5 s is enough to say which families play, but where a label's probability
 hovers near its threshold, whether it is reported (and where its ranges start and end) would
@@ -6,8 +6,11 @@ depend on where the grid of windows happens to fall. :meth:`Classifier.refine
 <instrunet_core.inference.Classifier.refine>` finds those stretches
 (:func:`~instrunet_core.timeline.doubtful_spans`) and this module reads them again: windows in
 between the classifier's own (:func:`evidence_phases`), so that no two windows are closer than
-needed, computed from shared STFT frames on the classifier's worker threads, the rest of the
-source past the last doubtful stretch never decoded.
+needed, on the classifier's worker threads. They are made from what the first reading kept
+(:class:`EvidenceStore`, :func:`read_kept`: its shared STFT frames, each evidence window's edge
+frames, the block powers) when it kept them, else from the source decoded again
+(:func:`read_evidence`: shared STFT frames, the rest of the source past the last doubtful
+stretch never decoded). Both give the same windows and values.
 """
 
 from __future__ import annotations
@@ -188,6 +191,8 @@ class EvidenceStore:
         self.total = stream.total
         if not self.ok:
             return
+        if len(self._blocks) > 1:
+            self._blocks = [np.concatenate(self._blocks)]
         wins = self.windows()
         if not wins:
             return
@@ -226,12 +231,13 @@ class EvidenceStore:
                 )
                 return
             db = g.edge_db(due, stream.samples, side)
+            n = len(g.edge_frames)
+            fresh = sum(1 for j, _ in due if j not in self._edges)
             with self._lock:
-                grown = self._grow(db.nbytes)
+                grown = self._grow(fresh * n * self._n_mels * 4)
             if not grown:
                 self._drop(self.reason)
                 return
-            n = len(g.edge_frames)
             at = slice(0, len(side)) if side == g.left_edge_frames else slice(n - len(side), n)
             for (j, _), rows in zip(due, db, strict=True):
                 self._edges.setdefault(j, np.empty((n, self._n_mels), dtype=np.float32))[at] = rows
@@ -293,7 +299,7 @@ class EvidenceStore:
         """Level (dBFS) of each evidence window in ``ready``, as :meth:`WindowStream.levels`
         measures it: the mean of its blocks' powers (the last, partial block weighted by its
         samples)."""
-        ms = np.concatenate(self._blocks) if self._blocks else np.zeros(0)
+        ms = self._blocks[0] if len(self._blocks) == 1 else np.concatenate([np.zeros(0), *self._blocks])
         out = np.empty(len(ready), dtype=np.float64)
         for i, (k, n) in enumerate(ready):
             first = self.grid.start(k) // _EV_BLOCK
