@@ -140,9 +140,7 @@ def markdown(res: dict[str, Any], cmd: str, *, results: Path | str = "docs/condi
         + " | ".join(speed(r) if r is c else f"**{speed(r)}**" for r in cols)
         + " | ≥ 500× with condition |",
         "| CPU time | " + " | ".join(f"{r['cpu_s']:.2f} s" for r in cols) + " | |",
-        "| evidence windows (refine) | "
-        + " | ".join(str(r.get("evidence", "?")) for r in cols)
-        + " | |",
+        "| evidence windows (refine) | " + " | ".join(str(r.get("evidence", "?")) for r in cols) + " | |",
         "| windows judged for condition | | "
         + " | ".join(f"{r['judged']} of {r['windows']}" for r in cols[1:])
         + " | |",
