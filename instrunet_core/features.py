@@ -639,7 +639,8 @@ class WindowStream:
     window's RMS (:meth:`levels`).
 
     Memory is bounded: the stream keeps one window of audio and of frames plus what the last
-    :meth:`push` brought, once the caller has :meth:`advance`-d past the windows it took.
+    :meth:`push` brought, once the caller has :meth:`advance`-d past the windows it took (and a
+    :attr:`keeper`, when one is set, what it keeps within its own bound).
 
     Parameters
     ----------
@@ -898,12 +899,13 @@ class WindowStream:
             return lambda: self._windows(ready, audio_view)
 
         keeper = self.keeper
+        generation = None if keeper is None else keeper.generation  # the stream this job belongs to
 
         def job() -> np.ndarray:
             first, last = self._frame_range(ready)
             frames = self._frames_db(first, last, audio_view)
             if keeper is not None:
-                keeper.put_frames(first, frames)
+                keeper.put_frames(first, frames, generation)
             return self._features(ready, lambda a, b: frames[a - first : b - first], audio_view)
 
         return job

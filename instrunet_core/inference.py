@@ -19,8 +19,10 @@ The classifier feeds a stream and runs the model; the rest is done by one module
 
 A window is emitted by the :meth:`~Classifier.process` call that completes it, in batches of
 at most ``batch_size``; :meth:`~Classifier.flush` ends the stream with one zero-padded window
-for the rest. Memory is bounded: one window of audio and of frames plus the current call's;
-``keep`` bounds an endless stream's results.
+for the rest. Memory is bounded: one window of audio and of frames plus the current call's
+(``classify(keep_evidence=True)`` adds what :meth:`~Classifier.refine` will need, at most
+:data:`~instrunet_core.refine.EVIDENCE_STORE_MAX_BYTES`); ``keep`` bounds an endless stream's
+results.
 """
 
 from __future__ import annotations
@@ -357,6 +359,7 @@ class Classifier:
         with self._owner.feeding("classify"):
             self._stream.keeper = self._evidence_store() if keep_evidence else None
             self._reset()
+            done = False
             try:
                 blocks = iter_blocks(
                     audio, sample_rate, target_sr=self._sr, block_seconds=DECODE_BLOCK_SECONDS
@@ -379,9 +382,12 @@ class Classifier:
                 last = self.flush()
                 if listener is not None and last:
                     listener.windows(last)
+                done = True
                 return out + last
             finally:
                 self._pipe.clear()  # after an error: drop the batches still in flight
+                if not done and self._stream.keeper is not None:
+                    self._stream.keeper.clear()  # ... and what was kept of the reading
 
     # ------------------------------------------------------------------ results
     def prediction(self, *, top_k: int | None = None) -> Prediction:

@@ -92,8 +92,11 @@ class EvidenceStore:
         self.clear()
 
     def clear(self) -> None:
-        """Forget everything (a new stream)."""
+        """Forget everything (a new stream). Frames of the old stream that a worker thread
+        still delivers are ignored (:attr:`generation`)."""
         with self._lock:
+            #: Which stream the store holds: :meth:`put_frames` ignores frames of an earlier one.
+            self.generation = getattr(self, "generation", -1) + 1
             self._chunks: dict[int, np.ndarray] = {}
             self._filled: dict[int, np.ndarray] = {}
             self._nbytes = 0
@@ -135,13 +138,14 @@ class EvidenceStore:
         self._chunks, self._filled = {}, {}
         return False
 
-    def put_frames(self, first: int, frames: np.ndarray) -> None:
-        """dB mel frames ``[first, first + len(frames))`` (any thread)."""
+    def put_frames(self, first: int, frames: np.ndarray, generation: int | None = None) -> None:
+        """dB mel frames ``[first, first + len(frames))`` (any thread) of the stream of
+        ``generation`` (default: the current one; frames of an earlier stream are ignored)."""
         f1 = first + frames.shape[0]
         if f1 <= first:
             return
         with self._lock:
-            if not self.ok:
+            if not self.ok or (generation is not None and generation != self.generation):
                 return
             for c in range(first // _CHUNK, (f1 - 1) // _CHUNK + 1):
                 chunk = self._chunks.get(c)

@@ -512,6 +512,36 @@ def test_an_evidence_store_past_its_bound_is_dropped_and_refine_reads_again(fami
     ref.reset()  # a stream fed block by block after a reset keeps nothing
     assert ref._stream.keeper is None
 
+    class Failing:  # a listener that fails in the middle of the reading
+        def push(self, block: np.ndarray, start: int) -> None:
+            pass
+
+        def windows(self, results: Any) -> None:
+            raise RuntimeError("listener failed")
+
+    with pytest.raises(RuntimeError, match="listener failed"):
+        ref.classify(y, sr, listener=Failing(), keep_evidence=True)
+    assert ref._stream.keeper is not None and not ref._stream.keeper._chunks  # nothing left held
+
+
+def test_frames_of_an_earlier_stream_do_not_reach_the_evidence_store() -> None:
+    """A batch detached for a worker thread before the store was cleared (a new stream, or an
+    error) delivers its frames after it: the store ignores them."""
+    from instrunet_core.features import DEFAULT_FRONT_END, WindowStream
+    from instrunet_core.refine import EvidenceStore, grid_phases
+
+    stream = WindowStream(DEFAULT_FRONT_END)
+    stream.keeper = store = EvidenceStore(stream, grid_phases(stream))
+    stream.push(tone(12.0, sr=DEFAULT_FRONT_END.sample_rate))
+    ready = stream.ready(4)
+    job = stream.detached(ready)
+    stream.advance(ready)
+    store.clear()
+    job()
+    assert not store._chunks and store.ok
+    stream.detached(stream.ready(4))()  # the current stream's frames are kept
+    assert store._chunks
+
 
 _hyp = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
