@@ -441,15 +441,16 @@ class Classifier:
         """Add evidence windows where the hop's windows leave a label's presence in doubt.
 
         The stretches where a label's probability lies near its threshold, or a label starts or
-        stops, are read again from ``audio`` (:mod:`instrunet_core.refine`) with windows in
-        between the hop's, about :data:`~instrunet_core.timeline.EVIDENCE_HOP` (0.5 s) apart:
+        stops, are read again (:mod:`instrunet_core.refine`: from what :meth:`classify` kept, or
+        from ``audio``) with windows in between the hop's, about :data:`~instrunet_core.timeline.EVIDENCE_HOP` (0.5 s) apart:
         evidence for :meth:`activity` (presence, ranges), not timeline segments, and not counted
         in :meth:`prediction`. With a hop of 0.75 s or less there is nothing to add.
 
         Parameters
         ----------
         audio, sample_rate
-            The source given to :meth:`classify` (read again).
+            The source given to :meth:`classify`: read again, unless ``classify(...,
+            keep_evidence=True)`` kept what refine needs (then it is not read at all).
 
         Returns
         -------
