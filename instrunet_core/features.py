@@ -366,10 +366,10 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
         for i in range(0, rows.shape[0], _FFT_ROWS):
             x = rows[i : i + _FFT_ROWS]
             m = x.shape[0]
-            windowed = scratch("windowed", (m, fe.n_fft), np.float32)
-            np.multiply(x, hann, out=windowed)
+            # windowed in float32, written out as float64 in the same pass (the same numbers as
+            # a float32 product copied to float64)
             wide = scratch("windowed64", (m, fe.n_fft), np.float64)
-            np.copyto(wide, windowed)
+            np.multiply(x, hann, out=wide, dtype=np.float32, casting="same_kind")
             if _RFFT_OUT:
                 spec = np.fft.rfft(wide, axis=-1, out=scratch("spec", (m, n_bins), np.complex128))
             else:  # pragma: no cover - numpy < 2
