@@ -108,6 +108,7 @@ class EvidenceStore:
         self._right_next = 0  # ... whose right edge frames are still due
         self._blocks: list[np.ndarray] = []
         self._tail: float | None = None
+        self._windows: Ready | None = None
         #: Samples in the stream once its input has ended (:meth:`end`), else ``None``.
         self.total: int | None = None
 
@@ -253,6 +254,8 @@ class EvidenceStore:
         give them: the full ones, then one zero-padded window for the audio after them."""
         if self.total is None:
             raise AssertionError("internal: the stream has not ended")
+        if self._windows is not None:
+            return self._windows
         g, total, win = self.grid, self.total, self.grid.fe.window_samples
         out: Ready = []
         covered = -1
@@ -267,6 +270,7 @@ class EvidenceStore:
                     out.append((k, total - s))
                 break
             k += 1
+        self._windows = out
         return out
 
     def complete(self, wanted: Ready) -> bool:
