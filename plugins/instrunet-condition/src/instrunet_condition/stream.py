@@ -15,7 +15,9 @@ training clips):
   judged where it plays, the first :data:`LABEL_WINDOWS` judgeable windows of each label
   present, two windows apart (no overlap);
 * features are computed for sampled windows only, from the audio kept since the oldest window
-  not yet classified (at most :data:`MAX_BUFFER_SECONDS`), then that audio is dropped.
+  not yet classified (at most :data:`MAX_BUFFER_SECONDS`), then that audio is dropped; they and
+  the spectrogram network run on one thread of the analyzer's own while the pass goes on (what
+  is sampled never depends on them; at most the sampled windows' audio waits for that thread).
 
 After the pass, the whole-file verdict averages the sampled windows (weighted); an instrument's
 verdict averages those of its windows (its time ranges, where it is present). "unknown" when
@@ -285,7 +287,8 @@ class ConditionStream:
         return self._sampled
 
     def close(self) -> None:
-        """Stop the analyzer's thread (after :meth:`finish`, or when the analysis is abandoned)."""
+        """Stop the analyzer's thread (:meth:`finish` does; an abandoned stream's thread ends when
+        the stream is garbage-collected)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
