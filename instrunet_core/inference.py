@@ -40,7 +40,7 @@ from .hookspecs import BlockListener
 from .inputs import block_to_mono, check_count, check_sample_rate, check_threads, resampler
 from .model import Model, ModelOutputs, ModelSpec, open_model
 from .output import model_info
-from .refine import EvidenceStore, grid_phases, read_evidence, read_kept
+from .refine import EvidenceStore, doubtful, grid_phases, read_evidence, read_kept
 from .registry import Registry
 from .scheduler import BatchPipeline, StreamOwner, default_workers, job_of
 from .session import RuntimeOptions
@@ -470,31 +470,28 @@ class Classifier:
             if isinstance(audio, np.ndarray):
                 sample_rate = check_sample_rate(sample_rate, what=source_name(audio))
             self._log.evidence = []  # doubt is judged on the hop's own windows
+            spans = doubtful(self._activity(), self._log, self._stream)
+            pipe = self._pipe if self.pipeline else None
             store = self._stream.keeper
             kept = None
             if store is not None:
                 kept = read_kept(
-                    store,
-                    self._activity(),
+                    store, spans, log=self._log, batch_size=self.batch_size, run=self._run, pipe=pipe
+                )
+            self._log.evidence = (
+                kept
+                if kept is not None
+                else read_evidence(
+                    audio,
+                    sample_rate,
+                    spans,
                     log=self._log,
                     grid=self._stream,
+                    waveform=self._waveform,
                     batch_size=self.batch_size,
                     run=self._run,
-                    pipe=self._pipe if self.pipeline else None,
+                    pipe=pipe,
                 )
-            if kept is not None:
-                self._log.evidence = kept
-                return len(kept)
-            self._log.evidence = read_evidence(
-                audio,
-                sample_rate,
-                self._activity(),
-                log=self._log,
-                grid=self._stream,
-                waveform=self._waveform,
-                batch_size=self.batch_size,
-                run=self._run,
-                pipe=self._pipe if self.pipeline else None,
             )
             return len(self._log.evidence)
 

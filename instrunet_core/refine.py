@@ -29,7 +29,14 @@ from .scheduler import BatchPipeline, job_of
 from .timeline import EVIDENCE_HOP, Activity, doubtful_spans
 from .windowlog import WindowLog
 
-__all__ = ["EVIDENCE_STORE_MAX_BYTES", "EvidenceStore", "evidence_phases", "read_evidence", "read_kept"]
+__all__ = [
+    "EVIDENCE_STORE_MAX_BYTES",
+    "EvidenceStore",
+    "doubtful",
+    "evidence_phases",
+    "read_evidence",
+    "read_kept",
+]
 
 #: Most bytes an :class:`EvidenceStore` holds (dB mel frames, edge frames, block powers): about
 #: 20 minutes of audio at the default front end. Past it the store is dropped, and
@@ -323,7 +330,7 @@ class EvidenceStore:
 def read_evidence(
     audio: AudioSource,
     sample_rate: int | None,
-    act: Activity,
+    spans: np.ndarray,
     *,
     log: WindowLog,
     grid: WindowStream,
@@ -340,8 +347,8 @@ def read_evidence(
     ----------
     audio, sample_rate
         The source (read again from its start; a file object is rewound).
-    act : Activity
-        The stream's time axis from its own windows.
+    spans : np.ndarray [shape=(m, 2)]
+        The doubtful stretches (seconds, merged, in order: :func:`doubtful`).
     log : WindowLog
         The stream's windows; turns outputs into
         :class:`~instrunet_core.analysis.WindowResult` (the label rule).
@@ -360,24 +367,18 @@ def read_evidence(
     Returns
     -------
     list of WindowResult
-        In time order; empty when nothing is in doubt or the hop leaves no room between windows.
+        In time order; empty when nothing is in doubt.
     """
     fe = grid.fe
-    phases = grid_phases(grid)
-    spans = _spans(act, log, grid) if phases else None
-    if not spans:
+    if not len(spans):
         return []
     sr = fe.sample_rate
-    stream = WindowStream(fe, grid.hop_samples / sr, share_frames=not waveform, phases=phases)
-    hi = np.array([b for _, b in spans])
+    stream = WindowStream(fe, grid.hop_samples / sr, share_frames=not waveform, phases=grid_phases(grid))
     added: list[WindowResult] = []
-
-    def wanted(ready: Ready) -> Ready:
-        return _wanted(stream, ready, spans)
 
     def take(final: bool) -> None:
         while ready := stream.ready(batch_size, final=final):
-            sel = wanted(ready)
+            sel = _wanted(stream, ready, spans)
             if sel:
                 rms = stream.levels(sel)
                 full = all(n == fe.window_samples for _, n in sel)
@@ -389,7 +390,7 @@ def read_evidence(
                     added.extend(log.results_of(stream, [((sel, rms), run(x))]))
             stream.advance(ready)
 
-    last = float(hi[-1]) + fe.window_samples / sr
+    last = float(spans[-1, 1]) + fe.window_samples / sr
     _rewind(audio)  # a file object stands where the first pass stopped reading it
     try:
         for block in iter_blocks(audio, sample_rate, target_sr=sr, block_seconds=DECODE_BLOCK_SECONDS):
@@ -414,35 +415,40 @@ def grid_phases(grid: WindowStream) -> tuple[int, ...]:
     return evidence_phases(grid.hop_frames, frame_seconds=fe.hop_length / fe.sample_rate)
 
 
-def _spans(act: Activity, log: WindowLog, grid: WindowStream) -> list[list[float]]:
-    """The doubtful stretches (seconds) of a classified stream."""
-    if not log.windows:
-        return []
+def doubtful(act: Activity, log: WindowLog, grid: WindowStream) -> np.ndarray:
+    """The stretches of a classified stream that evidence windows read again (seconds, merged,
+    in order; :func:`~instrunet_core.timeline.doubtful_spans`): none when nothing is in doubt or
+    the hop leaves no room between windows.
+
+    Returns
+    -------
+    np.ndarray [shape=(m, 2), dtype=float64]
+    """
+    if not log.windows or not grid_phases(grid):
+        return np.zeros((0, 2))
     probs, _, silent, other = log.arrays()
-    return doubtful_spans(
+    spans = doubtful_spans(
         act, log.centres(), probs, silent, spacing=grid.hop_samples / grid.fe.sample_rate, other=other
     )
+    return np.array(spans, dtype=np.float64).reshape(-1, 2)
 
 
-def _wanted(grid: WindowStream, ready: Ready, spans: Sequence[Sequence[float]]) -> Ready:
+def _wanted(grid: WindowStream, ready: Ready, spans: np.ndarray) -> Ready:
     """The windows of ``ready`` (windows of ``grid``) whose centre lies in a doubtful stretch."""
     if not ready:
         return []
-    lo = np.array([a for a, _ in spans])
-    hi = np.array([b for _, b in spans])
     sr = grid.fe.sample_rate
     c = np.array([(grid.start(k) + n / 2) / sr for k, n in ready])
-    i = np.searchsorted(lo, c, side="right") - 1
-    keep = (i >= 0) & (c <= hi[np.maximum(i, 0)])
+    i = np.searchsorted(spans[:, 0], c, side="right") - 1
+    keep = (i >= 0) & (c <= spans[np.maximum(i, 0), 1])
     return [w for w, ok in zip(ready, keep, strict=True) if ok]
 
 
 def read_kept(
     store: EvidenceStore,
-    act: Activity,
+    spans: np.ndarray,
     *,
     log: WindowLog,
-    grid: WindowStream,
     batch_size: int,
     run: Callable[[np.ndarray], ModelOutputs],
     pipe: BatchPipeline[ModelOutputs] | None = None,
@@ -451,14 +457,15 @@ def read_kept(
     first reading instead of the source: ``None`` when the store lacks what they need (it was
     dropped), and the source must be read again.
 
-    Parameters are those of :func:`read_evidence` (but the source); the wanted windows run
-    ``batch_size`` at a time, on the worker threads when ``pipe`` is given.
+    Parameters are those of :func:`read_evidence` (but the source and the grid: the store's);
+    the wanted windows run ``batch_size`` at a time, on the worker threads when ``pipe`` is given.
     """
-    spans = _spans(act, log, grid) if grid_phases(grid) else None
-    if not spans:
+    if not len(spans):
         return []
+    if store.total is None:
+        return None
     ev = store.grid
-    sel = _wanted(ev, store.windows() if store.total is not None else [], spans)
+    sel = _wanted(ev, store.windows(), spans)
     if not store.complete(sel):
         return None
     added: list[WindowResult] = []
