@@ -526,12 +526,17 @@ def _segment_power(seg: np.ndarray) -> float:
     blocks' powers (:func:`_mean_square`; the last block may be shorter)."""
     n = seg.shape[0]
     full = n - n % _EV_BLOCK
-    total = 0.0
-    if full:
-        total += float(np.sum(_mean_square(seg[:full].reshape(-1, _EV_BLOCK)))) * _EV_BLOCK
-    if n > full:
-        total += float(_mean_square(seg[None, full:])[0]) * (n - full)
-    return total / n if n else 0.0
+    blocks = _mean_square(seg[:full].reshape(-1, _EV_BLOCK)) if full else np.zeros(0)
+    tail = float(_mean_square(seg[None, full:])[0]) if n > full else 0.0
+    return _pooled_power(blocks, tail, n - full)
+
+
+def _pooled_power(blocks: np.ndarray, tail: float, tail_n: int) -> float:
+    """The sample-weighted mean power of whole 512-sample blocks (their powers ``blocks``) and a
+    last block of ``tail_n`` samples (power ``tail``); 0 for no samples."""
+    n = blocks.size * _EV_BLOCK + tail_n
+    total = float(np.sum(blocks)) * _EV_BLOCK if blocks.size else 0.0
+    return (total + tail * tail_n) / n if n else 0.0
 
 
 def _ms_db(ms: Any) -> Any:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .analysis import WindowResult
 from .audio import DECODE_BLOCK_SECONDS, AudioSource, _rewind, iter_blocks
-from .features import _EV_BLOCK, Ready, WindowStream, _ms_db
+from .features import _EV_BLOCK, Ready, WindowStream, _ms_db, _pooled_power
 from .model import ModelOutputs
 from .scheduler import BatchPipeline, job_of
 from .timeline import EVIDENCE_HOP, Activity, doubtful_spans
@@ -319,10 +319,9 @@ class EvidenceStore:
         for i, (k, n) in enumerate(ready):
             first = self.grid.start(k) // _EV_BLOCK
             whole, rest = divmod(n, _EV_BLOCK)
-            if rest == 0:
-                p = float(np.mean(ms[first : first + whole]))
-            else:
-                p = (float(np.sum(ms[first : first + whole])) * _EV_BLOCK + (self._tail or 0.0) * rest) / n
+            blocks = ms[first : first + whole]
+            # as the stream measures it: whole blocks by their mean, else as _segment_power does
+            p = float(np.mean(blocks)) if rest == 0 else _pooled_power(blocks, self._tail or 0.0, rest)
             out[i] = _ms_db(p)
         return out
 
