@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .arguments import add_count_option, hop_type
+from .arguments import add_count_option, count_type, hop_type
 from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
@@ -310,6 +310,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(e)
     e.add_argument("--windows", action="store_true", help="also each window's vector")
 
+    s = sub.add_parser(
+        "search",
+        help="the recordings of a library that sound most like a query (cosine similarity of embeddings)",
+        description="Rank a library of recordings by how much each sounds like the query: the cosine "
+        "similarity of their embeddings (docs/embeddings.md). The library is JSON lines written by "
+        "`instrunet embed` (embedded once, searched often), folders (searched recursively for audio "
+        "files) or audio files, embedded now; all with one model. The query itself is left out.",
+    )
+    s.add_argument("query", metavar="QUERY", help="audio file to find similar recordings for")
+    s.add_argument(
+        "library",
+        nargs="+",
+        metavar="LIBRARY",
+        help="`instrunet embed` output (.jsonl, .ndjson or .json), a folder, or an audio file",
+    )
+    s.add_argument(
+        "-k",
+        "--top",
+        type=count_type("top", 1, None),
+        default=10,
+        metavar="N",
+        help="matches shown (default 10)",
+    )
+    s.add_argument("--json", action="store_true", help="print one JSON document (instrunet.search/1)")
+    _add_model_options(s)
+
     m = sub.add_parser("models", help="installed models")
     m.add_argument(
         "--json",
@@ -396,6 +422,66 @@ def _embed(args: argparse.Namespace) -> int:
             rc = EXIT_FAIL
             continue
         _out(json.dumps(jsonable({"path": path, **emb.to_dict(windows=args.windows)})))
+    return rc
+
+
+#: Library arguments read as ``instrunet embed`` output rather than decoded as audio.
+_INDEX_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .batch import collect_files
+    from .output import jsonable
+    from .search import Library
+
+    try:
+        model = _load(args.model, args)
+        if model.embedding_dim is None:
+            raise InstrunetError(
+                f"{model.name} {model.version} has no embedding output; choose another --model"
+            )
+    except InstrunetError as e:
+        _err(str(e))
+        return EXIT_FAIL
+    try:
+        query = model.embed(_source(args.query), hop=args.hop)
+    except (InstrunetError, OSError) as e:
+        _err(error_message(args.query, e))
+        return EXIT_FAIL
+    lib = Library(model=dict(query.model))
+    rc = EXIT_OK
+
+    def failed(path: str, e: BaseException) -> None:
+        nonlocal rc
+        _err(error_message(path, e))
+        rc = EXIT_FAIL
+
+    try:
+        for item in args.library:
+            if os.path.isdir(item):
+                Library.embed(model, collect_files(item), hop=args.hop, into=lib, on_error=failed)
+            elif item.lower().endswith(_INDEX_SUFFIXES):
+                Library.read(item, into=lib)
+            else:
+                Library.embed(model, [item], hop=args.hop, into=lib, on_error=failed)
+    except InstrunetError as e:
+        _err(str(e))
+        return EXIT_FAIL
+    exclude = [args.query] if args.query != "-" else []
+    matches = lib.nearest(query.vector, k=args.top, exclude=exclude)
+    if args.json:
+        doc = {
+            "schema": "instrunet.search/1",
+            "query": args.query,
+            "model": query.model,
+            "library_size": len(lib),
+            "matches": [m.to_dict() for m in matches],
+        }
+        _out(json.dumps(jsonable(doc)))
+    else:
+        _say(f"{args.query}: {len(matches)} of {len(lib)} recordings, model {model.name} {model.version}")
+        for m in matches:
+            _out(f"{m.similarity:7.4f}  {m.path}")
     return rc
 
 
@@ -781,6 +867,7 @@ def _run(argv: Sequence[str] | None) -> int:
         "classify": _classify,
         "analyze": _analyze,
         "embed": _embed,
+        "search": _search,
         "batch": _batch,
         "models": _models,
         "plugins": _plugins,

@@ -1,0 +1,222 @@
+"""Nearest-neighbour search over recordings' embeddings: the one home of ``instrunet search``'s
+rules.
+
+A :class:`Library` is a set of recordings' vectors from one model (:meth:`Model.embed
+<instrunet_core.model.Model.embed>`: unit length, so a dot product is a cosine similarity),
+read from the JSON lines ``instrunet embed`` writes (:meth:`Library.read`) or embedded now
+(:meth:`Library.embed`). :meth:`Library.nearest` ranks them against a query's vector.
+
+Vectors from different weights live in different spaces, so a library holds one model's
+vectors only (checked by the model's sha256, which names its weights): mixing them is an
+:class:`~instrunet_core.errors.InputError` that names the file and line, as is a line that is
+not an embedding record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError, InstrunetError
+
+if TYPE_CHECKING:  # annotations only
+    from .model import Model
+
+__all__ = ["Library", "Match", "same_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """One library recording and its cosine similarity to the query (-1 to 1)."""
+
+    path: str
+    similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "similarity": round(self.similarity, 6)}
+
+
+def same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two records' ``model`` members name the same weights (sha256 when both have one,
+    else name and version)."""
+    if a.get("sha256") and b.get("sha256"):
+        return a["sha256"] == b["sha256"]
+    return (a.get("name"), a.get("version")) == (b.get("name"), b.get("version"))
+
+
+def _model_text(m: Mapping[str, Any]) -> str:
+    sha = str(m.get("sha256") or "")[:12]
+    return f"{m.get('name')} {m.get('version')}" + (f" (sha256 {sha}…)" if sha else "")
+
+
+@dataclasses.dataclass
+class Library:
+    """Recordings' vectors from one model.
+
+    Attributes
+    ----------
+    model : dict
+        The ``model`` member of the records (name, version, sha256, …): given, or the first
+        record's; every record added must name the same weights.
+    paths : list of str
+        The recordings, in the order added.
+    vectors : np.ndarray [shape=(n, dim), dtype=float32]
+        Their vectors, unit length (a silent recording's is zero: similar to nothing); read-only
+        (stacked once from what was added).
+    """
+
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    paths: list[str] = dataclasses.field(default_factory=list)
+    _rows: list[np.ndarray] = dataclasses.field(default_factory=list, repr=False)
+    _stacked: np.ndarray | None = dataclasses.field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        if self._stacked is None or len(self._stacked) != len(self._rows):
+            dim = self._rows[0].size if self._rows else 0
+            self._stacked = np.stack(self._rows) if self._rows else np.zeros((0, dim), np.float32)
+        return self._stacked
+
+    def add(
+        self, path: str, vector: Sequence[float] | np.ndarray, model: Mapping[str, Any], *, where: str
+    ) -> None:
+        """Add one recording's vector; ``where`` names it in errors (a file and line, or the
+        recording).
+
+        Raises
+        ------
+        InputError
+            The vector is not a finite, non-empty list of numbers, or its model or size differs
+            from the library's.
+        """
+        try:
+            v = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: 'vector' is not a list of numbers") from None
+        if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+            raise InputError(f"{where}: 'vector' is not a non-empty list of finite numbers")
+        if not self.model:
+            self.model = dict(model)
+        elif not same_weights(self.model, model):
+            raise InputError(
+                f"{where}: embedded by {_model_text(model)}, but this search uses "
+                f"{_model_text(self.model)}; vectors of different models cannot be compared "
+                f"(choose that model with --model {model.get('name')}, or embed again)"
+            )
+        if self._rows and v.size != self._rows[0].size:
+            raise InputError(f"{where}: {v.size} values, the library's vectors have {self._rows[0].size}")
+        self._rows.append(v.copy())
+        self.paths.append(str(path))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str], into: Library | None = None) -> Library:
+        """The records of a JSON lines file written by ``instrunet embed`` (or
+        ``Embedding.to_dict()`` objects with a ``path``, one per line); blank lines are skipped.
+
+        Raises
+        ------
+        InputError
+            The file cannot be read, a line is not JSON or not an embedding record, or it mixes
+            models (each error names the file and line).
+        """
+        lib = into if into is not None else cls()
+        name = os.fspath(path)
+        try:
+            with open(name, encoding="utf-8") as f:
+                lines = list(f)
+        except UnicodeDecodeError:
+            raise InputError(
+                f"{name}: not a text file (expected the JSON lines of `instrunet embed`)"
+            ) from None
+        except OSError as e:
+            raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            where = f"{name}:{i}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(
+                    f"{where}: not JSON ({e.msg}); expected the JSON lines of `instrunet embed`"
+                ) from None
+            if not isinstance(rec, dict) or not {"path", "model", "vector"} <= rec.keys():
+                raise InputError(f"{where}: not an embedding record (needs 'path', 'model' and 'vector')")
+            if not isinstance(rec["model"], dict):
+                raise InputError(f"{where}: 'model' is not an object")
+            lib.add(str(rec["path"]), rec["vector"], rec["model"], where=where)
+        return lib
+
+    @classmethod
+    def embed(
+        cls,
+        model: Model,
+        files: Iterable[str],
+        *,
+        hop: float | None = None,
+        into: Library | None = None,
+        on_error: Callable[[str, InstrunetError | OSError], None] | None = None,
+    ) -> Library:
+        """Embed ``files`` with ``model`` (:meth:`Model.embed <instrunet_core.model.Model.embed>`).
+
+        A file that cannot be read or decoded is passed to ``on_error(path, error)`` and left
+        out; without ``on_error`` the error is raised.
+        """
+        lib = into if into is not None else cls()
+        for path in files:
+            try:
+                emb = model.embed(path, hop=hop)
+            except (InstrunetError, OSError) as e:
+                if on_error is None:
+                    raise
+                on_error(path, e)
+                continue
+            lib.add(path, emb.vector, emb.model, where=path)
+        return lib
+
+    def nearest(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        *,
+        k: int = 10,
+        exclude: Iterable[str] = (),
+    ) -> list[Match]:
+        """The ``k`` recordings most similar to ``vector`` (cosine similarity, highest first; ties
+        in the order added), leaving out those whose path resolves to one in ``exclude``.
+
+        Raises
+        ------
+        InputError
+            ``vector``'s size differs from the library's.
+        ValueError
+            ``k`` < 1.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not self.paths:
+            return []
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        vectors = self.vectors
+        if q.size != vectors.shape[1]:
+            raise InputError(f"the query has {q.size} values, the library's vectors {vectors.shape[1]}")
+        n = float(np.linalg.norm(q))
+        q = q / n if n > 0 else q
+        scores = vectors @ q
+        skip = {os.path.realpath(p) for p in exclude}
+        order = np.argsort(-scores, kind="stable")
+        out: list[Match] = []
+        for i in order:
+            if skip and os.path.realpath(self.paths[i]) in skip:
+                continue
+            out.append(Match(self.paths[i], float(scores[i])))
+            if len(out) == k:
+                break
+        return out

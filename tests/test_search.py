@@ -1,0 +1,173 @@
+"""Nearest-neighbour search over embeddings (``instrunet_core.search``, ``instrunet search``).
+
+The tiny open-set graph of tests/conftest.py embeds each window as three band means (tones and
+noise point different ways); the last test searches real cuts of the bundled examples with the
+shipped default model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, tone
+from test_open_set import _noise, _open_set_dir
+
+import instrunet_core as inet
+from instrunet_core.cli import main as cli_main
+from instrunet_core.errors import InputError
+from instrunet_core.registry import Registry
+from instrunet_core.search import Library, Match, same_weights
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def open_model(tmp_path: Path) -> inet.Model:
+    return inet.load_model(_open_set_dir(tmp_path))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "lib"
+    (d / "sub").mkdir(parents=True)
+    sf.write(d / "tone_440.wav", tone(4.0), SR)
+    sf.write(d / "sub" / "tone_330.flac", tone(4.0, freq=330.0), SR)
+    sf.write(d / "noise.wav", _noise(4.0), SR)
+    return d
+
+
+def test_nearest_ranks_by_cosine_similarity_and_leaves_out_the_query(
+    open_model: inet.Model, folder: Path
+) -> None:
+    files = sorted(str(p) for p in folder.rglob("*.*"))
+    lib = Library.embed(open_model, files)
+    assert len(lib) == 3 and lib.vectors.shape == (3, 3) and lib.model["name"] == "openset"
+    q = str(folder / "tone_440.wav")
+    query = open_model.embed(q).vector
+    ranked = lib.nearest(query, k=10)
+    # itself first (similarity 1), then the other tone, the noise last
+    assert [Path(m.path).name for m in ranked] == ["tone_440.wav", "tone_330.flac", "noise.wav"]
+    assert ranked[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert ranked[1].similarity > 0.99 > ranked[2].similarity
+    left = lib.nearest(
+        query, k=1, exclude=[str(folder / "." / "tone_440.wav")]
+    )  # the same file, spelled otherwise
+    assert [Path(m.path).name for m in left] == ["tone_330.flac"]
+    assert Match("a", 0.5).to_dict() == {"path": "a", "similarity": 0.5}
+    assert Library().nearest(query) == []
+    with pytest.raises(ValueError, match="k must be"):
+        lib.nearest(query, k=0)
+    with pytest.raises(InputError, match="the query has 2 values"):
+        lib.nearest([1.0, 0.0])
+
+
+def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = sorted(str(p) for p in folder.rglob("*.*"))
+    assert cli_main(["embed", *files, "--model", str(open_model.path)]) == 0
+    index = tmp_path / "lib.jsonl"
+    index.write_text(capsys.readouterr().out + "\n")  # a trailing blank line is skipped
+    lib = Library.read(index)
+    assert lib.paths == files
+    np.testing.assert_allclose(lib.vectors, Library.embed(open_model, files).vectors, rtol=1e-6)
+
+    good = index.read_text().splitlines()[0]
+    rec = json.loads(good)
+    cases = {
+        "not JSON": "{oops",
+        "not an embedding record": json.dumps({"path": "x"}),
+        "'model' is not an object": json.dumps({**rec, "model": "family"}),
+        "not a list of numbers": json.dumps({**rec, "vector": ["a", "b", "c"]}),
+        "finite numbers": json.dumps({**rec, "vector": [1.0, float("nan"), 0.0]}),
+        "4 values": json.dumps({**rec, "vector": [0.5, 0.5, 0.5, 0.5]}),
+        "cannot be compared": json.dumps({**rec, "model": {**rec["model"], "sha256": "0" * 64}}),
+    }
+    for msg, line in cases.items():
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(good + "\n" + line + "\n")
+        with pytest.raises(InputError, match=msg) as e:
+            Library.read(bad)
+        assert str(e.value).startswith(f"{bad}:2:"), str(e.value)
+    (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InputError, match="not a text file"):
+        Library.read(tmp_path / "bin.jsonl")
+    with pytest.raises(InputError, match="cannot read"):
+        Library.read(tmp_path / "missing.jsonl")
+
+
+def test_same_weights_is_the_sha256_when_both_have_one() -> None:
+    a = {"name": "family", "version": "2.1.0", "sha256": "a" * 64, "provider": "CPUExecutionProvider"}
+    assert same_weights(a, {**a, "provider": "CUDAExecutionProvider"})
+    assert not same_weights(a, {**a, "sha256": "b" * 64})
+    assert same_weights({"name": "m", "version": "1.0.0"}, {"name": "m", "version": "1.0.0"})
+    assert not same_weights({"name": "m", "version": "1.0.0"}, {"name": "m", "version": "1.0.1"})
+
+
+def test_cli_search(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_output import _valid
+
+    model = ["--model", str(open_model.path)]
+    q = str(folder / "tone_440.wav")
+    # a folder, embedded now; the query (which is in it) is left out
+    assert cli_main(["search", q, str(folder), "-k", "5", *model]) == 0
+    out, err = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines()]
+    assert [Path(p).name for _, p in rows] == ["tone_330.flac", "noise.wav"]
+    assert float(rows[0][0]) > 0.99 > float(rows[1][0])
+    assert "2 of 3 recordings" in err
+    # `instrunet embed` output, searched with --json (valid against docs/schema/search.json)
+    assert cli_main(["embed", str(folder / "noise.wav"), str(folder / "sub" / "tone_330.flac"), *model]) == 0
+    index = tmp_path / "lib.jsonl"
+    index.write_text(capsys.readouterr().out)
+    assert cli_main(["search", q, str(index), "--top", "1", "--json", *model]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    _valid("search.json", doc)
+    assert doc["library_size"] == 2 and [Path(m["path"]).name for m in doc["matches"]] == ["tone_330.flac"]
+    # a library file that cannot be decoded: said, left out, exit 1; the others still searched
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF" + b"\x00" * 64)
+    assert cli_main(["search", q, str(index), str(broken), *model]) == 1
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2 and f"{broken}:" in err
+    # vectors of another model: refused, naming the file and line
+    other = tmp_path / "other.jsonl"
+    rec = json.loads(index.read_text().splitlines()[0])
+    other.write_text(
+        json.dumps({**rec, "model": {**rec["model"], "name": "family", "sha256": "1" * 64}}) + "\n"
+    )
+    assert cli_main(["search", q, str(other), *model]) == 1
+    assert f"{other}:1: embedded by family" in capsys.readouterr().err
+    # a query that is not there; -k 0
+    assert cli_main(["search", str(tmp_path / "nope.wav"), str(folder), *model]) == 1
+    assert "nope.wav" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["search", q, str(folder), "-k", "0", *model])
+
+
+def test_search_with_the_default_model_finds_the_other_half_of_the_flute(
+    tmp_path: Path, installed_registry: Registry
+) -> None:
+    """Real audio, the shipped default: the two halves of the solo flute are nearer each other
+    than either is to the ensemble's keyboard opening or its full middle."""
+    y, sr = sf.read(EXAMPLES / "solo_flute.wav", dtype="float32")
+    e, sr2 = sf.read(EXAMPLES / "ensemble.flac", dtype="float32")
+    cuts = {
+        "flute_a.wav": (y[: int(3.2 * sr)], sr),
+        "flute_b.wav": (y[int(3.3 * sr) :], sr),
+        "keys.wav": (e[: int(3.8 * sr2)], sr2),
+        "tutti.wav": (e[int(10 * sr2) : int(18 * sr2)], sr2),
+    }
+    for name, (a, rate) in cuts.items():
+        sf.write(tmp_path / name, a, rate)
+    model = inet.load_model(registry=installed_registry)
+    lib = Library.embed(model, sorted(str(p) for p in tmp_path.iterdir()))
+    for q, want in (("flute_a.wav", "flute_b.wav"), ("flute_b.wav", "flute_a.wav")):
+        (best,) = lib.nearest(model.embed(tmp_path / q).vector, k=1, exclude=[str(tmp_path / q)])
+        assert Path(best.path).name == want
