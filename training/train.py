@@ -603,9 +603,10 @@ def fit_and_select(
     pruned = bool(cfg.channels) and cfg.init_onnx is not None
     if cfg.channels and not pruned:
         arch["channels"] = channels_of(cfg.channels)
-    if cfg.blur_pool:
+    if cfg.blur_pool and cfg.init_onnx is None:
         arch["blur_pool"] = cfg.blur_pool
-    model = build_model(cfg.model, cfg.n_outputs if task == "multilabel" else F, **arch)
+    n_out = cfg.n_outputs if task == "multilabel" else F
+    model = build_model(cfg.model, n_out, **arch)
     init = None
     X, Y = train
     if cfg.init_onnx is not None:
@@ -626,6 +627,15 @@ def fit_and_select(
                 f"[{time.time() - t0:.0f}s]",
                 flush=True,
             )
+        if cfg.blur_pool:
+            # the artifact's network, pruned or not, with its pooling anti-aliased: the same
+            # weights (blur pooling has none) in the network that --blur-pool builds
+            shape = {"channels": channels_of(cfg.channels)} if pruned else {}
+            blurred = build_model(cfg.model, n_out, **arch, **shape, blur_pool=cfg.blur_pool)
+            blurred.set_weights(model.get_weights())
+            model = blurred
+            init["blur_pool"] = cfg.blur_pool
+            print(f"pooling anti-aliased ({cfg.blur_pool}), the same weights", flush=True)
     elif cfg.init_keras is not None:
         saved = keras.models.load_model(cfg.init_keras, compile=False)
         shapes = [w.shape for w in model.get_weights()]
@@ -873,8 +883,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if cfg.blur_pool not in BLUR_AXES:
             ap.error(f"--blur-pool: choose from {BLUR_AXES}")
-        if cfg.model != "default" or cfg.init_onnx is not None:
-            ap.error("--blur-pool applies to the default model only, and not with --init-onnx")
+        if cfg.model != "default":
+            ap.error("--blur-pool applies to the default model only")
     if cfg.channels:
         if cfg.model != "default":
             ap.error("--channels applies to the default model only")
