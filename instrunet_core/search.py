@@ -130,30 +130,31 @@ class Library:
         lib = into if into is not None else cls()
         name = os.fspath(path)
         try:
-            with open(name, encoding="utf-8") as f:
-                lines = list(f)
+            with open(name, encoding="utf-8") as f:  # line by line: a large library is not held as text
+                for i, line in enumerate(f, 1):
+                    if line.strip():
+                        lib._add_record(line, f"{name}:{i}")
         except UnicodeDecodeError:
             raise InputError(
                 f"{name}: not a text file (expected the JSON lines of `instrunet embed`)"
             ) from None
         except OSError as e:
             raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{name}:{i}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(
-                    f"{where}: not JSON ({e.msg}); expected the JSON lines of `instrunet embed`"
-                ) from None
-            if not isinstance(rec, dict) or not {"path", "model", "vector"} <= rec.keys():
-                raise InputError(f"{where}: not an embedding record (needs 'path', 'model' and 'vector')")
-            if not isinstance(rec["model"], dict):
-                raise InputError(f"{where}: 'model' is not an object")
-            lib.add(str(rec["path"]), rec["vector"], rec["model"], where=where)
         return lib
+
+    def _add_record(self, line: str, where: str) -> None:
+        """One JSON line of ``instrunet embed`` (``where``: its file and line, for errors)."""
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"{where}: not JSON ({e.msg}); expected the JSON lines of `instrunet embed`"
+            ) from None
+        if not isinstance(rec, dict) or not {"path", "model", "vector"} <= rec.keys():
+            raise InputError(f"{where}: not an embedding record (needs 'path', 'model' and 'vector')")
+        if not isinstance(rec["model"], dict):
+            raise InputError(f"{where}: 'model' is not an object")
+        self.add(str(rec["path"]), rec["vector"], rec["model"], where=where)
 
     @classmethod
     def embed(
