@@ -528,12 +528,21 @@ def _print_analysis(an: Any) -> None:
         + (f", low evidence: {an.prediction.sounding_seconds:.2f} s of sound" if an.low_evidence else "")
         + ("" if an.prediction.other is None else f"; none of the labels: {an.prediction.other:.3f}")
     )
-    _out("timeline (window start-end, level, most probable families):")
+    other_at = an.settings.get("other_threshold")
+    _out(
+        "timeline (window start-end, level, most probable families"
+        + ('; "other": none of them' if other_at is not None else "")
+        + "):"
+    )
     for s in an.timeline:
         if s.silent:
             desc = "silence"
         else:
             top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
+            # a window an open-set model answers "other" (at its threshold and above every
+            # family) says so first: noise reads "other 1.00, guitar 0.98", not "guitar 0.98"
+            if s.other is not None and other_at is not None and s.other >= other_at and s.other > top[0][1]:
+                top = [("other", s.other), *top[:2]]
             desc = ", ".join(f"{k} {v:.2f}" for k, v in top)
         _out(
             f"  {format_time(s.start, decimals=2)}-{format_time(s.end, decimals=2)}  {s.rms_db:7.1f} dB  {desc}"

@@ -162,6 +162,28 @@ def test_cli_embed_and_analyze_json(
     assert header[-1] == "other"
 
 
+def test_cli_timeline_says_other_first_where_a_window_is_answered_other(
+    open_model: inet.Model, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "tone_then_noise.wav"
+    sf.write(f, np.concatenate([tone(6.0), _noise(6.0)]), SR)
+    assert cli_main(["analyze", str(f), "--model", str(open_model.path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert '"other": none of them' in next(line for line in out if line.startswith("timeline"))
+    rows = [line.split("dB", 1)[1].split(",")[0].split() for line in out if line.startswith("  0:")]
+    leading = [r[0] for r in rows]
+    assert leading[0] == "brass" and leading[-1] == "other", leading
+    an = inet.analyze(str(f), model=open_model, analyzers=False)
+    # "other" leads exactly where the window's sound is none of the labels by the runtime's rule
+    thr = an.settings["other_threshold"]
+    expect = [
+        "other" if s.other >= thr and s.other > max(s.probabilities.values()) else "family"
+        for s in an.timeline
+        if not s.silent
+    ]
+    assert ["other" if x == "other" else "family" for x in leading] == expect
+
+
 def test_open_set_outputs_validate_against_the_schemas(
     open_model: inet.Model, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
