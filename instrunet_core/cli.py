@@ -333,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="matches shown (default 10)",
     )
+    s.add_argument(
+        "--where",
+        action="store_true",
+        help="also say where in each match it sounds most like the query (its best window; "
+        "a .jsonl library needs `instrunet embed --windows`)",
+    )
     s.add_argument("--json", action="store_true", help="print one JSON document (instrunet.search/1)")
     _add_model_options(s)
 
@@ -459,11 +465,13 @@ def _search(args: argparse.Namespace) -> int:
     try:
         for item in args.library:
             if os.path.isdir(item):
-                Library.embed(model, collect_files(item), hop=args.hop, into=lib, on_error=failed)
+                Library.embed(
+                    model, collect_files(item), hop=args.hop, windows=args.where, into=lib, on_error=failed
+                )
             elif item.lower().endswith(_INDEX_SUFFIXES):
                 Library.read(item, into=lib)
             else:
-                Library.embed(model, [item], hop=args.hop, into=lib, on_error=failed)
+                Library.embed(model, [item], hop=args.hop, windows=args.where, into=lib, on_error=failed)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
@@ -480,8 +488,19 @@ def _search(args: argparse.Namespace) -> int:
         _out(json.dumps(jsonable(doc)))
     else:
         _say(f"{args.query}: {len(matches)} of {len(lib)} recordings, model {model.name} {model.version}")
+        from .timeline import format_time
+
         for m in matches:
-            _out(f"{m.similarity:7.4f}  {m.path}")
+            at = ""
+            if args.where:
+                w = m.where
+                at = (
+                    "  (no windows)"
+                    if w is None
+                    else f"  at {format_time(w.start, decimals=2)}-{format_time(w.end, decimals=2)} "
+                    f"({w.similarity:.4f})"
+                )
+            _out(f"{m.similarity:7.4f}  {m.path}{at}")
     return rc
 
 

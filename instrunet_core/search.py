@@ -27,18 +27,40 @@ from .errors import InputError, InstrunetError
 if TYPE_CHECKING:  # annotations only
     from .model import Model
 
-__all__ = ["Library", "Match", "same_weights"]
+__all__ = ["Library", "Match", "Moment", "same_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Moment:
+    """The window of a recording most like the query: seconds, and its cosine similarity."""
+
+    start: float
+    end: float
+    similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": round(self.start, 4),
+            "end": round(self.end, 4),
+            "similarity": round(self.similarity, 6),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
 class Match:
-    """One library recording and its cosine similarity to the query (-1 to 1)."""
+    """One library recording and its cosine similarity to the query (-1 to 1); ``where``: its
+    window most like the query (when its windows were kept; ``None`` otherwise, or when every
+    window is silent)."""
 
     path: str
     similarity: float
+    where: Moment | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "similarity": round(self.similarity, 6)}
+        d: dict[str, Any] = {"path": self.path, "similarity": round(self.similarity, 6)}
+        if self.where is not None:
+            d["where"] = self.where.to_dict()
+        return d
 
 
 def same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -74,6 +96,8 @@ class Library:
     paths: list[str] = dataclasses.field(default_factory=list)
     _rows: list[np.ndarray] = dataclasses.field(default_factory=list, repr=False)
     _stacked: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    # per recording: its sounding windows' (vectors [T, dim], times [T, 2]), or None
+    _windows: list[tuple[np.ndarray, np.ndarray] | None] = dataclasses.field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,34 +110,44 @@ class Library:
         return self._stacked
 
     def add(
-        self, path: str, vector: Sequence[float] | np.ndarray, model: Mapping[str, Any], *, where: str
+        self,
+        path: str,
+        vector: Sequence[float] | np.ndarray,
+        model: Mapping[str, Any],
+        *,
+        origin: str,
+        windows: np.ndarray | None = None,
+        times: np.ndarray | None = None,
     ) -> None:
-        """Add one recording's vector; ``where`` names it in errors (a file and line, or the
-        recording).
+        """Add one recording's vector (and, to say where it is most like a query, its sounding
+        windows' vectors ``[T, dim]`` and ``times [T, 2]``); ``origin`` names it in errors (a
+        file and line, or the recording).
 
         Raises
         ------
         InputError
-            The vector is not a finite, non-empty list of numbers, or its model or size differs
-            from the library's.
+            A vector is not finite numbers, or its model or size differs from the library's.
         """
-        try:
-            v = np.asarray(vector, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: 'vector' is not a list of numbers") from None
-        if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
-            raise InputError(f"{where}: 'vector' is not a non-empty list of finite numbers")
+        v = _vector(vector, origin)
         if not self.model:
             self.model = dict(model)
         elif not same_weights(self.model, model):
             raise InputError(
-                f"{where}: embedded by {_model_text(model)}, but this search uses "
+                f"{origin}: embedded by {_model_text(model)}, but this search uses "
                 f"{_model_text(self.model)}; vectors of different models cannot be compared "
                 f"(choose that model with --model {model.get('name')}, or embed again)"
             )
         if self._rows and v.size != self._rows[0].size:
-            raise InputError(f"{where}: {v.size} values, the library's vectors have {self._rows[0].size}")
+            raise InputError(f"{origin}: {v.size} values, the library's vectors have {self._rows[0].size}")
+        kept = None
+        if windows is not None and times is not None:
+            w = np.asarray(windows, np.float32).reshape(-1, v.size)
+            t = np.asarray(times, np.float64).reshape(-1, 2)
+            if len(w) != len(t) or not (np.all(np.isfinite(w)) and np.all(np.isfinite(t))):
+                raise InputError(f"{origin}: 'windows' do not hold one finite vector and time per window")
+            kept = (w, t)
         self._rows.append(v.copy())
+        self._windows.append(kept)
         self.paths.append(str(path))
 
     @classmethod
@@ -154,7 +188,17 @@ class Library:
             raise InputError(f"{where}: not an embedding record (needs 'path', 'model' and 'vector')")
         if not isinstance(rec["model"], dict):
             raise InputError(f"{where}: 'model' is not an object")
-        self.add(str(rec["path"]), rec["vector"], rec["model"], where=where)
+        windows = times = None
+        if isinstance(rec.get("windows"), list):  # `instrunet embed --windows`
+            try:
+                sounding = [w for w in rec["windows"] if not w["silent"]]
+                spans = [(w["start"], w["end"]) for w in sounding]
+                vectors = [w["vector"] for w in sounding]
+            except (KeyError, TypeError):
+                raise InputError(f"{where}: a window lacks 'start', 'end', 'silent' or 'vector'") from None
+            times = np.array(spans, dtype=np.float64).reshape(-1, 2) if spans else np.zeros((0, 2))
+            windows = np.array([_vector(v, where) for v in vectors], np.float32)
+        self.add(str(rec["path"]), rec["vector"], rec["model"], origin=where, windows=windows, times=times)
 
     @classmethod
     def embed(
@@ -163,10 +207,12 @@ class Library:
         files: Iterable[str],
         *,
         hop: float | None = None,
+        windows: bool = False,
         into: Library | None = None,
         on_error: Callable[[str, InstrunetError | OSError], None] | None = None,
     ) -> Library:
-        """Embed ``files`` with ``model`` (:meth:`Model.embed <instrunet_core.model.Model.embed>`).
+        """Embed ``files`` with ``model`` (:meth:`Model.embed <instrunet_core.model.Model.embed>`);
+        ``windows``: keep their sounding windows' vectors too (for :meth:`nearest`'s ``where``).
 
         A file that cannot be read or decoded is passed to ``on_error(path, error)`` and left
         out; without ``on_error`` the error is raised.
@@ -180,7 +226,15 @@ class Library:
                     raise
                 on_error(path, e)
                 continue
-            lib.add(path, emb.vector, emb.model, where=path)
+            keep = ~emb.silent
+            lib.add(
+                path,
+                emb.vector,
+                emb.model,
+                origin=path,
+                windows=emb.windows[keep] if windows else None,
+                times=emb.times[keep] if windows else None,
+            )
         return lib
 
     def nearest(
@@ -191,7 +245,9 @@ class Library:
         exclude: Iterable[str] = (),
     ) -> list[Match]:
         """The ``k`` recordings most similar to ``vector`` (cosine similarity, highest first; ties
-        in the order added), leaving out those whose path resolves to one in ``exclude``.
+        in the order added), leaving out those whose path resolves to one in ``exclude`` and any
+        recording added twice after its first; each with its window most like ``vector`` where
+        its windows were kept (``Match.where``).
 
         Raises
         ------
@@ -215,9 +271,31 @@ class Library:
         order = np.argsort(-scores, kind="stable")
         out: list[Match] = []
         for i in order:
-            if skip and os.path.realpath(self.paths[i]) in skip:
+            real = os.path.realpath(self.paths[i])
+            if real in skip:
                 continue
-            out.append(Match(self.paths[i], float(scores[i])))
+            skip.add(real)  # a recording listed twice (two libraries name it) is ranked once
+            out.append(Match(self.paths[i], float(scores[i]), self._moment(int(i), q)))
             if len(out) == k:
                 break
         return out
+
+    def _moment(self, i: int, q: np.ndarray) -> Moment | None:
+        kept = self._windows[i]
+        if kept is None or not len(kept[0]):
+            return None
+        w, t = kept
+        sims = w @ q
+        j = int(np.argmax(sims))
+        return Moment(float(t[j, 0]), float(t[j, 1]), float(sims[j]))
+
+
+def _vector(values: Any, origin: str) -> np.ndarray:
+    """A finite, non-empty vector of float32 from ``values`` (``origin`` names it in errors)."""
+    try:
+        v = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"{origin}: 'vector' is not a list of numbers") from None
+    if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+        raise InputError(f"{origin}: 'vector' is not a non-empty list of finite numbers")
+    return v

@@ -20,7 +20,7 @@ import instrunet_core as inet
 from instrunet_core.cli import main as cli_main
 from instrunet_core.errors import InputError
 from instrunet_core.registry import Registry
-from instrunet_core.search import Library, Match, same_weights
+from instrunet_core.search import Library, Match, Moment, same_weights
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -58,6 +58,11 @@ def test_nearest_ranks_by_cosine_similarity_and_leaves_out_the_query(
     )  # the same file, spelled otherwise
     assert [Path(m.path).name for m in left] == ["tone_330.flac"]
     assert Match("a", 0.5).to_dict() == {"path": "a", "similarity": 0.5}
+    assert Match("a", 0.5, Moment(1.0, 3.95, 0.9)).to_dict()["where"] == {
+        "start": 1.0,
+        "end": 3.95,
+        "similarity": 0.9,
+    }
     assert Library().nearest(query) == []
     with pytest.raises(ValueError, match="k must be"):
         lib.nearest(query, k=0)
@@ -86,6 +91,10 @@ def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
         "finite numbers": json.dumps({**rec, "vector": [1.0, float("nan"), 0.0]}),
         "4 values": json.dumps({**rec, "vector": [0.5, 0.5, 0.5, 0.5]}),
         "cannot be compared": json.dumps({**rec, "model": {**rec["model"], "sha256": "0" * 64}}),
+        "a window lacks": json.dumps({**rec, "windows": [{"start": 0.0, "vector": [1, 0, 0]}]}),
+        "'vector' is not a non-empty": json.dumps(
+            {**rec, "windows": [{"start": 0.0, "end": 1.0, "silent": False, "vector": []}]}
+        ),
     }
     for msg, line in cases.items():
         bad = tmp_path / "bad.jsonl"
@@ -98,6 +107,47 @@ def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
         Library.read(tmp_path / "bin.jsonl")
     with pytest.raises(InputError, match="cannot read"):
         Library.read(tmp_path / "missing.jsonl")
+
+
+def test_where_is_the_window_most_like_the_query(
+    open_model: inet.Model, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording of noise, silence, then a tone: a tone query is most like its tone, a noise
+    query its noise; the same from `instrunet embed --windows` output; a recording named by two
+    libraries is ranked once."""
+    f = tmp_path / "noise_gap_tone.wav"
+    sf.write(f, np.concatenate([_noise(6.0), np.zeros(3 * SR, np.float32), tone(6.0)]), SR)
+    lib = Library.embed(open_model, [str(f)], windows=True)
+    for query, lo, hi in ((tone(4.0), 9.0, 15.0), (_noise(4.0), 0.0, 6.0)):
+        (m,) = lib.nearest(open_model.embed(query, SR).vector)
+        assert m.where is not None and lo - 1.5 <= m.where.start and m.where.end <= hi + 1.5, m.where
+        assert m.where.similarity > 0.99
+    assert (
+        Library.embed(open_model, [str(f)]).nearest(open_model.embed(tone(4.0), SR).vector)[0].where is None
+    )
+
+    model = ["--model", str(open_model.path)]
+    assert cli_main(["embed", str(f), "--windows", *model]) == 0
+    index = tmp_path / "w.jsonl"
+    index.write_text(capsys.readouterr().out)
+    from_file = Library.read(index)
+    q = tmp_path / "q.wav"
+    sf.write(q, tone(4.0), SR)
+    a = from_file.nearest(open_model.embed(q).vector)[0].where
+    b = lib.nearest(open_model.embed(q).vector)[0].where
+    assert a is not None and b is not None  # the JSON keeps times to 0.1 ms
+    assert (a.start, a.end, a.similarity) == pytest.approx((b.start, b.end, b.similarity), abs=1e-4)
+    assert (
+        cli_main(["search", str(q), str(index), str(tmp_path / "noise_gap_tone.wav"), "--where", *model]) == 0
+    )
+    (line,) = capsys.readouterr().out.splitlines()  # named twice, ranked once
+    assert line.split()[1] == str(f) and " at 0:" in line
+    assert cli_main(["search", str(q), str(index), "--where", "--json", *model]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    from test_output import _valid
+
+    _valid("search.json", doc)
+    assert doc["matches"][0]["where"]["start"] >= 7.5
 
 
 def test_same_weights_is_the_sha256_when_both_have_one() -> None:
