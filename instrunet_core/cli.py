@@ -318,12 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
         "`instrunet embed` (embedded once, searched often), folders (searched recursively for audio "
         "files) or audio files, embedded now; all with one model. The query itself is left out.",
     )
-    s.add_argument("query", metavar="QUERY", help="audio file to find similar recordings for")
+    s.add_argument(
+        "query", metavar="QUERY", help="audio file to find similar recordings for ('-' reads it from stdin)"
+    )
     s.add_argument(
         "library",
         nargs="+",
         metavar="LIBRARY",
-        help="`instrunet embed` output (.jsonl, .ndjson or .json), a folder, or an audio file",
+        help="`instrunet embed` output (.jsonl, .ndjson or .json; '-' reads it from stdin), a folder, "
+        "or an audio file",
     )
     s.add_argument(
         "-k",
@@ -440,6 +443,9 @@ def _search(args: argparse.Namespace) -> int:
     from .output import jsonable
     from .search import Library
 
+    if args.query == "-" and "-" in args.library:
+        _err("search: stdin cannot be both the query and the library; give one of them as a file")
+        return EXIT_USAGE
     try:
         model = _load(args.model, args)
         if model.embedding_dim is None:
@@ -464,7 +470,9 @@ def _search(args: argparse.Namespace) -> int:
 
     try:
         for item in args.library:
-            if os.path.isdir(item):
+            if item == "-":  # `instrunet embed ... | instrunet search QUERY -`
+                Library.read(sys.stdin, into=lib)
+            elif os.path.isdir(item):
                 Library.embed(
                     model, collect_files(item), hop=args.hop, windows=args.where, into=lib, on_error=failed
                 )

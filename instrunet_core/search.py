@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:  # annotations only
     from .model import Model
 
 __all__ = ["Library", "Match", "Moment", "same_weights"]
+
+_NOT_TEXT = "{}: not a text file (expected the JSON lines of `instrunet embed`)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,30 +154,40 @@ class Library:
         self.paths.append(str(path))
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str], into: Library | None = None) -> Library:
-        """The records of a JSON lines file written by ``instrunet embed`` (or
-        ``Embedding.to_dict()`` objects with a ``path``, one per line); blank lines are skipped.
+    def read(cls, source: str | os.PathLike[str] | IO[str], into: Library | None = None) -> Library:
+        """The records of JSON lines written by ``instrunet embed`` (or ``Embedding.to_dict()``
+        objects with a ``path``, one per line), from a file or an open text stream (stdin in a
+        pipe); blank lines are skipped.
 
         Raises
         ------
         InputError
             The file cannot be read, a line is not JSON or not an embedding record, or it mixes
-            models (each error names the file and line).
+            models (each error names the file, or ``<stdin>``, and the line).
         """
         lib = into if into is not None else cls()
-        name = os.fspath(path)
-        try:
-            with open(name, encoding="utf-8") as f:  # line by line: a large library is not held as text
-                for i, line in enumerate(f, 1):
-                    if line.strip():
-                        lib._add_record(line, f"{name}:{i}")
-        except UnicodeDecodeError:
-            raise InputError(
-                f"{name}: not a text file (expected the JSON lines of `instrunet embed`)"
-            ) from None
-        except OSError as e:
-            raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
+        if isinstance(source, (str, os.PathLike)):
+            name = os.fspath(source)
+            try:
+                with open(name, encoding="utf-8") as f:
+                    lib._add_lines(f, name)
+            except UnicodeDecodeError:
+                raise InputError(_NOT_TEXT.format(name)) from None
+            except OSError as e:
+                raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
+        else:
+            name = "<stdin>" if source is sys.stdin else str(getattr(source, "name", "<stream>"))
+            try:
+                lib._add_lines(source, name)
+            except UnicodeDecodeError:
+                raise InputError(_NOT_TEXT.format(name)) from None
         return lib
+
+    def _add_lines(self, lines: Iterable[str], name: str) -> None:
+        # line by line: a large library is not held as text as well as vectors
+        for i, line in enumerate(lines, 1):
+            if line.strip():
+                self._add_record(line, f"{name}:{i}")
 
     def _add_record(self, line: str, where: str) -> None:
         """One JSON line of ``instrunet embed`` (``where``: its file and line, for errors)."""

@@ -7,6 +7,7 @@ shipped default model.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -159,7 +160,11 @@ def test_same_weights_is_the_sha256_when_both_have_one() -> None:
 
 
 def test_cli_search(
-    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    open_model: inet.Model,
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from test_output import _valid
 
@@ -180,6 +185,18 @@ def test_cli_search(
     doc = json.loads(capsys.readouterr().out)
     _valid("search.json", doc)
     assert doc["library_size"] == 2 and [Path(m["path"]).name for m in doc["matches"]] == ["tone_330.flac"]
+    # `instrunet embed ... | instrunet search QUERY -`: the library from stdin
+    monkeypatch.setattr("sys.stdin", io.StringIO(index.read_text()))
+    assert cli_main(["search", q, "-", *model]) == 0
+    assert [Path(line.split()[1]).name for line in capsys.readouterr().out.splitlines()] == [
+        "tone_330.flac",
+        "noise.wav",
+    ]
+    monkeypatch.setattr("sys.stdin", io.StringIO("{not json\n"))
+    assert cli_main(["search", q, "-", *model]) == 1
+    assert "<stdin>:1: not JSON" in capsys.readouterr().err
+    assert cli_main(["search", "-", "-", *model]) == 2
+    assert "stdin cannot be both" in capsys.readouterr().err
     # a library file that cannot be decoded: said, left out, exit 1; the others still searched
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF" + b"\x00" * 64)
