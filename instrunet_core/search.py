@@ -144,10 +144,19 @@ class Library:
             raise InputError(f"{origin}: {v.size} values, the library's vectors have {self._rows[0].size}")
         kept = None
         if windows is not None and times is not None:
-            w = np.asarray(windows, np.float32).reshape(-1, v.size)
-            t = np.asarray(times, np.float64).reshape(-1, 2)
-            if len(w) != len(t) or not (np.all(np.isfinite(w)) and np.all(np.isfinite(t))):
-                raise InputError(f"{origin}: 'windows' do not hold one finite vector and time per window")
+            w = np.asarray(windows, np.float32)
+            t = np.asarray(times, np.float64)
+            w, t = (w.reshape(0, v.size), t.reshape(0, 2)) if w.size == 0 and t.size == 0 else (w, t)
+            if (
+                w.ndim != 2
+                or w.shape[1] != v.size
+                or t.shape != (len(w), 2)
+                or not (np.all(np.isfinite(w)) and np.all(np.isfinite(t)))
+            ):
+                raise InputError(
+                    f"{origin}: 'windows' do not hold one finite vector of {v.size} values and one "
+                    "time span per window"
+                )
             kept = (w, t)
         self._rows.append(v.copy())
         self._windows.append(kept)
@@ -209,7 +218,10 @@ class Library:
                 vectors = [w["vector"] for w in sounding]
             except (KeyError, TypeError):
                 raise InputError(f"{where}: a window lacks 'start', 'end', 'silent' or 'vector'") from None
-            times = np.array(spans, dtype=np.float64).reshape(-1, 2) if spans else np.zeros((0, 2))
+            try:
+                times = np.array(spans, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError(f"{where}: a window's 'start' or 'end' is not a number") from None
             windows = np.array([_vector(v, where) for v in vectors], np.float32)
         self.add(str(rec["path"]), rec["vector"], rec["model"], origin=where, windows=windows, times=times)
 

@@ -93,6 +93,12 @@ def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
         "4 values": json.dumps({**rec, "vector": [0.5, 0.5, 0.5, 0.5]}),
         "cannot be compared": json.dumps({**rec, "model": {**rec["model"], "sha256": "0" * 64}}),
         "a window lacks": json.dumps({**rec, "windows": [{"start": 0.0, "vector": [1, 0, 0]}]}),
+        "is not a number": json.dumps(
+            {**rec, "windows": [{"start": "soon", "end": 1.0, "silent": False, "vector": [1, 0, 0]}]}
+        ),
+        "one finite vector of 3 values": json.dumps(
+            {**rec, "windows": [{"start": 0.0, "end": 1.0, "silent": False, "vector": [1, 0]}]}
+        ),
         "'vector' is not a non-empty": json.dumps(
             {**rec, "windows": [{"start": 0.0, "end": 1.0, "silent": False, "vector": []}]}
         ),
