@@ -117,7 +117,6 @@ def test_the_blurred_network_exports_to_onnx(keras: Any) -> None:
     [
         (["--model", "default", "--blur-pool", "mel"], "--blur-pool: choose from"),
         (["--model", "compact", "--blur-pool", "time"], "default model only"),
-        (["--model", "default", "--blur-pool", "time", "--init-onnx", "m.onnx"], "not with --init-onnx"),
     ],
 )
 def test_the_training_cli_refuses_blur_pool_where_it_does_not_apply(
@@ -129,3 +128,24 @@ def test_the_training_cli_refuses_blur_pool_where_it_does_not_apply(
         train.main(["--corpus", str(tmp_path), "--out", str(tmp_path / "out"), *extra])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_artifact_starts_the_blurred_network_with_its_weights(keras: Any, tmp_path: Path) -> None:
+    """``--init-onnx`` with ``--blur-pool`` (training.train.start_model): the artifact's weights,
+    as the plain network takes them, in the network whose pooling is anti-aliased."""
+    from training.train import Config, start_model
+
+    artifact = ROOT / "instrunet_core" / "models" / "family" / "1.0.0" / "model.onnx"
+    x = np.random.default_rng(0).random((96, 128, 128), dtype=np.float32)
+    cfg = Config(model="default", corpus=tmp_path, out=tmp_path, init_onnx=artifact)
+    plain, init_plain = start_model(cfg, "multilabel", x)
+    cfg.blur_pool = "time"
+    blurred, init = start_model(cfg, "multilabel", x)
+    assert init is not None and init_plain is not None and init["blur_pool"] == "time"
+    assert init["max_abs_diff"] < 1e-4  # the artifact was read as before
+    assert len(blurred.layers) > len(plain.layers)  # the blur's layers (no weights)
+    for a, b in zip(plain.get_weights(), blurred.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the same weights, pooled otherwise: outputs close, not equal
+    p, q = plain.predict(x[:8, ..., None], verbose=0), blurred.predict(x[:8, ..., None], verbose=0)
+    assert p.shape == q.shape == (8, 8) and 0 < float(np.abs(p - q).max()) < 0.5

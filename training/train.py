@@ -585,16 +585,19 @@ def channels_of(text: str) -> tuple[int, ...]:
         raise ValueError(f"--channels {text!r}: {e}") from None
 
 
-def fit_and_select(
-    cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray], sets: Sets
-) -> tuple[Any, dict[str, Any]]:
-    """Train on ``train``; choose epoch and weights by :func:`training.evaluate.selection_score`
-    of valid and dev. Never sees test data."""
+def start_model(cfg: Config, task: str, X: np.ndarray) -> tuple[Any, dict[str, Any] | None]:
+    """The network training starts from, and how it was initialised (``None``: at random).
+
+    ``--init-onnx`` copies an exported artifact's weights (:func:`training.warmstart.init_from_onnx`;
+    batch normalisation calibrated on ``X``), then with ``--channels`` prunes it
+    (:func:`training.prune.prune_default`), then with ``--blur-pool`` moves the same weights
+    into the network whose pooling is anti-aliased (blur pooling has no weights).
+    ``--init-keras`` loads a saved model of the same shape.
+    """
     import keras
 
     from .models import build_model
 
-    keras.utils.set_random_seed(cfg.seed)
     arch: dict[str, Any] = {
         k: v for k, v in (("width", cfg.width), ("depth", cfg.depth), ("dense", cfg.dense)) if v
     }
@@ -607,8 +610,7 @@ def fit_and_select(
         arch["blur_pool"] = cfg.blur_pool
     n_out = cfg.n_outputs if task == "multilabel" else F
     model = build_model(cfg.model, n_out, **arch)
-    init = None
-    X, Y = train
+    init: dict[str, Any] | None = None
     if cfg.init_onnx is not None:
         from .warmstart import init_from_onnx
 
@@ -644,6 +646,19 @@ def fit_and_select(
         model.set_weights(saved.get_weights())
         init = {"from": str(cfg.init_keras), "kind": "keras"}
         print(f"initialised from {cfg.init_keras}", flush=True)
+    return model, init
+
+
+def fit_and_select(
+    cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray], sets: Sets
+) -> tuple[Any, dict[str, Any]]:
+    """Train on ``train``; choose epoch and weights by :func:`training.evaluate.selection_score`
+    of valid and dev. Never sees test data."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    X, Y = train
+    model, init = start_model(cfg, task, X)
     steps = math.ceil(len(X) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, alpha=0.05)
     loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
