@@ -442,6 +442,7 @@ def _search(args: argparse.Namespace) -> int:
     from .batch import collect_files
     from .output import jsonable
     from .search import Library
+    from .timeline import format_time
 
     if args.query == "-" and "-" in args.library:
         _err("search: stdin cannot be both the query and the library; give one of them as a file")
@@ -485,19 +486,18 @@ def _search(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     exclude = [args.query] if args.query != "-" else []
     matches = lib.nearest(query.vector, k=args.top, exclude=exclude)
+    size = len({os.path.realpath(p) for p in lib.paths})  # a file two libraries name counts once
     if args.json:
         doc = {
             "schema": "instrunet.search/1",
             "query": args.query,
             "model": query.model,
-            "library_size": len(lib),
+            "library_size": size,
             "matches": [m.to_dict() for m in matches],
         }
         _out(json.dumps(jsonable(doc)))
     else:
-        _say(f"{args.query}: {len(matches)} of {len(lib)} recordings, model {model.name} {model.version}")
-        from .timeline import format_time
-
+        _say(f"{args.query}: {len(matches)} of {size} recordings, model {model.name} {model.version}")
         for m in matches:
             at = ""
             if args.where:

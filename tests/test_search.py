@@ -147,7 +147,9 @@ def test_where_is_the_window_most_like_the_query(
     assert (
         cli_main(["search", str(q), str(index), str(tmp_path / "noise_gap_tone.wav"), "--where", *model]) == 0
     )
-    (line,) = capsys.readouterr().out.splitlines()  # named twice, ranked once
+    out, err = capsys.readouterr()
+    (line,) = out.splitlines()  # named twice, ranked once, counted once
+    assert "1 of 1 recordings" in err
     assert line.split()[1] == str(f) and " at 0:" in line
     assert cli_main(["search", str(q), str(index), "--where", "--json", *model]) == 0
     doc = json.loads(capsys.readouterr().out)
