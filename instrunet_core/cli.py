@@ -410,15 +410,20 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- embed
+def _embedding_model(args: argparse.Namespace) -> Any:
+    """The ``--model`` of ``embed`` and ``search``, which must have an embedding output
+    (``InstrunetError`` otherwise)."""
+    model = _load(args.model, args)
+    if model.embedding_dim is None:
+        raise InstrunetError(f"{model.name} {model.version} has no embedding output; choose another --model")
+    return model
+
+
 def _embed(args: argparse.Namespace) -> int:
     from .output import jsonable
 
     try:
-        model = _load(args.model, args)
-        if model.embedding_dim is None:
-            raise InstrunetError(
-                f"{model.name} {model.version} has no embedding output; choose another --model"
-            )
+        model = _embedding_model(args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
@@ -448,11 +453,7 @@ def _search(args: argparse.Namespace) -> int:
         _err("search: stdin cannot be both the query and the library; give one of them as a file")
         return EXIT_USAGE
     try:
-        model = _load(args.model, args)
-        if model.embedding_dim is None:
-            raise InstrunetError(
-                f"{model.name} {model.version} has no embedding output; choose another --model"
-            )
+        model = _embedding_model(args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
