@@ -306,7 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "embed", help="embedding of each file (JSON lines: path, model, dim, vector) for similarity search"
     )
-    e.add_argument("files", nargs="+", metavar="FILE", help="audio files ('-' reads stdin)")
+    e.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio files or folders (searched recursively; '-' reads stdin)",
+    )
     _add_model_options(e)
     e.add_argument("--windows", action="store_true", help="also each window's vector")
 
@@ -427,8 +432,12 @@ def _embed(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    from .batch import collect_files
+
     rc = EXIT_OK
-    for path in args.files:
+    # a folder stands for the audio files under it (as for batch and search)
+    files = [p for item in args.files for p in (collect_files(item) if os.path.isdir(item) else [item])]
+    for path in files:
         try:
             emb = model.embed(_source(path), hop=args.hop)
         except (InstrunetError, OSError) as e:

@@ -185,6 +185,10 @@ def test_cli_search(
     assert [Path(p).name for _, p in rows] == ["tone_330.flac", "noise.wav"]
     assert float(rows[0][0]) > 0.99 > float(rows[1][0])
     assert "2 of 3 recordings" in err
+    # `instrunet embed FOLDER`: every audio file under it, recursively, by its resolved path
+    assert cli_main(["embed", str(folder), *model]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in rows] == sorted(str(p.resolve()) for p in folder.rglob("*.*"))
     # `instrunet embed` output, searched with --json (valid against docs/schema/search.json)
     assert cli_main(["embed", str(folder / "noise.wav"), str(folder / "sub" / "tone_330.flac"), *model]) == 0
     index = tmp_path / "lib.jsonl"
