@@ -496,7 +496,7 @@ def _search(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     exclude = [args.query] if args.query != "-" else []
     matches = lib.nearest(query.vector, k=args.top, exclude=exclude)
-    size = len({os.path.realpath(p) for p in lib.paths})  # a file two libraries name counts once
+    size = lib.distinct
     if args.json:
         doc = {
             "schema": "instrunet.search/1",

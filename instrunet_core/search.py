@@ -101,9 +101,16 @@ class Library:
     _stacked: np.ndarray | None = dataclasses.field(default=None, repr=False)
     # per recording: its sounding windows' (vectors [T, dim], times [T, 2]), or None
     _windows: list[tuple[np.ndarray, np.ndarray] | None] = dataclasses.field(default_factory=list, repr=False)
+    # per recording: its resolved path, which says when two libraries name the same file
+    _real: list[str] = dataclasses.field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def distinct(self) -> int:
+        """How many different files the library holds (one named by two libraries counts once)."""
+        return len(set(self._real))
 
     @property
     def vectors(self) -> np.ndarray:
@@ -161,6 +168,7 @@ class Library:
         self._rows.append(v.copy())
         self._windows.append(kept)
         self.paths.append(str(path))
+        self._real.append(os.path.realpath(path))
 
     @classmethod
     def read(cls, source: str | os.PathLike[str] | IO[str], into: Library | None = None) -> Library:
@@ -296,7 +304,7 @@ class Library:
         order = np.argsort(-scores, kind="stable")
         out: list[Match] = []
         for i in order:
-            real = os.path.realpath(self.paths[i])
+            real = self._real[i]
             if real in skip:
                 continue
             skip.add(real)  # a recording listed twice (two libraries name it) is ranked once
