@@ -66,3 +66,47 @@ def test_the_compact_model_starts_from_its_artifact_with_a_grown_open_set_head(k
     assert len(depthwise) == 4 and all(np.abs(la.get_weights()[0]).max() > 0 for la in depthwise)
     with pytest.raises(ValueError, match="conv"):  # the compact weights do not fit the default model
         init_from_onnx(build_model("default", 8), compact)
+
+
+def test_an_open_set_artifact_is_compared_on_its_families_and_other(keras: Any) -> None:
+    """family-compact 2.0.0 gives its embedding, "other" and the probabilities as three outputs;
+    the nine-output Keras model is checked against probabilities then other."""
+    artifact = ARTIFACT.parents[2] / "family-compact" / "2.0.0" / "model.onnx"
+    model = build_model("compact", 9)
+    info = init_from_onnx(
+        model, artifact, calibration=np.random.default_rng(2).random((32, 128, 128), np.float32)
+    )
+    assert info["max_abs_diff"] < 1e-4
+
+
+def test_a_trained_network_widens_into_one_that_computes_the_same(keras: Any) -> None:
+    from training.warmstart import artifact_width
+    from training.widen import widen
+
+    artifact = ARTIFACT.parents[2] / "family-compact" / "2.0.0" / "model.onnx"
+    assert artifact_width(artifact) == 16 and artifact_width(ARTIFACT) == 16
+    narrow = build_model("compact", 9)
+    init_from_onnx(narrow, artifact, calibration=np.random.default_rng(3).random((32, 128, 128), np.float32))
+    wide = build_model("compact", 9, width=24)
+    info = widen(narrow, wide)
+    assert info["max_abs_diff"] < 1e-4
+    assert info["new_weights"] == wide.count_params() - narrow.count_params() > 0
+    x = np.random.default_rng(4).random((6, 128, 128, 1), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(wide(x)), np.asarray(narrow(x)), atol=1e-5)
+    # the new channels are there to learn: their own weights are not all zero, and every
+    # pointwise kernel keeps the trained one in its leading corner
+    first = [la for la in wide.layers if isinstance(la, keras.layers.Conv2D)][0].get_weights()[0]
+    assert first.shape[-1] == 24 and np.abs(first[..., 16:]).max() > 0
+    # the default architecture widens the same way (five plain conv blocks)
+    d_narrow, d_wide = build_model("default", 8), build_model("default", 8, width=24)
+    init_from_onnx(d_narrow, ARTIFACT)
+    assert widen(d_narrow, d_wide)["max_abs_diff"] < 1e-4
+
+
+def test_widening_refuses_another_architecture_or_a_narrower_one(keras: Any) -> None:
+    from training.widen import widen
+
+    with pytest.raises(ValueError, match="architecture"):
+        widen(build_model("compact", 9), build_model("default", 9))
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen(build_model("compact", 9, width=24), build_model("compact", 9))

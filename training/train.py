@@ -105,7 +105,9 @@ class Config:
     blocks: int = 4  # large model: trainable blocks at the end of YAMNet's 14 (0: all)
     irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
     sources: Path | None = None  # mirror folder of training/sources.lock.json
-    init_onnx: Path | None = None  # start from an exported artifact's weights (same architecture)
+    init_onnx: Path | None = (
+        None  # start from an exported artifact's weights (same architecture; a larger --width grows it: training.widen)
+    )
     init_keras: Path | None = None  # continue from a saved Keras model of the same architecture
     # distil from exported multilabel artifacts (folder or model.onnx) or "yamnet", averaged
     teacher: tuple[Path, ...] = ()
@@ -612,9 +614,21 @@ def start_model(cfg: Config, task: str, X: np.ndarray) -> tuple[Any, dict[str, A
     model = build_model(cfg.model, n_out, **arch)
     init: dict[str, Any] | None = None
     if cfg.init_onnx is not None:
-        from .warmstart import init_from_onnx
+        from .warmstart import artifact_width, init_from_onnx
 
-        init = init_from_onnx(model, cfg.init_onnx, calibration=np.asarray(X[:: max(1, len(X) // 512)][:512]))
+        calibration = np.asarray(X[:: max(1, len(X) // 512)][:512])
+        width = artifact_width(cfg.init_onnx)
+        if cfg.width and cfg.width > width and not cfg.channels:
+            # a wider network of the artifact's architecture: the artifact at its own width,
+            # then grown into this one (training.widen), computing what the artifact does
+            from .widen import widen
+
+            narrow = build_model(cfg.model, n_out, **{**arch, "width": width})
+            init = init_from_onnx(narrow, cfg.init_onnx, calibration=calibration)
+            init["widened"] = {"from_width": width, **widen(narrow, model)}
+            print(f"widened from width {width} to {cfg.width}: {init['widened']}", flush=True)
+        else:
+            init = init_from_onnx(model, cfg.init_onnx, calibration=calibration)
         print(f"initialised from {cfg.init_onnx} (max difference {init['max_abs_diff']:.1e})", flush=True)
         if pruned:
             from .prune import prune_default

@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.manifest import OUTPUT_NAME
 from instrunet_core.session import RuntimeOptions, onnx_session
 from instrunet_core.verify import REFERENCES_ATOL
 
-__all__ = ["init_from_onnx"]
+__all__ = ["init_from_onnx", "artifact_width"]
 
 
 def _weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray], list[np.ndarray]]:
@@ -79,6 +80,12 @@ def _weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.n
         convs.append((kernel, np.asarray(bias, np.float32).reshape(-1)))
     rest = [w for name, w in init.items() if name not in used]
     return convs, [w for w in rest if w.ndim == 2], [w for w in rest if w.ndim == 1]
+
+
+def artifact_width(path: Path | str) -> int:
+    """The channels of the artifact's first convolution: the ``width`` it was built with
+    (``default`` and ``compact`` models)."""
+    return int(_weights(Path(path))[0][0][0].shape[0])
 
 
 def init_from_onnx(
@@ -179,7 +186,11 @@ def init_from_onnx(
     inp = sess.get_inputs()[0]
     x = np.random.default_rng(0).random((4, 128, 128), dtype=np.float32)
     feed = x if len(inp.shape) == 3 else x[..., None]
-    ref = sess.run(None, {inp.name: feed})[0]
+    # the family probabilities, then "other" where the artifact has it (an open-set artifact
+    # also gives its embedding, which is not compared)
+    names = [o.name for o in sess.get_outputs()]
+    wanted = [n for n in (OUTPUT_NAME, "other") if n in names] or names[:1]
+    ref = np.concatenate(sess.run(wanted, {inp.name: feed}), axis=1)
     got = np.asarray(model(x[..., None], training=False))[:, : ref.shape[1]]
     diff = float(np.abs(ref - got).max())
     if not diff <= atol:
