@@ -171,3 +171,37 @@ def test_patched_sfz_resolves_a_differently_named_sample_folder(tmp_path: Path) 
     )
     p = SfzPlayer(fixed, sample_rate=SR)
     assert _f0(p.render(_note(60, 100))) == pytest.approx(261.63, rel=0.01)
+
+
+def test_patched_sfz_inlines_includes_and_drops_a_player_variable(tmp_path: Path) -> None:
+    """Shinyguitar's layout: a main file that #includes its parts beside it and sets
+    ``default_path=$sample_dir/`` (a variable of Plogue's player) under a second <control>."""
+    (tmp_path / "Samples" / "low").mkdir(parents=True)
+    _sine(tmp_path / "Samples" / "low" / "C4.wav", 261.63)
+    _sine(tmp_path / "Samples" / "low" / "A4.wav", 440.0)
+    prog = tmp_path / "Programs"
+    (prog / "parts").mkdir(parents=True)
+    (prog / "main.sfz").write_text(
+        '<control>\ndefault_path=$sample_dir/ \n<global> ampeg_release=0.1\n#include "parts/a.sfz"\n'
+    )
+    (prog / "parts" / "a.sfz").write_text(
+        '<region> sample=low\\C4.wav lokey=55 hikey=65 pitch_keycenter=60\n#include "b.sfz"\n'
+    )
+    (prog / "parts" / "b.sfz").write_text(
+        "<region> sample=low\\A4.wav lokey=66 hikey=75 pitch_keycenter=69\n"
+    )
+    fixed = patched_sfz(
+        prog / "main.sfz",
+        tmp_path / "work" / "main.sfz",
+        sample_dir=tmp_path / "Samples",
+        replace={"<control>\ndefault_path=$sample_dir/ \n": ""},
+    )
+    text = fixed.read_text()
+    assert "#include" not in text and "$sample_dir" not in text and text.count("<region>") == 2
+    p = SfzPlayer(fixed, sample_rate=SR)
+    assert p.keys[0] == 55 and p.keys[-1] == 75
+    assert _f0(p.render(_note(60, 100))) == pytest.approx(261.63, rel=0.01)
+    assert _f0(p.render(_note(69, 100))) == pytest.approx(440.0, rel=0.01)
+    (prog / "loop.sfz").write_text('#include "loop.sfz"\n')
+    with pytest.raises(ValueError, match="nested"):
+        patched_sfz(prog / "loop.sfz", tmp_path / "work" / "loop.sfz", sample_dir=tmp_path, replace={})

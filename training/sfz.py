@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import struct
 import time
 from collections.abc import Mapping, Sequence
@@ -330,16 +331,30 @@ def pat_to_sfz(pat: Path | str, out_dir: Path | str, *, reach: int = 7) -> Path:
     return path
 
 
+_INCLUDE = re.compile(r'^[ \t]*#include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
+
+
+def _inline_includes(path: Path, depth: int = 0) -> str:
+    """``path``'s text with every ``#include "file"`` replaced by that file's text (relative to
+    the including file's folder, as sfizz resolves them), recursively."""
+    if depth > 16:
+        raise ValueError(f"{path}: #include nested more than 16 deep")
+    text = path.read_text(errors="replace")
+    return _INCLUDE.sub(lambda m: _inline_includes(path.parent / m.group(1), depth + 1), text)
+
+
 def patched_sfz(
     src: Path | str, out: Path | str, *, sample_dir: Path | str, replace: Mapping[str, str]
 ) -> Path:
     """A copy of ``src`` written to ``out`` whose samples resolve under ``sample_dir``.
 
     For libraries whose SFZ file names its sample folder differently from the repository's
-    layout (``samples/`` versus ``Samples/``): each ``replace`` pair is substituted in the
-    text and a ``default_path`` pointing at ``sample_dir`` is prepended.
+    layout (``samples/`` versus ``Samples/``), or through a variable the player defines
+    (``default_path=$sample_dir/``): each ``replace`` pair is substituted in the text and a
+    ``default_path`` pointing at ``sample_dir`` is prepended. The file's ``#include`` lines
+    are inlined first (they name files beside ``src``, which the copy no longer is).
     """
-    text = Path(src).read_text(errors="replace")
+    text = _inline_includes(Path(src))
     for a, b in replace.items():
         text = text.replace(a, b)
     out = Path(out)
