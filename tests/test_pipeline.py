@@ -220,6 +220,49 @@ def test_mean_targets_average_each_column_over_the_teachers_that_have_it() -> No
     np.testing.assert_array_equal(mean_targets([closed]), closed)
 
 
+def test_the_other_target_can_come_from_chosen_teachers(trained: dict[str, Path]) -> None:
+    """``--other-teacher``: the families stay the mean of every teacher, the "other" column is
+    the mean of the named teachers' alone."""
+    from training import train
+    from training.dataset import ExampleSpec, cached_examples
+
+    root = trained["root"]
+    ex = cached_examples(trained["corpus"], ExampleSpec("valid", 16, 7, random_crop=False), root / "cache")
+    models = Path(instrunet_core.__file__).parent / "models"
+    closed, open_a, open_b = (
+        models / "family" / "2.0.0",
+        models / "family-open" / "1.0.0",
+        models / "family-compact" / "2.0.0",
+    )
+    a, b, c = (train.teacher_targets(t, ex, cache=root / "cache") for t in (closed, open_a, open_b))
+    every = train.ensemble_targets([closed, open_a, open_b], ex, cache=root / "cache")
+    np.testing.assert_allclose(every[:, 8], (b[:, 8] + c[:, 8]) / 2, atol=1e-6)
+    chosen = train.ensemble_targets([closed, open_a, open_b], ex, cache=root / "cache", other_from=[open_b])
+    np.testing.assert_allclose(chosen[:, :8], (a + b[:, :8] + c[:, :8]) / 3, atol=1e-6)
+    np.testing.assert_array_equal(chosen[:, 8], c[:, 8])
+    # an eight-family teacher alone gets its "other" column from the named teacher
+    grown = train.ensemble_targets([closed], ex, cache=root / "cache", other_from=[open_a])
+    assert grown.shape == (len(ex), 9)
+    np.testing.assert_array_equal(grown[:, 8], b[:, 8])
+    with pytest.raises(ValueError, match="other"):
+        train.ensemble_targets([open_a], ex, cache=root / "cache", other_from=[closed])
+    args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.1"), "--no-test"]
+    with pytest.raises(SystemExit):  # an "other" target needs --open-set
+        train.main(
+            [
+                "--model",
+                "compact",
+                "--out",
+                str(root / "x"),
+                "--teacher",
+                str(closed),
+                "--other-teacher",
+                str(open_a),
+                *args,
+            ]
+        )
+
+
 def test_score_teachers_needs_a_dev_split(trained: dict[str, Path]) -> None:
     """``--score-teachers`` scores on the real dev clips only: a corpus without them is a clear
     error, and nothing is written (test is never the fallback)."""

@@ -112,6 +112,9 @@ class Config:
     # distil from exported multilabel artifacts (folder or model.onnx) or "yamnet", averaged
     teacher: tuple[Path, ...] = ()
     distill: float = 0.5  # with --teacher: weight of the teachers' probabilities in the training targets
+    # with --teacher: the teachers whose "other" column alone makes the "other" target (repeat;
+    # default: every teacher that has one)
+    other_teacher: tuple[Path, ...] = ()
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
@@ -374,9 +377,25 @@ def score_teachers(cfg: Config) -> dict[str, Any]:
     return out
 
 
-def ensemble_targets(teachers: Sequence[Path], ex: Examples, *, cache: Path | None = None) -> np.ndarray:
-    """Several teachers' :func:`teacher_targets`, averaged by :func:`mean_targets`."""
-    return mean_targets([teacher_targets(t, ex, cache=cache) for t in teachers])
+def ensemble_targets(
+    teachers: Sequence[Path],
+    ex: Examples,
+    *,
+    cache: Path | None = None,
+    other_from: Sequence[Path] = (),
+) -> np.ndarray:
+    """Several teachers' :func:`teacher_targets`, averaged by :func:`mean_targets`; with
+    ``other_from``, the "other" column is the mean of those teachers' alone (each must have
+    one)."""
+    p = mean_targets([teacher_targets(t, ex, cache=cache) for t in teachers])
+    if other_from:
+        others = [teacher_targets(t, ex, cache=cache) for t in other_from]
+        if any(o.shape[1] <= OTHER for o in others):
+            raise ValueError(f"--other-teacher: every one must have an 'other' output ({list(other_from)})")
+        if p.shape[1] <= OTHER:
+            p = np.column_stack([p, np.zeros(len(p), np.float32)])
+        p[:, OTHER] = np.mean([o[:, OTHER] for o in others], axis=0)
+    return p
 
 
 def mean_targets(ps: Sequence[np.ndarray]) -> np.ndarray:
@@ -824,11 +843,12 @@ def run(cfg: Config) -> dict[str, Any]:
         Xt, Yt = np.asarray(Xt)[keep], Yt[keep]
     if cfg.teacher:
         t0 = time.time()
-        p = ensemble_targets(cfg.teacher, sets.train, cache=cfg.cache)
+        p = ensemble_targets(cfg.teacher, sets.train, cache=cfg.cache, other_from=cfg.other_teacher)
         Yt = distilled_targets(Yt, p, cfg.distill)
         names = " + ".join(str(t) for t in cfg.teacher)
+        other = f" (other: {' + '.join(str(t) for t in cfg.other_teacher)})" if cfg.other_teacher else ""
         print(
-            f"targets: labels x {1 - cfg.distill:.2f} + mean({names}) x {cfg.distill:.2f} "
+            f"targets: labels x {1 - cfg.distill:.2f} + mean({names}){other} x {cfg.distill:.2f} "
             f"[{time.time() - t0:.0f}s]",
             flush=True,
         )
@@ -884,6 +904,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         elif f.name == "teacher":
             ap.add_argument(flag, type=Path, action="append", default=[], help="repeat to average teachers")
+        elif f.name == "other_teacher":
+            ap.add_argument(
+                flag,
+                type=Path,
+                action="append",
+                default=[],
+                help="teachers whose other column makes the other target",
+            )
         elif f.name in _PATHS:
             ap.add_argument(flag, type=Path, default=f.default)
         elif f.name in _STRINGS:
@@ -902,6 +930,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers"}}
     kw["teacher"] = tuple(kw["teacher"])
+    kw["other_teacher"] = tuple(kw["other_teacher"])
     cfg = Config(**kw, progress=not args.quiet)
     if cfg.depth and cfg.model != "default":
         ap.error("--depth applies to the default model only")
@@ -926,6 +955,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if cfg.augment_preset not in PRESETS:
         ap.error(f"--augment-preset: choose from {sorted(PRESETS)}")
+    if cfg.other_teacher and not (cfg.teacher and cfg.open_set):
+        ap.error("--other-teacher needs --teacher and --open-set")
     if (cfg.teacher or cfg.open_set) and TASKS[cfg.model] != "multilabel":
         ap.error("--teacher and --open-set apply to the multilabel (sigmoid) models only")
     if cfg.init_onnx is not None and cfg.init_keras is not None:
