@@ -105,9 +105,8 @@ class Config:
     blocks: int = 4  # large model: trainable blocks at the end of YAMNet's 14 (0: all)
     irs: bool = False  # measured room/device impulse responses in the augmentation (needs --sources)
     sources: Path | None = None  # mirror folder of training/sources.lock.json
-    init_onnx: Path | None = (
-        None  # start from an exported artifact's weights (same architecture; a larger --width grows it: training.widen)
-    )
+    # start from an exported artifact's weights (same architecture; a larger --width grows it: training.widen)
+    init_onnx: Path | None = None
     init_keras: Path | None = None  # continue from a saved Keras model of the same architecture
     # distil from exported multilabel artifacts (folder or model.onnx) or "yamnet", averaged
     teacher: tuple[Path, ...] = ()

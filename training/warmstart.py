@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from export.convert import OTHER_OUTPUT
 from instrunet_core.manifest import OUTPUT_NAME
 from instrunet_core.session import RuntimeOptions, onnx_session
 from instrunet_core.verify import REFERENCES_ATOL
@@ -189,7 +190,7 @@ def init_from_onnx(
     # the family probabilities, then "other" where the artifact has it (an open-set artifact
     # also gives its embedding, which is not compared)
     names = [o.name for o in sess.get_outputs()]
-    wanted = [n for n in (OUTPUT_NAME, "other") if n in names] or names[:1]
+    wanted = [n for n in (OUTPUT_NAME, OTHER_OUTPUT) if n in names] or names[:1]
     ref = np.concatenate(sess.run(wanted, {inp.name: feed}), axis=1)
     got = np.asarray(model(x[..., None], training=False))[:, : ref.shape[1]]
     diff = float(np.abs(ref - got).max())
