@@ -220,7 +220,9 @@ def test_mean_targets_average_each_column_over_the_teachers_that_have_it() -> No
     np.testing.assert_array_equal(mean_targets([closed]), closed)
 
 
-def test_the_other_target_can_come_from_chosen_teachers(trained: dict[str, Path]) -> None:
+def test_the_other_target_can_come_from_chosen_teachers(
+    trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """``--other-teacher``: the families stay the mean of every teacher, the "other" column is
     the mean of the named teachers' alone."""
     from training import train
@@ -261,6 +263,7 @@ def test_the_other_target_can_come_from_chosen_teachers(trained: dict[str, Path]
                 *args,
             ]
         )
+    assert "--other-teacher needs --teacher and --open-set" in capsys.readouterr().err
 
 
 def test_score_teachers_needs_a_dev_split(trained: dict[str, Path]) -> None:
