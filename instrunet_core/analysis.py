@@ -29,6 +29,7 @@ from .timeline import (
     Activity,
     Instrument,
     Segment,
+    answers_other,
 )
 
 __all__ = [
@@ -285,8 +286,7 @@ def aggregate(
     none = (
         other_mean is not None
         and other_threshold is not None
-        and other_mean >= other_threshold
-        and other_mean > mean[i]
+        and bool(answers_other(other_mean, mean[i], other_threshold))
     )
     return Prediction(
         label=OTHER_LABEL if none else labels[i],

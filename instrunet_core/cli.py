@@ -28,7 +28,7 @@ from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
-from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, answers_other
 
 __all__ = ["main", "build_parser"]
 
@@ -578,7 +578,7 @@ def _print_analysis(an: Any) -> None:
             top = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[:3]
             # a window an open-set model answers "other" (at its threshold and above every
             # family) says so first: noise reads "other 1.00, guitar 0.98", not "guitar 0.98"
-            if s.other is not None and other_at is not None and s.other >= other_at and s.other > top[0][1]:
+            if s.other is not None and other_at is not None and answers_other(s.other, top[0][1], other_at):
                 top = [("other", s.other), *top[:2]]
             desc = ", ".join(f"{k} {v:.2f}" for k, v in top)
         _out(

@@ -35,7 +35,17 @@ import numpy as np
 
 from .errors import InputError
 
+
+def answers_other(other: Any, best: Any, threshold: float) -> Any:
+    """The open-set rule, for one value or elementwise for arrays: "none of the labels" wins
+    where its probability ``other`` is at least ``threshold`` and above ``best``, the most
+    probable label's. The overall answer, the timeline's "other" ranges and the text timeline
+    all decide by it."""
+    return (np.asarray(other) >= threshold) & (np.asarray(other) > np.asarray(best))
+
+
 __all__ = [
+    "answers_other",
     "DEFAULT_SMOOTHING",
     "DEFAULT_MIN_DURATION",
     "DEFAULT_MIN_SILENCE",
@@ -555,7 +565,7 @@ def activity(
         o_prob = _moving_mean(np.interp(t, c, o)[:, None], k)[:, 0].astype(np.float32)
         if other_threshold is not None:
             best = prob.max(axis=1) if L else np.zeros(n, np.float32)
-            o_active = decide((o_prob >= other_threshold) & (o_prob > best))
+            o_active = decide(answers_other(o_prob, best, other_threshold))
     return Activity(
         step=float(step),
         duration=float(duration),

@@ -38,7 +38,15 @@ from .analysis import (
 )
 from .features import LEVEL_BLOCK, SILENCE_DB, Ready, WindowStream
 from .model import ModelOutputs
-from .timeline import Activity, Detection, activity, build_timeline, detect_instruments, mask_silent
+from .timeline import (
+    Activity,
+    Detection,
+    activity,
+    answers_other,
+    build_timeline,
+    detect_instruments,
+    mask_silent,
+)
 
 __all__ = ["WindowLog", "Batches"]
 
@@ -116,7 +124,7 @@ class WindowLog:
     def _label(self, p: np.ndarray, other: float | None, silent: bool) -> str:
         if silent:
             return SILENCE_LABEL
-        if other is not None and other >= (self.other_threshold or 0.5) and other > p.max():
+        if other is not None and answers_other(other, p.max(), self.other_threshold or 0.5):
             return OTHER_LABEL
         return self.labels[int(np.argmax(p))]
 

@@ -97,3 +97,13 @@ def test_analyze_path_and_file_object(tiny_model: instrunet_core.Model, tmp_path
     assert json.loads(json.dumps(d)) == d
     assert set(d) >= {"label", "confidence", "probabilities", "timeline", "instruments", "extras", "duration"}
     assert set(d["timeline"][0]) == {"start", "end", "probabilities", "rms_db", "silent"}
+
+
+def test_answers_other_is_one_rule_for_values_and_arrays() -> None:
+    from instrunet_core.timeline import answers_other
+
+    assert bool(answers_other(0.9, 0.5, 0.8)) and not bool(answers_other(0.7, 0.5, 0.8))
+    assert not bool(answers_other(0.9, 0.95, 0.8))  # a family more probable still wins
+    assert bool(answers_other(0.8, 0.5, 0.8))  # at the threshold counts
+    got = answers_other(np.array([0.9, 0.7, 0.9]), np.array([0.5, 0.5, 0.95]), 0.8)
+    assert got.tolist() == [True, False, False]
