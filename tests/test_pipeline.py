@@ -373,3 +373,47 @@ def test_training_continues_from_a_saved_keras_model(trained: dict[str, Path]) -
     assert len(metrics["init"]) > 2 and metrics["epochs_run"] == 2
     with pytest.raises(ValueError, match="not a default model"):
         train.main(["--model", "default", "--out", str(root / "run-x"), "--init-keras", str(saved), *args])
+
+
+def test_average_weights_is_the_element_wise_mean_of_one_models_weights() -> None:
+    from training.train import average_weights
+
+    a = [np.array([1.0, 2.0], np.float32), np.array([[0.0]], np.float32)]
+    b = [np.array([3.0, 6.0], np.float32), np.array([[1.0]], np.float32)]
+    mean = average_weights([a, b])
+    assert [m.dtype for m in mean] == [np.float32, np.float32]
+    np.testing.assert_array_equal(mean[0], [2.0, 4.0])
+    np.testing.assert_array_equal(mean[1], [[0.5]])
+    with pytest.raises(ValueError, match="not of one model"):
+        average_weights([a, [a[0], np.zeros((2, 1), np.float32)]])
+    with pytest.raises(ValueError, match="no weights"):
+        average_weights([])
+
+
+def test_the_mean_of_the_last_epochs_is_scored_as_a_candidate(trained: dict[str, Path]) -> None:
+    from training import train
+
+    root = trained["root"]
+    saved = root / "run-c" / "compact.keras"
+    if not saved.is_file():
+        pytest.skip("needs test_compact_open_set_model_trains_distilled_and_exports first")
+    args = [*_tiny_run_args(trained["corpus"], root / "cache", "0.0.4"), "--no-test", "--open-set"]
+    args[args.index("--epochs") + 1] = "2"
+    run = ["--model", "compact", "--out", str(root / "run-avg"), "--report-dir", str(root / "report-avg")]
+    assert train.main([*run, "--init-keras", str(saved), "--average-epochs", "2", *args]) == 0
+    metrics = json.loads((root / "report-avg" / "metrics.json").read_text())
+    averaged = metrics["averaged"]
+    # the start is scored as epoch 0 and never averaged; the two trained epochs are
+    assert averaged["epochs"] == [1, 2]
+    assert 0.0 <= averaged["score"] <= 1.0 and "valid_balanced_accuracy" in averaged
+    # each averaged epoch's network is saved, so that another mean can be scored later
+    assert {p.name for p in (root / "run-avg").glob("compact.epoch*.keras")} == {
+        "compact.epoch1.keras",
+        "compact.epoch2.keras",
+    }
+    summary = (root / "report-avg" / "summary.md").read_text()
+    kept = "the mean of epochs 1, 2" if averaged.get("kept") else f"epoch {metrics['best_epoch']}"
+    assert f"kept {kept}." in summary
+    assert metrics["best_score"] == max(
+        averaged["score"], *json.loads((root / "run-avg" / "history.json").read_text())["score"]
+    )

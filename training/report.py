@@ -15,6 +15,14 @@ from instrunet_core.plots import new_figure
 __all__ = ["write_report", "draw_confusion", "markdown_table"]
 
 
+def _kept(metrics: dict[str, Any]) -> str:
+    """Which weights were kept: an epoch, or the mean of several (``--average-epochs``)."""
+    avg = metrics.get("averaged") or {}
+    if avg.get("kept"):
+        return "the mean of epochs " + ", ".join(str(e) for e in avg["epochs"])
+    return f"epoch {metrics['best_epoch']}"
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     """The lines of a Markdown table: ``header``, the rule under it, then one line per row.
 
@@ -103,7 +111,7 @@ def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[
         f"# {metrics['model']} {metrics['version']}",
         "",
         f"Task: {metrics['task']}; parameters: {metrics['parameters']:,}; trained {metrics['train_seconds'] / 60:.1f} min, "
-        f"{metrics['epochs_run']} epochs, kept epoch {metrics['best_epoch']}.",
+        f"{metrics['epochs_run']} epochs, kept {_kept(metrics)}.",
         "",
         f"Selection: {metrics['selection']}.",
         "",

@@ -93,6 +93,9 @@ class Config:
     # default model: 2x2 max-pooling anti-aliased along "time" or "both" axes (training.models._max_blur_pool)
     blur_pool: str = ""
     patience: int = 5
+    # after training, the mean of the weights of the last N epochs run (N >= 2; 0: off) is scored as
+    # one more candidate and kept when its selection score is the best (epoch averaging)
+    average_epochs: int = 0
     time_budget_min: float | None = 70.0
     real_prob: float = 0.0  # chance to draw a family's real-library instrument (see training.dataset)
     music_prob: float = 0.0  # chance to reshape a SoundFont note into a musical clip
@@ -681,6 +684,22 @@ def start_model(cfg: Config, task: str, X: np.ndarray) -> tuple[Any, dict[str, A
     return model, init
 
 
+def average_weights(runs: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
+    """The element-wise mean of several weight lists of one model (epoch averaging; batch
+    normalisation's moving statistics are averaged as well, close enough along one low-rate run)."""
+    if not runs:
+        raise ValueError("no weights to average")
+    if any(
+        len(r) != len(runs[0]) or any(a.shape != b.shape for a, b in zip(r, runs[0], strict=False))
+        for r in runs
+    ):
+        raise ValueError("the weights to average are not of one model")
+    return [
+        np.mean([r[i] for r in runs], axis=0, dtype=np.float64).astype(runs[0][i].dtype)
+        for i in range(len(runs[0]))
+    ]
+
+
 def fit_and_select(
     cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray], sets: Sets
 ) -> tuple[Any, dict[str, Any]]:
@@ -700,6 +719,7 @@ def fit_and_select(
     t0 = time.time()
     stale = 0
     batches = _Batches(X, Y, cfg.batch_size, cfg.seed, masks=cfg.spec_augment, eq_db=cfg.eq_db)
+    trained: list[tuple[int, list[np.ndarray]]] = []  # the last average_epochs epochs' weights
     for epoch in range(-1 if init is not None else 0, cfg.epochs):
         # Epoch "0" (warm start only): the initial weights, scored like any epoch, so that
         # training has to beat the model it started from on valid and dev to replace it.
@@ -720,6 +740,10 @@ def fit_and_select(
         if epoch < 0:
             assert init is not None
             init.update(parts, score=score)
+        elif cfg.average_epochs >= 2:
+            trained = [*trained, (epoch + 1, model.get_weights())][-cfg.average_epochs :]
+            cfg.out.mkdir(parents=True, exist_ok=True)
+            model.save(cfg.out / f"{cfg.model}.epoch{epoch + 1}.keras")  # for averages chosen later
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights(), "thresholds": th}
             stale = 0
@@ -738,6 +762,22 @@ def fit_and_select(
         ):
             print(f"time budget of {cfg.time_budget_min} min reached", flush=True)
             break
+    averaged = None
+    if len(trained) >= 2:
+        model.set_weights(average_weights([w for _, w in trained]))
+        parts, th, _ = epoch_scores(model, sets, audio=cfg.audio)
+        score = selection_score(parts)
+        averaged = {"epochs": [e for e, _ in trained], **parts, "score": score}
+        print(
+            f"mean of epochs {', '.join(str(e) for e, _ in trained)}: "
+            + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+            + f" score {score:.4f}",
+            flush=True,
+        )
+        if score > best["score"]:
+            best = {"score": score, "epoch": trained[-1][0], "weights": model.get_weights(), "thresholds": th}
+            averaged["kept"] = True
+            model.save(cfg.out / f"{cfg.model}.best.keras")
     model.set_weights(best["weights"])
     info: dict[str, Any] = {
         "best_epoch": best["epoch"],
@@ -746,6 +786,7 @@ def fit_and_select(
         "train_seconds": time.time() - t0,
         "history": history,
         "init": init,
+        "averaged": averaged,
         "thresholds": best["thresholds"] if task == "multilabel" else None,
     }
     return model, info
@@ -807,6 +848,7 @@ def final_report(
             else "epochs, weights and thresholds chosen on valid only; test evaluated once, after freezing"
         ),
         "init": info.get("init"),
+        "averaged": info.get("averaged"),
         "valid": _score_group(model, sets.valid, th, cfg.audio),
         "dev": dev_metrics,
         "test": test,
