@@ -15,6 +15,7 @@ from training.others import (
     drum_pattern,
     load_others,
     noise,
+    one_shot,
     plan_font_others,
     plan_locked_others,
     render_other,
@@ -118,6 +119,33 @@ def test_noise_kinds_and_drum_patterns() -> None:
     ev = drum_pattern(np.random.default_rng(3), range(35, 82))
     assert ev and all(0 <= t < 3.7 and 35 <= k < 82 and 1 <= v <= 127 for t, k, v, _ in ev)
     assert drum_pattern(rng, []) == []
+    hits = [one_shot(np.random.default_rng(i), [36, 38, 38, 49]) for i in range(40)]
+    assert all(len(h) == 1 and 0 <= h[0][0] <= 0.3 and 40 <= h[0][2] <= 127 for h in hits)
+    assert {h[0][1] for h in hits} == {36, 38, 49}
+    assert one_shot(rng, []) == []
+
+
+def test_a_kit_played_as_one_shots_gives_one_hit_per_clip(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from training.others import OtherPlan
+
+    # a one-sample kit: a 0.4 s decaying noise burst on key 36, played by sfizz
+    rng = np.random.default_rng(0)
+    burst = (rng.standard_normal(17640) * np.exp(-np.arange(17640) / 2000.0)).astype(np.float32) * 0.5
+    sf.write(tmp_path / "hit.wav", burst, 44100)
+    (tmp_path / "kit.sfz").write_text("<region> sample=hit.wav key=36 loop_mode=one_shot\n")
+    entry = (("clips", 5), ("name", "kit_hits"), ("one_shots", True), ("sfz", "kit.sfz"))
+    plan = OtherPlan("lock-kit-kit_hits", "drums", "kit", "k", "train", "sfz-drums", entry)
+    _, recs = render_other(plan, root=str(tmp_path), out=str(tmp_path / "out"), seed=0)
+    assert len(recs) == 5
+    for name in recs:
+        y, sr = sf.read(tmp_path / "out" / "train" / "others" / f"{name}.wav", dtype="float32")
+        frames = np.abs(y[: len(y) // 441 * 441]).reshape(-1, 441).max(axis=1)
+        # one onset: the envelope rises once, then only falls (no second hit)
+        onsets = np.flatnonzero(frames[1:] > 4 * frames[:-1] + 1e-3)
+        assert len(onsets) <= 1, (name, onsets)
+        assert len(y) / sr < 1.5  # the hit rang out and the silence after it was trimmed
 
 
 def test_font_programs_and_kits_render(tmp_path: Path) -> None:

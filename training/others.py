@@ -12,7 +12,8 @@ origin:
   feed ``train`` (a quarter of each category's programs, crossed between the two groups as
   for the instruments, feeds ``valid``), TimGM6mb feeds ``test``;
 * **locked recordings**, the ``negatives`` list of ``training/sources.lock.json``
-  (:func:`plan_locked_others`): SFZ drum kits played as patterns, and recordings (speech,
+  (:func:`plan_locked_others`): SFZ drum kits played as patterns or as single hits left to
+  ring out (:func:`one_shot`, an instrument's ``one_shots``), and recordings (speech,
   drum hits, synth loops, ambience, keyboard clicks) cut or strung into clips; their ``split``
   says where they go (``dev`` sources build the open-set dev set, which nothing trains on);
 * **generated noise** (:func:`noise`): white, pink, brown, mains hum with harmonics,
@@ -47,6 +48,7 @@ __all__ = [
     "render_other",
     "load_others",
     "drum_pattern",
+    "one_shot",
     "noise",
     "synth",
     "plan_generated_others",
@@ -197,6 +199,16 @@ def _freeze(v: Any) -> Any:
 # --------------------------------------------------------------------------- clips
 
 
+def one_shot(rng: np.random.Generator, keys: Sequence[int]) -> list[tuple]:
+    """One hit of one of ``keys`` at 0-0.3 s, velocity 40-127, left to ring out: a drum
+    sample as a sample library or a one-shot folder holds it (``one_shots`` in the lock)."""
+    ks = sorted(set(int(k) for k in keys))
+    if not ks:
+        return []
+    k = ks[int(rng.integers(len(ks)))]
+    return [(float(rng.uniform(0.0, 0.3)), k, int(rng.integers(40, 128)), 0.1)]
+
+
 def drum_pattern(rng: np.random.Generator, keys: Sequence[int], *, seconds: float = 3.6) -> list[tuple]:
     """A random groove or fill as ``(onset_s, key, velocity, hold_s)`` events over ``keys``
     (the kit's playable keys): kick on some beats, snare on back beats, hats or rides in
@@ -341,7 +353,9 @@ def render_other(
         player = SfzPlayer(Path(root) / e["sfz"], sample_rate=SAMPLE_RATE)
         keys = list(player.keys)
         for _ in range(_count(int(e.get("clips", 80)), limit)):
-            if plan.kind == "sfz-drums":
+            if plan.kind == "sfz-drums" and e.get("one_shots"):
+                events = one_shot(rng, keys)
+            elif plan.kind == "sfz-drums":
                 events = drum_pattern(rng, keys)
             else:
                 lo, hi = min(keys), max(keys)
