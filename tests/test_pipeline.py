@@ -206,6 +206,20 @@ def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path])
     np.testing.assert_array_equal(mixed[1], y[1])
     with pytest.raises(ValueError, match="distill weight"):
         distilled_targets(ex.Y, got_p, 1.5)
+    # where two or more families play, the teacher weighs mix_weight (here: the labels alone)
+    y3 = np.zeros((3, 9), np.float32)
+    y3[0, 2] = 1.0  # one family
+    y3[1, [2, 5]] = 1.0  # two families: a mixture
+    y3[2, 8] = 1.0  # other
+    t3 = np.full((3, 8), 0.4, np.float32)
+    got3 = distilled_targets(y3, t3, 0.5, mix_weight=0.0)
+    np.testing.assert_allclose(got3[0, :8], 0.5 * y3[0, :8] + 0.2)
+    np.testing.assert_array_equal(got3[1], y3[1])
+    np.testing.assert_array_equal(got3[2], y3[2])
+    half = distilled_targets(y3, t3, 0.5, mix_weight=0.25)
+    np.testing.assert_allclose(half[1, :8], 0.75 * y3[1, :8] + 0.1)
+    with pytest.raises(ValueError, match="distill weight"):
+        distilled_targets(y3, t3, 0.5, mix_weight=-0.1)
 
 
 def test_mean_targets_average_each_column_over_the_teachers_that_have_it() -> None:
