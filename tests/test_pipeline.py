@@ -404,7 +404,9 @@ def test_average_weights_is_the_element_wise_mean_of_one_models_weights() -> Non
         average_weights([])
 
 
-def test_the_mean_of_the_last_epochs_is_scored_as_a_candidate(trained: dict[str, Path]) -> None:
+def test_the_mean_of_the_last_epochs_is_scored_as_a_candidate(
+    trained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     from training import train
 
     root = trained["root"]
@@ -428,6 +430,16 @@ def test_the_mean_of_the_last_epochs_is_scored_as_a_candidate(trained: dict[str,
     summary = (root / "report-avg" / "summary.md").read_text()
     kept = "the mean of epochs 1, 2" if averaged.get("kept") else f"epoch {metrics['best_epoch']}"
     assert f"kept {kept}." in summary
+    # a mean chosen afterwards is scored the same way from the saved epochs
+    capsys.readouterr()
+    assert train.main([*run, *args, "--score-means", "1,2", "--score-means", "2"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("mean of epochs")]
+    assert [ln.split(":")[0] for ln in lines] == ["mean of epochs 1, 2", "mean of epochs 2"]
+    assert f"score {averaged['score']:.4f}" in lines[0]  # the candidate the run itself scored
+    with pytest.raises(SystemExit):
+        train.main([*run, *args, "--score-means", "one"])
+    with pytest.raises(ValueError, match="no such saved epoch"):
+        train.main([*run, *args, "--score-means", "3"])
     assert metrics["best_score"] == max(
         averaged["score"], *json.loads((root / "run-avg" / "history.json").read_text())["score"]
     )

@@ -381,6 +381,41 @@ def score_teachers(cfg: Config) -> dict[str, Any]:
     return out
 
 
+def score_means(cfg: Config, means: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Score means of a finished run's saved epochs (``<out>/<model>.epoch<N>.keras``, which
+    ``--average-epochs`` keeps) on valid and dev as :func:`fit_and_select` scores a candidate:
+    the selection parts and score, and balanced accuracy per dev library. Which epochs to
+    average is a choice made on valid and dev; test is never read."""
+    import keras
+
+    from .evaluate import library_scores
+
+    sets = build_sets(cfg, keep_audio=cfg.keep_audio or cfg.audio)
+    cache: dict[int, list[np.ndarray]] = {}
+    rows = []
+    for epochs in means:
+        if not epochs:
+            raise ValueError("an empty set of epochs to average")
+        for e in epochs:
+            path = cfg.out / f"{cfg.model}.epoch{e}.keras"
+            if not path.is_file():
+                raise ValueError(f"{path}: no such saved epoch (train with --average-epochs to keep them)")
+            if e not in cache:
+                cache[e] = keras.models.load_model(path, compile=False).get_weights()
+        model = keras.models.load_model(cfg.out / f"{cfg.model}.epoch{epochs[0]}.keras", compile=False)
+        model.set_weights(average_weights([cache[e] for e in epochs]))
+        parts, th, preds = epoch_scores(model, sets, audio=cfg.audio)
+        libraries = (
+            library_scores(preds["dev"]["single"], sets.dev["single"], sets.dev_notes, th)
+            if "single" in sets.dev
+            else {}
+        )
+        rows.append(
+            {"epochs": list(epochs), **parts, "score": selection_score(parts), "libraries": libraries}
+        )
+    return {"run": str(cfg.out), "means": rows}
+
+
 def ensemble_targets(
     teachers: Sequence[Path],
     ex: Examples,
@@ -983,8 +1018,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="JSON",
         help="score each --teacher and their mean on the dev clips, write JSON there and stop (no training)",
     )
+    ap.add_argument(
+        "--score-means",
+        metavar="EPOCHS",
+        action="append",
+        help="score the mean of these saved epochs of the run in --out (e.g. 1,2; repeat), print and stop",
+    )
     args = ap.parse_args(argv)
-    kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers"}}
+    kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers", "score_means"}}
     kw["teacher"] = tuple(kw["teacher"])
     kw["other_teacher"] = tuple(kw["other_teacher"])
     cfg = Config(**kw, progress=not args.quiet)
@@ -1033,6 +1074,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.score_teachers.write_text(json.dumps(res, indent=1, sort_keys=True))
         for name, v in res["scores"].items():
             print(f"{name}: dev balanced accuracy {v['balanced_accuracy']:.4f}", flush=True)
+        return 0
+    if args.score_means:
+        try:
+            means = [[int(e) for e in spec.split(",")] for spec in args.score_means]
+        except ValueError:
+            ap.error("--score-means: comma-separated epoch numbers, e.g. 1,2")
+        res = score_means(cfg, means)
+        for row in res["means"]:
+            libs = ", ".join(f"{k} {v:.3f}" for k, v in row["libraries"].items())
+            print(
+                f"mean of epochs {', '.join(map(str, row['epochs']))}: "
+                + " ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "score")
+                + f" score {row['score']:.4f}; {libs}",
+                flush=True,
+            )
         return 0
     run(cfg)
     return 0
