@@ -3,13 +3,16 @@
 Usage::
 
     python -m training.examples --out examples
+    python -m training.examples --out /tmp/examples --stems   # also the ensemble's parts, alone and in pairs
 
 * ``solo_flute.wav`` - a flute phrase, 32 kHz mono 16-bit (exercises resampling);
 * ``ensemble.flac`` - 24 s, 22.05 kHz stereo: piano alone, then strings join, then a trumpet
   melody over the strings, then a flute over piano and trumpet, ending in silence (a
   timeline with overlapping instruments and a silent tail).
 
-The score below is the ground truth the README's demo is read against.
+The score below is the ground truth the README's demo is read against. ``--stems`` also writes
+the ensemble's parts alone and every two of them together (``ensemble_<part>[+<part>].flac``,
+the same score and level rule): which part, or which meeting of parts, a wrong family comes from.
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ ENSEMBLE_SECONDS = 24.0
 
 SOLO = [(i * 0.75, 0.7, "flute", (p,), 100) for i, p in enumerate([72, 74, 76, 77, 79, 77, 76, 74, 72])]
 SOLO_SECONDS = 7.5
+
+
+def stem_groups() -> list[tuple[str, ...]]:
+    """The ensemble's parts alone, then every two of them that sound together at some moment."""
+    spans = {part: [(a, a + d) for a, d, p, _, _ in ENSEMBLE if p == part] for part in PARTS}
+
+    def meet(x: str, y: str) -> bool:
+        return any(a < d and c < b for a, b in spans[x] for c, d in spans[y])
+
+    parts = list(PARTS)
+    pairs = [(x, y) for i, x in enumerate(parts) for y in parts[i + 1 :] if meet(x, y)]
+    return [(p,) for p in parts] + pairs
 
 
 def render(
@@ -113,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.examples", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("examples"))
     ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--stems", action="store_true", help="also the ensemble's parts alone and in pairs")
     args = ap.parse_args(argv)
     fonts = fetch_soundfonts(
         args.cache or default_cache(),
@@ -129,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "solo_flute.wav": ground_truth(SOLO),
         "ensemble.flac": ground_truth(ENSEMBLE),
     }
+    if args.stems:
+        for group in stem_groups():
+            score = [e for e in ENSEMBLE if e[2] in group]
+            name = f"ensemble_{'+'.join(group)}.flac"
+            sf.write(args.out / name, render(score, ENSEMBLE_SECONDS, 22050, font), 22050, subtype="PCM_16")
+            truth[name] = ground_truth(score)
     (args.out / "ground_truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     for f in sorted(args.out.iterdir()):
         print(f"{f}: {f.stat().st_size / 1e3:.0f} kB")
