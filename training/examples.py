@@ -63,8 +63,8 @@ def stem_groups() -> list[tuple[str, ...]]:
         return any(a < d and c < b for a, b in spans[x] for c, d in spans[y])
 
     parts = list(PARTS)
-    pairs = [(x, y) for i, x in enumerate(parts) for y in parts[i + 1 :] if meet(x, y)]
-    return [(p,) for p in parts] + pairs
+    alone: list[tuple[str, ...]] = [(p,) for p in parts]
+    return alone + [(x, y) for i, x in enumerate(parts) for y in parts[i + 1 :] if meet(x, y)]
 
 
 def render(
