@@ -440,6 +440,11 @@ def test_the_mean_of_the_last_epochs_is_scored_as_a_candidate(
         train.main([*run, *args, "--score-means", "one"])
     with pytest.raises(ValueError, match="no such saved epoch"):
         train.main([*run, *args, "--score-means", "3"])
+    with pytest.raises(SystemExit):  # one epoch is no mean
+        train.main([*run, *args, "--average-epochs", "1"])
+    with pytest.raises(SystemExit):  # a weight for the teachers in mixtures, without teachers
+        train.main([*run, *args, "--distill-mix", "0"])
+    assert "--distill-mix needs --teacher" in capsys.readouterr().err
     assert metrics["best_score"] == max(
         averaged["score"], *json.loads((root / "run-avg" / "history.json").read_text())["score"]
     )

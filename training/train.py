@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -733,6 +733,11 @@ def start_model(cfg: Config, task: str, X: np.ndarray) -> tuple[Any, dict[str, A
     return model, init
 
 
+def _parts_text(parts: Mapping[str, float]) -> str:
+    """``name value`` pairs of selection parts, as the training log prints them."""
+    return " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+
+
 def average_weights(runs: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
     """The element-wise mean of several weight lists of one model (epoch averaging; batch
     normalisation's moving statistics are averaged as well, close enough along one low-rate run)."""
@@ -781,9 +786,8 @@ def fit_and_select(
         history["score"].append(score)
         history["seconds"].append(time.time() - t0)
         print(
-            f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} "
-            + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
-            + f" score {score:.4f} [{time.time() - t0:.0f}s]",
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.4f} {_parts_text(parts)}"
+            f" score {score:.4f} [{time.time() - t0:.0f}s]",
             flush=True,
         )
         if epoch < 0:
@@ -818,9 +822,7 @@ def fit_and_select(
         score = selection_score(parts)
         averaged = {"epochs": [e for e, _ in trained], **parts, "score": score}
         print(
-            f"mean of epochs {', '.join(str(e) for e, _ in trained)}: "
-            + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
-            + f" score {score:.4f}",
+            f"mean of epochs {', '.join(str(e) for e, _ in trained)}: {_parts_text(parts)} score {score:.4f}",
             flush=True,
         )
         if score > best["score"]:
@@ -1052,6 +1054,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if cfg.augment_preset not in PRESETS:
         ap.error(f"--augment-preset: choose from {sorted(PRESETS)}")
+    if cfg.average_epochs < 0 or cfg.average_epochs == 1:
+        ap.error("--average-epochs: at least 2 epochs to average (0: off)")
+    if cfg.distill_mix is not None and not cfg.teacher:
+        ap.error("--distill-mix needs --teacher")
     if cfg.other_teacher and not (cfg.teacher and cfg.open_set):
         ap.error("--other-teacher needs --teacher and --open-set")
     if (cfg.teacher or cfg.open_set) and TASKS[cfg.model] != "multilabel":
@@ -1083,10 +1089,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = score_means(cfg, means)
         for row in res["means"]:
             libs = ", ".join(f"{k} {v:.3f}" for k, v in row["libraries"].items())
+            parts = {k: v for k, v in row.items() if isinstance(v, float) and k != "score"}
             print(
-                f"mean of epochs {', '.join(map(str, row['epochs']))}: "
-                + " ".join(f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "score")
-                + f" score {row['score']:.4f}; {libs}",
+                f"mean of epochs {', '.join(map(str, row['epochs']))}: {_parts_text(parts)}"
+                f" score {row['score']:.4f}; {libs}",
                 flush=True,
             )
         return 0
