@@ -114,9 +114,14 @@ class ExampleSpec:
     other_under_prob: float = 0.0  # chance to mix other sound under an instrument example
     augment_preset: str = "default"  # training.augment.PRESETS
     keep_audio: bool = False  # keep the waveform (int16) beside the features
+    # ((family, chance), ...): real_prob for those families instead (the others keep real_prob)
+    real_prob_family: tuple[tuple[str, float], ...] = ()
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        d = dataclasses.asdict(self)
+        if not d["real_prob_family"]:  # so that the sets cached before the field keep their keys
+            del d["real_prob_family"]
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -299,7 +304,8 @@ def _clip(rng: np.random.Generator, spec: ExampleSpec, idx: int, sr: int) -> np.
 
 def _pick(rng: np.random.Generator, spec: ExampleSpec, family: int) -> int:
     """A note of ``family``: among its real instruments with probability ``real_prob``."""
-    use_real = spec.real_prob > 0 and family in _REAL and family in _FONT and rng.random() < spec.real_prob
+    chance = dict(spec.real_prob_family).get(FAMILIES[family], spec.real_prob)
+    use_real = spec.real_prob > 0 and family in _REAL and family in _FONT and rng.random() < chance
     src = _REAL if use_real else (_FONT if spec.real_prob > 0 and family in _FONT else _TABLE)
     return _draw_note(rng, src, family)
 

@@ -98,6 +98,8 @@ class Config:
     average_epochs: int = 0
     time_budget_min: float | None = 70.0
     real_prob: float = 0.0  # chance to draw a family's real-library instrument (see training.dataset)
+    # FAMILY=P (repeatable): that chance for one family instead (the training set only)
+    real_prob_family: tuple[str, ...] = ()
     music_prob: float = 0.0  # chance to reshape a SoundFont note into a musical clip
     pre_silence_prob: float = 0.0  # chance of silence before the onset
     ensemble_prob: float = 0.0  # chance of an ensemble of 2-5 parts (per-window labels)
@@ -496,6 +498,22 @@ def _examples(cfg: Config, spec: ExampleSpec) -> Examples:
     )
 
 
+def real_prob_family(specs: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``("reed=0.1", ...)`` as ``(("reed", 0.1), ...)``; an unknown family or a chance outside
+    [0, 1] is a ``ValueError``."""
+    out = []
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        try:
+            chance = float(value)
+        except ValueError:
+            raise ValueError(f"--real-prob-family {spec!r}: FAMILY=CHANCE, e.g. reed=0.1") from None
+        if name not in FAMILIES or not 0.0 <= chance <= 1.0:
+            raise ValueError(f"--real-prob-family {spec!r}: a family of {FAMILIES} and a chance in [0, 1]")
+        out.append((name, chance))
+    return tuple(sorted(out))
+
+
 def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
     """The training set, and the valid and dev sets that choose (never test)."""
     s = cfg.seed
@@ -509,6 +527,7 @@ def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
             augment=cfg.augment,
             onset_prob=cfg.onset_prob,
             real_prob=cfg.real_prob,
+            real_prob_family=real_prob_family(cfg.real_prob_family),
             music_prob=cfg.music_prob,
             pre_silence_prob=cfg.pre_silence_prob,
             irs=cfg.irs,
@@ -997,6 +1016,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         elif f.name == "teacher":
             ap.add_argument(flag, type=Path, action="append", default=[], help="repeat to average teachers")
+        elif f.name == "real_prob_family":
+            ap.add_argument(flag, action="append", default=[], metavar="FAMILY=P")
         elif f.name == "other_teacher":
             ap.add_argument(
                 flag,
@@ -1030,6 +1051,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers", "score_means"}}
     kw["teacher"] = tuple(kw["teacher"])
     kw["other_teacher"] = tuple(kw["other_teacher"])
+    kw["real_prob_family"] = tuple(kw["real_prob_family"])
     cfg = Config(**kw, progress=not args.quiet)
     if cfg.depth and cfg.model != "default":
         ap.error("--depth applies to the default model only")
@@ -1054,6 +1076,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if cfg.augment_preset not in PRESETS:
         ap.error(f"--augment-preset: choose from {sorted(PRESETS)}")
+    try:
+        real_prob_family(cfg.real_prob_family)
+    except ValueError as e:
+        ap.error(str(e))
     if cfg.average_epochs < 0 or cfg.average_epochs == 1:
         ap.error("--average-epochs: at least 2 epochs to average (0: off)")
     if cfg.distill_mix is not None and not cfg.teacher:
