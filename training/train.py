@@ -392,20 +392,23 @@ def score_means(cfg: Config, means: Sequence[Sequence[int]]) -> dict[str, Any]:
 
     from .evaluate import library_scores
 
+    if any(not epochs for epochs in means):
+        raise ValueError("an empty set of epochs to average")
+    paths = {e: cfg.out / f"{cfg.model}.epoch{e}.keras" for epochs in means for e in epochs}
+    for path in paths.values():
+        if not path.is_file():
+            raise ValueError(f"{path}: no such saved epoch (train with --average-epochs to keep them)")
     sets = build_sets(cfg, keep_audio=cfg.keep_audio or cfg.audio)
-    cache: dict[int, list[np.ndarray]] = {}
+    model = None  # one network to load the means into
+    weights: dict[int, list[np.ndarray]] = {}
+    for e, path in sorted(paths.items()):
+        saved = keras.models.load_model(path, compile=False)
+        weights[e] = saved.get_weights()
+        model = model or saved
+    assert model is not None
     rows = []
     for epochs in means:
-        if not epochs:
-            raise ValueError("an empty set of epochs to average")
-        for e in epochs:
-            path = cfg.out / f"{cfg.model}.epoch{e}.keras"
-            if not path.is_file():
-                raise ValueError(f"{path}: no such saved epoch (train with --average-epochs to keep them)")
-            if e not in cache:
-                cache[e] = keras.models.load_model(path, compile=False).get_weights()
-        model = keras.models.load_model(cfg.out / f"{cfg.model}.epoch{epochs[0]}.keras", compile=False)
-        model.set_weights(average_weights([cache[e] for e in epochs]))
+        model.set_weights(average_weights([weights[e] for e in epochs]))
         parts, th, preds = epoch_scores(model, sets, audio=cfg.audio)
         libraries = (
             library_scores(preds["dev"]["single"], sets.dev["single"], sets.dev_notes, th)
@@ -1080,6 +1083,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         real_prob_family(cfg.real_prob_family)
     except ValueError as e:
         ap.error(str(e))
+    if cfg.real_prob_family and cfg.real_prob <= 0:
+        ap.error("--real-prob-family needs --real-prob above 0 (the real instruments are drawn only then)")
     if cfg.average_epochs < 0 or cfg.average_epochs == 1:
         ap.error("--average-epochs: at least 2 epochs to average (0: off)")
     if cfg.distill_mix is not None and not cfg.teacher:
