@@ -54,6 +54,7 @@ __all__ = [
     "logmel",
     "window_features",
     "batch_features",
+    "power_features",
     "rms_db",
     "scratch",
     "WindowStream",
@@ -379,12 +380,18 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
             pairs = sq.reshape(m, n_bins, 2)
             power = scratch("power", (m, n_bins), np.float32)
             np.add(pairs[..., 0], pairs[..., 1], out=power, casting="same_kind")
-            # The mel projection [frames, bins] @ [bins, mels] on the library's own BLAS thread
-            # budget (instrunet_core._threads), band block by band block (see _mel_bands).
-            out = mel[i : i + m]
-            for m0, m1, b0, b1, w in bands:
-                np.matmul(power[:, b0:b1], w, out=out[:, m0:m1])
+            _project_mel(power, mel[i : i + m], bands)
     return np.swapaxes(mel.reshape(*lead, fe.n_mels), -1, -2)
+
+
+def _project_mel(
+    power: np.ndarray, out: np.ndarray, bands: list[tuple[int, int, int, int, np.ndarray]]
+) -> None:
+    """The mel projection [frames, bins] @ [bins, mels] into ``out`` [frames, mels], band block by
+    band block (see :func:`_mel_bands`), on the library's own BLAS thread budget
+    (instrunet_core._threads: the caller holds :func:`~instrunet_core._threads.blas_limited`)."""
+    for m0, m1, b0, b1, w in bands:
+        np.matmul(power[:, b0:b1], w, out=out[:, m0:m1])
 
 
 def _to_db(mel: np.ndarray) -> np.ndarray:
@@ -484,6 +491,41 @@ def batch_features(windows: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END, chu
         frames = _frame(windows[i : i + chunk], fe)
         out[i : i + chunk] = _scale_to_unit(_to_db(_power_mel(frames, fe)[..., : fe.frames]), fe)
     return out
+
+
+def power_features(power: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END) -> np.ndarray:
+    """Model input for one window from its power spectrogram, for code that has already taken
+    the window's STFT (the condition analyzer's features take the same one): the same mel
+    projection, dB and scaling as :func:`window_features`, without a second transform.
+
+    Parameters
+    ----------
+    power : np.ndarray [shape=(frames, 1 + n_fft // 2)]
+        ``|X|**2`` of the window's centred, zero-padded, periodic-Hann STFT at ``fe.n_fft`` and
+        ``fe.hop_length`` (the frames of :func:`window_features`; at least ``fe.frames`` of them,
+        the first ``fe.frames`` are used).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, frames), dtype=float32]
+        What :func:`window_features` gives for that window, within float32 rounding.
+
+    Raises
+    ------
+    InputError
+        Wrong shape, or NaN or infinite values.
+    """
+    p = np.asarray(power)
+    n_bins = fe.n_fft // 2 + 1
+    if p.ndim != 2 or p.shape[1] != n_bins or p.shape[0] < fe.frames:
+        raise InputError(f"power_features: expected shape (>= {fe.frames}, {n_bins}), got {np.shape(power)}")
+    p = np.ascontiguousarray(p[: fe.frames], dtype=np.float32)
+    if not np.all(np.isfinite(p)):
+        raise InputError("power_features: power contains NaN or infinite values")
+    mel = np.empty((fe.frames, fe.n_mels), dtype=np.float32)
+    with blas_limited():
+        _project_mel(p, mel, _mel_bands(fe))
+    return _scale_to_unit(_to_db(np.ascontiguousarray(mel.T)), fe)
 
 
 # ---------------------------------------------------------------------------- levels

@@ -23,6 +23,7 @@ from instrunet_condition.features import (
     INPUT_NAMES,
     condition_features,
     feature_vector,
+    features_and_power,
     hnr,
 )
 
@@ -540,6 +541,40 @@ def test_fused_model_combines_its_spectrogram_network_as_the_manifest_says(flute
     assert fused[1].argmax() == 2 and fused[0].argmax() == 0
     with pytest.raises(ValueError, match="spectrogram probabilities"):
         model.predict(x, spec[:1])
+
+
+def test_the_stream_feeds_its_network_from_the_features_stft(flute: np.ndarray) -> None:
+    """The analyzer takes a judged window's STFT once: its features and the spectrogram
+    network's input come from it, and the network answers as it does on the window's audio."""
+    from instrunet_core.features import power_features, window_features
+
+    y = np.ascontiguousarray(flute[:65024], dtype=np.float32)
+    feats, power = features_and_power(y, sr=SR)
+    assert feats == condition_features(y, sr=SR)
+    assert power is not None and power.dtype == np.float32
+    np.testing.assert_allclose(power_features(power), window_features(y), atol=1e-5)
+    assert features_and_power(np.zeros(65024, np.float32), sr=SR) == (None, None)
+
+    ctx = SimpleNamespace(
+        sample_rate=SR, labels=("flute",), thresholds={}, hop_seconds=1.5, expected_duration=None
+    )
+    stream = stream_mod.ConditionStream(ctx)
+    net = stream.model.spectrogram
+    assert net is not None and stream._net_window == net.front_end.window_samples == y.size
+    calls: list[str] = []
+    for name in ("predict_features", "predict_windows"):
+        real = getattr(net, name)
+        setattr(net, name, lambda x, _real=real, _name=name, **kw: calls.append(_name) or _real(x, **kw))
+    try:
+        for w in (y, y[:40000], _noisy(y, 0.0).astype(np.float32)):
+            f, p = stream._judge(w)
+            assert f == condition_features(w, sr=SR) and p is not None
+            np.testing.assert_allclose(p, real(w[None, :])[0], atol=1e-5)
+    finally:
+        del net.predict_features, net.predict_windows
+        stream.close()
+    # whole windows from the features' STFT; a shorter one (the last, padded) the usual way
+    assert calls == ["predict_features", "predict_windows", "predict_features"]
 
 
 def test_fused_verdicts_cite_the_spectrogram_network_when_it_decides(flute: np.ndarray) -> None:

@@ -13,6 +13,7 @@ from instrunet_core.features import (
     batch_features,
     logmel,
     mel_filterbank,
+    power_features,
     window_features,
 )
 
@@ -171,3 +172,32 @@ def test_evidence_phases_fall_about_half_a_second_apart() -> None:
     assert evidence_phases(22, frame_seconds=frame) == ()  # a hop of 0.5 s: nothing to add
     gaps = np.diff([0, *evidence_phases(129, frame_seconds=frame), 129]) * frame
     assert np.all(np.abs(gaps - 0.5) < 0.02)
+
+
+@pytest.mark.parametrize("name", ["harmonic_decay", "chirp", "white_noise", "quiet_tone"])
+def test_power_features_of_a_windows_stft_is_its_model_input(name: str) -> None:
+    """Code that has taken a window's STFT already (the condition analyzer) gets the model input
+    from its power: the same as window_features, within float32 rounding."""
+    y = _signals()[name]
+    padded = np.pad(y, FE.n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, FE.n_fft)[:: FE.hop_length]
+    hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(FE.n_fft) / FE.n_fft)).astype(np.float32)
+    power = (np.abs(np.fft.rfft((frames * hann).astype(np.float64), axis=1)) ** 2).astype(np.float32)
+    assert power.shape == (FE.frames, FE.n_fft // 2 + 1)
+    got = power_features(power)
+    assert got.shape == (FE.n_mels, FE.frames) and got.dtype == np.float32
+    np.testing.assert_allclose(got, window_features(y), atol=1e-5)
+    # frames beyond the window's are not read
+    np.testing.assert_array_equal(power_features(np.concatenate([power, power[:3]])), got)
+
+
+def test_power_features_refuses_what_is_not_a_windows_power() -> None:
+    ok = np.ones((FE.frames, FE.n_fft // 2 + 1), np.float32)
+    with pytest.raises(InputError, match="expected shape"):
+        power_features(ok[:-1])  # too few frames
+    with pytest.raises(InputError, match="expected shape"):
+        power_features(ok[:, :-1])
+    bad = ok.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        power_features(bad)

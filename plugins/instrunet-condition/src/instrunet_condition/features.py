@@ -50,6 +50,8 @@ points, hop 512, float32) serves every spectral feature:
 
 from __future__ import annotations
 
+import functools
+import statistics
 from collections.abc import Mapping
 
 import numpy as np
@@ -68,6 +70,7 @@ __all__ = [
     "hnr_frames",
     "hnr",
     "condition_features",
+    "features_and_power",
     "feature_vector",
 ]
 
@@ -116,6 +119,7 @@ def _check(y: np.ndarray, sr: int) -> np.ndarray:
     return check_float_samples(y, what="condition features", dtype=np.float32)
 
 
+@functools.lru_cache(maxsize=64)
 def _fast_len(n: int) -> int:
     """Smallest 2^a 3^b 5^c >= n (sizes the FFT computes fastest)."""
     best = 1 << int(np.ceil(np.log2(max(n, 1))))
@@ -332,7 +336,7 @@ def _decay(env_db: np.ndarray, fps: float, active: np.ndarray, onsets: list[int]
         m = tail.size // seg
         if m:
             local.append(-_slopes(t[:seg], tail[: m * seg].reshape(m, seg)))
-    rate = float(np.median(rates)) if rates else 0.0
+    rate = float(statistics.median(rates)) if rates else 0.0
     loc = np.concatenate(local) if local else np.zeros(0)
     var = float(np.var(loc)) if loc.size >= 2 else 0.0
     return rate, var
@@ -362,6 +366,13 @@ def _hum_db(x: np.ndarray, sr: int) -> float:
         if den > 0:
             best = max(best, 10.0 * np.log10(num / den + 1e-3))
     return best
+
+
+def _detrend(t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``v`` less its least-squares straight line over ``t`` (at least 2 distinct ``t``)."""
+    tc = t - t.mean()
+    vc = v - v.mean()
+    return vc - tc * (float(tc @ vc) / float(tc @ tc))
 
 
 def _pitch_wobble(
@@ -405,14 +416,14 @@ def _pitch_wobble(
         cents = 1200.0 * np.log2((b - 2 + jj + np.clip(off, -0.5, 0.5)) / b)
         ok = sus & (j > 0) & (j < 4)
         ok[1:] &= ~(np.abs(np.diff(cents)) > 25.0)  # a jump: a new note starts a new piece
-        piece = np.cumsum(~ok)
+        # the pieces: the runs of frames where the partial is followed
+        edges = np.flatnonzero(np.diff(ok, prepend=False, append=False))
         track = np.zeros(n)
-        for p in np.unique(piece[ok]):
-            idx = np.flatnonzero(ok & (piece == p))
-            if idx.size < 8:
+        for a0, a1 in zip(edges[::2], edges[1::2], strict=True):
+            if a1 - a0 < 8:
                 continue
-            v = cents[idx]
-            track[idx] = v - np.polyval(np.polyfit(idx, v, 1), idx)
+            idx = np.arange(a0, a1)
+            track[idx] = _detrend(idx, cents[idx])
             w = float(mean[b])
             dev[idx] += w * track[idx]
             wsum[idx] += w
@@ -452,12 +463,37 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
     ValueError
         Not mono, not floating point, NaN/inf samples, or a bad rate.
     """
+    return features_and_power(y, sr=sr)[0]
+
+
+def features_and_power(
+    y: np.ndarray, *, sr: int = SAMPLE_RATE
+) -> tuple[dict[str, float], np.ndarray] | tuple[None, None]:
+    """:func:`condition_features` and the power spectrogram they were computed from.
+
+    The power is the stretch's own ([shape=(frames, 1025)], float32: the centred periodic-Hann
+    STFT at 2048 points, hop 512, the same transform as the family classifier's front end at
+    22,050 Hz), so that the analyzer's spectrogram network reads the window without transforming
+    it again: :func:`instrunet_core.features.power_features` of a whole window's power is its
+    model input (the same as :func:`~instrunet_core.features.window_features`, within float32
+    rounding).
+
+    Returns
+    -------
+    (dict, np.ndarray) or (None, None)
+        ``(None, None)`` where :func:`condition_features` gives ``None``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`condition_features`.
+    """
     x = _check(y, sr)
     if x.size < MIN_SECONDS * sr:
-        return None
+        return None, None
     peak = float(np.max(np.abs(x)))
     if peak < 1e-4:
-        return None
+        return None, None
     x = x * np.float32(1.0 / peak)
     power = _stft_power(x)
     logp = np.log(np.maximum(power, np.float32(1e-10)))
@@ -536,7 +572,8 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
         "hf_flatness": hf_flat,
         "attack_flatness": attack,
     }
-    return {k: float(v) for k, v in feats.items()}
+    power *= np.float32(peak * peak)  # back to the stretch's own level (the features are done with it)
+    return {k: float(v) for k, v in feats.items()}, power
 
 
 def feature_vector(features: Mapping[str, float], family: str | None = None) -> np.ndarray:

@@ -18,6 +18,8 @@ training clips):
   not yet classified (at most :data:`MAX_BUFFER_SECONDS`), then that audio is dropped; they and
   the spectrogram network run on one thread of the analyzer's own while the pass goes on (what
   is sampled never depends on them; at most the sampled windows' audio waits for that thread).
+  The network reads a whole window's model input from the features' own STFT (the same
+  transform as the family classifier's front end), not from a second one.
 
 After the pass, the whole-file verdict averages the sampled windows (weighted); an instrument's
 verdict averages those of its windows (its time ranges, where it is present). "unknown" when
@@ -35,10 +37,10 @@ import numpy as np
 
 from instrunet_core._threads import blas_limited
 from instrunet_core.analysis import OTHER_LABEL
-from instrunet_core.features import SILENCE_DB
+from instrunet_core.features import SILENCE_DB, power_features
 
 from .classifier import CLASSES, ConditionModel, assess, load_condition_model
-from .features import FEATURE_NAMES, condition_features
+from .features import _HOP, _N_FFT, FEATURE_NAMES, features_and_power
 
 __all__ = [
     "ConditionStream",
@@ -179,6 +181,15 @@ class ConditionStream:
         # A fused model's spectrogram network, used when it reads windows at this rate.
         net = getattr(self.model, "spectrogram", None)
         self._net = net if net is not None and int(net.front_end.sample_rate) == self.sr else None
+        # ... fed from the features' own STFT when the network's front end takes the same one
+        fe: Any = getattr(self._net, "front_end", None)
+        same = (
+            fe is not None
+            and getattr(self._net, "input_kind", None) == "logmel"
+            and (fe.n_fft, fe.hop_length) == (_N_FFT, _HOP)
+        )
+        #: Samples of a whole window whose network input comes from the features' STFT (0: never).
+        self._net_window = int(fe.window_samples) if same else 0
 
     # ------------------------------------------------------------------ the pass
     def push(self, block: np.ndarray, start: int) -> None:
@@ -269,9 +280,14 @@ class ConditionStream:
     def _judge(self, y: np.ndarray) -> tuple[dict[str, float] | None, np.ndarray | None]:
         """A sampled window's features and network probabilities (on the analyzer's thread)."""
         with blas_limited():
-            feats = condition_features(y, sr=self.sr)
+            feats, power = features_and_power(y, sr=self.sr)
             if feats is None or self._net is None:
                 return feats, None
+            if power is not None and y.shape[0] == self._net_window:
+                # a whole window: the features' STFT is the network's (its model input within
+                # float32 rounding of predict_windows'), so it is not taken twice
+                x = power_features(power, fe=self._net.front_end)
+                return feats, self._net.predict_features(x[None])[0]
             return feats, self._net.predict_windows(y[None, :])[0]
 
     @property
