@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -156,3 +157,55 @@ def test_old_specs_draw_what_they_always_drew(tmp_path: Path) -> None:
     assert a.W is not None and a.W.dtype == np.int16
     again = batch_features(a.W[:4].astype(np.float32) / 32767.0).astype(np.float16)
     assert np.abs(again.astype(np.float32) - a.X[:4].astype(np.float32)).max() < 0.02
+
+
+def _one_instrument(root: Path, pitches: dict[int, float]) -> None:
+    """A train split of one string instrument: a sine per pitch (``pitch -> Hz``)."""
+    split = root / "train"
+    ex = {}
+    t = np.arange(SR) / SR
+    for i, (pitch, hz) in enumerate(sorted(pitches.items())):
+        entry = write_nsynth_note(split, i, "string", (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32))
+        ((old, e),) = entry.items()
+        name = f"string_acoustic_000-{pitch:03d}-100"
+        (split / "audio" / f"{old}.wav").rename(split / "audio" / f"{name}.wav")
+        ex[name] = {
+            **e,
+            "note_str": name,
+            "instrument": 0,
+            "instrument_str": "string_acoustic_000",
+            "pitch": pitch,
+        }
+    (split / "examples.json").write_text(json.dumps(ex))
+
+
+def test_chords_sound_other_notes_of_the_same_instrument(tmp_path: Path) -> None:
+    """With chord_prob a note is struck with one or two more of its instrument's notes (a third,
+    fourth, fifth, sixth, octave or second away) and keeps its one family; without it nothing
+    changes, cache key included."""
+    hz = {p: 440.0 * 2 ** ((p - 69) / 12) for p in range(48, 73)}  # every semitone of two octaves
+    _one_instrument(tmp_path, hz)
+    notes = split_notes(tmp_path, "train")
+    string = FAMILIES.index("string")
+
+    def tones(spec: ExampleSpec) -> list[int]:
+        ex = make_examples(notes, spec, workers=1, progress=False)
+        assert ex.W is not None and (ex.Y[:, string] == 1).all() and ex.Y.sum(1).max() == 1
+        counts = []
+        for w in ex.W.astype(np.float64):
+            mag = np.abs(np.fft.rfft(w[: SR // 2]))
+            f = np.fft.rfftfreq(SR // 2, 1 / SR)
+            peak = mag.max()
+            counts.append(sum(mag[np.abs(f - h) < 2].max() > 0.2 * peak for h in hz.values()))
+        return counts
+
+    base = ExampleSpec("train", 40, 3, keep_audio=True, random_crop=False)
+    assert max(tones(base)) == 1
+    chords = tones(dataclasses.replace(base, chord_prob=1.0))
+    # at the range's edges some intervals fall outside it: that note then sounds with fewer
+    assert min(chords) >= 1 and max(chords) == 3 and sum(c >= 2 for c in chords) >= 30
+    assert (
+        base.key()
+        == dataclasses.replace(base, chord_prob=0.0).key()
+        != dataclasses.replace(base, chord_prob=0.5).key()
+    )

@@ -32,6 +32,10 @@ family is playing, but something sounds: drums, synths, speech, noise).
   reshaped into a clip (:func:`shape_note`): a note cut to 0.1-3 s with a release fade, a
   repeated note, or a short legato or detached phrase of the same instrument. Real-library
   clips are already played that way by the corpus builder.
+* Chords: with probability ``chord_prob`` a note sounds with one or two more notes of the same
+  instrument (:data:`CHORD_INTERVALS` above or below it, where the instrument has that pitch),
+  struck together at 0.5-1 of its level: a string section's, a choir's or a guitar's chord,
+  labelled with the one family it is.
 * Silence before the onset: with probability ``pre_silence_prob``, up to 0.5 s.
 * Augmentation (:mod:`training.augment`, preset ``augment_preset``) after mixing, before the
   front end; with ``irs``, measured room and device impulse responses from the locked
@@ -79,6 +83,9 @@ __all__ = [
 ]
 
 CHUNK = 256
+#: Semitones between a chord's first note and each other one (:func:`_chord`): thirds, fourths,
+#: fifths, sixths and octaves either way, and now and then a second.
+CHORD_INTERVALS = (3, 4, 5, 7, 8, 9, 12, -3, -4, -5, -7, -12, 2, -2)
 #: Target columns: the eight families, then "other" (sound, but none of the eight).
 TARGETS: tuple[str, ...] = (*FAMILIES, "other")
 OTHER = len(FAMILIES)
@@ -116,11 +123,13 @@ class ExampleSpec:
     keep_audio: bool = False  # keep the waveform (int16) beside the features
     # ((family, chance), ...): real_prob for those families instead (the others keep real_prob)
     real_prob_family: tuple[tuple[str, float], ...] = ()
+    chord_prob: float = 0.0  # chance that a note sounds as a chord of its instrument (_chord)
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
-        if not d["real_prob_family"]:  # so that the sets cached before the field keep their keys
-            del d["real_prob_family"]
+        for name in ("real_prob_family", "chord_prob"):
+            if not d[name]:  # so that the sets cached before the field keep their keys
+                del d[name]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -261,14 +270,19 @@ _TABLE: dict[int, dict[int, list[int]]] = {}
 _REAL: dict[int, dict[int, list[int]]] = {}
 _FONT: dict[int, dict[int, list[int]]] = {}
 _IRS: list[tuple[str, np.ndarray]] = []
+_PITCHES: dict[int, dict[int, list[int]]] = {}  # instrument -> pitch -> indices into _NOTES
 
 
 def _init(
     notes: list[Note], irs: list[tuple[str, np.ndarray]] | None = None, others: list[Other] | None = None
 ) -> None:
     """Worker initialiser: the split's notes are sent once per process, not once per chunk."""
-    global _NOTES, _TABLE, _REAL, _FONT, _IRS, _OTHERS
+    global _NOTES, _TABLE, _REAL, _FONT, _IRS, _OTHERS, _PITCHES
     _NOTES = notes
+    pitches: dict[int, dict[int, list[int]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for i, n in enumerate(notes):
+        pitches[n.instrument][n.pitch].append(i)
+    _PITCHES = {k: dict(v) for k, v in pitches.items()}
     _TABLE = _by_family(notes)
     _REAL = _by_family(notes, real=True)
     _FONT = _by_family(notes, real=False)
@@ -293,6 +307,8 @@ def _clip(rng: np.random.Generator, spec: ExampleSpec, idx: int, sr: int) -> np.
     ``music_prob``) and with silence before its onset (``pre_silence_prob``)."""
     note = _NOTES[idx]
     y = _load(note, sr)
+    if spec.chord_prob > 0 and rng.random() < spec.chord_prob:
+        y = _chord(rng, idx, y, sr)
     if spec.music_prob > 0 and not is_real(note) and rng.random() < spec.music_prob:
         same = _TABLE[note.label][note.instrument]
         others = [_load(_NOTES[same[int(rng.integers(len(same)))]], sr) for _ in range(2)]
@@ -300,6 +316,26 @@ def _clip(rng: np.random.Generator, spec: ExampleSpec, idx: int, sr: int) -> np.
     if spec.pre_silence_prob > 0 and rng.random() < spec.pre_silence_prob:
         y = np.concatenate([np.zeros(int(rng.uniform(0.0, 0.5) * sr), np.float32), y])
     return y
+
+
+def _chord(rng: np.random.Generator, idx: int, y: np.ndarray, sr: int) -> np.ndarray:
+    """Note ``idx`` (audio ``y``) with one or two more notes of its instrument struck with it:
+    each :data:`CHORD_INTERVALS` away, within 30 ms of it, at 0.5-1 of its level (the same
+    note alone where its instrument has none of the drawn pitches)."""
+    note = _NOTES[idx]
+    by_pitch = _PITCHES.get(note.instrument, {})
+    out = y.copy()
+    for iv in rng.choice(CHORD_INTERVALS, size=int(rng.integers(1, 3)), replace=False):
+        near = by_pitch.get(note.pitch + int(iv))
+        if not near:
+            continue
+        z = _load(_NOTES[near[int(rng.integers(len(near)))]], sr)
+        z = z * np.float32(rng.uniform(0.5, 1.0))
+        at = int(rng.uniform(0.0, 0.03) * sr)
+        if at + len(z) > len(out):
+            out = np.pad(out, (0, at + len(z) - len(out)))
+        out[at : at + len(z)] += z
+    return out
 
 
 def _pick(rng: np.random.Generator, spec: ExampleSpec, family: int) -> int:

@@ -102,6 +102,7 @@ class Config:
     real_prob_family: tuple[str, ...] = ()
     music_prob: float = 0.0  # chance to reshape a SoundFont note into a musical clip
     pre_silence_prob: float = 0.0  # chance of silence before the onset
+    chord_prob: float = 0.0  # chance that a note sounds as a chord of its instrument (training set only)
     ensemble_prob: float = 0.0  # chance of an ensemble of 2-5 parts (per-window labels)
     other_prob: float = 0.0  # chance of an "other" example (drums, synths, speech, noise)
     other_under_prob: float = 0.0  # chance of other sound mixed under an instrument example
@@ -531,6 +532,7 @@ def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
             onset_prob=cfg.onset_prob,
             real_prob=cfg.real_prob,
             real_prob_family=real_prob_family(cfg.real_prob_family),
+            chord_prob=cfg.chord_prob,
             music_prob=cfg.music_prob,
             pre_silence_prob=cfg.pre_silence_prob,
             irs=cfg.irs,
