@@ -32,10 +32,11 @@ family is playing, but something sounds: drums, synths, speech, noise).
   reshaped into a clip (:func:`shape_note`): a note cut to 0.1-3 s with a release fade, a
   repeated note, or a short legato or detached phrase of the same instrument. Real-library
   clips are already played that way by the corpus builder.
-* Chords: with probability ``chord_prob`` a note sounds with one or two more notes of the same
-  instrument (:data:`CHORD_INTERVALS` above or below it, where the instrument has that pitch),
-  struck together at 0.5-1 of its level: a string section's, a choir's or a guitar's chord,
-  labelled with the one family it is.
+* Chords: with probability ``chord_prob`` a SoundFont note sounds with one or two more notes of
+  the same instrument (:data:`CHORD_INTERVALS` above or below it, where the instrument has that
+  pitch), struck together at 0.5-1 of its level: a string section's, a choir's or a guitar's
+  chord, labelled with the one family it is. (Real-library clips are lines already played, so
+  they are left as they are.)
 * Silence before the onset: with probability ``pre_silence_prob``, up to 0.5 s.
 * Augmentation (:mod:`training.augment`, preset ``augment_preset``) after mixing, before the
   front end; with ``irs``, measured room and device impulse responses from the locked
@@ -307,7 +308,7 @@ def _clip(rng: np.random.Generator, spec: ExampleSpec, idx: int, sr: int) -> np.
     ``music_prob``) and with silence before its onset (``pre_silence_prob``)."""
     note = _NOTES[idx]
     y = _load(note, sr)
-    if spec.chord_prob > 0 and rng.random() < spec.chord_prob:
+    if spec.chord_prob > 0 and not is_real(note) and rng.random() < spec.chord_prob:
         y = _chord(rng, idx, y, sr)
     if spec.music_prob > 0 and not is_real(note) and rng.random() < spec.music_prob:
         same = _TABLE[note.label][note.instrument]

@@ -102,7 +102,9 @@ class Config:
     real_prob_family: tuple[str, ...] = ()
     music_prob: float = 0.0  # chance to reshape a SoundFont note into a musical clip
     pre_silence_prob: float = 0.0  # chance of silence before the onset
-    chord_prob: float = 0.0  # chance that a note sounds as a chord of its instrument (training set only)
+    chord_prob: float = (
+        0.0  # chance that a SoundFont note sounds as a chord of its instrument (training set only)
+    )
     ensemble_prob: float = 0.0  # chance of an ensemble of 2-5 parts (per-window labels)
     other_prob: float = 0.0  # chance of an "other" example (drums, synths, speech, noise)
     other_under_prob: float = 0.0  # chance of other sound mixed under an instrument example
