@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import instrunet_condition
 import numpy as np
@@ -561,17 +562,22 @@ def test_the_stream_feeds_its_network_from_the_features_stft(flute: np.ndarray) 
     stream = stream_mod.ConditionStream(ctx)
     net = stream.model.spectrogram
     assert net is not None and stream._net_window == net.front_end.window_samples == y.size
+    windows = (y, y[:40000], _noisy(y, 0.0).astype(np.float32))
+    expected = [net.predict_windows(w[None, :])[0] for w in windows]  # from the window's audio
     calls: list[str] = []
-    for name in ("predict_features", "predict_windows"):
-        real = getattr(net, name)
-        setattr(net, name, lambda x, _real=real, _name=name, **kw: calls.append(_name) or _real(x, **kw))
+
+    def counted(name: str) -> Any:
+        method = getattr(net, name)
+        return lambda x, **kw: calls.append(name) or method(x, **kw)
+
+    net.predict_features, net.predict_windows = counted("predict_features"), counted("predict_windows")
     try:
-        for w in (y, y[:40000], _noisy(y, 0.0).astype(np.float32)):
+        for w, want in zip(windows, expected, strict=True):
             f, p = stream._judge(w)
             assert f == condition_features(w, sr=SR) and p is not None
-            np.testing.assert_allclose(p, real(w[None, :])[0], atol=1e-5)
+            np.testing.assert_allclose(p, want, atol=1e-5)
     finally:
-        del net.predict_features, net.predict_windows
+        del net.predict_features, net.predict_windows  # the class's methods again
         stream.close()
     # whole windows from the features' STFT; a shorter one (the last, padded) the usual way
     assert calls == ["predict_features", "predict_windows", "predict_features"]
