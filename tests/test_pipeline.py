@@ -448,6 +448,9 @@ def test_the_mean_of_the_last_epochs_is_scored_as_a_candidate(
     with pytest.raises(SystemExit):  # no real draws to change the chance of
         train.main([*run, *args, "--real-prob-family", "reed=0"])
     assert "--real-prob-family needs --real-prob" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a chance, not a count
+        train.main([*run, *args, "--chord-prob", "1.5"])
+    assert "--chord-prob: a chance in [0, 1]" in capsys.readouterr().err
     assert metrics["best_score"] == max(
         averaged["score"], *json.loads((root / "run-avg" / "history.json").read_text())["score"]
     )

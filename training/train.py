@@ -102,9 +102,8 @@ class Config:
     real_prob_family: tuple[str, ...] = ()
     music_prob: float = 0.0  # chance to reshape a SoundFont note into a musical clip
     pre_silence_prob: float = 0.0  # chance of silence before the onset
-    chord_prob: float = (
-        0.0  # chance that a SoundFont note sounds as a chord of its instrument (training set only)
-    )
+    # chance that a SoundFont note sounds as a chord of its instrument (the training set only)
+    chord_prob: float = 0.0
     ensemble_prob: float = 0.0  # chance of an ensemble of 2-5 parts (per-window labels)
     other_prob: float = 0.0  # chance of an "other" example (drums, synths, speech, noise)
     other_under_prob: float = 0.0  # chance of other sound mixed under an instrument example
@@ -1089,6 +1088,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(str(e))
     if cfg.real_prob_family and cfg.real_prob <= 0:
         ap.error("--real-prob-family needs --real-prob above 0 (the real instruments are drawn only then)")
+    if not 0.0 <= cfg.chord_prob <= 1.0:
+        ap.error("--chord-prob: a chance in [0, 1]")
     if cfg.average_epochs < 0 or cfg.average_epochs == 1:
         ap.error("--average-epochs: at least 2 epochs to average (0: off)")
     if cfg.distill_mix is not None and not cfg.teacher:
