@@ -28,7 +28,7 @@ from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
-from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, answers_other
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO, answers_other
 
 __all__ = ["main", "build_parser"]
 
@@ -152,6 +152,17 @@ def _add_seconds_option(p: argparse.ArgumentParser, flag: str, *, default: float
     p.add_argument(flag, type=parse, default=default, metavar="S", help=help)
 
 
+def _probability(text: str) -> float:
+    """``--other-veto``: a probability in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"other-veto must be a probability, got {text!r}") from None
+    if not (v == v and 0.0 <= v <= 1.0):
+        raise argparse.ArgumentTypeError(f"other-veto must be in [0, 1], got {text!r}")
+    return v
+
+
 class _Stdin:
     """Standard input's binary stream, named ``-`` in messages (as on the command line)."""
 
@@ -272,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MIN_DURATION,
         help=f"seconds a family must be present to be reported, and absent to split a range "
         f"(default {DEFAULT_MIN_DURATION:g})",
+    )
+    a.add_argument(
+        "--other-veto",
+        type=_probability,
+        default=OTHER_VETO,
+        metavar="P",
+        help=f"open-set models: no family is reported where 'other' is the answer with at least this "
+        f"smoothed probability (default {OTHER_VETO:g}; 1: off)",
     )
     a.add_argument(
         "--embed", action="store_true", help="add the recording's and the windows' embeddings to the JSON"
@@ -656,6 +675,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 hop=args.hop,
                 smoothing=args.smoothing,
                 min_duration=args.min_duration,
+                other_veto=args.other_veto,
                 workers=args.workers,
                 embeddings=args.embed,
                 analyzers=analyzers,

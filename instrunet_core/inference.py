@@ -47,6 +47,7 @@ from .session import RuntimeOptions
 from .timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
+    OTHER_VETO,
     Activity,
     Detection,
     with_overrides,
@@ -75,6 +76,10 @@ class Classifier:
         threshold (0 disables it); see :mod:`instrunet_core.timeline`.
     min_duration : float
         Seconds a label must be present to be reported, and absent to split a range.
+    other_veto : float
+        Open-set models: where "none of the labels" is the answer with at least this smoothed
+        probability, no label is detected (:attr:`~instrunet_core.timeline.Detection.other_veto`;
+        1 turns it off).
     batch_size : int
         Most windows per batch: the windows whose features are computed together (from shared
         frames) and, in :meth:`classify`, one job of the worker threads. onnxruntime takes a
@@ -143,6 +148,7 @@ class Classifier:
         thresholds: Mapping[str, float] | None = None,
         smoothing: float = DEFAULT_SMOOTHING,
         min_duration: float = DEFAULT_MIN_DURATION,
+        other_veto: float = OTHER_VETO,
         batch_size: int = DEFAULT_BATCH_SIZE,
         keep: int | None = None,
         pipeline: bool = True,
@@ -164,7 +170,9 @@ class Classifier:
         self.labels: tuple[str, ...] = self.model.labels
         self.window_seconds = self.latency_seconds = self._fe.window_samples / self._sr
         self.hop_seconds = self._stream.hop_samples / self._sr
-        self.detection = Detection(smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB)
+        self.detection = Detection(
+            smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=other_veto
+        )
         self.batch_size = check_count(batch_size, name="batch_size")
         self.pipeline = bool(pipeline)
         self.workers = default_workers() if workers is None else check_threads(workers, name="workers")

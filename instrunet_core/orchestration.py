@@ -29,7 +29,7 @@ from .inference import Classifier
 from .model import ModelSpec
 from .output import model_info
 from .registry import Registry, get_registry
-from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO
 
 __all__ = ["analyze"]
 
@@ -43,6 +43,7 @@ def analyze(
     batch_size: int = DEFAULT_BATCH_SIZE,
     smoothing: float = DEFAULT_SMOOTHING,
     min_duration: float = DEFAULT_MIN_DURATION,
+    other_veto: float = OTHER_VETO,
     thresholds: Mapping[str, float] | None = None,
     registry: Registry | None = None,
     analyzers: bool | Sequence[str] = True,
@@ -70,6 +71,10 @@ def analyze(
         threshold (0 disables it).
     min_duration : float
         Seconds a label must be present to be reported, and absent to split a range.
+    other_veto : float
+        Open-set models: where "none of the labels" is the answer with at least this smoothed
+        probability (default :data:`~instrunet_core.timeline.OTHER_VETO`), no label is
+        detected; 1 turns it off.
     thresholds : dict, optional
         Per-label presence thresholds overriding the model's.
     registry : Registry, optional
@@ -113,6 +118,7 @@ def analyze(
         thresholds=thresholds,
         smoothing=smoothing,
         min_duration=min_duration,
+        other_veto=other_veto,
         batch_size=batch_size,
         registry=registry,
         workers=workers,

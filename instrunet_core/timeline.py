@@ -7,8 +7,10 @@ is reported lives on a time axis that does not depend on where the windows fall:
    centred at ``t``, interpolated linearly between the windows' centres, on a grid of 512
    samples (23 ms, the level track's blocks). :attr:`Detection.smoothing` seconds of moving
    mean then give the *smoothed probability*, the number a label's threshold applies to.
-2. **Presence.** A label is present where its smoothed probability reaches its threshold;
-   absences shorter than :attr:`Detection.min_duration` are bridged, then presences shorter
+2. **Presence.** A label is present where its smoothed probability reaches its threshold and,
+   for an open-set model, "none of the labels" is not the answer there with a probability of
+   at least :attr:`Detection.other_veto` (:func:`answers_other` on the smoothed curves: noise
+   whose guitar curve also runs high is "other", not guitar); absences shorter than :attr:`Detection.min_duration` are bridged, then presences shorter
    than it dropped (so a range needs that much evidence, and a gap in the evidence that much
    to split one).
 3. **Sound.** Silence (blocks below ``silence_db``) of :attr:`Detection.min_silence` seconds or
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_MIN_SILENCE",
     "EVIDENCE_HOP",
     "REFINE_MARGIN",
+    "OTHER_VETO",
     "Detection",
     "Segment",
     "Instrument",
@@ -81,6 +84,12 @@ DEFAULT_MIN_SILENCE = 1.0
 EVIDENCE_HOP = 0.5
 #: A window whose probability is within this of a label's threshold leaves that label in doubt.
 REFINE_MARGIN = 0.1
+#: Smoothed probability of "none of the labels" from which, where it also beats every label, no
+#: label is detected (:attr:`Detection.other_veto`). Chosen for ``family`` 2.1.0 on the dev
+#: windows (training/reports/open/veto): the lowest level at which no dev set of instruments
+#: (single clips, ensembles, either with other sound under them) loses more than 0.005 of its
+#: family recall; it takes a family off 34 % of the open-set dev windows that showed one.
+OTHER_VETO = 0.93
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +106,17 @@ class Detection:
         Silence (below ``silence_db``) at least this long ends a range.
     silence_db : float
         Level of silence, dBFS, of each 512-sample block.
+    other_veto : float
+        Open-set models: where the smoothed probability of "none of the labels" reaches this
+        (and its own threshold) and beats every label's, no label is detected (a probability;
+        1 leaves the labels alone wherever "other" is below certainty).
     """
 
     smoothing: float = DEFAULT_SMOOTHING
     min_duration: float = DEFAULT_MIN_DURATION
     min_silence: float = DEFAULT_MIN_SILENCE
     silence_db: float = -60.0
+    other_veto: float = OTHER_VETO
 
     def __post_init__(self) -> None:
         for name in ("smoothing", "min_duration", "min_silence"):
@@ -111,6 +125,11 @@ class Detection:
             if not ok or not (np.isfinite(float(v)) and 0.0 <= float(v) <= 600.0):
                 raise InputError(f"{name} must be a number of seconds in [0, 600], got {v!r}")
             object.__setattr__(self, name, float(v))
+        v = self.other_veto
+        ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
+        if not ok or not (np.isfinite(float(v)) and 0.0 <= float(v) <= 1.0):
+            raise InputError(f"other_veto must be a probability in [0, 1], got {v!r}")
+        object.__setattr__(self, "other_veto", float(v))
 
     @property
     def horizon(self) -> float:
@@ -482,6 +501,9 @@ class Activity:
         """
         curve = self.probability[:, self.labels.index(label)]
         hit = curve >= np.float32(threshold)
+        if self.other is not None and self.other_threshold is not None:
+            answered = _other_answers(self.probability, self.other, self.other_threshold)
+            hit &= ~(answered & (self.other >= self.detection.other_veto) & self.sounding)
         return _decide(
             hit, self.detection, self.step, self.sounding, self.level_db, start_edge=True, end_edge=True
         )
@@ -556,16 +578,18 @@ def activity(
         return _decide(hit, det, step, sounding, level, start_edge=start_edge, end_edge=end_edge)
 
     thr = np.array([float(thresholds[lab]) for lab in labels], dtype=np.float32)
-    active = np.zeros((n, L), dtype=bool)
-    for j in range(L):
-        active[:, j] = decide(prob[:, j] >= thr[j])
     o_prob = o_active = None
+    vetoed = np.zeros(n, dtype=bool)  # sounding points where "none of the labels" is the answer
     if other is not None and c.shape[0] and n:
         o = np.where(silent, 0.0, np.asarray(other, dtype=np.float64).reshape(-1))
         o_prob = _moving_mean(np.interp(t, c, o)[:, None], k)[:, 0].astype(np.float32)
         if other_threshold is not None:
-            best = prob.max(axis=1) if L else np.zeros(n, np.float32)
-            o_active = decide(answers_other(o_prob, best, other_threshold))
+            answered = _other_answers(prob, o_prob, other_threshold)
+            o_active = decide(answered)
+            vetoed = answered & (o_prob >= det.other_veto) & sounding
+    active = np.zeros((n, L), dtype=bool)
+    for j in range(L):
+        active[:, j] = decide((prob[:, j] >= thr[j]) & ~vetoed)
     return Activity(
         step=float(step),
         duration=float(duration),
@@ -581,6 +605,16 @@ def activity(
         other_active=o_active,
         other_threshold=other_threshold,
     )
+
+
+def _other_answers(prob: np.ndarray, other: np.ndarray, threshold: float) -> np.ndarray:
+    """Grid points where "none of the labels" is the answer (:func:`answers_other` on the
+    smoothed curves). Where it is, sounds and reaches :attr:`Detection.other_veto`, no label
+    holds its threshold, however high its own curve; a label's gap there shorter than
+    :attr:`Detection.min_duration` is bridged as any other, so "other" must win that long to cut
+    a label's range."""
+    best = prob.max(axis=1) if prob.shape[1] else np.zeros(prob.shape[0], np.float32)
+    return np.asarray(answers_other(other, best, threshold), dtype=bool)
 
 
 def _decide(

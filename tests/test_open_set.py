@@ -221,3 +221,24 @@ def test_the_router_has_a_route_for_other(open_model: inet.Model) -> None:
     np.testing.assert_allclose(out[int(10 * SR) :], y[int(10 * SR) :] * 10 ** (-20 / 20), atol=1e-5)
     with pytest.raises(InputError, match="no open-set output"):
         Router({"other": Pedalboard([])}, model=inet.load_model("tiny", registry=_tiny_only()))
+
+
+def test_the_default_model_lists_no_instrument_on_noise() -> None:
+    """White and brown noise through the shipped default: "other" overall and over the whole
+    recording, and no family detected beside it (its guitar curve runs at 0.98 on white noise:
+    the veto, :attr:`~instrunet_core.timeline.Detection.other_veto`, is what takes it off)."""
+    from instrunet_core import default_plugins
+
+    models = Path(default_plugins.__file__).resolve().parent.parent / "models" / "family"
+    versions = sorted(models.iterdir(), key=lambda p: tuple(int(x) for x in p.name.split(".")))
+    model = inet.load_model(versions[-1])  # what load_model() loads when installed
+    rng = np.random.default_rng(0)
+    white = (0.1 * rng.standard_normal(10 * SR)).astype(np.float32)
+    brown = np.cumsum(rng.standard_normal(10 * SR)).astype(np.float32)
+    brown = 0.1 * (brown - brown.mean()) / brown.std()
+    for y in (white, brown):
+        an = inet.analyze(y, SR, model=model, analyzers=False)
+        assert an.label == "other" and an.instruments == []
+        assert an.other_ranges() == [[0.0, pytest.approx(10.0)]]
+    off = inet.analyze(white, SR, model=model, analyzers=False, other_veto=1.0)
+    assert [i.label for i in off.instruments] == ["guitar"]

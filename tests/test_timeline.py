@@ -107,3 +107,45 @@ def test_answers_other_is_one_rule_for_values_and_arrays() -> None:
     assert bool(answers_other(0.8, 0.5, 0.8))  # at the threshold counts
     got = answers_other(np.array([0.9, 0.7, 0.9]), np.array([0.5, 0.5, 0.95]), 0.8)
     assert got.tolist() == [True, False, False]
+
+
+def _veto_case(other_level: float, other_veto: float, *, seconds: float = 4.0) -> list[list[float]]:
+    """One label at 0.9 for 20 s (windows every 0.5 s, no smoothing); "other" at ``other_level``
+    from 8 s for ``seconds``, its threshold 0.8. Returns the label's ranges."""
+    step = 512 / SR
+    centres = np.arange(0.25, 20.0, 0.5)
+    p = np.full((len(centres), 1), 0.9, np.float32)
+    other = np.where((centres >= 8.0) & (centres < 8.0 + seconds), other_level, 0.1).astype(np.float32)
+    level = np.full(int(20.0 / step), -20.0, np.float32)
+    act = activity(
+        centres,
+        p,
+        np.zeros(len(centres), bool),
+        level,
+        step=step,
+        duration=20.0,
+        labels=("x",),
+        thresholds={"x": 0.5},
+        detection=Detection(smoothing=0.0, other_veto=other_veto),
+        other=other,
+        other_threshold=0.8,
+    )
+    assert act.ranges("x") == act._ranges(act.presence_at("x", 0.5))  # presence_at decides alike
+    return act.ranges("x")
+
+
+def test_no_label_where_other_is_the_answer_with_the_veto_probability() -> None:
+    # "other" at 0.99 beats the label's 0.9 for 4 s (windows centred 8.25-11.75 s, the curve
+    # between centres linear): the label's range is cut where it is above 0.93 and 0.9
+    (a, b), (c, d) = _veto_case(0.99, 0.93)
+    assert b == pytest.approx(8.2, abs=0.05) and c == pytest.approx(11.8, abs=0.05)
+    assert a == 0.0 and d == pytest.approx(20.0, abs=0.03)
+    # below the veto probability (0.92 < 0.93), turned off (1), or not beating the label: untouched
+    for level, veto in ((0.92, 0.93), (0.99, 1.0), (0.85, 0.8)):
+        ((a, b),) = _veto_case(level, veto)
+        assert a == 0.0 and b == pytest.approx(20.0, abs=0.03), (level, veto)
+    # a win shorter than min_duration (1 s) is bridged like any other gap
+    ((a, b),) = _veto_case(0.99, 0.93, seconds=0.5)
+    assert a == 0.0 and b == pytest.approx(20.0, abs=0.03)
+    with pytest.raises(InputError, match="other_veto must be a probability"):
+        Detection(other_veto=1.5)
