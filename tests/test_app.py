@@ -181,6 +181,8 @@ def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, t
     assert pos == sorted(pos)
     for k in ("mean probability:", "smoothed probability:", "threshold:", "intensity:"):
         assert text.count(k) == 1, k  # each measure is defined once
+    # the settings say when "none of the eight" keeps a family out (the default is open-set)
+    assert "is the answer with a smoothed probability of 0.93 or more" in " ".join(text.split())
     # a figure's heading is on the figure's page (the timeline's once ended page 1 alone)
     import pypdf
 

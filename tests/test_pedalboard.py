@@ -347,6 +347,8 @@ def test_router_rejects_bad_arguments(model) -> None:
         Router({"flute": Pedalboard([])}, model=model, crossfade_ms=-1)
     with pytest.raises(InputError, match="smoothing"):
         Router({"flute": Pedalboard([])}, model=model, smoothing=-1)
+    with pytest.raises(InputError, match="Router: other_veto must be a probability"):
+        Router({"flute": Pedalboard([])}, model=model, other_veto=2.0)
     with pytest.raises(InputError, match=r"threshold for 'flute' must be in \(0, 1\)"):
         Router({"flute": Pedalboard([])}, model=model, threshold=1.5)
 

@@ -409,7 +409,13 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
         f"Settings: window {fmt_value(s.get('window'))} s, hop {fmt_value(s.get('hop'))} s, smoothing "
         f"{fmt_value(s.get('smoothing'))} s, minimum duration {fmt_value(s.get('min_duration'))} s, "
         f"silence below {fmt_value(s.get('silence_db'))} dBFS for {fmt_value(s.get('min_silence'))} s or more "
-        "ends a range.",
+        "ends a range."
+        + (
+            f' No family is detected where "none of the eight" is the answer with a smoothed probability '
+            f"of {fmt_value(s.get('other_veto'))} or more."
+            if s.get("other_threshold") is not None and s.get("other_veto") is not None
+            else ""
+        ),
         size=8,
     )
 

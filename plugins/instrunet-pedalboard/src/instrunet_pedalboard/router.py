@@ -16,6 +16,7 @@ from instrunet_core.timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
     EVIDENCE_HOP,
+    OTHER_VETO,
     Activity,
     Detection,
     Detector,
@@ -115,6 +116,9 @@ class Router(Adapter):
         See above.
     smoothing, min_duration : float
         Seconds, as for :func:`instrunet_core.analyze`.
+    other_veto : float
+        As for :func:`instrunet_core.analyze`: no label is routed where "other" is the answer with
+        at least this smoothed probability (open-set models; 1 turns it off).
     model : Model, str or PathLike, optional
         As for :class:`Tagger`.
     hop : float, optional
@@ -145,6 +149,7 @@ class Router(Adapter):
         min_duration: float = DEFAULT_MIN_DURATION,
         model: Any = None,
         hop: float | None = EVIDENCE_HOP,
+        other_veto: float = OTHER_VETO,
     ) -> None:
         from pedalboard import Plugin
 
@@ -185,7 +190,9 @@ class Router(Adapter):
         self.crossfade_ms = x
         self.lookahead = bool(lookahead)
         try:
-            self.detection = Detection(smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB)
+            self.detection = Detection(
+                smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=other_veto
+            )
         except InputError as e:
             raise InputError(f"{self._what}: {e}") from None
         self.smoothing = self.detection.smoothing
