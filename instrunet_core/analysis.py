@@ -26,6 +26,7 @@ from .timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_MIN_SILENCE,
     DEFAULT_SMOOTHING,
+    OTHER_VETO,
     Activity,
     Instrument,
     Segment,
@@ -80,8 +81,9 @@ MEASURES: dict[str, str] = {
     ),
     "threshold": (
         "Per family, chosen when the model was trained: a family is detected where its smoothed "
-        f"probability stays at or above its threshold for at least {DEFAULT_MIN_DURATION:g} s (the minimum duration). "
-        "It applies to the smoothed probability, not to the mean probability."
+        f"probability stays at or above its threshold for at least {DEFAULT_MIN_DURATION:g} s (the minimum duration), "
+        "or over the whole of a shorter sound. It applies to the smoothed probability, not to the "
+        "mean probability."
     ),
     "time ranges": (
         f"Where a family is detected, in m:ss. {DEFAULT_MIN_SILENCE:g} s or more of silence ends a range, and each "
@@ -95,7 +97,8 @@ MEASURES: dict[str, str] = {
     "none of the eight": (
         "Models with an open-set output also say how likely a sound is none of the eight families "
         "(drums, synthesizers, speech, noise); it is the answer where it reaches its threshold and "
-        "beats every family."
+        "beats every family. Where it is the answer with a smoothed probability of "
+        f"{OTHER_VETO:g} or more, no family is detected."
     ),
     "low evidence": "Less than 1 s of sound: the answer is a guess.",
     "confidence (JSON)": "The JSON's name for the overall label's mean probability (not another number).",

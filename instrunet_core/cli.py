@@ -281,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         a,
         "--min-duration",
         default=DEFAULT_MIN_DURATION,
-        help=f"seconds a family must be present to be reported, and absent to split a range "
-        f"(default {DEFAULT_MIN_DURATION:g})",
+        help=f"seconds a family must be present to be reported (or all of a shorter sound), and absent "
+        f"to split a range (default {DEFAULT_MIN_DURATION:g})",
     )
     a.add_argument(
         "--other-veto",

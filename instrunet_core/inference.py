@@ -75,7 +75,8 @@ class Classifier:
         Seconds of moving mean applied to each label's probability over time before its
         threshold (0 disables it); see :mod:`instrunet_core.timeline`.
     min_duration : float
-        Seconds a label must be present to be reported, and absent to split a range.
+        Seconds a label must be present to be reported (or over all of a shorter sound), and
+        absent to split a range.
     other_veto : float
         Open-set models: where "none of the labels" is the answer with at least this smoothed
         probability, no label is detected (:attr:`~instrunet_core.timeline.Detection.other_veto`;

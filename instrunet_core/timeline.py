@@ -10,9 +10,11 @@ is reported lives on a time axis that does not depend on where the windows fall:
 2. **Presence.** A label is present where its smoothed probability reaches its threshold and,
    for an open-set model, "none of the labels" is not the answer there with a probability of
    at least :attr:`Detection.other_veto` (:func:`answers_other` on the smoothed curves: noise
-   whose guitar curve also runs high is "other", not guitar); absences shorter than :attr:`Detection.min_duration` are bridged, then presences shorter
-   than it dropped (so a range needs that much evidence, and a gap in the evidence that much
-   to split one).
+   whose guitar curve also runs high is "other", not guitar); absences shorter than
+   :attr:`Detection.min_duration` are bridged, then presences shorter than it dropped (so a
+   range needs that much evidence, and a gap in the evidence that much to split one), unless
+   the presence holds over the whole of a sound shorter than that (a one-shot sample: all the
+   evidence there is).
 3. **Sound.** Silence (blocks below ``silence_db``) of :attr:`Detection.min_silence` seconds or
    more ends a range, and so do the start and end of the sound: each range is trimmed to the
    first and last sounding block it holds, so onsets and offsets next to silence are exact to
@@ -628,10 +630,18 @@ def _decide(
     end_edge: bool,
 ) -> np.ndarray:
     """Presence from where a curve holds its threshold: short gaps bridged and short presences
-    dropped, only while sounding, trimmed to the loud blocks."""
+    dropped, only while sounding, trimmed to the loud blocks. A sound shorter than
+    ``min_duration`` (a run of sounding blocks, silence or the recording's ends around it) over
+    all of which the curve holds counts: it has no longer evidence to give (a one-shot sample)."""
     edges = {"start_edge": start_edge, "end_edge": end_edge}
-    settled = _settle(hit, _points(det.min_duration, step), **edges) & sounding
-    return _trim(settled, np.asarray(level_db) >= det.silence_db, **edges)
+    n_min = _points(det.min_duration, step)
+    settled = _settle(hit, n_min, **edges)
+    n = hit.shape[0]
+    for s, e in zip(*_runs(sounding), strict=True):
+        final = (s > 0 or start_edge) and (e < n or end_edge)  # its length is known
+        if final and e - s < n_min and hit[s:e].all():
+            settled[s:e] = True
+    return _trim(settled & sounding, np.asarray(level_db) >= det.silence_db, **edges)
 
 
 def detect_instruments(act: Activity, mean_probabilities: Mapping[str, float]) -> list[Instrument]:

@@ -149,3 +149,26 @@ def test_no_label_where_other_is_the_answer_with_the_veto_probability() -> None:
     assert a == 0.0 and b == pytest.approx(20.0, abs=0.03)
     with pytest.raises(InputError, match="other_veto must be a probability"):
         Detection(other_veto=1.5)
+
+
+def test_a_sound_shorter_than_min_duration_counts_when_the_label_holds_over_all_of_it(
+    tiny_model: instrunet_core.Model,
+) -> None:
+    low = {"brass": 0.3}  # the tiny model gives a 0.5 s tone's padded window brass 0.39
+    # a 0.5 s one-shot: its label holds over the whole sound, all the evidence there is
+    an = instrunet_core.analyze(tone(0.5), SR, model=tiny_model, thresholds=low)
+    (brass,) = an.instruments
+    ((a, b),) = brass.ranges
+    assert brass.label == "brass" and a == 0.0 and b == pytest.approx(0.5, abs=0.03)
+    # two of them 2 s apart (the silence between them ends each sound): two ranges
+    y = np.concatenate([tone(0.5), np.zeros(2 * SR, np.float32), tone(0.5)])
+    (brass,) = instrunet_core.analyze(y, SR, model=tiny_model, thresholds=low).instruments
+    assert np.allclose(brass.ranges, [[0.0, 0.5], [2.5, 3.0]], atol=0.03)
+    # where the label does not hold, nothing; shorter min_duration, the same range
+    assert (
+        instrunet_core.analyze(tone(0.5), SR, model=tiny_model, thresholds={"brass": 0.99}).instruments == []
+    )
+    (brass,) = instrunet_core.analyze(
+        tone(0.5), SR, model=tiny_model, thresholds=low, min_duration=0.2
+    ).instruments
+    assert np.allclose(brass.ranges, [[0.0, 0.5]], atol=0.03)
