@@ -100,3 +100,9 @@ def test_thresholds_are_chosen_by_f1_on_the_pieces(
 def test_pieces_without_truth_are_refused(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     assert devmix.main(["score", str(tiny_model_dir), "--pieces", str(tmp_path)]) == 2
     assert "no truth.json" in capsys.readouterr().err
+
+
+def test_build_refuses_a_part_count_outside_1_to_4(tmp_path: Path) -> None:
+    for k in (0, 5):
+        with pytest.raises(ValueError, match="min_parts must be 1-4"):
+            devmix.build_pieces(tmp_path / "corpus", tmp_path / "out", n=1, min_parts=k)

@@ -2,12 +2,12 @@
 
 Usage::
 
-    python -m training.devmix build --corpus data/corpus --out data/devmix [--n 120] [--seed S]
+    python -m training.devmix build --corpus data/corpus --out data/devmix [--n 120] [--seed S] [--min-parts 1]
     python -m training.devmix thresholds ARTIFACT --pieces data/devmix-choose --out thresholds.json
     python -m training.devmix score instrunet_core/models/family/3.0.0 --pieces data/devmix \\
         [--thresholds thresholds.json] [--variants] --out training/reports/default/3.0.0/devmix.json
 
-A *piece* (8-14 s) has 2-4 parts of different families. Each part is one dev instrument
+A *piece* (8-14 s) has 2-4 parts of different families (``--min-parts 1``: 1-4, solo lines too). Each part is one dev instrument
 playing a line: its rendered clips (single notes, repeated notes, phrases of a real
 library training never hears) one after another with small gaps or overlaps, entering and
 leaving at its own times, a lead at 0 dB and the others 2-12 dB below, all in one room
@@ -66,8 +66,13 @@ def _line(rng: np.random.Generator, clips: list[Note], span: int) -> np.ndarray:
     return out
 
 
-def build_pieces(corpus: Path, out: Path, *, n: int = 120, seed: int = 20261203) -> dict[str, Any]:
-    """Render ``n`` pieces from the corpus's dev split into ``out``; returns the truth."""
+def build_pieces(
+    corpus: Path, out: Path, *, n: int = 120, seed: int = 20261203, min_parts: int = 2
+) -> dict[str, Any]:
+    """Render ``n`` pieces from the corpus's dev split into ``out``; returns the truth. Each has
+    ``min_parts`` to 4 parts (1: solo lines among the ensembles)."""
+    if not 1 <= min_parts <= 4:
+        raise ValueError(f"min_parts must be 1-4, got {min_parts}")
     import pedalboard as pb
 
     notes = load_split(Path(corpus) / "dev")
@@ -84,7 +89,7 @@ def build_pieces(corpus: Path, out: Path, *, n: int = 120, seed: int = 20261203)
     for i in range(n):
         seconds = float(rng.uniform(8.0, 14.0))
         total = int(seconds * SR)
-        k = int(rng.integers(2, 5))
+        k = int(rng.integers(min_parts, 5))
         fams = [str(f) for f in rng.choice(families, size=min(k, len(families)), replace=False)]
         mix = np.zeros(total, np.float32)
         parts = []
@@ -260,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--n", type=int, default=120)
     b.add_argument("--seed", type=int, default=20261203)
+    b.add_argument("--min-parts", type=int, default=2, choices=(1, 2, 3, 4), help="fewest parts a piece has")
     s = sub.add_parser("score", help="detected families of an artifact against the truth")
     s.add_argument("artifact", type=Path)
     s.add_argument("--pieces", type=Path, required=True)
@@ -280,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (args.corpus / "dev" / "examples.json").is_file():
             print(f"training.devmix: error: {args.corpus}: no dev split", file=sys.stderr)
             return 2
-        truth = build_pieces(args.corpus, args.out, n=args.n, seed=args.seed)
+        truth = build_pieces(args.corpus, args.out, n=args.n, seed=args.seed, min_parts=args.min_parts)
         print(f"{len(truth)} pieces in {args.out}")
         return 0
     if not (args.pieces / "truth.json").is_file():
