@@ -505,7 +505,7 @@ class Activity:
         hit = curve >= np.float32(threshold)
         if self.other is not None and self.other_threshold is not None:
             answered = _other_answers(self.probability, self.other, self.other_threshold)
-            hit &= ~(answered & (self.other >= self.detection.other_veto) & self.sounding)
+            hit &= ~_vetoed(answered, self.other, self.detection, self.sounding)
         return _decide(
             hit, self.detection, self.step, self.sounding, self.level_db, start_edge=True, end_edge=True
         )
@@ -588,7 +588,7 @@ def activity(
         if other_threshold is not None:
             answered = _other_answers(prob, o_prob, other_threshold)
             o_active = decide(answered)
-            vetoed = answered & (o_prob >= det.other_veto) & sounding
+            vetoed = _vetoed(answered, o_prob, det, sounding)
     active = np.zeros((n, L), dtype=bool)
     for j in range(L):
         active[:, j] = decide((prob[:, j] >= thr[j]) & ~vetoed)
@@ -611,12 +611,17 @@ def activity(
 
 def _other_answers(prob: np.ndarray, other: np.ndarray, threshold: float) -> np.ndarray:
     """Grid points where "none of the labels" is the answer (:func:`answers_other` on the
-    smoothed curves). Where it is, sounds and reaches :attr:`Detection.other_veto`, no label
-    holds its threshold, however high its own curve; a label's gap there shorter than
-    :attr:`Detection.min_duration` is bridged as any other, so "other" must win that long to cut
-    a label's range."""
+    smoothed curves)."""
     best = prob.max(axis=1) if prob.shape[1] else np.zeros(prob.shape[0], np.float32)
     return np.asarray(answers_other(other, best, threshold), dtype=bool)
+
+
+def _vetoed(answered: np.ndarray, other: np.ndarray, det: Detection, sounding: np.ndarray) -> np.ndarray:
+    """Grid points where no label holds its threshold, however high its own curve: "other" is
+    the answer there (``answered``), reaches :attr:`Detection.other_veto` and sounds. A label's
+    gap there shorter than :attr:`Detection.min_duration` is bridged as any other, so "other"
+    must win that long to cut a label's range."""
+    return answered & (other >= det.other_veto) & sounding
 
 
 def _decide(
