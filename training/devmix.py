@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m training.devmix build --corpus data/corpus --out data/devmix [--n 120] [--seed S] \
+    python -m training.devmix build --corpus data/corpus --out data/devmix [--n 120] [--seed S] \\
         [--min-parts 1]
     python -m training.devmix thresholds ARTIFACT --pieces data/devmix-choose --out thresholds.json
     python -m training.devmix score instrunet_core/models/family/3.0.0 --pieces data/devmix \\
@@ -11,8 +11,8 @@ Usage::
 A *piece* (8-14 s) has 2-4 parts of different families (``--min-parts 1``: 1-4, solo lines
 too). Each part is one dev instrument playing a line: its rendered clips (single notes,
 repeated notes, phrases of a real library training never hears) one after another with small
-gaps or overlaps, entering and leaving at its own times, a lead at 0 dB and the others 2-12 dB below, all in one room
-(``pedalboard.Reverb``, a fixed moderate hall). ``truth.json`` lists each piece's families
+gaps or overlaps, entering and leaving at its own times, a lead at 0 dB and the others 2-12 dB
+below, all in one room (``pedalboard.Reverb``, a fixed moderate hall). ``truth.json`` lists each piece's families
 and every part's time span.
 
 ``score`` runs an artifact through the runtime exactly as users do
