@@ -12,8 +12,8 @@ A *piece* (8-14 s) has 2-4 parts of different families (``--min-parts 1``: 1-4, 
 too). Each part is one dev instrument playing a line: its rendered clips (single notes,
 repeated notes, phrases of a real library training never hears) one after another with small
 gaps or overlaps, entering and leaving at its own times, a lead at 0 dB and the others 2-12 dB
-below, all in one room (``pedalboard.Reverb``, a fixed moderate hall). ``truth.json`` lists each piece's families
-and every part's time span.
+below, all in one room (``pedalboard.Reverb``, a fixed moderate hall). ``truth.json`` lists
+each piece's families and every part's time span.
 
 ``score`` runs an artifact through the runtime exactly as users do
 (:func:`instrunet_core.analyze`: windows, presence thresholds, the timeline's detection)
