@@ -135,32 +135,28 @@ def _decoder_chatter_dropped() -> Iterator[None]:
                 os.write(2, b"".join(kept))
 
 
-def _add_seconds_option(p: argparse.ArgumentParser, flag: str, *, default: float, help: str) -> None:
-    """Add the duration option ``flag`` (metavar ``S``): a number of seconds in [0, 600], named
-    in messages as the flag without its dashes."""
-    name = flag.lstrip("-")
+def _bounded_float(name: str, lo: float, hi: float, *, noun: str, unit: str = "") -> Any:
+    """An argparse type: a number in [``lo``, ``hi``] (NaN refused), named ``name`` in messages
+    ("``name`` must be ``noun``" when it is no number, "in [lo, hi] ``unit``" when outside)."""
 
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
-        if not (v == v and 0.0 <= v <= 600.0):
-            raise argparse.ArgumentTypeError(f"{name} must be in [0, 600] seconds, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{name} must be {noun}, got {text!r}") from None
+        if not (v == v and lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"{name} must be in [{lo:g}, {hi:g}]{unit}, got {text!r}")
         return v
 
+    return parse
+
+
+def _add_seconds_option(p: argparse.ArgumentParser, flag: str, *, default: float, help: str) -> None:
+    """Add the duration option ``flag`` (metavar ``S``): a number of seconds in [0, 600], named
+    in messages as the flag without its dashes."""
+    name = flag.lstrip("-")
+    parse = _bounded_float(name, 0.0, 600.0, noun="a number of seconds", unit=" seconds")
     p.add_argument(flag, type=parse, default=default, metavar="S", help=help)
-
-
-def _probability(text: str) -> float:
-    """``--other-veto``: a probability in [0, 1]."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"other-veto must be a probability, got {text!r}") from None
-    if not (v == v and 0.0 <= v <= 1.0):
-        raise argparse.ArgumentTypeError(f"other-veto must be in [0, 1], got {text!r}")
-    return v
 
 
 class _Stdin:
@@ -286,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--other-veto",
-        type=_probability,
+        type=_bounded_float("other-veto", 0.0, 1.0, noun="a probability"),
         default=OTHER_VETO,
         metavar="P",
         help=f"open-set models: no family is reported where 'other' is the answer with at least this "

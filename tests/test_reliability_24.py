@@ -142,6 +142,8 @@ def test_row1_adapters_follow_the_same_rule(tiny_model) -> None:
         # it is seconds since issue 22, as --min-duration is
         (["analyze", "--smoothing", "-1", "x.wav"], "smoothing must be in [0, 600] seconds"),
         (["analyze", "--min-duration", "nan", "x.wav"], "min-duration must be in [0, 600] seconds"),
+        (["analyze", "--other-veto", "1.5", "x.wav"], "other-veto must be in [0, 1], got '1.5'"),
+        (["analyze", "--other-veto", "high", "x.wav"], "other-veto must be a probability, got 'high'"),
     ],
 )
 def test_row4_thread_counts_bounded_on_the_command_line(
