@@ -223,3 +223,75 @@ def test_impulse_responses_convolve_and_log(tmp_path) -> None:
     a = augment(_note(3), sr=SR, rng=np.random.default_rng(5))
     b = augment(_note(3), sr=SR, rng=np.random.default_rng(5), irs=[("device", h)] * 0)
     assert np.array_equal(a, b)
+
+
+def test_random_chain_contract_and_ranges() -> None:
+    """The invariance copies' chains: one or two kinds per call, each parameter inside its
+    kind's range, same length, float32, finite, peak at most 1, the same output for the same
+    seed; and every fixed evaluation chain is a point of those ranges (training meets the kind
+    of chain, not its one setting)."""
+    from training.augment import CHAIN_RANGES, CHAINS, random_chain
+
+    assert set(CHAIN_RANGES) == set(CHAINS)
+    fixed = {
+        "drive": {"drive_db": 18.0, "threshold_db": -18.0, "ratio": 4.0},
+        "chorus": {"rate_hz": 1.2, "depth": 0.4, "mix": 0.5},
+        "radio": {"low_hz": 400.0, "high_hz": 3400.0, "drive_db": 6.0},
+        "mp3": {"vbr_quality": 7.0},
+        "reverb": {"room_size": 0.85, "damping": 0.3, "wet_level": 0.4, "dry_level": 0.7},
+        "quiet_noisy": {"level_db": -30.0, "snr_db": 15.0},
+    }
+    for kind, params in fixed.items():
+        for k, v in params.items():
+            lo, hi = CHAIN_RANGES[kind][k]
+            assert lo <= v <= hi, (kind, k)
+    sr = DEFAULT_FRONT_END.sample_rate
+    t = np.arange(sr) / sr
+    y = (0.9 * np.sin(2 * np.pi * 330 * t) * np.exp(-2 * t)).astype(np.float32)
+    seen: set[str] = set()
+    for seed in range(40):
+        log: list = []
+        out = random_chain(y, sr, np.random.default_rng(seed), log=log)
+        assert out.dtype == np.float32 and out.shape == y.shape
+        assert np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1.0
+        assert 1 <= len(log) <= 2 and len({e["chain"] for e in log}) == len(log)
+        for e in log:
+            seen.add(e["chain"])
+            for k, v in e.items():
+                if k != "chain":
+                    lo, hi = CHAIN_RANGES[e["chain"]][k]
+                    assert lo <= v <= hi, e
+        assert not np.allclose(out, y)
+        assert np.array_equal(out, random_chain(y, sr, np.random.default_rng(seed)))
+    assert seen == set(CHAINS)
+
+
+def test_chain_copies_of_a_cached_set(tmp_path) -> None:
+    """``training.train --chain-copies``: the share asked of a cached set's examples, their
+    windows after a random chain (finite log-mel windows in [0, 1] that differ from the clean
+    ones), the same on a second call (read back from the cache), and a clear error for a set
+    without its audio."""
+    from instrunet_core.features import batch_features
+    from training.dataset import Examples
+    from training.train import Config, chain_copies
+
+    folder = tmp_path / "train-set"
+    folder.mkdir()
+    W = (np.stack([_note(seed) for seed in range(6)]) * 32767).astype(np.int16)
+    np.save(folder / "W.npy", W)
+    X = batch_features(W.astype(np.float32) / 32767).astype(np.float16)
+    ex = Examples(
+        X, np.zeros((6, 9), np.float32), [[str(i)] for i in range(6)], np.load(folder / "W.npy"), "train-set"
+    )
+    cfg = Config(
+        model="default", corpus=tmp_path, out=tmp_path / "out", cache=tmp_path, chain_copies=0.5, workers=1
+    )
+    idx, Xc = chain_copies(cfg, ex)
+    assert len(idx) == 3 and len(set(idx.tolist())) == 3 and np.all(np.diff(idx) > 0)
+    assert Xc.shape == (3, *X.shape[1:]) and Xc.dtype == np.float16
+    assert np.all(np.isfinite(Xc)) and Xc.min() >= 0 and Xc.max() <= 1
+    assert all(not np.allclose(Xc[j], X[i], atol=1e-2) for j, i in enumerate(idx))
+    idx2, Xc2 = chain_copies(cfg, ex)
+    assert np.array_equal(idx, idx2) and np.array_equal(np.asarray(Xc), np.asarray(Xc2))
+    with pytest.raises(ValueError, match="audio"):
+        chain_copies(cfg, Examples(X, ex.Y, ex.names, None, "train-set"))

@@ -51,7 +51,16 @@ try:  # scipy (a librosa dependency) filters pink noise fastest; numpy's FFT is 
 except ImportError:  # pragma: no cover
     _lfilter = None
 
-__all__ = ["AugmentConfig", "PRESETS", "CHAINS", "apply_chain", "augment", "load_irs"]
+__all__ = [
+    "AugmentConfig",
+    "PRESETS",
+    "CHAINS",
+    "CHAIN_RANGES",
+    "apply_chain",
+    "augment",
+    "load_irs",
+    "random_chain",
+]
 
 Range = tuple[float, float]
 
@@ -550,3 +559,71 @@ def apply_chain(name: str, y: np.ndarray, sr: int) -> np.ndarray:
     x = _checked_input(y, sr)
     out = CHAINS[name](x, sr)
     return _renormalise(np.nan_to_num(np.asarray(out, np.float32))).astype(np.float32)
+
+
+#: The ranges :func:`random_chain` draws each kind of producer chain from (each fixed chain of
+#: :data:`CHAINS` is one point of its kind's ranges, so training meets that kind of chain, not
+#: that setting).
+CHAIN_RANGES: dict[str, dict[str, Range]] = {
+    "drive": {"drive_db": (6.0, 24.0), "threshold_db": (-24.0, -10.0), "ratio": (2.0, 6.0)},
+    "chorus": {"rate_hz": (0.3, 3.0), "depth": (0.15, 0.6), "mix": (0.25, 0.6)},
+    "radio": {"low_hz": (250.0, 700.0), "high_hz": (2500.0, 4500.0), "drive_db": (0.0, 10.0)},
+    "mp3": {"vbr_quality": (4.0, 9.5)},
+    "reverb": {
+        "room_size": (0.4, 0.95),
+        "damping": (0.1, 0.6),
+        "wet_level": (0.15, 0.5),
+        "dry_level": (0.5, 0.9),
+    },
+    "quiet_noisy": {"level_db": (-40.0, -15.0), "snr_db": (6.0, 25.0)},
+}
+
+
+def random_chain(y: np.ndarray, sr: int, rng: np.random.Generator, *, log: Log | None = None) -> np.ndarray:
+    """``y`` through one or two producer chains of the kinds of :data:`CHAINS` (drive, chorus,
+    radio band, MP3, reverb, a quiet take under noise), each with parameters drawn from
+    :data:`CHAIN_RANGES`, in random order: the invariance copies of ``training.train
+    --chain-copies``. Same length, float32, finite, peak at most 1 (rescaled only if above)."""
+    x = _checked_input(y, sr)
+    if log is None:
+        log = []
+    kinds = list(CHAIN_RANGES)
+    board: list[pb.Plugin]
+    for kind in rng.choice(kinds, size=1 + int(rng.random() < 0.35), replace=False):
+        r = CHAIN_RANGES[str(kind)]
+        if kind == "drive":
+            p = {"drive_db": _uniform(rng, r["drive_db"]), "threshold_db": _uniform(rng, r["threshold_db"])}
+            p["ratio"] = _uniform(rng, r["ratio"])
+            board = [pb.Distortion(drive_db=p["drive_db"])]
+            if rng.random() < 0.7:
+                board.append(pb.Compressor(p["threshold_db"], p["ratio"]))
+            else:  # drawn all the same (the draws stay in step); logged only when applied
+                del p["threshold_db"], p["ratio"]
+            x = _run(pb.Pedalboard(board), x, sr)
+        elif kind == "chorus":
+            p = {k: (_log_uniform if k == "rate_hz" else _uniform)(rng, v) for k, v in r.items()}
+            x = _run(pb.Chorus(**p), x, sr)
+        elif kind == "radio":
+            p = {k: (_uniform if k == "drive_db" else _log_uniform)(rng, v) for k, v in r.items()}
+            p["high_hz"] = min(p["high_hz"], 0.95 * sr / 2)
+            board = [pb.HighpassFilter(p["low_hz"]), pb.LowpassFilter(p["high_hz"])]
+            if p["drive_db"] > 1.0:
+                board.append(pb.Distortion(drive_db=p["drive_db"]))
+            x = _run(pb.Pedalboard(board), x, sr)
+        elif kind == "mp3":
+            p = {"vbr_quality": _uniform(rng, r["vbr_quality"])}
+            x = _run(pb.MP3Compressor(vbr_quality=p["vbr_quality"]), _renormalise(x), sr)
+        elif kind == "reverb":
+            p = _draw(rng, list(r), list(r.values()))
+            x = _run(pb.Reverb(**p), x, sr)
+        else:  # quiet_noisy: the level falls, a noise floor (pink or white) stays
+            p = {"level_db": _uniform(rng, r["level_db"]), "snr_db": _uniform(rng, r["snr_db"])}
+            x = x * np.float32(10 ** (p["level_db"] / 20))
+            noise = _pink_noise(rng, x.shape[0]) if rng.random() < 0.5 else rng.standard_normal(x.shape[0])
+            ps, pn = float(np.mean(np.square(x, dtype=np.float64))), float(np.mean(np.square(noise)))
+            if ps > 0 and pn > 0:
+                x = (x + noise * math.sqrt(ps / (pn * 10 ** (p["snr_db"] / 10)))).astype(np.float32)
+        log.append({"chain": str(kind), **p})
+    return _renormalise(np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=0.0, neginf=0.0)).astype(
+        np.float32, copy=False
+    )

@@ -123,6 +123,9 @@ class Config:
     # with --teacher: the teachers whose "other" column alone makes the "other" target (repeat;
     # default: every teacher that has one)
     other_teacher: tuple[Path, ...] = ()
+    # share of the training examples that also train through a random producer chain
+    # (training.augment.random_chain) with the clean example's targets (needs their audio)
+    chain_copies: float = 0.0
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
@@ -598,6 +601,60 @@ def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
     return Sets(train, valid, dev, dev_notes)
 
 
+#: Examples processed per chunk (and per random generator) for the chained copies.
+CHAIN_CHUNK = 512
+
+
+def _chained_chunk(job: tuple[Path, np.ndarray, int, int]) -> np.ndarray:
+    from instrunet_core.features import DEFAULT_FRONT_END, batch_features
+
+    from .augment import random_chain
+
+    path, idx, seed, chunk = job
+    W = np.load(path, mmap_mode="r")
+    rng = np.random.default_rng([seed, 11, chunk])
+    sr = DEFAULT_FRONT_END.sample_rate
+    return batch_features(
+        np.stack([random_chain(np.asarray(W[i], np.float32) / 32767.0, sr, rng) for i in idx])
+    ).astype(np.float16)
+
+
+def chain_copies(cfg: Config, train: Examples) -> tuple[np.ndarray, np.ndarray]:
+    """``--chain-copies P``: which training examples (``idx``, a share ``P`` of them drawn with
+    the run's seed) and their log-mel windows after a random producer chain
+    (:func:`training.augment.random_chain`), cached beside the training set's arrays. Training
+    gives each copy the targets of the clean example it came from (with ``--teacher``, the
+    teachers' answers on the clean window), so that a chain changes what the network answers as
+    little as possible (issue 21: the label-change rate under the producer chains)."""
+    if train.W is None or not train.key:
+        raise ValueError("--chain-copies needs a cached training set with its audio (keep_audio)")
+    n = len(train)
+    k = int(round(cfg.chain_copies * n))
+    idx = np.sort(np.random.default_rng([cfg.seed, 11]).choice(n, size=k, replace=False))
+    folder = Path(cfg.cache) / train.key
+    path = folder / f"chained-{cfg.seed}-{k}.npy"
+    if path.is_file():
+        return idx, np.load(path, mmap_mode="r")
+    jobs = [
+        (folder / "W.npy", idx[i : i + CHAIN_CHUNK], cfg.seed, c)
+        for c, i in enumerate(range(0, k, CHAIN_CHUNK))
+    ]
+    tmp = path.with_name(path.stem + ".partial.npy")
+    X = np.lib.format.open_memmap(tmp, "w+", np.float16, (k, *train.X.shape[1:]))
+    t0 = time.time()
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=cfg.workers or os.cpu_count() or 1) as pool:
+        for (_, part, _, _), x in zip(jobs, pool.map(_chained_chunk, jobs), strict=True):
+            at = int(np.searchsorted(idx, part[0]))
+            X[at : at + len(part)] = x
+    X.flush()
+    del X
+    os.replace(tmp, path)
+    print(f"chained copies: {k} of {n} training examples [{time.time() - t0:.0f}s]", flush=True)
+    return idx, np.load(path, mmap_mode="r")
+
+
 def _targets(cfg: Config, task: str, Y: np.ndarray) -> np.ndarray:
     return Y[:, : cfg.n_outputs] if task == "multilabel" else Y[:, :F]
 
@@ -953,7 +1010,7 @@ def run(cfg: Config) -> dict[str, Any]:
     from instrunet_core.model import open_model
 
     hears_audio = any(str(t) == YAMNET or open_model(t).input_kind == "waveform" for t in cfg.teacher)
-    sets = build_sets(cfg, keep_audio=cfg.keep_audio or cfg.audio or hears_audio)
+    sets = build_sets(cfg, keep_audio=cfg.keep_audio or cfg.audio or hears_audio or cfg.chain_copies > 0)
     Xt, Yt = inputs_of(sets.train, cfg.audio), _targets(cfg, task, sets.train.Y)
     if task == "multiclass":  # one cached training set serves every model: keep its single notes
         keep = (sets.train.Y[:, :F].sum(1) == 1) & (sets.train.Y[:, OTHER] == 0)
@@ -970,6 +1027,9 @@ def run(cfg: Config) -> dict[str, Any]:
             f"[{time.time() - t0:.0f}s]",
             flush=True,
         )
+    if cfg.chain_copies > 0:
+        idx, Xc = chain_copies(cfg, sets.train)
+        Xt, Yt = np.concatenate([np.asarray(Xt), np.asarray(Xc)]), np.concatenate([Yt, Yt[idx]])
     print(
         f"{cfg.model}: {len(Xt)} training examples ({task}, outputs {list(TARGETS[: Yt.shape[1]])}); dev: "
         + (", ".join(f"{k} {len(v)}" for k, v in sets.dev.items()) or "none"),
@@ -1098,6 +1158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--other-teacher needs --teacher and --open-set")
     if (cfg.teacher or cfg.open_set) and TASKS[cfg.model] != "multilabel":
         ap.error("--teacher and --open-set apply to the multilabel (sigmoid) models only")
+    if not 0.0 <= cfg.chain_copies <= 1.0:
+        ap.error("--chain-copies: a share in [0, 1]")
+    if cfg.chain_copies and (cfg.audio or TASKS[cfg.model] != "multilabel"):
+        ap.error("--chain-copies applies to the multilabel log-mel models (default, compact)")
     if cfg.init_onnx is not None and cfg.init_keras is not None:
         ap.error("--init-onnx and --init-keras exclude each other")
     if cfg.irs and cfg.sources is None:
