@@ -12,7 +12,9 @@ What a decoder makes of a damaged file, and so what instrunet does with it: a WA
 other PCM file that ends before its header says (a copy or a recording cut short) is read up
 to where it ends, as a file whose header was left unfinished by a streaming writer must be; a
 compressed file (FLAC, Ogg, MP3) whose frames stop decoding raises ``decoding failed after N
-frames`` unless the decoder itself stops cleanly at the cut (MP3 does, as far as it got).
+frames (S s; the header announces M frames: ...)`` unless the decoder itself stops cleanly at
+the cut (MP3 does, as far as it got); the frames before the failure are decoded and passed on
+first (a failed read is read again in small steps), so ``N`` is where decoding really stops.
 
 Every problem is raised as :class:`~instrunet_core.errors.DecodeError` (the file
 cannot be read) or :class:`~instrunet_core.errors.InputError` (an argument or an
@@ -333,7 +335,15 @@ def _raw_blocks(
         try:
             block = f.read(frames_per_block, always_2d=True, out=buf)
         except (sf.LibsndfileError, RuntimeError) as e:
-            raise DecodeError(f"{name}: decoding failed after {got} frames ({e})") from None
+            # One failed read loses the whole block: read it again in small steps, so that
+            # what does decode is passed on and the message says where decoding stops.
+            for part in _salvage(f, got, buf, name, int_dtype is None):
+                got += part.shape[0]
+                yield part, full_scale, False
+            raise DecodeError(
+                f"{name}: decoding failed after {got} frames ({got / f.samplerate:.2f} s; "
+                f"the header announces {f.frames} frames: {e})"
+            ) from None
         last = block.shape[0] < frames_per_block
         got += block.shape[0]
         if int_dtype is None and block.shape[0]:
@@ -343,6 +353,33 @@ def _raw_blocks(
             break
     if got == 0:
         raise DecodeError(f"{name}: no audio frames could be decoded")
+
+
+#: Frames per read when a block that failed to decode is read again (:func:`_salvage`).
+SALVAGE_FRAMES = 4096
+
+
+def _salvage(f: sf.SoundFile, at: int, buf: np.ndarray, name: str, check: bool) -> Iterator[np.ndarray]:
+    """The frames from ``at`` on that still decode, read again :data:`SALVAGE_FRAMES` at a time
+    into ``buf`` after a block read from ``at`` failed; stops at the first read that fails
+    again (or where the data ends), or at once when the decoder cannot seek back."""
+    try:
+        f.seek(at)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        return
+    step = min(SALVAGE_FRAMES, buf.shape[0])
+    while True:
+        try:
+            part = f.read(step, always_2d=True, out=buf[:step])
+        except (sf.LibsndfileError, RuntimeError):
+            return
+        if not part.shape[0]:
+            return
+        if check:
+            check_amplitude(part, what=name, error=DecodeError)
+        yield part
+        if part.shape[0] < step:
+            return
 
 
 class AudioReader(HoldsFile):

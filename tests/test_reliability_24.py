@@ -581,6 +581,25 @@ def test_row16_cut_wav_behaves_as_documented(tmp_path: Path) -> None:
     assert "read up to where it ends" in doc and "decoding failed after N frames" in doc
 
 
+def test_cut_flac_says_where_decoding_stops(tmp_path: Path) -> None:
+    """A FLAC cut in half: what decodes is passed on before the error (a failed block is read
+    again in small steps), and the message gives that position, not the start of the block the
+    decoder failed in (it said "after 0 frames" for a file whose first seconds decode)."""
+    from instrunet_core import DecodeError
+    from instrunet_core.audio import AudioReader
+
+    files = _damaged(tmp_path)
+    got = 0
+    with AudioReader(files["half.flac"]) as r, pytest.raises(DecodeError) as e:
+        for block in r.blocks(r.frames):  # one block would hold the whole file
+            got += block.shape[0]
+    assert 0.3 * 441_000 < got < 441_000  # the first half decodes, 10 s are announced
+    assert str(e.value).startswith(
+        f"{files['half.flac']}: decoding failed after {got} frames ({got / 44100:.2f} s; "
+        "the header announces 441000 frames: "
+    )
+
+
 def test_row20_messages(tmp_path: Path, tiny_model) -> None:
     from instrunet_core import InputError
 
