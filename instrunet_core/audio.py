@@ -365,7 +365,7 @@ def _salvage(f: sf.SoundFile, at: int, buf: np.ndarray, name: str, check: bool) 
     again (or where the data ends), or at once when the decoder cannot seek back."""
     try:
         f.seek(at)
-    except (sf.LibsndfileError, RuntimeError, ValueError):
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError):  # a stream cannot seek back
         return
     step = min(SALVAGE_FRAMES, buf.shape[0])
     while True:

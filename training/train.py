@@ -32,6 +32,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -631,8 +632,11 @@ def chain_copies(cfg: Config, train: Examples) -> tuple[np.ndarray, np.ndarray]:
     n = len(train)
     k = int(round(cfg.chain_copies * n))
     idx = np.sort(np.random.default_rng([cfg.seed, 11]).choice(n, size=k, replace=False))
+    from .augment import CHAIN_RANGES
+
     folder = Path(cfg.cache) / train.key
-    path = folder / f"chained-{cfg.seed}-{k}.npy"
+    ranges = hashlib.sha256(json.dumps(CHAIN_RANGES, sort_keys=True).encode()).hexdigest()[:8]
+    path = folder / f"chained-{cfg.seed}-{k}-{ranges}.npy"
     if path.is_file():
         return idx, np.load(path, mmap_mode="r")
     jobs = [
@@ -642,8 +646,6 @@ def chain_copies(cfg: Config, train: Examples) -> tuple[np.ndarray, np.ndarray]:
     tmp = path.with_name(path.stem + ".partial.npy")
     X = np.lib.format.open_memmap(tmp, "w+", np.float16, (k, *train.X.shape[1:]))
     t0 = time.time()
-    from concurrent.futures import ProcessPoolExecutor
-
     with ProcessPoolExecutor(max_workers=cfg.workers or os.cpu_count() or 1) as pool:
         for (_, part, _, _), x in zip(jobs, pool.map(_chained_chunk, jobs), strict=True):
             at = int(np.searchsorted(idx, part[0]))
