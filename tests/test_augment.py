@@ -295,3 +295,5 @@ def test_chain_copies_of_a_cached_set(tmp_path) -> None:
     assert np.array_equal(idx, idx2) and np.array_equal(np.asarray(Xc), np.asarray(Xc2))
     with pytest.raises(ValueError, match="audio"):
         chain_copies(cfg, Examples(X, ex.Y, ex.names, None, "train-set"))
+    none, empty = chain_copies(dataclasses.replace(cfg, chain_copies=0.05), ex)  # 0.3 of an example
+    assert len(none) == 0 and empty.shape == (0, *X.shape[1:])

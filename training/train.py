@@ -627,13 +627,15 @@ def chain_copies(cfg: Config, train: Examples) -> tuple[np.ndarray, np.ndarray]:
     gives each copy the targets of the clean example it came from (with ``--teacher``, the
     teachers' answers on the clean window), so that a chain changes what the network answers as
     little as possible (issue 21: the label-change rate under the producer chains)."""
+    from .augment import CHAIN_RANGES
+
     if train.W is None or not train.key:
         raise ValueError("--chain-copies needs a cached training set with its audio (keep_audio)")
     n = len(train)
     k = int(round(cfg.chain_copies * n))
     idx = np.sort(np.random.default_rng([cfg.seed, 11]).choice(n, size=k, replace=False))
-    from .augment import CHAIN_RANGES
-
+    if k == 0:
+        return idx, np.zeros((0, *train.X.shape[1:]), np.float16)
     folder = Path(cfg.cache) / train.key
     ranges = hashlib.sha256(json.dumps(CHAIN_RANGES, sort_keys=True).encode()).hexdigest()[:8]
     path = folder / f"chained-{cfg.seed}-{k}-{ranges}.npy"
@@ -647,9 +649,8 @@ def chain_copies(cfg: Config, train: Examples) -> tuple[np.ndarray, np.ndarray]:
     X = np.lib.format.open_memmap(tmp, "w+", np.float16, (k, *train.X.shape[1:]))
     t0 = time.time()
     with ProcessPoolExecutor(max_workers=cfg.workers or os.cpu_count() or 1) as pool:
-        for (_, part, _, _), x in zip(jobs, pool.map(_chained_chunk, jobs), strict=True):
-            at = int(np.searchsorted(idx, part[0]))
-            X[at : at + len(part)] = x
+        for c, x in enumerate(pool.map(_chained_chunk, jobs)):
+            X[c * CHAIN_CHUNK : c * CHAIN_CHUNK + len(x)] = x
     X.flush()
     del X
     os.replace(tmp, path)
