@@ -525,15 +525,19 @@ if __name__ == "__main__":
     _benchmark()
 
 
+def _under_noise(x: np.ndarray, noise: np.ndarray, level_db: float, snr_db: float) -> np.ndarray:
+    """``x`` taken ``level_db`` down, under ``noise`` ``snr_db`` below it (float32)."""
+    x = x * np.float32(10 ** (level_db / 20))
+    ps = float(np.mean(np.square(x, dtype=np.float64)))
+    pn = float(np.mean(np.square(noise, dtype=np.float64)))
+    if ps > 0 and pn > 0:
+        x = x + noise * np.float32(math.sqrt(ps / (pn * 10 ** (snr_db / 10))))
+    return x.astype(np.float32, copy=False)
+
+
 def _quiet_take(x: np.ndarray, sr: int) -> np.ndarray:
     """A quiet take: 30 dB down, under pink noise 15 dB below the signal."""
-    rng = np.random.default_rng(0)
-    x = x * np.float32(10 ** (-30 / 20))
-    n = _pink_noise(rng, x.shape[0])
-    ps, pn = float(np.mean(np.square(x, dtype=np.float64))), float(np.mean(np.square(n, dtype=np.float64)))
-    if ps > 0 and pn > 0:
-        x = x + n * np.float32(math.sqrt(ps / (pn * 10**1.5)))
-    return x
+    return _under_noise(x, _pink_noise(np.random.default_rng(0), x.shape[0]), -30.0, 15.0)
 
 
 #: Fixed producer chains (deterministic) that users run before tagging: the robustness
@@ -609,6 +613,8 @@ def random_chain(y: np.ndarray, sr: int, rng: np.random.Generator, *, log: Log |
             board = [pb.HighpassFilter(p["low_hz"]), pb.LowpassFilter(p["high_hz"])]
             if p["drive_db"] > 1.0:
                 board.append(pb.Distortion(drive_db=p["drive_db"]))
+            else:  # logged only when applied
+                del p["drive_db"]
             x = _run(pb.Pedalboard(board), x, sr)
         elif kind == "mp3":
             p = {"vbr_quality": _uniform(rng, r["vbr_quality"])}
@@ -618,11 +624,10 @@ def random_chain(y: np.ndarray, sr: int, rng: np.random.Generator, *, log: Log |
             x = _run(pb.Reverb(**p), x, sr)
         else:  # quiet_noisy: the level falls, a noise floor (pink or white) stays
             p = {"level_db": _uniform(rng, r["level_db"]), "snr_db": _uniform(rng, r["snr_db"])}
-            x = x * np.float32(10 ** (p["level_db"] / 20))
-            noise = _pink_noise(rng, x.shape[0]) if rng.random() < 0.5 else rng.standard_normal(x.shape[0])
-            ps, pn = float(np.mean(np.square(x, dtype=np.float64))), float(np.mean(np.square(noise)))
-            if ps > 0 and pn > 0:
-                x = (x + noise * math.sqrt(ps / (pn * 10 ** (p["snr_db"] / 10)))).astype(np.float32)
+            pink = rng.random() < 0.5
+            n = x.shape[0]
+            noise = _pink_noise(rng, n) if pink else np.asarray(rng.standard_normal(size=(n,)), np.float32)
+            x = _under_noise(x, noise, p["level_db"], p["snr_db"])
         log.append({"chain": str(kind), **p})
     return _renormalise(np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=0.0, neginf=0.0)).astype(
         np.float32, copy=False
