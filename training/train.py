@@ -615,9 +615,9 @@ def _chained_chunk(job: tuple[Path, np.ndarray, int, int]) -> np.ndarray:
     W = np.load(path, mmap_mode="r")
     rng = np.random.default_rng([seed, 11, chunk])
     sr = DEFAULT_FRONT_END.sample_rate
-    return batch_features(
-        np.stack([random_chain(np.asarray(W[i], np.float32) / 32767.0, sr, rng) for i in idx])
-    ).astype(np.float16)
+    return batch_features(np.stack([random_chain(w, sr, rng) for w in model_batch(W[idx])])).astype(
+        np.float16
+    )
 
 
 def chain_copies(cfg: Config, train: Examples) -> tuple[np.ndarray, np.ndarray]:
