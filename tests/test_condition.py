@@ -161,6 +161,33 @@ def test_corpus_clips_are_seeded_and_labelled(flute: np.ndarray) -> None:
     assert not np.array_equal(clips(2)[1][0], a[1][0])
 
 
+def test_looped_sustain_keeps_the_attack_and_repeats_one_short_stretch(flute: np.ndarray) -> None:
+    """``build --loops``: a note played as an old sample-based instrument plays it. The attack is
+    the recording's own; after the loop point the audio is one stretch of 4-60 ms repeated under
+    the note's envelope, joined where the waveform matches (no click), seeded; a note too short
+    to loop is left alone (``None``)."""
+    from training.condition.data import looped_sustain, rng_for
+
+    note = flute[: 2 * SR]
+    a, b = looped_sustain(note, rng_for(3, "loop")), looped_sustain(note, rng_for(3, "loop"))
+    assert a is not None and b is not None and np.array_equal(a[0], b[0]) and a[1] == b[1]
+    y, ms = a
+    assert y.shape == note.shape and np.isfinite(y).all() and 4.0 * 0.7 <= ms <= 60.0 * 1.3 + 1
+    n = round(ms * SR / 1000)
+    start = int(np.flatnonzero(~np.isclose(y, note, atol=0, rtol=0))[0])
+    assert start >= int(0.03 * SR)  # the attack as recorded
+    assert np.array_equal(y[:start], note[:start])
+    seg = y[start + n : start + 5 * n]
+    # one stretch repeated: the waveform a loop later is the same, up to the envelope's slow change
+    assert np.max(np.abs(seg - y[start : start + 4 * n])) < 0.2 * np.max(np.abs(seg))
+    steps = np.abs(np.diff(y[start:]))
+    assert steps.max() < 1.5 * np.abs(np.diff(note)).max()  # no seam click beyond the note's own steps
+    lengths = {round(looped_sustain(note, rng_for(s, "loop"))[1]) for s in range(20)}  # type: ignore[index]
+    assert len(lengths) > 5 and min(lengths) < 20 < max(lengths)  # short loops and long ones
+    assert looped_sustain(note[: int(0.3 * SR)], rng_for(3, "loop")) is None
+    assert looped_sustain(np.zeros(SR), rng_for(3, "loop")) is None
+
+
 def test_corpus_rows_can_keep_the_family_classifiers_log_mel(flute: np.ndarray, tmp_path: Path) -> None:
     """``build --mel``: each row carries the family classifier's own input of its window (float16),
     saved and loaded beside the features."""

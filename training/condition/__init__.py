@@ -48,6 +48,12 @@ filter ±4 dB), 0.15 a band limit (low-pass 7-10 kHz), 0.4 a recording noise flo
 *clean* copy (healthy, nothing mixed or added): the false-alarm rate on clean renders (test)
 and on clean real recordings (dev).
 
+With ``--loops P`` a share ``P`` of the **train** bases (each base's own draw) play their note
+as an old sample-based instrument does (``data.looped_sustain``): the attack as recorded, then
+one stretch of 4-60 ms of the sustain repeated under the note's envelope, joined where the
+waveform matches. It is benign, like the chain above, so every class gets it; the other splits
+are built as recorded. ``loop_ms`` records each row's loop length (0: none).
+
 Features (:func:`instrunet_condition.features.condition_features`) are computed for every
 clip and written to ``OUT/<split>.npz`` (``x`` the raw feature table, ``y`` the class index,
 ``note``, ``instrument``, ``family``, ``source``, ``real``, ``base``, ``mix``, ``clean``,

@@ -32,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument(
         "--mel", action="store_true", help="also keep each window's log-mel (the family classifier's input)"
     )
+    b.add_argument(
+        "--loops",
+        type=float,
+        default=0.0,
+        help="share of the train bases played with a short sustain loop (a benign trait; default 0)",
+    )
     rec = sub.add_parser(
         "recordings", help="valid, test and dev windows grouped into recordings, each degraded whole"
     )

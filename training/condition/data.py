@@ -32,6 +32,7 @@ __all__ = [
     "aged",
     "broken",
     "benign",
+    "looped_sustain",
     "make_base",
     "make_clips",
     "build",
@@ -350,6 +351,42 @@ def benign(
     return (y / m * rng.uniform(0.3, 1.0) if m > 0 else y), log
 
 
+def looped_sustain(
+    y: np.ndarray, rng: np.random.Generator, *, sr: int = SR
+) -> tuple[np.ndarray, float] | None:
+    """The note ``y`` as an old sample-based instrument plays it: its attack as recorded, then one
+    short stretch of its sustain repeated (a sustain loop of 4-60 ms, log-uniform; a whole number
+    of periods near that length, the seam where the waveform best matches the loop's start), under
+    the note's own amplitude envelope. What a GUS patch or a small SoundFont does; the sound is
+    clean, only the sustain's timbre stands still.
+
+    Returns ``(audio, loop length in ms)``, or ``None`` when the note is too short to loop (less
+    than 0.2 s after its attack point).
+    """
+    y = np.asarray(y, np.float64)
+    peak = float(np.abs(y).max())
+    if peak <= 0:
+        return None
+    on = int(np.flatnonzero(np.abs(y) > 0.05 * peak)[0])
+    s = on + int(rng.uniform(0.03, 0.25) * sr)
+    if s + int(0.2 * sr) > y.size:
+        return None
+    target = float(np.exp(rng.uniform(np.log(4.0), np.log(60.0)))) * sr / 1000
+    lo, hi = max(8, int(target * 0.7)), min(int(target * 1.3) + 1, y.size - s - 40)
+    if hi <= lo:
+        return None
+    ref = y[s - 32 : s + 32]
+    lengths = np.arange(lo, hi)
+    err = [float(np.sum((y[s + n - 32 : s + n + 32] - ref) ** 2)) for n in lengths]
+    n_loop = int(lengths[int(np.argmin(err))])
+    frame = 256
+    env = np.sqrt(np.convolve(y**2, np.ones(frame) / frame, "same")) + 1e-9
+    out = y.copy()
+    rest = y.size - s
+    out[s:] = np.tile(y[s : s + n_loop], rest // n_loop + 1)[:rest] * np.minimum(env[s:] / env[s], 1.5)
+    return out, 1000.0 * n_loop / sr
+
+
 # ---------------------------------------------------------------- clips
 
 
@@ -563,16 +600,26 @@ def _save_rows(path: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _instrument_rows(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """Clips and features of one instrument's bases (a worker's job); ``args``: ``(split, bases,
-    pool, seed, clean_copy, floor[, mel])``."""
+    pool, seed, clean_copy, floor[, mel[, loops]])``: ``loops``, the share of the bases whose
+    note is played with a :func:`looped_sustain` (each base's own draw, from a generator of its
+    own, so the other bases' clips are those of a build without loops)."""
     from ..nsynth import load_audio
 
     split, bases, pool, seed, clean_copy, floor, *rest = args
     keep_mel = bool(rest and rest[0])
+    loops = float(rest[1]) if len(rest) > 1 else 0.0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from instrunet_core import load_model
 
     family_model = load_model(intra_op_threads=1)
     audio = [load_audio(n, target_sr=SR) for n in bases]
+    looped = [0.0] * len(bases)
+    for i, n in enumerate(bases):
+        if loops > 0:
+            r = rng_for(seed, f"loop:{split}:{n.note_str}")
+            done = looped_sustain(audio[i], r) if r.random() < loops else None
+            if done is not None:
+                audio[i], looped[i] = np.asarray(done[0], np.float32), done[1]
     others = [load_audio(n, target_sr=SR) for n in pool]
     rows: list[dict[str, Any]] = []
     for i, n in enumerate(bases):
@@ -592,6 +639,8 @@ def _instrument_rows(args: tuple[Any, ...]) -> list[dict[str, Any]]:
         mels = _mels(stacked) if keep_mel else [None] * len(clips)
         for (x, c, log, n_mix), probs, mel in zip(clips, heard, mels, strict=True):
             more = {"base": kind, "mix": n_mix} | ({"mel": mel} if keep_mel else {})
+            if loops > 0:  # the loop's length in ms, 0 for a note played as recorded
+                more["loop_ms"] = looped[i]
             row = _row(x, probs, family_model.labels, c, log, n, {"note": n.note_str}, more)
             if row is not None:
                 rows.append(row)
@@ -726,10 +775,16 @@ def build(
     splits: Sequence[str] = SPLITS,
     floor: str = "default",
     mel: bool = False,
+    loops: float = 0.0,
 ) -> dict[str, Any]:
     """Write ``out/<split>.npz`` and ``out/condition.json`` (see :mod:`training.condition`;
     ``floor``: the benign noise floor's recipe, :data:`FLOORS`; ``mel``: also keep each
-    window's log-mel input of the family classifier, ``mel`` float16 ``(n, n_mels, frames)``)."""
+    window's log-mel input of the family classifier, ``mel`` float16 ``(n, n_mels, frames)``;
+    ``loops``: the share of the **train** bases played with a :func:`looped_sustain`, a benign
+    trait of sample-based instruments, so that it is learnt as healthy; the other splits are
+    built as recorded)."""
+    if not 0.0 <= loops <= 1.0:
+        raise ValueError(f"loops is a share from 0 to 1, got {loops}")
     from instrunet_condition.features import FEATURE_NAMES
 
     out.mkdir(parents=True, exist_ok=True)
@@ -741,7 +796,7 @@ def build(
         if not (corpus / split / "examples.json").is_file():
             print(f"{split}: not in {corpus}, skipped", file=sys.stderr)
             continue
-        extra = (split in ("test", "dev"), floor, mel)
+        extra = (split in ("test", "dev"), floor, mel, loops if split == "train" else 0.0)
         rows, plan = _split_rows(
             corpus, split, seed, _instrument_rows, extra=extra, workers=workers, max_notes=max_notes
         )
@@ -769,6 +824,7 @@ def build(
         "clip_samples": N,
         "floor": floor,
         "mel": mel,
+        "loops": loops,
         "max_notes": max_notes,
         "counts": counts,
         "build_seconds": round(time.time() - t0, 1)
