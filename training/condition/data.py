@@ -355,9 +355,10 @@ def looped_sustain(
     y: np.ndarray, rng: np.random.Generator, *, sr: int = SR
 ) -> tuple[np.ndarray, float] | None:
     """The note ``y`` as an old sample-based instrument plays it: its attack as recorded, then one
-    short stretch of its sustain repeated (a sustain loop of 4-60 ms, log-uniform; a whole number
-    of periods near that length, the seam where the waveform best matches the loop's start), under
-    the note's own amplitude envelope. What a GUS patch or a small SoundFont does; the sound is
+    short stretch of its sustain repeated (a target of 4-60 ms, log-uniform; the length within
+    30 % of it where the waveform best matches the loop's start, so that the seam is smooth and,
+    for a pitched note, the loop close to a whole number of periods), under the note's own
+    amplitude envelope. What a GUS patch or a small SoundFont does; the sound is
     clean, only the sustain's timbre stands still.
 
     Returns ``(audio, loop length in ms)``, or ``None`` when the note is too short to loop (less
@@ -614,12 +615,11 @@ def _instrument_rows(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     family_model = load_model(intra_op_threads=1)
     audio = [load_audio(n, target_sr=SR) for n in bases]
     looped = [0.0] * len(bases)
-    for i, n in enumerate(bases):
-        if loops > 0:
-            r = rng_for(seed, f"loop:{split}:{n.note_str}")
-            done = looped_sustain(audio[i], r) if r.random() < loops else None
-            if done is not None:
-                audio[i], looped[i] = np.asarray(done[0], np.float32), done[1]
+    for i, n in enumerate(bases if loops > 0 else ()):
+        r = rng_for(seed, f"loop:{split}:{n.note_str}")
+        done = looped_sustain(audio[i], r) if r.random() < loops else None
+        if done is not None:
+            audio[i], looped[i] = np.asarray(done[0], np.float32), done[1]
     others = [load_audio(n, target_sr=SR) for n in pool]
     rows: list[dict[str, Any]] = []
     for i, n in enumerate(bases):
