@@ -603,7 +603,8 @@ def _instrument_rows(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """Clips and features of one instrument's bases (a worker's job); ``args``: ``(split, bases,
     pool, seed, clean_copy, floor[, mel[, loops]])``: ``loops``, the share of the bases whose
     note is played with a :func:`looped_sustain` (each base's own draw, from a generator of its
-    own, so the other bases' clips are those of a build without loops)."""
+    own, so every other draw is that of a build without loops; a phrase may still take a looped
+    sibling note, so a base whose own note is not looped can differ from that build)."""
     from ..nsynth import load_audio
 
     split, bases, pool, seed, clean_copy, floor, *rest = args
