@@ -188,6 +188,30 @@ def test_looped_sustain_keeps_the_attack_and_repeats_one_short_stretch(flute: np
     assert looped_sustain(np.zeros(SR), rng_for(3, "loop")) is None
 
 
+def test_more_bases_per_real_instrument_keep_the_default_draw() -> None:
+    """``build --real-train-bases N``: each real train instrument gives up to N bases (all its
+    clips when it has fewer), the default 120 among them; SoundFont programs are unchanged."""
+    from training.condition.data import _plan
+
+    def note(inst: str, i: int, real: bool) -> SimpleNamespace:
+        extra = {"library": "lib", "duration_s": 1.0} if real else {}
+        return SimpleNamespace(instrument_str=inst, note_str=f"{inst}-{i}", extra=extra)
+
+    notes = [note("real_a", i, True) for i in range(300)] + [note("real_b", i, True) for i in range(150)]
+    notes += [note("font_c", i, False) for i in range(60)]
+    default = _plan(notes, "train", 7)
+    more = _plan(notes, "train", 7, 250)
+    assert [len(default[k]) for k in ("real_a", "real_b", "font_c")] == [120, 120, 24]
+    assert [len(more[k]) for k in ("real_a", "real_b", "font_c")] == [250, 150, 24]
+    for k in default:
+        assert {n.note_str for n in default[k]} <= {n.note_str for n in more[k]}
+    assert more["font_c"] == default["font_c"]
+    with pytest.raises(ValueError, match="real_train_bases"):
+        from training.condition.data import build
+
+        build(Path("nowhere"), Path("nowhere"), real_train_bases=0)
+
+
 def test_corpus_rows_can_keep_the_family_classifiers_log_mel(flute: np.ndarray, tmp_path: Path) -> None:
     """``build --mel``: each row carries the family classifier's own input of its window (float16),
     saved and loaded beside the features."""

@@ -54,6 +54,10 @@ one stretch of 4-60 ms of the sustain repeated under the note's envelope, joined
 waveform matches. It is benign, like the chain above, so every class gets it; the other splits
 are built as recorded. ``loop_ms`` records each row's loop length (0: none).
 
+With ``--real-train-bases N`` each real recorded train instrument gives up to N bases (all its
+clips when it has fewer) instead of 120: the same seeded order of its clips cut later, so the
+default's bases are among them.
+
 Features (:func:`instrunet_condition.features.condition_features`) are computed for every
 clip and written to ``OUT/<split>.npz`` (``x`` the raw feature table, ``y`` the class index,
 ``note``, ``instrument``, ``family``, ``source``, ``real``, ``base``, ``mix``, ``clean``,

@@ -38,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help="share of the train bases played with a short sustain loop (a benign trait; default 0)",
     )
+    b.add_argument(
+        "--real-train-bases",
+        type=int,
+        metavar="N",
+        help="bases per real recorded train instrument (default 120; at most its clips)",
+    )
     rec = sub.add_parser(
         "recordings", help="valid, test and dev windows grouped into recordings, each degraded whole"
     )

@@ -549,15 +549,17 @@ def _row(
     }
 
 
-def _plan(notes: Sequence[Any], split: str, seed: int) -> dict[str, list[Any]]:
-    """The bases of each instrument: a seeded draw of at most ``_PER_INSTRUMENT`` notes, real clips
-    of at least 0.3 s."""
+def _plan(notes: Sequence[Any], split: str, seed: int, real_k: int | None = None) -> dict[str, list[Any]]:
+    """The bases of each instrument: a seeded draw of at most ``_PER_INSTRUMENT`` notes (``real_k``
+    for a real instrument when given), real clips of at least 0.3 s. The draw is a seeded order of
+    the instrument's notes cut at that count, so a larger count keeps the smaller one's bases."""
     by: dict[str, list[Any]] = defaultdict(list)
     for n in notes:
         if n.extra.get("library") and float(n.extra.get("duration_s", 4.0)) < 0.3:
             continue
         by[n.instrument_str].append(n)
-    sf_k, real_k = _PER_INSTRUMENT[split]
+    sf_k, real_default = _PER_INSTRUMENT[split]
+    real_k = real_default if real_k is None else real_k
     plan = {}
     for inst, ns in sorted(by.items()):
         k = real_k if ns[0].extra.get("library") else sf_k
@@ -724,13 +726,15 @@ def _split_rows(
     extra: tuple[Any, ...] = (),
     workers: int | None = None,
     max_notes: int | None = None,
+    real_k: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
     """The rows of one split and its plan: each planned instrument's base notes (with the pool
     of the other instruments' notes) through ``make_rows((split, bases, pool, seed, *extra))``
-    on ``workers`` processes (default: up to 2), with progress every 10 instruments."""
+    on ``workers`` processes (default: up to 2), with progress every 10 instruments; ``real_k``:
+    bases per real instrument (:func:`_plan`)."""
     from ..nsynth import load_split
 
-    plan = _plan(load_split(corpus / split), split, seed)
+    plan = _plan(load_split(corpus / split), split, seed, real_k)
     if max_notes is not None:
         plan = {k: v[: max(1, max_notes // max(1, len(plan)))] for k, v in plan.items()}
     everyone = [n for ns in plan.values() for n in ns]
@@ -777,15 +781,19 @@ def build(
     floor: str = "default",
     mel: bool = False,
     loops: float = 0.0,
+    real_train_bases: int | None = None,
 ) -> dict[str, Any]:
     """Write ``out/<split>.npz`` and ``out/condition.json`` (see :mod:`training.condition`;
     ``floor``: the benign noise floor's recipe, :data:`FLOORS`; ``mel``: also keep each
     window's log-mel input of the family classifier, ``mel`` float16 ``(n, n_mels, frames)``;
     ``loops``: the share of the **train** bases played with a :func:`looped_sustain`, a benign
     trait of sample-based instruments, so that it is learnt as healthy; the other splits are
-    built as recorded)."""
+    built as recorded; ``real_train_bases``: bases per real recorded **train** instrument, at
+    most as many as it has clips, instead of the default 120)."""
     if not 0.0 <= loops <= 1.0:
         raise ValueError(f"loops is a share from 0 to 1, got {loops}")
+    if real_train_bases is not None and real_train_bases < 1:
+        raise ValueError(f"real_train_bases is a count of at least 1, got {real_train_bases}")
     from instrunet_condition.features import FEATURE_NAMES
 
     out.mkdir(parents=True, exist_ok=True)
@@ -799,7 +807,14 @@ def build(
             continue
         extra = (split in ("test", "dev"), floor, mel, loops if split == "train" else 0.0)
         rows, plan = _split_rows(
-            corpus, split, seed, _instrument_rows, extra=extra, workers=workers, max_notes=max_notes
+            corpus,
+            split,
+            seed,
+            _instrument_rows,
+            extra=extra,
+            workers=workers,
+            max_notes=max_notes,
+            real_k=real_train_bases if split == "train" else None,
         )
         everyone = [n for ns in plan.values() for n in ns]
         arrays = _save_rows(out / f"{split}.npz", rows)
@@ -826,6 +841,7 @@ def build(
         "floor": floor,
         "mel": mel,
         "loops": loops,
+        "real_train_bases": real_train_bases or _PER_INSTRUMENT["train"][1],
         "max_notes": max_notes,
         "counts": counts,
         "build_seconds": round(time.time() - t0, 1)
