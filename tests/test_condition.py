@@ -191,7 +191,7 @@ def test_looped_sustain_keeps_the_attack_and_repeats_one_short_stretch(flute: np
 def test_more_bases_per_real_instrument_keep_the_default_draw() -> None:
     """``build --real-train-bases N``: each real train instrument gives up to N bases (all its
     clips when it has fewer), the default 120 among them; SoundFont programs are unchanged."""
-    from training.condition.data import _plan
+    from training.condition.data import _plan, build
 
     def note(inst: str, i: int, real: bool) -> SimpleNamespace:
         extra = {"library": "lib", "duration_s": 1.0} if real else {}
@@ -207,8 +207,6 @@ def test_more_bases_per_real_instrument_keep_the_default_draw() -> None:
         assert {n.note_str for n in default[k]} <= {n.note_str for n in more[k]}
     assert more["font_c"] == default["font_c"]
     with pytest.raises(ValueError, match="real_train_bases"):
-        from training.condition.data import build
-
         build(Path("nowhere"), Path("nowhere"), real_train_bases=0)
 
 

@@ -56,7 +56,8 @@ are built as recorded. ``loop_ms`` records each row's loop length (0: none).
 
 With ``--real-train-bases N`` each real recorded train instrument gives up to N bases (all its
 clips when it has fewer) instead of 120: the same seeded order of its clips cut later, so the
-default's bases are among them.
+default's base notes are among them (their windows can differ: phrases and mixtures draw
+from the larger plan).
 
 Features (:func:`instrunet_condition.features.condition_features`) are computed for every
 clip and written to ``OUT/<split>.npz`` (``x`` the raw feature table, ``y`` the class index,

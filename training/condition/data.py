@@ -552,7 +552,8 @@ def _row(
 def _plan(notes: Sequence[Any], split: str, seed: int, real_k: int | None = None) -> dict[str, list[Any]]:
     """The bases of each instrument: a seeded draw of at most ``_PER_INSTRUMENT`` notes (``real_k``
     for a real instrument when given), real clips of at least 0.3 s. The draw is a seeded order of
-    the instrument's notes cut at that count, so a larger count keeps the smaller one's bases."""
+    the instrument's notes cut at that count, so a larger count keeps the smaller one's base notes
+    (not their windows: phrases and mixtures draw from the whole plan)."""
     by: dict[str, list[Any]] = defaultdict(list)
     for n in notes:
         if n.extra.get("library") and float(n.extra.get("duration_s", 4.0)) < 0.3:
