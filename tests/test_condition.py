@@ -264,6 +264,29 @@ def test_an_ensemble_of_spectrogram_networks_is_one_network_averaging_them(tmp_p
     np.testing.assert_allclose(np.asarray(back(x, training=False)), (each[0] + each[1]) / 2, atol=1e-6)
 
 
+def test_a_spectrogram_network_starts_from_a_saved_one_of_its_shape_only(tmp_path: Path) -> None:
+    keras = pytest.importorskip("keras")
+    from training.condition.spectro import build_cnn, start_from
+
+    keras.utils.set_random_seed(0)
+    saved = build_cnn(32, 32)
+    saved.save(tmp_path / "a.keras")
+    keras.utils.set_random_seed(1)
+    model = build_cnn(32, 32)
+    x = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+    assert not np.allclose(
+        np.asarray(model(x, training=False)), np.asarray(saved(x, training=False)), atol=1e-4
+    )
+    start_from(model, tmp_path / "a.keras")
+    np.testing.assert_array_equal(np.asarray(model(x, training=False)), np.asarray(saved(x, training=False)))
+    build_cnn(32, 32, channels=(8, 16)).save(tmp_path / "narrow.keras")
+    with pytest.raises(ValueError, match=r"narrow\.keras: not a spectrogram network of this shape"):
+        start_from(model, tmp_path / "narrow.keras")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"junk\.keras: not a saved Keras network"):
+        start_from(model, tmp_path / "junk.keras")
+
+
 def test_an_empty_split_is_a_clear_error_not_an_index_error(tmp_path: Path) -> None:
     from training.condition.data import _save_rows
 

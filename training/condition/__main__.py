@@ -97,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp.add_argument("--epochs", type=int, default=30)
     sp.add_argument("--patience", type=int, default=8)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (constant)")
+    sp.add_argument(
+        "--init", type=Path, help="start from a trained network (condition_spectrogram.keras) of this shape"
+    )
     en = sub.add_parser(
         "ensemble", help="the mean of trained spectrogram networks as one, scored as spectro scores one"
     )

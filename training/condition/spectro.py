@@ -247,11 +247,38 @@ def _write(report: Path, result: dict[str, Any], version: str = "1.0.0") -> None
     (report / "metrics.json").write_text(json.dumps(export_report(result, version=version), indent=1))
 
 
+def start_from(model: Any, init: Path) -> None:
+    """Give ``model`` the weights of the trained network saved in ``init``; a ValueError naming
+    the file when it is not a network of the same layers and shapes."""
+    import keras
+
+    try:
+        start = keras.saving.load_model(init)
+    except Exception as e:  # keras raises several kinds for a missing or foreign file
+        raise ValueError(f"{init}: not a saved Keras network ({e})") from e
+    want, got = [w.shape for w in model.get_weights()], [w.shape for w in start.get_weights()]
+    if want != got:
+        raise ValueError(f"{init}: not a spectrogram network of this shape ({len(got)} weight arrays)")
+    model.set_weights(start.get_weights())
+
+
 def spectro_experiment(
-    data: Path, out: Path, report: Path, *, epochs: int = 30, patience: int = 8, seed: int = 0
+    data: Path,
+    out: Path,
+    report: Path,
+    *,
+    epochs: int = 30,
+    patience: int = 8,
+    seed: int = 0,
+    lr: float = 1e-3,
+    init: Path | None = None,
 ) -> dict[str, Any]:
     """Train the spectrogram network (best valid accuracy), fuse it with the shipped feature
-    classifier, and score the feature classifier, the network and the fusion side by side."""
+    classifier, and score the feature classifier, the network and the fusion side by side.
+
+    ``lr`` is Adam's (constant) rate. ``init`` starts from a trained network's weights
+    (a ``condition_spectrogram.keras`` of the same shape) instead of a random draw: its valid
+    accuracy is logged as epoch 0, and the kept weights are the best *trained* epoch's."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -260,11 +287,17 @@ def spectro_experiment(
     splits, recs = _training_data(data)
     tr, va = splits["train"], splits["valid"]
     model = build_cnn(*tr["mel"].shape[1:])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    if init is not None:
+        start_from(model, init)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
     x_train = _mel(tr)
     predict = _keras_predict(model)
 
     best, best_w, best_ep, hist, t0 = -1.0, None, 0, [], time.time()
+    init_acc = None
+    if init is not None:
+        init_acc = float(np.mean(predict(va).argmax(1) == va["y"]))
+        print(f"epoch 0 ({init}): valid accuracy {init_acc:.4f}", flush=True)
     for ep in range(1, epochs + 1):
         model.fit(x_train, tr["y"], batch_size=64, epochs=1, verbose=0, shuffle=True)
         acc = float(np.mean(predict(va).argmax(1) == va["y"]))
@@ -281,6 +314,9 @@ def spectro_experiment(
         "channels": list(CHANNELS),
         "parameters": int(model.count_params()),
         "seed": seed,
+        "learning_rate": lr,
+        "init": None if init is None else str(init),
+        "init_valid_accuracy": init_acc,
         "best_epoch": best_ep,
         "valid_accuracy_by_epoch": hist,
         "train_seconds": round(time.time() - t0, 1),
