@@ -287,6 +287,34 @@ def test_a_spectrogram_network_starts_from_a_saved_one_of_its_shape_only(tmp_pat
         start_from(model, tmp_path / "junk.keras")
 
 
+def test_networks_are_fused_with_the_shipped_features_or_with_a_feature_classifier_given(
+    tmp_path: Path,
+) -> None:
+    keras = pytest.importorskip("keras")
+    from instrunet_condition.classifier import MODEL_NAME, MODELS_DIR, load_condition_model
+    from instrunet_condition.features import INPUT_NAMES
+
+    from training.condition.spectro import features_predictor
+
+    x = np.random.default_rng(0).random((5, len(INPUT_NAMES)), dtype=np.float32)
+    shipped = load_condition_model(str(MODELS_DIR / MODEL_NAME / "2.0.0"))
+    predict, name = features_predictor(None)
+    assert name == "shipped 2.0.0"
+    np.testing.assert_allclose(predict(x), shipped.predict(x), atol=1e-7)
+    folder = MODELS_DIR / MODEL_NAME / "2.0.0"
+    predict, name = features_predictor(folder)
+    assert name == str(folder)
+    np.testing.assert_allclose(predict(x), shipped.predict(x), atol=1e-7)
+    keras.utils.set_random_seed(0)
+    trained = keras.Sequential(
+        [keras.Input((len(INPUT_NAMES),)), keras.layers.Dense(3, activation="softmax")], name="condition"
+    )
+    trained.save(tmp_path / "condition.keras")  # what `python -m training.condition train` saves
+    predict, name = features_predictor(tmp_path / "condition.keras")
+    assert name.endswith("condition.keras")
+    np.testing.assert_allclose(predict(x), np.asarray(trained(x)), atol=1e-6)
+
+
 def test_an_empty_split_is_a_clear_error_not_an_index_error(tmp_path: Path) -> None:
     from training.condition.data import _save_rows
 

@@ -111,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--report", type=Path, default=Path("training/reports/condition/experiments/spectro-ensemble")
     )
     en.add_argument("--version", default="1.1.0", help="the network's version in its report (metrics.json)")
+    en.add_argument(
+        "--features",
+        type=Path,
+        help="feature classifier to fuse with: a condition artifact folder or train's condition.keras "
+        "(default: shipped 2.0.0)",
+    )
     fu = sub.add_parser(
         "fuse", help="write the fused condition artifact beside an exported spectrogram network"
     )

@@ -196,28 +196,47 @@ def _keras_predict(model: Any) -> Any:
     return predict
 
 
+def features_predictor(path: Path | None) -> tuple[Any, str]:
+    """The feature classifier a network is fused with and its name in reports: shipped 2.0.0
+    (``None``), a condition artifact folder, or a ``condition.keras`` from ``train`` (its
+    standardisation, calibration and prior folded in, as an artifact's are)."""
+    from instrunet_condition.classifier import MODEL_NAME, MODELS_DIR, load_condition_model
+
+    if path is None:  # the feature classifier alone (2.0.0: no network fused)
+        return load_condition_model(str(MODELS_DIR / MODEL_NAME / "2.0.0")).predict, "shipped 2.0.0"
+    if path.is_dir():
+        return load_condition_model(str(path)).predict, str(path)
+    import keras
+
+    model = keras.saving.load_model(path)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.asarray(x, np.float32), batch_size=4096, verbose=0), np.float64)
+
+    return predict, str(path)
+
+
 def _compare(
     data: Path,
     splits: dict[str, dict[str, np.ndarray]],
     recs: dict[str, dict[str, np.ndarray]],
     predict: Any,
     network: dict[str, Any],
+    features: Path | None = None,
 ) -> dict[str, Any]:
-    """The shipped feature classifier, the network (``predict``) and their fusion scored side by
-    side, each with its weight, calibration and healthy prior chosen on valid."""
-    from instrunet_condition.classifier import MODEL_NAME, MODELS_DIR, load_condition_model
-
-    # the feature classifier alone (2.0.0: no network fused), whatever the newest shipped is
-    shipped = load_condition_model(str(MODELS_DIR / MODEL_NAME / "2.0.0"))
+    """A feature classifier (:func:`features_predictor`: shipped 2.0.0 unless ``features``), the
+    network (``predict``) and their fusion scored side by side, each with its weight,
+    calibration and healthy prior chosen on valid."""
+    feat, feat_name = features_predictor(features)
     names = ("valid", "test", "dev")
     scored = {s: splits[s] for s in names}
-    p = {s: (shipped.predict(splits[s]["v"]), predict(splits[s])) for s in names} | {
-        f"{s}_rec": (shipped.predict(r["v"]), predict(r)) for s, r in recs.items()
+    p = {s: (feat(splits[s]["v"]), predict(splits[s])) for s in names} | {
+        f"{s}_rec": (feat(r["v"]), predict(r)) for s, r in recs.items()
     }
     va, vr = splits["valid"], recs.get("valid")
     rows: dict[str, Any] = {}
     weight = 1.0
-    for what, a in (("features (shipped 2.0.0)", 1.0), ("spectrogram network", 0.0), ("fused", None)):
+    for what, a in ((f"features ({feat_name})", 1.0), ("spectrogram network", 0.0), ("fused", None)):
         vp = p.get("valid_rec", (None, None))
         f = choose_fusion(va, *p["valid"], weight=a, rec=vr, rec_feat=vp[0], rec_net=vp[1])
         weight = f["weight"] if a is None else weight
@@ -229,7 +248,7 @@ def _compare(
             entry[label] = _scored(scored, recs, p, f["weight"], f["temperature"], c)
         rows[what] = entry
     return {
-        "what": "the condition classifier's 19 features (shipped 2.0.0) beside a CNN on the family "
+        "what": f"the condition classifier's 19 features ({feat_name}) beside a CNN on the family "
         "classifier's log-mel window, and their log-linear fusion; weight, calibration and prior "
         "chosen on valid only",
         "data": str(data),
@@ -343,11 +362,18 @@ def build_ensemble(members: list[Any]) -> Any:
 
 
 def ensemble_experiment(
-    data: Path, members: list[Path], out: Path, report: Path, *, version: str = "1.1.0"
+    data: Path,
+    members: list[Path],
+    out: Path,
+    report: Path,
+    *,
+    version: str = "1.1.0",
+    features: Path | None = None,
 ) -> dict[str, Any]:
     """Average the probabilities of trained spectrogram networks (every member, no choice made),
     save the average as one network, and score it beside the features and fused as
-    :func:`spectro_experiment` scores one network."""
+    :func:`spectro_experiment` scores one network; ``features``: the feature classifier to fuse
+    with (:func:`features_predictor`)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -367,7 +393,7 @@ def ensemble_experiment(
         "members": member_rows,
         "combination": "arithmetic mean of the members' probabilities",
     }
-    result = _compare(data, splits, recs, _keras_predict(model), network)
+    result = _compare(data, splits, recs, _keras_predict(model), network, features)
     _write(report, result, version)
     return result
 
