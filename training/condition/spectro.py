@@ -306,17 +306,16 @@ def spectro_experiment(
     splits, recs = _training_data(data)
     tr, va = splits["train"], splits["valid"]
     model = build_cnn(*tr["mel"].shape[1:])
-    if init is not None:
-        start_from(model, init)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
     x_train = _mel(tr)
     predict = _keras_predict(model)
-
-    best, best_w, best_ep, hist, t0 = -1.0, None, 0, [], time.time()
     init_acc = None
     if init is not None:
+        start_from(model, init)
         init_acc = float(np.mean(predict(va).argmax(1) == va["y"]))
         print(f"epoch 0 ({init}): valid accuracy {init_acc:.4f}", flush=True)
+
+    best, best_w, best_ep, hist, t0 = -1.0, None, 0, [], time.time()
     for ep in range(1, epochs + 1):
         model.fit(x_train, tr["y"], batch_size=64, epochs=1, verbose=0, shuffle=True)
         acc = float(np.mean(predict(va).argmax(1) == va["y"]))
