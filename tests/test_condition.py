@@ -344,7 +344,7 @@ def test_family_cues_follow_the_family(flute: np.ndarray) -> None:
 
 def test_shipped_artifact_reproduces_references() -> None:
     dirs = clf_mod.model_dirs()
-    assert dirs and dirs[-1].name == "3.1.0"
+    assert dirs and dirs[-1].name == "3.2.0"
     man = read_manifest(dirs[-1])
     assert man.name == "condition" and man.input["layout"] == "features" and man.front_end is None
     assert tuple(man.features["names"]) == INPUT_NAMES
@@ -441,9 +441,9 @@ def test_contract_on_ensemble(real_registry: plugins_mod.Registry) -> None:
     net = read_manifest(clf_mod.load_condition_model().spectrogram.path)
     assert c["model"] == {
         "name": "condition",
-        "version": "3.1.0",
+        "version": "3.2.0",
         "sha256": man.sha256,
-        "spectrogram": {"name": "condition-spectrogram", "version": "1.1.0", "sha256": net.sha256},
+        "spectrogram": {"name": "condition-spectrogram", "version": "1.2.0", "sha256": net.sha256},
     }
     # a sample of the classifier's own windows, none judged twice
     sp = c["sampling"]

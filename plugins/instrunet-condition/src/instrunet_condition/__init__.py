@@ -12,8 +12,8 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
                  # feature "spectrogram": the spectrogram network, value its p of the verdict
      "instruments": {"<family>": {"label", "reason", "probabilities", "features",
                                   "explanation", "reasons", "chunks", "seconds"}},
-     "model": {"name": "condition", "version": "3.1.0", "sha256": "...",
-               "spectrogram": {"name": "condition-spectrogram", "version": "1.1.0", "sha256": "..."}},
+     "model": {"name": "condition", "version": "3.2.0", "sha256": "...",
+               "spectrogram": {"name": "condition-spectrogram", "version": "1.2.0", "sha256": "..."}},
      "chunks": n, "seconds": s,
      "sampling": {"windows", "judged", "stride", "skipped": {...}, "buffer_seconds"}}
 
