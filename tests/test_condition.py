@@ -297,11 +297,11 @@ def test_networks_are_fused_with_the_shipped_features_or_with_a_feature_classifi
     from training.condition.spectro import features_predictor
 
     x = np.random.default_rng(0).random((5, len(INPUT_NAMES)), dtype=np.float32)
-    shipped = load_condition_model(str(MODELS_DIR / MODEL_NAME / "2.0.0"))
+    folder = MODELS_DIR / MODEL_NAME / "2.0.0"
+    shipped = load_condition_model(str(folder))
     predict, name = features_predictor(None)
     assert name == "shipped 2.0.0"
     np.testing.assert_allclose(predict(x), shipped.predict(x), atol=1e-7)
-    folder = MODELS_DIR / MODEL_NAME / "2.0.0"
     predict, name = features_predictor(folder)
     assert name == str(folder)
     np.testing.assert_allclose(predict(x), shipped.predict(x), atol=1e-7)
