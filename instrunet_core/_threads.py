@@ -9,6 +9,13 @@ load, ``predict`` took 15.9 ms with numpy's default BLAS threads against 6.1 ms 
 previous setting when the last concurrent user leaves it.
 
 ``INSTRUNET_BLAS_THREADS`` sets the limit (default 1; ``0`` leaves BLAS alone).
+
+The limit is set by whichever thread enters first and restored by whichever leaves last (the
+pipeline's worker threads compute features too). threadpoolctl 3.8 lets only one thread, the
+first to set an OpenBLAS (pthreads) limit, change it until control is released, and a bare
+``limit()`` never releases it: a worker's limit was then silently ignored, its matrix product
+ran on every core, and its features differed from the calling thread's in the last bit. So
+each change here takes control and releases it again (:func:`_release_control`).
 """
 
 from __future__ import annotations
@@ -51,6 +58,17 @@ def _blas_pools() -> Any:
     return _blas
 
 
+def _release_control() -> None:
+    """Let any thread set the next OpenBLAS limit (threadpoolctl ≥ 3.8; a no-op before)."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # pragma: no cover - older threadpoolctl
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
 @contextlib.contextmanager
 def blas_limited() -> Iterator[None]:
     """Run the body with numpy's BLAS limited to :func:`blas_threads` threads.
@@ -66,7 +84,10 @@ def blas_limited() -> Iterator[None]:
     with _lock:
         if _depth == 0:
             pools = _blas_pools()
-            _limiter = pools.limit(limits=n) if pools else None
+            if pools:
+                _release_control()
+                _limiter = pools.limit(limits=n)
+                _release_control()
         _depth += 1
     try:
         yield
@@ -74,5 +95,7 @@ def blas_limited() -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0 and _limiter is not None:
+                _release_control()
                 _limiter.restore_original_limits()
+                _release_control()
                 _limiter = None

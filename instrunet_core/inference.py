@@ -91,7 +91,8 @@ class Classifier:
     pipeline : bool
         In :meth:`classify` and :meth:`refine`, run each batch of windows (its STFT frames,
         features and onnxruntime run) on a :class:`~instrunet_core.scheduler.BatchPipeline`
-        while the calling thread decodes (default True; results are identical either way).
+        while the calling thread decodes (default True; the same results either way, within
+        float32 rounding).
         :meth:`process` always runs synchronously, and so does a source of one batch.
     workers : int, optional
         Worker threads of the pipeline, besides the calling thread; default

@@ -495,9 +495,14 @@ def test_a_worker_thread_runs_the_classifier_and_hands_back_the_same_windows(flu
         tagger.flush()
         assert threads == {"instrunet-tagger"}  # never the caller's thread
         assert [w.index for w in seen] == [w.index for w in tagger.results] == [w.index for w in sync.results]
-        np.testing.assert_array_equal(
+        # within float32 rounding: fed in 512-sample blocks the worker's batches hold other
+        # numbers of new STFT frames than one call with the whole signal, and OpenBLAS's
+        # small-matrix kernels round a row of the mel projection differently with the rows
+        np.testing.assert_allclose(
             np.array([w.probabilities for w in tagger.results]),
             np.array([w.probabilities for w in sync.results]),
+            rtol=0,
+            atol=1e-5,
         )
         assert [i.label for i in tagger.instruments] == [i.label for i in sync.instruments]
         # a block the worker cannot use is reported on the caller's next call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,6 +50,24 @@ def test_blas_limited_inside_and_restored_after(host_blas_threads: list[int]) ->
     assert _blas_threads() == host_blas_threads
 
 
+def test_a_worker_thread_is_limited_after_the_calling_thread_was(host_blas_threads: list[int]) -> None:
+    """threadpoolctl 3.8 ignores an OpenBLAS limit set by any thread but the one holding control;
+    the library's limit must hold in whichever thread enters first (the pipeline's workers)."""
+    with _threads.blas_limited():
+        assert set(_blas_threads()) == {1}
+    seen: list[set[int]] = []
+
+    def work() -> None:
+        with _threads.blas_limited():
+            seen.append(set(_blas_threads()))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen == [{1}]
+    assert _blas_threads() == host_blas_threads
+
+
 def test_concurrent_front_ends_restore_the_host_setting(host_blas_threads: list[int]) -> None:
     rng = np.random.default_rng(0)
     x = (0.1 * rng.standard_normal((4, 65024))).astype(np.float32)
@@ -82,6 +101,25 @@ def test_onnxruntime_thread_options() -> None:
             load_model(FAMILY, intra_op_threads=bad)  # type: ignore[arg-type]
 
 
+# Batches on the worker threads compute their shared STFT frames again, so the mel projection
+# (numpy's BLAS) sees other numbers of rows than on the synchronous path; OpenBLAS's small-matrix
+# kernels (its Haswell ones among them) round a row's product differently with the rows in the
+# call. The same windows therefore give the same probabilities within float32 rounding.
+ATOL = 1e-5
+
+
+def _same_prediction(a, b) -> None:  # type: ignore[no-untyped-def]
+    assert (a.label, a.n_windows, a.silent, a.low_evidence) == (
+        b.label,
+        b.n_windows,
+        b.silent,
+        b.low_evidence,
+    )
+    assert [t[0] for t in a.top] == [t[0] for t in b.top]
+    assert a.confidence == pytest.approx(b.confidence, abs=ATOL)
+    assert a.probabilities == pytest.approx(b.probabilities, abs=ATOL)
+
+
 def _spin_entries(m) -> set[str]:  # type: ignore[no-untyped-def]
     so = m._session.get_session_options()
     return {so.get_session_config_entry(f"session.{k}.allow_spinning") for k in ("intra_op", "inter_op")}
@@ -107,7 +145,8 @@ def test_spinning_option_reaches_onnxruntime() -> None:
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_pipelined_classify_gives_identical_results(tmp_path: Path, workers: int) -> None:
     """classify() hands whole batches (frames, features, onnxruntime) to ``workers`` threads
-    (pipeline=True): same windows, same numbers as the synchronous path."""
+    (pipeline=True): same windows, same numbers (within float32 rounding, ``ATOL``) as the
+    synchronous path."""
     from instrunet_core import Classifier
     from instrunet_core.errors import DecodeError
 
@@ -120,9 +159,9 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path, workers: int
     assert len(wa) == len(wb) > 8
     for x, y in zip(wa, wb, strict=True):
         assert (x.index, x.start, x.end, x.label, x.silent) == (y.index, y.start, y.end, y.label, y.silent)
-        np.testing.assert_array_equal(x.probabilities, y.probabilities)
+        np.testing.assert_allclose(x.probabilities, y.probabilities, rtol=0, atol=ATOL)
         assert x.rms_db == y.rms_db
-    assert a.prediction() == b.prediction()
+    _same_prediction(a.prediction(), b.prediction())
     assert a._pipe._executor is not None and a._pipe._executor._max_workers == workers
     # an error in the middle of a file leaves the classifier usable
     bad = tmp_path / "cut.flac"
@@ -131,12 +170,17 @@ def test_pipelined_classify_gives_identical_results(tmp_path: Path, workers: int
         a.classify(bad)
     except DecodeError:
         pass
-    assert [w.probabilities.tolist() for w in a.classify(clip)] == [w.probabilities.tolist() for w in wb]
+    again = a.classify(clip)
+    assert [w.index for w in again] == [w.index for w in wb]
+    np.testing.assert_allclose(
+        [w.probabilities for w in again], [w.probabilities for w in wb], rtol=0, atol=ATOL
+    )
 
 
 def test_calling_thread_computes_when_the_workers_are_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     """With every worker busy and one batch waiting, classify() computes the next batch on the
-    calling thread instead of waiting; the results stay in order and identical."""
+    calling thread instead of waiting; the results stay in order and the same (within float32
+    rounding, ``ATOL``)."""
     import threading
 
     from instrunet_core import Classifier, inference
@@ -169,7 +213,7 @@ def test_calling_thread_computes_when_the_workers_are_busy(monkeypatch: pytest.M
     assert "caller" in where and "worker" in where
     assert [(w.index, w.label) for w in got] == [(w.index, w.label) for w in ref]
     for a, b in zip(got, ref, strict=True):
-        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+        np.testing.assert_allclose(a.probabilities, b.probabilities, rtol=0, atol=ATOL)
 
 
 def test_workers_option() -> None:
