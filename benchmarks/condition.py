@@ -40,6 +40,7 @@ from typing import Any
 
 from benchmarks.pedalboard_file import write_doc
 from benchmarks.run import _child, _median_run, make_long_wav
+from benchmarks.timing import processor
 
 _CHILD = """
 import json, resource, sys, time
@@ -81,7 +82,7 @@ def _run(path: Path, mode: str, model: str = "-") -> dict[str, Any]:
 def run(lengths: Sequence[float], runs: int, workdir: Path, fast_model: str | None = None) -> dict[str, Any]:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     res: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "machine": f"{platform.machine()} ({processor()}), {os.cpu_count()} CPU cores, {platform.system()}",
         "python": platform.python_version(),
         "loadavg_start": round(os.getloadavg()[0], 2),
         "files": "16-bit 44.1 kHz stereo WAV, examples/ensemble.flac repeated",

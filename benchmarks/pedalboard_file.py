@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import make_long_wav
+from benchmarks.timing import processor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,7 @@ def run(seconds: float, block: int, workdir: Path) -> dict[str, Any]:
             "decoded_float32_mb": round(seconds * 44100 * 2 * 4 / 1e6),
         },
         "block_size": block,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "machine": f"{platform.machine()} ({processor()}), {os.cpu_count()} CPU cores, {platform.system()}",
         "python": platform.python_version(),
     }
     for mode in ("baseline", "tag", "full"):

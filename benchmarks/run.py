@@ -59,6 +59,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.timing import processor
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "ensemble.flac"
 
@@ -523,7 +525,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d"),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": platform.processor(),
+        "processor": processor(),
         "cpus": os.cpu_count(),
         "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
