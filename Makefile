@@ -100,16 +100,7 @@ bench-pedalboard: $(VENV)/.dev
 # docs/models.md from the committed training reports and the artifacts (seed_v3 is exported
 # into runs/, not shipped); measures every model's latency side by side in one run.
 models-doc: $(VENV)/.dev
-	$(BIN)/python -m benchmarks.models_table \
-	  family-2.1.0=training/reports/default/2.1.0/metrics.json:instrunet_core/models/family/2.1.0 \
-	  family-2.0.0=training/reports/default/2.0.0/metrics.json:instrunet_core/models/family/2.0.0 \
-	  family-1.0.0=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0 \
-	  family-compact-2.0.0=training/reports/compact/2.0.0/metrics.json:instrunet_core/models/family-compact/2.0.0 \
-	  family-compact-1.0.0=training/reports/compact/1.0.0/metrics.json:instrunet_core/models/family-compact/1.0.0 \
-	  baseline=training/reports/baseline/1.0.0/metrics.json:plugins/instrunet-baseline/src/instrunet_baseline/models/baseline/1.0.0 \
-	  seed_v3=training/reports/seed_v3/1.0.0/metrics.json:runs/seed_v3/artifact/seed_v3/1.0.0 \
-	  --out docs/models.md --intro benchmarks/models_intro.md --outro benchmarks/models_outro.md \
-	  --experiments training/reports/experiments/*
+	$(BIN)/python -m benchmarks.models_table --out docs/models.md
 
 # SOURCES: mirror folder of the real libraries in training/sources.lock.json (adds them and the
 # dev split; `python -m training.sources fetch --sources DIR` fills it on a machine with internet).

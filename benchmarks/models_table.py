@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.timing import processor
+
 
 def latency_ms(model_path: Path, runs: int = 300) -> tuple[float, float]:
     from instrunet_core.session import onnx_session
@@ -69,6 +71,26 @@ def experiments_table(folders: Sequence[Path]) -> list[str]:
     return lines
 
 
+#: docs/models.md's models (``make models-doc`` runs this module with no model named): each
+#: ``NAME=METRICS_JSON:ARTIFACT_DIR``, paths from the repository root (seed_v3 is exported into
+#: runs/, not shipped: its report's numbers are tabled, its latency is not measured).
+DOC_MODELS = (
+    "family-2.1.0=training/reports/default/2.1.0/metrics.json:instrunet_core/models/family/2.1.0",
+    "family-2.0.0=training/reports/default/2.0.0/metrics.json:instrunet_core/models/family/2.0.0",
+    "family-1.0.0=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0",
+    "family-compact-2.0.0=training/reports/compact/2.0.0/metrics.json:instrunet_core/models/family-compact/2.0.0",
+    "family-compact-1.0.0=training/reports/compact/1.0.0/metrics.json:instrunet_core/models/family-compact/1.0.0",
+    "baseline=training/reports/baseline/1.0.0/metrics.json:"
+    "plugins/instrunet-baseline/src/instrunet_baseline/models/baseline/1.0.0",
+    "seed_v3=training/reports/seed_v3/1.0.0/metrics.json:runs/seed_v3/artifact/seed_v3/1.0.0",
+)
+#: The prose around the tables: every section of docs/models.md but the generated tables lives
+#: in these two files (an edit made to docs/models.md alone is lost at the next run).
+DOC_INTRO = Path("benchmarks/models_intro.md")
+DOC_OUTRO = Path("benchmarks/models_outro.md")
+DOC_EXPERIMENTS = "training/reports/experiments"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.models_table")
     ap.add_argument("--out", type=Path, default=Path("docs/models.md"))
@@ -81,8 +103,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="report folders of short experiments (valid only), tabled after the models",
     )
     ap.add_argument("--outro", type=Path, default=None, help="markdown placed after the tables")
-    ap.add_argument("models", nargs="+", help="NAME=METRICS_JSON:ARTIFACT_DIR")
+    ap.add_argument(
+        "models",
+        nargs="*",
+        help="NAME=METRICS_JSON:ARTIFACT_DIR (none: docs/models.md's, DOC_MODELS, with its intro, "
+        "outro and experiments, paths from the current folder)",
+    )
     args = ap.parse_args(argv)
+    if not args.models:
+        args.models = list(DOC_MODELS)
+        args.intro = args.intro or DOC_INTRO
+        args.outro = args.outro or DOC_OUTRO
+        args.experiments = args.experiments or sorted(
+            p for p in Path(DOC_EXPERIMENTS).glob("*") if p.is_dir()
+        )
     rows = []
     raw = {}
     for spec in args.models:
@@ -156,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "on valid, softmax models can only name their top family.",
         f"Latency: onnxruntime {__import__('onnxruntime').__version__}, CPU, 1 thread, batch 1, one 128x128 window, "
         f"median of 300 runs, measured side by side in one run by `python -m benchmarks.models_table` on "
-        f"{platform.processor() or platform.machine()} ({time.strftime('%Y-%m-%d')}).",
+        f"{platform.machine()}, {processor()} ({time.strftime('%Y-%m-%d')}).",
         "",
     ]
     with_dev = [r for r in rows if r["dev"]]
