@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,52 @@ def test_content_sha256_and_verify(tmp_path: Path) -> None:
         sources.verify(tmp_path, lock)
     with pytest.raises(sources.SourceError, match="missing checkout of owner/other"):
         sources.verify(tmp_path, {"sources": [{**lock["sources"][0], "key": "o", "repo": "owner/other"}]})
+
+
+def _git(*args: str, cwd: Path) -> str:
+    who = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, **who}
+    )
+    return out.stdout.strip()
+
+
+def test_fetch_clones_the_pinned_revision_from_local_copies(tmp_path: Path) -> None:
+    """``fetch --from MIRRORS`` clones each repository from ``MIRRORS/owner+name/repo`` (a bare
+    copy, as a mirror tool leaves it) at the lock's commit, then verifies it; no network."""
+    work = tmp_path / "work"
+    (work / "Samples").mkdir(parents=True)
+    (work / "Samples" / "a.wav").write_bytes(b"RIFF-one")
+    (work / "lib.sfz").write_text("<region> sample=Samples/a.wav\n")
+    _git("init", "-q", cwd=work)
+    _git("add", ".", cwd=work)
+    _git("commit", "-qm", "one", cwd=work)
+    pinned = _git("rev-parse", "HEAD", cwd=work)
+    digest = sources.content_sha256(work, ["lib.sfz", "Samples"])
+    (work / "Samples" / "a.wav").write_bytes(b"RIFF-two")  # a later commit the lock does not pin
+    _git("commit", "-qam", "two", cwd=work)
+    mirrors = tmp_path / "mirrors"
+    mirrors.mkdir()
+    _git("clone", "-q", "--bare", str(work), str(mirrors / "owner+lib" / "repo"), cwd=tmp_path)
+    entry = {
+        "key": "lib",
+        "kind": "git",
+        "repo": "owner/lib",
+        "commit": pinned,
+        "files": ["lib.sfz", "Samples"],
+        "sha256": digest,
+    }
+    lock = {"sources": [entry], "impulse_responses": []}
+    out = tmp_path / "sources"
+    sources.fetch(out, lock, mirrors=mirrors)
+    assert (out / "owner+lib" / "Samples" / "a.wav").read_bytes() == b"RIFF-one"
+    assert sources.verify(out, lock) == {"lib": out / "owner+lib"}
+    with pytest.raises(sources.SourceError, match="no local copy of owner/other"):
+        sources.fetch(
+            tmp_path / "elsewhere", {"sources": [{**entry, "repo": "owner/other"}]}, mirrors=mirrors
+        )

@@ -4,6 +4,7 @@ Usage::
 
     python -m training.sources verify --sources DIR     # every source present and matching its sha256
     python -m training.sources fetch  --sources DIR     # clone / download the pinned revisions (needs internet)
+    python -m training.sources fetch  --sources DIR --from MIRRORS   # clone from local copies instead
     python -m training.sources hash   --sources DIR     # recompute the sha256 fields (after changing the lock)
 
 The lock file lists, per source: where it comes from (a GitHub repository at a commit, or a
@@ -15,7 +16,9 @@ A *mirror folder* (``--sources DIR``) holds one checkout per repository, named
 ``owner+name`` (``DIR/sfzinstruments+karoryfer.weresax/``), and Debian packages either as
 ``DIR/debs/<package>_<version>_all.deb`` or unpacked under ``DIR/root/``. What is missing
 there can be fetched by :func:`fetch` on a machine with internet (``git`` over https,
-``apt-get download``).
+``apt-get download``), or cloned from local copies of the repositories (``--from MIRRORS``:
+``MIRRORS/owner+name``, or ``MIRRORS/owner+name/repo``, plain or bare) where only the package
+registries are reachable.
 """
 
 from __future__ import annotations
@@ -159,8 +162,20 @@ def verify(
     return roots
 
 
-def fetch(sources: Path, lock: dict[str, Any] | None = None) -> None:
-    """Bring every missing source into the mirror folder at its pinned revision (needs internet)."""
+def _origin(entry: dict[str, Any], mirrors: Path | None) -> str:
+    """Where to clone ``entry`` from: its local copy under ``mirrors`` (``owner+name`` or
+    ``owner+name/repo``), else GitHub."""
+    if mirrors is None:
+        return f"https://github.com/{entry['repo']}.git"
+    for cand in (Path(mirrors) / _dir_name(entry) / "repo", Path(mirrors) / _dir_name(entry)):
+        if (cand / "HEAD").is_file() or (cand / ".git").exists():
+            return str(cand)
+    raise SourceError(f"{Path(mirrors) / _dir_name(entry)}: no local copy of {entry['repo']}")
+
+
+def fetch(sources: Path, lock: dict[str, Any] | None = None, *, mirrors: Path | None = None) -> None:
+    """Bring every missing source into the mirror folder at its pinned revision (needs internet,
+    or ``mirrors``: a folder of local copies of the repositories, see :func:`_origin`)."""
     lock = lock or load_lock()
     sources = Path(sources)
     sources.mkdir(parents=True, exist_ok=True)
@@ -169,9 +184,18 @@ def fetch(sources: Path, lock: dict[str, Any] | None = None) -> None:
             root = sources / _dir_name(e)
             if not root.is_dir():
                 subprocess.run(
-                    ["git", "clone", "--quiet", f"https://github.com/{e['repo']}.git", str(root)], check=True
+                    ["git", "clone", "--quiet", "--no-checkout", _origin(e, mirrors), str(root)], check=True
                 )
-            subprocess.run(["git", "-C", str(root), "checkout", "--quiet", e["commit"]], check=True)
+            whole = subprocess.run(
+                ["git", "-C", str(root), "checkout", "--quiet", e["commit"]], capture_output=True, text=True
+            )
+            if whole.returncode != 0:
+                # A local copy may lack blobs the lock does not use (large files left out of it):
+                # check out the lock's files alone.
+                subprocess.run(
+                    ["git", "-C", str(root), "checkout", "--quiet", e["commit"], "--", *e["files"]],
+                    check=True,
+                )
         elif e["kind"] == "deb":
             debs = sources / "debs"
             debs.mkdir(exist_ok=True)
@@ -206,6 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("cmd", choices=["verify", "fetch", "hash"])
     ap.add_argument("--sources", type=Path, required=True, help="mirror folder (one checkout per repository)")
     ap.add_argument("--lock", type=Path, default=LOCK)
+    ap.add_argument(
+        "--from",
+        dest="mirrors",
+        type=Path,
+        default=None,
+        help="fetch: clone from local copies (MIRRORS/owner+name[/repo]) instead of GitHub",
+    )
     args = ap.parse_args(argv)
     lock = load_lock(args.lock)
     try:
@@ -215,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{e['key']}: {e['sha256']}")
             args.lock.write_text(json.dumps(lock, indent=1) + "\n")
         elif args.cmd == "fetch":
-            fetch(args.sources, lock)
+            fetch(args.sources, lock, mirrors=args.mirrors)
         else:
             for key, root in verify(args.sources, lock).items():
                 print(f"{key}: ok ({root})")
