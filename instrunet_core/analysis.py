@@ -173,8 +173,9 @@ class WindowResult:
     index : int
         Position in the stream (0, 1, 2, ...).
     start, end : float
-        Seconds from the start of the stream; ``end`` is clipped to the audio's end for the
-        last, zero-padded window.
+        Seconds from the start of the stream; ``end`` is clipped to the audio's end for a window
+        that reaches past it (the last one, aligned to the end, by less than an STFT hop; the
+        only window of audio shorter than a window).
     probabilities : np.ndarray [shape=(n_labels,), dtype=float32]
         Model output (also for silent windows; they do not vote).
     rms_db : float

@@ -594,6 +594,26 @@ def rms_db(y: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- the stream
+def end_window_frame(phases: Sequence[int], total: int, fe: FrontEnd = DEFAULT_FRONT_END) -> int | None:
+    """Where the last window of a stream of ``total`` samples starts, when audio is left after
+    its last full window: ``None`` when the stream is shorter than a window (one zero-padded
+    window from its start); else, for the classifier's grid (``phases`` ``(0,)``), the first
+    STFT frame from which a window reaches the last sample (so it holds at most
+    ``hop_length - 1`` samples of padding); for an evidence grid (other phases, which
+    :meth:`~instrunet_core.inference.Classifier.refine` reads in between), ``-1``: none, the
+    classifier's last window covers the end.
+
+    The last window used to be zero-padded past the end (the seed's framing): a window whose
+    sound stops into a second or more of silence reads as a plucked note, so pink noise, "other"
+    everywhere else, ended on 0.5 s of "guitar".
+    """
+    if total < fe.window_samples:
+        return None
+    if tuple(phases) != (0,):
+        return -1
+    return -(-(total - fe.window_samples) // fe.hop_length)
+
+
 #: Frames transformed at once (bounds the temporary FFT memory to a few MB).
 _FRAME_CHUNK = 512
 
@@ -678,8 +698,9 @@ class WindowStream:
     within float32 rounding.
 
     A full window is ready as soon as its last sample is in; at the end of the stream
-    (``final``) audio after the last full window gets one zero-padded window, and audio shorter
-    than a window one padded window.
+    (``final``) audio after the last full window gets one more window, **aligned to the end**
+    (:func:`end_window_frame`) rather than zero-padded past it. Audio shorter than a window
+    gets one zero-padded window.
 
     The stream also measures levels: the mean square of every 512-sample evidence block, from
     which come :attr:`sounding_samples` (the blocks at or above :data:`SILENCE_DB`) and each
@@ -756,6 +777,8 @@ class WindowStream:
         self._frames = _Tape((self.fe.n_mels,), base=0)  # dB mel frames, shared by windows
         self._next_win = 0
         self._last_full_end = -1
+        #: ``(k, frame)``: the last window, aligned to the end of the stream, starts on ``frame``
+        self._end_window: tuple[int, int] | None = None
         self._ev_pos = 0
         # Mean square of each evidence block (block i: samples [512 i, 512 i + 512)).
         self._block_ms = _Tape((), base=0, dtype=np.float64)
@@ -827,6 +850,9 @@ class WindowStream:
 
     def start_frame(self, k: int) -> int:
         """First STFT frame of window ``k`` (its frame ``j`` is global frame ``start_frame(k) + j``)."""
+        end = self._end_window
+        if end is not None and k == end[0]:
+            return end[1]
         cycle, phase = divmod(k, len(self.phases))
         return cycle * self.hop_frames + self.phases[phase]
 
@@ -843,7 +869,9 @@ class WindowStream:
         """``(window index, real samples)`` of at most ``limit`` windows that can be taken now.
 
         Full windows as soon as their last sample is in; with ``final`` (the stream has ended),
-        one zero-padded window for audio after the last full window (as the seed's framing did).
+        one window for audio after the last full window: aligned to the end when the stream
+        holds a window's worth of audio and its windows start on phase 0 (see the class), else
+        zero-padded.
         """
         out: Ready = []
         k = self._next_win
@@ -855,7 +883,13 @@ class WindowStream:
                 covered = s + self._win
             else:
                 if final and s < self.total and covered < self.total:
-                    out.append((k, self.total - s))
+                    end = end_window_frame(self.phases, self.total, self.fe)
+                    if end is None:  # shorter than a window: one zero-padded window
+                        out.append((k, self.total - s))
+                    elif end >= 0:
+                        self._end_window = (k, end)
+                        out.append((k, self.total - end * self._H))
+                    # else: an evidence grid adds nothing past its last full window
                 break
             k += 1
         return out
@@ -864,15 +898,17 @@ class WindowStream:
         """The windows in ``ready`` are taken (their features computed, or their work
         :meth:`detached`): drop audio, frames and evidence blocks that no later window needs."""
         for k, n in ready:
-            # the padded last window covers the rest
+            # the last window (aligned to the end, or padded) covers the rest
             self._last_full_end = self.start(k) + n if n == self._win else self.total
         self._next_win = ready[-1][0] + 1
-        s_next = self.start(self._next_win)
+        # Kept from one hop before the next window: the last window, aligned to the end of the
+        # stream, may start there (one hop of audio and frames more, about 1.5 s).
+        s_next = max(0, self.start(self._next_win) - self.hop_samples)
         self._block_ms.drop_before(s_next // _EV_BLOCK)
         if not self._share:  # no stored frames: keep the audio of the next window on
             self._audio.drop_before(max(self._audio.base, min(s_next, self._ev_pos, self._audio.end)))
             return
-        first_frame = self.start_frame(self._next_win) + self._inner[0]
+        first_frame = max(0, self.start_frame(self._next_win) - self.hop_frames) + self._inner[0]
         if self._frames.end < first_frame:  # hop longer than a window, or batches that made their own frames
             self._frames.restart(first_frame)
         else:
@@ -1113,7 +1149,9 @@ def window_audio(
     starts : np.ndarray [shape=(B,), dtype=int64]
         First sample of each window.
     windows : np.ndarray [shape=(B, window_samples), dtype=float32]
-        The last one zero-padded when the audio ends inside it.
+        The last one, when audio is left after the last full window, aligned to the end (zero-padded
+        by less than one STFT hop; :func:`end_window_frame`); for audio shorter than a window, one
+        zero-padded window.
     """
     stream = WindowStream(fe, hop, share_frames=False)
 

@@ -18,8 +18,8 @@ The classifier feeds a stream and runs the model; the rest is done by one module
   :mod:`instrunet_core.refine` reads doubtful stretches again.
 
 A window is emitted by the :meth:`~Classifier.process` call that completes it, in batches of
-at most ``batch_size``; :meth:`~Classifier.flush` ends the stream with one zero-padded window
-for the rest. Memory is bounded: one window of audio and of frames plus the current call's
+at most ``batch_size``; :meth:`~Classifier.flush` ends the stream with one window for the
+rest, aligned to the end (:func:`~instrunet_core.features.end_window_frame`). Memory is bounded: one window of audio and of frames plus the current call's
 (``classify(keep_evidence=True)`` adds what :meth:`~Classifier.refine` will need, at most
 :data:`~instrunet_core.refine.EVIDENCE_STORE_MAX_BYTES`); ``keep`` bounds an endless stream's
 results.
@@ -308,7 +308,8 @@ class Classifier:
             return self._emit(final=False)
 
     def flush(self) -> list[WindowResult]:
-        """End the stream: emit the zero-padded last window (or the only one of short audio).
+        """End the stream: emit the last window, aligned to the end (or the only, zero-padded
+        one of audio shorter than a window).
 
         Returns
         -------

@@ -23,7 +23,7 @@ import numpy as np
 
 from .analysis import WindowResult
 from .audio import DECODE_BLOCK_SECONDS, AudioSource, _rewind, iter_blocks
-from .features import _EV_BLOCK, Ready, WindowStream, _ms_db, _pooled_power
+from .features import _EV_BLOCK, Ready, WindowStream, _ms_db, _pooled_power, end_window_frame
 from .model import ModelOutputs
 from .scheduler import BatchPipeline, job_of
 from .timeline import EVIDENCE_HOP, Activity, doubtful_spans
@@ -258,7 +258,8 @@ class EvidenceStore:
     # ------------------------------------------------------------------ reading
     def windows(self) -> Ready:
         """Every evidence window of the ended stream, as a second reading's ``ready`` would
-        give them: the full ones, then one zero-padded window for the audio after them."""
+        give them: the full ones (and, for a stream shorter than a window, one zero-padded window;
+        :func:`~instrunet_core.features.end_window_frame`)."""
         if self.total is None:
             raise AssertionError("internal: the stream has not ended")
         if self._windows is not None:
@@ -273,8 +274,8 @@ class EvidenceStore:
                 out.append((k, win))
                 covered = s + win
             else:
-                if s < total and covered < total:
-                    out.append((k, total - s))
+                if s < total and covered < total and end_window_frame(g.phases, total, g.fe) is None:
+                    out.append((k, total - s))  # shorter than a window: one padded window
                 break
             k += 1
         self._windows = out

@@ -533,8 +533,8 @@ def activity(
     Parameters
     ----------
     centres : np.ndarray [shape=(T,)]
-        Centre (seconds) of each window, increasing; a window zero-padded at the end is centred
-        on its real samples.
+        Centre (seconds) of each window, increasing; a window that reaches past the end is
+        centred on its real samples.
     probabilities : np.ndarray [shape=(T, n_labels)]
     silent : np.ndarray [shape=(T,), dtype=bool]
         Windows below the silence level (their probabilities count as 0).

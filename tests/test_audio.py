@@ -157,7 +157,10 @@ def test_stream_long_file_in_bounded_blocks(tmp_path: Path, monkeypatch: pytest.
     total = 600 * SR
     expected = 1 + int(np.ceil((total - fe.window_samples) / hop))
     assert n_windows == expected
-    assert starts == [i * hop for i in range(expected)]
+    # the last window aligned to the end: it starts on the first frame from which it reaches it
+    end = int(np.ceil((total - fe.window_samples) / fe.hop_length)) * fe.hop_length
+    assert starts == [i * hop for i in range(expected - 1)] + [end]
+    assert 0 <= end + fe.window_samples - total < fe.hop_length
 
 
 def test_windows_cover_short_and_partial() -> None:
@@ -169,8 +172,11 @@ def test_windows_cover_short_and_partial() -> None:
     y = np.ones(fe.window_samples + 10, np.float32)
     batches = list(window_audio(iter_blocks(y, SR), fe=fe, hop=fe.window_seconds))
     s, w = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
-    assert s.tolist() == [0, fe.window_samples]  # a full window, then the padded rest
-    assert np.all(w[0] == 1) and np.all(w[1, :10] == 1) and np.all(w[1, 10:] == 0)
+    # a full window, then one aligned to the end: from the first frame that reaches it, padded by
+    # the 502 samples that frame overshoots (never a window of mostly silence)
+    assert s.tolist() == [0, fe.hop_length]
+    n = fe.window_samples + 10 - fe.hop_length
+    assert np.all(w[0] == 1) and np.all(w[1, :n] == 1) and np.all(w[1, n:] == 0)
 
 
 def test_iter_blocks_array_resample_lengths() -> None:

@@ -24,6 +24,16 @@ EXAMPLES = ROOT / "examples"
 FAMILY_DIR = ROOT / "instrunet_core" / "models" / "family" / "1.0.0"
 
 
+def _grid_starts(n: int, step: int, total: int) -> list[int]:
+    """Window starts every ``step`` samples, the last one aligned to the end of ``total`` samples
+    when it would reach past it (:func:`instrunet_core.features.end_window_frame`: the first STFT
+    frame from which a window reaches the end), as a stream longer than a window has them."""
+    starts = [k * step for k in range(n)]
+    if total >= 65024 and starts and starts[-1] + 65024 > total:
+        starts[-1] = -(-(total - 65024) // 512) * 512
+    return starts
+
+
 class RecordingSession(Model):
     """The real family model, keeping the features it was given (to check the front end)."""
 
@@ -86,7 +96,7 @@ def test_shared_frames_equal_the_per_window_front_end(source: str, request: pyte
     feats = np.concatenate(rec.seen)
     y = load_audio(path)  # the same resampler (soxr HQ stream), 22,050 Hz mono
     starts = [int(round(w.start * SR)) for w in wins]
-    assert starts == [k * 65 * 512 for k in range(len(wins))]  # hop 1.5 s snapped to 65 frames
+    assert starts == _grid_starts(len(wins), 65 * 512, len(y))  # hop 1.5 s snapped to 65 frames
     ref = batch_features(
         np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts])
     )
@@ -129,12 +139,15 @@ def test_stream_rules(family) -> None:
 
 
 def test_bounded_state_on_a_long_stream(family) -> None:
-    """Two minutes in 1 s blocks: the audio and frames kept stay within about one window."""
+    """Two minutes in 1 s blocks: the audio and frames kept stay within about one window and one
+    hop (the last window, aligned to the end, may start up to a hop before the next one)."""
     clf = Classifier(family, keep=5)
     rng = np.random.default_rng(0)
+    hop = 65 * 512
     for _ in range(120):
         clf.process(rng.standard_normal(SR).astype(np.float32) * 0.05, SR)
-        assert clf._stream._audio.n <= 65024 + 2048 + SR and clf._stream._frames.n <= 128 + 2 * 44
+        assert clf._stream._audio.n <= 65024 + hop + 2048 + SR
+        assert clf._stream._frames.n <= 128 + 2 * 44 + 65
     assert len(clf.results) == 5 and clf.results[-1].index > 70
 
 
@@ -367,12 +380,12 @@ def test_any_hop_keeps_front_end_parity(hop: float) -> None:
     wins += clf.flush()
     step = int(round(clf.hop_seconds * SR))
     starts = [int(round(w.start * SR)) for w in wins]
-    assert starts == [k * step for k in range(len(wins))]
+    assert starts == _grid_starts(len(wins), step, len(y))
     ref = batch_features(
         np.stack([np.pad(y[s : s + 65024], (0, max(0, s + 65024 - len(y)))) for s in starts])
     )
     assert np.abs(np.concatenate(rec.seen) - ref).max() < 1e-4
-    assert wins[-1].end == pytest.approx(len(y) / SR)  # the padded last window reaches the end
+    assert wins[-1].end == pytest.approx(len(y) / SR)  # the last window, aligned to it, reaches the end
 
 
 def test_cli_model_path_and_low_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -469,8 +482,8 @@ def test_refine_reads_the_evidence_from_what_classify_kept(family, seconds, hop,
     """``classify(keep_evidence=True)`` keeps the frames, edge frames and block powers the
     evidence windows need: ``refine`` then reads nothing (here: a path that does not exist) and
     adds the same windows, with the same levels and probabilities, as reading the source again
-    (lengths that end in a padded evidence window or in none, other hops, with and without the
-    worker threads)."""
+    (lengths that end inside an evidence window's span or past the last one, other hops, with and
+    without the worker threads; an evidence grid adds no window past its last full one)."""
     y0, sr = sf.read(EXAMPLES / "ensemble.flac", dtype="float32", always_2d=True)
     y = np.resize(y0, (int(seconds * sr), y0.shape[1]))
     again = Classifier(family, hop=hop, pipeline=pipeline)

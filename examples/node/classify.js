@@ -11,8 +11,9 @@
 // manifest's front_end.sample_rate (22,050 Hz): resampling is the host's job.
 //
 // Windows are cut as instrunet_core's Classifier does: window_samples long, starting every hop
-// seconds snapped to whole STFT frames (1.5 s -> 65 x 512 samples), and one last window padded
-// with silence for the audio after the last full one.
+// seconds snapped to whole STFT frames (1.5 s -> 65 x 512 samples), and for the audio after the
+// last full one a last window aligned to the end (from the first STFT frame that reaches it; a
+// recording shorter than a window gets one window padded with silence).
 // Prints JSON: {labels, starts, probabilities (one row per window), mean}.
 'use strict';
 
@@ -61,12 +62,14 @@ function readWav(file) {
   fail(`${file}: no data chunk`);
 }
 
-function windows(y, win, hop) {
+function windows(y, win, hop, frame) {
   const starts = [];
   let next = 0;
   while (next + win <= y.length) { starts.push(next); next += hop; }
-  if ((starts.length === 0 || starts[starts.length - 1] + win < y.length) && next < y.length) starts.push(next);
-  const batch = new Float32Array(starts.length * win); // zero-filled: the last window's padding
+  if ((starts.length === 0 || starts[starts.length - 1] + win < y.length) && next < y.length) {
+    starts.push(y.length < win ? 0 : Math.ceil((y.length - win) / frame) * frame);
+  }
+  const batch = new Float32Array(starts.length * win); // zero-filled: any padding
   starts.forEach((s, i) => batch.set(y.subarray(s, Math.min(s + win, y.length)), i * win));
   return { starts, batch };
 }
@@ -86,7 +89,7 @@ async function main() {
   if (samples.length === 0) fail(`${wav}: no samples`);
   const win = manifest.input.shape[1];
   const hop = Math.max(1, Math.round(hopSeconds * fe.sample_rate / fe.hop_length)) * fe.hop_length;
-  const { starts, batch } = windows(samples, win, hop);
+  const { starts, batch } = windows(samples, win, hop, fe.hop_length);
   const session = await ort.InferenceSession.create(path.join(dir, manifest.file), { intraOpNumThreads: 1 });
   const input = new ort.Tensor('float32', batch, [starts.length, win]);
   const out = (await session.run({ [manifest.input.name]: input }))[manifest.output.name];

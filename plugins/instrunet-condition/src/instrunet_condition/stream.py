@@ -204,7 +204,9 @@ class ConditionStream:
         for w in results:
             self._consider(w)
         if results:
-            self._drop_before((int(results[-1].index) + 1) * self._hop_samples)
+            # from the last window's start on: the stream's final window, aligned to its end,
+            # starts up to a hop before the next window of the grid would
+            self._drop_before(int(results[-1].index) * self._hop_samples)
 
     def _audio(self, a: int, b: int) -> np.ndarray | None:
         """Samples [a, b) from the kept blocks (``None`` when they were dropped)."""
@@ -222,7 +224,7 @@ class ConditionStream:
 
     def _drop_before(self, a: int) -> None:
         """Forget the blocks that end before sample ``a`` (no window still to come needs them:
-        windows start ``hop`` apart and arrive in order)."""
+        windows start ``hop`` apart and arrive in order, the last one at most a hop earlier)."""
         while self._blocks and self._blocks[0][0] + self._blocks[0][1].shape[0] <= a:
             _, old = self._blocks.popleft()
             self._kept -= old.shape[0]
