@@ -706,8 +706,8 @@ class WindowStream:
     which come :attr:`sounding_samples` (the blocks at or above :data:`SILENCE_DB`) and each
     window's RMS (:meth:`levels`).
 
-    Memory is bounded: the stream keeps one window of audio and of frames plus what the last
-    :meth:`push` brought, once the caller has :meth:`advance`-d past the windows it took (and a
+    Memory is bounded: the stream keeps one window and one hop of audio and of frames plus what
+    the last :meth:`push` brought, once the caller has :meth:`advance`-d past the windows it took (and a
     :attr:`keeper`, when one is set, what it keeps within its own bound).
 
     Parameters
@@ -869,9 +869,9 @@ class WindowStream:
         """``(window index, real samples)`` of at most ``limit`` windows that can be taken now.
 
         Full windows as soon as their last sample is in; with ``final`` (the stream has ended),
-        one window for audio after the last full window: aligned to the end when the stream
-        holds a window's worth of audio and its windows start on phase 0 (see the class), else
-        zero-padded.
+        one window for audio after the last full window (:func:`end_window_frame`): aligned to
+        the end on the classifier's grid, none on an evidence grid, zero-padded when the stream is
+        shorter than a window.
         """
         out: Ready = []
         k = self._next_win

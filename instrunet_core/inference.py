@@ -19,7 +19,8 @@ The classifier feeds a stream and runs the model; the rest is done by one module
 
 A window is emitted by the :meth:`~Classifier.process` call that completes it, in batches of
 at most ``batch_size``; :meth:`~Classifier.flush` ends the stream with one window for the
-rest, aligned to the end (:func:`~instrunet_core.features.end_window_frame`). Memory is bounded: one window of audio and of frames plus the current call's
+rest, aligned to the end (:func:`~instrunet_core.features.end_window_frame`). Memory is
+bounded: one window and one hop of audio and of frames plus the current call's
 (``classify(keep_evidence=True)`` adds what :meth:`~Classifier.refine` will need, at most
 :data:`~instrunet_core.refine.EVIDENCE_STORE_MAX_BYTES`); ``keep`` bounds an endless stream's
 results.
