@@ -113,9 +113,10 @@ def test_analyze_outputs(
     assert rc == 0
     assert "overall: brass" in text and "detected instruments:" in text and "brass" in text
     d = json.loads(out_json.read_text())
-    # --hop 1.0 is snapped to 43 STFT frames (0.9985 s); windows 0-2.95 s and 1-3 s (padded)
+    # --hop 1.0 is snapped to 43 STFT frames (0.9985 s); a full window from 0 s, then the last one
+    # aligned to the end of the 3 s file
     assert d["label"] == "brass" and d["settings"]["hop"] == pytest.approx(43 * 512 / 22050)
-    assert len(d["timeline"]) == 2
+    assert len(d["timeline"]) == 2 and d["timeline"][-1]["end"] == pytest.approx(d["duration"], abs=1e-3)
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "json", "--out", str(tmp_path / "b.json")])
     assert rc == 0 and json.loads((tmp_path / "b.json").read_text())["label"] == "brass"
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "nope", "--out", str(tmp_path / "c")])
