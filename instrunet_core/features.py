@@ -594,23 +594,20 @@ def rms_db(y: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- the stream
-def end_window_frame(phases: Sequence[int], total: int, fe: FrontEnd = DEFAULT_FRONT_END) -> int | None:
-    """Where the last window of a stream of ``total`` samples starts, when audio is left after
-    its last full window: ``None`` when the stream is shorter than a window (one zero-padded
-    window from its start); else, for the classifier's grid (``phases`` ``(0,)``), the first
-    STFT frame from which a window reaches the last sample (so it holds at most
-    ``hop_length - 1`` samples of padding); for an evidence grid (other phases, which
-    :meth:`~instrunet_core.inference.Classifier.refine` reads in between), ``-1``: none, the
-    classifier's last window covers the end.
+def end_window_frame(total: int, fe: FrontEnd = DEFAULT_FRONT_END) -> int | None:
+    """The STFT frame on which the classifier's last window starts when audio is left after its
+    last full window: the first frame from which a window reaches the last of ``total`` samples
+    (so it holds at most ``hop_length - 1`` samples of padding); ``None`` when the stream is
+    shorter than a window (its one window starts at 0, zero-padded). An evidence grid (the
+    windows :meth:`~instrunet_core.inference.Classifier.refine` reads in between) adds no window
+    past its last full one: the classifier's last window covers the end.
 
-    The last window used to be zero-padded past the end (the seed's framing): a window whose
-    sound stops into a second or more of silence reads as a plucked note, so pink noise, "other"
-    everywhere else, ended on 0.5 s of "guitar".
+    The last window used to start on the hop's grid, zero-padded past the end (the seed's
+    framing): a window whose sound stops into a second or more of silence reads as a plucked
+    note, so pink noise, "other" everywhere else, ended on 0.5 s of "guitar".
     """
     if total < fe.window_samples:
         return None
-    if tuple(phases) != (0,):
-        return -1
     return -(-(total - fe.window_samples) // fe.hop_length)
 
 
@@ -883,13 +880,12 @@ class WindowStream:
                 covered = s + self._win
             else:
                 if final and s < self.total and covered < self.total:
-                    end = end_window_frame(self.phases, self.total, self.fe)
+                    end = end_window_frame(self.total, self.fe)
                     if end is None:  # shorter than a window: one zero-padded window
                         out.append((k, self.total - s))
-                    elif end >= 0:
+                    elif self.phases == (0,):  # the classifier's grid (an evidence grid adds none)
                         self._end_window = (k, end)
                         out.append((k, self.total - end * self._H))
-                    # else: an evidence grid adds nothing past its last full window
                 break
             k += 1
         return out

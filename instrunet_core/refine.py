@@ -274,7 +274,7 @@ class EvidenceStore:
                 out.append((k, win))
                 covered = s + win
             else:
-                if s < total and covered < total and end_window_frame(g.phases, total, g.fe) is None:
+                if s < total and covered < total and end_window_frame(total, g.fe) is None:
                     out.append((k, total - s))  # shorter than a window: one padded window
                 break
             k += 1
