@@ -32,6 +32,7 @@ _lock = threading.Lock()
 _depth = 0
 _limiter: Any = None
 _blas: Any = None
+_clear: Any = None  # resolved with _blas (see _blas_pools)
 
 
 def blas_threads() -> int:
@@ -45,28 +46,27 @@ def blas_threads() -> int:
 
 
 def _blas_pools() -> Any:
-    global _blas
+    global _blas, _clear
     if _blas is None:
         try:
-            from threadpoolctl import ThreadpoolController
+            import threadpoolctl
         except ImportError:  # pragma: no cover - a declared dependency
             _blas = False
         else:
             # The BLAS libraries loaded when the library first needs one (numpy's among them;
             # libraries loaded later, e.g. scipy's own OpenBLAS, are not used by our code).
-            _blas = ThreadpoolController().select(user_api="blas")
+            _blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+            # threadpoolctl >= 3.8's release of OpenBLAS control (absent before: nothing to release)
+            _clear = getattr(
+                getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None
+            )
     return _blas
 
 
 def _release_control() -> None:
-    """Let any thread set the next OpenBLAS limit (threadpoolctl ≥ 3.8; a no-op before)."""
-    try:
-        from threadpoolctl import OpenBLASController
-    except ImportError:  # pragma: no cover - older threadpoolctl
-        return
-    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
-    if clear is not None:
-        clear(force=True)
+    """Let any thread set the next OpenBLAS limit (threadpoolctl >= 3.8; a no-op before)."""
+    if _clear is not None:
+        _clear(force=True)
 
 
 @contextlib.contextmanager
