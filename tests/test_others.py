@@ -174,6 +174,34 @@ def test_generated_synths_and_noises_for_dev(tmp_path: Path) -> None:
     y = synth(np.random.default_rng(2), 22050)
     assert y.shape == (22050,) and np.isfinite(y).all() and abs(float(np.abs(y).max()) - 0.9) < 1e-4
     plans = plan_generated_others()
-    assert {(p.sound, p.split) for p in plans} == {("synth", "dev"), ("noise", "dev")}
+    assert {(p.sound, p.split, p.source) for p in plans} == {
+        ("synth", "dev", "generated"),
+        ("noise", "dev", "generated"),
+        ("synth", "train", "generated-oscillators"),
+    }
     _, recs = render_other(plans[0], root="", out=str(tmp_path), seed=0, limit=3)
     assert len(recs) == 3 and all(r["sound"] == plans[0].sound for r in recs.values())
+
+
+def test_training_oscillators_are_their_own_generator(tmp_path: Path) -> None:
+    """The train split's oscillator tones: every kind finite, peak 0.9, seeded, and made by
+    other code than the dev set's synthesizers (a different signal for the same draw)."""
+    from training.others import OSCILLATOR_KINDS, oscillators, plan_generated_others, synth
+
+    kinds_seen = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        kinds_seen.add(OSCILLATOR_KINDS[int(np.random.default_rng(seed).integers(len(OSCILLATOR_KINDS)))])
+        y = oscillators(rng, 30000)
+        assert y.shape == (30000,) and y.dtype == np.float32 and np.isfinite(y).all(), seed
+        assert abs(float(np.abs(y).max()) - 0.9) < 1e-4, seed
+        spec = np.abs(np.fft.rfft(y))
+        assert spec[1:].sum() > 0 and float(np.sqrt(np.mean(y**2))) > 0.01, seed  # not silence
+    assert kinds_seen == set(OSCILLATOR_KINDS)
+    a = oscillators(np.random.default_rng(7), 22050)
+    assert np.array_equal(a, oscillators(np.random.default_rng(7), 22050))
+    assert not np.allclose(a, synth(np.random.default_rng(7), 22050), atol=1e-2)
+    (train,) = [p for p in plan_generated_others() if p.split == "train"]
+    _, recs = render_other(train, root="", out=str(tmp_path), seed=0, limit=2)
+    assert len(recs) == 2 and {r["source"] for r in recs.values()} == {"generated-oscillators"}
+    assert all((tmp_path / "train" / "others" / f"{n}.wav").is_file() for n in recs)

@@ -19,7 +19,13 @@ origin:
 * **generated noise** (:func:`noise`): white, pink, brown, mains hum with harmonics,
   crackle, made at example time by :mod:`training.dataset` (no files); and, for the open-set
   dev set only (its real sources lack synthesizers), generated synthesizer tones
-  (:func:`synth`) and noises rendered into files (:func:`plan_generated_others`).
+  (:func:`synth`) and noises rendered into files (:func:`plan_generated_others`);
+* **generated oscillator tones for training** (:func:`oscillators`, the train split's
+  ``generated-oscillators``): what no font program sounds like, a bare electronic oscillator,
+  made by a different generator from the dev set's :func:`synth` (band-limited additive
+  waves, wavetable morphs, pulse-width modulation, hard sync, ring modulation and chiptune
+  arpeggios, through block-wise Butterworth filters), so that the dev set's synthesizers stay a
+  test of what training learnt, not of the same code.
 
 Layout inside the corpus: ``<corpus>/<split>/others.json`` (name → record) and
 ``<corpus>/<split>/others/<name>.wav`` (22,050 Hz mono, 16-bit, peak 0.9, like the notes).
@@ -51,6 +57,7 @@ __all__ = [
     "one_shot",
     "noise",
     "synth",
+    "oscillators",
     "plan_generated_others",
     "NOISE_KINDS",
 ]
@@ -367,7 +374,10 @@ def render_other(
     elif plan.kind == "generated":
         for _ in range(_count(int(e["clips"]), limit)):
             n = int(rng.uniform(1.0, CLIP_S) * SAMPLE_RATE)
-            clips.append(synth(rng, n) if plan.sound == "synth" else noise(rng, n))
+            if e.get("generator") == "oscillators":
+                clips.append(oscillators(rng, n))
+            else:
+                clips.append(synth(rng, n) if plan.sound == "synth" else noise(rng, n))
     elif plan.kind == "recordings":
         clips.extend(_cut_recordings(rng, Path(root), e)[: _count(10**9, limit)])
     else:
@@ -475,13 +485,27 @@ def load_others(split_dir: str | Path) -> list[Other]:
 #: ``(sound, clips)``; training draws its generated noise at example time instead.
 GENERATED_DEV = (("synth", 150), ("noise", 100))
 
+#: Oscillator tones made by code for the train split (:func:`oscillators`): clips.
+GENERATED_TRAIN_OSCILLATORS = 600
+
 
 def plan_generated_others() -> list[OtherPlan]:
-    """Generated synthesizer tones and noises for the dev split (:data:`GENERATED_DEV`)."""
-    return [
+    """Generated synthesizer tones and noises for the dev split (:data:`GENERATED_DEV`), and
+    the train split's oscillator tones (:data:`GENERATED_TRAIN_OSCILLATORS`)."""
+    dev = [
         OtherPlan(f"generated-{sound}", sound, "generated", "generated", "dev", "generated", (("clips", n),))
         for sound, n in GENERATED_DEV
     ]
+    train = OtherPlan(
+        "generated-oscillators",
+        "synth",
+        "generated-oscillators",
+        "generated-oscillators",
+        "train",
+        "generated",
+        (("clips", GENERATED_TRAIN_OSCILLATORS), ("generator", "oscillators")),
+    )
+    return [*dev, train]
 
 
 # --------------------------------------------------------------------------- generated sound
@@ -529,6 +553,172 @@ def synth(rng: np.random.Generator, n: int, *, sr: int = SAMPLE_RATE) -> np.ndar
     env = np.interp(t, [0, att, att + dec, max(att + dec, t[-1] - rel), t[-1] + 1e-9], [0, 1, sus, sus, 0])
     out = out * env
     return (out * (PEAK / max(float(np.abs(out).max()), 1e-9))).astype(np.float32)
+
+
+#: :func:`oscillators`' waves.
+OSCILLATOR_KINDS = ("additive", "wavetable", "pwm", "sync", "ring", "chip")
+
+
+def _midi_hz(k: float) -> float:
+    return float(440.0 * 2 ** ((k - 69) / 12))
+
+
+def _additive(phase: np.ndarray, f: np.ndarray, amps: np.ndarray, sr: int) -> np.ndarray:
+    """``sum_k amps[k] sin((k+1) phase)``, each partial silent where it passes 0.45 sr
+    (band-limited: no aliasing); ``f``: the instantaneous fundamental."""
+    y = np.zeros(len(phase))
+    for k, a in enumerate(amps, start=1):
+        if a == 0.0:
+            continue
+        keep = k * f < 0.45 * sr
+        if not keep.any():
+            break
+        y += a * np.sin(k * phase) * keep
+    return y
+
+
+def _random_spectrum(rng: np.random.Generator, n_partials: int) -> np.ndarray:
+    k = np.arange(1, n_partials + 1, dtype=float)
+    amps = k ** -rng.uniform(0.3, 2.0) * rng.uniform(0.2, 1.0, n_partials)
+    if rng.random() < 0.3:  # odd partials only, a hollow wave
+        amps[1::2] = 0.0
+    if rng.random() < 0.3:  # a formant-like bump
+        centre = rng.uniform(2, n_partials)
+        amps *= 1 + 4 * np.exp(-0.5 * ((k - centre) / rng.uniform(1, 4)) ** 2)
+    return amps
+
+
+def _pitch_track(rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """A melody's fundamental per sample, its gate (1 while a note sounds) and its note starts:
+    one held note, a line of 2-8 notes (with or without glide) or a fast chiptune arpeggio."""
+    style = ("held", "line", "arp")[int(rng.integers(3))]
+    root = float(rng.integers(30, 86))
+    if style == "held":
+        keys, lens = [root], [n]
+    else:
+        count = int(rng.integers(2, 9)) if style == "line" else int(rng.uniform(8, 20) * n / sr)
+        count = max(count, 2)
+        steps = rng.choice([-12, -7, -5, -3, 0, 2, 3, 4, 5, 7, 10, 12], size=count)
+        keys = list(root + np.cumsum(steps) % 24 - 12) if style == "line" else list(root + steps % 19)
+        cuts = (
+            np.sort(rng.choice(np.arange(1, n), size=count - 1, replace=False)) if style == "line" else None
+        )
+        lens = (
+            list(np.diff([0, *cuts, n]))
+            if cuts is not None
+            else [n // count] * (count - 1) + [n - (n // count) * (count - 1)]
+        )
+    f = np.concatenate([np.full(int(m), _midi_hz(k)) for k, m in zip(keys, lens, strict=True)])[:n]
+    starts = [int(x) for x in np.cumsum([0, *lens[:-1]])]
+    if style == "line" and rng.random() < 0.5:  # portamento: glide between the notes
+        tau = int(rng.uniform(0.01, 0.12) * sr)
+        kern = np.exp(-np.arange(4 * tau) / tau)
+        g = np.convolve(np.log(f), kern / kern.sum())[:n]
+        g[: 4 * tau] = np.log(f[: 4 * tau])
+        f = np.exp(g)
+    gate = np.ones(n)
+    if style != "held" and rng.random() < 0.6:  # detached notes: a gap before each next one
+        for s, m in zip(starts, lens, strict=True):
+            gate[s + int(m * rng.uniform(0.5, 0.9)) : s + int(m)] = 0.0
+    if rng.random() < 0.4:  # an LFO on the pitch: vibrato or a slow drift
+        t = np.arange(n) / sr
+        f = f * 2 ** (rng.uniform(5, 40) / 1200 * np.sin(2 * np.pi * rng.uniform(0.2, 7) * t))
+    return f, gate, starts
+
+
+def _block_filter(rng: np.random.Generator, y: np.ndarray, sr: int, block: int = 256) -> np.ndarray:
+    """A 2nd-order Butterworth low-, band- or high-pass whose cut-off follows an envelope or an
+    LFO, recomputed every ``block`` samples with the filter state carried over."""
+    from scipy.signal import butter, lfilter, lfilter_zi
+
+    n = len(y)
+    kind = ("lowpass", "lowpass", "bandpass", "highpass")[int(rng.integers(4))]
+    lo, hi = rng.uniform(200, 1500), rng.uniform(2000, 9000)
+    t = np.arange(0, n, block) / sr
+    if rng.random() < 0.5:
+        shape = np.exp(-t / rng.uniform(0.05, 1.5))  # an envelope closing the filter
+    else:
+        shape = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 6) * t + rng.uniform(0, 6.3))
+    cuts = lo * (hi / lo) ** shape
+    out = np.empty(n)
+    zi = None
+    for i, c in enumerate(cuts):
+        w = min(float(c) / (sr / 2), 0.95)
+        if kind == "bandpass":
+            b, a = butter(1, [w / 1.5, min(w * 1.5, 0.97)], btype="bandpass")
+        else:
+            b, a = butter(2, w, btype=kind)
+        if zi is None:
+            zi = lfilter_zi(b, a) * y[0]
+        seg = y[i * block : (i + 1) * block]
+        out[i * block : i * block + len(seg)], zi = lfilter(b, a, seg, zi=zi)
+    return out
+
+
+def oscillators(rng: np.random.Generator, n: int, *, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """``n`` samples of bare electronic oscillators, peak 0.9, for training's "other": one of
+    :data:`OSCILLATOR_KINDS` (band-limited additive waves of random spectra, a wavetable
+    morphing between two such waves, a pulse whose width an LFO moves, a hard-synced wave whose
+    ratio sweeps, two oscillators ring-modulated, a square-wave chiptune arpeggio), played as a
+    held note, a line (glides, gaps, vibrato) or an arpeggio, sometimes as a 2-4 voice chord,
+    through a filter whose cut-off moves and an amplitude envelope per note. A generator of its
+    own, apart from the dev set's :func:`synth`."""
+    kind = OSCILLATOR_KINDS[int(rng.integers(len(OSCILLATOR_KINDS)))]
+    f, gate, starts = _pitch_track(rng, n, sr)
+    voices = [1.0]
+    if kind != "chip" and rng.random() < 0.3:  # a chord: 2-4 voices over the line
+        voices += [
+            float(2 ** (s / 12))
+            for s in rng.choice([3, 4, 7, 10, 12], size=int(rng.integers(1, 4)), replace=False)
+        ]
+    y = np.zeros(n)
+    n_partials = int(rng.integers(6, 48))
+    for v in voices:
+        fv = f * v * 2 ** (rng.normal(0, 6) / 1200)  # each voice a few cents apart
+        phase = 2 * np.pi * np.cumsum(fv) / sr + rng.uniform(0, 6.3)
+        if kind == "additive":
+            w = _additive(phase, fv, _random_spectrum(rng, n_partials), sr)
+        elif kind == "wavetable":
+            a, b = _random_spectrum(rng, n_partials), _random_spectrum(rng, n_partials)
+            mix = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 3) * np.arange(n) / sr)
+            w = (1 - mix) * _additive(phase, fv, a, sr) + mix * _additive(phase, fv, b, sr)
+        elif kind == "pwm":
+            width = 0.5 + rng.uniform(0.1, 0.4) * np.sin(2 * np.pi * rng.uniform(0.1, 5) * np.arange(n) / sr)
+            w = np.where((phase / (2 * np.pi)) % 1.0 < width, 1.0, -1.0)
+            w = np.convolve(w, np.ones(3) / 3, mode="same")  # a little smoothing against aliasing
+        elif kind == "sync":
+            ratio = np.exp(np.linspace(np.log(rng.uniform(1.0, 2.0)), np.log(rng.uniform(1.5, 5.0)), n))
+            master = (phase / (2 * np.pi)) % 1.0
+            w = 2 * ((master * ratio) % 1.0) - 1
+            w = np.convolve(w, np.ones(3) / 3, mode="same")
+        elif kind == "ring":
+            ring_ratio = float(rng.choice([1.41, 1.73, 2.5, 3.14, 0.5 * rng.uniform(1, 7)]))
+            w = _additive(phase, fv, _random_spectrum(rng, 8), sr) * np.sin(phase * ring_ratio)
+        else:  # chip: a square wave, stepping fast
+            w = np.where(np.sin(phase) >= 0, 1.0, -1.0) * (0.25 if rng.random() < 0.5 else 1.0)
+        y += w / len(voices)
+    if kind != "chip" or rng.random() < 0.3:
+        y = _block_filter(rng, y, sr)
+    # amplitude: attack-decay-sustain per note, the gate for the release
+    env = np.zeros(n)
+    att, dec, sus = rng.uniform(0.001, 0.15), rng.uniform(0.05, 0.6), rng.uniform(0.3, 1.0)
+    for s, e in zip(starts, [*starts[1:], n], strict=True):
+        t = np.arange(e - s) / sr
+        env[s:e] = np.interp(t, [0, att, att + dec, 1e9], [0, 1, sus, sus])
+    release = np.exp(-1.0 / (rng.uniform(0.02, 0.3) * sr))
+    amp = env * gate
+    out = np.empty(n)
+    level = 0.0
+    for i in range(n):  # a one-pole release: the note fades where the gate closes
+        level = amp[i] if amp[i] >= level else level * release + amp[i] * (1 - release)
+        out[i] = level
+    y = y * out
+    if rng.random() < 0.3:  # an echo
+        d = int(rng.uniform(0.08, 0.4) * sr)
+        if d < n:
+            y[d:] += rng.uniform(0.2, 0.5) * y[:-d]
+    y = np.nan_to_num(y)
+    return (y * (PEAK / max(float(np.abs(y).max()), 1e-9))).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- generated noise
