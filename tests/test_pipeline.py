@@ -220,6 +220,15 @@ def test_distilled_targets_mix_labels_with_the_teacher(trained: dict[str, Path])
     np.testing.assert_allclose(half[1, :8], 0.75 * y3[1, :8] + 0.1)
     with pytest.raises(ValueError, match="distill weight"):
         distilled_targets(y3, t3, 0.5, mix_weight=-0.1)
+    # an open-set teacher's answer on "other" sound alone weighs other_weight (0: the labels)
+    t9 = np.full((3, 9), 0.4, np.float32)
+    both = distilled_targets(y3, t9, 0.5)
+    np.testing.assert_allclose(both[2], 0.5 * y3[2] + 0.2)
+    kept = distilled_targets(y3, t9, 0.5, other_weight=0.0)
+    np.testing.assert_array_equal(kept[2], y3[2])
+    np.testing.assert_allclose(kept[:2], both[:2])  # the instruments are distilled as before
+    with pytest.raises(ValueError, match="distill weight"):
+        distilled_targets(y3, t9, 0.5, other_weight=2.0)
 
 
 def test_mean_targets_average_each_column_over_the_teachers_that_have_it() -> None:

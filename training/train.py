@@ -121,6 +121,9 @@ class Config:
     distill: float = 0.5  # with --teacher: weight of the teachers' probabilities in the training targets
     # with --teacher: that weight for examples where two or more families play (default: --distill)
     distill_mix: float | None = None
+    # with --teacher: that weight for examples of "other" sound alone, where no family plays
+    # (default: --distill; 0 keeps their labels, so that what no teacher knows is taught as other)
+    distill_other: float | None = None
     # with --teacher: the teachers whose "other" column alone makes the "other" target (repeat;
     # default: every teacher that has one)
     other_teacher: tuple[Path, ...] = ()
@@ -462,7 +465,12 @@ def mean_targets(ps: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def distilled_targets(
-    Y: np.ndarray, p: np.ndarray, weight: float, *, mix_weight: float | None = None
+    Y: np.ndarray,
+    p: np.ndarray,
+    weight: float,
+    *,
+    mix_weight: float | None = None,
+    other_weight: float | None = None,
 ) -> np.ndarray:
     """``(1 - weight) * Y + weight * p`` over the columns the teacher has (knowledge
     distillation): soft targets that carry what the teacher learned about similar families (a
@@ -474,8 +482,12 @@ def distilled_targets(
     ``weight``). Teachers that learnt from single instruments are least sure there: in this
     corpus's mixtures they give the families that play 0.33-0.37 on average and those that do
     not 0.18-0.23, so distilling from them teaches the student to leave absent families
-    half-way up."""
-    for given in (weight, mix_weight):
+    half-way up.
+
+    ``other_weight``: the weight for examples of "other" sound alone (no family labelled; with
+    an open-set teacher, default ``weight``). The teachers answer a sound that none of them has
+    heard (a bare oscillator, a close-miked kit) with a family; 0 keeps the label there."""
+    for given in (weight, mix_weight, other_weight):
         if given is not None and not 0.0 <= given <= 1.0:
             raise ValueError(f"distill weight must be in [0, 1], got {given}")
     out = Y.astype(np.float32).copy()
@@ -483,6 +495,8 @@ def distilled_targets(
     w = np.full((len(Y), 1), weight, np.float32)
     if mix_weight is not None:
         w[Y[:, : min(k, F)].sum(axis=1) >= 2] = mix_weight
+    if other_weight is not None and Y.shape[1] > F:
+        w[(Y[:, :F].max(axis=1) == 0) & (Y[:, F:].max(axis=1) > 0)] = other_weight
     out[:, :k] = (1.0 - w) * Y[:, :k] + w * p[:, :k]
     # An eight-family teacher has never heard drums or noise: where a column it lacks is on
     # (an open-set example), its family guesses would teach the student to name a family.
@@ -1021,9 +1035,11 @@ def run(cfg: Config) -> dict[str, Any]:
     if cfg.teacher:
         t0 = time.time()
         p = ensemble_targets(cfg.teacher, sets.train, cache=cfg.cache, other_from=cfg.other_teacher)
-        Yt = distilled_targets(Yt, p, cfg.distill, mix_weight=cfg.distill_mix)
+        Yt = distilled_targets(Yt, p, cfg.distill, mix_weight=cfg.distill_mix, other_weight=cfg.distill_other)
         names = " + ".join(str(t) for t in cfg.teacher)
         mix = "" if cfg.distill_mix is None else f" ({cfg.distill_mix:.2f} where two or more families play)"
+        if cfg.distill_other is not None:
+            mix += f" ({cfg.distill_other:.2f} for other sound alone)"
         other = f" (other: {' + '.join(str(t) for t in cfg.other_teacher)})" if cfg.other_teacher else ""
         print(
             f"targets: labels x {1 - cfg.distill:.2f} + mean({names}){other} x {cfg.distill:.2f}{mix} "
@@ -1157,6 +1173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--average-epochs: at least 2 epochs to average (0: off)")
     if cfg.distill_mix is not None and not cfg.teacher:
         ap.error("--distill-mix needs --teacher")
+    if cfg.distill_other is not None and not (cfg.teacher and cfg.open_set):
+        ap.error("--distill-other needs --teacher and --open-set")
     if cfg.other_teacher and not (cfg.teacher and cfg.open_set):
         ap.error("--other-teacher needs --teacher and --open-set")
     if (cfg.teacher or cfg.open_set) and TASKS[cfg.model] != "multilabel":
