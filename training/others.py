@@ -486,7 +486,7 @@ def load_others(split_dir: str | Path) -> list[Other]:
 GENERATED_DEV = (("synth", 150), ("noise", 100))
 
 #: Oscillator tones made by code for the train split (:func:`oscillators`): clips.
-GENERATED_TRAIN_OSCILLATORS = 600
+GENERATED_TRAIN_OSCILLATORS = 2000
 
 
 def plan_generated_others() -> list[OtherPlan]:
