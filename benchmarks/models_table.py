@@ -78,6 +78,7 @@ DOC_MODELS = (
     "family-2.1.0=training/reports/default/2.1.0/metrics.json:instrunet_core/models/family/2.1.0",
     "family-2.0.0=training/reports/default/2.0.0/metrics.json:instrunet_core/models/family/2.0.0",
     "family-1.0.0=training/reports/default/1.0.0/metrics.json:instrunet_core/models/family/1.0.0",
+    "family-compact-2.1.0=training/reports/compact/2.1.0/metrics.json:instrunet_core/models/family-compact/2.1.0",
     "family-compact-2.0.0=training/reports/compact/2.0.0/metrics.json:instrunet_core/models/family-compact/2.0.0",
     "family-compact-1.0.0=training/reports/compact/1.0.0/metrics.json:instrunet_core/models/family-compact/1.0.0",
     "baseline=training/reports/baseline/1.0.0/metrics.json:"
