@@ -599,15 +599,13 @@ def _pitch_track(rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray,
         count = int(rng.integers(2, 9)) if style == "line" else int(rng.uniform(8, 20) * n / sr)
         count = max(count, 2)
         steps = rng.choice([-12, -7, -5, -3, 0, 2, 3, 4, 5, 7, 10, 12], size=count)
-        keys = list(root + np.cumsum(steps) % 24 - 12) if style == "line" else list(root + steps % 19)
-        cuts = (
-            np.sort(rng.choice(np.arange(1, n), size=count - 1, replace=False)) if style == "line" else None
-        )
-        lens = (
-            list(np.diff([0, *cuts, n]))
-            if cuts is not None
-            else [n // count] * (count - 1) + [n - (n // count) * (count - 1)]
-        )
+        if style == "line":  # a walk within two octaves, notes of random lengths
+            keys = list(root + np.cumsum(steps) % 24 - 12)
+            cuts = np.sort(rng.choice(np.arange(1, n), size=count - 1, replace=False))
+            lens = list(np.diff([0, *cuts, n]))
+        else:  # an arpeggio: equal steps, the last one takes what is left
+            keys = list(root + steps % 19)
+            lens = [n // count] * (count - 1) + [n - (n // count) * (count - 1)]
     f = np.concatenate([np.full(int(m), _midi_hz(k)) for k, m in zip(keys, lens, strict=True)])[:n]
     starts = [int(x) for x in np.cumsum([0, *lens[:-1]])]
     if style == "line" and rng.random() < 0.5:  # portamento: glide between the notes
