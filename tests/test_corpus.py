@@ -209,3 +209,34 @@ def test_layout_libraries_and_key_ranges(tmp_path: Path) -> None:
         0, "vocal_acoustic_000", "vocal", "lib", "x", "dev", "g", (("keys", [61, 64]),)
     )
     assert corpus.playable_keys(inst, player.keys) == [62, 64]
+
+
+def test_a_set_of_other_sounds_whose_plan_changed_is_rendered_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other sounds resume by plan key; a plan whose clip count changed (the lock's, a
+    generator's) is rendered again, its old clips removed; an unchanged one is skipped."""
+    from training import others
+
+    def plan(n: int) -> list[others.OtherPlan]:
+        return [
+            others.OtherPlan(
+                "generated-test", "noise", "generated", "generated", "train", "generated", (("clips", n),)
+            )
+        ]
+
+    def build(n: int) -> dict[str, object]:
+        monkeypatch.setattr(others, "plan_font_others", lambda *a, **k: plan(n))
+        corpus._build_others(tmp_path, {}, {}, None, None, 1, 1)
+        return json.loads((tmp_path / ".parts" / "others-generated-test.json").read_text())
+
+    assert len(build(3)) == 3
+    wavs = sorted((tmp_path / "train" / "others").glob("*.wav"))
+    times = [p.stat().st_mtime_ns for p in wavs]
+    assert len(build(3)) == 3  # unchanged: nothing rendered again
+    assert [p.stat().st_mtime_ns for p in wavs] == times
+    assert len(build(2)) == 2  # the count changed: rendered again, the third clip gone
+    assert len(list((tmp_path / "train" / "others").glob("*.wav"))) == 2
+    assert json.loads((tmp_path / ".parts" / "other-plans.json").read_text())["generated-test"] == {
+        "clips": 2
+    }

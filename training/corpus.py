@@ -42,6 +42,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -694,6 +695,7 @@ def _build_others(
             first.setdefault((p.split, p.sound), p)
         plans = list(first.values())
     parts = out / ".parts"
+    _forget_changed_other_plans(out, plans)
     todo = [p for p in plans if not (parts / f"others-{p.key}.json").is_file()]
     if not todo:
         return
@@ -716,6 +718,27 @@ def _build_others(
         for fut in as_completed(futs):
             key, rec = fut.result()
             _write_json(parts / f"others-{key}.json", rec)
+
+
+def _forget_changed_other_plans(out: Path, plans: Sequence[Any]) -> None:
+    """A finished set of other sounds is skipped by its key; when its plan has changed since
+    (a lock entry's clip count, a generator's), its record and clips are removed so that it is
+    rendered again. The plans are remembered in ``.parts/other-plans.json`` (a record from
+    before that file existed is taken as current)."""
+    parts = out / ".parts"
+    path = parts / "other-plans.json"
+    seen: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    for p in plans:
+        spec = json.loads(json.dumps(p.entry()))
+        done = parts / f"others-{p.key}.json"
+        if done.is_file() and seen.get(p.key, spec) != spec:
+            done.unlink()
+            clip = re.compile(rf"other_{re.escape(p.key)}-\d+\.wav")
+            for f in (out / p.split / "others").glob(f"other_{p.key}-*.wav"):
+                if clip.fullmatch(f.name):
+                    f.unlink()
+        seen[p.key] = spec
+    _write_json(path, seen)
 
 
 def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> dict[str, Any]:
