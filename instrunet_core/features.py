@@ -870,22 +870,26 @@ class WindowStream:
         the end on the classifier's grid, none on an evidence grid, zero-padded when the stream is
         shorter than a window.
         """
+        return self._walk(self._next_win, self._last_full_end, self.total, limit, final=final)
+
+    def _walk(self, k: int, covered: int, total: int, limit: float, *, final: bool) -> Ready:
+        """:meth:`ready` from window ``k`` on, ``covered`` samples covered so far, of a stream
+        of ``total`` samples (so far). Shared with a store of evidence that ends a stream
+        without reading it again (:meth:`instrunet_core.refine.EvidenceStore.windows`)."""
         out: Ready = []
-        k = self._next_win
-        covered = self._last_full_end
         while len(out) < limit:
             s = self.start(k)
-            if s + self._win <= self.total:
+            if s + self._win <= total:
                 out.append((k, self._win))
                 covered = s + self._win
             else:
-                if final and s < self.total and covered < self.total:
-                    end = end_window_frame(self.total, self.fe)
+                if final and s < total and covered < total:
+                    end = end_window_frame(total, self.fe)
                     if end is None:  # shorter than a window: one zero-padded window
-                        out.append((k, self.total - s))
+                        out.append((k, total - s))
                     elif self.phases == (0,):  # the classifier's grid (an evidence grid adds none)
                         self._end_window = (k, end)
-                        out.append((k, self.total - end * self._H))
+                        out.append((k, total - end * self._H))
                 break
             k += 1
         return out

@@ -16,6 +16,7 @@ stretch never decoded). Both give the same windows and values.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Callable, Sequence
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .analysis import WindowResult
 from .audio import DECODE_BLOCK_SECONDS, AudioSource, _rewind, iter_blocks
-from .features import _EV_BLOCK, Ready, WindowStream, _ms_db, _pooled_power, end_window_frame
+from .features import _EV_BLOCK, Ready, WindowStream, _ms_db, _pooled_power
 from .model import ModelOutputs
 from .scheduler import BatchPipeline, job_of
 from .timeline import EVIDENCE_HOP, Activity, doubtful_spans
@@ -257,29 +258,15 @@ class EvidenceStore:
 
     # ------------------------------------------------------------------ reading
     def windows(self) -> Ready:
-        """Every evidence window of the ended stream, as a second reading's ``ready`` would
-        give them: the full ones (and, for a stream shorter than a window, one zero-padded window;
-        :func:`~instrunet_core.features.end_window_frame`)."""
+        """Every evidence window of the ended stream, as a second reading's ``ready`` gives them
+        (the same walk over the grid: the full ones, and for a stream shorter than a window one
+        zero-padded window; :func:`~instrunet_core.features.end_window_frame`)."""
         if self.total is None:
             raise AssertionError("internal: the stream has not ended")
         if self._windows is not None:
             return self._windows
-        g, total, win = self.grid, self.total, self.grid.fe.window_samples
-        out: Ready = []
-        covered = -1
-        k = 0
-        while True:
-            s = g.start(k)
-            if s + win <= total:
-                out.append((k, win))
-                covered = s + win
-            else:
-                if s < total and covered < total and end_window_frame(total, g.fe) is None:
-                    out.append((k, total - s))  # shorter than a window: one padded window
-                break
-            k += 1
-        self._windows = out
-        return out
+        self._windows = self.grid._walk(0, -1, self.total, math.inf, final=True)
+        return self._windows
 
     def complete(self, wanted: Ready) -> bool:
         """Whether the store holds everything the windows ``wanted`` need."""
