@@ -110,3 +110,31 @@ def test_widening_refuses_another_architecture_or_a_narrower_one(keras: Any) -> 
         widen(build_model("compact", 9), build_model("default", 9))
     with pytest.raises(ValueError, match="cannot widen"):
         widen(build_model("compact", 9, width=24), build_model("compact", 9))
+
+
+def test_the_bias_ceiling_holds_the_family_biases_through_training(keras: Any) -> None:
+    """``--bias-ceiling``: the eight family biases start at or below logit(P) and stay there while
+    training pushes every output up; the ninth ("other") bias trains freely. A window whose last
+    hidden layer is silent then answers at most P for every family."""
+    from training.models import OUTPUT_NAME
+    from training.train import _BiasCeiling, family_bias_ceiling
+
+    model = build_model("compact", 9)
+    layer = model.get_layer(OUTPUT_NAME)
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel, np.full_like(bias, 0.5)])  # every family above the ceiling
+    cap = float(np.log(0.05 / 0.95))
+    callback = _BiasCeiling(model, 0.05)  # clamps at once
+    assert np.all(layer.get_weights()[1][:8] <= cap + 1e-6) and layer.get_weights()[1][8] == 0.5
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 128, 128, 1), dtype=np.float32)
+    y = np.ones((32, 9), np.float32)  # every output pushed up
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="binary_crossentropy")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    trained = layer.get_weights()[1]
+    assert np.all(trained[:8] <= cap + 1e-6)
+    assert trained[8] > 0.5  # "other" is not held
+    silent = 1.0 / (1.0 + np.exp(-trained[:8]))  # the answer of a silent hidden layer
+    assert np.all(silent <= 0.05 + 1e-6)
+    with pytest.raises(ValueError, match="bias ceiling"):
+        family_bias_ceiling(model, 1.0)

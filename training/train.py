@@ -130,6 +130,11 @@ class Config:
     # share of the training examples that also train through a random producer chain
     # (training.augment.random_chain) with the clean example's targets (needs their audio)
     chain_copies: float = 0.0
+    # multilabel models: the eight family outputs' biases held at or below logit(P) from the start
+    # and after every training step, so that a window whose last hidden layer is silent answers at
+    # most P for every family: presence has to come from evidence (None: off). Without it the
+    # shipped networks' silent-layer answer lies above most of their thresholds.
+    bias_ceiling: float | None = None
     cache: Path = Path("cache/examples")
     report_dir: Path | None = None
     workers: int | None = None
@@ -853,6 +858,37 @@ def average_weights(runs: Sequence[list[np.ndarray]]) -> list[np.ndarray]:
     ]
 
 
+def family_bias_ceiling(model: Any, ceiling: float) -> np.ndarray:
+    """Clamp the output layer's family biases (the first :data:`F`) to at most ``logit(ceiling)``,
+    in place; returns the clamped biases. The "other" output, when there is one, is left alone."""
+    from .models import OUTPUT_NAME
+
+    if not 0.0 < ceiling < 1.0:
+        raise ValueError(f"bias ceiling {ceiling}: a probability in (0, 1)")
+    layer = model.get_layer(OUTPUT_NAME)
+    kernel, bias = layer.get_weights()
+    top = float(np.log(ceiling / (1.0 - ceiling)))
+    bias = bias.copy()
+    bias[:F] = np.minimum(bias[:F], top)
+    layer.set_weights([kernel, bias])
+    return bias
+
+
+class _BiasCeiling:
+    """Keras callback (duck-typed, built lazily): :func:`family_bias_ceiling` at the start and
+    after every training batch."""
+
+    def __new__(cls, model: Any, ceiling: float) -> Any:
+        import keras
+
+        class BiasCeiling(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                family_bias_ceiling(model, ceiling)
+
+        family_bias_ceiling(model, ceiling)
+        return BiasCeiling()
+
+
 def fit_and_select(
     cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray], sets: Sets
 ) -> tuple[Any, dict[str, Any]]:
@@ -863,6 +899,11 @@ def fit_and_select(
     keras.utils.set_random_seed(cfg.seed)
     X, Y = train
     model, init = start_model(cfg, task, X)
+    callbacks = []
+    if cfg.bias_ceiling is not None:
+        callbacks.append(_BiasCeiling(model, cfg.bias_ceiling))
+        if init is not None:
+            init["bias_ceiling"] = cfg.bias_ceiling
     steps = math.ceil(len(X) / cfg.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=steps * cfg.epochs, alpha=0.05)
     loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
@@ -876,7 +917,11 @@ def fit_and_select(
     for epoch in range(-1 if init is not None else 0, cfg.epochs):
         # Epoch "0" (warm start only): the initial weights, scored like any epoch, so that
         # training has to beat the model it started from on valid and dev to replace it.
-        h = model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0) if epoch >= 0 else None
+        h = (
+            model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0, callbacks=callbacks)
+            if epoch >= 0
+            else None
+        )
         parts, th, _ = epoch_scores(model, sets, audio=cfg.audio)
         score = selection_score(parts)
         history["loss"].append(float(h.history["loss"][-1]) if h is not None else float("nan"))
@@ -1181,6 +1226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--teacher and --open-set apply to the multilabel (sigmoid) models only")
     if not 0.0 <= cfg.chain_copies <= 1.0:
         ap.error("--chain-copies: a share in [0, 1]")
+    if cfg.bias_ceiling is not None and (
+        not 0.0 < cfg.bias_ceiling < 1.0 or TASKS[cfg.model] != "multilabel"
+    ):
+        ap.error("--bias-ceiling: a probability in (0, 1), for the multilabel (sigmoid) models")
     if cfg.chain_copies and (cfg.audio or TASKS[cfg.model] != "multilabel"):
         ap.error("--chain-copies applies to the multilabel log-mel models (default, compact)")
     if cfg.init_onnx is not None and cfg.init_keras is not None:
