@@ -20,7 +20,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from .arguments import add_count_option, count_type, hop_type
@@ -615,9 +614,16 @@ def _print_analysis(an: Any) -> None:
 
 
 def _make_parent(out: str) -> None:
-    """Create the folder an output file goes into (``-``, stdout, has none)."""
-    if out != "-":
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    """Create the folder an output file goes into (``-``, stdout, has none).
+
+    Raises
+    ------
+    OutputError
+        It cannot be created (a file where a folder should be is named).
+    """
+    from .writers import make_folder
+
+    make_folder(out)
 
 
 def _analyzers_arg(text: str | None) -> bool | list[str]:

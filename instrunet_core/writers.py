@@ -14,7 +14,10 @@ problem, so that the CLI reports it in one line; a closed pipe stays a ``BrokenP
 Either way the data goes into a uniquely named temporary file next to the target, then is
 renamed over it (:func:`os.replace`), so concurrent writers to one path never share a
 temporary file and a reader never sees half a file; the temporary file is removed if anything
-fails.
+fails. A target that exists keeps its permission bits; a symlink is written through (the file
+it points to is replaced, the link stays); a FIFO or a character device (``/dev/null``,
+``/dev/stdout``) is written into, never replaced; any other kind of file (a folder, a block
+device, a socket) is refused with an :class:`~instrunet_core.errors.OutputError`.
 
 The built-in writers (registered by :mod:`instrunet_core.default_plugins`) are ``json``,
 ``csv`` (one row per window), ``ranges`` (one CSV row per detected range), ``audacity`` (the
@@ -31,9 +34,12 @@ import csv
 import io
 import json
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .errors import InputError, InstrunetError, OutputError
@@ -53,6 +59,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_bytes",
     "atomic_path",
+    "make_folder",
     "figure_bytes",
 ]
 
@@ -72,7 +79,74 @@ def _umask() -> int:
 def _cannot_write(target: str, e: BaseException) -> OutputError:
     what = "cannot write to stdout" if target == "-" else "cannot write"
     reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
+    if isinstance(e, (NotADirectoryError, FileExistsError)) and target != "-":
+        blocker = _file_on_the_way(target)
+        if blocker is not None:
+            reason = f"{blocker} is not a directory"
     return OutputError(f"{target}: {what}: {reason}")
+
+
+def _file_on_the_way(target: str) -> str | None:
+    """The first of ``target``'s folders that exists but is not a folder (``in.wav`` of
+    ``in.wav/x.json``), or ``None``."""
+    for parent in reversed(Path(target).parents):
+        if parent.exists() and not parent.is_dir():
+            return str(parent)
+    return None
+
+
+#: What a target that is neither a regular file, a FIFO nor a character device is called.
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _destination(target: str) -> tuple[str, os.stat_result | None]:
+    """Where an output named ``target`` goes, and what is there now (``None``: nothing yet).
+
+    A regular file (or nothing) is replaced at the path returned: ``target`` itself, or the
+    file a symlink ``target`` points to, so that the link stays. A FIFO or a character device
+    comes back as ``target`` with its status: it is written into, not replaced.
+
+    Raises
+    ------
+    OutputError
+        ``target`` is a directory, a block device or a socket, or cannot be looked at (a
+        file where a folder of its path should be, a loop of symlinks, no permission).
+    """
+    try:
+        st: os.stat_result | None = os.stat(target)  # through symlinks (/dev/stdout too)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise _cannot_write(target, e) from None
+    if st is not None and not (
+        stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)
+    ):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "a special file")
+        raise OutputError(
+            f"{target}: cannot write: it is {kind}, not a regular file, a FIFO or a character device"
+        )
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return target, st
+    # a symlink (even one to a file not there yet) is written through, as a shell's `>` does
+    return (os.path.realpath(target) if os.path.islink(target) else target), st
+
+
+def make_folder(path: str | os.PathLike[str]) -> None:
+    """Create the folder an output file goes into, and its parents (``"-"``, stdout, has none).
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created; a file where one of its folders should be is named
+        (``in.wav/x.json: cannot write: in.wav is not a directory``).
+    """
+    target = os.fspath(path)
+    if target == "-":
+        return
+    try:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cannot_write(target, e) from None
 
 
 def write_stdout(data: str | bytes) -> None:
@@ -106,8 +180,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically; ``"-"`` writes to stdout.
 
     The temporary file is created by :func:`tempfile.mkstemp` in the target's folder
-    (``.<name>.<random>.tmp``), given the usual ``0o666 & ~umask`` permissions, then moved
-    over ``path`` with :func:`os.replace`; it is removed if anything fails.
+    (``.<name>.<random>.tmp``), given the permissions of the file it replaces (a new one: the
+    usual ``0o666 & ~umask``), then moved over ``path`` with :func:`os.replace`; it is removed
+    if anything fails. Symlinks, FIFOs and character devices are handled as by
+    :func:`atomic_path`.
     """
     if os.fspath(path) == "-":
         write_stdout(text)
@@ -132,29 +208,43 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
 
     The file is created by :func:`tempfile.mkstemp` in the target's folder
     (``.<name>.<random>.tmp<suffix>``: ``suffix`` keeps an extension a library reads the format
-    from) and given the usual ``0o666 & ~umask`` permissions before the rename.
+    from) and given the permissions of the file it replaces (a new one: the usual
+    ``0o666 & ~umask``) before the rename. A symlink ``path`` is written through: the file it
+    points to is replaced and the link stays. A FIFO or a character device (``/dev/null``,
+    ``/dev/stdout``) is not replaced: the temporary file is made in the system's temporary
+    folder and copied into it (a FIFO waits for its reader, as a shell's ``>`` does).
 
     Raises
     ------
     InputError
         ``path`` is ``"-"``: stdout has no file to rename over.
     OutputError
-        The temporary file cannot be created, written (an ``OSError`` in the block: a full disk)
-        or renamed; other errors of the block pass through unchanged.
+        ``path`` is a directory, a block device or a socket; or the temporary file cannot be
+        created, written (an ``OSError`` in the block: a full disk) or renamed; other errors of
+        the block pass through unchanged.
     """
     target = os.fspath(path)
     if target == "-":
         raise InputError("-: this output cannot go to stdout (it is written by file name)")
-    folder, base = os.path.split(target)
+    dest, st = _destination(target)
+    into = st is not None and not stat.S_ISREG(st.st_mode)  # a FIFO or a device: written into
+    folder, base = os.path.split(dest)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder or ".")
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{base}.", suffix=f".tmp{suffix}", dir=None if into else (folder or ".")
+        )
         os.close(fd)
     except OSError as e:
         raise _cannot_write(target, e) from None
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        if into:
+            with open(tmp, "rb") as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.unlink(tmp)
+        else:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode) & 0o777 if st is not None else 0o666 & ~_umask())
+            os.replace(tmp, dest)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -7,6 +7,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,10 @@ from conftest import SR, ModelPlugin, tone
 import instrunet_core
 from instrunet_core import registry as plugins_mod
 from instrunet_core.cli import main, summarize_extra
+from instrunet_core.errors import OutputError
 from instrunet_core.hookspecs import hookimpl
 from instrunet_core.registry import build_registry
+from instrunet_core.writers import atomic_write_text
 
 BUILT_IN = ("json", "csv", "ranges", "audacity", "jams", "png")
 
@@ -141,3 +147,93 @@ def test_summaries_of_analyzer_results() -> None:
     assert summarize_extra("c", {"label": "unknown", "probabilities": {}}) == "c: unknown"
     assert summarize_extra("n", {"a": 1.23456, "b": "z", "c": [1, 2]}) == "n: a 1.23, b z"
     assert summarize_extra("m", {"deep": {"k": 1}}) == "m: 1 fields (see the JSON)"
+
+
+# ---------------------------------------------------------------- what the target is
+def _analysis_json(tiny_registry, wav: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> tuple:
+    rc = main(["analyze", str(wav), "--json", str(target)])
+    return rc, capsys.readouterr().err
+
+
+def test_a_symlinked_output_is_written_through_and_stays_a_link(
+    tiny_registry, two_phrases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    real.write_text("keep")
+    link.symlink_to("real.json")
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to("new.json")
+    assert _analysis_json(tiny_registry, two_phrases, link, capsys)[0] == 0
+    assert link.is_symlink() and json.loads(real.read_text())["schema"] == "instrunet.analysis/3"
+    assert _analysis_json(tiny_registry, two_phrases, dangling, capsys)[0] == 0
+    assert dangling.is_symlink() and json.loads((tmp_path / "new.json").read_text())["label"] == "brass"
+
+
+def test_a_replaced_output_keeps_its_permissions(
+    tiny_registry, two_phrases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private = tmp_path / "private.json"
+    private.write_text("{}")
+    private.chmod(0o600)
+    assert _analysis_json(tiny_registry, two_phrases, private, capsys)[0] == 0
+    assert private.stat().st_mode & 0o777 == 0o600 and private.read_text().startswith("{\n")
+    fresh = tmp_path / "fresh.json"
+    assert _analysis_json(tiny_registry, two_phrases, fresh, capsys)[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_fifo_output_is_written_into_not_replaced(
+    tiny_registry, two_phrases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert _analysis_json(tiny_registry, two_phrases, fifo, capsys)[0] == 0
+    reader.join(30)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert json.loads(got[0])["schema"] == "instrunet.analysis/3"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_character_device_output_is_written_into_not_replaced(
+    tiny_registry, two_phrases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    null = tmp_path / "null"
+    try:  # our own /dev/null: the real one is never the target of a test
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, AttributeError):
+        pytest.skip("creating a device node needs root")
+    assert _analysis_json(tiny_registry, two_phrases, null, capsys)[0] == 0
+    st = null.lstat()
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+    assert main(["analyze", str(two_phrases), "--plot", str(null), "--csv", str(tmp_path / "x.csv")]) == 0
+    assert stat.S_ISCHR(null.lstat().st_mode)
+
+
+def test_outputs_that_cannot_be_written_sensibly_are_refused(
+    tiny_registry, two_phrases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    rc, err = _analysis_json(tiny_registry, two_phrases, folder, capsys)
+    assert rc == 1 and err == f"instrunet: error: {folder}: cannot write: it is a directory, " + (
+        "not a regular file, a FIFO or a character device\n"
+    )
+    sock_path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        rc, err = _analysis_json(tiny_registry, two_phrases, sock_path, capsys)
+    assert rc == 1 and "cannot write: it is a socket" in err and stat.S_ISSOCK(sock_path.lstat().st_mode)
+    # a file where a folder of the path should be: named, not "File exists"
+    under_a_file = two_phrases / "x.json"
+    rc, err = _analysis_json(tiny_registry, two_phrases, under_a_file, capsys)
+    assert (
+        rc == 1
+        and err == f"instrunet: error: {under_a_file}: cannot write: {two_phrases} is not a directory\n"
+    )
+    with pytest.raises(OutputError, match="is not a directory"):
+        atomic_write_text(under_a_file, "x")
