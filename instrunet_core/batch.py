@@ -9,7 +9,8 @@ shared by the CLI and the Ray engine (``plugins/instrunet-ray``).
   rerun skips them and retries the failed ones; a torn last line from an interrupted run is
   cut off when the file is opened again (that file is redone);
 * :class:`ResultsFile`: the JSON lines file itself, locked while a batch appends to it; a
-  record that cannot be written whole (a full disk) is rolled back, so every line is a record.
+  record that cannot be written whole (a full disk) is rolled back, so every line is a record;
+  an existing file that is not such JSON lines (notes, an audio file) is refused untouched.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._files import HoldsFile
 from .audio import AUDIO_EXTENSIONS
 from .errors import InputError, InstrunetError, OutputError
-from .output import classification_record, error_record
+from .output import CLASSIFICATION_SCHEMA, classification_record, error_record
 
 if TYPE_CHECKING:  # annotations only: the classifier is passed in
     from .inference import Classifier
@@ -118,6 +119,39 @@ def done_paths(records: Iterable[Mapping[str, Any]]) -> set[str]:
     }
 
 
+#: How every line batch writes begins (its records' first member, whatever the schema's
+#: version): a last line cut short that begins so (or is the start of it) is a torn record.
+_RECORD_START = b'{"schema": "' + CLASSIFICATION_SCHEMA.rsplit("/", 1)[0].encode() + b"/"
+#: Bytes of an existing results file checked before the rest is read: a file that is plainly
+#: something else (an audio file given as ``--out``) is refused without reading it all.
+_HEAD_BYTES = 1 << 16
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether one line is a JSON object."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):  # not JSON or not UTF-8 (ValueErrors), nested absurdly
+        return False
+
+
+def _not_results(data: bytes, *, whole: bool) -> str | None:
+    """Why ``data``, a results file's content (``whole``) or its first bytes, is not JSON lines
+    of records; ``None`` when it is. Blank lines pass; so does a last line without newline that
+    is a record or the start of one batch writes (a torn record) — in the first bytes of a
+    file, any line that starts as a JSON object may go on past them."""
+    *lines, tail = data.split(b"\n")
+    for n, line in enumerate(lines, 1):
+        if line.strip() and not _is_record(line):
+            return f"line {n} is not a JSON record"
+    if not tail.strip():
+        return None
+    if not whole:
+        return None if tail.lstrip().startswith(b"{") else f"line {len(lines) + 1} is not a JSON record"
+    torn = tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)
+    return None if torn or _is_record(tail) else "its last line (no newline) is not a JSON record"
+
+
 def _lock(f: IO[bytes]) -> bool:
     """Exclusive, non-blocking lock on an open file (False when another process holds it)."""
     try:
@@ -144,6 +178,9 @@ class ResultsFile(HoldsFile):
     ------
     ResultsLocked
         Another process holds the lock (another batch on the same file).
+    InputError
+        The file exists and is not JSON lines of records (a line that is no JSON object, or
+        binary data): it is left as it was.
     OSError
         The file cannot be opened.
     OutputError
@@ -162,7 +199,15 @@ class ResultsFile(HoldsFile):
                     f"{self.path}: another instrunet batch is writing this file; wait for it or choose another --out"
                 )
             self._f.seek(0)
-            data = self._f.readall()
+            head = self._f.read(_HEAD_BYTES)
+            why = _not_results(head, whole=False)
+            data = head if why else head + self._f.readall()
+            why = why or _not_results(data, whole=True)
+            if why:
+                raise InputError(
+                    f"{self.path}: not the results of instrunet batch ({why}); refusing to change it "
+                    "(choose another --out)"
+                )
             self.done = done_paths(read_records(data.splitlines()))
             if data and not data.endswith(b"\n"):
                 self._mend_tail(data)
@@ -172,7 +217,8 @@ class ResultsFile(HoldsFile):
 
     def _mend_tail(self, data: bytes) -> None:
         """The last line has no newline: a record cut short by an interrupted run is cut off
-        (its file is redone); a whole record only gets its newline."""
+        (its file is redone); a whole record only gets its newline (anything else was refused
+        by :func:`_not_results`)."""
         start = data.rfind(b"\n") + 1
         if any(True for _ in read_records([data[start:]])):
             self._write(b"\n")

@@ -376,6 +376,43 @@ def test_row7_torn_last_line_cut_on_resume(wav: Path, tiny_model_dir: Path) -> N
     assert [rec["path"].rsplit("/", 1)[1] for rec in _lines(out)] == ["t.wav", "y.wav"]
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"keep me\nlast line, no newline",  # notes: the last line was cut before
+        b"[1, 2, 3]\n",  # JSON, but not records
+        b'{"path": "/x.wav", "label": "brass"}\n[1, 2, 3]',  # a record, then a last line that is no object
+        b"fLaC\x00\x00\x00\x22\x12\x00\x12\x00" + bytes(range(256)) * 300,  # binary (an audio file)
+        b"{" + b"\x00" * (1 << 17),  # starts as an object, then no line end and no JSON
+    ],
+    ids=["notes", "json-list", "record-then-list", "binary", "no-line-end"],
+)
+def test_audit_batch_out_that_is_not_batch_results_is_refused_untouched(
+    wav: Path, tiny_registry, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from instrunet_core.cli import main
+
+    out = wav / "notes.txt"
+    out.write_bytes(content)
+    assert main(["batch", str(wav / "in"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"instrunet: error: {out}: not the results of instrunet batch (")
+    assert err.endswith("refusing to change it (choose another --out)\n") and len(err.splitlines()) == 1
+    assert out.read_bytes() == content
+
+
+def test_audit_a_torn_record_after_blank_lines_is_still_cut(wav: Path, tiny_registry) -> None:
+    from instrunet_core.cli import main
+
+    out = wav / "r.jsonl"
+    assert main(["batch", str(wav / "in"), "--out", str(out)]) == 0
+    whole = out.read_bytes()
+    for torn in (whole[:1], whole[:20], whole[: len(whole) // 2]):
+        out.write_bytes(b"\n" + whole.replace(b"/t.wav", b"/gone.wav") + torn)
+        assert main(["batch", str(wav / "in"), "--out", str(out)]) == 0
+        assert [rec["path"].rsplit("/", 1)[1] for rec in _lines(out)] == ["gone.wav", "t.wav"]
+
+
 # ---------------------------------------------------------------- row 8: analyzer output at the fd level
 def test_row8_analyzer_writing_to_fd1_kept_out_of_json(
     tiny_model_dir: Path, wav: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
