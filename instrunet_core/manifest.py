@@ -16,9 +16,10 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import InputError, ModelError
 from .features import FrontEnd
@@ -39,6 +40,7 @@ __all__ = [
     "validate_manifest",
     "read_manifest",
     "sha256_file",
+    "open_regular_file",
     "parse_semver",
     "manifest_digest",
     "seal_manifest",
@@ -183,6 +185,28 @@ def _parse_int(text: str) -> int:
 def _no_constant(text: str) -> float:
     """``json.loads``'s hook for ``NaN`` / ``Infinity``, which are not JSON."""
     raise ValueError(f"{text} is not a JSON number")
+
+
+def open_regular_file(path: str | os.PathLike[str]) -> IO[bytes]:
+    """``path`` opened for binary reading, once it is known to be a regular file: a FIFO would
+    block for ever, a device (``/dev/zero``) never end. It is opened without waiting for a
+    FIFO's writer, then looked at.
+
+    Raises
+    ------
+    ModelError
+        ``path`` is not a regular file (a FIFO, a device, a folder).
+    OSError
+        It cannot be opened (``FileNotFoundError`` when it is missing).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ModelError(f"{os.fspath(path)}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
@@ -630,13 +654,14 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     Raises
     ------
     ModelError
-        Missing file, invalid JSON, or invalid content; the message names the file.
+        Missing file, not a regular file (a FIFO), invalid JSON, or invalid content; the message
+        names the file.
     """
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST_FILENAME
     try:
-        with open(p, "rb") as f:
+        with open_regular_file(p) as f:  # a FIFO named manifest.json would block for ever
             raw = f.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise ModelError(f"{p}: manifest not found") from None

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import ModelError
-from .manifest import MANIFEST_FILENAME, Manifest, read_manifest, sha256_file
+from .manifest import MANIFEST_FILENAME, Manifest, open_regular_file, read_manifest, sha256_file
 from .session import onnx_session
 
 __all__ = ["ArtifactCheck", "verify_artifact", "REFERENCES_ATOL"]
@@ -140,11 +142,25 @@ def verify_artifact(
 def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
     """``inputs`` (float32, the manifest's input shape) and ``outputs`` ``(N, n_labels)``."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            x, y = np.asarray(z["inputs"]), np.asarray(z["outputs"])
-    except (OSError, ValueError, KeyError) as e:
+        # a FIFO would block np.load for ever (ModelError: not a regular file)
+        with open_regular_file(path) as f:
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
+                raise ModelError(f"{path}: cannot read the references: one array, not an .npz archive")
+            with z:
+                x, y = np.asarray(z["inputs"]), np.asarray(z["outputs"])
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,  # an empty file
+        zipfile.BadZipFile,  # a file cut short, or no zip at all
+        zlib.error,  # a damaged compressed member
+        NotImplementedError,  # a zip compression method that Python lacks
+    ) as e:
         raise ModelError(
-            f"{path}: cannot read the references (need arrays 'inputs' and 'outputs'): {e}"
+            f"{path}: cannot read the references (need arrays 'inputs' and 'outputs'): "
+            f"{str(e) or type(e).__name__}"
         ) from None
     want = m.input["shape"][1:]
     if x.ndim != len(want) + 1 or any(

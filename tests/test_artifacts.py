@@ -9,12 +9,19 @@ sha256 and onnxruntime reproduces ``references.npz`` within 1e-4.
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from conftest import ModelPlugin, write_model_dir
 
+from instrunet_core import registry as plugins_mod
+from instrunet_core.cli import main
 from instrunet_core.errors import ModelError
 from instrunet_core.manifest import read_manifest
 from instrunet_core.verify import verify_artifact
@@ -75,3 +82,60 @@ def test_verify_artifact_refuses_changed_references(tmp_path: Path) -> None:
     onnx.write_bytes(onnx.read_bytes() + b"\0")
     with pytest.raises(ModelError, match="model.onnx: sha256 .* does not match the manifest's"):
         verify_artifact(dst, references=False)
+
+
+def _npz_bytes() -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf, inputs=np.zeros((2, 128, 128, 1), np.float16), outputs=np.zeros((2, 8), np.float32)
+    )
+    return buf.getvalue()
+
+
+BROKEN_REFERENCES = {
+    "cut-in-half": lambda: _npz_bytes()[: len(_npz_bytes()) // 2],
+    "zip-magic-then-garbage": lambda: b"PK\x03\x04garbage",
+    "empty": lambda: b"",
+    "damaged-member": lambda: _npz_bytes()[:200] + b"\xff" * 64 + _npz_bytes()[264:],
+    "one-npy-array": lambda: _npy_bytes(),
+}
+
+
+def _npy_bytes() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3, np.float32))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("make", BROKEN_REFERENCES.values(), ids=BROKEN_REFERENCES.keys())
+def test_audit_unreadable_references_are_a_model_error(tmp_path: Path, make: Any) -> None:
+    d = write_model_dir(tmp_path, references="references.npz")
+    (d / "references.npz").write_bytes(make())
+    verify_artifact(d, references=False)  # the manifest and the ONNX file are fine
+    with pytest.raises(ModelError, match=r"references\.npz: cannot read the references"):
+        verify_artifact(d)
+
+
+def test_audit_references_that_are_a_fifo_are_refused_without_waiting(tmp_path: Path) -> None:
+    d = write_model_dir(tmp_path, references="references.npz")
+    os.mkfifo(d / "references.npz")
+    with pytest.raises(ModelError, match=r"references\.npz: not a regular file"):
+        verify_artifact(d)
+
+
+def test_audit_models_check_lists_every_model_when_one_has_broken_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_model_dir(tmp_path, "good")
+    bad = write_model_dir(tmp_path, "bad", references="references.npz")
+    (bad / "references.npz").write_bytes(_npz_bytes()[:300])
+    reg = plugins_mod.build_registry(extra_plugins=[("t", ModelPlugin(good, bad, default=False))])
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    assert main(["models", "--check"]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert "good 1.0.0: multilabel" in out and "bad 1.0.0: multilabel" in out
+    assert f"  error: {bad / 'references.npz'}: cannot read the references" in out
+    assert main(["models", "--check", "--json"]) == 1
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert "error" not in rows["good"] and rows["bad"]["error"].startswith(str(bad / "references.npz"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,14 @@ def test_invalid_json_and_missing_manifest(tmp_path: Path) -> None:
         read_manifest(tmp_path)
     with pytest.raises(ModelError, match="manifest not found"):
         read_manifest(tmp_path / "nowhere")
+
+
+def test_audit_a_manifest_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    from instrunet_core import load_model
+
+    d = tmp_path / "m"
+    d.mkdir()
+    os.mkfifo(d / "manifest.json")  # nobody writes it: reading it would block for ever
+    for load in (read_manifest, load_model):
+        with pytest.raises(ModelError, match=r"m/manifest\.json: .*not a regular file"):
+            load(d)
