@@ -91,6 +91,10 @@ def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> boo
 #: runs outgrow the core's cache.
 RUN_WINDOWS = 4
 
+#: How far outside [0, 1] a probability may stray by float rounding (a softmax summed on a GPU):
+#: within it, it is clipped into [0, 1]; beyond, the model is broken (a ModelError).
+PROBABILITY_SLACK = 1e-3
+
 
 class Model:
     """A verified ONNX model plus its manifest; classifies features, windows and audio.
@@ -319,32 +323,67 @@ class Model:
         return self.outputs_features(x, batch_size=RUN_WINDOWS, embedding=embedding)
 
     def _run(self, x: np.ndarray, batch_size: int, embedding: bool = False) -> ModelOutputs:
-        """Session runs of at most ``batch_size`` items (one run when the batch fits)."""
-        names = [self._output_name]
+        """Session runs of at most ``batch_size`` items (one run when the batch fits), their
+        outputs checked once for the whole batch (:meth:`_check_outputs`)."""
+        # (name, columns, probabilities?) of each output asked for
+        wanted = [(self._output_name, len(self.labels), True)]
         if self._other_name:
-            names.append(self._other_name)
+            wanted.append((self._other_name, 1, True))
         if embedding and self._embedding_name:
-            names.append(self._embedding_name)
+            wanted.append((self._embedding_name, self.embedding_dim or 0, False))
+        names = [name for name, _, _ in wanted]
         if x.shape[0] == 0:
-            runs = [
-                [
-                    np.zeros((0, len(self.labels)), np.float32),
-                    np.zeros((0, 1)),
-                    np.zeros((0, self.embedding_dim or 0)),
-                ]
-            ]
+            runs = [[np.zeros((0, width), np.float32) for _, width, _ in wanted]]
         else:
             step = max(1, int(batch_size))
             runs = [
                 self._session.run(names, {self._input_name: x[i : i + step]})
                 for i in range(0, x.shape[0], step)
             ]
-        cols = [np.asarray(np.concatenate([r[j] for r in runs]), dtype=np.float32) for j in range(len(names))]
+        try:
+            cols = [
+                np.asarray(np.concatenate([r[j] for r in runs]), dtype=np.float32) for j in range(len(names))
+            ]
+        except ValueError as e:  # runs of different shapes, or a scalar output
+            raise ModelError(f"{self.path / self.manifest.file}: outputs of unusable shapes ({e})") from None
         if not all(np.all(np.isfinite(c)) for c in cols):
             raise ModelError(f"{self.path}: the model produced NaN or infinite outputs")
+        if self._other_name and cols[1].ndim == 1:  # "other" as [N] reads as [N, 1]
+            cols[1] = cols[1].reshape(-1, 1)
+        self._check_outputs(wanted, cols, x.shape[0])
         other = cols[1].reshape(-1) if self._other_name else None
         emb = cols[-1] if embedding and self._embedding_name else None
         return ModelOutputs(cols[0], other, emb)
+
+    def _check_outputs(self, wanted: list[tuple[str, int, bool]], cols: list[np.ndarray], n: int) -> None:
+        """Each output ``cols[j]`` (``wanted[j]``: its name, its width in the manifest, whether it
+        holds probabilities) has one row for each of the ``n`` inputs and that width, and
+        probabilities lie in [0, 1] within :data:`PROBABILITY_SLACK` (clipped into it in place):
+        a pass or two over the batch's outputs, nothing per window.
+
+        Raises
+        ------
+        ModelError
+            Naming the ONNX file, the output and what is wrong with it.
+        """
+        where = self.path / self.manifest.file
+        for (name, width, probabilities), c in zip(wanted, cols, strict=True):
+            if c.ndim != 2 or len(c) != n:
+                raise ModelError(
+                    f"{where}: output {name!r} has shape {c.shape}: not one row for each of {n} inputs"
+                )
+            if c.shape[1] != width:
+                raise ModelError(
+                    f"{where}: output {name!r} has {c.shape[1]} columns, the manifest says {width}"
+                )
+            if probabilities and c.size:
+                lo, hi = float(c.min()), float(c.max())
+                if lo < -PROBABILITY_SLACK or hi > 1.0 + PROBABILITY_SLACK:
+                    raise ModelError(
+                        f"{where}: output {name!r} holds {lo:.4g} to {hi:.4g}, not probabilities in [0, 1]"
+                    )
+                if lo < 0.0 or hi > 1.0:
+                    np.clip(c, 0.0, 1.0, out=c)
 
     # ------------------------------------------------------------------ audio
     def classifier(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ModelPlugin, tone, write_model_dir
+import soundfile as sf
+from conftest import ModelPlugin, make_manifest, tone, write_model_dir
 
 import instrunet_core
 from instrunet_core import default_plugins
@@ -100,3 +102,78 @@ def test_providers_and_threads(tiny_model_dir: Path) -> None:
         assert m.providers == ["CPUExecutionProvider"]
     m = instrunet_core.load_model(registry=reg, providers="auto")
     assert m.providers[-1] == "CPUExecutionProvider"
+
+
+def _broken_model_dir(root: Path, kind: str) -> Path:
+    """A sealed artifact whose graph (declared ``[N, 8]`` out) answers wrongly for inputs
+    ``[N, 128, 128, 1]``: ``"const2"``/``"negative"`` probabilities of 2.0 / -1.0, ``"one-row"``
+    one row whatever N, ``"nine-columns"`` N + 7 values a row (9 for two windows), ``"slack"``
+    1.0 + 1e-5 (a rounding)."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    value = {"const2": 2.0, "negative": -1.0, "slack": 1.0 + 1e-5}.get(kind, 0.5)
+    rows = "s0" if kind == "one-row" else "n"  # one row, or N
+    width = "n7" if kind == "nine-columns" else "k8"  # N + 7 columns, or 8
+    nodes = [
+        helper.make_node("Shape", ["mel"], ["shape"]),
+        helper.make_node("Slice", ["shape", "s0", "e1"], ["n"]),
+        helper.make_node("Add", ["n", "k7"], ["n7"]),
+        helper.make_node("Concat", [rows if rows == "n" else "e1", width], ["out_shape"], axis=0),
+        helper.make_node("Expand", ["value", "out_shape"], ["probabilities"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.full((1, 1), value, np.float32), "value"),
+        numpy_helper.from_array(np.array([0], np.int64), "s0"),
+        numpy_helper.from_array(np.array([1], np.int64), "e1"),
+        numpy_helper.from_array(np.array([7], np.int64), "k7"),
+        numpy_helper.from_array(np.array([8], np.int64), "k8"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        kind,
+        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["N", 128, 128, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 8])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    d = root / kind / "1.0.0"
+    d.mkdir(parents=True)
+    (d / "model.onnx").write_bytes(model.SerializeToString())
+    (d / "manifest.json").write_text(json.dumps(make_manifest(d, name=kind)))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("const2", r"output 'probabilities' holds 2 to 2, not probabilities in \[0, 1\]"),
+        ("negative", r"output 'probabilities' holds -1 to -1, not probabilities in \[0, 1\]"),
+        ("one-row", r"output 'probabilities' has shape \(1, 8\): not one row for each of 2 inputs"),
+        ("nine-columns", r"output 'probabilities' has 9 columns, the manifest says 8"),
+    ],
+)
+def test_audit_a_model_answering_outside_its_contract_is_a_model_error(
+    tmp_path: Path, kind: str, says: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = _broken_model_dir(tmp_path, kind)
+    m = instrunet_core.load_model(d)
+    with pytest.raises(ModelError, match=rf"{kind}/1.0.0/model\.onnx: {says}"):
+        m.predict(tone(4.0), 22050)  # two windows
+    with pytest.raises(ModelError, match=says):
+        instrunet_core.analyze(tone(4.0), 22050, model=m, analyzers=False)
+    from instrunet_core.cli import main
+
+    wav = tmp_path / "t.wav"
+    sf.write(wav, tone(4.0), 22050)
+    assert main(["classify", "--model", str(d), str(wav)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"instrunet: error: {wav}: {d / 'model.onnx'}: output 'probabilities'")
+
+
+def test_audit_probabilities_a_rounding_past_one_are_clipped(tmp_path: Path) -> None:
+    m = instrunet_core.load_model(_broken_model_dir(tmp_path, "slack"))
+    p = m.predict(tone(4.0), 22050)
+    assert max(p.probabilities.values()) == 1.0
+    assert all(0.0 <= w.probabilities.max() <= 1.0 for w in m.classifier().classify(tone(4.0), 22050))
