@@ -4,7 +4,9 @@ rules.
 A :class:`Library` is a set of recordings' vectors from one model (:meth:`Model.embed
 <instrunet_core.model.Model.embed>`: unit length, so a dot product is a cosine similarity),
 read from the JSON lines ``instrunet embed`` writes (:meth:`Library.read`) or embedded now
-(:meth:`Library.embed`). :meth:`Library.nearest` ranks them against a query's vector.
+(:meth:`Library.embed`). :meth:`Library.nearest` ranks them against a query's vector. Every
+vector added is scaled to unit length again (in float64: a hand-made or damaged line cannot
+make a similarity overflow), so that each similarity is a cosine in [-1, 1].
 
 Vectors from different weights live in different spaces, so a library holds one model's
 vectors only (checked by the model's sha256, which names its weights): mixing them is an
@@ -91,8 +93,8 @@ class Library:
     paths : list of str
         The recordings, in the order added.
     vectors : np.ndarray [shape=(n, dim), dtype=float32]
-        Their vectors, unit length (a silent recording's is zero: similar to nothing); read-only
-        (stacked once from what was added).
+        Their vectors, scaled to unit length when added (a silent recording's is zero: similar
+        to nothing); read-only (stacked once from what was added).
     """
 
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -133,12 +135,18 @@ class Library:
         windows' vectors ``[T, dim]`` and ``times [T, 2]``); ``origin`` names it in errors (a
         file and line, or the recording).
 
+        The vectors are scaled to unit length (in float64, so that no size of finite value
+        overflows), so that every similarity is a cosine in [-1, 1].
+
         Raises
         ------
         InputError
-            A vector is not finite numbers, or its model or size differs from the library's.
+            A vector is not finite numbers, or its model or size differs from the library's; the
+            path holds a NUL byte.
         """
-        v = _vector(vector, origin)
+        if "\x00" in path:
+            raise InputError(f"{origin}: the path holds a NUL byte")
+        v = _unit(_vector(vector, origin))
         if not self.model:
             self.model = dict(model)
         elif not same_weights(self.model, model):
@@ -151,7 +159,7 @@ class Library:
             raise InputError(f"{origin}: {v.size} values, the library's vectors have {self._rows[0].size}")
         kept = None
         if windows is not None and times is not None:
-            w = np.asarray(windows, np.float32)
+            w = np.asarray(windows, np.float64)
             t = np.asarray(times, np.float64)
             w, t = (w.reshape(0, v.size), t.reshape(0, 2)) if w.size == 0 and t.size == 0 else (w, t)
             if (
@@ -164,7 +172,7 @@ class Library:
                     f"{origin}: 'windows' do not hold one finite vector of {v.size} values and one "
                     "time span per window"
                 )
-            kept = (w, t)
+            kept = (_unit(w), t)
         self._rows.append(v.copy())
         self._windows.append(kept)
         self.paths.append(str(path))
@@ -214,10 +222,16 @@ class Library:
             raise InputError(
                 f"{where}: not JSON ({e.msg}); expected the JSON lines of `instrunet embed`"
             ) from None
+        except RecursionError:
+            raise InputError(f"{where}: not an embedding record: JSON nested too deeply") from None
+        except ValueError as e:  # an integer of thousands of digits
+            raise InputError(f"{where}: not an embedding record: {str(e)[:100]}") from None
         if not isinstance(rec, dict) or not {"path", "model", "vector"} <= rec.keys():
             raise InputError(f"{where}: not an embedding record (needs 'path', 'model' and 'vector')")
         if not isinstance(rec["model"], dict):
             raise InputError(f"{where}: 'model' is not an object")
+        if not isinstance(rec["path"], str):
+            raise InputError(f"{where}: 'path' is not a string")
         windows = times = None
         if isinstance(rec.get("windows"), list):  # `instrunet embed --windows`
             try:
@@ -228,10 +242,13 @@ class Library:
                 raise InputError(f"{where}: a window lacks 'start', 'end', 'silent' or 'vector'") from None
             try:
                 times = np.array(spans, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise InputError(f"{where}: a window's 'start' or 'end' is not a number") from None
-            windows = np.array([_vector(v, where) for v in vectors], np.float32)
-        self.add(str(rec["path"]), rec["vector"], rec["model"], origin=where, windows=windows, times=times)
+            vecs = [_vector(v, where) for v in vectors]
+            if any(v.size != vecs[0].size for v in vecs):
+                raise InputError(f"{where}: the windows' vectors are not all of one size")
+            windows = np.array(vecs, np.float64)
+        self.add(rec["path"], rec["vector"], rec["model"], origin=where, windows=windows, times=times)
 
     @classmethod
     def embed(
@@ -293,13 +310,11 @@ class Library:
             raise ValueError(f"k must be at least 1, got {k}")
         if not self.paths:
             return []
-        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        q = _unit(_vector(np.asarray(vector).reshape(-1), "the query"))
         vectors = self.vectors
         if q.size != vectors.shape[1]:
             raise InputError(f"the query has {q.size} values, the library's vectors {vectors.shape[1]}")
-        n = float(np.linalg.norm(q))
-        q = q / n if n > 0 else q
-        scores = vectors @ q
+        scores = _cosines(vectors, q)
         skip = {os.path.realpath(p) for p in exclude}
         order = np.argsort(-scores, kind="stable")
         out: list[Match] = []
@@ -318,17 +333,33 @@ class Library:
         if kept is None or not len(kept[0]):
             return None
         w, t = kept
-        sims = w @ q
+        sims = _cosines(w, q)
         j = int(np.argmax(sims))
         return Moment(float(t[j, 0]), float(t[j, 1]), float(sims[j]))
 
 
 def _vector(values: Any, origin: str) -> np.ndarray:
-    """A finite, non-empty vector of float32 from ``values`` (``origin`` names it in errors)."""
+    """A finite, non-empty vector of float64 from ``values`` (``origin`` names it in errors)."""
     try:
-        v = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float64
         raise InputError(f"{origin}: 'vector' is not a list of numbers") from None
     if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
         raise InputError(f"{origin}: 'vector' is not a non-empty list of finite numbers")
     return v
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """Finite float64 vectors (the last axis) scaled to unit length, as float32; a zero vector
+    stays zero. Each is first divided by its largest magnitude, so that no finite value (3e38,
+    1e300) overflows the sum of squares."""
+    peak = np.max(np.abs(v), axis=-1, keepdims=True)
+    v = np.divide(v, peak, out=np.zeros_like(v), where=peak > 0)
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, norm, out=np.zeros_like(v), where=norm > 0).astype(np.float32)
+
+
+def _cosines(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Cosine similarities of unit (or zero) ``vectors [n, dim]`` to the unit ``q``, each in
+    [-1, 1] (float32 rounding of a vector with itself can reach 1 + 1e-7)."""
+    return np.clip(vectors @ q, -1.0, 1.0)

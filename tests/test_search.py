@@ -250,3 +250,62 @@ def test_search_with_the_default_model_finds_the_other_half_of_the_flute(
     for q, want in (("flute_a.wav", "flute_b.wav"), ("flute_b.wav", "flute_a.wav")):
         (best,) = lib.nearest(model.embed(tmp_path / q).vector, k=1, exclude=[str(tmp_path / q)])
         assert Path(best.path).name == want
+
+
+def test_audit_malformed_records_are_one_error_naming_the_file_and_line(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ["--model", str(open_model.path)]
+    q = str(folder / "tone_440.wav")
+    assert cli_main(["embed", str(folder / "noise.wav"), *model]) == 0
+    good = capsys.readouterr().out.splitlines()[0]
+    rec = json.loads(good)
+    sounding = {"start": 0.0, "end": 1.0, "silent": False}
+    cases = {
+        "JSON nested too deeply": "[" * 100_000,
+        "Exceeds the limit": '{"path": "x", "model": {}, "vector": [' + "9" * 5000 + "]}",
+        "'vector' is not a list of numbers": json.dumps({**rec, "vector": [10**400, 0, 0]}),
+        "the windows' vectors are not all of one size": json.dumps(
+            {**rec, "windows": [{**sounding, "vector": [1, 0, 0]}, {**sounding, "vector": [1, 0]}]}
+        ),
+        "a window's 'start' or 'end' is not a number": json.dumps(
+            {**rec, "windows": [{**sounding, "start": 10**400, "vector": [1, 0, 0]}]}
+        ),
+        "the path holds a NUL byte": json.dumps({**rec, "path": "a\x00b"}),
+        "'path' is not a string": json.dumps({**rec, "path": ["a"]}),
+        "finite numbers": '{"path": "x", "model": {}, "vector": [1e999, 0, 0]}',
+    }
+    bad = tmp_path / "bad.jsonl"
+    for says, line in cases.items():
+        bad.write_text(good + "\n" + line + "\n")
+        assert cli_main(["search", q, str(bad), *model]) == 1, says
+        out, err = capsys.readouterr()
+        assert err == f"instrunet: error: {bad}:2: " + err.split(":2: ", 1)[1] and says in err, err
+        assert out == "" and len(err.splitlines()) == 1
+
+
+@pytest.mark.filterwarnings("error")  # no numpy overflow warning either
+def test_audit_vectors_of_any_finite_size_give_cosines_in_minus_one_to_one(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ["--model", str(open_model.path)]
+    assert cli_main(["embed", str(folder / "noise.wav"), "--windows", *model]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    lines = []
+    for name, scale in (("unit", 1.0), ("big", 3e38), ("huge", 1e300), ("tiny", 1e-300)):
+        vector = [scale * x for x in (1.0, 2.0, 3.0)]
+        windows = [{**w, "vector": vector} for w in rec["windows"]]
+        lines.append(json.dumps({**rec, "path": name, "vector": vector, "windows": windows}))
+    (tmp_path / "lib.jsonl").write_text("\n".join(lines) + "\n")
+    q = str(folder / "tone_440.wav")
+    assert cli_main(["search", q, str(tmp_path / "lib.jsonl"), "--where", "--json", *model]) == 0
+    matches = json.loads(capsys.readouterr().out)["matches"]
+    assert sorted(m["path"] for m in matches) == ["big", "huge", "tiny", "unit"]
+    sims = {m["path"]: m["similarity"] for m in matches}
+    assert all(-1.0 <= s <= 1.0 for s in sims.values())
+    assert sims["big"] == sims["huge"] == sims["tiny"] == pytest.approx(sims["unit"], abs=1e-6)
+    assert all(m["where"]["similarity"] == pytest.approx(sims["unit"], abs=1e-6) for m in matches)
+    lib = Library.read(tmp_path / "lib.jsonl")
+    np.testing.assert_allclose(np.linalg.norm(lib.vectors, axis=1), 1.0, rtol=1e-6)
+    assert [m.similarity for m in lib.nearest([3.0, 6.0, 9.0])] == [pytest.approx(1.0, abs=1e-6)] * 4
+    assert all(m.similarity <= 1.0 for m in lib.nearest([3.0, 6.0, 9.0]))
