@@ -453,7 +453,8 @@ def _embed(args: argparse.Namespace) -> int:
     files = [p for item in args.files for p in (collect_files(item) if os.path.isdir(item) else [item])]
     for path in files:
         try:
-            emb = model.embed(_source(path), hop=args.hop)
+            with _decoder_chatter_dropped():
+                emb = model.embed(_source(path), hop=args.hop)
         except (InstrunetError, OSError) as e:
             _err(error_message(path, e))
             rc = EXIT_FAIL
@@ -481,7 +482,8 @@ def _search(args: argparse.Namespace) -> int:
         _err(str(e))
         return EXIT_FAIL
     try:
-        query = model.embed(_source(args.query), hop=args.hop)
+        with _decoder_chatter_dropped():
+            query = model.embed(_source(args.query), hop=args.hop)
     except (InstrunetError, OSError) as e:
         _err(error_message(args.query, e))
         return EXIT_FAIL
@@ -493,18 +495,21 @@ def _search(args: argparse.Namespace) -> int:
         _err(error_message(path, e))
         rc = EXIT_FAIL
 
+    def embed(paths: list[str]) -> None:
+        for path in paths:  # one at a time: each file's error line comes as it is embedded
+            with _decoder_chatter_dropped():
+                Library.embed(model, [path], hop=args.hop, windows=args.where, into=lib, on_error=failed)
+
     try:
         for item in args.library:
             if item == "-":  # `instrunet embed ... | instrunet search QUERY -`
                 Library.read(sys.stdin, into=lib)
             elif os.path.isdir(item):
-                Library.embed(
-                    model, collect_files(item), hop=args.hop, windows=args.where, into=lib, on_error=failed
-                )
+                embed(collect_files(item))
             elif item.lower().endswith(_INDEX_SUFFIXES):
                 Library.read(item, into=lib)
             else:
-                Library.embed(model, [item], hop=args.hop, windows=args.where, into=lib, on_error=failed)
+                embed([item])
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL

@@ -609,6 +609,40 @@ def test_row15_mp3_noise_refused_quietly_in_the_cli(tmp_path: Path, tiny_model_d
     assert r.stdout.startswith(f"{files['cut.mp3']}\t")
 
 
+def test_audit_embed_and_search_drop_the_mp3_decoders_chatter_too(tmp_path: Path) -> None:
+    """embed and search decode through the same filter as classify: a cut MP3 and a 10-byte one
+    give one error line for the second, and nothing of libmpg123's own."""
+    from test_open_set import _open_set_dir
+
+    from instrunet_core.audio import MP3_SUPPORTED
+
+    if not MP3_SUPPORTED:
+        pytest.skip("this libsndfile decodes no MP3")
+    files = _damaged(tmp_path)
+    stub = tmp_path / "stub.mp3"
+    stub.write_bytes(files["cut.mp3"].read_bytes()[:10])
+    model = _open_set_dir(tmp_path / "models")
+    query = _write_wav(tmp_path / "q.wav", tone(3.0))
+    one_line = f"instrunet: error: {stub}: cannot decode audio (corrupt or unsupported format: "
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    shutil.copy(files["cut.mp3"], folder / "cut.mp3")
+    shutil.copy(stub, folder / "stub.mp3")
+    stub_in_folder = one_line.replace(str(stub), str(folder / "stub.mp3"))
+    for argv, says in (
+        (["embed", str(files["cut.mp3"]), str(stub)], one_line),
+        (["search", str(query), str(files["cut.mp3"]), str(stub)], one_line),
+        (["search", str(query), str(folder)], stub_in_folder),
+        (["search", str(files["cut.mp3"]), str(query)], None),
+    ):
+        r = _cli([*argv, "--model", str(model)], model_dir=model, stdout=-1)
+        errors = [line for line in r.stderr.splitlines() if not line.startswith(f"{argv[1]}: ")]
+        if says is None:
+            assert r.returncode == 0 and errors == [], r.stderr
+        else:
+            assert r.returncode == 1 and len(errors) == 1 and errors[0].startswith(says), r.stderr
+
+
 def test_row16_cut_wav_behaves_as_documented(tmp_path: Path) -> None:
     """docs/cli.md says what a file cut short gets; the decoder does that."""
     files = _damaged(tmp_path)
