@@ -21,6 +21,7 @@ import numpy as np
 
 from .audio import load_audio, source_name
 from .errors import InstrunetError
+from .inputs import check_count
 from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
 from .timeline import (
     DEFAULT_MIN_DURATION,
@@ -258,7 +259,8 @@ def aggregate(
     sounding_seconds : float
         Seconds above the silence level (sets ``low_evidence``).
     top_k : int, optional
-        Labels kept in :attr:`Prediction.top` (all when omitted).
+        Labels kept in :attr:`Prediction.top` (all when omitted): a positive int
+        (:func:`~instrunet_core.inputs.check_count`; ``True``, 0 and 2.5 are an ``InputError``).
     other : np.ndarray [shape=(T,)], optional
         Open-set probabilities; with ``other_threshold``, the answer is ``"other"`` when their
         weighted mean reaches the threshold and beats every label's.
@@ -268,6 +270,8 @@ def aggregate(
     Prediction
         ``"silence"`` when every window is silent (or there are none).
     """
+    if top_k is not None:
+        check_count(top_k, name="top_k")
     silent = np.asarray(silent, dtype=bool)
     n = int(silent.shape[0])
     low = bool(sounding_seconds < LOW_EVIDENCE_SECONDS)
@@ -284,7 +288,7 @@ def aggregate(
     w = window_weights(rms_db, silent)
     mean = (np.asarray(probabilities, dtype=np.float64) * w[:, None]).sum(axis=0) / w.sum()
     order = np.argsort(-mean, kind="stable")
-    k = len(labels) if top_k is None else max(0, min(int(top_k), len(labels)))
+    k = len(labels) if top_k is None else min(top_k, len(labels))
     i = int(order[0])
     other_mean = None if other is None else float((np.asarray(other, np.float64) * w).sum() / w.sum())
     none = (

@@ -44,6 +44,7 @@ from .inputs import (
     check_audio_array,
     check_channels,
     check_count,
+    check_path,
     check_sample_rate,
     frames_first,
     mix_down,
@@ -201,8 +202,11 @@ class _SafeSeekFile:
         return len(data)
 
 
-def _check_binary(f: Any, name: str) -> None:
-    """Refuse a text-mode file object before libsndfile's read callback meets ``str``."""
+def _check_file_object(f: Any, name: str) -> None:
+    """Refuse a closed file object, or a text-mode one before libsndfile's read callback meets
+    ``str``."""
+    if getattr(f, "closed", False) is True:
+        raise InputError(f"{name}: the file object is closed")
     if isinstance(f, io.TextIOBase):
         raise InputError(f"{name}: file object must be opened in binary mode (open(path, 'rb')), not text")
     try:
@@ -223,7 +227,7 @@ def _seekable(f: Any) -> bool:
 def _open(source: Any) -> sf.SoundFile:
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
+        path = check_path(source)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -252,7 +256,7 @@ def _open(source: Any) -> sf.SoundFile:
                 raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
             _sniff(target.getvalue()[:4096], name)
     elif hasattr(source, "read"):
-        _check_binary(source, name)
+        _check_file_object(source, name)
         target = source if _seekable(source) else _read_bounded(source, name)
         if isinstance(target, io.BytesIO):
             _sniff(target.getvalue()[:4096], name)
@@ -327,9 +331,12 @@ def _raw_blocks(
     """A file's blocks as decoded: ``(block, full_scale, last)``, ``block`` of shape
     ``(n, channels)`` in one reused buffer, integers (full scale ``full_scale``) when the file's
     subtype is PCM (libsndfile reads those ~6x faster than it converts them), else float32
-    (``full_scale`` 0) with every sample checked (finite, bounded)."""
+    (float64 for a ``DOUBLE`` file; ``full_scale`` 0) with every sample checked (finite,
+    bounded)."""
     int_dtype, full_scale = _INT_SUBTYPES.get(f.subtype, (None, 0.0))
-    buf = np.empty((frames_per_block, f.channels), dtype=int_dtype or np.float32)
+    # a DOUBLE file's samples as float64: read as float32, 1e300 would be inf ("NaN or infinite")
+    float_dtype = np.float64 if f.subtype == "DOUBLE" else np.float32
+    buf = np.empty((frames_per_block, f.channels), dtype=int_dtype or float_dtype)
     got = 0
     while True:
         try:
@@ -435,7 +442,7 @@ class AudioReader(HoldsFile):
             if full_scale:
                 yield block.astype(np.float32) * np.float32(1.0 / full_scale)
             else:
-                yield block.copy()
+                yield block.astype(np.float32)  # a copy (of a DOUBLE file's float64 too)
 
 
 #: Native-rate seconds decoded per block by the classifier's passes over a source (its first
@@ -536,12 +543,14 @@ def rereadable_source(source: Any) -> Any:
     non-regular paths (``/dev/stdin``) are copied to memory once (at most
     :data:`~instrunet_core.inputs.MAX_STREAM_BYTES`), so that analyzers can decode the
     source a second time."""
-    if _is_filelike(source) and not _seekable(source):
-        return _read_bounded(source, source_name(source))
+    if _is_filelike(source):
+        _check_file_object(source, source_name(source))
+        if not _seekable(source):
+            return _read_bounded(source, source_name(source))
     if isinstance(source, (str, os.PathLike)):
         name = source_name(source)
         try:
-            st = os.stat(source)
+            st = os.stat(check_path(source))
         except OSError:
             return source  # missing or unreadable: _open reports it
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "check_seconds",
     "check_count",
     "check_threads",
+    "check_path",
     "check_audio_array",
     "check_amplitude",
     "check_float_samples",
@@ -212,6 +214,20 @@ def check_threads(value: Any, *, name: str, minimum: int = 1, unit: str = "") ->
     return check_count(value, name=name, minimum=minimum, maximum=MAX_THREADS, unit=unit)
 
 
+def check_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a string, once the operating system can take it.
+
+    Raises
+    ------
+    InputError
+        It holds a NUL byte (no file name can: ``os.stat`` would raise a bare ``ValueError``).
+    """
+    name = os.fspath(path)
+    if "\x00" in name:
+        raise InputError(f"{name}: a path cannot hold a NUL byte")
+    return name
+
+
 def check_audio_array(y: Any, *, what: str = "array") -> np.ndarray:
     """Check an audio array's dtype and shape (not its values).
 
@@ -268,9 +284,8 @@ def check_float_samples(y: Any, *, what: str, ndim: int = 1, dtype: Any = np.flo
         raise InputError(f"{what}: expected {want}, got shape {y.shape}")
     if not np.issubdtype(y.dtype, np.floating):
         raise InputError(f"{what}: expected floating-point audio, got dtype {y.dtype}")
-    y = y.astype(dtype, copy=False)
-    check_amplitude(y, what=what)
-    return y
+    check_amplitude(y, what=what)  # before the cast: 1e300 in float64 would become inf in float32
+    return y.astype(dtype, copy=False)
 
 
 def check_amplitude(y: np.ndarray, *, what: str, error: type[Exception] = InputError) -> None:
@@ -308,8 +323,8 @@ def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
         half = float(np.iinfo(y.dtype).max // 2 + 1)
         y = ((y.astype(np.float64) - half) / half).astype(np.float32)
     else:
+        check_amplitude(y, what=what)  # before the cast: 1e300 in float64 would become inf in float32
         y = y.astype(np.float32, copy=False)
-        check_amplitude(y, what=what)
     return y
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InputError, ModelError
 from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
-from .inputs import check_float_samples
+from .inputs import check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_manifest
 from .registry import Registry, get_registry
 from .session import RuntimeOptions, onnx_session
@@ -415,7 +415,7 @@ class Model:
         hop : float, optional
             Seconds between window starts (default 1.5, snapped to whole STFT frames).
         top_k : int, optional
-            Labels kept in :attr:`Prediction.top` (all when omitted).
+            Labels kept in :attr:`Prediction.top` (all when omitted; at least 1).
         batch_size : int
             Most windows per batch (see :class:`~instrunet_core.inference.Classifier`).
 
@@ -425,6 +425,8 @@ class Model:
             Loudness-weighted mean of the non-silent windows; ``"silence"`` if none;
             ``low_evidence`` set for audio with less than one second of sound.
         """
+        if top_k is not None:  # before the audio is read
+            check_count(top_k, name="top_k")
         clf = self.classifier(hop=hop, batch_size=batch_size)
         clf.classify(audio, sample_rate)
         return clf.prediction(top_k=top_k)
@@ -484,6 +486,8 @@ class Model:
         list of Prediction
             One per input, in order.
         """
+        if top_k is not None:  # before the audio is read
+            check_count(top_k, name="top_k")
         clf = self.classifier(hop=hop, batch_size=batch_size)
         out = []
         for a in audios:
@@ -528,7 +532,13 @@ def resolve_artifact(
     ------
     ModelError
         Unknown name or version, no model installed, or a path that does not exist.
+    InputError
+        ``spec`` is neither a string nor a path.
     """
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        raise InputError(
+            f"model must be a registered model name or an artifact folder, got {type(spec).__name__}"
+        )
     if spec is not None and _looks_like_path(spec):
         p = Path(os.fspath(spec))
         if not p.exists():
@@ -592,7 +602,7 @@ def load_model(
         No model installed, unknown name/version, a missing folder, or an artifact that
         fails verification.
     InputError
-        A runtime option out of range.
+        ``name`` is neither a string nor a path, or a runtime option is out of range.
 
     Examples
     --------

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -180,7 +180,9 @@ def _analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]
         return []
     if isinstance(analyzers, str):
         raise InputError(f"analyzers: give a list of names, not the string {analyzers!r}")
-    names = [str(n) for n in analyzers]
+    names = list(analyzers) if isinstance(analyzers, Iterable) else None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise InputError(f"analyzers must be True, False or a list of analyzer names, got {analyzers!r}")
     unknown = [n for n in names if n not in reg.analyzers]
     if unknown:
         raise InputError(

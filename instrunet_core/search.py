@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, InstrunetError
+from .inputs import check_path
 
 if TYPE_CHECKING:  # annotations only
     from .model import Model
@@ -192,7 +193,7 @@ class Library:
         """
         lib = into if into is not None else cls()
         if isinstance(source, (str, os.PathLike)):
-            name = os.fspath(source)
+            name = check_path(source)
             try:
                 with open(name, encoding="utf-8") as f:
                     lib._add_lines(f, name)

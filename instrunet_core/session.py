@@ -70,7 +70,8 @@ class RuntimeOptions:
     Raises
     ------
     InputError
-        A thread count that is not an int from 0 to 256, or ``spinning`` that is not a bool.
+        A thread count that is not an int from 0 to 256, ``spinning`` that is not a bool, or
+        ``providers`` that is not a string or a sequence of strings.
     """
 
     providers: str | Sequence[str] | None = None
@@ -85,6 +86,15 @@ class RuntimeOptions:
                 check_threads(getattr(self, name), name=name, minimum=0, unit="0: onnxruntime's default")
         if not isinstance(self.spinning, bool):
             raise InputError(f"spinning must be True or False, got {self.spinning!r}")
+        p = self.providers
+        if p is not None and (
+            isinstance(p, bytes)
+            or not isinstance(p, (str, Sequence))
+            or (not isinstance(p, str) and not all(isinstance(x, str) for x in p))
+        ):
+            raise InputError(
+                f"providers must be a name, a comma-separated string or a list of names, got {p!r}"
+            )
 
     @property
     def intra(self) -> int:

@@ -208,3 +208,34 @@ def test_integer_files_decode_exactly_as_libsndfile_floats(tmp_path: Path, fmt: 
     got = np.concatenate(list(iter_blocks(path, target_sr=22050, block_seconds=0.3)))
     assert got.dtype == np.float32 and got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=2e-7)
+
+
+@pytest.mark.filterwarnings("error")  # no numpy "overflow encountered in cast" either
+def test_audit_sources_that_raised_bare_python_errors(tmp_path: Path, tiny_model) -> None:
+    import instrunet_core
+
+    wav = tmp_path / "t.wav"
+    sf.write(wav, np.zeros(SR, np.float32), SR)
+    nul = str(tmp_path / "t\x00.wav")
+    for call in (load_audio, tiny_model.predict, instrunet_core.analyze):
+        with pytest.raises(InputError, match="t\x00.wav: a path cannot hold a NUL byte"):
+            call(nul)
+    with open(wav, "rb") as f:
+        pass
+    for call in (load_audio, tiny_model.predict, instrunet_core.analyze):
+        with pytest.raises(InputError, match=r"t\.wav: the file object is closed"):
+            call(f)
+    # finite float64 beyond float32: the real peak is named, not "NaN or infinite"
+    huge = np.full(SR, 1e300)
+    with pytest.raises(InputError, match=r"array: samples reach 1e\+300; float audio is expected"):
+        tiny_model.predict(huge, SR)
+    with pytest.raises(InputError, match=r"samples reach 1e\+300"):
+        tiny_model.predict_windows(huge[None, :1000])
+    double = tmp_path / "double.wav"
+    sf.write(double, huge, SR, subtype="DOUBLE")
+    with pytest.raises(DecodeError, match=r"double\.wav: samples reach 1e\+300"):
+        load_audio(double)
+    # an ordinary DOUBLE file decodes as its float32 copy does
+    y = np.sin(np.arange(SR) / 10.0) * 0.5
+    sf.write(double, y, SR, subtype="DOUBLE")
+    np.testing.assert_allclose(load_audio(double), y.astype(np.float32), atol=1e-7)

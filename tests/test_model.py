@@ -177,3 +177,25 @@ def test_audit_probabilities_a_rounding_past_one_are_clipped(tmp_path: Path) -> 
     p = m.predict(tone(4.0), 22050)
     assert max(p.probabilities.values()) == 1.0
     assert all(0.0 <= w.probabilities.max() <= 1.0 for w in m.classifier().classify(tone(4.0), 22050))
+
+
+def test_audit_arguments_that_raised_bare_python_errors(tiny_model: instrunet_core.Model) -> None:
+    with pytest.raises(
+        InputError, match="model must be a registered model name or an artifact folder, got int"
+    ):
+        instrunet_core.load_model(5)  # type: ignore[arg-type]
+    for providers in (5, [5], b"cpu"):
+        with pytest.raises(InputError, match="providers must be a name, a comma-separated string or a list"):
+            instrunet_core.load_model(providers=providers)  # type: ignore[arg-type]
+    for analyzers in (5, [5]):
+        with pytest.raises(InputError, match="analyzers must be True, False or a list of analyzer names"):
+            instrunet_core.analyze(tone(1.0), 22050, model=tiny_model, analyzers=analyzers)  # type: ignore[arg-type]
+    quiet = tiny_model.classifier()
+    quiet.classify(np.zeros(22050, np.float32), 22050)
+    for top_k in (0, -1, True, 2.5, "2"):
+        with pytest.raises(InputError, match=r"top_k must be an int >= 1, got"):
+            tiny_model.predict(tone(1.0), 22050, top_k=top_k)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match=r"top_k must be an int >= 1, got"):
+            quiet.prediction(top_k=top_k)  # type: ignore[arg-type]  # silence: checked all the same
+    assert [lab for lab, _ in tiny_model.predict(tone(3.0), 22050, top_k=2).top][:1] == ["brass"]
+    assert len(tiny_model.predict(tone(3.0), 22050, top_k=np.int64(99)).top) == 8

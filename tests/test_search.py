@@ -282,6 +282,8 @@ def test_audit_malformed_records_are_one_error_naming_the_file_and_line(
         out, err = capsys.readouterr()
         assert err == f"instrunet: error: {bad}:2: " + err.split(":2: ", 1)[1] and says in err, err
         assert out == "" and len(err.splitlines()) == 1
+    with pytest.raises(InputError, match="a path cannot hold a NUL byte"):
+        Library.read(str(tmp_path / "a\x00b.jsonl"))
 
 
 @pytest.mark.filterwarnings("error")  # no numpy overflow warning either
