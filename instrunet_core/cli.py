@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -132,6 +133,31 @@ def _decoder_chatter_dropped() -> Iterator[None]:
             kept = [ln for ln in capture.read().splitlines(keepends=True) if not _DECODER_CHATTER.match(ln)]
             if kept:
                 os.write(2, b"".join(kept))
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """While the command runs, each Python warning (an execution provider that is not available,
+    a plugin that failed to load) is one line ``instrunet: warning: <message>`` on stderr rather
+    than Python's two, which show a line of the library's source."""
+
+    def show(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        text = str(message)
+        _say(f"instrunet: warning: {_shown(text.removeprefix('instrunet: '))}")
+
+    with warnings.catch_warnings():  # the filters and showwarning are restored afterwards
+        warnings.showwarning = show
+        yield
+
+
+def _output_path(text: str) -> str:
+    """argparse type of an output path: anything but the empty string, which would name no file
+    and silently write nothing (``-`` is stdout)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an output path cannot be empty (give '-' for stdout)")
+    return text
 
 
 def _bounded_float(name: str, lo: float, hi: float, *, noun: str, unit: str = "") -> Any:
@@ -257,13 +283,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", metavar="FILE", help="an audio file ('-' reads stdin)")
     _add_model_options(a)
     a.add_argument(
-        "--json", metavar="OUT", help="write the analysis as instrunet.analysis/3 JSON ('-' for stdout)"
+        "--json",
+        type=_output_path,
+        metavar="OUT",
+        help="write the analysis as instrunet.analysis/3 JSON ('-' for stdout)",
     )
     a.add_argument(
-        "--csv", metavar="OUT", help="write the timeline as CSV, one row per window ('-' for stdout)"
+        "--csv",
+        type=_output_path,
+        metavar="OUT",
+        help="write the timeline as CSV, one row per window ('-' for stdout)",
     )
     a.add_argument(
-        "--plot", metavar="OUT.png", help="write the timeline plot (needs matplotlib; '-' for stdout)"
+        "--plot",
+        type=_output_path,
+        metavar="OUT.png",
+        help="write the timeline plot (needs matplotlib; '-' for stdout)",
     )
     _add_seconds_option(
         a,
@@ -302,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a registered writer: json, csv, ranges (CSV of the detected ranges), audacity "
         "(label track), jams, png, or a plugin's (pdf: instrunet-app)",
     )
-    a.add_argument("--out", metavar="PATH", help="output path for --format ('-' for stdout)")
+    a.add_argument(
+        "--out", type=_output_path, metavar="PATH", help="output path for --format ('-' for stdout)"
+    )
 
     b = sub.add_parser(
         "batch", help="classify every audio file under a directory into JSON lines (resumable)"
@@ -311,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--out",
         required=True,
+        type=_output_path,
         metavar="results.jsonl",
         help="JSON lines (instrunet.classification/2), one per file; files already done in it "
         "are skipped, failed ones retried; locked while the batch runs",
@@ -643,7 +681,8 @@ def _analyzers_arg(text: str | None) -> bool | list[str]:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .orchestration import analyze
+    from .errors import PluginError
+    from .orchestration import analyze, analyzer_names
     from .registry import get_registry
 
     if (args.format is None) != (args.out is None):
@@ -670,8 +709,17 @@ def _analyze(args: argparse.Namespace) -> int:
     if targets.count("-") > 1:
         _err("only one output can go to stdout ('-')")
         return EXIT_USAGE
-    try:
+    with _plugin_stdout():
+        reg = get_registry()
+    try:  # a format or an analyzer that is not there: a bad command line, said before any audio is read
         analyzers = _analyzers_arg(args.analyzers)
+        analyzer_names(reg, analyzers)
+        if args.format is not None:
+            reg.writer(args.format)
+    except (InputError, PluginError) as e:
+        _err(f"--format: {e}" if isinstance(e, PluginError) else str(e))
+        return EXIT_USAGE
+    try:
         model = _load(args.model, args)
         # Analyzer plugins run inside: whatever they (or native code they call) write to file
         # descriptor 1 goes to stderr, never into `--json -`.
@@ -693,8 +741,6 @@ def _analyze(args: argparse.Namespace) -> int:
     if an.source != args.file:
         an.source = args.file  # '-' rather than '<stdin>'
     rc = EXIT_OK
-    with _plugin_stdout():
-        reg = get_registry()
     for fmt, out in outputs:
         try:
             _make_parent(out)
@@ -917,7 +963,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _surrogate_safe_stdout()
     try:
         try:
-            return _run(argv)
+            with _warnings_as_lines():
+                return _run(argv)
         finally:
             _flush_stdout()
     except BrokenPipeError:

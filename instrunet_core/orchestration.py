@@ -31,7 +31,7 @@ from .output import model_info
 from .registry import Registry, get_registry
 from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO
 
-__all__ = ["analyze"]
+__all__ = ["analyze", "analyzer_names"]
 
 
 def analyze(
@@ -126,7 +126,7 @@ def analyze(
         embeddings=embeddings,
     )
     reg = registry or get_registry()
-    names = _analyzer_names(reg, analyzers)
+    names = analyzer_names(reg, analyzers)
     src = rereadable_source(source)
     expected = _expected_duration(src, sample_rate)
     context = None
@@ -172,8 +172,14 @@ def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | 
     return float(d) if d > 0 else None
 
 
-def _analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]:
-    """The registered analyzers to run: all, none, or those named (each must be registered)."""
+def analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]:
+    """The registered analyzers to run: all, none, or those named (each must be registered).
+
+    Raises
+    ------
+    InputError
+        ``analyzers`` is not True, False or a list of names, or names one not registered.
+    """
     if analyzers is True:
         return list(reg.analyzers)
     if analyzers is False or analyzers is None:

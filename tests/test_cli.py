@@ -120,7 +120,7 @@ def test_analyze_outputs(
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "json", "--out", str(tmp_path / "b.json")])
     assert rc == 0 and json.loads((tmp_path / "b.json").read_text())["label"] == "brass"
     rc = main(["analyze", str(audio_dir / "good.wav"), "--format", "nope", "--out", str(tmp_path / "c")])
-    assert rc == 1 and "unknown output format 'nope'" in capsys.readouterr().err
+    assert rc == 2 and "--format: unknown output format 'nope'" in capsys.readouterr().err
     rc = main(["analyze", str(audio_dir / "bad.wav")])
     assert rc == 1 and capsys.readouterr().err.startswith(f"instrunet: error: {audio_dir / 'bad.wav'}:")
 
@@ -224,7 +224,43 @@ def test_plugins_error_row(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
     ep = importlib.metadata.EntryPoint(name="broken", value="no_such_mod_abc", group="instrunet")
     monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [ep])
-    with pytest.warns(RuntimeWarning):
-        assert main(["plugins"]) == 0
-    out = capsys.readouterr().out
+    assert main(["plugins"]) == 0
+    out, err = capsys.readouterr()
     assert "broken ?" in out and "error: entry point broken = no_such_mod_abc failed to load" in out
+    # the warning is one line of instrunet's, not Python's two (the second a line of our source)
+    (line,) = err.splitlines()
+    assert line.startswith("instrunet: warning: instrunet plugin 'broken': entry point broken = ")
+
+
+def test_audit_command_line_mistakes_are_usage_errors_before_any_audio_is_read(
+    tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "not-there.wav")  # read first, this would be a file error (exit 1)
+    assert main(["analyze", missing, "--format", "bogus", "--out", "-"]) == 2
+    assert capsys.readouterr().err.startswith("instrunet: error: --format: unknown output format 'bogus'")
+    assert main(["analyze", missing, "--analyzers", "bogus", "--json", "-"]) == 2
+    assert capsys.readouterr().err == "instrunet: error: analyzers: unknown 'bogus' (registered: none)\n"
+    assert main(["analyze", missing, "--analyzers", ",", "--json", "-"]) == 2
+    assert "--analyzers: give 'none' or analyzer names" in capsys.readouterr().err
+    for flag in ("--json", "--csv", "--plot", "--out"):
+        with pytest.raises(SystemExit) as e:
+            main(["analyze", missing, flag, "", *(["--format", "json"] if flag == "--out" else [])])
+        assert e.value.code == 2
+        assert f"argument {flag}: an output path cannot be empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["batch", str(audio_dir), "--out", ""])
+    assert e.value.code == 2 and "an output path cannot be empty" in capsys.readouterr().err
+
+
+def test_audit_an_unavailable_provider_is_one_warning_line(
+    tiny_registry, audio_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as shown_by_python:
+        warnings.simplefilter("always")
+        assert main(["classify", "--providers", "foo", str(audio_dir / "good.wav")]) == 0
+    assert shown_by_python == []
+    out, err = capsys.readouterr()
+    assert err.startswith("instrunet: warning: execution provider foo is not available here (available: ")
+    assert err.endswith("; skipping it\n") and len(err.splitlines()) == 1 and "brass" in out

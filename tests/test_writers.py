@@ -138,7 +138,7 @@ def test_csv_shortcut_and_choosing_analyzers(
     assert (
         line == "judge: moderately aged; probability 0.70; on 7.0 s of sound; per instrument: brass healthy"
     )
-    assert main(["analyze", str(two_phrases), "--analyzers", "nope"]) == 1
+    assert main(["analyze", str(two_phrases), "--analyzers", "nope"]) == 2  # a usage error
     assert "analyzers: unknown 'nope'" in capsys.readouterr().err
 
 
