@@ -89,13 +89,16 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 
 
 def source_name(source: Any) -> str:
-    """Name used in messages: the path, a file object's ``name``, or ``"array"`` / ``"bytes"``."""
+    """Name used in messages: the path, a file object's ``name`` (``"<file object>"`` when it
+    has none), ``"array"`` / ``"bytes"``, or ``"audio"`` for anything else (a list)."""
     if isinstance(source, np.ndarray):
         return "array"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "bytes"
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
+    if not hasattr(source, "read"):
+        return "audio"
     name = getattr(source, "name", None)
     return str(name) if isinstance(name, (str, bytes)) and name else "<file object>"
 
@@ -217,6 +220,17 @@ def _check_file_object(f: Any, name: str) -> None:
         raise InputError(f"{name}: file object must be opened in binary mode (open(path, 'rb')), not text")
 
 
+def _left_to_read(f: Any) -> int | None:
+    """Bytes from a seekable file object's position to its end (``None``: it cannot say)."""
+    try:
+        pos = f.tell()
+        end = f.seek(0, io.SEEK_END)
+        f.seek(pos)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return int(end) - int(pos) if isinstance(end, int) and isinstance(pos, int) else None
+
+
 def _seekable(f: Any) -> bool:
     try:
         return bool(f.seekable()) if hasattr(f, "seekable") else hasattr(f, "seek")
@@ -258,6 +272,8 @@ def _open(source: Any) -> sf.SoundFile:
     elif hasattr(source, "read"):
         _check_file_object(source, name)
         target = source if _seekable(source) else _read_bounded(source, name)
+        if _left_to_read(target) == 0:  # io.BytesIO(b""), stdin from /dev/null (seekable)
+            raise DecodeError(f"{name}: empty stream (0 bytes)")
         if isinstance(target, io.BytesIO):
             _sniff(target.getvalue()[:4096], name)
     else:

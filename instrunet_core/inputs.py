@@ -393,7 +393,18 @@ def block_to_mono(block: Any, *, what: str = "block") -> np.ndarray:
     Returns
     -------
     np.ndarray [shape=(n,), dtype=float32]
+
+    Raises
+    ------
+    InputError
+        ``block`` is not a numpy array (bytes, a list: ``np.asarray`` would read a file's bytes
+        as 8-bit samples), or has an unusable dtype, shape or values.
     """
+    if not isinstance(block, np.ndarray):
+        raise InputError(
+            f"{what}: audio must be a numpy array, got {type(block).__name__} (an encoded file's "
+            "bytes go to classify() as io.BytesIO(data))"
+        )
     y = as_float_audio(block, what=what)
     if y.ndim == 1:
         return y

@@ -138,6 +138,33 @@ def test_stream_rules(family) -> None:
     assert clf.results == [] and clf.process(np.zeros(10, np.float32), 48000) == []
 
 
+def test_audit_process_refuses_what_predict_refuses_and_messages_name_the_input(
+    family, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from instrunet_core.cli import main
+
+    wav = (EXAMPLES / "solo_flute.wav").read_bytes()
+    clf = Classifier(family)
+    for block in (bytearray(wav), wav, [0.1, -0.2, 0.3] * 20000):
+        with pytest.raises(
+            InputError, match=rf"block: audio must be a numpy array, got {type(block).__name__}"
+        ):
+            clf.process(block, 22050)  # type: ignore[arg-type]
+    assert clf.results == [] and clf.process(np.zeros(0, np.float32), 22050) == []
+    with pytest.raises(InputError, match=r"^audio: unsupported source type list \(need a path"):
+        family.predict([0.1, 0.2])  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match=r"^<file object>: empty stream \(0 bytes\)$"):
+        family.predict(io.BytesIO(b""))
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    with open(empty) as stdin:  # `classify - < /dev/null`: a seekable, empty stdin
+        monkeypatch.setattr("sys.stdin", stdin)
+        assert main(["classify", "--model", str(FAMILY_DIR), "-"]) == 1
+    assert capsys.readouterr().err == "instrunet: error: -: empty stream (0 bytes)\n"
+
+
 def test_bounded_state_on_a_long_stream(family) -> None:
     """Two minutes in 1 s blocks: the audio and frames kept stay within about one window and one
     hop (the last window, aligned to the end, may start up to a hop before the next one)."""
