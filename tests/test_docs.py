@@ -105,3 +105,13 @@ def _env() -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MPLBACKEND", "Agg")
     return env
+
+
+def test_the_channel_limit_the_docs_state_is_the_codes() -> None:
+    """README said headers of more than 1,024 channels are refused; the code refuses more than
+    ``MAX_CHANNELS`` (64), as docs/cli.md says."""
+    from instrunet_core.inputs import MAX_CHANNELS
+
+    for doc in (ROOT / "README.md", ROOT / "docs" / "cli.md"):
+        stated = re.findall(r"more than\s+([\d,]+)\s+channels", doc.read_text())
+        assert stated and {int(n.replace(",", "")) for n in stated} == {MAX_CHANNELS}, doc.name
