@@ -15,12 +15,14 @@ or at the end of a decaying one hardly vote; audio with less than
 from __future__ import annotations
 
 import dataclasses
+import types
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .audio import load_audio, source_name
-from .errors import InstrunetError
+from .errors import InstrunetError, PluginError
 from .inputs import check_count
 from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
 from .timeline import (
@@ -309,11 +311,31 @@ def aggregate(
     )
 
 
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a`` (no copy): what the core hands to plugins.
+
+    Writing into it raises ``ValueError: assignment destination is read-only``.
+    """
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
+def _frozen_mapping(m: Mapping[str, float] | None) -> Mapping[str, float]:
+    """A read-only copy of ``m`` (``{}`` for ``None``)."""
+    return types.MappingProxyType(dict(m or {}))
+
+
 class AnalysisContext:
     """What an analyzer plugin receives (see :func:`instrunet_core.hookspecs.instrunet_register_analyzers`).
 
     Made before decoding, so that a streaming analyzer knows what is coming, and completed with
     the timeline after the pass (:meth:`complete`).
+
+    It is read-only, because every analyzer of an analysis gets the same one: setting an
+    attribute raises :class:`~instrunet_core.errors.PluginError`, the arrays cannot be written,
+    :attr:`thresholds` is a read-only mapping and :attr:`instruments` a fresh copy on each access,
+    so an analyzer cannot change what the core or the other analyzers see.
 
     Attributes
     ----------
@@ -323,8 +345,8 @@ class AnalysisContext:
         Rate of the blocks a streaming analyzer is fed and of :meth:`audio` (22,050 Hz, the
         model's front-end rate).
     labels : tuple of str
-    thresholds : dict[str, float]
-        The presence thresholds the timeline uses.
+    thresholds : Mapping[str, float]
+        The presence thresholds the timeline uses (read-only).
     hop_seconds, window_seconds : float
         Seconds between window starts, and one window's length.
     expected_duration : float or None
@@ -334,13 +356,11 @@ class AnalysisContext:
     duration : float
         Seconds decoded (0 before the pass).
     times : np.ndarray [shape=(T, 2)]
-        Window start/end seconds.
+        Window start/end seconds (this and the arrays below are read-only).
     probabilities : np.ndarray [shape=(T, n_labels)]
         Per-window probabilities (0 for silent windows).
     rms_db : np.ndarray [shape=(T,)]
     silent : np.ndarray [shape=(T,), dtype=bool]
-    instruments : list of Instrument
-        The detected instruments (with their time ranges), as in :attr:`Analysis.instruments`.
     """
 
     def __init__(
@@ -360,38 +380,61 @@ class AnalysisContext:
         self.source = source_name(source)
         settings = dict(settings or {})
         self.sample_rate = int(settings.get("sample_rate", 22050))
+        self._locked = False
         self.labels = tuple(labels)
-        self.thresholds: dict[str, float] = dict(settings.get("thresholds") or {})
+        self.thresholds: Mapping[str, float] = _frozen_mapping(settings.get("thresholds"))
         self.hop_seconds = float(settings.get("hop", 0.0))
         self.window_seconds = float(settings.get("window", 0.0))
         self.expected_duration = expected_duration
         self.model_name = (model or {}).get("name", "")
         self.model_version = (model or {}).get("version", "")
         self.duration = 0.0
-        self.times = np.zeros((0, 2))
-        self.probabilities = np.zeros((0, len(self.labels)), np.float32)
-        self.rms_db = np.zeros(0)
-        self.silent = np.zeros(0, bool)
-        self.instruments: list[Instrument] = []
+        self.times = read_only(np.zeros((0, 2)))
+        self.probabilities = read_only(np.zeros((0, len(self.labels)), np.float32))
+        self.rms_db = read_only(np.zeros(0))
+        self.silent = read_only(np.zeros(0, bool))
+        self._instruments: tuple[Instrument, ...] = ()
+        self._locked = True
         if analysis is not None:
             self.complete(analysis)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and getattr(self, "_locked", False):
+            raise PluginError(
+                f"the analysis context is read-only: cannot set {name!r} (every analyzer shares it; "
+                "copy what you want to change)"
+            )
+        object.__setattr__(self, name, value)
+
+    @property
+    def instruments(self) -> list[Instrument]:
+        """The detected instruments (with their time ranges), as in :attr:`Analysis.instruments`:
+        a fresh copy on each access, so changing it changes nothing else."""
+        return [dataclasses.replace(i, ranges=[list(r) for r in i.ranges]) for i in self._instruments]
+
     def complete(self, analysis: Analysis) -> None:
         """Take the results of the pass: timeline arrays, detected instruments, settings."""
+        self._locked = False
+        try:
+            self._complete(analysis)
+        finally:
+            self._locked = True
+
+    def _complete(self, analysis: Analysis) -> None:
         s = analysis.settings
         self.sample_rate = int(s["sample_rate"])
-        self.thresholds = dict(s.get("thresholds") or {})
+        self.thresholds = _frozen_mapping(s.get("thresholds"))
         self.hop_seconds = float(s.get("hop", self.hop_seconds))
         self.window_seconds = float(s.get("window", self.window_seconds))
         self.duration = analysis.duration
         self.labels = analysis.labels
         self.model_name = analysis.model["name"]
         self.model_version = analysis.model["version"]
-        self.times = analysis.times
-        self.probabilities = analysis.probabilities
-        self.rms_db = analysis.rms_db
-        self.silent = analysis.silent_windows
-        self.instruments = list(analysis.instruments)
+        self.times = read_only(analysis.times)
+        self.probabilities = read_only(analysis.probabilities)
+        self.rms_db = read_only(analysis.rms_db)
+        self.silent = read_only(analysis.silent_windows)
+        self._instruments = tuple(analysis.instruments)
 
     def audio(self) -> np.ndarray:
         """Whole file as mono float32 at :attr:`sample_rate` (decoded again on first call, then

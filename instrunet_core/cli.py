@@ -580,15 +580,27 @@ def _search(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- analyze
+#: Characters of one analyzer value the text summary shows (the JSON has it all).
+SUMMARY_VALUE_CHARS = 80
+
+
+def _clip(text: str, limit: int = SUMMARY_VALUE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis and the full length when cut."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters; see the JSON)"
+
+
 def summarize_extra(name: str, extra: Any) -> str:
     """One readable line for an analyzer's result: its ``label`` (with that label's probability
-    and how many seconds it judged, when it says), its ``error``, or its first few plain values."""
+    and how many seconds it judged, when it says), its ``error`` (with the plugin that
+    registered it), or its first few plain values (long strings cut to
+    :data:`SUMMARY_VALUE_CHARS` characters)."""
     if not isinstance(extra, dict):
-        return f"{name}: {str(extra)[:100]}"
+        return f"{name}: {_clip(str(extra))}"
     if "error" in extra:
-        return f"{name}: failed: {str(extra['error'])[:160]}"
+        plugin = f" (plugin {extra['plugin']!s})" if extra.get("plugin") else ""
+        return f"{name}{plugin}: failed: {_clip(str(extra['error']), 160)}"
     if "label" in extra:
-        parts = [str(extra["label"]).replace("_", " ")]
+        parts = [_clip(str(extra["label"]).replace("_", " "))]
         probs = extra.get("probabilities")
         if isinstance(probs, dict) and isinstance(probs.get(extra["label"]), (int, float)):
             parts.append(f"probability {float(probs[extra['label']]):.2f}")
@@ -607,7 +619,9 @@ def summarize_extra(name: str, extra: Any) -> str:
     plain = [(k, v) for k, v in extra.items() if isinstance(v, (str, int, float, bool))][:4]
     if not plain:
         return f"{name}: {len(extra)} fields (see the JSON)"
-    return f"{name}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in plain)
+    return f"{name}: " + ", ".join(
+        f"{_clip(k)} {v:.3g}" if isinstance(v, float) else f"{_clip(k)} {_clip(str(v))}" for k, v in plain
+    )
 
 
 def _print_analysis(an: Any) -> None:
@@ -915,6 +929,8 @@ def _plugins(args: argparse.Namespace) -> int:
         for r in rows:
             tag = " [built-in]" if r["builtin"] else ""
             _out(f"{r['name']} {r['version'] or '?'}{tag}: {', '.join(r['hooks']) or 'no hooks'}")
+            if r["analyzers"]:
+                _out(f"  analyzers: {', '.join(r['analyzers'])}")
             if r["error"]:
                 _out(f"  error: {r['error']}")
         if reg.writers:

@@ -106,6 +106,8 @@ class PluginInfo:
     hooks: list[str]
     builtin: bool = False
     error: str | None = None
+    #: The analyzers it registered, by name.
+    analyzers: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -176,6 +178,8 @@ class Registry:
         #: (named in :attr:`streaming`).
         self.analyzers: dict[str, Analyzer | StreamFactory] = {}
         self.streaming: set[str] = set()
+        #: The plugin (entry point or name given to :meth:`add_plugin`) of every analyzer.
+        self.analyzer_plugins: dict[str, str] = {}
         self.writers: dict[str, Writer] = {}
         self.plugins: list[PluginInfo] = []
         self._default_name: str | None = None
@@ -229,8 +233,11 @@ class Registry:
                 if (func is None) == (stream is None):
                     self._error(info, f"analyzer {name!r}: give either func or stream=, not both or neither")
                     return
-                if self._register_named(info, "analyzer", self.analyzers, name, func or stream) and stream:
-                    self.streaming.add(name)
+                if self._register_named(info, "analyzer", self.analyzers, name, func or stream):
+                    self.analyzer_plugins[name] = info.name
+                    info.analyzers.append(name)
+                    if stream:
+                        self.streaming.add(name)
 
             return register_analyzer
 
@@ -403,7 +410,9 @@ class Registry:
         Whole-file analyzers are called with ``context``; streaming ones, fed during the pass
         through ``feed`` (:meth:`open_streams`), are asked to ``finish(context)``. An analyzer that
         raises (even ``SystemExit``) or returns something else than a mapping gets
-        ``{"error": "<ExceptionType>: <message>"}`` instead; the others still run.
+        ``{"error": "<ExceptionType>: <message>", "plugin": "<plugin>"}`` instead (the plugin that
+        registered it); the others still run. The context and the blocks and windows fed to
+        streaming analyzers are read-only: an analyzer that writes into them fails this way.
         """
         extras: dict[str, Any] = {}
         for name, func in self.analyzers.items():
@@ -428,7 +437,7 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
-                extras[name] = {"error": f"{type(e).__name__}: {e}"}
+                extras[name] = {"error": _describe(e), "plugin": self.analyzer_plugins.get(name, "?")}
         return extras
 
 
@@ -453,12 +462,31 @@ class AnalyzerFeed:
         self._call(name, lambda: self.streams.__setitem__(name, factory(context)))
 
     def push(self, block: np.ndarray, start: int) -> None:
+        """Hand every analyzer a read-only view of ``block`` (no copy)."""
+        if not self.streams:
+            return
+        from .analysis import read_only
+
+        view = read_only(block)
         for name, s in list(self.streams.items()):
-            self._call(name, lambda s=s: s.push(block, start))  # type: ignore[misc]
+            self._call(name, lambda s=s: s.push(view, start))  # type: ignore[misc]
 
     def windows(self, results: Sequence[WindowResult]) -> None:
+        """Hand every analyzer the windows as a tuple, their arrays read-only views (no copy)."""
+        if not self.streams:
+            return
+        from .analysis import read_only
+
+        shown = tuple(
+            dataclasses.replace(
+                w,
+                probabilities=read_only(w.probabilities),
+                embedding=None if w.embedding is None else read_only(w.embedding),
+            )
+            for w in results
+        )
         for name, s in list(self.streams.items()):
-            self._call(name, lambda s=s: s.windows(results))  # type: ignore[misc]
+            self._call(name, lambda s=s: s.windows(shown))  # type: ignore[misc]
 
     def take(self, name: str) -> StreamAnalyzer | None:
         """The analyzer ``name`` after the pass (re-raises the error that dropped it)."""

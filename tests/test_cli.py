@@ -232,6 +232,34 @@ def test_plugins_error_row(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     assert line.startswith("instrunet: warning: instrunet plugin 'broken': entry point broken = ")
 
 
+def test_plugins_lists_each_plugins_analyzers_and_summary_clips_long_values(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`instrunet plugins` (and --json) names the plugin of every analyzer; the text summary cuts
+    an analyzer's long string (the JSON keeps it whole)."""
+    from instrunet_core import hookimpl
+    from instrunet_core.cli import summarize_extra
+
+    class Notes:
+        @hookimpl
+        def instrunet_register_analyzers(self, register: object) -> None:
+            register("note", lambda ctx: {"text": "word " * 1000})  # type: ignore[operator]
+
+    monkeypatch.setattr(
+        plugins_mod, "_REGISTRY", plugins_mod.build_registry(extra_plugins=[("notes-plugin", Notes())])
+    )
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "notes-plugin ?: instrunet_register_analyzers\n  analyzers: note\n" in out
+    assert main(["plugins", "--json"]) == 0
+    (row,) = [r for r in json.loads(capsys.readouterr().out) if r["name"] == "notes-plugin"]
+    assert row["analyzers"] == ["note"]
+    line = summarize_extra("note", {"text": "word " * 1000, "label": "x" * 500})
+    assert line == "note: " + "x" * 80 + "... (500 characters; see the JSON)"
+    line = summarize_extra("note", {"text": "word " * 1000})
+    assert line == "note: text " + ("word " * 16) + "... (5,000 characters; see the JSON)"
+
+
 def test_audit_command_line_mistakes_are_usage_errors_before_any_audio_is_read(
     tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

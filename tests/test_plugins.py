@@ -165,7 +165,7 @@ def test_analyzers_fill_extras_and_failures_are_reported(tiny_registry: plugins_
     assert an.label == "brass"
     assert abs(an.extras["peak"]["peak"] - 0.5) < 0.01 and an.extras["peak"]["sr"] == 22050
     assert an.extras["peak"]["seg0"] == 65024
-    assert an.extras["boom"] == {"error": "RuntimeError: analyzer exploded"}
+    assert an.extras["boom"] == {"error": "RuntimeError: analyzer exploded", "plugin": "an"}
     json.dumps(an.to_dict())
 
 
@@ -285,16 +285,128 @@ def test_streaming_analyzer_failures_are_its_own(tiny_registry: plugins_mod.Regi
     an = instrunet_core.analyze(
         tone(8.0, 44100), 44100, model=instrunet_core.load_model("tiny", registry=tiny_registry), registry=reg
     )
-    assert an.extras["factory"] == {"error": "ValueError: no state"}
-    assert an.extras["push"] == {"error": "RuntimeError: push failed"}
-    assert an.extras["windows"] == {"error": "SystemExit: 3"}
-    assert an.extras["finish"] == {"error": "KeyError: 'finish'"}
+    assert an.extras["factory"] == {"error": "ValueError: no state", "plugin": "bad"}
+    assert an.extras["push"] == {"error": "RuntimeError: push failed", "plugin": "bad"}
+    assert an.extras["windows"] == {"error": "SystemExit: 3", "plugin": "bad"}
+    assert an.extras["finish"] == {"error": "KeyError: 'finish'", "plugin": "bad"}
     assert an.extras["good"]["windows"] == len(an.timeline) > 0
     # without the pass, a streaming analyzer has nothing to finish: reported, never fatal
     from instrunet_core.analysis import AnalysisContext
 
     ctx = AnalysisContext(source=tone(1.0), sample_rate_in=22050, analysis=an)
     assert "decoding pass" in reg.run_analyzers(ctx)["good"]["error"]
+
+
+class _Vandal:
+    """A streaming analyzer that writes into everything it is handed."""
+
+    def __init__(self, context: Any) -> None:
+        pass
+
+    def push(self, block: np.ndarray, start: int) -> None:
+        block[:] = 0.0
+
+    def windows(self, results: Any) -> None:
+        for w in results:
+            w.probabilities[:] = 0.0
+
+    def finish(self, context: Any) -> dict:
+        return {}
+
+
+class _ListVandal(_Vandal):
+    """Empties the list of windows it is handed (the core's own list, if it were handed that)."""
+
+    def push(self, block: np.ndarray, start: int) -> None:
+        pass
+
+    def windows(self, results: Any) -> None:
+        results.clear()
+
+
+def test_analyzers_cannot_change_what_the_core_and_other_analyzers_see(
+    tiny_registry: plugins_mod.Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Blocks, windows and the context are read-only: an analyzer that writes fails alone,
+    named with its plugin, and the core's result and the other analyzers' inputs are intact."""
+
+    def ctx_vandal(what: str) -> Any:
+        def run(ctx: Any) -> dict:
+            if what == "labels":
+                ctx.labels = ("x",)
+            elif what == "thresholds":
+                ctx.thresholds["brass"] = 0.0
+            elif what == "probabilities":
+                ctx.probabilities[:] = 0.0
+            elif what == "instruments":
+                ctx.instruments[0].ranges.clear()  # its own copy: harmless, and no error
+                ctx.instruments.clear()
+            return {"ok": True}
+
+        return run
+
+    def seen(ctx: Any) -> dict:
+        return {
+            "labels": list(ctx.labels),
+            "thresholds": dict(ctx.thresholds),
+            "probabilities": ctx.probabilities.tolist(),
+            "instruments": [[i.label, i.ranges] for i in ctx.instruments],
+        }
+
+    def vandals(register: Any) -> None:
+        register("vandal", stream=_Vandal)
+        register("list_vandal", stream=_ListVandal)
+        for what in ("labels", "thresholds", "probabilities", "instruments"):
+            register(f"ctx_{what}", ctx_vandal(what))
+
+    def witnesses(register: Any) -> None:
+        register("rec", stream=_Recorder)
+        register("seen", seen)
+
+    model = instrunet_core.load_model("tiny", registry=tiny_registry)
+    clean = build_registry(
+        extra_plugins=[("witness", _module_plugin("w", instrunet_register_analyzers=witnesses))]
+    )
+    reg = build_registry(
+        extra_plugins=[
+            ("vandals", _module_plugin("v", instrunet_register_analyzers=vandals)),
+            ("witness", _module_plugin("w", instrunet_register_analyzers=witnesses)),
+        ]
+    )
+    y = tone(8.0, 44100)
+    _Recorder.made = []
+    want = instrunet_core.analyze(y, 44100, model=model, registry=clean)
+    got = instrunet_core.analyze(y, 44100, model=model, registry=reg)
+    ref, rec = _Recorder.made
+    assert got.label == want.label and got.confidence == want.confidence
+    np.testing.assert_array_equal(got.probabilities, want.probabilities)
+    assert [(i.label, i.ranges) for i in got.instruments] == [(i.label, i.ranges) for i in want.instruments]
+    assert got.instruments and got.extras["seen"] == want.extras["seen"]
+    assert got.extras["rec"] == want.extras["rec"]
+    np.testing.assert_array_equal(
+        np.concatenate([b for _, b in rec.blocks]), np.concatenate([b for _, b in ref.blocks])
+    )
+    np.testing.assert_array_equal([w.probabilities for w in rec.wins], [w.probabilities for w in ref.wins])
+    for name in ("vandal", "ctx_probabilities"):
+        assert got.extras[name] == {
+            "error": "ValueError: assignment destination is read-only",
+            "plugin": "vandals",
+        }
+    assert got.extras["list_vandal"]["error"].startswith("AttributeError: 'tuple' object")
+    assert got.extras["ctx_labels"]["error"] == (
+        "PluginError: the analysis context is read-only: cannot set 'labels' "
+        "(every analyzer shares it; copy what you want to change)"
+    )
+    assert got.extras["ctx_thresholds"]["error"].startswith("TypeError: 'mappingproxy' object")
+    assert got.extras["ctx_instruments"] == {"ok": True}
+    assert reg.analyzer_plugins["vandal"] == "vandals" and reg.analyzer_plugins["seen"] == "witness"
+    assert [p.analyzers for p in reg.plugins if p.name == "witness"] == [["rec", "seen"]]
+    # the command line names the plugin with the failure
+    from instrunet_core.cli import summarize_extra
+
+    assert summarize_extra("vandal", got.extras["vandal"]) == (
+        "vandal (plugin vandals): failed: ValueError: assignment destination is read-only"
+    )
 
 
 def test_writer_plugin_used(tiny_registry: plugins_mod.Registry, tmp_path: Path) -> None:
