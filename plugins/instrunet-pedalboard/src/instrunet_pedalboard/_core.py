@@ -4,6 +4,7 @@ of :class:`~instrunet_pedalboard.Tagger`, :class:`~instrunet_pedalboard.StreamTa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,10 @@ class Adapter:
         self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
     ) -> None:
         self._owner = StreamOwner(self._what)
+        if thresholds is not None and not isinstance(thresholds, Mapping):
+            raise InputError(
+                f"{self._what}: thresholds must be a dict {{label: threshold}}, got {type(thresholds).__name__}"
+            )
         self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
         self.labels: tuple[str, ...] = tuple(self._clf.labels)
         self.window_seconds = float(self._clf.window_seconds)

@@ -12,6 +12,7 @@ import numpy as np
 
 from instrunet_core.audio import AudioReader
 from instrunet_core.errors import InputError
+from instrunet_core.inputs import MAX_BLOCK_SAMPLES, check_amplitude, check_count
 from instrunet_core.writers import atomic_path
 
 from .router import Router
@@ -36,7 +37,11 @@ def process_file(
     At most one block (plus the router's lookahead) is in memory at a time, so an
     hour-long file is processed in constant memory (``docs/pedalboard.md`` gives the
     measured peak). The output is aligned with the input and has its length; as with
-    ``board(audio, sr)``, a reverb tail past the end is cut.
+    ``board(audio, sr)``, a reverb tail past the end is cut. A board that holds audio back
+    when streamed (latency or buffering: ``MP3Compressor``, ``GSMFullRateCompressor``,
+    ``Resample``) returns fewer samples than it was given; at the end it is fed silence until
+    it has returned as many samples as the input has (what it returns past that is cut), so
+    the output keeps the input's length, as ``board(audio, sr)`` does.
 
     Parameters
     ----------
@@ -58,9 +63,10 @@ def process_file(
     router : Router, optional
         Per-instrument chains after ``board``, with lookahead (aligned output).
     block_size : int
-        Samples read per block.
+        Samples read per block, more than the channel count and at most
+        :data:`~instrunet_core.inputs.MAX_BLOCK_SAMPLES`.
     bit_depth : int
-        Output bit depth (``AudioFile``'s ``bit_depth``).
+        Output bit depth (``AudioFile``'s ``bit_depth``: 8, 16, 24 or 32 as the format allows).
     quality : optional
         Output quality for compressed formats (``AudioFile``'s ``quality``).
 
@@ -74,8 +80,10 @@ def process_file(
     DecodeError
         ``src`` cannot be opened or decoded, or holds no audio (the core's messages).
     InputError
-        Bad arguments, ``dst`` equal to ``src`` or not a regular file, or a ``dst`` without an
-        extension or in a format pedalboard cannot write.
+        Bad arguments (``src`` or ``dst`` not a path), ``dst`` equal to ``src`` or not a regular
+        file, or a ``dst`` without an extension or in a format pedalboard cannot write; a
+        ``board`` or ``router`` chain whose output holds NaN or infinite samples (the message
+        names ``src`` and the chain; nothing is written at ``dst``).
     OutputError
         ``dst`` (or its folder) cannot be written: nothing is left at ``dst`` but what was there.
     ConcurrentUseError
@@ -86,9 +94,16 @@ def process_file(
 
     from instrunet_core.errors import OutputError
 
-    src_p = Path(os.fspath(src))
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size <= 0:
-        raise InputError(f"{src_p}: block_size must be a positive number of samples, got {block_size!r}")
+    for name, path in (("src", src), ("dst", dst)):
+        if not isinstance(path, (str, os.PathLike)) and not (name == "dst" and path is None):
+            raise InputError(f"process_file: {name} must be a path (str or PathLike), got {path!r}")
+    try:
+        src_p = Path(os.fspath(src))
+        dst_p = Path(os.fspath(dst)) if dst is not None else None
+    except TypeError as e:  # a PathLike whose __fspath__ returns bytes
+        raise InputError(f"process_file: src and dst must be str paths ({e})") from None
+    check_count(block_size, name="block_size", maximum=MAX_BLOCK_SAMPLES, what=str(src_p), unit="samples")
+    check_count(bit_depth, name="bit_depth", minimum=8, maximum=32, what=str(src_p))
     if board is not None and not isinstance(board, Plugin):
         raise InputError(
             f"{src_p}: board must be a pedalboard Pedalboard or plugin, got {type(board).__name__}"
@@ -101,7 +116,6 @@ def process_file(
         raise InputError(
             f"{src_p}: router must be an instrunet_pedalboard.Router, got {type(router).__name__}"
         )
-    dst_p = Path(os.fspath(dst)) if dst is not None else None
     if dst_p is not None:
         if dst_p.exists() and src_p.exists() and os.path.samefile(src_p, dst_p):
             raise InputError(f"{dst_p}: the output would overwrite the input")
@@ -161,16 +175,55 @@ def process_file(
         for part in (board, router, tagger):
             if part is not None:
                 part.reset()
+        n_in = n_board = 0  # samples read, samples the board returned
+
+        def through(x: np.ndarray) -> None:
+            """``x`` (the board's output) through the router and the tagger, into ``dst``."""
+            if router is not None:
+                router._layout.assume("first", x.shape[0])
+                try:
+                    x, _ = router._push(x, sr)
+                except InputError as e:  # a chain's output the router refuses: name the file
+                    raise InputError(f"{src_p}: {e}") from None
+            emit(x)
+
+        chain: Any = board
+
+        def run_board(x: np.ndarray) -> np.ndarray:
+            nonlocal n_board
+            y = np.asarray(chain(x, sr, reset=False), dtype=np.float32)
+            if y.ndim == 1:
+                y = y[None, :]
+            if y.ndim != 2 or y.shape[0] != x.shape[0]:
+                raise InputError(
+                    f"{src_p}: the board turned {x.shape[0]} channel(s) into shape {y.shape}; "
+                    "it must keep the channel count"
+                )
+            check_amplitude(y, what=f"{src_p}: the board's output")
+            y = y[:, : max(0, n_in - n_board)]  # never more than was read
+            n_board += y.shape[1]
+            return y
+
         for block in reader.blocks(block_size):
             x = np.ascontiguousarray(block.T)  # pedalboard's (channels, n)
             if x.shape[-1] == 0:
                 continue
-            if board is not None:
-                x = board(x, sr, reset=False)
-            if router is not None:
-                router._layout.assume("first", x.shape[0])
-                x, _ = router._push(x, sr)
-            emit(x)
+            n_in += x.shape[1]
+            through(run_board(x) if board is not None else x)
+        if board is not None and n_board < n_in:
+            # The board held audio back (latency, buffering): silence pushes it out. What a board
+            # still holds after twice as much silence (10 s more at most) is lost: zeros stand in.
+            missing = n_in - n_board
+            n = min(max(block_size, 4096), MAX_BLOCK_SAMPLES // reader.channels)
+            silence = np.zeros((reader.channels, n), dtype=np.float32)
+            budget = min(2 * missing, missing + 10 * sr) + 4 * n
+            while n_board < n_in and budget > 0:
+                through(run_board(silence))
+                budget -= n
+            while n_board < n_in:
+                pad = silence[:, : n_in - n_board]
+                n_board += pad.shape[1]
+                through(pad)
         if router is not None:
             emit(router._finish())
         if tagger is not None:

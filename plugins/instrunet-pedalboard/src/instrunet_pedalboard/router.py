@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.errors import InputError
 from instrunet_core.features import SILENCE_DB
-from instrunet_core.inputs import check_sample_rate
+from instrunet_core.inputs import check_amplitude, check_sample_rate
 from instrunet_core.timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
@@ -37,6 +38,9 @@ _KEEP = "\0keep"
 #: 22.05 kHz). Routes change this much after a window's nominal end, and the lookahead is this
 #: much longer, so where blocks are cut never changes the output.
 EMIT_SLACK_S = 0.15
+#: Longest crossfade accepted (ms). The lookahead, and so the delay and the audio held per chain
+#: when streaming, grows with the crossfade: 10 s of crossfade is 5 s more of it.
+MAX_CROSSFADE_MS = 10_000.0
 
 
 class _Fifo:
@@ -111,9 +115,10 @@ class Router(Adapter):
         Presence thresholds overriding the model's (one number for every routed label, or per
         label); the model's own by default, as ``analyze`` uses them.
     crossfade_ms : float
-        Length of each equal-power crossfade (0 switches hard, with clicks).
+        Length of each equal-power crossfade, from 0 (switches hard, with clicks) to
+        :data:`MAX_CROSSFADE_MS` (10,000).
     lookahead : bool
-        See above.
+        See above (``True`` or ``False``).
     smoothing, min_duration : float
         Seconds, as for :func:`instrunet_core.analyze`.
     other_veto : float
@@ -157,6 +162,13 @@ class Router(Adapter):
             raise InputError(
                 f"{self._what}: boards must be a non-empty dict {{label: Pedalboard}}, got {boards!r}"
             )
+        if not _is_real(crossfade_ms) or not 0.0 <= float(crossfade_ms) <= MAX_CROSSFADE_MS:
+            raise InputError(
+                f"{self._what}: crossfade_ms must be a number of milliseconds from 0 to "
+                f"{MAX_CROSSFADE_MS:,.0f}, got {crossfade_ms!r}"
+            )
+        if not isinstance(lookahead, (bool, np.bool_)):
+            raise InputError(f"{self._what}: lookahead must be True or False, got {lookahead!r}")
         super().__init__(model, hop=hop)
         labels = self.labels
         self._other_threshold = self._clf.other_threshold
@@ -184,10 +196,7 @@ class Router(Adapter):
         self._all_thresholds = self._thresholds(threshold)
         #: The presence threshold of each routed label (and of ``"other"``).
         self.thresholds = {lab: self._all_thresholds[lab] for lab in self.boards}
-        x = float(crossfade_ms)
-        if not math.isfinite(x) or x < 0:
-            raise InputError(f"{self._what}: crossfade_ms must be >= 0, got {crossfade_ms!r}")
-        self.crossfade_ms = x
+        self.crossfade_ms = float(crossfade_ms)
         self.lookahead = bool(lookahead)
         try:
             self.detection = Detection(
@@ -214,11 +223,7 @@ class Router(Adapter):
         else:
             over = dict.fromkeys(self.boards, threshold)
         for lab, v in over.items():
-            try:
-                ok = 0.0 < float(v) < 1.0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
+            if not (_is_real(v) and 0.0 < float(v) < 1.0):
                 raise InputError(f"{self._what}: threshold for {lab!r} must be in (0, 1), got {v!r}")
         other = over.pop(OTHER_LABEL, None)
         out = with_overrides(model, over)
@@ -458,12 +463,19 @@ class Router(Adapter):
             y = np.asarray(board.process(x[0] if ch == 1 else x, sr, reset=False), dtype=np.float32)
             if y.ndim == 1:
                 y = y[None, :]
-            if y.shape != (ch, n):
-                name = "default" if key is None else repr(key)
+            name = "default" if key is None else repr(key)
+            if y.ndim != 2 or y.shape[0] != ch:
                 raise InputError(
                     f"{self._what}: the {name} board turned {ch} channel(s) x {n} samples into "
                     f"shape {y.shape}; every board must keep the channel count"
                 )
+            if y.shape[1] != n:
+                raise InputError(
+                    f"{self._what}: the {name} board returned {y.shape[1]} samples for a block of {n}: "
+                    "it holds audio back (latency or buffering, as MP3Compressor, GSMFullRateCompressor "
+                    "and Resample do); every board must return each block's length"
+                )
+            check_amplitude(y, what=f"{self._what}: the {name} board's output")
             self._fifos[key].append(y)
 
     def _push(self, audio: Any, sample_rate: Any) -> tuple[np.ndarray, str]:
@@ -523,7 +535,11 @@ class Router(Adapter):
     def _process(self, audio: Any, sample_rate: float, reset: bool) -> np.ndarray:
         if reset:
             self.reset()
-            y, kind = self._push(audio, sample_rate)
+            a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+            if a.size == 0 and a.ndim in (1, 2):  # nothing to route: the same empty shape back
+                check_sample_rate(sample_rate, what=self._what)
+                return np.zeros(a.shape, dtype=np.float32)
+            y, kind = self._push(a, sample_rate)
             y = np.concatenate([y, self._finish()], axis=1)
             return Layout.restore(y, kind)
         if self._finished:
@@ -560,6 +576,11 @@ class Router(Adapter):
         out = self._outq.view(0, len(self._outq)).copy()
         self._outq.consume(len(self._outq))
         return Layout.restore(out, kind)
+
+
+def _is_real(x: Any) -> bool:
+    """``x`` is a finite real number (not a bool, not a string)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and math.isfinite(float(x))
 
 
 def _window(act: Activity, j: int) -> Activity:

@@ -86,6 +86,8 @@ class _Tagging(Adapter):
         on_windows: Callable[[list[Any]], Any] | None = None,
         worker: bool = False,
     ) -> None:
+        if not isinstance(worker, (bool, np.bool_)):
+            raise InputError(f"{self._what}: worker must be True or False, got {worker!r}")
         super().__init__(model, hop=hop, thresholds=thresholds, keep=keep)
         if on_windows is not None and not callable(on_windows):
             raise InputError(f"{self._what}: on_windows must be callable, got {type(on_windows).__name__}")
@@ -96,6 +98,7 @@ class _Tagging(Adapter):
         self._done: list[Any] = []
         self._done_lock = threading.Lock()
         self._worker: _Worker | None = _Worker(self._work) if worker else None
+        self._closed = False
 
     @property
     def worker(self) -> bool:
@@ -105,6 +108,7 @@ class _Tagging(Adapter):
     def reset(self) -> None:
         """Forget the stream: results, buffered audio, layout and sample rate."""
         with self._owner.feeding("reset"):
+            self._check_open("reset")
             if self._worker is not None:
                 self._worker.wait()
                 self._raise_worker_error()
@@ -116,10 +120,23 @@ class _Tagging(Adapter):
             self._fed = 0
 
     def close(self) -> None:
-        """Stop the worker thread (if any); the tagger cannot be fed after this."""
-        if self._worker is not None:
+        """Stop the worker thread (if any); the tagger cannot be fed after this.
+
+        With a worker thread, feeding, finishing or resetting a closed tagger raises
+        :class:`~instrunet_core.errors.InputError` (there is no thread left to do it); its
+        ``results`` and ``analysis`` can still be read. Closing twice is fine.
+        """
+        if self._worker is not None and not self._closed:
             self._worker.wait()
             self._worker.close()
+        self._closed = True
+
+    def _check_open(self, call: str) -> None:
+        if self._closed and self._worker is not None:
+            raise InputError(
+                f"{self._what}.{call}: the tagger is closed (its worker thread is stopped); "
+                "create a new one for another stream"
+            )
 
     def __enter__(self) -> Any:
         return self
@@ -139,6 +156,7 @@ class _Tagging(Adapter):
 
     def _push(self, audio: Any, sample_rate: Any) -> list[Any]:
         """What this block completed; with a worker, what it completed since the last call."""
+        self._check_open("feed" if self._what == "StreamTagger" else "process")
         self._raise_worker_error()
         t0 = time.perf_counter()
         got = self._accept(audio, sample_rate)
@@ -177,6 +195,7 @@ class _Tagging(Adapter):
             self.on_windows(out)
 
     def _finish(self) -> list[Any]:
+        self._check_open("finish" if self._what == "StreamTagger" else "flush")
         if self._worker is not None:
             if self._fed and not self._finished:
                 self._worker.put((None, 0, time.perf_counter(), self.seconds))
@@ -438,8 +457,10 @@ class StreamTagger(_Tagging):
             raise InputError(
                 f"{what}: source must have read(n) (an AudioStream or AudioFile), got {type(source).__name__}"
             )
-        rate = getattr(source, "sample_rate", None) or getattr(source, "samplerate", None)
-        sr = check_sample_rate(rate, what=what)
+        rate = getattr(source, "sample_rate", None)
+        if rate is None:
+            rate = getattr(source, "samplerate", None)
+        sr = check_sample_rate(rate, what=f"{what}: source" if rate is not None else what)
         n = (
             max(1, sr // 10)
             if block_size is None

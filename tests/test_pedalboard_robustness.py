@@ -1,0 +1,229 @@
+"""Bad input to the instrunet-pedalboard plugin: clear ``InstrunetError``s, never NaN, a hang or garbage.
+
+Real pedalboard objects and the default model; the audio is a tone generated here (no SoundFont).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pedalboard = pytest.importorskip("pedalboard")
+pytest.importorskip("instrunet_pedalboard")
+
+from instrunet_pedalboard import Router, StreamTagger, Tagger, process_file  # noqa: E402
+from pedalboard import (  # noqa: E402
+    Gain,
+    GSMFullRateCompressor,
+    MP3Compressor,
+    Pedalboard,
+    Resample,
+)
+from pedalboard.io import AudioFile  # noqa: E402
+
+import instrunet_core  # noqa: E402
+from instrunet_core import InputError, load_model  # noqa: E402
+
+FAMILY_DIR = Path(instrunet_core.__file__).resolve().parent / "models" / "family" / "1.0.0"
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def model() -> instrunet_core.Model:
+    return load_model(FAMILY_DIR)
+
+
+def _tone(seconds: float = 4.0) -> np.ndarray:
+    """Stereo float32 ``(2, n)``: 440 Hz at -10 dBFS."""
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.stack([np.sin(2 * np.pi * 440 * t)] * 2)).astype(np.float32)
+
+
+@pytest.fixture
+def tone_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tone.wav"
+    with AudioFile(str(path), "w", SR, 2) as f:
+        f.write(_tone())
+    return path
+
+
+def _frames(path: Path) -> int:
+    with AudioFile(str(path)) as f:
+        return int(f.frames)
+
+
+def test_a_router_chain_that_outputs_inf_is_refused_naming_it(model: instrunet_core.Model) -> None:
+    router = Router({"flute": Pedalboard([Gain(gain_db=1000)])}, model=model)
+    with pytest.raises(InputError, match=r"Router: the 'flute' board's output: .*NaN or infinite"):
+        router(_tone(), SR)
+
+
+def test_process_file_refuses_a_board_or_router_that_outputs_inf_and_writes_nothing(
+    tone_file: Path, tmp_path: Path, model: instrunet_core.Model
+) -> None:
+    dst = tmp_path / "out" / "o.wav"
+    with pytest.raises(InputError, match=r"tone\.wav: the board's output: .*NaN or infinite"):
+        process_file(tone_file, dst, tagger=Tagger(model), board=Pedalboard([Gain(gain_db=1000)]))
+    assert not dst.exists()
+    router = Router({"string": Pedalboard([Gain(gain_db=1000)])}, model=model)
+    with pytest.raises(
+        InputError, match=r"tone\.wav: Router: the 'string' board's output: .*NaN or infinite"
+    ):
+        process_file(tone_file, dst, router=router)
+    assert not dst.exists()
+    assert [p.name for p in dst.parent.iterdir()] == []  # no temporary file left either
+
+
+@pytest.mark.parametrize(
+    "plugin", [MP3Compressor(), GSMFullRateCompressor(), Resample(target_sample_rate=8000.0)], ids=type
+)
+@pytest.mark.parametrize("block_size", [3000, 4096, 65536])
+def test_process_file_keeps_the_length_through_a_board_that_holds_audio_back(
+    tone_file: Path, tmp_path: Path, plugin: Any, block_size: int, model: instrunet_core.Model
+) -> None:
+    dst = tmp_path / "o.wav"
+    analysis = process_file(
+        tone_file, dst, tagger=Tagger(model), board=Pedalboard([plugin]), block_size=block_size
+    )
+    assert _frames(dst) == _frames(tone_file)
+    assert analysis.duration == pytest.approx(4.0, abs=1e-6)
+    with AudioFile(str(dst)) as f:
+        y = f.read(f.frames)
+    assert np.abs(y[:, SR : 3 * SR]).max() > 0.1  # the tone came through, not silence
+
+
+def test_router_says_a_chain_changed_the_length_not_the_channel_count(model: instrunet_core.Model) -> None:
+    router = Router({"flute": Pedalboard([MP3Compressor()])}, model=model)
+    with pytest.raises(
+        InputError, match=r"'flute' board returned \d+ samples for a block of 176400.*holds audio back"
+    ):
+        router(_tone(), SR)
+
+
+@pytest.mark.parametrize("value", [None, "abc", "50", [1], True, math.nan, math.inf, -1, 10_001, 1e7, 1e9])
+def test_router_crossfade_ms_is_a_number_of_ms_up_to_10_s(value: Any, model: instrunet_core.Model) -> None:
+    with pytest.raises(
+        InputError, match=r"Router: crossfade_ms must be a number of milliseconds from 0 to 10,000"
+    ):
+        Router({"flute": Pedalboard([])}, model=model, crossfade_ms=value)
+
+
+def test_router_takes_the_longest_crossfade_without_an_absurd_allocation(model: instrunet_core.Model) -> None:
+    router = Router({"flute": Pedalboard([])}, model=model, crossfade_ms=10_000)
+    assert router.latency_seconds < 15.0
+    out = router(np.zeros((2, 512), np.float32), SR, reset=False)
+    assert out.shape == (2, 512)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threshold": "0.5"}, r"threshold for 'flute' must be in \(0, 1\)"),
+        ({"lookahead": "no"}, "lookahead must be True or False"),
+        ({"lookahead": None}, "lookahead must be True or False"),
+    ],
+)
+def test_router_refuses_arguments_of_the_wrong_type(
+    kwargs: dict[str, Any], message: str, model: instrunet_core.Model
+) -> None:
+    with pytest.raises(InputError, match=message):
+        Router({"flute": Pedalboard([])}, model=model, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"worker": "yes"}, "StreamTagger: worker must be True or False"),
+        ({"thresholds": "x"}, r"StreamTagger: thresholds must be a dict"),
+    ],
+)
+def test_stream_tagger_refuses_arguments_of_the_wrong_type(
+    kwargs: dict[str, Any], message: str, model: instrunet_core.Model
+) -> None:
+    with pytest.raises(InputError, match=message):
+        StreamTagger(model, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [StreamTagger, Tagger])
+def test_a_closed_worker_tagger_refuses_at_once_instead_of_hanging(
+    cls: type, model: instrunet_core.Model
+) -> None:
+    tagger = cls(model, worker=True)
+    tagger.close()
+    tagger.close()  # twice is fine
+    feed = tagger.feed if cls is StreamTagger else (lambda b, sr: tagger(b, sr, reset=False))
+    end = tagger.finish if cls is StreamTagger else tagger.flush
+    got: list[BaseException] = []
+
+    def calls() -> None:
+        for call in (lambda: feed(np.zeros((2, 4410), np.float32), SR), end, tagger.reset):
+            try:
+                call()
+            except BaseException as e:  # noqa: BLE001 - checked below
+                got.append(e)
+
+    t = threading.Thread(target=calls, daemon=True)
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive(), "a call on a closed tagger hung"
+    assert len(got) == 3 and all(isinstance(e, InputError) for e in got), got
+    assert all("closed" in str(e) for e in got)
+    assert tagger.results == []  # still readable
+
+
+class _Source:
+    def __init__(self, rate: Any) -> None:
+        self.sample_rate = rate
+
+    def read(self, n: int) -> np.ndarray:
+        return np.zeros((2, n), np.float32)
+
+
+def test_listen_names_a_sample_rate_of_zero(model: instrunet_core.Model) -> None:
+    with pytest.raises(
+        InputError, match=r"StreamTagger.listen: source: sample rate 0 Hz, outside the supported range"
+    ):
+        list(StreamTagger(model).listen(_Source(0)))
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 2), (0,)])
+def test_router_returns_an_empty_array_in_its_own_shape(
+    shape: tuple[int, ...], model: instrunet_core.Model
+) -> None:
+    router = Router({"flute": Pedalboard([])}, model=model)
+    out = router(np.zeros(shape, np.float32), SR)
+    assert out.shape == shape and out.dtype == np.float32
+    assert router(np.zeros(shape, np.float32), SR, reset=False).shape == shape
+
+
+@pytest.mark.parametrize("src", [None, b"/tmp/x.wav", 5])
+def test_process_file_refuses_a_source_that_is_not_a_path(src: Any, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"process_file: src must be a path"):
+        process_file(src, tmp_path / "o.wav")
+
+
+def test_process_file_refuses_a_destination_that_is_not_a_path(tone_file: Path) -> None:
+    with pytest.raises(InputError, match=r"process_file: dst must be a path"):
+        process_file(tone_file, b"/tmp/o.wav")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"block_size": 10**12}, r"block_size must be an int from 1 to 4194304"),
+        ({"block_size": True}, r"block_size must be an int"),
+        ({"bit_depth": "16"}, r"bit_depth must be an int from 8 to 32"),
+        ({"bit_depth": None}, r"bit_depth must be an int from 8 to 32"),
+    ],
+)
+def test_process_file_bounds_its_numeric_arguments(
+    tone_file: Path, tmp_path: Path, kwargs: dict[str, Any], message: str, model: instrunet_core.Model
+) -> None:
+    with pytest.raises(InputError, match=rf"tone\.wav: {message}"):
+        process_file(tone_file, tmp_path / "o.wav", tagger=Tagger(model), **kwargs)
+    assert not (tmp_path / "o.wav").exists()
