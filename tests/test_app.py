@@ -26,6 +26,7 @@ from instrunet_app.launcher import APP_FILE  # noqa: E402
 
 from instrunet_core import DecodeError, InputError, hookimpl, load_model  # noqa: E402
 from instrunet_core import cli as core_cli  # noqa: E402
+from instrunet_core.errors import OutputError  # noqa: E402
 from instrunet_core.registry import build_registry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,3 +373,50 @@ def test_range_text_units_and_steps():
         "Writing the reports",
     ]
     assert service.audio_mime("a.FLAC") == "audio/flac" and service.audio_mime("b.mp3") == "audio/mpeg"
+
+
+def test_unknown_condition_says_why_on_the_page_and_in_the_report(installed_registry):
+    """The condition's own reason for "unknown" (here too_quiet), not always "too little sound"."""
+    sr = 8000
+    quiet = 10 ** (-53 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 440 * np.arange(5 * sr) / sr)
+    res = service.analyze_upload(wav_bytes(quiet, sr), "quiet_tone.wav")
+    cv = service.condition_view(res.analysis)
+    assert (cv["label"], cv["reason"], cv["reason_text"]) == ("unknown", "too_quiet", "too quiet to judge")
+    text = pdf_text(report.build_pdf(res.analysis))
+    assert "Condition: unknown (too quiet to judge)" in text and "Not judged: too quiet to judge." in text
+    assert "too little sound" not in text.lower()
+    assert [
+        service.unknown_reason_text(r) for r in ("silent", "too_short", "too_mixed", None, "odd_one")
+    ] == [
+        "silent: nothing to judge",
+        "too little sound to judge",
+        "too many instruments at once to judge",
+        "not judged",
+        "not judged: odd one",
+    ]
+
+
+class _Verbose:
+    """An analyzer plugin with very long strings (a key and a value)."""
+
+    @hookimpl
+    def instrunet_register_analyzers(self, register):
+        register("verbose", lambda ctx: {"note": "word " * 20000, "k" * 5000: "x" * 5000})
+
+
+def test_report_cuts_long_analyzer_strings_and_names_an_analyzer_it_cannot_show(installed_registry):
+    reg = build_registry(extra_plugins=[("verbose", _Verbose())], entry_points=False)
+    res = service.analyze_upload(TONE, "tone.wav", model=load_model(registry=reg), registry=reg)
+    an = res.analysis
+    assert len(an.extras["verbose"]["note"]) == 100_000  # the JSON keeps it whole
+    text = pdf_text(report.build_pdf(an, registry=reg)).replace("\n", " ")
+    assert "... (100,000 characters; the JSON has them all)" in text
+    assert "... (5,000 characters; the JSON has them all)" in text
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    an.extras["odd"] = {"value": Unprintable()}
+    with pytest.raises(OutputError, match="PDF report: the result of analyzer 'odd' cannot be laid out: "):
+        report.build_pdf(an, registry=reg)

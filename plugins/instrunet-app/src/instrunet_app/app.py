@@ -123,12 +123,22 @@ def _show_timeline(an: Any, audio: bytes, mime: str) -> None:
         st.pyplot(report.probabilities_figure(an), clear_figure=True)
 
 
-def _show_result(res: service.AppResult, pdf: bytes, js: bytes, audio: bytes) -> None:
+def _pdf_or_error(an: Any, filename: str) -> bytes | str:
+    """The PDF report, or why it could not be made (the page and the JSON do not need it)."""
+    try:
+        return report.build_pdf(an, filename=filename)
+    except Exception as e:  # noqa: BLE001 - one analyzer's odd output must not cost the whole upload
+        return f"The PDF report could not be made: {e if isinstance(e, InstrunetError) else f'{type(e).__name__}: {e}'}"
+
+
+def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: bytes) -> None:
     an = res.analysis
     stem = os.path.splitext(os.path.basename(res.filename))[0] or "analysis"
     st.html(_CSS)
     if res.notice:
         st.warning(service.markdown_text(res.notice, literal=[res.filename]))
+    if isinstance(pdf, str):
+        st.error(service.markdown_text(pdf, literal=[res.filename]))
     with st.container(key="summary"):
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
@@ -144,9 +154,11 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes, audio: bytes) ->
             c2.metric(
                 "Condition",
                 cv["label"].replace("_", " "),
-                f"probability {float(p):.2f}"
-                if isinstance(p, (int, float)) and cv["label"] != "unknown"
-                else "too little sound to judge",
+                cv["reason_text"]
+                if cv["label"] == "unknown"
+                else f"probability {float(p):.2f}"
+                if isinstance(p, (int, float))
+                else None,
                 delta_color="off",
                 delta_arrow="off",
             )
@@ -165,7 +177,8 @@ def _show_result(res: service.AppResult, pdf: bytes, js: bytes, audio: bytes) ->
     )
     d2.download_button(
         "Download PDF report",
-        pdf,
+        pdf if isinstance(pdf, bytes) else b"",
+        disabled=isinstance(pdf, str),
         file_name=f"{stem}.pdf",
         mime="application/pdf",
         on_click="ignore",
@@ -257,7 +270,7 @@ def main() -> None:
             n = len(res.steps)
             bar.progress(0.93, text=f"Step {n} of {n}: {res.steps[-1]}")
             js = report.analysis_json(res.analysis)
-            pdf = report.build_pdf(res.analysis, filename=up.name)
+            pdf = _pdf_or_error(res.analysis, up.name)
         except InstrunetError as e:
             bar.empty()
             st.error(service.markdown_text(f"Cannot analyse this upload. {e}", literal=[up.name]))

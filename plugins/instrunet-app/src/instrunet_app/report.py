@@ -6,16 +6,18 @@ writer, so it is byte for byte what ``instrunet analyze FILE --json OUT`` writes
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from instrunet_core import MEASURES, Analysis, get_registry, plots
+from instrunet_core.errors import InstrunetError, OutputError
 from instrunet_core.output import display_name
 from instrunet_core.timeline import format_ranges, format_time
 from instrunet_core.writers import atomic_write_bytes, detected_ranges, figure_bytes
@@ -191,15 +193,23 @@ def _pdf_text(text: Any) -> str:
     return "".join(ch if ord(ch) in chars else ch.encode("unicode_escape").decode("ascii") for ch in shown)
 
 
+#: Characters of one text value the report shows (the JSON has it all).
+MAX_TEXT_CHARS = 300
+
+
 def fmt_value(v: Any) -> str:
-    """A number to 4 significant digits; containers as (truncated) JSON; anything else as text."""
+    """A number to 4 significant digits; containers as (truncated) JSON; anything else as text,
+    cut to :data:`MAX_TEXT_CHARS` characters with an ellipsis and its length."""
     if isinstance(v, bool) or v is None:
         return str(v)
     if isinstance(v, (int, float)):
         return f"{v:.4g}"
     if isinstance(v, Mapping | list):
         return json.dumps(v)[:120]
-    return str(v)
+    text = str(v)
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    return f"{text[:MAX_TEXT_CHARS]}... ({len(text):,} characters; the JSON has them all)"
 
 
 class _Pdf:
@@ -386,21 +396,23 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
         widths=(40, 40, 60, 40),
     )
 
-    _pdf_condition(doc, analysis)
+    with _analyzer_output("condition"):
+        _pdf_condition(doc, analysis)
 
     extras = other_extras(analysis)
     if extras:
         doc.heading("Other analyses")
         for key, val in extras.items():
-            doc.para(key, style="B")
-            if isinstance(val, Mapping):
-                doc.table(
-                    ["field", "value"],
-                    [[str(k), fmt_value(v)] for k, v in list(val.items())[:40]],
-                    widths=(55, 125),
-                )
-            else:
-                doc.para(fmt_value(val))
+            with _analyzer_output(key):
+                doc.para(fmt_value(key), style="B")
+                if isinstance(val, Mapping):
+                    doc.table(
+                        ["field", "value"],
+                        [[fmt_value(str(k)), fmt_value(v)] for k, v in list(val.items())[:40]],
+                        widths=(55, 125),
+                    )
+                else:
+                    doc.para(fmt_value(val))
 
     doc.heading("What the measures mean")
     for k, v in measures().items():
@@ -426,11 +438,25 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     return doc.output()
 
 
+@contextlib.contextmanager
+def _analyzer_output(name: str) -> Iterator[None]:
+    """Lay out analyzer ``name``'s result; a failure becomes an :class:`OutputError` naming it."""
+    try:
+        yield
+    except InstrunetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the layout engine raises, named
+        raise OutputError(
+            f"PDF report: the result of analyzer {display_name(name)[:80]!r} cannot be laid out: "
+            f"{type(e).__name__}: {str(e)[:200]}"
+        ) from e
+
+
 def _condition_line(cv: Mapping[str, Any]) -> str:
     """``healthy (probability 0.93)``, or ``unknown`` and why, for the summary."""
     label = str(cv["label"])
     if label == "unknown":
-        return "unknown (too little sound to judge)"
+        return f"unknown ({cv['reason_text']})"
     p = cv["probabilities"].get(label)
     return label + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
 
@@ -441,11 +467,16 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
     if cv["status"] != "ok":
         doc.para(cv["notice"])
         return
-    doc.para(f"Condition: {cv['label']}", size=12, style="B")
+    doc.para(f"Condition: {fmt_value(cv['label'])}", size=12, style="B")
     if cv["label"] == "unknown":
-        doc.para("Too little sound to judge: the condition model needs about a second of notes or more.")
+        why = cv["reason_text"]
+        doc.para(
+            "Too little sound to judge: the condition model needs about a second of notes or more."
+            if cv["reason"] == "too_short"
+            else f"Not judged: {why}."
+        )
     if cv["explanation"]:
-        doc.para(cv["explanation"])
+        doc.para(fmt_value(cv["explanation"]))
     probs = cv["probabilities"]
     if probs:
         doc.table(

@@ -37,6 +37,7 @@ __all__ = [
     "audio_mime",
     "model_card",
     "condition_view",
+    "unknown_reason_text",
     "condition_model_line",
     "other_extras",
     "markdown_text",
@@ -421,14 +422,33 @@ def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
 MISSING_CONDITION = "Condition analysis not installed (pip install plugins/instrunet-condition)."
 
 
+#: Why the condition analyzer said "unknown", in words (its ``reason``; docs/condition.md).
+UNKNOWN_REASONS: dict[str, str] = {
+    "silent": "silent: nothing to judge",
+    "too_short": "too little sound to judge",
+    "too_quiet": "too quiet to judge",
+    "too_mixed": "too many instruments at once to judge",
+}
+
+
+def unknown_reason_text(reason: Any) -> str:
+    """``reason`` of an ``"unknown"`` condition in words (:data:`UNKNOWN_REASONS`; a reason it
+    does not know is shown as given)."""
+    if reason is None or reason == "":
+        return "not judged"
+    return UNKNOWN_REASONS.get(str(reason), f"not judged: {str(reason).replace('_', ' ')[:80]}")
+
+
 def condition_view(analysis: Analysis) -> dict[str, Any]:
     """The condition analyzer's result, or why there is none.
 
     Returns
     -------
     dict
-        ``{"status": "ok", "label", "classes", "probabilities", "features", "instruments",
-        "model", "explanation"}`` (``classes``: in the analyzer's order, as its
+        ``{"status": "ok", "label", "reason", "reason_text", "classes", "probabilities",
+        "features", "instruments", "model", "explanation"}`` (``reason``: why it is
+        ``"unknown"``, else ``None``; ``reason_text``: that in words, :func:`unknown_reason_text`;
+        ``classes``: in the analyzer's order, as its
         ``probabilities`` list them); ``{"status": "missing", "notice"}`` when the analyzer is not
         installed; ``{"status": "error", "error": message, "notice"}`` when it failed (``notice``:
         what the page and the report say instead).
@@ -440,9 +460,13 @@ def condition_view(analysis: Analysis) -> dict[str, Any]:
         error = str(c.get("error") if isinstance(c, Mapping) else c)
         return {"status": "error", "error": error, "notice": f"Condition analysis failed: {error}"}
     probs = dict(c.get("probabilities") or {})
+    label = str(c.get("label", "unknown"))
+    reason = c.get("reason") if label == "unknown" else None
     return {
         "status": "ok",
-        "label": str(c.get("label", "unknown")),
+        "label": label,
+        "reason": reason,
+        "reason_text": unknown_reason_text(reason) if label == "unknown" else "",
         "classes": list(probs),
         "probabilities": probs,
         "features": dict(c.get("features") or {}),
