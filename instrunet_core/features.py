@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "SILENCE_DB",
     "LEVEL_BLOCK",
+    "block_power",
     "mel_filterbank",
     "logmel",
     "window_features",
@@ -561,6 +562,15 @@ def _mean_square(blocks: np.ndarray) -> np.ndarray:
     energy = np.einsum("...i,...i->...", x, x).astype(np.float64)
     fitted = np.sum(np.square(x @ _line_basis(n), dtype=np.float64), axis=-1)
     return np.maximum(energy - fitted, 0.0) / n
+
+
+def block_power(blocks: np.ndarray) -> np.ndarray:
+    """Power of each row of ``blocks`` [shape=(m, n)] about its own least-squares straight line
+    (float64): how the core measures the level of each 512-sample block (:data:`LEVEL_BLOCK`),
+    so that DC and a drift slower than a block count as no sound. For plugins that must agree
+    with the core on what is sound (``instrunet-condition``).
+    """
+    return _mean_square(blocks)
 
 
 def _segment_power(seg: np.ndarray) -> float:

@@ -471,6 +471,30 @@ def test_silence_is_unknown_without_nan(real_registry: plugins_mod.Registry) -> 
     json.dumps(a.to_dict(), allow_nan=False)
 
 
+@pytest.mark.parametrize(
+    ("what", "y", "sr"),
+    [
+        ("DC at 0.999", np.full(5 * 44100, 0.999, np.float32), 44100),
+        (
+            "1 s of silence, then DC at 0.3",
+            np.r_[np.zeros(44100), np.full(4 * 44100, 0.3)].astype(np.float32),
+            44100,
+        ),
+        ("a slow full-range ramp", np.linspace(-1, 1, 6 * 44100).astype(np.float32), 44100),
+    ],
+)
+def test_dc_and_slow_ramps_are_no_sound_to_judge(
+    real_registry: plugins_mod.Registry, what: str, y: np.ndarray, sr: int
+) -> None:
+    """The condition measures sound as the core measures levels (each block about its own
+    straight line): DC or a ramp is "unknown" with a reason, never a verdict."""
+    a = analyze(y, sr, registry=real_registry)
+    c = a.extras["condition"]
+    assert c["label"] == "unknown" and c["reason"] in {"silent", "too_short"}, (what, c)
+    assert all(v == 0.0 for v in c["probabilities"].values())
+    assert instrunet_condition.condition_of(np.full(3 * SR, 1.0))["label"] == "unknown"
+
+
 def test_too_short_and_too_quiet_are_unknown(real_registry: plugins_mod.Registry) -> None:
     """0.4 s of sound (a clean flute note, then silence) and a tone at -55 dBFS: "unknown", with
     the reason, never a confident verdict on too little evidence."""

@@ -37,7 +37,7 @@ import numpy as np
 
 from instrunet_core._threads import blas_limited
 from instrunet_core.analysis import OTHER_LABEL
-from instrunet_core.features import SILENCE_DB, power_features
+from instrunet_core.features import SILENCE_DB, block_power, power_features
 
 from .classifier import CLASSES, ConditionModel, assess, load_condition_model
 from .features import _HOP, _N_FFT, FEATURE_NAMES, features_and_power
@@ -93,7 +93,8 @@ def unknown(reason: str) -> dict[str, Any]:
 
 
 def not_judgeable(y: np.ndarray, sr: int) -> str | None:
-    """Why a window cannot be judged (``too_short``, ``too_quiet``, ``silent``), or ``None``.
+    """Why a window cannot be judged (``too_short``, ``too_quiet``, ``silent``), or ``None``;
+    its sound is measured as the core measures levels (:func:`instrunet_core.features.block_power`).
 
     Parameters
     ----------
@@ -104,7 +105,9 @@ def not_judgeable(y: np.ndarray, sr: int) -> str | None:
     m = y.shape[0] // _BLOCK
     if m * _BLOCK < MIN_SOUND_SECONDS * sr:
         return "too_short"
-    ms = np.mean(np.square(y[: m * _BLOCK].reshape(m, _BLOCK), dtype=np.float64), axis=1)
+    # Measured as the core measures window levels (each block about its own straight line),
+    # so DC and slow ramps are no sound here either.
+    ms = block_power(y[: m * _BLOCK].reshape(m, _BLOCK))
     db = 10.0 * np.log10(ms + 1e-20)
     if float(db.max()) < SILENCE_DB:
         return "silent"
