@@ -116,8 +116,13 @@ class PluginInfo:
 def _chosen_default() -> tuple[str, str | None]:
     """``INSTRUNET_DEFAULT_MODEL`` as ``(name, version)``: ``"family-compact"`` or
     ``"family@2.0.0"`` (version ``None`` when not given; ``("", None)`` when unset)."""
-    chosen = os.environ.get(DEFAULT_ENV_VAR, "").strip()
-    name, at, version = chosen.partition("@")
+    return split_model_spec(os.environ.get(DEFAULT_ENV_VAR, ""))
+
+
+def split_model_spec(spec: str) -> tuple[str, str | None]:
+    """``"family"`` → ``("family", None)``; ``"family@2.0.0"`` → ``("family", "2.0.0")`` (the
+    form ``INSTRUNET_DEFAULT_MODEL``, ``load_model`` and ``--model`` accept)."""
+    name, at, version = spec.strip().partition("@")
     return name.strip(), (version.strip() or None) if at else None
 
 
@@ -327,7 +332,8 @@ class Registry:
 
     def resolve_model(self, name: str | None = None, version: str | None = None) -> ModelEntry:
         """Pick a registered model: the default when ``name`` is None, the highest semver
-        when ``version`` is None.
+        when ``version`` is None. ``name`` may be ``"<name>@<version>"``
+        (:func:`split_model_spec`).
 
         Raises
         ------
@@ -335,6 +341,12 @@ class Registry:
             Nothing installed, unknown name/version, or a broken artifact.
         """
         ok = [e for e in self.models if e.error is None]
+        if name is not None and "@" in name:
+            spec = name
+            name, at_version = split_model_spec(spec)
+            if version is not None and at_version is not None and version != at_version:
+                raise ModelError(f"model {spec!r}: version {at_version} given, and version={version!r} too")
+            version = version or at_version
         if name is None:
             name = self.default_model_name
             chosen, chosen_version = _chosen_default()

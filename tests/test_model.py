@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -199,3 +200,36 @@ def test_audit_arguments_that_raised_bare_python_errors(tiny_model: instrunet_co
             quiet.prediction(top_k=top_k)  # type: ignore[arg-type]  # silence: checked all the same
     assert [lab for lab, _ in tiny_model.predict(tone(3.0), 22050, top_k=2).top][:1] == ["brass"]
     assert len(tiny_model.predict(tone(3.0), 22050, top_k=np.int64(99)).top) == 8
+
+
+def test_name_at_version_is_accepted_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``load_model("tiny@1.0.0")`` and ``--model tiny@1.0.0`` pick that version (the form
+    INSTRUNET_DEFAULT_MODEL takes); a missing version is named as such, never "tiny@1.0.0"."""
+    from instrunet_core import registry as plugins_mod
+    from instrunet_core.cli import main
+
+    old, new = write_model_dir(tmp_path, version="1.0.0"), write_model_dir(tmp_path, version="1.1.0")
+
+    class Both:
+        @instrunet_core.hookimpl
+        def instrunet_register_models(self, register: Any) -> None:
+            register("tiny", old)
+            register("tiny", new)
+
+    reg = build_registry(extra_plugins=[("t", Both())])
+    assert instrunet_core.load_model("tiny@1.0.0", registry=reg).version == "1.0.0"
+    assert instrunet_core.load_model(" tiny @ 1.1.0 ", registry=reg).version == "1.1.0"
+    assert instrunet_core.load_model("tiny@1.0.0", version="1.0.0", registry=reg).version == "1.0.0"
+    with pytest.raises(
+        ModelError, match=r"^model 'tiny 9\.0\.0' is not installed \(available: \['tiny 1\.0\.0'"
+    ):
+        instrunet_core.load_model("tiny@9.0.0", registry=reg)
+    with pytest.raises(ModelError, match="version 1.0.0 given, and version='1.1.0' too"):
+        instrunet_core.load_model("tiny@1.0.0", version="1.1.0", registry=reg)
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    wav = tmp_path / "t.wav"
+    sf.write(wav, tone(2.0), 22050)
+    assert main(["classify", str(wav), "--model", "tiny@1.0.0", "--json"]) == 0
+    assert '"1.0.0"' in capsys.readouterr().out
