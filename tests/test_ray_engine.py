@@ -65,7 +65,7 @@ def _batch_reference(collection: Path, tmp_path: Path) -> dict[str, dict]:
 
 
 def test_same_records_as_instrunet_batch_and_resumable(
-    local_ray: None, collection: Path, tmp_path: Path
+    local_ray: None, installed_registry: object, collection: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ray.jsonl"
     s = instrunet_ray.tag_collection(collection, out, workers=2, batch_size=1, log=lambda m: None)
@@ -121,7 +121,9 @@ def _records_lenient(path: Path) -> dict[str, dict]:
     return recs
 
 
-def test_parquet_output_and_resume(local_ray: None, collection: Path, tmp_path: Path) -> None:
+def test_parquet_output_and_resume(
+    local_ray: None, installed_registry: object, collection: Path, tmp_path: Path
+) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "parquet_out"
     s = instrunet_ray.tag_collection(
@@ -140,7 +142,7 @@ def test_parquet_output_and_resume(local_ray: None, collection: Path, tmp_path: 
     assert (again["written"], again["skipped"]) == (1, 3)  # only the failed file is retried
 
 
-def test_bad_arguments_are_clear_errors(collection: Path, tmp_path: Path) -> None:
+def test_bad_arguments_are_clear_errors(installed_registry: object, collection: Path, tmp_path: Path) -> None:
     from instrunet_core.errors import InputError
 
     with pytest.raises(InputError, match="not a directory"):
@@ -151,6 +153,75 @@ def test_bad_arguments_are_clear_errors(collection: Path, tmp_path: Path) -> Non
         instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", fmt="csv", log=lambda m: None)
 
 
+def test_a_model_that_is_not_installed_is_one_error_before_ray(
+    installed_registry: object, collection: Path, tmp_path: Path
+) -> None:
+    """Audit 2 F24: the model is loaded on the driver first, as ``instrunet batch`` does, not in
+    the actors (whose failure came back as 214 lines of Ray's ActorDiedError)."""
+    from instrunet_core.errors import ModelError
+
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(ModelError, match="model 'nope' is not installed"):
+        instrunet_ray.tag_collection(collection, out, model="nope", log=lambda m: None)
+    assert not out.exists()
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    p = subprocess.run(
+        [sys.executable, "-m", "instrunet_ray.cli", str(collection), "--out", str(out), "--model", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert p.returncode == 1 and not out.exists()
+    assert p.stderr.splitlines() == [p.stderr.strip()], p.stderr  # one line
+    assert p.stderr.startswith("instrunet-ray: error: model 'nope' is not installed (available: ")
+    assert "Traceback" not in p.stderr and "\x1b[" not in p.stderr
+
+
+def test_an_output_of_the_wrong_kind_is_an_output_error(
+    installed_registry: object, collection: Path, tmp_path: Path
+) -> None:
+    """Audit 2 F26: an output path that is a directory (JSON lines) or a file (Parquet)."""
+    from instrunet_core.errors import OutputError
+
+    folder = tmp_path / "isdir.jsonl"
+    folder.mkdir()
+    with pytest.raises(OutputError, match=r"isdir\.jsonl: is a directory"):
+        instrunet_ray.tag_collection(collection, folder, fmt="jsonl", log=lambda m: None)
+    file = tmp_path / "parts.txt"
+    file.write_text("x")
+    with pytest.raises(OutputError, match=r"parts\.txt: not a directory"):
+        instrunet_ray.tag_collection(collection, file, fmt="parquet", log=lambda m: None)
+    assert file.read_text() == "x"
+
+
+def test_missing_and_empty_files_are_error_records_named_as_batch_names_them(
+    local_ray: None, installed_registry: object, tmp_path: Path
+) -> None:
+    """Audit 2 F25, F26: a listed file that does not exist is its error record (the run goes on,
+    it used to abort on Ray's FileNotFoundError); an empty file gets instrunet batch's message."""
+    d = tmp_path / "given"
+    d.mkdir()
+    flute = d / "flute.wav"
+    shutil.copy(ROOT / "examples" / "solo_flute.wav", flute)
+    (d / "empty.wav").write_bytes(b"")
+    missing = str(d / "nope.wav")
+    out = tmp_path / "r.jsonl"
+    lines: list[str] = []
+    s = instrunet_ray.tag_collection(
+        [str(flute), missing, str(d / "empty.wav")], out, workers=1, log=lines.append
+    )
+    assert (s["files"], s["written"], s["errors"]) == (3, 3, 2)
+    got = _records(out)
+    empty = os.path.realpath(d / "empty.wav")
+    assert got[os.path.realpath(missing)]["error"] == f"{os.path.realpath(missing)}: file not found"
+    assert "label" in got[os.path.realpath(flute)]
+    ref = _batch_reference(d, tmp_path)  # instrunet batch on the same folder
+    assert got[empty]["error"] == ref[empty]["error"] == f"{empty}: empty file (0 bytes)"
+    assert got[empty]["model"] == ref[empty]["model"]
+    assert sum(ln.startswith("instrunet-ray: error: ") for ln in lines) == 2
+
+
 def test_an_actor_uses_one_pipeline_worker(installed_registry: object) -> None:
     """Ray gives each actor one CPU: its classifier starts no more than one worker thread."""
     from instrunet_ray.engine import TaggingActor
@@ -159,7 +230,9 @@ def test_an_actor_uses_one_pipeline_worker(installed_registry: object) -> None:
     assert t.classifier.workers == 1 and t.model.session_options["intra_op_threads"] == 1
 
 
-def test_failed_files_are_named(local_ray: None, collection: Path, tmp_path: Path) -> None:
+def test_failed_files_are_named(
+    local_ray: None, installed_registry: object, collection: Path, tmp_path: Path
+) -> None:
     """Issue 24 row 19: a run with a corrupt file says which file and why, as instrunet batch does."""
     lines: list[str] = []
     s = instrunet_ray.tag_collection(collection, tmp_path / "r.jsonl", workers=1, log=lines.append)

@@ -31,9 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from instrunet_core.batch import ResultsFile, collect_files, done_paths, file_record, read_records
+from instrunet_core.audio import audio_info
+from instrunet_core.batch import (
+    ResultsFile,
+    collect_files,
+    done_paths,
+    error_message,
+    file_record,
+    read_records,
+)
+from instrunet_core.errors import InstrunetError, OutputError
 from instrunet_core.inputs import check_count
-from instrunet_core.output import CLASSIFICATION_FIELDS
+from instrunet_core.output import CLASSIFICATION_FIELDS, error_record
 from instrunet_core.writers import atomic_path
 
 __all__ = ["collect_files", "done_paths_in", "file_record", "TaggingActor", "tag_collection", "FORMATS"]
@@ -109,6 +118,22 @@ class TaggingActor:
         return {"record": np.array(out, dtype=object)}
 
 
+def _unreadable(path: str, model: Any) -> dict[str, Any] | None:
+    """The error record of a file Ray's read tasks could not read (missing, a folder, unreadable)
+    or that is empty, with the core's message (``instrunet batch``'s); ``None`` for a file to
+    send to the actors. Only a failed ``stat`` or an empty file is opened here."""
+    try:
+        if os.stat(path).st_size > 0 and os.access(path, os.R_OK) and not os.path.isdir(path):
+            return None
+    except OSError:
+        pass
+    try:
+        audio_info(path)  # raises the core's DecodeError: file not found / empty file (0 bytes) ...
+    except (InstrunetError, OSError) as e:
+        return error_record(path, error_message(path, e), model)
+    return None
+
+
 def _ray_key(path: str) -> str:
     """How ``read_binary_files(include_paths=True)`` reports a local path (absolute, no scheme)."""
     return os.path.abspath(path)
@@ -175,7 +200,9 @@ def tag_collection(
         ``model`` as JSON strings). Either way, files already done in ``out`` are skipped and
         failed ones retried (resume).
     model : str, optional
-        Registered model name on the workers (default model when omitted).
+        Registered model name on the workers (default model when omitted). It is loaded once
+        on the driver first (as ``instrunet batch`` loads it), so a model that is not installed
+        or is broken is a ``ModelError`` before Ray starts.
     workers : int
         Actors in the pool, each holding one model and using one CPU.
     batch_size : int
@@ -187,6 +214,9 @@ def tag_collection(
         Receives the progress lines and one ``instrunet-ray: error: <file>: <problem>`` line per
         file that failed (default: stderr).
 
+    A file that is missing, a folder, unreadable or empty when the run starts gets its error
+    record from the driver, with ``instrunet batch``'s message (the run goes on).
+
     Returns
     -------
     dict
@@ -194,14 +224,36 @@ def tag_collection(
         "first_record_s", "steady_files_per_s"}``: ``first_record_s`` is the time to the first
         record (starting the actors, each loading its model, and Ray Data's planning), and
         ``steady_files_per_s`` the rate after it (``None`` with fewer than two records).
+
+    Raises
+    ------
+    InputError
+        A bad argument, or a ``source`` path that is not a directory.
+    ModelError
+        ``model`` is not installed or cannot be loaded (before Ray starts).
+    OutputError
+        ``out`` cannot be the output: a JSON lines output that is a directory, a Parquet
+        output that is a file, a file that cannot be opened.
     """
     import ray
+
+    from instrunet_core import load_model
 
     check_count(workers, name="workers")
     check_count(batch_size, name="batch_size")
     out = Path(out)
     fmt = _format_of(out, fmt)
+    if fmt == "jsonl" and out.is_dir():
+        raise OutputError(
+            f"{out}: is a directory; a JSON lines output is a file (a folder takes fmt='parquet')"
+        )
+    if fmt == "parquet" and out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: not a directory; Parquet output is a folder of parts")
     files = collect_files(source)
+    # The model the actors will load, once here: 'not installed' or a broken artifact is one
+    # ModelError before any Ray process starts (the actors' own errors would come back as
+    # Ray's ActorDiedError tracebacks); it also goes into the driver's error records.
+    driver_model = load_model(model, intra_op_threads=1)
     summary: dict[str, Any] = {
         "files": len(files),
         "skipped": 0,
@@ -215,17 +267,50 @@ def tag_collection(
     }
     with contextlib.ExitStack() as stack:
         # A JSON lines output is opened (and locked) before anything runs, as instrunet batch does.
-        results = stack.enter_context(ResultsFile(out)) if fmt == "jsonl" else None
+        try:
+            results = stack.enter_context(ResultsFile(out)) if fmt == "jsonl" else None
+        except OSError as e:
+            raise OutputError(f"{out}: cannot open the results file: {e.strerror or e}") from None
         done = results.done if results is not None else done_paths_in(out, fmt=fmt)
         todo = [f for f in files if f not in done]
         summary["skipped"] = len(files) - len(todo)
         log(f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go")
+        sink: ResultsFile | _Parts
+        if results is not None:
+            sink = results
+        else:
+            sink = _Parts(out, part_size)
+            stack.callback(sink.flush)  # the records so far are kept, also after an error
+        t0 = time.perf_counter()
+
+        ray_records = [0]  # the rates are the actors': the driver's error records are not timed
+
+        def record(rec: dict[str, Any], *, from_ray: bool = True) -> None:
+            if from_ray:
+                if summary["first_record_s"] is None:
+                    summary["first_record_s"] = time.perf_counter() - t0
+                ray_records[0] += 1
+            sink.append(rec)
+            summary["written"] += 1
+            if "error" in rec:  # the file and its problem, as instrunet batch says them
+                summary["errors"] += 1
+                log(f"instrunet-ray: error: {rec['error']}")
+
+        # Ray's read tasks would abort the whole run on a file they cannot read
+        # (FileNotFoundError): such files get their error records here.
+        readable = []
+        for f in todo:
+            failed = _unreadable(f, driver_model)
+            if failed is None:
+                readable.append(f)
+            else:
+                record(failed, from_ray=False)
+        todo = readable
         if not todo:
-            return summary
+            return _finish(summary, t0, workers, log, ray_records[0]) if summary["written"] else summary
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         names = {_ray_key(p): p for p in todo}
-        t0 = time.perf_counter()
         # The read tasks ask for no CPU: the actors hold one CPU each, and on a machine with
         # exactly `workers` CPUs reads that need one would never be scheduled. Tasks that need no
         # CPU are not limited by Ray's scheduler, though: every block's read would start at once,
@@ -246,27 +331,22 @@ def tag_collection(
             num_cpus=1,
             batch_size=batch_size,
         )
-        sink: ResultsFile | _Parts
-        if results is not None:
-            sink = results
-        else:
-            sink = _Parts(out, part_size)
-            stack.callback(sink.flush)  # the records so far are kept, also after an error
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for line in batch["record"]:
-                if summary["first_record_s"] is None:
-                    summary["first_record_s"] = time.perf_counter() - t0
-                rec = json.loads(str(line))
-                sink.append(rec)
-                summary["written"] += 1
-                if "error" in rec:  # the file and its problem, as instrunet batch says them
-                    summary["errors"] += 1
-                    log(f"instrunet-ray: error: {rec['error']}")
+                record(json.loads(str(line)))
+    return _finish(summary, t0, workers, log, ray_records[0])
+
+
+def _finish(
+    summary: dict[str, Any], t0: float, workers: int, log: Callable[[str], None], from_ray: int
+) -> dict[str, Any]:
+    """The run's times and rates in ``summary`` (``from_ray``: the records the actors made),
+    and its last progress line."""
     summary["seconds"] = time.perf_counter() - t0
     summary["files_per_s"] = summary["written"] / summary["seconds"] if summary["seconds"] else 0.0
     after = summary["seconds"] - (summary["first_record_s"] or 0.0)
-    if summary["written"] > 1 and after > 0:
-        summary["steady_files_per_s"] = (summary["written"] - 1) / after
+    if from_ray > 1 and after > 0:
+        summary["steady_files_per_s"] = (from_ray - 1) / after
     log(
         f"instrunet-ray: {summary['written']} files in {summary['seconds']:.1f} s "
         f"({summary['files_per_s']:.1f} files/s, {workers} workers), {summary['errors']} errors"
