@@ -31,7 +31,7 @@ from instrunet_condition.features import (
 from instrunet_core import analyze
 from instrunet_core import registry as plugins_mod
 from instrunet_core.audio import load_audio
-from instrunet_core.errors import ModelError
+from instrunet_core.errors import InputError, ModelError
 from instrunet_core.manifest import read_manifest, sha256_file, validate_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +138,66 @@ def test_silence_short_and_bad_input() -> None:
     assert out["label"] == "unknown" and out["reason"] == "silent" and out["chunks"] == 0
     assert set(out["features"]) == set(FEATURE_NAMES)
     json.dumps(out, allow_nan=False)
+
+
+def test_condition_of_checks_and_mixes_its_input_as_the_core_does(flute: np.ndarray) -> None:
+    """Channels in either layout are mixed down as the core mixes them; strings, NaN, lists,
+    other ranks and bad rates are an InputError naming condition_of, not a raw ValueError or a
+    silent "unknown"."""
+    y = flute[: 3 * SR].astype(np.float32)
+    mono = instrunet_condition.condition_of(y)
+    assert mono["label"] != "unknown" and mono["chunks"] == 1
+    for layout in (np.stack([y, y], axis=1), np.stack([y, y]), y[None, :]):
+        out = instrunet_condition.condition_of(layout)
+        assert out["label"] == mono["label"], layout.shape
+        assert out["probabilities"] == pytest.approx(mono["probabilities"], abs=1e-6), layout.shape
+    for bad, match in [
+        (np.full(5 * SR, np.nan), "NaN"),
+        (np.array(["a"] * 100), "dtype"),
+        (y.tolist(), "numpy array"),
+        (np.zeros((2, 2, SR)), "shape"),
+        (np.zeros(0), "empty"),
+    ]:
+        with pytest.raises(InputError, match=f"condition_of: .*{match}"):
+            instrunet_condition.condition_of(bad)
+    with pytest.raises(InputError, match="sample rate"):
+        instrunet_condition.condition_of(y, sr=0)
+
+
+def test_condition_of_fuses_the_spectrogram_network_as_analyze_does(
+    real_registry: plugins_mod.Registry,
+) -> None:
+    """A steady sine: the features alone call it broken, the fused model (and analyze) healthy;
+    condition_of with the default predict now agrees with analyze."""
+    t = np.arange(30 * SR) / SR
+    y = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    model = clf_mod.load_condition_model()
+    fused = instrunet_condition.condition_of(y, model=model)
+    alone = instrunet_condition.condition_of(y, model=model, predict=model.predict)
+    via_analyze = analyze(y, SR, registry=real_registry).extras["condition"]
+    assert fused["label"] == via_analyze["label"] == "healthy"
+    assert alone["label"] == "broken_noisy"  # why the two used to disagree
+    assert fused["probabilities"]["healthy"] == pytest.approx(
+        via_analyze["probabilities"]["healthy"], abs=0.05
+    )
+
+
+def test_assess_refuses_weights_that_cannot_average(flute: np.ndarray) -> None:
+    model = clf_mod.load_condition_model()
+    f = condition_features(flute[: 3 * SR], sr=SR)
+    assert f is not None
+    for rows, weights, match in [
+        ([f], [0.0], "not all 0"),
+        ([f, f], [0.0, 0.0], "not all 0"),
+        ([f], [float("nan")], "finite"),
+        ([f], [-1.0], ">= 0"),
+        ([f], [1.0, 1.0], "1 weights"),
+        ([], [], "no windows"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            clf_mod.assess(rows, weights, predict=model.predict)
+    v = clf_mod.assess([f, f], [0.0, 2.0], predict=model.predict)
+    assert all(math.isfinite(p) for p in v["probabilities"].values())
 
 
 def test_corpus_clips_are_seeded_and_labelled(flute: np.ndarray) -> None:

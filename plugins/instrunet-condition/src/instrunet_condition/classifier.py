@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from instrunet_core.errors import ModelError
+from instrunet_core.errors import InputError, ModelError
 from instrunet_core.manifest import FEATURES_LAYOUT, Manifest, read_manifest
 from instrunet_core.session import onnx_session
 from instrunet_core.verify import verify_artifact
@@ -386,7 +386,8 @@ def assess(
     rows : sequence of dict
         Features of each window (:func:`condition_features`); at least one.
     weights : sequence of float
-        Each window's weight (how much of the stretch it stands for).
+        Each window's weight (how much of the stretch it stands for): one per row, finite and
+        at least 0, not all 0.
     families : sequence of str or None, optional
         The family leading each window (the classifier's input beside the features); default none.
     predict : callable
@@ -406,11 +407,26 @@ def assess(
     dict
         ``label``, ``probabilities``, ``features`` (weighted median over the windows),
         ``explanation``, ``reasons``, ``chunks``.
+
+    Raises
+    ------
+    InputError
+        No rows, or weights that are not one finite number >= 0 per row with a positive sum
+        (all-zero weights would make every probability NaN).
     """
+    if len(rows) == 0:
+        raise InputError("assess: no windows to judge (rows is empty)")
+    try:
+        w = np.asarray(weights, np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"assess: weights must be numbers, got {weights!r}") from None
+    if w.shape != (len(rows),):
+        raise InputError(f"assess: {len(rows)} rows need {len(rows)} weights, got shape {w.shape}")
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise InputError(f"assess: weights must be finite, >= 0 and not all 0, got {w.tolist()}")
+    w = w / w.sum()
     fams = list(families) if families is not None else [None] * len(rows)
     x = np.stack([feature_vector(r, f) for r, f in zip(rows, fams, strict=True)])
-    w = np.asarray(weights, np.float64)
-    w = w / w.sum()
     spec = None if spectrogram is None else np.asarray(spectrogram, np.float32)
 
     def run(rows_x: np.ndarray, reps: int = 1) -> np.ndarray:
