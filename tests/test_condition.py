@@ -555,6 +555,22 @@ def test_dc_and_slow_ramps_are_no_sound_to_judge(
     assert instrunet_condition.condition_of(np.full(3 * SR, 1.0))["label"] == "unknown"
 
 
+def test_audio_the_core_accepts_is_judged_even_when_resampling_overshoots_its_limit(
+    real_registry: plugins_mod.Registry,
+) -> None:
+    """Noise peaking at 9e9 (within the core's 1e10) at 44.1 kHz: the resampler overshoots
+    1e10, and the condition used to fail with an InputError the core never raised."""
+    rng = np.random.default_rng(0)
+    for peak in (9e9, 1e10):
+        y = (peak * rng.uniform(-1, 1, 5 * 44100)).astype(np.float32)
+        y = np.clip(y, -peak, peak)
+        c = analyze(y, 44100, registry=real_registry).extras["condition"]
+        assert "error" not in c, (peak, c)
+        assert c["label"] in {*clf_mod.CLASSES, "unknown"}
+        assert all(math.isfinite(p) for p in c["probabilities"].values())
+        json.dumps(c, allow_nan=False)
+
+
 def test_too_short_and_too_quiet_are_unknown(real_registry: plugins_mod.Registry) -> None:
     """0.4 s of sound (a clean flute note, then silence) and a tone at -55 dBFS: "unknown", with
     the reason, never a confident verdict on too little evidence."""

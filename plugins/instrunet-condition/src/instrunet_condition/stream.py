@@ -38,6 +38,7 @@ import numpy as np
 from instrunet_core._threads import blas_limited
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.features import SILENCE_DB, block_power, power_features
+from instrunet_core.inputs import MAX_AMPLITUDE
 
 from .classifier import CLASSES, ConditionModel, assess, load_condition_model
 from .features import _HOP, _N_FFT, FEATURE_NAMES, features_and_power
@@ -278,6 +279,9 @@ class ConditionStream:
             self.labels[int(np.argmax(p))] if p.size == len(self.labels) and w.label != OTHER_LABEL else None
         )
         win = _Window(int(w.index), float(w.start), float(w.end), weight, present, leading)
+        # The core checked its input against MAX_AMPLITUDE; resampling can overshoot it a little
+        # (9e9 became 1.18e10), which the features would refuse: clip back to the core's limit.
+        np.clip(y, -MAX_AMPLITUDE, MAX_AMPLITUDE, out=y)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="instrunet-condition")
         self._judging.append((win, self._pool.submit(self._judge, y)))
