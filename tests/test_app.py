@@ -100,6 +100,24 @@ def test_bad_uploads_name_the_file_and_the_problem(name, data, limits, error, me
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (TONE, None, "upload: the file name must be a str, got NoneType"),
+        (TONE, b"tone.wav", "upload: the file name must be a str, got bytes"),
+        ("abc", "tone.wav", "tone.wav: the upload's content must be bytes, got str"),
+        (None, "tone.wav", "tone.wav: the upload's content must be bytes, got NoneType"),
+    ],
+)
+def test_uploads_of_the_wrong_type_are_input_errors(data, name, message, installed_registry):
+    with pytest.raises(InputError) as e:
+        service.check_upload(data, name, limits=service.Limits())
+    assert message in str(e.value)
+    with pytest.raises(InputError) as e:
+        service.analyze_upload(data, name, limits=service.Limits(), registry=installed_registry)
+    assert message in str(e.value)
+
+
 @pytest.mark.parametrize("fmt", ["OGG", "MP3", "FLAC"])
 def test_compressed_uploads_are_analysed(fmt, installed_registry):
     import soundfile as sf
@@ -314,6 +332,15 @@ def test_launcher_help_and_command():
     exe = Path(sys.executable).parent / "instrunet-app"
     p = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "--max-seconds" in p.stdout
+
+
+@pytest.mark.parametrize("host", ["", "   "])
+def test_launcher_refuses_an_empty_host(host):
+    """An empty --host (an unset shell variable) would serve on every interface: a usage error."""
+    exe = Path(sys.executable).parent / "instrunet-app"
+    p = subprocess.run([str(exe), "--host", host, "--port", "9"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "--host" in p.stderr and "empty address" in p.stderr and "serving" not in p.stdout
 
 
 @pytest.mark.slow

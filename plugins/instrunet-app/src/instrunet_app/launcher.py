@@ -29,6 +29,16 @@ def _positive(text: str) -> float:
     return v
 
 
+def _host(text: str) -> str:
+    """``--host``: an address or name; empty is refused (Streamlit would serve on every interface)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"empty address {text!r} (it would serve on every interface; "
+            "give 0.0.0.0 to mean that, or 127.0.0.1 for this machine only)"
+        )
+    return text.strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="instrunet-app",
@@ -36,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         "download the JSON and PDF reports.",
     )
     p.add_argument(
-        "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)"
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1: this machine only)",
     )
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     limits = Limits()

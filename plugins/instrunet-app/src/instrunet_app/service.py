@@ -221,10 +221,15 @@ def check_upload(data: bytes, filename: str, *, limits: Limits | None = None) ->
     Raises
     ------
     InputError
-        Unsupported extension, empty, too large or too long.
+        ``data`` not bytes, ``filename`` not a string, unsupported extension, empty, too large
+        or too long.
     DecodeError
         Not decodable audio.
     """
+    if not isinstance(filename, str):
+        raise InputError(f"upload: the file name must be a str, got {type(filename).__name__}")
+    if not isinstance(data, (bytes, bytearray)):
+        raise InputError(f"{filename}: the upload's content must be bytes, got {type(data).__name__}")
     lim = limits or Limits.from_env()
     ext = _extension(filename)
     if ext not in ALLOWED_EXTENSIONS:
