@@ -143,8 +143,8 @@ def instrunet_register_analyzers(register: RegisterAnalyzer) -> None:
     """Register analyzers that add results to :attr:`Analysis.extras`.
 
     Two kinds, both stored under ``analysis.extras[name]`` as the JSON-ready dict they return;
-    if one raises, its entry becomes ``{"error": "<ExceptionType>: <message>"}`` and the analysis
-    goes on.
+    if one raises, its entry becomes ``{"error": "<ExceptionType>: <message>", "plugin": "<plugin>"}``
+    (the plugin that registered it) and the analysis goes on.
 
     * ``register(name, stream=factory)`` — a **streaming** analyzer: it sees the audio in the
       one decoding pass that classifies it, in bounded memory. Before decoding,

@@ -423,7 +423,8 @@ class Registry:
         through ``feed`` (:meth:`open_streams`), are asked to ``finish(context)``. An analyzer that
         raises (even ``SystemExit``) or returns something else than a mapping gets
         ``{"error": "<ExceptionType>: <message>", "plugin": "<plugin>"}`` instead (the plugin that
-        registered it); the others still run. The context and the blocks and windows fed to
+        registered it; no ``"plugin"`` for an analyzer added to the registry in code); the others
+        still run. The context and the blocks and windows fed to
         streaming analyzers are read-only: an analyzer that writes into them fails this way.
         """
         extras: dict[str, Any] = {}
@@ -449,7 +450,9 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
-                extras[name] = {"error": _describe(e), "plugin": self.analyzer_plugins.get(name, "?")}
+                extras[name] = {"error": _describe(e)}
+                if name in self.analyzer_plugins:  # not for an analyzer added in code
+                    extras[name]["plugin"] = self.analyzer_plugins[name]
         return extras
 
 
