@@ -127,29 +127,47 @@ _RECORD_START = b'{"schema": "' + CLASSIFICATION_SCHEMA.rsplit("/", 1)[0].encode
 _HEAD_BYTES = 1 << 16
 
 
-def _is_record(line: bytes) -> bool:
-    """Whether one line is a JSON object."""
+def _record(line: bytes) -> dict[str, Any] | None:
+    """One line's JSON object, or ``None`` (not JSON, not UTF-8, nested absurdly, or no object)."""
     try:
-        return isinstance(json.loads(line), dict)
+        rec = json.loads(line)
     except (ValueError, RecursionError):  # not JSON or not UTF-8 (ValueErrors), nested absurdly
-        return False
-
-
-def _not_results(data: bytes, *, whole: bool) -> str | None:
-    """Why ``data``, a results file's content (``whole``) or its first bytes, is not JSON lines
-    of records; ``None`` when it is. Blank lines pass; so does a last line without newline that
-    is a record or the start of one batch writes (a torn record) — in the first bytes of a
-    file, any line that starts as a JSON object may go on past them."""
-    *lines, tail = data.split(b"\n")
-    for n, line in enumerate(lines, 1):
-        if line.strip() and not _is_record(line):
-            return f"line {n} is not a JSON record"
-    if not tail.strip():
         return None
-    if not whole:
-        return None if tail.lstrip().startswith(b"{") else f"line {len(lines) + 1} is not a JSON record"
-    torn = tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)
-    return None if torn or _is_record(tail) else "its last line (no newline) is not a JSON record"
+    return rec if isinstance(rec, dict) else None
+
+
+def _head_not_results(head: bytes) -> str | None:
+    """Why ``head``, the first bytes of an existing results file, shows it is not JSON lines of
+    records; ``None`` when it may be one (its last, unfinished line need only start as a JSON
+    object: it may go on past these bytes)."""
+    *lines, tail = head.split(b"\n")
+    for n, line in enumerate(lines, 1):
+        if line.strip() and _record(line) is None:
+            return f"line {n} is not a JSON record"
+    if tail.strip() and not tail.lstrip().startswith(b"{"):
+        return f"line {len(lines) + 1} is not a JSON record"
+    return None
+
+
+def _results(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of a whole results file, each line parsed once, and why it is not one
+    (``None`` when it is). Blank lines pass; so does a last line without newline that is a
+    record or the start of one batch writes (a torn record, left for :meth:`ResultsFile._mend_tail`)."""
+    *lines, tail = data.split(b"\n")
+    records = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            rec = _record(line)
+            if rec is None:
+                return [], f"line {n} is not a JSON record"
+            records.append(rec)
+    if tail.strip():
+        rec = _record(tail)
+        if rec is not None:
+            records.append(rec)
+        elif not (tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)):
+            return [], "its last line (no newline) is not a JSON record"
+    return records, None
 
 
 def _lock(f: IO[bytes]) -> bool:
@@ -200,15 +218,18 @@ class ResultsFile(HoldsFile):
                 )
             self._f.seek(0)
             head = self._f.read(_HEAD_BYTES)
-            why = _not_results(head, whole=False)
-            data = head if why else head + self._f.readall()
-            why = why or _not_results(data, whole=True)
+            why = _head_not_results(head)  # an audio file given as --out: refused unread
+            data = head
+            records: list[dict[str, Any]] = []
+            if why is None:
+                data = head + self._f.readall()
+                records, why = _results(data)
             if why:
                 raise InputError(
                     f"{self.path}: not the results of instrunet batch ({why}); refusing to change it "
                     "(choose another --out)"
                 )
-            self.done = done_paths(read_records(data.splitlines()))
+            self.done = done_paths(records)
             if data and not data.endswith(b"\n"):
                 self._mend_tail(data)
         except BaseException:
@@ -218,7 +239,7 @@ class ResultsFile(HoldsFile):
     def _mend_tail(self, data: bytes) -> None:
         """The last line has no newline: a record cut short by an interrupted run is cut off
         (its file is redone); a whole record only gets its newline (anything else was refused
-        by :func:`_not_results`)."""
+        by :func:`_results`)."""
         start = data.rfind(b"\n") + 1
         if any(True for _ in read_records([data[start:]])):
             self._write(b"\n")
