@@ -332,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
         "condition analysis)",
     )
     a.add_argument(
+        "--analyzer-timeout",
+        type=_bounded_float("analyzer-timeout", 0.001, 1e7, noun="a number of seconds", unit=" seconds"),
+        metavar="S",
+        help="seconds each analyzer may take; one that takes longer is left behind and reported as a "
+        "TimeoutError in its entry (default: $INSTRUNET_ANALYZER_TIMEOUT, else 60 plus the audio's "
+        "duration)",
+    )
+    a.add_argument(
         "--format",
         metavar="NAME",
         help="a registered writer: json, csv, ranges (CSV of the detected ranges), audacity "
@@ -695,6 +703,7 @@ def _analyzers_arg(text: str | None) -> bool | list[str]:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from ._analyzer_threads import resolve_limit
     from .errors import PluginError
     from .orchestration import analyze, analyzer_names
     from .registry import get_registry
@@ -727,7 +736,8 @@ def _analyze(args: argparse.Namespace) -> int:
         reg = get_registry()
     try:  # a format or an analyzer that is not there: a bad command line, said before any audio is read
         analyzers = _analyzers_arg(args.analyzers)
-        analyzer_names(reg, analyzers)
+        if analyzer_names(reg, analyzers):
+            resolve_limit(args.analyzer_timeout)  # $INSTRUNET_ANALYZER_TIMEOUT checked here too
         if args.format is not None:
             reg.writer(args.format)
     except (InputError, PluginError) as e:
@@ -748,6 +758,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 embeddings=args.embed,
                 analyzers=analyzers,
+                analyzer_timeout=args.analyzer_timeout,
             )
     except (InstrunetError, OSError) as e:
         _err(error_message(args.file, e))

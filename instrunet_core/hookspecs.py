@@ -161,6 +161,11 @@ def instrunet_register_analyzers(register: RegisterAnalyzer) -> None:
       ``func(context)``. ``context.audio()`` decodes the whole file a second time and keeps it
       in memory (fine for short files; a streaming analyzer never needs it).
 
+    Each analyzer runs on a thread of its own, its calls in order, under a time limit per
+    analysis (60 s plus the audio's duration, or ``analyze(analyzer_timeout=...)``,
+    ``--analyzer-timeout``, ``INSTRUNET_ANALYZER_TIMEOUT``): one that passes it is left behind
+    and its entry is a ``TimeoutError`` (docs/plugins.md, "Threads and time limits").
+
     After the pass the context also gives ``context.times`` (``(T, 2)`` start/end seconds),
     ``context.probabilities`` (``(T, n_labels)``), ``context.rms_db``, ``context.silent``,
     ``context.instruments`` (the detected instruments with their time ranges),

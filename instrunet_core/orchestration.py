@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ._analyzer_threads import resolve_limit
 from .analysis import Analysis, AnalysisContext
 from .audio import AudioSource, audio_info, rereadable_source, source_name
 from .errors import InputError, InstrunetError
@@ -51,6 +52,7 @@ def analyze(
     embeddings: bool = False,
     refine: bool = True,
     progress: Callable[[str, float], Any] | None = None,
+    analyzer_timeout: float | None = None,
 ) -> Analysis:
     """Analyse a recording: which instruments play, when, and how strongly.
 
@@ -95,6 +97,11 @@ def analyze(
     progress : callable, optional
         ``progress(step, fraction)`` as each step after reading the source starts:
         ``("refine", 0.0)``, then ``("analyzer NAME", i / n)`` before each analyzer.
+    analyzer_timeout : float, optional
+        Seconds each analyzer may take on this source; one that takes longer is left behind
+        and its entry in ``extras`` becomes a ``TimeoutError`` (default:
+        ``INSTRUNET_ANALYZER_TIMEOUT``, else 60 s plus the audio's duration). Each analyzer runs
+        on a thread of its own.
 
     Returns
     -------
@@ -127,6 +134,8 @@ def analyze(
     )
     reg = registry or get_registry()
     names = analyzer_names(reg, analyzers)
+    if names:
+        resolve_limit(analyzer_timeout)  # a bad limit is refused before anything is decoded
     src = rereadable_source(source)
     expected = _expected_duration(src, sample_rate)
     context = None
@@ -142,24 +151,28 @@ def analyze(
             settings=clf.settings,
             expected_duration=expected,
         )
-        feed = reg.open_streams(context, names=names)
-    # What refine needs is kept from this pass when it fits the store's bound (a longer file
-    # is read again; its header says so before anything is kept).
-    keep = refine and (expected is None or clf.keeps_evidence(expected))
-    clf.classify(src, sample_rate, listener=feed if feed else None, keep_evidence=keep)
-    if refine:
-        if progress is not None:
-            progress("refine", 0.0)
-        clf.refine(src, sample_rate)
-    an = clf.analysis(source=os.fspath(source_name(source)))
-    if embeddings:
-        an.embedding = clf.embedding()
-    if context is not None:
-        context.complete(an)
-        for i, name in enumerate(names):
+        feed = reg.open_streams(context, names=names, timeout=analyzer_timeout)
+    try:
+        # What refine needs is kept from this pass when it fits the store's bound (a longer
+        # file is read again; its header says so before anything is kept).
+        keep = refine and (expected is None or clf.keeps_evidence(expected))
+        clf.classify(src, sample_rate, listener=feed if feed else None, keep_evidence=keep)
+        if refine:
             if progress is not None:
-                progress(f"analyzer {name}", i / len(names))
-            an.extras.update(reg.run_analyzers(context, feed, names=[name]))
+                progress("refine", 0.0)
+            clf.refine(src, sample_rate)
+        an = clf.analysis(source=os.fspath(source_name(source)))
+        if embeddings:
+            an.embedding = clf.embedding()
+        if context is not None:
+            context.complete(an)
+            for i, name in enumerate(names):
+                if progress is not None:
+                    progress(f"analyzer {name}", i / len(names))
+                an.extras.update(reg.run_analyzers(context, feed, names=[name], timeout=analyzer_timeout))
+    finally:
+        if feed is not None:
+            feed.close()  # the analyzers' threads end (after an error: with nothing more to do)
     return an
 
 

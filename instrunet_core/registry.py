@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.metadata
+import math
 import os
 import sys
 import threading
@@ -46,6 +48,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 
 from . import hookspecs
+from ._analyzer_threads import AnalyzerThread, Limit, resolve_limit
 from .errors import InputError, ModelError, PluginError
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
@@ -398,13 +401,22 @@ class Registry:
                 f"unknown output format {format_name!r} (available: {sorted(self.writers)})"
             ) from None
 
-    def open_streams(self, context: AnalysisContext, *, names: Sequence[str] | None = None) -> AnalyzerFeed:
+    def open_streams(
+        self,
+        context: AnalysisContext,
+        *,
+        names: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> AnalyzerFeed:
         """A fresh state of every streaming analyzer (or those in ``names``) for one analysis,
-        made before decoding.
+        made before decoding, each on a thread of its own (:mod:`instrunet_core._analyzer_threads`).
 
-        A factory that raises is left out; its error becomes its entry in :meth:`run_analyzers`.
+        ``timeout``: each analyzer's time limit in seconds (default: ``INSTRUNET_ANALYZER_TIMEOUT``,
+        else 60 s plus the audio's duration). A factory that raises or passes the limit is left
+        out; its error becomes its entry in :meth:`run_analyzers`. Close the feed
+        (:meth:`AnalyzerFeed.close`) when the analysis stops early.
         """
-        feed = AnalyzerFeed()
+        feed = AnalyzerFeed(limit=resolve_limit(timeout))
         for name in self.analyzers:
             if name in self.streaming and (names is None or name in names):
                 feed.open(name, self.analyzers[name], context)  # type: ignore[arg-type]
@@ -416,34 +428,37 @@ class Registry:
         feed: AnalyzerFeed | None = None,
         *,
         names: Sequence[str] | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """Every registered analyzer (or those in ``names``) on ``context``: ``{name: JSON-ready dict}``.
 
         Whole-file analyzers are called with ``context``; streaming ones, fed during the pass
-        through ``feed`` (:meth:`open_streams`), are asked to ``finish(context)``. An analyzer that
-        raises (even ``SystemExit``) or returns something else than a mapping gets
-        ``{"error": "<ExceptionType>: <message>", "plugin": "<plugin>"}`` instead (the plugin that
-        registered it; no ``"plugin"`` for an analyzer added to the registry in code); the others
-        still run. The context and the blocks and windows fed to
+        through ``feed`` (:meth:`open_streams`), are asked to ``finish(context)``. Each runs on a
+        thread of its own under a time limit (``timeout`` seconds for a whole-file analyzer; a
+        streaming one keeps its feed's): one that passes it is left behind. An analyzer that
+        raises (even ``SystemExit``), passes its limit (``TimeoutError``) or returns something
+        else than a mapping gets ``{"error": "<ExceptionType>: <message>", "plugin": "<plugin>"}``
+        instead (the plugin that registered it; no ``"plugin"`` for an analyzer added to the
+        registry in code); the others still run. The context and the blocks and windows fed to
         streaming analyzers are read-only: an analyzer that writes into them fails this way.
         """
         extras: dict[str, Any] = {}
+        limit = feed.limit if feed is not None and timeout is None else resolve_limit(timeout)
         for name, func in self.analyzers.items():
             if names is not None and name not in names:
                 continue
             try:
                 out: Any
                 if name in self.streaming:
-                    stream = feed.take(name) if feed is not None else None
-                    if stream is None:
+                    if feed is None or not feed.has(name):
                         raise PluginError(
                             "a streaming analyzer needs the decoding pass of instrunet_core.analyze"
                         )
-                    with plugin_stdout():
-                        out = stream.finish(context)
+                    out = feed.finish(name, context)
                 else:
-                    with plugin_stdout():
-                        out = cast(Analyzer, func)(context)
+                    worker = AnalyzerThread(name, limit)
+                    worker.submit(functools.partial(cast(Analyzer, func), context), _duration(context))
+                    out = worker.result(_duration(context))
                 if not isinstance(out, Mapping):
                     raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
                 extras[name] = jsonable(out)
@@ -456,68 +471,129 @@ class Registry:
         return extras
 
 
+def _duration(context: AnalysisContext) -> float:
+    """Seconds of audio the context describes: the pass's duration, else what the header said
+    (0 when neither is known)."""
+    best = 0.0
+    for value in (getattr(context, "duration", None), getattr(context, "expected_duration", None)):
+        try:
+            v = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v):
+            best = max(best, v)
+    return best
+
+
 class AnalyzerFeed:
     """The streaming analyzers of one analysis, fed by :meth:`instrunet_core.Classifier.classify`
     (a :class:`~instrunet_core.hookspecs.BlockListener`).
 
-    Every call reaches each live analyzer in turn, its prints sent to stderr; one that raises is
-    dropped from the pass and its error is reported as its result, while the classification and
-    the other analyzers go on.
+    Each analyzer runs on a thread of its own (:class:`~instrunet_core._analyzer_threads.AnalyzerThread`),
+    its calls in order while the classifier goes on, its prints sent to stderr; it gets its own
+    read-only copy of each block and window. One that raises is fed no more and its error is
+    reported as its result; one whose calls pass the time limit is left behind (``TimeoutError``);
+    the classification and the other analyzers go on.
     """
 
-    def __init__(self) -> None:
-        self.streams: dict[str, StreamAnalyzer] = {}
-        self._errors: dict[str, BaseException] = {}
+    def __init__(self, limit: Limit | None = None) -> None:
+        self.limit = limit if limit is not None else Limit()
+        self.threads: dict[str, AnalyzerThread] = {}
+        self._streams: dict[str, StreamAnalyzer | None] = {}
+        self._seconds = 0.0  # audio pushed so far
+        self._rate = 22050  # the blocks' rate (the context's, once opened)
 
     def __bool__(self) -> bool:
-        return bool(self.streams)
+        return bool(self.threads)
+
+    @property
+    def streams(self) -> dict[str, StreamAnalyzer]:
+        """The analyzers made so far (those whose factory returned), by name."""
+        return {k: v for k, v in self._streams.items() if v is not None}
+
+    def has(self, name: str) -> bool:
+        return name in self.threads
 
     def open(self, name: str, factory: StreamFactory, context: AnalysisContext) -> None:
-        """Start analyzer ``name`` with ``factory(context)``."""
-        self._call(name, lambda: self.streams.__setitem__(name, factory(context)))
+        """Start analyzer ``name`` with ``factory(context)`` (on its thread)."""
+        self._rate = int(getattr(context, "sample_rate", self._rate) or self._rate)
+        t = AnalyzerThread(name, self.limit)
+        self.threads[name] = t
+        self._streams[name] = None
+
+        def make() -> None:
+            self._streams[name] = factory(context)
+
+        t.submit(make, _duration(context))
 
     def push(self, block: np.ndarray, start: int) -> None:
-        """Hand every analyzer a read-only view of ``block`` (no copy)."""
-        if not self.streams:
+        """Hand every live analyzer a read-only copy of ``block``."""
+        if not self.threads:
             return
         from .analysis import read_only
 
-        view = read_only(block)
-        for name, s in list(self.streams.items()):
-            self._call(name, lambda s=s: s.push(view, start))  # type: ignore[misc]
+        self._seconds = max(self._seconds, (start + len(block)) / self._rate)
+        view = read_only(block.copy())
+        for name, t in self.threads.items():
+            if t.live():
+                t.submit(functools.partial(self._push_one, name, view, start), self._seconds)
 
     def windows(self, results: Sequence[WindowResult]) -> None:
-        """Hand every analyzer the windows as a tuple, their arrays read-only views (no copy)."""
-        if not self.streams:
+        """Hand every live analyzer the windows as a tuple, their arrays read-only copies."""
+        if not self.threads:
             return
         from .analysis import read_only
 
         shown = tuple(
             dataclasses.replace(
                 w,
-                probabilities=read_only(w.probabilities),
-                embedding=None if w.embedding is None else read_only(w.embedding),
+                probabilities=read_only(w.probabilities.copy()),
+                embedding=None if w.embedding is None else read_only(w.embedding.copy()),
             )
             for w in results
         )
-        for name, s in list(self.streams.items()):
-            self._call(name, lambda s=s: s.windows(shown))  # type: ignore[misc]
+        for name, t in self.threads.items():
+            if t.live():
+                t.submit(functools.partial(self._windows_one, name, shown), self._seconds)
+
+    def finish(self, name: str, context: AnalysisContext) -> Any:
+        """Analyzer ``name``'s ``finish(context)`` after every call fed to it (re-raises the error
+        that stopped it; ``TimeoutError`` past its limit)."""
+        t = self.threads.pop(name)
+        seconds = max(self._seconds, _duration(context))
+        t.submit(lambda: self._stream(name).finish(context), seconds)
+        try:
+            return t.result(seconds)
+        finally:
+            self._streams.pop(name, None)
 
     def take(self, name: str) -> StreamAnalyzer | None:
-        """The analyzer ``name`` after the pass (re-raises the error that dropped it)."""
-        if name in self._errors:
-            raise self._errors.pop(name)
-        return self.streams.pop(name, None)
+        """The analyzer ``name`` after the pass, waiting for its calls (re-raises the error that
+        stopped it); ``None`` when it was not opened. Its thread ends."""
+        t = self.threads.pop(name, None)
+        if t is None:
+            return None
+        t.result(self._seconds)
+        return self._streams.pop(name, None)
 
-    def _call(self, name: str, fn: Callable[[], Any]) -> None:
-        try:
-            with plugin_stdout():
-                fn()
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # noqa: BLE001 - one analyzer's failure is its own
-            self.streams.pop(name, None)
-            self._errors[name] = e
+    def close(self) -> None:
+        """Let every analyzer's thread end (the analysis stopped early); idempotent."""
+        for t in self.threads.values():
+            t.close()
+        self.threads.clear()
+        self._streams.clear()
+
+    def _push_one(self, name: str, block: np.ndarray, start: int) -> None:
+        self._stream(name).push(block, start)
+
+    def _windows_one(self, name: str, results: tuple[WindowResult, ...]) -> None:
+        self._stream(name).windows(results)
+
+    def _stream(self, name: str) -> StreamAnalyzer:
+        s = self._streams.get(name)
+        if s is None:  # pragma: no cover - the factory's failure stops the thread first
+            raise PluginError(f"analyzer {name!r} was not made")
+        return s
 
 
 def _selected_names() -> set[str] | None:
