@@ -51,6 +51,11 @@ def release() -> Any:
     ev = threading.Event()
     yield ev
     ev.set()
+    for t in threading.enumerate():  # the abandoned threads end once released
+        if t.name.startswith("instrunet analyzer"):
+            t.join(timeout=10)
+            assert not t.is_alive(), t.name
+    assert not isinstance(sys.stdout, threads_mod.RoutedStdout)  # ... and stdout is given back
 
 
 def _stuck_stream(where: str, release: threading.Event) -> Any:
