@@ -16,7 +16,8 @@ renamed over it (:func:`os.replace`), so concurrent writers to one path never sh
 temporary file and a reader never sees half a file; the temporary file is removed if anything
 fails. A target that exists keeps its permission bits; a symlink is written through (the file
 it points to is replaced, the link stays); a FIFO or a character device (``/dev/null``,
-``/dev/stdout``) is written into, never replaced; any other kind of file (a folder, a block
+``/dev/stdout``) is written into, never replaced, and so is a file with other hard links (once
+the whole content is in the temporary file); any other kind of file (a folder, a block
 device, a socket) is refused with an :class:`~instrunet_core.errors.OutputError`.
 
 The built-in writers (registered by :mod:`instrunet_core.default_plugins`) are ``json``,
@@ -212,7 +213,10 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
     ``0o666 & ~umask``) before the rename. A symlink ``path`` is written through: the file it
     points to is replaced and the link stays. A FIFO or a character device (``/dev/null``,
     ``/dev/stdout``) is not replaced: the temporary file is made in the system's temporary
-    folder and copied into it (a FIFO waits for its reader, as a shell's ``>`` does).
+    folder and copied into it (a FIFO waits for its reader, as a shell's ``>`` does). Nor is a
+    file with other hard links: the whole content is written to the temporary file next to it
+    first, then copied into it, so that every link sees the new content (not atomic for a
+    reader, as a shell's ``>`` is not; a failed write leaves the file as it was).
 
     Raises
     ------
@@ -227,11 +231,14 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
     if target == "-":
         raise InputError("-: this output cannot go to stdout (it is written by file name)")
     dest, st = _destination(target)
-    into = st is not None and not stat.S_ISREG(st.st_mode)  # a FIFO or a device: written into
+    special = st is not None and not stat.S_ISREG(st.st_mode)  # a FIFO or a device
+    # written into, not replaced: a FIFO, a device, and a file with other hard links (a rename
+    # would leave them holding the old content)
+    into = special or (st is not None and st.st_nlink > 1)
     folder, base = os.path.split(dest)
     try:
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{base}.", suffix=f".tmp{suffix}", dir=None if into else (folder or ".")
+            prefix=f".{base}.", suffix=f".tmp{suffix}", dir=None if special else (folder or ".")
         )
         os.close(fd)
     except OSError as e:

@@ -25,7 +25,7 @@ from instrunet_core.cli import main, summarize_extra
 from instrunet_core.errors import OutputError
 from instrunet_core.hookspecs import hookimpl
 from instrunet_core.registry import build_registry
-from instrunet_core.writers import atomic_write_text
+from instrunet_core.writers import atomic_path, atomic_write_text
 
 BUILT_IN = ("json", "csv", "ranges", "audacity", "jams", "png")
 
@@ -196,6 +196,25 @@ def test_a_fifo_output_is_written_into_not_replaced(
     reader.join(30)
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
     assert json.loads(got[0])["schema"] == "instrunet.analysis/3"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_hard_linked_output_is_written_into_so_every_link_sees_it(
+    tiny_registry, two_phrases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text("old")
+    os.link(a, b)
+    inode = a.stat().st_ino
+    assert _analysis_json(tiny_registry, two_phrases, a, capsys)[0] == 0
+    assert a.stat().st_ino == inode and a.stat().st_nlink == 2  # the same file, both links kept
+    assert json.loads(b.read_text())["schema"] == "instrunet.analysis/3"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # a write that fails leaves the linked file as it was
+    with pytest.raises(RuntimeError), atomic_path(a) as tmp:
+        Path(tmp).write_text("half")
+        raise RuntimeError("the encoder failed")
+    assert json.loads(b.read_text())["schema"] == "instrunet.analysis/3"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
