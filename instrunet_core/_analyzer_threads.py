@@ -252,8 +252,11 @@ class AnalyzerThread:
 
     def close(self) -> None:
         """Let the thread end (an analysis that stops early: an error, an interrupt)."""
-        if self._closed:
-            return
+        if not self._closed:
+            self._shut()
+
+    def _shut(self) -> None:
+        """Drop the queued calls and queue the end (the running call, if any, finishes first)."""
         self._closed = True
         self._drain()
         try:
@@ -281,8 +284,7 @@ class AnalyzerThread:
             f"ran longer than its time limit ({self.limit.describe(audio_seconds)}; "
             f"--analyzer-timeout or {TIMEOUT_ENV_VAR} sets it); left behind, its result dropped"
         )
-        self._closed = False
-        self.close()
+        self._shut()
 
     def _drain(self) -> None:
         while True:

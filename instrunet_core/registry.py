@@ -506,11 +506,6 @@ class AnalyzerFeed:
     def __bool__(self) -> bool:
         return bool(self.threads)
 
-    @property
-    def streams(self) -> dict[str, StreamAnalyzer]:
-        """The analyzers made so far (those whose factory returned), by name."""
-        return {k: v for k, v in self._streams.items() if v is not None}
-
     def has(self, name: str) -> bool:
         return name in self.threads
 
@@ -566,15 +561,6 @@ class AnalyzerFeed:
             return t.result(seconds)
         finally:
             self._streams.pop(name, None)
-
-    def take(self, name: str) -> StreamAnalyzer | None:
-        """The analyzer ``name`` after the pass, waiting for its calls (re-raises the error that
-        stopped it); ``None`` when it was not opened. Its thread ends."""
-        t = self.threads.pop(name, None)
-        if t is None:
-            return None
-        t.result(self._seconds)
-        return self._streams.pop(name, None)
 
     def close(self) -> None:
         """Let every analyzer's thread end (the analysis stopped early); idempotent."""
