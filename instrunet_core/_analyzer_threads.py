@@ -274,9 +274,7 @@ class AnalyzerThread:
                 self._queue.put(item, timeout=max(remaining, 0.005))
                 return
             except queue.Full:
-                if self.spent() >= self.limit.seconds(audio_seconds):
-                    self._abandon(audio_seconds)
-                    return
+                continue  # the limit is checked again above
 
     def _abandon(self, audio_seconds: float) -> None:
         self.abandoned = True

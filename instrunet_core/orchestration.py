@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from ._analyzer_threads import resolve_limit
 from .analysis import Analysis, AnalysisContext
 from .audio import AudioSource, audio_info, rereadable_source, source_name
 from .errors import InputError, InstrunetError
@@ -134,8 +133,6 @@ def analyze(
     )
     reg = registry or get_registry()
     names = analyzer_names(reg, analyzers)
-    if names:
-        resolve_limit(analyzer_timeout)  # a bad limit is refused before anything is decoded
     src = rereadable_source(source)
     expected = _expected_duration(src, sample_rate)
     context = None
@@ -151,6 +148,7 @@ def analyze(
             settings=clf.settings,
             expected_duration=expected,
         )
+        # (a bad limit is refused here, before anything is decoded)
         feed = reg.open_streams(context, names=names, timeout=analyzer_timeout)
     try:
         # What refine needs is kept from this pass when it fits the store's bound (a longer
@@ -169,7 +167,7 @@ def analyze(
             for i, name in enumerate(names):
                 if progress is not None:
                     progress(f"analyzer {name}", i / len(names))
-                an.extras.update(reg.run_analyzers(context, feed, names=[name], timeout=analyzer_timeout))
+                an.extras.update(reg.run_analyzers(context, feed, names=[name]))  # the feed's limit
     finally:
         if feed is not None:
             feed.close()  # the analyzers' threads end (after an error: with nothing more to do)

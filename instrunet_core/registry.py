@@ -456,9 +456,9 @@ class Registry:
                         )
                     out = feed.finish(name, context)
                 else:
-                    worker = AnalyzerThread(name, limit)
-                    worker.submit(functools.partial(cast(Analyzer, func), context), _duration(context))
-                    out = worker.result(_duration(context))
+                    worker, seconds = AnalyzerThread(name, limit), _duration(context)
+                    worker.submit(functools.partial(cast(Analyzer, func), context), seconds)
+                    out = worker.result(seconds)
                 if not isinstance(out, Mapping):
                     raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
                 extras[name] = jsonable(out)
