@@ -301,9 +301,26 @@ def _fail(where: str, msg: str) -> ModelError:
     return ModelError(f"{where}: invalid manifest: {msg}")
 
 
+#: The keys each tensor description may hold (a misspelt ``threshold`` or ``activation`` is an
+#: error, as an unknown top-level key is, not a value silently left at its default).
+_TENSOR_KEYS = {
+    "input": ("name", "shape", "dtype", "layout", "kind", "sample_rate"),
+    "output": ("name", "shape", "dtype", "activation"),
+    "other": ("name", "shape", "dtype", "activation", "threshold"),
+    "embedding": ("name", "shape", "dtype"),
+}
+
+
+def _check_tensor_keys(d: Mapping[str, Any], key: str, where: str) -> None:
+    unknown = sorted(str(k) for k in d if k not in _TENSOR_KEYS[key])
+    if unknown:
+        raise _fail(where, f"unknown key(s) in {key}: {_r(unknown)} (allowed: {list(_TENSOR_KEYS[key])})")
+
+
 def _check_tensor(d: Any, key: str, where: str, n_labels: int) -> dict[str, Any]:
     if not isinstance(d, Mapping):
         raise _fail(where, f"{key!r} must be an object, got {type(d).__name__}")
+    _check_tensor_keys(d, key, where)
     for k in ("name", "shape", "dtype"):
         if k not in d:
             raise _fail(where, f"{key}.{k} is missing")
@@ -600,6 +617,7 @@ def _check_extra_outputs(
             )
         if not isinstance(d, Mapping) or not all(k in d for k in ("name", "shape", "dtype")):
             raise _fail(where, f"{key} must be an object with name, shape and dtype")
+        _check_tensor_keys(d, key, where)
         if not isinstance(d["name"], str) or not d["name"] or len(d["name"]) > 256:
             raise _fail(where, f"{key}.name must be a non-empty string, got {_r(d['name'])}")
         if d["name"] in (data["output"].get("name"), data["input"].get("name")):

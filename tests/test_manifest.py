@@ -48,6 +48,33 @@ def test_bad_values_refused(tiny_model_dir: Path, key: str, value: object, patte
         validate_manifest(data, where="where.json")
 
 
+@pytest.mark.parametrize(
+    "key, extra",
+    [
+        ("input", {"layuot": "NHWC"}),
+        ("output", {"treshold": 0.5}),
+        ("other", {"treshold": 0.9}),
+        ("embedding", {"activation": "sigmoid"}),
+    ],
+)
+def test_unknown_keys_inside_a_tensor_are_refused(tiny_model_dir: Path, key: str, extra: dict) -> None:
+    """A misspelt key inside ``input``, ``output``, ``other`` or ``embedding`` is an error (as at
+    the top level), not a value silently left at its default (``other.threshold`` at 0.5)."""
+    data = make_manifest(tiny_model_dir)
+    tensors = {
+        "other": {"name": "other", "shape": [None, 1], "dtype": "float32", "activation": "sigmoid"},
+        "embedding": {"name": "embedding", "shape": [None, 3], "dtype": "float32"},
+    }
+    validate_manifest(seal_manifest({**data, **tensors}), where="ok.json")  # valid without the extra key
+    bad = {**data, **tensors}
+    bad[key] = {**bad[key], **extra}
+    name = next(iter(extra))
+    with pytest.raises(
+        ModelError, match=rf"bad.json: invalid manifest: unknown key\(s\) in {key}: \['{name}'\]"
+    ):
+        validate_manifest(seal_manifest(bad), where="bad.json")
+
+
 def test_missing_key_and_activation_mismatch(tiny_model_dir: Path) -> None:
     data = make_manifest(tiny_model_dir)
     del data["labels"]
