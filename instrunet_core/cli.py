@@ -28,6 +28,7 @@ from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
+from .output import SEARCH_SCHEMA
 from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO, answers_other
 
 __all__ = ["main", "build_parser"]
@@ -407,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also say where in each match it sounds most like the query (its best window; "
         "a .jsonl library needs `instrunet embed --windows`)",
     )
-    s.add_argument("--json", action="store_true", help="print one JSON document (instrunet.search/1)")
+    s.add_argument("--json", action="store_true", help=f"print one JSON document ({SEARCH_SCHEMA})")
     _add_model_options(s)
 
     m = sub.add_parser("models", help="installed models")
@@ -485,7 +486,7 @@ def _embedding_model(args: argparse.Namespace) -> Any:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from .output import jsonable
+    from .output import EMBEDDING_SCHEMA, instrunet_version, jsonable
 
     try:
         model = _embedding_model(args)
@@ -505,7 +506,8 @@ def _embed(args: argparse.Namespace) -> int:
             _err(error_message(path, e))
             rc = EXIT_FAIL
             continue
-        _out(json.dumps(jsonable({"path": path, **emb.to_dict(windows=args.windows)})))
+        line = {"schema": EMBEDDING_SCHEMA, "instrunet_version": instrunet_version(), "path": path}
+        _out(json.dumps(jsonable({**line, **emb.to_dict(windows=args.windows)})))
     return rc
 
 
@@ -515,7 +517,7 @@ _INDEX_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 def _search(args: argparse.Namespace) -> int:
     from .batch import collect_files
-    from .output import jsonable
+    from .output import instrunet_version, jsonable
     from .search import Library
     from .timeline import format_time
 
@@ -564,7 +566,8 @@ def _search(args: argparse.Namespace) -> int:
     size = lib.distinct
     if args.json:
         doc = {
-            "schema": "instrunet.search/1",
+            "schema": SEARCH_SCHEMA,
+            "instrunet_version": instrunet_version(),
             "query": args.query,
             "model": query.model,
             "library_size": size,

@@ -34,6 +34,8 @@ __all__ = [
     "display_name",
     "ANALYSIS_SCHEMA",
     "CLASSIFICATION_SCHEMA",
+    "EMBEDDING_SCHEMA",
+    "SEARCH_SCHEMA",
     "CLASSIFICATION_FIELDS",
     "instrunet_version",
     "model_info",
@@ -44,6 +46,10 @@ __all__ = [
 
 ANALYSIS_SCHEMA = "instrunet.analysis/3"
 CLASSIFICATION_SCHEMA = "instrunet.classification/2"
+#: Each line of ``instrunet embed`` (``docs/schema/embedding.json``).
+EMBEDDING_SCHEMA = "instrunet.embedding/1"
+#: ``instrunet search --json`` (``docs/schema/search.json``).
+SEARCH_SCHEMA = "instrunet.search/1"
 
 #: Every field an ``instrunet.classification/2`` record may have, in order, with its JSON type
 #: (``dict``: an object). A table of records (the Ray engine's Parquet parts) takes its columns

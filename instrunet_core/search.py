@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import InputError, InstrunetError
 from .inputs import check_path
+from .output import EMBEDDING_SCHEMA
 
 if TYPE_CHECKING:  # annotations only
     from .model import Model
@@ -188,8 +189,9 @@ class Library:
         Raises
         ------
         InputError
-            The file cannot be read, a line is not JSON or not an embedding record, or it mixes
-            models (each error names the file, or ``<stdin>``, and the line).
+            The file cannot be read, a line is not JSON or not an embedding record (a document
+            whose ``schema`` is another's included), or it mixes models (each error names the
+            file, or ``<stdin>``, and the line).
         """
         lib = into if into is not None else cls()
         if isinstance(source, (str, os.PathLike)):
@@ -229,6 +231,11 @@ class Library:
             raise InputError(f"{where}: not an embedding record: {str(e)[:100]}") from None
         if not isinstance(rec, dict) or not {"path", "model", "vector"} <= rec.keys():
             raise InputError(f"{where}: not an embedding record (needs 'path', 'model' and 'vector')")
+        if rec.get("schema", EMBEDDING_SCHEMA) != EMBEDDING_SCHEMA:  # lines before the key have none
+            raise InputError(
+                f"{where}: a {str(rec['schema'])[:60]!r} document, not an embedding record "
+                f"({EMBEDDING_SCHEMA}, what `instrunet embed` writes)"
+            )
         if not isinstance(rec["model"], dict):
             raise InputError(f"{where}: 'model' is not an object")
         if not isinstance(rec["path"], str):

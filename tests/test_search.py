@@ -84,8 +84,15 @@ def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
 
     good = index.read_text().splitlines()[0]
     rec = json.loads(good)
+    assert (rec["schema"], rec["path"]) == ("instrunet.embedding/1", str(files[0]))
+    assert rec["instrunet_version"] == inet.__version__
+    old = {k: v for k, v in rec.items() if k not in ("schema", "instrunet_version")}
+    assert Library.read(io.StringIO(json.dumps(old))).paths == [str(files[0])]  # lines from before the keys
     cases = {
         "not JSON": "{oops",
+        "'instrunet.analysis/3' document, not an embedding record": json.dumps(
+            {**rec, "schema": "instrunet.analysis/3"}
+        ),
         "not an embedding record": json.dumps({"path": "x"}),
         "'model' is not an object": json.dumps({**rec, "model": "family"}),
         "not a list of numbers": json.dumps({**rec, "vector": ["a", "b", "c"]}),
@@ -156,6 +163,7 @@ def test_where_is_the_window_most_like_the_query(
     from test_output import _valid
 
     _valid("search.json", doc)
+    assert doc["instrunet_version"] == inet.__version__
     assert doc["matches"][0]["where"]["start"] >= 7.5
 
 

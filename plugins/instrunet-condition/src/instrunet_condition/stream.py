@@ -39,6 +39,7 @@ from instrunet_core._threads import blas_limited
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.features import SILENCE_DB, block_power, power_features
 from instrunet_core.inputs import MAX_AMPLITUDE
+from instrunet_core.timeline import merge_ranges
 
 from .classifier import CLASSES, ConditionModel, assess, load_condition_model
 from .features import _HOP, _N_FFT, FEATURE_NAMES, features_and_power
@@ -343,7 +344,8 @@ class ConditionStream:
             spectrogram=spec,
         )
         out["reason"] = None
-        out["seconds"] = round(sum(w.end - w.start for w in kept), 3)
+        # seconds of audio judged: the windows overlap (every 1.5 s, 2.95 s long), each second once
+        out["seconds"] = round(sum(b - a for a, b in merge_ranges([(w.start, w.end) for w in kept])), 3)
         return out
 
     def _why_not(self) -> str:
