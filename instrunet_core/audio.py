@@ -283,15 +283,9 @@ def _open(source: Any) -> sf.SoundFile:
         )
     if hasattr(target, "read"):
         target = _SafeSeekFile(target)
-    try:
-        f = sf.SoundFile(target)
-    except sf.LibsndfileError as e:
-        reason = e.error_string
-        if "possibly a pipe" in reason:  # libsndfile's guess when mpg123 found no frame, misleading
-            reason = "no audio frames found in the data"
-        raise DecodeError(f"{name}: cannot decode audio (corrupt or unsupported format: {reason})") from None
-    except (RuntimeError, OSError, TypeError, ValueError) as e:
-        raise DecodeError(f"{name}: cannot decode audio ({e})") from None
+    f = _soundfile(target, name)
+    if f.frames >= UNKNOWN_FRAMES:
+        f = _sized(f, target, name)
     try:
         check_sample_rate(f.samplerate, what=name, header=True)
         check_channels(f.channels, what=name, header=True)
@@ -301,6 +295,58 @@ def _open(source: Any) -> sf.SoundFile:
         f.close()
         raise
     return f
+
+
+#: What libsndfile reports as a file's length when its header does not say (SF_COUNT_MAX): a
+#: FLAC written to a pipe (ffmpeg ... -f flac -) leaves STREAMINFO's total at 0.
+UNKNOWN_FRAMES = 2**63 - 1
+
+
+class _SoundFile(sf.SoundFile):
+    """A ``soundfile.SoundFile`` that can be told it cannot seek: libsndfile fails every seek in a
+    FLAC of unknown length, and soundfile seeks after each read of a file it thinks seekable."""
+
+    no_seek = False
+
+    def seekable(self) -> bool:
+        return False if self.no_seek else bool(super().seekable())
+
+
+def _soundfile(target: Any, name: str) -> _SoundFile:
+    try:
+        return _SoundFile(target)
+    except sf.LibsndfileError as e:
+        reason = e.error_string
+        if "possibly a pipe" in reason:  # libsndfile's guess when mpg123 found no frame, misleading
+            reason = "no audio frames found in the data"
+        raise DecodeError(f"{name}: cannot decode audio (corrupt or unsupported format: {reason})") from None
+    except (RuntimeError, OSError, TypeError, ValueError) as e:
+        raise DecodeError(f"{name}: cannot decode audio ({e})") from None
+
+
+def _sized(f: _SoundFile, target: Any, name: str) -> _SoundFile:
+    """``f`` (a file whose header leaves its length unknown) opened again, its length counted by
+    decoding it once (without seeking), so that durations, limits and progress are true; reads
+    never seek. A decoding error on the way is raised when the data is read, as for any file."""
+    f.no_seek = True
+    n = 0
+    try:
+        buf = np.empty((65536, f.channels), dtype=np.float32)
+        while True:
+            got = f.read(buf.shape[0], always_2d=True, out=buf).shape[0]
+            n += got
+            if got < buf.shape[0]:
+                break
+    except (sf.LibsndfileError, RuntimeError):
+        pass  # counted up to where it stops decoding; reading will say where
+    finally:
+        f.close()
+    if hasattr(target, "seek"):
+        target.seek(0)
+    again = _soundfile(target, name)
+    again.no_seek = True
+    again._info.frames = n
+    return again
 
 
 @dataclasses.dataclass(frozen=True)

@@ -239,3 +239,34 @@ def test_audit_sources_that_raised_bare_python_errors(tmp_path: Path, tiny_model
     y = np.sin(np.arange(SR) / 10.0) * 0.5
     sf.write(double, y, SR, subtype="DOUBLE")
     np.testing.assert_allclose(load_audio(double), y.astype(np.float32), atol=1e-7)
+
+
+def _flac_of_unknown_length(path: Path, y: np.ndarray, sr: int) -> Path:
+    """A FLAC whose STREAMINFO leaves the total at 0 ("unknown"), as ffmpeg writes one to a pipe;
+    libsndfile then reports 2**63 - 1 frames and fails every seek."""
+    sf.write(path, y, sr, subtype="PCM_16")
+    b = bytearray(path.read_bytes())
+    assert b[:4] == b"fLaC"
+    b[21] &= 0xF0  # the 36-bit total: the low 4 bits of byte 21 and bytes 22-25
+    b[22:26] = b"\0\0\0\0"
+    path.write_bytes(bytes(b))
+    assert sf.info(str(path)).frames == 2**63 - 1
+    return path
+
+
+def test_a_flac_of_unknown_length_is_read_whole(tmp_path: Path) -> None:
+    """Such a file was refused ("decoding failed after 0 frames ... the header announces
+    9223372036854775807 frames"), and the app called it 209146758205323.7 s long."""
+    from instrunet_core.audio import AudioReader, audio_info
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 3) / 44100)).astype(np.float32)
+    stereo = np.stack([y, -y], axis=1)
+    f = _flac_of_unknown_length(tmp_path / "piped.flac", stereo, 44100)
+    for src in (f, io.BytesIO(f.read_bytes())):
+        info = audio_info(src)
+        assert (info.frames, info.channels, info.duration) == (44100 * 3, 2, 3.0)
+    with AudioReader(f) as r:
+        got = np.concatenate(list(r.blocks(10000)))
+    np.testing.assert_allclose(got, stereo, atol=1 / 32768)
+    mono = load_audio(str(f), target_sr=SR)
+    assert abs(len(mono) - 3 * SR) <= 1 and np.max(np.abs(mono)) < 0.05  # the channels cancel
