@@ -506,13 +506,16 @@ def test_a_worker_thread_runs_the_classifier_and_hands_back_the_same_windows(flu
             atol=1e-5,
         )
         assert [i.label for i in tagger.instruments] == [i.label for i in sync.instruments]
-        # a block the worker cannot use is reported on the caller's next call
+        # a block the worker could not use is refused by its own call, in the caller's thread
+        # (before, the worker found it and the caller's next call raised, losing its block)
         tagger(x[:, :512], sr, reset=False)
         bad = x[:, :512].copy()
         bad[0, 7] = np.nan
-        tagger(bad, sr, reset=False)
         with pytest.raises(InputError, match="NaN|finite"):
-            tagger.flush()
+            tagger(bad, sr, reset=False)
+        tagger(x[:, 512:1024], sr, reset=False)
+        tagger.flush()
+        assert tagger.results[-1].end == pytest.approx(1024 / sr, abs=1e-3)
 
 
 def test_on_windows_may_read_the_tagger_while_the_caller_waits(fluidr3: Path, model) -> None:

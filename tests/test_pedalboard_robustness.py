@@ -227,3 +227,86 @@ def test_process_file_bounds_its_numeric_arguments(
     with pytest.raises(InputError, match=rf"tone\.wav: {message}"):
         process_file(tone_file, tmp_path / "o.wav", tagger=Tagger(model), **kwargs)
     assert not (tmp_path / "o.wav").exists()
+
+
+class _ChannelsFirst:
+    """A stream source as pedalboard's: ``read(n) -> (channels, n)``."""
+
+    def __init__(self, data: np.ndarray, rate: int) -> None:
+        self.data, self.sample_rate, self.pos = data, rate, 0
+
+    def read(self, n: int) -> np.ndarray:
+        out = self.data[:, self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+@pytest.mark.parametrize("channels, block_size", [(2, 1), (3, 2), (4, 3), (2, 4410)])
+def test_listen_reads_every_block_as_channels_first(
+    model: instrunet_core.Model, channels: int, block_size: int
+) -> None:
+    """A block of no more samples than channels, (2, 1), was read by the shorter-axis rule:
+    stereo came out as mono of twice the length (an audit); read(n) is (channels, n) always."""
+    y = _tone(3.0)[0]
+    src = _ChannelsFirst(np.stack([y] * channels), SR)
+    tagger = StreamTagger(model)
+    got = list(tagger.listen(src, block_size=block_size))
+    assert tagger.seconds == pytest.approx(3.0)
+    assert got and got[-1].end == pytest.approx(3.0, abs=1e-3)
+    ref = StreamTagger(model)
+    want = ref.feed(np.stack([y] * channels), SR) + ref.finish()
+    assert [w.label for w in got] == [w.label for w in want]
+
+
+@pytest.mark.parametrize("worker", [False, True])
+def test_a_bad_block_is_refused_by_its_own_call_and_not_counted(
+    model: instrunet_core.Model, worker: bool
+) -> None:
+    """With a worker thread a NaN block was accepted and its error raised by the next call, whose
+    good block was then lost; either way the refused block counted as fed (an audit)."""
+    y = _tone(6.0)[0]
+    with StreamTagger(model, worker=worker) as tagger:
+        tagger.feed(y[:SR], SR)
+        with pytest.raises(InputError, match="StreamTagger: audio contains NaN"):
+            tagger.feed(np.full(4410, np.nan, np.float32), SR)
+        for i in range(SR, len(y), 4410):
+            tagger.feed(y[i : i + 4410], SR)
+        tagger.finish()
+        assert tagger.seconds == pytest.approx(6.0)
+        assert tagger.results[-1].end == pytest.approx(6.0, abs=1e-3)
+
+
+def test_too_many_channels_are_refused_in_the_callers_layout(model: instrunet_core.Model) -> None:
+    """65 channels given as pedalboard's (channels, n) were refused with advice to transpose."""
+    with pytest.raises(InputError, match=r"Tagger: block of shape \(65, 44100\): 65 channels, outside"):
+        Tagger(model)(np.zeros((65, SR), np.float32), SR)
+    ran: list[int] = []
+    router = Router({"string": Pedalboard([Gain(gain_db=0.0)])}, model=model)
+    router._run_boards = lambda x, sr: ran.append(x.shape[0])  # type: ignore[method-assign]
+    with pytest.raises(InputError, match=r"Router: block of shape \(65, 44100\): 65 channels, outside"):
+        router(np.zeros((65, SR), np.float32), SR)
+    assert ran == []  # refused before any board ran
+
+
+def test_a_worker_tagger_dropped_without_close_stops_its_thread(model: instrunet_core.Model) -> None:
+    """Its thread held the tagger (and its buffers) for the life of the process: 50 taggers
+    dropped without close() left 50 threads and hundreds of MB (an audit)."""
+    import gc
+
+    def alive() -> int:
+        return sum(t.name == "instrunet-tagger" and t.is_alive() for t in threading.enumerate())
+
+    before = alive()
+    for _ in range(3):
+        tagger = Tagger(model, worker=True)
+        tagger(_tone(3.0), SR)
+        del tagger
+    stream = StreamTagger(model, worker=True)
+    next(iter(stream.listen(_ChannelsFirst(_tone(20.0), SR))), None)  # a generator left half-way
+    del stream
+    gc.collect()
+    for _ in range(50):  # the threads end once they see their tagger gone
+        if alive() == before:
+            break
+        threading.Event().wait(0.1)
+    assert alive() == before

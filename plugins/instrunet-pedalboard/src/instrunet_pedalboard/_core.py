@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import InputError
-from instrunet_core.inputs import as_float_audio, check_sample_rate
+from instrunet_core.inputs import as_float_audio, check_channels, check_sample_rate
 from instrunet_core.scheduler import StreamOwner
 
 __all__ = ["new_classifier", "Layout", "Adapter"]
@@ -189,6 +189,7 @@ class Adapter:
         if a.size == 0:
             return None
         kind, ch = self._layout.detect(a)
+        check_channels(ch, what=f"{self._what}: block of shape {a.shape}")
         self._sr = sr
         return a, kind, ch, sr
 

@@ -6,13 +6,20 @@ import dataclasses
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from instrunet_core.errors import InputError
-from instrunet_core.inputs import MAX_BLOCK_SAMPLES, check_count, check_sample_rate, check_seconds
+from instrunet_core.inputs import (
+    MAX_BLOCK_SAMPLES,
+    block_to_mono,
+    check_count,
+    check_sample_rate,
+    check_seconds,
+)
 
 from ._core import Adapter, Layout
 
@@ -22,10 +29,14 @@ __all__ = ["Tagger", "StreamTagger", "LiveResult"]
 class _Worker:
     """The classifier on a thread of its own: blocks queued by the caller, handled in order on
     that thread. One lock guards the classifier, so readers (``results``, ``analysis``) see it
-    between blocks; an error is kept and raised again in the caller's thread."""
+    between blocks; an error is kept and raised again in the caller's thread.
+
+    The thread holds its tagger only weakly (``handle`` is a bound method): a tagger dropped
+    without :meth:`close` is collected, and its finalizer stops the thread (it used to live, with
+    the tagger's model and buffers, as long as the process)."""
 
     def __init__(self, handle: Callable[[Any], None]) -> None:
-        self._handle = handle
+        self._handle = weakref.WeakMethod(handle)  # type: ignore[arg-type]
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Re-entrant: an ``on_windows`` callback runs on the worker thread, inside the lock, and
         # may read ``results`` or ``analysis``.
@@ -48,7 +59,8 @@ class _Worker:
 
     def close(self) -> None:
         self._q.put(_STOP)
-        self._thread.join(timeout=5.0)
+        if threading.current_thread() is not self._thread:  # a finalizer may run on it
+            self._thread.join(timeout=5.0)
 
     def _loop(self) -> None:
         while True:
@@ -56,9 +68,13 @@ class _Worker:
             if item is _STOP:
                 return
             try:
+                handle = self._handle()
+                if handle is None:  # the tagger is gone: nothing will read what this computes
+                    return
                 if self.error is None:
                     with self.lock:
-                        self._handle(item)
+                        handle(item)
+                del handle  # not held while waiting for the next item
             except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
                 self.error = e
             finally:
@@ -98,6 +114,8 @@ class _Tagging(Adapter):
         self._done: list[Any] = []
         self._done_lock = threading.Lock()
         self._worker: _Worker | None = _Worker(self._work) if worker else None
+        if self._worker is not None:  # stops the thread if the tagger is dropped without close()
+            weakref.finalize(self, self._worker.close)
         self._closed = False
 
     @property
@@ -163,12 +181,15 @@ class _Tagging(Adapter):
         if got is None:
             return self._take()
         a, kind, _, sr = got
-        frames = Layout.frames(a, kind)
-        self._fed += frames.shape[0]
+        # mixed to mono here, in the caller's thread: a bad block (NaN, an unusable dtype) is
+        # refused by this call, never by the worker on a later one, and is not counted as fed
+        mono = block_to_mono(Layout.frames(a, kind), what=self._what)
         if self._worker is not None:
-            self._worker.put((np.array(frames, copy=True), sr, t0, self.seconds))
+            self._fed += mono.shape[0]
+            self._worker.put((np.array(mono, copy=True), sr, t0, self.seconds))
             return self._take()
-        wins = list(self._clf.process(frames, sr))
+        wins = list(self._clf.process(mono, sr))
+        self._fed += mono.shape[0]
         out = self._wrap(wins, self.seconds, time.perf_counter() - t0) if wins else []
         self._hand_back(out)
         return out
@@ -489,6 +510,8 @@ class StreamTagger(_Tagging):
             got = block.shape[-1] if block.ndim == 2 else block.shape[0]
             if got == 0:
                 break
+            if block.ndim == 2:  # read(n) gives (channels, n), even when n <= channels
+                self._layout.assume("first", block.shape[0])
             read += got
             yield from self.feed(block, sr)
         yield from self.finish()
