@@ -182,6 +182,47 @@ def test_condition_of_fuses_the_spectrogram_network_as_analyze_does(
     )
 
 
+def test_condition_of_judges_the_same_sound_alike_at_any_rate() -> None:
+    """It cut windows by sample count and computed the features at the rate given: a clean tone
+    at 44.1 kHz was broken_noisy 0.999, at 192 kHz every window too short, at 4 kHz the 4-10 kHz
+    band empty and every probability NaN, labelled healthy (an audit). Now it resamples to
+    22,050 Hz first, as analyze does."""
+    model = clf_mod.load_condition_model()
+    base = None
+    for sr in (SR, 4000, 16000, 44100, 192000):
+        t = np.arange(20 * sr) / sr
+        got = instrunet_condition.condition_of(
+            (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr=sr, model=model
+        )
+        assert got["label"] == "healthy" and all(math.isfinite(v) for v in got["probabilities"].values())
+        base = base or got
+        assert got["chunks"] == base["chunks"]
+        assert got["probabilities"]["healthy"] == pytest.approx(base["probabilities"]["healthy"], abs=0.05)
+    # the features themselves, at a rate with no 4-10 kHz band, stay finite
+    low = condition_features(
+        (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 4000) / 4000)).astype(np.float32), sr=4000
+    )
+    assert all(math.isfinite(v) for v in low.values())
+
+
+def test_assess_refuses_what_is_not_finite(flute: np.ndarray) -> None:
+    """NaN features or probabilities came out "healthy" with NaN probabilities (the arg-max of
+    NaN is 0); a predict of the wrong shape raised an IndexError (an audit)."""
+    model = clf_mod.load_condition_model()
+    row = condition_features(flute, sr=SR)
+    with pytest.raises(InputError, match=r"not finite numbers: \['hnr_db'\]"):
+        clf_mod.assess([{**row, "hnr_db": float("nan")}], [1.0], predict=model.predict)
+    for bad in (
+        lambda x: np.full((len(x), 3), np.nan),
+        lambda x: np.zeros((len(x), 2)),
+        lambda x: np.zeros((len(x), 3)),
+    ):
+        with pytest.raises(InputError, match="assess: predict"):
+            clf_mod.assess([row], [1.0], predict=bad)
+    with pytest.raises(InputError, match="1 rows need 1 families, got 2"):
+        clf_mod.assess([row], [1.0], families=["flute", "reed"], predict=model.predict)
+
+
 def test_assess_refuses_weights_that_cannot_average(flute: np.ndarray) -> None:
     model = clf_mod.load_condition_model()
     f = condition_features(flute[: 3 * SR], sr=SR)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core import hookimpl
+from instrunet_core.audio import load_audio
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.inputs import check_audio_array, check_sample_rate, to_mono
 
@@ -86,18 +87,20 @@ def condition_of(
     :func:`instrunet_core.inputs.to_mono`), then cut into windows of :data:`CHUNK_SAMPLES` (a
     last, shorter one kept when it can be judged); each judgeable window counts once.
 
-    With the default ``predict`` and ``sr`` at the spectrogram network's rate (22,050 Hz), each
-    window's features are fused with the network as in :func:`instrunet_core.analyze`; with a
-    ``predict`` of the caller's, or at another rate, the features alone decide, which can
-    differ a lot from ``analyze`` (a 60 s 440 Hz sine: broken_noisy 0.76 on the features
-    alone, healthy 0.93 fused). Unlike ``analyze``, no window gets its leading family as input
-    and every window is judged, not a sample of them.
+    Audio at another rate is resampled to 22,050 Hz first, as :func:`instrunet_core.analyze`
+    does (the features and the windows' length were read off the training clips' rate: a clean
+    tone given at 44.1 kHz came out broken_noisy, and at 192 kHz every window was too short).
+    With the default ``predict`` each window's features are fused with the spectrogram network
+    as in ``analyze``; with a ``predict`` of the caller's the features alone decide, which can
+    differ a lot from ``analyze`` (a 60 s 440 Hz sine: broken_noisy 0.76 on the features alone,
+    healthy 0.93 fused). Unlike ``analyze``, no window gets its leading family as input and
+    every window is judged, not a sample of them.
 
     Parameters
     ----------
     y : np.ndarray [shape=(n,) or (n, channels) or (channels, n)]
-        Audio at ``sr`` (22,050 Hz, as the training clips), int or float; for 2-D input the
-        shorter axis is the channels, mixed down by their mean.
+        Audio at ``sr``, int or float; for 2-D input the shorter axis is the channels, mixed
+        down by their mean.
     sr : int
     model : ConditionModel, optional
         Default: the newest shipped model.
@@ -121,6 +124,8 @@ def condition_of(
     what = "condition_of"
     sr = check_sample_rate(sr, what=what)
     y = to_mono(check_audio_array(y, what=what), what=what)
+    if sr != SAMPLE_RATE:  # windows, features and network at the training clips' rate, as analyze
+        y, sr = load_audio(y, sr, target_sr=SAMPLE_RATE), SAMPLE_RATE
     m = model or load_condition_model()
     net = m.spectrogram if predict is None else None
     if net is not None and int(net.front_end.sample_rate) != sr:

@@ -412,7 +412,9 @@ def assess(
     ------
     InputError
         No rows, or weights that are not one finite number >= 0 per row with a positive sum
-        (all-zero weights would make every probability NaN).
+        (all-zero weights would make every probability NaN), ``families`` of another length,
+        features that are not finite, or ``predict`` giving anything but finite probabilities
+        of the right shape (a NaN verdict used to come out "healthy", the arg-max of NaN).
     """
     if len(rows) == 0:
         raise InputError("assess: no windows to judge (rows is empty)")
@@ -426,14 +428,30 @@ def assess(
         raise InputError(f"assess: weights must be finite, >= 0 and not all 0, got {w.tolist()}")
     w = w / w.sum()
     fams = list(families) if families is not None else [None] * len(rows)
+    if len(fams) != len(rows):
+        raise InputError(f"assess: {len(rows)} rows need {len(rows)} families, got {len(fams)}")
     x = np.stack([feature_vector(r, f) for r, f in zip(rows, fams, strict=True)])
+    if not np.isfinite(x).all():
+        bad = sorted({n for r in rows for n in FEATURE_NAMES if not np.isfinite(float(r[n]))})
+        raise InputError(f"assess: features that are not finite numbers: {bad or 'the family input'}")
     spec = None if spectrogram is None else np.asarray(spectrogram, np.float32)
 
-    def run(rows_x: np.ndarray, reps: int = 1) -> np.ndarray:
-        return predict(rows_x) if spec is None else predict(rows_x, np.tile(spec, (reps, 1)))
+    def run(rows_x: np.ndarray, reps: int = 1, *, fused: bool = True) -> np.ndarray:
+        with_net = spec is not None and fused
+        got = predict(rows_x, np.tile(spec, (reps, 1))) if with_net else predict(rows_x)
+        p = np.asarray(got, np.float64)
+        if p.shape != (len(rows_x), len(CLASSES)) or not (np.isfinite(p).all() and (p >= 0).all()):
+            raise InputError(
+                f"assess: predict must give {len(rows_x)} rows of {len(CLASSES)} finite probabilities "
+                f"(>= 0), got shape {p.shape}"
+                + ("" if p.shape != (len(rows_x), len(CLASSES)) else " with other values")
+            )
+        return p
 
     probs = run(x)
     mean = (probs * w[:, None]).sum(axis=0)
+    if not mean.sum() > 0:
+        raise InputError("assess: predict gave every window probability 0 for every class")
     mean = mean / mean.sum()
     k = int(np.argmax(mean))
     label = CLASSES[k]
@@ -454,7 +472,7 @@ def assess(
             effects[n] = float(mean[k] - (pn[:, k] * w).sum() / (pn * w[:, None]).sum())
     net = None
     if spec is not None:
-        alone = predict(x)  # the features alone
+        alone = run(x, fused=False)  # the features alone
         effects[SPECTROGRAM] = float(mean[k] - (alone[:, k] * w).sum() / (alone * w[:, None]).sum())
         net = {c: float((spec[:, i] * w).sum()) for i, c in enumerate(CLASSES)}
     text, reasons = explain(label, float(mean[k]), feats, effects, ref, net)

@@ -545,8 +545,10 @@ def features_and_power(
     band = (freqs >= 4000.0) & (freqs <= 10000.0)
     band_db = 10.0 * np.log10(power[:, band].sum(axis=1, dtype=np.float64) + _EPS)
     band_on = active & (band_db > band_db.max() - 60.0)
-    hf_flat = (
-        float(_flatness(logp[band_on][:, band], power[band_on][:, band]).mean()) if band_on.any() else 1.0
+    hf_flat = (  # 1.0 where the band holds no sound, or the rate has no such band (below 8 kHz)
+        float(_flatness(logp[band_on][:, band], power[band_on][:, band]).mean())
+        if band.any() and band_on.any()
+        else 1.0
     )
     at = [i for i in onsets if active[i]] or [int(np.argmax(frame_db))]
     at_rows = sorted({j for i in at for j in (i, i + 1) if j < power.shape[0]})
