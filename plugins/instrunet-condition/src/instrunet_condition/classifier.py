@@ -437,8 +437,7 @@ def assess(
     spec = None if spectrogram is None else np.asarray(spectrogram, np.float32)
 
     def run(rows_x: np.ndarray, reps: int = 1, *, fused: bool = True) -> np.ndarray:
-        with_net = spec is not None and fused
-        got = predict(rows_x, np.tile(spec, (reps, 1))) if with_net else predict(rows_x)
+        got = predict(rows_x, np.tile(spec, (reps, 1))) if spec is not None and fused else predict(rows_x)
         p = np.asarray(got, np.float64)
         if p.shape != (len(rows_x), len(CLASSES)) or not (np.isfinite(p).all() and (p >= 0).all()):
             raise InputError(
