@@ -38,7 +38,7 @@ from .audio import DECODE_BLOCK_SECONDS, AudioSource, iter_blocks, source_name
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE, LEVEL_BLOCK, SILENCE_DB, WindowStream
 from .hookspecs import BlockListener
-from .inputs import block_to_mono, check_count, check_sample_rate, check_threads, resampler
+from .inputs import block_to_mono, check_count, check_flag, check_sample_rate, check_threads, resampler
 from .model import Model, ModelOutputs, ModelSpec, open_model
 from .output import model_info
 from .refine import EvidenceStore, doubtful, grid_phases, read_evidence, read_kept
@@ -164,7 +164,7 @@ class Classifier:
         self.model: Model = open_model(model, options=options, registry=registry)
         if embeddings and self.model.embedding_dim is None:
             raise InputError(f"{self.model.name} {self.model.version} has no embedding output")
-        self.embeddings = bool(embeddings)
+        self.embeddings = check_flag(embeddings, name="embeddings", what="Classifier")
         # A waveform-input artifact computes its features in the graph: windows go in as audio.
         self._waveform = self.model.input_kind == "waveform"
         self._fe = self.model.front_end
@@ -177,7 +177,7 @@ class Classifier:
             smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=other_veto
         )
         self.batch_size = check_count(batch_size, name="batch_size")
-        self.pipeline = bool(pipeline)
+        self.pipeline = check_flag(pipeline, name="pipeline", what="Classifier")
         self.workers = default_workers() if workers is None else check_threads(workers, name="workers")
         self._pipe: BatchPipeline[ModelOutputs] = BatchPipeline(self.workers)
         self.thresholds: dict[str, float] = with_overrides(self.model.thresholds, thresholds)
@@ -297,14 +297,14 @@ class Classifier:
             if self._finished:
                 raise InputError("block: the stream was flushed; call reset() to start a new one")
             sr = check_sample_rate(sample_rate, what="block")
-            if self._sr_in is None:
-                self._sr_in = sr
-                self._rs = resampler(sr, self._sr)
-            elif sr != self._sr_in:
+            if self._sr_in is not None and sr != self._sr_in:
                 raise InputError(
                     f"block: sample rate changed from {self._sr_in} to {sr} Hz within a stream; call reset() first"
                 )
-            y = block_to_mono(block)
+            y = block_to_mono(block)  # before the rate is kept: a refused first block sets nothing
+            if self._sr_in is None:
+                self._sr_in = sr
+                self._rs = resampler(sr, self._sr)
             self._stream.push(y if self._rs is None else self._rs.resample_chunk(y, last=False))
             return self._emit(final=False)
 

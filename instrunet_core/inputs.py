@@ -209,6 +209,20 @@ def check_count(
     return int(value)
 
 
+def check_flag(value: Any, *, name: str, what: str = "") -> bool:
+    """``True`` or ``False`` (numpy's bools too): ``"no"`` or ``None`` would count as a choice
+    the caller did not make.
+
+    Raises
+    ------
+    InputError
+        Anything else.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{_prefix(what)}{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_threads(value: Any, *, name: str, minimum: int = 1, unit: str = "") -> int:
     """A thread count in [``minimum``, :data:`MAX_THREADS`] (see :func:`check_count`)."""
     return check_count(value, name=name, minimum=minimum, maximum=MAX_THREADS, unit=unit)

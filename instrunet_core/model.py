@@ -485,7 +485,18 @@ class Model:
         -------
         list of Prediction
             One per input, in order.
+
+        Raises
+        ------
+        InputError
+            ``audios`` is not a list or tuple (a string was read letter by letter as file names,
+            an array sample by sample, a dict by its keys), or as :meth:`predict`.
         """
+        if not isinstance(audios, (list, tuple)):
+            hint = " (one clip: [audio])" if isinstance(audios, np.ndarray) else ""
+            raise InputError(
+                f"predict_batch: audios must be a list or tuple of arrays, got {type(audios).__name__}{hint}"
+            )
         if top_k is not None:  # before the audio is read
             check_count(top_k, name="top_k")
         clf = self.classifier(hop=hop, batch_size=batch_size)

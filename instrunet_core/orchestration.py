@@ -26,6 +26,7 @@ from .audio import AudioSource, audio_info, rereadable_source, source_name
 from .errors import InputError, InstrunetError
 from .features import DEFAULT_BATCH_SIZE
 from .inference import Classifier
+from .inputs import check_flag
 from .model import ModelSpec
 from .output import model_info
 from .registry import Registry, get_registry
@@ -119,6 +120,12 @@ def analyze(
     """
     if isinstance(source, np.ndarray) and sample_rate is None:
         raise InputError("array: sample_rate is required for array input")
+    refine = check_flag(refine, name="refine", what="analyze")
+    embeddings = check_flag(embeddings, name="embeddings", what="analyze")
+    if progress is not None and not callable(progress):
+        raise InputError(
+            f"analyze: progress must be callable (step, fraction), got {type(progress).__name__}"
+        )
     clf = Classifier(
         model,
         hop=hop,

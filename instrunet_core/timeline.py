@@ -300,6 +300,8 @@ def with_overrides(thresholds: Mapping[str, float], overrides: Mapping[str, Any]
         An unknown label, or a value that is not a number in (0, 1).
     """
     out = dict(thresholds)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise InputError(f"thresholds must be a dict {{label: threshold}}, got {type(overrides).__name__}")
     for k, v in (overrides or {}).items():
         if k not in out:
             raise InputError(f"thresholds: unknown label {k!r} (labels: {list(out)})")

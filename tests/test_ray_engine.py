@@ -151,6 +151,22 @@ def test_bad_arguments_are_clear_errors(installed_registry: object, collection: 
         instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", workers=0, log=lambda m: None)
     with pytest.raises(InputError, match="format must be"):
         instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", fmt="csv", log=lambda m: None)
+    # each used to start Ray and end in an ActorDiedError traceback, a TypeError, or one part per record
+    import ray
+
+    started = ray.is_initialized()
+    bad = [
+        ({"hop": -1}, "hop"),
+        ({"part_size": 0}, "part_size must be"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(InputError, match=message):
+            instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", log=lambda m: None, **kwargs)
+    with pytest.raises(InputError, match="source must be a directory or a list of file paths, got int"):
+        instrunet_ray.tag_collection(5, tmp_path / "o.jsonl", log=lambda m: None)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="out must be a path, got NoneType"):
+        instrunet_ray.tag_collection(collection, None, log=lambda m: None)  # type: ignore[arg-type]
+    assert ray.is_initialized() == started  # refused before Ray
 
 
 def test_a_model_that_is_not_installed_is_one_error_before_ray(

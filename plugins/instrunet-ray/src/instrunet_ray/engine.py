@@ -40,7 +40,7 @@ from instrunet_core.batch import (
     file_record,
     read_records,
 )
-from instrunet_core.errors import InstrunetError, OutputError
+from instrunet_core.errors import InputError, InstrunetError, OutputError
 from instrunet_core.inputs import check_count
 from instrunet_core.output import CLASSIFICATION_FIELDS, error_record
 from instrunet_core.writers import atomic_path
@@ -54,8 +54,6 @@ def _format_of(out: Path, fmt: str | None) -> str:
     if fmt is None:
         fmt = "parquet" if out.suffix == "" or out.is_dir() else "jsonl"
     if fmt not in FORMATS:
-        from instrunet_core.errors import InputError
-
         raise InputError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
     return fmt
 
@@ -241,6 +239,15 @@ def tag_collection(
 
     check_count(workers, name="workers")
     check_count(batch_size, name="batch_size")
+    check_count(part_size, name="part_size")
+    if not isinstance(out, (str, os.PathLike)):
+        raise InputError(f"tag_collection: out must be a path, got {type(out).__name__}")
+    if not isinstance(source, (str, os.PathLike)) and not (
+        isinstance(source, (list, tuple)) and all(isinstance(s, (str, os.PathLike)) for s in source)
+    ):
+        raise InputError(
+            f"tag_collection: source must be a directory or a list of file paths, got {type(source).__name__}"
+        )
     out = Path(out)
     fmt = _format_of(out, fmt)
     if fmt == "jsonl" and out.is_dir():
@@ -254,6 +261,7 @@ def tag_collection(
     # ModelError before any Ray process starts (the actors' own errors would come back as
     # Ray's ActorDiedError tracebacks); it also goes into the driver's error records.
     driver_model = load_model(model, intra_op_threads=1)
+    driver_model.classifier(hop=hop)  # a bad hop is an InputError here, not an actor's death in Ray
     summary: dict[str, Any] = {
         "files": len(files),
         "skipped": 0,
