@@ -145,6 +145,30 @@ def test_limits_from_env(monkeypatch):
     with pytest.raises(InputError, match="INSTRUNET_APP_MAX_SECONDS must be > 0"):
         service.Limits.from_env()
     assert service.check_upload(TONE, "tone.WAV", limits=service.Limits()) == pytest.approx(3.0)
+    # inf passed the check above, then every upload failed with an OverflowError (an audit)
+    monkeypatch.setenv("INSTRUNET_APP_MAX_SECONDS", "900")
+    monkeypatch.setenv("INSTRUNET_APP_MAX_MB", "inf")
+    with pytest.raises(InputError, match="INSTRUNET_APP_MAX_MB.*max_mb must be a number > 0 and at most"):
+        service.Limits.from_env()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: service.Limits(max_mb=float("nan")),  # a NaN limit: no upload is "too large"
+        lambda: service.Limits(max_seconds=float("nan")),
+        lambda: service.Limits(max_seconds="600"),  # type: ignore[arg-type]
+        lambda: service.Limits(max_mb=-1),
+        lambda: service.analyze_upload(TONE, "tone.wav", limits={"max_mb": 1}),  # type: ignore[arg-type]
+        lambda: service.analyze_upload(TONE, "tone.wav", progress=1),  # type: ignore[arg-type]
+        lambda: service.analyze_upload(TONE, "tone.wav", registry="x"),
+        lambda: service.analyze_upload(TONE, "tone.wav", analyzers=5),
+        lambda: service.analyze_upload(TONE, "tone.wav", analyzers=None),  # said "not installed"
+    ],
+)
+def test_limits_and_options_are_checked_before_the_upload(make) -> None:
+    with pytest.raises(InputError, match="Limits: |analyze_upload: "):
+        make()
 
 
 def test_available_models_default_first(installed_registry):

@@ -24,6 +24,7 @@ from typing import Any
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
 from instrunet_core.audio import MP3_SUPPORTED, audio_info
 from instrunet_core.features import SILENCE_DB
+from instrunet_core.registry import Registry
 
 __all__ = [
     "ALLOWED_EXTENSIONS",
@@ -67,6 +68,14 @@ class Limits:
     max_mb: float = 50.0
     max_seconds: float = 600.0
 
+    def __post_init__(self) -> None:
+        # a limit that is no number, NaN (which no size exceeds) or infinite (whose bytes do not
+        # exist) is refused here, not by every upload's check
+        for name, most in (("max_mb", 1e6), ("max_seconds", 1e7)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= most:
+                raise InputError(f"Limits: {name} must be a number > 0 and at most {most:g}, got {v!r}")
+
     @classmethod
     def from_env(cls) -> Limits:
         """Limits from ``INSTRUNET_APP_MAX_MB`` and ``INSTRUNET_APP_MAX_SECONDS`` (defaults 50, 600)."""
@@ -81,7 +90,10 @@ class Limits:
                 if not v > 0:
                     raise InputError(f"{var} must be > 0, got {raw!r}")
                 out[field] = v
-        return cls(**out)
+        try:
+            return cls(**out)
+        except InputError as e:  # inf, 1e400: name the variable
+            raise InputError(f"INSTRUNET_APP_MAX_MB / INSTRUNET_APP_MAX_SECONDS: {e}") from None
 
     @property
     def max_bytes(self) -> int:
@@ -342,8 +354,23 @@ def analyze_upload(
     InstrunetError
         ``InputError`` / ``DecodeError`` naming the file and the problem, ``ModelError``.
     """
+    if limits is not None and not isinstance(limits, Limits):
+        raise InputError(f"analyze_upload: limits must be a Limits, got {type(limits).__name__}")
+    if progress is not None and not callable(progress):
+        raise InputError(
+            f"analyze_upload: progress must be callable (fraction, text), got {type(progress).__name__}"
+        )
+    if registry is not None and not isinstance(registry, Registry):
+        raise InputError(f"analyze_upload: registry must be a Registry, got {type(registry).__name__}")
     reg = registry or get_registry()
     wanted = analyze_options.get("analyzers", True)
+    if not (
+        isinstance(wanted, bool)
+        or (isinstance(wanted, (list, tuple)) and all(isinstance(a, str) for a in wanted))
+    ):
+        raise InputError(
+            f"analyze_upload: analyzers must be True, False or a list of analyzer names, got {wanted!r}"
+        )
     names = list(reg.analyzers) if wanted is True else ([] if not wanted else list(wanted))
     steps = analysis_steps(names)
     n = len(steps)
