@@ -310,3 +310,28 @@ def test_a_worker_tagger_dropped_without_close_stops_its_thread(model: instrunet
             break
         threading.Event().wait(0.1)
     assert alive() == before
+
+
+@pytest.mark.parametrize(
+    "audio, kwargs, message",
+    [
+        (
+            [[0.1, 0.2], [0.3]],
+            {},
+            "audio must be an array of samples, got list",
+        ),  # ragged: numpy's ValueError
+        ("abc", {}, "audio must be an array of samples, got str"),  # was "got shape ()"
+        (np.zeros(SR, np.float32), {"reset": None}, "reset must be True or False, got None"),  # streamed
+        (
+            np.zeros(SR, np.float32),
+            {"reset": "no"},
+            "reset must be True or False, got 'no'",
+        ),  # counted as yes
+    ],
+)
+def test_adapters_refuse_what_they_would_misread(
+    model: instrunet_core.Model, audio: Any, kwargs: dict, message: str
+) -> None:
+    for adapter in (Tagger(model), Router({"string": Pedalboard([Gain()])}, model=model)):
+        with pytest.raises(InputError, match=f"{type(adapter).__name__}: {message}"):
+            adapter(audio, SR, **kwargs)

@@ -32,6 +32,21 @@ def new_classifier(
     return Classifier(model, hop=hop, thresholds=thresholds, keep=keep)
 
 
+def as_array(audio: Any, what: str) -> np.ndarray:
+    """``audio`` as an array (a list of samples is fine): text, bytes or a ragged list is an
+    :class:`~instrunet_core.errors.InputError` naming what it is, not numpy's message."""
+    if isinstance(audio, np.ndarray):
+        return audio
+    if isinstance(audio, (str, bytes, bytearray)):
+        raise InputError(f"{what}: audio must be an array of samples, got {type(audio).__name__}")
+    try:
+        return np.asarray(audio)
+    except (TypeError, ValueError) as e:
+        raise InputError(
+            f"{what}: audio must be an array of samples, got {type(audio).__name__} ({e})"
+        ) from None
+
+
 class Layout:
     """Pedalboard's array layouts, remembered across the blocks of one stream.
 
@@ -64,7 +79,7 @@ class Layout:
             Not an array of 1 or 2 dimensions, an ambiguous square first block, or a
             channel count that changes within the stream.
         """
-        a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+        a = as_array(audio, self.what)
         if a.ndim == 1:
             kind, ch = "mono", 1
         elif a.ndim == 2:
@@ -185,7 +200,7 @@ class Adapter:
                 f"{self._what}: sample rate changed from {self._sr} to {sr} Hz within a stream; "
                 "call with reset=True (or reset()) to start a new stream"
             )
-        a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+        a = as_array(audio, self._what)
         if a.size == 0:
             return None
         kind, ch = self._layout.detect(a)

@@ -12,7 +12,7 @@ import numpy as np
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.errors import InputError
 from instrunet_core.features import SILENCE_DB
-from instrunet_core.inputs import check_amplitude, check_sample_rate
+from instrunet_core.inputs import check_amplitude, check_flag, check_sample_rate
 from instrunet_core.timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
@@ -24,7 +24,7 @@ from instrunet_core.timeline import (
     with_overrides,
 )
 
-from ._core import Adapter, Layout
+from ._core import Adapter, Layout, as_array
 
 __all__ = ["Router"]
 
@@ -533,9 +533,9 @@ class Router(Adapter):
             return self._process(audio, sample_rate, reset)
 
     def _process(self, audio: Any, sample_rate: float, reset: bool) -> np.ndarray:
-        if reset:
+        if check_flag(reset, name="reset", what=self._what):
             self.reset()
-            a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+            a = as_array(audio, self._what)
             if a.size == 0 and a.ndim in (1, 2):  # nothing to route: the same empty shape back
                 check_sample_rate(sample_rate, what=self._what)
                 return np.zeros(a.shape, dtype=np.float32)
@@ -546,7 +546,7 @@ class Router(Adapter):
             self.reset()
         sr = check_sample_rate(sample_rate, what=self._what)
         d = self.latency_samples(sr)
-        a = audio if isinstance(audio, np.ndarray) else np.asarray(audio)
+        a = as_array(audio, self._what)
         if a.size == 0:
             return np.zeros(a.shape, dtype=np.float32)
         n_before = self._n_in

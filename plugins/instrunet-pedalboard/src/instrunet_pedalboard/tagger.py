@@ -17,6 +17,7 @@ from instrunet_core.inputs import (
     MAX_BLOCK_SAMPLES,
     block_to_mono,
     check_count,
+    check_flag,
     check_sample_rate,
     check_seconds,
 )
@@ -331,6 +332,7 @@ class Tagger(_Tagging):
     ) -> Any:
         """Same as calling the tagger (pedalboard's ``Plugin.process`` signature)."""
         with self._owner.feeding("process"):
+            reset = check_flag(reset, name="reset", what=self._what)  # None was "stream on"
             if reset:
                 self.reset()
             self._push(audio, sample_rate)
