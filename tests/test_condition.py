@@ -223,6 +223,31 @@ def test_assess_refuses_what_is_not_finite(flute: np.ndarray) -> None:
         clf_mod.assess([row], [1.0], families=["flute", "reed"], predict=model.predict)
 
 
+def test_public_helpers_refuse_what_they_would_misread() -> None:
+    """An audit found KeyError, AttributeError, TypeError and a NaN window called "too short"."""
+    cases = [
+        (lambda: instrunet_condition.unknown("bogus"), "unknown: reason must be one of"),
+        (
+            lambda: instrunet_condition.not_judgeable(np.zeros(SR, np.float32), 0),
+            "not_judgeable: sample rate 0 Hz",
+        ),
+        (lambda: instrunet_condition.not_judgeable(np.full(SR, np.nan, np.float32), SR), "NaN or infinite"),
+        (lambda: instrunet_condition.not_judgeable(np.zeros(SR, np.int16), SR), "expected mono float audio"),
+        (lambda: instrunet_condition.load_condition_model(5), "path must be a folder path, got int"),  # type: ignore[arg-type]
+        (
+            lambda: instrunet_condition.condition_of(np.zeros(SR, np.float32), model="x"),
+            "model must be a ConditionModel",
+        ),  # type: ignore[arg-type]
+        (
+            lambda: instrunet_condition.condition_of(np.zeros(SR, np.float32), predict=5),
+            "predict must be callable",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(InputError, match=message):
+            call()
+
+
 def test_assess_refuses_weights_that_cannot_average(flute: np.ndarray) -> None:
     model = clf_mod.load_condition_model()
     f = condition_features(flute[: 3 * SR], sr=SR)

@@ -36,6 +36,7 @@ import numpy as np
 
 from instrunet_core import hookimpl
 from instrunet_core.audio import load_audio
+from instrunet_core.errors import InputError
 from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.inputs import check_audio_array, check_sample_rate, to_mono
 
@@ -126,6 +127,14 @@ def condition_of(
     y = to_mono(check_audio_array(y, what=what), what=what)
     if sr != SAMPLE_RATE:  # windows, features and network at the training clips' rate, as analyze
         y, sr = load_audio(y, sr, target_sr=SAMPLE_RATE), SAMPLE_RATE
+    if model is not None and not isinstance(model, ConditionModel):
+        raise InputError(
+            f"{what}: model must be a ConditionModel (load_condition_model()), got {type(model).__name__}"
+        )
+    if predict is not None and not callable(predict):
+        raise InputError(
+            f"{what}: predict must be callable (features -> probabilities), got {type(predict).__name__}"
+        )
     m = model or load_condition_model()
     net = m.spectrogram if predict is None else None
     if net is not None and int(net.front_end.sample_rate) != sr:

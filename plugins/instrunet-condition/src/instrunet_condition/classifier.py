@@ -4,6 +4,7 @@ audio), verified before use and run through the core's one session function."""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,8 @@ def model_dirs() -> list[Path]:
 @functools.lru_cache(maxsize=4)
 def load_condition_model(path: str | None = None) -> ConditionModel:
     """The newest shipped condition model (or the one at ``path``), loaded once per process."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_condition_model: path must be a folder path, got {type(path).__name__}")
     if path is None:
         dirs = model_dirs()
         if not dirs:

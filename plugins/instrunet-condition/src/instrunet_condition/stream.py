@@ -37,8 +37,9 @@ import numpy as np
 
 from instrunet_core._threads import blas_limited
 from instrunet_core.analysis import OTHER_LABEL
+from instrunet_core.errors import InputError
 from instrunet_core.features import SILENCE_DB, block_power, power_features
-from instrunet_core.inputs import MAX_AMPLITUDE
+from instrunet_core.inputs import MAX_AMPLITUDE, check_sample_rate
 from instrunet_core.timeline import merge_ranges
 
 from .classifier import CLASSES, ConditionModel, assess, load_condition_model
@@ -81,7 +82,9 @@ _REASONS = {
 
 def unknown(reason: str) -> dict[str, Any]:
     """The verdict when nothing could be judged, and why (``silent``, ``too_short``,
-    ``too_quiet``, ``too_mixed``)."""
+    ``too_quiet``, ``too_mixed``; anything else is an ``InputError``)."""
+    if not isinstance(reason, str) or reason not in _REASONS:
+        raise InputError(f"unknown: reason must be one of {sorted(_REASONS)}, got {reason!r}")
     return {
         "label": "unknown",
         "reason": reason,
@@ -101,9 +104,20 @@ def not_judgeable(y: np.ndarray, sr: int) -> str | None:
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
-        The window's audio, mono at ``sr``.
+        The window's audio, mono at ``sr``: finite numbers.
     sr : int
+
+    Raises
+    ------
+    InputError
+        Not a 1-D array of finite numbers, or an unusable rate (a NaN window was "too short").
     """
+    sr = check_sample_rate(sr, what="not_judgeable")
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.floating):
+        raise InputError(f"not_judgeable: expected mono float audio of shape (n,), got {y.dtype} {y.shape}")
+    if not np.isfinite(y).all():  # (no bound on the values: resampling may overshoot the core's)
+        raise InputError("not_judgeable: audio contains NaN or infinite samples")
     m = y.shape[0] // _BLOCK
     if m * _BLOCK < MIN_SOUND_SECONDS * sr:
         return "too_short"
