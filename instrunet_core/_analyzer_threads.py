@@ -71,7 +71,12 @@ class Limit:
         return f"{self.seconds(audio_seconds):.0f} s: {DEFAULT_BASE_SECONDS:.0f} s + {max(0.0, audio_seconds):.0f} s of audio"
 
 
-def resolve_limit(seconds: float | None) -> Limit:
+#: Longest limit accepted (116 days; the command line's bound too): 1e10 overflowed a timestamp
+#: inside the analyzer's thread, reported as the plugin's failure.
+MAX_LIMIT_SECONDS = 1e7
+
+
+def resolve_limit(seconds: float | Limit | None) -> Limit:
     """The limit for ``analyze(analyzer_timeout=seconds)``: ``seconds`` when given, else
     ``INSTRUNET_ANALYZER_TIMEOUT``, else the default rule.
 
@@ -80,6 +85,8 @@ def resolve_limit(seconds: float | None) -> Limit:
     InputError
         Not a positive, finite number of seconds.
     """
+    if isinstance(seconds, Limit):  # resolved already
+        return seconds
     what = "analyzer_timeout"
     if seconds is None:
         raw = os.environ.get(TIMEOUT_ENV_VAR, "").strip()
@@ -92,8 +99,10 @@ def resolve_limit(seconds: float | None) -> Limit:
             raise InputError(f"{what}: expected seconds, got {raw!r}") from None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise InputError(f"{what}: expected seconds, got {seconds!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise InputError(f"{what}: expected a positive number of seconds, got {seconds!r}")
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_LIMIT_SECONDS:
+        raise InputError(
+            f"{what}: expected a positive number of seconds, at most {MAX_LIMIT_SECONDS:g}, got {seconds!r}"
+        )
     return Limit(float(seconds))
 
 
@@ -254,6 +263,11 @@ class AnalyzerThread:
         """Let the thread end (an analysis that stops early: an error, an interrupt)."""
         if not self._closed:
             self._shut()
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread to end; True when it has (an abandoned
+        one is not waited for)."""
+        return self.abandoned or self._done.wait(timeout)
 
     def _shut(self) -> None:
         """Drop the queued calls and queue the end (the running call, if any, finishes first)."""

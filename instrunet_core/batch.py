@@ -55,12 +55,15 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
     Raises
     ------
     InputError
-        ``source`` is a path but not a directory.
+        ``source`` is a path but not a directory (or is empty).
     """
     if isinstance(source, (str, os.PathLike)):
+        if os.fspath(source) == "":  # Path("") is "." : an unset variable would take the whole cwd
+            raise InputError("an empty path names no directory (give '.' for this one)")
         root = Path(source)
         if not root.is_dir():
-            raise InputError(f"{os.fspath(source)}: not a directory")
+            gone = not os.path.lexists(os.fspath(source))
+            raise InputError(f"{os.fspath(source)}: {'not found' if gone else 'not a directory'}")
         return sorted(
             {
                 os.path.realpath(p)
@@ -230,6 +233,12 @@ class ResultsFile(HoldsFile):
                     "(choose another --out)"
                 )
             self.done = done_paths(records)
+            #: ``(name, version, sha256)`` of every model whose results the file holds.
+            self.models = {
+                (str(m.get("name")), str(m.get("version")), str(m.get("sha256")))
+                for r in records
+                if isinstance(m := r.get("model"), dict) and r.get("error") is None
+            }
             if data and not data.endswith(b"\n"):
                 self._mend_tail(data)
         except BaseException:

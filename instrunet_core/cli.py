@@ -28,7 +28,7 @@ from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
-from .output import SEARCH_SCHEMA
+from .output import SEARCH_SCHEMA, model_info
 from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO, answers_other
 
 __all__ = ["main", "build_parser"]
@@ -151,6 +151,15 @@ def _warnings_as_lines() -> Iterator[None]:
     with warnings.catch_warnings():  # the filters and showwarning are restored afterwards
         warnings.showwarning = show
         yield
+
+
+def _results_path(text: str) -> str:
+    """argparse type of ``batch --out``: a file it can read back and lock (not stdout)."""
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "batch writes its results to a file it reads back to resume; '-' (stdout) cannot be one"
+        )
+    return _output_path(text)
 
 
 def _output_path(text: str) -> str:
@@ -357,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--out",
         required=True,
-        type=_output_path,
+        type=_results_path,
         metavar="results.jsonl",
         help="JSON lines (instrunet.classification/2), one per file; files already done in it "
         "are skipped, failed ones retried; locked while the batch runs",
@@ -575,7 +584,7 @@ def _search(args: argparse.Namespace) -> int:
         }
         _out(json.dumps(jsonable(doc)))
     else:
-        _say(f"{args.query}: {len(matches)} of {size} recordings, model {model.name} {model.version}")
+        _say(f"{_shown(args.query)}: {len(matches)} of {size} recordings, model {model.name} {model.version}")
         for m in matches:
             at = ""
             if args.where:
@@ -586,7 +595,7 @@ def _search(args: argparse.Namespace) -> int:
                     else f"  at {format_time(w.start, decimals=2)}-{format_time(w.end, decimals=2)} "
                     f"({w.similarity:.4f})"
                 )
-            _out(f"{m.similarity:7.4f}  {m.path}{at}")
+            _out(f"{m.similarity:7.4f}  {_shown(m.path)}{at}")
     return rc
 
 
@@ -834,6 +843,16 @@ def _batch(args: argparse.Namespace) -> int:
         _err(f"{out}: cannot write: {e.strerror or e}")
         return EXIT_FAIL
     with results:
+        info = model_info(model)
+        mine = (info["name"], info["version"], info["sha256"])
+        others = sorted(m for m in results.models if m != mine)
+        if others:  # resuming with another model would mix two models' answers in one file
+            name, version, sha = others[0]
+            _err(
+                f"{out}: holds results of {name} {version} (sha256 {sha[:12]}), not of this run's "
+                f"{model.name} {model.version}; resume with that model, or choose another --out"
+            )
+            return EXIT_FAIL
         todo = [p for p in files if p not in results.done]
         n = len(todo)
         _say(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go")

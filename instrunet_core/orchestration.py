@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from ._analyzer_threads import resolve_limit
 from .analysis import Analysis, AnalysisContext
 from .audio import AudioSource, audio_info, rereadable_source, source_name
-from .errors import InputError, InstrunetError
+from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE
 from .inference import Classifier
 from .inputs import check_flag
@@ -140,6 +141,9 @@ def analyze(
     )
     reg = registry or get_registry()
     names = analyzer_names(reg, analyzers)
+    # a bad limit is refused before anything is opened; the source is opened (and a bad one
+    # refused) before any analyzer's thread starts
+    limit = resolve_limit(analyzer_timeout) if names else None
     src = rereadable_source(source)
     expected = _expected_duration(src, sample_rate)
     context = None
@@ -155,8 +159,7 @@ def analyze(
             settings=clf.settings,
             expected_duration=expected,
         )
-        # (a bad limit is refused here, before anything is decoded)
-        feed = reg.open_streams(context, names=names, timeout=analyzer_timeout)
+        feed = reg.open_streams(context, names=names, timeout=limit)
     try:
         # What refine needs is kept from this pass when it fits the store's bound (a longer
         # file is read again; its header says so before anything is kept).
@@ -182,10 +185,17 @@ def analyze(
 
 
 def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | None:
-    """Seconds the source says it holds, read from its header (``None`` when it cannot say)."""
+    """Seconds the source says it holds, read from its header (``None`` when it cannot say).
+
+    Raises
+    ------
+    InstrunetError
+        The source cannot be opened (missing, empty, not audio, a header out of range): said
+        before any analyzer's thread starts, as decoding would say it.
+    """
     try:
         d = audio_info(source, sample_rate).duration
-    except (InstrunetError, OSError, ValueError):
+    except (OSError, ValueError):
         return None  # decoding reports the problem
     return float(d) if d > 0 else None
 

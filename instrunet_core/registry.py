@@ -40,6 +40,7 @@ import math
 import os
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -80,6 +81,8 @@ ENV_VAR = "INSTRUNET_PLUGINS"
 #: Names the default model explicitly (the user's choice beats every plugin's ``default=True``).
 DEFAULT_ENV_VAR = "INSTRUNET_DEFAULT_MODEL"
 BUILTIN_NAME = "instrunet_core.default_plugins"
+#: Most seconds an analysis that stops early waits for its analyzers' running calls to end.
+CLOSE_GRACE_SECONDS = 10.0
 _HOOKS = ("instrunet_register_models", "instrunet_register_analyzers", "instrunet_register_writers")
 
 
@@ -406,7 +409,7 @@ class Registry:
         context: AnalysisContext,
         *,
         names: Sequence[str] | None = None,
-        timeout: float | None = None,
+        timeout: float | Limit | None = None,
     ) -> AnalyzerFeed:
         """A fresh state of every streaming analyzer (or those in ``names``) for one analysis,
         made before decoding, each on a thread of its own (:mod:`instrunet_core._analyzer_threads`).
@@ -563,9 +566,15 @@ class AnalyzerFeed:
             self._streams.pop(name, None)
 
     def close(self) -> None:
-        """Let every analyzer's thread end (the analysis stopped early); idempotent."""
+        """Let every analyzer's thread end (the analysis stopped early), and wait a little for
+        their running calls (at most :data:`CLOSE_GRACE_SECONDS` in all): a process that exits
+        while one is inside native code (loading an ONNX model) is aborted by the C++ runtime
+        ("terminate called without an active exception"). Idempotent."""
         for t in self.threads.values():
             t.close()
+        deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+        for t in self.threads.values():
+            t.wait_ended(max(0.0, deadline - time.monotonic()))
         self.threads.clear()
         self._streams.clear()
 

@@ -116,6 +116,8 @@ class RuntimeOptions:
             return [_CPU]
         if isinstance(providers, str) and "," in providers:
             providers = [p.strip() for p in providers.split(",") if p.strip()]
+        if not isinstance(providers, str) and len(providers) == 1 and isinstance(providers[0], str):
+            providers = providers[0]  # ["auto"] (the command line's list) means "auto" too
         if isinstance(providers, str):
             if providers.lower() == "auto":
                 return [*(p for p in ("CUDAExecutionProvider",) if p in available), _CPU]

@@ -236,9 +236,13 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
     # would leave them holding the old content)
     into = special or (st is not None and st.st_nlink > 1)
     folder, base = os.path.split(dest)
+    # the temporary name must fit the file system's 255 bytes where the target's name does: the
+    # target's name is cut to leave room for mkstemp's 8 characters and the suffixes
+    room = 255 - len(f"..{'x' * 8}.tmp{suffix}".encode())
+    stem = os.fsdecode(os.fsencode(base)[: max(0, room)])
     try:
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{base}.", suffix=f".tmp{suffix}", dir=None if special else (folder or ".")
+            prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=None if special else (folder or ".")
         )
         os.close(fd)
     except OSError as e:

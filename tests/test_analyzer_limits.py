@@ -214,3 +214,30 @@ def test_cli_analyzer_timeout(
     out, err = capsys.readouterr()
     assert rc == 2 and out == ""
     assert "INSTRUNET_ANALYZER_TIMEOUT: expected seconds, got 'never'" in err
+
+
+def test_a_source_that_cannot_be_opened_starts_no_analyzer(
+    tiny_registry: plugins_mod.Registry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analyzers' threads were started before the file was opened; a process exiting on the
+    error while one loaded its model was aborted by the C++ runtime (exit 134; an audit). And
+    INSTRUNET_ANALYZER_TIMEOUT=1e10 overflowed a timestamp inside the analyzer."""
+    from instrunet_core.errors import DecodeError
+
+    made: list[str] = []
+
+    class Records(_Count):
+        def __init__(self, context: Any) -> None:
+            made.append("made")
+            super().__init__(context)
+
+    reg = build_registry(extra_plugins=[_plugin("records", lambda register: register("rec", stream=Records))])
+    model = instrunet_core.load_model("tiny", registry=tiny_registry)
+    bad = tmp_path / "not-audio.wav"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(DecodeError, match="not an audio file"):
+        instrunet_core.analyze(str(bad), model=model, registry=reg)
+    assert made == []
+    monkeypatch.setenv(threads_mod.TIMEOUT_ENV_VAR, "1e10")
+    with pytest.raises(InputError, match="at most 1e\\+07"):
+        instrunet_core.analyze(tone(1.0), 22050, model=model, registry=reg)

@@ -270,3 +270,29 @@ def test_a_flac_of_unknown_length_is_read_whole(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, stereo, atol=1 / 32768)
     mono = load_audio(str(f), target_sr=SR)
     assert abs(len(mono) - 3 * SR) <= 1 and np.max(np.abs(mono)) < 0.05  # the channels cancel
+
+
+def test_a_flac_cut_short_gives_what_decodes_before_the_error(tmp_path: Path) -> None:
+    """A FLAC cut short said "decoding failed after 0 frames": the block read failed whole, and
+    libsndfile cannot seek back in a FLAC after a decode error to read it again in small steps
+    (two audits). Blocks are now read in steps, so what decoded is passed on and counted; for a
+    FLAC whose header does not give its length the message says so instead of a count."""
+    import re
+
+    from instrunet_core.audio import AudioReader
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 12) / 44100)).astype(np.float32)
+    for unknown in (False, True):
+        f = tmp_path / f"cut{int(unknown)}.flac"
+        if unknown:
+            _flac_of_unknown_length(f, y, 44100)
+        else:
+            sf.write(f, y, 44100, subtype="PCM_16")
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+        got = 0
+        with pytest.raises(DecodeError) as e, AudioReader(f) as r:
+            for block in r.blocks(44100 * 20):  # one block: the whole file
+                got += block.shape[0]
+        n = int(re.search(r"decoding failed after (\d+) frames", str(e.value)).group(1))
+        assert n == got and 44100 * 3 < n < len(y)  # most of the first half, not 0
+        assert ("does not give its length" in str(e.value)) == unknown

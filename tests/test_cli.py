@@ -292,3 +292,51 @@ def test_audit_an_unavailable_provider_is_one_warning_line(
     out, err = capsys.readouterr()
     assert err.startswith("instrunet: warning: execution provider foo is not available here (available: ")
     assert err.endswith("; skipping it\n") and len(err.splitlines()) == 1 and "brass" in out
+
+
+def test_cli_audit_batch_empty_dir_stdout_and_another_models_results(
+    tiny_registry,
+    audio_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`batch ''` classified the working directory, `batch --out -` wrote a file named '-', and a
+    resume with another model mixed the two models' records (a CLI audit, 2026-12-06)."""
+    monkeypatch.chdir(audio_dir)
+    assert main(["batch", "", "--out", str(tmp_path / "e.jsonl")]) == 1
+    assert "an empty path names no directory" in capsys.readouterr().err
+    assert not (tmp_path / "e.jsonl").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["batch", ".", "--out", "-"])
+    assert e.value.code == 2 and "'-' (stdout) cannot be one" in capsys.readouterr().err
+    assert not (audio_dir / "-").exists()
+    assert main(["batch", str(tmp_path / "nowhere"), "--out", str(tmp_path / "n.jsonl")]) == 1
+    assert "nowhere: not found" in capsys.readouterr().err
+    out = tmp_path / "r.jsonl"
+    main(["batch", ".", "--out", str(out)])
+    capsys.readouterr()
+    other = write_model_dir(tmp_path / "m", name="tiny2")
+    before = out.read_text()
+    assert main(["batch", ".", "--out", str(out), "--model", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "holds results of tiny 1.0.0" in err and "not of this run's tiny2 1.0.0" in err
+    assert out.read_text() == before
+
+
+def test_cli_audit_search_escapes_names_and_providers_auto(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_open_set import _open_set_dir
+
+    model = _open_set_dir(tmp_path / "models")
+    q = tmp_path / "q.wav"
+    sf.write(q, tone(3.0), SR)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    sf.write(lib / "bad\x1b[31mname\nx.wav", tone(3.0, freq=330.0), SR)
+    assert main(["search", str(q), str(lib), "--model", str(model)]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and len(out.splitlines()) == 1  # one match, one line
+    assert main(["classify", str(q), "--model", str(model), "--providers", "auto"]) == 0
+    assert "warning" not in capsys.readouterr().err  # "auto" was "a provider not available here"

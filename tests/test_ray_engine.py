@@ -145,7 +145,7 @@ def test_parquet_output_and_resume(
 def test_bad_arguments_are_clear_errors(installed_registry: object, collection: Path, tmp_path: Path) -> None:
     from instrunet_core.errors import InputError
 
-    with pytest.raises(InputError, match="not a directory"):
+    with pytest.raises(InputError, match="nope: not found"):
         instrunet_ray.tag_collection(tmp_path / "nope", tmp_path / "o.jsonl", log=lambda m: None)
     with pytest.raises(InputError, match="workers must be"):
         instrunet_ray.tag_collection(collection, tmp_path / "o.jsonl", workers=0, log=lambda m: None)

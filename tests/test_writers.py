@@ -256,3 +256,15 @@ def test_outputs_that_cannot_be_written_sensibly_are_refused(
     )
     with pytest.raises(OutputError, match="is not a directory"):
         atomic_write_text(under_a_file, "x")
+
+
+def test_an_output_name_of_up_to_255_bytes_is_written(tmp_path: Path) -> None:
+    """The temporary file next to it took the whole name plus 15 characters: names of 241-255
+    bytes failed with "File name too long" (a CLI audit)."""
+    from instrunet_core.writers import atomic_write_text
+
+    for name in ("b" * 250 + ".json", "é" * 125 + ".csv"):  # 255 and 254 bytes
+        target = tmp_path / name
+        atomic_write_text(target, "{}\n")
+        assert target.read_text() == "{}\n"
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -42,7 +42,7 @@ from instrunet_core.batch import (
 )
 from instrunet_core.errors import InputError, InstrunetError, OutputError
 from instrunet_core.inputs import check_count
-from instrunet_core.output import CLASSIFICATION_FIELDS, error_record
+from instrunet_core.output import CLASSIFICATION_FIELDS, error_record, model_info
 from instrunet_core.writers import atomic_path
 
 __all__ = ["collect_files", "done_paths_in", "file_record", "TaggingActor", "tag_collection", "FORMATS"]
@@ -279,6 +279,14 @@ def tag_collection(
             results = stack.enter_context(ResultsFile(out)) if fmt == "jsonl" else None
         except OSError as e:
             raise OutputError(f"{out}: cannot open the results file: {e.strerror or e}") from None
+        if results is not None:
+            info = model_info(driver_model)
+            others = sorted(m for m in results.models if m != (info["name"], info["version"], info["sha256"]))
+            if others:  # resuming with another model would mix two models' answers in one file
+                raise OutputError(
+                    f"{out}: holds results of {others[0][0]} {others[0][1]}, not of this run's "
+                    f"{driver_model.name} {driver_model.version}; resume with that model, or choose another out"
+                )
         done = results.done if results is not None else done_paths_in(out, fmt=fmt)
         todo = [f for f in files if f not in done]
         summary["skipped"] = len(files) - len(todo)
