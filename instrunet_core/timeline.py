@@ -638,16 +638,19 @@ def _decide(
 ) -> np.ndarray:
     """Presence from where a curve holds its threshold: short gaps bridged and short presences
     dropped, only while sounding, trimmed to the loud blocks. A sound shorter than
-    ``min_duration`` (a run of sounding blocks, silence or the recording's ends around it) over
-    all of which the curve holds counts: it has no longer evidence to give (a one-shot sample)."""
+    ``min_duration`` (a run of sounding blocks, silence or the recording's ends around it) is
+    decided on its own points: it counts when the curve holds over all of it (it has no longer
+    evidence to give: a one-shot sample), and not otherwise, whatever the silence around it
+    says (bridging would count a click that "other" answers because the curve holds in the
+    silence on both sides)."""
     edges = {"start_edge": start_edge, "end_edge": end_edge}
     n_min = _points(det.min_duration, step)
     settled = _settle(hit, n_min, **edges)
     n = hit.shape[0]
     for s, e in zip(*_runs(sounding), strict=True):
         final = (s > 0 or start_edge) and (e < n or end_edge)  # its length is known
-        if final and e - s < n_min and hit[s:e].all():
-            settled[s:e] = True
+        if final and e - s < n_min:
+            settled[s:e] = bool(hit[s:e].all())
     return _trim(settled & sounding, np.asarray(level_db) >= det.silence_db, **edges)
 
 

@@ -174,3 +174,14 @@ def test_a_sound_shorter_than_min_duration_counts_when_the_label_holds_over_all_
         tone(0.5), SR, model=tiny_model, thresholds=low, min_duration=0.2
     ).instruments
     assert np.allclose(brass.ranges, [[0.0, 0.5]], atol=0.03)
+
+
+def test_a_click_answered_other_lists_no_family(installed_registry: object) -> None:
+    """A full-scale click in silence: the default answers "other" 0.997 there, and the time axis
+    listed guitar anyway (the short sound's one point, vetoed by "other", was bridged back from
+    the silence around it). A short sound is decided on its own points."""
+    y = np.zeros(3 * SR, np.float32)
+    y[SR] = 1.0
+    an = instrunet_core.analyze(y, SR, analyzers=False)
+    assert an.label == "other" and an.low_evidence
+    assert an.instruments == [] and an.other_ranges()
