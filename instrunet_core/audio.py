@@ -84,7 +84,7 @@ MP3_SUPPORTED: bool = _version_tuple(getattr(sf, "__libsndfile_version__", "0"))
 
 #: File extensions treated as audio by directory walks (``instrunet batch``).
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64", ".caf"}
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".aifc", ".au", ".w64", ".rf64", ".caf"}
     | ({".mp3"} if MP3_SUPPORTED else set())
 )
 
@@ -130,6 +130,9 @@ _NOT_AUDIO: tuple[tuple[bytes, str], ...] = (
     (b"<", "text (HTML/XML?)"),
 )
 _MPEG_EXTENSIONS = (".mp3", ".mp2", ".mp1", ".mpga", ".mpeg")
+#: Leading bytes of the containers libsndfile reads besides MPEG (WAV, RF64, AIFF, FLAC, Ogg, CAF,
+#: AU, W64): a file of one of them named ``.mp3`` is decoded, not refused as "not an MP3 file".
+_CONTAINERS = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"caff", b".snd", b"riff")
 
 
 def _sniff(head: bytes, name: str) -> None:
@@ -142,11 +145,14 @@ def _sniff(head: bytes, name: str) -> None:
     for magic, what in _NOT_AUDIO:
         if head.startswith(magic):
             raise DecodeError(f"{name}: not an audio file (the data looks like {what})")
-    if name.lower().endswith(_MPEG_EXTENSIONS):
+    if name.lower().endswith(_MPEG_EXTENSIONS) and not head.startswith(_CONTAINERS):
+        # (another format's container named .mp3 is left to libsndfile, which reads it)
         body = head.lstrip(b"\x00")
-        mpeg = body.startswith(b"ID3") or (len(body) >= 2 and body[0] == 0xFF and body[1] & 0xE0 == 0xE0)
+        mpeg = body.startswith(b"ID3") or any(
+            body[i] == 0xFF and body[i + 1] & 0xE0 == 0xE0 for i in range(min(len(body) - 1, 4096))
+        )  # a frame sync, at the start or after a few junk bytes
         if not mpeg:
-            raise DecodeError(f"{name}: not an MP3 file (no ID3 tag or MPEG frame header at the start)")
+            raise DecodeError(f"{name}: not an MP3 file (no ID3 tag or MPEG frame header near the start)")
 
 
 def _read_bounded(f: Any, name: str) -> io.BytesIO:

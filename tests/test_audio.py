@@ -296,3 +296,21 @@ def test_a_flac_cut_short_gives_what_decodes_before_the_error(tmp_path: Path) ->
         n = int(re.search(r"decoding failed after (\d+) frames", str(e.value)).group(1))
         assert n == got and 44100 * 3 < n < len(y)  # most of the first half, not 0
         assert ("does not give its length" in str(e.value)) == unknown
+
+
+def test_other_containers_named_mp3_are_decoded_and_batch_finds_opus_and_aifc(tmp_path: Path) -> None:
+    """A WAV (or FLAC, Ogg) named .mp3 was refused as "not an MP3 file" though libsndfile reads
+    it, and batch skipped .opus and .aifc files (a formats audit)."""
+    from instrunet_core.batch import collect_files
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)).astype(np.float32)
+    for fmt, name in (("WAV", "a.mp3"), ("FLAC", "b.mp3"), ("OGG", "c.mp3")):
+        sf.write(tmp_path / name, y, SR, format=fmt)
+        assert abs(len(load_audio(str(tmp_path / name), target_sr=SR)) - SR) <= 1
+    (tmp_path / "d.mp3").write_text("notes, not audio: a text file named .mp3")
+    with pytest.raises(DecodeError, match="not an MP3 file|not an audio file"):
+        load_audio(str(tmp_path / "d.mp3"))
+    sf.write(tmp_path / "e.opus", y, 48000, format="OGG", subtype="OPUS")
+    sf.write(tmp_path / "f.aifc", y, SR, format="AIFF")
+    names = {Path(p).name for p in collect_files(tmp_path)}
+    assert {"e.opus", "f.aifc"} <= names
