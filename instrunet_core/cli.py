@@ -715,6 +715,7 @@ def _analyzers_arg(text: str | None) -> bool | list[str]:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from . import writers
     from ._analyzer_threads import resolve_limit
     from .errors import PluginError
     from .orchestration import analyze, analyzer_names
@@ -731,7 +732,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.format:
         outputs.append((args.format, args.out))
     if args.plot:
-        outputs.append(("png", args.plot))
+        outputs.append(("plot", args.plot))  # the png writer, in the format its name asks for
     targets = [t for _, t in outputs]
     for t in targets:
         if _same_file(t, args.file):
@@ -781,7 +782,7 @@ def _analyze(args: argparse.Namespace) -> int:
     for fmt, out in outputs:
         try:
             _make_parent(out)
-            writer = reg.writer(fmt)
+            writer = writers.write_plot if fmt == "plot" else reg.writer(fmt)
             if out == "-":
                 writer(an, out)
             else:
@@ -940,7 +941,7 @@ def _models(args: argparse.Namespace) -> int:
                     )
                 _out(
                     f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
-                    f"sha256 {r['sha256'][:12]}… {ok}{refs}, {r['path']}"
+                    f"sha256 {r['sha256'][:12]}... {ok}{refs}, {r['path']}"
                 )
             else:
                 _out(f"{r['name']} {r['version']}: {r['path']}")

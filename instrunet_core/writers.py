@@ -56,6 +56,7 @@ __all__ = [
     "write_audacity",
     "write_jams",
     "write_png",
+    "write_plot",
     "detected_ranges",
     "atomic_write_text",
     "atomic_write_bytes",
@@ -430,14 +431,20 @@ def write_jams(analysis: Any, path: str | os.PathLike[str]) -> None:
 
 
 def write_png(analysis: Any, path: str | os.PathLike[str]) -> None:
-    """Write the timeline plot (:func:`instrunet_core.plots.activity_figure`) as PNG, or in the
-    format the file name asks for when matplotlib knows it (``--plot out.svg``).
+    """Write the timeline plot (:func:`instrunet_core.plots.activity_figure`) as PNG, whatever
+    the file name (the ``png`` writer: ``--format png``).
 
     Raises
     ------
     InstrunetError
         matplotlib is not installed (``pip install 'instrunet[plot]'``).
     """
+    atomic_write_bytes(path, figure_bytes(activity_figure(analysis), "png"))
+
+
+def write_plot(analysis: Any, path: str | os.PathLike[str]) -> None:
+    """:func:`write_png` in the format the file name asks for when matplotlib knows it
+    (``instrunet analyze --plot out.svg``), else PNG."""
     fig = activity_figure(analysis)
     ext = os.path.splitext(os.fspath(path))[1][1:].lower()
     fmt = ext if ext in fig.canvas.get_supported_filetypes() else "png"

@@ -268,3 +268,19 @@ def test_an_output_name_of_up_to_255_bytes_is_written(tmp_path: Path) -> None:
         atomic_write_text(target, "{}\n")
         assert target.read_text() == "{}\n"
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_format_png_writes_png_whatever_the_name_and_plot_follows_it(tiny_registry, tmp_path: Path) -> None:
+    """`--format png --out x.pdf` wrote a PDF (a CLI audit)."""
+    pytest.importorskip("matplotlib")
+    import soundfile as sf
+    from conftest import SR, tone
+
+    from instrunet_core.cli import main
+
+    f = tmp_path / "t.wav"
+    sf.write(f, tone(3.0), SR)
+    assert main(["analyze", str(f), "--format", "png", "--out", str(tmp_path / "a.pdf")]) == 0
+    assert (tmp_path / "a.pdf").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["analyze", str(f), "--plot", str(tmp_path / "b.pdf")]) == 0
+    assert (tmp_path / "b.pdf").read_bytes()[:5] == b"%PDF-"
