@@ -758,6 +758,13 @@ def _analyze(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         model = _load(args.model, args)
+    except (InstrunetError, OSError) as e:
+        _err(str(e))
+        return EXIT_FAIL
+    if args.embed and model.embedding_dim is None:  # said before the file is read, not blamed on it
+        _err(f"--embed: {model.name} {model.version} has no embedding output (choose a model that has one)")
+        return EXIT_USAGE
+    try:
         # Analyzer plugins run inside: whatever they (or native code they call) write to file
         # descriptor 1 goes to stderr, never into `--json -`.
         with _plugin_stdout(), _decoder_chatter_dropped():

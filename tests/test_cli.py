@@ -340,3 +340,8 @@ def test_cli_audit_search_escapes_names_and_providers_auto(
     assert "\x1b" not in out + err and len(out.splitlines()) == 1  # one match, one line
     assert main(["classify", str(q), "--model", str(model), "--providers", "auto"]) == 0
     assert "warning" not in capsys.readouterr().err  # "auto" was "a provider not available here"
+    # --embed with a model that has no embedding: a usage error before the file is read (it was
+    # blamed on the audio file, after decoding it)
+    assert main(["analyze", str(tmp_path / "missing.wav"), "--embed"]) == 2
+    err = capsys.readouterr().err
+    assert "--embed: tiny 1.0.0 has no embedding output" in err and "missing.wav" not in err
