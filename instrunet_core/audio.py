@@ -342,7 +342,7 @@ def _sized(f: _SoundFile, target: Any, name: str) -> _SoundFile:
     f.no_seek = True
     n = 0
     try:
-        buf = np.empty((1 << 20, f.channels), dtype=np.float32)
+        buf = np.empty((1 << 16, f.channels), dtype=np.float32)  # 16 MB at 64 channels
         while True:
             got = _fill(f, buf).shape[0]
             n += got

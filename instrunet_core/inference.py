@@ -162,9 +162,9 @@ class Classifier:
     ) -> None:
         self._owner = StreamOwner("Classifier")
         self.model: Model = open_model(model, options=options, registry=registry)
-        if embeddings and self.model.embedding_dim is None:
-            raise InputError(f"{self.model.name} {self.model.version} has no embedding output")
         self.embeddings = check_flag(embeddings, name="embeddings", what="Classifier")
+        if self.embeddings and self.model.embedding_dim is None:
+            raise InputError(f"{self.model.name} {self.model.version} has no embedding output")
         # A waveform-input artifact computes its features in the graph: windows go in as audio.
         self._waveform = self.model.input_kind == "waveform"
         self._fe = self.model.front_end

@@ -102,6 +102,7 @@ class Layout:
                 f"{self.what}: expected audio of shape (samples,), (channels, samples) or (samples, channels), "
                 f"got shape {a.shape}"
             )
+        check_channels(ch, what=f"{self.what}: block of shape {a.shape}")  # before the stream keeps it
         if self.channels is not None and ch != self.channels:
             raise InputError(
                 f"{self.what}: the stream had {self.channels} channel(s), this block has {ch} "
@@ -204,7 +205,6 @@ class Adapter:
         if a.size == 0:
             return None
         kind, ch = self._layout.detect(a)
-        check_channels(ch, what=f"{self._what}: block of shape {a.shape}")
         self._sr = sr
         return a, kind, ch, sr
 
