@@ -245,6 +245,24 @@ class ResultsFile(HoldsFile):
             self._f.close()
             raise
 
+    def check_model(self, model: Mapping[str, Any]) -> None:
+        """Refuse to add ``model``'s results (:func:`~instrunet_core.output.model_info`) to a
+        file that holds another model's: resuming would mix two models' answers in one file.
+
+        Raises
+        ------
+        InputError
+            The file holds results of another model (named, with the way out).
+        """
+        mine = (str(model.get("name")), str(model.get("version")), str(model.get("sha256")))
+        others = sorted(m for m in self.models if m != mine)
+        if others:
+            name, version, sha = others[0]
+            raise InputError(
+                f"{self.path}: holds results of {name} {version} (sha256 {sha[:12]}), not of this "
+                f"run's {mine[0]} {mine[1]}; resume with that model, or choose another output"
+            )
+
     def _mend_tail(self, data: bytes) -> None:
         """The last line has no newline: a record cut short by an interrupted run is cut off
         (its file is redone); a whole record only gets its newline (anything else was refused

@@ -851,15 +851,10 @@ def _batch(args: argparse.Namespace) -> int:
         _err(f"{out}: cannot write: {e.strerror or e}")
         return EXIT_FAIL
     with results:
-        info = model_info(model)
-        mine = (info["name"], info["version"], info["sha256"])
-        others = sorted(m for m in results.models if m != mine)
-        if others:  # resuming with another model would mix two models' answers in one file
-            name, version, sha = others[0]
-            _err(
-                f"{out}: holds results of {name} {version} (sha256 {sha[:12]}), not of this run's "
-                f"{model.name} {model.version}; resume with that model, or choose another --out"
-            )
+        try:
+            results.check_model(model_info(model))
+        except InputError as e:
+            _err(str(e))
             return EXIT_FAIL
         todo = [p for p in files if p not in results.done]
         n = len(todo)

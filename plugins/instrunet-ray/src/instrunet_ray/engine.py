@@ -280,13 +280,7 @@ def tag_collection(
         except OSError as e:
             raise OutputError(f"{out}: cannot open the results file: {e.strerror or e}") from None
         if results is not None:
-            info = model_info(driver_model)
-            others = sorted(m for m in results.models if m != (info["name"], info["version"], info["sha256"]))
-            if others:  # resuming with another model would mix two models' answers in one file
-                raise OutputError(
-                    f"{out}: holds results of {others[0][0]} {others[0][1]}, not of this run's "
-                    f"{driver_model.name} {driver_model.version}; resume with that model, or choose another out"
-                )
+            results.check_model(model_info(driver_model))  # another model's results: refused
         done = results.done if results is not None else done_paths_in(out, fmt=fmt)
         todo = [f for f in files if f not in done]
         summary["skipped"] = len(files) - len(todo)
