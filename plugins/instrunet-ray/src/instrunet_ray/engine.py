@@ -226,7 +226,8 @@ def tag_collection(
     Raises
     ------
     InputError
-        A bad argument, or a ``source`` path that is not a directory.
+        A bad argument, a ``source`` path that is not a directory, or a JSON lines ``out``
+        that holds another model's results (resuming would mix them).
     ModelError
         ``model`` is not installed or cannot be loaded (before Ray starts).
     OutputError
