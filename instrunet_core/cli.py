@@ -884,8 +884,10 @@ def _models(args: argparse.Namespace) -> int:
         reg = get_registry()
     try:
         default_entry = reg.resolve_model(None)
-    except InstrunetError:
+    except InstrunetError as why:
         default_entry = None
+        if os.environ.get("INSTRUNET_DEFAULT_MODEL", "").strip():  # the listing is where to notice it
+            _say(f"instrunet: warning: {_shown(str(why))}; no model is the default")
     rows = []
     failed = False
     for e in reg.models:

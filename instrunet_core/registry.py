@@ -353,11 +353,13 @@ class Registry:
             if version is not None and at_version is not None and version != at_version:
                 raise ModelError(f"model {spec!r}: version {at_version} given, and version={version!r} too")
             version = version or at_version
+        by_env = ""  # named by INSTRUNET_DEFAULT_MODEL: an error says so
         if name is None:
             name = self.default_model_name
             chosen, chosen_version = _chosen_default()
             if chosen and version is None:
                 version = chosen_version
+                by_env = f"{DEFAULT_ENV_VAR}={os.environ.get(DEFAULT_ENV_VAR, '').strip()!r}: "
             if chosen and not any(e.name == chosen for e in self.models):
                 avail = sorted({e.name for e in ok})
                 raise ModelError(
@@ -393,7 +395,7 @@ class Registry:
                 raise ModelError(broken[-1].error or f"model {name} is broken")
             avail = sorted(f"{e.name} {e.version}" for e in ok)
             want = name if version is None else f"{name} {version}"
-            raise ModelError(f"model {want!r} is not installed (available: {avail or 'none'})")
+            raise ModelError(f"{by_env}model {want!r} is not installed (available: {avail or 'none'})")
         return max(candidates, key=lambda e: parse_semver(e.version))
 
     def writer(self, format_name: str) -> Writer:

@@ -345,3 +345,19 @@ def test_cli_audit_search_escapes_names_and_providers_auto(
     assert main(["analyze", str(tmp_path / "missing.wav"), "--embed"]) == 2
     err = capsys.readouterr().err
     assert "--embed: tiny 1.0.0 has no embedding output" in err and "missing.wav" not in err
+
+
+def test_models_warns_of_a_default_that_names_no_model(
+    tiny_registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`instrunet models`, the listing where to check it, said nothing (a CLI audit); and
+    `family@9.9.9` errors did not name the variable."""
+    for value, said in (
+        ("nosuch", "names no installed model"),
+        ("tiny@9.9.9", "model 'tiny 9.9.9' is not installed"),
+    ):
+        monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", value)
+        assert main(["models"]) == 0
+        out, err = capsys.readouterr()
+        assert err.startswith(f"instrunet: warning: INSTRUNET_DEFAULT_MODEL={value!r}") and said in err
+        assert "no model is the default" in err and "(default)" not in out
