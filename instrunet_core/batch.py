@@ -113,6 +113,11 @@ def read_records(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
             yield rec
 
 
+def _model_key(model: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A record's ``model`` as ``(name, version, sha256)``: what makes two results comparable."""
+    return str(model.get("name")), str(model.get("version")), str(model.get("sha256"))
+
+
 def done_paths(records: Iterable[Mapping[str, Any]]) -> set[str]:
     """Real paths that already have a result (error records are not done: they are retried)."""
     return {
@@ -235,7 +240,7 @@ class ResultsFile(HoldsFile):
             self.done = done_paths(records)
             #: ``(name, version, sha256)`` of every model whose results the file holds.
             self.models = {
-                (str(m.get("name")), str(m.get("version")), str(m.get("sha256")))
+                _model_key(m)
                 for r in records
                 if isinstance(m := r.get("model"), dict) and r.get("error") is None
             }
@@ -254,7 +259,7 @@ class ResultsFile(HoldsFile):
         InputError
             The file holds results of another model (named, with the way out).
         """
-        mine = (str(model.get("name")), str(model.get("version")), str(model.get("sha256")))
+        mine = _model_key(model)
         others = sorted(m for m in self.models if m != mine)
         if others:
             name, version, sha = others[0]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import InputError, ModelError
-from .inputs import check_threads
+from .inputs import check_flag, check_threads
 
 __all__ = ["RuntimeOptions", "onnx_session", "DEFAULT_INTRA_OP_THREADS"]
 
@@ -84,8 +84,7 @@ class RuntimeOptions:
         for name in ("intra_op_threads", "inter_op_threads"):
             if getattr(self, name) is not None:
                 check_threads(getattr(self, name), name=name, minimum=0, unit="0: onnxruntime's default")
-        if not isinstance(self.spinning, bool):
-            raise InputError(f"spinning must be True or False, got {self.spinning!r}")
+        check_flag(self.spinning, name="spinning")
         p = self.providers
         if p is not None and (
             isinstance(p, bytes)

@@ -442,12 +442,10 @@ def assess(
     def run(rows_x: np.ndarray, reps: int = 1, *, fused: bool = True) -> np.ndarray:
         got = predict(rows_x, np.tile(spec, (reps, 1))) if spec is not None and fused else predict(rows_x)
         p = np.asarray(got, np.float64)
-        if p.shape != (len(rows_x), len(CLASSES)) or not (np.isfinite(p).all() and (p >= 0).all()):
-            raise InputError(
-                f"assess: predict must give {len(rows_x)} rows of {len(CLASSES)} finite probabilities "
-                f"(>= 0), got shape {p.shape}"
-                + ("" if p.shape != (len(rows_x), len(CLASSES)) else " with other values")
-            )
+        if p.shape != (len(rows_x), len(CLASSES)):
+            raise InputError(f"assess: predict must give shape {(len(rows_x), len(CLASSES))}, got {p.shape}")
+        if not (np.isfinite(p).all() and (p >= 0).all()):
+            raise InputError("assess: predict gave probabilities that are NaN, infinite or negative")
         return p
 
     probs = run(x)

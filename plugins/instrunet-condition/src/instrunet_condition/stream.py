@@ -118,6 +118,12 @@ def not_judgeable(y: np.ndarray, sr: int) -> str | None:
         raise InputError(f"not_judgeable: expected mono float audio of shape (n,), got {y.dtype} {y.shape}")
     if not np.isfinite(y).all():  # (no bound on the values: resampling may overshoot the core's)
         raise InputError("not_judgeable: audio contains NaN or infinite samples")
+    return _why_not_judged(y, sr)
+
+
+def _why_not_judged(y: np.ndarray, sr: int) -> str | None:
+    """:func:`not_judgeable` of a window the stream took from the core's checked blocks (not
+    checked again on the analysis' path)."""
     m = y.shape[0] // _BLOCK
     if m * _BLOCK < MIN_SOUND_SECONDS * sr:
         return "too_short"
@@ -265,7 +271,7 @@ class ConditionStream:
         if y is None:
             self._skip("lost", present)
             return
-        why = not_judgeable(y, self.sr)
+        why = _why_not_judged(y, self.sr)
         if why is not None:
             self._skip(why, present)
             return

@@ -167,8 +167,7 @@ class Router(Adapter):
                 f"{self._what}: crossfade_ms must be a number of milliseconds from 0 to "
                 f"{MAX_CROSSFADE_MS:,.0f}, got {crossfade_ms!r}"
             )
-        if not isinstance(lookahead, (bool, np.bool_)):
-            raise InputError(f"{self._what}: lookahead must be True or False, got {lookahead!r}")
+        check_flag(lookahead, name="lookahead", what=self._what)
         super().__init__(model, hop=hop)
         labels = self.labels
         self._other_threshold = self._clf.other_threshold

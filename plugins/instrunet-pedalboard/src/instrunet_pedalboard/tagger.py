@@ -103,8 +103,7 @@ class _Tagging(Adapter):
         on_windows: Callable[[list[Any]], Any] | None = None,
         worker: bool = False,
     ) -> None:
-        if not isinstance(worker, (bool, np.bool_)):
-            raise InputError(f"{self._what}: worker must be True or False, got {worker!r}")
+        check_flag(worker, name="worker", what=self._what)
         super().__init__(model, hop=hop, thresholds=thresholds, keep=keep)
         if on_windows is not None and not callable(on_windows):
             raise InputError(f"{self._what}: on_windows must be callable, got {type(on_windows).__name__}")
