@@ -293,6 +293,8 @@ def _open(source: Any) -> sf.SoundFile:
     f = _soundfile(target, name)
     if f.frames >= UNKNOWN_FRAMES:
         f = _sized(f, target, name)
+    elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
+        f = _unfinished_wav(f, target, name)
     f.no_seek = True  # read front to back: soundfile's seek after every read is not needed
     try:
         check_sample_rate(f.samplerate, what=name, header=True)
@@ -318,9 +320,127 @@ class _SoundFile(sf.SoundFile):
 
     no_seek = False
     frames_counted = False
+    #: The container's name where libsndfile reads the data as another (an unfinished WAV's
+    #: samples are read as ``RAW``); ``None``: ``format`` says it.
+    container: str | None = None
+    #: A file this object opened itself, closed with it.
+    _owned: Any = None
 
     def seekable(self) -> bool:
         return False if self.no_seek else bool(super().seekable())
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None
+
+
+#: Bytes per sample of the WAV subtypes whose samples can be read from the data as they lie
+#: (:func:`_unfinished_wav`).
+_RAW_SAMPLE_BYTES = {
+    "PCM_U8": 1,
+    "PCM_16": 2,
+    "PCM_24": 3,
+    "PCM_32": 4,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+    "ULAW": 1,
+    "ALAW": 1,
+}
+
+
+class _Slice:
+    """Bytes ``start`` to ``start + length`` of a seekable file object, as a file object of its
+    own (what libsndfile's ``RAW`` reader sees of an unfinished WAV's data)."""
+
+    def __init__(self, f: Any, start: int, length: int) -> None:
+        self._f, self._start, self._length, self._pos = f, start, length, 0
+        self.name = getattr(f, "name", "")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._pos, self._length)[whence]
+        self._pos = min(max(0, base + offset), self._length)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._length - self._pos if n is None or n < 0 else min(n, self._length - self._pos)
+        self._f.seek(self._start + self._pos)
+        data = self._f.read(n)
+        self._pos += len(data)
+        return bytes(data)
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _chunk_chain(f: Any, at: int, end: int) -> bool:
+    """Whether the bytes from ``at`` to ``end`` are RIFF chunks (four ASCII letters and a size)
+    that end exactly at ``end``: the metadata after an empty data chunk, not audio."""
+    while at < end:
+        f.seek(at)
+        head = f.read(8)
+        if len(head) < 8 or not all(32 <= c < 127 for c in head[:4]):
+            return False
+        at += 8 + (size := int.from_bytes(head[4:8], "little")) + (size & 1)
+    return at == end
+
+
+def _unfinished_wav(f: _SoundFile, target: Any, name: str) -> _SoundFile:
+    """A WAV whose header says its data is empty although samples follow it, read to the end.
+
+    A recorder that stops before it finishes the file (a crash, a full disk, a capture tool
+    that writes to a pipe) leaves the RIFF and data sizes at 0; libsndfile then reads 0 frames.
+    As ffmpeg and sox do, the samples after the data chunk's header are read to the end of the
+    file (whole frames). ``f`` is returned as it is when the data really is empty (nothing, or
+    only metadata chunks, after it) or its subtype cannot be read as it lies (ADPCM, GSM).
+    """
+    width = _RAW_SAMPLE_BYTES.get(f.subtype)
+    if width is None:
+        return f
+    owned = open(target, "rb") if isinstance(target, bytes) else None  # noqa: SIM115 - closed with the file
+    src = owned if owned is not None else target
+    try:
+        end = src.seek(0, io.SEEK_END)
+        src.seek(0)
+        head = src.read(12)
+        at, start = 12, None
+        while head[:4] == b"RIFF" and head[8:12] == b"WAVE" and at + 8 <= end:
+            src.seek(at)
+            chunk = src.read(8)
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                start = at + 8
+                break
+            at += 8 + size + (size & 1)
+        frame = width * f.channels
+        if start is None or end - start < frame or _chunk_chain(src, start, end):
+            if owned is not None:
+                owned.close()
+            return f
+        data = _Slice(src, start, (end - start) // frame * frame)
+        raw = _SoundFile(
+            data,
+            samplerate=f.samplerate,
+            channels=f.channels,
+            subtype=f.subtype,
+            endian="LITTLE",
+            format="RAW",
+        )
+    except (OSError, ValueError, RuntimeError, sf.LibsndfileError):
+        if owned is not None:
+            owned.close()
+        return f
+    f.close()
+    raw.container, raw._owned, raw.frames_counted = f.format, owned, True
+    return raw
 
 
 def _soundfile(target: Any, name: str) -> _SoundFile:
@@ -384,7 +504,7 @@ def audio_info(source: AudioSource, sample_rate: int | None = None) -> AudioInfo
         return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), y.shape[0], "array")
     f = _open(source)
     try:
-        return AudioInfo(name, f.samplerate, f.channels, f.frames, f.format)
+        return AudioInfo(name, f.samplerate, f.channels, f.frames, f.container or f.format)
     finally:
         f.close()
         _rewind(source)

@@ -314,3 +314,54 @@ def test_other_containers_named_mp3_are_decoded_and_batch_finds_opus_and_aifc(tm
     sf.write(tmp_path / "f.aifc", y, SR, format="AIFF")
     names = {Path(p).name for p in collect_files(tmp_path)}
     assert {"e.opus", "f.aifc"} <= names
+
+
+def _unfinished(path: Path, good: Path, *, riff_too: bool = True, tail: bytes = b"") -> Path:
+    """``good`` with the data chunk's size (and the RIFF size) left at 0, as a recorder that
+    stopped before finishing the file leaves them; ``tail`` appended after the data."""
+    import struct
+
+    b = bytearray(good.read_bytes())
+    i = b.find(b"data")
+    b[i + 4 : i + 8] = struct.pack("<I", 0)
+    if riff_too:
+        b[4:8] = struct.pack("<I", 0)
+    path.write_bytes(bytes(b) + tail)
+    return path
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT", "PCM_U8"])
+def test_an_unfinished_wav_is_read_to_its_end(tmp_path: Path, subtype: str) -> None:
+    """A WAV whose header sizes are 0 (a crashed or piped recording) was refused as "no audio
+    frames (0-length audio)"; its samples are read to the end of the file, as ffmpeg and sox do."""
+    from instrunet_core.audio import AudioReader, audio_info
+
+    t = np.arange(44100 * 2) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)], axis=1)
+    good = tmp_path / "good.wav"
+    sf.write(good, stereo, 44100, subtype=subtype)
+    bad = _unfinished(tmp_path / "unfinished.wav", good)
+    assert sf.info(str(bad)).frames == 0  # what libsndfile makes of it
+    for src in (bad, io.BytesIO(bad.read_bytes())):
+        info = audio_info(src)
+        assert (info.frames, info.channels, info.sample_rate, info.format) == (44100 * 2, 2, 44100, "WAV")
+    with AudioReader(bad) as r, AudioReader(good) as g:
+        got, want = np.concatenate(list(r.blocks(30000))), np.concatenate(list(g.blocks(30000)))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(load_audio(str(bad)), load_audio(str(good)))
+    # a last frame cut in the middle is left out; only the data size at 0 (RIFF size kept) reads the same
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(bad.read_bytes()[:-1])
+    assert audio_info(cut).frames == 44100 * 2 - 1
+    assert audio_info(_unfinished(tmp_path / "data-only.wav", good, riff_too=False)).frames == 44100 * 2
+
+
+def test_a_wav_whose_data_really_is_empty_is_still_refused(tmp_path: Path) -> None:
+    """Nothing after the empty data chunk, or only metadata chunks: no audio, as before."""
+    empty = tmp_path / "empty-data.wav"
+    sf.write(empty, np.zeros(0, np.float32), SR)
+    list_chunk = b"LIST" + (12).to_bytes(4, "little") + b"INFOISFT" + (0).to_bytes(4, "little")
+    meta = _unfinished(tmp_path / "meta.wav", empty, tail=list_chunk)
+    for f in (empty, meta):
+        with pytest.raises(DecodeError, match=rf"{f.name}: no audio frames \(0-length audio\)"):
+            load_audio(f)
