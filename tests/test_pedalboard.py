@@ -8,6 +8,7 @@ each tested sample rate.
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -421,6 +422,26 @@ def test_process_file_errors_name_the_file(fs_file: Path, tmp_path: Path, model)
     with pytest.raises(InputError, match="exceed the channel count"):
         process_file(fs_file, None, tagger=Tagger(model), block_size=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.wav", "flute_then_strings.wav"]
+
+
+def test_process_file_says_how_many_samples_the_output_clipped(fs_file: Path, tmp_path: Path, model) -> None:
+    """A chain that pushes the audio beyond full scale was clipped silently by the 16-bit default."""
+    from instrunet_pedalboard import ClippingWarning
+
+    x, sr = _read(fs_file)
+    loud = Pedalboard([Gain(24.0)])
+    want = int(np.count_nonzero(np.abs(loud(x, int(sr))) > 1.0))
+    assert want > 0
+    with pytest.warns(
+        ClippingWarning, match=rf"loud\.flac: {want} of {x.size} samples .* clipped in the 16-bit"
+    ):
+        process_file(fs_file, tmp_path / "loud.flac", board=loud, tagger=Tagger(model), block_size=5000)
+    assert np.max(np.abs(_read(tmp_path / "loud.flac")[0])) <= 1.0 + 1 / 32768  # (pedalboard reads -32768 so)
+    with warnings.catch_warnings():  # a 32-bit WAV keeps float samples; within full scale nothing is said
+        warnings.simplefilter("error", ClippingWarning)
+        process_file(fs_file, tmp_path / "float.wav", board=loud, tagger=Tagger(model), bit_depth=32)
+        assert np.max(np.abs(_read(tmp_path / "float.wav")[0])) > 1.0
+        process_file(fs_file, tmp_path / "quiet.flac", board=Pedalboard([Gain(-6.0)]), tagger=Tagger(model))
 
 
 # --------------------------------------------------------------------------- StreamTagger

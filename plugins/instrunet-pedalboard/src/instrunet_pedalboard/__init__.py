@@ -17,8 +17,8 @@ Recipes: ``docs/pedalboard.md`` in the instrunet repository.
 
 from __future__ import annotations
 
-from .files import process_file
+from .files import ClippingWarning, process_file
 from .router import Router
 from .tagger import LiveResult, StreamTagger, Tagger
 
-__all__ = ["Tagger", "Router", "process_file", "StreamTagger", "LiveResult"]
+__all__ = ["Tagger", "Router", "process_file", "ClippingWarning", "StreamTagger", "LiveResult"]

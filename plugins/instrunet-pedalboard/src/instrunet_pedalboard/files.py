@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from instrunet_core.writers import atomic_path
 from .router import Router
 from .tagger import Tagger
 
-__all__ = ["process_file"]
+__all__ = ["ClippingWarning", "process_file"]
 
 
 def process_file(
@@ -67,6 +68,9 @@ def process_file(
         :data:`~instrunet_core.inputs.MAX_BLOCK_SAMPLES`.
     bit_depth : int
         Output bit depth (``AudioFile``'s ``bit_depth``: 8, 16, 24 or 32 as the format allows).
+        A 32-bit WAV holds float samples; every other output holds samples within full scale,
+        and what the board or router pushes beyond it is clipped: a :class:`ClippingWarning`
+        then says how many samples were.
     quality : optional
         Output quality for compressed formats (``AudioFile``'s ``quality``).
 
@@ -137,9 +141,13 @@ def process_file(
             reader.close()
             raise OutputError(f"{dst_p.parent}: cannot create the output folder: {e.strerror or e}") from None
     writer: Any = None
+    # Every format but a 32-bit WAV (float samples) holds samples within full scale: what a
+    # chain pushes beyond it is clipped when written, which the user is told of at the end.
+    clips = dst_p is not None and not (bit_depth == 32 and dst_p.suffix.lower() == ".wav")
+    clipped = written = 0
 
     def emit(y: np.ndarray) -> None:
-        nonlocal writer
+        nonlocal writer, clipped, written
         if y.shape[-1] == 0:
             return
         if tagger is not None:
@@ -147,6 +155,9 @@ def process_file(
             tagger(y, sr, reset=False)
         if tmp is None:
             return
+        if clips:
+            clipped += int(np.count_nonzero(np.abs(y) > 1.0))
+            written += y.size
         if writer is None:
             try:
                 writer = AudioFile(tmp, "w", sr, y.shape[0], bit_depth=bit_depth, quality=quality)
@@ -235,5 +246,17 @@ def process_file(
                 raise OutputError(f"{dst_p}: cannot write: {e}") from None
             finally:
                 writer = None
+    if clipped:
+        warnings.warn(
+            f"{dst_p}: {clipped} of {written} samples ({100 * clipped / written:.2g} %) were beyond full "
+            f"scale and clipped in the {bit_depth}-bit output; lower the chain's gain, or write a 32-bit "
+            "float WAV (bit_depth=32)",
+            ClippingWarning,
+            stacklevel=2,
+        )
     analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
     return dataclasses.replace(analysis, source=str(src_p))
+
+
+class ClippingWarning(UserWarning):
+    """:func:`process_file` wrote samples beyond full scale to a format that clips them."""
