@@ -263,6 +263,7 @@ class Classifier:
 
     def _reset(self) -> None:
         self._sr_in: int | None = None
+        self._channels_in: int | None = None
         self._rs: Any = None
         self._stream.reset()
         self._finished = False
@@ -288,7 +289,8 @@ class Classifier:
         Raises
         ------
         InputError
-            Bad block (shape, dtype, NaN), a rate change within a stream, or a block after
+            Bad block (shape, dtype, NaN), a rate or channel-count change within a stream
+            (empty blocks excepted), or a block after
             :meth:`flush` without :meth:`reset`.
         ConcurrentUseError
             Another thread is feeding this classifier.
@@ -302,9 +304,17 @@ class Classifier:
                     f"block: sample rate changed from {self._sr_in} to {sr} Hz within a stream; call reset() first"
                 )
             y = block_to_mono(block)  # before the rate is kept: a refused first block sets nothing
+            channels = 1 if block.ndim == 1 else block.shape[1]
+            if y.shape[0] and self._channels_in not in (None, channels):
+                raise InputError(
+                    f"block: channel count changed from {self._channels_in} to {channels} within a stream "
+                    "(blocks are (n,) or (n, channels)); call reset() first"
+                )
             if self._sr_in is None:
                 self._sr_in = sr
                 self._rs = resampler(sr, self._sr)
+            if y.shape[0]:
+                self._channels_in = channels
             self._stream.push(y if self._rs is None else self._rs.resample_chunk(y, last=False))
             return self._emit(final=False)
 

@@ -130,7 +130,12 @@ def test_stream_rules(family) -> None:
     with pytest.raises(InputError, match="transpose"):
         clf.process(np.zeros((2, 4096), np.float32), 44100)  # Pedalboard's (channels, n)
     assert clf.process(np.zeros((1, 2), np.float32), 44100) == []  # one stereo sample is fine
-    clf.process((tone(4.0, 44100) * 32767).astype(np.int16), 44100)  # int samples are scaled
+    # the stream is stereo now: a mono block (a layout slip, a mixed-up source) is refused, an empty one is not
+    with pytest.raises(InputError, match=r"channel count changed from 2 to 1 within a stream"):
+        clf.process(np.zeros(4096, np.float32), 44100)
+    assert clf.process(np.zeros(0, np.float32), 44100) == []
+    int_tone = (tone(4.0, 44100) * 32767).astype(np.int16)
+    clf.process(np.stack([int_tone, int_tone], axis=1), 44100)  # int samples are scaled
     assert clf.flush() and clf.flush() == []
     with pytest.raises(InputError, match="reset"):
         clf.process(np.zeros(10, np.float32), 44100)
