@@ -245,7 +245,10 @@ def _seekable(f: Any) -> bool:
         return False
 
 
-def _open(source: Any) -> sf.SoundFile:
+def _open(source: Any, *, count: bool = True) -> _SoundFile:
+    """``source`` opened and checked. ``count``: a file whose header does not give its length
+    has it counted by decoding it once (:func:`_sized`); without, it is left at
+    :data:`UNKNOWN_FRAMES` for a reader that only reads to the end (:func:`iter_blocks`)."""
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
         path = check_path(source)
@@ -292,7 +295,10 @@ def _open(source: Any) -> sf.SoundFile:
         target = _SafeSeekFile(target)
     f = _soundfile(target, name)
     if f.frames >= UNKNOWN_FRAMES:
-        f = _sized(f, target, name)
+        if count:
+            f = _sized(f, target, name)
+        else:
+            f.unsized = True
     elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
         f = _unfinished_wav(f, target, name)
     f.no_seek = True  # read front to back: soundfile's seek after every read is not needed
@@ -315,11 +321,11 @@ UNKNOWN_FRAMES = 2**63 - 1
 class _SoundFile(sf.SoundFile):
     """A ``soundfile.SoundFile`` that can be told not to seek: soundfile seeks after each read of
     a file it thinks seekable, and libsndfile fails every seek in a FLAC of unknown length (or
-    after a FLAC decode error). ``frames_counted``: the length was counted by decoding (the header
-    does not give it)."""
+    after a FLAC decode error). ``unsized``: the header does not give the length (``frames`` was
+    counted by decoding, or is :data:`UNKNOWN_FRAMES` for a reader that reads to the end)."""
 
     no_seek = False
-    frames_counted = False
+    unsized = False
     #: The container's name where libsndfile reads the data as another (an unfinished WAV's
     #: samples are read as ``RAW``); ``None``: ``format`` says it.
     container: str | None = None
@@ -439,7 +445,7 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str) -> _SoundFile:
             owned.close()
         return f
     f.close()
-    raw.container, raw._owned, raw.frames_counted = f.format, owned, True
+    raw.container, raw._owned, raw.unsized = f.format, owned, True
     return raw
 
 
@@ -475,7 +481,7 @@ def _sized(f: _SoundFile, target: Any, name: str) -> _SoundFile:
     if hasattr(target, "seek"):
         target.seek(0)
     again = _soundfile(target, name)
-    again.no_seek = again.frames_counted = True
+    again.no_seek = again.unsized = True
     again._info.frames = n
     return again
 
@@ -548,7 +554,7 @@ def _raw_blocks(
                 yield part, full_scale, False
             said = (
                 "the header does not give its length"
-                if f.frames_counted
+                if f.unsized
                 else f"the header announces {f.frames} frames"
             )
             raise DecodeError(
@@ -711,7 +717,7 @@ def iter_blocks(
             source, sample_rate, name=name, target_sr=target_sr, block_seconds=block_seconds
         )
         return
-    f = _open(source)
+    f = _open(source, count=False)  # read to the end: a length the header lacks is not needed
     try:
         rs = resampler(f.samplerate, target_sr)
         frames = max(1, min(int(block_seconds * f.samplerate), MAX_BLOCK_SAMPLES // f.channels))

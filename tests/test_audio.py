@@ -365,3 +365,20 @@ def test_a_wav_whose_data_really_is_empty_is_still_refused(tmp_path: Path) -> No
     for f in (empty, meta):
         with pytest.raises(DecodeError, match=rf"{f.name}: no audio frames \(0-length audio\)"):
             load_audio(f)
+
+
+def test_a_flac_of_unknown_length_is_decoded_twice_by_analyze_not_three_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model
+) -> None:
+    """Once to count its length (the duration and progress), once to analyse it: the stream
+    that analyses reads to the end and needs no count of its own."""
+    import instrunet_core
+    import instrunet_core.audio as audio
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR * 4) / SR)).astype(np.float32)
+    f = _flac_of_unknown_length(tmp_path / "piped.flac", y, SR)
+    decoded = []
+    fill = audio._fill
+    monkeypatch.setattr(audio, "_fill", lambda sf_, buf: decoded.append(len(out := fill(sf_, buf))) or out)
+    a = instrunet_core.analyze(f, model=tiny_model, analyzers=False, refine=False)
+    assert a.duration == pytest.approx(4.0) and sum(decoded) == 2 * SR * 4
