@@ -620,3 +620,24 @@ def test_the_routes_the_recipe_page_prints_are_what_it_prints() -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     printed = page.split("prints (default model", 1)[1].split("\n\n")[1]
     assert [line.strip() for line in printed.splitlines()] == [line.strip() for line in r.stdout.splitlines()]
+
+
+def test_a_whole_array_is_routed_in_blocks_as_one_push_routes_it(
+    fluidr3: Path, model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``router(audio, sr)`` held every chain's output for the whole piece (about 6x the input in
+    memory); it routes in blocks now, and the output is what one push of the whole piece gave."""
+    import instrunet_pedalboard.router as router_mod
+
+    x = flute_then_strings(fluidr3, 44100)
+    assert x.shape[1] > 3 * router_mod.WHOLE_BLOCK  # several blocks
+    blocked = Router(chains(), model=model, threshold=0.4)
+    y = blocked(x, 44100)
+    y_last = Router(chains(), model=model, threshold=0.4)(np.ascontiguousarray(x.T), 44100)
+    monkeypatch.setattr(router_mod, "WHOLE_BLOCK", 10**12)
+    one = Router(chains(), model=model, threshold=0.4)
+    np.testing.assert_allclose(y, one(x, 44100), atol=1e-6)
+    assert blocked.regions == one.regions
+    np.testing.assert_allclose(y_last, y.T, atol=1e-6)  # (n, channels) routes the same
+    mono = Router(chains(), model=model, threshold=0.4)(x[0], 44100)
+    assert mono.shape == x[0].shape and mono.dtype == np.float32

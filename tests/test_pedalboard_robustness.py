@@ -100,7 +100,7 @@ def test_process_file_keeps_the_length_through_a_board_that_holds_audio_back(
 def test_router_says_a_chain_changed_the_length_not_the_channel_count(model: instrunet_core.Model) -> None:
     router = Router({"flute": Pedalboard([MP3Compressor()])}, model=model)
     with pytest.raises(
-        InputError, match=r"'flute' board returned \d+ samples for a block of 176400.*holds audio back"
+        InputError, match=r"'flute' board returned \d+ samples for a block of \d+.*holds audio back"
     ):
         router(_tone(), SR)
 
