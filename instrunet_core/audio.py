@@ -510,10 +510,21 @@ def audio_info(source: AudioSource, sample_rate: int | None = None) -> AudioInfo
         return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), y.shape[0], "array")
     f = _open(source)
     try:
+        _check_file_rate(f, sample_rate, name)
         return AudioInfo(name, f.samplerate, f.channels, f.frames, f.container or f.format)
     finally:
         f.close()
         _rewind(source)
+
+
+def _check_file_rate(f: sf.SoundFile, sample_rate: Any, name: str) -> None:
+    """A file's rate is its header's: a ``sample_rate`` given with a file must say the same (it
+    was ignored, so ``analyze("x.wav", 44100)`` on a 22,050 Hz file ran at 22,050 Hz unsaid)."""
+    if sample_rate is not None and sample_rate != f.samplerate:
+        raise InputError(
+            f"{name}: sample_rate={sample_rate!r} was given, but the file's header says {f.samplerate} Hz; "
+            "a file is read at its own rate (sample_rate is for arrays: leave it out)"
+        )
 
 
 def _rewind(source: Any) -> None:
@@ -719,6 +730,7 @@ def iter_blocks(
         return
     f = _open(source, count=False)  # read to the end: a length the header lacks is not needed
     try:
+        _check_file_rate(f, sample_rate, name)
         rs = resampler(f.samplerate, target_sr)
         frames = max(1, min(int(block_seconds * f.samplerate), MAX_BLOCK_SAMPLES // f.channels))
         for block, full_scale, last in _raw_blocks(f, name, frames):
@@ -763,7 +775,7 @@ def load_audio(
         An audio file, an open binary file object, or samples of shape ``(n,)`` /
         ``(n, channels)`` (then ``sample_rate`` is required).
     sample_rate : int, optional
-        Rate of an array source.
+        Rate of an array source (with a file: its header's rate or nothing, else ``InputError``).
     target_sr : int
         Output rate.
 

@@ -354,7 +354,7 @@ class Classifier:
         ----------
         audio : str, PathLike, binary file object or np.ndarray
         sample_rate : int, optional
-            Required for an array.
+            Required for an array; with a file, its header's rate or nothing (``InputError``).
         listener : BlockListener, optional
             Fed in the same pass: ``listener.push(block, start)`` with every decoded block
             (mono float32 at :attr:`model`'s front-end rate; ``start``: its first sample's index)

@@ -411,7 +411,7 @@ class Model:
         audio : np.ndarray [shape=(n,) or (n, channels)], path or file object
             Audio at any rate and channel count (arrays: int or float samples).
         sample_rate : int
-            Rate of ``audio`` (required for arrays).
+            Rate of ``audio`` (required for arrays; with a file, its header's rate or nothing).
         hop : float, optional
             Seconds between window starts (default 1.5, snapped to whole STFT frames).
         top_k : int, optional

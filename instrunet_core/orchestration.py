@@ -62,7 +62,8 @@ def analyze(
     source : str, PathLike, binary file object, or np.ndarray [shape=(n,) or (n, channels)]
         Audio at any rate and channel count.
     sample_rate : int, optional
-        Required when ``source`` is an array.
+        Required when ``source`` is an array. A file is read at its header's rate: a
+        ``sample_rate`` that differs from it is an ``InputError``.
     model : Model, str, PathLike or None
         A loaded model, a registered model name, an artifact folder, or the default model.
     hop : float, optional

@@ -382,3 +382,25 @@ def test_a_flac_of_unknown_length_is_decoded_twice_by_analyze_not_three_times(
     monkeypatch.setattr(audio, "_fill", lambda sf_, buf: decoded.append(len(out := fill(sf_, buf))) or out)
     a = instrunet_core.analyze(f, model=tiny_model, analyzers=False, refine=False)
     assert a.duration == pytest.approx(4.0) and sum(decoded) == 2 * SR * 4
+
+
+def test_a_sample_rate_given_with_a_file_must_be_its_own(tmp_path: Path, tiny_model) -> None:
+    """``analyze("x.wav", 44100)`` on a 32 kHz file ran at 32 kHz without a word: the argument
+    was ignored. The file's own rate passes; another is refused before anything is decoded."""
+    import instrunet_core
+    from instrunet_core.audio import audio_info
+
+    f = tmp_path / "tone.wav"
+    sf.write(f, (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000 * 3) / 32000)).astype(np.float32), 32000)
+    assert audio_info(f, 32000).sample_rate == 32000 and len(load_audio(f, 32000)) == 3 * SR
+    msg = r"sample_rate=44100 was given, but the file's header says 32000 Hz.*for arrays"
+    for call in (
+        lambda: load_audio(f, 44100),
+        lambda: audio_info(io.BytesIO(f.read_bytes()), 44100),
+        lambda: instrunet_core.analyze(f, 44100, model=tiny_model, analyzers=False),
+        lambda: tiny_model.predict(str(f), 44100),
+    ):
+        with pytest.raises(InputError, match=msg):
+            call()
+    with pytest.raises(InputError, match=r"tone\.wav: " + msg):
+        load_audio(f, 44100)

@@ -212,7 +212,7 @@ def test_streaming_analyzer_sees_the_one_pass(
     reference = audio_mod.load_audio(str(path), None, target_sr=22050)
     opened: list[Any] = []
     real_open = audio_mod._open
-    monkeypatch.setattr(audio_mod, "_open", lambda src: opened.append(src) or real_open(src))
+    monkeypatch.setattr(audio_mod, "_open", lambda src, **kw: opened.append(src) or real_open(src, **kw))
     _Recorder.made = []
     plug = _module_plugin(
         "st", instrunet_register_analyzers=lambda register: register("rec", stream=_Recorder)
