@@ -146,7 +146,7 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
     if a is not None:
         minutes = a["seconds_of_audio"] / 60
         lines.append(
-            f"| the same router on a {minutes:g}-minute array in memory (`router(audio, sr)`, the "
+            f"| the chains as a router (compressor + high-pass as its default) on a {minutes:g}-minute array in memory (`router(audio, sr)`, the "
             f"array {a['array_mb']:.0f} MB) | {a['maxrss_mb']:.0f} MB ({a['maxrss_mb'] - a['maxrss_before_call_mb']:.0f} "
             f"MB more than before the call) | {a['seconds']:.1f} s | {a['seconds_of_audio'] / a['seconds']:.0f}× real time |"
         )
