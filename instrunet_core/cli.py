@@ -25,7 +25,7 @@ from typing import Any
 
 from .arguments import add_count_option, count_type, hop_type
 from .batch import error_message
-from .errors import InputError, InstrunetError, OutputError
+from .errors import InputError, InstrunetError, OutputError, describe
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
 from .output import SEARCH_SCHEMA, model_info
@@ -231,11 +231,21 @@ def _version() -> str:
     return __version__
 
 
+def _model_arg(text: str) -> str:
+    """``--model``'s value: a name, ``name@version`` or a path; blank is a usage error."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "give a model name (instrunet models lists them) or an artifact folder"
+        )
+    return text
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     """The options every classifying command takes: the model, how it runs, the hop."""
     p.add_argument(
         "--model",
         metavar="NAME|PATH",
+        type=_model_arg,
         help="registered model name or artifact folder (default model if omitted)",
     )
     p.add_argument(
@@ -922,6 +932,10 @@ def _models(args: argparse.Namespace) -> int:
                     }
             except InstrunetError as ex:
                 row["error"] = str(ex)
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as ex:  # noqa: BLE001 - one model the check trips over never hides the others
+                row["error"] = f"{e.path}: the check failed: {describe(ex)}"
         if e.error:
             row["error"] = e.error
         failed = failed or "error" in row

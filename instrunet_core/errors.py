@@ -40,3 +40,23 @@ class OutputError(InstrunetError, OSError):
 class ConcurrentUseError(InstrunetError, RuntimeError):
     """Two threads fed one stream at the same time (a ``Classifier``, a ``Tagger``...); each
     stream belongs to the one thread feeding it at a time."""
+
+
+def describe(e: BaseException, limit: int = 500) -> str:
+    """``"<Type>: <message>"`` of an exception from code instrunet does not own (a plugin,
+    onnxruntime) on one line: its newlines and colour codes dropped, at most ``limit``
+    characters, and never an error of its own (an exception whose ``__str__`` raises)."""
+    try:
+        text = one_line(str(e), limit)
+    except Exception:  # noqa: BLE001 - a message that cannot be made is not worth a crash
+        text = "<the exception's message could not be read>"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """``text`` on one line: terminal escape sequences dropped, whitespace runs (newlines
+    included) made one space, cut to ``limit`` characters with ``...``."""
+    import re
+
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

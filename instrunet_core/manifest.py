@@ -492,8 +492,12 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
         )
     if len(set(labels)) != len(labels):
         raise _fail(where, f"labels must be unique, got {_r(labels)}")
-    if "silence" in labels:
-        raise _fail(where, "'silence' is reserved and cannot be a model label")
+    bad = next((x for x in labels if not x.isprintable()), None)
+    if bad is not None:  # a newline, a tab or a terminal escape would break every text output
+        raise _fail(where, f"labels must be printable text (no control characters), got {bad!r}")
+    for reserved in ("silence", "other"):  # the timeline's silent stretch, the open-set answer
+        if reserved in labels:
+            raise _fail(where, f"{reserved!r} is reserved and cannot be a model label")
     return name, version, task, labels
 
 

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, one_line
 from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
 from .inputs import check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_manifest
 from .registry import Registry, get_registry
 from .session import RuntimeOptions, onnx_session
-from .verify import verify_artifact
+from .verify import check_io, verify_artifact
 
 if TYPE_CHECKING:  # annotations only: the classifier imports this module
     from .analysis import Embedding, Prediction
@@ -71,18 +71,6 @@ class ModelOutputs:
     probabilities: np.ndarray
     other: np.ndarray | None = None
     embedding: np.ndarray | None = None
-
-
-def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> bool:
-    if len(onnx_shape) != len(manifest_shape):
-        return False
-    for a, b in zip(onnx_shape, manifest_shape, strict=True):
-        a_dyn = not isinstance(a, int) or a <= 0
-        if b is None:
-            continue  # batch axis: any
-        if a_dyn or a != b:
-            return False
-    return True
 
 
 #: Most windows per onnxruntime run in :meth:`Model.outputs` (the classifier's batches). Per
@@ -168,57 +156,13 @@ class Model:
             "spinning": self.options.spinning,
             "providers": list(wanted),
         }
-        self._check_io(str(p / m.file))
+        check_io(self._session, m, str(p / m.file))
         self._input_name: str = m.input["name"]
         self._output_name: str = m.output["name"]
         self._other_name: str | None = m.other["name"] if m.other else None
         self._embedding_name: str | None = m.embedding["name"] if m.embedding else None
         self.other_threshold: float | None = float(m.other.get("threshold", 0.5)) if m.other else None
         self.embedding_dim: int | None = int(m.embedding["shape"][1]) if m.embedding else None
-
-    def _check_io(self, where: str) -> None:
-        m = self.manifest
-        inputs = self._session.get_inputs()
-        outputs = self._session.get_outputs()
-        if len(inputs) != 1:
-            raise ModelError(f"{where}: expected 1 input, the ONNX graph has {len(inputs)}")
-        i0 = inputs[0]
-        out = next((o for o in outputs if o.name == m.output["name"]), None)
-        if i0.name != m.input["name"]:
-            raise ModelError(
-                f"{where}: ONNX input is named {i0.name!r}, the manifest says {m.input['name']!r}"
-            )
-        if out is None:
-            raise ModelError(
-                f"{where}: ONNX outputs are {[o.name for o in outputs]}, the manifest says {m.output['name']!r}"
-            )
-        for what, t, spec in (("input", i0, m.input), ("output", out, m.output)):
-            if t.type != "tensor(float)":
-                raise ModelError(f"{where}: ONNX {what} dtype is {t.type}, the manifest says {spec['dtype']}")
-            shape = list(t.shape)
-            if what == "output" and (not shape or shape[-1] != len(m.labels)):
-                raise ModelError(
-                    f"{where}: ONNX output has {shape[-1] if shape else '?'} classes (shape {shape}) "
-                    f"but the manifest lists {len(m.labels)} labels"
-                )
-            if not _dims_match(shape, spec["shape"]):
-                raise ModelError(
-                    f"{where}: ONNX {what} shape {shape} disagrees with the manifest's {spec['shape']}"
-                )
-        for key in ("other", "embedding"):
-            spec = getattr(m, key)
-            if spec is None:
-                continue
-            t = next((o for o in outputs if o.name == spec["name"]), None)
-            if t is None:
-                raise ModelError(
-                    f"{where}: the manifest's {key} output {spec['name']!r} is not among the ONNX outputs "
-                    f"{[o.name for o in outputs]}"
-                )
-            if t.type != "tensor(float)" or not _dims_match(list(t.shape), spec["shape"]):
-                raise ModelError(
-                    f"{where}: ONNX {key} output is {t.type} {list(t.shape)}, the manifest says {spec['shape']}"
-                )
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -336,10 +280,18 @@ class Model:
             runs = [[np.zeros((0, width), np.float32) for _, width, _ in wanted]]
         else:
             step = max(1, int(batch_size))
-            runs = [
-                self._session.run(names, {self._input_name: x[i : i + step]})
-                for i in range(0, x.shape[0], step)
-            ]
+            try:
+                runs = [
+                    self._session.run(names, {self._input_name: x[i : i + step]})
+                    for i in range(0, x.shape[0], step)
+                ]
+            except MemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
+                raise ModelError(
+                    f"{self.path / self.manifest.file}: onnxruntime failed running the model on a batch of "
+                    f"shape {x[:step].shape}: {one_line(str(e))}"
+                ) from None
         try:
             cols = [
                 np.asarray(np.concatenate([r[j] for r in runs]), dtype=np.float32) for j in range(len(names))
@@ -556,7 +508,14 @@ def resolve_artifact(
             raise ModelError(f"{p}: model artifact not found (need a folder with {MANIFEST_FILENAME})")
         if version is not None:
             raise InputError(f"{p}: version applies to registered names, not to an artifact folder")
-        return (p.parent if p.name == MANIFEST_FILENAME else p), None
+        if p.name == MANIFEST_FILENAME:
+            return p.parent, None
+        if not p.is_dir():
+            raise ModelError(
+                f"{p}: not a model artifact folder (give the folder holding {MANIFEST_FILENAME} and the ONNX "
+                f"file, or its {MANIFEST_FILENAME})"
+            )
+        return p, None
     reg = registry or get_registry()
     entry = reg.resolve_model(None if spec is None else os.fspath(spec), version)
     return entry.path, entry.manifest

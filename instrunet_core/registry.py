@@ -41,6 +41,7 @@ import os
 import sys
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -50,7 +51,7 @@ import pluggy
 
 from . import hookspecs
 from ._analyzer_threads import AnalyzerThread, Limit, resolve_limit
-from .errors import InputError, ModelError, PluginError
+from .errors import InputError, ModelError, PluginError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .output import instrunet_version, jsonable
@@ -168,9 +169,13 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
             os.close(saved)
 
 
-def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+def _folder_version(p: Path) -> str:
+    """The version a ``<name>/<version>/`` folder's name gives (``"?"`` when it gives none)."""
+    try:
+        parse_semver(p.name)
+    except InputError:
+        return "?"
+    return p.name
 
 
 def _dist_version(ep: Any) -> str | None:
@@ -209,11 +214,18 @@ class Registry:
         try:
             self.pm.register(plugin, name=name)
         except Exception as e:  # noqa: BLE001 - a bad plugin never breaks the host
-            self._error(info, f"cannot register: {type(e).__name__}: {e}")
+            self._error(info, f"cannot register: {describe(e)}")
             return info
         info.hooks = sorted(
             h for h in _HOOKS if any(i.plugin is plugin for i in getattr(self.pm.hook, h).get_hookimpls())
         )
+        if not info.hooks and not isinstance(plugin, types.ModuleType):
+            # (a module without hooks is an adapter package listed for what it is: pedalboard, ray)
+            self._error(
+                info,
+                f"implements none of instrunet's hooks ({', '.join(_HOOKS)}); the entry point names a "
+                f"{type(plugin).__name__}, expected a module or object with @hookimpl functions",
+            )
         others = [p for p in self.pm.get_plugins() if p is not plugin]
         for hook in info.hooks:
             # This plugin's implementations only, through pluggy (wrappers included).
@@ -224,7 +236,7 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - SystemExit from a plugin is reported, not obeyed
-                self._error(info, f"{hook} failed: {_describe(e)}")
+                self._error(info, f"{hook} failed: {describe(e)}")
         return info
 
     def _register_fn(self, hook: str, info: PluginInfo) -> Callable[..., None]:
@@ -284,11 +296,21 @@ class Registry:
                 "to another plugin's model (give the model its own name)",
             )
             return
+        if not isinstance(path, (str, os.PathLike)):
+            self._error(
+                info, f"model {name!r}: the path must be a str or PathLike, got {type(path).__name__}"
+            )
+            return
         p = Path(path)
-        if p.name == MANIFEST_FILENAME or p.suffix == ".json":
+        if p.name == MANIFEST_FILENAME:
             p = p.parent
         entry = ModelEntry(name=name, version="?", path=p, plugin=info.name, default=bool(default))
         try:
+            if p.exists() and not p.is_dir():
+                raise ModelError(
+                    f"{p}: not a model artifact folder (register the folder holding {MANIFEST_FILENAME}, "
+                    f"or its {MANIFEST_FILENAME})"
+                )
             m = read_manifest(p)
             entry.manifest = m
             entry.version = m.version
@@ -300,8 +322,10 @@ class Registry:
             entry.error = str(e)
             entry.manifest = None
         except Exception as e:  # noqa: BLE001 - one broken manifest never costs the plugin its other models
-            entry.error = f"{entry.manifest_path}: cannot read manifest: {_describe(e)[:300]}"
+            entry.error = f"{entry.manifest_path}: cannot read manifest: {describe(e, 300)}"
             entry.manifest = None
+        if entry.error is not None and entry.version == "?":
+            entry.version = _folder_version(p)  # <name>/<version>/: a broken newest version still counts
         if any(e.name == name and e.version == entry.version and e.error is None for e in self.models):
             if entry.error is None:
                 self._error(
@@ -347,6 +371,8 @@ class Registry:
             Nothing installed, unknown name/version, or a broken artifact.
         """
         ok = [e for e in self.models if e.error is None]
+        if name is not None and not split_model_spec(name)[0]:
+            raise ModelError(f"model {name!r} names no model (expected <name> or <name>@<version>)")
         if name is not None and "@" in name:
             spec = name
             name, at_version = split_model_spec(spec)
@@ -357,6 +383,11 @@ class Registry:
         if name is None:
             name = self.default_model_name
             chosen, chosen_version = _chosen_default()
+            raw = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+            if raw and not chosen:
+                raise ModelError(
+                    f"{DEFAULT_ENV_VAR}={raw!r} names no model (expected <name> or <name>@<version>)"
+                )
             if chosen and version is None:
                 version = chosen_version
                 by_env = f"{DEFAULT_ENV_VAR}={os.environ.get(DEFAULT_ENV_VAR, '').strip()!r}: "
@@ -383,7 +414,7 @@ class Registry:
             try:
                 parse_semver(version)
             except InputError as e:
-                raise ModelError(f"model {name}: {e}") from None
+                raise ModelError(f"{by_env}model {name}: {e}") from None
             candidates = [e for e in candidates if e.version == version]
         if not candidates:
             broken = [
@@ -396,7 +427,23 @@ class Registry:
             avail = sorted(f"{e.name} {e.version}" for e in ok)
             want = name if version is None else f"{name} {version}"
             raise ModelError(f"{by_env}model {want!r} is not installed (available: {avail or 'none'})")
-        return max(candidates, key=lambda e: parse_semver(e.version))
+        best = max(candidates, key=lambda e: parse_semver(e.version))
+        if version is None:
+            newer = [
+                e
+                for e in self.models
+                if e.name == name
+                and e.error
+                and e.version != "?"
+                and parse_semver(e.version) > parse_semver(best.version)
+            ]
+            if newer:  # not silently an older model than the one asked for
+                top = max(newer, key=lambda x: parse_semver(x.version))
+                raise ModelError(
+                    f"{by_env}model {name} {top.version}, its newest version, is broken: {top.error} "
+                    f"(to use {best.version}: {name}@{best.version})"
+                )
+        return best
 
     def writer(self, format_name: str) -> Writer:
         try:
@@ -470,7 +517,7 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis
-                extras[name] = {"error": _describe(e)}
+                extras[name] = {"error": describe(e)}
                 if name in self.analyzer_plugins:  # not for an analyzer added in code
                     extras[name]["plugin"] = self.analyzer_plugins[name]
         return extras
@@ -658,7 +705,7 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
         try:
             eps = _entry_points()
         except Exception as e:  # noqa: BLE001
-            warnings.warn(f"instrunet: cannot list entry points: {e}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"instrunet: cannot list entry points: {describe(e)}", RuntimeWarning, stacklevel=2)
             eps = []
         for ep in eps:
             if selected is not None and ep.name not in selected:
@@ -671,9 +718,7 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
                     raise
                 info = PluginInfo(name=ep.name, version=_dist_version(ep), hooks=[])
                 reg.plugins.append(info)
-                reg._error(
-                    info, f"entry point {ep.name} = {ep.value} failed to load: {type(e).__name__}: {e}"
-                )
+                reg._error(info, f"entry point {ep.name} = {ep.value} failed to load: {describe(e)}")
                 continue
             reg.add_plugin(obj, ep.name, version=_dist_version(ep))
         if selected:

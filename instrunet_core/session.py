@@ -138,6 +138,14 @@ class RuntimeOptions:
         return out
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions | None = None) -> Any:
     """An onnxruntime ``InferenceSession`` set up as every instrunet model runs.
 
@@ -170,7 +178,7 @@ def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions 
     so.intra_op_num_threads = opts.intra
     so.inter_op_num_threads = opts.inter
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors reach the caller as ModelError; onnxruntime prints none of its own
     # onnxruntime's idle workers spin for a while after each run; here every run is
     # followed by numpy work (decoding, the front end), which they would starve. Measured
     # in benchmarks/run.py: front end + model per 3 s clip 8.3 ms with spinning, 3-4 ms without.
@@ -183,7 +191,16 @@ def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions 
         so.enable_profiling = True
         so.profile_file_prefix = opts.profile_prefix
     wanted = opts.provider_list()
-    src = model if isinstance(model, bytes) else where
+    src: str | bytes = model if isinstance(model, bytes) else where
+    if isinstance(src, str) and not _utf8(src):
+        # onnxruntime takes a path as UTF-8 text: a name that is not UTF-8 (surrogate-escaped by
+        # Python) cannot reach it, so the file's bytes are given instead (one file: instrunet's
+        # artifacts keep no external weights).
+        try:
+            with open(src, "rb") as f:
+                src = f.read()
+        except OSError as e:
+            raise ModelError(f"{where}: cannot read: {e.strerror or e}") from None
     try:
         return ort.InferenceSession(src, sess_options=so, providers=wanted)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types

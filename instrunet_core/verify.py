@@ -20,16 +20,17 @@ import dataclasses
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, one_line
 from .manifest import MANIFEST_FILENAME, Manifest, open_regular_file, read_manifest, sha256_file
 from .session import onnx_session
 
-__all__ = ["ArtifactCheck", "verify_artifact", "REFERENCES_ATOL"]
+__all__ = ["ArtifactCheck", "verify_artifact", "check_io", "REFERENCES_ATOL"]
 
 #: Largest |onnxruntime output - stored reference| accepted (probabilities in [0, 1]).
 REFERENCES_ATOL = 1e-4
@@ -123,10 +124,14 @@ def verify_artifact(
             f"{onnx_path}: sha256 {digest} does not match the manifest's {m.sha256} "
             "(the file was changed or corrupted; re-export the model)"
         )
-    if not references or not m.references:
+    if not references:
+        return ArtifactCheck(path=p, manifest=m, sha256=digest)
+    sess = onnx_session(onnx_path)
+    check_io(sess, m, str(onnx_path))  # what loading checks, so a model that passes loads
+    if not m.references:
         return ArtifactCheck(path=p, manifest=m, sha256=digest)
     x, y = _read_references(p / m.references, m)
-    out = _replay(onnx_path, m, x)
+    out = _replay(sess, onnx_path, m, x)
     diff = float(np.abs(out - y).max()) if len(y) else 0.0
     agree = float(np.mean(out.argmax(1) == y.argmax(1))) if len(y) else 1.0
     if not diff <= atol or agree < 1.0:
@@ -174,11 +179,83 @@ def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.float32)
 
 
-def _replay(onnx_path: Path, m: Manifest, x: np.ndarray) -> np.ndarray:
-    """The model's outputs for ``x`` on the CPU, one thread (the exporter's own setting)."""
-    sess = onnx_session(onnx_path)
+def _replay(sess: Any, onnx_path: Path, m: Manifest, x: np.ndarray) -> np.ndarray:
+    """The model's outputs for ``x`` (``sess``: on the CPU, one thread, the exporter's own
+    setting), checked to be one row of ``len(m.labels)`` values per reference."""
     try:
         (out,) = sess.run([m.output["name"]], {m.input["name"]: x})
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
-        raise ModelError(f"{onnx_path}: onnxruntime cannot run the references: {e}") from None
-    return np.asarray(out, dtype=np.float32)
+        raise ModelError(f"{onnx_path}: onnxruntime cannot run the references: {one_line(str(e))}") from None
+    out = np.asarray(out, dtype=np.float32)
+    if out.shape != (len(x), len(m.labels)):
+        raise ModelError(
+            f"{onnx_path}: output {m.output['name']!r} has shape {out.shape} for {len(x)} references, "
+            f"expected ({len(x)}, {len(m.labels)}): one probability per label"
+        )
+    return out
+
+
+def _dims_match(onnx_shape: Sequence[Any], manifest_shape: Sequence[Any]) -> bool:
+    """The graph's shape against the manifest's: the same rank and sizes, and where the
+    manifest says ``None`` (the batch axis) a dynamic size in the graph: the runtime runs
+    batches of several windows, which a graph fixed at one cannot take."""
+    if len(onnx_shape) != len(manifest_shape):
+        return False
+    for a, b in zip(onnx_shape, manifest_shape, strict=True):
+        a_dyn = not isinstance(a, int) or a <= 0
+        if a_dyn != (b is None) or (b is not None and a != b):
+            return False
+    return True
+
+
+def check_io(session: Any, m: Manifest, where: str) -> None:
+    """The graph of an onnxruntime ``session`` against its manifest: one input, and the input,
+    the output and the ``other`` and ``embedding`` outputs named, typed (float32) and shaped as
+    the manifest says, with one output column per label. :class:`~instrunet_core.Model` calls
+    it when it loads a model, and :func:`verify_artifact` when it checks one.
+
+    Raises
+    ------
+    ModelError
+        Naming ``where`` (the ONNX file) and what disagrees.
+    """
+    inputs = session.get_inputs()
+    outputs = session.get_outputs()
+    if len(inputs) != 1:
+        raise ModelError(f"{where}: expected 1 input, the ONNX graph has {len(inputs)}")
+    i0 = inputs[0]
+    out = next((o for o in outputs if o.name == m.output["name"]), None)
+    if i0.name != m.input["name"]:
+        raise ModelError(f"{where}: ONNX input is named {i0.name!r}, the manifest says {m.input['name']!r}")
+    if out is None:
+        raise ModelError(
+            f"{where}: ONNX outputs are {[o.name for o in outputs]}, the manifest says {m.output['name']!r}"
+        )
+    for what, t, spec in (("input", i0, m.input), ("output", out, m.output)):
+        if t.type != "tensor(float)":
+            raise ModelError(f"{where}: ONNX {what} dtype is {t.type}, the manifest says {spec['dtype']}")
+        shape = list(t.shape)
+        if what == "output" and (not shape or shape[-1] != len(m.labels)):
+            raise ModelError(
+                f"{where}: ONNX output has {shape[-1] if shape else '?'} classes (shape {shape}) "
+                f"but the manifest lists {len(m.labels)} labels"
+            )
+        if not _dims_match(shape, spec["shape"]):
+            raise ModelError(
+                f"{where}: ONNX {what} shape {shape} disagrees with the manifest's {spec['shape']} "
+                "(None: a dynamic batch axis)"
+            )
+    for key in ("other", "embedding"):
+        spec = getattr(m, key)
+        if spec is None:
+            continue
+        t = next((o for o in outputs if o.name == spec["name"]), None)
+        if t is None:
+            raise ModelError(
+                f"{where}: the manifest's {key} output {spec['name']!r} is not among the ONNX outputs "
+                f"{[o.name for o in outputs]}"
+            )
+        if t.type != "tensor(float)" or not _dims_match(list(t.shape), spec["shape"]):
+            raise ModelError(
+                f"{where}: ONNX {key} output is {t.type} {list(t.shape)}, the manifest says {spec['shape']}"
+            )

@@ -120,7 +120,10 @@ def _broken_model_dir(root: Path, kind: str) -> Path:
         helper.make_node("Shape", ["mel"], ["shape"]),
         helper.make_node("Slice", ["shape", "s0", "e1"], ["n"]),
         helper.make_node("Add", ["n", "k7"], ["n7"]),
-        helper.make_node("Concat", [rows if rows == "n" else "e1", width], ["out_shape"], axis=0),
+        # one row as min(N, 1): a size the graph's shapes do not give away (a fixed 1 is refused
+        # when the model loads: its batch axis must be dynamic)
+        helper.make_node("Min", ["n", "e1"], ["n1"]),
+        helper.make_node("Concat", ["n" if rows == "n" else "n1", width], ["out_shape"], axis=0),
         helper.make_node("Expand", ["value", "out_shape"], ["probabilities"]),
     ]
     inits = [

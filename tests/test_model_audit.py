@@ -1,0 +1,309 @@
+"""What an audit of damaged model artifacts and plugins found (session of 2026-12-06): each a
+clear ModelError or a plugin error row, never a traceback, a silent fallback or broken output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import SR, ModelPlugin, make_manifest, tone, write_model_dir
+
+import instrunet_core
+from instrunet_core import registry as plugins_mod
+from instrunet_core.errors import ModelError
+from instrunet_core.hookspecs import hookimpl
+from instrunet_core.registry import build_registry
+from instrunet_core.verify import verify_artifact
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def _graph_model(
+    path: Path, nodes: list[Any], inits: list[Any], *, batch: Any = "N", out_cols: int = 8
+) -> None:
+    """mel ``[batch, 128, 128, 1]`` → ``nodes`` → ``probabilities`` declared ``[N, out_cols]``."""
+    graph = helper.make_graph(
+        nodes,
+        "damaged",
+        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [batch, 128, 128, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", out_cols])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+
+
+def _mean_then(path: Path, *, width: int = 8, batch: Any = "N", gather_row: int | None = None) -> None:
+    """The window's mean level → MatMul ``[1, width]`` → Sigmoid; ``gather_row``: each row
+    replaced by row ``gather_row`` of the batch first, which fails at run time on a smaller
+    batch (an index out of range that no shape says)."""
+    nodes = [
+        helper.make_node("ReduceMean", ["mel"], ["m"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Unsqueeze", ["m", "ax"], ["m2"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([1], np.int64), "ax"),
+        numpy_helper.from_array(np.full((1, width), 0.01, np.float32), "W"),
+    ]
+    src = "m2"
+    if gather_row is not None:
+        nodes += [
+            helper.make_node("Mul", ["m", "zero"], ["mz"]),
+            helper.make_node("Add", ["mz", "row"], ["mr"]),
+            helper.make_node("Cast", ["mr"], ["idx"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["m2", "idx"], ["g"], axis=0),
+        ]
+        inits += [
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+            numpy_helper.from_array(np.array(float(gather_row), np.float32), "row"),
+        ]
+        src = "g"
+    nodes += [
+        helper.make_node("MatMul", [src, "W"], ["z"]),
+        helper.make_node("Sigmoid", ["z"], ["probabilities"]),
+    ]
+    _graph_model(path, nodes, inits, batch=batch)
+
+
+def _artifact(root: Path, build: Any, name: str = "damaged", **manifest: Any) -> Path:
+    d = root / name / "1.0.0"
+    d.mkdir(parents=True)
+    build(d / "model.onnx")
+    (d / "manifest.json").write_text(json.dumps(make_manifest(d, name=name, **manifest)))
+    return d
+
+
+def test_a_graph_with_a_fixed_batch_of_one_is_refused_when_loaded(tmp_path: Path) -> None:
+    """It loaded, then every classification failed with onnxruntime's traceback (batches of 4)."""
+    d = _artifact(tmp_path, lambda p: _mean_then(p, batch=1))
+    for call in (lambda: instrunet_core.load_model(d), lambda: verify_artifact(d)):
+        with pytest.raises(
+            ModelError, match=r"model\.onnx: ONNX input shape \[1, 128, 128, 1\] disagrees.*dynamic batch"
+        ):
+            call()
+
+
+def test_a_model_that_fails_while_it_runs_is_a_model_error(tmp_path: Path) -> None:
+    d = _artifact(tmp_path, lambda p: _mean_then(p, gather_row=5))
+    model = instrunet_core.load_model(d)  # its shapes are what the manifest says
+    with pytest.raises(
+        ModelError,
+        match=r"model\.onnx: onnxruntime failed running the model on a batch of shape \(\d+, 128, 128, 1\)",
+    ):
+        model.predict(tone(3.0), SR)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "instrunet_core.cli",
+            "classify",
+            "examples/solo_flute.wav",
+            "--model",
+            str(d),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "\x1b" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "onnxruntime failed running the model" in r.stderr
+
+
+def test_a_replayed_output_of_the_wrong_shape_is_a_model_error(tiny_model_dir: Path) -> None:
+    """An output the graph does not declare as it gives it: the replay subtracted it from the
+    references and raised numpy's broadcast ValueError (``models --check`` stopped there)."""
+    from instrunet_core import verify
+    from instrunet_core.manifest import read_manifest
+
+    class NineColumns:
+        def run(self, names: Any, feeds: Any) -> list[np.ndarray]:
+            return [np.full((len(next(iter(feeds.values()))), 9), 0.5, np.float32)]
+
+    x = np.zeros((3, 128, 128, 1), np.float32)
+    with pytest.raises(
+        ModelError, match=r"output 'probabilities' has shape \(3, 9\) for 3 references, expected \(3, 8\)"
+    ):
+        verify._replay(NineColumns(), tiny_model_dir / "model.onnx", read_manifest(tiny_model_dir), x)
+
+
+def test_check_runs_the_io_checks_of_loading(tmp_path: Path) -> None:
+    """An artifact without references whose graph cannot load passed ``models --check``."""
+    d = _artifact(tmp_path, lambda p: _mean_then(p, batch=1))
+    assert verify_artifact(d, references=False).sha256  # the digest alone is fine
+    with pytest.raises(ModelError, match="dynamic batch"):
+        verify_artifact(d)
+
+
+def test_models_check_lists_every_model_when_one_check_trips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from instrunet_core import cli, verify
+
+    good = write_model_dir(tmp_path / "a", name="good")
+    bad = write_model_dir(tmp_path / "b", name="tripping")
+    reg = build_registry(extra_plugins=[("two", ModelPlugin(good, bad, default=False))])
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    real = verify.verify_artifact
+
+    def trips(folder: Any, **kw: Any) -> Any:
+        if "tripping" in str(folder) and kw.get("references"):
+            raise ValueError("operands could not be broadcast")
+        return real(folder, **kw)
+
+    monkeypatch.setattr(verify, "verify_artifact", trips)
+    assert cli.main(["models", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "good 1.0.0" in out and "ok" in out.split("good 1.0.0")[1].splitlines()[0]
+    assert "the check failed: ValueError: operands could not be broadcast" in out
+
+
+def test_model_paths_that_are_files_say_what_to_give(tmp_path: Path, tiny_model_dir: Path) -> None:
+    other = tmp_path / "other.json"
+    shutil.copy(tiny_model_dir / "manifest.json", other)
+    for p in (other, tiny_model_dir / "model.onnx"):
+        with pytest.raises(
+            ModelError,
+            match=rf"{p.name}: not a model artifact folder \(give the folder holding manifest\.json",
+        ):
+            instrunet_core.load_model(p)
+    assert instrunet_core.load_model(tiny_model_dir / "manifest.json").name == "tiny"
+
+
+def test_a_model_folder_whose_name_is_not_utf8_loads(tmp_path: Path, tiny_model_dir: Path) -> None:
+    d = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfename"))
+    shutil.copytree(tiny_model_dir, d)
+    m = instrunet_core.load_model(d)
+    assert (
+        m.predict(tone(3.0), SR).label
+        == instrunet_core.load_model(tiny_model_dir).predict(tone(3.0), SR).label
+    )
+
+
+def test_a_broken_newest_version_is_an_error_not_a_quiet_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = write_model_dir(tmp_path, name="mm", version="1.0.0")
+    new = write_model_dir(tmp_path, name="mm", version="2.0.0")
+    data = json.loads((new / "manifest.json").read_text())
+    data["thresholds"] = {"brass": 0.1}  # edited after export
+    (new / "manifest.json").write_text(json.dumps(data))
+    reg = build_registry(extra_plugins=[("mm", ModelPlugin(old, new))])
+    assert sorted(e.version for e in reg.models) == ["1.0.0", "2.0.0"]  # listed by its folder's version
+    with pytest.raises(
+        ModelError,
+        match=r"model mm 2\.0\.0, its newest version, is broken: .*edited after export.*to use 1\.0\.0: mm@1\.0\.0",
+    ):
+        instrunet_core.load_model("mm", registry=reg)
+    with pytest.raises(ModelError, match="edited after export"):
+        instrunet_core.load_model("mm@2.0.0", registry=reg)
+    assert instrunet_core.load_model("mm@1.0.0", registry=reg).version == "1.0.0"
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "mm")
+    with pytest.raises(
+        ModelError, match=r"INSTRUNET_DEFAULT_MODEL='mm': model mm 2\.0\.0, its newest version, is broken"
+    ):
+        instrunet_core.load_model(registry=reg)
+
+
+@pytest.mark.parametrize("value", ["@", "@2.0.0"])
+def test_a_default_model_variable_that_names_no_model_is_an_error(
+    value: str, tiny_registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", value)
+    with pytest.raises(ModelError, match=rf"INSTRUNET_DEFAULT_MODEL='{value}' names no model"):
+        instrunet_core.load_model(registry=tiny_registry)
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "tiny@x")
+    with pytest.raises(
+        ModelError, match=r"INSTRUNET_DEFAULT_MODEL='tiny@x': model tiny: version 'x' is not semver"
+    ):
+        instrunet_core.load_model(registry=tiny_registry)
+    with pytest.raises(ModelError, match=r"model '@2\.0\.0' names no model"):
+        instrunet_core.load_model("@2.0.0", registry=tiny_registry)
+
+
+def test_a_blank_model_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from instrunet_core import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["classify", "examples/solo_flute.wav", "--model", " "])
+    assert e.value.code == 2 and "--model: give a model name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["brass", "other"], "'other' is reserved"),
+        (["brass", "flu\nte"], r"labels must be printable text \(no control characters\), got 'flu\\nte'"),
+        (["brass", "x\x1b[31m"], "no control characters"),
+        (["brass", "a\u202eb"], "no control characters"),  # a right-to-left override
+    ],
+)
+def test_labels_that_would_break_outputs_are_refused(tmp_path: Path, labels: list[str], message: str) -> None:
+    from conftest import build_tiny_onnx
+
+    d = tmp_path / "lab" / "1.0.0"
+    d.mkdir(parents=True)
+    build_tiny_onnx(d / "model.onnx", n_labels=len(labels))
+    data = make_manifest(
+        d,
+        name="lab",
+        labels=labels,
+        output={
+            "name": "probabilities",
+            "shape": [None, len(labels)],
+            "dtype": "float32",
+            "activation": "sigmoid",
+        },
+    )
+    (d / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=message):
+        instrunet_core.load_model(d)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+def test_a_plugin_whose_exception_cannot_be_printed_is_reported(tiny_model_dir: Path) -> None:
+    def bad(register: Any) -> None:
+        raise _Unprintable()
+
+    plugin = types.ModuleType("unprintable_mod")
+    plugin.instrunet_register_models = hookimpl(bad)  # type: ignore[attr-defined]
+    with pytest.warns(
+        RuntimeWarning,
+        match="instrunet_register_models failed: _Unprintable: <the exception's message could not be read>",
+    ):
+        reg = build_registry(extra_plugins=[plugin, ("ok", ModelPlugin(tiny_model_dir))])
+    assert [e.name for e in reg.models] == ["tiny"]
+
+
+def test_one_bad_register_call_costs_a_plugin_none_of_its_other_models(tiny_model_dir: Path) -> None:
+    class Plugin:
+        @hookimpl
+        def instrunet_register_models(self, register: Any) -> None:
+            register("intpath", 123)
+            register("tiny", tiny_model_dir)
+
+    with pytest.warns(RuntimeWarning, match="model 'intpath': the path must be a str or PathLike, got int"):
+        reg = build_registry(extra_plugins=[("mixed", Plugin())])
+    assert [e.name for e in reg.models] == ["tiny"]
+
+
+def test_an_entry_point_that_names_no_plugin_is_reported() -> None:
+    reg = plugins_mod.Registry()
+    with pytest.warns(RuntimeWarning, match="implements none of instrunet's hooks.*names a int"):
+        info = reg.add_plugin(5, "wrongtype")
+    assert "implements none" in (info.error or "")
+    quiet = reg.add_plugin(types.ModuleType("adapter_mod"), "adapter")  # an adapter package: listed, no error
+    assert quiet.error is None and quiet.hooks == []
