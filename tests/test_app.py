@@ -269,7 +269,9 @@ def test_without_the_condition_plugin_the_report_says_so(installed_registry):
     reg = build_registry(entry_points=False)
     res = service.analyze_upload(TONE, "tone.wav", model=load_model(registry=reg), registry=reg)
     assert service.condition_view(res.analysis) == {"status": "missing", "notice": service.MISSING_CONDITION}
-    assert "Condition analysis not installed" in pdf_text(report.build_pdf(res.analysis, registry=reg))
+    assert "No condition analysis in this run" in " ".join(
+        pdf_text(report.build_pdf(res.analysis, registry=reg)).split()
+    )
 
 
 class _PeakAnalyzer:
@@ -352,7 +354,7 @@ def test_launcher_help_and_command():
     assert cmd[1:5] == ["-m", "streamlit", "run", str(APP_FILE)]
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "9000"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
-    assert flags["--server.maxUploadSize"] == "3"
+    assert flags["--server.maxUploadSize"] == "6"  # above the app's 2.5: its own message names the file
     exe = Path(sys.executable).parent / "instrunet-app"
     p = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "--max-seconds" in p.stdout
@@ -471,3 +473,105 @@ def test_report_cuts_long_analyzer_strings_and_names_an_analyzer_it_cannot_show(
     an.extras["odd"] = {"value": Unprintable()}
     with pytest.raises(OutputError, match="PDF report: the result of analyzer 'odd' cannot be laid out: "):
         report.build_pdf(an, registry=reg)
+
+
+# ----------------------------------------------------------------------------- an audit of the page
+
+
+def test_condition_feature_units_and_a_pdf_for_an_unknown_verdict(installed_registry):
+    """wow/flutter (cents) and spectral flux (0-1) had no unit; for an "unknown" verdict the PDF
+    printed a probability table of zeros and 19 features valued "None" the page hides."""
+    assert [report.unit_of(f) for f in ("wow_cents", "flutter_cents", "spectral_flux")] == [
+        "cents",
+        "cents",
+        "0-1",
+    ]
+    sr = 8000
+    short = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(int(0.1 * sr)) / sr), sr)
+    res = service.analyze_upload(short, "short.wav")
+    assert service.condition_view(res.analysis)["label"] == "unknown"
+    text = pdf_text(report.build_pdf(res.analysis))
+    assert "Condition: unknown" in text and " None" not in text and "moderately_aged" not in text
+    assert res.notice and res.notice.startswith("short.wav: only 0.1 s of sound")
+
+
+def test_seconds_text_never_rounds_a_short_file_to_nothing():
+    assert [service.seconds_text(s) for s in (0.01, 0.1, 7.5, 240.4)] == ["10 ms", "0.1 s", "7.5 s", "240 s"]
+
+
+def test_a_file_that_stops_decoding_early_says_so(installed_registry):
+    """An MP3 with 2 % of its bytes damaged decoded as 1.2 s of its 8 s, analysed without a word."""
+    import soundfile as sf
+
+    from instrunet_core.audio import MP3_SUPPORTED
+
+    if not MP3_SUPPORTED:  # pragma: no cover - libsndfile without MPEG
+        pytest.skip("libsndfile here has no MP3")
+    buf = io.BytesIO()
+    sf.write(buf, 0.3 * np.sin(2 * np.pi * 440 * np.arange(8 * 22050) / 22050), 22050, format="MP3")
+    data = bytearray(buf.getvalue())
+    rng = np.random.default_rng(1)
+    for i in rng.choice(np.arange(2000, len(data)), len(data) // 50, replace=False):
+        data[i] = int(rng.integers(0, 256))
+    res = service.analyze_upload(bytes(data), "damaged.mp3")
+    assert res.analysis.duration < 7.0 and res.notice
+    assert res.notice.startswith("damaged.mp3: the file's header announces 8.0 s of audio but only ")
+    assert "could be decoded (the file is cut short or damaged)" in res.notice
+    assert service.analyze_upload(bytes(buf.getvalue()), "whole.mp3").notice is None
+
+
+def test_nothing_detected_names_the_nearest_family_and_its_threshold(installed_registry):
+    sr = 8000
+    short = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(int(0.1 * sr)) / sr), sr)
+    an = service.analyze_upload(short, "short.wav").analysis
+    if an.instruments:  # pragma: no cover - the default model lists nothing for 0.1 s of tone
+        pytest.skip("the model detects a family in 0.1 s of tone")
+    text = service.nothing_detected_text(an)
+    lab = text.split("The nearest is ")[1].split(":")[0]
+    assert lab in an.labels and f"its threshold is {an.settings['thresholds'][lab]:.2f}" in text
+
+
+def test_the_player_gets_the_uploads_real_container():
+    """An AIFF named .wav is analysed (the decoder reads the content), but the browser was told
+    it was audio/wav and could not play it: the player gets a WAV of it."""
+    import soundfile as sf
+
+    y = 0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
+    buf = io.BytesIO()
+    sf.write(buf, y, 8000, format="AIFF")
+    aiff = buf.getvalue()
+    assert service.audio_mime("aiff_as.wav", aiff[:16]) == "audio/aiff"
+    data, mime = service.player_audio(aiff, "aiff_as.wav")
+    assert mime == "audio/wav" and data[:4] == b"RIFF"
+    np.testing.assert_allclose(sf.read(io.BytesIO(data))[0], y, atol=1 / 16384)
+    assert service.player_audio(TONE, "tone.mp3") == (TONE, "audio/wav")  # a WAV named .mp3
+    assert service.player_audio(FLUTE.read_bytes(), "f.wav")[1] == "audio/wav"
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "2e6"])
+def test_launcher_refuses_limits_the_page_would_refuse(value):
+    """--max-mb inf crashed with a traceback; 2e6 started a server whose every page said only
+    "Configuration: ...": usage errors now."""
+    exe = Path(sys.executable).parent / "instrunet-app"
+    p = subprocess.run(
+        [str(exe), "--max-mb", value, "--port", "9"], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 2 and "--max-mb must be a number > 0 and at most" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and "serving" not in p.stdout
+
+
+@pytest.mark.slow
+def test_page_names_the_file_and_plays_each_upload_from_its_start(installed_registry, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INSTRUNET_APP_MAX_SECONDS", "60")
+    at = AppTest.from_file(str(APP_FILE), default_timeout=180).run()
+    at.file_uploader[0].set_value(("ensemble.flac", ENSEMBLE.read_bytes(), "audio/flac")).run()
+    assert not at.exception and any(shown(m.value) == "Result for ensemble.flac" for m in at.markdown)
+    first = [s.key for s in at.selectbox if s.key and s.key.startswith("play-from-")]
+    at.selectbox(key=first[0]).select_index(1).run()
+    at.file_uploader[0].set_value(("flute.wav", FLUTE.read_bytes(), "audio/wav")).run()
+    assert not at.exception and any(shown(m.value) == "Result for flute.wav" for m in at.markdown)
+    second = [s.key for s in at.selectbox if s.key and s.key.startswith("play-from-")]
+    assert first and second and first != second  # a new upload's choice starts at "the beginning"
+    assert at.selectbox(key=second[0]).value == "the beginning"

@@ -67,7 +67,12 @@ def _show_condition(an: Any) -> None:
         with cols[0]:
             probs = cv["probabilities"]
             if probs and cv["label"] != "unknown":
-                st.table({"class": list(probs), "probability": [f"{float(v):.2f}" for v in probs.values()]})
+                st.table(
+                    {
+                        "class": [c.replace("_", " ") for c in probs],
+                        "probability": [f"{float(v):.2f}" for v in probs.values()],
+                    }
+                )
         with cols[1]:
             feats = {k: v for k, v in cv["features"].items() if v is not None}
             if feats:
@@ -84,9 +89,9 @@ def _show_condition(an: Any) -> None:
             st.table(
                 {
                     "instrument": list(insts),
-                    "condition": [str(v.get("label", "-")) for v in insts.values()],
+                    "condition": [str(v.get("label", "-")).replace("_", " ") for v in insts.values()],
                     **{
-                        c: [
+                        c.replace("_", " "): [
                             report.fmt_value((v.get("probabilities") or {}).get(c, "-"))
                             for v in insts.values()
                         ]
@@ -100,7 +105,7 @@ def _show_condition(an: Any) -> None:
             st.caption(service.condition_model_line(m))
 
 
-def _show_timeline(an: Any, audio: bytes, mime: str) -> None:
+def _show_timeline(an: Any, audio: bytes, mime: str, ident: str) -> None:
     """The audio player above the timeline (it stays beside the picture at every width), a
     choice of detected range to play from, and the timeline for wide and for phone screens."""
     st.subheader("Timeline")
@@ -109,7 +114,9 @@ def _show_timeline(an: Any, audio: bytes, mime: str) -> None:
         for lab, a, b, _ in detected_ranges(an):
             name = "none of the eight" if lab == "other" else lab
             starts[f"{name} {format_time(a, decimals=1)}-{format_time(b, decimals=1)}"] = a
-        start = starts[st.selectbox("Play from", list(starts), key="play-from")] if len(starts) > 1 else 0.0
+        # one choice per upload (a key of its own): a new file starts at its beginning
+        pick = st.selectbox("Play from", list(starts), key=f"play-from-{ident}") if len(starts) > 1 else None
+        start = starts[pick] if pick is not None else 0.0
         st.audio(audio, format=mime, start_time=int(start))
     with st.container(key="timeline-wide"):
         st.pyplot(report.timeline_figure(an), clear_figure=True)
@@ -131,10 +138,12 @@ def _pdf_or_error(an: Any, filename: str) -> bytes | str:
         return f"The PDF report could not be made: {e if isinstance(e, InstrunetError) else f'{type(e).__name__}: {e}'}"
 
 
-def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: bytes) -> None:
+def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: bytes, ident: str) -> None:
     an = res.analysis
     stem = os.path.splitext(os.path.basename(res.filename))[0] or "analysis"
     st.html(_CSS)
+    # whose result this is: an upload the uploader refuses itself leaves the previous one shown
+    st.markdown(service.markdown_text(f"Result for {res.filename}", literal=[res.filename]))
     if res.notice:
         st.warning(service.markdown_text(res.notice, literal=[res.filename]))
     if isinstance(pdf, str):
@@ -163,7 +172,7 @@ def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: byt
                 delta_arrow="off",
             )
         else:
-            c2.metric("Condition", "not installed" if cv["status"] == "missing" else "failed")
+            c2.metric("Condition", "not run" if cv["status"] == "missing" else "failed")
         c3.metric("Duration", format_time(an.duration, decimals=1))
         c4.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
     d1, d2, d3 = st.columns(3)
@@ -208,13 +217,13 @@ def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: byt
                 }
             )
         else:
-            st.info("No family is detected anywhere in the recording (see 'threshold' below).")
+            st.info(service.nothing_detected_text(an))
     rows = report.range_rows(an)
     if rows:
         with st.expander(f"Every detected range ({len(rows)})", expanded=False), st.container(key="ranges"):
             st.table({k: [r[i] for r in rows] for i, k in enumerate(("family", "start", "end", "length"))})
 
-    _show_timeline(an, audio, service.audio_mime(res.filename))
+    _show_timeline(an, *service.player_audio(audio, res.filename), ident)
 
     _show_condition(an)
 
@@ -285,8 +294,8 @@ def main() -> None:
             return
         bar.empty()
         st.session_state["result"] = (key, res, pdf, js)
-    _, res, pdf, js = st.session_state["result"]
-    _show_result(res, pdf, js, data)
+    key, res, pdf, js = st.session_state["result"]
+    _show_result(res, pdf, js, data, key[0][:16])
 
 
 main()

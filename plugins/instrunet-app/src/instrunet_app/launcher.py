@@ -1,7 +1,8 @@
 """``instrunet-app``: start the web app (``streamlit run`` on :mod:`instrunet_app.app`).
 
 Serves on 127.0.0.1 only by default, headless, without usage statistics or file
-watching, with Streamlit's upload limit set to the app's (``--max-mb``).
+watching, with Streamlit's own upload limit at twice the app's (``--max-mb``: the app's check,
+which names the file, answers a file a little too large).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from instrunet_core.errors import InputError
+
 from .service import Limits
 
-__all__ = ["APP_FILE", "streamlit_command", "main"]
+__all__ = ["APP_FILE", "streamlit_command", "upload_cap_mb", "main"]
 
 #: The Streamlit script.
 APP_FILE = Path(__file__).resolve().parent / "app.py"
@@ -68,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def upload_cap_mb(max_mb: float) -> int:
+    """Streamlit's upload limit for an app limit of ``max_mb``: twice it (at least 1 MB more)."""
+    return int(max(max_mb + 1, 2 * max_mb) // 1) + 1
+
+
 def streamlit_command(args: argparse.Namespace) -> list[str]:
     """The ``python -m streamlit run ...`` command line for ``args``."""
     return [
@@ -77,7 +85,10 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
         "--server.runOnSave", "false",
-        "--server.maxUploadSize", str(max(1, int(-(-args.max_mb // 1)))),
+        # Streamlit's own limit (MB of 10**6 bytes) above the app's, so a file a little too large
+        # reaches the app's check and its message naming the file; what Streamlit refuses itself
+        # is only its uploader's note, and the page would keep showing the previous result
+        "--server.maxUploadSize", str(upload_cap_mb(args.max_mb)),
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
         "--global.developmentMode", "false",
@@ -90,6 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if not 0 < args.port < 65536:
         _parser().error(f"--port must be in 1..65535, got {args.port}")
+    try:  # the page's own rule (inf, 1e400, above the caps), before a server starts that refuses it
+        Limits(max_mb=args.max_mb, max_seconds=args.max_seconds)
+    except InputError as e:
+        _parser().error(
+            str(e).replace("Limits: max_mb", "--max-mb").replace("Limits: max_seconds", "--max-seconds")
+        )
     os.environ["INSTRUNET_APP_MAX_MB"] = repr(args.max_mb)
     os.environ["INSTRUNET_APP_MAX_SECONDS"] = repr(args.max_seconds)
     os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")

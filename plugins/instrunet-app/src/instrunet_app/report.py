@@ -116,8 +116,8 @@ def range_rows(analysis: Analysis) -> list[list[str]]:
 
 
 #: Units of the condition analyzer's features, by the end of their names.
-_UNITS = (("_db_per_s", "dB/s"), ("_db", "dB"), ("_hz", "Hz"))
-_SHARES = ("ratio", "flatness", "zero_crossing_rate", "flatness_quiet")
+_UNITS = (("_db_per_s", "dB/s"), ("_db", "dB"), ("_hz", "Hz"), ("_cents", "cents"))
+_SHARES = ("ratio", "flatness", "zero_crossing_rate", "flatness_quiet", "spectral_flux")
 
 
 def unit_of(feature: str) -> str:
@@ -478,23 +478,26 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
     if cv["explanation"]:
         doc.para(fmt_value(cv["explanation"]))
     probs = cv["probabilities"]
-    if probs:
+    if probs and cv["label"] != "unknown":  # what the page shows: no probabilities for "unknown"
         doc.table(
-            ["class", "probability"], [[k, fmt_value(probs.get(k))] for k in cv["classes"]], widths=(60, 40)
+            ["class", "probability"],
+            [[k.replace("_", " "), fmt_value(probs.get(k))] for k in cv["classes"]],
+            widths=(60, 40),
         )
-    if cv["features"]:
+    feats = {k: v for k, v in cv["features"].items() if v is not None}  # (not measured: left out)
+    if feats:
         doc.table(
             ["feature", "value", "unit"],
-            [[k, fmt_value(v), unit_of(k)] for k, v in cv["features"].items()],
+            [[k, fmt_value(v), unit_of(k)] for k, v in feats.items()],
             widths=(60, 40, 30),
         )
     if cv["instruments"]:
         doc.table(
-            ["instrument", "condition", *cv["classes"]],
+            ["instrument", "condition", *(c.replace("_", " ") for c in cv["classes"])],
             [
                 [
                     lab,
-                    str(v.get("label", "-")),
+                    str(v.get("label", "-")).replace("_", " "),
                     *[fmt_value((v.get("probabilities") or {}).get(c, "-")) for c in cv["classes"]],
                 ]
                 for lab, v in cv["instruments"].items()

@@ -298,11 +298,82 @@ class _ReadProgress(io.BytesIO):
 
 #: The MIME type the page's audio player is given for each allowed extension.
 _MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+#: ... and for each container recognised by its first bytes (the decoder reads a file by its
+#: content, so an AIFF named ``.wav`` is analysed; the browser's player needs its real type).
+_MIME_BY_MAGIC = (
+    (b"RIFF", "audio/wav"),
+    (b"RF64", "audio/wav"),
+    (b"FORM", "audio/aiff"),
+    (b"fLaC", "audio/flac"),
+    (b"OggS", "audio/ogg"),
+    (b"ID3", "audio/mpeg"),
+)
 
 
-def audio_mime(filename: str) -> str:
-    """The MIME type of an upload, by its extension (``audio/wav`` when unknown)."""
+def audio_mime(filename: str, data: bytes = b"") -> str:
+    """The MIME type of an upload: by its first bytes when they name a container (``data``),
+    else by its extension (``audio/wav`` when unknown)."""
+    for magic, mime in _MIME_BY_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:  # an MPEG frame sync
+        return "audio/mpeg"
     return _MIME.get(os.path.splitext(filename)[1].lower().lstrip("."), "audio/wav")
+
+
+#: What browsers' audio players take; anything else the page transcodes for its player.
+_PLAYABLE = ("audio/wav", "audio/flac", "audio/ogg", "audio/mpeg")
+
+
+def player_audio(data: bytes, filename: str) -> tuple[bytes, str]:
+    """The upload as the page's audio player gets it, with its MIME type: as uploaded when
+    browsers play its container, else (an AIFF or CAF named ``.wav``, which the decoder reads
+    by its content) as a 16-bit WAV of the same audio."""
+    mime = audio_mime(filename, data[:16])
+    if mime in _PLAYABLE:
+        return data, mime
+    import soundfile as sf
+
+    try:
+        y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception:  # noqa: BLE001 - the analysis decoded it; the player is a convenience
+        return data, mime
+    out = io.BytesIO()
+    sf.write(out, y, sr, format="WAV", subtype="PCM_16")
+    return out.getvalue(), "audio/wav"
+
+
+def nothing_detected_text(an: Any) -> str:
+    """Why the page lists no instrument: no family's smoothed probability reaches its presence
+    threshold anywhere, with the nearest family's peak and threshold (the numbers the overall
+    prediction beside it does not show)."""
+    base = "No family is detected anywhere in the recording: none reaches its presence threshold."
+    act = getattr(an, "activity", None)
+    thresholds = an.settings.get("thresholds") or {}
+    if act is None or not getattr(act, "n", 0) or not thresholds:
+        return base
+    sounding = act.probability[act.sounding] if act.sounding.any() else act.probability
+    peaks = sounding.max(axis=0)
+    gaps = [
+        (float(thresholds.get(lab, 1.0)) - float(peaks[i]), lab, float(peaks[i]))
+        for i, lab in enumerate(act.labels)
+    ]
+    _, lab, peak = min(gaps)
+    return (
+        f"{base} The nearest is {lab}: its smoothed probability peaks at {peak:.2f}, its threshold is "
+        f"{float(thresholds[lab]):.2f}."
+    )
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration for the progress bar and notices: whole seconds from 10 s on, tenths below,
+    milliseconds below 0.1 s (a 0.1 s file is not "0 s")."""
+    s = float(seconds)
+    if s >= 10:
+        return f"{s:.0f} s"
+    if s >= 0.1:
+        return f"{s:.1f} s"
+    return f"{s * 1000:.0f} ms"
 
 
 def analysis_steps(analyzers: Sequence[str]) -> list[str]:
@@ -383,11 +454,13 @@ def analyze_upload(
     step(0, 0.02)
     duration = check_upload(data, filename, limits=limits)
     m = model if isinstance(model, Model) else load_model(model, registry=reg)
-    step(1, 0.05, f": {duration:.0f} s of audio with {m.name} {m.version}")
+    step(1, 0.05, f": {seconds_text(duration)} of audio with {m.name} {m.version}")
     src = _ReadProgress(
         data,
         filename,
-        lambda f: step(1, 0.05 + 0.65 * f, f": {f * duration:.0f} of {duration:.0f} s read"),
+        lambda f: step(
+            1, 0.05 + 0.65 * f, f": {seconds_text(f * duration).split()[0]} of {seconds_text(duration)} read"
+        ),
     )
 
     def later(what: str, fraction: float) -> None:
@@ -406,16 +479,23 @@ def analyze_upload(
     if src.pending is not None:
         raise src.pending
     notice = None
-    if an.silent:
+    short = duration - float(an.duration)
+    if short > max(0.1, 0.02 * duration):  # decoding ended well before the header's length
         notice = (
+            f"{filename}: the file's header announces {seconds_text(duration)} of audio but only "
+            f"{seconds_text(float(an.duration))} could be decoded (the file is cut short or damaged); "
+            "the result covers that part."
+        )
+    if an.silent:
+        notice = (notice + " " if notice else "") + (
             f"{filename}: the recording is silent (every window is below {SILENCE_DB:g} dBFS), "
             "so there are no instruments to detect."
         )
     elif getattr(an.prediction, "low_evidence", False):
         secs = float(getattr(an.prediction, "sounding_seconds", 0.0))
-        notice = (
-            f"{filename}: only {secs:.1f} s of sound; the models were trained on notes of about 3 s, "
-            "so treat this result as a hint."
+        notice = (notice + " " if notice else "") + (
+            f"{filename}: only {seconds_text(secs)} of sound; the models were trained on notes of about "
+            "3 s, so treat this result as a hint."
         )
     return AppResult(analysis=an, filename=filename, size_bytes=len(data), notice=notice, steps=tuple(steps))
 
@@ -451,7 +531,10 @@ def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
 
 
 #: What the page and the report say when the condition analyzer is not installed.
-MISSING_CONDITION = "Condition analysis not installed (pip install plugins/instrunet-condition)."
+MISSING_CONDITION = (
+    "No condition analysis in this run: the instrunet-condition plugin is not installed "
+    "(pip install plugins/instrunet-condition), or INSTRUNET_PLUGINS leaves it out."
+)
 
 
 #: Why the condition analyzer said "unknown", in words (its ``reason``; docs/condition.md).
