@@ -115,6 +115,13 @@ class RoutedStdout:
         self.wrapped = wrapped
 
     def _target(self) -> Any:
+        if _live == 0 and sys.stdout is self:
+            # Left installed after the last analyzer thread ended: a host that swapped stdout
+            # while an analysis ran (redirect_stdout in another thread) restored this object
+            # afterwards. It steps aside at its first use.
+            with _route_lock:
+                if _live == 0 and sys.stdout is self:
+                    sys.stdout = self.wrapped
         if getattr(_local, "analyzer", False):
             err = sys.stderr
             return err if err is not None and err is not self else _Discard()

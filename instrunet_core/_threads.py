@@ -1,21 +1,20 @@
-"""Thread control: the library limits its own BLAS threads, never the host's numpy globally.
+"""Thread control for plugins: limiting numpy's BLAS threads around a stretch of numpy work.
 
-The front end's one matrix product (power spectrum × mel filterbank) goes to numpy's BLAS,
-which by default starts one thread per core. Next to onnxruntime's threads and the host's
-own work those threads fight for the same cores: on the 2-core development machine under
-load, ``predict`` took 15.9 ms with numpy's default BLAS threads against 6.1 ms with one.
-:func:`blas_limited` is a context manager that limits the BLAS libraries numpy loaded
-(through :mod:`threadpoolctl`) while the library's own numpy code runs and restores the
-previous setting when the last concurrent user leaves it.
+The core itself never changes BLAS settings: its front end's matrix products are sized so
+that OpenBLAS runs them on the calling thread (:data:`instrunet_core.features.MAX_PRODUCT`),
+whatever the host application set. :func:`blas_limited` is for plugin code with larger
+products (the condition analyzer's features): BLAS thread limits are process-wide, so while
+such code runs the limit holds for every thread of the process (the host's too), and it is
+restored when the last concurrent user leaves, unless the host changed it meanwhile (then the
+host's setting stays).
 
 ``INSTRUNET_BLAS_THREADS`` sets the limit (default 1; ``0`` leaves BLAS alone).
 
-The limit is set by whichever thread enters first and restored by whichever leaves last (the
-pipeline's worker threads compute features too). threadpoolctl 3.8 lets only one thread, the
-first to set an OpenBLAS (pthreads) limit, change it until control is released, and a bare
-``limit()`` never releases it: a worker's limit was then silently ignored, its matrix product
-ran on every core, and its features differed from the calling thread's in the last bit. So
-each change here takes control and releases it again (:func:`_release_control`).
+The limit is set by whichever thread enters first and restored by whichever leaves last.
+threadpoolctl 3.8 lets only one thread, the first to set an OpenBLAS (pthreads) limit, change
+it until control is released, and a bare ``limit()`` never releases it: a worker's limit was
+then silently ignored. So each change here takes control and releases it again
+(:func:`_release_control`).
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ _depth = 0
 _limiter: Any = None
 _blas: Any = None
 _clear: Any = None  # resolved with _blas (see _blas_pools)
+_limited_to: list[int] = []  # the limit set by the current first user
 
 
 def blas_threads() -> int:
@@ -69,12 +69,22 @@ def _release_control() -> None:
         _clear(force=True)
 
 
+def _still_ours() -> bool:
+    """Whether every BLAS library still has the limit :func:`blas_limited` set."""
+    try:
+        return all(c.num_threads in _limited_to for c in _blas.lib_controllers)
+    except Exception:  # noqa: BLE001 - threadpoolctl's view of a library it cannot read: restore
+        return True
+
+
 @contextlib.contextmanager
 def blas_limited() -> Iterator[None]:
     """Run the body with numpy's BLAS limited to :func:`blas_threads` threads.
 
     Re-entrant and thread-safe: the limit is set by the first caller that enters and the
-    host's own setting is restored when the last one leaves (about 8 µs per use).
+    setting before it is restored when the last one leaves (about 8 µs per use), unless the
+    host set another limit in between. The limit is process-wide while the body runs (BLAS has
+    no per-thread limit).
     """
     global _depth, _limiter
     n = blas_threads()
@@ -88,6 +98,7 @@ def blas_limited() -> Iterator[None]:
                 _release_control()
                 _limiter = pools.limit(limits=n)
                 _release_control()
+                _limited_to[:] = [n]
         _depth += 1
     try:
         yield
@@ -96,6 +107,7 @@ def blas_limited() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _limiter is not None:
                 _release_control()
-                _limiter.restore_original_limits()
-                _release_control()
+                if _still_ours():  # the host did not set a limit of its own meanwhile
+                    _limiter.restore_original_limits()
+                    _release_control()
                 _limiter = None

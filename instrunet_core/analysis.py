@@ -167,7 +167,7 @@ class Prediction:
         return d
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # (arrays inside: compared by identity; compare to_dict())
 class WindowResult:
     """One analysed window.
 
@@ -458,7 +458,7 @@ class AnalysisContext:
         return y[int(round(a * self.sample_rate)) : int(round(b * self.sample_rate))]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False, repr=False)  # (arrays inside: compared by identity; compare to_dict())
 class Analysis:
     """Result of :func:`instrunet_core.analyze` and :meth:`Classifier.analysis`.
 
@@ -524,6 +524,17 @@ class Analysis:
     other: np.ndarray | None = None
     embedding: Embedding | None = None
     activity: Activity | None = None
+
+    def __repr__(self) -> str:
+        """A summary (the full timeline of an hour is a megabyte of text): source, duration,
+        model, answer, the instruments, how many windows and segments, the extras' names."""
+        model = f"{self.model.get('name')} {self.model.get('version')}"
+        return (
+            f"{type(self).__name__}(source={self.source!r}, duration={self.duration:.2f}, model={model!r}, "
+            f"label={self.label!r}, confidence={self.confidence:.3f}, "
+            f"instruments={[i.label for i in self.instruments]!r}, windows={len(self.times)}, "
+            f"segments={len(self.timeline)}, extras={sorted(self.extras)!r})"
+        )
 
     def other_ranges(self) -> list[list[float]]:
         """Seconds where the sound is none of the labels: where the smoothed open-set probability
@@ -615,7 +626,7 @@ class Analysis:
         )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # (arrays inside: compared by identity)
 class Embedding:
     """Embeddings of a recording: one vector per window and one for the whole (L2-normalised,
     so that the dot product of two vectors is their cosine similarity).

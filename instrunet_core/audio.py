@@ -51,7 +51,6 @@ from .inputs import (
     mix_down,
     mix_down_int,
     resampler,
-    to_mono,
 )
 
 __all__ = [
@@ -238,6 +237,14 @@ def _left_to_read(f: Any) -> int | None:
     return int(end) - int(pos) if isinstance(end, int) and isinstance(pos, int) else None
 
 
+def _position(f: Any) -> int:
+    """A file object's position (0 when it cannot say)."""
+    try:
+        return int(f.tell())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0
+
+
 def _seekable(f: Any) -> bool:
     try:
         return bool(f.seekable()) if hasattr(f, "seekable") else hasattr(f, "seek")
@@ -283,6 +290,12 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
         _check_file_object(source, name)
         target = source if _seekable(source) else _read_bounded(source, name)
         if _left_to_read(target) == 0:  # io.BytesIO(b""), stdin from /dev/null (seekable)
+            at = _position(target)
+            if at:  # a file object read to its end (by an earlier call): not an empty file
+                raise DecodeError(
+                    f"{name}: the file object is at its end (position {at}): nothing is left to read; "
+                    "audio is read from a file object's current position, so seek(0) to read it again"
+                )
             raise DecodeError(f"{name}: empty stream (0 bytes)")
         if isinstance(target, io.BytesIO):
             _sniff(target.getvalue()[:4096], name)
@@ -506,15 +519,19 @@ def audio_info(source: AudioSource, sample_rate: int | None = None) -> AudioInfo
     name = source_name(source)
     if isinstance(source, np.ndarray):
         sr = check_sample_rate(sample_rate, what=name)
-        y = to_mono(source, what=name)
-        return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), y.shape[0], "array")
+        if source.ndim not in (1, 2):
+            raise InputError(f"{name}: expected shape (n,) or (n, channels), got {source.shape}")
+        # the shape says it all: no mixed copy of a long array (decoding checks the samples)
+        frames = source.shape[0] if source.ndim == 1 else max(source.shape)
+        return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), frames, "array")
+    start = _position(source) if hasattr(source, "read") else 0
     f = _open(source)
     try:
         _check_file_rate(f, sample_rate, name)
         return AudioInfo(name, f.samplerate, f.channels, f.frames, f.container or f.format)
     finally:
         f.close()
-        _rewind(source)
+        _rewind(source, start)
 
 
 def _check_file_rate(f: sf.SoundFile, sample_rate: Any, name: str) -> None:
@@ -527,10 +544,11 @@ def _check_file_rate(f: sf.SoundFile, sample_rate: Any, name: str) -> None:
         )
 
 
-def _rewind(source: Any) -> None:
+def _rewind(source: Any, to: int = 0) -> None:
+    """A file object back where reading started (``to``), so the next read sees what this one did."""
     if hasattr(source, "seek") and not isinstance(source, (str, os.PathLike, np.ndarray)):
         try:
-            source.seek(0)
+            source.seek(to)
         except (OSError, ValueError):
             pass
 

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from ._threads import blas_limited
 from .errors import InputError
 from .inputs import check_float_samples, check_hop
 
@@ -364,35 +363,45 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
     mel = np.empty((rows.shape[0], fe.n_mels), dtype=np.float32)
     hann = _hann(fe.n_fft)
     bands = _mel_bands(fe)
-    with blas_limited():
-        for i in range(0, rows.shape[0], _FFT_ROWS):
-            x = rows[i : i + _FFT_ROWS]
-            m = x.shape[0]
-            # windowed in float32, written out as float64 in the same pass (the same numbers as
-            # a float32 product copied to float64)
-            wide = scratch("windowed64", (m, fe.n_fft), np.float64)
-            np.multiply(x, hann, out=wide, dtype=np.float32, casting="same_kind")
-            if _RFFT_OUT:
-                spec = np.fft.rfft(wide, axis=-1, out=scratch("spec", (m, n_bins), np.complex128))
-            else:  # pragma: no cover - numpy < 2
-                spec = np.fft.rfft(wide, axis=-1)
-            sq = scratch("spec_sq", (m, 2 * n_bins), np.float64)
-            np.square(spec.view(np.float64), out=sq)
-            pairs = sq.reshape(m, n_bins, 2)
-            power = scratch("power", (m, n_bins), np.float32)
-            np.add(pairs[..., 0], pairs[..., 1], out=power, casting="same_kind")
-            _project_mel(power, mel[i : i + m], bands)
+    for i in range(0, rows.shape[0], _FFT_ROWS):
+        x = rows[i : i + _FFT_ROWS]
+        m = x.shape[0]
+        # windowed in float32, written out as float64 in the same pass (the same numbers as
+        # a float32 product copied to float64)
+        wide = scratch("windowed64", (m, fe.n_fft), np.float64)
+        np.multiply(x, hann, out=wide, dtype=np.float32, casting="same_kind")
+        if _RFFT_OUT:
+            spec = np.fft.rfft(wide, axis=-1, out=scratch("spec", (m, n_bins), np.complex128))
+        else:  # pragma: no cover - numpy < 2
+            spec = np.fft.rfft(wide, axis=-1)
+        sq = scratch("spec_sq", (m, 2 * n_bins), np.float64)
+        np.square(spec.view(np.float64), out=sq)
+        pairs = sq.reshape(m, n_bins, 2)
+        power = scratch("power", (m, n_bins), np.float32)
+        np.add(pairs[..., 0], pairs[..., 1], out=power, casting="same_kind")
+        _project_mel(power, mel[i : i + m], bands)
     return np.swapaxes(mel.reshape(*lead, fe.n_mels), -1, -2)
+
+
+#: Most multiply-adds (M x N x K) in one matrix product of the front end: OpenBLAS runs a
+#: product of at most 65,536 x GEMM_MULTITHREAD_THRESHOLD (4 by default) on the calling thread,
+#: so products this small never start BLAS threads, whatever the host set. The library thus
+#: leaves numpy's BLAS settings alone (they are process-wide), its products never fight
+#: onnxruntime's or the host's threads for the cores, and every thread computes the same numbers.
+MAX_PRODUCT = 1 << 18
 
 
 def _project_mel(
     power: np.ndarray, out: np.ndarray, bands: list[tuple[int, int, int, int, np.ndarray]]
 ) -> None:
     """The mel projection [frames, bins] @ [bins, mels] into ``out`` [frames, mels], band block by
-    band block (see :func:`_mel_bands`), on the library's own BLAS thread budget
-    (instrunet_core._threads: the caller holds :func:`~instrunet_core._threads.blas_limited`)."""
+    band block (see :func:`_mel_bands`), in products of at most :data:`MAX_PRODUCT`
+    multiply-adds: on the calling thread, the same numbers on every thread."""
+    n = power.shape[0]
     for m0, m1, b0, b1, w in bands:
-        np.matmul(power[:, b0:b1], w, out=out[:, m0:m1])
+        step = max(1, MAX_PRODUCT // w.size)
+        for i in range(0, n, step):
+            np.matmul(power[i : i + step, b0:b1], w, out=out[i : i + step, m0:m1])
 
 
 def _to_db(mel: np.ndarray) -> np.ndarray:
@@ -524,8 +533,7 @@ def power_features(power: np.ndarray, *, fe: FrontEnd = DEFAULT_FRONT_END) -> np
     if not np.all(np.isfinite(p)):
         raise InputError("power_features: power contains NaN or infinite values")
     mel = np.empty((fe.frames, fe.n_mels), dtype=np.float32)
-    with blas_limited():
-        _project_mel(p, mel, _mel_bands(fe))
+    _project_mel(p, mel, _mel_bands(fe))
     return _scale_to_unit(_to_db(np.ascontiguousarray(mel.T)), fe)
 
 
@@ -560,7 +568,15 @@ def _mean_square(blocks: np.ndarray) -> np.ndarray:
         return np.zeros(x.shape[:-1])
     x = x - x[..., :1]
     energy = np.einsum("...i,...i->...", x, x).astype(np.float64)
-    fitted = np.sum(np.square(x @ _line_basis(n), dtype=np.float64), axis=-1)
+    basis = _line_basis(n)
+    rows = x.reshape(-1, n)
+    step = max(1, MAX_PRODUCT // (2 * n))  # (products on the calling thread, as _project_mel's)
+    proj = (
+        np.concatenate([rows[i : i + step] @ basis for i in range(0, rows.shape[0], step)])
+        if rows.shape[0]
+        else np.zeros((0, 2), np.float32)
+    )
+    fitted = np.sum(np.square(proj.reshape(*x.shape[:-1], 2), dtype=np.float64), axis=-1)
     return np.maximum(energy - fitted, 0.0) / n
 
 

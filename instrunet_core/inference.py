@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .analysis import Analysis, Embedding, Prediction, WindowResult
-from .audio import DECODE_BLOCK_SECONDS, AudioSource, iter_blocks, source_name
+from .audio import DECODE_BLOCK_SECONDS, AudioSource, _position, iter_blocks, source_name
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE, LEVEL_BLOCK, SILENCE_DB, WindowStream
 from .hookspecs import BlockListener
@@ -263,6 +263,7 @@ class Classifier:
 
     def _reset(self) -> None:
         self._sr_in: int | None = None
+        self._source_start: tuple[int, int] | None = None
         self._channels_in: int | None = None
         self._rs: Any = None
         self._stream.reset()
@@ -381,6 +382,8 @@ class Classifier:
         with self._owner.feeding("classify"):
             self._stream.keeper = self._evidence_store() if keep_evidence else None
             self._reset()
+            # where a file object's audio starts (read from its position): refine reads it again there
+            self._source_start = (id(audio), _position(audio)) if hasattr(audio, "read") else None
             done = False
             try:
                 blocks = iter_blocks(
@@ -513,6 +516,9 @@ class Classifier:
                     batch_size=self.batch_size,
                     run=self._run,
                     pipe=pipe,
+                    start=self._source_start[1]
+                    if self._source_start is not None and self._source_start[0] == id(audio)
+                    else 0,
                 )
             )
             return len(self._log.evidence)

@@ -325,6 +325,7 @@ def read_evidence(
     batch_size: int,
     run: Callable[[np.ndarray], ModelOutputs],
     pipe: BatchPipeline[ModelOutputs] | None = None,
+    start: int = 0,
 ) -> list[WindowResult]:
     """The evidence windows of a classified stream: windows in between its own
     (:func:`evidence_phases`) whose centre lies in a doubtful stretch
@@ -378,7 +379,7 @@ def read_evidence(
             stream.advance(ready)
 
     last = float(spans[-1, 1]) + fe.window_samples / sr
-    _rewind(audio)  # a file object stands where the first pass stopped reading it
+    _rewind(audio, start)  # a file object stands where the first pass stopped reading it
     try:
         for block in iter_blocks(audio, sample_rate, target_sr=sr, block_seconds=DECODE_BLOCK_SECONDS):
             stream.push(block)

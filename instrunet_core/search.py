@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, InstrunetError
-from .inputs import check_path
+from .inputs import check_count, check_path
 from .output import EMBEDDING_SCHEMA
 
 if TYPE_CHECKING:  # annotations only
@@ -300,22 +300,24 @@ class Library:
         vector: Sequence[float] | np.ndarray,
         *,
         k: int = 10,
-        exclude: Iterable[str] = (),
+        exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
     ) -> list[Match]:
         """The ``k`` recordings most similar to ``vector`` (cosine similarity, highest first; ties
         in the order added), leaving out those whose path resolves to one in ``exclude`` and any
         recording added twice after its first; each with its window most like ``vector`` where
         its windows were kept (``Match.where``).
 
+        ``exclude`` is one path or several.
+
         Raises
         ------
         InputError
-            ``vector``'s size differs from the library's.
-        ValueError
-            ``k`` < 1.
+            ``vector``'s size differs from the library's; ``k`` not a whole number >= 1
+            (``InputError`` is a ``ValueError``).
         """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        k = check_count(k, name="k", what="nearest")
+        if isinstance(exclude, (str, os.PathLike)):  # one path, not its letters
+            exclude = [exclude]
         if not self.paths:
             return []
         q = _unit(_vector(np.asarray(vector).reshape(-1), "the query"))

@@ -420,7 +420,7 @@ def _trim(active: np.ndarray, loud: np.ndarray, *, start_edge: bool, end_edge: b
     return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # (arrays inside: compared by identity)
 class Activity:
     """Each label's probability and presence on a time grid (the time axis of a recording).
 

@@ -65,7 +65,7 @@ def test_nearest_ranks_by_cosine_similarity_and_leaves_out_the_query(
         "similarity": 0.9,
     }
     assert Library().nearest(query) == []
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
         lib.nearest(query, k=0)
     with pytest.raises(InputError, match="the query has 2 values"):
         lib.nearest([1.0, 0.0])
