@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from instrunet_core.errors import InstrunetError
+
 from . import DEFAULT_ATOL, ExportError
 from .convert import EMBEDDING_KINDS
 
@@ -153,12 +155,30 @@ def build_waveform_parser() -> argparse.ArgumentParser:
 
 
 def _run(export: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-    """The export's summary, or ``None`` after printing its one-line error."""
+    """The export's summary, or ``None`` after printing its one-line error. SIGTERM (a job
+    scheduler's stop, ``kill``) ends it as Ctrl-C does: the temporary folder is removed before
+    the process exits (SIGKILL cannot be caught: what it leaves is a hidden ``.VERSION.*.tmp``
+    folder, never taken for a version)."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: no handler
+        previous = None
     try:
         return export()
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return None
+    except InstrunetError as e:  # the runtime's own errors on the way (a source that cannot be decoded)
+        print(f"export: error: {e}", file=sys.stderr)
+        return None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main_waveform(argv: Sequence[str]) -> int:

@@ -26,7 +26,8 @@ from instrunet_core.manifest import (
     sha256_file,
     validate_manifest,
 )
-from instrunet_core.verify import verify_artifact
+from instrunet_core.session import onnx_session
+from instrunet_core.verify import check_io, verify_artifact
 
 from . import DEFAULT_ATOL, ExportError
 
@@ -302,8 +303,12 @@ def write_artifact(
     if dest.exists() and not force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
     created_dirs = [p for p in reversed(dest.parents) if not p.exists()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    except OSError as e:  # a file in the way, no permission, a full disk
+        _remove_empty(created_dirs)
+        raise ExportError(f"{dest}: cannot write: {e.strerror or e}") from None
     old: Path | None = None
     try:
         (tmp / MODEL_FILE).write_bytes(model_bytes)
@@ -322,19 +327,26 @@ def write_artifact(
                 shutil.rmtree(old)
             os.replace(dest, old)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not dest.exists():
             os.replace(old, dest)
-        for p in reversed(created_dirs):
-            try:
-                p.rmdir()
-            except OSError:
-                pass
+        _remove_empty(created_dirs)
+        if isinstance(e, OSError):
+            raise ExportError(f"{dest}: cannot write: {e.strerror or e}") from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """The folders a failed write created (innermost first), where they are empty again."""
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:
+            pass
 
 
 def reseal_artifact(folder: str | Path) -> dict[str, Any]:
@@ -359,25 +371,36 @@ def reseal_artifact(folder: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("file"), str):
         raise ExportError(f"{path}: not a manifest object with a 'file'")
     model = folder / Path(data["file"]).name
-    got = sha256_file(model)
+    if not model.is_file():
+        raise ExportError(f"{model}: {'not a regular file' if model.exists() else 'model file not found'}")
+    try:
+        got = sha256_file(model)
+    except OSError as e:
+        raise ExportError(f"{model}: cannot read: {e.strerror or e}") from None
     if got != data.get("sha256"):
         raise ExportError(
             f"{model}: sha256 {got} does not match the manifest's {data.get('sha256')}; re-export"
         )
     sealed = seal_manifest(data)
     try:
-        validate_manifest(sealed, where=str(path))
+        m = validate_manifest(sealed, where=str(path))
+        check_io(onnx_session(model), m, str(model))  # the graph loads and fits it: sealing vouches for it
     except Exception as e:  # ModelError
         raise ExportError(str(e)) from None
     text = json.dumps(sealed, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise ExportError(f"{path}: cannot write: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ExportError(f"{path}: cannot write: {e.strerror or e}") from None
         raise
     return sealed
 

@@ -73,6 +73,18 @@ def model_activation(model: Any) -> str | None:
     return name if name in ("softmax", "sigmoid") else None
 
 
+def activation_name(model: Any) -> str | None:
+    """The name of the last layer's activation (``"relu"``, ``"linear"``, ``"sigmoid"``...), or
+    ``None`` when the last layer has none (a concatenation, a custom layer)."""
+    import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return "softmax"
+    act = getattr(last, "activation", None)
+    return getattr(act, "__name__", None) or (act if isinstance(act, str) else None)
+
+
 #: Name of the layer whose activations become the artifact's ``embedding`` output
 #: (``training.models.EMBEDDING_LAYER``, ``training.large``).
 EMBEDDING_LAYER = "embedding"

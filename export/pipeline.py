@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -170,10 +172,27 @@ def _check_arguments(cfg: ExportConfig) -> Path:
         raise ExportError(f"--version {cfg.version!r}: expected semver X.Y.Z")
     if cfg.n_references < 0 or cfg.n_parity < 1:
         raise ExportError("--n-parity must be >= 1 and --n-references >= 0")
+    if not (isinstance(cfg.atol, (int, float)) and math.isfinite(cfg.atol) and cfg.atol >= 0):
+        raise ExportError(f"--atol must be a finite number >= 0, got {cfg.atol!r}")
     dest = cfg.out / cfg.name / cfg.version
     if dest.exists() and not cfg.force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
+    _check_writable(cfg.out)
     return dest
+
+
+def _check_writable(out: Path) -> None:
+    """``--out`` can hold the artifact: a folder (or none yet, under one) that this process may
+    write in; said before the conversion, not after it."""
+    here = Path(out)
+    while not here.exists():  # the first folder that exists is where the new ones are made
+        if here.parent == here:
+            break
+        here = here.parent
+    if here.exists() and not here.is_dir():
+        raise ExportError(f"{out}: --out must be a folder, and {here} is a file")
+    if here.exists() and not os.access(here, os.W_OK | os.X_OK):
+        raise ExportError(f"{out}: cannot write in {here} (permission denied)")
 
 
 def _thresholds(cfg: ExportConfig, report: Mapping[str, Any] | None) -> dict[str, float] | None:
@@ -182,10 +201,32 @@ def _thresholds(cfg: ExportConfig, report: Mapping[str, Any] | None) -> dict[str
         thresholds = _read_json(cfg.thresholds, "thresholds file")
         if not isinstance(thresholds, dict):
             raise ExportError(f"{cfg.thresholds}: expected a JSON object {{label: threshold}}")
-        return thresholds
-    if report and isinstance(report.get("thresholds"), dict):
-        return dict(report["thresholds"])
+        return _numbers(thresholds, cfg.thresholds)
+    if report and report.get("thresholds") is not None:
+        if not isinstance(report["thresholds"], dict):
+            raise ExportError(f"{cfg.report}: 'thresholds' must be a JSON object {{label: threshold}}")
+        return _numbers(report["thresholds"], cfg.report)
     return None
+
+
+def _numbers(thresholds: Mapping[str, Any], where: Any) -> dict[str, float]:
+    """Each threshold a number (the manifest checks their range and labels)."""
+    out = {}
+    for k, v in thresholds.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ExportError(f"{where}: threshold of {k!r} must be a number, got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
+def _labels(cfg: ExportConfig, report: Mapping[str, Any] | None) -> list[str]:
+    """The report's ``labels`` (a non-empty list of strings), else the eight families."""
+    if report is None or "labels" not in report:
+        return list(FAMILIES)
+    labels = report["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ExportError(f"{cfg.report}: 'labels' must be a non-empty list of strings, got {labels!r}")
+    return list(labels)
 
 
 def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mapping[str, Any] | None) -> str:
@@ -212,10 +253,21 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
             f"{cfg.model}: {n_out} outputs but {len(labels)} labels {labels} (or one more: 'other')"
         )
     act = convert.model_activation(model)
+    name = convert.activation_name(model)
+    if act is None and name is not None:  # relu, tanh, linear (logits): not probabilities
+        raise ExportError(
+            f"{cfg.model}: the last layer's activation is {name!r}; the runtime needs probabilities "
+            "(sigmoid for multilabel, softmax for multiclass)"
+        )
+    if n_out == len(labels) + 1 and act == "softmax":
+        raise ExportError(
+            f"{cfg.model}: {n_out} softmax outputs for {len(labels)} labels: an open-set 'other' output is "
+            "a sigmoid of its own (a softmax's extra column is not an independent probability)"
+        )
     task = cfg.task or _TASK_OF.get(act or "")
     if task is None:
         raise ExportError(
-            f"{cfg.model}: the last layer's activation is {act!r}, neither sigmoid nor softmax; pass --task"
+            f"{cfg.model}: the last layer's activation is {name or act!r}, neither sigmoid nor softmax; pass --task"
         )
     if act is not None and _TASK_OF[act] != task:
         raise ExportError(
@@ -258,7 +310,11 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
 
     dest = _check_arguments(cfg)
     report = _read_json(cfg.report, "training report") if cfg.report else None
-    labels = list(report.get("labels") or FAMILIES) if report else list(FAMILIES)
+    if report is not None and not isinstance(report, dict):
+        raise ExportError(
+            f"{cfg.report}: expected a JSON object (a training report), got {type(report).__name__}"
+        )
+    labels = _labels(cfg, report)
     thresholds = _thresholds(cfg, report)
     model = convert.load_keras(cfg.model)
     feats = _features_inputs(cfg, report) if cfg.features is not None else None
@@ -440,15 +496,16 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
         raise ExportError(f"{inp.q_dest}: already exists (pass --force to replace it)")
     win = inp.win
     q_bytes = quantize_bytes(conv.model_bytes)
-    q = compare(conv.model_bytes, q_bytes, win.x, win.labels, conv.y_keras)
+    prob = inp.out_names[:1]  # the probabilities (a graph's outputs may list other/embedding first)
+    q = compare(conv.model_bytes, q_bytes, win.x, win.labels, conv.y_keras, output=prob[0])
     q.pop("int8_outputs")
     q["split"] = cfg.split
     q_sess = onnx_session(q_bytes, PARITY_RUNTIME)
-    y_qref = convert.onnx_predict(q_sess, x_ref) if has_refs else None
+    y_qref = convert.onnx_predict(q_sess, x_ref, names=prob)[0] if has_refs else None
     q_parity = {
         "max_abs_diff": q["max_abs_diff_vs_keras"],
         "top1_agreement": float(
-            np.mean(convert.onnx_predict(q_sess, win.x).argmax(1) == conv.y_keras.argmax(1))
+            np.mean(convert.onnx_predict(q_sess, win.x, names=prob)[0].argmax(1) == conv.y_keras.argmax(1))
         ),
         "n": int(len(win.x)),
         "split": cfg.split,
@@ -461,6 +518,8 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
         labels=inp.labels,
         front_end=fe.to_dict(),
         input_shape=[None, fe.n_mels, fe.frames, 1],
+        other_threshold=inp.other_threshold if "other" in inp.out_names else None,
+        embedding_dim=_embedding_dim(inp.view, inp.out_names),
         sha256=hashlib.sha256(q_bytes).hexdigest(),
         parity=q_parity,
         exporter={**exporter, "quantization": "onnxruntime quantize_dynamic, uint8 weights"},

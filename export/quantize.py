@@ -50,11 +50,22 @@ def latency_ms(session: Any, x: np.ndarray, *, batch: int, reps: int = 10) -> fl
 
 
 def compare(
-    float_bytes: bytes, int8_bytes: bytes, x: np.ndarray, labels: np.ndarray, keras_out: np.ndarray
+    float_bytes: bytes,
+    int8_bytes: bytes,
+    x: np.ndarray,
+    labels: np.ndarray,
+    keras_out: np.ndarray,
+    *,
+    output: str | None = None,
 ) -> dict[str, Any]:
-    """Top-1 accuracy of both models on the labelled windows, int8 deviation, latency, size."""
+    """Top-1 accuracy of both models on the labelled windows, int8 deviation, latency, size
+    (``output``: the probabilities' name in a graph with more outputs, ``other`` and
+    ``embedding``, which onnxruntime may list first)."""
     fs, qs = onnx_session(float_bytes, PARITY_RUNTIME), onnx_session(int8_bytes, PARITY_RUNTIME)
-    pf, pq = onnx_predict(fs, x), onnx_predict(qs, x)
+    if output is None:
+        pf, pq = onnx_predict(fs, x), onnx_predict(qs, x)
+    else:
+        pf, pq = onnx_predict(fs, x, names=[output])[0], onnx_predict(qs, x, names=[output])[0]
     known = labels >= 0
     if not np.any(known):
         raise ExportError("no parity window has a label the model knows: cannot measure accuracy")

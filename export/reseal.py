@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from instrunet_core.errors import describe
+
 from . import ExportError
 from .artifact import reseal_artifact
 
@@ -25,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             m = reseal_artifact(d)
         except ExportError as e:
             print(f"export.reseal: error: {e}", file=sys.stderr)
+            rc = 1
+            continue
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - one folder's surprise never stops the others
+            print(f"export.reseal: error: {d}: {describe(e)}", file=sys.stderr)
             rc = 1
             continue
         print(f"{d}: manifest_sha256 {m['manifest_sha256']}")

@@ -50,11 +50,11 @@ from typing import Any
 
 import numpy as np
 
-from instrunet_core.errors import ModelError
+from instrunet_core.errors import ModelError, describe
 from instrunet_core.features import FrontEnd, _mel_bands, batch_features, window_audio
 from instrunet_core.manifest import INPUT_NAME
 from instrunet_core.session import onnx_session
-from instrunet_core.verify import verify_artifact
+from instrunet_core.verify import check_io, verify_artifact
 
 from . import DEFAULT_ATOL, PARITY_RUNTIME, ExportError
 from .artifact import AUDIO_INPUT, build_manifest, check_artifact, write_artifact
@@ -571,9 +571,17 @@ def export_waveform(
     fe = src.front_end
     if fe is None:  # a log-mel input always has one (validate_manifest)
         raise ExportError(f"{src_dir}: the manifest has no front_end")
-    network = onnx.load(str(src_file))
-    frontend = frontend_graph(fe, dft=dft)
-    composed = compose(frontend, network, network_input=src.input["name"], graph_name=f"{name}-{version}")
+    try:  # the source's graph must load and fit its manifest before it is composed
+        check_io(onnx_session(src_file, PARITY_RUNTIME), src, str(src_file))
+        network = onnx.load(str(src_file))
+        frontend = frontend_graph(fe, dft=dft)
+        composed = compose(frontend, network, network_input=src.input["name"], graph_name=f"{name}-{version}")
+    except ModelError as e:
+        raise ExportError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - onnx's own errors for a graph it cannot read or join
+        raise ExportError(
+            f"{src_file}: cannot compose the front end with this graph: {describe(e)}"
+        ) from None
     model_bytes = composed.SerializeToString()
 
     clips = list(audio) if audio is not None else _default_audio()

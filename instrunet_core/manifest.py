@@ -72,9 +72,9 @@ LOGMEL_LAYOUT = "NHWC"
 #: Presence threshold of a label the manifest's ``thresholds`` leaves out, per task.
 DEFAULT_THRESHOLDS = {"multilabel": 0.5, "multiclass": 0.1}
 MANIFEST_FILENAME = "manifest.json"
-SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+SEMVER_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)\Z")
 #: What a model name may be: a lower-case identifier (the manifest and the exporter check it).
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*\Z")
 
 TASKS = ("multiclass", "multilabel")
 ACTIVATIONS = {"multiclass": "softmax", "multilabel": "sigmoid"}

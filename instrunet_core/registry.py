@@ -649,8 +649,14 @@ def _selected_names() -> set[str] | None:
 
 def packaged_versions(models_dir: Path, name: str) -> list[Path]:
     """The version folders ``models_dir/name/<version>/`` that hold a ``manifest.json``, in
-    path order: what a model plugin shipping its artifacts as package data registers."""
-    return sorted(p.parent for p in (Path(models_dir) / name).glob("*/manifest.json"))
+    path order: what a model plugin shipping its artifacts as package data registers. Hidden
+    folders (``.1.0.0.x1y2.tmp``: an export stopped before it renamed its work into place) are
+    never versions."""
+    return sorted(
+        p.parent
+        for p in (Path(models_dir) / name).glob("*/manifest.json")
+        if not p.parent.name.startswith(".")
+    )
 
 
 def packaged_versions_hook(models_dir: Path, name: str) -> Callable[[RegisterModel], None]:

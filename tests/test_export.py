@@ -357,3 +357,156 @@ def test_the_timbre_embedding_is_the_pooled_features_averaged_over_bands(
     assert m.embedding is not None and m.embedding["shape"] == [None, 8]
     got = onnx_session(art / "model.onnx").run(["embedding"], {"mel": x})[0]
     np.testing.assert_allclose(got, e, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- an audit of the exporter
+
+
+def _ends_in(path: Path, activation: str, n_out: int) -> Path:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((128, 128, 1), name="mel")
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(2, 3, strides=8)(inp))
+    keras.Model(inp, layers.Dense(n_out, activation=activation)(x)).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("activation", "n_out", "task", "says"),
+    [
+        (
+            "softmax",
+            len(FAMILIES) + 1,
+            None,
+            "softmax outputs for 8 labels: an open-set 'other' output is a sigmoid",
+        ),
+        ("relu", len(FAMILIES), "multilabel", "activation is 'relu'; the runtime needs probabilities"),
+        ("linear", len(FAMILIES), "multiclass", "activation is 'linear'"),
+    ],
+)
+def test_models_that_do_not_end_in_probabilities_are_refused(
+    tmp_path: Path,
+    activation: str,
+    n_out: int,
+    task: str | None,
+    says: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A softmax over labels + 1 was exported as a multiclass model with a sigmoid 'other'; a
+    relu (or logits) ending passed with --task and claimed a sigmoid."""
+    model = _ends_in(tmp_path / f"{activation}.keras", activation, n_out)
+    extra = ("--task", task) if task else ()
+    assert (
+        main([str(model), "--name", "x", "--version", "1.0.0", "--out", str(tmp_path / "out"), *extra]) == 1
+    )
+    assert says in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("report", "says"),
+    [
+        ({"labels": []}, "'labels' must be a non-empty list of strings, got []"),
+        ({"labels": "abcdefgh"}, "'labels' must be a non-empty list of strings, got 'abcdefgh'"),
+        ([1, 2], "expected a JSON object (a training report), got list"),
+        ({"thresholds": {"brass": "abc"}}, "threshold of 'brass' must be a number, got 'abc'"),
+        ({"thresholds": {"other": None}}, "threshold of 'other' must be a number, got None"),
+        ({"thresholds": [0.5]}, "'thresholds' must be a JSON object"),
+    ],
+)
+def test_reports_the_exporter_cannot_use_are_one_line_errors(
+    tiny_keras: Path, tmp_path: Path, report: Any, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Empty labels fell back to the eight families, a string was split into letters, a list
+    or a word for a threshold was a traceback (after the whole conversion)."""
+    rep = tmp_path / "metrics.json"
+    rep.write_text(json.dumps(report))
+    args = [
+        str(tiny_keras),
+        "--name",
+        "x",
+        "--version",
+        "1.0.0",
+        "--out",
+        str(tmp_path / "out"),
+        "--report",
+        str(rep),
+    ]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and "Traceback" not in err
+
+
+def test_arguments_checked_before_the_conversion(
+    tiny_keras: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out a file gave a NotADirectoryError traceback after the conversion; a version with a
+    trailing newline was exported as '1.0.0\\n'; --atol nan passed parity."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for extra, says in (
+        (["--out", str(afile)], f"{afile}: --out must be a folder, and {afile} is a file"),
+        (["--out", str(afile / "sub")], "is a file"),
+        (["--out", str(tmp_path / "o"), "--version", "1.0.0\n"], "expected semver X.Y.Z"),
+        (["--out", str(tmp_path / "o"), "--name", "tiny\n"], "use a lower-case identifier"),
+        (["--out", str(tmp_path / "o"), "--atol", "nan"], "--atol must be a finite number >= 0, got nan"),
+    ):
+        args = [str(tiny_keras), "--name", "tiny", "--version", "1.0.0", *extra]
+        # (argparse keeps the last --name/--version given)
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_exports_unfinished_work_is_never_a_version(tmp_path: Path, tiny_model_template: Path) -> None:
+    """A killed export leaves NAME/.VERSION.x1y2.tmp/ holding a complete artifact: it was
+    registered (and loaded) as a version."""
+    import shutil
+
+    from instrunet_core.registry import packaged_versions
+
+    shutil.copytree(tiny_model_template, tmp_path / "tiny" / "1.0.0")
+    shutil.copytree(tiny_model_template, tmp_path / "tiny" / ".1.0.1.abcd.tmp")
+    shutil.copytree(tiny_model_template, tmp_path / "tiny" / ".1.0.0.old")
+    assert packaged_versions(tmp_path, "tiny") == [tmp_path / "tiny" / "1.0.0"]
+
+
+def test_reseal_goes_on_after_a_folder_it_cannot_seal(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder without its ONNX file stopped reseal with a traceback before the next folders;
+    a garbage ONNX file whose sha256 matched was sealed."""
+    import shutil
+
+    from export.reseal import main as reseal
+
+    missing, garbage, good = (tmp_path / n / "1.0.0" for n in ("missing", "garbage", "good"))
+    for d in (missing, garbage, good):
+        shutil.copytree(exported, d)
+    (missing / "model.onnx").unlink()
+    (garbage / "model.onnx").write_bytes(b"not an onnx graph")
+    data = json.loads((garbage / "manifest.json").read_text())
+    data["sha256"] = hashlib.sha256(b"not an onnx graph").hexdigest()
+    (garbage / "manifest.json").write_text(json.dumps(data))
+    assert reseal([str(missing), str(garbage), str(good)]) == 1
+    captured = capsys.readouterr()
+    assert f"{missing / 'model.onnx'}: model file not found" in captured.err
+    assert "onnxruntime cannot load the model" in captured.err and "Traceback" not in captured.err
+    assert f"{good}: manifest_sha256" in captured.out
+
+
+def test_quantize_an_open_set_model_keeps_its_outputs(tiny_corpus: Path, tmp_path: Path) -> None:
+    """--quantize measured and stored the graph's first output, 'embedding' or 'other' (the
+    outputs are listed by name), and the int8 manifest left them out."""
+    model = _tiny_open_keras(tmp_path / "open.keras")
+    out = tmp_path / "out"
+    extra = ("--n-parity", "16", "--n-references", "4", "--quantize")
+    assert main(_args(model, out, tiny_corpus, *extra, name="open", version="1.0.0")) == 0
+    q = read_manifest(out / "open-int8" / "1.0.0")
+    assert q.other is not None and q.embedding is not None
+    with np.load(out / "open-int8" / "1.0.0" / "references.npz") as z:
+        assert z["outputs"].shape == (4, len(FAMILIES))
+    assert check_artifact(out / "open-int8" / "1.0.0")["n"] == 4

@@ -307,3 +307,16 @@ def test_an_entry_point_that_names_no_plugin_is_reported() -> None:
     assert "implements none" in (info.error or "")
     quiet = reg.add_plugin(types.ModuleType("adapter_mod"), "adapter")  # an adapter package: listed, no error
     assert quiet.error is None and quiet.hooks == []
+
+
+@pytest.mark.parametrize(("key", "value"), [("version", "1.0.0\n"), ("name", "tiny\n")])
+def test_a_name_or_version_with_a_trailing_newline_is_refused(tmp_path: Path, key: str, value: str) -> None:
+    """``$`` matches before a final newline: '1.0.0\\n' passed as semver."""
+    from conftest import build_tiny_onnx
+
+    d = tmp_path / "nl" / "1.0.0"
+    d.mkdir(parents=True)
+    build_tiny_onnx(d / "model.onnx")
+    (d / "manifest.json").write_text(json.dumps(make_manifest(d, **{key: value})))
+    with pytest.raises(ModelError, match="semver|lower-case identifier"):
+        instrunet_core.load_model(d)

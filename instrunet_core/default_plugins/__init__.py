@@ -26,6 +26,8 @@ def instrunet_register_models(register: RegisterModel) -> None:
     if not MODELS_DIR.is_dir():
         return
     for manifest in sorted(MODELS_DIR.glob("*/*/manifest.json")):
+        if manifest.parent.name.startswith(".") or manifest.parent.parent.name.startswith("."):
+            continue  # an export's unfinished work (.1.0.0.x1y2.tmp), never a version
         name = manifest.parent.parent.name
         register(name, manifest.parent, default=(name == DEFAULT_MODEL_NAME))
 
