@@ -890,8 +890,8 @@ def render(res: dict[str, Any], cmd: str) -> str:
         r1, r2 = ray["workers1"], ray["workers2"]
         lines += [
             f"{r1['files']} files of {ray.get('file_seconds', 10.0):.0f} s (44.1 kHz stereo WAV), a local Ray "
-            "instance with as many CPUs as workers, one model per worker (actor), at most one read task per "
-            "actor at a time:",
+            "instance with as many CPUs as workers, one model per worker (actor), each actor reading its own "
+            "files (blocks of at most 8):",
             "",
             "| workers | files/s, whole run | first record after | files/s after the first record "
             "| seconds (tagging) | Ray start-up |",
@@ -904,7 +904,7 @@ def render(res: dict[str, Any], cmd: str) -> str:
             "",
             "The time to the first record is Ray starting the actors (a worker process each, each loading the "
             "model) and planning the dataset; after it, the files/s are the actors' tagging. On this machine "
-            "Ray's own processes (its scheduler, object store, the read tasks' worker processes and the driver "
+            "Ray's own processes (its scheduler, object store and the driver "
             "streaming results back) share the two cores with the actors, and one actor's `Classifier` already "
             "uses both (the calling thread decodes while its worker thread computes), so a second actor "
             + ("adds little here" if r2["seconds"] > 0.8 * r1["seconds"] else "helps")

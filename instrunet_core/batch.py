@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ __all__ = [
     "done_paths",
     "ResultsFile",
     "ResultsLocked",
+    "is_results_file",
+    "try_lock",
 ]
 
 
@@ -64,14 +67,52 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
         if not root.is_dir():
             gone = not os.path.lexists(os.fspath(source))
             raise InputError(f"{os.fspath(source)}: {'not found' if gone else 'not a directory'}")
-        return sorted(
-            {
-                os.path.realpath(p)
-                for p in root.rglob("*")
-                if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-            }
-        )
+
+        def unreadable(e: OSError) -> None:  # a folder that cannot be listed is said, not skipped unsaid
+            warnings.warn(
+                f"{e.filename}: cannot read this folder ({e.strerror or e}); the files in it are not listed",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+        found: list[str] = []
+        for folder, _, names in os.walk(root, onerror=unreadable):  # symlinked folders not followed
+            for name in names:
+                if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
+                    found.append(os.path.join(folder, name))
+        return _once(found)
     return sorted({os.path.realpath(p) for p in source})
+
+
+def _once(paths: Iterable[str]) -> list[str]:
+    """Each file once, by its resolved path, sorted: the same file through a symlink or a hard
+    link (the same device and inode) counts once (the first name in order). A link that leads
+    nowhere, or in a loop, is kept under its own name: reading it says what is wrong."""
+    by_real: set[str] = set()
+    for p in paths:
+        real = os.path.realpath(p)
+        by_real.add(real if os.path.exists(real) else os.path.abspath(p))
+    out, seen = [], set()
+    for real in sorted(by_real):
+        try:
+            st = os.stat(real)
+        except OSError:
+            out.append(real)
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            out.append(real)
+    return out
+
+
+def is_results_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` begins as the JSON lines ``instrunet batch`` writes."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_RECORD_START)) == _RECORD_START
+    except OSError:
+        return False
 
 
 def error_message(path: str, e: BaseException) -> str:
@@ -168,17 +209,30 @@ def _results(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
             rec = _record(line)
             if rec is None:
                 return [], f"line {n} is not a JSON record"
+            if not _classification(rec):  # an embed output, paths alone: its files are not "done"
+                return [], f"line {n} is not an {_SCHEMA_PREFIX}* record (schema {rec.get('schema')!r})"
             records.append(rec)
     if tail.strip():
         rec = _record(tail)
         if rec is not None:
+            if not _classification(rec):
+                return [], f"its last line is not an {_SCHEMA_PREFIX}* record (schema {rec.get('schema')!r})"
             records.append(rec)
         elif not (tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)):
             return [], "its last line (no newline) is not a JSON record"
     return records, None
 
 
-def _lock(f: IO[bytes]) -> bool:
+#: What the ``schema`` of every record batch writes begins with (any version of it).
+_SCHEMA_PREFIX = CLASSIFICATION_SCHEMA.rsplit("/", 1)[0] + "/"
+
+
+def _classification(rec: Mapping[str, Any]) -> bool:
+    schema = rec.get("schema")
+    return isinstance(schema, str) and schema.startswith(_SCHEMA_PREFIX)
+
+
+def try_lock(f: IO[bytes]) -> bool:
     """Exclusive, non-blocking lock on an open file (False when another process holds it)."""
     try:
         import fcntl
@@ -220,7 +274,7 @@ class ResultsFile(HoldsFile):
         # closed in close(): read and append under one lock; unbuffered, so every write is a syscall
         self._f = open(self.path, "a+b", buffering=0)  # noqa: SIM115
         try:
-            if not _lock(self._f):
+            if not try_lock(self._f):
                 raise ResultsLocked(
                     f"{self.path}: another instrunet batch is writing this file; wait for it or choose another --out"
                 )

@@ -832,7 +832,7 @@ def _describe(e: BaseException) -> str:
 
 # ---------------------------------------------------------------- batch
 def _batch(args: argparse.Namespace) -> int:
-    from .batch import ResultsFile, ResultsLocked, collect_files, file_record
+    from .batch import ResultsFile, ResultsLocked, collect_files, file_record, is_results_file
 
     try:
         files = collect_files(args.dir)
@@ -841,8 +841,11 @@ def _batch(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     out = args.out
     if os.path.realpath(out) in files:
-        _err(f"{out}: is one of the input files; refusing to overwrite it (choose another --out)")
-        return EXIT_USAGE
+        if is_results_file(out):  # this batch's own results, named like audio inside DIR: not an input
+            files.remove(os.path.realpath(out))
+        else:
+            _err(f"{out}: is one of the input files; refusing to overwrite it (choose another --out)")
+            return EXIT_USAGE
     try:
         model = _load(args.model, args)
     except InstrunetError as e:

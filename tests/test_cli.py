@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -361,3 +362,63 @@ def test_models_warns_of_a_default_that_names_no_model(
         out, err = capsys.readouterr()
         assert err.startswith(f"instrunet: warning: INSTRUNET_DEFAULT_MODEL={value!r}") and said in err
         assert "no model is the default" in err and "(default)" not in out
+
+
+# --------------------------------------------------------------------------- an audit of batch
+
+
+def test_batch_links_folders_and_foreign_lines(
+    tiny_registry,
+    audio_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Broken links and loops were skipped without a word, a hard link was tagged twice, an
+    unreadable folder was skipped silently, and an `instrunet embed` output given as --out
+    counted every file as done."""
+    import os as _os
+
+    (audio_dir / "broken.wav").symlink_to(tmp_path / "nowhere.wav")
+    (audio_dir / "loop1.wav").symlink_to(audio_dir / "loop2.wav")
+    (audio_dir / "loop2.wav").symlink_to(audio_dir / "loop1.wav")
+    _os.link(audio_dir / "good.wav", audio_dir / "sub" / "hard.wav")
+    real_walk = _os.walk
+
+    def walk(top: Any, onerror: Any = None, **kw: Any) -> Any:  # (root reads every folder: say one cannot be)
+        if onerror is not None:
+            err = PermissionError(13, "Permission denied")
+            err.filename = str(Path(top) / "locked")
+            onerror(err)
+        return real_walk(top, onerror=onerror, **kw)
+
+    monkeypatch.setattr(_os, "walk", walk)
+    out = tmp_path / "r.jsonl"
+    rc = main(["batch", str(audio_dir), "--out", str(out)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "instrunet: warning: " in err
+    assert "locked: cannot read this folder (Permission denied); the files in it are not listed" in err
+    by = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(by) == {"good.wav", "quiet.flac", "bad.wav", "broken.wav", "loop1.wav", "loop2.wav"}
+    assert "file not found" in by["broken.wav"]["error"] and "error" in by["loop1.wav"]
+    emb = tmp_path / "emb.jsonl"
+    emb.write_text(
+        json.dumps({"schema": "instrunet.embedding/1", "path": str(audio_dir / "good.wav")}) + "\n"
+    )
+    assert main(["batch", str(audio_dir), "--out", str(emb)]) != 0
+    assert (
+        "not the results of instrunet batch (line 1 is not an instrunet.classification/* record"
+        in capsys.readouterr().err
+    )
+
+
+def test_batch_out_inside_dir_with_an_audio_name_resumes(
+    tiny_registry, audio_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out DIR/results.wav` worked once; the next run took it for an input and refused."""
+    out = audio_dir / "results.wav"
+    assert main(["batch", str(audio_dir), "--out", str(out)]) == 1  # (bad.wav)
+    assert main(["batch", str(audio_dir), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is one of the input files" not in err and "2 already done, 1 to go" in err

@@ -300,3 +300,85 @@ def test_kill_9_of_the_driver_leaves_no_ray_process(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# --------------------------------------------------------------------------- an audit of the engine
+
+
+def test_odd_names_and_files_that_vanish_are_their_own_error_records(
+    local_ray: None,
+    installed_registry: object,
+    collection: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name that is not UTF-8 (or holds a newline) and a file deleted during the run aborted
+    the whole run (Ray's read tasks); the actors read the files themselves now."""
+    import instrunet_ray.engine as engine
+
+    odd = Path(os.fsdecode(bytes(collection) + b"/bad\xffname.wav"))
+    shutil.copy(collection / "flute.wav", odd)
+    shutil.copy(collection / "flute.wav", collection / "new\nline.wav")
+    gone = collection / "gone.wav"
+    shutil.copy(collection / "flute.wav", gone)
+    real = engine._unreadable
+
+    def vanishing(
+        path: str, model: object
+    ) -> object:  # the driver saw it; it is gone before an actor reads it
+        if path.endswith("gone.wav"):
+            gone.unlink()
+            return None
+        return real(path, model)
+
+    monkeypatch.setattr(engine, "_unreadable", vanishing)
+    out = tmp_path / "r.jsonl"
+    s = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
+    recs = {os.path.basename(p): r for p, r in _records(out).items()}
+    assert s["written"] == 7 and set(recs) >= {"bad\udcffname.wav", "new\nline.wav", "gone.wav"}
+    assert (
+        recs["bad\udcffname.wav"]["label"] == recs["flute.wav"]["label"]
+        and "error" not in recs["new\nline.wav"]
+    )
+    assert "file not found" in recs["gone.wav"]["error"]
+
+
+def test_parquet_outputs_are_named_locked_and_hold_one_model(
+    local_ray: None, installed_registry: object, collection: Path, tmp_path: Path
+) -> None:
+    """`--out results.parquet` wrote JSON lines into that file; a Parquet folder took another
+    model's results and a second concurrent run without a word."""
+    from instrunet_core.batch import ResultsLocked
+    from instrunet_core.errors import InputError
+
+    out = tmp_path / "results.parquet"
+    assert instrunet_ray.engine._format_of(out, None) == "parquet"
+    sub = tmp_path / "one"
+    sub.mkdir()
+    shutil.copy(collection / "flute.wav", sub / "flute.wav")
+    instrunet_ray.tag_collection(sub, out, model="family-compact", workers=1, log=lambda m: None)
+    assert out.is_dir() and list(out.glob("part-*.parquet"))
+    with pytest.raises(InputError, match=r"holds results of family-compact .* not of this run's family"):
+        instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
+    held = instrunet_ray.engine._Parts(out)
+    try:
+        with pytest.raises(ResultsLocked, match="another instrunet-ray run is writing this folder"):
+            instrunet_ray.tag_collection(
+                collection, out, model="family-compact", workers=1, log=lambda m: None
+            )
+    finally:
+        held.close()
+
+
+def test_the_api_stops_the_ray_instance_it_started(tmp_path: Path) -> None:
+    d = tmp_path / "c"
+    d.mkdir()
+    shutil.copy(ROOT / "examples" / "solo_flute.wav", d / "flute.wav")
+    code = (
+        "import ray, instrunet_ray; "
+        f"instrunet_ray.tag_collection({str(d)!r}, {str(tmp_path / 'r.jsonl')!r}, workers=1, log=lambda m: None); "
+        "print('initialized', ray.is_initialized())"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "initialized False" in p.stdout

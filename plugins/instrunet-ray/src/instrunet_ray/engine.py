@@ -1,11 +1,17 @@
-"""Tag a collection of audio files with Ray Data: read files → actor pool → JSONL / Parquet.
+"""Tag a collection of audio files with Ray Data: paths → actor pool → JSONL / Parquet.
 
 The pipeline::
 
-    ray.data.read_binary_files(paths, include_paths=True)   # Ray tasks read the bytes
-      .map_batches(TaggingActor, concurrency=workers, ...)   # actors, one loaded model each
+    ray.data.from_items([{"path": os.fsencode(p)}, ...])     # the files' names, as bytes
+      .map_batches(TaggingActor, concurrency=workers, ...)   # actors read and tag each file
       .iter_batches()                                        # records stream back to the driver
-    → appended to results.jsonl (or Parquet parts) as they arrive
+    → appended to results.jsonl (or Parquet parts) as they arrive, in blocks of at most
+      :data:`BLOCK_FILES` files
+
+Each actor reads its files with the core's decoder, so a file that vanishes during the run,
+or cannot be decoded, is that file's error record (never the whole run's failure), and a name
+that is not UTF-8 (carried as bytes: Arrow's strings would drop the bytes) works as in
+``instrunet batch``.
 
 Files, records and resuming follow ``instrunet batch`` because they are its code
 (:mod:`instrunet_core.batch`): each record is an ``instrunet.classification/2`` record, files
@@ -34,11 +40,13 @@ import numpy as np
 from instrunet_core.audio import audio_info
 from instrunet_core.batch import (
     ResultsFile,
+    ResultsLocked,
     collect_files,
     done_paths,
     error_message,
     file_record,
     read_records,
+    try_lock,
 )
 from instrunet_core.errors import InputError, InstrunetError, OutputError
 from instrunet_core.inputs import check_count
@@ -52,7 +60,8 @@ FORMATS = ("jsonl", "parquet")
 
 def _format_of(out: Path, fmt: str | None) -> str:
     if fmt is None:
-        fmt = "parquet" if out.suffix == "" or out.is_dir() else "jsonl"
+        parquet = out.suffix == "" or out.suffix.lower() == ".parquet" or out.is_dir()
+        fmt = "parquet" if parquet else "jsonl"
     if fmt not in FORMATS:
         raise InputError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
     return fmt
@@ -79,8 +88,33 @@ def done_paths_in(out: str | os.PathLike[str], *, fmt: str | None = None) -> set
     return done
 
 
+def _parquet_models(out: Path) -> set[tuple[str, str, str]]:
+    """``(name, version, sha256)`` of every model whose results the Parquet parts in ``out`` hold."""
+    import pyarrow.parquet as pq
+
+    models: set[tuple[str, str, str]] = set()
+    for part in sorted(out.glob("part-*.parquet")):
+        try:
+            rows = pq.read_table(part, columns=["model", "error"]).to_pylist()
+        except Exception:  # noqa: BLE001 - a part cut short: its files are redone
+            continue
+        for r in rows:
+            try:
+                m = json.loads(r["model"]) if r.get("error") is None and r.get("model") else None
+            except (TypeError, ValueError):
+                m = None
+            if isinstance(m, dict):
+                models.add((str(m.get("name")), str(m.get("version")), str(m.get("sha256"))))
+    return models
+
+
+#: Most files in one Ray Data block: records come back block by block, so an interrupted run
+#: loses at most the blocks in flight (a block per actor), not a share of the whole collection.
+BLOCK_FILES = 8
+
+
 class TaggingActor:
-    """The Ray Data actor: loads one model when it starts, then tags batches of files.
+    """The Ray Data actor: loads one model when it starts, then reads and tags batches of files.
 
     Parameters
     ----------
@@ -90,29 +124,20 @@ class TaggingActor:
         Seconds between windows.
     intra_op_threads : int
         onnxruntime threads per actor (1: one actor per CPU the pool is given).
-    names : dict, optional
-        Path as Ray reports it → path as it goes into the record.
     """
 
-    def __init__(
-        self,
-        model: str | None = None,
-        hop: float | None = None,
-        intra_op_threads: int = 1,
-        names: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, model: str | None = None, hop: float | None = None, intra_op_threads: int = 1) -> None:
         from instrunet_core import load_model
 
         self.model = load_model(model, intra_op_threads=intra_op_threads)
         # one pipeline worker: Ray gives each actor one CPU and runs one actor per CPU
         self.classifier = self.model.classifier(hop=hop, workers=1)
-        self.names = names or {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
-        for path, data in zip(batch["path"], batch["bytes"], strict=True):
-            name = self.names.get(str(path), str(path))
-            out.append(json.dumps(file_record(self.classifier, name, bytes(data))))
+        for raw in batch["path"]:
+            name = os.fsdecode(bytes(raw))  # the file system's own bytes, as collect_files named it
+            out.append(json.dumps(file_record(self.classifier, name)))  # its error record if it fails
         return {"record": np.array(out, dtype=object)}
 
 
@@ -132,21 +157,27 @@ def _unreadable(path: str, model: Any) -> dict[str, Any] | None:
     return None
 
 
-def _ray_key(path: str) -> str:
-    """How ``read_binary_files(include_paths=True)`` reports a local path (absolute, no scheme)."""
-    return os.path.abspath(path)
-
-
 _ARROW_TYPES = {str: "string", float: "float64", int: "int64", bool: "bool_", dict: "string"}
 
 
 class _Parts:
-    """Parquet parts of ``part_size`` records in the folder ``out``, each written whole or not at all."""
+    """Parquet parts of ``part_size`` records in the folder ``out``, each written whole or not at
+    all; the folder is locked (``out/.instrunet-ray.lock``) while a run appends to it, as a JSON
+    lines output is."""
 
     def __init__(self, out: Path, part_size: int = 256) -> None:
         self.out, self.part_size = out, part_size
         self.pending: list[dict[str, Any]] = []
         out.mkdir(parents=True, exist_ok=True)
+        self._lockfile = open(out / ".instrunet-ray.lock", "a+b")  # noqa: SIM115 - closed in close()
+        if not try_lock(self._lockfile):
+            self._lockfile.close()
+            raise ResultsLocked(
+                f"{out}: another instrunet-ray run is writing this folder; wait for it or choose another --out"
+            )
+
+    def close(self) -> None:
+        self._lockfile.close()
 
     def append(self, rec: dict[str, Any]) -> None:
         self.pending.append(rec)
@@ -280,18 +311,19 @@ def tag_collection(
             results = stack.enter_context(ResultsFile(out)) if fmt == "jsonl" else None
         except OSError as e:
             raise OutputError(f"{out}: cannot open the results file: {e.strerror or e}") from None
+        sink: ResultsFile | _Parts
         if results is not None:
             results.check_model(model_info(driver_model))  # another model's results: refused
+            sink = results
+        else:
+            sink = _Parts(out, part_size)  # locked: a second run on the same folder is refused
+            stack.callback(sink.close)
+            stack.callback(sink.flush)  # the records so far are kept, also after an error
+            _check_parquet_model(out, model_info(driver_model))
         done = results.done if results is not None else done_paths_in(out, fmt=fmt)
         todo = [f for f in files if f not in done]
         summary["skipped"] = len(files) - len(todo)
         log(f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go")
-        sink: ResultsFile | _Parts
-        if results is not None:
-            sink = results
-        else:
-            sink = _Parts(out, part_size)
-            stack.callback(sink.flush)  # the records so far are kept, also after an error
         t0 = time.perf_counter()
 
         ray_records = [0]  # the rates are the actors': the driver's error records are not timed
@@ -321,23 +353,15 @@ def tag_collection(
             return _finish(summary, t0, workers, log, ray_records[0]) if summary["written"] else summary
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        names = {_ray_key(p): p for p in todo}
-        # The read tasks ask for no CPU: the actors hold one CPU each, and on a machine with
-        # exactly `workers` CPUs reads that need one would never be scheduled. Tasks that need no
-        # CPU are not limited by Ray's scheduler, though: every block's read would start at once,
-        # each in a newly started worker process, so at most `workers` reads run at a time (one per
-        # actor). Unlimited, the worker processes' start-up took the cores from the actors: on two
-        # cores two actors tagged more slowly than one (docs/benchmarks.md, "Ray Data engine").
-        ds = ray.data.read_binary_files(
-            [_ray_key(p) for p in todo],
-            include_paths=True,
-            override_num_blocks=max(1, min(len(todo), workers * 4)),
-            num_cpus=0,
-            concurrency=workers,
-        )
-        ds = ds.map_batches(
+            stack.callback(ray.shutdown)  # the instance this call started ends with it
+        # The actors read the files themselves (the core's decoder: a file that vanishes meanwhile
+        # is its own error record); the names travel as bytes, so any name the file system holds
+        # gets through Arrow. Blocks of at most BLOCK_FILES files: records come back as blocks end.
+        blocks = max(1, min(len(todo), max(workers * 4, -(-len(todo) // BLOCK_FILES))))
+        names = ray.data.from_items([{"path": os.fsencode(p)} for p in todo], override_num_blocks=blocks)
+        ds = names.map_batches(
             TaggingActor,
-            fn_constructor_kwargs={"model": model, "hop": hop, "names": names},
+            fn_constructor_kwargs={"model": model, "hop": hop},
             concurrency=workers,
             num_cpus=1,
             batch_size=batch_size,
@@ -346,6 +370,18 @@ def tag_collection(
             for line in batch["record"]:
                 record(json.loads(str(line)))
     return _finish(summary, t0, workers, log, ray_records[0])
+
+
+def _check_parquet_model(out: Path, model: dict[str, Any]) -> None:
+    """As :meth:`~instrunet_core.batch.ResultsFile.check_model` for a folder of Parquet parts."""
+    mine = (str(model.get("name")), str(model.get("version")), str(model.get("sha256")))
+    others = sorted(m for m in _parquet_models(out) if m != mine)
+    if others:
+        name, version, sha = others[0]
+        raise InputError(
+            f"{out}: holds results of {name} {version} (sha256 {sha[:12]}), not of this run's "
+            f"{mine[0]} {mine[1]}; resume with that model, or choose another output"
+        )
 
 
 def _finish(
