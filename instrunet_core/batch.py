@@ -42,6 +42,8 @@ __all__ = [
     "ResultsLocked",
     "is_results_file",
     "try_lock",
+    "model_key",
+    "check_one_model",
 ]
 
 
@@ -154,9 +156,30 @@ def read_records(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
             yield rec
 
 
-def _model_key(model: Mapping[str, Any]) -> tuple[str, str, str]:
+def model_key(model: Mapping[str, Any]) -> tuple[str, str, str]:
     """A record's ``model`` as ``(name, version, sha256)``: what makes two results comparable."""
     return str(model.get("name")), str(model.get("version")), str(model.get("sha256"))
+
+
+def check_one_model(
+    where: str | os.PathLike[str], held: Iterable[tuple[str, str, str]], model: Mapping[str, Any]
+) -> None:
+    """Refuse to add ``model``'s results to an output ``where`` whose results came from other
+    models (``held``: their :func:`model_key`), as a batch's JSON lines or Ray's Parquet parts.
+
+    Raises
+    ------
+    InputError
+        Naming the model found, the run's model and the way out.
+    """
+    mine = model_key(model)
+    others = sorted(m for m in held if m != mine)
+    if others:
+        name, version, sha = others[0]
+        raise InputError(
+            f"{os.fspath(where)}: holds results of {name} {version} (sha256 {sha[:12]}), not of this "
+            f"run's {mine[0]} {mine[1]}; resume with that model, or choose another output"
+        )
 
 
 def done_paths(records: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -294,7 +317,7 @@ class ResultsFile(HoldsFile):
             self.done = done_paths(records)
             #: ``(name, version, sha256)`` of every model whose results the file holds.
             self.models = {
-                _model_key(m)
+                model_key(m)
                 for r in records
                 if isinstance(m := r.get("model"), dict) and r.get("error") is None
             }
@@ -313,14 +336,7 @@ class ResultsFile(HoldsFile):
         InputError
             The file holds results of another model (named, with the way out).
         """
-        mine = _model_key(model)
-        others = sorted(m for m in self.models if m != mine)
-        if others:
-            name, version, sha = others[0]
-            raise InputError(
-                f"{self.path}: holds results of {name} {version} (sha256 {sha[:12]}), not of this "
-                f"run's {mine[0]} {mine[1]}; resume with that model, or choose another output"
-            )
+        check_one_model(self.path, self.models, model)
 
     def _mend_tail(self, data: bytes) -> None:
         """The last line has no newline: a record cut short by an interrupted run is cut off

@@ -41,10 +41,12 @@ from instrunet_core.audio import audio_info
 from instrunet_core.batch import (
     ResultsFile,
     ResultsLocked,
+    check_one_model,
     collect_files,
     done_paths,
     error_message,
     file_record,
+    model_key,
     read_records,
     try_lock,
 )
@@ -104,7 +106,7 @@ def _parquet_models(out: Path) -> set[tuple[str, str, str]]:
             except (TypeError, ValueError):
                 m = None
             if isinstance(m, dict):
-                models.add((str(m.get("name")), str(m.get("version")), str(m.get("sha256"))))
+                models.add(model_key(m))
     return models
 
 
@@ -319,7 +321,7 @@ def tag_collection(
             sink = _Parts(out, part_size)  # locked: a second run on the same folder is refused
             stack.callback(sink.close)
             stack.callback(sink.flush)  # the records so far are kept, also after an error
-            _check_parquet_model(out, model_info(driver_model))
+            check_one_model(out, _parquet_models(out), model_info(driver_model))
         done = results.done if results is not None else done_paths_in(out, fmt=fmt)
         todo = [f for f in files if f not in done]
         summary["skipped"] = len(files) - len(todo)
@@ -339,8 +341,8 @@ def tag_collection(
                 summary["errors"] += 1
                 log(f"instrunet-ray: error: {rec['error']}")
 
-        # Ray's read tasks would abort the whole run on a file they cannot read
-        # (FileNotFoundError): such files get their error records here.
+        # Files that cannot be read when the run starts get their error records here, without
+        # starting Ray for them (an actor would give the same record).
         readable = []
         for f in todo:
             failed = _unreadable(f, driver_model)
@@ -370,18 +372,6 @@ def tag_collection(
             for line in batch["record"]:
                 record(json.loads(str(line)))
     return _finish(summary, t0, workers, log, ray_records[0])
-
-
-def _check_parquet_model(out: Path, model: dict[str, Any]) -> None:
-    """As :meth:`~instrunet_core.batch.ResultsFile.check_model` for a folder of Parquet parts."""
-    mine = (str(model.get("name")), str(model.get("version")), str(model.get("sha256")))
-    others = sorted(m for m in _parquet_models(out) if m != mine)
-    if others:
-        name, version, sha = others[0]
-        raise InputError(
-            f"{out}: holds results of {name} {version} (sha256 {sha[:12]}), not of this run's "
-            f"{mine[0]} {mine[1]}; resume with that model, or choose another output"
-        )
 
 
 def _finish(
