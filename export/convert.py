@@ -63,13 +63,7 @@ def load_keras(path: str | Path) -> Any:
 
 def model_activation(model: Any) -> str | None:
     """``"softmax"``, ``"sigmoid"`` or ``None``: the activation that ends the model."""
-    import keras
-
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
-        return "softmax"
-    act = getattr(last, "activation", None)
-    name = getattr(act, "__name__", None) or (act if isinstance(act, str) else None)
+    name = activation_name(model)
     return name if name in ("softmax", "sigmoid") else None
 
 

@@ -267,7 +267,7 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
     task = cfg.task or _TASK_OF.get(act or "")
     if task is None:
         raise ExportError(
-            f"{cfg.model}: the last layer's activation is {name or act!r}, neither sigmoid nor softmax; pass --task"
+            f"{cfg.model}: the last layer has no activation of its own (neither sigmoid nor softmax); pass --task"
         )
     if act is not None and _TASK_OF[act] != task:
         raise ExportError(
