@@ -409,7 +409,7 @@ def analyze_upload(
     limits : Limits, optional
     progress : callable, optional
         ``progress(fraction, text)`` as it works: the text names the step (``"Step 2 of 5:
-        Finding the instruments: 12 of 24 s read"``); decoding reports how much it has read.
+        Finding the instruments: 12 s of 24 s read"``); decoding reports how much it has read.
         The last step, writing the reports, is the caller's (:attr:`AppResult.steps`).
     registry : Registry, optional
         Where the model and the analyzers come from.
@@ -459,7 +459,7 @@ def analyze_upload(
         data,
         filename,
         lambda f: step(
-            1, 0.05 + 0.65 * f, f": {seconds_text(f * duration).split()[0]} of {seconds_text(duration)} read"
+            1, 0.05 + 0.65 * f, f": {seconds_text(f * duration)} of {seconds_text(duration)} read"
         ),
     )
 
