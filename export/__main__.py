@@ -198,6 +198,13 @@ def main_waveform(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .artifact import created_timestamp
+
+    try:  # before TensorFlow's import, which reads it too and fails with a traceback of its own
+        created_timestamp()
+    except ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return 1
     if argv[:1] == ["waveform"]:
         return main_waveform(argv[1:])
     args = build_parser().parse_args(argv)

@@ -8,6 +8,7 @@ TensorFlow and Keras are imported inside the functions that need them, so that
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ def load_keras(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: no such model file")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras itself says "File not found"
+        what = "empty" if path.stat().st_size == 0 else "damaged or of another format"
+        raise ExportError(
+            f"{path}: not a readable .keras file (a .keras file is a zip archive; this one is {what})"
+        )
     if keras.backend.backend() != "tensorflow":
         raise ExportError(
             f"Keras backend is {keras.backend.backend()!r}; export needs KERAS_BACKEND=tensorflow"

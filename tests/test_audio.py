@@ -404,3 +404,32 @@ def test_a_sample_rate_given_with_a_file_must_be_its_own(tmp_path: Path, tiny_mo
             call()
     with pytest.raises(InputError, match=r"tone\.wav: " + msg):
         load_audio(f, 44100)
+
+
+def test_analyze_warns_when_decoding_ends_well_before_the_headers_length(tmp_path: Path, tiny_model) -> None:
+    """A damaged MP3 ends early without an error: the analysis covered 1.2 s of 8 s without a word."""
+    import instrunet_core
+
+    if not MP3_SUPPORTED:  # pragma: no cover - libsndfile without MPEG
+        pytest.skip("libsndfile here has no MP3")
+    buf = io.BytesIO()
+    sf.write(buf, 0.3 * np.sin(2 * np.pi * 440 * np.arange(8 * SR) / SR), SR, format="MP3")
+    data = bytearray(buf.getvalue())
+    rng = np.random.default_rng(1)
+    for i in rng.choice(np.arange(2000, len(data)), len(data) // 50, replace=False):
+        data[i] = int(rng.integers(0, 256))
+    bad = tmp_path / "damaged.mp3"
+    bad.write_bytes(bytes(data))
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"damaged\.mp3: the header announces 8\.\d\d s but only \d\.\d\d s could be decoded",
+    ):
+        a = instrunet_core.analyze(bad, model=tiny_model, analyzers=False)
+    assert a.duration < 7.0
+    good = tmp_path / "good.mp3"
+    good.write_bytes(buf.getvalue())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        instrunet_core.analyze(good, model=tiny_model, analyzers=False)

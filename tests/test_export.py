@@ -510,3 +510,22 @@ def test_quantize_an_open_set_model_keeps_its_outputs(tiny_corpus: Path, tmp_pat
     with np.load(out / "open-int8" / "1.0.0" / "references.npz") as z:
         assert z["outputs"].shape == (4, len(FAMILIES))
     assert check_artifact(out / "open-int8" / "1.0.0")["n"] == 4
+
+
+def test_a_damaged_keras_file_and_a_bad_epoch_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Keras said "File not found" of an empty .keras file that exists; SOURCE_DATE_EPOCH=abc was a
+    traceback from TensorFlow's import before the exporter's own check."""
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    args = [str(empty), "--name", "x", "--version", "1.0.0", "--out", str(tmp_path / "o")]
+    assert main(args) == 1
+    assert (
+        "empty.keras: not a readable .keras file (a .keras file is a zip archive; this one is empty)"
+        in capsys.readouterr().err
+    )
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "abc")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "export: error: SOURCE_DATE_EPOCH='abc' is not a number of seconds"
