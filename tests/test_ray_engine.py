@@ -382,3 +382,19 @@ def test_the_api_stops_the_ray_instance_it_started(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "initialized False" in p.stdout
+
+
+def test_a_parquet_output_holds_a_name_that_is_not_utf8(
+    local_ray: None, installed_registry: object, tmp_path: Path
+) -> None:
+    """Parquet's strings are UTF-8: one such name aborted the whole run and lost every record."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    d = tmp_path / "c"
+    d.mkdir()
+    shutil.copy(ROOT / "examples" / "solo_flute.wav", Path(os.fsdecode(bytes(d) + b"/b\xffname.wav")))
+    shutil.copy(ROOT / "examples" / "solo_flute.wav", d / "flute.wav")
+    out = tmp_path / "r.parquet"
+    s = instrunet_ray.tag_collection(d, out, workers=1, log=lambda m: None)
+    assert s["written"] == 2 and s["errors"] == 0
+    paths = sorted(os.path.basename(r["path"]) for r in pq.read_table(out).to_pylist())
+    assert paths == ["b\\xffname.wav", "flute.wav"]

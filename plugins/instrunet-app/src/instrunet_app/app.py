@@ -92,7 +92,9 @@ def _show_condition(an: Any) -> None:
                     "condition": [str(v.get("label", "-")).replace("_", " ") for v in insts.values()],
                     **{
                         c.replace("_", " "): [
-                            report.fmt_value((v.get("probabilities") or {}).get(c, "-"))
+                            "-"  # "unknown": no probabilities to show, as for the whole file
+                            if v.get("label") == "unknown"
+                            else report.fmt_value((v.get("probabilities") or {}).get(c, "-"))
                             for v in insts.values()
                         ]
                         for c in cv["classes"]

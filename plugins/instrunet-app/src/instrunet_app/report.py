@@ -498,7 +498,12 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
                 [
                     lab,
                     str(v.get("label", "-")).replace("_", " "),
-                    *[fmt_value((v.get("probabilities") or {}).get(c, "-")) for c in cv["classes"]],
+                    *[
+                        "-"
+                        if v.get("label") == "unknown"
+                        else fmt_value((v.get("probabilities") or {}).get(c, "-"))
+                        for c in cv["classes"]
+                    ],
                 ]
                 for lab, v in cv["instruments"].items()
                 if isinstance(v, Mapping)

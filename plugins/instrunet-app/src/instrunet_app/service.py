@@ -358,7 +358,13 @@ def nothing_detected_text(an: Any) -> str:
         (float(thresholds.get(lab, 1.0)) - float(peaks[i]), lab, float(peaks[i]))
         for i, lab in enumerate(act.labels)
     ]
-    _, lab, peak = min(gaps)
+    gap, lab, peak = min(gaps)
+    if gap <= 0:  # a family reached its threshold: the open-set answer ("other") held it off
+        return (
+            "No family is detected anywhere in the recording: where a family reaches its threshold "
+            f"(the highest, {lab}, peaks at {peak:.2f} against {float(thresholds[lab]):.2f}), the sound is "
+            'answered "none of the eight" (other), which keeps families from being listed.'
+        )
     return (
         f"{base} The nearest is {lab}: its smoothed probability peaks at {peak:.2f}, its threshold is "
         f"{float(thresholds[lab]):.2f}."

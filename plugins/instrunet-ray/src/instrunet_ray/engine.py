@@ -162,6 +162,17 @@ def _unreadable(path: str, model: Any) -> dict[str, Any] | None:
 _ARROW_TYPES = {str: "string", float: "float64", int: "int64", bool: "bool_", dict: "string"}
 
 
+def _utf8(v: Any) -> Any:
+    """A text value as Parquet can hold it: a file name's byte that is not UTF-8 (carried by
+    Python as a lone surrogate) written as ``\\xff`` (JSON lines keep it exactly)."""
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return v
+
+
 class _Parts:
     """Parquet parts of ``part_size`` records in the folder ``out``, each written whole or not at
     all; the folder is locked (``out/.instrunet-ray.lock``) while a run appends to it, as a JSON
@@ -195,7 +206,7 @@ class _Parts:
         schema = pa.schema([(k, getattr(pa, _ARROW_TYPES[t])()) for k, t in CLASSIFICATION_FIELDS.items()])
         rows = [
             {
-                k: json.dumps(r[k]) if t is dict and k in r else r.get(k)
+                k: json.dumps(r[k]) if t is dict and k in r else _utf8(r.get(k))
                 for k, t in CLASSIFICATION_FIELDS.items()
             }
             for r in self.pending
