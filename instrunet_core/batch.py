@@ -90,21 +90,22 @@ def _once(paths: Iterable[str]) -> list[str]:
     """Each file once, by its resolved path, sorted: the same file through a symlink or a hard
     link (the same device and inode) counts once (the first name in order). A link that leads
     nowhere, or in a loop, is kept under its own name: reading it says what is wrong."""
-    by_real: set[str] = set()
+    found: dict[str, tuple[int, int] | None] = {}  # name → (device, inode), None: cannot be read
     for p in paths:
         real = os.path.realpath(p)
-        by_real.add(real if os.path.exists(real) else os.path.abspath(p))
-    out, seen = [], set()
-    for real in sorted(by_real):
         try:
             st = os.stat(real)
         except OSError:
-            out.append(real)
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key not in seen:
-            seen.add(key)
-            out.append(real)
+            found[os.path.abspath(p)] = None
+        else:
+            found[real] = (st.st_dev, st.st_ino)
+    out, seen = [], set()
+    for name in sorted(found):
+        key = found[name]
+        if key is None or key not in seen:
+            out.append(name)
+            if key is not None:
+                seen.add(key)
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "InstrunetError",
     "DecodeError",
@@ -42,12 +44,14 @@ class ConcurrentUseError(InstrunetError, RuntimeError):
     stream belongs to the one thread feeding it at a time."""
 
 
-def describe(e: BaseException, limit: int = 500) -> str:
+def describe(e: BaseException, limit: int = 500, *, first_line: bool = False) -> str:
     """``"<Type>: <message>"`` of an exception from code instrunet does not own (a plugin,
-    onnxruntime) on one line: its newlines and colour codes dropped, at most ``limit``
-    characters, and never an error of its own (an exception whose ``__str__`` raises)."""
+    onnxruntime, Ray) on one line: its newlines and colour codes dropped, at most ``limit``
+    characters, and never an error of its own (an exception whose ``__str__`` raises).
+    ``first_line``: only the message's first line (Ray's carry a remote traceback after it)."""
     try:
-        text = one_line(str(e), limit)
+        text = str(e).strip()
+        text = one_line(text.splitlines()[0] if first_line and text else text, limit)
     except Exception:  # noqa: BLE001 - a message that cannot be made is not worth a crash
         text = "<the exception's message could not be read>"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -56,7 +60,5 @@ def describe(e: BaseException, limit: int = 500) -> str:
 def one_line(text: str, limit: int = 500) -> str:
     """``text`` on one line: terminal escape sequences dropped, whitespace runs (newlines
     included) made one space, cut to ``limit`` characters with ``...``."""
-    import re
-
     text = " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

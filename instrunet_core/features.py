@@ -570,12 +570,10 @@ def _mean_square(blocks: np.ndarray) -> np.ndarray:
     energy = np.einsum("...i,...i->...", x, x).astype(np.float64)
     basis = _line_basis(n)
     rows = x.reshape(-1, n)
+    proj = np.empty((rows.shape[0], 2), np.float32)
     step = max(1, MAX_PRODUCT // (2 * n))  # (products on the calling thread, as _project_mel's)
-    proj = (
-        np.concatenate([rows[i : i + step] @ basis for i in range(0, rows.shape[0], step)])
-        if rows.shape[0]
-        else np.zeros((0, 2), np.float32)
-    )
+    for i in range(0, rows.shape[0], step):
+        np.matmul(rows[i : i + step], basis, out=proj[i : i + step])
     fitted = np.sum(np.square(proj.reshape(*x.shape[:-1], 2), dtype=np.float64), axis=-1)
     return np.maximum(energy - fitted, 0.0) / n
 

@@ -187,13 +187,20 @@ def analyze(
     return an
 
 
+def ended_early(expected: float, decoded: float) -> bool:
+    """Whether decoding ended well before the length a header announced: by more than 0.1 s and
+    2 % of it (an encoder's padding and a resampler's rounding stay below that). The one rule of
+    ``analyze``'s warning and the web app's notice."""
+    return expected - decoded > max(0.1, 0.02 * expected)
+
+
 def _say_if_cut_short(an: Analysis, expected: float | None, array: bool) -> None:
     """A ``RuntimeWarning`` when decoding ended well before the length the file's header
     announces (a damaged MP3 ends without an error): the analysis covers only that part, and
     its duration alone would not say why (the CLI prints it as ``instrunet: warning:``)."""
     if array or expected is None:
         return
-    if expected - an.duration > max(0.1, 0.02 * expected):
+    if ended_early(expected, an.duration):
         warnings.warn(
             f"{an.source}: the header announces {expected:.2f} s but only {an.duration:.2f} s could be "
             "decoded (the file is cut short or damaged); the analysis covers that part",

@@ -24,6 +24,7 @@ from typing import Any
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
 from instrunet_core.audio import MP3_SUPPORTED, audio_info
 from instrunet_core.features import SILENCE_DB
+from instrunet_core.orchestration import ended_early
 from instrunet_core.registry import Registry
 
 __all__ = [
@@ -485,8 +486,7 @@ def analyze_upload(
     if src.pending is not None:
         raise src.pending
     notice = None
-    short = duration - float(an.duration)
-    if short > max(0.1, 0.02 * duration):  # decoding ended well before the header's length
+    if ended_early(duration, float(an.duration)):  # (analyze warns too; the page says it here)
         notice = (
             f"{filename}: the file's header announces {seconds_text(duration)} of audio but only "
             f"{seconds_text(float(an.duration))} could be decoded (the file is cut short or damaged); "

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from instrunet_core.arguments import add_count_option, hop_type
+from instrunet_core.errors import describe
 from instrunet_core.features import DEFAULT_HOP_SECONDS
 
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted; the records written so far are kept, rerun to resume")
         return 130
     except Exception as e:  # noqa: BLE001 - Ray's own failures: one line, not a traceback
-        _error(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+        _error(describe(e, first_line=True))
         return 1
     finally:
         _shutdown_ray(args.address)

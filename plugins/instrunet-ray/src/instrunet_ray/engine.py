@@ -79,34 +79,33 @@ def done_paths_in(out: str | os.PathLike[str], *, fmt: str | None = None) -> set
     if fmt == "jsonl":
         with open(out, "rb") as f:
             return done_paths(read_records(f))
+    return done_paths(_parquet_rows(out))
+
+
+def _parquet_rows(out: Path) -> list[dict[str, Any]]:
+    """The ``path``, ``error`` and ``model`` of every record in the Parquet parts in ``out``, read
+    once for what is done and whose results they are (``model`` as written: a JSON string)."""
     import pyarrow.parquet as pq
 
-    done: set[str] = set()
+    rows: list[dict[str, Any]] = []
     for part in sorted(out.glob("part-*.parquet")):
         try:
-            done |= done_paths(pq.read_table(part, columns=["path", "error"]).to_pylist())
+            rows += pq.read_table(part, columns=["path", "error", "model"]).to_pylist()
         except Exception:  # noqa: BLE001 - a part cut short by an interruption: its files are redone
             continue
-    return done
+    return rows
 
 
-def _parquet_models(out: Path) -> set[tuple[str, str, str]]:
-    """``(name, version, sha256)`` of every model whose results the Parquet parts in ``out`` hold."""
-    import pyarrow.parquet as pq
-
+def _models_of(rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """``(name, version, sha256)`` of every model whose results ``rows`` (:func:`_parquet_rows`) hold."""
     models: set[tuple[str, str, str]] = set()
-    for part in sorted(out.glob("part-*.parquet")):
+    for r in rows:
         try:
-            rows = pq.read_table(part, columns=["model", "error"]).to_pylist()
-        except Exception:  # noqa: BLE001 - a part cut short: its files are redone
-            continue
-        for r in rows:
-            try:
-                m = json.loads(r["model"]) if r.get("error") is None and r.get("model") else None
-            except (TypeError, ValueError):
-                m = None
-            if isinstance(m, dict):
-                models.add(model_key(m))
+            m = json.loads(r["model"]) if r.get("error") is None and r.get("model") else None
+        except (TypeError, ValueError):
+            m = None
+        if isinstance(m, dict):
+            models.add(model_key(m))
     return models
 
 
@@ -332,8 +331,9 @@ def tag_collection(
             sink = _Parts(out, part_size)  # locked: a second run on the same folder is refused
             stack.callback(sink.close)
             stack.callback(sink.flush)  # the records so far are kept, also after an error
-            check_one_model(out, _parquet_models(out), model_info(driver_model))
-        done = results.done if results is not None else done_paths_in(out, fmt=fmt)
+            rows = _parquet_rows(out)
+            check_one_model(out, _models_of(rows), model_info(driver_model))
+        done = results.done if results is not None else done_paths(rows)
         todo = [f for f in files if f not in done]
         summary["skipped"] = len(files) - len(todo)
         log(f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go")
