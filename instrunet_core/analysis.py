@@ -506,6 +506,10 @@ class Analysis:
         The time axis: each label's smoothed probability and presence every 23 ms, the level
         track and the sound (:func:`instrunet_core.timeline.activity`); the ranges of
         :attr:`instruments` and :meth:`other_ranges` are its runs, and the plots draw it.
+    damage : str or None
+        Why decoding ended before the file's end (a FLAC cut short, a damaged MP3): the
+        analysis covers what decoded (:attr:`Classifier.damage <instrunet_core.Classifier>`);
+        ``None`` when the source decoded whole.
     """
 
     source: str
@@ -524,6 +528,7 @@ class Analysis:
     other: np.ndarray | None = None
     embedding: Embedding | None = None
     activity: Activity | None = None
+    damage: str | None = None
 
     def __repr__(self) -> str:
         """A summary (the full timeline of an hour is a megabyte of text): source, duration,
@@ -619,6 +624,7 @@ class Analysis:
                 "instruments": [i.to_dict() for i in self.instruments],
                 **({"other": other} if other is not None else {}),
                 **({"embedding": self.embedding.to_dict()} if self.embedding is not None else {}),
+                **({"damage": self.damage} if self.damage is not None else {}),
                 "timeline": [s.to_dict() for s in self.timeline],
                 "extras": self.extras,
                 "settings": self.settings,

@@ -16,6 +16,10 @@ frames (S s; the header announces M frames: ...)`` unless the decoder itself sto
 the cut (MP3 does, as far as it got); the frames before the failure are decoded and passed on
 first (blocks are read in steps of :data:`READ_FRAMES`, and a failed step is read again in
 smaller ones where the decoder can seek back), so ``N`` is where decoding stops, to within a step.
+:func:`iter_blocks` can take that error, and a decoder's clean stop well before the header's
+length, as a note instead (its ``damage`` list): the classifier does, so every classification
+uses what decodes and warns (:attr:`Classifier.damage <instrunet_core.Classifier>`), while
+:func:`load_audio` and :class:`AudioReader` (the whole file or an error) raise.
 
 Every problem is raised as :class:`~instrunet_core.errors.DecodeError` (the file
 cannot be read) or :class:`~instrunet_core.errors.InputError` (an argument or an
@@ -553,6 +557,13 @@ def _rewind(source: Any, to: int = 0) -> None:
             pass
 
 
+def ended_early(expected: float, decoded: float) -> bool:
+    """Whether decoding ended well before the length a header announced: by more than 0.1 s and
+    2 % of it (an encoder's padding and a resampler's rounding stay below that). The one rule of
+    the classifier's damage note and the web app's notice."""
+    return expected - decoded > max(0.1, 0.02 * expected)
+
+
 def _raw_blocks(
     f: sf.SoundFile, name: str, frames_per_block: int
 ) -> Iterator[tuple[np.ndarray, float, bool]]:
@@ -586,9 +597,11 @@ def _raw_blocks(
                 if f.unsized
                 else f"the header announces {f.frames} frames"
             )
-            raise DecodeError(
+            err = DecodeError(
                 f"{name}: decoding failed after {got} frames ({got / f.samplerate:.2f} s; {said}: {stop.error})"
-            ) from None
+            )
+            err.frames_decoded = got  # type: ignore[attr-defined]  # what iter_blocks may keep
+            raise err from None
         last = block.shape[0] < frames_per_block
         got += block.shape[0]
         if int_dtype is None and block.shape[0]:
@@ -726,12 +739,19 @@ def iter_blocks(
     *,
     target_sr: int = DEFAULT_FRONT_END.sample_rate,
     block_seconds: float = 10.0,
+    damage: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode a source block by block as mono float32 at ``target_sr``.
 
     At most ``block_seconds`` of native-rate audio is read from a file at a time
     (``SoundFile.read(frames)``), mixed to mono and resampled by one stream resampler
     (:func:`instrunet_core.inputs.resampler`), so memory stays bounded for any file length.
+
+    ``damage``: a list that takes a note, instead of an error, when a file stops decoding
+    after some of its audio (a FLAC or Ogg cut short: the ``decoding failed after N frames``
+    message) and, at the end, when decoding ended well before the length its header announces
+    (a damaged MP3 stops without an error; :func:`ended_early`); the blocks end with what
+    decoded. A file of which nothing decodes is an error either way.
 
     Yields
     ------
@@ -751,11 +771,29 @@ def iter_blocks(
         _check_file_rate(f, sample_rate, name)
         rs = resampler(f.samplerate, target_sr)
         frames = max(1, min(int(block_seconds * f.samplerate), MAX_BLOCK_SAMPLES // f.channels))
-        for block, full_scale, last in _raw_blocks(f, name, frames):
-            mono = mix_down_int(block, full_scale) if full_scale else mix_down(block)
-            if rs is not None:
-                mono = rs.resample_chunk(mono, last=last)
-            yield mono
+        got = 0
+        try:
+            for block, full_scale, last in _raw_blocks(f, name, frames):
+                got += block.shape[0]
+                mono = mix_down_int(block, full_scale) if full_scale else mix_down(block)
+                if rs is not None:
+                    mono = rs.resample_chunk(mono, last=last)
+                yield mono
+        except DecodeError as e:
+            # decoding stopped partway (:func:`_raw_blocks` says how far): a note if asked for
+            if damage is None or not getattr(e, "frames_decoded", 0):
+                raise
+            damage.append(f"{e}; what decoded is used")
+            if rs is not None:  # the resampler's last samples: the stream ends here
+                yield rs.resample_chunk(np.zeros(0, np.float32), last=True)
+            return
+        if damage is not None and not f.unsized and f.frames > 0:
+            expected, decoded = f.frames / f.samplerate, got / f.samplerate
+            if ended_early(expected, decoded):
+                damage.append(
+                    f"{name}: the header announces {expected:.2f} s but only {decoded:.2f} s could be "
+                    "decoded (the file is cut short or damaged); what decoded is used"
+                )
     finally:
         f.close()
 

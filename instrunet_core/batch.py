@@ -7,7 +7,10 @@ shared by the CLI and the Ray engine (``plugins/instrunet-ray``).
   ``instrunet.classification/2`` record (or its error record);
 * :func:`done_paths` / :func:`read_records`: which files already have a result, so that a
   rerun skips them and retries the failed ones; a torn last line from an interrupted run is
-  cut off when the file is opened again (that file is redone);
+  cut off when the file is opened again (that file is redone); :func:`pending`: the files a
+  rerun classifies, including those changed since their record (size or modification time);
+* :func:`check_one_model` / :func:`check_one_hop`: one output holds one model's results at one
+  hop;
 * :class:`ResultsFile`: the JSON lines file itself, locked while a batch appends to it; a
   record that cannot be written whole (a full disk) is rolled back, so every line is a record;
   an existing file that is not such JSON lines (notes, an audio file) is refused untouched.
@@ -44,6 +47,10 @@ __all__ = [
     "try_lock",
     "model_key",
     "check_one_model",
+    "check_one_hop",
+    "hops_of",
+    "pending",
+    "file_stamp",
 ]
 
 
@@ -125,18 +132,41 @@ def error_message(path: str, e: BaseException) -> str:
     return msg if msg.startswith(path) else f"{path}: {msg}"
 
 
+def file_stamp(path: str) -> dict[str, int] | None:
+    """``{"file_size", "file_mtime_ns"}`` of ``path`` as it is now (``None`` when it cannot be
+    stat-ed): what a record holds so that a resumed batch notices a file changed since."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return {"file_size": int(st.st_size), "file_mtime_ns": int(st.st_mtime_ns)}
+
+
 def file_record(classifier: Classifier, path: str, data: bytes | None = None) -> dict[str, Any]:
     """One file's ``instrunet.classification/2`` record, through ``classifier`` (decoded from
     ``data`` when given, named ``path``); a file that cannot be classified gives its error
-    record (``error``: the message, starting with ``path``)."""
+    record (``error``: the message, starting with ``path``).
+
+    A result records the classifier's ``hop`` (seconds) and, for a file on disk, its
+    ``file_size`` and ``file_mtime_ns`` as they were before it was read (:func:`file_stamp`):
+    a file written to while it is read is classified again by the next run."""
     src: Any = path
+    stamp = None
     if data is not None:
         src = io.BytesIO(data)
         src.name = path
+    else:
+        stamp = file_stamp(path)
     try:
         classifier.classify(src)
         return classification_record(
-            path, classifier.prediction(), classifier.model, duration=classifier.duration
+            path,
+            classifier.prediction(),
+            classifier.model,
+            duration=classifier.duration,
+            hop=classifier.hop_seconds,
+            stamp=stamp,
+            damage=classifier.damage,
         )
     except (InstrunetError, OSError) as e:
         return error_record(path, error_message(path, e), classifier.model)
@@ -183,13 +213,64 @@ def check_one_model(
         )
 
 
-def done_paths(records: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Real paths that already have a result (error records are not done: they are retried)."""
+def check_one_hop(where: str | os.PathLike[str], held: Iterable[float], hop: float) -> None:
+    """Refuse to add results at ``hop`` seconds to an output ``where`` whose results were made
+    at another hop (``held``: :func:`hops_of` its records): a file's overall answer depends on
+    its windows, so one output holds one hop's.
+
+    Raises
+    ------
+    InputError
+        Naming the hop found, the run's and the way out.
+    """
+    others = sorted(h for h in held if abs(h - hop) > 1e-6)
+    if others:
+        theirs, mine = f"{round(others[0], 3):g}", f"{round(hop, 3):g}"  # snapped to whole frames
+        raise InputError(
+            f"{os.fspath(where)}: holds results made with a hop of {theirs} s, not this run's "
+            f"{mine} s; resume with --hop {theirs}, or choose another output"
+        )
+
+
+def hops_of(records: Iterable[Mapping[str, Any]]) -> set[float]:
+    """The hops (seconds) of the results among ``records`` (records written before hops were
+    recorded, and error records, hold none)."""
     return {
-        os.path.realpath(r["path"])
+        float(h)
         for r in records
-        if isinstance(r.get("path"), str) and r.get("error") is None
+        if r.get("error") is None and isinstance(h := r.get("hop"), (int, float)) and not isinstance(h, bool)
     }
+
+
+def done_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int] | None]:
+    """Real paths that already have a result (error records are not done: they are retried),
+    each with the :func:`file_stamp` its last result recorded (``None``: none recorded)."""
+    done: dict[str, dict[str, int] | None] = {}
+    for r in records:
+        if isinstance(r.get("path"), str) and r.get("error") is None:
+            size, mtime = r.get("file_size"), r.get("file_mtime_ns")
+            stamp = None
+            if isinstance(size, int) and isinstance(mtime, int) and not isinstance(size, bool):
+                stamp = {"file_size": size, "file_mtime_ns": mtime}
+            done[os.path.realpath(r["path"])] = stamp
+    return done
+
+
+def pending(files: Iterable[str], done: Mapping[str, dict[str, int] | None]) -> tuple[list[str], int]:
+    """The ``files`` a run classifies, in order, and how many of them have a result that is
+    out of date: those without a result, and those whose size or modification time differs
+    from what their last result recorded (their new record is appended: the last record of a
+    path is its result). A result that recorded no stamp (an older version's) stands."""
+    todo, changed = [], 0
+    for f in files:
+        if f not in done:
+            todo.append(f)
+            continue
+        stamp = done[f]
+        if stamp is not None and file_stamp(f) not in (stamp, None):
+            todo.append(f)
+            changed += 1
+    return todo, changed
 
 
 #: How every line batch writes begins (its records' first member, whatever the schema's
@@ -315,7 +396,10 @@ class ResultsFile(HoldsFile):
                     f"{self.path}: not the results of instrunet batch ({why}); refusing to change it "
                     "(choose another --out)"
                 )
+            #: Real path → the :func:`file_stamp` of its last result (see :func:`pending`).
             self.done = done_paths(records)
+            #: The hops (seconds) of the results the file holds.
+            self.hops = hops_of(records)
             #: ``(name, version, sha256)`` of every model whose results the file holds.
             self.models = {
                 model_key(m)
@@ -338,6 +422,16 @@ class ResultsFile(HoldsFile):
             The file holds results of another model (named, with the way out).
         """
         check_one_model(self.path, self.models, model)
+
+    def check_hop(self, hop: float) -> None:
+        """Refuse to add results made at ``hop`` seconds to a file that holds another hop's.
+
+        Raises
+        ------
+        InputError
+            The file holds results made with another hop (named, with the way out).
+        """
+        check_one_hop(self.path, self.hops, hop)
 
     def _mend_tail(self, data: bytes) -> None:
         """The last line has no newline: a record cut short by an interrupted run is cut off

@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_results_path,
         metavar="results.jsonl",
         help="JSON lines (instrunet.classification/2), one per file; files already done in it "
-        "are skipped, failed ones retried; locked while the batch runs",
+        "are skipped, failed ones and ones changed since (size or time) done again; one model "
+        "and one --hop per output; locked while the batch runs",
     )
     _add_model_options(b)
 
@@ -485,7 +486,7 @@ def _classify(args: argparse.Namespace) -> int:
             _err(msg)
             rows.append(error_record(path, msg, model))
             continue
-        rows.append(classification_record(path, pred, model, duration=duration))
+        rows.append(classification_record(path, pred, model, duration=duration, damage=clf.damage))
         if not args.json:  # stdout failing here is the command's failure (main), not this file's
             note = "\tlow evidence" if pred.low_evidence else ""
             _out(f"{_shown(path)}\t{pred.label}\t{pred.confidence:.3f}{note}")
@@ -832,7 +833,7 @@ def _describe(e: BaseException) -> str:
 
 # ---------------------------------------------------------------- batch
 def _batch(args: argparse.Namespace) -> int:
-    from .batch import ResultsFile, ResultsLocked, collect_files, file_record, is_results_file
+    from .batch import ResultsFile, ResultsLocked, collect_files, file_record, is_results_file, pending
 
     try:
         files = collect_files(args.dir)
@@ -866,12 +867,14 @@ def _batch(args: argparse.Namespace) -> int:
     with results:
         try:
             results.check_model(model_info(model))
+            results.check_hop(clf.hop_seconds)
         except InputError as e:
             _err(str(e))
             return EXIT_FAIL
-        todo = [p for p in files if p not in results.done]
+        todo, changed = pending(files, results.done)
         n = len(todo)
-        _say(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go")
+        again = f" ({changed} changed since their result)" if changed else ""
+        _say(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go{again}")
         rc = EXIT_OK
         try:
             for i, path in enumerate(todo, 1):

@@ -28,6 +28,7 @@ results.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,6 +122,10 @@ class Classifier:
     latency_seconds : float
         Audio between a window's first sample and the call that emits it: one window (input at
         a rate other than 22,050 Hz adds the resampler's delay, a few ms).
+    damage : str or None
+        After :meth:`classify`: why the file's decoding ended before its end (a FLAC or Ogg cut
+        short, a damaged MP3: the message also given as a ``RuntimeWarning``), the results
+        covering what decoded; ``None`` when it decoded whole.
 
     Examples
     --------
@@ -262,6 +267,7 @@ class Classifier:
             self._reset()
 
     def _reset(self) -> None:
+        self.damage: str | None = None
         self._sr_in: int | None = None
         self._source_start: tuple[int, int] | None = None
         self._channels_in: int | None = None
@@ -373,9 +379,18 @@ class Classifier:
         list of WindowResult
             Every window of the source (also in :attr:`results`).
 
+        Warns
+        -----
+        RuntimeWarning
+            A file stopped decoding before its end (a FLAC or Ogg cut short: ``<file>: decoding
+            failed after N frames (...); what decoded is used``), or ended well before the
+            length its header announces (a damaged MP3): the results cover what decoded, and
+            :attr:`damage` holds the message.
+
         Raises
         ------
         DecodeError, InputError
+            Nothing of the source decodes, or it cannot be opened or used.
         ConcurrentUseError
             Another thread is feeding this classifier.
         """
@@ -385,9 +400,10 @@ class Classifier:
             # where a file object's audio starts (read from its position): refine reads it again there
             self._source_start = (id(audio), _position(audio)) if hasattr(audio, "read") else None
             done = False
+            damage: list[str] = []
             try:
                 blocks = iter_blocks(
-                    audio, sample_rate, target_sr=self._sr, block_seconds=DECODE_BLOCK_SECONDS
+                    audio, sample_rate, target_sr=self._sr, block_seconds=DECODE_BLOCK_SECONDS, damage=damage
                 )
                 array = isinstance(audio, np.ndarray)
                 self._sr_in = check_sample_rate(sample_rate, what=source_name(audio)) if array else self._sr
@@ -408,6 +424,9 @@ class Classifier:
                 if listener is not None and last:
                     listener.windows(last)
                 done = True
+                if damage:
+                    self.damage = damage[0]
+                    warnings.warn(self.damage, RuntimeWarning, stacklevel=2)
                 return out + last
             finally:
                 self._pipe.clear()  # after an error: drop the batches still in flight
@@ -438,7 +457,7 @@ class Classifier:
             has the file).
         """
         with self._owner.reading():
-            return self._log.analysis(
+            an = self._log.analysis(
                 self._activity(),
                 source=source,
                 duration=self.duration,
@@ -446,6 +465,8 @@ class Classifier:
                 model=model_info(self.model),
                 settings=self.settings,
             )
+            an.damage = self.damage
+            return an
 
     def activity(self) -> Activity:
         """The time axis of the stream so far (:func:`instrunet_core.timeline.activity`): each

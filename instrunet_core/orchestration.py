@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -171,8 +170,7 @@ def analyze(
             if progress is not None:
                 progress("refine", 0.0)
             clf.refine(src, sample_rate)
-        an = clf.analysis(source=os.fspath(source_name(source)))
-        _say_if_cut_short(an, expected, isinstance(source, np.ndarray))
+        an = clf.analysis(source=os.fspath(source_name(source)))  # a file cut short: clf warned
         if embeddings:
             an.embedding = clf.embedding()
         if context is not None:
@@ -185,28 +183,6 @@ def analyze(
         if feed is not None:
             feed.close()  # the analyzers' threads end (after an error: with nothing more to do)
     return an
-
-
-def ended_early(expected: float, decoded: float) -> bool:
-    """Whether decoding ended well before the length a header announced: by more than 0.1 s and
-    2 % of it (an encoder's padding and a resampler's rounding stay below that). The one rule of
-    ``analyze``'s warning and the web app's notice."""
-    return expected - decoded > max(0.1, 0.02 * expected)
-
-
-def _say_if_cut_short(an: Analysis, expected: float | None, array: bool) -> None:
-    """A ``RuntimeWarning`` when decoding ended well before the length the file's header
-    announces (a damaged MP3 ends without an error): the analysis covers only that part, and
-    its duration alone would not say why (the CLI prints it as ``instrunet: warning:``)."""
-    if array or expected is None:
-        return
-    if ended_early(expected, an.duration):
-        warnings.warn(
-            f"{an.source}: the header announces {expected:.2f} s but only {an.duration:.2f} s could be "
-            "decoded (the file is cut short or damaged); the analysis covers that part",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | None:

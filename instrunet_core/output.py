@@ -69,6 +69,10 @@ CLASSIFICATION_FIELDS: dict[str, type] = {
     "sounding_seconds": float,
     "other": float,
     "duration": float,
+    "hop": float,
+    "file_size": int,
+    "file_mtime_ns": int,
+    "damage": str,
     "error": str,
 }
 
@@ -104,7 +108,14 @@ def _num(x: float, ndigits: int | None = None) -> float | None:
 
 
 def classification_record(
-    path: str, prediction: Prediction, model: Model, *, duration: float | None = None
+    path: str,
+    prediction: Prediction,
+    model: Model,
+    *,
+    duration: float | None = None,
+    hop: float | None = None,
+    stamp: Mapping[str, int] | None = None,
+    damage: str | None = None,
 ) -> dict[str, Any]:
     """One file's overall result as an ``instrunet.classification/2`` record.
 
@@ -116,14 +127,22 @@ def classification_record(
     model : Model
     duration : float, optional
         Seconds of audio, when known.
+    hop : float, optional
+        Seconds between the starts of the windows that made the answer (``batch`` records it).
+    stamp : mapping, optional
+        ``{"file_size", "file_mtime_ns"}`` of the file when it was read
+        (:func:`instrunet_core.batch.file_stamp`).
+    damage : str, optional
+        Why decoding ended before the file's end (:attr:`Classifier.damage
+        <instrunet_core.Classifier>`): the answer covers what decoded.
 
     Returns
     -------
     dict
         ``{schema, instrunet_version, path, model, label, confidence, probabilities,
-        n_windows, silent, low_evidence, sounding_seconds[, other][, duration]}``; ``other``
-        (open-set models) is the probability that the sound is none of the labels, and
-        ``label`` is then ``"other"`` when that wins.
+        n_windows, silent, low_evidence, sounding_seconds[, other][, duration][, hop]
+        [, file_size, file_mtime_ns][, damage]}``; ``other`` (open-set models) is the probability that
+        the sound is none of the labels, and ``label`` is then ``"other"`` when that wins.
     """
     rec: dict[str, Any] = {
         "schema": CLASSIFICATION_SCHEMA,
@@ -142,6 +161,13 @@ def classification_record(
         rec["other"] = _num(prediction.other)
     if duration is not None:
         rec["duration"] = _num(duration, 4)
+    if hop is not None:
+        rec["hop"] = _num(hop, 6)
+    if stamp is not None:
+        rec["file_size"] = int(stamp["file_size"])
+        rec["file_mtime_ns"] = int(stamp["file_mtime_ns"])
+    if damage is not None:
+        rec["damage"] = str(damage)
     return _listed(rec)
 
 

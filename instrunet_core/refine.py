@@ -381,7 +381,11 @@ def read_evidence(
     last = float(spans[-1, 1]) + fe.window_samples / sr
     _rewind(audio, start)  # a file object stands where the first pass stopped reading it
     try:
-        for block in iter_blocks(audio, sample_rate, target_sr=sr, block_seconds=DECODE_BLOCK_SECONDS):
+        # a file that stops decoding ends here as in the first pass (which said so)
+        damage: list[str] = []
+        for block in iter_blocks(
+            audio, sample_rate, target_sr=sr, block_seconds=DECODE_BLOCK_SECONDS, damage=damage
+        ):
             stream.push(block)
             take(final=False)
             if stream.total / sr > last:

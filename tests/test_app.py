@@ -520,6 +520,30 @@ def test_a_file_that_stops_decoding_early_says_so(installed_registry):
     assert service.analyze_upload(bytes(buf.getvalue()), "whole.mp3").notice is None
 
 
+def test_a_flac_cut_short_is_a_result_with_a_notice(installed_registry, tmp_path):
+    """A FLAC cut short was an error page after its decoded part had been analysed; one whose
+    header gives no length (written to a pipe) had no length to compare with either."""
+    import soundfile as sf
+    from test_audio import _flac_of_unknown_length
+
+    y = 0.3 * np.sin(2 * np.pi * 440 * np.arange(10 * 22050) / 22050)
+    for unknown in (False, True):
+        f = tmp_path / f"cut{int(unknown)}.flac"
+        if unknown:
+            _flac_of_unknown_length(f, y, 22050)
+        else:
+            sf.write(f, y, 22050, subtype="PCM_16")
+        data = f.read_bytes()
+        with pytest.warns(RuntimeWarning, match="decoding failed after"):
+            res = service.analyze_upload(data[: len(data) // 2], "cut.flac")
+        assert 2.0 < res.analysis.duration < 8.0 and res.notice
+        if unknown:
+            assert res.notice.startswith("cut.flac: decoding stopped after ")
+        else:
+            assert res.notice.startswith("cut.flac: the file's header announces 10 s of audio but only ")
+        assert "(the file is cut short or damaged); the result covers that part." in res.notice
+
+
 def test_nothing_detected_names_the_nearest_family_and_its_threshold(installed_registry):
     sr = 8000
     short = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(int(0.1 * sr)) / sr), sr)

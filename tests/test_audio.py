@@ -298,6 +298,59 @@ def test_a_flac_cut_short_gives_what_decodes_before_the_error(tmp_path: Path) ->
         assert ("does not give its length" in str(e.value)) == unknown
 
 
+def test_a_flac_cut_short_is_classified_on_what_decodes_with_a_warning(tmp_path: Path, tiny_model) -> None:
+    """A FLAC cut short was an error after its decoded half had been analysed (the work lost),
+    while an MP3 cut short was analysed without a word outside ``analyze``: two policies for one
+    kind of damage. Every classifier now uses what decodes and warns, naming the file and where
+    decoding stopped; ``damage`` keeps the message (the analysis, its JSON, batch records)."""
+    import warnings
+
+    import instrunet_core
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 12) / 44100)).astype(np.float32)
+    for unknown in (False, True):
+        f = tmp_path / f"cut{int(unknown)}.flac"
+        if unknown:
+            _flac_of_unknown_length(f, y, 44100)
+        else:
+            sf.write(f, y, 44100, subtype="PCM_16")
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+        said = "the header does not give its length" if unknown else "the header announces 529200 frames"
+        clf = tiny_model.classifier()
+        with pytest.warns(
+            RuntimeWarning, match=rf"cut{int(unknown)}\.flac: decoding failed after \d+ frames"
+        ) as w:
+            wins = clf.classify(f)
+        assert (
+            len(w) == 1 and said in str(w[0].message) and str(w[0].message).endswith("; what decoded is used")
+        )
+        assert clf.damage == str(w[0].message) and 3.0 < clf.duration < 6.5 and wins
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            an = instrunet_core.analyze(f, model=tiny_model, analyzers=False)
+        assert [str(x.message) for x in w] == [clf.damage]  # once, not again by analyze
+        assert an.damage == clf.damage and an.to_dict()["damage"] == clf.damage
+        assert an.duration == pytest.approx(clf.duration)
+        # the same classifier on a whole file: no damage left from before
+        good = tmp_path / "good.flac"
+        sf.write(good, y[: 44100 * 3], 44100)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            clf.classify(good)
+            assert (
+                clf.damage is None
+                and "damage" not in instrunet_core.analyze(good, model=tiny_model).to_dict()
+            )
+    # what decodes nothing is still an error, and load_audio (the whole file or nothing) stays strict
+    stub = tmp_path / "stub.flac"
+    sf.write(stub, y, 44100)
+    stub.write_bytes(stub.read_bytes()[:200])
+    with pytest.raises(DecodeError):
+        tiny_model.classifier().classify(stub)
+    with pytest.raises(DecodeError, match="decoding failed after"):
+        load_audio(tmp_path / "cut0.flac")
+
+
 def test_other_containers_named_mp3_are_decoded_and_batch_finds_opus_and_aifc(tmp_path: Path) -> None:
     """A WAV (or FLAC, Ogg) named .mp3 was refused as "not an MP3 file" though libsndfile reads
     it, and batch skipped .opus and .aifc files (a formats audit)."""

@@ -172,6 +172,55 @@ def test_batch_resumable(
     assert "2 already done, 2 to go" in err
 
 
+def test_batch_records_hop_and_file_stamp_and_redoes_changed_files(
+    tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resumed batch kept the result of a file rewritten since (its record held no size or
+    time), and a resume with another --hop mixed two hops' answers in one file."""
+    import os
+
+    out = tmp_path / "results.jsonl"
+    main(["batch", str(audio_dir), "--out", str(out), "--hop", "0.5"])
+    capsys.readouterr()
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    good = next(r for r in recs if r["path"].endswith("good.wav"))
+    st = os.stat(good["path"])
+    assert good["hop"] == pytest.approx(0.5, abs=0.03)  # snapped to whole STFT frames
+    assert (good["file_size"], good["file_mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+    assert all("hop" not in r and "file_size" not in r for r in recs if "error" in r)
+
+    # another hop: refused, the file untouched
+    before = out.read_bytes()
+    assert main(["batch", str(audio_dir), "--out", str(out), "--hop", "1.0"]) == 1
+    err = capsys.readouterr().err
+    hop = f"{round(good['hop'], 3):g}"  # 0.511: 0.5 s snapped to 22 frames
+    assert f"holds results made with a hop of {hop} s, not this run's 0.998 s" in err
+    assert f"resume with --hop {hop}" in err and out.read_bytes() == before
+
+    # good.wav rewritten (another sound, another time): classified again, its new record appended
+    sf.write(audio_dir / "good.wav", tone(2.0, freq=880.0), SR)
+    os.utime(audio_dir / "good.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    main(["batch", str(audio_dir), "--out", str(out), "--hop", "0.5"])
+    err = capsys.readouterr().err
+    assert "1 already done, 2 to go (1 changed since their result)" in err  # good.wav and bad.wav
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    again = [r for r in recs if r["path"] == good["path"]]
+    assert len(again) == 2 and again[-1]["file_mtime_ns"] == st.st_mtime_ns + 5_000_000_000
+    assert again[-1]["duration"] == pytest.approx(2.0, abs=0.01) != again[0]["duration"]
+    # unchanged since: nothing to redo but the failed file
+    main(["batch", str(audio_dir), "--out", str(out), "--hop", "0.5"])
+    assert "2 already done, 1 to go\n" in capsys.readouterr().err
+
+    # a result written before records held a stamp stands (no reclassification of old outputs)
+    old = tmp_path / "old.jsonl"
+    for r in recs:
+        r.pop("file_size", None), r.pop("file_mtime_ns", None), r.pop("hop", None)
+    old.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    os.utime(audio_dir / "good.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 9_000_000_000))
+    main(["batch", str(audio_dir), "--out", str(old)])
+    assert "2 already done, 1 to go\n" in capsys.readouterr().err
+
+
 def test_models_and_plugins_listing(
     tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -140,6 +140,37 @@ def test_parquet_output_and_resume(
     assert rows[str(real / "broken.wav")]["label"] is None
     again = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
     assert (again["written"], again["skipped"]) == (1, 3)  # only the failed file is retried
+    assert flute["hop"] > 0 and flute["file_size"] == os.stat(real / "flute.wav").st_size
+
+    # a part of an earlier version, without hop and stamp columns, is still read as done
+    import pyarrow as pa
+
+    old = tmp_path / "old_parts"
+    old.mkdir()
+    kept = [r for r in table.to_pylist() if r["error"] is None]
+    cols = [c for c in table.column_names if c not in ("hop", "file_size", "file_mtime_ns")]
+    pq.write_table(pa.Table.from_pylist([{c: r[c] for c in cols} for r in kept]), old / "part-0-old.parquet")
+    # flute.wav rewritten since its record: done again; another hop: refused before Ray runs
+    st = os.stat(real / "flute.wav")
+    with open(real / "flute.wav", "r+b") as f:
+        f.seek(st.st_size - 4)
+        f.write(b"\x00\x00\x00\x00")
+    os.utime(real / "flute.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 3_000_000_000))
+    from instrunet_core.errors import InputError
+
+    with pytest.raises(
+        InputError, match=r"holds results made with a hop of [0-9.]+ s, not this run's 0\.511 s"
+    ):
+        instrunet_ray.tag_collection(collection, out, hop=0.5, log=lambda m: None)
+    third = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
+    assert (third["written"], third["changed"]) == (2, 1)  # flute.wav and the failed file
+    assert sum(r["path"] == str(real / "flute.wav") for r in pq.read_table(out).to_pylist()) == 2
+    fourth = instrunet_ray.tag_collection(collection, old, workers=1, log=lambda m: None)
+    assert (fourth["written"], fourth["skipped"], fourth["changed"]) == (
+        1,
+        3,
+        0,
+    )  # the old part's results stand
 
 
 def test_bad_arguments_are_clear_errors(installed_registry: object, collection: Path, tmp_path: Path) -> None:

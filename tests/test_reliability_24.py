@@ -602,10 +602,16 @@ def test_row15_mp3_noise_refused_quietly_in_the_cli(tmp_path: Path, tiny_model_d
     files = _damaged(tmp_path)
     r = _cli(["classify", str(files["id3.mp3"]), str(files["cut.mp3"])], model_dir=tiny_model_dir, stdout=-1)
     assert r.returncode == 1
-    assert r.stderr == (
+    err = r.stderr.splitlines()
+    assert err[0] == (
         f"instrunet: error: {files['id3.mp3']}: cannot decode audio "
-        "(corrupt or unsupported format: no audio frames found in the data)\n"
+        "(corrupt or unsupported format: no audio frames found in the data)"
     )
+    # the MP3 cut in half is classified on what decoded, with one line that says so (no decoder chatter)
+    assert err[1:] == [
+        f"instrunet: warning: {files['cut.mp3']}: the header announces 10.00 s but only "
+        f"{err[1].split('only ')[1][:4]} s could be decoded (the file is cut short or damaged); what decoded is used"
+    ]
     assert r.stdout.startswith(f"{files['cut.mp3']}\t")
 
 
@@ -637,6 +643,10 @@ def test_audit_embed_and_search_drop_the_mp3_decoders_chatter_too(tmp_path: Path
     ):
         r = _cli([*argv, "--model", str(model)], model_dir=model, stdout=-1)
         errors = [line for line in r.stderr.splitlines() if not line.startswith(f"{argv[1]}: ")]
+        # the MP3 cut in half is used as far as it decodes, with one line of ours that says so
+        said = [line for line in errors if line.startswith("instrunet: warning: ")]
+        assert said and all("cut.mp3: the header announces 10.00 s but only" in w for w in said), r.stderr
+        errors = [line for line in errors if line not in said]
         if says is None:
             assert r.returncode == 0 and errors == [], r.stderr
         else:
@@ -650,6 +660,36 @@ def test_row16_cut_wav_behaves_as_documented(tmp_path: Path) -> None:
     assert _core_outcome(files["half.flac"])[0] == "DecodeError"
     doc = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
     assert "read up to where it ends" in doc and "decoding failed after N frames" in doc
+
+
+def test_cli_classifies_a_cut_flac_on_what_decodes_and_says_so(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """classify, analyze and batch on a FLAC cut in half: exit 0 with the answer of what decoded
+    and one warning line (was: exit 1, the error after the decoded half had been analysed);
+    the JSON and the batch record carry the message as ``damage``."""
+    import json
+
+    files = _damaged(tmp_path)
+    half = files["half.flac"]
+    prefix = f"instrunet: warning: {half}: decoding failed after "
+    r = _cli(["classify", "--json", str(half)], model_dir=tiny_model_dir, stdout=-1)
+    assert r.returncode == 0 and r.stderr.startswith(prefix) and len(r.stderr.splitlines()) == 1, r.stderr
+    (rec,) = json.loads(r.stdout)
+    assert rec["damage"] == r.stderr[len("instrunet: warning: ") :].strip() and "label" in rec
+    assert 3 < rec["duration"] < 7
+    out = tmp_path / "a.json"
+    r = _cli(["analyze", str(half), "--json", str(out)], model_dir=tiny_model_dir, stdout=-1)
+    assert r.returncode == 0 and [ln for ln in r.stderr.splitlines() if ln.startswith(prefix)], r.stderr
+    assert json.loads(out.read_text())["damage"] == rec["damage"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "half.flac").write_bytes(half.read_bytes())
+    results = tmp_path / "r.jsonl"
+    for _run in range(2):  # a damaged file's result is done: the second run skips it
+        r = _cli(["batch", str(folder), "--out", str(results)], model_dir=tiny_model_dir, stdout=-1)
+        assert r.returncode == 0, r.stderr
+    (rec,) = [json.loads(ln) for ln in results.read_text().splitlines()]
+    assert "decoding failed after" in rec["damage"] and "error" not in rec
+    assert "1 already done, 0 to go" in r.stderr
 
 
 def test_cut_flac_says_where_decoding_stops(tmp_path: Path) -> None:

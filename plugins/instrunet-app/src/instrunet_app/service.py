@@ -22,9 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
-from instrunet_core.audio import MP3_SUPPORTED, audio_info
+from instrunet_core.audio import MP3_SUPPORTED, audio_info, ended_early
 from instrunet_core.features import SILENCE_DB
-from instrunet_core.orchestration import ended_early
 from instrunet_core.registry import Registry
 
 __all__ = [
@@ -491,6 +490,11 @@ def analyze_upload(
             f"{filename}: the file's header announces {seconds_text(duration)} of audio but only "
             f"{seconds_text(float(an.duration))} could be decoded (the file is cut short or damaged); "
             "the result covers that part."
+        )
+    elif an.damage is not None:  # a FLAC cut short whose header gives no length (written to a pipe)
+        notice = (
+            f"{filename}: decoding stopped after {seconds_text(float(an.duration))} (the file is cut "
+            "short or damaged); the result covers that part."
         )
     if an.silent:
         notice = (notice + " " if notice else "") + (

@@ -41,12 +41,15 @@ from instrunet_core.audio import audio_info
 from instrunet_core.batch import (
     ResultsFile,
     ResultsLocked,
+    check_one_hop,
     check_one_model,
     collect_files,
     done_paths,
     error_message,
     file_record,
+    hops_of,
     model_key,
+    pending,
     read_records,
     try_lock,
 )
@@ -69,13 +72,15 @@ def _format_of(out: Path, fmt: str | None) -> str:
     return fmt
 
 
-def done_paths_in(out: str | os.PathLike[str], *, fmt: str | None = None) -> set[str]:
+def done_paths_in(out: str | os.PathLike[str], *, fmt: str | None = None) -> dict[str, dict[str, int] | None]:
     """Real paths that already have a result in ``out`` (JSON lines file, or folder of Parquet
-    parts); error records are not done: those files are retried, as ``instrunet batch`` does."""
+    parts), each with the size and modification time its last result recorded
+    (:func:`instrunet_core.batch.done_paths`); error records are not done: those files are
+    retried, as ``instrunet batch`` does."""
     out = Path(out)
     fmt = _format_of(out, fmt)
     if not out.exists():
-        return set()
+        return {}
     if fmt == "jsonl":
         with open(out, "rb") as f:
             return done_paths(read_records(f))
@@ -83,17 +88,25 @@ def done_paths_in(out: str | os.PathLike[str], *, fmt: str | None = None) -> set
 
 
 def _parquet_rows(out: Path) -> list[dict[str, Any]]:
-    """The ``path``, ``error`` and ``model`` of every record in the Parquet parts in ``out``, read
-    once for what is done and whose results they are (``model`` as written: a JSON string)."""
+    """The ``path``, ``error``, ``model``, ``hop``, ``file_size`` and ``file_mtime_ns`` of every
+    record in the Parquet parts in ``out`` (those a part has: parts of earlier versions lack the
+    last three), read once for what is done and whose results they are, at which hop (``model``
+    as written: a JSON string)."""
     import pyarrow.parquet as pq
 
     rows: list[dict[str, Any]] = []
     for part in sorted(out.glob("part-*.parquet")):
         try:
-            rows += pq.read_table(part, columns=["path", "error", "model"]).to_pylist()
+            names = set(pq.read_schema(part).names)
+            columns = [c for c in _RESUME_COLUMNS if c in names]
+            rows += pq.read_table(part, columns=columns).to_pylist()
         except Exception:  # noqa: BLE001 - a part cut short by an interruption: its files are redone
             continue
     return rows
+
+
+#: The columns a resumed run reads from Parquet parts.
+_RESUME_COLUMNS = ("path", "error", "model", "hop", "file_size", "file_mtime_ns")
 
 
 def _models_of(rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -305,10 +318,12 @@ def tag_collection(
     # ModelError before any Ray process starts (the actors' own errors would come back as
     # Ray's ActorDiedError tracebacks); it also goes into the driver's error records.
     driver_model = load_model(model, intra_op_threads=1)
-    driver_model.classifier(hop=hop)  # a bad hop is an InputError here, not an actor's death in Ray
+    # a bad hop is an InputError here, not an actor's death in Ray; the hop the results record
+    hop_seconds = driver_model.classifier(hop=hop).hop_seconds
     summary: dict[str, Any] = {
         "files": len(files),
         "skipped": 0,
+        "changed": 0,
         "written": 0,
         "errors": 0,
         "workers": workers,
@@ -333,10 +348,17 @@ def tag_collection(
             stack.callback(sink.flush)  # the records so far are kept, also after an error
             rows = _parquet_rows(out)
             check_one_model(out, _models_of(rows), model_info(driver_model))
+            check_one_hop(out, hops_of(rows), hop_seconds)
+        if results is not None:
+            results.check_hop(hop_seconds)
         done = results.done if results is not None else done_paths(rows)
-        todo = [f for f in files if f not in done]
+        todo, changed = pending(files, done)
         summary["skipped"] = len(files) - len(todo)
-        log(f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go")
+        summary["changed"] = changed
+        again = f" ({changed} changed since their result)" if changed else ""
+        log(
+            f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go{again}"
+        )
         t0 = time.perf_counter()
 
         ray_records = [0]  # the rates are the actors': the driver's error records are not timed
@@ -351,6 +373,8 @@ def tag_collection(
             if "error" in rec:  # the file and its problem, as instrunet batch says them
                 summary["errors"] += 1
                 log(f"instrunet-ray: error: {rec['error']}")
+            elif "damage" in rec:  # tagged on what decoded (an actor's warning goes nowhere)
+                log(f"instrunet-ray: warning: {rec['damage']}")
 
         # Files that cannot be read when the run starts get their error records here, without
         # starting Ray for them (an actor would give the same record).
