@@ -849,6 +849,50 @@ def test_the_stream_feeds_its_network_from_the_features_stft(flute: np.ndarray) 
     assert calls == ["predict_features", "predict_windows", "predict_features"]
 
 
+def test_judging_leaves_the_hosts_blas_setting_alone(flute: np.ndarray) -> None:
+    """The analyzer limited numpy's BLAS to one thread while it judged a window: process-wide,
+    so the host's threads were limited too, and a limit the host set meanwhile could be undone.
+    Its products are now numpy's own loops (features._dot), and nothing touches the setting."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threading
+
+    from instrunet_condition import features as feat_mod
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((130, 1025)).astype(np.float32), rng.standard_normal(1025).astype(np.float32)
+    np.testing.assert_allclose(feat_mod._dot(a, b), a @ b, rtol=1e-4, atol=1e-3)
+    assert feat_mod._dot(b, b) == pytest.approx(float(b @ b), rel=1e-5)
+
+    ctl = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not ctl.lib_controllers:
+        pytest.skip("numpy has no BLAS thread pool here")
+    ctx = SimpleNamespace(
+        sample_rate=SR, labels=("flute",), thresholds={}, hop_seconds=1.5, expected_duration=None
+    )
+    stream = stream_mod.ConditionStream(ctx)
+    seen: list[set[int]] = []
+    real = stream_mod.features_and_power
+
+    def spy(y: np.ndarray, **kw: Any) -> Any:
+        seen.append({c.num_threads for c in ctl.lib_controllers})
+        out = real(y, **kw)
+        seen.append({c.num_threads for c in ctl.lib_controllers})
+        return out
+
+    y = np.ascontiguousarray(flute[:65024], dtype=np.float32)
+    stream_mod.features_and_power = spy  # type: ignore[assignment]
+    try:
+        with threadpoolctl.threadpool_limits(2, user_api="blas"):
+            t = threading.Thread(target=stream._judge, args=(y,))  # the analyzer's own thread
+            t.start()
+            t.join()
+            assert seen and all(s == {2} for s in seen)
+            assert {c.num_threads for c in ctl.lib_controllers} == {2}
+    finally:
+        stream_mod.features_and_power = real  # type: ignore[assignment]
+        stream.close()
+
+
 def test_fused_verdicts_cite_the_spectrogram_network_when_it_decides(flute: np.ndarray) -> None:
     model = clf_mod.load_condition_model()
     rows = [condition_features(flute[a : a + 65024], sr=SR) for a in (0, SR // 2)]

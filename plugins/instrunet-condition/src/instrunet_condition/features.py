@@ -309,10 +309,18 @@ def _onsets(env_db: np.ndarray, fps: float) -> list[int]:
     return out
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for a vector ``b`` without BLAS: numpy's own einsum loops (``np.einsum`` without
+    ``optimize`` never calls BLAS). A BLAS product of this size runs on BLAS's threads, whose
+    number is process-wide: the analyzer would have to limit the host's threads while it runs
+    (or fight onnxruntime's threads for the cores). Same sums, on the calling thread."""
+    return np.einsum("...j,j->...", a, b)
+
+
 def _slopes(t: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Least-squares slopes of the rows of ``e`` [shape=(m, n)] against ``t`` [shape=(n,)]."""
     tc = t - t.mean()
-    return ((e - e.mean(axis=-1, keepdims=True)) @ tc) / float(tc @ tc)
+    return _dot(e - e.mean(axis=-1, keepdims=True), tc) / float(_dot(tc, tc))
 
 
 def _decay(env_db: np.ndarray, fps: float, active: np.ndarray, onsets: list[int]) -> tuple[float, float]:
@@ -372,7 +380,7 @@ def _detrend(t: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``v`` less its least-squares straight line over ``t`` (at least 2 distinct ``t``)."""
     tc = t - t.mean()
     vc = v - v.mean()
-    return vc - tc * (float(tc @ vc) / float(tc @ tc))
+    return vc - tc * (float(_dot(tc, vc)) / float(_dot(tc, tc)))
 
 
 def _pitch_wobble(
@@ -504,7 +512,7 @@ def features_and_power(
     flat = flat_all[active]
     freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sr)
     tot = pa.sum(axis=1, dtype=np.float64) + _EPS
-    centroid = float(np.mean((pa @ freqs.astype(np.float32)) / tot))
+    centroid = float(np.mean(_dot(pa, freqs.astype(np.float32)) / tot))
     hf = float(pa[:, freqs >= 4000.0].sum(dtype=np.float64) / tot.sum())
     quiet = np.argsort(frame_db[active])[: max(1, int(active.sum()) // 4)]
     fps = sr / _HOP

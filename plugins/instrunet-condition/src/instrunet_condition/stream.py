@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from instrunet_core._threads import blas_limited
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.errors import InputError
 from instrunet_core.features import SILENCE_DB, block_power, power_features
@@ -309,16 +308,17 @@ class ConditionStream:
 
     def _judge(self, y: np.ndarray) -> tuple[dict[str, float] | None, np.ndarray | None]:
         """A sampled window's features and network probabilities (on the analyzer's thread)."""
-        with blas_limited():
-            feats, power = features_and_power(y, sr=self.sr)
-            if feats is None or self._net is None:
-                return feats, None
-            if power is not None and y.shape[0] == self._net_window:
-                # a whole window: the features' STFT is the network's (its model input within
-                # float32 rounding of predict_windows'), so it is not taken twice
-                x = power_features(power, fe=self._net.front_end)
-                return feats, self._net.predict_features(x[None])[0]
-            return feats, self._net.predict_windows(y[None, :])[0]
+        # (no BLAS thread limit: the features' products never reach BLAS's threads, see
+        # features._dot, and the core's mel products run on the calling thread)
+        feats, power = features_and_power(y, sr=self.sr)
+        if feats is None or self._net is None:
+            return feats, None
+        if power is not None and y.shape[0] == self._net_window:
+            # a whole window: the features' STFT is the network's (its model input within
+            # float32 rounding of predict_windows'), so it is not taken twice
+            x = power_features(power, fe=self._net.front_end)
+            return feats, self._net.predict_features(x[None])[0]
+        return feats, self._net.predict_windows(y[None, :])[0]
 
     @property
     def sampled(self) -> list[_Window]:
