@@ -308,7 +308,9 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
             f"{name}: unsupported source type {type(source).__name__} (need a path, a binary file object "
             "such as io.BytesIO(data) for bytes in memory, or an array)"
         )
+    origin = 0  # where a file object's audio starts: its position now (libsndfile reads from there)
     if hasattr(target, "read"):
+        origin = _position(target) or 0
         target = _SafeSeekFile(target)
     f = _soundfile(target, name)
     if f.frames >= UNKNOWN_FRAMES:
@@ -317,7 +319,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
         else:
             f.unsized = True
     elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
-        f = _unfinished_wav(f, target, name)
+        f = _unfinished_wav(f, target, name, origin)
     f.no_seek = True  # read front to back: soundfile's seek after every read is not needed
     try:
         check_sample_rate(f.samplerate, what=name, header=True)
@@ -416,7 +418,7 @@ def _chunk_chain(f: Any, at: int, end: int) -> bool:
     return at == end
 
 
-def _unfinished_wav(f: _SoundFile, target: Any, name: str) -> _SoundFile:
+def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _SoundFile:
     """A WAV whose header says its data is empty although samples follow it, read to the end.
 
     A recorder that stops before it finishes the file (a crash, a full disk, a capture tool
@@ -424,6 +426,7 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str) -> _SoundFile:
     As ffmpeg and sox do, the samples after the data chunk's header are read to the end of the
     file (whole frames). ``f`` is returned as it is when the data really is empty (nothing, or
     only metadata chunks, after it) or its subtype cannot be read as it lies (ADPCM, GSM).
+    ``origin``: where the WAV starts in a file object (its position when it was given).
     """
     width = _RAW_SAMPLE_BYTES.get(f.subtype)
     if width is None:
@@ -432,9 +435,9 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str) -> _SoundFile:
     src = owned if owned is not None else target
     try:
         end = src.seek(0, io.SEEK_END)
-        src.seek(0)
+        src.seek(origin)
         head = src.read(12)
-        at, start = 12, None
+        at, start = origin + 12, None
         while head[:4] == b"RIFF" and head[8:12] == b"WAVE" and at + 8 <= end:
             src.seek(at)
             chunk = src.read(8)

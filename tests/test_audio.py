@@ -395,9 +395,15 @@ def test_an_unfinished_wav_is_read_to_its_end(tmp_path: Path, subtype: str) -> N
     sf.write(good, stereo, 44100, subtype=subtype)
     bad = _unfinished(tmp_path / "unfinished.wav", good)
     assert sf.info(str(bad)).frames == 0  # what libsndfile makes of it
-    for src in (bad, io.BytesIO(bad.read_bytes())):
+    inside = io.BytesIO(
+        b"\0" * 999 + bad.read_bytes()
+    )  # a WAV inside a larger stream, read from its position
+    inside.seek(999)
+    for src in (bad, io.BytesIO(bad.read_bytes()), inside):
         info = audio_info(src)
         assert (info.frames, info.channels, info.sample_rate, info.format) == (44100 * 2, 2, 44100, "WAV")
+    inside.seek(999)
+    np.testing.assert_array_equal(load_audio(inside), load_audio(str(good)))
     with AudioReader(bad) as r, AudioReader(good) as g:
         got, want = np.concatenate(list(r.blocks(30000))), np.concatenate(list(g.blocks(30000)))
     np.testing.assert_array_equal(got, want)
