@@ -247,7 +247,17 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
             )
     elif in_shape[1:] != (fe.n_mels, fe.frames, 1):
         raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {fe.n_mels}, {fe.frames}, 1)")
-    n_out = model.output_shape[-1]
+    out_shape = model.output_shape
+    if not (isinstance(out_shape, tuple) and all(d is None or isinstance(d, int) for d in out_shape)):
+        raise ExportError(
+            f"{cfg.model}: has several outputs {out_shape}; the exporter takes one, of shape (None, n_labels)"
+        )
+    if len(out_shape) != 2:
+        raise ExportError(
+            f"{cfg.model}: output shape {out_shape} is not (None, n_labels): the runtime reads one "
+            "probability per label and window (pool or flatten before the last layer)"
+        )
+    n_out = out_shape[-1]
     if n_out not in (len(labels), len(labels) + 1):
         raise ExportError(
             f"{cfg.model}: {n_out} outputs but {len(labels)} labels {labels} (or one more: 'other')"

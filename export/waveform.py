@@ -52,7 +52,7 @@ import numpy as np
 
 from instrunet_core.errors import ModelError, describe
 from instrunet_core.features import FrontEnd, _mel_bands, batch_features, window_audio
-from instrunet_core.manifest import INPUT_NAME
+from instrunet_core.manifest import INPUT_NAME, NAME_RE, SEMVER_RE
 from instrunet_core.session import onnx_session
 from instrunet_core.verify import check_io, verify_artifact
 
@@ -565,6 +565,17 @@ def export_waveform(
     src_file = src_dir / src.file
     name = name or f"{src.name}-waveform"
     version = version or src.version
+    # said before anything is composed or checked (the manifest would refuse them after parity)
+    if not (NAME_RE.match(name) and len(name) <= 128):
+        raise ExportError(
+            f"--name {name!r}: use a lower-case identifier ([a-z0-9_.-], at most 128 characters)"
+        )
+    if not SEMVER_RE.match(version):
+        raise ExportError(f"--version {version!r}: expected semver X.Y.Z")
+    if not (isinstance(atol, (int, float)) and math.isfinite(atol) and atol >= 0):
+        raise ExportError(f"--atol {atol!r}: must be a finite number >= 0")
+    if n_references < 0:
+        raise ExportError(f"--n-references {n_references}: must be >= 0")
     dest = Path(out) / name / version
     if dest.exists() and not force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")

@@ -374,6 +374,32 @@ def _ends_in(path: Path, activation: str, n_out: int) -> Path:
     return path
 
 
+def test_outputs_of_another_rank_or_several_outputs_are_refused_before_converting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rank-3 output (a Dense on an unpooled map) was converted, its parity checked, and only
+    the artifact's verification refused it; two outputs got a TypeError."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    from keras import layers
+
+    inp = keras.Input((128, 128, 1), name="mel")
+    x = layers.Reshape((-1, 2))(layers.Conv2D(2, 3, strides=16, padding="same")(inp))
+    rank3 = tmp_path / "rank3.keras"
+    keras.Model(inp, layers.Dense(len(FAMILIES), activation="sigmoid")(x)).save(rank3)
+    y = layers.GlobalAveragePooling2D()(layers.Conv2D(2, 3, strides=16)(inp))
+    two = tmp_path / "two.keras"
+    keras.Model(inp, [layers.Dense(len(FAMILIES), activation="sigmoid")(y), layers.Dense(1)(y)]).save(two)
+    for model, says in (
+        (rank3, "output shape (None, 64, 8) is not (None, n_labels)"),
+        (two, "has several outputs"),
+    ):
+        args = [str(model), "--name", "x", "--version", "1.0.0", "--out", str(tmp_path / "out")]
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("activation", "n_out", "task", "says"),
     [

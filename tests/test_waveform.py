@@ -153,6 +153,16 @@ def test_export_waveform_refuses_bad_sources(
         export_waveform(waveform_dir, tmp_path)
     with pytest.raises(ExportError, match="already exists"):
         export_waveform(FAMILY, waveform_dir.parent.parent)
+    # a name, version or tolerance the artifact cannot have: said before composing and parity
+    for kw, says in (
+        ({"name": "Bad Name"}, "--name 'Bad Name': use a lower-case identifier"),
+        ({"version": "1.0.0\n"}, "expected semver X.Y.Z"),
+        ({"atol": float("nan")}, "--atol nan: must be a finite number"),
+        ({"n_references": -1}, "--n-references -1: must be >= 0"),
+    ):
+        with pytest.raises(ExportError, match=says):
+            export_waveform(FAMILY, tmp_path / "early", audio=[], **kw)  # no audio: parity would fail first
+        assert not (tmp_path / "early").exists()
     broken = tmp_path / "broken" / "1.0.0"
     shutil.copytree(FAMILY, broken)
     (broken / "model.onnx").write_bytes(b"not a model")
