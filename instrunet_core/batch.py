@@ -366,6 +366,9 @@ class ResultsFile(HoldsFile):
     InputError
         The file exists and is not JSON lines of records (a line that is no JSON object, or
         binary data): it is left as it was.
+    OutputError
+        The path exists and is not a regular file (a FIFO, a device such as ``/dev/full``, a
+        folder).
     OSError
         The file cannot be opened.
     OutputError
@@ -375,6 +378,10 @@ class ResultsFile(HoldsFile):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        if os.path.exists(self.path) and not os.path.isfile(self.path):  # a FIFO, a device, a folder
+            raise OutputError(
+                f"{self.path}: not a regular file (batch results are read back to resume and appended to)"
+            )
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # closed in close(): read and append under one lock; unbuffered, so every write is a syscall
         self._f = open(self.path, "a+b", buffering=0)  # noqa: SIM115

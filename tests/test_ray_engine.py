@@ -240,6 +240,11 @@ def test_an_output_of_the_wrong_kind_is_an_output_error(
     with pytest.raises(OutputError, match=r"parts\.txt: not a directory"):
         instrunet_ray.tag_collection(collection, file, fmt="parquet", log=lambda m: None)
     assert file.read_text() == "x"
+    # a FIFO as JSON lines: "cannot open the results file: Illegal seek" before; now batch's words
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match=r"fifo\.jsonl: not a regular file \(batch results are read back"):
+        instrunet_ray.tag_collection(collection, fifo, log=lambda m: None)
 
 
 def test_missing_and_empty_files_are_error_records_named_as_batch_names_them(
