@@ -648,6 +648,9 @@ class Embedding:
     silent : np.ndarray [shape=(T,), dtype=bool]
     model : dict
         ``{name, version, sha256, ...}`` (:func:`instrunet_core.output.model_info`).
+    hop : float or None
+        Seconds between the windows' starts (snapped to whole STFT frames): vectors made with
+        another hop differ a little, so a library holds one hop's.
     """
 
     vector: np.ndarray
@@ -655,6 +658,7 @@ class Embedding:
     times: np.ndarray
     silent: np.ndarray
     model: dict[str, str]
+    hop: float | None = None
 
     @property
     def dim(self) -> int:
@@ -662,6 +666,8 @@ class Embedding:
 
     def to_dict(self, *, windows: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"model": dict(self.model), "dim": self.dim, "vector": self.vector}
+        if self.hop is not None:
+            d["hop"] = round(float(self.hop), 6)
         if windows:
             d["windows"] = [
                 {"start": round(float(a), 4), "end": round(float(b), 4), "silent": bool(s), "vector": v}

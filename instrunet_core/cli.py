@@ -508,26 +508,41 @@ def _embedding_model(args: argparse.Namespace) -> Any:
 def _embed(args: argparse.Namespace) -> int:
     from .output import EMBEDDING_SCHEMA, instrunet_version, jsonable
 
+    if args.files.count("-") > 1:
+        _err("embed: stdin ('-') can be read only once; give it once")
+        return EXIT_USAGE
     try:
         model = _embedding_model(args)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
-    from .batch import collect_files
+    from .batch import collect_files, file_stamp
 
     rc = EXIT_OK
     # a folder stands for the audio files under it (as for batch and search)
-    files = [p for item in args.files for p in (collect_files(item) if os.path.isdir(item) else [item])]
+    files: list[str] = []
+    for item in args.files:
+        if os.path.isdir(item):
+            found = collect_files(item)
+            if not found:
+                _say(f"instrunet: warning: {_shown(item)}: no audio files under it")
+            files += found
+        else:
+            files.append(item)
     for path in files:
+        # a file is named by its resolved path (as batch names it): a library read from another
+        # folder names the same file, and a search leaves the query out of its own results
+        name = path if path == "-" else os.path.realpath(path)
+        stamp = None if path == "-" else file_stamp(path)
         try:
             with _decoder_chatter_dropped():
-                emb = model.embed(_source(path), hop=args.hop)
+                emb = model.embed(_source(path), hop=args.hop, workers=args.workers)
         except (InstrunetError, OSError) as e:
             _err(error_message(path, e))
             rc = EXIT_FAIL
             continue
-        line = {"schema": EMBEDDING_SCHEMA, "instrunet_version": instrunet_version(), "path": path}
-        _out(json.dumps(jsonable({**line, **emb.to_dict(windows=args.windows)})))
+        line = {"schema": EMBEDDING_SCHEMA, "instrunet_version": instrunet_version(), "path": name}
+        _out(json.dumps(jsonable({**line, **emb.to_dict(windows=args.windows), **(stamp or {})})))
     return rc
 
 
@@ -549,14 +564,35 @@ def _search(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    lib = Library(model=model_info(model))
+    rc = EXIT_OK
+    # The libraries written by `instrunet embed` first: their hop is the one the query and the
+    # folders are embedded with, when --hop is not given (vectors of two hops differ a little).
+    try:
+        for item in args.library:
+            if item == "-":  # `instrunet embed ... | instrunet search QUERY -`
+                Library.read(sys.stdin, into=lib)
+            elif not os.path.isdir(item) and item.lower().endswith(_INDEX_SUFFIXES):
+                Library.read(item, into=lib)
+    except InstrunetError as e:
+        _err(str(e))
+        return EXIT_FAIL
+    for path, why in lib.drop_stale():
+        said = "no longer exists" if why == "gone" else "changed since it was embedded (size or time)"
+        _say(f"instrunet: warning: {_shown(path)}: {said}; left out (embed it again)")
+    hop = args.hop if args.hop is not None else lib.hop
     try:
         with _decoder_chatter_dropped():
-            query = model.embed(_source(args.query), hop=args.hop)
+            query = model.embed(_source(args.query), hop=hop, workers=args.workers)
     except (InstrunetError, OSError) as e:
         _err(error_message(args.query, e))
         return EXIT_FAIL
-    lib = Library(model=dict(query.model))
-    rc = EXIT_OK
+    if lib.hop is not None and query.hop is not None and abs(query.hop - lib.hop) > 1e-6:
+        _err(
+            f"search: the library's vectors were made with a hop of {round(lib.hop, 3):g} s, not this "
+            f"search's {round(query.hop, 3):g} s; search with --hop {round(lib.hop, 3):g} (or embed again)"
+        )
+        return EXIT_FAIL
 
     def failed(path: str, e: BaseException) -> None:
         nonlocal rc
@@ -566,24 +602,40 @@ def _search(args: argparse.Namespace) -> int:
     def embed(paths: list[str]) -> None:
         for path in paths:  # one at a time: each file's error line comes as it is embedded
             with _decoder_chatter_dropped():
-                Library.embed(model, [path], hop=args.hop, windows=args.where, into=lib, on_error=failed)
+                Library.embed(
+                    model,
+                    [path],
+                    hop=hop,
+                    windows=args.where,
+                    into=lib,
+                    on_error=failed,
+                    workers=args.workers,
+                )
 
     try:
         for item in args.library:
-            if item == "-":  # `instrunet embed ... | instrunet search QUERY -`
-                Library.read(sys.stdin, into=lib)
-            elif os.path.isdir(item):
-                embed(collect_files(item))
-            elif item.lower().endswith(_INDEX_SUFFIXES):
-                Library.read(item, into=lib)
-            else:
+            if item == "-":
+                continue
+            if os.path.isdir(item):
+                found = collect_files(item)
+                if not found:
+                    _say(f"instrunet: warning: {_shown(item)}: no audio files under it")
+                embed(found)
+            elif not item.lower().endswith(_INDEX_SUFFIXES):
                 embed([item])
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    if not query.vector.any():
+        _say(
+            f"instrunet: warning: {_shown(args.query)}: the query is silent (no window has sound): "
+            "it is similar to nothing, and every similarity is 0"
+        )
     exclude = [args.query] if args.query != "-" else []
     matches = lib.nearest(query.vector, k=args.top, exclude=exclude)
     size = lib.distinct
+    if size == 0:
+        _say("instrunet: warning: the library holds no recordings")
     if args.json:
         doc = {
             "schema": SEARCH_SCHEMA,
@@ -596,6 +648,8 @@ def _search(args: argparse.Namespace) -> int:
         _out(json.dumps(jsonable(doc)))
     else:
         _say(f"{_shown(args.query)}: {len(matches)} of {size} recordings, model {model.name} {model.version}")
+        if args.where and matches and all(m.where is None for m in matches):
+            _say("(no match has its windows: embed the library with --windows, or give its folder)")
         for m in matches:
             at = ""
             if args.where:

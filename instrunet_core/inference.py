@@ -445,7 +445,9 @@ class Classifier:
         if not self.embeddings:
             raise InputError("this Classifier was made without embeddings=True")
         with self._owner.reading():
-            return self._log.embedding(model_info(self.model))
+            emb = self._log.embedding(model_info(self.model))
+            emb.hop = self.hop_seconds
+            return emb
 
     def analysis(self, *, source: str = "stream") -> Analysis:
         """Timeline, detected instruments and overall prediction of the windows so far.

@@ -390,6 +390,7 @@ class Model:
         *,
         hop: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
     ) -> Embedding:
         """Embeddings of a piece of audio: one vector per window and one for the whole.
 
@@ -404,12 +405,15 @@ class Model:
         ----------
         audio, sample_rate, hop, batch_size
             As for :meth:`predict`.
+        workers : int, optional
+            Worker threads of the pipeline (:class:`~instrunet_core.Classifier`'s ``workers``);
+            the vectors are the same for any number.
 
         Returns
         -------
         Embedding
             ``vector [dim]`` for the recording (the loudness-weighted mean of its non-silent
-            windows), ``windows [T, dim]``, ``times [T, 2]``, ``silent [T]``.
+            windows), ``windows [T, dim]``, ``times [T, 2]``, ``silent [T]``, ``hop``.
 
         Raises
         ------
@@ -418,7 +422,7 @@ class Model:
         """
         from .inference import Classifier
 
-        clf = Classifier(self, hop=hop, batch_size=batch_size, embeddings=True)
+        clf = Classifier(self, hop=hop, batch_size=batch_size, workers=workers, embeddings=True)
         clf.classify(audio, sample_rate)
         return clf.embedding()
 

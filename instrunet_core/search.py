@@ -9,9 +9,16 @@ vector added is scaled to unit length again (in float64: a hand-made or damaged 
 make a similarity overflow), so that each similarity is a cosine in [-1, 1].
 
 Vectors from different weights live in different spaces, so a library holds one model's
-vectors only (checked by the model's sha256, which names its weights): mixing them is an
+vectors only (checked by the model's sha256, which names its weights), made with one hop (a
+record's ``hop``, where it has one): mixing them is an
 :class:`~instrunet_core.errors.InputError` that names the file and line, as is a line that is
-not an embedding record.
+not an embedding record. A file added again (a later record for the same file, found through
+its resolved path) replaces its earlier vector: the last record of a file is its vector, as in
+``instrunet batch``'s results. Records of ``instrunet embed`` hold the file's size and
+modification time; :meth:`Library.drop_stale` leaves out files changed or gone since.
+
+The similarities are numpy's own einsum loops, never BLAS: a large library's product would run
+on BLAS's threads, whose number is the host's process-wide setting.
 """
 
 from __future__ import annotations
@@ -93,34 +100,43 @@ class Library:
         The ``model`` member of the records (name, version, sha256, …): given, or the first
         record's; every record added must name the same weights.
     paths : list of str
-        The recordings, in the order added.
+        The recordings, in the order first added (a file added again keeps its place).
     vectors : np.ndarray [shape=(n, dim), dtype=float32]
         Their vectors, scaled to unit length when added (a silent recording's is zero: similar
         to nothing); read-only (stacked once from what was added).
+    hop : float or None
+        Seconds between the windows' starts of the vectors added with a hop (``None`` until one
+        is): every vector added with a hop must have this one.
     """
 
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     paths: list[str] = dataclasses.field(default_factory=list)
+    hop: float | None = None
     _rows: list[np.ndarray] = dataclasses.field(default_factory=list, repr=False)
     _stacked: np.ndarray | None = dataclasses.field(default=None, repr=False)
     # per recording: its sounding windows' (vectors [T, dim], times [T, 2]), or None
     _windows: list[tuple[np.ndarray, np.ndarray] | None] = dataclasses.field(default_factory=list, repr=False)
-    # per recording: its resolved path, which says when two libraries name the same file
+    # per recording: its resolved path, which says when two records name the same file
     _real: list[str] = dataclasses.field(default_factory=list, repr=False)
+    _index: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
+    # per recording: the file's size and modification time its record holds, or None
+    _stamps: list[dict[str, int] | None] = dataclasses.field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     @property
     def distinct(self) -> int:
-        """How many different files the library holds (one named by two libraries counts once)."""
-        return len(set(self._real))
+        """How many different files the library holds (each file once: a later record of a file
+        replaces its earlier one)."""
+        return len(self.paths)
 
     @property
     def vectors(self) -> np.ndarray:
-        if self._stacked is None or len(self._stacked) != len(self._rows):
+        if self._stacked is None:
             dim = self._rows[0].size if self._rows else 0
             self._stacked = np.stack(self._rows) if self._rows else np.zeros((0, dim), np.float32)
+            self._stacked.setflags(write=False)
         return self._stacked
 
     def add(
@@ -132,10 +148,15 @@ class Library:
         origin: str,
         windows: np.ndarray | None = None,
         times: np.ndarray | None = None,
+        hop: float | None = None,
+        stamp: Mapping[str, int] | None = None,
     ) -> None:
         """Add one recording's vector (and, to say where it is most like a query, its sounding
         windows' vectors ``[T, dim]`` and ``times [T, 2]``); ``origin`` names it in errors (a
-        file and line, or the recording).
+        file and line, or the recording). ``hop``: the seconds between its windows' starts;
+        ``stamp``: the file's ``file_size`` and ``file_mtime_ns`` when it was embedded (for
+        :meth:`drop_stale`). A file already in the library (the same resolved path) gets this
+        vector instead of its earlier one.
 
         The vectors are scaled to unit length (in float64, so that no size of finite value
         overflows), so that every similarity is a cosine in [-1, 1].
@@ -143,20 +164,36 @@ class Library:
         Raises
         ------
         InputError
-            A vector is not finite numbers, or its model or size differs from the library's; the
-            path holds a NUL byte.
+            A vector is not finite numbers, or its model, hop or size differs from the
+            library's; the path holds a NUL byte.
         """
+        path = os.fspath(path)
         if "\x00" in path:
             raise InputError(f"{origin}: the path holds a NUL byte")
         v = _unit(_vector(vector, origin))
         if not self.model:
             self.model = dict(model)
         elif not same_weights(self.model, model):
+            version = model.get("version")
             raise InputError(
                 f"{origin}: embedded by {_model_text(model)}, but this search uses "
                 f"{_model_text(self.model)}; vectors of different models cannot be compared "
-                f"(choose that model with --model {model.get('name')}, or embed again)"
+                f"(choose that model with --model {model.get('name')}{f'@{version}' if version else ''}, "
+                "or embed again)"
             )
+        if hop is not None:
+            if not (
+                isinstance(hop, (int, float)) and not isinstance(hop, bool) and np.isfinite(hop) and hop > 0
+            ):
+                raise InputError(f"{origin}: 'hop' is not a number of seconds > 0, got {hop!r}")
+            if self.hop is None:
+                self.hop = float(hop)
+            elif abs(float(hop) - self.hop) > 1e-6:
+                raise InputError(
+                    f"{origin}: embedded with a hop of {round(float(hop), 3):g} s, but this library's "
+                    f"vectors have {round(self.hop, 3):g} s; vectors of different hops differ a little "
+                    "(embed again with one --hop)"
+                )
         if self._rows and v.size != self._rows[0].size:
             raise InputError(f"{origin}: {v.size} values, the library's vectors have {self._rows[0].size}")
         kept = None
@@ -175,10 +212,55 @@ class Library:
                     "time span per window"
                 )
             kept = (_unit(w), t)
-        self._rows.append(v.copy())
-        self._windows.append(kept)
-        self.paths.append(str(path))
-        self._real.append(os.path.realpath(path))
+        real = os.path.realpath(path)
+        at = self._index.get(real)
+        if at is None:
+            self._index[real] = len(self.paths)
+            self._rows.append(v.copy())
+            self._windows.append(kept)
+            self.paths.append(str(path))
+            self._real.append(real)
+            self._stamps.append(dict(stamp) if stamp is not None else None)
+        else:  # a later record of the same file: its vector now
+            self._rows[at], self._windows[at], self.paths[at] = v.copy(), kept, str(path)
+            self._stamps[at] = dict(stamp) if stamp is not None else None
+        self._stacked = None
+
+    def drop_stale(self) -> list[tuple[str, str]]:
+        """Leave out the recordings whose file is gone, or whose size or modification time
+        differs from what their record holds (changed since it was embedded: its vector is
+        another sound's). Recordings whose record holds no size and time (stdin, records of
+        earlier versions, vectors added without ``stamp``) stay.
+
+        Returns
+        -------
+        list of (path, reason)
+            Those left out, ``reason`` ``"gone"`` or ``"changed"``.
+        """
+        from .batch import file_stamp
+
+        out: list[tuple[str, str]] = []
+        keep: list[int] = []
+        for i, stamp in enumerate(self._stamps):
+            if stamp is None:
+                keep.append(i)
+                continue
+            now = file_stamp(self._real[i])
+            if now is None:
+                out.append((self.paths[i], "gone"))
+            elif now != {"file_size": stamp.get("file_size"), "file_mtime_ns": stamp.get("file_mtime_ns")}:
+                out.append((self.paths[i], "changed"))
+            else:
+                keep.append(i)
+        if out:
+            self._rows = [self._rows[i] for i in keep]
+            self._windows = [self._windows[i] for i in keep]
+            self.paths = [self.paths[i] for i in keep]
+            self._real = [self._real[i] for i in keep]
+            self._stamps = [self._stamps[i] for i in keep]
+            self._index = {r: j for j, r in enumerate(self._real)}
+            self._stacked = None
+        return out
 
     @classmethod
     def read(cls, source: str | os.PathLike[str] | IO[str], into: Library | None = None) -> Library:
@@ -256,7 +338,20 @@ class Library:
             if any(v.size != vecs[0].size for v in vecs):
                 raise InputError(f"{where}: the windows' vectors are not all of one size")
             windows = np.array(vecs, np.float64)
-        self.add(rec["path"], rec["vector"], rec["model"], origin=where, windows=windows, times=times)
+        size, mtime = rec.get("file_size"), rec.get("file_mtime_ns")
+        stamp = None
+        if isinstance(size, int) and isinstance(mtime, int) and not isinstance(size, bool):
+            stamp = {"file_size": size, "file_mtime_ns": mtime}
+        self.add(
+            rec["path"],
+            rec["vector"],
+            rec["model"],
+            origin=where,
+            windows=windows,
+            times=times,
+            hop=rec.get("hop"),
+            stamp=stamp,
+        )
 
     @classmethod
     def embed(
@@ -268,6 +363,7 @@ class Library:
         windows: bool = False,
         into: Library | None = None,
         on_error: Callable[[str, InstrunetError | OSError], None] | None = None,
+        workers: int | None = None,
     ) -> Library:
         """Embed ``files`` with ``model`` (:meth:`Model.embed <instrunet_core.model.Model.embed>`);
         ``windows``: keep their sounding windows' vectors too (for :meth:`nearest`'s ``where``).
@@ -276,9 +372,10 @@ class Library:
         out; without ``on_error`` the error is raised.
         """
         lib = into if into is not None else cls()
-        for path in files:
+        for item in files:
+            path = os.fspath(item)
             try:
-                emb = model.embed(path, hop=hop)
+                emb = model.embed(path, hop=hop, workers=workers)
             except (InstrunetError, OSError) as e:
                 if on_error is None:
                     raise
@@ -292,6 +389,7 @@ class Library:
                 origin=path,
                 windows=emb.windows[keep] if windows else None,
                 times=emb.times[keep] if windows else None,
+                hop=emb.hop,
             )
         return lib
 
@@ -303,9 +401,9 @@ class Library:
         exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
     ) -> list[Match]:
         """The ``k`` recordings most similar to ``vector`` (cosine similarity, highest first; ties
-        in the order added), leaving out those whose path resolves to one in ``exclude`` and any
-        recording added twice after its first; each with its window most like ``vector`` where
-        its windows were kept (``Match.where``).
+        in the order added), leaving out those whose path resolves to one in ``exclude`` (or is
+        a hard link to it); each with its window most like ``vector`` where its windows were
+        kept (``Match.where``).
 
         ``exclude`` is one path or several.
 
@@ -326,13 +424,13 @@ class Library:
             raise InputError(f"the query has {q.size} values, the library's vectors {vectors.shape[1]}")
         scores = _cosines(vectors, q)
         skip = {os.path.realpath(p) for p in exclude}
+        same = {fid for p in skip if (fid := _file_id(p)) is not None}  # hard links to them too
         order = np.argsort(-scores, kind="stable")
         out: list[Match] = []
         for i in order:
             real = self._real[i]
-            if real in skip:
+            if real in skip or (same and _file_id(real) in same):
                 continue
-            skip.add(real)  # a recording listed twice (two libraries name it) is ranked once
             out.append(Match(self.paths[i], float(scores[i]), self._moment(int(i), q)))
             if len(out) == k:
                 break
@@ -346,6 +444,15 @@ class Library:
         sims = _cosines(w, q)
         j = int(np.argmax(sims))
         return Moment(float(t[j, 0]), float(t[j, 1]), float(sims[j]))
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """A file's device and inode (``None`` when it cannot be stat-ed): one file under two names."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _vector(values: Any, origin: str) -> np.ndarray:
@@ -372,4 +479,4 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _cosines(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Cosine similarities of unit (or zero) ``vectors [n, dim]`` to the unit ``q``, each in
     [-1, 1] (float32 rounding of a vector with itself can reach 1 + 1e-7)."""
-    return np.clip(vectors @ q, -1.0, 1.0)
+    return np.clip(np.einsum("ij,j->i", vectors, q), -1.0, 1.0)

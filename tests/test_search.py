@@ -301,6 +301,7 @@ def test_audit_vectors_of_any_finite_size_give_cosines_in_minus_one_to_one(
     model = ["--model", str(open_model.path)]
     assert cli_main(["embed", str(folder / "noise.wav"), "--windows", *model]) == 0
     rec = json.loads(capsys.readouterr().out)
+    del rec["file_size"], rec["file_mtime_ns"]  # hand-made records of no file: nothing to check
     lines = []
     for name, scale in (("unit", 1.0), ("big", 3e38), ("huge", 1e300), ("tiny", 1e-300)):
         vector = [scale * x for x in (1.0, 2.0, 3.0)]
@@ -319,3 +320,123 @@ def test_audit_vectors_of_any_finite_size_give_cosines_in_minus_one_to_one(
     np.testing.assert_allclose(np.linalg.norm(lib.vectors, axis=1), 1.0, rtol=1e-6)
     assert [m.similarity for m in lib.nearest([3.0, 6.0, 9.0])] == [pytest.approx(1.0, abs=1e-6)] * 4
     assert all(m.similarity <= 1.0 for m in lib.nearest([3.0, 6.0, 9.0]))
+
+
+def test_audit_relative_paths_changed_files_and_hops(
+    open_model: inet.Model,
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An embeddings audit (2026-12-06): a library written with relative paths and searched from
+    another folder ranked the query as its own best match and counted files twice; a file
+    rewritten since it was embedded kept its old vector (an appended record did not replace
+    it); a library made with another --hop was compared without a word."""
+    import os
+
+    model = ["--model", str(open_model.path)]
+    monkeypatch.chdir(folder)
+    assert cli_main(["embed", "tone_440.wav", "noise.wav", *model]) == 0
+    lib = tmp_path / "rel.jsonl"
+    lib.write_text(capsys.readouterr().out)
+    recs = [json.loads(x) for x in lib.read_text().splitlines()]
+    st = os.stat(folder / "tone_440.wav")
+    assert recs[0]["path"] == str(folder / "tone_440.wav")  # resolved: the same file from anywhere
+    assert (recs[0]["file_size"], recs[0]["file_mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+    assert recs[0]["hop"] == pytest.approx(1.5, abs=0.02)
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["search", str(folder / "tone_440.wav"), str(lib), str(folder), "--json", *model]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["library_size"] == 3 and str(folder / "tone_440.wav") not in [
+        m["path"] for m in doc["matches"]
+    ]
+
+    # rewritten since: left out with a warning; embedded again and appended: the new vector counts
+    sf.write(folder / "noise.wav", tone(4.0, freq=330.0), SR)
+    os.utime(folder / "noise.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 7_000_000_000))
+    assert cli_main(["search", str(folder / "sub" / "tone_330.flac"), str(lib), *model]) == 0
+    cap = capsys.readouterr()
+    assert f"{folder / 'noise.wav'}: changed since it was embedded (size or time); left out" in cap.err
+    assert "noise.wav" not in cap.out
+    assert cli_main(["embed", str(folder / "noise.wav"), *model]) == 0
+    with open(lib, "a") as f:
+        f.write(capsys.readouterr().out)
+    q = open_model.embed(str(folder / "sub" / "tone_330.flac")).vector
+    read = Library.read(lib)
+    assert len(read) == 2 and read.drop_stale() == []
+    (best,) = read.nearest(q, k=1)
+    assert best.path == str(folder / "noise.wav") and best.similarity > 0.99  # now a tone
+    (folder / "noise.wav").unlink()
+    assert Library.read(lib).drop_stale() == [(str(folder / "noise.wav"), "gone")]
+
+    # another hop: refused, with the way out; without --hop the library's hop is used
+    assert cli_main(["search", str(folder / "tone_440.wav"), str(lib), "--hop", "0.5", *model]) == 1
+    err = capsys.readouterr().err
+    assert "the library's vectors were made with a hop of 1.509 s, not this search's 0.511 s" in err
+    assert "search with --hop 1.509" in err
+    assert cli_main(["embed", str(folder / "sub" / "tone_330.flac"), "--hop", "0.5", *model]) == 0
+    with open(lib, "a") as f:
+        f.write(capsys.readouterr().out)
+    with pytest.raises(
+        InputError, match=r"rel\.jsonl:4: embedded with a hop of 0\.511 s, but this library's"
+    ):
+        Library.read(lib)
+
+
+def test_audit_paths_hard_links_model_hint_workers_and_stdin_twice(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Path objects were a TypeError in Library.embed; a query given through a hard link was
+    its own best match; the other-model hint left out the version (following it failed again);
+    `embed - -` said 'seek(0)', a hint for Python callers; the vectors could be written to."""
+    import os
+
+    from instrunet_core import model as model_mod
+
+    files = sorted(folder.rglob("*.*"))
+    lib = Library.embed(open_model, files)  # Path objects
+    assert len(lib) == 3 and lib.hop == pytest.approx(1.5, abs=0.02)
+    with pytest.raises(ValueError):
+        lib.vectors[0, 0] = 1.0  # read-only, as documented
+    link = tmp_path / "hard.wav"
+    os.link(folder / "tone_440.wav", link)
+    q = open_model.embed(link).vector
+    assert [Path(m.path).name for m in lib.nearest(q, exclude=link)] == ["tone_330.flac", "noise.wav"]
+    other = {**lib.model, "sha256": "0" * 64, "version": "9.9.9"}
+    with pytest.raises(InputError, match=r"choose that model with --model openset@9\.9\.9"):
+        lib.add("x.wav", [1.0, 0.0, 0.0], other, origin="x.jsonl:1")
+    assert cli_main(["embed", "-", "-", "--model", str(open_model.path)]) == 2
+    assert "stdin ('-') can be read only once" in capsys.readouterr().err
+    seen: list[int | None] = []
+    real = model_mod.Model.embed
+
+    def spy(self: inet.Model, *a: object, **kw: object) -> object:
+        seen.append(kw.get("workers"))  # type: ignore[arg-type]
+        return real(self, *a, **kw)  # type: ignore[arg-type]
+
+    model_mod.Model.embed = spy  # type: ignore[assignment,method-assign]
+    try:
+        args = ["--model", str(open_model.path), "--workers", "1"]
+        assert cli_main(["search", str(folder / "noise.wav"), str(folder), *args]) == 0
+        assert cli_main(["embed", str(folder / "noise.wav"), *args]) == 0
+    finally:
+        model_mod.Model.embed = real  # type: ignore[method-assign]
+    assert seen and set(seen) == {1}  # --workers reaches the classifier
+
+
+def test_audit_silent_query_and_empty_library_are_said(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR * 2, np.float32), SR)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    model = ["--model", str(open_model.path)]
+    assert cli_main(["search", str(silent), str(folder), *model]) == 0
+    assert "the query is silent (no window has sound): it is similar to nothing" in capsys.readouterr().err
+    assert cli_main(["search", str(folder / "noise.wav"), str(empty), *model]) == 0
+    err = capsys.readouterr().err
+    assert f"{empty}: no audio files under it" in err and "the library holds no recordings" in err
+    assert cli_main(["embed", str(empty), *model]) == 0
+    assert f"{empty}: no audio files under it" in capsys.readouterr().err
