@@ -59,6 +59,11 @@ from .windowlog import WindowLog
 __all__ = ["Classifier"]
 
 
+#: Channels a stream's first block may have more of than samples (7.1 audio fed one sample at a
+#: time); beyond, such a block is taken for a ``(channels, n)`` slip (:meth:`Classifier.process`).
+FEW_CHANNELS = 8
+
+
 class Classifier:
     """Stateful, push-style classification of a stream: feed blocks, get windows.
 
@@ -120,8 +125,10 @@ class Classifier:
     hop_seconds : float
         Seconds between window starts, after snapping to whole STFT frames.
     latency_seconds : float
-        Audio between a window's first sample and the call that emits it: one window (input at
-        a rate other than 22,050 Hz adds the resampler's delay, a few ms).
+        Audio between a window's first sample and the call that emits it: one window. Input at a
+        rate other than 22,050 Hz adds what the resampler holds back, which varies from window
+        to window up to :func:`~instrunet_core.inputs.resampler_holdback` (about 42 ms at
+        44.1 kHz and 48 kHz, 0.12 s at 8 kHz, about a second at 1 kHz).
     damage : str or None
         After :meth:`classify`: why the file's decoding ended before its end (a FLAC or Ogg cut
         short, a damaged MP3: the message also given as a ``RuntimeWarning``), the results
@@ -284,9 +291,13 @@ class Classifier:
         ----------
         block : np.ndarray [shape=(n,) or (n, channels)]
             Samples (any int or float dtype; ints are scaled to [-1, 1]); any ``n >= 0``.
-            Channels are mixed to mono.
+            Channels are mixed to mono. A first block of more than :data:`FEW_CHANNELS` channels
+            must hold at least as many samples as channels: a ``(channels, n)`` block
+            (Pedalboard's layout) of a few dozen samples would otherwise pass as ``n`` channels
+            (a stereo stream may still start with a block of one sample).
         sample_rate : int
-            Rate of ``block``; the same for every block of one stream.
+            Rate of ``block``; the same for every block of one stream (an empty block is
+            checked for a valid rate only: it neither sets nor changes the stream's).
 
         Returns
         -------
@@ -296,9 +307,9 @@ class Classifier:
         Raises
         ------
         InputError
-            Bad block (shape, dtype, NaN), a rate or channel-count change within a stream
-            (empty blocks excepted), or a block after
-            :meth:`flush` without :meth:`reset`.
+            Bad block (shape, dtype, NaN), a first block with more channels than samples, a
+            rate or channel-count change within a stream (empty blocks excepted), or a block
+            after :meth:`flush` without :meth:`reset`.
         ConcurrentUseError
             Another thread is feeding this classifier.
         """
@@ -306,13 +317,22 @@ class Classifier:
             if self._finished:
                 raise InputError("block: the stream was flushed; call reset() to start a new one")
             sr = check_sample_rate(sample_rate, what="block")
+            y = block_to_mono(block)  # before the rate is kept: a refused first block sets nothing
+            if not y.shape[0]:  # nothing fed: neither sets nor changes the stream's rate or channels
+                return []
             if self._sr_in is not None and sr != self._sr_in:
                 raise InputError(
                     f"block: sample rate changed from {self._sr_in} to {sr} Hz within a stream; call reset() first"
                 )
-            y = block_to_mono(block)  # before the rate is kept: a refused first block sets nothing
             channels = 1 if block.ndim == 1 else block.shape[1]
-            if y.shape[0] and self._channels_in not in (None, channels):
+            if self._channels_in is None and channels > max(block.shape[0], FEW_CHANNELS):
+                raise InputError(
+                    f"block: the stream's first block has more channels than samples (shape {block.shape}): "
+                    "blocks are (n, channels); transpose (channels, n) audio such as Pedalboard's with "
+                    f"block.T (a first block of more than {FEW_CHANNELS} channels must hold at least as "
+                    "many samples as channels)"
+                )
+            if self._channels_in not in (None, channels):
                 raise InputError(
                     f"block: channel count changed from {self._channels_in} to {channels} within a stream "
                     "(blocks are (n,) or (n, channels)); call reset() first"
@@ -320,8 +340,7 @@ class Classifier:
             if self._sr_in is None:
                 self._sr_in = sr
                 self._rs = resampler(sr, self._sr)
-            if y.shape[0]:
-                self._channels_in = channels
+            self._channels_in = channels
             self._stream.push(y if self._rs is None else self._rs.resample_chunk(y, last=False))
             return self._emit(final=False)
 

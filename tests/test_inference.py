@@ -121,15 +121,22 @@ def test_hop_snapping_and_properties(family) -> None:
 def test_stream_rules(family) -> None:
     clf = Classifier(family)
     assert clf.process(np.zeros(0, np.float32), 44100) == []
+    # an empty block sets nothing (it was taken for the stream's rate, refusing the audio after it)
+    assert clf.process(np.zeros((0, 2), np.float32), 48000) == []
+    # a (channels, n) block of a few dozen samples passed as n channels (an audit, 2026-12-06)
+    with pytest.raises(
+        InputError, match=r"first block has more channels than samples \(shape \(2, 16\)\).*block\.T"
+    ):
+        clf.process(np.zeros((2, 16), np.float32), 44100)
+    assert clf.process(np.zeros((1, 2), np.float32), 44100) == []  # one stereo sample is fine
     with pytest.raises(InputError, match="sample rate changed from 44100 to 48000"):
-        clf.process(np.zeros(10, np.float32), 48000)
+        clf.process(np.zeros((10, 2), np.float32), 48000)
     with pytest.raises(InputError, match="expected shape"):
         clf.process(np.zeros((2, 2, 2), np.float32), 44100)
     with pytest.raises(InputError, match="NaN"):
         clf.process(np.array([np.nan], np.float32), 44100)
     with pytest.raises(InputError, match="transpose"):
         clf.process(np.zeros((2, 4096), np.float32), 44100)  # Pedalboard's (channels, n)
-    assert clf.process(np.zeros((1, 2), np.float32), 44100) == []  # one stereo sample is fine
     # the stream is stereo now: a mono block (a layout slip, a mixed-up source) is refused, an empty one is not
     with pytest.raises(InputError, match=r"channel count changed from 2 to 1 within a stream"):
         clf.process(np.zeros(4096, np.float32), 44100)

@@ -223,7 +223,16 @@ def test_router_without_lookahead_follows_one_window_late(fluidr3: Path, model) 
 
 @pytest.mark.parametrize(
     ("sr", "block"),
-    [(22050, 512), (22050, 65536), (44100, 511), (44100, 4096), (48000, 4096), (48000, 65536), (8000, 333)],
+    [
+        (22050, 512),
+        (22050, 65536),
+        (44100, 511),
+        (44100, 4096),
+        (48000, 4096),
+        (48000, 65536),
+        (8000, 333),
+        (2000, 97),  # the resampler holds back half a second here: the live routes wait for it
+    ],
 )
 @pytest.mark.parametrize("lookahead", [True, False])
 def test_router_block_by_block_equals_the_whole_call(
@@ -641,3 +650,42 @@ def test_a_whole_array_is_routed_in_blocks_as_one_push_routes_it(
     np.testing.assert_allclose(y_last, y.T, atol=1e-6)  # (n, channels) routes the same
     mono = Router(chains(), model=model, threshold=0.4)(x[0], 44100)
     assert mono.shape == x[0].shape and mono.dtype == np.float32
+
+
+def test_a_block_one_chain_refuses_leaves_the_chains_in_step(fluidr3: Path, model) -> None:
+    """A block whose output one chain got through and a later chain's was refused stayed in the
+    first chain's buffer: from then on the chains were a block apart (an audit, 2026-12-06)."""
+    sr = 22050
+    x = flute_then_strings(fluidr3, sr)
+    boards = {"string": Pedalboard([]), "flute": Pedalboard([Gain(gain_db=190)])}  # overflows on a spike
+    whole = Router(boards, model=model, lookahead=False, crossfade_ms=0)(x, sr)
+    router = Router(boards, model=model, lookahead=False, crossfade_ms=0)
+    outs = []
+    for k, i in enumerate(range(0, x.shape[1], 4096)):
+        if k == 10:
+            spike = x[:, i : i + 4096].copy()
+            spike[:, 100] = 10.0
+            with pytest.raises(InputError, match="the 'flute' board's output: samples reach"):
+                router(spike, sr, reset=False)
+        outs.append(router(x[:, i : i + 4096], sr, reset=False))
+    y = np.concatenate([*outs, router.flush()], axis=1)
+    assert {len(f) for f in router._fifos.values()} == {0}
+    assert y.shape == whole.shape
+    strings = [(a, b) for a, b, k in router.regions if k == "string"]
+    a, b = int(strings[-1][0] * sr) + 2000, int(strings[-1][1] * sr) - 2000
+    np.testing.assert_array_equal(y[:, a:b], x[:, a:b])  # the identity chain: the input, in step
+
+
+def test_a_live_router_keeps_its_memory_flat_and_adapters_name_themselves(fluidr3: Path, model) -> None:
+    """A live Router's classifier kept every window (about 7 MB an hour at 44.1 kHz stereo);
+    Tagger(keep=0) said the core's words without the object at fault."""
+    sr = 22050
+    x = flute_then_strings(fluidr3, sr)
+    router = Router(chains(), model=model, lookahead=False)
+    for _ in range(4):  # a stream four times the piece
+        for i in range(0, x.shape[1], 8192):
+            router(x[:, i : i + 8192], sr, reset=False)
+    assert 0 < len(router._clf.results) <= 16 and router._clf.duration > 60
+    for cls in (Tagger, StreamTagger):
+        with pytest.raises(InputError, match=rf"^{cls.__name__}: keep must be an int >= 1, got 0"):
+            cls(model=model, keep=0)

@@ -168,7 +168,11 @@ class Adapter:
             raise InputError(
                 f"{self._what}: thresholds must be a dict {{label: threshold}}, got {type(thresholds).__name__}"
             )
-        self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
+        try:
+            self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
+        except InputError as e:  # the core's words, prefixed with the object at fault
+            msg = str(e)
+            raise InputError(msg if msg.startswith(f"{self._what}:") else f"{self._what}: {msg}") from None
         self.labels: tuple[str, ...] = tuple(self._clf.labels)
         self.window_seconds = float(self._clf.window_seconds)
         self.hop_seconds = float(self._clf.hop_seconds)

@@ -12,7 +12,7 @@ import numpy as np
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.errors import InputError
 from instrunet_core.features import SILENCE_DB
-from instrunet_core.inputs import check_amplitude, check_flag, check_sample_rate
+from instrunet_core.inputs import check_amplitude, check_flag, check_sample_rate, resampler_holdback
 from instrunet_core.timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
@@ -34,10 +34,14 @@ DEFAULT = None
 _KEEP = "\0keep"
 
 #: Margin for the classifier reporting a window after its last sample arrived: its resampler
-#: holds back some audio (measured up to 42 ms at 44.1 kHz, 103 ms at 8 kHz; none at
-#: 22.05 kHz). Routes change this much after a window's nominal end, and the lookahead is this
+#: holds back some audio (up to 42 ms at 44.1 kHz, 0.12 s at 8 kHz; none at 22.05 kHz:
+#: :func:`instrunet_core.inputs.resampler_holdback`). Routes change this much after a window's
+#: nominal end (more at rates whose hold-back is longer: below 8 kHz), and the lookahead is this
 #: much longer, so where blocks are cut never changes the output.
 EMIT_SLACK_S = 0.15
+#: Results the router's classifier keeps (it reads each window once, as it comes): a live
+#: router's memory stays flat however long it runs.
+ROUTER_KEEP = 16
 #: Frames per block when a whole piece is routed (``router(audio, sr)``): 3 s at 22,050 Hz.
 WHOLE_BLOCK = 65536
 #: Longest crossfade accepted (ms). The lookahead, and so the delay and the audio held per chain
@@ -170,7 +174,7 @@ class Router(Adapter):
                 f"{MAX_CROSSFADE_MS:,.0f}, got {crossfade_ms!r}"
             )
         check_flag(lookahead, name="lookahead", what=self._what)
-        super().__init__(model, hop=hop)
+        super().__init__(model, hop=hop, keep=ROUTER_KEEP)
         labels = self.labels
         self._other_threshold = self._clf.other_threshold
         for lab, board in boards.items():
@@ -237,7 +241,7 @@ class Router(Adapter):
     @property
     def latency_seconds(self) -> float:
         """Delay of block-by-block (``reset=False``) output: 0 without lookahead, else the
-        lookahead :meth:`latency_samples` explains (3.1 s with the defaults)."""
+        lookahead :meth:`latency_samples` explains (about 6 s with the defaults)."""
         if not self.lookahead:
             return 0.0
         return self._lookahead_seconds()
@@ -380,7 +384,8 @@ class Router(Adapter):
             key = self._keys(_window(act, j))[0]
             if key is _KEEP:
                 return
-            self._change(key, int(round(sr * (self._det.last_end + EMIT_SLACK_S))), x)
+            slack = max(EMIT_SLACK_S, resampler_holdback(sr, self._clf.model.front_end.sample_rate) + 0.03)
+            self._change(key, int(round(sr * (self._det.last_end + slack))), x)
             return
         got = self._det.update(final=final)
         if got is None:
@@ -450,13 +455,15 @@ class Router(Adapter):
     # ------------------------------------------------------------------ streaming
 
     def _run_boards(self, x: np.ndarray, sr: int) -> None:
+        """Every chain's output for the block ``x``, appended to each chain's buffer only once
+        every chain's output passed its checks: a refused block leaves the buffers in step (the
+        chains' own state, a reverb's tail, has seen it)."""
         ch, n = x.shape
         first = not self._fifos
-        if first:
-            self._fifos = {k: _Fifo(ch) for k in self._all_boards()}
+        outs: dict[Any, np.ndarray] = {}
         for key, board in self._all_boards().items():
             if board is None:
-                self._fifos[key].append(x)
+                outs[key] = x
                 continue
             if first and 1 < ch and n <= ch:
                 # pedalboard cannot tell channels from samples in a first block this short
@@ -477,6 +484,10 @@ class Router(Adapter):
                     "and Resample do); every board must return each block's length"
                 )
             check_amplitude(y, what=f"{self._what}: the {name} board's output")
+            outs[key] = y
+        if first:
+            self._fifos = {k: _Fifo(ch) for k in outs}
+        for key, y in outs.items():
             self._fifos[key].append(y)
 
     def _push(self, audio: Any, sample_rate: Any) -> tuple[np.ndarray, str]:
