@@ -665,15 +665,25 @@ class Embedding:
         return int(self.vector.shape[0])
 
     def to_dict(self, *, windows: bool = True) -> dict[str, Any]:
-        d: dict[str, Any] = {"model": dict(self.model), "dim": self.dim, "vector": self.vector}
+        """JSON-ready dict; each value is the shortest decimal that reads back as the same
+        float32 (``0.019561032``, not ``0.019561031833291054``: about half the text)."""
+        d: dict[str, Any] = {"model": dict(self.model), "dim": self.dim, "vector": _short_floats(self.vector)}
         if self.hop is not None:
             d["hop"] = round(float(self.hop), 6)
         if windows:
+            rows = _short_floats(self.windows)
             d["windows"] = [
                 {"start": round(float(a), 4), "end": round(float(b), 4), "silent": bool(s), "vector": v}
-                for (a, b), s, v in zip(self.times, self.silent, self.windows, strict=True)
+                for (a, b), s, v in zip(self.times, self.silent, rows, strict=True)
             ]
         return jsonable(d)
+
+
+def _short_floats(x: np.ndarray) -> Any:
+    """float32 values as Python floats (nested lists) whose ``repr`` is the shortest decimal that
+    reads back as the same float32 (numpy's float32 to text is that decimal)."""
+    a = np.asarray(x, np.float32)
+    return a.astype(str).astype(np.float64).tolist() if a.size else a.tolist()
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

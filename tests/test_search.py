@@ -425,6 +425,17 @@ def test_audit_paths_hard_links_model_hint_workers_and_stdin_twice(
     assert seen and set(seen) == {1}  # --workers reaches the classifier
 
 
+def test_embedding_json_holds_the_shortest_text_of_each_float32(open_model: inet.Model, folder: Path) -> None:
+    """Vectors were written as float64 text (``0.019561031833291054``), twice what float32
+    needs; the shortest decimal that reads back as the same float32 is written instead."""
+    emb = open_model.embed(folder / "noise.wav")
+    d = emb.to_dict()
+    np.testing.assert_array_equal(np.array(d["vector"], np.float32), emb.vector)
+    np.testing.assert_array_equal(np.array([w["vector"] for w in d["windows"]], np.float32), emb.windows)
+    assert all(len(repr(v)) <= 16 for v in d["vector"])  # at most 9 significant digits
+    assert json.loads(json.dumps(d))["vector"] == d["vector"]
+
+
 def test_audit_silent_query_and_empty_library_are_said(
     open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
