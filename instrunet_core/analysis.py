@@ -286,6 +286,8 @@ def aggregate(
             silent=True,
             low_evidence=low,
             sounding_seconds=float(sounding_seconds),
+            # an open-set model's outputs keep their shape: nothing sounds, so nothing is "other"
+            other=0.0 if other is not None or other_threshold is not None else None,
         )
     w = window_weights(rms_db, silent)
     mean = (np.asarray(probabilities, dtype=np.float64) * w[:, None]).sum(axis=0) / w.sum()
@@ -572,7 +574,7 @@ class Analysis:
 
         Returns
         -------
-        pandas.DataFrame [shape=(T, 4 + n_labels)]
+        pandas.DataFrame [shape=(T, 4 + n_labels), or (T, 5 + n_labels) with an ``other`` column for open-set models]
 
         Raises
         ------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -686,10 +687,12 @@ def summarize_extra(name: str, extra: Any) -> str:
         return f"{name}{plugin}: failed: {_clip(str(extra['error']), 160)}"
     if "label" in extra:
         parts = [_clip(str(extra["label"]).replace("_", " "))]
+        if isinstance(extra.get("reason"), str):  # why there is no verdict: "unknown (too short)"
+            parts[0] += f" ({_clip(extra['reason'].replace('_', ' '))})"
         probs = extra.get("probabilities")
         if isinstance(probs, dict) and isinstance(probs.get(extra["label"]), (int, float)):
             parts.append(f"probability {float(probs[extra['label']]):.2f}")
-        if isinstance(extra.get("seconds"), (int, float)):
+        if isinstance(extra.get("seconds"), (int, float)) and extra["seconds"]:
             parts.append(f"on {float(extra['seconds']):.1f} s of sound")
         per = extra.get("instruments")
         if isinstance(per, dict) and per:
@@ -810,6 +813,11 @@ def _analyze(args: argparse.Namespace) -> int:
     if targets.count("-") > 1:
         _err("only one output can go to stdout ('-')")
         return EXIT_USAGE
+    plotted = args.plot or args.format == "png"  # the png writer (also SVG by the name asked for)
+    if plotted and importlib.util.find_spec("matplotlib") is None:  # said before the file is read
+        opt = "--plot" if args.plot else "--format png"
+        _err(f"{opt}: plots need matplotlib, which is not installed (pip install 'instrunet[plot]')")
+        return EXIT_FAIL
     with _plugin_stdout():
         reg = get_registry()
     try:  # a format or an analyzer that is not there: a bad command line, said before any audio is read

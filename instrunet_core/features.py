@@ -57,6 +57,8 @@ __all__ = [
     "power_features",
     "rms_db",
     "scratch",
+    "rfft_into",
+    "irfft_into",
     "WindowStream",
     "window_audio",
 ]
@@ -327,6 +329,21 @@ _FFT_ROWS = 128
 _RFFT_OUT = tuple(int(v) for v in np.__version__.split(".")[:1]) >= (2,)  # rfft(out=...) since numpy 2.0
 
 
+def rfft_into(a: np.ndarray, out: np.ndarray, *, n: int | None = None, axis: int = -1) -> np.ndarray:
+    """``np.fft.rfft(a, n, axis)``, written into ``out`` where numpy can (2.0 on: no new array
+    each call), else into a new array; returns the result either way."""
+    if _RFFT_OUT:
+        return np.fft.rfft(a, n, axis=axis, out=out)
+    return np.fft.rfft(a, n, axis=axis)  # pragma: no cover - numpy < 2
+
+
+def irfft_into(a: np.ndarray, out: np.ndarray, *, n: int | None = None, axis: int = -1) -> np.ndarray:
+    """``np.fft.irfft(a, n, axis)``, into ``out`` where numpy can (as :func:`rfft_into`)."""
+    if _RFFT_OUT:
+        return np.fft.irfft(a, n, axis=axis, out=out)
+    return np.fft.irfft(a, n, axis=axis)  # pragma: no cover - numpy < 2
+
+
 def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A per-thread buffer reused between calls: a fresh multi-MB array every call costs page
     faults that took longer than the FFT itself.
@@ -370,10 +387,7 @@ def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:
         # a float32 product copied to float64)
         wide = scratch("windowed64", (m, fe.n_fft), np.float64)
         np.multiply(x, hann, out=wide, dtype=np.float32, casting="same_kind")
-        if _RFFT_OUT:
-            spec = np.fft.rfft(wide, axis=-1, out=scratch("spec", (m, n_bins), np.complex128))
-        else:  # pragma: no cover - numpy < 2
-            spec = np.fft.rfft(wide, axis=-1)
+        spec = rfft_into(wide, scratch("spec", (m, n_bins), np.complex128))
         sq = scratch("spec_sq", (m, 2 * n_bins), np.float64)
         np.square(spec.view(np.float64), out=sq)
         pairs = sq.reshape(m, n_bins, 2)
@@ -907,10 +921,13 @@ class WindowStream:
                 out.append((k, self._win))
                 covered = s + self._win
             else:
-                if final and s < total and covered < total:
+                # the end of a stream no window reached: a window aligned to it (also when the
+                # hop is longer than a window and the next one would start past the end)
+                if final and covered < total:
                     end = end_window_frame(total, self.fe)
                     if end is None:  # shorter than a window: one zero-padded window
-                        out.append((k, total - s))
+                        if s < total:
+                            out.append((k, total - s))
                     elif self.phases == (0,):  # the classifier's grid (an evidence grid adds none)
                         self._end_window = (k, end)
                         out.append((k, total - end * self._H))

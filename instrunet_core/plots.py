@@ -80,12 +80,63 @@ def _axes(ax: Any, width: float, height: float) -> Any:
     return ax if ax is not None else new_figure(width, height).subplots()
 
 
-def time_axis(ax: Any, *, duration: float | None = None, max_ticks: int = 8) -> Any:
-    """Label ``ax``'s x axis in ``m:ss`` (``h:mm:ss`` past an hour) at round steps; returns ``ax``."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+#: Tick steps of the time axis (seconds): round on a clock (10 s, 15 s, 1 min, 5 min, 1 h).
+_TIME_STEPS = (
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    14400,
+)
 
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=max_ticks, steps=[1, 1.5, 2, 3, 5, 6, 10]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: format_time(max(0.0, x))))
+
+def _time_step(span: float, max_ticks: int) -> float:
+    """The smallest clock-round step that puts at most ``max_ticks`` ticks on ``span`` seconds."""
+    return next((s for s in _TIME_STEPS if span / s <= max_ticks), _TIME_STEPS[-1])
+
+
+def time_axis(ax: Any, *, duration: float | None = None, max_ticks: int = 8) -> Any:
+    """Label ``ax``'s x axis in ``m:ss`` (``h:mm:ss`` past an hour) at steps round on a clock
+    (0.1 s, 1 s, 15 s, 1 min, 5 min, 10 min, 1 h: :data:`_TIME_STEPS`), every label with the
+    decimals its step needs (``0:00.5``, ``0:01.0``; ``0:15``, ``1:00``); returns ``ax``."""
+    from matplotlib.ticker import FuncFormatter, Locator
+
+    class _ClockLocator(Locator):  # type: ignore[misc]
+        step = 1.0
+
+        def __call__(self) -> Any:
+            if self.axis is None:  # not placed on an axis yet: no ticks
+                return np.zeros(0)
+            lo, hi = sorted(self.axis.get_view_interval())
+            self.step = _time_step(max(hi - lo, 1e-3), max_ticks)
+            first = np.ceil(max(lo, 0.0) / self.step - 1e-9) * self.step
+            return np.arange(first, hi + self.step * 1e-6, self.step)
+
+    locator = _ClockLocator()
+
+    def label(x: float, _pos: Any) -> str:
+        step = locator.step
+        decimals = 2 if step < 0.1 else 1 if step < 1 else 0
+        return format_time(max(0.0, x), decimals=decimals)
+
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(FuncFormatter(label))
     if duration is not None:
         ax.set_xlim(0, max(float(duration), 1e-3))
     ax.set_xlabel("time (m:ss)")

@@ -340,9 +340,22 @@ def format_time(seconds: float, *, decimals: int | None = None) -> str:
     return f"{int(h)}:{int(m):02d}:{s}" if h else f"{int(m)}:{s}"
 
 
+def range_decimals(start: float, end: float, decimals: int = 1) -> int:
+    """Digits after the seconds' point that show a range's two ends apart: ``decimals``, or
+    more (at most 3) for a range shorter than they show (0.05 s is not ``0:00.0-0:00.0``)."""
+    d = decimals
+    while d < 3 and end > start and format_time(start, decimals=d) == format_time(end, decimals=d):
+        d += 1
+    return d
+
+
 def format_ranges(ranges: Sequence[Sequence[float]], *, decimals: int = 1) -> str:
-    """``[[0, 4.5], [69, 72]]`` → ``"0:00.0-0:04.5, 1:09.0-1:12.0"`` (every range; ``"-"`` for none)."""
-    parts = [f"{format_time(a, decimals=decimals)}-{format_time(b, decimals=decimals)}" for a, b in ranges]
+    """``[[0, 4.5], [69, 72]]`` → ``"0:00.0-0:04.5, 1:09.0-1:12.0"`` (every range; ``"-"`` for
+    none; a range too short for ``decimals`` gets more: ``0:00.00-0:00.05``)."""
+    parts = []
+    for a, b in ranges:
+        d = range_decimals(a, b, decimals)
+        parts.append(f"{format_time(a, decimals=d)}-{format_time(b, decimals=d)}")
     return ", ".join(parts) or "-"
 
 

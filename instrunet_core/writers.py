@@ -46,7 +46,7 @@ from typing import Any
 from .errors import InputError, InstrunetError, OutputError
 from .output import instrunet_version
 from .plots import activity_figure
-from .timeline import format_time
+from .timeline import format_time, range_decimals
 
 __all__ = [
     "write_stdout",
@@ -224,14 +224,18 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
     InputError
         ``path`` is ``"-"``: stdout has no file to rename over.
     OutputError
-        ``path`` is a directory, a block device or a socket; or the temporary file cannot be
-        created, written (an ``OSError`` in the block: a full disk) or renamed; other errors of
-        the block pass through unchanged.
+        ``path`` is a directory, a block device or a socket, or a file the caller may not write
+        (read-only); or the temporary file cannot be created, written (an ``OSError`` in the
+        block: a full disk) or renamed; other errors of the block pass through unchanged.
     """
     target = os.fspath(path)
     if target == "-":
         raise InputError("-: this output cannot go to stdout (it is written by file name)")
     dest, st = _destination(target)
+    if st is not None and not os.access(dest, os.W_OK):
+        # a file its owner made read-only (chmod 444) is not replaced behind its back, as a
+        # shell's `>` would not write it (root may write anything: os.access says so)
+        raise _cannot_write(target, PermissionError(13, "Permission denied"))
     special = st is not None and not stat.S_ISREG(st.st_mode)  # a FIFO or a device
     # written into, not replaced: a FIFO, a device, and a file with other hard links (a rename
     # would leave them holding the old content)
@@ -338,7 +342,7 @@ def write_ranges(analysis: Any, path: str | os.PathLike[str]) -> None:
     """Write the detected ranges as CSV, one row per range in time order.
 
     Columns: ``label``, ``start``, ``end``, ``duration`` (seconds), ``start_time`` and
-    ``end_time`` (``m:ss.s``), ``max_probability`` (the highest smoothed probability in the
+    ``end_time`` (``m:ss.s``; more digits for a range shorter than 0.1 s), ``max_probability`` (the highest smoothed probability in the
     range, the value its threshold applies to). An open-set model's ``other`` ranges (none of
     the labels) are rows too.
     """
@@ -346,14 +350,15 @@ def write_ranges(analysis: Any, path: str | os.PathLike[str]) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["label", "start", "end", "duration", "start_time", "end_time", "max_probability"])
     for lab, a, b, p in detected_ranges(analysis):
+        d = range_decimals(a, b)
         w.writerow(
             [
                 lab,
                 f"{a:.3f}",
                 f"{b:.3f}",
                 f"{b - a:.3f}",
-                format_time(a, decimals=1),
-                format_time(b, decimals=1),
+                format_time(a, decimals=d),
+                format_time(b, decimals=d),
                 f"{p:.4f}",
             ]
         )

@@ -284,3 +284,71 @@ def test_format_png_writes_png_whatever_the_name_and_plot_follows_it(tiny_regist
     assert (tmp_path / "a.pdf").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["analyze", str(f), "--plot", str(tmp_path / "b.pdf")]) == 0
     assert (tmp_path / "b.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_a_plot_without_matplotlib_is_refused_before_the_file_is_read(
+    tiny_registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole analysis ran (and printed) before the plot writer said matplotlib is missing."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
+    )
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(3.0), SR)
+    for args in (["--plot", str(tmp_path / "p.png")], ["--format", "png", "--out", str(tmp_path / "q.png")]):
+        assert main(["analyze", str(wav), *args]) == 1
+        cap = capsys.readouterr()
+        assert "plots need matplotlib, which is not installed (pip install 'instrunet[plot]')" in cap.err
+        assert cap.out == ""  # nothing analysed
+
+
+def test_audit_outputs_of_an_outputs_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outputs audit (2026-12-06): a hop longer than a window left the end of a file unread
+    while ranges were reported over it; silence with an open-set model had no `other` in the
+    JSON while the CSV had the column; a 0.05 s range read 0:00.0-0:00.0; a read-only output
+    file was replaced; an unknown condition's summary line did not say why; the plot's time
+    axis ticked at 1:40, 3:20 and 0:00.2 for 0.15 s."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from test_open_set import _open_set_dir
+
+    from instrunet_core import plots
+    from instrunet_core.timeline import format_ranges
+    from instrunet_core.writers import atomic_write_text
+
+    model = instrunet_core.load_model(_open_set_dir(tmp_path / "m"))
+    y = np.concatenate([tone(4.0), np.zeros(SR * 16, np.float32) + tone(16.0, amp=0.05)])
+    for hop in (10.0, 30.0):
+        an = instrunet_core.analyze(y, SR, model=model, hop=hop, analyzers=False, refine=False)
+        assert an.times[-1][1] == pytest.approx(20.0)  # a window ends at the end: nothing unread
+        assert an.times[-1][0] == pytest.approx(20.0 - 2.949, abs=0.05)
+    silent = instrunet_core.analyze(np.zeros(SR * 3, np.float32), SR, model=model, analyzers=False)
+    d = silent.to_dict()
+    assert d["label"] == "silence" and d["other"] == {
+        "probability": 0.0,
+        "threshold": d["settings"]["other_threshold"],
+        "ranges": [],
+    }
+    assert format_ranges([[0.0, 0.05], [3.994, 4.005]]) == "0:00.0-0:00.1, 0:03.99-0:04.00"
+
+    out = tmp_path / "ro.json"
+    out.write_text("keep")
+    monkeypatch.setattr("instrunet_core.writers.os.access", lambda p, mode: False)  # as a user, not root
+    with pytest.raises(OutputError, match=r"ro\.json: cannot write: Permission denied"):
+        atomic_write_text(out, "new")
+    assert out.read_text() == "keep"
+    monkeypatch.undo()
+
+    assert summarize_extra("condition", {"label": "unknown", "reason": "too_short", "seconds": 0.0}) == (
+        "condition: unknown (too short)"
+    )
+    for d_s, want in ((1.0, "0:00.2"), (600, "2:00"), (3600, "10:00"), (0.05, "0:00.01")):
+        fig = Figure()
+        ax = fig.subplots()
+        plots.time_axis(ax, duration=d_s)
+        FigureCanvasAgg(fig).draw()
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert want in labels and len(set(labels)) == len(labels), (d_s, labels)

@@ -356,7 +356,8 @@ def explain(
             text = (
                 f"healthy (p={p:.2f}): no sign of damage; "
                 + " and ".join(say(k) for k in keep)
-                + " look as clean recordings do"
+                + (" look" if len(keep) > 1 else " looks")
+                + " as clean recordings do"
             )
         else:
             text = f"healthy (p={p:.2f}): no single feature stands out; together they look as clean recordings do"

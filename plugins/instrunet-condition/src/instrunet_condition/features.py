@@ -56,7 +56,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from instrunet_core.features import SAMPLE_RATE, scratch
+from instrunet_core.features import SAMPLE_RATE, irfft_into, rfft_into, scratch
 from instrunet_core.inputs import check_float_samples, check_sample_rate
 from instrunet_core.labels import FAMILIES
 
@@ -206,11 +206,10 @@ def hnr_frames(
     fw -= fw[:, lo:hi].mean(axis=1, keepdims=True)
     local_peak = np.abs(fw[:, lo:hi]).max(axis=1)
     fw *= g[None, :]
-    spec = np.fft.rfft(
-        frames, axis=1, out=scratch("condition.hnr_spec", (n_frames, n_fft // 2 + 1), np.complex128)
-    )
+    # (into reused buffers on numpy 2; numpy 1.x has no `out` for its FFTs: new arrays there)
+    spec = rfft_into(frames, scratch("condition.hnr_spec", (n_frames, n_fft // 2 + 1), np.complex128), axis=1)
     np.multiply(spec, spec.conj(), out=spec)
-    ac = np.fft.irfft(spec, n_fft, axis=1, out=scratch("condition.hnr_ac", (n_frames, n_fft), np.float64))
+    ac = irfft_into(spec, scratch("condition.hnr_ac", (n_frames, n_fft), np.float64), n=n_fft, axis=1)
     ac = ac[:, : max_lag + 2].copy()
     r0 = ac[:, 0:1]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -272,7 +271,7 @@ def _stft_power(x: np.ndarray) -> np.ndarray:
     m, n_bins = frames.shape[0], _N_FFT // 2 + 1
     wide = scratch("condition.wide", (m, _N_FFT), np.float64)
     np.multiply(frames, _WINDOW, out=wide)
-    spec = np.fft.rfft(wide, axis=1, out=scratch("condition.spec", (m, n_bins), np.complex128))
+    spec = rfft_into(wide, scratch("condition.spec", (m, n_bins), np.complex128), axis=1)
     sq = scratch("condition.sq", (m, 2 * n_bins), np.float64)
     np.square(spec.view(np.float64), out=sq)
     pairs = sq.reshape(m, n_bins, 2)
