@@ -655,12 +655,13 @@ def _search(args: argparse.Namespace) -> int:
             at = ""
             if args.where:
                 w = m.where
-                at = (
-                    "  (no windows)"
-                    if w is None
-                    else f"  at {format_time(w.start, decimals=2)}-{format_time(w.end, decimals=2)} "
-                    f"({w.similarity:.4f})"
-                )
+                if w is not None:
+                    at = (
+                        f"  at {format_time(w.start, decimals=2)}-{format_time(w.end, decimals=2)} "
+                        f"({w.similarity:.4f})"
+                    )
+                else:  # its windows were kept and none sounds, or they were not kept
+                    at = "  (silent)" if lib.has_windows(m.path) else "  (no windows)"
             _out(f"{m.similarity:7.4f}  {_shown(m.path)}{at}")
     return rc
 

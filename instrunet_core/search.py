@@ -226,6 +226,12 @@ class Library:
             self._stamps[at] = dict(stamp) if stamp is not None else None
         self._stacked = None
 
+    def has_windows(self, path: str | os.PathLike[str]) -> bool:
+        """Whether the recording at ``path`` was added with its windows (a silent recording's
+        may be none: then :meth:`nearest` has no ``where`` to give for it)."""
+        at = self._index.get(os.path.realpath(path))
+        return at is not None and self._windows[at] is not None
+
     def drop_stale(self) -> list[tuple[str, str]]:
         """Leave out the recordings whose file is gone, or whose size or modification time
         differs from what their record holds (changed since it was embedded: its vector is

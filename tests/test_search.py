@@ -441,6 +441,16 @@ def test_audit_silent_query_and_empty_library_are_said(
 ) -> None:
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(SR * 2, np.float32), SR)
+    sf.write(folder / "quiet.wav", np.zeros(SR * 2, np.float32), SR)  # a silent library recording
+    assert (
+        cli_main(
+            ["search", str(folder / "noise.wav"), str(folder), "--where", "--model", str(open_model.path)]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "quiet.wav  (silent)" in out and "(no windows)" not in out
+    (folder / "quiet.wav").unlink()
     empty = tmp_path / "empty"
     empty.mkdir()
     model = ["--model", str(open_model.path)]
