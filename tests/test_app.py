@@ -523,19 +523,12 @@ def test_a_file_that_stops_decoding_early_says_so(installed_registry):
 def test_a_flac_cut_short_is_a_result_with_a_notice(installed_registry, tmp_path):
     """A FLAC cut short was an error page after its decoded part had been analysed; one whose
     header gives no length (written to a pipe) had no length to compare with either."""
-    import soundfile as sf
-    from test_audio import _flac_of_unknown_length
+    from test_audio import _cut_flacs
 
     y = 0.3 * np.sin(2 * np.pi * 440 * np.arange(10 * 22050) / 22050)
-    for unknown in (False, True):
-        f = tmp_path / f"cut{int(unknown)}.flac"
-        if unknown:
-            _flac_of_unknown_length(f, y, 22050)
-        else:
-            sf.write(f, y, 22050, subtype="PCM_16")
-        data = f.read_bytes()
+    for unknown, f in _cut_flacs(tmp_path, y, 22050):
         with pytest.warns(RuntimeWarning, match="decoding failed after"):
-            res = service.analyze_upload(data[: len(data) // 2], "cut.flac")
+            res = service.analyze_upload(f.read_bytes(), "cut.flac")
         assert 2.0 < res.analysis.duration < 8.0 and res.notice
         if unknown:
             assert res.notice.startswith("cut.flac: decoding stopped after ")

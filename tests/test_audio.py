@@ -254,6 +254,21 @@ def _flac_of_unknown_length(path: Path, y: np.ndarray, sr: int) -> Path:
     return path
 
 
+def _cut_flacs(folder: Path, y: np.ndarray, sr: int) -> list[tuple[bool, Path]]:
+    """``y`` as two FLACs cut in half: one whose header gives its length, one whose header does
+    not (written to a pipe); ``(unknown length, path)`` each."""
+    out = []
+    for unknown in (False, True):
+        f = folder / f"cut{int(unknown)}.flac"
+        if unknown:
+            _flac_of_unknown_length(f, y, sr)
+        else:
+            sf.write(f, y, sr, subtype="PCM_16")
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+        out.append((unknown, f))
+    return out
+
+
 def test_a_flac_of_unknown_length_is_read_whole(tmp_path: Path) -> None:
     """Such a file was refused ("decoding failed after 0 frames ... the header announces
     9223372036854775807 frames"), and the app called it 209146758205323.7 s long."""
@@ -282,13 +297,7 @@ def test_a_flac_cut_short_gives_what_decodes_before_the_error(tmp_path: Path) ->
     from instrunet_core.audio import AudioReader
 
     y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 12) / 44100)).astype(np.float32)
-    for unknown in (False, True):
-        f = tmp_path / f"cut{int(unknown)}.flac"
-        if unknown:
-            _flac_of_unknown_length(f, y, 44100)
-        else:
-            sf.write(f, y, 44100, subtype="PCM_16")
-        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    for unknown, f in _cut_flacs(tmp_path, y, 44100):
         got = 0
         with pytest.raises(DecodeError) as e, AudioReader(f) as r:
             for block in r.blocks(44100 * 20):  # one block: the whole file
@@ -308,13 +317,7 @@ def test_a_flac_cut_short_is_classified_on_what_decodes_with_a_warning(tmp_path:
     import instrunet_core
 
     y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100 * 12) / 44100)).astype(np.float32)
-    for unknown in (False, True):
-        f = tmp_path / f"cut{int(unknown)}.flac"
-        if unknown:
-            _flac_of_unknown_length(f, y, 44100)
-        else:
-            sf.write(f, y, 44100, subtype="PCM_16")
-        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    for unknown, f in _cut_flacs(tmp_path, y, 44100):
         said = "the header does not give its length" if unknown else "the header announces 529200 frames"
         clf = tiny_model.classifier()
         with pytest.warns(
