@@ -208,6 +208,10 @@ class AnalyzerThread:
                     self._since = time.perf_counter()
                 try:
                     self._value = fn()
+                except KeyboardInterrupt:
+                    # Python delivers Ctrl-C to the main thread only: raised here it is the
+                    # analyzer's own doing, its failure, not the user stopping the analysis
+                    self.error = RuntimeError("the analyzer raised KeyboardInterrupt on its own thread")
                 except BaseException as e:  # noqa: BLE001 - the analyzer's failure is its result
                     self.error = e
                 finally:

@@ -864,11 +864,9 @@ def _analyze(args: argparse.Namespace) -> int:
         try:
             _make_parent(out)
             writer = writers.write_plot if fmt == "plot" else reg.writer(fmt)
-            if out == "-":
+            # a writer's prints go to stderr, also when its data goes to stdout (write_stdout)
+            with _plugin_stdout():
                 writer(an, out)
-            else:
-                with _plugin_stdout():
-                    writer(an, out)
         except KeyboardInterrupt:
             raise
         except OutputError as e:  # the writer layer names the path and the problem

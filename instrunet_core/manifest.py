@@ -666,7 +666,8 @@ def _check_digest(data: Mapping[str, Any], where: str) -> None:
         raise _fail(
             where,
             f"{DIGEST_KEY} {digest} does not match the content ({actual}): the manifest was edited after "
-            "export (labels, front end, thresholds and sha256 are all covered); re-export the model",
+            "export (labels, front end, thresholds and sha256 are all covered); re-export the model, or "
+            "seal the edit (instrunet_core.manifest.seal_manifest, docs/manifest.md)",
         )
 
 

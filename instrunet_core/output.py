@@ -17,6 +17,7 @@ optional field does not.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib.metadata
 import math
@@ -43,6 +44,11 @@ __all__ = [
     "error_record",
     "jsonable",
 ]
+
+#: Where machine output written to ``-`` goes while plugin code runs with its prints sent to
+#: stderr (:func:`instrunet_core.registry.plugin_stdout`): the stdout from before, so that a
+#: writer's data reaches stdout and its prints do not. ``None`` outside such a stretch.
+DATA_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("instrunet_data_stdout", default=None)
 
 ANALYSIS_SCHEMA = "instrunet.analysis/3"
 CLASSIFICATION_SCHEMA = "instrunet.classification/2"

@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import importlib.metadata
+import io
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -54,7 +57,7 @@ from ._analyzer_threads import AnalyzerThread, Limit, resolve_limit
 from .errors import InputError, ModelError, PluginError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
-from .output import instrunet_version, jsonable
+from .output import DATA_STDOUT, instrunet_version, jsonable
 
 if TYPE_CHECKING:  # annotations only: analyzers receive it, the registry never builds one
     import numpy as np
@@ -148,6 +151,7 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
     """
     target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
     saved = None
+    data = DATA_STDOUT.get() or sys.stdout  # machine output's stdout (writers.write_stdout)
     if fd:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             if sys.stdout is not None:
@@ -159,14 +163,53 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, 1)
                 os.close(devnull)
+            if data is not None and DATA_STDOUT.get() is None and _writes_to_fd1(data):
+                # it writes to fd 1, which is stderr now: write to the old fd 1's copy instead
+                data = io.TextIOWrapper(
+                    io.BufferedWriter(io.FileIO(saved, "w", closefd=False)),
+                    encoding=getattr(data, "encoding", None) or "utf-8",
+                    errors=getattr(data, "errors", None) or "strict",
+                )
+    token = DATA_STDOUT.set(data)
     try:
         with contextlib.redirect_stdout(target):
             yield
     finally:
+        DATA_STDOUT.reset(token)
         if saved is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if isinstance(data, io.TextIOWrapper) and data is not sys.__stdout__:
+                    data.flush()
             with contextlib.suppress(OSError):
                 os.dup2(saved, 1)
             os.close(saved)
+
+
+def _writes_to_fd1(stream: Any) -> bool:
+    """Whether ``stream`` writes to file descriptor 1 (not a capture object or a StringIO)."""
+    try:
+        return int(stream.fileno()) == 1
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+#: What an analyzer's or a writer's name may be.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """The names of ``plugin``'s ``@hookimpl`` functions that are no hook of instrunet's."""
+    out = []
+    for attr in dir(plugin):
+        if attr in _HOOKS or attr.startswith("__"):
+            continue
+        try:
+            opts = pm.parse_hookimpl_opts(plugin, attr)
+        except Exception:  # noqa: BLE001 - an attribute that cannot be read is no hook
+            opts = None
+        if opts is not None and (opts.get("specname") or attr) not in _HOOKS:  # specname= names the hook
+            out.append(opts.get("specname") or attr)
+    return out
 
 
 def _folder_version(p: Path) -> str:
@@ -199,6 +242,7 @@ class Registry:
         self.writers: dict[str, Writer] = {}
         self.plugins: list[PluginInfo] = []
         self._default_name: str | None = None
+        self._owners: dict[tuple[str, str], str] = {}  # (kind, name) -> the plugin that registered it
 
     # ------------------------------------------------------------------ loading
     def _error(self, info: PluginInfo, msg: str) -> None:
@@ -219,6 +263,10 @@ class Registry:
         info.hooks = sorted(
             h for h in _HOOKS if any(i.plugin is plugin for i in getattr(self.pm.hook, h).get_hookimpls())
         )
+        for attr in _unknown_hooks(self.pm, plugin):  # a misspelt hook would never run, unsaid
+            near = difflib.get_close_matches(attr, _HOOKS, n=1)
+            hint = f"; did you mean {near[0]}?" if near else f" (instrunet's hooks: {', '.join(_HOOKS)})"
+            self._error(info, f"@hookimpl {attr} is not one of instrunet's hooks{hint}")
         if not info.hooks and not isinstance(plugin, types.ModuleType):
             # (a module without hooks is an adapter package listed for what it is: pedalboard, ray)
             self._error(
@@ -272,16 +320,24 @@ class Registry:
     def _register_named(
         self, info: PluginInfo, kind: str, table: dict[str, Any], name: Any, func: Any
     ) -> bool:
-        if not isinstance(name, str) or not name.strip():
-            self._error(info, f"{kind} name must be a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            # a name goes on the command line (--format, --analyzers a,b) and into listings
+            self._error(
+                info,
+                f"{kind} name must be letters, digits, '_', '.' or '-' (at most 64, starting with a "
+                f"letter or digit), got {name!r}",
+            )
             return False
         if not callable(func):
             self._error(info, f"{kind} {name!r} is not callable")
             return False
         if name in table:
-            self._error(info, f"{kind} {name!r} is already registered; keeping the first one")
+            owner = self._owners.get((kind, name))
+            by = f" by plugin {owner!r}" if owner else ""
+            self._error(info, f"{kind} {name!r} is already registered{by}; keeping the first one")
             return False
         table[name] = func
+        self._owners[(kind, name)] = info.name
         return True
 
     def _register_model(self, info: PluginInfo, name: Any, path: Any, *, default: bool) -> None:
@@ -569,7 +625,14 @@ class AnalyzerFeed:
         self._streams[name] = None
 
         def make() -> None:
-            self._streams[name] = factory(context)
+            made = factory(context)
+            lacks = [m for m in ("push", "windows", "finish") if not callable(getattr(made, m, None))]
+            if lacks:  # said now, not as an AttributeError at the first block
+                raise PluginError(
+                    f"its factory returned {type(made).__name__}, not a streaming analyzer (it lacks "
+                    f"{', '.join(lacks)}); a whole-file analyzer is registered as register(name, func)"
+                )
+            self._streams[name] = made
 
         t.submit(make, _duration(context))
 
@@ -635,7 +698,7 @@ class AnalyzerFeed:
 
     def _stream(self, name: str) -> StreamAnalyzer:
         s = self._streams.get(name)
-        if s is None:  # pragma: no cover - the factory's failure stops the thread first
+        if s is None:  # pragma: no cover - the factory's failure (checked in open) stops the thread first
             raise PluginError(f"analyzer {name!r} was not made")
         return s
 

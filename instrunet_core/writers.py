@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, InstrunetError, OutputError
-from .output import instrunet_version
+from .output import DATA_STDOUT, instrunet_version
 from .plots import activity_figure
 from .timeline import format_time, range_decimals
 
@@ -161,7 +161,9 @@ def write_stdout(data: str | bytes) -> None:
     BrokenPipeError
         Its reader has gone (``| head``): the caller decides whether that is an error.
     """
-    out = sys.stdout
+    # while plugin code runs with its prints sent to stderr, the stdout from before (a writer's
+    # data reaches stdout, its prints do not)
+    out = DATA_STDOUT.get() or sys.stdout
     if out is None:
         raise OutputError("-: cannot write to stdout: it is closed")
     try:

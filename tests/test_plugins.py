@@ -457,3 +457,110 @@ def test_hooks_are_called_through_pluggy_so_wrappers_run() -> None:
     assert {"wrapped-txt", "plain-txt"} <= set(reg.writers)
     info = {p.name: p for p in reg.plugins}
     assert info["wrapped"].hooks == ["instrunet_register_writers"] and info["wrapped"].error is None
+
+
+def test_audit_plugin_authoring_mistakes_are_said(
+    tiny_registry: plugins_mod.Registry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A plugin-authoring audit (2026-12-06): a misspelt hook was accepted and never ran; an
+    analyzer raising KeyboardInterrupt on its own thread aborted the analysis; a factory that
+    returns a dict failed later with an AttributeError; names with a newline or ESC were taken;
+    a taken name did not say who holds it; a writer's print went into `--out -`."""
+    from instrunet_core.cli import main
+
+    typo = types.ModuleType("typo")
+
+    @hookimpl
+    def instrunet_register_analyser(register: Any) -> None:  # the British spelling: no such hook
+        register("never", lambda c: {})
+
+    typo.instrunet_register_analyser = instrunet_register_analyser  # type: ignore[attr-defined]
+
+    def analyzers(register: Any) -> None:
+        def interrupt(context: Any) -> dict[str, Any]:
+            raise KeyboardInterrupt
+
+        register("kbi", interrupt)
+        register("after", lambda c: {"ok": 1})
+        register("dict-as-stream", stream=lambda c: {"not": "a stream"})
+        register("bad\nname\x1b[31m", lambda c: {})
+        register("json-twice", lambda c: {})
+
+    def writers(register: Any) -> None:
+        def printing(analysis: Any, path: Any) -> None:
+            from instrunet_core.writers import atomic_write_text
+
+            print("PRINTED BY THE WRITER")
+            atomic_write_text(path, "DATA\n")
+
+        register("printing", printing)
+        register("json", printing)
+
+    reg = build_registry(
+        extra_plugins=[
+            ("typo", typo),
+            (
+                "mine",
+                _module_plugin(
+                    "mine", instrunet_register_analyzers=analyzers, instrunet_register_writers=writers
+                ),
+            ),
+            (
+                "again",
+                _module_plugin(
+                    "again", instrunet_register_analyzers=lambda register: register("after", lambda c: {})
+                ),
+            ),
+        ]
+    )
+    errors = {p.name: p.error for p in reg.plugins}
+    assert (
+        "@hookimpl instrunet_register_analyser is not one of instrunet's hooks; did you mean instrunet_register_analyzers?"
+        in errors["typo"]
+    )
+    assert (
+        "analyzer name must be letters, digits" in errors["mine"]
+        and "'bad\\nname\\x1b[31m'" in errors["mine"]
+    )
+    assert "writer 'json' is already registered by plugin 'instrunet_core.default_plugins'" in errors["mine"]
+    assert "analyzer 'after' is already registered by plugin 'mine'" in errors["again"]
+
+    model = instrunet_core.load_model("tiny", registry=tiny_registry)
+    an = instrunet_core.analyze(tone(2.0), 22050, model=model, registry=reg)
+    assert (
+        an.extras["kbi"]["error"] == "RuntimeError: the analyzer raised KeyboardInterrupt on its own thread"
+    )
+    assert an.extras["after"] == {"ok": 1}
+    assert (
+        "its factory returned dict, not a streaming analyzer (it lacks push, windows, finish)"
+        in (an.extras["dict-as-stream"]["error"])
+    )
+
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    wav = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(wav, tone(2.0), 22050)
+    capfd.readouterr()
+    assert (
+        main(
+            [
+                "analyze",
+                str(wav),
+                "--model",
+                str(model.path),
+                "--analyzers",
+                "none",
+                "--format",
+                "printing",
+                "--out",
+                "-",
+            ]
+        )
+        == 0
+    )
+    out, err = capfd.readouterr()
+    assert out == "DATA\n" and "PRINTED BY THE WRITER" in err
