@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -1092,13 +1093,45 @@ def _flush_stdout() -> None:
         write_stdout("")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager stopping the command): unwinds as Ctrl-C does, so temporary
+    files are removed and locks released on the way out."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While the command runs in the main thread with SIGTERM's default action (which ends the
+    process at once, leaving a half-written output's temporary file behind), SIGTERM raises
+    :class:`_Terminated` instead; the handler before is put back afterwards."""
+    import signal
+
+    try:
+        if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        ):
+            yield
+            return
+    except (AttributeError, ValueError):  # pragma: no cover - a platform without SIGTERM
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``instrunet`` command; returns the exit code."""
     _reserve_std_fds()
     _surrogate_safe_stdout()
     try:
         try:
-            with _warnings_as_lines():
+            with _warnings_as_lines(), _sigterm_unwinds():
                 return _run(argv)
         finally:
             _flush_stdout()
@@ -1129,6 +1162,9 @@ def _run(argv: Sequence[str] | None) -> int:
     }
     try:
         return handler[args.command](args)
+    except _Terminated:
+        _err("terminated")
+        return 143  # 128 + SIGTERM, as a shell reports it
     except KeyboardInterrupt:
         _err("interrupted")
         return 130

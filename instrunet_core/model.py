@@ -84,6 +84,17 @@ RUN_WINDOWS = 4
 PROBABILITY_SLACK = 1e-3
 
 
+def _unpickle_model(path: str, options: RuntimeOptions, sha256: str) -> Model:
+    """A pickled :class:`Model` loaded again from its folder (the same weights, or an error)."""
+    m = Model(path, options=options)
+    if m.manifest.sha256 != sha256:
+        raise ModelError(
+            f"{path}: the artifact changed since this model was pickled (sha256 {sha256[:12]}, "
+            f"now {m.manifest.sha256[:12]})"
+        )
+    return m
+
+
 class Model:
     """A verified ONNX model plus its manifest; classifies features, windows and audio.
 
@@ -120,6 +131,11 @@ class Model:
     session_options : dict
         ``intra_op_threads``, ``inter_op_threads``, ``spinning`` and the ``providers`` asked for.
     """
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its folder and options (a process pool's workers, ``spawn``): unpickling
+        loads the artifact again there, checked against the sha256 this model had."""
+        return (_unpickle_model, (str(self.path), self.options, self.manifest.sha256))
 
     def __init__(
         self,

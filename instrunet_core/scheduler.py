@@ -67,6 +67,16 @@ class BatchPipeline(Generic[T]):
         self.workers = workers
         self._executor: ThreadPoolExecutor | None = None
         self._pending: collections.deque[tuple[Future[T], Any]] = collections.deque()
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """In a process forked from the one that started the threads: the executor and the jobs
+        in flight are the parent's (a fork copies no thread), so a job queued to them would wait
+        for ever; this process starts its own."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._executor = None
+            self._pending.clear()
 
     def submit(self, job: Callable[[], T], tag: Any) -> list[tuple[Any, T]]:
         """Start ``job``; returns the ``(tag, result)`` of the jobs finished in order so far.
@@ -76,6 +86,7 @@ class BatchPipeline(Generic[T]):
         Exception
             Whatever a job raised, when its result is collected (or at once when this thread ran it).
         """
+        self._after_fork()
         if sum(1 for f, _ in self._pending if not f.done()) > self.workers:
             fut: Future[T] = Future()
             fut.set_result(job())
@@ -90,6 +101,7 @@ class BatchPipeline(Generic[T]):
 
     def drain(self) -> list[tuple[Any, T]]:
         """Wait for every job still in flight; their ``(tag, result)`` in order."""
+        self._after_fork()
         out = []
         while self._pending:
             f, t = self._pending.popleft()

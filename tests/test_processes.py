@@ -1,0 +1,113 @@
+"""The library in services: processes (fork, pickling), SIGTERM, a file that changes while it
+is analysed (a concurrency audit, 2026-12-06)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, tone
+
+import instrunet_core
+
+BIN = Path(sys.executable).parent / "instrunet"
+
+
+def _classify_in_child(clf: instrunet_core.Classifier, y: np.ndarray, q: multiprocessing.Queue) -> None:
+    q.put(len(clf.classify(y, SR)))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_classifier_used_before_a_fork_works_in_the_child(tiny_model) -> None:
+    """The child inherited the parent's thread pool without its threads, and its first job
+    waited for ever."""
+    y = np.tile(tone(4.0), 30)  # 2 minutes: several batches, the worker thread starts
+    clf = tiny_model.classifier(workers=1)
+    n = len(clf.classify(y, SR))
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: what this tests
+        child = ctx.Process(target=_classify_in_child, args=(clf, y, q))
+        child.start()
+    child.join(60)
+    if child.is_alive():  # pragma: no cover - the bug
+        child.kill()
+        pytest.fail("the forked child hung in the classifier's pipeline")
+    assert child.exitcode == 0 and q.get(timeout=5) == n
+
+
+def test_a_model_pickles_as_its_artifact(tiny_model, tmp_path: Path) -> None:
+    """`pickle.dumps(model)` (a process pool's workers) was onnxruntime's TypeError."""
+    again = pickle.loads(pickle.dumps(tiny_model))
+    assert again.path == tiny_model.path and again.manifest.sha256 == tiny_model.manifest.sha256
+    y = tone(3.0)
+    np.testing.assert_array_equal(
+        again.predict(y, SR).probabilities["brass"], tiny_model.predict(y, SR).probabilities["brass"]
+    )
+
+
+def test_a_file_changed_while_it_is_analysed_is_not_read_again(tiny_model, tmp_path: Path) -> None:
+    """A file longer than the evidence store is read again for refinement: replaced meanwhile,
+    the analysis mixed two files' audio; deleted, it failed after the first reading."""
+    f = tmp_path / "a.wav"
+    sf.write(f, tone(60.0), SR)
+
+    real = instrunet_core.orchestration.Classifier.classify
+
+    def classify_then_delete(self, src, *a, **kw):  # type: ignore[no-untyped-def]
+        out = real(self, src, *a, **kw)
+        os.unlink(src)
+        return out
+
+    instrunet_core.orchestration.Classifier.classify = classify_then_delete  # type: ignore[method-assign]
+    try:
+        with pytest.warns(
+            RuntimeWarning, match=r"a\.wav: the file changed \(or was deleted\) while it was analysed"
+        ):
+            an = instrunet_core.analyze(str(f), model=tiny_model, analyzers=False)
+    finally:
+        instrunet_core.orchestration.Classifier.classify = real  # type: ignore[method-assign]
+    assert an.duration == pytest.approx(60.0, abs=0.01) and an.label == "brass"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals")
+def test_sigterm_unwinds_the_cli_like_ctrl_c(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM (a service manager's stop) killed the command at once: a half-written output's
+    temporary file stayed behind. It now unwinds: exit 143, one line, nothing left."""
+    f = tmp_path / "long.wav"
+    sf.write(f, np.tile(tone(4.0), 450), SR)  # 30 minutes
+    out = tmp_path / "out"
+    out.mkdir()
+    code = (
+        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
+        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
+        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r}), default=True))], "
+        "entry_points=False); sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "INSTRUNET_PLUGINS": ""}
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, "analyze", str(f), "--json", str(out / "a.json")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=60)[1]
+    if p.returncode == 0:  # pragma: no cover - the machine finished first
+        pytest.skip("the analysis ended before the signal")
+    assert p.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "instrunet: error: terminated"
+    assert os.listdir(out) == []
