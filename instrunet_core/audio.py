@@ -751,7 +751,7 @@ def iter_blocks(
     (:func:`instrunet_core.inputs.resampler`), so memory stays bounded for any file length.
 
     ``damage``: a list that takes a note, instead of an error, when a file stops decoding
-    after some of its audio (a FLAC or Ogg cut short: the ``decoding failed after N frames``
+    after some of its audio (a FLAC cut short: the ``decoding failed after N frames``
     message) and, at the end, when decoding ended well before the length its header announces
     (a damaged MP3 stops without an error; :func:`ended_early`); the blocks end with what
     decoded. A file of which nothing decodes is an error either way.

@@ -274,10 +274,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hop",
         type=hop_type,
-        default=DEFAULT_HOP_SECONDS,
+        default=None,  # the model's default; search: the hop its .jsonl library was made with
         metavar="S",
         help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-        f"(default {DEFAULT_HOP_SECONDS:g})",
+        f"(default {DEFAULT_HOP_SECONDS:g}; search: its .jsonl library's)",
     )
 
 
@@ -915,7 +915,7 @@ def _batch(args: argparse.Namespace) -> int:
         _err(str(e))
         return EXIT_FAIL
     if os.path.exists(out) and not os.path.isfile(out):
-        _err(f"{out}: not a regular file (batch reads it to resume and appends to it)")
+        _err(f"{out}: not a regular file (batch results are read back to resume and appended to)")
         return EXIT_USAGE
     clf = model.classifier(hop=args.hop, workers=args.workers)
     try:

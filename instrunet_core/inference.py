@@ -127,10 +127,10 @@ class Classifier:
     latency_seconds : float
         Audio between a window's first sample and the call that emits it: one window. Input at a
         rate other than 22,050 Hz adds what the resampler holds back, which varies from window
-        to window up to :func:`~instrunet_core.inputs.resampler_holdback` (about 42 ms at
-        44.1 kHz and 48 kHz, 0.12 s at 8 kHz, about a second at 1 kHz).
+        to window up to :func:`~instrunet_core.inputs.resampler_holdback` (42 ms at
+        44.1 kHz, 38 ms at 48 kHz, 0.12 s at 8 kHz, about a second at 1 kHz).
     damage : str or None
-        After :meth:`classify`: why the file's decoding ended before its end (a FLAC or Ogg cut
+        After :meth:`classify`: why the file's decoding ended before its end (a FLAC cut
         short, a damaged MP3: the message also given as a ``RuntimeWarning``), the results
         covering what decoded; ``None`` when it decoded whole.
 
@@ -401,7 +401,7 @@ class Classifier:
         Warns
         -----
         RuntimeWarning
-            A file stopped decoding before its end (a FLAC or Ogg cut short: ``<file>: decoding
+            A file stopped decoding before its end (a FLAC cut short: ``<file>: decoding
             failed after N frames (...); what decoded is used``), or ended well before the
             length its header announces (a damaged MP3): the results cover what decoded, and
             :attr:`damage` holds the message.

@@ -439,9 +439,9 @@ def block_to_mono(block: Any, *, what: str = "block") -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def resampler_holdback(rate_in: int, rate_out: int) -> float:
     """The most seconds of input :func:`resampler`'s stream holds back before its output catches
-    up (soxr returns output in chunks, later at low input rates): 0 at equal rates, about 42 ms
-    from 44.1 kHz and 48 kHz to 22,050 Hz, about 0.11 s from 8 kHz, 0.25 s from 4 kHz, 0.95 s
-    from 1 kHz. Measured once per pair of rates by feeding the stream silence 8 samples at a
+    up (soxr returns output in chunks, later at low input rates): 0 at equal rates, 42 ms
+    from 44.1 kHz and 38 ms from 48 kHz to 22,050 Hz, 0.12 s from 8 kHz, 0.27 s from 4 kHz,
+    0.97 s from 1 kHz (8 samples' margin included). Measured once per pair of rates by feeding the stream silence 8 samples at a
     time (a few ms to a few tens of ms), to within those 8 samples; the resampler's output does
     not depend on what it is fed in this."""
     if rate_in == rate_out:

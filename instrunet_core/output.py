@@ -49,6 +49,8 @@ __all__ = [
 #: stderr (:func:`instrunet_core.registry.plugin_stdout`): the stdout from before, so that a
 #: writer's data reaches stdout and its prints do not. ``None`` outside such a stretch.
 DATA_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("instrunet_data_stdout", default=None)
+#: :data:`DATA_STDOUT` when the stdout from before was closed (``sys.stdout`` was ``None``).
+STDOUT_CLOSED = object()
 
 ANALYSIS_SCHEMA = "instrunet.analysis/3"
 CLASSIFICATION_SCHEMA = "instrunet.classification/2"

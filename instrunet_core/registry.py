@@ -57,7 +57,7 @@ from ._analyzer_threads import AnalyzerThread, Limit, resolve_limit
 from .errors import InputError, ModelError, PluginError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
-from .output import DATA_STDOUT, instrunet_version, jsonable
+from .output import DATA_STDOUT, STDOUT_CLOSED, instrunet_version, jsonable
 
 if TYPE_CHECKING:  # annotations only: analyzers receive it, the registry never builds one
     import numpy as np
@@ -152,6 +152,8 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
     target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
     saved = None
     data = DATA_STDOUT.get() or sys.stdout  # machine output's stdout (writers.write_stdout)
+    if data is STDOUT_CLOSED:
+        data = None
     if fd:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             if sys.stdout is not None:
@@ -170,7 +172,7 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
                     encoding=getattr(data, "encoding", None) or "utf-8",
                     errors=getattr(data, "errors", None) or "strict",
                 )
-    token = DATA_STDOUT.set(data)
+    token = DATA_STDOUT.set(STDOUT_CLOSED if data is None else data)
     try:
         with contextlib.redirect_stdout(target):
             yield

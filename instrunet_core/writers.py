@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, InstrunetError, OutputError
-from .output import DATA_STDOUT, instrunet_version
+from .output import DATA_STDOUT, STDOUT_CLOSED, instrunet_version
 from .plots import activity_figure
 from .timeline import format_time, range_decimals
 
@@ -164,6 +164,8 @@ def write_stdout(data: str | bytes) -> None:
     # while plugin code runs with its prints sent to stderr, the stdout from before (a writer's
     # data reaches stdout, its prints do not)
     out = DATA_STDOUT.get() or sys.stdout
+    if out is STDOUT_CLOSED:
+        out = None
     if out is None:
         raise OutputError("-: cannot write to stdout: it is closed")
     try:

@@ -376,8 +376,13 @@ def test_audit_relative_paths_changed_files_and_hops(
     assert "the library's vectors were made with a hop of 1.509 s, not this search's 0.511 s" in err
     assert "search with --hop 1.509" in err
     assert cli_main(["embed", str(folder / "sub" / "tone_330.flac"), "--hop", "0.5", *model]) == 0
+    line = capsys.readouterr().out
+    lib05 = tmp_path / "hop05.jsonl"
+    lib05.write_text(line)  # without --hop, the search takes the library's hop (0.511 s)
+    assert cli_main(["search", str(folder / "tone_440.wav"), str(lib05), "--json", *model]) == 0
+    assert json.loads(capsys.readouterr().out)["matches"][0]["similarity"] > 0.99
     with open(lib, "a") as f:
-        f.write(capsys.readouterr().out)
+        f.write(line)
     with pytest.raises(
         InputError, match=r"rel\.jsonl:4: embedded with a hop of 0\.511 s, but this library's"
     ):

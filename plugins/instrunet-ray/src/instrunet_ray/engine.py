@@ -336,6 +336,8 @@ def tag_collection(
         # A JSON lines output is opened (and locked) before anything runs, as instrunet batch does.
         try:
             results = stack.enter_context(ResultsFile(out)) if fmt == "jsonl" else None
+        except OutputError:  # its own words (a FIFO or a device: not a regular file)
+            raise
         except OSError as e:
             raise OutputError(f"{out}: cannot open the results file: {e.strerror or e}") from None
         sink: ResultsFile | _Parts
