@@ -51,6 +51,7 @@ __all__ = [
     "hops_of",
     "pending",
     "file_stamp",
+    "record_stamp",
 ]
 
 
@@ -140,6 +141,15 @@ def file_stamp(path: str) -> dict[str, int] | None:
     except (OSError, ValueError):
         return None
     return {"file_size": int(st.st_size), "file_mtime_ns": int(st.st_mtime_ns)}
+
+
+def record_stamp(rec: Mapping[str, Any]) -> dict[str, int] | None:
+    """The :func:`file_stamp` a record holds (``None`` for a record without one: an error
+    record, a stream's, or one an earlier version wrote)."""
+    size, mtime = rec.get("file_size"), rec.get("file_mtime_ns")
+    if isinstance(size, int) and isinstance(mtime, int) and not isinstance(size, bool):
+        return {"file_size": size, "file_mtime_ns": mtime}
+    return None
 
 
 def file_record(classifier: Classifier, path: str, data: bytes | None = None) -> dict[str, Any]:
@@ -245,15 +255,11 @@ def hops_of(records: Iterable[Mapping[str, Any]]) -> set[float]:
 def done_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int] | None]:
     """Real paths that already have a result (error records are not done: they are retried),
     each with the :func:`file_stamp` its last result recorded (``None``: none recorded)."""
-    done: dict[str, dict[str, int] | None] = {}
-    for r in records:
-        if isinstance(r.get("path"), str) and r.get("error") is None:
-            size, mtime = r.get("file_size"), r.get("file_mtime_ns")
-            stamp = None
-            if isinstance(size, int) and isinstance(mtime, int) and not isinstance(size, bool):
-                stamp = {"file_size": size, "file_mtime_ns": mtime}
-            done[os.path.realpath(r["path"])] = stamp
-    return done
+    return {
+        os.path.realpath(r["path"]): record_stamp(r)
+        for r in records
+        if isinstance(r.get("path"), str) and r.get("error") is None
+    }
 
 
 def pending(files: Iterable[str], done: Mapping[str, dict[str, int] | None]) -> tuple[list[str], int]:
@@ -366,14 +372,12 @@ class ResultsFile(HoldsFile):
     InputError
         The file exists and is not JSON lines of records (a line that is no JSON object, or
         binary data): it is left as it was.
-    OutputError
-        The path exists and is not a regular file (a FIFO, a device such as ``/dev/full``, a
-        folder).
     OSError
         The file cannot be opened.
     OutputError
-        A record cannot be written (:meth:`append`): the file is cut back to the records
-        before it.
+        The path exists and is not a regular file (a FIFO, a device such as ``/dev/full``, a
+        folder); or a record cannot be written (:meth:`append`): the file is cut back to the
+        records before it.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

@@ -32,6 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from .batch import file_stamp, record_stamp
 from .errors import InputError, InstrunetError
 from .inputs import check_count, check_path
 from .output import EMBEDDING_SCHEMA
@@ -243,8 +244,6 @@ class Library:
         list of (path, reason)
             Those left out, ``reason`` ``"gone"`` or ``"changed"``.
         """
-        from .batch import file_stamp
-
         out: list[tuple[str, str]] = []
         keep: list[int] = []
         for i, stamp in enumerate(self._stamps):
@@ -254,7 +253,7 @@ class Library:
             now = file_stamp(self._real[i])
             if now is None:
                 out.append((self.paths[i], "gone"))
-            elif now != {"file_size": stamp.get("file_size"), "file_mtime_ns": stamp.get("file_mtime_ns")}:
+            elif now != stamp:
                 out.append((self.paths[i], "changed"))
             else:
                 keep.append(i)
@@ -344,10 +343,6 @@ class Library:
             if any(v.size != vecs[0].size for v in vecs):
                 raise InputError(f"{where}: the windows' vectors are not all of one size")
             windows = np.array(vecs, np.float64)
-        size, mtime = rec.get("file_size"), rec.get("file_mtime_ns")
-        stamp = None
-        if isinstance(size, int) and isinstance(mtime, int) and not isinstance(size, bool):
-            stamp = {"file_size": size, "file_mtime_ns": mtime}
         self.add(
             rec["path"],
             rec["vector"],
@@ -356,7 +351,7 @@ class Library:
             windows=windows,
             times=times,
             hop=rec.get("hop"),
-            stamp=stamp,
+            stamp=record_stamp(rec),
         )
 
     @classmethod
