@@ -518,19 +518,11 @@ def _embed(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
-    from .batch import collect_files, file_stamp
+    from .batch import file_stamp
 
     rc = EXIT_OK
     # a folder stands for the audio files under it (as for batch and search)
-    files: list[str] = []
-    for item in args.files:
-        if os.path.isdir(item):
-            found = collect_files(item)
-            if not found:
-                _say(f"instrunet: warning: {_shown(item)}: no audio files under it")
-            files += found
-        else:
-            files.append(item)
+    files = [p for item in args.files for p in (_folder_files(item) if os.path.isdir(item) else [item])]
     for path in files:
         # a file is named by its resolved path (as batch names it): a library read from another
         # folder names the same file, and a search leaves the query out of its own results
@@ -548,12 +540,22 @@ def _embed(args: argparse.Namespace) -> int:
     return rc
 
 
+def _folder_files(folder: str) -> list[str]:
+    """The audio files under ``folder`` (:func:`~instrunet_core.batch.collect_files`), with a
+    warning when there are none."""
+    from .batch import collect_files
+
+    found = collect_files(folder)
+    if not found:
+        _say(f"instrunet: warning: {_shown(folder)}: no audio files under it")
+    return found
+
+
 #: Library arguments read as ``instrunet embed`` output rather than decoded as audio.
 _INDEX_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 def _search(args: argparse.Namespace) -> int:
-    from .batch import collect_files
     from .output import instrunet_version, jsonable
     from .search import Library
     from .timeline import format_time
@@ -619,10 +621,7 @@ def _search(args: argparse.Namespace) -> int:
             if item == "-":
                 continue
             if os.path.isdir(item):
-                found = collect_files(item)
-                if not found:
-                    _say(f"instrunet: warning: {_shown(item)}: no audio files under it")
-                embed(found)
+                embed(_folder_files(item))
             elif not item.lower().endswith(_INDEX_SUFFIXES):
                 embed([item])
     except InstrunetError as e:
