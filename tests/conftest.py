@@ -185,6 +185,28 @@ class ModelPlugin:
             register(d.parent.name, d, default=self.default)
 
 
+def cli_child(model_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """``[python, -c, code]`` that runs ``instrunet`` in a child process (file descriptors of its
+    own) with the tiny model at ``model_dir`` registered (the default) and no installed plugins,
+    and the environment it needs: append the command line's arguments."""
+    import os
+    import sys
+
+    code = (
+        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
+        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
+        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(model_dir)!r}), default=False))], "
+        "entry_points=False); sys.exit(main(sys.argv[1:]))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent),
+        "INSTRUNET_PLUGINS": "",
+        "INSTRUNET_DEFAULT_MODEL": "tiny",
+    }
+    return [sys.executable, "-c", code], env
+
+
 @pytest.fixture(autouse=True)
 def isolated_registry(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No real entry points, no packaged models, no cached registry, no env selection."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SR, tone
+from conftest import SR, cli_child, tone
 
 import instrunet_core
 
@@ -89,15 +89,9 @@ def test_sigterm_unwinds_the_cli_like_ctrl_c(tiny_model_dir: Path, tmp_path: Pat
     sf.write(f, np.tile(tone(4.0), 450), SR)  # 30 minutes
     out = tmp_path / "out"
     out.mkdir()
-    code = (
-        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
-        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
-        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r}), default=True))], "
-        "entry_points=False); sys.exit(main(sys.argv[1:]))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "INSTRUNET_PLUGINS": ""}
+    cmd, env = cli_child(tiny_model_dir)
     p = subprocess.Popen(
-        [sys.executable, "-c", code, "analyze", str(f), "--json", str(out / "a.json")],
+        [*cmd, "analyze", str(f), "--hop", "0.1", "--json", str(out / "a.json")],  # some seconds of work
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

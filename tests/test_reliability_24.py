@@ -261,24 +261,13 @@ def wav(tmp_path: Path) -> Path:
 def _cli(argv: list[str], *, model_dir: Path, timeout: float = 120, **kw: Any) -> Any:
     """``instrunet ARGV`` in a child process (file descriptors of its own), the tiny model
     registered, no installed plugins."""
-    import os
     import subprocess
-    import sys
 
-    code = (
-        "import sys; from conftest import ModelPlugin; from pathlib import Path; "
-        "from instrunet_core import registry as P; from instrunet_core.cli import main; "
-        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(model_dir)!r}), default=False))], "
-        "entry_points=False); sys.exit(main(sys.argv[1:]))"
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).parent),
-        "INSTRUNET_PLUGINS": "",
-        "INSTRUNET_DEFAULT_MODEL": "tiny",
-    }
+    from conftest import cli_child
+
+    cmd, env = cli_child(model_dir)
     kw.setdefault("stderr", subprocess.PIPE)
-    return subprocess.run([sys.executable, "-c", code, *argv], env=env, text=True, timeout=timeout, **kw)
+    return subprocess.run([*cmd, *argv], env=env, text=True, timeout=timeout, **kw)
 
 
 COMMANDS = [
