@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, TypeVar
 
-__all__ = ["HoldsFile"]
+__all__ = ["HoldsFile", "file_identity"]
 
 _T = TypeVar("_T", bound="HoldsFile")
 
@@ -23,3 +24,16 @@ class HoldsFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def file_identity(source: Any) -> tuple[int, int, int, int] | None:
+    """A file's device, inode, size and modification time (``None`` for a file object, an
+    array, or a path that cannot be stat-ed): what says it is still the file it was, or that
+    something was written to it."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        st = os.stat(source)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns

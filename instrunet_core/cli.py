@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ._files import file_identity
 from .arguments import add_count_option, count_type, hop_type
 from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError, describe
@@ -648,7 +649,10 @@ def _search(args: argparse.Namespace) -> int:
         }
         _out(json.dumps(jsonable(doc)))
     else:
-        _say(f"{_shown(args.query)}: {len(matches)} of {size} recordings, model {model.name} {model.version}")
+        among = " (the query among them, left out)" if args.query != "-" and args.query in lib else ""
+        _say(
+            f"{_shown(args.query)}: {len(matches)} of {size} recordings{among}, model {model.name} {model.version}"
+        )
         if args.where and matches and all(m.where is None for m in matches):
             _say("(no match has its windows: embed the library with --windows, or give its folder)")
         for m in matches:
@@ -864,9 +868,15 @@ def _analyze(args: argparse.Namespace) -> int:
         try:
             _make_parent(out)
             writer = writers.write_plot if fmt == "plot" else reg.writer(fmt)
+            before = file_identity(out) if out != "-" else None
             # a writer's prints go to stderr, also when its data goes to stdout (write_stdout)
             with _plugin_stdout():
                 writer(an, out)
+            unwritten = before is not None and os.path.isfile(out) and file_identity(out) == before
+            if out != "-" and (not os.path.exists(out) or unwritten):
+                # a plugin writer that returned without writing: said, not taken for a success
+                _err(f"{out}: writer {fmt!r} returned without writing it")
+                rc = EXIT_FAIL
         except KeyboardInterrupt:
             raise
         except OutputError as e:  # the writer layer names the path and the problem

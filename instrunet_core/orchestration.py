@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._analyzer_threads import resolve_limit
+from ._files import file_identity
 from .analysis import Analysis, AnalysisContext
 from .audio import AudioSource, audio_info, rereadable_source, source_name
 from .errors import InputError
@@ -166,9 +167,9 @@ def analyze(
         # What refine needs is kept from this pass when it fits the store's bound (a longer
         # file is read again; its header says so before anything is kept).
         keep = refine and (expected is None or clf.keeps_evidence(expected))
-        before = _file_identity(src)
+        before = file_identity(src)
         clf.classify(src, sample_rate, listener=feed if feed else None, keep_evidence=keep)
-        if refine and before is not None and _file_identity(src) != before:
+        if refine and before is not None and file_identity(src) != before:
             # a file replaced, rewritten or deleted since the first reading began: a second
             # reading would mix two files' audio in one analysis (or fail on what is gone)
             refine = False
@@ -195,18 +196,6 @@ def analyze(
         if feed is not None:
             feed.close()  # the analyzers' threads end (after an error: with nothing more to do)
     return an
-
-
-def _file_identity(source: Any) -> tuple[int, int, int, int] | None:
-    """A file's device, inode, size and modification time (``None`` for a file object, an
-    array, or a path that cannot be stat-ed): what says it is still the file that was read."""
-    if not isinstance(source, (str, os.PathLike)):
-        return None
-    try:
-        st = os.stat(source)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | None:

@@ -227,6 +227,10 @@ class Library:
             self._stamps[at] = dict(stamp) if stamp is not None else None
         self._stacked = None
 
+    def __contains__(self, path: object) -> bool:
+        """Whether the library holds the file at ``path`` (by its resolved path)."""
+        return isinstance(path, (str, os.PathLike)) and os.path.realpath(path) in self._index
+
     def has_windows(self, path: str | os.PathLike[str]) -> bool:
         """Whether the recording at ``path`` was added with its windows (a silent recording's
         may be none: then :meth:`nearest` has no ``where`` to give for it)."""

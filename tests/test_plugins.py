@@ -498,6 +498,7 @@ def test_audit_plugin_authoring_mistakes_are_said(
 
         register("printing", printing)
         register("json", printing)
+        register("nothing", lambda analysis, path: None)  # returns without writing
 
     reg = build_registry(
         extra_plugins=[
@@ -564,3 +565,11 @@ def test_audit_plugin_authoring_mistakes_are_said(
     )
     out, err = capfd.readouterr()
     assert out == "DATA\n" and "PRINTED BY THE WRITER" in err
+    target = tmp_path / "o.txt"
+    args = ["analyze", str(wav), "--model", str(model.path), "--analyzers", "none", "--format", "nothing"]
+    for existed in (False, True):  # a writer that returned without writing was a success
+        if existed:
+            target.write_text("old")
+        assert main([*args, "--out", str(target)]) == 1
+        assert f"{target}: writer 'nothing' returned without writing it" in capfd.readouterr().err
+    assert main([*args, "--out", "/dev/null"]) == 0  # a device: written into, nothing to compare

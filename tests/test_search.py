@@ -461,6 +461,8 @@ def test_audit_silent_query_and_empty_library_are_said(
     model = ["--model", str(open_model.path)]
     assert cli_main(["search", str(silent), str(folder), *model]) == 0
     assert "the query is silent (no window has sound): it is similar to nothing" in capsys.readouterr().err
+    assert cli_main(["search", str(folder / "noise.wav"), str(folder), *model]) == 0
+    assert "2 of 3 recordings (the query among them, left out)" in capsys.readouterr().err
     assert cli_main(["search", str(folder / "noise.wav"), str(empty), *model]) == 0
     err = capsys.readouterr().err
     assert f"{empty}: no audio files under it" in err and "the library holds no recordings" in err
