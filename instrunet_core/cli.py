@@ -552,6 +552,9 @@ def _folder_files(folder: str) -> list[str]:
     return found
 
 
+#: A plugin whose import and hooks take this long (seconds) gets its time in ``instrunet plugins``.
+SLOW_PLUGIN_SECONDS = 0.5
+
 #: Library arguments read as ``instrunet embed`` output rather than decoded as audio.
 _INDEX_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
@@ -1057,7 +1060,9 @@ def _plugins(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             tag = " [built-in]" if r["builtin"] else ""
-            _out(f"{r['name']} {r['version'] or '?'}{tag}: {', '.join(r['hooks']) or 'no hooks'}")
+            # a plugin slow to import slows every command: said where it is listed
+            slow = f" (loaded in {r['seconds']:.1f} s)" if r["seconds"] >= SLOW_PLUGIN_SECONDS else ""
+            _out(f"{r['name']} {r['version'] or '?'}{tag}: {', '.join(r['hooks']) or 'no hooks'}{slow}")
             if r["analyzers"]:
                 _out(f"  analyzers: {', '.join(r['analyzers'])}")
             if r["error"]:

@@ -118,6 +118,8 @@ class PluginInfo:
     error: str | None = None
     #: The analyzers it registered, by name.
     analyzers: list[str] = dataclasses.field(default_factory=list)
+    #: Seconds its import and hooks took (every command that builds the registry waits for them).
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -781,6 +783,7 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
         for ep in eps:
             if selected is not None and ep.name not in selected:
                 continue
+            t0 = time.perf_counter()
             try:
                 with plugin_stdout():
                     obj = ep.load()
@@ -790,8 +793,9 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
                 info = PluginInfo(name=ep.name, version=_dist_version(ep), hooks=[])
                 reg.plugins.append(info)
                 reg._error(info, f"entry point {ep.name} = {ep.value} failed to load: {describe(e)}")
+                info.seconds = time.perf_counter() - t0
                 continue
-            reg.add_plugin(obj, ep.name, version=_dist_version(ep))
+            reg.add_plugin(obj, ep.name, version=_dist_version(ep)).seconds = time.perf_counter() - t0
         if selected:
             installed = sorted({ep.name for ep in eps})
             for missing in sorted(selected - set(installed)):

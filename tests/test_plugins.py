@@ -573,3 +573,24 @@ def test_audit_plugin_authoring_mistakes_are_said(
         assert main([*args, "--out", str(target)]) == 1
         assert f"{target}: writer 'nothing' returned without writing it" in capfd.readouterr().err
     assert main([*args, "--out", "/dev/null"]) == 0  # a device: written into, nothing to compare
+
+
+def test_a_slow_plugin_is_named_with_its_load_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plugin that took 5 s to import slowed every command, and nothing said which one."""
+    from instrunet_core.cli import main
+
+    (tmp_path / "slowplug.py").write_text(
+        "import time\ntime.sleep(0.6)\nfrom instrunet_core import hookimpl\n"
+        "@hookimpl\ndef instrunet_register_writers(register):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins_mod, "_entry_points", lambda: [_ep("slowplug", "slowplug")])
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", None)
+    reg = build_registry()
+    (info,) = [p for p in reg.plugins if p.name == "slowplug"]
+    assert info.seconds >= 0.6 and info.to_dict()["seconds"] == info.seconds
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    assert main(["plugins"]) == 0
+    assert "slowplug ?: instrunet_register_writers (loaded in 0.6 s)" in capsys.readouterr().out
