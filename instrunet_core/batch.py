@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ._files import HoldsFile
+from ._files import HoldsFile, file_identity
 from .audio import AUDIO_EXTENSIONS
 from .errors import InputError, InstrunetError, OutputError
 from .output import CLASSIFICATION_SCHEMA, classification_record, error_record
@@ -50,6 +50,7 @@ __all__ = [
     "check_one_hop",
     "hops_of",
     "pending",
+    "pending_text",
     "file_stamp",
     "record_stamp",
 ]
@@ -136,11 +137,8 @@ def error_message(path: str, e: BaseException) -> str:
 def file_stamp(path: str) -> dict[str, int] | None:
     """``{"file_size", "file_mtime_ns"}`` of ``path`` as it is now (``None`` when it cannot be
     stat-ed): what a record holds so that a resumed batch notices a file changed since."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return {"file_size": int(st.st_size), "file_mtime_ns": int(st.st_mtime_ns)}
+    ident = file_identity(path)
+    return None if ident is None else {"file_size": ident[2], "file_mtime_ns": ident[3]}
 
 
 def record_stamp(rec: Mapping[str, Any]) -> dict[str, int] | None:
@@ -260,6 +258,13 @@ def done_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]
         for r in records
         if isinstance(r.get("path"), str) and r.get("error") is None
     }
+
+
+def pending_text(files: int, todo: int, changed: int) -> str:
+    """``"N files, D already done, T to go (C changed since their result)"``: what a run says
+    before it starts (``instrunet batch`` and instrunet-ray)."""
+    again = f" ({changed} changed since their result)" if changed else ""
+    return f"{files} files, {files - todo} already done, {todo} to go{again}"
 
 
 def pending(files: Iterable[str], done: Mapping[str, dict[str, int] | None]) -> tuple[list[str], int]:

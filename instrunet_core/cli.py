@@ -907,7 +907,15 @@ def _describe(e: BaseException) -> str:
 
 # ---------------------------------------------------------------- batch
 def _batch(args: argparse.Namespace) -> int:
-    from .batch import ResultsFile, ResultsLocked, collect_files, file_record, is_results_file, pending
+    from .batch import (
+        ResultsFile,
+        ResultsLocked,
+        collect_files,
+        file_record,
+        is_results_file,
+        pending,
+        pending_text,
+    )
 
     try:
         files = collect_files(args.dir)
@@ -947,8 +955,7 @@ def _batch(args: argparse.Namespace) -> int:
             return EXIT_FAIL
         todo, changed = pending(files, results.done)
         n = len(todo)
-        again = f" ({changed} changed since their result)" if changed else ""
-        _say(f"instrunet batch: {len(files)} files, {len(files) - n} already done, {n} to go{again}")
+        _say(f"instrunet batch: {pending_text(len(files), n, changed)}")
         rc = EXIT_OK
         try:
             for i, path in enumerate(todo, 1):

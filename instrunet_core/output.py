@@ -21,6 +21,7 @@ import contextvars
 import functools
 import importlib.metadata
 import math
+import sys
 import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,14 @@ __all__ = [
 DATA_STDOUT: contextvars.ContextVar[Any] = contextvars.ContextVar("instrunet_data_stdout", default=None)
 #: :data:`DATA_STDOUT` when the stdout from before was closed (``sys.stdout`` was ``None``).
 STDOUT_CLOSED = object()
+
+
+def data_stdout() -> Any:
+    """Where machine output to ``-`` goes now: :data:`DATA_STDOUT` inside
+    :func:`~instrunet_core.registry.plugin_stdout`, else ``sys.stdout`` (``None``: closed)."""
+    out = DATA_STDOUT.get() or sys.stdout
+    return None if out is STDOUT_CLOSED else out
+
 
 ANALYSIS_SCHEMA = "instrunet.analysis/3"
 CLASSIFICATION_SCHEMA = "instrunet.classification/2"

@@ -57,7 +57,7 @@ from ._analyzer_threads import AnalyzerThread, Limit, resolve_limit
 from .errors import InputError, ModelError, PluginError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
-from .output import DATA_STDOUT, STDOUT_CLOSED, instrunet_version, jsonable
+from .output import DATA_STDOUT, STDOUT_CLOSED, data_stdout, instrunet_version, jsonable
 
 if TYPE_CHECKING:  # annotations only: analyzers receive it, the registry never builds one
     import numpy as np
@@ -153,9 +153,8 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
     """
     target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
     saved = None
-    data = DATA_STDOUT.get() or sys.stdout  # machine output's stdout (writers.write_stdout)
-    if data is STDOUT_CLOSED:
-        data = None
+    data = data_stdout()  # machine output's stdout (writers.write_stdout)
+    made = None  # the copy of fd 1 made here, flushed before fd 1 is given back
     if fd:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             if sys.stdout is not None:
@@ -169,7 +168,7 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
                 os.close(devnull)
             if data is not None and DATA_STDOUT.get() is None and _writes_to_fd1(data):
                 # it writes to fd 1, which is stderr now: write to the old fd 1's copy instead
-                data = io.TextIOWrapper(
+                data = made = io.TextIOWrapper(
                     io.BufferedWriter(io.FileIO(saved, "w", closefd=False)),
                     encoding=getattr(data, "encoding", None) or "utf-8",
                     errors=getattr(data, "errors", None) or "strict",
@@ -181,9 +180,9 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
     finally:
         DATA_STDOUT.reset(token)
         if saved is not None:
-            with contextlib.suppress(OSError, ValueError):
-                if isinstance(data, io.TextIOWrapper) and data is not sys.__stdout__:
-                    data.flush()
+            if made is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    made.flush()
             with contextlib.suppress(OSError):
                 os.dup2(saved, 1)
             os.close(saved)

@@ -32,6 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._files import file_identity
 from .batch import file_stamp, record_stamp
 from .errors import InputError, InstrunetError
 from .inputs import check_count, check_path
@@ -429,12 +430,17 @@ class Library:
             raise InputError(f"the query has {q.size} values, the library's vectors {vectors.shape[1]}")
         scores = _cosines(vectors, q)
         skip = {os.path.realpath(p) for p in exclude}
-        same = {fid for p in skip if (fid := _file_id(p)) is not None}  # hard links to them too
+        same = {ident[:2] for p in skip if (ident := file_identity(p)) is not None}  # hard links too
+
+        def linked(p: str) -> bool:  # device and inode of an excluded file: a hard link to it
+            ident = file_identity(p)
+            return ident is not None and ident[:2] in same
+
         order = np.argsort(-scores, kind="stable")
         out: list[Match] = []
         for i in order:
             real = self._real[i]
-            if real in skip or (same and _file_id(real) in same):
+            if real in skip or (same and linked(real)):
                 continue
             out.append(Match(self.paths[i], float(scores[i]), self._moment(int(i), q)))
             if len(out) == k:
@@ -449,15 +455,6 @@ class Library:
         sims = _cosines(w, q)
         j = int(np.argmax(sims))
         return Moment(float(t[j, 0]), float(t[j, 1]), float(sims[j]))
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    """A file's device and inode (``None`` when it cannot be stat-ed): one file under two names."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _vector(values: Any, origin: str) -> np.ndarray:

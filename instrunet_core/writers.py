@@ -37,14 +37,13 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, InstrunetError, OutputError
-from .output import DATA_STDOUT, STDOUT_CLOSED, instrunet_version
+from .output import data_stdout, instrunet_version
 from .plots import activity_figure
 from .timeline import format_time, range_decimals
 
@@ -163,9 +162,7 @@ def write_stdout(data: str | bytes) -> None:
     """
     # while plugin code runs with its prints sent to stderr, the stdout from before (a writer's
     # data reaches stdout, its prints do not)
-    out = DATA_STDOUT.get() or sys.stdout
-    if out is STDOUT_CLOSED:
-        out = None
+    out = data_stdout()
     if out is None:
         raise OutputError("-: cannot write to stdout: it is closed")
     try:

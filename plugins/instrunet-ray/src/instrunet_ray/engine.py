@@ -50,6 +50,7 @@ from instrunet_core.batch import (
     hops_of,
     model_key,
     pending,
+    pending_text,
     read_records,
     try_lock,
 )
@@ -357,10 +358,7 @@ def tag_collection(
         todo, changed = pending(files, done)
         summary["skipped"] = len(files) - len(todo)
         summary["changed"] = changed
-        again = f" ({changed} changed since their result)" if changed else ""
-        log(
-            f"instrunet-ray: {len(files)} files, {len(files) - len(todo)} already done, {len(todo)} to go{again}"
-        )
+        log(f"instrunet-ray: {pending_text(len(files), len(todo), changed)}")
         t0 = time.perf_counter()
 
         ray_records = [0]  # the rates are the actors': the driver's error records are not timed
