@@ -38,9 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pedalboard_file import write_doc
 from benchmarks.run import _child, _median_run, make_long_wav
-from benchmarks.timing import processor
+from benchmarks.timing import processor, write_doc
 
 _CHILD = """
 import json, resource, sys, time

@@ -38,7 +38,6 @@ import collections
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -48,8 +47,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.timing import write_doc
+
 ROOT = Path(__file__).resolve().parent.parent
-START, END = "<!-- frontend:start -->", "<!-- frontend:end -->"
 
 
 def _timer(f: Callable[[], Any], runs: int) -> list[float]:
@@ -230,7 +230,6 @@ def render(res: dict[str, Any]) -> str:
     prof = res["profile_stages"]
     total = sum(p["us"] for p in prof)
     lines = [
-        START,
         f"Written by `python -m benchmarks.frontend` on {env['date']} ({env['cpus']} CPUs, {env['machine']}, "
         f"Python {env['python']}, onnxruntime {env['onnxruntime']}, numpy {env['numpy']}); model {res['model']}. "
         f"One process, one onnxruntime thread, numpy's BLAS at one thread; the variants timed in "
@@ -283,18 +282,8 @@ def render(res: dict[str, Any]) -> str:
         *[f"| {p['op']} | {p['us']:.0f} | {p['nodes']} |" for p in prof[:10]],
         "",
         "Raw numbers: [frontend_benchmark.json](frontend_benchmark.json).",
-        END,
     ]
     return "\n".join(lines)
-
-
-def write_doc(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.exists() else ""
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -308,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     section = render(res)
     print(section)
     if args.doc is not None:
-        write_doc(args.doc, section)
+        write_doc(args.doc, section, "frontend")
         (args.doc.parent / "frontend_benchmark.json").write_text(json.dumps(res, indent=1) + "\n")
     return 0
 

@@ -22,13 +22,14 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks.timing import write_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,19 +109,6 @@ def markdown(rows: list[dict[str, Any]], cmd: str) -> str:
     return head + "\n".join(lines) + "\n\nResults: `docs/live_benchmark.json`."
 
 
-def write_doc(doc: Path, text: str) -> None:
-    s = doc.read_text()
-    new, n = re.subn(
-        r"<!-- live:start -->\n.*?<!-- live:end -->",
-        lambda m: "<!-- live:start -->\n" + text + "\n<!-- live:end -->",
-        s,
-        flags=re.S,
-    )
-    if n != 1:
-        raise SystemExit(f"{doc}: needs one '<!-- live:start -->' ... '<!-- live:end -->' section")
-    doc.write_text(new)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.live", description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -136,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"block {block}, worker {worker}: {r} ({time.perf_counter() - t:.0f} s)", flush=True)
             rows.append(r)
     cmd = "python -m benchmarks.live" + ("" if args.seconds == 60.0 else f" --seconds {args.seconds:g}")
-    write_doc(args.doc, markdown(rows, cmd))
+    write_doc(args.doc, markdown(rows, cmd), "live")
     (args.doc.parent / "live_benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import make_long_wav
-from benchmarks.timing import processor
+from benchmarks.timing import processor, write_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,19 +159,6 @@ def markdown(res: dict[str, Any], cmd: str) -> str:
         "Results: `docs/pedalboard_benchmark.json`.",
     ]
     return "\n".join(lines)
-
-
-def write_doc(doc: Path, text: str) -> None:
-    old = doc.read_text()
-    new, n = re.subn(
-        r"<!-- bench:start -->\n.*?<!-- bench:end -->",
-        lambda m: "<!-- bench:start -->\n" + text + "\n<!-- bench:end -->",
-        old,
-        flags=re.S,
-    )
-    if n != 1:
-        raise SystemExit(f"{doc}: needs one '<!-- bench:start -->' ... '<!-- bench:end -->' section")
-    doc.write_text(new)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

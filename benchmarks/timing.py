@@ -4,6 +4,7 @@ a call: warm-up calls first, then the median and the 90th percentile of ``runs``
 from __future__ import annotations
 
 import platform
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,3 +38,18 @@ def processor() -> str:
     vec = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
     parts = [p for p in (name or platform.machine(), vec) if p]
     return ", ".join(parts)
+
+
+def write_doc(doc: Path, text: str, marker: str = "bench") -> None:
+    """Put ``text`` between ``<!-- MARKER:start -->`` and ``<!-- MARKER:end -->`` in ``doc``,
+    replacing what was there; a file without that section (or no file yet) gets it at its end, so
+    a benchmark pointed at a new file (``--doc /tmp/b.md``) does not fail after its run."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    section = f"{start}\n{text}\n{end}"
+    old = doc.read_text() if doc.exists() else ""
+    new, n = re.subn(
+        re.escape(start) + r"\n?.*?" + re.escape(end), lambda _: section, old, count=1, flags=re.S
+    )
+    if n == 0:
+        new = (old.rstrip("\n") + "\n\n" if old.strip() else "") + section + "\n"
+    doc.write_text(new)
