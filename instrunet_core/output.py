@@ -214,25 +214,51 @@ def error_record(path: str, message: str, model: Model | None = None) -> dict[st
     return _listed(rec)
 
 
-def jsonable(x: Any) -> Any:
+def jsonable(x: Any, *, max_values: int | None = None) -> Any:
     """``x`` with plain JSON types only: mappings → dicts with str keys, sequences and arrays →
-    lists, numpy scalars → Python numbers, NaN and infinities → ``None``, anything else → ``str``."""
+    lists, numpy scalars → Python numbers, NaN and infinities → ``None``, anything else → ``str``.
+
+    ``max_values`` bounds what is converted: numbers, keys and other leaves count one each, a
+    string one per started 100 characters, an array its size (counted before it is converted).
+    Past it, ``ValueError`` (nothing large is built first).
+    """
+    if max_values is None:
+        return _jsonable(x, None)
+    return _jsonable(x, [int(max_values), int(max_values)])
+
+
+def _count(left: list[int] | None, n: int) -> None:
+    if left is not None:
+        left[0] -= n
+        if left[0] < 0:
+            raise ValueError(f"too large: more than {left[1]:,} values")
+
+
+def _jsonable(x: Any, left: list[int] | None) -> Any:
     if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
+        _count(left, len(x))
+        return {str(k): _jsonable(v, left) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
+        return [_jsonable(v, left) for v in x]
     if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
+        _count(left, x.size)
+        return _jsonable(x.tolist(), None)
     if isinstance(x, (bool, np.bool_)):
+        _count(left, 1)
         return bool(x)
     if isinstance(x, (int, np.integer)):
+        _count(left, 1)
         return int(x)
     if isinstance(x, (float, np.floating)):
+        _count(left, 1)
         f = float(x)
         return f if math.isfinite(f) else None
     if x is None or isinstance(x, str):
+        _count(left, 1 + len(x) // 100 if x is not None else 1)
         return x
-    return str(x)
+    s = str(x)
+    _count(left, 1 + len(s) // 100)
+    return s
 
 
 #: Invisible characters that reorder the text around them ("Trojan source"): shown escaped.

@@ -65,6 +65,7 @@ if TYPE_CHECKING:  # annotations only: analyzers receive it, the registry never 
     from .analysis import AnalysisContext, WindowResult
 
 __all__ = [
+    "ANALYZER_MAX_VALUES",
     "AnalyzerFeed",
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
@@ -87,6 +88,10 @@ DEFAULT_ENV_VAR = "INSTRUNET_DEFAULT_MODEL"
 BUILTIN_NAME = "instrunet_core.default_plugins"
 #: Most seconds an analysis that stops early waits for its analyzers' running calls to end.
 CLOSE_GRACE_SECONDS = 10.0
+#: Most values an analyzer's result may hold (numbers, keys, array elements; a string counts one per
+#: started 100 characters): a larger result becomes that analyzer's error instead of a JSON
+#: document of any size.
+ANALYZER_MAX_VALUES = 1_000_000
 _HOOKS = ("instrunet_register_models", "instrunet_register_analyzers", "instrunet_register_writers")
 
 
@@ -572,7 +577,10 @@ class Registry:
                     out = worker.result(seconds)
                 if not isinstance(out, Mapping):
                     raise TypeError(f"analyzer returned {type(out).__name__}, expected a dict")
-                extras[name] = jsonable(out)
+                try:
+                    extras[name] = jsonable(out, max_values=ANALYZER_MAX_VALUES)
+                except ValueError as e:
+                    raise ValueError(f"its result is {e} (keep it to what a user reads)") from None
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - a failing analyzer (even SystemExit) never breaks the analysis

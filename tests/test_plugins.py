@@ -169,6 +169,32 @@ def test_analyzers_fill_extras_and_failures_are_reported(tiny_registry: plugins_
     json.dumps(an.to_dict())
 
 
+def test_an_analyzer_result_too_large_is_its_error_not_a_huge_document(
+    tiny_registry: plugins_mod.Registry,
+) -> None:
+    big = plugins_mod.ANALYZER_MAX_VALUES + 1
+    plug = _module_plugin(
+        "big",
+        instrunet_register_analyzers=lambda register: (
+            register("array", lambda ctx: {"x": np.zeros(big, np.float32)}),
+            register("text", lambda ctx: {"log": "x" * (100 * big)}),
+            register("nested", lambda ctx: {"rows": [{"a": 1, "b": 2.0}] * big}),
+            register("fits", lambda ctx: {"x": np.arange(1000), "s": "y" * 10_000}),
+        ),
+    )
+    reg = build_registry(extra_plugins=[plug])
+    an = instrunet_core.analyze(
+        tone(2.0, 22050), 22050, model=instrunet_core.load_model("tiny", registry=tiny_registry), registry=reg
+    )
+    for name in ("array", "text", "nested"):
+        assert an.extras[name]["plugin"] == "big"
+        assert an.extras[name]["error"].startswith(
+            "ValueError: its result is too large: more than 1,000,000 values"
+        )
+    assert an.extras["fits"]["x"] == list(range(1000)) and len(an.extras["fits"]["s"]) == 10_000
+    json.dumps(an.to_dict())
+
+
 class _Recorder:
     """A streaming analyzer that keeps what it is fed (a test's eyes on the hook)."""
 
