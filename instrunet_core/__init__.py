@@ -15,6 +15,17 @@ Examples
 
 from __future__ import annotations
 
+import os
+
+# onnxruntime (1.32 here) collects telemetry on Linux and macOS unless ORT_DISABLE_TELEMETRY is set
+# before it starts: a persistent device ID and a cache of events (the executable's path, the OS,
+# the CPU, sessions) under ~/.cache/Microsoft/DeveloperTools/.onnxruntime, uploaded to Microsoft
+# when the machine is online. instrunet makes no network access at run time, so it turns that off
+# before any onnxruntime session of its own starts; a value already set (ORT_DISABLE_TELEMETRY=0
+# keeps it on) is left as it is, and an onnxruntime the host application started first keeps
+# what it started with (docs/inference.md, "Privacy").
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from . import errors
 from .analysis import MEASURES, OTHER_LABEL, Analysis, Embedding, Prediction, WindowResult
 from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
