@@ -249,7 +249,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--model",
         metavar="NAME|PATH",
         type=_model_arg,
-        help="registered model name or artifact folder (default model if omitted)",
+        help="registered model name, or artifact folder as a path (./NAME for one here); default model if omitted",
     )
     p.add_argument(
         "--providers",

@@ -537,7 +537,16 @@ def resolve_artifact(
             )
         return p, None
     reg = registry or get_registry()
-    entry = reg.resolve_model(None if spec is None else os.fspath(spec), version)
+    try:
+        entry = reg.resolve_model(None if spec is None else os.fspath(spec), version)
+    except ModelError as e:
+        here = Path(os.fspath(spec)) if spec is not None else None
+        if here is None or not (here.is_dir() or here.is_file()):
+            raise
+        # A bare word is a name; a folder (or file) of that name here gets a hint, not a guess.
+        raise ModelError(
+            f"{e} (to load the artifact folder {os.fspath(spec)!r} here, give ./{os.fspath(spec)})"
+        ) from None
     return entry.path, entry.manifest
 
 

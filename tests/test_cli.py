@@ -471,3 +471,27 @@ def test_batch_out_inside_dir_with_an_audio_name_resumes(
     assert main(["batch", str(audio_dir), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "is one of the input files" not in err and "2 already done, 1 to go" in err
+
+
+def test_a_folder_here_named_like_a_model_gets_a_hint_not_a_guess(
+    tiny_registry, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`--model lg` with an artifact folder `lg` in the working directory said only "model 'lg'
+    is not installed" (a docs audit): a bare word is a name, and the error says how to give the
+    folder."""
+    import shutil
+
+    from instrunet_core import load_model
+    from instrunet_core.errors import ModelError
+
+    shutil.copytree(tiny_model_dir, tmp_path / "lg")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match=r"model 'lg' is not installed .*give \./lg\)"):
+        load_model("lg")
+    assert load_model("./lg").name == "tiny"
+    sf.write(tmp_path / "a.wav", tone(2.0), SR)
+    assert main(["classify", "a.wav", "--model", "lg"]) == 1
+    assert "give ./lg" in capsys.readouterr().err
+    with pytest.raises(ModelError) as e:
+        load_model("nosuch")
+    assert "give" not in str(e.value)

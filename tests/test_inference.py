@@ -336,6 +336,36 @@ def test_no_import_cycle_in_the_core() -> None:
     _assert_acyclic(lazy)
 
 
+def test_imports_follow_the_layers_docs_design_lists() -> None:
+    """Every import of every module (at its top or inside a function; annotations aside) is of a
+    module of an earlier layer in docs/design.md's list, but the one it names (``model`` ->
+    ``inference``), and every module is in the list."""
+    import re
+
+    text = (ROOT / "docs" / "design.md").read_text()
+    section = text[text.index("Imports go one way") : text.index("One import goes the other way")]
+    layer = {}
+    for n, line in re.findall(r"^(\d+)\. (.*)$", section, flags=re.M):
+        for name in re.findall(r"`([A-Za-z_]+)`", line.split(" (")[0]):
+            layer[name] = int(n)
+
+    def short(m: str) -> str:
+        return m.removeprefix("instrunet_core").lstrip(".").split(".")[0] or "__init__"
+
+    graph = _import_graph(call_time=True)
+    missing = sorted({short(m) for m in graph} - set(layer))
+    assert not missing, f"modules docs/design.md does not place: {missing}"
+    wrong = [
+        f"{short(m)} ({layer[short(m)]}) imports {short(d)} ({layer[short(d)]})"
+        for m, deps in graph.items()
+        for d in deps
+        if short(m) != short(d)
+        and (short(m), short(d)) != ("model", "inference")
+        and layer[short(d)] >= layer[short(m)]
+    ]
+    assert not wrong, wrong
+
+
 def _assert_acyclic(graph: dict[str, set[str]]) -> None:
     state: dict[str, int] = {}
 
