@@ -1035,7 +1035,8 @@ def _models(args: argparse.Namespace) -> int:
         for r in rows:
             flag = " (default)" if r["default"] else ""
             if "labels" in r:
-                ok = "ok" if r["sha256_ok"] else "MISMATCH"
+                # "ok" only for a model that passed everything asked; the error line says why not
+                ok = "ok" if not r.get("error") else "matches; FAILED" if r["sha256_ok"] else "FAILED"
                 refs = ""
                 if "references" in r:
                     ref = r["references"]

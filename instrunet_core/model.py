@@ -24,10 +24,10 @@ import numpy as np
 from .errors import InputError, ModelError, one_line
 from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
 from .inputs import check_count, check_float_samples
-from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, read_manifest
+from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .registry import Registry, get_registry
-from .session import RuntimeOptions, onnx_session
-from .verify import check_io, verify_artifact
+from .session import RuntimeOptions
+from .verify import check_io, verified_session
 
 if TYPE_CHECKING:  # annotations only: the classifier imports this module
     from .analysis import Embedding, Prediction
@@ -148,7 +148,15 @@ class Model:
         if p.name == MANIFEST_FILENAME:
             p = p.parent
         self.path = p
-        self.manifest = manifest if manifest is not None else read_manifest(p)
+        # Read again even when given one (a registry's, read when it was built): a process that
+        # lives long (the app, a notebook) sees a model exported again since, not its old manifest.
+        self.manifest = read_manifest(p)
+        if manifest is not None and (manifest.name, manifest.version) != (self.manifest.name, self.manifest.version):
+            raise ModelError(
+                f"{p / MANIFEST_FILENAME}: now names {self.manifest.name} {self.manifest.version}, not "
+                f"{manifest.name} {manifest.version} as when the registry read it (changed since: "
+                "instrunet_core.get_registry(refresh=True) reads the models again)"
+            )
         m = self.manifest
         if m.front_end is None:
             raise ModelError(
@@ -158,11 +166,12 @@ class Model:
         self.front_end: FrontEnd = m.front_end
         self.name, self.version, self.labels, self.task = m.name, m.version, m.labels, m.task
         self.input_kind = m.input_kind
-        verify_artifact(p, references=False, manifest=m)  # file present, sha256 (references: models --check)
         opts = options or RuntimeOptions()
         wanted = opts.provider_list()
         self.options = dataclasses.replace(opts, providers=tuple(wanted))
-        self._session = onnx_session(p / m.file, self.options)
+        # the file read once: its sha256 checked, the session built from those bytes (the
+        # references are replayed by models --check)
+        self._session = verified_session(p, m, self.options)
         # What onnxruntime actually uses (it drops providers that fail to initialise).
         self.providers: list[str] = list(self._session.get_providers())
         self.provider = self.providers[0]
@@ -487,6 +496,29 @@ def _looks_like_path(spec: Any) -> bool:
     return isinstance(spec, str) and (os.sep in spec or "/" in spec or spec.endswith(".json"))
 
 
+def _refuse_name_folder(p: Path) -> None:
+    """A ``<name>/`` folder given where its ``<name>/<version>/`` was meant: say which versions
+    it holds (else the manifest's own "not found" follows)."""
+    try:
+        versions = [q.name for q in p.iterdir() if (q / MANIFEST_FILENAME).is_file()]
+    except OSError:
+        return
+    good = sorted((v for v in versions if _semver_or_none(v)), key=lambda v: _semver_or_none(v) or ())
+    if versions:
+        best = good[-1] if good else sorted(versions)[-1]
+        raise ModelError(
+            f"{p}: holds no {MANIFEST_FILENAME} but the versions {', '.join(sorted(versions))}: "
+            f"give one of them ({p / best})"
+        )
+
+
+def _semver_or_none(text: str) -> tuple[int, int, int] | None:
+    try:
+        return parse_semver(text)
+    except InputError:
+        return None
+
+
 def resolve_artifact(
     spec: str | os.PathLike[str] | None = None,
     version: str | None = None,
@@ -535,18 +567,18 @@ def resolve_artifact(
                 f"{p}: not a model artifact folder (give the folder holding {MANIFEST_FILENAME} and the ONNX "
                 f"file, or its {MANIFEST_FILENAME})"
             )
+        if not (p / MANIFEST_FILENAME).exists():
+            _refuse_name_folder(p)
         return p, None
     reg = registry or get_registry()
     try:
         entry = reg.resolve_model(None if spec is None else os.fspath(spec), version)
     except ModelError as e:
-        here = Path(os.fspath(spec)) if spec is not None else None
-        if here is None or not (here.is_dir() or here.is_file()):
+        word = None if spec is None else os.fspath(spec)
+        if word is None or not Path(word).exists():
             raise
         # A bare word is a name; a folder (or file) of that name here gets a hint, not a guess.
-        raise ModelError(
-            f"{e} (to load the artifact folder {os.fspath(spec)!r} here, give ./{os.fspath(spec)})"
-        ) from None
+        raise ModelError(f"{e} (to load the artifact folder {word!r} here, give ./{word})") from None
     return entry.path, entry.manifest
 
 

@@ -146,7 +146,9 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions | None = None) -> Any:
+def onnx_session(
+    model: str | os.PathLike[str] | bytes, options: RuntimeOptions | None = None, *, where: str | None = None
+) -> Any:
     """An onnxruntime ``InferenceSession`` set up as every instrunet model runs.
 
     Sequential execution, quiet logs, and no idle-thread spinning unless
@@ -155,9 +157,12 @@ def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions 
     Parameters
     ----------
     model : str, PathLike or bytes
-        An ONNX file, or a serialised ONNX model (a graph built in memory).
+        An ONNX file, or a serialised ONNX model (a graph built in memory, or a file's bytes
+        once hashed: :func:`~instrunet_core.verify.verified_session`).
     options : RuntimeOptions, optional
         Default: the CPU, one intra-op and one inter-op thread.
+    where : str, optional
+        The file the bytes came from, for messages.
 
     Returns
     -------
@@ -169,7 +174,7 @@ def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions 
         onnxruntime is missing or cannot load the model.
     """
     opts = options or RuntimeOptions()
-    where = "<in-memory ONNX model>" if isinstance(model, bytes) else os.fspath(model)
+    where = where or ("<in-memory ONNX model>" if isinstance(model, bytes) else os.fspath(model))
     try:
         import onnxruntime as ort
     except ImportError as e:  # pragma: no cover - a hard dependency
@@ -205,7 +210,9 @@ def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions 
         return ort.InferenceSession(src, sess_options=so, providers=wanted)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
         if wanted == [_CPU]:
-            raise ModelError(f"{where}: onnxruntime cannot load the model: {e}") from None
+            raise ModelError(
+                f"{where}: onnxruntime cannot load the model: {e}{_external_hint(e, src)}"
+            ) from None
         # A GPU provider that is installed but cannot start (no device, driver or CUDA
         # libraries): fall back to the CPU, and say so.
         warnings.warn(
@@ -216,4 +223,16 @@ def onnx_session(model: str | os.PathLike[str] | bytes, options: RuntimeOptions 
     try:
         return ort.InferenceSession(src, sess_options=so, providers=[_CPU])
     except Exception as e2:  # noqa: BLE001
-        raise ModelError(f"{where}: onnxruntime cannot load the model: {e2}") from None
+        raise ModelError(
+            f"{where}: onnxruntime cannot load the model: {e2}{_external_hint(e2, src)}"
+        ) from None
+
+
+def _external_hint(e: BaseException, src: str | bytes) -> str:
+    """Why a model given as bytes cannot read weights kept in another file."""
+    if isinstance(src, bytes) and "external" in str(e).lower():
+        return (
+            " (its weights are kept in another file, as ONNX external data: instrunet loads the "
+            "model file alone, whose sha256 the manifest holds, so weights must be inside it)"
+        )
+    return ""

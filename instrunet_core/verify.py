@@ -17,6 +17,7 @@ tensor, cast to float32.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import zipfile
 import zlib
@@ -27,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelError, one_line
-from .manifest import MANIFEST_FILENAME, Manifest, open_regular_file, read_manifest, sha256_file
-from .session import onnx_session
+from .manifest import MANIFEST_FILENAME, Manifest, open_regular_file, read_manifest
+from .session import RuntimeOptions, onnx_session
 
-__all__ = ["ArtifactCheck", "verify_artifact", "check_io", "REFERENCES_ATOL"]
+__all__ = ["ArtifactCheck", "verify_artifact", "verified_session", "check_io", "REFERENCES_ATOL"]
 
 #: Largest |onnxruntime output - stored reference| accepted (probabilities in [0, 1]).
 REFERENCES_ATOL = 1e-4
@@ -111,22 +112,11 @@ def verify_artifact(
         p = p.parent
     m = manifest if manifest is not None else read_manifest(p)
     onnx_path = p / m.file
-    if not onnx_path.is_file():
-        if onnx_path.exists():  # a device (a link to /dev/zero would hash for ever), a folder, a FIFO
-            raise ModelError(f"{onnx_path}: not a regular file (named by {p / MANIFEST_FILENAME})")
-        raise ModelError(f"{onnx_path}: model file not found (named by {p / MANIFEST_FILENAME})")
-    try:
-        digest = sha256_file(onnx_path)
-    except OSError as e:
-        raise ModelError(f"{onnx_path}: cannot read: {e.strerror or e}") from None
-    if digest != m.sha256:
-        raise ModelError(
-            f"{onnx_path}: sha256 {digest} does not match the manifest's {m.sha256} "
-            "(the file was changed or corrupted; re-export the model)"
-        )
+    data, digest = _read_verified(p, m)
     if not references:
         return ArtifactCheck(path=p, manifest=m, sha256=digest)
-    sess = onnx_session(onnx_path)
+    sess = onnx_session(data, where=str(onnx_path))
+    del data
     check_io(sess, m, str(onnx_path))  # what loading checks, so a model that passes loads
     if not m.references:
         return ArtifactCheck(path=p, manifest=m, sha256=digest)
@@ -139,9 +129,76 @@ def verify_artifact(
             f"{p / m.references}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
             f"top-1 agreement {agree:.2%}"
         )
+    _check_probabilities(out, m, str(onnx_path))
     return ArtifactCheck(
         path=p, manifest=m, sha256=digest, n_references=int(len(y)), max_abs_diff=diff, top1_agreement=agree
     )
+
+
+def _read_verified(p: Path, m: Manifest) -> tuple[bytes, str]:
+    """The bytes of the artifact's ONNX file, read once, and their SHA-256, equal to the
+    manifest's (what is hashed is what is loaded: a file replaced between a check and a
+    second reading, or weights kept in another file, never run unchecked)."""
+    onnx_path = p / m.file
+    if not onnx_path.is_file():
+        if onnx_path.exists():  # a device (a link to /dev/zero would hash for ever), a folder, a FIFO
+            raise ModelError(f"{onnx_path}: not a regular file (named by {p / MANIFEST_FILENAME})")
+        raise ModelError(f"{onnx_path}: model file not found (named by {p / MANIFEST_FILENAME})")
+    try:
+        with open_regular_file(onnx_path) as f:
+            data = f.read()
+    except OSError as e:
+        raise ModelError(f"{onnx_path}: cannot read: {e.strerror or e}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != m.sha256:
+        raise ModelError(
+            f"{onnx_path}: sha256 {digest} does not match the manifest's {m.sha256} "
+            "(the file was changed or corrupted; re-export the model)"
+        )
+    return data, digest
+
+
+def verified_session(
+    folder: str | os.PathLike[str], m: Manifest, options: RuntimeOptions | None = None
+) -> Any:
+    """An onnxruntime session of the artifact's ONNX file, built from the very bytes whose
+    SHA-256 matched the manifest's (:func:`verify_artifact` with ``references=False``, then the
+    session; a model whose weights sit in another file, ONNX external data, does not load).
+
+    Raises
+    ------
+    ModelError
+        The file is missing, not a regular file, unreadable, or its SHA-256 differs; or
+        onnxruntime cannot load it.
+    """
+    p = Path(folder)
+    data, _ = _read_verified(p, m)
+    return onnx_session(data, options, where=str(p / m.file))
+
+
+def _check_probabilities(out: np.ndarray, m: Manifest, where: str) -> None:
+    """The replayed outputs are what the manifest says: probabilities in [0, 1] and, for a
+    ``multiclass`` (softmax) model, rows that sum to 1; a ``multilabel`` model whose every row
+    sums to 1 is a softmax declared as sigmoids (its presence thresholds would mean nothing)."""
+    if not len(out):
+        return
+    lo, hi = float(out.min()), float(out.max())
+    if not (lo >= -1e-3 and hi <= 1 + 1e-3):
+        raise ModelError(
+            f"{where}: output {m.output['name']!r} holds {lo:.4g} to {hi:.4g} on the references, "
+            "not probabilities in [0, 1] (a linear layer's logits?)"
+        )
+    sums = out.astype(np.float64).sum(axis=1)
+    if m.task == "multiclass" and not np.all(np.abs(sums - 1.0) <= 1e-3):
+        raise ModelError(
+            f"{where}: the manifest says multiclass (softmax) but the outputs of the references sum to "
+            f"{float(sums.min()):.4g} to {float(sums.max()):.4g}, not 1"
+        )
+    if m.task == "multilabel" and len(out) >= 2 and len(m.labels) > 1 and np.all(np.abs(sums - 1.0) <= 1e-5):
+        raise ModelError(
+            f"{where}: the manifest says multilabel (independent sigmoids) but the outputs of every "
+            "reference sum to 1: a softmax output (export it as multiclass)"
+        )
 
 
 def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:

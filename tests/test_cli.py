@@ -235,7 +235,7 @@ def test_models_and_plugins_listing(
         f.write(b"x")
     assert main(["models"]) == 0
     text = capsys.readouterr().out
-    assert "MISMATCH" in text and "error:" in text
+    assert "... FAILED, " in text and "error:" in text and "does not match the manifest's" in text
     assert main(["plugins", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["name"] == "instrunet_core.default_plugins" and rows[0]["builtin"]
@@ -266,7 +266,11 @@ def test_models_check_replays_references(
     capsys.readouterr()
     assert main(["models", "--check"]) == 1
     out = capsys.readouterr().out
-    assert "sha256" in out and "ok" in out and "references not reproduced: max |diff| 0.01" in out
+    assert (
+        "sha256 " in out
+        and "... matches; FAILED" in out
+        and "references not reproduced: max |diff| 0.01" in out
+    )
 
 
 def test_plugins_error_row(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -320,3 +320,102 @@ def test_a_name_or_version_with_a_trailing_newline_is_refused(tmp_path: Path, ke
     (d / "manifest.json").write_text(json.dumps(make_manifest(d, **{key: value})))
     with pytest.raises(ModelError, match="semver|lower-case identifier"):
         instrunet_core.load_model(d)
+
+
+# --------------------------------------------------------------- an artifact audit (export, loading)
+
+
+def test_weights_outside_the_hashed_file_do_not_load(tiny_model_dir: Path) -> None:
+    """ONNX external data: weights in another file, which the manifest's sha256 does not cover,
+    were loaded from beside model.onnx (swapping them changed the answers, every check passing).
+    The model file is read once, hashed, and loaded from those bytes: such a model is refused."""
+    m = onnx.load(str(tiny_model_dir / "model.onnx"))
+    onnx.save_model(
+        m,
+        str(tiny_model_dir / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    assert (tiny_model_dir / "weights.bin").is_file()
+    (tiny_model_dir / "manifest.json").write_text(json.dumps(make_manifest(tiny_model_dir)))
+    with pytest.raises(ModelError, match=r"model\.onnx: onnxruntime cannot load the model: .*external data"):
+        instrunet_core.Model(tiny_model_dir)
+
+
+def test_a_model_reads_its_manifest_as_it_is_now(tiny_registry, tiny_model_dir: Path) -> None:
+    """The registry's manifest, read when it was built, was used by every later load: thresholds
+    exported again (the same ONNX bytes) were ignored for the life of the process, and a model
+    renamed in place was loaded under its old name."""
+    from instrunet_core import FAMILIES, load_model
+
+    assert load_model("tiny").thresholds["brass"] == 0.5
+    thr = dict.fromkeys(FAMILIES, 0.5) | {"brass": 0.9}
+    (tiny_model_dir / "manifest.json").write_text(json.dumps(make_manifest(tiny_model_dir, thresholds=thr)))
+    assert load_model("tiny").thresholds["brass"] == 0.9
+    (tiny_model_dir / "manifest.json").write_text(json.dumps(make_manifest(tiny_model_dir, version="1.0.1")))
+    with pytest.raises(ModelError, match=r"now names tiny 1\.0\.1, not tiny 1\.0\.0 .*refresh=True"):
+        load_model("tiny")
+
+
+def test_models_check_refuses_outputs_that_are_not_what_the_manifest_says(tiny_model_dir: Path) -> None:
+    """A linear layer's logits exported as probabilities, a softmax declared multilabel, or
+    sigmoids declared multiclass passed `models --check` and loaded: the replayed outputs must be
+    probabilities, summing to 1 where the manifest says softmax, and not everywhere otherwise."""
+    x = (
+        np.random.default_rng(0)
+        .random((4, 128, 128, 1), dtype=np.float32)
+        .astype(np.float16)
+        .astype(np.float32)
+    )
+    d = tiny_model_dir
+
+    def with_last(op: str, **manifest: object) -> None:
+        g = onnx.load(str(d / "model.onnx"))
+        last = g.graph.node[-1]
+        if op == "Identity":
+            last.op_type, last.input[0] = "Identity", "logits"
+            del last.attribute[:]
+        elif op == "Softmax":
+            last.op_type = "Softmax"
+            last.attribute.extend([helper.make_attribute("axis", -1)])
+        onnx.save(g, str(d / "model.onnx"))
+        import onnxruntime as ort
+
+        y = ort.InferenceSession(str(d / "model.onnx")).run(None, {"mel": x})[0]
+        np.savez(d / "references.npz", inputs=x.astype(np.float16), outputs=y)
+        (d / "manifest.json").write_text(
+            json.dumps(make_manifest(d, references="references.npz", **manifest))
+        )
+
+    orig = (d / "model.onnx").read_bytes()
+    verify_artifact(d)  # the tiny model as it is: fine without references
+    with_last("Sigmoid", parity={"max_abs_diff": 0.0, "top1_agreement": 1.0, "n": 4})
+    assert verify_artifact(d).n_references == 4
+    (d / "model.onnx").write_bytes(orig)
+    with_last("Identity")
+    with pytest.raises(ModelError, match=r"not probabilities in \[0, 1\]"):
+        verify_artifact(d)
+    (d / "model.onnx").write_bytes(orig)
+    with_last("Softmax")
+    with pytest.raises(ModelError, match="every reference sum to 1: a softmax output"):
+        verify_artifact(d)
+    (d / "model.onnx").write_bytes(orig)
+    out = dict(make_manifest(d)["output"], activation="softmax")
+    with_last("Sigmoid", task="multiclass", output=out, thresholds=None)
+    with pytest.raises(
+        ModelError, match=r"says multiclass \(softmax\) but the outputs of the references sum to"
+    ):
+        verify_artifact(d)
+
+
+def test_a_name_folder_given_for_its_version_folder_says_which_versions_it_holds(
+    tiny_model_dir: Path,
+) -> None:
+    """`--model out/good` (the NAME/ folder, not NAME/VERSION/) said only "manifest not found"."""
+    with pytest.raises(ModelError, match=r"tiny: holds no manifest\.json but the versions 1\.0\.0: give one"):
+        instrunet_core.load_model(tiny_model_dir.parent)
+    (tiny_model_dir.parent / "notes").mkdir()
+    with pytest.raises(ModelError, match=r"manifest\.json"):
+        instrunet_core.load_model(tiny_model_dir.parent / "notes")
