@@ -13,8 +13,7 @@ import numpy as np
 
 from instrunet_core.errors import InputError, ModelError
 from instrunet_core.manifest import FEATURES_LAYOUT, Manifest, read_manifest
-from instrunet_core.session import onnx_session
-from instrunet_core.verify import verify_artifact
+from instrunet_core.verify import verified_session
 
 from .features import FEATURE_NAMES, INPUT_NAMES, feature_vector
 
@@ -145,8 +144,9 @@ class ConditionModel:
             )
         if tuple(m.labels) != CLASSES:
             raise ModelError(f"{where}: labels {list(m.labels)}, expected {list(CLASSES)}")
-        verify_artifact(self.path, references=False, manifest=m)  # the ONNX file is there, sha256 matches
-        self._session = onnx_session(self.path / m.file)  # the CPU, one thread
+        # the ONNX file read once, its sha256 checked and the session built from those bytes (the CPU,
+        # one thread)
+        self._session = verified_session(self.path, m)
         self._input = m.input["name"]
         ref = m.features.get("reference") or {}
         self.reference: dict[str, dict[str, dict[str, float]]] = {
