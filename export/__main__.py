@@ -176,6 +176,11 @@ def _run(export: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     except InstrunetError as e:  # the runtime's own errors on the way (a source that cannot be decoded)
         print(f"export: error: {e}", file=sys.stderr)
         return None
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a library's failure (Keras, tf2onnx, onnx) on the way: one line
+        print(f"export: error: {type(e).__name__}: {e}; nothing written", file=sys.stderr)
+        return None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -300,7 +300,7 @@ def write_artifact(
     on the complete temporary folder before the rename; if it raises, nothing is written.
     """
     dest = Path(dest)
-    if dest.exists() and not force:
+    if os.path.lexists(dest) and not force:
         raise ExportError(f"{dest}: already exists (pass --force to replace it)")
     created_dirs = [p for p in reversed(dest.parents) if not p.exists()]
     try:
@@ -321,23 +321,31 @@ def write_artifact(
         tmp.chmod(0o755)
         if verify is not None:
             verify(tmp)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+        if os.path.lexists(dest):
+            # a backup name of this export's own (two exports side by side never share one)
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            os.rmdir(old)
             os.replace(dest, old)
         os.replace(tmp, dest)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists() and not dest.exists():
+        if old is not None and os.path.lexists(old) and not os.path.lexists(dest):
             os.replace(old, dest)
         _remove_empty(created_dirs)
         if isinstance(e, OSError):
             raise ExportError(f"{dest}: cannot write: {e.strerror or e}") from None
         raise
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     return dest
+
+
+def _remove(p: Path) -> None:
+    """A replaced version: a link is unlinked (its target is not ours to delete), a folder removed."""
+    if p.is_symlink():
+        p.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _remove_empty(created: list[Path]) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.errors import ModelError
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd
 from instrunet_core.labels import FAMILIES
-from instrunet_core.manifest import NAME_RE, SEMVER_RE
+from instrunet_core.manifest import NAME_RE, SEMVER_RE, _check_identity, _check_thresholds
 from instrunet_core.session import onnx_session
 
 from . import DEFAULT_ATOL, PARITY_RUNTIME, ExportError
@@ -175,22 +176,37 @@ def _check_arguments(cfg: ExportConfig) -> Path:
     if not (isinstance(cfg.atol, (int, float)) and math.isfinite(cfg.atol) and cfg.atol >= 0):
         raise ExportError(f"--atol must be a finite number >= 0, got {cfg.atol!r}")
     dest = cfg.out / cfg.name / cfg.version
-    if dest.exists() and not cfg.force:
-        raise ExportError(f"{dest}: already exists (pass --force to replace it)")
-    _check_writable(cfg.out)
+    targets = [dest, cfg.out / f"{cfg.name}-int8" / cfg.version] if cfg.quantize else [dest]
+    for d in targets:
+        if d.is_symlink() and not d.exists() and not cfg.force:
+            raise ExportError(
+                f"{d}: a link to {os.readlink(d)}, which does not exist (remove it, or pass --force)"
+            )
+        if os.path.lexists(d) and not cfg.force:
+            raise ExportError(f"{d}: already exists (pass --force to replace it)")
+        if os.path.lexists(d) and not d.is_dir():
+            raise ExportError(f"{d}: not a folder (remove it, or export another version)")
+        _check_writable(d)
     return dest
 
 
 def _check_writable(out: Path) -> None:
-    """``--out`` can hold the artifact: a folder (or none yet, under one) that this process may
-    write in; said before the conversion, not after it."""
-    here = Path(out)
+    """The artifact's folder can be made: the first folder on its path that exists (``--out``,
+    or ``--out/NAME``) is a folder this process may write in; said before the conversion, not
+    after it."""
+    here = Path(out).parent
     while not here.exists():  # the first folder that exists is where the new ones are made
         if here.parent == here:
             break
         here = here.parent
     if here.exists() and not here.is_dir():
         raise ExportError(f"{out}: --out must be a folder, and {here} is a file")
+    try:
+        read_only = bool(os.statvfs(here).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        read_only = False
+    if read_only:
+        raise ExportError(f"{out}: cannot write in {here} (a read-only file system)")
     if here.exists() and not os.access(here, os.W_OK | os.X_OK):
         raise ExportError(f"{out}: cannot write in {here} (permission denied)")
 
@@ -229,13 +245,50 @@ def _labels(cfg: ExportConfig, report: Mapping[str, Any] | None) -> list[str]:
     return list(labels)
 
 
+def _check_labels_and_thresholds(
+    cfg: ExportConfig, labels: list[str], thresholds: Mapping[str, float] | None
+) -> None:
+    """The manifest's own rules for labels (unique, printable, not reserved) and thresholds (known
+    labels, in (0, 1); ``other`` too), applied before converting, naming the file they came from."""
+    where = str(cfg.report or "the default labels")
+    try:
+        _check_identity(
+            {"name": cfg.name, "version": cfg.version, "task": "multilabel", "labels": labels}, where
+        )
+        if thresholds:
+            where = str(cfg.thresholds or cfg.report)
+            _check_thresholds({k: v for k, v in thresholds.items() if k != "other"}, labels, where)
+            _check_thresholds({k: v for k, v in thresholds.items() if k == "other"}, ["other"], where)
+    except ModelError as e:
+        raise ExportError(str(e).replace(": invalid manifest: ", ": ", 1)) from None
+
+
+def _shapes(cfg: ExportConfig, model: Any) -> tuple[tuple[Any, ...], Any]:
+    """The model's input and output shapes, or a one-line error (a Sequential model saved
+    before it was built has none; a model of several inputs is not one the runtime can feed)."""
+    try:
+        in_shape, out_shape = model.input_shape, model.output_shape
+    except (AttributeError, ValueError, TypeError) as e:
+        raise ExportError(
+            f"{cfg.model}: the model has no defined input or output shape ({e}; a Sequential model saved "
+            "before it was built: give it a keras.Input first)"
+        ) from None
+    if isinstance(in_shape, list) or (
+        isinstance(in_shape, tuple) and any(isinstance(d, (tuple, list)) for d in in_shape)
+    ):
+        raise ExportError(
+            f"{cfg.model}: the model has {len(in_shape)} inputs {tuple(in_shape)}; the exporter takes one"
+        )
+    return tuple(in_shape), out_shape
+
+
 def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mapping[str, Any] | None) -> str:
     """Input shape (log-mel windows or feature rows), output count, and the task, which is
     ``--task`` or inferred from the last activation (sigmoid: multilabel, softmax: multiclass)."""
     from . import convert
 
     fe = cfg.front_end
-    in_shape = tuple(model.input_shape)
+    in_shape, out_shape = _shapes(cfg, model)
     if len(in_shape) == 2 and feats is None:
         if in_shape[1] != fe.window_samples:
             raise ExportError(f"{cfg.model}: audio input shape {in_shape} is not (None, {fe.window_samples})")
@@ -247,7 +300,6 @@ def _check_model(cfg: ExportConfig, model: Any, labels: list[str], feats: Mappin
             )
     elif in_shape[1:] != (fe.n_mels, fe.frames, 1):
         raise ExportError(f"{cfg.model}: input shape {in_shape} is not (None, {fe.n_mels}, {fe.frames}, 1)")
-    out_shape = model.output_shape
     if not (isinstance(out_shape, tuple) and all(d is None or isinstance(d, int) for d in out_shape)):
         raise ExportError(
             f"{cfg.model}: has several outputs {out_shape}; the exporter takes one, of shape (None, n_labels)"
@@ -326,6 +378,7 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
         )
     labels = _labels(cfg, report)
     thresholds = _thresholds(cfg, report)
+    _check_labels_and_thresholds(cfg, labels, thresholds)
     model = convert.load_keras(cfg.model)
     feats = _features_inputs(cfg, report) if cfg.features is not None else None
     task = _check_model(cfg, model, labels, feats)
@@ -336,12 +389,15 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
     if thresholds and "other" in thresholds:
         thresholds = dict(thresholds)
         other_threshold = float(thresholds.pop("other"))
-    waveform = feats is None and len(tuple(model.input_shape)) == 2
+    waveform = feats is None and len(_shapes(cfg, model)[0]) == 2
     win, corpus = _parity_data(cfg, report, labels, feats, log, waveform)
     view, out_names = convert.output_view(model, len(labels), embedding=cfg.embedding)
     if "other" in out_names and other_threshold is None:
         other_threshold = 0.5
         log("note: no 'other' threshold in the report; the open-set output gets 0.5")
+    if "other" not in out_names and other_threshold is not None:
+        log("note: an 'other' threshold is given but the model has no open-set output; it is not used")
+        other_threshold = None
     return _Inputs(
         dest=dest,
         q_dest=cfg.out / f"{cfg.name}-int8" / cfg.version,
@@ -389,12 +445,18 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
         log(f"parity of {name!r}: max |keras - onnxruntime| = {d:.3g}")
         diff = max(diff, d)
     y_keras = ys_keras[0]
+    for who, ys in (("Keras", ys_keras), ("onnxruntime", ys_onnx)):
+        for name, y in zip(inp.out_names, ys, strict=True):
+            _check_finite(cfg, who, name, y)
+    for name, y in zip(inp.out_names, ys_keras, strict=True):
+        if name != "embedding":
+            _check_probabilities(cfg, inp.task if name == inp.out_names[0] else "multilabel", name, y)
     log(
         f"parity: max |keras - onnxruntime| = {diff:.3g}, top-1 agreement {agree:.2%} on {len(win.x)} windows"
     )
-    if diff > cfg.atol or agree < 1.0:
+    if not diff <= cfg.atol or agree < 1.0:
         problems = []
-        if diff > cfg.atol:
+        if not diff <= cfg.atol:
             problems.append(
                 f"max |keras - onnxruntime| = {diff:.3g} exceeds atol {cfg.atol:g} by {diff - cfg.atol:.3g}"
             )
@@ -415,6 +477,38 @@ def _convert_with_parity(cfg: ExportConfig, inp: _Inputs, log: Callable[[str], N
         parity.pop("notes")
         parity["data"] = str(cfg.features)
     return _Converted(model_bytes=model_bytes, sess=sess, y_keras=y_keras, parity=parity)
+
+
+def _check_finite(cfg: ExportConfig, who: str, name: str, y: np.ndarray) -> None:
+    bad = ~np.isfinite(np.asarray(y, np.float64)).reshape(len(y), -1).all(axis=1)
+    if bad.any():
+        raise ExportError(
+            f"{cfg.model}: {who} gives NaN or infinite {name!r} on {int(bad.sum())} of {len(y)} parity windows "
+            f"(the first: window {int(np.argmax(bad))}); nothing written"
+        )
+
+
+def _check_probabilities(cfg: ExportConfig, task: str, name: str, y: np.ndarray) -> None:
+    """What the runtime reads as probabilities is: in [0, 1], rows summing to 1 for a softmax
+    (multiclass), not all summing to 1 for sigmoids (a softmax given ``--task multilabel``)."""
+    y = np.asarray(y, np.float64)
+    lo, hi = float(y.min()), float(y.max())
+    if not (lo >= -1e-3 and hi <= 1 + 1e-3):
+        raise ExportError(
+            f"{cfg.model}: output {name!r} ranges {lo:.4g} to {hi:.4g} on the parity windows, not probabilities "
+            "in [0, 1] (a linear layer's logits? end the model in sigmoid or softmax); nothing written"
+        )
+    sums = y.sum(axis=1)
+    if task == "multiclass" and not np.all(np.abs(sums - 1.0) <= 1e-3):
+        raise ExportError(
+            f"{cfg.model}: multiclass, but its {name!r} rows sum to {float(sums.min()):.4g} to "
+            f"{float(sums.max()):.4g} on the parity windows, not 1 (a softmax's do); nothing written"
+        )
+    if task == "multilabel" and y.shape[1] > 1 and len(y) >= 2 and np.all(np.abs(sums - 1.0) <= 1e-5):
+        raise ExportError(
+            f"{cfg.model}: multilabel, but every row of {name!r} sums to 1 on the parity windows: a softmax "
+            "(export it as multiclass); nothing written"
+        )
 
 
 def _as_list(y: Any) -> list[np.ndarray]:
@@ -442,7 +536,7 @@ def _reference_inputs(
     y_ref = _as_list(convert.keras_predict(inp.view, x_ref))[0]  # the probabilities
     y_onnx = convert.onnx_predict(conv.sess, x_ref, names=inp.out_names[:1])[0] if len(idx) else y_ref
     rdiff, ragree = parity_stats(y_ref, y_onnx) if len(idx) else (0.0, 1.0)
-    if rdiff > cfg.atol or ragree < 1.0:
+    if not rdiff <= cfg.atol or ragree < 1.0:
         raise ExportError(
             f"parity failed on the float16 reference inputs: max diff {rdiff:.3g}, "
             f"top-1 agreement {ragree:.2%}; nothing written"

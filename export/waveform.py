@@ -620,7 +620,7 @@ def export_waveform(
         f"parity on {len(x)} windows: features max |onnx - numpy| {feat_diff:.3g}, outputs max |waveform - "
         f"log-mel artifact| {out_diff:.3g}, top-1 agreement {agree:.0%}"
     )
-    if feat_diff > atol or out_diff > atol or agree < 1.0:
+    if not (feat_diff <= atol and out_diff <= atol) or agree < 1.0:
         raise ExportError(
             f"parity failed: features {feat_diff:.3g}, outputs {out_diff:.3g} (atol {atol:g}), "
             f"top-1 agreement {agree:.2%}; nothing written"

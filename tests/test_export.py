@@ -473,7 +473,7 @@ def test_arguments_checked_before_the_conversion(
     afile = tmp_path / "afile"
     afile.write_text("x")
     for extra, says in (
-        (["--out", str(afile)], f"{afile}: --out must be a folder, and {afile} is a file"),
+        (["--out", str(afile)], f"{afile}/tiny/1.0.0: --out must be a folder, and {afile} is a file"),
         (["--out", str(afile / "sub")], "is a file"),
         (["--out", str(tmp_path / "o"), "--version", "1.0.0\n"], "expected semver X.Y.Z"),
         (["--out", str(tmp_path / "o"), "--name", "tiny\n"], "use a lower-case identifier"),
@@ -555,3 +555,138 @@ def test_a_damaged_keras_file_and_a_bad_epoch_are_one_line(
     assert main(args) == 1
     err = capsys.readouterr().err
     assert err.strip() == "export: error: SOURCE_DATE_EPOCH='abc' is not a number of seconds"
+
+
+# ------------------------------------------------------------- an artifact audit (session of 2026-12-06)
+
+
+def _behind_a_reshape(path: Path, activation: str, *, nan: bool = False) -> Path:
+    """A Dense of ``activation`` then a Reshape (a layer of no activation of its own); ``nan``:
+    inf - inf on every window."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((128, 128, 1), name="mel")
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(2, 3, strides=8)(inp))
+    dense = layers.Dense(len(FAMILIES), activation=activation)
+    y = layers.Reshape((len(FAMILIES),))(dense(x))
+    model = keras.Model(inp, y)
+    if nan:  # inf - inf (or 0 * inf) on every window
+        kernel, bias = dense.get_weights()
+        kernel[0], kernel[1] = np.inf, -np.inf
+        dense.set_weights([kernel, bias])
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("activation", "task", "says"),
+    [
+        ("linear", "multilabel", "not probabilities in [0, 1] (a linear layer's logits?"),
+        (
+            "softmax",
+            "multilabel",
+            "multilabel, but every row of 'probabilities' sums to 1 on the parity windows",
+        ),
+        ("sigmoid", "multiclass", "multiclass, but its 'probabilities' rows sum to"),
+    ],
+)
+def test_outputs_that_are_not_what_the_task_says_are_refused(
+    tiny_corpus: Path,
+    tmp_path: Path,
+    activation: str,
+    task: str,
+    says: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Logits behind a Reshape, exported with --task, passed every check (models --check too) and
+    failed at the first classification; a softmax could be declared multilabel that way."""
+    model = _behind_a_reshape(tmp_path / f"{activation}.keras", activation)
+    args = _args(model, tmp_path / "out", tiny_corpus, "--task", task, "--n-parity", "8", name="x")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert says in err and "nothing written" in err and not (tmp_path / "out" / "x").exists()
+
+
+def test_nan_outputs_are_said_to_be_nan(
+    tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NaN passed the parity comparison (nan > atol is False); the export then failed on
+    'parity.max_abs_diff must be a number, got None'."""
+    model = _behind_a_reshape(tmp_path / "nan.keras", "sigmoid", nan=True)
+    assert (
+        main(_args(model, tmp_path / "out", tiny_corpus, "--task", "multilabel", "--n-parity", "8", name="x"))
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "Keras gives NaN or infinite 'probabilities' on 8 of 8 parity windows" in err, err
+
+
+def test_an_unbuilt_model_and_the_manifests_rules_are_said_before_converting(
+    tiny_keras: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unbuilt Sequential model was a traceback; unknown or out-of-range thresholds and
+    duplicate or reserved labels were found after the conversion, naming the manifest."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    unbuilt = tmp_path / "unbuilt.keras"
+    keras.Sequential([keras.layers.Dense(8, activation="sigmoid")]).save(unbuilt)
+    base = [
+        "--name",
+        "x",
+        "--version",
+        "1.0.0",
+        "--out",
+        str(tmp_path / "out"),
+        "--corpus",
+        str(tmp_path / "none"),
+    ]
+    assert main([str(unbuilt), *base]) == 1
+    err = capsys.readouterr().err
+    assert "the model has no defined input or output shape" in err and "Traceback" not in err
+    for name, content, says in (
+        ("thr.json", {"flut": 0.5}, "thr.json: thresholds has unknown label 'flut'"),
+        ("thr.json", {"flute": 1.5}, "thr.json: thresholds['flute'] must be a number in (0, 1), got 1.5"),
+        ("thr.json", {"other": 1.0}, "thresholds['other'] must be a number in (0, 1), got 1.0"),
+    ):
+        (tmp_path / name).write_text(json.dumps(content))
+        assert main([str(tiny_keras), *base, "--thresholds", str(tmp_path / name)]) == 1
+        err = capsys.readouterr().err
+        # said at once: the corpus (which does not exist) was never read
+        assert says in err and "invalid manifest" not in err and "corpus" not in err, err
+    for labels, says in (
+        ([*FAMILIES[:7], "brass"], "metrics.json: labels must be unique"),
+        ([*FAMILIES[:7], "silence"], "metrics.json: 'silence' is reserved and cannot be a model label"),
+    ):
+        (tmp_path / "metrics.json").write_text(json.dumps({"labels": labels}))
+        assert main([str(tiny_keras), *base, "--report", str(tmp_path / "metrics.json")]) == 1
+        err = capsys.readouterr().err
+        assert says in err and "corpus" not in err, err
+
+
+def test_force_over_a_linked_version_and_a_dangling_link(
+    tiny_keras: Path, tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--force over a version folder that is a link left a hidden '.1.0.0.old' link, and the next
+    --force failed ('Cannot call rmtree on a symbolic link'); a dangling link was 'Not a
+    directory' after the conversion."""
+    out = tmp_path / "out"
+    real = tmp_path / "elsewhere"
+    assert (
+        main(_args(tiny_keras, tmp_path / "first", tiny_corpus, "--n-parity", "8", name="x", version="1.0.0"))
+        == 0
+    )
+    (tmp_path / "first" / "x" / "1.0.0").rename(real)
+    (out / "x").mkdir(parents=True)
+    (out / "x" / "1.0.0").symlink_to(real)
+    for _ in range(2):
+        args = _args(tiny_keras, out, tiny_corpus, "--n-parity", "8", "--force", name="x", version="1.0.0")
+        assert main(args) == 0, capsys.readouterr().err
+        assert sorted(p.name for p in (out / "x").iterdir()) == ["1.0.0"]
+        assert not (out / "x" / "1.0.0").is_symlink() and real.is_dir()  # the link's target is left alone
+    (out / "x" / "2.0.0").symlink_to(tmp_path / "nowhere")
+    assert main(_args(tiny_keras, out, tiny_corpus, name="x", version="2.0.0")) == 1
+    assert "a link to" in capsys.readouterr().err
