@@ -151,7 +151,10 @@ class Model:
         # Read again even when given one (a registry's, read when it was built): a process that
         # lives long (the app, a notebook) sees a model exported again since, not its old manifest.
         self.manifest = read_manifest(p)
-        if manifest is not None and (manifest.name, manifest.version) != (self.manifest.name, self.manifest.version):
+        if manifest is not None and (manifest.name, manifest.version) != (
+            self.manifest.name,
+            self.manifest.version,
+        ):
             raise ModelError(
                 f"{p / MANIFEST_FILENAME}: now names {self.manifest.name} {self.manifest.version}, not "
                 f"{manifest.name} {manifest.version} as when the registry read it (changed since: "
