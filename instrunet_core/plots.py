@@ -158,6 +158,13 @@ def _columns(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return e, v
 
 
+def outline_width(duration: float) -> float:
+    """Points of the detected ranges' outlines on a timeline of ``duration`` seconds: 1.6 up to
+    two minutes, then thinner (0.5 from about six), so that crowded ranges leave the colours
+    readable."""
+    return float(min(1.6, max(0.5, 1.6 * 120.0 / max(float(duration), 1e-3))))
+
+
 def timeline(
     analysis: Analysis,
     *,
@@ -166,10 +173,12 @@ def timeline(
     legend: bool = True,
     silence: bool = True,
     fontsize: float | None = None,
+    other_name: str = "none of these",
 ) -> Any:
     """Each family's smoothed probability over time, one row per family (the model's order from
     the top; an ``other`` row for open-set models), with the detected ranges outlined and
-    silence shaded.
+    silence shaded. Outlines are thinner on recordings longer than two minutes, where ranges
+    crowd (1.6 points up to 2 minutes, down to 0.5 from about 6).
 
     Parameters
     ----------
@@ -184,6 +193,8 @@ def timeline(
         Shade the silences that end ranges (a second or more of blocks below -60 dBFS).
     fontsize : float, optional
         Size of the row labels and ticks.
+    other_name : str
+        The open-set row's label.
 
     Returns
     -------
@@ -196,7 +207,7 @@ def timeline(
     rows = list(labels)
     has_other = act is not None and act.other is not None
     if has_other:
-        rows.append("none of these")
+        rows.append(other_name)
     ax = _axes(ax, 10.0, 0.45 * len(rows) + 1.6)
     fs = fontsize
     duration = max(float(analysis.duration), 1e-3)
@@ -219,11 +230,11 @@ def timeline(
             cb = ax.figure.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04)
             cb.set_label("smoothed probability", fontsize=fs)
             cb.ax.tick_params(labelsize=fs)
-        for r, lab in enumerate(rows):
-            ranges = act.ranges("other" if lab == "none of these" else lab)
-            for a, b in ranges:
+        lw = outline_width(duration)
+        for r, lab in enumerate([*labels, "other"][: len(rows)]):
+            for a, b in act.ranges(lab):
                 ax.add_patch(
-                    Rectangle((a, r + 0.08), b - a, 0.84, fill=False, edgecolor=DETECTED, lw=1.6, zorder=3)
+                    Rectangle((a, r + 0.08), b - a, 0.84, fill=False, edgecolor=DETECTED, lw=lw, zorder=3)
                 )
         if silence:
             quiet = np.concatenate([[False], ~act.sounding, [False]]).astype(np.int8)

@@ -616,4 +616,101 @@ def test_per_instrument_unknown_condition_shows_no_probabilities(installed_regis
     if not unknown:  # pragma: no cover - nothing detected in the blip
         pytest.skip("no instrument detected in the blip")
     text = pdf_text(report.build_pdf(res.analysis))
-    assert f"{unknown[0]} unknown - - -" in text and f"{unknown[0]} unknown 0 0 0" not in text
+    assert f"{unknown[0]} unknown \u2013 \u2013 \u2013" in text and f"{unknown[0]} unknown 0 0 0" not in text
+
+
+# ------------------------------------------------------------------ a web-app audit (2026-12-06)
+
+
+def test_names_lengths_and_labels_as_people_read_them(installed_registry) -> None:
+    """A file named just `.wav` was "no extension"; limits of 125 s read "2.08 min"; a 45 ms file
+    was "0:00.0" long with ranges "0:00.0-0:00.0, 0.0 s"; "other" and "broken_noisy" were shown
+    as the keys they are in the JSON."""
+    assert service._extension(".wav") == "wav" and service.file_stem(".wav") == "analysis"
+    assert service._extension("take.2.FLAC") == "flac" and service.file_stem("dir/take.2.flac") == "take.2"
+    assert service._extension("noext") == "" and service.file_stem("noext") == "noext"
+    res = service.analyze_upload(TONE, ".wav")
+    assert res.analysis.duration > 2.9
+    assert [service.Limits(max_seconds=s).duration_text for s in (90, 125, 600, 1300)] == [
+        "90 s",
+        "2:05 (m:ss)",
+        "10 min",
+        "21:40 (m:ss)",
+    ]
+    assert service.label_text("other") == "none of the eight" and service.label_text("other", 3) == (
+        "none of the labels"
+    )
+    assert service.label_text("reed") == "reed"
+    assert service.condition_text("broken_noisy") == "broken / noisy"
+    assert service.condition_text("moderately_aged") == "moderately aged"
+    assert service.length_text(0.045) == "45 ms" and service.length_text(24.0) == "0:24.0"
+    sr = 8000
+    blip = wav_bytes(0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.045 * sr)) / sr), sr)
+    an = service.analyze_upload(blip, "blip.wav").analysis
+    for family, start, end, length in report.range_rows(an):
+        assert start != end and length.endswith("ms"), (family, start, end, length)
+    noise = wav_bytes(0.3 * np.random.default_rng(0).standard_normal(3 * sr), sr)
+    an = service.analyze_upload(noise, "noise.wav").analysis
+    if an.label == "other":
+        assert "none of the eight (mean probability" in pdf_text(report.build_pdf(an))
+    assert report.fmt_value({"k": "x" * 200}).endswith("characters; the JSON has them all)")
+
+
+def test_the_player_gets_what_browsers_play_and_what_was_analysed() -> None:
+    """A CAF, W64 or AU file named `.wav` went to the player as audio/wav (it could not play it); a
+    64-channel WAV too; a damaged file's player showed the header's length."""
+    import soundfile as sf
+
+    sr = 8000
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * sr) / sr)).astype(np.float32)
+    plain = wav_bytes(y, sr)
+    assert service.player_audio(plain, "a.wav") == (plain, "audio/wav")  # as uploaded
+    for fmt in ("CAF", "W64", "AU"):
+        buf = io.BytesIO()
+        sf.write(buf, y, sr, format=fmt, subtype="PCM_16")
+        data, mime = service.player_audio(buf.getvalue(), "named.wav")
+        assert mime == "audio/wav" and data[:4] == b"RIFF", fmt
+        got, rate = sf.read(io.BytesIO(data), dtype="float32")
+        assert rate == sr and abs(len(got) - len(y)) == 0 and np.abs(got - y).max() < 1e-3, fmt
+    buf = io.BytesIO()
+    sf.write(buf, np.repeat(y[:, None], 6, axis=1), sr, format="WAV", subtype="PCM_16")
+    data, mime = service.player_audio(buf.getvalue(), "six.wav")
+    assert mime == "audio/wav" and sf.info(io.BytesIO(data)).channels == 2
+    data, mime = service.player_audio(plain, "cut.wav", seconds=0.5)
+    assert sf.info(io.BytesIO(data)).frames == sr // 2
+
+
+@pytest.mark.filterwarnings("ignore:.*could be decoded:RuntimeWarning")
+def test_stopping_ends_the_reading_at_once(installed_registry) -> None:
+    """Stop (or another model) in the page raised Streamlit's exception from the progress bar;
+    it was held until the whole file had been decoded and classified. Reading now ends at the
+    next block and the exception follows."""
+
+    class Stopped(BaseException):
+        pass
+
+    sr = 8000
+    long = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(120 * sr) / sr), sr)
+    seen: list[float] = []
+
+    def progress(f: float, text: str) -> None:
+        seen.append(f)
+        if "read" in text:
+            raise Stopped
+
+    reads: list[int] = []
+    original = service._ReadProgress.read
+
+    def counted(self, size=-1):  # type: ignore[no-untyped-def]
+        out = original(self, size)
+        reads.append(len(out))
+        return out
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(service._ReadProgress, "read", counted)
+    try:
+        with pytest.raises(Stopped):
+            service.analyze_upload(long, "long.wav", progress=progress)
+    finally:
+        mp.undo()
+    assert sum(reads) < len(long) / 4, (sum(reads), len(long))  # read a little, not the whole file

@@ -116,6 +116,11 @@ def server(tmp_path, installed_registry):
 
 
 def test_app_in_chromium(server, tmp_path, installed_registry):
+    import inspect
+
+    from instrunet_app.service import condition_text
+    from streamlit import pyplot as st_pyplot
+
     sync_api = _need("playwright.sync_api")
     pypdf = _need("pypdf")
     if not os.path.exists(CHROMIUM):
@@ -165,6 +170,9 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
             page.goto(server)
             upload = page.locator('input[type="file"]')
             expect(upload).to_have_count(1, timeout=60_000)
+            # one upload limit on the page: the label's; Streamlit's own (above it) is not shown
+            expect(page.locator('[data-testid="stFileUploaderDropzoneInstructions"]')).to_be_hidden()
+            assert not re.search(r"\dMB per file", page.locator("body").inner_text())  # Streamlit's "101MB"
 
             for path, message in bad:
                 upload.set_input_files(str(path))
@@ -201,6 +209,13 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
             rows = instruments.locator("tbody tr").all_inner_texts()
             summary = page.locator(".st-key-summary").inner_text()
             condition = page.locator(".st-key-condition").inner_text()
+            # every cell of the condition tables shows something ("-" was an empty Markdown list item)
+            cells = page.locator(".st-key-condition tbody td").all_inner_texts()
+            assert cells and all(c.strip() for c in cells), cells
+            # the timeline and the player are described for screen readers where Streamlit can
+            alts = page.locator(".st-key-timeline-wide img").evaluate_all("els => els.map(e => e.alt)")
+            if "alt" in inspect.signature(st_pyplot).parameters:
+                assert alts and alts[0].startswith("Timeline of each family's probability"), alts
             # the audio player sits with the timeline; "play from" offers every detected range
             expect(page.locator(".st-key-player audio")).to_have_count(1)
             expect(page.locator(".st-key-timeline-wide img")).to_be_visible()
@@ -226,6 +241,12 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
                   .filter(([_, right]) => right > 391)"""
             )
             assert too_wide == [], too_wide
+            # and no table is screens tall (the reasons' column made the condition table 2,100 px)
+            tallest = page.evaluate(
+                """() => Math.max(0, ...[...document.querySelectorAll('[data-testid="stTable"]')]
+                  .filter(e => e.offsetParent !== null).map(e => e.getBoundingClientRect().height))"""
+            )
+            assert tallest < 900, tallest
             if shots:
                 page.set_viewport_size({"width": 390, "height": 3600})
                 page.wait_for_timeout(1500)
@@ -264,7 +285,8 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
     assert "condition" in installed_registry.analyzers
     cond = an["extras"]["condition"]
     assert "error" not in cond and cond["label"] in ("healthy", "moderately_aged", "broken_noisy", "unknown")
-    assert f"Condition: {cond['label']}" in condition and f"Condition: {cond['label']}" in text
+    shown = condition_text(cond["label"])  # "broken / noisy" for broken_noisy, in the page and the PDF
+    assert f"Condition: {shown}" in condition and f"Condition: {shown}" in text
     assert "hnr_db" in condition and "hnr_db" in text
     for lab in cond["instruments"]:
         assert lab in condition

@@ -352,3 +352,27 @@ def test_audit_outputs_of_an_outputs_audit(tmp_path: Path, monkeypatch: pytest.M
         FigureCanvasAgg(fig).draw()
         labels = [t.get_text() for t in ax.get_xticklabels()]
         assert want in labels and len(set(labels)) == len(labels), (d_s, labels)
+
+
+def test_timeline_outlines_thin_on_long_recordings(tiny_registry) -> None:
+    """On a 9.5-minute file the detected ranges' 1.6-point outlines made solid bars of whole rows
+    (a web-app audit): they thin from two minutes on."""
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    import instrunet_core
+    from instrunet_core import plots
+
+    assert plots.outline_width(24.0) == 1.6 and plots.outline_width(120.0) == 1.6
+    assert plots.outline_width(240.0) == pytest.approx(0.8) and plots.outline_width(600.0) == 0.5
+    rng = np.random.default_rng(0)
+    an = instrunet_core.analyze(
+        (0.3 * rng.standard_normal(8 * 22050)).astype(np.float32),
+        22050,
+        model=instrunet_core.load_model("tiny"),
+    )
+    fig = plots.new_figure(9.0, 4.0)
+    ax = plots.timeline(an, ax=fig.subplots(), other_name="none of the eight")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[: len(an.labels)] == list(an.labels)
+    assert all(p.get_linewidth() == 1.6 for p in ax.patches)

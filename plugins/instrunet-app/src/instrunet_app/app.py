@@ -6,15 +6,16 @@ Only layout lives here; checking, analysing and the reports are in
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
+import inspect
 from typing import Any
 
 import streamlit as st
 
 from instrunet_app import report, service
 from instrunet_core import InstrunetError, load_model
-from instrunet_core.timeline import format_time
+from instrunet_core.timeline import format_time, range_decimals
 from instrunet_core.writers import detected_ranges
 
 st.set_page_config(page_title="instrunet", page_icon=":musical_note:", layout="wide")
@@ -49,8 +50,27 @@ _CSS = """
   .st-key-timeline-narrow { display: block; }
 }
 [data-testid="stTable"] { overflow-x: auto; max-width: 100%; }
+/* Streamlit's own "N MB per file" under the uploader: its limit is above the app's, which the
+   uploader's label states (launcher.upload_cap_mb) */
+[data-testid="stFileUploaderDropzoneInstructions"] { display: none; }
 </style>
 """
+
+
+@functools.cache
+def _takes_alt(name: str) -> bool:
+    """Whether this Streamlit's ``st.<name>`` takes ``alt`` (text for screen readers)."""
+    return "alt" in inspect.signature(getattr(st, name)).parameters
+
+
+def _alt(name: str, text: str) -> dict[str, Any]:
+    return {"alt": text} if _takes_alt(name) else {}
+
+
+def _timeline_alt(an: Any) -> str:
+    """What the timeline shows, in words, for a screen reader."""
+    parts = [f"{i.label} {report.fmt_ranges(i.ranges, limit=3, where='list below')}" for i in an.instruments]
+    return "Timeline of each family's probability over time. Detected: " + ("; ".join(parts) or "none") + "."
 
 
 def _show_condition(an: Any) -> None:
@@ -60,7 +80,7 @@ def _show_condition(an: Any) -> None:
         if cv["status"] != "ok":
             (st.info if cv["status"] == "missing" else st.error)(cv["notice"])
             return
-        st.markdown(f"**Condition: {cv['label']}**")
+        st.markdown(f"**Condition: {service.condition_text(cv['label'])}**")
         if cv["explanation"]:
             st.caption(cv["explanation"])
         cols = st.columns(2)
@@ -69,8 +89,8 @@ def _show_condition(an: Any) -> None:
             if probs and cv["label"] != "unknown":
                 st.table(
                     {
-                        "class": [c.replace("_", " ") for c in probs],
-                        "probability": [f"{float(v):.2f}" for v in probs.values()],
+                        "class": [service.condition_text(c) for c in probs],
+                        "probability": [report.probability_text(v) for v in probs.values()],
                     }
                 )
         with cols[1]:
@@ -83,25 +103,16 @@ def _show_condition(an: Any) -> None:
                         "unit": [report.unit_of(k) for k in feats],
                     }
                 )
-        insts = {k: v for k, v in cv["instruments"].items() if isinstance(v, dict)}
-        if insts:
+        rows = report.condition_rows(cv)
+        if rows:
             st.markdown("Per detected instrument")
-            st.table(
-                {
-                    "instrument": list(insts),
-                    "condition": [str(v.get("label", "-")).replace("_", " ") for v in insts.values()],
-                    **{
-                        c.replace("_", " "): [
-                            "-"  # "unknown": no probabilities to show, as for the whole file
-                            if v.get("label") == "unknown"
-                            else report.fmt_value((v.get("probabilities") or {}).get(c, "-"))
-                            for v in insts.values()
-                        ]
-                        for c in cv["classes"]
-                    },
-                    "why": [str(v.get("explanation") or "") for v in insts.values()],
-                }
-            )
+            heads = ["instrument", "condition", *(service.condition_text(c) for c in cv["classes"])]
+            # the reasons under the table, not in it: a column of sentences made a phone's table
+            # screens tall
+            st.table({h: [r[i] for r in rows] for i, h in enumerate(heads)})
+            for lab, v in cv["instruments"].items():
+                if isinstance(v, dict) and v.get("explanation"):
+                    st.caption(service.markdown_text(f"{lab}: {v['explanation']}"))
         m = cv["model"]
         if m:
             st.caption(service.condition_model_line(m))
@@ -114,22 +125,27 @@ def _show_timeline(an: Any, audio: bytes, mime: str, ident: str) -> None:
     with st.container(key="player"):
         starts = {"the beginning": 0.0}
         for lab, a, b, _ in detected_ranges(an):
-            name = "none of the eight" if lab == "other" else lab
-            starts[f"{name} {format_time(a, decimals=1)}-{format_time(b, decimals=1)}"] = a
+            d = range_decimals(a, b, 1)
+            name = service.label_text(lab, len(an.labels))
+            starts[f"{name} {format_time(a, decimals=d)}-{format_time(b, decimals=d)}"] = a
         # one choice per upload (a key of its own): a new file starts at its beginning
         pick = st.selectbox("Play from", list(starts), key=f"play-from-{ident}") if len(starts) > 1 else None
         start = starts[pick] if pick is not None else 0.0
-        st.audio(audio, format=mime, start_time=int(start))
+        st.audio(audio, format=mime, start_time=int(start), **_alt("audio", "Play the uploaded recording"))
+    alt = _timeline_alt(an)
     with st.container(key="timeline-wide"):
-        st.pyplot(report.timeline_figure(an), clear_figure=True)
+        st.pyplot(report.timeline_figure(an), clear_figure=True, **_alt("pyplot", alt))
     with st.container(key="timeline-narrow"):
-        st.pyplot(report.timeline_figure(an, narrow=True), clear_figure=True)
+        st.pyplot(report.timeline_figure(an, narrow=True), clear_figure=True, **_alt("pyplot", alt))
     st.caption(
         "Colours: each family's smoothed probability; outlines: where it is detected (its smoothed "
         "probability at or above its threshold); grey: silence. Times in m:ss."
     )
     with st.expander("Mean probability per family"):
-        st.pyplot(report.probabilities_figure(an), clear_figure=True)
+        bars = ", ".join(f"{lab} {p:.2f}" for lab, p in an.prediction.probabilities.items())
+        st.pyplot(
+            report.probabilities_figure(an), clear_figure=True, **_alt("pyplot", f"Mean probability: {bars}.")
+        )
 
 
 def _pdf_or_error(an: Any, filename: str) -> bytes | str:
@@ -140,10 +156,11 @@ def _pdf_or_error(an: Any, filename: str) -> bytes | str:
         return f"The PDF report could not be made: {e if isinstance(e, InstrunetError) else f'{type(e).__name__}: {e}'}"
 
 
-def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: bytes, ident: str) -> None:
+def _show_result(
+    res: service.AppResult, pdf: bytes | str, js: bytes, player: tuple[bytes, str], ident: str
+) -> None:
     an = res.analysis
-    stem = os.path.splitext(os.path.basename(res.filename))[0] or "analysis"
-    st.html(_CSS)
+    stem = service.file_stem(res.filename)
     # whose result this is: an upload the uploader refuses itself leaves the previous one shown
     st.markdown(service.markdown_text(f"Result for {res.filename}", literal=[res.filename]))
     if res.notice:
@@ -154,7 +171,7 @@ def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: byt
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
             "Overall prediction",
-            an.label,
+            service.label_text(an.label, len(an.labels)),
             None if an.silent else f"mean probability {an.confidence:.2f}",
             delta_color="off",
             delta_arrow="off",
@@ -164,7 +181,7 @@ def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: byt
             p = cv["probabilities"].get(cv["label"])
             c2.metric(
                 "Condition",
-                cv["label"].replace("_", " "),
+                service.condition_text(cv["label"]),
                 cv["reason_text"]
                 if cv["label"] == "unknown"
                 else f"probability {float(p):.2f}"
@@ -175,7 +192,7 @@ def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: byt
             )
         else:
             c2.metric("Condition", "not run" if cv["status"] == "missing" else "failed")
-        c3.metric("Duration", format_time(an.duration, decimals=1))
+        c3.metric("Duration", service.length_text(an.duration))
         c4.metric("Model", f"{an.model.get('name')} {an.model.get('version')}")
     d1, d2, d3 = st.columns(3)
     d1.download_button(
@@ -225,7 +242,7 @@ def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: byt
         with st.expander(f"Every detected range ({len(rows)})", expanded=False), st.container(key="ranges"):
             st.table({k: [r[i] for r in rows] for i, k in enumerate(("family", "start", "end", "length"))})
 
-    _show_timeline(an, *service.player_audio(audio, res.filename), ident)
+    _show_timeline(an, *player, ident)
 
     _show_condition(an)
 
@@ -242,6 +259,7 @@ def _show_result(res: service.AppResult, pdf: bytes | str, js: bytes, audio: byt
 
 
 def main() -> None:
+    st.html(_CSS)
     limits = _limits()
     st.title("instrunet: which instruments are playing?")
     models = _models()
@@ -269,7 +287,7 @@ def main() -> None:
     if cached is None or cached[0] != key:
         st.session_state.pop("result", None)
         bar = st.progress(0.0, text="Starting")
-        try:
+        try:  # (Stop or another model ends the analysis at the next block read: service._ReadProgress)
             model = _model(choice.name, choice.version)
             res = service.analyze_upload(
                 data,
@@ -282,6 +300,11 @@ def main() -> None:
             bar.progress(0.93, text=f"Step {n} of {n}: {res.steps[-1]}")
             js = report.analysis_json(res.analysis)
             pdf = _pdf_or_error(res.analysis, up.name)
+            # the player's audio, made once per result (a container browsers do not play, or a
+            # damaged file: a WAV of what was analysed)
+            player = service.player_audio(
+                data, up.name, seconds=res.analysis.duration if res.analysis.damage is not None else None
+            )
         except InstrunetError as e:
             bar.empty()
             st.error(service.markdown_text(f"Cannot analyse this upload. {e}", literal=[up.name]))
@@ -294,10 +317,13 @@ def main() -> None:
                 )
             )
             return
+        except BaseException:  # Streamlit's stop or rerun: no half-full bar left behind
+            bar.empty()
+            raise
         bar.empty()
-        st.session_state["result"] = (key, res, pdf, js)
-    key, res, pdf, js = st.session_state["result"]
-    _show_result(res, pdf, js, data, key[0][:16])
+        st.session_state["result"] = (key, res, pdf, js, player)
+    key, res, pdf, js, player = st.session_state["result"]
+    _show_result(res, pdf, js, player, key[0][:16])
 
 
 main()

@@ -19,10 +19,20 @@ from typing import Any
 from instrunet_core import MEASURES, Analysis, get_registry, plots
 from instrunet_core.errors import InstrunetError, OutputError
 from instrunet_core.output import display_name
-from instrunet_core.timeline import format_ranges, format_time
+from instrunet_core.timeline import format_ranges, format_time, range_decimals
 from instrunet_core.writers import atomic_write_bytes, detected_ranges, figure_bytes
 
-from .service import condition_model_line, condition_view, model_card, other_extras
+from .service import (
+    NO_VALUE,
+    condition_model_line,
+    condition_text,
+    condition_view,
+    label_text,
+    length_text,
+    model_card,
+    other_extras,
+    seconds_text,
+)
 
 __all__ = [
     "MEASURES",
@@ -63,14 +73,15 @@ def timeline_figure(analysis: Analysis, *, narrow: bool = False) -> Any:
     matplotlib.figure.Figure
     """
     rows = len(analysis.labels) + (1 if analysis.prediction.other is not None else 0)
+    other = label_text("other", len(analysis.labels))
     if narrow:
         fig = plots.new_figure(4.0, 0.34 * rows + 1.5)
-        ax = plots.timeline(analysis, ax=fig.subplots(), fontsize=8.5)
+        ax = plots.timeline(analysis, ax=fig.subplots(), fontsize=8.5, other_name=other)
         plots.time_axis(ax, duration=analysis.duration, max_ticks=4)
         ax.set_xlabel("")
     else:
         fig = plots.new_figure(9.0, 0.42 * rows + 1.6)
-        plots.timeline(analysis, ax=fig.subplots())
+        plots.timeline(analysis, ax=fig.subplots(), other_name=other)
     fig.tight_layout()
     return fig
 
@@ -106,12 +117,20 @@ def fmt_ranges(ranges: Any, *, limit: int | None = None, where: str = "full list
 
 
 def range_rows(analysis: Analysis) -> list[list[str]]:
-    """Every detected range in time order: ``[family, start, end, length]`` (``m:ss.s``; "none of
+    """Every detected range in time order: ``[family, start, end, length]`` (``m:ss.s``, more
+    digits where a range is too short for them; the length in s, or ms under 0.1 s; "none of
     the eight" for an open-set model's ``other`` ranges)."""
     out = []
     for lab, a, b, _ in detected_ranges(analysis):
-        name = "none of the eight" if lab == "other" else lab
-        out.append([name, format_time(a, decimals=1), format_time(b, decimals=1), f"{b - a:.1f} s"])
+        d = range_decimals(a, b, 1)
+        out.append(
+            [
+                label_text(lab, len(analysis.labels)),
+                format_time(a, decimals=d),
+                format_time(b, decimals=d),
+                seconds_text(b - a),
+            ]
+        )
     return out
 
 
@@ -157,7 +176,8 @@ def analysis_json(analysis: Analysis, *, registry: Any = None) -> bytes:
 
 
 def ranges_csv(analysis: Analysis, *, registry: Any = None) -> bytes:
-    """Every detected range as CSV: the core's ``ranges`` writer (``instrunet analyze FILE --csv OUT``)."""
+    """Every detected range as CSV: the core's ``ranges`` writer (``instrunet analyze FILE --format
+    ranges --out OUT``)."""
     return writer_bytes(analysis, "ranges", registry=registry)
 
 
@@ -205,7 +225,10 @@ def fmt_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return f"{v:.4g}"
     if isinstance(v, Mapping | list):
-        return json.dumps(v)[:120]
+        text = json.dumps(v)
+        if len(text) <= 120:
+            return text
+        return f"{text[:120]}... ({len(text):,} characters; the JSON has them all)"
     text = str(v)
     if len(text) <= MAX_TEXT_CHARS:
         return text
@@ -221,7 +244,7 @@ class _Pdf:
         pdf = FPDF(format="A4", unit="mm")
         for style in _FONT_FILES:
             pdf.add_font(PDF_FONT, style, _font_path(style))
-        pdf.set_title(_pdf_text(title))
+        pdf.set_title(display_name(title))  # metadata: any Unicode, no glyphs needed
         pdf.set_creator("instrunet-app")
         pdf.set_auto_page_break(auto=True, margin=14)
         pdf.set_margins(14, 14, 14)
@@ -314,20 +337,22 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     doc = _Pdf(f"instrunet report: {name}")
     doc.heading(f"instrunet report: {name}", size=16)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    doc.para(f"Duration {format_time(analysis.duration, decimals=1)} (m:ss). Written {now} by instrunet-app.")
+    doc.para(f"Duration {length_text(analysis.duration)}. Written {now} by instrunet-app.")
 
     doc.heading("Overall prediction")
     if analysis.silent:
         doc.para(
-            "The recording is silent (every window is below -60 dBFS): no instruments to detect.", style="B"
+            "The recording is silent (no sound above -60 dBFS; DC is no sound): no instruments to detect.",
+            style="B",
         )
     else:
-        doc.para(f"{analysis.label} (mean probability {analysis.confidence:.2f})", size=12, style="B")
+        shown = label_text(analysis.label, len(analysis.labels))
+        doc.para(f"{shown} (mean probability {analysis.confidence:.2f})", size=12, style="B")
     if analysis.prediction.other is not None:
         doc.para(f"None of the eight (open-set output): mean probability {analysis.prediction.other:.2f}.")
     if analysis.low_evidence and not analysis.silent:
         doc.para(
-            f"Low evidence: only {analysis.prediction.sounding_seconds:.1f} s of sound; treat this as a hint."
+            f"Low evidence: only {seconds_text(analysis.prediction.sounding_seconds)} of sound; treat this as a hint."
         )
     doc.para(
         "Detected instruments: "
@@ -388,7 +413,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
             [
                 lab,
                 f"{analysis.prediction.probabilities.get(lab, 0.0):.2f}",
-                fmt_value(thresholds.get(lab, "-")),
+                fmt_value(thresholds.get(lab, NO_VALUE)),
                 "yes" if lab in detected else "no",
             ]
             for lab in sorted(analysis.labels, key=lambda x: -analysis.prediction.probabilities.get(x, 0.0))
@@ -411,6 +436,8 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
                         [[fmt_value(str(k)), fmt_value(v)] for k, v in list(val.items())[:40]],
                         widths=(55, 125),
                     )
+                    if len(val) > 40:
+                        doc.para(f"... and {len(val) - 40} more fields (the JSON has them all).", size=8)
                 else:
                     doc.para(fmt_value(val))
 
@@ -458,7 +485,32 @@ def _condition_line(cv: Mapping[str, Any]) -> str:
     if label == "unknown":
         return f"unknown ({cv['reason_text']})"
     p = cv["probabilities"].get(label)
-    return label + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
+    return condition_text(label) + (f" (probability {float(p):.2f})" if isinstance(p, (int, float)) else "")
+
+
+def probability_text(v: Any) -> str:
+    """A class probability as the page and the PDF show it: two decimals."""
+    return f"{float(v):.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else NO_VALUE
+
+
+def condition_rows(cv: Mapping[str, Any]) -> list[list[str]]:
+    """One row per detected instrument: its name, condition and class probabilities
+    (:data:`~instrunet_app.service.NO_VALUE` for "unknown", as for the whole file); the page and
+    the PDF show the same."""
+    return [
+        [
+            str(lab),
+            condition_text(v.get("label", NO_VALUE)),
+            *[
+                NO_VALUE
+                if v.get("label") == "unknown"
+                else probability_text((v.get("probabilities") or {}).get(c))
+                for c in cv["classes"]
+            ],
+        ]
+        for lab, v in cv["instruments"].items()
+        if isinstance(v, Mapping)
+    ]
 
 
 def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
@@ -467,7 +519,7 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
     if cv["status"] != "ok":
         doc.para(cv["notice"])
         return
-    doc.para(f"Condition: {fmt_value(cv['label'])}", size=12, style="B")
+    doc.para(f"Condition: {condition_text(cv['label'])}", size=12, style="B")
     if cv["label"] == "unknown":
         why = cv["reason_text"]
         doc.para(
@@ -481,7 +533,7 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
     if probs and cv["label"] != "unknown":  # what the page shows: no probabilities for "unknown"
         doc.table(
             ["class", "probability"],
-            [[k.replace("_", " "), fmt_value(probs.get(k))] for k in cv["classes"]],
+            [[condition_text(k), probability_text(probs.get(k))] for k in cv["classes"]],
             widths=(60, 40),
         )
     feats = {k: v for k, v in cv["features"].items() if v is not None}  # (not measured: left out)
@@ -493,21 +545,7 @@ def _pdf_condition(doc: _Pdf, analysis: Analysis) -> None:
         )
     if cv["instruments"]:
         doc.table(
-            ["instrument", "condition", *(c.replace("_", " ") for c in cv["classes"])],
-            [
-                [
-                    lab,
-                    str(v.get("label", "-")).replace("_", " "),
-                    *[
-                        "-"
-                        if v.get("label") == "unknown"
-                        else fmt_value((v.get("probabilities") or {}).get(c, "-"))
-                        for c in cv["classes"]
-                    ],
-                ]
-                for lab, v in cv["instruments"].items()
-                if isinstance(v, Mapping)
-            ],
+            ["instrument", "condition", *(condition_text(c) for c in cv["classes"])], condition_rows(cv)
         )
         for lab, v in cv["instruments"].items():
             if isinstance(v, Mapping) and v.get("explanation"):

@@ -25,6 +25,7 @@ from instrunet_core import Analysis, InputError, Model, analyze, get_registry, l
 from instrunet_core.audio import MP3_SUPPORTED, audio_info, ended_early
 from instrunet_core.features import SILENCE_DB
 from instrunet_core.registry import Registry
+from instrunet_core.timeline import format_time
 
 __all__ = [
     "ALLOWED_EXTENSIONS",
@@ -42,7 +43,17 @@ __all__ = [
     "condition_model_line",
     "other_extras",
     "markdown_text",
+    "NO_VALUE",
+    "label_text",
+    "condition_text",
+    "length_text",
+    "player_audio",
 ]
+
+#: What a cell without a value shows (a lone "-" is an empty list item in Streamlit's tables,
+#: which read every cell as Markdown; the page and the PDF show the same).
+NO_VALUE = "\u2013"
+
 
 #: Extensions the uploader accepts (mp3 only where libsndfile decodes it).
 ALLOWED_EXTENSIONS: tuple[str, ...] = (
@@ -103,7 +114,11 @@ class Limits:
     def duration_text(self) -> str:
         """``max_seconds`` for people: ``"30 s"``, ``"10 min"``."""
         s = self.max_seconds
-        return f"{s:g} s" if s < 120 else f"{s / 60:.3g} min"
+        if s < 120:
+            return f"{s:g} s"
+        if s % 60 == 0:
+            return f"{s / 60:g} min"
+        return format_time(s) + " (m:ss)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +225,47 @@ def markdown_text(text: str, *, literal: Sequence[str] = ()) -> str:
 
 
 def _extension(filename: str) -> str:
-    return os.path.splitext(filename)[1].lower().lstrip(".")
+    """The extension, lower case: ``".wav"`` (a name that is only an extension) is ``wav`` too
+    (``os.path.splitext`` takes a leading dot for part of the name)."""
+    base = os.path.basename(filename)
+    return base.rsplit(".", 1)[-1].lower() if "." in base else ""
+
+
+def file_stem(filename: str) -> str:
+    """The name for downloads: the upload's name without its extension (``"analysis"`` when
+    nothing is left: ``.wav``)."""
+    base = os.path.basename(filename)
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    return stem or "analysis"
+
+
+def label_text(label: str, n_labels: int = 8) -> str:
+    """A label as people read it: the open-set answer ``other`` is "none of the eight" (of an
+    eight-label model; "none of the labels" otherwise), every other label itself."""
+    if label != "other":
+        return label
+    return "none of the eight" if n_labels == 8 else "none of the labels"
+
+
+#: The condition classes as the page and the PDF write them (the JSON keeps the keys).
+CONDITION_TEXT = {
+    "healthy": "healthy",
+    "moderately_aged": "moderately aged",
+    "broken_noisy": "broken / noisy",
+}
+
+
+def condition_text(label: Any) -> str:
+    """A condition class as people read it: ``broken_noisy`` → "broken / noisy"."""
+    text = str(label)
+    return CONDITION_TEXT.get(text, text.replace("_", " "))
+
+
+def length_text(seconds: float) -> str:
+    """A recording's length: ``m:ss.s``, or :func:`seconds_text` under a second (a 45 ms file is
+    "45 ms", not "0:00.0")."""
+    s = float(seconds)
+    return seconds_text(s) if s < 1.0 else format_time(s, decimals=1)
 
 
 def check_upload(data: bytes, filename: str, *, limits: Limits | None = None) -> float:
@@ -286,11 +341,15 @@ class _ReadProgress(io.BytesIO):
                 self.pending = e
 
     def read(self, size: int | None = -1) -> bytes:
+        if self.pending is not None:  # the page stopped (Stop, another model): the end, at once
+            return b""
         out = super().read(size)
         self._tick()
         return out
 
     def readinto(self, buffer: Any) -> int:
+        if self.pending is not None:
+            return 0
         n = super().readinto(buffer)
         self._tick()
         return n
@@ -313,34 +372,69 @@ _MIME_BY_MAGIC = (
 def audio_mime(filename: str, data: bytes = b"") -> str:
     """The MIME type of an upload: by its first bytes when they name a container (``data``),
     else by its extension (``audio/wav`` when unknown)."""
+    return _magic_mime(data) or _MIME.get(_extension(filename), "audio/wav")
+
+
+def _magic_mime(data: bytes) -> str | None:
     for magic, mime in _MIME_BY_MAGIC:
         if data.startswith(magic):
             return mime
     if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:  # an MPEG frame sync
         return "audio/mpeg"
-    return _MIME.get(os.path.splitext(filename)[1].lower().lstrip("."), "audio/wav")
+    return None
 
 
 #: What browsers' audio players take; anything else the page transcodes for its player.
 _PLAYABLE = ("audio/wav", "audio/flac", "audio/ogg", "audio/mpeg")
+#: Most channels the player is given as uploaded (browsers refuse 64; more are mixed down to 2).
+_PLAYER_CHANNELS = 2
 
 
-def player_audio(data: bytes, filename: str) -> tuple[bytes, str]:
-    """The upload as the page's audio player gets it, with its MIME type: as uploaded when
-    browsers play its container, else (an AIFF or CAF named ``.wav``, which the decoder reads
-    by its content) as a 16-bit WAV of the same audio."""
-    mime = audio_mime(filename, data[:16])
-    if mime in _PLAYABLE:
-        return data, mime
+def player_audio(data: bytes, filename: str, *, seconds: float | None = None) -> tuple[bytes, str]:
+    """The upload as the page's audio player gets it, with its MIME type.
+
+    As uploaded when its first bytes name a container browsers play and it has at most two
+    channels; else (a CAF, W64 or AU file named ``.wav``, which the decoder reads by its content;
+    a WAV of many channels) as a 16-bit WAV of the same audio, its channels mixed to two. With
+    ``seconds`` (a damaged file: what the analysis decoded), that much of it as a WAV, so the
+    player's length is what was analysed. Converted in blocks (a long many-channel file is never
+    held as float samples whole).
+    """
+    mime = _magic_mime(data[:16])
+    if mime in _PLAYABLE and seconds is None and _channels(data) <= _PLAYER_CHANNELS:
+        return data, str(mime)
+    import numpy as np
+    import soundfile as sf
+
+    out = io.BytesIO()
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            ch = min(f.channels, _PLAYER_CHANNELS)
+            left = f.frames if seconds is None else min(f.frames, int(round(seconds * f.samplerate)))
+            with sf.SoundFile(
+                out, "w", samplerate=f.samplerate, channels=ch, format="WAV", subtype="PCM_16"
+            ) as w:
+                while left > 0:
+                    y = f.read(min(left, 65536), dtype="float32", always_2d=True)
+                    if not len(y):
+                        break
+                    left -= len(y)
+                    if y.shape[1] > ch:  # mixed down: the mean of the channels on each side
+                        y = np.stack([y[:, i::ch].mean(axis=1) for i in range(ch)], axis=1)
+                    w.write(np.clip(y, -1.0, 1.0))
+    except Exception:  # noqa: BLE001 - the analysis decoded it; the player is a convenience
+        return data, mime or audio_mime(filename)
+    return out.getvalue(), "audio/wav"
+
+
+def _channels(data: bytes) -> int:
+    """The upload's channel count (1 when it cannot be told: the player takes it as it is)."""
     import soundfile as sf
 
     try:
-        y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception:  # noqa: BLE001 - the analysis decoded it; the player is a convenience
-        return data, mime
-    out = io.BytesIO()
-    sf.write(out, y, sr, format="WAV", subtype="PCM_16")
-    return out.getvalue(), "audio/wav"
+        return int(sf.info(io.BytesIO(data)).channels)
+    except Exception:  # noqa: BLE001 - an MP3 libsndfile cannot read here, say
+        return 1
 
 
 def nothing_detected_text(an: Any) -> str:
@@ -498,8 +592,8 @@ def analyze_upload(
         )
     if an.silent:
         notice = (notice + " " if notice else "") + (
-            f"{filename}: the recording is silent (every window is below {SILENCE_DB:g} dBFS), "
-            "so there are no instruments to detect."
+            f"{filename}: the recording is silent (no sound above {SILENCE_DB:g} dBFS in any window; a "
+            "constant offset, DC, is no sound), so there are no instruments to detect."
         )
     elif getattr(an.prediction, "low_evidence", False):
         secs = float(getattr(an.prediction, "sounding_seconds", 0.0))
