@@ -750,9 +750,9 @@ def test_stream_sampling_mixing_and_memory() -> None:
 
 
 def test_explanations_cite_what_drove_the_verdict(flute: np.ndarray) -> None:
-    """The cited features are the ones whose clean value changes the verdict's probability most
+    """The cited features are the ones whose clean value changes the verdict's log-odds most
     (checked by recomputing it), quoted with their clean range; "healthy" never rests on a feature
-    outside its clean range."""
+    outside its clean range, and an aged or broken verdict never on one inside it."""
     model = clf_mod.load_condition_model()
     lo, hi = model.reference["healthy"]["low"], model.reference["healthy"]["high"]
     for y in (flute, _noisy(flute, 0.0)):
@@ -778,8 +778,13 @@ def test_explanations_cite_what_drove_the_verdict(flute: np.ndarray) -> None:
             xo[:, j] = feature_vector(
                 {**rows[0], top["feature"]: model.reference["healthy"]["median"][top["feature"]]}
             )[j]
-            drop = model.predict(x)[:, k].mean() - model.predict(xo)[:, k].mean()
-            assert drop == pytest.approx(top["effect"], abs=2e-3) and drop > 0.01
+
+            def logit(q: float) -> float:
+                return float(np.log(q / (1 - q)))
+
+            drop = logit(model.predict(x)[:, k].mean()) - logit(model.predict(xo)[:, k].mean())
+            assert drop == pytest.approx(top["effect"], abs=2e-3) and drop > clf_mod.MIN_EFFECT
+            assert all(r["outside_clean_range"] for r in v["reasons"]), v["reasons"]
     assert (
         clf_mod.assess(rows, [1, 1], predict=model.predict, reference=model.reference)["label"]
         == "broken_noisy"
@@ -1036,3 +1041,62 @@ def test_cli_json_through_the_installed_entry_point(tmp_path: Path) -> None:
     _check_verdict(c)
     assert c["label"] == "healthy" and c["model"]["name"] == "condition"
     assert set(c["instruments"]) >= {"flute"}
+
+
+# ------------------------------------------------------------ a user audit of the explanations (2026-12-06)
+
+
+def _reference() -> dict:
+    return {
+        "healthy": {
+            "median": {"hnr_db": 20.0, "spectral_flatness": 0.01, "crest_factor_db": 12.0},
+            "low": {"hnr_db": 5.0, "spectral_flatness": 0.001, "crest_factor_db": 8.0},
+            "high": {"hnr_db": 35.0, "spectral_flatness": 0.3, "crest_factor_db": 18.0},
+        },
+        "broken_noisy": {"median": {"hnr_db": 2.0, "spectral_flatness": 0.5, "crest_factor_db": 6.0}},
+    }
+
+
+def test_an_aged_or_broken_verdict_rests_only_on_damage_it_can_show() -> None:
+    """Noise at 20 dB SNR was "broken" resting on three features inside their clean ranges, white
+    noise on an envelope *below* its range: evidence of damage is outside the clean range on the
+    damaged side (the class median's), else the sentence says none alone is damaged."""
+    feats = {"hnr_db": 1.0, "spectral_flatness": 0.2, "crest_factor_db": 30.0}
+    effects = {"hnr_db": 0.5, "spectral_flatness": 2.0, "crest_factor_db": 1.0}
+    text, reasons = clf_mod.explain("broken_noisy", 0.9, feats, effects, _reference())
+    # flatness (inside) and crest factor (outside, but on the clean side: high) are not evidence
+    assert [r["feature"] for r in reasons] == ["hnr_db"] and "spectral flatness" not in text
+    assert text.startswith("broken / noisy (p=0.90): the verdict rests most on harmonics-to-noise ratio 1 dB")
+    text, reasons = clf_mod.explain(
+        "broken_noisy", 0.52, {**feats, "hnr_db": 10.0}, effects, _reference(),
+        probabilities={"healthy": 0.46, "moderately_aged": 0.02, "broken_noisy": 0.52},
+        window_shares={"healthy": 0.48, "moderately_aged": 0.0, "broken_noisy": 0.52},
+    )  # fmt: skip
+    assert reasons == [] and "no feature is outside its clean range on the damaged side" in text
+    assert "a close call, healthy p=0.46" in text
+    assert "the judged windows disagree: 52% broken / noisy, 48% healthy" in text
+
+
+def test_a_healthy_verdict_names_the_farthest_outweighed_features_first() -> None:
+    feats = {"hnr_db": 60.0, "spectral_flatness": 0.01, "crest_factor_db": -10.0}
+    text, reasons = clf_mod.explain("healthy", 0.93, feats, {"spectral_flatness": 1.0}, _reference())
+    # crest factor is 1.8 range widths below its range, HNR 0.83 above: crest factor first
+    assert text.index("crest factor") < text.index("harmonics-to-noise")
+    assert [r["feature"] for r in reasons] == ["spectral_flatness", "crest_factor_db", "hnr_db"]
+
+
+def test_unknown_counts_what_kept_the_windows_out() -> None:
+    """A mostly quiet file was "too mixed ... everywhere"; a file of lost windows would have been
+    "too mixed" too; condition_of said "too_short" (a remainder) where analyze said "silent"."""
+    from instrunet_condition import condition_of
+    from instrunet_condition.stream import reason_of, unknown
+
+    assert reason_of({"silent": 4, "too_quiet": 5, "too_mixed": 6}) == "too_mixed"
+    assert reason_of({"silent": 3}) == "silent" and reason_of({}) == "silent"
+    assert reason_of({"silent": 3, "lost": 2, "too_mixed": 0}) == "lost"
+    v = unknown("too_mixed", {"silent": 4, "too_quiet": 5, "too_mixed": 6, "lost": 0})
+    assert v["explanation"].endswith("(windows: 6 too mixed, 5 too quiet, 4 silent).")
+    assert "everywhere" not in v["explanation"]
+    t = np.arange(60 * SR) / SR
+    quiet = (10 ** (-70 / 20) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert condition_of(quiet, sr=SR)["reason"] == "silent"

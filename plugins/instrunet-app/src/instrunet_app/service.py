@@ -647,6 +647,8 @@ UNKNOWN_REASONS: dict[str, str] = {
     "too_short": "too little sound to judge",
     "too_quiet": "too quiet to judge",
     "too_mixed": "too many instruments at once to judge",
+    "not_sampled": "not judged: no window sampled where it plays",
+    "lost": "not judged: the analysis fell behind",
 }
 
 

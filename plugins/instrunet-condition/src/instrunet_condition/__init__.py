@@ -4,14 +4,17 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
 :func:`instrunet_core.analyze` then adds ``analysis.extras["condition"]``::
 
     {"label": "healthy" | "moderately_aged" | "broken_noisy" | "unknown",
-     "reason": None | "silent" | "too_short" | "too_quiet" | "too_mixed",
+     "reason": None | "silent" | "too_short" | "too_quiet" | "too_mixed" | "not_sampled" | "lost",
      "probabilities": {"healthy": p, "moderately_aged": p, "broken_noisy": p},
      "features": {"hnr_db": ..., "spectral_flatness": ..., ...},
      "explanation": "one sentence: the verdict and the features that drove it, with clean ranges",
      "reasons": [{"feature", "value", "clean_range", "outside_clean_range", "effect"}, ...],
-                 # feature "spectrogram": the spectrogram network, value its p of the verdict
+                 # feature "spectrogram": the spectrogram network, value its p of the verdict;
+                 # effect: the fall of the verdict's log-odds without that feature's value
+     "window_shares": {"healthy": s, "moderately_aged": s, "broken_noisy": s},
+                 # the share of the judged audio whose window on its own points to each class
      "instruments": {"<family>": {"label", "reason", "probabilities", "features",
-                                  "explanation", "reasons", "chunks", "seconds"}},
+                                  "explanation", "reasons", "window_shares", "chunks", "seconds"}},
      "model": {"name": "condition", "version": "3.2.0", "sha256": "...",
                "spectrogram": {"name": "condition-spectrogram", "version": "1.2.0", "sha256": "..."}},
      "chunks": n, "seconds": s,
@@ -50,7 +53,7 @@ from .classifier import (
     load_condition_model,
 )
 from .features import FEATURE_NAMES, SAMPLE_RATE, condition_features, feature_vector
-from .stream import ConditionStream, not_judgeable, unknown
+from .stream import ConditionStream, not_judgeable, reason_of, unknown
 
 __all__ = [
     "CLASSES",
@@ -139,21 +142,26 @@ def condition_of(
     net = m.spectrogram if predict is None else None
     if net is not None and int(net.front_end.sample_rate) != sr:
         net = None
-    rows, secs, why, spec = [], [], [], []
+    rows, secs, spec = [], [], []
+    why: dict[str, int] = {}
+    whole: dict[str, int] = {}  # (a short remainder's reason counts only when no whole window has one)
     for a in range(0, max(1, y.shape[0]), CHUNK_SAMPLES):
         w = y[a : a + CHUNK_SAMPLES]
         r = not_judgeable(w, sr)
         f = condition_features(w, sr=sr) if r is None else None
         if f is None:
-            why.append(r or "silent")
+            r = r or "silent"
+            why[r] = why.get(r, 0) + 1
+            if w.shape[0] == CHUNK_SAMPLES:
+                whole[r] = whole.get(r, 0) + 1
             continue
         rows.append(f)
         secs.append(w.shape[0] / sr)
         if net is not None:
             spec.append(np.asarray(net.predict_windows(w[None, :]), np.float32)[0])
     if not rows:
-        order = ("too_quiet", "too_short", "silent")
-        return unknown(next((k for k in order if k in why), "silent"))
+        counts = whole or why
+        return unknown(reason_of(counts), counts)
     out = assess(
         rows,
         [1.0] * len(rows),

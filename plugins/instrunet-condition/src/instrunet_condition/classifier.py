@@ -37,8 +37,8 @@ CLASSES = ("healthy", "moderately_aged", "broken_noisy")
 SPECTROGRAM = "spectrogram"
 
 #: What the verdict and each feature mean, for people (the web app shows them beside the
-#: numbers): the features as :mod:`instrunet_condition.features` computes them, per chunk of up
-#: to 4 s, averaged.
+#: numbers): the features as :mod:`instrunet_condition.features` computes them on each judged
+#: 2.9 s window, their weighted median over the windows.
 DESCRIPTIONS: dict[str, str] = {
     "condition": (
         "healthy, moderately aged or broken / noisy, from a small classifier on the features below "
@@ -286,6 +286,16 @@ def _say(name: str, value: float, lo: float | None, hi: float | None) -> str:
     return f"{_WORDS.get(name, name)} {value:.3g}{u}{rng}"
 
 
+#: Least effect (fall of the verdict's log-odds when a feature alone takes its reference value)
+#: of a feature the explanation cites.
+MIN_EFFECT = 0.04
+#: Below this probability a verdict is a close call, and the explanation says so with the runner-up.
+CLOSE_CALL = 0.6
+#: Share of the judged audio whose windows, each on its own, point to another class than the
+#: verdict from which the explanation says that the windows disagree.
+DISAGREE_SHARE = 0.25
+
+
 def explain(
     label: str,
     p: float,
@@ -293,6 +303,9 @@ def explain(
     effects: Mapping[str, float],
     reference: Mapping[str, Mapping[str, Mapping[str, float]]],
     spectrogram: Mapping[str, float] | None = None,
+    *,
+    probabilities: Mapping[str, float] | None = None,
+    window_shares: Mapping[str, float] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The verdict in one sentence and the features behind it.
 
@@ -304,15 +317,21 @@ def explain(
     feats : dict
         The judged stretch's feature values (weighted median over its windows).
     effects : dict
-        Per feature, how much the probability of ``label`` falls when that feature alone takes
-        its reference value (occlusion; see :func:`assess`): the features that drove the verdict
-        have the largest effects.
+        Per feature, how much the log-odds of ``label`` fall when that feature alone takes its
+        reference value (occlusion; see :func:`assess`): the features that drove the verdict
+        have the largest effects (log-odds: a verdict at p = 0.999 still shows what drives it).
     reference : dict
         :attr:`ConditionModel.reference`.
     spectrogram : dict, optional
         The spectrogram network's probabilities (weighted mean over the windows) of a fused
         model; ``effects[SPECTROGRAM]`` is then its share of the verdict, and it is cited like a
         feature whose value is its probability of ``label`` (no clean range).
+    probabilities : dict, optional
+        Every class's probability: a verdict below :data:`CLOSE_CALL` is said to be a close
+        call, with the runner-up.
+    window_shares : dict, optional
+        Per class, the share of the judged audio whose window on its own points to it: from
+        :data:`DISAGREE_SHARE` pointing elsewhere, the sentence says the windows disagree.
 
     Returns
     -------
@@ -320,13 +339,39 @@ def explain(
     reasons : list of dict
         ``{"feature", "value", "clean_range": [lo, hi], "outside_clean_range", "effect"}`` of the
         features cited, strongest first.
+
+    Notes
+    -----
+    An aged or broken verdict rests on the features outside the clean range **on the damaged
+    side** (the side of the verdict's class median, from the clean median), and on the
+    spectrogram network; a feature inside the clean range, or outside it on the clean side, is
+    never cited as evidence of damage. A healthy verdict cites clean values, and names the
+    features outside the clean range (the farthest first) as outweighed.
     """
     clean = reference.get("healthy", {})
     lo_d, hi_d = clean.get("low", {}), clean.get("high", {})
+    c_med, v_med = clean.get("median", {}), reference.get(label, {}).get("median", {})
     net = dict(spectrogram or {})
 
     def outside(k: str) -> bool:
         return k in lo_d and k in hi_d and k in feats and not (lo_d[k] <= feats[k] <= hi_d[k])
+
+    def beyond(k: str) -> float:
+        """How far outside the clean range, in range widths (0 inside)."""
+        if not outside(k):
+            return 0.0
+        lo, hi, v = lo_d[k], hi_d[k], feats[k]
+        width = max(hi - lo, 1e-12)
+        return (lo - v) / width if v < lo else (v - hi) / width
+
+    def damaged_side(k: str) -> bool:
+        if k == SPECTROGRAM:
+            return True
+        if not outside(k):
+            return False
+        if k in v_med and k in c_med and v_med[k] != c_med[k]:
+            return feats[k] > hi_d[k] if v_med[k] > c_med[k] else feats[k] < lo_d[k]
+        return True  # no class median to tell the side: outside is taken as damage
 
     def value(k: str) -> float:
         return float(net.get(label, 0.0)) if k == SPECTROGRAM else float(feats[k])
@@ -345,33 +390,64 @@ def explain(
             "effect": round(float(effects.get(k, 0.0)), 4),
         }
 
-    ranked = [k for k, v in sorted(effects.items(), key=lambda kv: -kv[1]) if v > 0.01]
+    words = _CLASS_WORDS.get(label, label)
+    head = f"{words} (p={p:.2f}"
+    probs = dict(probabilities or {})
+    rivals = sorted(((q, c) for c, q in probs.items() if c != label), reverse=True)
+    if p < CLOSE_CALL and rivals:
+        head += f"; a close call, {_CLASS_WORDS.get(rivals[0][1], rivals[0][1])} p={rivals[0][0]:.2f}"
+    head += ")"
+    ranked = [k for k, v in sorted(effects.items(), key=lambda kv: -kv[1]) if v > MIN_EFFECT]
     if label == "healthy":
         # What keeps it healthy: clean values whose replacement by a damaged clip's typical value
         # would lower p(healthy) most. A feature outside the clean range is never cited as a reason
-        # for "healthy"; it is named as outweighed instead.
-        keep = [k for k in ranked if not outside(k)][:2]
-        odd = [k for k in FEATURE_NAMES if outside(k)]
+        # for "healthy"; it is named as outweighed instead, the farthest first.
+        keep = [k for k in ranked if k != SPECTROGRAM and not outside(k)][:2]
+        odd = sorted((k for k in FEATURE_NAMES if outside(k)), key=lambda k: -beyond(k))
         if keep:
             text = (
-                f"healthy (p={p:.2f}): no sign of damage; "
+                f"{head}: no sign of damage; "
                 + " and ".join(say(k) for k in keep)
                 + (" look" if len(keep) > 1 else " looks")
                 + " as clean recordings do"
             )
         else:
-            text = f"healthy (p={p:.2f}): no single feature stands out; together they look as clean recordings do"
+            text = f"{head}: no single feature stands out; together they look as clean recordings do"
         if odd:
-            text += "; outside the clean range but outweighed: " + ", ".join(
-                _say(k, feats[k], lo_d.get(k), hi_d.get(k)) for k in odd[:2]
+            text += "; outside the clean range but outweighed: " + ", ".join(say(k) for k in odd[:3])
+            if len(odd) > 3:
+                text += f" and {len(odd) - 3} more"
+        cited = keep + odd[:3]
+    else:
+        cited = [k for k in ranked if damaged_side(k)][:3]
+        if cited:
+            text = f"{head}: the verdict rests most on " + " and ".join(say(k) for k in cited)
+        else:
+            text = (
+                f"{head}: no feature is outside its clean range on the damaged side; the verdict rests on "
+                "their combination, none of them damaged on its own"
             )
-        return text + ".", [reason(k) for k in keep + odd[:2]]
-    top = ranked[:3]
-    words = {"moderately_aged": "moderately aged", "broken_noisy": "broken / noisy"}.get(label, label)
-    if not top:
-        return f"{words} (p={p:.2f}): no single feature drives the verdict; they agree together.", []
-    text = f"{words} (p={p:.2f}): the verdict rests most on " + " and ".join(say(k) for k in top)
-    return text + ".", [reason(k) for k in top]
+    return text + _disagreement(label, window_shares) + ".", [reason(k) for k in cited]
+
+
+_CLASS_WORDS = {"healthy": "healthy", "moderately_aged": "moderately aged", "broken_noisy": "broken / noisy"}
+
+
+def _disagreement(label: str, shares: Mapping[str, float] | None) -> str:
+    """``"; the judged windows disagree: 52 % look healthy, 48 % broken / noisy (the condition
+    may change over the recording)"``, or ``""`` when they mostly agree with the verdict."""
+    if not shares or 1.0 - float(shares.get(label, 0.0)) < DISAGREE_SHARE:
+        return ""
+    parts = [
+        f"{q:.0%} {_CLASS_WORDS.get(c, c)}"
+        for c, q in sorted(shares.items(), key=lambda cq: -cq[1])
+        if q >= 0.05
+    ]
+    return (
+        "; the judged windows disagree: "
+        + ", ".join(parts)
+        + " (the condition may change over the recording)"
+    )
 
 
 def assess(
@@ -400,8 +476,8 @@ def assess(
     reference : dict, optional
         :attr:`ConditionModel.reference`. For the explanation each feature in turn takes a
         reference value in every window (occlusion): the clean median for an aged or broken
-        verdict, the runner-up class's median for a healthy one; how far the verdict's
-        probability falls says how much that feature drove it.
+        verdict, the runner-up class's median for a healthy one; how far the verdict's log-odds
+        fall says how much that feature drove it.
     spectrogram : np.ndarray [shape=(n, 3)], optional
         A fused model's spectrogram network probabilities of each window; its share of the
         verdict (the fall when the features alone decide) is the effect of :data:`SPECTROGRAM`.
@@ -410,7 +486,8 @@ def assess(
     -------
     dict
         ``label``, ``probabilities``, ``features`` (weighted median over the windows),
-        ``explanation``, ``reasons``, ``chunks``.
+        ``explanation``, ``reasons``, ``window_shares`` (per class, the share of the judged audio
+        whose window on its own points to it), ``chunks``.
 
     Raises
     ------
@@ -450,6 +527,8 @@ def assess(
         return p
 
     probs = run(x)
+    # each window on its own: which class it points to (the share of the judged audio)
+    shares = {c: float(w[np.argmax(probs, axis=1) == i].sum()) for i, c in enumerate(CLASSES)}
     mean = (probs * w[:, None]).sum(axis=0)
     if not mean.sum() > 0:
         raise InputError("assess: predict gave every window probability 0 for every class")
@@ -470,18 +549,27 @@ def assess(
     if occl:
         po = run(np.concatenate([o for _, o in occl]), len(occl)).reshape(len(occl), len(x), -1)
         for (n, _), pn in zip(occl, po, strict=True):
-            effects[n] = float(mean[k] - (pn[:, k] * w).sum() / (pn * w[:, None]).sum())
+            effects[n] = _logit(mean[k]) - _logit((pn[:, k] * w).sum() / (pn * w[:, None]).sum())
     net = None
     if spec is not None:
         alone = run(x, fused=False)  # the features alone
-        effects[SPECTROGRAM] = float(mean[k] - (alone[:, k] * w).sum() / (alone * w[:, None]).sum())
+        effects[SPECTROGRAM] = _logit(mean[k]) - _logit((alone[:, k] * w).sum() / (alone * w[:, None]).sum())
         net = {c: float((spec[:, i] * w).sum()) for i, c in enumerate(CLASSES)}
-    text, reasons = explain(label, float(mean[k]), feats, effects, ref, net)
+    probabilities = {c: float(mean[i]) for i, c in enumerate(CLASSES)}
+    text, reasons = explain(
+        label, float(mean[k]), feats, effects, ref, net, probabilities=probabilities, window_shares=shares
+    )
     return {
         "label": label,
         "probabilities": {c: float(mean[i]) for i, c in enumerate(CLASSES)},
         "features": feats,
         "explanation": text,
         "reasons": reasons,
+        "window_shares": shares,
         "chunks": int(len(rows)),
     }
+
+
+def _logit(q: float) -> float:
+    q = min(max(float(q), 1e-6), 1.0 - 1e-6)
+    return float(np.log(q / (1.0 - q)))

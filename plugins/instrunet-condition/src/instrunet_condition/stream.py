@@ -54,6 +54,7 @@ __all__ = [
     "MIXED_LABELS",
     "MAX_BUFFER_SECONDS",
     "unknown",
+    "reason_of",
 ]
 
 #: Windows the whole-file sample aims at (20 windows x 2.9 s: a minute of audio).
@@ -75,25 +76,58 @@ _REASONS = {
     "silent": "unknown: silence, nothing to judge.",
     "too_short": f"unknown: too little sound to judge (no window with {MIN_SOUND_SECONDS:g} s of sound).",
     "too_quiet": f"unknown: too quiet to judge (sound below {QUIET_DBFS:g} dBFS RMS).",
-    "too_mixed": f"unknown: too mixed to judge ({MIXED_LABELS} or more instruments at once everywhere).",
+    "too_mixed": (
+        f"unknown: too mixed to judge ({MIXED_LABELS} or more families above their thresholds at once in "
+        "the windows with sound)."
+    ),
+    "not_sampled": "unknown: none of the windows sampled for the condition falls where it plays.",
+    "lost": "unknown: the analysis fell behind and its windows' audio was dropped before it could be judged.",
+}
+#: How each reason reads in a count of the windows left out ("6 too mixed").
+_COUNT_WORDS = {
+    "silent": "silent",
+    "too_short": "too short",
+    "too_quiet": "too quiet",
+    "too_mixed": "too mixed",
+    "lost": "dropped",
 }
 
 
-def unknown(reason: str) -> dict[str, Any]:
+def unknown(reason: str, skipped: Any = None) -> dict[str, Any]:
     """The verdict when nothing could be judged, and why (``silent``, ``too_short``,
-    ``too_quiet``, ``too_mixed``; anything else is an ``InputError``)."""
+    ``too_quiet``, ``too_mixed``, ``not_sampled``, ``lost``; anything else is an
+    ``InputError``); with ``skipped`` (windows left out per reason), the explanation counts
+    them: ``"(windows: 6 too mixed, 5 too quiet, 4 silent)"``."""
     if not isinstance(reason, str) or reason not in _REASONS:
         raise InputError(f"unknown: reason must be one of {sorted(_REASONS)}, got {reason!r}")
+    text = _REASONS[reason]
+    counts = sorted(
+        ((int(n), k) for k, n in dict(skipped or {}).items() if n and k in _COUNT_WORDS), reverse=True
+    )
+    if len(counts) > 1:
+        text = text[:-1] + " (windows: " + ", ".join(f"{n} {_COUNT_WORDS[k]}" for n, k in counts) + ")."
     return {
         "label": "unknown",
         "reason": reason,
         "probabilities": {c: 0.0 for c in CLASSES},
         "features": {k: None for k in FEATURE_NAMES},
-        "explanation": _REASONS[reason],
+        "explanation": text,
         "reasons": [],
         "chunks": 0,
         "seconds": 0.0,
     }
+
+
+def reason_of(counts: Any) -> str:
+    """Why nothing was judged, from the windows left out per reason: ``silent`` when every one
+    was silent, else the most frequent of the others that occurred (``too_mixed`` before
+    ``too_quiet``, ``too_short``, ``lost`` on a tie); ``silent`` when none was counted."""
+    c = {k: int(v) for k, v in dict(counts or {}).items() if v}
+    loud = {k: v for k, v in c.items() if k != "silent"}
+    if not loud:
+        return "silent"
+    order = ("too_mixed", "too_quiet", "too_short", "lost")
+    return max((k for k in order if k in loud), key=lambda k: loud[k])
 
 
 def not_judgeable(y: np.ndarray, sr: int) -> str | None:
@@ -369,10 +403,7 @@ class ConditionStream:
         return out
 
     def _why_not(self) -> str:
-        s = self.skipped
-        if self.windows_seen == s["silent"]:
-            return "silent"
-        return max(("too_mixed", "too_quiet", "too_short"), key=lambda k: s[k])
+        return reason_of(self.skipped)
 
     def finish(self, context: Any) -> dict[str, Any]:
         """The output contract of :mod:`instrunet_condition`."""
@@ -381,7 +412,7 @@ class ConditionStream:
         finally:
             self.close()
         m = self.model
-        whole = self._verdict(sampled) if sampled else unknown(self._why_not())
+        whole = self._verdict(sampled) if sampled else unknown(self._why_not(), self.skipped)
         per: dict[str, Any] = {}
         for inst in getattr(context, "instruments", None) or []:
             ranges = [tuple(r) for r in inst.ranges]
@@ -390,11 +421,14 @@ class ConditionStream:
                 # the window shares at least MIN_SOUND_SECONDS with the instrument's ranges
                 return sum(max(0.0, min(w.end, b) - max(w.start, a)) for a, b in ranges) >= MIN_SOUND_SECONDS
 
-            mine = [w for w in sampled if inst.label in w.present and inside(w)]
+            # where it plays is where its ranges say (the timeline's, as the user reads them), not
+            # only the windows whose own probability passed its threshold: a family detected from
+            # the evidence windows between them was "too short" there, and depended on the hop
+            mine = [w for w in sampled if inside(w)]
             v = (
                 self._verdict(mine, family=inst.label)
                 if mine
-                else unknown(self._instrument_reason(inst.label))
+                else unknown(self._instrument_reason(inst.label, ranges), self._label_skips.get(inst.label))
             )
             per[inst.label] = {
                 k: v[k]
@@ -405,14 +439,25 @@ class ConditionStream:
                     "features",
                     "explanation",
                     "reasons",
+                    "window_shares",
                     "chunks",
                     "seconds",
                 )
+                if k in v
             }
         return {
             **{
                 k: whole[k]
-                for k in ("label", "reason", "probabilities", "features", "explanation", "reasons")
+                for k in (
+                    "label",
+                    "reason",
+                    "probabilities",
+                    "features",
+                    "explanation",
+                    "reasons",
+                    "window_shares",
+                )
+                if k in whole
             },
             "instruments": per,
             "model": {"name": m.name, "version": m.version, "sha256": m.sha256, **self._network()},
@@ -434,7 +479,12 @@ class ConditionStream:
             return {}
         return {"spectrogram": {"name": net.name, "version": net.version, "sha256": net.manifest.sha256}}
 
-    def _instrument_reason(self, label: str) -> str:
-        """Why an instrument got no judged window: what kept most of its windows out."""
-        skips = {k: v for k, v in self._label_skips.get(label, {}).items() if k != "lost"}
-        return max(skips, key=lambda k: skips[k]) if skips else "too_short"
+    def _instrument_reason(self, label: str, ranges: list[tuple[float, float]]) -> str:
+        """Why an instrument got no judged window: what kept most of its windows out; else
+        ``too_short`` when it plays less than a window needs, ``not_sampled`` when it plays
+        longer but no sampled window falls where it does."""
+        skips = self._label_skips.get(label, {})
+        if any(skips.values()):
+            return reason_of(skips)
+        played = sum(b - a for a, b in ranges)
+        return "too_short" if played < MIN_SOUND_SECONDS else "not_sampled"
