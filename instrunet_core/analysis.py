@@ -354,6 +354,10 @@ class AnalysisContext:
     expected_duration : float or None
         Seconds of audio the source says it holds, before decoding (``None`` when it does not
         say); after the pass, :attr:`duration` is what was decoded.
+    source_sample_rate : int or None
+        The source's own rate before resampling (its header's, or the array's): what band it
+        can hold (an 8 kHz recording has nothing above 4 kHz, whatever :attr:`sample_rate` is);
+        ``None`` when not known.
     model_name, model_version : str
     duration : float
         Seconds decoded (0 before the pass).
@@ -375,6 +379,7 @@ class AnalysisContext:
         model: dict[str, str] | None = None,
         settings: dict[str, Any] | None = None,
         expected_duration: float | None = None,
+        source_sample_rate: int | None = None,
     ) -> None:
         self._source = source
         self._sample_rate_in = sample_rate_in
@@ -388,6 +393,7 @@ class AnalysisContext:
         self.hop_seconds = float(settings.get("hop", 0.0))
         self.window_seconds = float(settings.get("window", 0.0))
         self.expected_duration = expected_duration
+        self.source_sample_rate = None if source_sample_rate is None else int(source_sample_rate)
         self.model_name = (model or {}).get("name", "")
         self.model_version = (model or {}).get("version", "")
         self.duration = 0.0

@@ -148,7 +148,7 @@ def analyze(
     # refused) before any analyzer's thread starts
     limit = resolve_limit(analyzer_timeout) if names else None
     src = rereadable_source(source)
-    expected = _expected_duration(src, sample_rate)
+    expected, source_rate = _source_facts(src, sample_rate)
     context = None
     feed = None
     if names:
@@ -161,6 +161,7 @@ def analyze(
             model=model_info(clf.model),
             settings=clf.settings,
             expected_duration=expected,
+            source_sample_rate=source_rate,
         )
         feed = reg.open_streams(context, names=names, timeout=limit)
     try:
@@ -198,8 +199,9 @@ def analyze(
     return an
 
 
-def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | None:
-    """Seconds the source says it holds, read from its header (``None`` when it cannot say).
+def _source_facts(source: AudioSource, sample_rate: int | None) -> tuple[float | None, int | None]:
+    """Seconds the source says it holds and its own sample rate, read from its header (each
+    ``None`` when it cannot say).
 
     Raises
     ------
@@ -208,10 +210,11 @@ def _expected_duration(source: AudioSource, sample_rate: int | None) -> float | 
         before any analyzer's thread starts, as decoding would say it.
     """
     try:
-        d = audio_info(source, sample_rate).duration
+        info = audio_info(source, sample_rate)
     except (OSError, ValueError):
-        return None  # decoding reports the problem
-    return float(d) if d > 0 else None
+        return None, None  # decoding reports the problem
+    d = float(info.duration)
+    return (d if d > 0 else None), int(info.sample_rate)
 
 
 def analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]:

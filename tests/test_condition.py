@@ -1100,3 +1100,31 @@ def test_unknown_counts_what_kept_the_windows_out() -> None:
     t = np.arange(60 * SR) / SR
     quiet = (10 ** (-70 / 20) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     assert condition_of(quiet, sr=SR)["reason"] == "silent"
+
+
+def test_a_band_limited_source_is_not_judged_on_what_it_cannot_hold(tmp_path, real_registry) -> None:
+    """An 8 kHz telephone recording was judged on 'flatness above 4 kHz' measured on the
+    resampler's leftovers (0.63 to 0.92 by the path taken): those features take their clean
+    medians in the verdict, are reported as None, and the explanation says what cannot be judged."""
+    import soundfile as sf
+
+    from instrunet_condition import condition_of
+    from instrunet_condition.stream import BAND_FEATURES, band_limited
+
+    assert band_limited(8000) and band_limited(8400) and not band_limited(11025) and not band_limited(None)
+    sr = 8000
+    t = np.arange(8 * sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 330 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))).astype(np.float32)
+    path = tmp_path / "phone.wav"
+    sf.write(path, y, sr)
+    c = analyze(str(path), registry=real_registry).extras["condition"]
+    assert c["label"] != "unknown", c
+    assert all(c["features"][k] is None for k in BAND_FEATURES)
+    assert "nothing above 4 kHz (a 8 kHz source)" in c["explanation"]
+    assert not any(r["feature"] in BAND_FEATURES for r in c["reasons"])
+    v = condition_of(y, sr=sr)
+    assert v["features"]["hf_flatness"] is None and "nothing above 4 kHz" in v["explanation"]
+    wide = analyze(np.repeat(y, 4), 32000, registry=real_registry).extras[
+        "condition"
+    ]  # (the same tone at 32 kHz)
+    assert wide["features"]["hf_flatness"] is not None and "nothing above 4 kHz" not in wide["explanation"]

@@ -53,7 +53,15 @@ from .classifier import (
     load_condition_model,
 )
 from .features import FEATURE_NAMES, SAMPLE_RATE, condition_features, feature_vector
-from .stream import ConditionStream, not_judgeable, reason_of, unknown
+from .stream import (
+    ConditionStream,
+    band_limited,
+    impute_band,
+    judge_band_limited,
+    not_judgeable,
+    reason_of,
+    unknown,
+)
 
 __all__ = [
     "CLASSES",
@@ -127,6 +135,7 @@ def condition_of(
     """
     what = "condition_of"
     sr = check_sample_rate(sr, what=what)
+    source_rate = sr
     y = to_mono(check_audio_array(y, what=what), what=what)
     if sr != SAMPLE_RATE:  # windows, features and network at the training clips' rate, as analyze
         y, sr = load_audio(y, sr, target_sr=SAMPLE_RATE), SAMPLE_RATE
@@ -162,13 +171,16 @@ def condition_of(
     if not rows:
         counts = whole or why
         return unknown(reason_of(counts), counts)
+    limited = band_limited(source_rate)
     out = assess(
-        rows,
+        impute_band(rows, m.reference) if limited else rows,
         [1.0] * len(rows),
         predict=predict or m.predict,
         reference=m.reference,
         spectrogram=np.stack(spec) if spec else None,
     )
+    if limited:
+        judge_band_limited(out, source_rate)
     out["reason"] = None
     out["seconds"] = round(float(sum(secs)), 3)
     return out

@@ -55,6 +55,8 @@ __all__ = [
     "MAX_BUFFER_SECONDS",
     "unknown",
     "reason_of",
+    "band_limited",
+    "BAND_FEATURES",
 ]
 
 #: Windows the whole-file sample aims at (20 windows x 2.9 s: a minute of audio).
@@ -83,6 +85,47 @@ _REASONS = {
     "not_sampled": "unknown: none of the windows sampled for the condition falls where it plays.",
     "lost": "unknown: the analysis fell behind and its windows' audio was dropped before it could be judged.",
 }
+#: Features measured above 4 kHz: a source whose own rate has no band there (below about
+#: 8.4 kHz: a telephone recording at 8 kHz) cannot show them; the verdict takes their clean
+#: medians instead of what the resampler leaves up there, and reports them as ``None``.
+BAND_FEATURES = ("hf_ratio", "hf_flatness", "spectral_centroid_hz")
+_BAND_HZ = 4000.0
+
+
+def band_limited(source_rate: Any) -> bool:
+    """Whether a source at ``source_rate`` Hz holds nothing above 4 kHz (its Nyquist frequency
+    within 5 % of it or below); ``False`` when the rate is not known."""
+    try:
+        sr = float(source_rate)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(sr) and 0 < sr / 2 <= _BAND_HZ * 1.05
+
+
+def _band_note(source_rate: Any) -> str:
+    return (
+        f"; the recording holds nothing above 4 kHz (a {float(source_rate) / 1000:g} kHz source), so hiss and "
+        "dulled highs cannot be judged"
+    )
+
+
+def judge_band_limited(out: dict[str, Any], source_rate: Any) -> dict[str, Any]:
+    """A verdict of a band-limited source: its :data:`BAND_FEATURES` reported as ``None`` and
+    the explanation saying what cannot be judged."""
+    out["features"] = {k: (None if k in BAND_FEATURES else v) for k, v in out["features"].items()}
+    out["reasons"] = [r for r in out["reasons"] if r["feature"] not in BAND_FEATURES]
+    text = str(out["explanation"])
+    out["explanation"] = (text[:-1] if text.endswith(".") else text) + _band_note(source_rate) + "."
+    return out
+
+
+def impute_band(rows: Any, reference: Any) -> list[dict[str, float]]:
+    """``rows`` with each of :data:`BAND_FEATURES` at its clean median (what the model takes
+    for a band it cannot hear: neither damage nor its absence)."""
+    med = dict((reference or {}).get("healthy", {}).get("median", {}))
+    return [{**r, **{k: float(med[k]) for k in BAND_FEATURES if k in med}} for r in rows]
+
+
 #: How each reason reads in a count of the windows left out ("6 too mixed").
 _COUNT_WORDS = {
     "silent": "silent",
@@ -212,6 +255,9 @@ class ConditionStream:
         hop = float(context.hop_seconds or 1.5)
         self._hop_samples = max(1, int(round(hop * self.sr)))
         expected = context.expected_duration
+        #: The source's own rate (``None``: not known) and whether it has no band above 4 kHz.
+        self.source_rate = getattr(context, "source_sample_rate", None)
+        self.band_limited = band_limited(self.source_rate)
         #: Judgeable windows between two whole-file samples.
         self.stride = max(2, math.floor(expected / hop / FILE_WINDOWS)) if expected else 2
         self._doubling = not expected
@@ -390,13 +436,15 @@ class ConditionStream:
         nets = [w.spectrogram for w in kept if w.spectrogram is not None]  # every one, with a network
         spec = np.stack(nets) if self._net is not None else None
         out = assess(
-            rows,
+            impute_band(rows, self.model.reference) if self.band_limited else rows,
             weights,
             families=fams,
             predict=self.model.predict,
             reference=self.model.reference,
             spectrogram=spec,
         )
+        if self.band_limited:
+            judge_band_limited(out, self.source_rate)
         out["reason"] = None
         # seconds of audio judged: the windows overlap (every 1.5 s, 2.95 s long), each second once
         out["seconds"] = round(sum(b - a for a, b in merge_ranges([(w.start, w.end) for w in kept])), 3)
