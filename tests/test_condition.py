@@ -197,7 +197,12 @@ def test_condition_of_judges_the_same_sound_alike_at_any_rate() -> None:
         assert got["label"] == "healthy" and all(math.isfinite(v) for v in got["probabilities"].values())
         base = base or got
         assert got["chunks"] == base["chunks"]
-        assert got["probabilities"]["healthy"] == pytest.approx(base["probabilities"]["healthy"], abs=0.05)
+        if sr > 8400:  # (at 4 kHz nothing above 4 kHz is judged: its band features are left out)
+            assert got["probabilities"]["healthy"] == pytest.approx(
+                base["probabilities"]["healthy"], abs=0.05
+            )
+        else:
+            assert got["features"]["hf_flatness"] is None
     # the features themselves, at a rate with no 4-10 kHz band, stay finite
     low = condition_features(
         (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 4000) / 4000)).astype(np.float32), sr=4000
@@ -1107,7 +1112,6 @@ def test_a_band_limited_source_is_not_judged_on_what_it_cannot_hold(tmp_path, re
     resampler's leftovers (0.63 to 0.92 by the path taken): those features take their clean
     medians in the verdict, are reported as None, and the explanation says what cannot be judged."""
     import soundfile as sf
-
     from instrunet_condition import condition_of
     from instrunet_condition.stream import BAND_FEATURES, band_limited
 
