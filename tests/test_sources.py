@@ -167,10 +167,13 @@ def test_fetch_clones_the_pinned_revision_from_local_copies(tmp_path: Path) -> N
     (work / "Samples").mkdir(parents=True)
     (work / "Samples" / "a.wav").write_bytes(b"RIFF-one")
     (work / "lib.sfz").write_text("<region> sample=Samples/a.wav\n")
+    (work / "Reserved").mkdir()
+    (work / "Reserved" / "piano.wav").write_bytes(b"RIFF-reserved for evaluation")
     _git("init", "-q", cwd=work)
     _git("add", ".", cwd=work)
     _git("commit", "-qm", "one", cwd=work)
     pinned = _git("rev-parse", "HEAD", cwd=work)
+    reserved_blob = _git("rev-parse", "HEAD:Reserved/piano.wav", cwd=work)
     digest = sources.content_sha256(work, ["lib.sfz", "Samples"])
     (work / "Samples" / "a.wav").write_bytes(b"RIFF-two")  # a later commit the lock does not pin
     _git("commit", "-qam", "two", cwd=work)
@@ -190,6 +193,12 @@ def test_fetch_clones_the_pinned_revision_from_local_copies(tmp_path: Path) -> N
     sources.fetch(out, lock, mirrors=mirrors)
     assert (out / "owner+lib" / "Samples" / "a.wav").read_bytes() == b"RIFF-one"
     assert sources.verify(out, lock) == {"lib": out / "owner+lib"}
+    # what the lock does not name is neither checked out nor downloaded (a bank's pianos that
+    # are reserved for evaluation): a partial clone, a checkout of the lock's paths alone
+    assert not (out / "owner+lib" / "Reserved").exists()
+    objects = _git("rev-list", "--objects", "--all", "--missing=print", cwd=out / "owner+lib").splitlines()
+    assert "?" + reserved_blob in objects  # known by name, its content never fetched
+    assert not any(line.startswith(reserved_blob) for line in objects)
     with pytest.raises(sources.SourceError, match="no local copy of owner/other"):
         sources.fetch(
             tmp_path / "elsewhere", {"sources": [{**entry, "repo": "owner/other"}]}, mirrors=mirrors
