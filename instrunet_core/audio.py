@@ -313,6 +313,8 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
         origin = _position(target) or 0
         target = _SafeSeekFile(target)
     f = _soundfile(target, name)
+    if f.format == "MP3" and 0 < f.frames < UNKNOWN_FRAMES:
+        f = _xing_checked(f, target, name, origin)
     if f.frames >= UNKNOWN_FRAMES:
         if count:
             f = _sized(f, target, name)
@@ -467,6 +469,83 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _
     f.close()
     raw.container, raw._owned, raw.unsized = f.format, owned, True
     return raw
+
+
+#: Most bits per second MPEG audio takes (Layer I: 448 kbps), with room: a Xing/Info frame
+#: count that makes the file denser than this counts too few frames.
+_MPEG_MAX_BPS = 480_000
+
+
+class _Patched:
+    """A binary file object whose bytes from ``at`` read as ``patch`` (the rest as they are)."""
+
+    def __init__(self, f: Any, at: int, patch: bytes) -> None:
+        self._f, self._at, self._patch = f, at, patch
+        self.name = source_name(f)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self._f.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._f.tell())
+
+    def read(self, n: int = -1) -> bytes:
+        start = int(self._f.tell())
+        data = self._f.read(n)
+        lo, hi = max(start, self._at), min(start + len(data), self._at + len(self._patch))
+        if lo < hi:
+            b = bytearray(data)
+            b[lo - start : hi - start] = self._patch[lo - self._at : hi - self._at]
+            data = bytes(b)
+        return data
+
+
+def _xing_offset(head: bytes) -> int | None:
+    """Where the ``Xing``/``Info`` tag of an MP3's first frame lies in ``head`` (its first bytes),
+    after an ID3v2 tag; ``None`` when there is none."""
+    at = 0
+    if head[:3] == b"ID3" and len(head) >= 10:
+        size = 0
+        for b in head[6:10]:
+            size = (size << 7) | (b & 0x7F)
+        at = 10 + size + (10 if head[5] & 0x10 else 0)
+    frame = head[at : at + 200]
+    for tag in (b"Xing", b"Info"):
+        i = frame.find(tag)
+        if i >= 0:
+            return at + i
+    return None
+
+
+def _xing_checked(f: _SoundFile, target: Any, name: str, origin: int) -> _SoundFile:
+    """An MP3 whose Xing/Info tag counts too few frames (the decoder trusts it and stops there:
+    a 10-minute file read as 0.1 s) opened again with the tag's count read as unknown (the
+    largest), so that every frame is decoded, its length left to be counted (as a FLAC's whose
+    header does not give it); ``f`` itself when its count fits the file's size."""
+    owned = open(target, "rb") if isinstance(target, bytes) else None  # noqa: SIM115 - closed with the file
+    src = owned if owned is not None else target
+    try:
+        end = int(src.seek(0, io.SEEK_END))
+        src.seek(origin)
+        head = src.read(1 << 16)
+        at = _xing_offset(head)
+        plausible = (end - origin) * 8 / (f.frames / f.samplerate) <= _MPEG_MAX_BPS
+        if at is None or plausible or not int.from_bytes(head[at + 4 : at + 8], "big") & 1:
+            if owned is not None:
+                owned.close()
+            else:
+                src.seek(origin)
+            return f
+        src.seek(origin)
+        f.close()
+        again = _soundfile(_SafeSeekFile(_Patched(src, origin + at + 8, b"\x7f\xff\xff\xff")), name)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+    again._owned = owned
+    again._info.frames = UNKNOWN_FRAMES  # the header's count is not to be trusted: read to the end
+    return again
 
 
 def _soundfile(target: Any, name: str) -> _SoundFile:

@@ -495,3 +495,33 @@ def test_analyze_warns_when_decoding_ends_well_before_the_headers_length(tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         instrunet_core.analyze(good, model=tiny_model, analyzers=False)
+
+
+def test_an_mp3_whose_xing_tag_counts_too_few_frames_is_read_whole(tmp_path: Path, tiny_model) -> None:
+    """A Xing/Info tag that counts 5 frames made the decoder stop there: a 10-minute MP3 was
+    analysed as 0.1 s, without a word (a resources audit). A count that makes the file denser
+    than MPEG audio can be is not trusted: every frame is read (file, file object, API, CLI)."""
+    import warnings
+
+    import instrunet_core
+    from instrunet_core.audio import audio_info
+
+    if not MP3_SUPPORTED:  # pragma: no cover - libsndfile without MPEG
+        pytest.skip("libsndfile here has no MP3")
+    y = 0.3 * np.sin(2 * np.pi * 440 * np.arange(20 * SR) / SR)
+    sf.write(tmp_path / "good.mp3", y, SR, format="MP3")
+    data = bytearray((tmp_path / "good.mp3").read_bytes())
+    at = data.find(b"Xing") if b"Xing" in data[:4096] else data.find(b"Info")
+    assert 0 < at < 4096 and data[at + 7] & 1  # the tag, with a frame count
+    data[at + 8 : at + 12] = (5).to_bytes(4, "big")
+    (tmp_path / "lie.mp3").write_bytes(bytes(data))
+    assert sf.info(str(tmp_path / "lie.mp3")).duration < 0.5  # what the decoder alone believes
+    assert audio_info(tmp_path / "lie.mp3").duration == pytest.approx(20.0, abs=0.1)
+    assert load_audio(tmp_path / "lie.mp3").shape[0] == pytest.approx(20 * 22050, abs=0.1 * 22050)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is damaged: no warning
+        for src in (tmp_path / "lie.mp3", io.BytesIO(bytes(data))):
+            a = instrunet_core.analyze(src, model=tiny_model, analyzers=False)
+            assert a.duration == pytest.approx(20.0, abs=0.1) and a.damage is None
+        good = instrunet_core.analyze(tmp_path / "good.mp3", model=tiny_model, analyzers=False)
+    assert good.duration == pytest.approx(20.0, abs=1e-3)  # an honest tag is still trusted
