@@ -600,8 +600,10 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def audio_info(source: AudioSource, sample_rate: int | None = None) -> AudioInfo:
-    """Sample rate, channels, frames and format of a source without decoding it."""
+def audio_info(source: AudioSource, sample_rate: int | None = None, *, count: bool = True) -> AudioInfo:
+    """Sample rate, channels, frames and format of a source without decoding it (but for a
+    file whose header does not give its length, counted by decoding it once; ``count=False``:
+    ``frames`` is then :data:`UNKNOWN_FRAMES`)."""
     name = source_name(source)
     if isinstance(source, np.ndarray):
         sr = check_sample_rate(sample_rate, what=name)
@@ -611,7 +613,7 @@ def audio_info(source: AudioSource, sample_rate: int | None = None) -> AudioInfo
         frames = source.shape[0] if source.ndim == 1 else max(source.shape)
         return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), frames, "array")
     start = _position(source) if hasattr(source, "read") else 0
-    f = _open(source)
+    f = _open(source, count=count)
     try:
         _check_file_rate(f, sample_rate, name)
         return AudioInfo(name, f.samplerate, f.channels, f.frames, f.container or f.format)

@@ -25,7 +25,7 @@ import numpy as np
 from ._analyzer_threads import resolve_limit
 from ._files import file_identity
 from .analysis import Analysis, AnalysisContext
-from .audio import AudioSource, audio_info, rereadable_source, source_name
+from .audio import UNKNOWN_FRAMES, AudioSource, audio_info, rereadable_source, source_name
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE
 from .inference import Classifier
@@ -210,11 +210,14 @@ def _source_facts(source: AudioSource, sample_rate: int | None) -> tuple[float |
         before any analyzer's thread starts, as decoding would say it.
     """
     try:
-        info = audio_info(source, sample_rate)
+        # not counted: a file whose header does not give its length (a FLAC written to a pipe)
+        # would be decoded once more only to say it
+        info = audio_info(source, sample_rate, count=False)
     except (OSError, ValueError):
         return None, None  # decoding reports the problem
     d = float(info.duration)
-    return (d if d > 0 else None), int(info.sample_rate)
+    known = 0 < d and info.frames < UNKNOWN_FRAMES
+    return (d if known else None), int(info.sample_rate)
 
 
 def analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]:
