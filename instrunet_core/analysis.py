@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -685,6 +685,33 @@ class Embedding:
                 for (a, b), s, v in zip(self.times, self.silent, rows, strict=True)
             ]
         return jsonable(d)
+
+
+def embedding_json_chunks(
+    head: Mapping[str, Any], emb: Embedding, tail: Mapping[str, Any], *, windows: bool
+) -> Iterator[str]:
+    """The JSON object ``{**head, **emb.to_dict(windows=windows), **tail}`` as text, in pieces
+    (the same characters as ``json.dumps`` of that dict): each window's row is formatted on
+    its own, so a long recording's windows are never held as one nested list of Python floats
+    and one string (a 6-hour file's took 1.2 GB).
+    """
+    import json
+
+    whole = emb.to_dict(windows=False)
+    first = json.dumps(jsonable({**head, **whole}))
+    if not windows:
+        yield first[:-1] + ("" if not tail else ", " + json.dumps(jsonable(dict(tail)))[1:-1]) + "}"
+        return
+    yield first[:-1] + ', "windows": ['
+    for i, ((a, b), silent) in enumerate(zip(emb.times, emb.silent, strict=True)):
+        row = {
+            "start": round(float(a), 4),
+            "end": round(float(b), 4),
+            "silent": bool(silent),
+            "vector": _short_floats(emb.windows[i]),
+        }
+        yield (", " if i else "") + json.dumps(row)
+    yield "]" + ("" if not tail else ", " + json.dumps(jsonable(dict(tail)))[1:-1]) + "}"
 
 
 def _short_floats(x: np.ndarray) -> Any:

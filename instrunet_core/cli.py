@@ -509,7 +509,9 @@ def _embedding_model(args: argparse.Namespace) -> Any:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from .output import EMBEDDING_SCHEMA, instrunet_version, jsonable
+    from .analysis import embedding_json_chunks
+    from .output import EMBEDDING_SCHEMA, instrunet_version
+    from .writers import write_stdout
 
     if args.files.count("-") > 1:
         _err("embed: stdin ('-') can be read only once; give it once")
@@ -537,8 +539,25 @@ def _embed(args: argparse.Namespace) -> int:
             rc = EXIT_FAIL
             continue
         line = {"schema": EMBEDDING_SCHEMA, "instrunet_version": instrunet_version(), "path": name}
-        _out(json.dumps(jsonable({**line, **emb.to_dict(windows=args.windows), **(stamp or {})})))
+        # written in pieces: a long file's windows never become one string
+        for piece in _batched_text(embedding_json_chunks(line, emb, stamp or {}, windows=args.windows)):
+            write_stdout(piece)
+        write_stdout("\n")
     return rc
+
+
+def _batched_text(chunks: Iterator[str], size: int = 1 << 20) -> Iterator[str]:
+    """``chunks`` joined into pieces of about ``size`` characters (fewer writes)."""
+    buf: list[str] = []
+    n = 0
+    for c in chunks:
+        buf.append(c)
+        n += len(c)
+        if n >= size:
+            yield "".join(buf)
+            buf, n = [], 0
+    if buf:
+        yield "".join(buf)
 
 
 def _folder_files(folder: str) -> list[str]:

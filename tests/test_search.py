@@ -468,3 +468,18 @@ def test_audit_silent_query_and_empty_library_are_said(
     assert f"{empty}: no audio files under it" in err and "the library holds no recordings" in err
     assert cli_main(["embed", str(empty), *model]) == 0
     assert f"{empty}: no audio files under it" in capsys.readouterr().err
+
+
+def test_embed_writes_its_line_in_pieces_the_same_text(open_model: inet.Model) -> None:
+    """`embed --windows` built the whole line as nested lists of Python floats and one string (1.2
+    GB for 6 hours, a resources audit): it is written row by row, the same characters as before."""
+    from instrunet_core.analysis import embedding_json_chunks
+
+    emb = open_model.embed(np.concatenate([tone(3.0), np.zeros(SR, np.float32), _noise(3.0)]), SR)
+    head = {"schema": "x", "path": "/a b/c.wav"}
+    for windows in (True, False):
+        for tail in ({}, {"file_size": 12, "file_mtime_ns": 3}):
+            whole = json.dumps(inet.output.jsonable({**head, **emb.to_dict(windows=windows), **tail}))
+            pieces = list(embedding_json_chunks(head, emb, tail, windows=windows))
+            assert "".join(pieces) == whole
+            assert len(pieces) == (len(emb.times) + 2 if windows else 1)
