@@ -109,7 +109,7 @@ corpus: $(VENV)/.dev
 	$(BIN)/python -m training.corpus build --out data/corpus $(if $(SOURCES),--sources $(SOURCES))
 
 train: $(VENV)/.dev
-	$(BIN)/python -m training.train --model default --corpus data/corpus --out runs/default
+	$(BIN)/python -m training.train --model default --corpus data/corpus --out runs/default --report-dir runs/default/report
 
 examples: $(VENV)/.dev
 	$(BIN)/python -m training.examples --out examples

@@ -459,7 +459,7 @@ def test_the_mean_of_the_last_epochs_is_scored_as_a_candidate(
     assert "--real-prob-family needs --real-prob" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a chance, not a count
         train.main([*run, *args, "--chord-prob", "1.5"])
-    assert "--chord-prob: a chance in [0, 1]" in capsys.readouterr().err
+    assert "--chord-prob must be a chance in [0, 1]" in capsys.readouterr().err
     assert metrics["best_score"] == max(
         averaged["score"], *json.loads((root / "run-avg" / "history.json").read_text())["score"]
     )
@@ -527,3 +527,49 @@ def test_a_family_can_draw_its_real_instruments_at_its_own_chance() -> None:
         assert 0.4 < np.mean(drawn["brass"]) < 0.6  # brass: real_prob as before
     finally:  # the module's worker state, as other tests left it
         (dataset._NOTES, dataset._TABLE, dataset._REAL, dataset._FONT, dataset._IRS, dataset._OTHERS) = saved
+
+
+def test_the_trainer_checks_its_numbers_and_keeps_earlier_results(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A training-tools audit: --lr nan trained a model of NaN weights, saved it and exited 0;
+    --batch-size 0 was a ZeroDivisionError after the example sets were built; a run with the
+    default report folder replaced the shipped report of the same version; a rerun replaced the
+    earlier run's model; a corpus without its test split failed after the whole training."""
+    from training import train
+
+    args = _tiny_run_args(trained["corpus"], trained["root"] / "cache", "0.0.9")
+    run = ["--model", "compact", "--out", str(tmp_path / "run"), "--report-dir", str(tmp_path / "report")]
+    for flag, value, says in (
+        ("--lr", "nan", "--lr must be a finite number > 0, got nan"),
+        ("--batch-size", "0", "--batch-size must be an integer >= 1, got 0"),
+        ("--epochs", "-1", "--epochs must be an integer >= 1"),
+        ("--mix-prob", "5", "--mix-prob must be a chance in [0, 1]"),
+        ("--distill", "0.3", "--distill needs --teacher"),
+    ):
+        with pytest.raises(SystemExit):
+            train.main([*run, *args, flag, value])
+        assert says in capsys.readouterr().err, flag
+    # an earlier run's model and report are kept unless --force
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "compact.keras").write_bytes(b"an earlier run")
+    assert train.main([*run, *args]) == 1
+    err = capsys.readouterr().err
+    assert "compact.keras: exists (an earlier run's model or results); pass --force" in err
+    assert (tmp_path / "run" / "compact.keras").read_bytes() == b"an earlier run"
+    (tmp_path / "run" / "compact.keras").unlink()
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "metrics.json").write_text("{}")
+    assert train.main([*run, *args]) == 1
+    assert "metrics.json: exists (an earlier run's report)" in capsys.readouterr().err
+    # a corpus without its test split is said before anything is built
+    import shutil
+
+    shutil.copytree(trained["corpus"], tmp_path / "notest", ignore=shutil.ignore_patterns("test"))
+    assert train.main([*run, *args, "--corpus", str(tmp_path / "notest"), "--force"]) == 1
+    assert "no test/examples.json" in capsys.readouterr().err
+    # a loss that blows up ends the run with one line, nothing of that epoch saved
+    assert train.main([*run, *args, "--lr", "3e38", "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "the training loss became" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "compact.keras").exists()

@@ -596,8 +596,13 @@ def build(
         "split_rule": SPLIT_RULE,
     }
     cfg_path = out / ".parts" / "config.json"
-    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != config:
-        raise SystemExit(f"{out}: was built with other settings ({cfg_path}); use a new --out folder")
+    if cfg_path.is_file() and (before := json.loads(cfg_path.read_text())) != config:
+        diff = ", ".join(
+            f"{k}: {before.get(k)!r} -> {config.get(k)!r}"
+            for k in sorted(set(before) | set(config))
+            if before.get(k) != config.get(k)
+        )
+        raise SystemExit(f"{out}: was built with other settings ({diff}; {cfg_path}); use a new --out folder")
     _write_json(cfg_path, config)
     parts = out / ".parts"
     if real:

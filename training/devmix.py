@@ -43,9 +43,11 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from instrunet_core.errors import InstrunetError
 from instrunet_core.labels import FAMILIES
 from instrunet_core.timeline import EVIDENCE_HOP
 
+from .cli_checks import ToolError, number_problems, write_json
 from .metrics import f_beta, pick_thresholds
 from .nsynth import Note, load_audio, load_split
 
@@ -258,6 +260,38 @@ def choose_thresholds(artifact: Path, pieces: Path, *, beta: float = 1.0) -> dic
     }
 
 
+def _run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The command's work (``None``: a missing input, said)."""
+    if args.cmd == "build":
+        if not (args.corpus / "dev" / "examples.json").is_file():
+            print(f"training.devmix: error: {args.corpus}: no dev split", file=sys.stderr)
+            return None
+        truth = build_pieces(args.corpus, args.out, n=args.n, seed=args.seed, min_parts=args.min_parts)
+        print(f"{len(truth)} pieces in {args.out}")
+        return {}
+    if not (args.pieces / "truth.json").is_file():
+        print(f"training.devmix: error: {args.pieces}: no truth.json (run `build` first)", file=sys.stderr)
+        return None
+    if not json.loads((args.pieces / "truth.json").read_text()):
+        raise ToolError(f"{args.pieces / 'truth.json'}: lists no pieces")
+    if args.cmd == "thresholds":
+        res = choose_thresholds(args.artifact, args.pieces, beta=args.beta)
+        write_json(args.out, res, indent=1, sort_keys=True)
+        print(f"thresholds {json.dumps(res['thresholds'])}; on these pieces: {json.dumps(res['micro'])}")
+        return res
+    thresholds = None
+    if args.thresholds is not None:
+        try:
+            d = json.loads(args.thresholds.read_text())
+        except ValueError as e:
+            raise ToolError(f"--thresholds {args.thresholds}: not JSON ({e})") from None
+        thresholds = d.get("thresholds", d) if isinstance(d, dict) else d
+    res = score_pieces(args.artifact, args.pieces, thresholds=thresholds, variants=args.variants)
+    if args.out is not None:
+        write_json(args.out, res, indent=1, sort_keys=True)
+    return res
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.devmix", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -283,30 +317,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--beta", type=float, default=1.0)
     t.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    if args.cmd == "build":
-        if not (args.corpus / "dev" / "examples.json").is_file():
-            print(f"training.devmix: error: {args.corpus}: no dev split", file=sys.stderr)
-            return 2
-        truth = build_pieces(args.corpus, args.out, n=args.n, seed=args.seed, min_parts=args.min_parts)
-        print(f"{len(truth)} pieces in {args.out}")
-        return 0
-    if not (args.pieces / "truth.json").is_file():
-        print(f"training.devmix: error: {args.pieces}: no truth.json (run `build` first)", file=sys.stderr)
+    problems = number_problems(vars(args), positive=("n",), non_negative=("seed",), positive_real=("beta",))
+    for problem in problems:
+        ap.error(problem)
+    try:
+        res = _run(args)
+    except (ToolError, InstrunetError, OSError, ValueError) as e:  # (json.JSONDecodeError is a ValueError)
+        print(f"training.devmix: error: {e}", file=sys.stderr)
+        return 1
+    if res is None:
         return 2
-    if args.cmd == "thresholds":
-        res = choose_thresholds(args.artifact, args.pieces, beta=args.beta)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1, sort_keys=True))
-        print(f"thresholds {json.dumps(res['thresholds'])}; on these pieces: {json.dumps(res['micro'])}")
+    if args.cmd != "score":
         return 0
-    thresholds = None
-    if args.thresholds is not None:
-        d = json.loads(args.thresholds.read_text())
-        thresholds = d.get("thresholds", d)
-    res = score_pieces(args.artifact, args.pieces, thresholds=thresholds, variants=args.variants)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1, sort_keys=True))
     print(
         f"{res['pieces']} pieces: precision {res['precision']:.3f} recall {res['recall']:.3f} "
         f"exact sets {res['exact_sets']:.3f}, overall answer among the truth {res['overall_in_truth']:.3f}"

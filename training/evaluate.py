@@ -23,7 +23,6 @@ Outputs are the eight family probabilities, then (open-set models) the probabili
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from instrunet_core.errors import InstrunetError
 from instrunet_core.labels import FAMILIES
 
+from .cli_checks import ToolError, number_problems, refuse_existing, write_json
 from .dataset import OTHER, Examples, ExampleSpec, cached_examples, split_notes
 from .metrics import multiclass_metrics, multilabel_metrics
 
@@ -266,12 +267,12 @@ def evaluate_artifact(
     """
     from .others import load_others
 
+    model = ArtifactModel(Path(artifact))  # (a wrong artifact is said before any set is built)
     notes = split_notes(corpus, "dev")
     spec = ExampleSpec(
         "dev", min(n_dev, len(notes)), seed + 5, balanced=False, random_crop=False, keep_audio=True
     )
     ex = cached_examples(corpus, spec, cache)  # the same windows as training.train's dev set
-    model = ArtifactModel(Path(artifact))
     audio = model.model.input_kind == "waveform"
     thresholds = dict(model.model.thresholds)
     if model.model.other_threshold is not None:
@@ -342,23 +343,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--n-dev-mix", type=int, default=0, help="real-library ensembles to score (training's --n-dev-mix)"
     )
+    ap.add_argument("--force", action="store_true", help="replace an existing --out")
     args = ap.parse_args(argv)
+    for problem in number_problems(vars(args), positive=("n_dev",), non_negative=("seed", "n_dev_mix")):
+        ap.error(problem)
     if not (args.corpus / "dev" / "examples.json").is_file():
         print(
             f"training.evaluate: error: {args.corpus}: no dev split (build the corpus with --sources)",
             file=sys.stderr,
         )
         return 2
-    res = evaluate_artifact(
-        args.artifact,
-        args.corpus,
-        cache=args.cache,
-        seed=args.seed,
-        n_dev=args.n_dev,
-        n_dev_mix=args.n_dev_mix,
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"dev": res}, indent=1, sort_keys=True))
+    try:
+        if args.out.is_dir():
+            raise ToolError(f"--out {args.out}: a folder; give the JSON file to write")
+        refuse_existing([args.out], force=args.force, what="an earlier evaluation")
+        res = evaluate_artifact(
+            args.artifact,
+            args.corpus,
+            cache=args.cache,
+            seed=args.seed,
+            n_dev=args.n_dev,
+            n_dev_mix=args.n_dev_mix,
+        )
+        write_json(args.out, {"dev": res}, indent=1, sort_keys=True)
+    except (ToolError, InstrunetError, OSError) as e:
+        print(f"training.evaluate: error: {e}", file=sys.stderr)
+        return 1
     s = res["single"]
     print(
         f"dev: accuracy {s['accuracy']:.4f}, balanced {s['balanced_accuracy']:.4f}; shorter than 1 s "

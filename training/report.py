@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,8 @@ import numpy as np
 
 from instrunet_core.labels import FAMILIES
 from instrunet_core.plots import new_figure
+
+from .cli_checks import write_json
 
 __all__ = ["write_report", "draw_confusion", "markdown_table"]
 
@@ -75,8 +76,8 @@ def draw_confusion(
 def write_report(folder: Path, metrics: dict[str, Any], history: dict[str, list[float]]) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-    (folder / "history.json").write_text(json.dumps(history, indent=1))
+    write_json(folder / "metrics.json", metrics, indent=1, sort_keys=True)
+    write_json(folder / "history.json", history, indent=1)
 
     splits = [sp for sp in ("valid", "dev", "test") if metrics.get(sp) and "single" in metrics[sp]]
     fig = new_figure(6 * len(splits), 5)

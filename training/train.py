@@ -43,6 +43,7 @@ import numpy as np
 
 from instrunet_core.labels import FAMILIES
 
+from .cli_checks import ToolError, number_problems, refuse_existing, save_keras, write_json
 from .dataset import OTHER, TARGETS, Examples, ExampleSpec, cached_examples, split_notes
 from .evaluate import (
     chain_robustness,
@@ -899,7 +900,7 @@ def fit_and_select(
     keras.utils.set_random_seed(cfg.seed)
     X, Y = train
     model, init = start_model(cfg, task, X)
-    callbacks = []
+    callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
     if cfg.bias_ceiling is not None:
         callbacks.append(_BiasCeiling(model, cfg.bias_ceiling))
         if init is not None:
@@ -922,6 +923,12 @@ def fit_and_select(
             if epoch >= 0
             else None
         )
+        if h is not None and not math.isfinite(float(h.history["loss"][-1])):
+            # (TerminateOnNaN stopped it): a model of NaN weights is never scored, saved or reported
+            raise ToolError(
+                f"the training loss became {h.history['loss'][-1]} in epoch {epoch + 1} (a learning rate of "
+                f"{cfg.lr:g} too high for this model and data?); nothing of this epoch is saved"
+            )
         parts, th, _ = epoch_scores(model, sets, audio=cfg.audio)
         score = selection_score(parts)
         history["loss"].append(float(h.history["loss"][-1]) if h is not None else float("nan"))
@@ -940,12 +947,12 @@ def fit_and_select(
         elif cfg.average_epochs >= 2:
             trained = [*trained, (epoch + 1, model.get_weights())][-cfg.average_epochs :]
             cfg.out.mkdir(parents=True, exist_ok=True)
-            model.save(cfg.out / f"{cfg.model}.epoch{epoch + 1}.keras")  # for averages chosen later
+            save_keras(model, cfg.out / f"{cfg.model}.epoch{epoch + 1}.keras")  # for averages chosen later
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights(), "thresholds": th}
             stale = 0
             cfg.out.mkdir(parents=True, exist_ok=True)
-            model.save(cfg.out / f"{cfg.model}.best.keras")  # survives an interrupted run
+            save_keras(model, cfg.out / f"{cfg.model}.best.keras")  # survives an interrupted run
         else:
             stale += 1
         if epoch < 0:
@@ -972,7 +979,7 @@ def fit_and_select(
         if score > best["score"]:
             best = {"score": score, "epoch": trained[-1][0], "weights": model.get_weights(), "thresholds": th}
             averaged["kept"] = True
-            model.save(cfg.out / f"{cfg.model}.best.keras")
+            save_keras(model, cfg.out / f"{cfg.model}.best.keras")
     model.set_weights(best["weights"])
     info: dict[str, Any] = {
         "best_epoch": best["epoch"],
@@ -1064,6 +1071,78 @@ def _corpus_counts(corpus: Path) -> dict[str, Any]:
     return {}
 
 
+def report_folder(cfg: Config) -> Path:
+    """Where a run's report goes: ``--report-dir``, else ``training/reports/<model>/<version>``."""
+    return cfg.report_dir or REPORTS / cfg.model / cfg.version
+
+
+#: Config fields by the rule their values follow (checked before anything is built).
+_NUMBERS = {
+    "positive": ("epochs", "batch_size", "n_train", "n_valid", "patience", "workers"),
+    "non_negative": (
+        "seed",
+        "n_valid_mix",
+        "n_valid_other",
+        "n_test_mix",
+        "n_dev",
+        "n_dev_mix",
+        "width",
+        "depth",
+        "dense",
+        "blocks",
+    ),
+    "chances": (
+        "mix_prob",
+        "onset_prob",
+        "real_prob",
+        "music_prob",
+        "pre_silence_prob",
+        "chord_prob",
+        "ensemble_prob",
+        "other_prob",
+        "other_under_prob",
+        "distill",
+        "distill_mix",
+        "distill_other",
+        "chain_copies",
+    ),
+    "positive_real": ("lr", "time_budget_min"),
+    "non_negative_real": ("eq_db",),
+}
+
+
+def preflight(cfg: Config, *, force: bool) -> None:
+    """What a run needs, checked before anything is built: the corpus's splits (test unless
+    ``--no-test``), the files named by ``--init-*``, ``--teacher``, ``--sources``; and that it
+    replaces no earlier run's model or report without ``force``.
+
+    Raises
+    ------
+    ToolError
+    """
+    for split in ("train", "valid", *(("test",) if cfg.test else ())):
+        if not (cfg.corpus / split / "examples.json").is_file():
+            raise ToolError(f"{cfg.corpus}: no {split}/examples.json (build the corpus first)")
+    for name, path in (
+        ("--init-keras", cfg.init_keras),
+        ("--init-onnx", cfg.init_onnx),
+        ("--sources", cfg.sources),
+    ):
+        if path is not None and not Path(path).exists():
+            raise ToolError(f"{name} {path}: not found")
+    for t in (*cfg.teacher, *cfg.other_teacher):
+        if str(t) != YAMNET and not Path(t).exists():
+            raise ToolError(f"--teacher {t}: not found")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise ToolError(f"--out {cfg.out}: a file, not a folder")
+    refuse_existing(
+        [cfg.out / f"{cfg.model}.keras", cfg.out / f"{cfg.model}.best.keras", cfg.out / "metrics.json"],
+        force=force,
+        what="an earlier run's model or results",
+    )
+    refuse_existing([report_folder(cfg) / "metrics.json"], force=force, what="an earlier run's report")
+
+
 def run(cfg: Config) -> dict[str, Any]:
     from .models import TASKS
     from .report import write_report
@@ -1102,12 +1181,12 @@ def run(cfg: Config) -> dict[str, Any]:
     model, info = fit_and_select(cfg, task, (Xt, Yt), sets)
     cfg.out.mkdir(parents=True, exist_ok=True)
     model_path = cfg.out / f"{cfg.model}.keras"
-    model.save(model_path)
-    (cfg.out / "history.json").write_text(json.dumps(info["history"], indent=1))
+    save_keras(model, model_path)
+    write_json(cfg.out / "history.json", info["history"], indent=1)
     metrics = final_report(cfg, task, model, info, sets, _corpus_counts(cfg.corpus))
-    report_dir = cfg.report_dir or REPORTS / cfg.model / cfg.version
+    report_dir = report_folder(cfg)
     write_report(report_dir, metrics, info["history"])
-    (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(cfg.out / "metrics.json", metrics, indent=1)
     print(f"saved {model_path}; report in {report_dir}", flush=True)
     if metrics["dev"] is not None and "single" in metrics["dev"]:
         d = metrics["dev"]
@@ -1166,6 +1245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.add_argument(flag, type=int, default=f.default)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier run's model in --out and its report (refused otherwise)",
+    )
+    ap.add_argument(
         "--score-teachers",
         type=Path,
         metavar="JSON",
@@ -1178,11 +1262,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="score the mean of these saved epochs of the run in --out (e.g. 1,2; repeat), print and stop",
     )
     args = ap.parse_args(argv)
-    kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers", "score_means"}}
+    kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers", "score_means", "force"}}
     kw["teacher"] = tuple(kw["teacher"])
     kw["other_teacher"] = tuple(kw["other_teacher"])
     kw["real_prob_family"] = tuple(kw["real_prob_family"])
     cfg = Config(**kw, progress=not args.quiet)
+    for problem in number_problems(dataclasses.asdict(cfg), **_NUMBERS):
+        ap.error(problem)
+    if cfg.distill != Config.distill and not cfg.teacher:
+        ap.error("--distill needs --teacher (the weight of the teachers' probabilities)")
     if cfg.depth and cfg.model != "default":
         ap.error("--depth applies to the default model only")
     if (cfg.width or cfg.dense) and cfg.model not in {"default", "compact"}:
@@ -1212,8 +1300,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(str(e))
     if cfg.real_prob_family and cfg.real_prob <= 0:
         ap.error("--real-prob-family needs --real-prob above 0 (the real instruments are drawn only then)")
-    if not 0.0 <= cfg.chord_prob <= 1.0:
-        ap.error("--chord-prob: a chance in [0, 1]")
     if cfg.average_epochs < 0 or cfg.average_epochs == 1:
         ap.error("--average-epochs: at least 2 epochs to average (0: off)")
     if cfg.distill_mix is not None and not cfg.teacher:
@@ -1224,8 +1310,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--other-teacher needs --teacher and --open-set")
     if (cfg.teacher or cfg.open_set) and TASKS[cfg.model] != "multilabel":
         ap.error("--teacher and --open-set apply to the multilabel (sigmoid) models only")
-    if not 0.0 <= cfg.chain_copies <= 1.0:
-        ap.error("--chain-copies: a share in [0, 1]")
     if cfg.bias_ceiling is not None and (
         not 0.0 < cfg.bias_ceiling < 1.0 or TASKS[cfg.model] != "multilabel"
     ):
@@ -1242,9 +1326,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.score_teachers is not None and not cfg.teacher:
+        ap.error("--score-teachers needs at least one --teacher")
+    if args.score_means:
+        try:
+            args.score_means = [[int(e) for e in spec.split(",")] for spec in args.score_means]
+        except ValueError:
+            ap.error("--score-means: comma-separated epoch numbers, e.g. 1,2")
+    try:
+        return _main(cfg, args)
+    except (ToolError, OSError) as e:
+        print(f"training.train: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        from instrunet_core.errors import InstrunetError
+
+        from .nsynth import NSynthError
+        from .sources import SourceError
+
+        if isinstance(e, (InstrunetError, NSynthError, SourceError)):
+            print(f"training.train: error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _main(cfg: Config, args: argparse.Namespace) -> int:
     if args.score_teachers is not None:
-        if not cfg.teacher:
-            ap.error("--score-teachers needs at least one --teacher")
         res = score_teachers(cfg)
         args.score_teachers.parent.mkdir(parents=True, exist_ok=True)
         args.score_teachers.write_text(json.dumps(res, indent=1, sort_keys=True))
@@ -1252,11 +1359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: dev balanced accuracy {v['balanced_accuracy']:.4f}", flush=True)
         return 0
     if args.score_means:
-        try:
-            means = [[int(e) for e in spec.split(",")] for spec in args.score_means]
-        except ValueError:
-            ap.error("--score-means: comma-separated epoch numbers, e.g. 1,2")
-        res = score_means(cfg, means)
+        res = score_means(cfg, args.score_means)
         for row in res["means"]:
             libs = ", ".join(f"{k} {v:.3f}" for k, v in row["libraries"].items())
             parts = {k: v for k, v in row.items() if isinstance(v, float) and k != "score"}
@@ -1266,6 +1369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
         return 0
+    preflight(cfg, force=args.force)
     run(cfg)
     return 0
 
