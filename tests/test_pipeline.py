@@ -573,3 +573,26 @@ def test_the_trainer_checks_its_numbers_and_keeps_earlier_results(
     err = capsys.readouterr().err
     assert "the training loss became" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "compact.keras").exists()
+
+
+def test_a_corpus_rendered_again_is_not_served_old_features(trained: dict[str, Path], tmp_path: Path) -> None:
+    """The example cache was keyed by the note names only: a corpus whose audio was replaced under
+    the same names got the old renders' features back (a tools audit)."""
+    import shutil
+
+    import soundfile as sf
+
+    from training.dataset import ExampleSpec, cached_examples
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(trained["corpus"], corpus)
+    spec = ExampleSpec("valid", 8, 7, balanced=False, random_crop=False)
+    first = cached_examples(corpus, spec, tmp_path / "cache", progress=False, workers=1)
+    assert np.asarray(first.X).max() > 0
+    again = cached_examples(corpus, spec, tmp_path / "cache", progress=False, workers=1)
+    assert np.array_equal(np.asarray(again.X), np.asarray(first.X))  # unchanged: served from the cache
+    for wav in (corpus / "valid" / "audio").glob("*.wav"):
+        y, sr = sf.read(wav)
+        sf.write(wav, np.zeros_like(y), sr)
+    silent = cached_examples(corpus, spec, tmp_path / "cache", progress=False, workers=1)
+    assert np.asarray(silent.X).max() == 0.0

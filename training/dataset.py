@@ -565,6 +565,15 @@ def make_examples(
     return Examples(X, Y, names, W)
 
 
+def _stamp(path: Path) -> str:
+    """``size:mtime_ns`` of a file (``missing`` when it is not there: reading it will say so)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def cached_examples(
     corpus: Path,
     spec: ExampleSpec,
@@ -582,8 +591,14 @@ def cached_examples(
     """
     notes = split_notes(corpus, spec.split)
     others = load_others(Path(corpus) / spec.split) if (spec.other_prob or spec.other_under_prob) else []
+    # the names, and each audio file's size and modification time: a corpus rendered again
+    # under the same names (another font version, a fix to the renderer) is not served the old
+    # renders' features (a tools audit); a copied corpus (new times) is computed again
     listing = hashlib.sha256(
-        "\n".join([n.note_str for n in notes] + [o.name for o in others]).encode()
+        "\n".join(
+            f"{name}:{_stamp(path)}"
+            for name, path in [*((n.note_str, n.path) for n in notes), *((o.name, o.path) for o in others)]
+        ).encode()
     ).hexdigest()[:12]
     path = Path(cache) / f"{spec.split}-{spec.key()}-{listing}"
     if (path / "names.json").is_file():
