@@ -57,6 +57,7 @@ import soundfile as sf
 
 from instrunet_core.labels import FAMILIES
 
+from .cli_checks import number_problems
 from .nsynth import FAMILY_NAMES, SOURCE_NAMES, load_split, note_str
 from .progress import progress_bar
 
@@ -853,8 +854,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("dir", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "build":
-        if args.limit is not None and args.limit < 1:
-            ap.error("--limit must be at least 1")
+        for problem in number_problems(vars(args), positive=("limit", "workers"), non_negative=("seed",)):
+            ap.error(problem)
+        if args.out.exists() and not args.out.is_dir():
+            ap.error(f"--out {args.out}: a file, not a folder")
         from .sources import SourceError
 
         try:
@@ -867,15 +870,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.no_progress,
                 sources=args.sources,
             )
-        except SourceError as exc:
-            print(f"training.corpus: error: {exc}", file=sys.stderr)
+        except (SourceError, RuntimeError, OSError, sf.LibsndfileError) as exc:
+            # (a failed apt-get download is a RuntimeError; a full disk, soundfile's "System error")
+            print(f"training.corpus: error: {args.out}: {exc}", file=sys.stderr)
             return 2
         print(format_stats(summary["counts"]))
     else:
         if not (args.dir / "corpus.json").is_file() and not (args.dir / "train" / "examples.json").is_file():
             print(f"training.corpus: error: {args.dir}: not a corpus folder", file=sys.stderr)
             return 2
-        print(format_stats(counts(args.dir)))
+        missing = [sp for sp in ("train", "valid", "test") if not (args.dir / sp / "examples.json").is_file()]
+        if missing:
+            print(f"training.corpus: warning: {args.dir}: no {', '.join(missing)} split", file=sys.stderr)
+        try:
+            print(format_stats(counts(args.dir)))
+        except (OSError, ValueError) as exc:
+            print(f"training.corpus: error: {args.dir}: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

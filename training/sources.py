@@ -206,6 +206,12 @@ def fetch(sources: Path, lock: dict[str, Any] | None = None, *, mirrors: Path | 
     for e in _entries(lock):
         if e["kind"] == "git":
             root = sources / _dir_name(e)
+            if root.is_dir() and not (root / ".git").exists():
+                if any(root.iterdir()):
+                    raise SourceError(
+                        f"{root}: exists but is no git checkout (remove it to fetch {e['repo']})"
+                    )
+                root.rmdir()  # an interrupted clone's empty folder: cloned again
             if not root.is_dir():
                 origin = _origin(e, mirrors)
                 # a local copy serves the filter (and the blobs asked for later) through git's own
@@ -266,7 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="fetch: clone from local copies (MIRRORS/owner+name[/repo]) instead of GitHub",
     )
     args = ap.parse_args(argv)
-    lock = load_lock(args.lock)
+    try:
+        lock = load_lock(args.lock)
+    except (OSError, ValueError) as exc:
+        print(f"training.sources: error: --lock {args.lock}: cannot read it ({exc})", file=sys.stderr)
+        return 2
     try:
         if args.cmd == "hash":
             for e in _entries(lock):
@@ -278,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             for key, root in verify(args.sources, lock).items():
                 print(f"{key}: ok ({root})")
-    except SourceError as exc:
+    except (SourceError, OSError, subprocess.CalledProcessError) as exc:
         print(f"training.sources: error: {exc}", file=sys.stderr)
         return 2
     return 0
