@@ -159,8 +159,9 @@ def _sniff(head: bytes, name: str) -> None:
 
 
 def _read_bounded(f: Any, name: str) -> io.BytesIO:
-    """Copy a non-seekable stream (pipe, FIFO, socket) into memory, at most MAX_STREAM_BYTES."""
-    chunks: list[bytes] = []
+    """Copy a non-seekable stream (pipe, FIFO, socket) into memory, at most MAX_STREAM_BYTES (into
+    one buffer as it is read: a list of chunks joined at the end held the stream twice)."""
+    out = io.BytesIO()
     total = 0
     while True:
         try:
@@ -178,12 +179,18 @@ def _read_bounded(f: Any, name: str) -> io.BytesIO:
             raise DecodeError(
                 f"{name}: stream is longer than {MAX_STREAM_BYTES >> 20} MiB; save it to a file to analyse it"
             )
-        chunks.append(bytes(b))
+        out.write(b)
     if total == 0:
         raise DecodeError(f"{name}: empty stream (0 bytes)")
-    out = io.BytesIO(b"".join(chunks))
+    out.seek(0)
     out.name = name  # type: ignore[attr-defined]
     return out
+
+
+def _head(buf: io.BytesIO, n: int = 4096) -> bytes:
+    """The first ``n`` bytes of an in-memory file, without copying the rest (``getvalue`` would)."""
+    with buf.getbuffer() as view:
+        return bytes(view[:n])
 
 
 class _SafeSeekFile:
@@ -289,7 +296,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
                     target = _read_bounded(fh, name)
             except OSError as e:
                 raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
-            _sniff(target.getvalue()[:4096], name)
+            _sniff(_head(target), name)
     elif hasattr(source, "read"):
         _check_file_object(source, name)
         target = source if _seekable(source) else _read_bounded(source, name)
@@ -302,7 +309,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
                 )
             raise DecodeError(f"{name}: empty stream (0 bytes)")
         if isinstance(target, io.BytesIO):
-            _sniff(target.getvalue()[:4096], name)
+            _sniff(_head(target), name)
     else:
         raise InputError(
             f"{name}: unsupported source type {type(source).__name__} (need a path, a binary file object "
