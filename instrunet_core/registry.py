@@ -56,7 +56,7 @@ from . import hookspecs
 from ._analyzer_threads import AnalyzerThread, Limit, resolve_limit
 from .errors import InputError, ModelError, PluginError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
-from .manifest import MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
+from .manifest import MANIFEST_FILENAME, SEMVER_RE, Manifest, parse_semver, read_manifest
 from .output import DATA_STDOUT, STDOUT_CLOSED, data_stdout, instrunet_version, jsonable
 
 if TYPE_CHECKING:  # annotations only: analyzers receive it, the registry never builds one
@@ -381,6 +381,13 @@ class Registry:
             if m.name != name:
                 raise ModelError(
                     f"{entry.manifest_path}: registered as {name!r} but the manifest says {m.name!r}"
+                )
+            if SEMVER_RE.match(p.name) and p.name != m.version:
+                # a version folder copied to make the next one, its manifest not exported again
+                entry.version = p.name  # (listed as the folder says: it cannot shadow the real one)
+                raise ModelError(
+                    f"{entry.manifest_path}: in the folder {p.name}/ but the manifest says version "
+                    f"{m.version} (a copied artifact? export the new version, or name the folder as the manifest)"
                 )
         except ModelError as e:
             entry.error = str(e)

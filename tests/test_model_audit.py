@@ -419,3 +419,17 @@ def test_a_name_folder_given_for_its_version_folder_says_which_versions_it_holds
     (tiny_model_dir.parent / "notes").mkdir()
     with pytest.raises(ModelError, match=r"manifest\.json"):
         instrunet_core.load_model(tiny_model_dir.parent / "notes")
+
+
+def test_a_version_folder_whose_manifest_says_another_version_is_an_error_row(tmp_path: Path) -> None:
+    """A copied models/x/2.0.0/ whose manifest still said 1.0.0 registered as 1.0.0 and was then
+    dropped as "already registered", with a warning about the duplicate, not the copy."""
+    first = write_model_dir(tmp_path, "tiny", "1.0.0")
+    shutil.copytree(first, tmp_path / "tiny" / "2.0.0")
+    reg = build_registry(
+        extra_plugins=[("t", ModelPlugin(first, tmp_path / "tiny" / "2.0.0"))], entry_points=False
+    )
+    rows = {(e.version, e.error is None) for e in reg.models if e.name == "tiny"}
+    assert rows == {("1.0.0", True), ("2.0.0", False)}
+    bad = next(e for e in reg.models if e.version == "2.0.0")
+    assert "in the folder 2.0.0/ but the manifest says version 1.0.0" in bad.error
