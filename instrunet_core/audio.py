@@ -318,13 +318,27 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     origin = 0  # where a file object's audio starts: its position now (libsndfile reads from there)
     if hasattr(target, "read"):
         origin = _position(target) or 0
+    # an MP3 whose Xing/Info tag counts too few frames is read with that count hidden (before
+    # the decoder reads anything: it must never see the file object moved under it)
+    patched = _xing_patch(target, origin, name)
+    owned = None
+    if patched is not None:
+        owned = patched if isinstance(target, bytes) else None
+        target = patched
+    if hasattr(target, "read"):
         target = _SafeSeekFile(target)
-    f = _soundfile(target, name)
-    if f.format == "MP3" and 0 < f.frames < UNKNOWN_FRAMES:
-        f = _xing_checked(f, target, name, origin)
+    try:
+        f = _soundfile(target, name)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+    f._owned = owned
+    if patched is not None:
+        f._info.frames = UNKNOWN_FRAMES  # the header's count is not to be trusted: read to the end
     if f.frames >= UNKNOWN_FRAMES:
         if count:
-            f = _sized(f, target, name)
+            f = _sized(f, target, name, origin)
         else:
             f.unsized = True
     elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
@@ -479,8 +493,10 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _
 
 
 #: Most bits per second MPEG audio takes (Layer I: 448 kbps), with room: a Xing/Info frame
-#: count that makes the file denser than this counts too few frames.
+#: count that makes the audio denser than this counts too few frames.
 _MPEG_MAX_BPS = 480_000
+#: Sample rates of MPEG-1 by the header's index (MPEG-2 halves them, MPEG-2.5 quarters them).
+_MPEG1_RATES = (44100, 48000, 32000)
 
 
 class _Patched:
@@ -506,53 +522,87 @@ class _Patched:
             data = bytes(b)
         return data
 
-
-def _xing_offset(head: bytes) -> int | None:
-    """Where the ``Xing``/``Info`` tag of an MP3's first frame lies in ``head`` (its first bytes),
-    after an ID3v2 tag; ``None`` when there is none."""
-    at = 0
-    if head[:3] == b"ID3" and len(head) >= 10:
-        size = 0
-        for b in head[6:10]:
-            size = (size << 7) | (b & 0x7F)
-        at = 10 + size + (10 if head[5] & 0x10 else 0)
-    frame = head[at : at + 200]
-    for tag in (b"Xing", b"Info"):
-        i = frame.find(tag)
-        if i >= 0:
-            return at + i
-    return None
+    def close(self) -> None:
+        if hasattr(self._f, "close"):
+            self._f.close()
 
 
-def _xing_checked(f: _SoundFile, target: Any, name: str, origin: int) -> _SoundFile:
-    """An MP3 whose Xing/Info tag counts too few frames (the decoder trusts it and stops there:
-    a 10-minute file read as 0.1 s) opened again with the tag's count read as unknown (the
-    largest), so that every frame is decoded, its length left to be counted (as a FLAC's whose
-    header does not give it); ``f`` itself when its count fits the file's size."""
-    owned = open(target, "rb") if isinstance(target, bytes) else None  # noqa: SIM115 - closed with the file
-    src = owned if owned is not None else target
+def _xing_count(src: Any, origin: int) -> tuple[int, float] | None:
+    """``(offset of the Xing/Info frame count, seconds it announces / bytes of audio)`` of an MP3
+    read from ``src`` at ``origin``: the first MPEG frame after an ID3v2 tag (of any size), its
+    Xing or Info tag where the frame's side information ends, with a frame count; ``None`` for
+    anything else. ``src`` is left at ``origin``."""
     try:
+        src.seek(origin)
+        head = src.read(10)
+        start = origin
+        if head[:3] == b"ID3" and len(head) == 10:
+            size = 0
+            for b in head[6:10]:
+                size = (size << 7) | (b & 0x7F)
+            start = origin + 10 + size + (10 if head[5] & 0x10 else 0)
+        src.seek(start)
+        data = src.read(4096)
+        i = 0
+        while i + 4 <= len(data) and not (data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0):
+            i += 1  # padding after the tag
+        if i + 4 > len(data):
+            return None
+        b1, b2, b3 = data[i + 1], data[i + 2], data[i + 3]
+        version, layer, rate_i = (b1 >> 3) & 3, (b1 >> 1) & 3, (b2 >> 2) & 3
+        if version == 1 or layer != 1 or rate_i == 3:  # reserved; Layer III only (its tags)
+            return None
+        rate = _MPEG1_RATES[rate_i] // {3: 1, 2: 2, 0: 4}[version]
+        mono = (b3 >> 6) & 3 == 3
+        side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+        at = i + 4 + side
+        if (
+            data[at : at + 4] not in (b"Xing", b"Info")
+            or not int.from_bytes(data[at + 4 : at + 8], "big") & 1
+        ):
+            return None
+        frames = int.from_bytes(data[at + 8 : at + 12], "big")
+        seconds = frames * (1152 if version == 3 else 576) / rate
         end = int(src.seek(0, io.SEEK_END))
-        src.seek(origin)
-        head = src.read(1 << 16)
-        at = _xing_offset(head)
-        plausible = (end - origin) * 8 / (f.frames / f.samplerate) <= _MPEG_MAX_BPS
-        if at is None or plausible or not int.from_bytes(head[at + 4 : at + 8], "big") & 1:
-            if owned is not None:
-                owned.close()
-            else:
-                src.seek(origin)
-            return f
-        src.seek(origin)
-        f.close()
-        again = _soundfile(_SafeSeekFile(_Patched(src, origin + at + 8, b"\x7f\xff\xff\xff")), name)
-    except BaseException:
-        if owned is not None:
-            owned.close()
-        raise
-    again._owned = owned
-    again._info.frames = UNKNOWN_FRAMES  # the header's count is not to be trusted: read to the end
-    return again
+        return start + at + 8, seconds / max(1, end - start - i)
+    except (OSError, ValueError, IndexError):
+        return None
+    finally:
+        try:
+            src.seek(origin)
+        except (OSError, ValueError):
+            pass
+
+
+def _xing_patch(target: Any, origin: int, name: str) -> Any:
+    """A reader of ``target`` (a path's bytes or a file object at ``origin``) whose MP3 Xing/Info
+    frame count reads as the largest, when the count makes the audio denser than MPEG audio can
+    be (the decoder trusts it and stops there: a 10-minute file was read as 0.1 s); ``None`` when
+    the count is plausible or there is none. A path is opened for it (the reader owns it)."""
+    if isinstance(target, bytes):
+        try:
+            with open(target, "rb") as fh:
+                if fh.read(3) not in (b"ID3",) and not _mpeg_sync(fh, 0):
+                    return None
+                found = _xing_count(fh, 0)
+        except OSError:
+            return None
+        if found is None or found[1] * _MPEG_MAX_BPS >= 8:
+            return None
+        fh = open(target, "rb")  # noqa: SIM115 - owned by the decoder's file, closed with it
+        return _Patched(fh, found[0], b"\x7f\xff\xff\xff")
+    if not hasattr(target, "read"):
+        return None
+    found = _xing_count(target, origin)
+    if found is None or found[1] * _MPEG_MAX_BPS >= 8:
+        return None
+    return _Patched(target, found[0], b"\x7f\xff\xff\xff")
+
+
+def _mpeg_sync(fh: Any, at: int) -> bool:
+    fh.seek(at)
+    b = fh.read(2)
+    return len(b) == 2 and b[0] == 0xFF and b[1] & 0xE0 == 0xE0
 
 
 def _soundfile(target: Any, name: str) -> _SoundFile:
@@ -567,11 +617,12 @@ def _soundfile(target: Any, name: str) -> _SoundFile:
         raise DecodeError(f"{name}: cannot decode audio ({e})") from None
 
 
-def _sized(f: _SoundFile, target: Any, name: str) -> _SoundFile:
+def _sized(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _SoundFile:
     """``f`` (a file whose header leaves its length unknown) opened again, its length counted by
     decoding it once (without seeking), so that durations, limits and progress are true; reads
     never seek. A decoding error on the way is raised when the data is read, as for any file."""
     f.no_seek = True
+    owned, f._owned = f._owned, None  # (the reader it opened reads again below)
     n = 0
     try:
         buf = np.empty((1 << 16, f.channels), dtype=np.float32)  # 16 MB at 64 channels
@@ -585,8 +636,14 @@ def _sized(f: _SoundFile, target: Any, name: str) -> _SoundFile:
     finally:
         f.close()
     if hasattr(target, "seek"):
-        target.seek(0)
-    again = _soundfile(target, name)
+        target.seek(origin)
+    try:
+        again = _soundfile(target, name)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+    again._owned = owned
     again.no_seek = again.unsized = True
     again._info.frames = n
     return again

@@ -500,29 +500,64 @@ def test_analyze_warns_when_decoding_ends_well_before_the_headers_length(tmp_pat
 
 def test_an_mp3_whose_xing_tag_counts_too_few_frames_is_read_whole(tmp_path: Path, tiny_model) -> None:
     """A Xing/Info tag that counts 5 frames made the decoder stop there: a 10-minute MP3 was
-    analysed as 0.1 s, without a word (a resources audit). A count that makes the file denser
-    than MPEG audio can be is not trusted: every frame is read (file, file object, API, CLI)."""
+    analysed as 0.1 s, without a word (a resources audit). A count that makes the audio denser
+    than MPEG audio can be is not trusted: every frame is read, through every entry point, behind
+    an ID3 tag of any size and from a file object at any position; an honest MP3 is read exactly
+    as before (the first version of this fix moved a file object under the decoder: every MP3
+    read from one was shifted by 78 ms, which a test of durations alone did not see)."""
     import warnings
 
     import instrunet_core
-    from instrunet_core.audio import audio_info
+    from instrunet_core.audio import AudioReader, audio_info
 
     if not MP3_SUPPORTED:  # pragma: no cover - libsndfile without MPEG
         pytest.skip("libsndfile here has no MP3")
-    y = 0.3 * np.sin(2 * np.pi * 440 * np.arange(20 * SR) / SR)
+    t = np.arange(20 * SR) / SR
+    y = 0.3 * np.sin(2 * np.pi * (200 + 20 * t) * t)  # a chirp: a shift in time shows
     sf.write(tmp_path / "good.mp3", y, SR, format="MP3")
-    data = bytearray((tmp_path / "good.mp3").read_bytes())
+    good = (tmp_path / "good.mp3").read_bytes()
+    data = bytearray(good)
     at = data.find(b"Xing") if b"Xing" in data[:4096] else data.find(b"Info")
     assert 0 < at < 4096 and data[at + 7] & 1  # the tag, with a frame count
     data[at + 8 : at + 12] = (5).to_bytes(4, "big")
-    (tmp_path / "lie.mp3").write_bytes(bytes(data))
+    lie = bytes(data)
+    n = 100_000  # a 100 kB ID3v2 tag (cover art), its size in 7-bit bytes
+    tag = (
+        b"ID3\x04\x00\x00" + bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F]) + bytes(n)
+    )
+    for name, blob in (("lie.mp3", lie), ("tagged_lie.mp3", tag + lie), ("tagged_good.mp3", tag + good)):
+        (tmp_path / name).write_bytes(blob)
     assert sf.info(str(tmp_path / "lie.mp3")).duration < 0.5  # what the decoder alone believes
-    assert audio_info(tmp_path / "lie.mp3").duration == pytest.approx(20.0, abs=0.1)
-    assert load_audio(tmp_path / "lie.mp3").shape[0] == pytest.approx(20 * 22050, abs=0.1 * 22050)
+    ref = load_audio(tmp_path / "good.mp3")
+    assert ref.shape[0] == pytest.approx(20 * SR, abs=10)
+    for src in (tmp_path / "tagged_good.mp3", io.BytesIO(good), io.BytesIO(b"junk" + good)):
+        if isinstance(src, io.BytesIO) and src.getvalue().startswith(b"junk"):
+            src.seek(4)  # audio starts at a file object's position
+        assert np.array_equal(load_audio(src), ref)  # an honest MP3: exactly as before
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is damaged: no warning
-        for src in (tmp_path / "lie.mp3", io.BytesIO(bytes(data))):
-            a = instrunet_core.analyze(src, model=tiny_model, analyzers=False)
-            assert a.duration == pytest.approx(20.0, abs=0.1) and a.damage is None
-        good = instrunet_core.analyze(tmp_path / "good.mp3", model=tiny_model, analyzers=False)
-    assert good.duration == pytest.approx(20.0, abs=1e-3)  # an honest tag is still trusted
+        for src in (
+            tmp_path / "lie.mp3",
+            tmp_path / "tagged_lie.mp3",
+            io.BytesIO(lie),
+            io.BytesIO(b"junk" + lie),
+        ):
+            if isinstance(src, io.BytesIO) and src.getvalue().startswith(b"junk"):
+                src.seek(4)
+            got = load_audio(src)
+            assert got.shape[0] == pytest.approx(20 * SR, abs=0.05 * SR)
+            # the same samples, but for the encoder's delay the decoder no longer trims (a few ms)
+            lag = int(np.argmax(np.correlate(got[: SR // 2], ref[:2000], "valid")))
+            assert (
+                lag < 0.01 * SR
+                and np.abs(got[lag : lag + ref.shape[0] - SR] - ref[: ref.shape[0] - SR]).max() < 1e-3
+            )
+            if isinstance(src, io.BytesIO):
+                src.seek(4 if src.getvalue().startswith(b"junk") else 0)
+            with AudioReader(src) as r:
+                frames = sum(len(b) for b in r.blocks(1 << 16))
+                assert r.frames == frames  # what it says is what it yields
+            assert frames == pytest.approx(20 * SR, abs=0.05 * SR)
+        assert audio_info(tmp_path / "tagged_lie.mp3").duration == pytest.approx(20.0, abs=0.1)
+        a = instrunet_core.analyze(io.BytesIO(lie), model=tiny_model, analyzers=False)
+        assert a.duration == pytest.approx(20.0, abs=0.1) and a.damage is None
