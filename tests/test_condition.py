@@ -1128,6 +1128,13 @@ def test_a_band_limited_source_is_not_judged_on_what_it_cannot_hold(tmp_path, re
     assert not any(r["feature"] in BAND_FEATURES for r in c["reasons"])
     v = condition_of(y, sr=sr)
     assert v["features"]["hf_flatness"] is None and "nothing above 4 kHz" in v["explanation"]
+    # never cited, as evidence or as clean (a review found "flatness above 4 kHz 0.11 ... looks as
+    # clean recordings do" in the same sentence that said it cannot be judged)
+    from instrunet_condition.classifier import _WORDS
+
+    for verdict in (c, v):
+        said = verdict["explanation"].split("; the recording holds nothing above 4 kHz")[0]
+        assert not any(_WORDS[k] in said for k in BAND_FEATURES), verdict["explanation"]
     wide = analyze(np.repeat(y, 4), 32000, registry=real_registry).extras[
         "condition"
     ]  # (the same tone at 32 kHz)

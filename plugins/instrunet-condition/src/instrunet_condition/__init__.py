@@ -54,6 +54,7 @@ from .classifier import (
 )
 from .features import FEATURE_NAMES, SAMPLE_RATE, condition_features, feature_vector
 from .stream import (
+    BAND_FEATURES,
     ConditionStream,
     band_limited,
     impute_band,
@@ -178,6 +179,7 @@ def condition_of(
         predict=predict or m.predict,
         reference=m.reference,
         spectrogram=np.stack(spec) if spec else None,
+        unmeasured=BAND_FEATURES if limited else (),
     )
     if limited:
         judge_band_limited(out, source_rate)

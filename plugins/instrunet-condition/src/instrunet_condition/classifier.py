@@ -306,6 +306,7 @@ def explain(
     *,
     probabilities: Mapping[str, float] | None = None,
     window_shares: Mapping[str, float] | None = None,
+    unmeasured: Sequence[str] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
     """The verdict in one sentence and the features behind it.
 
@@ -332,6 +333,9 @@ def explain(
     window_shares : dict, optional
         Per class, the share of the judged audio whose window on its own points to it: from
         :data:`DISAGREE_SHARE` pointing elsewhere, the sentence says the windows disagree.
+    unmeasured : sequence of str
+        Features that could not be measured (a band-limited source's band features, given their
+        clean medians): never cited, never "outweighed".
 
     Returns
     -------
@@ -397,13 +401,16 @@ def explain(
     if p < CLOSE_CALL and rivals:
         head += f"; a close call, {_CLASS_WORDS.get(rivals[0][1], rivals[0][1])} p={rivals[0][0]:.2f}"
     head += ")"
-    ranked = [k for k, v in sorted(effects.items(), key=lambda kv: -kv[1]) if v > MIN_EFFECT]
+    skip = set(unmeasured)
+    ranked = [
+        k for k, v in sorted(effects.items(), key=lambda kv: -kv[1]) if v > MIN_EFFECT and k not in skip
+    ]
     if label == "healthy":
         # What keeps it healthy: clean values whose replacement by a damaged clip's typical value
         # would lower p(healthy) most. A feature outside the clean range is never cited as a reason
         # for "healthy"; it is named as outweighed instead, the farthest first.
         keep = [k for k in ranked if k != SPECTROGRAM and not outside(k)][:2]
-        odd = sorted((k for k in FEATURE_NAMES if outside(k)), key=lambda k: -beyond(k))
+        odd = sorted((k for k in FEATURE_NAMES if outside(k) and k not in skip), key=lambda k: -beyond(k))
         if keep:
             text = (
                 f"{head}: no sign of damage; "
@@ -458,6 +465,7 @@ def assess(
     predict: Callable[..., np.ndarray],
     reference: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
     spectrogram: np.ndarray | None = None,
+    unmeasured: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Verdict over several windows of audio: the weighted mean of their probabilities.
 
@@ -481,6 +489,8 @@ def assess(
     spectrogram : np.ndarray [shape=(n, 3)], optional
         A fused model's spectrogram network probabilities of each window; its share of the
         verdict (the fall when the features alone decide) is the effect of :data:`SPECTROGRAM`.
+    unmeasured : sequence of str
+        Features the rows hold stand-in values for (:func:`explain` never cites them).
 
     Returns
     -------
@@ -557,7 +567,15 @@ def assess(
         net = {c: float((spec[:, i] * w).sum()) for i, c in enumerate(CLASSES)}
     probabilities = {c: float(mean[i]) for i, c in enumerate(CLASSES)}
     text, reasons = explain(
-        label, float(mean[k]), feats, effects, ref, net, probabilities=probabilities, window_shares=shares
+        label,
+        float(mean[k]),
+        feats,
+        effects,
+        ref,
+        net,
+        probabilities=probabilities,
+        window_shares=shares,
+        unmeasured=unmeasured,
     )
     return {
         "label": label,

@@ -442,6 +442,7 @@ class ConditionStream:
             predict=self.model.predict,
             reference=self.model.reference,
             spectrogram=spec,
+            unmeasured=BAND_FEATURES if self.band_limited else (),
         )
         if self.band_limited:
             judge_band_limited(out, self.source_rate)
