@@ -184,7 +184,7 @@ def _check_arguments(cfg: ExportConfig) -> Path:
             )
         if os.path.lexists(d) and not cfg.force:
             raise ExportError(f"{d}: already exists (pass --force to replace it)")
-        if os.path.lexists(d) and not d.is_dir():
+        if os.path.lexists(d) and not d.is_dir() and not d.is_symlink():  # (--force replaces a link)
             raise ExportError(f"{d}: not a folder (remove it, or export another version)")
         _check_writable(d)
     return dest
@@ -489,26 +489,13 @@ def _check_finite(cfg: ExportConfig, who: str, name: str, y: np.ndarray) -> None
 
 
 def _check_probabilities(cfg: ExportConfig, task: str, name: str, y: np.ndarray) -> None:
-    """What the runtime reads as probabilities is: in [0, 1], rows summing to 1 for a softmax
-    (multiclass), not all summing to 1 for sigmoids (a softmax given ``--task multilabel``)."""
-    y = np.asarray(y, np.float64)
-    lo, hi = float(y.min()), float(y.max())
-    if not (lo >= -1e-3 and hi <= 1 + 1e-3):
-        raise ExportError(
-            f"{cfg.model}: output {name!r} ranges {lo:.4g} to {hi:.4g} on the parity windows, not probabilities "
-            "in [0, 1] (a linear layer's logits? end the model in sigmoid or softmax); nothing written"
-        )
-    sums = y.sum(axis=1)
-    if task == "multiclass" and not np.all(np.abs(sums - 1.0) <= 1e-3):
-        raise ExportError(
-            f"{cfg.model}: multiclass, but its {name!r} rows sum to {float(sums.min()):.4g} to "
-            f"{float(sums.max()):.4g} on the parity windows, not 1 (a softmax's do); nothing written"
-        )
-    if task == "multilabel" and y.shape[1] > 1 and len(y) >= 2 and np.all(np.abs(sums - 1.0) <= 1e-5):
-        raise ExportError(
-            f"{cfg.model}: multilabel, but every row of {name!r} sums to 1 on the parity windows: a softmax "
-            "(export it as multiclass); nothing written"
-        )
+    """What the runtime reads as probabilities is (:func:`instrunet_core.verify.probability_problem`,
+    the rule ``models --check`` applies to the stored references)."""
+    from instrunet_core.verify import probability_problem
+
+    why = probability_problem(y, task, name, "on the parity windows")
+    if why is not None:
+        raise ExportError(f"{cfg.model}: {why}; nothing written")
 
 
 def _as_list(y: Any) -> list[np.ndarray]:

@@ -710,7 +710,7 @@ def embedding_json_chunks(
             "silent": bool(silent),
             "vector": _short_floats(emb.windows[i]),
         }
-        yield (", " if i else "") + json.dumps(row)
+        yield (", " if i else "") + json.dumps(jsonable(row))  # (NaN -> null, as before)
     yield "]" + ("" if not tail else ", " + json.dumps(jsonable(dict(tail)))[1:-1]) + "}"
 
 

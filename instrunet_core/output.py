@@ -218,8 +218,9 @@ def jsonable(x: Any, *, max_values: int | None = None) -> Any:
     """``x`` with plain JSON types only: mappings → dicts with str keys, sequences and arrays →
     lists, numpy scalars → Python numbers, NaN and infinities → ``None``, anything else → ``str``.
 
-    ``max_values`` bounds what is converted: numbers, keys and other leaves count one each, a
-    string one per started 100 characters, an array its size (counted before it is converted).
+    ``max_values`` bounds what is converted: numbers, keys, lists, dicts and other leaves count
+    one each, a string one per started 100 characters, an array of numbers its size (counted
+    before it is converted; an array of objects is counted as a list of them).
     Past it, ``ValueError`` (nothing large is built first).
     """
     if max_values is None:
@@ -236,13 +237,16 @@ def _count(left: list[int] | None, n: int) -> None:
 
 def _jsonable(x: Any, left: list[int] | None) -> Any:
     if isinstance(x, Mapping):
-        _count(left, len(x))
+        _count(left, 1 + len(x))  # itself, and each key
         return {str(k): _jsonable(v, left) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
+        _count(left, 1)
         return [_jsonable(v, left) for v in x]
     if isinstance(x, np.ndarray):
-        _count(left, x.size)
-        return _jsonable(x.tolist(), None)
+        if x.dtype.kind in "biufc":  # numbers: counted before they are converted
+            _count(left, x.size)
+            return _jsonable(x.tolist(), None)
+        return _jsonable(x.tolist(), left)  # objects, strings: counted as they are
     if isinstance(x, (bool, np.bool_)):
         _count(left, 1)
         return bool(x)

@@ -31,7 +31,14 @@ from .errors import ModelError, one_line
 from .manifest import MANIFEST_FILENAME, Manifest, open_regular_file, read_manifest
 from .session import RuntimeOptions, onnx_session
 
-__all__ = ["ArtifactCheck", "verify_artifact", "verified_session", "check_io", "REFERENCES_ATOL"]
+__all__ = [
+    "ArtifactCheck",
+    "verify_artifact",
+    "verified_session",
+    "check_io",
+    "probability_problem",
+    "REFERENCES_ATOL",
+]
 
 #: Largest |onnxruntime output - stored reference| accepted (probabilities in [0, 1]).
 REFERENCES_ATOL = 1e-4
@@ -112,9 +119,9 @@ def verify_artifact(
         p = p.parent
     m = manifest if manifest is not None else read_manifest(p)
     onnx_path = p / m.file
+    if not references:  # the digest alone: streamed, not the whole file in memory
+        return ArtifactCheck(path=p, manifest=m, sha256=_digest_checked(p, m, None))
     data, digest = _read_verified(p, m)
-    if not references:
-        return ArtifactCheck(path=p, manifest=m, sha256=digest)
     sess = onnx_session(data, where=str(onnx_path))
     del data
     check_io(sess, m, str(onnx_path))  # what loading checks, so a model that passes loads
@@ -129,7 +136,9 @@ def verify_artifact(
             f"{p / m.references}: references not reproduced: max |diff| {diff:.3g} (atol {atol:g}), "
             f"top-1 agreement {agree:.2%}"
         )
-    _check_probabilities(out, m, str(onnx_path))
+    why = probability_problem(out, m.task, m.output["name"], "on the references")
+    if why is not None:
+        raise ModelError(f"{onnx_path}: {why}")
     return ArtifactCheck(
         path=p, manifest=m, sha256=digest, n_references=int(len(y)), max_abs_diff=diff, top1_agreement=agree
     )
@@ -139,23 +148,35 @@ def _read_verified(p: Path, m: Manifest) -> tuple[bytes, str]:
     """The bytes of the artifact's ONNX file, read once, and their SHA-256, equal to the
     manifest's (what is hashed is what is loaded: a file replaced between a check and a
     second reading, or weights kept in another file, never run unchecked)."""
+    kept: list[bytes] = []
+    digest = _digest_checked(p, m, kept)
+    return b"".join(kept), digest
+
+
+def _digest_checked(p: Path, m: Manifest, keep: list[bytes] | None) -> str:
+    """SHA-256 of the artifact's ONNX file, read in chunks (kept in ``keep`` when given), checked
+    against the manifest's."""
     onnx_path = p / m.file
     if not onnx_path.is_file():
         if onnx_path.exists():  # a device (a link to /dev/zero would hash for ever), a folder, a FIFO
             raise ModelError(f"{onnx_path}: not a regular file (named by {p / MANIFEST_FILENAME})")
         raise ModelError(f"{onnx_path}: model file not found (named by {p / MANIFEST_FILENAME})")
+    h = hashlib.sha256()
     try:
         with open_regular_file(onnx_path) as f:
-            data = f.read()
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                if keep is not None:
+                    keep.append(chunk)
     except OSError as e:
         raise ModelError(f"{onnx_path}: cannot read: {e.strerror or e}") from None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = h.hexdigest()
     if digest != m.sha256:
         raise ModelError(
             f"{onnx_path}: sha256 {digest} does not match the manifest's {m.sha256} "
             "(the file was changed or corrupted; re-export the model)"
         )
-    return data, digest
+    return digest
 
 
 def verified_session(
@@ -176,29 +197,30 @@ def verified_session(
     return onnx_session(data, options, where=str(p / m.file))
 
 
-def _check_probabilities(out: np.ndarray, m: Manifest, where: str) -> None:
-    """The replayed outputs are what the manifest says: probabilities in [0, 1] and, for a
-    ``multiclass`` (softmax) model, rows that sum to 1; a ``multilabel`` model whose every row
-    sums to 1 is a softmax declared as sigmoids (its presence thresholds would mean nothing)."""
-    if not len(out):
-        return
-    lo, hi = float(out.min()), float(out.max())
+def probability_problem(y: np.ndarray, task: str, name: str, on: str) -> str | None:
+    """What makes ``y`` (rows of an output named ``name``, ``on`` some inputs: "on the
+    references") not what the runtime reads for ``task``, or ``None``: values outside [0, 1] (a
+    linear layer's logits), ``multiclass`` rows that do not sum to 1, ``multilabel`` rows that all
+    sum to 1 (a softmax declared as sigmoids). The one rule of the exporter and of
+    ``models --check``."""
+    y = np.asarray(y, np.float64)
+    if not len(y):
+        return None
+    lo, hi = float(y.min()), float(y.max())
     if not (lo >= -1e-3 and hi <= 1 + 1e-3):
-        raise ModelError(
-            f"{where}: output {m.output['name']!r} holds {lo:.4g} to {hi:.4g} on the references, "
-            "not probabilities in [0, 1] (a linear layer's logits?)"
+        return f"output {name!r} holds {lo:.4g} to {hi:.4g} {on}, not probabilities in [0, 1] (a linear layer's logits?)"
+    sums = y.sum(axis=1)
+    if task == "multiclass" and not np.all(np.abs(sums - 1.0) <= 1e-3):
+        return (
+            f"the task is multiclass (softmax) but the rows of {name!r} sum to {float(sums.min()):.4g} to "
+            f"{float(sums.max()):.4g} {on}, not 1"
         )
-    sums = out.astype(np.float64).sum(axis=1)
-    if m.task == "multiclass" and not np.all(np.abs(sums - 1.0) <= 1e-3):
-        raise ModelError(
-            f"{where}: the manifest says multiclass (softmax) but the outputs of the references sum to "
-            f"{float(sums.min()):.4g} to {float(sums.max()):.4g}, not 1"
+    if task == "multilabel" and y.shape[1] > 1 and len(y) >= 2 and np.all(np.abs(sums - 1.0) <= 1e-5):
+        return (
+            f"the task is multilabel (independent sigmoids) but every row of {name!r} sums to 1 {on}: a "
+            "softmax output (export it as multiclass)"
         )
-    if m.task == "multilabel" and len(out) >= 2 and len(m.labels) > 1 and np.all(np.abs(sums - 1.0) <= 1e-5):
-        raise ModelError(
-            f"{where}: the manifest says multilabel (independent sigmoids) but the outputs of every "
-            "reference sum to 1: a softmax output (export it as multiclass)"
-        )
+    return None
 
 
 def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:

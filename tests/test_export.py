@@ -588,9 +588,9 @@ def _behind_a_reshape(path: Path, activation: str, *, nan: bool = False) -> Path
         (
             "softmax",
             "multilabel",
-            "multilabel, but every row of 'probabilities' sums to 1 on the parity windows",
+            "multilabel (independent sigmoids) but every row of 'probabilities' sums to 1 on the parity windows",
         ),
-        ("sigmoid", "multiclass", "multiclass, but its 'probabilities' rows sum to"),
+        ("sigmoid", "multiclass", "multiclass (softmax) but the rows of 'probabilities' sum to"),
     ],
 )
 def test_outputs_that_are_not_what_the_task_says_are_refused(
@@ -690,3 +690,7 @@ def test_force_over_a_linked_version_and_a_dangling_link(
     (out / "x" / "2.0.0").symlink_to(tmp_path / "nowhere")
     assert main(_args(tiny_keras, out, tiny_corpus, name="x", version="2.0.0")) == 1
     assert "a link to" in capsys.readouterr().err
+    # ... and --force replaces it, as the message says
+    args = _args(tiny_keras, out, tiny_corpus, "--n-parity", "8", "--force", name="x", version="2.0.0")
+    assert main(args) == 0, capsys.readouterr().err
+    assert (out / "x" / "2.0.0").is_dir() and not (out / "x" / "2.0.0").is_symlink()

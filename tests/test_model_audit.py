@@ -399,14 +399,14 @@ def test_models_check_refuses_outputs_that_are_not_what_the_manifest_says(tiny_m
         verify_artifact(d)
     (d / "model.onnx").write_bytes(orig)
     with_last("Softmax")
-    with pytest.raises(ModelError, match="every reference sum to 1: a softmax output"):
+    with pytest.raises(
+        ModelError, match="every row of 'probabilities' sums to 1 on the references: a softmax output"
+    ):
         verify_artifact(d)
     (d / "model.onnx").write_bytes(orig)
     out = dict(make_manifest(d)["output"], activation="softmax")
     with_last("Sigmoid", task="multiclass", output=out, thresholds=None)
-    with pytest.raises(
-        ModelError, match=r"says multiclass \(softmax\) but the outputs of the references sum to"
-    ):
+    with pytest.raises(ModelError, match=r"multiclass \(softmax\) but the rows of 'probabilities' sum to"):
         verify_artifact(d)
 
 

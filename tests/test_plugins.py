@@ -179,6 +179,10 @@ def test_an_analyzer_result_too_large_is_its_error_not_a_huge_document(
             register("array", lambda ctx: {"x": np.zeros(big, np.float32)}),
             register("text", lambda ctx: {"log": "x" * (100 * big)}),
             register("nested", lambda ctx: {"rows": [{"a": 1, "b": 2.0}] * big}),
+            register("empties", lambda ctx: {"rows": [[]] * big}),
+            register(
+                "objects", lambda ctx: {"x": np.array([[0.5] * 1000] * (big // 1000 + 1), dtype=object)}
+            ),
             register("fits", lambda ctx: {"x": np.arange(1000), "s": "y" * 10_000}),
         ),
     )
@@ -186,7 +190,7 @@ def test_an_analyzer_result_too_large_is_its_error_not_a_huge_document(
     an = instrunet_core.analyze(
         tone(2.0, 22050), 22050, model=instrunet_core.load_model("tiny", registry=tiny_registry), registry=reg
     )
-    for name in ("array", "text", "nested"):
+    for name in ("array", "text", "nested", "empties", "objects"):
         assert an.extras[name]["plugin"] == "big"
         assert an.extras[name]["error"].startswith(
             "ValueError: its result is too large: more than 1,000,000 values"

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -100,30 +98,23 @@ def finite_json(x: Any) -> Any:
 
 
 def write_json(path: Path, data: Any, **dump: Any) -> None:
-    """``data`` as JSON at ``path``, whole or not at all (a temporary file renamed over it); NaN
-    and infinities are written as ``null``."""
+    """``data`` as JSON at ``path``, whole or not at all (the core's atomic writer:
+    :func:`instrunet_core.writers.atomic_write_text`, the replaced file's permissions kept, a
+    link written through); NaN and infinities are written as ``null``."""
+    from instrunet_core.writers import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        tmp = f.name
-        try:
-            json.dump(finite_json(data), f, allow_nan=False, **dump)
-        except BaseException:
-            f.close()
-            os.unlink(tmp)
-            raise
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(finite_json(data), allow_nan=False, **dump))
 
 
 def save_keras(model: Any, path: Path) -> None:
-    """``model.save(path)`` whole or not at all: saved beside it, then renamed over it (a full disk
-    left a truncated ``.keras`` where the previous good one had been)."""
+    """``model.save(path)`` whole or not at all (the core's :func:`~instrunet_core.writers.atomic_path`,
+    a ``.keras`` suffix for Keras to see): a full disk left a truncated ``.keras`` where the
+    previous good one had been."""
+    from instrunet_core.writers import atomic_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

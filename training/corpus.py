@@ -46,7 +46,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -57,7 +56,7 @@ import soundfile as sf
 
 from instrunet_core.labels import FAMILIES
 
-from .cli_checks import number_problems
+from .cli_checks import number_problems, write_json
 from .nsynth import FAMILY_NAMES, SOURCE_NAMES, load_split, note_str
 from .progress import progress_bar
 
@@ -541,11 +540,7 @@ def _note_record(inst: Any, name: str, pitch: int, velocity: int, **extra: Any) 
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        tmp = f.name
-    os.replace(tmp, path)
+    write_json(path, data, indent=1, sort_keys=True)
 
 
 def build(
