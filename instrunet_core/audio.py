@@ -589,7 +589,10 @@ def _xing_patch(target: Any, origin: int, name: str) -> Any:
             return None
         if found is None or found[1] * _MPEG_MAX_BPS >= 8:
             return None
-        fh = open(target, "rb")  # noqa: SIM115 - owned by the decoder's file, closed with it
+        try:
+            fh = open(target, "rb")  # noqa: SIM115 - owned by the decoder's file, closed with it
+        except OSError:
+            return None  # (the decoder opens it itself, and says what is wrong)
         return _Patched(fh, found[0], b"\x7f\xff\xff\xff")
     if not hasattr(target, "read"):
         return None
