@@ -327,13 +327,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
         target = patched
     if hasattr(target, "read"):
         target = _SafeSeekFile(target)
-    try:
-        f = _soundfile(target, name)
-    except BaseException:
-        if owned is not None:
-            owned.close()
-        raise
-    f._owned = owned
+    f = _soundfile_owning(target, name, owned)
     if patched is not None:
         f._info.frames = UNKNOWN_FRAMES  # the header's count is not to be trusted: read to the end
     if f.frames >= UNKNOWN_FRAMES:
@@ -608,6 +602,19 @@ def _mpeg_sync(fh: Any, at: int) -> bool:
     return len(b) == 2 and b[0] == 0xFF and b[1] & 0xE0 == 0xE0
 
 
+def _soundfile_owning(target: Any, name: str, owned: Any) -> _SoundFile:
+    """:func:`_soundfile`, the file then owning ``owned`` (a reader it closes with itself),
+    which is closed at once when opening fails."""
+    try:
+        f = _soundfile(target, name)
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise
+    f._owned = owned
+    return f
+
+
 def _soundfile(target: Any, name: str) -> _SoundFile:
     try:
         return _SoundFile(target)
@@ -640,13 +647,7 @@ def _sized(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _SoundFile
         f.close()
     if hasattr(target, "seek"):
         target.seek(origin)
-    try:
-        again = _soundfile(target, name)
-    except BaseException:
-        if owned is not None:
-            owned.close()
-        raise
-    again._owned = owned
+    again = _soundfile_owning(target, name, owned)
     again.no_seek = again.unsized = True
     again._info.frames = n
     return again

@@ -126,6 +126,8 @@ def impute_band(rows: Any, reference: Any) -> list[dict[str, float]]:
     return [{**r, **{k: float(med[k]) for k in BAND_FEATURES if k in med}} for r in rows]
 
 
+#: What a verdict holds in the output contract (a file's and each instrument's).
+_VERDICT_KEYS = ("label", "reason", "probabilities", "features", "explanation", "reasons", "window_shares")
 #: How each reason reads in a count of the windows left out ("6 too mixed").
 _COUNT_WORDS = {
     "silent": "silent",
@@ -479,35 +481,9 @@ class ConditionStream:
                 if mine
                 else unknown(self._instrument_reason(inst.label, ranges), self._label_skips.get(inst.label))
             )
-            per[inst.label] = {
-                k: v[k]
-                for k in (
-                    "label",
-                    "reason",
-                    "probabilities",
-                    "features",
-                    "explanation",
-                    "reasons",
-                    "window_shares",
-                    "chunks",
-                    "seconds",
-                )
-                if k in v
-            }
+            per[inst.label] = {k: v[k] for k in (*_VERDICT_KEYS, "chunks", "seconds") if k in v}
         return {
-            **{
-                k: whole[k]
-                for k in (
-                    "label",
-                    "reason",
-                    "probabilities",
-                    "features",
-                    "explanation",
-                    "reasons",
-                    "window_shares",
-                )
-                if k in whole
-            },
+            **{k: whole[k] for k in _VERDICT_KEYS if k in whole},
             "instruments": per,
             "model": {"name": m.name, "version": m.version, "sha256": m.sha256, **self._network()},
             "chunks": whole["chunks"],
