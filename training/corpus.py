@@ -301,10 +301,23 @@ def _synth_for(font_key: str, font_path: str) -> tuple[Any, int]:
     return _SYNTH, _SFIDS[font_key]
 
 
+#: Samples a synthesizer plays (and discards) after its sounds are turned off, before a note:
+#: tinysoundfont ends sounds with a quick release, which reached the next note's first samples,
+#: so a note depended on what the process rendered before it (a resumed corpus build differed
+#: from a fresh one; 256 were enough on FluidR3).
+QUIET_SAMPLES = 1024
+
+
+def silence(synth: Any) -> None:
+    """Every sound of ``synth`` off and played out: what it renders next owes nothing to before."""
+    synth.sounds_off()
+    synth.generate(QUIET_SAMPLES)
+
+
 def render_note(synth: Any, pitch: int, velocity: int) -> np.ndarray | None:
     """3 s held + 1 s release, mono float32; ``None`` if the preset has no sound there."""
     n_hold, n_rel = int(HOLD_S * SAMPLE_RATE), int(RELEASE_S * SAMPLE_RATE)
-    synth.sounds_off()
+    silence(synth)
     if not synth.noteon(0, pitch, velocity):
         return None
     hold = np.frombuffer(synth.generate(n_hold), dtype=np.float32)

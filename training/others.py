@@ -281,6 +281,8 @@ def _melodic_events(rng: np.random.Generator, lo: int, hi: int) -> list[tuple]:
 
 def _render_font_events(synth: Any, chan: int, events: Sequence[tuple], seconds: float) -> np.ndarray:
     """Play ``events`` on a tinysoundfont channel, ``seconds`` long, mono float32."""
+    from .corpus import silence
+
     sr = SAMPLE_RATE
     marks = sorted(
         [(round(t * sr), 1, k, v) for t, k, v, _ in events]
@@ -289,7 +291,7 @@ def _render_font_events(synth: Any, chan: int, events: Sequence[tuple], seconds:
     total = int(seconds * sr)
     out: list[np.ndarray] = []
     pos = 0
-    synth.sounds_off()
+    silence(synth)  # (nothing of what was rendered before reaches these events)
     for at, on, key, vel in marks:
         at = min(at, total)
         if at > pos:
