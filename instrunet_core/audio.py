@@ -538,8 +538,8 @@ def _xing_count(src: Any, origin: int) -> tuple[int, float] | None:
         src.seek(start)
         data = src.read(4096)
         i = 0
-        while i + 4 <= len(data) and not (data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0):
-            i += 1  # padding after the tag
+        while start > origin and i + 4 <= len(data) and not (data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0):
+            i += 1  # padding after the tag (without a tag, the first frame starts the file)
         if i + 4 > len(data):
             return None
         b1, b2, b3 = data[i + 1], data[i + 2], data[i + 3]
