@@ -278,8 +278,26 @@ def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
 
 
 def write_json(analysis: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``analysis.to_dict()`` (``instrunet.analysis/3``) as indented UTF-8 JSON."""
-    atomic_write_text(path, json.dumps(analysis.to_dict(), indent=2, allow_nan=False) + "\n")
+    """Write ``analysis.to_dict()`` (``instrunet.analysis/3``) as indented UTF-8 JSON.
+
+    Encoded in pieces as it is written (the same text as ``json.dumps(..., indent=2)``): with
+    embeddings, one line per number of every window's vector, and the whole text at once (with
+    the list of its pieces ``json.dumps`` joins) took hundreds of MB for an hour of audio.
+    """
+    pieces = json.JSONEncoder(indent=2, allow_nan=False).iterencode(analysis.to_dict())
+    if os.fspath(path) == "-":
+        buf: list[str] = []
+        for piece in pieces:
+            buf.append(piece)
+            if len(buf) >= 65536:
+                write_stdout("".join(buf))
+                buf = []
+        write_stdout("".join(buf) + "\n")
+        return
+    with atomic_path(os.fspath(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for piece in pieces:
+            f.write(piece)
+        f.write("\n")
 
 
 def write_csv(analysis: Any, path: str | os.PathLike[str]) -> None:
