@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import stat
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -90,9 +91,29 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
         for folder, _, names in os.walk(root, onerror=unreadable):  # symlinked folders not followed
             for name in names:
                 if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
-                    found.append(os.path.join(folder, name))
+                    path = os.path.join(folder, name)
+                    if _special(path):
+                        # a named pipe would wait for a writer for ever (and hold up every file after
+                        # it); a socket or a device is no recording either: said, and left out
+                        warnings.warn(
+                            f"{path}: not a regular file (a named pipe, socket or device); left out",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
+                        continue
+                    found.append(path)
         return _once(found)
     return sorted({os.path.realpath(p) for p in source})
+
+
+def _special(path: str) -> bool:
+    """Whether ``path`` (followed through links) is a FIFO, socket or device (not a link that leads
+    nowhere: reading it says so)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
 def _once(paths: Iterable[str]) -> list[str]:

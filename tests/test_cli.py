@@ -499,3 +499,21 @@ def test_a_folder_here_named_like_a_model_gets_a_hint_not_a_guess(
     with pytest.raises(ModelError) as e:
         load_model("nosuch")
     assert "give" not in str(e.value)
+
+
+def test_a_named_pipe_in_a_folder_is_left_out_not_waited_for(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`batch` (and `instrunet-ray`) of a folder holding a FIFO named like audio waited for a writer
+    for ever, and processed nothing (an entry-points audit): it is left out with a warning."""
+    import os
+
+    d = tmp_path / "music"
+    d.mkdir()
+    sf.write(d / "b.wav", tone(2.0), SR)
+    os.mkfifo(d / "a.wav")  # sorts first
+    assert main(["batch", str(d), "--out", str(tmp_path / "o.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "a.wav: not a regular file (a named pipe, socket or device); left out" in err
+    (line,) = (tmp_path / "o.jsonl").read_text().splitlines()
+    assert json.loads(line)["path"].endswith("b.wav")
