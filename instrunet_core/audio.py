@@ -318,8 +318,17 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     origin = 0  # where a file object's audio starts: its position now (libsndfile reads from there)
     if hasattr(target, "read"):
         origin = _position(target) or 0
-    # an MP3 whose Xing/Info tag counts too few frames is read with that count hidden (before
-    # the decoder reads anything: it must never see the file object moved under it)
+        if origin:
+            # the decoder is shown the data from there as a file of its own: libsndfile's FLAC and
+            # ID3 readers seek to absolute offsets, and its length counted the bytes before it
+            # ("lost sync", "Format not recognised" for a FLAC or a tagged MP3 after a header)
+            end = int(target.seek(0, io.SEEK_END))
+            target = _Slice(target, origin, end - origin)
+            origin = 0
+    # an MP3 the decoder would stop reading early (a Xing/Info count short of its frames, or no
+    # tag and a VBR stream whose length it estimates from the first frame) is given a reader
+    # that counts its frames right (before the decoder reads anything: it must never see the
+    # file object moved under it)
     patched = _xing_patch(target, origin, name)
     owned = None
     if patched is not None:
@@ -328,8 +337,6 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     if hasattr(target, "read"):
         target = _SafeSeekFile(target)
     f = _soundfile_owning(target, name, owned)
-    if patched is not None:
-        f._info.frames = UNKNOWN_FRAMES  # the header's count is not to be trusted: read to the end
     if f.frames >= UNKNOWN_FRAMES:
         if count:
             f = _sized(f, target, name, origin)
@@ -521,11 +528,48 @@ class _Patched:
             self._f.close()
 
 
-def _xing_count(src: Any, origin: int) -> tuple[int, float] | None:
-    """``(offset of the Xing/Info frame count, seconds it announces / bytes of audio)`` of an MP3
-    read from ``src`` at ``origin``: the first MPEG frame after an ID3v2 tag (of any size), its
-    Xing or Info tag where the frame's side information ends, with a frame count; ``None`` for
-    anything else. ``src`` is left at ``origin``."""
+#: Bit rates of MPEG audio Layer III by the header's index (kbps): MPEG-1, and MPEG-2/2.5.
+_L3_KBPS = (
+    (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0),
+    (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0),
+)
+
+
+def _l3_frame(h: bytes) -> tuple[int, int, int] | None:
+    """``(frame length in bytes, samples, sample rate)`` of an MPEG audio Layer III frame header
+    (4 bytes), ``None`` when it is none (or free-format)."""
+    if len(h) < 4 or h[0] != 0xFF or h[1] & 0xE0 != 0xE0:
+        return None
+    version, layer, br_i, rate_i = (h[1] >> 3) & 3, (h[1] >> 1) & 3, h[2] >> 4, (h[2] >> 2) & 3
+    if version == 1 or layer != 1 or rate_i == 3:
+        return None
+    kbps = _L3_KBPS[0 if version == 3 else 1][br_i]
+    if not kbps:
+        return None
+    rate = _MPEG1_RATES[rate_i] // {3: 1, 2: 2, 0: 4}[version]
+    padding = (h[2] >> 1) & 1
+    if version == 3:
+        return 144000 * kbps // rate + padding, 1152, rate
+    return 72000 * kbps // rate + padding, 576, rate
+
+
+@dataclasses.dataclass(frozen=True)
+class _MpegStart:
+    """The first frame of an MP3: where it is, its header, and its Xing/Info tag's frame count."""
+
+    first: int  # absolute offset of the first frame
+    header: bytes
+    length: int  # its length in bytes
+    side: int  # bytes of side information after the header (where a Xing/Info tag starts)
+    tag: bool  # the first frame is a Xing/Info frame (no audio)
+    count: int | None  # its frame count (None: no tag, or a tag without one)
+    count_at: int  # absolute offset of the count field (when there is one)
+
+
+def _mpeg_start(src: Any, origin: int) -> _MpegStart | None:
+    """The first frame of an MP3 read from ``src`` at ``origin`` (behind an ID3v2 tag of any size;
+    without a tag the first frame must start the data), ``None`` for anything else. ``src`` is
+    left at ``origin``."""
     try:
         src.seek(origin)
         head = src.read(10)
@@ -538,27 +582,18 @@ def _xing_count(src: Any, origin: int) -> tuple[int, float] | None:
         src.seek(start)
         data = src.read(4096)
         i = 0
-        while start > origin and i + 4 <= len(data) and not (data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0):
-            i += 1  # padding after the tag (without a tag, the first frame starts the file)
-        if i + 4 > len(data):
+        while start > origin and i + 4 <= len(data) and _l3_frame(data[i : i + 4]) is None:
+            i += 1  # padding after the tag
+        frame = _l3_frame(data[i : i + 4])
+        if frame is None:
             return None
-        b1, b2, b3 = data[i + 1], data[i + 2], data[i + 3]
-        version, layer, rate_i = (b1 >> 3) & 3, (b1 >> 1) & 3, (b2 >> 2) & 3
-        if version == 1 or layer != 1 or rate_i == 3:  # reserved; Layer III only (its tags)
-            return None
-        rate = _MPEG1_RATES[rate_i] // {3: 1, 2: 2, 0: 4}[version]
-        mono = (b3 >> 6) & 3 == 3
-        side = (17 if mono else 32) if version == 3 else (9 if mono else 17)
+        mono = (data[i + 3] >> 6) & 3 == 3
+        side = (17 if mono else 32) if (data[i + 1] >> 3) & 3 == 3 else (9 if mono else 17)
         at = i + 4 + side
-        if (
-            data[at : at + 4] not in (b"Xing", b"Info")
-            or not int.from_bytes(data[at + 4 : at + 8], "big") & 1
-        ):
-            return None
-        frames = int.from_bytes(data[at + 8 : at + 12], "big")
-        seconds = frames * (1152 if version == 3 else 576) / rate
-        end = int(src.seek(0, io.SEEK_END))
-        return start + at + 8, seconds / max(1, end - start - i)
+        tag = data[at : at + 4] in (b"Xing", b"Info")
+        has_count = tag and int.from_bytes(data[at + 4 : at + 8], "big") & 1
+        count = int.from_bytes(data[at + 8 : at + 12], "big") if has_count else None
+        return _MpegStart(start + i, bytes(data[i : i + 4]), frame[0], side, tag, count, start + at + 8)
     except (OSError, ValueError, IndexError):
         return None
     finally:
@@ -568,32 +603,135 @@ def _xing_count(src: Any, origin: int) -> tuple[int, float] | None:
             pass
 
 
+def _mpeg_walk(src: Any, first: int) -> int:
+    """Audio frames of the MP3 whose first frame is at ``first``, counted by walking their headers
+    to the end of the data (a trailing tag, or anything not a frame, ends the walk); ``src`` is
+    read in blocks (a 10-minute file: about 23,000 frames)."""
+    n, pos = 0, first
+    buf, buf_at = b"", first
+    while True:
+        if pos + 4 > buf_at + len(buf):
+            src.seek(pos)
+            buf, buf_at = src.read(1 << 16), pos
+            if len(buf) < 4:
+                return n
+        frame = _l3_frame(buf[pos - buf_at : pos - buf_at + 4])
+        if frame is None:
+            return n
+        n += 1
+        pos += frame[0]
+
+
+class _Inserted:
+    """A binary file object that reads as ``f`` with ``data`` inserted at offset ``at``."""
+
+    def __init__(self, f: Any, at: int, data: bytes) -> None:
+        self._f, self._at, self._data = f, at, data
+        self._pos = int(f.tell())
+        self.name = source_name(f)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == io.SEEK_END:
+            end = int(self._f.seek(0, io.SEEK_END)) + len(self._data)
+            self._pos = end + offset
+        else:
+            self._pos = offset + (self._pos if whence == io.SEEK_CUR else 0)
+        if self._pos < 0:
+            raise ValueError("negative seek position")
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        out = []
+        want = n if n is not None and n >= 0 else 1 << 62
+        while want > 0:
+            p = self._pos
+            if p < self._at:
+                self._f.seek(p)
+                got = self._f.read(min(want, self._at - p))
+            elif p < self._at + len(self._data):
+                got = self._data[p - self._at : p - self._at + want]
+            else:
+                self._f.seek(p - len(self._data))
+                got = self._f.read(want if want < 1 << 62 else -1)
+            if not got:
+                break
+            out.append(got)
+            self._pos += len(got)
+            want -= len(got)
+        return b"".join(out)
+
+    def close(self) -> None:
+        if hasattr(self._f, "close"):
+            self._f.close()
+
+
+def _count_frame(start: _MpegStart, frames: int) -> bytes:
+    """A Xing frame of the first frame's size carrying ``frames`` as its frame count."""
+    body = bytearray(start.length)
+    body[:4] = start.header
+    at = 4 + start.side
+    body[at : at + 12] = b"Xing" + (1).to_bytes(4, "big") + frames.to_bytes(4, "big")
+    return bytes(body)
+
+
+def _mpeg_fix(src: Any, origin: int) -> tuple[str, int, bytes] | None:
+    """How to read an MP3 whole when its decoder would stop early: ``("patch", offset, count)``
+    for a Xing/Info frame count short of the frames its data holds, ``("insert", offset, frame)``
+    for a file without one whose length the decoder would estimate short (from the first frame's
+    bit rate: a VBR file read as 4.9 s of 12); ``None`` when the decoder reads it whole."""
+    start = _mpeg_start(src, origin)
+    if start is None or (start.tag and start.count is None):
+        return None
+    try:
+        frames = _mpeg_walk(src, start.first) - (1 if start.tag else 0)
+        end = int(src.seek(0, io.SEEK_END))
+    except (OSError, ValueError):
+        return None
+    finally:
+        try:
+            src.seek(origin)
+        except (OSError, ValueError):
+            pass
+    if start.count is not None:
+        if frames > start.count * 1.02 + 2:  # the tag counts too few: count what is there
+            return "patch", start.count_at, min(frames, 0xFFFFFFFF).to_bytes(4, "big")
+        return None
+    estimate = (end - start.first) // max(1, start.length)  # what the decoder assumes
+    if frames > estimate * 1.02 + 2:
+        return "insert", start.first, _count_frame(start, frames)
+    return None
+
+
 def _xing_patch(target: Any, origin: int, name: str) -> Any:
-    """A reader of ``target`` (a path's bytes or a file object at ``origin``) whose MP3 Xing/Info
-    frame count reads as the largest, when the count makes the audio denser than MPEG audio can
-    be (the decoder trusts it and stops there: a 10-minute file was read as 0.1 s); ``None`` when
-    the count is plausible or there is none. A path is opened for it (the reader owns it)."""
+    """A reader of ``target`` (a path's bytes or a file object at ``origin``) that makes the MP3
+    decoder read every frame (:func:`_mpeg_fix`: a Xing/Info count short of the data, or no tag
+    and a VBR stream the decoder would estimate short); ``None`` when it reads the file whole as
+    it is. A path is opened for it (the reader owns it)."""
     if isinstance(target, bytes):
         try:
-            with open(target, "rb") as fh:
-                if fh.read(3) not in (b"ID3",) and not _mpeg_sync(fh, 0):
-                    return None
-                found = _xing_count(fh, 0)
-        except OSError:
-            return None
-        if found is None or found[1] * _MPEG_MAX_BPS >= 8:
-            return None
-        try:
-            fh = open(target, "rb")  # noqa: SIM115 - owned by the decoder's file, closed with it
+            fh = open(target, "rb")  # noqa: SIM115 - kept by the reader, or closed below
         except OSError:
             return None  # (the decoder opens it itself, and says what is wrong)
-        return _Patched(fh, found[0], b"\x7f\xff\xff\xff")
-    if not hasattr(target, "read"):
+        if fh.read(3) != b"ID3" and not _mpeg_sync(fh, 0):
+            fh.close()
+            return None
+        fix = _mpeg_fix(fh, 0)
+        if fix is None:
+            fh.close()
+            return None
+        src = fh
+    elif hasattr(target, "read"):
+        fix = _mpeg_fix(target, origin)
+        if fix is None:
+            return None
+        src = target
+    else:
         return None
-    found = _xing_count(target, origin)
-    if found is None or found[1] * _MPEG_MAX_BPS >= 8:
-        return None
-    return _Patched(target, found[0], b"\x7f\xff\xff\xff")
+    kind, at, data = fix
+    return _Patched(src, at, data) if kind == "patch" else _Inserted(src, at, data)
 
 
 def _mpeg_sync(fh: Any, at: int) -> bool:

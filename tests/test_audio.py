@@ -561,3 +561,24 @@ def test_an_mp3_whose_xing_tag_counts_too_few_frames_is_read_whole(tmp_path: Pat
         assert audio_info(tmp_path / "tagged_lie.mp3").duration == pytest.approx(20.0, abs=0.1)
         a = instrunet_core.analyze(io.BytesIO(lie), model=tiny_model, analyzers=False)
         assert a.duration == pytest.approx(20.0, abs=0.1) and a.damage is None
+        # (an entry-points audit) a count short of the data but not absurdly so (half), and a VBR
+        # stream without its Xing frame (the decoder estimated its length from the first frame's
+        # bit rate: 12 s read as 4.9 s): read whole too, the count made right
+        from instrunet_core.audio import _mpeg_start
+
+        start = _mpeg_start(io.BytesIO(good), 0)
+        assert start is not None and start.tag and start.count
+        half = bytearray(good)
+        half[start.count_at : start.count_at + 4] = (start.count // 2).to_bytes(4, "big")
+        assert np.array_equal(load_audio(io.BytesIO(bytes(half))), ref)  # the delay still trimmed
+        untagged = good[: start.first] + good[start.first + start.length :]
+        assert sf.info(io.BytesIO(untagged)).duration < 19.0  # what the decoder alone estimates
+        for src in (io.BytesIO(untagged), io.BytesIO(tag + untagged)):
+            assert load_audio(src).shape[0] == pytest.approx(20 * SR, abs=0.05 * SR)
+    # a file object at a position past other data: a FLAC and a tagged MP3 (absolute offsets)
+    flac = io.BytesIO()
+    sf.write(flac, y, SR, format="FLAC")
+    for data in (flac.getvalue(), tag + good):
+        src = io.BytesIO(b"x" * 777 + data)
+        src.seek(777)
+        assert load_audio(src).shape[0] == pytest.approx(20 * SR, abs=10)
