@@ -310,6 +310,14 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
             raise DecodeError(f"{name}: empty stream (0 bytes)")
         if isinstance(target, io.BytesIO):
             _sniff(_head(target), name)
+        else:  # a seekable file object (stdin redirected from a file): its first bytes, put back
+            at = _position(target) or 0
+            try:
+                head = target.read(4096)
+            finally:
+                target.seek(at)
+            if isinstance(head, (bytes, bytearray)):
+                _sniff(bytes(head), name)
     else:
         raise InputError(
             f"{name}: unsupported source type {type(source).__name__} (need a path, a binary file object "
