@@ -605,10 +605,15 @@ def _mpeg_start(src: Any, origin: int) -> _MpegStart | None:
     except (OSError, ValueError, IndexError):
         return None
     finally:
-        try:
-            src.seek(origin)
-        except (OSError, ValueError):
-            pass
+        _seek_back(src, origin)
+
+
+def _seek_back(src: Any, at: int) -> None:
+    """``src`` put back at ``at`` after a look at its data (a file object that cannot: left)."""
+    try:
+        src.seek(at)
+    except (OSError, ValueError):
+        pass
 
 
 def _mpeg_walk(src: Any, first: int) -> int:
@@ -699,10 +704,7 @@ def _mpeg_fix(src: Any, origin: int) -> tuple[str, int, bytes] | None:
     except (OSError, ValueError):
         return None
     finally:
-        try:
-            src.seek(origin)
-        except (OSError, ValueError):
-            pass
+        _seek_back(src, origin)
     if start.count is not None:
         if frames > start.count * 1.02 + 2:  # the tag counts too few: count what is there
             return "patch", start.count_at, min(frames, 0xFFFFFFFF).to_bytes(4, "big")
