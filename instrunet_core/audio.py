@@ -268,6 +268,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     has it counted by decoding it once (:func:`_sized`); without, it is left at
     :data:`UNKNOWN_FRAMES` for a reader that only reads to the end (:func:`iter_blocks`)."""
     name = source_name(source)
+    head: bytes | None = None  # a regular file's first bytes (read to sniff it)
     if isinstance(source, (str, os.PathLike)):
         path = check_path(source)
         try:
@@ -337,7 +338,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     # tag and a VBR stream whose length it estimates from the first frame) is given a reader
     # that counts its frames right (before the decoder reads anything: it must never see the
     # file object moved under it)
-    patched = _xing_patch(target, origin, name)
+    patched = _xing_patch(target, origin, head)
     owned = None
     if patched is not None:
         owned = patched if isinstance(target, bytes) else None
@@ -715,19 +716,20 @@ def _mpeg_fix(src: Any, origin: int) -> tuple[str, int, bytes] | None:
     return None
 
 
-def _xing_patch(target: Any, origin: int, name: str) -> Any:
-    """A reader of ``target`` (a path's bytes or a file object at ``origin``) that makes the MP3
-    decoder read every frame (:func:`_mpeg_fix`: a Xing/Info count short of the data, or no tag
-    and a VBR stream the decoder would estimate short); ``None`` when it reads the file whole as
-    it is. A path is opened for it (the reader owns it)."""
+def _xing_patch(target: Any, origin: int, head: bytes | None) -> Any:
+    """A reader of ``target`` (a path's bytes, whose first bytes ``head`` were read to sniff it, or
+    a file object at ``origin``) that makes the MP3 decoder read every frame (:func:`_mpeg_fix`:
+    a Xing/Info count short of the data, or no tag and a VBR stream the decoder would estimate
+    short); ``None`` when it reads the file whole as it is. A path that starts as an MP3 does
+    (an ID3 tag or a frame sync) is opened for it (the reader owns it); no other is opened."""
     if isinstance(target, bytes):
+        h = head or b""
+        if h[:3] != b"ID3" and not (len(h) > 1 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0):
+            return None
         try:
             fh = open(target, "rb")  # noqa: SIM115 - kept by the reader, or closed below
         except OSError:
             return None  # (the decoder opens it itself, and says what is wrong)
-        if fh.read(3) != b"ID3" and not _mpeg_sync(fh, 0):
-            fh.close()
-            return None
         fix = _mpeg_fix(fh, 0)
         if fix is None:
             fh.close()
@@ -742,12 +744,6 @@ def _xing_patch(target: Any, origin: int, name: str) -> Any:
         return None
     kind, at, data = fix
     return _Patched(src, at, data) if kind == "patch" else _Inserted(src, at, data)
-
-
-def _mpeg_sync(fh: Any, at: int) -> bool:
-    fh.seek(at)
-    b = fh.read(2)
-    return len(b) == 2 and b[0] == 0xFF and b[1] & 0xE0 == 0xE0
 
 
 def _soundfile_owning(target: Any, name: str, owned: Any) -> _SoundFile:
