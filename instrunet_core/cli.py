@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -539,10 +540,12 @@ def _embed(args: argparse.Namespace) -> int:
             rc = EXIT_FAIL
             continue
         line = {"schema": EMBEDDING_SCHEMA, "instrunet_version": instrunet_version(), "path": name}
-        # written in pieces: a long file's windows never become one string
-        for piece in _batched_text(embedding_json_chunks(line, emb, stamp or {}, windows=args.windows)):
+        # written in pieces of 1 MB: a long file's windows never become one string; a record up
+        # to that size goes out with its newline in one write, so that `>> lib.jsonl` appends
+        # running side by side cannot put a record inside another
+        chunks = embedding_json_chunks(line, emb, stamp or {}, windows=args.windows)
+        for piece in _batched_text(itertools.chain(chunks, ["\n"])):
             write_stdout(piece)
-        write_stdout("\n")
     return rc
 
 
@@ -604,9 +607,7 @@ def _search(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
-    for path, why in lib.drop_stale():
-        said = "no longer exists" if why == "gone" else "changed since it was embedded (size or time)"
-        _say(f"instrunet: warning: {_shown(path)}: {said}; left out (embed it again)")
+    stale = lib.drop_stale()  # said once the folders are embedded: they may hold them again
     hop = args.hop if args.hop is not None else lib.hop
     try:
         with _decoder_chatter_dropped():
@@ -650,13 +651,17 @@ def _search(args: argparse.Namespace) -> int:
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
+    for path, why in stale:
+        if path not in lib:  # not embedded again from a folder or file given
+            said = "no longer exists" if why == "gone" else "changed since it was embedded (size or time)"
+            _say(f"instrunet: warning: {_shown(path)}: {said}; left out (embed it again)")
     if not query.vector.any():
         _say(
             f"instrunet: warning: {_shown(args.query)}: the query is silent (no window has sound): "
             "it is similar to nothing, and every similarity is 0"
         )
     exclude = [args.query] if args.query != "-" else []
-    matches = lib.nearest(query.vector, k=args.top, exclude=exclude)
+    matches = lib.nearest(query, k=args.top, exclude=exclude)
     size = lib.distinct
     if size == 0:
         _say("instrunet: warning: the library holds no recordings")

@@ -464,7 +464,7 @@ class Classifier:
         if not self.embeddings:
             raise InputError("this Classifier was made without embeddings=True")
         with self._owner.reading():
-            emb = self._log.embedding(model_info(self.model))
+            emb = self._log.embedding(model_info(self.model), int(self.model.embedding_dim or 0))
             emb.hop = self.hop_seconds
             return emb
 

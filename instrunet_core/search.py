@@ -13,8 +13,9 @@ vectors only (checked by the model's sha256, which names its weights), made with
 record's ``hop``, where it has one): mixing them is an
 :class:`~instrunet_core.errors.InputError` that names the file and line, as is a line that is
 not an embedding record. A file added again (a later record for the same file, found through
-its resolved path) replaces its earlier vector: the last record of a file is its vector, as in
-``instrunet batch``'s results. Records of ``instrunet embed`` hold the file's size and
+its resolved path or, for a hard link, its inode) replaces its earlier vector: the last record
+of a file is its vector, as in ``instrunet batch``'s results. Records of standard input (path
+``-``) name no file: each is a recording of its own. Records of ``instrunet embed`` hold the file's size and
 modification time; :meth:`Library.drop_stale` leaves out files changed or gone since.
 
 The similarities are numpy's own einsum loops, never BLAS: a large library's product would run
@@ -33,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ._files import file_identity
+from .analysis import Embedding
 from .batch import file_stamp, record_stamp
 from .errors import InputError, InstrunetError
 from .inputs import check_count, check_path
@@ -85,6 +87,18 @@ def same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     if a.get("sha256") and b.get("sha256"):
         return a["sha256"] == b["sha256"]
     return (a.get("name"), a.get("version")) == (b.get("name"), b.get("version"))
+
+
+#: The path a record of ``instrunet embed -`` holds: standard input, never a file's name.
+STDIN_PATH = "-"
+
+
+def _file_keys(real: str) -> list[str]:
+    """What says that a resolved path names a file already seen: the path itself, and the
+    file's device and inode where it exists (a hard link is the same file; a file saved anew
+    under its name is still that name's)."""
+    ident = file_identity(real)
+    return [real] if ident is None else [real, f"inode {ident[0]}:{ident[1]}"]
 
 
 def _model_text(m: Mapping[str, Any]) -> str:
@@ -214,28 +228,39 @@ class Library:
                     "time span per window"
                 )
             kept = (_unit(w), t)
-        real = os.path.realpath(path)
-        at = self._index.get(real)
+        stdin = path == STDIN_PATH  # each a recording of its own: no file says two are one
+        real = STDIN_PATH if stdin else os.path.realpath(path)
+        keys = [] if stdin else _file_keys(real)
+        at = next((self._index[k] for k in keys if k in self._index), None)
         if at is None:
-            self._index[real] = len(self.paths)
+            self._index.update(dict.fromkeys(keys, len(self.paths)))
             self._rows.append(v.copy())
             self._windows.append(kept)
             self.paths.append(str(path))
             self._real.append(real)
             self._stamps.append(dict(stamp) if stamp is not None else None)
         else:  # a later record of the same file: its vector now
+            self._index.update(dict.fromkeys(keys, at))
             self._rows[at], self._windows[at], self.paths[at] = v.copy(), kept, str(path)
+            self._real[at] = real
             self._stamps[at] = dict(stamp) if stamp is not None else None
         self._stacked = None
 
     def __contains__(self, path: object) -> bool:
-        """Whether the library holds the file at ``path`` (by its resolved path)."""
-        return isinstance(path, (str, os.PathLike)) and os.path.realpath(path) in self._index
+        """Whether the library holds the file at ``path`` (by its resolved path, or as a hard
+        link to it; standard input's records, ``"-"``, name no file)."""
+        return self._at(path) is not None
+
+    def _at(self, path: object) -> int | None:
+        if not isinstance(path, (str, os.PathLike)) or os.fspath(path) == STDIN_PATH:
+            return None
+        keys = _file_keys(os.path.realpath(path))
+        return next((self._index[k] for k in keys if k in self._index), None)
 
     def has_windows(self, path: str | os.PathLike[str]) -> bool:
         """Whether the recording at ``path`` was added with its windows (a silent recording's
         may be none: then :meth:`nearest` has no ``where`` to give for it)."""
-        at = self._index.get(os.path.realpath(path))
+        at = self._at(path)
         return at is not None and self._windows[at] is not None
 
     def drop_stale(self) -> list[tuple[str, str]]:
@@ -268,7 +293,7 @@ class Library:
             self.paths = [self.paths[i] for i in keep]
             self._real = [self._real[i] for i in keep]
             self._stamps = [self._stamps[i] for i in keep]
-            self._index = {r: j for j, r in enumerate(self._real)}
+            self._index = {k: j for j, r in enumerate(self._real) if r != STDIN_PATH for k in _file_keys(r)}
             self._stacked = None
         return out
 
@@ -306,6 +331,8 @@ class Library:
     def _add_lines(self, lines: Iterable[str], name: str) -> None:
         # line by line: a large library is not held as text as well as vectors
         for i, line in enumerate(lines, 1):
+            if i == 1:  # a byte-order mark, as editors on Windows save UTF-8
+                line = line.removeprefix("\ufeff")
             if line.strip():
                 self._add_record(line, f"{name}:{i}")
 
@@ -375,9 +402,23 @@ class Library:
         ``windows``: keep their sounding windows' vectors too (for :meth:`nearest`'s ``where``).
 
         A file that cannot be read or decoded is passed to ``on_error(path, error)`` and left
-        out; without ``on_error`` the error is raised.
+        out; without ``on_error`` the error is raised. ``hop``: by default the hop of ``into``'s
+        vectors where it has any (so that new vectors can join them), else the model's.
+
+        Raises
+        ------
+        InputError
+            ``files`` is one path rather than a list of them (it would be read letter by
+            letter), or a vector cannot join ``into`` (:meth:`add`).
         """
+        if isinstance(files, (str, bytes, os.PathLike)):
+            raise InputError(
+                f"Library.embed: files must be a list of paths, got one {type(files).__name__} "
+                "(one file: [path])"
+            )
         lib = into if into is not None else cls()
+        if hop is None:
+            hop = lib.hop
         for item in files:
             path = os.fspath(item)
             try:
@@ -401,7 +442,7 @@ class Library:
 
     def nearest(
         self,
-        vector: Sequence[float] | np.ndarray,
+        vector: Embedding | Sequence[float] | np.ndarray,
         *,
         k: int = 10,
         exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
@@ -411,17 +452,23 @@ class Library:
         a hard link to it); each with its window most like ``vector`` where its windows were
         kept (``Match.where``).
 
-        ``exclude`` is one path or several.
+        ``vector`` is the query's :class:`~instrunet_core.analysis.Embedding` (then its model
+        and hop are checked against the library's, as :meth:`add` checks a record's: a vector
+        of other weights, even of the same size, is refused) or a bare vector (only its size
+        can be checked). ``exclude`` is one path or several.
 
         Raises
         ------
         InputError
-            ``vector``'s size differs from the library's; ``k`` not a whole number >= 1
-            (``InputError`` is a ``ValueError``).
+            The query's model or hop differs from the library's, or its size; ``k`` not a whole
+            number >= 1 (``InputError`` is a ``ValueError``).
         """
         k = check_count(k, name="k", what="nearest")
         if isinstance(exclude, (str, os.PathLike)):  # one path, not its letters
             exclude = [exclude]
+        if isinstance(vector, Embedding):
+            self._check_query(vector)
+            vector = vector.vector
         if not self.paths:
             return []
         q = _unit(_vector(np.asarray(vector).reshape(-1), "the query"))
@@ -433,7 +480,7 @@ class Library:
         same = {ident[:2] for p in skip if (ident := file_identity(p)) is not None}  # hard links too
 
         def linked(p: str) -> bool:  # device and inode of an excluded file: a hard link to it
-            ident = file_identity(p)
+            ident = None if p == STDIN_PATH else file_identity(p)
             return ident is not None and ident[:2] in same
 
         order = np.argsort(-scores, kind="stable")
@@ -446,6 +493,20 @@ class Library:
             if len(out) == k:
                 break
         return out
+
+    def _check_query(self, query: Embedding) -> None:
+        """A query's model and hop against the library's (nothing to check in an empty one)."""
+        if self.model and not same_weights(self.model, query.model):
+            raise InputError(
+                f"the query was embedded by {_model_text(query.model)}, but this library holds "
+                f"{_model_text(self.model)}'s vectors; vectors of different models cannot be compared "
+                "(embed the query with the library's model)"
+            )
+        if self.hop is not None and query.hop is not None and abs(float(query.hop) - self.hop) > 1e-6:
+            raise InputError(
+                f"the query was embedded with a hop of {round(float(query.hop), 3):g} s, but this "
+                f"library's vectors have {round(self.hop, 3):g} s (embed the query with hop={self.hop!r})"
+            )
 
     def _moment(self, i: int, q: np.ndarray) -> Moment | None:
         kept = self._windows[i]

@@ -164,11 +164,12 @@ class WindowLog:
             other_threshold=self.other_threshold,
         )
 
-    def embedding(self, model: dict[str, str]) -> Embedding:
-        """The windows' embeddings and the recording's (needs windows made with embeddings)."""
+    def embedding(self, model: dict[str, str], dim: int) -> Embedding:
+        """The windows' embeddings and the recording's (needs windows made with embeddings; ``dim``:
+        their size, for a stream with no window yet, whose vector is zero)."""
         res = self.windows
         _, rms, silent, _ = self.arrays()
-        vectors = np.array([w.embedding for w in res], dtype=np.float32).reshape(len(res), -1)
+        vectors = np.array([w.embedding for w in res], dtype=np.float32).reshape(len(res), dim)
         return embedding_of(vectors, self.times(), rms, silent, model=model)
 
     def activity(

@@ -483,3 +483,91 @@ def test_embed_writes_its_line_in_pieces_the_same_text(open_model: inet.Model) -
             pieces = list(embedding_json_chunks(head, emb, tail, windows=windows))
             assert "".join(pieces) == whole
             assert len(pieces) == (len(emb.times) + 2 if windows else 1)
+
+
+def test_audit2_stdin_records_hard_links_other_models_and_early_streams(
+    open_model: inet.Model,
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second embeddings audit (2026-12-06): three `embed -` records collapsed into one (each
+    was taken for the file `$PWD/-`); a hard link was two recordings; a query embedded by
+    another model of the same size was ranked without a word; a stream's `embedding()` before
+    its first window raised numpy's reshape error; `Library.embed(model, "a.wav")` read the
+    path letter by letter and ignored the hop of `into`; a byte-order mark refused the index."""
+    import os
+
+    import instrunet_core.writers as writers_mod
+
+    model = ["--model", str(open_model.path)]
+    lines = []
+    for name in ("tone_440.wav", "noise.wav", "sub/tone_330.flac"):
+        with open(folder / name, "rb") as f:
+            monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(f.read())))
+        assert cli_main(["embed", "-", *model]) == 0
+        lines.append(capsys.readouterr().out)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-").write_bytes(b"")  # a file named '-' here is not standard input either
+    lib = Library.read(io.StringIO("".join(lines)))
+    assert lib.paths == ["-", "-", "-"] and "-" not in lib and lib.drop_stale() == []
+    q = open_model.embed(str(folder / "tone_440.wav"))
+    assert [round(m.similarity, 2) for m in lib.nearest(q, exclude=str(tmp_path / "-"))][:1] == [1.0]
+
+    link = tmp_path / "hard.wav"
+    os.link(folder / "tone_440.wav", link)
+    both = Library.embed(open_model, [str(folder / "tone_440.wav"), str(link)])
+    assert len(both) == 1 and both.paths == [str(link)] and str(folder / "tone_440.wav") in both
+
+    # a query from other weights: refused when it comes as an Embedding, with its model
+    other = inet.Embedding(q.vector, q.windows, q.times, q.silent, {**q.model, "sha256": "0" * 64}, q.hop)
+    with pytest.raises(InputError, match=r"the query was embedded by openset .*this library holds"):
+        both.nearest(other)
+    with pytest.raises(InputError, match=r"hop of 0\.5 s, but this library's vectors have 1\.509 s"):
+        both.nearest(inet.Embedding(q.vector, q.windows, q.times, q.silent, q.model, 0.5))
+    assert both.nearest(q)[0].similarity == pytest.approx(1.0, abs=1e-5)
+
+    clf = inet.Classifier(open_model, embeddings=True)
+    clf.process(np.zeros(1000, np.float32), SR)
+    early = clf.embedding()  # no window yet: the zero vector, as for silence
+    assert early.vector.shape == (open_model.embedding_dim,) and not early.vector.any()
+    assert early.windows.shape == (0, open_model.embedding_dim)
+
+    with pytest.raises(
+        InputError, match=r"files must be a list of paths, got one str \(one file: \[path\]\)"
+    ):
+        Library.embed(open_model, str(folder / "noise.wav"))
+    fine = Library.embed(open_model, [str(folder / "noise.wav")], hop=1.0)
+    Library.embed(open_model, [str(folder / "sub" / "tone_330.flac")], into=fine)  # takes its hop
+    assert len(fine) == 2 and fine.hop == pytest.approx(1.0, abs=0.02)
+
+    index = tmp_path / "bom.jsonl"
+    index.write_bytes(b"\xef\xbb\xbf" + "".join(lines[:2]).replace("\n", "\r\n").encode())
+    assert len(Library.read(index)) == 2
+
+    # each record goes out with its newline in one write: appends side by side stay whole lines
+    writes: list[str] = []
+    monkeypatch.setattr(writers_mod, "write_stdout", writes.append)
+    assert cli_main(["embed", str(folder / "noise.wav"), str(folder / "tone_440.wav"), *model]) == 0
+    records = [w for w in writes if w]  # (an empty write flushes at the end)
+    assert len(records) == 2 and all(w.endswith("}\n") and w.count("\n") == 1 for w in records)
+
+
+def test_audit2_a_stale_file_given_again_is_not_said_to_be_left_out(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    model = ["--model", str(open_model.path)]
+    assert cli_main(["embed", str(folder), *model]) == 0
+    index = tmp_path / "lib.jsonl"
+    index.write_text(capsys.readouterr().out)
+    st = os.stat(folder / "noise.wav")
+    os.utime(folder / "noise.wav", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    assert cli_main(["search", str(folder / "tone_440.wav"), str(index), str(folder), *model]) == 0
+    cap = capsys.readouterr()
+    assert "left out" not in cap.err.replace("(the query among them, left out)", "")
+    assert "noise.wav" in cap.out  # embedded again from the folder
+    assert cli_main(["search", str(folder / "tone_440.wav"), str(index), *model]) == 0
+    assert "noise.wav: changed since it was embedded (size or time); left out" in capsys.readouterr().err
