@@ -92,7 +92,11 @@ MEASURES: dict[str, str] = {
         f"Where a family is detected, in m:ss. {DEFAULT_MIN_SILENCE:g} s or more of silence ends a range, and each "
         "range starts and ends with the sound it holds."
     ),
-    "presence": "The share of the recording's sound (its silences left out) in which the family is detected.",
+    "presence": (
+        "The share of the recording's sound (its silences of min_silence, 1 s, or more left out: "
+        "shorter pauses count as sound, so this is not a share of sounding_seconds) in which the "
+        "family is detected."
+    ),
     "intensity": (
         "How strongly and how loudly a family plays where it is detected: the mean of its smoothed "
         "probability times the loudness (RMS relative to the loudest moment), from 0 to 1."

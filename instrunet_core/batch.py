@@ -32,6 +32,7 @@ from ._files import HoldsFile, file_identity
 from .audio import AUDIO_EXTENSIONS
 from .errors import InputError, InstrunetError, OutputError
 from .output import CLASSIFICATION_SCHEMA, classification_record, error_record
+from .writers import make_folder
 
 if TYPE_CHECKING:  # annotations only: the classifier is passed in
     from .inference import Classifier
@@ -140,10 +141,12 @@ def _once(paths: Iterable[str]) -> list[str]:
 
 
 def is_results_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` begins as the JSON lines ``instrunet batch`` writes."""
+    """Whether ``path`` begins as the JSON lines ``instrunet batch`` writes, or is empty (a run
+    stopped before its first record leaves the file it opened: nothing there to protect)."""
     try:
         with open(path, "rb") as f:
-            return f.read(len(_RECORD_START)) == _RECORD_START
+            head = f.read(len(_RECORD_START))
+            return head == _RECORD_START or head == b""
     except OSError:
         return False
 
@@ -238,7 +241,8 @@ def check_one_model(
         name, version, sha = others[0]
         raise InputError(
             f"{os.fspath(where)}: holds results of {name} {version} (sha256 {sha[:12]}), not of this "
-            f"run's {mine[0]} {mine[1]}; resume with that model, or choose another output"
+            f"run's {mine[0]} {mine[1]}; resume with that model (--model {name}@{version}, or its "
+            "folder), or choose another output"
         )
 
 
@@ -285,7 +289,7 @@ def pending_text(files: int, todo: int, changed: int) -> str:
     """``"N files, D already done, T to go (C changed since their result)"``: what a run says
     before it starts (``instrunet batch`` and instrunet-ray)."""
     again = f" ({changed} changed since their result)" if changed else ""
-    return f"{files} files, {files - todo} already done, {todo} to go{again}"
+    return f"{files} file{'' if files == 1 else 's'}, {files - todo} already done, {todo} to go{again}"
 
 
 def pending(files: Iterable[str], done: Mapping[str, dict[str, int] | None]) -> tuple[list[str], int]:
@@ -412,7 +416,9 @@ class ResultsFile(HoldsFile):
             raise OutputError(
                 f"{self.path}: not a regular file (batch results are read back to resume and appended to)"
             )
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path.endswith(("/", os.sep)):
+            raise OutputError(f"{self.path}: an output file name ends in '/' (name the file in that folder)")
+        make_folder(self.path)  # a file where a folder should be: "x is not a directory"
         # closed in close(): read and append under one lock; unbuffered, so every write is a syscall
         self._f = open(self.path, "a+b", buffering=0)  # noqa: SIM115
         try:

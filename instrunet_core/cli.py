@@ -964,7 +964,7 @@ def _batch(args: argparse.Namespace) -> int:
     clf = model.classifier(hop=args.hop, workers=args.workers)
     try:
         results = ResultsFile(out)
-    except (ResultsLocked, InputError) as e:  # another batch on it; or not a results file
+    except (ResultsLocked, InputError, OutputError) as e:  # locked; not results; no folder
         _err(str(e))
         return EXIT_FAIL
     except OSError as e:

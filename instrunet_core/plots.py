@@ -49,6 +49,7 @@ __all__ = [
     "time_axis",
     "activity_figure",
     "probabilities_figure",
+    "plot_text",
 ]
 
 #: Colours shared by every plot: detected (outlines, bars) and not detected.
@@ -57,6 +58,46 @@ DETECTED_BAR = "#d1495b"
 NOT_DETECTED = "#8d99ae"
 #: Most columns a timeline draws (a long recording's 23 ms grid is averaged down to this).
 _MAX_COLUMNS = 1600
+#: Most characters of a row label and of a file name drawn (longer ones are shortened in the
+#: middle, so the figure keeps its width for the plot and the title its overall answer).
+LABEL_CHARS = 28
+NAME_CHARS = 40
+
+
+def plot_text(text: str, limit: int | None = None) -> str:
+    """``text`` as matplotlib draws it literally: a file name's escapes (:func:`display_name`),
+    at most ``limit`` characters (the middle replaced by "…"), characters the figure's font has
+    no glyph for as ``\\uXXXX`` (boxes otherwise, and a warning for each), and ``$`` escaped (it
+    starts mathtext: ``$5 and $10`` was drawn as a formula, ``$\\frac{a}{$`` failed)."""
+    text = display_name(str(text))
+    if limit is not None and len(text) > limit:
+        keep = limit - 1
+        text = text[: keep - keep // 3] + "…" + text[len(text) - keep // 3 :]
+    glyphs = _font_glyphs()
+    if glyphs:
+        text = "".join(
+            ch if ord(ch) < 128 or ord(ch) in glyphs else ch.encode("unicode_escape").decode("ascii")
+            for ch in text
+        )
+    return text.replace("$", r"\$")
+
+
+_GLYPHS: set[int] | None = None
+
+
+def _font_glyphs() -> set[int]:
+    """The code points of the font matplotlib draws text in (empty where it cannot be read:
+    then nothing is escaped)."""
+    global _GLYPHS
+    if _GLYPHS is None:
+        try:
+            from matplotlib import font_manager
+            from matplotlib.ft2font import FT2Font
+
+            _GLYPHS = set(FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
+        except Exception:  # noqa: BLE001 - a font matplotlib cannot read: draw as it can
+            _GLYPHS = set()
+    return _GLYPHS
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -242,7 +283,7 @@ def timeline(
             e = act.edges
             for s, t in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
                 ax.axvspan(e[s], e[t], color="#cfd8dc", alpha=0.55, lw=0, zorder=2)
-    ax.set_yticks(np.arange(len(rows)) + 0.5, rows, fontsize=fs)
+    ax.set_yticks(np.arange(len(rows)) + 0.5, [plot_text(r, LABEL_CHARS) for r in rows], fontsize=fs)
     ax.set_ylim(len(rows), 0)
     time_axis(ax, duration=duration)
     ax.tick_params(axis="x", labelsize=fs)
@@ -280,7 +321,9 @@ def probabilities(analysis: Analysis, *, ax: Any = None, fontsize: float | None 
     detected = {i.label for i in analysis.instruments}
     values = [float(p.get(lab, 0.0)) for lab in labels]
     colors = [DETECTED_BAR if lab in detected else NOT_DETECTED for lab in labels]
-    ax.barh(labels[::-1], values[::-1], color=colors[::-1])
+    ys = np.arange(len(labels))
+    ax.barh(ys, values[::-1], color=colors[::-1])
+    ax.set_yticks(ys, [plot_text(lab, LABEL_CHARS) for lab in labels[::-1]])
     for y, v in enumerate(values[::-1]):
         ax.text(v + 0.01, y, f"{v:.2f}", va="center", fontsize=fs if (fs := fontsize) else 8)
     ax.set_xlim(0, 1)
@@ -334,13 +377,16 @@ def activity_figure(analysis: Analysis, *, title: str | None = None, width: floa
     """
     rows = len(analysis.labels) + (1 if analysis.prediction.other is not None else 0)
     fig = new_figure(width, 0.42 * rows + 1.9)
-    ax = timeline(analysis, ax=fig.subplots())
+    timeline(analysis, ax=fig.subplots())
     if title is None:
-        # The name as text: escaped control characters and bytes that are not UTF-8 (matplotlib
-        # cannot draw them), and no "$" starting mathtext.
-        name = display_name(os.path.basename(analysis.source)).replace("$", r"\$")
-        title = f"{name}: {analysis.label} (mean probability {analysis.confidence:.2f})"
-    ax.set_title(title, fontsize=10, loc="left")
+        # The name as text (plot_text), short enough to leave the overall answer in the figure
+        name = plot_text(os.path.basename(analysis.source), NAME_CHARS)
+        title = (
+            f"{name}: {plot_text(analysis.label, LABEL_CHARS)} (mean probability {analysis.confidence:.2f})"
+        )
+    # above the axes and their legend (a title on the axes ran into the legend where long row
+    # labels narrowed the axes)
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
     fig.tight_layout()
     return fig
 

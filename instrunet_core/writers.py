@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -179,6 +180,14 @@ def write_stdout(data: str | bytes) -> None:
         raise _cannot_write("-", e) from None
 
 
+def _read_only_mount(path: str) -> bool:
+    """Whether ``path`` lies on a file system mounted read-only (``os.access`` says only "no")."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically; ``"-"`` writes to stdout.
 
@@ -236,7 +245,8 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
     if st is not None and not os.access(dest, os.W_OK):
         # a file its owner made read-only (chmod 444) is not replaced behind its back, as a
         # shell's `>` would not write it (root may write anything: os.access says so)
-        raise _cannot_write(target, PermissionError(13, "Permission denied"))
+        why = errno.EROFS if _read_only_mount(dest) else errno.EACCES
+        raise _cannot_write(target, PermissionError(why, os.strerror(why)))
     special = st is not None and not stat.S_ISREG(st.st_mode)  # a FIFO or a device
     # written into, not replaced: a FIFO, a device, and a file with other hard links (a rename
     # would leave them holding the old content)

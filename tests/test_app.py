@@ -535,6 +535,30 @@ def test_a_flac_cut_short_is_a_result_with_a_notice(installed_registry, tmp_path
         else:
             assert res.notice.startswith("cut.flac: the file's header announces 10 s of audio but only ")
         assert "(the file is cut short or damaged); the result covers that part." in res.notice
+        # the PDF, kept and shared alone, says so too (it printed the decoded length as the file's)
+        text = " ".join(pdf_text(report.build_pdf(res.analysis, filename="cut.flac")).split())
+        assert "The file is cut short or damaged: only " in text and "decoding failed after" in text
+
+
+def test_the_report_describes_the_weights_that_ran(installed_registry, tmp_path):
+    """A model loaded from a folder under a registered name and version (a re-export) was
+    reported with the registered one's sha256, licence, date and accuracy (an outputs audit)."""
+    import dataclasses
+
+    import instrunet_core as inet
+
+    an = inet.analyze(str(FLUTE))
+    assert service.model_card(an)["sha256"] == an.model["sha256"] and "license" in service.model_card(an)
+    other = dataclasses.replace(an, model={**an.model, "sha256": "ab" * 32})
+    card = service.model_card(other)
+    assert (
+        card["sha256"] == "ab" * 32 and card["plugin"] == "not the registered model of this name and version"
+    )
+    assert not {"license", "created", "test_accuracy"} & card.keys()
+    text = " ".join(pdf_text(report.build_pdf(other)).split())
+    assert "ab" * 32 in text.replace(" ", "") and an.model["sha256"] not in text.replace(" ", "")
+    unknown = dataclasses.replace(an, model={**an.model, "name": "mine", "sha256": "cd" * 32})
+    assert service.model_card(unknown)["plugin"] == "not registered here"
 
 
 def test_nothing_detected_names_the_nearest_family_and_its_threshold(installed_registry):

@@ -375,6 +375,7 @@ def test_cli_audit_batch_empty_dir_stdout_and_another_models_results(
     assert main(["batch", ".", "--out", str(out), "--model", str(other)]) == 1
     err = capsys.readouterr().err
     assert "holds results of tiny 1.0.0" in err and "not of this run's tiny2 1.0.0" in err
+    assert "resume with that model (--model tiny@1.0.0, or its folder)" in err
     assert out.read_text() == before
 
 
@@ -475,6 +476,24 @@ def test_batch_out_inside_dir_with_an_audio_name_resumes(
     assert main(["batch", str(audio_dir), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "is one of the input files" not in err and "2 already done, 1 to go" in err
+
+
+def test_batch_out_audit2_an_empty_results_file_and_folders_that_are_not(
+    tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A batch audit: a run stopped before its first record left an empty `DIR/results.flac`,
+    which the next run refused as an input; a path under a file said "File exists", a name
+    ending in '/' "Is a directory"."""
+    out = audio_dir / "results.flac"
+    out.write_bytes(b"")
+    assert main(["batch", str(audio_dir), "--out", str(out)]) == 1  # (bad.wav) resumed, not refused
+    err = capsys.readouterr().err
+    assert "is one of the input files" not in err and "3 files, 0 already done, 3 to go" in err
+    good = audio_dir / "good.wav"
+    assert main(["batch", str(audio_dir), "--out", str(good / "r.jsonl")]) == 1
+    assert f"{good} is not a directory" in capsys.readouterr().err
+    assert main(["batch", str(audio_dir), "--out", str(tmp_path / "new") + "/"]) == 1
+    assert "an output file name ends in '/'" in capsys.readouterr().err
 
 
 def test_a_folder_here_named_like_a_model_gets_a_hint_not_a_guess(

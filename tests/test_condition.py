@@ -136,6 +136,7 @@ def test_silence_short_and_bad_input() -> None:
         condition_features(np.zeros((SR, 2)), sr=SR)
     out = instrunet_condition.condition_of(np.zeros(5 * SR, np.float32), sr=SR)
     assert out["label"] == "unknown" and out["reason"] == "silent" and out["chunks"] == 0
+    assert out["window_shares"] == {c: 0.0 for c in out["probabilities"]}  # every documented key
     assert set(out["features"]) == set(FEATURE_NAMES)
     json.dumps(out, allow_nan=False)
 

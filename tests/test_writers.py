@@ -375,3 +375,38 @@ def test_timeline_outlines_thin_on_long_recordings(tiny_registry) -> None:
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[: len(an.labels)] == list(an.labels)
     assert ax.patches and all(p.get_linewidth() == 1.6 for p in ax.patches)
+
+
+def test_labels_and_names_are_drawn_as_text_that_fits(tiny_registry) -> None:
+    """An outputs audit: a label `$\\frac{a}{$` (labels may be any printable text) failed the plot
+    and the PDF with matplotlib's mathtext error, `$5 and $10` was drawn as a formula; a 255-byte
+    file name pushed the overall answer out of the title, which ran into the legend; characters
+    the font lacks were boxes with two warnings each."""
+    pytest.importorskip("matplotlib")
+    import dataclasses
+    import warnings
+
+    import numpy as np
+
+    import instrunet_core
+    from instrunet_core import plots
+    from instrunet_core.writers import figure_bytes
+
+    assert plots.plot_text("$5 and $10") == r"\$5 and \$10"
+    assert plots.plot_text("名前 flûte.wav") == r"\u540d\u524d flûte.wav"  # DejaVu has û, no CJK
+    short = plots.plot_text("a" * 251 + ".wav", plots.NAME_CHARS)
+    assert len(short) == plots.NAME_CHARS and short.endswith("a.wav") and "…" in short
+    t = np.arange(4 * 22050) / 22050
+    an = instrunet_core.analyze(
+        (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050, model=instrunet_core.load_model("tiny")
+    )
+    odd = dataclasses.replace(an, source="/x/" + "$\\frac{a}{$ 名" * 20 + ".wav")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no missing-glyph warning
+        fig = plots.activity_figure(odd)
+        assert figure_bytes(fig, "png").startswith(b"\x89PNG")
+    title = fig.texts[0].get_text()
+    assert len(title) < 120 and title.endswith(f": {an.label} (mean probability {an.confidence:.2f})")
+    fig = plots.new_figure(9.0, 4.0)
+    ax = plots.probabilities(an, ax=fig.subplots())
+    assert {t.get_text() for t in ax.get_yticklabels()} == set(an.labels)

@@ -338,6 +338,12 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     doc.heading(f"instrunet report: {name}", size=16)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.para(f"Duration {length_text(analysis.duration)}. Written {now} by instrunet-app.")
+    if analysis.damage is not None:  # the page and the JSON say so; a report kept alone must too
+        doc.para(
+            f"The file is cut short or damaged: only {length_text(analysis.duration)} could be decoded, "
+            f"and the results cover that part ({analysis.damage}).",
+            style="B",
+        )
 
     doc.heading("Overall prediction")
     if analysis.silent:

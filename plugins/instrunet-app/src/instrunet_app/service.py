@@ -607,6 +607,11 @@ def analyze_upload(
 def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
     """Name, version, task, sha256 and origin of the model that made ``analysis``.
 
+    The sha256 is the analysis's own (the weights that ran); the registry's plugin, licence,
+    date and accuracy are added only when a registered model of that name and version has those
+    weights: a model loaded from a folder under a registered name and version (a re-export, a
+    fine-tune) is not described by the registered one's manifest.
+
     Returns
     -------
     dict
@@ -615,13 +620,22 @@ def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
     """
     reg = registry or get_registry()
     name, version = analysis.model.get("name"), analysis.model.get("version")
+    sha = analysis.model.get("sha256")
     card: dict[str, Any] = {"name": name, "version": version, "task": analysis.model.get("task")}
     entry = next(
         (e for e in reg.models if e.name == name and e.version == version and e.manifest is not None), None
     )
     m = entry.manifest if entry is not None else None
-    if entry is None or m is None:
-        card["sha256"] = "unknown (model not registered here)"
+    if entry is None or m is None or (sha and m.sha256 != sha):
+        if sha:
+            card["sha256"] = str(sha)
+            card["plugin"] = (
+                "not registered here"
+                if entry is None
+                else "not the registered model of this name and version"
+            )
+        else:
+            card["sha256"] = "unknown (model not registered here)"
         return card
     card.update(sha256=m.sha256, plugin=entry.plugin, license=m.license, created=m.created)
     acc = (

@@ -158,6 +158,7 @@ def unknown(reason: str, skipped: Any = None) -> dict[str, Any]:
         "features": {k: None for k in FEATURE_NAMES},
         "explanation": text,
         "reasons": [],
+        "window_shares": {c: 0.0 for c in CLASSES},  # no window judged: as the probabilities
         "chunks": 0,
         "seconds": 0.0,
     }
