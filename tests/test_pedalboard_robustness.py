@@ -18,6 +18,7 @@ pytest.importorskip("instrunet_pedalboard")
 
 from instrunet_pedalboard import Router, StreamTagger, Tagger, process_file  # noqa: E402
 from pedalboard import (  # noqa: E402
+    Delay,
     Gain,
     GSMFullRateCompressor,
     MP3Compressor,
@@ -335,3 +336,66 @@ def test_adapters_refuse_what_they_would_misread(
     for adapter in (Tagger(model), Router({"string": Pedalboard([Gain()])}, model=model)):
         with pytest.raises(InputError, match=f"{type(adapter).__name__}: {message}"):
             adapter(audio, SR, **kwargs)
+
+
+def test_audit2_streams_keep_their_audio_and_a_refused_block_sets_nothing(model, tmp_path: Path) -> None:
+    """A streaming audit (2026-12-06): after an `on_windows` error the worker skipped the blocks
+    queued meanwhile (0.17 s lost, later windows shifted); a NaN first block fixed the adapters'
+    rate and channels; one board object under two routes ran twice a block (its second route's
+    audio wrong); `process_file` with a router alone returned the router's last 16 windows as
+    the file's analysis."""
+    import time
+
+    import soundfile as sf
+
+    t = np.arange(12 * SR) / SR
+    a = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+    ref = StreamTagger(model)
+    for i in range(0, a.shape[1], 512):
+        ref.feed(a[:, i : i + 512], SR)
+    ref.finish()
+    calls = {"n": 0}
+
+    def flaky(wins: list[Any]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("callback bug (once)")
+
+    errors = 0
+    with StreamTagger(model, worker=True, on_windows=flaky) as st:
+        for i in range(0, a.shape[1], 512):
+            try:
+                st.feed(a[:, i : i + 512], SR)
+            except RuntimeError:
+                errors += 1
+            if i % (512 * 20) == 0:
+                time.sleep(0.02)
+        st.finish()
+        assert errors == 1 and st.seconds == pytest.approx(12.0)
+        got, want = st.results, ref.results
+        assert [(w.start, w.end) for w in got] == [(w.start, w.end) for w in want]
+        np.testing.assert_allclose([w.probabilities for w in got], [w.probabilities for w in want], atol=1e-5)
+
+    bad = a[:, :4096].copy()
+    bad[0, 7] = np.nan
+    for adapter in (
+        Tagger(model),
+        StreamTagger(model),
+        Router({"brass": Pedalboard([Gain(gain_db=-3)])}, model=model),
+    ):
+        with pytest.raises(InputError, match="NaN or infinite"):
+            adapter.process(bad, SR) if not isinstance(adapter, StreamTagger) else adapter.feed(bad, SR)
+        mono48 = a[0, :48000].copy()
+        adapter.process(mono48, 48000) if not isinstance(adapter, StreamTagger) else adapter.feed(
+            mono48, 48000
+        )
+
+    shared = Pedalboard([Delay(delay_seconds=0.25, feedback=0.0, mix=1.0)])
+    y = Router({"brass": shared, "string": shared}, model=model)(a, SR)
+    fresh = Pedalboard([Delay(delay_seconds=0.25, feedback=0.0, mix=1.0)])(a, SR)
+    np.testing.assert_allclose(y, fresh, atol=1e-6)  # whatever the routes, the one delay's output
+
+    src = tmp_path / "two.wav"
+    sf.write(src, np.concatenate([a.T, a.T]), SR)  # 24 s: more than the router keeps (16 windows)
+    an = process_file(src, None, router=Router({"brass": Pedalboard([Gain(gain_db=-3)])}, model=model))
+    assert an.times[0, 0] == 0.0 and an.times[-1, 1] == pytest.approx(24.0)

@@ -208,6 +208,9 @@ class Adapter:
         a = as_array(audio, self._what)
         if a.size == 0:
             return None
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            # refused before the stream keeps its rate and layout: a refused block sets nothing
+            raise InputError(f"{self._what}: audio contains NaN or infinite samples")
         kind, ch = self._layout.detect(a)
         self._sr = sr
         return a, kind, ch, sr

@@ -77,7 +77,9 @@ def process_file(
     Returns
     -------
     instrunet_core.Analysis
-        The tagger's analysis if given, else the router's; ``source`` is ``src``.
+        The whole file's analysis: the tagger's if given, else that of a tagger of the
+        router's model and thresholds (the router's own classifier keeps only its last
+        windows), else the default model's; ``source`` is ``src``.
 
     Raises
     ------
@@ -131,8 +133,12 @@ def process_file(
             raise InputError(
                 f"{dst_p}: no file extension to choose the output format from (.wav, .flac, ...)"
             )
-    if tagger is None and router is None:
-        tagger = Tagger()
+    if tagger is None:
+        # the analysis of the whole file: a router's classifier keeps only its last windows
+        # (ROUTER_KEEP), so with a router alone a tagger of its model and thresholds (at the
+        # default hop) gives the analysis
+        clf = router._clf if router is not None else None
+        tagger = Tagger() if clf is None else Tagger(clf.model, thresholds=dict(clf.thresholds))
     reader = AudioReader(src_p)  # DecodeError / InputError with the core's messages
     if dst_p is not None:
         try:
@@ -254,8 +260,7 @@ def process_file(
             ClippingWarning,
             stacklevel=2,
         )
-    analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
-    return dataclasses.replace(analysis, source=str(src_p))
+    return dataclasses.replace(tagger.analysis, source=str(src_p))
 
 
 class ClippingWarning(UserWarning):

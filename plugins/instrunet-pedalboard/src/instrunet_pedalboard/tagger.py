@@ -72,12 +72,14 @@ class _Worker:
                 handle = self._handle()
                 if handle is None:  # the tagger is gone: nothing will read what this computes
                     return
-                if self.error is None:
-                    with self.lock:
-                        handle(item)
+                # every queued block is classified, also after an error (a callback's): the
+                # stream keeps all its audio, and the first error is raised in the caller's thread
+                with self.lock:
+                    handle(item)
                 del handle  # not held while waiting for the next item
             except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
-                self.error = e
+                if self.error is None:
+                    self.error = e
             finally:
                 with self._count:
                     self._pending -= 1
@@ -175,10 +177,10 @@ class _Tagging(Adapter):
     def _push(self, audio: Any, sample_rate: Any) -> list[Any]:
         """What this block completed; with a worker, what it completed since the last call."""
         self._check_open("feed" if self._what == "StreamTagger" else "process")
-        self._raise_worker_error()
         t0 = time.perf_counter()
         got = self._accept(audio, sample_rate)
         if got is None:
+            self._raise_worker_error()
             return self._take()
         a, kind, _, sr = got
         # mixed to mono here, in the caller's thread: a bad block (NaN, an unusable dtype) is
@@ -187,6 +189,9 @@ class _Tagging(Adapter):
         if self._worker is not None:
             self._fed += mono.shape[0]
             self._worker.put((np.array(mono, copy=True), sr, t0, self.seconds))
+            # an earlier block's error (an on_windows callback's) is raised once this block is
+            # queued: the block is taken all the same, so a host that goes on loses no audio
+            self._raise_worker_error()
             return self._take()
         wins = list(self._clf.process(mono, sr))
         self._fed += mono.shape[0]
