@@ -17,6 +17,7 @@ import contextlib
 import importlib.util
 import itertools
 import json
+import logging
 import os
 import re
 import sys
@@ -152,9 +153,19 @@ def _warnings_as_lines() -> Iterator[None]:
         text = str(message)
         _say(f"instrunet: warning: {_shown(text.removeprefix('instrunet: '))}")
 
-    with warnings.catch_warnings():  # the filters and showwarning are restored afterwards
-        warnings.showwarning = show
-        yield
+    class _Lines(logging.Handler):  # a library's log warnings (matplotlib's), the same way
+        def emit(self, record: logging.LogRecord) -> None:
+            show(record.getMessage(), None, "", 0)
+
+    root = logging.getLogger()
+    handler = _Lines(logging.WARNING)
+    root.addHandler(handler)  # (without one, logging's last resort printed the bare message)
+    try:
+        with warnings.catch_warnings():  # the filters and showwarning are restored afterwards
+            warnings.showwarning = show
+            yield
+    finally:
+        root.removeHandler(handler)
 
 
 def _results_path(text: str) -> str:
@@ -980,20 +991,25 @@ def _batch(args: argparse.Namespace) -> int:
         todo, changed = pending(files, results.done)
         n = len(todo)
         _say(f"instrunet batch: {pending_text(len(files), n, changed)}")
-        rc = EXIT_OK
+        failed = 0
         try:
             for i, path in enumerate(todo, 1):
                 with _decoder_chatter_dropped():
                     rec = file_record(clf, path)
                 if "error" in rec:
-                    rc = EXIT_FAIL
+                    failed += 1
                     _err(rec["error"])
                 results.append(rec)
                 _say(f"[{i}/{n}] {_shown(path)}")
         except OutputError as e:  # the record was rolled back: a rerun redoes this file
             _err(f"{e}; the results so far are kept, rerun to resume")
             return EXIT_FAIL
-    return rc
+    if failed:  # the errors above are among thousands of progress lines: say how many at the end
+        _say(
+            f"instrunet batch: {failed} of {n} file{'' if n == 1 else 's'} failed (their error records are in "
+            f"{_shown(out)}; a rerun tries them again)"
+        )
+    return EXIT_FAIL if failed else EXIT_OK
 
 
 # ---------------------------------------------------------------- models / plugins

@@ -489,6 +489,9 @@ def test_batch_out_audit2_an_empty_results_file_and_folders_that_are_not(
     assert main(["batch", str(audio_dir), "--out", str(out)]) == 1  # (bad.wav) resumed, not refused
     err = capsys.readouterr().err
     assert "is one of the input files" not in err and "3 files, 0 already done, 3 to go" in err
+    assert err.rstrip().endswith(
+        f"instrunet batch: 1 of 3 files failed (their error records are in {out}; a rerun tries them again)"
+    )
     good = audio_dir / "good.wav"
     assert main(["batch", str(audio_dir), "--out", str(good / "r.jsonl")]) == 1
     assert f"{good} is not a directory" in capsys.readouterr().err
@@ -536,3 +539,17 @@ def test_a_named_pipe_in_a_folder_is_left_out_not_waited_for(
     assert "a.wav: not a regular file (a named pipe, socket or device); left out" in err
     (line,) = (tmp_path / "o.jsonl").read_text().splitlines()
     assert json.loads(line)["path"].endswith("b.wav")
+
+
+def test_a_librarys_log_warning_is_one_instrunet_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """matplotlib's "The PostScript backend does not support transparency" reached stderr bare
+    (logging's last resort), unlike every other warning (an outputs audit)."""
+    import logging
+
+    from instrunet_core.cli import _warnings_as_lines
+
+    with _warnings_as_lines():
+        logging.getLogger("matplotlib.backends.backend_ps").warning("no transparency in %s", "EPS")
+        logging.getLogger("matplotlib").info("not shown")
+    assert capsys.readouterr().err == "instrunet: warning: no transparency in EPS\n"
+    assert not any(type(h).__name__ == "_Lines" for h in logging.getLogger().handlers)

@@ -232,6 +232,7 @@ def test_router_without_lookahead_follows_one_window_late(fluidr3: Path, model) 
         (48000, 65536),
         (8000, 333),
         (2000, 97),  # the resampler holds back half a second here: the live routes wait for it
+        (1000, 37),  # about a second: so does the lookahead (it did not: a streaming audit)
     ],
 )
 @pytest.mark.parametrize("lookahead", [True, False])

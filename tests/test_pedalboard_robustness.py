@@ -399,3 +399,32 @@ def test_audit2_streams_keep_their_audio_and_a_refused_block_sets_nothing(model,
     sf.write(src, np.concatenate([a.T, a.T]), SR)  # 24 s: more than the router keeps (16 windows)
     an = process_file(src, None, router=Router({"brass": Pedalboard([Gain(gain_db=-3)])}, model=model))
     assert an.times[0, 0] == 0.0 and an.times[-1, 1] == pytest.approx(24.0)
+
+
+def test_audit2_a_one_frame_file_and_a_board_that_streams_silence(model, tmp_path: Path) -> None:
+    """A one-frame stereo file through a buffering board was an error blaming the board ("turned
+    2 channel(s) into shape (0, 1)": pedalboard read the block as 2 mono samples); a PitchShift,
+    which pedalboard 0.9 streams as zeros below 65,536-sample blocks, wrote a silent file without
+    a word."""
+    import warnings
+
+    import soundfile as sf
+    from pedalboard import PitchShift
+
+    one = tmp_path / "one.wav"
+    sf.write(one, np.array([[0.5, -0.25]], np.float32), SR, subtype="FLOAT")
+    out = tmp_path / "o.wav"
+    process_file(one, out, board=Pedalboard([MP3Compressor()]), bit_depth=32, tagger=Tagger(model))
+    assert sf.info(str(out)).frames == 1
+    process_file(one, out, board=Pedalboard([Gain(gain_db=-6)]), bit_depth=32, tagger=Tagger(model))
+    np.testing.assert_allclose(sf.read(out, dtype="float32")[0], [[0.25, -0.125]], atol=2e-3)
+
+    src = tmp_path / "tone.wav"
+    sf.write(src, _tone(2.0).T, SR)
+    with pytest.warns(
+        RuntimeWarning, match=r"the board returned silence for the whole file.*block_size \(it was 4096\)"
+    ):
+        process_file(src, out, board=Pedalboard([PitchShift(2)]), block_size=4096, tagger=Tagger(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        process_file(src, out, board=Pedalboard([Gain(gain_db=-6)]), block_size=4096, tagger=Tagger(model))

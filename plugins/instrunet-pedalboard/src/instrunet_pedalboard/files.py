@@ -193,6 +193,7 @@ def process_file(
             if part is not None:
                 part.reset()
         n_in = n_board = 0  # samples read, samples the board returned
+        heard = said = False  # sound read, sound the board returned
 
         def through(x: np.ndarray) -> None:
             """``x`` (the board's output) through the router and the tagger, into ``dst``."""
@@ -207,7 +208,8 @@ def process_file(
         chain: Any = board
 
         def run_board(x: np.ndarray) -> np.ndarray:
-            nonlocal n_board
+            nonlocal n_board, heard, said
+            heard = heard or bool(np.any(x))
             y = np.asarray(chain(x, sr, reset=False), dtype=np.float32)
             if y.ndim == 1:
                 y = y[None, :]
@@ -219,6 +221,7 @@ def process_file(
             check_amplitude(y, what=f"{src_p}: the board's output")
             y = y[:, : max(0, n_in - n_board)]  # never more than was read
             n_board += y.shape[1]
+            said = said or bool(np.any(y))
             return y
 
         for block in reader.blocks(block_size):
@@ -226,6 +229,11 @@ def process_file(
             if x.shape[-1] == 0:
                 continue
             n_in += x.shape[1]
+            if board is not None and 1 < x.shape[0] >= x.shape[1]:
+                # pedalboard reads a block of no more frames than channels as channels-last
+                # (2 channels x 1 frame: 2 mono samples); zeros after it make the layout plain,
+                # as the silence that pushes a board's tail out would, and are cut from its output
+                x = np.pad(x, ((0, 0), (0, x.shape[0] + 1 - x.shape[1])))
             through(run_board(x) if board is not None else x)
         if board is not None and n_board < n_in:
             # The board held audio back (latency, buffering): silence pushes it out. What a board
@@ -252,6 +260,14 @@ def process_file(
                 raise OutputError(f"{dst_p}: cannot write: {e}") from None
             finally:
                 writer = None
+    if board is not None and heard and not said and n_in >= sr:  # (a codec may silence a few samples)
+        warnings.warn(
+            f"{src_p}: the board returned silence for the whole file, which has sound: a board that "
+            "streams zeros at this block size (pedalboard 0.9's PitchShift does below 65,536 samples); "
+            f"try a larger block_size (it was {block_size})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if clipped:
         warnings.warn(
             f"{dst_p}: {clipped} of {written} samples ({100 * clipped / written:.2g} %) were beyond full "

@@ -246,17 +246,22 @@ class Router(Adapter):
             return 0.0
         return self._lookahead_seconds()
 
-    def _lookahead_seconds(self) -> float:
+    def _lookahead_seconds(self, sample_rate: float | None = None) -> float:
         # A moment is settled once a window centred a detection horizon (and a grid step) after
         # it is classified; that window is emitted half a window after its centre (plus the
-        # resampler's delay), and windows come one hop apart.
+        # resampler's delay: up to a second at 1 kHz, where EMIT_SLACK_S alone let where the
+        # blocks were cut change the routes), and windows come one hop apart.
         step = self._clf.level_step
+        slack = EMIT_SLACK_S
+        if sample_rate is not None:
+            held = resampler_holdback(int(sample_rate), self._clf.model.front_end.sample_rate)
+            slack = max(EMIT_SLACK_S, held + 0.03)
         return (
             self.window_seconds / 2
             + self.hop_seconds
             + self.detection.horizon
             + 2 * step
-            + EMIT_SLACK_S
+            + slack
             + self.crossfade_ms / 2000.0
         )
 
@@ -271,7 +276,7 @@ class Router(Adapter):
         if not self.lookahead:
             return 0
         sr = check_sample_rate(sample_rate, what=self._what)
-        return int(math.ceil(sr * self._lookahead_seconds())) + 1
+        return int(math.ceil(sr * self._lookahead_seconds(sr))) + 1
 
     def _xfade(self, sr: int) -> int:
         return int(round(self.crossfade_ms * sr / 1000.0))
