@@ -856,6 +856,12 @@ def _analyze(args: argparse.Namespace) -> int:
     if targets.count("-") > 1:
         _err("only one output can go to stdout ('-')")
         return EXIT_USAGE
+    try:  # an output that cannot be written is said now, not after the analysis of hours of audio
+        for t in targets:
+            writers.check_writable(t)
+    except OutputError as e:
+        _err(str(e))
+        return EXIT_FAIL
     plotted = args.plot or args.format == "png"  # the png writer (also SVG by the name asked for)
     if plotted and importlib.util.find_spec("matplotlib") is None:  # said before the file is read
         opt = "--plot" if args.plot else "--format png"

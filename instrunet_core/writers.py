@@ -62,6 +62,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_path",
     "make_folder",
+    "check_writable",
     "figure_bytes",
 ]
 
@@ -178,6 +179,33 @@ def write_stdout(data: str | bytes) -> None:
         raise
     except (OSError, ValueError, AttributeError) as e:  # ValueError: closed file; AttributeError: no .buffer
         raise _cannot_write("-", e) from None
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Say before long work what writing ``path`` would say after it: a directory or special
+    file there, a file on the way of its folders, a folder (or the nearest one that exists)
+    that cannot be written, a read-only file. Nothing is created (``"-"``: stdout, unchecked).
+
+    Raises
+    ------
+    OutputError
+        As :func:`atomic_path` and :func:`make_folder` would, naming ``path``.
+    """
+    target = os.fspath(path)
+    if target == "-":
+        return
+    dest, st = _destination(target)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return  # a FIFO or a device: written into when the time comes
+    folder = os.path.dirname(os.path.abspath(dest))
+    while not os.path.exists(folder):  # made when written: the nearest folder that exists
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise _cannot_write(target, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
+    for where, mode in ((folder, os.W_OK | os.X_OK), *(((dest, os.W_OK),) if st is not None else ())):
+        if not os.access(where, mode) or _read_only_mount(where):
+            why = errno.EROFS if _read_only_mount(where) else errno.EACCES
+            raise _cannot_write(target, PermissionError(why, os.strerror(why)))
 
 
 def _read_only_mount(path: str) -> bool:

@@ -410,3 +410,23 @@ def test_labels_and_names_are_drawn_as_text_that_fits(tiny_registry) -> None:
     fig = plots.new_figure(9.0, 4.0)
     ax = plots.probabilities(an, ax=fig.subplots())
     assert {t.get_text() for t in ax.get_yticklabels()} == set(an.labels)
+
+
+def test_an_output_that_cannot_be_written_is_said_before_the_audio_is_read(
+    tiny_registry, two_phrases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An outputs audit: an output that could not be written was found only after the whole
+    analysis (minutes for hours of audio with the condition analyzer); it is said first, and
+    nothing is created."""
+    from instrunet_core.writers import check_writable
+
+    missing = tmp_path / "not-there.wav"  # never read: the output's error comes first
+    for bad, why in (
+        (two_phrases / "x.json", f"{two_phrases} is not a directory"),
+        (tmp_path, "it is a directory, not a regular file, a FIFO or a character device"),
+    ):
+        assert main(["analyze", str(missing), "--json", str(bad), "--model", "tiny"]) == 1
+        assert capsys.readouterr().err == f"instrunet: error: {bad}: cannot write: {why}\n"
+    check_writable(tmp_path / "new" / "deeper" / "x.json")  # folders made when written: fine
+    assert not (tmp_path / "new").exists()
+    check_writable("-")
