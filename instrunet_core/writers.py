@@ -202,7 +202,10 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise _cannot_write(target, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
-    for where, mode in ((folder, os.W_OK | os.X_OK), *(((dest, os.W_OK),) if st is not None else ())):
+    checks = [] if st is not None and st.st_nlink > 1 else [(folder, os.W_OK | os.X_OK)]  # (a hard
+    # link is written into, not replaced: its folder is not written)
+    checks += [(dest, os.W_OK)] if st is not None else []
+    for where, mode in checks:
         if not os.access(where, mode) or _read_only_mount(where):
             why = errno.EROFS if _read_only_mount(where) else errno.EACCES
             raise _cannot_write(target, PermissionError(why, os.strerror(why)))
