@@ -1082,23 +1082,26 @@ def _models(args: argparse.Namespace) -> int:
             flag = " (default)" if r["default"] else ""
             if "labels" in r:
                 # "ok" only for a model that passed everything asked; the error line says why not
-                ok = "ok" if not r.get("error") else "matches; FAILED" if r["sha256_ok"] else "FAILED"
+                # (without --check only the file's sha256 was checked: "matches", not "ok", since a
+                # graph that cannot load or run passes that)
+                passed = "ok" if args.check else "matches (--check loads and runs it)"
+                ok = passed if not r.get("error") else "matches; FAILED" if r["sha256_ok"] else "FAILED"
                 refs = ""
                 if "references" in r:
                     ref = r["references"]
                     refs = (
                         f", references {ref['n']} reproduced (max |diff| {ref['max_abs_diff']:.2g})"
                         if ref["n"]
-                        else ", no references stored"
+                        else ", no references stored (outputs checked on test input)"
                     )
                 _out(
                     f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
-                    f"sha256 {r['sha256'][:12]}... {ok}{refs}, {r['path']}"
+                    f"sha256 {r['sha256'][:12]}... {ok}{refs}, {_shown(r['path'])}"
                 )
             else:
-                _out(f"{r['name']} {r['version']}: {r['path']}")
+                _out(f"{r['name']} {r['version']}: {_shown(r['path'])}")
             if r.get("error"):
-                _out(f"  error: {r['error']}")
+                _out(f"  error: {_shown(r['error'])}")
     # A broken artifact is listed, not a failure of the listing; --check makes it one.
     return EXIT_FAIL if args.check and failed else EXIT_OK
 
@@ -1120,7 +1123,7 @@ def _plugins(args: argparse.Namespace) -> int:
             if r["analyzers"]:
                 _out(f"  analyzers: {', '.join(r['analyzers'])}")
             if r["error"]:
-                _out(f"  error: {r['error']}")
+                _out(f"  error: {_shown(r['error'])}")
         if reg.writers:
             _out(f"writers: {', '.join(sorted(reg.writers))}")
         if reg.analyzers:

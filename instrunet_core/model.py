@@ -25,7 +25,7 @@ from .errors import InputError, ModelError, one_line
 from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
 from .inputs import check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
-from .registry import Registry, get_registry
+from .registry import DEFAULT_ENV_VAR, Registry, get_registry
 from .session import RuntimeOptions
 from .verify import check_io, verified_session
 
@@ -596,8 +596,46 @@ def open_model(
         raise InputError(
             f"model must be a Model, a model name or an artifact folder, got {type(spec).__name__}"
         )
-    path, manifest = resolve_artifact(spec, registry=registry)
-    return Model(path, options=options, manifest=manifest)
+    return _open_resolved(spec, None, options=options, registry=registry)
+
+
+def _open_resolved(
+    spec: str | os.PathLike[str] | None,
+    version: str | None,
+    *,
+    options: RuntimeOptions | None,
+    registry: Registry | None,
+) -> Model:
+    """The model :func:`resolve_artifact` names. A registered newest version that fails to
+    open (its ONNX file damaged, a graph its manifest does not describe: checked only now, not
+    when it was registered) is an error that says so and names the newest older version that
+    registered cleanly, as a broken manifest's is (the version was not pinned)."""
+    path, manifest = resolve_artifact(spec, version, registry=registry)
+    try:
+        return Model(path, options=options, manifest=manifest)
+    except ModelError as e:
+        pinned = version is not None or (isinstance(spec, str) and "@" in spec)
+        if manifest is None or pinned:  # a folder given, or the version asked for
+            raise
+        reg = registry or get_registry()
+        top = parse_semver(manifest.version)
+        older = [
+            x.version
+            for x in reg.models
+            if x.error is None
+            and x.name == manifest.name
+            and x.version != "?"
+            and parse_semver(x.version) < top
+        ]
+        if not older:
+            raise
+        best = max(older, key=parse_semver)
+        raw = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+        by_env = f"{DEFAULT_ENV_VAR}={raw!r}: " if spec is None and raw else ""
+        raise ModelError(
+            f"{by_env}model {manifest.name} {manifest.version}, its newest version, is broken: {e} "
+            f"(to use {best}: {manifest.name}@{best})"
+        ) from None
 
 
 def load_model(
@@ -651,5 +689,4 @@ def load_model(
         inter_op_threads=inter_op_threads,
         spinning=spinning,
     )
-    path, manifest = resolve_artifact(name, version, registry=registry)
-    return Model(path, options=options, manifest=manifest)
+    return _open_resolved(name, version, options=options, registry=registry)

@@ -37,6 +37,7 @@ import dataclasses
 import difflib
 import functools
 import importlib.metadata
+import inspect
 import io
 import math
 import os
@@ -234,6 +235,13 @@ def _dist_version(ep: Any) -> str | None:
     return getattr(dist, "version", None) if dist is not None else None
 
 
+def _dist_text(ep: Any) -> str:
+    """The distribution an entry point comes from, as ``name version`` (for messages)."""
+    dist = getattr(ep, "dist", None)
+    name = getattr(dist, "name", None) or (getattr(dist, "metadata", None) or {}).get("Name")
+    return f"{name or 'an unnamed distribution'} {_dist_version(ep) or ''}".strip()
+
+
 class Registry:
     """Models, analyzers and writers registered by plugins."""
 
@@ -288,11 +296,29 @@ class Registry:
             call = self.pm.subset_hook_caller(hook, remove_plugins=others)
             try:
                 with plugin_stdout():
-                    call(register=self._register_fn(hook, info))
+                    returned = call(register=self._register_fn(hook, info))
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - SystemExit from a plugin is reported, not obeyed
                 self._error(info, f"{hook} failed: {describe(e)}")
+                continue
+            for r in returned if isinstance(returned, list) else []:
+                # a hook registers by calling register(); one written as a generator or a coroutine
+                # never ran its body, and a value returned is not looked at: said, not ignored
+                if inspect.isgenerator(r) or inspect.iscoroutine(r):
+                    r.close()  # (no "never awaited" warning that names no plugin)
+                    what = "a generator (it yields)" if inspect.isgenerator(r) else "a coroutine (async def)"
+                    self._error(
+                        info,
+                        f"{hook} is {what}: its body never ran, so it registered nothing (a hook is a "
+                        "plain function that calls register())",
+                    )
+                else:
+                    self._error(
+                        info,
+                        f"{hook} returned a {type(r).__name__}, which is not used (a hook registers by "
+                        "calling register() and returns nothing)",
+                    )
         return info
 
     def _register_fn(self, hook: str, info: PluginInfo) -> Callable[..., None]:
@@ -794,9 +820,23 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
         except Exception as e:  # noqa: BLE001
             warnings.warn(f"instrunet: cannot list entry points: {describe(e)}", RuntimeWarning, stacklevel=2)
             eps = []
+        owners: dict[str, str] = {}  # entry-point name -> the distribution whose plugin it names
         for ep in eps:
             if selected is not None and ep.name not in selected:
                 continue
+            dist = _dist_text(ep)
+            if ep.name in owners and owners[ep.name] != dist:
+                # a plugin is known by its entry-point name: a second distribution using the
+                # name is left out, saying which two clash (pluggy said only "already registered")
+                info = PluginInfo(name=ep.name, version=_dist_version(ep), hooks=[])
+                reg.plugins.append(info)
+                reg._error(
+                    info,
+                    f"entry point {ep.name!r} of {dist} has the name of {owners[ep.name]}'s plugin; "
+                    "not loaded (plugin names must be unique: rename one of the two entry points)",
+                )
+                continue
+            owners.setdefault(ep.name, dist)
             t0 = time.perf_counter()
             try:
                 with plugin_stdout():

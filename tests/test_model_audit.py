@@ -214,6 +214,32 @@ def test_a_broken_newest_version_is_an_error_not_a_quiet_fallback(
         instrunet_core.load_model(registry=reg)
 
 
+def test_a_newest_version_whose_file_is_damaged_names_the_one_to_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A models audit: a newest version whose ONNX file was damaged (found when it is opened,
+    not when it is registered) gave the bare sha256 error, without the way out a broken
+    manifest gets."""
+    old = write_model_dir(tmp_path, name="nn", version="1.0.0")
+    new = write_model_dir(tmp_path, name="nn", version="2.0.0")
+    onnx = next(new.glob("*.onnx"))
+    data = bytearray(onnx.read_bytes())
+    data[-5] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    reg = build_registry(extra_plugins=[("nn", ModelPlugin(old, new))])
+    with pytest.raises(
+        ModelError,
+        match=r"^model nn 2\.0\.0, its newest version, is broken: .*sha256 .*\(to use 1\.0\.0: nn@1\.0\.0\)$",
+    ):
+        instrunet_core.load_model("nn", registry=reg)
+    with pytest.raises(ModelError, match=r"^[^(]*model\.onnx: sha256 .* does not match"):
+        instrunet_core.load_model("nn@2.0.0", registry=reg)  # asked for: no other version offered
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "nn")
+    with pytest.raises(ModelError, match=r"^INSTRUNET_DEFAULT_MODEL='nn': model nn 2\.0\.0, its newest"):
+        instrunet_core.load_model(registry=reg)
+    assert instrunet_core.load_model("nn@1.0.0", registry=reg).version == "1.0.0"
+
+
 @pytest.mark.parametrize("value", ["@", "@2.0.0"])
 def test_a_default_model_variable_that_names_no_model_is_an_error(
     value: str, tiny_registry: Any, monkeypatch: pytest.MonkeyPatch
@@ -433,3 +459,42 @@ def test_a_version_folder_whose_manifest_says_another_version_is_an_error_row(tm
     assert rows == {("1.0.0", True), ("2.0.0", False)}
     bad = next(e for e in reg.models if e.version == "2.0.0")
     assert "in the folder 2.0.0/ but the manifest says version 1.0.0" in bad.error
+
+
+def test_audit2_models_listing_says_what_was_checked(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A models audit: plain `models` said "ok" for an artifact whose graph cannot load (only its
+    sha256 was checked); `models --check` said "ok" for one without references whose outputs are
+    logits; a plugin's path with a newline or an escape split and coloured the listing."""
+    from instrunet_core import cli
+
+    odd = tmp_path / "odd\nname\x1b[31m" / "tiny" / "1.0.0"
+    shutil.copytree(tiny_model_dir, odd)
+    reg = build_registry(extra_plugins=[("odd", ModelPlugin(odd))])
+    monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "matches (--check loads and runs it)" in out and "odd\\nname\\x1b[31m" in out and "\x1b" not in out
+    assert cli.main(["models", "--check"]) == 0
+    assert "... ok, no references stored (outputs checked on test input)" in capsys.readouterr().out
+
+    def logits(path: Path) -> None:  # the window's mean level x 20 - 5: no sigmoid
+        nodes = [
+            helper.make_node("ReduceMean", ["mel"], ["m"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Unsqueeze", ["m", "ax"], ["m2"]),
+            helper.make_node("MatMul", ["m2", "W"], ["z"]),
+            helper.make_node("Sub", ["z", "five"], ["probabilities"]),
+        ]
+        inits = [
+            numpy_helper.from_array(np.array([1], np.int64), "ax"),
+            numpy_helper.from_array(np.full((1, 8), 20.0, np.float32), "W"),
+            numpy_helper.from_array(np.array(5.0, np.float32), "five"),
+        ]
+        _graph_model(path, nodes, inits)
+
+    d = _artifact(tmp_path, logits, name="logits")  # no references stored
+    with pytest.raises(
+        ModelError, match=r"holds -5 to 5.* on test input \(no references stored\), not probabilities"
+    ):
+        verify_artifact(d)

@@ -624,3 +624,56 @@ def test_a_slow_plugin_is_named_with_its_load_time(
     monkeypatch.setattr(plugins_mod, "_REGISTRY", reg)
     assert main(["plugins"]) == 0
     assert "slowplug ?: instrunet_register_writers (loaded in 0.6 s)" in capsys.readouterr().out
+
+
+def test_audit2_two_distributions_with_one_entry_point_name_are_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A models audit: two packages using the entry-point name `models` dropped one of them with
+    pluggy's "Plugin name already registered" and a dict of module reprs."""
+    birds = _module_plugin("birds_mod", instrunet_register_writers=lambda register: register("birds", print))
+    frogs = _module_plugin("frogs_mod", instrunet_register_writers=lambda register: register("frogs", print))
+    eps = [
+        _ep("models", "frogs_mod")._for(types.SimpleNamespace(name="frogs-plugin", version="2.0.0")),  # type: ignore[attr-defined]
+        _ep("models", "birds_mod")._for(types.SimpleNamespace(name="birds-plugin", version="1.0.0")),  # type: ignore[attr-defined]
+    ]
+    _install_eps(monkeypatch, eps, {"birds_mod": birds, "frogs_mod": frogs})
+    with pytest.warns(RuntimeWarning) as caught:
+        reg = build_registry()
+    (msg,) = [str(w.message) for w in caught]
+    assert (
+        "entry point 'models' of birds-plugin 1.0.0 has the name of frogs-plugin 2.0.0's plugin; not loaded"
+        in msg
+    )
+    assert (
+        "Plugin name already registered" not in msg and "frogs" in reg.writers and "birds" not in reg.writers
+    )
+
+
+def test_audit2_a_hook_that_yields_is_async_or_returns_is_said() -> None:
+    """A models audit: a hook written with `yield` or `async def` registered nothing and its
+    plugin was listed as healthy (the coroutine's warning named no plugin); a returned value
+    was ignored."""
+    import warnings
+
+    def gen(register: Any) -> Any:
+        yield register("never", print)
+
+    async def coro(register: Any) -> None:
+        register("never2", print)
+
+    def returns(register: Any) -> dict[str, Any]:
+        register("used", print)
+        return {"x": 1}
+
+    plugins = [
+        (n, _module_plugin(f"{n}_mod", instrunet_register_writers=f))
+        for n, f in (("g", gen), ("c", coro), ("r", returns))
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg = build_registry(extra_plugins=plugins)
+    rows = {p.name: p.error or "" for p in reg.plugins}
+    assert "instrunet_register_writers is a generator (it yields): its body never ran" in rows["g"]
+    assert "instrunet_register_writers is a coroutine (async def): its body never ran" in rows["c"]
+    assert "instrunet_register_writers returned a dict, which is not used" in rows["r"]
+    assert "used" in reg.writers and "never" not in reg.writers and "never2" not in reg.writers
+    assert not any("never awaited" in str(w.message) for w in caught)

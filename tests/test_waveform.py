@@ -208,6 +208,35 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
     np.testing.assert_allclose(
         np.array(js["probabilities"]), np.stack([w.probabilities for w in wins]), atol=1e-4
     )
+    # its `mean` is instrunet's answer: silent windows out, the others weighted by loudness (it
+    # was a plain mean over every window: a models audit)
+    quiet_first = tmp_path / "quiet_first.wav"
+    sf.write(
+        quiet_first,
+        np.concatenate([np.zeros(10 * FE.sample_rate, np.float32), y]),
+        FE.sample_rate,
+        subtype="FLOAT",
+    )
+    js = json.loads(
+        subprocess.run(
+            [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(quiet_first)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    )
+    want = load_model(FAMILY).predict(str(quiet_first)).probabilities
+    assert any(js["silent"]) and not all(js["silent"])
+    np.testing.assert_allclose(js["mean"], [want[lab] for lab in js["labels"]], atol=2e-3)
+    for hop in (["--hop", "abc"], ["--hop"], ["--hop", "0"]):
+        bad = subprocess.run(
+            [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(wav), *hop],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert bad.returncode == 1 and "--hop must be a number of seconds from 0.01 to 3600" in bad.stderr
     # a file it cannot use is a clear error
     sf.write(tmp_path / "44k.wav", np.zeros(4410, np.float32), 44100)
     bad = subprocess.run(

@@ -14,12 +14,18 @@
 // seconds snapped to whole STFT frames (1.5 s -> 65 x 512 samples), and for the audio after the
 // last full one a last window aligned to the end (from the first STFT frame that reaches it; a
 // recording shorter than a window gets one window padded with silence).
-// Prints JSON: {labels, starts, probabilities (one row per window), mean}.
+// Prints JSON: {labels, starts, probabilities (one row per window), silent (per window), mean}:
+// `mean` is instrunet's overall answer (Model.predict's probabilities): the loudness-weighted
+// mean of the windows that are not silent (a window below -60 dBFS RMS is silent; the others
+// weigh their linear RMS relative to the loudest), all zeros when every window is silent.
 'use strict';
 
 const fs = require('node:fs');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
+
+// A window whose RMS is below this (dBFS) is silent: left out of the mean, as in instrunet.
+const SILENCE_DB = -60;
 
 function fail(msg) {
   process.stderr.write(`classify.js: error: ${msg}\n`);
@@ -66,7 +72,8 @@ function windows(y, win, hop, frame) {
   const starts = [];
   let next = 0;
   while (next + win <= y.length) { starts.push(next); next += hop; }
-  if ((starts.length === 0 || starts[starts.length - 1] + win < y.length) && next < y.length) {
+  if (starts.length === 0 || starts[starts.length - 1] + win < y.length) {
+    // the audio after the last full window (or a recording shorter than one): one more window
     starts.push(y.length < win ? 0 : Math.ceil((y.length - win) / frame) * frame);
   }
   const batch = new Float32Array(starts.length * win); // zero-filled: any padding
@@ -78,7 +85,15 @@ async function main() {
   const args = process.argv.slice(2);
   let hopSeconds = 1.5;
   const h = args.indexOf('--hop');
-  if (h >= 0) { hopSeconds = Number(args[h + 1]); args.splice(h, 2); }
+  if (h >= 0) {
+    const text = args[h + 1];
+    hopSeconds = Number(text);
+    // as instrunet's --hop: seconds from 0.01 to 3600 (a NaN hop cut one window of the file)
+    if (text === undefined || text.trim() === '' || !Number.isFinite(hopSeconds) || hopSeconds < 0.01 || hopSeconds > 3600) {
+      fail(`--hop must be a number of seconds from 0.01 to 3600, got ${text === undefined ? 'nothing' : JSON.stringify(text)}`);
+    }
+    args.splice(h, 2);
+  }
   if (args.length !== 2) fail('usage: node classify.js ARTIFACT_DIR audio.wav [--hop SECONDS]');
   const [dir, wav] = args;
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
@@ -95,13 +110,21 @@ async function main() {
   const out = (await session.run({ [manifest.input.name]: input }))[manifest.output.name];
   const n = manifest.labels.length;
   const rows = [];
+  for (let i = 0; i < starts.length; i++) rows.push(Array.from(out.data.slice(i * n, (i + 1) * n)));
+  // each window's level over the samples it holds (not its padding), in dB re. full scale
+  const levels = starts.map((s) => {
+    const end = Math.min(s + win, samples.length);
+    let sum = 0;
+    for (let i = s; i < end; i++) sum += samples[i] * samples[i];
+    return 10 * Math.log10(Math.max(sum / Math.max(1, end - s), 1e-20));
+  });
+  const silent = levels.map((db) => db < SILENCE_DB);
+  const top = Math.max(...levels.filter((db, i) => !silent[i]));
+  const weights = levels.map((db, i) => (silent[i] ? 0 : 10 ** ((db - top) / 20)));
+  const total = weights.reduce((a, b) => a + b, 0);
   const mean = new Array(n).fill(0);
-  for (let i = 0; i < starts.length; i++) {
-    const row = Array.from(out.data.slice(i * n, (i + 1) * n));
-    row.forEach((v, k) => { mean[k] += v / starts.length; });
-    rows.push(row);
-  }
-  process.stdout.write(JSON.stringify({ labels: manifest.labels, starts, probabilities: rows, mean }) + '\n');
+  if (total > 0) rows.forEach((row, i) => row.forEach((v, k) => { mean[k] += (v * weights[i]) / total; }));
+  process.stdout.write(JSON.stringify({ labels: manifest.labels, starts, probabilities: rows, silent, mean }) + '\n');
 }
 
 main().catch((e) => fail(e.message || String(e)));
