@@ -676,6 +676,13 @@ class Embedding:
     def dim(self) -> int:
         return int(self.vector.shape[0])
 
+    def __repr__(self) -> str:  # (the vectors of an hour are megabytes of text)
+        hop = "None" if self.hop is None else f"{self.hop:.4g}"
+        return (
+            f"Embedding(dim={self.dim}, windows={len(self.windows)}, silent={int(np.sum(self.silent))}, "
+            f"hop={hop}, model={self.model.get('name')} {self.model.get('version')})"
+        )
+
     def to_dict(self, *, windows: bool = True) -> dict[str, Any]:
         """JSON-ready dict; each value is the shortest decimal that reads back as the same
         float32 (``0.019561032``, not ``0.019561031833291054``: about half the text)."""

@@ -44,6 +44,7 @@ from .features import DEFAULT_FRONT_END
 from .inputs import (
     MAX_BLOCK_SAMPLES,
     MAX_STREAM_BYTES,
+    SampleRate,
     as_float_audio,
     check_amplitude,
     check_audio_array,
@@ -229,12 +230,22 @@ def _check_file_object(f: Any, name: str) -> None:
         raise InputError(f"{name}: the file object is closed")
     if isinstance(f, io.TextIOBase):
         raise InputError(f"{name}: file object must be opened in binary mode (open(path, 'rb')), not text")
+    decoded = InputError(
+        # soundfile.SoundFile, pedalboard's AudioFile: read() gives decoded samples, which reached
+        # libsndfile's byte buffer (tracebacks from a C callback, then "corrupt" for a good file)
+        f"{name}: a {type(f).__module__}.{type(f).__name__} reads decoded audio, not the file's bytes; "
+        "pass its path, or its samples (an array) with their sample rate"
+    )
+    if hasattr(f, "samplerate") and hasattr(f, "frames"):
+        raise decoded
     try:
         probe = f.read(0)
     except (OSError, ValueError, TypeError):
         return  # read(0) unsupported or the file closed: decoding reports it
     if isinstance(probe, str):
         raise InputError(f"{name}: file object must be opened in binary mode (open(path, 'rb')), not text")
+    if not isinstance(probe, (bytes, bytearray, memoryview)):
+        raise decoded
 
 
 def _left_to_read(f: Any) -> int | None:
@@ -812,7 +823,9 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def audio_info(source: AudioSource, sample_rate: int | None = None, *, count: bool = True) -> AudioInfo:
+def audio_info(
+    source: AudioSource, sample_rate: SampleRate | None = None, *, count: bool = True
+) -> AudioInfo:
     """Sample rate, channels, frames and format of a source without decoding it (but for a
     file whose header does not give its length, counted by decoding it once; ``count=False``:
     ``frames`` is then :data:`UNKNOWN_FRAMES`)."""
@@ -1031,7 +1044,7 @@ DECODE_BLOCK_SECONDS = 20.0
 
 def iter_blocks(
     source: AudioSource,
-    sample_rate: int | None = None,
+    sample_rate: SampleRate | None = None,
     *,
     target_sr: int = DEFAULT_FRONT_END.sample_rate,
     block_seconds: float = 10.0,

@@ -39,7 +39,15 @@ from .audio import DECODE_BLOCK_SECONDS, AudioSource, _position, iter_blocks, so
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE, LEVEL_BLOCK, SILENCE_DB, WindowStream
 from .hookspecs import BlockListener
-from .inputs import block_to_mono, check_count, check_flag, check_sample_rate, check_threads, resampler
+from .inputs import (
+    SampleRate,
+    block_to_mono,
+    check_count,
+    check_flag,
+    check_sample_rate,
+    check_threads,
+    resampler,
+)
 from .model import Model, ModelOutputs, ModelSpec, open_model
 from .output import model_info
 from .refine import EvidenceStore, doubtful, grid_phases, read_evidence, read_kept
@@ -214,6 +222,24 @@ class Classifier:
         """Rate of the blocks fed so far (``None`` before the first block)."""
         return self._sr_in
 
+    def __repr__(self) -> str:
+        state = "finished" if self._finished else "streaming"
+        return (
+            f"<Classifier: {self.model.name} {self.model.version}, hop {self.hop_seconds:.4g} s, "
+            f"{len(self._log.windows)} windows, {self.duration:.2f} s fed, {state}>"
+        )
+
+    def __reduce__(self) -> Any:
+        # a stream's state (threads, locks, buffers) does not travel; say so, not "cannot pickle
+        # '_thread.RLock' object"
+        raise InputError(
+            "a Classifier holds one stream's state and cannot be pickled or copied: send the Model "
+            "(it pickles by path) and make a Classifier where it runs"
+        )
+
+    def __copy__(self) -> Any:
+        self.__reduce__()  # (copy.copy shared every buffer of the stream with the original)
+
     @property
     def duration(self) -> float:
         """Seconds of audio received so far (at the front end's rate, after resampling)."""
@@ -284,7 +310,7 @@ class Classifier:
         self._log.clear()
         self._pipe.clear()
 
-    def process(self, block: np.ndarray, sample_rate: int) -> list[WindowResult]:
+    def process(self, block: np.ndarray, sample_rate: SampleRate) -> list[WindowResult]:
         """Feed the next block of the stream.
 
         Parameters
@@ -369,7 +395,7 @@ class Classifier:
     def classify(
         self,
         audio: AudioSource,
-        sample_rate: int | None = None,
+        sample_rate: SampleRate | None = None,
         *,
         listener: BlockListener | None = None,
         keep_evidence: bool = False,
@@ -504,7 +530,7 @@ class Classifier:
             detection=self.detection,
         )
 
-    def refine(self, audio: AudioSource, sample_rate: int | None = None) -> int:
+    def refine(self, audio: AudioSource, sample_rate: SampleRate | None = None) -> int:
         """Add evidence windows where the hop's windows leave a label's presence in doubt.
 
         The stretches where a label's probability lies near its threshold, or a label starts or

@@ -22,6 +22,7 @@ import functools
 import math
 import numbers
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -334,14 +335,44 @@ def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
     if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
         raise InputError(f"{what}: unsupported sample dtype {y.dtype} (need int or float)")
     if y.dtype.kind == "i":
+        wide = y.dtype.itemsize >= 4
         y = (y.astype(np.float64) / float(-np.iinfo(y.dtype).min)).astype(np.float32)
+        if wide:
+            _warn_narrow_values(y, what)
     elif y.dtype.kind == "u":
+        wide = y.dtype.itemsize >= 4
         half = float(np.iinfo(y.dtype).max // 2 + 1)
         y = ((y.astype(np.float64) - half) / half).astype(np.float32)
+        if wide:
+            _warn_narrow_values(y, what)
     else:
         check_amplitude(y, what=what)  # before the cast: 1e300 in float64 would become inf in float32
         y = y.astype(np.float32, copy=False)
     return y
+
+
+#: What a sample rate may be given as: an int, a whole float (``44100.0``) or a numpy number
+#: (:func:`check_sample_rate` checks the value).
+SampleRate = int | float | np.integer[Any] | np.floating[Any]
+
+#: Scaled integer samples that never pass this (-96 dBFS: 16-bit values in an int32 array reach
+#: 2**-16 at most) are taken for a narrower type's values in a wider one.
+_NARROW_PEAK = 2.0**-16
+
+
+def _warn_narrow_values(y: np.ndarray, what: str) -> None:
+    """Warn when a 32- or 64-bit integer array holds what looks like 16-bit values
+    (``np.array(list_of_ints)`` and ``.astype(int)`` give int64): scaled by the type's full
+    scale, a loud recording becomes about 1e-15 and is answered "silence" with confidence 1."""
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if 0.0 < peak <= _NARROW_PEAK:
+        warnings.warn(
+            f"{what}: integer samples are scaled by their type's full scale, and these peak below "
+            "-96 dBFS of it: 16-bit values held in a wider integer type (np.array of Python ints "
+            "and .astype(int) give int64)? Convert with y.astype(np.int16), or pass floats in [-1, 1]",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def frames_first(y: np.ndarray) -> np.ndarray:

@@ -268,10 +268,11 @@ class Manifest:
     file: str
     sha256: str
     thresholds: Mapping[str, float] | None = None
-    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    training_data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    parity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    exporter: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # (left out of repr: a family model's metrics and training data are 20 KB of text)
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    training_data: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    parity: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    exporter: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     created: str | None = None
     license: str | None = None
     references: str | None = None

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InputError, ModelError, one_line
 from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
-from .inputs import check_count, check_float_samples
+from .inputs import SampleRate, check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .registry import DEFAULT_ENV_VAR, Registry, get_registry
 from .session import RuntimeOptions
@@ -378,7 +378,7 @@ class Model:
     def predict(
         self,
         audio: AudioSource,
-        sample_rate: int | None = None,
+        sample_rate: SampleRate | None = None,
         *,
         hop: float | None = None,
         top_k: int | None = None,
@@ -414,7 +414,7 @@ class Model:
     def embed(
         self,
         audio: AudioSource,
-        sample_rate: int | None = None,
+        sample_rate: SampleRate | None = None,
         *,
         hop: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -457,7 +457,7 @@ class Model:
     def predict_batch(
         self,
         audios: Sequence[np.ndarray],
-        sample_rate: int,
+        sample_rate: SampleRate,
         *,
         hop: float | None = None,
         top_k: int | None = None,
@@ -573,6 +573,8 @@ def resolve_artifact(
         if not (p / MANIFEST_FILENAME).exists():
             _refuse_name_folder(p)
         return p, None
+    if registry is not None and not isinstance(registry, Registry):
+        raise InputError(f"registry must be an instrunet_core Registry, got {type(registry).__name__}")
     reg = registry or get_registry()
     try:
         entry = reg.resolve_model(None if spec is None else os.fspath(spec), version)

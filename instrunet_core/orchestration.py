@@ -29,7 +29,7 @@ from .audio import UNKNOWN_FRAMES, AudioSource, audio_info, rereadable_source, s
 from .errors import InputError
 from .features import DEFAULT_BATCH_SIZE
 from .inference import Classifier
-from .inputs import check_flag
+from .inputs import SampleRate, check_flag, check_sample_rate
 from .model import ModelSpec
 from .output import model_info
 from .registry import Registry, get_registry
@@ -40,7 +40,7 @@ __all__ = ["analyze", "analyzer_names"]
 
 def analyze(
     source: AudioSource,
-    sample_rate: int | None = None,
+    sample_rate: SampleRate | None = None,
     *,
     model: ModelSpec = None,
     hop: float | None = None,
@@ -50,7 +50,7 @@ def analyze(
     other_veto: float = OTHER_VETO,
     thresholds: Mapping[str, float] | None = None,
     registry: Registry | None = None,
-    analyzers: bool | Sequence[str] = True,
+    analyzers: bool | Sequence[str] | None = True,
     workers: int | None = None,
     embeddings: bool = False,
     refine: bool = True,
@@ -156,7 +156,9 @@ def analyze(
         # run after it.
         context = AnalysisContext(
             source=src,
-            sample_rate_in=sample_rate,
+            sample_rate_in=None
+            if sample_rate is None
+            else check_sample_rate(sample_rate, what="sample_rate"),
             labels=clf.labels,
             model=model_info(clf.model),
             settings=clf.settings,
@@ -199,7 +201,7 @@ def analyze(
     return an
 
 
-def _source_facts(source: AudioSource, sample_rate: int | None) -> tuple[float | None, int | None]:
+def _source_facts(source: AudioSource, sample_rate: SampleRate | None) -> tuple[float | None, int | None]:
     """Seconds the source says it holds and its own sample rate, read from its header (each
     ``None`` when it cannot say).
 
@@ -220,7 +222,7 @@ def _source_facts(source: AudioSource, sample_rate: int | None) -> tuple[float |
     return (d if known else None), int(info.sample_rate)
 
 
-def analyzer_names(reg: Registry, analyzers: bool | Sequence[str]) -> list[str]:
+def analyzer_names(reg: Registry, analyzers: bool | Sequence[str] | None) -> list[str]:
     """The registered analyzers to run: all, none, or those named (each must be registered).
 
     Raises

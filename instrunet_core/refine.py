@@ -25,6 +25,7 @@ import numpy as np
 from .analysis import WindowResult
 from .audio import DECODE_BLOCK_SECONDS, AudioSource, _rewind, iter_blocks
 from .features import _EV_BLOCK, Ready, WindowStream, _ms_db, _pooled_power
+from .inputs import SampleRate
 from .model import ModelOutputs
 from .scheduler import BatchPipeline, job_of
 from .timeline import EVIDENCE_HOP, Activity, doubtful_spans
@@ -316,7 +317,7 @@ class EvidenceStore:
 
 def read_evidence(
     audio: AudioSource,
-    sample_rate: int | None,
+    sample_rate: SampleRate | None,
     spans: np.ndarray,
     *,
     log: WindowLog,

@@ -98,14 +98,15 @@ _HOOKS = ("instrunet_register_models", "instrunet_register_analyzers", "instrune
 
 @dataclasses.dataclass
 class ModelEntry:
-    """One registered model version (``error`` set when its manifest is broken)."""
+    """One registered model version (``error`` set when its manifest is broken; ``default``:
+    registered with ``default=True`` — :func:`list_models` marks the one default instead)."""
 
     name: str
     version: str
     path: Path
     plugin: str
     default: bool = False
-    manifest: Manifest | None = None
+    manifest: Manifest | None = dataclasses.field(default=None, repr=False)  # (its own repr is long)
     error: str | None = None
 
     @property
@@ -244,6 +245,12 @@ def _dist_text(ep: Any) -> str:
 
 class Registry:
     """Models, analyzers and writers registered by plugins."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<Registry: {len(self.plugins)} plugins, {len(self.models)} model versions, "
+            f"analyzers {sorted(self.analyzers)}, writers {sorted(self.writers)}>"
+        )
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -883,6 +890,13 @@ def get_registry(*, refresh: bool = False) -> Registry:
 
 
 def list_models(*, registry: Registry | None = None) -> list[ModelEntry]:
-    """All registered model versions, broken ones included (``entry.error`` set)."""
+    """All registered model versions, broken ones included (``entry.error`` set); ``default``
+    marks the one entry :func:`~instrunet_core.load_model` loads without a name (as ``instrunet
+    models`` does: ``INSTRUNET_DEFAULT_MODEL`` and the highest version count), not every version
+    a plugin registered with ``default=True``."""
     reg = registry or get_registry()
-    return list(reg.models)
+    try:
+        chosen: ModelEntry | None = reg.resolve_model(None)
+    except ModelError:
+        chosen = None
+    return [dataclasses.replace(e, default=e is chosen) for e in reg.models]

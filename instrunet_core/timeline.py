@@ -501,7 +501,12 @@ class Activity:
         """Seconds where ``label`` is detected (``"other"``: none of the labels, open-set models)."""
         if label == "other" and label not in self.labels:
             return [] if self.other_active is None else self._ranges(self.other_active)
-        return self._ranges(self.active[:, self.labels.index(label)])
+        return self._ranges(self.active[:, self._column(label, "ranges")])
+
+    def _column(self, label: str, what: str) -> int:
+        if label not in self.labels:  # (tuple.index said "x not in tuple")
+            raise InputError(f"{what}: unknown label {label!r} (labels: {', '.join(self.labels)})")
+        return self.labels.index(label)
 
     @property
     def sounding_seconds(self) -> float:
@@ -516,7 +521,7 @@ class Activity:
         -------
         np.ndarray [shape=(n,), dtype=bool]
         """
-        curve = self.probability[:, self.labels.index(label)]
+        curve = self.probability[:, self._column(label, "presence_at")]
         hit = curve >= np.float32(threshold)
         if self.other is not None and self.other_threshold is not None:
             answered = _other_answers(self.probability, self.other, self.other_threshold)

@@ -100,6 +100,11 @@ class WindowLog:
         """The :class:`WindowResult` of each window of computed batches (windows of ``stream``)."""
         out = []
         for (ready, rms), outs in batches:
+            # read-only: a window handed to the caller is a view of what prediction() and
+            # analysis() aggregate (normalising it in place changed them)
+            for arr in (outs.probabilities, outs.embedding):
+                if arr is not None:
+                    arr.setflags(write=False)
             for j, ((k, n), lv) in enumerate(zip(ready, rms, strict=True)):
                 s = stream.start(k)
                 silent = bool(lv < SILENCE_DB)

@@ -1,0 +1,83 @@
+"""A second audit of the public Python API (2026-12-06): what a developer embedding instrunet
+met — wide integer arrays of 16-bit values, decoded-audio readers as sources, windows whose
+arrays were the classifier's own, the default marked on every version, reprs of 161 KB,
+errors that were not InstrunetErrors, a Classifier sent to a process pool."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, tone
+
+import instrunet_core
+from instrunet_core.errors import InputError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_16_bit_values_in_a_wide_integer_array_are_warned_about(tiny_model: instrunet_core.Model) -> None:
+    y = (tone(3.0) * 32767).astype(np.int16)
+    with pytest.warns(
+        RuntimeWarning, match=r"16-bit values held in a wider integer type.*y\.astype\(np\.int16\)"
+    ):
+        tiny_model.predict(y.astype(np.int64), SR)  # what .astype(int) and np.array(ints) give
+    with pytest.warns(RuntimeWarning, match="wider integer type"):
+        tiny_model.classifier().process(y.astype(np.int32), SR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        tiny_model.predict(y, SR)  # int16: its own full scale
+        tiny_model.predict(y.astype(np.int32) << 16, SR)  # int32 at full scale
+        tiny_model.predict(np.zeros(SR, np.int64), SR)  # digital silence is silence
+
+
+def test_a_decoded_audio_reader_is_refused_in_one_line(tiny_model: instrunet_core.Model) -> None:
+    pedalboard_io = pytest.importorskip("pedalboard.io")
+    for f in (
+        sf.SoundFile(EXAMPLES / "solo_flute.wav"),
+        pedalboard_io.AudioFile(str(EXAMPLES / "solo_flute.wav")),
+    ):
+        with pytest.raises(InputError, match=r"reads decoded audio, not the file's bytes; pass its path"):
+            tiny_model.predict(f)
+        f.close()
+
+
+def test_windows_handed_out_are_read_only(tiny_model: instrunet_core.Model) -> None:
+    clf = tiny_model.classifier()
+    wins = clf.classify(tone(8.0), SR)
+    before = clf.prediction().probabilities
+    with pytest.raises(ValueError, match="read-only"):
+        np.divide(wins[0].probabilities, 2.0, out=wins[0].probabilities)
+    assert clf.prediction().probabilities == before
+
+
+def test_list_models_marks_the_one_default(tiny_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    marked = [(e.name, e.version) for e in instrunet_core.list_models() if e.default]
+    chosen = tiny_registry.resolve_model(None)
+    assert marked == [(chosen.name, chosen.version)]
+
+
+def test_reprs_are_short_and_errors_are_instrunet_errors(tiny_model: instrunet_core.Model) -> None:
+    reg = instrunet_core.get_registry()
+    assert len(repr(instrunet_core.list_models())) < 5000 and repr(reg).startswith("<Registry: ")
+    emb = tiny_model.embed(tone(4.0), SR) if tiny_model.embedding_dim else None
+    if emb is not None:
+        assert repr(emb).startswith(f"Embedding(dim={emb.dim}, windows=")
+    clf = tiny_model.classifier()
+    assert repr(clf).startswith(f"<Classifier: {tiny_model.name} {tiny_model.version}, hop ")
+    for f in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(
+            InputError, match="a Classifier holds one stream's state and cannot be pickled or copied"
+        ):
+            f(clf)
+    an = instrunet_core.analyze(tone(4.0), SR, model=tiny_model, analyzers=None)
+    with pytest.raises(InputError, match=r"ranges: unknown label 'Flute' \(labels: "):
+        an.activity.ranges("Flute")
+    with pytest.raises(InputError, match="registry must be an instrunet_core Registry, got int"):
+        instrunet_core.load_model("tiny", registry=1)  # type: ignore[arg-type]
+    assert instrunet_core.analyze(tone(4.0), 44100.0, model=tiny_model).duration > 0  # a whole float rate
