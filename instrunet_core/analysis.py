@@ -609,9 +609,11 @@ class Analysis:
             cols[OTHER_LABEL] = self.other
         return pd.DataFrame(cols)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, embedding_windows: bool = True) -> dict[str, Any]:
         """JSON-ready dict (plain Python types only): an ``instrunet.analysis/3`` document
-        (``docs/schema/analysis.json``); ``other`` is present for open-set models."""
+        (``docs/schema/analysis.json``); ``other`` is present for open-set models.
+        ``embedding_windows=False`` leaves the embedding's per-window rows out (the JSON writer
+        writes them one at a time: as Python lists they took about 80 MB per hour of audio)."""
         other = None
         if self.prediction.other is not None:
             other = {
@@ -635,7 +637,11 @@ class Analysis:
                 "sounding_seconds": round(float(self.prediction.sounding_seconds), 4),
                 "instruments": [i.to_dict() for i in self.instruments],
                 **({"other": other} if other is not None else {}),
-                **({"embedding": self.embedding.to_dict()} if self.embedding is not None else {}),
+                **(
+                    {"embedding": self.embedding.to_dict(windows=embedding_windows)}
+                    if self.embedding is not None
+                    else {}
+                ),
                 **({"damage": self.damage} if self.damage is not None else {}),
                 "timeline": [s.to_dict() for s in self.timeline],
                 "extras": self.extras,
@@ -690,12 +696,21 @@ class Embedding:
         if self.hop is not None:
             d["hop"] = round(float(self.hop), 6)
         if windows:
-            rows = _short_floats(self.windows)
-            d["windows"] = [
-                {"start": round(float(a), 4), "end": round(float(b), 4), "silent": bool(s), "vector": v}
-                for (a, b), s, v in zip(self.times, self.silent, rows, strict=True)
-            ]
+            d["windows"] = list(self.window_rows())
         return jsonable(d)
+
+    def window_rows(self) -> Iterator[dict[str, Any]]:
+        """The rows of ``to_dict()["windows"]``, made one at a time (a long recording's are
+        written so, never held as one nested list of Python floats)."""
+        for i, ((a, b), silent) in enumerate(zip(self.times, self.silent, strict=True)):
+            yield jsonable(
+                {
+                    "start": round(float(a), 4),
+                    "end": round(float(b), 4),
+                    "silent": bool(silent),
+                    "vector": _short_floats(self.windows[i]),
+                }
+            )
 
 
 def embedding_json_chunks(
@@ -714,14 +729,8 @@ def embedding_json_chunks(
         yield first[:-1] + ("" if not tail else ", " + json.dumps(jsonable(dict(tail)))[1:-1]) + "}"
         return
     yield first[:-1] + ', "windows": ['
-    for i, ((a, b), silent) in enumerate(zip(emb.times, emb.silent, strict=True)):
-        row = {
-            "start": round(float(a), 4),
-            "end": round(float(b), 4),
-            "silent": bool(silent),
-            "vector": _short_floats(emb.windows[i]),
-        }
-        yield (", " if i else "") + json.dumps(jsonable(row))  # (NaN -> null, as before)
+    for i, row in enumerate(emb.window_rows()):
+        yield (", " if i else "") + json.dumps(row)  # (NaN -> null, as before)
     yield "]" + ("" if not tail else ", " + json.dumps(jsonable(dict(tail)))[1:-1]) + "}"
 
 

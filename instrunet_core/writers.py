@@ -325,7 +325,7 @@ def write_json(analysis: Any, path: str | os.PathLike[str]) -> None:
     embeddings, one line per number of every window's vector, and the whole text at once (with
     the list of its pieces ``json.dumps`` joins) took hundreds of MB for an hour of audio.
     """
-    pieces = json.JSONEncoder(indent=2, allow_nan=False).iterencode(analysis.to_dict())
+    pieces = _analysis_json_pieces(analysis)
     if os.fspath(path) == "-":
         buf: list[str] = []
         for piece in pieces:
@@ -339,6 +339,34 @@ def write_json(analysis: Any, path: str | os.PathLike[str]) -> None:
         for piece in pieces:
             f.write(piece)
         f.write("\n")
+
+
+#: Stands in the document for the embedding's window rows, which are written one at a time.
+_ROWS_MARK = "\x00instrunet: embedding windows\x00"
+
+
+def _analysis_json_pieces(analysis: Any) -> Iterator[str]:
+    """``json.dumps(analysis.to_dict(), indent=2)`` in pieces; an embedding's window rows are
+    encoded one at a time where the document holds them (``embedding.windows``, two levels
+    down), never as one nested list of Python floats."""
+    enc = json.JSONEncoder(indent=2, allow_nan=False)
+    emb = getattr(analysis, "embedding", None)
+    if emb is None or not len(emb.windows):
+        yield from enc.iterencode(analysis.to_dict())
+        return
+    d = analysis.to_dict(embedding_windows=False)
+    d["embedding"]["windows"] = _ROWS_MARK
+    mark = enc.encode(_ROWS_MARK)
+    for piece in enc.iterencode(d):
+        if piece != mark:
+            yield piece
+            continue
+        # a list at level 2 (document, "embedding", "windows"): its rows at level 3
+        yield "["
+        for i, row in enumerate(emb.window_rows()):
+            text = enc.encode(row).replace("\n", "\n" + " " * 6)
+            yield ("," if i else "") + "\n" + " " * 6 + text
+        yield "\n" + " " * 4 + "]"
 
 
 def write_csv(analysis: Any, path: str | os.PathLike[str]) -> None:

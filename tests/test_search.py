@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -571,3 +572,26 @@ def test_audit2_a_stale_file_given_again_is_not_said_to_be_left_out(
     assert "noise.wav" in cap.out  # embedded again from the folder
     assert cli_main(["search", str(folder / "tone_440.wav"), str(index), *model]) == 0
     assert "noise.wav: changed since it was embedded (size or time); left out" in capsys.readouterr().err
+
+
+def test_analysis_json_with_embeddings_writes_the_rows_one_at_a_time(
+    open_model: inet.Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`analyze --embed --json` built every window's vector as nested Python lists (about 80 MB
+    an hour): the rows are encoded one at a time, into the same text as json.dumps(indent=2)."""
+    from instrunet_core import analysis as analysis_mod
+    from instrunet_core.writers import write_json
+
+    audio = np.concatenate([tone(3.0), np.zeros(SR, np.float32), _noise(5.0)])
+    an = inet.analyze(audio, SR, model=open_model, embeddings=True, analyzers=False)
+    want = json.dumps(an.to_dict(), indent=2, allow_nan=False) + "\n"
+    listed: list[bool] = []
+    real = analysis_mod.Embedding.to_dict
+
+    def spy(self: Any, *, windows: bool = True) -> dict[str, Any]:
+        listed.append(windows)
+        return real(self, windows=windows)
+
+    monkeypatch.setattr(analysis_mod.Embedding, "to_dict", spy)
+    write_json(an, tmp_path / "a.json")
+    assert (tmp_path / "a.json").read_text() == want and listed == [False]
