@@ -63,7 +63,9 @@ class Limit:
     def seconds(self, audio_seconds: float) -> float:
         if self.fixed is not None:
             return self.fixed
-        return DEFAULT_BASE_SECONDS + max(0.0, audio_seconds)
+        # capped as a limit given is: a header announcing 1e14 s (a damaged Opus granule) made
+        # the default overflow a timestamp in the analyzer's thread
+        return min(DEFAULT_BASE_SECONDS + max(0.0, audio_seconds), MAX_LIMIT_SECONDS)
 
     def describe(self, audio_seconds: float) -> str:
         if self.fixed is not None:

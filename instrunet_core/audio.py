@@ -32,8 +32,9 @@ import dataclasses
 import io
 import os
 import stat
+import warnings
 from collections.abc import Iterator
-from typing import IO, Any, Union
+from typing import IO, Any, Literal, Union
 
 import numpy as np
 import soundfile as sf
@@ -52,6 +53,7 @@ from .inputs import (
     check_count,
     check_path,
     check_sample_rate,
+    check_seconds,
     frames_first,
     mix_down,
     mix_down_int,
@@ -139,7 +141,7 @@ _MPEG_EXTENSIONS = (".mp3", ".mp2", ".mp1", ".mpga", ".mpeg")
 _CONTAINERS = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"caff", b".snd", b"riff")
 
 
-def _sniff(head: bytes, name: str) -> None:
+def _sniff(head: bytes, name: str) -> str | None:
     """Refuse data that is certainly not audio before a decoder guesses at it.
 
     libsndfile hands any file named ``*.mp3`` whose header it does not recognise to
@@ -151,12 +153,81 @@ def _sniff(head: bytes, name: str) -> None:
             raise DecodeError(f"{name}: not an audio file (the data looks like {what})")
     if name.lower().endswith(_MPEG_EXTENSIONS) and not head.startswith(_CONTAINERS):
         # (another format's container named .mp3 is left to libsndfile, which reads it)
-        body = head.lstrip(b"\x00")
-        mpeg = body.startswith(b"ID3") or any(
-            body[i] == 0xFF and body[i + 1] & 0xE0 == 0xE0 for i in range(min(len(body) - 1, 4096))
-        )  # a frame sync, at the start or after a few junk bytes
-        if not mpeg:
+        if not _looks_mpeg(head):
             raise DecodeError(f"{name}: not an MP3 file (no ID3 tag or MPEG frame header near the start)")
+    # what the decoding passes warn about (not audio_info: a file is opened for facts first)
+    why = _wav_fmt_problem(head)
+    return None if why is None else f"{name}: {why}"
+
+
+def _wav_fmt_problem(head: bytes) -> str | None:
+    """What is wrong with a RIFF/WAVE ``fmt `` chunk among the first bytes whose bits per sample
+    contradict its bytes per frame (``None``: no such chunk there, or nothing wrong).
+    libsndfile takes the sample width from the bits and ignores the frame size: 8 bits in
+    2-byte frames was read as noise of twice the length, and judged "broken"."""
+    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order: Literal["little", "big"] = "little" if head[:4] == b"RIFF" else "big"
+    at = 12
+    while at + 8 <= len(head):
+        cid, size = head[at : at + 4], int.from_bytes(head[at + 4 : at + 8], order)
+        if cid == b"fmt ":
+            body = head[at + 8 : at + 8 + min(size, 40)]
+            if len(body) < 16:
+                return None
+            tag, channels = int.from_bytes(body[0:2], order), int.from_bytes(body[2:4], order)
+            align, bits = int.from_bytes(body[12:14], order), int.from_bytes(body[14:16], order)
+            if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+                tag = int.from_bytes(body[24:26], order)
+            if tag not in (1, 3) or not channels or not align or not bits:
+                return None  # compressed formats, or fields libsndfile refuses on its own
+            width = (bits + 7) // 8
+            if align != channels * width:
+                return (
+                    f"the WAV header contradicts itself: {bits} bits per sample x {channels} "
+                    f"channel(s) make {channels * width} bytes a frame, but it says {align}; the samples "
+                    f"are read as {bits}-bit, which is noise if the frame size was the true one"
+                )
+            return None
+        at += 8 + size + (size & 1)
+    return None
+
+
+def _looks_mpeg(head: bytes) -> bool:
+    """An ID3 tag or an MPEG frame sync, at the start or after a few junk bytes."""
+    body = head.lstrip(b"\x00")
+    return body.startswith(b"ID3") or any(
+        body[i] == 0xFF and body[i + 1] & 0xE0 == 0xE0 for i in range(min(len(body) - 1, 4096))
+    )
+
+
+def _mpeg_chain(data: bytes) -> bool:
+    """An ID3 tag at the start, or, in the first 4 KiB, an MPEG Layer III frame header followed
+    by another where its length says (random bytes hold a lone frame sync more often than not)."""
+    body = data.lstrip(b"\x00")
+    if body.startswith(b"ID3"):
+        return True
+    for i in range(min(len(body) - 4, 4096)):
+        frame = _l3_frame(body[i : i + 4])
+        if frame is not None and _l3_frame(body[i + frame[0] : i + frame[0] + 4]) is not None:
+            return True
+    return False
+
+
+def _no_header(first: bytes, name: str) -> None:
+    """Refuse a stream whose first MiB holds no audio header libsndfile knows, before the rest is
+    read into memory: a link to /dev/zero or /dev/urandom took 1.1 GB and seconds to be refused.
+    (Headers are at the start; an MPEG stream, which libsndfile may know by a file's name only,
+    is left to the decoder.)"""
+    if _mpeg_chain(first):
+        return
+    try:
+        sf.info(io.BytesIO(first))
+    except Exception as e:  # noqa: BLE001 - libsndfile's errors come as several types
+        if "not recognised" in str(e).lower() or "not recognized" in str(e).lower():
+            raise DecodeError(
+                f"{name}: not an audio file (its first {len(first) >> 10} KiB hold no audio header)"
+            ) from None
 
 
 def _read_bounded(f: Any, name: str) -> io.BytesIO:
@@ -175,6 +246,8 @@ def _read_bounded(f: Any, name: str) -> io.BytesIO:
             raise InputError(
                 f"{name}: file object must be opened in binary mode (read() returned {type(b).__name__})"
             )
+        if total == 0 and len(b) >= 1 << 20:  # (a shorter stream is read whole at once anyway)
+            _no_header(bytes(b), name)
         total += len(b)
         if total > MAX_STREAM_BYTES:
             raise DecodeError(
@@ -280,6 +353,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     :data:`UNKNOWN_FRAMES` for a reader that only reads to the end (:func:`iter_blocks`)."""
     name = source_name(source)
     head: bytes | None = None  # a regular file's first bytes (read to sniff it)
+    note: str | None = None  # what the header says that the decoding passes warn about
     if isinstance(source, (str, os.PathLike)):
         path = check_path(source)
         try:
@@ -298,7 +372,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
                     head = fh.read(4096)
             except OSError as e:
                 raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
-            _sniff(head, name)
+            note = _sniff(head, name)
             # Bytes, not str: libsndfile gets the file system's own bytes, so a name that is
             # not valid UTF-8 (surrogate-escaped by Python) still opens.
             target: Any = os.fsencode(path)
@@ -308,7 +382,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
                     target = _read_bounded(fh, name)
             except OSError as e:
                 raise DecodeError(f"{name}: cannot read file: {e.strerror or e}") from None
-            _sniff(_head(target), name)
+            note = _sniff(_head(target), name)
     elif hasattr(source, "read"):
         _check_file_object(source, name)
         target = source if _seekable(source) else _read_bounded(source, name)
@@ -321,7 +395,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
                 )
             raise DecodeError(f"{name}: empty stream (0 bytes)")
         if isinstance(target, io.BytesIO):
-            _sniff(_head(target), name)
+            note = _sniff(_head(target), name)
         else:  # a seekable file object (stdin redirected from a file): its first bytes, put back
             at = _position(target) or 0
             try:
@@ -329,7 +403,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
             finally:
                 target.seek(at)
             if isinstance(head, (bytes, bytearray)):
-                _sniff(bytes(head), name)
+                note = _sniff(bytes(head), name)
     else:
         raise InputError(
             f"{name}: unsupported source type {type(source).__name__} (need a path, a binary file object "
@@ -365,6 +439,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
         f = _unfinished_wav(f, target, name, origin)
     f.no_seek = True  # read front to back: soundfile's seek after every read is not needed
+    f.header_note = note
     try:
         check_sample_rate(f.samplerate, what=name, header=True)
         check_channels(f.channels, what=name, header=True)
@@ -394,6 +469,14 @@ class _SoundFile(sf.SoundFile):
     container: str | None = None
     #: A file this object opened itself, closed with it.
     _owned: Any = None
+    #: What its header says that reading it warns about (a WAV whose bits per sample contradict
+    #: its bytes per frame), or ``None``.
+    header_note: str | None = None
+
+    def warn_header(self) -> None:
+        """Warn about :attr:`header_note` (a decoding pass: once per reading)."""
+        if self.header_note is not None:
+            warnings.warn(self.header_note, RuntimeWarning, stacklevel=3)
 
     def seekable(self) -> bool:
         return False if self.no_seek else bool(super().seekable())
@@ -450,15 +533,25 @@ class _Slice:
         return len(data)
 
 
+#: Most chunks walked after an empty data chunk: metadata there is a few chunks (LIST, id3,
+#: cue); a file of millions of tiny chunks took 0.11 s per MB to be refused.
+_MAX_TRAILING_CHUNKS = 4096
+
+
 def _chunk_chain(f: Any, at: int, end: int) -> bool:
     """Whether the bytes from ``at`` to ``end`` are RIFF chunks (four ASCII letters and a size)
-    that end exactly at ``end``: the metadata after an empty data chunk, not audio."""
-    while at < end:
+    that end exactly at ``end``: the metadata after an empty data chunk, not audio (at most
+    :data:`_MAX_TRAILING_CHUNKS` of them: more is taken for metadata too, read as no audio)."""
+    for _ in range(_MAX_TRAILING_CHUNKS):
+        if at >= end:
+            break
         f.seek(at)
         head = f.read(8)
         if len(head) < 8 or not all(32 <= c < 127 for c in head[:4]):
             return False
         at += 8 + (size := int.from_bytes(head[4:8], "little")) + (size & 1)
+    else:
+        return True  # thousands of well-formed chunks: metadata, not samples
     return at == end
 
 
@@ -777,6 +870,8 @@ def _soundfile(target: Any, name: str) -> _SoundFile:
         reason = e.error_string
         if "possibly a pipe" in reason:  # libsndfile's guess when mpg123 found no frame, misleading
             reason = "no audio frames found in the data"
+        elif "SF_INFO struct incomplete" in reason:  # a rate of 0 Hz or >= 2**31 Hz, no channels
+            reason = "the header's sample rate or channel count is invalid (0, negative or beyond 2**31)"
         raise DecodeError(f"{name}: cannot decode audio (corrupt or unsupported format: {reason})") from None
     except (RuntimeError, OSError, TypeError, ValueError) as e:
         raise DecodeError(f"{name}: cannot decode audio ({e})") from None
@@ -1015,6 +1110,7 @@ class AudioReader(HoldsFile):
             raise InputError("array: AudioReader reads files; an array is already decoded")
         self.name = source_name(source)
         self._f = _open(source)
+        self._f.warn_header()
         self.sample_rate: int = int(self._f.samplerate)
         self.channels: int = int(self._f.channels)
         self.frames: int = int(self._f.frames)
@@ -1068,25 +1164,30 @@ def iter_blocks(
         Consecutive blocks of resampled mono audio (some may be empty).
     """
     name = source_name(source)
-    if block_seconds <= 0:
-        raise InputError(f"{name}: block_seconds must be > 0, got {block_seconds!r}")
+    block_seconds = check_seconds(block_seconds, name="block_seconds", what=name)
     if isinstance(source, np.ndarray):
-        yield from _array_blocks(
+        out = 0
+        for mono in _array_blocks(
             source, sample_rate, name=name, target_sr=target_sr, block_seconds=block_seconds
-        )
+        ):
+            out += mono.shape[0]
+            yield mono
+        _check_resampled(name, np.asarray(source).size > 0, out, sample_rate, target_sr, InputError)
         return
     f = _open(source, count=False)  # read to the end: a length the header lacks is not needed
     try:
+        f.warn_header()
         _check_file_rate(f, sample_rate, name)
         rs = resampler(f.samplerate, target_sr)
         frames = max(1, min(int(block_seconds * f.samplerate), MAX_BLOCK_SAMPLES // f.channels))
-        got = 0
+        got = out = 0
         try:
             for block, full_scale, last in _raw_blocks(f, name, frames):
                 got += block.shape[0]
                 mono = mix_down_int(block, full_scale) if full_scale else mix_down(block)
                 if rs is not None:
                     mono = rs.resample_chunk(mono, last=last)
+                out += mono.shape[0]
                 yield mono
         except DecodeError as e:
             # decoding stopped partway (:func:`_raw_blocks` says how far): a note if asked for
@@ -1096,6 +1197,7 @@ def iter_blocks(
             if rs is not None:  # the resampler's last samples: the stream ends here
                 yield rs.resample_chunk(np.zeros(0, np.float32), last=True)
             return
+        _check_resampled(name, got > 0, out, f.samplerate, target_sr)
         if damage is not None and not f.unsized and f.frames > 0:
             expected, decoded = f.frames / f.samplerate, got / f.samplerate
             if ended_early(expected, decoded):
@@ -1105,6 +1207,18 @@ def iter_blocks(
                 )
     finally:
         f.close()
+
+
+def _check_resampled(
+    name: str, had_audio: bool, out: int, rate: Any, target_sr: int, error: type[Exception] = DecodeError
+) -> None:
+    """Audio that resampling turned into nothing (one sample at 192 kHz) is too short to hear,
+    not silence: it was answered "silence", probability 1."""
+    if had_audio and out == 0:
+        raise error(
+            f"{name}: too short to analyse: resampled from {rate} Hz to {target_sr} Hz it leaves "
+            "no sample (less than one sample period)"
+        )
 
 
 def _array_blocks(

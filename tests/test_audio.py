@@ -582,3 +582,73 @@ def test_an_mp3_whose_xing_tag_counts_too_few_frames_is_read_whole(tmp_path: Pat
         src = io.BytesIO(b"x" * 777 + data)
         src.seek(777)
         assert load_audio(src).shape[0] == pytest.approx(20 * SR, abs=10)
+
+
+def _wav_header(
+    *, rate: int = 22050, channels: int = 1, bits: int = 16, align: int | None = None, data: bytes = b""
+) -> bytes:
+    import struct
+
+    align = channels * ((bits + 7) // 8) if align is None else align
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * align, align, bits)
+    body = b"WAVE" + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_audit2_hostile_headers_and_streams(tmp_path: Path, tiny_model) -> None:
+    """A hostile-input audit (2026-12-06): a link to /dev/zero was read into memory (1.1 GB)
+    before it was refused, as if it were audio; one sample at 192 kHz was answered "silence";
+    a WAV whose bits per sample contradict its frame size was read as noise without a word;
+    a header rate of 0 Hz said libsndfile's "SF_INFO struct incomplete"; millions of tiny chunks
+    after an empty data chunk were walked one by one; block_seconds=nan raised numpy's error;
+    a header announcing 1e14 s overflowed the analyzers' default time limit."""
+    import os
+    import struct
+    import warnings
+
+    from instrunet_core._analyzer_threads import MAX_LIMIT_SECONDS, Limit
+
+    zero = tmp_path / "zero.wav"
+    os.symlink("/dev/zero", zero)
+    with pytest.raises(
+        DecodeError, match=r"zero\.wav: not an audio file \(its first 1024 KiB hold no audio header\)"
+    ):
+        load_audio(zero)  # refused from its first MiB (it read 1 GiB into memory first)
+
+    one = tmp_path / "one.wav"
+    sf.write(one, np.array([0.5], np.float32), 192000)
+    with pytest.raises(DecodeError, match="too short to analyse: resampled from 192000 Hz to 22050 Hz"):
+        tiny_model.predict(str(one))
+    with pytest.raises(InputError, match="too short to analyse"):
+        tiny_model.predict(np.array([0.5], np.float32), 192000)
+
+    tone16 = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR) * 32767).astype("<i2").tobytes()
+    odd = tmp_path / "odd.wav"
+    odd.write_bytes(_wav_header(bits=8, align=2, data=tone16))
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"the WAV header contradicts itself: 8 bits per sample x 1 channel\(s\) make 1 bytes a frame, but it says 2",
+    ):
+        load_audio(odd)
+    fine = tmp_path / "fine.wav"
+    fine.write_bytes(_wav_header(data=tone16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        load_audio(fine)
+
+    zero_rate = tmp_path / "rate0.wav"
+    zero_rate.write_bytes(_wav_header(rate=0, data=tone16))
+    with pytest.raises(DecodeError, match="the header's sample rate or channel count is invalid"):
+        load_audio(zero_rate)
+
+    chunks = tmp_path / "chunks.wav"
+    head = _wav_header()
+    chunks.write_bytes(
+        head[:4] + struct.pack("<I", 0) + head[8:] + (b"junk" + struct.pack("<I", 0)) * 200_000
+    )
+    with pytest.raises(DecodeError, match="no audio frames"):
+        load_audio(chunks)  # taken for metadata after 4,096 chunks, not walked to the end
+
+    with pytest.raises(InputError, match="block_seconds must be a finite number of seconds, got nan"):
+        list(iter_blocks(fine, block_seconds=float("nan")))
+    assert Limit().seconds(1e14) == MAX_LIMIT_SECONDS
