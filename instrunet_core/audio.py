@@ -439,7 +439,8 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
         f = _unfinished_wav(f, target, name, origin)
     f.no_seek = True  # read front to back: soundfile's seek after every read is not needed
-    f.header_note = note
+    short = _wav_data_short(f, target, name, origin) if f.frames and f.format in ("WAV", "WAVEX") else None
+    f.header_notes = tuple(n for n in (note, short) if n is not None)
     try:
         check_sample_rate(f.samplerate, what=name, header=True)
         check_channels(f.channels, what=name, header=True)
@@ -470,13 +471,13 @@ class _SoundFile(sf.SoundFile):
     #: A file this object opened itself, closed with it.
     _owned: Any = None
     #: What its header says that reading it warns about (a WAV whose bits per sample contradict
-    #: its bytes per frame), or ``None``.
-    header_note: str | None = None
+    #: its bytes per frame, or whose data size stops well before the samples do).
+    header_notes: tuple[str, ...] = ()
 
     def warn_header(self) -> None:
-        """Warn about :attr:`header_note` (a decoding pass: once per reading)."""
-        if self.header_note is not None:
-            warnings.warn(self.header_note, RuntimeWarning, stacklevel=3)
+        """Warn about :attr:`header_notes` (a decoding pass: once per reading)."""
+        for note in self.header_notes:
+            warnings.warn(note, RuntimeWarning, stacklevel=3)
 
     def seekable(self) -> bool:
         return False if self.no_seek else bool(super().seekable())
@@ -553,6 +554,45 @@ def _chunk_chain(f: Any, at: int, end: int) -> bool:
     else:
         return True  # thousands of well-formed chunks: metadata, not samples
     return at == end
+
+
+def _wav_data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str | None:
+    """What to say of a WAV whose data chunk stops a second or more before samples do (a header
+    last updated before the recording ended: libsndfile reads what the size says, and the rest
+    was dropped without a word); ``None`` when what follows the data is chunks, or little."""
+    width = _RAW_SAMPLE_BYTES.get(f.subtype)
+    if width is None:
+        return None
+    src = open(target, "rb") if isinstance(target, bytes) else target  # noqa: SIM115 - closed below
+    was = None if src is not target else src.tell()  # where the opened decoder left it
+    try:
+        end = src.seek(0, io.SEEK_END)
+        src.seek(origin)
+        head = src.read(12)
+        at = origin + 12
+        while head[:4] == b"RIFF" and head[8:12] == b"WAVE" and at + 8 <= end:
+            src.seek(at)
+            chunk = src.read(8)
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                after = at + 8 + size + (size & 1)
+                per_second = f.samplerate * f.channels * width
+                if end - after < per_second or _chunk_chain(src, after, end):
+                    return None
+                return (
+                    f"{name}: the header's data size says {f.frames / f.samplerate:.2f} s, but "
+                    f"{(end - after) / per_second:.2f} s more of data follow it that are no chunks (a "
+                    "header last updated before the recording ended?); what the header says is read"
+                )
+            at += 8 + size + (size & 1)
+        return None
+    except (OSError, ValueError):
+        return None
+    finally:
+        if was is None:
+            src.close()
+        else:
+            _seek_back(src, was)
 
 
 def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _SoundFile:
@@ -820,6 +860,95 @@ def _mpeg_fix(src: Any, origin: int) -> tuple[str, int, bytes] | None:
     return None
 
 
+def _crc8(data: bytes) -> int:
+    """FLAC's frame-header CRC-8 (polynomial x^8 + x^2 + x + 1, initial 0)."""
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _flac_frame(data: bytes, i: int, nominal: int) -> tuple[int, int] | None:
+    """``(first sample, samples)`` of the FLAC frame whose header starts at ``data[i]`` (its CRC-8
+    checked), ``None`` when none starts there. ``nominal``: STREAMINFO's block size, which a
+    fixed-block stream's frame numbers count in."""
+    h = data[i : i + 16]
+    if len(h) < 6 or h[0] != 0xFF or h[1] & 0xFE != 0xF8 or h[3] & 1:
+        return None
+    variable, size_code, rate_code = h[1] & 1, h[2] >> 4, h[2] & 0x0F
+    if size_code == 0 or rate_code == 15 or (h[3] >> 4) > 10 or (h[3] >> 1) & 7 in (3, 7):
+        return None
+    lead = h[4]  # the frame or sample number, UTF-8 coded
+    extra = next((k for k in range(7) if not lead & (0x80 >> k)), 7)
+    if extra == 1 or extra == 7:
+        return None
+    n = extra - 1 if extra else 0
+    number = lead & (0x7F >> extra) if extra else lead
+    at = 5
+    for _ in range(n):
+        if at >= len(h) or h[at] & 0xC0 != 0x80:
+            return None
+        number = (number << 6) | (h[at] & 0x3F)
+        at += 1
+    if size_code == 6:
+        samples, at = h[at] + 1, at + 1
+    elif size_code == 7:
+        samples, at = int.from_bytes(h[at : at + 2], "big") + 1, at + 2
+    elif size_code == 1:
+        samples = 192
+    elif size_code <= 5:
+        samples = 576 << (size_code - 2)
+    else:
+        samples = 256 << (size_code - 8)
+    at += {12: 1, 13: 2, 14: 2}.get(rate_code, 0)
+    if at >= len(h) or _crc8(h[:at]) != h[at]:
+        return None
+    return (number if variable else number * nominal), samples
+
+
+def _flac_fix(src: Any, origin: int) -> tuple[str, int, bytes] | None:
+    """A STREAMINFO sample count short of the frames a FLAC holds (a file whose header was
+    written before the recording ended): libsndfile stops at the count, and 59 s of a 60 s file
+    were dropped without a word. The last two frames are found from the end of the data (their
+    headers' CRCs checked, their numbers one apart) and the count their numbers give is patched
+    in: ``("patch", offset, 8 bytes)``; ``None`` when the count is right, zero (unknown, read to
+    the end anyway) or the frames cannot be found."""
+    try:
+        src.seek(origin)
+        head = src.read(42)
+        if len(head) < 42 or head[:4] != b"fLaC" or head[4] & 0x7F != 0:
+            return None
+        nominal = int.from_bytes(head[10:12], "big")  # the largest block (= every block in a fixed stream)
+        packed = int.from_bytes(head[18:26], "big")  # rate 20 bits, channels 3, bits 5, samples 36
+        total = packed & ((1 << 36) - 1)
+        if not total or not nominal:
+            return None
+        end = src.seek(0, io.SEEK_END)
+        start = max(origin + 42, end - (1 << 18))
+        src.seek(start)
+        tail = src.read(end - start)
+        frames: list[tuple[int, int]] = []
+        i = len(tail) - 1
+        while (i := tail.rfind(b"\xff", 0, i)) >= 0:
+            fr = _flac_frame(tail, i, nominal)
+            if fr is not None:
+                frames.append(fr)
+                if len(frames) == 2:
+                    break
+        if len(frames) < 2 or frames[1][0] + frames[1][1] != frames[0][0]:
+            return None  # not two frames that follow each other: nothing is changed
+        held = frames[0][0] + frames[0][1]
+        if held <= total or held >= 1 << 36:
+            return None
+        return "patch", origin + 18, ((packed >> 36 << 36) | held).to_bytes(8, "big")
+    except (OSError, ValueError):
+        return None
+    finally:
+        _seek_back(src, origin)
+
+
 def _xing_patch(target: Any, origin: int, head: bytes | None) -> Any:
     """A reader of ``target`` (a path's bytes, whose first bytes ``head`` were read to sniff it, or
     a file object at ``origin``) that makes the MP3 decoder read every frame (:func:`_mpeg_fix`:
@@ -828,19 +957,20 @@ def _xing_patch(target: Any, origin: int, head: bytes | None) -> Any:
     (an ID3 tag or a frame sync) is opened for it (the reader owns it); no other is opened."""
     if isinstance(target, bytes):
         h = head or b""
-        if h[:3] != b"ID3" and not (len(h) > 1 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0):
+        flac = h[:4] == b"fLaC"
+        if not flac and h[:3] != b"ID3" and not (len(h) > 1 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0):
             return None
         try:
             fh = open(target, "rb")  # noqa: SIM115 - kept by the reader, or closed below
         except OSError:
             return None  # (the decoder opens it itself, and says what is wrong)
-        fix = _mpeg_fix(fh, 0)
+        fix = _flac_fix(fh, 0) if flac else _mpeg_fix(fh, 0)
         if fix is None:
             fh.close()
             return None
         src = fh
     elif hasattr(target, "read"):
-        fix = _mpeg_fix(target, origin)
+        fix = _flac_fix(target, origin) or _mpeg_fix(target, origin)
         if fix is None:
             return None
         src = target

@@ -652,3 +652,37 @@ def test_audit2_hostile_headers_and_streams(tmp_path: Path, tiny_model) -> None:
     with pytest.raises(InputError, match="block_seconds must be a finite number of seconds, got nan"):
         list(iter_blocks(fine, block_seconds=float("nan")))
     assert Limit().seconds(1e14) == MAX_LIMIT_SECONDS
+
+
+def test_audit2_a_header_that_counts_too_little_is_not_where_decoding_stops(tmp_path: Path) -> None:
+    """A hostile-input audit: a 60 s FLAC whose STREAMINFO said 1 s was read as 1 s without a
+    word (the label changed); a WAV whose data size stopped 2 s before its samples dropped them
+    silently. The FLAC is read whole (its last frames counted); the WAV's reader is warned."""
+    import struct
+    import warnings
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR)).astype(np.float32)
+    for sub in ("PCM_16", "PCM_24"):
+        buf = io.BytesIO()
+        sf.write(buf, np.stack([y, 0.5 * y], axis=1), SR, format="FLAC", subtype=sub)
+        data = bytearray(buf.getvalue())
+        packed = int.from_bytes(data[18:26], "big")
+        data[18:26] = ((packed >> 36 << 36) | SR // 2).to_bytes(8, "big")  # "0.5 s"
+        short = tmp_path / f"short_{sub}.flac"
+        short.write_bytes(bytes(data))
+        got = load_audio(short)
+        assert got.shape == (3 * SR,) and abs(got[-SR:]).max() > 0.2
+        assert load_audio(io.BytesIO(bytes(data))).shape == (3 * SR,)  # a stream too
+
+    buf = io.BytesIO()
+    sf.write(buf, y, SR, format="WAV", subtype="PCM_16")
+    wav = bytearray(buf.getvalue())
+    at = wav.find(b"data")
+    wav[at + 4 : at + 8] = struct.pack("<I", SR * 2)  # 1 s of 3
+    with pytest.warns(
+        RuntimeWarning, match=r"the header's data size says 1\.00 s, but 2\.00 s more of data follow it"
+    ):
+        assert load_audio(io.BytesIO(bytes(wav))).shape == (SR,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        load_audio(io.BytesIO(buf.getvalue()))  # a whole file: nothing to say
