@@ -327,12 +327,16 @@ class _ReadProgress(io.BytesIO):
         self._size = max(1, len(data))
         self._report = report
         self._seen = 0.0
+        self._front = 0  # how far reads from the start have come (a look at the end is not progress)
         #: What the callback raised (e.g. Streamlit's rerun): raised again after decoding,
         #: since an exception inside libsndfile's read callback would only break the decoder.
         self.pending: BaseException | None = None
 
-    def _tick(self) -> None:
-        frac = min(1.0, self.tell() / self._size)
+    def _tick(self, start: int) -> None:
+        if start > self._front + (1 << 16):
+            return  # a jump ahead (the decoder checking a FLAC's last frames): not read that far
+        self._front = max(self._front, self.tell())
+        frac = min(1.0, self._front / self._size)
         if frac >= self._seen + 0.02 and self.pending is None:
             self._seen = frac
             try:
@@ -343,15 +347,17 @@ class _ReadProgress(io.BytesIO):
     def read(self, size: int | None = -1) -> bytes:
         if self.pending is not None:  # the page stopped (Stop, another model): the end, at once
             return b""
+        start = self.tell()
         out = super().read(size)
-        self._tick()
+        self._tick(start)
         return out
 
     def readinto(self, buffer: Any) -> int:
         if self.pending is not None:
             return 0
+        start = self.tell()
         n = super().readinto(buffer)
-        self._tick()
+        self._tick(start)
         return n
 
 
