@@ -58,6 +58,7 @@ from .inputs import (
     mix_down,
     mix_down_int,
     resampler,
+    warn_narrow_values,
 )
 
 __all__ = [
@@ -235,6 +236,7 @@ def _read_bounded(f: Any, name: str) -> io.BytesIO:
     one buffer as it is read: a list of chunks joined at the end held the stream twice)."""
     out = io.BytesIO()
     total = 0
+    probed = False  # the first MiB looked at for an audio header
     while True:
         try:
             b = f.read(1 << 20)
@@ -246,14 +248,15 @@ def _read_bounded(f: Any, name: str) -> io.BytesIO:
             raise InputError(
                 f"{name}: file object must be opened in binary mode (read() returned {type(b).__name__})"
             )
-        if total == 0 and len(b) >= 1 << 20:  # (a shorter stream is read whole at once anyway)
-            _no_header(bytes(b), name)
         total += len(b)
         if total > MAX_STREAM_BYTES:
             raise DecodeError(
                 f"{name}: stream is longer than {MAX_STREAM_BYTES >> 20} MiB; save it to a file to analyse it"
             )
         out.write(b)
+        if not probed and total >= 1 << 20:  # (reads of a pipe may be 64 KiB each)
+            probed = True
+            _no_header(_head(out, 1 << 20), name)
     if total == 0:
         raise DecodeError(f"{name}: empty stream (0 bytes)")
     out.seek(0)
@@ -439,6 +442,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
         f = _unfinished_wav(f, target, name, origin)
     f.no_seek = True  # read front to back: soundfile's seek after every read is not needed
+    f.count_corrected = patched is not None and f.format == "FLAC"
     short = _wav_data_short(f, target, name, origin) if f.frames and f.format in ("WAV", "WAVEX") else None
     f.header_notes = tuple(n for n in (note, short) if n is not None)
     try:
@@ -473,6 +477,9 @@ class _SoundFile(sf.SoundFile):
     #: What its header says that reading it warns about (a WAV whose bits per sample contradict
     #: its bytes per frame, or whose data size stops well before the samples do).
     header_notes: tuple[str, ...] = ()
+    #: Its length was counted from its last frames, not read from its header (a FLAC whose
+    #: STREAMINFO counts too few: :func:`_flac_fix`).
+    count_corrected = False
 
     def warn_header(self) -> None:
         """Warn about :attr:`header_notes` (a decoding pass: once per reading)."""
@@ -1129,6 +1136,8 @@ def _raw_blocks(
             said = (
                 "the header does not give its length"
                 if f.unsized
+                else f"its last frames announce {f.frames} frames, the header fewer"
+                if f.count_corrected
                 else f"the header announces {f.frames} frames"
             )
             err = DecodeError(
@@ -1358,6 +1367,7 @@ def _array_blocks(
     temporary memory is bounded by the block size whatever the rate ratio and length."""
     sr = check_sample_rate(sample_rate, what=name)
     y = frames_first(check_audio_array(source, what=name))
+    warn_narrow_values(y, name, whole=True)
     n = y.shape[0]
     channels = 1 if y.ndim == 1 else y.shape[1]
     step = max(1, min(int(block_seconds * sr), MAX_BLOCK_SAMPLES // channels))

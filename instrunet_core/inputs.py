@@ -335,16 +335,10 @@ def as_float_audio(y: np.ndarray, *, what: str = "array") -> np.ndarray:
     if y.dtype.kind == "b" or y.dtype.kind not in "iuf":
         raise InputError(f"{what}: unsupported sample dtype {y.dtype} (need int or float)")
     if y.dtype.kind == "i":
-        wide = y.dtype.itemsize >= 4
         y = (y.astype(np.float64) / float(-np.iinfo(y.dtype).min)).astype(np.float32)
-        if wide:
-            _warn_narrow_values(y, what)
     elif y.dtype.kind == "u":
-        wide = y.dtype.itemsize >= 4
         half = float(np.iinfo(y.dtype).max // 2 + 1)
         y = ((y.astype(np.float64) - half) / half).astype(np.float32)
-        if wide:
-            _warn_narrow_values(y, what)
     else:
         check_amplitude(y, what=what)  # before the cast: 1e300 in float64 would become inf in float32
         y = y.astype(np.float32, copy=False)
@@ -360,18 +354,27 @@ SampleRate = int | float | np.integer[Any] | np.floating[Any]
 _NARROW_PEAK = 2.0**-16
 
 
-def _warn_narrow_values(y: np.ndarray, what: str) -> None:
-    """Warn when a 32- or 64-bit integer array holds what looks like 16-bit values
+def warn_narrow_values(y: np.ndarray, what: str, *, whole: bool) -> None:
+    """Warn when an integer array holds what looks like 16-bit values in a wider type
     (``np.array(list_of_ints)`` and ``.astype(int)`` give int64): scaled by the type's full
-    scale, a loud recording becomes about 1e-15 and is answered "silence" with confidence 1."""
-    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    scale, a loud recording became about 1e-15 and was answered "silence" with confidence 1.
+    ``whole``: ``y`` is a whole recording (int32 too is judged: 32-bit audio that never passes
+    -96 dBFS is not a recording), else one block of a stream (only 64-bit integers, which no
+    audio format holds: a quiet passage of real 32-bit audio is no sign of anything)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or y.dtype.itemsize < (4 if whole else 8) or not y.size:
+        return
+    full = float(np.iinfo(y.dtype).max) + 1.0
+    centre = full / 2 if y.dtype.kind == "u" else 0.0
+    peak = max(abs(float(y.max()) - centre), abs(float(y.min()) - centre)) / (full / 2 if centre else full)
     if 0.0 < peak <= _NARROW_PEAK:
         warnings.warn(
-            f"{what}: integer samples are scaled by their type's full scale, and these peak below "
+            f"{what}: {y.dtype} samples are scaled by their type's full scale, and these never pass "
             "-96 dBFS of it: 16-bit values held in a wider integer type (np.array of Python ints "
-            "and .astype(int) give int64)? Convert with y.astype(np.int16), or pass floats in [-1, 1]",
+            "and .astype(int) give int64)? If so, convert with y.astype(np.int16); floats in "
+            "[-1, 1] are taken as they are",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -452,6 +455,7 @@ def block_to_mono(block: Any, *, what: str = "block") -> np.ndarray:
             f"{what}: audio must be a numpy array, got {type(block).__name__} (an encoded file's "
             "bytes go to classify() as io.BytesIO(data))"
         )
+    warn_narrow_values(block, what, whole=False)
     y = as_float_audio(block, what=what)
     if y.ndim == 1:
         return y

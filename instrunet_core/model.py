@@ -616,7 +616,12 @@ def _open_resolved(
     try:
         return Model(path, options=options, manifest=manifest)
     except ModelError as e:
-        pinned = version is not None or (isinstance(spec, str) and "@" in spec)
+        raw = os.environ.get(DEFAULT_ENV_VAR, "").strip()
+        pinned = (
+            version is not None
+            or (isinstance(spec, str) and "@" in spec)
+            or (spec is None and "@" in raw)  # INSTRUNET_DEFAULT_MODEL=name@version
+        )
         if manifest is None or pinned:  # a folder given, or the version asked for
             raise
         reg = registry or get_registry()
@@ -632,7 +637,6 @@ def _open_resolved(
         if not older:
             raise
         best = max(older, key=parse_semver)
-        raw = os.environ.get(DEFAULT_ENV_VAR, "").strip()
         by_env = f"{DEFAULT_ENV_VAR}={raw!r}: " if spec is None and raw else ""
         raise ModelError(
             f"{by_env}model {manifest.name} {manifest.version}, its newest version, is broken: {e} "

@@ -69,17 +69,29 @@ def plot_text(text: str, limit: int | None = None) -> str:
     at most ``limit`` characters (the middle replaced by "…"), characters the figure's font has
     no glyph for as ``\\uXXXX`` (boxes otherwise, and a warning for each), and ``$`` escaped (it
     starts mathtext: ``$5 and $10`` was drawn as a formula, ``$\\frac{a}{$`` failed)."""
-    text = display_name(str(text))
-    if limit is not None and len(text) > limit:
-        keep = limit - 1
-        text = text[: keep - keep // 3] + "…" + text[len(text) - keep // 3 :]
     glyphs = _font_glyphs()
-    if glyphs:
-        text = "".join(
-            ch if ord(ch) < 128 or ord(ch) in glyphs else ch.encode("unicode_escape").decode("ascii")
-            for ch in text
-        )
-    return text.replace("$", r"\$")
+    units = [  # each character as drawn (an escape for one the font lacks): cut between them
+        ch
+        if not glyphs or ord(ch) < 128 or ord(ch) in glyphs
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in display_name(str(text))
+    ]
+    if limit is not None and sum(map(len, units)) > limit:
+        room = limit - 1
+        head, tail = _fit(units, room - room // 3), _fit(units[::-1], room // 3)[::-1]
+        units = [*head, "…", *tail]
+    return "".join(units).replace("$", r"\$")
+
+
+def _fit(units: list[str], room: int) -> list[str]:
+    """The leading ``units`` whose characters fit in ``room``."""
+    out, used = [], 0
+    for u in units:
+        if used + len(u) > room:
+            break
+        out.append(u)
+        used += len(u)
+    return out
 
 
 _GLYPHS: set[int] | None = None

@@ -27,10 +27,15 @@ def test_16_bit_values_in_a_wide_integer_array_are_warned_about(tiny_model: inst
         RuntimeWarning, match=r"16-bit values held in a wider integer type.*y\.astype\(np\.int16\)"
     ):
         tiny_model.predict(y.astype(np.int64), SR)  # what .astype(int) and np.array(ints) give
+    with pytest.warns(RuntimeWarning, match="int32 samples are scaled by their type's full scale"):
+        tiny_model.predict(y.astype(np.int32), SR)  # a whole recording that never passes -96 dBFS
     with pytest.warns(RuntimeWarning, match="wider integer type"):
-        tiny_model.classifier().process(y.astype(np.int32), SR)
+        tiny_model.classifier().process(y.astype(np.int64), SR)  # a stream's block: 64-bit only
+    quiet = np.concatenate([(y // 4096).astype(np.int32), y.astype(np.int32) << 16])  # room tone, then sound
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
+        tiny_model.predict(quiet, SR)  # real 32-bit audio with a quiet start: judged whole, not by block
+        tiny_model.classifier().process(quiet[: len(y)], SR)  # one quiet block of a 32-bit stream
         tiny_model.predict(y, SR)  # int16: its own full scale
         tiny_model.predict(y.astype(np.int32) << 16, SR)  # int32 at full scale
         tiny_model.predict(np.zeros(SR, np.int64), SR)  # digital silence is silence

@@ -238,6 +238,9 @@ def test_a_newest_version_whose_file_is_damaged_names_the_one_to_use(
     with pytest.raises(ModelError, match=r"^INSTRUNET_DEFAULT_MODEL='nn': model nn 2\.0\.0, its newest"):
         instrunet_core.load_model(registry=reg)
     assert instrunet_core.load_model("nn@1.0.0", registry=reg).version == "1.0.0"
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "nn@2.0.0")  # pinned there: no other offered
+    with pytest.raises(ModelError, match=r"^[^(]*model\.onnx: sha256 .* does not match"):
+        instrunet_core.load_model(registry=reg)
 
 
 @pytest.mark.parametrize("value", ["@", "@2.0.0"])

@@ -428,3 +428,23 @@ def test_audit2_a_one_frame_file_and_a_board_that_streams_silence(model, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         process_file(src, out, board=Pedalboard([Gain(gain_db=-6)]), block_size=4096, tagger=Tagger(model))
+
+
+def test_audit2_a_routers_analysis_judges_as_it_routes(model, tmp_path: Path) -> None:
+    """A review: `process_file(router=...)` alone returned an analysis with the model's own
+    thresholds (a family the router never routed, at 0.95, detected at 0.3), from a second
+    classifier; the router's analysis uses its thresholds, of the whole file, with no second run."""
+    import soundfile as sf
+
+    src = tmp_path / "t.wav"
+    sf.write(src, _tone(20.0).T, SR)
+    router = Router({"brass": Pedalboard([Gain(gain_db=-3)])}, model=model, threshold={"brass": 0.95})
+    an = process_file(src, None, router=router)
+    assert (
+        an.settings["thresholds"]["brass"] == 0.95 and router.analysis.settings["thresholds"]["brass"] == 0.95
+    )
+    assert an.times[0, 0] == 0.0 and an.times[-1, 1] == pytest.approx(20.0)
+    assert ("brass" in {i.label for i in an.instruments}) == any(
+        lab == "brass" for _, _, lab in router.regions
+    )
+    assert router._clf.keep == 16  # (kept every window for the call only)

@@ -396,6 +396,7 @@ def test_labels_and_names_are_drawn_as_text_that_fits(tiny_registry) -> None:
     assert plots.plot_text("名前 flûte.wav") == r"\u540d\u524d flûte.wav"  # DejaVu has û, no CJK
     short = plots.plot_text("a" * 251 + ".wav", plots.NAME_CHARS)
     assert len(short) == plots.NAME_CHARS and short.endswith("a.wav") and "…" in short
+    assert len(plots.plot_text("名前" * 60 + ".wav", plots.NAME_CHARS)) <= plots.NAME_CHARS  # escapes count
     t = np.arange(4 * 22050) / 22050
     an = instrunet_core.analyze(
         (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050, model=instrunet_core.load_model("tiny")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core.errors import InputError
-from instrunet_core.inputs import as_float_audio, check_channels, check_sample_rate
+from instrunet_core.inputs import as_float_audio, check_amplitude, check_channels, check_sample_rate
 from instrunet_core.scheduler import StreamOwner
 
 __all__ = ["new_classifier", "Layout", "Adapter"]
@@ -208,9 +208,11 @@ class Adapter:
         a = as_array(audio, self._what)
         if a.size == 0:
             return None
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            # refused before the stream keeps its rate and layout: a refused block sets nothing
-            raise InputError(f"{self._what}: audio contains NaN or infinite samples")
+        # refused before the stream keeps its rate and layout: a refused block sets nothing
+        if a.dtype.kind not in "iuf":
+            raise InputError(f"{self._what}: unsupported sample dtype {a.dtype} (need int or float)")
+        if a.dtype.kind == "f":
+            check_amplitude(a, what=self._what)  # NaN, infinite, or beyond any audio
         kind, ch = self._layout.detect(a)
         self._sr = sr
         return a, kind, ch, sr

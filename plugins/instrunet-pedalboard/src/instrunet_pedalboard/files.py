@@ -77,9 +77,9 @@ def process_file(
     Returns
     -------
     instrunet_core.Analysis
-        The whole file's analysis: the tagger's if given, else that of a tagger of the
-        router's model and thresholds (the router's own classifier keeps only its last
-        windows), else the default model's; ``source`` is ``src``.
+        The whole file's analysis: the tagger's if given, else the router's (its windows,
+        0.5 s apart, and the thresholds it routes by: all of the file's, kept for this call),
+        else the default ``Tagger()``'s; ``source`` is ``src``.
 
     Raises
     ------
@@ -133,12 +133,8 @@ def process_file(
             raise InputError(
                 f"{dst_p}: no file extension to choose the output format from (.wav, .flac, ...)"
             )
-    if tagger is None:
-        # the analysis of the whole file: a router's classifier keeps only its last windows
-        # (ROUTER_KEEP), so with a router alone a tagger of its model and thresholds (at the
-        # default hop) gives the analysis
-        clf = router._clf if router is not None else None
-        tagger = Tagger() if clf is None else Tagger(clf.model, thresholds=dict(clf.thresholds))
+    if tagger is None and router is None:
+        tagger = Tagger()
     reader = AudioReader(src_p)  # DecodeError / InputError with the core's messages
     if dst_p is not None:
         try:
@@ -181,6 +177,13 @@ def process_file(
         for adapter in (tagger, router):
             if adapter is not None:
                 stack.enter_context(adapter._owner.feeding("process_file"))
+        if router is not None and tagger is None:
+            # with a router alone its analysis is the file's: its classifier, which keeps only its
+            # last windows (ROUTER_KEEP) for live use, keeps them all for this call (the analysis
+            # returned was the last 16 windows')
+            log = router._clf._log
+            stack.callback(setattr, log, "keep", log.keep)
+            log.keep = None
         tmp = stack.enter_context(atomic_path(dst_p, suffix=dst_p.suffix)) if dst_p is not None else None
         stack.callback(lambda: writer is not None and writer.close())
         sr = reader.sample_rate
@@ -276,7 +279,8 @@ def process_file(
             ClippingWarning,
             stacklevel=2,
         )
-    return dataclasses.replace(tagger.analysis, source=str(src_p))
+    analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
+    return dataclasses.replace(analysis, source=str(src_p))
 
 
 class ClippingWarning(UserWarning):

@@ -211,6 +211,10 @@ class Router(Adapter):
             raise InputError(f"{self._what}: {e}") from None
         self.smoothing = self.detection.smoothing
         self.min_duration = self.detection.min_duration
+        # its classifier judges presence as the router routes, so that `analysis` says what was
+        # routed (it said what the model's own thresholds detect)
+        self._clf.thresholds = {lab: v for lab, v in self._all_thresholds.items() if lab != OTHER_LABEL}
+        self._clf.detection = self.detection
         self.reset()
 
     def _thresholds(self, threshold: float | Mapping[str, float] | None) -> dict[str, float]:
@@ -241,10 +245,12 @@ class Router(Adapter):
     @property
     def latency_seconds(self) -> float:
         """Delay of block-by-block (``reset=False``) output: 0 without lookahead, else the
-        lookahead :meth:`latency_samples` explains (about 6 s with the defaults)."""
+        lookahead :meth:`latency_samples` explains (about 6 s with the defaults), at the rate of
+        the stream fed so far (below 8 kHz the resampler holds back more: before the first
+        block, the figure without it; :meth:`latency_samples` takes the rate)."""
         if not self.lookahead:
             return 0.0
-        return self._lookahead_seconds()
+        return self._lookahead_seconds(self._sr)
 
     def _lookahead_seconds(self, sample_rate: float | None = None) -> float:
         # A moment is settled once a window centred a detection horizon (and a grid step) after
@@ -271,7 +277,8 @@ class Router(Adapter):
         With lookahead a sample's route is known once the detection there is settled: the
         window centred :attr:`~instrunet_core.timeline.Detection.horizon` seconds after it has
         been classified (half a window after its centre, a hop at most after the sample's own,
-        plus :data:`EMIT_SLACK_S`), and half a crossfade before the change.
+        plus :data:`EMIT_SLACK_S` or, below 8 kHz, what the resampler holds back at that rate),
+        and half a crossfade before the change.
         """
         if not self.lookahead:
             return 0
