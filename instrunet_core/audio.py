@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import stat
 import warnings
@@ -44,7 +45,9 @@ from .errors import DecodeError, InputError
 from .features import DEFAULT_FRONT_END
 from .inputs import (
     MAX_BLOCK_SAMPLES,
+    MAX_SAMPLE_RATE,
     MAX_STREAM_BYTES,
+    MIN_SAMPLE_RATE,
     SampleRate,
     as_float_audio,
     check_amplitude,
@@ -156,9 +159,44 @@ def _sniff(head: bytes, name: str) -> str | None:
         # (another format's container named .mp3 is left to libsndfile, which reads it)
         if not _looks_mpeg(head):
             raise DecodeError(f"{name}: not an MP3 file (no ID3 tag or MPEG frame header near the start)")
+    rate = _aiff_rate_problem(head)
+    if rate is not None:
+        raise DecodeError(f"{name}: {rate}")
     # what the decoding passes warn about (not audio_info: a file is opened for facts first)
     why = _wav_fmt_problem(head)
     return None if why is None else f"{name}: {why}"
+
+
+def _aiff_rate_problem(head: bytes) -> str | None:
+    """What is wrong with an AIFF/AIFC ``COMM`` chunk's sample rate among the first bytes, which
+    libsndfile clamps before anyone can check it (NaN and infinity read as 67,108,864 Hz, zero
+    as 1 Hz); ``None``: no such chunk there, or a rate that is a positive number."""
+    if head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+        return None
+    at = 12
+    while at + 8 <= len(head):
+        cid, size = head[at : at + 4], int.from_bytes(head[at + 4 : at + 8], "big")
+        if cid == b"COMM":
+            ext = head[at + 16 : at + 26]  # channels 2, frames 4, bits 2, then the 80-bit rate
+            if len(ext) < 10:
+                return None
+            exponent, mantissa = int.from_bytes(ext[:2], "big"), int.from_bytes(ext[2:], "big")
+            if exponent & 0x7FFF == 0x7FFF:
+                what = "infinite" if mantissa & ((1 << 63) - 1) == 0 else "not a number (NaN)"
+                return f"the AIFF header's sample rate is {what}"
+            if mantissa == 0 or exponent & 0x8000:
+                return "the AIFF header's sample rate is zero or negative"
+            shift = (exponent & 0x7FFF) - 16383 - 63
+            rate = math.ldexp(mantissa, shift) if shift < 900 else math.inf
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                said = "more than 1e308" if math.isinf(rate) else f"{rate:.4g}"
+                return (
+                    f"the file header says a sample rate of {said} Hz, outside the supported range "
+                    f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+                )
+            return None
+        at += 8 + size + (size & 1)
+    return None
 
 
 def _wav_fmt_problem(head: bytes) -> str | None:

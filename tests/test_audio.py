@@ -686,3 +686,23 @@ def test_audit2_a_header_that_counts_too_little_is_not_where_decoding_stops(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         load_audio(io.BytesIO(buf.getvalue()))  # a whole file: nothing to say
+
+
+def test_an_aiff_rate_that_is_no_number_is_said_as_it_is(tmp_path: Path) -> None:
+    """libsndfile clamps an AIFF's 80-bit rate: NaN and infinity were reported as 67,108,864 Hz."""
+    import re
+
+    buf = io.BytesIO()
+    sf.write(buf, np.full(4410, 0.1, np.float32), 44100, format="AIFF", subtype="PCM_16")
+    data = bytearray(buf.getvalue())
+    at = data.find(b"COMM") + 16  # channels, frames, bits, then the rate
+    for ext, said in (
+        (b"\x7f\xff\xc0" + bytes(7), "the AIFF header's sample rate is not a number (NaN)"),
+        (b"\x7f\xff\x80" + bytes(7), "the AIFF header's sample rate is infinite"),
+        (bytes(10), "the AIFF header's sample rate is zero or negative"),
+    ):
+        data[at : at + 10] = ext
+        path = tmp_path / "odd.aiff"
+        path.write_bytes(bytes(data))
+        with pytest.raises(DecodeError, match=r"odd\.aiff: " + re.escape(said)):
+            load_audio(path)
