@@ -460,11 +460,11 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
             end = int(target.seek(0, io.SEEK_END))
             target = _Slice(target, origin, end - origin)
             origin = 0
-    # an MP3 the decoder would stop reading early (a Xing/Info count short of its frames, or no
-    # tag and a VBR stream whose length it estimates from the first frame) is given a reader
-    # that counts its frames right (before the decoder reads anything: it must never see the
+    # an MP3 or a FLAC the decoder would stop reading early (a Xing/Info or STREAMINFO count
+    # short of its frames, or an MP3 without a tag whose VBR length it estimates from the first
+    # frame) is given a reader that counts its frames right (before the decoder reads anything: it must never see the
     # file object moved under it)
-    patched = _xing_patch(target, origin, head)
+    patched = _count_patch(target, origin, head)
     owned = None
     if patched is not None:
         owned = patched if isinstance(target, bytes) else None
@@ -601,6 +601,22 @@ def _chunk_chain(f: Any, at: int, end: int) -> bool:
     return at == end
 
 
+def _wav_data_chunk(src: Any, origin: int, end: int) -> tuple[int, int] | None:
+    """Where a RIFF/WAVE file's ``data`` chunk starts (its samples' offset) and the size its
+    header gives, walking the chunks from ``origin``; ``None`` for no WAV or no data chunk."""
+    src.seek(origin)
+    head = src.read(12)
+    at = origin + 12
+    while head[:4] == b"RIFF" and head[8:12] == b"WAVE" and at + 8 <= end:
+        src.seek(at)
+        chunk = src.read(8)
+        size = int.from_bytes(chunk[4:8], "little")
+        if chunk[:4] == b"data":
+            return at + 8, size
+        at += 8 + size + (size & 1)
+    return None
+
+
 def _wav_data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str | None:
     """What to say of a WAV whose data chunk stops a second or more before samples do (a header
     last updated before the recording ended: libsndfile reads what the size says, and the rest
@@ -612,25 +628,18 @@ def _wav_data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str |
     was = None if src is not target else src.tell()  # where the opened decoder left it
     try:
         end = src.seek(0, io.SEEK_END)
-        src.seek(origin)
-        head = src.read(12)
-        at = origin + 12
-        while head[:4] == b"RIFF" and head[8:12] == b"WAVE" and at + 8 <= end:
-            src.seek(at)
-            chunk = src.read(8)
-            size = int.from_bytes(chunk[4:8], "little")
-            if chunk[:4] == b"data":
-                after = at + 8 + size + (size & 1)
-                per_second = f.samplerate * f.channels * width
-                if end - after < per_second or _chunk_chain(src, after, end):
-                    return None
-                return (
-                    f"{name}: the header's data size says {f.frames / f.samplerate:.2f} s, but "
-                    f"{(end - after) / per_second:.2f} s more of data follow it that are no chunks (a "
-                    "header last updated before the recording ended?); what the header says is read"
-                )
-            at += 8 + size + (size & 1)
-        return None
+        data = _wav_data_chunk(src, origin, end)
+        if data is None:
+            return None
+        after = data[0] + data[1] + (data[1] & 1)
+        per_second = f.samplerate * f.channels * width
+        if end - after < per_second or _chunk_chain(src, after, end):
+            return None
+        return (
+            f"{name}: the header's data size says {f.frames / f.samplerate:.2f} s, but "
+            f"{(end - after) / per_second:.2f} s more of data follow it that are no chunks (a "
+            "header last updated before the recording ended?); what the header says is read"
+        )
     except (OSError, ValueError):
         return None
     finally:
@@ -657,17 +666,8 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _
     src = owned if owned is not None else target
     try:
         end = src.seek(0, io.SEEK_END)
-        src.seek(origin)
-        head = src.read(12)
-        at, start = origin + 12, None
-        while head[:4] == b"RIFF" and head[8:12] == b"WAVE" and at + 8 <= end:
-            src.seek(at)
-            chunk = src.read(8)
-            size = int.from_bytes(chunk[4:8], "little")
-            if chunk[:4] == b"data":
-                start = at + 8
-                break
-            at += 8 + size + (size & 1)
+        data_chunk = _wav_data_chunk(src, origin, end)
+        start = None if data_chunk is None else data_chunk[0]
         frame = width * f.channels
         if start is None or end - start < frame or _chunk_chain(src, start, end):
             if owned is not None:
@@ -994,12 +994,13 @@ def _flac_fix(src: Any, origin: int) -> tuple[str, int, bytes] | None:
         _seek_back(src, origin)
 
 
-def _xing_patch(target: Any, origin: int, head: bytes | None) -> Any:
+def _count_patch(target: Any, origin: int, head: bytes | None) -> Any:
     """A reader of ``target`` (a path's bytes, whose first bytes ``head`` were read to sniff it, or
-    a file object at ``origin``) that makes the MP3 decoder read every frame (:func:`_mpeg_fix`:
-    a Xing/Info count short of the data, or no tag and a VBR stream the decoder would estimate
-    short); ``None`` when it reads the file whole as it is. A path that starts as an MP3 does
-    (an ID3 tag or a frame sync) is opened for it (the reader owns it); no other is opened."""
+    a file object at ``origin``) that makes the decoder read every frame of an MP3
+    (:func:`_mpeg_fix`: a Xing/Info count short of the data, or no tag and a VBR stream the
+    decoder would estimate short) or a FLAC (:func:`_flac_fix`: a STREAMINFO count short of its
+    frames); ``None`` when it reads the file whole as it is. A path that starts as an MP3 or a
+    FLAC does is opened for it (the reader owns it); no other is opened."""
     if isinstance(target, bytes):
         h = head or b""
         flac = h[:4] == b"fLaC"
