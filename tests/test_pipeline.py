@@ -596,3 +596,73 @@ def test_a_corpus_rendered_again_is_not_served_old_features(trained: dict[str, P
         sf.write(wav, np.zeros_like(y), sr)
     silent = cached_examples(corpus, spec, tmp_path / "cache", progress=False, workers=1)
     assert np.asarray(silent.X).max() == 0.0
+
+
+def test_an_interrupted_run_resumes_after_its_last_finished_epoch(
+    trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run stopped by Ctrl-C lost every epoch but the best one's weights (the large model's
+    first run ended after an epoch and had to be restarted by hand from ``large.best.keras``):
+    every finished epoch is now a checkpoint, and ``--resume`` continues as if nothing had
+    stopped — the same batches, optimizer steps, schedule and selection as an uninterrupted run."""
+    import keras
+
+    from training import train
+
+    args = [
+        *_tiny_run_args(trained["corpus"], trained["root"] / "cache", "0.0.8"),
+        "--no-test",
+        "--epochs",
+        "3",
+        "--average-epochs",
+        "2",
+        "--patience",
+        "9",
+    ]
+
+    def run(name: str) -> list[str]:
+        return ["--model", "compact", "--out", str(tmp_path / name), "--report-dir", str(tmp_path / f"report-{name}")]
+
+    assert train.main([*run("whole"), *args]) == 0
+    capsys.readouterr()
+
+    scores = train.epoch_scores
+    calls = {"n": 0}
+
+    def interrupted(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # Ctrl-C while the second epoch is scored: one epoch has finished
+            raise KeyboardInterrupt
+        return scores(*a, **k)
+
+    monkeypatch.setattr(train, "epoch_scores", interrupted)
+    assert train.main([*run("cut"), *args]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; the run's last finished epoch is kept in" in err and "--resume" in err
+    state = json.loads((tmp_path / "cut" / "resume.json").read_text())
+    assert state["epoch"] == 1 and not state["ended"] and (tmp_path / "cut" / state["arrays"]).is_file()
+    monkeypatch.setattr(train, "epoch_scores", scores)
+
+    # other options than the run's are refused, naming them
+    assert train.main([*run("cut"), *args, "--lr", "1e-4", "--resume"]) == 1
+    assert "--lr 0.002 there, 0.0001 now" in capsys.readouterr().err
+    assert train.main([*run("nothing"), *args, "--resume"]) == 1
+    assert "resume.json not found" in capsys.readouterr().err
+
+    assert train.main([*run("cut"), *args, "--resume"]) == 0
+    assert "resuming after epoch 1/3" in capsys.readouterr().out
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    for key in ("best_epoch", "best_score", "epochs_run", "thresholds", "averaged", "valid"):
+        assert cut[key] == whole[key], key
+    hw = json.loads((tmp_path / "whole" / "history.json").read_text())
+    hc = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert hc["loss"] == hw["loss"] and hc["score"] == hw["score"] and len(hc["score"]) == 3
+    a = keras.models.load_model(tmp_path / "whole" / "compact.keras", compile=False).get_weights()
+    b = keras.models.load_model(tmp_path / "cut" / "compact.keras", compile=False).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    # finished: the checkpoint is gone, and a finished run is not resumed
+    assert not (tmp_path / "cut" / "resume.json").exists()
+    assert not list((tmp_path / "cut").glob("*.resume-*.npz"))
+    assert train.main([*run("cut"), *args, "--resume"]) == 1
+    assert "has finished" in capsys.readouterr().err

@@ -891,15 +891,28 @@ class _BiasCeiling:
 
 
 def fit_and_select(
-    cfg: Config, task: str, train: tuple[np.ndarray, np.ndarray], sets: Sets
+    cfg: Config,
+    task: str,
+    train: tuple[np.ndarray, np.ndarray],
+    sets: Sets,
+    *,
+    resume: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Train on ``train``; choose epoch and weights by :func:`training.evaluate.selection_score`
-    of valid and dev. Never sees test data."""
+    of valid and dev. Never sees test data.
+
+    After every epoch the loop's whole state is written to ``cfg.out``
+    (:mod:`training.resume`); ``resume``, a checkpoint read by :func:`training.resume.check`,
+    continues from it."""
     import keras
+
+    from . import resume as checkpoint
 
     keras.utils.set_random_seed(cfg.seed)
     X, Y = train
     model, init = start_model(cfg, task, X)
+    if resume is not None:
+        init = resume["init"]
     callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
     if cfg.bias_ceiling is not None:
         callbacks.append(_BiasCeiling(model, cfg.bias_ceiling))
@@ -915,11 +928,49 @@ def fit_and_select(
     stale = 0
     batches = _Batches(X, Y, cfg.batch_size, cfg.seed, masks=cfg.spec_augment, eq_db=cfg.eq_db)
     trained: list[tuple[int, list[np.ndarray]]] = []  # the last average_epochs epochs' weights
-    for epoch in range(-1 if init is not None else 0, cfg.epochs):
+    first, ended = (-1 if init is not None else 0), False
+    if resume is not None:
+        kept = checkpoint.restore(cfg.out, resume, model=model, seq=batches.seq)
+        history, stale, trained = resume["history"], resume["stale"], kept["trained"]
+        best = {**resume["best"], "weights": kept["best_weights"]}
+        t0 -= resume["seconds"]
+        first, ended = resume["epoch"], resume["ended"]
+        print(
+            f"resuming after epoch {first}/{cfg.epochs}"
+            + (" (the loop had ended)" if ended else "")
+            + f": best so far epoch {best['epoch']}, score {best['score']:.4f}",
+            flush=True,
+        )
+
+    def save_checkpoint(epoch_done: int, loop_ended: bool) -> None:
+        checkpoint.save(
+            cfg.out,
+            cfg.to_dict(),
+            model=model,
+            seq=batches.seq,
+            state={
+                "epoch": epoch_done,
+                "ended": loop_ended,
+                "history": history,
+                "stale": stale,
+                "best": {k: v for k, v in best.items() if k != "weights"},
+                "init": init,
+                "seconds": time.time() - t0,
+            },
+            best_weights=best["weights"],
+            trained=trained,
+        )
+
+    for epoch in range(first, cfg.epochs) if not ended else ():
         # Epoch "0" (warm start only): the initial weights, scored like any epoch, so that
         # training has to beat the model it started from on valid and dev to replace it.
+        # shuffle=False: the batches' own generator shuffles every epoch; Keras's shuffle of a
+        # PyDataset's batch order drew from TensorFlow's global generator, which a resumed
+        # run (training.resume) cannot restore
         h = (
-            model.fit(batches.seq, epochs=1, verbose=2 if cfg.progress else 0, callbacks=callbacks)
+            model.fit(
+                batches.seq, epochs=1, shuffle=False, verbose=2 if cfg.progress else 0, callbacks=callbacks
+            )
             if epoch >= 0
             else None
         )
@@ -955,16 +1006,18 @@ def fit_and_select(
             save_keras(model, cfg.out / f"{cfg.model}.best.keras")  # survives an interrupted run
         else:
             stale += 1
-        if epoch < 0:
-            continue
-        if stale >= cfg.patience:
-            print(f"early stop: no improvement in {cfg.patience} epochs", flush=True)
-            break
-        if (
-            cfg.time_budget_min is not None
+        stop = None
+        if epoch >= 0 and stale >= cfg.patience:
+            stop = f"early stop: no improvement in {cfg.patience} epochs"
+        elif (
+            epoch >= 0
+            and cfg.time_budget_min is not None
             and (time.time() - t0) / 60 * (epoch + 2) / (epoch + 1) > cfg.time_budget_min
         ):
-            print(f"time budget of {cfg.time_budget_min} min reached", flush=True)
+            stop = f"time budget of {cfg.time_budget_min} min reached"
+        save_checkpoint(epoch + 1, stop is not None or epoch + 1 == cfg.epochs)
+        if stop is not None:
+            print(stop, flush=True)
             break
     averaged = None
     if len(trained) >= 2:
@@ -1111,10 +1164,12 @@ _NUMBERS = {
 }
 
 
-def preflight(cfg: Config, *, force: bool) -> None:
+def preflight(cfg: Config, *, force: bool, resume: bool = False) -> dict[str, Any] | None:
     """What a run needs, checked before anything is built: the corpus's splits (test unless
     ``--no-test``), the files named by ``--init-*``, ``--teacher``, ``--sources``; and that it
-    replaces no earlier run's model or report without ``force``.
+    replaces no earlier run's model or report without ``force``. With ``resume``: the
+    checkpoint in ``--out`` (:func:`training.resume.check`), returned; the run's own
+    models in ``--out`` are then not an earlier run's.
 
     Raises
     ------
@@ -1135,15 +1190,29 @@ def preflight(cfg: Config, *, force: bool) -> None:
             raise ToolError(f"--teacher {t}: not found")
     if cfg.out.exists() and not cfg.out.is_dir():
         raise ToolError(f"--out {cfg.out}: a file, not a folder")
+    if resume:
+        from . import resume as checkpoint
+
+        if (cfg.out / "metrics.json").is_file():
+            raise ToolError(f"--resume: the run in {cfg.out} has finished ({cfg.out / 'metrics.json'})")
+        doc = checkpoint.check(cfg.out, cfg.to_dict())
+        refuse_existing([report_folder(cfg) / "metrics.json"], force=force, what="an earlier run's report")
+        return doc
     refuse_existing(
         [cfg.out / f"{cfg.model}.keras", cfg.out / f"{cfg.model}.best.keras", cfg.out / "metrics.json"],
         force=force,
         what="an earlier run's model or results",
     )
     refuse_existing([report_folder(cfg) / "metrics.json"], force=force, what="an earlier run's report")
+    if force:
+        from . import resume as checkpoint
+
+        checkpoint.remove(cfg.out)  # a new run: the earlier run's checkpoint is not to be resumed
+    return None
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config, *, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    from . import resume as checkpoint
     from .models import TASKS
     from .report import write_report
 
@@ -1178,7 +1247,7 @@ def run(cfg: Config) -> dict[str, Any]:
         + (", ".join(f"{k} {len(v)}" for k, v in sets.dev.items()) or "none"),
         flush=True,
     )
-    model, info = fit_and_select(cfg, task, (Xt, Yt), sets)
+    model, info = fit_and_select(cfg, task, (Xt, Yt), sets, resume=resume)
     cfg.out.mkdir(parents=True, exist_ok=True)
     model_path = cfg.out / f"{cfg.model}.keras"
     save_keras(model, model_path)
@@ -1187,6 +1256,7 @@ def run(cfg: Config) -> dict[str, Any]:
     report_dir = report_folder(cfg)
     write_report(report_dir, metrics, info["history"])
     write_json(cfg.out / "metrics.json", metrics, indent=1)
+    checkpoint.remove(cfg.out)  # finished: nothing left to resume
     print(f"saved {model_path}; report in {report_dir}", flush=True)
     if metrics["dev"] is not None and "single" in metrics["dev"]:
         d = metrics["dev"]
@@ -1250,6 +1320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="replace an earlier run's model in --out and its report (refused otherwise)",
     )
     ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out after its last finished epoch (the same options)",
+    )
+    ap.add_argument(
         "--score-teachers",
         type=Path,
         metavar="JSON",
@@ -1262,7 +1337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="score the mean of these saved epochs of the run in --out (e.g. 1,2; repeat), print and stop",
     )
     args = ap.parse_args(argv)
-    kw = {k: v for k, v in vars(args).items() if k not in {"quiet", "score_teachers", "score_means", "force"}}
+    kw = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in {"quiet", "score_teachers", "score_means", "force", "resume"}
+    }
     kw["teacher"] = tuple(kw["teacher"])
     kw["other_teacher"] = tuple(kw["other_teacher"])
     kw["real_prob_family"] = tuple(kw["real_prob_family"])
@@ -1333,8 +1412,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.score_means = [[int(e) for e in spec.split(",")] for spec in args.score_means]
         except ValueError:
             ap.error("--score-means: comma-separated epoch numbers, e.g. 1,2")
+    if args.resume and (args.score_teachers is not None or args.score_means):
+        ap.error("--resume continues a training run; it does not go with --score-teachers or --score-means")
     try:
         return _main(cfg, args)
+    except KeyboardInterrupt:
+        state = cfg.out / "resume.json"
+        kept = (
+            f"the run's last finished epoch is kept in {cfg.out}: continue it with the same options and --resume"
+            if state.is_file() and not (cfg.out / "metrics.json").is_file()
+            else "no epoch had finished: nothing to resume"
+        )
+        print(f"training.train: interrupted; {kept}", file=sys.stderr)
+        return 130
     except (ToolError, OSError) as e:
         print(f"training.train: error: {e}", file=sys.stderr)
         return 1
@@ -1369,8 +1459,8 @@ def _main(cfg: Config, args: argparse.Namespace) -> int:
                 flush=True,
             )
         return 0
-    preflight(cfg, force=args.force)
-    run(cfg)
+    doc = preflight(cfg, force=args.force, resume=args.resume)
+    run(cfg, resume=doc)
     return 0
 
 
