@@ -599,7 +599,10 @@ def test_a_corpus_rendered_again_is_not_served_old_features(trained: dict[str, P
 
 
 def test_an_interrupted_run_resumes_after_its_last_finished_epoch(
-    trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    trained: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A run stopped by Ctrl-C lost every epoch but the best one's weights (the large model's
     first run ended after an epoch and had to be restarted by hand from ``large.best.keras``):
@@ -621,7 +624,14 @@ def test_an_interrupted_run_resumes_after_its_last_finished_epoch(
     ]
 
     def run(name: str) -> list[str]:
-        return ["--model", "compact", "--out", str(tmp_path / name), "--report-dir", str(tmp_path / f"report-{name}")]
+        return [
+            "--model",
+            "compact",
+            "--out",
+            str(tmp_path / name),
+            "--report-dir",
+            str(tmp_path / f"report-{name}"),
+        ]
 
     assert train.main([*run("whole"), *args]) == 0
     capsys.readouterr()
@@ -642,6 +652,8 @@ def test_an_interrupted_run_resumes_after_its_last_finished_epoch(
     state = json.loads((tmp_path / "cut" / "resume.json").read_text())
     assert state["epoch"] == 1 and not state["ended"] and (tmp_path / "cut" / state["arrays"]).is_file()
     monkeypatch.setattr(train, "epoch_scores", scores)
+    assert train.main([*run("cut"), *args]) == 1  # started again without a word: refused
+    assert "an interrupted run is there (resume.json): continue it with --resume" in capsys.readouterr().err
 
     # other options than the run's are refused, naming them
     assert train.main([*run("cut"), *args, "--lr", "1e-4", "--resume"]) == 1

@@ -1198,6 +1198,11 @@ def preflight(cfg: Config, *, force: bool, resume: bool = False) -> dict[str, An
         doc = checkpoint.check(cfg.out, cfg.to_dict())
         refuse_existing([report_folder(cfg) / "metrics.json"], force=force, what="an earlier run's report")
         return doc
+    if (cfg.out / "resume.json").is_file() and not force:
+        raise ToolError(
+            f"--out {cfg.out}: an interrupted run is there (resume.json): continue it with --resume, "
+            "or pass --force to start again"
+        )
     refuse_existing(
         [cfg.out / f"{cfg.model}.keras", cfg.out / f"{cfg.model}.best.keras", cfg.out / "metrics.json"],
         force=force,
