@@ -290,7 +290,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=None,  # the model's default; search: the hop its .jsonl library was made with
         metavar="S",
         help=f"seconds between windows, 0.01 to 3600, snapped to whole 23 ms frames "
-        f"(default {DEFAULT_HOP_SECONDS:g}; search: its .jsonl library's)",
+        f"(default {DEFAULT_HOP_SECONDS:g}; search: its .jsonl library's); above a window's 2.95 s "
+        "the audio between windows is not classified (warned beyond 0.1 s of it)",
     )
 
 

@@ -72,6 +72,11 @@ __all__ = ["Classifier"]
 FEW_CHANNELS = 8
 
 
+#: Seconds of audio between two windows (a hop longer than a window) beyond which a
+#: :class:`Classifier` warns that sound there is not classified.
+UNREAD_GAP_SECONDS = 0.1
+
+
 class Classifier:
     """Stateful, push-style classification of a stream: feed blocks, get windows.
 
@@ -193,6 +198,16 @@ class Classifier:
         self.labels: tuple[str, ...] = self.model.labels
         self.window_seconds = self.latency_seconds = self._fe.window_samples / self._sr
         self.hop_seconds = self._stream.hop_samples / self._sr
+        if self._stream.hop_samples - self._fe.window_samples > UNREAD_GAP_SECONDS * self._sr:
+            # (a few STFT frames between windows, as at --hop 3, are said in the docs, not each time)
+            gap = 1.0 - self._fe.window_samples / self._stream.hop_samples
+            warnings.warn(
+                f"hop {self.hop_seconds:.4g} s is longer than a window ({self.window_seconds:.4g} s): "
+                f"{gap:.0%} of the audio lies between windows and is not classified (a sound there "
+                "is missed; only the end is always read)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.detection = Detection(
             smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=other_veto
         )
@@ -496,6 +511,10 @@ class Classifier:
 
     def analysis(self, *, source: str = "stream") -> Analysis:
         """Timeline, detected instruments and overall prediction of the windows so far.
+
+        The ranges are decided from the hop's windows (and those :meth:`refine` added):
+        :func:`~instrunet_core.analyze` refines before it decides, so without :meth:`refine` a
+        range can start or end a little elsewhere than ``analyze``'s on the same audio.
 
         Returns
         -------

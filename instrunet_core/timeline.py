@@ -660,16 +660,27 @@ def _decide(
     decided on its own points: it counts when the curve holds over all of it (it has no longer
     evidence to give: a one-shot sample), and not otherwise, whatever the silence around it
     says (bridging would count a click that "other" answers because the curve holds in the
-    silence on both sides)."""
+    silence on both sides). Inside a longer sound, a presence that sounds for less than
+    ``min_duration`` once trimmed is dropped: the silence around the sound, where a curve
+    carried out of it holds, counted towards the minimum before the trim (noise at 2-8 s was
+    "guitar" for 0.7 s at each of its ends)."""
     edges = {"start_edge": start_edge, "end_edge": end_edge}
     n_min = _points(det.min_duration, step)
     settled = _settle(hit, n_min, **edges)
     n = hit.shape[0]
-    for s, e in zip(*_runs(sounding), strict=True):
+    runs = _runs(sounding)
+    for s, e in zip(*runs, strict=True):
         final = (s > 0 or start_edge) and (e < n or end_edge)  # its length is known
         if final and e - s < n_min:
             settled[s:e] = bool(hit[s:e].all())
-    return _trim(settled & sounding, np.asarray(level_db) >= det.silence_db, **edges)
+    out = _trim(settled & sounding, np.asarray(level_db) >= det.silence_db, **edges)
+    for a, b in zip(*_runs(out), strict=True):
+        if b - a >= n_min or (a == 0 and not start_edge) or (b == n and not end_edge):
+            continue  # long enough, or its length is not known yet
+        k = int(np.searchsorted(runs[0], a, side="right")) - 1  # the sound it lies in
+        if k >= 0 and runs[1][k] - runs[0][k] >= n_min:
+            out[a:b] = False
+    return out
 
 
 def detect_instruments(act: Activity, mean_probabilities: Mapping[str, float]) -> list[Instrument]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -185,3 +186,33 @@ def test_a_click_answered_other_lists_no_family(installed_registry: object) -> N
     an = instrunet_core.analyze(y, SR, analyzers=False)
     assert an.label == "other" and an.low_evidence
     assert an.instruments == [] and an.other_ranges()
+
+
+def test_a_presence_inside_a_longer_sound_that_sounds_for_less_than_min_duration_is_dropped() -> None:
+    """A timeline audit (2026-12-06): noise at 2-8 s whose "other" veto cut the middle of a
+    label's curve left that label 0.7 s and 0.56 s at the noise's ends, because the silence
+    before and after the noise (where the curve, carried out of it, held) counted towards
+    ``min_duration`` before the ranges were trimmed to the sound."""
+    step = 512 / SR
+    centres = np.arange(0.25, 12.0, 0.5)
+    p = np.where(centres < 9.0, 0.9, 0.0).astype(np.float32)[:, None]  # high over the silence too
+    other = np.where((centres > 2.2) & (centres < 7.8), 0.99, 0.1).astype(np.float32)
+    t = (np.arange(int(12.0 / step)) + 0.5) * step
+    level = np.where((t >= 2.0) & (t < 8.0), -20.0, -120.0).astype(np.float32)
+    kw: dict[str, Any] = {"step": step, "duration": 12.0, "labels": ("x",), "thresholds": {"x": 0.5}}
+    act = activity(
+        centres,
+        p,
+        np.zeros(len(centres), bool),
+        level,
+        detection=Detection(smoothing=0.0, other_veto=0.93),
+        other=other,
+        other_threshold=0.8,
+        **kw,
+    )
+    assert act.ranges("other") and act.ranges("x") == []  # was [[2.0, 2.6], [7.4, 8.0]]
+    # the same curve over a sound shorter than min_duration is still that sound's answer (a one-shot)
+    short = np.where((t >= 2.0) & (t < 2.6), -20.0, -120.0).astype(np.float32)
+    act = activity(centres, p, np.zeros(len(centres), bool), short, detection=Detection(smoothing=0.0), **kw)
+    ((a, b),) = act.ranges("x")
+    assert a == pytest.approx(2.0, abs=0.03) and b == pytest.approx(2.6, abs=0.03)
