@@ -362,6 +362,11 @@ class AnalysisContext:
         The source's own rate before resampling (its header's, or the array's): what band it
         can hold (an 8 kHz recording has nothing above 4 kHz, whatever :attr:`sample_rate` is);
         ``None`` when not known.
+    lag_seconds : float or None
+        The most seconds of audio by which a window reaches a streaming analyzer's ``windows``
+        after the block that completes it was pushed (the classifier's batches and pipeline:
+        :attr:`~instrunet_core.Classifier.lag_seconds`); audio kept for windows must be kept at
+        least this long. ``None`` outside :func:`~instrunet_core.analyze`.
     model_name, model_version : str
     duration : float
         Seconds decoded (0 before the pass).
@@ -384,6 +389,7 @@ class AnalysisContext:
         settings: dict[str, Any] | None = None,
         expected_duration: float | None = None,
         source_sample_rate: int | None = None,
+        lag_seconds: float | None = None,
     ) -> None:
         self._source = source
         self._sample_rate_in = sample_rate_in
@@ -398,6 +404,7 @@ class AnalysisContext:
         self.window_seconds = float(settings.get("window", 0.0))
         self.expected_duration = expected_duration
         self.source_sample_rate = None if source_sample_rate is None else int(source_sample_rate)
+        self.lag_seconds = None if lag_seconds is None else float(lag_seconds)
         self.model_name = (model or {}).get("name", "")
         self.model_version = (model or {}).get("version", "")
         self.duration = 0.0

@@ -1359,10 +1359,12 @@ def iter_blocks(
         rs = resampler(f.samplerate, target_sr)
         frames = max(1, min(int(block_seconds * f.samplerate), MAX_BLOCK_SAMPLES // f.channels))
         got = out = 0
+        said = False  # channels that cancel: said once
         try:
             for block, full_scale, last in _raw_blocks(f, name, frames):
                 got += block.shape[0]
                 mono = mix_down_int(block, full_scale) if full_scale else mix_down(block)
+                said = said or _cancelled(name, block, mono, full_scale)
                 if rs is not None:
                     mono = rs.resample_chunk(mono, last=last)
                 out += mono.shape[0]
@@ -1385,6 +1387,34 @@ def iter_blocks(
                 )
     finally:
         f.close()
+
+
+#: A mix quieter than this (peak, dBFS) of channels louder than :data:`_CANCEL_CHANNELS_DB`
+#: is said to cancel (:func:`_cancelled`).
+_CANCEL_MIX_DB = -60.0
+_CANCEL_CHANNELS_DB = -40.0
+
+
+def _cancelled(name: str, block: np.ndarray, mono: np.ndarray, full_scale: float | None) -> bool:
+    """Warn when a block's channels cancel in the mono mix (one channel the other inverted: a
+    wiring fault), which made a full-scale file "silence" without a word. Checked only where the
+    mix is quiet, so a normal block costs one peak of the mix. Returns whether it warned."""
+    if block.ndim != 2 or block.shape[1] < 2 or not mono.size:
+        return False
+    mix = float(max(np.max(mono), -np.min(mono)))
+    if mix >= 10 ** (_CANCEL_MIX_DB / 20):
+        return False
+    chans = float(np.max(np.abs(block))) / (full_scale or 1.0)
+    if chans < 10 ** (_CANCEL_CHANNELS_DB / 20):
+        return False
+    how = "silent" if mix < 1e-9 else f"{20 * np.log10(chans / mix):.0f} dB below them"
+    warnings.warn(
+        f"{name}: its channels cancel when mixed to mono (the mix is {how}: one channel the other "
+        "inverted?); what is analysed is that mix: analyse one channel to hear the recording",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def _check_resampled(
@@ -1411,9 +1441,11 @@ def _array_blocks(
     channels = 1 if y.ndim == 1 else y.shape[1]
     step = max(1, min(int(block_seconds * sr), MAX_BLOCK_SAMPLES // channels))
     rs = resampler(sr, target_sr)
+    said = False
     for i in range(0, n, step):
         block = as_float_audio(y[i : i + step], what=name)
         mono = block if block.ndim == 1 else mix_down(block)
+        said = said or _cancelled(name, block, mono, None)
         if rs is not None:
             mono = rs.resample_chunk(np.ascontiguousarray(mono), last=i + step >= n)
         yield mono

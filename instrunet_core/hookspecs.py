@@ -155,8 +155,9 @@ def instrunet_register_analyzers(register: RegisterAnalyzer) -> None:
       (:class:`~instrunet_core.analysis.WindowResult`: start, end, probabilities, level); after
       the pass, ``finish(context)`` returns the result. Before the pass the context holds
       ``source``, ``sample_rate``, ``labels``, ``thresholds``, ``hop_seconds``,
-      ``window_seconds``, ``expected_duration`` (``None`` when the source does not say) and the
-      model's name and version; ``finish`` gets the same context completed with the timeline.
+      ``window_seconds``, ``expected_duration`` (``None`` when the source does not say),
+      ``lag_seconds`` (how long after its block a window can arrive: audio kept for windows
+      must be kept that long) and the model's name and version; ``finish`` gets the same context completed with the timeline.
     * ``register(name, func)`` — a **whole-file** analyzer, called once after the timeline:
       ``func(context)``. ``context.audio()`` decodes the whole file a second time and keeps it
       in memory (fine for short files; a streaming analyzer never needs it).

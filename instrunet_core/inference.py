@@ -493,6 +493,16 @@ class Classifier:
                 if not done and self._stream.keeper is not None:
                     self._stream.keeper.clear()  # ... and what was kept of the reading
 
+    @property
+    def lag_seconds(self) -> float:
+        """The most seconds of audio by which :meth:`classify` hands a listener a window after
+        the block that completes it: windows wait for a whole batch (``batch_size`` hops),
+        batches for the pipeline (at most ``2 * workers + 5`` in flight), and a decoded block
+        holds :data:`~instrunet_core.audio.DECODE_BLOCK_SECONDS`. A streaming analyzer that
+        keeps audio for its windows keeps at least this much (``context.lag_seconds``)."""
+        in_flight = 2 * self.workers + 6 if self.pipeline else 1
+        return self.hop_seconds * self.batch_size * in_flight + 2 * DECODE_BLOCK_SECONDS + self.window_seconds
+
     # ------------------------------------------------------------------ results
     def prediction(self, *, top_k: int | None = None) -> Prediction:
         """Overall prediction of the windows so far (loudness-weighted, silent windows excluded)."""

@@ -164,6 +164,7 @@ def analyze(
             settings=clf.settings,
             expected_duration=expected,
             source_sample_rate=source_rate,
+            lag_seconds=clf.lag_seconds,
         )
         feed = reg.open_streams(context, names=names, timeout=limit)
     try:

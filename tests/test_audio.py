@@ -706,3 +706,25 @@ def test_an_aiff_rate_that_is_no_number_is_said_as_it_is(tmp_path: Path) -> None
         path.write_bytes(bytes(data))
         with pytest.raises(DecodeError, match=r"odd\.aiff: " + re.escape(said)):
             load_audio(path)
+
+
+def test_channels_that_cancel_in_the_mono_mix_are_said(tmp_path: Path) -> None:
+    """A condition audit (2026-12-06): a full-scale stereo file whose right channel is the left
+    inverted was "silence", confidence 1, without a word (the mean of the channels is zero)."""
+    import warnings
+
+    from instrunet_core.audio import load_audio
+
+    t = np.arange(3 * 44100) / 44100
+    left = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    for y in (np.stack([left, -left], axis=1), np.stack([left, -0.999 * left], axis=1)):
+        path = tmp_path / "inverted.wav"
+        sf.write(path, y, 44100, subtype="PCM_16")
+        for source, sr in ((str(path), None), (y, 44100)):
+            with pytest.warns(RuntimeWarning, match=r"its channels cancel when mixed to mono \(the mix is "):
+                load_audio(source, sr)
+    with warnings.catch_warnings():  # one silent channel, a mono file, digital silence: nothing to say
+        warnings.simplefilter("error")
+        load_audio(np.stack([left, np.zeros_like(left)], axis=1), 44100)
+        load_audio(left, 44100)
+        load_audio(np.zeros((44100, 2), np.float32), 44100)

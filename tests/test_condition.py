@@ -681,6 +681,34 @@ def test_long_file_is_sampled_in_bounded_memory(real_registry: plugins_mod.Regis
     assert c["label"] == "healthy", c["explanation"]
 
 
+def test_windows_that_arrive_late_keep_their_audio(
+    real_registry: plugins_mod.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A condition audit (2026-12-06): with ``--hop 5`` or ``batch_size=64`` windows reached the
+    analyzer minutes after their audio, which a fixed 180 s buffer had dropped: a file whose
+    first half was noisy came out "healthy 0.94" from its second half, saying nothing. The
+    analyzer keeps the lag the classifier announces (``context.lag_seconds``); windows lost
+    nevertheless are said in the explanation."""
+    from instrunet_core import Classifier
+
+    monkeypatch.setattr(stream_mod, "MAX_BUFFER_SECONDS", 20.0)  # the same case in a 90 s file
+    y = load_audio(str(EXAMPLES / "ensemble.flac"), None, target_sr=SR)
+    long = np.resize(y, 90 * SR).astype(np.float32)
+    c = analyze(long, SR, registry=real_registry, batch_size=64).extras["condition"]
+    assert c["sampling"]["skipped"]["lost"] == 0 and c["sampling"]["buffer_seconds"] > 60
+    assert c["label"] != "unknown" and "not judged" not in c["explanation"]
+    assert Classifier("family", batch_size=64, workers=1).lag_seconds > 64 * 1.5
+    # a classifier that announces no lag: the windows whose audio went are said
+    monkeypatch.setattr(Classifier, "lag_seconds", property(lambda self: 0.0))
+    c = analyze(long, SR, registry=real_registry, batch_size=64).extras["condition"]
+    lost = c["sampling"]["skipped"]["lost"]
+    assert lost > 0 and c["label"] != "unknown"
+    assert (
+        f"; {lost} of {c['sampling']['windows']} windows were not judged (the analysis fell behind"
+        in (c["explanation"])
+    )
+
+
 def _fake_context(labels: tuple[str, ...], expected: float | None) -> SimpleNamespace:
     return SimpleNamespace(
         sample_rate=SR,
@@ -1125,7 +1153,7 @@ def test_a_band_limited_source_is_not_judged_on_what_it_cannot_hold(tmp_path, re
     c = analyze(str(path), registry=real_registry).extras["condition"]
     assert c["label"] != "unknown", c
     assert all(c["features"][k] is None for k in BAND_FEATURES)
-    assert "nothing above 4 kHz (a 8 kHz source)" in c["explanation"]
+    assert "nothing above 4 kHz (its source rate is 8 kHz)" in c["explanation"]
     assert not any(r["feature"] in BAND_FEATURES for r in c["reasons"])
     v = condition_of(y, sr=sr)
     assert v["features"]["hf_flatness"] is None and "nothing above 4 kHz" in v["explanation"]
@@ -1140,3 +1168,88 @@ def test_a_band_limited_source_is_not_judged_on_what_it_cannot_hold(tmp_path, re
         "condition"
     ]  # (the same tone at 32 kHz)
     assert wide["features"]["hf_flatness"] is not None and "nothing above 4 kHz" not in wide["explanation"]
+
+
+def test_a_source_below_the_front_ends_rate_is_judged_within_its_own_band(
+    real_registry: plugins_mod.Registry,
+) -> None:
+    """A condition audit (2026-12-06): white noise at 16 kHz was "healthy (p=0.65): no sign of
+    damage": its flatness was measured over the empty band above 8 kHz (every frame's geometric
+    mean at the floor), so the explanation cited a noise's flatness as clean. The flatness
+    features are measured within the source's band: the feature model sees the noise, and the
+    sentence says what lies outside the clean range (the spectrogram network, whose input is
+    empty above the band too, still outweighs it: a documented limitation)."""
+    import soxr
+
+    rng = np.random.default_rng(3)
+    noise = (0.1 * rng.standard_normal(16000 * 8)).astype(np.float32)
+    up = soxr.resample(noise, 16000, SR).astype(np.float32)
+    window = up[SR : SR + 65024]
+    over_all = condition_features(window, sr=SR)
+    within = condition_features(window, sr=SR, band_hz=stream_mod.source_band_hz(16000, SR))
+    assert over_all is not None and within is not None
+    assert over_all["spectral_flatness"] < 0.01 < 0.3 < within["spectral_flatness"]
+    assert stream_mod.source_band_hz(22050, SR) is None and stream_mod.source_band_hz(44100, SR) is None
+    c = analyze(noise, 16000, registry=real_registry).extras["condition"]
+    assert c["features"]["spectral_flatness"] > 0.3, c["features"]
+    assert "no sign of damage" not in c["explanation"]
+    assert "spectral flatness 0.5" in c["explanation"] and "outside the clean range" in c["explanation"]
+    of = instrunet_condition.condition_of(noise, sr=16000)
+    assert of["features"]["spectral_flatness"] == pytest.approx(c["features"]["spectral_flatness"], rel=0.2)
+    # the clean flute at 16 kHz stays healthy
+    y = load_audio(str(EXAMPLES / "solo_flute.wav"), None, target_sr=16000)
+    assert analyze(y, 16000, registry=real_registry).extras["condition"]["label"] == "healthy"
+
+
+def test_a_healthy_close_call_does_not_say_no_sign_of_damage() -> None:
+    """A condition audit (2026-12-06): "healthy (p=0.53; a close call ...): no sign of damage;
+    ... outside the clean range but outweighed: wow 10.2 cents ...; the judged windows
+    disagree: 55% moderately aged" contradicted itself."""
+    names = FEATURE_NAMES
+    reference = {
+        "healthy": {
+            "low": dict.fromkeys(names, 0.0),
+            "high": dict.fromkeys(names, 1.0),
+            "median": dict.fromkeys(names, 0.5),
+        },
+        "moderately_aged": {"median": {**dict.fromkeys(names, 0.5), "wow_cents": 2.0}},
+        "broken_noisy": {"median": dict.fromkeys(names, 0.5)},
+    }
+    feats = dict.fromkeys(names, 0.5)
+    effects = {"spectral_flatness": 1.0, "crest_factor_db": 0.8}
+
+    def sentence(p: float, shares: dict[str, float], wow: float) -> str:
+        text, _ = clf_mod.explain(
+            "healthy",
+            p,
+            {**feats, "wow_cents": wow},
+            effects,
+            reference,
+            probabilities={"healthy": p, "moderately_aged": 1 - p, "broken_noisy": 0.0},
+            window_shares=shares,
+        )
+        return text
+
+    calm = {"healthy": 0.9, "moderately_aged": 0.1, "broken_noisy": 0.0}
+    assert "no sign of damage" in sentence(0.9, calm, 0.5)
+    assert "no sign of damage" not in sentence(0.53, calm, 0.5)  # a close call
+    split = {"healthy": 0.45, "moderately_aged": 0.55, "broken_noisy": 0.0}
+    assert "no sign of damage" not in sentence(0.9, split, 0.5)  # the windows disagree
+    assert "no sign of damage" not in sentence(0.9, calm, 3.0)  # wow beyond the clean range, the aged side
+    assert "no sign of damage" in sentence(0.9, calm, -1.0)  # beyond it on the clean side: no sign
+
+
+def test_a_quiet_note_through_analyze_gets_condition_ofs_reason() -> None:
+    """A condition audit (2026-12-06): a flute at -62 dBFS RMS whose peaks pass -60 dBFS was
+    "silent" through analyze (the window's level) but "too_short" through condition_of."""
+    y = load_audio(str(EXAMPLES / "solo_flute.wav"), None, target_sr=SR)[: 8 * SR]
+    quiet = (y / np.sqrt(np.mean(y**2)) * 10 ** (-62 / 20)).astype(np.float32)
+    from instrunet_core import registry as reg_mod
+
+    reg = reg_mod.build_registry(extra_plugins=[("condition", instrunet_condition)])
+    via_analyze = analyze(
+        quiet, SR, registry=reg, model=str(ROOT / "instrunet_core" / "models" / "family" / "2.1.0")
+    )
+    a = via_analyze.extras["condition"]
+    b = instrunet_condition.condition_of(quiet, sr=SR)
+    assert a["label"] == b["label"] == "unknown" and a["reason"] == b["reason"] != "silent"

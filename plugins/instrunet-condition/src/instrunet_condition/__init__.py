@@ -61,6 +61,7 @@ from .stream import (
     judge_band_limited,
     not_judgeable,
     reason_of,
+    source_band_hz,
     unknown,
 )
 
@@ -152,13 +153,14 @@ def condition_of(
     net = m.spectrogram if predict is None else None
     if net is not None and int(net.front_end.sample_rate) != sr:
         net = None
+    band_hz = source_band_hz(source_rate, sr)
     rows, secs, spec = [], [], []
     why: dict[str, int] = {}
     whole: dict[str, int] = {}  # (a short remainder's reason counts only when no whole window has one)
     for a in range(0, max(1, y.shape[0]), CHUNK_SAMPLES):
         w = y[a : a + CHUNK_SAMPLES]
         r = not_judgeable(w, sr)
-        f = condition_features(w, sr=sr) if r is None else None
+        f = condition_features(w, sr=sr, band_hz=band_hz) if r is None else None
         if f is None:
             r = r or "silent"
             why[r] = why.get(r, 0) + 1

@@ -411,9 +411,27 @@ def explain(
         # for "healthy"; it is named as outweighed instead, the farthest first.
         keep = [k for k in ranked if k != SPECTROGRAM and not outside(k)][:2]
         odd = sorted((k for k in FEATURE_NAMES if outside(k) and k not in skip), key=lambda k: -beyond(k))
+        # "no sign of damage" only where nothing says otherwise: not on a close call, not when a
+        # quarter of the windows point elsewhere, not with a feature outside its clean range on
+        # the damaged side (a wow twice the clean maximum is a sign, however outweighed)
+        shares = dict(window_shares or {})
+
+        def toward_damage(k: str) -> bool:
+            """Outside the clean range on the side where a damaged class's median lies."""
+            for cls in ("moderately_aged", "broken_noisy"):
+                m = reference.get(cls, {}).get("median", {})
+                if k in m and k in c_med and m[k] != c_med[k] and (feats[k] > hi_d[k]) == (m[k] > c_med[k]):
+                    return True
+            return False
+
+        calm = (
+            p >= CLOSE_CALL
+            and not any(toward_damage(k) for k in odd)
+            and not (shares and 1.0 - float(shares.get(label, 0.0)) >= DISAGREE_SHARE)
+        )
         if keep:
             text = (
-                f"{head}: no sign of damage; "
+                f"{head}: {'no sign of damage; ' if calm else ''}"
                 + " and ".join(say(k) for k in keep)
                 + (" look" if len(keep) > 1 else " looks")
                 + " as clean recordings do"

@@ -448,7 +448,9 @@ def _pitch_wobble(
     return band(0.7, 4.0), band(8.0, 20.0)
 
 
-def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, float] | None:
+def condition_features(
+    y: np.ndarray, *, sr: int = SAMPLE_RATE, band_hz: float | None = None
+) -> dict[str, float] | None:
     """All condition features of one stretch of mono audio.
 
     Parameters
@@ -457,6 +459,12 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
         Mono audio (any level; features are level-independent).
     sr : int
         Sample rate; 22,050 Hz is what the classifier was trained on.
+    band_hz : float, optional
+        Where the recording's own band ends, when below ``sr / 2`` (audio resampled up from a
+        16 kHz source holds nothing above about 7.6 kHz): the flatness features are measured
+        below it only. Over the empty bins above it, the geometric mean of every frame fell to
+        the floor, and noise as loud as the music looked as tonal as a clean note (white noise
+        at 16 kHz was "healthy").
 
     Returns
     -------
@@ -470,11 +478,11 @@ def condition_features(y: np.ndarray, *, sr: int = SAMPLE_RATE) -> dict[str, flo
     ValueError
         Not mono, not floating point, NaN/inf samples, or a bad rate.
     """
-    return features_and_power(y, sr=sr)[0]
+    return features_and_power(y, sr=sr, band_hz=band_hz)[0]
 
 
 def features_and_power(
-    y: np.ndarray, *, sr: int = SAMPLE_RATE
+    y: np.ndarray, *, sr: int = SAMPLE_RATE, band_hz: float | None = None
 ) -> tuple[dict[str, float], np.ndarray] | tuple[None, None]:
     """:func:`condition_features` and the power spectrogram they were computed from.
 
@@ -504,12 +512,19 @@ def features_and_power(
     x = x * np.float32(1.0 / peak)
     power = _stft_power(x)
     logp = np.log(np.maximum(power, np.float32(1e-10)))
-    flat_all = _flatness(logp, power)
+    freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sr)
+    top_hz = sr / 2.0 if band_hz is None else min(float(band_hz), sr / 2.0)
+    inband = freqs <= top_hz  # the bins the recording's own band covers
+    whole_band = bool(inband.all())
+    flat_all = (
+        _flatness(logp, power)
+        if whole_band
+        else _flatness(np.ascontiguousarray(logp[:, inband]), np.ascontiguousarray(power[:, inband]))
+    )
     frame_db = 10.0 * np.log10(np.maximum(power.sum(axis=1, dtype=np.float64), _EPS))
     active = frame_db > frame_db.max() - 50.0
     pa = power[active]
     flat = flat_all[active]
-    freqs = np.fft.rfftfreq(_N_FFT, 1.0 / sr)
     tot = pa.sum(axis=1, dtype=np.float64) + _EPS
     centroid = float(np.mean(_dot(pa, freqs.astype(np.float32)) / tot))
     hf = float(pa[:, freqs >= 4000.0].sum(dtype=np.float64) / tot.sum())
@@ -549,7 +564,7 @@ def features_and_power(
         part = float(np.mean(np.std(traj - _moving_average(traj, k6), axis=0)))
     wow, flutter = _pitch_wobble(logp, power, sus, fps, sr)
     # the 4-10 kHz band where it holds sound (within 60 dB of its loudest frame)
-    band = (freqs >= 4000.0) & (freqs <= 10000.0)
+    band = (freqs >= 4000.0) & (freqs <= min(10000.0, top_hz))
     band_db = 10.0 * np.log10(power[:, band].sum(axis=1, dtype=np.float64) + _EPS)
     band_on = active & (band_db > band_db.max() - 60.0)
     hf_flat = (  # 1.0 where the band holds no sound, or the rate has no such band (below 8 kHz)

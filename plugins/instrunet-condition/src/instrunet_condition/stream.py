@@ -15,7 +15,8 @@ training clips):
   judged where it plays, the first :data:`LABEL_WINDOWS` judgeable windows of each label
   present, two windows apart (no overlap);
 * features are computed for sampled windows only, from the audio kept since the oldest window
-  not yet classified (at most :data:`MAX_BUFFER_SECONDS`), then that audio is dropped; they and
+  not yet classified (at most :data:`MAX_BUFFER_SECONDS`, or the classifier's announced lag
+  when longer), then that audio is dropped; they and
   the spectrogram network run on one thread of the analyzer's own while the pass goes on (what
   is sampled never depends on them; at most the sampled windows' audio waits for that thread).
   The network reads a whole window's model input from the features' own STFT (the same
@@ -53,6 +54,7 @@ __all__ = [
     "QUIET_DBFS",
     "MIXED_LABELS",
     "MAX_BUFFER_SECONDS",
+    "source_band_hz",
     "unknown",
     "reason_of",
     "band_limited",
@@ -71,7 +73,9 @@ QUIET_DBFS = -50.0
 #: A window with this many labels above their thresholds is too mixed to judge (the training
 #: mixtures hold at most three instruments).
 MIXED_LABELS = 4
-#: Most audio (seconds) kept waiting for its windows; the classifier's lag is far below it.
+#: Most audio (seconds) kept waiting for its windows, unless the classifier says its windows
+#: can arrive later than that (``context.lag_seconds``: a long hop or large batches), when that
+#: lag is kept instead: bounded by the settings, never by the file's length.
 MAX_BUFFER_SECONDS = 180.0
 _BLOCK = 512
 _REASONS = {
@@ -102,9 +106,28 @@ def band_limited(source_rate: Any) -> bool:
     return math.isfinite(sr) and 0 < sr / 2 <= _BAND_HZ * 1.05
 
 
+#: Share of a source's Nyquist frequency its resampled audio still holds (the resampler's
+#: pass band; above it the audio fades to nothing).
+_PASS_BAND = 0.9
+
+
+def source_band_hz(source_rate: Any, sr: int) -> float | None:
+    """Where a source at ``source_rate`` Hz, resampled to ``sr``, stops holding sound (``None``:
+    the whole band to ``sr / 2``, the rate is not known, or the source is :func:`band_limited`,
+    whose band features are imputed instead): the flatness features are measured below it
+    (:func:`~instrunet_condition.features.condition_features`'s ``band_hz``)."""
+    try:
+        rate = float(source_rate)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(rate) or rate <= 0 or rate >= sr or band_limited(rate):
+        return None  # (a source with no band above 4 kHz is judged as band_limited says)
+    return _PASS_BAND * rate / 2.0
+
+
 def _band_note(source_rate: Any) -> str:
     return (
-        f"; the recording holds nothing above 4 kHz (a {float(source_rate) / 1000:g} kHz source), so hiss and "
+        f"; the recording holds nothing above 4 kHz (its source rate is {float(source_rate) / 1000:g} kHz), so hiss and "
         "dulled highs cannot be judged"
     )
 
@@ -257,10 +280,14 @@ class ConditionStream:
         self._thr = np.array([thr.get(lab, np.inf) for lab in self.labels], dtype=np.float64)
         hop = float(context.hop_seconds or 1.5)
         self._hop_samples = max(1, int(round(hop * self.sr)))
+        lag = getattr(context, "lag_seconds", None)
+        #: Seconds of audio kept at most for the windows still to come.
+        self.buffer_limit = max(MAX_BUFFER_SECONDS, float(lag) + 10.0 if lag else 0.0)
         expected = context.expected_duration
         #: The source's own rate (``None``: not known) and whether it has no band above 4 kHz.
         self.source_rate = getattr(context, "source_sample_rate", None)
         self.band_limited = band_limited(self.source_rate)
+        self._band_hz = source_band_hz(self.source_rate, self.sr)
         #: Judgeable windows between two whole-file samples.
         self.stride = max(2, math.floor(expected / hop / FILE_WINDOWS)) if expected else 2
         self._doubling = not expected
@@ -302,7 +329,7 @@ class ConditionStream:
     def push(self, block: np.ndarray, start: int) -> None:
         self._blocks.append((int(start), np.array(block, dtype=np.float32)))
         self._kept += block.shape[0]
-        while self._kept > MAX_BUFFER_SECONDS * self.sr and len(self._blocks) > 1:
+        while self._kept > self.buffer_limit * self.sr and len(self._blocks) > 1:
             _, old = self._blocks.popleft()
             self._kept -= old.shape[0]
         self.peak_buffer_seconds = max(self.peak_buffer_seconds, self._kept / self.sr)
@@ -339,7 +366,12 @@ class ConditionStream:
     def _consider(self, w: Any) -> None:
         self.windows_seen += 1
         if w.silent or w.rms_db < SILENCE_DB:
-            self.skipped["silent"] += 1
+            # silent by the window's level; "silent" here means no 23 ms block above -60 dBFS
+            # (condition_of's test): a quiet note whose peaks pass it is too short or too quiet
+            a = int(round(w.start * self.sr))
+            y = self._audio(a, a + int(w.n_samples))
+            why = "silent" if y is None else (_why_not_judged(y, self.sr) or "too_quiet")
+            self._skip(why, ())
             return
         p = np.asarray(w.probabilities, dtype=np.float64)
         present = (
@@ -393,7 +425,7 @@ class ConditionStream:
         """A sampled window's features and network probabilities (on the analyzer's thread)."""
         # (no BLAS thread limit: the features' products never reach BLAS's threads, see
         # features._dot, and the core's mel products run on the calling thread)
-        feats, power = features_and_power(y, sr=self.sr)
+        feats, power = features_and_power(y, sr=self.sr, band_hz=self._band_hz)
         if feats is None or self._net is None:
             return feats, None
         if power is not None and y.shape[0] == self._net_window:
@@ -465,6 +497,15 @@ class ConditionStream:
             self.close()
         m = self.model
         whole = self._verdict(sampled) if sampled else unknown(self._why_not(), self.skipped)
+        lost = self.skipped["lost"]
+        if sampled and lost:
+            # the verdict stands on the windows that kept their audio: say that others did not
+            text = str(whole["explanation"])
+            whole["explanation"] = (
+                (text[:-1] if text.endswith(".") else text)
+                + f"; {lost} of {self.windows_seen} windows were not judged (the analysis fell behind "
+                "and their audio was dropped)."
+            )
         per: dict[str, Any] = {}
         for inst in getattr(context, "instruments", None) or []:
             ranges = [tuple(r) for r in inst.ranges]
