@@ -20,13 +20,14 @@ up memory.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import InputError
@@ -167,6 +168,21 @@ def _leave_routing() -> None:
         _live -= 1
         if _live == 0 and isinstance(sys.stdout, RoutedStdout):
             sys.stdout = sys.stdout.wrapped
+
+
+@contextlib.contextmanager
+def prints_to_stderr() -> Iterator[None]:
+    """While the block runs, what this thread prints (``sys.stdout``) goes to stderr; other
+    threads' prints are untouched (:class:`RoutedStdout`), and nesting or concurrent blocks in
+    several threads leave ``sys.stdout`` as it was once the last one ends."""
+    was = getattr(_local, "analyzer", False)
+    _enter_routing()
+    _local.analyzer = True
+    try:
+        yield
+    finally:
+        _local.analyzer = was
+        _leave_routing()
 
 
 class AnalyzerThread:

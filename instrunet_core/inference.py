@@ -273,7 +273,8 @@ class Classifier:
         -------
         np.ndarray [shape=(m,), dtype=float32]
         """
-        return self._stream.level_db(first)
+        with self._owner.reading():  # (a reader thread raced the feeding call's trimming)
+            return self._stream.level_db(first)
 
     @property
     def sounding_seconds(self) -> float:
@@ -313,6 +314,23 @@ class Classifier:
         with self._owner.feeding("reset"):
             self._stream.keeper = None
             self._reset()
+
+    def close(self) -> None:
+        """Free what the classifier holds between streams: its worker threads end (a later
+        stream starts new ones) and the stream is forgotten, as :meth:`reset` does (its audio
+        buffers, sized for a 20 s decoded block, are let go). A finished classifier kept alive
+        held its idle threads and their scratch buffers, about 20 MB with four workers.
+        ``with Classifier(...) as clf:`` closes it at the block's end."""
+        with self._owner.feeding("close"):
+            self._stream.keeper = None
+            self._reset()
+            self._pipe.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _reset(self) -> None:
         self.damage: str | None = None

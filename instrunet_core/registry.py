@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 
 from . import hookspecs
-from ._analyzer_threads import AnalyzerThread, Limit, resolve_limit
+from ._analyzer_threads import AnalyzerThread, Limit, prints_to_stderr, resolve_limit
 from .errors import InputError, ModelError, PluginError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, SEMVER_RE, Manifest, parse_semver, read_manifest
@@ -158,7 +158,6 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
     itself: while plugin code runs, fd 1 points at stderr (or /dev/null when stderr is closed).
     Swapping a descriptor is process-wide, so only a single-threaded caller (the CLI) asks for it.
     """
-    target = sys.stderr if sys.stderr is not None else open(os.devnull, "w")  # noqa: SIM115
     saved = None
     data = data_stdout()  # machine output's stdout (writers.write_stdout)
     made = None  # the copy of fd 1 made here, flushed before fd 1 is given back
@@ -182,7 +181,10 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
                 )
     token = DATA_STDOUT.set(STDOUT_CLOSED if data is None else data)
     try:
-        with contextlib.redirect_stdout(target):
+        # this thread's prints only: contextlib.redirect_stdout swapped sys.stdout for every
+        # thread (a host's other threads printed to stderr while a plugin loaded), and two
+        # threads building registries at once left it swapped for good (a host audit)
+        with prints_to_stderr():
             yield
     finally:
         DATA_STDOUT.reset(token)

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from .errors import ConcurrentUseError
 
 __all__ = ["BatchPipeline", "StreamOwner", "default_workers", "job_of", "MAX_DEFAULT_WORKERS"]
@@ -91,7 +93,14 @@ class BatchPipeline(Generic[T]):
             fut: Future[T] = Future()
             fut.set_result(job())
         else:
-            fut = self._pool().submit(job)
+            try:
+                fut = self._pool().submit(job)
+            except RuntimeError:
+                # no new work for threads: the interpreter is shutting down (a host's last job on
+                # a non-daemon thread or in an atexit handler: CPython shuts executors down first)
+                # or the pipeline was closed; the calling thread does the job
+                fut = Future()
+                fut.set_result(job())
         self._pending.append((fut, tag))
         out = []
         while self._pending and (self._pending[0][0].done() or len(self._pending) > 2 * self.workers + 4):
@@ -111,6 +120,14 @@ class BatchPipeline(Generic[T]):
     def clear(self) -> None:
         """Forget the jobs in flight (after an error: their results are not wanted)."""
         self._pending.clear()
+
+    def close(self) -> None:
+        """Let the worker threads end (the jobs in flight are forgotten; call :meth:`drain`
+        first to keep them); a later job starts new ones."""
+        self._pending.clear()
+        ex, self._executor = self._executor, None
+        if ex is not None:
+            ex.shutdown(wait=False, cancel_futures=True)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -163,7 +180,7 @@ class StreamOwner:
                 f"of one stream, so use one per thread (the model may be shared)"
             )
         try:
-            with self._state:
+            with self._state, np.errstate(all="ignore"):
                 outer, self._holder = self._holder, threading.current_thread().name
                 try:
                     yield
@@ -174,6 +191,11 @@ class StreamOwner:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
-        """The body reads the stream's results: waits for the feeding call in progress."""
-        with self._state:
+        """The body reads the stream's results: waits for the feeding call in progress.
+
+        Feeding and reading run under ``np.errstate(all="ignore")``: the front end's and the
+        timeline's arithmetic floors what underflows or divides by zero itself, and a host that
+        set ``np.seterr(all="raise")`` got a bare ``FloatingPointError`` from a decaying note's
+        tail (a host audit); the host's setting is back once the call returns."""
+        with self._state, np.errstate(all="ignore"):
             yield

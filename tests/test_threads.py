@@ -327,3 +327,127 @@ def test_cli_workers_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         main(["classify", str(clip), "--model", str(FAMILY), "--workers", "0"])
     assert e.value.code == 2
     assert "workers must be an int from 1 to 256, got 0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a host-application audit (2026-12-06)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_work_on_a_host_thread_finishes_after_the_main_thread_returns(tmp_path: Path) -> None:
+    """CPython shuts thread-pool executors down before it joins non-daemon threads (and before
+    atexit handlers): an analysis on such a thread raised "cannot schedule new futures after
+    interpreter shutdown". The calling thread now does the jobs it cannot hand out."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import atexit, threading, instrunet_core as inet\n"
+        f"path = {str(ROOT / 'examples' / 'ensemble.flac')!r}\n"
+        "y = __import__('numpy').resize(__import__('soundfile').read(path, dtype='float32')[0], (60 * 44100, 2))\n"
+        "def work(tag):\n"
+        "    a = inet.analyze(y, 44100, workers=2)\n"
+        "    print(tag, a.label, len(a.timeline), flush=True)\n"
+        "threading.Thread(target=work, args=('thread',)).start()\n"
+        "atexit.register(work, 'atexit')\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = sorted(out.stdout.split("\n")[:2])
+    assert [ln.split()[0] for ln in lines] == ["atexit", "thread"], out.stdout + out.stderr[-2000:]
+    assert lines[0].split()[1:] == lines[1].split()[1:]
+    assert "RuntimeError" not in out.stderr
+
+
+def test_plugin_prints_leave_other_threads_stdout_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry sent plugin prints to stderr with contextlib.redirect_stdout, which swaps
+    sys.stdout for every thread: a host's other threads printed to stderr meanwhile, and two
+    threads building registries at once left sys.stdout as stderr for good."""
+    import io
+    import sys
+
+    from instrunet_core.registry import build_registry, plugin_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    inside, printed = threading.Event(), threading.Event()
+
+    def other() -> None:
+        inside.wait(10)
+        print("host line")
+        printed.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with plugin_stdout():
+        print("plugin line")
+        inside.set()
+        printed.wait(10)
+    t.join(10)
+    assert out.getvalue() == "host line\n" and err.getvalue() == "plugin line\n"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: build_registry(), range(8)))
+    assert sys.stdout is out
+
+
+def test_level_db_waits_for_the_feeding_call() -> None:
+    """Read from a UI thread while the stream was trimmed, level_db raised "internal: item N was
+    dropped": it now waits for the feeding call, as results and analysis() do."""
+    from instrunet_core import Classifier
+
+    clf = Classifier(load_model(FAMILY), keep=4)
+    clf.process(np.zeros(22050, np.float32), 22050)
+    got: list[int] = []
+    with clf._owner.feeding("test"):  # a feeding call in progress on this thread
+        reader = threading.Thread(target=lambda: got.append(len(clf.level_db())))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and not got  # it waits
+    reader.join(10)
+    assert got == [len(clf.level_db())] and got[0] > 0
+
+
+def test_a_host_that_raises_on_floating_point_errors_gets_the_same_answers() -> None:
+    """Under np.seterr(all="raise") a decaying note's tail raised a bare FloatingPointError
+    (underflow) from the front end; the library's arithmetic runs under its own errstate."""
+    import instrunet_core as inet
+
+    t = np.arange(6 * 44100) / 44100
+    note = (0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-8 * t)).astype(np.float32)
+    model = load_model(FAMILY)
+    want = model.predict(note, 44100).probabilities
+    old = np.seterr(all="raise")
+    try:
+        got = model.predict(note, 44100).probabilities
+        inet.analyze(np.full(44100, 1e-40, np.float32), 44100, model=model, analyzers=False)
+        assert np.geterr()["under"] == "raise"  # the host's setting is back
+    finally:
+        np.seterr(**old)
+    assert got == want
+
+
+def test_close_ends_a_classifiers_worker_threads() -> None:
+    """A finished classifier kept its idle worker threads and their scratch buffers (about
+    20 MB each with four workers) with no way to let them go."""
+    import time
+
+    from instrunet_core import Classifier
+
+    y = np.random.default_rng(0).standard_normal(60 * 22050).astype(np.float32) * 0.1
+
+    def batch_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("instrunet-batch")}
+
+    before = batch_threads()
+    with Classifier(load_model(FAMILY), workers=2) as clf:
+        first = [w.probabilities for w in clf.classify(y, 22050)]
+        assert batch_threads() - before
+    for _ in range(100):
+        if not batch_threads() - before:
+            break
+        time.sleep(0.05)
+    assert not batch_threads() - before
+    again = [w.probabilities for w in clf.classify(y, 22050)]  # usable again: new threads
+    clf.close()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))

@@ -419,7 +419,12 @@ class ConditionStream:
         np.clip(y, -MAX_AMPLITUDE, MAX_AMPLITUDE, out=y)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="instrunet-condition")
-        self._judging.append((win, self._pool.submit(self._judge, y)))
+        try:
+            fut = self._pool.submit(self._judge, y)
+        except RuntimeError:  # the interpreter is shutting down: no new threads; judged here
+            fut = Future()
+            fut.set_result(self._judge(y))
+        self._judging.append((win, fut))
 
     def _judge(self, y: np.ndarray) -> tuple[dict[str, float] | None, np.ndarray | None]:
         """A sampled window's features and network probabilities (on the analyzer's thread)."""
