@@ -745,7 +745,13 @@ def _short_floats(x: np.ndarray) -> Any:
     """float32 values as Python floats (nested lists) whose ``repr`` is the shortest decimal that
     reads back as the same float32 (numpy's float32 to text is that decimal)."""
     a = np.asarray(x, np.float32)
-    return a.astype(str).astype(np.float64).tolist() if a.size else a.tolist()
+    if not a.size:
+        return a.tolist()
+    # The text is read back by Python's float(), not numpy's str -> float64 cast: that cast
+    # drops an exception a signal handler raises while it runs (Ctrl-C and SIGTERM during
+    # `embed --windows` were ignored, exit 0: an interruption audit).
+    flat = np.fromiter(map(float, a.astype(str).ravel().tolist()), np.float64, count=a.size)
+    return flat.reshape(a.shape).tolist()
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

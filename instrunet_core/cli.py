@@ -850,8 +850,8 @@ def _analyze(args: argparse.Namespace) -> int:
         if _same_file(t, args.file):
             _err(f"{t}: is the input file; refusing to overwrite it (choose another output path)")
             return EXIT_USAGE
-    real = [os.path.realpath(t) for t in targets if t != "-"]
-    if len(set(real)) != len(real):
+    named = [t for t in targets if t != "-"]
+    if any(_same_file(a, b) for i, a in enumerate(named) for b in named[i + 1 :]):  # hard links too
         _err("--json, --csv, --out and --plot must name different files")
         return EXIT_USAGE
     if targets.count("-") > 1:
@@ -922,8 +922,8 @@ def _analyze(args: argparse.Namespace) -> int:
                 # a plugin writer that returned without writing: said, not taken for a success
                 _err(f"{out}: writer {fmt!r} returned without writing it")
                 rc = EXIT_FAIL
-        except KeyboardInterrupt:
-            raise
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise  # (stdout closed by its reader: main stops quietly; not the writer's failure)
         except OutputError as e:  # the writer layer names the path and the problem
             _err(str(e))
             if out == "-":
@@ -971,6 +971,11 @@ def _batch(args: argparse.Namespace) -> int:
         else:
             _err(f"{out}: is one of the input files; refusing to overwrite it (choose another --out)")
             return EXIT_USAGE
+    if not files:  # a mistyped or unmounted folder is not a finished job (embed says so too)
+        _say(
+            f"instrunet: warning: {_shown(args.dir)}: no audio files under it; nothing written to {_shown(out)}"
+        )
+        return EXIT_OK
     try:
         model = _load(args.model, args)
     except InstrunetError as e:
@@ -1188,13 +1193,34 @@ def _sigterm_unwinds() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: Any) -> None:
-        raise _Terminated
+        raise _Terminated(signum)
 
+    # SIGHUP too (a terminal or ssh session closed): it left a half-written output's temporary
+    # file behind, never removed (an interruption audit)
+    hup = getattr(signal, "SIGHUP", None)
+    hup_was = signal.getsignal(hup) if hup is not None else None
     signal.signal(signal.SIGTERM, stop)
+    if hup is not None and hup_was is signal.SIG_DFL:
+        signal.signal(hup, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if hup is not None and hup_was is signal.SIG_DFL:
+            signal.signal(hup, signal.SIG_DFL)
+
+
+def _ignore_stops() -> None:
+    """The command was stopped (Ctrl-C, SIGTERM): while the interpreter winds down (it waits for
+    the worker threads' last batches), a second Ctrl-C printed a traceback from inside that wait
+    and often aborted the process (SIGABRT, an onnxruntime thread still running); the stop is
+    already under way, so further stops are ignored (the console command only: a host calling
+    ``main()`` keeps its handlers)."""
+    import signal
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1204,7 +1230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             with _warnings_as_lines(), _sigterm_unwinds():
-                return _run(argv)
+                code = _run(argv)
+            if argv is None and code > 128:
+                _ignore_stops()
+            return code
         finally:
             _flush_stdout()
     except BrokenPipeError:
@@ -1234,9 +1263,12 @@ def _run(argv: Sequence[str] | None) -> int:
     }
     try:
         return handler[args.command](args)
-    except _Terminated:
-        _err("terminated")
-        return 143  # 128 + SIGTERM, as a shell reports it
+    except _Terminated as e:
+        import signal
+
+        signum = int(e.args[0]) if e.args else int(signal.SIGTERM)
+        _err("terminated" if signum == signal.SIGTERM else f"terminated ({signal.Signals(signum).name})")
+        return 128 + signum  # as a shell reports it: 143 for SIGTERM, 129 for SIGHUP
     except KeyboardInterrupt:
         _err("interrupted")
         return 130

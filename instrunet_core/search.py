@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -104,6 +105,10 @@ def _file_keys(real: str) -> list[str]:
 def _model_text(m: Mapping[str, Any]) -> str:
     sha = str(m.get("sha256") or "")[:12]
     return f"{m.get('name')} {m.get('version')}" + (f" (sha256 {sha}…)" if sha else "")
+
+
+#: How every record `instrunet embed` writes begins (where one glued to a torn line starts).
+_RECORD_START = '{"schema": "' + EMBEDDING_SCHEMA + '"'
 
 
 @dataclasses.dataclass
@@ -330,11 +335,36 @@ class Library:
 
     def _add_lines(self, lines: Iterable[str], name: str) -> None:
         # line by line: a large library is not held as text as well as vectors
+        torn: list[int] = []
+        first: InputError | None = None
+        before = len(self)
         for i, line in enumerate(lines, 1):
             if i == 1:  # a byte-order mark, as editors on Windows save UTF-8
                 line = line.removeprefix("\ufeff")
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 self._add_record(line, f"{name}:{i}")
+            except InputError as e:
+                # A record cut short (a full disk, `embed` stopped by a signal) is no reason to
+                # refuse every whole one: it is left out and said; a record `embed >>` appended
+                # after it, on the same line, is read from where it starts.
+                if not str(e).startswith(f"{name}:{i}: not JSON"):
+                    raise
+                first = first or e
+                torn.append(i)
+                start = line.find(_RECORD_START, 1)
+                if start > 0:
+                    self._add_record(line[start:], f"{name}:{i}")
+        if torn:
+            if len(self) == before:  # nothing whole: not a library (or nothing left of one)
+                raise first or InputError(f"{name}: no embedding record")
+            warnings.warn(
+                f"{name}: line{'s' if len(torn) > 1 else ''} {', '.join(map(str, torn[:5]))}"
+                f"{' ...' if len(torn) > 5 else ''}: not a whole record (a write cut short?): left out",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _add_record(self, line: str, where: str) -> None:
         """One JSON line of ``instrunet embed`` (``where``: its file and line, for errors)."""

@@ -37,6 +37,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -296,7 +297,10 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
         raise _cannot_write(target, e) from None
     try:
         yield tmp
-        if into:
+        if into and not special:
+            _copy_into_linked(tmp, target)
+            os.unlink(tmp)
+        elif into:
             with open(tmp, "rb") as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out)
             os.unlink(tmp)
@@ -309,6 +313,52 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[s
         if isinstance(e, OSError) and not isinstance(e, InstrunetError):
             raise _cannot_write(target, e) from None
         raise
+
+
+def _copy_into_linked(tmp: str, target: str) -> None:
+    """Copy ``tmp`` over a regular file with other hard links, which must see the new content,
+    so that a full disk or a signal cannot leave it half written: the space is reserved first
+    (``posix_fallocate`` to the larger of the two sizes: a full disk refuses before anything
+    is touched), then the content is written over the old from its start and the file cut to
+    its length with SIGINT, SIGTERM and SIGHUP held back (delivered once it is whole). Before, the
+    file was emptied first: an interrupted or failed copy left both names holding a torn file."""
+    size = os.path.getsize(tmp)
+    with open(target, "r+b") as out:
+        old = os.fstat(out.fileno()).st_size
+        if size > old:
+            try:
+                os.posix_fallocate(out.fileno(), 0, size)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise  # ENOSPC: refused with the file as it was
+                free = os.statvfs(target)
+                if free.f_bavail * free.f_frsize < size - old:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+        held = _hold_signals()
+        try:
+            with open(tmp, "rb") as src:
+                shutil.copyfileobj(src, out)
+            out.truncate(size)
+            out.flush()
+        finally:
+            _release_signals(held)
+
+
+_HELD_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _hold_signals() -> Any:
+    """Hold back the signals that stop a command (this thread's mask; a no-op where threads
+    cannot mask signals)."""
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _release_signals(held: Any) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:

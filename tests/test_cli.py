@@ -553,3 +553,25 @@ def test_a_librarys_log_warning_is_one_instrunet_line(capsys: pytest.CaptureFixt
         logging.getLogger("matplotlib").info("not shown")
     assert capsys.readouterr().err == "instrunet: warning: no transparency in EPS\n"
     assert not any(type(h).__name__ == "_Lines" for h in logging.getLogger().handlers)
+
+
+def test_outputs_that_are_one_file_through_hard_links_and_a_batch_of_nothing(
+    tiny_registry, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interruption audit (2026-12-06): `--json a.json --csv b.csv` where b.csv is a hard
+    link of a.json was accepted and the JSON silently replaced by the CSV; `batch` of a folder
+    with no audio wrote an empty results file and said nothing."""
+    import os
+
+    a, b = tmp_path / "a.json", tmp_path / "b.csv"
+    a.write_text("old")
+    os.link(a, b)
+    rc = main(["analyze", str(audio_dir / "good.wav"), "--json", str(a), "--csv", str(b)])
+    assert rc == 2 and "must name different files" in capsys.readouterr().err
+    assert a.read_text() == "old"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "r.jsonl"
+    assert main(["batch", str(empty), "--out", str(out)]) == 0
+    assert "empty: no audio files under it; nothing written to" in capsys.readouterr().err
+    assert not out.exists()

@@ -90,7 +90,6 @@ def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
     old = {k: v for k, v in rec.items() if k not in ("schema", "instrunet_version")}
     assert Library.read(io.StringIO(json.dumps(old))).paths == [str(files[0])]  # lines from before the keys
     cases = {
-        "not JSON": "{oops",
         "'instrunet.analysis/3' document, not an embedding record": json.dumps(
             {**rec, "schema": "instrunet.analysis/3"}
         ),
@@ -117,6 +116,22 @@ def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
         with pytest.raises(InputError, match=msg) as e:
             Library.read(bad)
         assert str(e.value).startswith(f"{bad}:2:"), str(e.value)
+    # a line that is not JSON: alone, not a library; beside whole records, a record cut short
+    # (a full disk, `embed` stopped by a signal: an interruption audit) left out and said, and
+    # a record `embed >>` appended to it read from where it starts
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    with pytest.raises(InputError, match=f"{bad}:1: not JSON"):
+        Library.read(bad)
+    second = index.read_text().splitlines()[1]
+    bad.write_text(good + "\n" + second[: len(second) // 2] + "\n")
+    with pytest.warns(
+        RuntimeWarning, match=r"bad\.jsonl: line 2: not a whole record \(a write cut short\?\): left out"
+    ):
+        assert Library.read(bad).paths == [files[0]]
+    bad.write_text(good + "\n" + second[: len(second) // 2] + second + "\n")
+    with pytest.warns(RuntimeWarning, match="line 2: not a whole record"):
+        assert Library.read(bad).paths == files[:2]
     (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(InputError, match="not a text file"):
         Library.read(tmp_path / "bin.jsonl")
@@ -595,3 +610,39 @@ def test_analysis_json_with_embeddings_writes_the_rows_one_at_a_time(
     monkeypatch.setattr(analysis_mod.Embedding, "to_dict", spy)
     write_json(an, tmp_path / "a.json")
     assert (tmp_path / "a.json").read_text() == want and listed == [False]
+
+
+def test_a_signal_during_the_vectors_text_is_not_lost() -> None:
+    """An interruption audit (2026-12-06): numpy's str -> float64 cast drops an exception a
+    signal handler raises while it runs, so Ctrl-C or SIGTERM while `embed --windows` encoded
+    its vectors was ignored and the command ended with exit 0."""
+    import signal
+
+    from instrunet_core.analysis import _short_floats
+
+    a = np.random.default_rng(0).standard_normal((400, 512)).astype(np.float32)
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    import time
+
+    t0 = time.perf_counter()
+    _short_floats(a)
+    took = time.perf_counter() - t0
+    old = signal.signal(signal.SIGALRM, handler)
+    delays = [took * k / 8 + 1e-3 for k in range(8)]  # the signal at every stage of the work
+    try:
+        raised = 0
+        for d in delays:
+            signal.setitimer(signal.ITIMER_REAL, d)
+            try:
+                _short_floats(a)
+                time.sleep(2.0)  # where a signal that arrives after the work is raised
+            except KeyboardInterrupt:
+                raised += 1
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    assert raised == len(delays)
+    assert _short_floats(np.float32([0.1, 1e-8])) == [0.1, 1e-08]

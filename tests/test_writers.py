@@ -432,3 +432,55 @@ def test_an_output_that_cannot_be_written_is_said_before_the_audio_is_read(
     check_writable(tmp_path / "new" / "deeper" / "x.json")  # folders made when written: fine
     assert not (tmp_path / "new").exists()
     check_writable("-")
+
+
+def test_a_hard_linked_output_is_never_left_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interruption audit (2026-12-06): a file with a second hard link is written into (so
+    the other name sees the new content), and it was emptied first: a full disk or a SIGTERM in
+    the middle of the copy left both names holding a torn JSON."""
+    import errno
+    import shutil
+    import signal
+
+    from instrunet_core.writers import atomic_write_text
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text('{"old": 1}')
+    os.link(a, b)
+    new = json.dumps({"new": list(range(3000))})
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(OutputError, match="No space left on device"):
+        atomic_write_text(a, new)
+    assert b.read_text() == '{"old": 1}' and os.stat(a).st_nlink == 2
+    monkeypatch.undo()
+
+    got: list[int] = []
+    real = shutil.copyfileobj
+
+    def copy_then_signal(src: Any, dst: Any, *args: Any) -> None:
+        data = src.read()
+        dst.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGTERM)  # held back until the file is whole
+        dst.write(data[len(data) // 2 :])
+
+    def handler(signum: int, frame: Any) -> None:
+        got.append(signum)
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    monkeypatch.setattr(shutil, "copyfileobj", copy_then_signal)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write_text(a, new)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        monkeypatch.setattr(shutil, "copyfileobj", real)
+    assert got == [signal.SIGTERM] and json.loads(b.read_text()) == json.loads(new)
+    atomic_write_text(a, "short")  # a shorter content is cut to its length
+    assert b.read_text() == "short" and os.stat(a).st_nlink == 2
