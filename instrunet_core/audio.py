@@ -382,10 +382,18 @@ def _position(f: Any) -> int:
 
 
 def _seekable(f: Any) -> bool:
+    """Whether a file object can be read as a file (sought, its length known). A descriptor on a
+    character device is not, though it says it can seek: stdin from /dev/zero seeks to an "end"
+    of 0 and was called an empty stream (a docs audit); it is read as a stream is, bounded."""
     try:
-        return bool(f.seekable()) if hasattr(f, "seekable") else hasattr(f, "seek")
+        if not (bool(f.seekable()) if hasattr(f, "seekable") else hasattr(f, "seek")):
+            return False
     except (OSError, ValueError):
         return False
+    try:
+        return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError, TypeError, io.UnsupportedOperation):
+        return True  # no descriptor (io.BytesIO, a wrapper): its own seek is its length
 
 
 def _open(source: Any, *, count: bool = True) -> _SoundFile:

@@ -302,6 +302,24 @@ def test_score_teachers_needs_a_dev_split(trained: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="no dev split to score the teachers on"):
         train.main([*run, *args, "--score-teachers", str(out)])
     assert not out.exists()
+    # the README's command gives no --out (a docs audit: it failed on argparse's "required")
+    with pytest.raises(ValueError, match="no dev split to score the teachers on"):
+        train.main([*run[:2], *run[4:], *args, "--score-teachers", str(out)])
+    with pytest.raises(SystemExit):
+        train.main([*run[:2], *run[4:], *args])  # a training run needs its folder
+
+
+def test_the_condition_builders_refuse_a_corpus_without_the_splits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A docs audit (2026-12-06): `training.condition build` on a missing corpus said each split
+    was "skipped", wrote an empty condition.json and exited 0; `recordings` ended in a traceback."""
+    from training.condition.__main__ import main as condition_main
+
+    for cmd in ("build", "recordings"):
+        assert condition_main([cmd, "--corpus", str(tmp_path / "none"), "--out", str(tmp_path / "c")]) == 2
+        assert "none: no " in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 def test_compact_open_set_model_trains_distilled_and_exports(trained: dict[str, Path]) -> None:

@@ -144,3 +144,24 @@ def test_a_reader_that_stops_early_is_not_a_writers_failure(tiny_model_dir: Path
         assert p.stderr is not None
         err = p.stderr.read().decode()
         assert p.returncode == 1 and "failed" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="a character device")
+def test_stdin_from_a_device_is_read_as_a_stream(tiny_model_dir: Path) -> None:
+    """A docs audit (2026-12-06): `classify - < /dev/zero` said "empty stream (0 bytes)": a
+    descriptor on a character device says it can seek, and its "end" is 0. It is read as a
+    stream is, so the documented refusal from its first MiB is what comes out."""
+    cmd, env = cli_child(tiny_model_dir)
+    with open("/dev/zero", "rb") as zero:
+        r = subprocess.run(
+            [*cmd, "classify", "-"], stdin=zero, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert r.returncode == 1
+    assert (
+        r.stderr.strip() == "instrunet: error: -: not an audio file (its first 1024 KiB hold no audio header)"
+    )
+    with open("/dev/null", "rb") as null:
+        r = subprocess.run(
+            [*cmd, "classify", "-"], stdin=null, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert r.returncode == 1 and r.stderr.strip() == "instrunet: error: -: empty stream (0 bytes)"

@@ -1291,7 +1291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.train", description="Train a family model.")
     ap.add_argument("--model", required=True, choices=["baseline", "seed_v3", "default", "compact", "large"])
     ap.add_argument("--corpus", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="the run's folder (required unless --score-teachers)")
     for f in dataclasses.fields(Config):
         if f.name in {"model", "corpus", "out", "progress"}:
             continue
@@ -1342,6 +1342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="score the mean of these saved epochs of the run in --out (e.g. 1,2; repeat), print and stop",
     )
     args = ap.parse_args(argv)
+    if args.out is None:
+        if args.score_teachers is None:
+            ap.error("the following arguments are required: --out (the run's folder)")
+        args.out = args.score_teachers.parent  # scoring teachers writes only its JSON there
     kw = {
         k: v
         for k, v in vars(args).items()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .data import DEFAULT_SEED, FLOORS, SPLITS, build, build_recordings
 from .report import compare, evaluate, false_alarm_drivers, praat_check, prior_curve
@@ -130,6 +132,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     fu.add_argument("--version", required=True, help="the fused artifact's version (a new folder)")
     args = ap.parse_args(argv)
     kw = {k: v for k, v in vars(args).items() if k != "cmd"}  # the options are named as the parameters
+    if args.cmd in ("build", "recordings"):
+        # a corpus without a split asked for is said before anything is built (build reported
+        # each as "skipped", wrote an empty condition.json and exited 0; recordings ended in a
+        # traceback: a docs audit)
+        wanted = args.splits if args.cmd == "build" else ("valid", "test", "dev")
+        missing = [sp for sp in wanted if not (args.corpus / sp / "examples.json").is_file()]
+        if missing:
+            print(
+                f"training.condition: error: {args.corpus}: no {missing[0]}/examples.json (build the corpus "
+                "first" + (", or leave that split out with --splits" if args.cmd == "build" else "") + ")",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        return _dispatch(args, kw)
+    except (OSError, ValueError) as e:
+        from training.nsynth import NSynthError
+
+        if isinstance(e, NSynthError) or isinstance(e, OSError):
+            print(f"training.condition: error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _dispatch(args: argparse.Namespace, kw: dict[str, Any]) -> int:
     if args.cmd == "compare":
         compare(**kw)
     elif args.cmd == "fuse":
