@@ -68,7 +68,7 @@ def save(
         for i, w in enumerate(weights):
             arrays[f"trained{j}/{i}"] = np.asarray(w)
     with atomic_path(out / name) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # (numpy's stubs take ** for allow_pickle)
     doc = {
         "schema": 1,
         "config": config,

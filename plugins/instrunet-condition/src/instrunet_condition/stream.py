@@ -370,8 +370,8 @@ class ConditionStream:
             # (condition_of's test): a quiet note whose peaks pass it is too short or too quiet
             a = int(round(w.start * self.sr))
             y = self._audio(a, a + int(w.n_samples))
-            why = "silent" if y is None else (_why_not_judged(y, self.sr) or "too_quiet")
-            self._skip(why, ())
+            reason = "silent" if y is None else (_why_not_judged(y, self.sr) or "too_quiet")
+            self._skip(reason, ())
             return
         p = np.asarray(w.probabilities, dtype=np.float64)
         present = (
