@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 
 from . import hookspecs
-from ._analyzer_threads import AnalyzerThread, Limit, prints_to_stderr, resolve_limit
+from ._analyzer_threads import AnalyzerThread, Limit, RoutedStdout, prints_to_stderr, resolve_limit
 from .errors import InputError, ModelError, PluginError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, SEMVER_RE, Manifest, parse_semver, read_manifest
@@ -160,6 +160,8 @@ def plugin_stdout(*, fd: bool = False) -> Iterator[None]:
     """
     saved = None
     data = data_stdout()  # machine output's stdout (writers.write_stdout)
+    while isinstance(data, RoutedStdout):  # the stream itself: this thread's prints are routed away
+        data = data.wrapped
     made = None  # the copy of fd 1 made here, flushed before fd 1 is given back
     if fd:
         with contextlib.suppress(OSError, ValueError, AttributeError):
