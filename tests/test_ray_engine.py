@@ -436,3 +436,64 @@ def test_a_parquet_output_holds_a_name_that_is_not_utf8(
     assert s["written"] == 2 and s["errors"] == 0
     paths = sorted(os.path.basename(r["path"]) for r in pq.read_table(out).to_pylist())
     assert paths == ["b\\xffname.wav", "flute.wav"]
+
+
+def test_an_actor_refuses_a_model_other_than_the_drivers(installed_registry: object) -> None:
+    """A Ray audit (2026-12-06): the actors resolved the user's --model again on the worker (its
+    own default, its newest version) and nothing compared it with the driver's: one output held
+    two models' records. The actor loads the driver's model and checks its digest."""
+    from instrunet_ray.engine import TaggingActor
+
+    from instrunet_core.errors import ModelError
+
+    t = TaggingActor("family@2.1.0", expect_sha256=instrunet_core_sha("family", "2.1.0"))
+    assert (t.model.name, t.model.version) == ("family", "2.1.0")
+    with pytest.raises(ModelError, match="not the driver's model"):
+        TaggingActor("family-compact", expect_sha256=instrunet_core_sha("family", "2.1.0"))
+
+
+def instrunet_core_sha(name: str, version: str) -> str:
+    import instrunet_core
+
+    return instrunet_core.load_model(name, version).manifest.sha256
+
+
+def test_pipes_addresses_empty_folders_and_parquet_parts_by_time(
+    local_ray: None, installed_registry: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray audit (2026-12-06): a named pipe in a list of paths hung the run; an address that
+    does not answer retried for minutes; an empty folder looked like a finished job; a driver
+    killed outright lost up to 255 Parquet records held in memory."""
+    import time
+
+    from instrunet_ray import engine
+
+    from instrunet_core.errors import InputError
+
+    d = tmp_path / "given"
+    d.mkdir()
+    flute = d / "flute.wav"
+    shutil.copy(ROOT / "examples" / "solo_flute.wav", flute)
+    fifo = d / "pipe.wav"
+    os.mkfifo(fifo)
+    out = tmp_path / "r.jsonl"
+    s = instrunet_ray.tag_collection([str(flute), str(fifo)], out, workers=1, log=lambda _: None)
+    assert (s["written"], s["errors"]) == (2, 1)
+    assert "not a regular file (a named pipe" in _records(out)[os.path.realpath(fifo)]["error"]
+    with pytest.raises(InputError, match="cannot reach a Ray cluster there"):
+        engine._check_reachable("127.0.0.1:1", timeout=2.0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(RuntimeWarning, match="no audio files under it; nothing written to"):
+        s = instrunet_ray.tag_collection(empty, tmp_path / "e.jsonl", workers=1, log=lambda _: None)
+    assert s["files"] == 0 and not (tmp_path / "e.jsonl").exists()
+    parts = engine._Parts(tmp_path / "pq", part_size=256)
+    try:
+        parts.append({"path": "a", "label": "x"})
+        assert not list((tmp_path / "pq").glob("*.parquet"))
+        monkeypatch.setattr(engine, "PART_SECONDS", 0.0)
+        time.sleep(0.01)
+        parts.append({"path": "b", "label": "y"})
+        assert len(list((tmp_path / "pq").glob("*.parquet"))) == 1 and not parts.pending
+    finally:
+        parts.close()

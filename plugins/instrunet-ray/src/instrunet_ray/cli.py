@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from instrunet_core.arguments import add_count_option, hop_type
@@ -64,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .engine import tag_collection
 
     reaper = _reaper.start() if args.address is None else None
+    shown = warnings.showwarning
+    # the core's warnings (a named pipe left out of a folder, ...) as this command's lines, not
+    # Python's with a source line
+    warnings.showwarning = lambda message, *a, **k: _say(f"instrunet-ray: warning: {message}")
     try:
         s = tag_collection(**vars(args))  # the options are named as its parameters
     except InstrunetError as e:
@@ -76,14 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(describe(e, first_line=True))
         return 1
     finally:
+        warnings.showwarning = shown
         _shutdown_ray(args.address)
         _reaper.stop(reaper)
     return 1 if s["errors"] else 0
 
 
-def _error(msg: str) -> None:
+def _say(line: str) -> None:
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        print(f"instrunet-ray: error: {msg}", file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
+
+
+def _error(msg: str) -> None:
+    _say(f"instrunet-ray: error: {msg}")
 
 
 def _shutdown_ray(address: str | None) -> None:

@@ -29,8 +29,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import stat
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,17 +137,35 @@ class TaggingActor:
     Parameters
     ----------
     model : str, optional
-        Registered model name (default model when omitted); resolved on the worker.
+        Registered model (``name`` or ``name@version``; the default model when omitted) or an
+        artifact path, resolved on the worker (the driver passes the model it resolved).
+    expect_sha256 : str, optional
+        The driver's model's manifest sha256: another model loaded here is a ``ModelError``.
     hop : float, optional
         Seconds between windows.
     intra_op_threads : int
         onnxruntime threads per actor (1: one actor per CPU the pool is given).
     """
 
-    def __init__(self, model: str | None = None, hop: float | None = None, intra_op_threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        hop: float | None = None,
+        intra_op_threads: int = 1,
+        expect_sha256: str | None = None,
+    ) -> None:
         from instrunet_core import load_model
+        from instrunet_core.errors import ModelError
 
         self.model = load_model(model, intra_op_threads=intra_op_threads)
+        if expect_sha256 is not None and self.model.manifest.sha256 != expect_sha256:
+            # a worker whose installed models (or INSTRUNET_DEFAULT_MODEL) differ from the
+            # driver's: its results would go into one output under another model's name
+            raise ModelError(
+                f"this Ray worker ({os.uname().nodename}) loaded {self.model.name} {self.model.version} "
+                f"(sha256 {self.model.manifest.sha256[:12]}), not the driver's model (sha256 "
+                f"{expect_sha256[:12]}): install the same model on every node"
+            )
         # one pipeline worker: Ray gives each actor one CPU and runs one actor per CPU
         self.classifier = self.model.classifier(hop=hop, workers=1)
 
@@ -156,12 +177,50 @@ class TaggingActor:
         return {"record": np.array(out, dtype=object)}
 
 
-def _unreadable(path: str, model: Any) -> dict[str, Any] | None:
-    """The error record of a file Ray's read tasks could not read (missing, a folder, unreadable)
-    or that is empty, with the core's message (``instrunet batch``'s); ``None`` for a file to
-    send to the actors. Only a failed ``stat`` or an empty file is opened here."""
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A cluster's ``host:port`` that does not answer is one error line: ``ray.init`` retried for
+    minutes with Ray's own log lines and did not end on SIGTERM (a Ray audit). ``None``,
+    ``"auto"``, ``"local"`` and ``ray://`` addresses are left to Ray."""
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--address {address}: expected host:port (or auto)")
     try:
-        if os.stat(path).st_size > 0 and os.access(path, os.R_OK) and not os.path.isdir(path):
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"--address {address}: cannot reach a Ray cluster there ({e.strerror or e})"
+        ) from None
+
+
+def _is_path_spec(model: str) -> bool:
+    """Whether a ``--model`` value names an artifact on disk rather than a registered model."""
+    return os.sep in model or model.endswith((".onnx", ".json")) or os.path.exists(model)
+
+
+def _unreadable(path: str, model: Any) -> dict[str, Any] | None:
+    """The error record of a file the actors could not read (missing, a folder, unreadable)
+    or that is empty, with the core's message (``instrunet batch``'s); ``None`` for a file to
+    send to the actors. Only a failed ``stat`` or an empty file is opened here; a named pipe,
+    socket or device is an error record at once (opened here it hung for a writer, or was
+    drained, and the actor then waited for ever: a Ray audit)."""
+    try:
+        st = os.stat(path)
+        if (
+            stat.S_ISFIFO(st.st_mode)
+            or stat.S_ISSOCK(st.st_mode)
+            or stat.S_ISCHR(st.st_mode)
+            or stat.S_ISBLK(st.st_mode)
+        ):
+            return error_record(
+                path,
+                f"{path}: not a regular file (a named pipe, socket or device): instrunet-ray's actors "
+                "read files themselves (classify it with `instrunet classify`)",
+                model,
+            )
+        if st.st_size > 0 and os.access(path, os.R_OK) and not os.path.isdir(path):
             return None
     except OSError:
         pass
@@ -186,6 +245,12 @@ def _utf8(v: Any) -> Any:
     return v
 
 
+#: Seconds of finished records a Parquet output holds in memory at most: a part is written
+#: when ``part_size`` records or this long have gone by, so a driver killed outright (SIGKILL,
+#: the OOM killer) loses no more (it lost up to 255 records: a Ray audit).
+PART_SECONDS = 30.0
+
+
 class _Parts:
     """Parquet parts of ``part_size`` records in the folder ``out``, each written whole or not at
     all; the folder is locked (``out/.instrunet-ray.lock``) while a run appends to it, as a JSON
@@ -194,6 +259,7 @@ class _Parts:
     def __init__(self, out: Path, part_size: int = 256) -> None:
         self.out, self.part_size = out, part_size
         self.pending: list[dict[str, Any]] = []
+        self._flushed = time.monotonic()
         out.mkdir(parents=True, exist_ok=True)
         self._lockfile = open(out / ".instrunet-ray.lock", "a+b")  # noqa: SIM115 - closed in close()
         if not try_lock(self._lockfile):
@@ -207,7 +273,7 @@ class _Parts:
 
     def append(self, rec: dict[str, Any]) -> None:
         self.pending.append(rec)
-        if len(self.pending) >= self.part_size:
+        if len(self.pending) >= self.part_size or time.monotonic() - self._flushed >= PART_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -228,6 +294,7 @@ class _Parts:
         with atomic_path(self.out / name, suffix=".parquet") as tmp:
             pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
         self.pending.clear()
+        self._flushed = time.monotonic()
 
 
 def tag_collection(
@@ -315,6 +382,25 @@ def tag_collection(
     if fmt == "parquet" and out.exists() and not out.is_dir():
         raise OutputError(f"{out}: not a directory; Parquet output is a folder of parts")
     files = collect_files(source)
+    if not files and isinstance(source, (str, os.PathLike)):
+        # a mistyped or unmounted folder is not a finished job (instrunet batch says so too)
+        warnings.warn(
+            f"{os.fspath(source)}: no audio files under it; nothing written to {out}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return {
+            "files": 0,
+            "skipped": 0,
+            "changed": 0,
+            "written": 0,
+            "errors": 0,
+            "workers": workers,
+            "seconds": 0.0,
+            "files_per_s": 0.0,
+            "first_record_s": None,
+            "steady_files_per_s": None,
+        }
     # The model the actors will load, once here: 'not installed' or a broken artifact is one
     # ModelError before any Ray process starts (the actors' own errors would come back as
     # Ray's ActorDiedError tracebacks); it also goes into the driver's error records.
@@ -389,6 +475,7 @@ def tag_collection(
         if not todo:
             return _finish(summary, t0, workers, log, ray_records[0]) if summary["written"] else summary
         if not ray.is_initialized():
+            _check_reachable(address)
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
             stack.callback(ray.shutdown)  # the instance this call started ends with it
         # The actors read the files themselves (the core's decoder: a file that vanishes meanwhile
@@ -396,10 +483,18 @@ def tag_collection(
         # gets through Arrow. Blocks of at most BLOCK_FILES files: records come back as blocks end.
         blocks = max(1, min(len(todo), max(workers * 4, -(-len(todo) // BLOCK_FILES))))
         names = ray.data.from_items([{"path": os.fsencode(p)} for p in todo], override_num_blocks=blocks)
+        # The actors load the driver's model, named as resolved here (name@version, or the
+        # user's artifact path), and check its digest: a worker's own default or newest version
+        # put another model's records in the output (a Ray audit).
+        spec = (
+            model
+            if model is not None and _is_path_spec(model)
+            else f"{driver_model.name}@{driver_model.version}"
+        )
         ds = names.map_batches(
             TaggingActor,
-            fn_constructor_kwargs={"model": model, "hop": hop},
-            concurrency=workers,
+            fn_constructor_kwargs={"model": spec, "hop": hop, "expect_sha256": driver_model.manifest.sha256},
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
             batch_size=batch_size,
         )
