@@ -246,6 +246,41 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
         timeout=120,
     )
     assert bad.returncode == 1 and "resample first" in bad.stderr
+    # a Ray/Node audit (2026-12-06): a DC offset counted as sound in its levels (4 s of DC at
+    # 0.5: "brass 0.906" against instrunet's silence), a header cut short was a Node
+    # RangeError, and a data size of 0 (a recorder's unfinished header) "no samples"
+    offset = tmp_path / "offset.wav"
+    sf.write(
+        offset, np.concatenate([y[: 5 * FE.sample_rate] * 0.05, y]) + 0.25, FE.sample_rate, subtype="FLOAT"
+    )
+    dc = tmp_path / "dc.wav"
+    sf.write(dc, np.full(4 * FE.sample_rate, 0.5, np.float32), FE.sample_rate, subtype="FLOAT")
+    pcm = tmp_path / "unfinished.wav"
+    sf.write(pcm, y, FE.sample_rate, subtype="PCM_16")
+    raw = bytearray(pcm.read_bytes())
+    raw[raw.index(b"data") + 4 : raw.index(b"data") + 8] = (0).to_bytes(4, "little")
+    pcm.write_bytes(bytes(raw))
+    for f in (offset, dc, pcm):
+        js = json.loads(
+            subprocess.run(
+                [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(f)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout
+        )
+        want = load_model(FAMILY).predict(str(f)).probabilities
+        np.testing.assert_allclose(js["mean"], [want[lab] for lab in js["labels"]], atol=2e-3, err_msg=f.name)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(pcm.read_bytes()[:30])
+    bad = subprocess.run(
+        [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(cut)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "cut.wav: its fmt chunk is cut short" in bad.stderr
 
 
 def test_cuda_request_falls_back_to_cpu_and_says_so(waveform_dir: Path) -> None:

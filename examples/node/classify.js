@@ -17,7 +17,10 @@
 // Prints JSON: {labels, starts, probabilities (one row per window), silent (per window), mean}:
 // `mean` is instrunet's overall answer (Model.predict's probabilities): the loudness-weighted
 // mean of the windows that are not silent (a window below -60 dBFS RMS is silent; the others
-// weigh their linear RMS relative to the loudest), all zeros when every window is silent.
+// weigh their linear RMS relative to the loudest), all zeros when every window is silent. A
+// window's level is measured as instrunet measures it: in 512-sample blocks, each about its own
+// least-squares straight line (so a DC offset or a slow drift is no sound), their powers averaged
+// by samples.
 'use strict';
 
 const fs = require('node:fs');
@@ -34,14 +37,15 @@ function fail(msg) {
 
 function readWav(file) {
   const b = fs.readFileSync(file);
-  if (b.toString('ascii', 0, 4) !== 'RIFF' || b.toString('ascii', 8, 12) !== 'WAVE') fail(`${file}: not a RIFF/WAVE file`);
+  if (b.length < 12 || b.toString('ascii', 0, 4) !== 'RIFF' || b.toString('ascii', 8, 12) !== 'WAVE') fail(`${file}: not a RIFF/WAVE file`);
   let off = 12;
   let fmt = null;
   while (off + 8 <= b.length) {
     const id = b.toString('ascii', off, off + 4);
-    const size = b.readUInt32LE(off + 4);
+    let size = b.readUInt32LE(off + 4);
     const body = off + 8;
     if (id === 'fmt ') {
+      if (size < 16 || body + 16 > b.length) fail(`${file}: its fmt chunk is cut short (the file ends in its header)`);
       let format = b.readUInt16LE(body);
       if (format === 0xfffe) format = b.readUInt16LE(body + 24); // WAVE_FORMAT_EXTENSIBLE: sub-format
       fmt = { format, channels: b.readUInt16LE(body + 2), rate: b.readUInt32LE(body + 4), bits: b.readUInt16LE(body + 14) };
@@ -49,6 +53,9 @@ function readWav(file) {
       if (!fmt) fail(`${file}: data chunk before fmt chunk`);
       const { format, channels, rate, bits } = fmt;
       const bytes = bits / 8;
+      // a data size of 0 (or past the file's end) is a header a recorder never finished: the
+      // samples are the rest of the file, as instrunet (libsndfile) reads them
+      if (size === 0 || size === 0xffffffff) size = b.length - body;
       const frames = Math.floor(Math.min(size, b.length - body) / (bytes * channels));
       const mono = new Float32Array(frames);
       for (let i = 0; i < frames; i++) {
@@ -66,6 +73,30 @@ function readWav(file) {
     off = body + size + (size % 2);
   }
   fail(`${file}: no data chunk`);
+}
+
+// Samples per level block (instrunet_core.features.LEVEL_BLOCK).
+const LEVEL_BLOCK = 512;
+
+// Power of y[a..b) about its own least-squares straight line (0 for fewer than 3 samples).
+function blockPower(y, a, b) {
+  const n = b - a;
+  if (n < 3) return 0;
+  let mx = 0;
+  for (let i = a; i < b; i++) mx += y[i];
+  mx /= n;
+  const mt = (n - 1) / 2;
+  let sxx = 0;
+  let sxt = 0;
+  let stt = 0;
+  for (let i = a; i < b; i++) {
+    const x = y[i] - mx;
+    const t = i - a - mt;
+    sxx += x * x;
+    sxt += x * t;
+    stt += t * t;
+  }
+  return Math.max(sxx - (sxt * sxt) / stt, 0) / n;
 }
 
 function windows(y, win, hop, frame) {
@@ -114,9 +145,9 @@ async function main() {
   // each window's level over the samples it holds (not its padding), in dB re. full scale
   const levels = starts.map((s) => {
     const end = Math.min(s + win, samples.length);
-    let sum = 0;
-    for (let i = s; i < end; i++) sum += samples[i] * samples[i];
-    return 10 * Math.log10(Math.max(sum / Math.max(1, end - s), 1e-20));
+    let total = 0;
+    for (let a = s; a < end; a += LEVEL_BLOCK) total += blockPower(samples, a, Math.min(a + LEVEL_BLOCK, end)) * (Math.min(a + LEVEL_BLOCK, end) - a);
+    return 10 * Math.log10(Math.max(total / Math.max(1, end - s), 1e-20));
   });
   const silent = levels.map((db) => db < SILENCE_DB);
   const top = Math.max(...levels.filter((db, i) => !silent[i]));
