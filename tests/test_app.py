@@ -83,14 +83,14 @@ TONE = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 8000) / 8000))
             TONE,
             service.Limits(max_mb=0.01),
             InputError,
-            "big.wav: the file is 0.0 MB; the limit is 0.01 MB",
+            "big.wav: the file is {:,} bytes, more than the limit of 0.01 MB (10,000 bytes)".format(len(TONE)),
         ),
         (
             "long.wav",
             TONE,
             service.Limits(max_seconds=2),
             InputError,
-            "long.wav: the recording is 3.0 s long; the limit is 2 s",
+            "long.wav: the recording is 3.000 s long, more than the limit of 2 s",
         ),
     ],
 )
@@ -583,7 +583,7 @@ def test_the_player_gets_the_uploads_real_container():
     aiff = buf.getvalue()
     assert service.audio_mime("aiff_as.wav", aiff[:16]) == "audio/aiff"
     data, mime = service.player_audio(aiff, "aiff_as.wav")
-    assert mime == "audio/wav" and data[:4] == b"RIFF"
+    assert mime == "audio/flac" and data[:4] == b"fLaC"
     np.testing.assert_allclose(sf.read(io.BytesIO(data))[0], y, atol=1 / 16384)
     assert service.player_audio(TONE, "tone.mp3") == (TONE, "audio/wav")  # a WAV named .mp3
     assert service.player_audio(FLUTE.read_bytes(), "f.wav")[1] == "audio/wav"
@@ -693,15 +693,56 @@ def test_the_player_gets_what_browsers_play_and_what_was_analysed() -> None:
         buf = io.BytesIO()
         sf.write(buf, y, sr, format=fmt, subtype="PCM_16")
         data, mime = service.player_audio(buf.getvalue(), "named.wav")
-        assert mime == "audio/wav" and data[:4] == b"RIFF", fmt
+        assert mime == "audio/flac" and data[:4] == b"fLaC", fmt
         got, rate = sf.read(io.BytesIO(data), dtype="float32")
         assert rate == sr and abs(len(got) - len(y)) == 0 and np.abs(got - y).max() < 1e-3, fmt
     buf = io.BytesIO()
     sf.write(buf, np.repeat(y[:, None], 6, axis=1), sr, format="WAV", subtype="PCM_16")
     data, mime = service.player_audio(buf.getvalue(), "six.wav")
-    assert mime == "audio/wav" and sf.info(io.BytesIO(data)).channels == 2
+    assert mime == "audio/flac" and sf.info(io.BytesIO(data)).channels == 2
     data, mime = service.player_audio(plain, "cut.wav", seconds=0.5)
     assert sf.info(io.BytesIO(data)).frames == sr // 2
+    # an app audit (2026-12-06): samples browsers do not play inside a WAV went as they were
+    # ("0:00 / 0:00"); a 384 kHz upload became a WAV at 384 kHz (906 MB for 1.2 MB of silence);
+    # a FLAC that loses sync partway went whole, with its header's length
+    for subtype, rate in (("IMA_ADPCM", sr), ("MS_ADPCM", sr), ("GSM610", 8000), ("DOUBLE", sr)):
+        buf = io.BytesIO()
+        sf.write(buf, y, rate, format="WAV", subtype=subtype)
+        data, mime = service.player_audio(buf.getvalue(), "odd.wav")
+        frames = sf.info(io.BytesIO(buf.getvalue())).frames  # (ADPCM pads its last block)
+        assert mime == "audio/flac" and sf.info(io.BytesIO(data)).frames == frames, subtype
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((384000 * 3, 2), np.float32), 384000, format="FLAC", subtype="PCM_16")
+    data, mime = service.player_audio(buf.getvalue(), "hi.flac", seconds=3.0)
+    info = sf.info(io.BytesIO(data))
+    assert (info.samplerate, info.channels, round(info.duration, 2)) == (service.PLAYER_MAX_RATE, 2, 3.0)
+    buf = io.BytesIO()
+    sf.write(buf, np.tile(y, 3), sr, format="FLAC", subtype="PCM_16")
+    whole = buf.getvalue()
+    data, mime = service.player_audio(whole[: len(whole) // 3], "cut.flac", seconds=2.0)
+    assert mime == "audio/flac" and 0 < sf.info(io.BytesIO(data)).duration <= 2.0
+
+
+def test_the_cores_warnings_about_an_upload_reach_the_page(installed_registry) -> None:
+    """An app audit (2026-12-06): what `instrunet analyze` warns about (a WAV whose header stops
+    before the recording does, channels that cancel in the mono mix) never reached the page: an
+    8-minute recording was shown as 30 s, a loud file as silent, without a word."""
+    sr = 8000
+    t = np.arange(4 * sr) / sr
+    left = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([left, -left], axis=1), sr, format="WAV", subtype="PCM_16")
+    cancel = buf.getvalue()
+    res = service.analyze_upload(cancel, "cancel.wav")
+    assert res.notice is not None and "cancel.wav: its channels cancel when mixed to mono" in res.notice
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", category=RuntimeWarning)  # as the page sets it (app.py)
+        again = service.analyze_upload(cancel, "cancel.wav")  # the same file again: said again
+    assert again.notice is not None and "its channels cancel" in again.notice
 
 
 @pytest.mark.filterwarnings("ignore:.*could be decoded:RuntimeWarning")

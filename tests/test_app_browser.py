@@ -130,7 +130,7 @@ def test_app_in_chromium(server, tmp_path, installed_registry):
     bad = [
         (tmp_path / "empty.wav", "the file is empty"),
         (tmp_path / "notes.wav", "cannot decode audio"),
-        (tmp_path / "too_long.wav", "the limit is 10 min"),
+        (tmp_path / "too_long.wav", "more than the limit of 10 min"),
         (tmp_path / "quiet.wav", "the recording is silent"),
     ]
     bad[0][0].write_bytes(b"")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import warnings
 from typing import Any
 
 import streamlit as st
@@ -19,6 +20,9 @@ from instrunet_core.timeline import format_time, range_decimals
 from instrunet_core.writers import detected_ranges
 
 st.set_page_config(page_title="instrunet", page_icon=":musical_note:", layout="wide")
+# every upload's warnings reach its page (service.analyze_upload collects them): Python's
+# default shows a warning once per place, so the same problem in a later upload went unsaid
+warnings.filterwarnings("always", category=RuntimeWarning)
 
 
 @st.cache_resource(show_spinner=False)
@@ -157,7 +161,7 @@ def _pdf_or_error(an: Any, filename: str) -> bytes | str:
 
 
 def _show_result(
-    res: service.AppResult, pdf: bytes | str, js: bytes, player: tuple[bytes, str], ident: str
+    res: service.AppResult, pdf: bytes | str, js: bytes, player: tuple[bytes, str] | None, ident: str
 ) -> None:
     an = res.analysis
     stem = service.file_stem(res.filename)
@@ -242,7 +246,8 @@ def _show_result(
         with st.expander(f"Every detected range ({len(rows)})", expanded=False), st.container(key="ranges"):
             st.table({k: [r[i] for r in rows] for i, k in enumerate(("family", "start", "end", "length"))})
 
-    _show_timeline(an, *player, ident)
+    if player is not None:  # (a silent result returned above: it has none)
+        _show_timeline(an, *player, ident)
 
     _show_condition(an)
 
@@ -301,9 +306,13 @@ def main() -> None:
             js = report.analysis_json(res.analysis)
             pdf = _pdf_or_error(res.analysis, up.name)
             # the player's audio, made once per result (a container browsers do not play, or a
-            # damaged file: a WAV of what was analysed)
-            player = service.player_audio(
-                data, up.name, seconds=res.analysis.duration if res.analysis.damage is not None else None
+            # damaged file: what was analysed); none for a silent result, which shows no player
+            player = (
+                None
+                if res.analysis.silent
+                else service.player_audio(
+                    data, up.name, seconds=res.analysis.duration if res.analysis.damage is not None else None
+                )
             )
         except InstrunetError as e:
             bar.empty()

@@ -15,10 +15,13 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
@@ -307,13 +310,16 @@ def check_upload(data: bytes, filename: str, *, limits: Limits | None = None) ->
     if len(data) == 0:
         raise InputError(f"{filename}: the file is empty (0 bytes)")
     if len(data) > lim.max_bytes:
-        raise InputError(f"{filename}: the file is {len(data) / 1e6:.1f} MB; the limit is {lim.max_mb:g} MB")
+        raise InputError(
+            f"{filename}: the file is {len(data):,} bytes, more than the limit of {lim.max_mb:g} MB "
+            f"({lim.max_bytes:,} bytes)"
+        )
     buf = io.BytesIO(data)
     buf.name = filename
     info = audio_info(buf)
     if info.duration > lim.max_seconds:
         raise InputError(
-            f"{filename}: the recording is {info.duration:.1f} s long; the limit is {lim.duration_text}"
+            f"{filename}: the recording is {info.duration:.3f} s long, more than the limit of {lim.duration_text}"
         )
     return float(info.duration)
 
@@ -394,43 +400,93 @@ def _magic_mime(data: bytes) -> str | None:
 _PLAYABLE = ("audio/wav", "audio/flac", "audio/ogg", "audio/mpeg")
 #: Most channels the player is given as uploaded (browsers refuse 64; more are mixed down to 2).
 _PLAYER_CHANNELS = 2
+#: WAV sample formats browsers play (Chromium refuses ADPCM, GSM 6.10 and 64-bit float: the
+#: player showed 0:00 with no word).
+_PLAYABLE_WAV = ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT")
+#: Highest rate of the player's converted audio: a 384 kHz upload of 1.2 MB (silence
+#: compresses) became a 906 MB WAV held per session (an app audit).
+PLAYER_MAX_RATE = 48000
 
 
 def player_audio(data: bytes, filename: str, *, seconds: float | None = None) -> tuple[bytes, str]:
     """The upload as the page's audio player gets it, with its MIME type.
 
-    As uploaded when its first bytes name a container browsers play and it has at most two
-    channels; else (a CAF, W64 or AU file named ``.wav``, which the decoder reads by its content;
-    a WAV of many channels) as a 16-bit WAV of the same audio, its channels mixed to two. With
-    ``seconds`` (a damaged file: what the analysis decoded), that much of it as a WAV, so the
-    player's length is what was analysed. Converted in blocks (a long many-channel file is never
-    held as float samples whole).
+    As uploaded when its first bytes name a container browsers play, holding samples they play
+    (a WAV's: 8 to 32-bit PCM or 32-bit float), with at most two channels; else (a CAF, W64 or
+    AU file named ``.wav``, which the decoder reads by its content; ADPCM or 64-bit float WAV;
+    many channels) converted: FLAC, 16-bit, its channels mixed to two, at most
+    :data:`PLAYER_MAX_RATE` Hz, so that what one upload costs the server is bounded by the
+    app's limits (a few tens of MB for ten minutes), not by its rate. With ``seconds`` (a
+    damaged file: what the analysis decoded), that much of it, and a file whose decoding fails
+    partway gives what decoded before, so the player's length is what was analysed. Converted
+    in blocks (a long many-channel file is never held as float samples whole).
     """
     mime = _magic_mime(data[:16])
-    if mime in _PLAYABLE and seconds is None and _channels(data) <= _PLAYER_CHANNELS:
+    if (
+        mime in _PLAYABLE
+        and seconds is None
+        and _channels(data) <= _PLAYER_CHANNELS
+        and _playable_samples(data, mime)
+    ):
         return data, str(mime)
     import numpy as np
     import soundfile as sf
+    import soxr
 
     out = io.BytesIO()
+    wrote = 0
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             ch = min(f.channels, _PLAYER_CHANNELS)
+            rate = min(int(f.samplerate), PLAYER_MAX_RATE)
+            rs = (
+                soxr.ResampleStream(f.samplerate, rate, ch, dtype="float32") if rate != f.samplerate else None
+            )
             left = f.frames if seconds is None else min(f.frames, int(round(seconds * f.samplerate)))
-            with sf.SoundFile(
-                out, "w", samplerate=f.samplerate, channels=ch, format="WAV", subtype="PCM_16"
-            ) as w:
+            with sf.SoundFile(out, "w", samplerate=rate, channels=ch, format="FLAC", subtype="PCM_16") as w:
+                chunk = 65536
+                seekable = f.seekable()  # (GSM 6.10 in a WAV is not)
                 while left > 0:
-                    y = f.read(min(left, 65536), dtype="float32", always_2d=True)
-                    if not len(y):
-                        break
+                    at = f.tell() if seekable else 0
+                    try:
+                        y = f.read(min(left, chunk), dtype="float32", always_2d=True)
+                    except (RuntimeError, sf.LibsndfileError):
+                        # a damaged file: what decodes before the damage is kept (smaller reads
+                        # from where this one began, down to 1024 frames)
+                        if seekable and chunk > 1024:
+                            chunk //= 4
+                            with contextlib.suppress(RuntimeError, sf.LibsndfileError):
+                                f.seek(at)
+                                continue
+                        y = np.zeros((0, f.channels), np.float32)
+                    last = not len(y) or left - len(y) <= 0
                     left -= len(y)
                     if y.shape[1] > ch:  # mixed down: the mean of the channels on each side
                         y = np.stack([y[:, i::ch].mean(axis=1) for i in range(ch)], axis=1)
-                    w.write(np.clip(y, -1.0, 1.0))
+                    if rs is not None:
+                        y = rs.resample_chunk(np.ascontiguousarray(y), last=last)
+                    if len(y):
+                        w.write(np.clip(y, -1.0, 1.0))
+                        wrote += len(y)
+                    if last:
+                        break
     except Exception:  # noqa: BLE001 - the analysis decoded it; the player is a convenience
+        wrote = 0
+    if not wrote:
         return data, mime or audio_mime(filename)
-    return out.getvalue(), "audio/wav"
+    return out.getvalue(), "audio/flac"
+
+
+def _playable_samples(data: bytes, mime: str | None) -> bool:
+    """Whether a browser plays the samples inside a playable container (a WAV's format)."""
+    if mime != "audio/wav":
+        return True
+    import soundfile as sf
+
+    try:
+        return sf.info(io.BytesIO(data)).subtype in _PLAYABLE_WAV
+    except Exception:  # noqa: BLE001 - not for the player to judge: the analysis said what it could
+        return True
 
 
 def _channels(data: bytes) -> int:
@@ -576,12 +632,13 @@ def analyze_upload(
             i = names.index(what[len("analyzer ") :])
             step(3 + i, 0.75 + 0.17 * i / max(1, len(names)))
 
-    try:
-        an = analyze(src, model=m, registry=reg, progress=later, **analyze_options)
-    except Exception:
-        if src.pending is not None:
-            raise src.pending from None
-        raise
+    with _collecting_warnings() as said:
+        try:
+            an = analyze(src, model=m, registry=reg, progress=later, **analyze_options)
+        except Exception:
+            if src.pending is not None:
+                raise src.pending from None
+            raise
     if src.pending is not None:
         raise src.pending
     notice = None
@@ -607,7 +664,45 @@ def analyze_upload(
             f"{filename}: only {seconds_text(secs)} of sound; the models were trained on notes of about "
             "3 s, so treat this result as a hint."
         )
+    # What the core warned about this upload (a header that stops before the recording does,
+    # channels that cancel in the mono mix, ...), as `instrunet analyze` prints it: the page
+    # showed none of it (an app audit); the notes the page words itself are not repeated.
+    for text in dict.fromkeys(said):
+        if notice is not None and ("could be decoded" in text or "decoding failed" in text):
+            continue
+        notice = (notice + " " if notice else "") + (text if text.endswith(".") else text + ".")
     return AppResult(analysis=an, filename=filename, size_bytes=len(data), notice=notice, steps=tuple(steps))
+
+
+_WARNED = threading.local()  # this thread's list of the core's warnings, while one is collected
+_PREVIOUS_SHOW: Any = None
+
+
+def _route_warning(
+    message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None
+) -> None:
+    bucket = getattr(_WARNED, "bucket", None)
+    if bucket is not None and isinstance(category, type) and issubclass(category, RuntimeWarning):
+        bucket.append(str(message))
+    if _PREVIOUS_SHOW is not None:
+        _PREVIOUS_SHOW(message, category, filename, lineno, file, line)
+
+
+@contextlib.contextmanager
+def _collecting_warnings() -> Iterator[list[str]]:
+    """The core's warnings raised on this thread while the block runs (each also shown as
+    before). ``warnings.catch_warnings`` would not do: it swaps process-wide state, and the
+    app's sessions run on threads side by side."""
+    global _PREVIOUS_SHOW
+    if warnings.showwarning is not _route_warning:
+        _PREVIOUS_SHOW = warnings.showwarning
+        warnings.showwarning = _route_warning
+    bucket: list[str] = []
+    _WARNED.bucket = bucket
+    try:
+        yield bucket
+    finally:
+        _WARNED.bucket = None
 
 
 def model_card(analysis: Analysis, *, registry: Any = None) -> dict[str, Any]:
