@@ -83,7 +83,7 @@ TONE = wav_bytes(0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 8000) / 8000))
             TONE,
             service.Limits(max_mb=0.01),
             InputError,
-            "big.wav: the file is {:,} bytes, more than the limit of 0.01 MB (10,000 bytes)".format(len(TONE)),
+            f"big.wav: the file is {len(TONE):,} bytes, more than the limit of 0.01 MB (10,000 bytes)",
         ),
         (
             "long.wav",
