@@ -412,12 +412,25 @@ class Classifier:
         list of WindowResult
             Windows completed by the end of the stream (empty when nothing was fed or
             the audio ended exactly on a window).
+
+        Raises
+        ------
+        InputError
+            What was fed resampled to no sample at all (2 samples at 96 kHz).
         """
         with self._owner.feeding("flush"):
             if self._finished:
                 return []
             if self._rs is not None:
                 self._stream.push(self._rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            if self._sr_in is not None and self._stream.total == 0:
+                # a few samples at a high rate resample to nothing: too short to hear, not a
+                # stream without windows (a whole array is refused alike; a pedalboard audit)
+                self._finished = True
+                raise InputError(
+                    f"stream: too short to analyse: resampled from {self._sr_in} Hz to {self._sr} Hz "
+                    "it leaves no sample (less than one sample period)"
+                )
             if self._stream.keeper is not None:
                 self._stream.keeper.end(self._stream)
             self._finished = True

@@ -547,6 +547,7 @@ def activity(
     start: float = 0.0,
     start_edge: bool = True,
     end_edge: bool = True,
+    settled_from: float | None = None,
 ) -> Activity:
     """The time axis of a recording (or of a stretch of a stream): see the module's steps.
 
@@ -572,6 +573,14 @@ def activity(
     start_edge, end_edge : bool
         Whether the track starts (ends) where the audio does; ``False`` for a stretch cut out of
         a stream, whose first and last :attr:`Detection.horizon` seconds are then not final.
+    settled_from : float, optional
+        Seconds from which the windows given are all the evidence there is (a stream whose
+        older windows were dropped: the first kept window's centre plus half the smoothing):
+        the probabilities are smoothed from ``start``, and the axis returned begins there,
+        decided as if the audio began there (nothing the dropped windows alone could confirm is
+        reported). Before it, the first window's value was held back over the
+        dropped ones' place, and a family the whole stream does not hear there was reported
+        from the cut (a pedalboard audit).
 
     Returns
     -------
@@ -592,6 +601,20 @@ def activity(
         # One label at a time: a two-hour track's float64 temporaries stay a few MB, not ~90 MB.
         for j in range(L):
             prob[:, j] = _moving_mean(np.interp(t, c, P[:, j])[:, None], k)[:, 0]
+    o_full = None
+    if other is not None and c.shape[0] and n:
+        o = np.where(silent, 0.0, np.asarray(other, dtype=np.float64).reshape(-1))
+        o_full = _moving_mean(np.interp(t, c, o)[:, None], k)[:, 0].astype(np.float32)
+    cut = 0 if settled_from is None else min(n, max(0, int(np.ceil((settled_from - start) / step - 1e-9))))
+    if cut:
+        # decided from where the evidence is whole; the smoothing above saw the earlier points
+        level, prob, t = level[cut:], prob[cut:], t[cut:]
+        o_full = None if o_full is None else o_full[cut:]
+        start += cut * step
+        n -= cut
+        # decided as if the audio began here: a presence shorter than min_duration at the cut is
+        # not reported (the dropped windows cannot confirm it), a gap there is not bridged
+        start_edge = True
     sounding = _sounding(
         level, _points(det.min_silence, step), det.silence_db, start_edge=start_edge, end_edge=end_edge
     )
@@ -602,9 +625,8 @@ def activity(
     thr = np.array([float(thresholds[lab]) for lab in labels], dtype=np.float32)
     o_prob = o_active = None
     vetoed = np.zeros(n, dtype=bool)  # sounding points where "none of the labels" is the answer
-    if other is not None and c.shape[0] and n:
-        o = np.where(silent, 0.0, np.asarray(other, dtype=np.float64).reshape(-1))
-        o_prob = _moving_mean(np.interp(t, c, o)[:, None], k)[:, 0].astype(np.float32)
+    if o_full is not None and n:
+        o_prob = o_full
         if other_threshold is not None:
             answered = _other_answers(prob, o_prob, other_threshold)
             o_active = decide(answered)

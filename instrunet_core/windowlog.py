@@ -204,6 +204,10 @@ class WindowLog:
             other_threshold=self.other_threshold,
             start=first * step,
             start_edge=first == 0,
+            # older windows dropped (keep=N): decided from where the kept ones are all the evidence
+            settled_from=None
+            if first == 0 or not wins
+            else (wins[0].start + wins[0].end) / 2 + detection.smoothing / 2,
         )
 
     def analysis(

@@ -687,3 +687,33 @@ def test_kept_evidence_property_test_compared_some_windows() -> None:
     if not _EVIDENCE_SEEN:
         pytest.skip("run together with test_kept_evidence_equals_reading_again_for_any_cut")
     assert sum(n > 0 for n in _EVIDENCE_SEEN) >= 10 and max(_EVIDENCE_SEEN) >= 10
+
+
+def test_a_stream_that_dropped_old_windows_decides_from_where_its_windows_are_whole(family) -> None:
+    """A pedalboard audit (2026-12-06): a Tagger or Router keeping its last 16 windows reported
+    keyboard at 13.79-17.0 s and a 0.9 s guitar there, which the whole stream does not hear:
+    the first kept window's value was held back over the dropped ones' place. The axis of a
+    stream that dropped windows now begins where the kept ones are all the evidence."""
+    y, sr = sf.read(EXAMPLES / "ensemble.flac", dtype="float32")
+    whole = Classifier(family, hop=0.5)
+    whole.classify(y, sr)
+    part = Classifier(family, hop=0.5, keep=16)
+    part.classify(y, sr)
+    a, b = whole.activity(), part.activity()
+    assert b.start > part.results[0].start  # decided from the first kept window's centre on
+    horizon = (
+        part.detection.smoothing + part.detection.min_duration
+    )  # a gap bridged across the cut is not known
+    for lab in a.labels:
+        mine, theirs = b.ranges(lab), a.ranges(lab)
+        for s0, e0 in mine:  # nothing invented: each range lies inside one of the whole stream's
+            assert any(s1 - 0.05 <= s0 and e0 <= e1 + 0.05 for s1, e1 in theirs), (lab, mine, theirs)
+        for s1, e1 in theirs:  # nothing lost beyond the cut's horizon
+            if e1 > b.start + horizon:
+                assert any(
+                    abs(e0 - e1) < 0.05 and s0 <= max(s1, b.start + horizon) + 0.05 for s0, e0 in mine
+                ), (
+                    lab,
+                    mine,
+                    theirs,
+                )

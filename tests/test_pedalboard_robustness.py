@@ -448,3 +448,37 @@ def test_audit2_a_routers_analysis_judges_as_it_routes(model, tmp_path: Path) ->
         lab == "brass" for _, _, lab in router.regions
     )
     assert router._clf.keep == 16  # (kept every window for the call only)
+
+
+def test_a_worker_queue_holds_a_bounded_backlog(
+    model: instrunet_core.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pedalboard audit (2026-12-06): blocks fed faster than the worker classifies them were
+    queued without bound (140 MB more over 40 minutes of audio). Past MAX_BACKLOG_SECONDS the
+    feeding call waits for the worker; every block is still classified."""
+    import time
+
+    from instrunet_pedalboard import tagger as tagger_mod
+
+    monkeypatch.setattr(tagger_mod, "MAX_BACKLOG_SECONDS", 2.0)
+    sr = 22050
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(20 * sr) / sr)).astype(np.float32)
+    slow = tagger_mod._Tagging._work
+
+    def slow_work(self: Any, item: Any) -> None:
+        time.sleep(0.02)
+        slow(self, item)
+
+    monkeypatch.setattr(tagger_mod._Tagging, "_work", slow_work)
+    most = 0.0
+    with StreamTagger(model, worker=True) as t:
+        for i in range(0, len(y), sr // 2):
+            t.feed(y[i : i + sr // 2], sr)
+            assert t._worker is not None
+            most = max(most, t._worker._backlog)
+        t.finish()
+        n = len(t.results)
+    reference = Tagger(model)
+    reference(y, sr)
+    reference.flush()
+    assert most <= 2.0 and n == len(reference.results)

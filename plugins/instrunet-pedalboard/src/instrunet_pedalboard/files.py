@@ -274,8 +274,8 @@ def process_file(
     if clipped:
         warnings.warn(
             f"{dst_p}: {clipped} of {written} samples ({100 * clipped / written:.2g} %) were beyond full "
-            f"scale and clipped in the {bit_depth}-bit output; lower the chain's gain, or write a 32-bit "
-            "float WAV (bit_depth=32)",
+            f"scale and clipped in the {_output_kind(dst_p, bit_depth)}; lower the chain's gain, or write a "
+            "32-bit float WAV (bit_depth=32)",
             ClippingWarning,
             stacklevel=2,
         )
@@ -285,3 +285,12 @@ def process_file(
 
 class ClippingWarning(UserWarning):
     """:func:`process_file` wrote samples beyond full scale to a format that clips them."""
+
+
+def _output_kind(path: Path, bit_depth: int) -> str:
+    """How a clipping warning names the output: a bit depth where the format has one (an MP3 or
+    an Ogg file has none: "the 16-bit output" misled, a pedalboard audit)."""
+    suffix = path.suffix.lower()
+    if suffix in (".mp3", ".ogg", ".opus", ".oga"):
+        return f"{suffix[1:].upper()} output (it holds no samples beyond full scale)"
+    return f"{bit_depth}-bit output"

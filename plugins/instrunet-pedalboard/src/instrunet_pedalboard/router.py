@@ -121,7 +121,8 @@ class Router(Adapter):
         Presence thresholds overriding the model's (one number for every routed label, or per
         label); the model's own by default, as ``analyze`` uses them.
     crossfade_ms : float
-        Length of each equal-power crossfade, from 0 (switches hard, with clicks) to
+        Length of each crossfade (equal-gain on a raised-cosine curve: the chains' gains sum to
+        1, as suits outputs of one signal), from 0 (switches hard, with clicks) to
         :data:`MAX_CROSSFADE_MS` (10,000).
     lookahead : bool
         See above (``True`` or ``False``).
@@ -163,6 +164,9 @@ class Router(Adapter):
         other_veto: float = OTHER_VETO,
     ) -> None:
         from pedalboard import Plugin
+
+        if hop is None:  # the router's own default, as documented (None took the core's 1.509 s)
+            hop = EVIDENCE_HOP
 
         if not isinstance(boards, Mapping) or not boards:
             raise InputError(
@@ -437,7 +441,12 @@ class Router(Adapter):
         if x == 0 or p >= s + x:
             return {to: 1.0}
         t = np.clip((np.arange(p, q, dtype=np.float64) - s) / x, 0.0, 1.0)
-        c, si = np.cos(0.5 * np.pi * t), np.sin(0.5 * np.pi * t)
+        # Equal-gain, on a raised-cosine curve: the gains sum to 1 at every sample. The chains
+        # process the same signal, so their outputs are correlated: the equal-power cos/sin
+        # pair summed them up to 1.414 (+3 dB mid-fade with every chain a Gain(0 dB), and
+        # near-full-scale audio clipped: a pedalboard audit).
+        si = np.sin(0.5 * np.pi * t) ** 2
+        c = 1.0 - si
         g: dict[str | None, Any] = {k: v * c for k, v in frm.items()}
         g[to] = g.get(to, 0.0) + si
         return g

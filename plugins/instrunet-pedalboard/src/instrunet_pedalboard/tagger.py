@@ -44,13 +44,20 @@ class _Worker:
         self.lock = threading.RLock()
         self.error: BaseException | None = None
         self._pending = 0
+        self._backlog = 0.0  # seconds of audio queued and not yet handled
         self._count = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="instrunet-tagger", daemon=True)
         self._thread.start()
 
     def put(self, item: Any) -> None:
+        """Queue ``item``; while more than :data:`MAX_BACKLOG_SECONDS` of audio waits, the
+        caller waits first (the queue was unbounded: fed faster than the model keeps up, a
+        tagger grew by 140 MB over 40 minutes of audio, a pedalboard audit)."""
+        seconds = _seconds_of(item)
         with self._count:
+            self._count.wait_for(lambda: self._backlog + seconds <= MAX_BACKLOG_SECONDS or self._pending == 0)
             self._pending += 1
+            self._backlog += seconds
         self._q.put(item)
 
     def wait(self) -> None:
@@ -83,7 +90,21 @@ class _Worker:
             finally:
                 with self._count:
                     self._pending -= 1
+                    self._backlog = max(0.0, self._backlog - _seconds_of(item))
                     self._count.notify_all()
+
+
+#: Most seconds of audio a worker's queue holds: past it, the feeding call waits for the worker
+#: (memory stays bounded when blocks come faster than the model keeps up; a live stream that
+#: does so is overloaded either way, and waits instead of growing without end).
+MAX_BACKLOG_SECONDS = 30.0
+
+
+def _seconds_of(item: Any) -> float:
+    """Seconds of audio in a queued block (0 for the end of the stream and the stop sign)."""
+    if isinstance(item, tuple) and len(item) == 4 and item[0] is not None and item[1]:
+        return float(len(item[0])) / float(item[1])
+    return 0.0
 
 
 _STOP = object()
@@ -272,8 +293,8 @@ class Tagger(_Tagging):
     Pedalboard cannot run Python code inside a chain (pedalboard issue #12), so a
     ``Tagger`` goes *after* one: ``tagger(board(audio, sr), sr)``. It returns its input
     unchanged (the same array object: same dtype, shape and bits) and records which
-    instruments play. Block by block, with ``reset=False``, it keeps one window of
-    audio (about 3 s) and one small result per hop (1.509 s), so memory stays bounded
+    instruments play. Block by block, with ``reset=False``, it keeps one window and one hop
+    of audio (about 4.5 s) and one small result per hop (1.509 s), so memory stays bounded
     for hour-long streams.
 
     Parameters
