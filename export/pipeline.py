@@ -175,6 +175,13 @@ def _check_arguments(cfg: ExportConfig) -> Path:
         raise ExportError("--n-parity must be >= 1 and --n-references >= 0")
     if not (isinstance(cfg.atol, (int, float)) and math.isfinite(cfg.atol) and cfg.atol >= 0):
         raise ExportError(f"--atol must be a finite number >= 0, got {cfg.atol!r}")
+    from instrunet_core.verify import MAX_DECLARED_ATOL
+
+    if cfg.atol > MAX_DECLARED_ATOL:  # the runtime's replay of the references would refuse it
+        raise ExportError(
+            f"--atol {cfg.atol:g} is more than the runtime accepts in its replay of the references "
+            f"({MAX_DECLARED_ATOL:g}, instrunet models --check)"
+        )
     dest = cfg.out / cfg.name / cfg.version
     targets = [dest, cfg.out / f"{cfg.name}-int8" / cfg.version] if cfg.quantize else [dest]
     for d in targets:

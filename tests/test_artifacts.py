@@ -139,3 +139,39 @@ def test_audit_models_check_lists_every_model_when_one_has_broken_references(
     assert main(["models", "--check", "--json"]) == 1
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert "error" not in rows["good"] and rows["bad"]["error"].startswith(str(bad / "references.npz"))
+
+
+def test_the_replay_allows_the_tolerance_the_export_declared(tmp_path: Path) -> None:
+    """A tools audit (2026-12-06): `export --atol 0.01` accepted a conversion 6e-4 from Keras
+    and wrote its references, which `models --check` then replayed at 1e-4 and refused. The
+    replay allows the manifest's sealed parity.atol when larger (at most MAX_DECLARED_ATOL)."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from instrunet_core.errors import ModelError
+    from instrunet_core.manifest import seal_manifest
+    from instrunet_core.verify import MAX_DECLARED_ATOL, verify_artifact
+
+    src = Path(__file__).resolve().parent.parent / "instrunet_core" / "models" / "family" / "2.1.0"
+    d = tmp_path / "family" / "2.1.0"
+    shutil.copytree(src, d)
+    z = dict(np.load(d / "references.npz"))
+    z["outputs"] = np.clip(z["outputs"] + 0.004 * (z["outputs"] < 0.5), 0.0, 1.0).astype(z["outputs"].dtype)
+    np.savez(d / "references.npz", **z)
+    m = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps(seal_manifest(m)))
+    with pytest.raises(ModelError, match="references not reproduced"):
+        verify_artifact(d)  # declared 1e-4: 4e-3 is too far
+    m["parity"]["atol"] = 0.01
+    (d / "manifest.json").write_text(json.dumps(seal_manifest(m)))
+    assert verify_artifact(d).n_references  # the export's own tolerance
+    m["parity"]["atol"] = 1.0
+    (d / "manifest.json").write_text(json.dumps(seal_manifest(m)))
+    z["outputs"] = np.clip(z["outputs"] + 2 * MAX_DECLARED_ATOL * (z["outputs"] < 0.5), 0.0, 1.0).astype(
+        z["outputs"].dtype
+    )
+    np.savez(d / "references.npz", **z)
+    with pytest.raises(ModelError, match="references not reproduced"):
+        verify_artifact(d)  # a declared tolerance is capped

@@ -93,3 +93,35 @@ def test_pick_thresholds_breaks_ties_low_or_high() -> None:
     assert pick_thresholds(y, scores, grid, higher_on_ties=True) == [0.8]
     assert f_beta(2, 0, 0) == 1.0 and f_beta(0, 3, 2) == 0.0
     assert f_beta(1, 1, 0, beta=0.5) == pytest.approx(1.25 / (1.25 + 1))
+
+
+def test_an_artifacts_columns_are_read_by_its_own_labels(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A tools audit (2026-12-06): the evaluator took an artifact's outputs in the families'
+    order whatever its manifest said: one with its labels reversed scored 92.9 % where it is
+    right 7.1 %, and a three-label artifact was scored without a word."""
+    import json
+    import shutil
+
+    from instrunet_core.labels import FAMILIES
+    from instrunet_core.manifest import seal_manifest
+    from training.cli_checks import ToolError
+    from training.evaluate import ArtifactModel
+
+    x = np.random.default_rng(0).random((3, 128, 128, 1)).astype(np.float32)
+    plain = ArtifactModel(tiny_model_dir).predict_on_batch(x)
+    flipped = tmp_path / "flipped"
+    shutil.copytree(tiny_model_dir, flipped)
+    m = json.loads((flipped / "manifest.json").read_text())
+    assert list(m["labels"]) == list(FAMILIES)
+    m["labels"] = list(FAMILIES)[::-1]
+    m["thresholds"] = (
+        {k: m["thresholds"][k] for k in m["labels"]}
+        if isinstance(m.get("thresholds"), dict)
+        else m.get("thresholds")
+    )
+    (flipped / "manifest.json").write_text(json.dumps(seal_manifest(m)))
+    np.testing.assert_array_equal(ArtifactModel(flipped).predict_on_batch(x)[:, :8], plain[:, :8][:, ::-1])
+    m["labels"] = ["a", "b", "c", *m["labels"][3:]]
+    (flipped / "manifest.json").write_text(json.dumps(seal_manifest(m)))
+    with pytest.raises((ToolError, Exception), match="not the eight families|label"):
+        ArtifactModel(flipped)

@@ -478,6 +478,8 @@ def test_arguments_checked_before_the_conversion(
         (["--out", str(tmp_path / "o"), "--version", "1.0.0\n"], "expected semver X.Y.Z"),
         (["--out", str(tmp_path / "o"), "--name", "tiny\n"], "use a lower-case identifier"),
         (["--out", str(tmp_path / "o"), "--atol", "nan"], "--atol must be a finite number >= 0, got nan"),
+        # a tools audit: an artifact exported at --atol 0.5 was refused by every later check
+        (["--out", str(tmp_path / "o"), "--atol", "0.5"], "--atol 0.5 is more than the runtime accepts"),
     ):
         args = [str(tiny_keras), "--name", "tiny", "--version", "1.0.0", *extra]
         # (argparse keeps the last --name/--version given)

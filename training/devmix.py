@@ -47,7 +47,7 @@ from instrunet_core.errors import InstrunetError
 from instrunet_core.labels import FAMILIES
 from instrunet_core.timeline import EVIDENCE_HOP
 
-from .cli_checks import ToolError, number_problems, write_json
+from .cli_checks import ToolError, number_problems, refuse_existing, write_json
 from .metrics import f_beta, pick_thresholds
 from .nsynth import Note, load_audio, load_split
 
@@ -260,20 +260,45 @@ def choose_thresholds(artifact: Path, pieces: Path, *, beta: float = 1.0) -> dic
     }
 
 
+def _check_truth(pieces: Path) -> None:
+    """``pieces/truth.json`` as ``build`` writes it, and every piece it names there (a malformed
+    file or a missing piece was a traceback: a tools audit).
+
+    Raises
+    ------
+    ToolError
+    """
+    path = pieces / "truth.json"
+    truth = json.loads(path.read_text())
+    if not isinstance(truth, dict) or not truth:
+        raise ToolError(f"{path}: lists no pieces (expected {{piece: {{families, parts, seconds}}}})")
+    for name, t in truth.items():
+        if not isinstance(t, dict) or not isinstance(t.get("families"), list):
+            raise ToolError(f"{path}: {name!r} has no list of 'families' (not what `build` writes)")
+        if not (pieces / f"{name}.flac").is_file():
+            raise ToolError(f"{pieces / (name + '.flac')}: missing (named by {path})")
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any] | None:
     """The command's work (``None``: a missing input, said)."""
     if args.cmd == "build":
         if not (args.corpus / "dev" / "examples.json").is_file():
             print(f"training.devmix: error: {args.corpus}: no dev split", file=sys.stderr)
             return None
+        # earlier pieces are replaced only on purpose, and then all of them: a smaller --n left
+        # the old pieces beside the new truth.json (a tools audit)
+        refuse_existing([args.out / "truth.json"], force=args.force, what="earlier pieces")
+        for old in args.out.glob("piece_*.flac") if args.force else ():
+            old.unlink()
         truth = build_pieces(args.corpus, args.out, n=args.n, seed=args.seed, min_parts=args.min_parts)
         print(f"{len(truth)} pieces in {args.out}")
         return {}
     if not (args.pieces / "truth.json").is_file():
         print(f"training.devmix: error: {args.pieces}: no truth.json (run `build` first)", file=sys.stderr)
         return None
-    if not json.loads((args.pieces / "truth.json").read_text()):
-        raise ToolError(f"{args.pieces / 'truth.json'}: lists no pieces")
+    _check_truth(args.pieces)
+    if args.out is not None:
+        refuse_existing([args.out], force=args.force, what="earlier results")
     if args.cmd == "thresholds":
         res = choose_thresholds(args.artifact, args.pieces, beta=args.beta)
         write_json(args.out, res, indent=1, sort_keys=True)
@@ -301,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--n", type=int, default=120)
     b.add_argument("--seed", type=int, default=20261203)
     b.add_argument("--min-parts", type=int, default=2, choices=(1, 2, 3, 4), help="fewest parts a piece has")
+    b.add_argument("--force", action="store_true", help="replace earlier results there")
     s = sub.add_parser("score", help="detected families of an artifact against the truth")
     s.add_argument("artifact", type=Path)
     s.add_argument("--pieces", type=Path, required=True)
@@ -311,11 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--variants", action="store_true", help="also count the pieces whose set changes with silence/hop"
     )
     s.add_argument("--out", type=Path, default=None)
+    s.add_argument("--force", action="store_true", help="replace earlier results there")
     t = sub.add_parser("thresholds", help="choose presence thresholds on pieces through the timeline")
     t.add_argument("artifact", type=Path)
     t.add_argument("--pieces", type=Path, required=True)
     t.add_argument("--beta", type=float, default=1.0)
     t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--force", action="store_true", help="replace earlier results there")
     args = ap.parse_args(argv)
     problems = number_problems(vars(args), positive=("n",), non_negative=("seed",), positive_real=("beta",))
     for problem in problems:

@@ -1131,13 +1131,12 @@ def report_folder(cfg: Config) -> Path:
 
 #: Config fields by the rule their values follow (checked before anything is built).
 _NUMBERS = {
-    "positive": ("epochs", "batch_size", "n_train", "n_valid", "patience", "workers"),
+    # (n_valid_mix and n_dev 0 trained an epoch, then failed scoring it: a tools audit)
+    "positive": ("epochs", "batch_size", "n_train", "n_valid", "n_valid_mix", "n_dev", "patience", "workers"),
     "non_negative": (
         "seed",
-        "n_valid_mix",
         "n_valid_other",
         "n_test_mix",
-        "n_dev",
         "n_dev_mix",
         "width",
         "depth",
