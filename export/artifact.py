@@ -26,8 +26,7 @@ from instrunet_core.manifest import (
     sha256_file,
     validate_manifest,
 )
-from instrunet_core.session import onnx_session
-from instrunet_core.verify import check_io, verify_artifact
+from instrunet_core.verify import verify_artifact
 
 from . import DEFAULT_ATOL, ExportError
 
@@ -392,7 +391,13 @@ def reseal_artifact(folder: str | Path) -> dict[str, Any]:
     sealed = seal_manifest(data)
     try:
         m = validate_manifest(sealed, where=str(path))
-        check_io(onnx_session(model), m, str(model))  # the graph loads and fits it: sealing vouches for it
+        # what `instrunet models --check` will ask, before sealing vouches for it: the graph loads and
+        # fits the manifest, and its references (or, without them, its outputs on test input) are
+        # reproduced as probabilities of its task (a missing references.npz, or a sigmoid graph
+        # relabelled multiclass, were sealed and then refused: a tools audit)
+        from instrunet_core.verify import verify_artifact
+
+        verify_artifact(folder, manifest=m)
     except Exception as e:  # ModelError
         raise ExportError(str(e)) from None
     text = json.dumps(sealed, indent=2, allow_nan=False) + "\n"

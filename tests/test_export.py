@@ -524,6 +524,14 @@ def test_reseal_goes_on_after_a_folder_it_cannot_seal(
     assert f"{missing / 'model.onnx'}: model file not found" in captured.err
     assert "onnxruntime cannot load the model" in captured.err and "Traceback" not in captured.err
     assert f"{good}: manifest_sha256" in captured.out
+    # a tools audit: a folder whose references.npz is gone was sealed, then refused by every check
+    norefs = tmp_path / "norefs" / "1.0.0"
+    shutil.copytree(exported, norefs)
+    (norefs / "references.npz").unlink()
+    before = (norefs / "manifest.json").read_text()
+    assert reseal([str(norefs)]) == 1
+    assert "references.npz" in capsys.readouterr().err
+    assert (norefs / "manifest.json").read_text() == before
 
 
 def test_quantize_an_open_set_model_keeps_its_outputs(tiny_corpus: Path, tmp_path: Path) -> None:
