@@ -287,10 +287,10 @@ class ClippingWarning(UserWarning):
     """:func:`process_file` wrote samples beyond full scale to a format that clips them."""
 
 
-def _output_kind(path: Path, bit_depth: int) -> str:
+def _output_kind(path: Path | None, bit_depth: int) -> str:
     """How a clipping warning names the output: a bit depth where the format has one (an MP3 or
     an Ogg file has none: "the 16-bit output" misled, a pedalboard audit)."""
-    suffix = path.suffix.lower()
+    suffix = "" if path is None else path.suffix.lower()
     if suffix in (".mp3", ".ogg", ".opus", ".oga"):
         return f"{suffix[1:].upper()} output (it holds no samples beyond full scale)"
     return f"{bit_depth}-bit output"
