@@ -382,31 +382,6 @@ def tag_collection(
     if fmt == "parquet" and out.exists() and not out.is_dir():
         raise OutputError(f"{out}: not a directory; Parquet output is a folder of parts")
     files = collect_files(source)
-    if not files and isinstance(source, (str, os.PathLike)):
-        # a mistyped or unmounted folder is not a finished job (instrunet batch says so too)
-        warnings.warn(
-            f"{os.fspath(source)}: no audio files under it; nothing written to {out}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return {
-            "files": 0,
-            "skipped": 0,
-            "changed": 0,
-            "written": 0,
-            "errors": 0,
-            "workers": workers,
-            "seconds": 0.0,
-            "files_per_s": 0.0,
-            "first_record_s": None,
-            "steady_files_per_s": None,
-        }
-    # The model the actors will load, once here: 'not installed' or a broken artifact is one
-    # ModelError before any Ray process starts (the actors' own errors would come back as
-    # Ray's ActorDiedError tracebacks); it also goes into the driver's error records.
-    driver_model = load_model(model, intra_op_threads=1)
-    # a bad hop is an InputError here, not an actor's death in Ray; the hop the results record
-    hop_seconds = driver_model.classifier(hop=hop).hop_seconds
     summary: dict[str, Any] = {
         "files": len(files),
         "skipped": 0,
@@ -419,6 +394,20 @@ def tag_collection(
         "first_record_s": None,
         "steady_files_per_s": None,
     }
+    if not files and isinstance(source, (str, os.PathLike)):
+        # a mistyped or unmounted folder is not a finished job (instrunet batch says so too)
+        warnings.warn(
+            f"{os.fspath(source)}: no audio files under it; nothing written to {out}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return summary
+    # The model the actors will load, once here: 'not installed' or a broken artifact is one
+    # ModelError before any Ray process starts (the actors' own errors would come back as
+    # Ray's ActorDiedError tracebacks); it also goes into the driver's error records.
+    driver_model = load_model(model, intra_op_threads=1)
+    # a bad hop is an InputError here, not an actor's death in Ray; the hop the results record
+    hop_seconds = driver_model.classifier(hop=hop).hop_seconds
     with contextlib.ExitStack() as stack:
         # A JSON lines output is opened (and locked) before anything runs, as instrunet batch does.
         try:
