@@ -90,37 +90,26 @@ def test_sigterm_unwinds_the_cli_like_ctrl_c(tiny_model_dir: Path, tmp_path: Pat
     out = tmp_path / "out"
     out.mkdir()
     cmd, env = cli_child(tiny_model_dir)
-    p = subprocess.Popen(
-        [*cmd, "analyze", str(f), "--hop", "0.1", "--json", str(out / "a.json")],  # some seconds of work
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(2.0)
-    p.send_signal(signal.SIGTERM)
-    err = p.communicate(timeout=60)[1]
-    if p.returncode == 0:  # pragma: no cover - the machine finished first
-        pytest.skip("the analysis ended before the signal")
-    assert p.returncode == 143, err
-    assert err.strip().splitlines()[-1] == "instrunet: error: terminated"
-    assert os.listdir(out) == []
-    # SIGHUP (a terminal closed) left the temporary file behind (an interruption audit)
-    p = subprocess.Popen(
-        [*cmd, "analyze", str(f), "--hop", "0.1", "--json", str(out / "a.json")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(2.0)
-    p.send_signal(signal.SIGHUP)
-    err = p.communicate(timeout=60)[1]
-    if p.returncode == 0:  # pragma: no cover - the machine finished first
-        pytest.skip("the analysis ended before the signal")
-    assert p.returncode == 129, err
-    assert err.strip().splitlines()[-1] == "instrunet: error: terminated (SIGHUP)"
-    assert os.listdir(out) == []
+    # SIGHUP too (a terminal closed): it left the temporary file behind (an interruption audit)
+    for sig, code, line in (
+        (signal.SIGTERM, 143, "instrunet: error: terminated"),
+        (signal.SIGHUP, 129, "instrunet: error: terminated (SIGHUP)"),
+    ):
+        p = subprocess.Popen(
+            [*cmd, "analyze", str(f), "--hop", "0.1", "--json", str(out / "a.json")],  # some seconds of work
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2.0)
+        p.send_signal(sig)
+        err = p.communicate(timeout=60)[1]
+        if p.returncode == 0:  # pragma: no cover - the machine finished first
+            pytest.skip("the analysis ended before the signal")
+        assert p.returncode == code, err
+        assert err.strip().splitlines()[-1] == line
+        assert os.listdir(out) == []
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="pipes")
