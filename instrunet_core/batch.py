@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # annotations only: the classifier is passed in
 
 __all__ = [
     "collect_files",
+    "special_file",
     "file_record",
     "error_message",
     "read_records",
@@ -93,7 +94,7 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
             for name in names:
                 if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
                     path = os.path.join(folder, name)
-                    if _special(path):
+                    if special_file(path):
                         # a named pipe would wait for a writer for ever (and hold up every file after
                         # it); a socket or a device is no recording either: said, and left out
                         warnings.warn(
@@ -107,7 +108,7 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
     return sorted({os.path.realpath(p) for p in source})
 
 
-def _special(path: str) -> bool:
+def special_file(path: str) -> bool:
     """Whether ``path`` (followed through links) is a FIFO, socket or device (not a link that leads
     nowhere: reading it says so)."""
     try:

@@ -422,12 +422,7 @@ def player_audio(data: bytes, filename: str, *, seconds: float | None = None) ->
     in blocks (a long many-channel file is never held as float samples whole).
     """
     mime = _magic_mime(data[:16])
-    if (
-        mime in _PLAYABLE
-        and seconds is None
-        and _channels(data) <= _PLAYER_CHANNELS
-        and _playable_samples(data, mime)
-    ):
+    if mime in _PLAYABLE and seconds is None and _plays_as_uploaded(data, mime):
         return data, str(mime)
     import numpy as np
     import soundfile as sf
@@ -477,26 +472,17 @@ def player_audio(data: bytes, filename: str, *, seconds: float | None = None) ->
     return out.getvalue(), "audio/flac"
 
 
-def _playable_samples(data: bytes, mime: str | None) -> bool:
-    """Whether a browser plays the samples inside a playable container (a WAV's format)."""
-    if mime != "audio/wav":
-        return True
+def _plays_as_uploaded(data: bytes, mime: str | None) -> bool:
+    """Whether a browser plays the upload as it is: at most :data:`_PLAYER_CHANNELS` channels
+    and, in a WAV, samples it plays (one read of the header; one that libsndfile cannot read
+    here, an MP3 say, is taken as it is)."""
     import soundfile as sf
 
     try:
-        return sf.info(io.BytesIO(data)).subtype in _PLAYABLE_WAV
+        info = sf.info(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - not for the player to judge: the analysis said what it could
         return True
-
-
-def _channels(data: bytes) -> int:
-    """The upload's channel count (1 when it cannot be told: the player takes it as it is)."""
-    import soundfile as sf
-
-    try:
-        return int(sf.info(io.BytesIO(data)).channels)
-    except Exception:  # noqa: BLE001 - an MP3 libsndfile cannot read here, say
-        return 1
+    return info.channels <= _PLAYER_CHANNELS and (mime != "audio/wav" or info.subtype in _PLAYABLE_WAV)
 
 
 def nothing_detected_text(an: Any) -> str:

@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import socket
-import stat
 import sys
 import time
 import warnings
@@ -55,6 +54,7 @@ from instrunet_core.batch import (
     pending,
     pending_text,
     read_records,
+    special_file,
     try_lock,
 )
 from instrunet_core.errors import InputError, InstrunetError, OutputError
@@ -207,20 +207,14 @@ def _unreadable(path: str, model: Any) -> dict[str, Any] | None:
     socket or device is an error record at once (opened here it hung for a writer, or was
     drained, and the actor then waited for ever: a Ray audit)."""
     try:
-        st = os.stat(path)
-        if (
-            stat.S_ISFIFO(st.st_mode)
-            or stat.S_ISSOCK(st.st_mode)
-            or stat.S_ISCHR(st.st_mode)
-            or stat.S_ISBLK(st.st_mode)
-        ):
+        if special_file(path):
             return error_record(
                 path,
                 f"{path}: not a regular file (a named pipe, socket or device): instrunet-ray's actors "
                 "read files themselves (classify it with `instrunet classify`)",
                 model,
             )
-        if st.st_size > 0 and os.access(path, os.R_OK) and not os.path.isdir(path):
+        if os.stat(path).st_size > 0 and os.access(path, os.R_OK) and not os.path.isdir(path):
             return None
     except OSError:
         pass
