@@ -40,6 +40,7 @@ import shutil
 import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -334,31 +335,39 @@ def _copy_into_linked(tmp: str, target: str) -> None:
                 free = os.statvfs(target)
                 if free.f_bavail * free.f_frsize < size - old:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
-        held = _hold_signals()
-        try:
-            with open(tmp, "rb") as src:
-                shutil.copyfileobj(src, out)
+        with _signals_held(), open(tmp, "rb") as src:
+            shutil.copyfileobj(src, out)
             out.truncate(size)
             out.flush()
-        finally:
-            _release_signals(held)
 
 
 _HELD_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
-def _hold_signals() -> Any:
-    """Hold back the signals that stop a command (this thread's mask; a no-op where threads
-    cannot mask signals)."""
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold back the signals that stop a command while the block runs, then deliver them.
+
+    Python runs signal handlers on the main thread whichever thread the kernel hands a signal
+    to, so a thread's signal mask is not enough while other threads live (the pipeline's, an
+    analyzer's): on the main thread the handlers themselves are replaced by a recorder for the
+    block, and what arrived is raised again once it ends, to the handlers put back. Elsewhere
+    nothing is needed: no handler runs on another thread, so none can stop its block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    saved = {}
+    for sig in _HELD_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):
+            saved[sig] = signal.signal(sig, lambda n, frame: got.append(n))
     try:
-        return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def _release_signals(held: Any) -> None:
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for n in dict.fromkeys(got):
+            signal.raise_signal(n)
 
 
 def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:
