@@ -368,14 +368,20 @@ def explain(
         width = max(hi - lo, 1e-12)
         return (lo - v) / width if v < lo else (v - hi) / width
 
+    def toward(k: str, med: Mapping[str, float]) -> bool | None:
+        """Whether ``k``, outside its clean range, lies on the side of a class whose median is
+        ``med`` (``None``: that median does not tell a side)."""
+        if k in med and k in c_med and med[k] != c_med[k]:
+            return bool(feats[k] > hi_d[k] if med[k] > c_med[k] else feats[k] < lo_d[k])
+        return None
+
     def damaged_side(k: str) -> bool:
         if k == SPECTROGRAM:
             return True
         if not outside(k):
             return False
-        if k in v_med and k in c_med and v_med[k] != c_med[k]:
-            return feats[k] > hi_d[k] if v_med[k] > c_med[k] else feats[k] < lo_d[k]
-        return True  # no class median to tell the side: outside is taken as damage
+        side = toward(k, v_med)
+        return True if side is None else side  # no class median to tell the side: outside is damage
 
     def value(k: str) -> float:
         return float(net.get(label, 0.0)) if k == SPECTROGRAM else float(feats[k])
@@ -416,17 +422,10 @@ def explain(
         # the damaged side (a wow twice the clean maximum is a sign, however outweighed)
         shares = dict(window_shares or {})
 
-        def toward_damage(k: str) -> bool:
-            """Outside the clean range on the side where a damaged class's median lies."""
-            for cls in ("moderately_aged", "broken_noisy"):
-                m = reference.get(cls, {}).get("median", {})
-                if k in m and k in c_med and m[k] != c_med[k] and (feats[k] > hi_d[k]) == (m[k] > c_med[k]):
-                    return True
-            return False
-
+        damaged = [reference.get(cls, {}).get("median", {}) for cls in ("moderately_aged", "broken_noisy")]
         calm = (
             p >= CLOSE_CALL
-            and not any(toward_damage(k) for k in odd)
+            and not any(toward(k, med) for k in odd for med in damaged)
             and not (shares and 1.0 - float(shares.get(label, 0.0)) >= DISAGREE_SHARE)
         )
         if keep:
