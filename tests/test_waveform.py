@@ -191,16 +191,19 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
 
     from instrunet_core import Classifier
 
+    def node_classify(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [node, str(NODE_DIR / "classify.js"), str(waveform_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=check,
+        )
+
     y = load_audio(EXAMPLES / "solo_flute.wav")  # 32 kHz file → 22,050 Hz mono, as the runtime does it
     wav = tmp_path / "flute22.wav"
     sf.write(wav, y, FE.sample_rate, subtype="FLOAT")
-    out = subprocess.run(
-        [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(wav)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    out = node_classify(str(wav), check=True)
     js = json.loads(out.stdout)
     wins = Classifier(load_model(FAMILY)).classify(y, FE.sample_rate)  # shared STFT frames, numpy
     assert js["labels"] == list(read_manifest(FAMILY).labels)
@@ -217,34 +220,16 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
         FE.sample_rate,
         subtype="FLOAT",
     )
-    js = json.loads(
-        subprocess.run(
-            [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(quiet_first)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-    )
+    js = json.loads(node_classify(str(quiet_first), check=True).stdout)
     want = load_model(FAMILY).predict(str(quiet_first)).probabilities
     assert any(js["silent"]) and not all(js["silent"])
     np.testing.assert_allclose(js["mean"], [want[lab] for lab in js["labels"]], atol=2e-3)
     for hop in (["--hop", "abc"], ["--hop"], ["--hop", "0"]):
-        bad = subprocess.run(
-            [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(wav), *hop],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        bad = node_classify(str(wav), *hop)
         assert bad.returncode == 1 and "--hop must be a number of seconds from 0.01 to 3600" in bad.stderr
     # a file it cannot use is a clear error
     sf.write(tmp_path / "44k.wav", np.zeros(4410, np.float32), 44100)
-    bad = subprocess.run(
-        [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(tmp_path / "44k.wav")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = node_classify(str(tmp_path / "44k.wav"))
     assert bad.returncode == 1 and "resample first" in bad.stderr
     # a Ray/Node audit (2026-12-06): a DC offset counted as sound in its levels (4 s of DC at
     # 0.5: "brass 0.906" against instrunet's silence), a header cut short was a Node
@@ -261,25 +246,12 @@ def test_node_example_matches_python(waveform_dir: Path, tmp_path: Path) -> None
     raw[raw.index(b"data") + 4 : raw.index(b"data") + 8] = (0).to_bytes(4, "little")
     pcm.write_bytes(bytes(raw))
     for f in (offset, dc, pcm):
-        js = json.loads(
-            subprocess.run(
-                [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(f)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=True,
-            ).stdout
-        )
+        js = json.loads(node_classify(str(f), check=True).stdout)
         want = load_model(FAMILY).predict(str(f)).probabilities
         np.testing.assert_allclose(js["mean"], [want[lab] for lab in js["labels"]], atol=2e-3, err_msg=f.name)
     cut = tmp_path / "cut.wav"
     cut.write_bytes(pcm.read_bytes()[:30])
-    bad = subprocess.run(
-        [node, str(NODE_DIR / "classify.js"), str(waveform_dir), str(cut)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = node_classify(str(cut))
     assert bad.returncode == 1 and "cut.wav: its fmt chunk is cut short" in bad.stderr
 
 
