@@ -263,3 +263,61 @@ def test_a_set_of_other_sounds_whose_plan_changed_is_rendered_again(
     assert json.loads((tmp_path / ".parts" / "other-plans.json").read_text())["generated-test"] == {
         "clips": 2
     }
+
+
+# --------------------------------------------------------------------------- pinned SoundFonts
+
+
+def _font(tmp_path: Path, content: bytes, sha256: str) -> tuple[corpus.SoundFont, Path]:
+    font = corpus.SoundFont(
+        "fake",
+        "fake-soundfont",
+        "usr/share/sounds/sf2/Fake.sf2",
+        "MIT",
+        "fake",
+        "a test file",
+        "1.0-1",
+        sha256,
+    )
+    path = tmp_path / "soundfonts" / "root" / font.path
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    return font, path
+
+
+def test_a_font_that_is_not_the_pinned_one_is_used_with_a_warning(tmp_path: Path) -> None:
+    import hashlib
+    import warnings
+
+    font, path = _font(tmp_path, b"RIFF not the pinned bytes", "0" * 64)
+    with pytest.warns(
+        UserWarning, match=r"Fake\.sf2: the fake SoundFont is not the pinned one.*fake-soundfont 1\.0-1"
+    ):
+        assert corpus.fetch_soundfonts(tmp_path, [font]) == {"fake": path}
+    right = corpus.SoundFont(
+        **{**corpus.dataclasses.asdict(font), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert corpus.fetch_soundfonts(tmp_path, [right]) == {"fake": path}
+    # the digest follows the file: rewritten, it is read again
+    path.write_bytes(b"RIFF other bytes, other length")
+    with pytest.warns(UserWarning, match="not the pinned one"):
+        corpus.fetch_soundfonts(tmp_path, [right])
+
+
+def test_the_corpus_summary_records_which_fonts_were_pinned(small_corpus: Path) -> None:
+    rows = {r["key"]: r for r in json.loads((small_corpus / "corpus.json").read_text())["soundfonts"]}
+    assert set(rows) == {f.key for f in corpus.SOUNDFONTS}
+    for f in corpus.SOUNDFONTS:
+        row = rows[f.key]
+        assert row["version"] == f.version and len(row["sha256"]) == 64
+        # this machine's fonts are the Debian versions the table pins (a new Debian release
+        # would be seen here first, and docs/data.md updated with it)
+        assert row["file_sha256"] == f.sha256 and row["pinned"] is True, (f.key, row)
+
+
+def test_the_data_card_quotes_the_pins() -> None:
+    card = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
+    for f in corpus.SOUNDFONTS:
+        assert f"`{f.package}` {f.version} |" in card and f"`{f.sha256}`" in card, f.key

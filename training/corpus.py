@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -46,6 +47,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -97,6 +99,11 @@ class SoundFont:
     license: str
     sample_group: str  # fonts that share recorded samples share a group
     description: str
+    #: The Debian package version the corpus is built from (``apt-get download package=version``).
+    version: str = ""
+    #: SHA-256 of the font file in that version: a font that differs is used, with a warning,
+    #: and the corpus summary records it as not pinned (:func:`font_pins`).
+    sha256: str = ""
 
 
 SOUNDFONTS: tuple[SoundFont, ...] = (
@@ -107,6 +114,8 @@ SOUNDFONTS: tuple[SoundFont, ...] = (
         "MIT",
         "fluidr3",
         "Fluid (R3) General MIDI SoundFont, Frank Wen",
+        "3.1-5.3",
+        "74594e8f4250680adf590507a306655a299935343583256f3b722c48a1bc1cb0",
     ),
     SoundFont(
         "musescore",
@@ -115,6 +124,8 @@ SOUNDFONTS: tuple[SoundFont, ...] = (
         "MIT",
         "fluidr3",
         "MuseScore General (full), S. Christian Collins; reuses many FluidR3 samples",
+        "0.2.1-1",
+        "f9a37b36655f23e167c66ec91bef6097c8e99be29286219a54062919eb41aeae",
     ),
     SoundFont(
         "csound",
@@ -123,6 +134,8 @@ SOUNDFONTS: tuple[SoundFont, ...] = (
         "public domain (Debian copyright of csound: 'Public Domain in its license field')",
         "csound",
         "sf_GMbank General MIDI bank shipped with csound",
+        "1:6.18.1+dfsg-1",
+        "9f39fc53bd3a1a69f13cb486838944eded358b3b6e8afbd6c1c2c33675b2034b",
     ),
     SoundFont(
         "timgm6mb",
@@ -131,6 +144,8 @@ SOUNDFONTS: tuple[SoundFont, ...] = (
         "GPL-2",
         "timgm6mb",
         "TimGM6mb, Tim Brechbill; genuinely different samples",
+        "1.3-5",
+        "c5378b62028c920cb11e4803327983fee2f2cdff5dc89c708e39da417e51c854",
     ),
 )
 TEST_FONT = "timgm6mb"
@@ -159,7 +174,10 @@ def fetch_soundfonts(cache: Path, fonts: Sequence[SoundFont] = SOUNDFONTS) -> di
     A font already installed system-wide (``/<path>``) is used as is; otherwise the package
     is fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x`` under
     ``cache/soundfonts`` (no root needed once apt's lists exist; as root, ``apt-get update``
-    is run once when the package is unknown).
+    is run once when the package is unknown). The pinned version (:attr:`SoundFont.version`)
+    is asked for first; when the archive no longer has it, its current one, with a warning.
+    Either way a font file whose SHA-256 is not the pinned one is used with a warning
+    (:func:`font_pins` says which fonts a corpus was built from).
     """
     out: dict[str, Path] = {}
     root = cache / "soundfonts" / "root"
@@ -171,14 +189,88 @@ def fetch_soundfonts(cache: Path, fonts: Sequence[SoundFont] = SOUNDFONTS) -> di
                 break
         else:
             debs.mkdir(parents=True, exist_ok=True)
-            _apt_download(font.package, debs)
-            (deb,) = sorted(debs.glob(f"{font.package}_*.deb"))[-1:]
+            deb = _pinned_deb(font, debs)
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
             path = root / font.path
             if not path.is_file():
                 raise FileNotFoundError(f"{deb}: does not contain {font.path}")
             out[font.key] = path
+        _warn_unpinned(font, out[font.key])
     return out
+
+
+def _deb_version(deb: Path) -> str:
+    r = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def _pinned_deb(font: SoundFont, debs: Path) -> Path:
+    """The font's package in ``debs``: the pinned version's, downloaded when missing; else,
+    when the archive no longer offers it, the newest there is (with a warning)."""
+
+    def have() -> list[Path]:
+        return sorted(debs.glob(f"{font.package}_*.deb"))
+
+    pinned = [d for d in have() if font.version and _deb_version(d) == font.version]
+    if pinned:
+        return pinned[0]
+    if font.version:
+        try:
+            _apt_download(f"{font.package}={font.version}", debs)
+        except RuntimeError as e:
+            warnings.warn(
+                f"{font.package} {font.version}, the version the corpus is pinned to, cannot be "
+                f"fetched ({e}); using the archive's current one",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            pinned = [d for d in have() if _deb_version(d) == font.version]
+            if pinned:
+                return pinned[0]
+    if not have():
+        _apt_download(font.package, debs)
+    return have()[-1]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def font_sha256(path: Path) -> str:
+    """SHA-256 of a font file (remembered per path, size and modification time)."""
+    st = path.stat()
+    key = (os.fspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def _warn_unpinned(font: SoundFont, path: Path) -> None:
+    if font.sha256 and font_sha256(path) != font.sha256:
+        warnings.warn(
+            f"{path}: the {font.key} SoundFont is not the pinned one (sha256 "
+            f"{font_sha256(path)[:12]}..., pinned {font.sha256[:12]}... from Debian {font.package} "
+            f"{font.version}): a corpus rendered from it differs from the one docs/data.md describes",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def font_pins(fonts: dict[str, Path]) -> list[dict[str, Any]]:
+    """Each font of :data:`SOUNDFONTS` as the corpus summary records it: its table entry, and
+    for the fonts in ``fonts`` (key to file) the file's SHA-256 and whether it is the pinned one."""
+    rows = []
+    for f in SOUNDFONTS:
+        row: dict[str, Any] = dataclasses.asdict(f)
+        if f.key in fonts:
+            row["file_sha256"] = font_sha256(fonts[f.key])
+            row["pinned"] = row["file_sha256"] == f.sha256
+        rows.append(row)
+    return rows
 
 
 def _apt_download(package: str, dest: Path) -> None:
@@ -186,8 +278,9 @@ def _apt_download(package: str, dest: Path) -> None:
         return subprocess.run(["apt-get", "download", package], cwd=dest, capture_output=True, text=True)
 
     if shutil.which("apt-get") is None:
+        name = package.split("=")[0]
         raise RuntimeError(
-            f"apt-get not found: install Debian package {package} or put its SoundFont in the cache"
+            f"apt-get not found: install Debian package {name} or put its SoundFont in the cache"
         )
     r = attempt()
     if r.returncode != 0 and os.geteuid() == 0:
@@ -666,7 +759,7 @@ def build(
                 _write_json(parts / f"{iid:04d}.json", ex)
     bar.close()
     _build_others(out, fonts, roots, lock, limit, seed, workers)
-    return assemble(out, [inst for inst, _ in jobs] + list(real))
+    return assemble(out, [inst for inst, _ in jobs] + list(real), fonts=fonts)
 
 
 def _check_additive(old: dict[str, Any], new: dict[str, Any], path: Path) -> None:
@@ -755,10 +848,17 @@ def _forget_changed_other_plans(out: Path, plans: Sequence[Any]) -> None:
     _write_json(path, seen)
 
 
-def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> dict[str, Any]:
+def assemble(
+    out: Path,
+    instruments: Sequence[Instrument | RealInstrument],
+    *,
+    fonts: dict[str, Path] | None = None,
+) -> dict[str, Any]:
     """Merge finished instruments into each split's ``examples.json`` and write ``corpus.json``.
 
-    The dev split is written only when a real library feeds it.
+    The dev split is written only when a real library feeds it. With ``fonts`` (key to the
+    file rendered from), the summary records each font file's SHA-256 and whether it is the
+    pinned one (:func:`font_pins`).
     """
     per_split: dict[str, dict[str, Any]] = {s: {} for s in SPLITS}
     for inst in instruments:
@@ -782,7 +882,7 @@ def assemble(out: Path, instruments: Sequence[Instrument | RealInstrument]) -> d
     summary = {
         "format": "nsynth-json-wav",
         "sample_rate": SAMPLE_RATE,
-        "soundfonts": [dataclasses.asdict(f) for f in SOUNDFONTS],
+        "soundfonts": font_pins(fonts or {}),
         "split_rule": SPLIT_RULE,
         "held_out_programs": {
             g: {f: list(v) for f, v in fams.items()}
