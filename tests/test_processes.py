@@ -154,3 +154,28 @@ def test_stdin_from_a_device_is_read_as_a_stream(tiny_model_dir: Path) -> None:
             [*cmd, "classify", "-"], stdin=null, env=env, capture_output=True, text=True, timeout=60
         )
     assert r.returncode == 1 and r.stderr.strip() == "instrunet: error: -: empty stream (0 bytes)"
+
+
+def test_a_ctrl_c_while_the_package_is_imported_is_one_line() -> None:
+    """A Ctrl-C in the command's first few tenths of a second (numpy and onnxruntime still being
+    imported) printed an import traceback: the console script's entry module imports the package
+    itself and ends like any interruption, exit 130 and one line. The import is made to be
+    interrupted, not raced: a finder raises KeyboardInterrupt when ``instrunet_core.cli`` is
+    looked up."""
+    code = (
+        "import sys\n"
+        "class Stop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'instrunet_core.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "import _instrunet_cli\n"
+        "assert 'numpy' not in sys.modules  # the entry module itself starts light\n"
+        "sys.exit(_instrunet_cli.main(['classify', 'x.wav']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130, r.stderr
+    assert r.stderr == "instrunet: error: interrupted\n"
+    assert r.stdout == ""
+    # and the installed command is that module's
+    assert "from _instrunet_cli import main" in BIN.read_text()
