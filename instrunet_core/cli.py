@@ -231,6 +231,20 @@ def _source(path: str) -> Any:
     return path
 
 
+def _is_stdout(path: str) -> bool:
+    """Whether an output path names the file standard output already writes to: ``-``,
+    ``/dev/stdout``, ``/dev/fd/1``, or the very file stdout is redirected to. Such an output is
+    written as ``-``: while writers run, file descriptor 1 points at stderr (plugin prints must
+    not reach the data), so opening ``/dev/stdout`` then would write into stderr's file."""
+    if path == "-":
+        return True
+    try:
+        a, b = os.stat(path), os.fstat(1)
+    except (OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _same_file(a: str, b: str) -> bool:
     if a == "-" or b == "-":
         return False
@@ -845,6 +859,8 @@ def _analyze(args: argparse.Namespace) -> int:
         outputs.append((args.format, args.out))
     if args.plot:
         outputs.append(("plot", args.plot))  # the png writer, in the format its name asks for
+    # `--json /dev/stdout` is `--json -` (it was written into stderr's file: an output audit)
+    outputs = [(fmt, "-" if _is_stdout(t) else t) for fmt, t in outputs]
     targets = [t for _, t in outputs]
     for t in targets:
         if _same_file(t, args.file):
