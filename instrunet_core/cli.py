@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import io
 import itertools
 import json
 import logging
@@ -229,6 +230,19 @@ def _source(path: str) -> Any:
             raise InputError("-: standard input is closed")
         return _Stdin(getattr(stdin, "buffer", stdin))
     return path
+
+
+def _stdin_text() -> Any:
+    """Standard input as strict UTF-8 text (a library of ``instrunet embed`` records piped in):
+    bytes that are not UTF-8, such as audio piped in by mistake, are said to be no text instead
+    of being scanned as lines."""
+    stdin = sys.stdin
+    if stdin is None:
+        raise InputError("-: standard input is closed")
+    raw = getattr(stdin, "buffer", None)
+    if raw is None:  # a text stream without bytes below it (a host's replacement)
+        return stdin
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
 
 
 def _is_stdout(path: str) -> bool:
@@ -627,7 +641,12 @@ def _search(args: argparse.Namespace) -> int:
     try:
         for item in args.library:
             if item == "-":  # `instrunet embed ... | instrunet search QUERY -`
-                Library.read(sys.stdin, into=lib)
+                text = _stdin_text()
+                try:
+                    Library.read(text, into=lib, name="-")
+                finally:
+                    if text is not sys.stdin:
+                        text.detach()  # (stdin itself stays open)
             elif not os.path.isdir(item) and item.lower().endswith(_INDEX_SUFFIXES):
                 Library.read(item, into=lib)
     except InstrunetError as e:

@@ -303,7 +303,9 @@ class Library:
         return out
 
     @classmethod
-    def read(cls, source: str | os.PathLike[str] | IO[str], into: Library | None = None) -> Library:
+    def read(
+        cls, source: str | os.PathLike[str] | IO[str], into: Library | None = None, *, name: str | None = None
+    ) -> Library:
         """The records of JSON lines written by ``instrunet embed`` (or ``Embedding.to_dict()``
         objects with a ``path``, one per line), from a file or an open text stream (stdin in a
         pipe); blank lines are skipped.
@@ -313,7 +315,7 @@ class Library:
         InputError
             The file cannot be read, a line is not JSON or not an embedding record (a document
             whose ``schema`` is another's included), or it mixes models (each error names the
-            file, or ``<stdin>``, and the line).
+            file, or the stream by ``name``, else its own name or ``<stdin>``, and the line).
         """
         lib = into if into is not None else cls()
         if isinstance(source, (str, os.PathLike)):
@@ -326,7 +328,8 @@ class Library:
             except OSError as e:
                 raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
         else:
-            name = "<stdin>" if source is sys.stdin else str(getattr(source, "name", "<stream>"))
+            if name is None:
+                name = "<stdin>" if source is sys.stdin else str(getattr(source, "name", "<stream>"))
             try:
                 lib._add_lines(source, name)
             except UnicodeDecodeError:

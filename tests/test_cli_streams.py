@@ -5,6 +5,7 @@ child process with file descriptors of its own."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +19,27 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="/dev/stdout, /d
 
 
 @pytest.fixture
+def open_model_dir(tmp_path: Path) -> Path:
+    from test_open_set import _open_set_dir
+
+    return _open_set_dir(tmp_path)
+
+
+@pytest.fixture
 def wav(tmp_path: Path) -> Path:
     f = tmp_path / "a.wav"
     sf.write(f, np.tile(tone(4.0), 2), SR)
     return f
 
 
-def _run(model_dir: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
+def _child(model_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The command in a child process, the model at ``model_dir`` its default."""
     cmd, env = cli_child(model_dir)
+    return cmd, {**env, "INSTRUNET_DEFAULT_MODEL": model_dir.parent.name}
+
+
+def _run(model_dir: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    cmd, env = _child(model_dir)
     return subprocess.run([*cmd, *args], env=env, capture_output=True, timeout=120, **kw)  # type: ignore[call-overload]
 
 
@@ -42,10 +56,37 @@ def test_an_output_named_dev_stdout_is_stdout(tiny_model_dir: Path, wav: Path, t
     out = tmp_path / "out.txt"
     with open(out, "wb") as o, open(log, "ab") as e:
         cmd, env = cli_child(tiny_model_dir)
-        rc = subprocess.run([*cmd, "analyze", str(wav), "--csv", "/dev/fd/1"], env=env, stdout=o, stderr=e, timeout=120).returncode
+        rc = subprocess.run(
+            [*cmd, "analyze", str(wav), "--csv", "/dev/fd/1"], env=env, stdout=o, stderr=e, timeout=120
+        ).returncode
     assert rc == 0
     assert log.read_text().startswith("an earlier line\n") and "start" not in log.read_text()
     assert out.read_text().splitlines()[0].startswith("start")  # the CSV's header, on stdout
     # two outputs on stdout, whatever their names: refused before the file is read
     r = _run(tiny_model_dir, "analyze", str(wav), "--json", "-", "--csv", "/dev/stdout")
     assert r.returncode == 2 and b"only one output can go to stdout" in r.stderr
+
+
+def test_a_library_on_stdin_is_named_and_checked_as_text(open_model_dir: Path, wav: Path) -> None:
+    """`search Q -` with stdin closed was a traceback; audio piped in as the library was scanned
+    as lines ("<stdin>:367: not an embedding record")."""
+    cmd, env = _child(open_model_dir)
+    p = subprocess.run(
+        [*cmd, "search", str(wav), "-"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert p.returncode == 1 and p.stderr.decode() == "instrunet: error: -: standard input is closed\n"
+    p = _run(open_model_dir, "search", str(wav), "-", input=wav.read_bytes())
+    assert p.returncode == 1
+    assert (
+        p.stderr.decode()
+        == "instrunet: error: -: not a text file (expected the JSON lines of `instrunet embed`)\n"
+    )
+    lib = _run(open_model_dir, "embed", str(wav)).stdout
+    p = _run(open_model_dir, "search", str(wav), "-", input=lib + b'{"a": 1}\n')
+    assert p.returncode == 1 and p.stderr.decode().startswith(
+        "instrunet: error: -:2: not an embedding record"
+    )

@@ -230,7 +230,7 @@ def test_cli_search(
     ]
     monkeypatch.setattr("sys.stdin", io.StringIO("{not json\n"))
     assert cli_main(["search", q, "-", *model]) == 1
-    assert "<stdin>:1: not JSON" in capsys.readouterr().err
+    assert "instrunet: error: -:1: not JSON" in capsys.readouterr().err  # named as on the command line
     assert cli_main(["search", "-", "-", *model]) == 2
     assert "stdin cannot be both" in capsys.readouterr().err
     # a library file that cannot be decoded: said, left out, exit 1; the others still searched
