@@ -925,8 +925,11 @@ class WindowStream:
                 # hop is longer than a window and the next one would start past the end)
                 if final and covered < total:
                     end = end_window_frame(total, self.fe)
-                    if end is None:  # shorter than a window: one zero-padded window
-                        if s < total:
+                    if end is None:  # shorter than a window: one zero-padded window, at 0
+                        # (none on an evidence grid: there is nothing in between to settle, and
+                        # a window of its tail alone, even a silent one, pulled the note's
+                        # probability down and made the answer depend on the hop: an audit)
+                        if s < total and self.phases == (0,):
                             out.append((k, total - s))
                     elif self.phases == (0,):  # the classifier's grid (an evidence grid adds none)
                         self._end_window = (k, end)

@@ -717,3 +717,21 @@ def test_a_stream_that_dropped_old_windows_decides_from_where_its_windows_are_wh
                     mine,
                     theirs,
                 )
+
+
+def test_a_sound_shorter_than_a_window_gets_no_evidence_window(family) -> None:
+    """An audit (2026-12-06): for a note shorter than a window, `refine` read a "window in
+    between" that held only the note's tail (0.51 s on), even a silent one, and its probability
+    pulled the note's down: a real 0.77 s flute note was detected at `--hop 0.5` and not at the
+    default hop. One window, nothing in between: the answer no longer depends on the hop."""
+    y, sr = sf.read(EXAMPLES / "solo_flute.wav", dtype="float32")
+    note = y[int(1.0 * sr) : int(1.8 * sr)]  # 0.8 s of the flute
+    runs = []
+    for hop in (1.5, 0.5):
+        clf = Classifier(family, hop=hop)
+        clf.classify(note, sr)
+        assert clf.refine(note, sr) == 0 and clf.settings["evidence_windows"] == 0
+        runs.append(clf.activity())
+    np.testing.assert_array_equal(runs[0].probability, runs[1].probability)
+    a = [instrunet_core.analyze(note, sr, model=family, hop=hop, analyzers=()) for hop in (1.5, 0.5)]
+    assert [i.to_dict() for i in a[0].instruments] == [i.to_dict() for i in a[1].instruments]
