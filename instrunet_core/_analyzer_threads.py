@@ -55,6 +55,17 @@ _route_lock = threading.Lock()
 _live = 0  # analyzer threads that may still print
 
 
+def _new_lock_in_child() -> None:
+    """After a fork, in the child: a lock held by a thread of the parent (not in the child)
+    would be held for ever."""
+    global _route_lock
+    _route_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 class Limit:
     """An analyzer's time limit: ``seconds`` fixed, or (``None``) the default rule."""
 

@@ -884,6 +884,19 @@ _REGISTRY: Registry | None = None
 _LOCK = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    """After a fork, in the child: the lock a thread of the parent may have held while it built
+    the registry (a warm-up thread's first ``load_model``) is copied held, and that thread is
+    not in the child: every ``load_model`` there waited for ever (a host audit). The registry
+    is only assigned once built, so the child builds its own when none was finished."""
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def get_registry(*, refresh: bool = False) -> Registry:
     """The process-wide registry, built on first use (``refresh=True`` rebuilds it)."""
     global _REGISTRY

@@ -162,6 +162,26 @@ class StreamOwner:
         self._feed = threading.RLock()
         self._state = threading.RLock()
         self._holder: str | None = None
+        self._pid = os.getpid()
+        self._torn: str | None = None  # the thread that was feeding when the process forked
+
+    def _after_fork(self, call: str) -> None:
+        """In a process forked from the one that made this owner: the parent's locks, copied in
+        whatever state its threads held them, are replaced (a reader waited for ever on a lock
+        held by a thread the child does not have: a host audit). A stream that a thread was
+        feeding at the fork is half updated here: every call but ``reset`` is refused."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._feed = threading.RLock()
+            self._state = threading.RLock()
+            if self._holder is not None:
+                self._torn, self._holder = self._holder, None
+        if self._torn is not None and call not in ("reset", "close"):
+            raise ConcurrentUseError(
+                f"{self.what}.{call}: this {self.what} was being fed by thread {self._torn!r} when "
+                f"the process forked, so its stream is incomplete in this process; reset() it or "
+                f"make a new one"
+            )
 
     @contextlib.contextmanager
     def feeding(self, call: str) -> Iterator[None]:
@@ -170,8 +190,10 @@ class StreamOwner:
         Raises
         ------
         ConcurrentUseError
-            Naming the call, both threads and the rule.
+            Naming the call, both threads and the rule; or, in a forked process, the stream was
+            being fed when the process forked (only ``reset`` is taken then).
         """
+        self._after_fork(call)
         if not self._feed.acquire(blocking=False):
             holder = self._holder or "another thread"
             raise ConcurrentUseError(
@@ -184,6 +206,8 @@ class StreamOwner:
                 outer, self._holder = self._holder, threading.current_thread().name
                 try:
                     yield
+                    if call == "reset":
+                        self._torn = None
                 finally:
                     self._holder = outer
         finally:
@@ -197,5 +221,6 @@ class StreamOwner:
         timeline's arithmetic floors what underflows or divides by zero itself, and a host that
         set ``np.seterr(all="raise")`` got a bare ``FloatingPointError`` from a decaying note's
         tail (a host audit); the host's setting is back once the call returns."""
+        self._after_fork("results")
         with self._state, np.errstate(all="ignore"):
             yield

@@ -179,3 +179,82 @@ def test_a_ctrl_c_while_the_package_is_imported_is_one_line() -> None:
     assert r.stdout == ""
     # and the installed command is that module's
     assert "from _instrunet_cli import main" in BIN.read_text()
+
+
+def _registry_in_child(q: multiprocessing.Queue) -> None:
+    from instrunet_core import registry
+
+    q.put(type(registry.get_registry()).__name__)
+
+
+def _torn_classifier_in_child(
+    clf: instrunet_core.Classifier, y: np.ndarray, q: multiprocessing.Queue
+) -> None:
+    out = []
+    for call in (clf.prediction, lambda: clf.classify(y, SR)):
+        try:
+            call()
+            out.append("ran")
+        except instrunet_core.errors.ConcurrentUseError as e:
+            out.append(str(e))
+    clf.reset()  # taken: the stream starts again, whole
+    out.append(len(clf.classify(y, SR)))
+    q.put(out)
+
+
+def _forked(target: object, *args: object) -> object:
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: what this tests
+        child = ctx.Process(target=target, args=(*args, q))
+        child.start()
+    child.join(60)
+    if child.is_alive():  # pragma: no cover - the bug
+        child.kill()
+        pytest.fail("the forked child hung")
+    assert child.exitcode == 0
+    return q.get(timeout=5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_fork_while_the_registry_is_being_built_does_not_hang_the_child() -> None:
+    """A host audit (2026-12-06): a process forked while another thread was in its first
+    `load_model()` (a warm-up thread beside a fork-based `multiprocessing.Pool`) copied the
+    registry's lock held, by a thread the child does not have: every child waited for ever."""
+    from instrunet_core import registry
+
+    registry._REGISTRY = None
+    with registry._LOCK:  # held, as the warm-up thread held it, when the process forks
+        assert _forked(_registry_in_child) == "Registry"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_classifier_fed_while_the_process_forks_says_so_in_the_child(tiny_model) -> None:
+    """Its readers waited for ever on the copied locks, and its feeders blamed a thread the
+    child does not have. A stream being fed at the fork is half updated in the child: every call
+    but reset() says so; after reset() it works."""
+    import threading
+
+    y = tone(4.0)
+    clf = tiny_model.classifier()
+    clf.classify(y, SR)
+    inside, done = threading.Event(), threading.Event()
+
+    def feed() -> None:
+        with clf._owner.feeding("process"):  # a host thread in the middle of feeding it
+            inside.set()
+            done.wait(30)
+
+    t = threading.Thread(target=feed, name="feeder")
+    t.start()
+    inside.wait(10)
+    try:
+        out = _forked(_torn_classifier_in_child, clf, y)
+    finally:
+        done.set()
+        t.join()
+    assert isinstance(out, list) and len(out) == 3
+    for said in out[:2]:
+        assert "was being fed by thread 'feeder' when the process forked" in said and "reset()" in said
+    assert out[2] == len(clf.classify(y, SR))
