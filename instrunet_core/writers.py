@@ -39,6 +39,7 @@ import os
 import shutil
 import signal
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -351,23 +352,58 @@ def _signals_held() -> Iterator[None]:
     Python runs signal handlers on the main thread whichever thread the kernel hands a signal
     to, so a thread's signal mask is not enough while other threads live (the pipeline's, an
     analyzer's): on the main thread the handlers themselves are replaced by a recorder for the
-    block, and what arrived is raised again once it ends, to the handlers put back. Elsewhere
-    nothing is needed: no handler runs on another thread, so none can stop its block."""
+    block, and what arrived is handed on once it ends, to the handlers put back. Elsewhere no
+    handler runs, so none can stop the block; a signal whose action is the default one (SIGTERM
+    in a server) still ends the process there, and the copy with it (docs/plugins.md).
+
+    Only handlers Python installed are replaced: a signal handled by the host's native code (an
+    application embedding Python without its handlers, where ``signal.getsignal`` is ``None``),
+    or ignored (by Python or, behind its back, natively), is left alone. Before, such a handler
+    could not be put back: the write raised ``TypeError`` and the host's handlers were lost for
+    good (a host audit). A held signal is handed on by calling the handler put back, not raised
+    again: the C-level handler has already woken a host's event loop for it (asyncio's
+    ``add_signal_handler``), which a second raise woke a second time."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     got: list[int] = []
-    saved = {}
+    saved: dict[int, Any] = {}
     for sig in _HELD_SIGNALS:
         with contextlib.suppress(ValueError, OSError):
+            handler = signal.getsignal(sig)
+            if handler is None or handler == signal.SIG_IGN or _ignored_natively(sig):
+                continue
             saved[sig] = signal.signal(sig, lambda n, frame: got.append(n))
     try:
         yield
     finally:
         for sig, handler in saved.items():
-            signal.signal(sig, handler)
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
         for n in dict.fromkeys(got):
-            signal.raise_signal(n)
+            handler = saved.get(n)
+            if callable(handler):
+                handler(n, None)
+            else:  # the default action (end the process): only the kernel can take it
+                signal.raise_signal(n)
+
+
+def _ignored_natively(sig: int) -> bool:
+    """Whether the process ignores ``sig`` at the C level although Python's record of its
+    handler says otherwise (native code set ``SIG_IGN`` after Python started): Linux only, by
+    ``sigaction``; ``False`` when it cannot be told."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        act = (ctypes.c_void_p * 32)()  # struct sigaction: its handler is the first member
+        if libc.sigaction(int(sig), None, ctypes.byref(act)) != 0:
+            return False
+        return act[0] == 1  # SIG_IGN
+    except (OSError, AttributeError, ValueError):
+        return False
 
 
 def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import stat
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -484,3 +485,86 @@ def test_a_hard_linked_output_is_never_left_half_written(
     assert got == [signal.SIGTERM] and json.loads(b.read_text()) == json.loads(new)
     atomic_write_text(a, "short")  # a shorter content is cut to its length
     assert b.read_text() == "short" and os.stat(a).st_nlink == 2
+
+
+def _linked(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text('{"old": 1}')
+    os.link(a, b)
+    return a, b
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sigaction, wakeup fd")
+def test_holding_signals_leaves_handlers_it_cannot_put_back_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host audit (2026-12-06): in an application embedding Python without its signal
+    handlers, `signal.getsignal` is None; the handler swapped in could not be put back (the
+    write raised TypeError) and the host's handlers were lost for good. A SIG_IGN set natively,
+    behind Python's back, was undone the same way."""
+    import ctypes
+    import signal
+
+    from instrunet_core import writers
+
+    a, b = _linked(tmp_path)
+    real = signal.getsignal
+    monkeypatch.setattr(signal, "getsignal", lambda s: None if s == signal.SIGHUP else real(s))
+    swapped: list[int] = []
+    real_signal = signal.signal
+    monkeypatch.setattr(signal, "signal", lambda s, h: swapped.append(s) or real_signal(s, h))
+    writers.atomic_write_text(a, '{"new": 1}')
+    assert signal.SIGHUP not in swapped and b.read_text() == '{"new": 1}'
+    monkeypatch.undo()
+
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    before = signal.getsignal(signal.SIGTERM)
+    libc.signal(int(signal.SIGTERM), ctypes.c_void_p(1))  # SIG_IGN, natively
+    try:
+        assert writers._ignored_natively(signal.SIGTERM)
+        writers.atomic_write_text(a, '{"newer": 1}')
+        assert writers._ignored_natively(signal.SIGTERM)  # still ignored
+        assert b.read_text() == '{"newer": 1}'
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert not writers._ignored_natively(signal.SIGTERM)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="wakeup fd")
+def test_a_held_signal_wakes_an_event_loop_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host audit (2026-12-06): a signal held during a hard-linked write was raised again
+    afterwards, so a host woken through `signal.set_wakeup_fd` (asyncio's
+    `loop.add_signal_handler`) got one Ctrl-C twice: its handler is now called, not raised."""
+    import shutil
+    import signal
+    import socket
+
+    from instrunet_core import writers
+
+    a, b = _linked(tmp_path)
+    r, w = socket.socketpair()
+    r.setblocking(False)
+    w.setblocking(False)
+    calls: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda n, f: calls.append(n))
+    old_fd = signal.set_wakeup_fd(w.fileno())
+    real = shutil.copyfileobj
+
+    def copy_then_signal(src: Any, dst: Any, *args: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # arrives during the copy
+        real(src, dst, *args)
+
+    monkeypatch.setattr(shutil, "copyfileobj", copy_then_signal)
+    try:
+        writers.atomic_write_text(a, '{"new": 1}')
+    finally:
+        monkeypatch.undo()
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGINT, old)
+    woken = r.recv(64)
+    r.close()
+    w.close()
+    assert woken == bytes([signal.SIGINT]) and calls == [signal.SIGINT]
+    assert b.read_text() == '{"new": 1}'
