@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -243,6 +244,40 @@ def _stdin_text() -> Any:
     if raw is None:  # a text stream without bytes below it (a host's replacement)
         return stdin
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+
+
+def _is_stream(path: str) -> bool:
+    """Whether ``path`` names something read once rather than a file (a FIFO, a process
+    substitution's pipe, ``/dev/stdin``, a character device): ``-`` aside."""
+    if path == "-":
+        return False
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode)
+
+
+def _read_stream(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _looks_like_json_lines(data: bytes) -> bool:
+    """Whether a stream's bytes start like the JSON lines of ``instrunet embed`` (after blanks
+    and a byte-order mark): no audio format starts with ``{``."""
+    return data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{"
+
+
+class _Named(io.BytesIO):
+    """Bytes read from a stream, named as it was given (in messages)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
 
 
 def _is_stdout(path: str) -> bool:
@@ -570,8 +605,12 @@ def _embed(args: argparse.Namespace) -> int:
     for path in files:
         # a file is named by its resolved path (as batch names it): a library read from another
         # folder names the same file, and a search leaves the query out of its own results
-        name = path if path == "-" else os.path.realpath(path)
-        stamp = None if path == "-" else file_stamp(path)
+        # a stream (a FIFO, `<(...)`, /dev/stdin) names no file that is still there afterwards
+        # (its record said /proc/PID/fd/pipe:[...], which search then dropped as gone): "-",
+        # as stdin, a recording of its own
+        stream = path == "-" or _is_stream(path)
+        name = "-" if stream else os.path.realpath(path)
+        stamp = None if stream else file_stamp(path)
         try:
             with _decoder_chatter_dropped():
                 emb = model.embed(_source(path), hop=args.hop, workers=args.workers)
@@ -636,6 +675,7 @@ def _search(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     lib = Library(model=model_info(model))
     rc = EXIT_OK
+    streamed: dict[str, bytes] = {}  # audio given as a stream (a FIFO, a process substitution)
     # The libraries written by `instrunet embed` first: their hop is the one the query and the
     # folders are embedded with, when --hop is not given (vectors of two hops differ a little).
     try:
@@ -649,6 +689,18 @@ def _search(args: argparse.Namespace) -> int:
                         text.detach()  # (stdin itself stays open)
             elif not os.path.isdir(item) and item.lower().endswith(_INDEX_SUFFIXES):
                 Library.read(item, into=lib)
+            elif _is_stream(item):  # `<(zcat lib.jsonl.gz)`: read once, JSON lines or audio
+                data = _read_stream(item)
+                if _looks_like_json_lines(data):
+                    try:
+                        text = data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise InputError(
+                            f"{item}: not a text file (expected the JSON lines of `instrunet embed`)"
+                        ) from None
+                    Library.read(io.StringIO(text), into=lib, name=item)
+                else:
+                    streamed[item] = data
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
@@ -685,11 +737,31 @@ def _search(args: argparse.Namespace) -> int:
                     workers=args.workers,
                 )
 
+    def embed_stream(name: str, data: bytes) -> None:
+        try:
+            with _decoder_chatter_dropped():
+                emb = model.embed(_Named(data, name), hop=hop, workers=args.workers)
+        except (InstrunetError, OSError) as e:
+            failed(name, e)
+            return
+        keep = ~emb.silent
+        lib.add(
+            "-",  # a stream names no file: a recording of its own, as stdin's
+            emb.vector,
+            emb.model,
+            origin=name,
+            windows=emb.windows[keep] if args.where else None,
+            times=emb.times[keep] if args.where else None,
+            hop=emb.hop,
+        )
+
     try:
         for item in args.library:
-            if item == "-":
+            if item == "-" or (_is_stream(item) and item not in streamed):
                 continue
-            if os.path.isdir(item):
+            if item in streamed:
+                embed_stream(item, streamed[item])
+            elif os.path.isdir(item):
                 embed(_folder_files(item))
             elif not item.lower().endswith(_INDEX_SUFFIXES):
                 embed([item])

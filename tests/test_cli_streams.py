@@ -90,3 +90,49 @@ def test_a_library_on_stdin_is_named_and_checked_as_text(open_model_dir: Path, w
     assert p.returncode == 1 and p.stderr.decode().startswith(
         "instrunet: error: -:2: not an embedding record"
     )
+
+
+def _through_fifo(
+    tmp_path: Path, name: str, data: bytes, model_dir: Path, *args: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the command with ``data`` written into a FIFO named ``name`` (as `<(...)` gives)."""
+    import threading
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    r = _run(model_dir, *[str(fifo) if a == "FIFO" else a for a in args])
+    t.join(10)
+    return r
+
+
+def test_streams_as_embed_inputs_and_search_libraries(
+    open_model_dir: Path, wav: Path, tmp_path: Path
+) -> None:
+    """`embed <(cat a.wav)` wrote the record's path as /proc/PID/fd/pipe:[...], which search
+    then dropped as gone (exit 0, the vector lost); a library given as `<(zcat lib.jsonl.gz)`
+    was decoded as audio because its name has no .jsonl suffix."""
+    r = _through_fifo(tmp_path, "in1", wav.read_bytes(), open_model_dir, "embed", "FIFO")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["path"] == "-" and "file_size" not in rec
+    lib = tmp_path / "lib.jsonl"
+    lib.write_bytes(r.stdout)
+    s = _run(open_model_dir, "search", str(wav), str(lib))
+    assert s.returncode == 0 and s.stdout.decode().split()[1:] == ["-"], s.stderr  # kept, not "gone"
+    # a library of JSON lines through a pipe
+    emb = _run(open_model_dir, "embed", str(wav)).stdout
+    other = tmp_path / "b.wav"
+    sf.write(other, tone(4.0, freq=330.0), SR)
+    s = _through_fifo(tmp_path, "lib2", emb, open_model_dir, "search", str(other), "FIFO")
+    assert s.returncode == 0, s.stderr
+    assert s.stdout.decode().split()[1:] == [str(wav.resolve())]
+    # audio through a pipe, as a library: embedded, named as given in messages
+    s = _through_fifo(tmp_path, "aud", b"not audio at all", open_model_dir, "search", str(other), "FIFO")
+    assert s.returncode == 1 and f"{tmp_path / 'aud'}: cannot decode audio" in s.stderr.decode()
