@@ -32,7 +32,7 @@ from typing import Any
 from ._files import file_identity
 from .arguments import add_count_option, count_type, hop_type
 from .batch import error_message
-from .errors import InputError, InstrunetError, OutputError, describe
+from .errors import InputError, InstrunetError, OutputError, UnknownModelError, describe
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
 from .output import SEARCH_SCHEMA, model_info
@@ -537,6 +537,18 @@ def _load(name: str | None, args: argparse.Namespace | None = None) -> Any:
         return load_model(name, providers=providers or None, intra_op_threads=getattr(args, "threads", None))
 
 
+class _NoEmbedding(InstrunetError):
+    """``--model`` names a model without an embedding output where one is needed."""
+
+
+def _model_failed(e: BaseException) -> int:
+    """Say why the model cannot be had; the exit status: a name or version that names nothing
+    installed, or a model without the output the command needs, is the command line's mistake
+    (2, as an unknown ``--format``); an artifact that fails to load is a failure (1)."""
+    _err(str(e))
+    return EXIT_USAGE if isinstance(e, (UnknownModelError, _NoEmbedding)) else EXIT_FAIL
+
+
 def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
     """Overall prediction and duration (seconds) of one source, through the one inference path."""
     with _decoder_chatter_dropped():
@@ -548,11 +560,13 @@ def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
 def _classify(args: argparse.Namespace) -> int:
     from .output import classification_record, error_record
 
+    if args.files.count("-") > 1:
+        _err("classify: stdin ('-') can be read only once; give it once")
+        return EXIT_USAGE
     try:
         model = _load(args.model, args)
     except InstrunetError as e:
-        _err(str(e))
-        return EXIT_FAIL
+        return _model_failed(e)
     clf = model.classifier(hop=args.hop, workers=args.workers)
     rows: list[dict[str, Any]] = []
     rc = EXIT_OK
@@ -580,7 +594,7 @@ def _embedding_model(args: argparse.Namespace) -> Any:
     (``InstrunetError`` otherwise)."""
     model = _load(args.model, args)
     if model.embedding_dim is None:
-        raise InstrunetError(f"{model.name} {model.version} has no embedding output; choose another --model")
+        raise _NoEmbedding(f"{model.name} {model.version} has no embedding output; choose another --model")
     return model
 
 
@@ -595,8 +609,7 @@ def _embed(args: argparse.Namespace) -> int:
     try:
         model = _embedding_model(args)
     except InstrunetError as e:
-        _err(str(e))
-        return EXIT_FAIL
+        return _model_failed(e)
     from .batch import file_stamp
 
     rc = EXIT_OK
@@ -671,8 +684,7 @@ def _search(args: argparse.Namespace) -> int:
     try:
         model = _embedding_model(args)
     except InstrunetError as e:
-        _err(str(e))
-        return EXIT_FAIL
+        return _model_failed(e)
     lib = Library(model=model_info(model))
     rc = EXIT_OK
     streamed: dict[str, bytes] = {}  # audio given as a stream (a FIFO, a process substitution)
@@ -989,8 +1001,7 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         model = _load(args.model, args)
     except (InstrunetError, OSError) as e:
-        _err(str(e))
-        return EXIT_FAIL
+        return _model_failed(e)
     if args.embed and model.embedding_dim is None:  # said before the file is read, not blamed on it
         _err(f"--embed: {model.name} {model.version} has no embedding output (choose a model that has one)")
         return EXIT_USAGE
@@ -1086,8 +1097,7 @@ def _batch(args: argparse.Namespace) -> int:
     try:
         model = _load(args.model, args)
     except InstrunetError as e:
-        _err(str(e))
-        return EXIT_FAIL
+        return _model_failed(e)
     if os.path.exists(out) and not os.path.isfile(out):
         _err(f"{out}: not a regular file (batch results are read back to resume and appended to)")
         return EXIT_USAGE

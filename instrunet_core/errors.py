@@ -9,6 +9,7 @@ __all__ = [
     "DecodeError",
     "InputError",
     "ModelError",
+    "UnknownModelError",
     "PluginError",
     "OutputError",
     "ConcurrentUseError",
@@ -29,6 +30,11 @@ class InputError(InstrunetError, ValueError):
 
 class ModelError(InstrunetError):
     """A model artifact is missing, malformed, or disagrees with its manifest."""
+
+
+class UnknownModelError(ModelError, LookupError):
+    """A model was asked for by a name or version that names nothing installed (or is no model
+    name at all): the command line's mistake, not an artifact's (``instrunet`` exits 2)."""
 
 
 class PluginError(InstrunetError):

@@ -55,7 +55,7 @@ import pluggy
 
 from . import hookspecs
 from ._analyzer_threads import AnalyzerThread, Limit, RoutedStdout, prints_to_stderr, resolve_limit
-from .errors import InputError, ModelError, PluginError, describe
+from .errors import InputError, ModelError, PluginError, UnknownModelError, describe
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, SEMVER_RE, Manifest, parse_semver, read_manifest
 from .output import DATA_STDOUT, STDOUT_CLOSED, data_stdout, instrunet_version, jsonable
@@ -480,12 +480,14 @@ class Registry:
         """
         ok = [e for e in self.models if e.error is None]
         if name is not None and not split_model_spec(name)[0]:
-            raise ModelError(f"model {name!r} names no model (expected <name> or <name>@<version>)")
+            raise UnknownModelError(f"model {name!r} names no model (expected <name> or <name>@<version>)")
         if name is not None and "@" in name:
             spec = name
             name, at_version = split_model_spec(spec)
             if version is not None and at_version is not None and version != at_version:
-                raise ModelError(f"model {spec!r}: version {at_version} given, and version={version!r} too")
+                raise UnknownModelError(
+                    f"model {spec!r}: version {at_version} given, and version={version!r} too"
+                )
             version = version or at_version
         by_env = ""  # named by INSTRUNET_DEFAULT_MODEL: an error says so
         if name is None:
@@ -522,7 +524,7 @@ class Registry:
             try:
                 parse_semver(version)
             except InputError as e:
-                raise ModelError(f"{by_env}model {name}: {e}") from None
+                raise (ModelError if by_env else UnknownModelError)(f"{by_env}model {name}: {e}") from None
             candidates = [e for e in candidates if e.version == version]
         if not candidates:
             broken = [
@@ -534,7 +536,9 @@ class Registry:
                 raise ModelError(broken[-1].error or f"model {name} is broken")
             avail = sorted(f"{e.name} {e.version}" for e in ok)
             want = name if version is None else f"{name} {version}"
-            raise ModelError(f"{by_env}model {want!r} is not installed (available: {avail or 'none'})")
+            raise (ModelError if by_env else UnknownModelError)(
+                f"{by_env}model {want!r} is not installed (available: {avail or 'none'})"
+            )
         best = max(candidates, key=lambda e: parse_semver(e.version))
         if version is None:
             newer = [

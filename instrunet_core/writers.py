@@ -176,7 +176,8 @@ def write_stdout(data: str | bytes) -> None:
             out.buffer.write(data)
             out.buffer.flush()
         else:
-            out.write(data)
+            if data:  # (an empty write reached the file: `> /dev/full` failed a command that wrote nothing)
+                out.write(data)
             out.flush()
     except BrokenPipeError:
         raise

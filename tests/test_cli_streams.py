@@ -136,3 +136,33 @@ def test_streams_as_embed_inputs_and_search_libraries(
     # audio through a pipe, as a library: embedded, named as given in messages
     s = _through_fifo(tmp_path, "aud", b"not audio at all", open_model_dir, "search", str(other), "FIFO")
     assert s.returncode == 1 and f"{tmp_path / 'aud'}: cannot decode audio" in s.stderr.decode()
+
+
+def test_exit_statuses_say_whose_mistake_it_was(tiny_model_dir: Path, wav: Path, tmp_path: Path) -> None:
+    """A pipelines audit (2026-12-06): a successful batch, which writes nothing to stdout, exited 1
+    with stdout on /dev/full (an empty write reached it); a --model naming nothing installed was
+    1 where an unknown --format is 2; `classify - -` read stdin and then said "empty stream"."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", tone(4.0), SR)
+    with open("/dev/full", "wb") as full:
+        cmd, env = _child(tiny_model_dir)
+        r = subprocess.run(
+            [*cmd, "batch", str(folder), "--out", str(tmp_path / "r.jsonl")],
+            env=env,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    assert r.returncode == 0, r.stderr
+    for args in (
+        ("classify", str(wav)),
+        ("analyze", str(wav)),
+        ("batch", str(folder), "--out", str(tmp_path / "r2.jsonl")),
+    ):
+        r = _run(tiny_model_dir, *args, "--model", "bogus")
+        assert r.returncode == 2 and b"model 'bogus' is not installed" in r.stderr, (args, r.stderr)
+    r = _run(tiny_model_dir, "embed", str(wav))  # the tiny model has no embedding output
+    assert r.returncode == 2 and b"has no embedding output" in r.stderr
+    r = _run(tiny_model_dir, "classify", "-", "-", input=wav.read_bytes())
+    assert r.returncode == 2 and r.stdout == b"" and b"stdin ('-') can be read only once" in r.stderr
