@@ -180,6 +180,20 @@ def test_available_models_default_first(installed_registry):
     assert "baseline" in names  # the model plugin make test installs
 
 
+def test_the_pinned_default_model_is_the_apps_default(installed_registry, monkeypatch):
+    """An audit (2026-12-06): with INSTRUNET_DEFAULT_MODEL=family@2.0.0 (the README's way to
+    keep the previous answers) the page still ran family's newest version and called it the
+    default, so it answered white noise "other" where the command line says "guitar"; 2.0.0
+    could not be chosen at all."""
+    monkeypatch.setenv("INSTRUNET_DEFAULT_MODEL", "family@2.0.0")
+    models = service.available_models()
+    assert (models[0].name, models[0].version, models[0].default) == ("family", "2.0.0", True)
+    assert models[0].version == load_model().version
+    newest = [m for m in models if m.name == "family" and not m.default]
+    assert [m.version for m in newest] == ["2.1.0"]  # family's newest still offered
+    assert [m.title for m in models].count("family 2.0.0 (default)") == 1
+
+
 @pytest.mark.slow
 def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, tmp_path):
     steps = []

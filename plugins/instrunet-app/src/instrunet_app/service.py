@@ -163,10 +163,16 @@ class AppResult:
 def available_models(*, registry: Any = None) -> list[ModelChoice]:
     """Usable registered models, newest version of each name, the default first.
 
+    The default is the model ``instrunet`` and ``load_model()`` use without a name, version
+    included: ``INSTRUNET_DEFAULT_MODEL=family@2.0.0`` offers family 2.0.0 first, as the default,
+    and family's newest version beside it (the page ran the newest version and called it the
+    default, so the app and the command line answered one file differently: an audit).
+
     Returns
     -------
     list of ModelChoice
     """
+    from instrunet_core.errors import ModelError
     from instrunet_core.manifest import parse_semver
 
     reg = registry or get_registry()
@@ -176,9 +182,17 @@ def available_models(*, registry: Any = None) -> list[ModelChoice]:
             e.name not in best or parse_semver(e.version) > parse_semver(best[e.name].version)
         ):
             best[e.name] = e
-    default = reg.default_model_name
-    out = [ModelChoice(e.name, e.version, e.plugin, e.name == default) for e in best.values()]
-    return sorted(out, key=lambda c: (not c.default, c.name))
+    try:
+        chosen = reg.resolve_model(None)
+    except ModelError:
+        chosen = None
+    out = [ModelChoice(chosen.name, chosen.version, chosen.plugin, True)] if chosen is not None else []
+    out += [
+        ModelChoice(e.name, e.version, e.plugin, False)
+        for e in best.values()
+        if chosen is None or (e.name, e.version) != (chosen.name, chosen.version)
+    ]
+    return sorted(out, key=lambda c: (not c.default, c.name, [-x for x in parse_semver(c.version)[:3]]))
 
 
 #: Every ASCII punctuation character: CommonMark lets each be escaped with a backslash, and
