@@ -793,3 +793,42 @@ def test_stopping_ends_the_reading_at_once(installed_registry) -> None:
     finally:
         mp.undo()
     assert sum(reads) < len(long) / 4, (sum(reads), len(long))  # read a little, not the whole file
+
+
+def _activity_of(prob: np.ndarray, other: np.ndarray | None = None) -> object:
+    """An analysis as `nothing_detected_text` reads it: two labels on a 0.1 s grid, all sound."""
+    from types import SimpleNamespace
+
+    from instrunet_core.timeline import Detection
+
+    act = SimpleNamespace(
+        n=len(prob),
+        probability=prob,
+        sounding=np.ones(len(prob), bool),
+        step=0.1,
+        labels=("brass", "flute"),
+        detection=Detection(),
+        other=other,
+    )
+    return SimpleNamespace(activity=act, settings={"thresholds": {"brass": 0.4, "flute": 0.3}})
+
+
+def test_nothing_detected_blames_what_held_the_family_off():
+    """A paths audit (2026-12-06): a family that reached its threshold but not for long enough
+    (1.02 s of a real reed note: brass above 0.40 for part of it) was said to be held off by
+    "none of the eight", whose probability was 0.04; a near miss read "peaks at 0.30, its
+    threshold is 0.30"."""
+    prob = np.zeros((30, 2), np.float32)  # 3 s of sound
+    prob[10:14, 0] = 0.46  # brass above its threshold for 0.4 s
+    text = service.nothing_detected_text(_activity_of(prob, other=np.full(30, 0.04, np.float32)))
+    assert "none of the eight" not in text
+    assert "brass reaches its threshold (0.40; it peaks at 0.46) for 0.4 s of the 3.0 s of sound" in text
+    assert "holds its threshold for 1 s" in text
+    short = prob[8:16]  # 0.8 s of sound: all of it is needed
+    assert "for all of a sound shorter than 1 s" in service.nothing_detected_text(_activity_of(short))
+    vetoed = service.nothing_detected_text(_activity_of(prob, other=np.full(30, 0.95, np.float32)))
+    assert 'answered "none of the eight" (other)' in vetoed
+    near = np.zeros((30, 2), np.float32)
+    near[:, 1] = 0.2969
+    text = service.nothing_detected_text(_activity_of(near))
+    assert "The nearest is flute: its smoothed probability peaks at 0.297, its threshold is 0.300." in text

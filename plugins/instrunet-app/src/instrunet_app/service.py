@@ -24,6 +24,8 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
 from instrunet_core.audio import MP3_SUPPORTED, audio_info, ended_early
 from instrunet_core.features import SILENCE_DB
@@ -501,30 +503,57 @@ def _plays_as_uploaded(data: bytes, mime: str | None) -> bool:
 
 def nothing_detected_text(an: Any) -> str:
     """Why the page lists no instrument: no family's smoothed probability reaches its presence
-    threshold anywhere, with the nearest family's peak and threshold (the numbers the overall
-    prediction beside it does not show)."""
+    threshold anywhere (with the nearest family's peak and threshold, the numbers the overall
+    prediction beside it does not show); or one does, but where it does the sound is answered
+    "none of the eight" (the open-set veto), or only for less than a family must hold to be
+    reported (``min_duration``, or all of a shorter sound)."""
     base = "No family is detected anywhere in the recording: none reaches its presence threshold."
     act = getattr(an, "activity", None)
     thresholds = an.settings.get("thresholds") or {}
     if act is None or not getattr(act, "n", 0) or not thresholds:
         return base
-    sounding = act.probability[act.sounding] if act.sounding.any() else act.probability
-    peaks = sounding.max(axis=0)
+    where = act.sounding if act.sounding.any() else np.ones(len(act.probability), bool)
+    peaks = act.probability[where].max(axis=0)
     gaps = [
-        (float(thresholds.get(lab, 1.0)) - float(peaks[i]), lab, float(peaks[i]))
+        (float(thresholds.get(lab, 1.0)) - float(peaks[i]), lab, float(peaks[i]), i)
         for i, lab in enumerate(act.labels)
     ]
-    gap, lab, peak = min(gaps)
-    if gap <= 0:  # a family reached its threshold: the open-set answer ("other") held it off
+    gap, lab, peak, i = min(gaps)
+    thr = float(thresholds[lab])
+    shown_peak, shown_thr = _distinct(peak, thr)
+    if gap > 0:
+        return f"{base} The nearest is {lab}: its smoothed probability peaks at {shown_peak}, its threshold is {shown_thr}."
+    above = where & (act.probability[:, i] >= thr)
+    veto = float(getattr(act.detection, "other_veto", 1.0))
+    other = getattr(act, "other", None)
+    if other is not None and veto < 1.0 and bool(np.all(other[above] >= veto)):
         return (
             "No family is detected anywhere in the recording: where a family reaches its threshold "
-            f"(the highest, {lab}, peaks at {peak:.2f} against {float(thresholds[lab]):.2f}), the sound is "
+            f"(the highest, {lab}, peaks at {shown_peak} against {shown_thr}), the sound is "
             'answered "none of the eight" (other), which keeps families from being listed.'
         )
+    held = float(above.sum()) * float(act.step)
+    sound = float(where.sum()) * float(act.step)
+    need = float(getattr(act.detection, "min_duration", 0.0))
+    if sound < need:
+        rule = f"all of a sound shorter than {need:g} s"
+    else:
+        rule = f"{need:g} s"
     return (
-        f"{base} The nearest is {lab}: its smoothed probability peaks at {peak:.2f}, its threshold is "
-        f"{float(thresholds[lab]):.2f}."
+        f"No family is detected anywhere in the recording: {lab} reaches its threshold ({shown_thr}; "
+        f"it peaks at {shown_peak}) for {seconds_text(held)} of the {seconds_text(sound)} of sound, "
+        f"but a family is listed only where it holds its threshold for {rule}."
     )
+
+
+def _distinct(value: float, threshold: float) -> tuple[str, str]:
+    """``value`` and ``threshold`` written with two decimals, or as many more as it takes for a
+    value below the threshold not to read as equal to it ("peaks at 0.30, its threshold is 0.30")."""
+    for digits in range(2, 7):
+        a, b = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
+        if a != b or value == threshold:
+            return a, b
+    return a, b
 
 
 def seconds_text(seconds: float) -> str:
