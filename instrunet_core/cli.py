@@ -836,9 +836,17 @@ def _clip(text: str, limit: int = SUMMARY_VALUE_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters; see the JSON)"
 
 
+def _text_of(result: dict[str, Any], key: str) -> str:
+    """An analyzer result's ``key`` (``label``, ``reason``) as it reads: its ``<key>_text`` when
+    the analyzer gives one (the condition analyzer's "broken / noisy", as the app writes it),
+    else the value with underscores as spaces."""
+    text = result.get(f"{key}_text")
+    return text if isinstance(text, str) and text else str(result.get(key, "?")).replace("_", " ")
+
+
 def summarize_extra(name: str, extra: Any) -> str:
-    """One readable line for an analyzer's result: its ``label`` (with that label's probability
-    and how many seconds it judged, when it says), its ``error`` (with the plugin that
+    """One readable line for an analyzer's result: its ``label`` (as its ``label_text`` reads,
+    with that label's probability and how many seconds it judged, when it says), its ``error`` (with the plugin that
     registered it), or its first few plain values (long strings cut to
     :data:`SUMMARY_VALUE_CHARS` characters)."""
     if not isinstance(extra, dict):
@@ -847,9 +855,9 @@ def summarize_extra(name: str, extra: Any) -> str:
         plugin = f" (plugin {extra['plugin']!s})" if extra.get("plugin") else ""
         return f"{name}{plugin}: failed: {_clip(str(extra['error']), 160)}"
     if "label" in extra:
-        parts = [_clip(str(extra["label"]).replace("_", " "))]
+        parts = [_clip(_text_of(extra, "label"))]
         if isinstance(extra.get("reason"), str):  # why there is no verdict: "unknown (too short)"
-            parts[0] += f" ({_clip(extra['reason'].replace('_', ' '))})"
+            parts[0] += f" ({_clip(_text_of(extra, 'reason'))})"
         probs = extra.get("probabilities")
         if isinstance(probs, dict) and isinstance(probs.get(extra["label"]), (int, float)):
             parts.append(f"probability {float(probs[extra['label']]):.2f}")
@@ -857,11 +865,7 @@ def summarize_extra(name: str, extra: Any) -> str:
             parts.append(f"on {float(extra['seconds']):.1f} s of sound")
         per = extra.get("instruments")
         if isinstance(per, dict) and per:
-            each = [
-                f"{k} {str(v.get('label', '?')).replace('_', ' ')}"
-                for k, v in per.items()
-                if isinstance(v, dict)
-            ]
+            each = [f"{k} {_text_of(v, 'label')}" for k, v in per.items() if isinstance(v, dict)]
             if each:
                 parts.append("per instrument: " + ", ".join(each))
         return f"{name}: " + "; ".join(parts)

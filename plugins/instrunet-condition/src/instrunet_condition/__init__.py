@@ -4,7 +4,9 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
 :func:`instrunet_core.analyze` then adds ``analysis.extras["condition"]``::
 
     {"label": "healthy" | "moderately_aged" | "broken_noisy" | "unknown",
+     "label_text": "healthy" | "moderately aged" | "broken / noisy" | "unknown",
      "reason": None | "silent" | "too_short" | "too_quiet" | "too_mixed" | "not_sampled" | "lost",
+     "reason_text": "too little sound to judge", ...   # with a reason only
      "probabilities": {"healthy": p, "moderately_aged": p, "broken_noisy": p},
      "features": {"hnr_db": ..., "spectral_flatness": ..., ...},
      "explanation": "one sentence: the verdict and the features that drove it, with clean ranges",
@@ -13,7 +15,7 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
                  # effect: the fall of the verdict's log-odds without that feature's value
      "window_shares": {"healthy": s, "moderately_aged": s, "broken_noisy": s},
                  # the share of the judged audio whose window on its own points to each class
-     "instruments": {"<family>": {"label", "reason", "probabilities", "features",
+     "instruments": {"<family>": {"label", "label_text", "reason", "reason_text", "probabilities", "features",
                                   "explanation", "reasons", "window_shares", "chunks", "seconds"}},
      "model": {"name": "condition", "version": "3.2.0", "sha256": "...",
                "spectrogram": {"name": "condition-spectrogram", "version": "1.2.0", "sha256": "..."}},

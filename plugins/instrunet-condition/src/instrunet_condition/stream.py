@@ -150,7 +150,46 @@ def impute_band(rows: Any, reference: Any) -> list[dict[str, float]]:
 
 
 #: What a verdict holds in the output contract (a file's and each instrument's).
-_VERDICT_KEYS = ("label", "reason", "probabilities", "features", "explanation", "reasons", "window_shares")
+_VERDICT_KEYS = (
+    "label",
+    "label_text",
+    "reason",
+    "reason_text",
+    "probabilities",
+    "features",
+    "explanation",
+    "reasons",
+    "window_shares",
+)
+#: A verdict's label and reason as people read them (``label_text``, ``reason_text``): the
+#: command line's summary, the app and the PDF write the same words.
+LABEL_TEXT = {
+    "healthy": "healthy",
+    "moderately_aged": "moderately aged",
+    "broken_noisy": "broken / noisy",
+    "unknown": "unknown",
+}
+REASON_TEXT = {
+    "silent": "silent: nothing to judge",
+    "too_short": "too little sound to judge",
+    "too_quiet": "too quiet to judge",
+    "too_mixed": "too many instruments at once to judge",
+    "not_sampled": "not judged: no window sampled where it plays",
+    "lost": "not judged: the analysis fell behind",
+}
+
+
+def with_text(verdict: dict[str, Any]) -> dict[str, Any]:
+    """``verdict`` with its ``label_text`` (and, for "unknown", ``reason_text``) added."""
+    label = verdict.get("label")
+    verdict["label_text"] = LABEL_TEXT.get(str(label), str(label).replace("_", " "))
+    if verdict.get("reason") is not None:
+        verdict["reason_text"] = REASON_TEXT.get(
+            str(verdict["reason"]), str(verdict["reason"]).replace("_", " ")
+        )
+    return verdict
+
+
 #: How each reason reads in a count of the windows left out ("6 too mixed").
 _COUNT_WORDS = {
     "silent": "silent",
@@ -501,7 +540,7 @@ class ConditionStream:
         finally:
             self.close()
         m = self.model
-        whole = self._verdict(sampled) if sampled else unknown(self._why_not(), self.skipped)
+        whole = with_text(self._verdict(sampled) if sampled else unknown(self._why_not(), self.skipped))
         lost = self.skipped["lost"]
         if sampled and lost:
             # the verdict stands on the windows that kept their audio: say that others did not
@@ -528,6 +567,7 @@ class ConditionStream:
                 if mine
                 else unknown(self._instrument_reason(inst.label, ranges), self._label_skips.get(inst.label))
             )
+            v = with_text(v)
             per[inst.label] = {k: v[k] for k in (*_VERDICT_KEYS, "chunks", "seconds") if k in v}
         return {
             **{k: whole[k] for k in _VERDICT_KEYS if k in whole},
