@@ -236,6 +236,18 @@ def test_ensemble_json_is_the_clis_and_pdf_has_the_results(installed_registry, t
     assert rows and len(rows) == sum(len(i.ranges) for i in an.instruments) + len(an.other_ranges())
     pos = [appendix.index(" ".join(r)) for r in rows]
     assert pos == sorted(pos)
+
+    def secs(t: str) -> float:
+        m, s = t.split(":")
+        return 60 * int(m) + float(s)
+
+    for _, start, end, length in rows:  # the length is the shown end less the shown start
+        # (whole seconds from 10 s on wrote "0:05.5 0:22.1 17 s": an audit)
+        assert length.endswith(" s") and float(length[:-2]) == pytest.approx(secs(end) - secs(start)), (
+            start,
+            end,
+            length,
+        )
     for k in ("mean probability:", "smoothed probability:", "threshold:", "intensity:"):
         assert text.count(k) == 1, k  # each measure is defined once
     # the settings say when "none of the eight" keeps a family out (the default is open-set)

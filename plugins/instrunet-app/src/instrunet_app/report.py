@@ -118,7 +118,8 @@ def fmt_ranges(ranges: Any, *, limit: int | None = None, where: str = "full list
 
 def range_rows(analysis: Analysis) -> list[list[str]]:
     """Every detected range in time order: ``[family, start, end, length]`` (``m:ss.s``, more
-    digits where a range is too short for them; the length in s, or ms under 0.1 s; "none of
+    digits where a range is too short for them; the length in s in the same digits, or ms under
+    0.1 s; "none of
     the eight" for an open-set model's ``other`` ranges)."""
     out = []
     for lab, a, b, _ in detected_ranges(analysis):
@@ -128,7 +129,9 @@ def range_rows(analysis: Analysis) -> list[list[str]]:
                 label_text(lab, len(analysis.labels)),
                 format_time(a, decimals=d),
                 format_time(b, decimals=d),
-                seconds_text(b - a),
+                # in the start's and end's digits, their difference as shown (whole seconds from
+                # 10 s on wrote 17 s beside 0:05.5-0:22.1: an audit)
+                f"{round(b, d) - round(a, d):.{d}f} s" if b - a >= 0.1 else seconds_text(b - a),
             ]
         )
     return out
