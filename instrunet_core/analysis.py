@@ -138,8 +138,11 @@ class Prediction:
     sounding_seconds : float
         Seconds of audio above the silence level.
     top : tuple of (str, float)
-        The ``top_k`` most probable labels with their probabilities, best first
-        (all labels unless ``top_k`` was given; empty for silence).
+        The ``top_k`` most probable of the model's labels with their probabilities, best first
+        (all labels unless ``top_k`` was given; empty for silence). "Other" is not a label: when
+        ``label`` is ``"other"`` (an open-set model's answer), ``top[0]`` is still a family, the
+        likeliest of them (white noise: ``label`` "other", ``top[0]`` guitar 0.97), so read the
+        answer from ``label``.
     other : float or None
         Loudness-weighted mean probability that the sound is none of the labels (models with
         an open-set output; ``None`` otherwise).
