@@ -22,7 +22,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("instrunet: error: interrupted\n")
         return EXIT_INTERRUPTED
-    return run(argv)
+    code = run(argv)
+    _end_if_left_behind(code)
+    return code
+
+
+def _end_if_left_behind(code: int) -> None:
+    """When an analyzer was left behind (it passed its time limit) and other threads are still
+    alive (the call left behind; a plugin's own ``ThreadPoolExecutor`` worker stuck in it, which
+    Python joins at exit), end the process now, its output flushed: the command had printed its
+    report and then never exited (a plugin audit). Otherwise the interpreter ends as usual."""
+    threads = sys.modules.get("instrunet_core._analyzer_threads")
+    if threads is None or not getattr(threads, "left_behind", 0):
+        return
+    import os
+    import threading
+
+    # (a pool's workers started from the analyzer's thread are daemons, and joined at exit all
+    # the same: any thread still alive besides this one may hold the exit)
+    main = threading.main_thread()
+    if not any(t.is_alive() and t is not main for t in threading.enumerate()):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

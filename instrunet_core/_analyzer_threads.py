@@ -53,6 +53,9 @@ _END = object()
 _local = threading.local()
 _route_lock = threading.Lock()
 _live = 0  # analyzer threads that may still print
+#: Analyzers left behind in this process (their time limit passed): the command line ends
+#: without waiting for threads they may have started (``_instrunet_cli``).
+left_behind = 0
 
 
 def _new_lock_in_child() -> None:
@@ -331,6 +334,8 @@ class AnalyzerThread:
                 continue  # the limit is checked again above
 
     def _abandon(self, audio_seconds: float) -> None:
+        global left_behind
+        left_behind += 1
         self.abandoned = True
         self._timeout = TimeoutError(
             f"ran longer than its time limit ({self.limit.describe(audio_seconds)}; "

@@ -246,6 +246,11 @@ def _stdin_text() -> Any:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
 
 
+#: The output tag of ``--plot`` (no writer's name can be it: a plugin's writer named "plot" was
+#: never run for ``--format plot``, the built-in plot ran instead).
+_PLOT = "--plot"
+
+
 def _is_stream(path: str) -> bool:
     """Whether ``path`` names something read once rather than a file (a FIFO, a process
     substitution's pipe, ``/dev/stdin``, a character device): ``-`` aside."""
@@ -965,7 +970,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.format:
         outputs.append((args.format, args.out))
     if args.plot:
-        outputs.append(("plot", args.plot))  # the png writer, in the format its name asks for
+        outputs.append((_PLOT, args.plot))  # the png writer, in the format its name asks for
     # `--json /dev/stdout` is `--json -` (it was written into stderr's file: an output audit)
     outputs = [(fmt, "-" if _is_stdout(t) else t) for fmt, t in outputs]
     targets = [t for _, t in outputs]
@@ -1034,8 +1039,9 @@ def _analyze(args: argparse.Namespace) -> int:
     for fmt, out in outputs:
         try:
             _make_parent(out)
-            writer = writers.write_plot if fmt == "plot" else reg.writer(fmt)
+            writer = writers.write_plot if fmt == _PLOT else reg.writer(fmt)
             before = file_identity(out) if out != "-" else None
+            written = writers.stdout_writes
             # a writer's prints go to stderr, also when its data goes to stdout (write_stdout)
             with _plugin_stdout():
                 writer(an, out)
@@ -1043,6 +1049,13 @@ def _analyze(args: argparse.Namespace) -> int:
             if out != "-" and (not os.path.exists(out) or unwritten):
                 # a plugin writer that returned without writing: said, not taken for a success
                 _err(f"{out}: writer {fmt!r} returned without writing it")
+                rc = EXIT_FAIL
+            elif out == "-" and writers.stdout_writes == written:
+                # (its print() or sys.stdout.write went to stderr; open("-") made a file named -)
+                _err(
+                    f"-: writer {fmt!r} wrote nothing to stdout (a writer writes '-' through "
+                    "instrunet_core.writers: write_stdout, atomic_write_text, atomic_path)"
+                )
                 rc = EXIT_FAIL
         except (KeyboardInterrupt, BrokenPipeError):
             raise  # (stdout closed by its reader: main stops quietly; not the writer's failure)

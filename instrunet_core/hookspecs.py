@@ -208,14 +208,14 @@ def instrunet_register_writers(register: RegisterWriter) -> None:
     >>> import csv, io
     >>> from instrunet_core import hookimpl
     >>> from instrunet_core.writers import atomic_write_text
-    >>> def write_csv(analysis, path):
+    >>> def write_tsv(analysis, path):
     ...     buf = io.StringIO()
-    ...     w = csv.writer(buf)
+    ...     w = csv.writer(buf, delimiter="\t")
     ...     w.writerow(["start", "end", *analysis.labels])
     ...     for seg in analysis.timeline:
     ...         w.writerow([seg.start, seg.end, *seg.probabilities.values()])
     ...     atomic_write_text(path, buf.getvalue())
     >>> @hookimpl
     ... def instrunet_register_writers(register):
-    ...     register("csv", write_csv)
+    ...     register("tsv", write_tsv)  # a name of its own: the built-ins' (csv, json...) are taken
     """

@@ -238,7 +238,14 @@ def _count(left: list[int] | None, n: int) -> None:
 def _jsonable(x: Any, left: list[int] | None) -> Any:
     if isinstance(x, Mapping):
         _count(left, 1 + len(x))  # itself, and each key
-        return {str(k): _jsonable(v, left) for k, v in x.items()}
+        out = {str(k): _jsonable(v, left) for k, v in x.items()}
+        if len(out) < len(x):  # 1 and "1": one value would be lost without a word
+            seen: dict[str, Any] = {}
+            for k in x:
+                if str(k) in seen:
+                    raise ValueError(f"keys {seen[str(k)]!r} and {k!r} are both {str(k)!r} as JSON keys")
+                seen[str(k)] = k
+        return out
     if isinstance(x, (list, tuple)):
         _count(left, 1)
         return [_jsonable(v, left) for v in x]

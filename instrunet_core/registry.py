@@ -240,11 +240,61 @@ def _dist_version(ep: Any) -> str | None:
     return getattr(dist, "version", None) if dist is not None else None
 
 
+def _load_order(ep: Any) -> tuple[bool, str, str]:
+    """The order plugins are loaded in: instrunet's own distributions (``instrunet``,
+    ``instrunet-*``) first, then by distribution name, then by entry-point name."""
+    dist = getattr(ep, "dist", None)
+    name = str(getattr(dist, "name", None) or (getattr(dist, "metadata", None) or {}).get("Name") or "")
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    return (not (key == "instrunet" or key.startswith("instrunet-")), key, str(getattr(ep, "name", "")))
+
+
 def _dist_text(ep: Any) -> str:
     """The distribution an entry point comes from, as ``name version`` (for messages)."""
     dist = getattr(ep, "dist", None)
     name = getattr(dist, "name", None) or (getattr(dist, "metadata", None) or {}).get("Name")
     return f"{name or 'an unnamed distribution'} {_dist_version(ep) or ''}".strip()
+
+
+@contextlib.contextmanager
+def _streams_kept(plugin: str) -> Iterator[None]:
+    """While a plugin is imported and registers: ``sys.stdout`` and ``sys.stderr`` as they were
+    before, put back if its code replaced them, with a warning. The common "UTF-8 output" line
+    at import, ``sys.stdout = io.TextIOWrapper(sys.stdout.buffer, ...)``, wrapped stderr's buffer
+    there (a plugin's prints go to stderr), and every later command printed its data on stderr
+    (a plugin audit)."""
+    before = (sys.stdout, sys.stderr)
+    try:
+        yield
+    finally:
+        now = (sys.stdout, sys.stderr)
+        which = [
+            n for n, was, cur in zip(("sys.stdout", "sys.stderr"), before, now, strict=True) if was is not cur
+        ]
+        if which:
+            sys.stdout, sys.stderr = before
+            for was, cur in zip(before, now, strict=True):
+                _let_go(cur, was)
+            warnings.warn(
+                f"instrunet plugin {plugin!r} replaced {' and '.join(which)} while it loaded; put back "
+                "(standard output belongs to the host application and to machine output)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
+def _let_go(replacement: Any, original: Any) -> None:
+    """Detach a replaced stream from the buffer it shares with a real one (stdout's or
+    stderr's): dropped, a text wrapper closes its buffer, and the real stream with it."""
+    if replacement is original or not hasattr(replacement, "detach"):
+        return
+    shared = {
+        id(getattr(f, "buffer", None)) for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if f
+    }
+    if id(getattr(replacement, "buffer", None)) in shared:
+        with contextlib.suppress(Exception):  # (a stream the plugin closed or broke itself)
+            replacement.flush()
+            replacement.detach()
 
 
 class Registry:
@@ -290,6 +340,13 @@ class Registry:
         info.hooks = sorted(
             h for h in _HOOKS if any(i.plugin is plugin for i in getattr(self.pm.hook, h).get_hookimpls())
         )
+        for attr in _HOOKS:  # a hook without its decorator would never run, unsaid (a plugin audit)
+            if attr not in info.hooks and callable(getattr(plugin, attr, None)):
+                self._error(
+                    info,
+                    f"{attr} is not marked @hookimpl, so it never runs (decorate it with "
+                    "instrunet_core.hookimpl)",
+                )
         for attr in _unknown_hooks(self.pm, plugin):  # a misspelt hook would never run, unsaid
             near = difflib.get_close_matches(attr, _HOOKS, n=1)
             hint = f"; did you mean {near[0]}?" if near else f" (instrunet's hooks: {', '.join(_HOOKS)})"
@@ -306,7 +363,7 @@ class Registry:
             # This plugin's implementations only, through pluggy (wrappers included).
             call = self.pm.subset_hook_caller(hook, remove_plugins=others)
             try:
-                with plugin_stdout():
+                with _streams_kept(info.name), plugin_stdout():
                     returned = call(register=self._register_fn(hook, info))
             except KeyboardInterrupt:
                 raise
@@ -372,6 +429,10 @@ class Registry:
                 f"{kind} name must be letters, digits, '_', '.' or '-' (at most 64, starting with a "
                 f"letter or digit), got {name!r}",
             )
+            return False
+        if kind == "analyzer" and name == "none":
+            # (`--analyzers none` means no analyzer: one named so could never be chosen)
+            self._error(info, "analyzer name 'none' is reserved (--analyzers none skips them all)")
             return False
         if not callable(func):
             self._error(info, f"{kind} {name!r} is not callable")
@@ -836,6 +897,11 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
             warnings.warn(f"instrunet: cannot list entry points: {describe(e)}", RuntimeWarning, stacklevel=2)
             eps = []
         owners: dict[str, str] = {}  # entry-point name -> the distribution whose plugin it names
+        # A name two plugins register goes to the first loaded: loaded in a fixed order, the
+        # project's own distributions first, then by distribution and entry-point name (the
+        # order importlib.metadata lists them is the folder listing's: a third-party plugin
+        # took over "condition" on one machine and not on another: a plugin audit)
+        eps = sorted(eps, key=_load_order)
         for ep in eps:
             if selected is not None and ep.name not in selected:
                 continue
@@ -854,7 +920,7 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
             owners.setdefault(ep.name, dist)
             t0 = time.perf_counter()
             try:
-                with plugin_stdout():
+                with _streams_kept(ep.name), plugin_stdout():
                     obj = ep.load()
             except BaseException as e:  # noqa: BLE001 - includes SystemExit from a broken import
                 if isinstance(e, KeyboardInterrupt):

@@ -155,6 +155,11 @@ def make_folder(path: str | os.PathLike[str]) -> None:
         raise _cannot_write(target, e) from None
 
 
+#: How many times :func:`write_stdout` was given data: the command line tells from it whether a
+#: writer asked for ``-`` wrote anything to stdout.
+stdout_writes = 0
+
+
 def write_stdout(data: str | bytes) -> None:
     """Write ``data`` to standard output and flush it (bytes to its binary buffer).
 
@@ -170,6 +175,8 @@ def write_stdout(data: str | bytes) -> None:
     out = data_stdout()
     if out is None:
         raise OutputError("-: cannot write to stdout: it is closed")
+    global stdout_writes
+    stdout_writes += bool(data)
     try:
         if isinstance(data, bytes):
             out.flush()

@@ -530,6 +530,13 @@ def test_audit_plugin_authoring_mistakes_are_said(
         register("json", printing)
         register("nothing", lambda analysis, path: None)  # returns without writing
 
+        def plot(analysis: Any, path: Any) -> None:
+            from instrunet_core.writers import atomic_write_text
+
+            atomic_write_text(path, "THE PLUGIN'S PLOT\n")
+
+        register("plot", plot)  # not the built-in --plot
+
     reg = build_registry(
         extra_plugins=[
             ("typo", typo),
@@ -603,6 +610,14 @@ def test_audit_plugin_authoring_mistakes_are_said(
         assert main([*args, "--out", str(target)]) == 1
         assert f"{target}: writer 'nothing' returned without writing it" in capfd.readouterr().err
     assert main([*args, "--out", "/dev/null"]) == 0  # a device: written into, nothing to compare
+    # ... and to stdout (a plugin audit: exit 0 with nothing on stdout)
+    capfd.readouterr()
+    assert main([*args, "--out", "-"]) == 1
+    out, err = capfd.readouterr()
+    assert out == "" and "-: writer 'nothing' wrote nothing to stdout" in err
+    # a plugin's writer named "plot" is the one --format plot runs (the built-in --plot ran instead)
+    args[-1] = "plot"
+    assert main([*args, "--out", str(target)]) == 0 and target.read_text() == "THE PLUGIN'S PLOT\n"
 
 
 def test_a_slow_plugin_is_named_with_its_load_time(
@@ -639,13 +654,40 @@ def test_audit2_two_distributions_with_one_entry_point_name_are_said(monkeypatch
     with pytest.warns(RuntimeWarning) as caught:
         reg = build_registry()
     (msg,) = [str(w.message) for w in caught]
+    # (loaded by distribution name, whatever order they are listed in: birds-plugin first)
     assert (
-        "entry point 'models' of birds-plugin 1.0.0 has the name of frogs-plugin 2.0.0's plugin; not loaded"
+        "entry point 'models' of frogs-plugin 2.0.0 has the name of birds-plugin 1.0.0's plugin; not loaded"
         in msg
     )
     assert (
-        "Plugin name already registered" not in msg and "frogs" in reg.writers and "birds" not in reg.writers
+        "Plugin name already registered" not in msg and "birds" in reg.writers and "frogs" not in reg.writers
     )
+
+
+def test_plugins_load_in_a_fixed_order_instrunets_own_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin audit (2026-12-06): which of two plugins got a name both register depended on
+    the order site-packages lists its folders: an unrelated plugin took over the `condition`
+    analyzer on one machine. The project's own distributions load first, then by name."""
+    real = _module_plugin(
+        "real_cond",
+        instrunet_register_analyzers=lambda register: register("condition", lambda c: {"real": 1}),
+    )
+    other = _module_plugin(
+        "aaa_cond", instrunet_register_analyzers=lambda register: register("condition", lambda c: {"dup": 1})
+    )
+    eps = [
+        _ep("zz", "aaa_cond")._for(types.SimpleNamespace(name="aaa-tools", version="1.0.0")),  # type: ignore[attr-defined]
+        _ep("condition", "real_cond")._for(
+            types.SimpleNamespace(name="instrunet_condition", version="2.0.0")
+        ),  # type: ignore[attr-defined]
+    ]
+    _install_eps(monkeypatch, eps, {"real_cond": real, "aaa_cond": other})
+    with pytest.warns(
+        RuntimeWarning, match="analyzer 'condition' is already registered by plugin 'condition'"
+    ):
+        reg = build_registry()
+    assert reg.analyzer_plugins["condition"] == "condition"
+    assert [p.name for p in reg.plugins if not p.builtin] == ["condition", "zz"]
 
 
 def test_audit2_a_hook_that_yields_is_async_or_returns_is_said() -> None:
@@ -677,3 +719,62 @@ def test_audit2_a_hook_that_yields_is_async_or_returns_is_said() -> None:
     assert "instrunet_register_writers returned a dict, which is not used" in rows["r"]
     assert "used" in reg.writers and "never" not in reg.writers and "never2" not in reg.writers
     assert not any("never awaited" in str(w.message) for w in caught)
+
+
+def test_a_plugin_that_replaces_stdout_gets_it_put_back() -> None:
+    """A plugin audit (2026-12-06): the common "UTF-8 output" line run by a plugin,
+    `sys.stdout = io.TextIOWrapper(sys.stdout.buffer, ...)`, wrapped stderr's buffer (a plugin's
+    prints are routed to stderr while its code runs): every later command printed its data on
+    stderr, and the host's own prints too."""
+    import io
+    import sys
+
+    class Utf8:
+        @hookimpl
+        def instrunet_register_writers(self, register: Any) -> None:
+            sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+            register("utf8", lambda an, path: None)
+
+    before = sys.stdout
+    with pytest.warns(
+        RuntimeWarning, match="instrunet plugin 'utf8' replaced sys.stdout while it loaded; put back"
+    ):
+        reg = build_registry(extra_plugins=[("utf8", Utf8())], entry_points=False)
+    assert sys.stdout is before and "utf8" in reg.writers  # the plugin itself still works
+
+
+def test_an_analyzer_named_none_and_colliding_keys_are_said() -> None:
+    """A plugin audit (2026-12-06): an analyzer named "none" was listed but could never be
+    chosen (`--analyzers none` skips them all); a result with the keys 1 and "1" lost one of
+    the two values without a word."""
+
+    class Odd:
+        @hookimpl
+        def instrunet_register_analyzers(self, register: Any) -> None:
+            register("none", lambda ctx: {})
+            register("collide", lambda ctx: {1: "int one", "1": "str one"})
+
+    with pytest.warns(RuntimeWarning, match="analyzer name 'none' is reserved"):
+        reg = build_registry(extra_plugins=[("odd", Odd())], entry_points=False)
+    assert "none" not in reg.analyzers and "collide" in reg.analyzers
+    model = instrunet_core.load_model(
+        Path(instrunet_core.__file__).parent / "models" / "family-compact" / "2.1.0"
+    )
+    an = instrunet_core.analyze(tone(2.0), 22050, model=model, registry=reg)
+    assert "keys 1 and '1' are both '1' as JSON keys" in an.extras["collide"]["error"]
+
+
+def test_a_hook_without_its_decorator_is_said() -> None:
+    """A plugin audit (2026-12-06): a module defining instrunet_register_writers without
+    @hookimpl was listed with "no hooks" and its writer was simply unknown."""
+    plugin = types.ModuleType("nodeco")
+
+    def instrunet_register_writers(register: Any) -> None:  # no @hookimpl
+        register("md", lambda an, path: None)
+
+    plugin.instrunet_register_writers = instrunet_register_writers  # type: ignore[attr-defined]
+    with pytest.warns(
+        RuntimeWarning, match="instrunet_register_writers is not marked @hookimpl, so it never runs"
+    ):
+        reg = build_registry(extra_plugins=[("nodeco", plugin)], entry_points=False)
+    assert "md" not in reg.writers and "not marked @hookimpl" in (reg.plugins[-1].error or "")

@@ -258,3 +258,45 @@ def test_a_classifier_fed_while_the_process_forks_says_so_in_the_child(tiny_mode
     for said in out[:2]:
         assert "was being fed by thread 'feeder' when the process forked" in said and "reset()" in said
     assert out[2] == len(clf.classify(y, SR))
+
+
+def test_an_analyzer_left_behind_with_a_pool_thread_does_not_hang_the_command(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A plugin audit (2026-12-06): an analyzer stuck in a call on its own ThreadPoolExecutor
+    (an HTTP client, a model server) was left behind at its time limit, the report printed, and
+    then the process never exited: Python waits for pool workers at exit. The command now ends
+    with its status once its output is written."""
+    f = tmp_path / "a.wav"
+    sf.write(f, tone(3.0), SR)
+    code = (
+        "import sys, time, threading\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from conftest import ModelPlugin\n"
+        "from pathlib import Path\n"
+        "from instrunet_core import hookimpl, registry as P\n"
+        "pool = ThreadPoolExecutor(1)\n"
+        "class Stuck:\n"
+        "    @hookimpl\n"
+        "    def instrunet_register_analyzers(self, register):\n"
+        "        register('stuck', lambda ctx: pool.submit(time.sleep, 3600).result())\n"
+        f"P._REGISTRY = P.build_registry(extra_plugins=[('t', ModelPlugin(Path({str(tiny_model_dir)!r}), default=False)), ('stuck', Stuck())], entry_points=False)\n"
+        "import _instrunet_cli\n"
+        "sys.exit(_instrunet_cli.main(sys.argv[1:]))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parent),
+        "INSTRUNET_PLUGINS": "",
+        "INSTRUNET_DEFAULT_MODEL": "tiny",
+    }
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [sys.executable, "-c", code, "analyze", str(f), "--analyzer-timeout", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "stuck" in r.stdout and "left behind" in r.stdout and time.monotonic() - t0 < 60
