@@ -176,7 +176,9 @@ def _results_path(text: str) -> str:
         raise argparse.ArgumentTypeError(
             "batch writes its results to a file it reads back to resume; '-' (stdout) cannot be one"
         )
-    return _output_path(text)
+    if not text:
+        raise argparse.ArgumentTypeError("an output path cannot be empty (give the results file's path)")
+    return text
 
 
 def _output_path(text: str) -> str:
@@ -363,8 +365,24 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that help and ``--version`` that cannot be written to stdout
+    (``> /dev/full``) are said (exit 1) instead of being dropped by argparse without a word."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if not message:
+            return
+        if file is None or file is sys.stdout:
+            from .writers import write_stdout
+
+            write_stdout(message)
+        else:  # stderr: a message that cannot be written is dropped (docs/cli.md)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                file.write(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="instrunet",
         description="Which instrument families play in a recording? (InstruNet, ONNX runtime)",
     )
@@ -705,6 +723,12 @@ def _search(args: argparse.Namespace) -> int:
                     if text is not sys.stdin:
                         text.detach()  # (stdin itself stays open)
             elif not os.path.isdir(item) and item.lower().endswith(_INDEX_SUFFIXES):
+                if not os.path.lexists(
+                    item
+                ):  # said, and the other libraries searched (as a missing audio file)
+                    _err(f"{_shown(item)}: file not found")
+                    rc = EXIT_FAIL
+                    continue
                 Library.read(item, into=lib)
             elif _is_stream(item):  # `<(zcat lib.jsonl.gz)`: read once, JSON lines or audio
                 data = _read_stream(item)
@@ -1383,8 +1407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    if args.command is None:  # a usage error: its help goes where errors go (stdout is for data)
+        parser.print_help(sys.stderr)
         return EXIT_USAGE
     handler = {
         "classify": _classify,

@@ -166,3 +166,22 @@ def test_exit_statuses_say_whose_mistake_it_was(tiny_model_dir: Path, wav: Path,
     assert r.returncode == 2 and b"has no embedding output" in r.stderr
     r = _run(tiny_model_dir, "classify", "-", "-", input=wav.read_bytes())
     assert r.returncode == 2 and r.stdout == b"" and b"stdin ('-') can be read only once" in r.stderr
+
+
+def test_usage_goes_to_stderr_and_a_missing_library_is_one_error(
+    open_model_dir: Path, wav: Path, tmp_path: Path
+) -> None:
+    """A pipelines audit (2026-12-06): `instrunet` alone printed its help on stdout (exit 2);
+    `batch --out ''` suggested '-', which batch refuses; a missing .jsonl library stopped the
+    whole search where a missing audio file is one error line."""
+    r = _run(open_model_dir)
+    assert r.returncode == 2 and r.stdout == b"" and b"usage: instrunet" in r.stderr
+    r = _run(open_model_dir, "batch", str(tmp_path), "--out", "")
+    assert r.returncode == 2 and b"give the results file's path" in r.stderr and b"'-'" not in r.stderr
+    lib = tmp_path / "lib.jsonl"
+    lib.write_bytes(_run(open_model_dir, "embed", str(wav)).stdout)
+    other = tmp_path / "b.wav"
+    sf.write(other, tone(4.0, freq=330.0), SR)
+    r = _run(open_model_dir, "search", str(other), str(lib), str(tmp_path / "missing.jsonl"))
+    assert r.returncode == 1 and f"{tmp_path / 'missing.jsonl'}: file not found".encode() in r.stderr
+    assert r.stdout.decode().split()[1:] == [str(wav.resolve())]  # the other library still searched
