@@ -21,6 +21,7 @@ import contextvars
 import functools
 import importlib.metadata
 import math
+import os
 import sys
 import unicodedata
 from collections.abc import Mapping
@@ -276,19 +277,26 @@ def _jsonable(x: Any, left: list[int] | None) -> Any:
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+_ESCAPE_BACKSLASH = os.sep != "\\"
+
+
 def display_name(name: str) -> str:
     """A file name as a terminal line, a plot title or a report may show it.
 
     Bytes that are not UTF-8 (which Python surrogate-escapes) become ``\\xNN``; control
     characters (newline, ESC, ...), line separators and bidirectional overrides become escapes
     (``\\n``, ``\\x1b``, ``\\u202e``), so a name is one line that cannot drive a terminal or
-    reorder its neighbours. Letters of any script and emoji stay as they are. Machine output
-    (JSON) keeps the name itself.
+    reorder its neighbours. A backslash itself is written ``\\`` (not on Windows, where it
+    separates folders), so the escape can be undone: a file named ``a\nb.wav`` with a real
+    backslash and one with a newline no longer print the same line. Letters of any script and
+    emoji stay as they are. Machine output (JSON) keeps the name itself.
     """
     out = []
     for ch in name:
         o = ord(ch)
-        if 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's escape of a byte that is not UTF-8
+        if ch == "\\" and _ESCAPE_BACKSLASH:
+            out.append("\\\\")
+        elif 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's escape of a byte that is not UTF-8
             out.append(f"\\x{o - 0xDC00:02x}")
         elif ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
             out.append(ch.encode("unicode_escape").decode("ascii"))

@@ -142,3 +142,19 @@ def test_csv_writer(tiny_registry, files: dict[str, Path], tmp_path: Path) -> No
         assert float(r["start"]) == pytest.approx(seg.start, abs=1e-4) and r["silent"] == str(int(seg.silent))
         assert float(r["brass"]) == pytest.approx(seg.probabilities["brass"], abs=1e-6)
     assert "csv" in tiny_registry.writers
+
+
+def test_a_shown_name_can_be_told_from_every_other() -> None:
+    """A pipelines audit (2026-12-06): a file named `a\\nb.wav` (a backslash and an n) and one
+    holding a newline printed the same line, as did `c\\xffd.wav` and a name with the byte 0xff:
+    a backslash is escaped too, so two names never show alike."""
+    import os
+
+    from instrunet_core.output import display_name
+
+    if os.sep == "\\":  # pragma: no cover - Windows keeps its folder separator
+        pytest.skip("POSIX paths")
+    names = ["a\\nb.wav", "a\nb.wav", "c\\xffd.wav", "c\udcffd.wav", "d\\\\e.wav", "d\\e.wav", "plain é.wav"]
+    shown = [display_name(n) for n in names]
+    assert len(set(shown)) == len(names), shown
+    assert shown[0] == "a\\\\nb.wav" and shown[1] == "a\\nb.wav" and shown[-1] == "plain é.wav"
