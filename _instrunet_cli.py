@@ -16,7 +16,10 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Import :mod:`instrunet_core.cli` and run its ``main``; a Ctrl-C during the import is
-    reported in one line (exit status 130)."""
+    reported in one line (exit status 130). Under a locale whose encoding is not UTF-8 the
+    command runs again in Python's UTF-8 mode first (:func:`_utf8_mode`)."""
+    if argv is None:
+        _utf8_mode()
     try:
         from instrunet_core.cli import main as run
     except KeyboardInterrupt:
@@ -25,6 +28,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = run(argv)
     _end_if_left_behind(code)
     return code
+
+
+def _utf8_mode() -> None:
+    """Run the command again in Python's UTF-8 mode when the locale's encoding is another
+    (ISO-8859-1, EUC-JP): file names are then read as UTF-8 bytes whatever the locale, so a
+    JSON record's ``path`` does not depend on ``LANG`` (``été.wav`` was written ``Ã©tÃ©.wav``
+    under ISO-8859-1, and a batch resumed under the other locale did its files again). Text
+    output is UTF-8 too. ``PYTHONUTF8=0`` keeps the locale's encoding."""
+    import os
+
+    if sys.flags.utf8_mode or "PYTHONUTF8" in os.environ:
+        return
+    if sys.getfilesystemencoding().lower().replace("-", "") == "utf8":
+        return
+    try:
+        os.execve(
+            sys.executable,
+            [sys.executable, "-X", "utf8", *sys.argv],
+            {**os.environ, "PYTHONUTF8": "1"},
+        )
+    except OSError:  # (no interpreter to run again: the locale's encoding it is)
+        return
 
 
 def _end_if_left_behind(code: int) -> None:

@@ -185,3 +185,39 @@ def test_usage_goes_to_stderr_and_a_missing_library_is_one_error(
     r = _run(open_model_dir, "search", str(other), str(lib), str(tmp_path / "missing.jsonl"))
     assert r.returncode == 1 and f"{tmp_path / 'missing.jsonl'}: file not found".encode() in r.stderr
     assert r.stdout.decode().split()[1:] == [str(wav.resolve())]  # the other library still searched
+
+
+def test_a_json_path_does_not_depend_on_the_locale(tmp_path: Path) -> None:
+    """A pipelines audit (2026-12-06): under an ISO-8859-1 locale the JSON path of `été.wav` was
+    `Ã©tÃ©.wav`, and a batch resumed under the other locale did the file again: the command
+    runs in Python's UTF-8 mode whatever the locale."""
+    import shutil
+
+    if shutil.which("localedef") is None:  # pragma: no cover - glibc's tool is on Debian
+        pytest.skip("no localedef to make a non-UTF-8 locale")
+    loc = tmp_path / "loc"
+    loc.mkdir()
+    made = subprocess.run(
+        ["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(loc / "en_US.ISO-8859-1")],
+        capture_output=True,
+        timeout=120,
+    )
+    if made.returncode not in (0, 1) or not (loc / "en_US.ISO-8859-1").exists():  # pragma: no cover
+        pytest.skip(f"localedef failed: {made.stderr[-200:]!r}")
+    f = tmp_path / "été.wav"
+    sf.write(f, tone(1.0), SR)
+    cmd = [
+        str(Path(sys.executable).parent / "instrunet"),
+        "classify",
+        "--json",
+        "--model",
+        "family-compact",
+        str(f),
+    ]
+    paths = []
+    for env in ({"LC_ALL": "C.UTF-8"}, {"LC_ALL": "en_US.ISO-8859-1", "LOCPATH": str(loc)}):
+        e = {k: v for k, v in os.environ.items() if k not in ("PYTHONUTF8", "LANG", "LC_ALL", "LC_CTYPE")}
+        r = subprocess.run(cmd, env={**e, **env}, capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        paths.append(json.loads(r.stdout)[0]["path"])
+    assert paths == [str(f), str(f)]
