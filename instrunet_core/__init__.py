@@ -28,7 +28,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from . import errors
 from .analysis import MEASURES, OTHER_LABEL, Analysis, Embedding, Prediction, WindowResult
-from .errors import DecodeError, InputError, InstrunetError, ModelError, PluginError
+from .errors import DecodeError, InputError, InstrunetError, InstrunetWarning, ModelError, PluginError
 from .features import FrontEnd
 from .hookspecs import hookimpl
 from .inference import Classifier
@@ -64,6 +64,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "PluginError",
+    "InstrunetWarning",
     "list_models",
     "get_registry",
     "build_registry",

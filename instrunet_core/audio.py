@@ -33,7 +33,6 @@ import io
 import math
 import os
 import stat
-import warnings
 from collections.abc import Iterator
 from typing import IO, Any, Literal, Union
 
@@ -41,7 +40,7 @@ import numpy as np
 import soundfile as sf
 
 from ._files import HoldsFile
-from .errors import DecodeError, InputError
+from .errors import DecodeError, InputError, warn
 from .features import DEFAULT_FRONT_END
 from .inputs import (
     MAX_BLOCK_SAMPLES,
@@ -530,7 +529,7 @@ class _SoundFile(sf.SoundFile):
     def warn_header(self) -> None:
         """Warn about :attr:`header_notes` (a decoding pass: once per reading)."""
         for note in self.header_notes:
-            warnings.warn(note, RuntimeWarning, stacklevel=3)
+            warn(note)
 
     def seekable(self) -> bool:
         return False if self.no_seek else bool(super().seekable())
@@ -1416,11 +1415,9 @@ def _cancelled(name: str, block: np.ndarray, mono: np.ndarray, full_scale: float
     if chans < 10 ** (_CANCEL_CHANNELS_DB / 20):
         return False
     how = "silent" if mix < 1e-9 else f"{20 * np.log10(chans / mix):.0f} dB below them"
-    warnings.warn(
+    warn(
         f"{name}: its channels cancel when mixed to mono (the mix is {how}: one channel the other "
-        "inverted?); what is analysed is that mix: analyse one channel to hear the recording",
-        RuntimeWarning,
-        stacklevel=3,
+        "inverted?); what is analysed is that mix: analyse one channel to hear the recording"
     )
     return True
 

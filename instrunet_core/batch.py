@@ -23,14 +23,13 @@ import io
 import json
 import os
 import stat
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ._files import HoldsFile, file_identity
 from .audio import AUDIO_EXTENSIONS
-from .errors import InputError, InstrunetError, OutputError
+from .errors import InputError, InstrunetError, OutputError, warn
 from .output import CLASSIFICATION_SCHEMA, classification_record, error_record
 from .writers import make_folder
 
@@ -83,11 +82,7 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
             raise InputError(f"{os.fspath(source)}: {'not found' if gone else 'not a directory'}")
 
         def unreadable(e: OSError) -> None:  # a folder that cannot be listed is said, not skipped unsaid
-            warnings.warn(
-                f"{e.filename}: cannot read this folder ({e.strerror or e}); the files in it are not listed",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            warn(f"{e.filename}: cannot read this folder ({e.strerror or e}); the files in it are not listed")
 
         found: list[str] = []
         for folder, _, names in os.walk(root, onerror=unreadable):  # symlinked folders not followed
@@ -97,11 +92,7 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str]) -> list[str]:
                     if special_file(path):
                         # a named pipe would wait for a writer for ever (and hold up every file after
                         # it); a socket or a device is no recording either: said, and left out
-                        warnings.warn(
-                            f"{path}: not a regular file (a named pipe, socket or device); left out",
-                            RuntimeWarning,
-                            stacklevel=2,
-                        )
+                        warn(f"{path}: not a regular file (a named pipe, socket or device); left out")
                         continue
                     found.append(path)
         return _once(found)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import warnings
 
 __all__ = [
     "InstrunetError",
@@ -13,6 +16,8 @@ __all__ = [
     "PluginError",
     "OutputError",
     "ConcurrentUseError",
+    "InstrunetWarning",
+    "warn",
 ]
 
 
@@ -68,3 +73,28 @@ def one_line(text: str, limit: int = 500) -> str:
     included) made one space, cut to ``limit`` characters with ``...``."""
     text = " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class InstrunetWarning(RuntimeWarning):
+    """What instrunet warns about (a damaged file decoded in part, a plugin said broken, a hop
+    that leaves audio unread...): a ``RuntimeWarning``, so filters for that still apply, and a
+    category of its own, so a host can route or silence instrunet's alone
+    (``warnings.filterwarnings("ignore", category=InstrunetWarning)``)."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = InstrunetWarning) -> None:
+    """``warnings.warn(message, category)`` attributed to the first caller outside
+    ``instrunet_core``: the host's line, whichever entry point it called (a fixed stack level
+    pointed at the host's line from one entry point and at a library line from another, so
+    ``warnings.filterwarnings(..., module=...)`` could not tell them apart: a host audit)."""
+    level = 1
+    frame = sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    if frame is None:  # (on a worker thread, only the library's frames: its outermost)
+        level -= 1
+    warnings.warn(message, category, stacklevel=max(1, level))

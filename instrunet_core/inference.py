@@ -28,7 +28,6 @@ results.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +35,7 @@ import numpy as np
 
 from .analysis import Analysis, Embedding, Prediction, WindowResult
 from .audio import DECODE_BLOCK_SECONDS, AudioSource, _position, iter_blocks, source_name
-from .errors import InputError
+from .errors import InputError, warn
 from .features import DEFAULT_BATCH_SIZE, LEVEL_BLOCK, SILENCE_DB, WindowStream
 from .hookspecs import BlockListener
 from .inputs import (
@@ -201,12 +200,10 @@ class Classifier:
         if self._stream.hop_samples - self._fe.window_samples > UNREAD_GAP_SECONDS * self._sr:
             # (a few STFT frames between windows, as at --hop 3, are said in the docs, not each time)
             gap = 1.0 - self._fe.window_samples / self._stream.hop_samples
-            warnings.warn(
+            warn(
                 f"hop {self.hop_seconds:.4g} s is longer than a window ({self.window_seconds:.4g} s): "
                 f"{gap:.0%} of the audio lies between windows and is not classified (a sound there "
-                "is missed; only the end is always read)",
-                RuntimeWarning,
-                stacklevel=2,
+                "is missed; only the end is always read)"
             )
         self.detection = Detection(
             smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=other_veto
@@ -517,7 +514,7 @@ class Classifier:
                 done = True
                 if damage:
                     self.damage = damage[0]
-                    warnings.warn(self.damage, RuntimeWarning, stacklevel=2)
+                    warn(self.damage)
                 return out + last
             finally:
                 self._pipe.clear()  # after an error: drop the batches still in flight

@@ -22,13 +22,12 @@ import functools
 import math
 import numbers
 import os
-import warnings
 from typing import Any
 
 import numpy as np
 import soxr
 
-from .errors import DecodeError, InputError
+from .errors import DecodeError, InputError, warn
 
 __all__ = [
     "MIN_SAMPLE_RATE",
@@ -368,13 +367,11 @@ def warn_narrow_values(y: np.ndarray, what: str, *, whole: bool) -> None:
     centre = full / 2 if y.dtype.kind == "u" else 0.0
     peak = max(abs(float(y.max()) - centre), abs(float(y.min()) - centre)) / (full / 2 if centre else full)
     if 0.0 < peak <= _NARROW_PEAK:
-        warnings.warn(
+        warn(
             f"{what}: {y.dtype} samples are scaled by their type's full scale, and these never pass "
             "-96 dBFS of it: 16-bit values held in a wider integer type (np.array of Python ints "
             "and .astype(int) give int64)? If so, convert with y.astype(np.int16); floats in "
-            "[-1, 1] are taken as they are",
-            RuntimeWarning,
-            stacklevel=4,
+            "[-1, 1] are taken as they are"
         )
 
 

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ from ._analyzer_threads import resolve_limit
 from ._files import file_identity
 from .analysis import Analysis, AnalysisContext
 from .audio import UNKNOWN_FRAMES, AudioSource, audio_info, rereadable_source, source_name
-from .errors import InputError
+from .errors import InputError, warn
 from .features import DEFAULT_BATCH_SIZE
 from .inference import Classifier
 from .inputs import SampleRate, check_flag, check_sample_rate
@@ -177,11 +176,9 @@ def analyze(
             # a file replaced, rewritten or deleted since the first reading began: a second
             # reading would mix two files' audio in one analysis (or fail on what is gone)
             refine = False
-            warnings.warn(
+            warn(
                 f"{source_name(src)}: the file changed (or was deleted) while it was analysed; the "
-                "analysis is of its first reading, without the evidence windows of a second",
-                RuntimeWarning,
-                stacklevel=2,
+                "analysis is of its first reading, without the evidence windows of a second"
             )
         if refine:
             if progress is not None:

@@ -46,7 +46,6 @@ import sys
 import threading
 import time
 import types
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -55,7 +54,7 @@ import pluggy
 
 from . import hookspecs
 from ._analyzer_threads import AnalyzerThread, Limit, RoutedStdout, prints_to_stderr, resolve_limit
-from .errors import InputError, ModelError, PluginError, UnknownModelError, describe
+from .errors import InputError, ModelError, PluginError, UnknownModelError, describe, warn
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, SEMVER_RE, Manifest, parse_semver, read_manifest
 from .output import DATA_STDOUT, STDOUT_CLOSED, data_stdout, instrunet_version, jsonable
@@ -275,11 +274,9 @@ def _streams_kept(plugin: str) -> Iterator[None]:
             sys.stdout, sys.stderr = before
             for was, cur in zip(before, now, strict=True):
                 _let_go(cur, was)
-            warnings.warn(
+            warn(
                 f"instrunet plugin {plugin!r} replaced {' and '.join(which)} while it loaded; put back "
-                "(standard output belongs to the host application and to machine output)",
-                RuntimeWarning,
-                stacklevel=3,
+                "(standard output belongs to the host application and to machine output)"
             )
 
 
@@ -324,7 +321,7 @@ class Registry:
     # ------------------------------------------------------------------ loading
     def _error(self, info: PluginInfo, msg: str) -> None:
         info.error = msg if info.error is None else f"{info.error}; {msg}"
-        warnings.warn(f"instrunet plugin {info.name!r}: {msg}", RuntimeWarning, stacklevel=3)
+        warn(f"instrunet plugin {info.name!r}: {msg}")
 
     def add_plugin(
         self, plugin: Any, name: str, *, version: str | None = None, builtin: bool = False
@@ -894,7 +891,7 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
         try:
             eps = _entry_points()
         except Exception as e:  # noqa: BLE001
-            warnings.warn(f"instrunet: cannot list entry points: {describe(e)}", RuntimeWarning, stacklevel=2)
+            warn(f"instrunet: cannot list entry points: {describe(e)}")
             eps = []
         owners: dict[str, str] = {}  # entry-point name -> the distribution whose plugin it names
         # A name two plugins register goes to the first loaded: loaded in a fixed order, the

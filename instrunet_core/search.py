@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ import numpy as np
 from ._files import file_identity
 from .analysis import Embedding
 from .batch import file_stamp, record_stamp
-from .errors import InputError, InstrunetError
+from .errors import InputError, InstrunetError, warn
 from .inputs import check_count, check_path
 from .output import EMBEDDING_SCHEMA
 
@@ -362,11 +361,9 @@ class Library:
         if torn:
             if len(self) == before:  # nothing whole: not a library (or nothing left of one)
                 raise first or InputError(f"{name}: no embedding record")
-            warnings.warn(
+            warn(
                 f"{name}: line{'s' if len(torn) > 1 else ''} {', '.join(map(str, torn[:5]))}"
-                f"{' ...' if len(torn) > 5 else ''}: not a whole record (a write cut short?): left out",
-                RuntimeWarning,
-                stacklevel=3,
+                f"{' ...' if len(torn) > 5 else ''}: not a whole record (a write cut short?): left out"
             )
 
     def _add_record(self, line: str, where: str) -> None:

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, warn
 from .inputs import check_flag, check_threads
 
 __all__ = ["RuntimeOptions", "onnx_session", "DEFAULT_INTRA_OP_THREADS"]
@@ -125,10 +124,8 @@ class RuntimeOptions:
         for p in providers:
             full = _PROVIDER_ALIASES.get(str(p).lower(), str(p))
             if full not in available:
-                warnings.warn(
-                    f"instrunet: execution provider {full} is not available here (available: {available}); skipping it",
-                    RuntimeWarning,
-                    stacklevel=4,
+                warn(
+                    f"instrunet: execution provider {full} is not available here (available: {available}); skipping it"
                 )
                 continue
             if full not in out:
@@ -215,11 +212,7 @@ def onnx_session(
             ) from None
         # A GPU provider that is installed but cannot start (no device, driver or CUDA
         # libraries): fall back to the CPU, and say so.
-        warnings.warn(
-            f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        warn(f"instrunet: {wanted[0]} failed to start ({e}); using CPUExecutionProvider")
     try:
         return ort.InferenceSession(src, sess_options=so, providers=[_CPU])
     except Exception as e2:  # noqa: BLE001

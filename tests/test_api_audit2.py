@@ -86,3 +86,27 @@ def test_reprs_are_short_and_errors_are_instrunet_errors(tiny_model: instrunet_c
     with pytest.raises(InputError, match="registry must be an instrunet_core Registry, got int"):
         instrunet_core.load_model("tiny", registry=1)  # type: ignore[arg-type]
     assert instrunet_core.analyze(tone(4.0), 44100.0, model=tiny_model).duration > 0  # a whole float rate
+
+
+def test_warnings_have_instrunets_category_and_point_at_the_caller(tiny_model) -> None:
+    """A host audit (2026-12-06): the same warning pointed at the host's line from one entry
+    point and at a library line from another, and all were plain RuntimeWarnings: a host could
+    neither filter instrunet's by module nor by category."""
+    import warnings
+
+    import instrunet_core
+
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        tiny_model.predict(np.arange(3 * SR, dtype=np.int64) % 3, SR)  # int64 "16-bit" samples
+        instrunet_core.analyze(tone(12.0), SR, model=tiny_model, hop=5, analyzers=())
+        tiny_model.classifier(hop=5)
+    assert len(got) == 3, [str(w.message) for w in got]
+    for w in got:
+        assert issubclass(w.category, instrunet_core.InstrunetWarning) and issubclass(w.category, RuntimeWarning)
+        assert w.filename == __file__, (w.filename, str(w.message))
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=instrunet_core.InstrunetWarning)
+        tiny_model.classifier(hop=5)
+    assert got == []
