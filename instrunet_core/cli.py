@@ -265,12 +265,41 @@ def _is_stream(path: str) -> bool:
     return not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode)
 
 
-def _read_stream(path: str) -> bytes:
+#: Bytes read from a stream given as a search library before it is taken for JSON lines or audio.
+_SNIFF_BYTES = 1 << 16
+
+
+def _open_stream(path: str) -> tuple[bool, Any]:
+    """A stream given as a search library, read once: ``(True, text)`` when it starts like the
+    JSON lines of ``instrunet embed`` (read whole, at most ``MAX_STREAM_BYTES``), else
+    ``(False, binary file)`` that gives its bytes from the start, for the audio decoder (which
+    reads a stream at most that long, and refuses one without an audio header in its first
+    MiB: ``/dev/zero`` was read until memory ran out, a review)."""
+    from .inputs import MAX_STREAM_BYTES
+
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        f = open(path, "rb")
+        head = b""
+        while len(head) < _SNIFF_BYTES and not head.removeprefix(b"\xef\xbb\xbf").strip():
+            more = f.read(_SNIFF_BYTES - len(head))
+            if not more:
+                break
+            head += more
+        if not _looks_like_json_lines(head):
+            return False, io.BufferedReader(_Prefixed(head, f, path))
+        with f:
+            rest = f.read(MAX_STREAM_BYTES + 1 - len(head))
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
+    data = head + rest
+    if len(data) > MAX_STREAM_BYTES:
+        raise InputError(
+            f"{path}: stream is longer than {MAX_STREAM_BYTES >> 20} MiB; save it to a file to search it"
+        )
+    try:
+        return True, io.StringIO(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (expected the JSON lines of `instrunet embed`)") from None
 
 
 def _looks_like_json_lines(data: bytes) -> bool:
@@ -279,12 +308,30 @@ def _looks_like_json_lines(data: bytes) -> bool:
     return data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{"
 
 
-class _Named(io.BytesIO):
-    """Bytes read from a stream, named as it was given (in messages)."""
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (``head``): them, then the rest of it."""
 
-    def __init__(self, data: bytes, name: str) -> None:
-        super().__init__(data)
+    def __init__(self, head: bytes, f: Any, name: str) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._f = f
         self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return int(self._f.readinto(b) or 0)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._f.close()
+        super().close()
 
 
 def _is_stdout(path: str) -> bool:
@@ -710,7 +757,7 @@ def _search(args: argparse.Namespace) -> int:
         return _model_failed(e)
     lib = Library(model=model_info(model))
     rc = EXIT_OK
-    streamed: dict[str, bytes] = {}  # audio given as a stream (a FIFO, a process substitution)
+    streamed: dict[str, Any] = {}  # audio given as a stream (a FIFO, a process substitution)
     # The libraries written by `instrunet embed` first: their hop is the one the query and the
     # folders are embedded with, when --hop is not given (vectors of two hops differ a little).
     try:
@@ -731,17 +778,11 @@ def _search(args: argparse.Namespace) -> int:
                     continue
                 Library.read(item, into=lib)
             elif _is_stream(item):  # `<(zcat lib.jsonl.gz)`: read once, JSON lines or audio
-                data = _read_stream(item)
-                if _looks_like_json_lines(data):
-                    try:
-                        text = data.decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise InputError(
-                            f"{item}: not a text file (expected the JSON lines of `instrunet embed`)"
-                        ) from None
-                    Library.read(io.StringIO(text), into=lib, name=item)
+                is_text, stream = _open_stream(item)
+                if is_text:
+                    Library.read(stream, into=lib, name=item)
                 else:
-                    streamed[item] = data
+                    streamed[item] = stream
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
@@ -778,10 +819,10 @@ def _search(args: argparse.Namespace) -> int:
                     workers=args.workers,
                 )
 
-    def embed_stream(name: str, data: bytes) -> None:
+    def embed_stream(name: str, stream: Any) -> None:
         try:
-            with _decoder_chatter_dropped():
-                emb = model.embed(_Named(data, name), hop=hop, workers=args.workers)
+            with _decoder_chatter_dropped(), stream:
+                emb = model.embed(stream, hop=hop, workers=args.workers)
         except (InstrunetError, OSError) as e:
             failed(name, e)
             return
@@ -1078,7 +1119,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 # (its print() or sys.stdout.write went to stderr; open("-") made a file named -)
                 _err(
                     f"-: writer {fmt!r} wrote nothing to stdout (a writer writes '-' through "
-                    "instrunet_core.writers: write_stdout, atomic_write_text, atomic_path)"
+                    "instrunet_core.writers: atomic_write_text, atomic_write_bytes or write_stdout)"
                 )
                 rc = EXIT_FAIL
         except (KeyboardInterrupt, BrokenPipeError):

@@ -255,39 +255,51 @@ def _dist_text(ep: Any) -> str:
     return f"{name or 'an unnamed distribution'} {_dist_version(ep) or ''}".strip()
 
 
+def _unrouted(stream: Any) -> Any:
+    """``stream`` without the print routing's wrappers (:class:`RoutedStdout`), which come and
+    go with the analyses of every thread: what the stream really is."""
+    while isinstance(stream, RoutedStdout):
+        stream = stream.wrapped
+    return stream
+
+
 @contextlib.contextmanager
 def _streams_kept(plugin: str) -> Iterator[None]:
     """While a plugin is imported and registers: ``sys.stdout`` and ``sys.stderr`` as they were
     before, put back if its code replaced them, with a warning. The common "UTF-8 output" line
     at import, ``sys.stdout = io.TextIOWrapper(sys.stdout.buffer, ...)``, wrapped stderr's buffer
     there (a plugin's prints go to stderr), and every later command printed its data on stderr
-    (a plugin audit)."""
-    before = (sys.stdout, sys.stderr)
+    (a plugin audit). The print routing's own wrappers are no replacement: they come and go with
+    the analyses of the host's other threads."""
+    before = (_unrouted(sys.stdout), _unrouted(sys.stderr))
     try:
         yield
     finally:
-        now = (sys.stdout, sys.stderr)
+        now = (_unrouted(sys.stdout), _unrouted(sys.stderr))
         which = [
             n for n, was, cur in zip(("sys.stdout", "sys.stderr"), before, now, strict=True) if was is not cur
         ]
         if which:
-            sys.stdout, sys.stderr = before
-            for was, cur in zip(before, now, strict=True):
-                _let_go(cur, was)
+            if "sys.stdout" in which:
+                sys.stdout = before[0]
+            if "sys.stderr" in which:
+                sys.stderr = before[1]
+            for cur in now:
+                _let_go(cur, keep=before)
             warn(
                 f"instrunet plugin {plugin!r} replaced {' and '.join(which)} while it loaded; put back "
                 "(standard output belongs to the host application and to machine output)"
             )
 
 
-def _let_go(replacement: Any, original: Any) -> None:
-    """Detach a replaced stream from the buffer it shares with a real one (stdout's or
-    stderr's): dropped, a text wrapper closes its buffer, and the real stream with it."""
-    if replacement is original or not hasattr(replacement, "detach"):
+def _let_go(replacement: Any, *, keep: Sequence[Any]) -> None:
+    """Detach a stream a plugin made from the buffer it shares with a real one (stdout's or
+    stderr's): dropped, a text wrapper closes its buffer, and the real stream with it. The
+    streams in ``keep`` (those put back) and the interpreter's own are never touched."""
+    real = [*keep, sys.__stdout__, sys.__stderr__]
+    if any(replacement is f for f in real) or not hasattr(replacement, "detach"):
         return
-    shared = {
-        id(getattr(f, "buffer", None)) for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if f
-    }
+    shared = {id(getattr(f, "buffer", None)) for f in real if f is not None}
     if id(getattr(replacement, "buffer", None)) in shared:
         with contextlib.suppress(Exception):  # (a stream the plugin closed or broke itself)
             replacement.flush()

@@ -155,8 +155,8 @@ def make_folder(path: str | os.PathLike[str]) -> None:
         raise _cannot_write(target, e) from None
 
 
-#: How many times :func:`write_stdout` was given data: the command line tells from it whether a
-#: writer asked for ``-`` wrote anything to stdout.
+#: How many times :func:`write_stdout` was called: the command line tells from it whether a
+#: writer asked for ``-`` wrote to stdout at all.
 stdout_writes = 0
 
 
@@ -176,7 +176,7 @@ def write_stdout(data: str | bytes) -> None:
     if out is None:
         raise OutputError("-: cannot write to stdout: it is closed")
     global stdout_writes
-    stdout_writes += bool(data)
+    stdout_writes += 1  # (empty data too: an empty label track is a writer's whole output)
     try:
         if isinstance(data, bytes):
             out.flush()
@@ -365,8 +365,9 @@ def _signals_held() -> Iterator[None]:
     in a server) still ends the process there, and the copy with it (docs/plugins.md).
 
     Only handlers Python installed are replaced: a signal handled by the host's native code (an
-    application embedding Python without its handlers, where ``signal.getsignal`` is ``None``),
-    or ignored (by Python or, behind its back, natively), is left alone. Before, such a handler
+    application embedding Python without its handlers, where ``signal.getsignal`` is ``None``,
+    or a native handler installed after Python started, seen with ``sigaction`` on Linux), or
+    ignored (by Python or, behind its back, natively), is left alone. Before, such a handler
     could not be put back: the write raised ``TypeError`` and the host's handlers were lost for
     good (a host audit). A held signal is handed on by calling the handler put back, not raised
     again: the C-level handler has already woken a host's event loop for it (asyncio's
@@ -379,7 +380,7 @@ def _signals_held() -> Iterator[None]:
     for sig in _HELD_SIGNALS:
         with contextlib.suppress(ValueError, OSError):
             handler = signal.getsignal(sig)
-            if handler is None or handler == signal.SIG_IGN or _ignored_natively(sig):
+            if handler is None or handler == signal.SIG_IGN or not _python_owns(sig, handler):
                 continue
             saved[sig] = signal.signal(sig, lambda n, frame: got.append(n))
     try:
@@ -396,22 +397,41 @@ def _signals_held() -> Iterator[None]:
                 signal.raise_signal(n)
 
 
-def _ignored_natively(sig: int) -> bool:
-    """Whether the process ignores ``sig`` at the C level although Python's record of its
-    handler says otherwise (native code set ``SIG_IGN`` after Python started): Linux only, by
-    ``sigaction``; ``False`` when it cannot be told."""
+def _native_action(sig: int) -> int | None:
+    """The C-level handler of ``sig`` (``0``: the default action, ``1``: ignored, else the
+    address of a function), read with ``sigaction``; ``None`` when it cannot be read (not
+    Linux)."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         act = (ctypes.c_void_p * 32)()  # struct sigaction: its handler is the first member
         if libc.sigaction(int(sig), None, ctypes.byref(act)) != 0:
-            return False
-        return act[0] == 1  # SIG_IGN
+            return None
+        return int(act[0] or 0)
     except (OSError, AttributeError, ValueError):
-        return False
+        return None
+
+
+def _python_owns(sig: int, handler: Any) -> bool:
+    """Whether the process's action for ``sig`` is what Python's record of it says: a signal
+    whose record is the default action must have no C-level handler (native code installed
+    one after Python started: a host's, which swapping would lose), and one with a Python
+    handler must not have been reset or ignored natively behind Python's back."""
+    native = _native_action(sig)
+    if native is None:  # cannot be told: Python's record it is
+        return True
+    if handler == signal.SIG_DFL:
+        return native == 0
+    return native not in (0, 1)
+
+
+def _ignored_natively(sig: int) -> bool:
+    """Whether the process ignores ``sig`` at the C level (Linux; ``False`` when it cannot be
+    told)."""
+    return _native_action(sig) == 1
 
 
 def figure_bytes(fig: Any, fmt: str = "png", *, dpi: int = 100) -> bytes:

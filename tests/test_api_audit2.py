@@ -103,7 +103,9 @@ def test_warnings_have_instrunets_category_and_point_at_the_caller(tiny_model) -
         tiny_model.classifier(hop=5)
     assert len(got) == 3, [str(w.message) for w in got]
     for w in got:
-        assert issubclass(w.category, instrunet_core.InstrunetWarning) and issubclass(w.category, RuntimeWarning)
+        assert issubclass(w.category, instrunet_core.InstrunetWarning) and issubclass(
+            w.category, RuntimeWarning
+        )
         assert w.filename == __file__, (w.filename, str(w.message))
     with warnings.catch_warnings(record=True) as got:
         warnings.simplefilter("always")

@@ -136,6 +136,13 @@ def test_streams_as_embed_inputs_and_search_libraries(
     # audio through a pipe, as a library: embedded, named as given in messages
     s = _through_fifo(tmp_path, "aud", b"not audio at all", open_model_dir, "search", str(other), "FIFO")
     assert s.returncode == 1 and f"{tmp_path / 'aud'}: cannot decode audio" in s.stderr.decode()
+    # an endless stream is refused from its first MiB, as an audio input is (a review: it was
+    # read until memory ran out)
+    s = _run(open_model_dir, "search", str(other), "/dev/zero")
+    assert (
+        s.returncode == 1
+        and b"/dev/zero: not an audio file (its first 1024 KiB hold no audio header)" in s.stderr
+    )
 
 
 def test_exit_statuses_say_whose_mistake_it_was(tiny_model_dir: Path, wav: Path, tmp_path: Path) -> None:
@@ -221,3 +228,14 @@ def test_a_json_path_does_not_depend_on_the_locale(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         paths.append(json.loads(r.stdout)[0]["path"])
     assert paths == [str(f), str(f)]
+
+
+def test_a_writer_whose_whole_output_is_empty_succeeds_on_stdout(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A review (2026-12-06): the check that a writer asked for `-` wrote to stdout counted only
+    non-empty writes, so an Audacity label track with no labels (silence) failed the command."""
+    f = tmp_path / "silence.wav"
+    sf.write(f, np.zeros(4 * SR, np.float32), SR)
+    r = _run(tiny_model_dir, "analyze", str(f), "--format", "audacity", "--out", "-")
+    assert r.returncode == 0 and r.stdout == b"", r.stderr

@@ -778,3 +778,32 @@ def test_a_hook_without_its_decorator_is_said() -> None:
     ):
         reg = build_registry(extra_plugins=[("nodeco", plugin)], entry_points=False)
     assert "md" not in reg.writers and "not marked @hookimpl" in (reg.plugins[-1].error or "")
+
+
+def test_the_print_routings_own_wrapper_is_no_replaced_stream() -> None:
+    """A review (2026-12-06): with the routing's wrapper left installed (a host's
+    redirect_stdout restored it after an analysis), or taken down by another thread's analysis
+    ending while a plugin loaded, the check took the change for the plugin's, blamed it, and
+    detached the interpreter's real stdout: every later print failed."""
+    import io
+    import sys
+    import warnings
+
+    from instrunet_core._analyzer_threads import RoutedStdout
+
+    class Quiet:
+        @hookimpl
+        def instrunet_register_writers(self, register: Any) -> None:
+            register("quiet", lambda an, path: None)
+
+    real = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    saved = sys.stdout
+    sys.stdout = RoutedStdout(real)  # left installed, no analyzer thread alive
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            build_registry(extra_plugins=[("quiet", Quiet())], entry_points=False)
+        print("still writable", file=real)  # not detached
+        assert sys.stdout is real or (isinstance(sys.stdout, RoutedStdout) and sys.stdout.wrapped is real)
+    finally:
+        sys.stdout = saved

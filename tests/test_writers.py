@@ -531,6 +531,21 @@ def test_holding_signals_leaves_handlers_it_cannot_put_back_alone(
         signal.signal(signal.SIGTERM, before)
     assert not writers._ignored_natively(signal.SIGTERM)
 
+    # a native handler installed after Python started (a host's sigaction): Python's record
+    # still says SIG_DFL, and swapping it lost the host's handler for good (a review)
+    handler_type = ctypes.CFUNCTYPE(None, ctypes.c_int)
+    native = handler_type(lambda n: None)  # never called: no signal is sent
+    libc.signal.argtypes = (ctypes.c_int, handler_type)
+    libc.signal(int(signal.SIGTERM), native)
+    address = ctypes.cast(native, ctypes.c_void_p).value
+    try:
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and writers._native_action(signal.SIGTERM) == address
+        writers.atomic_write_text(a, '{"newest": 1}')
+        assert writers._native_action(signal.SIGTERM) == address  # still the host's
+        assert b.read_text() == '{"newest": 1}'
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
 
 @pytest.mark.skipif(sys.platform != "linux", reason="wakeup fd")
 def test_a_held_signal_wakes_an_event_loop_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
