@@ -42,11 +42,14 @@ def _utf8_mode() -> None:
         return
     if sys.getfilesystemencoding().lower().replace("-", "") == "utf8":
         return
+    # the interpreter's own command line, options and all (`-c CODE`, `-X dev`, `-I`), not
+    # sys.argv (whose `-c` ran the first argument as code: a review)
+    argv = list(getattr(sys, "orig_argv", None) or [])
+    if getattr(sys, "frozen", False) or len(argv) < 2 or not sys.executable:
+        return
     try:
         os.execve(
-            sys.executable,
-            [sys.executable, "-X", "utf8", *sys.argv],
-            {**os.environ, "PYTHONUTF8": "1"},
+            sys.executable, [sys.executable, "-X", "utf8", *argv[1:]], {**os.environ, "PYTHONUTF8": "1"}
         )
     except OSError:  # (no interpreter to run again: the locale's encoding it is)
         return

@@ -773,7 +773,7 @@ def _search(args: argparse.Namespace) -> int:
                 if not os.path.lexists(
                     item
                 ):  # said, and the other libraries searched (as a missing audio file)
-                    _err(f"{_shown(item)}: file not found")
+                    _err(f"{item}: file not found")  # (_err shows the name escaped)
                     rc = EXIT_FAIL
                     continue
                 Library.read(item, into=lib)

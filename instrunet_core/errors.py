@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+import sysconfig
 import warnings
+from typing import Any
 
 __all__ = [
     "InstrunetError",
@@ -82,19 +84,37 @@ class InstrunetWarning(RuntimeWarning):
     (``warnings.filterwarnings("ignore", category=InstrunetWarning)``)."""
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+def _library_frame(frame: Any) -> bool:
+    """Whether a frame is instrunet's (the core, its plugins) or the standard library's (a
+    ``with`` block's ``contextlib``, ``os.walk``, ``threading``): frames a warning is not
+    attributed to."""
+    name = str(frame.f_globals.get("__name__", ""))
+    if name.startswith("instrunet_") or name == "_instrunet_cli":
+        return True
+    filename = frame.f_code.co_filename
+    return filename.startswith("<") or filename.startswith(_STDLIB)
+
+
+_STDLIB = tuple(
+    {
+        os.path.join(p, "")
+        for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib"))
+        if p
+    }
+)
 
 
 def warn(message: str, category: type[Warning] = InstrunetWarning) -> None:
-    """``warnings.warn(message, category)`` attributed to the first caller outside
-    ``instrunet_core``: the host's line, whichever entry point it called (a fixed stack level
-    pointed at the host's line from one entry point and at a library line from another, so
-    ``warnings.filterwarnings(..., module=...)`` could not tell them apart: a host audit)."""
+    """``warnings.warn(message, category)`` attributed to the first caller outside instrunet
+    (its core and plugins) and the standard library: the host's line, whichever entry point it
+    called (a fixed stack level pointed at the host's line from one entry point and at a
+    library line from another, so ``warnings.filterwarnings(..., module=...)`` could not tell
+    them apart: a host audit)."""
     level = 1
     frame = sys._getframe(0)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and _library_frame(frame):
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
-    if frame is None:  # (on a worker thread, only the library's frames: its outermost)
+    if frame is None:  # (on a worker thread, only library frames: the outermost)
         level -= 1
     warnings.warn(message, category, stacklevel=max(1, level))

@@ -239,13 +239,28 @@ def _dist_version(ep: Any) -> str | None:
     return getattr(dist, "version", None) if dist is not None else None
 
 
+#: The project's own distributions (normalised names): their plugins load first.
+OWN_DISTRIBUTIONS = frozenset(
+    {
+        "instrunet",
+        "instrunet-app",
+        "instrunet-baseline",
+        "instrunet-condition",
+        "instrunet-large",
+        "instrunet-pedalboard",
+        "instrunet-ray",
+    }
+)
+
+
 def _load_order(ep: Any) -> tuple[bool, str, str]:
-    """The order plugins are loaded in: instrunet's own distributions (``instrunet``,
-    ``instrunet-*``) first, then by distribution name, then by entry-point name."""
+    """The order plugins are loaded in: the project's own distributions
+    (:data:`OWN_DISTRIBUTIONS`; a name prefix anyone may use is no sign of that) first, then by
+    distribution name, then by entry-point name."""
     dist = getattr(ep, "dist", None)
     name = str(getattr(dist, "name", None) or (getattr(dist, "metadata", None) or {}).get("Name") or "")
     key = re.sub(r"[-_.]+", "-", name).lower()
-    return (not (key == "instrunet" or key.startswith("instrunet-")), key, str(getattr(ep, "name", "")))
+    return (key not in OWN_DISTRIBUTIONS, key, str(getattr(ep, "name", "")))
 
 
 def _dist_text(ep: Any) -> str:

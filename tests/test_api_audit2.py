@@ -112,3 +112,20 @@ def test_warnings_have_instrunets_category_and_point_at_the_caller(tiny_model) -
         warnings.filterwarnings("ignore", category=instrunet_core.InstrunetWarning)
         tiny_model.classifier(hop=5)
     assert got == []
+    # raised where the standard library sits between (a `with` block's contextlib): still the
+    # caller's line, not contextlib's (a review)
+    import io
+    import sys
+
+    from instrunet_core import hookimpl
+    from instrunet_core.registry import build_registry
+
+    class Utf8:
+        @hookimpl
+        def instrunet_register_writers(self, register):  # type: ignore[no-untyped-def]
+            sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8")
+
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        build_registry(extra_plugins=[("utf8", Utf8())], entry_points=False)
+    assert [w.filename for w in got] == [__file__], [(w.filename, str(w.message)) for w in got]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -268,42 +269,79 @@ def test_a_set_of_other_sounds_whose_plan_changed_is_rendered_again(
 # --------------------------------------------------------------------------- pinned SoundFonts
 
 
-def _font(tmp_path: Path, content: bytes, sha256: str) -> tuple[corpus.SoundFont, Path]:
-    font = corpus.SoundFont(
-        "fake",
-        "fake-soundfont",
-        "usr/share/sounds/sf2/Fake.sf2",
-        "MIT",
-        "fake",
-        "a test file",
-        "1.0-1",
-        sha256,
+FONT_PATH = "usr/share/sounds/sf2/Fake.sf2"
+
+
+def _font(sha256: str) -> corpus.SoundFont:
+    return corpus.SoundFont(
+        "fake", "fake-soundfont", FONT_PATH, "MIT", "fake", "a test file", "1.0-1", sha256
     )
-    path = tmp_path / "soundfonts" / "root" / font.path
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
-    return font, path
 
 
-def test_a_font_that_is_not_the_pinned_one_is_used_with_a_warning(tmp_path: Path) -> None:
+def _deb(tmp_path: Path, version: str, content: bytes) -> Path:
+    """A Debian package ``fake-soundfont`` of ``version`` holding ``content`` as the font."""
+    import subprocess
+
+    tree = tmp_path / f"pkg-{version}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: fake-soundfont\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"
+    )
+    (tree / FONT_PATH).parent.mkdir(parents=True)
+    (tree / FONT_PATH).write_bytes(content)
+    deb = tmp_path / f"fake-soundfont_{version}_all.deb"
+    subprocess.run(
+        ["dpkg-deb", "--build", "--root-owner-group", str(tree), str(deb)], check=True, capture_output=True
+    )
+    return deb
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb builds the test packages")
+def test_fonts_are_fetched_at_their_pinned_version_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SoundFonts were rendered from whatever version apt offered. They are asked for at the
+    pinned version; a font unpacked in the cache by an earlier build that is not the pinned one
+    is unpacked again from the pinned package (a review); a font that still differs (the
+    archive lost the pinned version) is used with a warning."""
     import hashlib
     import warnings
 
-    font, path = _font(tmp_path, b"RIFF not the pinned bytes", "0" * 64)
-    with pytest.warns(
-        UserWarning, match=r"Fake\.sf2: the fake SoundFont is not the pinned one.*fake-soundfont 1\.0-1"
-    ):
-        assert corpus.fetch_soundfonts(tmp_path, [font]) == {"fake": path}
-    right = corpus.SoundFont(
-        **{**corpus.dataclasses.asdict(font), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    )
+    pinned_bytes, other_bytes = b"RIFF the pinned font", b"RIFF a later version's font"
+    archive = {"1.0-1": _deb(tmp_path, "1.0-1", pinned_bytes), "2.0-1": _deb(tmp_path, "2.0-1", other_bytes)}
+    asked: list[str] = []
+
+    def download(package: str, dest: Path) -> None:  # apt-get download, from the fake archive
+        asked.append(package)
+        version = package.split("=")[1] if "=" in package else "2.0-1"
+        if version not in archive:
+            raise RuntimeError(f"apt-get download {package} failed: E: Version '{version}' was not found")
+        shutil.copy(archive[version], dest / archive[version].name)
+
+    monkeypatch.setattr(corpus, "_apt_download", download)
+    font = _font(hashlib.sha256(pinned_bytes).hexdigest())
+    cache = tmp_path / "cache"
+    stale = cache / "soundfonts" / "root" / FONT_PATH
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"RIFF unpacked by a build before the pins")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert corpus.fetch_soundfonts(tmp_path, [right]) == {"fake": path}
-    # the digest follows the file: rewritten, it is read again
-    path.write_bytes(b"RIFF other bytes, other length")
-    with pytest.warns(UserWarning, match="not the pinned one"):
-        corpus.fetch_soundfonts(tmp_path, [right])
+        assert corpus.fetch_soundfonts(cache, [font]) == {"fake": stale}
+    assert stale.read_bytes() == pinned_bytes and asked == ["fake-soundfont=1.0-1"]
+    # the archive no longer has the pinned version: its current one, said
+    gone = corpus.SoundFont(**{**corpus.dataclasses.asdict(font), "version": "0.9-1"})
+    other = tmp_path / "cache2"
+    with pytest.warns(UserWarning) as said:
+        assert corpus.fetch_soundfonts(other, [gone]) == {"fake": other / "soundfonts" / "root" / FONT_PATH}
+    text = " ".join(str(w.message) for w in said)
+    assert "fake-soundfont 0.9-1, the version the corpus is pinned to, cannot be fetched" in text
+    assert "Fake.sf2: the fake SoundFont is not the pinned one" in text
+    assert (other / "soundfonts" / "root" / FONT_PATH).read_bytes() == other_bytes
+    rows = {r["key"]: r for r in corpus.font_pins({"fluidr3": stale})}
+    assert (
+        rows["fluidr3"]["file_sha256"] == hashlib.sha256(pinned_bytes).hexdigest()
+        and rows["fluidr3"]["pinned"] is False
+    )
 
 
 def test_the_corpus_summary_records_which_fonts_were_pinned(small_corpus: Path) -> None:

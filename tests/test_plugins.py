@@ -807,3 +807,24 @@ def test_the_print_routings_own_wrapper_is_no_replaced_stream() -> None:
         assert sys.stdout is real or (isinstance(sys.stdout, RoutedStdout) and sys.stdout.wrapped is real)
     finally:
         sys.stdout = saved
+
+
+def test_a_third_party_instrunet_name_is_not_the_projects_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review (2026-12-06): any `instrunet-*` distribution counted as the project's own and
+    sorted before instrunet-condition by name: the name prefix is open to anyone."""
+    real = _module_plugin(
+        "real_c", instrunet_register_analyzers=lambda register: register("condition", lambda c: {})
+    )
+    other = _module_plugin(
+        "comm_c", instrunet_register_analyzers=lambda register: register("condition", lambda c: {})
+    )
+    eps = [
+        _ep("acoustics", "comm_c")._for(
+            types.SimpleNamespace(name="instrunet-acoustics-community", version="1.0.0")
+        ),  # type: ignore[attr-defined]
+        _ep("condition", "real_c")._for(types.SimpleNamespace(name="instrunet-condition", version="2.0.0")),  # type: ignore[attr-defined]
+    ]
+    _install_eps(monkeypatch, eps, {"real_c": real, "comm_c": other})
+    with pytest.warns(RuntimeWarning, match="already registered by plugin 'condition'"):
+        reg = build_registry()
+    assert reg.analyzer_plugins["condition"] == "condition"

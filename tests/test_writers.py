@@ -539,7 +539,10 @@ def test_holding_signals_leaves_handlers_it_cannot_put_back_alone(
     libc.signal(int(signal.SIGTERM), native)
     address = ctypes.cast(native, ctypes.c_void_p).value
     try:
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and writers._native_action(signal.SIGTERM) == address
+        assert (
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+            and writers._native_action(signal.SIGTERM) == address
+        )
         writers.atomic_write_text(a, '{"newest": 1}')
         assert writers._native_action(signal.SIGTERM) == address  # still the host's
         assert b.read_text() == '{"newest": 1}'

@@ -183,7 +183,11 @@ def fetch_soundfonts(cache: Path, fonts: Sequence[SoundFont] = SOUNDFONTS) -> di
     root = cache / "soundfonts" / "root"
     debs = cache / "soundfonts" / "debs"
     for font in fonts:
-        for candidate in (Path("/") / font.path, root / font.path):
+        cached = root / font.path
+        if cached.is_file() and font.sha256 and not (Path("/") / font.path).is_file():
+            if font_sha256(cached) != font.sha256:  # unpacked before the pins: the pinned one again
+                cached.unlink()
+        for candidate in (Path("/") / font.path, cached):
             if candidate.is_file():
                 out[font.key] = candidate
                 break
@@ -228,9 +232,13 @@ def _pinned_deb(font: SoundFont, debs: Path) -> Path:
             pinned = [d for d in have() if _deb_version(d) == font.version]
             if pinned:
                 return pinned[0]
-    if not have():
+    try:  # the archive's current version
         _apt_download(font.package, debs)
-    return have()[-1]
+    except RuntimeError:
+        if not have():
+            raise
+    # the package just downloaded (or, when that failed, the newest already there)
+    return max(have(), key=lambda d: d.stat().st_mtime_ns)
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}

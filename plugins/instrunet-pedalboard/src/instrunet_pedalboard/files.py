@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from instrunet_core.audio import AudioReader
-from instrunet_core.errors import InputError
+from instrunet_core.errors import InputError, InstrunetWarning, warn
 from instrunet_core.inputs import MAX_BLOCK_SAMPLES, check_amplitude, check_count
 from instrunet_core.writers import atomic_path
 
@@ -264,27 +263,25 @@ def process_file(
             finally:
                 writer = None
     if board is not None and heard and not said and n_in >= sr:  # (a codec may silence a few samples)
-        warnings.warn(
+        warn(
             f"{src_p}: the board returned silence for the whole file, which has sound: a board that "
             "streams zeros at this block size (pedalboard 0.9's PitchShift does below 65,536 samples); "
-            f"try a larger block_size (it was {block_size})",
-            RuntimeWarning,
-            stacklevel=2,
+            f"try a larger block_size (it was {block_size})"
         )
     if clipped:
-        warnings.warn(
+        warn(
             f"{dst_p}: {clipped} of {written} samples ({100 * clipped / written:.2g} %) were beyond full "
             f"scale and clipped in the {_output_kind(dst_p, bit_depth)}; lower the chain's gain, or write a "
             "32-bit float WAV (bit_depth=32)",
             ClippingWarning,
-            stacklevel=2,
         )
     analysis = tagger.analysis if tagger is not None else router.analysis  # type: ignore[union-attr]
     return dataclasses.replace(analysis, source=str(src_p))
 
 
-class ClippingWarning(UserWarning):
-    """:func:`process_file` wrote samples beyond full scale to a format that clips them."""
+class ClippingWarning(InstrunetWarning, UserWarning):
+    """:func:`process_file` wrote samples beyond full scale to a format that clips them (an
+    ``InstrunetWarning``, and a ``UserWarning`` as it always was)."""
 
 
 def _output_kind(path: Path | None, bit_depth: int) -> str:

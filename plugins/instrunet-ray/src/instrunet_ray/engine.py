@@ -32,7 +32,6 @@ import os
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ from instrunet_core.batch import (
     special_file,
     try_lock,
 )
-from instrunet_core.errors import InputError, InstrunetError, OutputError
+from instrunet_core.errors import InputError, InstrunetError, OutputError, warn
 from instrunet_core.inputs import check_count
 from instrunet_core.output import CLASSIFICATION_FIELDS, error_record, model_info
 from instrunet_core.writers import atomic_path
@@ -390,11 +389,7 @@ def tag_collection(
     }
     if not files and isinstance(source, (str, os.PathLike)):
         # a mistyped or unmounted folder is not a finished job (instrunet batch says so too)
-        warnings.warn(
-            f"{os.fspath(source)}: no audio files under it; nothing written to {out}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        warn(f"{os.fspath(source)}: no audio files under it; nothing written to {out}")
         return summary
     # The model the actors will load, once here: 'not installed' or a broken artifact is one
     # ModelError before any Ray process starts (the actors' own errors would come back as
