@@ -536,6 +536,7 @@ def test_holding_signals_leaves_handlers_it_cannot_put_back_alone(
     handler_type = ctypes.CFUNCTYPE(None, ctypes.c_int)
     native = handler_type(lambda n: None)  # never called: no signal is sent
     libc.signal.argtypes = (ctypes.c_int, handler_type)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (an earlier test's library may have set one)
     libc.signal(int(signal.SIGTERM), native)
     address = ctypes.cast(native, ctypes.c_void_p).value
     try:
