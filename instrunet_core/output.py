@@ -244,7 +244,9 @@ def _jsonable(x: Any, left: list[int] | None) -> Any:
             seen: dict[str, Any] = {}
             for k in x:
                 if str(k) in seen:
-                    raise ValueError(f"keys {seen[str(k)]!r} and {k!r} are both {str(k)!r} as JSON keys")
+                    raise ValueError(
+                        f"ambiguous: keys {seen[str(k)]!r} and {k!r} are both {str(k)!r} as JSON keys"
+                    )
                 seen[str(k)] = k
         return out
     if isinstance(x, (list, tuple)):

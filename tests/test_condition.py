@@ -669,6 +669,7 @@ def test_too_short_and_too_quiet_are_unknown(real_registry: plugins_mod.Registry
         "condition"
     ]
     assert louder["label"] != "unknown"  # the same sound, 15 dB up, is judged
+    assert louder["reason_text"] is None and louder["label_text"]  # keys of every verdict (a docs audit)
 
 
 def test_long_file_is_sampled_in_bounded_memory(real_registry: plugins_mod.Registry) -> None:

@@ -761,7 +761,9 @@ def test_an_analyzer_named_none_and_colliding_keys_are_said() -> None:
         Path(instrunet_core.__file__).parent / "models" / "family-compact" / "2.1.0"
     )
     an = instrunet_core.analyze(tone(2.0), 22050, model=model, registry=reg)
-    assert "keys 1 and '1' are both '1' as JSON keys" in an.extras["collide"]["error"]
+    assert (
+        "its result is ambiguous: keys 1 and '1' are both '1' as JSON keys" in an.extras["collide"]["error"]
+    )
 
 
 def test_a_hook_without_its_decorator_is_said() -> None:

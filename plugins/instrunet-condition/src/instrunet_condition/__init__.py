@@ -6,7 +6,7 @@ Installed, this distribution exposes the entry point ``condition`` in group ``in
     {"label": "healthy" | "moderately_aged" | "broken_noisy" | "unknown",
      "label_text": "healthy" | "moderately aged" | "broken / noisy" | "unknown",
      "reason": None | "silent" | "too_short" | "too_quiet" | "too_mixed" | "not_sampled" | "lost",
-     "reason_text": "too little sound to judge", ...   # with a reason only
+     "reason_text": None | "too little sound to judge" | ...   # the reason in words
      "probabilities": {"healthy": p, "moderately_aged": p, "broken_noisy": p},
      "features": {"hnr_db": ..., "spectral_flatness": ..., ...},
      "explanation": "one sentence: the verdict and the features that drove it, with clean ranges",

@@ -180,13 +180,13 @@ REASON_TEXT = {
 
 
 def with_text(verdict: dict[str, Any]) -> dict[str, Any]:
-    """``verdict`` with its ``label_text`` (and, for "unknown", ``reason_text``) added."""
+    """``verdict`` with its ``label_text`` and ``reason_text`` (``None`` but for "unknown")."""
     label = verdict.get("label")
     verdict["label_text"] = LABEL_TEXT.get(str(label), str(label).replace("_", " "))
-    if verdict.get("reason") is not None:
-        verdict["reason_text"] = REASON_TEXT.get(
-            str(verdict["reason"]), str(verdict["reason"]).replace("_", " ")
-        )
+    reason = verdict.get("reason")
+    verdict["reason_text"] = (
+        None if reason is None else REASON_TEXT.get(str(reason), str(reason).replace("_", " "))
+    )
     return verdict
 
 
