@@ -235,17 +235,16 @@ def _source(path: str) -> Any:
     return path
 
 
-def _stdin_text() -> Any:
-    """Standard input as strict UTF-8 text (a library of ``instrunet embed`` records piped in):
-    bytes that are not UTF-8, such as audio piped in by mistake, are said to be no text instead
-    of being scanned as lines."""
+def _stdin_library() -> tuple[bool, Any]:
+    """Standard input given as a search library: :func:`_sniffed` (JSON lines, else audio, as a
+    stream given by name is), named ``-``."""
     stdin = sys.stdin
     if stdin is None:
         raise InputError("-: standard input is closed")
     raw = getattr(stdin, "buffer", None)
-    if raw is None:  # a text stream without bytes below it (a host's replacement)
-        return stdin
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+    if raw is None:  # a text stream without bytes below it (a host's replacement): text
+        return True, stdin
+    return _sniffed(raw, "-")
 
 
 #: The output tag of ``--plot`` (no writer's name can be it: a plugin's writer named "plot" was
@@ -270,15 +269,24 @@ _SNIFF_BYTES = 1 << 16
 
 
 def _open_stream(path: str) -> tuple[bool, Any]:
-    """A stream given as a search library, read once: ``(True, text)`` when it starts like the
-    JSON lines of ``instrunet embed`` (read whole, at most ``MAX_STREAM_BYTES``), else
-    ``(False, binary file)`` that gives its bytes from the start, for the audio decoder (which
-    reads a stream at most that long, and refuses one without an audio header in its first
-    MiB: ``/dev/zero`` was read until memory ran out, a review)."""
+    """A search library given by a name that does not say what it holds (a stream, a file
+    without a ``.jsonl`` suffix), read once: ``(True, text)`` when it starts like the JSON lines
+    of ``instrunet embed`` (read whole, at most ``MAX_STREAM_BYTES``), else ``(False, binary
+    file)`` that gives its bytes from the start, for the audio decoder (which reads a stream at
+    most that long, and refuses one without an audio header in its first MiB: ``/dev/zero`` was
+    read until memory ran out, a review)."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
+    return _sniffed(f, path)
+
+
+def _sniffed(f: Any, name: str) -> tuple[bool, Any]:
+    """:func:`_open_stream` of an open binary file ``f`` (closed once read, or by the decoder)."""
     from .inputs import MAX_STREAM_BYTES
 
     try:
-        f = open(path, "rb")
         head = b""
         while len(head) < _SNIFF_BYTES and not head.removeprefix(b"\xef\xbb\xbf").strip():
             more = f.read(_SNIFF_BYTES - len(head))
@@ -286,20 +294,29 @@ def _open_stream(path: str) -> tuple[bool, Any]:
                 break
             head += more
         if not _looks_like_json_lines(head):
-            return False, io.BufferedReader(_Prefixed(head, f, path))
+            return False, io.BufferedReader(_Prefixed(head, f, name))
         with f:
             rest = f.read(MAX_STREAM_BYTES + 1 - len(head))
     except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
+        raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
     data = head + rest
     if len(data) > MAX_STREAM_BYTES:
         raise InputError(
-            f"{path}: stream is longer than {MAX_STREAM_BYTES >> 20} MiB; save it to a file to search it"
+            f"{name}: stream is longer than {MAX_STREAM_BYTES >> 20} MiB; save it to a file to search it"
         )
     try:
         return True, io.StringIO(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file (expected the JSON lines of `instrunet embed`)") from None
+        raise InputError(f"{name}: not a text file (expected the JSON lines of `instrunet embed`)") from None
+
+
+def _starts_like_json(path: str) -> bool:
+    """Whether a regular file starts like JSON lines (read as a library, whatever its name)."""
+    try:
+        with open(path, "rb") as f:
+            return _looks_like_json_lines(f.read(_SNIFF_BYTES))
+    except OSError:
+        return False  # (said when it is embedded)
 
 
 def _looks_like_json_lines(data: bytes) -> bool:
@@ -560,8 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
         "library",
         nargs="+",
         metavar="LIBRARY",
-        help="`instrunet embed` output (.jsonl, .ndjson or .json; '-' reads it from stdin), a folder, "
-        "or an audio file",
+        help="`instrunet embed` output (JSON lines: a .jsonl, .ndjson or .json file, or any file or "
+        "stream that starts with '{'; '-' reads stdin), a folder, or an audio file (or stream)",
     )
     s.add_argument(
         "-k",
@@ -762,13 +779,12 @@ def _search(args: argparse.Namespace) -> int:
     # folders are embedded with, when --hop is not given (vectors of two hops differ a little).
     try:
         for item in args.library:
-            if item == "-":  # `instrunet embed ... | instrunet search QUERY -`
-                text = _stdin_text()
-                try:
-                    Library.read(text, into=lib, name="-")
-                finally:
-                    if text is not sys.stdin:
-                        text.detach()  # (stdin itself stays open)
+            if item == "-":  # `instrunet embed ... | instrunet search QUERY -`, or audio
+                is_text, stream = _stdin_library()
+                if is_text:
+                    Library.read(stream, into=lib, name="-")
+                else:
+                    streamed[item] = stream
             elif not os.path.isdir(item) and item.lower().endswith(_INDEX_SUFFIXES):
                 if not os.path.lexists(
                     item
@@ -777,7 +793,9 @@ def _search(args: argparse.Namespace) -> int:
                     rc = EXIT_FAIL
                     continue
                 Library.read(item, into=lib)
-            elif _is_stream(item):  # `<(zcat lib.jsonl.gz)`: read once, JSON lines or audio
+            elif _is_stream(item) or (os.path.isfile(item) and _starts_like_json(item)):
+                # `<(zcat lib.jsonl.gz)`, `/dev/stdin < lib.jsonl`, a library named lib.txt:
+                # read once, JSON lines or audio
                 is_text, stream = _open_stream(item)
                 if is_text:
                     Library.read(stream, into=lib, name=item)
@@ -839,10 +857,10 @@ def _search(args: argparse.Namespace) -> int:
 
     try:
         for item in args.library:
-            if item == "-" or (_is_stream(item) and item not in streamed):
-                continue
             if item in streamed:
                 embed_stream(item, streamed[item])
+            elif item == "-" or _is_stream(item) or (os.path.isfile(item) and _starts_like_json(item)):
+                continue  # read as a library above
             elif os.path.isdir(item):
                 embed(_folder_files(item))
             elif not item.lower().endswith(_INDEX_SUFFIXES):

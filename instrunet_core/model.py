@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, ModelError, one_line
+from .errors import InputError, ModelError, UnknownModelError, one_line
 from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
 from .inputs import SampleRate, check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
@@ -560,7 +560,7 @@ def resolve_artifact(
     if spec is not None and _looks_like_path(spec):
         p = Path(os.fspath(spec))
         if not p.exists():
-            raise ModelError(f"{p}: model artifact not found (need a folder with {MANIFEST_FILENAME})")
+            raise UnknownModelError(f"{p}: model artifact not found (need a folder with {MANIFEST_FILENAME})")
         if version is not None:
             raise InputError(f"{p}: version applies to registered names, not to an artifact folder")
         if p.name == MANIFEST_FILENAME:

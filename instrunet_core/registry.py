@@ -279,13 +279,13 @@ def _unrouted(stream: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _streams_kept(plugin: str) -> Iterator[None]:
+def _streams_kept(plugin: str, said: list[str]) -> Iterator[None]:
     """While a plugin is imported and registers: ``sys.stdout`` and ``sys.stderr`` as they were
     before, put back if its code replaced them, with a warning. The common "UTF-8 output" line
     at import, ``sys.stdout = io.TextIOWrapper(sys.stdout.buffer, ...)``, wrapped stderr's buffer
     there (a plugin's prints go to stderr), and every later command printed its data on stderr
     (a plugin audit). The print routing's own wrappers are no replacement: they come and go with
-    the analyses of the host's other threads."""
+    the analyses of the host's other threads. What to say goes to ``said``."""
     before = (_unrouted(sys.stdout), _unrouted(sys.stderr))
     try:
         yield
@@ -301,7 +301,9 @@ def _streams_kept(plugin: str) -> Iterator[None]:
                 sys.stderr = before[1]
             for cur in now:
                 _let_go(cur, keep=before)
-            warn(
+            # said by the caller once the plugin's code is done: raised here (a warnings filter
+            # set to "error"), it was taken for the plugin's own failure to load (a docs audit)
+            said.append(
                 f"instrunet plugin {plugin!r} replaced {' and '.join(which)} while it loaded; put back "
                 "(standard output belongs to the host application and to machine output)"
             )
@@ -386,14 +388,18 @@ class Registry:
         for hook in info.hooks:
             # This plugin's implementations only, through pluggy (wrappers included).
             call = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            said: list[str] = []
             try:
-                with _streams_kept(info.name), plugin_stdout():
+                with _streams_kept(info.name, said), plugin_stdout():
                     returned = call(register=self._register_fn(hook, info))
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - SystemExit from a plugin is reported, not obeyed
                 self._error(info, f"{hook} failed: {describe(e)}")
                 continue
+            finally:
+                for msg in said:
+                    warn(msg)
             for r in returned if isinstance(returned, list) else []:
                 # a hook registers by calling register(); one written as a generator or a coroutine
                 # never ran its body, and a value returned is not looked at: said, not ignored
@@ -943,8 +949,9 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
                 continue
             owners.setdefault(ep.name, dist)
             t0 = time.perf_counter()
+            said: list[str] = []
             try:
-                with _streams_kept(ep.name), plugin_stdout():
+                with _streams_kept(ep.name, said), plugin_stdout():
                     obj = ep.load()
             except BaseException as e:  # noqa: BLE001 - includes SystemExit from a broken import
                 if isinstance(e, KeyboardInterrupt):
@@ -954,6 +961,9 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
                 reg._error(info, f"entry point {ep.name} = {ep.value} failed to load: {describe(e)}")
                 info.seconds = time.perf_counter() - t0
                 continue
+            finally:
+                for msg in said:
+                    warn(msg)
             reg.add_plugin(obj, ep.name, version=_dist_version(ep)).seconds = time.perf_counter() - t0
         if selected:
             installed = sorted({ep.name for ep in eps})

@@ -741,6 +741,15 @@ def test_a_plugin_that_replaces_stdout_gets_it_put_back() -> None:
     ):
         reg = build_registry(extra_plugins=[("utf8", Utf8())], entry_points=False)
     assert sys.stdout is before and "utf8" in reg.writers  # the plugin itself still works
+    # with warnings as errors (a test suite's filter), the warning itself is raised, not taken
+    # for the plugin's failure to load (a docs audit)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(instrunet_core.InstrunetWarning, match="replaced sys.stdout while it loaded"):
+            build_registry(extra_plugins=[("utf8", Utf8())], entry_points=False)
+    assert sys.stdout is before
 
 
 def test_an_analyzer_named_none_and_colliding_keys_are_said() -> None:
