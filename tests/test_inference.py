@@ -474,8 +474,8 @@ def test_cli_model_path_and_low_evidence(tmp_path: Path, capsys: pytest.CaptureF
     assert rc == 0 and capsys.readouterr().out.rstrip().endswith("low evidence")
     rc = main(["analyze", "--model", str(FAMILY_DIR), str(short)])
     assert rc == 0 and "low evidence: 0.10 s of sound" in capsys.readouterr().out
-    rc = main(["classify", "--model", str(tmp_path / "missing"), str(short)])
-    assert rc == 1 and "model artifact not found" in capsys.readouterr().err
+    rc = main(["classify", "--model", str(tmp_path / "missing"), str(short)])  # a bad command line (exit 2)
+    assert rc == 2 and "model artifact not found" in capsys.readouterr().err
 
 
 def test_analyze_names_each_later_step_and_rereads_a_file_object(family, tmp_path: Path) -> None:
