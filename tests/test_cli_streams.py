@@ -100,17 +100,9 @@ def _through_fifo(
     tmp_path: Path, name: str, data: bytes, model_dir: Path, *args: str
 ) -> subprocess.CompletedProcess[bytes]:
     """Run the command with ``data`` written into a FIFO named ``name`` (as `<(...)` gives)."""
-    import threading
+    from test_reliability import _fed_fifo
 
-    fifo = tmp_path / name
-    os.mkfifo(fifo)
-
-    def feed() -> None:
-        with open(fifo, "wb") as f:
-            f.write(data)
-
-    t = threading.Thread(target=feed, daemon=True)
-    t.start()
+    fifo, t = _fed_fifo(tmp_path, data, name)
     r = _run(model_dir, *[str(fifo) if a == "FIFO" else a for a in args])
     t.join(10)
     return r

@@ -134,9 +134,9 @@ def test_row16_predict_from_pipe(tiny_model) -> None:
     assert got.label == ref.label and abs(got.confidence - ref.confidence) < 1e-3
 
 
-def _fed_fifo(tmp_path: Path, data: bytes) -> tuple[Path, threading.Thread]:
+def _fed_fifo(tmp_path: Path, data: bytes, name: str = "audio.fifo") -> tuple[Path, threading.Thread]:
     """A FIFO and the thread writing ``data`` into it once a reader opens it."""
-    fifo = tmp_path / "audio.fifo"
+    fifo = tmp_path / name
     os.mkfifo(fifo)
 
     def feed() -> None:

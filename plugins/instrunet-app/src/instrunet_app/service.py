@@ -785,15 +785,14 @@ MISSING_CONDITION = (
 )
 
 
-#: Why the condition analyzer said "unknown", in words (its ``reason``; docs/condition.md).
-UNKNOWN_REASONS: dict[str, str] = {
-    "silent": "silent: nothing to judge",
-    "too_short": "too little sound to judge",
-    "too_quiet": "too quiet to judge",
-    "too_mixed": "too many instruments at once to judge",
-    "not_sampled": "not judged: no window sampled where it plays",
-    "lost": "not judged: the analysis fell behind",
-}
+#: Why the condition analyzer said "unknown", in words (its ``reason``; docs/condition.md): the
+#: analyzer's own words, which its verdicts carry as ``reason_text`` (none without it installed,
+#: and then no verdict to word either).
+UNKNOWN_REASONS: Mapping[str, str]
+try:
+    from instrunet_condition.stream import REASON_TEXT as UNKNOWN_REASONS
+except ImportError:  # pragma: no cover - the app without the condition analyzer
+    UNKNOWN_REASONS = {}
 
 
 def unknown_reason_text(reason: Any) -> str:
@@ -831,7 +830,11 @@ def condition_view(analysis: Analysis) -> dict[str, Any]:
         "status": "ok",
         "label": label,
         "reason": reason,
-        "reason_text": unknown_reason_text(reason) if label == "unknown" else "",
+        "reason_text": (
+            str(c["reason_text"]) if isinstance(c.get("reason_text"), str) else unknown_reason_text(reason)
+        )
+        if label == "unknown"
+        else "",
         "classes": list(probs),
         "probabilities": probs,
         "features": dict(c.get("features") or {}),
