@@ -47,6 +47,8 @@ def _utf8_mode() -> None:
     argv = list(getattr(sys, "orig_argv", None) or [])
     if getattr(sys, "frozen", False) or len(argv) < 2 or not sys.executable:
         return
+    if sys.argv[:1] in (["-"], [""]):  # a script read from stdin (or none): it cannot be read again
+        return
     try:
         os.execve(
             sys.executable, [sys.executable, "-X", "utf8", *argv[1:]], {**os.environ, "PYTHONUTF8": "1"}

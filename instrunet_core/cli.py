@@ -237,14 +237,14 @@ def _source(path: str) -> Any:
 
 def _stdin_library() -> tuple[bool, Any]:
     """Standard input given as a search library: :func:`_sniffed` (JSON lines, else audio, as a
-    stream given by name is), named ``-``."""
+    stream given by name is), named ``-``; stdin itself stays open (a host calling ``main``)."""
     stdin = sys.stdin
     if stdin is None:
         raise InputError("-: standard input is closed")
     raw = getattr(stdin, "buffer", None)
     if raw is None:  # a text stream without bytes below it (a host's replacement): text
         return True, stdin
-    return _sniffed(raw, "-")
+    return _sniffed(raw, "-", own=False)
 
 
 #: The output tag of ``--plot`` (no writer's name can be it: a plugin's writer named "plot" was
@@ -269,52 +269,49 @@ _SNIFF_BYTES = 1 << 16
 
 
 def _open_stream(path: str) -> tuple[bool, Any]:
-    """A search library given by a name that does not say what it holds (a stream, a file
-    without a ``.jsonl`` suffix), read once: ``(True, text)`` when it starts like the JSON lines
-    of ``instrunet embed`` (read whole, at most ``MAX_STREAM_BYTES``), else ``(False, binary
-    file)`` that gives its bytes from the start, for the audio decoder (which reads a stream at
-    most that long, and refuses one without an audio header in its first MiB: ``/dev/zero`` was
-    read until memory ran out, a review)."""
+    """A search library given as a stream (a FIFO, a process substitution, ``/dev/stdin``),
+    read once: ``(True, text)`` when it starts like the JSON lines of ``instrunet embed`` (read
+    line by line, strict UTF-8), else ``(False, binary file)`` that gives its bytes from the
+    start, for the audio decoder (which reads a stream at most ``MAX_STREAM_BYTES`` long, and
+    refuses one without an audio header in its first MiB: ``/dev/zero`` was read until memory
+    ran out, a review)."""
     try:
         f = open(path, "rb")
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-    return _sniffed(f, path)
+    return _sniffed(f, path, own=True)
 
 
-def _sniffed(f: Any, name: str) -> tuple[bool, Any]:
-    """:func:`_open_stream` of an open binary file ``f`` (closed once read, or by the decoder)."""
-    from .inputs import MAX_STREAM_BYTES
-
+def _sniffed(f: Any, name: str, *, own: bool) -> tuple[bool, Any]:
+    """:func:`_open_stream` of an open binary file ``f`` (closed with what is returned when
+    ``own``; standard input is not)."""
     try:
         head = b""
+        eof = False
         while len(head) < _SNIFF_BYTES and not head.removeprefix(b"\xef\xbb\xbf").strip():
             more = f.read(_SNIFF_BYTES - len(head))
             if not more:
+                eof = True  # (a terminal's Ctrl-D is not asked for twice)
                 break
             head += more
-        if not _looks_like_json_lines(head):
-            return False, io.BufferedReader(_Prefixed(head, f, name))
-        with f:
-            rest = f.read(MAX_STREAM_BYTES + 1 - len(head))
     except OSError as e:
         raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
-    data = head + rest
-    if len(data) > MAX_STREAM_BYTES:
-        raise InputError(
-            f"{name}: stream is longer than {MAX_STREAM_BYTES >> 20} MiB; save it to a file to search it"
-        )
-    try:
-        return True, io.StringIO(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{name}: not a text file (expected the JSON lines of `instrunet embed`)") from None
+    stream = io.BufferedReader(_Prefixed(head, f, name, own=own, eof=eof))
+    if not _looks_like_json_lines(head):
+        return False, stream
+    return True, io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline=None)
 
 
 def _starts_like_json(path: str) -> bool:
-    """Whether a regular file starts like JSON lines (read as a library, whatever its name)."""
+    """Whether a regular file starts like JSON lines (read as a library, whatever its name).
+    The file is put back at its start: where opening ``/dev/stdin`` shares the position of
+    file descriptor 0 (macOS, the BSDs), the sniff would otherwise eat what is read next."""
     try:
         with open(path, "rb") as f:
-            return _looks_like_json_lines(f.read(_SNIFF_BYTES))
+            head = f.read(_SNIFF_BYTES)
+            with contextlib.suppress(OSError):
+                f.seek(0)
+            return _looks_like_json_lines(head)
     except OSError:
         return False  # (said when it is embedded)
 
@@ -326,12 +323,15 @@ def _looks_like_json_lines(data: bytes) -> bool:
 
 
 class _Prefixed(io.RawIOBase):
-    """A stream whose first bytes were already read (``head``): them, then the rest of it."""
+    """A stream whose first bytes were already read (``head``): them, then the rest of it
+    (none when reading the head met its end); ``f`` is closed with it when ``own``."""
 
-    def __init__(self, head: bytes, f: Any, name: str) -> None:
+    def __init__(self, head: bytes, f: Any, name: str, *, own: bool = True, eof: bool = False) -> None:
         super().__init__()
         self._head = memoryview(head)
         self._f = f
+        self._own = own
+        self._eof = eof
         self.name = name
 
     def readable(self) -> bool:
@@ -343,11 +343,14 @@ class _Prefixed(io.RawIOBase):
             b[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
+        if self._eof:
+            return 0
         return int(self._f.readinto(b) or 0)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._f.close()
+        if self._own:
+            with contextlib.suppress(OSError):
+                self._f.close()
         super().close()
 
 
@@ -761,20 +764,34 @@ _INDEX_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 def _search(args: argparse.Namespace) -> int:
+    if args.query == "-" and "-" in args.library:
+        _err("search: stdin cannot be both the query and the library; give one of them as a file")
+        return EXIT_USAGE
+    if args.library.count("-") > 1:
+        _err("search: stdin ('-') can be read only once; give it once")
+        return EXIT_USAGE
+    # a library given twice is read once (a stream given twice could not be: a review)
+    args.library = list(dict.fromkeys(args.library))
+    streamed: dict[str, Any] = {}  # audio given as a stream (a FIFO, a process substitution)
+    try:
+        return _search_with(args, streamed)
+    finally:
+        for stream in streamed.values():  # (those not embedded: the search ended early)
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+
+
+def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
     from .output import instrunet_version, jsonable
     from .search import Library
     from .timeline import format_time
 
-    if args.query == "-" and "-" in args.library:
-        _err("search: stdin cannot be both the query and the library; give one of them as a file")
-        return EXIT_USAGE
     try:
         model = _embedding_model(args)
     except InstrunetError as e:
         return _model_failed(e)
     lib = Library(model=model_info(model))
     rc = EXIT_OK
-    streamed: dict[str, Any] = {}  # audio given as a stream (a FIFO, a process substitution)
     # The libraries written by `instrunet embed` first: their hop is the one the query and the
     # folders are embedded with, when --hop is not given (vectors of two hops differ a little).
     try:
@@ -782,25 +799,24 @@ def _search(args: argparse.Namespace) -> int:
             if item == "-":  # `instrunet embed ... | instrunet search QUERY -`, or audio
                 is_text, stream = _stdin_library()
                 if is_text:
-                    Library.read(stream, into=lib, name="-")
+                    Library.read(stream, into=lib, name="-")  # (stdin itself stays open)
                 else:
                     streamed[item] = stream
             elif not os.path.isdir(item) and item.lower().endswith(_INDEX_SUFFIXES):
-                if not os.path.lexists(
-                    item
-                ):  # said, and the other libraries searched (as a missing audio file)
+                if not os.path.lexists(item):  # said; the other libraries are searched
                     _err(f"{item}: file not found")  # (_err shows the name escaped)
                     rc = EXIT_FAIL
                     continue
                 Library.read(item, into=lib)
-            elif _is_stream(item) or (os.path.isfile(item) and _starts_like_json(item)):
-                # `<(zcat lib.jsonl.gz)`, `/dev/stdin < lib.jsonl`, a library named lib.txt:
-                # read once, JSON lines or audio
+            elif _is_stream(item):  # `<(zcat lib.jsonl.gz)`, `/dev/stdin` from a pipe: read once
                 is_text, stream = _open_stream(item)
                 if is_text:
-                    Library.read(stream, into=lib, name=item)
+                    with stream:
+                        Library.read(stream, into=lib, name=item)
                 else:
                     streamed[item] = stream
+            elif os.path.isfile(item) and _starts_like_json(item):  # lib.txt, `/dev/stdin < lib.jsonl`
+                Library.read(item, into=lib)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL

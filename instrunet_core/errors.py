@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-import sysconfig
 import warnings
 from typing import Any
 
@@ -86,22 +84,19 @@ class InstrunetWarning(RuntimeWarning):
 
 def _library_frame(frame: Any) -> bool:
     """Whether a frame is instrunet's (the core, its plugins) or the standard library's (a
-    ``with`` block's ``contextlib``, ``os.walk``, ``threading``): frames a warning is not
-    attributed to."""
+    ``with`` block's ``contextlib``, ``os.walk``, ``threading``, ``<frozen ...>`` modules):
+    frames a warning is not attributed to. The standard library is told by module name
+    (``sys.stdlib_module_names``): by path, ``site-packages`` lies inside it in a virtualenv
+    and most installs, and the host's installed packages were skipped too (a review)."""
     name = str(frame.f_globals.get("__name__", ""))
     if name.startswith("instrunet_") or name == "_instrunet_cli":
         return True
-    filename = frame.f_code.co_filename
-    return filename.startswith("<") or filename.startswith(_STDLIB)
+    if frame.f_code.co_filename.startswith("<frozen "):
+        return True
+    return name.split(".")[0] in _STDLIB_MODULES
 
 
-_STDLIB = tuple(
-    {
-        os.path.join(p, "")
-        for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib"))
-        if p
-    }
-)
+_STDLIB_MODULES = frozenset(getattr(sys, "stdlib_module_names", ())) - {"__main__"}
 
 
 def warn(message: str, category: type[Warning] = InstrunetWarning) -> None:

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
-from . import hookspecs
+from . import _analyzer_threads, hookspecs
 from ._analyzer_threads import AnalyzerThread, Limit, RoutedStdout, prints_to_stderr, resolve_limit
 from .errors import InputError, ModelError, PluginError, UnknownModelError, describe, warn
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
@@ -296,7 +296,9 @@ def _streams_kept(plugin: str, said: list[str]) -> Iterator[None]:
         ]
         if which:
             if "sys.stdout" in which:
-                sys.stdout = before[0]
+                # while analyses of other threads route their analyzers' prints, put back the
+                # routing around the host's stream (their prints reached the host's stdout)
+                sys.stdout = RoutedStdout(before[0]) if _analyzer_threads._live else before[0]
             if "sys.stderr" in which:
                 sys.stderr = before[1]
             for cur in now:
@@ -307,6 +309,14 @@ def _streams_kept(plugin: str, said: list[str]) -> Iterator[None]:
                 f"instrunet plugin {plugin!r} replaced {' and '.join(which)} while it loaded; put back "
                 "(standard output belongs to the host application and to machine output)"
             )
+
+
+def _say_all(said: list[str]) -> None:
+    """Warn what :func:`_streams_kept` collected, once the plugin's code is done (outside its
+    ``try``: under an "error" filter the warning itself is raised, not taken for the plugin's
+    failure, and never in place of a Ctrl-C on its way up)."""
+    for msg in said:
+        warn(msg)
 
 
 def _let_go(replacement: Any, *, keep: Sequence[Any]) -> None:
@@ -395,11 +405,10 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - SystemExit from a plugin is reported, not obeyed
+                _say_all(said)
                 self._error(info, f"{hook} failed: {describe(e)}")
                 continue
-            finally:
-                for msg in said:
-                    warn(msg)
+            _say_all(said)
             for r in returned if isinstance(returned, list) else []:
                 # a hook registers by calling register(); one written as a generator or a coroutine
                 # never ran its body, and a value returned is not looked at: said, not ignored
@@ -956,14 +965,13 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
             except BaseException as e:  # noqa: BLE001 - includes SystemExit from a broken import
                 if isinstance(e, KeyboardInterrupt):
                     raise
+                _say_all(said)
                 info = PluginInfo(name=ep.name, version=_dist_version(ep), hooks=[])
                 reg.plugins.append(info)
                 reg._error(info, f"entry point {ep.name} = {ep.value} failed to load: {describe(e)}")
                 info.seconds = time.perf_counter() - t0
                 continue
-            finally:
-                for msg in said:
-                    warn(msg)
+            _say_all(said)
             reg.add_plugin(obj, ep.name, version=_dist_version(ep)).seconds = time.perf_counter() - t0
         if selected:
             installed = sorted({ep.name for ep in eps})

@@ -129,3 +129,23 @@ def test_warnings_have_instrunets_category_and_point_at_the_caller(tiny_model) -
         warnings.simplefilter("always")
         build_registry(extra_plugins=[("utf8", Utf8())], entry_points=False)
     assert [w.filename for w in got] == [__file__], [(w.filename, str(w.message)) for w in got]
+
+
+def test_a_hosts_installed_package_is_where_a_warning_points() -> None:
+    """A second review (2026-12-06): the standard library was told by path, and site-packages
+    lies inside it in a virtualenv: a host package installed there was skipped, its warnings
+    pointed at its caller. It is told by module name."""
+    import sysconfig
+    from types import SimpleNamespace
+
+    from instrunet_core.errors import _library_frame
+
+    def frame(module: str, filename: str) -> SimpleNamespace:
+        return SimpleNamespace(f_globals={"__name__": module}, f_code=SimpleNamespace(co_filename=filename))
+
+    site = sysconfig.get_paths()["purelib"]
+    assert not _library_frame(frame("myhost", f"{site}/myhost/__init__.py"))
+    assert not _library_frame(frame("__main__", "<stdin>"))  # host code typed in
+    assert _library_frame(frame("contextlib", f"{sysconfig.get_paths()['stdlib']}/contextlib.py"))
+    assert _library_frame(frame("runpy", "<frozen runpy>"))
+    assert _library_frame(frame("instrunet_pedalboard.files", f"{site}/instrunet_pedalboard/files.py"))

@@ -241,3 +241,26 @@ def test_a_writer_whose_whole_output_is_empty_succeeds_on_stdout(
     sf.write(f, np.zeros(4 * SR, np.float32), SR)
     r = _run(tiny_model_dir, "analyze", str(f), "--format", "audacity", "--out", "-")
     assert r.returncode == 0 and r.stdout == b"", r.stderr
+
+
+def test_libraries_given_twice_and_stdin_left_open(open_model_dir: Path, wav: Path, tmp_path: Path) -> None:
+    """A review (2026-12-06): `search Q - -` and a stream given twice were tracebacks; reading
+    a library from stdin closed stdin (a host calling main() in-process)."""
+    emb = _run(open_model_dir, "embed", str(wav)).stdout
+    other = tmp_path / "b.wav"
+    sf.write(other, tone(4.0, freq=330.0), SR)
+    r = _run(open_model_dir, "search", str(other), "-", "-", input=emb)
+    assert r.returncode == 2 and b"stdin ('-') can be read only once" in r.stderr
+    lib = tmp_path / "lib.txt"
+    lib.write_bytes(emb)
+    r = _run(open_model_dir, "search", str(other), str(lib), str(lib))
+    assert r.returncode == 0 and r.stdout.decode().split()[1:] == [str(wav.resolve())], r.stderr
+    cmd, env = _child(open_model_dir)
+    code = cmd[2].replace(
+        "sys.exit(main(sys.argv[1:]))",
+        "rc = main(sys.argv[1:]); print(rc, sys.stdin.buffer.closed, file=sys.stderr)",
+    )
+    r = subprocess.run(
+        [*cmd[:2], code, "search", str(other), "-"], env=env, input=emb, capture_output=True, timeout=120
+    )
+    assert r.stderr.decode().strip().splitlines()[-1] == "0 False", r.stderr

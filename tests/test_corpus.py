@@ -337,6 +337,12 @@ def test_fonts_are_fetched_at_their_pinned_version_and_checked(
     assert "fake-soundfont 0.9-1, the version the corpus is pinned to, cannot be fetched" in text
     assert "Fake.sf2: the fake SoundFont is not the pinned one" in text
     assert (other / "soundfonts" / "root" / FONT_PATH).read_bytes() == other_bytes
+    # built again: the pinned version is asked for, and without it the cached font is kept
+    # (it was deleted and the current package fetched and unpacked again on every build)
+    asked.clear()
+    with pytest.warns(UserWarning, match="not the pinned one"):
+        corpus.fetch_soundfonts(other, [gone])
+    assert asked == ["fake-soundfont=0.9-1"]
     rows = {r["key"]: r for r in corpus.font_pins({"fluidr3": stale})}
     assert (
         rows["fluidr3"]["file_sha256"] == hashlib.sha256(pinned_bytes).hexdigest()

@@ -186,7 +186,11 @@ def fetch_soundfonts(cache: Path, fonts: Sequence[SoundFont] = SOUNDFONTS) -> di
         cached = root / font.path
         if cached.is_file() and font.sha256 and not (Path("/") / font.path).is_file():
             if font_sha256(cached) != font.sha256:  # unpacked before the pins: the pinned one again
-                cached.unlink()
+                debs.mkdir(parents=True, exist_ok=True)
+                deb = _pinned_only(font, debs)
+                if deb is not None:  # (else the cached one is used, with the warning below)
+                    cached.unlink()
+                    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         for candidate in (Path("/") / font.path, cached):
             if candidate.is_file():
                 out[font.key] = candidate
@@ -208,6 +212,24 @@ def _deb_version(deb: Path) -> str:
     return r.stdout.strip() if r.returncode == 0 else ""
 
 
+def _pinned_only(font: SoundFont, debs: Path, said: list[str] | None = None) -> Path | None:
+    """The pinned version's package in ``debs``, downloaded when missing; ``None`` when the
+    archive does not offer it (why, in ``said``)."""
+    if not font.version:
+        return None
+    pinned = [d for d in sorted(debs.glob(f"{font.package}_*.deb")) if _deb_version(d) == font.version]
+    if pinned:
+        return pinned[0]
+    try:
+        _apt_download(f"{font.package}={font.version}", debs)
+    except RuntimeError as e:
+        if said is not None:
+            said.append(str(e))
+        return None
+    pinned = [d for d in sorted(debs.glob(f"{font.package}_*.deb")) if _deb_version(d) == font.version]
+    return pinned[0] if pinned else None
+
+
 def _pinned_deb(font: SoundFont, debs: Path) -> Path:
     """The font's package in ``debs``: the pinned version's, downloaded when missing; else,
     when the archive no longer offers it, the newest there is (with a warning)."""
@@ -215,23 +237,17 @@ def _pinned_deb(font: SoundFont, debs: Path) -> Path:
     def have() -> list[Path]:
         return sorted(debs.glob(f"{font.package}_*.deb"))
 
-    pinned = [d for d in have() if font.version and _deb_version(d) == font.version]
-    if pinned:
-        return pinned[0]
+    said: list[str] = []
+    deb = _pinned_only(font, debs, said)
+    if deb is not None:
+        return deb
     if font.version:
-        try:
-            _apt_download(f"{font.package}={font.version}", debs)
-        except RuntimeError as e:
-            warnings.warn(
-                f"{font.package} {font.version}, the version the corpus is pinned to, cannot be "
-                f"fetched ({e}); using the archive's current one",
-                UserWarning,
-                stacklevel=3,
-            )
-        else:
-            pinned = [d for d in have() if _deb_version(d) == font.version]
-            if pinned:
-                return pinned[0]
+        warnings.warn(
+            f"{font.package} {font.version}, the version the corpus is pinned to, cannot be "
+            f"fetched ({'; '.join(said) or 'not in the archive'}); using the archive's current one",
+            UserWarning,
+            stacklevel=3,
+        )
     try:  # the archive's current version
         _apt_download(font.package, debs)
     except RuntimeError:
