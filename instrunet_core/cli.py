@@ -770,8 +770,9 @@ def _search(args: argparse.Namespace) -> int:
     if args.library.count("-") > 1:
         _err("search: stdin ('-') can be read only once; give it once")
         return EXIT_USAGE
-    # a library given twice is read once (a stream given twice could not be: a review)
-    args.library = list(dict.fromkeys(args.library))
+    # a library given twice (also by two names: `- /dev/stdin`, `ff ./ff`) is read once: a
+    # stream could not be read twice, and two readers split it between them (a review)
+    args.library = list({_identity(item): item for item in reversed(args.library)}.values())[::-1]
     streamed: dict[str, Any] = {}  # audio given as a stream (a FIFO, a process substitution)
     try:
         return _search_with(args, streamed)
@@ -779,6 +780,16 @@ def _search(args: argparse.Namespace) -> int:
         for stream in streamed.values():  # (those not embedded: the search ended early)
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
+
+
+def _identity(item: str) -> Any:
+    """What a LIBRARY argument names: its file's device and inode (``-``: standard input's),
+    else the name itself."""
+    try:
+        st = os.fstat(0) if item == "-" else os.stat(item)
+    except (OSError, ValueError):
+        return item
+    return (st.st_dev, st.st_ino)
 
 
 def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
@@ -794,12 +805,14 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
     rc = EXIT_OK
     # The libraries written by `instrunet embed` first: their hop is the one the query and the
     # folders are embedded with, when --hop is not given (vectors of two hops differ a little).
+    read: set[str] = set()  # the items read as libraries here, not embedded below
     try:
         for item in args.library:
             if item == "-":  # `instrunet embed ... | instrunet search QUERY -`, or audio
                 is_text, stream = _stdin_library()
                 if is_text:
                     Library.read(stream, into=lib, name="-")  # (stdin itself stays open)
+                    read.add(item)
                 else:
                     streamed[item] = stream
             elif not os.path.isdir(item) and item.lower().endswith(_INDEX_SUFFIXES):
@@ -813,10 +826,12 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
                 if is_text:
                     with stream:
                         Library.read(stream, into=lib, name=item)
+                    read.add(item)
                 else:
                     streamed[item] = stream
             elif os.path.isfile(item) and _starts_like_json(item):  # lib.txt, `/dev/stdin < lib.jsonl`
                 Library.read(item, into=lib)
+                read.add(item)
     except InstrunetError as e:
         _err(str(e))
         return EXIT_FAIL
@@ -875,8 +890,8 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
         for item in args.library:
             if item in streamed:
                 embed_stream(item, streamed[item])
-            elif item == "-" or _is_stream(item) or (os.path.isfile(item) and _starts_like_json(item)):
-                continue  # read as a library above
+            elif item in read or item == "-" or _is_stream(item):
+                continue  # read as a library above (each item's kind is decided once, there)
             elif os.path.isdir(item):
                 embed(_folder_files(item))
             elif not item.lower().endswith(_INDEX_SUFFIXES):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import sysconfig
 import warnings
 from typing import Any
 
@@ -91,12 +93,22 @@ def _library_frame(frame: Any) -> bool:
     name = str(frame.f_globals.get("__name__", ""))
     if name.startswith("instrunet_") or name == "_instrunet_cli":
         return True
-    if frame.f_code.co_filename.startswith("<frozen "):
+    filename = frame.f_code.co_filename
+    if filename.startswith("<frozen "):
         return True
-    return name.split(".")[0] in _STDLIB_MODULES
+    # (a host module that shares a standard module's name, `wave` or `profile`, is no stdlib
+    # module when it is installed or lies outside the interpreter's library)
+    if name.split(".")[0] not in _STDLIB_MODULES or "-packages" in filename:
+        return False
+    return filename.startswith(_STDLIB_DIRS) or not os.path.isabs(filename)
 
 
 _STDLIB_MODULES = frozenset(getattr(sys, "stdlib_module_names", ())) - {"__main__"}
+_STDLIB_DIRS = tuple(
+    os.path.join(p, "")
+    for p in {sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("platstdlib")}
+    if p
+)
 
 
 def warn(message: str, category: type[Warning] = InstrunetWarning) -> None:

@@ -333,6 +333,8 @@ class Library:
                 lib._add_lines(source, name)
             except UnicodeDecodeError:
                 raise InputError(_NOT_TEXT.format(name)) from None
+            except OSError as e:  # (a pipe or socket that fails while it is read)
+                raise InputError(f"{name}: cannot read: {e.strerror or e}") from None
         return lib
 
     def _add_lines(self, lines: Iterable[str], name: str) -> None:

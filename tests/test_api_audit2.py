@@ -146,6 +146,9 @@ def test_a_hosts_installed_package_is_where_a_warning_points() -> None:
     site = sysconfig.get_paths()["purelib"]
     assert not _library_frame(frame("myhost", f"{site}/myhost/__init__.py"))
     assert not _library_frame(frame("__main__", "<stdin>"))  # host code typed in
+    assert not _library_frame(
+        frame("wave", f"{site}/wave/__init__.py")
+    )  # a host's, named like a stdlib module
     assert _library_frame(frame("contextlib", f"{sysconfig.get_paths()['stdlib']}/contextlib.py"))
     assert _library_frame(frame("runpy", "<frozen runpy>"))
     assert _library_frame(frame("instrunet_pedalboard.files", f"{site}/instrunet_pedalboard/files.py"))

@@ -255,6 +255,9 @@ def test_libraries_given_twice_and_stdin_left_open(open_model_dir: Path, wav: Pa
     lib.write_bytes(emb)
     r = _run(open_model_dir, "search", str(other), str(lib), str(lib))
     assert r.returncode == 0 and r.stdout.decode().split()[1:] == [str(wav.resolve())], r.stderr
+    # one stream under two names is read by one reader (two split it between them)
+    r = _run(open_model_dir, "search", str(other), "-", "/dev/stdin", input=wav.read_bytes())
+    assert r.returncode == 0 and r.stdout.decode().split()[1:] == ["-"], r.stderr
     cmd, env = _child(open_model_dir)
     code = cmd[2].replace(
         "sys.exit(main(sys.argv[1:]))",
