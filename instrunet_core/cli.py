@@ -772,7 +772,10 @@ def _search(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # a library given twice (also by two names: `- /dev/stdin`, `ff ./ff`) is read once: a
     # stream could not be read twice, and two readers split it between them (a review)
-    args.library = list({_identity(item): item for item in reversed(args.library)}.values())[::-1]
+    first: dict[Any, str] = {}
+    for item in args.library:
+        first.setdefault(_identity(item), item)
+    args.library = list(first.values())
     streamed: dict[str, Any] = {}  # audio given as a stream (a FIFO, a process substitution)
     try:
         return _search_with(args, streamed)
