@@ -253,21 +253,23 @@ OWN_DISTRIBUTIONS = frozenset(
 )
 
 
+def _dist_name(ep: Any) -> str | None:
+    """The name of the distribution an entry point comes from (``None`` when it has none)."""
+    dist = getattr(ep, "dist", None)
+    return getattr(dist, "name", None) or (getattr(dist, "metadata", None) or {}).get("Name")
+
+
 def _load_order(ep: Any) -> tuple[bool, str, str]:
     """The order plugins are loaded in: the project's own distributions
     (:data:`OWN_DISTRIBUTIONS`; a name prefix anyone may use is no sign of that) first, then by
     distribution name, then by entry-point name."""
-    dist = getattr(ep, "dist", None)
-    name = str(getattr(dist, "name", None) or (getattr(dist, "metadata", None) or {}).get("Name") or "")
-    key = re.sub(r"[-_.]+", "-", name).lower()
+    key = re.sub(r"[-_.]+", "-", str(_dist_name(ep) or "")).lower()
     return (key not in OWN_DISTRIBUTIONS, key, str(getattr(ep, "name", "")))
 
 
 def _dist_text(ep: Any) -> str:
     """The distribution an entry point comes from, as ``name version`` (for messages)."""
-    dist = getattr(ep, "dist", None)
-    name = getattr(dist, "name", None) or (getattr(dist, "metadata", None) or {}).get("Name")
-    return f"{name or 'an unnamed distribution'} {_dist_version(ep) or ''}".strip()
+    return f"{_dist_name(ep) or 'an unnamed distribution'} {_dist_version(ep) or ''}".strip()
 
 
 def _unrouted(stream: Any) -> Any:

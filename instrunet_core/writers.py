@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import functools
 import io
 import json
 import os
@@ -178,12 +179,14 @@ def write_stdout(data: str | bytes) -> None:
     global stdout_writes
     stdout_writes += 1  # (empty data too: an empty label track is a writer's whole output)
     try:
+        # (an empty write reached the file: `> /dev/full` failed a command that wrote nothing)
         if isinstance(data, bytes):
             out.flush()
-            out.buffer.write(data)
+            if data:
+                out.buffer.write(data)
             out.buffer.flush()
         else:
-            if data:  # (an empty write reached the file: `> /dev/full` failed a command that wrote nothing)
+            if data:
                 out.write(data)
             out.flush()
     except BrokenPipeError:
@@ -397,6 +400,14 @@ def _signals_held() -> Iterator[None]:
                 signal.raise_signal(n)
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    """The C library, loaded once (it was loaded again for every signal of every copy)."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _native_action(sig: int) -> int | None:
     """The C-level handler of ``sig`` (``0``: the default action, ``1``: ignored, else the
     address of a function), read with ``sigaction``; ``None`` when it cannot be read (not
@@ -406,7 +417,7 @@ def _native_action(sig: int) -> int | None:
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _libc()
         act = (ctypes.c_void_p * 32)()  # struct sigaction: its handler is the first member
         if libc.sigaction(int(sig), None, ctypes.byref(act)) != 0:
             return None

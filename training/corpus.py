@@ -217,17 +217,21 @@ def _pinned_only(font: SoundFont, debs: Path, said: list[str] | None = None) -> 
     archive does not offer it (why, in ``said``)."""
     if not font.version:
         return None
-    pinned = [d for d in sorted(debs.glob(f"{font.package}_*.deb")) if _deb_version(d) == font.version]
-    if pinned:
-        return pinned[0]
+
+    def pinned() -> Path | None:
+        return next(
+            (d for d in sorted(debs.glob(f"{font.package}_*.deb")) if _deb_version(d) == font.version), None
+        )
+
+    if (deb := pinned()) is not None:
+        return deb
     try:
         _apt_download(f"{font.package}={font.version}", debs)
     except RuntimeError as e:
         if said is not None:
             said.append(str(e))
         return None
-    pinned = [d for d in sorted(debs.glob(f"{font.package}_*.deb")) if _deb_version(d) == font.version]
-    return pinned[0] if pinned else None
+    return pinned()
 
 
 def _pinned_deb(font: SoundFont, debs: Path) -> Path:
