@@ -13,7 +13,8 @@ other PCM file that ends before its header says (a copy or a recording cut short
 to where it ends, as a file whose header was left unfinished by a streaming writer must be; a
 compressed file (FLAC, Ogg, MP3) whose frames stop decoding raises ``decoding failed after N
 frames (S s; the header announces M frames: ...)`` unless the decoder itself stops cleanly at
-the cut (MP3 does, as far as it got); the frames before the failure are decoded and passed on
+the cut (MP3 does, as far as it got; an Ogg file stops at its last whole page, and a stream
+without its end-of-stream page is said: :func:`ogg_ends_whole`); the frames before the failure are decoded and passed on
 first (blocks are read in steps of :data:`READ_FRAMES`, and a failed step is read again in
 smaller ones where the decoder can seek back), so ``N`` is where decoding stops, to within a step.
 :func:`iter_blocks` can take that error, and a decoder's clean stop well before the header's
@@ -490,6 +491,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     f.count_corrected = patched is not None and f.format == "FLAC"
     short = _wav_data_short(f, target, name, origin) if f.frames and f.format in ("WAV", "WAVEX") else None
     f.header_notes = tuple(n for n in (note, short) if n is not None)
+    f.end_note = _ogg_unfinished(target, name, origin) if f.format == "OGG" else None
     try:
         check_sample_rate(f.samplerate, what=name, header=True)
         check_channels(f.channels, what=name, header=True)
@@ -525,6 +527,10 @@ class _SoundFile(sf.SoundFile):
     #: Its length was counted from its last frames, not read from its header (a FLAC whose
     #: STREAMINFO counts too few: :func:`_flac_fix`).
     count_corrected = False
+    #: What to say once it has been read to its end: its data stop before the stream does (an Ogg
+    #: file without its end-of-stream page: :func:`_ogg_unfinished`); the decoder stops there
+    #: without an error.
+    end_note: str | None = None
 
     def warn_header(self) -> None:
         """Warn about :attr:`header_notes` (a decoding pass: once per reading)."""
@@ -654,6 +660,78 @@ def _wav_data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str |
             src.close()
         else:
             _seek_back(src, was)
+
+
+#: The most bytes an Ogg page can take: a 27-byte header, 255 lacing values, 255 x 255 bytes.
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255
+
+
+def _ogg_unfinished(target: Any, name: str, origin: int) -> str | None:
+    """What to say of an Ogg file (Vorbis, Opus, FLAC) that does not end with its stream's last
+    page (a copy or a download cut short, a recording whose writer was stopped): libsndfile
+    decodes the pages that are there and stops without an error, so the file would read as a
+    shorter one without a word. ``None`` when its last page ends the stream (the end-of-stream
+    flag of the Ogg page header, RFC 3533), or when its end cannot be read or told."""
+    src = open(target, "rb") if isinstance(target, bytes) else target  # noqa: SIM115 - closed below
+    was = None if src is not target else src.tell()  # where the opened decoder left it
+    try:
+        end = src.seek(0, io.SEEK_END)
+        start = max(origin, end - 2 * _OGG_MAX_PAGE)
+        src.seek(start)
+        whole = ogg_ends_whole(bytes(src.read(end - start)))
+    except (OSError, ValueError):
+        return None
+    finally:
+        if was is None:
+            src.close()
+        else:
+            _seek_back(src, was)
+    if whole is not False:
+        return None
+    return (
+        f"{name}: the Ogg stream stops before its last page (the file is cut short, or its writer "
+        "never finished it); what decoded is used"
+    )
+
+
+def ogg_ends_whole(tail: bytes) -> bool | None:
+    """Whether the Ogg pages at the end of a file (``tail``: its last bytes, at least two of the
+    largest pages' worth where the file is that long) end its stream: ``True`` when its last page
+    carries the end-of-stream flag (RFC 3533; data that follow it, a tag, are allowed), ``False``
+    when it does not or the file stops inside a page, ``None`` when it cannot be told (not Ogg,
+    or damaged there).
+
+    The capture pattern ``OggS`` can also occur inside a page's data, so pages are followed
+    from the first pattern on, and a chain is trusted when it reaches the end or holds two pages.
+    """
+    n = len(tail)
+    at = tail.find(b"OggS")
+    while at != -1:
+        pos, pages, flags = at, 0, 0
+        while pos < n:
+            head = tail[pos : pos + 27]
+            if not head.startswith(b"OggS"):
+                if pages and b"OggS".startswith(head):  # a page header cut by the end
+                    return False
+                break  # no page here: data after the stream, or a false start
+            if head[4:5] != b"\x00" and len(head) > 4:
+                break  # not a page of Ogg version 0
+            if len(head) < 27 or pos + 27 + head[26] > n:
+                if pages:
+                    return False
+                break
+            size = 27 + head[26] + sum(tail[pos + 27 : pos + 27 + head[26]])
+            if pos + size > n:
+                if pages:
+                    return False  # the file stops inside this page
+                break
+            flags = head[5]
+            pos += size
+            pages += 1
+        if pages >= 2 or (pages and pos == n):
+            return bool(flags & 0x04)
+        at = tail.find(b"OggS", at + 1)
+    return None
 
 
 def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _SoundFile:
@@ -1316,6 +1394,8 @@ class AudioReader(HoldsFile):
                 yield block.astype(np.float32) * np.float32(1.0 / full_scale)
             else:
                 yield block.astype(np.float32)  # a copy (of a DOUBLE file's float64 too)
+        if self._f.end_note is not None:
+            warn(self._f.end_note)  # an Ogg file cut short: what decoded was all there was
 
 
 #: Native-rate seconds decoded per block by the classifier's passes over a source (its first
@@ -1392,6 +1472,13 @@ def iter_blocks(
                     f"{name}: the header announces {expected:.2f} s but only {decoded:.2f} s could be "
                     "decoded (the file is cut short or damaged); what decoded is used"
                 )
+        if f.end_note is not None:
+            # an Ogg file cut short: its length is counted from the pages that are there, so
+            # nothing above could tell
+            if damage is not None:
+                damage.append(f.end_note)
+            else:
+                warn(f.end_note)
     finally:
         f.close()
 

@@ -307,6 +307,48 @@ def test_a_flac_cut_short_gives_what_decodes_before_the_error(tmp_path: Path) ->
         assert ("does not give its length" in str(e.value)) == unknown
 
 
+@pytest.mark.parametrize("subtype, rate", [("VORBIS", 44100), ("OPUS", 48000)])
+def test_an_ogg_cut_short_is_said_not_read_as_a_shorter_file(
+    tmp_path: Path, tiny_model, subtype: str, rate: int
+) -> None:
+    """An Ogg file cut short (a copy or download stopped, a recorder killed) decoded as a shorter
+    file without a word: libsndfile counts its length from the pages that are there. A stream
+    whose last page lacks the end-of-stream flag, or that stops inside a page, is now said
+    wherever it is read: the classifier's damage note (the analysis, its JSON), a warning from
+    :class:`AudioReader` and :func:`load_audio`; whole files and other formats say nothing."""
+    import re
+    import warnings
+
+    import instrunet_core
+    from instrunet_core.audio import AudioReader, ogg_ends_whole
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate * 10) / rate)).astype(np.float32)
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, y, rate, format="OGG", subtype=subtype)
+    data = whole.read_bytes()
+    assert ogg_ends_whole(data) is True and ogg_ends_whole(data + b"TAG" + bytes(125)) is True
+    # every cut, at page boundaries too (the last page then lacks the flag), is told
+    assert {ogg_ends_whole(data[:k][-2 * 65307 :]) for k in range(60, len(data), 211)} == {False}
+    assert ogg_ends_whole(b"RIFF" + bytes(100)) is None and ogg_ends_whole(b"") is None
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        an = instrunet_core.analyze(whole, model=tiny_model, analyzers=False)
+        load_audio(whole)
+    assert an.damage is None and not w
+    msg = re.escape("cut.ogg: the Ogg stream stops before its last page (the file is cut short")
+    with pytest.warns(RuntimeWarning, match=msg) as w:
+        an = instrunet_core.analyze(cut, model=tiny_model, analyzers=False)
+    assert len(w) == 1 and an.damage == str(w[0].message) and 2.0 < an.duration < 8.0
+    assert an.to_dict()["damage"] == an.damage
+    with pytest.warns(RuntimeWarning, match=msg):
+        with AudioReader(cut) as r:
+            assert sum(b.shape[0] for b in r.blocks(rate)) > rate
+    with pytest.warns(RuntimeWarning, match="<file object>: the Ogg stream stops before its last page"):
+        assert load_audio(io.BytesIO(cut.read_bytes()), target_sr=SR).size > SR  # a file object too
+
+
 def test_a_flac_cut_short_is_classified_on_what_decodes_with_a_warning(tmp_path: Path, tiny_model) -> None:
     """A FLAC cut short was an error after its decoded half had been analysed (the work lost),
     while an MP3 cut short was analysed without a word outside ``analyze``: two policies for one

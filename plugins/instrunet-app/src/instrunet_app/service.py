@@ -677,7 +677,7 @@ def analyze_upload(
             f"{seconds_text(float(an.duration))} could be decoded (the file is cut short or damaged); "
             "the result covers that part."
         )
-    elif an.damage is not None:  # a FLAC cut short whose header gives no length (written to a pipe)
+    elif an.damage is not None:  # a FLAC without its length (written to a pipe), an Ogg cut short
         notice = (
             f"{filename}: decoding stopped after {seconds_text(float(an.duration))} (the file is cut "
             "short or damaged); the result covers that part."
