@@ -621,7 +621,7 @@ class Analysis:
 
     def to_dict(self, *, embedding_windows: bool = True) -> dict[str, Any]:
         """JSON-ready dict (plain Python types only): an ``instrunet.analysis/3`` document
-        (``docs/schema/analysis.json``); ``other`` is present for open-set models.
+        (``instrunet_core/schema/analysis.json``); ``other`` is present for open-set models.
         ``embedding_windows=False`` leaves the embedding's per-window rows out (the JSON writer
         writes them one at a time: as Python lists they took about 80 MB per hour of audio)."""
         other = None

@@ -6,7 +6,7 @@ other files of the same call are still processed and the exit code is 1. A bad
 command line (an unusable ``--hop``, an output path that is an input) exits 2. An output
 that cannot be written (stdout closed or full, a full disk) prints one line
 ``instrunet: error: <path>: cannot write...`` and exits 1 (``-`` is stdout). Machine
-output (``--json``, batch lines) follows the schemas in ``docs/schema/``; in text output
+output (``--json``, batch lines) follows the schemas in ``instrunet_core/schema/`` (:func:`instrunet_core.output.json_schemas`); in text output
 file names are shown escaped (:func:`~instrunet_core.output.display_name`).
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import itertools
 import json
@@ -1109,10 +1108,14 @@ def _analyze(args: argparse.Namespace) -> int:
         _err(str(e))
         return EXIT_FAIL
     plotted = args.plot or args.format == "png"  # the png writer (also SVG by the name asked for)
-    if plotted and importlib.util.find_spec("matplotlib") is None:  # said before the file is read
-        opt = "--plot" if args.plot else "--format png"
-        _err(f"{opt}: plots need matplotlib, which is not installed (pip install 'instrunet[plot]')")
-        return EXIT_FAIL
+    if plotted:  # a matplotlib missing, or one that cannot import, is said before the file is read
+        from . import plots
+
+        try:
+            plots.new_figure(1.0, 1.0)
+        except InstrunetError as e:
+            _err(f"{'--plot' if args.plot else '--format png'}: {e}")
+            return EXIT_FAIL
     with _plugin_stdout():
         reg = get_registry()
     try:  # a format or an analyzer that is not there: a bad command line, said before any audio is read

@@ -3,7 +3,7 @@
 Every JSON document the project writes carries ``schema`` (what it is, and the version of
 its shape) and ``instrunet_version`` (the runtime that wrote it), and describes the model
 with one shape, :func:`model_info`. The shapes are published as JSON Schema in
-``docs/schema/`` (``analysis.json``, ``classification.json``); ``tests/test_output.py``
+``instrunet_core/schema/``, installed with the package (:func:`json_schemas`; ``analysis.json``, ``classification.json``); ``tests/test_output.py``
 validates every output against them.
 
 * ``instrunet.analysis/3`` — :meth:`Analysis.to_dict() <instrunet_core.Analysis.to_dict>`,
@@ -20,11 +20,13 @@ from __future__ import annotations
 import contextvars
 import functools
 import importlib.metadata
+import json
 import math
 import os
 import sys
 import unicodedata
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +41,8 @@ __all__ = [
     "CLASSIFICATION_SCHEMA",
     "EMBEDDING_SCHEMA",
     "SEARCH_SCHEMA",
+    "SCHEMA_DIR",
+    "json_schemas",
     "CLASSIFICATION_FIELDS",
     "instrunet_version",
     "model_info",
@@ -64,10 +68,27 @@ def data_stdout() -> Any:
 
 ANALYSIS_SCHEMA = "instrunet.analysis/3"
 CLASSIFICATION_SCHEMA = "instrunet.classification/2"
-#: Each line of ``instrunet embed`` (``docs/schema/embedding.json``).
+#: Each line of ``instrunet embed`` (``schema/embedding.json``).
 EMBEDDING_SCHEMA = "instrunet.embedding/1"
-#: ``instrunet search --json`` (``docs/schema/search.json``).
+#: ``instrunet search --json`` (``schema/search.json``).
 SEARCH_SCHEMA = "instrunet.search/1"
+
+#: The JSON Schemas (draft 2020-12) of every JSON document instrunet writes, installed with the
+#: package: ``analysis.json``, ``classification.json``, ``embedding.json``, ``search.json`` and
+#: ``model.json`` (the ``model`` field, which the others refer to).
+SCHEMA_DIR = Path(__file__).with_name("schema")
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schemas of instrunet's outputs by file name (:data:`SCHEMA_DIR`), each a new dict.
+
+    Their ``$id`` (``https://instrunet.invalid/schema/NAME``) names them without resolving
+    anywhere, and they refer to each other (``"$ref": "model.json"``): give a validator all of
+    them, e.g. a ``referencing.Registry`` of every schema under its ``$id`` (docs/cli.md,
+    "Output contract").
+    """
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(SCHEMA_DIR.glob("*.json"))}
+
 
 #: Every field an ``instrunet.classification/2`` record may have, in order, with its JSON type
 #: (``dict``: an object). A table of records (the Ray engine's Parquet parts) takes its columns

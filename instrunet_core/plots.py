@@ -120,13 +120,26 @@ def new_figure(width: float, height: float) -> Any:
     InstrunetError
         matplotlib is not installed (``pip install 'instrunet[plot]'``).
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise InstrunetError(
-            "plots need matplotlib, which is not installed (pip install 'instrunet[plot]')"
-        ) from None
+    Figure = _matplotlib("matplotlib.figure").Figure
     return Figure(figsize=(width, height))
+
+
+def _matplotlib(module: str) -> Any:
+    """``module`` of matplotlib imported, or an :class:`InstrunetError` that says why not: not
+    installed (with the extra to install), or installed but failing to import (a matplotlib
+    built for another numpy: the import's own error)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "matplotlib":
+            raise InstrunetError(
+                "plots need matplotlib, which is not installed (pip install 'instrunet[plot]')"
+            ) from None
+        raise InstrunetError(
+            f"plots need matplotlib, which is installed but cannot be imported: {e}"
+        ) from None
 
 
 def _axes(ax: Any, width: float, height: float) -> Any:
@@ -253,7 +266,8 @@ def timeline(
     -------
     matplotlib.axes.Axes
     """
-    from matplotlib.patches import Patch, Rectangle
+    patches = _matplotlib("matplotlib.patches")
+    Patch, Rectangle = patches.Patch, patches.Rectangle
 
     labels = list(analysis.labels)
     act = analysis.activity
@@ -325,7 +339,7 @@ def probabilities(analysis: Analysis, *, ax: Any = None, fontsize: float | None 
     -------
     matplotlib.axes.Axes
     """
-    from matplotlib.patches import Patch
+    Patch = _matplotlib("matplotlib.patches").Patch
 
     p = analysis.prediction.probabilities
     labels = sorted(analysis.labels, key=lambda lab: -float(p.get(lab, 0.0)))

@@ -105,9 +105,14 @@ class RuntimeOptions:
         return 1 if self.inter_op_threads is None else int(self.inter_op_threads)
 
     def provider_list(self) -> list[str]:
-        """The execution providers asked for, resolved against what onnxruntime has here (CPU last)."""
-        import onnxruntime as ort
+        """The execution providers asked for, resolved against what onnxruntime has here (CPU last).
 
+        Raises
+        ------
+        ModelError
+            onnxruntime is not installed (or cannot be imported).
+        """
+        ort = _onnxruntime()
         available = ort.get_available_providers()
         providers = self.providers
         if providers is None:
@@ -143,6 +148,23 @@ def _utf8(text: str) -> bool:
     return True
 
 
+def _onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or a :class:`ModelError` saying it cannot be imported (a hard
+    dependency, but one a GPU swap can leave missing: docs/speed.md)."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        what = (
+            "is not installed"
+            if isinstance(e, ModuleNotFoundError) and e.name == "onnxruntime"
+            else "cannot be imported"
+        )
+        raise ModelError(
+            f"onnxruntime {what} ({e}); install it: pip install onnxruntime (or onnxruntime-gpu)"
+        ) from None
+    return onnxruntime
+
+
 def onnx_session(
     model: str | os.PathLike[str] | bytes, options: RuntimeOptions | None = None, *, where: str | None = None
 ) -> Any:
@@ -172,10 +194,7 @@ def onnx_session(
     """
     opts = options or RuntimeOptions()
     where = where or ("<in-memory ONNX model>" if isinstance(model, bytes) else os.fspath(model))
-    try:
-        import onnxruntime as ort
-    except ImportError as e:  # pragma: no cover - a hard dependency
-        raise ModelError(f"onnxruntime is not installed: {e}") from None
+    ort = _onnxruntime()
     so = ort.SessionOptions()
     so.intra_op_num_threads = opts.intra
     so.inter_op_num_threads = opts.inter

@@ -236,3 +236,24 @@ def test_name_at_version_is_accepted_everywhere(
     sf.write(wav, tone(2.0), 22050)
     assert main(["classify", str(wav), "--model", "tiny@1.0.0", "--json"]) == 0
     assert '"1.0.0"' in capsys.readouterr().out
+
+
+def test_onnxruntime_missing_is_one_line_not_a_traceback(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GPU swap that fails half-way (docs/speed.md) leaves no onnxruntime: ``load_model``,
+    ``classify`` and ``analyze`` raised ``ModuleNotFoundError`` from the provider lookup, before
+    the ``ModelError`` guard (packaging audit). Both now say it in one line."""
+    import sys
+
+    from instrunet_core import cli
+
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, tone(440.0, 1.0), 22050)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it fails
+    with pytest.raises(ModelError, match=r"onnxruntime is not installed .*pip install onnxruntime"):
+        instrunet_core.load_model(tiny_model_dir)
+    for command in ("classify", "analyze"):
+        assert cli.main([command, str(wav), "--model", str(tiny_model_dir)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [err[0]] and "onnxruntime is not installed" in err[0] and "Traceback" not in err[0]

@@ -1,4 +1,4 @@
-"""The output contract: every JSON instrunet writes validates against the published schemas in docs/schema/."""
+"""The output contract: every JSON instrunet writes validates against the published schemas in instrunet_core/schema/."""
 
 from __future__ import annotations
 
@@ -13,20 +13,21 @@ import pytest
 import soundfile as sf
 from conftest import SR, tone
 
+import instrunet_core.output
 from instrunet_core import __version__, analyze
 from instrunet_core.cli import main
-from instrunet_core.output import ANALYSIS_SCHEMA, CLASSIFICATION_SCHEMA
+from instrunet_core.output import ANALYSIS_SCHEMA, CLASSIFICATION_SCHEMA, json_schemas
 
 jsonschema = pytest.importorskip("jsonschema")
 referencing = pytest.importorskip("referencing")
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schema"
+SCHEMA_DIR = Path(instrunet_core.output.__file__).with_name("schema")
 
 
 def _validator(name: str) -> Any:
     from referencing import Registry, Resource
 
-    docs = {p.name: json.loads(p.read_text()) for p in SCHEMA_DIR.glob("*.json")}
+    docs = json_schemas()
     registry = Registry().with_resources((d["$id"], Resource.from_contents(d)) for d in docs.values())
     schema = docs[name]
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -158,3 +159,22 @@ def test_a_shown_name_can_be_told_from_every_other() -> None:
     shown = [display_name(n) for n in names]
     assert len(set(shown)) == len(names), shown
     assert shown[0] == "a\\\\nb.wav" and shown[1] == "a\\nb.wav" and shown[-1] == "plain é.wav"
+
+
+def test_the_schemas_are_installed_with_the_package() -> None:
+    """The schemas lived in docs/, which no wheel or sdist holds: a project depending on instrunet
+    could not get them (packaging audit). They are package data now, found beside the module."""
+    import fnmatch
+
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "instrunet_core"
+    ]
+    files = sorted(p.relative_to(SCHEMA_DIR.parent).as_posix() for p in SCHEMA_DIR.glob("*.json"))
+    assert len(files) == 5 and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files)
+    schemas = json_schemas()
+    assert sorted(schemas) == [f.split("/")[1] for f in files]
+    assert {s["$id"].rsplit("/", 1)[1] for s in schemas.values()} == set(schemas)
+    assert not (root / "docs" / "schema").exists()  # one copy

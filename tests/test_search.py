@@ -213,7 +213,7 @@ def test_cli_search(
     assert cli_main(["embed", str(folder), *model]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["path"] for r in rows] == sorted(str(p.resolve()) for p in folder.rglob("*.*"))
-    # `instrunet embed` output, searched with --json (valid against docs/schema/search.json)
+    # `instrunet embed` output, searched with --json (valid against instrunet_core/schema/search.json)
     assert cli_main(["embed", str(folder / "noise.wav"), str(folder / "sub" / "tone_330.flac"), *model]) == 0
     index = tmp_path / "lib.jsonl"
     index.write_text(capsys.readouterr().out)

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 import stat
 import sys
@@ -290,20 +291,47 @@ def test_format_png_writes_png_whatever_the_name_and_plot_follows_it(tiny_regist
 def test_a_plot_without_matplotlib_is_refused_before_the_file_is_read(
     tiny_registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The whole analysis ran (and printed) before the plot writer said matplotlib is missing."""
-    import importlib.util
+    """The whole analysis ran (and printed) before the plot writer said matplotlib is missing. A
+    matplotlib that is installed but cannot import (3.7.0 beside numpy 2) passed that check and
+    was then called "not installed"; ``plots.timeline`` and ``plots.probabilities`` raised a bare
+    ``ModuleNotFoundError`` (packaging audit). Each case is said for what it is, up front."""
+    import importlib
+    import sys
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
-    )
+    from instrunet_core import plots
+    from instrunet_core.errors import InstrunetError
+
     wav = tmp_path / "a.wav"
     sf.write(wav, tone(3.0), SR)
-    for args in (["--plot", str(tmp_path / "p.png")], ["--format", "png", "--out", str(tmp_path / "q.png")]):
-        assert main(["analyze", str(wav), *args]) == 1
-        cap = capsys.readouterr()
-        assert "plots need matplotlib, which is not installed (pip install 'instrunet[plot]')" in cap.err
-        assert cap.out == ""  # nothing analysed
+    an = instrunet_core.analyze(wav, analyzers=False, registry=tiny_registry)
+    real = importlib.import_module
+
+    def broken(name: str, *a: Any) -> Any:
+        if name.startswith("matplotlib"):
+            raise ImportError("numpy.core.multiarray failed to import")
+        return real(name, *a)
+
+    for case, said in (
+        ("missing", "plots need matplotlib, which is not installed (pip install 'instrunet[plot]')"),
+        ("broken", "plots need matplotlib, which is installed but cannot be imported: numpy.core.multiarray"),
+    ):
+        with monkeypatch.context() as m:
+            if case == "missing":
+                for mod in ("matplotlib", "matplotlib.figure", "matplotlib.patches"):
+                    m.setitem(sys.modules, mod, None)  # an import of it fails: not there
+            else:
+                m.setattr(importlib, "import_module", broken)
+            for args in (
+                ["--plot", str(tmp_path / "p.png")],
+                ["--format", "png", "--out", str(tmp_path / "q.png")],
+            ):
+                assert main(["analyze", str(wav), *args]) == 1
+                cap = capsys.readouterr()
+                assert said in cap.err and "Traceback" not in cap.err
+                assert cap.out == ""  # nothing analysed
+            for draw in (plots.timeline, plots.probabilities, plots.levels):
+                with pytest.raises(InstrunetError, match=re.escape(said)):
+                    draw(an)
 
 
 def test_audit_outputs_of_an_outputs_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
