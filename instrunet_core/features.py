@@ -43,6 +43,7 @@ from .inputs import check_float_samples, check_hop
 
 __all__ = [
     "FrontEnd",
+    "release_scratch",
     "DEFAULT_FRONT_END",
     "SAMPLE_RATE",
     "DEFAULT_HOP_SECONDS",
@@ -363,6 +364,16 @@ def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     if buf is None or buf.size < n or buf.dtype != np.dtype(dtype):
         buf = bufs[name] = np.empty(n, dtype=dtype)
     return buf[:n].reshape(shape)
+
+
+def release_scratch() -> int:
+    """Let go of the calling thread's :func:`scratch` buffers (the front end's FFT buffers, about
+    6.5 MB once a window has been transformed, and the condition analyzer's); returns the bytes
+    let go. A thread keeps them between calls, for speed, until it ends: a host whose long-lived
+    pool threads each ran an analysis once can call this in each (docs/inference.md). The next
+    call in the thread makes them again."""
+    bufs = _local.__dict__.pop("bufs", {})
+    return int(sum(b.nbytes for b in bufs.values()))
 
 
 def _power_mel(frames_2d: np.ndarray, fe: FrontEnd) -> np.ndarray:

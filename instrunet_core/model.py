@@ -407,9 +407,11 @@ class Model:
         """
         if top_k is not None:  # before the audio is read
             check_count(top_k, name="top_k")
-        clf = self.classifier(hop=hop, batch_size=batch_size)
-        clf.classify(audio, sample_rate)
-        return clf.prediction(top_k=top_k)
+        # closed however the call ends: a failed call's traceback, kept by a host (a Future),
+        # held the classifier's worker threads and buffers
+        with self.classifier(hop=hop, batch_size=batch_size) as clf:
+            clf.classify(audio, sample_rate)
+            return clf.prediction(top_k=top_k)
 
     def embed(
         self,
@@ -450,9 +452,9 @@ class Model:
         """
         from .inference import Classifier
 
-        clf = Classifier(self, hop=hop, batch_size=batch_size, workers=workers, embeddings=True)
-        clf.classify(audio, sample_rate)
-        return clf.embedding()
+        with Classifier(self, hop=hop, batch_size=batch_size, workers=workers, embeddings=True) as clf:
+            clf.classify(audio, sample_rate)
+            return clf.embedding()
 
     def predict_batch(
         self,
@@ -483,11 +485,11 @@ class Model:
             )
         if top_k is not None:  # before the audio is read
             check_count(top_k, name="top_k")
-        clf = self.classifier(hop=hop, batch_size=batch_size)
         out = []
-        for a in audios:
-            clf.classify(a, sample_rate)
-            out.append(clf.prediction(top_k=top_k))
+        with self.classifier(hop=hop, batch_size=batch_size) as clf:
+            for a in audios:
+                clf.classify(a, sample_rate)
+                out.append(clf.prediction(top_k=top_k))
         return out
 
 

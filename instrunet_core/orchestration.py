@@ -194,8 +194,14 @@ def analyze(
                     progress(f"analyzer {name}", i / len(names))
                 an.extras.update(reg.run_analyzers(context, feed, names=[name]))  # the feed's limit
     finally:
-        if feed is not None:
-            feed.close()  # the analyzers' threads end (after an error: with nothing more to do)
+        try:
+            if feed is not None:
+                feed.close()  # the analyzers' threads end (after an error: with nothing more to do)
+        finally:
+            # the classifier's worker threads and buffers (the evidence store, up to 32 MB) are
+            # let go however the call ends: a host that keeps a failed call's exception (a
+            # Future does) kept them alive through its traceback
+            clf.close()
     return an
 
 

@@ -1263,3 +1263,22 @@ def test_a_quiet_note_through_analyze_gets_condition_ofs_reason() -> None:
     a = via_analyze.extras["condition"]
     b = instrunet_condition.condition_of(quiet, sr=SR)
     assert a["label"] == b["label"] == "unknown" and a["reason"] == b["reason"] != "silent"
+
+
+def test_the_hum_windows_kept_are_few_whatever_the_lengths_met() -> None:
+    """A dict kept one Hann window for every stretch length the hum feature met, for the life of
+    the process: clips shorter than a window and files' last windows come in any length (500
+    analyses of random lengths held 83.5 MB; a long-running host audit). A few are kept now, and
+    the feature's values do not depend on which are."""
+    from instrunet_condition import features as feat
+
+    rng = np.random.default_rng(3)
+    feat._hann.cache_clear()
+    xs = [(0.1 * rng.standard_normal(int(n))).astype(np.float32) for n in rng.integers(22050, 65024, size=40)]
+    first = [feat._hum_db(x, SR) for x in xs]
+    assert feat._hann.cache_info().currsize <= 4
+    feat._hann.cache_clear()
+    assert [feat._hum_db(x, SR) for x in xs[::-1]] == first[::-1]
+    for x in xs[:3]:
+        assert np.array_equal(feat._hann(x.size), np.hanning(x.size).astype(np.float32))
+    assert not feat._hann(100).flags.writeable  # shared: nobody writes into it

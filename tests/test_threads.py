@@ -451,3 +451,68 @@ def test_close_ends_a_classifiers_worker_threads() -> None:
     again = [w.probabilities for w in clf.classify(y, 22050)]  # usable again: new threads
     clf.close()
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_a_failed_call_kept_by_its_host_holds_no_threads_or_buffers() -> None:
+    """``analyze``, ``predict``, ``embed`` and ``predict_batch`` made a classifier and never
+    closed it: a failed call's traceback, kept by the host (a ``Future`` keeps its exception),
+    kept the classifier's worker threads and buffers alive (ten cancelled ``analyze`` jobs held
+    175 MB and ten threads; a long-running host audit). They close it however the call ends."""
+    import time
+
+    import instrunet_core
+
+    model = load_model(FAMILY.parent / "2.1.0")  # the default: it has an embedding output
+    y = np.random.default_rng(1).standard_normal(60 * 22050).astype(np.float32) * 0.1
+    bad = y.copy()
+    bad[50 * 22050] = np.nan  # found when that block is read, after batches ran on the workers
+
+    def batch_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("instrunet-batch")}
+
+    def stop(step: str, fraction: float) -> None:
+        raise RuntimeError("stopped by the host")
+
+    before = batch_threads()
+    kept: list[BaseException] = []
+    calls = [
+        lambda: instrunet_core.analyze(y, 22050, model=model, analyzers=False, workers=2, progress=stop),
+        lambda: instrunet_core.analyze(bad, 22050, model=model, analyzers=False, workers=2),
+        lambda: model.predict(bad, 22050),
+        lambda: model.embed(bad, 22050, workers=2),
+        lambda: model.predict_batch([y, bad], 22050),
+    ]
+    for call in calls:
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 - kept as a host keeps a failed job's exception
+            kept.append(e)
+    assert len(kept) == len(calls) and all(e.__traceback__ is not None for e in kept)
+    for _ in range(100):
+        if not batch_threads() - before:
+            break
+        time.sleep(0.05)
+    assert not batch_threads() - before  # nothing alive for the kept tracebacks' sake
+    # and a call that succeeds still returns its result (the classifier is closed after it)
+    assert model.predict(y[: 5 * 22050], 22050).label == "other"  # white noise: none of the eight
+    assert model.embed(y[: 5 * 22050], 22050).vector.shape == (model.embedding_dim,)
+
+
+def test_release_scratch_lets_a_threads_buffers_go() -> None:
+    """Each thread that runs the front end keeps its FFT scratch (about 6.5 MB) until it ends; a
+    host with a pool of long-lived threads can let a thread's go (long-running host audit)."""
+    from instrunet_core.features import release_scratch
+
+    model = load_model(FAMILY)
+    y = np.random.default_rng(2).standard_normal(22050).astype(np.float32) * 0.1
+    want = model.predict(y, 22050).probabilities
+
+    def in_a_thread() -> tuple[int, int, dict[str, float]]:
+        model.predict(y, 22050)
+        freed = release_scratch()
+        again = release_scratch()
+        return freed, again, model.predict(y, 22050).probabilities  # made again as needed
+
+    with ThreadPoolExecutor(1) as pool:
+        freed, again, got = pool.submit(in_a_thread).result()
+    assert freed > 4_000_000 and again == 0 and got == want

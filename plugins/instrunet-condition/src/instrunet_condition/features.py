@@ -257,8 +257,15 @@ def hnr(y: np.ndarray, *, sr: int = SAMPLE_RATE, **kwargs: float) -> float:
     return float(h.mean()) if h.size else float("nan")
 
 
-#: Hann windows of the stretch lengths seen (one per length; the analyzer's are all one window long).
-_HANN: dict[int, np.ndarray] = {}
+@functools.lru_cache(maxsize=4)
+def _hann(n: int) -> np.ndarray:
+    """A float32 Hann window of ``n`` samples, read-only. A few are kept: most windows the
+    analyzer judges are one window long, but a clip shorter than a window and a file's last
+    window (aligned to its end) come in any length, and a dict of every length met grew without
+    bound in a long-running host (up to 254 KB per length)."""
+    w = np.hanning(n).astype(np.float32)
+    w.flags.writeable = False
+    return w
 
 
 def _stft_power(x: np.ndarray) -> np.ndarray:
@@ -353,10 +360,7 @@ def _hum_db(x: np.ndarray, sr: int) -> float:
     """Mains hum: power within 0.5 Hz of 50 or 60 Hz and their 2nd/3rd harmonics over the
     median power 1-6 Hz around them (whole-stretch Hann FFT), dB, the larger of the two."""
     n_fft = _fast_len(x.size)
-    w = _HANN.get(x.size)
-    if w is None:
-        w = _HANN[x.size] = np.hanning(x.size).astype(np.float32)
-    spec = np.fft.rfft(x * w, n_fft)
+    spec = np.fft.rfft(x * _hann(x.size), n_fft)
     top = int(np.ceil(190.0 * n_fft / sr)) + 1  # only the bins up to 3 x 60 Hz + 6 Hz are read
     p = spec.real[:top] ** 2 + spec.imag[:top] ** 2
     f = np.arange(top) * (sr / n_fft)
