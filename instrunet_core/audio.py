@@ -396,10 +396,11 @@ def _seekable(f: Any) -> bool:
         return True  # no descriptor (io.BytesIO, a wrapper): its own seek is its length
 
 
-def _open(source: Any, *, count: bool = True) -> _SoundFile:
+def _open(source: Any, *, count: bool = True, count_until: float | None = None) -> _SoundFile:
     """``source`` opened and checked. ``count``: a file whose header does not give its length
-    has it counted by decoding it once (:func:`_sized`); without, it is left at
-    :data:`UNKNOWN_FRAMES` for a reader that only reads to the end (:func:`iter_blocks`)."""
+    has it counted by decoding it once (:func:`_sized`; only until it passes ``count_until``
+    seconds when given); without, it is left at :data:`UNKNOWN_FRAMES` for a reader that only
+    reads to the end (:func:`iter_blocks`)."""
     name = source_name(source)
     head: bytes | None = None  # a regular file's first bytes (read to sniff it)
     note: str | None = None  # what the header says that the decoding passes warn about
@@ -482,7 +483,7 @@ def _open(source: Any, *, count: bool = True) -> _SoundFile:
     f = _soundfile_owning(target, name, owned)
     if f.frames >= UNKNOWN_FRAMES:
         if count:
-            f = _sized(f, target, name, origin)
+            f = _sized(f, target, name, origin, count_until)
         else:
             f.unsized = True
     elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
@@ -1138,19 +1139,22 @@ def _soundfile(target: Any, name: str) -> _SoundFile:
         raise DecodeError(f"{name}: cannot decode audio ({e})") from None
 
 
-def _sized(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _SoundFile:
+def _sized(f: _SoundFile, target: Any, name: str, origin: int = 0, until: float | None = None) -> _SoundFile:
     """``f`` (a file whose header leaves its length unknown) opened again, its length counted by
     decoding it once (without seeking), so that durations, limits and progress are true; reads
-    never seek. A decoding error on the way is raised when the data is read, as for any file."""
+    never seek. A decoding error on the way is raised when the data is read, as for any file.
+    ``until``: counting stops once more than that many seconds are counted (the length is then
+    at least what it says: enough to refuse a file over a limit without decoding all of it)."""
     f.no_seek = True
     owned, f._owned = f._owned, None  # (the reader it opened reads again below)
     n = 0
+    most = None if until is None else int(until * f.samplerate)
     try:
         buf = np.empty((1 << 16, f.channels), dtype=np.float32)  # 16 MB at 64 channels
         while True:
             got = _fill(f, buf).shape[0]
             n += got
-            if got < buf.shape[0]:
+            if got < buf.shape[0] or (most is not None and n > most):
                 break
     except _Stopped as stop:
         n += stop.frames  # counted up to where it stops decoding; reading will say where
@@ -1180,11 +1184,16 @@ class AudioInfo:
 
 
 def audio_info(
-    source: AudioSource, sample_rate: SampleRate | None = None, *, count: bool = True
+    source: AudioSource,
+    sample_rate: SampleRate | None = None,
+    *,
+    count: bool = True,
+    count_until: float | None = None,
 ) -> AudioInfo:
     """Sample rate, channels, frames and format of a source without decoding it (but for a
     file whose header does not give its length, counted by decoding it once; ``count=False``:
-    ``frames`` is then :data:`UNKNOWN_FRAMES`)."""
+    ``frames`` is then :data:`UNKNOWN_FRAMES`; ``count_until``: counted only until it passes
+    that many seconds, so that a file over a limit is told without decoding all of it)."""
     name = source_name(source)
     if isinstance(source, np.ndarray):
         sr = check_sample_rate(sample_rate, what=name)
@@ -1194,7 +1203,7 @@ def audio_info(
         frames = source.shape[0] if source.ndim == 1 else max(source.shape)
         return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), frames, "array")
     start = _position(source) if hasattr(source, "read") else 0
-    f = _open(source, count=count)
+    f = _open(source, count=count, count_until=count_until)
     try:
         _check_file_rate(f, sample_rate, name)
         return AudioInfo(name, f.samplerate, f.channels, f.frames, f.container or f.format)

@@ -496,6 +496,13 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
     bad = next((x for x in labels if not x.isprintable()), None)
     if bad is not None:  # a newline, a tab or a terminal escape would break every text output
         raise _fail(where, f"labels must be printable text (no control characters), got {bad!r}")
+    formula = next((x for x in labels if x[0] in "=+-@"), None)
+    if formula is not None:  # labels head CSV columns and fill CSV cells: a spreadsheet runs these
+        raise _fail(
+            where,
+            f"labels must not start with '=', '+', '-' or '@' (a spreadsheet opening the CSV output "
+            f"would run it as a formula), got {formula!r}",
+        )
     for reserved in ("silence", "other"):  # the timeline's silent stretch, the open-set answer
         if reserved in labels:
             raise _fail(where, f"{reserved!r} is reserved and cannot be a model label")

@@ -15,8 +15,11 @@ This module knows nothing of artifacts or audio: verify an artifact first
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -212,16 +215,29 @@ def onnx_session(
         so.enable_profiling = True
         so.profile_file_prefix = opts.profile_prefix
     wanted = opts.provider_list()
-    src: str | bytes = model if isinstance(model, bytes) else where
-    if isinstance(src, str) and not _utf8(src):
-        # onnxruntime takes a path as UTF-8 text: a name that is not UTF-8 (surrogate-escaped by
-        # Python) cannot reach it, so the file's bytes are given instead (one file: instrunet's
-        # artifacts keep no external weights).
+    src: bytes
+    if isinstance(model, bytes):
+        src = model
+    else:
+        # A file is given to onnxruntime as its bytes, as a verified artifact's are: one reading
+        # (also of a name that is not UTF-8, which onnxruntime cannot take as a path).
         try:
-            with open(src, "rb") as f:
+            with open(where, "rb") as f:
                 src = f.read()
         except OSError as e:
             raise ModelError(f"{where}: cannot read: {e.strerror or e}") from None
+    outside = external_tensors(src)
+    if outside:
+        # onnxruntime resolves ONNX external data of a model given as bytes against the current
+        # working directory: a model could read any file below it into its outputs, and weights
+        # beside it would load unchecked by the manifest's sha256
+        shown = ", ".join(outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+        raise ModelError(
+            f"{where}: keeps tensors outside the file as ONNX external data ({shown}): refused (the "
+            "manifest's sha256 covers this file only; export the model with its weights inside it)"
+        )
+    # and should a tensor slip past that scan, onnxruntime looks for external data in an empty folder
+    so.add_session_config_entry("session.model_external_initializers_file_folder_path", _no_external_dir())
     try:
         return ort.InferenceSession(src, sess_options=so, providers=wanted)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
@@ -238,6 +254,94 @@ def onnx_session(
         raise ModelError(
             f"{where}: onnxruntime cannot load the model: {e2}{_external_hint(e2, src)}"
         ) from None
+
+
+_EMPTY_DIR: list[str] = []
+
+
+def _no_external_dir() -> str:
+    """An empty folder of this process's own, where onnxruntime is told to look for ONNX external
+    data (none is allowed: :func:`external_tensors`); made again if it is gone (a forked child
+    that exited removed it)."""
+    if not _EMPTY_DIR or not os.path.isdir(_EMPTY_DIR[0]):
+        d = tempfile.mkdtemp(prefix="instrunet-no-external-data-")
+        atexit.register(shutil.rmtree, d, True)
+        _EMPTY_DIR[:] = [d]
+    return _EMPTY_DIR[0]
+
+
+#: ONNX protobuf fields that hold messages which can hold tensors: ``{message: {field: message}}``
+#: (onnx.proto: ModelProto, GraphProto, NodeProto, AttributeProto, FunctionProto,
+#: TrainingInfoProto, SparseTensorProto; a TensorProto's field 13 is ``external_data``, 14
+#: ``data_location``, 8 ``name``).
+_ONNX_NESTED: dict[str, dict[int, str]] = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "function": {7: "node", 11: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+
+
+def external_tensors(data: bytes) -> list[str]:
+    """The names of the tensors of a serialised ONNX model that keep their data outside it (ONNX
+    external data: a TensorProto with ``external_data`` entries or ``data_location`` EXTERNAL),
+    anywhere: initializers, sparse initializers, Constant nodes' and other attributes' tensors,
+    subgraphs, functions. ``[]`` when there are none, or when the bytes are not a protobuf this
+    can read (onnxruntime then says what is wrong with them)."""
+    found: list[str] = []
+    view = memoryview(data)
+    stack: list[tuple[str, int, int]] = [("model", 0, len(data))]
+    try:
+        while stack:
+            kind, pos, end = stack.pop()
+            name, external = "?", False
+            while pos < end:
+                key, pos = _varint(view, pos)
+                field, wire = key >> 3, key & 7
+                if wire == 0:
+                    value, pos = _varint(view, pos)
+                    if kind == "tensor" and field == 14 and value == 1:
+                        external = True
+                elif wire == 2:
+                    size, pos = _varint(view, pos)
+                    if pos + size > end:
+                        return found
+                    inner = _ONNX_NESTED.get(kind, {}).get(field)
+                    if inner is not None:
+                        stack.append((inner, pos, pos + size))
+                    elif kind == "tensor" and field == 13:
+                        external = True
+                    elif kind == "tensor" and field == 8:
+                        name = bytes(view[pos : pos + size]).decode("utf-8", "replace")
+                    pos += size
+                elif wire == 1:
+                    pos += 8
+                elif wire == 5:
+                    pos += 4
+                else:  # groups (deprecated) or garbage
+                    return found
+            if external:
+                found.append(name)
+    except IndexError:
+        return found
+    return found
+
+
+def _varint(view: memoryview, pos: int) -> tuple[int, int]:
+    """A protobuf varint at ``pos``: ``(value, next position)``; ``IndexError`` past the end."""
+    value = shift = 0
+    while True:
+        b = view[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
 
 
 def _external_hint(e: BaseException, src: str | bytes) -> str:

@@ -174,14 +174,25 @@ def _read_verified(p: Path, m: Manifest) -> tuple[bytes, str]:
     """The bytes of the artifact's ONNX file, read once, and their SHA-256, equal to the
     manifest's (what is hashed is what is loaded: a file replaced between a check and a
     second reading, or weights kept in another file, never run unchecked)."""
+    # hashed first without keeping anything: a file whose digest is wrong (a sparse file of
+    # gigabytes, say) costs no memory; then read once more, kept and hashed again, and those
+    # bytes are what is loaded
+    _digest_checked(p, m, None)
     kept: list[bytes] = []
-    digest = _digest_checked(p, m, kept)
-    return b"".join(kept), digest
+    try:
+        digest = _digest_checked(p, m, kept, again=True)
+        return b"".join(kept), digest
+    except MemoryError:
+        raise ModelError(f"{p / m.file}: too large to load into memory") from None
 
 
-def _digest_checked(p: Path, m: Manifest, keep: list[bytes] | None) -> str:
+#: The largest ONNX file loaded: protobuf's own limit, which onnxruntime cannot read past.
+MAX_ONNX_BYTES = 2**31 - 1
+
+
+def _digest_checked(p: Path, m: Manifest, keep: list[bytes] | None, *, again: bool = False) -> str:
     """SHA-256 of the artifact's ONNX file, read in chunks (kept in ``keep`` when given), checked
-    against the manifest's."""
+    against the manifest's (``again``: a second reading, after a first that matched)."""
     onnx_path = p / m.file
     if not onnx_path.is_file():
         if onnx_path.exists():  # a device (a link to /dev/zero would hash for ever), a folder, a FIFO
@@ -190,6 +201,11 @@ def _digest_checked(p: Path, m: Manifest, keep: list[bytes] | None) -> str:
     h = hashlib.sha256()
     try:
         with open_regular_file(onnx_path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_ONNX_BYTES:
+                raise ModelError(
+                    f"{onnx_path}: {size / 2**30:.1f} GiB, larger than an ONNX file can be (2 GiB): not loaded"
+                )
             while chunk := f.read(1 << 20):
                 h.update(chunk)
                 if keep is not None:
@@ -197,6 +213,10 @@ def _digest_checked(p: Path, m: Manifest, keep: list[bytes] | None) -> str:
     except OSError as e:
         raise ModelError(f"{onnx_path}: cannot read: {e.strerror or e}") from None
     digest = h.hexdigest()
+    if digest != m.sha256 and again:
+        raise ModelError(
+            f"{onnx_path}: changed while it was read (its sha256 no longer matches the manifest's)"
+        )
     if digest != m.sha256:
         raise ModelError(
             f"{onnx_path}: sha256 {digest} does not match the manifest's {m.sha256} "
@@ -249,6 +269,30 @@ def probability_problem(y: np.ndarray, task: str, name: str, on: str) -> str | N
     return None
 
 
+#: The most reference rows replayed (the exporter writes 24): a small ``.npz`` of zeros can
+#: hold thousands of windows, each costing the model's activations.
+MAX_REFERENCES = 1024
+#: Reference rows per onnxruntime run in the replay.
+REPLAY_BATCH = 16
+
+
+def _npz_shape(z: Any, key: str) -> tuple[int, ...] | None:
+    """The shape an ``.npz`` member's header declares, read without loading the array (``None``
+    when the member is missing or its header unreadable: loading it then says what is wrong)."""
+    try:
+        with z.zip.open(f"{key}.npy") as fp:
+            version = np.lib.format.read_magic(fp)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, _ = read(fp)
+        return tuple(int(d) for d in shape)
+    except Exception:  # noqa: BLE001 - a damaged member: np.load reports it
+        return None
+
+
 def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
     """``inputs`` (float32, the manifest's input shape) and ``outputs`` ``(N, n_labels)``."""
     try:
@@ -258,6 +302,21 @@ def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
             if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
                 raise ModelError(f"{path}: cannot read the references: one array, not an .npz archive")
             with z:
+                for key in ("inputs", "outputs"):
+                    shape = _npz_shape(z, key)
+                    if shape and shape[0] > MAX_REFERENCES:
+                        raise ModelError(
+                            f"{path}: {key} holds {shape[0]} references, more than the {MAX_REFERENCES} "
+                            "a check replays"
+                        )
+                    want = m.input["shape"][1:] if key == "inputs" else [len(m.labels)]
+                    if shape is not None and (
+                        len(shape) != len(want) + 1
+                        or any(d is not None and d != s for d, s in zip(want, shape[1:], strict=True))
+                    ):
+                        raise ModelError(
+                            f"{path}: {key} have shape {shape}, the manifest's {key[:-1]} is {want}"
+                        )
                 x, y = np.asarray(z["inputs"]), np.asarray(z["outputs"])
     except (
         OSError,
@@ -288,10 +347,20 @@ def _replay(sess: Any, onnx_path: Path, m: Manifest, x: np.ndarray) -> np.ndarra
     """The model's outputs for ``x`` (``sess``: on the CPU, one thread, the exporter's own
     setting), checked to be one row of ``len(m.labels)`` values per reference."""
     try:
-        (out,) = sess.run([m.output["name"]], {m.input["name"]: x})
+        # in batches: the activations of every reference at once were the replay's memory
+        parts = [
+            np.asarray(
+                sess.run([m.output["name"]], {m.input["name"]: x[i : i + REPLAY_BATCH]})[0], dtype=np.float32
+            )
+            for i in range(0, max(len(x), 1), REPLAY_BATCH)
+        ]
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    except ValueError as e:  # rows of different widths from different batches
+        raise ModelError(
+            f"{onnx_path}: output {m.output['name']!r} changes shape between batches: {e}"
+        ) from None
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types
         raise ModelError(f"{onnx_path}: onnxruntime cannot run the references: {one_line(str(e))}") from None
-    out = np.asarray(out, dtype=np.float32)
     if out.shape != (len(x), len(m.labels)):
         raise ModelError(
             f"{onnx_path}: output {m.output['name']!r} has shape {out.shape} for {len(x)} references, "

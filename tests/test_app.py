@@ -844,3 +844,40 @@ def test_nothing_detected_blames_what_held_the_family_off():
     near[:, 1] = 0.2969
     text = service.nothing_detected_text(_activity_of(near))
     assert "The nearest is flute: its smoothed probability peaks at 0.297, its threshold is 0.300." in text
+
+
+def test_an_upload_costs_what_its_limits_allow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The duration limit was checked after decoding the whole upload when a FLAC's header gives
+    no length (a 535 KB upload: 30 s of CPU before the refusal), and a 1 MHz 8-channel FLAC of
+    120 KB cost 25 times what 44.1 kHz stereo does (a security audit). Rate x channels is
+    checked from the header, and a length-less file is counted only until it passes the limit."""
+    import soundfile as sf
+    from test_audio import _flac_of_unknown_length
+
+    from instrunet_core import audio
+
+    y = (0.1 * np.sin(2 * np.pi * 440 * np.arange(8000 * 20) / 8000)).astype(np.float32)
+    f = _flac_of_unknown_length(tmp_path / "piped.flac", y, 8000)
+    counted: list[int] = []
+    real = audio._fill
+
+    def fill(sf_: object, buf: np.ndarray) -> np.ndarray:
+        out = real(sf_, buf)
+        counted.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(audio, "_fill", fill)
+    with pytest.raises(
+        InputError,
+        match=r"piped\.flac: the recording is longer than the limit of 2 s \(its header gives no length",
+    ):
+        service.check_upload(f.read_bytes(), "piped.flac", limits=service.Limits(max_seconds=2))
+    assert counted == [65536]  # one read past the limit's 16,000 frames, not the file's 160,000
+    monkeypatch.setattr(audio, "_fill", real)
+    assert service.check_upload(f.read_bytes(), "piped.flac", limits=service.Limits(max_seconds=30)) == 20.0
+    many = tmp_path / "many.wav"
+    sf.write(many, np.zeros((4800, 8), np.float32), 96000)  # 96 kHz x 8 channels
+    with pytest.raises(InputError, match=r"many\.wav: 96,000 Hz x 8 channels is more than the app analyses"):
+        service.check_upload(many.read_bytes(), "many.wav")
+    sf.write(many, np.zeros((4800, 2), np.float32), 192000)  # 192 kHz stereo: accepted
+    assert service.check_upload(many.read_bytes(), "many.wav") == 0.025

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_onnx, make_manifest
+from conftest import build_tiny_onnx, make_manifest, write_model_dir
 
 from instrunet_core.errors import ModelError
 from instrunet_core.manifest import MANIFEST_SCHEMA, Manifest, read_manifest, seal_manifest, validate_manifest
@@ -153,3 +153,19 @@ def test_audit_a_manifest_that_is_a_fifo_is_refused_without_waiting(tmp_path: Pa
     for load in (read_manifest, load_model):
         with pytest.raises(ModelError, match=r"m/manifest\.json: .*not a regular file"):
             load(d)
+
+
+@pytest.mark.parametrize(
+    "label", ['=HYPERLINK("http://x.example","c")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3"]
+)
+def test_a_label_a_spreadsheet_would_run_is_refused(tmp_path: Path, label: str) -> None:
+    """Labels head the CSV columns of ``analyze --csv`` and fill the ``ranges`` writer's label
+    column: a stranger's model with ``=HYPERLINK(...)`` as a label put a formula into every CSV
+    (a security audit). Such a label is refused when the manifest is read."""
+    d = write_model_dir(tmp_path)
+    data = json.loads((d / "manifest.json").read_text())
+    data["labels"] = [label, *data["labels"][1:]]
+    data.pop("manifest_sha256", None)
+    (d / "manifest.json").write_text(json.dumps(seal_manifest(data)))
+    with pytest.raises(ModelError, match=r"labels must not start with '=', '\+', '-' or '@'"):
+        read_manifest(d)

@@ -369,8 +369,67 @@ def test_weights_outside_the_hashed_file_do_not_load(tiny_model_dir: Path) -> No
     )
     assert (tiny_model_dir / "weights.bin").is_file()
     (tiny_model_dir / "manifest.json").write_text(json.dumps(make_manifest(tiny_model_dir)))
-    with pytest.raises(ModelError, match=r"model\.onnx: onnxruntime cannot load the model: .*external data"):
+    with pytest.raises(
+        ModelError, match=r"model\.onnx: keeps tensors outside the file as ONNX external data \("
+    ):
         instrunet_core.Model(tiny_model_dir)
+
+
+def test_a_model_cannot_read_files_from_the_working_directory(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime resolves the external data of a model given as bytes against the current
+    working directory: a stranger's model (its manifest sealed, its sha256 right) read
+    ``secret.txt`` below wherever instrunet ran into its embedding, and weights beside the model
+    loaded unchecked when run from its folder (a security audit). Any tensor kept outside the
+    file is refused before onnxruntime sees it, wherever it hides, and onnxruntime itself is
+    pointed at an empty folder for external data."""
+    from onnx import helper, numpy_helper
+
+    from instrunet_core.session import external_tensors, onnx_session
+
+    secret = tmp_path / "cwd" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_bytes(np.arange(8, dtype=np.float32).tobytes())
+    monkeypatch.chdir(secret.parent)
+    for where in ("W", "constant", "subgraph"):
+        d = tmp_path / where / "tiny" / "1.0.0"
+        shutil.copytree(tiny_model_dir, d)
+        m = onnx.load(str(d / "model.onnx"))
+
+        def outside(t: Any) -> Any:
+            t.ClearField("raw_data")
+            t.ClearField("float_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+            e = t.external_data.add()
+            e.key, e.value = "location", "secret.txt"
+            return t
+
+        if where == "W":  # an initializer
+            t = outside(next(i for i in m.graph.initializer if i.name == "W"))
+        else:  # a Constant node's tensor, at the top or inside an If's branch
+            t = outside(numpy_helper.from_array(np.zeros(1, np.float32), "c"))
+            const = helper.make_node("Constant", [], ["c_out"], value=t)
+            if where == "constant":
+                m.graph.node.insert(0, const)
+            else:
+                branch = helper.make_graph([const], "b", [], [helper.make_tensor_value_info("c_out", 1, [1])])
+                m.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+                m.graph.node.insert(
+                    0, helper.make_node("If", ["cond"], ["if_out"], then_branch=branch, else_branch=branch)
+                )
+        data = m.SerializeToString()
+        assert external_tensors(data) == [t.name] * (2 if where == "subgraph" else 1)  # both branches
+        (d / "model.onnx").write_bytes(data)
+        (d / "manifest.json").write_text(json.dumps(make_manifest(d)))
+        with pytest.raises(
+            ModelError, match=rf"keeps tensors outside the file as ONNX external data \({t.name}"
+        ):
+            instrunet_core.Model(d)
+        with pytest.raises(ModelError, match="external data"):
+            onnx_session(str(d / "model.onnx"))  # given as a path too
+    assert external_tensors((tiny_model_dir / "model.onnx").read_bytes()) == []
+    assert external_tensors(b"not a protobuf \xff\xff") == []  # onnxruntime says what is wrong
 
 
 def test_a_model_reads_its_manifest_as_it_is_now(tiny_registry, tiny_model_dir: Path) -> None:
@@ -501,3 +560,57 @@ def test_audit2_models_listing_says_what_was_checked(
         ModelError, match=r"holds -5 to 5.* on test input \(no references stored\), not probabilities"
     ):
         verify_artifact(d)
+
+
+def test_a_strangers_artifact_cannot_make_a_check_or_a_load_take_gigabytes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A 65 KB ``references.npz`` of zeros (2,048 windows) took 4.5 GB to check, every reference
+    run in one batch; a sparse 3 GB ``model.onnx`` (16 KB on disk) was read whole into memory
+    before its sha256 was found wrong, and 6 GB was a ``MemoryError`` traceback (a security
+    audit). The references' count is read from the archive's header and capped, the replay runs
+    in batches, a file past ONNX's 2 GiB is refused from its size, and a file is hashed before
+    anything of it is kept."""
+    from instrunet_core import verify
+
+    d = tmp_path / "bomb" / "tiny" / "1.0.0"
+    shutil.copytree(tiny_model_dir, d)
+    n = verify.MAX_REFERENCES + 1
+    np.savez_compressed(
+        d / "references.npz",
+        inputs=np.zeros((n, 128, 128, 1), np.float16),
+        outputs=np.zeros((n, 8), np.float32),
+    )
+    (d / "manifest.json").write_text(json.dumps(make_manifest(d, references="references.npz")))
+    assert (d / "references.npz").stat().st_size < 200_000
+    with pytest.raises(ModelError, match=rf"inputs holds {n} references, more than the 1024 a check replays"):
+        verify.verify_artifact(d)
+    # within the cap, the replay in batches gives what one run gave
+    m = instrunet_core.load_model(tiny_model_dir)
+    x = np.random.default_rng(0).random((40, 128, 128, 1)).astype(np.float32)
+    np.savez_compressed(
+        d / "references.npz",
+        inputs=x.astype(np.float16),
+        outputs=m.predict_features(x.astype(np.float16).astype(np.float32)),
+    )
+    assert verify.verify_artifact(d).n_references == 40
+    big = tmp_path / "big" / "tiny" / "1.0.0"
+    shutil.copytree(tiny_model_dir, big)
+    with open(big / "model.onnx", "r+b") as f:
+        f.truncate(3 * 2**30)  # sparse: nothing written
+    with pytest.raises(ModelError, match=r"model\.onnx: 3\.0 GiB, larger than an ONNX file can be \(2 GiB\)"):
+        instrunet_core.load_model(big)
+    with open(big / "model.onnx", "r+b") as f:
+        f.truncate(2**26)
+    kept: list[int] = []
+    real = verify._digest_checked
+
+    def watch(p: Path, man: Any, keep: Any, **kw: Any) -> str:
+        kept.append(keep is not None)
+        return real(p, man, keep, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(verify, "_digest_checked", watch)
+        with pytest.raises(ModelError, match="does not match the manifest"):
+            instrunet_core.load_model(big)
+    assert kept == [False]  # a wrong file was never kept in memory

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
-from instrunet_core.audio import MP3_SUPPORTED, audio_info, ended_early
+from instrunet_core.audio import MP3_SUPPORTED, UNKNOWN_FRAMES, audio_info, ended_early
 from instrunet_core.features import SILENCE_DB
 from instrunet_core.registry import Registry
 from instrunet_core.timeline import format_time
@@ -332,12 +332,33 @@ def check_upload(data: bytes, filename: str, *, limits: Limits | None = None) ->
         )
     buf = io.BytesIO(data)
     buf.name = filename
-    info = audio_info(buf)
+    head = audio_info(buf, count=False)  # the header alone: nothing decoded yet
+    if head.sample_rate * head.channels > MAX_RATE_TIMES_CHANNELS:
+        # what one upload costs grows with rate x channels x seconds, and a stream that
+        # compresses to a few bytes a frame passes the size limit at any rate
+        raise InputError(
+            f"{filename}: {head.sample_rate:,} Hz x {head.channels} channels is more than the app analyses "
+            f"(sample rate x channels at most {MAX_RATE_TIMES_CHANNELS:,}: 192 kHz stereo, 48 kHz in 8 "
+            "channels); resample it or pick fewer channels first"
+        )
+    # a length the header does not give is counted by decoding, only until it passes the limit
+    info = audio_info(buf, count_until=lim.max_seconds)
     if info.duration > lim.max_seconds:
+        if head.frames >= UNKNOWN_FRAMES:
+            raise InputError(
+                f"{filename}: the recording is longer than the limit of {lim.duration_text} (its header "
+                "gives no length: it was counted that far)"
+            )
         raise InputError(
             f"{filename}: the recording is {info.duration:.3f} s long, more than the limit of {lim.duration_text}"
         )
     return float(info.duration)
+
+
+#: The most samples a second (sample rate x channels) an upload may carry: 192 kHz stereo or
+#: 48 kHz in 8 channels. Decoding, mixing and the player's transcoding cost that much per second of
+#: audio (a 1 MHz 8-channel FLAC of 120 KB cost 25 times what 44.1 kHz stereo does).
+MAX_RATE_TIMES_CHANNELS = 384_000
 
 
 class _ReadProgress(io.BytesIO):
@@ -431,8 +452,9 @@ def player_audio(data: bytes, filename: str, *, seconds: float | None = None) ->
     (a WAV's: 8 to 32-bit PCM or 32-bit float), with at most two channels; else (a CAF, W64 or
     AU file named ``.wav``, which the decoder reads by its content; ADPCM or 64-bit float WAV;
     many channels) converted: FLAC, 16-bit, its channels mixed to two, at most
-    :data:`PLAYER_MAX_RATE` Hz, so that what one upload costs the server is bounded by the
-    app's limits (a few tens of MB for ten minutes), not by its rate. With ``seconds`` (a
+    :data:`PLAYER_MAX_RATE` Hz, so that the memory one upload costs the server is bounded by
+    the app's limits (a few tens of MB for ten minutes), not by its rate; its CPU time is bounded
+    by them with :data:`MAX_RATE_TIMES_CHANNELS`, which :func:`check_upload` holds. With ``seconds`` (a
     damaged file: what the analysis decoded), that much of it, and a file whose decoding fails
     partway gives what decoded before, so the player's length is what was analysed. Converted
     in blocks (a long many-channel file is never held as float samples whole).
