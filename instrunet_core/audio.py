@@ -679,7 +679,13 @@ def _ogg_unfinished(target: Any, name: str, origin: int) -> str | None:
         end = src.seek(0, io.SEEK_END)
         start = max(origin, end - 2 * _OGG_MAX_PAGE)
         src.seek(start)
-        whole = ogg_ends_whole(bytes(src.read(end - start)))
+        tail = bytearray()
+        while len(tail) < end - start:  # a stream may give fewer bytes than asked
+            chunk = src.read(end - start - len(tail))
+            if not chunk:
+                break
+            tail += chunk
+        whole = ogg_ends_whole(bytes(tail))
     except (OSError, ValueError):
         return None
     finally:
@@ -1202,6 +1208,8 @@ def audio_info(
         # the shape says it all: no mixed copy of a long array (decoding checks the samples)
         frames = source.shape[0] if source.ndim == 1 else max(source.shape)
         return AudioInfo(name, sr, 1 if source.ndim == 1 else min(source.shape), frames, "array")
+    if count_until is not None:
+        count_until = check_seconds(count_until, name="count_until", what=name)
     start = _position(source) if hasattr(source, "read") else 0
     f = _open(source, count=count, count_until=count_until)
     try:

@@ -26,7 +26,7 @@ from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
 from .inputs import SampleRate, check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .registry import DEFAULT_ENV_VAR, Registry, get_registry
-from .session import RuntimeOptions
+from .session import RuntimeMissingError, RuntimeOptions
 from .verify import check_io, verified_session
 
 if TYPE_CHECKING:  # annotations only: the classifier imports this module
@@ -617,6 +617,8 @@ def _open_resolved(
     path, manifest = resolve_artifact(spec, version, registry=registry)
     try:
         return Model(path, options=options, manifest=manifest)
+    except RuntimeMissingError:
+        raise  # no version of any model loads: none is to blame
     except ModelError as e:
         raw = os.environ.get(DEFAULT_ENV_VAR, "").strip()
         pinned = (

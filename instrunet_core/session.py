@@ -15,11 +15,8 @@ This module knows nothing of artifacts or audio: verify an artifact first
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,9 +148,14 @@ def _utf8(text: str) -> bool:
     return True
 
 
+class RuntimeMissingError(ModelError):
+    """onnxruntime cannot be imported: no model loads, whichever is asked for (so no version is
+    blamed for it)."""
+
+
 def _onnxruntime() -> Any:
-    """The ``onnxruntime`` module, or a :class:`ModelError` saying it cannot be imported (a hard
-    dependency, but one a GPU swap can leave missing: docs/speed.md)."""
+    """The ``onnxruntime`` module, or a :class:`RuntimeMissingError` saying it cannot be imported
+    (a hard dependency, but one a GPU swap can leave missing: docs/speed.md)."""
     try:
         import onnxruntime
     except ImportError as e:
@@ -162,7 +164,7 @@ def _onnxruntime() -> Any:
             if isinstance(e, ModuleNotFoundError) and e.name == "onnxruntime"
             else "cannot be imported"
         )
-        raise ModelError(
+        raise RuntimeMissingError(
             f"onnxruntime {what} ({e}); install it: pip install onnxruntime (or onnxruntime-gpu)"
         ) from None
     return onnxruntime
@@ -226,7 +228,12 @@ def onnx_session(
                 src = f.read()
         except OSError as e:
             raise ModelError(f"{where}: cannot read: {e.strerror or e}") from None
-    outside = external_tensors(src)
+    try:
+        outside = external_tensors(src)
+    except ValueError as e:
+        raise ModelError(
+            f"{where}: not a well-formed ONNX model (its protobuf cannot be read: {e})"
+        ) from None
     if outside:
         # onnxruntime resolves ONNX external data of a model given as bytes against the current
         # working directory: a model could read any file below it into its outputs, and weights
@@ -256,18 +263,11 @@ def onnx_session(
         ) from None
 
 
-_EMPTY_DIR: list[str] = []
-
-
 def _no_external_dir() -> str:
-    """An empty folder of this process's own, where onnxruntime is told to look for ONNX external
-    data (none is allowed: :func:`external_tensors`); made again if it is gone (a forked child
-    that exited removed it)."""
-    if not _EMPTY_DIR or not os.path.isdir(_EMPTY_DIR[0]):
-        d = tempfile.mkdtemp(prefix="instrunet-no-external-data-")
-        atexit.register(shutil.rmtree, d, True)
-        _EMPTY_DIR[:] = [d]
-    return _EMPTY_DIR[0]
+    """A folder that does not exist, where onnxruntime is told to look for ONNX external data
+    (none is allowed: :func:`external_tensors`); nothing is created (a read-only temporary folder,
+    or a forked worker that never cleans up, must not matter)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "no-external-data", "none")
 
 
 #: ONNX protobuf fields that hold messages which can hold tensors: ``{message: {field: message}}``
@@ -285,12 +285,22 @@ _ONNX_NESTED: dict[str, dict[int, str]] = {
 }
 
 
+class _NotProtobuf(ValueError):
+    """The bytes are not a protobuf message this scan can follow."""
+
+
 def external_tensors(data: bytes) -> list[str]:
     """The names of the tensors of a serialised ONNX model that keep their data outside it (ONNX
     external data: a TensorProto with ``external_data`` entries or ``data_location`` EXTERNAL),
     anywhere: initializers, sparse initializers, Constant nodes' and other attributes' tensors,
-    subgraphs, functions. ``[]`` when there are none, or when the bytes are not a protobuf this
-    can read (onnxruntime then says what is wrong with them)."""
+    subgraphs, functions. ``[]`` when there are none.
+
+    Raises
+    ------
+    ValueError
+        The bytes are not a well-formed protobuf message (what cannot be followed is not passed
+        on unchecked: a field this scan skipped could be one onnxruntime reads).
+    """
     found: list[str] = []
     view = memoryview(data)
     stack: list[tuple[str, int, int]] = [("model", 0, len(data))]
@@ -301,6 +311,8 @@ def external_tensors(data: bytes) -> list[str]:
             while pos < end:
                 key, pos = _varint(view, pos)
                 field, wire = key >> 3, key & 7
+                if field == 0:
+                    raise _NotProtobuf("field number 0")
                 if wire == 0:
                     value, pos = _varint(view, pos)
                     if kind == "tensor" and field == 14 and value == 1:
@@ -308,7 +320,7 @@ def external_tensors(data: bytes) -> list[str]:
                 elif wire == 2:
                     size, pos = _varint(view, pos)
                     if pos + size > end:
-                        return found
+                        raise _NotProtobuf("a field runs past its message")
                     inner = _ONNX_NESTED.get(kind, {}).get(field)
                     if inner is not None:
                         stack.append((inner, pos, pos + size))
@@ -321,13 +333,43 @@ def external_tensors(data: bytes) -> list[str]:
                     pos += 8
                 elif wire == 5:
                     pos += 4
-                else:  # groups (deprecated) or garbage
-                    return found
+                elif wire == 3:  # a group (not in onnx.proto): skipped, as protobuf skips it
+                    pos = _skip_group(view, pos, end, field)
+                else:  # an end of group with no start, or wire types 6 and 7
+                    raise _NotProtobuf(f"wire type {wire}")
+                if pos > end:
+                    raise _NotProtobuf("a field runs past its message")
             if external:
                 found.append(name)
     except IndexError:
-        return found
+        raise _NotProtobuf("cut short") from None
     return found
+
+
+def _skip_group(view: memoryview, pos: int, end: int, field: int) -> int:
+    """The position after the group of ``field`` that starts at ``pos`` (its fields, nested
+    groups included, up to its end-group key)."""
+    while pos < end:
+        key, pos = _varint(view, pos)
+        f, wire = key >> 3, key & 7
+        if wire == 4:
+            if f != field:
+                raise _NotProtobuf("a group ends with another field's end")
+            return pos
+        if wire == 0:
+            _, pos = _varint(view, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _varint(view, pos)
+            pos += size
+        elif wire == 3:
+            pos = _skip_group(view, pos, end, f)
+        else:
+            raise _NotProtobuf(f"wire type {wire}")
+    raise _NotProtobuf("a group without its end")
 
 
 def _varint(view: memoryview, pos: int) -> tuple[int, int]:

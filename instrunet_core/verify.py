@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError, one_line
+from .errors import ModelError, describe, one_line
 from .manifest import MANIFEST_FILENAME, Manifest, open_regular_file, read_manifest
 from .session import RuntimeOptions, onnx_session
 
@@ -276,11 +276,22 @@ MAX_REFERENCES = 1024
 REPLAY_BATCH = 16
 
 
-def _npz_shape(z: Any, key: str) -> tuple[int, ...] | None:
+def _npz_shape(z: Any, key: str, path: Path) -> tuple[int, ...] | None:
     """The shape an ``.npz`` member's header declares, read without loading the array (``None``
-    when the member is missing or its header unreadable: loading it then says what is wrong)."""
+    when there is no such member: loading it then says so). The member is the one ``z[key]``
+    reads: ``key.npy``, else ``key``.
+
+    Raises
+    ------
+    ModelError
+        The member's header cannot be read (what cannot be sized is not loaded).
+    """
+    names = z.zip.namelist()
+    member = f"{key}.npy" if f"{key}.npy" in names else key if key in names else None
+    if member is None:
+        return None
     try:
-        with z.zip.open(f"{key}.npy") as fp:
+        with z.zip.open(member) as fp:
             version = np.lib.format.read_magic(fp)
             read = (
                 np.lib.format.read_array_header_1_0
@@ -289,8 +300,10 @@ def _npz_shape(z: Any, key: str) -> tuple[int, ...] | None:
             )
             shape, _, _ = read(fp)
         return tuple(int(d) for d in shape)
-    except Exception:  # noqa: BLE001 - a damaged member: np.load reports it
-        return None
+    except Exception as e:  # noqa: BLE001 - numpy and zipfile raise several types
+        raise ModelError(
+            f"{path}: cannot read the references: the header of {member!r}: {describe(e, 200)}"
+        ) from None
 
 
 def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
@@ -303,7 +316,7 @@ def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
                 raise ModelError(f"{path}: cannot read the references: one array, not an .npz archive")
             with z:
                 for key in ("inputs", "outputs"):
-                    shape = _npz_shape(z, key)
+                    shape = _npz_shape(z, key, path)
                     if shape and shape[0] > MAX_REFERENCES:
                         raise ModelError(
                             f"{path}: {key} holds {shape[0]} references, more than the {MAX_REFERENCES} "

@@ -770,3 +770,29 @@ def test_channels_that_cancel_in_the_mono_mix_are_said(tmp_path: Path) -> None:
         load_audio(np.stack([left, np.zeros_like(left)], axis=1), 44100)
         load_audio(left, 44100)
         load_audio(np.zeros((44100, 2), np.float32), 44100)
+
+
+def test_an_intact_ogg_read_in_short_reads_is_not_called_cut(tmp_path: Path) -> None:
+    """The end check read the file's tail with one ``read()``; a stream that gives fewer bytes
+    than asked (as a file object may) made an intact file "cut short" (a review). ``count_until``
+    is checked like any length (it was not)."""
+    import warnings
+
+    from instrunet_core.audio import audio_info
+
+    class ShortReads(io.BytesIO):
+        def read(self, n: int | None = -1) -> bytes:
+            return super().read(1000 if n is None or n < 0 else min(n, 1000))
+
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)).astype(np.float32)
+    f = tmp_path / "long.ogg"
+    with sf.SoundFile(f, "w", 44100, 1, format="OGG", subtype="VORBIS") as out:
+        for _ in range(30):  # in blocks: libsndfile's Vorbis encoder crashes on one long write
+            out.write(y)
+    assert f.stat().st_size > 10_000  # the tail is read in many short reads
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_audio(ShortReads(f.read_bytes()), target_sr=SR).size > 29 * SR
+    for bad in (-1, 0, float("nan")):
+        with pytest.raises(InputError, match="count_until"):
+            audio_info(f, count_until=bad)

@@ -1273,12 +1273,15 @@ def test_the_hum_windows_kept_are_few_whatever_the_lengths_met() -> None:
     from instrunet_condition import features as feat
 
     rng = np.random.default_rng(3)
-    feat._hann.cache_clear()
+    feat._hann_kept.cache_clear()
     xs = [(0.1 * rng.standard_normal(int(n))).astype(np.float32) for n in rng.integers(22050, 65024, size=40)]
     first = [feat._hum_db(x, SR) for x in xs]
-    assert feat._hann.cache_info().currsize <= 4
-    feat._hann.cache_clear()
+    assert feat._hann_kept.cache_info().currsize <= 4
+    feat._hann_kept.cache_clear()
     assert [feat._hum_db(x, SR) for x in xs[::-1]] == first[::-1]
     for x in xs[:3]:
         assert np.array_equal(feat._hann(x.size), np.hanning(x.size).astype(np.float32))
     assert not feat._hann(100).flags.writeable  # shared: nobody writes into it
+    kept = feat._hann_kept.cache_info()
+    assert feat._hann(10 * 65536).size == 10 * 65536  # a whole long clip's window is not kept
+    assert feat._hann_kept.cache_info() == kept

@@ -257,3 +257,14 @@ def test_onnxruntime_missing_is_one_line_not_a_traceback(
         assert cli.main([command, str(wav), "--model", str(tiny_model_dir)]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [err[0]] and "onnxruntime is not installed" in err[0] and "Traceback" not in err[0]
+    # by name, where the newest version failing to load names an older one to use instead: no
+    # version is to blame when onnxruntime is missing (a review)
+    older = tiny_model_dir.parent / "0.9.0"
+    import shutil
+
+    shutil.copytree(tiny_model_dir, older)
+    (older / "manifest.json").write_text(json.dumps(make_manifest(older, version="0.9.0")))
+    reg = build_registry(extra_plugins=[ModelPlugin(tiny_model_dir, older)], entry_points=False)
+    with pytest.raises(ModelError) as e:
+        instrunet_core.load_model("tiny", registry=reg)
+    assert "onnxruntime is not installed" in str(e.value) and "broken" not in str(e.value)

@@ -257,12 +257,25 @@ def hnr(y: np.ndarray, *, sr: int = SAMPLE_RATE, **kwargs: float) -> float:
     return float(h.mean()) if h.size else float("nan")
 
 
-@functools.lru_cache(maxsize=4)
+#: The longest Hann window kept for later calls (one analysis window: 65,024 samples, 254 KB).
+_HANN_KEPT = 65536
+
+
 def _hann(n: int) -> np.ndarray:
-    """A float32 Hann window of ``n`` samples, read-only. A few are kept: most windows the
-    analyzer judges are one window long, but a clip shorter than a window and a file's last
-    window (aligned to its end) come in any length, and a dict of every length met grew without
-    bound in a long-running host (up to 254 KB per length)."""
+    """A float32 Hann window of ``n`` samples, read-only. A few of at most one analysis window
+    are kept (:func:`_hann_kept`): most stretches the analyzer judges are one window long, but a
+    clip shorter than a window and a file's last window (aligned to its end) come in any length,
+    and a dict of every length met grew without bound in a long-running host; a longer stretch
+    (``condition_features`` of a whole clip) gets a window of its own."""
+    if n <= _HANN_KEPT:
+        return _hann_kept(n)
+    w = np.hanning(n).astype(np.float32)
+    w.flags.writeable = False
+    return w
+
+
+@functools.lru_cache(maxsize=4)
+def _hann_kept(n: int) -> np.ndarray:
     w = np.hanning(n).astype(np.float32)
     w.flags.writeable = False
     return w
