@@ -29,6 +29,7 @@ array is unusable), with a message that starts with the file name (or ``array``)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -638,24 +639,34 @@ def _wav_data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str |
     width = _RAW_SAMPLE_BYTES.get(f.subtype)
     if width is None:
         return None
-    src = open(target, "rb") if isinstance(target, bytes) else target  # noqa: SIM115 - closed below
-    was = None if src is not target else src.tell()  # where the opened decoder left it
     try:
-        end = src.seek(0, io.SEEK_END)
-        data = _wav_data_chunk(src, origin, end)
-        if data is None:
-            return None
-        after = data[0] + data[1] + (data[1] & 1)
-        per_second = f.samplerate * f.channels * width
-        if end - after < per_second or _chunk_chain(src, after, end):
-            return None
-        return (
-            f"{name}: the header's data size says {f.frames / f.samplerate:.2f} s, but "
-            f"{(end - after) / per_second:.2f} s more of data follow it that are no chunks (a "
-            "header last updated before the recording ended?); what the header says is read"
-        )
+        with _looking_at(target) as src:
+            end = src.seek(0, io.SEEK_END)
+            data = _wav_data_chunk(src, origin, end)
+            if data is None:
+                return None
+            after = data[0] + data[1] + (data[1] & 1)
+            per_second = f.samplerate * f.channels * width
+            if end - after < per_second or _chunk_chain(src, after, end):
+                return None
     except (OSError, ValueError):
         return None
+    return (
+        f"{name}: the header's data size says {f.frames / f.samplerate:.2f} s, but "
+        f"{(end - after) / per_second:.2f} s more of data follow it that are no chunks (a "
+        "header last updated before the recording ended?); what the header says is read"
+    )
+
+
+@contextlib.contextmanager
+def _looking_at(target: Any) -> Iterator[Any]:
+    """What ``target`` (a path as bytes, or the file object a decoder reads) holds, to be read
+    from anywhere: a path's file opened and closed again, a file object's position (where the
+    opened decoder left it) put back."""
+    src = open(target, "rb") if isinstance(target, bytes) else target  # noqa: SIM115 - closed below
+    was = None if src is not target else src.tell()
+    try:
+        yield src
     finally:
         if was is None:
             src.close()
@@ -673,26 +684,20 @@ def _ogg_unfinished(target: Any, name: str, origin: int) -> str | None:
     decodes the pages that are there and stops without an error, so the file would read as a
     shorter one without a word. ``None`` when its last page ends the stream (the end-of-stream
     flag of the Ogg page header, RFC 3533), or when its end cannot be read or told."""
-    src = open(target, "rb") if isinstance(target, bytes) else target  # noqa: SIM115 - closed below
-    was = None if src is not target else src.tell()  # where the opened decoder left it
     try:
-        end = src.seek(0, io.SEEK_END)
-        start = max(origin, end - 2 * _OGG_MAX_PAGE)
-        src.seek(start)
-        tail = bytearray()
-        while len(tail) < end - start:  # a stream may give fewer bytes than asked
-            chunk = src.read(end - start - len(tail))
-            if not chunk:
-                break
-            tail += chunk
+        with _looking_at(target) as src:
+            end = src.seek(0, io.SEEK_END)
+            start = max(origin, end - 2 * _OGG_MAX_PAGE)
+            src.seek(start)
+            tail = bytearray()
+            while len(tail) < end - start:  # a stream may give fewer bytes than asked
+                chunk = src.read(end - start - len(tail))
+                if not chunk:
+                    break
+                tail += chunk
         whole = ogg_ends_whole(bytes(tail))
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # TypeError: a read that gives no bytes
         return None
-    finally:
-        if was is None:
-            src.close()
-        else:
-            _seek_back(src, was)
     if whole is not False:
         return None
     return (
