@@ -692,6 +692,8 @@ def _ogg_unfinished(target: Any, name: str, origin: int) -> str | None:
             tail = bytearray()
             while len(tail) < end - start:  # a stream may give fewer bytes than asked
                 chunk = src.read(end - start - len(tail))
+                if chunk is None:  # a raw stream with nothing to give now: the end is not told
+                    raise OSError("no data")
                 if not chunk:
                     break
                 tail += chunk
@@ -1159,7 +1161,7 @@ def _sized(f: _SoundFile, target: Any, name: str, origin: int = 0, until: float 
     f.no_seek = True
     owned, f._owned = f._owned, None  # (the reader it opened reads again below)
     n = 0
-    most = None if until is None else int(until * f.samplerate)
+    most = None if until is None or until * f.samplerate > 2**62 else int(until * f.samplerate)
     try:
         buf = np.empty((1 << 16, f.channels), dtype=np.float32)  # 16 MB at 64 channels
         while True:

@@ -289,37 +289,46 @@ class _NotProtobuf(ValueError):
     """The bytes are not a protobuf message this scan can follow."""
 
 
+#: The most protobuf fields :func:`external_tensors` reads (a model of millions of tiny fields
+#: took seconds per MB to scan; a real model holds thousands to a few hundred thousand).
+MAX_PROTOBUF_FIELDS = 5_000_000
+
+
 def external_tensors(data: bytes) -> list[str]:
     """The names of the tensors of a serialised ONNX model that keep their data outside it (ONNX
     external data: a TensorProto with ``external_data`` entries or ``data_location`` EXTERNAL),
     anywhere: initializers, sparse initializers, Constant nodes' and other attributes' tensors,
-    subgraphs, functions. ``[]`` when there are none.
+    subgraphs, functions, training info. ``[]`` when there are none.
+
+    The bytes are read as protobuf reads them (a key or an enum value is its varint's low 32
+    bits); anything else is refused rather than passed on unchecked.
 
     Raises
     ------
     ValueError
-        The bytes are not a well-formed protobuf message (what cannot be followed is not passed
-        on unchecked: a field this scan skipped could be one onnxruntime reads).
+        The bytes are not a well-formed protobuf message, or hold more than
+        :data:`MAX_PROTOBUF_FIELDS` fields.
     """
     found: list[str] = []
     view = memoryview(data)
     stack: list[tuple[str, int, int]] = [("model", 0, len(data))]
+    fields = 0
     try:
         while stack:
             kind, pos, end = stack.pop()
             name, external = "?", False
             while pos < end:
-                key, pos = _varint(view, pos)
-                field, wire = key >> 3, key & 7
-                if field == 0:
-                    raise _NotProtobuf("field number 0")
+                fields += 1
+                if fields > MAX_PROTOBUF_FIELDS:
+                    raise _NotProtobuf(f"more than {MAX_PROTOBUF_FIELDS:,} fields")
+                field, wire, pos = _key(view, pos)
                 if wire == 0:
                     value, pos = _varint(view, pos)
-                    if kind == "tensor" and field == 14 and value == 1:
+                    if kind == "tensor" and field == 14 and value & 0xFFFFFFFF == 1:  # an int32 enum
                         external = True
                 elif wire == 2:
                     size, pos = _varint(view, pos)
-                    if pos + size > end:
+                    if size > 0x7FFFFFFF or pos + size > end:
                         raise _NotProtobuf("a field runs past its message")
                     inner = _ONNX_NESTED.get(kind, {}).get(field)
                     if inner is not None:
@@ -334,7 +343,7 @@ def external_tensors(data: bytes) -> list[str]:
                 elif wire == 5:
                     pos += 4
                 elif wire == 3:  # a group (not in onnx.proto): skipped, as protobuf skips it
-                    pos = _skip_group(view, pos, end, field)
+                    pos, fields = _skip_group(view, pos, end, field, fields)
                 else:  # an end of group with no start, or wire types 6 and 7
                     raise _NotProtobuf(f"wire type {wire}")
                 if pos > end:
@@ -346,17 +355,35 @@ def external_tensors(data: bytes) -> list[str]:
     return found
 
 
-def _skip_group(view: memoryview, pos: int, end: int, field: int) -> int:
+def _key(view: memoryview, pos: int) -> tuple[int, int, int]:
+    """A field's key at ``pos``: ``(field number, wire type, next position)``, its varint's low 32
+    bits as protobuf reads a tag (five bytes whose upper bits protobuf drops must not hide a
+    field from the scan)."""
+    key, pos = _varint(view, pos)
+    key &= 0xFFFFFFFF
+    field = key >> 3
+    if field == 0:
+        raise _NotProtobuf("field number 0")
+    return field, key & 7, pos
+
+
+def _skip_group(view: memoryview, pos: int, end: int, field: int, fields: int) -> tuple[int, int]:
     """The position after the group of ``field`` that starts at ``pos`` (its fields, nested
-    groups included, up to its end-group key)."""
+    groups included, up to its end-group key), and the fields counted so far."""
+    open_groups = [field]
     while pos < end:
-        key, pos = _varint(view, pos)
-        f, wire = key >> 3, key & 7
+        fields += 1
+        if fields > MAX_PROTOBUF_FIELDS:
+            raise _NotProtobuf(f"more than {MAX_PROTOBUF_FIELDS:,} fields")
+        f, wire, pos = _key(view, pos)
         if wire == 4:
-            if f != field:
+            if f != open_groups.pop():
                 raise _NotProtobuf("a group ends with another field's end")
-            return pos
-        if wire == 0:
+            if not open_groups:
+                return pos, fields
+        elif wire == 3:
+            open_groups.append(f)
+        elif wire == 0:
             _, pos = _varint(view, pos)
         elif wire == 1:
             pos += 8
@@ -365,8 +392,6 @@ def _skip_group(view: memoryview, pos: int, end: int, field: int) -> int:
         elif wire == 2:
             size, pos = _varint(view, pos)
             pos += size
-        elif wire == 3:
-            pos = _skip_group(view, pos, end, f)
         else:
             raise _NotProtobuf(f"wire type {wire}")
     raise _NotProtobuf("a group without its end")

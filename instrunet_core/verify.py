@@ -279,15 +279,16 @@ REPLAY_BATCH = 16
 def _npz_shape(z: Any, key: str, path: Path) -> tuple[int, ...] | None:
     """The shape an ``.npz`` member's header declares, read without loading the array (``None``
     when there is no such member: loading it then says so). The member is the one ``z[key]``
-    reads: ``key.npy``, else ``key``.
+    reads: ``key``, else ``key.npy``.
 
     Raises
     ------
     ModelError
-        The member's header cannot be read (what cannot be sized is not loaded).
+        The member's header cannot be read (what cannot be sized is not loaded), or its dtype is
+        not floating point.
     """
     names = z.zip.namelist()
-    member = f"{key}.npy" if f"{key}.npy" in names else key if key in names else None
+    member = key if key in names else f"{key}.npy" if f"{key}.npy" in names else None  # as numpy picks
     if member is None:
         return None
     try:
@@ -298,12 +299,14 @@ def _npz_shape(z: Any, key: str, path: Path) -> tuple[int, ...] | None:
                 if version == (1, 0)
                 else np.lib.format.read_array_header_2_0
             )
-            shape, _, _ = read(fp)
-        return tuple(int(d) for d in shape)
+            shape, _, dtype = read(fp)
     except Exception as e:  # noqa: BLE001 - numpy and zipfile raise several types
         raise ModelError(
             f"{path}: cannot read the references: the header of {member!r}: {describe(e, 200)}"
         ) from None
+    if np.dtype(dtype).kind != "f":  # said from the header, before a wide string array is made
+        raise ModelError(f"{path}: references must be floating point, got {np.dtype(dtype)} ({key})")
+    return tuple(int(d) for d in shape)
 
 
 def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:

@@ -796,3 +796,17 @@ def test_an_intact_ogg_read_in_short_reads_is_not_called_cut(tmp_path: Path) -> 
     for bad in (-1, 0, float("nan")):
         with pytest.raises(InputError, match="count_until"):
             audio_info(f, count_until=bad)
+    assert audio_info(f, count_until=1e308).duration == 30.0  # no overflow (a second review)
+    piped = _flac_of_unknown_length(tmp_path / "piped.flac", y, 44100)
+    assert audio_info(piped, count_until=1e308).duration == 1.0  # counted whole, no overflow
+
+    class NoneNow(ShortReads):  # a raw stream may answer a read with None: nothing to give now
+        calls = 0
+
+        def read(self, n: int | None = -1) -> bytes | None:  # type: ignore[override]
+            self.calls += 1
+            return None if self.calls == 3 else super().read(n)
+
+    from instrunet_core.audio import _ogg_unfinished
+
+    assert _ogg_unfinished(NoneNow(f.read_bytes()), "x.ogg", 0) is None  # not told: not "cut short"

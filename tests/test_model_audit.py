@@ -440,6 +440,31 @@ def test_a_model_cannot_read_files_from_the_working_directory(
     for bad in (b"not a protobuf \xff\xff", b"\x0c" + clean, clean[:-3], b"\x0b" + clean):
         with pytest.raises(ValueError):
             external_tensors(bad)
+    # A second review: a key written in five bytes, whose upper bits protobuf drops (a graph's
+    # key 0x3a as ba 80 80 80 10), hid the graph from the scan while onnxruntime loaded it; a
+    # deep nest of groups was a RecursionError.
+    from instrunet_core.session import _varint
+
+    def top_fields(b: bytes) -> list[tuple[int, int, int]]:  # (start, key, end of key) of each field
+        out, pos, view = [], 0, memoryview(b)
+        while pos < len(b):
+            start = pos
+            key, pos = _varint(view, pos)
+            out.append((start, key, pos))
+            if key & 7 == 0:
+                _, pos = _varint(view, pos)
+            elif key & 7 == 2:
+                size, pos = _varint(view, pos)
+                pos += size
+        return out
+
+    w_model = (tmp_path / "W" / "tiny" / "1.0.0" / "model.onnx").read_bytes()
+    start, key, after = next(f for f in top_fields(w_model) if f[1] == 0x3A)
+    long_key = bytes([0x3A | 0x80, 0x80, 0x80, 0x80, 0x10])  # 0x3a + 2**32
+    disguised = w_model[:start] + long_key + w_model[after:]
+    assert external_tensors(disguised) == ["W"]
+    deep = b"\x0b" * 5000 + b"\x0c" * 5000 + clean
+    assert external_tensors(deep) == []  # skipped without recursion
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x0b" + clean)  # a group that never ends
     with pytest.raises(
@@ -623,6 +648,25 @@ def test_a_strangers_artifact_cannot_make_a_check_or_a_load_take_gigabytes(
             z.writestr(key, buf.getvalue())
     with pytest.raises(ModelError, match=rf"inputs holds {n} references"):
         verify.verify_artifact(d)
+    # numpy reads a member named "inputs" before one named "inputs.npy": the one sized is the
+    # one read; and a dtype that is not floating point is refused from the header (a 612 KB
+    # archive of 24 rows of <U400 made 640 MB before; a second review)
+    small = np.zeros((24, 128, 128, 1), np.float16)
+    for members in (
+        (
+            ("inputs.npy", small),
+            ("inputs", np.zeros((n, 128, 128, 1), np.float16)),
+            ("outputs.npy", np.zeros((24, 8), np.float32)),
+        ),
+        (("inputs.npy", np.zeros((24, 128, 128, 1), "<U2")), ("outputs.npy", np.zeros((24, 8), np.float32))),
+    ):
+        with zipfile.ZipFile(d / "references.npz", "w", zipfile.ZIP_DEFLATED) as z:
+            for key, arr in members:
+                buf = io.BytesIO()
+                np.save(buf, arr)
+                z.writestr(key, buf.getvalue())
+        with pytest.raises(ModelError, match=rf"inputs holds {n} references|must be floating point, got <U2"):
+            verify.verify_artifact(d)
     big = tmp_path / "big" / "tiny" / "1.0.0"
     shutil.copytree(tiny_model_dir, big)
     with open(big / "model.onnx", "r+b") as f:
