@@ -228,6 +228,10 @@ def onnx_session(
                 src = f.read()
         except OSError as e:
             raise ModelError(f"{where}: cannot read: {e.strerror or e}") from None
+    if src[4:8] == b"ORTM":
+        # onnxruntime's own (flatbuffer) format, which it would load from these bytes: the scan
+        # reads ONNX protobuf only, so only ONNX is loaded
+        raise ModelError(f"{where}: an onnxruntime (ORT) format model, not ONNX: refused (export it as ONNX)")
     try:
         outside = external_tensors(src)
     except ValueError as e:
@@ -245,6 +249,7 @@ def onnx_session(
         )
     # and should a tensor slip past that scan, onnxruntime looks for external data in an empty folder
     so.add_session_config_entry("session.model_external_initializers_file_folder_path", _no_external_dir())
+    so.add_session_config_entry("session.load_model_format", "ONNX")  # never onnxruntime's own format
     try:
         return ort.InferenceSession(src, sess_options=so, providers=wanted)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several private types

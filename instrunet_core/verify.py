@@ -274,6 +274,9 @@ def probability_problem(y: np.ndarray, task: str, name: str, on: str) -> str | N
 MAX_REFERENCES = 1024
 #: Reference rows per onnxruntime run in the replay.
 REPLAY_BATCH = 16
+#: The most values an array of references may hold (256 MB as float32): rows are capped, but a
+#: manifest may declare long inputs (a waveform model's window).
+MAX_REFERENCE_VALUES = 64 * 2**20
 
 
 def _npz_shape(z: Any, key: str, path: Path) -> tuple[int, ...] | None:
@@ -304,8 +307,8 @@ def _npz_shape(z: Any, key: str, path: Path) -> tuple[int, ...] | None:
         raise ModelError(
             f"{path}: cannot read the references: the header of {member!r}: {describe(e, 200)}"
         ) from None
-    if np.dtype(dtype).kind != "f":  # said from the header, before a wide string array is made
-        raise ModelError(f"{path}: references must be floating point, got {np.dtype(dtype)} ({key})")
+    if np.dtype(dtype) not in (np.float16, np.float32):  # said from the header, before it is read
+        raise ModelError(f"{path}: references must be float16 or float32, got {np.dtype(dtype)} ({key})")
     return tuple(int(d) for d in shape)
 
 
@@ -324,6 +327,11 @@ def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
                         raise ModelError(
                             f"{path}: {key} holds {shape[0]} references, more than the {MAX_REFERENCES} "
                             "a check replays"
+                        )
+                    if shape and math.prod(shape) > MAX_REFERENCE_VALUES:
+                        raise ModelError(
+                            f"{path}: {key} hold {math.prod(shape):,} values, more than the "
+                            f"{MAX_REFERENCE_VALUES:,} a check reads"
                         )
                     want = m.input["shape"][1:] if key == "inputs" else [len(m.labels)]
                     if shape is not None and (
@@ -356,7 +364,7 @@ def _read_references(path: Path, m: Manifest) -> tuple[np.ndarray, np.ndarray]:
         raise ModelError(f"{path}: outputs have shape {y.shape}, expected ({len(x)}, {len(m.labels)})")
     if x.dtype.kind != "f" or y.dtype.kind != "f":
         raise ModelError(f"{path}: references must be floating point, got {x.dtype} and {y.dtype}")
-    return x.astype(np.float32), y.astype(np.float32)
+    return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
 
 
 def _replay(sess: Any, onnx_path: Path, m: Manifest, x: np.ndarray) -> np.ndarray:

@@ -665,7 +665,9 @@ def test_a_strangers_artifact_cannot_make_a_check_or_a_load_take_gigabytes(
                 buf = io.BytesIO()
                 np.save(buf, arr)
                 z.writestr(key, buf.getvalue())
-        with pytest.raises(ModelError, match=rf"inputs holds {n} references|must be floating point, got <U2"):
+        with pytest.raises(
+            ModelError, match=rf"inputs holds {n} references|must be float16 or float32, got <U2"
+        ):
             verify.verify_artifact(d)
     big = tmp_path / "big" / "tiny" / "1.0.0"
     shutil.copytree(tiny_model_dir, big)
@@ -687,3 +689,17 @@ def test_a_strangers_artifact_cannot_make_a_check_or_a_load_take_gigabytes(
         with pytest.raises(ModelError, match="does not match the manifest"):
             instrunet_core.load_model(big)
     assert kept == [False]  # a wrong file was never kept in memory
+
+
+def test_only_onnx_reaches_onnxruntime(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """onnxruntime loads bytes with ``ORTM`` at offset 4 as its own flatbuffer format, which the
+    external-data scan cannot read; a file made valid as both passed the scan unread (a third
+    review). Such bytes are refused, and onnxruntime is told to take ONNX only."""
+    from instrunet_core.session import onnx_session
+
+    f = tmp_path / "model.ort"
+    f.write_bytes(b"\x08\x00\x09\x00ORTM\x00\x00\x00" + (tiny_model_dir / "model.onnx").read_bytes())
+    with pytest.raises(
+        ModelError, match=r"model\.ort: an onnxruntime \(ORT\) format model, not ONNX: refused"
+    ):
+        onnx_session(str(f))
