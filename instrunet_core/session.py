@@ -317,16 +317,13 @@ def external_tensors(data: bytes) -> list[str]:
     found: list[str] = []
     view = memoryview(data)
     stack: list[tuple[str, int, int]] = [("model", 0, len(data))]
-    fields = 0
+    fields = [0]  # read so far (MAX_PROTOBUF_FIELDS)
     try:
         while stack:
             kind, pos, end = stack.pop()
             name, external = "?", False
             while pos < end:
-                fields += 1
-                if fields > MAX_PROTOBUF_FIELDS:
-                    raise _NotProtobuf(f"more than {MAX_PROTOBUF_FIELDS:,} fields")
-                field, wire, pos = _key(view, pos)
+                field, wire, pos = _key(view, pos, fields)
                 if wire == 0:
                     value, pos = _varint(view, pos)
                     if kind == "tensor" and field == 14 and value & 0xFFFFFFFF == 1:  # an int32 enum
@@ -348,7 +345,7 @@ def external_tensors(data: bytes) -> list[str]:
                 elif wire == 5:
                     pos += 4
                 elif wire == 3:  # a group (not in onnx.proto): skipped, as protobuf skips it
-                    pos, fields = _skip_group(view, pos, end, field, fields)
+                    pos = _skip_group(view, pos, end, field, fields)
                 else:  # an end of group with no start, or wire types 6 and 7
                     raise _NotProtobuf(f"wire type {wire}")
                 if pos > end:
@@ -360,10 +357,14 @@ def external_tensors(data: bytes) -> list[str]:
     return found
 
 
-def _key(view: memoryview, pos: int) -> tuple[int, int, int]:
+def _key(view: memoryview, pos: int, fields: list[int]) -> tuple[int, int, int]:
     """A field's key at ``pos``: ``(field number, wire type, next position)``, its varint's low 32
     bits as protobuf reads a tag (five bytes whose upper bits protobuf drops must not hide a
-    field from the scan)."""
+    field from the scan); ``fields[0]``, the fields read so far, is counted up and held to
+    :data:`MAX_PROTOBUF_FIELDS`."""
+    fields[0] += 1
+    if fields[0] > MAX_PROTOBUF_FIELDS:
+        raise _NotProtobuf(f"more than {MAX_PROTOBUF_FIELDS:,} fields")
     key, pos = _varint(view, pos)
     key &= 0xFFFFFFFF
     field = key >> 3
@@ -372,20 +373,17 @@ def _key(view: memoryview, pos: int) -> tuple[int, int, int]:
     return field, key & 7, pos
 
 
-def _skip_group(view: memoryview, pos: int, end: int, field: int, fields: int) -> tuple[int, int]:
+def _skip_group(view: memoryview, pos: int, end: int, field: int, fields: list[int]) -> int:
     """The position after the group of ``field`` that starts at ``pos`` (its fields, nested
-    groups included, up to its end-group key), and the fields counted so far."""
+    groups included, up to its end-group key; ``fields`` as :func:`_key` counts them)."""
     open_groups = [field]
     while pos < end:
-        fields += 1
-        if fields > MAX_PROTOBUF_FIELDS:
-            raise _NotProtobuf(f"more than {MAX_PROTOBUF_FIELDS:,} fields")
-        f, wire, pos = _key(view, pos)
+        f, wire, pos = _key(view, pos, fields)
         if wire == 4:
             if f != open_groups.pop():
                 raise _NotProtobuf("a group ends with another field's end")
             if not open_groups:
-                return pos, fields
+                return pos
         elif wire == 3:
             open_groups.append(f)
         elif wire == 0:
