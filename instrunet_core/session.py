@@ -140,14 +140,6 @@ class RuntimeOptions:
         return out
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class RuntimeMissingError(ModelError):
     """onnxruntime cannot be imported: no model loads, whichever is asked for (so no version is
     blamed for it)."""

@@ -171,9 +171,9 @@ def verify_artifact(
 
 
 def _read_verified(p: Path, m: Manifest) -> tuple[bytes, str]:
-    """The bytes of the artifact's ONNX file, read once, and their SHA-256, equal to the
-    manifest's (what is hashed is what is loaded: a file replaced between a check and a
-    second reading, or weights kept in another file, never run unchecked)."""
+    """The bytes of the artifact's ONNX file and their SHA-256, equal to the manifest's: hashed
+    first without keeping anything, then read again, kept and hashed again (what is hashed is
+    what is loaded: a file replaced between a check and a reading never runs unchecked)."""
     # hashed first without keeping anything: a file whose digest is wrong (a sparse file of
     # gigabytes, say) costs no memory; then read once more, kept and hashed again, and those
     # bytes are what is loaded
@@ -288,7 +288,7 @@ def _npz_shape(z: Any, key: str, path: Path) -> tuple[int, ...] | None:
     ------
     ModelError
         The member's header cannot be read (what cannot be sized is not loaded), or its dtype is
-        not floating point.
+        not float16 or float32.
     """
     names = z.zip.namelist()
     member = key if key in names else f"{key}.npy" if f"{key}.npy" in names else None  # as numpy picks
