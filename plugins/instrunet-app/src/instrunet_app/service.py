@@ -307,8 +307,8 @@ def check_upload(data: bytes, filename: str, *, limits: Limits | None = None) ->
     Raises
     ------
     InputError
-        ``data`` not bytes, ``filename`` not a string, unsupported extension, empty, too large
-        or too long.
+        ``data`` not bytes, ``filename`` not a string, unsupported extension, empty, too large,
+        too many samples a second (:data:`MAX_RATE_TIMES_CHANNELS`) or too long.
     DecodeError
         Not decodable audio.
     """
