@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import math
 import os
@@ -493,7 +494,8 @@ def _open(source: Any, *, count: bool = True, count_until: float | None = None) 
     f.count_corrected = patched is not None and f.format == "FLAC"
     short = _wav_data_short(f, target, name, origin) if f.frames and f.format in ("WAV", "WAVEX") else None
     f.header_notes = tuple(n for n in (note, short) if n is not None)
-    f.end_note = _ogg_unfinished(target, name, origin) if f.format == "OGG" else None
+    if f.format == "OGG":  # looked at once the file has been read to its end (end_note)
+        f._end_check = functools.partial(_ogg_unfinished, target, name, origin)
     try:
         check_sample_rate(f.samplerate, what=name, header=True)
         check_channels(f.channels, what=name, header=True)
@@ -529,10 +531,16 @@ class _SoundFile(sf.SoundFile):
     #: Its length was counted from its last frames, not read from its header (a FLAC whose
     #: STREAMINFO counts too few: :func:`_flac_fix`).
     count_corrected = False
-    #: What to say once it has been read to its end: its data stop before the stream does (an Ogg
-    #: file without its end-of-stream page: :func:`_ogg_unfinished`); the decoder stops there
-    #: without an error.
-    end_note: str | None = None
+    #: What tells, once the file has been read to its end, whether its data stop before the
+    #: stream does (an Ogg file: :func:`_ogg_unfinished`); ``None``: nothing to tell.
+    _end_check: Any = None
+
+    def end_note(self) -> str | None:
+        """What to say once the file has been read to its end: its data stop before its stream
+        does (an Ogg file without its end-of-stream page), where the decoder stops without an
+        error; ``None`` otherwise. Looked at only by a reading that got to the end (opening a
+        file for its header reads nothing more)."""
+        return None if self._end_check is None else self._end_check()
 
     def warn_header(self) -> None:
         """Warn about :attr:`header_notes` (a decoding pass: once per reading)."""
@@ -1418,8 +1426,9 @@ class AudioReader(HoldsFile):
                 yield block.astype(np.float32) * np.float32(1.0 / full_scale)
             else:
                 yield block.astype(np.float32)  # a copy (of a DOUBLE file's float64 too)
-        if self._f.end_note is not None:
-            warn(self._f.end_note)  # an Ogg file cut short: what decoded was all there was
+        note = self._f.end_note()
+        if note is not None:
+            warn(note)  # an Ogg file cut short: what decoded was all there was
 
 
 #: Native-rate seconds decoded per block by the classifier's passes over a source (its first
@@ -1496,13 +1505,14 @@ def iter_blocks(
                     f"{name}: the header announces {expected:.2f} s but only {decoded:.2f} s could be "
                     "decoded (the file is cut short or damaged); what decoded is used"
                 )
-        if f.end_note is not None:
+        note = f.end_note()
+        if note is not None:
             # an Ogg file cut short: its length is counted from the pages that are there, so
             # nothing above could tell
             if damage is not None:
-                damage.append(f.end_note)
+                damage.append(note)
             else:
-                warn(f.end_note)
+                warn(note)
     finally:
         f.close()
 

@@ -267,18 +267,16 @@ def _hann(n: int) -> np.ndarray:
     clip shorter than a window and a file's last window (aligned to its end) come in any length,
     and a dict of every length met grew without bound in a long-running host; a longer stretch
     (``condition_features`` of a whole clip) gets a window of its own."""
-    if n <= _HANN_KEPT:
-        return _hann_kept(n)
+    return _hann_kept(n) if n <= _HANN_KEPT else _new_hann(n)
+
+
+def _new_hann(n: int) -> np.ndarray:
     w = np.hanning(n).astype(np.float32)
     w.flags.writeable = False
     return w
 
 
-@functools.lru_cache(maxsize=4)
-def _hann_kept(n: int) -> np.ndarray:
-    w = np.hanning(n).astype(np.float32)
-    w.flags.writeable = False
-    return w
+_hann_kept = functools.lru_cache(maxsize=4)(_new_hann)
 
 
 def _stft_power(x: np.ndarray) -> np.ndarray:
