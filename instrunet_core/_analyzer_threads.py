@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._forksafe import ForkSafeLock
 from .errors import InputError
 
 __all__ = [
@@ -51,22 +52,11 @@ MAX_QUEUED = 4
 
 _END = object()
 _local = threading.local()
-_route_lock = threading.Lock()
+_route_lock = ForkSafeLock()  # a new one in a forked child (a lock held at the fork)
 _live = 0  # analyzer threads that may still print
 #: Analyzers left behind in this process (their time limit passed): the command line ends
 #: without waiting for threads they may have started (``_instrunet_cli``).
 left_behind = 0
-
-
-def _new_lock_in_child() -> None:
-    """After a fork, in the child: a lock held by a thread of the parent (not in the child)
-    would be held for ever."""
-    global _route_lock
-    _route_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class Limit:

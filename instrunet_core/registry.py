@@ -43,7 +43,6 @@ import math
 import os
 import re
 import sys
-import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,6 +53,7 @@ import pluggy
 
 from . import _analyzer_threads, hookspecs
 from ._analyzer_threads import AnalyzerThread, Limit, RoutedStdout, prints_to_stderr, resolve_limit
+from ._forksafe import ForkSafeLock
 from .errors import InputError, ModelError, PluginError, UnknownModelError, describe, warn
 from .hookspecs import Analyzer, RegisterModel, StreamAnalyzer, StreamFactory, Writer, hookimpl
 from .manifest import MANIFEST_FILENAME, SEMVER_RE, Manifest, parse_semver, read_manifest
@@ -995,20 +995,10 @@ def build_registry(*, extra_plugins: Iterable[Any] = (), entry_points: bool = Tr
 
 
 _REGISTRY: Registry | None = None
-_LOCK = threading.Lock()
-
-
-def _new_lock_in_child() -> None:
-    """After a fork, in the child: the lock a thread of the parent may have held while it built
-    the registry (a warm-up thread's first ``load_model``) is copied held, and that thread is
-    not in the child: every ``load_model`` there waited for ever (a host audit). The registry
-    is only assigned once built, so the child builds its own when none was finished."""
-    global _LOCK
-    _LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+#: Made anew in a forked child: held at the fork by a thread building the registry (a warm-up
+#: thread's first ``load_model``), it kept every ``load_model`` there waiting for ever (a host
+#: audit). The registry is only assigned once built, so the child builds its own.
+_LOCK = ForkSafeLock()
 
 
 def get_registry(*, refresh: bool = False) -> Registry:

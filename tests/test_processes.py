@@ -229,6 +229,23 @@ def test_a_fork_while_the_registry_is_being_built_does_not_hang_the_child() -> N
         assert _forked(_registry_in_child) == "Registry"
 
 
+def _print_route_in_child(q: multiprocessing.Queue) -> None:
+    from instrunet_core import _analyzer_threads
+
+    with _analyzer_threads._route_lock:  # the parent's thread holds it: a new one here
+        q.put("routed")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_fork_while_plugin_prints_are_routed_does_not_hang_the_child() -> None:
+    """The print routing's lock, held at the fork by another thread, is one of the module locks
+    made anew in the child (one mechanism for both, ``instrunet_core._forksafe``)."""
+    from instrunet_core import _analyzer_threads
+
+    with _analyzer_threads._route_lock:
+        assert _forked(_print_route_in_child) == "routed"
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="fork")
 def test_a_classifier_fed_while_the_process_forks_says_so_in_the_child(tiny_model) -> None:
     """Its readers waited for ever on the copied locks, and its feeders blamed a thread the
