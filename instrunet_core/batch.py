@@ -211,13 +211,27 @@ def read_records(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
             yield rec
 
 
-def model_key(model: Mapping[str, Any]) -> tuple[str, str, str]:
-    """A record's ``model`` as ``(name, version, sha256)``: what makes two results comparable."""
-    return str(model.get("name")), str(model.get("version")), str(model.get("sha256"))
+def model_key(model: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """A record's ``model`` as ``(name, version, sha256, manifest_sha256)``: what makes two
+    results comparable. The manifest's digest (its labels, thresholds and front end) is ``""``
+    in records written before outputs carried it."""
+    digest = model.get("manifest_sha256")
+    return (
+        str(model.get("name")),
+        str(model.get("version")),
+        str(model.get("sha256")),
+        digest if isinstance(digest, str) else "",
+    )
+
+
+def _same_model(a: tuple[str, str, str, str], b: tuple[str, str, str, str]) -> bool:
+    """The same ONNX file under the same name and version, and the same manifest where both
+    records say which (an older record's unknown manifest is taken as the same)."""
+    return a[:3] == b[:3] and (not a[3] or not b[3] or a[3] == b[3])
 
 
 def check_one_model(
-    where: str | os.PathLike[str], held: Iterable[tuple[str, str, str]], model: Mapping[str, Any]
+    where: str | os.PathLike[str], held: Iterable[tuple[str, str, str, str]], model: Mapping[str, Any]
 ) -> None:
     """Refuse to add ``model``'s results to an output ``where`` whose results came from other
     models (``held``: their :func:`model_key`), as a batch's JSON lines or Ray's Parquet parts.
@@ -228,9 +242,16 @@ def check_one_model(
         Naming the model found, the run's model and the way out.
     """
     mine = model_key(model)
-    others = sorted(m for m in held if m != mine)
+    others = sorted(m for m in held if not _same_model(m, mine))
     if others:
-        name, version, sha = others[0]
+        name, version, sha, digest = others[0]
+        if (name, version, sha) == mine[:3]:
+            raise InputError(
+                f"{os.fspath(where)}: holds results of {name} {version} with another manifest "
+                f"(manifest_sha256 {digest[:12]}, this run's {mine[3][:12]}: other labels, "
+                "thresholds or front end for the same ONNX file); resume with the model folder "
+                "that wrote them, or choose another output"
+            )
         raise InputError(
             f"{os.fspath(where)}: holds results of {name} {version} (sha256 {sha[:12]}), not of this "
             f"run's {mine[0]} {mine[1]}; resume with that model (--model {name}@{version}, or its "
@@ -435,7 +456,7 @@ class ResultsFile(HoldsFile):
             self.done = done_paths(records)
             #: The hops (seconds) of the results the file holds.
             self.hops = hops_of(records)
-            #: ``(name, version, sha256)`` of every model whose results the file holds.
+            #: ``(name, version, sha256, manifest_sha256)`` of every model whose results the file holds.
             self.models = {
                 model_key(m)
                 for r in records

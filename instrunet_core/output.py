@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .manifest import DIGEST_KEY
+
 if TYPE_CHECKING:
     from .analysis import Prediction
     from .model import Model
@@ -126,13 +128,20 @@ def instrunet_version() -> str:
 
 
 def model_info(model: Model) -> dict[str, str]:
-    """The ``model`` field of every output: ``{name, version, sha256, task, input[, provider]}``.
+    """The ``model`` field of every output:
+    ``{name, version, sha256, manifest_sha256, task, input[, provider]}``.
 
-    ``model`` is a :class:`~instrunet_core.Model` (anything with a ``manifest``). ``input`` is
-    the artifact's input kind (``"logmel"`` or ``"waveform"``); ``provider`` the onnxruntime
-    execution provider that actually ran it, when ``model`` is a loaded session."""
+    ``model`` is a :class:`~instrunet_core.Model` (anything with a ``manifest``). ``sha256`` is
+    the ONNX file's, ``manifest_sha256`` the manifest's digest (its labels, thresholds and front
+    end: two manifests for one ONNX file answer differently); ``input`` is the artifact's input
+    kind (``"logmel"`` or ``"waveform"``); ``provider`` the onnxruntime execution provider that
+    actually ran it, when ``model`` is a loaded session."""
     m = model.manifest
-    info = {"name": m.name, "version": m.version, "sha256": m.sha256, "task": m.task, "input": m.input_kind}
+    info = {"name": m.name, "version": m.version, "sha256": m.sha256}
+    digest = m.raw.get(DIGEST_KEY)
+    if isinstance(digest, str):
+        info["manifest_sha256"] = digest
+    info.update(task=m.task, input=m.input_kind)
     provider = getattr(model, "provider", None)
     if isinstance(provider, str):
         info["provider"] = provider

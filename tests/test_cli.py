@@ -575,3 +575,37 @@ def test_outputs_that_are_one_file_through_hard_links_and_a_batch_of_nothing(
     assert main(["batch", str(empty), "--out", str(out)]) == 0
     assert "empty: no audio files under it; nothing written to" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_batch_resume_refuses_the_same_onnx_under_another_manifest(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model's answers depend on its manifest (labels, thresholds, front end) as well as its
+    ONNX file: a resume under the same name, version and ONNX file but another manifest mixed
+    two sets of answers in one output (records carry ``manifest_sha256`` since 0.2.0)."""
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    for i, freq in enumerate((220.0, 440.0)):
+        sf.write(audio_dir / f"{i}.wav", tone(3.0, freq=freq), SR)
+    out = tmp_path / "r.jsonl"
+    first = write_model_dir(tmp_path / "a")
+    assert main(["batch", str(audio_dir), "--out", str(out), "--model", str(first)]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    written = json.loads((first / "manifest.json").read_text())["manifest_sha256"]
+    assert {r["model"]["manifest_sha256"] for r in records} == {written}
+    thresholds = {f: 0.9 for f in json.loads((first / "manifest.json").read_text())["labels"]}
+    second = write_model_dir(tmp_path / "b", thresholds=thresholds)  # same name, version, ONNX
+    assert json.loads((second / "manifest.json").read_text())["sha256"] == records[0]["model"]["sha256"]
+    before = out.read_text()
+    assert main(["batch", str(audio_dir), "--out", str(out), "--model", str(second)]) == 1
+    err = capsys.readouterr().err
+    assert f"holds results of tiny 1.0.0 with another manifest (manifest_sha256 {written[:12]}" in err
+    assert "resume with the model folder that wrote them, or choose another output" in err
+    assert out.read_text() == before
+    # results written before records named their manifest resume with either folder
+    for r in records:
+        del r["model"]["manifest_sha256"]
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["batch", str(audio_dir), "--out", str(out), "--model", str(second)]) == 0
+    assert len(out.read_text().splitlines()) == len(records)  # every file was done already

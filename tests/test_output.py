@@ -69,7 +69,7 @@ def test_classify_json_validates(
         assert (
             {"name", "version", "sha256", "task"}
             <= set(r["model"])
-            <= {"name", "version", "sha256", "task", "input", "provider"}
+            <= {"name", "version", "sha256", "manifest_sha256", "task", "input", "provider"}
         )
 
 

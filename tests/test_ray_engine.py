@@ -450,6 +450,14 @@ def test_an_actor_refuses_a_model_other_than_the_drivers(installed_registry: obj
     assert (t.model.name, t.model.version) == ("family", "2.1.0")
     with pytest.raises(ModelError, match="not the driver's model"):
         TaggingActor("family-compact", expect_sha256=instrunet_core_sha("family", "2.1.0"))
+    # the same ONNX file under another manifest (thresholds, labels, front end) answers otherwise
+    import instrunet_core
+
+    digest = instrunet_core.load_model("family", "2.1.0").manifest.raw["manifest_sha256"]
+    sha = instrunet_core_sha("family", "2.1.0")
+    TaggingActor("family@2.1.0", expect_sha256=sha, expect_manifest=digest)
+    with pytest.raises(ModelError, match=r"with another manifest \(manifest_sha256 " + digest[:12]):
+        TaggingActor("family@2.1.0", expect_sha256=sha, expect_manifest="0" * 64)
 
 
 def instrunet_core_sha(name: str, version: str) -> str:

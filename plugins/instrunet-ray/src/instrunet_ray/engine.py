@@ -112,9 +112,10 @@ def _parquet_rows(out: Path) -> list[dict[str, Any]]:
 _RESUME_COLUMNS = ("path", "error", "model", "hop", "file_size", "file_mtime_ns")
 
 
-def _models_of(rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    """``(name, version, sha256)`` of every model whose results ``rows`` (:func:`_parquet_rows`) hold."""
-    models: set[tuple[str, str, str]] = set()
+def _models_of(rows: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """``(name, version, sha256, manifest_sha256)`` of every model whose results ``rows``
+    (:func:`_parquet_rows`) hold."""
+    models: set[tuple[str, str, str, str]] = set()
     for r in rows:
         try:
             m = json.loads(r["model"]) if r.get("error") is None and r.get("model") else None
@@ -139,7 +140,10 @@ class TaggingActor:
         Registered model (``name`` or ``name@version``; the default model when omitted) or an
         artifact path, resolved on the worker (the driver passes the model it resolved).
     expect_sha256 : str, optional
-        The driver's model's manifest sha256: another model loaded here is a ``ModelError``.
+        The driver's model's ONNX sha256: another model loaded here is a ``ModelError``.
+    expect_manifest : str, optional
+        The driver's model's manifest digest (``manifest_sha256``): the same ONNX file under
+        another manifest (other labels, thresholds or front end) is a ``ModelError`` too.
     hop : float, optional
         Seconds between windows.
     intra_op_threads : int
@@ -152,6 +156,7 @@ class TaggingActor:
         hop: float | None = None,
         intra_op_threads: int = 1,
         expect_sha256: str | None = None,
+        expect_manifest: str | None = None,
     ) -> None:
         from instrunet_core import load_model
         from instrunet_core.errors import ModelError
@@ -164,6 +169,14 @@ class TaggingActor:
                 f"this Ray worker ({os.uname().nodename}) loaded {self.model.name} {self.model.version} "
                 f"(sha256 {self.model.manifest.sha256[:12]}), not the driver's model (sha256 "
                 f"{expect_sha256[:12]}): install the same model on every node"
+            )
+        digest = self.model.manifest.raw.get("manifest_sha256")
+        if expect_manifest is not None and digest != expect_manifest:
+            raise ModelError(
+                f"this Ray worker ({os.uname().nodename}) loaded {self.model.name} {self.model.version} "
+                f"with another manifest (manifest_sha256 {str(digest)[:12]}, the driver's "
+                f"{expect_manifest[:12]}: other labels, thresholds or front end): install the same "
+                "model folder on every node"
             )
         # one pipeline worker: Ray gives each actor one CPU and runs one actor per CPU
         self.classifier = self.model.classifier(hop=hop, workers=1)
@@ -471,7 +484,12 @@ def tag_collection(
         )
         ds = names.map_batches(
             TaggingActor,
-            fn_constructor_kwargs={"model": spec, "hop": hop, "expect_sha256": driver_model.manifest.sha256},
+            fn_constructor_kwargs={
+                "model": spec,
+                "hop": hop,
+                "expect_sha256": driver_model.manifest.sha256,
+                "expect_manifest": driver_model.manifest.raw.get("manifest_sha256"),
+            },
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
             batch_size=batch_size,
