@@ -43,6 +43,8 @@ __all__ = [
     "error_message",
     "read_records",
     "done_paths",
+    "earlier_results",
+    "earlier_text",
     "ResultsFile",
     "ResultsLocked",
     "is_results_file",
@@ -288,6 +290,27 @@ def hops_of(records: Iterable[Mapping[str, Any]]) -> set[float]:
     }
 
 
+def earlier_results(records: Iterable[Mapping[str, Any]]) -> int:
+    """How many of ``records``' results hold no ``hop``: written by an instrunet from before
+    results recorded it (before 0.2.0), whose windows were not always today's (until 2026-12-06
+    the last window was zero-padded past the end, not aligned to it), so the same model may answer
+    those files otherwise now. A resume keeps them; :func:`earlier_text` says so."""
+    return sum(
+        1
+        for r in records
+        if r.get("error") is None and isinstance(r.get("path"), str) and r.get("hop") is None
+    )
+
+
+def earlier_text(where: str | os.PathLike[str], n: int) -> str:
+    """The warning for an output holding ``n`` :func:`earlier_results`."""
+    return (
+        f"{os.fspath(where)}: {n} result{'' if n == 1 else 's'} written by an earlier instrunet (before "
+        "0.2.0: no hop recorded) kept; its windows were not always today's, so the same model may answer "
+        "those files otherwise now (choose another output to have every file done by this version)"
+    )
+
+
 def done_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int] | None]:
     """Real paths that already have a result (error records are not done: they are retried),
     each with the :func:`file_stamp` its last result recorded (``None``: none recorded)."""
@@ -352,6 +375,17 @@ def _head_not_results(head: bytes) -> str | None:
     return None
 
 
+class _Unnumbered(str):
+    """Why a file is refused when it holds results of the first ``instrunet batch`` (records
+    without a ``schema``, the model as a ``"name/version"`` string, relative paths): instrunet's
+    own output, which this version cannot resume."""
+
+
+def _unnumbered(rec: Mapping[str, Any]) -> bool:
+    """A record of the first ``instrunet batch``: no ``schema``, a path and a label or error."""
+    return "schema" not in rec and isinstance(rec.get("path"), str) and ("label" in rec or "error" in rec)
+
+
 def _results(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
     """The records of a whole results file, each line parsed once, and why it is not one
     (``None`` when it is). Blank lines pass; so does a last line without newline that is a
@@ -364,6 +398,8 @@ def _results(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
             if rec is None:
                 return [], f"line {n} is not a JSON record"
             if not _classification(rec):  # an embed output, paths alone: its files are not "done"
+                if _unnumbered(rec):
+                    return [], _Unnumbered(f"line {n} has no schema")
                 return [], f"line {n} is not an {_SCHEMA_PREFIX}* record (schema {rec.get('schema')!r})"
             records.append(rec)
     if tail.strip():
@@ -447,6 +483,12 @@ class ResultsFile(HoldsFile):
             if why is None:
                 data = head + self._f.readall()
                 records, why = _results(data)
+            if isinstance(why, _Unnumbered):
+                raise InputError(
+                    f"{self.path}: results of an earlier instrunet batch ({why}: written before results "
+                    "had schema numbers), which this version cannot resume; refusing to change it "
+                    "(choose another --out)"
+                )
             if why:
                 raise InputError(
                     f"{self.path}: not the results of instrunet batch ({why}); refusing to change it "
@@ -456,6 +498,8 @@ class ResultsFile(HoldsFile):
             self.done = done_paths(records)
             #: The hops (seconds) of the results the file holds.
             self.hops = hops_of(records)
+            #: How many results an instrunet before 0.2.0 wrote (:func:`earlier_results`).
+            self.earlier = earlier_results(records)
             #: ``(name, version, sha256, manifest_sha256)`` of every model whose results the file holds.
             self.models = {
                 model_key(m)

@@ -838,6 +838,13 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
         _err(str(e))
         return EXIT_FAIL
     stale = lib.drop_stale()  # said once the folders are embedded: they may hold them again
+    if lib.earlier:
+        n = lib.earlier
+        _say(
+            f"instrunet: warning: {n} vector{'' if n == 1 else 's'} of the library embedded by an earlier "
+            "instrunet (before 0.2.0: no hop recorded); its windows were not always today's, so the same "
+            "model may embed those files otherwise now (embed them again to compare like with like)"
+        )
     hop = args.hop if args.hop is not None else lib.hop
     try:
         with _decoder_chatter_dropped():
@@ -1208,6 +1215,7 @@ def _batch(args: argparse.Namespace) -> int:
         ResultsFile,
         ResultsLocked,
         collect_files,
+        earlier_text,
         file_record,
         is_results_file,
         pending,
@@ -1254,6 +1262,8 @@ def _batch(args: argparse.Namespace) -> int:
         except InputError as e:
             _err(str(e))
             return EXIT_FAIL
+        if results.earlier:
+            _say(f"instrunet: warning: {_shown(earlier_text(out, results.earlier))}")
         todo, changed = pending(files, results.done)
         n = len(todo)
         _say(f"instrunet batch: {pending_text(len(files), n, changed)}")

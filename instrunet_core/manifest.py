@@ -455,7 +455,8 @@ def _check_keys(data: Mapping[str, Any], where: str) -> bool:
         raise _fail(
             where,
             f"{DIGEST_KEY} is missing: this manifest predates integrity digests; check its content, then "
-            "seal it with: python -m export.reseal <artifact folder>",
+            "seal it: python -m export.reseal <artifact folder> in a checkout of instrunet, or "
+            "instrunet_core.manifest.seal_manifest(data) written back as manifest.json (docs/manifest.md)",
         )
     if missing:
         raise _fail(where, f"missing required key(s) {missing}")

@@ -43,7 +43,7 @@ from .output import EMBEDDING_SCHEMA
 if TYPE_CHECKING:  # annotations only
     from .model import Model
 
-__all__ = ["Library", "Match", "Moment", "same_weights"]
+__all__ = ["Library", "Match", "Moment", "other_manifest", "same_weights"]
 
 _NOT_TEXT = "{}: not a text file (expected the JSON lines of `instrunet embed`)"
 
@@ -89,6 +89,14 @@ def same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return (a.get("name"), a.get("version")) == (b.get("name"), b.get("version"))
 
 
+def other_manifest(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two records' ``model`` members name two different manifests (``manifest_sha256``,
+    written since 0.2.0; a record without one names none): the same weights under another
+    manifest may read the audio through another front end, so their vectors differ."""
+    x, y = a.get("manifest_sha256"), b.get("manifest_sha256")
+    return isinstance(x, str) and isinstance(y, str) and x != y
+
+
 #: The path a record of ``instrunet embed -`` holds: standard input, never a file's name.
 STDIN_PATH = "-"
 
@@ -127,11 +135,16 @@ class Library:
     hop : float or None
         Seconds between the windows' starts of the vectors added with a hop (``None`` until one
         is): every vector added with a hop must have this one.
+    earlier : int
+        How many records :meth:`read` took that hold no hop: written by an instrunet before
+        0.2.0, whose windows were not always today's (until 2026-12-06 the last window was not
+        aligned to the end), so the same model may embed those files otherwise now.
     """
 
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     paths: list[str] = dataclasses.field(default_factory=list)
     hop: float | None = None
+    earlier: int = 0
     _rows: list[np.ndarray] = dataclasses.field(default_factory=list, repr=False)
     _stacked: np.ndarray | None = dataclasses.field(default=None, repr=False)
     # per recording: its sounding windows' (vectors [T, dim], times [T, 2]), or None
@@ -201,6 +214,15 @@ class Library:
                 f"(choose that model with --model {model.get('name')}{f'@{version}' if version else ''}, "
                 "or embed again)"
             )
+        elif other_manifest(self.model, model):
+            raise InputError(
+                f"{origin}: embedded by {_model_text(model)} under another manifest (manifest_sha256 "
+                f"{str(model['manifest_sha256'])[:12]}, this library's {str(self.model['manifest_sha256'])[:12]}: "
+                "another front end, labels or thresholds for the same ONNX file); vectors read through "
+                "another front end cannot be compared (embed again with one model folder)"
+            )
+        elif "manifest_sha256" not in self.model and isinstance(model.get("manifest_sha256"), str):
+            self.model["manifest_sha256"] = model["manifest_sha256"]  # (earlier records named none)
         if hop is not None:
             if not (
                 isinstance(hop, (int, float)) and not isinstance(hop, bool) and np.isfinite(hop) and hop > 0
@@ -417,6 +439,8 @@ class Library:
             hop=rec.get("hop"),
             stamp=record_stamp(rec),
         )
+        if rec.get("hop") is None:
+            self.earlier += 1
 
     @classmethod
     def embed(
@@ -533,6 +557,14 @@ class Library:
                 f"the query was embedded by {_model_text(query.model)}, but this library holds "
                 f"{_model_text(self.model)}'s vectors; vectors of different models cannot be compared "
                 "(embed the query with the library's model)"
+            )
+        if self.model and other_manifest(self.model, query.model):
+            raise InputError(
+                f"the query was embedded by {_model_text(query.model)} under another manifest than this "
+                f"library's vectors (manifest_sha256 {str(query.model['manifest_sha256'])[:12]}, the "
+                f"library's {str(self.model['manifest_sha256'])[:12]}: another front end, labels or "
+                "thresholds for the same ONNX file); embed the query with the model folder that embedded "
+                "the library"
             )
         if self.hop is not None and query.hop is not None and abs(float(query.hop) - self.hop) > 1e-6:
             raise InputError(

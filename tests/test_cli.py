@@ -609,3 +609,51 @@ def test_batch_resume_refuses_the_same_onnx_under_another_manifest(
     out.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert main(["batch", str(audio_dir), "--out", str(out), "--model", str(second)]) == 0
     assert len(out.read_text().splitlines()) == len(records)  # every file was done already
+
+
+def test_batch_says_when_it_keeps_results_of_an_earlier_instrunet(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade audit: results written before 0.2.0 (no hop recorded; until 2026-12-06 the
+    last window was not aligned to the end) resumed without a word, though the same model may
+    answer those files otherwise now."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i, freq in enumerate((220.0, 330.0, 440.0)):
+        sf.write(audio / f"{i}.wav", tone(3.0, freq=freq), SR)
+    out = tmp_path / "r.jsonl"
+    assert main(["batch", str(audio), "--out", str(out)]) == 0
+    assert "earlier instrunet" not in capsys.readouterr().err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in records[:2]:  # as an earlier version wrote them
+        del r["hop"], r["file_size"], r["file_mtime_ns"]
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["batch", str(audio), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"instrunet: warning: {out}: 2 results written by an earlier instrunet (before 0.2.0" in err
+    assert "the same model may answer those files otherwise now" in err
+    assert "3 already done" in err and len(out.read_text().splitlines()) == 3
+
+
+def test_results_of_the_first_batch_are_refused_as_what_they_are(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade audit: the first `instrunet batch` wrote records without a schema; they were
+    refused as "not the results of instrunet batch", as if the user had given the wrong file."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "a.wav", tone(3.0), SR)
+    out = tmp_path / "r.jsonl"
+    first = {"path": "audio/a.wav", "model": "family/1.0.0", "label": "flute", "confidence": 0.9}
+    out.write_text(json.dumps(first) + "\n")
+    assert main(["batch", str(audio), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{out}: results of an earlier instrunet batch (line 1 has no schema: written before" in err
+    assert "which this version cannot resume; refusing to change it (choose another --out)" in err
+    assert out.read_text() == json.dumps(first) + "\n"
+    out.write_text('{"schema": "instrunet.embedding/1", "path": "a.wav"}\n')  # another kind: as before
+    assert main(["batch", str(audio), "--out", str(out)]) == 1
+    assert (
+        "not the results of instrunet batch (line 1 is not an instrunet.classification/"
+        in capsys.readouterr().err
+    )

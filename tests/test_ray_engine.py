@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from instrunet_core.errors import InstrunetWarning
+
 ray = pytest.importorskip(
     "ray",
     reason="ray is not installed (make's .venv/.dev target installs plugins/instrunet-ray with ray[data])",
@@ -165,12 +167,25 @@ def test_parquet_output_and_resume(
     third = instrunet_ray.tag_collection(collection, out, workers=1, log=lambda m: None)
     assert (third["written"], third["changed"]) == (2, 1)  # flute.wav and the failed file
     assert sum(r["path"] == str(real / "flute.wav") for r in pq.read_table(out).to_pylist()) == 2
-    fourth = instrunet_ray.tag_collection(collection, old, workers=1, log=lambda m: None)
+    lines: list[str] = []
+    with pytest.warns(InstrunetWarning, match=r"old_parts: 3 results written by an earlier instrunet"):
+        fourth = instrunet_ray.tag_collection(collection, old, workers=1, log=lines.append)
     assert (fourth["written"], fourth["skipped"], fourth["changed"]) == (
         1,
         3,
         0,
     )  # the old part's results stand
+    # an upgrade audit: the folder read as one table took the old part's columns (it sorts
+    # first), so every row lost hop, the stamps and damage; the old part now has today's columns
+    assert any("1 part of an earlier version given today's columns" in m for m in lines)
+    whole = pq.read_table(old)
+    assert whole.column_names == table.column_names and whole.num_rows == 4
+    assert [r["hop"] for r in whole.to_pylist() if r["error"] is None] == [None] * 3  # (null: not recorded)
+    assert {json.loads(r["model"])["name"] for r in whole.to_pylist() if r["error"] is None} == {"family"}
+    lines.clear()
+    with pytest.warns(InstrunetWarning, match="3 results written by an earlier instrunet"):  # still said
+        instrunet_ray.tag_collection(collection, old, workers=1, log=lines.append)  # no second upgrade
+    assert not any("earlier version given" in m for m in lines)
 
 
 def test_bad_arguments_are_clear_errors(installed_registry: object, collection: Path, tmp_path: Path) -> None:

@@ -623,7 +623,10 @@ def test_row20_edited_manifest_refused(tmp_path: Path) -> None:
         load_model_from_path(tmp_path / "b" / "family" / "1.0.0")
     del data["manifest_sha256"]
     (d / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ModelError, match="manifest_sha256 is missing.*python -m export.reseal"):
+    with pytest.raises(
+        ModelError,
+        match=r"manifest_sha256 is missing.*python -m export.reseal .*instrunet_core.manifest.seal_manifest",
+    ):
         load_model_from_path(d)
 
 

@@ -191,6 +191,37 @@ def test_same_weights_is_the_sha256_when_both_have_one() -> None:
     assert not same_weights({"name": "m", "version": "1.0.0"}, {"name": "m", "version": "1.0.1"})
 
 
+def test_the_same_weights_under_another_manifest_are_not_searched_together(
+    open_model: inet.Model, folder: Path
+) -> None:
+    """An upgrade audit: vectors of one ONNX file read through two manifests (another front end:
+    cosine 0.82 for the same file) were ranked together; records name their manifest since 0.2.0."""
+    lib = Library.embed(open_model, [str(folder / "tone_440.wav")])
+    digest = lib.model["manifest_sha256"]
+    assert digest == open_model.manifest.raw["manifest_sha256"]
+    other = {**lib.model, "manifest_sha256": "f" * 64}
+    with pytest.raises(
+        InputError,
+        match=r"x.jsonl:1: embedded by openset .* under another manifest "
+        rf"\(manifest_sha256 ffffffffffff, this library's {digest[:12]}",
+    ):
+        lib.add("x.wav", [1.0, 0.0, 0.0], other, origin="x.jsonl:1")
+    query = open_model.embed(str(folder / "noise.wav"))
+    assert lib.nearest(query, k=1)  # the same model folder: searched
+    query.model["manifest_sha256"] = "f" * 64
+    with pytest.raises(InputError, match="the query was embedded by openset .* under another manifest"):
+        lib.nearest(query, k=1)
+    # a record written before records named their manifest stands with either; the first named
+    # manifest is then the library's
+    old = Library()
+    old.add(
+        "a.wav", [1.0, 0.0, 0.0], {k: v for k, v in other.items() if k != "manifest_sha256"}, origin="o:1"
+    )
+    old.add("b.wav", [0.0, 1.0, 0.0], lib.model, origin="o:2")
+    with pytest.raises(InputError, match="under another manifest"):
+        old.add("c.wav", [0.0, 0.0, 1.0], other, origin="o:3")
+
+
 def test_cli_search(
     open_model: inet.Model,
     folder: Path,
@@ -646,3 +677,27 @@ def test_a_signal_during_the_vectors_text_is_not_lost() -> None:
         signal.signal(signal.SIGALRM, old)
     assert raised == len(delays)
     assert _short_floats(np.float32([0.1, 1e-8])) == [0.1, 1e-08]
+
+
+def test_search_says_when_the_library_holds_vectors_of_an_earlier_instrunet(
+    open_model: inet.Model, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade audit: a library embedded before 0.2.0 (no hop recorded; the last window was
+    not yet aligned to the end) was searched without a word, though today's vectors of the same
+    files differ (cosine down to 0.98; the top match changed for 4 of 10 queries)."""
+    model_dir = str(_open_set_dir(tmp_path / "m"))
+    lib = tmp_path / "lib.jsonl"
+    assert cli_main(["embed", str(folder), "--model", model_dir]) == 0
+    lib.write_text(capsys.readouterr().out)
+    q = str(folder / "tone_440.wav")
+    assert cli_main(["search", q, str(lib), "--model", model_dir]) == 0
+    assert "earlier instrunet" not in capsys.readouterr().err
+    records = [json.loads(line) for line in lib.read_text().splitlines()]
+    for r in records[:2]:
+        del r["hop"]
+    lib.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert cli_main(["search", q, str(lib), "--model", model_dir]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "instrunet: warning: 2 vectors of the library embedded by an earlier instrunet (before 0.2.0" in err
+    )

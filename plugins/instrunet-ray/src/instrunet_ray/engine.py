@@ -46,6 +46,8 @@ from instrunet_core.batch import (
     check_one_model,
     collect_files,
     done_paths,
+    earlier_results,
+    earlier_text,
     error_message,
     file_record,
     hops_of,
@@ -257,6 +259,13 @@ def _utf8(v: Any) -> Any:
 PART_SECONDS = 30.0
 
 
+def _parts_schema() -> Any:
+    """The Arrow schema of a Parquet part: :data:`CLASSIFICATION_FIELDS` in order."""
+    import pyarrow as pa
+
+    return pa.schema([(k, getattr(pa, _ARROW_TYPES[t])()) for k, t in CLASSIFICATION_FIELDS.items()])
+
+
 class _Parts:
     """Parquet parts of ``part_size`` records in the folder ``out``, each written whole or not at
     all; the folder is locked (``out/.instrunet-ray.lock``) while a run appends to it, as a JSON
@@ -282,13 +291,43 @@ class _Parts:
         if len(self.pending) >= self.part_size or time.monotonic() - self._flushed >= PART_SECONDS:
             self.flush()
 
+    def upgrade(self) -> list[str]:
+        """Give every part that an earlier version wrote (a readable part whose columns are some
+        of today's) today's columns, the missing ones null, written whole or not at all: a folder
+        of parts is read with its first part's schema (``pandas.read_parquet``,
+        ``pyarrow.parquet.read_table``), and the oldest parts sort first, so every row lost the
+        newer columns (``hop``, the file stamps, ``damage``: an upgrade audit). Returns the names
+        of the parts upgraded; a part that cannot be read or cast is left as it is."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = _parts_schema()
+        done = []
+        for part in sorted(self.out.glob("part-*.parquet")):
+            try:
+                names = pq.read_schema(part).names
+                if set(names) >= set(schema.names) or not set(names) <= set(schema.names):
+                    continue  # today's (or a later version's, or foreign) columns: as it is
+                table = pq.read_table(part)
+                cols = [
+                    table.column(f.name).cast(f.type) if f.name in names else pa.nulls(len(table), f.type)
+                    for f in schema
+                ]
+                upgraded = pa.Table.from_arrays(cols, schema=schema)
+            except Exception:  # noqa: BLE001 - a part cut short by an interruption: redone, not upgraded
+                continue
+            with atomic_path(part, suffix=".parquet") as tmp:
+                pq.write_table(upgraded, tmp)
+            done.append(part.name)
+        return done
+
     def flush(self) -> None:
         if not self.pending:
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema([(k, getattr(pa, _ARROW_TYPES[t])()) for k, t in CLASSIFICATION_FIELDS.items()])
+        schema = _parts_schema()
         rows = [
             {
                 k: json.dumps(r[k]) if t is dict and k in r else _utf8(r.get(k))
@@ -429,8 +468,18 @@ def tag_collection(
             rows = _parquet_rows(out)
             check_one_model(out, _models_of(rows), model_info(driver_model))
             check_one_hop(out, hops_of(rows), hop_seconds)
+            upgraded = sink.upgrade()  # (after the checks: a refused run leaves the folder as it was)
+            if upgraded:
+                n_up = len(upgraded)
+                log(
+                    f"instrunet-ray: {n_up} part{'' if n_up == 1 else 's'} of an earlier version given "
+                    "today's columns (null where it wrote none), so that the folder reads as one table"
+                )
         if results is not None:
             results.check_hop(hop_seconds)
+        earlier = results.earlier if results is not None else earlier_results(rows)
+        if earlier:
+            warn(earlier_text(out, earlier))
         done = results.done if results is not None else done_paths(rows)
         todo, changed = pending(files, done)
         summary["skipped"] = len(files) - len(todo)
