@@ -488,11 +488,11 @@ def _open(source: Any, *, count: bool = True, count_until: float | None = None) 
             f = _sized(f, target, name, origin, count_until)
         else:
             f.unsized = True
-    elif f.frames == 0 and f.format in ("WAV", "WAVEX"):
+    elif f.frames == 0 and f.format in ("WAV", "WAVEX", "RF64", "AIFF"):
         f = _unfinished_wav(f, target, name, origin)
     f.no_seek = True  # read front to back: soundfile's seek after every read is not needed
     f.count_corrected = patched is not None and f.format == "FLAC"
-    short = _wav_data_short(f, target, name, origin) if f.frames and f.format in ("WAV", "WAVEX") else None
+    short = _data_short(f, target, name, origin) if f.frames and f.format in _SIZED_CONTAINERS else None
     f.header_notes = tuple(n for n in (note, short) if n is not None)
     if f.format == "OGG":  # looked at once the file has been read to its end (end_note)
         f._end_check = functools.partial(_ogg_unfinished, target, name, origin)
@@ -607,55 +607,108 @@ class _Slice:
 _MAX_TRAILING_CHUNKS = 4096
 
 
-def _chunk_chain(f: Any, at: int, end: int) -> bool:
-    """Whether the bytes from ``at`` to ``end`` are RIFF chunks (four ASCII letters and a size)
-    that end exactly at ``end``: the metadata after an empty data chunk, not audio (at most
-    :data:`_MAX_TRAILING_CHUNKS` of them: more is taken for metadata too, read as no audio)."""
+def _chunk_chain(f: Any, at: int, end: int, kind: str = "riff") -> bool:
+    """Whether the bytes from ``at`` to ``end`` are chunks of the container ``kind`` (four ASCII
+    letters and a size: RIFF's little-endian, AIFF's big-endian, both padded to even sizes; CAF's
+    eight-byte big-endian, unpadded) that end exactly at ``end``: the metadata after an empty data
+    chunk, not audio (at most :data:`_MAX_TRAILING_CHUNKS` of them: more is taken for metadata
+    too, read as no audio)."""
+    head_size = 12 if kind == "caf" else 8
     for _ in range(_MAX_TRAILING_CHUNKS):
         if at >= end:
             break
         f.seek(at)
-        head = f.read(8)
-        if len(head) < 8 or not all(32 <= c < 127 for c in head[:4]):
+        head = f.read(head_size)
+        if len(head) < head_size or not all(32 <= c < 127 for c in head[:4]):
             return False
-        at += 8 + (size := int.from_bytes(head[4:8], "little")) + (size & 1)
+        if kind == "caf":
+            size = int.from_bytes(head[4:12], "big", signed=True)
+            if size < 0:
+                return False
+            at += 12 + size
+        else:
+            size = int.from_bytes(head[4:8], "little" if kind == "riff" else "big")
+            at += 8 + size + (size & 1)
     else:
         return True  # thousands of well-formed chunks: metadata, not samples
     return at == end
+
+
+def _data_span(src: Any, origin: int, end: int) -> tuple[int, int, str] | None:
+    """Where the samples of a RIFF or RF64 WAVE, an AIFF/AIFC or a CAF file start, the size of
+    them its header gives, and the container (``"riff"``, ``"aiff"``, ``"caf"``: how the chunks
+    after them are laid out), walking the chunks from ``origin``; ``None`` for another file, no
+    data chunk, or one that runs to the end of the file by definition (a CAF's size -1)."""
+    src.seek(origin)
+    head = src.read(12)
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        at, ds64 = origin + 12, None
+        while at + 8 <= end:
+            src.seek(at)
+            chunk = src.read(24)
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"ds64" and len(chunk) >= 24:  # RF64: the 64-bit sizes
+                ds64 = int.from_bytes(chunk[16:24], "little")
+            if chunk[:4] == b"data":
+                if head[:4] == b"RF64" and size == 0xFFFFFFFF and ds64 is not None:
+                    size = ds64
+                return at + 8, size, "riff"
+            at += 8 + size + (size & 1)
+        return None
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        at = origin + 12
+        while at + 8 <= end:
+            src.seek(at)
+            chunk = src.read(16)
+            size = int.from_bytes(chunk[4:8], "big")
+            if chunk[:4] == b"SSND" and len(chunk) == 16:  # offset and block size, then samples
+                offset = int.from_bytes(chunk[8:12], "big")
+                return at + 16 + offset, max(0, size - 8 - offset), "aiff"
+            at += 8 + size + (size & 1)
+        return None
+    if head[:4] == b"caff":
+        at = origin + 8
+        while at + 12 <= end:
+            src.seek(at)
+            chunk = src.read(16)
+            size = int.from_bytes(chunk[4:12], "big", signed=True)
+            if chunk[:4] == b"data":  # an edit count, then samples
+                return None if size < 0 else (at + 16, max(0, size - 4), "caf")
+            if size < 0:
+                return None
+            at += 12 + size
+        return None
+    return None
 
 
 def _wav_data_chunk(src: Any, origin: int, end: int) -> tuple[int, int] | None:
     """Where a RIFF/WAVE file's ``data`` chunk starts (its samples' offset) and the size its
     header gives, walking the chunks from ``origin``; ``None`` for no WAV or no data chunk."""
     src.seek(origin)
-    head = src.read(12)
-    at = origin + 12
-    while head[:4] == b"RIFF" and head[8:12] == b"WAVE" and at + 8 <= end:
-        src.seek(at)
-        chunk = src.read(8)
-        size = int.from_bytes(chunk[4:8], "little")
-        if chunk[:4] == b"data":
-            return at + 8, size
-        at += 8 + size + (size & 1)
-    return None
+    if src.read(4) != b"RIFF":
+        return None
+    span = _data_span(src, origin, end)
+    return None if span is None else span[:2]
 
 
-def _wav_data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str | None:
-    """What to say of a WAV whose data chunk stops a second or more before samples do (a header
-    last updated before the recording ended: libsndfile reads what the size says, and the rest
-    was dropped without a word); ``None`` when what follows the data is chunks, or little."""
+def _data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str | None:
+    """What to say of a WAV, RF64, AIFF or CAF file whose data size stops a second or more before
+    samples do (a header last updated before the recording ended: libsndfile reads what the size
+    says, and the rest was dropped without a word; the RF64 of long broadcast and field
+    recordings, AIFF and CAF as well as WAV: a codec audit); ``None`` when what follows the data
+    is chunks, or little."""
     width = _RAW_SAMPLE_BYTES.get(f.subtype)
     if width is None:
         return None
     try:
         with _looking_at(target) as src:
             end = src.seek(0, io.SEEK_END)
-            data = _wav_data_chunk(src, origin, end)
+            data = _data_span(src, origin, end)
             if data is None:
                 return None
-            after = data[0] + data[1] + (data[1] & 1)
+            after = data[0] + data[1] + (data[1] & 1 if data[2] != "caf" else 0)
             per_second = f.samplerate * f.channels * width
-            if end - after < per_second or _chunk_chain(src, after, end):
+            if end - after < per_second or _chunk_chain(src, after, end, data[2]):
                 return None
     except (OSError, ValueError):
         return None
@@ -664,6 +717,10 @@ def _wav_data_short(f: _SoundFile, target: Any, name: str, origin: int) -> str |
         f"{(end - after) / per_second:.2f} s more of data follow it that are no chunks (a "
         "header last updated before the recording ended?); what the header says is read"
     )
+
+
+#: The formats (libsndfile's names) whose header gives their data's size (:func:`_data_short`).
+_SIZED_CONTAINERS = ("WAV", "WAVEX", "RF64", "AIFF", "CAF")
 
 
 @contextlib.contextmanager
@@ -757,14 +814,16 @@ def ogg_ends_whole(tail: bytes) -> bool | None:
 
 
 def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _SoundFile:
-    """A WAV whose header says its data is empty although samples follow it, read to the end.
+    """A WAV, RF64 or AIFF file whose header says its data is empty although samples follow it,
+    read to the end.
 
     A recorder that stops before it finishes the file (a crash, a full disk, a capture tool
-    that writes to a pipe) leaves the RIFF and data sizes at 0; libsndfile then reads 0 frames.
-    As ffmpeg and sox do, the samples after the data chunk's header are read to the end of the
-    file (whole frames). ``f`` is returned as it is when the data really is empty (nothing, or
-    only metadata chunks, after it) or its subtype cannot be read as it lies (ADPCM, GSM).
-    ``origin``: where the WAV starts in a file object (its position when it was given).
+    that writes to a pipe) leaves the RIFF and data sizes at 0 (an RF64's ds64 sizes, an AIFF's
+    SSND size); libsndfile then reads 0 frames. As ffmpeg and sox do, the samples after the data
+    chunk's header are read to the end of the file (whole frames). ``f`` is returned as it is
+    when the data really is empty (nothing, or only metadata chunks, after it) or its subtype
+    cannot be read as it lies (ADPCM, GSM; an AIFC compression other than raw samples).
+    ``origin``: where the file starts in a file object (its position when it was given).
     """
     width = _RAW_SAMPLE_BYTES.get(f.subtype)
     if width is None:
@@ -773,10 +832,11 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _
     src = owned if owned is not None else target
     try:
         end = src.seek(0, io.SEEK_END)
-        data_chunk = _wav_data_chunk(src, origin, end)
-        start = None if data_chunk is None else data_chunk[0]
+        span = _data_span(src, origin, end)
+        start, kind = (None, "riff") if span is None else (span[0], span[2])
+        endian = "LITTLE" if kind == "riff" else _aiff_endian(src, origin, end) if kind == "aiff" else None
         frame = width * f.channels
-        if start is None or end - start < frame or _chunk_chain(src, start, end):
+        if start is None or endian is None or end - start < frame or _chunk_chain(src, start, end, kind):
             if owned is not None:
                 owned.close()
             return f
@@ -786,7 +846,7 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _
             samplerate=f.samplerate,
             channels=f.channels,
             subtype=f.subtype,
-            endian="LITTLE",
+            endian=endian,
             format="RAW",
         )
     except (OSError, ValueError, RuntimeError, sf.LibsndfileError):
@@ -796,6 +856,26 @@ def _unfinished_wav(f: _SoundFile, target: Any, name: str, origin: int = 0) -> _
     f.close()
     raw.container, raw._owned, raw.unsized = f.format, owned, True
     return raw
+
+
+def _aiff_endian(src: Any, origin: int, end: int) -> str | None:
+    """The byte order of an AIFF or AIFC file's samples (AIFF: big-endian; AIFC by its COMM
+    chunk's compression type: ``sowt`` little-endian, ``NONE``/``twos``/``fl32``/``fl64``
+    big-endian), ``None`` for a compression that is not raw samples."""
+    src.seek(origin + 8)
+    form = src.read(4)
+    at = origin + 12
+    while at + 8 <= end:
+        src.seek(at)
+        chunk = src.read(8 + 22)
+        size = int.from_bytes(chunk[4:8], "big")
+        if chunk[:4] == b"COMM":
+            if form == b"AIFF":
+                return "BIG"
+            kind = chunk[8 + 18 : 8 + 22].lower()
+            return "LITTLE" if kind == b"sowt" else "BIG" if kind in (b"none", b"twos", b"fl32", b"fl64") else None
+        at += 8 + size + (size & 1)
+    return None
 
 
 #: Most bits per second MPEG audio takes (Layer I: 448 kbps), with room: a Xing/Info frame
@@ -913,10 +993,11 @@ def _seek_back(src: Any, at: int) -> None:
         pass
 
 
-def _mpeg_walk(src: Any, first: int) -> int:
+def _mpeg_walk(src: Any, first: int) -> tuple[int, int]:
     """Audio frames of the MP3 whose first frame is at ``first``, counted by walking their headers
-    to the end of the data (a trailing tag, or anything not a frame, ends the walk); ``src`` is
-    read in blocks (a 10-minute file: about 23,000 frames)."""
+    to the end of the data (a trailing tag, or anything not a frame, ends the walk), and where the
+    walk ended (past the last frame); ``src`` is read in blocks (a 10-minute file: about 23,000
+    frames)."""
     n, pos = 0, first
     buf, buf_at = b"", first
     while True:
@@ -924,12 +1005,50 @@ def _mpeg_walk(src: Any, first: int) -> int:
             src.seek(pos)
             buf, buf_at = src.read(1 << 16), pos
             if len(buf) < 4:
-                return n
+                return n, pos
         frame = _l3_frame(buf[pos - buf_at : pos - buf_at + 4])
         if frame is None:
-            return n
+            return n, pos
         n += 1
         pos += frame[0]
+
+
+def _mpeg_tags_end(src: Any, pos: int, end: int) -> bool:
+    """Whether the bytes from ``pos`` (where the frames ended) to ``end`` are only the tags an MP3
+    ends with (ID3v1, APEv2 with or without its header, Lyrics3v2, an appended ID3v2 with its
+    footer), so that the frames walked are all the audio: not a frame the walk could not read
+    (damage), after which a decoder may find more."""
+    while pos < end:
+        if end - pos >= 128:
+            src.seek(end - 128)
+            if src.read(3) == b"TAG":  # ID3v1
+                end -= 128
+                continue
+        if end - pos >= 32:
+            src.seek(end - 32)
+            foot = src.read(32)
+            if foot[:8] == b"APETAGEX":
+                size = int.from_bytes(foot[12:16], "little")  # items and footer
+                flags = int.from_bytes(foot[20:24], "little")
+                end -= size + (32 if flags & 0x80000000 else 0)
+                continue
+        if end - pos >= 15:
+            src.seek(end - 15)
+            tail = src.read(15)
+            if tail[6:] == b"LYRICS200" and tail[:6].isdigit():  # Lyrics3v2: its size, then the end
+                end -= int(tail[:6]) + 15
+                continue
+        if end - pos >= 10:
+            src.seek(end - 10)
+            foot = src.read(10)
+            if foot[:3] == b"3DI":  # an ID3v2 tag appended with its footer
+                size = 0
+                for b in foot[6:10]:
+                    size = (size << 7) | (b & 0x7F)
+                end -= size + 20
+                continue
+        return False
+    return True
 
 
 class _Inserted:
@@ -996,17 +1115,25 @@ def _mpeg_fix(src: Any, origin: int) -> tuple[str, int, bytes] | None:
     if start is None or (start.tag and start.count is None):
         return None
     try:
-        frames = _mpeg_walk(src, start.first) - (1 if start.tag else 0)
+        walked, stop = _mpeg_walk(src, start.first)
+        frames = walked - (1 if start.tag else 0)
         end = int(src.seek(0, io.SEEK_END))
+        whole = stop >= end or _mpeg_tags_end(src, stop, end)
     except (OSError, ValueError):
         return None
     finally:
         _seek_back(src, origin)
     if start.count is not None:
-        if frames > start.count * 1.02 + 2:  # the tag counts too few: count what is there
+        if frames > start.count:  # the tag counts too few (by 1.5 % a 5-minute file lost 5.7 s)
             return "patch", start.count_at, min(frames, 0xFFFFFFFF).to_bytes(4, "big")
         return None
     estimate = (end - start.first) // max(1, start.length)  # what the decoder assumes
+    if whole and (frames != estimate or start.first != origin or stop < end):
+        # every frame walked, to the end or to the tags it ends with: the decoder is given the
+        # count, or it estimates the length from the file's size and the first frame's bit rate
+        # (a VBR file read as 4.9 s of 12; an encode to a pipe, a cover picture in a tag taken
+        # for audio: a whole file called cut short)
+        return "insert", start.first, _count_frame(start, frames)
     if frames > estimate * 1.02 + 2:
         return "insert", start.first, _count_frame(start, frames)
     return None
