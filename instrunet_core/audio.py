@@ -873,7 +873,13 @@ def _aiff_endian(src: Any, origin: int, end: int) -> str | None:
             if form == b"AIFF":
                 return "BIG"
             kind = chunk[8 + 18 : 8 + 22].lower()
-            return "LITTLE" if kind == b"sowt" else "BIG" if kind in (b"none", b"twos", b"fl32", b"fl64") else None
+            return (
+                "LITTLE"
+                if kind == b"sowt"
+                else "BIG"
+                if kind in (b"none", b"twos", b"fl32", b"fl64")
+                else None
+            )
         at += 8 + size + (size & 1)
     return None
 

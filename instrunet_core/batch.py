@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._files import HoldsFile, file_identity
 from .audio import AUDIO_EXTENSIONS
 from .errors import InputError, InstrunetError, OutputError, warn
+from .inputs import check_path
 from .output import CLASSIFICATION_SCHEMA, classification_record, error_record
 from .writers import make_folder
 
@@ -207,7 +209,7 @@ def read_records(lines: Iterable[bytes | str]) -> Iterator[dict[str, Any]]:
             continue
         try:
             rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON or not UTF-8; nested absurdly
             continue
         if isinstance(rec, dict):
             yield rec
@@ -286,7 +288,7 @@ def hops_of(records: Iterable[Mapping[str, Any]]) -> set[float]:
     return {
         float(h)
         for r in records
-        if r.get("error") is None and isinstance(h := r.get("hop"), (int, float)) and not isinstance(h, bool)
+        if r.get("error") is None and (h := r.get("hop")) is not None and _unusable({"hop": h}) is None
     }
 
 
@@ -317,7 +319,9 @@ def done_paths(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]
     return {
         os.path.realpath(r["path"]): record_stamp(r)
         for r in records
-        if isinstance(r.get("path"), str) and r.get("error") is None
+        if isinstance(r.get("path"), str)
+        and r.get("error") is None
+        and _unusable({"path": r["path"]}) is None
     }
 
 
@@ -401,12 +405,16 @@ def _results(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
                 if _unnumbered(rec):
                     return [], _Unnumbered(f"line {n} has no schema")
                 return [], f"line {n} is not an {_SCHEMA_PREFIX}* record (schema {rec.get('schema')!r})"
+            if (bad := _unusable(rec)) is not None:
+                return [], f"line {n}: {bad}"
             records.append(rec)
     if tail.strip():
         rec = _record(tail)
         if rec is not None:
             if not _classification(rec):
                 return [], f"its last line is not an {_SCHEMA_PREFIX}* record (schema {rec.get('schema')!r})"
+            if (bad := _unusable(rec)) is not None:
+                return [], f"its last line: {bad}"
             records.append(rec)
         elif not (tail.startswith(_RECORD_START) or _RECORD_START.startswith(tail)):
             return [], "its last line (no newline) is not a JSON record"
@@ -415,6 +423,28 @@ def _results(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
 
 #: What the ``schema`` of every record batch writes begins with (any version of it).
 _SCHEMA_PREFIX = CLASSIFICATION_SCHEMA.rsplit("/", 1)[0] + "/"
+
+
+def _unusable(rec: Mapping[str, Any]) -> str | None:
+    """What in a results record no run could have written and a resume cannot use (a path the
+    system cannot take, a hop that is no number of seconds); ``None`` when nothing is."""
+    path = rec.get("path")
+    if path is not None:
+        if not isinstance(path, str):
+            return "'path' is not a string"
+        try:
+            check_path(path)
+        except InputError:
+            return "'path' is not a file name"
+    hop = rec.get("hop")
+    if hop is not None:
+        try:
+            ok = not isinstance(hop, bool) and isinstance(hop, (int, float)) and 0 < float(hop) < math.inf
+        except OverflowError:  # an integer of hundreds of digits
+            ok = False
+        if not ok:
+            return "'hop' is not a number of seconds"
+    return None
 
 
 def _classification(rec: Mapping[str, Any]) -> bool:

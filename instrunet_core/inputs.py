@@ -236,11 +236,18 @@ def check_path(path: str | os.PathLike[str]) -> str:
     Raises
     ------
     InputError
-        It holds a NUL byte (no file name can: ``os.stat`` would raise a bare ``ValueError``).
+        It holds a NUL byte (no file name can: ``os.stat`` would raise a bare ``ValueError``),
+        or a character the file system's encoding cannot take (a lone surrogate, which no name
+        read from the system holds: ``os.stat`` would raise a bare ``UnicodeEncodeError``).
     """
     name = os.fspath(path)
     if "\x00" in name:
         raise InputError(f"{name}: a path cannot hold a NUL byte")
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InputError(f"{shown}: not a file name this system can encode (a lone surrogate?)") from None
     return name
 
 

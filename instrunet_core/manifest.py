@@ -103,6 +103,8 @@ _REQUIRED = (
     "sha256",
     DIGEST_KEY,
 )
+#: The keys of a manifest's ``front_end`` (``FrontEnd.to_dict()``; ``window_samples``, derived, may be left out).
+_FRONT_END_KEYS = frozenset(f.name for f in dataclasses.fields(FrontEnd))
 _OPTIONAL = (
     "thresholds",
     "metrics",
@@ -410,6 +412,10 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     file = data["file"]
     if not isinstance(file, str) or not file or "/" in file or "\\" in file or file.startswith("."):
         raise _fail(where, f"file must be a plain file name like 'model.onnx', got {_r(file)}")
+    if len(file.encode("utf-8", "surrogatepass")) > 255:  # longer than file systems take
+        raise _fail(
+            where, f"file must be a plain file name like 'model.onnx', got one of {len(file)} characters"
+        )
     sha = data["sha256"]
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise _fail(where, f"sha256 must be 64 lower-case hex digits, got {_r(sha)}")
@@ -532,6 +538,11 @@ def _check_input_source(
         raise _fail(where, "features is only allowed with input.layout 'features'")
     if not isinstance(data["front_end"], Mapping):
         raise _fail(where, "front_end must be an object")
+    lacking = sorted(_FRONT_END_KEYS - set(data["front_end"]))
+    if lacking:  # filled with the runtime's defaults, the model would read another front end
+        raise _fail(
+            where, f"front_end lacks {lacking}: a model's front end is given whole (FrontEnd.to_dict())"
+        )
     try:
         fe = FrontEnd.from_dict(data["front_end"])
     except (InputError, TypeError, ValueError) as e:

@@ -97,6 +97,10 @@ def other_manifest(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return isinstance(x, str) and isinstance(y, str) and x != y
 
 
+#: The latest time (seconds) a window of a library's recording may start or end: 2**31 s, about
+#: 68 years, more than any file holds (a record beyond it was not written by ``instrunet embed``).
+_MAX_SECONDS = 2.0**31
+
 #: The path a record of ``instrunet embed -`` holds: standard input, never a file's name.
 STDIN_PATH = "-"
 
@@ -203,6 +207,10 @@ class Library:
         path = os.fspath(path)
         if "\x00" in path:
             raise InputError(f"{origin}: the path holds a NUL byte")
+        try:
+            os.fsencode(path)
+        except UnicodeEncodeError:
+            raise InputError(f"{origin}: the path is not a file name this system can encode") from None
         v = _unit(_vector(vector, origin))
         if not self.model:
             self.model = dict(model)
@@ -224,10 +232,12 @@ class Library:
         elif "manifest_sha256" not in self.model and isinstance(model.get("manifest_sha256"), str):
             self.model["manifest_sha256"] = model["manifest_sha256"]  # (earlier records named none)
         if hop is not None:
-            if not (
-                isinstance(hop, (int, float)) and not isinstance(hop, bool) and np.isfinite(hop) and hop > 0
-            ):
-                raise InputError(f"{origin}: 'hop' is not a number of seconds > 0, got {hop!r}")
+            try:
+                ok = isinstance(hop, (int, float)) and not isinstance(hop, bool) and 0 < float(hop) < np.inf
+            except OverflowError:  # an integer of hundreds of digits
+                ok = False
+            if not ok:
+                raise InputError(f"{origin}: 'hop' is not a number of seconds > 0, got {str(hop)[:40]}")
             if self.hop is None:
                 self.hop = float(hop)
             elif abs(float(hop) - self.hop) > 1e-6:
@@ -252,6 +262,11 @@ class Library:
                 raise InputError(
                     f"{origin}: 'windows' do not hold one finite vector of {v.size} values and one "
                     "time span per window"
+                )
+            if np.any(t[:, 0] < 0) or np.any(t[:, 1] < t[:, 0]) or np.any(t > _MAX_SECONDS):
+                raise InputError(
+                    f"{origin}: a window's time span is not 'start' <= 'end' in seconds from 0 to "
+                    f"{_MAX_SECONDS:.0f}"
                 )
             kept = (_unit(w), t)
         stdin = path == STDIN_PATH  # each a recording of its own: no file says two are one

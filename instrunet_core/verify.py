@@ -194,7 +194,13 @@ def _digest_checked(p: Path, m: Manifest, keep: list[bytes] | None, *, again: bo
     """SHA-256 of the artifact's ONNX file, read in chunks (kept in ``keep`` when given), checked
     against the manifest's (``again``: a second reading, after a first that matched)."""
     onnx_path = p / m.file
-    if not onnx_path.is_file():
+    try:
+        is_file = onnx_path.is_file()
+    except OSError as e:  # a name too long for the file system (pathlib passes only a few errors)
+        raise ModelError(
+            f"{onnx_path}: cannot be read: {e.strerror or e} (named by {p / MANIFEST_FILENAME})"
+        ) from None
+    if not is_file:
         if onnx_path.exists():  # a device (a link to /dev/zero would hash for ever), a folder, a FIFO
             raise ModelError(f"{onnx_path}: not a regular file (named by {p / MANIFEST_FILENAME})")
         raise ModelError(f"{onnx_path}: model file not found (named by {p / MANIFEST_FILENAME})")

@@ -657,3 +657,29 @@ def test_results_of_the_first_batch_are_refused_as_what_they_are(
         "not the results of instrunet batch (line 1 is not an instrunet.classification/"
         in capsys.readouterr().err
     )
+
+
+def test_batch_resume_of_records_no_run_wrote_is_a_refusal_not_a_traceback(
+    tiny_registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fuzzing audit: a results record whose path holds a NUL or a lone surrogate, or whose
+    hop has 310 digits, ended a resume in a traceback; a torn last line nested 1,000 deep too."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "a.wav", tone(3.0), SR)
+    out = tmp_path / "r.jsonl"
+    schema = "instrunet.classification/2"
+    for rec, said in (
+        ({"schema": schema, "path": "\x00"}, "line 1: 'path' is not a file name"),
+        ({"schema": schema, "path": "\ud800"}, "line 1: 'path' is not a file name"),
+        ({"schema": schema, "path": "x", "hop": 10**309}, "line 1: 'hop' is not a number of seconds"),
+    ):
+        text = json.dumps(rec) + "\n"
+        out.write_text(text)
+        assert main(["batch", str(audio), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert f"{out}: not the results of instrunet batch ({said}); refusing to change it" in err
+        assert "Traceback" not in err and out.read_text() == text
+    out.write_text('{"schema": "instrunet.classification/2", "x": ' + "[" * 1000)  # torn, nested
+    assert main(["batch", str(audio), "--out", str(out)]) == 0
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == [str(audio / "a.wav")]

@@ -10,6 +10,7 @@ import pytest
 from conftest import build_tiny_onnx, make_manifest, write_model_dir
 
 from instrunet_core.errors import ModelError
+from instrunet_core.features import DEFAULT_FRONT_END
 from instrunet_core.manifest import MANIFEST_SCHEMA, Manifest, read_manifest, seal_manifest, validate_manifest
 from instrunet_core.model import Model
 
@@ -37,8 +38,12 @@ def test_valid_manifest_roundtrip(tiny_model_dir: Path) -> None:
         ("file", "../model.onnx", "file must be"),
         ("thresholds", {"brass": 1.5}, r"thresholds\['brass'\]"),
         ("thresholds", {"tuba": 0.3}, "unknown label 'tuba'"),
-        ("front_end", {"n_mels": 64}, "input.shape .* disagrees with front_end"),
-        ("front_end", {"normalization": "pcen"}, "front_end: .*not supported"),
+        (
+            "front_end",
+            {**DEFAULT_FRONT_END.to_dict(), "n_mels": 64},
+            "input.shape .* disagrees with front_end",
+        ),
+        ("front_end", {**DEFAULT_FRONT_END.to_dict(), "normalization": "pcen"}, "front_end: .*not supported"),
         ("bogus", 1, "unknown key"),
     ],
 )
@@ -83,6 +88,32 @@ def test_missing_key_and_activation_mismatch(tiny_model_dir: Path) -> None:
     data = make_manifest(tiny_model_dir, task="multiclass")
     with pytest.raises(ModelError, match="activation 'sigmoid' does not match task 'multiclass'"):
         validate_manifest(data, where="m.json")
+
+
+def test_a_front_end_given_in_part_and_a_file_name_too_long_are_refused(tiny_model_dir: Path) -> None:
+    """A fuzzing audit: a front end without sample_rate, n_fft and hop_length loaded with the
+    runtime's defaults filled in (another front end than the model's: flute 0.386 read as
+    0.484); a 256-byte file name ended in a bare OSError ("File name too long")."""
+    from instrunet_core import load_model as load_model_from_path
+
+    fe = DEFAULT_FRONT_END.to_dict()
+    for k in ("sample_rate", "n_fft", "hop_length"):
+        del fe[k]
+    with pytest.raises(ModelError, match=r"front_end lacks \['hop_length', 'n_fft', 'sample_rate'\]"):
+        validate_manifest(make_manifest(tiny_model_dir, front_end=fe), where="m.json")
+    whole = DEFAULT_FRONT_END.to_dict()
+    del whole["window_samples"]  # derived: may be left out
+    validate_manifest(make_manifest(tiny_model_dir, front_end=whole), where="m.json")
+    with pytest.raises(ModelError, match="file must be a plain file name like 'model.onnx', got one of 256"):
+        validate_manifest(make_manifest(tiny_model_dir, file="x" * 256), where="m.json")
+    # (and an ONNX name the file system refuses is a ModelError however it got past)
+    from instrunet_core import verify
+
+    m = load_model_from_path(tiny_model_dir).manifest
+    import dataclasses
+
+    with pytest.raises(ModelError, match="cannot be read: File name too long"):
+        verify._digest_checked(tiny_model_dir, dataclasses.replace(m, file="x" * 300), None)
 
 
 def _rewrite(d: Path, **overrides: object) -> None:

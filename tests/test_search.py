@@ -701,3 +701,45 @@ def test_search_says_when_the_library_holds_vectors_of_an_earlier_instrunet(
     assert (
         "instrunet: warning: 2 vectors of the library embedded by an earlier instrunet (before 0.2.0" in err
     )
+
+
+def test_library_records_no_run_wrote_are_one_error(tmp_path: Path) -> None:
+    """A fuzzing audit: a hop of 310 digits (np.isfinite of an int beyond float64), a path with a
+    lone surrogate, and window times negative, reversed or of 300 digits: tracebacks, or times
+    printed as they were."""
+    model = {"name": "m", "version": "1.0.0", "sha256": "a" * 64}
+    lines = {
+        "hop": {"path": "x", "model": model, "vector": [1.0], "hop": 10**309},
+        "path": {"path": "\ud800", "model": model, "vector": [1.0]},
+        "neg": {
+            "path": "x",
+            "model": model,
+            "vector": [1.0],
+            "windows": [{"start": -100, "end": -50, "silent": False, "vector": [1.0]}],
+        },
+        "rev": {
+            "path": "x",
+            "model": model,
+            "vector": [1.0],
+            "windows": [{"start": 5, "end": 1, "silent": False, "vector": [1.0]}],
+        },
+        "huge": {
+            "path": "x",
+            "model": model,
+            "vector": [1.0],
+            "windows": [{"start": 1e300, "end": 1e301, "silent": False, "vector": [1.0]}],
+        },
+    }
+    said = {
+        "hop": "x.jsonl:1: 'hop' is not a number of seconds > 0",
+        "path": "x.jsonl:1: the path is not a file name this system can encode",
+        "neg": "x.jsonl:1: a window's time span is not 'start' <= 'end'",
+        "rev": "x.jsonl:1: a window's time span is not 'start' <= 'end'",
+        "huge": "x.jsonl:1: a window's time span is not 'start' <= 'end'",
+    }
+    for key, rec in lines.items():
+        f = tmp_path / "x.jsonl"
+        f.write_text(json.dumps(rec) + "\n")
+        with pytest.raises(InputError) as e:
+            Library.read(f)
+        assert f"{tmp_path}/{said[key]}" in str(e.value), (key, str(e.value))
