@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .manifest import DIGEST_KEY
-
 if TYPE_CHECKING:
     from .analysis import Prediction
     from .model import Model
@@ -138,7 +136,7 @@ def model_info(model: Model) -> dict[str, str]:
     actually ran it, when ``model`` is a loaded session."""
     m = model.manifest
     info = {"name": m.name, "version": m.version, "sha256": m.sha256}
-    digest = m.raw.get(DIGEST_KEY)
+    digest = m.raw.get("manifest_sha256")  # (manifest.DIGEST_KEY: a layer above this one)
     if isinstance(digest, str):
         info["manifest_sha256"] = digest
     info.update(task=m.task, input=m.input_kind)

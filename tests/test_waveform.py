@@ -117,6 +117,7 @@ def test_analysis_reports_input_kind_and_provider(waveform_dir: Path) -> None:
         "version": "1.0.0",
         "task": "multilabel",
         "sha256": read_manifest(waveform_dir).sha256,
+        "manifest_sha256": read_manifest(waveform_dir).raw["manifest_sha256"],
         "input": "waveform",
         "provider": "CPUExecutionProvider",
     }
