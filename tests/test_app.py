@@ -380,10 +380,67 @@ def test_launcher_help_and_command():
     assert cmd[1:5] == ["-m", "streamlit", "run", str(APP_FILE)]
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "9000"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
-    assert flags["--server.maxUploadSize"] == "6"  # above the app's 2.5: its own message names the file
+    assert flags["--server.maxUploadSize"] == "4"  # above the app's 2.5: its own message names the file
+    big = streamlit_command(_parser().parse_args(["--max-mb", "100"]))
+    assert big[big.index("--server.maxUploadSize") + 1] == "111"  # was 201: what a refused upload keeps
     exe = Path(sys.executable).parent / "instrunet-app"
     p = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and "--max-seconds" in p.stdout
+    assert p.returncode == 0 and "--max-seconds" in p.stdout and "--max-analyses" in p.stdout
+    p = subprocess.run([str(exe), "--max-analyses", "0"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--max-analyses must be a whole number from 1 to 64, got 0" in p.stderr
+
+
+def test_a_load_audit_names_limits_and_analyses_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A web-app load audit: a name with a quote reached the app as `%22` (the browser's form
+    encoding) and was shown and reported so; `..wav` gave downloads named `json` and `pdf`; a
+    253-byte name a 260-byte CSV name; a limit of an hour read "1:00:05 (m:ss)"; and nothing
+    bounded how many analyses the server ran at once (three 10-minute uploads: 0.94 GB)."""
+    import threading
+    import time
+
+    from instrunet_app import service
+
+    assert service.upload_name("say %22hi%22; x=1.wav") == 'say "hi"; x=1.wav'
+    assert (
+        service.upload_name("a%0Ab%0d.wav") == "a\nb\r.wav" and service.upload_name("100%.wav") == "100%.wav"
+    )
+    assert [service.file_stem(n) for n in ("..wav", "...wav", ".wav", "a.b.wav")] == [
+        "analysis",
+        "analysis",
+        "analysis",
+        "a.b",
+    ]
+    long = "\u540d" * 83 + ".wav"  # 253 bytes
+    stem = service.file_stem(long)
+    assert len((stem + "_ranges.csv").encode()) <= 255 and long.startswith(stem)
+    assert service.Limits(max_seconds=3605).duration_text == "1:00:05 (h:mm:ss)"
+    assert service.Limits(max_seconds=125).duration_text == "2:05 (m:ss)"
+    monkeypatch.setenv("INSTRUNET_APP_MAX_ANALYSES", "2")
+    limits = service.Limits.from_env()
+    assert limits.max_analyses == 2 and 1 <= service.Limits().max_analyses <= 4
+    monkeypatch.setenv("INSTRUNET_APP_MAX_ANALYSES", "many")
+    with pytest.raises(InputError, match="INSTRUNET_APP_MAX_ANALYSES must be a whole number, got 'many'"):
+        service.Limits.from_env()
+    # at most two at once; a third waits (and is told so) until one ends
+    running, most, waited = [0], [0], []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        with service.analysis_slot(limits, lambda: waited.append(i)):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.6)
+            with lock:
+                running[0] -= 1
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert most[0] == 2 and waited and set(waited) == {2}
 
 
 @pytest.mark.parametrize("host", ["", "   "])

@@ -287,42 +287,50 @@ def main() -> None:
         st.info("Upload a recording to see which instrument families play in it, when, and how strongly.")
         return
     data = up.getvalue()
-    key = (hashlib.sha256(data).hexdigest(), up.name, choice.name, choice.version)
+    name = service.upload_name(up.name)  # (as typed: the browser escapes quotes and line breaks)
+    key = (hashlib.sha256(data).hexdigest(), name, choice.name, choice.version)
     cached = st.session_state.get("result")
     if cached is None or cached[0] != key:
         st.session_state.pop("result", None)
         bar = st.progress(0.0, text="Starting")
         try:  # (Stop or another model ends the analysis at the next block read: service._ReadProgress)
             model = _model(choice.name, choice.version)
-            res = service.analyze_upload(
-                data,
-                up.name,
-                model=model,
-                limits=limits,
-                progress=lambda f, t: bar.progress(min(f, 1.0), text=t),
+            waiting = (
+                f"Waiting: the server runs at most {limits.max_analyses} "
+                f"{'analysis' if limits.max_analyses == 1 else 'analyses'} at once"
             )
+            with service.analysis_slot(limits, lambda: bar.progress(0.0, text=waiting)):
+                res = service.analyze_upload(
+                    data,
+                    name,
+                    model=model,
+                    limits=limits,
+                    progress=lambda f, t: bar.progress(min(f, 1.0), text=t),
+                )
             n = len(res.steps)
             bar.progress(0.93, text=f"Step {n} of {n}: {res.steps[-1]}")
             js = report.analysis_json(res.analysis)
-            pdf = _pdf_or_error(res.analysis, up.name)
+            pdf = _pdf_or_error(res.analysis, name)
             # the player's audio, made once per result (a container browsers do not play, or a
             # damaged file: what was analysed); none for a silent result, which shows no player
-            player = (
+            player: tuple[bytes | None, str] | None = (
                 None
                 if res.analysis.silent
                 else service.player_audio(
-                    data, up.name, seconds=res.analysis.duration if res.analysis.damage is not None else None
+                    data, name, seconds=res.analysis.duration if res.analysis.damage is not None else None
                 )
             )
+            if player is not None and player[0] is data:  # the upload itself: not kept twice (its
+                player = (None, player[1])  # bytes are the uploader's; each run reads them again)
         except InstrunetError as e:
             bar.empty()
-            st.error(service.markdown_text(f"Cannot analyse this upload. {e}", literal=[up.name]))
+            st.error(service.markdown_text(f"Cannot analyse this upload. {e}", literal=[name]))
             return
         except Exception as e:  # noqa: BLE001 - the page must survive anything
             bar.empty()
             st.error(
                 service.markdown_text(
-                    f"Unexpected error while analysing {up.name}: {type(e).__name__}: {e}", literal=[up.name]
+                    f"Unexpected error while analysing {name}: {type(e).__name__}: {e}", literal=[name]
                 )
             )
             return
@@ -331,8 +339,9 @@ def main() -> None:
             raise
         bar.empty()
         st.session_state["result"] = (key, res, pdf, js, player)
-    key, res, pdf, js, player = st.session_state["result"]
-    _show_result(res, pdf, js, player, key[0][:16])
+    key, res, pdf, js, kept = st.session_state["result"]
+    shown = None if kept is None else (data if kept[0] is None else kept[0], kept[1])
+    _show_result(res, pdf, js, shown, key[0][:16])
 
 
 main()

@@ -1,7 +1,7 @@
 """``instrunet-app``: start the web app (``streamlit run`` on :mod:`instrunet_app.app`).
 
 Serves on 127.0.0.1 only by default, headless, without usage statistics or file
-watching, with Streamlit's own upload limit at twice the app's (``--max-mb``: the app's check,
+watching, with Streamlit's own upload limit a tenth above the app's (``--max-mb``: the app's check,
 which names the file, answers a file a little too large).
 """
 
@@ -68,12 +68,22 @@ def _parser() -> argparse.ArgumentParser:
         default=limits.max_seconds,
         help=f"longest recording in seconds (default {limits.max_seconds:g})",
     )
+    p.add_argument(
+        "--max-analyses",
+        type=int,
+        default=limits.max_analyses,
+        help="most analyses at once, over every visitor; an upload beyond them waits (default: the "
+        f"usable cores, 1 to 4: {limits.max_analyses} here)",
+    )
     return p
 
 
 def upload_cap_mb(max_mb: float) -> int:
-    """Streamlit's upload limit for an app limit of ``max_mb``: twice it (at least 1 MB more)."""
-    return int(max(max_mb + 1, 2 * max_mb) // 1) + 1
+    """Streamlit's upload limit for an app limit of ``max_mb``: a tenth more (at least 1 MB more):
+    a file a little too large reaches the app's check, and what Streamlit keeps of a refused
+    upload for its session stays close to the limit (twice it before: three refused 100 MB
+    uploads held 330 MB)."""
+    return int(max(max_mb + 1, 1.1 * max_mb) // 1) + 1
 
 
 def streamlit_command(args: argparse.Namespace) -> list[str]:
@@ -102,13 +112,17 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 < args.port < 65536:
         _parser().error(f"--port must be in 1..65535, got {args.port}")
     try:  # the page's own rule (inf, 1e400, above the caps), before a server starts that refuses it
-        Limits(max_mb=args.max_mb, max_seconds=args.max_seconds)
+        Limits(max_mb=args.max_mb, max_seconds=args.max_seconds, max_analyses=args.max_analyses)
     except InputError as e:
         _parser().error(
-            str(e).replace("Limits: max_mb", "--max-mb").replace("Limits: max_seconds", "--max-seconds")
+            str(e)
+            .replace("Limits: max_mb", "--max-mb")
+            .replace("Limits: max_seconds", "--max-seconds")
+            .replace("Limits: max_analyses", "--max-analyses")
         )
     os.environ["INSTRUNET_APP_MAX_MB"] = repr(args.max_mb)
     os.environ["INSTRUNET_APP_MAX_SECONDS"] = repr(args.max_seconds)
+    os.environ["INSTRUNET_APP_MAX_ANALYSES"] = str(args.max_analyses)
     os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
     cmd = streamlit_command(args)
     print(f"instrunet-app: serving on http://{args.host}:{args.port}", flush=True)

@@ -79,10 +79,15 @@ class Limits:
         Largest upload in megabytes (10**6 bytes).
     max_seconds : float
         Longest recording in seconds.
+    max_analyses : int
+        Most analyses the server runs at once, over every session (each holds its upload, its
+        decoding and its analysis: about 0.4 GB for a 50 MB upload of ten minutes); an upload
+        beyond them waits for one to end. By default the usable cores (1 to 4).
     """
 
     max_mb: float = 50.0
     max_seconds: float = 600.0
+    max_analyses: int = dataclasses.field(default_factory=lambda: default_analyses())
 
     def __post_init__(self) -> None:
         # a limit that is no number, NaN (which no size exceeds) or infinite (whose bytes do not
@@ -91,11 +96,17 @@ class Limits:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= most:
                 raise InputError(f"Limits: {name} must be a number > 0 and at most {most:g}, got {v!r}")
+        n = self.max_analyses
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ANALYSES:
+            raise InputError(
+                f"Limits: max_analyses must be a whole number from 1 to {MAX_ANALYSES}, got {n!r}"
+            )
 
     @classmethod
     def from_env(cls) -> Limits:
-        """Limits from ``INSTRUNET_APP_MAX_MB`` and ``INSTRUNET_APP_MAX_SECONDS`` (defaults 50, 600)."""
-        out = {}
+        """Limits from ``INSTRUNET_APP_MAX_MB``, ``INSTRUNET_APP_MAX_SECONDS`` and
+        ``INSTRUNET_APP_MAX_ANALYSES`` (defaults 50, 600 and the usable cores, 1 to 4)."""
+        out: dict[str, Any] = {}
         for field, var in (("max_mb", "INSTRUNET_APP_MAX_MB"), ("max_seconds", "INSTRUNET_APP_MAX_SECONDS")):
             raw = os.environ.get(var)
             if raw:
@@ -106,10 +117,18 @@ class Limits:
                 if not v > 0:
                     raise InputError(f"{var} must be > 0, got {raw!r}")
                 out[field] = v
+        raw = os.environ.get("INSTRUNET_APP_MAX_ANALYSES")
+        if raw:
+            try:
+                out["max_analyses"] = int(raw)
+            except ValueError:
+                raise InputError(f"INSTRUNET_APP_MAX_ANALYSES must be a whole number, got {raw!r}") from None
         try:
             return cls(**out)
         except InputError as e:  # inf, 1e400: name the variable
-            raise InputError(f"INSTRUNET_APP_MAX_MB / INSTRUNET_APP_MAX_SECONDS: {e}") from None
+            raise InputError(
+                f"INSTRUNET_APP_MAX_MB / INSTRUNET_APP_MAX_SECONDS / INSTRUNET_APP_MAX_ANALYSES: {e}"
+            ) from None
 
     @property
     def max_bytes(self) -> int:
@@ -123,7 +142,41 @@ class Limits:
             return f"{s:g} s"
         if s % 60 == 0:
             return f"{s / 60:g} min"
-        return format_time(s) + " (m:ss)"
+        return format_time(s) + (" (h:mm:ss)" if s >= 3600 else " (m:ss)")
+
+
+#: The most analyses ``Limits.max_analyses`` may allow at once.
+MAX_ANALYSES = 64
+
+
+def default_analyses() -> int:
+    """Analyses at once by default: the cores this process may use, 1 to 4 (each analysis uses
+    its own worker threads; more at once only share the cores and add their memory)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+_SLOTS_LOCK = threading.Lock()
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+
+
+@contextlib.contextmanager
+def analysis_slot(limits: Limits, waiting: Callable[[], Any]) -> Iterator[None]:
+    """Hold one of the server's ``limits.max_analyses`` analysis slots (shared by every session
+    of the process) while the block runs; ``waiting`` is called about four times a second while
+    every slot is taken (the page's "waiting" line, and Streamlit's chance to stop a session that
+    was closed while it waited)."""
+    with _SLOTS_LOCK:
+        sem = _SLOTS.setdefault(limits.max_analyses, threading.BoundedSemaphore(limits.max_analyses))
+    while not sem.acquire(timeout=0.25):
+        waiting()
+    try:
+        yield
+    finally:
+        sem.release()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,12 +303,33 @@ def _extension(filename: str) -> str:
     return base.rsplit(".", 1)[-1].lower() if "." in base else ""
 
 
+#: Bytes a download's name may take (file systems take 255), its suffix (``_ranges.csv``) included.
+_MAX_NAME_BYTES = 255
+_LONGEST_SUFFIX = "_ranges.csv"
+
+
 def file_stem(filename: str) -> str:
     """The name for downloads: the upload's name without its extension (``"analysis"`` when
-    nothing is left: ``.wav``)."""
+    nothing usable is left: ``.wav``, ``..wav``, whose dots a browser strips to an empty name),
+    cut to fit a file name with the longest download suffix (255 bytes)."""
     base = os.path.basename(filename)
     stem = base.rsplit(".", 1)[0] if "." in base else base
-    return stem or "analysis"
+    if not stem.strip("."):
+        return "analysis"
+    room = _MAX_NAME_BYTES - len(_LONGEST_SUFFIX)
+    raw = stem.encode("utf-8", "surrogatepass")
+    if len(raw) > room:
+        stem = raw[:room].decode("utf-8", "ignore")  # (a character cut in two is left out)
+    return stem
+
+
+def upload_name(name: str) -> str:
+    """An upload's name as the user typed it: browsers send ``"``, CR and LF in a file name as
+    ``%22``, ``%0D`` and ``%0A`` (the HTML form encoding) and never as themselves, so those three
+    escapes are undone (``say "hi".wav`` was shown and reported as ``say %22hi%22.wav``)."""
+    for escape, ch in (("%22", '"'), ("%0D", "\r"), ("%0A", "\n"), ("%0d", "\r"), ("%0a", "\n")):
+        name = name.replace(escape, ch)
+    return name
 
 
 def label_text(label: str, n_labels: int = 8) -> str:
