@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ import numpy as np
 from .audio import load_audio, source_name
 from .errors import InstrunetError, PluginError
 from .inputs import check_count
+from .labels import FAMILIES
 from .output import ANALYSIS_SCHEMA, instrunet_version, jsonable
 from .timeline import (
     DEFAULT_MIN_DURATION,
@@ -38,6 +39,7 @@ from .timeline import (
 
 __all__ = [
     "MEASURES",
+    "measures_for",
     "Analysis",
     "AnalysisContext",
     "Embedding",
@@ -65,51 +67,103 @@ OTHER_LABEL = "other"
 LOW_EVIDENCE_SECONDS = 1.0
 
 
+def _measures(
+    one: str,
+    many: str,
+    none: str,
+    none_of: str,
+    *,
+    window: float,
+    smoothing: float,
+    min_duration: float,
+    min_silence: float,
+    other_veto: float,
+) -> dict[str, str]:
+    """:data:`MEASURES` worded for ``one``/``many`` ("family", "families"; "label", "labels"),
+    ``none`` the open-set answer's name ("none of the eight") and ``none_of`` what it is none of."""
+    return {
+        "probability": (
+            f"What the model says about one window of {window:.2f} s: how likely each {one} plays in it, from 0 "
+            f"to 1. {many.capitalize()} are judged each on its own, so several can be high at once."
+        ),
+        "mean probability": (
+            f"A {one}'s probability averaged over the recording's windows, each window weighted by its "
+            "loudness relative to the loudest (near-silent windows hardly count; silent ones not at all). "
+            f"The overall answer is the {one} with the highest mean probability, and {many} are "
+            "listed in this order."
+        ),
+        "smoothed probability": (
+            f"A {one}'s probability over time: that of the window centred at each moment, averaged "
+            f"over {smoothing:g} s (the smoothing). The timeline's colours show it."
+        ),
+        "threshold": (
+            f"Per {one}, chosen when the model was trained: a {one} is detected where its smoothed "
+            f"probability stays at or above its threshold for at least {min_duration:g} s (the minimum duration), "
+            "or over the whole of a shorter sound. It applies to the smoothed probability, not to the "
+            "mean probability."
+        ),
+        "time ranges": (
+            f"Where a {one} is detected, in m:ss. {min_silence:g} s or more of silence ends a range, and each "
+            "range starts and ends with the sound it holds."
+        ),
+        "presence": (
+            f"The share of the recording's sound (its silences of min_silence, {min_silence:g} s, or more left out: "
+            "shorter pauses count as sound, so this is not a share of sounding_seconds) in which the "
+            f"{one} is detected."
+        ),
+        "intensity": (
+            f"How strongly and how loudly a {one} plays where it is detected: the mean of its smoothed "
+            "probability times the loudness (RMS relative to the loudest moment), from 0 to 1."
+        ),
+        none: (
+            f"Models with an open-set output also say how likely a sound is {none_of}; it is the answer "
+            f"where it reaches its threshold and beats every {one}. Where it is the answer with a smoothed "
+            f"probability of {other_veto:g} or more, no {one} is detected."
+            + ("" if other_veto < 1 else f" (The veto is off here: {other_veto:g}.)")
+        ),
+        "low evidence": "Less than 1 s of sound: the answer is a guess.",
+        "confidence (JSON)": "The JSON's name for the overall label's mean probability (not another number).",
+    }
+
+
 #: The one definition of each number instrunet reports, for people: the CLI's, the app's and
-#: the PDF's words come from here (each shown once, with this meaning).
-MEASURES: dict[str, str] = {
-    "probability": (
-        "What the model says about one window of 2.95 s: how likely each family plays in it, from 0 "
-        "to 1. Families are judged each on its own, so several can be high at once."
-    ),
-    "mean probability": (
-        "A family's probability averaged over the recording's windows, each window weighted by its "
-        "loudness relative to the loudest (near-silent windows hardly count; silent ones not at all). "
-        "The overall answer is the family with the highest mean probability, and families are "
-        "listed in this order."
-    ),
-    "smoothed probability": (
-        "A family's probability over time: that of the window centred at each moment, averaged "
-        f"over {DEFAULT_SMOOTHING:g} s (the smoothing). The timeline's colours show it."
-    ),
-    "threshold": (
-        "Per family, chosen when the model was trained: a family is detected where its smoothed "
-        f"probability stays at or above its threshold for at least {DEFAULT_MIN_DURATION:g} s (the minimum duration), "
-        "or over the whole of a shorter sound. It applies to the smoothed probability, not to the "
-        "mean probability."
-    ),
-    "time ranges": (
-        f"Where a family is detected, in m:ss. {DEFAULT_MIN_SILENCE:g} s or more of silence ends a range, and each "
-        "range starts and ends with the sound it holds."
-    ),
-    "presence": (
-        "The share of the recording's sound (its silences of min_silence, 1 s, or more left out: "
-        "shorter pauses count as sound, so this is not a share of sounding_seconds) in which the "
-        "family is detected."
-    ),
-    "intensity": (
-        "How strongly and how loudly a family plays where it is detected: the mean of its smoothed "
-        "probability times the loudness (RMS relative to the loudest moment), from 0 to 1."
-    ),
-    "none of the eight": (
-        "Models with an open-set output also say how likely a sound is none of the eight families "
-        "(drums, synthesizers, speech, noise); it is the answer where it reaches its threshold and "
-        "beats every family. Where it is the answer with a smoothed probability of "
-        f"{OTHER_VETO:g} or more, no family is detected."
-    ),
-    "low evidence": "Less than 1 s of sound: the answer is a guess.",
-    "confidence (JSON)": "The JSON's name for the overall label's mean probability (not another number).",
-}
+#: the PDF's words come from here (each shown once, with this meaning), as they read for the
+#: eight families at the default settings; :func:`measures_for` words them for an analysis.
+MEASURES: dict[str, str] = _measures(
+    "family",
+    "families",
+    "none of the eight",
+    "none of the eight families (drums, synthesizers, speech, noise)",
+    window=2.95,
+    smoothing=DEFAULT_SMOOTHING,
+    min_duration=DEFAULT_MIN_DURATION,
+    min_silence=DEFAULT_MIN_SILENCE,
+    other_veto=OTHER_VETO,
+)
+
+
+def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """:data:`MEASURES` as they read for a model with ``labels`` and an analysis made with
+    ``settings`` (:attr:`Analysis.settings`: its window, smoothing, minimum duration and silence,
+    and "other" veto; the defaults where it gives none): "family" and "none of the eight" for the
+    eight families, "label" and "none of the labels" for any other model (a custom model's
+    ``drums`` label was called "none of the eight families" in the PDF's glossary, and an
+    analysis with another veto was said to have the default's)."""
+    st = dict(settings or {})
+    families = tuple(labels) == FAMILIES
+    return _measures(
+        "family" if families else "label",
+        "families" if families else "labels",
+        "none of the eight" if families else "none of the labels",
+        "none of the eight families (drums, synthesizers, speech, noise)"
+        if families
+        else "none of the model's labels",
+        window=float(st.get("window", 2.95)),
+        smoothing=float(st.get("smoothing", DEFAULT_SMOOTHING)),
+        min_duration=float(st.get("min_duration", DEFAULT_MIN_DURATION)),
+        min_silence=float(st.get("min_silence", DEFAULT_MIN_SILENCE)),
+        other_veto=float(st.get("other_veto", OTHER_VETO)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

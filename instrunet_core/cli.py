@@ -34,6 +34,7 @@ from .batch import error_message
 from .errors import InputError, InstrunetError, OutputError, UnknownModelError, describe
 from .features import DEFAULT_HOP_SECONDS
 from .inputs import MAX_THREADS
+from .labels import FAMILIES
 from .output import SEARCH_SCHEMA, model_info
 from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO, answers_other
 
@@ -995,13 +996,28 @@ def summarize_extra(name: str, extra: Any) -> str:
         if isinstance(per, dict) and per:
             each = [f"{k} {_text_of(v, 'label')}" for k, v in per.items() if isinstance(v, dict)]
             if each:
-                parts.append("per instrument: " + ", ".join(each))
+                parts.append("per instrument: " + "; ".join(each))  # (a label may hold a comma)
         return f"{name}: " + "; ".join(parts)
     plain = [(k, v) for k, v in extra.items() if isinstance(v, (str, int, float, bool))][:4]
     if not plain:
         return f"{name}: {len(extra)} fields (see the JSON)"
     return f"{name}: " + ", ".join(
         f"{_clip(k)} {v:.3g}" if isinstance(v, float) else f"{_clip(k)} {_clip(str(v))}" for k, v in plain
+    )
+
+
+def _columns(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and full-width characters two, combining
+    marks and zero-width joiners none, the rest one."""
+    import unicodedata
+
+    return sum(
+        0
+        if unicodedata.combining(ch) or ch in "\u200b\u200c\u200d"
+        else 2
+        if unicodedata.east_asian_width(ch) in ("W", "F")
+        else 1
+        for ch in text
     )
 
 
@@ -1019,7 +1035,8 @@ def _print_analysis(an: Any) -> None:
     )
     other_at = an.settings.get("other_threshold")
     _out(
-        "timeline (window start-end, level, most probable families"
+        "timeline (window start-end, level, most probable "
+        + ("families" if tuple(an.labels) == FAMILIES else "labels")
         + ('; "other": none of them' if other_at is not None else "")
         + "):"
     )
@@ -1038,9 +1055,11 @@ def _print_analysis(an: Any) -> None:
         )
     if an.instruments:
         _out("detected instruments: mean probability, share of the sound, intensity, where")
+        width = max(10, *(_columns(ins.label) for ins in an.instruments))
         for ins in an.instruments:
+            pad = " " * (width - _columns(ins.label))  # (in terminal columns: 二胡 takes four)
             _out(
-                f"  {ins.label:<10} {ins.mean_probability:.2f}  {ins.presence:4.0%}  {ins.intensity:.2f}  "
+                f"  {ins.label}{pad} {ins.mean_probability:.2f}  {ins.presence:4.0%}  {ins.intensity:.2f}  "
                 f"{format_ranges(ins.ranges)}"
             )
     else:
@@ -1365,7 +1384,7 @@ def _models(args: argparse.Namespace) -> int:
                         else ", no references stored (outputs checked on test input)"
                     )
                 _out(
-                    f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} labels, "
+                    f"{r['name']} {r['version']}{flag}: {r['task']}, {len(r['labels'])} label{'' if len(r['labels']) == 1 else 's'}, "
                     f"sha256 {r['sha256'][:12]}... {ok}{refs}, {_shown(r['path'])}"
                 )
             else:

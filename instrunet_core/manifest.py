@@ -17,6 +17,7 @@ import math
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -104,6 +105,10 @@ _REQUIRED = (
     DIGEST_KEY,
 )
 #: The keys of a manifest's ``front_end`` (``FrontEnd.to_dict()``; ``window_samples``, derived, may be left out).
+#: Names no model label may take, in any case: ``silence`` (the timeline's silent stretch),
+#: ``other`` (the open-set answer) and the columns every window has beside the labels' in the
+#: timeline CSV and ``Analysis.to_dataframe()`` (a label ``silent`` overwrote the silence flag).
+RESERVED_LABELS = ("silence", "other", "start", "end", "rms_db", "silent")
 _FRONT_END_KEYS = frozenset(f.name for f in dataclasses.fields(FrontEnd))
 _OPTIONAL = (
     "thresholds",
@@ -500,9 +505,28 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
         )
     if len(set(labels)) != len(labels):
         raise _fail(where, f"labels must be unique, got {_r(labels)}")
-    bad = next((x for x in labels if not x.isprintable()), None)
+    # (a word's spelling may need a zero-width (non-)joiner: Persian, emoji sequences)
+    bad = next((x for x in labels if not x.replace("\u200c", "").replace("\u200d", "").isprintable()), None)
     if bad is not None:  # a newline, a tab or a terminal escape would break every text output
         raise _fail(where, f"labels must be printable text (no control characters), got {bad!r}")
+    spaced = next((x for x in labels if x != x.strip() or not x.strip()), None)
+    if spaced is not None:  # `other ` beside `other`: two labels that print the same
+        raise _fail(where, f"labels must not be blank or start or end with spaces, got {spaced!r}")
+    forms: dict[str, str] = {}
+    for x in labels:  # 'café' and 'cafe' + a combining accent: one word, two labels
+        twin = forms.setdefault(unicodedata.normalize("NFC", x).casefold(), x)
+        if twin != x:
+            raise _fail(
+                where,
+                f"labels {twin!r} and {x!r} are the same word (in another case or Unicode form): "
+                f"one label each",
+            )
+    if task == "multiclass" and len(labels) < 2:
+        raise _fail(
+            where,
+            "a multiclass (softmax) model needs 2 or more labels: a softmax over one label is always "
+            "1 (a detector of one label is a multilabel model, with a sigmoid output)",
+        )
     formula = next((x for x in labels if x[0] in "=+-@"), None)
     if formula is not None:  # labels head CSV columns and fill CSV cells: a spreadsheet runs these
         raise _fail(
@@ -510,9 +534,14 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
             f"labels must not start with '=', '+', '-' or '@' (a spreadsheet opening the CSV output "
             f"would run it as a formula), got {formula!r}",
         )
-    for reserved in ("silence", "other"):  # the timeline's silent stretch, the open-set answer
-        if reserved in labels:
-            raise _fail(where, f"{reserved!r} is reserved and cannot be a model label")
+    for x in labels:
+        if unicodedata.normalize("NFC", x).casefold() in RESERVED_LABELS:
+            raise _fail(
+                where,
+                f"{x!r} is reserved and cannot be a model label (reserved, in any case: "
+                f"{', '.join(RESERVED_LABELS)}: the timeline's silent stretch, the open-set answer and "
+                "the columns every window has in the CSV and the DataFrame)",
+            )
     return name, version, task, labels
 
 

@@ -37,6 +37,7 @@ def build_tiny_onnx(
     input_name: str = "mel",
     output_name: str = "probabilities",
     open_set: bool = False,
+    frames: int = 128,
 ) -> None:
     """mel [N,128,128,1] → mean over (H, W, C) → MatMul [1, n] + bias → Sigmoid → [N, n].
 
@@ -108,7 +109,7 @@ def build_tiny_onnx(
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 128, 128, 1])],
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 128, frames, 1])],
         outputs,
         initializer=inits,
     )

@@ -938,3 +938,42 @@ def test_an_upload_costs_what_its_limits_allow(tmp_path: Path, monkeypatch: pyte
         service.check_upload(many.read_bytes(), "many.wav")
     sf.write(many, np.zeros((4800, 2), np.float32), 192000)  # 192 kHz stereo: accepted
     assert service.check_upload(many.read_bytes(), "many.wav") == 0.025
+
+
+def test_the_pdf_of_a_model_with_labels_of_its_own_speaks_of_labels(installed_registry, tmp_path):
+    """A custom-labels audit: the PDF of a model with its own labels said "None of the eight",
+    "Mean probability per family" and, in its glossary, that drums are "none of the eight
+    families"; with `--other-veto 0.5` the glossary still said 0.93."""
+    import json
+
+    from conftest import build_tiny_onnx, make_manifest
+    from test_open_set import OPEN_SET
+
+    d = tmp_path / "band" / "1.0.0"
+    d.mkdir(parents=True)
+    build_tiny_onnx(d / "model.onnx", open_set=True)
+    labels = ["piano", "drums", "bass", "sax", "organ", "synth", "choir", "horns"]
+    (d / "manifest.json").write_text(json.dumps(make_manifest(d, name="band", labels=labels, **OPEN_SET)))
+    out = tmp_path / "band.pdf"
+    args = [
+        "analyze",
+        str(FLUTE),
+        "--model",
+        str(d),
+        "--other-veto",
+        "0.5",
+        "--format",
+        "pdf",
+        "--out",
+        str(out),
+    ]
+    assert core_cli.main(args) == 0
+    text = " ".join(pdf_text(out.read_bytes()).split())
+    assert "None of the labels (open-set output)" in text and "Mean probability per label" in text
+    assert "none of the eight" not in text.lower() and "per family" not in text
+    assert "how likely a sound is none of the model's labels" in text
+    assert "smoothed probability of 0.5 or more, no label is detected" in text
+    # the eight families keep their words
+    flute = tmp_path / "flute.pdf"
+    assert core_cli.main(["analyze", str(FLUTE), "--format", "pdf", "--out", str(flute)]) == 0
+    assert "Mean probability per family" in " ".join(pdf_text(flute.read_bytes()).split())

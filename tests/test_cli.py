@@ -683,3 +683,28 @@ def test_batch_resume_of_records_no_run_wrote_is_a_refusal_not_a_traceback(
     out.write_text('{"schema": "instrunet.classification/2", "x": ' + "[" * 1000)  # torn, nested
     assert main(["batch", str(audio), "--out", str(out)]) == 0
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == [str(audio / "a.wav")]
+
+
+def test_the_text_summary_of_a_model_with_labels_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A custom-labels audit: the summary spoke of "most probable families" for any model, padded
+    labels by characters (二胡 takes four columns: the numbers left their column) and joined
+    per-instrument verdicts with commas that a label may hold."""
+    from instrunet_core.cli import _columns
+
+    assert [_columns(t) for t in ("flute", "\u4e8c\u80e1", "cafe\u0301", "\U0001f9d1\u200d\U0001f3a4")] == [
+        5,
+        4,
+        4,
+        4,
+    ]
+    labels = ["\u4e8c\u80e1", "piano", "drums", "bass", "sax", "organ", "synth", "choir"]
+    d = write_model_dir(tmp_path / "m", name="band", labels=labels)
+    f = tmp_path / "a.wav"
+    sf.write(f, tone(6.0), SR)
+    assert main(["analyze", str(f), "--model", str(d), "--analyzers", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "most probable labels" in out and "families" not in out
+    row = next(line for line in out.splitlines() if line.startswith("  \u4e8c\u80e1"))
+    assert row.startswith("  \u4e8c\u80e1" + " " * 6 + " 0.")  # 4 columns + 6 spaces: the width of 10

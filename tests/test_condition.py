@@ -643,6 +643,41 @@ def test_audio_the_core_accepts_is_judged_even_when_resampling_overshoots_its_li
         json.dumps(c, allow_nan=False)
 
 
+def test_a_model_of_windows_shorter_than_a_verdict_needs_is_said(
+    real_registry: plugins_mod.Registry, tmp_path: Path
+) -> None:
+    """A custom-labels audit: with a model reading windows of about 1 s (as YAMNet-like models
+    do), twenty seconds of steady sound were "too little sound to judge": no window can hold the
+    1 s of sound a verdict needs. The explanation says why; a model of longer windows is judged."""
+    from conftest import build_tiny_onnx, make_manifest
+
+    from instrunet_core import load_model
+    from instrunet_core.features import FrontEnd
+
+    y = load_audio(str(EXAMPLES / "solo_flute.wav"), None, target_sr=SR)[: 6 * SR]
+    seen = {}
+    for frames in (44, 64):
+        d = tmp_path / f"short{frames}" / "1.0.0"
+        d.mkdir(parents=True)
+        build_tiny_onnx(d / "model.onnx", frames=frames)
+        manifest = make_manifest(
+            d,
+            name=f"short{frames}",
+            front_end=FrontEnd(frames=frames).to_dict(),
+            input={"name": "mel", "shape": [None, 128, frames, 1], "dtype": "float32", "layout": "NHWC"},
+        )
+        (d / "manifest.json").write_text(json.dumps(manifest))
+        seen[frames] = analyze(np.tile(y, 3), SR, model=load_model(d), registry=real_registry).extras[
+            "condition"
+        ]
+    c = seen[44]
+    assert c["label"] == "unknown" and c["reason"] == "too_short", c
+    assert c["explanation"].startswith(
+        "unknown: the model's windows (0.998 s) are shorter than the 1 s of sound a verdict needs"
+    )
+    assert seen[64]["label"] != "unknown", seen[64]  # 1.46 s windows: judged
+
+
 def test_too_short_and_too_quiet_are_unknown(real_registry: plugins_mod.Registry) -> None:
     """0.4 s of sound (a clean flute note, then silence) and a tone at -55 dBFS: "unknown", with
     the reason, never a confident verdict on too little evidence."""

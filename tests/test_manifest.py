@@ -200,3 +200,40 @@ def test_a_label_a_spreadsheet_would_run_is_refused(tmp_path: Path, label: str) 
     (d / "manifest.json").write_text(json.dumps(seal_manifest(data)))
     with pytest.raises(ModelError, match=r"labels must not start with '=', '\+', '-' or '@'"):
         read_manifest(d)
+
+
+def test_a_custom_models_labels_that_would_read_as_another_thing_are_refused(tiny_model_dir: Path) -> None:
+    """A custom-labels audit: `silent`, `start`, `end`, `rms_db` overwrote the columns every
+    window has in the CSV and the DataFrame; `Other`, `other ` and `Silence` passed the reserved
+    check and then read as the open-set answer; `café` beside its decomposed twin were two labels
+    that print the same; a one-label softmax detected its label in any sound (always 1.00); and
+    a Persian spelling with a zero-width non-joiner was refused as a control character."""
+    eight = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    for bad, said in (
+        ("silent", "'silent' is reserved"),
+        ("start", "'start' is reserved"),
+        ("RMS_dB", "'RMS_dB' is reserved"),
+        ("Other", "'Other' is reserved"),
+        ("Silence", "'Silence' is reserved"),
+        ("other ", "must not be blank or start or end with spaces, got 'other '"),
+        (" ", "must not be blank"),
+    ):
+        with pytest.raises(ModelError, match=said):
+            validate_manifest(make_manifest(tiny_model_dir, labels=[bad, *eight[1:]]), where="m.json")
+    twins = ["caf\u00e9", "cafe\u0301", *eight[2:]]
+    with pytest.raises(ModelError, match="are the same word"):
+        validate_manifest(make_manifest(tiny_model_dir, labels=twins), where="m.json")
+    with pytest.raises(ModelError, match="are the same word"):
+        validate_manifest(
+            make_manifest(tiny_model_dir, labels=["Piano", "piano", *eight[2:]]), where="m.json"
+        )
+    ok = ["\u0633\u0647\u200c\u062a\u0627\u0631", "\U0001f9d1\u200d\U0001f3a4", *eight[2:]]  # setar, a singer
+    assert validate_manifest(make_manifest(tiny_model_dir, labels=ok), where="m.json").labels[0] == ok[0]
+    one = make_manifest(
+        tiny_model_dir,
+        task="multiclass",
+        labels=["violin"],
+        output={"name": "probabilities", "shape": [None, 1], "dtype": "float32", "activation": "softmax"},
+    )
+    with pytest.raises(ModelError, match="a softmax over one label is always 1"):
+        validate_manifest(one, where="m.json")

@@ -259,7 +259,7 @@ def _show_result(
                 st.json(v)
 
     with st.expander("What the measures mean"), st.container(key="measures"):
-        for k, v in report.measures().items():
+        for k, v in report.measures(an).items():
             st.markdown(f"**{k}**: {v}")
 
 

@@ -16,7 +16,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from instrunet_core import MEASURES, Analysis, get_registry, plots
+from instrunet_core import FAMILIES, MEASURES, Analysis, get_registry, plots
+from instrunet_core.analysis import measures_for
 from instrunet_core.errors import InstrunetError, OutputError
 from instrunet_core.output import display_name
 from instrunet_core.timeline import format_ranges, format_time, range_decimals
@@ -52,15 +53,25 @@ __all__ = [
 ]
 
 
-def measures() -> dict[str, str]:
+def measures(analysis: Analysis | None = None) -> dict[str, str]:
     """What each number in the page and the report means: the core's
-    :data:`instrunet_core.MEASURES`, then the condition analyzer's own descriptions of its verdict
-    and features when it is installed (``instrunet_condition.DESCRIPTIONS``)."""
+    :data:`instrunet_core.MEASURES` (worded for ``analysis``'s labels and settings when given:
+    :func:`instrunet_core.analysis.measures_for`), then the condition analyzer's own descriptions
+    of its verdict and features when it is installed (``instrunet_condition.DESCRIPTIONS``)."""
+    core = dict(MEASURES) if analysis is None else measures_for(analysis.labels, analysis.settings)
     try:
         from instrunet_condition import DESCRIPTIONS
     except ImportError:
-        return dict(MEASURES)
-    return {**MEASURES, **DESCRIPTIONS}
+        return core
+    return {**core, **DESCRIPTIONS}
+
+
+def _words(analysis: Analysis) -> tuple[str, str]:
+    """What the report calls one of ``analysis``'s labels and the open-set answer: "family" and
+    "none of the eight" for the eight families, "label" and "none of the labels" for another
+    model's (a custom model's report spoke of families and of "none of the eight")."""
+    families = tuple(analysis.labels) == FAMILIES
+    return ("family", "none of the eight") if families else ("label", "none of the labels")
 
 
 # ----------------------------------------------------------------------------- plots
@@ -357,8 +368,9 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     else:
         shown = label_text(analysis.label, len(analysis.labels))
         doc.para(f"{shown} (mean probability {analysis.confidence:.2f})", size=12, style="B")
+    one, none = _words(analysis)
     if analysis.prediction.other is not None:
-        doc.para(f"None of the eight (open-set output): mean probability {analysis.prediction.other:.2f}.")
+        doc.para(f"{none.capitalize()} (open-set output): mean probability {analysis.prediction.other:.2f}.")
     if analysis.low_evidence and not analysis.silent:
         doc.para(
             f"Low evidence: only {seconds_text(analysis.prediction.sounding_seconds)} of sound; treat this as a hint."
@@ -404,20 +416,20 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     else:
         doc.para("None detected.")
     if analysis.other_ranges():
-        doc.para(f"None of the eight: {fmt_ranges(analysis.other_ranges(), limit=4, where='appendix')}")
+        doc.para(f"{none.capitalize()}: {fmt_ranges(analysis.other_ranges(), limit=4, where='appendix')}")
 
     if analysis.timeline:
         doc.image(
             figure_png(timeline_figure(analysis)),
             heading="Timeline (m:ss)",
         )
-    doc.image(figure_png(probabilities_figure(analysis)), heading="Mean probability per family")
+    doc.image(figure_png(probabilities_figure(analysis)), heading=f"Mean probability per {one}")
     s = analysis.settings
     thresholds = s.get("thresholds", {})
     detected = {i.label for i in analysis.instruments}
     doc.keep(60)
     doc.table(
-        ["family", "mean probability", "threshold (smoothed probability)", "detected"],
+        [one, "mean probability", "threshold (smoothed probability)", "detected"],
         [
             [
                 lab,
@@ -451,7 +463,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
                     doc.para(fmt_value(val))
 
     doc.heading("What the measures mean")
-    for k, v in measures().items():
+    for k, v in measures(analysis).items():
         doc.para(f"{k}: {v}")
     doc.para(
         f"Settings: window {fmt_value(s.get('window'))} s, hop {fmt_value(s.get('hop'))} s, smoothing "
@@ -459,7 +471,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
         f"silence below {fmt_value(s.get('silence_db'))} dBFS for {fmt_value(s.get('min_silence'))} s or more "
         "ends a range."
         + (
-            f' No family is detected where "none of the eight" is the answer with a smoothed probability '
+            f' No {one} is detected where "{none}" is the answer with a smoothed probability '
             f"of {fmt_value(s.get('other_veto'))} or more."
             if s.get("other_threshold") is not None and s.get("other_veto") is not None
             else ""
@@ -470,7 +482,7 @@ def build_pdf(analysis: Analysis, *, filename: str | None = None, registry: Any 
     ranges = range_rows(analysis)
     if ranges:
         doc.heading("Appendix: every detected range")
-        doc.table(["family", "start", "end", "length"], ranges, widths=(50, 40, 40, 40))
+        doc.table([one, "start", "end", "length"], ranges, widths=(50, 40, 40, 40))
     return doc.output()
 
 

@@ -337,6 +337,7 @@ class ConditionStream:
         self._blocks: deque[tuple[int, np.ndarray]] = deque()
         self._kept = 0
         self.windows_seen = 0
+        self._longest = 0  # the longest window seen (samples): a model's may be too short to judge
         self.skipped: dict[str, int] = {
             "silent": 0,
             "too_short": 0,
@@ -404,6 +405,7 @@ class ConditionStream:
 
     def _consider(self, w: Any) -> None:
         self.windows_seen += 1
+        self._longest = max(self._longest, int(w.n_samples))
         if w.silent or w.rms_db < SILENCE_DB:
             # silent by the window's level; "silent" here means no 23 ms block above -60 dBFS
             # (condition_of's test): a quiet note whose peaks pass it is too short or too quiet
@@ -533,6 +535,19 @@ class ConditionStream:
     def _why_not(self) -> str:
         return reason_of(self.skipped)
 
+    def _said(self, verdict: dict[str, Any]) -> dict[str, Any]:
+        """``verdict``, its "too little sound" said as what it is when the model's windows are
+        themselves shorter than the sound a verdict needs (a model reading windows of about 1 s,
+        as YAMNet-like models do: twenty seconds of steady sound were "too little sound")."""
+        whole_blocks = self._longest // _BLOCK * _BLOCK
+        if verdict.get("reason") == "too_short" and 0 < whole_blocks < MIN_SOUND_SECONDS * self.sr:
+            verdict["explanation"] = (
+                f"unknown: the model's windows ({self._longest / self.sr:.3f} s) are shorter than the "
+                f"{MIN_SOUND_SECONDS:g} s of sound a verdict needs: the condition is judged only with "
+                "models of longer windows."
+            )
+        return verdict
+
     def finish(self, context: Any) -> dict[str, Any]:
         """The output contract of :mod:`instrunet_condition`."""
         try:
@@ -540,7 +555,9 @@ class ConditionStream:
         finally:
             self.close()
         m = self.model
-        whole = with_text(self._verdict(sampled) if sampled else unknown(self._why_not(), self.skipped))
+        whole = self._said(
+            with_text(self._verdict(sampled) if sampled else unknown(self._why_not(), self.skipped))
+        )
         lost = self.skipped["lost"]
         if sampled and lost:
             # the verdict stands on the windows that kept their audio: say that others did not
@@ -567,7 +584,7 @@ class ConditionStream:
                 if mine
                 else unknown(self._instrument_reason(inst.label, ranges), self._label_skips.get(inst.label))
             )
-            v = with_text(v)
+            v = self._said(with_text(v))
             per[inst.label] = {k: v[k] for k in (*_VERDICT_KEYS, "chunks", "seconds") if k in v}
         return {
             **{k: whole[k] for k in _VERDICT_KEYS if k in whole},
