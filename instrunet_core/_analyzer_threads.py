@@ -101,6 +101,8 @@ def resolve_limit(seconds: float | Limit | None) -> Limit:
             return Limit()
         what = TIMEOUT_ENV_VAR
         try:
+            if "_" in raw or not raw.isascii():  # (float() takes 1_5 for 15: inputs.plain_float's rule)
+                raise ValueError(raw)
             seconds = float(raw)
         except ValueError:
             raise InputError(f"{what}: expected seconds, got {raw!r}") from None

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import InputError
+from .inputs import plain_float, plain_int
 
-__all__ = ["hop_type", "count_type", "add_count_option"]
+__all__ = ["hop_type", "count_type", "add_count_option", "plain_float", "plain_int"]
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ def hop_type(text: str) -> float:
 
     return _parsed(
         text,
-        float,
+        plain_float,
         "hop must be a number of seconds",
         lambda h: check_hop(h, sample_rate=DEFAULT_FRONT_END.sample_rate),
     )
@@ -70,7 +71,7 @@ def count_type(name: str, minimum: int = 1, maximum: int | None = None) -> Calla
     def parse(text: str) -> int:
         return _parsed(
             text,
-            int,
+            plain_int,
             f"{name} must be an int",
             lambda n: check_count(n, name=name, minimum=minimum, maximum=maximum),
         )

@@ -31,9 +31,9 @@ from typing import Any
 from ._files import file_identity
 from .arguments import add_count_option, count_type, hop_type
 from .batch import error_message
-from .errors import InputError, InstrunetError, OutputError, UnknownModelError, describe
+from .errors import InputError, InstrunetError, InstrunetWarning, OutputError, UnknownModelError, describe
 from .features import DEFAULT_HOP_SECONDS
-from .inputs import MAX_THREADS
+from .inputs import MAX_THREADS, plain_float
 from .labels import FAMILIES
 from .output import SEARCH_SCHEMA, model_info
 from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO, answers_other
@@ -109,11 +109,82 @@ def _plugin_stdout() -> Any:
 _DECODER_CHATTER = re.compile(rb"^(?:(?:Note|Warning|Error): |\[src/libmpg123/)")
 
 
+#: The filter process of :func:`_decoder_chatter_dropped`: reads what file descriptor 2 gets,
+#: line by line, and writes every line but the decoder's chatter to the real stderr (the file
+#: descriptor its first argument names) as it comes, to the end.
+_CHATTER_FILTER = (
+    "import os,re,signal,sys\n"
+    "signal.signal(signal.SIGINT,signal.SIG_IGN)\n"  # (Ctrl-C is the command's to answer)
+    "p=re.compile(rb'^(?:(?:Note|Warning|Error): |\\[src/libmpg123/)')\n"
+    "o=int(sys.argv[1]);b=b''\n"
+    "try:\n"
+    " while True:\n"
+    "  c=os.read(0,65536)\n"
+    "  if not c:break\n"
+    "  b+=c;*ls,b=b.split(b'\\n')\n"
+    "  k=b''.join(l+b'\\n' for l in ls if not p.match(l))\n"
+    "  if k:os.write(o,k)\n"
+    " if b and not p.match(b):os.write(o,b)\n"
+    "except Exception:pass\n"
+)
+
+#: How many :func:`_decoder_chatter_dropped` are open (the outermost does the work).
+_CHATTER_DEPTH = [0]
+
+
+def _chatter_filter(saved: int) -> tuple[Any, int] | None:
+    """A filter process (:data:`_CHATTER_FILTER`) writing to ``saved`` and the write end of the
+    pipe it reads; ``None`` where none can be started (no interpreter of our own: a host that
+    calls :func:`main` in its process)."""
+    exe = sys.executable
+    if not exe or not os.path.basename(exe).lower().startswith("python"):
+        return None
+    import subprocess
+
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return None
+    try:
+        proc = subprocess.Popen(
+            [exe, "-I", "-S", "-c", _CHATTER_FILTER, str(saved)],
+            stdin=r,
+            stdout=subprocess.DEVNULL,
+            stderr=saved,
+            pass_fds=(saved,),
+        )
+    except (OSError, ValueError):
+        os.close(r)
+        os.close(w)
+        return None
+    os.close(r)
+    return proc, w
+
+
 @contextlib.contextmanager
 def _decoder_chatter_dropped() -> Iterator[None]:
-    """While files are decoded, capture file descriptor 2 and afterwards pass on every line but
-    the MP3 decoder's chatter (:data:`_DECODER_CHATTER`). Swapping a descriptor is
-    process-wide: only the command line, which owns its process, does it."""
+    """While files are decoded, send file descriptor 2 through a filter process that passes on
+    every line but the MP3 decoder's chatter (:data:`_DECODER_CHATTER`) as it comes. A process of
+    its own, not a capture read back afterwards: a native library that writes its last line and
+    ends the process (OpenBLAS out of memory, a C++ abort, a fatal signal's dump) was silenced,
+    exit 1 and nothing said (an environment audit); the filter still writes what the pipe holds.
+    Where no filter can start, the output is captured and filtered afterwards, as before.
+    Swapping a descriptor is process-wide: only the command line, which owns its process, does it
+    (once for a command: one inside another does nothing)."""
+    if _CHATTER_DEPTH[0]:
+        yield
+        return
+    _CHATTER_DEPTH[0] += 1
+    try:
+        with _chatter_swapped():
+            yield
+    finally:
+        _CHATTER_DEPTH[0] -= 1
+
+
+@contextlib.contextmanager
+def _chatter_swapped() -> Iterator[None]:
+    """The work of :func:`_decoder_chatter_dropped`."""
     try:
         if sys.stderr is not None:
             sys.stderr.flush()
@@ -121,11 +192,19 @@ def _decoder_chatter_dropped() -> Iterator[None]:
     except (OSError, ValueError):
         yield
         return
+    filt = _chatter_filter(saved)
+    capture = None
     try:
-        capture = tempfile.TemporaryFile()
-        os.dup2(capture.fileno(), 2)
+        if filt is not None:
+            os.dup2(filt[1], 2)
+            os.close(filt[1])
+        else:
+            capture = tempfile.TemporaryFile()
+            os.dup2(capture.fileno(), 2)
     except OSError:
         os.close(saved)
+        if capture is not None:
+            capture.close()
         yield
         return
     try:
@@ -134,13 +213,23 @@ def _decoder_chatter_dropped() -> Iterator[None]:
         with contextlib.suppress(OSError, ValueError):
             if sys.stderr is not None:
                 sys.stderr.flush()
-        os.dup2(saved, 2)
+        os.dup2(saved, 2)  # (the pipe's last write end in this process: the filter sees its end)
         os.close(saved)
-        with capture, contextlib.suppress(OSError):
-            capture.seek(0)
-            kept = [ln for ln in capture.read().splitlines(keepends=True) if not _DECODER_CHATTER.match(ln)]
-            if kept:
-                os.write(2, b"".join(kept))
+        if filt is not None:
+            import subprocess
+
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                # (what it still holds comes before what is said next; a process that inherited
+                # the pipe may keep it open: the filter then ends with it, unwaited for)
+                filt[0].wait(timeout=2.0)
+        if capture is not None:
+            with capture, contextlib.suppress(OSError):
+                capture.seek(0)
+                kept = [
+                    ln for ln in capture.read().splitlines(keepends=True) if not _DECODER_CHATTER.match(ln)
+                ]
+                if kept:
+                    os.write(2, b"".join(kept))
 
 
 @contextlib.contextmanager
@@ -165,6 +254,10 @@ def _warnings_as_lines() -> Iterator[None]:
     try:
         with warnings.catch_warnings():  # the filters and showwarning are restored afterwards
             warnings.showwarning = show
+            # instrunet's own warnings are lines of the command's output, whatever the interpreter
+            # was told (PYTHONWARNINGS=error, -W error made a damaged file's note a traceback that
+            # stopped a batch for good: an environment audit); other warnings keep their filters
+            warnings.filterwarnings("default", category=InstrunetWarning)
             yield
     finally:
         root.removeHandler(handler)
@@ -195,7 +288,7 @@ def _bounded_float(name: str, lo: float, hi: float, *, noun: str, unit: str = ""
 
     def parse(text: str) -> float:
         try:
-            v = float(text)
+            v = plain_float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be {noun}, got {text!r}") from None
         if not (v == v and lo <= v <= hi):
@@ -1545,7 +1638,15 @@ def _run(argv: Sequence[str] | None) -> int:
         "plugins": _plugins,
     }
     try:
-        return handler[args.command](args)
+        with contextlib.ExitStack() as stack:
+            if args.command in ("classify", "analyze", "embed", "search", "batch"):  # (they decode)
+                stack.enter_context(_decoder_chatter_dropped())
+            return handler[args.command](args)
+    except MemoryError:  # numpy's, in any command: one line, not its traceback
+        files = getattr(args, "files", None) or [getattr(args, "file", None) or getattr(args, "dir", None)]
+        named = ", ".join(_shown(str(f)) for f in files[:3] if f) or "-"
+        _err(f"{named}: out of memory (give the process more memory, or fewer --workers)")
+        return EXIT_FAIL
     except _Terminated as e:
         import signal
 

@@ -140,6 +140,11 @@ def _matplotlib(module: str) -> Any:
         raise InstrunetError(
             f"plots need matplotlib, which is installed but cannot be imported: {e}"
         ) from None
+    except OSError as e:  # no writable config or cache folder (a read-only container): its words
+        raise InstrunetError(
+            f"plots need matplotlib, which cannot start here: {str(e).split('; ')[0]} (set MPLCONFIGDIR "
+            "to a writable folder)"
+        ) from None
 
 
 def _axes(ax: Any, width: float, height: float) -> Any:

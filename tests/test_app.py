@@ -977,3 +977,13 @@ def test_the_pdf_of_a_model_with_labels_of_its_own_speaks_of_labels(installed_re
     flute = tmp_path / "flute.pdf"
     assert core_cli.main(["analyze", str(FLUTE), "--format", "pdf", "--out", str(flute)]) == 0
     assert "Mean probability per family" in " ".join(pdf_text(flute.read_bytes()).split())
+
+
+def test_the_launchers_help_on_a_full_disk_is_said():
+    """An environment audit: `instrunet-app --help > /dev/full` exited 0 with the help lost."""
+    exe = Path(sys.executable).parent / "instrunet-app"
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([str(exe), "--help"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 1 and "instrunet-app: error: -: cannot write to stdout" in p.stderr
+    p = subprocess.run([str(exe), "--max-mb", "1_0"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "not a number: '1_0'" in p.stderr

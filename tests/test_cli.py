@@ -708,3 +708,76 @@ def test_the_text_summary_of_a_model_with_labels_of_its_own(
     assert "most probable labels" in out and "families" not in out
     row = next(line for line in out.splitlines() if line.startswith("  \u4e8c\u80e1"))
     assert row.startswith("  \u4e8c\u80e1" + " " * 6 + " 0.")  # 4 columns + 6 spaces: the width of 10
+
+
+def test_an_environment_audit_warnings_as_errors_native_deaths_and_memory(
+    tiny_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An environment audit: under PYTHONWARNINGS=error a damaged file's note became a traceback
+    that stopped the command (a batch could never finish); a native library's last line before it
+    ended the process went into the stderr capture and was never shown (exit 1, nothing said);
+    numpy's MemoryError printed its traceback; `--hop 1_5` ran with a 15 s hop."""
+    import os
+    import subprocess
+
+    good = tmp_path / "good.flac"
+    sf.write(good, tone(6.0), SR, format="FLAC")
+    data = good.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 2])
+    exe = str(Path(sys.executable).parent / "instrunet")
+    env = {**os.environ, "PYTHONWARNINGS": "error", "INSTRUNET_PLUGINS": ""}
+    p = subprocess.run(
+        [exe, "classify", str(cut), str(good)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.count("instrunet: warning: ") == 1
+    assert len(p.stdout.splitlines()) == 2  # both files classified
+    # a native library's last words before it ends the process reach the terminal
+    code = (
+        "import os, instrunet_core.cli as c\n"
+        "def boom(clf, src):\n"
+        "    os.write(2, b'Note: Trying to resync...\\nlibfoo: out of memory, giving up\\n')\n"
+        "    os._exit(1)\n"
+        "c._classify_one = boom\n"
+        f"c.main(['classify', {str(good)!r}])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1 and "libfoo: out of memory, giving up" in p.stderr, p.stderr
+    assert "Trying to resync" not in p.stderr  # the decoder's chatter is still dropped
+    # numpy out of memory: one line naming the file
+    import instrunet_core.cli as cli_mod
+
+    def no_memory(*a: Any, **k: Any) -> Any:
+        raise MemoryError("Unable to allocate 3.36 MiB")
+
+    monkeypatch.setattr(cli_mod, "_classify_one", no_memory)
+    assert main(["classify", str(good)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"instrunet: error: {good}: out of memory (give the process more memory, or fewer --workers)\n"
+    )
+    # numbers as a keyboard slip writes them are refused
+    with pytest.raises(SystemExit):
+        main(["classify", "--hop", "1_5", str(good)])
+    assert "hop must be a number of seconds, got '1_5'" in capsys.readouterr().err
+
+
+def test_plots_say_when_matplotlib_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment audit: in a read-only container matplotlib's import raises OSError (no
+    writable config folder): `--plot` printed two tracebacks instead of the one line its check
+    exists for."""
+    import importlib
+
+    from instrunet_core import plots
+    from instrunet_core.errors import InstrunetError
+
+    def read_only(name: str) -> Any:
+        raise OSError(
+            "Matplotlib requires access to a writable cache directory, but there was an issue with "
+            "the default path (/home/u/.config/matplotlib); set the MPLCONFIGDIR environment variable"
+        )
+
+    monkeypatch.setattr(importlib, "import_module", read_only)
+    with pytest.raises(InstrunetError, match=r"matplotlib, which cannot start here: .* \(set MPLCONFIGDIR"):
+        plots.new_figure(1.0, 1.0)

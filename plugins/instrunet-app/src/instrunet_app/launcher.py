@@ -8,11 +8,14 @@ which names the file, answers a file a little too large).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from instrunet_core.errors import InputError
+from instrunet_core.inputs import plain_float, plain_int
 
 from .service import Limits
 
@@ -24,12 +27,19 @@ APP_FILE = Path(__file__).resolve().parent / "app.py"
 
 def _positive(text: str) -> float:
     try:
-        v = float(text)
+        v = plain_float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
     return v
+
+
+def _whole(text: str) -> int:
+    try:
+        return plain_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
 def _host(text: str) -> str:
@@ -42,8 +52,26 @@ def _host(text: str) -> str:
     return text.strip()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that help that cannot be written to stdout (``> /dev/full``)
+    raises (argparse dropped it without a word, exit 0; :func:`main` says it, exit 1), as the
+    ``instrunet`` command's parser does; with stdout closed, help goes to stderr (argparse's way)."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if not message:
+            return
+        if file is None:
+            file = sys.stdout if sys.stdout is not None else sys.stderr
+        if file is sys.stdout:
+            file.write(message)
+            file.flush()
+        elif file is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                file.write(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="instrunet-app",
         description="Start the instrunet web app: upload a recording, see which instruments play, "
         "download the JSON and PDF reports.",
@@ -70,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-analyses",
-        type=int,
+        type=_whole,
         default=limits.max_analyses,
         help="most analyses at once, over every visitor; an upload beyond them waits (default: the "
         f"usable cores, 1 to 4: {limits.max_analyses} here)",
@@ -108,7 +136,14 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and replace this process with the Streamlit server."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except (OSError, ValueError) as err:  # --help that stdout could not take (> /dev/full): said
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(
+                f"instrunet-app: error: -: cannot write to stdout: {getattr(err, 'strerror', None) or err}\n"
+            )
+        raise SystemExit(1) from None
     if not 0 < args.port < 65536:
         _parser().error(f"--port must be in 1..65535, got {args.port}")
     try:  # the page's own rule (inf, 1e400, above the caps), before a server starts that refuses it
@@ -125,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["INSTRUNET_APP_MAX_ANALYSES"] = str(args.max_analyses)
     os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
     cmd = streamlit_command(args)
-    print(f"instrunet-app: serving on http://{args.host}:{args.port}", flush=True)
+    with contextlib.suppress(OSError, ValueError):  # (a stdout that cannot take it stops no server)
+        print(f"instrunet-app: serving on http://{args.host}:{args.port}", flush=True)
     os.execv(cmd[0], cmd)
 
 

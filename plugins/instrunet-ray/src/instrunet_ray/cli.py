@@ -7,6 +7,7 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from instrunet_core.arguments import add_count_option, hop_type
 from instrunet_core.errors import describe
@@ -59,16 +60,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     killed outright (``kill -9``).
     """
     args = build_parser().parse_args(argv)
-    from instrunet_core.errors import InstrunetError
+    from instrunet_core.errors import InstrunetWarning
 
     from . import _reaper
     from .engine import tag_collection
 
     reaper = _reaper.start() if args.address is None else None
-    shown = warnings.showwarning
-    # the core's warnings (a named pipe left out of a folder, ...) as this command's lines, not
-    # Python's with a source line
-    warnings.showwarning = lambda message, *a, **k: _say(f"instrunet-ray: warning: {message}")
+    with warnings.catch_warnings():  # (the filters and showwarning are restored afterwards)
+        # the core's warnings (a named pipe left out of a folder, ...) as this command's lines, not
+        # Python's with a source line, and lines whatever PYTHONWARNINGS says (=error made them
+        # tracebacks: an environment audit)
+        warnings.showwarning = lambda message, *a, **k: _say(f"instrunet-ray: warning: {message}")
+        warnings.filterwarnings("default", category=InstrunetWarning)
+        return _tag(args, reaper, tag_collection)
+
+
+def _tag(args: Any, reaper: Any, tag_collection: Any) -> int:
+    """:func:`main`'s run, its warnings already routed."""
+    from instrunet_core.errors import InstrunetError
+
+    from . import _reaper
+
     try:
         s = tag_collection(**vars(args))  # the options are named as its parameters
     except InstrunetError as e:
@@ -81,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(describe(e, first_line=True))
         return 1
     finally:
-        warnings.showwarning = shown
         _shutdown_ray(args.address)
         _reaper.stop(reaper)
     return 1 if s["errors"] else 0
