@@ -1643,9 +1643,9 @@ def _run(argv: Sequence[str] | None) -> int:
                 stack.enter_context(_decoder_chatter_dropped())
             return handler[args.command](args)
     except MemoryError:  # numpy's, in any command: one line, not its traceback
-        files = getattr(args, "files", None) or [getattr(args, "file", None) or getattr(args, "dir", None)]
-        named = ", ".join(_shown(str(f)) for f in files[:3] if f) or "-"
-        _err(f"{named}: out of memory (give the process more memory, or fewer --workers)")
+        # (the file only where the command reads one: which of several was being read is not known)
+        where = f"{_shown(args.file)}: " if args.command == "analyze" else f"{args.command}: "
+        _err(f"{where}out of memory (give the process more memory, or fewer --workers)")
         return EXIT_FAIL
     except _Terminated as e:
         import signal

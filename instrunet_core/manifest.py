@@ -480,6 +480,17 @@ def _check_keys(data: Mapping[str, Any], where: str) -> bool:
     return is_features
 
 
+#: Zero-width (non-)joiners: allowed inside a label (its spelling may need them), never counted.
+_JOINERS = "\u200c\u200d"
+
+
+def _label_key(label: str, *, fold: bool = True) -> str:
+    """What a label reads as: NFC, its zero-width joiners left out, case folded (``fold``):
+    ``other`` with a joiner inside prints as ``other`` (a review)."""
+    key = unicodedata.normalize("NFC", label).replace("\u200c", "").replace("\u200d", "")
+    return key.casefold() if fold else key
+
+
 def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str, list[str]]:
     """``name``, ``version``, ``task`` and ``labels``."""
     name = data["name"]
@@ -505,8 +516,15 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
         )
     if len(set(labels)) != len(labels):
         raise _fail(where, f"labels must be unique, got {_r(labels)}")
-    # (a word's spelling may need a zero-width (non-)joiner: Persian, emoji sequences)
-    bad = next((x for x in labels if not x.replace("\u200c", "").replace("\u200d", "").isprintable()), None)
+    # (a word's spelling may need a zero-width (non-)joiner: Persian, emoji sequences; inside it)
+    bad = next(
+        (
+            x
+            for x in labels
+            if not _label_key(x, fold=False).isprintable() or x[0] in _JOINERS or x[-1] in _JOINERS
+        ),
+        None,
+    )
     if bad is not None:  # a newline, a tab or a terminal escape would break every text output
         raise _fail(where, f"labels must be printable text (no control characters), got {bad!r}")
     spaced = next((x for x in labels if x != x.strip() or not x.strip()), None)
@@ -514,7 +532,7 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
         raise _fail(where, f"labels must not be blank or start or end with spaces, got {spaced!r}")
     forms: dict[str, str] = {}
     for x in labels:  # 'café' and 'cafe' + a combining accent: one word, two labels
-        twin = forms.setdefault(unicodedata.normalize("NFC", x).casefold(), x)
+        twin = forms.setdefault(_label_key(x), x)
         if twin != x:
             raise _fail(
                 where,
@@ -535,7 +553,7 @@ def _check_identity(data: Mapping[str, Any], where: str) -> tuple[str, str, str,
             f"would run it as a formula), got {formula!r}",
         )
     for x in labels:
-        if unicodedata.normalize("NFC", x).casefold() in RESERVED_LABELS:
+        if _label_key(x) in RESERVED_LABELS:
             raise _fail(
                 where,
                 f"{x!r} is reserved and cannot be a model label (reserved, in any case: "

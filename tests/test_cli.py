@@ -752,10 +752,20 @@ def test_an_environment_audit_warnings_as_errors_native_deaths_and_memory(
         raise MemoryError("Unable to allocate 3.36 MiB")
 
     monkeypatch.setattr(cli_mod, "_classify_one", no_memory)
-    assert main(["classify", str(good)]) == 1
-    err = capsys.readouterr().err
+    assert main(["classify", str(good), str(cut)]) == 1
+    err = capsys.readouterr().err  # (which of the files was being read is not known: none named)
     assert (
-        err == f"instrunet: error: {good}: out of memory (give the process more memory, or fewer --workers)\n"
+        err
+        == "instrunet: error: classify: out of memory (give the process more memory, or fewer --workers)\n"
+    )
+    import instrunet_core.orchestration as orchestration
+
+    monkeypatch.setattr(orchestration, "analyze", no_memory)
+    assert main(["analyze", str(good)]) == 1
+    said = capsys.readouterr().err
+    assert (
+        said
+        == f"instrunet: error: {good}: out of memory (give the process more memory, or fewer --workers)\n"
     )
     # numbers as a keyboard slip writes them are refused
     with pytest.raises(SystemExit):

@@ -237,3 +237,18 @@ def test_a_custom_models_labels_that_would_read_as_another_thing_are_refused(tin
     )
     with pytest.raises(ModelError, match="a softmax over one label is always 1"):
         validate_manifest(one, where="m.json")
+
+
+def test_zero_width_joiners_do_not_make_a_reserved_or_a_twin_label_pass(tiny_model_dir: Path) -> None:
+    """A review: allowing zero-width joiners let `other\\u200d` and `silen\\u200ct` (printed as
+    `other` and `silent`) and `bra\\u200dss` beside `brass` pass the checks they print past."""
+    eight = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    for labels, said in (
+        (["oth\u200der", *eight[1:]], "is reserved"),
+        (["other\u200d", *eight[1:]], "printable text"),  # (a joiner at either end joins nothing)
+        (["silen\u200ct", *eight[1:]], "is reserved"),
+        (["brass", "bra\u200dss", *eight[2:]], "are the same word"),
+        (["\u200dx", *eight[1:]], "printable text"),
+    ):
+        with pytest.raises(ModelError, match=said):
+            validate_manifest(make_manifest(tiny_model_dir, labels=labels), where="m.json")

@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to serve on (default 127.0.0.1: this machine only)",
     )
-    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--port", type=_whole, default=8501, help="port (default 8501)")
     limits = Limits()
     p.add_argument(
         "--max-mb",

@@ -29,6 +29,7 @@ import numpy as np
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
 from instrunet_core.audio import MP3_SUPPORTED, UNKNOWN_FRAMES, audio_info, ended_early
 from instrunet_core.features import SILENCE_DB
+from instrunet_core.inputs import plain_float, plain_int
 from instrunet_core.registry import Registry
 from instrunet_core.timeline import format_time
 
@@ -111,7 +112,7 @@ class Limits:
             raw = os.environ.get(var)
             if raw:
                 try:
-                    v = float(raw)
+                    v = plain_float(raw)  # (not 1_5 for 15)
                 except ValueError:
                     raise InputError(f"{var} must be a number, got {raw!r}") from None
                 if not v > 0:
@@ -120,7 +121,7 @@ class Limits:
         raw = os.environ.get("INSTRUNET_APP_MAX_ANALYSES")
         if raw:
             try:
-                out["max_analyses"] = int(raw)
+                out["max_analyses"] = plain_int(raw)
             except ValueError:
                 raise InputError(f"INSTRUNET_APP_MAX_ANALYSES must be a whole number, got {raw!r}") from None
         try:

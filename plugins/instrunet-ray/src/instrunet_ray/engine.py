@@ -133,6 +133,18 @@ def _models_of(rows: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
 BLOCK_FILES = 8
 
 
+def _warnings_as_notes() -> None:
+    """In a Ray worker (a process of this run's own): instrunet's warnings stay warnings whatever
+    ``PYTHONWARNINGS`` says (``=error`` made a damaged file's note an exception that ended the
+    whole run: a review); the damage itself is in the file's record and said by the driver."""
+    import warnings
+
+    from instrunet_core.errors import InstrunetWarning
+
+    warnings.filterwarnings("default", category=InstrunetWarning)
+    warnings.filterwarnings("default", module=r"ray(\.|$)")
+
+
 class TaggingActor:
     """The Ray Data actor: loads one model when it starts, then reads and tags batches of files.
 
@@ -163,6 +175,7 @@ class TaggingActor:
         from instrunet_core import load_model
         from instrunet_core.errors import ModelError
 
+        _warnings_as_notes()
         self.model = load_model(model, intra_op_threads=intra_op_threads)
         if expect_sha256 is not None and self.model.manifest.sha256 != expect_sha256:
             # a worker whose installed models (or INSTRUNET_DEFAULT_MODEL) differ from the
