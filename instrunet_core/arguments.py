@@ -7,13 +7,15 @@ core's :class:`~instrunet_core.errors.InputError` into :class:`argparse.Argument
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import InputError
 from .inputs import plain_float, plain_int
 
-__all__ = ["hop_type", "count_type", "add_count_option", "plain_float", "plain_int"]
+__all__ = ["hop_type", "count_type", "add_count_option", "plain_float", "plain_int", "HelpSaidParser"]
 
 T = TypeVar("T")
 
@@ -96,3 +98,30 @@ def add_count_option(
     """
     name = flag.lstrip("-").replace("-", "_")
     parser.add_argument(flag, type=count_type(name, minimum, maximum), metavar="N", **kwargs)
+
+
+class HelpSaidParser(argparse.ArgumentParser):
+    """argparse's parser, except that help (or a version) that cannot be written to stdout
+    (``> /dev/full``) is said on stderr, ``<prog>: error: -: cannot write to stdout: ...``, exit
+    1, instead of being dropped without a word, exit 0; with stdout closed, help goes to stderr
+    (argparse's way). The plugins' command lines use it (``instrunet``'s own parser says it
+    through its output's error path)."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if not message:
+            return
+        if file is None:
+            file = sys.stdout if sys.stdout is not None else sys.stderr
+        if file is sys.stdout:
+            try:
+                file.write(message)
+                file.flush()
+            except (OSError, ValueError) as e:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    sys.stderr.write(
+                        f"{self.prog}: error: -: cannot write to stdout: {getattr(e, 'strerror', None) or e}\n"
+                    )
+                raise SystemExit(1) from None
+        elif file is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                file.write(message)

@@ -12,8 +12,8 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
+from instrunet_core.arguments import HelpSaidParser
 from instrunet_core.errors import InputError
 from instrunet_core.inputs import plain_float, plain_int
 
@@ -52,26 +52,8 @@ def _host(text: str) -> str:
     return text.strip()
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser, except that help that cannot be written to stdout (``> /dev/full``)
-    raises (argparse dropped it without a word, exit 0; :func:`main` says it, exit 1), as the
-    ``instrunet`` command's parser does; with stdout closed, help goes to stderr (argparse's way)."""
-
-    def _print_message(self, message: str, file: Any = None) -> None:
-        if not message:
-            return
-        if file is None:
-            file = sys.stdout if sys.stdout is not None else sys.stderr
-        if file is sys.stdout:
-            file.write(message)
-            file.flush()
-        elif file is not None:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                file.write(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = HelpSaidParser(
         prog="instrunet-app",
         description="Start the instrunet web app: upload a recording, see which instruments play, "
         "download the JSON and PDF reports.",
@@ -136,14 +118,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and replace this process with the Streamlit server."""
-    try:
-        args = _parser().parse_args(argv)
-    except (OSError, ValueError) as err:  # --help that stdout could not take (> /dev/full): said
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.write(
-                f"instrunet-app: error: -: cannot write to stdout: {getattr(err, 'strerror', None) or err}\n"
-            )
-        raise SystemExit(1) from None
+    args = _parser().parse_args(argv)  # (--help that stdout cannot take is said: HelpSaidParser)
     if not 0 < args.port < 65536:
         _parser().error(f"--port must be in 1..65535, got {args.port}")
     try:  # the page's own rule (inf, 1e400, above the caps), before a server starts that refuses it

@@ -9,37 +9,13 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from instrunet_core.arguments import add_count_option, hop_type
+from instrunet_core.arguments import HelpSaidParser, add_count_option, hop_type
 from instrunet_core.errors import describe
 from instrunet_core.features import DEFAULT_HOP_SECONDS
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser, except that help that cannot be written to stdout (``> /dev/full``) is
-    said (exit 1) instead of dropped without a word (exit 0), as ``instrunet``'s is."""
-
-    def _print_message(self, message: str, file: Any = None) -> None:
-        if not message:
-            return
-        if file is None:
-            file = sys.stdout if sys.stdout is not None else sys.stderr
-        if file is sys.stdout:
-            try:
-                file.write(message)
-                file.flush()
-            except (OSError, ValueError) as e:
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    sys.stderr.write(
-                        f"instrunet-ray: error: -: cannot write to stdout: {getattr(e, 'strerror', None) or e}\n"
-                    )
-                raise SystemExit(1) from None
-        elif file is not None:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                file.write(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = HelpSaidParser(
         prog="instrunet-ray",
         description="Classify every audio file under DIR on Ray Data (an actor pool with one model per worker) "
         "into the records 'instrunet batch' writes; resumable.",
