@@ -115,7 +115,7 @@ _DECODER_CHATTER = re.compile(rb"^(?:(?:Note|Warning|Error): |\[src/libmpg123/)"
 _CHATTER_FILTER = (
     "import os,re,signal,sys\n"
     "signal.signal(signal.SIGINT,signal.SIG_IGN)\n"  # (Ctrl-C is the command's to answer)
-    "p=re.compile(rb'^(?:(?:Note|Warning|Error): |\\[src/libmpg123/)')\n"
+    "p=re.compile(os.fsencode(sys.argv[2]))\n"  # (_DECODER_CHATTER's pattern)
     "o=int(sys.argv[1]);b=b''\n"
     "try:\n"
     " while True:\n"
@@ -127,9 +127,6 @@ _CHATTER_FILTER = (
     " if b and not p.match(b):os.write(o,b)\n"
     "except Exception:pass\n"
 )
-
-#: How many :func:`_decoder_chatter_dropped` are open (the outermost does the work).
-_CHATTER_DEPTH = [0]
 
 
 def _chatter_filter(saved: int) -> tuple[Any, int] | None:
@@ -147,7 +144,7 @@ def _chatter_filter(saved: int) -> tuple[Any, int] | None:
         return None
     try:
         proc = subprocess.Popen(
-            [exe, "-I", "-S", "-c", _CHATTER_FILTER, str(saved)],
+            [exe, "-I", "-S", "-c", _CHATTER_FILTER, str(saved), os.fsdecode(_DECODER_CHATTER.pattern)],
             stdin=r,
             stdout=subprocess.DEVNULL,
             stderr=saved,
@@ -163,28 +160,14 @@ def _chatter_filter(saved: int) -> tuple[Any, int] | None:
 
 @contextlib.contextmanager
 def _decoder_chatter_dropped() -> Iterator[None]:
-    """While files are decoded, send file descriptor 2 through a filter process that passes on
-    every line but the MP3 decoder's chatter (:data:`_DECODER_CHATTER`) as it comes. A process of
-    its own, not a capture read back afterwards: a native library that writes its last line and
-    ends the process (OpenBLAS out of memory, a C++ abort, a fatal signal's dump) was silenced,
-    exit 1 and nothing said (an environment audit); the filter still writes what the pipe holds.
-    Where no filter can start, the output is captured and filtered afterwards, as before.
-    Swapping a descriptor is process-wide: only the command line, which owns its process, does it
-    (once for a command: one inside another does nothing)."""
-    if _CHATTER_DEPTH[0]:
-        yield
-        return
-    _CHATTER_DEPTH[0] += 1
-    try:
-        with _chatter_swapped():
-            yield
-    finally:
-        _CHATTER_DEPTH[0] -= 1
-
-
-@contextlib.contextmanager
-def _chatter_swapped() -> Iterator[None]:
-    """The work of :func:`_decoder_chatter_dropped`."""
+    """While a command that decodes files runs, send file descriptor 2 through a filter process
+    that passes on every line but the MP3 decoder's chatter (:data:`_DECODER_CHATTER`) as it
+    comes. A process of its own, not a capture read back afterwards: a native library that writes
+    its last line and ends the process (OpenBLAS out of memory, a C++ abort, a fatal signal's
+    dump) was silenced, exit 1 and nothing said (an environment audit); the filter still writes
+    what the pipe holds. Where no filter can start, the output is captured and filtered
+    afterwards, as before. Swapping a descriptor is process-wide: only the command line, which
+    owns its process, does it."""
     try:
         if sys.stderr is not None:
             sys.stderr.flush()
@@ -205,6 +188,9 @@ def _chatter_swapped() -> Iterator[None]:
         os.close(saved)
         if capture is not None:
             capture.close()
+        if filt is not None:
+            with contextlib.suppress(OSError):
+                os.close(filt[1])  # (the filter then reads its end and goes)
         yield
         return
     try:
@@ -734,8 +720,7 @@ def _model_failed(e: BaseException) -> int:
 
 def _classify_one(clf: Any, source: Any) -> tuple[Any, float]:
     """Overall prediction and duration (seconds) of one source, through the one inference path."""
-    with _decoder_chatter_dropped():
-        clf.classify(source)
+    clf.classify(source)
     return clf.prediction(), clf.duration
 
 
@@ -808,8 +793,7 @@ def _embed(args: argparse.Namespace) -> int:
         name = "-" if stream else os.path.realpath(path)
         stamp = None if stream else file_stamp(path)
         try:
-            with _decoder_chatter_dropped():
-                emb = model.embed(_source(path), hop=args.hop, workers=args.workers)
+            emb = model.embed(_source(path), hop=args.hop, workers=args.workers)
         except (InstrunetError, OSError) as e:
             _err(error_message(path, e))
             rc = EXIT_FAIL
@@ -941,8 +925,7 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
         )
     hop = args.hop if args.hop is not None else lib.hop
     try:
-        with _decoder_chatter_dropped():
-            query = model.embed(_source(args.query), hop=hop, workers=args.workers)
+        query = model.embed(_source(args.query), hop=hop, workers=args.workers)
     except (InstrunetError, OSError) as e:
         _err(error_message(args.query, e))
         return EXIT_FAIL
@@ -960,20 +943,19 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
 
     def embed(paths: list[str]) -> None:
         for path in paths:  # one at a time: each file's error line comes as it is embedded
-            with _decoder_chatter_dropped():
-                Library.embed(
-                    model,
-                    [path],
-                    hop=hop,
-                    windows=args.where,
-                    into=lib,
-                    on_error=failed,
-                    workers=args.workers,
-                )
+            Library.embed(
+                model,
+                [path],
+                hop=hop,
+                windows=args.where,
+                into=lib,
+                on_error=failed,
+                workers=args.workers,
+            )
 
     def embed_stream(name: str, stream: Any) -> None:
         try:
-            with _decoder_chatter_dropped(), stream:
+            with stream:
                 emb = model.embed(stream, hop=hop, workers=args.workers)
         except (InstrunetError, OSError) as e:
             failed(name, e)
@@ -1256,7 +1238,7 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         # Analyzer plugins run inside: whatever they (or native code they call) write to file
         # descriptor 1 goes to stderr, never into `--json -`.
-        with _plugin_stdout(), _decoder_chatter_dropped():
+        with _plugin_stdout():
             an = analyze(
                 _source(args.file),
                 model=model,
@@ -1382,8 +1364,7 @@ def _batch(args: argparse.Namespace) -> int:
         failed = 0
         try:
             for i, path in enumerate(todo, 1):
-                with _decoder_chatter_dropped():
-                    rec = file_record(clf, path)
+                rec = file_record(clf, path)
                 if "error" in rec:
                     failed += 1
                     _err(rec["error"])
