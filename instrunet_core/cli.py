@@ -891,7 +891,7 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
             if item == "-":  # `instrunet embed ... | instrunet search QUERY -`, or audio
                 is_text, stream = _stdin_library()
                 if is_text:
-                    Library.read(stream, into=lib, name="-")  # (stdin itself stays open)
+                    Library.read(stream, into=lib, name="-", windows=args.where)  # (stdin itself stays open)
                     read.add(item)
                 else:
                     streamed[item] = stream
@@ -900,17 +900,17 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
                     _err(f"{item}: file not found")  # (_err shows the name escaped)
                     rc = EXIT_FAIL
                     continue
-                Library.read(item, into=lib)
+                Library.read(item, into=lib, windows=args.where)
             elif _is_stream(item):  # `<(zcat lib.jsonl.gz)`, `/dev/stdin` from a pipe: read once
                 is_text, stream = _open_stream(item)
                 if is_text:
                     with stream:
-                        Library.read(stream, into=lib, name=item)
+                        Library.read(stream, into=lib, name=item, windows=args.where)
                     read.add(item)
                 else:
                     streamed[item] = stream
             elif os.path.isfile(item) and _starts_like_json(item):  # lib.txt, `/dev/stdin < lib.jsonl`
-                Library.read(item, into=lib)
+                Library.read(item, into=lib, windows=args.where)
                 read.add(item)
     except InstrunetError as e:
         _err(str(e))
