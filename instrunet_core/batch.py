@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
@@ -31,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._files import HoldsFile, file_identity
 from .audio import AUDIO_EXTENSIONS
 from .errors import InputError, InstrunetError, OutputError, warn
-from .inputs import check_path
+from .inputs import is_seconds, path_problem
 from .output import CLASSIFICATION_SCHEMA, classification_record, error_record
 from .writers import make_folder
 
@@ -442,18 +441,11 @@ def _unusable(rec: Mapping[str, Any]) -> str | None:
     if path is not None:
         if not isinstance(path, str):
             return "'path' is not a string"
-        try:
-            check_path(path)
-        except InputError:
+        if path_problem(path) is not None:
             return "'path' is not a file name"
     hop = rec.get("hop")
-    if hop is not None:
-        try:
-            ok = not isinstance(hop, bool) and isinstance(hop, (int, float)) and 0 < float(hop) < math.inf
-        except OverflowError:  # an integer of hundreds of digits
-            ok = False
-        if not ok:
-            return "'hop' is not a number of seconds"
+    if hop is not None and not is_seconds(hop):
+        return "'hop' is not a number of seconds"
     return None
 
 

@@ -249,6 +249,30 @@ def plain_int(text: str) -> int:
     return int(_plain(text))
 
 
+def is_seconds(value: Any) -> bool:
+    """Whether a record's ``value`` (a hop, read back from JSON) is a number of seconds: an int or
+    float (not a bool), finite and above 0 (an integer of hundreds of digits, which float() cannot
+    take, is not: a fuzzing audit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return 0 < float(value) < math.inf
+    except OverflowError:
+        return False
+
+
+def path_problem(name: str) -> str | None:
+    """What keeps the operating system from taking ``name`` as a path (``"holds a NUL byte"``,
+    ``"cannot be encoded"``: a lone surrogate), ``None`` when nothing does (:func:`check_path`)."""
+    if "\x00" in name:
+        return "holds a NUL byte"
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return "cannot be encoded"
+    return None
+
+
 def check_path(path: str | os.PathLike[str]) -> str:
     """``path`` as a string, once the operating system can take it.
 
@@ -260,13 +284,12 @@ def check_path(path: str | os.PathLike[str]) -> str:
         read from the system holds: ``os.stat`` would raise a bare ``UnicodeEncodeError``).
     """
     name = os.fspath(path)
-    if "\x00" in name:
+    problem = path_problem(name)
+    if problem == "holds a NUL byte":
         raise InputError(f"{name}: a path cannot hold a NUL byte")
-    try:
-        os.fsencode(name)
-    except UnicodeEncodeError:
+    if problem is not None:
         shown = name.encode("utf-8", "backslashreplace").decode("utf-8")
-        raise InputError(f"{shown}: not a file name this system can encode (a lone surrogate?)") from None
+        raise InputError(f"{shown}: not a file name this system can encode (a lone surrogate?)")
     return name
 
 

@@ -487,7 +487,9 @@ _JOINERS = "\u200c\u200d"
 def _label_key(label: str, *, fold: bool = True) -> str:
     """What a label reads as: NFC, its zero-width joiners left out, case folded (``fold``):
     ``other`` with a joiner inside prints as ``other`` (a review)."""
-    key = unicodedata.normalize("NFC", label).replace("\u200c", "").replace("\u200d", "")
+    key = unicodedata.normalize("NFC", label)
+    for joiner in _JOINERS:
+        key = key.replace(joiner, "")
     return key.casefold() if fold else key
 
 

@@ -37,7 +37,7 @@ from ._files import file_identity
 from .analysis import Embedding
 from .batch import file_stamp, record_stamp
 from .errors import InputError, InstrunetError, warn
-from .inputs import check_count, check_path
+from .inputs import check_count, check_path, is_seconds, path_problem
 from .output import EMBEDDING_SCHEMA
 
 if TYPE_CHECKING:  # annotations only
@@ -209,12 +209,11 @@ class Library:
             library's; the path holds a NUL byte.
         """
         path = os.fspath(path)
-        if "\x00" in path:
+        problem = path_problem(path)
+        if problem == "holds a NUL byte":
             raise InputError(f"{origin}: the path holds a NUL byte")
-        try:
-            os.fsencode(path)
-        except UnicodeEncodeError:
-            raise InputError(f"{origin}: the path is not a file name this system can encode") from None
+        if problem is not None:
+            raise InputError(f"{origin}: the path is not a file name this system can encode")
         v = _unit(_vector(vector, origin))
         if not self.model:
             self.model = dict(model)
@@ -236,11 +235,7 @@ class Library:
         elif "manifest_sha256" not in self.model and isinstance(model.get("manifest_sha256"), str):
             self.model["manifest_sha256"] = model["manifest_sha256"]  # (earlier records named none)
         if hop is not None:
-            try:
-                ok = isinstance(hop, (int, float)) and not isinstance(hop, bool) and 0 < float(hop) < np.inf
-            except OverflowError:  # an integer of hundreds of digits
-                ok = False
-            if not ok:
+            if not is_seconds(hop):
                 raise InputError(f"{origin}: 'hop' is not a number of seconds > 0, got {str(hop)[:40]}")
             if self.hop is None:
                 self.hop = float(hop)
