@@ -126,22 +126,6 @@ def _measures(
     }
 
 
-#: The one definition of each number instrunet reports, for people: the CLI's, the app's and
-#: the PDF's words come from here (each shown once, with this meaning), as they read for the
-#: eight families at the default settings; :func:`measures_for` words them for an analysis.
-MEASURES: dict[str, str] = _measures(
-    "family",
-    "families",
-    "none of the eight",
-    "none of the eight families (drums, synthesizers, speech, noise)",
-    window=2.95,
-    smoothing=DEFAULT_SMOOTHING,
-    min_duration=DEFAULT_MIN_DURATION,
-    min_silence=DEFAULT_MIN_SILENCE,
-    other_veto=OTHER_VETO,
-)
-
-
 def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = None) -> dict[str, str]:
     """:data:`MEASURES` as they read for a model with ``labels`` and an analysis made with
     ``settings`` (:attr:`Analysis.settings`: its window, smoothing, minimum duration and silence,
@@ -164,6 +148,12 @@ def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = Non
         min_silence=float(st.get("min_silence", DEFAULT_MIN_SILENCE)),
         other_veto=float(st.get("other_veto", OTHER_VETO)),
     )
+
+
+#: The one definition of each number instrunet reports, for people: the CLI's, the app's and
+#: the PDF's words come from here (each shown once, with this meaning), as they read for the
+#: eight families at the default settings; :func:`measures_for` words them for an analysis.
+MEASURES: dict[str, str] = measures_for(FAMILIES)
 
 
 @dataclasses.dataclass(frozen=True)
