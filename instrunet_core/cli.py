@@ -585,10 +585,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--other-veto",
         type=_bounded_float("other-veto", 0.0, 1.0, noun="a probability"),
-        default=OTHER_VETO,
+        default=None,
         metavar="P",
         help=f"open-set models: no family is reported where 'other' is the answer with at least this "
-        f"smoothed probability (default {OTHER_VETO:g}; 1: off)",
+        f"smoothed probability (default: the model's own, else {OTHER_VETO:g}; 1: off)",
     )
     a.add_argument(
         "--embed", action="store_true", help="add the recording's and the windows' embeddings to the JSON"

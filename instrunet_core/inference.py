@@ -56,7 +56,6 @@ from .session import RuntimeOptions
 from .timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
-    OTHER_VETO,
     Activity,
     Detection,
     with_overrides,
@@ -96,10 +95,10 @@ class Classifier:
     min_duration : float
         Seconds a label must be present to be reported (or over all of a shorter sound), and
         absent to split a range.
-    other_veto : float
+    other_veto : float, optional
         Open-set models: where "none of the labels" is the answer with at least this smoothed
         probability, no label is detected (:attr:`~instrunet_core.timeline.Detection.other_veto`;
-        1 turns it off).
+        1 turns it off). Default: the model's own (:attr:`Model.other_veto`).
     batch_size : int
         Most windows per batch: the windows whose features are computed together (from shared
         frames) and, in :meth:`classify`, one job of the worker threads. onnxruntime takes a
@@ -175,7 +174,7 @@ class Classifier:
         thresholds: Mapping[str, float] | None = None,
         smoothing: float = DEFAULT_SMOOTHING,
         min_duration: float = DEFAULT_MIN_DURATION,
-        other_veto: float = OTHER_VETO,
+        other_veto: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         keep: int | None = None,
         pipeline: bool = True,
@@ -205,8 +204,9 @@ class Classifier:
                 f"{gap:.0%} of the audio lies between windows and is not classified (a sound there "
                 "is missed; only the end is always read)"
             )
+        veto = self.model.other_veto if other_veto is None else other_veto
         self.detection = Detection(
-            smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=other_veto
+            smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=veto
         )
         self.batch_size = check_count(batch_size, name="batch_size")
         self.pipeline = check_flag(pipeline, name="pipeline", what="Classifier")

@@ -256,7 +256,9 @@ class Manifest:
     other : dict or None
         Schema ``/3``: the open-set output, ``name``, ``shape`` ``[null, 1]``, ``dtype``,
         ``activation`` ``"sigmoid"`` and ``threshold``: the probability that a window holds
-        sound that is none of the labels (drums, synths, speech, noise).
+        sound that is none of the labels (drums, synths, speech, noise); optionally ``veto``,
+        the model's own level of :attr:`~instrunet_core.timeline.Detection.other_veto` (the
+        runtime's :data:`~instrunet_core.timeline.OTHER_VETO` without it).
     embedding : dict or None
         Schema ``/3``: ``name``, ``shape`` ``[null, dim]``, ``dtype`` of the output that
         :meth:`instrunet_core.Model.embed` returns (the network's penultimate layer).
@@ -314,7 +316,7 @@ def _fail(where: str, msg: str) -> ModelError:
 _TENSOR_KEYS = {
     "input": ("name", "shape", "dtype", "layout", "kind", "sample_rate"),
     "output": ("name", "shape", "dtype", "activation"),
-    "other": ("name", "shape", "dtype", "activation", "threshold"),
+    "other": ("name", "shape", "dtype", "activation", "threshold", "veto"),
     "embedding": ("name", "shape", "dtype"),
 }
 
@@ -713,6 +715,10 @@ def _check_extra_outputs(
             t = d.get("threshold", 0.5)
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
                 raise _fail(where, f"other.threshold must be a number in (0, 1), got {_r(t)}")
+            if "veto" in d:
+                v = d["veto"]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
+                    raise _fail(where, f"other.veto must be a number in (0, 1], got {_r(v)}")
         elif not ok_dim or not 1 <= shape[1] <= MAX_EMBEDDING:
             raise _fail(
                 where,

@@ -27,6 +27,7 @@ from .inputs import SampleRate, check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .registry import DEFAULT_ENV_VAR, Registry, get_registry
 from .session import RuntimeMissingError, RuntimeOptions
+from .timeline import OTHER_VETO
 from .verify import check_io, verified_session
 
 if TYPE_CHECKING:  # annotations only: the classifier imports this module
@@ -124,6 +125,10 @@ class Model:
     other_threshold : float or None
         Probability of "none of the labels" from which a window is answered ``"other"``
         (models with an open-set output; ``None`` otherwise).
+    other_veto : float
+        This model's level of :attr:`~instrunet_core.timeline.Detection.other_veto`, what a
+        timeline uses unless told otherwise: its manifest's ``other.veto``, else
+        :data:`~instrunet_core.timeline.OTHER_VETO`.
     embedding_dim : int or None
         Size of :meth:`embed`'s vectors (``None``: the model has no embedding output).
     options : RuntimeOptions
@@ -190,6 +195,7 @@ class Model:
         self._other_name: str | None = m.other["name"] if m.other else None
         self._embedding_name: str | None = m.embedding["name"] if m.embedding else None
         self.other_threshold: float | None = float(m.other.get("threshold", 0.5)) if m.other else None
+        self.other_veto: float = float(m.other.get("veto", OTHER_VETO)) if m.other else OTHER_VETO
         self.embedding_dim: int | None = int(m.embedding["shape"][1]) if m.embedding else None
 
     @property

@@ -32,7 +32,7 @@ from .inputs import SampleRate, check_flag, check_sample_rate
 from .model import ModelSpec
 from .output import model_info
 from .registry import Registry, get_registry
-from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING
 
 __all__ = ["analyze", "analyzer_names"]
 
@@ -46,7 +46,7 @@ def analyze(
     batch_size: int = DEFAULT_BATCH_SIZE,
     smoothing: float = DEFAULT_SMOOTHING,
     min_duration: float = DEFAULT_MIN_DURATION,
-    other_veto: float = OTHER_VETO,
+    other_veto: float | None = None,
     thresholds: Mapping[str, float] | None = None,
     registry: Registry | None = None,
     analyzers: bool | Sequence[str] | None = True,
@@ -77,10 +77,11 @@ def analyze(
     min_duration : float
         Seconds a label must be present to be reported (or over all of a shorter sound), and
         absent to split a range.
-    other_veto : float
+    other_veto : float, optional
         Open-set models: where "none of the labels" is the answer with at least this smoothed
-        probability (default :data:`~instrunet_core.timeline.OTHER_VETO`), no label is
-        detected; 1 turns it off.
+        probability, no label is detected; 1 turns it off. Default: the model's own
+        (:attr:`~instrunet_core.model.Model.other_veto`: its manifest's ``other.veto``, else
+        :data:`~instrunet_core.timeline.OTHER_VETO`).
     thresholds : dict, optional
         Per-label presence thresholds overriding the model's.
     registry : Registry, optional

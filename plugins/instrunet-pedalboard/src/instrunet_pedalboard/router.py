@@ -17,7 +17,6 @@ from instrunet_core.timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
     EVIDENCE_HOP,
-    OTHER_VETO,
     Activity,
     Detection,
     Detector,
@@ -128,9 +127,10 @@ class Router(Adapter):
         See above (``True`` or ``False``).
     smoothing, min_duration : float
         Seconds, as for :func:`instrunet_core.analyze`.
-    other_veto : float
+    other_veto : float, optional
         As for :func:`instrunet_core.analyze`: no label is routed where "other" is the answer with
-        at least this smoothed probability (open-set models; 1 turns it off).
+        at least this smoothed probability (open-set models; 1 turns it off; default: the
+        model's own).
     model : Model, str or PathLike, optional
         As for :class:`Tagger`.
     hop : float, optional
@@ -161,7 +161,7 @@ class Router(Adapter):
         min_duration: float = DEFAULT_MIN_DURATION,
         model: Any = None,
         hop: float | None = EVIDENCE_HOP,
-        other_veto: float = OTHER_VETO,
+        other_veto: float | None = None,
     ) -> None:
         from pedalboard import Plugin
 
@@ -208,8 +208,9 @@ class Router(Adapter):
         self.crossfade_ms = float(crossfade_ms)
         self.lookahead = bool(lookahead)
         try:
+            veto = self._clf.model.other_veto if other_veto is None else other_veto
             self.detection = Detection(
-                smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=other_veto
+                smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=veto
             )
         except InputError as e:
             raise InputError(f"{self._what}: {e}") from None
