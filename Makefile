@@ -78,11 +78,12 @@ lint: $(VENV)/.dev
 # The seed's path uses the trained seed_v3 when runs/seed_v3 has one (else an untrained copy:
 # same speed, different weights).
 SEED_KERAS := runs/seed_v3/seed_v3.keras
-# The fast model family-compact is measured beside the default in the same run (--versus), then on
-# its own (docs/benchmarks-compact.md); about 3-5 minutes each.
+# The previous default, family 2.1.0, is measured beside the default in the same run (--versus);
+# family-compact (the default's network with its own thresholds) on its own
+# (docs/benchmarks-compact.md); about 3-5 minutes each.
 SEED_ARG = $(if $(wildcard $(SEED_KERAS)),--seed-model $(SEED_KERAS))
 bench: $(VENV)/.dev
-	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md --versus family-compact $(SEED_ARG)
+	$(BIN)/python -m benchmarks.run --out docs/benchmarks.md --versus family@2.1.0 $(SEED_ARG)
 	$(BIN)/python -m benchmarks.run --model family-compact --out docs/benchmarks-compact.md $(SEED_ARG)
 
 # docs/speed.md's front-end section: numpy and in-graph front ends side by side, one window.

@@ -142,8 +142,9 @@ SHIPPED = ROOT / "instrunet_core" / "models" / "family" / "2.1.0"
 
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="family 2.1.0 not built (python -m training.openhead)")
-def test_the_shipped_default_knows_none_of_the_eight(installed_registry: object) -> None:
-    m = inet.load_model()
+def test_the_shipped_openhead_model_knows_none_of_the_eight(installed_registry: object) -> None:
+    """``family`` 2.1.0 (the default until 3.0.0): 2.0.0's network with the grafted head."""
+    m = inet.load_model("family", "2.1.0")
     assert (m.name, m.version) == ("family", "2.1.0")
     assert m.other_threshold is not None and m.embedding_dim == 512
     assert m.manifest.to_dict()["source"]["version"] == "2.0.0"

@@ -1,0 +1,66 @@
+"""The packaged default, ``family`` 3.0.0: ``family-compact`` 2.1.0's network with family thresholds
+chosen through the timeline and a veto level of its own (training/reports/default/3.0.0/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import pink
+
+import instrunet_core as inet
+from instrunet_core.errors import ModelError
+from instrunet_core.manifest import seal_manifest, validate_manifest
+from instrunet_core.timeline import OTHER_VETO
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "instrunet_core" / "models"
+SR = 22050
+
+
+def test_the_default_is_the_fast_network_with_its_own_thresholds(installed_registry: object) -> None:
+    m = inet.load_model()
+    assert (m.name, m.version) == ("family", "3.0.0")
+    compact = inet.load_model("family-compact", "2.1.0")
+    assert m.manifest.sha256 == compact.manifest.sha256  # the same ONNX file
+    assert (MODELS / "family" / "3.0.0" / "model.onnx").read_bytes() == (
+        MODELS / "family-compact" / "2.1.0" / "model.onnx"
+    ).read_bytes()
+    chosen = json.loads((ROOT / "training/reports/default/3.0.0/metrics.json").read_text())["thresholds"]
+    assert m.thresholds == {k: v for k, v in chosen.items() if k != "other"}
+    # lambda 0.5 of the way from its own thresholds to those the 160 pieces chose
+    picked = json.loads((ROOT / "training/reports/default/3.0.0/timeline-thresholds-160.json").read_text())
+    for f, t in compact.thresholds.items():
+        assert m.thresholds[f] == pytest.approx(t + 0.5 * (picked["thresholds"][f] - t), abs=1e-4)
+    assert (m.other_threshold, m.other_veto, m.embedding_dim) == (0.2, 0.72, 128)
+    assert compact.other_veto == OTHER_VETO  # no veto of its own in its manifest
+    assert inet.load_model("family", "2.1.0").other_veto == OTHER_VETO
+    assert "Apache" in (MODELS / "family" / "3.0.0" / "NOTICE").read_text()
+
+
+def test_noise_is_other_and_the_models_own_veto_holds_a_family_off(installed_registry: object) -> None:
+    m = inet.load_model()
+    assert m.predict(pink(6.0), SR).label == inet.OTHER_LABEL
+    short = (0.1 * np.random.default_rng(0).standard_normal(int(2.5 * SR))).astype(np.float32)
+    an = inet.analyze(short, SR, model=m, analyzers=False)
+    assert an.label == inet.OTHER_LABEL and an.instruments == []
+    assert an.settings["other_veto"] == 0.72
+    # the runtime's default level (2.1.0's) leaves the guitar curve (0.38, threshold 0.25) listed
+    at_093 = inet.analyze(short, SR, model=m, analyzers=False, other_veto=OTHER_VETO)
+    assert [i.label for i in at_093.instruments] == ["guitar"] and at_093.settings["other_veto"] == OTHER_VETO
+    clf = inet.Classifier(m)
+    assert clf.detection.other_veto == 0.72
+    assert inet.Classifier(m, other_veto=1.0).detection.other_veto == 1.0
+
+
+@pytest.mark.parametrize("veto", [0, 0.0, -0.1, 1.5, True, "0.7", None])
+def test_a_manifest_veto_must_be_a_probability(veto: object) -> None:
+    raw = json.loads((MODELS / "family" / "3.0.0" / "manifest.json").read_text())
+    raw.pop("manifest_sha256")
+    raw["other"] = {**raw["other"], "veto": veto}
+    with pytest.raises(ModelError, match=r"other\.veto must be a number in \(0, 1\]"):
+        validate_manifest(seal_manifest(raw), where="m.json")
+    raw["other"]["veto"] = 1.0  # no veto at all: allowed
+    assert validate_manifest(seal_manifest(raw), where="m.json").other["veto"] == 1.0
