@@ -14,7 +14,7 @@ child process, so that its peak resident memory (``ru_maxrss``) is its own:
 * **with condition**: ``analyze(file)`` with the ``instrunet-condition`` entry point loaded
   (``INSTRUNET_PLUGINS=condition``), its model loaded before the clock starts as the family
   model is;
-* **with condition, another model** (``--fast-model``, default ``family@2.1.0``, the previous
+* **with condition, another model** (``--versus``, default ``family@2.1.0``, the previous
   default): the same on that family model, ten-minute file only (``family`` 2.1.0's network takes
   about five times the time per window of 3.0.0's).
 
@@ -184,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--runs", type=int, default=5, help="runs of the ten-minute file, each way")
     ap.add_argument(
-        "--fast-model",
+        "--versus",
+        "--fast-model",  # its name before family 3.0.0, when it timed the fast model beside the default
+        dest="fast_model",
         default="family@2.1.0",
         help="also time analyze with condition on this model (the speed rows only; '' for none; "
         "default: the previous default model)",

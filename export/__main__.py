@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--description", help="one-line description stored in the manifest")
     ap.add_argument(
+        "--other-veto",
+        type=float,
+        default=None,
+        metavar="P",
+        help="open-set models: the model's own level of the timeline's 'other' veto, in (0, 1] "
+        "(manifest other.veto; default: none, the runtime's level)",
+    )
+    ap.add_argument(
         "--atol",
         type=float,
         default=DEFAULT_ATOL,

@@ -192,6 +192,7 @@ def build_manifest(
     output_name: str = OUTPUT_NAME,
     source: Mapping[str, Any] | None = None,
     other_threshold: float | None = None,
+    other_veto: float | None = None,
     embedding_dim: int | None = None,
 ) -> dict[str, Any]:
     """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`.
@@ -204,8 +205,9 @@ def build_manifest(
       (``kind: "waveform"``) at the front end's rate; ``source`` names the log-mel artifact it
       was composed from (when it was);
     * ``other_threshold``: the model has the open-set output ``other`` [null, 1] (sigmoid), and
-      answers "other" from that probability; ``embedding_dim``: it has the output
-      ``embedding`` [null, dim].
+      answers "other" from that probability (``other_veto``: its own level of the timeline's
+      "other" veto, ``other.veto``); ``embedding_dim``: it has the output ``embedding``
+      [null, dim].
     """
     m: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
@@ -234,6 +236,8 @@ def build_manifest(
             "activation": "sigmoid",
             "threshold": float(other_threshold),
         }
+        if other_veto is not None:
+            m["other"]["veto"] = float(other_veto)
     if embedding_dim is not None:
         m["embedding"] = {"name": "embedding", "shape": [None, int(embedding_dim)], "dtype": "float32"}
     if waveform:

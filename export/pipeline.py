@@ -55,6 +55,7 @@ class ExportConfig:
     license: str = "MIT"
     thresholds: Path | None = None
     description: str | None = None
+    other_veto: float | None = None  # manifest other.veto (open-set models)
     atol: float = DEFAULT_ATOL
     quantize: bool = False
     force: bool = False
@@ -405,6 +406,13 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
     if "other" not in out_names and other_threshold is not None:
         log("note: an 'other' threshold is given but the model has no open-set output; it is not used")
         other_threshold = None
+    v = cfg.other_veto
+    if v is not None and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0
+    ):
+        raise ExportError(f"--other-veto must be a number in (0, 1], got {v!r}")
+    if "other" not in out_names and cfg.other_veto is not None:
+        raise ExportError("--other-veto: the model has no open-set output ('other') for a veto to apply to")
     return _Inputs(
         dest=dest,
         q_dest=cfg.out / f"{cfg.name}-int8" / cfg.version,
@@ -564,6 +572,7 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
         else [None, fe.n_mels, fe.frames, 1],
         waveform=inp.waveform,
         other_threshold=inp.other_threshold if "other" in inp.out_names else None,
+        other_veto=cfg.other_veto if "other" in inp.out_names else None,
         embedding_dim=_embedding_dim(inp.view, inp.out_names),
         sha256=hashlib.sha256(conv.model_bytes).hexdigest(),
         parity=conv.parity,
@@ -617,6 +626,7 @@ def _artifacts(cfg: ExportConfig, inp: _Inputs, conv: _Converted) -> tuple[list[
         front_end=fe.to_dict(),
         input_shape=[None, fe.n_mels, fe.frames, 1],
         other_threshold=inp.other_threshold if "other" in inp.out_names else None,
+        other_veto=cfg.other_veto if "other" in inp.out_names else None,
         embedding_dim=_embedding_dim(inp.view, inp.out_names),
         sha256=hashlib.sha256(q_bytes).hexdigest(),
         parity=q_parity,

@@ -77,7 +77,7 @@ def _measures(
     smoothing: float,
     min_duration: float,
     min_silence: float,
-    other_veto: float,
+    other_veto: float | None,
 ) -> dict[str, str]:
     """:data:`MEASURES` worded for ``one``/``many`` ("family", "families"; "label", "labels"),
     ``none`` the open-set answer's name ("none of the eight") and ``none_of`` what it is none of."""
@@ -118,8 +118,13 @@ def _measures(
         none: (
             f"Models with an open-set output also say how likely a sound is {none_of}; it is the answer "
             f"where it reaches its threshold and beats every {one}. Where it is the answer with a smoothed "
-            f"probability of {other_veto:g} or more, no {one} is detected."
-            + ("" if other_veto < 1 else f" (The veto is off here: {other_veto:g}.)")
+            + (
+                f"probability at or above the model's veto level (its manifest's, else {OTHER_VETO:g}; an "
+                f"analysis's settings give the level it used), no {one} is detected."
+                if other_veto is None
+                else f"probability of {other_veto:g} or more, no {one} is detected."
+                + ("" if other_veto < 1 else f" (The veto is off here: {other_veto:g}.)")
+            )
         ),
         "low evidence": "Less than 1 s of sound: the answer is a guess.",
         "confidence (JSON)": "The JSON's name for the overall label's mean probability (not another number).",
@@ -129,7 +134,8 @@ def _measures(
 def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = None) -> dict[str, str]:
     """:data:`MEASURES` as they read for a model with ``labels`` and an analysis made with
     ``settings`` (:attr:`Analysis.settings`: its window, smoothing, minimum duration and silence,
-    and "other" veto; the defaults where it gives none): "family" and "none of the eight" for the
+    and "other" veto; the defaults where it gives none, and for the veto, which each model sets
+    for itself, the rule instead of a level): "family" and "none of the eight" for the
     eight families, "label" and "none of the labels" for any other model (a custom model's
     ``drums`` label was called "none of the eight families" in the PDF's glossary, and an
     analysis with another veto was said to have the default's)."""
@@ -146,13 +152,14 @@ def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = Non
         smoothing=float(st.get("smoothing", DEFAULT_SMOOTHING)),
         min_duration=float(st.get("min_duration", DEFAULT_MIN_DURATION)),
         min_silence=float(st.get("min_silence", DEFAULT_MIN_SILENCE)),
-        other_veto=float(st.get("other_veto", OTHER_VETO)),
+        other_veto=None if st.get("other_veto") is None else float(st["other_veto"]),
     )
 
 
 #: The one definition of each number instrunet reports, for people: the CLI's, the app's and
 #: the PDF's words come from here (each shown once, with this meaning), as they read for the
-#: eight families at the default settings; :func:`measures_for` words them for an analysis.
+#: eight families at the default settings (the "other" veto as a rule: its level is each model's,
+#: :attr:`~instrunet_core.model.Model.other_veto`); :func:`measures_for` words them for an analysis.
 MEASURES: dict[str, str] = measures_for(FAMILIES)
 
 

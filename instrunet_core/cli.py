@@ -683,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--json",
         action="store_true",
-        help="print name, version, sha256 (checked), labels, task, metrics and parity as JSON",
+        help="print name, version, sha256 (checked), labels, task, the open-set threshold and veto, the "
+        "embedding size, metrics and parity as JSON",
     )
     m.add_argument(
         "--check",
@@ -1412,6 +1413,10 @@ def _models(args: argparse.Namespace) -> int:
                 sha256_ok=False,
                 labels=list(m.labels),
                 task=m.task,
+                # what changes a timeline's answers or a vector index, without reading manifest.json
+                other_threshold=float(m.other.get("threshold", 0.5)) if m.other else None,
+                other_veto=float(m.other.get("veto", OTHER_VETO)) if m.other else None,
+                embedding_dim=int(m.embedding["shape"][1]) if m.embedding else None,
                 metrics=dict(m.metrics),
                 parity=dict(m.parity),
             )

@@ -226,11 +226,13 @@ class Library:
                 "or embed again)"
             )
         elif other_manifest(self.model, model):
+            version = model.get("version")
             raise InputError(
-                f"{origin}: embedded by {_model_text(model)} under another manifest (manifest_sha256 "
-                f"{str(model['manifest_sha256'])[:12]}, this library's {str(self.model['manifest_sha256'])[:12]}: "
-                "another front end, labels or thresholds for the same ONNX file); vectors read through "
-                "another front end cannot be compared (embed again with one model folder)"
+                f"{origin}: embedded by {_model_text(model)} (manifest_sha256 "
+                f"{str(model['manifest_sha256'])[:12]}), but this search uses {_model_text(self.model)} under "
+                f"another manifest ({str(self.model['manifest_sha256'])[:12]}: the same ONNX file with another "
+                "front end, labels or thresholds, whose vectors may differ); choose that model with --model "
+                f"{model.get('name')}{f'@{version}' if version else ''} (or its folder), or embed again"
             )
         elif "manifest_sha256" not in self.model and isinstance(model.get("manifest_sha256"), str):
             self.model["manifest_sha256"] = model["manifest_sha256"]  # (earlier records named none)

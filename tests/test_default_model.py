@@ -64,3 +64,16 @@ def test_a_manifest_veto_must_be_a_probability(veto: object) -> None:
         validate_manifest(seal_manifest(raw), where="m.json")
     raw["other"]["veto"] = 1.0  # no veto at all: allowed
     assert validate_manifest(seal_manifest(raw), where="m.json").other["veto"] == 1.0
+
+
+def test_the_models_listing_says_each_models_veto_and_embedding_size(
+    installed_registry: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from instrunet_core.cli import main
+
+    assert main(["models", "--json"]) == 0
+    rows = {(r["name"], r["version"]): r for r in json.loads(capsys.readouterr().out)}
+    got = {k: (rows[k]["other_threshold"], rows[k]["other_veto"], rows[k]["embedding_dim"]) for k in rows}
+    assert got["family", "3.0.0"] == (0.2, 0.72, 128)
+    assert got["family", "2.1.0"] == (0.8, OTHER_VETO, 512)
+    assert got["family", "1.0.0"] == (None, None, None)

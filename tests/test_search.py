@@ -202,8 +202,8 @@ def test_the_same_weights_under_another_manifest_are_not_searched_together(
     other = {**lib.model, "manifest_sha256": "f" * 64}
     with pytest.raises(
         InputError,
-        match=r"x.jsonl:1: embedded by openset .* under another manifest "
-        rf"\(manifest_sha256 ffffffffffff, this library's {digest[:12]}",
+        match=r"x.jsonl:1: embedded by openset .*\(manifest_sha256 ffffffffffff\), but this search uses "
+        rf"openset .* under another manifest \({digest[:12]}: .*--model openset@",
     ):
         lib.add("x.wav", [1.0, 0.0, 0.0], other, origin="x.jsonl:1")
     query = open_model.embed(str(folder / "noise.wav"))
