@@ -1414,8 +1414,8 @@ def _models(args: argparse.Namespace) -> int:
                 labels=list(m.labels),
                 task=m.task,
                 # what changes a timeline's answers or a vector index, without reading manifest.json
-                other_threshold=float(m.other.get("threshold", 0.5)) if m.other else None,
-                other_veto=float(m.other.get("veto", OTHER_VETO)) if m.other else None,
+                other_threshold=m.other_threshold,
+                other_veto=m.other_veto,
                 embedding_dim=int(m.embedding["shape"][1]) if m.embedding else None,
                 metrics=dict(m.metrics),
                 parity=dict(m.parity),

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from .errors import InputError, ModelError
 from .features import FrontEnd
+from .timeline import OTHER_VETO
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -297,6 +298,19 @@ class Manifest:
         if self.input.get("layout") == FEATURES_LAYOUT:
             return "features"
         return str(self.input.get("kind", "logmel"))
+
+    @property
+    def other_threshold(self) -> float | None:
+        """The open-set output's threshold (``other.threshold``, 0.5 when not given); ``None``
+        for a model without one."""
+        return float(self.other.get("threshold", 0.5)) if self.other else None
+
+    @property
+    def other_veto(self) -> float | None:
+        """The open-set model's level of the timeline's "other" veto (``other.veto``, else the
+        runtime's :data:`~instrunet_core.timeline.OTHER_VETO`); ``None`` for a model without an
+        open-set output."""
+        return float(self.other.get("veto", OTHER_VETO)) if self.other else None
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:

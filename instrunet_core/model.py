@@ -194,8 +194,8 @@ class Model:
         self._output_name: str = m.output["name"]
         self._other_name: str | None = m.other["name"] if m.other else None
         self._embedding_name: str | None = m.embedding["name"] if m.embedding else None
-        self.other_threshold: float | None = float(m.other.get("threshold", 0.5)) if m.other else None
-        self.other_veto: float = float(m.other.get("veto", OTHER_VETO)) if m.other else OTHER_VETO
+        self.other_threshold: float | None = m.other_threshold
+        self.other_veto: float = OTHER_VETO if m.other_veto is None else m.other_veto
         self.embedding_dim: int | None = int(m.embedding["shape"][1]) if m.embedding else None
 
     @property
