@@ -217,7 +217,9 @@ class AppResult:
 
 
 def available_models(*, registry: Any = None) -> list[ModelChoice]:
-    """Usable registered models, newest version of each name, the default first.
+    """Usable registered models, newest version of each name, the default first, and the
+    default name's previous version (``family`` 2.1.0 beside 3.0.0: the previous default, which
+    names some things better; docs/models.md).
 
     The default is the model ``instrunet`` and ``load_model()`` use without a name, version
     included: ``INSTRUNET_DEFAULT_MODEL=family@2.0.0`` offers family 2.0.0 first, as the default,
@@ -243,9 +245,20 @@ def available_models(*, registry: Any = None) -> list[ModelChoice]:
     except ModelError:
         chosen = None
     out = [ModelChoice(chosen.name, chosen.version, chosen.plugin, True)] if chosen is not None else []
+    offered = list(best.values())
+    if chosen is not None:
+        earlier = [
+            e
+            for e in reg.models
+            if e.error is None
+            and e.name == chosen.name
+            and parse_semver(e.version) < parse_semver(chosen.version)
+        ]
+        if earlier:
+            offered.append(max(earlier, key=lambda e: parse_semver(e.version)))
     out += [
         ModelChoice(e.name, e.version, e.plugin, False)
-        for e in best.values()
+        for e in offered
         if chosen is None or (e.name, e.version) != (chosen.name, chosen.version)
     ]
     return sorted(out, key=lambda c: (not c.default, c.name, [-x for x in parse_semver(c.version)[:3]]))
