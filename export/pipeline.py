@@ -18,7 +18,7 @@ import numpy as np
 from instrunet_core.errors import ModelError
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd
 from instrunet_core.labels import FAMILIES
-from instrunet_core.manifest import NAME_RE, SEMVER_RE, _check_identity, _check_thresholds
+from instrunet_core.manifest import NAME_RE, SEMVER_RE, _check_identity, _check_thresholds, is_veto
 from instrunet_core.session import onnx_session
 
 from . import DEFAULT_ATOL, PARITY_RUNTIME, ExportError
@@ -406,11 +406,8 @@ def _resolve_inputs(cfg: ExportConfig, log: Callable[[str], None]) -> _Inputs:
     if "other" not in out_names and other_threshold is not None:
         log("note: an 'other' threshold is given but the model has no open-set output; it is not used")
         other_threshold = None
-    v = cfg.other_veto
-    if v is not None and (
-        isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0
-    ):
-        raise ExportError(f"--other-veto must be a number in (0, 1], got {v!r}")
+    if cfg.other_veto is not None and not is_veto(cfg.other_veto):
+        raise ExportError(f"--other-veto must be a number in (0, 1], got {cfg.other_veto!r}")
     if "other" not in out_names and cfg.other_veto is not None:
         raise ExportError("--other-veto: the model has no open-set output ('other') for a veto to apply to")
     return _Inputs(

@@ -673,7 +673,7 @@ def export_waveform(
         output_name=src.output["name"],
         other_threshold=src.other.get("threshold") if src.other is not None else None,
         other_veto=src.other.get("veto") if src.other is not None else None,
-        embedding_dim=int(src.embedding["shape"][-1]) if src.embedding is not None else None,
+        embedding_dim=src.embedding_dim,
         source={"name": src.name, "version": src.version, "sha256": src.sha256},
     )
     refs = {"inputs": x_ref16, "outputs": y_ref} if y_ref is not None else None

@@ -1416,7 +1416,7 @@ def _models(args: argparse.Namespace) -> int:
                 # what changes a timeline's answers or a vector index, without reading manifest.json
                 other_threshold=m.other_threshold,
                 other_veto=m.other_veto,
-                embedding_dim=int(m.embedding["shape"][1]) if m.embedding else None,
+                embedding_dim=m.embedding_dim,
                 metrics=dict(m.metrics),
                 parity=dict(m.parity),
             )

@@ -28,6 +28,7 @@ from .timeline import OTHER_VETO
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "is_veto",
     "MANIFEST_SCHEMAS",
     "INPUT_KINDS",
     "INPUT_NAME",
@@ -304,6 +305,11 @@ class Manifest:
         """The open-set output's threshold (``other.threshold``, 0.5 when not given); ``None``
         for a model without one."""
         return float(self.other.get("threshold", 0.5)) if self.other else None
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """Size of the embedding output's vectors; ``None`` for a model without one."""
+        return int(self.embedding["shape"][1]) if self.embedding else None
 
     @property
     def other_veto(self) -> float | None:
@@ -729,10 +735,8 @@ def _check_extra_outputs(
             t = d.get("threshold", 0.5)
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
                 raise _fail(where, f"other.threshold must be a number in (0, 1), got {_r(t)}")
-            if "veto" in d:
-                v = d["veto"]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
-                    raise _fail(where, f"other.veto must be a number in (0, 1], got {_r(v)}")
+            if "veto" in d and not is_veto(d["veto"]):
+                raise _fail(where, f"other.veto must be a number in (0, 1], got {_r(d['veto'])}")
         elif not ok_dim or not 1 <= shape[1] <= MAX_EMBEDDING:
             raise _fail(
                 where,
@@ -740,6 +744,11 @@ def _check_extra_outputs(
             )
         found.append(dict(d))
     return found[0], found[1]
+
+
+def is_veto(v: object) -> bool:
+    """Whether ``v`` can be a model's ``other.veto``: a number in (0, 1] (1: no veto)."""
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0.0 < float(v) <= 1.0
 
 
 def _check_digest(data: Mapping[str, Any], where: str) -> None:

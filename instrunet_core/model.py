@@ -196,7 +196,7 @@ class Model:
         self._embedding_name: str | None = m.embedding["name"] if m.embedding else None
         self.other_threshold: float | None = m.other_threshold
         self.other_veto: float = OTHER_VETO if m.other_veto is None else m.other_veto
-        self.embedding_dim: int | None = int(m.embedding["shape"][1]) if m.embedding else None
+        self.embedding_dim: int | None = m.embedding_dim
 
     @property
     def thresholds(self) -> dict[str, float]:
