@@ -78,6 +78,8 @@ def _measures(
     min_duration: float,
     min_silence: float,
     other_veto: float | None,
+    leading: int | None,
+    margins: Mapping[str, float] | None,
 ) -> dict[str, str]:
     """:data:`MEASURES` worded for ``one``/``many`` ("family", "families"; "label", "labels"),
     ``none`` the open-set answer's name ("none of the eight") and ``none_of`` what it is none of."""
@@ -100,7 +102,7 @@ def _measures(
             f"Per {one}, chosen when the model was trained: a {one} is detected where its smoothed "
             f"probability stays at or above its threshold for at least {min_duration:g} s (the minimum duration), "
             "or over the whole of a shorter sound. It applies to the smoothed probability, not to the "
-            "mean probability."
+            "mean probability." + _behind(one, many, leading, margins)
         ),
         "time ranges": (
             f"Where a {one} is detected, in m:ss. {min_silence:g} s or more of silence ends a range, and each "
@@ -131,6 +133,27 @@ def _measures(
     }
 
 
+def _behind(one: str, many: str, leading: int | None, margins: Mapping[str, float] | None) -> str:
+    """The threshold's words for the :attr:`~instrunet_core.timeline.Detection.leading` rule: as a
+    rule (``leading`` None: no analysis to say it for), for an analysis's settings, or nothing."""
+    if leading is None:
+        return (
+            f" A model may hold the {many} behind the most probable ones at a moment to a margin above "
+            f"their thresholds there (the default: behind the two most probable; an analysis's settings "
+            "give its leading count and margins)."
+        )
+    top = max((float(v) for v in (margins or {}).values()), default=0.0)
+    if leading <= 0 or top <= 0:
+        return ""
+    words = ("another", "two others", "three others", "four others", "five others")
+    ahead = words[leading - 1] if leading <= len(words) else f"{leading} others"
+    return (
+        f" Where {ahead} {'is' if leading == 1 else 'are'} more probable at a moment, a {one} needs its "
+        f"threshold plus its margin there (up to {top:g}; in a mixture, what the model spills over "
+        "from the parts that play)."
+    )
+
+
 def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = None) -> dict[str, str]:
     """:data:`MEASURES` as they read for a model with ``labels`` and an analysis made with
     ``settings`` (:attr:`Analysis.settings`: its window, smoothing, minimum duration and silence,
@@ -153,6 +176,8 @@ def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = Non
         min_duration=float(st.get("min_duration", DEFAULT_MIN_DURATION)),
         min_silence=float(st.get("min_silence", DEFAULT_MIN_SILENCE)),
         other_veto=None if st.get("other_veto") is None else float(st["other_veto"]),
+        leading=None if settings is None else int(st.get("leading", 0)),
+        margins=dict(st.get("margins") or {}),
     )
 
 

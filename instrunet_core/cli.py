@@ -590,6 +590,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"open-set models: no family is reported where 'other' is the answer with at least this "
         f"smoothed probability (default: the model's own, else {OTHER_VETO:g}; 1: off)",
     )
+    add_count_option(
+        a,
+        "--leading",
+        minimum=0,
+        maximum=1000,
+        default=None,
+        help="how many of the most probable families at a moment need only their thresholds; a family "
+        "behind them needs its threshold plus the model's margin for it (default: the model's own; 0: "
+        "every family at its threshold alone)",
+    )
     a.add_argument(
         "--embed", action="store_true", help="add the recording's and the windows' embeddings to the JSON"
     )
@@ -1247,6 +1257,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 smoothing=args.smoothing,
                 min_duration=args.min_duration,
                 other_veto=args.other_veto,
+                leading=args.leading,
                 workers=args.workers,
                 embeddings=args.embed,
                 analyzers=analyzers,
@@ -1416,6 +1427,8 @@ def _models(args: argparse.Namespace) -> int:
                 # what changes a timeline's answers or a vector index, without reading manifest.json
                 other_threshold=m.other_threshold,
                 other_veto=m.other_veto,
+                leading=m.leading,
+                margins=m.margins,
                 embedding_dim=m.embedding_dim,
                 metrics=dict(m.metrics),
                 parity=dict(m.parity),

@@ -57,7 +57,6 @@ from .timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
     Activity,
-    Detection,
     with_overrides,
 )
 from .windowlog import WindowLog
@@ -99,6 +98,11 @@ class Classifier:
         Open-set models: where "none of the labels" is the answer with at least this smoothed
         probability, no label is detected (:attr:`~instrunet_core.timeline.Detection.other_veto`;
         1 turns it off). Default: the model's own (:attr:`Model.other_veto`).
+    leading : int, optional
+        How many of the most probable labels at a moment need only their thresholds there; a
+        label behind them needs its threshold plus the model's margin for it
+        (:attr:`~instrunet_core.timeline.Detection.leading`). Default: the model's own
+        (:attr:`Model.leading`); 0: every label at its threshold alone.
     batch_size : int
         Most windows per batch: the windows whose features are computed together (from shared
         frames) and, in :meth:`classify`, one job of the worker threads. onnxruntime takes a
@@ -175,6 +179,7 @@ class Classifier:
         smoothing: float = DEFAULT_SMOOTHING,
         min_duration: float = DEFAULT_MIN_DURATION,
         other_veto: float | None = None,
+        leading: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         keep: int | None = None,
         pipeline: bool = True,
@@ -204,9 +209,8 @@ class Classifier:
                 f"{gap:.0%} of the audio lies between windows and is not classified (a sound there "
                 "is missed; only the end is always read)"
             )
-        veto = self.model.other_veto if other_veto is None else other_veto
-        self.detection = Detection(
-            smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=veto
+        self.detection = self.model.detection(
+            smoothing=smoothing, min_duration=min_duration, other_veto=other_veto, leading=leading
         )
         self.batch_size = check_count(batch_size, name="batch_size")
         self.pipeline = check_flag(pipeline, name="pipeline", what="Classifier")

@@ -126,6 +126,7 @@ _OPTIONAL = (
     "features",
     "other",
     "embedding",
+    "secondary",
 )
 #: ``input.layout`` of a model that takes a vector of named features (no log-mel front end).
 FEATURES_LAYOUT = "features"
@@ -264,6 +265,11 @@ class Manifest:
     embedding : dict or None
         Schema ``/3``: ``name``, ``shape`` ``[null, dim]``, ``dtype`` of the output that
         :meth:`instrunet_core.Model.embed` returns (the network's penultimate layer).
+    secondary : dict or None
+        Optional: ``leading`` (a count of labels) and ``margins`` (``{label: float in [0, 1)}``):
+        on the time axis, a label that is not among the ``leading`` most probable at a moment
+        needs its threshold plus its margin there
+        (:attr:`~instrunet_core.timeline.Detection.leading`).
     raw : dict
         The manifest as parsed (JSON types only).
     """
@@ -290,6 +296,7 @@ class Manifest:
     features: Mapping[str, Any] | None = None
     other: Mapping[str, Any] | None = None
     embedding: Mapping[str, Any] | None = None
+    secondary: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -317,6 +324,17 @@ class Manifest:
         runtime's :data:`~instrunet_core.timeline.OTHER_VETO`); ``None`` for a model without an
         open-set output."""
         return float(self.other.get("veto", OTHER_VETO)) if self.other else None
+
+    @property
+    def leading(self) -> int:
+        """``secondary.leading``: how many of the most probable labels need only their thresholds
+        at a moment (0: every label, the manifest has no ``secondary``)."""
+        return int(self.secondary["leading"]) if self.secondary else 0
+
+    @property
+    def margins(self) -> dict[str, float]:
+        """``secondary.margins``: what a label behind the leading ones needs above its threshold."""
+        return {k: float(v) for k, v in self.secondary["margins"].items()} if self.secondary else {}
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
@@ -449,6 +467,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
     thresholds = _check_thresholds(data.get("thresholds"), labels, where)
     objs, strs = _check_optional(data, where)
     other, embedding = _check_extra_outputs(data, where)
+    secondary = _check_secondary(data.get("secondary"), labels, where)
     _check_digest(data, where)
     return Manifest(
         schema=data["schema"],
@@ -472,6 +491,7 @@ def validate_manifest(data: Mapping[str, Any], *, where: str) -> Manifest:
         features=feats,
         other=other,
         embedding=embedding,
+        secondary=secondary,
         raw=json.loads(json.dumps(dict(data))),
     )
 
@@ -657,6 +677,26 @@ def _check_thresholds(thresholds: Any, labels: list[str], where: str) -> dict[st
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
             raise _fail(where, f"thresholds[{_r(k)}] must be a number in (0, 1), got {_r(v)}")
     return {k: float(v) for k, v in thresholds.items()}
+
+
+def _check_secondary(secondary: Any, labels: list[str], where: str) -> dict[str, Any] | None:
+    """``{"leading": int in [1, labels), "margins": {label: float in [0, 1)}}``, or ``None``."""
+    if secondary is None:
+        return None
+    if not isinstance(secondary, Mapping) or sorted(secondary) != ["leading", "margins"]:
+        raise _fail(where, "secondary must be an object with exactly leading and margins")
+    k = secondary["leading"]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < len(labels):
+        raise _fail(where, f"secondary.leading must be an integer from 1 to {len(labels) - 1}, got {_r(k)}")
+    margins = secondary["margins"]
+    if not isinstance(margins, Mapping):
+        raise _fail(where, "secondary.margins must be an object {label: float}")
+    for lab, v in margins.items():
+        if lab not in labels:
+            raise _fail(where, f"secondary.margins has unknown label {_r(lab)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+            raise _fail(where, f"secondary.margins[{_r(lab)}] must be a number in [0, 1), got {_r(v)}")
+    return {"leading": k, "margins": {lab: float(v) for lab, v in margins.items()}}
 
 
 def _check_optional(

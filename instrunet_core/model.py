@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, ModelError, UnknownModelError, one_line
-from .features import DEFAULT_BATCH_SIZE, FrontEnd, batch_features
+from .features import DEFAULT_BATCH_SIZE, SILENCE_DB, FrontEnd, batch_features
 from .inputs import SampleRate, check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
 from .registry import DEFAULT_ENV_VAR, Registry, get_registry
 from .session import RuntimeMissingError, RuntimeOptions
-from .timeline import OTHER_VETO
+from .timeline import DEFAULT_MIN_DURATION, DEFAULT_SMOOTHING, OTHER_VETO, Detection
 from .verify import check_io, verified_session
 
 if TYPE_CHECKING:  # annotations only: the classifier imports this module
@@ -131,6 +131,12 @@ class Model:
         :data:`~instrunet_core.timeline.OTHER_VETO`.
     embedding_dim : int or None
         Size of :meth:`embed`'s vectors (``None``: the model has no embedding output).
+    leading : int
+        How many of the most probable labels at a moment need only their thresholds on the
+        time axis; a label behind them needs its threshold plus its margin (:attr:`margins`):
+        the manifest's ``secondary`` (0 without one: every label needs only its threshold).
+    margins : dict
+        ``{label: float}``, the manifest's ``secondary.margins`` (empty without one).
     options : RuntimeOptions
         How onnxruntime runs it.
     session_options : dict
@@ -197,6 +203,8 @@ class Model:
         self.other_threshold: float | None = m.other_threshold
         self.other_veto: float = OTHER_VETO if m.other_veto is None else m.other_veto
         self.embedding_dim: int | None = m.embedding_dim
+        self.leading: int = m.leading
+        self.margins: dict[str, float] = m.margins
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -205,6 +213,26 @@ class Model:
         base = DEFAULT_THRESHOLDS[self.task]
         given = dict(self.manifest.thresholds or {})
         return {lab: float(given.get(lab, base)) for lab in self.labels}
+
+    def detection(
+        self,
+        *,
+        smoothing: float = DEFAULT_SMOOTHING,
+        min_duration: float = DEFAULT_MIN_DURATION,
+        other_veto: float | None = None,
+        leading: int | None = None,
+    ) -> Detection:
+        """How a timeline decides presence with this model: the model's own veto level
+        (:attr:`other_veto`) and leading labels with their margins (:attr:`leading`,
+        :attr:`margins`) unless given (``leading=0``: every label at its threshold alone)."""
+        return Detection(
+            smoothing=smoothing,
+            min_duration=min_duration,
+            silence_db=SILENCE_DB,
+            other_veto=self.other_veto if other_veto is None else other_veto,
+            leading=self.leading if leading is None else leading,
+            margins=tuple(self.margins.items()),
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, task={self.task!r}, labels={len(self.labels)})"

@@ -47,6 +47,7 @@ def analyze(
     smoothing: float = DEFAULT_SMOOTHING,
     min_duration: float = DEFAULT_MIN_DURATION,
     other_veto: float | None = None,
+    leading: int | None = None,
     thresholds: Mapping[str, float] | None = None,
     registry: Registry | None = None,
     analyzers: bool | Sequence[str] | None = True,
@@ -82,8 +83,15 @@ def analyze(
         probability, no label is detected; 1 turns it off. Default: the model's own
         (:attr:`~instrunet_core.model.Model.other_veto`: its manifest's ``other.veto``, else
         :data:`~instrunet_core.timeline.OTHER_VETO`).
+    leading : int, optional
+        How many of the most probable labels at a moment need only their thresholds there; a
+        label behind them needs its threshold plus the model's margin for it (in a mixture, what
+        the network spills over from the parts that play). Default: the model's own
+        (:attr:`~instrunet_core.model.Model.leading`: its manifest's ``secondary``); 0: every
+        label at its threshold alone.
     thresholds : dict, optional
-        Per-label presence thresholds overriding the model's.
+        Per-label presence thresholds overriding the model's (a label keeps its margin above
+        its threshold).
     registry : Registry, optional
         Where models and analyzers come from (default: :func:`instrunet_core.get_registry`).
     analyzers : bool or sequence of str
@@ -137,6 +145,7 @@ def analyze(
         smoothing=smoothing,
         min_duration=min_duration,
         other_veto=other_veto,
+        leading=leading,
         batch_size=batch_size,
         registry=registry,
         workers=workers,

@@ -14,7 +14,11 @@ is reported lives on a time axis that does not depend on where the windows fall:
    :attr:`Detection.min_duration` are bridged, then presences shorter than it dropped (so a
    range needs that much evidence, and a gap in the evidence that much to split one), unless
    the presence holds over the whole of a sound shorter than that (a one-shot sample: all the
-   evidence there is).
+   evidence there is). With :attr:`Detection.leading` set (a model's manifest ``secondary``),
+   a label that is not among the ``leading`` most probable labels at a moment needs its
+   threshold plus its :attr:`Detection.margins` there: in a mixture the few labels that lead
+   are heard at their thresholds, the rest (what a network spills over from the parts that
+   play) only when they are clearly there.
 3. **Sound.** Silence (blocks below ``silence_db``) of :attr:`Detection.min_silence` seconds or
    more ends a range, and so do the start and end of the sound: each range is trimmed to the
    first and last sounding block it holds, so onsets and offsets next to silence are exact to
@@ -112,6 +116,14 @@ class Detection:
         Open-set models: where the smoothed probability of "none of the labels" reaches this
         (and its own threshold) and beats every label's, no label is detected (a probability;
         1 leaves the labels alone wherever "other" is below certainty).
+    leading : int
+        How many of the most probable labels at a moment need only their thresholds there; a
+        label behind them needs its threshold plus its margin (``margins``). 0: every label
+        needs only its threshold (no margins apply).
+    margins : tuple of (label, float)
+        Per label, how far above its threshold its smoothed probability must be where
+        ``leading`` labels are more probable (a label left out: 0). A threshold overridden
+        keeps its label's margin.
     """
 
     smoothing: float = DEFAULT_SMOOTHING
@@ -119,6 +131,8 @@ class Detection:
     min_silence: float = DEFAULT_MIN_SILENCE
     silence_db: float = -60.0
     other_veto: float = OTHER_VETO
+    leading: int = 0
+    margins: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("smoothing", "min_duration", "min_silence"):
@@ -132,14 +146,34 @@ class Detection:
         if not ok or not (np.isfinite(float(v)) and 0.0 <= float(v) <= 1.0):
             raise InputError(f"other_veto must be a probability in [0, 1], got {v!r}")
         object.__setattr__(self, "other_veto", float(v))
+        k = self.leading
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= int(k) <= 1000:
+            raise InputError(f"leading must be a count of labels (0: off), got {k!r}")
+        object.__setattr__(self, "leading", int(k))
+        pairs = self.margins.items() if isinstance(self.margins, Mapping) else self.margins
+        margins = []
+        for item in pairs:
+            lab, m = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, None)
+            ok = not isinstance(m, bool) and isinstance(m, (int, float, np.integer, np.floating))
+            if not isinstance(lab, str) or not ok or not (np.isfinite(float(m)) and 0.0 <= float(m) < 1.0):
+                raise InputError(f"margins must map labels to numbers in [0, 1), got {item!r}")
+            margins.append((lab, float(m)))
+        object.__setattr__(self, "margins", tuple(margins))
+
+    def margin(self, label: str) -> float:
+        """How far above its threshold ``label`` must be where :attr:`leading` labels are more
+        probable (0 when :attr:`leading` is 0 or the label has no margin)."""
+        return dict(self.margins).get(label, 0.0) if self.leading else 0.0
 
     @property
     def horizon(self) -> float:
         """Seconds of evidence after a moment that can still change what is decided there."""
         return self.smoothing / 2 + 2 * self.min_duration + self.min_silence
 
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = dataclasses.asdict(self)
+        d["margins"] = dict(self.margins)
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -521,8 +555,14 @@ class Activity:
         -------
         np.ndarray [shape=(n,), dtype=bool]
         """
-        curve = self.probability[:, self._column(label, "presence_at")]
+        j = self._column(label, "presence_at")
+        curve = self.probability[:, j]
         hit = curve >= np.float32(threshold)
+        margin = self.detection.margin(label)
+        if margin:
+            hit &= _leads(self.probability, self.detection.leading)[:, j] | (
+                curve >= np.float32(threshold + margin)
+            )
         if self.other is not None and self.other_threshold is not None:
             answered = _other_answers(self.probability, self.other, self.other_threshold)
             hit &= ~_vetoed(answered, self.other, self.detection, self.sounding)
@@ -632,8 +672,13 @@ def activity(
             o_active = decide(answered)
             vetoed = _vetoed(answered, o_prob, det, sounding)
     active = np.zeros((n, L), dtype=bool)
+    leads = _leads(prob, det.leading) if any(det.margin(lab) for lab in labels) else None
     for j in range(L):
-        active[:, j] = decide((prob[:, j] >= thr[j]) & ~vetoed)
+        hit = prob[:, j] >= thr[j]
+        margin = det.margin(labels[j])
+        if margin and leads is not None:
+            hit &= leads[:, j] | (prob[:, j] >= np.float32(thr[j] + margin))
+        active[:, j] = decide(hit & ~vetoed)
     return Activity(
         step=float(step),
         duration=float(duration),
@@ -649,6 +694,16 @@ def activity(
         other_active=o_active,
         other_threshold=other_threshold,
     )
+
+
+def _leads(prob: np.ndarray, leading: int) -> np.ndarray:
+    """Where each label is among the ``leading`` most probable at a point (ties lead together):
+    bool [shape=prob.shape]."""
+    n, L = prob.shape
+    if leading <= 0 or leading >= L or n == 0:
+        return np.ones((n, L), dtype=bool)
+    kth = np.partition(prob, L - leading, axis=1)[:, L - leading]
+    return prob >= kth[:, None]
 
 
 def _other_answers(prob: np.ndarray, other: np.ndarray, threshold: float) -> np.ndarray:
@@ -760,11 +815,14 @@ def doubtful_spans(
     """Stretches where more windows would settle what is detected, ``spacing`` seconds on each
     side of a non-silent window that
 
-    * lies within ``margin`` of the threshold of a label that is neither clearly detected (its
+    * lies within ``margin`` of the threshold of a label (or of its threshold plus its
+      :attr:`Detection.margins`, where it applies) that is neither clearly detected (its
       smoothed probability at least ``margin`` above the threshold for ``min_duration``) nor
       clearly absent (never within ``margin`` below it), or
     * falls on the other side of a label's threshold than the window before or after it: the
-      label starts or stops (or the windows disagree) somewhere between them.
+      label starts or stops (or the windows disagree) somewhere between them, or
+    * has a label with a margin among the leading labels where the window before or after it
+      does not (or the other way round), near the thresholds that decide it there.
 
     Returns
     -------
@@ -774,6 +832,10 @@ def doubtful_spans(
     det = act.detection
     cols = [(act.probability[:, j], act.thresholds[lab]) for j, lab in enumerate(act.labels)]
     P = [np.asarray(probabilities, np.float64)[:, j] for j in range(len(act.labels))]
+    for j, lab in enumerate(act.labels):  # a label behind the leading ones: its higher threshold
+        if det.margin(lab):
+            cols.append((act.probability[:, j], act.thresholds[lab] + det.margin(lab)))
+            P.append(P[j])
     if other is not None and act.other is not None and act.other_threshold is not None:
         cols.append((act.other, act.other_threshold))
         P.append(np.asarray(other, np.float64))
@@ -790,6 +852,20 @@ def doubtful_spans(
         change = up[1:] != up[:-1]
         near[1:] |= change
         near[:-1] |= change
+    L = len(act.labels)
+    if det.leading and c.shape[0] > 1 and any(det.margin(lab) for lab in act.labels):
+        # where a label with a margin moves into or out of the leading ones between two windows
+        # while its threshold plus margin would decide it: which of its thresholds applies changes
+        pw = np.column_stack(P[:L])
+        leads = _leads(pw, det.leading)
+        for j, lab in enumerate(act.labels):
+            lo, m = act.thresholds[lab], det.margin(lab)
+            if not m:
+                continue
+            band = (pw[:, j] >= lo - margin) & (pw[:, j] < lo + m + margin)
+            change = (leads[1:, j] != leads[:-1, j]) & (band[1:] | band[:-1])
+            near[1:] |= change
+            near[:-1] |= change
     near &= ~silent
     return merge_ranges([(float(x) - spacing, float(x) + spacing) for x in c[near]])
 

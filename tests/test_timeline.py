@@ -216,3 +216,66 @@ def test_a_presence_inside_a_longer_sound_that_sounds_for_less_than_min_duration
     act = activity(centres, p, np.zeros(len(centres), bool), short, detection=Detection(smoothing=0.0), **kw)
     ((a, b),) = act.ranges("x")
     assert a == pytest.approx(2.0, abs=0.03) and b == pytest.approx(2.6, abs=0.03)
+
+
+def _three_labels(c: float, detection: Detection, *, thresholds: dict[str, float] | None = None) -> Any:
+    """10 s of steady sound: labels a and b lead at 0.6 and 0.5, c behind them at ``c``."""
+    step = 512 / SR
+    n = int(10.0 / step)
+    centres = np.arange(0.5, 10.0, 0.5)
+    probs = np.tile(np.array([0.6, 0.5, c], np.float32), (centres.size, 1))
+    return activity(
+        centres,
+        probs,
+        np.zeros(centres.size, bool),
+        np.full(n, -20.0, np.float32),
+        step=step,
+        duration=10.0,
+        labels=("a", "b", "c"),
+        thresholds=thresholds or {"a": 0.3, "b": 0.3, "c": 0.3},
+        detection=detection,
+    )
+
+
+def test_a_label_behind_the_leading_ones_needs_its_margin_above_its_threshold() -> None:
+    two = Detection(leading=2, margins={"c": 0.05})
+    assert two.margins == (("c", 0.05),) and two.margin("c") == 0.05 and two.margin("a") == 0.0
+    assert two.to_dict()["margins"] == {"c": 0.05} and two.to_dict()["leading"] == 2
+
+    def found(act: Any) -> list[str]:
+        return [lab for j, lab in enumerate(act.labels) if act.active[:, j].any()]
+
+    # c (0.32) holds its threshold (0.3) but is third: it needs 0.35 there
+    act = _three_labels(0.32, two)
+    assert found(act) == ["a", "b"]
+    assert found(_three_labels(0.36, two)) == ["a", "b", "c"]
+    # among the leading three, with the rule off (leading 0), or without a margin: its threshold alone
+    for det in (
+        Detection(leading=3, margins={"c": 0.05}),
+        Detection(margins={"c": 0.05}),
+        Detection(leading=2),
+    ):
+        assert found(_three_labels(0.32, det)) == ["a", "b", "c"], det
+    # an overridden threshold keeps the label's margin: at 0.25 it needs 0.30 behind the others
+    assert act.presence_at("c", 0.25).any() and not act.presence_at("c", 0.3).any()
+    assert found(_three_labels(0.32, two, thresholds={"a": 0.3, "b": 0.3, "c": 0.25})) == ["a", "b", "c"]
+    # one leading label: b (0.5) behind a needs 0.55, c 0.35
+    assert found(_three_labels(0.32, Detection(leading=1, margins={"b": 0.25, "c": 0.05}))) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"leading": -1}, "leading must be a count"),
+        ({"leading": True}, "leading must be a count"),
+        ({"leading": 1.5}, "leading must be a count"),
+        ({"margins": {"a": 1.0}}, "margins must map labels"),
+        ({"margins": {"a": -0.1}}, "margins must map labels"),
+        ({"margins": {"a": float("nan")}}, "margins must map labels"),
+        ({"margins": {3: 0.1}}, "margins must map labels"),
+        ({"margins": ("a",)}, "margins must map labels"),
+    ],
+)
+def test_leading_and_margins_are_checked(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        Detection(**kwargs)

@@ -11,14 +11,12 @@ import numpy as np
 
 from instrunet_core.analysis import OTHER_LABEL
 from instrunet_core.errors import InputError
-from instrunet_core.features import SILENCE_DB
 from instrunet_core.inputs import check_amplitude, check_flag, check_sample_rate, resampler_holdback
 from instrunet_core.timeline import (
     DEFAULT_MIN_DURATION,
     DEFAULT_SMOOTHING,
     EVIDENCE_HOP,
     Activity,
-    Detection,
     Detector,
     with_overrides,
 )
@@ -131,6 +129,9 @@ class Router(Adapter):
         As for :func:`instrunet_core.analyze`: no label is routed where "other" is the answer with
         at least this smoothed probability (open-set models; 1 turns it off; default: the
         model's own).
+    leading : int, optional
+        As for :func:`instrunet_core.analyze`: how many of the most probable labels at a moment
+        need only their thresholds (default: the model's own; 0: every label at its threshold).
     model : Model, str or PathLike, optional
         As for :class:`Tagger`.
     hop : float, optional
@@ -162,6 +163,7 @@ class Router(Adapter):
         model: Any = None,
         hop: float | None = EVIDENCE_HOP,
         other_veto: float | None = None,
+        leading: int | None = None,
     ) -> None:
         from pedalboard import Plugin
 
@@ -208,9 +210,8 @@ class Router(Adapter):
         self.crossfade_ms = float(crossfade_ms)
         self.lookahead = bool(lookahead)
         try:
-            veto = self._clf.model.other_veto if other_veto is None else other_veto
-            self.detection = Detection(
-                smoothing=smoothing, min_duration=min_duration, silence_db=SILENCE_DB, other_veto=veto
+            self.detection = self._clf.model.detection(
+                smoothing=smoothing, min_duration=min_duration, other_veto=other_veto, leading=leading
             )
         except InputError as e:
             raise InputError(f"{self._what}: {e}") from None
