@@ -1,5 +1,6 @@
-"""The packaged default, ``family`` 3.0.0: ``family-compact`` 2.1.0's network with family thresholds
-chosen through the timeline and a veto level of its own (training/reports/default/3.0.0/)."""
+"""The packaged default, ``family`` 3.1.0: ``family-compact`` 2.1.0's network with family thresholds
+chosen through the timeline, a veto level of its own (``family`` 3.0.0, training/reports/default/3.0.0/)
+and margins for the families behind the two leading ones (training/reports/default/3.1.0/)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ SR = 22050
 
 
 def test_the_default_is_the_fast_network_with_its_own_thresholds(installed_registry: object) -> None:
-    m = inet.load_model()
-    assert (m.name, m.version) == ("family", "3.0.0")
+    assert (inet.load_model().name, inet.load_model().version) == ("family", "3.1.0")
+    m = inet.load_model("family", "3.0.0")
     compact = inet.load_model("family-compact", "2.1.0")
     assert m.manifest.sha256 == compact.manifest.sha256  # the same ONNX file
     assert (MODELS / "family" / "3.0.0" / "model.onnx").read_bytes() == (
@@ -38,6 +39,44 @@ def test_the_default_is_the_fast_network_with_its_own_thresholds(installed_regis
     assert compact.other_veto == OTHER_VETO  # no veto of its own in its manifest
     assert inet.load_model("family", "2.1.0").other_veto == OTHER_VETO
     assert "Apache" in (MODELS / "family" / "3.0.0" / "NOTICE").read_text()
+    assert (m.leading, m.margins) == (0, {})
+
+
+def test_the_default_holds_families_behind_the_two_leading_ones_to_a_margin(
+    installed_registry: object,
+) -> None:
+    m, before = inet.load_model(), inet.load_model("family", "3.0.0")
+    assert m.manifest.sha256 == before.manifest.sha256 and m.thresholds == before.thresholds
+    assert (m.other_threshold, m.other_veto, m.embedding_dim) == (0.2, 0.72, 128)
+    assert "Apache" in (MODELS / "family" / "3.1.0" / "NOTICE").read_text()
+    # behind the two leading families, 3.0.0's candidate at lambda 0.75 plus 0.05 (make.py.txt)
+    hi = json.loads((ROOT / "training/reports/default/3.0.0/choose/cand-0.75.json").read_text())["thresholds"]
+    assert m.leading == 2
+    for f, t in m.thresholds.items():
+        assert t + m.margins[f] == pytest.approx(hi[f] + 0.05, abs=1e-4)
+    det = inet.Classifier(m).detection
+    assert (det.leading, dict(det.margins)) == (2, m.margins)
+    assert inet.Classifier(m, leading=0).detection.margin("reed") == 0.0
+    # the bundled ensemble (brass, flute, keyboard, string; no mallet, reed, guitar or vocal): 3.0.0
+    # lists all eight families; mallet, third or lower wherever it holds its threshold, is gone
+    ens = ROOT / "examples" / "ensemble.flac"
+    now = inet.analyze(ens, model=m, analyzers=False)
+    off = inet.analyze(ens, model=m, analyzers=False, leading=0)
+    assert {i.label for i in off.instruments} == set(inet.FAMILIES)
+    assert {i.label for i in now.instruments} == set(inet.FAMILIES) - {"mallet"}
+    assert (now.settings["leading"], off.settings["leading"]) == (2, 0)
+    assert now.settings["margins"] == m.margins
+    # the words people read say the rule an analysis used
+    from instrunet_core.analysis import measures_for
+
+    assert "Where two others are more probable" in measures_for(now.labels, now.settings)["threshold"]
+    assert "more probable" not in measures_for(off.labels, off.settings)["threshold"]
+    assert "behind the two most probable" in inet.MEASURES["threshold"]
+    # brass, in the score from 8.0 to 19.9 s, is listed from about there (3.0.0: from 4.3 s)
+    (brass,) = [i for i in now.instruments if i.label == "brass"]
+    assert brass.ranges[0][0] == pytest.approx(8.6, abs=0.3) and brass.ranges[-1][1] == pytest.approx(
+        20.1, abs=0.3
+    )
 
 
 def test_noise_is_other_and_the_models_own_veto_holds_a_family_off(installed_registry: object) -> None:
@@ -74,6 +113,37 @@ def test_the_models_listing_says_each_models_veto_and_embedding_size(
     assert main(["models", "--json"]) == 0
     rows = {(r["name"], r["version"]): r for r in json.loads(capsys.readouterr().out)}
     got = {k: (rows[k]["other_threshold"], rows[k]["other_veto"], rows[k]["embedding_dim"]) for k in rows}
-    assert got["family", "3.0.0"] == (0.2, 0.72, 128)
+    assert got["family", "3.0.0"] == got["family", "3.1.0"] == (0.2, 0.72, 128)
+    assert (rows["family", "3.1.0"]["leading"], rows["family", "3.0.0"]["leading"]) == (2, 0)
+    assert rows["family", "3.1.0"]["margins"]["reed"] == 0.0688 and rows["family", "3.0.0"]["margins"] == {}
     assert got["family", "2.1.0"] == (0.8, OTHER_VETO, 512)
     assert got["family", "1.0.0"] == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("secondary", "match"),
+    [
+        ({"leading": 0, "margins": {}}, r"secondary\.leading must be an integer from 1 to 7"),
+        ({"leading": 8, "margins": {}}, r"secondary\.leading must be an integer from 1 to 7"),
+        ({"leading": True, "margins": {}}, r"secondary\.leading must be an integer"),
+        ({"leading": 2, "margins": {"banjo": 0.1}}, r"secondary\.margins has unknown label 'banjo'"),
+        (
+            {"leading": 2, "margins": {"reed": 1.0}},
+            r"secondary\.margins\['reed'\] must be a number in \[0, 1\)",
+        ),
+        ({"leading": 2, "margins": {"reed": -0.1}}, r"secondary\.margins\['reed'\] must be a number"),
+        ({"leading": 2, "margins": [0.1]}, r"secondary\.margins must be an object"),
+        ({"leading": 2}, "secondary must be an object with exactly leading and margins"),
+        ({"leading": 2, "margins": {}, "rank": 1}, "secondary must be an object with exactly"),
+        ([2], "secondary must be an object"),
+    ],
+)
+def test_a_manifest_secondary_rule_is_checked(secondary: object, match: str) -> None:
+    raw = json.loads((MODELS / "family" / "3.0.0" / "manifest.json").read_text())
+    raw.pop("manifest_sha256")
+    raw["secondary"] = secondary
+    with pytest.raises(ModelError, match=match):
+        validate_manifest(seal_manifest(raw), where="m.json")
+    raw["secondary"] = {"leading": 2, "margins": {"reed": 0.05}}
+    m = validate_manifest(seal_manifest(raw), where="m.json")
+    assert (m.leading, m.margins) == (2, {"reed": 0.05})
