@@ -700,10 +700,17 @@ def _leads(prob: np.ndarray, leading: int) -> np.ndarray:
     """Where each label is among the ``leading`` most probable at a point (ties lead together):
     bool [shape=prob.shape]."""
     n, L = prob.shape
-    if leading <= 0 or leading >= L or n == 0:
-        return np.ones((n, L), dtype=bool)
-    kth = np.partition(prob, L - leading, axis=1)[:, L - leading]
-    return prob >= kth[:, None]
+    out = np.ones((n, L), dtype=bool)
+    if leading <= 0 or leading >= L:
+        return out
+    for a in range(0, n, _LEAD_ROWS):  # a partitioned copy of a chunk at a time, not of hours
+        part = prob[a : a + _LEAD_ROWS]
+        kth = np.partition(part, L - leading, axis=1)[:, L - leading]
+        np.greater_equal(part, kth[:, None], out=out[a : a + _LEAD_ROWS])
+    return out
+
+
+_LEAD_ROWS = 1 << 16
 
 
 def _other_answers(prob: np.ndarray, other: np.ndarray, threshold: float) -> np.ndarray:
