@@ -194,6 +194,7 @@ def build_manifest(
     other_threshold: float | None = None,
     other_veto: float | None = None,
     embedding_dim: int | None = None,
+    secondary: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A manifest dict in schema order, validated by :func:`instrunet_core.manifest.validate_manifest`.
 
@@ -207,7 +208,9 @@ def build_manifest(
     * ``other_threshold``: the model has the open-set output ``other`` [null, 1] (sigmoid), and
       answers "other" from that probability (``other_veto``: its own level of the timeline's
       "other" veto, ``other.veto``); ``embedding_dim``: it has the output ``embedding``
-      [null, dim].
+      [null, dim];
+    * ``secondary``: the time axis's margins for labels behind the leading ones
+      (``{"leading": int, "margins": {label: float}}``, docs/manifest.md).
     """
     m: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
@@ -262,6 +265,8 @@ def build_manifest(
         m["description"] = description
     if thresholds:
         m["thresholds"] = {k: float(v) for k, v in thresholds.items()}
+    if secondary is not None:
+        m["secondary"] = {"leading": secondary["leading"], "margins": dict(secondary["margins"])}
     m["metrics"] = dict(metrics or {})
     m["training_data"] = dict(training_data or {})
     m["parity"] = dict(parity)

@@ -674,6 +674,7 @@ def export_waveform(
         other_threshold=src.other.get("threshold") if src.other is not None else None,
         other_veto=src.other.get("veto") if src.other is not None else None,
         embedding_dim=src.embedding_dim,
+        secondary=src.secondary,
         source={"name": src.name, "version": src.version, "sha256": src.sha256},
     )
     refs = {"inputs": x_ref16, "outputs": y_ref} if y_ref is not None else None

@@ -316,11 +316,15 @@ def test_an_open_set_model_with_an_embedding_exports_every_output(tmp_path: Path
     assert wave.predict(EXAMPLES / "solo_flute.wav").label == feat.predict(EXAMPLES / "solo_flute.wav").label
 
 
-def test_the_defaults_waveform_artifact_keeps_its_veto(tmp_path: Path) -> None:
+def test_the_defaults_waveform_artifact_keeps_its_veto_and_margins(tmp_path: Path) -> None:
     """An audit (2026-12-07): the waveform-in build of ``family`` 3.0.0 left ``other.veto`` out,
-    so its timeline ran at the runtime's 0.93 instead of the model's 0.72."""
-    source = ROOT / "instrunet_core" / "models" / "family" / "3.0.0"
+    so its timeline ran at the runtime's 0.93 instead of the model's 0.72; 3.1.0's margins for the
+    families behind the leading two (its manifest's ``secondary``) are kept the same way."""
+    source = ROOT / "instrunet_core" / "models" / "family" / "3.1.0"
     assert export_main(["waveform", "--from", str(source), "--out", str(tmp_path)]) == 0
-    out = tmp_path / "family-waveform" / "3.0.0"
+    out = tmp_path / "family-waveform" / "3.1.0"
     assert read_manifest(out).other == read_manifest(source).other
-    assert load_model(out).other_veto == load_model(source).other_veto == 0.72
+    assert read_manifest(out).secondary == read_manifest(source).secondary
+    wave, src = load_model(out), load_model(source)
+    assert wave.other_veto == src.other_veto == 0.72
+    assert (wave.leading, wave.margins) == (src.leading, src.margins) and src.leading == 2
