@@ -176,7 +176,8 @@ def measures_for(labels: Sequence[str], settings: Mapping[str, Any] | None = Non
         min_duration=float(st.get("min_duration", DEFAULT_MIN_DURATION)),
         min_silence=float(st.get("min_silence", DEFAULT_MIN_SILENCE)),
         other_veto=None if st.get("other_veto") is None else float(st["other_veto"]),
-        leading=None if settings is None else int(st.get("leading", 0)),
+        # a count of every label or more leaves no label behind: no margin applies
+        leading=None if settings is None else (k if (k := int(st.get("leading", 0))) < len(labels) else 0),
         margins=dict(st.get("margins") or {}),
     )
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, ModelError, UnknownModelError, one_line
+from .errors import InputError, ModelError, UnknownModelError, one_line, warn
 from .features import DEFAULT_BATCH_SIZE, SILENCE_DB, FrontEnd, batch_features
 from .inputs import SampleRate, check_count, check_float_samples
 from .manifest import DEFAULT_THRESHOLDS, MANIFEST_FILENAME, Manifest, parse_semver, read_manifest
@@ -224,8 +224,9 @@ class Model:
     ) -> Detection:
         """How a timeline decides presence with this model: the model's own veto level
         (:attr:`other_veto`) and leading labels with their margins (:attr:`leading`,
-        :attr:`margins`) unless given (``leading=0``: every label at its threshold alone)."""
-        return Detection(
+        :attr:`margins`) unless given (``leading=0``: every label at its threshold alone). A
+        ``leading`` given for a model without margins changes nothing, and is warned about."""
+        det = Detection(
             smoothing=smoothing,
             min_duration=min_duration,
             silence_db=SILENCE_DB,
@@ -233,6 +234,12 @@ class Model:
             leading=self.leading if leading is None else leading,
             margins=tuple(self.margins.items()),
         )
+        if leading is not None and det.leading and not any(self.margins.values()):
+            warn(
+                f"{self.name} {self.version} has no margins (no secondary in its manifest): leading "
+                f"{det.leading} changes nothing; every label needs its threshold alone"
+            )
+        return det
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, task={self.task!r}, labels={len(self.labels)})"

@@ -119,7 +119,7 @@ class Detection:
     leading : int
         How many of the most probable labels at a moment need only their thresholds there; a
         label behind them needs its threshold plus its margin (``margins``). 0: every label
-        needs only its threshold (no margins apply).
+        needs only its threshold (no margins apply); so does a count of every label or more.
     margins : tuple of (label, float)
         Per label, how far above its threshold its smoothed probability must be where
         ``leading`` labels are more probable (a label left out: 0). A threshold overridden
@@ -171,8 +171,10 @@ class Detection:
         return self.smoothing / 2 + 2 * self.min_duration + self.min_silence
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as an analysis records them (``margins`` as a dict, empty where
+        ``leading`` is 0: none applies)."""
         d: dict[str, Any] = dataclasses.asdict(self)
-        d["margins"] = dict(self.margins)
+        d["margins"] = dict(self.margins) if self.leading else {}
         return d
 
 
@@ -546,6 +548,25 @@ class Activity:
     def sounding_seconds(self) -> float:
         return float(self.sounding.sum() * self.step)
 
+    def clears(self, label: str, threshold: float | None = None) -> np.ndarray:
+        """Where ``label``'s smoothed probability clears what it needs there: its threshold
+        (``threshold``, else its own), plus its :attr:`Detection.margins` where
+        :attr:`Detection.leading` labels are more probable; before the veto and the duration
+        rules (what :meth:`presence_at` then decides on).
+
+        Returns
+        -------
+        np.ndarray [shape=(n,), dtype=bool]
+        """
+        j = self._column(label, "clears")
+        t = self.thresholds[label] if threshold is None else float(threshold)
+        curve = self.probability[:, j]
+        hit = curve >= np.float32(t)
+        margin = self.detection.margin(label)
+        if margin:
+            hit &= _leads(self.probability, self.detection.leading)[:, j] | (curve >= np.float32(t + margin))
+        return hit
+
     def presence_at(self, label: str, threshold: float) -> np.ndarray:
         """Where ``label`` would be detected at another ``threshold``: the same steps on the
         same smoothed probability, for the activity of a whole recording (what choosing a
@@ -555,14 +576,7 @@ class Activity:
         -------
         np.ndarray [shape=(n,), dtype=bool]
         """
-        j = self._column(label, "presence_at")
-        curve = self.probability[:, j]
-        hit = curve >= np.float32(threshold)
-        margin = self.detection.margin(label)
-        if margin:
-            hit &= _leads(self.probability, self.detection.leading)[:, j] | (
-                curve >= np.float32(threshold + margin)
-            )
+        hit = self.clears(label, threshold)
         if self.other is not None and self.other_threshold is not None:
             answered = _other_answers(self.probability, self.other, self.other_threshold)
             hit &= ~_vetoed(answered, self.other, self.detection, self.sounding)

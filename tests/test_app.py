@@ -719,6 +719,25 @@ def test_nothing_detected_says_when_none_of_the_eight_held_the_families_off(inst
     )
 
 
+def test_nothing_detected_names_the_margin_behind_the_leading_families(installed_registry):
+    """An audit (2026-12-07): with family 3.1.0's margins the notice blamed the minimum duration
+    ("reaches its threshold for 3.6 s ... listed only where it holds its threshold for 1 s") where
+    the family was behind the two leading ones and short of its margin."""
+    import instrunet_core as inet
+
+    flute = FLUTE
+    low = {"flute": 0.9, "reed": 0.9, "vocal": 0.2}  # vocal clears 0.2, always behind flute and reed
+    an = inet.analyze(flute, thresholds=low, analyzers=False)
+    assert an.instruments == [] and an.settings["leading"] == 2
+    text = service.nothing_detected_text(an)
+    assert "vocal reaches its threshold (0.20" in text and "two other families are more probable" in text
+    assert "plus 0.075, which it never reaches" in text
+    # without the margins it is listed: the notice is not shown
+    assert [i.label for i in inet.analyze(flute, thresholds=low, analyzers=False, leading=0).instruments] == [
+        "vocal"
+    ]
+
+
 def test_per_instrument_unknown_condition_shows_no_probabilities(installed_registry):
     sr = 8000
     y = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(0.4 * sr)) / sr)  # 0.4 s of tone: too little to judge

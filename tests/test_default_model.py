@@ -147,3 +147,19 @@ def test_a_manifest_secondary_rule_is_checked(secondary: object, match: str) -> 
     raw["secondary"] = {"leading": 2, "margins": {"reed": 0.05}}
     m = validate_manifest(seal_manifest(raw), where="m.json")
     assert (m.leading, m.margins) == (2, {"reed": 0.05})
+
+
+def test_a_leading_count_for_a_model_without_margins_is_warned_about(installed_registry: object) -> None:
+    before = inet.load_model("family", "3.0.0")
+    with pytest.warns(
+        inet.InstrunetWarning, match=r"family 3\.0\.0 has no margins .* leading 2 changes nothing"
+    ):
+        det = inet.Classifier(before, leading=2).detection
+    assert det.margin("reed") == 0.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inet.Classifier(before, leading=0)
+        inet.Classifier(before)
+        inet.Classifier(inet.load_model(), leading=1)

@@ -699,3 +699,21 @@ def test_a_live_router_keeps_its_memory_flat_and_adapters_name_themselves(fluidr
     for cls in (Tagger, StreamTagger):
         with pytest.raises(InputError, match=rf"^{cls.__name__}: keep must be an int >= 1, got 0"):
             cls(model=model, keep=0)
+
+
+def test_the_taggers_take_the_leading_count_as_analyze_does(installed_registry: object) -> None:
+    """An audit (2026-12-07): the taggers' instruments follow family 3.1.0's margins, but they
+    took no ``leading=``, the way back to 3.0.0's listing that analyze and the Router have."""
+    import soundfile as sf
+
+    ens = Path(__file__).resolve().parent.parent / "examples" / "ensemble.flac"
+    y, sr = sf.read(ens, dtype="float32")
+    found = {}
+    for leading in (None, 0):
+        tagger = Tagger(leading=leading)
+        tagger(y, sr)
+        found[leading] = {i.label for i in tagger.instruments}
+        want = instrunet_core.analyze(ens, analyzers=False, refine=False, leading=leading)
+        assert found[leading] == {i.label for i in want.instruments}, leading
+    assert found[0] - found[None] == {"mallet"}
+    assert StreamTagger(leading=0)._clf.detection.leading == 0

@@ -279,3 +279,21 @@ def test_a_label_behind_the_leading_ones_needs_its_margin_above_its_threshold() 
 def test_leading_and_margins_are_checked(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(InputError, match=match):
         Detection(**kwargs)
+
+
+def test_a_leading_count_of_every_label_leaves_no_margin_and_says_none() -> None:
+    from instrunet_core.analysis import measures_for
+
+    # every label leads: no margin applies, as with the rule off
+    act = _three_labels(0.32, Detection(leading=3, margins={"c": 0.05}))
+    assert act.active[:, 2].any()
+    assert Detection(margins={"c": 0.05}).to_dict()["margins"] == {}  # off: none recorded
+    labels = ("a", "b", "c")
+    for k in (0, 3, 1000):
+        assert (
+            "more probable" not in measures_for(labels, {"leading": k, "margins": {"c": 0.05}})["threshold"]
+        )
+    assert (
+        "Where two others are more probable"
+        in measures_for(labels, {"leading": 2, "margins": {"c": 0.05}})["threshold"]
+    )

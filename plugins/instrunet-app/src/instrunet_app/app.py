@@ -143,7 +143,8 @@ def _show_timeline(an: Any, audio: bytes, mime: str, ident: str) -> None:
         st.pyplot(report.timeline_figure(an, narrow=True), clear_figure=True, **_alt("pyplot", alt))
     st.caption(
         "Colours: each family's smoothed probability; outlines: where it is detected (its smoothed "
-        "probability at or above its threshold); grey: silence. Times in m:ss."
+        "probability at or above its threshold, and behind two more probable families its margin "
+        "above it too; see 'threshold' below); grey: silence. Times in m:ss."
     )
     with st.expander("Mean probability per family"):
         bars = ", ".join(f"{lab} {p:.2f}" for lab, p in an.prediction.probabilities.items())

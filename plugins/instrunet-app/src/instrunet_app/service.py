@@ -616,7 +616,8 @@ def nothing_detected_text(an: Any) -> str:
     threshold anywhere (with the nearest family's peak and threshold, the numbers the overall
     prediction beside it does not show); or one does, but where it does the sound is answered
     "none of the eight" (the open-set veto), or only for less than a family must hold to be
-    reported (``min_duration``, or all of a shorter sound)."""
+    reported (``min_duration``, or all of a shorter sound), or mostly behind two more probable
+    families, where it needs its margin above its threshold too (:attr:`Detection.margins`)."""
     base = "No family is detected anywhere in the recording: none reaches its presence threshold."
     act = getattr(an, "activity", None)
     thresholds = an.settings.get("thresholds") or {}
@@ -649,11 +650,27 @@ def nothing_detected_text(an: Any) -> str:
         rule = f"all of a sound shorter than {need:g} s"
     else:
         rule = f"{need:g} s"
+    margin = act.detection.margin(lab) if hasattr(act.detection, "margin") else 0.0
+    clear = where & act.clears(lab, thr) if margin else above
+    if margin and clear.sum() < above.sum():
+        k = int(act.detection.leading)
+        ahead = "another family is" if k == 1 else f"{_COUNT.get(k, str(k))} other families are"
+        kept = float(clear.sum()) * float(act.step)
+        holds = f"which it holds for {seconds_text(kept)}" if kept else "which it never reaches"
+        return (
+            f"No family is detected anywhere in the recording: {lab} reaches its threshold ({shown_thr}; "
+            f"it peaks at {shown_peak}) for {seconds_text(held)} of the {seconds_text(sound)} of sound, but "
+            f"where {ahead} more probable it needs its threshold plus {margin:g}, {holds}; a family is "
+            f"listed only where it holds what it needs for {rule}."
+        )
     return (
         f"No family is detected anywhere in the recording: {lab} reaches its threshold ({shown_thr}; "
         f"it peaks at {shown_peak}) for {seconds_text(held)} of the {seconds_text(sound)} of sound, "
         f"but a family is listed only where it holds its threshold for {rule}."
     )
+
+
+_COUNT = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 
 def _distinct(value: float, threshold: float) -> tuple[str, str]:

@@ -17,7 +17,12 @@ __all__ = ["new_classifier", "Layout", "Adapter"]
 
 
 def new_classifier(
-    model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
+    model: Any = None,
+    *,
+    hop: float | None = None,
+    thresholds: Any = None,
+    keep: int | None = None,
+    leading: int | None = None,
 ) -> Any:
     """The core's :class:`instrunet_core.Classifier` (the only place this plugin creates one).
 
@@ -29,7 +34,7 @@ def new_classifier(
     """
     from instrunet_core import Classifier
 
-    return Classifier(model, hop=hop, thresholds=thresholds, keep=keep)
+    return Classifier(model, hop=hop, thresholds=thresholds, keep=keep, leading=leading)
 
 
 def as_array(audio: Any, what: str) -> np.ndarray:
@@ -161,7 +166,13 @@ class Adapter:
     _what = "Tagger"
 
     def __init__(
-        self, model: Any = None, *, hop: float | None = None, thresholds: Any = None, keep: int | None = None
+        self,
+        model: Any = None,
+        *,
+        hop: float | None = None,
+        thresholds: Any = None,
+        keep: int | None = None,
+        leading: int | None = None,
     ) -> None:
         self._owner = StreamOwner(self._what)
         if thresholds is not None and not isinstance(thresholds, Mapping):
@@ -169,7 +180,7 @@ class Adapter:
                 f"{self._what}: thresholds must be a dict {{label: threshold}}, got {type(thresholds).__name__}"
             )
         try:
-            self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep)
+            self._clf = new_classifier(model, hop=hop, thresholds=thresholds, keep=keep, leading=leading)
         except InputError as e:  # the core's words, prefixed with the object at fault
             msg = str(e)
             raise InputError(msg if msg.startswith(f"{self._what}:") else f"{self._what}: {msg}") from None

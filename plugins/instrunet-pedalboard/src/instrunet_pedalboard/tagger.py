@@ -125,9 +125,10 @@ class _Tagging(Adapter):
         keep: int | None = None,
         on_windows: Callable[[list[Any]], Any] | None = None,
         worker: bool = False,
+        leading: int | None = None,
     ) -> None:
         check_flag(worker, name="worker", what=self._what)
-        super().__init__(model, hop=hop, thresholds=thresholds, keep=keep)
+        super().__init__(model, hop=hop, thresholds=thresholds, keep=keep, leading=leading)
         if on_windows is not None and not callable(on_windows):
             raise InputError(f"{self._what}: on_windows must be callable, got {type(on_windows).__name__}")
         self.on_windows = on_windows
@@ -307,6 +308,10 @@ class Tagger(_Tagging):
         frames: 1.509 s).
     thresholds : dict, optional
         Per-label presence thresholds overriding the model's.
+    leading : int, optional
+        As for :func:`instrunet_core.analyze`: how many of the most probable labels at a moment
+        need only their thresholds in :attr:`instruments` (default: the model's own; 0: every
+        label at its threshold).
     keep : int, optional
         Keep only the last ``keep`` window results (for endless streams); all when omitted
         (one small result per hop: about 2,400 for an hour).
@@ -431,7 +436,7 @@ class StreamTagger(_Tagging):
 
     Parameters
     ----------
-    model, hop, thresholds, keep, worker
+    model, hop, thresholds, keep, worker, leading
         As for :class:`Tagger`.
     on_windows : callable, optional
         Called with the list of :class:`LiveResult` as soon as a block's windows are
