@@ -133,6 +133,12 @@ def _measures(
     }
 
 
+def count_word(n: int) -> str:
+    """A count as people read it in a sentence: "one" to "ten", else the digits."""
+    words = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n - 1] if 1 <= n <= len(words) else str(n)
+
+
 def _behind(one: str, many: str, leading: int | None, margins: Mapping[str, float] | None) -> str:
     """The threshold's words for the :attr:`~instrunet_core.timeline.Detection.leading` rule: as a
     rule (``leading`` None: no analysis to say it for), for an analysis's settings, or nothing."""
@@ -145,8 +151,7 @@ def _behind(one: str, many: str, leading: int | None, margins: Mapping[str, floa
     top = max((float(v) for v in (margins or {}).values()), default=0.0)
     if leading <= 0 or top <= 0:
         return ""
-    words = ("another", "two others", "three others", "four others", "five others")
-    ahead = words[leading - 1] if leading <= len(words) else f"{leading} others"
+    ahead = "another" if leading == 1 else f"{count_word(leading)} others"
     return (
         f" Where {ahead} {'is' if leading == 1 else 'are'} more probable at a moment, a {one} needs its "
         f"threshold plus its margin there (up to {top:g}; in a mixture, what the model spills over "

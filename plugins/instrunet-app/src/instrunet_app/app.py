@@ -16,6 +16,7 @@ import streamlit as st
 
 from instrunet_app import report, service
 from instrunet_core import InstrunetError, load_model
+from instrunet_core.analysis import count_word
 from instrunet_core.timeline import format_time, range_decimals
 from instrunet_core.writers import detected_ranges
 
@@ -141,10 +142,16 @@ def _show_timeline(an: Any, audio: bytes, mime: str, ident: str) -> None:
         st.pyplot(report.timeline_figure(an), clear_figure=True, **_alt("pyplot", alt))
     with st.container(key="timeline-narrow"):
         st.pyplot(report.timeline_figure(an, narrow=True), clear_figure=True, **_alt("pyplot", alt))
+    k = int(an.settings.get("leading") or 0)
+    behind = (
+        f", and behind {'a more probable family' if k == 1 else f'{count_word(k)} more probable families'} its margin "
+        "above it too; see 'threshold' below"
+        if k and any(an.settings.get("margins") or {})
+        else ""
+    )
     st.caption(
         "Colours: each family's smoothed probability; outlines: where it is detected (its smoothed "
-        "probability at or above its threshold, and behind two more probable families its margin "
-        "above it too; see 'threshold' below); grey: silence. Times in m:ss."
+        f"probability at or above its threshold{behind}); grey: silence. Times in m:ss."
     )
     with st.expander("Mean probability per family"):
         bars = ", ".join(f"{lab} {p:.2f}" for lab, p in an.prediction.probabilities.items())

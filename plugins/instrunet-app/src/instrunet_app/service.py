@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from instrunet_core import Analysis, InputError, Model, analyze, get_registry, load_model
+from instrunet_core.analysis import count_word
 from instrunet_core.audio import MP3_SUPPORTED, UNKNOWN_FRAMES, audio_info, ended_early
 from instrunet_core.features import SILENCE_DB
 from instrunet_core.inputs import plain_float, plain_int
@@ -654,7 +655,7 @@ def nothing_detected_text(an: Any) -> str:
     clear = where & act.clears(lab, thr) if margin else above
     if margin and clear.sum() < above.sum():
         k = int(act.detection.leading)
-        ahead = "another family is" if k == 1 else f"{_COUNT.get(k, str(k))} other families are"
+        ahead = "another family is" if k == 1 else f"{count_word(k)} other families are"
         kept = float(clear.sum()) * float(act.step)
         holds = f"which it holds for {seconds_text(kept)}" if kept else "which it never reaches"
         return (
@@ -668,9 +669,6 @@ def nothing_detected_text(an: Any) -> str:
         f"it peaks at {shown_peak}) for {seconds_text(held)} of the {seconds_text(sound)} of sound, "
         f"but a family is listed only where it holds its threshold for {rule}."
     )
-
-
-_COUNT = {2: "two", 3: "three", 4: "four", 5: "five"}
 
 
 def _distinct(value: float, threshold: float) -> tuple[str, str]:
