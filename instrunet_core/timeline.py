@@ -560,12 +560,9 @@ class Activity:
         """
         j = self._column(label, "clears")
         t = self.thresholds[label] if threshold is None else float(threshold)
-        curve = self.probability[:, j]
-        hit = curve >= np.float32(t)
         margin = self.detection.margin(label)
-        if margin:
-            hit &= _leads(self.probability, self.detection.leading)[:, j] | (curve >= np.float32(t + margin))
-        return hit
+        leads = _leads(self.probability, self.detection.leading) if margin else None
+        return _clears(self.probability, j, t, margin, leads)
 
     def presence_at(self, label: str, threshold: float) -> np.ndarray:
         """Where ``label`` would be detected at another ``threshold``: the same steps on the
@@ -688,11 +685,7 @@ def activity(
     active = np.zeros((n, L), dtype=bool)
     leads = _leads(prob, det.leading) if any(det.margin(lab) for lab in labels) else None
     for j in range(L):
-        hit = prob[:, j] >= thr[j]
-        margin = det.margin(labels[j])
-        if margin and leads is not None:
-            hit &= leads[:, j] | (prob[:, j] >= np.float32(thr[j] + margin))
-        active[:, j] = decide(hit & ~vetoed)
+        active[:, j] = decide(_clears(prob, j, float(thr[j]), det.margin(labels[j]), leads) & ~vetoed)
     return Activity(
         step=float(step),
         duration=float(duration),
@@ -708,6 +701,19 @@ def activity(
         other_active=o_active,
         other_threshold=other_threshold,
     )
+
+
+def _clears(
+    prob: np.ndarray, j: int, threshold: float, margin: float, leads: np.ndarray | None
+) -> np.ndarray:
+    """Where column ``j`` of ``prob`` reaches ``threshold``, and ``threshold + margin`` where it is
+    not among the leading labels (``leads``, :func:`_leads`; needed when ``margin`` is not 0)."""
+    curve = prob[:, j]
+    hit = curve >= np.float32(threshold)
+    if margin:
+        assert leads is not None
+        hit &= leads[:, j] | (curve >= np.float32(threshold + margin))
+    return hit
 
 
 def _leads(prob: np.ndarray, leading: int) -> np.ndarray:
