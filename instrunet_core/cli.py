@@ -892,7 +892,11 @@ def _search_with(args: argparse.Namespace, streamed: dict[str, Any]) -> int:
         model = _embedding_model(args)
     except InstrunetError as e:
         return _model_failed(e)
-    lib = Library(model=model_info(model))
+    from .registry import embedding_digests
+
+    # records written before they named their vectors' digest: read as the installed artifact
+    # their manifest names (family 3.0.0's vectors are the default's)
+    lib = Library(model=model_info(model, embedding=True), known=embedding_digests())
     rc = EXIT_OK
     # The libraries written by `instrunet embed` first: their hop is the one the query and the
     # folders are embedded with, when --hop is not given (vectors of two hops differ a little).

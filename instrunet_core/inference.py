@@ -547,7 +547,9 @@ class Classifier:
         if not self.embeddings:
             raise InputError("this Classifier was made without embeddings=True")
         with self._owner.reading():
-            emb = self._log.embedding(model_info(self.model), int(self.model.embedding_dim or 0))
+            emb = self._log.embedding(
+                model_info(self.model, embedding=True), int(self.model.embedding_dim or 0)
+            )
             emb.hop = self.hop_seconds
             return emb
 

@@ -326,6 +326,28 @@ class Manifest:
         return float(self.other.get("veto", OTHER_VETO)) if self.other else None
 
     @property
+    def embedding_sha256(self) -> str | None:
+        """SHA-256 of what decides the vectors :meth:`instrunet_core.Model.embed` returns: the
+        ONNX file (its ``sha256``), the input it takes, the front end that reads the audio, and
+        the embedding output (name and size). Two manifests with the same digest embed every
+        recording alike, whatever their labels, thresholds or detection rules (``family`` 3.0.0
+        and 3.1.0 do); ``None`` for a model without an embedding output.
+
+        Canonical JSON as :func:`manifest_digest`'s, of ``{"sha256", "input", "front_end",
+        "embedding": {"name", "dim"}}`` (the front end as :meth:`FrontEnd.to_dict` writes it,
+        so that defaults written out or left implicit give the same digest)."""
+        if not self.embedding:
+            return None
+        body = {
+            "sha256": self.sha256,
+            "input": dict(self.input),
+            "front_end": None if self.front_end is None else self.front_end.to_dict(),
+            "embedding": {"name": self.embedding.get("name"), "dim": self.embedding_dim},
+        }
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+    @property
     def leading(self) -> int:
         """``secondary.leading``: how many of the most probable labels need only their thresholds
         at a moment (0: every label, the manifest has no ``secondary``)."""

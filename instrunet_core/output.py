@@ -125,15 +125,17 @@ def instrunet_version() -> str:
         return "0+unknown"
 
 
-def model_info(model: Model) -> dict[str, str]:
+def model_info(model: Model, *, embedding: bool = False) -> dict[str, str]:
     """The ``model`` field of every output:
-    ``{name, version, sha256, manifest_sha256, task, input[, provider]}``.
+    ``{name, version, sha256, manifest_sha256, task, input[, provider][, embedding_sha256]}``.
 
     ``model`` is a :class:`~instrunet_core.Model` (anything with a ``manifest``). ``sha256`` is
     the ONNX file's, ``manifest_sha256`` the manifest's digest (its labels, thresholds and front
     end: two manifests for one ONNX file answer differently); ``input`` is the artifact's input
     kind (``"logmel"`` or ``"waveform"``); ``provider`` the onnxruntime execution provider that
-    actually ran it, when ``model`` is a loaded session."""
+    actually ran it, when ``model`` is a loaded session; ``embedding_sha256`` (``embedding=True``,
+    for a model with an embedding output: embedding records and searches) the digest of what
+    decides its vectors (:attr:`~instrunet_core.manifest.Manifest.embedding_sha256`)."""
     m = model.manifest
     info = {"name": m.name, "version": m.version, "sha256": m.sha256}
     digest = m.raw.get("manifest_sha256")  # (manifest.DIGEST_KEY: a layer above this one)
@@ -143,6 +145,9 @@ def model_info(model: Model) -> dict[str, str]:
     provider = getattr(model, "provider", None)
     if isinstance(provider, str):
         info["provider"] = provider
+    key = m.embedding_sha256 if embedding else None
+    if key is not None:
+        info["embedding_sha256"] = key
     return info
 
 

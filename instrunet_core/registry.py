@@ -74,6 +74,7 @@ __all__ = [
     "PluginInfo",
     "Registry",
     "build_registry",
+    "embedding_digests",
     "get_registry",
     "list_models",
     "packaged_versions",
@@ -1021,3 +1022,20 @@ def list_models(*, registry: Registry | None = None) -> list[ModelEntry]:
     except ModelError:
         chosen = None
     return [dataclasses.replace(e, default=e is chosen) for e in reg.models]
+
+
+def embedding_digests(*, registry: Registry | None = None) -> dict[str, str]:
+    """``{manifest_sha256: embedding_sha256}`` of every registered model with an embedding
+    output (broken ones left out): how a search reads a record written before records named
+    the digest of their vectors (:attr:`~instrunet_core.manifest.Manifest.embedding_sha256`) —
+    as the installed artifact its ``manifest_sha256`` names (:class:`~instrunet_core.search.Library`'s
+    ``known``)."""
+    reg = registry or get_registry()
+    out: dict[str, str] = {}
+    for e in reg.models:
+        m = e.manifest
+        digest = None if m is None else m.raw.get("manifest_sha256")
+        key = None if m is None else m.embedding_sha256
+        if isinstance(digest, str) and key is not None:
+            out[digest] = key
+    return out

@@ -9,8 +9,12 @@ vector added is scaled to unit length again (in float64: a hand-made or damaged 
 make a similarity overflow), so that each similarity is a cosine in [-1, 1].
 
 Vectors from different weights live in different spaces, so a library holds one model's
-vectors only (checked by the model's sha256, which names its weights), made with one hop (a
-record's ``hop``, where it has one): mixing them is an
+vectors only, made with one hop (a record's ``hop``, where it has one). Which vectors a record
+holds is the digest of what decides them (its model's ``embedding_sha256``: the ONNX file, its
+input, the front end and the embedding output, not the labels or thresholds, so ``family``
+3.0.0's vectors are 3.1.0's); a record written before records named it is read as the installed
+artifact its ``manifest_sha256`` names (``known``), else by its weights' sha256 and its manifest.
+Mixing them is an
 :class:`~instrunet_core.errors.InputError` that names the file and line, as is a line that is
 not an embedding record. A file added again (a later record for the same file, found through
 its resolved path or, for a hard link, its inode) replaces its earlier vector: the last record
@@ -43,7 +47,7 @@ from .output import EMBEDDING_SCHEMA
 if TYPE_CHECKING:  # annotations only
     from .model import Model
 
-__all__ = ["Library", "Match", "Moment", "other_manifest", "same_weights"]
+__all__ = ["Library", "Match", "Moment", "other_manifest", "same_weights", "vectors_key"]
 
 _NOT_TEXT = "{}: not a text file (expected the JSON lines of `instrunet embed`)"
 
@@ -97,6 +101,20 @@ def other_manifest(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return isinstance(x, str) and isinstance(y, str) and x != y
 
 
+def vectors_key(model: Mapping[str, Any], known: Mapping[str, str] | None = None) -> str | None:
+    """What names the vectors a record's ``model`` member computes: its ``embedding_sha256``
+    (:attr:`~instrunet_core.manifest.Manifest.embedding_sha256`), else, for a record written
+    before records named it, the embedding digest of the artifact its ``manifest_sha256`` names
+    in ``known`` (``{manifest_sha256: embedding_sha256}``, as
+    :func:`instrunet_core.registry.embedding_digests` lists the installed ones); ``None`` when
+    neither says."""
+    key = model.get("embedding_sha256")
+    if isinstance(key, str) and key:
+        return key
+    digest = model.get("manifest_sha256")
+    return known.get(digest) if known and isinstance(digest, str) else None
+
+
 #: The latest time (seconds) a window of a library's recording may start or end: 2**31 s, about
 #: 68 years, more than any file holds (a record beyond it was not written by ``instrunet embed``).
 _MAX_SECONDS = 2.0**31
@@ -143,12 +161,19 @@ class Library:
         How many records :meth:`read` took that hold no hop: written by an instrunet before
         0.2.0, whose windows were not always today's (until 2026-12-06 the last window was not
         aligned to the end), so the same model may embed those files otherwise now.
+    known : dict
+        ``{manifest_sha256: embedding_sha256}`` of the artifacts a record written before records
+        named the digest of their vectors may come from (``instrunet search`` passes
+        :func:`instrunet_core.registry.embedding_digests`, the installed ones; see
+        :func:`vectors_key`): with it, such a record of ``family`` 3.0.0 joins a library of
+        3.1.0's vectors; without it, a record joins only its own manifest's.
     """
 
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     paths: list[str] = dataclasses.field(default_factory=list)
     hop: float | None = None
     earlier: int = 0
+    known: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
     _rows: list[np.ndarray] = dataclasses.field(default_factory=list, repr=False)
     _stacked: np.ndarray | None = dataclasses.field(default=None, repr=False)
     # per recording: its sounding windows' (vectors [T, dim], times [T, 2]), or None
@@ -215,8 +240,19 @@ class Library:
         if problem is not None:
             raise InputError(f"{origin}: the path is not a file name this system can encode")
         v = _unit(_vector(vector, origin))
+        same = self._same_vectors(model)
         if not self.model:
             self.model = dict(model)
+        elif same is False:
+            version = model.get("version")
+            raise InputError(
+                f"{origin}: embedded by {_model_text(model)}, but this search uses {_model_text(self.model)}, "
+                "whose vectors differ (another network, front end or embedding output); vectors of different "
+                f"models cannot be compared (choose that model with --model "
+                f"{model.get('name')}{f'@{version}' if version else ''}, or embed again)"
+            )
+        elif same:
+            pass  # the same vectors, whatever the two manifests say of labels and thresholds
         elif not same_weights(self.model, model):
             version = model.get("version")
             raise InputError(
@@ -236,6 +272,10 @@ class Library:
             )
         elif "manifest_sha256" not in self.model and isinstance(model.get("manifest_sha256"), str):
             self.model["manifest_sha256"] = model["manifest_sha256"]  # (earlier records named none)
+        if vectors_key(self.model, self.known) is None:  # (the library's first records named none)
+            key = vectors_key(model, self.known)
+            if key is not None:
+                self.model["embedding_sha256"] = key
         if hop is not None:
             if not is_seconds(hop):
                 raise InputError(f"{origin}: 'hop' is not a number of seconds > 0, got {str(hop)[:40]}")
@@ -575,15 +615,34 @@ class Library:
                 break
         return out
 
+    def _same_vectors(self, model: Mapping[str, Any]) -> bool | None:
+        """Whether a record's ``model`` computes the library's vectors, where both name them
+        (:func:`vectors_key`); ``None`` where one does not (then its weights and manifest say)."""
+        if not self.model:
+            return None
+        a, b = vectors_key(self.model, self.known), vectors_key(model, self.known)
+        # (the digest covers the ONNX file's sha256: a record naming one digest and other weights
+        # was edited by hand, and is refused)
+        return None if a is None or b is None else a == b and same_weights(self.model, model)
+
     def _check_query(self, query: Embedding) -> None:
         """A query's model and hop against the library's (nothing to check in an empty one)."""
-        if self.model and not same_weights(self.model, query.model):
+        same = self._same_vectors(query.model)
+        if same is False:
+            raise InputError(
+                f"the query was embedded by {_model_text(query.model)}, but this library holds "
+                f"{_model_text(self.model)}'s vectors, which differ (another network, front end or embedding "
+                "output); vectors of different models cannot be compared (embed the query with the library's model)"
+            )
+        if same:
+            pass  # the same vectors, whatever the two manifests say of labels and thresholds
+        elif self.model and not same_weights(self.model, query.model):
             raise InputError(
                 f"the query was embedded by {_model_text(query.model)}, but this library holds "
                 f"{_model_text(self.model)}'s vectors; vectors of different models cannot be compared "
                 "(embed the query with the library's model)"
             )
-        if self.model and other_manifest(self.model, query.model):
+        elif self.model and other_manifest(self.model, query.model):
             raise InputError(
                 f"the query was embedded by {_model_text(query.model)} under another manifest than this "
                 f"library's vectors (manifest_sha256 {str(query.model['manifest_sha256'])[:12]}, the "

@@ -195,11 +195,21 @@ def test_the_same_weights_under_another_manifest_are_not_searched_together(
     open_model: inet.Model, folder: Path
 ) -> None:
     """An upgrade audit: vectors of one ONNX file read through two manifests (another front end:
-    cosine 0.82 for the same file) were ranked together; records name their manifest since 0.2.0."""
+    cosine 0.82 for the same file) were ranked together; records name their manifest since 0.2.0,
+    and the digest of what decides their vectors since 2026-12-07 (``embedding_sha256``: then
+    another manifest with the same digest is searched with them). Records without the digest
+    follow the manifests."""
     lib = Library.embed(open_model, [str(folder / "tone_440.wav")])
     digest = lib.model["manifest_sha256"]
     assert digest == open_model.manifest.raw["manifest_sha256"]
-    other = {**lib.model, "manifest_sha256": "f" * 64}
+    assert lib.model["embedding_sha256"] == open_model.manifest.embedding_sha256
+    relabelled = {**lib.model, "manifest_sha256": "f" * 64}  # other thresholds, the same vectors
+    lib.add("y.wav", [0.0, 1.0, 0.0], relabelled, origin="y.jsonl:1")
+    refronted = {**relabelled, "embedding_sha256": "d" * 64}  # another front end
+    with pytest.raises(InputError, match=r"z.jsonl:1: embedded by openset .*whose vectors differ"):
+        lib.add("z.wav", [0.0, 1.0, 0.0], refronted, origin="z.jsonl:1")
+    lib = Library.embed(open_model, [str(folder / "tone_440.wav")])
+    other = {k: v for k, v in relabelled.items() if k != "embedding_sha256"}
     with pytest.raises(
         InputError,
         match=r"x.jsonl:1: embedded by openset .*\(manifest_sha256 ffffffffffff\), but this search uses "
@@ -209,6 +219,8 @@ def test_the_same_weights_under_another_manifest_are_not_searched_together(
     query = open_model.embed(str(folder / "noise.wav"))
     assert lib.nearest(query, k=1)  # the same model folder: searched
     query.model["manifest_sha256"] = "f" * 64
+    assert lib.nearest(query, k=1)  # the same vectors under another manifest
+    del query.model["embedding_sha256"]  # (a query from before the digest: its manifest decides)
     with pytest.raises(InputError, match="the query was embedded by openset .* under another manifest"):
         lib.nearest(query, k=1)
     # a record written before records named their manifest stands with either; the first named
@@ -767,3 +779,93 @@ def test_a_search_holds_each_vector_once_and_reads_window_vectors_only_for_where
     assert cli_main(["search", q, str(f), *model]) == 0 and " at " not in capsys.readouterr().out
     assert cli_main(["search", q, str(f), *model, "--where"]) == 0
     assert " at " in capsys.readouterr().out
+
+
+def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searched_together(
+    tmp_path: Path, installed_registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """family 3.0.0 and 3.1.0 (and family-compact 2.1.0) are one ONNX file read through one front
+    end with other thresholds and detection rules: their vectors are the same, so a library
+    embedded with 3.0.0 is searched with the default (it was refused as another manifest's).
+    Records written before they named their vectors' digest are read as the installed artifact
+    their manifest names; another front end or network is still refused."""
+    from instrunet_core.output import model_info
+    from instrunet_core.registry import embedding_digests
+
+    old_default = inet.load_model("family", "3.0.0", registry=installed_registry)
+    default = inet.load_model(registry=installed_registry)
+    compact = inet.load_model("family-compact", "2.1.0", registry=installed_registry)
+    before = inet.load_model("family", "2.1.0", registry=installed_registry)
+    assert (default.name, default.version) == ("family", "3.1.0")
+    key = default.manifest.embedding_sha256
+    assert key and old_default.manifest.embedding_sha256 == key == compact.manifest.embedding_sha256
+    assert before.manifest.embedding_sha256 not in (None, key)  # another network
+    assert inet.load_model("family", "1.0.0", registry=installed_registry).manifest.embedding_sha256 is None
+    assert old_default.manifest.raw["manifest_sha256"] != default.manifest.raw["manifest_sha256"]
+    known = embedding_digests(registry=installed_registry)
+    assert known[old_default.manifest.raw["manifest_sha256"]] == key
+
+    y, sr = sf.read(EXAMPLES / "solo_flute.wav", dtype="float32")
+    e, sr2 = sf.read(EXAMPLES / "ensemble.flac", dtype="float32")
+    sf.write(tmp_path / "flute.wav", y, sr)
+    sf.write(tmp_path / "ensemble.wav", e[: 6 * sr2], sr2)
+    a, b = old_default.embed(tmp_path / "flute.wav"), default.embed(tmp_path / "flute.wav")
+    np.testing.assert_array_equal(a.vector, b.vector)
+    assert a.model["embedding_sha256"] == b.model["embedding_sha256"] == key
+    assert "embedding_sha256" not in model_info(default)  # only embedding records and searches
+
+    # the library of 3.0.0's records (one written before records named the digest), the default's query
+    lib = Library(model=model_info(default, embedding=True), known=known)
+    lib.add("flute.wav", a.vector, a.model, origin="lib:1")
+    unnamed = {k: v for k, v in a.model.items() if k != "embedding_sha256"}
+    ens = old_default.embed(tmp_path / "ensemble.wav")
+    lib.add("ensemble.wav", ens.vector, unnamed, origin="lib:2")
+    assert [m.path for m in lib.nearest(b, k=2)] == ["flute.wav", "ensemble.wav"]
+    # without `known`, such a record joins only its own manifest's library (as before)
+    with pytest.raises(InputError, match=r"lib:2: .*under another manifest .*--model family@3.0.0"):
+        Library(model=model_info(default, embedding=True)).add("e.wav", ens.vector, unnamed, origin="lib:2")
+    # the same ONNX file through another front end: another digest, refused whatever the manifests say
+    other_fe = {**a.model, "embedding_sha256": "e" * 64}
+    with pytest.raises(InputError, match=r"lib:3: embedded by family 3.0.0 .*whose vectors differ"):
+        lib.add("x.wav", a.vector, other_fe, origin="lib:3")
+    q = default.embed(tmp_path / "flute.wav")
+    q.model["embedding_sha256"] = "e" * 64
+    with pytest.raises(InputError, match="the query was embedded by family 3.1.0 .*which differ"):
+        lib.nearest(q, k=1)
+    # another network: refused
+    with pytest.raises(InputError, match=r"lib:4: embedded by family 2.1.0 .*whose vectors differ"):
+        lib.add(
+            "y.wav",
+            np.ones(before.embedding_dim or 1),
+            before.embed(tmp_path / "flute.wav").model,
+            origin="lib:4",
+        )
+
+    # `instrunet embed --model family@3.0.0` then `instrunet search` with the default
+    assert (
+        cli_main(
+            ["embed", str(tmp_path / "flute.wav"), str(tmp_path / "ensemble.wav"), "--model", "family@3.0.0"]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert all(json.loads(line)["model"]["embedding_sha256"] == key for line in lines)
+    index = tmp_path / "lib.jsonl"
+    # the second record as an instrunet before this change wrote it: no embedding_sha256
+    rec = json.loads(lines[1])
+    del rec["model"]["embedding_sha256"]
+    index.write_text(lines[0] + "\n" + json.dumps(rec) + "\n")
+    query = tmp_path / "query.wav"
+    sf.write(query, y[: 3 * sr], sr)
+    assert cli_main(["search", str(query), str(index), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    from test_output import _valid
+
+    _valid("search.json", doc)
+    assert doc["model"]["version"] == "3.1.0" and doc["model"]["embedding_sha256"] == key
+    assert [Path(m["path"]).name for m in doc["matches"]] == ["flute.wav", "ensemble.wav"]
+    # the library from family 2.1.0 instead: refused, naming the file and line
+    assert cli_main(["embed", str(tmp_path / "flute.wav"), "--model", "family@2.1.0"]) == 0
+    index.write_text(capsys.readouterr().out)
+    assert cli_main(["search", str(query), str(index)]) == 1
+    assert f"{index}:1: embedded by family 2.1.0" in capsys.readouterr().err
