@@ -193,6 +193,7 @@ def build_manifest(
     source: Mapping[str, Any] | None = None,
     other_threshold: float | None = None,
     other_veto: float | None = None,
+    noise_gate: Mapping[str, Any] | None = None,
     embedding_dim: int | None = None,
     secondary: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -207,8 +208,9 @@ def build_manifest(
       was composed from (when it was);
     * ``other_threshold``: the model has the open-set output ``other`` [null, 1] (sigmoid), and
       answers "other" from that probability (``other_veto``: its own level of the timeline's
-      "other" veto, ``other.veto``); ``embedding_dim``: it has the output ``embedding``
-      [null, dim];
+      "other" veto, ``other.veto``; ``noise_gate``: the parameters of the gate its graph applies
+      to ``other``, ``other.noise_gate``, export.noisegate); ``embedding_dim``: it has the output
+      ``embedding`` [null, dim];
     * ``secondary``: the time axis's margins for labels behind the leading ones
       (``{"leading": int, "margins": {label: float}}``, docs/manifest.md).
     """
@@ -241,6 +243,8 @@ def build_manifest(
         }
         if other_veto is not None:
             m["other"]["veto"] = float(other_veto)
+        if noise_gate is not None:
+            m["other"]["noise_gate"] = dict(noise_gate)
     if embedding_dim is not None:
         m["embedding"] = {"name": "embedding", "shape": [None, int(embedding_dim)], "dtype": "float32"}
     if waveform:

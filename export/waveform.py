@@ -673,6 +673,8 @@ def export_waveform(
         output_name=src.output["name"],
         other_threshold=src.other.get("threshold") if src.other is not None else None,
         other_veto=src.other.get("veto") if src.other is not None else None,
+        # the gate is nodes after the network: composed with the front end, the graph keeps it
+        noise_gate=src.other.get("noise_gate") if src.other is not None else None,
         embedding_dim=src.embedding_dim,
         secondary=src.secondary,
         source={"name": src.name, "version": src.version, "sha256": src.sha256},

@@ -333,13 +333,18 @@ class Manifest:
         recording alike, whatever their labels, thresholds or detection rules (``family`` 3.0.0
         and 3.1.0 do); ``None`` for a model without an embedding output.
 
-        Canonical JSON as :func:`manifest_digest`'s, of ``{"sha256", "input", "front_end",
+        The ONNX file is named by ``embedding.weights_sha256`` where the manifest gives one (the
+        file of the network this graph's embedding output equals: ``family`` 3.2.0 is 3.1.0's
+        graph with a gate after the network), else by ``sha256``. Canonical JSON as
+        :func:`manifest_digest`'s, of ``{"sha256", "input", "front_end",
         "embedding": {"name", "dim"}}`` (the front end as :meth:`FrontEnd.to_dict` writes it,
         so that defaults written out or left implicit give the same digest)."""
         if not self.embedding:
             return None
         body = {
-            "sha256": self.sha256,
+            # a graph made by adding nodes after a network (export.noisegate) embeds as that
+            # network's file, which ``embedding.weights_sha256`` names
+            "sha256": str(self.embedding.get("weights_sha256") or self.sha256),
             "input": dict(self.input),
             "front_end": None if self.front_end is None else self.front_end.to_dict(),
             "embedding": {"name": self.embedding.get("name"), "dim": self.embedding_dim},
@@ -376,8 +381,8 @@ def _fail(where: str, msg: str) -> ModelError:
 _TENSOR_KEYS = {
     "input": ("name", "shape", "dtype", "layout", "kind", "sample_rate"),
     "output": ("name", "shape", "dtype", "activation"),
-    "other": ("name", "shape", "dtype", "activation", "threshold", "veto"),
-    "embedding": ("name", "shape", "dtype"),
+    "other": ("name", "shape", "dtype", "activation", "threshold", "veto", "noise_gate"),
+    "embedding": ("name", "shape", "dtype", "weights_sha256"),
 }
 
 
@@ -799,13 +804,47 @@ def _check_extra_outputs(
                 raise _fail(where, f"other.threshold must be a number in (0, 1), got {_r(t)}")
             if "veto" in d and not is_veto(d["veto"]):
                 raise _fail(where, f"other.veto must be a number in (0, 1], got {_r(d['veto'])}")
+            if "noise_gate" in d:
+                _check_noise_gate(d["noise_gate"], where)
         elif not ok_dim or not 1 <= shape[1] <= MAX_EMBEDDING:
             raise _fail(
                 where,
                 f"embedding.shape must be [null, dim] with 1 <= dim <= {MAX_EMBEDDING}, got {_r(shape)}",
             )
+        elif "weights_sha256" in d and not (
+            isinstance(d["weights_sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", d["weights_sha256"])
+        ):
+            raise _fail(
+                where, f"embedding.weights_sha256 must be 64 hex digits, got {_r(d['weights_sha256'])}"
+            )
         found.append(dict(d))
     return found[0], found[1]
+
+
+def _check_noise_gate(g: Any, where: str) -> None:
+    """``other.noise_gate``: the parameters of a gate inside the graph (``export.noisegate``):
+    the runtime computes nothing from them, they say what the graph does."""
+    keys = ("contrast_db", "softness_db", "bands", "floor_db", "band_floor_db")
+
+    def positive(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+    if not isinstance(g, Mapping) or sorted(g) != sorted(keys):
+        raise _fail(where, f"other.noise_gate must be an object with exactly {list(keys)}, got {_r(g)}")
+    for k in ("contrast_db", "softness_db", "floor_db", "band_floor_db"):
+        if not positive(g[k]):
+            raise _fail(where, f"other.noise_gate.{k} must be a number > 0, got {_r(g[k])}")
+    b = g["bands"]
+    if not (
+        isinstance(b, list)
+        and len(b) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in b)
+        and 0 <= b[0]
+        and b[1] - b[0] >= 3
+    ):
+        raise _fail(
+            where, f"other.noise_gate.bands must be [lo, hi] band indices, 3 or more apart, got {_r(b)}"
+        )
 
 
 def is_veto(v: object) -> bool:
