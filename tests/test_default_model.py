@@ -1,6 +1,7 @@
-"""The packaged default, ``family`` 3.1.0: ``family-compact`` 2.1.0's network with family thresholds
-chosen through the timeline, a veto level of its own (``family`` 3.0.0, training/reports/default/3.0.0/)
-and margins for the families behind the two leading ones (training/reports/default/3.1.0/)."""
+"""The packaged default, ``family`` 3.2.0: ``family-compact`` 2.1.0's network with family thresholds
+chosen through the timeline, a veto level of its own (``family`` 3.0.0, training/reports/default/3.0.0/),
+margins for the families behind the two leading ones (3.1.0, training/reports/default/3.1.0/) and a
+noise gate on its "other" output inside the graph (training/reports/default/3.2.0/)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SR = 22050
 
 
 def test_the_default_is_the_fast_network_with_its_own_thresholds(installed_registry: object) -> None:
-    assert (inet.load_model().name, inet.load_model().version) == ("family", "3.1.0")
+    assert (inet.load_model().name, inet.load_model().version) == ("family", "3.2.0")
     m = inet.load_model("family", "3.0.0")
     compact = inet.load_model("family-compact", "2.1.0")
     assert m.manifest.sha256 == compact.manifest.sha256  # the same ONNX file
@@ -45,8 +46,10 @@ def test_the_default_is_the_fast_network_with_its_own_thresholds(installed_regis
 def test_the_default_holds_families_behind_the_two_leading_ones_to_a_margin(
     installed_registry: object,
 ) -> None:
-    m, before = inet.load_model(), inet.load_model("family", "3.0.0")
+    m, before = inet.load_model("family", "3.1.0"), inet.load_model("family", "3.0.0")
     assert m.manifest.sha256 == before.manifest.sha256 and m.thresholds == before.thresholds
+    default = inet.load_model()  # 3.2.0: the same rule
+    assert (default.thresholds, default.leading, default.margins) == (m.thresholds, m.leading, m.margins)
     assert (m.other_threshold, m.other_veto, m.embedding_dim) == (0.2, 0.72, 128)
     assert "Apache" in (MODELS / "family" / "3.1.0" / "NOTICE").read_text()
     # behind the two leading families, 3.0.0's candidate at lambda 0.75 plus 0.05 (make.py.txt)
@@ -80,7 +83,7 @@ def test_the_default_holds_families_behind_the_two_leading_ones_to_a_margin(
 
 
 def test_noise_is_other_and_the_models_own_veto_holds_a_family_off(installed_registry: object) -> None:
-    m = inet.load_model()
+    m = inet.load_model("family", "3.1.0")  # (the default's veto, without its noise gate)
     assert m.predict(pink(6.0), SR).label == inet.OTHER_LABEL
     short = (0.1 * np.random.default_rng(0).standard_normal(int(2.5 * SR))).astype(np.float32)
     an = inet.analyze(short, SR, model=m, analyzers=False)
@@ -113,7 +116,7 @@ def test_the_models_listing_says_each_models_veto_and_embedding_size(
     assert main(["models", "--json"]) == 0
     rows = {(r["name"], r["version"]): r for r in json.loads(capsys.readouterr().out)}
     got = {k: (rows[k]["other_threshold"], rows[k]["other_veto"], rows[k]["embedding_dim"]) for k in rows}
-    assert got["family", "3.0.0"] == got["family", "3.1.0"] == (0.2, 0.72, 128)
+    assert got["family", "3.0.0"] == got["family", "3.1.0"] == got["family", "3.2.0"] == (0.2, 0.72, 128)
     assert (rows["family", "3.1.0"]["leading"], rows["family", "3.0.0"]["leading"]) == (2, 0)
     assert rows["family", "3.1.0"]["margins"]["reed"] == 0.0688 and rows["family", "3.0.0"]["margins"] == {}
     assert got["family", "2.1.0"] == (0.8, OTHER_VETO, 512)
@@ -163,3 +166,77 @@ def test_a_leading_count_for_a_model_without_margins_is_warned_about(installed_r
         inet.Classifier(before, leading=0)
         inet.Classifier(before)
         inet.Classifier(inet.load_model(), leading=1)
+
+
+def test_the_default_gates_noise_inside_its_graph_and_changes_nothing_else(
+    installed_registry: object,
+) -> None:
+    """family 3.2.0 is 3.1.0's graph with export.noisegate's gate after the network: the families'
+    probabilities and the embedding are 3.1.0's to the last bit, "other" is raised where a window's
+    averaged spectrum is smooth; the gate's parameters are sweep.json's choice (choose.txt)."""
+    from export.noisegate import NoiseGate, gate_probability, spectral_contrast
+    from instrunet_core.features import batch_features
+
+    m, before = inet.load_model(), inet.load_model("family", "3.1.0")
+    assert (m.version, before.version) == ("3.2.0", "3.1.0")
+    chosen = json.loads((ROOT / "training/reports/default/3.2.0/sweep.json").read_text())["chosen"]
+    gate = NoiseGate(
+        contrast_db=chosen["c"], floor_db=chosen["floor"], band_floor_db=chosen["bfloor"], hi=chosen["hi"]
+    )
+    assert m.manifest.other is not None and m.manifest.other["noise_gate"] == gate.to_dict()
+    assert (m.other_threshold, m.other_veto) == (before.other_threshold, before.other_veto)
+    assert "Apache" in (MODELS / "family" / "3.2.0" / "NOTICE").read_text()
+    # one network: the same vectors (a search library of 3.1.0's is searched with 3.2.0)
+    assert (
+        m.manifest.embedding is not None and m.manifest.embedding["weights_sha256"] == before.manifest.sha256
+    )
+    assert m.manifest.embedding_sha256 == before.manifest.embedding_sha256
+    from instrunet_core.audio import load_audio
+
+    y = load_audio(ROOT / "examples" / "ensemble.flac")
+    w = m.front_end.window_samples
+    burst = np.zeros(w, np.float32)
+    burst[: SR // 3] = pink(1.0)[: SR // 3]
+    x = batch_features(np.stack([y[:w], y[5 * SR : 5 * SR + w], pink(3.0)[:w], burst]))
+    a, b = m.outputs_features(x, embedding=True), before.outputs_features(x, embedding=True)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    np.testing.assert_array_equal(a.embedding, b.embedding)
+    assert a.other is not None and b.other is not None
+    got, was_other = np.asarray(a.other).reshape(-1), np.asarray(b.other).reshape(-1)
+    want = np.maximum(was_other, gate_probability(spectral_contrast(x, gate), gate))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got[:2], was_other[:2], atol=1e-6)  # the ensemble: untouched
+    assert got[2] > 0.9 and np.all(got >= was_other - 1e-6)  # pink noise: "other"; never lowered
+
+    # bursts of pink noise between silences were a plucked note to 3.1.0 (guitar); mostly nothing now
+    # (bursts of 0.5 s every 2 s still read as guitar five times in six: the gate is set to cost
+    # the dev instruments and the producer chains almost nothing, choose.txt)
+    def bursts(seconds: float, gap: float, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        parts = []
+        for _ in range(8):
+            n = int(seconds * SR)
+            f = np.fft.rfft(rng.standard_normal(n))
+            f /= np.sqrt(np.maximum(np.arange(f.size), 1))
+            b = np.fft.irfft(f, n)
+            parts += [0.5 * rng.uniform(0.5, 1.0) * b / np.abs(b).max(), np.zeros(int(gap * SR))]
+        return np.concatenate(parts).astype(np.float32)
+
+    for seconds, gap, most in ((1.0, 1.0, 0), (0.3, 1.0, 1)):
+        listed = {"3.1.0": 0, "3.2.0": 0}
+        for seed in range(6):
+            y = bursts(seconds, gap, seed)
+            for model in (before, m):
+                an = inet.analyze(y, SR, model=model, analyzers=False)
+                listed[model.version] += bool(an.instruments)
+                if model is before:
+                    assert [i.label for i in an.instruments] == ["guitar"]
+        assert listed == {"3.1.0": 6, "3.2.0": most}, (seconds, gap, listed)
+    # the bundled pieces list what 3.1.0 lists
+    for name in ("solo_flute.wav", "ensemble.flac"):
+        got = inet.analyze(ROOT / "examples" / name, model=m, analyzers=False)
+        ref = inet.analyze(ROOT / "examples" / name, model=before, analyzers=False)
+        assert [(i.label, i.ranges) for i in got.instruments] == [
+            (i.label, i.ranges) for i in ref.instruments
+        ]
+        assert got.label == ref.label

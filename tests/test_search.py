@@ -98,7 +98,9 @@ def test_read_takes_what_embed_writes_and_names_the_line_of_a_bad_record(
         "not a list of numbers": json.dumps({**rec, "vector": ["a", "b", "c"]}),
         "finite numbers": json.dumps({**rec, "vector": [1.0, float("nan"), 0.0]}),
         "4 values": json.dumps({**rec, "vector": [0.5, 0.5, 0.5, 0.5]}),
-        "cannot be compared": json.dumps({**rec, "model": {**rec["model"], "sha256": "0" * 64}}),
+        "cannot be compared": json.dumps(
+            {**rec, "model": {**rec["model"], "sha256": "0" * 64, "embedding_sha256": "0" * 64}}
+        ),
         "a window lacks": json.dumps({**rec, "windows": [{"start": 0.0, "vector": [1, 0, 0]}]}),
         "is not a number": json.dumps(
             {**rec, "windows": [{"start": "soon", "end": 1.0, "silent": False, "vector": [1, 0, 0]}]}
@@ -286,7 +288,13 @@ def test_cli_search(
     other = tmp_path / "other.jsonl"
     rec = json.loads(index.read_text().splitlines()[0])
     other.write_text(
-        json.dumps({**rec, "model": {**rec["model"], "name": "family", "sha256": "1" * 64}}) + "\n"
+        json.dumps(
+            {
+                **rec,
+                "model": {**rec["model"], "name": "family", "sha256": "1" * 64, "embedding_sha256": "1" * 64},
+            }
+        )
+        + "\n"
     )
     assert cli_main(["search", q, str(other), *model]) == 1
     assert f"{other}:1: embedded by family" in capsys.readouterr().err
@@ -469,7 +477,7 @@ def test_audit_paths_hard_links_model_hint_workers_and_stdin_twice(
     os.link(folder / "tone_440.wav", link)
     q = open_model.embed(link).vector
     assert [Path(m.path).name for m in lib.nearest(q, exclude=link)] == ["tone_330.flac", "noise.wav"]
-    other = {**lib.model, "sha256": "0" * 64, "version": "9.9.9"}
+    other = {**lib.model, "sha256": "0" * 64, "embedding_sha256": "0" * 64, "version": "9.9.9"}
     with pytest.raises(InputError, match=r"choose that model with --model openset@9\.9\.9"):
         lib.add("x.wav", [1.0, 0.0, 0.0], other, origin="x.jsonl:1")
     assert cli_main(["embed", "-", "-", "--model", str(open_model.path)]) == 2
@@ -582,7 +590,14 @@ def test_audit2_stdin_records_hard_links_other_models_and_early_streams(
     assert len(both) == 1 and both.paths == [str(link)] and str(folder / "tone_440.wav") in both
 
     # a query from other weights: refused when it comes as an Embedding, with its model
-    other = inet.Embedding(q.vector, q.windows, q.times, q.silent, {**q.model, "sha256": "0" * 64}, q.hop)
+    other = inet.Embedding(
+        q.vector,
+        q.windows,
+        q.times,
+        q.silent,
+        {**q.model, "sha256": "0" * 64, "embedding_sha256": "0" * 64},
+        q.hop,
+    )
     with pytest.raises(InputError, match=r"the query was embedded by openset .*this library holds"):
         both.nearest(other)
     with pytest.raises(InputError, match=r"hop of 0\.5 s, but this library's vectors have 1\.509 s"):
@@ -785,8 +800,9 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
     tmp_path: Path, installed_registry: Registry, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """family 3.0.0 and 3.1.0 (and family-compact 2.1.0) are one ONNX file read through one front
-    end with other thresholds and detection rules: their vectors are the same, so a library
-    embedded with 3.0.0 is searched with the default (it was refused as another manifest's).
+    end with other thresholds and detection rules, and 3.2.0 adds a gate after that network: their
+    vectors are the same, so a library embedded with 3.0.0 is searched with the default (it was
+    refused as another manifest's).
     Records written before they named their vectors' digest are read as the installed artifact
     their manifest names; another front end or network is still refused."""
     from instrunet_core.output import model_info
@@ -796,7 +812,7 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
     default = inet.load_model(registry=installed_registry)
     compact = inet.load_model("family-compact", "2.1.0", registry=installed_registry)
     before = inet.load_model("family", "2.1.0", registry=installed_registry)
-    assert (default.name, default.version) == ("family", "3.1.0")
+    assert (default.name, default.version) == ("family", "3.2.0")
     key = default.manifest.embedding_sha256
     assert key and old_default.manifest.embedding_sha256 == key == compact.manifest.embedding_sha256
     assert before.manifest.embedding_sha256 not in (None, key)  # another network
@@ -821,8 +837,8 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
     ens = old_default.embed(tmp_path / "ensemble.wav")
     lib.add("ensemble.wav", ens.vector, unnamed, origin="lib:2")
     assert [m.path for m in lib.nearest(b, k=2)] == ["flute.wav", "ensemble.wav"]
-    # without `known`, such a record joins only its own manifest's library (as before)
-    with pytest.raises(InputError, match=r"lib:2: .*under another manifest .*--model family@3.0.0"):
+    # without `known`, such a record joins only a library of its own weights and manifest (as before)
+    with pytest.raises(InputError, match=r"lib:2: embedded by family 3\.0\.0 .*--model family@3\.0\.0"):
         Library(model=model_info(default, embedding=True)).add("e.wav", ens.vector, unnamed, origin="lib:2")
     # the same ONNX file through another front end: another digest, refused whatever the manifests say
     other_fe = {**a.model, "embedding_sha256": "e" * 64}
@@ -830,7 +846,7 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
         lib.add("x.wav", a.vector, other_fe, origin="lib:3")
     q = default.embed(tmp_path / "flute.wav")
     q.model["embedding_sha256"] = "e" * 64
-    with pytest.raises(InputError, match="the query was embedded by family 3.1.0 .*which differ"):
+    with pytest.raises(InputError, match="the query was embedded by family 3.2.0 .*which differ"):
         lib.nearest(q, k=1)
     # another network: refused
     with pytest.raises(InputError, match=r"lib:4: embedded by family 2.1.0 .*whose vectors differ"):
@@ -862,7 +878,7 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
     from test_output import _valid
 
     _valid("search.json", doc)
-    assert doc["model"]["version"] == "3.1.0" and doc["model"]["embedding_sha256"] == key
+    assert doc["model"]["version"] == "3.2.0" and doc["model"]["embedding_sha256"] == key
     assert [Path(m["path"]).name for m in doc["matches"]] == ["flute.wav", "ensemble.wav"]
     # the library from family 2.1.0 instead: refused, naming the file and line
     assert cli_main(["embed", str(tmp_path / "flute.wav"), "--model", "family@2.1.0"]) == 0
