@@ -13,7 +13,7 @@ always see that: a 0.3 s burst of pink noise between silences reads to it as a p
 * the bands' mean over those frames (a spectrum in dB),
 * its **spectral contrast**: the mean absolute second difference along the bands ``lo:hi``
   (each band against the mean of its two neighbours), in dB, over the bands within
-  ``band_floor_db`` of that spectrum's loudest band (:func:`spectral_contrast`): a pure tone's
+  ``band_floor_db`` of the loudest of those bands (:func:`spectral_contrast`): a pure tone's
   few loud bands are all peak (high contrast), noise's many are smooth (low),
 
 and raises the open-set probability where the contrast is low:
@@ -28,6 +28,7 @@ answer, the timeline's veto, the routes of the Pedalboard adapter, the JSON) fol
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -69,16 +70,25 @@ class NoiseGate:
     top_db: float = 80.0
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.contrast_db) and self.contrast_db > 0):
-            raise ExportError(f"noise gate: contrast_db must be a number > 0, got {self.contrast_db!r}")
-        if not (np.isfinite(self.softness_db) and self.softness_db > 0):
-            raise ExportError(f"noise gate: softness_db must be a number > 0, got {self.softness_db!r}")
+        def positive(k: str) -> float:
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+                raise ExportError(f"noise gate: {k} must be a number > 0, got {v!r}")
+            if not (math.isfinite(float(v)) and float(v) > 0):
+                raise ExportError(f"noise gate: {k} must be a number > 0, got {v!r}")
+            return float(v)
+
+        for k in ("contrast_db", "softness_db", "top_db"):
+            positive(k)
+        for k in ("lo", "hi"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ExportError(f"noise gate: {k} must be a whole band index, got {v!r}")
         if not (0 <= self.lo and self.hi - self.lo >= 3):
             raise ExportError(f"noise gate: bands lo:hi must hold 3 or more bands, got {self.lo}:{self.hi}")
         for k in ("floor_db", "band_floor_db"):
-            v = getattr(self, k)
-            if not (0 < v <= self.top_db):
-                raise ExportError(f"noise gate: {k} must be in (0, top_db], got {v!r}")
+            if positive(k) > float(self.top_db):
+                raise ExportError(f"noise gate: {k} must be in (0, top_db], got {getattr(self, k)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """What the manifest's ``other.noise_gate`` records."""
@@ -109,8 +119,9 @@ def spectral_contrast(x: np.ndarray, gate: NoiseGate) -> np.ndarray:
     sounding = (peak >= level).astype(np.float32)
     mean = (x * sounding).sum(axis=2) / np.maximum(sounding.sum(axis=2), np.float32(1.0))
     b = mean[:, gate.lo : gate.hi]
-    d2 = b[:, 1:-1] - np.float32(0.5) * (b[:, :-2] + b[:, 2:])
-    loud = (b[:, 1:-1] >= b.max(axis=1, keepdims=True) - np.float32(gate.band_floor_db / gate.top_db)).astype(
+    mid = b[:, 1:-1]  # the bands with two neighbours: at least the loudest of them counts
+    d2 = mid - np.float32(0.5) * (b[:, :-2] + b[:, 2:])
+    loud = (mid >= mid.max(axis=1, keepdims=True) - np.float32(gate.band_floor_db / gate.top_db)).astype(
         np.float32
     )
     total = (np.abs(d2) * loud).sum(axis=1)
@@ -123,7 +134,8 @@ def gate_probability(contrast: np.ndarray, gate: NoiseGate) -> np.ndarray:
     """``sigmoid((contrast_db - contrast) / softness_db)``: how far a window's contrast says
     "no pitched instrument" (float32)."""
     z = (np.float32(gate.contrast_db) - np.asarray(contrast, np.float32)) / np.float32(gate.softness_db)
-    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    # exp(-logaddexp(0, -z)) = 1 / (1 + exp(-z)), without overflow for a tone's large contrast
+    return np.exp(-np.logaddexp(np.float32(0.0), -z)).astype(np.float32)
 
 
 def add_noise_gate(model: Any, gate: NoiseGate, *, input_name: str = "mel", other_name: str = "other") -> Any:
@@ -152,9 +164,15 @@ def add_noise_gate(model: Any, gate: NoiseGate, *, input_name: str = "mel", othe
         raise ExportError(
             f"noise gate: input {input_name!r} must be [B, n_mels >= {gate.hi}, frames, 1], got {dims}"
         )
-    outs = [o.name for o in g.output]
+    outs = {o.name: o for o in g.output}
     if other_name not in outs:
         raise ExportError(f"noise gate: the graph has no output {other_name!r}")
+    t = outs[other_name].type.tensor_type
+    odims = [d.dim_value for d in t.shape.dim]
+    if t.elem_type != TensorProto.FLOAT or len(odims) != 2 or odims[1] not in (0, 1):
+        raise ExportError(f"noise gate: output {other_name!r} must be float32 [B, 1], got {odims}")
+    if inputs[input_name].type.tensor_type.elem_type != TensorProto.FLOAT:
+        raise ExportError(f"noise gate: input {input_name!r} must be float32")
     if any(n.name.startswith(PREFIX) for n in g.node):
         raise ExportError("noise gate: the graph has one already")
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -213,7 +231,7 @@ def add_noise_gate(model: Any, gate: NoiseGate, *, input_name: str = "mel", othe
         [mid, node("Mul", [const("half", 0.5), node("Add", [left, right], "sides")], "halfsides")],
         "d2",
     )
-    top = reduce("ReduceMax", bands, 1, "loudest", 1)  # [B, 1]
+    top = reduce("ReduceMax", mid, 1, "loudest", 1)  # [B, 1]: of the bands with two neighbours
     cut = node("Sub", [top, const("band_floor", gate.band_floor_db / gate.top_db)], "cut")
     loud = node("Cast", [node("GreaterOrEqual", [mid, cut], "is_loud")], "loud", to=TensorProto.FLOAT)
     total_d2 = reduce(

@@ -336,18 +336,38 @@ class Manifest:
         The ONNX file is named by ``embedding.weights_sha256`` where the manifest gives one (the
         file of the network this graph's embedding output equals: ``family`` 3.2.0 is 3.1.0's
         graph with a gate after the network), else by ``sha256``. Canonical JSON as
-        :func:`manifest_digest`'s, of ``{"sha256", "input", "front_end",
-        "embedding": {"name", "dim"}}`` (the front end as :meth:`FrontEnd.to_dict` writes it,
-        so that defaults written out or left implicit give the same digest)."""
+        :func:`manifest_digest`'s, of ``{"sha256", "input": {"name", "kind", "shape"},
+        "front_end": {...}, "embedding": {"name", "dim"}}``, every value resolved and of one type
+        (``fmax`` in Hz, whole numbers as ints, the rest as floats) and the front end by a fixed
+        list of fields: a manifest that writes a default out and one that leaves it implicit
+        (``fmin: 0`` or ``0.0``, ``fmax: null`` or the Nyquist rate) give the same digest."""
         if not self.embedding:
             return None
+        fe = self.front_end
+        front = None
+        if fe is not None:
+            front = {
+                "sample_rate": int(fe.sample_rate),
+                "n_fft": int(fe.n_fft),
+                "hop_length": int(fe.hop_length),
+                "n_mels": int(fe.n_mels),
+                "fmin": float(fe.fmin),
+                "fmax": float(fe.fmax_hz),
+                "frames": int(fe.frames),
+                "top_db": float(fe.top_db),
+                "normalization": str(fe.normalization),
+            }
         body = {
             # a graph made by adding nodes after a network (export.noisegate) embeds as that
             # network's file, which ``embedding.weights_sha256`` names
             "sha256": str(self.embedding.get("weights_sha256") or self.sha256),
-            "input": dict(self.input),
-            "front_end": None if self.front_end is None else self.front_end.to_dict(),
-            "embedding": {"name": self.embedding.get("name"), "dim": self.embedding_dim},
+            "input": {
+                "name": str(self.input.get("name")),
+                "kind": self.input_kind,
+                "shape": [None if d is None else int(d) for d in self.input.get("shape", [])],
+            },
+            "front_end": front,
+            "embedding": {"name": str(self.embedding.get("name")), "dim": self.embedding_dim},
         }
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
         return hashlib.sha256(text.encode("ascii")).hexdigest()
@@ -805,7 +825,7 @@ def _check_extra_outputs(
             if "veto" in d and not is_veto(d["veto"]):
                 raise _fail(where, f"other.veto must be a number in (0, 1], got {_r(d['veto'])}")
             if "noise_gate" in d:
-                _check_noise_gate(d["noise_gate"], where)
+                _check_noise_gate(d["noise_gate"], where, data)
         elif not ok_dim or not 1 <= shape[1] <= MAX_EMBEDDING:
             raise _fail(
                 where,
@@ -817,11 +837,21 @@ def _check_extra_outputs(
             raise _fail(
                 where, f"embedding.weights_sha256 must be 64 hex digits, got {_r(d['weights_sha256'])}"
             )
+        elif "weights_sha256" in d and not (
+            isinstance(data.get("other"), Mapping) and "noise_gate" in data["other"]
+        ):
+            # the one graph that embeds as another file: a network with a gate after it; a retrained
+            # network whose manifest was copied from such an artifact must not inherit the claim
+            raise _fail(
+                where,
+                "embedding.weights_sha256 names the network a gated graph embeds as (export.noisegate), "
+                "but this manifest has no other.noise_gate",
+            )
         found.append(dict(d))
     return found[0], found[1]
 
 
-def _check_noise_gate(g: Any, where: str) -> None:
+def _check_noise_gate(g: Any, where: str, data: Mapping[str, Any]) -> None:
     """``other.noise_gate``: the parameters of a gate inside the graph (``export.noisegate``):
     the runtime computes nothing from them, they say what the graph does."""
     keys = ("contrast_db", "softness_db", "bands", "floor_db", "band_floor_db")
@@ -845,6 +875,16 @@ def _check_noise_gate(g: Any, where: str) -> None:
         raise _fail(
             where, f"other.noise_gate.bands must be [lo, hi] band indices, 3 or more apart, got {_r(b)}"
         )
+    fe = data.get("front_end")
+    if isinstance(fe, Mapping):  # (what the gate reads: the input's bands and its dB scale)
+        n_mels, top_db = fe.get("n_mels", 128), fe.get("top_db", 80.0)
+        if isinstance(n_mels, int) and b[1] > n_mels:
+            raise _fail(where, f"other.noise_gate.bands {_r(b)} reach past the input's {n_mels} mel bands")
+        for k in ("floor_db", "band_floor_db"):
+            if isinstance(top_db, (int, float)) and g[k] > top_db:
+                raise _fail(
+                    where, f"other.noise_gate.{k} {_r(g[k])} exceeds the front end's top_db {_r(top_db)}"
+                )
 
 
 def is_veto(v: object) -> bool:

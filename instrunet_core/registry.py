@@ -1026,16 +1026,27 @@ def list_models(*, registry: Registry | None = None) -> list[ModelEntry]:
 
 def embedding_digests(*, registry: Registry | None = None) -> dict[str, str]:
     """``{manifest_sha256: embedding_sha256}`` of every registered model with an embedding
-    output (broken ones left out): how a search reads a record written before records named
+    output (broken ones left out), and ``{sha256: embedding_sha256}`` of each ONNX file whose
+    registered artifacts all embed alike: how a search reads a record written before records named
     the digest of their vectors (:attr:`~instrunet_core.manifest.Manifest.embedding_sha256`) —
     as the installed artifact its ``manifest_sha256`` names (:class:`~instrunet_core.search.Library`'s
     ``known``)."""
     reg = registry or get_registry()
     out: dict[str, str] = {}
+    by_file: dict[str, set[str | None]] = {}
     for e in reg.models:
         m = e.manifest
-        digest = None if m is None else m.raw.get("manifest_sha256")
-        key = None if m is None else m.embedding_sha256
+        if m is None:
+            continue
+        digest = m.raw.get("manifest_sha256")
+        key = m.embedding_sha256
         if isinstance(digest, str) and key is not None:
             out[digest] = key
+        by_file.setdefault(m.sha256, set()).add(key)
+    # records from before records named their manifest say only the ONNX file: mapped where every
+    # installed artifact of that file embeds alike (family 3.0.0, 3.1.0, family-compact 2.1.0)
+    for sha, keys in by_file.items():
+        (key,) = keys if len(keys) == 1 else (None,)
+        if key is not None:
+            out.setdefault(sha, key)
     return out

@@ -106,13 +106,27 @@ def vectors_key(model: Mapping[str, Any], known: Mapping[str, str] | None = None
     (:attr:`~instrunet_core.manifest.Manifest.embedding_sha256`), else, for a record written
     before records named it, the embedding digest of the artifact its ``manifest_sha256`` names
     in ``known`` (``{manifest_sha256: embedding_sha256}``, as
-    :func:`instrunet_core.registry.embedding_digests` lists the installed ones); ``None`` when
-    neither says."""
+    :func:`instrunet_core.registry.embedding_digests` lists the installed ones; a record written
+    before records named their manifest, by its ONNX file's ``sha256``, which ``known`` also maps
+    where every installed artifact of that file embeds alike); ``None`` when neither says."""
     key = model.get("embedding_sha256")
     if isinstance(key, str) and key:
         return key
+    if not known:
+        return None
     digest = model.get("manifest_sha256")
-    return known.get(digest) if known and isinstance(digest, str) else None
+    if isinstance(digest, str):
+        return known.get(digest)
+    sha = model.get("sha256")
+    return known.get(sha) if isinstance(sha, str) else None
+
+
+#: Said where a record without the digest of its vectors is refused by a library without
+#: ``known``: records of one network under another manifest may still be the same vectors.
+_KNOWN_HINT = (
+    "; records written before they named their vectors' digest are read as the installed model "
+    "they name with Library(known=instrunet_core.registry.embedding_digests())"
+)
 
 
 #: The latest time (seconds) a window of a library's recording may start or end: 2**31 s, about
@@ -148,7 +162,8 @@ class Library:
     ----------
     model : dict
         The ``model`` member of the records (name, version, sha256, …): given, or the first
-        record's; every record added must name the same weights.
+        record's; every record added must compute the same vectors (:func:`vectors_key`; for
+        records that do not say, the same weights and manifest).
     paths : list of str
         The recordings, in the order first added (a file added again keeps its place).
     vectors : np.ndarray [shape=(n, dim), dtype=float32]
@@ -259,7 +274,7 @@ class Library:
                 f"{origin}: embedded by {_model_text(model)}, but this search uses "
                 f"{_model_text(self.model)}; vectors of different models cannot be compared "
                 f"(choose that model with --model {model.get('name')}{f'@{version}' if version else ''}, "
-                "or embed again)"
+                f"or embed again{_KNOWN_HINT if not self.known else ''})"
             )
         elif other_manifest(self.model, model):
             version = model.get("version")
@@ -269,6 +284,7 @@ class Library:
                 f"another manifest ({str(self.model['manifest_sha256'])[:12]}: the same ONNX file with another "
                 "front end, labels or thresholds, whose vectors may differ); choose that model with --model "
                 f"{model.get('name')}{f'@{version}' if version else ''} (or its folder), or embed again"
+                f"{_KNOWN_HINT if not self.known else ''}"
             )
         elif "manifest_sha256" not in self.model and isinstance(model.get("manifest_sha256"), str):
             self.model["manifest_sha256"] = model["manifest_sha256"]  # (earlier records named none)
@@ -387,6 +403,7 @@ class Library:
         *,
         name: str | None = None,
         windows: bool = True,
+        known: Mapping[str, str] | None = None,
     ) -> Library:
         """The records of JSON lines written by ``instrunet embed`` (or ``Embedding.to_dict()``
         objects with a ``path``, one per line), from a file or an open text stream (stdin in a
@@ -402,7 +419,7 @@ class Library:
             whose ``schema`` is another's included), or it mixes models (each error names the
             file, or the stream by ``name``, else its own name or ``<stdin>``, and the line).
         """
-        lib = into if into is not None else cls()
+        lib = into if into is not None else cls(known=dict(known or {}))
         if isinstance(source, (str, os.PathLike)):
             name = check_path(source)
             try:
@@ -518,6 +535,7 @@ class Library:
         into: Library | None = None,
         on_error: Callable[[str, InstrunetError | OSError], None] | None = None,
         workers: int | None = None,
+        known: Mapping[str, str] | None = None,
     ) -> Library:
         """Embed ``files`` with ``model`` (:meth:`Model.embed <instrunet_core.model.Model.embed>`);
         ``windows``: keep their sounding windows' vectors too (for :meth:`nearest`'s ``where``).
@@ -537,7 +555,7 @@ class Library:
                 f"Library.embed: files must be a list of paths, got one {type(files).__name__} "
                 "(one file: [path])"
             )
-        lib = into if into is not None else cls()
+        lib = into if into is not None else cls(known=dict(known or {}))
         if hop is None:
             hop = lib.hop
         for item in files:
@@ -640,7 +658,7 @@ class Library:
             raise InputError(
                 f"the query was embedded by {_model_text(query.model)}, but this library holds "
                 f"{_model_text(self.model)}'s vectors; vectors of different models cannot be compared "
-                "(embed the query with the library's model)"
+                f"(embed the query with the library's model{_KNOWN_HINT if not self.known else ''})"
             )
         elif self.model and other_manifest(self.model, query.model):
             raise InputError(
@@ -648,7 +666,7 @@ class Library:
                 f"library's vectors (manifest_sha256 {str(query.model['manifest_sha256'])[:12]}, the "
                 f"library's {str(self.model['manifest_sha256'])[:12]}: another front end, labels or "
                 "thresholds for the same ONNX file); embed the query with the model folder that embedded "
-                "the library"
+                f"the library{_KNOWN_HINT if not self.known else ''}"
             )
         if self.hop is not None and query.hop is not None and abs(float(query.hop) - self.hop) > 1e-6:
             raise InputError(

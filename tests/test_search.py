@@ -885,3 +885,62 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
     index.write_text(capsys.readouterr().out)
     assert cli_main(["search", str(query), str(index)]) == 1
     assert f"{index}:1: embedded by family 2.1.0" in capsys.readouterr().err
+
+
+def test_the_vectors_digest_reads_what_a_manifest_means_and_old_records_resolve_by_their_file(
+    tmp_path: Path, installed_registry: Registry
+) -> None:
+    """An audit: the digest changed with how a manifest wrote a value (fmin 0 or 0.0, fmax null
+    or the Nyquist rate); a record from before records named their manifest (its ONNX file only)
+    of the default's network was refused by the default; the Python API's refusal did not say how
+    to read old records as the installed models they name."""
+    from instrunet_core.manifest import seal_manifest, validate_manifest
+    from instrunet_core.output import model_info
+    from instrunet_core.registry import embedding_digests
+
+    default = inet.load_model(registry=installed_registry)
+    raw = json.loads((default.path / "manifest.json").read_text())
+    raw.pop("manifest_sha256")
+    spelled = {**raw, "front_end": {**raw["front_end"], "fmin": 0, "fmax": 11025.0, "top_db": 80}}
+    a = validate_manifest(seal_manifest(raw), where="a").embedding_sha256
+    assert a == validate_manifest(seal_manifest(spelled), where="b").embedding_sha256
+    other_fe = {**raw, "front_end": {**raw["front_end"], "top_db": 60.0}}
+    assert a != validate_manifest(seal_manifest(other_fe), where="c").embedding_sha256
+    # a record naming 3.0.0's ONNX file only (before 0.2.0): the file of 3.0.0, 3.1.0 and
+    # family-compact 2.1.0, which all embed alike, so `known` maps it
+    old = inet.load_model("family", "3.0.0", registry=installed_registry)
+    ancient = {k: v for k, v in model_info(old).items() if k in ("name", "version", "sha256", "task")}
+    known = embedding_digests(registry=installed_registry)
+    assert known[old.manifest.sha256] == default.manifest.embedding_sha256
+    lib = Library(model=model_info(default, embedding=True), known=known)
+    lib.add("a.wav", np.ones(128), ancient, origin="lib:1")
+    with pytest.raises(
+        InputError, match=r"lib:1: .*Library\(known=instrunet_core\.registry\.embedding_digests\(\)\)"
+    ):
+        Library(model=model_info(default, embedding=True)).add("a.wav", np.ones(128), ancient, origin="lib:1")
+    # Library.read takes `known` too
+    index = tmp_path / "lib.jsonl"
+    index.write_text(json.dumps({"path": "x.wav", "model": ancient, "vector": [1.0] * 128}) + "\n")
+    assert len(Library.read(index, known=known)) == 1
+
+
+def test_every_packaged_weights_sha256_claim_holds(installed_registry: Registry) -> None:
+    """A manifest's embedding.weights_sha256 says its graph embeds as another ONNX file: for every
+    packaged artifact that says so, the file is packaged and the two embed bit for bit alike."""
+    from instrunet_core.features import batch_features
+    from instrunet_core.registry import list_models
+
+    entries = [e for e in list_models(registry=installed_registry) if e.manifest is not None]
+    by_file = {e.manifest.sha256: e for e in entries if e.manifest is not None}
+    claims = [
+        e for e in entries if e.manifest is not None and (e.manifest.embedding or {}).get("weights_sha256")
+    ]
+    assert claims, "family 3.2.0 claims 3.1.0's network"
+    y = sf.read(EXAMPLES / "ensemble.flac", dtype="float32")[0].mean(axis=1)
+    x = batch_features(np.stack([y[i * 30000 : i * 30000 + 65024] for i in range(4)]))
+    for e in claims:
+        assert e.manifest is not None and e.manifest.embedding is not None
+        named = by_file[e.manifest.embedding["weights_sha256"]]
+        a = inet.load_model(e.path).outputs_features(x, embedding=True).embedding
+        b = inet.load_model(named.path).outputs_features(x, embedding=True).embedding
+        np.testing.assert_array_equal(a, b)
