@@ -255,10 +255,10 @@ class Library:
         if problem is not None:
             raise InputError(f"{origin}: the path is not a file name this system can encode")
         v = _unit(_vector(vector, origin))
-        same = self._same_vectors(model)
+        why = self._mismatch(model)
         if not self.model:
             self.model = dict(model)
-        elif same is False:
+        elif why == "vectors":
             version = model.get("version")
             raise InputError(
                 f"{origin}: embedded by {_model_text(model)}, but this search uses {_model_text(self.model)}, "
@@ -266,9 +266,7 @@ class Library:
                 f"models cannot be compared (choose that model with --model "
                 f"{model.get('name')}{f'@{version}' if version else ''}, or embed again)"
             )
-        elif same:
-            pass  # the same vectors, whatever the two manifests say of labels and thresholds
-        elif not same_weights(self.model, model):
+        elif why == "weights":
             version = model.get("version")
             raise InputError(
                 f"{origin}: embedded by {_model_text(model)}, but this search uses "
@@ -276,7 +274,7 @@ class Library:
                 f"(choose that model with --model {model.get('name')}{f'@{version}' if version else ''}, "
                 f"or embed again{_KNOWN_HINT if not self.known else ''})"
             )
-        elif other_manifest(self.model, model):
+        elif why == "manifest":
             version = model.get("version")
             raise InputError(
                 f"{origin}: embedded by {_model_text(model)} (manifest_sha256 "
@@ -633,34 +631,38 @@ class Library:
                 break
         return out
 
-    def _same_vectors(self, model: Mapping[str, Any]) -> bool | None:
-        """Whether a record's ``model`` computes the library's vectors, where both name them
-        (:func:`vectors_key`); ``None`` where one does not (then its weights and manifest say)."""
+    def _mismatch(self, model: Mapping[str, Any]) -> str | None:
+        """Why a record's (or a query's) ``model`` cannot join the library's vectors: ``"vectors"``
+        (both name their vectors' digest, :func:`vectors_key`, and the digests differ),
+        ``"weights"`` or ``"manifest"`` (where one names none: another ONNX file, or the same file
+        under another manifest); ``None`` where it can, or the library is empty."""
         if not self.model:
             return None
         a, b = vectors_key(self.model, self.known), vectors_key(model, self.known)
-        # (not the ONNX files' sha256: family 3.2.0's graph adds a gate after 3.1.0's network and
-        # embeds as it does; the digest names the network's file)
-        return None if a is None or b is None else a == b
+        if a is not None and b is not None:
+            # (not the ONNX files' sha256: family 3.2.0's graph adds a gate after 3.1.0's network
+            # and embeds as it does; the digest names the network's file)
+            return None if a == b else "vectors"
+        if not same_weights(self.model, model):
+            return "weights"
+        return "manifest" if other_manifest(self.model, model) else None
 
     def _check_query(self, query: Embedding) -> None:
         """A query's model and hop against the library's (nothing to check in an empty one)."""
-        same = self._same_vectors(query.model)
-        if same is False:
+        why = self._mismatch(query.model)
+        if why == "vectors":
             raise InputError(
                 f"the query was embedded by {_model_text(query.model)}, but this library holds "
                 f"{_model_text(self.model)}'s vectors, which differ (another network, front end or embedding "
                 "output); vectors of different models cannot be compared (embed the query with the library's model)"
             )
-        if same:
-            pass  # the same vectors, whatever the two manifests say of labels and thresholds
-        elif self.model and not same_weights(self.model, query.model):
+        if why == "weights":
             raise InputError(
                 f"the query was embedded by {_model_text(query.model)}, but this library holds "
                 f"{_model_text(self.model)}'s vectors; vectors of different models cannot be compared "
                 f"(embed the query with the library's model{_KNOWN_HINT if not self.known else ''})"
             )
-        elif self.model and other_manifest(self.model, query.model):
+        if why == "manifest":
             raise InputError(
                 f"the query was embedded by {_model_text(query.model)} under another manifest than this "
                 f"library's vectors (manifest_sha256 {str(query.model['manifest_sha256'])[:12]}, the "
