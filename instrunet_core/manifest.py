@@ -148,7 +148,11 @@ def manifest_digest(data: Mapping[str, Any]) -> str:
     ``manifest_sha256`` covers the labels, their order, the front end, the thresholds and
     the ONNX file's ``sha256`` — so the whole artifact is covered by one check.
     """
-    body = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    return _canonical_sha256({k: v for k, v in data.items() if k != DIGEST_KEY})
+
+
+def _canonical_sha256(body: Any) -> str:
+    """SHA-256 of ``body``'s canonical JSON (the form :func:`manifest_digest` documents)."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
@@ -369,8 +373,7 @@ class Manifest:
             "front_end": front,
             "embedding": {"name": str(self.embedding.get("name")), "dim": self.embedding_dim},
         }
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-        return hashlib.sha256(text.encode("ascii")).hexdigest()
+        return _canonical_sha256(body)
 
     @property
     def leading(self) -> int:
