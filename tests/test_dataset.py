@@ -11,7 +11,7 @@ import soundfile as sf
 from conftest import SR, write_nsynth_note
 
 from instrunet_core.labels import FAMILIES
-from training.dataset import ExampleSpec, is_real, make_examples, shape_note, split_notes
+from training.dataset import ExampleSpec, fragment, is_real, make_examples, shape_note, split_notes
 
 
 def test_shape_note_lengths_and_onset() -> None:
@@ -209,3 +209,35 @@ def test_chords_sound_other_notes_of_the_same_instrument(tmp_path: Path) -> None
         == dataclasses.replace(base, chord_prob=0.0).key()
         != dataclasses.replace(base, chord_prob=0.5).key()
     )
+
+
+def test_fragments_are_sounding_stretches_with_silence_around() -> None:
+    """fragment_prob cuts an other clip to one or two of its sounding stretches (a word, a hit):
+    gaps under 80 ms stay inside one stretch, each stretch is at most 1.2 s, silence (nothing
+    else of the clip) between two; a silent clip comes back as it was; the cache key changes
+    only when the option is on."""
+
+    # three "words" of 0.3 s, 0.5 s (with a 40 ms gap inside) and 2 s, 0.5 s of silence apart
+    def tone(s: float) -> np.ndarray:
+        return (0.5 * np.sin(2 * np.pi * 220 * np.arange(int(s * SR)) / SR)).astype(np.float32)
+
+    gap = np.zeros(SR // 2, np.float32)
+    y = np.concatenate([gap, tone(0.3), gap, tone(0.23), np.zeros(int(0.04 * SR), np.float32), tone(0.23)])
+    y = np.concatenate([y, gap, tone(2.0), gap])
+    lengths = set()
+    for seed in range(60):
+        z = fragment(np.random.default_rng(seed), y, SR)
+        assert z.dtype == np.float32 and np.all(np.isfinite(z))
+        loud = np.abs(z) > 0.01
+        runs = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+        # zero crossings make short quiet runs inside a tone: count stretches split by >= 0.1 s
+        starts = [a for i, a in enumerate(runs[::2]) if i == 0 or a - runs[1::2][i - 1] > SR // 10]
+        assert 1 <= len(starts) <= 2
+        assert len(z) <= 2 * 1.2 * SR + 0.6 * SR + 2
+        lengths.add(round(len(z) / SR, 1) if len(starts) == 1 else None)
+    assert {0.3, 0.5, 1.2} <= lengths  # each word whole (the gapped one too), the long one cut
+    silent = np.zeros(SR, np.float32)
+    assert fragment(np.random.default_rng(0), silent, SR) is silent
+    base = ExampleSpec("train", 10, 3)
+    assert base.key() == dataclasses.replace(base, fragment_prob=0.0).key()
+    assert base.key() != dataclasses.replace(base, fragment_prob=0.5).key()

@@ -24,7 +24,10 @@ family is playing, but something sounds: drums, synths, speech, noise).
   generated noise (a share ``noise_share``), target ``other``. With ``other_under_prob`` an
   instrument example gets other material mixed in (drums under a band, noise under a solo)
   at -20..-3 dB; the families are labelled by the same audibility rule, and ``other`` only
-  when no family remains audible.
+  when no family remains audible. With ``fragment_prob`` an other clip from the split's files
+  is cut to one or two of its sounding stretches (:func:`fragment`: a word, a hit, a short
+  tone; at most 1.2 s each) with silence around them: the short spoken word or single drum
+  hit that a window of continuous material does not show.
 * Real libraries: with probability ``real_prob`` the instrument is drawn among the family's
   real recorded instruments (notes whose metadata names a ``library``), when it has any, so
   that a handful of real libraries weigh as much as the many SoundFont programs.
@@ -125,10 +128,11 @@ class ExampleSpec:
     # ((family, chance), ...): real_prob for those families instead (the others keep real_prob)
     real_prob_family: tuple[tuple[str, float], ...] = ()
     chord_prob: float = 0.0  # chance that a note sounds as a chord of its instrument (_chord)
+    fragment_prob: float = 0.0  # chance that an other clip is cut to short sounding stretches
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
-        for name in ("real_prob_family", "chord_prob"):
+        for name in ("real_prob_family", "chord_prob", "fragment_prob"):
             if not d[name]:  # so that the sets cached before the field keep their keys
                 del d[name]
         blob = json.dumps(d, sort_keys=True).encode()
@@ -412,8 +416,53 @@ def _other_clip(rng: np.random.Generator, spec: ExampleSpec, n: int, sr: int) ->
         return y, "noise"
     o = _OTHERS[int(rng.integers(len(_OTHERS)))]
     y = _load_file(o.path, sr)
+    if spec.fragment_prob > 0 and rng.random() < spec.fragment_prob:
+        y = fragment(rng, y, sr)
+        return _place(y, n, int(rng.uniform(0.0, 0.6) * n)), o.name
     at = int(rng.uniform(-0.5 * max(len(y) - n, 0), 0.4 * n)) if spec.random_crop else 0
     return _place(y, n, at), o.name
+
+
+#: :func:`fragment`: frames of 10 ms; a frame sounds within this many dB of the clip's loudest.
+FRAGMENT_FLOOR_DB = 30.0
+
+
+def fragment(rng: np.random.Generator, y: np.ndarray, sr: int) -> np.ndarray:
+    """One or two sounding stretches of ``y`` (runs of 10 ms frames within
+    :data:`FRAGMENT_FLOOR_DB` of its loudest frame, gaps under 80 ms closed, 0.1 s or longer
+    where ``y`` has such, each cut to at most 1.2 s, with 5 ms fades), 0.1-0.6 s of silence
+    between them; ``y`` itself when nothing in it sounds."""
+    hop = max(1, sr // 100)
+    m = len(y) // hop
+    if m == 0:
+        return y
+    rms = np.sqrt(np.mean(np.square(y[: m * hop].reshape(m, hop), dtype=np.float64), axis=1))
+    if not rms.max() > 0:
+        return y
+    on = rms > rms.max() * 10 ** (-FRAGMENT_FLOOR_DB / 20)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+    runs: list[list[int]] = []  # [start, end) frames; gaps under 80 ms closed (one word, one hit)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if runs and a - runs[-1][1] < 8:
+            runs[-1][1] = int(b)
+        else:
+            runs.append([int(a), int(b)])
+    runs = [r for r in runs if r[1] - r[0] >= 10] or runs  # 0.1 s or more where there is such
+    fade = max(1, sr // 200)
+    pieces: list[np.ndarray] = []
+    for k in range(1 if rng.random() < 0.7 else 2):
+        a, b = runs[int(rng.integers(len(runs)))]
+        a, b = a * hop, min(b * hop, a * hop + int(1.2 * sr))
+        z = y[a:b].astype(np.float32, copy=True)
+        f = min(fade, len(z) // 2)
+        if f:
+            ramp = np.linspace(0.0, 1.0, f, dtype=np.float32)
+            z[:f] *= ramp
+            z[-f:] *= ramp[::-1]
+        if k:
+            pieces.append(np.zeros(int(rng.uniform(0.1, 0.6) * sr), np.float32))
+        pieces.append(z)
+    return np.concatenate(pieces)
 
 
 def _example(

@@ -106,6 +106,8 @@ class Config:
     pre_silence_prob: float = 0.0  # chance of silence before the onset
     # chance that a SoundFont note sounds as a chord of its instrument (the training set only)
     chord_prob: float = 0.0
+    # chance that an other clip is cut to one or two short sounding stretches (the training set only)
+    fragment_prob: float = 0.0
     ensemble_prob: float = 0.0  # chance of an ensemble of 2-5 parts (per-window labels)
     other_prob: float = 0.0  # chance of an "other" example (drums, synths, speech, noise)
     other_under_prob: float = 0.0  # chance of other sound mixed under an instrument example
@@ -558,6 +560,7 @@ def build_sets(cfg: Config, *, keep_audio: bool = False) -> Sets:
             real_prob=cfg.real_prob,
             real_prob_family=real_prob_family(cfg.real_prob_family),
             chord_prob=cfg.chord_prob,
+            fragment_prob=cfg.fragment_prob,
             music_prob=cfg.music_prob,
             pre_silence_prob=cfg.pre_silence_prob,
             irs=cfg.irs,
@@ -1150,6 +1153,7 @@ _NUMBERS = {
         "music_prob",
         "pre_silence_prob",
         "chord_prob",
+        "fragment_prob",
         "ensemble_prob",
         "other_prob",
         "other_under_prob",
