@@ -75,6 +75,7 @@ def experiments_table(folders: Sequence[Path]) -> list[str]:
 #: ``NAME=METRICS_JSON:ARTIFACT_DIR``, paths from the repository root (seed_v3 is exported into
 #: runs/, not shipped: its report's numbers are tabled, its latency is not measured).
 DOC_MODELS = (
+    "family-3.3.0=training/reports/default/3.3.0/metrics.json:instrunet_core/models/family/3.3.0",
     "family-3.2.0=training/reports/default/3.2.0/metrics.json:instrunet_core/models/family/3.2.0",
     "family-3.0.0=training/reports/default/3.0.0/metrics.json:instrunet_core/models/family/3.0.0",
     "family-2.1.0=training/reports/default/2.1.0/metrics.json:instrunet_core/models/family/2.1.0",

@@ -177,8 +177,8 @@ def test_available_models_default_first(installed_registry):
     default = load_model()  # the version the core loads without a name
     assert names[0] == "family" and models[0].default
     assert models[0].title == f"family {default.version} (default)"
-    # the default's previous version is offered beside it (family 3.1.0, the previous default)
-    assert [m.version for m in models if m.name == "family" and not m.default] == ["3.1.0"]
+    # the default's previous version is offered beside it (family 3.2.0, the previous default)
+    assert [m.version for m in models if m.name == "family" and not m.default] == ["3.2.0"]
     assert "baseline" in names  # the model plugin make test installs
 
 
@@ -192,7 +192,7 @@ def test_the_pinned_default_model_is_the_apps_default(installed_registry, monkey
     assert (models[0].name, models[0].version, models[0].default) == ("family", "2.0.0", True)
     assert models[0].version == load_model().version
     newest = [m for m in models if m.name == "family" and not m.default]
-    assert [m.version for m in newest] == ["3.2.0", "1.0.0"]  # family's newest, and the version before
+    assert [m.version for m in newest] == ["3.3.0", "1.0.0"]  # family's newest, and the version before
     assert [m.title for m in models].count("family 2.0.0 (default)") == 1
 
 

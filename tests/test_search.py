@@ -801,15 +801,18 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
 ) -> None:
     """family 3.0.0 and 3.1.0 (and family-compact 2.1.0) are one ONNX file read through one front
     end with other thresholds and detection rules, and 3.2.0 adds a gate after that network: their
-    vectors are the same, so a library embedded with 3.0.0 is searched with the default (it was
-    refused as another manifest's).
+    vectors are the same, so a library embedded with 3.0.0 is searched with 3.2.0 (it was
+    refused as another manifest's); the default since 3.3.0, another network, refuses it.
     Records written before they named their vectors' digest are read as the installed artifact
     their manifest names; another front end or network is still refused."""
     from instrunet_core.output import model_info
     from instrunet_core.registry import embedding_digests
 
     old_default = inet.load_model("family", "3.0.0", registry=installed_registry)
-    default = inet.load_model(registry=installed_registry)
+    default = inet.load_model("family", "3.2.0", registry=installed_registry)
+    newest = inet.load_model(registry=installed_registry)
+    assert (newest.name, newest.version) == ("family", "3.3.0")
+    assert newest.manifest.embedding_sha256 not in (None, default.manifest.embedding_sha256)
     compact = inet.load_model("family-compact", "2.1.0", registry=installed_registry)
     before = inet.load_model("family", "2.1.0", registry=installed_registry)
     assert (default.name, default.version) == ("family", "3.2.0")
@@ -873,7 +876,11 @@ def test_one_network_and_front_end_under_two_manifests_embed_alike_and_are_searc
     index.write_text(lines[0] + "\n" + json.dumps(rec) + "\n")
     query = tmp_path / "query.wav"
     sf.write(query, y[: 3 * sr], sr)
-    assert cli_main(["search", str(query), str(index), "--json"]) == 0
+    # the default (3.3.0, another network) refuses it, naming the line and the model that reads it
+    assert cli_main(["search", str(query), str(index)]) == 1
+    err = capsys.readouterr().err
+    assert f"{index}:1: embedded by family 3.0.0" in err and "--model family@3.0.0" in err, err
+    assert cli_main(["search", str(query), str(index), "--json", "--model", "family@3.2.0"]) == 0
     doc = json.loads(capsys.readouterr().out)
     from test_output import _valid
 
@@ -898,7 +905,7 @@ def test_the_vectors_digest_reads_what_a_manifest_means_and_old_records_resolve_
     from instrunet_core.output import model_info
     from instrunet_core.registry import embedding_digests
 
-    default = inet.load_model(registry=installed_registry)
+    default = inet.load_model("family", "3.2.0", registry=installed_registry)  # 3.0.0's network
     raw = json.loads((default.path / "manifest.json").read_text())
     raw.pop("manifest_sha256")
     spelled = {**raw, "front_end": {**raw["front_end"], "fmin": 0, "fmax": 11025.0, "top_db": 80}}
