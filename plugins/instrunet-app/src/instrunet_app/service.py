@@ -219,8 +219,8 @@ class AppResult:
 
 def available_models(*, registry: Any = None) -> list[ModelChoice]:
     """Usable registered models, newest version of each name, the default first, and the
-    default name's previous version (``family`` 3.1.0 beside 3.2.0: the previous default, without
-    the noise gate on "other"; docs/models.md).
+    default name's previous version (``family`` 3.2.0 beside 3.3.0: the previous default, the
+    same graph around the network before its last training; docs/models.md).
 
     The default is the model ``instrunet`` and ``load_model()`` use without a name, version
     included: ``INSTRUNET_DEFAULT_MODEL=family@2.0.0`` offers family 2.0.0 first, as the default,
