@@ -68,6 +68,7 @@ import numpy as np
 
 from instrunet_core.features import DEFAULT_FRONT_END, FrontEnd, batch_features
 from instrunet_core.labels import FAMILIES
+from instrunet_core.timeline import merge_ranges
 
 from .nsynth import Note, load_audio, load_split
 from .others import Other, load_others, noise
@@ -441,18 +442,15 @@ def fragment(rng: np.random.Generator, y: np.ndarray, sr: int) -> np.ndarray:
         return y
     on = rms > rms.max() * 10 ** (-FRAGMENT_FLOOR_DB / 20)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
-    runs: list[list[int]] = []  # [start, end) frames; gaps under 80 ms closed (one word, one hit)
-    for a, b in zip(edges[::2], edges[1::2], strict=True):
-        if runs and a - runs[-1][1] < 8:
-            runs[-1][1] = int(b)
-        else:
-            runs.append([int(a), int(b)])
-    runs = [r for r in runs if r[1] - r[0] >= 10] or runs  # 0.1 s or more where there is such
+    # [start, end) frames, gaps under 80 ms closed (one word, one hit); 0.1 s or more where there is such
+    runs = merge_ranges(list(zip(edges[::2], edges[1::2], strict=True)), gap=7)
+    runs = [r for r in runs if r[1] - r[0] >= 10] or runs
     fade = max(1, sr // 200)
     pieces: list[np.ndarray] = []
     for k in range(1 if rng.random() < 0.7 else 2):
-        a, b = runs[int(rng.integers(len(runs)))]
-        a, b = a * hop, min(b * hop, a * hop + int(1.2 * sr))
+        start, end = runs[int(rng.integers(len(runs)))]
+        a = int(start) * hop
+        b = min(int(end) * hop, a + int(1.2 * sr))
         z = y[a:b].astype(np.float32, copy=True)
         f = min(fade, len(z) // 2)
         if f:
