@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,21 @@ class NoiseGate:
         for k in ("floor_db", "band_floor_db"):
             if positive(k) > float(self.top_db):
                 raise ExportError(f"noise gate: {k} must be in (0, top_db], got {getattr(self, k)!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, top_db: float = 80.0) -> NoiseGate:
+        """The gate a manifest's ``other.noise_gate`` records (:meth:`to_dict` read back; ``top_db``
+        is the front end's, which the manifest keeps there)."""
+        lo, hi = d["bands"]
+        return cls(
+            contrast_db=d["contrast_db"],
+            softness_db=d["softness_db"],
+            lo=lo,
+            hi=hi,
+            floor_db=d["floor_db"],
+            band_floor_db=d["band_floor_db"],
+            top_db=top_db,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """What the manifest's ``other.noise_gate`` records."""

@@ -271,9 +271,8 @@ def test_the_default_is_the_gated_graph_around_a_network_that_knows_more_other(
         "other": before.other_threshold,
     }
     assert set(report["weight_average"]["weights"].values()) == {0.5}
-    g = dict(m.manifest.other["noise_gate"])
-    lo, hi = g.pop("bands")
-    gate = NoiseGate(lo=lo, hi=hi, **g)
+    gate = NoiseGate.from_dict(m.manifest.other["noise_gate"], top_db=m.front_end.top_db)
+    assert gate.to_dict() == m.manifest.other["noise_gate"]
     from instrunet_core.audio import load_audio
 
     y = load_audio(ROOT / "examples" / "ensemble.flac")
