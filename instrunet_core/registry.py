@@ -1046,7 +1046,7 @@ def embedding_digests(*, registry: Registry | None = None) -> dict[str, str]:
     # records from before records named their manifest say only the ONNX file: mapped where every
     # installed artifact of that file embeds alike (family 3.0.0, 3.1.0, family-compact 2.1.0)
     for sha, keys in by_file.items():
-        (key,) = keys if len(keys) == 1 else (None,)
+        key = next(iter(keys)) if len(keys) == 1 else None
         if key is not None:
             out.setdefault(sha, key)
     return out

@@ -150,6 +150,12 @@ def _model_text(m: Mapping[str, Any]) -> str:
     return f"{m.get('name')} {m.get('version')}" + (f" (sha256 {sha}…)" if sha else "")
 
 
+def _model_flag(m: Mapping[str, Any]) -> str:
+    """The ``--model`` option that chooses the model a record names (``name@version``)."""
+    version = m.get("version")
+    return f"--model {m.get('name')}{f'@{version}' if version else ''}"
+
+
 #: How every record `instrunet embed` writes begins (where one glued to a torn line starts).
 _RECORD_START = '{"schema": "' + EMBEDDING_SCHEMA + '"'
 
@@ -259,30 +265,24 @@ class Library:
         if not self.model:
             self.model = dict(model)
         elif why == "vectors":
-            version = model.get("version")
             raise InputError(
                 f"{origin}: embedded by {_model_text(model)}, but this search uses {_model_text(self.model)}, "
                 "whose vectors differ (another network, front end or embedding output); vectors of different "
-                f"models cannot be compared (choose that model with --model "
-                f"{model.get('name')}{f'@{version}' if version else ''}, or embed again)"
+                f"models cannot be compared (choose that model with {_model_flag(model)}, or embed again)"
             )
         elif why == "weights":
-            version = model.get("version")
             raise InputError(
                 f"{origin}: embedded by {_model_text(model)}, but this search uses "
                 f"{_model_text(self.model)}; vectors of different models cannot be compared "
-                f"(choose that model with --model {model.get('name')}{f'@{version}' if version else ''}, "
-                f"or embed again{_KNOWN_HINT if not self.known else ''})"
+                f"(choose that model with {_model_flag(model)}, or embed again{self._hint()})"
             )
         elif why == "manifest":
-            version = model.get("version")
             raise InputError(
                 f"{origin}: embedded by {_model_text(model)} (manifest_sha256 "
                 f"{str(model['manifest_sha256'])[:12]}), but this search uses {_model_text(self.model)} under "
                 f"another manifest ({str(self.model['manifest_sha256'])[:12]}: the same ONNX file with another "
-                "front end, labels or thresholds, whose vectors may differ); choose that model with --model "
-                f"{model.get('name')}{f'@{version}' if version else ''} (or its folder), or embed again"
-                f"{_KNOWN_HINT if not self.known else ''}"
+                f"front end, labels or thresholds, whose vectors may differ); choose that model with "
+                f"{_model_flag(model)} (or its folder), or embed again{self._hint()}"
             )
         elif "manifest_sha256" not in self.model and isinstance(model.get("manifest_sha256"), str):
             self.model["manifest_sha256"] = model["manifest_sha256"]  # (earlier records named none)
@@ -631,6 +631,10 @@ class Library:
                 break
         return out
 
+    def _hint(self) -> str:
+        """:data:`_KNOWN_HINT` where this library reads records without ``known``."""
+        return "" if self.known else _KNOWN_HINT
+
     def _mismatch(self, model: Mapping[str, Any]) -> str | None:
         """Why a record's (or a query's) ``model`` cannot join the library's vectors: ``"vectors"``
         (both name their vectors' digest, :func:`vectors_key`, and the digests differ),
@@ -660,7 +664,7 @@ class Library:
             raise InputError(
                 f"the query was embedded by {_model_text(query.model)}, but this library holds "
                 f"{_model_text(self.model)}'s vectors; vectors of different models cannot be compared "
-                f"(embed the query with the library's model{_KNOWN_HINT if not self.known else ''})"
+                f"(embed the query with the library's model{self._hint()})"
             )
         if why == "manifest":
             raise InputError(
@@ -668,7 +672,7 @@ class Library:
                 f"library's vectors (manifest_sha256 {str(query.model['manifest_sha256'])[:12]}, the "
                 f"library's {str(self.model['manifest_sha256'])[:12]}: another front end, labels or "
                 "thresholds for the same ONNX file); embed the query with the model folder that embedded "
-                f"the library{_KNOWN_HINT if not self.known else ''}"
+                f"the library{self._hint()}"
             )
         if self.hop is not None and query.hop is not None and abs(float(query.hop) - self.hop) > 1e-6:
             raise InputError(
